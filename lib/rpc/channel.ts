@@ -1,0 +1,61 @@
+/**
+ * A Channel is an ordered, reliable, message-framed pipe between two services: what a transport
+ * (Unix socket, NATS) offers to the handshake and then to the RPC session. Messages are text.
+ */
+export interface Channel {
+  /** Queue one message. Throws when the message is longer than `maxMessage` or the channel is closed. */
+  send(message: string): void;
+  /** The next message; rejects once the channel is closed. */
+  receive(): Promise<string>;
+  /** Close both directions; pending and later `receive()` calls reject with `reason`. */
+  close(reason?: Error): void;
+  /** Called once, when the channel closes for any reason. */
+  onClose(callback: (reason: Error) => void): void;
+  readonly closed: boolean;
+  /** Largest message (in UTF-8 bytes) either side may send; checked before anything is buffered. */
+  readonly maxMessage: number;
+  /** Where the peer is, for logs (never used for authorisation). */
+  readonly description: string;
+}
+
+export class ChannelClosedError extends Error {
+  constructor(message = 'channel closed') {
+    super(message);
+    this.name = 'ChannelClosedError';
+  }
+}
+
+/**
+ * The receive side shared by every transport: a queue of arrived messages and of waiting readers.
+ * Transports push what they decode and call `fail` when the link ends.
+ */
+export class Inbox {
+  #messages: string[] = [];
+  #waiters: { resolve: (m: string) => void; reject: (e: Error) => void }[] = [];
+  #error: Error | undefined;
+  /** Messages held but not yet read: transports stop reading from the wire above a bound. */
+  get backlog(): number {
+    return this.#messages.length;
+  }
+
+  push(message: string): void {
+    if (this.#error) return;
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve(message);
+    else this.#messages.push(message);
+  }
+
+  fail(error: Error): void {
+    if (this.#error) return;
+    this.#error = error;
+    this.#messages.length = 0;
+    for (const w of this.#waiters.splice(0)) w.reject(error);
+  }
+
+  receive(): Promise<string> {
+    const next = this.#messages.shift();
+    if (next !== undefined) return Promise.resolve(next);
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * An RPC session: capnweb over an authenticated Channel, with per-session quotas and trace context.
+ * Each session has its own import/export tables, so a capability reference is meaningful only on the
+ * connection it was handed out on: a number guessed, replayed after release, or copied from another
+ * session names nothing, and capnweb aborts the session that sends it.
+ */
+import { context } from '@opentelemetry/api';
+import { RpcSession, RpcTarget, type RpcCompatible, type RpcStub, type RpcTransport } from 'capnweb';
+import type { Channel } from './channel.ts';
+import type { PeerIdentity } from './handshake.ts';
+import { CallAccounting, DEFAULT_QUOTAS, QuotaExceededError, type Quotas } from './quotas.ts';
+import { activeTraceparent, contextFrom, parseTraceparent } from './trace.ts';
+import type { SpanContext } from '@opentelemetry/api';
+
+const CALL = /^\["(?:push|stream)"/;
+const TRACEPARENT_LENGTH = 55;
+
+class MeshTransport implements RpcTransport {
+  /** Trace context of the call message most recently handed to capnweb. */
+  incomingTrace: SpanContext | undefined;
+  exportCount: () => number = () => 0;
+  readonly #accounting: CallAccounting;
+  readonly #channel: Channel;
+  readonly #quotas: Quotas;
+  constructor(channel: Channel, quotas: Quotas) {
+    this.#channel = channel;
+    this.#quotas = quotas;
+    this.#accounting = new CallAccounting(quotas);
+  }
+
+  get inFlight(): number {
+    return this.#accounting.inFlight;
+  }
+
+  send(message: string): void {
+    this.#accounting.outgoing(message);
+    const tp = CALL.test(message) ? activeTraceparent() : undefined;
+    this.#channel.send(tp ? `${tp}\n${message}` : message);
+  }
+
+  async receive(): Promise<string> {
+    const raw = await this.#channel.receive();
+    let message = raw;
+    this.incomingTrace = undefined;
+    if (raw.charCodeAt(0) !== 0x5b /* [ */) {
+      if (raw.charCodeAt(TRACEPARENT_LENGTH) !== 0x0a) throw new Error('malformed RPC frame: expected a traceparent line');
+      this.incomingTrace = parseTraceparent(raw.slice(0, TRACEPARENT_LENGTH));
+      message = raw.slice(TRACEPARENT_LENGTH + 1);
+    }
+    this.#accounting.incoming(message);
+    if (this.exportCount() > this.#quotas.maxExports) {
+      throw new QuotaExceededError(`peer holds more than ${this.#quotas.maxExports} exported objects`);
+    }
+    return message;
+  }
+
+  abort(reason: unknown): void {
+    this.#channel.close(reason instanceof Error ? reason : new Error(String(reason)));
+  }
+}
+
+export interface SessionStats {
+  imports: number;
+  exports: number;
+  callsInFlight: number;
+}
+
+export class MeshSession<Remote extends RpcCompatible<Remote> = undefined> {
+  readonly remote: RpcStub<Remote>;
+  readonly closed: Promise<Error>;
+  readonly #session: RpcSession<Remote>;
+  readonly #transport: MeshTransport;
+
+  readonly channel: Channel;
+  readonly peer: PeerIdentity;
+
+  constructor(channel: Channel, peer: PeerIdentity, local: RpcTarget | undefined, quotas: Partial<Quotas> = {}) {
+    this.channel = channel;
+    this.peer = peer;
+    const q = { ...DEFAULT_QUOTAS, ...quotas };
+    this.#transport = new MeshTransport(channel, q);
+    this.closed = new Promise((resolve) => channel.onClose(resolve));
+    const main = local ? this.#traced(local) : undefined;
+    this.#session = new RpcSession<Remote>(this.#transport, main, { limits: { maxDepth: q.maxDepth, maxMessageSize: q.maxMessage } });
+    this.#transport.exportCount = () => this.#session.getStats().exports;
+    this.remote = this.#session.getRemoteMain();
+  }
+
+  stats(): SessionStats {
+    return { ...this.#session.getStats(), callsInFlight: this.#transport.inFlight };
+  }
+
+  close(reason: Error = new Error('session closed')): void {
+    this.channel.close(reason);
+  }
+
+  get isClosed(): boolean {
+    return this.channel.closed;
+  }
+
+  /**
+   * Wrap a target so each method the peer calls runs inside the caller's trace context. capnweb
+   * dispatches a call synchronously while it handles the message, so the transport's
+   * `incomingTrace` is that call's context. (A call pipelined on an unresolved promise is
+   * dispatched later and starts a fresh trace.)
+   */
+  #traced<T extends RpcTarget>(target: T): T {
+    const transport = this.#transport;
+    return new Proxy(target, {
+      get(t, key, receiver) {
+        const value = Reflect.get(t, key, receiver);
+        if (typeof value !== 'function' || typeof key === 'symbol') return value;
+        return function (this: unknown, ...args: unknown[]) {
+          return context.with(contextFrom(transport.incomingTrace), () => Reflect.apply(value, t, args));
+        };
+      },
+    });
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The Unix-socket transport: length-prefixed frames on a stream socket. The default inside one
+ * machine. Sockets are created in a 0700 directory with mode 0600, and every connection must pass
+ * the handshake before any RPC message is read.
+ */
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { ChannelClosedError, Inbox, type Channel } from './channel.ts';
+import { encodeFrame, FrameDecoder } from './frames.ts';
+
+/** Messages queued unread before we stop reading the socket (back-pressure on the peer). */
+const HIGH_WATER = 64;
+
+export class SocketChannel implements Channel {
+  readonly #inbox = new Inbox();
+  readonly #decoder: FrameDecoder;
+  readonly #closeCallbacks: ((e: Error) => void)[] = [];
+  #closeReason: Error | undefined;
+
+  readonly #socket: Socket;
+  readonly maxMessage: number;
+  readonly description: string;
+
+  constructor(socket: Socket, maxMessage: number, description: string) {
+    this.#socket = socket;
+    this.maxMessage = maxMessage;
+    this.description = description;
+    this.#decoder = new FrameDecoder(maxMessage);
+    socket.setNoDelay?.(true);
+    socket.on('data', (data: Buffer) => {
+      let frames: string[];
+      try {
+        frames = this.#decoder.push(data);
+      } catch (e) {
+        this.close(e as Error);
+        return;
+      }
+      for (const f of frames) this.#inbox.push(f);
+      if (this.#inbox.backlog > HIGH_WATER) socket.pause();
+    });
+    socket.on('error', (e) => this.close(e));
+    socket.on('close', () => this.close(new ChannelClosedError(`connection to ${description} closed`)));
+  }
+
+  get closed(): boolean {
+    return this.#closeReason !== undefined;
+  }
+
+  send(message: string): void {
+    if (this.#closeReason) throw this.#closeReason;
+    this.#socket.write(encodeFrame(message, this.maxMessage));
+  }
+
+  async receive(): Promise<string> {
+    const m = await this.#inbox.receive();
+    if (this.#inbox.backlog <= HIGH_WATER / 2 && this.#socket.isPaused()) this.#socket.resume();
+    return m;
+  }
+
+  close(reason: Error = new ChannelClosedError()): void {
+    if (this.#closeReason) return;
+    this.#closeReason = reason;
+    this.#inbox.fail(reason);
+    // end() lets queued frames (such as a handshake refusal) reach the peer; destroy soon after.
+    this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), 200).unref();
+    for (const cb of this.#closeCallbacks.splice(0)) cb(reason);
+  }
+
+  onClose(callback: (reason: Error) => void): void {
+    if (this.#closeReason) callback(this.#closeReason);
+    else this.#closeCallbacks.push(callback);
+  }
+}
+
+export interface UnixListener {
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+/** Listen on a Unix socket; each accepted connection becomes a Channel handed to `onChannel`. */
+export async function listenUnix(path: string, maxMessage: number, onChannel: (channel: Channel) => void): Promise<UnixListener> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  rmSync(path, { force: true }); // a stale socket from a killed process
+  const server: Server = createServer((socket) => onChannel(new SocketChannel(socket, maxMessage, `unix:${path}`)));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, 0o600);
+  const sockets = new Set<Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  return {
+    path,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export function connectUnix(path: string, maxMessage: number): Promise<Channel> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(new SocketChannel(socket, maxMessage, `unix:${path}`));
+    });
+  });
+}

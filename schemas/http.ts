@@ -1,0 +1,29 @@
+/** HTTP messages as they cross service boundaries (ingress → sandbox, sandbox → egress). */
+import { z } from 'zod';
+import { bytes } from '../lib/rpc/validate.ts';
+
+export const MAX_URL = 16 * 1024;
+export const MAX_HEADERS = 128;
+export const MAX_HEADER_BYTES = 64 * 1024;
+/** Bodies travel whole over RPC for now; ingress and the sandbox refuse larger ones. */
+export const MAX_BODY = 8 * 1024 * 1024;
+
+const headerName = z.string().min(1).max(256).regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid header name');
+const headerValue = z.string().max(MAX_HEADER_BYTES).regex(/^[^\r\n\0]*$/, 'header value contains CR, LF or NUL');
+export const Headers = z.array(z.tuple([headerName, headerValue])).max(MAX_HEADERS);
+
+export const WireRequest = z.object({
+  method: z.string().min(1).max(32).regex(/^[A-Z]+$/, 'method must be upper-case letters'),
+  url: z.string().max(MAX_URL).regex(/^https?:\/\//, 'url must be absolute http(s)'),
+  headers: Headers,
+  body: bytes(MAX_BODY).nullable(),
+});
+export type WireRequest = z.infer<typeof WireRequest>;
+
+export const WireResponse = z.object({
+  status: z.number().int().min(100).max(599),
+  statusText: z.string().max(256),
+  headers: Headers,
+  body: bytes(MAX_BODY).nullable(),
+});
+export type WireResponse = z.infer<typeof WireResponse>;

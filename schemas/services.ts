@@ -1,0 +1,37 @@
+/**
+ * The main capability each service offers each kind of peer. A peer gets exactly the interface
+ * for its role, chosen after the handshake proved the role; nothing else is reachable.
+ */
+import type { WireRequest, WireResponse } from './http.ts';
+import type { Route, RouteListener } from './routes.ts';
+import type { WorkerBundle, WorkerTarget } from './worker.ts';
+
+/** The supervisor, as a sandbox sees it. There is deliberately no way to list workers. */
+export interface SupervisorForSandbox {
+  /** Code and configuration of the worker version the key belongs to; refused (and audited) otherwise. */
+  loadWorker(codeKey: string): Promise<WorkerBundle>;
+  /** Console output of a worker the sandbox runs (by code key: the sandbox cannot write to other logs). */
+  log(codeKey: string, entries: LogEntry[]): Promise<void>;
+}
+
+/** The supervisor, as ingress sees it. */
+export interface SupervisorForIngress {
+  /** Current routes now, and every change later through `listener.update`. */
+  subscribeRoutes(listener: RouteListener): Promise<Route[]>;
+}
+
+/** The supervisor, as egress sees it. */
+export interface SupervisorForEgress {
+  ping(): Promise<string>;
+}
+
+/** A sandbox, as ingress sees it. */
+export interface SandboxApi {
+  handle(target: WorkerTarget, request: WireRequest): Promise<WireResponse>;
+}
+
+export interface LogEntry {
+  level: 'debug' | 'info' | 'log' | 'warn' | 'error';
+  message: string;
+  time: number;
+}

@@ -1,0 +1,44 @@
+/** Workers as the supervisor stores them and hands them to a sandbox. */
+import { z } from 'zod';
+
+export const NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+export const WorkerName = z.string().regex(NAME, 'names are 1-64 lower-case letters, digits and inner dashes');
+export const TenantName = WorkerName;
+export const CordonName = WorkerName;
+
+/** A worker's identity: `<tenant>/<name>`. */
+export type WorkerId = string;
+
+export const ModuleType = z.enum(['esm', 'text', 'data', 'json', 'wasm']);
+export const WorkerModule = z.object({
+  name: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.\-/]+$/, 'module names use letters, digits, _ . - /'),
+  type: ModuleType,
+  /** Text for esm/text/json; base64 for data/wasm. */
+  content: z.string(),
+});
+export type WorkerModule = z.infer<typeof WorkerModule>;
+
+export const Limits = z.object({
+  cpuMs: z.number().int().min(1).max(300_000).default(1000),
+  wallMs: z.number().int().min(1).max(900_000).default(30_000),
+  memoryMb: z.number().int().min(8).max(4096).default(128),
+});
+export type Limits = z.infer<typeof Limits>;
+
+/** What a sandbox receives in exchange for a code key: the code and nothing that names other workers. */
+export interface WorkerBundle {
+  workerId: WorkerId;
+  version: string;
+  mainModule: string;
+  modules: WorkerModule[];
+  limits: Limits;
+  vars: Record<string, string>;
+}
+
+/** Which worker version a request is for, as ingress tells the sandbox. The code key is the authority. */
+export const WorkerTarget = z.object({
+  workerId: z.string().max(130),
+  version: z.string().regex(/^[0-9a-f]{64}$/),
+  codeKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key'),
+});
+export type WorkerTarget = z.infer<typeof WorkerTarget>;
