@@ -1,0 +1,59 @@
+/** The CLI's client for the admin API: CORDON_ADMIN_URL and CORDON_TOKEN, else the local defaults. */
+import { readFileSync } from 'node:fs';
+import { loadConfig } from '../lib/config.ts';
+import { adminTokenPath } from '../lib/admin-token.ts';
+
+export class CliError extends Error {}
+
+export interface AdminClient {
+  request(method: string, path: string, body?: unknown): Promise<unknown>;
+  stream(path: string): Promise<Response>;
+}
+
+export function adminClient(env: NodeJS.ProcessEnv = process.env): AdminClient {
+  const config = loadConfig(env);
+  const base = (env.CORDON_ADMIN_URL || `http://127.0.0.1:${config.adminPort}`).replace(/\/$/, '');
+  const token = () => {
+    if (env.CORDON_TOKEN) return env.CORDON_TOKEN;
+    const file = adminTokenPath(config.dataDir);
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch {
+      throw new CliError(`no admin token: set CORDON_TOKEN, or run from the directory whose ${file} exists (created by npm start)`);
+    }
+  };
+  const call = async (method: string, path: string, body?: unknown): Promise<Response> => {
+    try {
+      return await fetch(base + path, {
+        method,
+        headers: { authorization: `Bearer ${token()}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      if (e instanceof CliError) throw e;
+      throw new CliError(`cannot reach the admin API at ${base} (${(e as Error).cause ?? (e as Error).message}); is the mesh running (npm start)?`);
+    }
+  };
+  return {
+    async request(method, path, body) {
+      const res = await call(method, path, body);
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON
+      }
+      if (!res.ok) {
+        const msg = typeof parsed === 'object' && parsed && 'error' in parsed ? String((parsed as { error: unknown }).error) : text;
+        throw new CliError(`admin API: ${res.status} ${msg}`);
+      }
+      return parsed;
+    },
+    async stream(path) {
+      const res = await call('GET', path);
+      if (!res.ok) throw new CliError(`admin API: ${res.status} ${await res.text()}`);
+      return res;
+    },
+  };
+}

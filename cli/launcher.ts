@@ -1,0 +1,172 @@
+/**
+ * `cordon start`: runs the whole mesh on one machine. Each service is its own OS process (its
+ * command line names `services/<name>/`), spawned with this same Node binary, handed only the mesh
+ * keys its role needs, and restarted with back-off whenever it dies.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cordonList, loadConfig } from '../lib/config.ts';
+import { Keyring, loadMeshSecret, type Role } from '../lib/rpc/index.ts';
+import { adminTokenPath, loadAdminToken } from '../lib/admin-token.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+interface ServiceSpec {
+  id: string;
+  role: Role;
+  env: Record<string, string>;
+  nodeArgs: string[];
+}
+
+/** Back-off after a crash: quick at first (a tenant crashing its sandbox must not cost others long), capped. */
+const FIRST_DELAY_MS = 100;
+const MAX_DELAY_MS = 5000;
+const STABLE_AFTER_MS = 10_000;
+
+class Supervised {
+  #child: ChildProcess | undefined;
+  #delay = FIRST_DELAY_MS;
+  #stopping = false;
+  #startedAt = 0;
+  restarts = 0;
+  readonly spec: ServiceSpec;
+  readonly #baseEnv: NodeJS.ProcessEnv;
+  readonly #report: (msg: string) => void;
+
+  constructor(spec: ServiceSpec, baseEnv: NodeJS.ProcessEnv, report: (msg: string) => void) {
+    this.spec = spec;
+    this.#baseEnv = baseEnv;
+    this.#report = report;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  start(): void {
+    const { role } = this.spec;
+    const script = join(ROOT, 'services', role, 'main.ts');
+    this.#startedAt = Date.now();
+    const child = spawn(process.execPath, [...this.spec.nodeArgs, script], {
+      cwd: ROOT,
+      env: { ...this.#baseEnv, ...this.spec.env },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    this.#child = child;
+    child.on('exit', (code, signal) => {
+      if (this.#stopping) return;
+      const ranMs = Date.now() - this.#startedAt;
+      if (ranMs > STABLE_AFTER_MS) this.#delay = FIRST_DELAY_MS;
+      this.restarts++;
+      this.#report(`${this.spec.id} exited (${signal ?? `code ${code}`}); restarting in ${this.#delay} ms`);
+      setTimeout(() => this.#stopping || this.start(), this.#delay);
+      this.#delay = Math.min(this.#delay * 2, MAX_DELAY_MS);
+    });
+  }
+
+  /** SIGTERM, then SIGKILL after a grace period: a process stuck in an isolate may ignore SIGTERM. */
+  stop(graceMs = 5000): Promise<void> {
+    this.#stopping = true;
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    return new Promise((resolveStop) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolveStop();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+}
+
+export function serviceSpecs(secret: Buffer, cordons: string[]): ServiceSpec[] {
+  const keyring = (role: Role) => ({ CORDON_MESH_KEYRING: Keyring.derive(secret, role).encode() });
+  const expect = ['ingress', 'egress', ...cordons.map((c) => `sandbox:${c}`)].join(',');
+  return [
+    { id: 'supervisor', role: 'supervisor', env: { ...keyring('supervisor'), CORDON_EXPECT: expect, CORDON_CORDONS: cordons.join(',') }, nodeArgs: [] },
+    { id: 'egress', role: 'egress', env: keyring('egress'), nodeArgs: [] },
+    // --no-node-snapshot: isolated-vm needs it (its isolates must not inherit Node's start-up snapshot).
+    ...cordons.map((c) => ({ id: `sandbox:${c}`, role: 'sandbox' as const, env: { ...keyring('sandbox'), CORDON_CORDON: c }, nodeArgs: ['--no-node-snapshot'] })),
+    { id: 'ingress', role: 'ingress', env: keyring('ingress'), nodeArgs: [] },
+  ];
+}
+
+export interface Mesh {
+  services: Supervised[];
+  stop(): Promise<void>;
+}
+
+export async function startMesh(opts: { natsUrl?: string; quiet?: boolean } = {}): Promise<Mesh> {
+  const env = { ...process.env };
+  if (opts.natsUrl) env.CORDON_NATS_URL = opts.natsUrl;
+  const config = loadConfig(env);
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const secret = loadMeshSecret(config.dataDir, env);
+  loadAdminToken(config.dataDir);
+  // Children get their role's keys, never the secret itself.
+  delete env.CORDON_MESH_SECRET;
+  env.CORDON_DATA_DIR = config.dataDir;
+  const report = (msg: string) => process.stderr.write(`cordon: ${msg}\n`);
+  const services = serviceSpecs(secret, cordonList(env)).map((s) => new Supervised(s, env, report));
+  for (const s of services) s.start();
+  return {
+    services,
+    stop: async () => {
+      await Promise.all(services.map((s) => s.stop()));
+    },
+  };
+}
+
+async function waitHealthy(adminPort: number, timeoutMs: number): Promise<Record<string, string>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Record<string, string> = {};
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
+      const body = (await res.json()) as { services: Record<string, string> };
+      last = body.services;
+      if (res.status === 200) return last;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the mesh did not become healthy within ${timeoutMs / 1000} s; services: ${JSON.stringify(last)}`);
+}
+
+/** The `cordon start` command: start, report where everything is, run until signalled. */
+export async function runStart(opts: { natsUrl?: string }): Promise<void> {
+  const config = loadConfig();
+  const mesh = await startMesh(opts);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write('cordon: stopping…\n');
+    await mesh.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+  process.stderr.write(`cordon: starting ${mesh.services.map((s) => s.spec.id).join(', ')} (data dir ${config.dataDir})\n`);
+  try {
+    await waitHealthy(config.adminPort, 60_000);
+  } catch (e) {
+    process.stderr.write(`cordon: ${(e as Error).message}\n`);
+    return;
+  }
+  process.stdout.write(
+    [
+      'Cordon is up.',
+      `  HTTP:       http://127.0.0.1:${config.httpPort}`,
+      `  Admin API:  http://127.0.0.1:${config.adminPort}  (token in ${adminTokenPath(config.dataDir)})`,
+      `  Health:     http://127.0.0.1:${config.adminPort}/healthz`,
+      `  Transport:  ${opts.natsUrl ? `NATS ${opts.natsUrl}` : `Unix sockets in ${join(config.dataDir, 'sockets')}`}`,
+      `  Deploy:     npx cordon deploy examples/hello/index.ts --name hello --route '*/hello*'`,
+      '',
+    ].join('\n'),
+  );
+}

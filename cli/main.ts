@@ -1,0 +1,109 @@
+/** The `cordon` command line. */
+import { parseArgs } from 'node:util';
+import { adminClient, CliError } from './admin-client.ts';
+import { bundleWorker } from './bundle.ts';
+import { runStart } from './launcher.ts';
+
+const USAGE = `usage: cordon <command> [options]
+
+  start [--nats <url>]            run the whole mesh on this machine (Unix sockets, or NATS)
+  deploy <entry.js|ts> --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
+                                  [--var KEY=VALUE]... [--cpu-ms <n>] [--memory-mb <n>]
+                                  bundle the entry and its imports and deploy it; prints the version
+  workers                         list deployed workers
+  logs <tenant/worker|worker> [--follow]
+                                  a worker's console output
+
+Environment: CORDON_DATA_DIR (./.cordon), CORDON_ADMIN_URL, CORDON_TOKEN, CORDON_HTTP_PORT (8080),
+CORDON_ADMIN_PORT (8081).`;
+
+function workerPath(ref: string | undefined): string {
+  if (!ref) throw new CliError('name a worker: <tenant>/<worker>, or <worker> for the default tenant');
+  const [tenant, name] = ref.includes('/') ? ref.split('/', 2) : ['default', ref];
+  return `/v1/workers/${encodeURIComponent(tenant!)}/${encodeURIComponent(name!)}`;
+}
+
+function positiveInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new CliError(`${flag} takes a positive whole number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start': {
+      const { values } = parseArgs({ args: rest, options: { nats: { type: 'string' } } });
+      await runStart({ natsUrl: values.nats });
+      return -1; // keep running
+    }
+    case 'deploy': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          name: { type: 'string' },
+          tenant: { type: 'string' },
+          cordon: { type: 'string' },
+          route: { type: 'string', multiple: true },
+          var: { type: 'string', multiple: true },
+          'cpu-ms': { type: 'string' },
+          'memory-mb': { type: 'string' },
+        },
+      });
+      const entry = positionals[0];
+      if (!entry || positionals.length > 1) throw new CliError('deploy takes one entry file: cordon deploy <entry.js|entry.ts> --name <worker>');
+      if (!values.name) throw new CliError('deploy needs --name <worker>');
+      const vars: Record<string, string> = {};
+      for (const kv of values.var ?? []) {
+        const eq = kv.indexOf('=');
+        if (eq <= 0) throw new CliError(`--var takes KEY=VALUE, got ${JSON.stringify(kv)}`);
+        vars[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      const bundle = await bundleWorker(entry);
+      const limits: Record<string, number> = { cpuMs: positiveInt(values['cpu-ms'], '--cpu-ms') ?? 1000, wallMs: 30_000, memoryMb: positiveInt(values['memory-mb'], '--memory-mb') ?? 128 };
+      const result = (await adminClient().request('POST', '/v1/workers', {
+        name: values.name,
+        tenant: values.tenant,
+        cordon: values.cordon,
+        routes: values.route ?? [],
+        vars,
+        limits,
+        ...bundle,
+      })) as { worker: string; version: string; routes: string[] };
+      process.stdout.write(`deployed ${result.worker} version ${result.version}${result.routes.length ? ` on ${result.routes.join(', ')}` : ''}\n`);
+      return 0;
+    }
+    case 'workers': {
+      const { workers } = (await adminClient().request('GET', '/v1/workers')) as { workers: { id: string; version: string; cordon: string; routes: string[] }[] };
+      for (const w of workers) process.stdout.write(`${w.id}\t${w.version.slice(0, 12)}\t${w.cordon}\t${w.routes.join(' ')}\n`);
+      return 0;
+    }
+    case 'logs': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { follow: { type: 'boolean', short: 'f' } } });
+      const res = await adminClient().stream(`${workerPath(positionals[0])}/logs${values.follow ? '?follow=1' : ''}`);
+      const decoder = new TextDecoder();
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) process.stdout.write(decoder.decode(chunk, { stream: true }));
+      return 0;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE + '\n');
+      return command === undefined ? 2 : 0;
+    default:
+      throw new CliError(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+  }
+}
+
+try {
+  const code = await main(process.argv.slice(2));
+  if (code >= 0) process.exitCode = code;
+} catch (e) {
+  if (e instanceof CliError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`cordon: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  } else throw e;
+}

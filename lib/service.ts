@@ -1,0 +1,53 @@
+/**
+ * Process plumbing every service shares: a logger, the mesh node, and a clean stop on SIGTERM/SIGINT.
+ * A service never dies on a bad message; an unexpected error is logged, and a truly broken state
+ * exits non-zero so the launcher restarts it.
+ */
+import { loadConfig, type MeshConfig } from './config.ts';
+import { createLogger, type Logger } from './log.ts';
+import { openTransport, type MeshNode } from './mesh.ts';
+import { loadKeyring, type Role } from './rpc/index.ts';
+import { initTelemetry } from './telemetry.ts';
+
+export interface ServiceContext {
+  config: MeshConfig;
+  log: Logger;
+  node: MeshNode;
+  onStop(fn: () => void | Promise<void>): void;
+}
+
+export async function startService(role: Role, name: string, main: (ctx: ServiceContext) => Promise<void>): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(role, role === 'sandbox' ? { cordon: name } : {});
+  const telemetry = initTelemetry(role);
+  const stops: (() => void | Promise<void>)[] = [() => telemetry.shutdown()];
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal });
+    const timer = setTimeout(() => process.exit(1), 5000).unref();
+    for (const fn of stops.reverse()) {
+      try {
+        await fn();
+      } catch (e) {
+        log.warn('error while stopping', { error: e as Error });
+      }
+    }
+    clearTimeout(timer);
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('unhandledRejection', (reason) => log.error('unhandled rejection', { error: reason instanceof Error ? reason : String(reason) }));
+  try {
+    const transport = await openTransport(config);
+    stops.push(() => transport.close());
+    const node: MeshNode = { keyring: loadKeyring(role, config.dataDir), name, transport, log };
+    await main({ config, log, node, onStop: (fn) => stops.push(fn) });
+    log.info('ready', { pid: process.pid });
+  } catch (e) {
+    log.error('failed to start', { error: e as Error, stack: (e as Error).stack });
+    process.exit(1);
+  }
+}

@@ -1,0 +1,101 @@
+/** The ingress process: the only public listener. Routes requests to the sandbox of the worker's cordon. */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { context, propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
+import { inSpan } from '../../lib/telemetry.ts';
+import { RpcTarget } from 'capnweb';
+import { MeshClient } from '../../lib/mesh.ts';
+import { startService } from '../../lib/service.ts';
+import { compileRoute, RouteTable } from '../../lib/routes.ts';
+import type { Route, RouteListener } from '../../schemas/routes.ts';
+import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
+import { BodyTooLargeError, readBody, requestIdOf, toWireRequest, writeError, writeWireResponse } from './forward.ts';
+
+/** Methods safe to send twice when a sandbox died before answering. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
+class RouteReceiver extends RpcTarget implements RouteListener {
+  readonly #apply: (routes: Route[]) => void;
+  constructor(apply: (routes: Route[]) => void) {
+    super();
+    this.#apply = apply;
+  }
+  update(routes: Route[]): void {
+    this.#apply(routes);
+  }
+}
+
+await startService('ingress', 'ingress', async ({ config, log, node, onStop }) => {
+  let table = new RouteTable<Route>([]);
+  const applyRoutes = (routes: Route[]) => {
+    const compiled = [];
+    for (const r of routes) {
+      try {
+        compiled.push(compileRoute(r.pattern, r));
+      } catch (e) {
+        log.warn('ignoring a bad route from the supervisor', { pattern: r.pattern, error: (e as Error).message });
+      }
+    }
+    table = new RouteTable(compiled);
+    log.info('routes updated', { count: table.size });
+  };
+
+  const supervisor = new MeshClient<SupervisorForIngress>(node, 'supervisor', 'supervisor', {
+    async onSession(session) {
+      applyRoutes(await session.remote.subscribeRoutes(new RouteReceiver(applyRoutes)));
+    },
+  });
+  onStop(() => supervisor.close());
+
+  const sandboxes = new Map<string, MeshClient<SandboxApi>>();
+  const sandboxFor = (cordon: string) => {
+    let c = sandboxes.get(cordon);
+    if (!c) sandboxes.set(cordon, (c = new MeshClient<SandboxApi>(node, `sandbox-${cordon}`, 'sandbox')));
+    return c;
+  };
+  onStop(() => sandboxes.forEach((c) => c.close()));
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = requestIdOf(req);
+    const host = req.headers.host ?? '';
+    const path = (req.url ?? '/').split('?')[0]!;
+    const match = table.match(host, path);
+    if (!match) return writeError(res, 404, `No worker is routed for ${host}${path}.`, requestId);
+    const route = match.value;
+    let body: Uint8Array | null;
+    try {
+      body = await readBody(req);
+    } catch (e) {
+      if (e instanceof BodyTooLargeError) return writeError(res, 413, `Request body too large: ${e.message}.`, requestId);
+      throw e;
+    }
+    const wire = toWireRequest(req, host, requestId, body);
+    const attempts = IDEMPOTENT.has(wire.method) ? 2 : 1;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const session = await sandboxFor(route.cordon).ready(5000);
+        const response = await session.remote.handle(route.target, wire);
+        return writeWireResponse(res, response, requestId, wire.method);
+      } catch (e) {
+        log.warn('sandbox call failed', { requestId, cordon: route.cordon, attempt, error: (e as Error).message });
+        if (attempt >= attempts) return writeError(res, 502, `The worker's sandbox failed before it answered.`, requestId);
+      }
+    }
+  }
+
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 32 * 1024 }, (req, res) => {
+    // A client's traceparent is honoured; the request's span is the parent of every hop after it.
+    const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+    const traced = () => inSpan('ingress request', SpanKind.SERVER, { 'http.request.method': req.method ?? '', 'url.path': (req.url ?? '/').split('?')[0]! }, () => handle(req, res));
+    context.with(parent, traced).catch((e: Error) => {
+      log.error('request failed', { error: e });
+      writeError(res, 500, 'Internal error in ingress.', requestIdOf(req));
+    });
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.httpPort, process.env.CORDON_HTTP_HOST || '0.0.0.0', () => resolve());
+  });
+  log.info('listening', { http: config.httpPort });
+  onStop(() => new Promise<void>((r) => server.close(() => r())));
+});

@@ -1,0 +1,25 @@
+/** A sandbox process: one per cordon (trust level). Runs tenant code in isolates; holds no code of its own. */
+import { MeshClient, serve } from '../../lib/mesh.ts';
+import { startService } from '../../lib/service.ts';
+import type { SupervisorForSandbox } from '../../schemas/services.ts';
+import { WorkerRuntime } from './runtime/index.ts';
+import { BundleCache, SandboxPort } from './port.ts';
+
+const cordon = process.env.CORDON_CORDON || 'standard';
+if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
+  process.stderr.write(`CORDON_CORDON=${JSON.stringify(cordon)} is not a valid cordon name (lower-case letters, digits, dashes)\n`);
+  process.exit(2);
+}
+
+await startService('sandbox', cordon, async ({ log, node, onStop }) => {
+  const supervisor = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor');
+  onStop(() => supervisor.close());
+  const runtime = new WorkerRuntime();
+  onStop(() => runtime.dispose());
+  const bundles = new BundleCache(supervisor);
+  const listener = await serve(node, `sandbox-${cordon}`, {
+    accept: ['ingress'],
+    mainFor: () => new SandboxPort(runtime, bundles, supervisor, log),
+  });
+  onStop(() => listener.close());
+});

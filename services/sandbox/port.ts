@@ -1,0 +1,88 @@
+/**
+ * What ingress may call on a sandbox: run one request for the worker a code key unlocks. The sandbox
+ * itself holds no code: it asks the supervisor for the bundle with the key the request carries,
+ * and keeps it only in memory.
+ */
+import { RpcTarget } from 'capnweb';
+import { check } from '../../lib/rpc/validate.ts';
+import { WireRequest, type WireResponse } from '../../schemas/http.ts';
+import { WorkerTarget, type WorkerBundle } from '../../schemas/worker.ts';
+import type { SandboxApi, SupervisorForSandbox, LogEntry } from '../../schemas/services.ts';
+import type { Logger } from '../../lib/log.ts';
+import { WorkerError, type WorkerRuntime } from './runtime/index.ts';
+import { SpanKind } from '@opentelemetry/api';
+import { inSpan } from '../../lib/telemetry.ts';
+
+const MAX_CACHED_KEYS = 1000;
+
+export interface SupervisorLink {
+  ready(timeoutMs?: number): Promise<{ remote: SupervisorForSandbox }>;
+}
+
+function textResponse(status: number, text: string): WireResponse {
+  return { status, statusText: '', headers: [['content-type', 'text/plain; charset=utf-8']], body: new TextEncoder().encode(text + '\n') };
+}
+
+/** Bundles by code key, fetched once from the supervisor and kept in memory (oldest dropped first). */
+export class BundleCache {
+  readonly #bundles = new Map<string, Promise<WorkerBundle>>();
+  readonly #supervisor: SupervisorLink;
+  constructor(supervisor: SupervisorLink) {
+    this.#supervisor = supervisor;
+  }
+
+  get(codeKey: string): Promise<WorkerBundle> {
+    let p = this.#bundles.get(codeKey);
+    if (!p) {
+      p = this.#supervisor.ready().then((s) => s.remote.loadWorker(codeKey));
+      this.#bundles.set(codeKey, p);
+      p.catch(() => this.#bundles.delete(codeKey));
+      if (this.#bundles.size > MAX_CACHED_KEYS) this.#bundles.delete(this.#bundles.keys().next().value!);
+    }
+    return p;
+  }
+}
+
+export class SandboxPort extends RpcTarget implements SandboxApi {
+  readonly #runtime: WorkerRuntime;
+  readonly #bundles: BundleCache;
+  readonly #supervisor: SupervisorLink;
+  readonly #log: Logger;
+
+  constructor(runtime: WorkerRuntime, bundles: BundleCache, supervisor: SupervisorLink, log: Logger) {
+    super();
+    this.#runtime = runtime;
+    this.#bundles = bundles;
+    this.#supervisor = supervisor;
+    this.#log = log;
+  }
+
+  handle(targetArg: unknown, requestArg: unknown): Promise<WireResponse> {
+    return inSpan('sandbox handle', SpanKind.SERVER, {}, () => this.#handle(targetArg, requestArg));
+  }
+
+  async #handle(targetArg: unknown, requestArg: unknown): Promise<WireResponse> {
+    const target = check(WorkerTarget, targetArg, 'worker target');
+    const request = check(WireRequest, requestArg, 'request');
+    let bundle: WorkerBundle;
+    try {
+      bundle = await this.#bundles.get(target.codeKey);
+    } catch (e) {
+      this.#log.warn('could not load worker', { worker: target.workerId, error: (e as Error).message });
+      throw new Error('worker code unavailable');
+    }
+    if (bundle.workerId !== target.workerId || bundle.version !== target.version) throw new Error('code key does not match the requested worker version');
+    const log = (entries: LogEntry[]) => {
+      void this.#supervisor
+        .ready(1000)
+        .then((s) => s.remote.log(target.codeKey, entries))
+        .catch((e: Error) => this.#log.debug('dropped worker log entries', { error: e.message }));
+    };
+    try {
+      return await this.#runtime.handle(bundle, request, { log });
+    } catch (e) {
+      if (e instanceof WorkerError) return textResponse(e.status, `${e.message} (worker ${bundle.workerId}; see: npx cordon logs ${bundle.workerId})`);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,62 @@
+/** The supervisor process: code store, capability broker for sandboxes, route source for ingress, admin API. */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { RpcTarget } from 'capnweb';
+import { serve } from '../../lib/mesh.ts';
+import { startService } from '../../lib/service.ts';
+import { cordonList } from '../../lib/config.ts';
+import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
+import { CodeStore } from './store.ts';
+import { EgressPort, IngressPort, RouteHub, SandboxPort } from './ports.ts';
+import { WorkerLogs } from './logs.ts';
+import { createAdminServer } from './admin.ts';
+import { loadAdminToken } from '../../lib/admin-token.ts';
+
+await startService('supervisor', 'supervisor', async ({ config, log, node, onStop }) => {
+  const dir = join(config.dataDir, 'supervisor');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const store = new CodeStore(join(dir, 'code.db'));
+  onStop(() => store.close());
+  const logs = new WorkerLogs();
+  const hub = new RouteHub(store, log);
+
+  // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
+  const connected = new Map<string, number>();
+  const key = (p: PeerIdentity) => (p.role === 'sandbox' ? `sandbox:${p.name}` : p.role);
+  const expected = (process.env.CORDON_EXPECT ?? ['ingress', 'egress', ...cordonList().map((c) => `sandbox:${c}`)].join(','))
+    .split(',')
+    .filter(Boolean);
+
+  const listener = await serve(node, 'supervisor', {
+    accept: ['sandbox', 'ingress', 'egress'],
+    mainFor(peer): RpcTarget {
+      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, log.child({ peer: key(peer) }));
+      if (peer.role === 'ingress') return new IngressPort(hub);
+      return new EgressPort();
+    },
+    onSession(session: MeshSession<any>) {
+      const k = key(session.peer);
+      connected.set(k, (connected.get(k) ?? 0) + 1);
+      log.info('peer connected', { peer: k });
+      void session.closed.then((reason) => {
+        connected.set(k, (connected.get(k) ?? 1) - 1);
+        log.info('peer disconnected', { peer: k, reason: reason.message });
+      });
+    },
+  });
+  onStop(() => listener.close());
+
+  const health = () => {
+    const services: Record<string, 'up' | 'down'> = { supervisor: 'up' };
+    for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
+    return { ok: Object.values(services).every((s) => s === 'up'), services };
+  };
+  const admin = createAdminServer({ store, hub, logs, token: loadAdminToken(config.dataDir), health, cordons: cordonList(), log });
+  const host = process.env.CORDON_ADMIN_HOST || '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    admin.once('error', reject);
+    admin.listen(config.adminPort, host, () => resolve());
+  });
+  log.info('admin API listening', { url: `http://${host}:${config.adminPort}` });
+  onStop(() => new Promise<void>((r) => admin.close(() => r())));
+});

@@ -1,0 +1,108 @@
+/**
+ * The capabilities the supervisor hands each kind of peer after the handshake proved its role.
+ * Each class is constructed with exactly what that peer may reach; methods validate arguments,
+ * because a peer is less trusted than the supervisor (a sandbox runs tenant code).
+ */
+import { RpcTarget, type RpcStub } from 'capnweb';
+import { z } from 'zod';
+import { check } from '../../lib/rpc/validate.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { PeerIdentity } from '../../lib/rpc/index.ts';
+import type { Route, RouteListener } from '../../schemas/routes.ts';
+import type { LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox } from '../../schemas/services.ts';
+import type { WorkerBundle } from '../../schemas/worker.ts';
+import type { CodeStore } from './store.ts';
+import type { WorkerLogs } from './logs.ts';
+
+const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
+const LogEntries = z
+  .array(
+    z.object({
+      level: z.enum(['debug', 'info', 'log', 'warn', 'error']),
+      message: z.string().max(64 * 1024),
+      time: z.number(),
+    }),
+  )
+  .max(1000);
+
+/** A sandbox may exchange a code key for that worker's bundle, and write that worker's log. Nothing else. */
+export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
+  readonly #store: CodeStore;
+  readonly #logs: WorkerLogs;
+  readonly #peer: PeerIdentity;
+  readonly #log: Logger;
+
+  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, log: Logger) {
+    super();
+    this.#store = store;
+    this.#logs = logs;
+    this.#peer = peer;
+    this.#log = log;
+  }
+
+  async loadWorker(codeKey: unknown): Promise<WorkerBundle> {
+    return this.#unlock(codeKey, 'loadWorker').bundle;
+  }
+
+  async log(codeKey: unknown, entries: unknown): Promise<void> {
+    const { bundle } = this.#unlock(codeKey, 'log');
+    this.#logs.append(bundle.workerId, check(LogEntries, entries, 'log entries') as LogEntry[]);
+  }
+
+  #unlock(codeKey: unknown, op: string): { bundle: WorkerBundle } {
+    const key = check(CodeKey, codeKey, 'code key');
+    const found = this.#store.bundleForKey(key);
+    // A sandbox only ever runs workers of its own cordon: a key for another cordon is refused too.
+    if (!found || found.cordon !== this.#peer.name) {
+      this.#log.warn('refused code key', { audit: true, op, sandbox: this.#peer.name, reason: found ? 'wrong cordon' : 'unknown key' });
+      throw new Error('code key refused');
+    }
+    return found;
+  }
+}
+
+/** Publishes the route table to every subscribed ingress. */
+export class RouteHub {
+  readonly #listeners = new Set<RpcStub<RouteListener>>();
+  readonly #store: CodeStore;
+  readonly #log: Logger;
+  constructor(store: CodeStore, log: Logger) {
+    this.#store = store;
+    this.#log = log;
+  }
+
+  add(listener: RpcStub<RouteListener>): Route[] {
+    this.#listeners.add(listener);
+    listener.onRpcBroken(() => {
+      this.#listeners.delete(listener);
+      listener[Symbol.dispose]();
+    });
+    return this.#store.routes();
+  }
+
+  publish(): void {
+    const routes = this.#store.routes();
+    for (const l of this.#listeners) {
+      l.update(routes).catch((e: Error) => this.#log.warn('route update failed', { error: e.message }));
+    }
+  }
+}
+
+export class IngressPort extends RpcTarget implements SupervisorForIngress {
+  readonly #hub: RouteHub;
+  constructor(hub: RouteHub) {
+    super();
+    this.#hub = hub;
+  }
+
+  async subscribeRoutes(listener: RpcStub<RouteListener>): Promise<Route[]> {
+    if (typeof listener !== 'function' && typeof listener !== 'object') throw new TypeError('listener must be a capability');
+    return this.#hub.add(listener.dup());
+  }
+}
+
+export class EgressPort extends RpcTarget implements SupervisorForEgress {
+  async ping(): Promise<string> {
+    return 'pong';
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Runs a real mesh for end-to-end tests: `node cli/main.ts start` as a child process on a fresh data
+ * dir and free ports, exactly as a user would, plus helpers to drive the CLI and find service PIDs.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+const run = promisify(execFile);
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolvePort(port));
+    });
+  });
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v as T;
+    } catch (e) {
+      lastError = e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+}
+
+export interface TestMesh {
+  dataDir: string;
+  env: NodeJS.ProcessEnv;
+  httpUrl: string;
+  adminUrl: string;
+  launcher: ChildProcess;
+  output(): string;
+  cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** PIDs of the launcher's children by `services/<name>/` in their command line (sandboxes: by cordon). */
+  servicePids(): Map<string, number>;
+  stop(): Promise<void>;
+}
+
+export async function startTestMesh(extraEnv: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<TestMesh> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cordon-e2e-'));
+  const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CORDON_DATA_DIR: dataDir,
+    CORDON_HTTP_PORT: String(httpPort),
+    CORDON_HTTPS_PORT: String(httpsPort),
+    CORDON_ADMIN_PORT: String(adminPort),
+    CORDON_HTTP_HOST: '127.0.0.1',
+    ...extraEnv,
+  };
+  let out = '';
+  const launcher = spawn(process.execPath, [join(ROOT, 'cli/main.ts'), 'start', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  launcher.stdout!.on('data', (d) => (out += d));
+  launcher.stderr!.on('data', (d) => (out += d));
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const mesh: TestMesh = {
+    dataDir,
+    env,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
+    adminUrl,
+    launcher,
+    output: () => out,
+    async cli(cliArgs) {
+      try {
+        const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'cli/cordon.mjs'), ...cliArgs], { cwd: ROOT, env });
+        return { code: 0, stdout, stderr };
+      } catch (e) {
+        const err = e as { code: number; stdout: string; stderr: string };
+        return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+      }
+    },
+    servicePids() {
+      const pids = new Map<string, number>();
+      for (const entry of readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry)) continue;
+        try {
+          const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+          if (Number(/PPid:\s+(\d+)/.exec(status)?.[1]) !== launcher.pid) continue;
+          const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+          const name = /services\/(\w+)\//.exec(cmdline)?.[1];
+          if (!name) continue;
+          const environ = name === 'sandbox' ? readFileSync(`/proc/${entry}/environ`, 'utf8') : '';
+          const cordon = /(?:^|\0)CORDON_CORDON=([^\0]*)/.exec(environ)?.[1];
+          pids.set(cordon ? `sandbox:${cordon}` : name, Number(entry));
+        } catch {
+          // the process ended while we looked
+        }
+      }
+      return pids;
+    },
+    async stop() {
+      if (launcher.exitCode === null && launcher.signalCode === null) {
+        const exited = new Promise((r) => launcher.once('exit', r));
+        launcher.kill('SIGTERM');
+        const timer = setTimeout(() => launcher.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitFor('the mesh to become healthy', async () => (await fetch(`${adminUrl}/healthz`)).status === 200 || undefined, 60_000, 200);
+  } catch (e) {
+    await mesh.stop();
+    throw new Error(`${(e as Error).message}\nlauncher output:\n${out}`);
+  }
+  return mesh;
+}
