@@ -1,4 +1,8 @@
-/** Settings shared by every service and the CLI, from the environment (the launcher passes them on). */
+/**
+ * Settings shared by every service and the CLI: from the environment (the launcher passes them on),
+ * over an optional JSON config file named by CORDON_CONFIG (keys as below, e.g. {"httpPort": 80}).
+ */
+import { readFileSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 
 export interface MeshConfig {
@@ -18,7 +22,37 @@ function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   return n;
 }
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): MeshConfig {
+const FILE_KEYS: Record<string, string> = {
+  dataDir: 'CORDON_DATA_DIR',
+  httpPort: 'CORDON_HTTP_PORT',
+  httpsPort: 'CORDON_HTTPS_PORT',
+  adminPort: 'CORDON_ADMIN_PORT',
+  natsUrl: 'CORDON_NATS_URL',
+  cordons: 'CORDON_CORDONS',
+};
+
+/** The config file's settings as environment variables; the real environment wins over them. */
+function withConfigFile(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const file = env.CORDON_CONFIG;
+  if (!file) return env;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`cannot read the config file CORDON_CONFIG=${file}: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`config file ${file} must hold a JSON object`);
+  const merged: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    const name = FILE_KEYS[key];
+    if (!name) throw new Error(`config file ${file}: unknown setting ${JSON.stringify(key)}; known: ${Object.keys(FILE_KEYS).join(', ')}`);
+    merged[name] = Array.isArray(value) ? value.join(',') : String(value);
+  }
+  return { ...merged, ...env };
+}
+
+export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): MeshConfig {
+  const env = withConfigFile(rawEnv);
   return {
     dataDir: resolve(env.CORDON_DATA_DIR || '.cordon'),
     httpPort: port(env, 'CORDON_HTTP_PORT', 8080),
@@ -33,6 +67,7 @@ export function socketPath(dataDir: string, endpoint: string): string {
 }
 
 /** The cordons (trust levels) `npm start` runs a sandbox process for. */
-export function cordonList(env: NodeJS.ProcessEnv = process.env): string[] {
+export function cordonList(rawEnv: NodeJS.ProcessEnv = process.env): string[] {
+  const env = withConfigFile(rawEnv);
   return (env.CORDON_CORDONS || 'standard,untrusted').split(',').map((s) => s.trim()).filter(Boolean);
 }

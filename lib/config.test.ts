@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cordonList, loadConfig } from './config.ts';
+
+test('config: defaults, environment, and a config file that the environment overrides', () => {
+  const d = loadConfig({});
+  assert.equal(d.httpPort, 8080);
+  assert.equal(d.httpsPort, 8443);
+  assert.equal(d.adminPort, 8081);
+  assert.match(d.dataDir, /\.cordon$/);
+  assert.deepEqual(cordonList({}), ['standard', 'untrusted']);
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-cfg-'));
+  const file = join(dir, 'cordon.json');
+  writeFileSync(file, JSON.stringify({ httpPort: 9000, adminPort: 9001, cordons: ['a', 'b'] }));
+  const c = loadConfig({ CORDON_CONFIG: file, CORDON_ADMIN_PORT: '9100' });
+  assert.equal(c.httpPort, 9000);
+  assert.equal(c.adminPort, 9100);
+  assert.deepEqual(cordonList({ CORDON_CONFIG: file }), ['a', 'b']);
+});
+
+test('config: bad values are refused with the setting named', () => {
+  assert.throws(() => loadConfig({ CORDON_HTTP_PORT: 'eighty' }), /CORDON_HTTP_PORT must be a port number/);
+  assert.throws(() => loadConfig({ CORDON_ADMIN_PORT: '70000' }), /CORDON_ADMIN_PORT/);
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-cfg-'));
+  const file = join(dir, 'bad.json');
+  writeFileSync(file, JSON.stringify({ httpPortt: 1 }));
+  assert.throws(() => loadConfig({ CORDON_CONFIG: file }), /unknown setting "httpPortt"/);
+  writeFileSync(file, '{not json');
+  assert.throws(() => loadConfig({ CORDON_CONFIG: file }), /cannot read the config file/);
+  assert.throws(() => loadConfig({ CORDON_CONFIG: join(dir, 'missing.json') }), /cannot read the config file/);
+});
