@@ -31,7 +31,7 @@ export function unixTransport(dataDir: string): Transport {
 
 export async function openTransport(config: MeshConfig): Promise<Transport> {
   if (!config.natsUrl) return unixTransport(config.dataDir);
-  const { natsTransport } = await import('./rpc/nats-mesh.ts');
+  const { natsTransport } = await import('./mesh-nats.ts');
   return natsTransport(config.natsUrl);
 }
 
