@@ -13,6 +13,8 @@ const USAGE = `usage: cordon <command> [options]
   workers                         list deployed workers
   logs <tenant/worker|worker> [--follow]
                                   a worker's console output
+  audit tail [--limit <n>]        the last audit entries
+  audit verify                    check the audit log's hash chain; exits 1 naming the first bad entry
 
 Environment: CORDON_DATA_DIR (./.cordon), CORDON_ADMIN_URL, CORDON_TOKEN, CORDON_HTTP_PORT (8080),
 CORDON_ADMIN_PORT (8081).`;
@@ -86,6 +88,25 @@ async function main(argv: string[]): Promise<number> {
       const decoder = new TextDecoder();
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) process.stdout.write(decoder.decode(chunk, { stream: true }));
       return 0;
+    }
+    case 'audit': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { limit: { type: 'string' } } });
+      if (positionals[0] === 'verify') {
+        const r = (await adminClient().request('GET', '/v1/audit/verify')) as { ok: boolean; entries: number; badSeq?: number; line?: number; reason?: string };
+        if (r.ok) {
+          process.stdout.write(`audit log intact: ${r.entries} entries\n`);
+          return 0;
+        }
+        process.stderr.write(`audit log damaged at entry ${r.badSeq} (line ${r.line}): ${r.reason}\n`);
+        return 1;
+      }
+      if (positionals[0] === 'tail') {
+        const limit = positiveInt(values.limit, '--limit') ?? 20;
+        const { entries } = (await adminClient().request('GET', `/v1/audit?limit=${limit}`)) as { entries: Record<string, unknown>[] };
+        for (const e of entries) process.stdout.write(`${e.seq}\t${e.time}\t${e.actor}\t${e.action}\t${e.target ?? '-'}\t${e.outcome}${e.detail ? '\t' + JSON.stringify(e.detail) : ''}\n`);
+        return 0;
+      }
+      throw new CliError('usage: cordon audit tail [--limit <n>] | cordon audit verify');
     }
     case undefined:
     case 'help':

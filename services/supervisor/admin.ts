@@ -11,6 +11,7 @@ import { CordonName, Limits, TenantName, WorkerModule, WorkerName } from '../../
 import { RouteConflictError, type CodeStore } from './store.ts';
 import type { RouteHub } from './ports.ts';
 import type { WorkerLogs } from './logs.ts';
+import type { AuditLog } from './audit.ts';
 import { parseRoutePattern } from '../../lib/routes.ts';
 
 export const MAX_CODE_BYTES = 64 * 1024 * 1024;
@@ -47,6 +48,7 @@ export interface AdminDeps {
   token: string;
   health: HealthSource;
   cordons: string[];
+  audit: AuditLog;
   log: Logger;
 }
 
@@ -83,7 +85,7 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 }
 
 export function createAdminServer(deps: AdminDeps): Server {
-  const { store, hub, logs, log } = deps;
+  const { store, hub, logs, log, audit } = deps;
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
@@ -93,10 +95,10 @@ export function createAdminServer(deps: AdminDeps): Server {
       return send(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'starting', services: h.services });
     }
     if (!tokenMatches(req.headers.authorization, deps.token)) {
-      log.warn('admin request refused: bad or missing token', { audit: true, method: req.method, path: url.pathname });
+      audit.append({ actor: 'anonymous', action: 'admin.request', target: `${req.method} ${url.pathname}`, outcome: 'denied', detail: { reason: 'bad or missing token' } });
       throw new HttpError(401, 'missing or invalid bearer token (see $CORDON_DATA_DIR/admin.token)');
     }
-    log.info('admin request', { audit: true, method: req.method, path: url.pathname });
+    audit.append({ actor: 'admin', action: 'admin.request', target: `${req.method} ${url.pathname}`, outcome: 'ok' });
     if (parts[0] !== 'v1') throw new HttpError(404, `no such admin endpoint: ${url.pathname}`);
     if (req.method === 'POST' && parts.length === 2 && parts[1] === 'workers') {
       const input = check(DeployRequest, await readJson(req), 'deploy request');
@@ -110,8 +112,15 @@ export function createAdminServer(deps: AdminDeps): Server {
       for (const r of input.routes) parseRoutePattern(r);
       const worker = store.deploy(input);
       hub.publish();
-      log.info('deployed', { audit: true, worker: worker.id, version: worker.version, routes: worker.routes });
+      audit.append({ actor: 'admin', action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
       return send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes });
+    }
+    if (req.method === 'GET' && parts[1] === 'audit' && parts.length === 2) {
+      const limit = Math.min(Math.max(Number(url.searchParams.get('limit') ?? 50) || 50, 1), 10_000);
+      return send(res, 200, { entries: audit.tail(limit) });
+    }
+    if (req.method === 'GET' && parts[1] === 'audit' && parts[2] === 'verify' && parts.length === 3) {
+      return send(res, 200, audit.verify());
     }
     if (req.method === 'GET' && parts.length === 2 && parts[1] === 'workers') {
       return send(res, 200, { workers: store.workers().map(({ codeKey: _hidden, ...w }) => w) });

@@ -11,12 +11,16 @@ import { EgressPort, IngressPort, RouteHub, SandboxPort } from './ports.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin.ts';
 import { loadAdminToken } from '../../lib/admin-token.ts';
+import { AuditLog } from './audit.ts';
+import { MasterKey } from './master-key.ts';
 
 await startService('supervisor', 'supervisor', async ({ config, log, node, onStop }) => {
   const dir = join(config.dataDir, 'supervisor');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const store = new CodeStore(join(dir, 'code.db'));
   onStop(() => store.close());
+  const audit = new AuditLog(dir, MasterKey.load(config.dataDir).derive('audit'));
+  onStop(() => audit.close());
   const logs = new WorkerLogs();
   const hub = new RouteHub(store, log);
 
@@ -30,7 +34,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   const listener = await serve(node, 'supervisor', {
     accept: ['sandbox', 'ingress', 'egress'],
     mainFor(peer): RpcTarget {
-      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, log.child({ peer: key(peer) }));
+      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit);
       if (peer.role === 'ingress') return new IngressPort(hub);
       return new EgressPort();
     },
@@ -51,7 +55,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services };
   };
-  const admin = createAdminServer({ store, hub, logs, token: loadAdminToken(config.dataDir), health, cordons: cordonList(), log });
+  const admin = createAdminServer({ store, hub, logs, token: loadAdminToken(config.dataDir), health, cordons: cordonList(), audit, log });
   const host = process.env.CORDON_ADMIN_HOST || '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);

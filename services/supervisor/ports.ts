@@ -13,6 +13,7 @@ import type { LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorFor
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import type { CodeStore } from './store.ts';
 import type { WorkerLogs } from './logs.ts';
+import type { AuditLog } from './audit.ts';
 
 const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 const LogEntries = z
@@ -30,14 +31,14 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #store: CodeStore;
   readonly #logs: WorkerLogs;
   readonly #peer: PeerIdentity;
-  readonly #log: Logger;
+  readonly #audit: AuditLog;
 
-  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, log: Logger) {
+  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog) {
     super();
     this.#store = store;
     this.#logs = logs;
     this.#peer = peer;
-    this.#log = log;
+    this.#audit = audit;
   }
 
   async loadWorker(codeKey: unknown): Promise<WorkerBundle> {
@@ -50,13 +51,21 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   }
 
   #unlock(codeKey: unknown, op: string): { bundle: WorkerBundle } {
-    const key = check(CodeKey, codeKey, 'code key');
+    const actor = `sandbox:${this.#peer.name}`;
+    let key: string;
+    try {
+      key = check(CodeKey, codeKey, 'code key');
+    } catch (e) {
+      this.#audit.append({ actor, action: 'codekey.refused', outcome: 'denied', detail: { op, reason: 'malformed' } });
+      throw e;
+    }
     const found = this.#store.bundleForKey(key);
     // A sandbox only ever runs workers of its own cordon: a key for another cordon is refused too.
     if (!found || found.cordon !== this.#peer.name) {
-      this.#log.warn('refused code key', { audit: true, op, sandbox: this.#peer.name, reason: found ? 'wrong cordon' : 'unknown key' });
+      this.#audit.append({ actor, action: 'codekey.refused', target: found?.bundle.workerId, outcome: 'denied', detail: { op, reason: found ? 'wrong cordon' : 'unknown key' } });
       throw new Error('code key refused');
     }
+    if (op === 'loadWorker') this.#audit.append({ actor, action: 'code.handout', target: found.bundle.workerId, outcome: 'ok', detail: { version: found.bundle.version } });
     return found;
   }
 }
