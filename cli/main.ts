@@ -13,6 +13,9 @@ const USAGE = `usage: cordon <command> [options]
   workers                         list deployed workers
   logs <tenant/worker|worker> [--follow]
                                   a worker's console output
+  tokens create --scope <s>... [--tenant <t>]
+                                  a new admin API token (scopes: read, deploy, workflows, admin)
+  tokens list | tokens revoke <id>
   audit tail [--limit <n>]        the last audit entries
   audit verify                    check the audit log's hash chain; exits 1 naming the first bad entry
 
@@ -88,6 +91,29 @@ async function main(argv: string[]): Promise<number> {
       const decoder = new TextDecoder();
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) process.stdout.write(decoder.decode(chunk, { stream: true }));
       return 0;
+    }
+    case 'tokens': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { scope: { type: 'string', multiple: true }, tenant: { type: 'string' } } });
+      const client = adminClient();
+      if (positionals[0] === 'create') {
+        if (!values.scope?.length) throw new CliError('tokens create needs at least one --scope (read, deploy, workflows, admin)');
+        const scopes = values.scope.flatMap((s) => s.split(','));
+        const r = (await client.request('POST', '/v1/tokens', { scopes, tenant: values.tenant })) as { token: string; tokenId: string };
+        process.stdout.write(`${r.token}\n`);
+        process.stderr.write(`created token ${r.tokenId} (${scopes.join(',')}${values.tenant ? `, tenant ${values.tenant}` : ''}); it is shown only once\n`);
+        return 0;
+      }
+      if (positionals[0] === 'list') {
+        const { tokens } = (await client.request('GET', '/v1/tokens')) as { tokens: { tokenId: string; scopes: string[]; tenant?: string; createdAt: string; revoked: boolean }[] };
+        for (const t of tokens) process.stdout.write(`${t.tokenId}\t${t.scopes.join(',')}\t${t.tenant ?? '*'}\t${t.createdAt}${t.revoked ? '\trevoked' : ''}\n`);
+        return 0;
+      }
+      if (positionals[0] === 'revoke' && positionals[1]) {
+        await client.request('DELETE', `/v1/tokens/${encodeURIComponent(positionals[1])}`);
+        process.stdout.write(`revoked ${positionals[1]}\n`);
+        return 0;
+      }
+      throw new CliError('usage: cordon tokens create --scope <s> [--tenant <t>] | tokens list | tokens revoke <id>');
     }
     case 'audit': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { limit: { type: 'string' } } });

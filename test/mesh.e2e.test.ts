@@ -240,4 +240,24 @@ describe('the mesh on Unix sockets', () => {
       }
     });
   });
+
+  test('deploys, admin calls and refused code keys are in the audit log, and tampering is detected', async () => {
+    const tail = await mesh.cli(['audit', 'tail', '--limit', '500']);
+    assert.equal(tail.code, 0, tail.stderr);
+    assert.match(tail.stdout, /\ttoken:root\tworker\.deploy\tdefault\/hello\tok/);
+    assert.match(tail.stdout, /\tanonymous\tadmin\.request\tGET \/v1\/workers\tdenied/);
+    assert.match(tail.stdout, /\tsandbox:standard\tcodekey\.refused\t-\tdenied/);
+    assert.match(tail.stdout, /\tsandbox:untrusted\tcodekey\.refused\tdefault\/hello\tdenied/);
+    assert.match(tail.stdout, /\tsandbox:standard\tcode\.handout\tdefault\/hello\tok/);
+    const ok = await mesh.cli(['audit', 'verify']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /audit log intact: \d+ entries/);
+    const file = join(mesh.dataDir, 'supervisor', 'audit.log');
+    const lines = readFileSync(file, 'utf8').split('\n');
+    lines[1] = lines[1]!.replace('"outcome":"ok"', '"outcome":"denied"').replace('"outcome":"denied"', '"outcome":"error"');
+    writeFileSync(file, lines.join('\n'));
+    const bad = await mesh.cli(['audit', 'verify']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /audit log damaged at entry 2 \(line 2\)/);
+  });
 });

@@ -1,24 +1,26 @@
 /**
- * The admin API: HTTP + JSON on the admin port (127.0.0.1 by default), bearer-token authenticated.
- * The CLI is its client. Every request body is validated; errors are JSON `{ error }` with a 4xx.
+ * The admin API: HTTP + JSON on the admin port (127.0.0.1 by default). Every request but /healthz
+ * and /openapi.json needs a bearer token; each route needs a scope, and a tenant-bound token sees
+ * and touches only its own tenant. Refusals are 401/403 and audited. Bodies are validated; errors are
+ * JSON `{ error }` that say what was wrong.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { timingSafeEqual, createHash } from 'node:crypto';
 import { z } from 'zod';
 import { check, ValidationError } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
+import { parseRoutePattern, RoutePatternError } from '../../lib/routes.ts';
 import { CordonName, Limits, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
 import { RouteConflictError, type CodeStore } from './store.ts';
 import type { RouteHub } from './ports.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
-import { parseRoutePattern } from '../../lib/routes.ts';
+import { hasScope, SCOPES, type Principal, type Scope, type TokenStore } from './tokens.ts';
 
 export const MAX_CODE_BYTES = 64 * 1024 * 1024;
 export const MAX_VARS_BYTES = 1024 * 1024;
 const MAX_REQUEST_BODY = 96 * 1024 * 1024;
 
-class HttpError extends Error {
+export class HttpError extends Error {
   readonly status: number;
   constructor(status: number, message: string) {
     super(message);
@@ -27,7 +29,7 @@ class HttpError extends Error {
 }
 
 const DeployRequest = z.object({
-  tenant: TenantName.default('default'),
+  tenant: TenantName.optional(),
   name: WorkerName,
   cordon: CordonName.default('standard'),
   mainModule: z.string().min(1).max(256),
@@ -35,6 +37,11 @@ const DeployRequest = z.object({
   routes: z.array(z.string().max(1024)).max(100).default([]),
   vars: z.record(z.string().max(256), z.string()).default({}),
   limits: Limits.default({ cpuMs: 1000, wallMs: 30_000, memoryMb: 128 }),
+});
+
+const TokenRequest = z.object({
+  scopes: z.array(z.enum(SCOPES)).min(1).max(4),
+  tenant: TenantName.optional(),
 });
 
 export interface HealthSource {
@@ -45,11 +52,27 @@ export interface AdminDeps {
   store: CodeStore;
   hub: RouteHub;
   logs: WorkerLogs;
-  token: string;
+  tokens: TokenStore;
   health: HealthSource;
   cordons: string[];
   audit: AuditLog;
   log: Logger;
+}
+
+interface Call {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  params: string[];
+  who: Principal;
+}
+
+interface Route {
+  method: string;
+  path: string; // OpenAPI-style, e.g. /v1/workers/{tenant}/{name}
+  scope: Scope;
+  summary: string;
+  run(call: Call): Promise<void> | void;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -75,85 +98,202 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer (\S+)$/.exec(header ?? '');
-  if (!m) return false;
-  // Compare digests so the comparison is constant-time whatever the lengths.
-  const a = createHash('sha256').update(m[1]!).digest();
-  const b = createHash('sha256').update(token).digest();
-  return timingSafeEqual(a, b);
+/** A tenant-bound token may act only on its own tenant. */
+function ownTenant(who: Principal, tenant: string): void {
+  if (who.tenant !== undefined && who.tenant !== tenant) throw new HttpError(403, `this token is bound to tenant ${who.tenant}`);
+}
+
+function pathRegExp(path: string): RegExp {
+  return new RegExp('^' + path.replace(/\{[^}]+\}/g, '([^/]+)') + '$');
 }
 
 export function createAdminServer(deps: AdminDeps): Server {
-  const { store, hub, logs, log, audit } = deps;
+  const { store, hub, logs, log, audit, tokens } = deps;
 
-  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const workerOf = (call: Call) => {
+    const [tenant, name] = call.params as [string, string];
+    ownTenant(call.who, tenant);
+    const worker = store.worker(`${tenant}/${name}`);
+    if (!worker) throw new HttpError(404, `no worker ${tenant}/${name}`);
+    return worker;
+  };
+
+  const table: Route[] = [
+    {
+      method: 'POST',
+      path: '/v1/workers',
+      scope: 'deploy',
+      summary: 'Deploy a worker version: { name, tenant?, cordon?, mainModule, modules, routes?, vars?, limits? }',
+      async run({ req, res, who }) {
+        const input = check(DeployRequest, await readJson(req), 'deploy request');
+        const tenant = input.tenant ?? who.tenant ?? 'default';
+        ownTenant(who, tenant);
+        if (!deps.cordons.includes(input.cordon)) throw new HttpError(400, `unknown cordon ${input.cordon}; this mesh runs: ${deps.cordons.join(', ')}`);
+        const codeBytes = input.modules.reduce((n, m) => n + Buffer.byteLength(m.content), 0);
+        if (codeBytes > MAX_CODE_BYTES) throw new HttpError(413, `code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} (64 MiB)`);
+        if (Buffer.byteLength(JSON.stringify(input.vars)) > MAX_VARS_BYTES) throw new HttpError(413, 'vars exceed 1 MiB');
+        if (!input.modules.some((m) => m.name === input.mainModule && m.type === 'esm')) {
+          throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
+        }
+        for (const r of input.routes) parseRoutePattern(r);
+        const worker = store.deploy({ ...input, tenant });
+        hub.publish();
+        audit.append({ actor: `token:${who.tokenId}`, action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
+        send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/workers',
+      scope: 'read',
+      summary: 'List workers (a tenant-bound token sees its tenant only)',
+      run({ res, who }) {
+        send(res, 200, { workers: store.workers(who.tenant).map(({ codeKey: _hidden, ...w }) => w) });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/workers/{tenant}/{name}',
+      scope: 'read',
+      summary: 'One worker: current version, cordon, routes',
+      run(call) {
+        const { codeKey: _hidden, ...visible } = workerOf(call);
+        send(call.res, 200, visible);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/workers/{tenant}/{name}/logs',
+      scope: 'read',
+      summary: "A worker's console output as NDJSON; ?follow=1 streams new entries",
+      run(call) {
+        const { id } = workerOf(call);
+        call.res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        for (const e of logs.recent(id)) call.res.write(JSON.stringify(e) + '\n');
+        if (call.url.searchParams.get('follow') !== '1') return void call.res.end();
+        const stop = logs.follow(id, (e) => call.res.write(JSON.stringify(e) + '\n'));
+        call.req.on('close', stop);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/tokens',
+      scope: 'admin',
+      summary: 'Create a token: { scopes: [read|deploy|workflows|admin], tenant? }; the token is shown once',
+      async run({ req, res, who }) {
+        const input = check(TokenRequest, await readJson(req), 'token request');
+        // A tenant-bound admin can only mint tokens bound to its own tenant.
+        const tenant = input.tenant ?? who.tenant;
+        if (who.tenant !== undefined) ownTenant(who, tenant!);
+        const { token, info } = tokens.create(input.scopes, tenant);
+        audit.append({ actor: `token:${who.tokenId}`, action: 'token.create', target: info.tokenId, outcome: 'ok', detail: { scopes: info.scopes, tenant: info.tenant ?? null } });
+        send(res, 201, { token, ...info });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/tokens',
+      scope: 'admin',
+      summary: 'List tokens (never the secrets)',
+      run({ res, who }) {
+        send(res, 200, { tokens: tokens.list(who.tenant) });
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/tokens/{id}',
+      scope: 'admin',
+      summary: 'Revoke a token',
+      run({ res, who, params }) {
+        const info = tokens.get(params[0]!);
+        if (!info) throw new HttpError(404, `no token ${params[0]}`);
+        if (who.tenant !== undefined) ownTenant(who, info.tenant ?? '*');
+        if (!tokens.revoke(info.tokenId)) throw new HttpError(409, info.tokenId === 'root' ? 'the root token cannot be revoked through the API' : 'already revoked');
+        audit.append({ actor: `token:${who.tokenId}`, action: 'token.revoke', target: info.tokenId, outcome: 'ok' });
+        send(res, 200, { revoked: info.tokenId });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/audit',
+      scope: 'admin',
+      summary: 'The last audit entries (?limit=N, at most 10000)',
+      run({ res, url, who }) {
+        if (who.tenant !== undefined) throw new HttpError(403, 'the audit log needs a token not bound to a tenant');
+        const limit = Math.min(Math.max(Number(url.searchParams.get('limit') ?? 50) || 50, 1), 10_000);
+        send(res, 200, { entries: audit.tail(limit) });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/audit/verify',
+      scope: 'admin',
+      summary: "Verify the audit log's chain; names the first bad entry",
+      run({ res, who }) {
+        if (who.tenant !== undefined) throw new HttpError(403, 'the audit log needs a token not bound to a tenant');
+        send(res, 200, audit.verify());
+      },
+    },
+  ];
+  const routes = table.map((r) => ({ ...r, re: pathRegExp(r.path) }));
+
+  const openapi = {
+    openapi: '3.1.0',
+    info: { title: 'Cordon admin API', version: '1' },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    security: [{ bearer: [] }],
+    paths: {
+      '/healthz': { get: { summary: '200 when every service is up, else 503 with per-service detail', security: [] } },
+      ...Object.fromEntries(
+        [...new Set(routes.map((r) => r.path))].map((p) => [
+          p,
+          Object.fromEntries(routes.filter((r) => r.path === p).map((r) => [r.method.toLowerCase(), { summary: r.summary, 'x-cordon-scope': r.scope }])),
+        ]),
+      ),
+    },
+  };
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
-    const parts = url.pathname.split('/').filter(Boolean);
     if (req.method === 'GET' && url.pathname === '/healthz') {
       const h = deps.health();
       return send(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'starting', services: h.services });
     }
-    if (!tokenMatches(req.headers.authorization, deps.token)) {
-      audit.append({ actor: 'anonymous', action: 'admin.request', target: `${req.method} ${url.pathname}`, outcome: 'denied', detail: { reason: 'bad or missing token' } });
-      throw new HttpError(401, 'missing or invalid bearer token (see $CORDON_DATA_DIR/admin.token)');
+    if (req.method === 'GET' && url.pathname === '/openapi.json') return send(res, 200, openapi);
+    const target = `${req.method} ${url.pathname}`;
+    const bearer = /^Bearer (\S{1,256})$/.exec(req.headers.authorization ?? '')?.[1];
+    const who = bearer ? tokens.authenticate(bearer) : undefined;
+    if (!who) {
+      audit.append({ actor: 'anonymous', action: 'admin.request', target, outcome: 'denied', detail: { reason: 'bad or missing token' } });
+      throw new HttpError(401, 'missing or invalid bearer token (see $CORDON_DATA_DIR/admin.token, or CORDON_TOKEN)');
     }
-    audit.append({ actor: 'admin', action: 'admin.request', target: `${req.method} ${url.pathname}`, outcome: 'ok' });
-    if (parts[0] !== 'v1') throw new HttpError(404, `no such admin endpoint: ${url.pathname}`);
-    if (req.method === 'POST' && parts.length === 2 && parts[1] === 'workers') {
-      const input = check(DeployRequest, await readJson(req), 'deploy request');
-      if (!deps.cordons.includes(input.cordon)) throw new HttpError(400, `unknown cordon ${input.cordon}; this mesh runs: ${deps.cordons.join(', ')}`);
-      const codeBytes = input.modules.reduce((n, m) => n + Buffer.byteLength(m.content), 0);
-      if (codeBytes > MAX_CODE_BYTES) throw new HttpError(413, `code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} (64 MiB)`);
-      if (Buffer.byteLength(JSON.stringify(input.vars)) > MAX_VARS_BYTES) throw new HttpError(413, 'vars exceed 1 MiB');
-      if (!input.modules.some((m) => m.name === input.mainModule && m.type === 'esm')) {
-        throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
-      }
-      for (const r of input.routes) parseRoutePattern(r);
-      const worker = store.deploy(input);
-      hub.publish();
-      audit.append({ actor: 'admin', action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
-      return send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes });
-    }
-    if (req.method === 'GET' && parts[1] === 'audit' && parts.length === 2) {
-      const limit = Math.min(Math.max(Number(url.searchParams.get('limit') ?? 50) || 50, 1), 10_000);
-      return send(res, 200, { entries: audit.tail(limit) });
-    }
-    if (req.method === 'GET' && parts[1] === 'audit' && parts[2] === 'verify' && parts.length === 3) {
-      return send(res, 200, audit.verify());
-    }
-    if (req.method === 'GET' && parts.length === 2 && parts[1] === 'workers') {
-      return send(res, 200, { workers: store.workers().map(({ codeKey: _hidden, ...w }) => w) });
-    }
-    if (req.method === 'GET' && parts.length >= 4 && parts[1] === 'workers') {
-      const id = `${parts[2]}/${parts[3]}`;
-      const worker = store.worker(id);
-      if (!worker) throw new HttpError(404, `no worker ${id}`);
-      if (parts.length === 4) {
-        const { codeKey: _hidden, ...visible } = worker;
-        return send(res, 200, visible);
-      }
-      if (parts.length === 5 && parts[4] === 'logs') return streamLogs(id, url, req, res);
-    }
-    throw new HttpError(404, `no such admin endpoint: ${req.method} ${url.pathname}`);
-  }
-
-  function streamLogs(id: string, url: URL, req: IncomingMessage, res: ServerResponse): void {
-    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-    for (const e of logs.recent(id)) res.write(JSON.stringify(e) + '\n');
-    if (url.searchParams.get('follow') !== '1') return void res.end();
-    const stop = logs.follow(id, (e) => res.write(JSON.stringify(e) + '\n'));
-    req.on('close', stop);
+    let params: string[] | undefined;
+    const route = routes.find((r) => {
+      const m = r.method === req.method ? r.re.exec(url.pathname) : null;
+      if (m) params = m.slice(1).map(decodeURIComponent);
+      return m !== null;
+    });
+    if (!route) throw new HttpError(404, `no such admin endpoint: ${target} (see /openapi.json)`);
+    if (!hasScope(who, route.scope)) throw new HttpError(403, `this token lacks the ${route.scope} scope`);
+    audit.append({ actor: `token:${who.tokenId}`, action: 'admin.request', target, outcome: 'ok' });
+    await route.run({ req, res, url, params: params!, who });
   }
 
   return createServer((req, res) => {
-    route(req, res).catch((e: unknown) => {
+    handle(req, res).catch((e: unknown) => {
       if (res.headersSent) return void res.destroy();
-      if (e instanceof HttpError) return send(res, e.status, { error: e.message });
-      if (e instanceof ValidationError) return send(res, 400, { error: e.message });
-      if (e instanceof RouteConflictError) return send(res, 409, { error: e.message });
-      log.error('admin request failed', { error: e as Error });
-      send(res, 500, { error: 'internal error; see the supervisor log' });
+      let status = 500;
+      if (e instanceof HttpError) status = e.status;
+      else if (e instanceof ValidationError || e instanceof RoutePatternError) status = 400;
+      else if (e instanceof RouteConflictError) status = 409;
+      if (status === 403) {
+        audit.append({ actor: 'admin', action: 'admin.request', target: `${req.method} ${req.url}`, outcome: 'denied', detail: { reason: (e as Error).message } });
+      }
+      if (status === 500) {
+        log.error('admin request failed', { error: e as Error });
+        return send(res, 500, { error: 'internal error; see the supervisor log' });
+      }
+      send(res, status, { error: (e as Error).message });
     });
   });
 }

@@ -10,7 +10,9 @@ import { CodeStore } from './store.ts';
 import { EgressPort, IngressPort, RouteHub, SandboxPort } from './ports.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin.ts';
+import Database from 'better-sqlite3';
 import { loadAdminToken } from '../../lib/admin-token.ts';
+import { TokenStore } from './tokens.ts';
 import { AuditLog } from './audit.ts';
 import { MasterKey } from './master-key.ts';
 
@@ -21,6 +23,11 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   onStop(() => store.close());
   const audit = new AuditLog(dir, MasterKey.load(config.dataDir).derive('audit'));
   onStop(() => audit.close());
+  const adminDb = new Database(join(dir, 'admin.db'));
+  adminDb.pragma('journal_mode = WAL');
+  adminDb.pragma('synchronous = FULL');
+  onStop(() => void adminDb.close());
+  const tokens = new TokenStore(adminDb, loadAdminToken(config.dataDir));
   const logs = new WorkerLogs();
   const hub = new RouteHub(store, log);
 
@@ -55,7 +62,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services };
   };
-  const admin = createAdminServer({ store, hub, logs, token: loadAdminToken(config.dataDir), health, cordons: cordonList(), audit, log });
+  const admin = createAdminServer({ store, hub, logs, tokens, health, cordons: cordonList(), audit, log });
   const host = process.env.CORDON_ADMIN_HOST || '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);
