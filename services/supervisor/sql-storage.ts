@@ -1,0 +1,298 @@
+/**
+ * One worker's SQLite database, as the Workers Durable Object storage API sees it (`ctx.storage.sql`
+ * plus the synchronous KV API). The file is opened by the supervisor only, never by a sandbox.
+ *
+ * Uses Node's built-in `node:sqlite` rather than better-sqlite3 because only it exposes SQLite's
+ * authorizer (`setAuthorizer`), which is what keeps tenant SQL inside its own file: ATTACH/DETACH,
+ * load_extension, transactions outside `transactionSync`, virtual tables, PRAGMAs outside a small
+ * read-only list and writes to `sqlite_*` internals are refused before a statement runs. Defensive
+ * mode (SQLITE_DBCONFIG_DEFENSIVE) additionally blocks writable_schema tricks and direct schema edits.
+ */
+import { DatabaseSync, constants as C, type StatementSync } from 'node:sqlite';
+import { statSync } from 'node:fs';
+
+export const LIMITS = {
+  statementBytes: 100 * 1024,
+  boundParameters: 100,
+  valueBytes: 2 * 1024 * 1024,
+  defaultQuotaBytes: 1024 * 1024 * 1024,
+};
+
+export type SqlValue = string | number | null | Uint8Array;
+
+export interface ExecResult {
+  columnNames: string[];
+  rows: SqlValue[][];
+  rowsRead: number;
+  rowsWritten: number;
+}
+
+export class SqlError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SqlError';
+  }
+}
+
+/**
+ * PRAGMAs a tenant may run: introspection that has no setter form (the authorizer cannot tell
+ * `PRAGMA x(arg)` from `PRAGMA x = arg`, so nothing assignable is on the list).
+ */
+const SAFE_PRAGMAS = new Set(['table_info', 'table_xinfo', 'table_list', 'index_list', 'index_info', 'index_xinfo', 'foreign_key_list', 'foreign_key_check', 'integrity_check', 'quick_check', 'page_count', 'freelist_count']);
+/** Schema tables SQLite itself writes during CREATE/DROP; defensive mode stops tenants writing them directly. */
+const SCHEMA_TABLES = new Set(['sqlite_master', 'sqlite_schema', 'sqlite_temp_master', 'sqlite_temp_schema']);
+const KV_TABLE = '_cf_KV';
+
+export class WorkerDatabase {
+  readonly #db: DatabaseSync;
+  readonly #file: string;
+  readonly #quotaBytes: number;
+  /** While true our own statements run (KV, transactions); the authorizer lets them through. */
+  #internal = false;
+  #inTransaction = false;
+  #denied: string | undefined;
+  readonly #cache = new Map<string, StatementSync>();
+
+  constructor(file: string, quotaBytes = LIMITS.defaultQuotaBytes) {
+    this.#file = file;
+    this.#quotaBytes = quotaBytes;
+    this.#db = new DatabaseSync(file, { defensive: true, allowExtension: false, enableDoubleQuotedStringLiterals: false, timeout: 5000 });
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
+    this.#db.exec(`CREATE TABLE IF NOT EXISTS ${KV_TABLE} (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID`);
+    this.#applyQuota();
+    this.#db.setAuthorizer((action, a, b) => this.#authorize(action, a, b));
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  get databaseSize(): number {
+    const pages = this.#internalRun(() => (this.#db.prepare('PRAGMA page_count').get() as { page_count: number }).page_count);
+    const size = this.#internalRun(() => (this.#db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size);
+    return pages * size;
+  }
+
+  /** `sql.exec(query, ...bindings)`: runs every statement of `query`; bindings apply to the last; the result is the last statement's. */
+  exec(query: string, bindings: SqlValue[]): ExecResult {
+    if (typeof query !== 'string') throw new SqlError('query must be a string');
+    if (Buffer.byteLength(query) > LIMITS.statementBytes) throw new SqlError(`SQL statement is longer than ${LIMITS.statementBytes} bytes`);
+    if (bindings.length > LIMITS.boundParameters) throw new SqlError(`too many bound parameters (${bindings.length}); the limit is ${LIMITS.boundParameters}`);
+    for (const v of bindings) {
+      if (!(v === null || typeof v === 'string' || typeof v === 'number' || v instanceof Uint8Array)) throw new SqlError('bindings must be strings, numbers, null or bytes');
+      if ((typeof v === 'string' ? Buffer.byteLength(v) : v instanceof Uint8Array ? v.byteLength : 0) > LIMITS.valueBytes) {
+        throw new SqlError(`a bound value is larger than ${LIMITS.valueBytes} bytes`);
+      }
+    }
+    const statements = splitStatements(query);
+    if (statements.length === 0) throw new SqlError('empty query');
+    let result: ExecResult = { columnNames: [], rows: [], rowsRead: 0, rowsWritten: 0 };
+    // Without an explicit transactionSync, each exec is atomic on its own.
+    const own = !this.#inTransaction;
+    if (own) this.#internalRun(() => this.#db.exec('SAVEPOINT cordon_exec'));
+    try {
+      for (let i = 0; i < statements.length; i++) {
+        const last = i === statements.length - 1;
+        result = this.#run(statements[i]!, last ? bindings : [], result);
+      }
+      if (own) this.#internalRun(() => this.#db.exec('RELEASE cordon_exec'));
+    } catch (e) {
+      // Some errors (SQLITE_FULL) make SQLite roll back the whole transaction itself.
+      if (!this.#db.isTransaction) this.#inTransaction = false;
+      else if (own) this.#internalRun(() => this.#db.exec('ROLLBACK TO cordon_exec; RELEASE cordon_exec'));
+      throw this.#explain(e);
+    }
+    return result;
+  }
+
+  /** Begin / commit / roll back the transaction `transactionSync(fn)` wraps around `fn`. */
+  begin(): void {
+    if (this.#inTransaction) throw new SqlError('transactionSync cannot be nested');
+    this.#internalRun(() => this.#db.exec('BEGIN IMMEDIATE'));
+    this.#inTransaction = true;
+  }
+
+  commit(): void {
+    if (!this.#inTransaction) throw new SqlError('no transaction is open');
+    this.#inTransaction = false;
+    this.#internalRun(() => this.#db.exec('COMMIT'));
+  }
+
+  rollback(): void {
+    if (!this.#inTransaction) return;
+    this.#inTransaction = false;
+    if (this.#db.isTransaction) this.#internalRun(() => this.#db.exec('ROLLBACK'));
+  }
+
+  kvGet(key: string): Uint8Array | undefined {
+    const row = this.#internalRun(() => this.#stmt(`SELECT value FROM ${KV_TABLE} WHERE key = ?`).get(key)) as { value: Uint8Array } | undefined;
+    return row?.value;
+  }
+
+  kvPut(key: string, value: Uint8Array): void {
+    if (Buffer.byteLength(key) + value.byteLength > LIMITS.valueBytes) throw new SqlError(`key and value together exceed ${LIMITS.valueBytes} bytes`);
+    this.#write(() => this.#stmt(`INSERT INTO ${KV_TABLE} (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(key, value));
+  }
+
+  kvDelete(key: string): boolean {
+    return this.#write(() => Number(this.#stmt(`DELETE FROM ${KV_TABLE} WHERE key = ?`).run(key).changes) > 0);
+  }
+
+  kvList(prefix: string, limit: number): [string, Uint8Array][] {
+    // Range scan rather than LIKE: a prefix may hold % or _.
+    const rows = this.#internalRun(() =>
+      prefix
+        ? this.#stmt(`SELECT key, value FROM ${KV_TABLE} WHERE key >= ? AND key < ? ORDER BY key LIMIT ?`).all(prefix, prefix + '\uffff', limit)
+        : this.#stmt(`SELECT key, value FROM ${KV_TABLE} ORDER BY key LIMIT ?`).all(limit),
+    ) as { key: string; value: Uint8Array }[];
+    return rows.map((r) => [r.key, r.value]);
+  }
+
+  #write<T>(fn: () => T): T {
+    return this.#internalRun(() => {
+      try {
+        return fn();
+      } catch (e) {
+        throw this.#explain(e);
+      }
+    });
+  }
+
+  #stmt(sql: string): StatementSync {
+    let s = this.#cache.get(sql);
+    if (!s) this.#cache.set(sql, (s = this.#db.prepare(sql)));
+    return s;
+  }
+
+  #run(sql: string, bindings: SqlValue[], previous: ExecResult): ExecResult {
+    this.#denied = undefined;
+    const stmt = this.#db.prepare(sql);
+    const columns = stmt.columns().map((c) => c.name);
+    if (columns.length > 0) {
+      stmt.setReturnArrays(true);
+      const rows = stmt.all(...bindings) as unknown as SqlValue[][];
+      for (const row of rows) for (const v of row) if (typeof v === 'bigint') throw new SqlError('integer out of the safe range');
+      return { columnNames: columns, rows, rowsRead: previous.rowsRead + rows.length, rowsWritten: previous.rowsWritten };
+    }
+    const info = stmt.run(...bindings);
+    return { columnNames: [], rows: [], rowsRead: previous.rowsRead, rowsWritten: previous.rowsWritten + Number(info.changes) };
+  }
+
+  #internalRun<T>(fn: () => T): T {
+    const was = this.#internal;
+    this.#internal = true;
+    try {
+      return fn();
+    } finally {
+      this.#internal = was;
+    }
+  }
+
+  #applyQuota(): void {
+    const pageSize = (this.#db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size;
+    this.#db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor(this.#quotaBytes / pageSize))}`);
+  }
+
+  #authorize(action: number, a: string | null, b: string | null): number {
+    if (this.#internal) return C.SQLITE_OK;
+    const deny = (why: string) => {
+      this.#denied = why;
+      return C.SQLITE_DENY;
+    };
+    switch (action) {
+      case C.SQLITE_ATTACH:
+      case C.SQLITE_DETACH:
+        return deny('ATTACH and DETACH are not allowed');
+      case C.SQLITE_TRANSACTION:
+      case C.SQLITE_SAVEPOINT:
+        return deny('transactions are not allowed in exec(); use transactionSync()');
+      case C.SQLITE_CREATE_VTABLE:
+      case C.SQLITE_DROP_VTABLE:
+        return deny('virtual tables are not allowed');
+      case C.SQLITE_PRAGMA: {
+        const name = (a ?? '').toLowerCase();
+        if (!SAFE_PRAGMAS.has(name)) return deny(`PRAGMA ${name} is not allowed`);
+        return C.SQLITE_OK;
+      }
+      case C.SQLITE_FUNCTION:
+        if ((b ?? '').toLowerCase() === 'load_extension') return deny('load_extension is not allowed');
+        return C.SQLITE_OK;
+      case C.SQLITE_INSERT:
+      case C.SQLITE_UPDATE:
+      case C.SQLITE_DELETE: {
+        const table = (a ?? '').toLowerCase();
+        if (table === KV_TABLE.toLowerCase()) return deny(`${KV_TABLE} is reserved for the KV API`);
+        if (table.startsWith('sqlite_') && !SCHEMA_TABLES.has(table)) return deny(`writing ${table} is not allowed`);
+        return C.SQLITE_OK;
+      }
+      case C.SQLITE_DROP_TABLE:
+      case C.SQLITE_ALTER_TABLE:
+        if ((a ?? '').toLowerCase() === KV_TABLE.toLowerCase() || (b ?? '').toLowerCase() === KV_TABLE.toLowerCase()) return deny(`${KV_TABLE} is reserved for the KV API`);
+        return C.SQLITE_OK;
+      default:
+        return C.SQLITE_OK;
+    }
+  }
+
+  #explain(e: unknown): SqlError {
+    const msg = (e as Error)?.message ?? String(e);
+    if (this.#denied) return new SqlError(`not authorized: ${this.#denied}`);
+    if (/database or disk is full/i.test(msg)) return new SqlError(`database quota of ${this.#quotaBytes} bytes exceeded; nothing of this statement was written`);
+    return new SqlError(msg.replace(/^Error: /, ''));
+  }
+
+  /** Bytes on disk (database + WAL), for the quota report. */
+  fileBytes(): number {
+    let n = 0;
+    for (const f of [this.#file, `${this.#file}-wal`]) {
+      try {
+        n += statSync(f).size;
+      } catch {
+        // absent
+      }
+    }
+    return n;
+  }
+}
+
+/**
+ * Split a query into statements at top-level semicolons, honouring quotes and comments.
+ * Hand-written: node:sqlite offers no "prepare the next statement and tell me the tail" API.
+ */
+export function splitStatements(query: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  let i = 0;
+  while (i < query.length) {
+    const c = query[i]!;
+    if (c === "'" || c === '"' || c === '`') {
+      const end = query.indexOf(c, i + 1);
+      i = end < 0 ? query.length : end + 1;
+      // a doubled quote inside a string is the same quote again
+      while (i < query.length && query[i] === c) i = (query.indexOf(c, i + 1) + 1) || query.length;
+      continue;
+    }
+    if (c === '[') {
+      const end = query.indexOf(']', i + 1);
+      i = end < 0 ? query.length : end + 1;
+      continue;
+    }
+    if (c === '-' && query[i + 1] === '-') {
+      const end = query.indexOf('\n', i);
+      i = end < 0 ? query.length : end + 1;
+      continue;
+    }
+    if (c === '/' && query[i + 1] === '*') {
+      const end = query.indexOf('*/', i + 2);
+      i = end < 0 ? query.length : end + 2;
+      continue;
+    }
+    if (c === ';') {
+      out.push(query.slice(start, i));
+      start = i + 1;
+    }
+    i++;
+  }
+  out.push(query.slice(start));
+  return out.map((s) => s.trim()).filter((s) => s.length > 0 && !/^(--[^\n]*\n?|\/\*[\s\S]*?\*\/|\s)*$/.test(s));
+}
