@@ -206,15 +206,15 @@ describe('the mesh on Unix sockets', () => {
     test('a wrong, malformed or other-cordon key gets no code', async () => {
       const s = await session('sandbox', 'standard');
       try {
-        await assert.rejects(s.remote.loadWorker('A'.repeat(43)), /code key refused/);
-        await assert.rejects(s.remote.loadWorker('../../etc/passwd'), /malformed code key/);
-        await assert.rejects(loose(s.remote).loadWorker!({ toString: () => helloKey() }), /invalid code key/);
+        await assert.rejects(async () => s.remote.loadWorker('A'.repeat(43)), /code key refused/);
+        await assert.rejects(async () => s.remote.loadWorker('../../etc/passwd'), /malformed code key/);
+        await assert.rejects(async () => loose(s.remote).loadWorker!({ toString: () => helloKey() }), /invalid code key/);
       } finally {
         s.close();
       }
       const other = await session('sandbox', 'untrusted');
       try {
-        await assert.rejects(other.remote.loadWorker(helloKey()), /code key refused/);
+        await assert.rejects(async () => other.remote.loadWorker(helloKey()), /code key refused/);
       } finally {
         other.close();
       }
@@ -223,7 +223,8 @@ describe('the mesh on Unix sockets', () => {
     test('there is no way to list or enumerate workers', async () => {
       const s = await session('sandbox', 'standard');
       try {
-        for (const m of ['listWorkers', 'workers', 'routes', 'subscribeRoutes', 'constructor', '__proto__', 'toString']) {
+        // (toString and friends are answered by the local stub without a round trip, so they are not listed.)
+        for (const m of ['listWorkers', 'workers', 'routes', 'subscribeRoutes', 'constructor', '__proto__', 'getRoutes', 'deploy']) {
           await assert.rejects(Promise.resolve().then(() => loose(s.remote)[m]!()), `${m} must not be callable`);
         }
       } finally {

@@ -1,0 +1,226 @@
+/**
+ * Headers, Request and Response for the isolate: the subset of the Fetch standard a Workers fetch
+ * handler uses, with whole-body semantics (bodies are bytes; streaming bodies arrive with the
+ * streams work). Hand-written glue for now; spec-conformant libraries replace it later.
+ */
+import { TextDecoder, TextEncoder } from './encoding.ts';
+import { URL, URLSearchParams } from 'whatwg-url';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const U8 = Uint8Array;
+const NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+function normalizeValue(v: unknown): string {
+  return String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
+}
+
+export type HeadersInit = Headers | [string, string][] | Record<string, string>;
+
+export class Headers {
+  #list: [string, string][] = [];
+  constructor(init?: HeadersInit) {
+    if (init === undefined || init === null) return;
+    if (init instanceof Headers) for (const [k, v] of init.#list) this.#list.push([k, v]);
+    else if (typeof (init as Iterable<unknown>)[Symbol.iterator] === 'function') {
+      for (const pair of init as Iterable<unknown>) {
+        const p = [...(pair as Iterable<unknown>)];
+        if (p.length !== 2) throw new TypeError('Headers constructor: each header must be a [name, value] pair');
+        this.append(String(p[0]), String(p[1]));
+      }
+    } else for (const k of Object.keys(init)) this.append(k, (init as Record<string, string>)[k]!);
+  }
+  #check(name: string): string {
+    const n = String(name);
+    if (!NAME.test(n)) throw new TypeError(`Invalid header name: ${JSON.stringify(n)}`);
+    return n.toLowerCase();
+  }
+  append(name: string, value: string): void {
+    const v = normalizeValue(value);
+    if (/[\0\r\n]/.test(v)) throw new TypeError(`Invalid header value for ${name}`);
+    this.#list.push([this.#check(name), v]);
+  }
+  set(name: string, value: string): void {
+    const n = this.#check(name);
+    this.#list = this.#list.filter(([k]) => k !== n);
+    this.append(n, value);
+  }
+  get(name: string): string | null {
+    const n = this.#check(name);
+    const values = this.#list.filter(([k]) => k === n).map(([, v]) => v);
+    return values.length ? values.join(', ') : null;
+  }
+  getSetCookie(): string[] {
+    return this.#list.filter(([k]) => k === 'set-cookie').map(([, v]) => v);
+  }
+  has(name: string): boolean {
+    const n = this.#check(name);
+    return this.#list.some(([k]) => k === n);
+  }
+  delete(name: string): void {
+    const n = this.#check(name);
+    this.#list = this.#list.filter(([k]) => k !== n);
+  }
+  *entries(): IterableIterator<[string, string]> {
+    const names = [...new Set(this.#list.map(([k]) => k))].sort();
+    for (const n of names) {
+      if (n === 'set-cookie') for (const v of this.getSetCookie()) yield [n, v];
+      else yield [n, this.get(n)!];
+    }
+  }
+  keys(): IterableIterator<string> {
+    return (function* (h: Headers) {
+      for (const [k] of h.entries()) yield k;
+    })(this);
+  }
+  values(): IterableIterator<string> {
+    return (function* (h: Headers) {
+      for (const [, v] of h.entries()) yield v;
+    })(this);
+  }
+  forEach(fn: (value: string, name: string, headers: Headers) => void, thisArg?: unknown): void {
+    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+  }
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.entries();
+  }
+  /** Every header line in order, set-cookie kept apart: what crosses to the host. */
+  static raw(h: Headers): [string, string][] {
+    return h.#list.map(([k, v]) => [k, v]);
+  }
+}
+
+export type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams | null | undefined;
+
+function toBytes(body: BodyInit, headers: Headers): Uint8Array | null {
+  if (body === null || body === undefined) return null;
+  if (typeof body === 'string') {
+    if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
+    return encoder.encode(body);
+  }
+  if (body instanceof URLSearchParams) {
+    if (!headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded;charset=UTF-8');
+    return encoder.encode(body.toString());
+  }
+  if (body instanceof ArrayBuffer) return new U8(body.slice(0));
+  if (ArrayBuffer.isView(body)) return new U8(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer);
+  const s = String(body);
+  if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
+  return encoder.encode(s);
+}
+
+abstract class Body {
+  #bytes: Uint8Array | null;
+  #used = false;
+  constructor(bytes: Uint8Array | null) {
+    this.#bytes = bytes;
+  }
+  get bodyUsed(): boolean {
+    return this.#used;
+  }
+  get body(): null | { bytes: Uint8Array } {
+    return this.#bytes ? { bytes: this.#bytes } : null;
+  }
+  #consume(): Uint8Array {
+    if (this.#used) throw new TypeError('Body has already been used');
+    this.#used = true;
+    return this.#bytes ?? new U8(0);
+  }
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    const b = this.#consume();
+    return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+  }
+  async bytes(): Promise<Uint8Array> {
+    return new U8(await this.arrayBuffer());
+  }
+  async text(): Promise<string> {
+    return decoder.decode(this.#consume());
+  }
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
+  /** The bytes, for the runtime (does not mark the body used). */
+  static peek(b: Body): Uint8Array | null {
+    return b.#bytes;
+  }
+}
+
+export interface RequestInit {
+  method?: string;
+  headers?: HeadersInit;
+  body?: BodyInit;
+  redirect?: string;
+}
+
+export class Request extends Body {
+  readonly url: string;
+  readonly method: string;
+  readonly headers: Headers;
+  readonly redirect: string;
+  constructor(input: string | URL | Request, init: RequestInit = {}) {
+    const base = input instanceof Request ? input : undefined;
+    const headers = new Headers(init.headers ?? base?.headers);
+    const method = String(init.method ?? base?.method ?? 'GET').toUpperCase();
+    const bytes = init.body !== undefined ? toBytes(init.body, headers) : base ? Body.peek(base) : null;
+    if (bytes && (method === 'GET' || method === 'HEAD')) throw new TypeError('Request with GET/HEAD method cannot have body.');
+    super(bytes);
+    this.url = new URL(base ? base.url : String(input)).href;
+    this.method = method;
+    this.headers = headers;
+    this.redirect = init.redirect ?? base?.redirect ?? 'follow';
+  }
+  clone(): Request {
+    if (this.bodyUsed) throw new TypeError('Cannot clone a Request whose body was used');
+    return new Request(this);
+  }
+}
+
+export interface ResponseInit {
+  status?: number;
+  statusText?: string;
+  headers?: HeadersInit;
+}
+
+export class Response extends Body {
+  readonly status: number;
+  readonly statusText: string;
+  readonly headers: Headers;
+  constructor(body: BodyInit = null, init: ResponseInit = {}) {
+    const headers = new Headers(init.headers);
+    const status = init.status ?? 200;
+    if (!Number.isInteger(status) || status < 200 || status > 599) throw new RangeError(`Response status ${status} is outside 200-599`);
+    const bytes = toBytes(body, headers);
+    if (bytes && (status === 204 || status === 205 || status === 304)) throw new TypeError(`Response with status ${status} cannot have a body`);
+    super(bytes);
+    this.status = status;
+    this.statusText = init.statusText ?? '';
+    this.headers = headers;
+  }
+  get ok(): boolean {
+    return this.status >= 200 && this.status < 300;
+  }
+  get redirected(): boolean {
+    return false;
+  }
+  get type(): string {
+    return 'default';
+  }
+  clone(): Response {
+    if (this.bodyUsed) throw new TypeError('Cannot clone a Response whose body was used');
+    return new Response(Body.peek(this), { status: this.status, statusText: this.statusText, headers: this.headers });
+  }
+  static json(data: unknown, init: ResponseInit = {}): Response {
+    const headers = new Headers(init.headers);
+    if (!headers.has('content-type')) headers.set('content-type', 'application/json');
+    return new Response(JSON.stringify(data), { ...init, headers });
+  }
+  static redirect(url: string | URL, status = 302): Response {
+    if (![301, 302, 303, 307, 308].includes(status)) throw new RangeError(`Invalid redirect status ${status}`);
+    return new Response(null, { status, headers: { location: new URL(String(url)).href } });
+  }
+  static error(): Response {
+    throw new TypeError('Response.error() is not supported');
+  }
+}
+
+export { Body, URL, URLSearchParams };

@@ -1,0 +1,95 @@
+/**
+ * The isolate host a sandbox uses: one warm isolate per worker version, least recently used evicted
+ * beyond `maxIsolates`. A request that breaks a limit gets a WorkerError (safe to show a client);
+ * its isolate is disposed and the next request gets a fresh one. Other workers never notice.
+ */
+import type { WorkerBundle } from '../../../schemas/worker.ts';
+import type { LogEntry } from '../../../schemas/services.ts';
+import type { WireRequest, WireResponse } from '../../../schemas/http.ts';
+import { WorkerError, WorkerInstance } from './instance.ts';
+
+export { WorkerError } from './instance.ts';
+
+export interface RunHooks {
+  log(entries: LogEntry[]): void;
+}
+
+export class WorkerRuntime {
+  readonly #instances = new Map<string, Promise<WorkerInstance>>();
+  readonly #maxIsolates: number;
+  readonly #onCatastrophe: (message: string) => void;
+
+  constructor(opts: { maxIsolates?: number; onCatastrophe?: (message: string) => void } = {}) {
+    this.#maxIsolates = opts.maxIsolates ?? 200;
+    // isolated-vm's advice for a catastrophic error: the process's V8 state is unrecoverable.
+    this.#onCatastrophe =
+      opts.onCatastrophe ??
+      ((message) => {
+        process.stderr.write(JSON.stringify({ level: 'error', msg: 'catastrophic isolate error; aborting', detail: message }) + '\n');
+        process.abort();
+      });
+  }
+
+  async handle(bundle: WorkerBundle, request: WireRequest, hooks: RunHooks): Promise<WireResponse> {
+    const key = `${bundle.workerId}@${bundle.version}`;
+    let instance: WorkerInstance;
+    try {
+      instance = await this.#instance(key, bundle);
+    } catch (e) {
+      const err = e instanceof WorkerError ? e : new WorkerError(500, 'worker failed to load', String(e));
+      hooks.log([{ level: 'error', message: `${err.message}: ${err.detail}`, time: Date.now() }]);
+      throw err;
+    }
+    try {
+      return await instance.handle(request, hooks.log);
+    } catch (e) {
+      const err = e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
+      instance.logError(err.detail === err.message ? err.message : `${err.message}: ${err.detail}`, hooks.log);
+      if (instance.disposed) this.#instances.delete(key);
+      throw err;
+    }
+  }
+
+  async #instance(key: string, bundle: WorkerBundle): Promise<WorkerInstance> {
+    const existing = this.#instances.get(key);
+    if (existing) {
+      const inst = await existing.catch(() => undefined);
+      if (inst && !inst.disposed) {
+        // Map order is our LRU order: move to the back.
+        this.#instances.delete(key);
+        this.#instances.set(key, existing);
+        return inst;
+      }
+      if (this.#instances.get(key) === existing) this.#instances.delete(key);
+    }
+    const created = WorkerInstance.create(bundle, this.#onCatastrophe);
+    this.#instances.set(key, created);
+    created.catch(() => {
+      if (this.#instances.get(key) === created) this.#instances.delete(key);
+    });
+    while (this.#instances.size > this.#maxIsolates) {
+      const [oldest, p] = this.#instances.entries().next().value!;
+      this.#instances.delete(oldest);
+      void p.then((i) => i.dispose(), () => {});
+    }
+    return created;
+  }
+
+  evict(workerId: string, version?: string): void {
+    for (const [key, p] of this.#instances) {
+      if (key === `${workerId}@${version}` || (version === undefined && key.startsWith(`${workerId}@`))) {
+        this.#instances.delete(key);
+        void p.then((i) => i.dispose(), () => {});
+      }
+    }
+  }
+
+  stats(): { isolates: number } {
+    return { isolates: this.#instances.size };
+  }
+
+  dispose(): void {
+    for (const p of this.#instances.values()) void p.then((i) => i.dispose(), () => {});
+    this.#instances.clear();
+  }
+}
