@@ -3,6 +3,9 @@ import { connect } from '@nats-io/transport-node';
 import { connectNats, listenNats } from './rpc/nats.ts';
 import type { Transport } from './mesh.ts';
 
+/** Inside one mesh a dead peer (a crashed sandbox) must be noticed within seconds. */
+const SESSION_TIMING = { heartbeatMs: 1000, sessionTimeoutMs: 3000 };
+
 export async function natsTransport(url: string): Promise<Transport> {
   let nc;
   try {
@@ -12,8 +15,8 @@ export async function natsTransport(url: string): Promise<Transport> {
     throw new Error(`cannot connect to NATS at ${url}: ${(e as Error).message}`);
   }
   return {
-    listen: (endpoint, max, onChannel) => listenNats(nc, endpoint, max, onChannel),
-    dial: (endpoint, max) => connectNats(nc, endpoint, max),
+    listen: (endpoint, max, onChannel) => listenNats(nc, endpoint, max, onChannel, SESSION_TIMING),
+    dial: (endpoint, max) => connectNats(nc, endpoint, max, SESSION_TIMING),
     close: () => nc.drain(),
   };
 }

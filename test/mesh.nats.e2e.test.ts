@@ -1,22 +1,12 @@
 /** `cordon start --nats <url>`: the same mesh, with a real nats-server as the transport. */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
-import { startNatsServer } from '../lib/rpc/testing/nats-server.ts';
+import { natsServerMissing, startNatsServer } from '../lib/rpc/testing/nats-server.ts';
 
-function natsMissing(): string | undefined {
-  try {
-    execFileSync('nats-server', ['--version'], { stdio: 'ignore' });
-    return undefined;
-  } catch {
-    return 'nats-server not installed (apt-get install nats-server)';
-  }
-}
-
-const missing = natsMissing();
+const missing = natsServerMissing();
 if (missing && process.env.CORDON_REQUIRE_ALL === '1') {
   test('nats-server is required (CORDON_REQUIRE_ALL=1)', () => assert.fail(missing));
 }

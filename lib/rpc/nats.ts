@@ -1,0 +1,263 @@
+/**
+ * The NATS transport (cluster mode). A session is a pair of subjects: a client picks a random
+ * 128-bit session id, subscribes to `cordon.s.<sid>.s2c`, and asks a server of the service (queue
+ * group `cordon.connect.<service>`, so instances share the load) to open it; the server subscribes to
+ * `cordon.s.<sid>.c2s` and answers. From then on frames flow on those subjects.
+ *
+ * Frame: a 45-byte header, then payload bytes.
+ *   type u8 ('D' data, 'H' heartbeat, 'X' close) | seq u32 | part u16 | parts u16 | total u32 | mac[32]
+ * A message longer than the server's `max_payload` is split into `parts` data frames; `total` (the
+ * whole message's length, in the first part) is checked against the limit before anything is kept.
+ * Every frame carries the next sequence number of its direction. After the handshake both sides hold
+ * a session key and every frame's MAC (HMAC-SHA256 over direction, session id, header and payload)
+ * must verify: another NATS client that knows or sniffs the subjects can neither inject nor replay a
+ * frame — the channel closes instead. Before the key only small single-part data frames pass (the
+ * handshake). Heartbeats flow when a side is idle; silence beyond the session time-out closes the
+ * channel so the dead peer's capabilities are released.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { ChannelClosedError, Inbox, type Channel } from './channel.ts';
+import { FrameTooLargeError } from './frames.ts';
+import { DEFAULT_QUOTAS } from './quotas.ts';
+import type { KeyedChannel, AcceptOptions, ConnectOptions } from './index.ts';
+import { accept, connect, type MeshSession } from './index.ts';
+import type { RpcCompatible } from 'capnweb';
+
+const HEADER = 45;
+const MAC_OFFSET = 13;
+const PRE_KEY_MAX = 4096;
+const SID = /^[A-Za-z0-9_-]{22}$/;
+const T_DATA = 0x44; // 'D'
+const T_HEARTBEAT = 0x48; // 'H'
+const T_CLOSE = 0x58; // 'X'
+
+export interface NatsChannelOptions {
+  heartbeatMs?: number;
+  sessionTimeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+
+const DEFAULTS = { heartbeatMs: 5000, sessionTimeoutMs: 15_000, connectTimeoutMs: 5000 };
+
+export class NatsChannel implements KeyedChannel {
+  readonly maxMessage: number;
+  readonly description: string;
+  readonly #nc: NatsConnection;
+  readonly #sid: string;
+  readonly #out: string;
+  readonly #outDir: number;
+  readonly #inDir: number;
+  readonly #chunk: number;
+  readonly #inbox = new Inbox();
+  readonly #sub: Subscription;
+  readonly #closeCallbacks: ((e: Error) => void)[] = [];
+  readonly #timer: NodeJS.Timeout;
+  readonly #opts: typeof DEFAULTS;
+  #key: Buffer | undefined;
+  #sendSeq = 0;
+  #recvSeq = 0;
+  #assembling: { total: number; parts: number; chunks: Uint8Array[]; size: number } | undefined;
+  #lastSent = Date.now();
+  #lastHeard = Date.now();
+  #closeReason: Error | undefined;
+
+  constructor(nc: NatsConnection, sid: string, side: 'client' | 'server', maxMessage: number, opts: NatsChannelOptions = {}) {
+    this.#nc = nc;
+    this.#sid = sid;
+    this.#opts = { ...DEFAULTS, ...opts };
+    this.maxMessage = maxMessage;
+    this.description = `nats:${sid}`;
+    const c2s = `cordon.s.${sid}.c2s`;
+    const s2c = `cordon.s.${sid}.s2c`;
+    this.#out = side === 'client' ? c2s : s2c;
+    this.#outDir = side === 'client' ? 1 : 2;
+    this.#inDir = side === 'client' ? 2 : 1;
+    this.#chunk = Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - HEADER - 512);
+    this.#sub = nc.subscribe(side === 'client' ? s2c : c2s, { callback: (err, msg) => (err ? this.close(err) : this.#receiveFrame(msg)) });
+    this.#timer = setInterval(() => this.#tick(), Math.max(10, Math.min(this.#opts.heartbeatMs, this.#opts.sessionTimeoutMs / 3)));
+    this.#timer.unref();
+  }
+
+  get closed(): boolean {
+    return this.#closeReason !== undefined;
+  }
+
+  useSessionKey(key: Buffer): void {
+    this.#key = key;
+  }
+
+  send(message: string): void {
+    if (this.#closeReason) throw this.#closeReason;
+    const bytes = Buffer.from(message, 'utf8');
+    if (bytes.length > this.maxMessage) throw new FrameTooLargeError(bytes.length, this.maxMessage);
+    if (!this.#key && bytes.length > PRE_KEY_MAX) throw new Error('message too large before the handshake completed');
+    const parts = Math.max(1, Math.ceil(bytes.length / this.#chunk));
+    for (let p = 0; p < parts; p++) this.#sendFrame(T_DATA, p, parts, bytes.length, bytes.subarray(p * this.#chunk, (p + 1) * this.#chunk));
+  }
+
+  receive(): Promise<string> {
+    return this.#inbox.receive();
+  }
+
+  close(reason: Error = new ChannelClosedError()): void {
+    if (this.#closeReason) return;
+    try {
+      if (!this.#nc.isClosed()) this.#sendFrame(T_CLOSE, 0, 1, 0, new Uint8Array(0));
+    } catch {
+      // best effort
+    }
+    this.#closeReason = reason;
+    clearInterval(this.#timer);
+    this.#sub.unsubscribe();
+    this.#inbox.fail(reason);
+    for (const cb of this.#closeCallbacks.splice(0)) cb(reason);
+  }
+
+  onClose(callback: (reason: Error) => void): void {
+    if (this.#closeReason) callback(this.#closeReason);
+    else this.#closeCallbacks.push(callback);
+  }
+
+  #mac(dir: number, header: Buffer, payload: Uint8Array): Buffer {
+    return createHmac('sha256', this.#key!).update(Buffer.from([dir])).update(this.#sid).update(header.subarray(0, MAC_OFFSET)).update(payload).digest();
+  }
+
+  #sendFrame(type: number, part: number, parts: number, total: number, payload: Uint8Array): void {
+    const frame = Buffer.alloc(HEADER + payload.length);
+    frame[0] = type;
+    frame.writeUInt32BE(this.#sendSeq++ >>> 0, 1);
+    frame.writeUInt16BE(part, 5);
+    frame.writeUInt16BE(parts, 7);
+    frame.writeUInt32BE(total, 9);
+    if (this.#key) this.#mac(this.#outDir, frame, payload).copy(frame, MAC_OFFSET);
+    frame.set(payload, HEADER);
+    this.#nc.publish(this.#out, frame);
+    this.#lastSent = Date.now();
+  }
+
+  #receiveFrame(msg: Msg): void {
+    if (this.#closeReason) return;
+    try {
+      const data = msg.data;
+      if (data.length < HEADER) throw new Error('short frame');
+      const header = Buffer.from(data.buffer, data.byteOffset, HEADER);
+      const payload = data.subarray(HEADER);
+      const type = header[0]!;
+      const seq = header.readUInt32BE(1);
+      if (this.#key) {
+        if (!timingSafeEqual(header.subarray(MAC_OFFSET, HEADER), this.#mac(this.#inDir, header, payload))) throw new Error('frame failed authentication');
+      } else if (type !== T_DATA || payload.length > PRE_KEY_MAX) throw new Error('unexpected frame before the handshake completed');
+      if (seq !== this.#recvSeq) throw new Error(`frame out of sequence (got ${seq}, expected ${this.#recvSeq})`);
+      this.#recvSeq = (this.#recvSeq + 1) >>> 0;
+      this.#lastHeard = Date.now();
+      if (type === T_HEARTBEAT) return;
+      if (type === T_CLOSE) return this.close(new ChannelClosedError(`peer closed session ${this.#sid}`));
+      if (type !== T_DATA) throw new Error('unknown frame type');
+      this.#assemble(header.readUInt16BE(5), header.readUInt16BE(7), header.readUInt32BE(9), payload);
+    } catch (e) {
+      this.close(e as Error);
+    }
+  }
+
+  #assemble(part: number, parts: number, total: number, payload: Uint8Array): void {
+    if (part === 0) {
+      if (this.#assembling) throw new Error('a new message started before the last one ended');
+      if (total > this.maxMessage) throw new FrameTooLargeError(total, this.maxMessage);
+      if (parts < 1 || parts > Math.ceil(total / 1024) + 1) throw new Error('implausible part count');
+      this.#assembling = { total, parts, chunks: [], size: 0 };
+    } else if (!this.#assembling || part !== this.#assembling.chunks.length || parts !== this.#assembling.parts) {
+      throw new Error('message part out of order');
+    }
+    const a = this.#assembling!;
+    a.size += payload.length;
+    if (a.size > a.total) throw new Error('message longer than declared');
+    a.chunks.push(Buffer.from(payload));
+    if (a.chunks.length < a.parts) return;
+    this.#assembling = undefined;
+    if (a.size !== a.total) throw new Error('message shorter than declared');
+    this.#inbox.push(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(a.chunks, a.size)));
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    if (this.#key && now - this.#lastHeard > this.#opts.sessionTimeoutMs) {
+      return this.close(new ChannelClosedError(`no word from the peer of session ${this.#sid} for ${this.#opts.sessionTimeoutMs} ms`));
+    }
+    if (this.#key && now - this.#lastSent >= this.#opts.heartbeatMs) {
+      try {
+        this.#sendFrame(T_HEARTBEAT, 0, 1, 0, new Uint8Array(0));
+      } catch (e) {
+        this.close(e as Error);
+      }
+    }
+  }
+}
+
+export interface NatsListener {
+  close(): Promise<void>;
+}
+
+/** Serve `service` on NATS: each accepted session becomes a Channel handed to `onChannel`. */
+export async function listenNats(
+  nc: NatsConnection,
+  service: string,
+  maxMessage: number,
+  onChannel: (channel: Channel) => void,
+  opts: NatsChannelOptions & { queue?: string } = {},
+): Promise<NatsListener> {
+  const channels = new Set<NatsChannel>();
+  const sub = nc.subscribe(`cordon.connect.${service}`, {
+    queue: opts.queue ?? service,
+    callback: (err, msg) => {
+      if (err) return;
+      try {
+        const { sid } = JSON.parse(new TextDecoder().decode(msg.data)) as { sid?: unknown };
+        if (typeof sid !== 'string' || !SID.test(sid)) return;
+        const channel = new NatsChannel(nc, sid, 'server', maxMessage, opts);
+        channels.add(channel);
+        channel.onClose(() => channels.delete(channel));
+        msg.respond('ok');
+        onChannel(channel);
+      } catch {
+        // malformed request: ignore it
+      }
+    },
+  });
+  await nc.flush();
+  return {
+    close: async () => {
+      sub.unsubscribe();
+      for (const c of channels) c.close(new ChannelClosedError(`${service} stopped listening`));
+    },
+  };
+}
+
+/** Open a session with some instance of `service` on NATS. */
+export async function connectNats(nc: NatsConnection, service: string, maxMessage: number, opts: NatsChannelOptions = {}): Promise<NatsChannel> {
+  const sid = randomBytes(16).toString('base64url');
+  const channel = new NatsChannel(nc, sid, 'client', maxMessage, opts);
+  try {
+    await nc.flush(); // our reply subject must be subscribed before the server can answer on it
+    await nc.request(`cordon.connect.${service}`, JSON.stringify({ sid }), { timeout: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs });
+  } catch (e) {
+    const why = (e as { isNoResponders?: () => boolean }).isNoResponders?.() ? `no ${service} is listening on NATS` : `${service} did not answer on NATS (${(e as Error).message})`;
+    const error = new Error(why);
+    channel.close(error);
+    throw error;
+  }
+  return channel;
+}
+
+export function serveNats(nc: NatsConnection, service: string, opts: AcceptOptions & NatsChannelOptions): Promise<NatsListener> {
+  return listenNats(nc, service, opts.quotas?.maxMessage ?? DEFAULT_QUOTAS.maxMessage, (channel) => void accept(channel, opts), opts);
+}
+
+export async function connectNatsSession<Remote extends RpcCompatible<Remote>>(
+  nc: NatsConnection,
+  service: string,
+  opts: ConnectOptions & NatsChannelOptions,
+): Promise<MeshSession<Remote>> {
+  const channel = await connectNats(nc, service, opts.quotas?.maxMessage ?? DEFAULT_QUOTAS.maxMessage, opts);
+  return connect<Remote>(channel, opts);
+}
