@@ -38,6 +38,8 @@ export interface AcceptOptions {
   name: string;
   accept: readonly Role[];
   quotas?: Partial<Quotas>;
+  /** How long a client may take over the handshake (default 5 s). */
+  timeoutMs?: number;
   /** The object the peer gets as its main capability, chosen after it proved who it is. */
   mainFor(peer: PeerIdentity): RpcTarget;
   onSession?(session: MeshSession<any>): void;
@@ -89,3 +91,4 @@ export async function connectUnixSession<Remote extends RpcCompatible<Remote>>(p
   const channel = await connectUnix(path, opts.quotas?.maxMessage ?? DEFAULT_QUOTAS.maxMessage);
   return connect<Remote>(channel, opts);
 }
+export { Membrane, CapabilityRevokedError } from './membrane.ts';

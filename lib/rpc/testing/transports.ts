@@ -9,6 +9,9 @@ import type { RpcCompatible } from 'capnweb';
 import { connectUnixSession, serveUnix, type AcceptOptions, type ConnectOptions, type MeshSession } from '../index.ts';
 import { connectUnix } from '../unix.ts';
 import type { Channel } from '../channel.ts';
+import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
+import { connectNats, connectNatsSession, serveNats } from '../nats.ts';
+import { natsServerMissing, startNatsServer } from './nats-server.ts';
 
 export interface TestTransport {
   name: string;
@@ -39,4 +42,32 @@ export const unixTransport: TestTransport = {
   },
 };
 
-export const transports: TestTransport[] = [unixTransport];
+/** Fast heartbeats so dead-peer tests finish quickly. */
+const NATS_TIMING = { heartbeatMs: 100, sessionTimeoutMs: 600 };
+
+export const natsTransport: TestTransport = {
+  name: 'nats',
+  unavailable: natsServerMissing(),
+  async setup() {
+    const server = await startNatsServer();
+    const conns: NatsConnection[] = [];
+    const conn = async () => {
+      const nc = await natsConnect({ servers: server.url });
+      conns.push(nc);
+      return nc;
+    };
+    const serverNc = await conn();
+    const clientNc = await conn();
+    return {
+      serve: (opts) => serveNats(serverNc, 'rpc-test', { ...NATS_TIMING, ...opts }),
+      connect: (opts) => connectNatsSession(clientNc, 'rpc-test', { ...NATS_TIMING, ...opts }),
+      rawChannel: (max = 1 << 20) => connectNats(clientNc, 'rpc-test', max, NATS_TIMING),
+      teardown: async () => {
+        for (const nc of conns) await nc.close();
+        await server.stop();
+      },
+    };
+  },
+};
+
+export const transports: TestTransport[] = [unixTransport, natsTransport];
