@@ -1,0 +1,219 @@
+/** The isolate host on its own: Workers API basics, limits, and the lockdown. */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkerRuntime, WorkerError } from './index.ts';
+import type { WorkerBundle, WorkerModule } from '../../../schemas/worker.ts';
+import type { LogEntry } from '../../../schemas/services.ts';
+import type { WireRequest } from '../../../schemas/http.ts';
+
+const rt = new WorkerRuntime();
+after(() => rt.dispose());
+
+let n = 0;
+function worker(main: string, opts: { modules?: WorkerModule[]; limits?: Partial<WorkerBundle['limits']>; vars?: Record<string, string> } = {}): WorkerBundle {
+  return {
+    workerId: `t/w${++n}`,
+    version: 'a'.repeat(64),
+    mainModule: 'worker.js',
+    modules: [{ name: 'worker.js', type: 'esm', content: main }, ...(opts.modules ?? [])],
+    limits: { cpuMs: 300, wallMs: 3000, memoryMb: 64, ...opts.limits },
+    vars: opts.vars ?? {},
+  };
+}
+const GET: WireRequest = { method: 'GET', url: 'http://example.test/path?q=1', headers: [['x-in', 'v']], body: null };
+const text = (b: Uint8Array | null) => new TextDecoder().decode(b ?? new Uint8Array());
+
+async function run(bundle: WorkerBundle, req: WireRequest = GET) {
+  const logs: LogEntry[] = [];
+  try {
+    const res = await rt.handle(bundle, req, { log: (e) => logs.push(...e) });
+    await new Promise((r) => setImmediate(r));
+    return { res, logs };
+  } catch (e) {
+    await new Promise((r) => setImmediate(r));
+    return { error: e as WorkerError, logs };
+  }
+}
+
+test('hello world, env vars, console captured', async () => {
+  const { res, logs } = await run(worker(`export default { fetch(req, env) { console.log('seen', env.WHO); return new Response('hi ' + env.WHO) } }`, { vars: { WHO: 'there' } }));
+  assert.equal(res!.status, 200);
+  assert.equal(text(res!.body), 'hi there');
+  assert.deepEqual(logs.map((l) => [l.level, l.message]), [['log', 'seen there']]);
+});
+
+test('bodies are bytes both ways: every byte value survives', async () => {
+  const body = new Uint8Array(256).map((_, i) => i);
+  const { res } = await run(worker(`export default { async fetch(req) { return new Response(await req.arrayBuffer(), { status: 201, statusText: 'Made', headers: { 'x-m': req.method } }) } }`), { ...GET, method: 'POST', body });
+  assert.equal(res!.status, 201);
+  assert.equal(res!.statusText, 'Made');
+  assert.deepEqual(res!.body, body);
+  assert.deepEqual(res!.headers.find(([k]) => k === 'x-m'), ['x-m', 'POST']);
+});
+
+test('headers: case-insensitive, multiple set-cookie kept apart, Response.json and redirect', async () => {
+  const { res } = await run(
+    worker(`export default { fetch(req) {
+      const h = new Headers({ 'X-A': '1' }); h.append('set-cookie', 'a=1'); h.append('Set-Cookie', 'b=2'); h.set('x-in', req.headers.get('X-IN'));
+      if (new URL(req.url).searchParams.get('q') !== '1') throw new Error('bad url');
+      return new Response(JSON.stringify([...h]), { headers: h }) } }`),
+  );
+  const names = res!.headers.filter(([k]) => k === 'set-cookie').map(([, v]) => v);
+  assert.deepEqual(names, ['a=1', 'b=2']);
+  assert.deepEqual(JSON.parse(text(res!.body)), [['set-cookie', 'a=1'], ['set-cookie', 'b=2'], ['x-a', '1'], ['x-in', 'v']]);
+  const j = await run(worker(`export default { fetch() { return Response.json({ ok: true }, { status: 202 }) } }`));
+  assert.equal(j.res!.status, 202);
+  assert.deepEqual(j.res!.headers, [['content-type', 'application/json']]);
+  const r = await run(worker(`export default { fetch() { return Response.redirect('https://example.com/x', 301) } }`));
+  assert.equal(r.res!.status, 301);
+  assert.deepEqual(r.res!.headers, [['location', 'https://example.com/x']]);
+});
+
+test('several modules: esm importing esm, text, json, data; cloudflare:workers and cloudflare:workflows', async () => {
+  const { res, error } = await run(
+    worker(
+      `import { two } from './lib/two.js'; import t from './t.txt'; import j from './j.json'; import d from './d.bin';
+       import { WorkerEntrypoint } from 'cloudflare:workers'; import { NonRetryableError } from 'cloudflare:workflows';
+       export default { fetch() { return Response.json([two(), t, j.k, new Uint8Array(d)[1], typeof WorkerEntrypoint, new NonRetryableError('x').name]) } }`,
+      {
+        modules: [
+          { name: 'lib/two.js', type: 'esm', content: `import { one } from '../one.js'; export const two = () => one() + 1;` },
+          { name: 'one.js', type: 'esm', content: `export const one = () => 1;` },
+          { name: 't.txt', type: 'text', content: 'text!' },
+          { name: 'j.json', type: 'json', content: '{"k":"json!"}' },
+          { name: 'd.bin', type: 'data', content: Buffer.from([7, 9]).toString('base64') },
+        ],
+      },
+    ),
+  );
+  assert.equal(error, undefined, error?.detail);
+  assert.deepEqual(JSON.parse(text(res!.body)), [2, 'text!', 'json!', 9, 'function', 'NonRetryableError']);
+});
+
+test('an import that leaves the bundle or names nothing fails to load, clearly', async () => {
+  const { error } = await run(worker(`import x from '../../etc/passwd'; export default { fetch() { return new Response(x) } }`));
+  assert.equal(error!.status, 500);
+  assert.match(error!.detail, /leaves the bundle|cannot resolve/);
+});
+
+test('a worker that throws: 500, its own stack in the log and no host paths; the next request works', async () => {
+  const b = worker(`let i = 0; export default { fetch() { if (i++ === 0) throw new Error('boom'); return new Response('ok') } }`);
+  const first = await run(b);
+  assert.equal(first.error!.status, 500);
+  assert.equal(first.error!.message, 'worker threw an exception');
+  const logged = first.logs.map((l) => l.message).join('\n');
+  assert.match(logged, /Error: boom/);
+  assert.doesNotMatch(logged, /\/work\/|node:internal|file:\/\//);
+  assert.equal(text((await run(b)).res!.body), 'ok');
+});
+
+test('an endless loop hits the CPU limit (503) while another worker keeps serving; then it recovers', async () => {
+  const looping = worker(`export default { fetch(req) { if (req.url.endsWith('loop')) while (true) {} return new Response('recovered') } }`, { limits: { cpuMs: 200 } });
+  const other = worker(`export default { fetch() { return new Response('other') } }`);
+  const ticks: number[] = [];
+  const ticker = setInterval(() => ticks.push(Date.now()), 20);
+  const [loop, fine] = await Promise.all([run(looping, { ...GET, url: 'http://x.test/loop' }), new Promise((r) => setTimeout(r, 50)).then(() => run(other))]);
+  clearInterval(ticker);
+  assert.equal(loop.error!.status, 503);
+  assert.match(loop.error!.message, /CPU time limit of 200 ms/);
+  assert.equal(text(fine.res!.body), 'other');
+  assert.ok(ticks.length >= 5, 'the host event loop kept running');
+  assert.equal(text((await run(looping)).res!.body), 'recovered');
+});
+
+test('a promise that never settles hits the wall-time limit', async () => {
+  const { error } = await run(worker(`export default { fetch() { return new Promise(() => {}) } }`, { limits: { wallMs: 300 } }));
+  assert.equal(error!.status, 503);
+  assert.match(error!.message, /wall time limit of 300 ms/);
+});
+
+test('a memory bomb hits the memory limit; the isolate is recreated', async () => {
+  const b = worker(`export default { fetch(req) { if (req.url.endsWith('bomb')) { const a = []; while (true) a.push('x'.repeat(1024) + a.length); } return new Response('fresh') } }`, { limits: { memoryMb: 32, cpuMs: 10_000 } });
+  const { error } = await run(b, { ...GET, url: 'http://x.test/bomb' });
+  assert.equal(error!.status, 503);
+  assert.match(error!.message, /memory limit of 32 MB/);
+  assert.equal(text((await run(b)).res!.body), 'fresh');
+});
+
+test('a getter on the returned object cannot stall the host: it runs inside the isolate, under the CPU limit', async () => {
+  const plain = await run(worker(`export default { fetch() { return { get status() { while (true) {} } } } }`, { limits: { cpuMs: 200 } }));
+  assert.match(plain.error!.detail, /not a Response/, 'a look-alike object is refused without touching its getters');
+  const ticks: number[] = [];
+  const ticker = setInterval(() => ticks.push(Date.now()), 20);
+  const evil = await run(
+    worker(`export default { fetch() { const r = new Response('x'); for (const k of ['status', 'statusText', 'headers']) Object.defineProperty(r, k, { get() { while (true) {} } }); return r } }`, { limits: { cpuMs: 200 } }),
+  );
+  clearInterval(ticker);
+  assert.equal(evil.error!.status, 503);
+  assert.ok(ticks.length >= 5, 'the host event loop kept running');
+});
+
+test('the clock does not move while code runs; Date() forms and Intl agree', async () => {
+  const { res } = await run(
+    worker(`export default { fetch() {
+      const a = Date.now(), p = performance.now(); let x = 0; for (let i = 0; i < 3e7; i++) x += i;
+      class D extends Date {}
+      return Response.json([a === Date.now(), p === performance.now(), new Date().getTime() === a, Date() === new Date(a).toString(),
+        new D().getTime() === a, new Intl.DateTimeFormat('en', { timeZone: 'UTC' }).format() === new Intl.DateTimeFormat('en', { timeZone: 'UTC' }).format(a), x > 0]) } }`, { limits: { cpuMs: 2000 } }),
+  );
+  assert.deepEqual(JSON.parse(text(res!.body)), [true, true, true, true, true, true, true]);
+});
+
+test('code generation, shared memory and weak references are gone', async () => {
+  const probes = [
+    `eval('1')`,
+    `new Function('return 1')()`,
+    `(function(){}).constructor('return 1')()`,
+    `(async function(){}).constructor('return 1')`,
+    `(function*(){}).constructor('return 1')`,
+    `Object.getPrototypeOf(async function*(){}).constructor('return 1')`,
+    `({}).constructor.constructor('return 1')()`,
+    `WebAssembly.compile(new Uint8Array([0,97,115,109,1,0,0,0]))`,
+    `new WebAssembly.Module(new Uint8Array([0,97,115,109,1,0,0,0]))`,
+    `WebAssembly.Module.prototype.constructor(new Uint8Array([0,97,115,109,1,0,0,0]))`,
+    `new SharedArrayBuffer(8)`,
+    `Atomics.wait`,
+    `new WeakRef({})`,
+    `new FinalizationRegistry(() => {})`,
+    `setTimeout('1', 0)`,
+  ];
+  for (const p of probes) {
+    const { res, error } = await run(worker(`export default { fetch() { try { const r = ${p}; return new Response('allowed: ' + typeof r) } catch (e) { return new Response('refused: ' + e.name) } } }`));
+    assert.equal(error, undefined, `${p}: ${error?.detail}`);
+    assert.match(text(res!.body), /^refused: /, p);
+  }
+  const types = await run(worker(`export default { fetch() { return Response.json([typeof SharedArrayBuffer, typeof Atomics, typeof WeakRef, typeof FinalizationRegistry]) } }`));
+  assert.deepEqual(JSON.parse(text(types.res!.body)), ['undefined', 'undefined', 'undefined', 'undefined']);
+});
+
+test('no host object is reachable: globals hold no ivm handles, and host callbacks are gone', async () => {
+  const { res } = await run(
+    worker(`export default { fetch() {
+      const names = Object.getOwnPropertyNames(globalThis).filter((n) => /cordon|ivm|host|require|process/i.test(n));
+      return Response.json({ names, process: typeof process, require: typeof require }) } }`),
+  );
+  assert.deepEqual(JSON.parse(text(res!.body)), { names: [], process: 'undefined', require: 'undefined' });
+});
+
+test('crypto: getRandomValues and randomUUID; timers fire and advance the clock', async () => {
+  const { res } = await run(
+    worker(`export default { async fetch() {
+      const a = crypto.getRandomValues(new Uint8Array(32)); const u = crypto.randomUUID();
+      const t0 = Date.now(); await new Promise((r) => setTimeout(r, 30)); const t1 = Date.now();
+      return Response.json([a.some((x) => x !== 0), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(u), t1 - t0 >= 25]) } }`),
+  );
+  assert.deepEqual(JSON.parse(text(res!.body)), [true, true, true]);
+});
+
+test('a response body over 8 MiB is refused', async () => {
+  const { error } = await run(worker(`export default { fetch() { return new Response(new Uint8Array(9 * 1024 * 1024)) } }`, { limits: { memoryMb: 128 } }));
+  assert.equal(error!.status, 500);
+  assert.match(error!.detail, /limit is 8388608/);
+});
+
+test('returning something that is not a Response is a clear 500', async () => {
+  const { error } = await run(worker(`export default { fetch() { return 'nope' } }`));
+  assert.match(error!.detail, /not a Response/);
+  const none = await run(worker(`export const x = 1;`));
+  assert.match(none.error!.detail, /default/);
+});
