@@ -117,7 +117,7 @@ export class MeshClient<Remote extends RpcCompatible<Remote>> {
         });
       } catch (e) {
         this.#node.log.debug('connect failed, retrying', { endpoint: this.#endpoint, error: (e as Error).message, delayMs: this.#delay });
-        await new Promise((r) => setTimeout(r, this.#delay).unref());
+        await new Promise((r) => setTimeout(r, this.#delay));
         this.#delay = Math.min(this.#delay * 2, 2000);
         continue;
       }

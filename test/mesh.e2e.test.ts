@@ -53,6 +53,7 @@ describe('the mesh on Unix sockets', () => {
     const body = (await res.json()) as { services: Record<string, string> };
     assert.deepEqual(Object.values(body.services).filter((s) => s !== 'up'), []);
     assert.ok(body.services['sandbox:untrusted']);
+    assert.doesNotMatch(mesh.output(), /exited/, 'no service died or quit while the mesh started');
   });
 
   test('the first start wrote an admin token and a mesh secret, both 0600', () => {
