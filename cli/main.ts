@@ -8,7 +8,8 @@ const USAGE = `usage: cordon <command> [options]
 
   start [--nats <url>]            run the whole mesh on this machine (Unix sockets, or NATS)
   deploy <entry.js|ts> --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
-                                  [--var KEY=VALUE]... [--cpu-ms <n>] [--memory-mb <n>]
+                                  [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
+                                  [--cpu-ms <n>] [--memory-mb <n>]
                                   bundle the entry and its imports and deploy it; prints the version
   workers                         list deployed workers
   logs <tenant/worker|worker> [--follow]
@@ -53,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
           cordon: { type: 'string' },
           route: { type: 'string', multiple: true },
           var: { type: 'string', multiple: true },
+          storage: { type: 'string', multiple: true },
+          directory: { type: 'string', multiple: true },
           'cpu-ms': { type: 'string' },
           'memory-mb': { type: 'string' },
         },
@@ -74,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
         cordon: values.cordon,
         routes: values.route ?? [],
         vars,
+        bindings: [...(values.storage ?? []).map((name) => ({ type: 'storage', name })), ...(values.directory ?? []).map((name) => ({ type: 'directory', name }))],
         limits,
         ...bundle,
       })) as { worker: string; version: string; routes: string[] };

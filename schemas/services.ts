@@ -5,11 +5,14 @@
 import type { WireRequest, WireResponse } from './http.ts';
 import type { Route, RouteListener } from './routes.ts';
 import type { WorkerBundle, WorkerTarget } from './worker.ts';
+import type { DirectoryApi, StorageApi } from './capabilities.ts';
 
 /** The supervisor, as a sandbox sees it. There is deliberately no way to list workers. */
 export interface SupervisorForSandbox {
   /** Code and configuration of the worker version the key belongs to; refused (and audited) otherwise. */
   loadWorker(codeKey: string): Promise<WorkerBundle>;
+  /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
+  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi>>;
   /** Console output of a worker the sandbox runs (by code key: the sandbox cannot write to other logs). */
   log(codeKey: string, entries: LogEntry[]): Promise<void>;
 }

@@ -18,6 +18,13 @@ export const WorkerModule = z.object({
 });
 export type WorkerModule = z.infer<typeof WorkerModule>;
 
+/** A capability binding a worker declares at deploy: `env.<name>` in the isolate. */
+export const Binding = z.object({
+  type: z.enum(['storage', 'directory']),
+  name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. STORE)'),
+});
+export type Binding = z.infer<typeof Binding>;
+
 export const Limits = z.object({
   cpuMs: z.number().int().min(1).max(300_000).default(1000),
   wallMs: z.number().int().min(1).max(900_000).default(30_000),
@@ -33,6 +40,7 @@ export interface WorkerBundle {
   modules: WorkerModule[];
   limits: Limits;
   vars: Record<string, string>;
+  bindings: Binding[];
 }
 
 /** Which worker version a request is for, as ingress tells the sandbox. The code key is the authority. */

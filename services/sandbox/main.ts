@@ -3,7 +3,7 @@ import { MeshClient, serve } from '../../lib/mesh.ts';
 import { startService } from '../../lib/service.ts';
 import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import { WorkerRuntime } from './runtime/index.ts';
-import { BundleCache, SandboxPort } from './port.ts';
+import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
 
 const cordon = process.env.CORDON_CORDON || 'standard';
 if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
@@ -12,14 +12,16 @@ if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
 }
 
 await startService('sandbox', cordon, async ({ log, node, onStop }) => {
-  const supervisor = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor');
+  const link: SupervisorLink = { ready: (ms?: number) => supervisor.ready(ms) };
+  const bundles: BundleCache = new BundleCache(link);
+  // A new supervisor session means the old one's capability stubs are dead: fetch afresh.
+  const supervisor: MeshClient<SupervisorForSandbox> = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor', { onSession: (): void => bundles.clear() });
   onStop(() => supervisor.close());
   const runtime = new WorkerRuntime();
   onStop(() => runtime.dispose());
-  const bundles = new BundleCache(supervisor);
   const listener = await serve(node, `sandbox-${cordon}`, {
     accept: ['ingress'],
-    mainFor: () => new SandboxPort(runtime, bundles, supervisor, log),
+    mainFor: () => new SandboxPort(runtime, bundles, link, log),
   });
   onStop(() => listener.close());
 });

@@ -10,6 +10,7 @@ import { WorkerTarget, type WorkerBundle } from '../../schemas/worker.ts';
 import type { SandboxApi, SupervisorForSandbox, LogEntry } from '../../schemas/services.ts';
 import type { Logger } from '../../lib/log.ts';
 import { WorkerError, type WorkerRuntime } from './runtime/index.ts';
+import { ForwardedCapabilities } from './capabilities.ts';
 import { SpanKind } from '@opentelemetry/api';
 import { inSpan } from '../../lib/telemetry.ts';
 
@@ -23,18 +24,32 @@ function textResponse(status: number, text: string): WireResponse {
   return { status, statusText: '', headers: [['content-type', 'text/plain; charset=utf-8']], body: new TextEncoder().encode(text + '\n') };
 }
 
-/** Bundles by code key, fetched once from the supervisor and kept in memory (oldest dropped first). */
+interface Loaded {
+  bundle: WorkerBundle;
+  capabilities: ForwardedCapabilities | undefined;
+}
+
+/** Bundles and capabilities by code key, fetched once from the supervisor and kept in memory (oldest dropped first). */
 export class BundleCache {
-  readonly #bundles = new Map<string, Promise<WorkerBundle>>();
+  readonly #bundles = new Map<string, Promise<Loaded>>();
   readonly #supervisor: SupervisorLink;
   constructor(supervisor: SupervisorLink) {
     this.#supervisor = supervisor;
   }
 
-  get(codeKey: string): Promise<WorkerBundle> {
+  /** Forget everything: the supervisor restarted, so the capabilities we held are gone. */
+  clear(): void {
+    this.#bundles.clear();
+  }
+
+  get(codeKey: string): Promise<Loaded> {
     let p = this.#bundles.get(codeKey);
     if (!p) {
-      p = this.#supervisor.ready().then((s) => s.remote.loadWorker(codeKey));
+      p = this.#supervisor.ready().then(async (s) => {
+        const bundle = await s.remote.loadWorker(codeKey);
+        const capabilities = bundle.bindings.length ? new ForwardedCapabilities(await s.remote.capabilities(codeKey), bundle.bindings) : undefined;
+        return { bundle, capabilities };
+      });
       this.#bundles.set(codeKey, p);
       p.catch(() => this.#bundles.delete(codeKey));
       if (this.#bundles.size > MAX_CACHED_KEYS) this.#bundles.delete(this.#bundles.keys().next().value!);
@@ -65,8 +80,9 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     const target = check(WorkerTarget, targetArg, 'worker target');
     const request = check(WireRequest, requestArg, 'request');
     let bundle: WorkerBundle;
+    let capabilities: ForwardedCapabilities | undefined;
     try {
-      bundle = await this.#bundles.get(target.codeKey);
+      ({ bundle, capabilities } = await this.#bundles.get(target.codeKey));
     } catch (e) {
       this.#log.warn('could not load worker', { worker: target.workerId, error: (e as Error).message });
       throw new Error('worker code unavailable');
@@ -79,7 +95,7 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
         .catch((e: Error) => this.#log.debug('dropped worker log entries', { error: e.message }));
     };
     try {
-      return await this.#runtime.handle(bundle, request, { log });
+      return await this.#runtime.handle(bundle, request, { log, capabilities });
     } catch (e) {
       if (e instanceof WorkerError) return textResponse(e.status, `${e.message} (worker ${bundle.workerId}; see: npx cordon logs ${bundle.workerId})`);
       throw e;

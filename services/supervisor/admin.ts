@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { check, ValidationError } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { parseRoutePattern, RoutePatternError } from '../../lib/routes.ts';
-import { CordonName, Limits, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
+import { Binding, CordonName, Limits, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
 import { RouteConflictError, type CodeStore } from './store.ts';
 import type { RouteHub } from './ports.ts';
 import type { WorkerLogs } from './logs.ts';
@@ -36,6 +36,11 @@ const DeployRequest = z.object({
   modules: z.array(WorkerModule).min(1).max(1000),
   routes: z.array(z.string().max(1024)).max(100).default([]),
   vars: z.record(z.string().max(256), z.string()).default({}),
+  bindings: z
+    .array(Binding)
+    .max(64)
+    .default([])
+    .refine((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'binding names must be unique'),
   limits: Limits.default({ cpuMs: 1000, wallMs: 30_000, memoryMb: 128 }),
 });
 
@@ -132,6 +137,8 @@ export function createAdminServer(deps: AdminDeps): Server {
         const codeBytes = input.modules.reduce((n, m) => n + Buffer.byteLength(m.content), 0);
         if (codeBytes > MAX_CODE_BYTES) throw new HttpError(413, `code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} (64 MiB)`);
         if (Buffer.byteLength(JSON.stringify(input.vars)) > MAX_VARS_BYTES) throw new HttpError(413, 'vars exceed 1 MiB');
+        const clash = input.bindings.find((b) => b.name in input.vars);
+        if (clash) throw new HttpError(400, `${clash.name} is both a var and a binding`);
         if (!input.modules.some((m) => m.name === input.mainModule && m.type === 'esm')) {
           throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
         }

@@ -15,6 +15,7 @@ import { loadAdminToken } from '../../lib/admin-token.ts';
 import { TokenStore } from './tokens.ts';
 import { AuditLog } from './audit.ts';
 import { MasterKey } from './master-key.ts';
+import { Grants } from './capabilities.ts';
 
 await startService('supervisor', 'supervisor', async ({ config, log, node, onStop }) => {
   const dir = join(config.dataDir, 'supervisor');
@@ -28,6 +29,8 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   adminDb.pragma('synchronous = FULL');
   onStop(() => void adminDb.close());
   const tokens = new TokenStore(adminDb, loadAdminToken(config.dataDir));
+  const grants = new Grants(join(dir, 'tenants'), audit);
+  onStop(() => grants.close());
   const logs = new WorkerLogs();
   const hub = new RouteHub(store, log);
 
@@ -41,7 +44,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   const listener = await serve(node, 'supervisor', {
     accept: ['sandbox', 'ingress', 'egress'],
     mainFor(peer): RpcTarget {
-      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit);
+      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants);
       if (peer.role === 'ingress') return new IngressPort(hub);
       return new EgressPort();
     },

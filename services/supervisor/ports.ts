@@ -14,6 +14,8 @@ import type { WorkerBundle } from '../../schemas/worker.ts';
 import type { CodeStore } from './store.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
+import type { Grants } from './capabilities.ts';
+import type { DirectoryApi, StorageApi } from '../../schemas/capabilities.ts';
 
 const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 const LogEntries = z
@@ -32,9 +34,11 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #logs: WorkerLogs;
   readonly #peer: PeerIdentity;
   readonly #audit: AuditLog;
+  readonly #grants: Grants;
 
-  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog) {
+  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants) {
     super();
+    this.#grants = grants;
     this.#store = store;
     this.#logs = logs;
     this.#peer = peer;
@@ -43,6 +47,11 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
 
   async loadWorker(codeKey: unknown): Promise<WorkerBundle> {
     return this.#unlock(codeKey, 'loadWorker').bundle;
+  }
+
+  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi>> {
+    const { bundle } = this.#unlock(codeKey, 'capabilities');
+    return this.#grants.grant(bundle.workerId, bundle.bindings, `sandbox:${this.#peer.name}`);
   }
 
   async log(codeKey: unknown, entries: unknown): Promise<void> {

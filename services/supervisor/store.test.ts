@@ -13,6 +13,7 @@ const input = (over: Partial<VersionInput> = {}): VersionInput => ({
   modules: [{ name: 'worker.js', type: 'esm', content: 'export default { fetch() { return new Response("v1") } }' }],
   limits: { cpuMs: 1000, wallMs: 30000, memoryMb: 128 },
   vars: {},
+  bindings: [],
   routes: ['api.acme.test/*'],
   ...over,
 });

@@ -6,7 +6,7 @@
  */
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
-import type { Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
+import type { Binding, Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
 import type { Route } from '../../schemas/routes.ts';
 
 export interface WorkerRecord {
@@ -27,6 +27,7 @@ export interface VersionInput {
   modules: WorkerModule[];
   limits: Limits;
   vars: Record<string, string>;
+  bindings: Binding[];
   routes: string[];
 }
 
@@ -68,7 +69,7 @@ export class CodeStore {
   /** Store a version (content-addressed: the same code and settings give the same version), make it current, issue a fresh code key. */
   deploy(input: VersionInput): WorkerRecord {
     const id = `${input.tenant}/${input.name}`;
-    const bundle = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars });
+    const bundle = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings });
     const version = sha256(bundle);
     const codeKey = randomBytes(32).toString('base64url');
     const now = Date.now();
@@ -122,7 +123,7 @@ export class CodeStore {
       .get(sha256(codeKey)) as { workerId: string; version: string; bundle: string; cordon: string } | undefined;
     if (!row) return undefined;
     const stored = JSON.parse(row.bundle) as Omit<WorkerBundle, 'workerId' | 'version'>;
-    return { bundle: { workerId: row.workerId, version: row.version, ...stored }, cordon: row.cordon };
+    return { bundle: { workerId: row.workerId, version: row.version, ...stored, bindings: stored.bindings ?? [] }, cordon: row.cordon };
   }
 
   routes(): Route[] {

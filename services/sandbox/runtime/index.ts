@@ -6,12 +6,14 @@
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import type { WireRequest, WireResponse } from '../../../schemas/http.ts';
-import { WorkerError, WorkerInstance } from './instance.ts';
+import { WorkerError, WorkerInstance, type CapabilityHost } from './instance.ts';
 
-export { WorkerError } from './instance.ts';
+export { WorkerError, type CapabilityHost } from './instance.ts';
 
 export interface RunHooks {
   log(entries: LogEntry[]): void;
+  /** Where the worker's `env` capability calls go (none: the worker declared no bindings). */
+  capabilities?: CapabilityHost;
 }
 
 export class WorkerRuntime {
@@ -41,7 +43,7 @@ export class WorkerRuntime {
       throw err;
     }
     try {
-      return await instance.handle(request, hooks.log);
+      return await instance.handle(request, hooks.log, hooks.capabilities);
     } catch (e) {
       const err = e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
       instance.logError(err.detail === err.message ? err.message : `${err.message}: ${err.detail}`, hooks.log);

@@ -10,6 +10,14 @@ import type { LogEntry } from '../../../schemas/services.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrapSource } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError } from './modules.ts';
+import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
+
+/** Where a worker's capability calls go: the sandbox forwards them to the supervisor. */
+export interface CapabilityHost {
+  call(handle: string, method: string, args: unknown[]): Promise<unknown>;
+}
+
+const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
 
 export class WorkerError extends Error {
   readonly status: number;
@@ -46,6 +54,7 @@ export class WorkerInstance {
   #disposed = false;
   #logs: LogEntry[] = [];
   #logSink: ((entries: LogEntry[]) => void) | undefined;
+  #caps: CapabilityHost | undefined;
   #flushScheduled = false;
   lastUsed = Date.now();
 
@@ -77,7 +86,8 @@ export class WorkerInstance {
     await jail.set('__cordonRandom', new ivm.Callback((n: number) => randomBytes(Math.max(0, Math.min(65536, n | 0))).toString('base64')));
     await jail.set('__cordonSetTimer', new ivm.Callback((id: number, ms: number) => this.#setTimer(id, ms), { ignored: true }));
     await jail.set('__cordonClearTimer', new ivm.Callback((id: number) => this.#clearTimer(id), { ignored: true }));
-    await jail.set('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, maxBody: MAX_BODY }));
+    await jail.set('__cordonCapCall', new ivm.Reference((handle: string, method: string, args: string) => this.#capCall(handle, method, args)));
+    await jail.set('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY }));
     const script = await this.#isolate.compileScript(bootstrapSource(), { filename: 'cordon:bootstrap' });
     await script.run(context, { timeout: 5000 });
     script.release();
@@ -90,9 +100,23 @@ export class WorkerInstance {
     await this.#guard(() => main.evaluate({ timeout: this.bundle.limits.cpuMs }));
   }
 
-  async handle(request: WireRequest, logSink: (entries: LogEntry[]) => void): Promise<WireResponse> {
+  /** A capability call from tenant code: text in, text out; errors become `{error}` with a message only. */
+  async #capCall(handle: string, method: string, args: string): Promise<string> {
+    try {
+      if (!this.#caps) throw new Error('this worker has no capabilities');
+      if (typeof handle !== 'string' || typeof method !== 'string' || typeof args !== 'string') throw new Error('malformed capability call');
+      const decoded = decodeWire(args, base64);
+      if (!Array.isArray(decoded)) throw new Error('malformed capability call');
+      return encodeWire({ ok: (await this.#caps.call(handle, method, decoded)) ?? null }, base64);
+    } catch (e) {
+      return encodeWire({ error: e instanceof Error ? e.message : String(e) }, base64);
+    }
+  }
+
+  async handle(request: WireRequest, logSink: (entries: LogEntry[]) => void, caps?: CapabilityHost): Promise<WireResponse> {
     this.lastUsed = Date.now();
     this.#logSink = logSink;
+    this.#caps = caps ?? this.#caps;
     const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers });
     const body = request.body
       ? new ivm.ExternalCopy(request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer).copyInto({ release: true })

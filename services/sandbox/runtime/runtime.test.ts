@@ -18,6 +18,7 @@ function worker(main: string, opts: { modules?: WorkerModule[]; limits?: Partial
     modules: [{ name: 'worker.js', type: 'esm', content: main }, ...(opts.modules ?? [])],
     limits: { cpuMs: 300, wallMs: 3000, memoryMb: 64, ...opts.limits },
     vars: opts.vars ?? {},
+    bindings: [],
   };
 }
 const GET: WireRequest = { method: 'GET', url: 'http://example.test/path?q=1', headers: [['x-in', 'v']], body: null };

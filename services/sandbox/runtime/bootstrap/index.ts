@@ -9,6 +9,7 @@
 import './install-encoding.ts';
 import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
 import { Body, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
+import { capCaller, directoryBinding, storageBinding } from './bindings.ts';
 
 interface HostCallbacks {
   log(level: string, message: string): void;
@@ -20,8 +21,15 @@ interface HostCallbacks {
 const g = globalThis as Record<string, unknown>;
 // The host sets its callbacks (isolated-vm Callbacks) as globals; keep them here and remove them.
 const host = { log: g.__cordonLog, random: g.__cordonRandom, setTimer: g.__cordonSetTimer, clearTimer: g.__cordonClearTimer } as HostCallbacks;
-for (const name of ['__cordonLog', '__cordonRandom', '__cordonSetTimer', '__cordonClearTimer']) delete g[name];
-const options = JSON.parse(g.__cordonOptions as string) as { allowEval: boolean; vars: Record<string, string>; maxBody: number };
+// A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
+const capRef = g.__cordonCapCall as { applySyncPromise(recv: undefined, args: string[]): string };
+for (const name of ['__cordonLog', '__cordonRandom', '__cordonSetTimer', '__cordonClearTimer', '__cordonCapCall']) delete g[name];
+const options = JSON.parse(g.__cordonOptions as string) as {
+  allowEval: boolean;
+  vars: Record<string, string>;
+  bindings: { type: 'storage' | 'directory'; name: string }[];
+  maxBody: number;
+};
 delete g.__cordonOptions;
 
 // --- the frozen clock: it moves only when the host says so (request start, timer fire) ---------------
@@ -201,7 +209,10 @@ interface Handler {
   fetch?(request: Request, env: unknown, ctx: unknown): unknown;
 }
 let handler: Handler | undefined;
-const env = Object.freeze({ ...options.vars });
+const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));
+const bindingObjects: Record<string, object> = {};
+for (const b of options.bindings) bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : directoryBinding(callCap, b.name);
+const env = Object.freeze({ ...options.vars, ...bindingObjects });
 const JSONstringify = JSON.stringify;
 const U8 = Uint8Array;
 

@@ -1,0 +1,53 @@
+/**
+ * Capabilities the supervisor grants a worker (through the sandbox that runs it), each scoped to
+ * exactly that worker's own resources. The sandbox never touches the files behind them.
+ */
+
+export type SqlValue = string | number | null | Uint8Array;
+
+export interface SqlResult {
+  columnNames: string[];
+  rows: SqlValue[][];
+  rowsRead: number;
+  rowsWritten: number;
+}
+
+/** One worker's SQLite database (Durable Object storage API: sql.exec, transactionSync, KV). */
+export interface StorageApi {
+  exec(query: string, bindings: SqlValue[]): Promise<SqlResult>;
+  databaseSize(): Promise<number>;
+  begin(): Promise<void>;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+  kvGet(key: string): Promise<Uint8Array | null>;
+  kvPut(key: string, value: Uint8Array): Promise<void>;
+  kvDelete(key: string): Promise<boolean>;
+  kvList(prefix: string, limit: number): Promise<[string, Uint8Array][]>;
+}
+
+export interface DirectoryEntry {
+  name: string;
+  type: 'file' | 'directory';
+}
+
+export interface DirectoryStat {
+  type: 'file' | 'directory';
+  size: number;
+  modified: number;
+}
+
+/** One worker's private directory, or a subdirectory of it. */
+export interface DirectoryApi {
+  list(path?: string): Promise<DirectoryEntry[]>;
+  read(path: string): Promise<Uint8Array>;
+  write(path: string, data: Uint8Array): Promise<void>;
+  remove(path: string): Promise<boolean>;
+  stat(path: string): Promise<DirectoryStat | null>;
+  mkdir(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  directory(path: string): Promise<DirectoryApi>;
+}
+
+/** The methods a sandbox may forward for each kind of capability (anything else is refused before it leaves). */
+export const STORAGE_METHODS = ['exec', 'databaseSize', 'begin', 'commit', 'rollback', 'kvGet', 'kvPut', 'kvDelete', 'kvList'] as const;
+export const DIRECTORY_METHODS = ['list', 'read', 'write', 'remove', 'stat', 'mkdir', 'rename', 'directory'] as const;

@@ -1,0 +1,37 @@
+/**
+ * Forwards a worker's capability calls from its isolate to the supervisor's capability stubs.
+ * Only the methods of each capability kind pass (a stub would accept any name, including capnweb's
+ * own `dup`), and a subdirectory capability is kept here under a handle the isolate can name.
+ */
+import { DIRECTORY_METHODS, STORAGE_METHODS } from '../../schemas/capabilities.ts';
+import type { Binding } from '../../schemas/worker.ts';
+import type { CapabilityHost } from './runtime/index.ts';
+
+const MAX_HANDLES = 1000;
+
+type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
+
+export class ForwardedCapabilities implements CapabilityHost {
+  readonly #handles = new Map<string, { kind: Binding['type']; stub: Stub }>();
+  #next = 0;
+
+  constructor(stubs: Record<string, unknown>, bindings: Binding[]) {
+    for (const b of bindings) {
+      const stub = stubs[b.name];
+      if (stub) this.#handles.set(b.name, { kind: b.type, stub: stub as Stub });
+    }
+  }
+
+  async call(handle: string, method: string, args: unknown[]): Promise<unknown> {
+    const h = this.#handles.get(handle);
+    if (!h) throw new Error(`no capability ${handle}`);
+    const allowed: readonly string[] = h.kind === 'storage' ? STORAGE_METHODS : DIRECTORY_METHODS;
+    if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
+    const result = await h.stub[method]!(...args);
+    if (method !== 'directory') return result;
+    if (this.#handles.size >= MAX_HANDLES) throw new Error(`too many open subdirectory capabilities (limit ${MAX_HANDLES})`);
+    const id = `#${++this.#next}`;
+    this.#handles.set(id, { kind: 'directory', stub: result as Stub });
+    return { $h: id };
+  }
+}
