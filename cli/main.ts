@@ -12,6 +12,10 @@ const USAGE = `usage: cordon <command> [options]
                                   [--cpu-ms <n>] [--memory-mb <n>]
                                   bundle the entry and its imports and deploy it; prints the version
   workers                         list deployed workers
+  versions <[tenant/]worker>      a worker's versions, newest first
+  rollback <[tenant/]worker> <version>
+                                  make an earlier version current
+  delete <[tenant/]worker>        delete a worker (its storage stays on disk)
   logs <tenant/worker|worker> [--follow]
                                   a worker's console output
   tokens create --scope <s>... [--tenant <t>]
@@ -87,6 +91,22 @@ async function main(argv: string[]): Promise<number> {
     case 'workers': {
       const { workers } = (await adminClient().request('GET', '/v1/workers')) as { workers: { id: string; version: string; cordon: string; routes: string[] }[] };
       for (const w of workers) process.stdout.write(`${w.id}\t${w.version.slice(0, 12)}\t${w.cordon}\t${w.routes.join(' ')}\n`);
+      return 0;
+    }
+    case 'versions': {
+      const { versions } = (await adminClient().request('GET', `${workerPath(rest[0])}/versions`)) as { versions: { version: string; createdAt: string; current: boolean }[] };
+      for (const v of versions) process.stdout.write(`${v.version}\t${v.createdAt}${v.current ? '\tcurrent' : ''}\n`);
+      return 0;
+    }
+    case 'rollback': {
+      if (!rest[1]) throw new CliError('usage: cordon rollback <[tenant/]worker> <version>');
+      const r = (await adminClient().request('POST', `${workerPath(rest[0])}/rollback`, { version: rest[1] })) as { worker: string; version: string };
+      process.stdout.write(`${r.worker} is at version ${r.version}\n`);
+      return 0;
+    }
+    case 'delete': {
+      const r = (await adminClient().request('DELETE', workerPath(rest[0]))) as { deleted: string };
+      process.stdout.write(`deleted ${r.deleted}\n`);
       return 0;
     }
     case 'logs': {

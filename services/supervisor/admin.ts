@@ -10,7 +10,8 @@ import { check, ValidationError } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { parseRoutePattern, RoutePatternError } from '../../lib/routes.ts';
 import { Binding, CordonName, Limits, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
-import { RouteConflictError, type CodeStore } from './store.ts';
+import { RouteConflictError, UnknownVersionError, type CodeStore } from './store.ts';
+import type { Grants } from './capabilities.ts';
 import type { RouteHub } from './ports.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
@@ -58,6 +59,7 @@ export interface AdminDeps {
   hub: RouteHub;
   logs: WorkerLogs;
   tokens: TokenStore;
+  grants: Grants;
   health: HealthSource;
   cordons: string[];
   audit: AuditLog;
@@ -183,6 +185,43 @@ export function createAdminServer(deps: AdminDeps): Server {
       },
     },
     {
+      method: 'GET',
+      path: '/v1/workers/{tenant}/{name}/versions',
+      scope: 'read',
+      summary: "A worker's stored versions, newest first",
+      run(call) {
+        send(call.res, 200, { versions: store.versions(workerOf(call).id) });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/workers/{tenant}/{name}/rollback',
+      scope: 'deploy',
+      summary: 'Make an earlier version current: { version }',
+      async run(call) {
+        const { id } = workerOf(call);
+        const { version } = check(z.object({ version: z.string().regex(/^[0-9a-f]{64}$/, 'a version is 64 hex digits') }), await readJson(call.req), 'rollback request');
+        const worker = store.rollback(id, version);
+        hub.publish();
+        audit.append({ actor: `token:${call.who.tokenId}`, action: 'worker.rollback', target: id, outcome: 'ok', detail: { version } });
+        send(call.res, 200, { worker: id, version: worker.version });
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/workers/{tenant}/{name}',
+      scope: 'deploy',
+      summary: 'Delete a worker: versions, code keys and routes; its capabilities are revoked',
+      run(call) {
+        const { id } = workerOf(call);
+        store.delete(id);
+        deps.grants.revoke(id, 'worker deleted');
+        hub.publish();
+        audit.append({ actor: `token:${call.who.tokenId}`, action: 'worker.delete', target: id, outcome: 'ok' });
+        send(call.res, 200, { deleted: id });
+      },
+    },
+    {
       method: 'POST',
       path: '/v1/tokens',
       scope: 'admin',
@@ -293,6 +332,7 @@ export function createAdminServer(deps: AdminDeps): Server {
       if (e instanceof HttpError) status = e.status;
       else if (e instanceof ValidationError || e instanceof RoutePatternError) status = 400;
       else if (e instanceof RouteConflictError) status = 409;
+      else if (e instanceof UnknownVersionError) status = 404;
       if (status === 403) {
         audit.append({ actor: 'admin', action: 'admin.request', target: `${req.method} ${req.url}`, outcome: 'denied', detail: { reason: (e as Error).message } });
       }

@@ -38,6 +38,13 @@ export class RouteConflictError extends Error {
   }
 }
 
+export class UnknownVersionError extends Error {
+  constructor(id: string, version: string) {
+    super(`worker ${id} has no version ${version}`);
+    this.name = 'UnknownVersionError';
+  }
+}
+
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
@@ -92,6 +99,36 @@ export class CodeStore {
     });
     tx();
     return this.worker(id)!;
+  }
+
+  /** Every stored version of a worker, newest first. */
+  versions(id: string): { version: string; createdAt: string; current: boolean }[] {
+    const current = this.worker(id)?.version;
+    const rows = this.#db.prepare('SELECT version, created_at FROM versions WHERE worker_id = ? ORDER BY created_at DESC, rowid DESC').all(id) as { version: string; created_at: number }[];
+    return rows.map((r) => ({ version: r.version, createdAt: new Date(r.created_at).toISOString(), current: r.version === current }));
+  }
+
+  /** Make an earlier version current again; like a deploy, it issues a fresh code key. */
+  rollback(id: string, version: string): WorkerRecord {
+    const exists = this.#db.prepare('SELECT 1 FROM versions WHERE worker_id = ? AND version = ?').get(id, version);
+    if (!exists) throw new UnknownVersionError(id, version);
+    const codeKey = randomBytes(32).toString('base64url');
+    this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM code_keys WHERE worker_id = ?').run(id);
+      this.#db.prepare('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
+      this.#db.prepare('UPDATE workers SET version = ?, code_key = ?, updated_at = ? WHERE id = ?').run(version, codeKey, Date.now(), id);
+    })();
+    return this.worker(id)!;
+  }
+
+  /** Remove a worker: its versions, keys and routes. (Its storage and directories stay on disk.) */
+  delete(id: string): boolean {
+    return this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM code_keys WHERE worker_id = ?').run(id);
+      this.#db.prepare('DELETE FROM routes WHERE worker_id = ?').run(id);
+      this.#db.prepare('DELETE FROM versions WHERE worker_id = ?').run(id);
+      return this.#db.prepare('DELETE FROM workers WHERE id = ?').run(id).changes === 1;
+    })();
   }
 
   worker(id: string): WorkerRecord | undefined {

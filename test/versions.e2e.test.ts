@@ -1,0 +1,61 @@
+/** Versions, rollback and delete through the CLI against the real mesh. */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+
+describe('worker versions', () => {
+  let mesh: TestMesh;
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-versions-'));
+  const source = (text: string) => {
+    const file = join(dir, `${text}.ts`);
+    writeFileSync(file, `export default { fetch() { return new Response(${JSON.stringify(text)}) } };\n`);
+    return file;
+  };
+  const body = async () => {
+    const r = await fetch(`${mesh.httpUrl}/v`);
+    return r.status === 200 ? r.text() : `status ${r.status}`;
+  };
+  const deploy = async (text: string) => {
+    const r = await mesh.cli(['deploy', source(text), '--name', 'versioned', '--route', '*/v']);
+    assert.equal(r.code, 0, r.stderr);
+    return /version ([0-9a-f]{64})/.exec(r.stdout)![1]!;
+  };
+
+  before(async () => {
+    mesh = await startTestMesh();
+  });
+  after(async () => {
+    await mesh?.stop();
+  });
+
+  test('deploys are versions; rollback serves an earlier one; delete removes the worker', async () => {
+    const v1 = await deploy('one');
+    await waitFor('v1', async () => ((await body()) === 'one') || undefined);
+    const v2 = await deploy('two');
+    assert.notEqual(v1, v2);
+    await waitFor('v2', async () => ((await body()) === 'two') || undefined);
+    const list = await mesh.cli(['versions', 'versioned']);
+    assert.equal(list.code, 0, list.stderr);
+    const lines = list.stdout.trim().split('\n');
+    assert.equal(lines.length, 2);
+    assert.match(lines[0]!, new RegExp(`^${v2}\\t.*\\tcurrent$`));
+    assert.match(lines[1]!, new RegExp(`^${v1}\\t`));
+    const rb = await mesh.cli(['rollback', 'versioned', v1]);
+    assert.equal(rb.code, 0, rb.stderr);
+    await waitFor('the rollback to take effect', async () => ((await body()) === 'one') || undefined);
+    const bad = await mesh.cli(['rollback', 'versioned', 'f'.repeat(64)]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /404 worker default\/versioned has no version f+/);
+    const malformed = await mesh.cli(['rollback', 'versioned', '../etc']);
+    assert.match(malformed.stderr, /400 .*64 hex digits/);
+    const del = await mesh.cli(['delete', 'versioned']);
+    assert.equal(del.code, 0, del.stderr);
+    await waitFor('the route to go', async () => ((await body()) === 'status 404') || undefined);
+    assert.doesNotMatch((await mesh.cli(['workers'])).stdout, /versioned/);
+    assert.match((await mesh.cli(['versions', 'versioned'])).stderr, /404 no worker default\/versioned/);
+    assert.match((await mesh.cli(['audit', 'tail', '--limit', '100'])).stdout, /worker\.rollback\tdefault\/versioned[\s\S]*worker\.delete\tdefault\/versioned/);
+  });
+});
