@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
 describe('worker versions', () => {
@@ -51,6 +52,16 @@ describe('worker versions', () => {
     assert.match(bad.stderr, /404 worker default\/versioned has no version f+/);
     const malformed = await mesh.cli(['rollback', 'versioned', '../etc']);
     assert.match(malformed.stderr, /400 .*64 hex digits/);
+    // An insider edits the stored code: the next hand-out detects it and nothing is served.
+    const db = new Database(join(mesh.dataDir, 'supervisor', 'code.db'));
+    for (const row of db.prepare('SELECT rowid, sealed FROM versions').all() as { rowid: number; sealed: Buffer }[]) {
+      row.sealed[row.sealed.length - 1] ^= 1;
+      db.prepare('UPDATE versions SET sealed = ? WHERE rowid = ?').run(row.sealed, row.rowid);
+    }
+    db.close();
+    assert.equal((await mesh.cli(['rollback', 'versioned', v2])).code, 0); // a fresh key: the sandbox must load again
+    await waitFor('the tampered code to be refused', async () => ((await body()) === 'status 502') || undefined);
+    assert.match((await mesh.cli(['audit', 'tail', '--limit', '100'])).stdout, /sandbox:standard\tcode\.tampered\t-\tdenied/);
     const del = await mesh.cli(['delete', 'versioned']);
     assert.equal(del.code, 0, del.stderr);
     await waitFor('the route to go', async () => ((await body()) === 'status 404') || undefined);

@@ -145,7 +145,7 @@ export function createAdminServer(deps: AdminDeps): Server {
           throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
         }
         for (const r of input.routes) parseRoutePattern(r);
-        const worker = store.deploy({ ...input, tenant });
+        const worker = await store.deploy({ ...input, tenant });
         hub.publish();
         audit.append({ actor: `token:${who.tokenId}`, action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
         send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes });

@@ -16,13 +16,15 @@ import { TokenStore } from './tokens.ts';
 import { AuditLog } from './audit.ts';
 import { MasterKey } from './master-key.ts';
 import { Grants } from './capabilities.ts';
+import { History } from './history.ts';
 
 await startService('supervisor', 'supervisor', async ({ config, log, node, onStop }) => {
   const dir = join(config.dataDir, 'supervisor');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const store = new CodeStore(join(dir, 'code.db'));
+  const master = MasterKey.load(config.dataDir);
+  const store = new CodeStore(join(dir, 'code.db'), master.derive('wrap'), new History(join(dir, 'git')));
   onStop(() => store.close());
-  const audit = new AuditLog(dir, MasterKey.load(config.dataDir).derive('audit'));
+  const audit = new AuditLog(dir, master.derive('audit'));
   onStop(() => audit.close());
   const adminDb = new Database(join(dir, 'admin.db'));
   adminDb.pragma('journal_mode = WAL');

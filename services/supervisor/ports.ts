@@ -11,7 +11,7 @@ import type { PeerIdentity } from '../../lib/rpc/index.ts';
 import type { Route, RouteListener } from '../../schemas/routes.ts';
 import type { LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox } from '../../schemas/services.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
-import type { CodeStore } from './store.ts';
+import { TamperedError, type CodeStore } from './store.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
 import type { Grants } from './capabilities.ts';
@@ -46,7 +46,8 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   }
 
   async loadWorker(codeKey: unknown): Promise<WorkerBundle> {
-    return this.#unlock(codeKey, 'loadWorker').bundle;
+    const key = this.#checkKey(codeKey, 'loadWorker');
+    return this.#authorize(await this.#tamperChecked(() => this.#store.verifiedBundleForKey(key)), 'loadWorker').bundle;
   }
 
   async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi>> {
@@ -60,15 +61,42 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   }
 
   #unlock(codeKey: unknown, op: string): { bundle: WorkerBundle } {
-    const actor = `sandbox:${this.#peer.name}`;
-    let key: string;
+    const key = this.#checkKey(codeKey, op);
+    let found: { bundle: WorkerBundle; cordon: string } | undefined;
     try {
-      key = check(CodeKey, codeKey, 'code key');
+      found = this.#store.bundleForKey(key);
     } catch (e) {
-      this.#audit.append({ actor, action: 'codekey.refused', outcome: 'denied', detail: { op, reason: 'malformed' } });
+      throw this.#tampered(e);
+    }
+    return this.#authorize(found, op);
+  }
+
+  #checkKey(codeKey: unknown, op: string): string {
+    try {
+      return check(CodeKey, codeKey, 'code key');
+    } catch (e) {
+      this.#audit.append({ actor: `sandbox:${this.#peer.name}`, action: 'codekey.refused', outcome: 'denied', detail: { op, reason: 'malformed' } });
       throw e;
     }
-    const found = this.#store.bundleForKey(key);
+  }
+
+  async #tamperChecked<T>(load: () => Promise<T>): Promise<T> {
+    try {
+      return await load();
+    } catch (e) {
+      throw this.#tampered(e);
+    }
+  }
+
+  /** Tampered code is refused, never served, and the refusal is audited. */
+  #tampered(e: unknown): Error {
+    if (!(e instanceof TamperedError)) return e as Error;
+    this.#audit.append({ actor: `sandbox:${this.#peer.name}`, action: 'code.tampered', outcome: 'denied', detail: { reason: e.message } });
+    return new Error('the stored code failed its integrity check and is not served');
+  }
+
+  #authorize(found: { bundle: WorkerBundle; cordon: string } | undefined, op: string): { bundle: WorkerBundle } {
+    const actor = `sandbox:${this.#peer.name}`;
     // A sandbox only ever runs workers of its own cordon: a key for another cordon is refused too.
     if (!found || found.cordon !== this.#peer.name) {
       this.#audit.append({ actor, action: 'codekey.refused', target: found?.bundle.workerId, outcome: 'denied', detail: { op, reason: found ? 'wrong cordon' : 'unknown key' } });

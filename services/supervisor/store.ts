@@ -1,11 +1,17 @@
 /**
  * The code store: workers, their immutable content-addressed versions, code keys and routes, in one
  * SQLite database (WAL, synchronous=FULL: a deploy that was acknowledged survives kill -9).
+ * A version is the SHA-256 of its bundle; the bundle is stored sealed with its worker's own key
+ * (sealing.ts) and recorded in the tenant's git history (history.ts). Handing code out checks all
+ * three: the sealed bytes are the blob the version's commit recorded, they open with the worker's key,
+ * and what they open to hashes to the version.
  * A code key is 32 random bytes. Lookups go through its SHA-256 (`code_keys`); the current key is
  * also kept with its worker so routes can be re-sent to ingress after a restart.
  */
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
+import { open, seal, newWorkerKey, unwrapWorkerKey, SealError } from './sealing.ts';
+import { blobOid, type History } from './history.ts';
 import type { Binding, Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
 import type { Route } from '../../schemas/routes.ts';
 
@@ -38,6 +44,13 @@ export class RouteConflictError extends Error {
   }
 }
 
+export class TamperedError extends Error {
+  constructor(workerId: string, version: string, why: string) {
+    super(`stored code of ${workerId} version ${version} failed its integrity check: ${why}`);
+    this.name = 'TamperedError';
+  }
+}
+
 export class UnknownVersionError extends Error {
   constructor(id: string, version: string) {
     super(`worker ${id} has no version ${version}`);
@@ -49,19 +62,34 @@ function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+interface KeyRow {
+  workerId: string;
+  tenant: string;
+  name: string;
+  version: string;
+  sealed: Buffer;
+  commitOid: string;
+  wrapped: Buffer;
+  cordon: string;
+}
+
 export class CodeStore {
   readonly #db: Database.Database;
+  readonly #wrapKey: Buffer;
+  readonly #history: History;
 
-  constructor(file: string) {
+  constructor(file: string, wrapKey: Buffer, history: History) {
+    this.#wrapKey = wrapKey;
+    this.#history = history;
     this.#db = new Database(file);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
     this.#db.exec(`
       CREATE TABLE IF NOT EXISTS workers (
         id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL, cordon TEXT NOT NULL,
-        version TEXT NOT NULL, code_key TEXT NOT NULL, updated_at INTEGER NOT NULL);
+        version TEXT NOT NULL, code_key TEXT NOT NULL, wrapped_key BLOB NOT NULL, updated_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS versions (
-        worker_id TEXT NOT NULL, version TEXT NOT NULL, bundle TEXT NOT NULL, created_at INTEGER NOT NULL,
+        worker_id TEXT NOT NULL, version TEXT NOT NULL, sealed BLOB NOT NULL, commit_oid TEXT NOT NULL, created_at INTEGER NOT NULL,
         PRIMARY KEY (worker_id, version));
       CREATE TABLE IF NOT EXISTS code_keys (
         key_hash TEXT PRIMARY KEY, worker_id TEXT NOT NULL, version TEXT NOT NULL);
@@ -73,32 +101,59 @@ export class CodeStore {
     this.#db.close();
   }
 
-  /** Store a version (content-addressed: the same code and settings give the same version), make it current, issue a fresh code key. */
-  deploy(input: VersionInput): WorkerRecord {
+  /**
+   * Store a version (content-addressed: the same code and settings give the same version), record it
+   * in the tenant's git history, make it current, and issue a fresh code key.
+   */
+  async deploy(input: VersionInput): Promise<WorkerRecord> {
     const id = `${input.tenant}/${input.name}`;
-    const bundle = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings });
-    const version = sha256(bundle);
+    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings });
+    const version = sha256(plain);
+    this.#checkRoutes(input.tenant, input.routes);
+    const known = this.#db.prepare('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
+    const wrapped = known ?? newWorkerKey(this.#wrapKey, id).wrapped;
+    const key = unwrapWorkerKey(this.#wrapKey, wrapped, id);
+    const stored = this.#db.prepare('SELECT commit_oid FROM versions WHERE worker_id = ? AND version = ?').pluck().get(id, version) as string | undefined;
+    let sealed: Buffer | undefined;
+    let commit = stored;
+    if (!commit) {
+      sealed = seal(key, Buffer.from(plain), `${id}\0${version}`);
+      const manifest = {
+        worker: id,
+        cordon: input.cordon,
+        mainModule: input.mainModule,
+        modules: input.modules.map((m) => ({ name: m.name, type: m.type, bytes: Buffer.byteLength(m.content), sha256: sha256(m.content) })),
+        limits: input.limits,
+        bindings: input.bindings,
+        vars: Object.keys(input.vars),
+        routes: input.routes,
+      };
+      commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
+    }
     const codeKey = randomBytes(32).toString('base64url');
     const now = Date.now();
-    const tx = this.#db.transaction(() => {
-      for (const pattern of input.routes) {
-        const owner = this.#db.prepare('SELECT worker_id FROM routes WHERE pattern = ?').pluck().get(pattern) as string | undefined;
-        if (owner && owner.split('/')[0] !== input.tenant) throw new RouteConflictError(pattern);
-      }
-      this.#db.prepare('INSERT OR IGNORE INTO versions (worker_id, version, bundle, created_at) VALUES (?, ?, ?, ?)').run(id, version, bundle, now);
+    this.#db.transaction(() => {
+      this.#checkRoutes(input.tenant, input.routes);
+      if (sealed) this.#db.prepare('INSERT OR IGNORE INTO versions (worker_id, version, sealed, commit_oid, created_at) VALUES (?, ?, ?, ?, ?)').run(id, version, sealed, commit, now);
       // Keys rotate on every deploy: the previous key stops working at once.
       this.#db.prepare('DELETE FROM code_keys WHERE worker_id = ?').run(id);
       this.#db.prepare('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
       this.#db
         .prepare(
-          `INSERT INTO workers (id, tenant, name, cordon, version, code_key, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+          `INSERT INTO workers (id, tenant, name, cordon, version, code_key, wrapped_key, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(id) DO UPDATE SET cordon = excluded.cordon, version = excluded.version, code_key = excluded.code_key, updated_at = excluded.updated_at`,
         )
-        .run(id, input.tenant, input.name, input.cordon, version, codeKey, now);
+        .run(id, input.tenant, input.name, input.cordon, version, codeKey, wrapped, now);
       for (const pattern of input.routes) this.#db.prepare('INSERT OR REPLACE INTO routes (pattern, worker_id) VALUES (?, ?)').run(pattern, id);
-    });
-    tx();
+    })();
     return this.worker(id)!;
+  }
+
+  #checkRoutes(tenant: string, routes: string[]): void {
+    for (const pattern of routes) {
+      const owner = this.#db.prepare('SELECT worker_id FROM routes WHERE pattern = ?').pluck().get(pattern) as string | undefined;
+      if (owner && owner.split('/')[0] !== tenant) throw new RouteConflictError(pattern);
+    }
   }
 
   /** Every stored version of a worker, newest first. */
@@ -149,18 +204,42 @@ export class CodeStore {
     return ids.map((id) => this.worker(id)!);
   }
 
-  /** The bundle a code key unlocks, or undefined for a key that is unknown or rotated away. */
-  bundleForKey(codeKey: string): { bundle: WorkerBundle; cordon: string } | undefined {
-    const row = this.#db
+  #keyRow(codeKey: string): KeyRow | undefined {
+    return this.#db
       .prepare(
-        `SELECT k.worker_id AS workerId, k.version, v.bundle, w.cordon FROM code_keys k
-         JOIN versions v ON v.worker_id = k.worker_id AND v.version = k.version
+        `SELECT k.worker_id AS workerId, w.tenant, w.name, k.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
+         FROM code_keys k JOIN versions v ON v.worker_id = k.worker_id AND v.version = k.version
          JOIN workers w ON w.id = k.worker_id WHERE k.key_hash = ?`,
       )
-      .get(sha256(codeKey)) as { workerId: string; version: string; bundle: string; cordon: string } | undefined;
+      .get(sha256(codeKey)) as KeyRow | undefined;
+  }
+
+  #open(row: KeyRow): WorkerBundle {
+    let plain: Buffer;
+    try {
+      plain = open(unwrapWorkerKey(this.#wrapKey, row.wrapped, row.workerId), row.sealed, `${row.workerId}\0${row.version}`);
+    } catch (e) {
+      if (e instanceof SealError) throw new TamperedError(row.workerId, row.version, e.message);
+      throw e;
+    }
+    if (sha256(plain.toString('utf8')) !== row.version) throw new TamperedError(row.workerId, row.version, 'the code does not hash to its version');
+    const stored = JSON.parse(plain.toString('utf8')) as Omit<WorkerBundle, 'workerId' | 'version'>;
+    return { workerId: row.workerId, version: row.version, ...stored, bindings: stored.bindings ?? [] };
+  }
+
+  /** The bundle a code key unlocks (opened and hash-checked), or undefined for a key that is unknown or rotated away. */
+  bundleForKey(codeKey: string): { bundle: WorkerBundle; cordon: string } | undefined {
+    const row = this.#keyRow(codeKey);
+    return row && { bundle: this.#open(row), cordon: row.cordon };
+  }
+
+  /** As bundleForKey, and also checks the sealed bytes are exactly what the version's git commit recorded. */
+  async verifiedBundleForKey(codeKey: string): Promise<{ bundle: WorkerBundle; cordon: string } | undefined> {
+    const row = this.#keyRow(codeKey);
     if (!row) return undefined;
-    const stored = JSON.parse(row.bundle) as Omit<WorkerBundle, 'workerId' | 'version'>;
-    return { bundle: { workerId: row.workerId, version: row.version, ...stored, bindings: stored.bindings ?? [] }, cordon: row.cordon };
+    const recorded = await this.#history.recordedBundle(row.tenant, row.name, row.commitOid);
+    if (recorded !== blobOid(row.sealed)) throw new TamperedError(row.workerId, row.version, recorded ? 'it differs from the bundle its git commit recorded' : 'its git commit is missing');
+    return { bundle: this.#open(row), cordon: row.cordon };
   }
 
   routes(): Route[] {
