@@ -10,6 +10,7 @@
  */
 import { DatabaseSync, constants as C, type StatementSync } from 'node:sqlite';
 import { statSync } from 'node:fs';
+import type { SqlResult, SqlValue } from '../../schemas/capabilities.ts';
 
 export const LIMITS = {
   statementBytes: 100 * 1024,
@@ -18,14 +19,8 @@ export const LIMITS = {
   defaultQuotaBytes: 1024 * 1024 * 1024,
 };
 
-export type SqlValue = string | number | null | Uint8Array;
-
-export interface ExecResult {
-  columnNames: string[];
-  rows: SqlValue[][];
-  rowsRead: number;
-  rowsWritten: number;
-}
+export type { SqlValue };
+export type ExecResult = SqlResult;
 
 export class SqlError extends Error {
   constructor(message: string) {

@@ -15,7 +15,8 @@ export function natsServerMissing(): string | undefined {
   }
 }
 
-async function freePort(): Promise<number> {
+/** A free TCP port on loopback (bind to port 0, read it, close). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
