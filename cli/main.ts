@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { adminClient, CliError } from './admin-client.ts';
 import { bundleWorker } from './bundle.ts';
 import { runStart } from './launcher.ts';
+import { writeExport, type ExportedVersion } from './export.ts';
 
 const USAGE = `usage: cordon <command> [options]
 
@@ -16,6 +17,7 @@ const USAGE = `usage: cordon <command> [options]
   rollback <[tenant/]worker> <version>
                                   make an earlier version current
   delete <[tenant/]worker>        delete a worker (its storage stays on disk)
+  export <tenant> <dir>           the tenant's deploy history as a readable git repository
   logs <tenant/worker|worker> [--follow]
                                   a worker's console output
   tokens create --scope <s>... [--tenant <t>]
@@ -107,6 +109,14 @@ async function main(argv: string[]): Promise<number> {
     case 'delete': {
       const r = (await adminClient().request('DELETE', workerPath(rest[0]))) as { deleted: string };
       process.stdout.write(`deleted ${r.deleted}\n`);
+      return 0;
+    }
+    case 'export': {
+      const [tenant, dir] = rest;
+      if (!tenant || !dir) throw new CliError('usage: cordon export <tenant> <dir>');
+      const { versions } = (await adminClient().request('GET', `/v1/tenants/${encodeURIComponent(tenant)}/export`)) as { versions: ExportedVersion[] };
+      const n = await writeExport(dir, tenant, versions);
+      process.stdout.write(`exported ${n} version${n === 1 ? '' : 's'} of ${tenant} to ${dir}\n`);
       return 0;
     }
     case 'logs': {

@@ -98,6 +98,24 @@ describe('the mesh on Unix sockets', () => {
     assert.equal(res.headers.get('x-request-id'), 'req-abcdef123');
   });
 
+  test('the supervisor is no soft single point: frozen, warm workers keep serving; thawed, deploys work again', async () => {
+    const pid = mesh.servicePids().get('supervisor')!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await fetch(`${mesh.httpUrl}/hello`)).status, 200);
+      assert.equal((await fetch(`${mesh.httpUrl}/echo/x`, { method: 'POST', body: 'b' })).status, 201);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const big = await fetch(`${mesh.adminUrl}/v1/workers`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim()}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'big', mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm', content: 'export default {}' }], vars: { V: 'x'.repeat(1024 * 1024 + 1) } }),
+    });
+    assert.equal(big.status, 413, 'vars over 1 MiB are refused');
+    assert.match(((await big.json()) as { error: string }).error, /1 MiB/);
+  });
+
   test('a W3C traceparent from the client is carried across ingress, sandbox and supervisor spans', async () => {
     const traceId = 'ab'.repeat(16);
     const res = await fetch(`${mesh.httpUrl}/hello?trace=1`, { headers: { traceparent: `00-${traceId}-${'cd'.repeat(8)}-01` } });

@@ -1,7 +1,8 @@
 /** Versions, rollback and delete through the CLI against the real mesh. */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -44,6 +45,13 @@ describe('worker versions', () => {
     assert.equal(lines.length, 2);
     assert.match(lines[0]!, new RegExp(`^${v2}\\t.*\\tcurrent$`));
     assert.match(lines[1]!, new RegExp(`^${v1}\\t`));
+    const out = join(dir, 'export');
+    const exported = await mesh.cli(['export', 'default', out]);
+    assert.equal(exported.code, 0, exported.stderr);
+    const log = execFileSync('git', ['-C', out, 'log', '--format=%s'], { encoding: 'utf8' }).trim().split('\n');
+    assert.deepEqual(log, [`deploy default/versioned ${v2}`, `deploy default/versioned ${v1}`]);
+    assert.match(readFileSync(join(out, 'versioned', 'worker.js'), 'utf8'), /"two"/);
+    assert.match(execFileSync('git', ['-C', out, 'show', 'HEAD~1:versioned/worker.js'], { encoding: 'utf8' }), /"one"/);
     const rb = await mesh.cli(['rollback', 'versioned', v1]);
     assert.equal(rb.code, 0, rb.stderr);
     await waitFor('the rollback to take effect', async () => ((await body()) === 'one') || undefined);

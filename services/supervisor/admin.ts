@@ -222,6 +222,18 @@ export function createAdminServer(deps: AdminDeps): Server {
       },
     },
     {
+      method: 'GET',
+      path: '/v1/tenants/{tenant}/export',
+      scope: 'read',
+      summary: "Every version of the tenant's workers, decrypted, oldest first (cordon export writes them as a git repository)",
+      run({ res, who, params }) {
+        const tenant = check(TenantName, params[0], 'tenant');
+        ownTenant(who, tenant);
+        audit.append({ actor: `token:${who.tokenId}`, action: 'tenant.export', target: tenant, outcome: 'ok' });
+        send(res, 200, { tenant, versions: store.exportTenant(tenant) });
+      },
+    },
+    {
       method: 'POST',
       path: '/v1/tokens',
       scope: 'admin',

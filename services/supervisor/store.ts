@@ -156,6 +156,17 @@ export class CodeStore {
     }
   }
 
+  /** Every version of every worker of a tenant, oldest first, opened (for `cordon export`). */
+  exportTenant(tenant: string): { worker: string; version: string; createdAt: string; bundle: WorkerBundle }[] {
+    const rows = this.#db
+      .prepare(
+        `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon, v.created_at AS createdAt
+         FROM versions v JOIN workers w ON w.id = v.worker_id WHERE w.tenant = ? ORDER BY v.created_at, v.rowid`,
+      )
+      .all(tenant) as (KeyRow & { createdAt: number })[];
+    return rows.map((r) => ({ worker: r.name, version: r.version, createdAt: new Date(r.createdAt).toISOString(), bundle: this.#open(r) }));
+  }
+
   /** Every stored version of a worker, newest first. */
   versions(id: string): { version: string; createdAt: string; current: boolean }[] {
     const current = this.worker(id)?.version;
