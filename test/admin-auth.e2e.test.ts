@@ -79,6 +79,16 @@ describe('admin API tokens', () => {
     assert.ok(tokens.tokens.every((t) => t.tenant === 'acme'));
   });
 
+  test('code over 64 MiB is refused with a clear error and nothing is stored', async () => {
+    const deploy = await create('deploy');
+    const body = deployBody('acme', 'huge');
+    body.modules.push({ name: 'big.txt', type: 'text', content: 'x'.repeat(64 * 1024 * 1024 + 1) });
+    const res = await call(deploy, 'POST', '/v1/workers', body);
+    assert.equal(res.status, 413);
+    assert.match(((await res.json()) as { error: string }).error, /limit is 67108864 \(64 MiB\)/);
+    assert.doesNotMatch((await mesh.cli(['workers'])).stdout, /huge/);
+  });
+
   test('refusals are audited', async () => {
     const tail = await mesh.cli(['audit', 'tail', '--limit', '2000']);
     assert.match(tail.stdout, /\tanonymous\tadmin\.request\t.*\tdenied/);
