@@ -1,0 +1,94 @@
+/**
+ * Deciding whether a worker may fetch a URL, and pinning the address it will connect to. One parser
+ * (WHATWG URL) reads the URL for both the decision and the dial, so no spelling can mean one host to
+ * the check and another to the connection (security-notes F11). Names are resolved here, every
+ * answer is checked, and the connection goes to an address that was checked: there is no second
+ * lookup for a rebinding DNS server to answer differently.
+ */
+import { isIP, type BlockList } from 'node:net';
+import { Resolver } from 'node:dns/promises';
+import { refusal } from './classify.ts';
+
+export class EgressDenied extends Error {
+  constructor(reason: string) {
+    super(`egress denied: ${reason}`);
+    this.name = 'EgressDenied';
+  }
+}
+
+export interface WorkerPolicy {
+  /** Origins (`scheme://host:port`) the worker declared; reachable even when private. */
+  origins: string[];
+  /** Hosts (exact, or `*.example.com`) the worker may not reach even when public. */
+  denyHosts: string[];
+  /** If non-empty, the only hosts the worker may reach (besides its origins). */
+  allowHosts: string[];
+  denyCidrs?: BlockList;
+}
+
+export interface Pinned {
+  url: URL;
+  /** The checked address to connect to. */
+  address: string;
+  family: 4 | 6;
+  port: number;
+}
+
+export const EMPTY_POLICY: WorkerPolicy = { origins: [], denyHosts: [], allowHosts: [] };
+
+function hostMatches(host: string, patterns: string[]): boolean {
+  return patterns.some((p) => (p.startsWith('*.') ? host.endsWith(p.slice(1)) : host === p));
+}
+
+export function originOf(url: URL): string {
+  return `${url.protocol}//${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
+}
+
+/** Parse and check everything but the address. */
+export function parseTarget(text: string, policy: WorkerPolicy): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new EgressDenied(`not a valid URL: ${JSON.stringify(String(text).slice(0, 200))}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new EgressDenied(`only http: and https: URLs may be fetched, not ${url.protocol}`);
+  if (url.username || url.password) throw new EgressDenied('URLs with credentials (user:password@) are not allowed');
+  const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  if (host === '') throw new EgressDenied('the URL has no host');
+  if (hostMatches(host, policy.denyHosts)) throw new EgressDenied(`${host} is on this worker's deny list`);
+  const isOrigin = policy.origins.includes(originOf(url));
+  if (!isOrigin && policy.allowHosts.length && !hostMatches(host, policy.allowHosts)) throw new EgressDenied(`${host} is not on this worker's allow list`);
+  return url;
+}
+
+/** Resolve (if needed), check every address, and pick the one to connect to. */
+export async function pin(url: URL, policy: WorkerPolicy, resolver: Resolver): Promise<Pinned> {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  const isOrigin = policy.origins.includes(originOf(url));
+  let addresses: string[];
+  if (isIP(host)) addresses = [host];
+  else {
+    const name = host.replace(/\.$/, '');
+    const [v4, v6] = await Promise.all([resolver.resolve4(name).catch(() => [] as string[]), resolver.resolve6(name).catch(() => [] as string[])]);
+    addresses = [...v4, ...v6];
+    if (addresses.length === 0) throw new Error(`could not resolve ${name}`);
+  }
+  for (const a of addresses) {
+    const family = isIP(a) === 6 ? 'ipv6' : 'ipv4';
+    if (policy.denyCidrs?.check(a, family)) throw new EgressDenied(`${host} resolves to ${a}, on this worker's deny list`);
+    if (isOrigin) continue;
+    // Every answer must be public: a name that also points inside is refused as a whole.
+    const why = refusal(a);
+    if (why) throw new EgressDenied(host === a ? why : `${host} resolves to ${why}`);
+  }
+  const address = addresses[0]!;
+  return { url, address, family: isIP(address) as 4 | 6, port };
+}
+
+export function systemResolver(servers?: string[]): Resolver {
+  const r = new Resolver({ timeout: 5000, tries: 2 });
+  if (servers?.length) r.setServers(servers);
+  return r;
+}
