@@ -10,6 +10,7 @@ const USAGE = `usage: cordon <command> [options]
   start [--nats <url>]            run the whole mesh on this machine (Unix sockets, or NATS)
   deploy <entry.js|ts> --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
+                                  [--origin <scheme://host:port>]...
                                   [--cpu-ms <n>] [--memory-mb <n>]
                                   bundle the entry and its imports and deploy it; prints the version
   workers                         list deployed workers
@@ -62,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
           var: { type: 'string', multiple: true },
           storage: { type: 'string', multiple: true },
           directory: { type: 'string', multiple: true },
+          origin: { type: 'string', multiple: true },
           'cpu-ms': { type: 'string' },
           'memory-mb': { type: 'string' },
         },
@@ -85,6 +87,7 @@ async function main(argv: string[]): Promise<number> {
         vars,
         bindings: [...(values.storage ?? []).map((name) => ({ type: 'storage', name })), ...(values.directory ?? []).map((name) => ({ type: 'directory', name }))],
         limits,
+        origins: values.origin ?? [],
         ...bundle,
       })) as { worker: string; version: string; routes: string[] };
       process.stdout.write(`deployed ${result.worker} version ${result.version}${result.routes.length ? ` on ${result.routes.join(', ')}` : ''}\n`);

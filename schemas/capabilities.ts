@@ -48,6 +48,32 @@ export interface DirectoryApi {
   directory(path: string): Promise<DirectoryApi>;
 }
 
+export interface FetchRequest {
+  method: string;
+  url: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+  redirect: 'follow' | 'manual' | 'error';
+}
+
+export interface FetchResponse {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+  url: string;
+  redirected: boolean;
+}
+
+/** Outbound HTTP for one worker, through egress, stamped with that worker's identity. */
+export interface FetcherApi {
+  fetch(request: FetchRequest): Promise<FetchResponse>;
+}
+
+/** The handle the isolate uses for its fetch capability (not a valid binding name, so it never clashes). */
+export const FETCH_HANDLE = '$fetch';
+
 /** The methods a sandbox may forward for each kind of capability (anything else is refused before it leaves). */
 export const STORAGE_METHODS = ['exec', 'databaseSize', 'begin', 'commit', 'rollback', 'kvGet', 'kvPut', 'kvDelete', 'kvList'] as const;
 export const DIRECTORY_METHODS = ['list', 'read', 'write', 'remove', 'stat', 'mkdir', 'rename', 'directory'] as const;
+export const FETCH_METHODS = ['fetch'] as const;

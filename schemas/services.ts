@@ -5,14 +5,14 @@
 import type { WireRequest, WireResponse } from './http.ts';
 import type { Route, RouteListener } from './routes.ts';
 import type { WorkerBundle, WorkerTarget } from './worker.ts';
-import type { DirectoryApi, StorageApi } from './capabilities.ts';
+import type { DirectoryApi, FetcherApi, StorageApi } from './capabilities.ts';
 
 /** The supervisor, as a sandbox sees it. There is deliberately no way to list workers. */
 export interface SupervisorForSandbox {
   /** Code and configuration of the worker version the key belongs to; refused (and audited) otherwise. */
   loadWorker(codeKey: string): Promise<WorkerBundle>;
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
-  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi>>;
+  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi>>;
   /** Console output of a worker the sandbox runs (by code key: the sandbox cannot write to other logs). */
   log(codeKey: string, entries: LogEntry[]): Promise<void>;
 }
@@ -25,7 +25,16 @@ export interface SupervisorForIngress {
 
 /** The supervisor, as egress sees it. */
 export interface SupervisorForEgress {
-  ping(): Promise<string>;
+  /** Egress offers itself; the supervisor asks it for one fetcher per worker. */
+  register(egress: EgressForSupervisor): Promise<void>;
+  /** A refused outbound request, for the audit log and the worker's refusal count. */
+  refused(workerId: string, reason: string): Promise<void>;
+}
+
+/** Egress, as the supervisor sees it. */
+export interface EgressForSupervisor {
+  /** A fetcher bound to one worker's identity and policy (the identity is ours to give, never the tenant's). */
+  fetcherFor(workerId: string, policy: { origins: string[] }): Promise<FetcherApi>;
 }
 
 /** A sandbox, as ingress sees it. */

@@ -41,6 +41,8 @@ export interface WorkerBundle {
   limits: Limits;
   vars: Record<string, string>;
   bindings: Binding[];
+  /** Origins (`scheme://host:port`) the worker may fetch even when they are not public. */
+  origins?: string[];
 }
 
 /** Which worker version a request is for, as ingress tells the sandbox. The code key is the authority. */

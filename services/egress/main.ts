@@ -1,13 +1,23 @@
 /**
- * The egress process: the only one meant to reach the outside. This milestone joins the mesh and
- * answers the supervisor; the outbound proxy and its destination policy come with the egress issue,
- * and until then no tenant has a fetch capability at all.
+ * The egress process: the only one meant to reach the outside. It offers the supervisor fetchers,
+ * each bound to one worker, and checks every destination (policy.ts) before it connects.
+ * CORDON_EGRESS_DNS (`host:port,…`) points it at particular DNS servers.
  */
 import { MeshClient } from '../../lib/mesh.ts';
 import { startService } from '../../lib/service.ts';
 import type { SupervisorForEgress } from '../../schemas/services.ts';
+import { systemResolver } from './policy.ts';
+import { EgressPort } from './port.ts';
 
-await startService('egress', 'egress', async ({ node, onStop }) => {
-  const supervisor = new MeshClient<SupervisorForEgress>(node, 'supervisor', 'supervisor');
-  onStop(() => supervisor.close());
+await startService('egress', 'egress', async ({ log, node, onStop }) => {
+  const resolver = systemResolver(process.env.CORDON_EGRESS_DNS?.split(',').filter(Boolean));
+  let supervisor: MeshClient<SupervisorForEgress> | undefined = undefined;
+  const refused = (workerId: string, reason: string) => {
+    void supervisor?.current?.remote.refused(workerId, reason).catch(() => {});
+  };
+  const port = new EgressPort(resolver, refused, log);
+  supervisor = new MeshClient<SupervisorForEgress>(node, 'supervisor', 'supervisor', {
+    onSession: (session) => session.remote.register(port),
+  });
+  onStop(() => supervisor?.close());
 });

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EgressDenied, EMPTY_POLICY, parseTarget, pin, systemResolver, type WorkerPolicy } from './policy.ts';
-import { refusal, cidrList } from './classify.ts';
+import { refusal, cidrList } from '../../lib/ip-classify.ts';
 import { startDnsServer } from './testing/dns-server.ts';
 import { DNS_ANSWERS, MUST_ALLOW, MUST_REFUSE } from './testing/ssrf-corpus.ts';
 

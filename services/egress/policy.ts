@@ -7,7 +7,7 @@
  */
 import { isIP, type BlockList } from 'node:net';
 import { Resolver } from 'node:dns/promises';
-import { refusal } from './classify.ts';
+import { refusal } from '../../lib/ip-classify.ts';
 
 export class EgressDenied extends Error {
   constructor(reason: string) {

@@ -3,7 +3,7 @@
  * Only the methods of each capability kind pass (a stub would accept any name, including capnweb's
  * own `dup`), and a subdirectory capability is kept here under a handle the isolate can name.
  */
-import { DIRECTORY_METHODS, STORAGE_METHODS } from '../../schemas/capabilities.ts';
+import { DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_METHODS } from '../../schemas/capabilities.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost } from './runtime/index.ts';
 
@@ -12,7 +12,7 @@ const MAX_HANDLES = 1000;
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
 export class ForwardedCapabilities implements CapabilityHost {
-  readonly #handles = new Map<string, { kind: Binding['type']; stub: Stub }>();
+  readonly #handles = new Map<string, { kind: Binding['type'] | 'fetch'; stub: Stub }>();
   #next = 0;
 
   constructor(stubs: Record<string, unknown>, bindings: Binding[]) {
@@ -20,12 +20,13 @@ export class ForwardedCapabilities implements CapabilityHost {
       const stub = stubs[b.name];
       if (stub) this.#handles.set(b.name, { kind: b.type, stub: stub as Stub });
     }
+    if (stubs[FETCH_HANDLE]) this.#handles.set(FETCH_HANDLE, { kind: 'fetch', stub: stubs[FETCH_HANDLE] as Stub });
   }
 
   async call(handle: string, method: string, args: unknown[]): Promise<unknown> {
     const h = this.#handles.get(handle);
-    if (!h) throw new Error(`no capability ${handle}`);
-    const allowed: readonly string[] = h.kind === 'storage' ? STORAGE_METHODS : DIRECTORY_METHODS;
+    if (!h) throw new Error(handle === FETCH_HANDLE ? 'fetch is not available: this worker has no fetch capability (is egress running?)' : `no capability ${handle}`);
+    const allowed: readonly string[] = h.kind === 'storage' ? STORAGE_METHODS : h.kind === 'fetch' ? FETCH_METHODS : DIRECTORY_METHODS;
     if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
     const result = await h.stub[method]!(...args);
     if (method !== 'directory') return result;

@@ -47,7 +47,7 @@ export class BundleCache {
     if (!p) {
       p = this.#supervisor.ready().then(async (s) => {
         const bundle = await s.remote.loadWorker(codeKey);
-        const capabilities = bundle.bindings.length ? new ForwardedCapabilities(await s.remote.capabilities(codeKey), bundle.bindings) : undefined;
+        const capabilities = new ForwardedCapabilities(await s.remote.capabilities(codeKey), bundle.bindings);
         return { bundle, capabilities };
       });
       this.#bundles.set(codeKey, p);

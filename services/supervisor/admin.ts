@@ -5,6 +5,8 @@
  * JSON `{ error }` that say what was wrong.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+import { refusal } from '../../lib/ip-classify.ts';
 import { z } from 'zod';
 import { check, ValidationError } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
@@ -37,6 +39,7 @@ const DeployRequest = z.object({
   modules: z.array(WorkerModule).min(1).max(1000),
   routes: z.array(z.string().max(1024)).max(100).default([]),
   vars: z.record(z.string().max(256), z.string()).default({}),
+  origins: z.array(z.string().max(300)).max(32).default([]),
   bindings: z
     .array(Binding)
     .max(64)
@@ -105,6 +108,28 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
 }
 
+/**
+ * A declared origin, normalised to `scheme://host:port`. Egress lets a worker reach its declared
+ * origins even when they are private, so only an admin may declare one; for anyone else an origin
+ * that is a private address is refused here, and a name is kept but grants nothing egress would not
+ * allow anyway (`trusted: false`), so a name re-pointed inside later is still refused.
+ */
+function declaredOrigin(text: string, admin: boolean): { origin: string; trusted: boolean } {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new HttpError(400, `origin ${JSON.stringify(text)} is not a URL`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || (url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
+    throw new HttpError(400, `origin ${JSON.stringify(text)} must be just scheme://host[:port]`);
+  }
+  const origin = `${url.protocol}//${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (!admin && isIP(host) && refusal(host)) throw new HttpError(403, `origin ${origin} is not public (${refusal(host)}); only an admin-scoped token may declare it`);
+  return { origin, trusted: admin };
+}
+
 /** A tenant-bound token may act only on its own tenant. */
 function ownTenant(who: Principal, tenant: string): void {
   if (who.tenant !== undefined && who.tenant !== tenant) throw new HttpError(403, `this token is bound to tenant ${who.tenant}`);
@@ -145,7 +170,8 @@ export function createAdminServer(deps: AdminDeps): Server {
           throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
         }
         for (const r of input.routes) parseRoutePattern(r);
-        const worker = await store.deploy({ ...input, tenant });
+        const origins = input.origins.map((o) => declaredOrigin(o, hasScope(who, 'admin')));
+        const worker = await store.deploy({ ...input, tenant, origins });
         hub.publish();
         audit.append({ actor: `token:${who.tokenId}`, action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
         send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes });

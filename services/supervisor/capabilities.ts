@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { check, bytes, ValidationError } from '../../lib/rpc/validate.ts';
 import { Membrane } from '../../lib/rpc/membrane.ts';
-import type { DirectoryApi, SqlResult, SqlValue, StorageApi } from '../../schemas/capabilities.ts';
-import type { Binding } from '../../schemas/worker.ts';
+import { FETCH_HANDLE, type DirectoryApi, type FetcherApi, type FetchResponse, type SqlResult, type SqlValue, type StorageApi } from '../../schemas/capabilities.ts';
+import type { RpcStub } from 'capnweb';
+import type { EgressLink } from './ports.ts';
+import type { WorkerBundle } from '../../schemas/worker.ts';
 import type { AuditLog } from './audit.ts';
 import { SqlError, WorkerDatabase, LIMITS } from './sql-storage.ts';
 import { DirectoryError, WorkerDirectory } from './directory.ts';
@@ -110,6 +112,21 @@ export class DirectoryCap extends RpcTarget implements DirectoryApi {
   }
 }
 
+/** The worker's fetcher from egress, behind a local object so the membrane can revoke it. */
+export class FetchCap extends RpcTarget implements FetcherApi {
+  readonly #fetcher: RpcStub<FetcherApi>;
+  constructor(fetcher: RpcStub<FetcherApi>) {
+    super();
+    this.#fetcher = fetcher;
+  }
+  async fetch(request: unknown): Promise<FetchResponse> {
+    return (await this.#fetcher.fetch(request as never)) as FetchResponse;
+  }
+  [Symbol.dispose](): void {
+    this.#fetcher[Symbol.dispose]();
+  }
+}
+
 export interface GrantOptions {
   storageQuotaBytes?: number;
   directoryQuotaBytes?: number;
@@ -124,20 +141,30 @@ export class Grants {
   readonly #databases = new Map<string, WorkerDatabase>();
   readonly #directories = new Map<string, Promise<WorkerDirectory>>();
 
-  constructor(root: string, audit: AuditLog, opts: GrantOptions = {}) {
+  readonly #egress: EgressLink;
+
+  constructor(root: string, audit: AuditLog, egress: EgressLink, opts: GrantOptions = {}) {
     this.#root = root;
+    this.#egress = egress;
     this.#auditLog = audit;
     this.#opts = { storageQuotaBytes: opts.storageQuotaBytes ?? LIMITS.defaultQuotaBytes, directoryQuotaBytes: opts.directoryQuotaBytes ?? 1024 * 1024 * 1024 };
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */
-  async grant(workerId: string, bindings: Binding[], actor: string): Promise<Record<string, StorageApi | DirectoryApi>> {
+  async grant(bundle: WorkerBundle, actor: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi>> {
+    const { workerId, bindings } = bundle;
     let membrane = this.#membranes.get(workerId);
     if (!membrane) this.#membranes.set(workerId, (membrane = new Membrane()));
     const audit: Audit = (action, error) =>
       this.#auditLog.append({ actor, action: `capability.${action}`, target: workerId, outcome: 'denied', detail: { reason: error.message.slice(0, 300) } });
     const base = join(this.#root, ...workerId.split('/'));
-    const out: Record<string, StorageApi | DirectoryApi> = {};
+    const out: Record<string, StorageApi | DirectoryApi | FetcherApi> = {};
+    // Every worker gets a fetcher bound to its own identity, when egress is there to give one.
+    const egress = this.#egress.current;
+    if (egress) {
+      const fetcher = (await egress.fetcherFor(workerId, { origins: bundle.origins ?? [] })) as unknown as RpcStub<FetcherApi>;
+      out[FETCH_HANDLE] = membrane.wrap(new FetchCap(fetcher));
+    }
     for (const b of bindings) {
       const id = `${workerId}:${b.type}:${b.name}`;
       if (b.type === 'storage') {
@@ -153,7 +180,7 @@ export class Grants {
         out[b.name] = membrane.wrap(new DirectoryCap(await dir, audit));
       }
     }
-    this.#auditLog.append({ actor, action: 'capability.grant', target: workerId, outcome: 'ok', detail: { bindings: bindings.map((b) => `${b.type}:${b.name}`) } });
+    this.#auditLog.append({ actor, action: 'capability.grant', target: workerId, outcome: 'ok', detail: { bindings: bindings.map((b) => `${b.type}:${b.name}`), fetch: FETCH_HANDLE in out } });
     return out;
   }
 

@@ -7,7 +7,7 @@ import { startService } from '../../lib/service.ts';
 import { cordonList } from '../../lib/config.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
-import { EgressPort, IngressPort, RouteHub, SandboxPort } from './ports.ts';
+import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort } from './ports.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin.ts';
 import Database from 'better-sqlite3';
@@ -31,7 +31,8 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   adminDb.pragma('synchronous = FULL');
   onStop(() => void adminDb.close());
   const tokens = new TokenStore(adminDb, loadAdminToken(config.dataDir));
-  const grants = new Grants(join(dir, 'tenants'), audit);
+  const egress = new EgressLink();
+  const grants = new Grants(join(dir, 'tenants'), audit, egress);
   onStop(() => grants.close());
   const logs = new WorkerLogs();
   const hub = new RouteHub(store, log);
@@ -48,7 +49,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     mainFor(peer): RpcTarget {
       if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants);
       if (peer.role === 'ingress') return new IngressPort(hub);
-      return new EgressPort();
+      return new EgressPort(egress, audit);
     },
     onSession(session: MeshSession<any>) {
       const k = key(session.peer);

@@ -9,13 +9,13 @@ import { check } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
 import type { Route, RouteListener } from '../../schemas/routes.ts';
-import type { LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox } from '../../schemas/services.ts';
+import type { EgressForSupervisor, LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox } from '../../schemas/services.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import { TamperedError, type CodeStore } from './store.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
 import type { Grants } from './capabilities.ts';
-import type { DirectoryApi, StorageApi } from '../../schemas/capabilities.ts';
+import type { DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
 
 const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 const LogEntries = z
@@ -50,9 +50,9 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     return this.#authorize(await this.#tamperChecked(() => this.#store.verifiedBundleForKey(key)), 'loadWorker').bundle;
   }
 
-  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi>> {
+  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi>> {
     const { bundle } = this.#unlock(codeKey, 'capabilities');
-    return this.#grants.grant(bundle.workerId, bundle.bindings, `sandbox:${this.#peer.name}`);
+    return this.#grants.grant(bundle, `sandbox:${this.#peer.name}`);
   }
 
   async log(codeKey: unknown, entries: unknown): Promise<void> {
@@ -147,8 +147,28 @@ export class IngressPort extends RpcTarget implements SupervisorForIngress {
   }
 }
 
+/** The egress service currently connected, if any: where fetch capabilities come from. */
+export class EgressLink {
+  current: RpcStub<EgressForSupervisor> | undefined;
+}
+
 export class EgressPort extends RpcTarget implements SupervisorForEgress {
-  async ping(): Promise<string> {
-    return 'pong';
+  readonly #link: EgressLink;
+  readonly #audit: AuditLog;
+  constructor(link: EgressLink, audit: AuditLog) {
+    super();
+    this.#link = link;
+    this.#audit = audit;
+  }
+
+  async register(egress: RpcStub<EgressForSupervisor>): Promise<void> {
+    if (typeof egress !== 'function' && typeof egress !== 'object') throw new TypeError('egress must be a capability');
+    this.#link.current?.[Symbol.dispose]();
+    this.#link.current = egress.dup();
+  }
+
+  async refused(workerId: unknown, reason: unknown): Promise<void> {
+    const id = check(z.string().max(130), workerId, 'worker id');
+    this.#audit.append({ actor: 'egress', action: 'egress.refused', target: id, outcome: 'denied', detail: { reason: check(z.string().max(1000), reason, 'reason') } });
   }
 }

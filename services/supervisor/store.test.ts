@@ -18,6 +18,7 @@ const input = (over: Partial<VersionInput> = {}): VersionInput => ({
   limits: { cpuMs: 1000, wallMs: 30000, memoryMb: 128 },
   vars: {},
   bindings: [],
+  origins: [],
   routes: ['api.acme.test/*'],
   ...over,
 });

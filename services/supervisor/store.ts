@@ -34,6 +34,7 @@ export interface VersionInput {
   limits: Limits;
   vars: Record<string, string>;
   bindings: Binding[];
+  origins: { origin: string; trusted: boolean }[];
   routes: string[];
 }
 
@@ -107,7 +108,7 @@ export class CodeStore {
    */
   async deploy(input: VersionInput): Promise<WorkerRecord> {
     const id = `${input.tenant}/${input.name}`;
-    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings });
+    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin) });
     const version = sha256(plain);
     this.#checkRoutes(input.tenant, input.routes);
     const known = this.#db.prepare('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
@@ -127,6 +128,7 @@ export class CodeStore {
         bindings: input.bindings,
         vars: Object.keys(input.vars),
         routes: input.routes,
+        origins: input.origins,
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }

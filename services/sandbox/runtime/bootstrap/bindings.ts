@@ -23,13 +23,20 @@ const b64: Base64 = {
   },
 };
 
+function unwrapReply(text: string): unknown {
+  const reply = decodeWire(text, b64) as { ok?: unknown; error?: string };
+  if (reply.error !== undefined) throw new Error(reply.error);
+  return reply.ok;
+}
+
 /** Wrap the raw host function (text in, text out) into a call that speaks values. */
 export function capCaller(raw: (handle: string, method: string, args: string) => string): CapCall {
-  return (handle, method, args) => {
-    const reply = decodeWire(raw(handle, method, encodeWire(args, b64)), b64) as { ok?: unknown; error?: string };
-    if (reply.error !== undefined) throw new Error(reply.error);
-    return reply.ok;
-  };
+  return (handle, method, args) => unwrapReply(raw(handle, method, encodeWire(args, b64)));
+}
+
+/** The same, without blocking the isolate: for calls that may take long (fetch). */
+export function asyncCapCaller(raw: (handle: string, method: string, args: string) => Promise<string>): (handle: string, method: string, args: unknown[]) => Promise<unknown> {
+  return async (handle, method, args) => unwrapReply(await raw(handle, method, encodeWire(args, b64)));
 }
 
 type SqlValue = string | number | null | ArrayBuffer;

@@ -9,7 +9,7 @@
 import './install-encoding.ts';
 import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
 import { Body, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
-import { capCaller, directoryBinding, storageBinding } from './bindings.ts';
+import { asyncCapCaller, capCaller, directoryBinding, storageBinding } from './bindings.ts';
 
 interface HostCallbacks {
   log(level: string, message: string): void;
@@ -22,7 +22,10 @@ const g = globalThis as Record<string, unknown>;
 // The host sets its callbacks (isolated-vm Callbacks) as globals; keep them here and remove them.
 const host = { log: g.__cordonLog, random: g.__cordonRandom, setTimer: g.__cordonSetTimer, clearTimer: g.__cordonClearTimer } as HostCallbacks;
 // A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
-const capRef = g.__cordonCapCall as { applySyncPromise(recv: undefined, args: string[]): string };
+const capRef = g.__cordonCapCall as {
+  applySyncPromise(recv: undefined, args: string[]): string;
+  apply(recv: undefined, args: string[], opts: { result: { promise: true } }): Promise<string>;
+};
 for (const name of ['__cordonLog', '__cordonRandom', '__cordonSetTimer', '__cordonClearTimer', '__cordonCapCall']) delete g[name];
 const options = JSON.parse(g.__cordonOptions as string) as {
   allowEval: boolean;
@@ -210,6 +213,26 @@ interface Handler {
 }
 let handler: Handler | undefined;
 const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));
+const callCapAsync = asyncCapCaller((handle, method, args) => capRef.apply(undefined, [handle, method, args], { result: { promise: true } }));
+
+// fetch(): only through the worker's fetch capability (egress); a refusal is a TypeError whose message
+// starts "egress denied:", as the platform promises.
+const MAX_SUBREQUESTS = 50;
+let subrequests = 0;
+g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
+  const request = new Request(input as string, init as never);
+  if (++subrequests > MAX_SUBREQUESTS) throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
+  let reply: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null; url: string; redirected: boolean };
+  try {
+    reply = (await callCapAsync('$fetch', 'fetch', [{ method: request.method, url: request.url, headers: Headers.raw(request.headers), body: Body.peek(request), redirect: request.redirect }])) as typeof reply;
+  } catch (e) {
+    throw new TypeError((e as Error).message);
+  }
+  const nullBody = reply.status === 204 || reply.status === 205 || reply.status === 304 || request.method === 'HEAD';
+  const response = new Response(nullBody ? null : reply.body, { status: reply.status, statusText: reply.statusText, headers: reply.headers });
+  Object.defineProperties(response, { url: { value: reply.url }, redirected: { value: reply.redirected } });
+  return response;
+};
 const bindingObjects: Record<string, object> = {};
 for (const b of options.bindings) bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : directoryBinding(callCap, b.name);
 const env = Object.freeze({ ...options.vars, ...bindingObjects });
@@ -228,6 +251,7 @@ function fail(kind: string, message: string): [string, null] {
 
 async function run(metaJson: string, body: ArrayBuffer | null, now: number): Promise<[string, ArrayBuffer | null]> {
   clock = now;
+  subrequests = 0;
   if (!timeOrigin.value) timeOrigin.value = now;
   const meta = JSON.parse(metaJson) as { method: string; url: string; headers: [string, string][] };
   if (!handler || typeof handler.fetch !== 'function') return fail('no-handler', 'the worker has no default export with a fetch(request, env, ctx) method');

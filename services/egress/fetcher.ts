@@ -1,0 +1,95 @@
+/**
+ * Sending a worker's request out: to the pinned address only, with the worker's identity stamped
+ * on it, following redirects here (each hop checked again, at most 20) unless the worker asked for
+ * `manual`, with a time-out and a response size limit. Headers that would let the tenant steer the
+ * proxy or claim another identity never leave.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Resolver } from 'node:dns/promises';
+import { MAX_BODY, type WireResponse } from '../../schemas/http.ts';
+import { EgressDenied, parseTarget, pin, type Pinned, type WorkerPolicy } from './policy.ts';
+
+export interface OutboundRequest {
+  method: string;
+  url: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+  redirect: 'follow' | 'manual' | 'error';
+}
+
+export interface OutboundResponse extends WireResponse {
+  url: string;
+  redirected: boolean;
+}
+
+const MAX_REDIRECTS = 20;
+const TIMEOUT_MS = 30_000;
+const DROP = /^(?:host|connection|keep-alive|proxy-.*|te|trailer|transfer-encoding|upgrade|forwarded|x-forwarded-.*|x-real-ip|x-upstream-.*|cordon-worker|content-length)$/i;
+const REDIRECT = new Set([301, 302, 303, 307, 308]);
+
+export class EgressError extends Error {}
+
+function send(p: Pinned, method: string, headers: [string, string][], body: Uint8Array | null, identity: string): Promise<{ res: IncomingMessage; bytes: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const https = p.url.protocol === 'https:';
+    const out: [string, string][] = headers.filter(([k]) => !DROP.test(k));
+    out.push(['host', p.url.host], ['cordon-worker', identity]);
+    if (body) out.push(['content-length', String(body.byteLength)]);
+    const req = (https ? httpsRequest : httpRequest)({
+      host: p.address,
+      family: p.family,
+      port: p.port,
+      method,
+      path: p.url.pathname + p.url.search,
+      headers: out.flat() as unknown as Record<string, string>,
+      // TLS is checked against the name the worker asked for, while the socket goes to the pinned address.
+      servername: https && !/^[\d.]+$|:/.test(p.url.hostname) ? p.url.hostname : undefined,
+      timeout: TIMEOUT_MS,
+      agent: false,
+    });
+    req.on('timeout', () => req.destroy(new EgressError(`the request to ${p.url.host} timed out after ${TIMEOUT_MS / 1000} s`)));
+    req.on('error', (e) => reject(e instanceof EgressError ? e : new EgressError(`network error reaching ${p.url.host}: ${e.message}`)));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY) {
+          res.destroy();
+          reject(new EgressError(`the response from ${p.url.host} is larger than ${MAX_BODY} bytes`));
+        } else chunks.push(c);
+      });
+      res.on('end', () => resolve({ res, bytes: Buffer.concat(chunks, size) }));
+      res.on('error', (e) => reject(new EgressError(`network error reading from ${p.url.host}: ${e.message}`)));
+    });
+    req.end(body ?? undefined);
+  });
+}
+
+export async function outbound(request: OutboundRequest, policy: WorkerPolicy, identity: string, resolver: Resolver): Promise<OutboundResponse> {
+  let url = request.url;
+  let method = request.method;
+  let body = request.body;
+  let headers = request.headers;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const pinned = await pin(parseTarget(url, policy), policy, resolver);
+    const { res, bytes } = await send(pinned, method, headers, body, identity);
+    const status = res.statusCode ?? 502;
+    const location = res.headers.location;
+    if (REDIRECT.has(status) && location && request.redirect !== 'manual') {
+      if (request.redirect === 'error') throw new EgressError(`redirect to ${location} refused (redirect: 'error')`);
+      url = new URL(location, url).href;
+      if (status === 303 || ((status === 301 || status === 302) && method === 'POST')) {
+        method = 'GET';
+        body = null;
+        headers = headers.filter(([k]) => !/^content-/i.test(k));
+      }
+      continue;
+    }
+    const out: [string, string][] = [];
+    for (let i = 0; i < res.rawHeaders.length; i += 2) out.push([res.rawHeaders[i]!.toLowerCase(), res.rawHeaders[i + 1]!]);
+    return { status: status < 200 ? 502 : status, statusText: res.statusMessage ?? '', headers: out, body: new Uint8Array(bytes), url, redirected: hop > 0 };
+  }
+  throw new EgressDenied(`more than ${MAX_REDIRECTS} redirects`);
+}

@@ -1,0 +1,87 @@
+/**
+ * What egress offers the supervisor: fetchers, each bound at creation to one worker's identity and
+ * policy. The tenant never names its own identity; the supervisor does, from the code key it checked.
+ */
+import { RpcTarget } from 'capnweb';
+import { z } from 'zod';
+import type { Resolver } from 'node:dns/promises';
+import { check, bytes } from '../../lib/rpc/validate.ts';
+import { Headers as HeaderList, MAX_BODY, MAX_URL } from '../../schemas/http.ts';
+import type { EgressForSupervisor } from '../../schemas/services.ts';
+import type { FetcherApi, FetchRequest, FetchResponse } from '../../schemas/capabilities.ts';
+import { EgressDenied, EMPTY_POLICY, type WorkerPolicy } from './policy.ts';
+import { EgressError, outbound } from './fetcher.ts';
+import type { Logger } from '../../lib/log.ts';
+
+const Request = z.object({
+  method: z.string().regex(/^[A-Z]{1,16}$/),
+  url: z.string().max(MAX_URL),
+  headers: HeaderList,
+  body: bytes(MAX_BODY).nullable(),
+  redirect: z.enum(['follow', 'manual', 'error']),
+});
+const Origin = z.string().regex(/^https?:\/\/[^/\s]+:\d{1,5}$/);
+
+export interface RefusalSink {
+  (workerId: string, reason: string): void;
+}
+
+/** Requests per second one worker may send before egress starts refusing (a token bucket). */
+const RATE_PER_SECOND = 100;
+const BURST = 200;
+
+class FetcherCap extends RpcTarget implements FetcherApi {
+  readonly #workerId: string;
+  readonly #policy: WorkerPolicy;
+  readonly #resolver: Resolver;
+  readonly #refused: RefusalSink;
+  readonly #log: Logger;
+  #tokens = BURST;
+  #refilled = Date.now();
+
+  constructor(workerId: string, policy: WorkerPolicy, resolver: Resolver, refused: RefusalSink, log: Logger) {
+    super();
+    this.#workerId = workerId;
+    this.#policy = policy;
+    this.#resolver = resolver;
+    this.#refused = refused;
+    this.#log = log;
+  }
+
+  async fetch(requestArg: unknown): Promise<FetchResponse> {
+    const request = check(Request, requestArg, 'fetch request') as FetchRequest;
+    const now = Date.now();
+    this.#tokens = Math.min(BURST, this.#tokens + ((now - this.#refilled) / 1000) * RATE_PER_SECOND);
+    this.#refilled = now;
+    try {
+      if (this.#tokens < 1) throw new EgressDenied(`rate limit of ${RATE_PER_SECOND} requests per second exceeded`);
+      this.#tokens--;
+      return await outbound(request, this.#policy, this.#workerId, this.#resolver);
+    } catch (e) {
+      if (e instanceof EgressDenied) {
+        this.#log.warn('egress refused', { worker: this.#workerId, url: request.url.slice(0, 300), reason: e.message });
+        this.#refused(this.#workerId, e.message);
+        throw new Error(e.message);
+      }
+      throw new Error(e instanceof EgressError ? e.message : `network error: ${(e as Error).message}`);
+    }
+  }
+}
+
+export class EgressPort extends RpcTarget implements EgressForSupervisor {
+  readonly #resolver: Resolver;
+  readonly #refused: RefusalSink;
+  readonly #log: Logger;
+  constructor(resolver: Resolver, refused: RefusalSink, log: Logger) {
+    super();
+    this.#resolver = resolver;
+    this.#refused = refused;
+    this.#log = log;
+  }
+
+  async fetcherFor(workerId: unknown, policy: unknown): Promise<FetcherApi> {
+    const id = check(z.string().regex(/^[a-z0-9-]{1,64}\/[a-z0-9-]{1,64}$/), workerId, 'worker id');
+    const { origins } = check(z.object({ origins: z.array(Origin).max(32) }), policy, 'policy');
+    return new FetcherCap(id, { ...EMPTY_POLICY, origins }, this.#resolver, this.#refused, this.#log);
+  }
+}

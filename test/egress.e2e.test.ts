@@ -1,0 +1,98 @@
+/** fetch() from a worker, through the real mesh and egress: identity stamping, policy, redirects, origins. */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { freePort, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+
+function server(handler: (path: string, headers: Record<string, unknown>) => { status: number; headers?: Record<string, string>; body?: string }): Promise<{ port: number; hits: string[]; close(): void }> {
+  const hits: string[] = [];
+  const s: Server = createServer((req, res) => {
+    hits.push(req.url ?? '');
+    const r = handler(req.url ?? '', req.headers);
+    res.writeHead(r.status, r.headers);
+    res.end(r.body ?? '');
+  });
+  return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve({ port: (s.address() as { port: number }).port, hits, close: () => s.close() })));
+}
+
+describe('fetch through egress', () => {
+  let mesh: TestMesh;
+  let origin: Awaited<ReturnType<typeof server>>;
+  let canary: Awaited<ReturnType<typeof server>>;
+  let closedPort: number;
+  const call = async (query: string) => (await (await fetch(`${mesh.httpUrl}/fetch?${query}`)).json()) as { status?: number; body?: string; location?: string; error?: string };
+
+  before(async () => {
+    canary = await server(() => ({ status: 200, body: 'canary reached' }));
+    origin = await server((path, headers) => {
+      if (path === '/to-canary') return { status: 302, headers: { location: `http://127.0.0.1:${canary.port}/leak` } };
+      if (path === '/to-metadata') return { status: 307, headers: { location: 'http://169.254.169.254/latest/meta-data/' } };
+      if (path === '/hop') return { status: 301, headers: { location: '/final' } };
+      return { status: 200, body: JSON.stringify(headers) };
+    });
+    closedPort = await freePort();
+    mesh = await startTestMesh();
+    const r = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'fetcher', '--route', '*/fetch*', '--origin', `http://127.0.0.1:${origin.port}`, '--origin', `http://127.0.0.1:${closedPort}`]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor('the fetcher worker', async () => ((await fetch(`${mesh.httpUrl}/fetch`)).status === 200) || undefined);
+  });
+  after(async () => {
+    await mesh?.stop();
+    origin?.close();
+    canary?.close();
+  });
+
+  test('the declared origin is reached, with the worker identity stamped and forged headers dropped', async () => {
+    const r = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/hello`)}`);
+    assert.equal(r.status, 200, JSON.stringify(r));
+    const seen = JSON.parse(r.body!) as Record<string, string>;
+    assert.equal(seen['cordon-worker'], 'default/fetcher');
+    assert.equal(seen['x-forwarded-for'], undefined);
+    assert.equal(seen['x-custom'], 'kept');
+    assert.equal(seen.host, `127.0.0.1:${origin.port}`);
+  });
+
+  test('redirects are followed inside egress and each hop is checked again', async () => {
+    const ok = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/hop`)}`);
+    assert.equal(ok.status, 200);
+    const toCanary = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/to-canary`)}`);
+    assert.match(toCanary.error ?? '', /^TypeError: egress denied: 127\.0\.0\.1 is loopback/);
+    const toMeta = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/to-metadata`)}`);
+    assert.match(toMeta.error ?? '', /^TypeError: egress denied: 169\.254\.169\.254 is link-local/);
+    assert.deepEqual(canary.hits, [], 'nothing reached the canary');
+    const manual = await call(`redirect=manual&url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/to-canary`)}`);
+    assert.equal(manual.status, 302);
+    assert.equal(manual.location, `http://127.0.0.1:${canary.port}/leak`);
+  });
+
+  test('private, metadata and odd-scheme destinations are refused with "egress denied:"; nothing else is reached', async () => {
+    for (const url of ['http://169.254.169.254/latest/meta-data/', `http://127.0.0.1:${canary.port}/`, `http://0x7f.1:${canary.port}/`, `http://[::ffff:127.0.0.1]:${canary.port}/`, 'http://10.0.0.1/', 'file:///etc/passwd', `https://127.0.0.1:${origin.port}/`]) {
+      const r = await call(`url=${encodeURIComponent(url)}`);
+      assert.match(r.error ?? '', /^TypeError: egress denied: /, `${url}: ${JSON.stringify(r)}`);
+    }
+    assert.deepEqual(canary.hits, []);
+    assert.match((await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout, /\tegress\tegress\.refused\tdefault\/fetcher\tdenied/);
+  });
+
+  test('a network failure is a TypeError of another kind, not a policy refusal', async () => {
+    const down = await call(`url=${encodeURIComponent(`http://127.0.0.1:${closedPort}/`)}`);
+    assert.match(down.error ?? '', /^TypeError: network error reaching 127\.0\.0\.1:\d+/);
+    assert.doesNotMatch(down.error ?? '', /egress denied/);
+  });
+
+  test('at most 50 subrequests per incoming request', async () => {
+    const r = await call(`times=51&url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/n`)}`);
+    assert.match(r.error ?? '', /Too many subrequests/);
+  });
+
+  test('only an admin-scoped token may declare a non-public origin', async () => {
+    const deployer = (await mesh.cli(['tokens', 'create', '--scope', 'deploy'])).stdout.trim();
+    const res = await fetch(`${mesh.adminUrl}/v1/workers`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${deployer}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'sneaky', mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm', content: 'export default {}' }], origins: ['http://10.0.0.5:80'] }),
+    });
+    assert.equal(res.status, 403);
+    assert.match(((await res.json()) as { error: string }).error, /only an admin-scoped token/);
+  });
+});
