@@ -49,9 +49,14 @@ class Supervised {
     const { role } = this.spec;
     const script = join(ROOT, 'services', role, 'main.ts');
     this.#startedAt = Date.now();
+    const env = { ...this.#baseEnv, ...this.spec.env };
+    // Secrets go only to the process that uses them: TLS to ingress; the master key and admin token to the supervisor.
+    for (const name of Object.keys(env)) {
+      if ((/^CORDON_TLS_/.test(name) && role !== 'ingress') || (/^CORDON_(MASTER_KEY|ADMIN_TOKEN)$/.test(name) && role !== 'supervisor')) delete env[name];
+    }
     const child = spawn(process.execPath, [...this.spec.nodeArgs, script], {
       cwd: ROOT,
-      env: { ...this.#baseEnv, ...this.spec.env },
+      env,
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     this.#child = child;
@@ -162,6 +167,7 @@ export async function runStart(opts: { natsUrl?: string }): Promise<void> {
     [
       'Cordon is up.',
       `  HTTP:       http://127.0.0.1:${config.httpPort}`,
+      `  HTTPS:      https://localhost:${config.httpsPort}  (development certificate in ${join(config.dataDir, 'tls', 'dev.crt')} unless CORDON_TLS_CERT is set)`,
       `  Admin API:  http://127.0.0.1:${config.adminPort}  (token in ${adminTokenPath(config.dataDir)})`,
       `  Health:     http://127.0.0.1:${config.adminPort}/healthz`,
       `  Transport:  ${opts.natsUrl ? `NATS ${opts.natsUrl}` : `Unix sockets in ${join(config.dataDir, 'sockets')}`}`,

@@ -1,5 +1,7 @@
 /** The ingress process: the only public listener. Routes requests to the sandbox of the worker's cordon. */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import { loadTls } from './tls.ts';
 import { context, propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
 import { inSpan } from '../../lib/telemetry.ts';
 import { RpcTarget } from 'capnweb';
@@ -82,7 +84,7 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     }
   }
 
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 60_000, maxHeaderSize: 32 * 1024 }, (req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     // A client's traceparent is honoured; the request's span is the parent of every hop after it.
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
     const traced = () => inSpan('ingress request', SpanKind.SERVER, { 'http.request.method': req.method ?? '', 'url.path': (req.url ?? '/').split('?')[0]! }, () => handle(req, res));
@@ -90,12 +92,28 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
       log.error('request failed', { error: e });
       writeError(res, 500, 'Internal error in ingress.', requestIdOf(req));
     });
-  });
-  server.keepAliveTimeout = 5000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.httpPort, process.env.CORDON_HTTP_HOST || '0.0.0.0', () => resolve());
-  });
-  log.info('listening', { http: config.httpPort });
+  };
+  // Slow clients (slowloris) are cut off: headers must arrive within headersTimeout, the whole
+  // request within requestTimeout, and Node checks both every second rather than every 30 s.
+  const limits: ServerOptions = {
+    headersTimeout: Number(process.env.CORDON_HEADERS_TIMEOUT_MS) || 10_000,
+    requestTimeout: Number(process.env.CORDON_REQUEST_TIMEOUT_MS) || 60_000,
+    connectionsCheckingInterval: 1000,
+    maxHeaderSize: 32 * 1024,
+    keepAliveTimeout: 5000,
+  };
+  const host = process.env.CORDON_HTTP_HOST || '0.0.0.0';
+  const listen = (server: Server, port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+  const server = createServer(limits, onRequest);
+  await listen(server, config.httpPort);
+  const tls = await loadTls(config.dataDir);
+  const secure = createTlsServer({ ...limits, cert: tls.cert, key: tls.key, SNICallback: tls.SNICallback }, onRequest);
+  await listen(secure, config.httpsPort);
+  log.info('listening', { http: config.httpPort, https: config.httpsPort, certificate: tls.source });
+  onStop(() => new Promise<void>((r) => secure.close(() => r())));
   onStop(() => new Promise<void>((r) => server.close(() => r())));
 });

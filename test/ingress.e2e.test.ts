@@ -1,0 +1,98 @@
+/** Ingress over TLS (development certificate, SNI) and against slow clients, with real TLS and TCP clients. */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request as httpsRequest } from 'node:https';
+import selfsigned from 'selfsigned';
+import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+
+function httpsGet(port: number, path: string, opts: { ca?: string; servername?: string }): Promise<{ status: number; body: string; cert: PeerCertificate }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path, ca: opts.ca, servername: opts.servername, rejectUnauthorized: Boolean(opts.ca), headers: { host: opts.servername ?? 'localhost' } }, (res) => {
+      let body = '';
+      const cert = (res.socket as unknown as { getPeerCertificate(): PeerCertificate }).getPeerCertificate();
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body, cert }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function peerCert(port: number, servername: string): Promise<PeerCertificate> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false }, () => {
+      resolve(s.getPeerCertificate());
+      s.end();
+    });
+    s.on('error', reject);
+  });
+}
+
+describe('ingress', () => {
+  let mesh: TestMesh;
+  let httpsPort: number;
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-tls-'));
+    for (const host of ['a.test', '_.wild.test']) {
+      const pems = await selfsigned.generate([{ name: 'commonName', value: host.replace(/^_/, '*') }], { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' });
+      writeFileSync(join(dir, `${host}.crt`), pems.cert);
+      writeFileSync(join(dir, `${host}.key`), pems.private);
+    }
+    mesh = await startTestMesh({ CORDON_TLS_DIR: dir, CORDON_HEADERS_TIMEOUT_MS: '1500' });
+    httpsPort = Number(mesh.env.CORDON_HTTPS_PORT);
+    assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
+    await waitFor('hello', async () => ((await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
+  });
+  after(async () => {
+    await mesh?.stop();
+  });
+
+  test('HTTPS with the development certificate generated on first start (key 0600)', async () => {
+    const ca = readFileSync(join(mesh.dataDir, 'tls', 'dev.crt'), 'utf8');
+    assert.equal(statSync(join(mesh.dataDir, 'tls', 'dev.key')).mode & 0o777, 0o600);
+    const r = await httpsGet(httpsPort, '/hello', { ca, servername: 'localhost' });
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'Hello, world! (from a Cordon isolate)\n');
+    await assert.rejects(httpsGet(httpsPort, '/hello', { ca: readFileSync(join(mesh.dataDir, 'tls', 'dev.crt'), 'utf8').replace(/A/g, 'B') }));
+  });
+
+  test('SNI picks each hostname’s certificate; unknown names get the default', async () => {
+    assert.equal((await peerCert(httpsPort, 'a.test')).subject.CN, 'a.test');
+    assert.equal((await peerCert(httpsPort, 'x.wild.test')).subject.CN, '*.wild.test');
+    assert.equal((await peerCert(httpsPort, 'other.test')).subject.CN, 'localhost');
+  });
+
+  test('sandboxes hold no TLS key or certificate settings', () => {
+    for (const [name, pid] of mesh.servicePids()) {
+      if (!name.startsWith('sandbox:')) continue;
+      assert.doesNotMatch(readFileSync(`/proc/${pid}/environ`, 'utf8'), /CORDON_TLS_/);
+    }
+  });
+
+  test('slow clients (slowloris) are cut off and do not tie up the process', async () => {
+    const sockets: Socket[] = [];
+    const closed: number[] = [];
+    const started = Date.now();
+    for (let i = 0; i < 60; i++) {
+      const s = netConnect(Number(mesh.env.CORDON_HTTP_PORT), '127.0.0.1');
+      s.on('error', () => {});
+      s.on('close', () => closed.push(Date.now() - started));
+      s.write('GET /hello HTTP/1.1\r\nHost: localhost\r\n');
+      sockets.push(s);
+    }
+    const drip = setInterval(() => sockets.forEach((s) => s.writable && s.write('X-Slow: y\r\n')), 300);
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await fetch(`${mesh.httpUrl}/hello`)).status, 200, 'normal clients are served meanwhile');
+      await waitFor('every slow client to be cut off', () => (closed.length === sockets.length ? true : undefined), 10_000);
+      assert.ok(Math.max(...closed) < 6000, `cut off after ${Math.max(...closed)} ms`);
+    } finally {
+      clearInterval(drip);
+      sockets.forEach((s) => s.destroy());
+    }
+  });
+});
