@@ -74,6 +74,21 @@ describe('ingress', () => {
     }
   });
 
+  test('a sandbox that dies before answering: an idempotent request is retried once, a POST gets 502', async () => {
+    assert.equal((await mesh.cli(['deploy', 'examples/slow/index.ts', '--name', 'slow', '--route', '*/slow*'])).code, 0);
+    await waitFor('slow', async () => ((await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200) || undefined);
+    const pid = mesh.servicePids().get('sandbox:standard')!;
+    const get = fetch(`${mesh.httpUrl}/slow?ms=1500`);
+    const post = fetch(`${mesh.httpUrl}/slow?ms=1500`, { method: 'POST', body: 'x' });
+    await new Promise((r) => setTimeout(r, 400));
+    process.kill(pid, 'SIGKILL');
+    const [g, p] = await Promise.all([get, post]);
+    assert.equal(g.status, 200, 'the GET was retried on the restarted sandbox');
+    assert.equal(await g.text(), 'slept 1500 ms after a GET');
+    assert.equal(p.status, 502);
+    assert.match(await p.text(), /sandbox failed before it answered/);
+  });
+
   test('slow clients (slowloris) are cut off and do not tie up the process', async () => {
     const sockets: Socket[] = [];
     const closed: number[] = [];
