@@ -10,7 +10,7 @@ const USAGE = `usage: cordon <command> [options]
   start [--nats <url>]            run the whole mesh on this machine (Unix sockets, or NATS)
   deploy <entry.js|ts> --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
-                                  [--origin <scheme://host:port>]...
+                                  [--origin <scheme://host:port>]... [--allow-eval]
                                   [--cpu-ms <n>] [--memory-mb <n>]
                                   bundle the entry and its imports and deploy it; prints the version
   workers                         list deployed workers
@@ -64,6 +64,7 @@ async function main(argv: string[]): Promise<number> {
           storage: { type: 'string', multiple: true },
           directory: { type: 'string', multiple: true },
           origin: { type: 'string', multiple: true },
+          'allow-eval': { type: 'boolean' },
           'cpu-ms': { type: 'string' },
           'memory-mb': { type: 'string' },
         },
@@ -88,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
         bindings: [...(values.storage ?? []).map((name) => ({ type: 'storage', name })), ...(values.directory ?? []).map((name) => ({ type: 'directory', name }))],
         limits,
         origins: values.origin ?? [],
+        allowEval: values['allow-eval'] === true,
         ...bundle,
       })) as { worker: string; version: string; routes: string[] };
       process.stdout.write(`deployed ${result.worker} version ${result.version}${result.routes.length ? ` on ${result.routes.join(', ')}` : ''}\n`);

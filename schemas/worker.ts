@@ -43,6 +43,8 @@ export interface WorkerBundle {
   bindings: Binding[];
   /** Origins (`scheme://host:port`) the worker may fetch even when they are not public. */
   origins?: string[];
+  /** eval, new Function and WebAssembly compilation from runtime bytes (off unless opted in at deploy). */
+  allowEval?: boolean;
 }
 
 /** Which worker version a request is for, as ingress tells the sandbox. The code key is the authority. */

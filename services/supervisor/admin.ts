@@ -40,6 +40,7 @@ const DeployRequest = z.object({
   routes: z.array(z.string().max(1024)).max(100).default([]),
   vars: z.record(z.string().max(256), z.string()).default({}),
   origins: z.array(z.string().max(300)).max(32).default([]),
+  allowEval: z.boolean().default(false),
   bindings: z
     .array(Binding)
     .max(64)

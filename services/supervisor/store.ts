@@ -35,6 +35,7 @@ export interface VersionInput {
   vars: Record<string, string>;
   bindings: Binding[];
   origins: { origin: string; trusted: boolean }[];
+  allowEval?: boolean;
   routes: string[];
 }
 
@@ -108,7 +109,7 @@ export class CodeStore {
    */
   async deploy(input: VersionInput): Promise<WorkerRecord> {
     const id = `${input.tenant}/${input.name}`;
-    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin) });
+    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true });
     const version = sha256(plain);
     this.#checkRoutes(input.tenant, input.routes);
     const known = this.#db.prepare('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;

@@ -63,10 +63,10 @@ export class WorkerInstance {
     this.#isolate = new ivm.Isolate({ memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe });
   }
 
-  static async create(bundle: WorkerBundle, onCatastrophe: (message: string) => void, allowEval = false): Promise<WorkerInstance> {
+  static async create(bundle: WorkerBundle, onCatastrophe: (message: string) => void): Promise<WorkerInstance> {
     const w = new WorkerInstance(bundle, onCatastrophe);
     try {
-      await w.#init(allowEval);
+      await w.#init(bundle.allowEval === true);
     } catch (e) {
       w.dispose();
       throw w.#translate(e);

@@ -187,6 +187,13 @@ test('code generation, shared memory and weak references are gone', async () => 
   assert.deepEqual(JSON.parse(text(types.res!.body)), ['undefined', 'undefined', 'undefined', 'undefined']);
 });
 
+test('--allow-eval opts a worker into eval and new Function (and nothing else)', async () => {
+  const b = { ...worker(`export default { fetch() { return Response.json([eval('1 + 1'), new Function('return 3')(), typeof SharedArrayBuffer]) } }`), allowEval: true };
+  const { res, error } = await run(b);
+  assert.equal(error, undefined, error?.detail);
+  assert.deepEqual(JSON.parse(text(res!.body)), [2, 3, 'undefined']);
+});
+
 test('no host object is reachable: globals hold no ivm handles, and host callbacks are gone', async () => {
   const { res } = await run(
     worker(`export default { fetch() {
