@@ -4,7 +4,7 @@
  * keys its role needs, and restarted with back-off whenever it dies.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cordonList, loadConfig } from '../lib/config.ts';
@@ -87,15 +87,22 @@ class Supervised {
   }
 }
 
+function keyring(secret: Buffer, role: Role): Record<string, string> {
+  return { CORDON_MESH_KEYRING: Keyring.derive(secret, role).encode() };
+}
+
+/** A sandbox process for one cordon. --no-node-snapshot: isolated-vm's isolates must not inherit Node's start-up snapshot. */
+function sandboxSpec(secret: Buffer, cordon: string): ServiceSpec {
+  return { id: `sandbox:${cordon}`, role: 'sandbox', env: { ...keyring(secret, 'sandbox'), CORDON_CORDON: cordon }, nodeArgs: ['--no-node-snapshot'] };
+}
+
 export function serviceSpecs(secret: Buffer, cordons: string[]): ServiceSpec[] {
-  const keyring = (role: Role) => ({ CORDON_MESH_KEYRING: Keyring.derive(secret, role).encode() });
   const expect = ['ingress', 'egress', ...cordons.map((c) => `sandbox:${c}`)].join(',');
   return [
-    { id: 'supervisor', role: 'supervisor', env: { ...keyring('supervisor'), CORDON_EXPECT: expect, CORDON_CORDONS: cordons.join(',') }, nodeArgs: [] },
-    { id: 'egress', role: 'egress', env: keyring('egress'), nodeArgs: [] },
-    // --no-node-snapshot: isolated-vm needs it (its isolates must not inherit Node's start-up snapshot).
-    ...cordons.map((c) => ({ id: `sandbox:${c}`, role: 'sandbox' as const, env: { ...keyring('sandbox'), CORDON_CORDON: c }, nodeArgs: ['--no-node-snapshot'] })),
-    { id: 'ingress', role: 'ingress', env: keyring('ingress'), nodeArgs: [] },
+    { id: 'supervisor', role: 'supervisor', env: { ...keyring(secret, 'supervisor'), CORDON_EXPECT: expect, CORDON_CORDONS: cordons.join(',') }, nodeArgs: [] },
+    { id: 'egress', role: 'egress', env: keyring(secret, 'egress'), nodeArgs: [] },
+    ...cordons.map((c) => sandboxSpec(secret, c)),
+    { id: 'ingress', role: 'ingress', env: keyring(secret, 'ingress'), nodeArgs: [] },
   ];
 }
 
@@ -117,10 +124,37 @@ export async function startMesh(opts: { natsUrl?: string; quiet?: boolean } = {}
   const report = (msg: string) => process.stderr.write(`cordon: ${msg}\n`);
   const services = serviceSpecs(secret, cordonList(env)).map((s) => new Supervised(s, env, report));
   for (const s of services) s.start();
+  // Cordons the supervisor adds at run time (quarantine: a cordon of one) each get their own process.
+  const dynamic = new Map<string, Supervised>();
+  const cordonsFile = join(config.dataDir, 'cordons.json');
+  const sync = () => {
+    let wanted: string[] = [];
+    try {
+      const parsed = JSON.parse(readFileSync(cordonsFile, 'utf8')) as { dynamic?: unknown };
+      if (Array.isArray(parsed.dynamic)) wanted = parsed.dynamic.filter((c): c is string => typeof c === 'string' && /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(c));
+    } catch {
+      return; // not written yet, or mid-rename
+    }
+    for (const c of wanted) {
+      if (dynamic.has(c)) continue;
+      const s = new Supervised(sandboxSpec(secret, c), env, report);
+      dynamic.set(c, s);
+      report(`starting a dedicated sandbox for cordon ${c}`);
+      s.start();
+    }
+    for (const [c, s] of dynamic) {
+      if (wanted.includes(c)) continue;
+      dynamic.delete(c);
+      report(`stopping the sandbox of cordon ${c}`);
+      void s.stop();
+    }
+  };
+  const watcher = setInterval(sync, 500);
   return {
     services,
     stop: async () => {
-      await Promise.all(services.map((s) => s.stop()));
+      clearInterval(watcher);
+      await Promise.all([...services, ...dynamic.values()].map((s) => s.stop()));
     },
   };
 }

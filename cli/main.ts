@@ -24,6 +24,8 @@ const USAGE = `usage: cordon <command> [options]
   tokens create --scope <s>... [--tenant <t>]
                                   a new admin API token (scopes: read, deploy, workflows, admin)
   tokens list | tokens revoke <id>
+  quarantine list | quarantine release <[tenant/]worker>
+                                  workers moved into a sandbox process of their own after crashes
   audit tail [--limit <n>]        the last audit entries
   audit verify                    check the audit log's hash chain; exits 1 naming the first bad entry
 
@@ -153,6 +155,20 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new CliError('usage: cordon tokens create --scope <s> [--tenant <t>] | tokens list | tokens revoke <id>');
+    }
+    case 'quarantine': {
+      if (rest[0] === 'list') {
+        const { quarantined } = (await adminClient().request('GET', '/v1/quarantine')) as { quarantined: { worker: string; cordon: string; previousCordon: string; since: string; reason: string }[] };
+        for (const q of quarantined) process.stdout.write(`${q.worker}\t${q.cordon}\t(was ${q.previousCordon})\t${q.since}\t${q.reason}\n`);
+        return 0;
+      }
+      if (rest[0] === 'release' && rest[1]) {
+        const path = workerPath(rest[1]).replace('/v1/workers/', '/v1/quarantine/');
+        await adminClient().request('POST', `${path}/release`);
+        process.stdout.write(`released ${rest[1]}\n`);
+        return 0;
+      }
+      throw new CliError('usage: cordon quarantine list | cordon quarantine release <[tenant/]worker>');
     }
     case 'audit': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { limit: { type: 'string' } } });

@@ -13,6 +13,8 @@ export interface SupervisorForSandbox {
   loadWorker(codeKey: string): Promise<WorkerBundle>;
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
   capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi>>;
+  /** The workers that were running when this cordon's previous process died (crash attribution). */
+  crashed(workerIds: string[]): Promise<void>;
   /** Console output of a worker the sandbox runs (by code key: the sandbox cannot write to other logs). */
   log(codeKey: string, entries: LogEntry[]): Promise<void>;
 }

@@ -4,6 +4,8 @@ import { startService } from '../../lib/service.ts';
 import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import { WorkerRuntime } from './runtime/index.ts';
 import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
+import { FlightRecorder } from './flight-recorder.ts';
+import { join } from 'node:path';
 
 const cordon = process.env.CORDON_CORDON || 'standard';
 if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
@@ -11,17 +13,29 @@ if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
   process.exit(2);
 }
 
-await startService('sandbox', cordon, async ({ log, node, onStop }) => {
+await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
+  const recorder = new FlightRecorder(join(config.dataDir, 'run', `sandbox-${cordon}.inflight`));
+  let reported = recorder.previous.length === 0;
   const link: SupervisorLink = { ready: (ms?: number) => supervisor.ready(ms) };
   const bundles: BundleCache = new BundleCache(link);
   // A new supervisor session means the old one's capability stubs are dead: fetch afresh.
-  const supervisor: MeshClient<SupervisorForSandbox> = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor', { onSession: (): void => bundles.clear() });
+  const supervisor: MeshClient<SupervisorForSandbox> = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor', {
+    async onSession(session): Promise<void> {
+      bundles.clear();
+      if (!reported) {
+        log.warn('the previous process of this cordon died while running workers', { workers: recorder.previous });
+        await session.remote.crashed(recorder.previous);
+        reported = true;
+      }
+    },
+  });
   onStop(() => supervisor.close());
   const runtime = new WorkerRuntime();
   onStop(() => runtime.dispose());
+  onStop(() => recorder.close());
   const listener = await serve(node, `sandbox-${cordon}`, {
     accept: ['ingress'],
-    mainFor: () => new SandboxPort(runtime, bundles, link, log),
+    mainFor: () => new SandboxPort(runtime, bundles, link, log, recorder),
   });
   onStop(() => listener.close());
 });

@@ -11,6 +11,7 @@ import type { SandboxApi, SupervisorForSandbox, LogEntry } from '../../schemas/s
 import type { Logger } from '../../lib/log.ts';
 import { WorkerError, type WorkerRuntime } from './runtime/index.ts';
 import { ForwardedCapabilities } from './capabilities.ts';
+import type { FlightRecorder } from './flight-recorder.ts';
 import { SpanKind } from '@opentelemetry/api';
 import { inSpan } from '../../lib/telemetry.ts';
 
@@ -63,9 +64,11 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
   readonly #bundles: BundleCache;
   readonly #supervisor: SupervisorLink;
   readonly #log: Logger;
+  readonly #recorder: FlightRecorder;
 
-  constructor(runtime: WorkerRuntime, bundles: BundleCache, supervisor: SupervisorLink, log: Logger) {
+  constructor(runtime: WorkerRuntime, bundles: BundleCache, supervisor: SupervisorLink, log: Logger, recorder: FlightRecorder) {
     super();
+    this.#recorder = recorder;
     this.#runtime = runtime;
     this.#bundles = bundles;
     this.#supervisor = supervisor;
@@ -94,11 +97,14 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
         .then((s) => s.remote.log(target.codeKey, entries))
         .catch((e: Error) => this.#log.debug('dropped worker log entries', { error: e.message }));
     };
+    const leave = this.#recorder.enter(bundle.workerId);
     try {
       return await this.#runtime.handle(bundle, request, { log, capabilities });
     } catch (e) {
       if (e instanceof WorkerError) return textResponse(e.status, `${e.message} (worker ${bundle.workerId}; see: npx cordon logs ${bundle.workerId})`);
       throw e;
+    } finally {
+      leave();
     }
   }
 }

@@ -14,6 +14,7 @@ import { parseRoutePattern, RoutePatternError } from '../../lib/routes.ts';
 import { Binding, CordonName, Limits, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
 import { RouteConflictError, UnknownVersionError, type CodeStore } from './store.ts';
 import type { Grants } from './capabilities.ts';
+import type { Quarantine } from './quarantine.ts';
 import type { RouteHub } from './ports.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
@@ -64,6 +65,7 @@ export interface AdminDeps {
   logs: WorkerLogs;
   tokens: TokenStore;
   grants: Grants;
+  quarantine: Quarantine;
   health: HealthSource;
   cordons: string[];
   audit: AuditLog;
@@ -172,7 +174,9 @@ export function createAdminServer(deps: AdminDeps): Server {
         }
         for (const r of input.routes) parseRoutePattern(r);
         const origins = input.origins.map((o) => declaredOrigin(o, hasScope(who, 'admin')));
-        const worker = await store.deploy({ ...input, tenant, origins });
+        // A quarantined worker stays in its own cordon across redeploys until an admin releases it.
+        const cordon = deps.quarantine.cordonOf(`${tenant}/${input.name}`) ?? input.cordon;
+        const worker = await store.deploy({ ...input, cordon, tenant, origins });
         hub.publish();
         audit.append({ actor: `token:${who.tokenId}`, action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
         send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes });
@@ -258,6 +262,27 @@ export function createAdminServer(deps: AdminDeps): Server {
         ownTenant(who, tenant);
         audit.append({ actor: `token:${who.tokenId}`, action: 'tenant.export', target: tenant, outcome: 'ok' });
         send(res, 200, { tenant, versions: store.exportTenant(tenant) });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/quarantine',
+      scope: 'admin',
+      summary: 'Workers moved into a cordon of their own, and why',
+      run({ res, who }) {
+        const all = deps.quarantine.list();
+        send(res, 200, { quarantined: who.tenant ? all.filter((q) => q.worker.startsWith(`${who.tenant}/`)) : all });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/quarantine/{tenant}/{name}/release',
+      scope: 'admin',
+      summary: 'Release a quarantined worker back to the cordon it came from',
+      run(call) {
+        const { id } = workerOf(call);
+        if (!deps.quarantine.release(id)) throw new HttpError(404, `${id} is not quarantined`);
+        send(call.res, 200, { released: id });
       },
     },
     {

@@ -17,6 +17,7 @@ import { AuditLog } from './audit.ts';
 import { MasterKey } from './master-key.ts';
 import { Grants } from './capabilities.ts';
 import { History } from './history.ts';
+import { Quarantine } from './quarantine.ts';
 
 await startService('supervisor', 'supervisor', async ({ config, log, node, onStop }) => {
   const dir = join(config.dataDir, 'supervisor');
@@ -36,6 +37,12 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   onStop(() => grants.close());
   const logs = new WorkerLogs();
   const hub = new RouteHub(store, log);
+  const quarantine = new Quarantine(adminDb, store, audit, join(config.dataDir, 'cordons.json'), {
+    moved(workerId) {
+      grants.revoke(workerId, 'the worker moved to another cordon');
+      hub.publish();
+    },
+  });
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();
@@ -47,7 +54,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   const listener = await serve(node, 'supervisor', {
     accept: ['sandbox', 'ingress', 'egress'],
     mainFor(peer): RpcTarget {
-      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants);
+      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants, quarantine);
       if (peer.role === 'ingress') return new IngressPort(hub);
       return new EgressPort(egress, audit);
     },
@@ -68,7 +75,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services };
   };
-  const admin = createAdminServer({ store, hub, logs, tokens, grants, health, cordons: cordonList(), audit, log });
+  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, cordons: cordonList(), audit, log });
   const host = process.env.CORDON_ADMIN_HOST || '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);

@@ -15,6 +15,7 @@ import { TamperedError, type CodeStore } from './store.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
 import type { Grants } from './capabilities.ts';
+import type { Quarantine } from './quarantine.ts';
 import type { DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
 
 const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
@@ -35,9 +36,11 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #peer: PeerIdentity;
   readonly #audit: AuditLog;
   readonly #grants: Grants;
+  readonly #quarantine: Quarantine;
 
-  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants) {
+  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants, quarantine: Quarantine) {
     super();
+    this.#quarantine = quarantine;
     this.#grants = grants;
     this.#store = store;
     this.#logs = logs;
@@ -53,6 +56,11 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi>> {
     const { bundle } = this.#unlock(codeKey, 'capabilities');
     return this.#grants.grant(bundle, `sandbox:${this.#peer.name}`);
+  }
+
+  async crashed(workerIds: unknown): Promise<void> {
+    const ids = check(z.array(z.string().max(130)).max(1000), workerIds, 'worker ids');
+    this.#quarantine.crashed(this.#peer.name, ids);
   }
 
   async log(codeKey: unknown, entries: unknown): Promise<void> {

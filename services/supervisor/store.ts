@@ -190,6 +190,19 @@ export class CodeStore {
     return this.worker(id)!;
   }
 
+  /** Move a worker to another cordon (quarantine, release); like a deploy, it issues a fresh code key. */
+  setCordon(id: string, cordon: string): WorkerRecord | undefined {
+    const w = this.worker(id);
+    if (!w) return undefined;
+    const codeKey = randomBytes(32).toString('base64url');
+    this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM code_keys WHERE worker_id = ?').run(id);
+      this.#db.prepare('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, w.version);
+      this.#db.prepare('UPDATE workers SET cordon = ?, code_key = ?, updated_at = ? WHERE id = ?').run(cordon, codeKey, Date.now(), id);
+    })();
+    return this.worker(id);
+  }
+
   /** Remove a worker: its versions, keys and routes. (Its storage and directories stay on disk.) */
   delete(id: string): boolean {
     return this.#db.transaction(() => {

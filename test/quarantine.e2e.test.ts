@@ -1,0 +1,64 @@
+/**
+ * Blast radius: a worker that keeps taking its sandbox process down is blamed (the flight recorder
+ * survives the crash), moved into a sandbox process of its own, and audited; its co-tenants stay.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+
+describe('crash attribution and quarantine', () => {
+  let mesh: TestMesh;
+  before(async () => {
+    mesh = await startTestMesh();
+    for (const [file, name, route] of [['examples/slow/index.ts', 'crasher', '*/slow*'], ['examples/hello/index.ts', 'hello', '*/hello*']]) {
+      assert.equal((await mesh.cli(['deploy', file!, '--name', name!, '--route', route!])).code, 0);
+    }
+    await waitFor('both workers', async () => ((await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200 && (await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
+  });
+  after(async () => {
+    await mesh?.stop();
+  });
+
+  /** The process dies while `crasher` is running in it (as an aborting allocation would make it). */
+  async function crashWhileRunning(): Promise<void> {
+    const pid = mesh.servicePids().get('sandbox:standard')!;
+    const inFlight = fetch(`${mesh.httpUrl}/slow?ms=3000`, { method: 'POST' }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(pid, 'SIGKILL');
+    await inFlight;
+    await waitFor('a new standard sandbox', () => {
+      const p = mesh.servicePids().get('sandbox:standard');
+      return p && p !== pid ? p : undefined;
+    });
+  }
+
+  test('two crashes while the worker runs: it is blamed, audited and moved to a process of its own', async () => {
+    await crashWhileRunning();
+    await waitFor('the first crash to be attributed', async () => /worker\.crash\tdefault\/crasher/.test((await mesh.cli(['audit', 'tail', '--limit', '200'])).stdout) || undefined);
+    assert.equal((await mesh.cli(['quarantine', 'list'])).stdout, '', 'one crash is not enough');
+    await waitFor('crasher to serve again', async () => ((await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200) || undefined);
+    await crashWhileRunning();
+    const list = await waitFor('the quarantine', async () => {
+      const out = (await mesh.cli(['quarantine', 'list'])).stdout;
+      return out.includes('default/crasher') ? out : undefined;
+    });
+    const cordon = /default\/crasher\t(q-[0-9a-f]{12})\t\(was standard\)/.exec(list)![1]!;
+    await waitFor('a dedicated sandbox process', () => mesh.servicePids().get(`sandbox:${cordon}`));
+    await waitFor('crasher to serve from its own process', async () => ((await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200) || undefined);
+    assert.equal((await fetch(`${mesh.httpUrl}/hello`)).status, 200, 'its co-tenant stays where it was, unharmed');
+    const audit = (await mesh.cli(['audit', 'tail', '--limit', '300'])).stdout;
+    assert.match(audit, new RegExp(`supervisor\\tworker\\.quarantined\\tdefault/crasher\\tok\\t.*"cordon":"${cordon}"`));
+    assert.doesNotMatch(audit, /worker\.crash\tdefault\/hello/, 'the idle co-tenant is not blamed');
+    // A redeploy does not release it.
+    assert.equal((await mesh.cli(['deploy', 'examples/slow/index.ts', '--name', 'crasher', '--route', '*/slow*'])).code, 0);
+    assert.match((await mesh.cli(['workers'])).stdout, new RegExp(`default/crasher\\t[0-9a-f]{12}\\t${cordon}`));
+  });
+
+  test('release puts it back and the dedicated process goes away', async () => {
+    const r = await mesh.cli(['quarantine', 'release', 'crasher']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match((await mesh.cli(['workers'])).stdout, /default\/crasher\t[0-9a-f]{12}\tstandard/);
+    await waitFor('the dedicated process to stop', () => ([...mesh.servicePids().keys()].some((k) => k.startsWith('sandbox:q-')) ? undefined : true));
+    await waitFor('crasher back on standard', async () => ((await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200) || undefined);
+  });
+});
