@@ -4,11 +4,12 @@ import { adminClient, CliError } from './admin-client.ts';
 import { bundleWorker } from './bundle.ts';
 import { runStart } from './launcher.ts';
 import { writeExport, type ExportedVersion } from './export.ts';
+import { readWorkerConfig } from './worker-config.ts';
 
 const USAGE = `usage: cordon <command> [options]
 
   start [--nats <url>]            run the whole mesh on this machine (Unix sockets, or NATS)
-  deploy <entry.js|ts> --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
+  deploy [<entry.js|ts>] [--config wrangler.jsonc] --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
                                   [--origin <scheme://host:port>]... [--allow-eval]
                                   [--cpu-ms <n>] [--memory-mb <n>]
@@ -58,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
         args: rest,
         allowPositionals: true,
         options: {
+          config: { type: 'string', short: 'c' },
           name: { type: 'string' },
           tenant: { type: 'string' },
           cordon: { type: 'string' },
@@ -71,27 +73,37 @@ async function main(argv: string[]): Promise<number> {
           'memory-mb': { type: 'string' },
         },
       });
-      const entry = positionals[0];
-      if (!entry || positionals.length > 1) throw new CliError('deploy takes one entry file: cordon deploy <entry.js|entry.ts> --name <worker>');
-      if (!values.name) throw new CliError('deploy needs --name <worker>');
-      const vars: Record<string, string> = {};
+      // A config file gives the defaults; flags add to or override it.
+      const file = values.config ? readWorkerConfig(values.config) : undefined;
+      if (positionals.length > 1) throw new CliError('deploy takes one entry file: cordon deploy <entry.js|entry.ts> --name <worker>');
+      const entry = positionals[0] ?? file?.main;
+      if (!entry) throw new CliError('deploy needs an entry file, or --config wrangler.jsonc with "main"');
+      const name = values.name ?? file?.name;
+      if (!name) throw new CliError('deploy needs --name <worker> (or "name" in the config file)');
+      const vars: Record<string, string> = { ...file?.vars };
       for (const kv of values.var ?? []) {
         const eq = kv.indexOf('=');
         if (eq <= 0) throw new CliError(`--var takes KEY=VALUE, got ${JSON.stringify(kv)}`);
         vars[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
       const bundle = await bundleWorker(entry);
-      const limits: Record<string, number> = { cpuMs: positiveInt(values['cpu-ms'], '--cpu-ms') ?? 1000, wallMs: 30_000, memoryMb: positiveInt(values['memory-mb'], '--memory-mb') ?? 128 };
+      const limits: Record<string, number> = {
+        cpuMs: positiveInt(values['cpu-ms'], '--cpu-ms') ?? file?.cpuMs ?? 1000,
+        wallMs: 30_000,
+        memoryMb: positiveInt(values['memory-mb'], '--memory-mb') ?? file?.memoryMb ?? 128,
+      };
+      const storage = [...(file?.storage ?? []), ...(values.storage ?? [])];
+      const directories = [...(file?.directories ?? []), ...(values.directory ?? [])];
       const result = (await adminClient().request('POST', '/v1/workers', {
-        name: values.name,
-        tenant: values.tenant,
-        cordon: values.cordon,
-        routes: values.route ?? [],
+        name,
+        tenant: values.tenant ?? file?.tenant,
+        cordon: values.cordon ?? file?.cordon,
+        routes: [...(file?.routes ?? []), ...(values.route ?? [])],
         vars,
-        bindings: [...(values.storage ?? []).map((name) => ({ type: 'storage', name })), ...(values.directory ?? []).map((name) => ({ type: 'directory', name }))],
+        bindings: [...storage.map((n) => ({ type: 'storage', name: n })), ...directories.map((n) => ({ type: 'directory', name: n }))],
         limits,
-        origins: values.origin ?? [],
-        allowEval: values['allow-eval'] === true,
+        origins: [...(file?.origins ?? []), ...(values.origin ?? [])],
+        allowEval: values['allow-eval'] === true || file?.allowEval === true,
         ...bundle,
       })) as { worker: string; version: string; routes: string[] };
       process.stdout.write(`deployed ${result.worker} version ${result.version}${result.routes.length ? ` on ${result.routes.join(', ')}` : ''}\n`);

@@ -77,4 +77,16 @@ describe('worker versions', () => {
     assert.match((await mesh.cli(['versions', 'versioned'])).stderr, /404 no worker default\/versioned/);
     assert.match((await mesh.cli(['audit', 'tail', '--limit', '100'])).stdout, /worker\.rollback\tdefault\/versioned[\s\S]*worker\.delete\tdefault\/versioned/);
   });
+
+  test('deploy --config reads a wrangler.jsonc unchanged (routes, vars, limits, bindings)', async () => {
+    const r = await mesh.cli(['deploy', '--config', 'examples/notes/wrangler.jsonc']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /deployed default\/notes version [0-9a-f]{64} on \*\/notes\*/);
+    await waitFor('notes', async () => ((await fetch(`${mesh.httpUrl}/notes?op=list`)).status === 200) || undefined);
+    await fetch(`${mesh.httpUrl}/notes?op=add`, { method: 'POST', body: 'from config' });
+    assert.deepEqual(await (await fetch(`${mesh.httpUrl}/notes?op=list`)).json(), [{ id: 1, text: 'from config' }]);
+    const bad = await mesh.cli(['deploy', '--config', 'examples/notes/missing.jsonc']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /cannot read examples\/notes\/missing\.jsonc/);
+  });
 });

@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { readWorkerConfig } from './worker-config.ts';
+
+test('a wrangler.jsonc with comments and trailing commas is read as Cloudflare means it', () => {
+  const c = readWorkerConfig('examples/notes/wrangler.jsonc');
+  assert.equal(c.name, 'notes');
+  assert.equal(c.main, resolve('examples/notes/index.ts'));
+  assert.deepEqual(c.routes, ['*/notes*']);
+  assert.deepEqual(c.vars, { GREETING: 'hello' });
+  assert.equal(c.cpuMs, 500);
+  assert.deepEqual(c.storage, ['DB']);
+  assert.deepEqual(c.directories, ['FILES']);
+});
+
+test('bad config files fail with the file, position or field, and what is wrong', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-cfg-'));
+  const write = (text: string) => {
+    const f = join(dir, `w${Math.random()}.jsonc`);
+    writeFileSync(f, text);
+    return f;
+  };
+  assert.throws(() => readWorkerConfig(write('{\n  "name": "x",\n  "main" "y"\n}')), /\.jsonc:3:\d+: /);
+  assert.throws(() => readWorkerConfig(write('{ "main": "y" }')), /name: /);
+  assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "vars": { "A": { "nested": 1 } } }')), /vars\.A/);
+  assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "workflows": [{ "name": "w", "binding": "W", "class_name": "C" }] }')), /workflows are not supported/);
+  assert.throws(() => readWorkerConfig(join(dir, 'missing.jsonc')), /cannot read/);
+  const ok = readWorkerConfig(write('{ "name": "x", "main": "./src/w.ts", "route": "a.com/*", "routes": ["b.com/*", { "pattern": "c.com/*", "zone_name": "c.com" }] }'));
+  assert.deepEqual(ok.routes, ['a.com/*', 'b.com/*', 'c.com/*']);
+  assert.equal(ok.main, join(dir, 'src/w.ts'));
+});
