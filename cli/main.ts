@@ -12,6 +12,7 @@ const USAGE = `usage: cordon <command> [options]
   deploy [<entry.js|ts>] [--config wrangler.jsonc] --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
                                   [--origin <scheme://host:port>]... [--allow-eval]
+                                  [--allow-host <h>]... [--deny-host <h>]... [--deny-cidr <cidr>]...
                                   [--cpu-ms <n>] [--memory-mb <n>]
                                   bundle the entry and its imports and deploy it; prints the version
   workers                         list deployed workers
@@ -69,6 +70,9 @@ async function main(argv: string[]): Promise<number> {
           directory: { type: 'string', multiple: true },
           origin: { type: 'string', multiple: true },
           'allow-eval': { type: 'boolean' },
+          'allow-host': { type: 'string', multiple: true },
+          'deny-host': { type: 'string', multiple: true },
+          'deny-cidr': { type: 'string', multiple: true },
           'cpu-ms': { type: 'string' },
           'memory-mb': { type: 'string' },
         },
@@ -104,6 +108,11 @@ async function main(argv: string[]): Promise<number> {
         limits,
         origins: [...(file?.origins ?? []), ...(values.origin ?? [])],
         allowEval: values['allow-eval'] === true || file?.allowEval === true,
+        egress: {
+          allowHosts: [...(file?.egress?.allowHosts ?? []), ...(values['allow-host'] ?? [])],
+          denyHosts: [...(file?.egress?.denyHosts ?? []), ...(values['deny-host'] ?? [])],
+          denyCidrs: [...(file?.egress?.denyCidrs ?? []), ...(values['deny-cidr'] ?? [])],
+        },
         ...bundle,
       })) as { worker: string; version: string; routes: string[] };
       process.stdout.write(`deployed ${result.worker} version ${result.version}${result.routes.length ? ` on ${result.routes.join(', ')}` : ''}\n`);

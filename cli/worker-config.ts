@@ -2,7 +2,7 @@
  * The worker configuration file: Cloudflare's `wrangler.jsonc` / `wrangler.json` read unchanged
  * (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`), plus Cordon's own
  * settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`, `origins`, `allow_eval`,
- * `limits`). JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's).
+ * `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`). JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's).
  * This one reader serves every binding kind, so a new binding is one more field here.
  */
 import { readFileSync } from 'node:fs';
@@ -31,6 +31,7 @@ const Config = z
         directories: z.array(z.string()).default([]),
         origins: z.array(z.string()).default([]),
         allow_eval: z.boolean().default(false),
+        egress: z.object({ allow_hosts: z.array(z.string()).default([]), deny_hosts: z.array(z.string()).default([]), deny_cidrs: z.array(z.string()).default([]) }).optional(),
         limits: z.object({ cpu_ms: z.number().int().positive().optional(), memory_mb: z.number().int().positive().optional() }).default({}),
       })
       .default({ storage: [], directories: [], origins: [], allow_eval: false, limits: {} }),
@@ -48,6 +49,7 @@ export interface WorkerConfig {
   directories: string[];
   origins: string[];
   allowEval: boolean;
+  egress?: { allowHosts: string[]; denyHosts: string[]; denyCidrs: string[] };
   cpuMs?: number;
   memoryMb?: number;
 }
@@ -87,6 +89,7 @@ export function readWorkerConfig(file: string): WorkerConfig {
     directories: c.cordon.directories,
     origins: c.cordon.origins,
     allowEval: c.cordon.allow_eval,
+    egress: c.cordon.egress && { allowHosts: c.cordon.egress.allow_hosts, denyHosts: c.cordon.egress.deny_hosts, denyCidrs: c.cordon.egress.deny_cidrs },
     cpuMs: c.cordon.limits.cpu_ms ?? c.limits.cpu_ms,
     memoryMb: c.cordon.limits.memory_mb,
   };

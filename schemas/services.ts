@@ -36,7 +36,7 @@ export interface SupervisorForEgress {
 /** Egress, as the supervisor sees it. */
 export interface EgressForSupervisor {
   /** A fetcher bound to one worker's identity and policy (the identity is ours to give, never the tenant's). */
-  fetcherFor(workerId: string, policy: { origins: string[] }): Promise<FetcherApi>;
+  fetcherFor(workerId: string, policy: { origins: string[]; allowHosts: string[]; denyHosts: string[]; denyCidrs: string[] }): Promise<FetcherApi>;
 }
 
 /** A sandbox, as ingress sees it. */

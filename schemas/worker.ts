@@ -45,7 +45,16 @@ export interface WorkerBundle {
   origins?: string[];
   /** eval, new Function and WebAssembly compilation from runtime bytes (off unless opted in at deploy). */
   allowEval?: boolean;
+  /** Per-worker egress lists, on top of the public-only default. */
+  egress?: EgressLists;
 }
+
+export const EgressLists = z.object({
+  allowHosts: z.array(z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}$/, 'a host name, or *.domain')).max(100).default([]),
+  denyHosts: z.array(z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}$/, 'a host name, or *.domain')).max(100).default([]),
+  denyCidrs: z.array(z.string().regex(/^[0-9a-f.:]+\/\d{1,3}$/i, 'a CIDR such as 10.0.0.0/8')).max(100).default([]),
+});
+export type EgressLists = z.infer<typeof EgressLists>;
 
 /** Which worker version a request is for, as ingress tells the sandbox. The code key is the authority. */
 export const WorkerTarget = z.object({

@@ -95,4 +95,23 @@ describe('fetch through egress', () => {
     assert.equal(res.status, 403);
     assert.match(((await res.json()) as { error: string }).error, /only an admin-scoped token/);
   });
+
+  test('per-worker allow and deny lists of hosts and CIDRs', async () => {
+    const deploy = async (name: string, extra: string[]) => {
+      const r = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', name, '--route', `*/${name}*`, '--origin', `http://127.0.0.1:${origin.port}`, ...extra]);
+      assert.equal(r.code, 0, r.stderr);
+      await waitFor(name, async () => ((await fetch(`${mesh.httpUrl}/${name}`)).status === 200) || undefined);
+    };
+    const callAs = async (name: string, url: string) => (await (await fetch(`${mesh.httpUrl}/${name}?url=${encodeURIComponent(url)}`)).json()) as { status?: number; error?: string };
+    await deploy('onlyexample', ['--allow-host', 'example.com']);
+    assert.match((await callAs('onlyexample', 'http://8.8.8.8/')).error ?? '', /egress denied: 8\.8\.8\.8 is not on this worker's allow list/);
+    assert.equal((await callAs('onlyexample', `http://127.0.0.1:${origin.port}/`)).status, 200, 'its declared origin stays reachable');
+    await deploy('nohost', ['--deny-host', '127.0.0.1']);
+    assert.match((await callAs('nohost', `http://127.0.0.1:${origin.port}/`)).error ?? '', /deny list/);
+    await deploy('nocidr', ['--deny-cidr', '127.0.0.0/8']);
+    assert.match((await callAs('nocidr', `http://127.0.0.1:${origin.port}/`)).error ?? '', /deny list/);
+    const bad = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'badcidr', '--deny-cidr', 'ten/8']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /CIDR/);
+  });
 });

@@ -10,6 +10,8 @@ import { Headers as HeaderList, MAX_BODY, MAX_URL } from '../../schemas/http.ts'
 import type { EgressForSupervisor } from '../../schemas/services.ts';
 import type { FetcherApi, FetchRequest, FetchResponse } from '../../schemas/capabilities.ts';
 import { EgressDenied, EMPTY_POLICY, type WorkerPolicy } from './policy.ts';
+import { cidrList } from '../../lib/ip-classify.ts';
+import { EgressLists } from '../../schemas/worker.ts';
 import { EgressError, outbound } from './fetcher.ts';
 import type { Logger } from '../../lib/log.ts';
 
@@ -81,7 +83,7 @@ export class EgressPort extends RpcTarget implements EgressForSupervisor {
 
   async fetcherFor(workerId: unknown, policy: unknown): Promise<FetcherApi> {
     const id = check(z.string().regex(/^[a-z0-9-]{1,64}\/[a-z0-9-]{1,64}$/), workerId, 'worker id');
-    const { origins } = check(z.object({ origins: z.array(Origin).max(32) }), policy, 'policy');
-    return new FetcherCap(id, { ...EMPTY_POLICY, origins }, this.#resolver, this.#refused, this.#log);
+    const p = check(z.object({ origins: z.array(Origin).max(32) }).and(EgressLists), policy, 'policy');
+    return new FetcherCap(id, { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) }, this.#resolver, this.#refused, this.#log);
   }
 }

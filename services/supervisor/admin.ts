@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { check, ValidationError } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { parseRoutePattern, RoutePatternError } from '../../lib/routes.ts';
-import { Binding, CordonName, Limits, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
+import { Binding, CordonName, EgressLists, Limits, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
 import { RouteConflictError, UnknownVersionError, type CodeStore } from './store.ts';
 import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
@@ -42,6 +42,7 @@ const DeployRequest = z.object({
   vars: z.record(z.string().max(256), z.string()).default({}),
   origins: z.array(z.string().max(300)).max(32).default([]),
   allowEval: z.boolean().default(false),
+  egress: EgressLists.default({ allowHosts: [], denyHosts: [], denyCidrs: [] }),
   bindings: z
     .array(Binding)
     .max(64)

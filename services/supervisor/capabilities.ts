@@ -162,7 +162,7 @@ export class Grants {
     // Every worker gets a fetcher bound to its own identity, when egress is there to give one.
     const egress = this.#egress.current;
     if (egress) {
-      const fetcher = (await egress.fetcherFor(workerId, { origins: bundle.origins ?? [] })) as unknown as RpcStub<FetcherApi>;
+      const fetcher = (await egress.fetcherFor(workerId, { origins: bundle.origins ?? [], allowHosts: bundle.egress?.allowHosts ?? [], denyHosts: bundle.egress?.denyHosts ?? [], denyCidrs: bundle.egress?.denyCidrs ?? [] })) as unknown as RpcStub<FetcherApi>;
       out[FETCH_HANDLE] = membrane.wrap(new FetchCap(fetcher));
     }
     for (const b of bindings) {

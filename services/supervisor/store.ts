@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, seal, newWorkerKey, unwrapWorkerKey, SealError } from './sealing.ts';
 import { blobOid, type History } from './history.ts';
-import type { Binding, Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
+import type { Binding, EgressLists, Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
 import type { Route } from '../../schemas/routes.ts';
 
 export interface WorkerRecord {
@@ -36,6 +36,7 @@ export interface VersionInput {
   bindings: Binding[];
   origins: { origin: string; trusted: boolean }[];
   allowEval?: boolean;
+  egress?: EgressLists;
   routes: string[];
 }
 
@@ -109,7 +110,7 @@ export class CodeStore {
    */
   async deploy(input: VersionInput): Promise<WorkerRecord> {
     const id = `${input.tenant}/${input.name}`;
-    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true });
+    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true, egress: input.egress });
     const version = sha256(plain);
     this.#checkRoutes(input.tenant, input.routes);
     const known = this.#db.prepare('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
