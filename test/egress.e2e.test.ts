@@ -28,6 +28,11 @@ describe('fetch through egress', () => {
       if (path === '/to-canary') return { status: 302, headers: { location: `http://127.0.0.1:${canary.port}/leak` } };
       if (path === '/to-metadata') return { status: 307, headers: { location: 'http://169.254.169.254/latest/meta-data/' } };
       if (path === '/hop') return { status: 301, headers: { location: '/final' } };
+      if (path.startsWith('/cached')) return { status: 200, headers: { 'cache-control': 'public, max-age=60' }, body: `fresh ${origin.hits.length}` };
+      if (path.startsWith('/etag')) {
+        if (headers['if-none-match'] === '"v1"') return { status: 304, headers: { etag: '"v1"', 'cache-control': 'no-cache' } };
+        return { status: 200, headers: { etag: '"v1"', 'cache-control': 'no-cache' }, body: 'validated body' };
+      }
       return { status: 200, body: JSON.stringify(headers) };
     });
     closedPort = await freePort();
@@ -113,5 +118,27 @@ describe('fetch through egress', () => {
     const bad = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'badcidr', '--deny-cidr', 'ten/8']);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /CIDR/);
+  });
+
+  test('the HTTP cache: a hit, revalidation with 304, and no hit across tenants', async () => {
+    const url = `http://127.0.0.1:${origin.port}/cached-1`;
+    const count = () => origin.hits.filter((h) => h === '/cached-1').length;
+    const first = await call(`url=${encodeURIComponent(url)}`);
+    const second = await call(`url=${encodeURIComponent(url)}`);
+    assert.equal(first.body, second.body, 'served from the cache');
+    assert.equal(count(), 1, 'one trip to the origin');
+    // Another tenant, same URL: its own miss.
+    const r = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'fetcher', '--tenant', 'other', '--route', '*/other-fetch*', '--origin', `http://127.0.0.1:${origin.port}`]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor('the other tenant', async () => ((await fetch(`${mesh.httpUrl}/other-fetch`)).status === 200) || undefined);
+    await fetch(`${mesh.httpUrl}/other-fetch?url=${encodeURIComponent(url)}`);
+    assert.equal(count(), 2, 'no cross-tenant hit');
+    const etag = `http://127.0.0.1:${origin.port}/etag-1`;
+    const a = await call(`url=${encodeURIComponent(etag)}`);
+    const b = await call(`url=${encodeURIComponent(etag)}`);
+    assert.equal(a.body, 'validated body');
+    assert.equal(b.status, 200);
+    assert.equal(b.body, 'validated body', 'a 304 revalidation serves the stored body');
+    assert.equal(origin.hits.filter((h) => h === '/etag-1').length, 2, 'revalidated, not refetched blind');
   });
 });

@@ -9,6 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import type { Resolver } from 'node:dns/promises';
 import { MAX_BODY, type WireResponse } from '../../schemas/http.ts';
 import { EgressDenied, parseTarget, pin, type Pinned, type WorkerPolicy } from './policy.ts';
+import type { HttpCache } from './cache.ts';
 
 export interface OutboundRequest {
   method: string;
@@ -67,15 +68,26 @@ function send(p: Pinned, method: string, headers: [string, string][], body: Uint
   });
 }
 
-export async function outbound(request: OutboundRequest, policy: WorkerPolicy, identity: string, resolver: Resolver): Promise<OutboundResponse> {
+export async function outbound(request: OutboundRequest, policy: WorkerPolicy, identity: string, resolver: Resolver, cache?: HttpCache): Promise<OutboundResponse> {
   let url = request.url;
   let method = request.method;
   let body = request.body;
   let headers = request.headers;
+  const tenant = identity.split('/')[0]!;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const pinned = await pin(parseTarget(url, policy), policy, resolver);
-    const { res, bytes } = await send(pinned, method, headers, body, identity);
+    // GETs go through the tenant's partition of the cache: a fresh hit never leaves egress.
+    const cached = method === 'GET' && cache ? cache.lookup(tenant, url, headers) : undefined;
+    if (cached && 'fresh' in cached) return { ...cached.fresh, url, redirected: hop > 0 };
+    const sentHeaders = cached ? [...headers.filter(([k]) => !/^if-(none-match|modified-since)$/i.test(k)), ...cached.revalidate.filter(([k]) => /^if-/i.test(k))] : headers;
+    const { res, bytes } = await send(pinned, method, sentHeaders, body, identity);
     const status = res.statusCode ?? 502;
+    const resHeaders: [string, string][] = [];
+    for (let i = 0; i < res.rawHeaders.length; i += 2) resHeaders.push([res.rawHeaders[i]!.toLowerCase(), res.rawHeaders[i + 1]!]);
+    if (cached && cache) {
+      const refreshed = cache.revalidated(url, headers, cached.entry, status, resHeaders);
+      if (refreshed) return { ...refreshed, url, redirected: hop > 0 };
+    }
     const location = res.headers.location;
     if (REDIRECT.has(status) && location && request.redirect !== 'manual') {
       if (request.redirect === 'error') throw new EgressError(`redirect to ${location} refused (redirect: 'error')`);
@@ -87,9 +99,9 @@ export async function outbound(request: OutboundRequest, policy: WorkerPolicy, i
       }
       continue;
     }
-    const out: [string, string][] = [];
-    for (let i = 0; i < res.rawHeaders.length; i += 2) out.push([res.rawHeaders[i]!.toLowerCase(), res.rawHeaders[i + 1]!]);
-    return { status: status < 200 ? 502 : status, statusText: res.statusMessage ?? '', headers: out, body: new Uint8Array(bytes), url, redirected: hop > 0 };
+    const response = { status: status < 200 ? 502 : status, statusText: res.statusMessage ?? '', headers: resHeaders, body: new Uint8Array(bytes), url, redirected: hop > 0 };
+    if (method === 'GET' && cache && status === 200) cache.store(tenant, url, headers, response);
+    return response;
   }
   throw new EgressDenied(`more than ${MAX_REDIRECTS} redirects`);
 }

@@ -13,6 +13,7 @@ import { EgressDenied, EMPTY_POLICY, type WorkerPolicy } from './policy.ts';
 import { cidrList } from '../../lib/ip-classify.ts';
 import { EgressLists } from '../../schemas/worker.ts';
 import { EgressError, outbound } from './fetcher.ts';
+import { HttpCache } from './cache.ts';
 import type { Logger } from '../../lib/log.ts';
 
 const Request = z.object({
@@ -38,11 +39,13 @@ class FetcherCap extends RpcTarget implements FetcherApi {
   readonly #resolver: Resolver;
   readonly #refused: RefusalSink;
   readonly #log: Logger;
+  readonly #cache: HttpCache;
   #tokens = BURST;
   #refilled = Date.now();
 
-  constructor(workerId: string, policy: WorkerPolicy, resolver: Resolver, refused: RefusalSink, log: Logger) {
+  constructor(workerId: string, policy: WorkerPolicy, resolver: Resolver, refused: RefusalSink, log: Logger, cache: HttpCache) {
     super();
+    this.#cache = cache;
     this.#workerId = workerId;
     this.#policy = policy;
     this.#resolver = resolver;
@@ -58,7 +61,7 @@ class FetcherCap extends RpcTarget implements FetcherApi {
     try {
       if (this.#tokens < 1) throw new EgressDenied(`rate limit of ${RATE_PER_SECOND} requests per second exceeded`);
       this.#tokens--;
-      return await outbound(request, this.#policy, this.#workerId, this.#resolver);
+      return await outbound(request, this.#policy, this.#workerId, this.#resolver, this.#cache);
     } catch (e) {
       if (e instanceof EgressDenied) {
         this.#log.warn('egress refused', { worker: this.#workerId, url: request.url.slice(0, 300), reason: e.message });
@@ -71,6 +74,7 @@ class FetcherCap extends RpcTarget implements FetcherApi {
 }
 
 export class EgressPort extends RpcTarget implements EgressForSupervisor {
+  readonly #cache = new HttpCache(Number(process.env.CORDON_EGRESS_CACHE_MB || 64) * 1024 * 1024);
   readonly #resolver: Resolver;
   readonly #refused: RefusalSink;
   readonly #log: Logger;
@@ -84,6 +88,6 @@ export class EgressPort extends RpcTarget implements EgressForSupervisor {
   async fetcherFor(workerId: unknown, policy: unknown): Promise<FetcherApi> {
     const id = check(z.string().regex(/^[a-z0-9-]{1,64}\/[a-z0-9-]{1,64}$/), workerId, 'worker id');
     const p = check(z.object({ origins: z.array(Origin).max(32) }).and(EgressLists), policy, 'policy');
-    return new FetcherCap(id, { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) }, this.#resolver, this.#refused, this.#log);
+    return new FetcherCap(id, { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) }, this.#resolver, this.#refused, this.#log, this.#cache);
   }
 }
