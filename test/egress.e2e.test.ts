@@ -4,7 +4,13 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { freePort, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
-function server(handler: (path: string, headers: Record<string, unknown>) => { status: number; headers?: Record<string, string>; body?: string }): Promise<{ port: number; hits: string[]; close(): void }> {
+interface Reply {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+function server(handler: (path: string, headers: Record<string, unknown>) => Reply): Promise<{ port: number; hits: string[]; close(): void }> {
   const hits: string[] = [];
   const s: Server = createServer((req, res) => {
     hits.push(req.url ?? '');
@@ -24,7 +30,7 @@ describe('fetch through egress', () => {
 
   before(async () => {
     canary = await server(() => ({ status: 200, body: 'canary reached' }));
-    origin = await server((path, headers) => {
+    origin = await server((path, headers): Reply => {
       if (path === '/to-canary') return { status: 302, headers: { location: `http://127.0.0.1:${canary.port}/leak` } };
       if (path === '/to-metadata') return { status: 307, headers: { location: 'http://169.254.169.254/latest/meta-data/' } };
       if (path === '/hop') return { status: 301, headers: { location: '/final' } };

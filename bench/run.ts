@@ -1,0 +1,143 @@
+/**
+ * `npm run bench`: Cordon against its peers, measured in one run on this machine, printed as ratios.
+ *   1. hello-world through the whole mesh (ingress → sandbox → isolate) vs the same worker on workerd,
+ *      with a plain Node http server as the floor (autocannon, keep-alive);
+ *   2. cold start: code already fetched → first response, per new worker (our runtime);
+ *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate.
+ * Never part of `npm test`: numbers, not assertions.
+ */
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import autocannon from 'autocannon';
+import ivm from 'isolated-vm';
+import { freePort, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts';
+import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS || 8);
+const say = (s: string) => process.stdout.write(s + '\n');
+
+async function load(url: string, label: string): Promise<{ rps: number; p50: number; p99: number }> {
+  say(`  ${label}: ${SECONDS} s of load on ${url} …`);
+  const r = await autocannon({ url, connections: 32, duration: SECONDS, pipelining: 1 });
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 };
+}
+
+function row(label: string, x: { rps: number; p50: number; p99: number }, peer?: { rps: number }): string {
+  return `  ${label.padEnd(22)} ${x.rps.toFixed(0).padStart(8)} req/s   p50 ${String(x.p50).padStart(4)} ms   p99 ${String(x.p99).padStart(4)} ms${peer ? `   ${(x.rps / peer.rps).toFixed(2)}x workerd` : ''}`;
+}
+
+async function throughput(): Promise<void> {
+  say('1. hello world, requests per second');
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-'));
+  const bundle = await build({ entryPoints: [join(ROOT, 'examples/hello/index.ts')], bundle: true, format: 'esm', write: false, platform: 'neutral' });
+  writeFileSync(join(dir, 'worker.js'), bundle.outputFiles[0]!.text);
+  const wport = await freePort();
+  writeFileSync(
+    join(dir, 'config.capnp'),
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [ (name = "main", worker = .hello) ],
+  sockets = [ (name = "http", address = "127.0.0.1:${wport}", http = (), service = "main") ],
+);
+const hello :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2026-11-01" );
+`,
+  );
+  const workerd = spawn(join(ROOT, 'node_modules/.bin/workerd'), ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
+  const floor = createServer((_req, res) => res.end('Hello, world! (from a plain Node server)\n'));
+  await new Promise<void>((r) => floor.listen(0, '127.0.0.1', () => r()));
+  const mesh = await startTestMesh();
+  try {
+    await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*']);
+    await waitFor('hello on the mesh', async () => ((await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
+    await waitFor('workerd', async () => ((await fetch(`http://127.0.0.1:${wport}/`)).status === 200) || undefined);
+    const peer = await load(`http://127.0.0.1:${wport}/`, 'workerd');
+    const ours = await load(`${mesh.httpUrl}/hello`, 'cordon mesh');
+    const node = await load(`http://127.0.0.1:${(floor.address() as { port: number }).port}/`, 'plain node http');
+    say(row('workerd (peer)', peer));
+    say(row('cordon mesh', ours, peer));
+    say(row('plain node (floor)', node, peer));
+  } finally {
+    workerd.kill('SIGKILL');
+    floor.close();
+    await mesh.stop();
+  }
+}
+
+async function coldStart(): Promise<void> {
+  say('2. cold start: code in hand → first response');
+  const rt = new WorkerRuntime({ maxIsolates: 1000 });
+  const mk = (i: number) => ({
+    workerId: `bench/w${i}`,
+    version: 'a'.repeat(64),
+    mainModule: 'w.js',
+    modules: [{ name: 'w.js', type: 'esm' as const, content: `export default { fetch() { return new Response('hi ${i}') } }` }],
+    limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 },
+    vars: {},
+    bindings: [],
+  });
+  const req = { method: 'GET', url: 'http://bench/', headers: [] as [string, string][], body: null };
+  await rt.handle(mk(0), req, { log() {} });
+  const times: number[] = [];
+  for (let i = 1; i <= 100; i++) {
+    const t = performance.now();
+    await rt.handle(mk(i), req, { log() {} });
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  const bare: number[] = [];
+  for (let i = 0; i < 100; i++) {
+    const t = performance.now();
+    const iso = new ivm.Isolate({ memoryLimit: 128 });
+    const ctx = await iso.createContext();
+    await ctx.eval('1 + 1');
+    bare.push(performance.now() - t);
+    iso.dispose();
+  }
+  bare.sort((a, b) => a - b);
+  say(`  cordon (full Workers API)  p50 ${times[50]!.toFixed(1)} ms   p99 ${times[98]!.toFixed(1)} ms   (${(times[50]! / bare[50]!).toFixed(1)}x a bare isolate)`);
+  say(`  bare isolated-vm isolate   p50 ${bare[50]!.toFixed(1)} ms   p99 ${bare[98]!.toFixed(1)} ms`);
+  rt.dispose();
+}
+
+async function idleMemory(): Promise<void> {
+  say('3. memory per idle isolate');
+  const N = 200;
+  const gc = () => (globalThis as { gc?: () => void }).gc?.();
+  gc();
+  const before = process.memoryUsage().rss;
+  const rt = new WorkerRuntime({ maxIsolates: N + 10 });
+  for (let i = 0; i < N; i++) {
+    await rt.handle(
+      { workerId: `idle/w${i}`, version: 'b'.repeat(64), mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm', content: `export default { fetch() { return new Response('x') } }` }], limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 }, vars: {}, bindings: [] },
+      { method: 'GET', url: 'http://bench/', headers: [], body: null },
+      { log() {} },
+    );
+  }
+  gc();
+  const ours = (process.memoryUsage().rss - before) / N;
+  rt.dispose();
+  await new Promise((r) => setTimeout(r, 500));
+  gc();
+  const before2 = process.memoryUsage().rss;
+  const isolates: ivm.Isolate[] = [];
+  for (let i = 0; i < N; i++) {
+    const iso = new ivm.Isolate({ memoryLimit: 128 });
+    await (await iso.createContext()).eval('1');
+    isolates.push(iso);
+  }
+  gc();
+  const bare = (process.memoryUsage().rss - before2) / N;
+  const mib = (b: number) => (b / 1024 / 1024).toFixed(2);
+  say(`  cordon idle isolate   ${mib(ours)} MiB   ${Math.floor(1024 ** 3 / ours)} per GiB   (${(ours / bare).toFixed(1)}x a bare isolate)`);
+  say(`  bare isolated-vm      ${mib(bare)} MiB   ${Math.floor(1024 ** 3 / bare)} per GiB`);
+  for (const i of isolates) i.dispose();
+}
+
+say(`Cordon benchmarks (${SECONDS} s load phases; BENCH_SECONDS to change)`);
+await throughput();
+await coldStart();
+await idleMemory();
