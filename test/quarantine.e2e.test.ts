@@ -61,4 +61,14 @@ describe('crash attribution and quarantine', () => {
     await waitFor('the dedicated process to stop', () => ([...mesh.servicePids().keys()].some((k) => k.startsWith('sandbox:q-')) ? undefined : true));
     await waitFor('crasher back on standard', async () => ((await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200) || undefined);
   });
+
+  test('the exact allocations that can abort a process: contained or not, co-tenants keep being served', async () => {
+    assert.equal((await mesh.cli(['deploy', 'examples/bomb/index.ts', '--name', 'bomb', '--route', '*/bomb*', '--memory-mb', '32', '--cpu-ms', '10000'])).code, 0);
+    for (const kind of ['fill', 'copy', 'fill']) {
+      const res = await fetch(`${mesh.httpUrl}/bomb?kind=${kind}`);
+      // 503: the isolate hit its memory limit and was disposed; 500: V8 threw; 502: the process aborted.
+      assert.ok([500, 502, 503].includes(res.status), `${kind}: ${res.status}`);
+      await waitFor('the co-tenant to be served', async () => ((await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined, 15_000);
+    }
+  });
 });
