@@ -39,16 +39,19 @@ export class WorkerRuntime {
       instance = await this.#instance(key, bundle);
     } catch (e) {
       const err = e instanceof WorkerError ? e : new WorkerError(500, 'worker failed to load', String(e));
-      hooks.log([{ level: 'error', message: `${err.message}: ${err.detail}`, time: Date.now() }]);
+      try {
+        hooks.log([{ level: 'error', message: err.detail === err.message ? err.message : `${err.message}: ${err.detail}`, time: Date.now() }]);
+      } catch {
+        // a failing log sink must not change the answer
+      }
       throw err;
     }
     try {
-      return await instance.handle(request, hooks.log, hooks.capabilities);
+      // The instance logs the detail of a failure itself, before it rejects.
+      return await instance.handle(request, hooks);
     } catch (e) {
-      const err = e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
-      instance.logError(err.detail === err.message ? err.message : `${err.message}: ${err.detail}`, hooks.log);
-      if (instance.disposed) this.#instances.delete(key);
-      throw err;
+      if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#instances.delete(key);
+      throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
     }
   }
 
@@ -72,7 +75,7 @@ export class WorkerRuntime {
     while (this.#instances.size > this.#maxIsolates) {
       const [oldest, p] = this.#instances.entries().next().value!;
       this.#instances.delete(oldest);
-      void p.then((i) => i.dispose(), () => {});
+      void p.then((i) => i.dispose('evicted'), () => {});
     }
     return created;
   }
@@ -81,7 +84,7 @@ export class WorkerRuntime {
     for (const [key, p] of this.#instances) {
       if (key === `${workerId}@${version}` || (version === undefined && key.startsWith(`${workerId}@`))) {
         this.#instances.delete(key);
-        void p.then((i) => i.dispose(), () => {});
+        void p.then((i) => i.dispose('evicted'), () => {});
       }
     }
   }
@@ -91,7 +94,7 @@ export class WorkerRuntime {
   }
 
   dispose(): void {
-    for (const p of this.#instances.values()) void p.then((i) => i.dispose(), () => {});
+    for (const p of this.#instances.values()) void p.then((i) => i.dispose('evicted'), () => {});
     this.#instances.clear();
   }
 }

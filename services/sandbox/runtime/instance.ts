@@ -1,20 +1,31 @@
 /**
  * One worker version in its own isolate: created on first use, kept warm, disposed when it breaks a
- * limit. Each request gets a CPU-time and a wall-time watchdog that dispose the isolate (the only
- * reliable way to stop it: timeouts do not cover promise continuations or FinalizationRegistry).
+ * limit. Each request runs under a CPU-time and a wall-time watchdog that dispose the isolate (the
+ * only reliable way to stop it: `timeout` does not cover promise continuations).
+ *
+ * A request's life: `run` (under the watchdogs, response serialised inside the isolate), then its
+ * `ctx.waitUntil` promises (CPU watchdog still armed, waited for until the wall-time deadline), then,
+ * when no other request is in flight, `end`: every timer is dropped and replies to calls made earlier
+ * are never delivered, so no tenant code runs outside a request and its watchdog.
  */
 import ivm from 'isolated-vm';
 import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
-import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
+import { Headers as WireHeaders, MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrapSource } from './bootstrap-bundle.ts';
-import { linkWorker, ModuleError } from './modules.ts';
+import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
 import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
 
 /** Where a worker's capability calls go: the sandbox forwards them to the supervisor. */
 export interface CapabilityHost {
   call(handle: string, method: string, args: unknown[]): Promise<unknown>;
+}
+
+export interface RequestHooks {
+  log(entries: LogEntry[]): void;
+  capabilities?: CapabilityHost;
 }
 
 const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
@@ -32,27 +43,85 @@ export class WorkerError extends Error {
 }
 
 const WATCHDOG_MS = 10;
-
-/** The part of a stack that is the tenant's: everything above isolated-vm's boundary marker. */
-export function tenantStack(stack: string): string {
-  const cut = stack.indexOf('\n    at (<isolated-vm boundary>)');
-  return cut < 0 ? stack : stack.slice(0, cut);
-}
+/** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
+const END_GRACE_MS = 1000;
 const MAX_LOG_BUFFER = 1000;
-type Kill = 'cpu' | 'wall' | undefined;
-type RunRef = ivm.Reference<(meta: string, body: ArrayBuffer | null, now: number) => Promise<[string, ArrayBuffer | null]>>;
-type FireRef = ivm.Reference<(id: number, now: number) => void>;
+/** Serialised status line and headers; more is refused inside the isolate. */
+const MAX_HEAD = 256 * 1024;
+const MiB = 1024 * 1024;
+
+const HOST_FRAME = /^\s+at .*(?:file:\/\/|node:|\(\/|at \/)/;
+
+/**
+ * The part of a stack that is the tenant's: everything above isolated-vm's boundary marker, and never
+ * a frame that names a host file (whatever arrives here, it is logged for the tenant to read).
+ */
+export function tenantStack(stack: unknown): string {
+  const text = typeof stack === 'string' ? stack : String(stack);
+  const cut = text.indexOf('\n    at (<isolated-vm boundary>)');
+  const mine = cut < 0 ? text : text.slice(0, cut);
+  return mine
+    .split('\n')
+    .filter((line) => !HOST_FRAME.test(line))
+    .join('\n');
+}
+
+/** An error a host callback may throw into the isolate: the message only, no host stack (security notes F5). */
+function sanitized(e: unknown): Error {
+  const err = new Error(e instanceof Error ? e.message : 'host call failed');
+  err.stack = `Error: ${err.message}`;
+  return err;
+}
+
+function hostCallback<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  return (...args: A) => {
+    try {
+      return fn(...args);
+    } catch (e) {
+      throw sanitized(e);
+    }
+  };
+}
+
+const Head = z.object({
+  status: z.number().int().min(200).max(599),
+  statusText: z.string().max(256).regex(/^[^\r\n\0]*$/, 'statusText contains CR, LF or NUL'),
+  headers: WireHeaders,
+});
+
+type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
+type Ref<F> = ivm.Reference<F>;
+interface Entry {
+  run: Ref<(meta: string, body: ArrayBuffer | null, now: number, seq: number) => Promise<[string, ArrayBuffer | null]>>;
+  drain: Ref<(seq: number) => Promise<void> | undefined>;
+  end: Ref<() => void>;
+  fireTimer: Ref<(id: number, now: number) => void>;
+  ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
+  loaded: Ref<(namespace: unknown) => string>;
+}
+const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded'] as const;
+
+/** The CPU and wall-time watchdogs of one request (or of loading the worker). */
+interface Watch {
+  readonly deadline: number;
+  /** Stop the wall-time watchdog only (waitUntil outlives it, without being killed by it). */
+  stopWall(): void;
+  stop(): void;
+}
 
 export class WorkerInstance {
   readonly bundle: WorkerBundle;
   readonly #isolate: ivm.Isolate;
   #context: ivm.Context | undefined;
-  #run: RunRef | undefined;
-  #fire: FireRef | undefined;
+  #entry: Entry | undefined;
+  #capRef: ivm.Reference<unknown> | undefined;
   readonly #timers = new Map<number, NodeJS.Timeout>();
   #kill: Kill;
   #disposed = false;
+  #active = 0;
+  #seq = 0;
   #logs: LogEntry[] = [];
+  #logsDropped = 0;
   #logSink: ((entries: LogEntry[]) => void) | undefined;
   #caps: CapabilityHost | undefined;
   #flushScheduled = false;
@@ -68,8 +137,9 @@ export class WorkerInstance {
     try {
       await w.#init(bundle.allowEval === true);
     } catch (e) {
+      const err = w.#translate(e);
       w.dispose();
-      throw w.#translate(e);
+      throw err;
     }
     return w;
   }
@@ -78,26 +148,68 @@ export class WorkerInstance {
     return this.#disposed || this.#isolate.isDisposed;
   }
 
+  /** Requests in flight (including their waitUntil phase). */
+  get active(): number {
+    return this.#active;
+  }
+
   async #init(allowEval: boolean): Promise<void> {
+    const { cpuMs } = this.bundle.limits;
     const context = await this.#isolate.createContext();
     this.#context = context;
     const jail = context.global;
-    await jail.set('__cordonLog', new ivm.Callback((level: string, message: string) => this.#log(level, message), { ignored: true }));
-    await jail.set('__cordonRandom', new ivm.Callback((n: number) => randomBytes(Math.max(0, Math.min(65536, n | 0))).toString('base64')));
-    await jail.set('__cordonSetTimer', new ivm.Callback((id: number, ms: number) => this.#setTimer(id, ms), { ignored: true }));
-    await jail.set('__cordonClearTimer', new ivm.Callback((id: number) => this.#clearTimer(id), { ignored: true }));
-    await jail.set('__cordonCapCall', new ivm.Reference((handle: string, method: string, args: string) => this.#capCall(handle, method, args)));
-    await jail.set('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY }));
+    // Host callbacks take and return primitives (and ArrayBuffer copies) only; the bootstrap keeps
+    // them in a closure and deletes these globals before anything else can run.
+    await jail.set('__cordonLog', new ivm.Callback(hostCallback((level: string, message: string) => this.#log(level, message)), { ignored: true }));
+    await jail.set(
+      '__cordonRandom',
+      new ivm.Callback(
+        hostCallback((n: number) => {
+          const b = randomBytes(Math.max(0, Math.min(65536, Number(n) | 0)));
+          return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+        }),
+      ),
+    );
+    await jail.set('__cordonSetTimer', new ivm.Callback(hostCallback((id: number, ms: number) => this.#setTimer(id, ms)), { ignored: true }));
+    await jail.set('__cordonClearTimer', new ivm.Callback(hostCallback((id: number) => this.#clearTimer(id)), { ignored: true }));
+    this.#capRef = new ivm.Reference((handle: string, method: string, args: string) => this.#capCall(handle, method, args));
+    await jail.set('__cordonCapCall', this.#capRef);
+    await jail.set('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD }));
     const script = await this.#isolate.compileScript(bootstrapSource(), { filename: 'cordon:bootstrap' });
-    await script.run(context, { timeout: 5000 });
-    script.release();
-    const entry = (await jail.get('__cordonEntry', { reference: true })) as ivm.Reference<Record<string, unknown>>;
-    this.#run = (await entry.get('run', { reference: true })) as RunRef;
-    this.#fire = (await entry.get('fireTimer', { reference: true })) as FireRef;
-    entry.release();
+    try {
+      await script.run(context, { timeout: 5000 });
+    } finally {
+      script.release();
+    }
+    const entryRef = (await jail.get('__cordonEntry', { reference: true })) as ivm.Reference<Record<string, unknown>>;
+    const entry: Partial<Entry> = {};
+    for (const name of ENTRY_NAMES) (entry as Record<string, unknown>)[name] = await entryRef.get(name, { reference: true });
+    entryRef.release();
     await jail.delete('__cordonEntry');
-    const main = await linkWorker(this.#isolate, context, this.bundle.mainModule, this.bundle.modules);
-    await this.#guard(() => main.evaluate({ timeout: this.bundle.limits.cpuMs }));
+    this.#entry = entry as Entry;
+
+    const watch = this.#watch();
+    try {
+      await shipBinaryModules(this.bundle.modules, (name, type, bytes) =>
+        this.#entry!.ship.apply(undefined, [name, type, new ivm.ExternalCopy(bytes).copyInto({ release: true })], { timeout: cpuMs }),
+      );
+      const { main, all } = await linkWorker(this.#isolate, context, this.bundle.mainModule, this.bundle.modules);
+      try {
+        await main.evaluate({ timeout: cpuMs });
+        const namespace = main.namespace;
+        try {
+          const problem = await this.#entry.loaded.apply(undefined, [namespace.derefInto()], { timeout: cpuMs });
+          if (problem) throw new WorkerError(500, 'worker threw an exception', `the main module failed to load: ${problem}`);
+        } finally {
+          namespace.release();
+        }
+      } finally {
+        for (const m of all) m.release();
+      }
+      await this.#entry.end.apply(undefined, [], { timeout: cpuMs });
+    } finally {
+      watch.stop();
+    }
   }
 
   /** A capability call from tenant code: text in, text out; errors become `{error}` with a message only. */
@@ -107,49 +219,147 @@ export class WorkerInstance {
       if (typeof handle !== 'string' || typeof method !== 'string' || typeof args !== 'string') throw new Error('malformed capability call');
       const decoded = decodeWire(args, base64);
       if (!Array.isArray(decoded)) throw new Error('malformed capability call');
-      return encodeWire({ ok: (await this.#caps.call(handle, method, decoded)) ?? null }, base64);
+      const ok = (await this.#caps.call(handle, method, decoded)) ?? null;
+      return encodeWire({ ok, now: Date.now() }, base64);
     } catch (e) {
-      return encodeWire({ error: e instanceof Error ? e.message : String(e) }, base64);
+      try {
+        return encodeWire({ error: e instanceof Error ? String(e.message) : String(e), now: Date.now() }, base64);
+      } catch {
+        return JSON.stringify({ error: 'capability call failed', now: Date.now() });
+      }
     }
   }
 
-  async handle(request: WireRequest, logSink: (entries: LogEntry[]) => void, caps?: CapabilityHost): Promise<WireResponse> {
+  async handle(request: WireRequest, hooks: RequestHooks): Promise<WireResponse> {
+    const { cpuMs } = this.bundle.limits;
     this.lastUsed = Date.now();
-    this.#logSink = logSink;
-    this.#caps = caps ?? this.#caps;
-    const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers });
-    const body = request.body
-      ? new ivm.ExternalCopy(request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer).copyInto({ release: true })
-      : null;
-    const [head, out] = await this.#guard(() =>
-      this.#run!.apply(undefined, [meta, body, Date.now()], { result: { promise: true, copy: true }, timeout: this.bundle.limits.cpuMs }),
-    );
-    if (head.startsWith('!')) {
-      const { kind, message } = JSON.parse(head.slice(1)) as { kind: string; message: string };
-      if (kind === 'exception') throw new WorkerError(500, 'worker threw an exception', message);
-      throw new WorkerError(500, kind === 'too-large' ? 'worker response too large' : 'worker did not return a Response', message);
+    this.#logSink = hooks.log;
+    this.#caps = hooks.capabilities ?? this.#caps;
+    if (this.disposed) throw new WorkerError(503, 'worker was unloaded; retry');
+    const seq = ++this.#seq;
+    this.#active++;
+    const watch = this.#watch();
+    let result: [string, ArrayBuffer | null];
+    try {
+      const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers });
+      const body = request.body
+        ? new ivm.ExternalCopy(request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer).copyInto({ release: true })
+        : null;
+      // `copy` is safe here: the result is an array the bootstrap made, of a string and a fresh
+      // ArrayBuffer (no getters, nothing the tenant can reach); see serialize() in the bootstrap.
+      result = await this.#entry!.run.apply(undefined, [meta, body, Date.now(), seq], { result: { promise: true, copy: true }, timeout: cpuMs });
+    } catch (e) {
+      const err = this.#translate(e);
+      this.#fail(err);
+      void this.#afterResponse(undefined, watch);
+      throw err;
     }
-    const parsed = JSON.parse(head) as { status: number; statusText: string; headers: [string, string][] };
-    return { status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: out ? new Uint8Array(out) : null };
+    // The isolate is alive and idle: from here on the request only waits for its waitUntil promises.
+    watch.stopWall();
+    void this.#afterResponse(seq, watch);
+    try {
+      return this.#response(result);
+    } catch (e) {
+      const err = this.#translate(e);
+      this.#fail(err);
+      throw err;
+    } finally {
+      this.#flush();
+    }
   }
 
-  /** Run isolate work under the CPU and wall watchdogs; turn every way it can die into a WorkerError. */
-  async #guard<T>(work: () => Promise<T>): Promise<T> {
+  #response(result: [string, ArrayBuffer | null]): WireResponse {
+    try {
+      return this.#readResponse(result);
+    } catch (e) {
+      if (e instanceof WorkerError) throw e;
+      throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be read');
+    }
+  }
+
+  #readResponse([head, out]: [string, ArrayBuffer | null]): WireResponse {
+    if (typeof head !== 'string') throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be serialised');
+    if (head.startsWith('!')) {
+      const parsed = JSON.parse(head.slice(1)) as { kind: unknown; message: unknown };
+      const kind = String(parsed.kind);
+      const message = String(parsed.message);
+      if (kind === 'exception') throw new WorkerError(500, 'worker threw an exception', tenantStack(message));
+      if (kind === 'too-large') throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, message);
+      if (kind === 'bad-response') throw new WorkerError(500, 'worker returned an invalid response', message);
+      throw new WorkerError(500, 'worker did not return a Response', message);
+    }
+    if (head.length > MAX_HEAD) throw new WorkerError(500, 'worker returned an invalid response', `the status line and headers take ${head.length} characters; the limit is ${MAX_HEAD}`);
+    const parsed = Head.safeParse(JSON.parse(head));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new WorkerError(500, 'worker returned an invalid response', `${issue?.path.join('.') || 'response'}: ${issue?.message ?? 'rejected'}`);
+    }
+    if (out !== null && !(out instanceof ArrayBuffer)) throw new WorkerError(500, 'worker returned an invalid response', 'the body did not arrive as bytes');
+    if (out && out.byteLength > MAX_BODY) throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, `the response body is ${out.byteLength} bytes`);
+    const nullBody = parsed.data.status === 204 || parsed.data.status === 205 || parsed.data.status === 304;
+    return { status: parsed.data.status, statusText: parsed.data.statusText, headers: parsed.data.headers, body: out && !nullBody ? new Uint8Array(out) : null };
+  }
+
+  /**
+   * waitUntil (`seq`; none when the request failed), then, if this was the last request in flight,
+   * `end`: all under the request's CPU watchdog.
+   */
+  async #afterResponse(seq: number | undefined, watch: Watch): Promise<void> {
+    const { cpuMs } = this.bundle.limits;
+    let deadline: NodeJS.Timeout | undefined;
+    try {
+      if (seq === undefined || this.disposed) throw new Error('nothing to drain');
+      const drained = this.#entry!.drain.apply(undefined, [seq], { result: { promise: true }, timeout: cpuMs });
+      const remaining = Math.max(0, watch.deadline - Date.now());
+      await Promise.race([drained, new Promise<void>((resolve) => (deadline = setTimeout(resolve, remaining)))]);
+      drained.catch(() => {});
+    } catch {
+      // the isolate died (a watchdog or the memory limit): nothing left to wait for
+    } finally {
+      clearTimeout(deadline);
+    }
+    if (seq !== undefined && this.disposed && this.#kill !== 'evicted') {
+      // Killed after its response had gone out: the log is the only place to say so.
+      this.#log('error', `${this.#translate(null).message} (after the response, in ctx.waitUntil)`);
+    }
+    this.#active--;
+    if (this.#active === 0 && !this.disposed) {
+      for (const t of this.#timers.values()) clearTimeout(t);
+      this.#timers.clear();
+      // `end` queues behind everything the isolate still had to do: while it waits, the CPU watchdog
+      // of this request is still armed, and an isolate still blocked (a synchronous capability call
+      // that never returns) is killed a moment after the wall-time deadline.
+      const stuck = setTimeout(() => this.#terminate('wall'), Math.max(0, watch.deadline - Date.now()) + END_GRACE_MS);
+      await this.#entry!.end.apply(undefined, [], { timeout: cpuMs }).catch(() => {});
+      clearTimeout(stuck);
+    }
+    watch.stop();
+    this.#flush();
+  }
+
+  #fail(err: WorkerError): void {
+    this.#log('error', err.detail === err.message ? err.message : `${err.message}: ${err.detail}`);
+    this.#flush();
+  }
+
+  /** Arm the CPU-time and wall-time watchdogs; either disposes the isolate when it fires. */
+  #watch(): Watch {
     const { cpuMs, wallMs } = this.bundle.limits;
     const cpuStart = this.#isolate.cpuTime;
     const cpuLimit = BigInt(cpuMs) * 1_000_000n;
-    const watchdog = setInterval(() => {
-      if (!this.#isolate.isDisposed && this.#isolate.cpuTime - cpuStart > cpuLimit) this.#terminate('cpu');
+    const interval = setInterval(() => {
+      if (this.#isolate.isDisposed) return clearInterval(interval);
+      if (this.#isolate.cpuTime - cpuStart > cpuLimit) this.#terminate('cpu');
     }, WATCHDOG_MS);
     const wall = setTimeout(() => this.#terminate('wall'), wallMs);
-    try {
-      return await work();
-    } catch (e) {
-      throw this.#translate(e);
-    } finally {
-      clearInterval(watchdog);
-      clearTimeout(wall);
-    }
+    return {
+      deadline: Date.now() + wallMs,
+      stopWall: () => clearTimeout(wall),
+      stop: () => {
+        clearInterval(interval);
+        clearTimeout(wall);
+      },
+    };
   }
 
   #terminate(kind: Kill): void {
@@ -163,31 +373,31 @@ export class WorkerInstance {
     const { cpuMs, wallMs, memoryMb } = this.bundle.limits;
     if (this.#kill === 'cpu') return new WorkerError(503, `worker exceeded its CPU time limit of ${cpuMs} ms`);
     if (this.#kill === 'wall') return new WorkerError(503, `worker exceeded its wall time limit of ${wallMs} ms`);
+    if (this.#kill === 'evicted') return new WorkerError(503, 'worker was unloaded while handling the request; retry');
+    // A disposed isolate rejects pending calls with `null` or with an Error.
     const message = e instanceof Error ? e.message : String(e);
     if (/memory limit/i.test(message) || (this.#isolate.isDisposed && !this.#disposed)) {
       this.dispose();
       return new WorkerError(503, `worker exceeded its memory limit of ${memoryMb} MB`);
     }
     if (/Script execution timed out/i.test(message)) {
-      this.dispose(); // a timed-out isolate may be mid-way through anything: start afresh
+      this.#terminate('cpu'); // a timed-out isolate may be mid-way through anything: start afresh
       return new WorkerError(503, `worker exceeded its CPU time limit of ${cpuMs} ms`);
     }
     if (e instanceof ModuleError) return new WorkerError(500, 'worker failed to load', message);
+    if (e === null || this.#disposed) return new WorkerError(503, 'worker was unloaded while handling the request; retry');
     // Errors thrown in the isolate during module evaluation: the tenant's own message and stack.
     return new WorkerError(500, 'worker threw an exception', e instanceof Error ? tenantStack(e.stack ?? message) : message);
   }
 
   #log(level: string, message: string): void {
-    if (this.#logs.length >= MAX_LOG_BUFFER) return;
+    if (this.#logs.length >= MAX_LOG_BUFFER) {
+      this.#logsDropped++;
+      return;
+    }
     const lvl = (['debug', 'info', 'log', 'warn', 'error'].includes(level) ? level : 'log') as LogEntry['level'];
     this.#logs.push({ level: lvl, message: String(message), time: Date.now() });
     this.#scheduleFlush();
-  }
-
-  /** Log from the host on the worker's behalf (limit hits, exceptions). */
-  logError(message: string, sink: (entries: LogEntry[]) => void): void {
-    this.#logSink ??= sink;
-    this.#log('error', message);
   }
 
   #scheduleFlush(): void {
@@ -195,21 +405,37 @@ export class WorkerInstance {
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
-      const entries = this.#logs.splice(0);
-      if (entries.length && this.#logSink) this.#logSink(entries);
+      this.#flush();
     });
   }
 
+  /** Deliver what the worker logged so far. */
+  #flush(): void {
+    if (this.#logsDropped) {
+      this.#logs.push({ level: 'warn', message: `${this.#logsDropped} log lines dropped (more than ${MAX_LOG_BUFFER} at once)`, time: Date.now() });
+      this.#logsDropped = 0;
+    }
+    const entries = this.#logs.splice(0);
+    if (entries.length && this.#logSink) {
+      try {
+        this.#logSink(entries);
+      } catch {
+        // a failing log sink must not break the request
+      }
+    }
+  }
+
   #setTimer(id: number, ms: number): void {
-    if (this.#disposed) return;
+    if (this.disposed || typeof id !== 'number') return;
     this.#clearTimer(id);
+    const delay = Math.max(0, Math.min(Number(ms) || 0, 2 ** 31 - 1));
     const t = setTimeout(() => {
       this.#timers.delete(id);
       if (this.disposed) return;
-      this.#guard(() => this.#fire!.apply(undefined, [id, Date.now()], { timeout: this.bundle.limits.cpuMs })).catch((e: WorkerError) =>
-        this.#log('error', `timer callback failed: ${e.detail}`),
-      );
-    }, ms);
+      this.#entry!.fireTimer.apply(undefined, [id, Date.now()], { timeout: this.bundle.limits.cpuMs }).catch((e: unknown) => {
+        if (e instanceof Error && /Script execution timed out/i.test(e.message)) this.#terminate('cpu');
+      });
+    }, delay);
     this.#timers.set(id, t);
   }
 
@@ -219,17 +445,18 @@ export class WorkerInstance {
     this.#timers.delete(id);
   }
 
-  dispose(): void {
+  /** Drop the isolate. `evicted`: the runtime unloads it (requests still in flight get a 503). */
+  dispose(reason?: 'evicted'): void {
     if (this.#disposed) return;
+    if (reason && !this.#kill) this.#kill = reason;
     this.#disposed = true;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
-    this.#run?.release();
-    this.#fire?.release();
+    if (this.#entry) for (const name of ENTRY_NAMES) this.#entry[name].release();
+    this.#capRef?.release();
     this.#context?.release();
     if (!this.#isolate.isDisposed) this.#isolate.dispose();
     // deliver whatever the worker logged before it died
-    const entries = this.#logs.splice(0);
-    if (entries.length && this.#logSink) this.#logSink(entries);
+    this.#flush();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Turning a worker's modules (esm, text, json, data) and the `cloudflare:*` built-ins into
+ * Turning a worker's modules (esm, text, json, data, wasm) and the `cloudflare:*` built-ins into
  * isolated-vm modules, linked by name. Specifiers resolve relative to the importing module, as in
  * workerd; nothing resolves outside the bundle.
  */
@@ -45,16 +45,35 @@ function sourceOf(m: WorkerModule): string {
       JSON.parse(m.content); // refuse bad JSON at load, with a clear error
       return `export default JSON.parse(${JSON.stringify(m.content)});`;
     case 'data':
-      return `const s = atob(${JSON.stringify(m.content)}); const b = new Uint8Array(s.length); for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i); export default b.buffer;`;
     case 'wasm':
-      throw new ModuleError(`module ${m.name}: WebAssembly modules are not supported yet`);
+      // Copied in (and compiled, for wasm) by the bootstrap before linking: see `shipBinaryModules`.
+      return `export default globalThis.__cordonShipped(${JSON.stringify(m.name)});`;
   }
 }
 
-/** Compile and link every module reachable from `mainModule`; returns the entry module that hands its default export to the bootstrap. */
-export async function linkWorker(isolate: ivm.Isolate, context: ivm.Context, mainModule: string, modules: WorkerModule[]): Promise<ivm.Module> {
+/**
+ * Hand the bytes of every data and wasm module to the bootstrap, which keeps data as an ArrayBuffer
+ * and compiles wasm (refusing shared memory) with the WebAssembly.Module it captured before the
+ * lockdown. `ship` returns '' or why the module was refused.
+ */
+export async function shipBinaryModules(modules: WorkerModule[], ship: (name: string, type: 'data' | 'wasm', bytes: ArrayBuffer) => Promise<string>): Promise<void> {
+  for (const m of modules) {
+    if (m.type !== 'data' && m.type !== 'wasm') continue;
+    const bytes = Buffer.from(m.content, 'base64');
+    const problem = await ship(m.name, m.type, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
+    if (problem) throw new ModuleError(`module ${m.name}: ${problem}`);
+  }
+}
+
+/**
+ * Compile and link every module reachable from `mainModule`. Returns the main module, instantiated,
+ * and every module handle made (the caller releases them once the worker has been evaluated).
+ */
+export async function linkWorker(isolate: ivm.Isolate, context: ivm.Context, mainModule: string, modules: WorkerModule[]): Promise<{ main: ivm.Module; all: ivm.Module[] }> {
   const byName = new Map(modules.map((m) => [m.name, m]));
-  if (!byName.has(mainModule)) throw new ModuleError(`main module ${mainModule} is not in the bundle`);
+  const main = byName.get(mainModule);
+  if (!main) throw new ModuleError(`main module ${mainModule} is not in the bundle`);
+  if (main.type !== 'esm') throw new ModuleError(`main module ${mainModule} is not an ES module`);
   const compiled = new Map<string, ivm.Module>();
   const names = new WeakMap<ivm.Module, string>();
   const compile = async (name: string, source: string) => {
@@ -71,15 +90,19 @@ export async function linkWorker(isolate: ivm.Isolate, context: ivm.Context, mai
     return m;
   };
   const resolve = async (specifier: string, referrer: ivm.Module): Promise<ivm.Module> => {
-    if (BUILTINS[specifier]) return compile(specifier, BUILTINS[specifier]);
-    const from = names.get(referrer) ?? '';
+    if (Object.hasOwn(BUILTINS, specifier)) return compile(specifier, BUILTINS[specifier]!);
+    const from = names.get(referrer) ?? mainModule;
     const name = resolveName(specifier, from);
     const m = byName.get(name);
-    if (!m) throw new ModuleError(`cannot resolve import ${JSON.stringify(specifier)} from ${from || 'the entry'}: no module ${name} in the bundle`);
+    if (!m) throw new ModuleError(`cannot resolve import ${JSON.stringify(specifier)} from ${from}: no module ${name} in the bundle`);
     return compile(name, sourceOf(m));
   };
-  const entry = await isolate.compileModule(`import worker from ${JSON.stringify('./' + mainModule)}; __cordonSetHandler(worker);`, { filename: 'worker:///cordon-entry' });
-  names.set(entry, '');
-  await entry.instantiate(context, resolve);
-  return entry;
+  const entry = await compile(mainModule, main.content);
+  try {
+    await entry.instantiate(context, resolve);
+  } catch (e) {
+    for (const m of compiled.values()) m.release();
+    throw e instanceof ModuleError ? e : new ModuleError(e instanceof Error ? e.message : String(e));
+  }
+  return { main: entry, all: [...compiled.values()] };
 }

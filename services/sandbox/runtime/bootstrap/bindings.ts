@@ -23,8 +23,9 @@ const b64: Base64 = {
   },
 };
 
-function unwrapReply(text: string): unknown {
-  const reply = decodeWire(text, b64) as { ok?: unknown; error?: string };
+function unwrapReply(text: string, onTime?: (now: number) => void): unknown {
+  const reply = decodeWire(text, b64) as { ok?: unknown; error?: string; now?: number };
+  if (onTime && typeof reply.now === 'number') onTime(reply.now);
   if (reply.error !== undefined) throw new Error(reply.error);
   return reply.ok;
 }
@@ -34,9 +35,15 @@ export function capCaller(raw: (handle: string, method: string, args: string) =>
   return (handle, method, args) => unwrapReply(raw(handle, method, encodeWire(args, b64)));
 }
 
-/** The same, without blocking the isolate: for calls that may take long (fetch). */
-export function asyncCapCaller(raw: (handle: string, method: string, args: string) => Promise<string>): (handle: string, method: string, args: unknown[]) => Promise<unknown> {
-  return async (handle, method, args) => unwrapReply(await raw(handle, method, encodeWire(args, b64)));
+/**
+ * The same, without blocking the isolate: for calls that may take long (fetch). Their replies are I/O
+ * events: the host stamps them with its time and `onTime` moves the frozen clock.
+ */
+export function asyncCapCaller(
+  raw: (handle: string, method: string, args: string) => Promise<string>,
+  onTime?: (now: number) => void,
+): (handle: string, method: string, args: unknown[]) => Promise<unknown> {
+  return async (handle, method, args) => unwrapReply(await raw(handle, method, encodeWire(args, b64)), onTime);
 }
 
 type SqlValue = string | number | null | ArrayBuffer;

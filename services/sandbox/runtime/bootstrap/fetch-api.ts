@@ -10,6 +10,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const U8 = Uint8Array;
 const NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const defineProperty = Object.defineProperty;
 
 function normalizeValue(v: unknown): string {
   return String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
@@ -84,9 +85,18 @@ export class Headers {
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.entries();
   }
-  /** Every header line in order, set-cookie kept apart: what crosses to the host. */
+  /**
+   * Every header line in order, set-cookie kept apart: what crosses to the host. A copy made without
+   * any method a tenant could have patched (Array.prototype.map, iterators, index setters).
+   */
   static raw(h: Headers): [string, string][] {
-    return h.#list.map(([k, v]) => [k, v]);
+    const list = h.#list;
+    const out: [string, string][] = [];
+    for (let i = 0; i < list.length; i++) {
+      const pair = list[i]!;
+      defineProperty(out, i, { value: [pair[0], pair[1]], writable: true, enumerable: true, configurable: true });
+    }
+    return out;
   }
 }
 

@@ -5,109 +5,70 @@
  * deletes them from the global scope, and leaves one entry object for the host to take.
  *
  * Host → isolate traffic is strings and ArrayBuffer copies only; nothing of the host stays reachable.
+ * Everything this file uses after tenant code has run (serialising the response above all) is
+ * captured here first, so a tenant that patches prototypes changes only what it sees itself.
  */
 import './install-encoding.ts';
 import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
 import { Body, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
 import { asyncCapCaller, capCaller, directoryBinding, storageBinding } from './bindings.ts';
+import { installClock, setClock } from './clock.ts';
+import { compileShipped, lockdown } from './lockdown.ts';
 
 interface HostCallbacks {
   log(level: string, message: string): void;
-  random(bytes: number): string; // base64
+  random(bytes: number): ArrayBuffer;
   setTimer(id: number, ms: number): void;
   clearTimer(id: number): void;
 }
 
 const g = globalThis as Record<string, unknown>;
-// The host sets its callbacks (isolated-vm Callbacks) as globals; keep them here and remove them.
-const host = { log: g.__cordonLog, random: g.__cordonRandom, setTimer: g.__cordonSetTimer, clearTimer: g.__cordonClearTimer } as HostCallbacks;
+function take(name: string): unknown {
+  const v = g[name];
+  delete g[name];
+  return v;
+}
+// The host sets its callbacks (isolated-vm Callbacks) as globals; keep them in this closure and remove them.
+const host = { log: take('__cordonLog'), random: take('__cordonRandom'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer') } as HostCallbacks;
 // A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
-const capRef = g.__cordonCapCall as {
+const capRef = take('__cordonCapCall') as {
   applySyncPromise(recv: undefined, args: string[]): string;
   apply(recv: undefined, args: string[], opts: { result: { promise: true } }): Promise<string>;
 };
-for (const name of ['__cordonLog', '__cordonRandom', '__cordonSetTimer', '__cordonClearTimer', '__cordonCapCall']) delete g[name];
-const options = JSON.parse(g.__cordonOptions as string) as {
+const options = JSON.parse(take('__cordonOptions') as string) as {
   allowEval: boolean;
   vars: Record<string, string>;
   bindings: { type: 'storage' | 'directory'; name: string }[];
   maxBody: number;
+  maxHead: number;
 };
-delete g.__cordonOptions;
 
-// --- the frozen clock: it moves only when the host says so (request start, timer fire) ---------------
-let clock = 0;
-const OrigDate = Date;
-class CordonDate extends OrigDate {
-  constructor(...args: unknown[]) {
-    if (args.length === 0) super(clock);
-    else super(...(args as [number]));
-  }
-  static now(): number {
-    return clock;
-  }
-}
-const DateProxy = new Proxy(CordonDate, {
-  apply: () => new OrigDate(clock).toString(), // Date() called without new
-});
-Object.defineProperty(OrigDate.prototype, 'constructor', { value: DateProxy, writable: true, configurable: true });
-g.Date = DateProxy;
-const DTF = Intl.DateTimeFormat.prototype;
-const origFormatToParts = DTF.formatToParts;
-const formatGetter = Object.getOwnPropertyDescriptor(DTF, 'format')!.get!;
-Object.defineProperty(DTF, 'formatToParts', {
-  value: function (this: Intl.DateTimeFormat, date?: Date | number) {
-    return origFormatToParts.call(this, date === undefined ? clock : date);
-  },
-  writable: true,
-  configurable: true,
-});
-Object.defineProperty(DTF, 'format', {
-  get(this: Intl.DateTimeFormat) {
-    const f = formatGetter.call(this) as (d?: Date | number) => string;
-    return (date?: Date | number) => f(date === undefined ? clock : date);
-  },
-  configurable: true,
-});
-const timeOrigin = { value: 0 };
-g.performance = Object.freeze({
-  now: () => clock - timeOrigin.value,
-  get timeOrigin() {
-    return timeOrigin.value;
-  },
-});
+// --- what the response path needs, captured before tenant code can patch anything ------------------
+const apply = Reflect.apply;
+const JSONstringify = JSON.stringify;
+const JSONparse = JSON.parse;
+const AB = ArrayBuffer;
+const U8 = Uint8Array;
+const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const taByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteLength')!.get!;
+const taSet = Uint8Array.prototype.set;
+const peekBody = Body.peek;
+const rawHeaders = Headers.raw;
+const PromiseCtor = Promise;
+const allSettled = Promise.allSettled.bind(Promise);
+const StringCtor = String;
 
-// --- what Workers forbids: shared memory, weak refs (their callbacks escape timeouts), code generation
-for (const name of ['SharedArrayBuffer', 'Atomics', 'WeakRef', 'FinalizationRegistry']) delete g[name];
-if (!options.allowEval) {
-  const refuse = function () {
-    throw new EvalError('Code generation from strings is disallowed for this worker (deploy with --allow-eval to opt in)');
-  };
-  for (const fn of [function () {}, async function () {}, function* () {}, async function* () {}]) {
-    Object.defineProperty(Object.getPrototypeOf(fn), 'constructor', { value: refuse, writable: false, configurable: false });
-  }
-  Object.defineProperty(refuse, 'prototype', { value: Function.prototype });
-  g.Function = refuse;
-  g.eval = refuse;
-  const wasm = g.WebAssembly as Record<string, unknown>;
-  for (const name of ['compile', 'instantiate', 'compileStreaming', 'instantiateStreaming', 'validate']) delete wasm[name];
-  const OrigModule = wasm.Module as new (b: unknown) => unknown;
-  const RefusedModule = function () {
-    throw new EvalError('Compiling WebAssembly from bytes at run time is disallowed; ship .wasm modules with the worker');
-  };
-  Object.defineProperty(RefusedModule, 'prototype', { value: OrigModule.prototype });
-  Object.defineProperty(OrigModule.prototype, 'constructor', { value: RefusedModule, writable: false, configurable: false });
-  wasm.Module = RefusedModule;
-}
+installClock(g);
+lockdown(g, options.allowEval);
 
 // --- console, crypto, timers, misc globals ------------------------------------------------------------
 function show(v: unknown): string {
   if (typeof v === 'string') return v;
   if (v instanceof Error) return v.stack ?? `${v.name}: ${v.message}`;
   try {
-    return JSON.stringify(v) ?? String(v);
+    return JSONstringify(v) ?? StringCtor(v);
   } catch {
-    return String(v);
+    return StringCtor(v);
   }
 }
 const consoleObj: Record<string, (...a: unknown[]) => void> = {};
@@ -115,6 +76,7 @@ for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
   consoleObj[level] = (...args: unknown[]) => host.log(level, args.map(show).join(' ').slice(0, 64 * 1024));
 }
 consoleObj.trace = consoleObj.debug!;
+const logError = consoleObj.error!;
 g.console = Object.freeze(consoleObj);
 
 function getRandomValues<T extends ArrayBufferView | null>(array: T): T {
@@ -122,9 +84,8 @@ function getRandomValues<T extends ArrayBufferView | null>(array: T): T {
     throw new TypeError('getRandomValues needs an integer typed array');
   }
   if (array.byteLength > 65536) throw new DOMException(`The ArrayBufferView's byte length (${array.byteLength}) exceeds 65536`, 'QuotaExceededError');
-  const bytes = atob(host.random(array.byteLength));
-  const view = new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
-  for (let i = 0; i < view.length; i++) view[i] = bytes.charCodeAt(i);
+  const bytes = new U8(host.random(array.byteLength));
+  apply(taSet, new U8(array.buffer, array.byteOffset, array.byteLength), [bytes]);
   return array;
 }
 g.crypto = Object.freeze({
@@ -138,11 +99,17 @@ g.crypto = Object.freeze({
   },
 });
 
+// Requests in flight. Timers, fetch and their callbacks belong to requests: outside one there are none.
+let active = 0;
+// Bumped whenever the host ends all requests: replies to calls made before then are dropped.
+let generation = 0;
+
 const MAX_TIMERS = 10_000;
 const timers = new Map<number, { fn: (...a: unknown[]) => void; args: unknown[]; interval: number | undefined }>();
 let nextTimer = 1;
 function addTimer(fn: unknown, ms: unknown, args: unknown[], repeat: boolean): number {
   if (typeof fn !== 'function') throw new TypeError('setTimeout/setInterval need a function (strings are not evaluated)');
+  if (active === 0) throw new Error('Timers can only be set while a request is being handled (not in global scope)');
   if (timers.size >= MAX_TIMERS) throw new RangeError(`too many pending timers (limit ${MAX_TIMERS})`);
   const delay = Math.max(0, Math.min(Number(ms) || 0, 2 ** 31 - 1));
   const id = nextTimer++;
@@ -159,7 +126,9 @@ g.clearTimeout = clearTimer;
 g.clearInterval = clearTimer;
 g.queueMicrotask = (fn: unknown) => {
   if (typeof fn !== 'function') throw new TypeError('queueMicrotask needs a function');
-  Promise.resolve().then(fn as () => void).catch((e) => consoleObj.error!('uncaught exception in a microtask:', e));
+  PromiseCtor.resolve()
+    .then(fn as () => void)
+    .catch((e) => logError('uncaught exception in a microtask:', e));
 };
 
 function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>()): unknown {
@@ -175,7 +144,7 @@ function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>())
     for (let i = 0; i < value.length; i++) a[i] = structuredCloneImpl(value[i], seen);
     return a;
   }
-  if (value instanceof OrigDate) out = new CordonDate(value.getTime());
+  if (value instanceof Date) out = new Date(value.getTime());
   else if (value instanceof RegExp) out = new RegExp(value.source, value.flags);
   else if (value instanceof ArrayBuffer) out = value.slice(0);
   else if (ArrayBuffer.isView(value)) {
@@ -193,7 +162,9 @@ function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>())
     for (const v of value) s.add(structuredCloneImpl(v, seen));
     return s;
   } else if (value instanceof Error) {
-    out = new Error(value.message);
+    const e = new Error(value.message);
+    e.name = value.name;
+    out = e;
   } else {
     const o: Record<string, unknown> = {};
     seen.set(value, o);
@@ -207,13 +178,17 @@ g.structuredClone = (v: unknown) => structuredCloneImpl(v);
 
 Object.assign(g, { TextEncoder, TextDecoder, atob, btoa, DOMException, Headers, Request, Response, URL, URLSearchParams, self: globalThis });
 
-// --- the entry the host calls -------------------------------------------------------------------------
-interface Handler {
-  fetch?(request: Request, env: unknown, ctx: unknown): unknown;
-}
-let handler: Handler | undefined;
+// --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));
-const callCapAsync = asyncCapCaller((handle, method, args) => capRef.apply(undefined, [handle, method, args], { result: { promise: true } }));
+const callCapAsync = asyncCapCaller(async (handle, method, args) => {
+  if (active === 0) throw new Error('fetch and other I/O can only be used while a request is being handled (not in global scope)');
+  const started = generation;
+  const reply = await capRef.apply(undefined, [handle, method, args], { result: { promise: true } });
+  // The request this call belonged to has ended: its continuations never run (they would run
+  // outside every CPU and wall-time watchdog).
+  if (started !== generation) return new PromiseCtor<string>(() => {});
+  return reply;
+}, setClock);
 
 // fetch(): only through the worker's fetch capability (egress); a refusal is a TypeError whose message
 // starts "egress denied:", as the platform promises.
@@ -236,56 +211,153 @@ g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
 const bindingObjects: Record<string, object> = {};
 for (const b of options.bindings) bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : directoryBinding(callCap, b.name);
 const env = Object.freeze({ ...options.vars, ...bindingObjects });
-const JSONstringify = JSON.stringify;
-const U8 = Uint8Array;
 
-/** Called once by the host's entry module with the main module's default export. */
-g.__cordonSetHandler = (h: Handler) => {
-  handler = h;
-  delete g.__cordonSetHandler;
-};
+// --- loading: data and WebAssembly modules shipped with the worker --------------------------------------
+// The host copies their bytes in (and this compiles wasm with the original constructor) before any tenant
+// module is evaluated; the generated module for `x.wasm` or `x.bin` takes its value from this
+// load-time-only global, which `loaded()` removes. It hands out nothing the bundle does not contain.
+const shipped = new Map<string, WebAssembly.Module | ArrayBuffer>();
+Object.defineProperty(g, '__cordonShipped', { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
+
+function ship(name: string, type: string, bytes: ArrayBuffer): string {
+  if (type === 'data') {
+    shipped.set(name, bytes);
+    return '';
+  }
+  const compiled = compileShipped(new U8(bytes));
+  if (typeof compiled === 'string') return compiled;
+  shipped.set(name, compiled);
+  return '';
+}
+
+// --- the entry the host calls -------------------------------------------------------------------------
+interface Handler {
+  fetch?(request: Request, env: unknown, ctx: unknown): unknown;
+}
+/** `export default class extends WorkerEntrypoint { fetch(request) {} }`: one instance per request. */
+type HandlerClass = (new (ctx: unknown, env: unknown) => { fetch?(request: Request): unknown }) & { prototype: { fetch?: unknown } };
+let handler: Handler | HandlerClass | undefined;
+
+function callHandler(request: Request, ctx: unknown): unknown {
+  const h = handler;
+  if (typeof h === 'function') {
+    if (!h.prototype || typeof h.prototype.fetch !== 'function') return NO_HANDLER;
+    return new h(ctx, env).fetch!(request);
+  }
+  if (!h || typeof h.fetch !== 'function') return NO_HANDLER;
+  return h.fetch(request, env, ctx);
+}
+const NO_HANDLER = Symbol('no handler');
+
+/** Called by the host once the main module has been evaluated, with its namespace. */
+function loaded(namespace: Record<string, unknown>): string {
+  delete g.__cordonShipped;
+  shipped.clear();
+  try {
+    handler = namespace.default as Handler | HandlerClass | undefined;
+  } catch (e) {
+    return show(e);
+  }
+  return '';
+}
+
+/** What the log gets for a tenant exception: always a string, whatever the tenant made of its errors. */
+function errorText(e: unknown): string {
+  try {
+    if (e instanceof Error) {
+      const stack = e.stack;
+      return typeof stack === 'string' ? stack : `${StringCtor(e.name)}: ${StringCtor(e.message)}`;
+    }
+    return `uncaught: ${show(e)}`;
+  } catch {
+    return 'an exception that could not be described';
+  }
+}
 
 function fail(kind: string, message: string): [string, null] {
   return ['!' + JSONstringify({ kind, message }), null];
 }
 
-async function run(metaJson: string, body: ArrayBuffer | null, now: number): Promise<[string, ArrayBuffer | null]> {
-  clock = now;
+const drains = new Map<number, Promise<unknown>>();
+let endAll: () => void = () => {};
+let ended = new PromiseCtor<void>((r) => (endAll = r));
+
+async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null]> {
+  active++;
+  setClock(now);
   subrequests = 0;
-  if (!timeOrigin.value) timeOrigin.value = now;
-  const meta = JSON.parse(metaJson) as { method: string; url: string; headers: [string, string][] };
-  if (!handler || typeof handler.fetch !== 'function') return fail('no-handler', 'the worker has no default export with a fetch(request, env, ctx) method');
+  const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][] };
   const request = new Request(meta.url, { method: meta.method, headers: meta.headers, body: body === null ? null : new U8(body) });
   const waitUntil: Promise<unknown>[] = [];
   const ctx = Object.freeze({
-    waitUntil: (p: unknown) => void waitUntil.push(Promise.resolve(p).catch((e) => consoleObj.error!('waitUntil promise rejected:', e))),
+    waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
     passThroughOnException: () => {},
   });
   let response: unknown;
   try {
-    response = await handler.fetch(request, env, ctx);
+    response = callHandler(request, ctx);
+    if (response === NO_HANDLER) return fail('no-handler', 'the worker has no default export with a fetch(request, env, ctx) method (or a class with a fetch(request) method)');
+    response = await response;
   } catch (e) {
-    return fail('exception', e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : `uncaught: ${show(e)}`);
+    return fail('exception', errorText(e));
   }
-  if (!(response instanceof Response)) return fail('not-a-response', `fetch() returned ${response === null ? 'null' : typeof response}, not a Response`);
-  const bytes = Body.peek(response);
-  if (bytes && bytes.byteLength > options.maxBody) return fail('too-large', `the response body is ${bytes.byteLength} bytes; the limit is ${options.maxBody}`);
-  const head = JSONstringify({ status: response.status, statusText: String(response.statusText), headers: Headers.raw(response.headers) });
-  const out = bytes ? (bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer) : null;
-  return [head, out];
+  if (waitUntil.length) drains.set(seq, allSettled(waitUntil));
+  return serialize(response);
+}
+
+/** The response as the host takes it: a JSON string and a fresh ArrayBuffer, nothing the tenant made. */
+function serialize(response: unknown): [string, ArrayBuffer | null] {
+  let bytes: Uint8Array | null;
+  try {
+    bytes = peekBody(response as Response); // a brand check: throws for anything but a real Response
+  } catch {
+    return fail('not-a-response', `fetch() returned ${response === null ? 'null' : typeof response}, not a Response`);
+  }
+  try {
+    const r = response as Response;
+    const head = JSONstringify({ status: r.status, statusText: StringCtor(r.statusText), headers: rawHeaders(r.headers) });
+    if (typeof head !== 'string') return fail('bad-response', 'the response could not be serialised');
+    if (head.length > options.maxHead) return fail('bad-response', `the status line and headers take ${head.length} characters; the limit is ${options.maxHead}`);
+    if (bytes === null) return [head, null];
+    const length = apply(taByteLength, bytes, []) as number;
+    if (length > options.maxBody) return fail('too-large', `the response body is ${length} bytes; the limit is ${options.maxBody}`);
+    const out = new AB(length);
+    apply(taSet, new U8(out), [bytes]);
+    return [head, out];
+  } catch (e) {
+    return fail('exception', errorText(e));
+  }
+}
+
+/** Resolves when the request's waitUntil promises have settled, or when the host ends all requests. */
+function drain(seq: number): Promise<void> | undefined {
+  const p = drains.get(seq);
+  drains.delete(seq);
+  if (!p) return undefined;
+  return PromiseCtor.race([p, ended]).then(() => undefined);
+}
+
+/** No request is in flight any more: drop every timer and stop delivering replies to earlier calls. */
+function end(): void {
+  active = 0;
+  generation++;
+  timers.clear();
+  drains.clear();
+  endAll();
+  ended = new PromiseCtor<void>((r) => (endAll = r));
 }
 
 function fireTimer(id: number, now: number): void {
   const t = timers.get(id);
   if (!t) return;
-  clock = now;
+  setClock(now);
   if (t.interval === undefined) timers.delete(id);
   else host.setTimer(id, t.interval);
   try {
     t.fn(...t.args);
   } catch (e) {
-    consoleObj.error!('uncaught exception in a timer:', e);
+    logError('uncaught exception in a timer:', e);
   }
 }
 
-g.__cordonEntry = { run, fireTimer };
+g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded };

@@ -1,0 +1,382 @@
+/**
+ * The isolate host, continued: the Workers API surface, WebAssembly modules, request lifetime
+ * (timers, waitUntil, late I/O), host-callback error hygiene, a tenant that patches the built-ins
+ * the runtime itself uses, and the isolate cache.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkerRuntime, WorkerError, type CapabilityHost } from './index.ts';
+import { wasmProblem } from './bootstrap/wasm.ts';
+import type { WorkerBundle, WorkerModule } from '../../../schemas/worker.ts';
+import type { LogEntry } from '../../../schemas/services.ts';
+import type { WireRequest } from '../../../schemas/http.ts';
+
+const rt = new WorkerRuntime();
+after(() => rt.dispose());
+
+let n = 0;
+function worker(main: string, opts: { modules?: WorkerModule[]; limits?: Partial<WorkerBundle['limits']>; vars?: Record<string, string>; allowEval?: boolean; bindings?: WorkerBundle['bindings'] } = {}): WorkerBundle {
+  return {
+    workerId: `h/w${++n}`,
+    version: 'b'.repeat(64),
+    mainModule: 'worker.js',
+    modules: [{ name: 'worker.js', type: 'esm', content: main }, ...(opts.modules ?? [])],
+    limits: { cpuMs: 300, wallMs: 3000, memoryMb: 64, ...opts.limits },
+    vars: opts.vars ?? {},
+    bindings: opts.bindings ?? [],
+    ...(opts.allowEval ? { allowEval: true } : {}),
+  };
+}
+const GET: WireRequest = { method: 'GET', url: 'http://example.test/path?q=1', headers: [['x-in', 'v']], body: null };
+const text = (b: Uint8Array | null) => new TextDecoder().decode(b ?? new Uint8Array());
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One request; logs are read right when handle() settles (they are delivered before it does). */
+async function run(bundle: WorkerBundle, req: WireRequest = GET, capabilities?: CapabilityHost, runtime = rt) {
+  const logs: LogEntry[] = [];
+  try {
+    const res = await runtime.handle(bundle, req, { log: (e) => logs.push(...e), capabilities });
+    return { res, logs, error: undefined };
+  } catch (e) {
+    assert.ok(e instanceof WorkerError, `not a WorkerError: ${e}`);
+    return { res: undefined, logs, error: e };
+  }
+}
+async function json(bundle: WorkerBundle, req: WireRequest = GET, capabilities?: CapabilityHost): Promise<unknown> {
+  const { res, error } = await run(bundle, req, capabilities);
+  assert.equal(error, undefined, error?.detail);
+  return JSON.parse(text(res!.body));
+}
+
+// (module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))
+const ADD_WASM = Buffer.from('0061736d0100000001070160027f7f017f030201000707010361646400000a09010700200020016a0b', 'hex');
+// (module (memory 1 1 shared))
+const SHARED_MEMORY_WASM = Buffer.from('0061736d010000000504010301 01'.replace(/ /g, ''), 'hex');
+// (module (memory 1 1))
+const MEMORY_WASM = Buffer.from('0061736d01000000050401010101', 'hex');
+// (module (import "m" "mem" (memory 1 1 shared)))
+const SHARED_IMPORT_WASM = Buffer.from('0061736d01000000020c01016d036d656d0203010101'.replace(/ /g, ''), 'hex');
+
+test('JSON echo of a POST body; 404 with a status text; logs arrive before handle() settles', async () => {
+  const b = worker(`export default { async fetch(req) {
+    if (req.method !== 'POST') return new Response('nothing here', { status: 404, statusText: 'Not Found' });
+    const body = await req.json(); console.info('got', body.n);
+    return Response.json({ echo: body, method: req.method, type: req.headers.get('Content-Type') }, { status: 201, statusText: 'Created' }) } }`);
+  const post = await run(b, { ...GET, method: 'POST', headers: [['content-type', 'application/json']], body: new TextEncoder().encode(JSON.stringify({ n: 1, s: 'zwölf ✓' })) });
+  assert.equal(post.res!.status, 201);
+  assert.equal(post.res!.statusText, 'Created');
+  assert.deepEqual(JSON.parse(text(post.res!.body)), { echo: { n: 1, s: 'zwölf ✓' }, method: 'POST', type: 'application/json' });
+  assert.deepEqual(post.logs.map((l) => [l.level, l.message]), [['info', 'got 1']]);
+  const missing = await run(b);
+  assert.equal(missing.res!.status, 404);
+  assert.equal(missing.res!.statusText, 'Not Found');
+  assert.equal(text(missing.res!.body), 'nothing here');
+});
+
+test('the Workers API surface: Headers, Response and Request bodies, URL, encoders, base64, structuredClone, microtasks', async () => {
+  const out = (await json(
+    worker(`export default { async fetch(req) {
+      const r = [];
+      const h = new Headers([['A', '1']]); h.append('a', '2'); h.set('B', 'x'); h.append('set-cookie', 'c=1'); h.append('set-cookie', 'd=2');
+      const seen = []; h.forEach((v, k) => seen.push(k + '=' + v));
+      r.push(h.get('A'), h.has('b'), [...h.keys()], seen, h.getSetCookie()); h.delete('a'); r.push(h.has('A'), [...h].length);
+      const fromBytes = new Response(new Uint8Array([104, 105]));
+      const fromBuffer = new Response(new Uint8Array([0, 255]).buffer);
+      const empty = new Response(null, { status: 204 });
+      r.push(await fromBytes.text(), [...new Uint8Array(await fromBuffer.arrayBuffer())], empty.body, empty.ok, fromBytes.ok, fromBytes.bodyUsed);
+      r.push(await new Response('{"a":[1]}').json(), new Response('x', { status: 500 }).ok);
+      const red = Response.redirect('https://example.com/a b', 307); r.push(red.status, red.headers.get('location'));
+      const q = new URL(req.url); q.searchParams.append('z', 'a b&c'); r.push(q.pathname, q.search, new URLSearchParams('a=1&a=2').getAll('a'));
+      r.push(new URL('../x?y#z', 'https://h.example/a/b/c').href, new URL('HTTP://EXAMPLE.com:80/%7e').href);
+      const enc = new TextEncoder().encode('€😀'); r.push([...enc], new TextDecoder().decode(enc), new TextDecoder().decode(new Uint8Array([0xff, 0x41])));
+      r.push(btoa('\\x00\\xff'), atob('AP8=').charCodeAt(1));
+      const orig = { m: new Map([[1, { d: new Date(5) }]]), s: new Set([1]), u: new Uint8Array([1, 2]) }; orig.self = orig;
+      const c = structuredClone(orig); r.push(c !== orig, c.self === c, c.m.get(1).d.getTime(), c.s.has(1), [...c.u]);
+      let micro = 0; queueMicrotask(() => micro++); await null; r.push(micro);
+      const fired = []; const t = setTimeout(() => fired.push('cleared one'), 1); clearTimeout(t); setTimeout(() => fired.push('kept'), 1);
+      await new Promise((res) => setTimeout(res, 20)); r.push(fired);
+      r.push(typeof crypto.randomUUID(), typeof self, typeof globalThis.process, typeof require);
+      return Response.json(r) } }`),
+  )) as unknown[];
+  assert.deepEqual(out, [
+    '1, 2', true, ['a', 'b', 'set-cookie', 'set-cookie'], ['a=1, 2', 'b=x', 'set-cookie=c=1', 'set-cookie=d=2'], ['c=1', 'd=2'], false, 3,
+    'hi', [0, 255], null, true, true, true,
+    { a: [1] }, false,
+    307, 'https://example.com/a%20b',
+    '/path', '?q=1&z=a+b%26c', ['1', '2'],
+    'https://h.example/a/x?y#z', 'http://example.com/%7e',
+    [226, 130, 172, 240, 159, 152, 128], '€😀', '\ufffdA',
+    'AP8=', 255,
+    true, true, 5, true, [1, 2],
+    1,
+    ['kept'],
+    'string', 'object', 'undefined', 'undefined',
+  ]);
+});
+
+test('wasm modules: compiled at load (default export a WebAssembly.Module); runtime bytes still refused, even disguised', async () => {
+  const out = await json(
+    worker(
+      `import mod from './add.wasm'; import raw from './add.bin';
+       export default { async fetch() {
+         const sync = new WebAssembly.Instance(mod).exports.add(2, 3);
+         const viaInstantiate = (await WebAssembly.instantiate(mod, {})).exports.add(4, 5);
+         const probe = async (f) => { try { await f(); return 'allowed' } catch (e) { return e.name } };
+         const disguised = new Uint8Array(raw); Object.setPrototypeOf(disguised, WebAssembly.Module.prototype);
+         return Response.json([sync, viaInstantiate, mod instanceof WebAssembly.Module, WebAssembly.Module.exports(mod)[0].name,
+           await probe(() => new WebAssembly.Module(raw)), await probe(() => WebAssembly.instantiate(raw)), await probe(() => WebAssembly.instantiate(disguised)),
+           typeof WebAssembly.compile, typeof WebAssembly.validate, typeof WebAssembly.compileStreaming, typeof WebAssembly.instantiateStreaming,
+           await probe(() => new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true })), new WebAssembly.Memory({ initial: 1 }).buffer.byteLength]) } }`,
+      {
+        modules: [
+          { name: 'add.wasm', type: 'wasm', content: ADD_WASM.toString('base64') },
+          { name: 'add.bin', type: 'data', content: ADD_WASM.toString('base64') },
+        ],
+      },
+    ),
+  );
+  assert.deepEqual(out, [5, 9, true, 'add', 'EvalError', 'EvalError', 'EvalError', 'undefined', 'undefined', 'undefined', 'undefined', 'TypeError', 65536]);
+});
+
+test('shared WebAssembly memory is refused: in shipped modules, in imports, and with --allow-eval at run time', async () => {
+  assert.match(wasmProblem(SHARED_MEMORY_WASM)!, /shared memory/);
+  assert.match(wasmProblem(SHARED_IMPORT_WASM)!, /shared memory/);
+  assert.equal(wasmProblem(MEMORY_WASM), null);
+  assert.equal(wasmProblem(ADD_WASM), null);
+  assert.match(wasmProblem(ADD_WASM.subarray(0, 20))!, /malformed|truncated/);
+  const shipped = await run(worker(`import m from './s.wasm'; export default { fetch() { return new Response('loaded') } }`, { modules: [{ name: 's.wasm', type: 'wasm', content: SHARED_MEMORY_WASM.toString('base64') }] }));
+  assert.equal(shipped.error!.status, 500);
+  assert.equal(shipped.error!.message, 'worker failed to load');
+  assert.match(shipped.error!.detail, /s\.wasm: the module declares shared memory/);
+  const evalOk = await json(
+    worker(
+      `import raw from './s.bin'; import plain from './m.bin';
+       export default { async fetch() {
+         const probe = async (f) => { try { await f(); return 'allowed' } catch (e) { return e.name } };
+         return Response.json([await probe(() => new WebAssembly.Module(raw)), await probe(() => WebAssembly.compile(raw)), await probe(() => WebAssembly.instantiate(raw)),
+           WebAssembly.validate(raw), await probe(() => new WebAssembly.Module(plain)), WebAssembly.validate(plain), typeof SharedArrayBuffer]) } }`,
+      {
+        allowEval: true,
+        modules: [
+          { name: 's.bin', type: 'data', content: SHARED_MEMORY_WASM.toString('base64') },
+          { name: 'm.bin', type: 'data', content: MEMORY_WASM.toString('base64') },
+        ],
+      },
+    ),
+  );
+  assert.deepEqual(evalOk, ['CompileError', 'CompileError', 'CompileError', false, 'allowed', true, 'undefined']);
+});
+
+test('the frozen clock cannot be side-stepped (no original Date reachable); Error.prepareStackTrace sees no bootstrap function', async () => {
+  const out = await json(
+    worker(`export default { async fetch() {
+      const t = Date.now(); let x = 0; for (let i = 0; i < 2e7; i++) x += i;
+      const P = Object.getPrototypeOf(Date);
+      const clock = [P === Function.prototype, Date.prototype.constructor === Date, Reflect.construct(Date, []).getTime() === t,
+        new (Date.prototype.constructor)().getTime() === t, typeof Date.parse('2020-01-01'), Date.UTC(2020, 0) > 0, new Date(0).getTime(), Date.length,
+        typeof Date(), String(new Date(t)) === Date(), x > 0];
+      // A built-in that throws when the bootstrap calls it (a timer callback): the error's frames are
+      // JSON.parse and the bootstrap's timer dispatcher, which would hand over its function if it were sloppy.
+      const leaked = [];
+      let frames = 0;
+      Error.prepareStackTrace = (e, fs) => { frames += fs.length; for (const f of fs) if (f.getFunction()) leaked.push(f.getFunctionName()); return 'x' };
+      await new Promise((r) => { setTimeout(JSON.parse, 1, '{bad'); setTimeout(r, 5) });
+      structuredClone({ get a() { new Error().stack; return 1 } });
+      delete Error.prepareStackTrace;
+      return Response.json([...clock, leaked, frames >= 3]) } }`),
+  );
+  assert.deepEqual(out, [true, true, true, true, 'number', true, 0, 7, 'string', true, true, [], true]);
+});
+
+test('errors from host callbacks reach the tenant without host stacks, synchronous and asynchronous', async () => {
+  const caps: CapabilityHost = {
+    async call(handle, method) {
+      throw new Error(`refused ${handle}.${method}`); // this Error's stack names /work/... and node:internal frames
+    },
+  };
+  const out = (await json(
+    worker(
+      `export default { async fetch(req, env) {
+        const r = [];
+        try { await fetch('https://example.com/') } catch (e) { r.push(e.name, e.message, String(e.stack)) }
+        try { env.STORE.sql.exec('select 1') } catch (e) { r.push(e.name, e.message, String(e.stack)) }
+        try { crypto.getRandomValues(new Float64Array(1)) } catch (e) { r.push(e.name, String(e.stack)) }
+        return Response.json(r) } }`,
+      { bindings: [{ type: 'storage', name: 'STORE' }] },
+    ),
+    GET,
+    caps,
+  )) as string[];
+  assert.equal(out[0], 'TypeError');
+  assert.equal(out[1], 'refused $fetch.fetch');
+  assert.equal(out[3], 'Error');
+  assert.equal(out[4], 'refused STORE.exec');
+  for (const s of out) {
+    assert.doesNotMatch(s, /\/work\/|node:internal|file:\/\//, s);
+  }
+});
+
+test('timers belong to the request: pending ones are dropped when it ends, waitUntil keeps them alive until it settles', async () => {
+  const b = worker(`export default { async fetch(req, env, ctx) {
+    const p = new URL(req.url).pathname;
+    if (p === '/forgotten') { setTimeout(() => console.log('late timeout'), 30); setInterval(() => console.log('late interval'), 10); return new Response('sent') }
+    if (p === '/wait') { ctx.waitUntil(new Promise((r) => setTimeout(() => { console.log('waited'); r() }, 30))); return new Response('sent') }
+    return new Response('other') } }`);
+  const logs: LogEntry[] = [];
+  const hooks = { log: (e: LogEntry[]) => logs.push(...e) };
+  assert.equal(text((await rt.handle(b, { ...GET, url: 'http://x.test/forgotten' }, hooks)).body), 'sent');
+  await sleep(120);
+  assert.equal(logs.length, 0, 'no timer of an ended request fires');
+  assert.equal(text((await rt.handle(b, { ...GET, url: 'http://x.test/wait' }, hooks)).body), 'sent');
+  await sleep(120);
+  assert.deepEqual(logs.map((l) => l.message), ['waited']);
+  const global = await run(worker(`setTimeout(() => {}, 1); export default { fetch() { return new Response('x') } }`));
+  assert.equal(global.error!.status, 500);
+  assert.match(global.error!.detail, /not in global scope/);
+});
+
+test('a reply to a fetch that outlives its request is never delivered (no tenant code runs outside a request)', async () => {
+  const caps: CapabilityHost = {
+    async call() {
+      await sleep(80);
+      return { status: 200, statusText: 'OK', headers: [], body: null, url: 'https://example.com/', redirected: false };
+    },
+  };
+  const b = worker(`export default { fetch() { fetch('https://example.com/').then(() => console.log('continuation ran'), (e) => console.log('rejected', e.message)); return new Response('early') } }`);
+  const logs: LogEntry[] = [];
+  const res = await rt.handle(b, GET, { log: (e) => logs.push(...e), capabilities: caps });
+  assert.equal(text(res.body), 'early');
+  await sleep(200);
+  assert.equal(logs.length, 0, logs.map((l) => l.message).join('\n'));
+  const awaited = await json(
+    worker(`export default { async fetch() { const t0 = Date.now(); const r = await fetch('https://example.com/'); return Response.json([r.status, Date.now() - t0 >= 70]) } }`),
+    GET,
+    caps,
+  );
+  assert.deepEqual(awaited, [200, true], 'an awaited reply arrives and moves the clock');
+});
+
+test('CPU spent after the response (microtasks, waitUntil) is still watched; a hung waitUntil only ends at the wall deadline', async () => {
+  const ticks: number[] = [];
+  const ticker = setInterval(() => ticks.push(Date.now()), 20);
+  const micro = await run(worker(`export default { fetch() { queueMicrotask(() => { while (true) {} }); return new Response('x') } }`, { limits: { cpuMs: 150 } }));
+  assert.equal(micro.error?.status, 503, 'microtasks run before the response leaves the isolate');
+  const b = worker(`export default { fetch(req, env, ctx) {
+    if (req.url.endsWith('spin')) ctx.waitUntil(new Promise((r) => setTimeout(r, 5)).then(() => { while (true) {} }));
+    if (req.url.endsWith('hang')) ctx.waitUntil(new Promise(() => {}));
+    return new Response('ok') } }`, { limits: { cpuMs: 150, wallMs: 400 } });
+  const logs: LogEntry[] = [];
+  const hooks = { log: (e: LogEntry[]) => logs.push(...e) };
+  const spin = await rt.handle(b, { ...GET, url: 'http://x.test/spin' }, hooks);
+  assert.equal(text(spin.body), 'ok');
+  await sleep(400);
+  clearInterval(ticker);
+  assert.ok(ticks.length >= 15, `the host event loop kept running (${ticks.length} ticks)`);
+  assert.match(logs.map((l) => l.message).join('\n'), /CPU time limit of 150 ms/);
+  assert.equal(text((await rt.handle(b, GET, hooks)).body), 'ok', 'recreated');
+  const hang = await rt.handle(b, { ...GET, url: 'http://x.test/hang' }, hooks);
+  assert.equal(text(hang.body), 'ok');
+  const before = rt.stats().isolates;
+  await sleep(500);
+  assert.equal(text((await rt.handle(b, GET, hooks)).body), 'ok');
+  assert.equal(rt.stats().isolates, before, 'the isolate was kept: waiting was abandoned, nothing killed');
+});
+
+test('a tenant that patches the built-ins the runtime uses cannot stall the host or smuggle objects out', async () => {
+  // Patched once the Response exists, so what is measured is the serialiser (a tenant that breaks
+  // the globals before that only breaks its own Request and Response objects, inside its own limits).
+  const patched = worker(`
+    export default { fetch(req, env, ctx) {
+      const response = new Response('still fine', { headers: { 'x-a': 'b' } });
+      const TA = Object.getPrototypeOf(Uint8Array.prototype);
+      Object.defineProperty(TA, 'buffer', { get() { return { slice() { return { get byteLength() { while (true) {} } } } } } });
+      Object.defineProperty(TA, 'byteLength', { get() { while (true) {} } });
+      ArrayBuffer.prototype.slice = function () { while (true) {} };
+      Uint8Array.prototype.set = function () { while (true) {} };
+      JSON.stringify = () => { while (true) {} };
+      Object.getPrototypeOf(Response).peek = () => { while (true) {} };
+      Headers.raw = () => { while (true) {} };
+      Array.prototype.map = function () { while (true) {} };
+      Promise.allSettled = () => { while (true) {} };
+      ctx.waitUntil(1);
+      return response } }`);
+  const ok = await run(patched, GET);
+  assert.equal(ok.error, undefined, ok.error?.detail);
+  assert.equal(text(ok.res!.body), 'still fine');
+  assert.deepEqual(ok.res!.headers, [['x-a', 'b'], ['content-type', 'text/plain;charset=UTF-8']]);
+  const ticks: number[] = [];
+  const ticker = setInterval(() => ticks.push(Date.now()), 20);
+  const getter = await run(worker(`export default { fetch() { const r = new Response('x'); Object.defineProperty(r, 'statusText', { get() { return { toString() { while (true) {} } } } }); return r } }`, { limits: { cpuMs: 200 } }));
+  clearInterval(ticker);
+  assert.equal(getter.error!.status, 503);
+  assert.ok(ticks.length >= 5, 'the host event loop kept running');
+  const bad = await run(worker(`export default { fetch() { const r = new Response('x'); Object.defineProperty(r, 'status', { value: 1000 }); return r } }`));
+  assert.equal(bad.error!.status, 500);
+  assert.equal(bad.error!.message, 'worker returned an invalid response');
+  const fake = await run(worker(`export default { fetch() { Object.defineProperty(Response, Symbol.hasInstance, { value: () => true }); return { status: 200, headers: new Headers(), body: null } } }`));
+  assert.equal(fake.error!.message, 'worker did not return a Response');
+});
+
+test('the isolate cache: warm reuse, evict, LRU beyond maxIsolates, eviction mid-request answers 503 and the next request works', async () => {
+  const small = new WorkerRuntime({ maxIsolates: 2 });
+  try {
+    const counter = (id: string) => ({ ...worker(`let n = 0; export default { async fetch(req) { if (req.url.endsWith('slow')) await new Promise((r) => setTimeout(r, 200)); return new Response(String(++n)) } }`), workerId: `lru/${id}` });
+    const [a, b, c] = [counter('a'), counter('b'), counter('c')];
+    const hit = async (w: WorkerBundle, url = GET.url) => text((await small.handle(w, { ...GET, url }, { log: () => {} })).body);
+    assert.equal(await hit(a), '1');
+    assert.equal(await hit(a), '2', 'warm: module state survives between requests');
+    assert.equal(await hit(b), '1');
+    assert.equal(await hit(c), '1');
+    assert.equal(small.stats().isolates, 2);
+    assert.equal(await hit(a), '1', 'a was the least recently used: recreated');
+    small.evict('lru/a');
+    assert.equal(await hit(a), '1', 'evicted: recreated');
+    const slow = hit(a, 'http://x.test/slow').then(
+      () => undefined,
+      (e: WorkerError) => e,
+    );
+    await sleep(50);
+    small.evict('lru/a', a.version);
+    const err = await slow;
+    assert.ok(err instanceof WorkerError);
+    assert.equal(err.status, 503);
+    assert.match(err.message, /unloaded/);
+    assert.equal(await hit(a), '1');
+  } finally {
+    small.dispose();
+  }
+});
+
+test('class entrypoints: export default class extends WorkerEntrypoint gets ctx and env', async () => {
+  const out = await json(
+    worker(
+      `import { WorkerEntrypoint } from 'cloudflare:workers';
+       export default class extends WorkerEntrypoint { async fetch(request) { return Response.json([this.env.GREETING, typeof this.ctx.waitUntil, request.method, this instanceof WorkerEntrypoint]) } }`,
+      { vars: { GREETING: 'hello' } },
+    ),
+  );
+  assert.deepEqual(out, ['hello', 'function', 'GET', true]);
+});
+
+test('a hostile Error.prepareStackTrace runs inside the isolate, under the watchdog, at load and per request', async () => {
+  const ticks: number[] = [];
+  const ticker = setInterval(() => ticks.push(Date.now()), 20);
+  const atLoad = await run(worker(`Error.prepareStackTrace = () => { while (true) {} }; throw new Error('x'); export default {}`, { limits: { cpuMs: 200 } }));
+  const perRequest = await run(
+    worker(`export default { fetch() { Error.prepareStackTrace = () => { while (true) {} }; throw new Error('x') } }`, { limits: { cpuMs: 200 } }),
+  );
+  clearInterval(ticker);
+  assert.equal(atLoad.error!.status, 503, atLoad.error!.detail);
+  assert.equal(perRequest.error!.status, 503, perRequest.error!.detail);
+  assert.ok(ticks.length >= 10, `the host event loop kept running (${ticks.length} ticks)`);
+  // A stack that is not a string must not trip the host into logging its own stack instead.
+  for (const where of ['load', 'request']) {
+    const code = `Error.prepareStackTrace = () => ({ not: 'a string' }); throw new Error('odd stack')`;
+    const r = await run(worker(where === 'load' ? `${code}; export default {}` : `export default { fetch() { ${code} } }`));
+    assert.equal(r.error!.status, 500);
+    assert.match(r.error!.detail, /odd stack/);
+    const logged = r.logs.map((l) => l.message).join('\n');
+    assert.match(logged, /odd stack/);
+    assert.doesNotMatch(`${r.error!.detail}\n${logged}`, /\/work\/|node:internal|file:\/\//);
+  }
+});
