@@ -7,22 +7,13 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Resolver } from 'node:dns/promises';
-import { MAX_BODY, type WireResponse } from '../../schemas/http.ts';
+import { MAX_BODY } from '../../schemas/http.ts';
+import type { FetchRequest, FetchResponse } from '../../schemas/capabilities.ts';
 import { EgressDenied, parseTarget, pin, type Pinned, type WorkerPolicy } from './policy.ts';
 import type { HttpCache } from './cache.ts';
 
-export interface OutboundRequest {
-  method: string;
-  url: string;
-  headers: [string, string][];
-  body: Uint8Array | null;
-  redirect: 'follow' | 'manual' | 'error';
-}
-
-export interface OutboundResponse extends WireResponse {
-  url: string;
-  redirected: boolean;
-}
+export type OutboundRequest = FetchRequest;
+export type OutboundResponse = FetchResponse;
 
 const MAX_REDIRECTS = 20;
 const TIMEOUT_MS = 30_000;

@@ -7,28 +7,14 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkerRuntime, WorkerError, type CapabilityHost } from './index.ts';
 import { wasmProblem } from './bootstrap/wasm.ts';
-import type { WorkerBundle, WorkerModule } from '../../../schemas/worker.ts';
+import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import type { WireRequest } from '../../../schemas/http.ts';
+import { GET, text, worker } from './testing/fixtures.ts';
 
 const rt = new WorkerRuntime();
 after(() => rt.dispose());
 
-let n = 0;
-function worker(main: string, opts: { modules?: WorkerModule[]; limits?: Partial<WorkerBundle['limits']>; vars?: Record<string, string>; allowEval?: boolean; bindings?: WorkerBundle['bindings'] } = {}): WorkerBundle {
-  return {
-    workerId: `h/w${++n}`,
-    version: 'b'.repeat(64),
-    mainModule: 'worker.js',
-    modules: [{ name: 'worker.js', type: 'esm', content: main }, ...(opts.modules ?? [])],
-    limits: { cpuMs: 300, wallMs: 3000, memoryMb: 64, ...opts.limits },
-    vars: opts.vars ?? {},
-    bindings: opts.bindings ?? [],
-    ...(opts.allowEval ? { allowEval: true } : {}),
-  };
-}
-const GET: WireRequest = { method: 'GET', url: 'http://example.test/path?q=1', headers: [['x-in', 'v']], body: null };
-const text = (b: Uint8Array | null) => new TextDecoder().decode(b ?? new Uint8Array());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One request; logs are read right when handle() settles (they are delivered before it does). */
