@@ -46,7 +46,8 @@ const config :Workerd.Config = (
 const hello :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2026-11-01" );
 `,
   );
-  const workerd = spawn(join(ROOT, 'node_modules/.bin/workerd'), ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
+  // The real workerd binary, from its npm package for this platform.
+  const workerd = spawn(join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd'), ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
   const floor = createServer((_req, res) => res.end('Hello, world! (from a plain Node server)\n'));
   await new Promise<void>((r) => floor.listen(0, '127.0.0.1', () => r()));
   const mesh = await startTestMesh();
