@@ -9,7 +9,7 @@
  * are never delivered, so no tenant code runs outside a request and its watchdog.
  */
 import ivm from 'isolated-vm';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
@@ -43,6 +43,8 @@ export class WorkerError extends Error {
 }
 
 const WATCHDOG_MS = 10;
+const DIGESTS: Record<string, string> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
+const MAX_DIGEST_INPUT = 64 * 1024 * 1024;
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
 const END_GRACE_MS = 1000;
 const MAX_LOG_BUFFER = 1000;
@@ -167,6 +169,18 @@ export class WorkerInstance {
         hostCallback((n: number) => {
           const b = randomBytes(Math.max(0, Math.min(65536, Number(n) | 0)));
           return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+        }),
+      ),
+    );
+    // crypto.subtle.digest, performed by the host on a copy of the bytes (names checked in the isolate and here).
+    await jail.set(
+      '__cordonDigest',
+      new ivm.Callback(
+        hostCallback((algorithm: string, data: ArrayBuffer) => {
+          const name = DIGESTS[algorithm];
+          if (!name || !(data instanceof ArrayBuffer) || data.byteLength > MAX_DIGEST_INPUT) throw new Error('digest: unsupported algorithm or input');
+          const d = createHash(name).update(new Uint8Array(data)).digest();
+          return d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength);
         }),
       ),
     );

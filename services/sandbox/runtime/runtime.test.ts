@@ -199,6 +199,21 @@ test('crypto: getRandomValues and randomUUID; timers fire and advance the clock'
   assert.deepEqual(JSON.parse(text(res!.body)), [true, true, true]);
 });
 
+test('crypto.subtle.digest: SHA-1/256/384/512 by the host, with clear errors for anything else', async () => {
+  const { res, error } = await run(
+    worker(`export default { async fetch() {
+      const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
+      const data = new TextEncoder().encode('abc');
+      const out = [];
+      for (const alg of ['SHA-1', 'sha-256', { name: 'SHA-384' }, 'SHA-512']) out.push(hex(await crypto.subtle.digest(alg, data)).slice(0, 16));
+      let err = '';
+      try { await crypto.subtle.digest('MD5', data) } catch (e) { err = e.name }
+      return Response.json([out, err]) } }`),
+  );
+  assert.equal(error, undefined, error?.detail);
+  assert.deepEqual(JSON.parse(text(res!.body)), [['a9993e364706816a', 'ba7816bf8f01cfea', 'cb00753f45a35e8b', 'ddaf35a193617aba'], 'NotSupportedError']);
+});
+
 test('a response body over 8 MiB is refused', async () => {
   const { error } = await run(worker(`export default { fetch() { return new Response(new Uint8Array(9 * 1024 * 1024)) } }`, { limits: { memoryMb: 128 } }));
   assert.equal(error!.status, 500);
