@@ -214,6 +214,31 @@ test('crypto.subtle.digest: SHA-1/256/384/512 by the host, with clear errors for
   assert.deepEqual(JSON.parse(text(res!.body)), [['a9993e364706816a', 'ba7816bf8f01cfea', 'cb00753f45a35e8b', 'ddaf35a193617aba'], 'NotSupportedError']);
 });
 
+test('Event/EventTarget, AbortController/AbortSignal and web streams', async () => {
+  const { res, error } = await run(
+    worker(`export default { async fetch() {
+      const out = [];
+      const t = new EventTarget();
+      t.addEventListener('ping', (e) => out.push('got ' + e.type));
+      t.dispatchEvent(new Event('ping'));
+      const c = new AbortController();
+      c.signal.addEventListener('abort', () => out.push('aborted ' + c.signal.reason.name));
+      c.abort();
+      out.push(c.signal.aborted, AbortSignal.abort('why').reason);
+      try { new AbortSignal() } catch (e) { out.push(e.name) }
+      const rs = new ReadableStream({ start(ctl) { ctl.enqueue('a'); ctl.enqueue('b'); ctl.close(); } });
+      const upper = rs.pipeThrough(new TransformStream({ transform(chunk, ctl) { ctl.enqueue(chunk.toUpperCase()) } }));
+      const reader = upper.getReader();
+      for (let r = await reader.read(); !r.done; r = await reader.read()) out.push(r.value);
+      const seen = [];
+      const ws = new WritableStream({ write(chunk) { seen.push(chunk) } });
+      const w = ws.getWriter(); await w.write(1); await w.close(); out.push(seen[0]);
+      return Response.json(out) } }`),
+  );
+  assert.equal(error, undefined, error?.detail);
+  assert.deepEqual(JSON.parse(text(res!.body)), ['got ping', 'aborted AbortError', true, 'why', 'TypeError', 'A', 'B', 1]);
+});
+
 test('a response body over 8 MiB is refused', async () => {
   const { error } = await run(worker(`export default { fetch() { return new Response(new Uint8Array(9 * 1024 * 1024)) } }`, { limits: { memoryMb: 128 } }));
   assert.equal(error!.status, 500);
