@@ -1,13 +1,40 @@
-/** The bootstrap, bundled once per process (esbuild) into one script compiled into every context. */
-import { buildSync } from 'esbuild';
+/**
+ * The bootstrap, bundled once per process with esbuild, in two halves:
+ * - `libs` (bootstrap/libs.ts) is evaluated once into an isolated-vm start-up snapshot;
+ * - `init` (bootstrap/index.ts) runs in every new context; its imports of the library modules are
+ *   resolved to the objects the snapshot left in `__cordonLibs`, so it is small and quick to compile.
+ */
+import { build, type Plugin } from 'esbuild';
 import { fileURLToPath } from 'node:url';
+import ivm from 'isolated-vm';
+import * as encoding from './bootstrap/encoding.ts';
+import * as fetchApi from './bootstrap/fetch-api.ts';
+import * as web from './bootstrap/web-globals.ts';
 
-let cached: string | undefined;
+const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
+const FROM_SNAPSHOT: Record<string, string[]> = {
+  './encoding.ts': Object.keys(encoding).map((k) => `encoding.${k}`),
+  './fetch-api.ts': Object.keys(fetchApi).map((k) => `fetchApi.${k}`),
+  './web-globals.ts': Object.keys(web).map((k) => `web.${k}`),
+  './install-encoding.ts': [],
+};
 
-export function bootstrapSource(): string {
-  if (cached) return cached;
-  const result = buildSync({
-    entryPoints: [fileURLToPath(new URL('./bootstrap/index.ts', import.meta.url))],
+/** In the init half, the library modules are the snapshot's objects, not new copies. */
+const fromSnapshot: Plugin = {
+  name: 'cordon-from-snapshot',
+  setup(build) {
+    build.onResolve({ filter: /^\.\/(encoding|fetch-api|web-globals|install-encoding)\.ts$/ }, (args) => ({ path: args.path, namespace: 'snapshot' }));
+    build.onLoad({ filter: /.*/, namespace: 'snapshot' }, (args) => {
+      const names = FROM_SNAPSHOT[args.path]!;
+      const lines = names.map((n) => `export const ${n.split('.')[1]} = globalThis.__cordonLibs.${n};`);
+      return { contents: lines.join('\n') || 'export {};', loader: 'js' };
+    });
+  },
+};
+
+async function bundle(entry: string, plugins: Plugin[]): Promise<string> {
+  const result = await build({
+    entryPoints: [dir + entry],
     bundle: true,
     format: 'iife',
     platform: 'neutral',
@@ -17,10 +44,26 @@ export function bootstrapSource(): string {
     legalComments: 'none',
     minifyWhitespace: true,
     logLevel: 'silent',
+    plugins,
     // Strict mode for all of it: no sloppy-mode frame hands its function to a tenant's
     // Error.prepareStackTrace (CallSite.getFunction()).
     banner: { js: '"use strict";' },
   });
-  cached = result.outputFiles[0]!.text;
+  return result.outputFiles[0]!.text;
+}
+
+export interface Bootstrap {
+  snapshot: ivm.ExternalCopy<ArrayBuffer>;
+  init: string;
+}
+
+let cached: Promise<Bootstrap> | undefined;
+
+/** Built once per process; every isolate starts from the snapshot and runs `init` in its context. */
+export function bootstrap(): Promise<Bootstrap> {
+  cached ??= (async () => {
+    const [libs, init] = await Promise.all([bundle('libs.ts', []), bundle('index.ts', [fromSnapshot])]);
+    return { snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }]), init };
+  })();
   return cached;
 }

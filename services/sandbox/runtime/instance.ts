@@ -14,7 +14,7 @@ import { z } from 'zod';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { Headers as WireHeaders, MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
-import { bootstrapSource } from './bootstrap-bundle.ts';
+import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
 import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
 
@@ -129,13 +129,16 @@ export class WorkerInstance {
   #flushScheduled = false;
   lastUsed = Date.now();
 
-  private constructor(bundle: WorkerBundle, onCatastrophe: (message: string) => void) {
+  readonly #initSource: string;
+
+  private constructor(bundle: WorkerBundle, onCatastrophe: (message: string) => void, boot: Bootstrap) {
     this.bundle = bundle;
-    this.#isolate = new ivm.Isolate({ memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe });
+    this.#initSource = boot.init;
+    this.#isolate = new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe });
   }
 
   static async create(bundle: WorkerBundle, onCatastrophe: (message: string) => void): Promise<WorkerInstance> {
-    const w = new WorkerInstance(bundle, onCatastrophe);
+    const w = new WorkerInstance(bundle, onCatastrophe, await bootstrap());
     try {
       await w.#init(bundle.allowEval === true);
     } catch (e) {
@@ -189,7 +192,7 @@ export class WorkerInstance {
     this.#capRef = new ivm.Reference((handle: string, method: string, args: string) => this.#capCall(handle, method, args));
     await jail.set('__cordonCapCall', this.#capRef);
     await jail.set('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD }));
-    const script = await this.#isolate.compileScript(bootstrapSource(), { filename: 'cordon:bootstrap' });
+    const script = await this.#isolate.compileScript(this.#initSource, { filename: 'cordon:bootstrap' });
     try {
       await script.run(context, { timeout: 5000 });
     } finally {

@@ -25,6 +25,7 @@ interface HostCallbacks {
 }
 
 const g = globalThis as Record<string, unknown>;
+delete g.__cordonLibs; // read by the imports above (the snapshot's library objects); gone before tenant code
 function take(name: string): unknown {
   const v = g[name];
   delete g[name];

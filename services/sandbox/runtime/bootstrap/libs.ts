@@ -1,0 +1,19 @@
+/**
+ * The library half of the bootstrap: pure definitions (Web API classes, whatwg-url, streams, events),
+ * evaluated once into the start-up snapshot every isolate is created from, so a new isolate does not
+ * parse and run half a megabyte of library code. Nothing here touches the host or locks anything
+ * down: V8 re-creates some globals in each context made from a snapshot, so everything that must
+ * hold per context runs in the init half (index.ts), which reads these modules from `__cordonLibs`.
+ */
+import './snapshot-placeholders.ts';
+import './install-encoding.ts';
+import * as encoding from './encoding.ts';
+import * as fetchApi from './fetch-api.ts';
+import * as web from './web-globals.ts';
+
+const g = globalThis as Record<string, unknown>;
+if (g.__cordonPlaceholderSAB) {
+  delete g.SharedArrayBuffer;
+  delete g.__cordonPlaceholderSAB;
+}
+Object.defineProperty(globalThis, '__cordonLibs', { value: { encoding, fetchApi, web }, configurable: true, enumerable: false, writable: false });

@@ -1,0 +1,18 @@
+/**
+ * A context being snapshotted has no SharedArrayBuffer (V8 adds it to each context later), but
+ * webidl-conversions (under whatwg-url) reads `SharedArrayBuffer.prototype` while it loads. It gets a
+ * stand-in with the two getters it captures; libs.ts removes the stand-in once the libraries are
+ * loaded, and the per-context lockdown deletes the real one.
+ */
+const g = globalThis as Record<string, unknown>;
+if (typeof g.SharedArrayBuffer === 'undefined') {
+  g.SharedArrayBuffer = class SharedArrayBuffer {
+    get byteLength(): number {
+      throw new TypeError('not a SharedArrayBuffer');
+    }
+    get growable(): boolean {
+      throw new TypeError('not a SharedArrayBuffer');
+    }
+  };
+  g.__cordonPlaceholderSAB = true;
+}
