@@ -239,6 +239,30 @@ test('Event/EventTarget, AbortController/AbortSignal and web streams', async () 
   assert.deepEqual(JSON.parse(text(res!.body)), ['got ping', 'aborted AbortError', true, 'why', 'TypeError', 'A', 'B', 1]);
 });
 
+test('Blob, File and FormData: as bodies (multipart, urlencoded) and parsed back by formData()', async () => {
+  const { res, error } = await run(
+    worker(`export default { async fetch(request) {
+      const out = [];
+      const b = new Blob(['ab', new Uint8Array([99]), new Blob(['d'])], { type: 'Text/Plain' });
+      out.push(b.size, b.type, await b.text(), await b.slice(1, 3).text());
+      const form = new FormData();
+      form.append('a', '1');
+      form.append('a', '2');
+      form.append('f', new Blob([new Uint8Array([0, 255, 10])], { type: 'application/x-bin' }), 'x.bin');
+      const req = new Request('http://x/', { method: 'POST', body: form });
+      out.push(req.headers.get('content-type').startsWith('multipart/form-data; boundary='));
+      const back = await req.formData();
+      const f = back.get('f');
+      out.push(back.getAll('a'), f.name, f.type, [...new Uint8Array(await f.arrayBuffer())]);
+      const posted = await request.formData();
+      out.push(posted.get('q'));
+      return Response.json(out) } }`),
+    { method: 'POST', url: 'http://example.test/', headers: [['content-type', 'application/x-www-form-urlencoded']], body: new TextEncoder().encode('q=hello+world') },
+  );
+  assert.equal(error, undefined, error?.detail);
+  assert.deepEqual(JSON.parse(text(res!.body)), [4, 'text/plain', 'abcd', 'bc', true, ['1', '2'], 'x.bin', 'application/x-bin', [0, 255, 10], 'hello world']);
+});
+
 test('a response body over 8 MiB is refused', async () => {
   const { error } = await run(worker(`export default { fetch() { return new Response(new Uint8Array(9 * 1024 * 1024)) } }`, { limits: { memoryMb: 128 } }));
   assert.equal(error!.status, 500);

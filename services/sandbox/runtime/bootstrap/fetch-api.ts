@@ -100,7 +100,163 @@ export class Headers {
   }
 }
 
-export type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams | null | undefined;
+type BlobPart = string | ArrayBuffer | ArrayBufferView | Blob;
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new U8(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+export class Blob {
+  readonly #bytes: Uint8Array;
+  readonly #type: string;
+  constructor(parts: BlobPart[] = [], options: { type?: string } = {}) {
+    this.#bytes = concat(
+      [...parts].map((p) => {
+        if (p instanceof Blob) return p.#bytes;
+        if (p instanceof ArrayBuffer) return new U8(p.slice(0));
+        if (ArrayBuffer.isView(p)) return new U8(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength) as ArrayBuffer);
+        return encoder.encode(String(p));
+      }),
+    );
+    const type = String(options.type ?? '');
+    this.#type = /^[\x20-\x7e]*$/.test(type) ? type.toLowerCase() : '';
+  }
+  get size(): number {
+    return this.#bytes.byteLength;
+  }
+  get type(): string {
+    return this.#type;
+  }
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    return this.#bytes.slice().buffer as ArrayBuffer;
+  }
+  async bytes(): Promise<Uint8Array> {
+    return this.#bytes.slice();
+  }
+  async text(): Promise<string> {
+    return decoder.decode(this.#bytes);
+  }
+  slice(start = 0, end = this.size, type = ''): Blob {
+    return new Blob([this.#bytes.slice(start, end)], { type });
+  }
+  /** The bytes, for the runtime. */
+  static peek(b: Blob): Uint8Array {
+    return b.#bytes;
+  }
+}
+
+export class File extends Blob {
+  readonly name: string;
+  readonly lastModified: number;
+  constructor(parts: BlobPart[], name: string, options: { type?: string; lastModified?: number } = {}) {
+    super(parts, options);
+    this.name = String(name);
+    this.lastModified = options.lastModified ?? Date.now();
+  }
+}
+
+type FormValue = string | File;
+
+export class FormData {
+  #entries: [string, FormValue][] = [];
+  #value(value: unknown, filename?: string): FormValue {
+    if (value instanceof Blob) return value instanceof File && filename === undefined ? value : new File([value], filename ?? 'blob', { type: value.type });
+    return String(value);
+  }
+  append(name: string, value: unknown, filename?: string): void {
+    this.#entries.push([String(name), this.#value(value, filename)]);
+  }
+  set(name: string, value: unknown, filename?: string): void {
+    const n = String(name);
+    const i = this.#entries.findIndex(([k]) => k === n);
+    this.#entries = this.#entries.filter(([k], j) => k !== n || j === i);
+    if (i < 0) this.append(n, value, filename);
+    else this.#entries[this.#entries.findIndex(([k]) => k === n)] = [n, this.#value(value, filename)];
+  }
+  get(name: string): FormValue | null {
+    return this.#entries.find(([k]) => k === String(name))?.[1] ?? null;
+  }
+  getAll(name: string): FormValue[] {
+    return this.#entries.filter(([k]) => k === String(name)).map(([, v]) => v);
+  }
+  has(name: string): boolean {
+    return this.#entries.some(([k]) => k === String(name));
+  }
+  delete(name: string): void {
+    this.#entries = this.#entries.filter(([k]) => k !== String(name));
+  }
+  *entries(): IterableIterator<[string, FormValue]> {
+    yield* this.#entries.map(([k, v]) => [k, v] as [string, FormValue]);
+  }
+  *keys(): IterableIterator<string> {
+    for (const [k] of this.#entries) yield k;
+  }
+  *values(): IterableIterator<FormValue> {
+    for (const [, v] of this.#entries) yield v;
+  }
+  forEach(fn: (value: FormValue, name: string, form: FormData) => void, thisArg?: unknown): void {
+    for (const [k, v] of this.#entries) fn.call(thisArg, v, k, this);
+  }
+  [Symbol.iterator](): IterableIterator<[string, FormValue]> {
+    return this.entries();
+  }
+}
+
+const quote = (s: string) => s.replace(/[\r\n"]/g, (c) => (c === '"' ? '%22' : c === '\r' ? '%0D' : '%0A'));
+
+/** multipart/form-data, as the HTML standard encodes it. */
+function encodeMultipart(form: FormData): { bytes: Uint8Array; type: string } {
+  let boundary = '----cordon';
+  for (let i = 0; i < 24; i++) boundary += '0123456789abcdef'[Math.floor(Math.random() * 16)];
+  const chunks: Uint8Array[] = [];
+  for (const [name, value] of form) {
+    let head = `--${boundary}\r\nContent-Disposition: form-data; name="${quote(name)}"`;
+    if (typeof value === 'string') {
+      chunks.push(encoder.encode(`${head}\r\n\r\n${value.replace(/\r?\n|\r/g, '\r\n')}\r\n`));
+    } else {
+      head += `; filename="${quote(value.name)}"\r\nContent-Type: ${value.type || 'application/octet-stream'}\r\n\r\n`;
+      chunks.push(encoder.encode(head), Blob.peek(value), encoder.encode('\r\n'));
+    }
+  }
+  chunks.push(encoder.encode(`--${boundary}--\r\n`));
+  return { bytes: concat(chunks), type: `multipart/form-data; boundary=${boundary}` };
+}
+
+/** Parse a multipart/form-data or urlencoded body (the two kinds `formData()` accepts). */
+function decodeForm(bytes: Uint8Array, contentType: string): FormData {
+  const form = new FormData();
+  if (/^application\/x-www-form-urlencoded/i.test(contentType)) {
+    for (const [k, v] of new URLSearchParams(decoder.decode(bytes))) form.append(k, v);
+    return form;
+  }
+  const boundary = /^multipart\/form-data;.*boundary="?([^";]+)"?/i.exec(contentType)?.[1];
+  if (!boundary) throw new TypeError('formData(): the body is neither multipart/form-data nor application/x-www-form-urlencoded');
+  // Latin-1 keeps byte offsets equal to string offsets, so file parts survive byte for byte.
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  for (const part of text.split(`--${boundary}`).slice(1)) {
+    if (part.startsWith('--')) break;
+    const split = part.indexOf('\r\n\r\n');
+    if (split < 0) throw new TypeError('formData(): malformed multipart body');
+    const head = part.slice(2, split);
+    const body = part.slice(split + 4, part.endsWith('\r\n') ? -2 : undefined);
+    const name = /name="([^"]*)"/i.exec(head)?.[1];
+    if (name === undefined) throw new TypeError('formData(): a part has no name');
+    const filename = /filename="([^"]*)"/i.exec(head)?.[1];
+    const raw = U8.from(body, (c) => c.charCodeAt(0));
+    if (filename === undefined) form.append(name, decoder.decode(raw));
+    else form.append(name, new File([raw], filename, { type: /content-type:\s*([^\r\n]+)/i.exec(head)?.[1] ?? '' }));
+  }
+  return form;
+}
+
+export type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams | Blob | FormData | null | undefined;
 
 function toBytes(body: BodyInit, headers: Headers): Uint8Array | null {
   if (body === null || body === undefined) return null;
@@ -111,6 +267,15 @@ function toBytes(body: BodyInit, headers: Headers): Uint8Array | null {
   if (body instanceof URLSearchParams) {
     if (!headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded;charset=UTF-8');
     return encoder.encode(body.toString());
+  }
+  if (body instanceof Blob) {
+    if (!headers.has('content-type') && body.type) headers.set('content-type', body.type);
+    return Blob.peek(body).slice();
+  }
+  if (body instanceof FormData) {
+    const { bytes, type } = encodeMultipart(body);
+    headers.set('content-type', type);
+    return bytes;
   }
   if (body instanceof ArrayBuffer) return new U8(body.slice(0));
   if (ArrayBuffer.isView(body)) return new U8(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer);
@@ -145,6 +310,14 @@ abstract class Body {
   }
   async text(): Promise<string> {
     return decoder.decode(this.#consume());
+  }
+  async blob(): Promise<Blob> {
+    const type = (this as unknown as { headers: Headers }).headers.get('content-type') ?? '';
+    return new Blob([this.#consume()], { type });
+  }
+  async formData(): Promise<FormData> {
+    const type = (this as unknown as { headers: Headers }).headers.get('content-type') ?? '';
+    return decodeForm(this.#consume(), type);
   }
   async json(): Promise<unknown> {
     return JSON.parse(await this.text());

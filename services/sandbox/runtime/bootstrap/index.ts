@@ -10,7 +10,7 @@
  */
 import './install-encoding.ts';
 import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
-import { Body, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
+import { Blob, Body, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
 import { asyncCapCaller, capCaller, directoryBinding, storageBinding } from './bindings.ts';
 import * as web from './web-globals.ts';
 import { installClock, setClock } from './clock.ts';
@@ -195,7 +195,7 @@ function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>())
 }
 g.structuredClone = (v: unknown) => structuredCloneImpl(v);
 
-Object.assign(g, { TextEncoder, TextDecoder, atob, btoa, DOMException, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
+Object.assign(g, { TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));
