@@ -9,7 +9,7 @@
  * are never delivered, so no tenant code runs outside a request and its watchdog.
  */
 import ivm from 'isolated-vm';
-import { createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
@@ -184,6 +184,37 @@ export class WorkerInstance {
           if (!name || !(data instanceof ArrayBuffer) || data.byteLength > MAX_DIGEST_INPUT) throw new Error('digest: unsupported algorithm or input');
           const d = createHash(name).update(new Uint8Array(data)).digest();
           return d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength);
+        }),
+      ),
+    );
+    // HMAC and AES-GCM for crypto.subtle, on copies of inputs the isolate already checked (checked again here).
+    await jail.set(
+      '__cordonCipher',
+      new ivm.Callback(
+        hostCallback((op: string, hash: string, key: ArrayBuffer, data: ArrayBuffer, iv: ArrayBuffer | null, aad: ArrayBuffer | null, tagBits: number) => {
+          const ab = (b: Buffer) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+          if (!(key instanceof ArrayBuffer) || !(data instanceof ArrayBuffer) || data.byteLength > MAX_DIGEST_INPUT) throw new Error('cipher: bad input');
+          if (op === 'hmac') {
+            if (!DIGESTS[hash]) throw new Error('cipher: unsupported hash');
+            return ab(createHmac(DIGESTS[hash]!, Buffer.from(key)).update(Buffer.from(data)).digest());
+          }
+          if (!(iv instanceof ArrayBuffer) || ![16, 24, 32].includes(key.byteLength) || ![32, 64, 96, 104, 112, 120, 128].includes(tagBits)) throw new Error('cipher: bad AES-GCM input');
+          const name = `aes-${key.byteLength * 8}-gcm` as 'aes-256-gcm';
+          const tagLength = tagBits / 8;
+          if (op === 'aes-gcm-encrypt') {
+            const c = createCipheriv(name, Buffer.from(key), Buffer.from(iv), { authTagLength: tagLength });
+            if (aad) c.setAAD(Buffer.from(aad));
+            return ab(Buffer.concat([c.update(Buffer.from(data)), c.final(), c.getAuthTag()]));
+          }
+          if (op === 'aes-gcm-decrypt') {
+            const all = Buffer.from(data);
+            if (all.length < tagLength) throw new Error('cipher: data shorter than the tag');
+            const d = createDecipheriv(name, Buffer.from(key), Buffer.from(iv), { authTagLength: tagLength });
+            if (aad) d.setAAD(Buffer.from(aad));
+            d.setAuthTag(all.subarray(all.length - tagLength));
+            return ab(Buffer.concat([d.update(all.subarray(0, all.length - tagLength)), d.final()]));
+          }
+          throw new Error('cipher: unknown operation');
         }),
       ),
     );

@@ -214,6 +214,48 @@ test('crypto.subtle.digest: SHA-1/256/384/512 by the host, with clear errors for
   assert.deepEqual(JSON.parse(text(res!.body)), [['a9993e364706816a', 'ba7816bf8f01cfea', 'cb00753f45a35e8b', 'ddaf35a193617aba'], 'NotSupportedError']);
 });
 
+test('crypto.subtle HMAC (RFC 4231 vector) and AES-GCM: roundtrip, tamper refused, non-extractable keys stay inside', async () => {
+  const { res, error } = await run(
+    worker(`export default { async fetch() {
+      const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
+      const enc = new TextEncoder();
+      const out = [];
+      const hk = await crypto.subtle.importKey('raw', enc.encode('Jefe'), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+      const mac = await crypto.subtle.sign('HMAC', hk, enc.encode('what do ya want for nothing?'));
+      out.push(hex(mac));
+      out.push(await crypto.subtle.verify('HMAC', hk, mac, enc.encode('what do ya want for nothing?')));
+      out.push(await crypto.subtle.verify('HMAC', hk, mac, enc.encode('what do ya want for nothing!')));
+      const ak = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
+      const iv = crypto.getRandomValues(new Uint8Array(12));
+      const ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: enc.encode('hdr') }, ak, enc.encode('secret')));
+      out.push(new TextDecoder().decode(await crypto.subtle.decrypt({ name: 'AES-GCM', iv, additionalData: enc.encode('hdr') }, ak, ct)));
+      ct[0] ^= 1;
+      try { await crypto.subtle.decrypt({ name: 'AES-GCM', iv, additionalData: enc.encode('hdr') }, ak, ct); out.push('tampered accepted') } catch (e) { out.push(e.name) }
+      try { await crypto.subtle.exportKey('raw', ak); out.push('exported') } catch (e) { out.push(e.name) }
+      out.push(Object.getOwnPropertySymbols(ak).length + Object.getOwnPropertyNames(ak).filter((n) => !['type', 'algorithm', 'extractable', 'usages'].includes(n)).length);
+      try { await crypto.subtle.sign('HMAC', ak, enc.encode('x')); out.push('wrong key accepted') } catch (e) { out.push(e.name) }
+      try { await crypto.subtle.sign('ECDSA', hk, enc.encode('x')); out.push('ecdsa?') } catch (e) { out.push(e.name) }
+      try { new CryptoKey(); out.push('constructed') } catch (e) { out.push(e.name) }
+      const xk = await crypto.subtle.importKey('jwk', { kty: 'oct', k: 'AAECAwQFBgcICQoLDA0ODw' }, 'AES-GCM', true, ['encrypt']);
+      out.push(hex(await crypto.subtle.exportKey('raw', xk)));
+      return Response.json(out) } }`),
+  );
+  assert.equal(error, undefined, error?.detail);
+  assert.deepEqual(JSON.parse(text(res!.body)), [
+    '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
+    true,
+    false,
+    'secret',
+    'OperationError',
+    'InvalidAccessError',
+    0,
+    'InvalidAccessError',
+    'NotSupportedError',
+    'TypeError',
+    '000102030405060708090a0b0c0d0e0f',
+  ]);
+});
+
 test('Event/EventTarget, AbortController/AbortSignal and web streams', async () => {
   const { res, error } = await run(
     worker(`export default { async fetch() {

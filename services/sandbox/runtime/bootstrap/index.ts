@@ -15,11 +15,13 @@ import { asyncCapCaller, capCaller, directoryBinding, storageBinding } from './b
 import * as web from './web-globals.ts';
 import { installClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
+import { CryptoKey, makeSubtle } from './subtle.ts';
 
 interface HostCallbacks {
   log(level: string, message: string): void;
   random(bytes: number): ArrayBuffer;
   digest(algorithm: string, data: ArrayBuffer): ArrayBuffer;
+  cipher(op: string, hash: string, key: ArrayBuffer, data: ArrayBuffer, iv: ArrayBuffer | null, aad: ArrayBuffer | null, tagBits: number): ArrayBuffer;
   setTimer(id: number, ms: number): void;
   clearTimer(id: number): void;
 }
@@ -32,7 +34,7 @@ function take(name: string): unknown {
   return v;
 }
 // The host sets its callbacks (isolated-vm Callbacks) as globals; keep them in this closure and remove them.
-const host = { log: take('__cordonLog'), random: take('__cordonRandom'), digest: take('__cordonDigest'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer') } as HostCallbacks;
+const host = { log: take('__cordonLog'), random: take('__cordonRandom'), digest: take('__cordonDigest'), cipher: take('__cordonCipher'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer') } as HostCallbacks;
 // A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
 const capRef = take('__cordonCapCall') as {
   applySyncPromise(recv: undefined, args: string[]): string;
@@ -91,21 +93,7 @@ function getRandomValues<T extends ArrayBufferView | null>(array: T): T {
   apply(taSet, new U8(array.buffer, array.byteOffset, array.byteLength), [bytes]);
   return array;
 }
-const DIGEST_NAMES = ['SHA-1', 'SHA-256', 'SHA-384', 'SHA-512'];
-/** The bytes of a BufferSource, copied into a fresh ArrayBuffer (nothing the tenant can change mid-call). */
-function copyBytes(data: unknown): ArrayBuffer {
-  if (data instanceof ArrayBuffer) return data.slice(0);
-  if (ArrayBuffer.isView(data)) return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
-  throw new TypeError('Expected an ArrayBuffer or ArrayBufferView');
-}
-const subtle = Object.freeze({
-  async digest(algorithm: unknown, data: unknown): Promise<ArrayBuffer> {
-    const raw = typeof algorithm === 'string' ? algorithm : (algorithm as { name?: unknown } | null)?.name;
-    const name = String(raw).toUpperCase();
-    if (!DIGEST_NAMES.includes(name)) throw new DOMException(`Unrecognized or unsupported digest algorithm: ${String(raw)}`, 'NotSupportedError');
-    return host.digest(name, copyBytes(data));
-  },
-});
+const subtle = makeSubtle(host);
 g.crypto = Object.freeze({
   subtle,
   getRandomValues,
@@ -195,7 +183,7 @@ function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>())
 }
 g.structuredClone = (v: unknown) => structuredCloneImpl(v);
 
-Object.assign(g, { TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
+Object.assign(g, { CryptoKey, TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));
