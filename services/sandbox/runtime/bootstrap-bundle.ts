@@ -10,12 +10,14 @@ import ivm from 'isolated-vm';
 import * as encoding from './bootstrap/encoding.ts';
 import * as fetchApi from './bootstrap/fetch-api.ts';
 import * as web from './bootstrap/web-globals.ts';
+import * as idna from './bootstrap/idna.ts';
 
 const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
 const FROM_SNAPSHOT: Record<string, string[]> = {
   './encoding.ts': Object.keys(encoding).map((k) => `encoding.${k}`),
   './fetch-api.ts': Object.keys(fetchApi).map((k) => `fetchApi.${k}`),
   './web-globals.ts': Object.keys(web).map((k) => `web.${k}`),
+  './idna.ts': Object.keys(idna).map((k) => `idna.${k}`),
   './install-encoding.ts': [],
 };
 
@@ -23,12 +25,20 @@ const FROM_SNAPSHOT: Record<string, string[]> = {
 const fromSnapshot: Plugin = {
   name: 'cordon-from-snapshot',
   setup(build) {
-    build.onResolve({ filter: /^\.\/(encoding|fetch-api|web-globals|install-encoding)\.ts$/ }, (args) => ({ path: args.path, namespace: 'snapshot' }));
+    build.onResolve({ filter: /^\.\/(encoding|fetch-api|web-globals|idna|install-encoding)\.ts$/ }, (args) => ({ path: args.path, namespace: 'snapshot' }));
     build.onLoad({ filter: /.*/, namespace: 'snapshot' }, (args) => {
       const names = FROM_SNAPSHOT[args.path]!;
       const lines = names.map((n) => `export const ${n.split('.')[1]} = globalThis.__cordonLibs.${n};`);
       return { contents: lines.join('\n') || 'export {};', loader: 'js' };
     });
+  },
+};
+
+/** whatwg-url's `tr46` is swapped for idna.ts, which keeps tr46's tables out of every isolate's heap. */
+const tr46ToHost: Plugin = {
+  name: 'cordon-tr46-on-host',
+  setup(build) {
+    build.onResolve({ filter: /^tr46$/ }, () => ({ path: dir + 'idna.ts' }));
   },
 };
 
@@ -62,7 +72,7 @@ let cached: Promise<Bootstrap> | undefined;
 /** Built once per process; every isolate starts from the snapshot and runs `init` in its context. */
 export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
-    const [libs, init] = await Promise.all([bundle('libs.ts', []), bundle('index.ts', [fromSnapshot])]);
+    const [libs, init] = await Promise.all([bundle('libs.ts', [tr46ToHost]), bundle('index.ts', [fromSnapshot])]);
     return { snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }]), init };
   })();
   return cached;

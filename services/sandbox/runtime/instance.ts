@@ -11,6 +11,7 @@
 import ivm from 'isolated-vm';
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import tr46 from 'tr46';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { Headers as WireHeaders, MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
@@ -45,6 +46,9 @@ export class WorkerError extends Error {
 const WATCHDOG_MS = 10;
 const DIGESTS: Record<string, string> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
 const MAX_DIGEST_INPUT = 64 * 1024 * 1024;
+// Longer than any usable host; refused rather than spending host time on it.
+const MAX_IDNA_INPUT = 64 * 1024;
+const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCIIRules', 'transitionalProcessing', 'verifyDNSLength', 'ignoreInvalidPunycode'];
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
 const END_GRACE_MS = 1000;
 const MAX_LOG_BUFFER = 1000;
@@ -215,6 +219,18 @@ export class WorkerInstance {
             return ab(Buffer.concat([d.update(all.subarray(0, all.length - tagLength)), d.final()]));
           }
           throw new Error('cipher: unknown operation');
+        }),
+      ),
+    );
+    // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
+    await jail.set(
+      '__cordonIdna',
+      new ivm.Callback(
+        hostCallback((domain: string, options: string) => {
+          if (typeof domain !== 'string' || typeof options !== 'string' || domain.length > MAX_IDNA_INPUT || options.length > 512) return null;
+          const o = JSON.parse(options) as Record<string, unknown>;
+          const flags = Object.fromEntries(IDNA_OPTIONS.map((k) => [k, o[k] === true]));
+          return tr46.toASCII(domain, flags);
         }),
       ),
     );

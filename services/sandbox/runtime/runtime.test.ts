@@ -199,6 +199,19 @@ test('crypto: getRandomValues and randomUUID; timers fire and advance the clock'
   assert.deepEqual(JSON.parse(text(res!.body)), [true, true, true]);
 });
 
+test('URL hosts: international names through the host\'s tr46 (same results as whatwg-url alone, no tables per isolate)', async () => {
+  const { res, error } = await run(
+    worker(`export default { async fetch() {
+      const out = [];
+      for (const u of ['http://EXAMPLE.com/a', 'http://bücher.de/', 'http://ÉXAMPLE.COM', 'http://faß.de', 'http://0x7f.1/', 'http://XN--BCHER-KVA.de', 'http://xn--a.com/', 'http://x\\u200d.com/', 'http://a%2520b/']) {
+        try { out.push(new URL(u).host) } catch (e) { out.push(e.name) }
+      }
+      return Response.json(out) } }`),
+  );
+  assert.equal(error, undefined, error?.detail);
+  assert.deepEqual(JSON.parse(text(res!.body)), ['example.com', 'xn--bcher-kva.de', 'xn--xample-9ua.com', 'xn--fa-hia.de', '127.0.0.1', 'xn--bcher-kva.de', 'xn--a.com', 'TypeError', 'TypeError']);
+});
+
 test('crypto.subtle.digest: SHA-1/256/384/512 by the host, with clear errors for anything else', async () => {
   const { res, error } = await run(
     worker(`export default { async fetch() {

@@ -16,6 +16,7 @@ import * as web from './web-globals.ts';
 import { installClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
 import { CryptoKey, makeSubtle } from './subtle.ts';
+import { setIdnaHost } from './idna.ts';
 
 interface HostCallbacks {
   log(level: string, message: string): void;
@@ -24,6 +25,7 @@ interface HostCallbacks {
   cipher(op: string, hash: string, key: ArrayBuffer, data: ArrayBuffer, iv: ArrayBuffer | null, aad: ArrayBuffer | null, tagBits: number): ArrayBuffer;
   setTimer(id: number, ms: number): void;
   clearTimer(id: number): void;
+  idna(domain: string, options: string): string | null;
 }
 
 const g = globalThis as Record<string, unknown>;
@@ -34,7 +36,8 @@ function take(name: string): unknown {
   return v;
 }
 // The host sets its callbacks (isolated-vm Callbacks) as globals; keep them in this closure and remove them.
-const host = { log: take('__cordonLog'), random: take('__cordonRandom'), digest: take('__cordonDigest'), cipher: take('__cordonCipher'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer') } as HostCallbacks;
+const host = { log: take('__cordonLog'), random: take('__cordonRandom'), digest: take('__cordonDigest'), cipher: take('__cordonCipher'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer'), idna: take('__cordonIdna') } as HostCallbacks;
+setIdnaHost(host.idna);
 // A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
 const capRef = take('__cordonCapCall') as {
   applySyncPromise(recv: undefined, args: string[]): string;

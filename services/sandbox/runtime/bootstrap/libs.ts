@@ -10,10 +10,11 @@ import './install-encoding.ts';
 import * as encoding from './encoding.ts';
 import * as fetchApi from './fetch-api.ts';
 import * as web from './web-globals.ts';
+import * as idna from './idna.ts';
 
 const g = globalThis as Record<string, unknown>;
 if (g.__cordonPlaceholderSAB) {
   delete g.SharedArrayBuffer;
   delete g.__cordonPlaceholderSAB;
 }
-Object.defineProperty(globalThis, '__cordonLibs', { value: { encoding, fetchApi, web }, configurable: true, enumerable: false, writable: false });
+Object.defineProperty(globalThis, '__cordonLibs', { value: { encoding, fetchApi, web, idna }, configurable: true, enumerable: false, writable: false });
