@@ -3,10 +3,11 @@
  * beyond `maxIsolates`. A request that breaks a limit gets a WorkerError (safe to show a client);
  * its isolate is disposed and the next request gets a fresh one. Other workers never notice.
  */
-import type { WorkerBundle } from '../../../schemas/worker.ts';
+import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import type { WireRequest, WireResponse } from '../../../schemas/http.ts';
 import { WorkerError, WorkerInstance, type CapabilityHost } from './instance.ts';
+import { SpareIsolates } from './spares.ts';
 
 export { WorkerError, type CapabilityHost } from './instance.ts';
 
@@ -20,8 +21,9 @@ export class WorkerRuntime {
   readonly #instances = new Map<string, Promise<WorkerInstance>>();
   readonly #maxIsolates: number;
   readonly #onCatastrophe: (message: string) => void;
+  readonly #spares: SpareIsolates | undefined;
 
-  constructor(opts: { maxIsolates?: number; onCatastrophe?: (message: string) => void } = {}) {
+  constructor(opts: { maxIsolates?: number; spares?: number; onCatastrophe?: (message: string) => void } = {}) {
     this.#maxIsolates = opts.maxIsolates ?? 200;
     // isolated-vm's advice for a catastrophic error: the process's V8 state is unrecoverable.
     this.#onCatastrophe =
@@ -30,6 +32,8 @@ export class WorkerRuntime {
         process.stderr.write(JSON.stringify({ level: 'error', msg: 'catastrophic isolate error; aborting', detail: message }) + '\n');
         process.abort();
       });
+    const spares = opts.spares ?? 2;
+    this.#spares = spares > 0 ? new SpareIsolates({ size: spares, memoryMb: Limits.parse({}).memoryMb, onCatastrophe: this.#onCatastrophe }) : undefined;
   }
 
   async handle(bundle: WorkerBundle, request: WireRequest, hooks: RunHooks): Promise<WireResponse> {
@@ -67,7 +71,7 @@ export class WorkerRuntime {
       }
       if (this.#instances.get(key) === existing) this.#instances.delete(key);
     }
-    const created = WorkerInstance.create(bundle, this.#onCatastrophe);
+    const created = WorkerInstance.create(bundle, this.#onCatastrophe, this.#spares?.take(bundle.limits.memoryMb));
     this.#instances.set(key, created);
     created.catch(() => {
       if (this.#instances.get(key) === created) this.#instances.delete(key);
@@ -89,11 +93,12 @@ export class WorkerRuntime {
     }
   }
 
-  stats(): { isolates: number } {
-    return { isolates: this.#instances.size };
+  stats(): { isolates: number; spares: number } {
+    return { isolates: this.#instances.size, spares: this.#spares?.ready ?? 0 };
   }
 
   dispose(): void {
+    this.#spares?.dispose();
     for (const p of this.#instances.values()) void p.then((i) => i.dispose('evicted'), () => {});
     this.#instances.clear();
   }

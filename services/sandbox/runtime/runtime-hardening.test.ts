@@ -303,6 +303,24 @@ test('a tenant that patches the built-ins the runtime uses cannot stall the host
   assert.equal(fake.error!.message, 'worker did not return a Response');
 });
 
+test('spare isolates: made while idle, each handed to one worker only, never to a worker with another memory limit', async () => {
+  const rt = new WorkerRuntime({ spares: 2 });
+  try {
+    for (let i = 0; i < 200 && rt.stats().spares < 2; i++) await sleep(25);
+    assert.equal(rt.stats().spares, 2, 'two spares made while idle');
+    const probe = (id: string, limits: Partial<WorkerBundle['limits']> = {}) =>
+      ({ ...worker(`export default { fetch(req) { if (req.url.endsWith('bomb')) { const a = []; while (true) a.push('x'.repeat(1024) + a.length); } const seen = typeof globalThis.mark; globalThis.mark = '${id}'; return new Response(seen) } }`, { limits: { memoryMb: 128, cpuMs: 10_000, ...limits } }), workerId: `spare/${id}` });
+    const hit = async (w: WorkerBundle, url = GET.url) => text((await rt.handle(w, { ...GET, url }, { log: () => {} })).body);
+    assert.equal(await hit(probe('a')), 'undefined');
+    assert.equal(await hit(probe('b')), 'undefined', 'the second spare is a different isolate: nothing of a is in it');
+    assert.equal(rt.stats().spares, 0, 'both spares were taken, none handed out twice');
+    const small = probe('small', { memoryMb: 16 });
+    await assert.rejects(rt.handle(small, { ...GET, url: 'http://x.test/bomb' }, { log: () => {} }), (e: WorkerError) => /memory limit of 16 MB/.test(e.message));
+  } finally {
+    rt.dispose();
+  }
+});
+
 test('the isolate cache: warm reuse, evict, LRU beyond maxIsolates, eviction mid-request answers 503 and the next request works', async () => {
   const small = new WorkerRuntime({ maxIsolates: 2 });
   try {
