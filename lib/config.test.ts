@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cordonList, loadConfig } from './config.ts';
+import { cordonList, loadConfig, sandboxSettings } from './config.ts';
 
 test('config: defaults, environment, and a config file that the environment overrides', () => {
   const d = loadConfig({});
@@ -31,4 +31,14 @@ test('config: bad values are refused with the setting named', () => {
   writeFileSync(file, '{not json');
   assert.throws(() => loadConfig({ CORDON_CONFIG: file }), /cannot read the config file/);
   assert.throws(() => loadConfig({ CORDON_CONFIG: join(dir, 'missing.json') }), /cannot read the config file/);
+});
+
+test('config: sandbox settings (isolates kept warm, memory budget, idle time) with defaults and refusals', () => {
+  assert.deepEqual(sandboxSettings({}), { maxIsolates: 1000, memoryBudgetMb: 2048, idleMs: 300_000 });
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-cfg-'));
+  const file = join(dir, 'cordon.json');
+  writeFileSync(file, JSON.stringify({ sandboxMemoryMb: 512, isolateIdleSeconds: 60 }));
+  assert.deepEqual(sandboxSettings({ CORDON_CONFIG: file, CORDON_MAX_ISOLATES: '50' }), { maxIsolates: 50, memoryBudgetMb: 512, idleMs: 60_000 });
+  assert.throws(() => sandboxSettings({ CORDON_SANDBOX_MEMORY_MB: '0' }), /CORDON_SANDBOX_MEMORY_MB must be a positive whole number/);
+  assert.throws(() => sandboxSettings({ CORDON_ISOLATE_IDLE_SECONDS: '1.5' }), /CORDON_ISOLATE_IDLE_SECONDS/);
 });

@@ -29,6 +29,9 @@ const FILE_KEYS: Record<string, string> = {
   adminPort: 'CORDON_ADMIN_PORT',
   natsUrl: 'CORDON_NATS_URL',
   cordons: 'CORDON_CORDONS',
+  maxIsolates: 'CORDON_MAX_ISOLATES',
+  sandboxMemoryMb: 'CORDON_SANDBOX_MEMORY_MB',
+  isolateIdleSeconds: 'CORDON_ISOLATE_IDLE_SECONDS',
 };
 
 /** The config file's settings as environment variables; the real environment wins over them. */
@@ -70,4 +73,22 @@ export function socketPath(dataDir: string, endpoint: string): string {
 export function cordonList(rawEnv: NodeJS.ProcessEnv = process.env): string[] {
   const env = withConfigFile(rawEnv);
   return (env.CORDON_CORDONS || 'standard,untrusted').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** How much a sandbox process keeps warm: isolates at most, their heaps together, and for how long idle. */
+export function sandboxSettings(rawEnv: NodeJS.ProcessEnv = process.env): { maxIsolates: number; memoryBudgetMb: number; idleMs: number } {
+  const env = withConfigFile(rawEnv);
+  return {
+    maxIsolates: positive(env, 'CORDON_MAX_ISOLATES', 1000),
+    memoryBudgetMb: positive(env, 'CORDON_SANDBOX_MEMORY_MB', 2048),
+    idleMs: positive(env, 'CORDON_ISOLATE_IDLE_SECONDS', 300) * 1000,
+  };
 }

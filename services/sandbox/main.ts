@@ -1,6 +1,7 @@
 /** A sandbox process: one per cordon (trust level). Runs tenant code in isolates; holds no code of its own. */
 import { MeshClient, serve } from '../../lib/mesh.ts';
 import { startService } from '../../lib/service.ts';
+import { sandboxSettings } from '../../lib/config.ts';
 import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import { WorkerRuntime } from './runtime/index.ts';
 import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
@@ -30,7 +31,7 @@ await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
     },
   });
   onStop(() => supervisor.close());
-  const runtime = new WorkerRuntime();
+  const runtime = new WorkerRuntime(sandboxSettings());
   onStop(() => runtime.dispose());
   onStop(() => recorder.close());
   const listener = await serve(node, `sandbox-${cordon}`, {

@@ -1,6 +1,7 @@
 /**
  * The isolate host a sandbox uses: one warm isolate per worker version, least recently used evicted
- * beyond `maxIsolates`. A request that breaks a limit gets a WorkerError (safe to show a client);
+ * beyond `maxIsolates` or when the isolates' heaps together pass `memoryBudgetMb`, and any left idle
+ * for `idleMs`. A request that breaks a limit gets a WorkerError (safe to show a client);
  * its isolate is disposed and the next request gets a fresh one. Other workers never notice.
  */
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
@@ -22,9 +23,17 @@ export class WorkerRuntime {
   readonly #maxIsolates: number;
   readonly #onCatastrophe: (message: string) => void;
   readonly #spares: SpareIsolates | undefined;
+  /** Instances that finished loading, with their heap size when last measured (bytes). */
+  readonly #live = new Map<string, { instance: WorkerInstance; heap: number; measuredAt: number }>();
+  readonly #memoryBudget: number;
+  readonly #idleMs: number;
+  readonly #sweeper: NodeJS.Timeout;
 
-  constructor(opts: { maxIsolates?: number; spares?: number; onCatastrophe?: (message: string) => void } = {}) {
+  constructor(opts: { maxIsolates?: number; memoryBudgetMb?: number; idleMs?: number; spares?: number; onCatastrophe?: (message: string) => void } = {}) {
     this.#maxIsolates = opts.maxIsolates ?? 200;
+    this.#memoryBudget = (opts.memoryBudgetMb ?? 2048) * 1024 * 1024;
+    this.#idleMs = opts.idleMs ?? 5 * 60_000;
+    this.#sweeper = setInterval(() => this.#sweepIdle(), Math.min(30_000, Math.max(50, this.#idleMs / 2))).unref();
     // isolated-vm's advice for a catastrophic error: the process's V8 state is unrecoverable.
     this.#onCatastrophe =
       opts.onCatastrophe ??
@@ -54,9 +63,46 @@ export class WorkerRuntime {
       // The instance logs the detail of a failure itself, before it rejects.
       return await instance.handle(request, hooks);
     } catch (e) {
-      if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#instances.delete(key);
+      if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
       throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
+    } finally {
+      void this.#measure(key, instance);
     }
+  }
+
+  /** After a request: the isolate's heap, at most once a second per isolate, then the budget. */
+  async #measure(key: string, instance: WorkerInstance): Promise<void> {
+    const live = this.#live.get(key);
+    if (!live || live.instance !== instance || Date.now() - live.measuredAt < 1000) return;
+    live.measuredAt = Date.now();
+    const heap = await instance.heapBytes().catch(() => undefined);
+    if (heap === undefined) return;
+    live.heap = heap;
+    this.#enforceBudget();
+  }
+
+  /** Over the budget: least recently used idle isolates go first; busy ones are left to finish. */
+  #enforceBudget(): void {
+    let total = 0;
+    for (const l of this.#live.values()) total += l.heap;
+    for (const [key, l] of this.#live) {
+      if (total <= this.#memoryBudget) break;
+      if (l.instance.active > 0) continue;
+      total -= l.heap;
+      this.#drop(key);
+    }
+  }
+
+  #sweepIdle(): void {
+    const cutoff = Date.now() - this.#idleMs;
+    for (const [key, l] of this.#live) if (l.instance.active === 0 && l.instance.lastUsed < cutoff) this.#drop(key);
+  }
+
+  #drop(key: string): void {
+    const p = this.#instances.get(key);
+    this.#instances.delete(key);
+    this.#live.delete(key);
+    void p?.then((i) => i.dispose('evicted'), () => {});
   }
 
   async #instance(key: string, bundle: WorkerBundle): Promise<WorkerInstance> {
@@ -64,32 +110,36 @@ export class WorkerRuntime {
     if (existing) {
       const inst = await existing.catch(() => undefined);
       if (inst && !inst.disposed) {
-        // Map order is our LRU order: move to the back.
+        // Map order is our LRU order: move to the back (both maps).
         this.#instances.delete(key);
         this.#instances.set(key, existing);
+        const live = this.#live.get(key);
+        if (live) {
+          this.#live.delete(key);
+          this.#live.set(key, live);
+        }
         return inst;
       }
-      if (this.#instances.get(key) === existing) this.#instances.delete(key);
+      if (this.#instances.get(key) === existing) this.#drop(key);
     }
     const created = WorkerInstance.create(bundle, this.#onCatastrophe, this.#spares?.take(bundle.limits.memoryMb));
     this.#instances.set(key, created);
-    created.catch(() => {
-      if (this.#instances.get(key) === created) this.#instances.delete(key);
-    });
-    while (this.#instances.size > this.#maxIsolates) {
-      const [oldest, p] = this.#instances.entries().next().value!;
-      this.#instances.delete(oldest);
-      void p.then((i) => i.dispose('evicted'), () => {});
-    }
+    created.then(
+      (instance) => {
+        // Until measured, count it as an untouched isolate from the snapshot would be: a few MB.
+        if (this.#instances.get(key) === created) this.#live.set(key, { instance, heap: 4 * 1024 * 1024, measuredAt: 0 });
+      },
+      () => {
+        if (this.#instances.get(key) === created) this.#instances.delete(key);
+      },
+    );
+    while (this.#instances.size > this.#maxIsolates) this.#drop(this.#instances.keys().next().value!);
     return created;
   }
 
   evict(workerId: string, version?: string): void {
-    for (const [key, p] of this.#instances) {
-      if (key === `${workerId}@${version}` || (version === undefined && key.startsWith(`${workerId}@`))) {
-        this.#instances.delete(key);
-        void p.then((i) => i.dispose('evicted'), () => {});
-      }
+    for (const key of [...this.#instances.keys()]) {
+      if (key === `${workerId}@${version}` || (version === undefined && key.startsWith(`${workerId}@`))) this.#drop(key);
     }
   }
 
@@ -98,8 +148,8 @@ export class WorkerRuntime {
   }
 
   dispose(): void {
+    clearInterval(this.#sweeper);
     this.#spares?.dispose();
-    for (const p of this.#instances.values()) void p.then((i) => i.dispose('evicted'), () => {});
-    this.#instances.clear();
+    for (const key of [...this.#instances.keys()]) this.#drop(key);
   }
 }

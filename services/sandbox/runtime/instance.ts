@@ -163,6 +163,12 @@ export class WorkerInstance {
     return this.#disposed || this.#isolate.isDisposed;
   }
 
+  /** The isolate's heap in use, including memory held outside it (ArrayBuffers), in bytes. */
+  async heapBytes(): Promise<number> {
+    const h = await this.#isolate.getHeapStatistics();
+    return h.used_heap_size + h.externally_allocated_size;
+  }
+
   /** Requests in flight (including their waitUntil phase). */
   get active(): number {
     return this.#active;

@@ -303,6 +303,38 @@ test('a tenant that patches the built-ins the runtime uses cannot stall the host
   assert.equal(fake.error!.message, 'worker did not return a Response');
 });
 
+test('isolates idle for idleMs are disposed; over the memory budget the least recently used idle ones go first', async () => {
+  const counter = (id: string, keepMb = 0) =>
+    ({ ...worker(`const keep = new Array(${keepMb} * 1024 * 16).fill(0).map((_, i) => ({ i })); let n = 0; export default { fetch() { return new Response(String(++n) + ':' + keep.length) } }`, { limits: { memoryMb: 128 } }), workerId: `budget/${id}` });
+  const idle = new WorkerRuntime({ idleMs: 100, spares: 0 });
+  try {
+    const a = counter('idle');
+    const hit = async (rt: WorkerRuntime, w: WorkerBundle) => text((await rt.handle(w, GET, { log: () => {} })).body).split(':')[0];
+    assert.equal(await hit(idle, a), '1');
+    assert.equal(await hit(idle, a), '2');
+    for (let i = 0; i < 40 && idle.stats().isolates > 0; i++) await sleep(25);
+    assert.equal(idle.stats().isolates, 0, 'the idle isolate was disposed');
+    assert.equal(await hit(idle, a), '1', 'and made afresh on the next request');
+  } finally {
+    idle.dispose();
+  }
+  const budget = new WorkerRuntime({ memoryBudgetMb: 40, spares: 0 });
+  try {
+    const hit = async (w: WorkerBundle) => text((await budget.handle(w, GET, { log: () => {} })).body).split(':')[0];
+    const [a, b, c] = [counter('a', 16), counter('b', 16), counter('c', 16)];
+    assert.equal(await hit(a), '1');
+    assert.equal(await hit(b), '1');
+    assert.equal(await hit(a), '2', 'a is now the most recently used');
+    assert.equal(await hit(c), '1');
+    for (let i = 0; i < 80 && budget.stats().isolates > 2; i++) await sleep(25);
+    assert.equal(budget.stats().isolates, 2, 'one isolate went to stay under the budget');
+    assert.equal(await hit(a), '3', 'not a: it was used more recently than b');
+    assert.equal(await hit(b), '1', 'b was the least recently used: disposed, made afresh');
+  } finally {
+    budget.dispose();
+  }
+});
+
 test('spare isolates: made while idle, each handed to one worker only, never to a worker with another memory limit', async () => {
   const rt = new WorkerRuntime({ spares: 2 });
   try {
