@@ -115,36 +115,18 @@ async function coldStart(): Promise<void> {
 
 async function idleMemory(): Promise<void> {
   say('3. memory per idle isolate');
-  const N = 200;
-  const gc = () => (globalThis as { gc?: () => void }).gc?.();
-  gc();
-  const before = process.memoryUsage().rss;
-  const rt = new WorkerRuntime({ maxIsolates: N + 10 });
-  for (let i = 0; i < N; i++) {
-    await rt.handle(
-      { workerId: `idle/w${i}`, version: 'b'.repeat(64), mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm', content: `export default { fetch() { return new Response('x') } }` }], limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 }, vars: {}, bindings: [] },
-      { method: 'GET', url: 'http://bench/', headers: [], body: null },
-      { log() {} },
-    );
-  }
-  gc();
-  const ours = (process.memoryUsage().rss - before) / N;
-  rt.dispose();
-  await new Promise((r) => setTimeout(r, 500));
-  gc();
-  const before2 = process.memoryUsage().rss;
-  const isolates: ivm.Isolate[] = [];
-  for (let i = 0; i < N; i++) {
-    const iso = new ivm.Isolate({ memoryLimit: 128 });
-    await (await iso.createContext()).eval('1');
-    isolates.push(iso);
-  }
-  gc();
-  const bare = (process.memoryUsage().rss - before2) / N;
+  const measure = (kind: string) =>
+    new Promise<number>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--no-node-snapshot', '--expose-gc', join(ROOT, 'bench', 'idle-memory.ts'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d));
+      child.on('exit', (code) => (code === 0 ? resolve(Number(out)) : reject(new Error(`idle-memory ${kind} exited with ${code}`))));
+    });
+  const ours = await measure('cordon');
+  const bare = await measure('bare');
   const mib = (b: number) => (b / 1024 / 1024).toFixed(2);
   say(`  cordon idle isolate   ${mib(ours)} MiB   ${Math.floor(1024 ** 3 / ours)} per GiB   (${(ours / bare).toFixed(1)}x a bare isolate)`);
   say(`  bare isolated-vm      ${mib(bare)} MiB   ${Math.floor(1024 ** 3 / bare)} per GiB`);
-  for (const i of isolates) i.dispose();
 }
 
 say(`Cordon benchmarks (${SECONDS} s load phases; BENCH_SECONDS to change)`);
