@@ -13,7 +13,7 @@ const USAGE = `usage: cordon <command> [options]
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
                                   [--origin <scheme://host:port>]... [--allow-eval]
                                   [--allow-host <h>]... [--deny-host <h>]... [--deny-cidr <cidr>]...
-                                  [--cpu-ms <n>] [--memory-mb <n>]
+                                  [--cpu-ms <n>] [--wall-ms <n>] [--memory-mb <n>]
                                   bundle the entry and its imports and deploy it; prints the version
   workers                         list deployed workers
   versions <[tenant/]worker>      a worker's versions, newest first
@@ -74,6 +74,7 @@ async function main(argv: string[]): Promise<number> {
           'deny-host': { type: 'string', multiple: true },
           'deny-cidr': { type: 'string', multiple: true },
           'cpu-ms': { type: 'string' },
+          'wall-ms': { type: 'string' },
           'memory-mb': { type: 'string' },
         },
       });
@@ -93,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
       const bundle = await bundleWorker(entry);
       const limits: Record<string, number> = {
         cpuMs: positiveInt(values['cpu-ms'], '--cpu-ms') ?? file?.cpuMs ?? 1000,
-        wallMs: 30_000,
+        wallMs: positiveInt(values['wall-ms'], '--wall-ms') ?? file?.wallMs ?? 30_000,
         memoryMb: positiveInt(values['memory-mb'], '--memory-mb') ?? file?.memoryMb ?? 128,
       };
       const storage = [...(file?.storage ?? []), ...(values.storage ?? [])];

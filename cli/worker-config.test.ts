@@ -12,6 +12,8 @@ test('a wrangler.jsonc with comments and trailing commas is read as Cloudflare m
   assert.deepEqual(c.routes, ['*/notes*']);
   assert.deepEqual(c.vars, { GREETING: 'hello' });
   assert.equal(c.cpuMs, 500);
+  assert.equal(c.wallMs, 10_000);
+  assert.equal(c.memoryMb, 64);
   assert.deepEqual(c.storage, ['DB']);
   assert.deepEqual(c.directories, ['FILES']);
 });

@@ -32,7 +32,7 @@ const Config = z
         origins: z.array(z.string()).default([]),
         allow_eval: z.boolean().default(false),
         egress: z.object({ allow_hosts: z.array(z.string()).default([]), deny_hosts: z.array(z.string()).default([]), deny_cidrs: z.array(z.string()).default([]) }).optional(),
-        limits: z.object({ cpu_ms: z.number().int().positive().optional(), memory_mb: z.number().int().positive().optional() }).default({}),
+        limits: z.object({ cpu_ms: z.number().int().positive().optional(), wall_ms: z.number().int().positive().optional(), memory_mb: z.number().int().positive().optional() }).default({}),
       })
       .default({ storage: [], directories: [], origins: [], allow_eval: false, limits: {} }),
   })
@@ -51,6 +51,7 @@ export interface WorkerConfig {
   allowEval: boolean;
   egress?: { allowHosts: string[]; denyHosts: string[]; denyCidrs: string[] };
   cpuMs?: number;
+  wallMs?: number;
   memoryMb?: number;
 }
 
@@ -91,6 +92,7 @@ export function readWorkerConfig(file: string): WorkerConfig {
     allowEval: c.cordon.allow_eval,
     egress: c.cordon.egress && { allowHosts: c.cordon.egress.allow_hosts, denyHosts: c.cordon.egress.deny_hosts, denyCidrs: c.cordon.egress.deny_cidrs },
     cpuMs: c.cordon.limits.cpu_ms ?? c.limits.cpu_ms,
+    wallMs: c.cordon.limits.wall_ms,
     memoryMb: c.cordon.limits.memory_mb,
   };
 }
