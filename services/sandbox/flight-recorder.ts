@@ -4,12 +4,13 @@
  * tenant may be able to kill its sandbox. The next process of the cordon reads what its predecessor
  * left, and the supervisor attributes the crash. A clean stop empties the file.
  */
-import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export class FlightRecorder {
   readonly #fd: number;
   readonly #inFlight = new Map<string, number>();
+  #written = 0;
   /** Workers that were running when the previous process of this cordon died. */
   readonly previous: string[];
 
@@ -28,23 +29,27 @@ export class FlightRecorder {
 
   /** Mark a worker as running until the returned function is called. */
   enter(workerId: string): () => void {
-    this.#inFlight.set(workerId, (this.#inFlight.get(workerId) ?? 0) + 1);
-    this.#flush();
+    const n = this.#inFlight.get(workerId) ?? 0;
+    this.#inFlight.set(workerId, n + 1);
+    // The file names workers, not requests: only a change in the set is written (a write is a syscall on every request otherwise).
+    if (n === 0) this.#flush();
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      const n = (this.#inFlight.get(workerId) ?? 1) - 1;
-      if (n <= 0) this.#inFlight.delete(workerId);
-      else this.#inFlight.set(workerId, n);
+      const left = (this.#inFlight.get(workerId) ?? 1) - 1;
+      if (left > 0) return void this.#inFlight.set(workerId, left);
+      this.#inFlight.delete(workerId);
       this.#flush();
     };
   }
 
+  /** One write at offset 0, padded with spaces over what was there before (JSON allows them): no truncate. */
   #flush(): void {
-    const data = Buffer.from(JSON.stringify([...this.#inFlight.keys()]));
+    const json = Buffer.from(JSON.stringify([...this.#inFlight.keys()]));
+    const data = json.length >= this.#written ? json : Buffer.concat([json, Buffer.alloc(this.#written - json.length, 0x20)]);
     writeSync(this.#fd, data, 0, data.length, 0);
-    ftruncateSync(this.#fd, data.length);
+    this.#written = data.length;
   }
 
   /** A clean stop: nothing was running when we went away. */
