@@ -28,6 +28,8 @@ const USAGE = `usage: cordon <command> [options]
   tokens list | tokens revoke <id>
   quarantine list | quarantine release <[tenant/]worker>
                                   workers moved into a sandbox process of their own after crashes
+  drift                           whether each service runs with the settings and routes the mesh means it to;
+                                  exits 1 when one does not
   audit tail [--limit <n>]        the last audit entries
   audit verify                    check the audit log's hash chain; exits 1 naming the first bad entry
 
@@ -177,6 +179,15 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new CliError('usage: cordon tokens create --scope <s> [--tenant <t>] | tokens list | tokens revoke <id>');
+    }
+    case 'drift': {
+      const { services } = (await adminClient().request('GET', '/v1/drift')) as { services: Record<string, { config: string; routes?: string; reportedAt: string }> };
+      let drifting = false;
+      for (const [peer, st] of Object.entries(services).sort()) {
+        drifting ||= st.config === 'drift' || st.routes === 'drift';
+        process.stdout.write(`${peer}\tconfig ${st.config}${st.routes ? `\troutes ${st.routes}` : ''}\treported ${st.reportedAt}\n`);
+      }
+      return drifting ? 1 : 0;
     }
     case 'quarantine': {
       if (rest[0] === 'list') {

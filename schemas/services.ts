@@ -7,8 +7,20 @@ import type { Route, RouteListener } from './routes.ts';
 import type { WorkerBundle, WorkerTarget } from './worker.ts';
 import type { DirectoryApi, FetcherApi, StorageApi } from './capabilities.ts';
 
+/** Hashes of what a service actually runs with (lib/drift.ts): compared by the supervisor with what it should. */
+export interface EffectiveState {
+  config: string;
+  /** Ingress only: its live route table. */
+  routes?: string;
+}
+
+/** Every service reports its effective state; the supervisor reports drift (healthz, admin API, audit). */
+export interface DriftReporting {
+  report(state: EffectiveState): Promise<void>;
+}
+
 /** The supervisor, as a sandbox sees it. There is deliberately no way to list workers. */
-export interface SupervisorForSandbox {
+export interface SupervisorForSandbox extends DriftReporting {
   /** Code and configuration of the worker version the key belongs to; refused (and audited) otherwise. */
   loadWorker(codeKey: string): Promise<WorkerBundle>;
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
@@ -20,13 +32,13 @@ export interface SupervisorForSandbox {
 }
 
 /** The supervisor, as ingress sees it. */
-export interface SupervisorForIngress {
+export interface SupervisorForIngress extends DriftReporting {
   /** Current routes now, and every change later through `listener.update`. */
   subscribeRoutes(listener: RouteListener): Promise<Route[]>;
 }
 
 /** The supervisor, as egress sees it. */
-export interface SupervisorForEgress {
+export interface SupervisorForEgress extends DriftReporting {
   /** Egress offers itself; the supervisor asks it for one fetcher per worker. */
   register(egress: EgressForSupervisor): Promise<void>;
   /** A refused outbound request, for the audit log and the worker's refusal count. */

@@ -4,10 +4,14 @@
  * CORDON_EGRESS_DNS (`host:port,…`) points it at particular DNS servers.
  */
 import { MeshClient } from '../../lib/mesh.ts';
+import { configHash, reportDrift } from '../../lib/drift.ts';
 import { startService } from '../../lib/service.ts';
 import type { SupervisorForEgress } from '../../schemas/services.ts';
 import { systemResolver } from './policy.ts';
 import { EgressPort } from './port.ts';
+
+// The settings this process started with (the config file may change under it: that is drift).
+const loadedConfig = configHash();
 
 await startService('egress', 'egress', async ({ log, node, onStop }) => {
   const resolver = systemResolver(process.env.CORDON_EGRESS_DNS?.split(',').filter(Boolean));
@@ -20,4 +24,5 @@ await startService('egress', 'egress', async ({ log, node, onStop }) => {
     onSession: (session) => session.remote.register(port),
   });
   onStop(() => supervisor?.close());
+  onStop(reportDrift((state) => supervisor?.current?.remote.report(state), () => ({ config: loadedConfig })));
 });

@@ -6,6 +6,7 @@ import { context, propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api
 import { inSpan } from '../../lib/telemetry.ts';
 import { RpcTarget } from 'capnweb';
 import { MeshClient } from '../../lib/mesh.ts';
+import { configHash, reportDrift, routesHash } from '../../lib/drift.ts';
 import { startService } from '../../lib/service.ts';
 import { compileRoute, RouteTable } from '../../lib/routes.ts';
 import type { Route, RouteListener } from '../../schemas/routes.ts';
@@ -26,9 +27,14 @@ class RouteReceiver extends RpcTarget implements RouteListener {
   }
 }
 
+// The settings this process started with (the config file may change under it: that is drift).
+const loadedConfig = configHash();
+
 await startService('ingress', 'ingress', async ({ config, log, node, onStop }) => {
   let table = new RouteTable<Route>([]);
+  let routesNow = routesHash([]);
   const applyRoutes = (routes: Route[]) => {
+    routesNow = routesHash(routes);
     const compiled = [];
     for (const r of routes) {
       try {
@@ -47,6 +53,7 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     },
   });
   onStop(() => supervisor.close());
+  onStop(reportDrift((state) => supervisor.current?.remote.report(state), () => ({ config: loadedConfig, routes: routesNow })));
 
   const sandboxes = new Map<string, MeshClient<SandboxApi>>();
   const sandboxFor = (cordon: string) => {

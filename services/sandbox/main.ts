@@ -2,6 +2,7 @@
 import { MeshClient, serve } from '../../lib/mesh.ts';
 import { startService } from '../../lib/service.ts';
 import { sandboxSettings } from '../../lib/config.ts';
+import { configHash, reportDrift } from '../../lib/drift.ts';
 import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import { WorkerRuntime } from './runtime/index.ts';
 import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
@@ -13,6 +14,9 @@ if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
   process.stderr.write(`CORDON_CORDON=${JSON.stringify(cordon)} is not a valid cordon name (lower-case letters, digits, dashes)\n`);
   process.exit(2);
 }
+
+// The settings this process started with (the config file may change under it: that is drift).
+const loadedConfig = configHash();
 
 await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
   const recorder = new FlightRecorder(join(config.dataDir, 'run', `sandbox-${cordon}.inflight`));
@@ -31,6 +35,7 @@ await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
     },
   });
   onStop(() => supervisor.close());
+  onStop(reportDrift((state) => supervisor.current?.remote.report(state), () => ({ config: loadedConfig })));
   const runtime = new WorkerRuntime(sandboxSettings());
   onStop(() => runtime.dispose());
   onStop(() => recorder.close());

@@ -18,6 +18,7 @@ import type { Quarantine } from './quarantine.ts';
 import type { RouteHub } from './ports.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
+import type { DriftMonitor, DriftStatus } from './drift.ts';
 import { hasScope, SCOPES, type Principal, type Scope, type TokenStore } from './tokens.ts';
 
 export const MAX_CODE_BYTES = 64 * 1024 * 1024;
@@ -57,7 +58,7 @@ const TokenRequest = z.object({
 });
 
 export interface HealthSource {
-  (): { ok: boolean; services: Record<string, 'up' | 'down'> };
+  (): { ok: boolean; services: Record<string, 'up' | 'down'>; drift: Record<string, DriftStatus> };
 }
 
 export interface AdminDeps {
@@ -68,6 +69,7 @@ export interface AdminDeps {
   grants: Grants;
   quarantine: Quarantine;
   health: HealthSource;
+  drift: DriftMonitor;
   cordons: string[];
   audit: AuditLog;
   log: Logger;
@@ -326,6 +328,15 @@ export function createAdminServer(deps: AdminDeps): Server {
     },
     {
       method: 'GET',
+      path: '/v1/drift',
+      scope: 'admin',
+      summary: 'Each service: whether it runs with the settings (and, for ingress, the routes) the mesh means it to',
+      run({ res }) {
+        send(res, 200, { services: deps.drift.status() });
+      },
+    },
+    {
+      method: 'GET',
       path: '/v1/audit',
       scope: 'admin',
       summary: 'The last audit entries (?limit=N, at most 10000)',
@@ -368,7 +379,7 @@ export function createAdminServer(deps: AdminDeps): Server {
     const url = new URL(req.url ?? '/', 'http://admin');
     if (req.method === 'GET' && url.pathname === '/healthz') {
       const h = deps.health();
-      return send(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'starting', services: h.services });
+      return send(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'starting', services: h.services, drift: h.drift });
     }
     if (req.method === 'GET' && url.pathname === '/openapi.json') return send(res, 200, openapi);
     const target = `${req.method} ${url.pathname}`;

@@ -18,6 +18,8 @@ import { MasterKey } from './master-key.ts';
 import { Grants } from './capabilities.ts';
 import { History } from './history.ts';
 import { Quarantine } from './quarantine.ts';
+import { DriftMonitor } from './drift.ts';
+import { configHash, driftIntervalMs, routesHash } from '../../lib/drift.ts';
 
 await startService('supervisor', 'supervisor', async ({ config, log, node, onStop }) => {
   const dir = join(config.dataDir, 'supervisor');
@@ -44,6 +46,9 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     },
   });
 
+  const desiredConfig = configHash();
+  const drift = new DriftMonitor({ desired: () => ({ config: desiredConfig, routes: routesHash(store.routes()) }), audit, log, graceMs: driftIntervalMs() / 2 });
+
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();
   const key = (p: PeerIdentity) => (p.role === 'sandbox' ? `sandbox:${p.name}` : p.role);
@@ -54,9 +59,9 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   const listener = await serve(node, 'supervisor', {
     accept: ['sandbox', 'ingress', 'egress'],
     mainFor(peer): RpcTarget {
-      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants, quarantine);
-      if (peer.role === 'ingress') return new IngressPort(hub);
-      return new EgressPort(egress, audit);
+      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants, quarantine, drift);
+      if (peer.role === 'ingress') return new IngressPort(hub, drift);
+      return new EgressPort(egress, audit, drift);
     },
     onSession(session: MeshSession<any>) {
       const k = key(session.peer);
@@ -64,6 +69,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
       log.info('peer connected', { peer: k });
       void session.closed.then((reason) => {
         connected.set(k, (connected.get(k) ?? 1) - 1);
+        if (!connected.get(k)) drift.forget(k);
         log.info('peer disconnected', { peer: k, reason: reason.message });
       });
     },
@@ -73,9 +79,9 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   const health = () => {
     const services: Record<string, 'up' | 'down'> = { supervisor: 'up' };
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
-    return { ok: Object.values(services).every((s) => s === 'up'), services };
+    return { ok: Object.values(services).every((s) => s === 'up'), services, drift: drift.status() };
   };
-  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, cordons: cordonList(), audit, log });
+  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, cordons: cordonList(), audit, log });
   const host = process.env.CORDON_ADMIN_HOST || '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);

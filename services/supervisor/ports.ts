@@ -16,6 +16,7 @@ import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
 import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
+import type { DriftMonitor } from './drift.ts';
 import type { DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
 
 const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
@@ -37,15 +38,21 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #audit: AuditLog;
   readonly #grants: Grants;
   readonly #quarantine: Quarantine;
+  readonly #drift: DriftMonitor;
 
-  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants, quarantine: Quarantine) {
+  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants, quarantine: Quarantine, drift: DriftMonitor) {
     super();
+    this.#drift = drift;
     this.#quarantine = quarantine;
     this.#grants = grants;
     this.#store = store;
     this.#logs = logs;
     this.#peer = peer;
     this.#audit = audit;
+  }
+
+  async report(state: unknown): Promise<void> {
+    this.#drift.report(`sandbox:${this.#peer.name}`, state);
   }
 
   async loadWorker(codeKey: unknown): Promise<WorkerBundle> {
@@ -144,9 +151,15 @@ export class RouteHub {
 
 export class IngressPort extends RpcTarget implements SupervisorForIngress {
   readonly #hub: RouteHub;
-  constructor(hub: RouteHub) {
+  readonly #drift: DriftMonitor;
+  constructor(hub: RouteHub, drift: DriftMonitor) {
     super();
     this.#hub = hub;
+    this.#drift = drift;
+  }
+
+  async report(state: unknown): Promise<void> {
+    this.#drift.report('ingress', state);
   }
 
   async subscribeRoutes(listener: RpcStub<RouteListener>): Promise<Route[]> {
@@ -163,10 +176,16 @@ export class EgressLink {
 export class EgressPort extends RpcTarget implements SupervisorForEgress {
   readonly #link: EgressLink;
   readonly #audit: AuditLog;
-  constructor(link: EgressLink, audit: AuditLog) {
+  readonly #drift: DriftMonitor;
+  constructor(link: EgressLink, audit: AuditLog, drift: DriftMonitor) {
     super();
     this.#link = link;
     this.#audit = audit;
+    this.#drift = drift;
+  }
+
+  async report(state: unknown): Promise<void> {
+    this.#drift.report('egress', state);
   }
 
   async register(egress: RpcStub<EgressForSupervisor>): Promise<void> {
