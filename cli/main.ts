@@ -27,7 +27,7 @@ const USAGE = `usage: cordon <command> [options]
                                   a new admin API token (scopes: read, deploy, workflows, admin)
   tokens list | tokens revoke <id>
   quarantine list | quarantine release <[tenant/]worker>
-                                  workers moved into a sandbox process of their own after crashes
+                                  workers moved into a sandbox process of their own (crashes, limit hits, refusals)
   drift                           whether each service runs with the settings and routes the mesh means it to;
                                   exits 1 when one does not
   audit tail [--limit <n>]        the last audit entries

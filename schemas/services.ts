@@ -25,6 +25,8 @@ export interface SupervisorForSandbox extends DriftReporting {
   loadWorker(codeKey: string): Promise<WorkerBundle>;
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
   capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi>>;
+  /** The worker (by code key) broke its CPU or memory limit: a quarantine signal. */
+  limitHit(codeKey: string, kind: 'cpu' | 'memory'): Promise<void>;
   /** The workers that were running when this cordon's previous process died (crash attribution). */
   crashed(workerIds: string[]): Promise<void>;
   /** Console output of a worker the sandbox runs (by code key: the sandbox cannot write to other logs). */

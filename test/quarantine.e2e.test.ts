@@ -62,6 +62,21 @@ describe('crash attribution and quarantine', () => {
     await waitFor('crasher back on standard', async () => ((await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200) || undefined);
   });
 
+  test('other signals over the window move a worker too: CPU-limit hits, egress refusals', async () => {
+    assert.equal((await mesh.cli(['deploy', 'examples/misbehave/index.ts', '--name', 'hog', '--route', '*/hog/*', '--cpu-ms', '20'])).code, 0);
+    assert.equal((await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'prober', '--route', '*/probe*'])).code, 0);
+    await waitFor('both workers', async () => ((await fetch(`${mesh.httpUrl}/hog/ok`)).status === 200 && (await fetch(`${mesh.httpUrl}/probe`)).status === 200) || undefined);
+    for (let i = 0; i < 20; i++) assert.equal((await fetch(`${mesh.httpUrl}/hog/loop`)).status, 503);
+    for (let i = 0; i < 50; i++) assert.match(await (await fetch(`${mesh.httpUrl}/probe?url=http://127.0.0.1:1/`)).text(), /egress denied/);
+    const list = await waitFor('both to be quarantined', async () => {
+      const out = (await mesh.cli(['quarantine', 'list'])).stdout;
+      return /default\/hog\t.*20 CPU-limit hits/.test(out) && /default\/prober\t.*50 egress refusals/.test(out) ? out : undefined;
+    });
+    assert.match(list, /default\/hog\tq-[0-9a-f]{12}/);
+    assert.match((await mesh.cli(['audit', 'tail', '--limit', '400'])).stdout, /worker\.quarantined\tdefault\/prober/);
+    await waitFor('the prober served from its own process', async () => ((await fetch(`${mesh.httpUrl}/probe`)).status === 200 && [...mesh.servicePids().keys()].filter((k) => k.startsWith('sandbox:q-')).length >= 2) || undefined);
+  });
+
   test('the exact allocations that can abort a process: contained or not, co-tenants keep being served', async () => {
     assert.equal((await mesh.cli(['deploy', 'examples/bomb/index.ts', '--name', 'bomb', '--route', '*/bomb*', '--memory-mb', '32', '--cpu-ms', '10000'])).code, 0);
     for (const kind of ['fill', 'copy', 'fill']) {

@@ -101,7 +101,16 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     try {
       return await this.#runtime.handle(bundle, request, { log, capabilities });
     } catch (e) {
-      if (e instanceof WorkerError) return textResponse(e.status, `${e.message} (worker ${bundle.workerId}; see: npx cordon logs ${bundle.workerId})`);
+      if (e instanceof WorkerError) {
+        if (e.limit === 'cpu' || e.limit === 'memory') {
+          const kind = e.limit;
+          void this.#supervisor
+            .ready(1000)
+            .then((s) => s.remote.limitHit(target.codeKey, kind))
+            .catch((err: Error) => this.#log.debug('could not report a limit hit', { error: err.message }));
+        }
+        return textResponse(e.status, `${e.message} (worker ${bundle.workerId}; see: npx cordon logs ${bundle.workerId})`);
+      }
       throw e;
     } finally {
       leave();

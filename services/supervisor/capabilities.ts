@@ -130,13 +130,16 @@ export class FetchCap extends RpcTarget implements FetcherApi {
 export interface GrantOptions {
   storageQuotaBytes?: number;
   directoryQuotaBytes?: number;
+  /** A worker's capability call was refused (a quarantine signal). */
+  onRefused?: (workerId: string) => void;
 }
 
 /** Opens each worker's resources once and hands out membrane-wrapped capabilities for them. */
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<GrantOptions>;
+  readonly #opts: Required<Omit<GrantOptions, 'onRefused'>>;
+  readonly #onRefused: (workerId: string) => void;
   readonly #membranes = new Map<string, Membrane>();
   readonly #databases = new Map<string, WorkerDatabase>();
   readonly #directories = new Map<string, Promise<WorkerDirectory>>();
@@ -148,6 +151,7 @@ export class Grants {
     this.#egress = egress;
     this.#auditLog = audit;
     this.#opts = { storageQuotaBytes: opts.storageQuotaBytes ?? LIMITS.defaultQuotaBytes, directoryQuotaBytes: opts.directoryQuotaBytes ?? 1024 * 1024 * 1024 };
+    this.#onRefused = opts.onRefused ?? (() => {});
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */
@@ -155,8 +159,10 @@ export class Grants {
     const { workerId, bindings } = bundle;
     let membrane = this.#membranes.get(workerId);
     if (!membrane) this.#membranes.set(workerId, (membrane = new Membrane()));
-    const audit: Audit = (action, error) =>
+    const audit: Audit = (action, error) => {
       this.#auditLog.append({ actor, action: `capability.${action}`, target: workerId, outcome: 'denied', detail: { reason: error.message.slice(0, 300) } });
+      this.#onRefused(workerId);
+    };
     const base = join(this.#root, ...workerId.split('/'));
     const out: Record<string, StorageApi | DirectoryApi | FetcherApi> = {};
     // Every worker gets a fetcher bound to its own identity, when egress is there to give one.

@@ -35,7 +35,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   onStop(() => void adminDb.close());
   const tokens = new TokenStore(adminDb, loadAdminToken(config.dataDir));
   const egress = new EgressLink();
-  const grants = new Grants(join(dir, 'tenants'), audit, egress);
+  const grants = new Grants(join(dir, 'tenants'), audit, egress, { onRefused: (workerId) => quarantine.signal(workerId, 'capability') });
   onStop(() => grants.close());
   const logs = new WorkerLogs();
   const hub = new RouteHub(store, log);
@@ -61,7 +61,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     mainFor(peer): RpcTarget {
       if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants, quarantine, drift);
       if (peer.role === 'ingress') return new IngressPort(hub, drift);
-      return new EgressPort(egress, audit, drift);
+      return new EgressPort(egress, audit, drift, quarantine);
     },
     onSession(session: MeshSession<any>) {
       const k = key(session.peer);

@@ -70,6 +70,11 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     this.#quarantine.crashed(this.#peer.name, ids);
   }
 
+  async limitHit(codeKey: unknown, kind: unknown): Promise<void> {
+    const { bundle } = this.#unlock(codeKey, 'limitHit');
+    this.#quarantine.signal(bundle.workerId, check(z.enum(['cpu', 'memory']), kind, 'limit'));
+  }
+
   async log(codeKey: unknown, entries: unknown): Promise<void> {
     const { bundle } = this.#unlock(codeKey, 'log');
     this.#logs.append(bundle.workerId, check(LogEntries, entries, 'log entries') as LogEntry[]);
@@ -177,11 +182,13 @@ export class EgressPort extends RpcTarget implements SupervisorForEgress {
   readonly #link: EgressLink;
   readonly #audit: AuditLog;
   readonly #drift: DriftMonitor;
-  constructor(link: EgressLink, audit: AuditLog, drift: DriftMonitor) {
+  readonly #quarantine: Quarantine;
+  constructor(link: EgressLink, audit: AuditLog, drift: DriftMonitor, quarantine: Quarantine) {
     super();
     this.#link = link;
     this.#audit = audit;
     this.#drift = drift;
+    this.#quarantine = quarantine;
   }
 
   async report(state: unknown): Promise<void> {
@@ -197,5 +204,6 @@ export class EgressPort extends RpcTarget implements SupervisorForEgress {
   async refused(workerId: unknown, reason: unknown): Promise<void> {
     const id = check(z.string().max(130), workerId, 'worker id');
     this.#audit.append({ actor: 'egress', action: 'egress.refused', target: id, outcome: 'denied', detail: { reason: check(z.string().max(1000), reason, 'reason') } });
+    this.#quarantine.signal(id, 'egress');
   }
 }

@@ -1,9 +1,11 @@
 /**
- * Crash attribution and quarantine. A sandbox reports the workers that were running when its
- * cordon's previous process died; a worker blamed for `threshold` crashes within `windowMs` is moved
- * into a cordon of its own (a dedicated sandbox process, `q-<hash>`), its capabilities are revoked
- * (the new process gets fresh ones), and the move is audited. The launcher runs a process for every
- * cordon listed in `<data>/cordons.json`; this module keeps that file.
+ * Crash attribution and quarantine. The supervisor counts, per worker over a sliding window
+ * (`windowMs`), the signals of a worker that harms or probes its neighbours: sandbox crashes while
+ * it ran (its cordon's next process reports them), CPU-limit hits and memory-limit kills (its
+ * sandbox reports them), refused capability calls and egress refusals. A worker that reaches a
+ * signal's threshold is moved into a cordon of its own (a dedicated sandbox process, `q-<hash>`), its
+ * capabilities are revoked (the new process gets fresh ones), and the move is audited. The launcher
+ * runs a process for every cordon listed in `<data>/cordons.json`; this module keeps that file.
  */
 import type Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
@@ -19,6 +21,12 @@ export interface QuarantineEntry {
   reason: string;
 }
 
+export type Signal = 'crash' | 'memory' | 'cpu' | 'capability' | 'egress';
+
+/** How many of each signal within the window move a worker: a crash costs neighbours most. */
+export const DEFAULT_THRESHOLDS: Record<Signal, number> = { crash: 2, memory: 5, cpu: 20, capability: 20, egress: 50 };
+const LABEL: Record<Signal, string> = { crash: 'sandbox crashes', memory: 'memory-limit kills', cpu: 'CPU-limit hits', capability: 'refused capability calls', egress: 'egress refusals' };
+
 export interface QuarantineHooks {
   /** Routes changed (the worker moved): tell ingress. */
   moved(workerId: string): void;
@@ -30,18 +38,19 @@ export class Quarantine {
   readonly #audit: AuditLog;
   readonly #file: string;
   readonly #hooks: QuarantineHooks;
-  readonly #crashes = new Map<string, number[]>();
+  /** Per worker, per signal: the times of the last `threshold` signals. */
+  readonly #signals = new Map<string, Map<Signal, number[]>>();
   readonly #windowMs: number;
-  readonly #threshold: number;
+  readonly #thresholds: Record<Signal, number>;
 
-  constructor(db: Database.Database, store: CodeStore, audit: AuditLog, cordonsFile: string, hooks: QuarantineHooks, opts: { windowMs?: number; threshold?: number } = {}) {
+  constructor(db: Database.Database, store: CodeStore, audit: AuditLog, cordonsFile: string, hooks: QuarantineHooks, opts: { windowMs?: number; thresholds?: Partial<Record<Signal, number>> } = {}) {
     this.#db = db;
     this.#store = store;
     this.#audit = audit;
     this.#file = cordonsFile;
     this.#hooks = hooks;
     this.#windowMs = opts.windowMs ?? 10 * 60_000;
-    this.#threshold = opts.threshold ?? 2;
+    this.#thresholds = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
     db.exec(`CREATE TABLE IF NOT EXISTS quarantine (
       worker_id TEXT PRIMARY KEY, cordon TEXT NOT NULL, previous_cordon TEXT NOT NULL, since INTEGER NOT NULL, reason TEXT NOT NULL)`);
     this.#writeCordons();
@@ -58,16 +67,35 @@ export class Quarantine {
 
   /** The sandbox of `cordon` says these workers were running when its predecessor died. */
   crashed(cordon: string, workerIds: string[]): void {
-    const now = Date.now();
     for (const id of new Set(workerIds)) {
       // A sandbox can only blame workers of its own cordon.
       if (this.#store.worker(id)?.cordon !== cordon) continue;
-      const times = (this.#crashes.get(id) ?? []).filter((t) => now - t < this.#windowMs);
-      times.push(now);
-      this.#crashes.set(id, times);
-      this.#audit.append({ actor: `sandbox:${cordon}`, action: 'worker.crash', target: id, outcome: 'error', detail: { crashesInWindow: times.length } });
-      if (times.length >= this.#threshold && !cordon.startsWith('q-')) this.quarantine(id, `${times.length} sandbox crashes within ${this.#windowMs / 1000} s`);
+      const n = this.#count(id, 'crash');
+      this.#audit.append({ actor: `sandbox:${cordon}`, action: 'worker.crash', target: id, outcome: 'error', detail: { crashesInWindow: n } });
+      this.#judge(id, 'crash', n);
     }
+  }
+
+  /** One more signal against a worker (callers have established that it is that worker's). */
+  signal(workerId: string, kind: Exclude<Signal, 'crash'>): void {
+    if (!this.#store.worker(workerId)) return;
+    this.#judge(workerId, kind, this.#count(workerId, kind));
+  }
+
+  /** Records a signal now; how many of its kind fall within the window. */
+  #count(workerId: string, kind: Signal): number {
+    const now = Date.now();
+    let byKind = this.#signals.get(workerId);
+    if (!byKind) this.#signals.set(workerId, (byKind = new Map()));
+    const times = (byKind.get(kind) ?? []).filter((t) => now - t < this.#windowMs).slice(-(this.#thresholds[kind] - 1));
+    times.push(now);
+    byKind.set(kind, times);
+    return times.length;
+  }
+
+  #judge(workerId: string, kind: Signal, n: number): void {
+    if (n < this.#thresholds[kind] || this.#store.worker(workerId)?.cordon.startsWith('q-')) return;
+    this.quarantine(workerId, `${n} ${LABEL[kind]} within ${this.#windowMs / 1000} s`);
   }
 
   quarantine(workerId: string, reason: string): void {
@@ -85,7 +113,7 @@ export class Quarantine {
     const row = this.#db.prepare('SELECT previous_cordon FROM quarantine WHERE worker_id = ?').pluck().get(workerId) as string | undefined;
     if (!row) return false;
     this.#db.prepare('DELETE FROM quarantine WHERE worker_id = ?').run(workerId);
-    this.#crashes.delete(workerId);
+    this.#signals.delete(workerId);
     if (this.#store.worker(workerId)) this.#store.setCordon(workerId, row);
     this.#writeCordons();
     this.#audit.append({ actor: 'supervisor', action: 'worker.released', target: workerId, outcome: 'ok', detail: { cordon: row } });

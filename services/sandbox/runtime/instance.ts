@@ -30,17 +30,22 @@ export interface RequestHooks {
   capabilities?: CapabilityHost;
 }
 
+const limitError = (limit: 'cpu' | 'wall' | 'memory', message: string) => new WorkerError(503, message, message, limit);
+
 const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
 
 export class WorkerError extends Error {
   readonly status: number;
   /** What the worker's log gets: the tenant's own error and stack, never ours. */
   readonly detail: string;
-  constructor(status: number, message: string, detail = message) {
+  /** The limit the worker broke, if that is what ended the request (reported to the supervisor's quarantine). */
+  readonly limit: 'cpu' | 'wall' | 'memory' | undefined;
+  constructor(status: number, message: string, detail = message, limit?: 'cpu' | 'wall' | 'memory') {
     super(message);
     this.name = 'WorkerError';
     this.status = status;
     this.detail = detail;
+    this.limit = limit;
   }
 }
 
@@ -447,18 +452,18 @@ export class WorkerInstance {
   #translate(e: unknown): WorkerError {
     if (e instanceof WorkerError) return e;
     const { cpuMs, wallMs, memoryMb } = this.bundle.limits;
-    if (this.#kill === 'cpu') return new WorkerError(503, `worker exceeded its CPU time limit of ${cpuMs} ms`);
-    if (this.#kill === 'wall') return new WorkerError(503, `worker exceeded its wall time limit of ${wallMs} ms`);
+    if (this.#kill === 'cpu') return limitError('cpu', `worker exceeded its CPU time limit of ${cpuMs} ms`);
+    if (this.#kill === 'wall') return limitError('wall', `worker exceeded its wall time limit of ${wallMs} ms`);
     if (this.#kill === 'evicted') return new WorkerError(503, 'worker was unloaded while handling the request; retry');
     // A disposed isolate rejects pending calls with `null` or with an Error.
     const message = e instanceof Error ? e.message : String(e);
     if (/memory limit/i.test(message) || (this.#isolate.isDisposed && !this.#disposed)) {
       this.dispose();
-      return new WorkerError(503, `worker exceeded its memory limit of ${memoryMb} MB`);
+      return limitError('memory', `worker exceeded its memory limit of ${memoryMb} MB`);
     }
     if (/Script execution timed out/i.test(message)) {
       this.#terminate('cpu'); // a timed-out isolate may be mid-way through anything: start afresh
-      return new WorkerError(503, `worker exceeded its CPU time limit of ${cpuMs} ms`);
+      return limitError('cpu', `worker exceeded its CPU time limit of ${cpuMs} ms`);
     }
     if (e instanceof ModuleError) return new WorkerError(500, 'worker failed to load', message);
     if (e === null || this.#disposed) return new WorkerError(503, 'worker was unloaded while handling the request; retry');
