@@ -5,6 +5,7 @@ import { bundleWorker } from './bundle.ts';
 import { runStart } from './launcher.ts';
 import { writeExport, type ExportedVersion } from './export.ts';
 import { readWorkerConfig } from './worker-config.ts';
+import { workflowsCommand, WORKFLOWS_USAGE } from './workflows.ts';
 
 const USAGE = `usage: cordon <command> [options]
 
@@ -28,6 +29,7 @@ const USAGE = `usage: cordon <command> [options]
   tokens list | tokens revoke <id>
   quarantine list | quarantine release <[tenant/]worker>
                                   workers moved into a sandbox process of their own (crashes, limit hits, refusals)
+${WORKFLOWS_USAGE}
   drift                           whether each service runs with the settings and routes the mesh means it to;
                                   exits 1 when one does not
   audit tail [--limit <n>]        the last audit entries
@@ -107,7 +109,12 @@ async function main(argv: string[]): Promise<number> {
         cordon: values.cordon ?? file?.cordon,
         routes: [...(file?.routes ?? []), ...(values.route ?? [])],
         vars,
-        bindings: [...storage.map((n) => ({ type: 'storage', name: n })), ...directories.map((n) => ({ type: 'directory', name: n }))],
+        bindings: [
+          ...storage.map((n) => ({ type: 'storage', name: n })),
+          ...directories.map((n) => ({ type: 'directory', name: n })),
+          ...(file?.workflows ?? []).map((w) => ({ type: 'workflow', name: w.binding, workflow: w.name })),
+        ],
+        workflows: (file?.workflows ?? []).map((w) => ({ name: w.name, className: w.className })),
         limits,
         origins: [...(file?.origins ?? []), ...(values.origin ?? [])],
         allowEval: values['allow-eval'] === true || file?.allowEval === true,
@@ -180,6 +187,8 @@ async function main(argv: string[]): Promise<number> {
       }
       throw new CliError('usage: cordon tokens create --scope <s> [--tenant <t>] | tokens list | tokens revoke <id>');
     }
+    case 'workflows':
+      return workflowsCommand(rest);
     case 'drift': {
       const { services } = (await adminClient().request('GET', '/v1/drift')) as { services: Record<string, { config: string; routes?: string; reportedAt: string }> };
       let drifting = false;

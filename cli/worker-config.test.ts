@@ -28,7 +28,8 @@ test('bad config files fail with the file, position or field, and what is wrong'
   assert.throws(() => readWorkerConfig(write('{\n  "name": "x",\n  "main" "y"\n}')), /\.jsonc:3:\d+: /);
   assert.throws(() => readWorkerConfig(write('{ "main": "y" }')), /name: /);
   assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "vars": { "A": { "nested": 1 } } }')), /vars\.A/);
-  assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "workflows": [{ "name": "w", "binding": "W", "class_name": "C" }] }')), /workflows are not supported/);
+  assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "workflows": [{ "name": "w", "binding": "W" }] }')), /workflows\.0\.class_name/);
+  assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "workflows": [{ "name": "w", "binding": "DB", "class_name": "C" }], "cordon": { "storage": ["DB"] } }')), /binding DB is also/);
   assert.throws(() => readWorkerConfig(join(dir, 'missing.jsonc')), /cannot read/);
   const ok = readWorkerConfig(write('{ "name": "x", "main": "./src/w.ts", "route": "a.com/*", "routes": ["b.com/*", { "pattern": "c.com/*", "zone_name": "c.com" }] }'));
   assert.deepEqual(ok.routes, ['a.com/*', 'b.com/*', 'c.com/*']);

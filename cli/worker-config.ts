@@ -50,6 +50,8 @@ export interface WorkerConfig {
   origins: string[];
   allowEval: boolean;
   egress?: { allowHosts: string[]; denyHosts: string[]; denyCidrs: string[] };
+  /** Workflows the worker hosts, each bound in env under `binding`. */
+  workflows: { name: string; binding: string; className: string }[];
   cpuMs?: number;
   wallMs?: number;
   memoryMb?: number;
@@ -77,7 +79,8 @@ export function readWorkerConfig(file: string): WorkerConfig {
     throw new CliError(`${file}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
   }
   const c = r.data;
-  if (c.workflows.length) throw new CliError(`${file}: workflows are not supported by this version of Cordon yet`);
+  const bound = new Set([...c.cordon.storage, ...c.cordon.directories]);
+  for (const w of c.workflows) if (bound.has(w.binding)) throw new CliError(`${file}: workflows: binding ${w.binding} is also a storage or directory binding`);
   const routes = [...(c.route ? [c.route] : []), ...c.routes].map((x) => (typeof x === 'string' ? x : x.pattern));
   return {
     name: c.name,
@@ -92,6 +95,7 @@ export function readWorkerConfig(file: string): WorkerConfig {
     allowEval: c.cordon.allow_eval,
     egress: c.cordon.egress && { allowHosts: c.cordon.egress.allow_hosts, denyHosts: c.cordon.egress.deny_hosts, denyCidrs: c.cordon.egress.deny_cidrs },
     cpuMs: c.cordon.limits.cpu_ms ?? c.limits.cpu_ms,
+    workflows: c.workflows.map((w) => ({ name: w.name, binding: w.binding, className: w.class_name })),
     wallMs: c.cordon.limits.wall_ms,
     memoryMb: c.cordon.limits.memory_mb,
   };

@@ -6,6 +6,7 @@ import type { WireRequest, WireResponse } from './http.ts';
 import type { Route, RouteListener } from './routes.ts';
 import type { WorkerBundle, WorkerTarget } from './worker.ts';
 import type { DirectoryApi, FetcherApi, StorageApi } from './capabilities.ts';
+import type { WorkflowRunner, WorkflowsApi } from './workflows.ts';
 
 /** Hashes of what a service actually runs with (lib/drift.ts): compared by the supervisor with what it should. */
 export interface EffectiveState {
@@ -24,7 +25,9 @@ export interface SupervisorForSandbox extends DriftReporting {
   /** Code and configuration of the worker version the key belongs to; refused (and audited) otherwise. */
   loadWorker(codeKey: string): Promise<WorkerBundle>;
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
-  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi>>;
+  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi>>;
+  /** The sandbox offers to run workflow instances of its cordon's workers. */
+  registerRunner(runner: WorkflowRunner): Promise<void>;
   /** The worker (by code key) broke its CPU or memory limit: a quarantine signal. */
   limitHit(codeKey: string, kind: 'cpu' | 'memory'): Promise<void>;
   /** The workers that were running when this cordon's previous process died (crash attribution). */

@@ -1,5 +1,6 @@
 /** Workers as the supervisor stores them and hands them to a sandbox. */
 import { z } from 'zod';
+import { WorkflowName, type WorkflowDecl } from './workflows.ts';
 
 export const NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const WorkerName = z.string().regex(NAME, 'names are 1-64 lower-case letters, digits and inner dashes');
@@ -18,11 +19,15 @@ export const WorkerModule = z.object({
 });
 export type WorkerModule = z.infer<typeof WorkerModule>;
 
-/** A capability binding a worker declares at deploy: `env.<name>` in the isolate. */
-export const Binding = z.object({
-  type: z.enum(['storage', 'directory']),
-  name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. STORE)'),
-});
+/** A capability binding a worker declares at deploy: `env.<name>` in the isolate (a workflow binding names its workflow). */
+export const Binding = z
+  .object({
+    type: z.enum(['storage', 'directory', 'workflow']),
+    name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. STORE)'),
+    workflow: WorkflowName.optional(),
+  })
+  .strict()
+  .refine((b) => (b.type === 'workflow') === (b.workflow !== undefined), 'a workflow binding names its workflow, and only a workflow binding does');
 export type Binding = z.infer<typeof Binding>;
 
 export const Limits = z.object({
@@ -47,6 +52,8 @@ export interface WorkerBundle {
   allowEval?: boolean;
   /** Per-worker egress lists, on top of the public-only default. */
   egress?: EgressLists;
+  /** Workflows this worker hosts (`export class <className> extends WorkflowEntrypoint`). */
+  workflows?: WorkflowDecl[];
 }
 
 export const EgressLists = z.object({

@@ -4,10 +4,24 @@
  * own `dup`), and a subdirectory capability is kept here under a handle the isolate can name.
  */
 import { DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_METHODS } from '../../schemas/capabilities.ts';
+import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost } from './runtime/index.ts';
 
 const MAX_HANDLES = 1000;
+const ALLOWED: Record<Binding['type'] | 'fetch', readonly string[]> = { storage: STORAGE_METHODS, directory: DIRECTORY_METHODS, workflow: WORKFLOW_METHODS, fetch: FETCH_METHODS };
+
+/** The engine's side of one workflow run, as its step calls reach it: only the step methods pass. */
+export class StepForwarder implements CapabilityHost {
+  readonly #stub: Stub;
+  constructor(stub: unknown) {
+    this.#stub = stub as Stub;
+  }
+  async call(_handle: string, method: string, args: unknown[]): Promise<unknown> {
+    if (!(STEP_METHODS as readonly string[]).includes(method)) throw new Error(`${method} is not a step method`);
+    return this.#stub[method]!(...args);
+  }
+}
 
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
@@ -26,7 +40,7 @@ export class ForwardedCapabilities implements CapabilityHost {
   async call(handle: string, method: string, args: unknown[]): Promise<unknown> {
     const h = this.#handles.get(handle);
     if (!h) throw new Error(handle === FETCH_HANDLE ? 'fetch is not available: this worker has no fetch capability (is egress running?)' : `no capability ${handle}`);
-    const allowed: readonly string[] = h.kind === 'storage' ? STORAGE_METHODS : h.kind === 'fetch' ? FETCH_METHODS : DIRECTORY_METHODS;
+    const allowed: readonly string[] = ALLOWED[h.kind];
     if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
     const result = await h.stub[method]!(...args);
     if (method !== 'directory') return result;

@@ -7,6 +7,7 @@ import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import { WorkerRuntime } from './runtime/index.ts';
 import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
 import { FlightRecorder } from './flight-recorder.ts';
+import { Runner } from './workflow-runner.ts';
 import { join } from 'node:path';
 
 const cordon = process.env.CORDON_CORDON || 'standard';
@@ -27,6 +28,7 @@ await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
   const supervisor: MeshClient<SupervisorForSandbox> = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor', {
     async onSession(session): Promise<void> {
       bundles.clear();
+      await session.remote.registerRunner(new Runner(runtime, bundles, link, log, recorder));
       if (!reported) {
         log.warn('the previous process of this cordon died while running workers', { workers: recorder.previous });
         await session.remote.crashed(recorder.previous);

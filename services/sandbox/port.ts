@@ -21,6 +21,16 @@ export interface SupervisorLink {
   ready(timeoutMs?: number): Promise<{ remote: SupervisorForSandbox }>;
 }
 
+/** Where a worker's console output goes: the supervisor's log for that worker (named by code key). */
+export function logSink(supervisor: SupervisorLink, codeKey: string, log: Logger): (entries: LogEntry[]) => void {
+  return (entries) => {
+    void supervisor
+      .ready(1000)
+      .then((s) => s.remote.log(codeKey, entries))
+      .catch((e: Error) => log.debug('dropped worker log entries', { error: e.message }));
+  };
+}
+
 function textResponse(status: number, text: string): WireResponse {
   return { status, statusText: '', headers: [['content-type', 'text/plain; charset=utf-8']], body: new TextEncoder().encode(text + '\n') };
 }
@@ -91,12 +101,7 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
       throw new Error('worker code unavailable');
     }
     if (bundle.workerId !== target.workerId || bundle.version !== target.version) throw new Error('code key does not match the requested worker version');
-    const log = (entries: LogEntry[]) => {
-      void this.#supervisor
-        .ready(1000)
-        .then((s) => s.remote.log(target.codeKey, entries))
-        .catch((e: Error) => this.#log.debug('dropped worker log entries', { error: e.message }));
-    };
+    const log = logSink(this.#supervisor, target.codeKey, this.#log);
     const leave = this.#recorder.enter(bundle.workerId);
     try {
       return await this.#runtime.handle(bundle, request, { log, capabilities });

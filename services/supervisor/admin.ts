@@ -19,6 +19,9 @@ import type { RouteHub } from './ports.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
 import type { DriftMonitor, DriftStatus } from './drift.ts';
+import { WorkflowError, type WorkflowEngine } from './workflows/engine.ts';
+import { workflowRoutes } from './workflows/admin-routes.ts';
+import { WorkflowDecl } from '../../schemas/workflows.ts';
 import { hasScope, SCOPES, type Principal, type Scope, type TokenStore } from './tokens.ts';
 
 export const MAX_CODE_BYTES = 64 * 1024 * 1024;
@@ -49,6 +52,11 @@ const DeployRequest = z.object({
     .max(64)
     .default([])
     .refine((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'binding names must be unique'),
+  workflows: z
+    .array(WorkflowDecl)
+    .max(32)
+    .default([])
+    .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'workflow names must be unique'),
   limits: Limits.default({ cpuMs: 1000, wallMs: 30_000, memoryMb: 128 }),
 });
 
@@ -70,12 +78,13 @@ export interface AdminDeps {
   quarantine: Quarantine;
   health: HealthSource;
   drift: DriftMonitor;
+  workflows: WorkflowEngine;
   cordons: string[];
   audit: AuditLog;
   log: Logger;
 }
 
-interface Call {
+export interface Call {
   req: IncomingMessage;
   res: ServerResponse;
   url: URL;
@@ -83,7 +92,7 @@ interface Call {
   who: Principal;
 }
 
-interface Route {
+export interface Route {
   method: string;
   path: string; // OpenAPI-style, e.g. /v1/workers/{tenant}/{name}
   scope: Scope;
@@ -91,13 +100,13 @@ interface Route {
   run(call: Call): Promise<void> | void;
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+export function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2) + '\n';
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+export async function readJson(req: IncomingMessage): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > MAX_REQUEST_BODY) throw new HttpError(413, `request body over ${MAX_REQUEST_BODY} bytes`);
   const chunks: Buffer[] = [];
@@ -137,7 +146,7 @@ function declaredOrigin(text: string, admin: boolean): { origin: string; trusted
 }
 
 /** A tenant-bound token may act only on its own tenant. */
-function ownTenant(who: Principal, tenant: string): void {
+export function ownTenant(who: Principal, tenant: string): void {
   if (who.tenant !== undefined && who.tenant !== tenant) throw new HttpError(403, `this token is bound to tenant ${who.tenant}`);
 }
 
@@ -179,7 +188,9 @@ export function createAdminServer(deps: AdminDeps): Server {
         const origins = input.origins.map((o) => declaredOrigin(o, hasScope(who, 'admin')));
         // A quarantined worker stays in its own cordon across redeploys until an admin releases it.
         const cordon = deps.quarantine.cordonOf(`${tenant}/${input.name}`) ?? input.cordon;
+        deps.workflows.checkDeclarations(tenant, `${tenant}/${input.name}`, input.workflows);
         const worker = await store.deploy({ ...input, cordon, tenant, origins });
+        await deps.workflows.declare(tenant, worker.id, input.workflows);
         hub.publish();
         audit.append({ actor: `token:${who.tokenId}`, action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
         send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes });
@@ -356,6 +367,7 @@ export function createAdminServer(deps: AdminDeps): Server {
         send(res, 200, audit.verify());
       },
     },
+    ...workflowRoutes(deps.workflows),
   ];
   const routes = table.map((r) => ({ ...r, re: pathRegExp(r.path) }));
 
@@ -409,6 +421,7 @@ export function createAdminServer(deps: AdminDeps): Server {
       else if (e instanceof ValidationError || e instanceof RoutePatternError) status = 400;
       else if (e instanceof RouteConflictError) status = 409;
       else if (e instanceof UnknownVersionError) status = 404;
+      else if (e instanceof WorkflowError) status = e.status;
       if (status === 403) {
         audit.append({ actor: 'admin', action: 'admin.request', target: `${req.method} ${req.url}`, outcome: 'denied', detail: { reason: (e as Error).message } });
       }

@@ -15,6 +15,7 @@ import type { RpcStub } from 'capnweb';
 import type { EgressLink } from './ports.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import type { AuditLog } from './audit.ts';
+import type { WorkflowsApi } from '../../schemas/workflows.ts';
 import { SqlError, WorkerDatabase, LIMITS } from './sql-storage.ts';
 import { DirectoryError, WorkerDirectory } from './directory.ts';
 
@@ -132,14 +133,17 @@ export interface GrantOptions {
   directoryQuotaBytes?: number;
   /** A worker's capability call was refused (a quarantine signal). */
   onRefused?: (workerId: string) => void;
+  /** env.<BINDING> for a workflow of the worker's tenant. */
+  workflow?: (tenant: string, workflow: string) => WorkflowsApi;
 }
 
 /** Opens each worker's resources once and hands out membrane-wrapped capabilities for them. */
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<Omit<GrantOptions, 'onRefused'>>;
+  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow'>>;
   readonly #onRefused: (workerId: string) => void;
+  readonly #workflow: GrantOptions['workflow'];
   readonly #membranes = new Map<string, Membrane>();
   readonly #databases = new Map<string, WorkerDatabase>();
   readonly #directories = new Map<string, Promise<WorkerDirectory>>();
@@ -152,10 +156,11 @@ export class Grants {
     this.#auditLog = audit;
     this.#opts = { storageQuotaBytes: opts.storageQuotaBytes ?? LIMITS.defaultQuotaBytes, directoryQuotaBytes: opts.directoryQuotaBytes ?? 1024 * 1024 * 1024 };
     this.#onRefused = opts.onRefused ?? (() => {});
+    this.#workflow = opts.workflow;
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */
-  async grant(bundle: WorkerBundle, actor: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi>> {
+  async grant(bundle: WorkerBundle, actor: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi>> {
     const { workerId, bindings } = bundle;
     let membrane = this.#membranes.get(workerId);
     if (!membrane) this.#membranes.set(workerId, (membrane = new Membrane()));
@@ -164,7 +169,7 @@ export class Grants {
       this.#onRefused(workerId);
     };
     const base = join(this.#root, ...workerId.split('/'));
-    const out: Record<string, StorageApi | DirectoryApi | FetcherApi> = {};
+    const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi> = {};
     // Every worker gets a fetcher bound to its own identity, when egress is there to give one.
     const egress = this.#egress.current;
     if (egress) {
@@ -173,7 +178,9 @@ export class Grants {
     }
     for (const b of bindings) {
       const id = `${workerId}:${b.type}:${b.name}`;
-      if (b.type === 'storage') {
+      if (b.type === 'workflow') {
+        if (this.#workflow) out[b.name] = membrane.wrap(this.#workflow(workerId.split('/')[0]!, b.workflow!) as never);
+      } else if (b.type === 'storage') {
         let db = this.#databases.get(id);
         if (!db) {
           mkdirSync(join(base, 'storage'), { recursive: true, mode: 0o700 });

@@ -7,7 +7,9 @@ import { startService } from '../../lib/service.ts';
 import { cordonList } from '../../lib/config.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
-import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort } from './ports.ts';
+import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkflowRunners } from './ports.ts';
+import { WorkflowEngine } from './workflows/engine.ts';
+import { WorkflowsCap } from './workflows/ports.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin.ts';
 import Database from 'better-sqlite3';
@@ -35,7 +37,20 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   onStop(() => void adminDb.close());
   const tokens = new TokenStore(adminDb, loadAdminToken(config.dataDir));
   const egress = new EgressLink();
-  const grants = new Grants(join(dir, 'tenants'), audit, egress, { onRefused: (workerId) => quarantine.signal(workerId, 'capability') });
+  const runners = new WorkflowRunners();
+  const workflows = new WorkflowEngine({
+    dir: join(dir, 'workflows'),
+    worker: (id) => store.worker(id),
+    codeKeyFor: (id, version) => store.codeKeyForVersion(id, version),
+    runner: (cordon) => runners.get(cordon),
+    log: log.child({ component: 'workflows' }),
+  });
+  onStop(() => workflows.stop());
+  runners.onRunner = () => workflows.runnerAvailable();
+  const grants = new Grants(join(dir, 'tenants'), audit, egress, {
+    onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
+    workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
+  });
   onStop(() => grants.close());
   const logs = new WorkerLogs();
   const hub = new RouteHub(store, log);
@@ -59,7 +74,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   const listener = await serve(node, 'supervisor', {
     accept: ['sandbox', 'ingress', 'egress'],
     mainFor(peer): RpcTarget {
-      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants, quarantine, drift);
+      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants, quarantine, drift, runners);
       if (peer.role === 'ingress') return new IngressPort(hub, drift);
       return new EgressPort(egress, audit, drift, quarantine);
     },
@@ -75,13 +90,14 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     },
   });
   onStop(() => listener.close());
+  workflows.recover();
 
   const health = () => {
     const services: Record<string, 'up' | 'down'> = { supervisor: 'up' };
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services, drift: drift.status() };
   };
-  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, cordons: cordonList(), audit, log });
+  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, workflows, cordons: cordonList(), audit, log });
   const host = process.env.CORDON_ADMIN_HOST || '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);

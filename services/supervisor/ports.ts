@@ -18,6 +18,25 @@ import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { DriftMonitor } from './drift.ts';
 import type { DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
+import type { WorkflowRunner, WorkflowsApi } from '../../schemas/workflows.ts';
+
+/** The workflow runner each connected sandbox offered, by cordon; a newer session's replaces an older one's. */
+export class WorkflowRunners {
+  readonly #byCordon = new Map<string, RpcStub<WorkflowRunner>>();
+  /** Called when a cordon's sandbox offers a runner (instances that waited for one can go). */
+  onRunner: (cordon: string) => void = () => {};
+  set(cordon: string, runner: RpcStub<WorkflowRunner>): void {
+    this.#byCordon.get(cordon)?.[Symbol.dispose]();
+    this.#byCordon.set(cordon, runner);
+    this.onRunner(cordon);
+    runner.onRpcBroken(() => {
+      if (this.#byCordon.get(cordon) === runner) this.#byCordon.delete(cordon);
+    });
+  }
+  get(cordon: string): RpcStub<WorkflowRunner> | undefined {
+    return this.#byCordon.get(cordon);
+  }
+}
 
 const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 const LogEntries = z
@@ -39,10 +58,12 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #grants: Grants;
   readonly #quarantine: Quarantine;
   readonly #drift: DriftMonitor;
+  readonly #runners: WorkflowRunners;
 
-  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants, quarantine: Quarantine, drift: DriftMonitor) {
+  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants, quarantine: Quarantine, drift: DriftMonitor, runners: WorkflowRunners) {
     super();
     this.#drift = drift;
+    this.#runners = runners;
     this.#quarantine = quarantine;
     this.#grants = grants;
     this.#store = store;
@@ -60,7 +81,12 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     return this.#authorize(await this.#tamperChecked(() => this.#store.verifiedBundleForKey(key)), 'loadWorker').bundle;
   }
 
-  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi>> {
+  async registerRunner(runner: RpcStub<WorkflowRunner>): Promise<void> {
+    if (typeof runner !== 'function' && typeof runner !== 'object') throw new TypeError('runner must be a capability');
+    this.#runners.set(this.#peer.name, runner.dup());
+  }
+
+  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi>> {
     const { bundle } = this.#unlock(codeKey, 'capabilities');
     return this.#grants.grant(bundle, `sandbox:${this.#peer.name}`);
   }

@@ -14,6 +14,7 @@ import { open, seal, newWorkerKey, unwrapWorkerKey, SealError } from './sealing.
 import { blobOid, type History } from './history.ts';
 import type { Binding, EgressLists, Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
 import type { Route } from '../../schemas/routes.ts';
+import type { WorkflowDecl } from '../../schemas/workflows.ts';
 
 export interface WorkerRecord {
   id: string;
@@ -37,6 +38,7 @@ export interface VersionInput {
   origins: { origin: string; trusted: boolean }[];
   allowEval?: boolean;
   egress?: EgressLists;
+  workflows?: WorkflowDecl[];
   routes: string[];
 }
 
@@ -97,7 +99,26 @@ export class CodeStore {
       CREATE TABLE IF NOT EXISTS code_keys (
         key_hash TEXT PRIMARY KEY, worker_id TEXT NOT NULL, version TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS routes (pattern TEXT PRIMARY KEY, worker_id TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS pinned_keys (key_hash TEXT PRIMARY KEY, worker_id TEXT NOT NULL, version TEXT NOT NULL);
+      DELETE FROM pinned_keys;
     `);
+  }
+
+  readonly #pinned = new Map<string, string>();
+
+  /**
+   * A code key for one exact version (a workflow instance keeps running the version it was created
+   * with, whatever is current). Not rotated by deploys; minted afresh by each supervisor process.
+   */
+  codeKeyForVersion(workerId: string, version: string): string | undefined {
+    const k = `${workerId}@${version}`;
+    const known = this.#pinned.get(k);
+    if (known) return known;
+    if (!this.#db.prepare('SELECT 1 FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ? AND v.version = ?').get(workerId, version)) return undefined;
+    const codeKey = randomBytes(32).toString('base64url');
+    this.#db.prepare('INSERT INTO pinned_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), workerId, version);
+    this.#pinned.set(k, codeKey);
+    return codeKey;
   }
 
   close(): void {
@@ -110,7 +131,7 @@ export class CodeStore {
    */
   async deploy(input: VersionInput): Promise<WorkerRecord> {
     const id = `${input.tenant}/${input.name}`;
-    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true, egress: input.egress });
+    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true, egress: input.egress, ...(input.workflows?.length ? { workflows: input.workflows } : {}) });
     const version = sha256(plain);
     this.#checkRoutes(input.tenant, input.routes);
     const known = this.#db.prepare('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
@@ -131,6 +152,7 @@ export class CodeStore {
         vars: Object.keys(input.vars),
         routes: input.routes,
         origins: input.origins,
+        workflows: input.workflows ?? [],
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }
@@ -208,6 +230,8 @@ export class CodeStore {
   delete(id: string): boolean {
     return this.#db.transaction(() => {
       this.#db.prepare('DELETE FROM code_keys WHERE worker_id = ?').run(id);
+      this.#db.prepare('DELETE FROM pinned_keys WHERE worker_id = ?').run(id);
+      for (const k of this.#pinned.keys()) if (k.startsWith(`${id}@`)) this.#pinned.delete(k);
       this.#db.prepare('DELETE FROM routes WHERE worker_id = ?').run(id);
       this.#db.prepare('DELETE FROM versions WHERE worker_id = ?').run(id);
       return this.#db.prepare('DELETE FROM workers WHERE id = ?').run(id).changes === 1;
@@ -236,7 +260,7 @@ export class CodeStore {
     return this.#db
       .prepare(
         `SELECT k.worker_id AS workerId, w.tenant, w.name, k.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
-         FROM code_keys k JOIN versions v ON v.worker_id = k.worker_id AND v.version = k.version
+         FROM (SELECT key_hash, worker_id, version FROM code_keys UNION ALL SELECT key_hash, worker_id, version FROM pinned_keys) k JOIN versions v ON v.worker_id = k.worker_id AND v.version = k.version
          JOIN workers w ON w.id = k.worker_id WHERE k.key_hash = ?`,
       )
       .get(sha256(codeKey)) as KeyRow | undefined;

@@ -70,6 +70,17 @@ export class WorkerRuntime {
     }
   }
 
+  /** One run of a workflow instance of this worker (see WorkerInstance.runWorkflow). */
+  async runWorkflow(bundle: WorkerBundle, className: string, event: string, steps: CapabilityHost, hooks: RunHooks): Promise<string> {
+    const key = `${bundle.workerId}@${bundle.version}`;
+    const instance = await this.#instance(key, bundle);
+    try {
+      return await instance.runWorkflow(className, event, steps, hooks);
+    } finally {
+      void this.#measure(key, instance);
+    }
+  }
+
   /** After a request: the isolate's heap, at most once a second per isolate, then the budget. */
   async #measure(key: string, instance: WorkerInstance): Promise<void> {
     const live = this.#live.get(key);

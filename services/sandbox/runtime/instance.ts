@@ -108,13 +108,14 @@ type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
 type Ref<F> = ivm.Reference<F>;
 interface Entry {
   run: Ref<(meta: string, body: ArrayBuffer | null, now: number, seq: number) => Promise<[string, ArrayBuffer | null]>>;
+  runWorkflow: Ref<(className: string, event: string, stepHandle: string, now: number) => Promise<string>>;
   drain: Ref<(seq: number) => Promise<void> | undefined>;
   end: Ref<() => void>;
   fireTimer: Ref<(id: number, now: number) => void>;
   ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
   loaded: Ref<(namespace: unknown) => string>;
 }
-const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded'] as const;
+const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow'] as const;
 
 /** The CPU and wall-time watchdogs of one request (or of loading the worker). */
 interface Watch {
@@ -139,6 +140,7 @@ export class WorkerInstance {
   #logsDropped = 0;
   #logSink: ((entries: LogEntry[]) => void) | undefined;
   #caps: CapabilityHost | undefined;
+  readonly #stepHosts = new Map<string, CapabilityHost>();
   #flushScheduled = false;
   lastUsed = Date.now();
 
@@ -296,11 +298,13 @@ export class WorkerInstance {
   /** A capability call from tenant code: text in, text out; errors become `{error}` with a message only. */
   async #capCall(handle: string, method: string, args: string): Promise<string> {
     try {
-      if (!this.#caps) throw new Error('this worker has no capabilities');
       if (typeof handle !== 'string' || typeof method !== 'string' || typeof args !== 'string') throw new Error('malformed capability call');
+      // A workflow run's steps have a handle of their own (one per run); everything else is the worker's.
+      const caps = this.#stepHosts.get(handle) ?? this.#caps;
+      if (!caps) throw new Error('this worker has no capabilities');
       const decoded = decodeWire(args, base64);
       if (!Array.isArray(decoded)) throw new Error('malformed capability call');
-      const ok = (await this.#caps.call(handle, method, decoded)) ?? null;
+      const ok = (await caps.call(handle, method, decoded)) ?? null;
       return encodeWire({ ok, now: Date.now() }, base64);
     } catch (e) {
       try {
@@ -311,15 +315,45 @@ export class WorkerInstance {
     }
   }
 
-  async handle(request: WireRequest, hooks: RequestHooks): Promise<WireResponse> {
-    const { cpuMs } = this.bundle.limits;
+  /** A request or a workflow run starts: its hooks, a sequence number and its watchdogs. */
+  #enter(hooks: RequestHooks): { seq: number; watch: Watch } {
     this.lastUsed = Date.now();
     this.#logSink = hooks.log;
     this.#caps = hooks.capabilities ?? this.#caps;
     if (this.disposed) throw new WorkerError(503, 'worker was unloaded; retry');
     const seq = ++this.#seq;
     this.#active++;
-    const watch = this.#watch();
+    return { seq, watch: this.#watch() };
+  }
+
+  /**
+   * One run of a workflow instance (bootstrap runWorkflow): `steps` answers its step calls. Resolves
+   * with the bootstrap's JSON outcome; a broken limit rejects with a WorkerError as a request would.
+   */
+  async runWorkflow(className: string, event: string, steps: CapabilityHost, hooks: RequestHooks): Promise<string> {
+    const { cpuMs } = this.bundle.limits;
+    const { seq, watch } = this.#enter(hooks);
+    const handle = `$step:${seq}`;
+    this.#stepHosts.set(handle, steps);
+    try {
+      const out = await this.#entry!.runWorkflow.apply(undefined, [className, event, handle, Date.now()], { result: { promise: true, copy: true }, timeout: cpuMs });
+      if (typeof out !== 'string') throw new WorkerError(500, 'worker returned an invalid workflow result');
+      return out;
+    } catch (e) {
+      const err = this.#translate(e);
+      this.#fail(err);
+      throw err;
+    } finally {
+      this.#stepHosts.delete(handle);
+      watch.stopWall();
+      void this.#afterResponse(undefined, watch);
+      this.#flush();
+    }
+  }
+
+  async handle(request: WireRequest, hooks: RequestHooks): Promise<WireResponse> {
+    const { cpuMs } = this.bundle.limits;
+    const { seq, watch } = this.#enter(hooks);
     let result: [string, ArrayBuffer | null];
     try {
       const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers });

@@ -14,10 +14,8 @@ const BUILTINS: Record<string, string> = {
     export class WorkflowEntrypoint extends Base {}
     export class RpcTarget {}
     export const env = {};`,
-  'cloudflare:workflows': `
-    export class NonRetryableError extends Error {
-      constructor(message, name = 'NonRetryableError') { super(message); this.name = name; }
-    }`,
+  // The runtime's own class (bootstrap/workflow-step.ts), so a step knows it when the tenant throws it.
+  'cloudflare:workflows': `export const NonRetryableError = globalThis.__cordonBuiltins.NonRetryableError;`,
 };
 
 export class ModuleError extends Error {}

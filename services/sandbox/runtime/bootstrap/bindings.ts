@@ -9,7 +9,7 @@ import { decodeWire, encodeWire, type Base64 } from './wire-codec.ts';
 
 export type CapCall = (handle: string, method: string, args: unknown[]) => unknown;
 
-const b64: Base64 = {
+export const b64: Base64 = {
   encode(bytes) {
     let s = '';
     for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));

@@ -11,12 +11,14 @@
 import './install-encoding.ts';
 import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
 import { Blob, Body, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
-import { asyncCapCaller, capCaller, directoryBinding, storageBinding } from './bindings.ts';
+import { asyncCapCaller, b64, capCaller, directoryBinding, storageBinding } from './bindings.ts';
 import * as web from './web-globals.ts';
 import { installClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
 import { CryptoKey, makeSubtle } from './subtle.ts';
 import { setIdnaHost } from './idna.ts';
+import { makeStep, NonRetryableError, SUSPEND, workflowBinding, type ValueCodec } from './workflow-step.ts';
+import { decodeWire, encodeWire } from './wire-codec.ts';
 
 interface HostCallbacks {
   log(level: string, message: string): void;
@@ -46,7 +48,7 @@ const capRef = take('__cordonCapCall') as {
 const options = JSON.parse(take('__cordonOptions') as string) as {
   allowEval: boolean;
   vars: Record<string, string>;
-  bindings: { type: 'storage' | 'directory'; name: string }[];
+  bindings: { type: 'storage' | 'directory' | 'workflow'; name: string }[];
   maxBody: number;
   maxHead: number;
 };
@@ -218,8 +220,15 @@ g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
   Object.defineProperties(response, { url: { value: reply.url }, redirected: { value: reply.redirected } });
   return response;
 };
+// Workflow values: JSON-compatible data and bytes, checked to be structured-clonable first.
+const codec: ValueCodec = {
+  encode: (v) => (v === undefined ? null : encodeWire(structuredCloneImpl(v), b64)),
+  decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
+};
 const bindingObjects: Record<string, object> = {};
-for (const b of options.bindings) bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : directoryBinding(callCap, b.name);
+for (const b of options.bindings) {
+  bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : b.type === 'workflow' ? workflowBinding(callCapAsync, b.name, codec) : directoryBinding(callCap, b.name);
+}
 const env = Object.freeze({ ...options.vars, ...bindingObjects });
 
 // --- loading: data and WebAssembly modules shipped with the worker --------------------------------------
@@ -228,6 +237,8 @@ const env = Object.freeze({ ...options.vars, ...bindingObjects });
 // load-time-only global, which `loaded()` removes. It hands out nothing the bundle does not contain.
 const shipped = new Map<string, WebAssembly.Module | ArrayBuffer>();
 Object.defineProperty(g, '__cordonShipped', { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
+// The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
+Object.defineProperty(g, '__cordonBuiltins', { value: Object.freeze({ NonRetryableError }), configurable: true, enumerable: false, writable: false });
 
 function ship(name: string, type: string, bytes: ArrayBuffer): string {
   if (type === 'data') {
@@ -247,6 +258,7 @@ interface Handler {
 /** `export default class extends WorkerEntrypoint { fetch(request) {} }`: one instance per request. */
 type HandlerClass = (new (ctx: unknown, env: unknown) => { fetch?(request: Request): unknown }) & { prototype: { fetch?: unknown } };
 let handler: Handler | HandlerClass | undefined;
+let exported: Record<string, unknown> = {};
 
 function callHandler(request: Request, ctx: unknown): unknown {
   const h = handler;
@@ -262,7 +274,9 @@ const NO_HANDLER = Symbol('no handler');
 /** Called by the host once the main module has been evaluated, with its namespace. */
 function loaded(namespace: Record<string, unknown>): string {
   delete g.__cordonShipped;
+  delete g.__cordonBuiltins;
   shipped.clear();
+  exported = namespace;
   try {
     handler = namespace.default as Handler | HandlerClass | undefined;
   } catch (e) {
@@ -370,4 +384,38 @@ function fireTimer(id: number, now: number): void {
   }
 }
 
-g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded };
+type WorkflowClass = new (ctx: unknown, env: unknown) => { run(event: unknown, step: unknown): unknown };
+
+/**
+ * A run of a workflow instance: `run(event, step)` of the exported class, with its step calls going
+ * to capability `stepHandle`. The answer is JSON: complete (with the wire-encoded output), errored,
+ * or suspended (the engine ended the run at a step; the tenant cannot turn that into anything else).
+ */
+async function runWorkflow(className: string, eventWire: string, stepHandle: string, now: number): Promise<string> {
+  active++;
+  setClock(now);
+  subrequests = 0;
+  const cls = exported[className] as WorkflowClass | undefined;
+  if (typeof cls !== 'function' || typeof (cls.prototype as { run?: unknown } | undefined)?.run !== 'function') {
+    return JSONstringify({ outcome: 'errored', name: 'Error', message: `the worker exports no class ${className} with a run(event, step) method` });
+  }
+  let suspended = false;
+  const step = makeStep(callCapAsync, stepHandle, codec, (fn, ms) => {
+    const id = addTimer(fn, ms, [], false);
+    return () => clearTimer(id);
+  }, () => (suspended = true));
+  const raw = decodeWire(eventWire, b64) as { payload: unknown; timestamp: number; instanceId: string; workflowName: string };
+  const event = Object.freeze({ payload: raw.payload, timestamp: new Date(raw.timestamp), instanceId: raw.instanceId, workflowName: raw.workflowName });
+  const ctx = Object.freeze({ waitUntil: () => {}, passThroughOnException: () => {} });
+  try {
+    const output = await new cls(ctx, env).run(event, step);
+    if (suspended) return '{"outcome":"suspended"}';
+    return JSONstringify({ outcome: 'complete', output: codec.encode(output) });
+  } catch (e) {
+    if (suspended || e === SUSPEND) return '{"outcome":"suspended"}';
+    const err = e as { name?: unknown; message?: unknown } | null;
+    return JSONstringify({ outcome: 'errored', name: StringCtor(err?.name ?? 'Error'), message: StringCtor(err?.message ?? errorText(e)) });
+  }
+}
+
+g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded, runWorkflow };

@@ -1,0 +1,13 @@
+// The few types of Cordon's `cloudflare:*` built-in modules the examples use (for `tsc --noEmit`).
+declare module 'cloudflare:workers' {
+  export class WorkflowEntrypoint<Env = unknown> {
+    constructor(ctx: unknown, env: Env);
+    protected ctx: unknown;
+    protected env: Env;
+  }
+}
+declare module 'cloudflare:workflows' {
+  export class NonRetryableError extends Error {
+    constructor(message?: string, name?: string);
+  }
+}

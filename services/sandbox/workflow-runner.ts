@@ -1,0 +1,63 @@
+/**
+ * The sandbox's side of workflows: the supervisor's engine asks it to run one instance's
+ * `run(event, step)` in the worker version a code key unlocks; the step calls go back to the engine
+ * through the `step` capability it handed over for this run alone.
+ */
+import { RpcTarget, type RpcStub } from 'capnweb';
+import { z } from 'zod';
+import { check } from '../../lib/rpc/validate.ts';
+import type { Logger } from '../../lib/log.ts';
+import { ClassName, type StepApi, type WorkflowRunner } from '../../schemas/workflows.ts';
+import { WorkerError, type WorkerRuntime } from './runtime/index.ts';
+import { StepForwarder } from './capabilities.ts';
+import { logSink, type BundleCache, type SupervisorLink } from './port.ts';
+import type { FlightRecorder } from './flight-recorder.ts';
+
+type Outcome = Awaited<ReturnType<WorkflowRunner['run']>>;
+const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
+const Outcome = z.union([
+  z.object({ outcome: z.literal('complete'), output: z.string().nullable() }),
+  z.object({ outcome: z.literal('errored'), name: z.string(), message: z.string() }),
+  z.object({ outcome: z.literal('suspended') }),
+]);
+
+export class Runner extends RpcTarget implements WorkflowRunner {
+  readonly #runtime: WorkerRuntime;
+  readonly #bundles: BundleCache;
+  readonly #supervisor: SupervisorLink;
+  readonly #log: Logger;
+  readonly #recorder: FlightRecorder;
+
+  constructor(runtime: WorkerRuntime, bundles: BundleCache, supervisor: SupervisorLink, log: Logger, recorder: FlightRecorder) {
+    super();
+    this.#runtime = runtime;
+    this.#bundles = bundles;
+    this.#supervisor = supervisor;
+    this.#log = log;
+    this.#recorder = recorder;
+  }
+
+  async run(codeKey: unknown, className: unknown, event: unknown, step: RpcStub<StepApi>): Promise<Outcome> {
+    const key = check(CodeKey, codeKey, 'code key');
+    const cls = check(ClassName, className, 'class name');
+    const ev = check(z.string().max(2 * 1024 * 1024), event, 'event');
+    const steps = step.dup();
+    try {
+      const { bundle, capabilities } = await this.#bundles.get(key);
+      const leave = this.#recorder.enter(bundle.workerId);
+      try {
+        const out = await this.#runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), { log: logSink(this.#supervisor, key, this.#log), capabilities });
+        return check(Outcome, JSON.parse(out), 'workflow outcome') as Outcome;
+      } finally {
+        leave();
+      }
+    } catch (e) {
+      // A broken limit (or a worker that failed to load) ends the run as an error of the instance, as an
+      // exception in run() would; anything else (the supervisor away) is thrown, and the engine tries again.
+      if (e instanceof WorkerError) return { outcome: 'errored', name: 'Error', message: e.detail === e.message ? e.message : `${e.message}: ${e.detail}` };
+      throw e;
+    } finally {
+      steps[Symbol.dispose]();
+    }
+  }
+}
