@@ -67,7 +67,9 @@ describe('storage and directory capabilities', () => {
     }
     assert.deepEqual(await (await op('acme', 'op=list')).json(), [{ id: 1, text: 'acme secret' }], 'acme is untouched');
     const audit = await mesh.cli(['audit', 'tail', '--limit', '1000']);
-    assert.match(audit.stdout, /sandbox:standard\tcapability\.storage\.exec\tevil\/notes\tdenied/);
+    assert.match(audit.stdout, /sandbox:(standard|q-[0-9a-f]{12})\tcapability\.storage\.exec\tevil\/notes\tdenied/);
+    // All that probing is a quarantine signal: evil now runs in a process of its own.
+    assert.match((await mesh.cli(['quarantine', 'list'])).stdout, /evil\/notes\tq-[0-9a-f]{12}\t.*refused capability calls/);
   });
 
   test('transactionSync rolls back when its callback throws', async () => {
