@@ -179,7 +179,7 @@ export class WorkflowEngine {
   }
 
   /** Existing ids are skipped (and left out of the result), as Cloudflare's createBatch does. */
-  createBatch(tenant: string, workflow: string, batch: { id: string | null; params: string | null }[]): Promise<string[]> {
+  async createBatch(tenant: string, workflow: string, batch: { id: string | null; params: string | null }[]): Promise<string[]> {
     if (batch.length > 100) throw new WorkflowError(400, 'createBatch takes at most 100 instances');
     return this.#createMany(tenant, workflow, batch, true);
   }
