@@ -11,7 +11,7 @@ describe('limits through the mesh', () => {
   let mesh: TestMesh;
   before(async () => {
     mesh = await startTestMesh();
-    assert.equal((await mesh.cli(['deploy', 'examples/misbehave/index.ts', '--name', 'misbehave', '--route', '*/misbehave/*', '--memory-mb', '32', '--cpu-ms', '500', '--wall-ms', '1500'])).code, 0);
+    assert.equal((await mesh.cli(['deploy', 'examples/misbehave/index.ts', '--name', 'misbehave', '--route', '*/misbehave/*', '--memory-mb', '32', '--cpu-ms', '500', '--wall-ms', '4000'])).code, 0);
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
     await waitFor('both workers', async () => ((await fetch(`${mesh.httpUrl}/misbehave/ok`)).status === 200 && (await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
   });
@@ -25,7 +25,7 @@ describe('limits through the mesh', () => {
     ['giant', /response body is \d+ bytes; the limit is/],
     ['promises', /CPU time limit of 500 ms/],
     ['timers', /too many pending timers/],
-    ['hang', /wall time limit of 1500 ms/],
+    ['hang', /wall time limit of 4000 ms/],
     ['recurse', /Maximum call stack size exceeded/],
   ];
 

@@ -1,5 +1,5 @@
 // Every way a tenant can misbehave that the sandbox's limits must contain, one per path:
-// /loop /bomb /giant /promises /timers /hang /recurse. A test fixture: deploy with --memory-mb 32 --wall-ms 1500.
+// /loop /bomb /giant /promises /timers /hang /recurse. A test fixture: deploy with --memory-mb 32 --wall-ms 4000.
 const storms: Record<string, () => unknown> = {
   loop: () => {
     for (;;);
