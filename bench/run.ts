@@ -4,7 +4,8 @@
  *      with a plain Node http server as the floor (autocannon, keep-alive);
  *   2. cold start: code already fetched → first response, per new worker (our runtime), back to
  *      back and with a pause before each (a spare isolate ready);
- *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate.
+ *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate;
+ *   4. workflows: 3-step instances/s on Cordon vs miniflare vs the SQLite floor; sleeping instances' memory.
  * Never part of `npm test`: numbers, not assertions.
  */
 import { spawn } from 'node:child_process';
@@ -17,6 +18,7 @@ import autocannon from 'autocannon';
 import ivm from 'isolated-vm';
 import { freePort, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts';
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
+import { workflowsBench } from './workflows.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -133,3 +135,4 @@ say(`Cordon benchmarks (${SECONDS} s load phases; BENCH_SECONDS to change)`);
 await throughput();
 await coldStart();
 await idleMemory();
+await workflowsBench();

@@ -59,8 +59,18 @@ export function workflowRoutes(engine: WorkflowEngine): Route[] {
         const { tenant, workflow } = at(call);
         const status = call.url.searchParams.get('status') ?? undefined;
         const limit = call.url.searchParams.get('limit');
-        const filter = check(z.object({ status: z.enum(STATUSES).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }), { status, limit: limit ?? undefined }, 'filter');
+        const filter = check(z.object({ status: z.enum(STATUSES).optional(), limit: z.coerce.number().int().min(1).max(10_000).optional() }), { status, limit: limit ?? undefined }, 'filter');
         send(call.res, 200, { instances: engine.list(tenant, workflow, filter).map(plain) });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/workflows/{tenant}/{workflow}/counts',
+      scope: 'workflows',
+      summary: 'How many instances are in each status',
+      run(call) {
+        const { tenant, workflow } = at(call);
+        send(call.res, 200, { counts: engine.counts(tenant, workflow) });
       },
     },
     {

@@ -107,7 +107,7 @@ export class WorkflowEngine {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#stepLimit = deps.stepLimit ?? 10_000;
-    this.#maxRuns = deps.maxConcurrentRuns ?? 64;
+    this.#maxRuns = deps.maxConcurrentRuns ?? 256;
     this.#timers = new WakeTimers((key) => this.#consider(key), this.#now);
     mkdirSync(deps.dir, { recursive: true, mode: 0o700 });
   }
@@ -117,7 +117,7 @@ export class WorkflowEngine {
     for (const file of readdirSync(this.#deps.dir)) {
       const m = /^([a-z0-9-]+)\.db$/.exec(file);
       if (!m || !NAME.test(m[1]!)) continue;
-      const rows = this.#db(m[1]!).db.prepare("SELECT workflow, id, status, wake_at FROM instances WHERE status IN ('queued', 'running', 'waiting')").all() as Pick<InstanceRow, 'workflow' | 'id' | 'status' | 'wake_at'>[];
+      const rows = this.#db(m[1]!).prepare("SELECT workflow, id, status, wake_at FROM instances WHERE status IN ('queued', 'running', 'waiting')").all() as Pick<InstanceRow, 'workflow' | 'id' | 'status' | 'wake_at'>[];
       for (const r of rows) {
         const key = this.#key(m[1]!, r.workflow, r.id);
         if (r.status === 'waiting') {
@@ -155,7 +155,7 @@ export class WorkflowEngine {
   /** Refuses a workflow name another worker of the tenant hosts already (names are per tenant, as per account in Cloudflare). */
   checkDeclarations(tenant: string, workerId: string, decls: WorkflowDecl[]): void {
     for (const d of decls) {
-      const owner = this.#db(tenant).db.prepare('SELECT worker FROM workflows WHERE name = ?').pluck().get(d.name) as string | undefined;
+      const owner = this.#db(tenant).prepare('SELECT worker FROM workflows WHERE name = ?').pluck().get(d.name) as string | undefined;
       if (owner && owner !== workerId) throw new WorkflowError(409, `workflow ${d.name} is already hosted by worker ${owner}`);
     }
   }
@@ -163,12 +163,12 @@ export class WorkflowEngine {
   async declare(tenant: string, workerId: string, decls: WorkflowDecl[]): Promise<void> {
     const db = this.#db(tenant);
     await db.write(() => {
-      for (const d of decls) db.db.prepare('INSERT INTO workflows (name, worker, class_name) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET worker = excluded.worker, class_name = excluded.class_name').run(d.name, workerId, d.className);
+      for (const d of decls) db.prepare('INSERT INTO workflows (name, worker, class_name) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET worker = excluded.worker, class_name = excluded.class_name').run(d.name, workerId, d.className);
     });
   }
 
   workflows(tenant: string): { name: string; worker: string; className: string }[] {
-    return this.#db(tenant).db.prepare('SELECT name, worker, class_name AS className FROM workflows ORDER BY name').all() as { name: string; worker: string; className: string }[];
+    return this.#db(tenant).prepare('SELECT name, worker, class_name AS className FROM workflows ORDER BY name').all() as { name: string; worker: string; className: string }[];
   }
 
   // --- the API (bindings, admin, CLI): always one tenant ---------------------------------------------------
@@ -185,7 +185,7 @@ export class WorkflowEngine {
   }
 
   async #createMany(tenant: string, workflow: string, batch: { id: string | null; params: string | null }[], skipExisting: boolean): Promise<string[]> {
-    const def = this.#db(tenant).db.prepare('SELECT worker, class_name FROM workflows WHERE name = ?').get(workflow) as { worker: string; class_name: string } | undefined;
+    const def = this.#db(tenant).prepare('SELECT worker, class_name FROM workflows WHERE name = ?').get(workflow) as { worker: string; class_name: string } | undefined;
     if (!def) throw new WorkflowError(404, `no workflow ${workflow} in tenant ${tenant}; declare it in the worker's config (workflows: [{ name, binding, class_name }])`);
     const current = this.#deps.worker(def.worker);
     if (!current) throw new WorkflowError(404, `the worker hosting workflow ${workflow} no longer exists`);
@@ -194,7 +194,7 @@ export class WorkflowEngine {
     const created: string[] = [];
     const now = this.#now();
     await db.write(() => {
-      const insert = db.db.prepare(
+      const insert = db.prepare(
         "INSERT INTO instances (workflow, id, worker, version, class_name, status, params, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?) ON CONFLICT DO NOTHING",
       );
       for (const item of items) {
@@ -209,12 +209,12 @@ export class WorkflowEngine {
   status(tenant: string, workflow: string, id: string): InstanceStatus {
     const row = this.#instance(tenant, workflow, id);
     if (!row) throw new WorkflowError(404, `no instance ${id} of workflow ${workflow}`);
-    const steps = this.#db(tenant).db.prepare('SELECT * FROM steps WHERE workflow = ? AND instance = ? ORDER BY seq').all(workflow, id) as StepRow[];
+    const steps = this.#db(tenant).prepare('SELECT * FROM steps WHERE workflow = ? AND instance = ? ORDER BY seq').all(workflow, id) as StepRow[];
     return this.#describe(row, steps);
   }
 
   list(tenant: string, workflow: string, filter: { status?: InstanceStatusName; limit?: number }): InstanceStatus[] {
-    const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);
+    const limit = Math.min(Math.max(filter.limit ?? 50, 1), 10_000);
     const db = this.#db(tenant).db;
     const rows = (
       filter.status
@@ -222,6 +222,12 @@ export class WorkflowEngine {
         : db.prepare('SELECT * FROM instances WHERE workflow = ? ORDER BY created_at DESC, id LIMIT ?').all(workflow, limit)
     ) as InstanceRow[];
     return rows.map((r) => this.#describe(r, []));
+  }
+
+  /** How many instances of the workflow are in each status. */
+  counts(tenant: string, workflow: string): Record<string, number> {
+    const rows = this.#db(tenant).prepare('SELECT status, COUNT(*) AS n FROM instances WHERE workflow = ? GROUP BY status').all(workflow) as { status: string; n: number }[];
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
   }
 
   async pause(tenant: string, workflow: string, id: string): Promise<void> {
@@ -252,9 +258,9 @@ export class WorkflowEngine {
     const db = this.#db(tenant);
     if (!this.#instance(tenant, workflow, id)) throw new WorkflowError(404, `no instance ${id} of workflow ${workflow}`);
     await db.write(() => {
-      db.db.prepare('DELETE FROM steps WHERE workflow = ? AND instance = ?').run(workflow, id);
-      db.db.prepare('DELETE FROM events WHERE workflow = ? AND instance = ?').run(workflow, id);
-      db.db
+      db.prepare('DELETE FROM steps WHERE workflow = ? AND instance = ?').run(workflow, id);
+      db.prepare('DELETE FROM events WHERE workflow = ? AND instance = ?').run(workflow, id);
+      db
         .prepare("UPDATE instances SET status = 'queued', output = NULL, error_name = NULL, error_message = NULL, wake_at = NULL, updated_at = ? WHERE workflow = ? AND id = ?")
         .run(this.#now(), workflow, id);
     });
@@ -270,9 +276,9 @@ export class WorkflowEngine {
     const db = this.#db(tenant);
     let wake = false;
     await db.write(() => {
-      db.db.prepare('INSERT INTO events (workflow, instance, type, payload, sent_at) VALUES (?, ?, ?, ?, ?)').run(workflow, id, type, value, this.#now());
-      const waiting = db.db.prepare("SELECT 1 FROM steps WHERE workflow = ? AND instance = ? AND type = 'waitForEvent' AND status = 'waiting' AND event_type = ?").get(workflow, id, type);
-      if (waiting && db.db.prepare("UPDATE instances SET status = 'running', wake_at = NULL, updated_at = ? WHERE workflow = ? AND id = ? AND status = 'waiting'").run(this.#now(), workflow, id).changes) wake = true;
+      db.prepare('INSERT INTO events (workflow, instance, type, payload, sent_at) VALUES (?, ?, ?, ?, ?)').run(workflow, id, type, value, this.#now());
+      const waiting = db.prepare("SELECT 1 FROM steps WHERE workflow = ? AND instance = ? AND type = 'waitForEvent' AND status = 'waiting' AND event_type = ?").get(workflow, id, type);
+      if (waiting && db.prepare("UPDATE instances SET status = 'running', wake_at = NULL, updated_at = ? WHERE workflow = ? AND id = ? AND status = 'waiting'").run(this.#now(), workflow, id).changes) wake = true;
     });
     if (wake) this.#consider(this.#key(tenant, workflow, id));
   }
@@ -287,7 +293,7 @@ export class WorkflowEngine {
   }
 
   #step(tenant: string, workflow: string, id: string, name: string, count: number): StepRow | undefined {
-    return this.#db(tenant).db.prepare('SELECT * FROM steps WHERE workflow = ? AND instance = ? AND name = ? AND count = ?').get(workflow, id, name, count) as StepRow | undefined;
+    return this.#db(tenant).prepare('SELECT * FROM steps WHERE workflow = ? AND instance = ? AND name = ? AND count = ?').get(workflow, id, name, count) as StepRow | undefined;
   }
 
   async stepBegin(tenant: string, workflow: string, id: string, token: string, name: string, count: number): Promise<StepReply> {
@@ -299,14 +305,14 @@ export class WorkflowEngine {
     const db = this.#db(tenant);
     const now = this.#now();
     if (!step) {
-      const used = db.db.prepare("SELECT COUNT(*) FROM steps WHERE workflow = ? AND instance = ? AND type = 'do'").pluck().get(workflow, id) as number;
+      const used = db.prepare("SELECT COUNT(*) FROM steps WHERE workflow = ? AND instance = ? AND type = 'do'").pluck().get(workflow, id) as number;
       if (used >= this.#stepLimit) return { state: 'error', name: 'Error', message: `The limit of ${this.#stepLimit} steps has been reached` };
     }
     const attempt = (step?.attempts ?? 0) + 1;
     await db.write(() => {
-      if (step) db.db.prepare("UPDATE steps SET attempts = ?, status = 'running', wake_at = NULL WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(attempt, workflow, id, name, count);
+      if (step) db.prepare("UPDATE steps SET attempts = ?, status = 'running', wake_at = NULL WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(attempt, workflow, id, name, count);
       else
-        db.db
+        db
           .prepare("INSERT INTO steps (workflow, instance, name, count, type, status, attempts, started_at, seq) VALUES (?, ?, ?, ?, 'do', 'running', 1, ?, (SELECT COUNT(*) FROM steps WHERE workflow = ? AND instance = ?))")
           .run(workflow, id, name, count, now, workflow, id);
     });
@@ -332,19 +338,19 @@ export class WorkflowEngine {
     const where = [workflow, id, name, count] as const;
     if ('value' in outcome) {
       const value = checkValue(outcome.value, `the result of step "${name}"`);
-      await db.write(() => void db.db.prepare("UPDATE steps SET status = 'complete', value = ?, error_name = NULL, error_message = NULL, ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(value, now, ...where));
+      await db.write(() => void db.prepare("UPDATE steps SET status = 'complete', value = ?, error_name = NULL, error_message = NULL, ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(value, now, ...where));
       return { state: 'done', value };
     }
     const error = { name: outcome.error.name.slice(0, 256), message: outcome.error.message.slice(0, 4096) };
     if (outcome.nonRetryable || attempt > config.retries.limit) {
       await db.write(
-        () => void db.db.prepare("UPDATE steps SET status = 'errored', error_name = ?, error_message = ?, ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(error.name, error.message, now, ...where),
+        () => void db.prepare("UPDATE steps SET status = 'errored', error_name = ?, error_message = ?, ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(error.name, error.message, now, ...where),
       );
       return { state: 'error', ...error };
     }
     const wakeAt = now + retryDelay(config.retries, attempt);
     await db.write(() => {
-      db.db.prepare("UPDATE steps SET status = 'waiting', error_name = ?, error_message = ?, wake_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(error.name, error.message, wakeAt, ...where);
+      db.prepare("UPDATE steps SET status = 'waiting', error_name = ?, error_message = ?, wake_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(error.name, error.message, wakeAt, ...where);
       this.#sleepInstance(db, workflow, id, wakeAt);
     });
     this.#timers.at(wakeAt, this.#key(tenant, workflow, id));
@@ -362,7 +368,7 @@ export class WorkflowEngine {
     const wakeAt = step?.wake_at ?? until;
     if (wakeAt <= now) {
       await db.write(() => {
-        if (step) db.db.prepare("UPDATE steps SET status = 'complete', ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(now, workflow, id, name, count);
+        if (step) db.prepare("UPDATE steps SET status = 'complete', ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(now, workflow, id, name, count);
         else this.#insertStep(db, workflow, id, name, count, 'sleep', 'complete', now, wakeAt, null);
       });
       return { state: 'done', value: null };
@@ -384,14 +390,14 @@ export class WorkflowEngine {
     const db = this.#db(tenant);
     const now = this.#now();
     const eventType = step?.event_type ?? type;
-    const event = db.db.prepare('SELECT seq, payload, sent_at FROM events WHERE workflow = ? AND instance = ? AND type = ? AND consumed = 0 ORDER BY seq LIMIT 1').get(workflow, id, eventType) as
+    const event = db.prepare('SELECT seq, payload, sent_at FROM events WHERE workflow = ? AND instance = ? AND type = ? AND consumed = 0 ORDER BY seq LIMIT 1').get(workflow, id, eventType) as
       | { seq: number; payload: string | null; sent_at: number }
       | undefined;
     if (event) {
       const value = `{"payload":${event.payload ?? 'null'},"timestamp":${event.sent_at},"type":${JSON.stringify(eventType)}}`;
       await db.write(() => {
-        db.db.prepare('UPDATE events SET consumed = 1 WHERE seq = ?').run(event.seq);
-        if (step) db.db.prepare("UPDATE steps SET status = 'complete', value = ?, ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(value, now, workflow, id, name, count);
+        db.prepare('UPDATE events SET consumed = 1 WHERE seq = ?').run(event.seq);
+        if (step) db.prepare("UPDATE steps SET status = 'complete', value = ?, ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(value, now, workflow, id, name, count);
         else this.#insertStep(db, workflow, id, name, count, 'waitForEvent', 'complete', now, null, eventType, value);
       });
       return { state: 'done', value };
@@ -400,7 +406,7 @@ export class WorkflowEngine {
     if (wakeAt <= now) {
       const error = { name: 'WorkflowTimeoutError', message: `Execution timed out after ${timeoutMs}ms waiting for an event of type ${eventType}` };
       await db.write(() => {
-        if (step) db.db.prepare("UPDATE steps SET status = 'errored', error_name = ?, error_message = ?, ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(error.name, error.message, now, workflow, id, name, count);
+        if (step) db.prepare("UPDATE steps SET status = 'errored', error_name = ?, error_message = ?, ended_at = ? WHERE workflow = ? AND instance = ? AND name = ? AND count = ?").run(error.name, error.message, now, workflow, id, name, count);
       });
       return { state: 'error', ...error };
     }
@@ -413,7 +419,7 @@ export class WorkflowEngine {
   }
 
   #insertStep(db: TenantDb, workflow: string, id: string, name: string, count: number, type: string, status: string, now: number, wakeAt: number | null, eventType: string | null, value: string | null = null): void {
-    db.db
+    db
       .prepare(
         `INSERT INTO steps (workflow, instance, name, count, type, status, attempts, value, started_at, ended_at, wake_at, event_type, seq)
          VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, (SELECT COUNT(*) FROM steps WHERE workflow = ? AND instance = ?))`,
@@ -423,7 +429,7 @@ export class WorkflowEngine {
 
   /** The run ends here; the instance waits (hibernates) until `wakeAt` or an event. */
   #sleepInstance(db: TenantDb, workflow: string, id: string, wakeAt: number): void {
-    db.db.prepare("UPDATE instances SET status = 'waiting', wake_at = ?, updated_at = ? WHERE workflow = ? AND id = ? AND status = 'running'").run(wakeAt, this.#now(), workflow, id);
+    db.prepare("UPDATE instances SET status = 'waiting', wake_at = ?, updated_at = ? WHERE workflow = ? AND id = ? AND status = 'running'").run(wakeAt, this.#now(), workflow, id);
   }
 
   // --- running instances ----------------------------------------------------------------------------------
@@ -442,7 +448,7 @@ export class WorkflowEngine {
       if (row.wake_at === null || row.wake_at > this.#now()) return; // an event or a later timer wakes it
       const db = this.#db(tenant);
       void db
-        .write(() => void db.db.prepare("UPDATE instances SET status = 'running', wake_at = NULL, updated_at = ? WHERE workflow = ? AND id = ? AND status = 'waiting'").run(this.#now(), workflow, id))
+        .write(() => void db.prepare("UPDATE instances SET status = 'running', wake_at = NULL, updated_at = ? WHERE workflow = ? AND id = ? AND status = 'waiting'").run(this.#now(), workflow, id))
         .then(() => this.#consider(key));
       return;
     }
@@ -477,7 +483,7 @@ export class WorkflowEngine {
   async #runOnce(tenant: string, workflow: string, id: string, row: InstanceRow, token: string): Promise<boolean> {
     const db = this.#db(tenant);
     const key = this.#key(tenant, workflow, id);
-    if (row.status === 'queued') await db.write(() => void db.db.prepare("UPDATE instances SET status = 'running', updated_at = ? WHERE workflow = ? AND id = ? AND status = 'queued'").run(this.#now(), workflow, id));
+    if (row.status === 'queued') await db.write(() => void db.prepare("UPDATE instances SET status = 'running', updated_at = ? WHERE workflow = ? AND id = ? AND status = 'queued'").run(this.#now(), workflow, id));
     const codeKey = this.#deps.codeKeyFor(row.worker, row.version);
     if (!codeKey) {
       await this.#finish(tenant, workflow, id, token, { outcome: 'errored', name: 'Error', message: `version ${row.version.slice(0, 12)} of worker ${row.worker} is gone` });
@@ -522,11 +528,11 @@ export class WorkflowEngine {
       } catch (e) {
         return this.#finish(tenant, workflow, id, token, { outcome: 'errored', name: 'Error', message: (e as Error).message });
       }
-      await db.write(() => void db.db.prepare("UPDATE instances SET status = 'complete', output = ?, updated_at = ? WHERE workflow = ? AND id = ? AND status = 'running'").run(output, now, workflow, id));
+      await db.write(() => void db.prepare("UPDATE instances SET status = 'complete', output = ?, updated_at = ? WHERE workflow = ? AND id = ? AND status = 'running'").run(output, now, workflow, id));
     } else {
       await db.write(
         () =>
-          void db.db
+          void db
             .prepare("UPDATE instances SET status = 'errored', error_name = ?, error_message = ?, updated_at = ? WHERE workflow = ? AND id = ? AND status = 'running'")
             .run(String(result.name).slice(0, 256), String(result.message).slice(0, 4096), now, workflow, id),
       );
@@ -538,13 +544,13 @@ export class WorkflowEngine {
     await db.write(() => {
       const row = this.#instance(tenant, workflow, id);
       if (!row) throw new WorkflowError(404, `no instance ${id} of workflow ${workflow}`);
-      db.db.prepare('UPDATE instances SET status = ?, updated_at = ? WHERE workflow = ? AND id = ?').run(change(row), this.#now(), workflow, id);
+      db.prepare('UPDATE instances SET status = ?, updated_at = ? WHERE workflow = ? AND id = ?').run(change(row), this.#now(), workflow, id);
     });
     this.#consider(this.#key(tenant, workflow, id));
   }
 
   #instance(tenant: string, workflow: string, id: string): InstanceRow | undefined {
-    return this.#db(tenant).db.prepare('SELECT * FROM instances WHERE workflow = ? AND id = ?').get(workflow, id) as InstanceRow | undefined;
+    return this.#db(tenant).prepare('SELECT * FROM instances WHERE workflow = ? AND id = ?').get(workflow, id) as InstanceRow | undefined;
   }
 
   #describe(row: InstanceRow, steps: StepRow[]): InstanceStatus {

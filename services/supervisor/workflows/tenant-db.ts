@@ -27,14 +27,24 @@ const SCHEMA = `
 
 export class TenantDb {
   readonly db: Database.Database;
+  readonly #statements = new Map<string, Database.Statement>();
   #queue: { fn: () => void; resolve: () => void; reject: (e: unknown) => void }[] = [];
   #scheduled = false;
+  readonly #group: (run: () => void) => void;
 
   constructor(file: string) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(SCHEMA);
+    this.#group = this.db.transaction((run: () => void) => run());
+  }
+
+  /** A prepared statement, prepared once (preparing is most of the cost of a small query). */
+  prepare(sql: string): Database.Statement {
+    let st = this.#statements.get(sql);
+    if (!st) this.#statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
   }
 
   /** Run `fn` (synchronous SQLite writes) in the next group commit; resolves once it is durable. */
@@ -54,15 +64,19 @@ export class TenantDb {
     this.#queue = [];
     const failed = new Map<number, unknown>();
     try {
-      this.db.transaction(() => {
+      this.#group(() => {
         batch.forEach((w, i) => {
+          this.prepare('SAVEPOINT write').run();
           try {
-            this.db.transaction(w.fn)(); // nested: a savepoint of its own
+            w.fn();
+            this.prepare('RELEASE write').run();
           } catch (e) {
+            this.prepare('ROLLBACK TO write').run();
+            this.prepare('RELEASE write').run();
             failed.set(i, e);
           }
         });
-      })();
+      });
     } catch (e) {
       for (const w of batch) w.reject(e);
       return;
