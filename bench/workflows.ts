@@ -62,7 +62,7 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-async function cordon(): Promise<{ rate: number; sleepers?: { n: number; rss: number; seconds: number } }> {
+async function cordon(): Promise<{ rate: number; sleepers?: { n: number; rss: number; asleep: number; done: number } }> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-wfbench-'));
   writeFileSync(join(dir, 'wrangler.jsonc'), JSON.stringify({ name: 'flow', main: join(ROOT, 'bench/workflow-worker.ts'), routes: ['*/wf/*'], workflows: [{ name: 'flow', binding: 'FLOW', class_name: 'ThreeSteps' }] }));
   const mesh = await startTestMesh();
@@ -79,10 +79,13 @@ async function cordon(): Promise<{ rate: number; sleepers?: { n: number; rss: nu
     if (!SLEEPERS) return { rate };
     say(`  cordon: ${SLEEPERS} sleeping instances (BENCH_SLEEPERS) …`);
     const t2 = performance.now();
-    await createAll(mesh, SLEEPERS, 10 * 60_000);
+    await createAll(mesh, SLEEPERS, 90_000);
     await waitFor('every sleeper to be asleep', async () => ((await count(mesh, 'waiting')) >= SLEEPERS) || undefined, 1_800_000, 1000);
     const rss = rssMiB(mesh.servicePids().get('supervisor')!);
-    return { rate, sleepers: { n: SLEEPERS, rss, seconds: (performance.now() - t2) / 1000 } };
+    const asleep = (performance.now() - t2) / 1000;
+    say(`  cordon: all ${SLEEPERS} asleep (supervisor RSS ${rss.toFixed(0)} MiB); waiting for them to wake and complete …`);
+    await waitFor('every sleeper to wake and complete', async () => ((await count(mesh, 'complete')) >= INSTANCES + 1 + SLEEPERS) || undefined, 1_800_000, 1000);
+    return { rate, sleepers: { n: SLEEPERS, rss, asleep, done: (performance.now() - t2) / 1000 } };
   } finally {
     await mesh.stop();
   }
@@ -142,5 +145,5 @@ export async function workflowsBench(): Promise<void> {
   say(`  cordon                ${ours.rate.toFixed(0).padStart(7)} instances/s${typeof peer === 'number' ? `   ${(ours.rate / peer).toFixed(2)}x miniflare` : ''}   ${(ours.rate / (floor.single / 7)).toFixed(2)}x an fsync per commit (target ≥ 1000/s)`);
   say(`  miniflare (peer)      ${typeof peer === 'number' ? `${peer.toFixed(0).padStart(7)} instances/s` : peer}`);
   say(`  SQLite floor          ${floor.single.toFixed(0).padStart(7)} commits/s with an fsync each, ${floor.grouped.toFixed(0)} commits/s 100 to a transaction`);
-  if (ours.sleepers) say(`  ${ours.sleepers.n} sleeping instances: supervisor RSS ${ours.sleepers.rss.toFixed(0)} MiB (target < 1024), all asleep after ${ours.sleepers.seconds.toFixed(0)} s`);
+  if (ours.sleepers) say(`  ${ours.sleepers.n} sleeping instances: supervisor RSS ${ours.sleepers.rss.toFixed(0)} MiB (target < 1024); all asleep after ${ours.sleepers.asleep.toFixed(0)} s, all woken and complete after ${ours.sleepers.done.toFixed(0)} s (a 90 s sleep)`);
 }

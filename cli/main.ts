@@ -14,8 +14,10 @@ const USAGE = `usage: cordon <command> [options]
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
                                   [--origin <scheme://host:port>]... [--allow-eval]
                                   [--allow-host <h>]... [--deny-host <h>]... [--deny-cidr <cidr>]...
-                                  [--cpu-ms <n>] [--wall-ms <n>] [--memory-mb <n>]
+                                  [--cpu-ms <n>] [--wall-ms <n>] [--memory-mb <n>] [--cron "<five fields>"]...
                                   bundle the entry and its imports and deploy it; prints the version
+  trigger <[tenant/]worker> [--cron <expr>]
+                                  run the worker's scheduled() handler once now
   workers                         list deployed workers
   versions <[tenant/]worker>      a worker's versions, newest first
   rollback <[tenant/]worker> <version>
@@ -80,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
           'cpu-ms': { type: 'string' },
           'wall-ms': { type: 'string' },
           'memory-mb': { type: 'string' },
+          cron: { type: 'string', multiple: true },
         },
       });
       // A config file gives the defaults; flags add to or override it.
@@ -115,6 +118,7 @@ async function main(argv: string[]): Promise<number> {
           ...(file?.workflows ?? []).map((w) => ({ type: 'workflow', name: w.binding, workflow: w.name })),
         ],
         workflows: (file?.workflows ?? []).map((w) => ({ name: w.name, className: w.className })),
+        crons: [...(file?.crons ?? []), ...(values.cron ?? [])],
         limits,
         origins: [...(file?.origins ?? []), ...(values.origin ?? [])],
         allowEval: values['allow-eval'] === true || file?.allowEval === true,
@@ -189,6 +193,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'workflows':
       return workflowsCommand(rest);
+    case 'trigger': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { cron: { type: 'string' } } });
+      await adminClient().request('POST', `${workerPath(positionals[0])}/scheduled`, values.cron ? { cron: values.cron } : {});
+      process.stdout.write(`scheduled() of ${positionals[0]} ran\n`);
+      return 0;
+    }
     case 'drift': {
       const { services } = (await adminClient().request('GET', '/v1/drift')) as { services: Record<string, { config: string; routes?: string; reportedAt: string }> };
       let drifting = false;

@@ -1,6 +1,6 @@
 /**
  * The worker configuration file: Cloudflare's `wrangler.jsonc` / `wrangler.json` read unchanged
- * (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`), plus Cordon's own
+ * (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`, `triggers.crons`, `workflows`), plus Cordon's own
  * settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`, `origins`, `allow_eval`,
  * `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`). JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's).
  * This one reader serves every binding kind, so a new binding is one more field here.
@@ -23,6 +23,7 @@ const Config = z
     vars: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
     limits: z.object({ cpu_ms: z.number().int().positive().optional() }).default({}),
     workflows: z.array(z.object({ name: z.string(), binding: z.string(), class_name: z.string() })).default([]),
+    triggers: z.object({ crons: z.array(z.string()).default([]) }).default({ crons: [] }),
     cordon: z
       .object({
         tenant: z.string().optional(),
@@ -50,6 +51,8 @@ export interface WorkerConfig {
   origins: string[];
   allowEval: boolean;
   egress?: { allowHosts: string[]; denyHosts: string[]; denyCidrs: string[] };
+  /** Cron triggers (`triggers.crons`). */
+  crons: string[];
   /** Workflows the worker hosts, each bound in env under `binding`. */
   workflows: { name: string; binding: string; className: string }[];
   cpuMs?: number;
@@ -95,6 +98,7 @@ export function readWorkerConfig(file: string): WorkerConfig {
     allowEval: c.cordon.allow_eval,
     egress: c.cordon.egress && { allowHosts: c.cordon.egress.allow_hosts, denyHosts: c.cordon.egress.deny_hosts, denyCidrs: c.cordon.egress.deny_cidrs },
     cpuMs: c.cordon.limits.cpu_ms ?? c.limits.cpu_ms,
+    crons: c.triggers.crons,
     workflows: c.workflows.map((w) => ({ name: w.name, binding: w.binding, className: w.class_name })),
     wallMs: c.cordon.limits.wall_ms,
     memoryMb: c.cordon.limits.memory_mb,

@@ -6,7 +6,7 @@ import type { WireRequest, WireResponse } from './http.ts';
 import type { Route, RouteListener } from './routes.ts';
 import type { WorkerBundle, WorkerTarget } from './worker.ts';
 import type { DirectoryApi, FetcherApi, StorageApi } from './capabilities.ts';
-import type { WorkflowRunner, WorkflowsApi } from './workflows.ts';
+import type { StepApi, WorkflowsApi } from './workflows.ts';
 
 /** Hashes of what a service actually runs with (lib/drift.ts): compared by the supervisor with what it should. */
 export interface EffectiveState {
@@ -27,7 +27,7 @@ export interface SupervisorForSandbox extends DriftReporting {
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
   capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi>>;
   /** The sandbox offers to run workflow instances of its cordon's workers. */
-  registerRunner(runner: WorkflowRunner): Promise<void>;
+  registerRunner(runner: WorkerRunner): Promise<void>;
   /** The worker (by code key) broke its CPU or memory limit: a quarantine signal. */
   limitHit(codeKey: string, kind: 'cpu' | 'memory'): Promise<void>;
   /** The workers that were running when this cordon's previous process died (crash attribution). */
@@ -65,4 +65,19 @@ export interface LogEntry {
   level: 'debug' | 'info' | 'log' | 'warn' | 'error';
   message: string;
   time: number;
+}
+
+/**
+ * What the supervisor has a sandbox run outside requests: one run of a workflow instance, and a
+ * worker's scheduled() handler for a cron trigger.
+ */
+export interface WorkerRunner {
+  /**
+   * Run `run(event, step)` of `className` in the worker the code key unlocks; resolves when run()
+   * returns (`complete`, wire-encoded output), throws (`errored`), or stops at a step the engine
+   * suspended (`suspended`: the instance sleeps, waits or retries later, holding no isolate).
+   */
+  run(codeKey: string, className: string, event: string, step: StepApi): Promise<{ outcome: 'complete'; output: string | null } | { outcome: 'errored'; name: string; message: string } | { outcome: 'suspended' }>;
+  /** Run `scheduled(event, env, ctx)` (and its waitUntil promises); an error is the handler's, as logged. */
+  scheduled(codeKey: string, cron: string, scheduledTime: number): Promise<{ ok: true } | { ok: false; error: string }>;
 }

@@ -54,6 +54,8 @@ export interface WorkerBundle {
   egress?: EgressLists;
   /** Workflows this worker hosts (`export class <className> extends WorkflowEntrypoint`). */
   workflows?: WorkflowDecl[];
+  /** Cron triggers (five fields, UTC): the supervisor runs scheduled() on each tick. */
+  crons?: string[];
 }
 
 export const EgressLists = z.object({

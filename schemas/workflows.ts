@@ -1,7 +1,7 @@
 /**
  * Workflows across service boundaries: what a worker declares, what its `env.<BINDING>` may ask the
  * supervisor (WorkflowsApi, scoped to the worker's tenant and one workflow), and how the supervisor
- * has a sandbox run `run(event, step)` (WorkflowRunner) with each `step.*` call answered by the
+ * has a sandbox run `run(event, step)` (WorkerRunner, schemas/services.ts) with each `step.*` call answered by the
  * engine (StepApi, bound to one run of one instance).
  */
 import { z } from 'zod';
@@ -90,13 +90,3 @@ export const StepConfig = z
   })
   .strict();
 export type StepConfig = z.infer<typeof StepConfig>;
-
-/** How the supervisor has a sandbox run an instance. */
-export interface WorkflowRunner {
-  /**
-   * Run `run(event, step)` of `className` in the worker the code key unlocks; resolves when run()
-   * returns (`complete`, wire-encoded output), throws (`errored`), or stops at a step the engine
-   * suspended (`suspended`: the instance sleeps, waits or retries later, holding no isolate).
-   */
-  run(codeKey: string, className: string, event: string, step: StepApi): Promise<{ outcome: 'complete'; output: string | null } | { outcome: 'errored'; name: string; message: string } | { outcome: 'suspended' }>;
-}

@@ -7,7 +7,7 @@ import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import { WorkerRuntime } from './runtime/index.ts';
 import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
 import { FlightRecorder } from './flight-recorder.ts';
-import { Runner } from './workflow-runner.ts';
+import { Runner } from './runner.ts';
 import { join } from 'node:path';
 
 const cordon = process.env.CORDON_CORDON || 'standard';

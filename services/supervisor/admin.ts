@@ -21,6 +21,7 @@ import type { AuditLog } from './audit.ts';
 import type { DriftMonitor, DriftStatus } from './drift.ts';
 import { WorkflowError, type WorkflowEngine } from './workflows/engine.ts';
 import { workflowRoutes } from './workflows/admin-routes.ts';
+import { checkCron, CronError, type CronScheduler } from './cron.ts';
 import { WorkflowDecl } from '../../schemas/workflows.ts';
 import { hasScope, SCOPES, type Principal, type Scope, type TokenStore } from './tokens.ts';
 
@@ -52,6 +53,7 @@ const DeployRequest = z.object({
     .max(64)
     .default([])
     .refine((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'binding names must be unique'),
+  crons: z.array(z.string().max(100)).max(10, 'at most 10 cron triggers').default([]),
   workflows: z
     .array(WorkflowDecl)
     .max(32)
@@ -79,6 +81,7 @@ export interface AdminDeps {
   health: HealthSource;
   drift: DriftMonitor;
   workflows: WorkflowEngine;
+  cron: CronScheduler;
   cordons: string[];
   audit: AuditLog;
   log: Logger;
@@ -189,8 +192,10 @@ export function createAdminServer(deps: AdminDeps): Server {
         // A quarantined worker stays in its own cordon across redeploys until an admin releases it.
         const cordon = deps.quarantine.cordonOf(`${tenant}/${input.name}`) ?? input.cordon;
         deps.workflows.checkDeclarations(tenant, `${tenant}/${input.name}`, input.workflows);
-        const worker = await store.deploy({ ...input, cordon, tenant, origins });
+        const crons = input.crons.map(checkCron);
+        const worker = await store.deploy({ ...input, crons, cordon, tenant, origins });
         await deps.workflows.declare(tenant, worker.id, input.workflows);
+        deps.cron.refresh();
         hub.publish();
         audit.append({ actor: `token:${who.tokenId}`, action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
         send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes });
@@ -247,9 +252,23 @@ export function createAdminServer(deps: AdminDeps): Server {
         const { id } = workerOf(call);
         const { version } = check(z.object({ version: z.string().regex(/^[0-9a-f]{64}$/, 'a version is 64 hex digits') }), await readJson(call.req), 'rollback request');
         const worker = store.rollback(id, version);
+        deps.cron.refresh();
         hub.publish();
         audit.append({ actor: `token:${call.who.tokenId}`, action: 'worker.rollback', target: id, outcome: 'ok', detail: { version } });
         send(call.res, 200, { worker: id, version: worker.version });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/workers/{tenant}/{name}/scheduled',
+      scope: 'deploy',
+      summary: "Run the worker's scheduled() handler once now: { cron? } (its first cron trigger by default)",
+      async run(call) {
+        const { id } = workerOf(call);
+        const { cron } = check(z.object({ cron: z.string().max(100).optional() }).strict(), (await readJson(call.req)) ?? {}, 'trigger request');
+        const result = await deps.cron.run(id, cron ?? store.bundleForKey(store.worker(id)!.codeKey)?.bundle.crons?.[0] ?? '* * * * *');
+        audit.append({ actor: `token:${call.who.tokenId}`, action: 'worker.trigger', target: id, outcome: result.ok ? 'ok' : 'error' });
+        send(call.res, result.ok ? 200 : 500, result.ok ? { ran: id } : { error: result.error });
       },
     },
     {
@@ -260,6 +279,7 @@ export function createAdminServer(deps: AdminDeps): Server {
       run(call) {
         const { id } = workerOf(call);
         store.delete(id);
+        deps.cron.refresh();
         deps.grants.revoke(id, 'worker deleted');
         hub.publish();
         audit.append({ actor: `token:${call.who.tokenId}`, action: 'worker.delete', target: id, outcome: 'ok' });
@@ -422,6 +442,7 @@ export function createAdminServer(deps: AdminDeps): Server {
       else if (e instanceof RouteConflictError) status = 409;
       else if (e instanceof UnknownVersionError) status = 404;
       else if (e instanceof WorkflowError) status = e.status;
+      else if (e instanceof CronError) status = 400;
       if (status === 403) {
         audit.append({ actor: 'admin', action: 'admin.request', target: `${req.method} ${req.url}`, outcome: 'denied', detail: { reason: (e as Error).message } });
       }

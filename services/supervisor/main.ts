@@ -7,9 +7,10 @@ import { startService } from '../../lib/service.ts';
 import { cordonList } from '../../lib/config.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
-import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkflowRunners } from './ports.ts';
+import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
+import { CronScheduler } from './cron.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin.ts';
 import Database from 'better-sqlite3';
@@ -37,7 +38,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   onStop(() => void adminDb.close());
   const tokens = new TokenStore(adminDb, loadAdminToken(config.dataDir));
   const egress = new EgressLink();
-  const runners = new WorkflowRunners();
+  const runners = new WorkerRunners();
   const workflows = new WorkflowEngine({
     dir: join(dir, 'workflows'),
     worker: (id) => store.worker(id),
@@ -47,6 +48,9 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   });
   onStop(() => workflows.stop());
   runners.onRunner = () => workflows.runnerAvailable();
+  const cron = new CronScheduler(store, (cordon) => runners.get(cordon), log.child({ component: 'cron' }));
+  cron.refresh();
+  onStop(() => cron.stop());
   const grants = new Grants(join(dir, 'tenants'), audit, egress, {
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
@@ -97,7 +101,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services, drift: drift.status() };
   };
-  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, workflows, cordons: cordonList(), audit, log });
+  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, workflows, cron, cordons: cordonList(), audit, log });
   const host = process.env.CORDON_ADMIN_HOST || '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);

@@ -9,7 +9,7 @@ import { check } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
 import type { Route, RouteListener } from '../../schemas/routes.ts';
-import type { EgressForSupervisor, LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox } from '../../schemas/services.ts';
+import type { EgressForSupervisor, LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox, WorkerRunner } from '../../schemas/services.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import { TamperedError, type CodeStore } from './store.ts';
 import type { WorkerLogs } from './logs.ts';
@@ -18,14 +18,14 @@ import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { DriftMonitor } from './drift.ts';
 import type { DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
-import type { WorkflowRunner, WorkflowsApi } from '../../schemas/workflows.ts';
+import type { WorkflowsApi } from '../../schemas/workflows.ts';
 
 /** The workflow runner each connected sandbox offered, by cordon; a newer session's replaces an older one's. */
-export class WorkflowRunners {
-  readonly #byCordon = new Map<string, RpcStub<WorkflowRunner>>();
+export class WorkerRunners {
+  readonly #byCordon = new Map<string, RpcStub<WorkerRunner>>();
   /** Called when a cordon's sandbox offers a runner (instances that waited for one can go). */
   onRunner: (cordon: string) => void = () => {};
-  set(cordon: string, runner: RpcStub<WorkflowRunner>): void {
+  set(cordon: string, runner: RpcStub<WorkerRunner>): void {
     this.#byCordon.get(cordon)?.[Symbol.dispose]();
     this.#byCordon.set(cordon, runner);
     this.onRunner(cordon);
@@ -33,7 +33,7 @@ export class WorkflowRunners {
       if (this.#byCordon.get(cordon) === runner) this.#byCordon.delete(cordon);
     });
   }
-  get(cordon: string): RpcStub<WorkflowRunner> | undefined {
+  get(cordon: string): RpcStub<WorkerRunner> | undefined {
     return this.#byCordon.get(cordon);
   }
 }
@@ -58,9 +58,9 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #grants: Grants;
   readonly #quarantine: Quarantine;
   readonly #drift: DriftMonitor;
-  readonly #runners: WorkflowRunners;
+  readonly #runners: WorkerRunners;
 
-  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants, quarantine: Quarantine, drift: DriftMonitor, runners: WorkflowRunners) {
+  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants, quarantine: Quarantine, drift: DriftMonitor, runners: WorkerRunners) {
     super();
     this.#drift = drift;
     this.#runners = runners;
@@ -81,7 +81,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     return this.#authorize(await this.#tamperChecked(() => this.#store.verifiedBundleForKey(key)), 'loadWorker').bundle;
   }
 
-  async registerRunner(runner: RpcStub<WorkflowRunner>): Promise<void> {
+  async registerRunner(runner: RpcStub<WorkerRunner>): Promise<void> {
     if (typeof runner !== 'function' && typeof runner !== 'object') throw new TypeError('runner must be a capability');
     this.#runners.set(this.#peer.name, runner.dup());
   }

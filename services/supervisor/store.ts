@@ -39,6 +39,7 @@ export interface VersionInput {
   allowEval?: boolean;
   egress?: EgressLists;
   workflows?: WorkflowDecl[];
+  crons?: string[];
   routes: string[];
 }
 
@@ -131,7 +132,7 @@ export class CodeStore {
    */
   async deploy(input: VersionInput): Promise<WorkerRecord> {
     const id = `${input.tenant}/${input.name}`;
-    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true, egress: input.egress, ...(input.workflows?.length ? { workflows: input.workflows } : {}) });
+    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true, egress: input.egress, ...(input.workflows?.length ? { workflows: input.workflows } : {}), ...(input.crons?.length ? { crons: input.crons } : {}) });
     const version = sha256(plain);
     this.#checkRoutes(input.tenant, input.routes);
     const known = this.#db.prepare('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
@@ -153,6 +154,7 @@ export class CodeStore {
         routes: input.routes,
         origins: input.origins,
         workflows: input.workflows ?? [],
+        crons: input.crons ?? [],
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }

@@ -81,6 +81,17 @@ export class WorkerRuntime {
     }
   }
 
+  /** scheduled() of this worker for one cron trigger (see WorkerInstance.runScheduled). */
+  async runScheduled(bundle: WorkerBundle, cron: string, scheduledTime: number, hooks: RunHooks): Promise<void> {
+    const key = `${bundle.workerId}@${bundle.version}`;
+    const instance = await this.#instance(key, bundle);
+    try {
+      await instance.runScheduled(cron, scheduledTime, hooks);
+    } finally {
+      void this.#measure(key, instance);
+    }
+  }
+
   /** After a request: the isolate's heap, at most once a second per isolate, then the budget. */
   async #measure(key: string, instance: WorkerInstance): Promise<void> {
     const live = this.#live.get(key);

@@ -109,13 +109,14 @@ type Ref<F> = ivm.Reference<F>;
 interface Entry {
   run: Ref<(meta: string, body: ArrayBuffer | null, now: number, seq: number) => Promise<[string, ArrayBuffer | null]>>;
   runWorkflow: Ref<(className: string, event: string, stepHandle: string, now: number) => Promise<string>>;
+  runScheduled: Ref<(cron: string, scheduledTime: number, now: number) => Promise<string>>;
   drain: Ref<(seq: number) => Promise<void> | undefined>;
   end: Ref<() => void>;
   fireTimer: Ref<(id: number, now: number) => void>;
   ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
   loaded: Ref<(namespace: unknown) => string>;
 }
-const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow'] as const;
+const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled'] as const;
 
 /** The CPU and wall-time watchdogs of one request (or of loading the worker). */
 interface Watch {
@@ -331,20 +332,37 @@ export class WorkerInstance {
    * with the bootstrap's JSON outcome; a broken limit rejects with a WorkerError as a request would.
    */
   async runWorkflow(className: string, event: string, steps: CapabilityHost, hooks: RequestHooks): Promise<string> {
-    const { cpuMs } = this.bundle.limits;
+    return this.#invoke(hooks, (seq) => {
+      const handle = `$step:${seq}`;
+      this.#stepHosts.set(handle, steps);
+      return [(now) => this.#entry!.runWorkflow.apply(undefined, [className, event, handle, now], { result: { promise: true, copy: true }, timeout: this.bundle.limits.cpuMs }) as Promise<unknown>, () => this.#stepHosts.delete(handle)];
+    });
+  }
+
+  /** scheduled(event, env, ctx) for a cron trigger, waitUntil included; an exception rejects as a WorkerError. */
+  async runScheduled(cron: string, scheduledTime: number, hooks: RequestHooks): Promise<void> {
+    const out = await this.#invoke(hooks, () => [(now) => this.#entry!.runScheduled.apply(undefined, [cron, scheduledTime, now], { result: { promise: true, copy: true }, timeout: this.bundle.limits.cpuMs }) as Promise<unknown>, () => {}]);
+    if (out) {
+      const err = new WorkerError(500, 'scheduled() failed', out);
+      this.#fail(err);
+      throw err;
+    }
+  }
+
+  /** An invocation other than a request: entered and left like one, under the same watchdogs. */
+  async #invoke(hooks: RequestHooks, prepare: (seq: number) => [(now: number) => Promise<unknown>, () => unknown]): Promise<string> {
     const { seq, watch } = this.#enter(hooks);
-    const handle = `$step:${seq}`;
-    this.#stepHosts.set(handle, steps);
+    const [call, cleanup] = prepare(seq);
     try {
-      const out = await this.#entry!.runWorkflow.apply(undefined, [className, event, handle, Date.now()], { result: { promise: true, copy: true }, timeout: cpuMs });
-      if (typeof out !== 'string') throw new WorkerError(500, 'worker returned an invalid workflow result');
+      const out = await call(Date.now());
+      if (typeof out !== 'string') throw new WorkerError(500, 'worker returned an invalid result');
       return out;
     } catch (e) {
       const err = this.#translate(e);
       this.#fail(err);
       throw err;
     } finally {
-      this.#stepHosts.delete(handle);
+      cleanup();
       watch.stopWall();
       void this.#afterResponse(undefined, watch);
       this.#flush();

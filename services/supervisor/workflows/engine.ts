@@ -16,7 +16,8 @@ import type { RpcStub } from 'capnweb';
 import type { Logger } from '../../../lib/log.ts';
 import { retryDelay } from '../../../lib/workflow-durations.ts';
 import { NAME } from '../../../schemas/worker.ts';
-import { MAX_VALUE, type InstanceStatus, type InstanceStatusName, type StepConfig, type StepRecord, type StepReply, type WorkflowDecl, type WorkflowRunner } from '../../../schemas/workflows.ts';
+import { MAX_VALUE, type InstanceStatus, type InstanceStatusName, type StepConfig, type StepRecord, type StepReply, type WorkflowDecl } from '../../../schemas/workflows.ts';
+import type { WorkerRunner } from '../../../schemas/services.ts';
 import { TenantDb } from './tenant-db.ts';
 import { WakeTimers } from './timers.ts';
 import { StepPort } from './ports.ts';
@@ -37,7 +38,7 @@ export interface EngineDeps {
   /** A code key that unlocks exactly this version of the worker (for pinned instances). */
   codeKeyFor(workerId: string, version: string): string | undefined;
   /** The runner the sandbox of a cordon registered, if it is connected. */
-  runner(cordon: string): RpcStub<WorkflowRunner> | undefined;
+  runner(cordon: string): RpcStub<WorkerRunner> | undefined;
   log: Logger;
   now?: () => number;
   stepLimit?: number;
@@ -496,7 +497,7 @@ export class WorkflowEngine {
       return false;
     }
     const event = JSON.stringify({ payload: null, timestamp: row.created_at, instanceId: id, workflowName: workflow }).replace('"payload":null', `"payload":${row.params ?? 'null'}`);
-    let result: Awaited<ReturnType<WorkflowRunner['run']>>;
+    let result: Awaited<ReturnType<WorkerRunner['run']>>;
     try {
       result = (await runner.run(codeKey, row.class_name, event, new StepPort(this, tenant, workflow, id, token) as never)) as typeof result;
     } catch (e) {
@@ -517,7 +518,7 @@ export class WorkflowEngine {
     setTimeout(() => this.#consider(key), delay).unref();
   }
 
-  async #finish(tenant: string, workflow: string, id: string, token: string, result: Awaited<ReturnType<WorkflowRunner['run']>>): Promise<void> {
+  async #finish(tenant: string, workflow: string, id: string, token: string, result: Awaited<ReturnType<WorkerRunner['run']>>): Promise<void> {
     if (result.outcome === 'suspended' || !this.#live(tenant, workflow, id, token)) return;
     const db = this.#db(tenant);
     const now = this.#now();

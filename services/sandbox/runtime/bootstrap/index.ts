@@ -254,6 +254,7 @@ function ship(name: string, type: string, bytes: ArrayBuffer): string {
 // --- the entry the host calls -------------------------------------------------------------------------
 interface Handler {
   fetch?(request: Request, env: unknown, ctx: unknown): unknown;
+  scheduled?(event: unknown, env: unknown, ctx: unknown): unknown;
 }
 /** `export default class extends WorkerEntrypoint { fetch(request) {} }`: one instance per request. */
 type HandlerClass = (new (ctx: unknown, env: unknown) => { fetch?(request: Request): unknown }) & { prototype: { fetch?: unknown } };
@@ -418,4 +419,28 @@ async function runWorkflow(className: string, eventWire: string, stepHandle: str
   }
 }
 
-g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded, runWorkflow };
+/**
+ * scheduled(event, env, ctx) of the default export for a cron trigger, and its waitUntil promises.
+ * Answers '' when it went well, else what went wrong (the tenant's error and stack).
+ */
+async function runScheduled(cron: string, scheduledTime: number, now: number): Promise<string> {
+  active++;
+  setClock(now);
+  subrequests = 0;
+  const h = handler;
+  const target = typeof h === 'function' ? (h.prototype as Handler | undefined) : h;
+  if (!target || typeof target.scheduled !== 'function') return 'the worker has no scheduled(event, env, ctx) handler in its default export';
+  const waitUntil: Promise<unknown>[] = [];
+  const ctx = Object.freeze({ waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))), noRetry: () => {} });
+  const event = Object.freeze({ type: 'scheduled', cron, scheduledTime });
+  try {
+    if (typeof h === 'function') await (new h(ctx, env) as Handler).scheduled!(event, env, ctx);
+    else await h!.scheduled!(event, env, ctx);
+  } catch (e) {
+    return errorText(e);
+  }
+  await allSettled(waitUntil);
+  return '';
+}
+
+g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded, runWorkflow, runScheduled };

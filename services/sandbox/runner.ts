@@ -1,19 +1,20 @@
 /**
- * The sandbox's side of workflows: the supervisor's engine asks it to run one instance's
- * `run(event, step)` in the worker version a code key unlocks; the step calls go back to the engine
- * through the `step` capability it handed over for this run alone.
+ * What the supervisor has this sandbox run outside requests, in the worker version a code key
+ * unlocks: one run of a workflow instance (`run(event, step)`, its step calls going back to the
+ * engine through the `step` capability handed over for this run alone), and scheduled() for a cron.
  */
 import { RpcTarget, type RpcStub } from 'capnweb';
 import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
-import { ClassName, type StepApi, type WorkflowRunner } from '../../schemas/workflows.ts';
+import { ClassName, type StepApi } from '../../schemas/workflows.ts';
+import type { WorkerRunner } from '../../schemas/services.ts';
 import { WorkerError, type WorkerRuntime } from './runtime/index.ts';
 import { StepForwarder } from './capabilities.ts';
 import { logSink, type BundleCache, type SupervisorLink } from './port.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 
-type Outcome = Awaited<ReturnType<WorkflowRunner['run']>>;
+type Outcome = Awaited<ReturnType<WorkerRunner['run']>>;
 const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 const Outcome = z.union([
   z.object({ outcome: z.literal('complete'), output: z.string().nullable() }),
@@ -21,7 +22,7 @@ const Outcome = z.union([
   z.object({ outcome: z.literal('suspended') }),
 ]);
 
-export class Runner extends RpcTarget implements WorkflowRunner {
+export class Runner extends RpcTarget implements WorkerRunner {
   readonly #runtime: WorkerRuntime;
   readonly #bundles: BundleCache;
   readonly #supervisor: SupervisorLink;
@@ -35,6 +36,23 @@ export class Runner extends RpcTarget implements WorkflowRunner {
     this.#supervisor = supervisor;
     this.#log = log;
     this.#recorder = recorder;
+  }
+
+  async scheduled(codeKey: unknown, cron: unknown, scheduledTime: unknown): Promise<{ ok: true } | { ok: false; error: string }> {
+    const key = check(CodeKey, codeKey, 'code key');
+    const expr = check(z.string().max(100), cron, 'cron');
+    const time = check(z.number().int().min(0), scheduledTime, 'scheduled time');
+    const { bundle, capabilities } = await this.#bundles.get(key);
+    const leave = this.#recorder.enter(bundle.workerId);
+    try {
+      await this.#runtime.runScheduled(bundle, expr, time, { log: logSink(this.#supervisor, key, this.#log), capabilities });
+      return { ok: true };
+    } catch (e) {
+      if (e instanceof WorkerError) return { ok: false, error: e.detail === e.message ? e.message : `${e.message}: ${e.detail}` };
+      throw e;
+    } finally {
+      leave();
+    }
   }
 
   async run(codeKey: unknown, className: unknown, event: unknown, step: RpcStub<StepApi>): Promise<Outcome> {
