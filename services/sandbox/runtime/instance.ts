@@ -15,6 +15,7 @@ import tr46 from 'tr46';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import type { Spare } from './spares.ts';
+import { asymmetric } from './host-crypto.ts';
 import { Headers as WireHeaders, MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
@@ -241,6 +242,8 @@ export class WorkerInstance {
         }),
       ),
     );
+    // ECDSA and Ed25519 for crypto.subtle (host-crypto.ts checks everything again).
+    await jail.set('__cordonAsym', new ivm.Callback(hostCallback(asymmetric)));
     // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
     await jail.set(
       '__cordonIdna',

@@ -1,5 +1,6 @@
 /** The isolate host on its own: Workers API basics, limits, and the lockdown. */
 import { after, test } from 'node:test';
+import { webcrypto } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { WorkerRuntime, WorkerError } from './index.ts';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
@@ -247,7 +248,7 @@ test('crypto.subtle HMAC (RFC 4231 vector) and AES-GCM: roundtrip, tamper refuse
       try { await crypto.subtle.exportKey('raw', ak); out.push('exported') } catch (e) { out.push(e.name) }
       out.push(Object.getOwnPropertySymbols(ak).length + Object.getOwnPropertyNames(ak).filter((n) => !['type', 'algorithm', 'extractable', 'usages'].includes(n)).length);
       try { await crypto.subtle.sign('HMAC', ak, enc.encode('x')); out.push('wrong key accepted') } catch (e) { out.push(e.name) }
-      try { await crypto.subtle.sign('ECDSA', hk, enc.encode('x')); out.push('ecdsa?') } catch (e) { out.push(e.name) }
+      try { await crypto.subtle.sign('RSASSA-PKCS1-v1_5', hk, enc.encode('x')); out.push('rsa?') } catch (e) { out.push(e.name) }
       try { new CryptoKey(); out.push('constructed') } catch (e) { out.push(e.name) }
       const xk = await crypto.subtle.importKey('jwk', { kty: 'oct', k: 'AAECAwQFBgcICQoLDA0ODw' }, 'AES-GCM', true, ['encrypt']);
       out.push(hex(await crypto.subtle.exportKey('raw', xk)));
@@ -267,6 +268,69 @@ test('crypto.subtle HMAC (RFC 4231 vector) and AES-GCM: roundtrip, tamper refuse
     'TypeError',
     '000102030405060708090a0b0c0d0e0f',
   ]);
+});
+
+test('crypto.subtle Ed25519 (RFC 8032 test 1) and ECDSA P-256/P-384: sign, verify, import/export in every format; checked against Node\'s WebCrypto', async () => {
+  const { res, error } = await run(
+    worker(`export default { async fetch() {
+      const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
+      const unhex = (h) => new Uint8Array(h.match(/../g).map((x) => parseInt(x, 16)));
+      const out = {};
+      const seed = '9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60';
+      const priv = await crypto.subtle.importKey('pkcs8', unhex('302e020100300506032b657004220420' + seed), 'Ed25519', false, ['sign']);
+      out.edSig = hex(await crypto.subtle.sign('Ed25519', priv, new Uint8Array(0)));
+      const pub = await crypto.subtle.importKey('raw', unhex('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a'), { name: 'Ed25519' }, true, ['verify']);
+      out.edOk = await crypto.subtle.verify('Ed25519', pub, unhex(out.edSig), new Uint8Array(0));
+      out.edBad = await crypto.subtle.verify('Ed25519', pub, unhex(out.edSig), new Uint8Array(1));
+      out.edJwk = (await crypto.subtle.exportKey('jwk', pub)).x;
+      for (const curve of ['P-256', 'P-384']) {
+        const { publicKey, privateKey } = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: curve }, true, ['sign', 'verify']);
+        const data = new TextEncoder().encode('signed by ' + curve);
+        const sig = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, privateKey, data);
+        const raw = await crypto.subtle.exportKey('raw', publicKey);
+        const again = await crypto.subtle.importKey('raw', raw, { name: 'ECDSA', namedCurve: curve }, true, ['verify']);
+        const jwk = await crypto.subtle.exportKey('jwk', privateKey);
+        const fromJwk = await crypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: curve }, false, ['sign']);
+        const sig2 = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-384' }, fromJwk, data);
+        out[curve] = {
+          sigLength: sig.byteLength,
+          rawLength: raw.byteLength,
+          ok: await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, again, sig, data),
+          okJwk: await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-384' }, publicKey, sig2, data),
+          tampered: await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, publicKey, sig, new TextEncoder().encode('other')),
+          jwkHasD: typeof jwk.d === 'string',
+          spki: hex(await crypto.subtle.exportKey('spki', publicKey)),
+          sig: hex(sig),
+          data: hex(data),
+        };
+      }
+      const errs = [];
+      const { privateKey: p2 } = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+      for (const f of [
+        () => crypto.subtle.exportKey('pkcs8', p2),
+        () => crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, p2, new Uint8Array(64), new Uint8Array(1)),
+        () => crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-521' }, true, ['sign']),
+        () => crypto.subtle.importKey('raw', new Uint8Array(10), { name: 'ECDSA', namedCurve: 'P-256' }, true, ['verify']),
+        () => crypto.subtle.importKey('spki', new Uint8Array(91), 'Ed25519', true, ['verify']),
+        () => crypto.subtle.importKey('raw', unhex('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a'), 'Ed25519', true, ['sign']),
+      ]) { try { await f(); errs.push('accepted') } catch (e) { errs.push(e.name) } }
+      out.errs = errs;
+      return Response.json(out) } }`),
+  );
+  assert.equal(error, undefined, error?.detail);
+  const out = JSON.parse(text(res!.body));
+  assert.equal(out.edSig, 'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b');
+  assert.equal(out.edOk, true);
+  assert.equal(out.edBad, false);
+  assert.equal(out.edJwk, '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo');
+  for (const [curve, size] of [['P-256', 32], ['P-384', 48]] as const) {
+    const c = out[curve];
+    assert.deepEqual([c.sigLength, c.rawLength, c.ok, c.okJwk, c.tampered, c.jwkHasD], [2 * size, 1 + 2 * size, true, true, false, true], curve);
+    // What the isolate signed verifies with Node's own WebCrypto and the key the isolate exported.
+    const key = await webcrypto.subtle.importKey('spki', Buffer.from(c.spki, 'hex'), { name: 'ECDSA', namedCurve: curve }, false, ['verify']);
+    assert.equal(await webcrypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, Buffer.from(c.sig, 'hex'), Buffer.from(c.data, 'hex')), true, curve);
+  }
+  assert.deepEqual(out.errs, ['InvalidAccessError', 'InvalidAccessError', 'NotSupportedError', 'DataError', 'DataError', 'SyntaxError']);
 });
 
 test('Event/EventTarget, AbortController/AbortSignal and web streams', async () => {

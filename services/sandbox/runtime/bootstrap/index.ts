@@ -25,6 +25,7 @@ interface HostCallbacks {
   random(bytes: number): ArrayBuffer;
   digest(algorithm: string, data: ArrayBuffer): ArrayBuffer;
   cipher(op: string, hash: string, key: ArrayBuffer, data: ArrayBuffer, iv: ArrayBuffer | null, aad: ArrayBuffer | null, tagBits: number): ArrayBuffer;
+  asym(op: string, params: string, a: ArrayBuffer | null, b: ArrayBuffer | null): ArrayBuffer | string | boolean;
   setTimer(id: number, ms: number): void;
   clearTimer(id: number): void;
   idna(domain: string, options: string): string | null;
@@ -38,7 +39,7 @@ function take(name: string): unknown {
   return v;
 }
 // The host sets its callbacks (isolated-vm Callbacks) as globals; keep them in this closure and remove them.
-const host = { log: take('__cordonLog'), random: take('__cordonRandom'), digest: take('__cordonDigest'), cipher: take('__cordonCipher'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer'), idna: take('__cordonIdna') } as HostCallbacks;
+const host = { log: take('__cordonLog'), random: take('__cordonRandom'), digest: take('__cordonDigest'), cipher: take('__cordonCipher'), asym: take('__cordonAsym'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer'), idna: take('__cordonIdna') } as HostCallbacks;
 setIdnaHost(host.idna);
 // A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
 const capRef = take('__cordonCapCall') as {
