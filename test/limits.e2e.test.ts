@@ -21,7 +21,8 @@ describe('limits through the mesh', () => {
 
   const cases: [path: string, log: RegExp][] = [
     ['loop', /CPU time limit of 500 ms/],
-    ['bomb', /memory limit of 32 MB/],
+    // Near its memory limit V8 collects garbage again and again: on a busy machine that CPU can run out first.
+    ['bomb', /memory limit of 32 MB|CPU time limit of 500 ms/],
     ['giant', /response body is \d+ bytes; the limit is/],
     ['promises', /CPU time limit of 500 ms/],
     ['timers', /too many pending timers/],

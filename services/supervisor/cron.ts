@@ -48,7 +48,14 @@ export class CronScheduler {
     }
     for (const w of current.values()) {
       if (this.#jobs.has(w.id)) continue;
-      const crons = this.#store.bundleForKey(w.codeKey)?.bundle.crons ?? [];
+      let crons: string[];
+      try {
+        crons = this.#store.bundleForKey(w.codeKey)?.bundle.crons ?? [];
+      } catch (e) {
+        // A bundle that fails its integrity check is refused wherever it is asked for; it schedules nothing.
+        this.#log.error('cannot read the cron triggers of a worker', { worker: w.id, error: (e as Error).message });
+        crons = [];
+      }
       const jobs = crons.map((cron) => new Cron(cron, { timezone: 'UTC', protect: true, unref: true, catch: true }, (job: Cron) => void this.#fire(w.id, cron, job.currentRun()?.getTime() ?? Date.now())));
       this.#jobs.set(w.id, { version: w.version, jobs });
     }
