@@ -70,6 +70,16 @@ export interface FetcherApi {
   fetch(request: FetchRequest): Promise<FetchResponse>;
 }
 
+/** The Cache API of one worker (`caches.default`, `caches.open(name)`): its tenant's partitions of the egress cache. */
+export interface CacheApi {
+  match(cache: string, url: string, headers: [string, string][]): Promise<{ status: number; statusText: string; headers: [string, string][]; body: Uint8Array } | null>;
+  /** Whether the response was stored (RFC 9111 storable as a shared cache). */
+  put(cache: string, url: string, headers: [string, string][], response: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array }): Promise<boolean>;
+  delete(cache: string, url: string): Promise<boolean>;
+}
+export const CACHE_HANDLE = '$cache';
+export const CACHE_METHODS = ['match', 'put', 'delete'] as const;
+
 /** The handle the isolate uses for its fetch capability (not a valid binding name, so it never clashes). */
 export const FETCH_HANDLE = '$fetch';
 

@@ -5,7 +5,7 @@
 import type { WireRequest, WireResponse } from './http.ts';
 import type { Route, RouteListener } from './routes.ts';
 import type { WorkerBundle, WorkerTarget } from './worker.ts';
-import type { DirectoryApi, FetcherApi, StorageApi } from './capabilities.ts';
+import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from './capabilities.ts';
 import type { StepApi, WorkflowsApi } from './workflows.ts';
 
 /** Hashes of what a service actually runs with (lib/drift.ts): compared by the supervisor with what it should. */
@@ -25,7 +25,7 @@ export interface SupervisorForSandbox extends DriftReporting {
   /** Code and configuration of the worker version the key belongs to; refused (and audited) otherwise. */
   loadWorker(codeKey: string): Promise<WorkerBundle>;
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
-  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi>>;
+  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi>>;
   /** The sandbox offers to run workflow instances of its cordon's workers. */
   registerRunner(runner: WorkerRunner): Promise<void>;
   /** The worker (by code key) broke its CPU or memory limit: a quarantine signal. */
@@ -54,6 +54,8 @@ export interface SupervisorForEgress extends DriftReporting {
 export interface EgressForSupervisor {
   /** A fetcher bound to one worker's identity and policy (the identity is ours to give, never the tenant's). */
   fetcherFor(workerId: string, policy: { origins: string[]; allowHosts: string[]; denyHosts: string[]; denyCidrs: string[] }): Promise<FetcherApi>;
+  /** The Cache API for one worker: its tenant's partitions of the egress cache. */
+  cacheFor(workerId: string): Promise<CacheApi>;
 }
 
 /** A sandbox, as ingress sees it. */

@@ -9,17 +9,28 @@ import { startService } from '../../lib/service.ts';
 import type { SupervisorForEgress } from '../../schemas/services.ts';
 import { systemResolver } from './policy.ts';
 import { EgressPort } from './port.ts';
+import { HttpCache } from './cache.ts';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 // The settings this process started with (the config file may change under it: that is drift).
 const loadedConfig = configHash();
 
-await startService('egress', 'egress', async ({ log, node, onStop }) => {
+await startService('egress', 'egress', async ({ config, log, node, onStop }) => {
   const resolver = systemResolver(process.env.CORDON_EGRESS_DNS?.split(',').filter(Boolean));
   let supervisor: MeshClient<SupervisorForEgress> | undefined = undefined;
   const refused = (workerId: string, reason: string) => {
     void supervisor?.current?.remote.refused(workerId, reason).catch(() => {});
   };
-  const port = new EgressPort(resolver, refused, log);
+  const dir = join(config.dataDir, 'egress');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const cache = new HttpCache({
+    maxBytes: Number(process.env.CORDON_EGRESS_CACHE_MB || 64) * 1024 * 1024,
+    file: join(dir, 'cache.db'),
+    tenantDiskBytes: Number(process.env.CORDON_CACHE_TENANT_DISK_MB || 256) * 1024 * 1024,
+  });
+  onStop(() => cache.close());
+  const port = new EgressPort(resolver, refused, log, cache);
   supervisor = new MeshClient<SupervisorForEgress>(node, 'supervisor', 'supervisor', {
     onSession: (session) => session.remote.register(port),
   });

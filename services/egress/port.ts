@@ -8,12 +8,12 @@ import type { Resolver } from 'node:dns/promises';
 import { check, bytes } from '../../lib/rpc/validate.ts';
 import { Headers as HeaderList, MAX_BODY, MAX_URL } from '../../schemas/http.ts';
 import type { EgressForSupervisor } from '../../schemas/services.ts';
-import type { FetcherApi, FetchRequest, FetchResponse } from '../../schemas/capabilities.ts';
+import type { CacheApi, FetcherApi, FetchRequest, FetchResponse } from '../../schemas/capabilities.ts';
 import { EgressDenied, EMPTY_POLICY, type WorkerPolicy } from './policy.ts';
 import { cidrList } from '../../lib/ip-classify.ts';
 import { EgressLists } from '../../schemas/worker.ts';
 import { EgressError, outbound } from './fetcher.ts';
-import { HttpCache } from './cache.ts';
+import type { CachedResponse, HttpCache } from './cache.ts';
 import type { Logger } from '../../lib/log.ts';
 
 const Request = z.object({
@@ -73,16 +73,54 @@ class FetcherCap extends RpcTarget implements FetcherApi {
   }
 }
 
+const CacheName = z.string().min(1).max(256);
+const CacheUrl = z.string().max(MAX_URL).regex(/^https?:\/\//, 'an absolute http(s) URL');
+const CachePut = z.object({ status: z.number().int().min(200).max(599), statusText: z.string().max(256), headers: HeaderList, body: bytes(MAX_BODY) });
+
+/**
+ * The Cache API of one worker: its tenant's partitions (one per cache name) of the egress cache. The
+ * tenant is bound here by the supervisor; the isolate only names caches and URLs.
+ */
+class CacheCap extends RpcTarget implements CacheApi {
+  readonly #tenant: string;
+  readonly #cache: HttpCache;
+  constructor(tenant: string, cache: HttpCache) {
+    super();
+    this.#tenant = tenant;
+    this.#cache = cache;
+  }
+  #partition(name: unknown): string {
+    return `${this.#tenant}\u0000api:${check(CacheName, name, 'cache name')}`;
+  }
+  async match(name: unknown, url: unknown, headers: unknown): Promise<CachedResponse | null> {
+    return this.#cache.match(this.#partition(name), check(CacheUrl, url, 'url'), check(HeaderList, headers, 'headers')) ?? null;
+  }
+  async put(name: unknown, url: unknown, headers: unknown, response: unknown): Promise<boolean> {
+    const partition = this.#partition(name);
+    const res = check(CachePut, response, 'response');
+    return this.#cache.store(partition, check(CacheUrl, url, 'url'), check(HeaderList, headers, 'headers'), res);
+  }
+  async delete(name: unknown, url: unknown): Promise<boolean> {
+    return this.#cache.delete(this.#partition(name), check(CacheUrl, url, 'url'));
+  }
+}
+
 export class EgressPort extends RpcTarget implements EgressForSupervisor {
-  readonly #cache = new HttpCache(Number(process.env.CORDON_EGRESS_CACHE_MB || 64) * 1024 * 1024);
+  readonly #cache: HttpCache;
   readonly #resolver: Resolver;
   readonly #refused: RefusalSink;
   readonly #log: Logger;
-  constructor(resolver: Resolver, refused: RefusalSink, log: Logger) {
+  constructor(resolver: Resolver, refused: RefusalSink, log: Logger, cache: HttpCache) {
     super();
     this.#resolver = resolver;
     this.#refused = refused;
     this.#log = log;
+    this.#cache = cache;
+  }
+
+  async cacheFor(workerId: unknown): Promise<CacheApi> {
+    const id = check(z.string().regex(/^[a-z0-9-]{1,64}\/[a-z0-9-]{1,64}$/), workerId, 'worker id');
+    return new CacheCap(id.split('/')[0]!, this.#cache);
   }
 
   async fetcherFor(workerId: unknown, policy: unknown): Promise<FetcherApi> {

@@ -3,13 +3,13 @@
  * Only the methods of each capability kind pass (a stub would accept any name, including capnweb's
  * own `dup`), and a subdirectory capability is kept here under a handle the isolate can name.
  */
-import { DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_METHODS } from '../../schemas/capabilities.ts';
+import { CACHE_HANDLE, CACHE_METHODS, DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_METHODS } from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost } from './runtime/index.ts';
 
 const MAX_HANDLES = 1000;
-const ALLOWED: Record<Binding['type'] | 'fetch', readonly string[]> = { storage: STORAGE_METHODS, directory: DIRECTORY_METHODS, workflow: WORKFLOW_METHODS, fetch: FETCH_METHODS };
+const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = { storage: STORAGE_METHODS, directory: DIRECTORY_METHODS, workflow: WORKFLOW_METHODS, fetch: FETCH_METHODS, cache: CACHE_METHODS };
 
 /** The engine's side of one workflow run, as its step calls reach it: only the step methods pass. */
 export class StepForwarder implements CapabilityHost {
@@ -26,7 +26,7 @@ export class StepForwarder implements CapabilityHost {
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
 export class ForwardedCapabilities implements CapabilityHost {
-  readonly #handles = new Map<string, { kind: Binding['type'] | 'fetch'; stub: Stub }>();
+  readonly #handles = new Map<string, { kind: Binding['type'] | 'fetch' | 'cache'; stub: Stub }>();
   #next = 0;
 
   constructor(stubs: Record<string, unknown>, bindings: Binding[]) {
@@ -35,11 +35,15 @@ export class ForwardedCapabilities implements CapabilityHost {
       if (stub) this.#handles.set(b.name, { kind: b.type, stub: stub as Stub });
     }
     if (stubs[FETCH_HANDLE]) this.#handles.set(FETCH_HANDLE, { kind: 'fetch', stub: stubs[FETCH_HANDLE] as Stub });
+    if (stubs[CACHE_HANDLE]) this.#handles.set(CACHE_HANDLE, { kind: 'cache', stub: stubs[CACHE_HANDLE] as Stub });
   }
 
   async call(handle: string, method: string, args: unknown[]): Promise<unknown> {
     const h = this.#handles.get(handle);
-    if (!h) throw new Error(handle === FETCH_HANDLE ? 'fetch is not available: this worker has no fetch capability (is egress running?)' : `no capability ${handle}`);
+    if (!h) {
+      if (handle === FETCH_HANDLE || handle === CACHE_HANDLE) throw new Error(`${handle === FETCH_HANDLE ? 'fetch' : 'the Cache API'} is not available: this worker has no ${handle.slice(1)} capability (is egress running?)`);
+      throw new Error(`no capability ${handle}`);
+    }
     const allowed: readonly string[] = ALLOWED[h.kind];
     if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
     const result = await h.stub[method]!(...args);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { check, bytes, ValidationError } from '../../lib/rpc/validate.ts';
 import { Membrane } from '../../lib/rpc/membrane.ts';
-import { FETCH_HANDLE, type DirectoryApi, type FetcherApi, type FetchResponse, type SqlResult, type SqlValue, type StorageApi } from '../../schemas/capabilities.ts';
+import { CACHE_HANDLE, FETCH_HANDLE, type CacheApi, type DirectoryApi, type FetcherApi, type FetchResponse, type SqlResult, type SqlValue, type StorageApi } from '../../schemas/capabilities.ts';
 import type { RpcStub } from 'capnweb';
 import type { EgressLink } from './ports.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
@@ -113,18 +113,33 @@ export class DirectoryCap extends RpcTarget implements DirectoryApi {
   }
 }
 
-/** The worker's fetcher from egress, behind a local object so the membrane can revoke it. */
+/** The worker's fetcher from egress (asked for again if egress restarts), behind a local object the membrane can revoke. */
 export class FetchCap extends RpcTarget implements FetcherApi {
-  readonly #fetcher: RpcStub<FetcherApi>;
-  constructor(fetcher: RpcStub<FetcherApi>) {
+  readonly #fetcher: () => Promise<RpcStub<FetcherApi>>;
+  constructor(fetcher: () => Promise<RpcStub<FetcherApi>>) {
     super();
     this.#fetcher = fetcher;
   }
   async fetch(request: unknown): Promise<FetchResponse> {
-    return (await this.#fetcher.fetch(request as never)) as FetchResponse;
+    return (await (await this.#fetcher()).fetch(request as never)) as FetchResponse;
   }
-  [Symbol.dispose](): void {
-    this.#fetcher[Symbol.dispose]();
+}
+
+/** The worker's Cache API in egress (asked for again if egress restarts), behind a local object the membrane can revoke. */
+export class CacheCap extends RpcTarget implements CacheApi {
+  readonly #cache: () => Promise<RpcStub<CacheApi>>;
+  constructor(cache: () => Promise<RpcStub<CacheApi>>) {
+    super();
+    this.#cache = cache;
+  }
+  async match(name: unknown, url: unknown, headers: unknown) {
+    return (await (await this.#cache()).match(name as never, url as never, headers as never)) as Awaited<ReturnType<CacheApi['match']>>;
+  }
+  async put(name: unknown, url: unknown, headers: unknown, response: unknown): Promise<boolean> {
+    return (await (await this.#cache()).put(name as never, url as never, headers as never, response as never)) as boolean;
+  }
+  async delete(name: unknown, url: unknown): Promise<boolean> {
+    return (await (await this.#cache()).delete(name as never, url as never)) as boolean;
   }
 }
 
@@ -160,7 +175,7 @@ export class Grants {
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */
-  async grant(bundle: WorkerBundle, actor: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi>> {
+  async grant(bundle: WorkerBundle, actor: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi>> {
     const { workerId, bindings } = bundle;
     let membrane = this.#membranes.get(workerId);
     if (!membrane) this.#membranes.set(workerId, (membrane = new Membrane()));
@@ -169,13 +184,11 @@ export class Grants {
       this.#onRefused(workerId);
     };
     const base = join(this.#root, ...workerId.split('/'));
-    const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi> = {};
-    // Every worker gets a fetcher bound to its own identity, when egress is there to give one.
-    const egress = this.#egress.current;
-    if (egress) {
-      const fetcher = (await egress.fetcherFor(workerId, { origins: bundle.origins ?? [], allowHosts: bundle.egress?.allowHosts ?? [], denyHosts: bundle.egress?.denyHosts ?? [], denyCidrs: bundle.egress?.denyCidrs ?? [] })) as unknown as RpcStub<FetcherApi>;
-      out[FETCH_HANDLE] = membrane.wrap(new FetchCap(fetcher));
-    }
+    const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi> = {};
+    // Every worker gets a fetcher bound to its own identity, and its Cache API, from whichever egress is connected.
+    const policy = { origins: bundle.origins ?? [], allowHosts: bundle.egress?.allowHosts ?? [], denyHosts: bundle.egress?.denyHosts ?? [], denyCidrs: bundle.egress?.denyCidrs ?? [] };
+    out[FETCH_HANDLE] = membrane.wrap(new FetchCap(this.#egress.lazy(async (e) => (await e.fetcherFor(workerId, policy)) as unknown as RpcStub<FetcherApi>)));
+    out[CACHE_HANDLE] = membrane.wrap(new CacheCap(this.#egress.lazy(async (e) => (await e.cacheFor(workerId)) as unknown as RpcStub<CacheApi>)));
     for (const b of bindings) {
       const id = `${workerId}:${b.type}:${b.name}`;
       if (b.type === 'workflow') {
@@ -193,7 +206,7 @@ export class Grants {
         out[b.name] = membrane.wrap(new DirectoryCap(await dir, audit));
       }
     }
-    this.#auditLog.append({ actor, action: 'capability.grant', target: workerId, outcome: 'ok', detail: { bindings: bindings.map((b) => `${b.type}:${b.name}`), fetch: FETCH_HANDLE in out } });
+    this.#auditLog.append({ actor, action: 'capability.grant', target: workerId, outcome: 'ok', detail: { bindings: bindings.map((b) => `${b.type}:${b.name}`), fetch: true } });
     return out;
   }
 

@@ -17,7 +17,7 @@ import type { AuditLog } from './audit.ts';
 import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { DriftMonitor } from './drift.ts';
-import type { DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
+import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
 import type { WorkflowsApi } from '../../schemas/workflows.ts';
 
 /** The workflow runner each connected sandbox offered, by cordon; a newer session's replaces an older one's. */
@@ -86,7 +86,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     this.#runners.set(this.#peer.name, runner.dup());
   }
 
-  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi>> {
+  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi>> {
     const { bundle } = this.#unlock(codeKey, 'capabilities');
     return this.#grants.grant(bundle, `sandbox:${this.#peer.name}`);
   }
@@ -202,6 +202,25 @@ export class IngressPort extends RpcTarget implements SupervisorForIngress {
 /** The egress service currently connected, if any: where fetch capabilities come from. */
 export class EgressLink {
   current: RpcStub<EgressForSupervisor> | undefined;
+  /** Bumped whenever an egress (re)registers: what was asked of the previous one is gone with it. */
+  generation = 0;
+
+  /**
+   * A per-worker object from egress, asked for again after egress restarted: capabilities handed to
+   * sandboxes stay valid across egress restarts.
+   */
+  lazy<T>(make: (egress: RpcStub<EgressForSupervisor>) => Promise<T>): () => Promise<T> {
+    let made: { generation: number; value: Promise<T> } | undefined;
+    return () => {
+      if (!made || made.generation !== this.generation) {
+        const egress = this.current;
+        if (!egress) return Promise.reject(new Error('egress is not connected; try again shortly'));
+        made = { generation: this.generation, value: make(egress) };
+        made.value.catch(() => (made = undefined));
+      }
+      return made.value;
+    };
+  }
 }
 
 export class EgressPort extends RpcTarget implements SupervisorForEgress {
@@ -225,6 +244,7 @@ export class EgressPort extends RpcTarget implements SupervisorForEgress {
     if (typeof egress !== 'function' && typeof egress !== 'object') throw new TypeError('egress must be a capability');
     this.#link.current?.[Symbol.dispose]();
     this.#link.current = egress.dup();
+    this.#link.generation++;
   }
 
   async refused(workerId: unknown, reason: unknown): Promise<void> {

@@ -17,6 +17,7 @@ import { installClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
 import { CryptoKey, makeSubtle } from './subtle.ts';
 import { setIdnaHost } from './idna.ts';
+import { makeCaches } from './cache-api.ts';
 import { makeStep, NonRetryableError, SUSPEND, workflowBinding, type ValueCodec } from './workflow-step.ts';
 import { decodeWire, encodeWire } from './wire-codec.ts';
 
@@ -226,6 +227,7 @@ const codec: ValueCodec = {
   encode: (v) => (v === undefined ? null : encodeWire(structuredCloneImpl(v), b64)),
   decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
 };
+g.caches = makeCaches(callCapAsync);
 const bindingObjects: Record<string, object> = {};
 for (const b of options.bindings) {
   bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : b.type === 'workflow' ? workflowBinding(callCapAsync, b.name, codec) : directoryBinding(callCap, b.name);
