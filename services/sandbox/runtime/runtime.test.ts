@@ -333,6 +333,37 @@ test('crypto.subtle Ed25519 (RFC 8032 test 1) and ECDSA P-256/P-384: sign, verif
   assert.deepEqual(out.errs, ['InvalidAccessError', 'InvalidAccessError', 'NotSupportedError', 'DataError', 'DataError', 'SyntaxError']);
 });
 
+test('bodies are ReadableStreams: request.body, new Response(stream) written over time, clone of a stream, used-body rules, bounds', async () => {
+  const { res, error } = await run(
+    worker(`export default { async fetch(request) {
+      const out = [];
+      out.push(request.body instanceof ReadableStream, request.bodyUsed);
+      const reader = request.body.getReader();
+      let got = '';
+      for (let r = await reader.read(); !r.done; r = await reader.read()) got += new TextDecoder().decode(r.value);
+      out.push(got, request.bodyUsed);
+      try { await request.text(); out.push('read twice') } catch (e) { out.push(e.name) }
+      const piped = new Response(new Response('abc').body);
+      out.push(await piped.text());
+      const twin = new Response(new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('tee')); c.close() } }));
+      const copy = twin.clone();
+      out.push(await twin.text(), await copy.text());
+      try { await new Response(new ReadableStream({ start(c) { c.enqueue('not bytes'); c.close() } })).text(); out.push('accepted') } catch (e) { out.push(e.name) }
+      const { readable, writable } = new TransformStream();
+      const w = writable.getWriter();
+      (async () => { for (const part of ['one ', 'two ', 'three']) { await new Promise((r) => setTimeout(r, 5)); await w.write(new TextEncoder().encode(part)) } await w.close() })();
+      return new Response(readable, { headers: { 'x-out': JSON.stringify(out) } });
+    } }`),
+    { ...GET, method: 'POST', body: new TextEncoder().encode('posted body') },
+  );
+  assert.equal(error, undefined, error?.detail);
+  assert.equal(text(res!.body), 'one two three', 'a body written over time, read to its end at the boundary');
+  assert.deepEqual(JSON.parse(res!.headers.find(([k]) => k === 'x-out')![1]), [true, false, 'posted body', true, 'TypeError', 'abc', 'tee', 'tee', 'TypeError']);
+  const big = await run(worker(`export default { fetch() { return new Response(new ReadableStream({ pull(c) { c.enqueue(new Uint8Array(1024 * 1024)) } })) } }`, { limits: { memoryMb: 128 } }));
+  assert.equal(big.error!.status, 500);
+  assert.match(big.error!.detail, /more than 8388608 bytes; the limit is 8388608/);
+});
+
 test('Event/EventTarget, AbortController/AbortSignal and web streams', async () => {
   const { res, error } = await run(
     worker(`export default { async fetch() {

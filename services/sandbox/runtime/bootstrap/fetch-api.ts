@@ -1,10 +1,13 @@
 /**
  * Headers, Request and Response for the isolate: the subset of the Fetch standard a Workers fetch
- * handler uses, with whole-body semantics (bodies are bytes; streaming bodies arrive with the
- * streams work). Hand-written glue for now; spec-conformant libraries replace it later.
+ * handler uses. A body is known bytes (the fast path: what crosses the isolate boundary) or a
+ * ReadableStream of Uint8Array (web-streams-polyfill); `body` is always a stream, made from the bytes
+ * when first asked for. Hand-written glue: no maintained pure-JS Fetch implementation runs without
+ * Node or a DOM.
  */
 import { TextDecoder, TextEncoder } from './encoding.ts';
 import { URL, URLSearchParams } from 'whatwg-url';
+import { ReadableStream } from 'web-streams-polyfill';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -256,9 +259,17 @@ function decodeForm(bytes: Uint8Array, contentType: string): FormData {
   return form;
 }
 
-export type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams | Blob | FormData | null | undefined;
+export type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams | Blob | FormData | ReadableStream<Uint8Array> | null | undefined;
 
-function toBytes(body: BodyInit, headers: Headers): Uint8Array | null {
+type Source = { bytes: Uint8Array } | { stream: ReadableStream<Uint8Array> } | null;
+
+function toSource(body: BodyInit, headers: Headers): Source {
+  if (body instanceof ReadableStream) return { stream: body };
+  const bytes = toBytes(body, headers);
+  return bytes === null ? null : { bytes };
+}
+
+function toBytes(body: Exclude<BodyInit, ReadableStream>, headers: Headers): Uint8Array | null {
   if (body === null || body === undefined) return null;
   if (typeof body === 'string') {
     if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
@@ -284,47 +295,103 @@ function toBytes(body: BodyInit, headers: Headers): Uint8Array | null {
   return encoder.encode(s);
 }
 
+/** Every chunk of a body stream, joined; chunks must be bytes, and `max` bounds the total. */
+async function readAll(stream: ReadableStream<Uint8Array>, max = Infinity): Promise<Uint8Array> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (!(value instanceof U8)) {
+      await reader.cancel();
+      throw new TypeError('a body stream must give Uint8Array chunks');
+    }
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel();
+      throw new RangeError(`the body is over ${max} bytes`);
+    }
+    chunks.push(value);
+  }
+  return concat(chunks);
+}
+
 abstract class Body {
   #bytes: Uint8Array | null;
+  #stream: ReadableStream<Uint8Array> | null;
   #used = false;
-  constructor(bytes: Uint8Array | null) {
-    this.#bytes = bytes;
+  constructor(source: Source) {
+    this.#bytes = source && 'bytes' in source ? source.bytes : null;
+    this.#stream = source && 'stream' in source ? source.stream : null;
   }
   get bodyUsed(): boolean {
-    return this.#used;
+    return this.#used || (this.#stream !== null && this.#bytes === null && this.#stream.locked);
   }
-  get body(): null | { bytes: Uint8Array } {
-    return this.#bytes ? { bytes: this.#bytes } : null;
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.#stream === null && this.#bytes !== null) {
+      const bytes = this.#bytes;
+      this.#stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          if (bytes.byteLength) controller.enqueue(bytes.slice());
+          controller.close();
+        },
+      });
+      this.#bytes = null; // from now on the stream is the body: reading it uses it
+    }
+    return this.#stream;
   }
-  #consume(): Uint8Array {
-    if (this.#used) throw new TypeError('Body has already been used');
+  async #consume(): Promise<Uint8Array> {
+    if (this.bodyUsed) throw new TypeError('Body has already been used');
     this.#used = true;
-    return this.#bytes ?? new U8(0);
+    if (this.#bytes !== null) return this.#bytes;
+    return this.#stream ? readAll(this.#stream) : new U8(0);
   }
   async arrayBuffer(): Promise<ArrayBuffer> {
-    const b = this.#consume();
+    const b = await this.#consume();
     return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
   }
   async bytes(): Promise<Uint8Array> {
     return new U8(await this.arrayBuffer());
   }
   async text(): Promise<string> {
-    return decoder.decode(this.#consume());
+    return decoder.decode(await this.#consume());
   }
   async blob(): Promise<Blob> {
     const type = (this as unknown as { headers: Headers }).headers.get('content-type') ?? '';
-    return new Blob([this.#consume()], { type });
+    return new Blob([await this.#consume()], { type });
   }
   async formData(): Promise<FormData> {
     const type = (this as unknown as { headers: Headers }).headers.get('content-type') ?? '';
-    return decodeForm(this.#consume(), type);
+    return decodeForm(await this.#consume(), type);
   }
   async json(): Promise<unknown> {
     return JSON.parse(await this.text());
   }
-  /** The bytes, for the runtime (does not mark the body used). */
-  static peek(b: Body): Uint8Array | null {
-    return b.#bytes;
+  /** The body as a source for a copy: bytes shared, or one branch of the stream (the other stays here). */
+  static fork(b: Body): Source {
+    if (b.#bytes !== null) return { bytes: b.#bytes };
+    if (b.#stream === null) return null;
+    const [mine, theirs] = b.#stream.tee();
+    b.#stream = mine;
+    return { stream: theirs };
+  }
+  /** Give a fresh body (of a copy) the source `fork` made. */
+  static adopt(b: Body, source: Source): void {
+    b.#bytes = source && 'bytes' in source ? source.bytes : null;
+    b.#stream = source && 'stream' in source ? source.stream : null;
+  }
+  /** Brand check for the runtime: throws unless `b` is a real Request or Response. */
+  static check(b: Body): void {
+    void b.#used;
+  }
+  /** The whole body as bytes for the runtime (a stream is read to its end, at most `max` bytes; the body is used then). */
+  static async read(b: Body, max = Infinity): Promise<Uint8Array | null> {
+    if (b.#bytes !== null) return b.#bytes;
+    if (b.#stream === null) return null;
+    if (b.bodyUsed) throw new TypeError('Body has already been used');
+    b.#used = true;
+    return readAll(b.#stream, max);
   }
 }
 
@@ -344,9 +411,9 @@ export class Request extends Body {
     const base = input instanceof Request ? input : undefined;
     const headers = new Headers(init.headers ?? base?.headers);
     const method = String(init.method ?? base?.method ?? 'GET').toUpperCase();
-    const bytes = init.body !== undefined ? toBytes(init.body, headers) : base ? Body.peek(base) : null;
-    if (bytes && (method === 'GET' || method === 'HEAD')) throw new TypeError('Request with GET/HEAD method cannot have body.');
-    super(bytes);
+    const source = init.body !== undefined ? toSource(init.body, headers) : base ? Body.fork(base) : null;
+    if (source && (method === 'GET' || method === 'HEAD')) throw new TypeError('Request with GET/HEAD method cannot have body.');
+    super(source);
     this.url = new URL(base ? base.url : String(input)).href;
     this.method = method;
     this.headers = headers;
@@ -372,9 +439,9 @@ export class Response extends Body {
     const headers = new Headers(init.headers);
     const status = init.status ?? 200;
     if (!Number.isInteger(status) || status < 200 || status > 599) throw new RangeError(`Response status ${status} is outside 200-599`);
-    const bytes = toBytes(body, headers);
-    if (bytes && (status === 204 || status === 205 || status === 304)) throw new TypeError(`Response with status ${status} cannot have a body`);
-    super(bytes);
+    const source = toSource(body, headers);
+    if (source && (status === 204 || status === 205 || status === 304)) throw new TypeError(`Response with status ${status} cannot have a body`);
+    super(source);
     this.status = status;
     this.statusText = init.statusText ?? '';
     this.headers = headers;
@@ -390,7 +457,9 @@ export class Response extends Body {
   }
   clone(): Response {
     if (this.bodyUsed) throw new TypeError('Cannot clone a Response whose body was used');
-    return new Response(Body.peek(this), { status: this.status, statusText: this.statusText, headers: this.headers });
+    const copy = new Response(null, { status: this.status, statusText: this.statusText, headers: this.headers });
+    Body.adopt(copy, Body.fork(this));
+    return copy;
   }
   static json(data: unknown, init: ResponseInit = {}): Response {
     const headers = new Headers(init.headers);

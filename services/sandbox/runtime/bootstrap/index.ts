@@ -64,7 +64,8 @@ const U8 = Uint8Array;
 const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const taByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteLength')!.get!;
 const taSet = Uint8Array.prototype.set;
-const peekBody = Body.peek;
+const checkBody = Body.check;
+const readBody = Body.read;
 const rawHeaders = Headers.raw;
 const PromiseCtor = Promise;
 const allSettled = Promise.allSettled.bind(Promise);
@@ -213,7 +214,7 @@ g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
   if (++subrequests > MAX_SUBREQUESTS) throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
   let reply: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null; url: string; redirected: boolean };
   try {
-    reply = (await callCapAsync('$fetch', 'fetch', [{ method: request.method, url: request.url, headers: Headers.raw(request.headers), body: Body.peek(request), redirect: request.redirect }])) as typeof reply;
+    reply = (await callCapAsync('$fetch', 'fetch', [{ method: request.method, url: request.url, headers: Headers.raw(request.headers), body: await Body.read(request, options.maxBody), redirect: request.redirect }])) as typeof reply;
   } catch (e) {
     throw new TypeError((e as Error).message);
   }
@@ -333,13 +334,22 @@ async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq:
   return serialize(response);
 }
 
-/** The response as the host takes it: a JSON string and a fresh ArrayBuffer, nothing the tenant made. */
-function serialize(response: unknown): [string, ArrayBuffer | null] {
-  let bytes: Uint8Array | null;
+/**
+ * The response as the host takes it: a JSON string and a fresh ArrayBuffer, nothing the tenant made.
+ * A stream body is read to its end here (under the request's watchdogs), at most maxBody bytes.
+ */
+async function serialize(response: unknown): Promise<[string, ArrayBuffer | null]> {
   try {
-    bytes = peekBody(response as Response); // a brand check: throws for anything but a real Response
+    checkBody(response as Response); // a brand check: throws for anything but a real Response
   } catch {
     return fail('not-a-response', `fetch() returned ${response === null ? 'null' : typeof response}, not a Response`);
+  }
+  let bytes: Uint8Array | null;
+  try {
+    bytes = await readBody(response as Response, options.maxBody);
+  } catch (e) {
+    if (e instanceof RangeError) return fail('too-large', `the response body is more than ${options.maxBody} bytes; the limit is ${options.maxBody}`);
+    return fail('exception', errorText(e));
   }
   try {
     const r = response as Response;
