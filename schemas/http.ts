@@ -26,4 +26,5 @@ export const WireResponse = z.object({
   headers: Headers,
   body: bytes(MAX_BODY).nullable(),
 });
-export type WireResponse = z.infer<typeof WireResponse>;
+/** A response; its body is `body` (bytes, whole) or, when the worker streams it, `stream`. */
+export type WireResponse = z.infer<typeof WireResponse> & { stream?: ReadableStream<Uint8Array> };

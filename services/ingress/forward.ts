@@ -43,14 +43,41 @@ export function toWireRequest(req: IncomingMessage, host: string, requestId: str
   return { method: (req.method ?? 'GET').toUpperCase(), url: `http://${host}${req.url ?? '/'}`, headers, body };
 }
 
-export function writeWireResponse(res: ServerResponse, response: WireResponse, requestId: string, method: string): void {
+export async function writeWireResponse(res: ServerResponse, response: WireResponse, requestId: string, method: string): Promise<void> {
   const headers: [string, string][] = response.headers.filter(([n]) => !HOP_BY_HOP.has(n.toLowerCase()) && n.toLowerCase() !== 'content-length');
   headers.push(['x-request-id', requestId]);
+  if (response.stream) return streamOut(res, response.status, response.statusText, headers, response.stream, method === 'HEAD');
   const body = response.body ?? new Uint8Array(0);
   const noBody = method === 'HEAD' || response.status === 204 || response.status === 304;
   if (!noBody) headers.push(['content-length', String(body.byteLength)]);
   res.writeHead(response.status, response.statusText || undefined, headers.flat());
   res.end(noBody ? undefined : body);
+}
+
+/**
+ * A body the worker streams: written chunk by chunk (chunked encoding), each chunk only after the
+ * client took the previous one (`drain`), so a slow reader slows the worker rather than filling memory.
+ * A client that goes away cancels the stream in the worker; a worker that fails mid-stream cuts the
+ * connection (the status line has gone; a truncated body must not look complete).
+ */
+async function streamOut(res: ServerResponse, status: number, statusText: string, headers: [string, string][], stream: ReadableStream<Uint8Array>, head: boolean): Promise<void> {
+  const reader = stream.getReader();
+  res.writeHead(status, statusText || undefined, headers.flat());
+  const gone = () => void reader.cancel().catch(() => {});
+  res.once('close', gone);
+  try {
+    if (head) return void (await reader.cancel());
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!res.write(value)) await new Promise((r) => (res.once('drain', r), res.once('close', r)));
+    }
+    res.end();
+  } catch {
+    res.destroy();
+  } finally {
+    res.off('close', gone);
+  }
 }
 
 /** A plain-text error page that says what went wrong and carries the request id. */

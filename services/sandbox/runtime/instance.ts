@@ -112,12 +112,16 @@ interface Entry {
   runWorkflow: Ref<(className: string, event: string, stepHandle: string, now: number) => Promise<string>>;
   runScheduled: Ref<(cron: string, scheduledTime: number, now: number) => Promise<string>>;
   drain: Ref<(seq: number) => Promise<void> | undefined>;
+  pull: Ref<(seq: number) => Promise<ArrayBuffer | null>>;
+  cancelStream: Ref<(seq: number) => void>;
   end: Ref<() => void>;
   fireTimer: Ref<(id: number, now: number) => void>;
   ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
   loaded: Ref<(namespace: unknown) => string>;
 }
-const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled'] as const;
+const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream'] as const;
+/** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
+const MAX_STREAMED_BODY = 1024 * MiB;
 
 /** The CPU and wall-time watchdogs of one request (or of loading the worker). */
 interface Watch {
@@ -390,10 +394,15 @@ export class WorkerInstance {
       void this.#afterResponse(undefined, watch);
       throw err;
     }
-    // The isolate is alive and idle: from here on the request only waits for its waitUntil promises.
-    watch.stopWall();
-    void this.#afterResponse(seq, watch);
+    const streamed = typeof result[0] === 'string' && result[0].startsWith('~');
+    // The isolate is alive and idle: from here on the request only waits for its waitUntil promises,
+    // unless its body streams out: then the request (and its watchdogs) lasts until the stream ends.
+    if (!streamed) {
+      watch.stopWall();
+      void this.#afterResponse(seq, watch);
+    }
     try {
+      if (streamed) return { ...this.#response([result[0].slice(1), null]), stream: this.#bodyStream(seq, watch) };
       return this.#response(result);
     } catch (e) {
       const err = this.#translate(e);
@@ -402,6 +411,51 @@ export class WorkerInstance {
     } finally {
       this.#flush();
     }
+  }
+
+  /**
+   * A response body the worker streams: pulled chunk by chunk from the isolate as the reader (ingress,
+   * over RPC) wants more — backpressure all the way — each pull under the CPU limit, the whole under
+   * the wall-time limit, at most MAX_STREAMED_BODY bytes in all.
+   */
+  #bodyStream(seq: number, watch: Watch): ReadableStream<Uint8Array> {
+    const { cpuMs } = this.bundle.limits;
+    let total = 0;
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      watch.stopWall();
+      void this.#afterResponse(seq, watch);
+      this.#flush();
+    };
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          try {
+            const chunk = (await this.#entry!.pull.apply(undefined, [seq], { result: { promise: true, copy: true }, timeout: cpuMs })) as ArrayBuffer | null;
+            if (chunk === null) {
+              controller.close();
+              return finish();
+            }
+            if (!(chunk instanceof ArrayBuffer)) throw new WorkerError(500, 'worker returned an invalid response', 'a body chunk did not arrive as bytes');
+            total += chunk.byteLength;
+            if (total > MAX_STREAMED_BODY) throw new WorkerError(500, `worker response body exceeds the ${MAX_STREAMED_BODY / MiB} MiB limit for streamed bodies`);
+            controller.enqueue(new Uint8Array(chunk));
+          } catch (e) {
+            const err = this.#translate(e);
+            this.#fail(err);
+            controller.error(err);
+            finish();
+          }
+        },
+        cancel: () => {
+          if (!this.disposed) void this.#entry!.cancelStream.apply(undefined, [seq], { timeout: cpuMs }).catch(() => {});
+          finish();
+        },
+      },
+      { highWaterMark: 0 },
+    );
   }
 
   #response(result: [string, ArrayBuffer | null]): WireResponse {

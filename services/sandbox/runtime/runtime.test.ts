@@ -357,11 +357,25 @@ test('bodies are ReadableStreams: request.body, new Response(stream) written ove
     { ...GET, method: 'POST', body: new TextEncoder().encode('posted body') },
   );
   assert.equal(error, undefined, error?.detail);
-  assert.equal(text(res!.body), 'one two three', 'a body written over time, read to its end at the boundary');
+  assert.equal(res!.body, null, 'a stream nobody read is not buffered: it streams out');
+  const chunks: string[] = [];
+  for await (const chunk of res!.stream!) chunks.push(new TextDecoder().decode(chunk));
+  assert.deepEqual(chunks, ['one ', 'two ', 'three'], 'chunk by chunk, as the worker wrote them');
   assert.deepEqual(JSON.parse(res!.headers.find(([k]) => k === 'x-out')![1]), [true, false, 'posted body', true, 'TypeError', 'abc', 'tee', 'tee', 'TypeError']);
-  const big = await run(worker(`export default { fetch() { return new Response(new ReadableStream({ pull(c) { c.enqueue(new Uint8Array(1024 * 1024)) } })) } }`, { limits: { memoryMb: 128 } }));
-  assert.equal(big.error!.status, 500);
-  assert.match(big.error!.detail, /more than 8388608 bytes; the limit is 8388608/);
+  // A worker streaming forever is cut at its wall-time limit; a stream of non-bytes is an error.
+  const endless = await run(worker(`export default { fetch() { return new Response(new ReadableStream({ async pull(c) { await new Promise((r) => setTimeout(r, 10)); c.enqueue(new Uint8Array(1024)) } })) } }`, { limits: { wallMs: 300 } }));
+  let got = 0;
+  await assert.rejects(
+    (async () => {
+      for await (const chunk of endless.res!.stream!) got += chunk.byteLength;
+    })(),
+    /wall time limit of 300 ms/,
+  );
+  assert.ok(got > 0, 'some of it arrived before the cut');
+  const wrong = await run(worker(`export default { fetch() { return new Response(new ReadableStream({ start(c) { c.enqueue('text'); c.close() } })) } }`));
+  await assert.rejects((async () => {
+    for await (const _ of wrong.res!.stream!);
+  })(), (e: WorkerError) => /must give Uint8Array chunks/.test(e.detail));
 });
 
 test('Event/EventTarget, AbortController/AbortSignal and web streams', async () => {

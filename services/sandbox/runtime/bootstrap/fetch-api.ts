@@ -385,6 +385,12 @@ abstract class Body {
   static check(b: Body): void {
     void b.#used;
   }
+  /** For the runtime: a body still to be streamed out (a stream nobody read), taken over (the body is used then). */
+  static takeStream(b: Body): ReadableStream<Uint8Array> | null {
+    if (b.#bytes !== null || b.#stream === null || b.bodyUsed) return null;
+    b.#used = true;
+    return b.#stream;
+  }
   /** The whole body as bytes for the runtime (a stream is read to its end, at most `max` bytes; the body is used then). */
   static async read(b: Body, max = Infinity): Promise<Uint8Array | null> {
     if (b.#bytes !== null) return b.#bytes;

@@ -66,6 +66,7 @@ const taByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteLengt
 const taSet = Uint8Array.prototype.set;
 const checkBody = Body.check;
 const readBody = Body.read;
+const takeStream = Body.takeStream;
 const rawHeaders = Headers.raw;
 const PromiseCtor = Promise;
 const allSettled = Promise.allSettled.bind(Promise);
@@ -331,31 +332,42 @@ async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq:
     return fail('exception', errorText(e));
   }
   if (waitUntil.length) drains.set(seq, allSettled(waitUntil));
-  return serialize(response);
+  return serialize(response, seq);
 }
 
 /**
  * The response as the host takes it: a JSON string and a fresh ArrayBuffer, nothing the tenant made.
  * A stream body is read to its end here (under the request's watchdogs), at most maxBody bytes.
  */
-async function serialize(response: unknown): Promise<[string, ArrayBuffer | null]> {
+async function serialize(response: unknown, seq: number): Promise<[string, ArrayBuffer | null]> {
   try {
     checkBody(response as Response); // a brand check: throws for anything but a real Response
   } catch {
     return fail('not-a-response', `fetch() returned ${response === null ? 'null' : typeof response}, not a Response`);
   }
+  const r = response as Response;
+  let head: string;
+  try {
+    head = JSONstringify({ status: r.status, statusText: StringCtor(r.statusText), headers: rawHeaders(r.headers) });
+    if (typeof head !== 'string') return fail('bad-response', 'the response could not be serialised');
+    if (head.length > options.maxHead) return fail('bad-response', `the status line and headers take ${head.length} characters; the limit is ${options.maxHead}`);
+  } catch (e) {
+    return fail('exception', errorText(e));
+  }
+  // A stream nobody has read goes out chunk by chunk: the host pulls (pull(seq)) until it ends.
+  const stream = takeStream(r);
+  if (stream) {
+    outgoing.set(seq, stream.getReader());
+    return ['~' + head, null];
+  }
   let bytes: Uint8Array | null;
   try {
-    bytes = await readBody(response as Response, options.maxBody);
+    bytes = await readBody(r, options.maxBody);
   } catch (e) {
     if (e instanceof RangeError) return fail('too-large', `the response body is more than ${options.maxBody} bytes; the limit is ${options.maxBody}`);
     return fail('exception', errorText(e));
   }
   try {
-    const r = response as Response;
-    const head = JSONstringify({ status: r.status, statusText: StringCtor(r.statusText), headers: rawHeaders(r.headers) });
-    if (typeof head !== 'string') return fail('bad-response', 'the response could not be serialised');
-    if (head.length > options.maxHead) return fail('bad-response', `the status line and headers take ${head.length} characters; the limit is ${options.maxHead}`);
     if (bytes === null) return [head, null];
     const length = apply(taByteLength, bytes, []) as number;
     if (length > options.maxBody) return fail('too-large', `the response body is ${length} bytes; the limit is ${options.maxBody}`);
@@ -365,6 +377,36 @@ async function serialize(response: unknown): Promise<[string, ArrayBuffer | null
   } catch (e) {
     return fail('exception', errorText(e));
   }
+}
+
+/** Response bodies being streamed out, by request. */
+const outgoing = new Map<number, { read(): Promise<{ done: boolean; value?: unknown }>; cancel(reason?: unknown): Promise<void> }>();
+
+/** The next chunk of request `seq`'s response body as a fresh ArrayBuffer, or null at its end. */
+async function pull(seq: number): Promise<ArrayBuffer | null> {
+  const reader = outgoing.get(seq);
+  if (!reader) return null;
+  const { done, value } = await reader.read();
+  if (done) {
+    outgoing.delete(seq);
+    return null;
+  }
+  if (!(value instanceof U8)) {
+    outgoing.delete(seq);
+    void reader.cancel();
+    throw new TypeError('a response body stream must give Uint8Array chunks');
+  }
+  const length = apply(taByteLength, value, []) as number;
+  const out = new AB(length);
+  apply(taSet, new U8(out), [value]);
+  return out;
+}
+
+/** The client went away: the rest of the body is not wanted. */
+function cancelStream(seq: number): void {
+  const reader = outgoing.get(seq);
+  outgoing.delete(seq);
+  if (reader) void reader.cancel('the client went away').catch(() => {});
 }
 
 /** Resolves when the request's waitUntil promises have settled, or when the host ends all requests. */
@@ -381,6 +423,7 @@ function end(): void {
   generation++;
   timers.clear();
   drains.clear();
+  for (const seq of [...outgoing.keys()]) cancelStream(seq);
   endAll();
   ended = new PromiseCtor<void>((r) => (endAll = r));
 }
@@ -456,4 +499,4 @@ async function runScheduled(cron: string, scheduledTime: number, now: number): P
   return '';
 }
 
-g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded, runWorkflow, runScheduled };
+g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded, runWorkflow, runScheduled, pull, cancelStream };
