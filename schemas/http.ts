@@ -5,7 +5,7 @@ import { bytes } from '../lib/rpc/validate.ts';
 export const MAX_URL = 16 * 1024;
 export const MAX_HEADERS = 128;
 export const MAX_HEADER_BYTES = 64 * 1024;
-/** Bodies travel whole over RPC for now; ingress and the sandbox refuse larger ones. */
+/** A body that travels whole (bytes) is at most this big; bigger ones stream (see `stream` below). */
 export const MAX_BODY = 8 * 1024 * 1024;
 
 const headerName = z.string().min(1).max(256).regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid header name');
@@ -18,7 +18,8 @@ export const WireRequest = z.object({
   headers: Headers,
   body: bytes(MAX_BODY).nullable(),
 });
-export type WireRequest = z.infer<typeof WireRequest>;
+/** A request; its body is `body` (bytes, whole) or, when the client's body streams in, `stream` (body then null). */
+export type WireRequest = z.infer<typeof WireRequest> & { stream?: ReadableStream<Uint8Array> };
 
 export const WireResponse = z.object({
   status: z.number().int().min(100).max(599),

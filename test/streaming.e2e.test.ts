@@ -1,4 +1,4 @@
-/** Response bodies streamed from the worker to the client through the real mesh, chunk by chunk. */
+/** Bodies streamed both ways through the real mesh (client ↔ ingress ↔ sandbox ↔ isolate), chunk by chunk. */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
@@ -6,7 +6,7 @@ import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 describe('streamed responses', () => {
   let mesh: TestMesh;
   before(async () => {
-    mesh = await startTestMesh();
+    mesh = await startTestMesh({ CORDON_MAX_REQUEST_MB: '24' });
     assert.equal((await mesh.cli(['deploy', 'examples/stream/index.ts', '--name', 'stream', '--route', '*/stream*', '--wall-ms', '3000'])).code, 0);
     await waitFor('the stream worker', async () => ((await fetch(`${mesh.httpUrl}/stream?n=1`)).status === 200) || undefined);
   });
@@ -31,6 +31,38 @@ describe('streamed responses', () => {
     const lastAt = performance.now();
     assert.equal(text, 'chunk 1\nchunk 2\nchunk 3\nchunk 4\nchunk 5\n');
     assert.ok(lastAt - firstAt >= 500, `the first chunk came ${(lastAt - firstAt).toFixed(0)} ms before the end: not buffered`);
+  });
+
+  /** A request body of `mib` MiB, produced as the connection takes it. */
+  const upload = (mib: number) => {
+    let sent = 0;
+    const chunk = new Uint8Array(256 * 1024).fill(97);
+    return new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (sent >= mib * 4) return c.close();
+        sent++;
+        c.enqueue(chunk);
+      },
+    });
+  };
+
+  test('a request body bigger than any whole body reaches the worker as a stream; echoed back, it streams out again', async () => {
+    const counted = await fetch(`${mesh.httpUrl}/stream/count`, { method: 'POST', body: upload(20), duplex: 'half' } as RequestInit);
+    assert.equal(counted.status, 200);
+    const { bytes, chunks } = (await counted.json()) as { bytes: number; chunks: number };
+    assert.equal(bytes, 20 * 1024 * 1024, 'over the 8 MiB a whole body may have');
+    assert.ok(chunks > 1, 'in many chunks, as it arrived');
+    const echoed = await fetch(`${mesh.httpUrl}/stream/echo`, { method: 'PUT', body: upload(12), duplex: 'half' } as RequestInit);
+    assert.equal((await echoed.arrayBuffer()).byteLength, 12 * 1024 * 1024);
+    const small = await fetch(`${mesh.httpUrl}/stream/echo`, { method: 'POST', body: 'a small body travels whole' });
+    assert.equal(await small.text(), 'a small body travels whole');
+  });
+
+  test('a streamed request body over the limit is cut off with 413', async () => {
+    const res = await fetch(`${mesh.httpUrl}/stream/count`, { method: 'POST', body: upload(30), duplex: 'half' } as RequestInit).catch((e: Error) => e);
+    if (res instanceof Error) return assert.fail(`no answer: ${res.message}`);
+    assert.equal(res.status, 413);
+    assert.match(await res.text(), /Request body too large/);
   });
 
   test('a client that goes away mid-stream does not hurt the sandbox; a worker streaming past its wall limit is cut', async () => {

@@ -1,8 +1,21 @@
-// A response body written over time: ?n=… chunks, ?ms=… apart. The client gets each as it is written.
+// Streams both ways. GET /stream?n=…&ms=…: a body written over time, the client gets each chunk as it
+// is written. POST /stream/count: reads the request body as it arrives and answers its length.
+// POST /stream/echo: the request body straight back, streaming.
 // Deploy: npx cordon deploy examples/stream/index.ts --name stream --route '*/stream*'
 export default {
-  fetch(request: Request): Response {
+  async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
+    if (url.pathname.endsWith('/echo')) return new Response(request.body);
+    if (url.pathname.endsWith('/count')) {
+      const reader = request.body!.getReader();
+      let bytes = 0;
+      let chunks = 0;
+      for (let r = await reader.read(); !r.done; r = await reader.read()) {
+        bytes += r.value.byteLength;
+        chunks++;
+      }
+      return Response.json({ bytes, chunks });
+    }
     const n = Number(url.searchParams.get('n') ?? 5);
     const ms = Number(url.searchParams.get('ms') ?? 200);
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();

@@ -31,6 +31,47 @@ export async function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Ui
   return new Uint8Array(Buffer.concat(chunks, size));
 }
 
+/** Bodies up to this size (declared) travel whole (and may be retried); bigger or unknown ones stream. */
+export const STREAM_ABOVE = 64 * 1024;
+
+export function streamsBody(req: IncomingMessage): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return false;
+  const declared = req.headers['content-length'];
+  return declared === undefined ? req.headers['transfer-encoding'] !== undefined : Number(declared) > STREAM_ABOVE;
+}
+
+/**
+ * The request body as a stream the worker pulls from: nothing is read from the client before the
+ * worker asks (backpressure), and at most `max` bytes in all; past that the stream fails and
+ * `overLimit()` says so (ingress then answers 413 if it still can).
+ */
+export function bodyStream(req: IncomingMessage, max: number): { stream: ReadableStream<Uint8Array>; overLimit: () => boolean } {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  let size = 0;
+  let over = declared > max;
+  const chunks = (req as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (over) return controller.error(new BodyTooLargeError(`request body over ${max} bytes`));
+        const { done, value } = await chunks.next();
+        if (done) return controller.close();
+        size += value.length;
+        if (size > max) {
+          over = true;
+          return controller.error(new BodyTooLargeError(`request body over ${max} bytes`));
+        }
+        controller.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+      },
+      async cancel() {
+        await chunks.return?.();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { stream, overLimit: () => over };
+}
+
 export function toWireRequest(req: IncomingMessage, host: string, requestId: string, body: Uint8Array | null): WireRequest {
   const headers: [string, string][] = [];
   const raw = req.rawHeaders;

@@ -11,7 +11,10 @@ import { startService } from '../../lib/service.ts';
 import { compileRoute, RouteTable } from '../../lib/routes.ts';
 import type { Route, RouteListener } from '../../schemas/routes.ts';
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
-import { BodyTooLargeError, readBody, requestIdOf, toWireRequest, writeError, writeWireResponse } from './forward.ts';
+import { bodyStream, BodyTooLargeError, readBody, requestIdOf, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
+
+/** A request body that streams may be this long in all (CORDON_MAX_REQUEST_MB). */
+const MAX_STREAMED_REQUEST = Number(process.env.CORDON_MAX_REQUEST_MB || 100) * 1024 * 1024;
 
 /** Methods safe to send twice when a sandbox died before answering. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -70,21 +73,29 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     const match = table.match(host, path);
     if (!match) return writeError(res, 404, `No worker is routed for ${host}${path}.`, requestId);
     const route = match.value;
-    let body: Uint8Array | null;
-    try {
-      body = await readBody(req);
-    } catch (e) {
-      if (e instanceof BodyTooLargeError) return writeError(res, 413, `Request body too large: ${e.message}.`, requestId);
-      throw e;
+    const streaming = streamsBody(req);
+    let body: Uint8Array | null = null;
+    let incoming: ReturnType<typeof bodyStream> | undefined;
+    if (streaming) incoming = bodyStream(req, MAX_STREAMED_REQUEST);
+    else {
+      try {
+        body = await readBody(req);
+      } catch (e) {
+        if (e instanceof BodyTooLargeError) return writeError(res, 413, `Request body too large: ${e.message}.`, requestId);
+        throw e;
+      }
     }
     const wire = toWireRequest(req, host, requestId, body);
-    const attempts = IDEMPOTENT.has(wire.method) ? 2 : 1;
+    // A streamed body can be sent once only: such a request is never retried.
+    const attempts = IDEMPOTENT.has(wire.method) && !streaming ? 2 : 1;
     for (let attempt = 1; ; attempt++) {
       try {
         const session = await sandboxFor(route.cordon).ready(5000);
-        const response = await session.remote.handle(route.target, wire);
-        return writeWireResponse(res, response, requestId, wire.method);
+        const response = await session.remote.handle(route.target, incoming ? { ...wire, stream: incoming.stream } : wire);
+        if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
+        return await writeWireResponse(res, response, requestId, wire.method);
       } catch (e) {
+        if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
         log.warn('sandbox call failed', { requestId, cordon: route.cordon, attempt, error: (e as Error).message });
         if (attempt >= attempts) return writeError(res, 502, `The worker's sandbox failed before it answered.`, requestId);
       }

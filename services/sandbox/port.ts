@@ -92,6 +92,9 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
   async #handle(targetArg: unknown, requestArg: unknown): Promise<WireResponse> {
     const target = check(WorkerTarget, targetArg, 'worker target');
     const request = check(WireRequest, requestArg, 'request');
+    // A body that streams in arrives as a stream beside the (then empty) bytes.
+    const stream = (requestArg as { stream?: unknown }).stream;
+    if (stream !== undefined && (!(stream instanceof ReadableStream) || request.body !== null)) throw new TypeError('request: stream must be a ReadableStream, and only without body bytes');
     let bundle: WorkerBundle;
     let capabilities: ForwardedCapabilities | undefined;
     try {
@@ -104,7 +107,7 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     const log = logSink(this.#supervisor, target.codeKey, this.#log);
     const leave = this.#recorder.enter(bundle.workerId);
     try {
-      return await this.#runtime.handle(bundle, request, { log, capabilities });
+      return await this.#runtime.handle(bundle, request, { log, capabilities }, stream as ReadableStream<Uint8Array> | undefined);
     } catch (e) {
       if (e instanceof WorkerError) {
         if (e.limit === 'cpu' || e.limit === 'memory') {

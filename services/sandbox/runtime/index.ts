@@ -45,7 +45,7 @@ export class WorkerRuntime {
     this.#spares = spares > 0 ? new SpareIsolates({ size: spares, memoryMb: Limits.parse({}).memoryMb, onCatastrophe: this.#onCatastrophe }) : undefined;
   }
 
-  async handle(bundle: WorkerBundle, request: WireRequest, hooks: RunHooks): Promise<WireResponse> {
+  async handle(bundle: WorkerBundle, request: WireRequest, hooks: RunHooks, bodyStream?: ReadableStream<Uint8Array>): Promise<WireResponse> {
     const key = `${bundle.workerId}@${bundle.version}`;
     let instance: WorkerInstance;
     try {
@@ -61,7 +61,7 @@ export class WorkerRuntime {
     }
     try {
       // The instance logs the detail of a failure itself, before it rejects.
-      return await instance.handle(request, hooks);
+      return await instance.handle(request, hooks, bodyStream);
     } catch (e) {
       if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
       throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));

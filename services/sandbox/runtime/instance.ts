@@ -137,6 +137,9 @@ export class WorkerInstance {
   #context: ivm.Context | undefined;
   #entry: Entry | undefined;
   #capRef: ivm.Reference<unknown> | undefined;
+  #bodyRef: ivm.Reference<unknown> | undefined;
+  /** Request bodies streaming in, by request: the isolate pulls their chunks (see #pullBody). */
+  readonly #incoming = new Map<number, ReadableStreamDefaultReader<Uint8Array>>();
   readonly #timers = new Map<number, NodeJS.Timeout>();
   #kill: Kill;
   #disposed = false;
@@ -264,6 +267,8 @@ export class WorkerInstance {
     await jail.set('__cordonClearTimer', new ivm.Callback(hostCallback((id: number) => this.#clearTimer(id)), { ignored: true }));
     this.#capRef = new ivm.Reference((handle: string, method: string, args: string) => this.#capCall(handle, method, args));
     await jail.set('__cordonCapCall', this.#capRef);
+    this.#bodyRef = new ivm.Reference((seq: number) => this.#pullBody(seq));
+    await jail.set('__cordonBodyPull', this.#bodyRef);
     await jail.set('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD }));
     const script = await this.#isolate.compileScript(this.#initSource, { filename: 'cordon:bootstrap', ...(initCache ? { cachedData: initCache } : { produceCachedData: true }) });
     initCache ??= (script as ivm.Script & ivm.CachedDataResult).cachedData;
@@ -376,12 +381,35 @@ export class WorkerInstance {
     }
   }
 
-  async handle(request: WireRequest, hooks: RequestHooks): Promise<WireResponse> {
+  /**
+   * The next chunk of a request body streaming in, as a fresh ArrayBuffer (bytes cross, never text),
+   * or null at its end. The reader is the isolate: it pulls only as fast as the worker reads.
+   */
+  async #pullBody(seq: number): Promise<ArrayBuffer | null> {
+    const reader = this.#incoming.get(seq);
+    if (!reader) return null;
+    const { done, value } = await reader.read();
+    if (done || !value) {
+      this.#incoming.delete(seq);
+      return null;
+    }
+    return value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength) as ArrayBuffer;
+  }
+
+  /** The request is over: whatever of its body the worker did not read is not wanted. */
+  #dropIncoming(seq: number): void {
+    const reader = this.#incoming.get(seq);
+    this.#incoming.delete(seq);
+    if (reader) void reader.cancel().catch(() => {});
+  }
+
+  async handle(request: WireRequest, hooks: RequestHooks, bodyStream?: ReadableStream<Uint8Array>): Promise<WireResponse> {
     const { cpuMs } = this.bundle.limits;
     const { seq, watch } = this.#enter(hooks);
+    if (bodyStream) this.#incoming.set(seq, bodyStream.getReader());
     let result: [string, ArrayBuffer | null];
     try {
-      const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers });
+      const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined });
       const body = request.body
         ? new ivm.ExternalCopy(request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer).copyInto({ release: true })
         : null;
@@ -391,6 +419,7 @@ export class WorkerInstance {
     } catch (e) {
       const err = this.#translate(e);
       this.#fail(err);
+      this.#dropIncoming(seq);
       void this.#afterResponse(undefined, watch);
       throw err;
     }
@@ -398,6 +427,7 @@ export class WorkerInstance {
     // The isolate is alive and idle: from here on the request only waits for its waitUntil promises,
     // unless its body streams out: then the request (and its watchdogs) lasts until the stream ends.
     if (!streamed) {
+      this.#dropIncoming(seq);
       watch.stopWall();
       void this.#afterResponse(seq, watch);
     }
@@ -425,6 +455,7 @@ export class WorkerInstance {
     const finish = () => {
       if (finished) return;
       finished = true;
+      this.#dropIncoming(seq);
       watch.stopWall();
       void this.#afterResponse(seq, watch);
       this.#flush();
@@ -644,6 +675,9 @@ export class WorkerInstance {
     this.#timers.clear();
     if (this.#entry) for (const name of ENTRY_NAMES) this.#entry[name].release();
     this.#capRef?.release();
+    this.#bodyRef?.release();
+    for (const r of this.#incoming.values()) void r.cancel().catch(() => {});
+    this.#incoming.clear();
     this.#context?.release();
     if (!this.#isolate.isDisposed) this.#isolate.dispose();
     // deliver whatever the worker logged before it died

@@ -47,6 +47,8 @@ const capRef = take('__cordonCapCall') as {
   applySyncPromise(recv: undefined, args: string[]): string;
   apply(recv: undefined, args: string[], opts: { result: { promise: true } }): Promise<string>;
 };
+// Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end).
+const bodyRef = take('__cordonBodyPull') as { apply(recv: undefined, args: number[], opts: { result: { promise: true; copy: true } }): Promise<ArrayBuffer | null> };
 const options = JSON.parse(take('__cordonOptions') as string) as {
   allowEval: boolean;
   vars: Record<string, string>;
@@ -316,8 +318,8 @@ async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq:
   active++;
   setClock(now);
   subrequests = 0;
-  const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][] };
-  const request = new Request(meta.url, { method: meta.method, headers: meta.headers, body: body === null ? null : new U8(body) });
+  const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][]; streamed: boolean };
+  const request = new Request(meta.url, { method: meta.method, headers: meta.headers, body: meta.streamed ? incomingStream(seq) : body === null ? null : new U8(body) });
   const waitUntil: Promise<unknown>[] = [];
   const ctx = Object.freeze({
     waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
@@ -377,6 +379,22 @@ async function serialize(response: unknown, seq: number): Promise<[string, Array
   } catch (e) {
     return fail('exception', errorText(e));
   }
+}
+
+/** A request body streaming in: each chunk is pulled from the host when the worker reads. */
+function incomingStream(seq: number): web.ReadableStream<Uint8Array> {
+  const started = generation;
+  return new web.ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const chunk = await bodyRef.apply(undefined, [seq], { result: { promise: true, copy: true } });
+        if (started !== generation) return new PromiseCtor<void>(() => {}); // the request has ended
+        if (chunk === null) controller.close();
+        else controller.enqueue(new U8(chunk));
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /** Response bodies being streamed out, by request. */
