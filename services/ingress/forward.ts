@@ -104,6 +104,9 @@ export async function writeWireResponse(res: ServerResponse, response: WireRespo
 async function streamOut(res: ServerResponse, status: number, statusText: string, headers: [string, string][], stream: ReadableStream<Uint8Array>, head: boolean): Promise<void> {
   const reader = stream.getReader();
   res.writeHead(status, statusText || undefined, headers.flat());
+  // The status line goes now, not with the first chunk: a client (an event stream, say) learns the
+  // response has begun, and a worker cut before its first chunk reads as a truncated body.
+  res.flushHeaders();
   const gone = () => void reader.cancel().catch(() => {});
   res.once('close', gone);
   try {
