@@ -18,14 +18,29 @@ export const WireRequest = z.object({
   headers: Headers,
   body: bytes(MAX_BODY).nullable(),
 });
-/** A request; its body is `body` (bytes, whole) or, when the client's body streams in, `stream` (body then null). */
-export type WireRequest = z.infer<typeof WireRequest> & { stream?: ReadableStream<Uint8Array> };
+/** The browser's end of a WebSocket, held by ingress: what the worker sends or does goes there. */
+export interface BrowserSocket {
+  send(data: string | Uint8Array): Promise<void>;
+  close(code: number, reason: string): Promise<void>;
+}
+
+/** The worker's end of a WebSocket, for ingress: what the browser sends or does goes into the isolate. */
+export interface WorkerSocketApi {
+  message(data: string | Uint8Array): Promise<void>;
+  close(code: number, reason: string): Promise<void>;
+}
+
+/**
+ * A request; its body is `body` (bytes, whole) or, when the client's body streams in, `stream` (body
+ * then null). A WebSocket upgrade carries the browser's end as `socket`.
+ */
+export type WireRequest = z.infer<typeof WireRequest> & { stream?: ReadableStream<Uint8Array>; socket?: BrowserSocket };
 
 export const WireResponse = z.object({
-  status: z.number().int().min(100).max(599),
+  status: z.number().int().min(101).max(599),
   statusText: z.string().max(256),
   headers: Headers,
   body: bytes(MAX_BODY).nullable(),
 });
-/** A response; its body is `body` (bytes, whole) or, when the worker streams it, `stream`. */
-export type WireResponse = z.infer<typeof WireResponse> & { stream?: ReadableStream<Uint8Array> };
+/** A response; its body is `body` (bytes, whole) or, when the worker streams it, `stream`; a 101 carries the worker's socket end. */
+export type WireResponse = z.infer<typeof WireResponse> & { stream?: ReadableStream<Uint8Array>; webSocket?: WorkerSocketApi };

@@ -11,6 +11,7 @@ import { startService } from '../../lib/service.ts';
 import { compileRoute, RouteTable } from '../../lib/routes.ts';
 import type { Route, RouteListener } from '../../schemas/routes.ts';
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
+import { webSocketUpgrades } from './websockets.ts';
 import { bodyStream, BodyTooLargeError, readBody, requestIdOf, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
 
 /** A request body that streams may be this long in all (CORDON_MAX_REQUEST_MB). */
@@ -126,10 +127,25 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
       server.once('error', reject);
       server.listen(port, host, () => resolve());
     });
-  const server = createServer(limits, onRequest);
+  const onUpgrade = webSocketUpgrades({
+    log,
+    maxSockets: Number(process.env.CORDON_MAX_WEBSOCKETS) || 10_000,
+    route(req) {
+      const requestId = requestIdOf(req);
+      const host = req.headers.host ?? '';
+      const path = (req.url ?? '/').split('?')[0]!;
+      const route = table.match(host, path)?.value;
+      if (!route) return `No worker is routed for ${host}${path}.\nrequest id: ${requestId}\n`;
+      return {
+        wire: toWireRequest(req, host, requestId, null),
+        handle: async (wire) => (await sandboxFor(route.cordon).ready(5000)).remote.handle(route.target, wire),
+      };
+    },
+  });
+  const server = createServer(limits, onRequest).on('upgrade', onUpgrade);
   await listen(server, config.httpPort);
   const tls = await loadTls(config.dataDir);
-  const secure = createTlsServer({ ...limits, cert: tls.cert, key: tls.key, SNICallback: tls.SNICallback }, onRequest);
+  const secure = createTlsServer({ ...limits, cert: tls.cert, key: tls.key, SNICallback: tls.SNICallback }, onRequest).on('upgrade', onUpgrade);
   await listen(secure, config.httpsPort);
   log.info('listening', { http: config.httpPort, https: config.httpsPort, certificate: tls.source });
   onStop(() => new Promise<void>((r) => secure.close(() => r())));

@@ -3,13 +3,14 @@
  * itself holds no code: it asks the supervisor for the bundle with the key the request carries,
  * and keeps it only in memory.
  */
-import { RpcTarget } from 'capnweb';
+import { RpcTarget, type RpcStub } from 'capnweb';
 import { check } from '../../lib/rpc/validate.ts';
-import { WireRequest, type WireResponse } from '../../schemas/http.ts';
+import { SendQueue } from '../../lib/send-queue.ts';
+import { WireRequest, type BrowserSocket, type WireResponse, type WorkerSocketApi } from '../../schemas/http.ts';
 import { WorkerTarget, type WorkerBundle } from '../../schemas/worker.ts';
 import type { SandboxApi, SupervisorForSandbox, LogEntry } from '../../schemas/services.ts';
 import type { Logger } from '../../lib/log.ts';
-import { WorkerError, type WorkerRuntime } from './runtime/index.ts';
+import { WorkerError, type HandledResponse, type SocketPeer, type WorkerRuntime, type WorkerSocket } from './runtime/index.ts';
 import { ForwardedCapabilities } from './capabilities.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 import { SpanKind } from '@opentelemetry/api';
@@ -31,7 +32,7 @@ export function logSink(supervisor: SupervisorLink, codeKey: string, log: Logger
   };
 }
 
-function textResponse(status: number, text: string): WireResponse {
+function textResponse(status: number, text: string): HandledResponse & WireResponse {
   return { status, statusText: '', headers: [['content-type', 'text/plain; charset=utf-8']], body: new TextEncoder().encode(text + '\n') };
 }
 
@@ -69,6 +70,62 @@ export class BundleCache {
   }
 }
 
+/** What a worker's WebSocket may have sent that the client has not yet taken, before it is closed. */
+const MAX_UNSENT = 16 * 1024 * 1024;
+/** Messages on their way to ingress at once (its quota of calls in flight is per session, shared by all). */
+const MAX_SENDING = 32;
+
+/**
+ * The browser's end as the worker's socket sees it. Messages go to ingress a few at a time, in order;
+ * the rest wait here, and a client that does not read is closed rather than buffered for.
+ */
+function socketPeer(browser: RpcStub<BrowserSocket>): SocketPeer {
+  const sizeOf = (data: string | Uint8Array) => (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength);
+  let unsent = 0;
+  let closing: [number, string] | undefined;
+  const close = () => void browser.close(...closing!).catch(() => {});
+  const queue = new SendQueue<string | Uint8Array>(MAX_SENDING, (data) => browser.send(data), (data) => {
+    unsent -= sizeOf(data);
+    if (closing && queue.size === 0) close(); // after what was sent before it
+  });
+  return {
+    send(data) {
+      if (closing) return;
+      const message = typeof data === 'string' ? data : new Uint8Array(data);
+      if ((unsent += sizeOf(message)) > MAX_UNSENT) {
+        queue.clear();
+        closing = [1011, 'the client does not read fast enough'];
+        return close();
+      }
+      queue.push(message);
+    },
+    close(code, reason) {
+      if (closing) return;
+      closing = [code, reason];
+      if (queue.size === 0) close();
+    },
+  };
+}
+
+/** The worker's end of a WebSocket, for ingress to deliver what the browser sends. */
+class WorkerSocketTarget extends RpcTarget implements WorkerSocketApi {
+  readonly #socket: WorkerSocket;
+  readonly #closed: () => void;
+  constructor(socket: WorkerSocket, closed: () => void) {
+    super();
+    this.#socket = socket;
+    this.#closed = closed;
+  }
+  message(data: unknown): Promise<void> {
+    if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw new TypeError('a message is text or bytes');
+    return this.#socket.message(typeof data === 'string' ? data : (data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer));
+  }
+  /** The browser's end closed (every way a socket ends comes through here): the worker hears of it. */
+  close(code: unknown, reason: unknown): Promise<void> {
+    return this.#socket.close(typeof code === 'number' ? code : 1005, typeof reason === 'string' ? reason.slice(0, 123) : '').finally(this.#closed);
+  }
+}
+
 export class SandboxPort extends RpcTarget implements SandboxApi {
   readonly #runtime: WorkerRuntime;
   readonly #bundles: BundleCache;
@@ -95,6 +152,24 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     // A body that streams in arrives as a stream beside the (then empty) bytes.
     const stream = (requestArg as { stream?: unknown }).stream;
     if (stream !== undefined && (!(stream instanceof ReadableStream) || request.body !== null)) throw new TypeError('request: stream must be a ReadableStream, and only without body bytes');
+    // A WebSocket upgrade comes with the browser's end (a capability ingress holds). Stubs in params
+    // are disposed when the call returns: keep a copy for as long as the socket lives.
+    const socketArg = (requestArg as { socket?: unknown }).socket;
+    if (socketArg !== undefined && typeof (socketArg as { dup?: unknown } | null)?.dup !== 'function') throw new TypeError('request: socket must be a capability');
+    const browser = (socketArg as RpcStub<BrowserSocket> | undefined)?.dup();
+    const peer = browser && socketPeer(browser);
+    let keepBrowser = false;
+    try {
+      const { webSocket, ...response } = await this.#run(target, request, stream, peer);
+      if (!webSocket) return response;
+      keepBrowser = true;
+      return { ...response, webSocket: new WorkerSocketTarget(webSocket, () => browser?.[Symbol.dispose]()) };
+    } finally {
+      if (!keepBrowser) browser?.[Symbol.dispose]();
+    }
+  }
+
+  async #run(target: WorkerTarget, request: WireRequest, stream: unknown, peer: SocketPeer | undefined): Promise<HandledResponse> {
     let bundle: WorkerBundle;
     let capabilities: ForwardedCapabilities | undefined;
     try {
@@ -107,7 +182,7 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     const log = logSink(this.#supervisor, target.codeKey, this.#log);
     const leave = this.#recorder.enter(bundle.workerId);
     try {
-      return await this.#runtime.handle(bundle, request, { log, capabilities }, stream as ReadableStream<Uint8Array> | undefined);
+      return await this.#runtime.handle(bundle, request, { log, capabilities }, stream as ReadableStream<Uint8Array> | undefined, peer);
     } catch (e) {
       if (e instanceof WorkerError) {
         if (e.limit === 'cpu' || e.limit === 'memory') {

@@ -6,11 +6,11 @@
  */
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
-import type { WireRequest, WireResponse } from '../../../schemas/http.ts';
-import { WorkerError, WorkerInstance, type CapabilityHost } from './instance.ts';
+import type { WireRequest } from '../../../schemas/http.ts';
+import { WorkerError, WorkerInstance, type CapabilityHost, type HandledResponse, type SocketPeer } from './instance.ts';
 import { SpareIsolates } from './spares.ts';
 
-export { WorkerError, type CapabilityHost } from './instance.ts';
+export { WorkerError, type CapabilityHost, type HandledResponse, type SocketPeer, type WorkerSocket } from './instance.ts';
 
 export interface RunHooks {
   log(entries: LogEntry[]): void;
@@ -45,7 +45,7 @@ export class WorkerRuntime {
     this.#spares = spares > 0 ? new SpareIsolates({ size: spares, memoryMb: Limits.parse({}).memoryMb, onCatastrophe: this.#onCatastrophe }) : undefined;
   }
 
-  async handle(bundle: WorkerBundle, request: WireRequest, hooks: RunHooks, bodyStream?: ReadableStream<Uint8Array>): Promise<WireResponse> {
+  async handle(bundle: WorkerBundle, request: WireRequest, hooks: RunHooks, bodyStream?: ReadableStream<Uint8Array>, socket?: SocketPeer): Promise<HandledResponse> {
     const key = `${bundle.workerId}@${bundle.version}`;
     let instance: WorkerInstance;
     try {
@@ -61,7 +61,7 @@ export class WorkerRuntime {
     }
     try {
       // The instance logs the detail of a failure itself, before it rejects.
-      return await instance.handle(request, hooks, bodyStream);
+      return await instance.handle(request, hooks, bodyStream, socket);
     } catch (e) {
       if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
       throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));

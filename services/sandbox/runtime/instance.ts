@@ -26,6 +26,23 @@ export interface CapabilityHost {
   call(handle: string, method: string, args: unknown[]): Promise<unknown>;
 }
 
+/** The browser's end of a WebSocket (ingress holds it): what the worker sends goes there. */
+export interface SocketPeer {
+  send(data: string | ArrayBuffer): void;
+  close(code: number, reason: string): void;
+}
+
+/** The worker's end, for ingress: what the browser sends is delivered into the isolate. */
+export interface WorkerSocket {
+  message(data: string | ArrayBuffer): Promise<void>;
+  close(code: number, reason: string): Promise<void>;
+}
+
+/** What a request gets back: a response, with the worker's socket end after a 101. */
+export type HandledResponse = Omit<WireResponse, 'webSocket'> & { webSocket?: WorkerSocket };
+/** A response as read from the isolate (a 101 names its WebSocketPair). */
+type ReadResponse = Omit<WireResponse, 'webSocket' | 'stream'> & { webSocketId?: number };
+
 export interface RequestHooks {
   log(entries: LogEntry[]): void;
   capabilities?: CapabilityHost;
@@ -99,11 +116,15 @@ function hostCallback<A extends unknown[], R>(fn: (...args: A) => R): (...args: 
   };
 }
 
-const Head = z.object({
-  status: z.number().int().min(200).max(599),
-  statusText: z.string().max(256).regex(/^[^\r\n\0]*$/, 'statusText contains CR, LF or NUL'),
-  headers: WireHeaders,
-});
+const Head = z
+  .object({
+    status: z.number().int().min(101).max(599),
+    statusText: z.string().max(256).regex(/^[^\r\n\0]*$/, 'statusText contains CR, LF or NUL'),
+    headers: WireHeaders,
+    /** With status 101: the WebSocketPair whose client end the worker returned. */
+    webSocket: z.number().int().positive().optional(),
+  })
+  .refine((h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101), 'status 101 comes with a webSocket, and only then');
 
 type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
 type Ref<F> = ivm.Reference<F>;
@@ -114,12 +135,13 @@ interface Entry {
   drain: Ref<(seq: number) => Promise<void> | undefined>;
   pull: Ref<(seq: number) => Promise<ArrayBuffer | null>>;
   cancelStream: Ref<(seq: number) => void>;
+  wsEvent: Ref<(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number) => void>;
   end: Ref<() => void>;
   fireTimer: Ref<(id: number, now: number) => void>;
   ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
   loaded: Ref<(namespace: unknown) => string>;
 }
-const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream'] as const;
+const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream', 'wsEvent'] as const;
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
 
@@ -140,6 +162,11 @@ export class WorkerInstance {
   #bodyRef: ivm.Reference<unknown> | undefined;
   /** Request bodies streaming in, by request: the isolate pulls their chunks (see #pullBody). */
   readonly #incoming = new Map<number, ReadableStreamDefaultReader<Uint8Array>>();
+  /**
+   * WebSockets by pair id: the browser's end (once the 101 is out; until then what the worker sends
+   * waits in `early`), and whether the worker accepted (then the socket counts as active).
+   */
+  readonly #sockets = new Map<number, { peer: SocketPeer | undefined; accepted: boolean; early: (() => void)[] }>();
   readonly #timers = new Map<number, NodeJS.Timeout>();
   #kill: Kill;
   #disposed = false;
@@ -249,6 +276,10 @@ export class WorkerInstance {
         }),
       ),
     );
+    // WebSockets: what the worker's server end sends or does goes to the browser's end (through ingress).
+    await jail.set('__cordonWsSend', new ivm.Callback(hostCallback((id: number, data: string | ArrayBuffer) => this.#toPeer(id, (p) => p.send(data))), { ignored: true }));
+    await jail.set('__cordonWsClose', new ivm.Callback(hostCallback((id: number, code: number, reason: string) => this.#toPeer(id, (p) => p.close(code, reason))), { ignored: true }));
+    await jail.set('__cordonWsOpened', new ivm.Callback(hostCallback((id: number) => this.#socketOpened(id)), { ignored: true }));
     // ECDSA and Ed25519 for crypto.subtle (host-crypto.ts checks everything again).
     await jail.set('__cordonAsym', new ivm.Callback(hostCallback(asymmetric)));
     // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
@@ -396,6 +427,55 @@ export class WorkerInstance {
     return value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength) as ArrayBuffer;
   }
 
+  /** A 101 from the worker: its pair id (in the head) joined to the browser's end ingress holds. */
+  #bindSocket(id: number, peer: SocketPeer | undefined): WorkerSocket {
+    if (!peer) throw new WorkerError(500, 'worker returned an invalid response', 'a 101 response to a request that was not a WebSocket upgrade');
+    const socket = this.#socket(id);
+    socket.peer = peer;
+    for (const send of socket.early.splice(0)) send();
+    const event = (type: string, data: string | ArrayBuffer | null, code = 1005, reason = '') =>
+      this.disposed ? Promise.resolve() : this.#entry!.wsEvent.apply(undefined, [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()], { timeout: this.bundle.limits.cpuMs }).then(() => this.#flush(), (e: unknown) => {
+        const err = this.#translate(e);
+        this.#fail(err);
+        peer.close(1011, 'the worker failed');
+      });
+    return {
+      message: (data) => event('message', data),
+      close: async (code, reason) => {
+        await event('close', null, code, reason);
+        this.#socketClosed(id);
+      },
+    };
+  }
+
+  #socket(id: number): { peer: SocketPeer | undefined; accepted: boolean; early: (() => void)[] } {
+    let s = this.#sockets.get(id);
+    if (!s) this.#sockets.set(id, (s = { peer: undefined, accepted: false, early: [] }));
+    return s;
+  }
+
+  #toPeer(id: number, act: (peer: SocketPeer) => void): void {
+    const s = this.#socket(id);
+    if (s.peer) act(s.peer);
+    else if (s.early.length < 1000) s.early.push(() => act(s.peer!));
+  }
+
+  #socketOpened(id: number): void {
+    const s = this.#socket(id);
+    if (s.accepted) return;
+    s.accepted = true;
+    this.#active++; // an accepted socket keeps the isolate's timers and I/O alive, like a request
+  }
+
+  #socketClosed(id: number): void {
+    const s = this.#sockets.get(id);
+    this.#sockets.delete(id);
+    if (s?.accepted) {
+      this.#active--;
+      if (this.#active === 0 && !this.disposed) void this.#entry!.end.apply(undefined, [], { timeout: this.bundle.limits.cpuMs }).catch(() => {});
+    }
+  }
+
   /** The request is over: whatever of its body the worker did not read is not wanted. */
   #dropIncoming(seq: number): void {
     const reader = this.#incoming.get(seq);
@@ -403,7 +483,7 @@ export class WorkerInstance {
     if (reader) void reader.cancel().catch(() => {});
   }
 
-  async handle(request: WireRequest, hooks: RequestHooks, bodyStream?: ReadableStream<Uint8Array>): Promise<WireResponse> {
+  async handle(request: WireRequest, hooks: RequestHooks, bodyStream?: ReadableStream<Uint8Array>, socket?: SocketPeer): Promise<HandledResponse> {
     const { cpuMs } = this.bundle.limits;
     const { seq, watch } = this.#enter(hooks);
     if (bodyStream) this.#incoming.set(seq, bodyStream.getReader());
@@ -432,8 +512,13 @@ export class WorkerInstance {
       void this.#afterResponse(seq, watch);
     }
     try {
-      if (streamed) return { ...this.#response([result[0].slice(1), null]), stream: this.#bodyStream(seq, watch) };
-      return this.#response(result);
+      if (streamed) {
+        const { webSocketId: _none, ...head } = this.#response([result[0].slice(1), null]);
+        return { ...head, stream: this.#bodyStream(seq, watch) };
+      }
+      const { webSocketId, ...response } = this.#response(result);
+      if (webSocketId !== undefined) return { ...response, webSocket: this.#bindSocket(webSocketId, socket) };
+      return response;
     } catch (e) {
       const err = this.#translate(e);
       this.#fail(err);
@@ -489,7 +574,7 @@ export class WorkerInstance {
     );
   }
 
-  #response(result: [string, ArrayBuffer | null]): WireResponse {
+  #response(result: [string, ArrayBuffer | null]): ReadResponse {
     try {
       return this.#readResponse(result);
     } catch (e) {
@@ -498,7 +583,7 @@ export class WorkerInstance {
     }
   }
 
-  #readResponse([head, out]: [string, ArrayBuffer | null]): WireResponse {
+  #readResponse([head, out]: [string, ArrayBuffer | null]): ReadResponse {
     if (typeof head !== 'string') throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be serialised');
     if (head.startsWith('!')) {
       const parsed = JSON.parse(head.slice(1)) as { kind: unknown; message: unknown };
@@ -518,7 +603,8 @@ export class WorkerInstance {
     if (out !== null && !(out instanceof ArrayBuffer)) throw new WorkerError(500, 'worker returned an invalid response', 'the body did not arrive as bytes');
     if (out && out.byteLength > MAX_BODY) throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, `the response body is ${out.byteLength} bytes`);
     const nullBody = parsed.data.status === 204 || parsed.data.status === 205 || parsed.data.status === 304;
-    return { status: parsed.data.status, statusText: parsed.data.statusText, headers: parsed.data.headers, body: out && !nullBody ? new Uint8Array(out) : null };
+    const response = { status: parsed.data.status, statusText: parsed.data.statusText, headers: parsed.data.headers, body: out && !nullBody ? new Uint8Array(out) : null };
+    return parsed.data.webSocket === undefined ? response : { ...response, webSocketId: parsed.data.webSocket };
   }
 
   /**
@@ -676,6 +762,8 @@ export class WorkerInstance {
     if (this.#entry) for (const name of ENTRY_NAMES) this.#entry[name].release();
     this.#capRef?.release();
     this.#bodyRef?.release();
+    for (const s of this.#sockets.values()) s.peer?.close(1011, 'the worker was unloaded');
+    this.#sockets.clear();
     for (const r of this.#incoming.values()) void r.cancel().catch(() => {});
     this.#incoming.clear();
     this.#context?.release();

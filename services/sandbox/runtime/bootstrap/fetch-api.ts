@@ -435,22 +435,27 @@ export interface ResponseInit {
   status?: number;
   statusText?: string;
   headers?: HeadersInit;
+  /** Workers: the client end of a WebSocketPair, with status 101. */
+  webSocket?: unknown;
 }
 
 export class Response extends Body {
   readonly status: number;
   readonly statusText: string;
   readonly headers: Headers;
+  readonly webSocket: unknown;
   constructor(body: BodyInit = null, init: ResponseInit = {}) {
     const headers = new Headers(init.headers);
     const status = init.status ?? 200;
-    if (!Number.isInteger(status) || status < 200 || status > 599) throw new RangeError(`Response status ${status} is outside 200-599`);
+    const upgrade = status === 101 && init.webSocket !== undefined && init.webSocket !== null;
+    if (!Number.isInteger(status) || ((status < 200 || status > 599) && !upgrade)) throw new RangeError(`Response status ${status} is outside 200-599 (101 only with a webSocket)`);
     const source = toSource(body, headers);
     if (source && (status === 204 || status === 205 || status === 304)) throw new TypeError(`Response with status ${status} cannot have a body`);
     super(source);
     this.status = status;
     this.statusText = init.statusText ?? '';
     this.headers = headers;
+    this.webSocket = upgrade ? init.webSocket : null;
   }
   get ok(): boolean {
     return this.status >= 200 && this.status < 300;

@@ -18,6 +18,7 @@ import { compileShipped, lockdown } from './lockdown.ts';
 import { CryptoKey, makeSubtle } from './subtle.ts';
 import { setIdnaHost } from './idna.ts';
 import { makeCaches } from './cache-api.ts';
+import { CloseEvent, MessageEvent, setSocketHost, WebSocket, WebSocketPair } from './websocket.ts';
 import { makeStep, NonRetryableError, SUSPEND, workflowBinding, type ValueCodec } from './workflow-step.ts';
 import { decodeWire, encodeWire } from './wire-codec.ts';
 
@@ -27,6 +28,9 @@ interface HostCallbacks {
   digest(algorithm: string, data: ArrayBuffer): ArrayBuffer;
   cipher(op: string, hash: string, key: ArrayBuffer, data: ArrayBuffer, iv: ArrayBuffer | null, aad: ArrayBuffer | null, tagBits: number): ArrayBuffer;
   asym(op: string, params: string, a: ArrayBuffer | null, b: ArrayBuffer | null): ArrayBuffer | string | boolean;
+  wsSend(id: number, data: string | ArrayBuffer): void;
+  wsClose(id: number, code: number, reason: string): void;
+  wsOpened(id: number): void;
   setTimer(id: number, ms: number): void;
   clearTimer(id: number): void;
   idna(domain: string, options: string): string | null;
@@ -40,8 +44,9 @@ function take(name: string): unknown {
   return v;
 }
 // The host sets its callbacks (isolated-vm Callbacks) as globals; keep them in this closure and remove them.
-const host = { log: take('__cordonLog'), random: take('__cordonRandom'), digest: take('__cordonDigest'), cipher: take('__cordonCipher'), asym: take('__cordonAsym'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer'), idna: take('__cordonIdna') } as HostCallbacks;
+const host = { log: take('__cordonLog'), random: take('__cordonRandom'), digest: take('__cordonDigest'), cipher: take('__cordonCipher'), asym: take('__cordonAsym'), wsSend: take('__cordonWsSend'), wsClose: take('__cordonWsClose'), wsOpened: take('__cordonWsOpened'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer'), idna: take('__cordonIdna') } as HostCallbacks;
 setIdnaHost(host.idna);
+setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened });
 // A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
 const capRef = take('__cordonCapCall') as {
   applySyncPromise(recv: undefined, args: string[]): string;
@@ -194,7 +199,7 @@ function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>())
 }
 g.structuredClone = (v: unknown) => structuredCloneImpl(v);
 
-Object.assign(g, { CryptoKey, TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
+Object.assign(g, { WebSocket, WebSocketPair, MessageEvent, CloseEvent, CryptoKey, TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));
@@ -355,6 +360,11 @@ async function serialize(response: unknown, seq: number): Promise<[string, Array
     if (head.length > options.maxHead) return fail('bad-response', `the status line and headers take ${head.length} characters; the limit is ${options.maxHead}`);
   } catch (e) {
     return fail('exception', errorText(e));
+  }
+  if (r.status === 101) {
+    const pair = WebSocket.pairOfClient(r.webSocket);
+    if (pair === undefined) return fail('bad-response', 'a 101 response needs webSocket: the client end of a WebSocketPair');
+    return [JSONstringify({ status: 101, statusText: '', headers: rawHeaders(r.headers), webSocket: pair }), null];
   }
   // A stream nobody has read goes out chunk by chunk: the host pulls (pull(seq)) until it ends.
   const stream = takeStream(r);
@@ -517,4 +527,14 @@ async function runScheduled(cron: string, scheduledTime: number, now: number): P
   return '';
 }
 
-g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded, runWorkflow, runScheduled, pull, cancelStream };
+/** An event from the client end of a WebSocket (through ingress and the host) for the server end here. */
+function wsEvent(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number): void {
+  setClock(now);
+  try {
+    WebSocket.deliver(id, type, data, code, reason);
+  } catch (e) {
+    logError('uncaught exception in a WebSocket event listener:', e);
+  }
+}
+
+g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded, runWorkflow, runScheduled, pull, cancelStream, wsEvent };

@@ -1,0 +1,133 @@
+/**
+ * WebSockets in the isolate, as Workers has them: `new WebSocketPair()` gives `[client, server]`; the
+ * worker answers `new Response(null, { status: 101, webSocket: client })`, calls `server.accept()`,
+ * then `send`/`close` and 'message'/'close' events. The client end stands for the browser: ingress
+ * holds the real connection, and the host relays between it and the server end here.
+ */
+import { Event, EventTarget } from './web-globals.ts';
+import { TextEncoder } from './encoding.ts';
+
+export interface SocketHost {
+  send(id: number, data: string | ArrayBuffer): void;
+  close(id: number, code: number, reason: string): void;
+  /** The worker accepted: the socket now keeps its isolate busy, like a request, until it closes. */
+  opened(id: number): void;
+}
+
+const MINT = Symbol('mint');
+const encoder = new TextEncoder();
+const MAX_MESSAGE = 1024 * 1024;
+/** Messages kept for a server end not yet accepted; beyond, they are dropped. */
+const MAX_PENDING = 64;
+
+export class MessageEvent extends Event {
+  readonly data: string | ArrayBuffer;
+  constructor(type: 'message', init: { data: string | ArrayBuffer }) {
+    super(type);
+    this.data = init.data;
+  }
+}
+
+export class CloseEvent extends Event {
+  readonly code: number;
+  readonly reason: string;
+  readonly wasClean: boolean;
+  constructor(type: 'close', init: { code?: number; reason?: string; wasClean?: boolean } = {}) {
+    super(type);
+    this.code = init.code ?? 1005;
+    this.reason = init.reason ?? '';
+    this.wasClean = init.wasClean ?? false;
+  }
+}
+
+let host: SocketHost | undefined;
+let nextId = 1;
+/** Server ends by pair id, for events from the host. */
+const servers = new Map<number, WebSocket>();
+const pairOf = new WeakMap<WebSocket, number>();
+
+export class WebSocket extends EventTarget {
+  static readonly CONNECTING = 0;
+  static readonly OPEN = 1;
+  static readonly CLOSING = 2;
+  static readonly CLOSED = 3;
+  readonly #id: number;
+  readonly #server: boolean;
+  #state = 0;
+  #accepted = false;
+  /** Messages that came before accept(): delivered once it is called, as Workers does. */
+  #pending: (string | ArrayBuffer)[] = [];
+  constructor(mint: symbol, id: number, server: boolean) {
+    if (mint !== MINT) throw new TypeError('Illegal constructor: WebSockets come from new WebSocketPair()');
+    super();
+    this.#id = id;
+    this.#server = server;
+  }
+  get readyState(): number {
+    return this.#state;
+  }
+  accept(): void {
+    if (!this.#server) throw new TypeError('accept() is for the server end of a WebSocketPair');
+    if (this.#accepted) throw new TypeError('accept() was already called');
+    this.#accepted = true;
+    this.#state = WebSocket.OPEN;
+    host?.opened(this.#id);
+    // After the listeners the worker adds right after accept() (the usual order).
+    const pending = this.#pending.splice(0);
+    if (pending.length) queueMicrotask(() => pending.forEach((data) => this.#state === WebSocket.OPEN && this.dispatchEvent(new MessageEvent('message', { data }))));
+  }
+  send(data: unknown): void {
+    if (!this.#server) throw new TypeError('send() here is for the server end; the client end belongs to the browser');
+    if (this.#state !== WebSocket.OPEN) throw new TypeError('the WebSocket is not open (call accept() first)');
+    let payload: string | ArrayBuffer;
+    if (typeof data === 'string') payload = data;
+    else if (data instanceof ArrayBuffer) payload = data.slice(0);
+    else if (ArrayBuffer.isView(data)) payload = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
+    else throw new TypeError('send() takes a string, an ArrayBuffer or a view of one');
+    const size = typeof payload === 'string' ? encoder.encode(payload).byteLength : payload.byteLength;
+    if (size > MAX_MESSAGE) throw new RangeError(`a WebSocket message is at most ${MAX_MESSAGE} bytes`);
+    host?.send(this.#id, payload);
+  }
+  close(code = 1000, reason = ''): void {
+    if (!this.#server) throw new TypeError('close() here is for the server end');
+    if (this.#state === WebSocket.CLOSED || this.#state === WebSocket.CLOSING) return;
+    if (code !== 1000 && (code < 3000 || code > 4999)) throw new RangeError('close code must be 1000 or 3000-4999');
+    this.#state = WebSocket.CLOSING;
+    host?.close(this.#id, code, String(reason).slice(0, 123));
+  }
+  /** @internal the host's events for the server end */
+  static deliver(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string): void {
+    const ws = servers.get(id);
+    if (!ws) return;
+    if (type === 'message') {
+      if (ws.#state === WebSocket.OPEN) ws.dispatchEvent(new MessageEvent('message', { data: data ?? '' }));
+      else if (!ws.#accepted && ws.#pending.length < MAX_PENDING) ws.#pending.push(data ?? '');
+      return;
+    }
+    servers.delete(id);
+    ws.#state = WebSocket.CLOSED;
+    ws.dispatchEvent(new CloseEvent('close', { code, reason, wasClean: type === 'close' }));
+  }
+  /** @internal which pair a client end belongs to (for a 101 response), if it is one */
+  static pairOfClient(ws: unknown): number | undefined {
+    return ws instanceof WebSocket && !ws.#server ? pairOf.get(ws) : undefined;
+  }
+}
+
+export class WebSocketPair {
+  [index: number]: WebSocket;
+  constructor() {
+    const id = nextId++;
+    const client = new WebSocket(MINT, id, false);
+    const server = new WebSocket(MINT, id, true);
+    pairOf.set(client, id);
+    servers.set(id, server);
+    this[0] = client;
+    this[1] = server;
+  }
+}
+
+/** Called once per context by the init half with the host's callbacks. */
+export function setSocketHost(h: SocketHost): void {
+  host ??= h;
+}
