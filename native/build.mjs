@@ -1,0 +1,18 @@
+// `npm install` builds native/seccomp.node (the sandbox's seccomp filter installer) with the C
+// compiler against Node-API headers from npm. A machine without a compiler still installs: the
+// sandbox then refuses to start without --insecure-no-process-sandbox, and `npx cordon doctor` says why.
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const headers = join(dirname(createRequire(import.meta.url).resolve('node-api-headers/package.json')), 'include');
+const cc = process.env.CC || 'cc';
+try {
+  if (process.platform !== 'linux' || process.arch !== 'x64') throw new Error(`seccomp filters are built for linux/x64 only, not ${process.platform}/${process.arch}`);
+  execFileSync(cc, ['-shared', '-fPIC', '-O2', '-Wall', '-Werror', '-I', headers, join(here, 'seccomp.c'), '-o', join(here, 'seccomp.node')], { stdio: 'inherit' });
+  console.log('cordon: built native/seccomp.node');
+} catch (e) {
+  console.warn(`cordon: could not build native/seccomp.node (${e.message}).\n  Install a C compiler (apt-get install -y gcc) and run \`npm rebuild\`, or the sandbox will only start with --insecure-no-process-sandbox.`);
+}
