@@ -3,13 +3,18 @@
  * command line names `services/<name>/`), spawned with this same Node binary, handed only the mesh
  * keys its role needs, and restarted with back-off whenever it dies.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cordonList, loadConfig } from '../lib/config.ts';
 import { Keyring, loadMeshSecret, type Role } from '../lib/rpc/index.ts';
 import { adminTokenPath, loadAdminToken } from '../lib/admin-token.ts';
+import { confinedCommand, findBwrap, INSECURE_ENV, processLayers } from '../lib/process-sandbox.ts';
+import { compileOuterPolicy } from '../lib/seccomp/policy.ts';
+import { natsServers, otlpDestination, relayOutside, RELAY_ENV, type Destination } from '../lib/relay.ts';
+import type { Server } from 'node:net';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -34,11 +39,13 @@ class Supervised {
   readonly spec: ServiceSpec;
   readonly #baseEnv: NodeJS.ProcessEnv;
   readonly #report: (msg: string) => void;
+  readonly #confine: Confine | undefined;
 
-  constructor(spec: ServiceSpec, baseEnv: NodeJS.ProcessEnv, report: (msg: string) => void) {
+  constructor(spec: ServiceSpec, baseEnv: NodeJS.ProcessEnv, report: (msg: string) => void, confine?: Confine) {
     this.spec = spec;
     this.#baseEnv = baseEnv;
     this.#report = report;
+    this.#confine = spec.role === 'sandbox' ? confine : undefined;
   }
 
   get pid(): number | undefined {
@@ -54,11 +61,17 @@ class Supervised {
     for (const name of Object.keys(env)) {
       if ((/^CORDON_TLS_/.test(name) && role !== 'ingress') || (/^CORDON_(MASTER_KEY|ADMIN_TOKEN)$/.test(name) && role !== 'supervisor')) delete env[name];
     }
-    const child = spawn(process.execPath, [...this.spec.nodeArgs, script], {
-      cwd: ROOT,
-      env,
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
+    let file = process.execPath;
+    let args = [...this.spec.nodeArgs, script];
+    const stdio: StdioOptions = ['ignore', 'inherit', 'inherit'];
+    if (this.#confine) {
+      delete env.NODE_EXTRA_CA_CERTS; // nothing to read them from inside, and no TLS to do
+      Object.assign(env, this.#confine.relayEnv);
+      ({ file, args } = confinedCommand({ ...this.#confine, nodeArgs: this.spec.nodeArgs, script, dataDir: env.CORDON_DATA_DIR! }));
+      stdio.push('pipe'); // fd 3: bwrap reads the outer seccomp filter from it
+    }
+    const child = spawn(file, args, { cwd: ROOT, env, stdio });
+    if (this.#confine) (child.stdio[3] as Writable).on('error', () => {}).end(compileOuterPolicy());
     this.#child = child;
     child.on('exit', (code, signal) => {
       if (this.#stopping) return;
@@ -106,12 +119,48 @@ export function serviceSpecs(secret: Buffer, cordons: string[]): ServiceSpec[] {
   ];
 }
 
+/** How sandboxes are confined (see lib/process-sandbox.ts); undefined with --insecure-no-process-sandbox. */
+interface Confine {
+  bwrap: string;
+  configFile?: string;
+  /** The relays' Unix sockets a sandbox gets in its environment (RELAY_ENV). */
+  relayEnv: Record<string, string>;
+}
+
+/** The process sandbox, or an error naming each missing layer and what to do. */
+async function processSandbox(opts: { natsUrl?: string; insecureNoProcessSandbox?: boolean }, env: NodeJS.ProcessEnv, report: (msg: string) => void, relays: Server[]): Promise<Confine | undefined> {
+  if (opts.insecureNoProcessSandbox) {
+    env[INSECURE_ENV] = '1';
+    report('WARNING: --insecure-no-process-sandbox: sandboxes run WITHOUT namespaces and seccomp; tenant code that escapes V8 owns the process. Never do this in production.');
+    return undefined;
+  }
+  delete env[INSECURE_ENV];
+  const missing = processLayers().filter((l) => !l.active);
+  if (missing.length) {
+    throw new Error(
+      `the process sandbox is not available on this machine:\n${missing.map((l) => `  - ${l.name}: ${l.detail}`).join('\n')}\n` +
+        `Fix that (see \`npx cordon doctor\`), or start with --insecure-no-process-sandbox for development only.`,
+    );
+  }
+  // What a sandbox may reach over the network, it reaches through these (lib/relay.ts).
+  const relayEnv: Record<string, string> = {};
+  const relay = async (name: keyof typeof RELAY_ENV, to: Destination[]) => {
+    const socket = join(env.CORDON_DATA_DIR!, 'sockets', `${name}-relay.sock`);
+    relays.push(await relayOutside(socket, to));
+    relayEnv[RELAY_ENV[name]] = socket;
+  };
+  if (opts.natsUrl) await relay('nats', natsServers(opts.natsUrl));
+  const otlp = otlpDestination(env);
+  if (otlp) await relay('otlp', [otlp]);
+  return { bwrap: findBwrap()!, configFile: env.CORDON_CONFIG, relayEnv };
+}
+
 export interface Mesh {
   services: Supervised[];
   stop(): Promise<void>;
 }
 
-export async function startMesh(opts: { natsUrl?: string; quiet?: boolean } = {}): Promise<Mesh> {
+export async function startMesh(opts: { natsUrl?: string; insecureNoProcessSandbox?: boolean } = {}): Promise<Mesh> {
   const env = { ...process.env };
   if (opts.natsUrl) env.CORDON_NATS_URL = opts.natsUrl;
   const config = loadConfig(env);
@@ -122,7 +171,10 @@ export async function startMesh(opts: { natsUrl?: string; quiet?: boolean } = {}
   delete env.CORDON_MESH_SECRET;
   env.CORDON_DATA_DIR = config.dataDir;
   const report = (msg: string) => process.stderr.write(`cordon: ${msg}\n`);
-  const services = serviceSpecs(secret, cordonList(env)).map((s) => new Supervised(s, env, report));
+  mkdirSync(join(config.dataDir, 'sockets'), { recursive: true, mode: 0o700 });
+  const relays: Server[] = [];
+  const confine = await processSandbox(opts, env, report, relays);
+  const services = serviceSpecs(secret, cordonList(env)).map((s) => new Supervised(s, env, report, confine));
   for (const s of services) s.start();
   // Cordons the supervisor adds at run time (quarantine: a cordon of one) each get their own process.
   const dynamic = new Map<string, Supervised>();
@@ -137,7 +189,7 @@ export async function startMesh(opts: { natsUrl?: string; quiet?: boolean } = {}
     }
     for (const c of wanted) {
       if (dynamic.has(c)) continue;
-      const s = new Supervised(sandboxSpec(secret, c), env, report);
+      const s = new Supervised(sandboxSpec(secret, c), env, report, confine);
       dynamic.set(c, s);
       report(`starting a dedicated sandbox for cordon ${c}`);
       s.start();
@@ -155,6 +207,7 @@ export async function startMesh(opts: { natsUrl?: string; quiet?: boolean } = {}
     stop: async () => {
       clearInterval(watcher);
       await Promise.all([...services, ...dynamic.values()].map((s) => s.stop()));
+      for (const r of relays) r.close();
     },
   };
 }
@@ -177,9 +230,15 @@ async function waitHealthy(adminPort: number, timeoutMs: number): Promise<Record
 }
 
 /** The `cordon start` command: start, report where everything is, run until signalled. */
-export async function runStart(opts: { natsUrl?: string }): Promise<void> {
+export async function runStart(opts: { natsUrl?: string; insecureNoProcessSandbox?: boolean }): Promise<void> {
   const config = loadConfig();
-  const mesh = await startMesh(opts);
+  let mesh: Mesh;
+  try {
+    mesh = await startMesh(opts);
+  } catch (e) {
+    process.stderr.write(`cordon: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
   let stopping = false;
   const stop = async () => {
     if (stopping) return;

@@ -3,13 +3,16 @@ import { parseArgs } from 'node:util';
 import { adminClient, CliError } from './admin-client.ts';
 import { bundleWorker } from './bundle.ts';
 import { runStart } from './launcher.ts';
+import { runDoctor } from './doctor.ts';
 import { writeExport, type ExportedVersion } from './export.ts';
 import { readWorkerConfig } from './worker-config.ts';
 import { workflowsCommand, WORKFLOWS_USAGE } from './workflows.ts';
 
 const USAGE = `usage: cordon <command> [options]
 
-  start [--nats <url>]            run the whole mesh on this machine (Unix sockets, or NATS)
+  start [--nats <url>] [--insecure-no-process-sandbox]
+                                  run the whole mesh on this machine (Unix sockets, or NATS); sandboxes
+                                  run confined (bubblewrap + seccomp) unless the flag says otherwise
   deploy [<entry.js|ts>] [--config wrangler.jsonc] --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
                                   [--origin <scheme://host:port>]... [--allow-eval]
@@ -32,6 +35,9 @@ const USAGE = `usage: cordon <command> [options]
   quarantine list | quarantine release <[tenant/]worker>
                                   workers moved into a sandbox process of their own (crashes, limit hits, refusals)
 ${WORKFLOWS_USAGE}
+  doctor [--insecure-no-process-sandbox]
+                                  each protection layer of the sandbox processes, whether it is active, and
+                                  a live escape probe; exits 1 when one is missing (unless the flag is given)
   drift                           whether each service runs with the settings and routes the mesh means it to;
                                   exits 1 when one does not
   audit tail [--limit <n>]        the last audit entries
@@ -57,9 +63,13 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'start': {
-      const { values } = parseArgs({ args: rest, options: { nats: { type: 'string' } } });
-      await runStart({ natsUrl: values.nats });
+      const { values } = parseArgs({ args: rest, options: { nats: { type: 'string' }, 'insecure-no-process-sandbox': { type: 'boolean' } } });
+      await runStart({ natsUrl: values.nats, insecureNoProcessSandbox: values['insecure-no-process-sandbox'] });
       return -1; // keep running
+    }
+    case 'doctor': {
+      const { values } = parseArgs({ args: rest, options: { 'insecure-no-process-sandbox': { type: 'boolean' } } });
+      return runDoctor({ insecure: Boolean(values['insecure-no-process-sandbox']) });
     }
     case 'deploy': {
       const { values, positionals } = parseArgs({

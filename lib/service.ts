@@ -8,6 +8,7 @@ import { createLogger, type Logger } from './log.ts';
 import { openTransport, type MeshNode } from './mesh.ts';
 import { loadKeyring, type Role } from './rpc/index.ts';
 import { initTelemetry } from './telemetry.ts';
+import { openRelays } from './relay.ts';
 
 export interface ServiceContext {
   config: MeshConfig;
@@ -17,8 +18,11 @@ export interface ServiceContext {
 }
 
 export async function startService(role: Role, name: string, main: (ctx: ServiceContext) => Promise<void>): Promise<void> {
-  const config = loadConfig();
+  let config = loadConfig();
   const log = createLogger(role, role === 'sandbox' ? { cordon: name } : {});
+  // A sandbox has no network: NATS and the trace collector are reached through the launcher's relays.
+  const relays = role === 'sandbox' ? await openRelays(process.env) : { tcp: false };
+  if (relays.natsUrl) config = { ...config, natsUrl: relays.natsUrl };
   const telemetry = initTelemetry(role);
   const stops: (() => void | Promise<void>)[] = [() => telemetry.shutdown()];
   let stopping = false;

@@ -1,9 +1,10 @@
 /** `cordon start --nats <url>`: the same mesh, with a real nats-server as the transport. */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { sandboxNodes, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { findBwrap } from '../lib/process-sandbox.ts';
 import { natsServerMissing, startNatsServer } from '../lib/rpc/testing/nats-server.ts';
 
 const missing = natsServerMissing();
@@ -32,6 +33,9 @@ describe('the mesh over NATS', { skip: missing }, () => {
       return x.status === 200 ? x : undefined;
     });
     assert.equal(await res.text(), 'Hello, nats! (from a Cordon isolate)\n');
+    if (!findBwrap()) return;
+    // Confined, the sandbox has no network of its own: it reached NATS through the launcher's relay.
+    for (const [cordon, pid] of sandboxNodes(mesh)) assert.notEqual(readlinkSync(`/proc/${pid}/ns/net`), readlinkSync('/proc/self/ns/net'), `${cordon}: its own network namespace`);
   });
 
   test('a killed sandbox is restarted and serves again over NATS', async () => {

@@ -9,6 +9,10 @@ import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
 import { FlightRecorder } from './flight-recorder.ts';
 import { Runner } from './runner.ts';
 import { join } from 'node:path';
+import { bootstrap } from './runtime/bootstrap-bundle.ts';
+import { lockdown } from '../../lib/seccomp/lockdown.ts';
+import { INSECURE_ENV } from '../../lib/process-sandbox.ts';
+import { RELAY_ENV } from '../../lib/relay.ts';
 
 const cordon = process.env.CORDON_CORDON || 'standard';
 if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
@@ -21,9 +25,27 @@ const loadedConfig = configHash();
 
 await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
   const recorder = new FlightRecorder(join(config.dataDir, 'run', `sandbox-${cordon}.inflight`));
+  onStop(() => recorder.close());
+  const runtime = new WorkerRuntime(sandboxSettings());
+  onStop(() => runtime.dispose());
   let reported = recorder.previous.length === 0;
   const link: SupervisorLink = { ready: (ms?: number) => supervisor.ready(ms) };
   const bundles: BundleCache = new BundleCache(link);
+  await bootstrap();
+  const listener = await serve(node, `sandbox-${cordon}`, {
+    accept: ['ingress'],
+    mainFor: () => new SandboxPort(runtime, bundles, link, log, recorder),
+  });
+  onStop(() => listener.close());
+  // Everything is loaded and bound (the runtime, its bootstrap, the recorder's file, the listening
+  // socket): from here on no path, exec or network syscall succeeds. This runs before the event loop
+  // accepts a connection, and tenant code arrives only through that listener and the supervisor below.
+  if (process.env[INSECURE_ENV] === '1') log.warn('running WITHOUT the process sandbox (--insecure-no-process-sandbox): tenant code that escapes V8 owns this process');
+  else {
+    const tcp = Boolean(process.env[RELAY_ENV.nats] || process.env[RELAY_ENV.otlp]);
+    lockdown({ tcp });
+    log.info('locked down: seccomp filter installed on every thread', { relays: tcp });
+  }
   // A new supervisor session means the old one's capability stubs are dead: fetch afresh.
   const supervisor: MeshClient<SupervisorForSandbox> = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor', {
     async onSession(session): Promise<void> {
@@ -38,12 +60,4 @@ await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
   });
   onStop(() => supervisor.close());
   onStop(reportDrift((state) => supervisor.current?.remote.report(state), () => ({ config: loadedConfig })));
-  const runtime = new WorkerRuntime(sandboxSettings());
-  onStop(() => runtime.dispose());
-  onStop(() => recorder.close());
-  const listener = await serve(node, `sandbox-${cordon}`, {
-    accept: ['ingress'],
-    mainFor: () => new SandboxPort(runtime, bundles, link, log, recorder),
-  });
-  onStop(() => listener.close());
 });

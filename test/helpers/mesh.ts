@@ -3,11 +3,12 @@
  * dir and free ports, exactly as a user would, plus helpers to drive the CLI and find service PIDs.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../../lib/rpc/testing/nats-server.ts';
+import { findBwrap } from '../../lib/process-sandbox.ts';
 
 export { freePort };
 
@@ -42,6 +43,27 @@ export interface TestMesh {
   stop(): Promise<void>;
 }
 
+let warnedUnconfined = false;
+
+/** The Node processes of a mesh's sandboxes (inside bwrap when confined), by cordon. */
+export function sandboxNodes(mesh: TestMesh): Map<string, number> {
+  const node = realpathSync(process.execPath);
+  const found = new Map<string, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (cmdline[0] !== node || !cmdline.some((a) => a.endsWith('services/sandbox/main.ts'))) continue;
+      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
+      if (!environ.includes(`CORDON_DATA_DIR=${mesh.dataDir}\0`)) continue;
+      found.set(/(?:^|\0)CORDON_CORDON=([^\0]*)/.exec(environ)![1]!, Number(entry));
+    } catch {
+      // gone while we looked
+    }
+  }
+  return found;
+}
+
 export async function startTestMesh(extraEnv: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<TestMesh> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cordon-e2e-'));
   const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
@@ -55,6 +77,13 @@ export async function startTestMesh(extraEnv: NodeJS.ProcessEnv = {}, args: stri
     ...extraEnv,
   };
   let out = '';
+  // Sandboxes run confined (bubblewrap + seccomp), as in production; a developer machine without
+  // bubblewrap runs them unconfined, with a note (CI installs it and sets CORDON_REQUIRE_ALL=1).
+  if (!findBwrap() && process.env.CORDON_REQUIRE_ALL !== '1' && !args.includes('--insecure-no-process-sandbox')) {
+    if (!warnedUnconfined) process.stderr.write('note: bubblewrap is not installed: e2e sandboxes run with --insecure-no-process-sandbox\n');
+    warnedUnconfined = true;
+    args = [...args, '--insecure-no-process-sandbox'];
+  }
   const launcher = spawn(process.execPath, [join(ROOT, 'cli/main.ts'), 'start', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   launcher.stdout!.on('data', (d) => (out += d));
   launcher.stderr!.on('data', (d) => (out += d));

@@ -4,7 +4,7 @@
  * - `init` (bootstrap/index.ts) runs in every new context; its imports of the library modules are
  *   resolved to the objects the snapshot left in `__cordonLibs`, so it is small and quick to compile.
  */
-import { build, type Plugin } from 'esbuild';
+import { build, stop, type Plugin } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import ivm from 'isolated-vm';
 import * as encoding from './bootstrap/encoding.ts';
@@ -88,6 +88,8 @@ let cached: Promise<Bootstrap> | undefined;
 export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
     const [libs, init] = await Promise.all([bundle('libs.ts', [tr46ToHost]), bundle('index.ts', [fromSnapshot])]);
+    // esbuild's service process is not needed again, and must not outlive the sandbox's lockdown.
+    await stop();
     return { snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP), init };
   })();
   return cached;

@@ -1,0 +1,116 @@
+/**
+ * The first process layer around a sandbox: bubblewrap starts it in new user, mount, network, PID,
+ * IPC, UTS and cgroup namespaces, as uid 65534 with every capability dropped, on an empty root that
+ * holds read-only only Node, the shared libraries it loads, and the app; writable only its socket
+ * directory and its flight-recorder directory. bwrap also applies the outer seccomp filter before
+ * Node starts (policy.ts); the process adds the inner one itself once loaded (lockdown.ts).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, realpathSync } from 'node:fs';
+import { delimiter, join, resolve } from 'node:path';
+import { seccompAddon } from './seccomp/lockdown.ts';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+/** What of the app a sandbox needs (no cli/, no tests, no data). */
+const APP_PARTS = ['package.json', 'lib', 'schemas', 'services', 'native', 'node_modules'];
+/** Set in a sandbox's environment when it runs without this layer (`--insecure-no-process-sandbox`). */
+export const INSECURE_ENV = 'CORDON_INSECURE_NO_PROCESS_SANDBOX';
+
+export function findBwrap(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const candidate = join(dir, 'bwrap');
+    if (dir && existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** Shared libraries a binary loads, as `[path it is loaded from, the file behind it]` (from ldd). */
+function sharedLibraries(binary: string): [string, string][] {
+  const out = execFileSync('ldd', [binary], { encoding: 'utf8' });
+  const libs: [string, string][] = [];
+  for (const line of out.split('\n')) {
+    const path = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line)?.[1];
+    if (path) libs.push([path, realpathSync(path)]);
+  }
+  return libs;
+}
+
+let libraryBinds: string[] | undefined;
+/** --ro-bind arguments for every library Node and the sandbox's native addons load (computed once). */
+function libraryArgs(node: string): string[] {
+  if (libraryBinds) return libraryBinds;
+  const binaries = [node, join(ROOT, 'node_modules/isolated-vm/out/isolated_vm.node'), join(ROOT, 'native/seccomp.node')].filter((b) => existsSync(b));
+  const seen = new Map<string, string>();
+  for (const b of binaries) for (const [path, file] of sharedLibraries(b)) seen.set(path, file);
+  libraryBinds = [...seen].flatMap(([path, file]) => ['--ro-bind', file, path]);
+  if (existsSync('/etc/ld.so.cache')) libraryBinds.push('--ro-bind', '/etc/ld.so.cache', '/etc/ld.so.cache');
+  return libraryBinds;
+}
+
+export interface ConfinedSpawn {
+  file: string;
+  args: string[];
+}
+
+/**
+ * The bwrap command line that runs `node nodeArgs script` confined. The outer seccomp filter is read
+ * from fd 3, which the caller fills (a pipe) with `compileOuterPolicy()`.
+ */
+export function confinedCommand(opts: { bwrap: string; nodeArgs: string[]; script: string; dataDir: string; configFile?: string }): ConfinedSpawn {
+  const node = realpathSync(process.execPath);
+  const writable = ['sockets', 'run'].map((d) => join(opts.dataDir, d));
+  for (const d of writable) mkdirSync(d, { recursive: true, mode: 0o700 });
+  const args = [
+    '--unshare-all',
+    '--die-with-parent',
+    '--new-session',
+    '--cap-drop', 'ALL',
+    '--uid', '65534',
+    '--gid', '65534',
+    '--tmpfs', '/',
+    '--dev', '/dev',
+    '--proc', '/proc',
+    '--ro-bind', node, node,
+    ...libraryArgs(node),
+    ...APP_PARTS.filter((p) => existsSync(join(ROOT, p))).flatMap((p) => ['--ro-bind', join(ROOT, p), join(ROOT, p)]),
+    ...(opts.configFile ? ['--ro-bind', resolve(opts.configFile), resolve(opts.configFile)] : []),
+    ...writable.flatMap((d) => ['--bind', d, d]),
+    '--remount-ro', '/',
+    '--chdir', ROOT,
+    '--seccomp', '3',
+    node, ...opts.nodeArgs, opts.script,
+  ];
+  return { file: opts.bwrap, args };
+}
+
+export interface Layer {
+  name: string;
+  active: boolean;
+  detail: string;
+}
+
+/** Can bwrap make its namespaces here (a container may forbid user namespaces)? */
+function namespacesWork(bwrap: string): string | undefined {
+  try {
+    execFileSync(bwrap, ['--unshare-all', '--die-with-parent', '--ro-bind', '/', '/', '--', 'true'], { stdio: 'pipe', timeout: 10_000 });
+    return undefined;
+  } catch (e) {
+    return String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim().split('\n')[0];
+  }
+}
+
+/** Each protection layer of the sandbox processes and whether this machine provides it. */
+export function processLayers(): Layer[] {
+  const bwrap = findBwrap();
+  const nsProblem = bwrap ? namespacesWork(bwrap) : 'bubblewrap is not installed (apt-get install -y bubblewrap)';
+  const addon = seccompAddon();
+  const layers: Layer[] = [
+    { name: 'namespaces (user, mount, PID, IPC, UTS, cgroup)', active: !nsProblem, detail: nsProblem ?? `bwrap at ${bwrap}` },
+    { name: 'empty read-only root', active: !nsProblem, detail: nsProblem ?? 'only Node, its libraries and the app, read-only; sockets and run dirs writable' },
+    { name: 'no network', active: !nsProblem, detail: nsProblem ?? 'own network namespace, only loopback; NATS and a trace collector through Unix-socket relays' },
+    { name: 'capabilities dropped, uid 65534', active: !nsProblem, detail: nsProblem ?? 'bwrap --cap-drop ALL --uid 65534' },
+    { name: 'seccomp: outer filter (no io_uring, ptrace, bpf, mount, …)', active: !nsProblem, detail: nsProblem ?? 'applied by bwrap before Node starts' },
+    { name: 'seccomp: inner allow-list filter after load', active: 'addon' in addon && !nsProblem, detail: 'problem' in addon ? addon.problem : nsProblem ? 'needs the outer filter (io_uring off)' : join(ROOT, 'native/seccomp.node') },
+  ];
+  return layers;
+}

@@ -1,0 +1,105 @@
+/**
+ * Network for a sandbox that has none. Outside, the launcher serves a Unix socket per destination
+ * (the NATS servers; an OTLP/HTTP trace collector) and pipes each connection to it; inside, the
+ * sandbox — in its own network namespace, where only loopback exists — listens on a loopback port
+ * per relay and pipes each connection to that socket, then dials the loopback port. The sandbox
+ * reaches those destinations and nothing else. Byte pipes, not proxies: whatever runs inside them
+ * (the mesh's own authentication over NATS) is end to end.
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { rmSync } from 'node:fs';
+
+export interface Destination {
+  host: string;
+  port: number;
+}
+
+/** The environment variables that hand a sandbox its relays' sockets. */
+export const RELAY_ENV = { nats: 'CORDON_NATS_RELAY', otlp: 'CORDON_OTLP_RELAY' } as const;
+const OTLP_ENDPOINTS = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'];
+
+/** `nats://host:port[,nats://host:port…]` (or bare host:port) → the servers to try in turn. */
+export function natsServers(url: string): Destination[] {
+  return url.split(',').map((s) => {
+    const u = new URL(s.includes('://') ? s.trim() : `nats://${s.trim()}`);
+    return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 4222) };
+  });
+}
+
+/** Where the OTLP/HTTP exporter would send traces, if it is configured with a plain-HTTP endpoint. */
+export function otlpDestination(env: NodeJS.ProcessEnv): Destination | undefined {
+  const raw = OTLP_ENDPOINTS.map((k) => env[k]).find(Boolean);
+  if (!raw) return undefined;
+  const u = new URL(raw);
+  // An https collector would check its name against 127.0.0.1; such a sandbox exports nothing.
+  if (u.protocol !== 'http:') return undefined;
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 80) };
+}
+
+function pipeBoth(a: Socket, b: Socket): void {
+  const end = () => (a.destroy(), b.destroy());
+  a.on('error', end).on('close', end);
+  b.on('error', end).on('close', end);
+  a.pipe(b);
+  b.pipe(a);
+}
+
+/** The launcher's end: a Unix socket at `socketPath` relayed to the first destination that answers. */
+export async function relayOutside(socketPath: string, destinations: Destination[]): Promise<Server> {
+  rmSync(socketPath, { force: true });
+  const server = createServer((inside) => {
+    inside.pause();
+    inside.on('error', () => {});
+    const attempt = (i: number) => {
+      if (i >= destinations.length) return inside.destroy();
+      const out = connect(destinations[i]!.port, destinations[i]!.host);
+      out.once('error', () => attempt(i + 1));
+      out.once('connect', () => {
+        out.removeAllListeners('error');
+        pipeBoth(inside, out);
+        inside.resume();
+      });
+    };
+    attempt(0);
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, () => resolve()));
+  return server;
+}
+
+/** The sandbox's end: a loopback port in its own network namespace relayed to `socketPath`. */
+export async function relayInside(socketPath: string): Promise<number> {
+  const server = createServer((client) => {
+    client.pause();
+    client.on('error', () => {});
+    const out = connect(socketPath);
+    out.once('error', () => client.destroy());
+    out.once('connect', () => {
+      pipeBoth(client, out);
+      client.resume();
+    });
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve()));
+  server.unref();
+  return (server.address() as { port: number }).port;
+}
+
+/**
+ * Inside a sandbox: opens the relays the launcher handed it and points NATS and the trace exporter
+ * at them. Returns the NATS URL to dial instead, and whether any relay is in use (then the seccomp
+ * filter must allow TCP sockets, which in this namespace can only reach these loopback ports).
+ */
+export async function openRelays(env: NodeJS.ProcessEnv): Promise<{ natsUrl?: string; tcp: boolean }> {
+  let natsUrl: string | undefined;
+  if (env[RELAY_ENV.nats]) natsUrl = `nats://127.0.0.1:${await relayInside(env[RELAY_ENV.nats]!)}`;
+  if (env[RELAY_ENV.otlp]) {
+    const port = await relayInside(env[RELAY_ENV.otlp]!);
+    for (const key of OTLP_ENDPOINTS) {
+      if (!env[key]) continue;
+      const u = new URL(env[key]!);
+      u.hostname = '127.0.0.1';
+      u.port = String(port);
+      env[key] = u.toString().replace(/\/$/, '');
+    }
+  }
+  return { natsUrl, tcp: Boolean(env[RELAY_ENV.nats] || env[RELAY_ENV.otlp]) };
+}
