@@ -31,10 +31,11 @@ await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
   let reported = recorder.previous.length === 0;
   const link: SupervisorLink = { ready: (ms?: number) => supervisor.ready(ms) };
   const bundles: BundleCache = new BundleCache(link);
+  const deps = { runtime, bundles, supervisor: link, log, recorder };
   await bootstrap();
   const listener = await serve(node, `sandbox-${cordon}`, {
     accept: ['ingress'],
-    mainFor: () => new SandboxPort(runtime, bundles, link, log, recorder),
+    mainFor: () => new SandboxPort(deps),
   });
   onStop(() => listener.close());
   // Everything is loaded and bound (the runtime, its bootstrap, the recorder's file, the listening
@@ -50,7 +51,7 @@ await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
   const supervisor: MeshClient<SupervisorForSandbox> = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor', {
     async onSession(session): Promise<void> {
       bundles.clear();
-      await session.remote.registerRunner(new Runner(runtime, bundles, link, log, recorder));
+      await session.remote.registerRunner(new Runner(deps));
       if (!reported) {
         log.warn('the previous process of this cordon died while running workers', { workers: recorder.previous });
         await session.remote.crashed(recorder.previous);

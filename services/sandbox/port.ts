@@ -126,20 +126,21 @@ class WorkerSocketTarget extends RpcTarget implements WorkerSocketApi {
   }
 }
 
-export class SandboxPort extends RpcTarget implements SandboxApi {
-  readonly #runtime: WorkerRuntime;
-  readonly #bundles: BundleCache;
-  readonly #supervisor: SupervisorLink;
-  readonly #log: Logger;
-  readonly #recorder: FlightRecorder;
+/** What a sandbox's RPC targets (the port ingress calls, the runner the supervisor calls) work with. */
+export interface SandboxDeps {
+  runtime: WorkerRuntime;
+  bundles: BundleCache;
+  supervisor: SupervisorLink;
+  log: Logger;
+  recorder: FlightRecorder;
+}
 
-  constructor(runtime: WorkerRuntime, bundles: BundleCache, supervisor: SupervisorLink, log: Logger, recorder: FlightRecorder) {
+export class SandboxPort extends RpcTarget implements SandboxApi {
+  readonly #deps: SandboxDeps;
+
+  constructor(deps: SandboxDeps) {
     super();
-    this.#recorder = recorder;
-    this.#runtime = runtime;
-    this.#bundles = bundles;
-    this.#supervisor = supervisor;
-    this.#log = log;
+    this.#deps = deps;
   }
 
   handle(targetArg: unknown, requestArg: unknown): Promise<WireResponse> {
@@ -173,24 +174,24 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     let bundle: WorkerBundle;
     let capabilities: ForwardedCapabilities | undefined;
     try {
-      ({ bundle, capabilities } = await this.#bundles.get(target.codeKey));
+      ({ bundle, capabilities } = await this.#deps.bundles.get(target.codeKey));
     } catch (e) {
-      this.#log.warn('could not load worker', { worker: target.workerId, error: (e as Error).message });
+      this.#deps.log.warn('could not load worker', { worker: target.workerId, error: (e as Error).message });
       throw new Error('worker code unavailable');
     }
     if (bundle.workerId !== target.workerId || bundle.version !== target.version) throw new Error('code key does not match the requested worker version');
-    const log = logSink(this.#supervisor, target.codeKey, this.#log);
-    const leave = this.#recorder.enter(bundle.workerId);
+    const log = logSink(this.#deps.supervisor, target.codeKey, this.#deps.log);
+    const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
-      return await this.#runtime.handle(bundle, request, { log, capabilities }, stream as ReadableStream<Uint8Array> | undefined, peer);
+      return await this.#deps.runtime.handle(bundle, request, { log, capabilities }, stream as ReadableStream<Uint8Array> | undefined, peer);
     } catch (e) {
       if (e instanceof WorkerError) {
         if (e.limit === 'cpu' || e.limit === 'memory') {
           const kind = e.limit;
-          void this.#supervisor
+          void this.#deps.supervisor
             .ready(1000)
             .then((s) => s.remote.limitHit(target.codeKey, kind))
-            .catch((err: Error) => this.#log.debug('could not report a limit hit', { error: err.message }));
+            .catch((err: Error) => this.#deps.log.debug('could not report a limit hit', { error: err.message }));
         }
         return textResponse(e.status, `${e.message} (worker ${bundle.workerId}; see: npx cordon logs ${bundle.workerId})`);
       }

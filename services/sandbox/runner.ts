@@ -6,13 +6,11 @@
 import { RpcTarget, type RpcStub } from 'capnweb';
 import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
-import type { Logger } from '../../lib/log.ts';
 import { ClassName, type StepApi } from '../../schemas/workflows.ts';
 import type { WorkerRunner } from '../../schemas/services.ts';
-import { WorkerError, type WorkerRuntime } from './runtime/index.ts';
+import { WorkerError } from './runtime/index.ts';
 import { StepForwarder } from './capabilities.ts';
-import { logSink, type BundleCache, type SupervisorLink } from './port.ts';
-import type { FlightRecorder } from './flight-recorder.ts';
+import { logSink, type SandboxDeps } from './port.ts';
 
 type Outcome = Awaited<ReturnType<WorkerRunner['run']>>;
 const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
@@ -23,29 +21,21 @@ const Outcome = z.union([
 ]);
 
 export class Runner extends RpcTarget implements WorkerRunner {
-  readonly #runtime: WorkerRuntime;
-  readonly #bundles: BundleCache;
-  readonly #supervisor: SupervisorLink;
-  readonly #log: Logger;
-  readonly #recorder: FlightRecorder;
+  readonly #deps: SandboxDeps;
 
-  constructor(runtime: WorkerRuntime, bundles: BundleCache, supervisor: SupervisorLink, log: Logger, recorder: FlightRecorder) {
+  constructor(deps: SandboxDeps) {
     super();
-    this.#runtime = runtime;
-    this.#bundles = bundles;
-    this.#supervisor = supervisor;
-    this.#log = log;
-    this.#recorder = recorder;
+    this.#deps = deps;
   }
 
   async scheduled(codeKey: unknown, cron: unknown, scheduledTime: unknown): Promise<{ ok: true } | { ok: false; error: string }> {
     const key = check(CodeKey, codeKey, 'code key');
     const expr = check(z.string().max(100), cron, 'cron');
     const time = check(z.number().int().min(0), scheduledTime, 'scheduled time');
-    const { bundle, capabilities } = await this.#bundles.get(key);
-    const leave = this.#recorder.enter(bundle.workerId);
+    const { bundle, capabilities } = await this.#deps.bundles.get(key);
+    const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
-      await this.#runtime.runScheduled(bundle, expr, time, { log: logSink(this.#supervisor, key, this.#log), capabilities });
+      await this.#deps.runtime.runScheduled(bundle, expr, time, { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities });
       return { ok: true };
     } catch (e) {
       if (e instanceof WorkerError) return { ok: false, error: e.detail === e.message ? e.message : `${e.message}: ${e.detail}` };
@@ -61,10 +51,10 @@ export class Runner extends RpcTarget implements WorkerRunner {
     const ev = check(z.string().max(2 * 1024 * 1024), event, 'event');
     const steps = step.dup();
     try {
-      const { bundle, capabilities } = await this.#bundles.get(key);
-      const leave = this.#recorder.enter(bundle.workerId);
+      const { bundle, capabilities } = await this.#deps.bundles.get(key);
+      const leave = this.#deps.recorder.enter(bundle.workerId);
       try {
-        const out = await this.#runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), { log: logSink(this.#supervisor, key, this.#log), capabilities });
+        const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities });
         return check(Outcome, JSON.parse(out), 'workflow outcome') as Outcome;
       } finally {
         leave();
