@@ -169,6 +169,7 @@ export async function startMesh(opts: { natsUrl?: string; insecureNoProcessSandb
   loadAdminToken(config.dataDir);
   // Children get their role's keys, never the secret itself.
   delete env.CORDON_MESH_SECRET;
+  delete env.CORDON_INSPECTOR_TOKEN_SHA256; // only a debug cordon's process is given one
   env.CORDON_DATA_DIR = config.dataDir;
   const report = (msg: string) => process.stderr.write(`cordon: ${msg}\n`);
   mkdirSync(join(config.dataDir, 'sockets'), { recursive: true, mode: 0o700 });
@@ -181,15 +182,21 @@ export async function startMesh(opts: { natsUrl?: string; insecureNoProcessSandb
   const cordonsFile = join(config.dataDir, 'cordons.json');
   const sync = () => {
     let wanted: string[] = [];
+    let inspector: Record<string, unknown> = {};
     try {
-      const parsed = JSON.parse(readFileSync(cordonsFile, 'utf8')) as { dynamic?: unknown };
+      const parsed = JSON.parse(readFileSync(cordonsFile, 'utf8')) as { dynamic?: unknown; inspector?: unknown };
       if (Array.isArray(parsed.dynamic)) wanted = parsed.dynamic.filter((c): c is string => typeof c === 'string' && /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(c));
+      if (parsed.inspector && typeof parsed.inspector === 'object') inspector = parsed.inspector as Record<string, unknown>;
     } catch {
       return; // not written yet, or mid-rename
     }
     for (const c of wanted) {
       if (dynamic.has(c)) continue;
-      const s = new Supervised(sandboxSpec(secret, c), env, report, confine);
+      const spec = sandboxSpec(secret, c);
+      // A debug cordon (`cordon debug`): its process alone has the inspector, opened by this token's holder.
+      const token = inspector[c];
+      if (c.startsWith('d-') && typeof token === 'string' && /^[0-9a-f]{64}$/.test(token)) spec.env.CORDON_INSPECTOR_TOKEN_SHA256 = token;
+      const s = new Supervised(spec, env, report, confine);
       dynamic.set(c, s);
       report(`starting a dedicated sandbox for cordon ${c}`);
       s.start();

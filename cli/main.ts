@@ -4,6 +4,7 @@ import { adminClient, CliError } from './admin-client.ts';
 import { bundleWorker } from './bundle.ts';
 import { runStart } from './launcher.ts';
 import { runDoctor } from './doctor.ts';
+import { runDebug } from './debug.ts';
 import { writeExport, type ExportedVersion } from './export.ts';
 import { readWorkerConfig } from './worker-config.ts';
 import { workflowsCommand, WORKFLOWS_USAGE } from './workflows.ts';
@@ -32,6 +33,9 @@ const USAGE = `usage: cordon <command> [options]
   tokens create --scope <s>... [--tenant <t>]
                                   a new admin API token (scopes: read, deploy, workflows, admin)
   tokens list | tokens revoke <id>
+  debug <[tenant/]worker> [--port <n>]
+                                  run the worker alone in a sandbox of its own with the V8 inspector on
+                                  127.0.0.1:<n> (9229) behind a one-time token; Ctrl-C ends it
   quarantine list | quarantine release <[tenant/]worker>
                                   workers moved into a sandbox process of their own (crashes, limit hits, refusals)
 ${WORKFLOWS_USAGE}
@@ -217,6 +221,10 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${peer}\tconfig ${st.config}${st.routes ? `\troutes ${st.routes}` : ''}\treported ${st.reportedAt}\n`);
       }
       return drifting ? 1 : 0;
+    }
+    case 'debug': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { port: { type: 'string' } } });
+      return runDebug(workerPath(positionals[0]), positionals[0]!, positiveInt(values.port, '--port') ?? 9229);
     }
     case 'quarantine': {
       if (rest[0] === 'list') {

@@ -66,8 +66,8 @@ export async function relayOutside(socketPath: string, destinations: Destination
   return server;
 }
 
-/** The sandbox's end: a loopback port in its own network namespace relayed to `socketPath`. */
-export async function relayInside(socketPath: string): Promise<number> {
+/** A loopback port (0: any free one) relayed to `socketPath`: a sandbox's end of a relay, or `cordon debug`'s. */
+export async function relayInside(socketPath: string, port = 0): Promise<number> {
   const server = createServer((client) => {
     client.pause();
     client.on('error', () => {});
@@ -78,7 +78,7 @@ export async function relayInside(socketPath: string): Promise<number> {
       client.resume();
     });
   });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
   server.unref();
   return (server.address() as { port: number }).port;
 }

@@ -13,6 +13,7 @@ import { bootstrap } from './runtime/bootstrap-bundle.ts';
 import { lockdown } from '../../lib/seccomp/lockdown.ts';
 import { INSECURE_ENV } from '../../lib/process-sandbox.ts';
 import { RELAY_ENV } from '../../lib/relay.ts';
+import { serveInspector } from './inspector.ts';
 
 const cordon = process.env.CORDON_CORDON || 'standard';
 if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
@@ -26,13 +27,19 @@ const loadedConfig = configHash();
 await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
   const recorder = new FlightRecorder(join(config.dataDir, 'run', `sandbox-${cordon}.inflight`));
   onStop(() => recorder.close());
-  const runtime = new WorkerRuntime(sandboxSettings());
+  // A debug sandbox (`cordon debug`) runs one worker alone, with the inspector on; no other sandbox ever has it.
+  const inspectorToken = process.env.CORDON_INSPECTOR_TOKEN_SHA256;
+  const runtime = new WorkerRuntime({ ...sandboxSettings(), inspector: Boolean(inspectorToken) });
   onStop(() => runtime.dispose());
   let reported = recorder.previous.length === 0;
   const link: SupervisorLink = { ready: (ms?: number) => supervisor.ready(ms) };
   const bundles: BundleCache = new BundleCache(link);
   const deps = { runtime, bundles, supervisor: link, log, recorder };
   await bootstrap();
+  if (inspectorToken) {
+    const inspector = await serveInspector(join(config.dataDir, 'sockets', `inspector-${cordon}.sock`), inspectorToken, runtime, log);
+    onStop(() => inspector.close());
+  }
   const listener = await serve(node, `sandbox-${cordon}`, {
     accept: ['ingress'],
     mainFor: () => new SandboxPort(deps),

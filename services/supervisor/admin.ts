@@ -272,6 +272,29 @@ export function createAdminServer(deps: AdminDeps): Server {
       },
     },
     {
+      method: 'POST',
+      path: '/v1/workers/{tenant}/{name}/debug',
+      scope: 'admin',
+      summary: 'Move the worker into a sandbox of its own with the V8 inspector on; returns a one-time token for it',
+      run(call) {
+        const { id } = workerOf(call);
+        const session = deps.quarantine.debug(id, `token:${call.who.tokenId}`);
+        if (!session) throw new HttpError(409, `${id} is already in a cordon of its own (quarantined or being debugged); see cordon quarantine list`);
+        send(call.res, 201, { worker: id, cordon: session.cordon, token: session.token, socket: `sockets/inspector-${session.cordon}.sock` });
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/workers/{tenant}/{name}/debug',
+      scope: 'admin',
+      summary: 'End the debug session: the worker goes back to its cordon and the inspector process stops',
+      run(call) {
+        const { id } = workerOf(call);
+        if (!deps.quarantine.debugging(id) || !deps.quarantine.release(id)) throw new HttpError(404, `${id} is not being debugged`);
+        send(call.res, 200, { ended: id });
+      },
+    },
+    {
       method: 'DELETE',
       path: '/v1/workers/{tenant}/{name}',
       scope: 'deploy',

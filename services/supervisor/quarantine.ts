@@ -6,9 +6,11 @@
  * signal's threshold is moved into a cordon of its own (a dedicated sandbox process, `q-<hash>`), its
  * capabilities are revoked (the new process gets fresh ones), and the move is audited. The launcher
  * runs a process for every cordon listed in `<data>/cordons.json`; this module keeps that file.
+ * A debug session (`cordon debug`) is the same move on request, into `d-<hash>`, whose process alone
+ * has the V8 inspector on, opened by a one-time token (the file holds only its SHA-256).
  */
 import type Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
 import type { AuditLog } from './audit.ts';
 import type { CodeStore } from './store.ts';
@@ -53,6 +55,8 @@ export class Quarantine {
     this.#thresholds = { ...DEFAULT_THRESHOLDS, ...opts.thresholds };
     db.exec(`CREATE TABLE IF NOT EXISTS quarantine (
       worker_id TEXT PRIMARY KEY, cordon TEXT NOT NULL, previous_cordon TEXT NOT NULL, since INTEGER NOT NULL, reason TEXT NOT NULL)`);
+    // Added with debug sessions; a database from before has no such column yet.
+    if (!(db.prepare("SELECT 1 FROM pragma_table_info('quarantine') WHERE name = 'inspector_token_sha256'").get())) db.exec('ALTER TABLE quarantine ADD COLUMN inspector_token_sha256 TEXT');
     this.#writeCordons();
   }
 
@@ -94,7 +98,7 @@ export class Quarantine {
   }
 
   #judge(workerId: string, kind: Signal, n: number): void {
-    if (n < this.#thresholds[kind] || this.#store.worker(workerId)?.cordon.startsWith('q-')) return;
+    if (n < this.#thresholds[kind] || this.cordonOf(workerId)) return;
     this.quarantine(workerId, `${n} ${LABEL[kind]} within ${this.#windowMs / 1000} s`);
   }
 
@@ -102,21 +106,45 @@ export class Quarantine {
     const worker = this.#store.worker(workerId);
     if (!worker || this.cordonOf(workerId)) return;
     const cordon = Quarantine.cordonFor(workerId);
-    this.#db.prepare('INSERT INTO quarantine (worker_id, cordon, previous_cordon, since, reason) VALUES (?, ?, ?, ?, ?)').run(workerId, cordon, worker.cordon, Date.now(), reason);
+    this.#move(workerId, worker.cordon, cordon, reason, null);
+    this.#audit.append({ actor: 'supervisor', action: 'worker.quarantined', target: workerId, outcome: 'ok', detail: { cordon, from: worker.cordon, reason } });
+  }
+
+  /**
+   * Moves a worker into a debug sandbox of its own with the inspector on. Returns the cordon and the
+   * one-time token that opens its inspector, or undefined if the worker is unknown or already moved.
+   */
+  debug(workerId: string, actor: string): { cordon: string; token: string } | undefined {
+    const worker = this.#store.worker(workerId);
+    if (!worker || this.cordonOf(workerId)) return undefined;
+    const cordon = `d-${createHash('sha256').update(workerId).digest('hex').slice(0, 12)}`;
+    const token = randomBytes(32).toString('base64url');
+    this.#move(workerId, worker.cordon, cordon, 'debug session', createHash('sha256').update(token).digest('hex'));
+    this.#audit.append({ actor, action: 'worker.debug.start', target: workerId, outcome: 'ok', detail: { cordon, from: worker.cordon } });
+    return { cordon, token };
+  }
+
+  /** Whether the worker is in a debug session (rather than quarantined). */
+  debugging(workerId: string): boolean {
+    return this.cordonOf(workerId)?.startsWith('d-') ?? false;
+  }
+
+  #move(workerId: string, from: string, cordon: string, reason: string, tokenSha256: string | null): void {
+    this.#db.prepare('INSERT INTO quarantine (worker_id, cordon, previous_cordon, since, reason, inspector_token_sha256) VALUES (?, ?, ?, ?, ?, ?)').run(workerId, cordon, from, Date.now(), reason, tokenSha256);
     this.#store.setCordon(workerId, cordon);
     this.#writeCordons();
-    this.#audit.append({ actor: 'supervisor', action: 'worker.quarantined', target: workerId, outcome: 'ok', detail: { cordon, from: worker.cordon, reason } });
     this.#hooks.moved(workerId);
   }
 
   release(workerId: string): boolean {
     const row = this.#db.prepare('SELECT previous_cordon FROM quarantine WHERE worker_id = ?').pluck().get(workerId) as string | undefined;
     if (!row) return false;
+    const action = this.debugging(workerId) ? 'worker.debug.end' : 'worker.released';
     this.#db.prepare('DELETE FROM quarantine WHERE worker_id = ?').run(workerId);
     this.#signals.delete(workerId);
     if (this.#store.worker(workerId)) this.#store.setCordon(workerId, row);
     this.#writeCordons();
-    this.#audit.append({ actor: 'supervisor', action: 'worker.released', target: workerId, outcome: 'ok', detail: { cordon: row } });
+    this.#audit.append({ actor: 'supervisor', action, target: workerId, outcome: 'ok', detail: { cordon: row } });
     this.#hooks.moved(workerId);
     return true;
   }
@@ -132,10 +160,13 @@ export class Quarantine {
     return rows.map((r) => ({ worker: r.worker_id, cordon: r.cordon, previousCordon: r.previous_cordon, since: new Date(r.since).toISOString(), reason: r.reason }));
   }
 
-  /** The launcher reads this file and runs one sandbox per listed cordon. */
+  /** The launcher reads this file and runs one sandbox per listed cordon (with the inspector where a token is given). */
   #writeCordons(): void {
     const tmp = `${this.#file}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ dynamic: this.list().map((e) => e.cordon) }) + '\n');
+    const inspector = Object.fromEntries(
+      (this.#db.prepare('SELECT cordon, inspector_token_sha256 FROM quarantine WHERE inspector_token_sha256 IS NOT NULL').all() as { cordon: string; inspector_token_sha256: string }[]).map((r) => [r.cordon, r.inspector_token_sha256]),
+    );
+    writeFileSync(tmp, JSON.stringify({ dynamic: this.list().map((e) => e.cordon), inspector }) + '\n', { mode: 0o600 });
     renameSync(tmp, this.#file);
   }
 }

@@ -9,6 +9,7 @@ import type { LogEntry } from '../../../schemas/services.ts';
 import type { WireRequest } from '../../../schemas/http.ts';
 import { WorkerError, WorkerInstance, type CapabilityHost, type HandledResponse, type SocketPeer } from './instance.ts';
 import { SpareIsolates } from './spares.ts';
+import type ivm from 'isolated-vm';
 
 export { WorkerError, type CapabilityHost, type HandledResponse, type SocketPeer, type WorkerSocket } from './instance.ts';
 
@@ -29,7 +30,11 @@ export class WorkerRuntime {
   readonly #idleMs: number;
   readonly #sweeper: NodeJS.Timeout;
 
-  constructor(opts: { maxIsolates?: number; memoryBudgetMb?: number; idleMs?: number; spares?: number; onCatastrophe?: (message: string) => void } = {}) {
+  readonly #inspector: boolean;
+
+  /** `inspector`: isolates made with V8's inspector on — only for a process that runs one worker alone (`cordon debug`). */
+  constructor(opts: { maxIsolates?: number; memoryBudgetMb?: number; idleMs?: number; spares?: number; inspector?: boolean; onCatastrophe?: (message: string) => void } = {}) {
+    this.#inspector = opts.inspector ?? false;
     this.#maxIsolates = opts.maxIsolates ?? 200;
     this.#memoryBudget = (opts.memoryBudgetMb ?? 2048) * 1024 * 1024;
     this.#idleMs = opts.idleMs ?? 5 * 60_000;
@@ -41,7 +46,7 @@ export class WorkerRuntime {
         process.stderr.write(JSON.stringify({ level: 'error', msg: 'catastrophic isolate error; aborting', detail: message }) + '\n');
         process.abort();
       });
-    const spares = opts.spares ?? 2;
+    const spares = this.#inspector ? 0 : (opts.spares ?? 2);
     this.#spares = spares > 0 ? new SpareIsolates({ size: spares, memoryMb: Limits.parse({}).memoryMb, onCatastrophe: this.#onCatastrophe }) : undefined;
   }
 
@@ -144,7 +149,7 @@ export class WorkerRuntime {
       }
       if (this.#instances.get(key) === existing) this.#drop(key);
     }
-    const created = WorkerInstance.create(bundle, this.#onCatastrophe, this.#spares?.take(bundle.limits.memoryMb));
+    const created = WorkerInstance.create(bundle, this.#onCatastrophe, this.#spares?.take(bundle.limits.memoryMb), this.#inspector);
     this.#instances.set(key, created);
     created.then(
       (instance) => {
@@ -163,6 +168,12 @@ export class WorkerRuntime {
     for (const key of [...this.#instances.keys()]) {
       if (key === `${workerId}@${version}` || (version === undefined && key.startsWith(`${workerId}@`))) this.#drop(key);
     }
+  }
+
+  /** A DevTools session on the most recently used live isolate, if there is one (inspector mode only). */
+  inspect(): ivm.InspectorSession | undefined {
+    const newest = [...this.#live.values()].reverse().find((l) => !l.instance.disposed);
+    return newest?.instance.inspect();
   }
 
   stats(): { isolates: number; spares: number } {

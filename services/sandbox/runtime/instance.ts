@@ -182,16 +182,22 @@ export class WorkerInstance {
 
   readonly #initSource: string;
 
-  private constructor(bundle: WorkerBundle, onCatastrophe: (message: string) => void, boot: Bootstrap, spare: Spare | undefined) {
+  readonly #inspector: boolean;
+
+  private constructor(bundle: WorkerBundle, onCatastrophe: (message: string) => void, boot: Bootstrap, spare: Spare | undefined, inspector: boolean) {
     this.bundle = bundle;
     this.#initSource = boot.init;
-    this.#isolate = spare?.isolate ?? new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe });
+    this.#inspector = inspector;
+    this.#isolate = spare?.isolate ?? new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
     this.#context = spare?.context;
   }
 
-  /** A new instance of the worker; in `spare` (made with the bundle's memory limit) if given. */
-  static async create(bundle: WorkerBundle, onCatastrophe: (message: string) => void, spare?: Spare): Promise<WorkerInstance> {
-    const w = new WorkerInstance(bundle, onCatastrophe, await bootstrap(), spare);
+  /**
+   * A new instance of the worker; in `spare` (made with the bundle's memory limit) if given.
+   * `inspector`: V8's inspector on (only in a process of its own: `cordon debug`).
+   */
+  static async create(bundle: WorkerBundle, onCatastrophe: (message: string) => void, spare?: Spare, inspector = false): Promise<WorkerInstance> {
+    const w = new WorkerInstance(bundle, onCatastrophe, await bootstrap(), inspector ? undefined : spare, inspector);
     try {
       await w.#init(bundle.allowEval === true);
     } catch (e) {
@@ -200,6 +206,12 @@ export class WorkerInstance {
       throw err;
     }
     return w;
+  }
+
+  /** A DevTools protocol session on this isolate (created with the inspector on). */
+  inspect(): ivm.InspectorSession {
+    if (!this.#inspector) throw new Error('this isolate was created without the inspector');
+    return this.#isolate.createInspectorSession();
   }
 
   get disposed(): boolean {
@@ -219,7 +231,7 @@ export class WorkerInstance {
 
   async #init(allowEval: boolean): Promise<void> {
     const { cpuMs } = this.bundle.limits;
-    const context = (this.#context ??= await this.#isolate.createContext());
+    const context = (this.#context ??= await this.#isolate.createContext({ inspector: this.#inspector }));
     const jail = context.global;
     // Host callbacks take and return primitives (and ArrayBuffer copies) only; the bootstrap keeps
     // them in a closure and deletes these globals before anything else can run.
