@@ -47,8 +47,19 @@ export class SocketChannel implements Channel {
     return this.#closeReason !== undefined;
   }
 
+  #corked = false;
+
   send(message: string): void {
     if (this.#closeReason) throw this.#closeReason;
+    // The frames of one tick leave in one write (a workflow run or a busy mesh sends many small ones).
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.#socket.uncork();
+      });
+    }
     this.#socket.write(encodeFrame(message, this.maxMessage));
   }
 

@@ -81,6 +81,14 @@ interface KeyRow {
 
 export class CodeStore {
   readonly #db: Database.Database;
+  readonly #statements = new Map<string, Database.Statement>();
+
+  /** A statement prepared once: preparing costs more than running a small query (workflow runs look workers up often). */
+  #sql(sql: string): Database.Statement {
+    let st = this.#statements.get(sql);
+    if (!st) this.#statements.set(sql, (st = this.#db.prepare(sql)));
+    return st;
+  }
   readonly #wrapKey: Buffer;
   readonly #history: History;
 
@@ -115,9 +123,9 @@ export class CodeStore {
     const k = `${workerId}@${version}`;
     const known = this.#pinned.get(k);
     if (known) return known;
-    if (!this.#db.prepare('SELECT 1 FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ? AND v.version = ?').get(workerId, version)) return undefined;
+    if (!this.#sql('SELECT 1 FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ? AND v.version = ?').get(workerId, version)) return undefined;
     const codeKey = randomBytes(32).toString('base64url');
-    this.#db.prepare('INSERT INTO pinned_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), workerId, version);
+    this.#sql('INSERT INTO pinned_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), workerId, version);
     this.#pinned.set(k, codeKey);
     return codeKey;
   }
@@ -135,10 +143,10 @@ export class CodeStore {
     const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true, egress: input.egress, ...(input.workflows?.length ? { workflows: input.workflows } : {}), ...(input.crons?.length ? { crons: input.crons } : {}) });
     const version = sha256(plain);
     this.#checkRoutes(input.tenant, input.routes);
-    const known = this.#db.prepare('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
+    const known = this.#sql('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
     const wrapped = known ?? newWorkerKey(this.#wrapKey, id).wrapped;
     const key = unwrapWorkerKey(this.#wrapKey, wrapped, id);
-    const stored = this.#db.prepare('SELECT commit_oid FROM versions WHERE worker_id = ? AND version = ?').pluck().get(id, version) as string | undefined;
+    const stored = this.#sql('SELECT commit_oid FROM versions WHERE worker_id = ? AND version = ?').pluck().get(id, version) as string | undefined;
     let sealed: Buffer | undefined;
     let commit = stored;
     if (!commit) {
@@ -162,24 +170,24 @@ export class CodeStore {
     const now = Date.now();
     this.#db.transaction(() => {
       this.#checkRoutes(input.tenant, input.routes);
-      if (sealed) this.#db.prepare('INSERT OR IGNORE INTO versions (worker_id, version, sealed, commit_oid, created_at) VALUES (?, ?, ?, ?, ?)').run(id, version, sealed, commit, now);
+      if (sealed) this.#sql('INSERT OR IGNORE INTO versions (worker_id, version, sealed, commit_oid, created_at) VALUES (?, ?, ?, ?, ?)').run(id, version, sealed, commit, now);
       // Keys rotate on every deploy: the previous key stops working at once.
-      this.#db.prepare('DELETE FROM code_keys WHERE worker_id = ?').run(id);
-      this.#db.prepare('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
+      this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
+      this.#sql('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
       this.#db
         .prepare(
           `INSERT INTO workers (id, tenant, name, cordon, version, code_key, wrapped_key, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(id) DO UPDATE SET cordon = excluded.cordon, version = excluded.version, code_key = excluded.code_key, updated_at = excluded.updated_at`,
         )
         .run(id, input.tenant, input.name, input.cordon, version, codeKey, wrapped, now);
-      for (const pattern of input.routes) this.#db.prepare('INSERT OR REPLACE INTO routes (pattern, worker_id) VALUES (?, ?)').run(pattern, id);
+      for (const pattern of input.routes) this.#sql('INSERT OR REPLACE INTO routes (pattern, worker_id) VALUES (?, ?)').run(pattern, id);
     })();
     return this.worker(id)!;
   }
 
   #checkRoutes(tenant: string, routes: string[]): void {
     for (const pattern of routes) {
-      const owner = this.#db.prepare('SELECT worker_id FROM routes WHERE pattern = ?').pluck().get(pattern) as string | undefined;
+      const owner = this.#sql('SELECT worker_id FROM routes WHERE pattern = ?').pluck().get(pattern) as string | undefined;
       if (owner && owner.split('/')[0] !== tenant) throw new RouteConflictError(pattern);
     }
   }
@@ -198,19 +206,19 @@ export class CodeStore {
   /** Every stored version of a worker, newest first. */
   versions(id: string): { version: string; createdAt: string; current: boolean }[] {
     const current = this.worker(id)?.version;
-    const rows = this.#db.prepare('SELECT version, created_at FROM versions WHERE worker_id = ? ORDER BY created_at DESC, rowid DESC').all(id) as { version: string; created_at: number }[];
+    const rows = this.#sql('SELECT version, created_at FROM versions WHERE worker_id = ? ORDER BY created_at DESC, rowid DESC').all(id) as { version: string; created_at: number }[];
     return rows.map((r) => ({ version: r.version, createdAt: new Date(r.created_at).toISOString(), current: r.version === current }));
   }
 
   /** Make an earlier version current again; like a deploy, it issues a fresh code key. */
   rollback(id: string, version: string): WorkerRecord {
-    const exists = this.#db.prepare('SELECT 1 FROM versions WHERE worker_id = ? AND version = ?').get(id, version);
+    const exists = this.#sql('SELECT 1 FROM versions WHERE worker_id = ? AND version = ?').get(id, version);
     if (!exists) throw new UnknownVersionError(id, version);
     const codeKey = randomBytes(32).toString('base64url');
     this.#db.transaction(() => {
-      this.#db.prepare('DELETE FROM code_keys WHERE worker_id = ?').run(id);
-      this.#db.prepare('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
-      this.#db.prepare('UPDATE workers SET version = ?, code_key = ?, updated_at = ? WHERE id = ?').run(version, codeKey, Date.now(), id);
+      this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
+      this.#sql('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
+      this.#sql('UPDATE workers SET version = ?, code_key = ?, updated_at = ? WHERE id = ?').run(version, codeKey, Date.now(), id);
     })();
     return this.worker(id)!;
   }
@@ -221,9 +229,9 @@ export class CodeStore {
     if (!w) return undefined;
     const codeKey = randomBytes(32).toString('base64url');
     this.#db.transaction(() => {
-      this.#db.prepare('DELETE FROM code_keys WHERE worker_id = ?').run(id);
-      this.#db.prepare('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, w.version);
-      this.#db.prepare('UPDATE workers SET cordon = ?, code_key = ?, updated_at = ? WHERE id = ?').run(cordon, codeKey, Date.now(), id);
+      this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
+      this.#sql('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, w.version);
+      this.#sql('UPDATE workers SET cordon = ?, code_key = ?, updated_at = ? WHERE id = ?').run(cordon, codeKey, Date.now(), id);
     })();
     return this.worker(id);
   }
@@ -231,29 +239,29 @@ export class CodeStore {
   /** Remove a worker: its versions, keys and routes. (Its storage and directories stay on disk.) */
   delete(id: string): boolean {
     return this.#db.transaction(() => {
-      this.#db.prepare('DELETE FROM code_keys WHERE worker_id = ?').run(id);
-      this.#db.prepare('DELETE FROM pinned_keys WHERE worker_id = ?').run(id);
+      this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
+      this.#sql('DELETE FROM pinned_keys WHERE worker_id = ?').run(id);
       for (const k of this.#pinned.keys()) if (k.startsWith(`${id}@`)) this.#pinned.delete(k);
-      this.#db.prepare('DELETE FROM routes WHERE worker_id = ?').run(id);
-      this.#db.prepare('DELETE FROM versions WHERE worker_id = ?').run(id);
-      return this.#db.prepare('DELETE FROM workers WHERE id = ?').run(id).changes === 1;
+      this.#sql('DELETE FROM routes WHERE worker_id = ?').run(id);
+      this.#sql('DELETE FROM versions WHERE worker_id = ?').run(id);
+      return this.#sql('DELETE FROM workers WHERE id = ?').run(id).changes === 1;
     })();
   }
 
   worker(id: string): WorkerRecord | undefined {
-    const row = this.#db.prepare('SELECT id, tenant, name, cordon, version, code_key AS codeKey FROM workers WHERE id = ?').get(id) as
+    const row = this.#sql('SELECT id, tenant, name, cordon, version, code_key AS codeKey FROM workers WHERE id = ?').get(id) as
       | Omit<WorkerRecord, 'routes'>
       | undefined;
     if (!row) return undefined;
-    const routes = this.#db.prepare('SELECT pattern FROM routes WHERE worker_id = ? ORDER BY pattern').pluck().all(id) as string[];
+    const routes = this.#sql('SELECT pattern FROM routes WHERE worker_id = ? ORDER BY pattern').pluck().all(id) as string[];
     return { ...row, routes };
   }
 
   workers(tenant?: string): WorkerRecord[] {
     const ids = (
       tenant
-        ? this.#db.prepare('SELECT id FROM workers WHERE tenant = ? ORDER BY id').pluck().all(tenant)
-        : this.#db.prepare('SELECT id FROM workers ORDER BY id').pluck().all()
+        ? this.#sql('SELECT id FROM workers WHERE tenant = ? ORDER BY id').pluck().all(tenant)
+        : this.#sql('SELECT id FROM workers ORDER BY id').pluck().all()
     ) as string[];
     return ids.map((id) => this.worker(id)!);
   }

@@ -287,10 +287,9 @@ export class WorkflowEngine {
   // --- steps: called through the StepPort of one run ------------------------------------------------------
 
   /** Whether `token`'s run may go on: it is the instance's current run and the instance is running. */
-  #live(tenant: string, workflow: string, id: string, token: string): InstanceRow | undefined {
-    if (this.#running.get(this.#key(tenant, workflow, id)) !== token) return undefined;
-    const row = this.#instance(tenant, workflow, id);
-    return row?.status === 'running' ? row : undefined;
+  #live(tenant: string, workflow: string, id: string, token: string): boolean {
+    if (this.#running.get(this.#key(tenant, workflow, id)) !== token) return false;
+    return this.#db(tenant).prepare('SELECT status FROM instances WHERE workflow = ? AND id = ?').pluck().get(workflow, id) === 'running';
   }
 
   #step(tenant: string, workflow: string, id: string, name: string, count: number): StepRow | undefined {
