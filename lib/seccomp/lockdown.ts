@@ -2,6 +2,7 @@
  * The sandbox's second layer: after the runtime has loaded and before any tenant code runs, the
  * process installs the seccomp filter of policy.ts on all its threads. Irreversible by design.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { compilePolicy } from './policy.ts';
@@ -22,8 +23,13 @@ export function seccompAddon(): { addon: Addon } | { problem: string } {
   }
 }
 
-/** Installs the filter on every thread of this process; throws (and installs nothing) if it cannot. */
-export function lockdown(opts: { tcp?: boolean } = {}): void {
+/**
+ * Installs the filter on every thread of this process; throws (and installs nothing) if it cannot,
+ * or if the process was not started under the outer filter (bubblewrap's): without it libuv holds
+ * io_uring rings, which the inner filter would leave unusable and which seccomp cannot see into.
+ */
+export function lockdown(opts: { tcp?: boolean } = {}, status = readFileSync('/proc/self/status', 'utf8')): void {
+  if (!/^Seccomp:\s+2$/m.test(status)) throw new Error('this sandbox was not started inside the process sandbox (no outer seccomp filter): start it with `cordon start`, or with --insecure-no-process-sandbox for development');
   const found = seccompAddon();
   if ('problem' in found) throw new Error(found.problem);
   found.addon.install(compilePolicy(opts));

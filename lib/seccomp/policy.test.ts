@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { lockdown } from './lockdown.ts';
 import { ALLOWED, compileOuterPolicy, compilePolicy, ERRNO, evaluate, OUTER_REFUSED, REFUSED_PATHS, RET, SYSCALLS_X86_64 as NR } from './policy.ts';
 
 const inner = compilePolicy();
@@ -51,4 +52,8 @@ test('outer filter: io_uring is absent, the dangerous few refused, the rest allo
   for (const name of OUTER_REFUSED) assert.equal(run(name, [], outer), RET.errno(ERRNO.EPERM), name);
   for (const name of ['openat', 'execve', 'mmap', 'socket', 'bind']) assert.equal(run(name, [], outer), RET.ALLOW, name);
   assert.equal(evaluate(outer, { nr: 3, arch: 0x40000003 }), RET.KILL_PROCESS, 'i386');
+});
+
+test('lockdown refuses a process that was not started under the outer filter, and installs nothing', () => {
+  assert.throws(() => lockdown({}, 'Name:\tnode\nSeccomp:\t0\n'), /not started inside the process sandbox/);
 });
