@@ -55,6 +55,12 @@ describe('WebSockets', () => {
     writeFileSync(join(dir, 'bad.js'), `export default { fetch(request) {
       const path = new URL(request.url).pathname;
       if (path.endsWith('/no-socket')) return new Response(null, { status: 101 });
+      if (path.endsWith('/hoard')) {
+        // Pairs never returned, accepted and stuffed: the host must not keep what they send.
+        const big = 'x'.repeat(512 * 1024);
+        for (let i = 0; i < 100; i++) { const [, server] = Object.values(new WebSocketPair()); server.accept(); for (let k = 0; k < 2; k++) server.send(big); }
+        return new Response('hoarded');
+      }
       const [client] = Object.values(new WebSocketPair());
       if (path.endsWith('/server-end')) { const [, server] = Object.values(new WebSocketPair()); return new Response(null, { status: 101, webSocket: server }); }
       return new Response(null, { status: 101, webSocket: client });
@@ -141,6 +147,14 @@ describe('WebSockets', () => {
       const { stdout } = await mesh.cli(['logs', 'bad']);
       return /101 only with a webSocket/.test(stdout) && /not a WebSocket upgrade/.test(stdout) && /needs webSocket: the client end/.test(stdout) ? true : undefined;
     });
+  });
+
+  test('a worker hoarding pairs it never returns does not hurt the sandbox or its neighbours (the bounds: runtime/websocket.test.ts)', async () => {
+    for (let i = 0; i < 5; i++) assert.equal(await (await fetch(`${mesh.httpUrl}/bad/hoard`)).text(), 'hoarded');
+    const c = new Client(`${wsUrl}/ws`);
+    await c.opened;
+    assert.equal(await c.next(), 'hello', 'and sockets still work');
+    c.ws.close();
   });
 
   test('a malformed handshake is refused before any worker runs', async () => {

@@ -38,6 +38,21 @@ export interface WorkerSocket {
   close(code: number, reason: string): Promise<void>;
 }
 
+/** A WebSocketPair as the host tracks it (see #socket). */
+interface SocketState {
+  peer: SocketPeer | undefined;
+  accepted: boolean;
+  /** Counted in #active (accepted and bound). */
+  counted: boolean;
+  early: (() => void)[];
+  earlyBytes: number;
+  createdAt: number;
+}
+/** What a worker may send on a socket before its 101 is out, and how many such sockets an isolate may have. */
+const MAX_EARLY_BYTES = 1024 * 1024;
+const MAX_EARLY_BYTES_TOTAL = 8 * 1024 * 1024;
+const MAX_UNBOUND_SOCKETS = 64;
+
 /** What a request gets back: a response, with the worker's socket end after a 101. */
 export type HandledResponse = Omit<WireResponse, 'webSocket'> & { webSocket?: WorkerSocket };
 /** A response as read from the isolate (a 101 names its WebSocketPair). */
@@ -166,7 +181,10 @@ export class WorkerInstance {
    * WebSockets by pair id: the browser's end (once the 101 is out; until then what the worker sends
    * waits in `early`), and whether the worker accepted (then the socket counts as active).
    */
-  readonly #sockets = new Map<number, { peer: SocketPeer | undefined; accepted: boolean; early: (() => void)[] }>();
+  readonly #sockets = new Map<number, SocketState>();
+  #unboundSockets = 0;
+  /** Bytes waiting in all unbound sockets' early queues. */
+  #earlyBytes = 0;
   readonly #timers = new Map<number, NodeJS.Timeout>();
   #kill: Kill;
   #disposed = false;
@@ -289,7 +307,7 @@ export class WorkerInstance {
       ),
     );
     // WebSockets: what the worker's server end sends or does goes to the browser's end (through ingress).
-    await jail.set('__cordonWsSend', new ivm.Callback(hostCallback((id: number, data: string | ArrayBuffer) => this.#toPeer(id, (p) => p.send(data))), { ignored: true }));
+    await jail.set('__cordonWsSend', new ivm.Callback(hostCallback((id: number, data: string | ArrayBuffer) => this.#toPeer(id, (p) => p.send(data), typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength)), { ignored: true }));
     await jail.set('__cordonWsClose', new ivm.Callback(hostCallback((id: number, code: number, reason: string) => this.#toPeer(id, (p) => p.close(code, reason))), { ignored: true }));
     await jail.set('__cordonWsOpened', new ivm.Callback(hostCallback((id: number) => this.#socketOpened(id)), { ignored: true }));
     // ECDSA and Ed25519 for crypto.subtle (host-crypto.ts checks everything again).
@@ -443,8 +461,14 @@ export class WorkerInstance {
   #bindSocket(id: number, peer: SocketPeer | undefined): WorkerSocket {
     if (!peer) throw new WorkerError(500, 'worker returned an invalid response', 'a 101 response to a request that was not a WebSocket upgrade');
     const socket = this.#socket(id);
+    if (!socket) throw new WorkerError(500, 'worker returned an invalid response', `more than ${MAX_UNBOUND_SOCKETS} WebSocketPairs are waiting to be returned`);
+    if (socket.peer) throw new WorkerError(500, 'worker returned an invalid response', 'this WebSocketPair was already returned in a 101');
     socket.peer = peer;
+    this.#unboundSockets--;
     for (const send of socket.early.splice(0)) send();
+    this.#earlyBytes -= socket.earlyBytes;
+    socket.earlyBytes = 0;
+    this.#activate(socket);
     const event = (type: string, data: string | ArrayBuffer | null, code = 1005, reason = '') =>
       this.disposed ? Promise.resolve() : this.#entry!.wsEvent.apply(undefined, [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()], { timeout: this.bundle.limits.cpuMs }).then(() => this.#flush(), (e: unknown) => {
         const err = this.#translate(e);
@@ -460,29 +484,61 @@ export class WorkerInstance {
     };
   }
 
-  #socket(id: number): { peer: SocketPeer | undefined; accepted: boolean; early: (() => void)[] } {
+  /**
+   * The host's record of a pair (created on the worker's first send, accept or 101 for it). Until its
+   * 101 is out a socket is "unbound": what the worker sends waits here, bounded, and only so many may
+   * exist — a worker cannot park memory in the host by making pairs it never returns.
+   */
+  #socket(id: number): SocketState | undefined {
     let s = this.#sockets.get(id);
-    if (!s) this.#sockets.set(id, (s = { peer: undefined, accepted: false, early: [] }));
+    if (s) return s;
+    if (this.#unboundSockets >= MAX_UNBOUND_SOCKETS) {
+      // A pair older than any request can live was made by a request that ended without returning it.
+      const stale = Date.now() - 2 * this.bundle.limits.wallMs;
+      for (const [k, v] of this.#sockets) if (!v.peer && v.createdAt < stale) this.#forgetSocket(k, v);
+      if (this.#unboundSockets >= MAX_UNBOUND_SOCKETS) return undefined;
+    }
+    this.#sockets.set(id, (s = { peer: undefined, accepted: false, counted: false, early: [], earlyBytes: 0, createdAt: Date.now() }));
+    this.#unboundSockets++;
     return s;
   }
 
-  #toPeer(id: number, act: (peer: SocketPeer) => void): void {
+  #toPeer(id: number, act: (peer: SocketPeer) => void, bytes = 0): void {
     const s = this.#socket(id);
-    if (s.peer) act(s.peer);
-    else if (s.early.length < 1000) s.early.push(() => act(s.peer!));
+    if (!s) return;
+    if (s.peer) return act(s.peer);
+    // Beyond the bounds, dropped: as if the socket had never opened.
+    if (s.earlyBytes + bytes > MAX_EARLY_BYTES || this.#earlyBytes + bytes > MAX_EARLY_BYTES_TOTAL) return;
+    s.earlyBytes += bytes;
+    this.#earlyBytes += bytes;
+    s.early.push(() => act(s.peer!));
   }
 
   #socketOpened(id: number): void {
     const s = this.#socket(id);
-    if (s.accepted) return;
+    if (!s || s.accepted) return;
     s.accepted = true;
-    this.#active++; // an accepted socket keeps the isolate's timers and I/O alive, like a request
+    this.#activate(s);
+  }
+
+  /** A socket both accepted and handed to a browser keeps the isolate's timers and I/O alive, like a request. */
+  #activate(s: SocketState): void {
+    if (!s.accepted || !s.peer || s.counted) return;
+    s.counted = true;
+    this.#active++;
+  }
+
+  #forgetSocket(id: number, s: SocketState): void {
+    this.#sockets.delete(id);
+    if (!s.peer) this.#unboundSockets--;
+    this.#earlyBytes -= s.earlyBytes;
   }
 
   #socketClosed(id: number): void {
     const s = this.#sockets.get(id);
-    this.#sockets.delete(id);
-    if (s?.accepted) {
+    if (!s) return;
+    this.#forgetSocket(id, s);
+    if (s.counted) {
       this.#active--;
       if (this.#active === 0 && !this.disposed) void this.#entry!.end.apply(undefined, [], { timeout: this.bundle.limits.cpuMs }).catch(() => {});
     }
@@ -776,6 +832,8 @@ export class WorkerInstance {
     this.#bodyRef?.release();
     for (const s of this.#sockets.values()) s.peer?.close(1011, 'the worker was unloaded');
     this.#sockets.clear();
+    this.#unboundSockets = 0;
+    this.#earlyBytes = 0;
     for (const r of this.#incoming.values()) void r.cancel().catch(() => {});
     this.#incoming.clear();
     this.#context?.release();

@@ -40,6 +40,13 @@ export class CloseEvent extends Event {
   }
 }
 
+/** UTF-8 size, encoding only when the length alone cannot tell (a UTF-16 unit is 1 to 3 bytes). */
+function byteLength(payload: string | ArrayBuffer): number {
+  if (typeof payload !== 'string') return payload.byteLength;
+  if (payload.length > MAX_MESSAGE || payload.length * 3 <= MAX_MESSAGE) return payload.length;
+  return encoder.encode(payload).byteLength;
+}
+
 let host: SocketHost | undefined;
 let nextId = 1;
 /** Server ends by pair id, for events from the host. */
@@ -84,8 +91,7 @@ export class WebSocket extends EventTarget {
     else if (data instanceof ArrayBuffer) payload = data.slice(0);
     else if (ArrayBuffer.isView(data)) payload = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
     else throw new TypeError('send() takes a string, an ArrayBuffer or a view of one');
-    const size = typeof payload === 'string' ? encoder.encode(payload).byteLength : payload.byteLength;
-    if (size > MAX_MESSAGE) throw new RangeError(`a WebSocket message is at most ${MAX_MESSAGE} bytes`);
+    if (byteLength(payload) > MAX_MESSAGE) throw new RangeError(`a WebSocket message is at most ${MAX_MESSAGE} bytes`);
     host?.send(this.#id, payload);
   }
   close(code = 1000, reason = ''): void {
