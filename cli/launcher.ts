@@ -8,7 +8,7 @@ import type { Writable } from 'node:stream';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cordonList, loadConfig } from '../lib/config.ts';
+import { cordonList, flightRecorderPath, loadConfig } from '../lib/config.ts';
 import { Keyring, loadMeshSecret, type Role } from '../lib/rpc/index.ts';
 import { adminTokenPath, loadAdminToken } from '../lib/admin-token.ts';
 import { confinedCommand, findBwrap, INSECURE_ENV, processLayers } from '../lib/process-sandbox.ts';
@@ -67,7 +67,8 @@ class Supervised {
     if (this.#confine) {
       delete env.NODE_EXTRA_CA_CERTS; // nothing to read them from inside, and no TLS to do
       Object.assign(env, this.#confine.relayEnv);
-      ({ file, args } = confinedCommand({ ...this.#confine, nodeArgs: this.spec.nodeArgs, script, dataDir: env.CORDON_DATA_DIR! }));
+      const files = [flightRecorderPath(env.CORDON_DATA_DIR!, this.spec.env.CORDON_CORDON!)];
+      ({ file, args } = confinedCommand({ ...this.#confine, nodeArgs: this.spec.nodeArgs, script, dataDir: env.CORDON_DATA_DIR!, files }));
       stdio.push('pipe'); // fd 3: bwrap reads the outer seccomp filter from it
     }
     const child = spawn(file, args, { cwd: ROOT, env, stdio });

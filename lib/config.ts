@@ -65,6 +65,11 @@ export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): MeshConfig 
   };
 }
 
+/** Where a cordon's sandbox records which workers it is running (read after a crash to attribute it). */
+export function flightRecorderPath(dataDir: string, cordon: string): string {
+  return join(dataDir, 'run', `sandbox-${cordon}.inflight`);
+}
+
 export function socketPath(dataDir: string, endpoint: string): string {
   return join(dataDir, 'sockets', `${endpoint}.sock`);
 }

@@ -1,13 +1,13 @@
 /**
  * The first process layer around a sandbox: bubblewrap starts it in new user, mount, network, PID,
  * IPC, UTS and cgroup namespaces, as uid 65534 with every capability dropped, on an empty root that
- * holds read-only only Node, the shared libraries it loads, and the app; writable only its socket
- * directory and its flight-recorder directory. bwrap also applies the outer seccomp filter before
+ * holds read-only only Node, the shared libraries it loads, and the app; writable only the socket
+ * directory and its own flight-recorder file. bwrap also applies the outer seccomp filter before
  * Node starts (policy.ts); the process adds the inner one itself once loaded (lockdown.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, realpathSync } from 'node:fs';
-import { delimiter, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { seccompAddon } from './seccomp/lockdown.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -56,10 +56,15 @@ export interface ConfinedSpawn {
  * The bwrap command line that runs `node nodeArgs script` confined. The outer seccomp filter is read
  * from fd 3, which the caller fills (a pipe) with `compileOuterPolicy()`.
  */
-export function confinedCommand(opts: { bwrap: string; nodeArgs: string[]; script: string; dataDir: string; configFile?: string }): ConfinedSpawn {
+export function confinedCommand(opts: { bwrap: string; nodeArgs: string[]; script: string; dataDir: string; configFile?: string; files?: string[] }): ConfinedSpawn {
   const node = realpathSync(process.execPath);
-  const writable = ['sockets', 'run'].map((d) => join(opts.dataDir, d));
-  for (const d of writable) mkdirSync(d, { recursive: true, mode: 0o700 });
+  const sockets = join(opts.dataDir, 'sockets');
+  mkdirSync(sockets, { recursive: true, mode: 0o700 });
+  // Writable files of its own (the flight recorder), created here so that only they are bound.
+  for (const f of opts.files ?? []) {
+    mkdirSync(dirname(f), { recursive: true, mode: 0o700 });
+    if (!existsSync(f)) writeFileSync(f, '', { mode: 0o600 });
+  }
   const args = [
     '--unshare-all',
     '--die-with-parent',
@@ -74,7 +79,8 @@ export function confinedCommand(opts: { bwrap: string; nodeArgs: string[]; scrip
     ...libraryArgs(node),
     ...APP_PARTS.filter((p) => existsSync(join(ROOT, p))).flatMap((p) => ['--ro-bind', join(ROOT, p), join(ROOT, p)]),
     ...(opts.configFile ? ['--ro-bind', resolve(opts.configFile), resolve(opts.configFile)] : []),
-    ...writable.flatMap((d) => ['--bind', d, d]),
+    '--bind', sockets, sockets,
+    ...(opts.files ?? []).flatMap((f) => ['--bind', f, f]),
     '--remount-ro', '/',
     '--chdir', ROOT,
     '--seccomp', '3',
@@ -106,7 +112,7 @@ export function processLayers(): Layer[] {
   const addon = seccompAddon();
   const layers: Layer[] = [
     { name: 'namespaces (user, mount, PID, IPC, UTS, cgroup)', active: !nsProblem, detail: nsProblem ?? `bwrap at ${bwrap}` },
-    { name: 'empty read-only root', active: !nsProblem, detail: nsProblem ?? 'only Node, its libraries and the app, read-only; sockets and run dirs writable' },
+    { name: 'empty read-only root', active: !nsProblem, detail: nsProblem ?? 'only Node, its libraries and the app, read-only; the socket dir and its flight-recorder file writable' },
     { name: 'no network', active: !nsProblem, detail: nsProblem ?? 'own network namespace, only loopback; NATS and a trace collector through Unix-socket relays' },
     { name: 'capabilities dropped, uid 65534', active: !nsProblem, detail: nsProblem ?? 'bwrap --cap-drop ALL --uid 65534' },
     { name: 'seccomp: outer filter (no io_uring, ptrace, bpf, mount, …)', active: !nsProblem, detail: nsProblem ?? 'applied by bwrap before Node starts' },

@@ -53,6 +53,9 @@ describe('the process sandbox', { skip: missing }, () => {
       assert.ok(!existsSync(`${root}${join(mesh.dataDir, 'admin.token')}`), 'not the admin token');
       assert.ok(!existsSync(`${root}${join(ROOT, 'cli')}`), 'only the parts of the app a sandbox runs');
       assert.ok(existsSync(`${root}${join(mesh.dataDir, 'sockets')}`), 'its socket directory');
+      const other = cordon === 'standard' ? 'untrusted' : 'standard';
+      assert.ok(existsSync(`${root}${join(mesh.dataDir, 'run', `sandbox-${cordon}.inflight`)}`), 'its own flight recorder');
+      assert.ok(!existsSync(`${root}${join(mesh.dataDir, 'run', `sandbox-${other}.inflight`)}`), "not another cordon's");
       assert.doesNotMatch(readFileSync(`/proc/${pid}/net/dev`, 'utf8'), /eth|ens|enp|wl/, 'no network interface but loopback');
     }
     assert.equal((await fetch(`${mesh.httpUrl}/hello`)).status, 200, 'and it serves');

@@ -57,7 +57,7 @@ describe('WebSockets', () => {
       if (path.endsWith('/no-socket')) return new Response(null, { status: 101 });
       if (path.endsWith('/hoard')) {
         // Pairs never returned, accepted and stuffed: the host must not keep what they send.
-        const big = 'x'.repeat(512 * 1024);
+        const big = 'x'.repeat(300 * 1024);
         for (let i = 0; i < 100; i++) { const [, server] = Object.values(new WebSocketPair()); server.accept(); for (let k = 0; k < 2; k++) server.send(big); }
         return new Response('hoarded');
       }

@@ -1,7 +1,7 @@
 /** A sandbox process: one per cordon (trust level). Runs tenant code in isolates; holds no code of its own. */
 import { MeshClient, serve } from '../../lib/mesh.ts';
 import { startService } from '../../lib/service.ts';
-import { sandboxSettings } from '../../lib/config.ts';
+import { flightRecorderPath, sandboxSettings } from '../../lib/config.ts';
 import { configHash, reportDrift } from '../../lib/drift.ts';
 import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import { WorkerRuntime } from './runtime/index.ts';
@@ -25,7 +25,7 @@ if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
 const loadedConfig = configHash();
 
 await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
-  const recorder = new FlightRecorder(join(config.dataDir, 'run', `sandbox-${cordon}.inflight`));
+  const recorder = new FlightRecorder(flightRecorderPath(config.dataDir, cordon));
   onStop(() => recorder.close());
   // A debug sandbox (`cordon debug`) runs one worker alone, with the inspector on; no other sandbox ever has it.
   const inspectorToken = process.env.CORDON_INSPECTOR_TOKEN_SHA256;
