@@ -63,6 +63,8 @@ describe('streamed responses', () => {
     if (res instanceof Error) return assert.fail(`no answer: ${res.message}`);
     assert.equal(res.status, 413);
     assert.match(await res.text(), /Request body too large/);
+    assert.equal(res.headers.get('connection'), 'close', 'the unread rest of the body must not sit in front of the next request on this connection');
+    assert.equal((await fetch(`${mesh.httpUrl}/stream?n=1`)).status, 200, 'the next request is served');
   });
 
   test('a client that goes away mid-stream does not hurt the sandbox; a worker streaming past its wall limit is cut', async () => {

@@ -87,6 +87,7 @@ export function toWireRequest(req: IncomingMessage, host: string, requestId: str
 export async function writeWireResponse(res: ServerResponse, response: WireResponse, requestId: string, method: string): Promise<void> {
   const headers: [string, string][] = response.headers.filter(([n]) => !HOP_BY_HOP.has(n.toLowerCase()) && n.toLowerCase() !== 'content-length');
   headers.push(['x-request-id', requestId]);
+  if (unfinishedRequest(res)) headers.push(['connection', 'close']);
   if (response.stream) return streamOut(res, response.status, response.statusText, headers, response.stream, method === 'HEAD');
   const body = response.body ?? new Uint8Array(0);
   const noBody = method === 'HEAD' || response.status === 204 || response.status === 304;
@@ -124,10 +125,19 @@ async function streamOut(res: ServerResponse, status: number, statusText: string
   }
 }
 
+/**
+ * Whether the client is still sending the request body as the response starts (a 413 cut it off, or
+ * the worker did not read it all): the connection then closes after the response, or the unread rest
+ * would sit in front of the client's next request on it.
+ */
+function unfinishedRequest(res: ServerResponse): boolean {
+  return !res.req.complete;
+}
+
 /** A plain-text error page that says what went wrong and carries the request id. */
 export function writeError(res: ServerResponse, status: number, message: string, requestId: string): void {
   if (res.headersSent) return void res.destroy();
   const body = `${message}\nrequest id: ${requestId}\n`;
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId });
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, ...(unfinishedRequest(res) ? { connection: 'close' } : {}) });
   res.end(body);
 }
