@@ -46,7 +46,7 @@ const config :Workerd.Config = (
   services = [ (name = "main", worker = .hello) ],
   sockets = [ (name = "http", address = "127.0.0.1:${wport}", http = (), service = "main") ],
 );
-const hello :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2026-11-01" );
+const hello :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2026-07-01" );
 `,
   );
   // The real workerd binary, from its npm package for this platform.
