@@ -4,7 +4,7 @@ import { connect, createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { natsServers, openRelays, otlpDestination, relayInside, relayOutside, RELAY_ENV } from './relay.ts';
+import { MAX_RELAYED, natsServers, openRelays, otlpDestination, relayInside, relayOutside, RELAY_ENV } from './relay.ts';
 
 test('NATS URLs and OTLP endpoints are read as a relay needs them', () => {
   assert.deepEqual(natsServers('nats://a.example:4223,b.example, [::1]:5000'), [
@@ -47,6 +47,27 @@ test('bytes go both ways through both ends; an unreachable destination closes th
   } finally {
     outside.close();
     dead.close();
+    upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a relay carries at most MAX_RELAYED connections at once; beyond, new ones are closed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-relay-'));
+  const upstream = createServer(() => {});
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  const relay = await relayOutside(join(dir, 'r.sock'), [{ host: '127.0.0.1', port: (upstream.address() as { port: number }).port }]);
+  const sockets = Array.from({ length: MAX_RELAYED + 8 }, () => connect(join(dir, 'r.sock')).on('error', () => {}));
+  try {
+    const closed = await new Promise<number>((resolve) => {
+      let n = 0;
+      for (const s of sockets) s.on('close', () => ++n);
+      setTimeout(() => resolve(n), 500);
+    });
+    assert.equal(closed, 8);
+  } finally {
+    for (const s of sockets) s.destroy();
+    relay.close();
     upstream.close();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -44,6 +44,9 @@ function pipeBoth(a: Socket, b: Socket): void {
   b.pipe(a);
 }
 
+/** Connections one relay carries at once: a sandbox needs one or two; a hostile one may not open thousands. */
+export const MAX_RELAYED = 64;
+
 /** The launcher's end: a Unix socket at `socketPath` relayed to the first destination that answers. */
 export async function relayOutside(socketPath: string, destinations: Destination[]): Promise<Server> {
   rmSync(socketPath, { force: true });
@@ -62,6 +65,7 @@ export async function relayOutside(socketPath: string, destinations: Destination
     };
     attempt(0);
   });
+  server.maxConnections = MAX_RELAYED; // beyond, Node closes new connections at once
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, () => resolve()));
   return server;
 }
