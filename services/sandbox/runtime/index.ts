@@ -149,7 +149,8 @@ export class WorkerRuntime {
       }
       if (this.#instances.get(key) === existing) this.#drop(key);
     }
-    const created = WorkerInstance.create(bundle, this.#onCatastrophe, this.#spares?.take(bundle.limits.memoryMb), this.#inspector);
+    const spare = bundle.allowEval ? undefined : this.#spares?.take(bundle.limits.memoryMb);
+    const created = spare ? spare.adopt(bundle) : WorkerInstance.create(bundle, this.#onCatastrophe, this.#inspector);
     this.#instances.set(key, created);
     created.then(
       (instance) => {

@@ -12,9 +12,8 @@ import ivm from 'isolated-vm';
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import tr46 from 'tr46';
-import type { WorkerBundle } from '../../../schemas/worker.ts';
+import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
-import type { Spare } from './spares.ts';
 import { asymmetric } from './host-crypto.ts';
 import { Headers as WireHeaders, MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
@@ -151,12 +150,13 @@ interface Entry {
   pull: Ref<(seq: number) => Promise<ArrayBuffer | null>>;
   cancelStream: Ref<(seq: number) => void>;
   wsEvent: Ref<(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number) => void>;
+  configure: Ref<(json: string) => void>;
   end: Ref<() => void>;
   fireTimer: Ref<(id: number, now: number) => void>;
   ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
   loaded: Ref<(namespace: unknown) => string>;
 }
-const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream', 'wsEvent'] as const;
+const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream', 'wsEvent', 'configure'] as const;
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
 
@@ -169,7 +169,8 @@ interface Watch {
 }
 
 export class WorkerInstance {
-  readonly bundle: WorkerBundle;
+  /** Set once more by adopt() when the instance was made ahead of need. */
+  bundle: WorkerBundle;
   readonly #isolate: ivm.Isolate;
   #context: ivm.Context | undefined;
   #entry: Entry | undefined;
@@ -202,28 +203,62 @@ export class WorkerInstance {
 
   readonly #inspector: boolean;
 
-  private constructor(bundle: WorkerBundle, onCatastrophe: (message: string) => void, boot: Bootstrap, spare: Spare | undefined, inspector: boolean) {
+  #adopted = false;
+
+  private constructor(bundle: WorkerBundle, onCatastrophe: (message: string) => void, boot: Bootstrap, inspector: boolean) {
     this.bundle = bundle;
     this.#initSource = boot.init;
     this.#inspector = inspector;
-    this.#isolate = spare?.isolate ?? new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
-    this.#context = spare?.context;
+    this.#isolate = new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
   }
 
   /**
-   * A new instance of the worker; in `spare` (made with the bundle's memory limit) if given.
-   * `inspector`: V8's inspector on (only in a process of its own: `cordon debug`).
+   * A new instance of the worker. `inspector`: V8's inspector on (only in a process of its own:
+   * `cordon debug`).
    */
-  static async create(bundle: WorkerBundle, onCatastrophe: (message: string) => void, spare?: Spare, inspector = false): Promise<WorkerInstance> {
-    const w = new WorkerInstance(bundle, onCatastrophe, await bootstrap(), inspector ? undefined : spare, inspector);
-    try {
+  static async create(bundle: WorkerBundle, onCatastrophe: (message: string) => void, inspector = false): Promise<WorkerInstance> {
+    const w = new WorkerInstance(bundle, onCatastrophe, await bootstrap(), inspector);
+    w.#adopted = true;
+    await w.#failing(async () => {
       await w.#init(bundle.allowEval === true);
+      await w.#load();
+    });
+    return w;
+  }
+
+  /**
+   * An instance made ahead of need (a spare): isolate, context and bootstrap ready, no worker yet, so
+   * eval refused and the default limits; adopt() gives it its worker. Most of a cold start is here.
+   */
+  static async prepare(onCatastrophe: (message: string) => void, memoryMb: number): Promise<WorkerInstance> {
+    const placeholder: WorkerBundle = { workerId: '', version: '', mainModule: '', modules: [], limits: Limits.parse({ memoryMb }), vars: {}, bindings: [] };
+    const w = new WorkerInstance(placeholder, onCatastrophe, await bootstrap(), false);
+    await w.#failing(() => w.#init(false));
+    return w;
+  }
+
+  /** Gives a prepared instance its worker (once): its vars and bindings, then its modules. */
+  async adopt(bundle: WorkerBundle): Promise<WorkerInstance> {
+    if (this.#adopted || bundle.allowEval || bundle.limits.memoryMb !== this.bundle.limits.memoryMb) throw new Error('this spare cannot take that worker');
+    this.#adopted = true;
+    this.bundle = bundle;
+    this.lastUsed = Date.now();
+    await this.#failing(async () => {
+      await this.#entry!.configure.apply(undefined, [JSON.stringify({ vars: bundle.vars, bindings: bundle.bindings })], { timeout: bundle.limits.cpuMs });
+      await this.#load();
+    });
+    return this;
+  }
+
+  /** Runs a setup step; a failure disposes the instance and rejects with a WorkerError. */
+  async #failing(step: () => Promise<void>): Promise<void> {
+    try {
+      await step();
     } catch (e) {
-      const err = w.#translate(e);
-      w.dispose();
+      const err = this.#translate(e);
+      this.dispose();
       throw err;
     }
-    return w;
   }
 
   /** A DevTools protocol session on this isolate (created with the inspector on). */
@@ -248,7 +283,6 @@ export class WorkerInstance {
   }
 
   async #init(allowEval: boolean): Promise<void> {
-    const { cpuMs } = this.bundle.limits;
     const context = (this.#context ??= await this.#isolate.createContext({ inspector: this.#inspector }));
     const jail = context.global;
     // Host callbacks take and return primitives (and ArrayBuffer copies) only; the bootstrap keeps
@@ -346,7 +380,12 @@ export class WorkerInstance {
     entryRef.release();
     jail.deleteSync('__cordonEntry');
     this.#entry = entry as Entry;
+  }
 
+  /** The worker's modules: binary ones shipped in, then linked and evaluated, under the CPU limit. */
+  async #load(): Promise<void> {
+    const { cpuMs } = this.bundle.limits;
+    const context = this.#context!;
     const watch = this.#watch();
     try {
       await shipBinaryModules(this.bundle.modules, (name, type, bytes) =>
@@ -357,7 +396,7 @@ export class WorkerInstance {
         await main.evaluate({ timeout: cpuMs });
         const namespace = main.namespace;
         try {
-          const problem = await this.#entry.loaded.apply(undefined, [namespace.derefInto()], { timeout: cpuMs });
+          const problem = await this.#entry!.loaded.apply(undefined, [namespace.derefInto()], { timeout: cpuMs });
           if (problem) throw new WorkerError(500, 'worker threw an exception', `the main module failed to load: ${problem}`);
         } finally {
           namespace.release();
@@ -365,7 +404,7 @@ export class WorkerInstance {
       } finally {
         for (const m of all) m.release();
       }
-      await this.#entry.end.apply(undefined, [], { timeout: cpuMs });
+      await this.#entry!.end.apply(undefined, [], { timeout: cpuMs });
     } finally {
       watch.stop();
     }

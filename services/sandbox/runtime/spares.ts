@@ -1,26 +1,23 @@
 /**
- * Isolates made ahead of need. Creating an isolate from the start-up snapshot costs ~5 ms of
- * synchronous deserialisation, the largest part of a cold start; a spare made while the process is
- * idle takes that off the request's path. A spare is a bare isolate with an empty context: no
- * tenant has touched it, and each is handed to exactly one worker instance, never back.
- * Only the default memory limit is kept spare (V8 fixes the limit when the isolate is made).
+ * Worker instances made ahead of need. Creating an isolate from the start-up snapshot (~5 ms of
+ * synchronous deserialisation) and initialising its context (host callbacks, the bootstrap, the
+ * lockdown: ~4 ms) is most of a cold start; a spare made while the process is idle takes both off
+ * the request's path, leaving the worker's own modules. A spare has not met any tenant: no worker
+ * code has run in it, and each is handed to exactly one worker, never back. Only the default memory
+ * limit is kept spare (V8 fixes the limit when the isolate is made), and not for workers that may
+ * eval (the lockdown decides that at initialisation).
  */
-import ivm from 'isolated-vm';
-import { bootstrap } from './bootstrap-bundle.ts';
+import { WorkerInstance } from './instance.ts';
 
 const QUIET_MS = 25;
 
-export interface Spare {
-  isolate: ivm.Isolate;
-  context: ivm.Context;
-}
-
 export class SpareIsolates {
-  readonly #spares: Spare[] = [];
+  readonly #spares: WorkerInstance[] = [];
   readonly #size: number;
   readonly #memoryMb: number;
   readonly #onCatastrophe: (message: string) => void;
   #timer: NodeJS.Timeout | undefined;
+  #making = false;
   #disposed = false;
 
   constructor(opts: { size: number; memoryMb: number; onCatastrophe: (message: string) => void }) {
@@ -30,8 +27,8 @@ export class SpareIsolates {
     this.#refill();
   }
 
-  /** A spare for an isolate with this memory limit, if one is ready; a new one is then made in the background. */
-  take(memoryMb: number): Spare | undefined {
+  /** A spare for an instance with this memory limit, if one is ready; a new one is then made in the background. */
+  take(memoryMb: number): WorkerInstance | undefined {
     const spare = memoryMb === this.#memoryMb ? this.#spares.pop() : undefined;
     this.#refill();
     return spare;
@@ -48,20 +45,26 @@ export class SpareIsolates {
    */
   #refill(): void {
     clearTimeout(this.#timer);
-    if (this.#disposed || this.#spares.length >= this.#size) return;
+    if (this.#disposed || this.#making || this.#spares.length >= this.#size) return;
     this.#timer = setTimeout(() => {
-      void bootstrap().then((boot) => {
-        if (this.#disposed || this.#spares.length >= this.#size) return;
-        const isolate = new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: this.#memoryMb, onCatastrophicError: this.#onCatastrophe });
-        this.#spares.push({ isolate, context: isolate.createContextSync() });
-        this.#refill();
-      });
+      this.#making = true;
+      WorkerInstance.prepare(this.#onCatastrophe, this.#memoryMb).then(
+        (spare) => {
+          this.#making = false;
+          if (this.#disposed || this.#spares.length >= this.#size) return spare.dispose();
+          this.#spares.push(spare);
+          this.#refill();
+        },
+        () => {
+          this.#making = false; // tried again at the next take
+        },
+      );
     }, QUIET_MS).unref();
   }
 
   dispose(): void {
     this.#disposed = true;
     clearTimeout(this.#timer);
-    for (const s of this.#spares.splice(0)) s.isolate.dispose();
+    for (const s of this.#spares.splice(0)) s.dispose();
   }
 }

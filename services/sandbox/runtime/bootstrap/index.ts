@@ -237,11 +237,27 @@ const codec: ValueCodec = {
   decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
 };
 g.caches = makeCaches(callCapAsync);
-const bindingObjects: Record<string, object> = {};
-for (const b of options.bindings) {
-  bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : b.type === 'workflow' ? workflowBinding(callCapAsync, b.name, codec) : directoryBinding(callCap, b.name);
+/** The worker's `env`: its vars and a binding object per capability it was given. */
+function makeEnv(vars: Record<string, string>, bindings: typeof options.bindings): object {
+  const bindingObjects: Record<string, object> = {};
+  for (const b of bindings) {
+    bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : b.type === 'workflow' ? workflowBinding(callCapAsync, b.name, codec) : directoryBinding(callCap, b.name);
+  }
+  return Object.freeze({ ...vars, ...bindingObjects });
 }
-const env = Object.freeze({ ...options.vars, ...bindingObjects });
+let env = makeEnv(options.vars, options.bindings);
+let configurable = true;
+
+/**
+ * A context made ahead of need (a spare) is initialised before it knows its worker: the host then
+ * gives it the worker's vars and bindings, once, before any module of the worker is loaded.
+ */
+function configure(json: string): void {
+  if (!configurable) throw new Error('configure() comes before the worker is loaded, once');
+  configurable = false;
+  const o = JSON.parse(json) as { vars: Record<string, string>; bindings: typeof options.bindings };
+  env = makeEnv(o.vars, o.bindings);
+}
 
 // --- loading: data and WebAssembly modules shipped with the worker --------------------------------------
 // The host copies their bytes in (and this compiles wasm with the original constructor) before any tenant
@@ -286,6 +302,7 @@ const NO_HANDLER = Symbol('no handler');
 
 /** Called by the host once the main module has been evaluated, with its namespace. */
 function loaded(namespace: Record<string, unknown>): string {
+  configurable = false;
   delete g.__cordonShipped;
   delete g.__cordonBuiltins;
   shipped.clear();
@@ -537,4 +554,4 @@ function wsEvent(id: number, type: string, data: string | ArrayBuffer | null, co
   }
 }
 
-g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded, runWorkflow, runScheduled, pull, cancelStream, wsEvent };
+g.__cordonEntry = { run, drain, end, fireTimer, ship, loaded, runWorkflow, runScheduled, pull, cancelStream, wsEvent, configure };
