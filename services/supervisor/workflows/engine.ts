@@ -296,12 +296,23 @@ export class WorkflowEngine {
     return this.#db(tenant).prepare('SELECT * FROM steps WHERE workflow = ? AND instance = ? AND name = ? AND count = ?').get(workflow, id, name, count) as StepRow | undefined;
   }
 
-  async stepBegin(tenant: string, workflow: string, id: string, token: string, name: string, count: number): Promise<StepReply> {
-    if (!this.#live(tenant, workflow, id, token)) return { state: 'suspend' };
+  /**
+   * How every step call starts: a run that is no longer current is told to suspend, a recorded
+   * outcome is replayed (a sleep records no value), and a step recorded as another kind is refused.
+   */
+  #replay(tenant: string, workflow: string, id: string, token: string, name: string, count: number, type: StepRow['type']): { reply: StepReply } | { step: StepRow | undefined } {
+    if (!this.#live(tenant, workflow, id, token)) return { reply: { state: 'suspend' } };
     const step = this.#step(tenant, workflow, id, name, count);
-    if (step?.status === 'complete') return { state: 'done', value: step.value };
-    if (step?.status === 'errored') return { state: 'error', name: step.error_name ?? 'Error', message: step.error_message ?? '' };
-    if (step && step.type !== 'do') throw new WorkflowError(400, `step "${name}" #${count} was a ${step.type} when this instance last ran; step names must be deterministic`);
+    if (step?.status === 'complete') return { reply: { state: 'done', value: step.value } };
+    if (step?.status === 'errored') return { reply: { state: 'error', name: step.error_name ?? 'Error', message: step.error_message ?? '' } };
+    if (step && step.type !== type) throw new WorkflowError(400, `step "${name}" #${count} was a ${step.type} when this instance last ran; step names must be deterministic`);
+    return { step };
+  }
+
+  async stepBegin(tenant: string, workflow: string, id: string, token: string, name: string, count: number): Promise<StepReply> {
+    const seen = this.#replay(tenant, workflow, id, token, name, count, 'do');
+    if ('reply' in seen) return seen.reply;
+    const { step } = seen;
     const db = this.#db(tenant);
     const now = this.#now();
     if (!step) {
@@ -358,10 +369,9 @@ export class WorkflowEngine {
   }
 
   async stepSleep(tenant: string, workflow: string, id: string, token: string, name: string, count: number, until: number): Promise<StepReply> {
-    if (!this.#live(tenant, workflow, id, token)) return { state: 'suspend' };
-    const step = this.#step(tenant, workflow, id, name, count);
-    if (step?.status === 'complete') return { state: 'done', value: null };
-    if (step && step.type !== 'sleep') throw new WorkflowError(400, `step "${name}" #${count} was a ${step.type} when this instance last ran; step names must be deterministic`);
+    const seen = this.#replay(tenant, workflow, id, token, name, count, 'sleep');
+    if ('reply' in seen) return seen.reply;
+    const { step } = seen;
     const db = this.#db(tenant);
     const now = this.#now();
     // The time to wake is the one recorded first: a replay's own Date.now() does not move it.
@@ -382,11 +392,9 @@ export class WorkflowEngine {
   }
 
   async stepWaitForEvent(tenant: string, workflow: string, id: string, token: string, name: string, count: number, type: string, timeoutMs: number): Promise<StepReply> {
-    if (!this.#live(tenant, workflow, id, token)) return { state: 'suspend' };
-    const step = this.#step(tenant, workflow, id, name, count);
-    if (step?.status === 'complete') return { state: 'done', value: step.value };
-    if (step?.status === 'errored') return { state: 'error', name: step.error_name ?? 'Error', message: step.error_message ?? '' };
-    if (step && step.type !== 'waitForEvent') throw new WorkflowError(400, `step "${name}" #${count} was a ${step.type} when this instance last ran; step names must be deterministic`);
+    const seen = this.#replay(tenant, workflow, id, token, name, count, 'waitForEvent');
+    if ('reply' in seen) return seen.reply;
+    const { step } = seen;
     const db = this.#db(tenant);
     const now = this.#now();
     const eventType = step?.event_type ?? type;
