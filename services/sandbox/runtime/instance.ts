@@ -457,9 +457,7 @@ export class WorkerInstance {
   async runScheduled(cron: string, scheduledTime: number, hooks: RequestHooks): Promise<void> {
     const out = await this.#invoke(hooks, () => [(now) => this.#entry!.runScheduled.apply(undefined, [cron, scheduledTime, now], { result: { promise: true, copy: true }, timeout: this.bundle.limits.cpuMs }) as Promise<unknown>, () => {}]);
     if (out) {
-      const err = new WorkerError(500, 'scheduled() failed', out);
-      this.#fail(err);
-      throw err;
+      throw this.#fail(new WorkerError(500, 'scheduled() failed', out));
     }
   }
 
@@ -472,9 +470,7 @@ export class WorkerInstance {
       if (typeof out !== 'string') throw new WorkerError(500, 'worker returned an invalid result');
       return out;
     } catch (e) {
-      const err = this.#translate(e);
-      this.#fail(err);
-      throw err;
+      throw this.#fail(e);
     } finally {
       cleanup();
       watch.stopWall();
@@ -512,8 +508,7 @@ export class WorkerInstance {
     this.#activate(socket);
     const event = (type: string, data: string | ArrayBuffer | null, code = 1005, reason = '') =>
       this.disposed ? Promise.resolve() : this.#entry!.wsEvent.apply(undefined, [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()], { timeout: this.bundle.limits.cpuMs }).then(() => this.#flush(), (e: unknown) => {
-        const err = this.#translate(e);
-        this.#fail(err);
+        this.#fail(e);
         peer.close(1011, 'the worker failed');
       });
     return {
@@ -606,8 +601,7 @@ export class WorkerInstance {
       // ArrayBuffer (no getters, nothing the tenant can reach); see serialize() in the bootstrap.
       result = await this.#entry!.run.apply(undefined, [meta, body, Date.now(), seq], { result: { promise: true, copy: true }, timeout: cpuMs });
     } catch (e) {
-      const err = this.#translate(e);
-      this.#fail(err);
+      const err = this.#fail(e);
       this.#dropIncoming(seq);
       void this.#afterResponse(undefined, watch);
       throw err;
@@ -629,9 +623,7 @@ export class WorkerInstance {
       if (webSocketId !== undefined) return { ...response, webSocket: this.#bindSocket(webSocketId, socket) };
       return response;
     } catch (e) {
-      const err = this.#translate(e);
-      this.#fail(err);
-      throw err;
+      throw this.#fail(e);
     } finally {
       this.#flush();
     }
@@ -668,8 +660,7 @@ export class WorkerInstance {
             if (total > MAX_STREAMED_BODY) throw new WorkerError(500, `worker response body exceeds the ${MAX_STREAMED_BODY / MiB} MiB limit for streamed bodies`);
             controller.enqueue(new Uint8Array(chunk));
           } catch (e) {
-            const err = this.#translate(e);
-            this.#fail(err);
+            const err = this.#fail(e);
             controller.error(err);
             finish();
           }
@@ -753,9 +744,12 @@ export class WorkerInstance {
     this.#flush();
   }
 
-  #fail(err: WorkerError): void {
+  /** What went wrong, as a WorkerError, logged to the worker's log. */
+  #fail(e: unknown): WorkerError {
+    const err = this.#translate(e);
     this.#log('error', err.detail === err.message ? err.message : `${err.message}: ${err.detail}`);
     this.#flush();
+    return err;
   }
 
   /** Arm the CPU-time and wall-time watchdogs; either disposes the isolate when it fires. */
