@@ -2,14 +2,11 @@
  * `cordon doctor`: each protection layer of the sandbox processes, whether this machine provides it,
  * and a live probe — a process confined exactly as a sandbox is, trying to escape.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import type { Writable } from 'node:stream';
-import { confinedCommand, findBwrap, processLayers, ROOT } from '../lib/process-sandbox.ts';
-import { compileOuterPolicy } from '../lib/seccomp/policy.ts';
+import { findBwrap, processLayers, ROOT, spawnConfined } from '../lib/process-sandbox.ts';
 
 export type ProbeResult = Record<string, unknown>;
 
@@ -19,12 +16,11 @@ export async function probeSandbox(): Promise<ProbeResult> {
   if (!bwrap) throw new Error('bubblewrap is not installed');
   const dataDir = mkdtempSync(join(tmpdir(), 'cordon-probe-'));
   const socket = join(dataDir, 'sockets', 'probe.sock');
-  const { file, args } = confinedCommand({ bwrap, nodeArgs: ['--no-node-snapshot'], script: join(ROOT, 'services/sandbox/probe.ts'), dataDir });
+  mkdirSync(join(dataDir, 'sockets'), { mode: 0o700 });
   const server = createServer((s) => s.once('data', () => s.end('pong')));
   await new Promise<void>((r) => server.listen(socket, r));
   try {
-    const child = spawn(file, [...args, socket], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
-    (child.stdio[3] as Writable).on('error', () => {}).end(compileOuterPolicy());
+    const child = spawnConfined({ bwrap, nodeArgs: ['--no-node-snapshot'], script: join(ROOT, 'services/sandbox/probe.ts'), scriptArgs: [socket], dataDir }, { output: 'pipe' });
     let out = '';
     let err = '';
     child.stdout!.on('data', (d) => (out += d));

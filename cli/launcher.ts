@@ -3,16 +3,14 @@
  * command line names `services/<name>/`), spawned with this same Node binary, handed only the mesh
  * keys its role needs, and restarted with back-off whenever it dies.
  */
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import type { Writable } from 'node:stream';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cordonList, flightRecorderPath, loadConfig } from '../lib/config.ts';
 import { Keyring, loadMeshSecret, type Role } from '../lib/rpc/index.ts';
 import { adminTokenPath, loadAdminToken } from '../lib/admin-token.ts';
-import { confinedCommand, findBwrap, INSECURE_ENV, processLayers } from '../lib/process-sandbox.ts';
-import { compileOuterPolicy } from '../lib/seccomp/policy.ts';
+import { findBwrap, INSECURE_ENV, processLayers, spawnConfined } from '../lib/process-sandbox.ts';
 import { natsServers, otlpDestination, relayOutside, RELAY_ENV, type Destination } from '../lib/relay.ts';
 import type { Server } from 'node:net';
 
@@ -61,18 +59,13 @@ class Supervised {
     for (const name of Object.keys(env)) {
       if ((/^CORDON_TLS_/.test(name) && role !== 'ingress') || (/^CORDON_(MASTER_KEY|ADMIN_TOKEN)$/.test(name) && role !== 'supervisor')) delete env[name];
     }
-    let file = process.execPath;
-    let args = [...this.spec.nodeArgs, script];
-    const stdio: StdioOptions = ['ignore', 'inherit', 'inherit'];
+    let child: ChildProcess;
     if (this.#confine) {
       delete env.NODE_EXTRA_CA_CERTS; // nothing to read them from inside, and no TLS to do
       Object.assign(env, this.#confine.relayEnv);
       const files = [flightRecorderPath(env.CORDON_DATA_DIR!, this.spec.env.CORDON_CORDON!)];
-      ({ file, args } = confinedCommand({ ...this.#confine, nodeArgs: this.spec.nodeArgs, script, dataDir: env.CORDON_DATA_DIR!, files }));
-      stdio.push('pipe'); // fd 3: bwrap reads the outer seccomp filter from it
-    }
-    const child = spawn(file, args, { cwd: ROOT, env, stdio });
-    if (this.#confine) (child.stdio[3] as Writable).on('error', () => {}).end(compileOuterPolicy());
+      child = spawnConfined({ ...this.#confine, nodeArgs: this.spec.nodeArgs, script, dataDir: env.CORDON_DATA_DIR!, files }, { env, output: 'inherit' });
+    } else child = spawn(process.execPath, [...this.spec.nodeArgs, script], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
     this.#child = child;
     child.on('exit', (code, signal) => {
       if (this.#stopping) return;

@@ -5,10 +5,12 @@
  * directory and its own flight-recorder file. bwrap also applies the outer seccomp filter before
  * Node starts (policy.ts); the process adds the inner one itself once loaded (lockdown.ts).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { seccompAddon } from './seccomp/lockdown.ts';
+import { compileOuterPolicy } from './seccomp/policy.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 /** What of the app a sandbox needs (no cli/, no tests, no data). */
@@ -47,16 +49,14 @@ function libraryArgs(node: string): string[] {
   return libraryBinds;
 }
 
-export interface ConfinedSpawn {
-  file: string;
-  args: string[];
-}
-
 /**
- * The bwrap command line that runs `node nodeArgs script` confined. The outer seccomp filter is read
- * from fd 3, which the caller fills (a pipe) with `compileOuterPolicy()`.
+ * Starts `node nodeArgs script scriptArgs` confined by bwrap, which reads the outer seccomp filter
+ * from fd 3 (a pipe filled here). `output`: the child's stdout and stderr, inherited or piped.
  */
-export function confinedCommand(opts: { bwrap: string; nodeArgs: string[]; script: string; dataDir: string; configFile?: string; files?: string[] }): ConfinedSpawn {
+export function spawnConfined(
+  opts: { bwrap: string; nodeArgs: string[]; script: string; scriptArgs?: string[]; dataDir: string; configFile?: string; files?: string[] },
+  spawnOpts: { env?: NodeJS.ProcessEnv; output: 'inherit' | 'pipe' },
+): ChildProcess {
   const node = realpathSync(process.execPath);
   const sockets = join(opts.dataDir, 'sockets');
   mkdirSync(sockets, { recursive: true, mode: 0o700 });
@@ -84,9 +84,11 @@ export function confinedCommand(opts: { bwrap: string; nodeArgs: string[]; scrip
     '--remount-ro', '/',
     '--chdir', ROOT,
     '--seccomp', '3',
-    node, ...opts.nodeArgs, opts.script,
+    node, ...opts.nodeArgs, opts.script, ...(opts.scriptArgs ?? []),
   ];
-  return { file: opts.bwrap, args };
+  const child = spawn(opts.bwrap, args, { cwd: ROOT, env: spawnOpts.env, stdio: ['ignore', spawnOpts.output, spawnOpts.output, 'pipe'] });
+  (child.stdio[3] as Writable).on('error', () => {}).end(compileOuterPolicy());
+  return child;
 }
 
 export interface Layer {
