@@ -118,7 +118,10 @@ class WorkerSocketTarget extends RpcTarget implements WorkerSocketApi {
   }
   message(data: unknown): Promise<void> {
     if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw new TypeError('a message is text or bytes');
-    return this.#socket.message(typeof data === 'string' ? data : (data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer));
+    if (typeof data === 'string') return this.#socket.message(data);
+    // The isolate gets an ArrayBuffer: the one behind the bytes when they fill it, else a copy of them.
+    const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+    return this.#socket.message(whole ? (data.buffer as ArrayBuffer) : (data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer));
   }
   /** The browser's end closed (every way a socket ends comes through here): the worker hears of it. */
   close(code: unknown, reason: unknown): Promise<void> {
