@@ -6,7 +6,7 @@ import { runStart } from './launcher.ts';
 import { runDoctor } from './doctor.ts';
 import { runDebug } from './debug.ts';
 import { writeExport, type ExportedVersion } from './export.ts';
-import { readWorkerConfig } from './worker-config.ts';
+import { CONFIG_NAMES, findWorkerConfig, readWorkerConfig } from './worker-config.ts';
 import { workflowsCommand, WORKFLOWS_USAGE } from './workflows.ts';
 
 const USAGE = `usage: cordon <command> [options]
@@ -100,10 +100,12 @@ async function main(argv: string[]): Promise<number> {
         },
       });
       // A config file gives the defaults; flags add to or override it.
-      const file = values.config ? readWorkerConfig(values.config) : undefined;
+      // As wrangler: with neither an entry nor --config, the config file in this directory.
+      const configPath = values.config ?? (positionals.length ? undefined : findWorkerConfig(process.cwd()));
+      const file = configPath ? readWorkerConfig(configPath) : undefined;
       if (positionals.length > 1) throw new CliError('deploy takes one entry file: cordon deploy <entry.js|entry.ts> --name <worker>');
       const entry = positionals[0] ?? file?.main;
-      if (!entry) throw new CliError('deploy needs an entry file, or --config wrangler.jsonc with "main"');
+      if (!entry) throw new CliError(`deploy needs an entry file, --config <file> with "main", or one of ${CONFIG_NAMES.join(', ')} in this directory`);
       const name = values.name ?? file?.name;
       if (!name) throw new CliError('deploy needs --name <worker> (or "name" in the config file)');
       const vars: Record<string, string> = { ...file?.vars };

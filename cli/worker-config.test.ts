@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { readWorkerConfig } from './worker-config.ts';
+import { findWorkerConfig, readWorkerConfig } from './worker-config.ts';
 
 test('a wrangler.jsonc with comments and trailing commas is read as Cloudflare means it', () => {
   const c = readWorkerConfig('examples/notes/wrangler.jsonc');
@@ -34,4 +34,14 @@ test('bad config files fail with the file, position or field, and what is wrong'
   const ok = readWorkerConfig(write('{ "name": "x", "main": "./src/w.ts", "route": "a.com/*", "routes": ["b.com/*", { "pattern": "c.com/*", "zone_name": "c.com" }] }'));
   assert.deepEqual(ok.routes, ['a.com/*', 'b.com/*', 'c.com/*']);
   assert.equal(ok.main, join(dir, 'src/w.ts'));
+});
+
+test('with no file named, deploy finds cordon.jsonc before wrangler.jsonc in the directory, or nothing', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-find-'));
+  assert.equal(findWorkerConfig(dir), undefined);
+  writeFileSync(join(dir, 'wrangler.jsonc'), '{ "name": "w", "main": "a.js" }');
+  assert.equal(findWorkerConfig(dir), join(dir, 'wrangler.jsonc'));
+  writeFileSync(join(dir, 'cordon.jsonc'), '// ours\n{ "name": "c", "main": "a.js" }');
+  assert.equal(findWorkerConfig(dir), join(dir, 'cordon.jsonc'));
+  assert.equal(readWorkerConfig(findWorkerConfig(dir)!).name, 'c');
 });

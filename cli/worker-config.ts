@@ -5,8 +5,8 @@
  * `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`). JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's).
  * This one reader serves every binding kind, so a new binding is one more field here.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { CliError } from './admin-client.ts';
@@ -64,6 +64,13 @@ export interface WorkerConfig {
 function position(text: string, offset: number): string {
   const before = text.slice(0, offset).split('\n');
   return `${before.length}:${before.at(-1)!.length + 1}`;
+}
+
+/** The config files `deploy` looks for in a directory when given neither an entry nor --config, in this order. */
+export const CONFIG_NAMES = ['cordon.jsonc', 'cordon.json', 'wrangler.jsonc', 'wrangler.json'];
+
+export function findWorkerConfig(dir: string): string | undefined {
+  return CONFIG_NAMES.map((n) => join(dir, n)).find((f) => existsSync(f));
 }
 
 export function readWorkerConfig(file: string): WorkerConfig {

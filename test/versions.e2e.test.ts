@@ -89,4 +89,21 @@ describe('worker versions', () => {
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /cannot read examples\/notes\/missing\.jsonc/);
   });
+
+  test('deploy with no arguments uses the cordon.jsonc (or wrangler.jsonc) of the directory it runs in', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-cfg-'));
+    writeFileSync(join(dir, 'worker.js'), `export default { fetch() { return new Response('from cordon.jsonc') } }`);
+    writeFileSync(join(dir, 'cordon.jsonc'), `{\n  // found without --config\n  "name": "found", "main": "worker.js", "routes": ["*/found"],\n}`);
+    const r = await mesh.cli(['deploy'], dir);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /deployed default\/found version/);
+    const res = await waitFor('found', async () => {
+      const x = await fetch(`${mesh.httpUrl}/found`);
+      return x.status === 200 ? x : undefined;
+    });
+    assert.equal(await res.text(), 'from cordon.jsonc');
+    const none = await mesh.cli(['deploy'], mkdtempSync(join(tmpdir(), 'cordon-empty-')));
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /one of cordon\.jsonc, cordon\.json, wrangler\.jsonc, wrangler\.json in this directory/);
+  });
 });

@@ -37,7 +37,8 @@ export interface TestMesh {
   adminUrl: string;
   launcher: ChildProcess;
   output(): string;
-  cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** The cordon CLI with this mesh's environment, run in `cwd` (the repository by default). */
+  cli(args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }>;
   /** PIDs of the launcher's children by `services/<name>/` in their command line (sandboxes: by cordon). */
   servicePids(): Map<string, number>;
   stop(): Promise<void>;
@@ -95,9 +96,9 @@ export async function startTestMesh(extraEnv: NodeJS.ProcessEnv = {}, args: stri
     adminUrl,
     launcher,
     output: () => out,
-    async cli(cliArgs) {
+    async cli(cliArgs, cwd = ROOT) {
       try {
-        const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'cli/cordon.mjs'), ...cliArgs], { cwd: ROOT, env });
+        const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'cli/cordon.mjs'), ...cliArgs], { cwd, env });
         return { code: 0, stdout, stderr };
       } catch (e) {
         const err = e as { code: number; stdout: string; stderr: string };
