@@ -73,6 +73,28 @@ describe('workflows', () => {
     assert.equal(again.status, 500, 'an id in use is refused');
   });
 
+  test('the binding in env: createBatch skips ids in use, list filters by status with decoded outputs, pause/resume/terminate/restart', async () => {
+    const batch = await (await fetch(`${mesh.httpUrl}/signup/batch?ids=b1,b2,early-bird`)).json();
+    assert.deepEqual(batch, ['b1', 'b2'], 'an id in use is skipped, not an error');
+    await until('b1', 'waiting');
+    await until('b2', 'waiting');
+    const bind = (id: string, op: string) => fetch(`${mesh.httpUrl}/signup/control?id=${id}&op=${op}`);
+    assert.equal((await bind('b1', 'pause')).status, 200);
+    await until('b1', 'paused');
+    assert.equal((await bind('b1', 'resume')).status, 200);
+    assert.equal((await bind('b2', 'terminate')).status, 200);
+    await until('b2', 'terminated');
+    assert.equal((await bind('b2', 'restart')).status, 200);
+    await until('b2', 'waiting');
+    const completed = (await (await fetch(`${mesh.httpUrl}/signup/list?status=complete&limit=1`)).json()) as { id: string; status: string; output: unknown }[];
+    assert.equal(completed.length, 1, 'the limit holds');
+    assert.equal(completed[0]!.status, 'complete');
+    assert.equal(typeof completed[0]!.output, 'object', 'outputs come decoded, as from status()');
+    const all = (await (await fetch(`${mesh.httpUrl}/signup/list`)).json()) as { id: string }[];
+    assert.ok(['b1', 'b2', 'early-bird'].every((id) => all.some((i) => i.id === id)));
+    assert.equal((await fetch(`${mesh.httpUrl}/signup/list?status=nonsense`)).status, 500, 'a bad filter is refused');
+  });
+
   test('NonRetryableError fails the step at once; an error after the last retry errors the instance', async () => {
     const id = await create({ user: 'x', fail: 'nonretryable' });
     const failed = await until(id, 'errored');

@@ -12,10 +12,14 @@ interface Params {
 interface Env {
   SIGNUP: {
     create(o: { id?: string; params?: Params }): Promise<{ id: string }>;
-    get(id: string): Promise<{ id: string; status(): Promise<unknown>; sendEvent(e: { type: string; payload?: unknown }): Promise<void> }>;
+    createBatch(batch: { id?: string; params?: Params }[]): Promise<{ id: string }[]>;
+    get(id: string): Promise<{ id: string; status(): Promise<unknown>; sendEvent(e: { type: string; payload?: unknown }): Promise<void> } & Record<Control, () => Promise<void>>>;
+    list(filter?: { status?: string; limit?: number }): Promise<{ id: string; status: string; output?: unknown }[]>;
   };
   DB: { sql: { exec(q: string, ...b: unknown[]): { toArray(): unknown[] } } };
 }
+
+type Control = 'pause' | 'resume' | 'terminate' | 'restart';
 
 interface Step {
   do<T>(name: string, fn: (ctx: { attempt: number }) => Promise<T>): Promise<T>;
@@ -60,7 +64,21 @@ export default {
       await (await env.SIGNUP.get(id!)).sendEvent({ type: 'approved', payload: { by: url.searchParams.get('by') } });
       return new Response('sent');
     }
+    if (url.pathname.endsWith('/batch')) {
+      const ids = (url.searchParams.get('ids') ?? '').split(',');
+      const made = await env.SIGNUP.createBatch(ids.map((i) => ({ id: i, params: { user: i, sleepMs: 10 } })));
+      return Response.json(made.map((m) => m.id));
+    }
+    if (url.pathname.endsWith('/list')) {
+      const limit = url.searchParams.get('limit');
+      return Response.json(await env.SIGNUP.list({ status: url.searchParams.get('status') ?? undefined, limit: limit ? Number(limit) : undefined }));
+    }
+    if (url.pathname.endsWith('/control')) {
+      const op = url.searchParams.get('op') as Control;
+      await (await env.SIGNUP.get(id!))[op]();
+      return new Response(op);
+    }
     if (url.pathname.endsWith('/runs')) return Response.json(env.DB.sql.exec('SELECT instance, step, COUNT(*) AS n FROM runs GROUP BY instance, step').toArray());
-    return new Response('POST /signup/start?user=…, /signup/status?id=…, /signup/approve?id=…&by=…', { status: 404 });
+    return new Response('/signup/start?user=…, /status?id=…, /approve?id=…&by=…, /batch?ids=a,b, /list?status=…&limit=…, /control?id=…&op=pause|resume|terminate|restart', { status: 404 });
   },
 };

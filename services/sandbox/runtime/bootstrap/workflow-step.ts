@@ -134,13 +134,13 @@ export function makeStep(call: CallAsync, handle: string, codec: ValueCodec, set
 
 /** `env.<BINDING>` for a workflow: create/createBatch/get, and instances with status/pause/…/sendEvent. */
 export function workflowBinding(call: CallAsync, handle: string, codec: ValueCodec): object {
+  // An instance's status with its output and step outputs decoded (the engine keeps them encoded).
+  type Status = { status: string; output?: string; error?: unknown; steps: { output?: string }[] } & Record<string, unknown>;
+  const decoded = (s: Status) => ({ ...s, output: s.output === undefined ? undefined : codec.decode(s.output), steps: s.steps.map((st) => ({ ...st, output: st.output === undefined ? undefined : codec.decode(st.output) })) });
   const instance = (id: string) =>
     Object.freeze({
       id,
-      async status() {
-        const s = (await call(handle, 'status', [id])) as { status: string; output?: string; error?: unknown; steps: { output?: string }[] } & Record<string, unknown>;
-        return { ...s, output: s.output === undefined ? undefined : codec.decode(s.output), steps: s.steps.map((st) => ({ ...st, output: st.output === undefined ? undefined : codec.decode(st.output) })) };
-      },
+      status: async () => decoded((await call(handle, 'status', [id])) as Status),
       pause: () => call(handle, 'pause', [id]).then(() => undefined),
       resume: () => call(handle, 'resume', [id]).then(() => undefined),
       terminate: () => call(handle, 'terminate', [id]).then(() => undefined),
@@ -164,7 +164,7 @@ export function workflowBinding(call: CallAsync, handle: string, codec: ValueCod
       return instance((await call(handle, 'get', [id])) as string);
     },
     async list(filter?: unknown) {
-      return call(handle, 'list', [filter ?? {}]);
+      return ((await call(handle, 'list', [filter ?? {}])) as Status[]).map(decoded);
     },
   });
 }
