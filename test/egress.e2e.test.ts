@@ -14,11 +14,13 @@ function server(handler: (path: string, headers: Record<string, unknown>) => Rep
   const hits: string[] = [];
   const s: Server = createServer((req, res) => {
     hits.push(req.url ?? '');
+    if (req.url === '/hang') return; // never answers
+    if (req.url === '/huge') return void res.end(Buffer.alloc(9 * 1024 * 1024, 97)); // over the 8 MiB a response may have
     const r = handler(req.url ?? '', req.headers);
     res.writeHead(r.status, r.headers);
     res.end(r.body ?? '');
   });
-  return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve({ port: (s.address() as { port: number }).port, hits, close: () => s.close() })));
+  return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve({ port: (s.address() as { port: number }).port, hits, close: () => (s.closeAllConnections(), s.close()) })));
 }
 
 describe('fetch through egress', () => {
@@ -42,7 +44,7 @@ describe('fetch through egress', () => {
       return { status: 200, body: JSON.stringify(headers) };
     });
     closedPort = await freePort();
-    mesh = await startTestMesh();
+    mesh = await startTestMesh({ CORDON_EGRESS_TIMEOUT_MS: '1500' });
     const r = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'fetcher', '--route', '*/fetch*', '--origin', `http://127.0.0.1:${origin.port}`, '--origin', `http://127.0.0.1:${closedPort}`]);
     assert.equal(r.code, 0, r.stderr);
     await waitFor('the fetcher worker', async () => ((await fetch(`${mesh.httpUrl}/fetch`)).status === 200) || undefined);
@@ -89,6 +91,13 @@ describe('fetch through egress', () => {
     const down = await call(`url=${encodeURIComponent(`http://127.0.0.1:${closedPort}/`)}`);
     assert.match(down.error ?? '', /^TypeError: network error reaching 127\.0\.0\.1:\d+/);
     assert.doesNotMatch(down.error ?? '', /egress denied/);
+  });
+
+  test('limits: an origin that never answers times out; a response over 8 MiB is cut off', async () => {
+    const slow = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/hang`)}`);
+    assert.match(slow.error ?? '', /^TypeError: the request to 127\.0\.0\.1:\d+ timed out after 1500 ms/);
+    const huge = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/huge`)}`);
+    assert.match(huge.error ?? '', /^TypeError: the response from 127\.0\.0\.1:\d+ is larger than 8388608 bytes/);
   });
 
   test('at most 50 subrequests per incoming request', async () => {

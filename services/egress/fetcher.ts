@@ -16,7 +16,8 @@ export type OutboundRequest = FetchRequest;
 export type OutboundResponse = FetchResponse;
 
 const MAX_REDIRECTS = 20;
-const TIMEOUT_MS = 30_000;
+/** How long an outbound request may take (CORDON_EGRESS_TIMEOUT_MS). */
+const TIMEOUT_MS = Number(process.env.CORDON_EGRESS_TIMEOUT_MS) || 30_000;
 const DROP = /^(?:host|connection|keep-alive|proxy-.*|te|trailer|transfer-encoding|upgrade|forwarded|x-forwarded-.*|x-real-ip|x-upstream-.*|cordon-worker|content-length)$/i;
 const REDIRECT = new Set([301, 302, 303, 307, 308]);
 
@@ -40,7 +41,7 @@ function send(p: Pinned, method: string, headers: [string, string][], body: Uint
       timeout: TIMEOUT_MS,
       agent: false,
     });
-    req.on('timeout', () => req.destroy(new EgressError(`the request to ${p.url.host} timed out after ${TIMEOUT_MS / 1000} s`)));
+    req.on('timeout', () => req.destroy(new EgressError(`the request to ${p.url.host} timed out after ${TIMEOUT_MS} ms`)));
     req.on('error', (e) => reject(e instanceof EgressError ? e : new EgressError(`network error reaching ${p.url.host}: ${e.message}`)));
     req.on('response', (res) => {
       const chunks: Buffer[] = [];

@@ -8,7 +8,7 @@ import { configHash, reportDrift } from '../../lib/drift.ts';
 import { startService } from '../../lib/service.ts';
 import type { SupervisorForEgress } from '../../schemas/services.ts';
 import { systemResolver } from './policy.ts';
-import { EgressPort } from './port.ts';
+import { EgressPort, RateLimits } from './port.ts';
 import { HttpCache } from './cache.ts';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,7 +30,7 @@ await startService('egress', 'egress', async ({ config, log, node, onStop }) => 
     tenantDiskBytes: Number(process.env.CORDON_CACHE_TENANT_DISK_MB || 256) * 1024 * 1024,
   });
   onStop(() => cache.close());
-  const port = new EgressPort(resolver, refused, log, cache);
+  const port = new EgressPort(resolver, refused, log, cache, new RateLimits(Number(process.env.CORDON_EGRESS_RATE) || 100));
   supervisor = new MeshClient<SupervisorForEgress>(node, 'supervisor', 'supervisor', {
     onSession: (session) => session.remote.register(port),
   });

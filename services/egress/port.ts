@@ -29,9 +29,32 @@ export interface RefusalSink {
   (workerId: string, reason: string): void;
 }
 
-/** Requests per second one worker may send before egress starts refusing (a token bucket). */
-const RATE_PER_SECOND = 100;
-const BURST = 200;
+/**
+ * Requests per second a worker may send before egress starts refusing (CORDON_EGRESS_RATE), with
+ * bursts of twice that: a token bucket per worker, however many fetch capabilities it has been given
+ * (each sandbox session and each redeploy gets a new one).
+ */
+export class RateLimits {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #rate: number;
+  constructor(perSecond: number) {
+    this.#rate = perSecond;
+  }
+  get perSecond(): number {
+    return this.#rate;
+  }
+  /** Whether the worker may send one more request now. */
+  take(workerId: string): boolean {
+    const now = Date.now();
+    const b = this.#buckets.get(workerId) ?? { tokens: 2 * this.#rate, at: now };
+    b.tokens = Math.min(2 * this.#rate, b.tokens + ((now - b.at) / 1000) * this.#rate);
+    b.at = now;
+    this.#buckets.set(workerId, b);
+    if (b.tokens < 1) return false;
+    b.tokens--;
+    return true;
+  }
+}
 
 class FetcherCap extends RpcTarget implements FetcherApi {
   readonly #workerId: string;
@@ -40,11 +63,11 @@ class FetcherCap extends RpcTarget implements FetcherApi {
   readonly #refused: RefusalSink;
   readonly #log: Logger;
   readonly #cache: HttpCache;
-  #tokens = BURST;
-  #refilled = Date.now();
+  readonly #limits: RateLimits;
 
-  constructor(workerId: string, policy: WorkerPolicy, resolver: Resolver, refused: RefusalSink, log: Logger, cache: HttpCache) {
+  constructor(workerId: string, policy: WorkerPolicy, resolver: Resolver, refused: RefusalSink, log: Logger, cache: HttpCache, limits: RateLimits) {
     super();
+    this.#limits = limits;
     this.#cache = cache;
     this.#workerId = workerId;
     this.#policy = policy;
@@ -55,12 +78,8 @@ class FetcherCap extends RpcTarget implements FetcherApi {
 
   async fetch(requestArg: unknown): Promise<FetchResponse> {
     const request = check(Request, requestArg, 'fetch request') as FetchRequest;
-    const now = Date.now();
-    this.#tokens = Math.min(BURST, this.#tokens + ((now - this.#refilled) / 1000) * RATE_PER_SECOND);
-    this.#refilled = now;
     try {
-      if (this.#tokens < 1) throw new EgressDenied(`rate limit of ${RATE_PER_SECOND} requests per second exceeded`);
-      this.#tokens--;
+      if (!this.#limits.take(this.#workerId)) throw new EgressDenied(`rate limit of ${this.#limits.perSecond} requests per second exceeded`);
       return await outbound(request, this.#policy, this.#workerId, this.#resolver, this.#cache);
     } catch (e) {
       if (e instanceof EgressDenied) {
@@ -110,8 +129,10 @@ export class EgressPort extends RpcTarget implements EgressForSupervisor {
   readonly #resolver: Resolver;
   readonly #refused: RefusalSink;
   readonly #log: Logger;
-  constructor(resolver: Resolver, refused: RefusalSink, log: Logger, cache: HttpCache) {
+  readonly #limits: RateLimits;
+  constructor(resolver: Resolver, refused: RefusalSink, log: Logger, cache: HttpCache, limits: RateLimits) {
     super();
+    this.#limits = limits;
     this.#resolver = resolver;
     this.#refused = refused;
     this.#log = log;
@@ -126,6 +147,6 @@ export class EgressPort extends RpcTarget implements EgressForSupervisor {
   async fetcherFor(workerId: unknown, policy: unknown): Promise<FetcherApi> {
     const id = check(z.string().regex(/^[a-z0-9-]{1,64}\/[a-z0-9-]{1,64}$/), workerId, 'worker id');
     const p = check(z.object({ origins: z.array(Origin).max(32) }).and(EgressLists), policy, 'policy');
-    return new FetcherCap(id, { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) }, this.#resolver, this.#refused, this.#log, this.#cache);
+    return new FetcherCap(id, { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) }, this.#resolver, this.#refused, this.#log, this.#cache, this.#limits);
   }
 }
