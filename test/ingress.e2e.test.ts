@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import selfsigned from 'selfsigned';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
@@ -87,6 +88,30 @@ describe('ingress', () => {
     assert.equal(await g.text(), 'slept 1500 ms after a GET');
     assert.equal(p.status, 502);
     assert.match(await p.text(), /sandbox failed before it answered/);
+  });
+
+  test('HTTP/1.1 keep-alive: requests share a connection; headers over 32 KiB get 431', async () => {
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const get = (headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port: Number(mesh.env.CORDON_HTTP_PORT), path: '/hello', agent, headers }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, reused: req.reusedSocket }));
+        });
+        req.on('error', reject).end();
+      });
+    try {
+      assert.deepEqual(await get(), { status: 200, reused: false });
+      assert.deepEqual(await get(), { status: 200, reused: true }, 'the second request went over the first one’s connection');
+    } finally {
+      agent.destroy();
+    }
+    const big = await new Promise<string>((resolve) => {
+      let out = '';
+      const s = netConnect(Number(mesh.env.CORDON_HTTP_PORT), '127.0.0.1', () => s.write(`GET /hello HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(40 * 1024)}\r\n\r\n`));
+      s.on('data', (d) => (out += d)).on('close', () => resolve(out)).on('error', () => resolve(out));
+    });
+    assert.match(big, /^HTTP\/1\.1 431 /);
   });
 
   test('slow clients (slowloris) are cut off and do not tie up the process', async () => {
