@@ -62,15 +62,23 @@ describe('crash attribution and quarantine', () => {
     await waitFor('crasher back on standard', async () => ((await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200) || undefined);
   });
 
-  test('other signals over the window move a worker too: CPU-limit hits, egress refusals', async () => {
+  test('other signals over the window move a worker too: CPU-limit hits, memory-limit kills, refused capability calls, egress refusals', async () => {
     assert.equal((await mesh.cli(['deploy', 'examples/misbehave/index.ts', '--name', 'hog', '--route', '*/hog/*', '--cpu-ms', '20'])).code, 0);
     assert.equal((await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'prober', '--route', '*/probe*'])).code, 0);
-    await waitFor('both workers', async () => ((await fetch(`${mesh.httpUrl}/hog/ok`)).status === 200 && (await fetch(`${mesh.httpUrl}/probe`)).status === 200) || undefined);
+    assert.equal((await mesh.cli(['deploy', 'examples/misbehave/index.ts', '--name', 'glutton', '--route', '*/glutton/*', '--memory-mb', '32'])).code, 0);
+    assert.equal((await mesh.cli(['deploy', 'examples/notes/index.ts', '--name', 'snoop', '--route', '*/snoop*', '--storage', 'DB', '--directory', 'FILES'])).code, 0);
+    await waitFor('the workers', async () => {
+      for (const path of ['hog/ok', 'probe', 'glutton/ok', 'snoop?op=list']) if ((await fetch(`${mesh.httpUrl}/${path}`)).status !== 200) return undefined;
+      return true;
+    });
     for (let i = 0; i < 20; i++) assert.equal((await fetch(`${mesh.httpUrl}/hog/loop`)).status, 503);
+    for (let i = 0; i < 5; i++) assert.equal((await fetch(`${mesh.httpUrl}/glutton/bomb`)).status, 503);
+    for (let i = 0; i < 20; i++) assert.equal((await fetch(`${mesh.httpUrl}/snoop?op=sql`, { method: 'POST', body: 'PRAGMA database_list' })).status, 409);
     for (let i = 0; i < 50; i++) assert.match(await (await fetch(`${mesh.httpUrl}/probe?url=http://127.0.0.1:1/`)).text(), /egress denied/);
-    const list = await waitFor('both to be quarantined', async () => {
+    const list = await waitFor('all four to be quarantined', async () => {
       const out = (await mesh.cli(['quarantine', 'list'])).stdout;
-      return /default\/hog\t.*20 CPU-limit hits/.test(out) && /default\/prober\t.*50 egress refusals/.test(out) ? out : undefined;
+      const moved = [/default\/hog\t.*20 CPU-limit hits/, /default\/glutton\t.*5 memory-limit kills/, /default\/snoop\t.*20 refused capability calls/, /default\/prober\t.*50 egress refusals/];
+      return moved.every((m) => m.test(out)) ? out : undefined;
     });
     assert.match(list, /default\/hog\tq-[0-9a-f]{12}/);
     assert.match((await mesh.cli(['audit', 'tail', '--limit', '400'])).stdout, /worker\.quarantined\tdefault\/prober/);
