@@ -42,6 +42,20 @@ const tr46ToHost: Plugin = {
   },
 };
 
+/**
+ * whatwg-url imports `@exodus/bytes/encoding.js` only to register the legacy multi-byte encodings
+ * (GBK, Big5, Shift_JIS, …: ~190 KB of tables), used when a URL's query is encoded for a non-UTF-8
+ * HTML document. Workers have no documents: URL and URLSearchParams always encode UTF-8. Left out,
+ * the snapshot every isolate starts from is half the size (faster to create, less memory per isolate).
+ */
+const noLegacyEncodings: Plugin = {
+  name: 'cordon-no-legacy-encodings',
+  setup(build) {
+    build.onResolve({ filter: /^@exodus\/bytes\/encoding\.js$/ }, () => ({ path: 'no-legacy-encodings', namespace: 'empty' }));
+    build.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({ contents: '', loader: 'js' }));
+  },
+};
+
 async function bundle(entry: string, plugins: Plugin[]): Promise<string> {
   const result = await build({
     entryPoints: [dir + entry],
@@ -87,7 +101,7 @@ let cached: Promise<Bootstrap> | undefined;
 /** Built once per process; every isolate starts from the snapshot and runs `init` in its context. */
 export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
-    const [libs, init] = await Promise.all([bundle('libs.ts', [tr46ToHost]), bundle('index.ts', [fromSnapshot])]);
+    const [libs, init] = await Promise.all([bundle('libs.ts', [tr46ToHost, noLegacyEncodings]), bundle('index.ts', [fromSnapshot])]);
     // esbuild's service process is not needed again, and must not outlive the sandbox's lockdown.
     await stop();
     return { snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP), init };

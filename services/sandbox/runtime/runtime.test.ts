@@ -213,6 +213,17 @@ test('URL hosts: international names through the host\'s tr46 (same results as w
   assert.deepEqual(JSON.parse(text(res!.body)), ['example.com', 'xn--bcher-kva.de', 'xn--xample-9ua.com', 'xn--fa-hia.de', '127.0.0.1', 'xn--bcher-kva.de', 'xn--a.com', 'TypeError', 'TypeError']);
 });
 
+test('URL queries and URLSearchParams encode UTF-8 (the legacy document encodings are left out of the snapshot)', async () => {
+  const { res, error } = await run(
+    worker(`export default { async fetch() {
+      const u = new URL('http://x.test/p?q=café €&\u{1F600}');
+      const p = new URLSearchParams({ k: 'naïve ✓' });
+      return Response.json([u.search, p.toString(), new URLSearchParams(u.search).get('q'), decodeURIComponent(u.search.slice(3).split('&')[0])]) } }`),
+  );
+  assert.equal(error, undefined, error?.detail);
+  assert.deepEqual(JSON.parse(text(res!.body)), ['?q=caf%C3%A9%20%E2%82%AC&%F0%9F%98%80', 'k=na%C3%AFve+%E2%9C%93', 'café €', 'café €']);
+});
+
 test('crypto.subtle.digest: SHA-1/256/384/512 by the host, with clear errors for anything else', async () => {
   const { res, error } = await run(
     worker(`export default { async fetch() {
