@@ -591,7 +591,8 @@ export class WorkerInstance {
     const { cpuMs } = this.bundle.limits;
     const { seq, watch } = this.#enter(hooks);
     if (bodyStream) this.#incoming.set(seq, bodyStream.getReader());
-    let result: [string, ArrayBuffer | null];
+    // The third element is true when the bootstrap ended the request's scope itself (see run()).
+    let result: [string, ArrayBuffer | null, boolean?];
     try {
       const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined });
       const body = request.body
@@ -612,14 +613,14 @@ export class WorkerInstance {
     if (!streamed) {
       this.#dropIncoming(seq);
       watch.stopWall();
-      void this.#afterResponse(seq, watch);
+      void this.#afterResponse(seq, watch, result[2] === true);
     }
     try {
       if (streamed) {
         const { webSocketId: _none, ...head } = this.#response([result[0].slice(1), null]);
         return { ...head, stream: this.#bodyStream(seq, watch) };
       }
-      const { webSocketId, ...response } = this.#response(result);
+      const { webSocketId, ...response } = this.#response([result[0], result[1]]);
       if (webSocketId !== undefined) return { ...response, webSocket: this.#bindSocket(webSocketId, socket) };
       return response;
     } catch (e) {
@@ -709,13 +710,14 @@ export class WorkerInstance {
 
   /**
    * waitUntil (`seq`; none when the request failed), then, if this was the last request in flight,
-   * `end`: all under the request's CPU watchdog.
+   * `end`: all under the request's CPU watchdog. `ended`: the isolate had nothing else going on and
+   * ended the request's scope itself; nothing is left to wait for or end.
    */
-  async #afterResponse(seq: number | undefined, watch: Watch): Promise<void> {
+  async #afterResponse(seq: number | undefined, watch: Watch, ended = false): Promise<void> {
     const { cpuMs } = this.bundle.limits;
     let deadline: NodeJS.Timeout | undefined;
     try {
-      if (seq === undefined || this.disposed) throw new Error('nothing to drain');
+      if (seq === undefined || this.disposed || ended) throw new Error('nothing to drain');
       const drained = this.#entry!.drain.apply(undefined, [seq], { result: { promise: true }, timeout: cpuMs });
       const remaining = Math.max(0, watch.deadline - Date.now());
       await Promise.race([drained, new Promise<void>((resolve) => (deadline = setTimeout(resolve, remaining)))]);
@@ -736,9 +738,11 @@ export class WorkerInstance {
       // `end` queues behind everything the isolate still had to do: while it waits, the CPU watchdog
       // of this request is still armed, and an isolate still blocked (a synchronous capability call
       // that never returns) is killed a moment after the wall-time deadline.
-      const stuck = setTimeout(() => this.#terminate('wall'), Math.max(0, watch.deadline - Date.now()) + END_GRACE_MS);
-      await this.#entry!.end.apply(undefined, [], { timeout: cpuMs }).catch(() => {});
-      clearTimeout(stuck);
+      if (!ended) {
+        const stuck = setTimeout(() => this.#terminate('wall'), Math.max(0, watch.deadline - Date.now()) + END_GRACE_MS);
+        await this.#entry!.end.apply(undefined, [], { timeout: cpuMs }).catch(() => {});
+        clearTimeout(stuck);
+      }
     }
     watch.stop();
     this.#flush();

@@ -221,6 +221,29 @@ test('timers belong to the request: pending ones are dropped when it ends, waitU
   assert.match(global.error!.detail, /not in global scope/);
 });
 
+test('a quick request that ends while others are still at work in the same isolate ends nothing of theirs (timers, waitUntil)', async () => {
+  const b = worker(`export default { async fetch(req, env, ctx) {
+    const p = new URL(req.url).pathname;
+    if (p === '/slow') {
+      await new Promise((r) => setTimeout(r, 60));
+      await new Promise((r) => setTimeout(r, 10)); // a timer set after the quick requests ended
+      return new Response('slow done') }
+    if (p === '/background') { ctx.waitUntil(new Promise((r) => setTimeout(r, 60)).then(() => new Promise((r) => setTimeout(r, 10))).then(() => console.log('background done'))); return new Response('sent') }
+    return new Response('quick') } }`);
+  const logs: LogEntry[] = [];
+  const hooks = { log: (e: LogEntry[]) => logs.push(...e) };
+  const at = (path: string) => rt.handle(b, { ...GET, url: `http://x.test${path}` }, hooks).then((r) => text(r.body));
+  assert.equal(await at('/quick'), 'quick'); // the isolate exists
+  const slow = at('/slow');
+  await sleep(20);
+  assert.deepEqual(await Promise.all([at('/quick'), at('/quick')]), ['quick', 'quick']);
+  assert.equal(await slow, 'slow done');
+  assert.equal(await at('/background'), 'sent');
+  assert.equal(await at('/quick'), 'quick');
+  await sleep(150);
+  assert.deepEqual(logs.map((l) => l.message), ['background done']);
+});
+
 test('a reply to a fetch that outlives its request is never delivered (no tenant code runs outside a request)', async () => {
   const caps: CapabilityHost = {
     async call() {

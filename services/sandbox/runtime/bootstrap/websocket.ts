@@ -114,6 +114,10 @@ export class WebSocket extends EventTarget {
     ws.#state = WebSocket.CLOSED;
     ws.dispatchEvent(new CloseEvent('close', { code, reason, wasClean: type === 'close' }));
   }
+  /** @internal whether any server end exists (made and not yet closed): it may keep the isolate busy */
+  static anyLive(): boolean {
+    return servers.size > 0;
+  }
   /** @internal which pair a client end belongs to (for a 101 response), if it is one */
   static pairOfClient(ws: unknown): number | undefined {
     return ws instanceof WebSocket && !ws.#server ? pairOf.get(ws) : undefined;
