@@ -135,7 +135,8 @@ export class WorkerRuntime {
   async #instance(key: string, bundle: WorkerBundle): Promise<WorkerInstance> {
     const existing = this.#instances.get(key);
     if (existing) {
-      const inst = await existing.catch(() => undefined);
+      // A live instance is known without waiting on its promise (the path of nearly every request).
+      const inst = this.#live.get(key)?.instance ?? (await existing.catch(() => undefined));
       if (inst && !inst.disposed) {
         // Map order is our LRU order: move to the back (both maps).
         this.#instances.delete(key);

@@ -715,18 +715,7 @@ export class WorkerInstance {
    */
   async #afterResponse(seq: number | undefined, watch: Watch, ended = false): Promise<void> {
     const { cpuMs } = this.bundle.limits;
-    let deadline: NodeJS.Timeout | undefined;
-    try {
-      if (seq === undefined || this.disposed || ended) throw new Error('nothing to drain');
-      const drained = this.#entry!.drain.apply(undefined, [seq], { result: { promise: true }, timeout: cpuMs });
-      const remaining = Math.max(0, watch.deadline - Date.now());
-      await Promise.race([drained, new Promise<void>((resolve) => (deadline = setTimeout(resolve, remaining)))]);
-      drained.catch(() => {});
-    } catch {
-      // the isolate died (a watchdog or the memory limit): nothing left to wait for
-    } finally {
-      clearTimeout(deadline);
-    }
+    if (seq !== undefined && !ended && !this.disposed) await this.#drain(seq, watch);
     if (seq !== undefined && this.disposed && this.#kill !== 'evicted') {
       // Killed after its response had gone out: the log is the only place to say so.
       this.#log('error', `${this.#translate(null).message} (after the response, in ctx.waitUntil)`);
@@ -746,6 +735,21 @@ export class WorkerInstance {
     }
     watch.stop();
     this.#flush();
+  }
+
+  /** Until request `seq`'s waitUntil promises settle, or its wall-time deadline. */
+  async #drain(seq: number, watch: Watch): Promise<void> {
+    let deadline: NodeJS.Timeout | undefined;
+    try {
+      const drained = this.#entry!.drain.apply(undefined, [seq], { result: { promise: true }, timeout: this.bundle.limits.cpuMs });
+      const remaining = Math.max(0, watch.deadline - Date.now());
+      await Promise.race([drained, new Promise<void>((resolve) => (deadline = setTimeout(resolve, remaining)))]);
+      drained.catch(() => {});
+    } catch {
+      // the isolate died (a watchdog or the memory limit): nothing left to wait for
+    } finally {
+      clearTimeout(deadline);
+    }
   }
 
   /** What went wrong, as a WorkerError, logged to the worker's log. */
