@@ -336,9 +336,9 @@ const drains = new Map<number, Promise<unknown>>();
 let endAll: () => void = () => {};
 let ended = new PromiseCtor<void>((r) => (endAll = r));
 
-/** Handlers in progress (requests, workflow runs, cron events), and waitUntil sets not yet settled. */
+/** Handlers in progress (requests, workflow runs, cron events), and requests whose waitUntil promises have not all settled. */
 let running = 0;
-let settling = 0;
+const settling = new Set<number>();
 
 /**
  * A request, answered as serialize() says. When nothing else is going on in the isolate afterwards
@@ -348,7 +348,7 @@ let settling = 0;
  */
 async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null, boolean?]> {
   const out = await holding(() => respond(metaJson, body, now, seq));
-  if (running > 0 || settling > 0 || drains.size > 0 || outgoing.size > 0 || WebSocket.anyLive()) return out;
+  if (running > 0 || settling.size > 0 || drains.size > 0 || outgoing.size > 0 || WebSocket.anyLive()) return out;
   end();
   return [out[0], out[1], true];
 }
@@ -382,9 +382,8 @@ async function respond(metaJson: string, body: ArrayBuffer | null, now: number, 
     return fail('exception', errorText(e));
   }
   if (waitUntil.length) {
-    settling++;
-    const started = generation;
-    drains.set(seq, allSettled(waitUntil).finally(() => started === generation && settling--));
+    settling.add(seq);
+    drains.set(seq, allSettled(waitUntil).finally(() => settling.delete(seq)));
   }
   return serialize(response, seq);
 }
@@ -495,7 +494,7 @@ function drain(seq: number): Promise<void> | undefined {
 /** No request is in flight any more: drop every timer and stop delivering replies to earlier calls. */
 function end(): void {
   active = 0;
-  settling = 0; // what is still pending is cut off: its replies are not delivered
+  settling.clear(); // what is still pending is cut off: its replies are not delivered
   generation++;
   timers.clear();
   drains.clear();
