@@ -18,6 +18,13 @@ export function requestIdOf(req: IncomingMessage): string {
 }
 
 export async function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Uint8Array | null> {
+  const bodyless = req.method === 'GET' || req.method === 'HEAD';
+  // No length and no chunked encoding: HTTP/1.1 says there is no body (RFC 9112 §6.3). The common
+  // case, answered without going through the stream's async iterator.
+  if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+    req.resume();
+    return bodyless ? null : new Uint8Array(0);
+  }
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > max) throw new BodyTooLargeError(`request body over ${max} bytes`);
   const chunks: Buffer[] = [];
@@ -27,7 +34,7 @@ export async function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Ui
     if (size > max) throw new BodyTooLargeError(`request body over ${max} bytes`);
     chunks.push(chunk);
   }
-  if (size === 0 && (req.method === 'GET' || req.method === 'HEAD')) return null;
+  if (size === 0 && bodyless) return null;
   return new Uint8Array(Buffer.concat(chunks, size));
 }
 
