@@ -86,6 +86,7 @@ const DIGESTS: Record<string, string> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256', 
 // V8's code cache for the init half (the same source for the whole process; ours, so the cache not
 // being checked against its source — security-notes §1 — is no risk here). Saves ~1.3 ms per isolate.
 let initCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
+let rehearsedCache = false;
 const MAX_DIGEST_INPUT = 64 * 1024 * 1024;
 // Longer than any usable host; refused rather than spending host time on it.
 const MAX_IDNA_INPUT = 64 * 1024;
@@ -143,7 +144,8 @@ const Head = z
 type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
 type Ref<F> = ivm.Reference<F>;
 interface Entry {
-  run: Ref<(meta: string, body: ArrayBuffer | null, now: number, seq: number) => Promise<[string, ArrayBuffer | null]>>;
+  run: Ref<(meta: string, body: ArrayBuffer | null, now: number, seq: number) => Promise<[string, ArrayBuffer | null, boolean?]>>;
+  rehearse: Ref<(now: number) => Promise<void>>;
   runWorkflow: Ref<(className: string, event: string, stepHandle: string, now: number) => Promise<string>>;
   runScheduled: Ref<(cron: string, scheduledTime: number, now: number) => Promise<string>>;
   drain: Ref<(seq: number) => Promise<void> | undefined>;
@@ -156,7 +158,7 @@ interface Entry {
   ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
   loaded: Ref<(namespace: unknown) => string>;
 }
-const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream', 'wsEvent', 'configure'] as const;
+const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream', 'wsEvent', 'configure', 'rehearse'] as const;
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
 
@@ -227,13 +229,27 @@ export class WorkerInstance {
   }
 
   /**
-   * An instance made ahead of need (a spare): isolate, context and bootstrap ready, no worker yet, so
-   * eval refused and the default limits; adopt() gives it its worker. Most of a cold start is here.
+   * An instance made ahead of need (a spare): isolate, context and bootstrap ready, the request path
+   * rehearsed (compiled), no worker yet, so eval refused and the default limits; adopt() gives it its
+   * worker. Most of a cold start is here.
    */
   static async prepare(onCatastrophe: (message: string) => void, memoryMb: number): Promise<WorkerInstance> {
     const placeholder: WorkerBundle = { workerId: '', version: '', mainModule: '', modules: [], limits: Limits.parse({ memoryMb }), vars: {}, bindings: [] };
     const w = new WorkerInstance(placeholder, onCatastrophe, await bootstrap(), false);
-    await w.#failing(() => w.#init(false));
+    await w.#failing(async () => {
+      await w.#init(false);
+      await w.#entry!.rehearse.apply(undefined, [Date.now()], { result: { promise: true }, timeout: w.bundle.limits.cpuMs });
+      if (!rehearsedCache) {
+        // Compiled again in the same isolate, the init half comes from V8's compilation cache with
+        // the functions the rehearsal compiled, and its code cache now carries them too: isolates
+        // made without a spare (a burst of cold starts) skip that compilation (~1 ms). Made once, in
+        // an isolate no tenant code has run in.
+        rehearsedCache = true;
+        const again = await w.#isolate.compileScript(w.#initSource, { filename: 'cordon:bootstrap', produceCachedData: true });
+        initCache = (again as ivm.Script & ivm.CachedDataResult).cachedData ?? initCache;
+        again.release();
+      }
+    });
     return w;
   }
 

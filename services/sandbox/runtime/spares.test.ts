@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkerInstance } from './instance.ts';
-import { WorkerRuntime } from './index.ts';
+import { WorkerError, WorkerRuntime } from './index.ts';
 import { GET, text, worker } from './testing/fixtures.ts';
 
 const fail = (m: string) => {
@@ -19,6 +19,27 @@ test('a prepared instance adopts one worker: its vars, then its modules; never a
     await assert.rejects(spare.adopt(worker(`export default {}`)), /cannot take that worker/);
   } finally {
     spare.dispose();
+  }
+});
+
+test('nothing of the rehearsal stays: a worker without a fetch handler has none; the clock at load time is today', async () => {
+  const spare = await WorkerInstance.prepare(fail, 64);
+  try {
+    await spare.adopt(worker(`export default { scheduled() {} }`));
+    await assert.rejects(spare.handle(GET, log), (e: WorkerError) => e.status === 500 && /no default export with a fetch/.test(e.detail));
+  } finally {
+    spare.dispose();
+  }
+  const other = await WorkerInstance.prepare(fail, 64);
+  try {
+    const before = Date.now();
+    await other.adopt(worker(`const loadedAt = Date.now(); export default { async fetch(req) { return Response.json([loadedAt, req.url, [...req.headers]]) } }`));
+    const [loadedAt, url, headers] = JSON.parse(text((await other.handle(GET, log)).body)) as [number, string, [string, string][]];
+    assert.ok(loadedAt >= before - 1000 && loadedAt <= Date.now(), `the clock at load time is now, not the rehearsal's: ${loadedAt}`);
+    assert.equal(url, GET.url);
+    assert.deepEqual(headers, GET.headers);
+  } finally {
+    other.dispose();
   }
 });
 
