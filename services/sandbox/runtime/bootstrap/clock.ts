@@ -15,6 +15,12 @@ export function setClock(now: number): void {
   if (!origin) origin = clock;
 }
 
+/** Back to the state before any request (a spare's rehearsal leaves no time behind). */
+export function resetClock(): void {
+  clock = 0;
+  origin = 0;
+}
+
 export function now(): number {
   return clock;
 }

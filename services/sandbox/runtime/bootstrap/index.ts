@@ -13,7 +13,7 @@ import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.t
 import { Blob, Body, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
 import { asyncCapCaller, b64, capCaller, directoryBinding, storageBinding } from './bindings.ts';
 import * as web from './web-globals.ts';
-import { installClock, setClock } from './clock.ts';
+import { installClock, resetClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
 import { CryptoKey, makeSubtle } from './subtle.ts';
 import { setIdnaHost } from './idna.ts';
@@ -304,7 +304,7 @@ const NO_HANDLER = Symbol('no handler');
  * A spare's rehearsal, before it knows its worker: one request through run() to a handler of the
  * bootstrap's own, so that the request path is compiled before the first real request (V8 compiles
  * functions on first use: ~1–2 ms of a cold start otherwise). Nothing of it stays: the handler is
- * unset again and the request's scope ended, as after any request.
+ * unset again, the request's scope ended as after any request, and the clock is back at its start.
  */
 async function rehearse(now: number): Promise<void> {
   if (!configurable || handler !== undefined) throw new Error('rehearse() is for a spare, before its worker');
@@ -313,6 +313,7 @@ async function rehearse(now: number): Promise<void> {
     await run(JSONstringify({ method: 'GET', url: 'http://spare.invalid/', headers: [['accept', '*/*']], streamed: false }), null, now, 0);
   } finally {
     handler = undefined;
+    resetClock();
   }
 }
 
