@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 import { connectUnixSession, Keyring } from '../lib/rpc/index.ts';
 import { socketPath } from '../lib/config.ts';
@@ -96,6 +97,28 @@ describe('the mesh on Unix sockets', () => {
     assert.equal(res.headers.get('x-echo-greeting'), 'hi');
     assert.deepEqual(res.headers.getSetCookie(), ['a=1', 'b=2']);
     assert.equal(res.headers.get('x-request-id'), 'req-abcdef123');
+  });
+
+  test('request bodies by length, by chunks or absent: a bodyless POST and the GET after it share one connection', async () => {
+    const chunked = await fetch(`${mesh.httpUrl}/echo/c`, {
+      method: 'POST',
+      body: new ReadableStream({ start: (c) => (c.enqueue(new TextEncoder().encode('ab')), c.enqueue(new TextEncoder().encode('c')), c.close()) }),
+      duplex: 'half',
+    } as RequestInit);
+    assert.equal(chunked.status, 201);
+    assert.equal(await chunked.text(), 'abc');
+    // Neither Content-Length nor Transfer-Encoding: no body (RFC 9112 §6.3); the connection stays usable.
+    const { port } = new URL(mesh.httpUrl);
+    const socket = connect(Number(port), '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    const host = `Host: 127.0.0.1:${port}\r\n`;
+    socket.write(`POST /echo/none HTTP/1.1\r\n${host}\r\nGET /echo/after HTTP/1.1\r\n${host}Connection: close\r\n\r\n`);
+    await new Promise((r) => socket.on('close', r));
+    const responses = got.split(/(?=HTTP\/1\.1 )/);
+    assert.equal(responses.length, 2, got);
+    assert.match(responses[0]!, /^HTTP\/1\.1 201[^]*x-echo-path: \/echo\/none[^]*content-length: 0\r\n/i);
+    assert.match(responses[1]!, /^HTTP\/1\.1 200[^]*x-echo-method: GET[^]*x-echo-path: \/echo\/after/i);
   });
 
   test('the supervisor is no soft single point: frozen, warm workers keep serving; thawed, deploys work again', async () => {
