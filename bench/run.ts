@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: Cordon against its peers, measured in one run on this machine, printed as ratios.
  *   1. hello-world through the whole mesh (ingress → sandbox → isolate) vs the same worker on workerd,
- *      with a plain Node http server as the floor (autocannon, keep-alive);
+ *      with a plain Node http server as the floor (autocannon, keep-alive), and our runtime alone;
  *   2. cold start: code already fetched → first response, per new worker (our runtime), back to
  *      back and with a pause before each (a spare isolate ready);
  *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate;
@@ -64,10 +64,37 @@ const hello :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embe
     say(row('workerd (peer)', peer));
     say(row('cordon mesh', ours, peer));
     say(row('plain node (floor)', node, peer));
+    const alone = await runtimeAlone(bundle.outputFiles[0]!.text);
+    say(`  ${'cordon runtime alone'.padEnd(22)} ${alone.toFixed(0).padStart(8)} req/s   (the isolates without HTTP or RPC, in-process: ${(alone / peer.rps).toFixed(2)}x workerd)`);
   } finally {
     workerd.kill('SIGKILL');
     floor.close();
     await mesh.stop();
+  }
+}
+
+/**
+ * The same worker straight through the sandbox's runtime, 32 requests in flight, for SECONDS: what
+ * the isolates cost before any mesh hop (the rest of the mesh figure is HTTP and RPC).
+ */
+async function runtimeAlone(code: string): Promise<number> {
+  say(`  cordon runtime alone: ${SECONDS} s in-process …`);
+  const rt = new WorkerRuntime({ maxIsolates: 10 });
+  const bundle = { workerId: 'bench/hello', version: 'c'.repeat(64), mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm' as const, content: code }], limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 }, vars: {}, bindings: [] };
+  const req = { method: 'GET', url: 'http://127.0.0.1/hello', headers: [['host', '127.0.0.1'], ['user-agent', 'bench']] as [string, string][], body: null };
+  try {
+    await rt.handle(bundle, req, { log() {} });
+    const until = performance.now() + SECONDS * 1000;
+    let n = 0;
+    await Promise.all(Array.from({ length: 32 }, async () => {
+      while (performance.now() < until) {
+        await rt.handle(bundle, req, { log() {} });
+        n++;
+      }
+    }));
+    return n / SECONDS;
+  } finally {
+    rt.dispose();
   }
 }
 
