@@ -144,7 +144,7 @@ const Head = z
 type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
 type Ref<F> = ivm.Reference<F>;
 interface Entry {
-  run: Ref<(meta: string, body: ArrayBuffer | null, now: number, seq: number) => Promise<[string, ArrayBuffer | null, boolean?]>>;
+  runBatch: Ref<(batch: string, bodies: (ArrayBuffer | null)[] | null, now: number) => void>;
   rehearse: Ref<(now: number) => Promise<void>>;
   runWorkflow: Ref<(className: string, event: string, stepHandle: string, now: number) => Promise<string>>;
   runScheduled: Ref<(cron: string, scheduledTime: number, now: number) => Promise<string>>;
@@ -158,9 +158,14 @@ interface Entry {
   ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
   loaded: Ref<(namespace: unknown) => string>;
 }
-const ENTRY_NAMES = ['run', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream', 'wsEvent', 'configure', 'rehearse'] as const;
+const ENTRY_NAMES = ['runBatch', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream', 'wsEvent', 'configure', 'rehearse'] as const;
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
+/** Requests sent into an isolate in one call at most (see #submit). */
+const MAX_BATCH = 32;
+
+/** A request's answer from the isolate: head (JSON, or '!' + a failure, or '~' + head of a stream), body, and whether the isolate ended the request's scope itself. */
+type Answer = [string, ArrayBuffer | null, boolean?];
 
 /** The CPU and wall-time watchdogs of one request (or of loading the worker). */
 interface Watch {
@@ -193,6 +198,10 @@ export class WorkerInstance {
   #disposed = false;
   #active = 0;
   #seq = 0;
+  /** Requests waiting for their answer (the bootstrap's `done`), by sequence number. */
+  readonly #answers = new Map<number, { resolve(a: Answer): void; reject(e: WorkerError): void }>();
+  /** Requests gathered for the next call into the isolate. */
+  #batch: { seq: number; meta: string; body: ArrayBuffer | null }[] = [];
   #logs: LogEntry[] = [];
   #logsDropped = 0;
   #logSink: ((entries: LogEntry[]) => void) | undefined;
@@ -378,6 +387,7 @@ export class WorkerInstance {
     );
     jail.setSync('__cordonSetTimer', new ivm.Callback(hostCallback((id: number, ms: number) => this.#setTimer(id, ms)), { ignored: true }));
     jail.setSync('__cordonClearTimer', new ivm.Callback(hostCallback((id: number) => this.#clearTimer(id)), { ignored: true }));
+    jail.setSync('__cordonDone', new ivm.Callback(hostCallback((seq: number, head: string, body: ArrayBuffer | null, ended: boolean) => this.#answered(seq, [head, body, ended])), { ignored: true }));
     this.#capRef = new ivm.Reference((handle: string, method: string, args: string) => this.#capCall(handle, method, args));
     jail.setSync('__cordonCapCall', this.#capRef);
     this.#bodyRef = new ivm.Reference((seq: number) => this.#pullBody(seq));
@@ -604,19 +614,13 @@ export class WorkerInstance {
   }
 
   async handle(request: WireRequest, hooks: RequestHooks, bodyStream?: ReadableStream<Uint8Array>, socket?: SocketPeer): Promise<HandledResponse> {
-    const { cpuMs } = this.bundle.limits;
     const { seq, watch } = this.#enter(hooks);
     if (bodyStream) this.#incoming.set(seq, bodyStream.getReader());
-    // The third element is true when the bootstrap ended the request's scope itself (see run()).
-    let result: [string, ArrayBuffer | null, boolean?];
+    let result: Answer;
     try {
       const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined });
-      const body = request.body
-        ? new ivm.ExternalCopy(request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer).copyInto({ release: true })
-        : null;
-      // `copy` is safe here: the result is an array the bootstrap made, of a string and a fresh
-      // ArrayBuffer (no getters, nothing the tenant can reach); see serialize() in the bootstrap.
-      result = await this.#entry!.run.apply(undefined, [meta, body, Date.now(), seq], { result: { promise: true, copy: true }, timeout: cpuMs });
+      const body = request.body ? (request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer) : null;
+      result = await this.#submit(seq, meta, body);
     } catch (e) {
       const err = this.#fail(e);
       this.#dropIncoming(seq);
@@ -644,6 +648,50 @@ export class WorkerInstance {
     } finally {
       this.#flush();
     }
+  }
+
+  /**
+   * A request for the isolate: gathered with the others that arrive in the same turn of the event
+   * loop (a socket read brings many), then all sent in one call (#sendBatch); its answer comes back
+   * on its own through #answered.
+   */
+  #submit(seq: number, meta: string, body: ArrayBuffer | null): Promise<Answer> {
+    const answer = new Promise<Answer>((resolve, reject) => this.#answers.set(seq, { resolve, reject }));
+    this.#batch.push({ seq, meta, body });
+    if (this.#batch.length === 1) process.nextTick(() => this.#sendBatch());
+    return answer;
+  }
+
+  #sendBatch(): void {
+    const { cpuMs } = this.bundle.limits;
+    while (this.#batch.length && !this.disposed) {
+      const items = this.#batch.splice(0, MAX_BATCH);
+      const bodies = items.some((i) => i.body) ? new ivm.ExternalCopy(items.map((i) => i.body)).copyInto({ release: true }) : null;
+      // Each request is also under its own CPU watchdog (#watch); this bound is the backstop for the call.
+      this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), bodies, Date.now()], { timeout: cpuMs * items.length }).catch((e: unknown) => {
+        const err = this.#translate(e);
+        for (const i of items) this.#answers.get(i.seq)?.reject(err);
+        for (const i of items) this.#answers.delete(i.seq);
+      });
+    }
+  }
+
+  /** The bootstrap's answer to request `seq` (checked by #readResponse like any answer). */
+  #answered(seq: number, answer: Answer): void {
+    const waiting = this.#answers.get(seq);
+    this.#answers.delete(seq);
+    waiting?.resolve(answer);
+  }
+
+  /** What requests still waiting for their answer get when the isolate goes. */
+  #pendingError(): WorkerError {
+    if (this.#kill) return this.#translate(null);
+    if (this.#isolate.isDisposed) return this.#memoryError();
+    return new WorkerError(503, 'worker was unloaded while handling the request; retry');
+  }
+
+  #memoryError(): WorkerError {
+    return limitError('memory', `worker exceeded its memory limit of ${this.bundle.limits.memoryMb} MB`);
   }
 
   /**
@@ -782,7 +830,11 @@ export class WorkerInstance {
     const cpuStart = this.#isolate.cpuTime;
     const cpuLimit = BigInt(cpuMs) * 1_000_000n;
     const interval = setInterval(() => {
-      if (this.#isolate.isDisposed) return clearInterval(interval);
+      if (this.#isolate.isDisposed) {
+        // isolated-vm disposes an isolate that runs out of memory itself: answers will not come.
+        clearInterval(interval);
+        return this.dispose();
+      }
       if (this.#isolate.cpuTime - cpuStart > cpuLimit) this.#terminate('cpu');
     }, WATCHDOG_MS);
     const wall = setTimeout(() => this.#terminate('wall'), wallMs);
@@ -804,7 +856,7 @@ export class WorkerInstance {
 
   #translate(e: unknown): WorkerError {
     if (e instanceof WorkerError) return e;
-    const { cpuMs, wallMs, memoryMb } = this.bundle.limits;
+    const { cpuMs, wallMs } = this.bundle.limits;
     if (this.#kill === 'cpu') return limitError('cpu', `worker exceeded its CPU time limit of ${cpuMs} ms`);
     if (this.#kill === 'wall') return limitError('wall', `worker exceeded its wall time limit of ${wallMs} ms`);
     if (this.#kill === 'evicted') return new WorkerError(503, 'worker was unloaded while handling the request; retry');
@@ -812,7 +864,7 @@ export class WorkerInstance {
     const message = e instanceof Error ? e.message : String(e);
     if (/memory limit/i.test(message) || (this.#isolate.isDisposed && !this.#disposed)) {
       this.dispose();
-      return limitError('memory', `worker exceeded its memory limit of ${memoryMb} MB`);
+      return this.#memoryError();
     }
     if (/Script execution timed out/i.test(message)) {
       this.#terminate('cpu'); // a timed-out isolate may be mid-way through anything: start afresh
@@ -883,7 +935,11 @@ export class WorkerInstance {
   dispose(reason?: 'evicted'): void {
     if (this.#disposed) return;
     if (reason && !this.#kill) this.#kill = reason;
+    const gone = this.#pendingError();
     this.#disposed = true;
+    for (const waiting of this.#answers.values()) waiting.reject(gone);
+    this.#answers.clear();
+    this.#batch = [];
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
     if (this.#entry) for (const name of ENTRY_NAMES) this.#entry[name].release();

@@ -244,6 +244,40 @@ test('a quick request that ends while others are still at work in the same isola
   assert.deepEqual(logs.map((l) => l.message), ['background done']);
 });
 
+test('requests that arrive together go in together and answer apart: a slow or failing one holds up or breaks no other', async () => {
+  const b = worker(`export default { async fetch(req) {
+    const p = new URL(req.url).pathname;
+    if (p === '/slow') { await new Promise((r) => setTimeout(r, 400)); return new Response('slow') }
+    if (p === '/throw') throw new Error('only this one');
+    return new Response('fast ' + p) } }`);
+  const hooks = { log: () => {} };
+  await rt.handle(b, GET, hooks); // the isolate exists: the next ones arrive in one turn of the event loop
+  const started = Date.now();
+  const at = (path: string) => rt.handle(b, { ...GET, url: `http://x.test${path}` }, hooks).then((r) => [text(r.body), Date.now() - started] as const, (e: WorkerError) => [e.message, Date.now() - started] as const);
+  const [slow, ...rest] = await Promise.all([at('/slow'), at('/a'), at('/throw'), at('/b'), ...Array.from({ length: 40 }, (_, i) => at(`/n${i}`))]);
+  assert.equal(slow[0], 'slow');
+  assert.ok(slow[1] >= 390, `the slow one took its time: ${slow[1]} ms`);
+  assert.deepEqual(rest.slice(0, 3).map(([t]) => t), ['fast /a', 'worker threw an exception', 'fast /b']);
+  assert.deepEqual(rest.slice(3).map(([t]) => t), Array.from({ length: 40 }, (_, i) => `fast /n${i}`), 'more than one call\'s worth, all answered');
+  for (const [t, ms] of rest) assert.ok(ms < 300, `${t} answered at ${ms} ms, not with the slow one`);
+});
+
+test('an isolate that runs out of memory (in a timer) fails the requests still waiting in it at once, with the memory error', async () => {
+  // The bomb goes off in a timer (kept alive by the held request, after the bomb's own response): no
+  // call that waits on the isolate is in flight to report it, so only the watchdog's look at it can.
+  const b = worker(`export default { async fetch(req) {
+    if (req.url.endsWith('bomb')) { setTimeout(() => { const a = []; while (true) a.push('x'.repeat(1024) + a.length) }, 20); return new Response('lit') }
+    await new Promise((r) => setTimeout(r, 3000)); return new Response('held') } }`, { limits: { memoryMb: 32, cpuMs: 10_000, wallMs: 20_000 } });
+  const hooks = { log: () => {} };
+  const started = Date.now();
+  const held = rt.handle(b, GET, hooks).then(() => 'answered', (e: WorkerError) => e);
+  await sleep(50);
+  assert.equal(text((await rt.handle(b, { ...GET, url: 'http://x.test/bomb' }, hooks)).body), 'lit');
+  const outcome = await held;
+  assert.ok(outcome instanceof WorkerError && outcome.limit === 'memory', String(outcome));
+  assert.ok(Date.now() - started < 2500, 'failed when the isolate went, not when its timer would have fired');
+});
+
 test('a reply to a fetch that outlives its request is never delivered (no tenant code runs outside a request)', async () => {
   const caps: CapabilityHost = {
     async call() {
