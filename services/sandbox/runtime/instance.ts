@@ -666,13 +666,18 @@ export class WorkerInstance {
     const { cpuMs } = this.bundle.limits;
     while (this.#batch.length && !this.disposed) {
       const items = this.#batch.splice(0, MAX_BATCH);
-      const bodies = items.some((i) => i.body) ? new ivm.ExternalCopy(items.map((i) => i.body)).copyInto({ release: true }) : null;
-      // Each request is also under its own CPU watchdog (#watch); this bound is the backstop for the call.
-      this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), bodies, Date.now()], { timeout: cpuMs * items.length }).catch((e: unknown) => {
+      const failed = (e: unknown) => {
         const err = this.#translate(e);
         for (const i of items) this.#answers.get(i.seq)?.reject(err);
         for (const i of items) this.#answers.delete(i.seq);
-      });
+      };
+      try {
+        const bodies = items.some((i) => i.body) ? new ivm.ExternalCopy(items.map((i) => i.body)).copyInto({ release: true }) : null;
+        // Each request is also under its own CPU watchdog (#watch); this bound is the backstop for the call.
+        this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), bodies, Date.now()], { timeout: cpuMs * items.length }).catch(failed);
+      } catch (e) {
+        failed(e); // from a tick of its own, a throw here would take the whole process down
+      }
     }
   }
 
