@@ -600,10 +600,7 @@ export class WorkerInstance {
     const s = this.#sockets.get(id);
     if (!s) return;
     this.#forgetSocket(id, s);
-    if (s.counted) {
-      this.#active--;
-      if (this.#active === 0 && !this.disposed) void this.#entry!.end.apply(undefined, [], { timeout: this.bundle.limits.cpuMs }).catch(() => {});
-    }
+    if (s.counted) void this.#leave(false, Date.now() + this.bundle.limits.wallMs);
   }
 
   /** The request is over: whatever of its body the worker did not read is not wanted. */
@@ -783,27 +780,31 @@ export class WorkerInstance {
    * ended the request's scope itself; nothing is left to wait for or end.
    */
   async #afterResponse(seq: number | undefined, watch: Watch, ended = false): Promise<void> {
-    const { cpuMs } = this.bundle.limits;
     if (seq !== undefined && !ended && !this.disposed) await this.#drain(seq, watch);
     if (seq !== undefined && this.disposed && this.#kill !== 'evicted') {
       // Killed after its response had gone out: the log is the only place to say so.
       this.#log('error', `${this.#translate(null).message} (after the response, in ctx.waitUntil)`);
     }
-    this.#active--;
-    if (this.#active === 0 && !this.disposed) {
-      for (const t of this.#timers.values()) clearTimeout(t);
-      this.#timers.clear();
-      // `end` queues behind everything the isolate still had to do: while it waits, the CPU watchdog
-      // of this request is still armed, and an isolate still blocked (a synchronous capability call
-      // that never returns) is killed a moment after the wall-time deadline.
-      if (!ended) {
-        const stuck = setTimeout(() => this.#terminate('wall'), Math.max(0, watch.deadline - Date.now()) + END_GRACE_MS);
-        await this.#entry!.end.apply(undefined, [], { timeout: cpuMs }).catch(() => {});
-        clearTimeout(stuck);
-      }
-    }
+    await this.#leave(ended, watch.deadline);
     watch.stop();
     this.#flush();
+  }
+
+  /**
+   * One request, run or open socket fewer. The last one out drops the isolate's timers and calls
+   * `end` (unless the isolate ended the scope itself: `ended`). `end` queues behind everything the
+   * isolate still had to do: while it waits, the caller's CPU watchdog is still armed, and an isolate
+   * still blocked (a synchronous capability call that never returns) is killed a moment after `deadline`.
+   */
+  async #leave(ended: boolean, deadline: number): Promise<void> {
+    this.#active--;
+    if (this.#active !== 0 || this.disposed) return;
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    if (ended) return;
+    const stuck = setTimeout(() => this.#terminate('wall'), Math.max(0, deadline - Date.now()) + END_GRACE_MS);
+    await this.#entry!.end.apply(undefined, [], { timeout: this.bundle.limits.cpuMs }).catch(() => {});
+    clearTimeout(stuck);
   }
 
   /** Until request `seq`'s waitUntil promises settle, or its wall-time deadline. */
