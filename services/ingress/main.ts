@@ -11,6 +11,7 @@ import { startService } from '../../lib/service.ts';
 import { compileRoute, RouteTable } from '../../lib/routes.ts';
 import type { Route, RouteListener } from '../../schemas/routes.ts';
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
+import type { WireRequest } from '../../schemas/http.ts';
 import { webSocketUpgrades } from './websockets.ts';
 import { bodyStream, BodyTooLargeError, readBody, requestIdOf, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
 
@@ -67,13 +68,17 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
   };
   onStop(() => sandboxes.forEach((c) => c.close()));
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const requestId = requestIdOf(req);
+  /** Which worker a request is for (by Host and path), with its request id; `route` undefined: none. */
+  function routeOf(req: IncomingMessage) {
     const host = req.headers.host ?? '';
     const path = (req.url ?? '/').split('?')[0]!;
-    const match = table.match(host, path);
-    if (!match) return writeError(res, 404, `No worker is routed for ${host}${path}.`, requestId);
-    const route = match.value;
+    return { requestId: requestIdOf(req), host, path, route: table.match(host, path)?.value };
+  }
+  const callSandbox = async (route: Route, wire: WireRequest) => (await sandboxFor(route.cordon).ready(5000)).remote.handle(route.target, wire);
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { requestId, host, path, route } = routeOf(req);
+    if (!route) return writeError(res, 404, `No worker is routed for ${host}${path}.`, requestId);
     const streaming = streamsBody(req);
     let body: Uint8Array | null = null;
     let incoming: ReturnType<typeof bodyStream> | undefined;
@@ -91,8 +96,7 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     const attempts = IDEMPOTENT.has(wire.method) && !streaming ? 2 : 1;
     for (let attempt = 1; ; attempt++) {
       try {
-        const session = await sandboxFor(route.cordon).ready(5000);
-        const response = await session.remote.handle(route.target, incoming ? { ...wire, stream: incoming.stream } : wire);
+        const response = await callSandbox(route, incoming ? { ...wire, stream: incoming.stream } : wire);
         if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
         return await writeWireResponse(res, response, requestId, wire.method);
       } catch (e) {
@@ -131,15 +135,9 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     log,
     maxSockets: Number(process.env.CORDON_MAX_WEBSOCKETS) || 10_000,
     route(req) {
-      const requestId = requestIdOf(req);
-      const host = req.headers.host ?? '';
-      const path = (req.url ?? '/').split('?')[0]!;
-      const route = table.match(host, path)?.value;
+      const { requestId, host, path, route } = routeOf(req);
       if (!route) return `No worker is routed for ${host}${path}.\nrequest id: ${requestId}\n`;
-      return {
-        wire: toWireRequest(req, host, requestId, null),
-        handle: async (wire) => (await sandboxFor(route.cordon).ready(5000)).remote.handle(route.target, wire),
-      };
+      return { wire: toWireRequest(req, host, requestId, null), handle: (wire) => callSandbox(route, wire) };
     },
   });
   const server = createServer(limits, onRequest).on('upgrade', onUpgrade);
