@@ -44,27 +44,31 @@ function pipeBoth(a: Socket, b: Socket): void {
   b.pipe(a);
 }
 
+/** `client` piped to the first of `dials` that connects (it is not read until then); closed if none does. */
+function pipeToFirst(client: Socket, dials: (() => Socket)[]): void {
+  client.pause();
+  client.on('error', () => {});
+  const attempt = (i: number) => {
+    if (i >= dials.length) return client.destroy();
+    const out = dials[i]!();
+    out.once('error', () => attempt(i + 1));
+    out.once('connect', () => {
+      out.removeAllListeners('error');
+      pipeBoth(client, out);
+      client.resume();
+    });
+  };
+  attempt(0);
+}
+
 /** Connections one relay carries at once: a sandbox needs one or two; a hostile one may not open thousands. */
 export const MAX_RELAYED = 64;
 
 /** The launcher's end: a Unix socket at `socketPath` relayed to the first destination that answers. */
 export async function relayOutside(socketPath: string, destinations: Destination[]): Promise<Server> {
   rmSync(socketPath, { force: true });
-  const server = createServer((inside) => {
-    inside.pause();
-    inside.on('error', () => {});
-    const attempt = (i: number) => {
-      if (i >= destinations.length) return inside.destroy();
-      const out = connect(destinations[i]!.port, destinations[i]!.host);
-      out.once('error', () => attempt(i + 1));
-      out.once('connect', () => {
-        out.removeAllListeners('error');
-        pipeBoth(inside, out);
-        inside.resume();
-      });
-    };
-    attempt(0);
-  });
+  const dials = destinations.map((d) => () => connect(d.port, d.host));
+  const server = createServer((inside) => pipeToFirst(inside, dials));
   server.maxConnections = MAX_RELAYED; // beyond, Node closes new connections at once
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, () => resolve()));
   return server;
@@ -72,16 +76,7 @@ export async function relayOutside(socketPath: string, destinations: Destination
 
 /** A loopback port (0: any free one) relayed to `socketPath`: a sandbox's end of a relay, or `cordon debug`'s. */
 export async function relayInside(socketPath: string, port = 0): Promise<number> {
-  const server = createServer((client) => {
-    client.pause();
-    client.on('error', () => {});
-    const out = connect(socketPath);
-    out.once('error', () => client.destroy());
-    out.once('connect', () => {
-      pipeBoth(client, out);
-      client.resume();
-    });
-  });
+  const server = createServer((client) => pipeToFirst(client, [() => connect(socketPath)]));
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
   server.unref();
   return (server.address() as { port: number }).port;
