@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, seal, newWorkerKey, unwrapWorkerKey, SealError } from './sealing.ts';
 import { blobOid, type History } from './history.ts';
+import { Statements } from './statements.ts';
 import type { Binding, EgressLists, Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
 import type { Route } from '../../schemas/routes.ts';
 import type { WorkflowDecl } from '../../schemas/workflows.ts';
@@ -81,14 +82,8 @@ interface KeyRow {
 
 export class CodeStore {
   readonly #db: Database.Database;
-  readonly #statements = new Map<string, Database.Statement>();
-
-  /** A statement prepared once: preparing costs more than running a small query (workflow runs look workers up often). */
-  #sql(sql: string): Database.Statement {
-    let st = this.#statements.get(sql);
-    if (!st) this.#statements.set(sql, (st = this.#db.prepare(sql)));
-    return st;
-  }
+  /** Every query here, prepared once (workflow runs look workers up often). */
+  readonly #sql: (sql: string) => Database.Statement;
   readonly #wrapKey: Buffer;
   readonly #history: History;
 
@@ -96,6 +91,8 @@ export class CodeStore {
     this.#wrapKey = wrapKey;
     this.#history = history;
     this.#db = new Database(file);
+    const statements = new Statements(this.#db);
+    this.#sql = (sql) => statements.get(sql);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
     this.#db.exec(`
@@ -174,8 +171,8 @@ export class CodeStore {
       // Keys rotate on every deploy: the previous key stops working at once.
       this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
       this.#sql('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
-      this.#db
-        .prepare(
+      this
+        .#sql(
           `INSERT INTO workers (id, tenant, name, cordon, version, code_key, wrapped_key, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(id) DO UPDATE SET cordon = excluded.cordon, version = excluded.version, code_key = excluded.code_key, updated_at = excluded.updated_at`,
         )
@@ -194,8 +191,8 @@ export class CodeStore {
 
   /** Every version of every worker of a tenant, oldest first, opened (for `cordon export`). */
   exportTenant(tenant: string): { worker: string; version: string; createdAt: string; bundle: WorkerBundle }[] {
-    const rows = this.#db
-      .prepare(
+    const rows = this
+      .#sql(
         `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon, v.created_at AS createdAt
          FROM versions v JOIN workers w ON w.id = v.worker_id WHERE w.tenant = ? ORDER BY v.created_at, v.rowid`,
       )
@@ -267,8 +264,8 @@ export class CodeStore {
   }
 
   #keyRow(codeKey: string): KeyRow | undefined {
-    return this.#db
-      .prepare(
+    return this
+      .#sql(
         `SELECT k.worker_id AS workerId, w.tenant, w.name, k.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
          FROM (SELECT key_hash, worker_id, version FROM code_keys UNION ALL SELECT key_hash, worker_id, version FROM pinned_keys) k JOIN versions v ON v.worker_id = k.worker_id AND v.version = k.version
          JOIN workers w ON w.id = k.worker_id WHERE k.key_hash = ?`,
@@ -305,8 +302,8 @@ export class CodeStore {
   }
 
   routes(): Route[] {
-    const rows = this.#db
-      .prepare('SELECT r.pattern, w.id AS workerId, w.version, w.code_key AS codeKey, w.cordon FROM routes r JOIN workers w ON w.id = r.worker_id ORDER BY r.pattern')
+    const rows = this
+      .#sql('SELECT r.pattern, w.id AS workerId, w.version, w.code_key AS codeKey, w.cordon FROM routes r JOIN workers w ON w.id = r.worker_id ORDER BY r.pattern')
       .all() as { pattern: string; workerId: string; version: string; codeKey: string; cordon: string }[];
     return rows.map((r) => ({ pattern: r.pattern, cordon: r.cordon, target: { workerId: r.workerId, version: r.version, codeKey: r.codeKey } }));
   }

@@ -5,6 +5,7 @@
  * only after that commit. Each write runs in its own savepoint, so one failing write fails alone.
  */
 import Database from 'better-sqlite3';
+import { Statements } from '../statements.ts';
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS workflows (name TEXT PRIMARY KEY, worker TEXT NOT NULL, class_name TEXT NOT NULL);
@@ -27,7 +28,7 @@ const SCHEMA = `
 
 export class TenantDb {
   readonly db: Database.Database;
-  readonly #statements = new Map<string, Database.Statement>();
+  readonly #statements: Statements;
   #queue: { fn: () => void; resolve: () => void; reject: (e: unknown) => void }[] = [];
   #scheduled = false;
   readonly #group: (run: () => void) => void;
@@ -37,14 +38,13 @@ export class TenantDb {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(SCHEMA);
+    this.#statements = new Statements(this.db);
     this.#group = this.db.transaction((run: () => void) => run());
   }
 
   /** A prepared statement, prepared once (preparing is most of the cost of a small query). */
   prepare(sql: string): Database.Statement {
-    let st = this.#statements.get(sql);
-    if (!st) this.#statements.set(sql, (st = this.db.prepare(sql)));
-    return st;
+    return this.#statements.get(sql);
   }
 
   /** Run `fn` (synchronous SQLite writes) in the next group commit; resolves once it is durable. */
