@@ -60,8 +60,9 @@ export class Quarantine {
     this.#writeCordons();
   }
 
-  static cordonFor(workerId: string): string {
-    return `q-${createHash('sha256').update(workerId).digest('hex').slice(0, 12)}`;
+  /** The dedicated cordon of a worker: `q-…` when quarantined, `d-…` for a debug session. */
+  static cordonFor(workerId: string, kind: 'q' | 'd' = 'q'): string {
+    return `${kind}-${createHash('sha256').update(workerId).digest('hex').slice(0, 12)}`;
   }
 
   /** The cordon a quarantined worker must stay in (a redeploy does not release it). */
@@ -117,7 +118,7 @@ export class Quarantine {
   debug(workerId: string, actor: string): { cordon: string; token: string } | undefined {
     const worker = this.#store.worker(workerId);
     if (!worker || this.cordonOf(workerId)) return undefined;
-    const cordon = `d-${createHash('sha256').update(workerId).digest('hex').slice(0, 12)}`;
+    const cordon = Quarantine.cordonFor(workerId, 'd');
     const token = randomBytes(32).toString('base64url');
     this.#move(workerId, worker.cordon, cordon, 'debug session', createHash('sha256').update(token).digest('hex'));
     this.#audit.append({ actor, action: 'worker.debug.start', target: workerId, outcome: 'ok', detail: { cordon, from: worker.cordon } });
