@@ -15,16 +15,21 @@ export function natsServerMissing(): string | undefined {
   }
 }
 
-/** A free TCP port on loopback (bind to port 0, read it, close). */
+/**
+ * A free TCP port on loopback, picked below Linux's ephemeral range (32768 and up): a port the
+ * kernel handed out for port 0 could be handed to another test's listener or outgoing connection
+ * before our service binds it (seen: an ingress failing with EADDRINUSE for a whole minute).
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
 }
 
 function accepts(port: number): Promise<boolean> {
