@@ -1,64 +1,94 @@
 /**
- * Which addresses egress may connect to: public unicast only. A table of refused ranges checked with
- * Node's `net.BlockList` (so no hand-written CIDR arithmetic; see security-notes F10 for why
- * third-party IP classifiers are not trusted here). IPv6 forms that embed an IPv4 address
- * (IPv4-mapped, -compatible, NAT64, 6to4, Teredo) are refused as a whole, as smokescreen does, except
- * IPv4-mapped, which BlockList matches against the IPv4 table itself.
+ * Which addresses egress may connect to: an allow-list of global unicast. IPv6 must be inside
+ * 2000::/3 and IPv4 outside multicast, and then the most specific row of the IANA special-purpose
+ * registries covering the address (special-purpose-addresses.ts) decides; any reserved space not
+ * listed there is refused by default. Forms that embed IPv4 (IPv4-mapped, NAT64 64:ff9b::/96, 6to4)
+ * are judged by the IPv4 address they carry; other embeddings (IPv4-compatible, IPv4-translated,
+ * local-use NAT64, Teredo) are refused outright.
+ *
+ * Membership is checked with Node's `net.BlockList`, one per row, rather than hand-written CIDR
+ * arithmetic, and no third-party IP classifier is trusted here (several have had SSRF CVEs).
  */
 import { BlockList, isIP } from 'node:net';
+import { ADDRESS_SPACE, IPV4_SPECIAL_PURPOSE, IPV6_SPECIAL_PURPOSE, NAMED_OUTSIDE_GLOBAL_UNICAST, type SpecialPurposeBlock } from './special-purpose-addresses.ts';
 
-const REFUSED: [string, number, 'ipv4' | 'ipv6', string][] = [
-  ['0.0.0.0', 8, 'ipv4', '"this network" (0.0.0.0/8)'],
-  ['10.0.0.0', 8, 'ipv4', 'private (10/8)'],
-  ['100.64.0.0', 10, 'ipv4', 'carrier-grade NAT (100.64/10)'],
-  ['127.0.0.0', 8, 'ipv4', 'loopback'],
-  ['169.254.0.0', 16, 'ipv4', 'link-local (cloud metadata lives here)'],
-  ['172.16.0.0', 12, 'ipv4', 'private (172.16/12)'],
-  ['192.0.0.0', 24, 'ipv4', 'IETF protocol assignments'],
-  ['192.0.2.0', 24, 'ipv4', 'documentation (TEST-NET-1)'],
-  ['192.88.99.0', 24, 'ipv4', '6to4 relay anycast'],
-  ['192.168.0.0', 16, 'ipv4', 'private (192.168/16)'],
-  ['198.18.0.0', 15, 'ipv4', 'benchmarking'],
-  ['198.51.100.0', 24, 'ipv4', 'documentation (TEST-NET-2)'],
-  ['203.0.113.0', 24, 'ipv4', 'documentation (TEST-NET-3)'],
-  ['224.0.0.0', 4, 'ipv4', 'multicast'],
-  ['240.0.0.0', 4, 'ipv4', 'reserved (240/4, broadcast)'],
-  ['::', 128, 'ipv6', 'unspecified'],
-  ['::1', 128, 'ipv6', 'loopback'],
-  ['::', 96, 'ipv6', 'IPv4-compatible'],
-  ['64:ff9b::', 96, 'ipv6', 'NAT64'],
-  ['64:ff9b:1::', 48, 'ipv6', 'local NAT64'],
-  ['100::', 64, 'ipv6', 'discard-only'],
-  ['2001::', 32, 'ipv6', 'Teredo'],
-  ['2001:2::', 48, 'ipv6', 'benchmarking'],
-  ['2001:10::', 28, 'ipv6', 'ORCHID'],
-  ['2001:20::', 28, 'ipv6', 'ORCHIDv2'],
-  ['2001:db8::', 32, 'ipv6', 'documentation'],
-  ['2002::', 16, 'ipv6', '6to4'],
-  ['3fff::', 20, 'ipv6', 'documentation'],
-  ['fc00::', 7, 'ipv6', 'unique local (private)'],
-  ['fe80::', 10, 'ipv6', 'link-local'],
-  ['fec0::', 10, 'ipv6', 'site-local'],
-  ['ff00::', 8, 'ipv6', 'multicast'],
-];
+type Family = 'ipv4' | 'ipv6';
 
-const lists = REFUSED.map(([net, prefix, type, why]) => {
+function subnet(prefix: string): { list: BlockList; bits: number; family: Family } {
+  const [net, bits] = prefix.split('/') as [string, string];
+  const family: Family = isIP(net) === 4 ? 'ipv4' : 'ipv6';
   const list = new BlockList();
-  list.addSubnet(net, prefix, type);
-  return { list, why };
-});
-const globalUnicast6 = new BlockList();
-globalUnicast6.addSubnet('2000::', 3, 'ipv6');
+  list.addSubnet(net, Number(bits), family);
+  return { list, bits: Number(bits), family };
+}
 
-/** Why `address` may not be reached, or undefined when it is public unicast. Non-addresses are refused. */
+const rows = (table: readonly SpecialPurposeBlock[]) => table.map((row) => ({ row, ...subnet(row.prefix) }));
+const ROWS = { ipv4: rows(IPV4_SPECIAL_PURPOSE), ipv6: rows(IPV6_SPECIAL_PURPOSE) };
+const SPACES = ADDRESS_SPACE.map((space) => ({ space, ...subnet(space.prefix) }));
+const OUTSIDE_NAMES = NAMED_OUTSIDE_GLOBAL_UNICAST.map((n) => ({ n, ...subnet(n.prefix) }));
+
+/** The most specific special-purpose row covering `address`, if any: the registries nest (e.g. 192.0.0.9/32 in 192.0.0.0/24). */
+export function specialPurposeRow(address: string): SpecialPurposeBlock | undefined {
+  const family: Family = isIP(address) === 4 ? 'ipv4' : 'ipv6';
+  let best: (typeof ROWS.ipv4)[number] | undefined;
+  for (const r of ROWS[family]) if (r.list.check(address, family) && (!best || r.bits > best.bits)) best = r;
+  return best?.row;
+}
+
+/** The sixteen bytes of an IPv6 address, in whatever spelling `isIP` accepts (the WHATWG URL parser canonicalises it). */
+export function ipv6Bytes(address: string): number[] {
+  const canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const [head, tail] = canonical.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = canonical.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
+  return groups.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 255]);
+}
+
+function embeddedIPv4(address: string, at: number): string {
+  return ipv6Bytes(address).slice(at, at + 4).join('.');
+}
+
+function describe(row: { prefix: string; name: string; rfc: string }): string {
+  return `${row.name} (${row.prefix}, ${row.rfc})`;
+}
+
+/** What an IPv4 address is, when that makes it refused ("Loopback (127.0.0.0/8, …)"). */
+function refused4(address: string): string | undefined {
+  for (const { space, list, family } of SPACES) if (space.rule === 'never-inside' && family === 'ipv4' && list.check(address, 'ipv4')) return `${describe(space)}, not unicast`;
+  const row = specialPurposeRow(address);
+  return row && explain(row);
+}
+
+function explain(row: SpecialPurposeBlock): string {
+  return `${describe(row)}${row.why ? `: ${row.why}` : ''}`;
+}
+
+function refused6(address: string): string | undefined {
+  const row = specialPurposeRow(address);
+  if (row?.egress === 'embedded-ipv4') {
+    const v4 = embeddedIPv4(address, row.embeddedAt!);
+    const why = refused4(v4);
+    return why && `${describe(row)} for ${v4}, which is ${why}`;
+  }
+  if (row) return explain(row);
+  for (const { space, list, family } of SPACES) {
+    if (space.rule === 'only-inside' && family === 'ipv6' && !list.check(address, 'ipv6')) {
+      const named = OUTSIDE_NAMES.filter((o) => o.list.check(address, 'ipv6')).sort((a, b) => b.bits - a.bits)[0];
+      return `${named ? `${describe(named.n)}, ` : ''}outside ${describe(space)}`;
+    }
+  }
+  return undefined;
+}
+
+/** Why `address` may not be reached, or undefined when it is global unicast. Non-addresses are refused. */
 export function refusal(address: string): string | undefined {
   const family = isIP(address);
-  if (family === 0) return 'not an IP address';
-  const type = family === 4 ? 'ipv4' : 'ipv6';
-  for (const { list, why } of lists) if (list.check(address, type)) return `${address} is ${why}`;
-  // IPv4-mapped addresses were matched against the IPv4 table above; anything else outside 2000::/3 is unassigned.
-  if (family === 6 && !/^::ffff:/i.test(address) && !globalUnicast6.check(address, 'ipv6')) return `${address} is outside global unicast (2000::/3)`;
-  return undefined;
+  if (family === 0) return `${JSON.stringify(address)} is not an IP address`;
+  // A zone index (fe80::1%eth0) names a link, never a global destination.
+  if (address.includes('%')) return `${address} has a zone index, so it is link-scoped`;
+  const why = family === 4 ? refused4(address) : refused6(address);
+  return why && `${address} is ${why}`;
 }
 
 /** Parse a CIDR such as `10.1.0.0/16` or `2001:db8::/32` into a BlockList entry (for per-worker lists). */

@@ -69,9 +69,9 @@ describe('fetch through egress', () => {
     const ok = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/hop`)}`);
     assert.equal(ok.status, 200);
     const toCanary = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/to-canary`)}`);
-    assert.match(toCanary.error ?? '', /^TypeError: egress denied: 127\.0\.0\.1 is loopback/);
+    assert.match(toCanary.error ?? '', /^TypeError: egress denied: 127\.0\.0\.1 is Loopback \(127\.0\.0\.0\/8/);
     const toMeta = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/to-metadata`)}`);
-    assert.match(toMeta.error ?? '', /^TypeError: egress denied: 169\.254\.169\.254 is link-local/);
+    assert.match(toMeta.error ?? '', /^TypeError: egress denied: 169\.254\.169\.254 is Link Local \(169\.254\.0\.0\/16/);
     assert.deepEqual(canary.hits, [], 'nothing reached the canary');
     const manual = await call(`redirect=manual&url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/to-canary`)}`);
     assert.equal(manual.status, 302);

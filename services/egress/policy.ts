@@ -3,11 +3,14 @@
  * (WHATWG URL) reads the URL for both the decision and the dial, so no spelling can mean one host to
  * the check and another to the connection (security-notes F11). Names are resolved here, every
  * answer is checked, and the connection goes to an address that was checked: there is no second
- * lookup for a rebinding DNS server to answer differently.
+ * lookup for a rebinding DNS server to answer differently. Names that are not public (special-use
+ * names such as `localhost` or `*.internal`, single labels) are refused before any lookup, so no
+ * local resolver is ever asked about them. Only an operator-declared origin reaches past either check.
  */
 import { isIP, type BlockList } from 'node:net';
 import { Resolver } from 'node:dns/promises';
 import { refusal } from '../../lib/ip-classify.ts';
+import { nameRefusal, specialName } from '../../lib/special-use-names.ts';
 
 export class EgressDenied extends Error {
   constructor(reason: string) {
@@ -58,6 +61,10 @@ export function parseTarget(text: string, policy: WorkerPolicy): URL {
   if (host === '') throw new EgressDenied('the URL has no host');
   if (hostMatches(host, policy.denyHosts)) throw new EgressDenied(`${host} is on this worker's deny list`);
   const isOrigin = policy.origins.includes(originOf(url));
+  if (!isOrigin && !isIP(host)) {
+    const why = nameRefusal(url.hostname);
+    if (why) throw new EgressDenied(why);
+  }
   if (!isOrigin && policy.allowHosts.length && !hostMatches(host, policy.allowHosts)) throw new EgressDenied(`${host} is not on this worker's allow list`);
   return url;
 }
@@ -69,6 +76,8 @@ export async function pin(url: URL, policy: WorkerPolicy, resolver: Resolver): P
   const isOrigin = policy.origins.includes(originOf(url));
   let addresses: string[];
   if (isIP(host)) addresses = [host];
+  // RFC 6761 §6.3: localhost is loopback and is never asked of DNS (reached only as a declared origin).
+  else if (specialName(host)?.loopback) addresses = ['127.0.0.1', '::1'];
   else {
     const name = host.replace(/\.$/, '');
     const [v4, v6] = await Promise.all([resolver.resolve4(name).catch(() => [] as string[]), resolver.resolve6(name).catch(() => [] as string[])]);

@@ -5,17 +5,9 @@
  */
 import { createSocket } from 'node:dgram';
 import { isIPv4 } from 'node:net';
+import { ipv6Bytes } from '../../../lib/ip-classify.ts';
 
 export type Answers = Record<string, string[] | (() => string[])>;
-
-
-function ipv6Bytes(a: string): Buffer {
-  const [head, tail] = a.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  return Buffer.from(groups.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 255]));
-}
 
 export async function startDnsServer(answers: Answers): Promise<{ server: string; queries: string[]; stop(): Promise<void> }> {
   const socket = createSocket('udp4');
@@ -41,7 +33,7 @@ export async function startDnsServer(answers: Answers): Promise<{ server: string
       header.writeUInt16BE(1, 4);
       header.writeUInt16BE(found.length, 6);
       const records = found.map((a) => {
-        const rdata = isIPv4(a) ? Buffer.from(a.split('.').map(Number)) : ipv6Bytes(a);
+        const rdata = Buffer.from(isIPv4(a) ? a.split('.').map(Number) : ipv6Bytes(a));
         const rr = Buffer.alloc(12);
         rr.writeUInt16BE(0xc00c, 0); // pointer to the question's name
         rr.writeUInt16BE(qtype, 2);
