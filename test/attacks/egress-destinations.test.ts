@@ -18,6 +18,8 @@ function countingServer(): Promise<{ port: number; hits: string[]; close(): void
   const hits: string[] = [];
   const s = createServer((req, res) => {
     hits.push(`${req.headers.host} ${req.url}`);
+    const to = new URL(req.url ?? '/', 'http://x').searchParams.get('to');
+    if (to) res.writeHead(302, { location: to });
     res.end(`reached ${req.url}`);
   });
   return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve({ port: (s.address() as { port: number }).port, hits, close: () => (s.closeAllConnections(), s.close()) })));
@@ -77,13 +79,20 @@ describe('attack: egress to special-use names and IPv4-embedding IPv6 spellings'
     assert.match((await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout, /\tegress\tegress\.refused\tmallory\/mallory\tdenied\t\{"reason":"egress denied: ::ffff:0:7f00:1 is SIIT/);
   });
 
+  test('a declared origin that redirects to a special-use name is refused at that hop', async () => {
+    const hop = `http://127.0.0.1:${origin.port}/hop?to=${encodeURIComponent(`http://x.localhost:${canary.port}/`)}`;
+    const r = await fetchAs('bystander', hop);
+    assert.match(r.error ?? '', /^TypeError: egress denied: x\.localhost is a special-use name/, JSON.stringify(r));
+    assert.deepEqual(canary.hits, []);
+  });
+
   test('the bystander still reaches the origins the operator declared for it, the special-use name included', async () => {
     const byAddress = await fetchAs('bystander', `http://127.0.0.1:${origin.port}/by-address`);
     assert.equal(byAddress.status, 200, JSON.stringify(byAddress));
     assert.equal(byAddress.body, 'reached /by-address');
     const byName = await fetchAs('bystander', `http://db.internal:${origin.port}/by-name`);
     assert.equal(byName.status, 200, JSON.stringify(byName));
-    assert.deepEqual(origin.hits, [`127.0.0.1:${origin.port} /by-address`, `db.internal:${origin.port} /by-name`]);
+    assert.deepEqual(origin.hits.filter((h) => h.includes(' /by-')), [`127.0.0.1:${origin.port} /by-address`, `db.internal:${origin.port} /by-name`]);
     // Declared means exactly that origin: the same name on the canary's port is refused.
     assert.match((await fetchAs('bystander', `http://db.internal:${canary.port}/`)).error ?? '', /^TypeError: egress denied: db\.internal is a special-use name/);
     assert.deepEqual(canary.hits, []);
