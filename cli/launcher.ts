@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cordonList, flightRecorderPath, loadConfig } from '../lib/config.ts';
-import { Keyring, loadMeshSecret, type Role } from '../lib/rpc/index.ts';
+import { CORDON_NAME, Keyring, loadMeshSecret, type Role } from '../lib/rpc/index.ts';
 import { adminTokenPath, loadAdminToken } from '../lib/admin-token.ts';
 import { findBwrap, INSECURE_ENV, processLayers, spawnConfined } from '../lib/process-sandbox.ts';
 import { natsServers, otlpDestination, relayOutside, RELAY_ENV, type Destination } from '../lib/relay.ts';
@@ -94,13 +94,14 @@ class Supervised {
   }
 }
 
-function keyring(secret: Buffer, role: Role): Record<string, string> {
-  return { CORDON_MESH_KEYRING: Keyring.derive(secret, role).encode() };
+/** A process's keys, never the secret; a sandbox's are its own cordon's only. */
+function keyring(secret: Buffer, role: Role, cordon?: string): Record<string, string> {
+  return { CORDON_MESH_KEYRING: Keyring.forRole(secret, role, cordon).encode() };
 }
 
 /** A sandbox process for one cordon. --no-node-snapshot: isolated-vm's isolates must not inherit Node's start-up snapshot. */
 function sandboxSpec(secret: Buffer, cordon: string): ServiceSpec {
-  return { id: `sandbox:${cordon}`, role: 'sandbox', env: { ...keyring(secret, 'sandbox'), CORDON_CORDON: cordon }, nodeArgs: ['--no-node-snapshot'] };
+  return { id: `sandbox:${cordon}`, role: 'sandbox', env: { ...keyring(secret, 'sandbox', cordon), CORDON_CORDON: cordon }, nodeArgs: ['--no-node-snapshot'] };
 }
 
 export function serviceSpecs(secret: Buffer, cordons: string[]): ServiceSpec[] {
@@ -179,7 +180,7 @@ export async function startMesh(opts: { natsUrl?: string; insecureNoProcessSandb
     let inspector: Record<string, unknown> = {};
     try {
       const parsed = JSON.parse(readFileSync(cordonsFile, 'utf8')) as { dynamic?: unknown; inspector?: unknown };
-      if (Array.isArray(parsed.dynamic)) wanted = parsed.dynamic.filter((c): c is string => typeof c === 'string' && /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(c));
+      if (Array.isArray(parsed.dynamic)) wanted = parsed.dynamic.filter((c): c is string => typeof c === 'string' && CORDON_NAME.test(c));
       if (parsed.inspector && typeof parsed.inspector === 'object') inspector = parsed.inspector as Record<string, unknown>;
     } catch {
       return; // not written yet, or mid-rename

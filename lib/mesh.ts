@@ -37,7 +37,7 @@ export async function openTransport(config: MeshConfig): Promise<Transport> {
 
 export interface MeshNode {
   keyring: Keyring;
-  /** This process's instance name, sent in the handshake (e.g. the cordon of a sandbox). */
+  /** This process's instance name, sent in the handshake; a sandbox's is its cordon, which its keys prove. */
   name: string;
   transport: Transport;
   log: Logger;
@@ -56,6 +56,8 @@ export function serve(node: MeshNode, endpoint: string, opts: Omit<AcceptOptions
 
 export interface ClientOptions<Remote extends RpcCompatible<Remote>> {
   local?: RpcTarget;
+  /** The server's instance name where the key depends on it: the cordon of a sandbox. */
+  expectName?: string;
   quotas?: Partial<Quotas>;
   /** Called for every new session (first connect and each reconnect), e.g. to re-subscribe. */
   onSession?(session: MeshSession<Remote>): void | Promise<void>;
@@ -112,6 +114,7 @@ export class MeshClient<Remote extends RpcCompatible<Remote>> {
           keyring: this.#node.keyring,
           name: this.#node.name,
           expect: this.#expect,
+          expectName: this.#opts.expectName,
           local: this.#opts.local,
           quotas: this.#opts.quotas,
         });

@@ -47,7 +47,7 @@ export async function startService(role: Role, name: string, main: (ctx: Service
   try {
     const transport = await openTransport(config);
     stops.push(() => transport.close());
-    const node: MeshNode = { keyring: loadKeyring(role, config.dataDir), name, transport, log };
+    const node: MeshNode = { keyring: loadKeyring(role, config.dataDir, process.env, role === 'sandbox' ? name : undefined), name, transport, log };
     await main({ config, log, node, onStop: (fn) => stops.push(fn) });
     log.info('ready', { pid: process.pid });
   } catch (e) {

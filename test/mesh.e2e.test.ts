@@ -223,7 +223,7 @@ describe('the mesh on Unix sockets', () => {
   describe('over the RPC interface, as a sandbox', () => {
     const session = (role: Role, name: string) => {
       const secret = Buffer.from(readFileSync(join(mesh.dataDir, 'mesh.secret'), 'utf8').trim(), 'hex');
-      return connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), { keyring: Keyring.derive(secret, role), name, expect: 'supervisor' });
+      return connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), { keyring: Keyring.forRole(secret, role, role === 'sandbox' ? name : undefined), name, expect: 'supervisor' });
     };
     const helloKey = () => {
       const db = new Database(join(mesh.dataDir, 'supervisor', 'code.db'), { readonly: true });

@@ -1,18 +1,21 @@
 /**
- * Mutual authentication before any RPC: each side proves it holds the pair key for
- * (client role, server role) with an HMAC over a transcript that includes fresh nonces from both
- * sides, so a recorded handshake cannot be replayed and neither side can be impersonated by a
- * process that lacks the key. A peer that fails gets no RPC session and learns nothing but
- * "handshake failed". Both sides derive a session key from the transcript (used by transports that
- * must authenticate every frame, such as NATS).
+ * Mutual authentication before any RPC: each side proves it holds the key of the link
+ * (client role → server role, and for a link with a sandbox end, that sandbox's cordon) with an HMAC
+ * over a transcript that includes fresh nonces from both sides, so a recorded handshake cannot be
+ * replayed and neither side can be impersonated by a process that lacks the key. The cordon a
+ * sandbox names in its hello selects the key its proof must be made with, so the name is
+ * authenticated: it is the peer's identity, and the server may still refuse an identity it does not
+ * serve (`admit`). A peer that fails gets no RPC session and learns nothing but "handshake failed".
+ * Both sides derive a session key from the transcript (used by transports that must authenticate
+ * every frame, such as NATS).
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Channel } from './channel.ts';
-import { isRole, type Keyring, type Role } from './keys.ts';
+import { isRole, linkCordon, type Keyring, type Role } from './keys.ts';
 
 export interface PeerIdentity {
   role: Role;
-  /** Instance name chosen by the peer (e.g. the cordon a sandbox serves); informative, authenticated. */
+  /** The peer's instance name; for a sandbox its cordon, proven by the per-cordon key it holds. */
   name: string;
 }
 
@@ -29,6 +32,8 @@ export class HandshakeError extends Error {
 }
 
 const MAX_HANDSHAKE_MESSAGE = 1024;
+/** Version 1 used one key per unordered pair of roles: its peers hold no key this one accepts. */
+const VERSION = 2;
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 function mac(key: Buffer, label: string, transcript: string): string {
@@ -76,22 +81,28 @@ function transcriptOf(hello: Record<string, unknown>, reply: Record<string, unkn
   return JSON.stringify([hello.role, hello.name, hello.to, hello.nonce, reply.role, reply.name, reply.nonce]);
 }
 
-/** Client side: authenticate to a server of role `expect`. */
+/** Client side: authenticate to a server of role `expect` (named `expectName`: a sandbox's cordon). */
 export async function clientHandshake(
   channel: Channel,
-  opts: { keyring: Keyring; name: string; expect: Role; timeoutMs?: number },
+  opts: { keyring: Keyring; name: string; expect: Role; expectName?: string; timeoutMs?: number },
 ): Promise<HandshakeResult> {
-  const key = opts.keyring.keyFor(opts.expect);
-  if (!key) throw new HandshakeError(`role ${opts.keyring.self} holds no key for ${opts.expect}: this link is not allowed`);
+  const self = opts.keyring.self;
+  const cordon = linkCordon({ role: self, name: opts.name }, { role: opts.expect, name: opts.expectName ?? '' });
+  const key = opts.keyring.key(self, opts.expect, cordon);
+  if (!key) {
+    if (!opts.keyring.holds(self, opts.expect)) throw new HandshakeError(`role ${self} holds no key for ${opts.expect}: this link is not allowed`);
+    throw new HandshakeError(`role ${self} holds no key for the link to ${opts.expect} of cordon ${JSON.stringify(cordon ?? null)}`);
+  }
   const t = timeout(opts.timeoutMs ?? 5000);
   try {
-    const hello = { v: 1, role: opts.keyring.self, name: opts.name, to: opts.expect, nonce: nonce() };
+    const hello = { v: VERSION, role: self, name: opts.name, to: opts.expect, nonce: nonce() };
     channel.send(JSON.stringify(hello));
     const reply = await read(channel, t.promise);
     if (typeof reply.error === 'string') throw new HandshakeError(`server refused the handshake: ${reply.error.slice(0, 200)}`);
     if (reply.role !== opts.expect || typeof reply.name !== 'string' || !NAME.test(reply.name) || !validNonce(reply.nonce)) {
       throw new HandshakeError('server sent a malformed handshake reply');
     }
+    if (opts.expectName !== undefined && reply.name !== opts.expectName) throw new HandshakeError(`reached ${opts.expect} ${reply.name}, not ${opts.expectName}`);
     const transcript = transcriptOf(hello, reply);
     if (!equalMac(reply.proof, mac(key, 'server', transcript))) throw new HandshakeError(`server failed to prove it is ${opts.expect}`);
     channel.send(JSON.stringify({ proof: mac(key, 'client', transcript) }));
@@ -103,10 +114,13 @@ export async function clientHandshake(
   }
 }
 
-/** Server side: authenticate a client whose role must be in `accept`. Closes the channel on failure. */
+/**
+ * Server side: authenticate a client whose role must be in `accept`, and whose proven identity
+ * `admit` (if given) accepts. Closes the channel on failure.
+ */
 export async function serverHandshake(
   channel: Channel,
-  opts: { keyring: Keyring; name: string; accept: readonly Role[]; timeoutMs?: number },
+  opts: { keyring: Keyring; name: string; accept: readonly Role[]; admit?: (peer: PeerIdentity) => boolean; timeoutMs?: number },
 ): Promise<HandshakeResult> {
   const t = timeout(opts.timeoutMs ?? 5000);
   const fail = (why: string): never => {
@@ -119,20 +133,25 @@ export async function serverHandshake(
   };
   try {
     const hello = await read(channel, t.promise);
-    if (hello.v !== 1 || !isRole(hello.role) || typeof hello.name !== 'string' || !NAME.test(hello.name) || !validNonce(hello.nonce)) {
+    if (hello.v !== VERSION) return fail(`client speaks handshake version ${JSON.stringify(hello.v)}, not ${VERSION} (a process started by an older Cordon: restart it)`);
+    if (!isRole(hello.role) || typeof hello.name !== 'string' || !NAME.test(hello.name) || !validNonce(hello.nonce)) {
       return fail('client sent a malformed hello');
     }
     if (hello.to !== opts.keyring.self) return fail(`client asked for ${String(hello.to)}, this is ${opts.keyring.self}`);
     const role = hello.role;
-    const key = opts.accept.includes(role) ? opts.keyring.keyFor(role) : undefined;
-    if (!key) return fail(`role ${role} may not connect to ${opts.keyring.self}`);
-    const reply = { v: 1, role: opts.keyring.self, name: opts.name, nonce: nonce() };
+    if (!opts.accept.includes(role)) return fail(`role ${role} may not connect to ${opts.keyring.self}`);
+    const peer: PeerIdentity = { role, name: hello.name };
+    const key = opts.keyring.key(role, opts.keyring.self, linkCordon(peer, { role: opts.keyring.self, name: opts.name }));
+    if (!key) return fail(`this ${opts.keyring.self} holds no key for ${role} ${hello.name}`);
+    const reply = { v: VERSION, role: opts.keyring.self, name: opts.name, nonce: nonce() };
     const transcript = transcriptOf(hello, reply);
     channel.send(JSON.stringify({ ...reply, proof: mac(key, 'server', transcript) }));
     const auth = await read(channel, t.promise);
-    if (!equalMac(auth.proof, mac(key, 'client', transcript))) return fail(`client failed to prove it is ${role}`);
+    if (!equalMac(auth.proof, mac(key, 'client', transcript))) return fail(`client failed to prove it is ${role} ${hello.name}`);
+    // Checked only once proven, so only a holder of that identity's key learns whether it is served.
+    if (opts.admit && !opts.admit(peer)) return fail(`${role} ${hello.name} is not one this ${opts.keyring.self} serves`);
     channel.send(JSON.stringify({ ok: true }));
-    return { peer: { role, name: hello.name }, sessionKey: Buffer.from(mac(key, 'session', transcript), 'base64') };
+    return { peer, sessionKey: Buffer.from(mac(key, 'session', transcript), 'base64') };
   } catch (e) {
     channel.close(e instanceof Error ? e : new Error(String(e)));
     throw e;

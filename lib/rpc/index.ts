@@ -19,7 +19,7 @@ import { DEFAULT_QUOTAS } from './quotas.ts';
 
 export { MeshSession } from './session.ts';
 export { HandshakeError, type PeerIdentity } from './handshake.ts';
-export { Keyring, loadKeyring, loadMeshSecret, type Role } from './keys.ts';
+export { CORDON_NAME, Keyring, loadKeyring, loadMeshSecret, type Role } from './keys.ts';
 export { DEFAULT_QUOTAS, QuotaExceededError, type Quotas } from './quotas.ts';
 export { FrameTooLargeError } from './frames.ts';
 export type { Channel } from './channel.ts';
@@ -37,6 +37,8 @@ export interface AcceptOptions {
   keyring: Keyring;
   name: string;
   accept: readonly Role[];
+  /** Whether to serve a peer whose identity the handshake proved (e.g. the supervisor: a cordon it runs). */
+  admit?(peer: PeerIdentity): boolean;
   quotas?: Partial<Quotas>;
   /** How long a client may take over the handshake (default 5 s). */
   timeoutMs?: number;
@@ -65,6 +67,8 @@ export interface ConnectOptions {
   keyring: Keyring;
   name: string;
   expect: Role;
+  /** The server's instance name, required where it selects the key: the cordon of a sandbox. */
+  expectName?: string;
   quotas?: Partial<Quotas>;
   /** What the server may call back on (optional). */
   local?: RpcTarget;

@@ -1,8 +1,16 @@
 /**
  * Mesh keys. One mesh secret (generated into the data dir on first start, or CORDON_MESH_SECRET)
- * derives a key per *pair of roles* that may talk: a process is handed only the pair keys of the
- * peers it is meant to reach (CORDON_MESH_KEYRING), so a compromised sandbox cannot pose as ingress
- * to another sandbox or as the supervisor to anyone.
+ * derives one key per *link*, a client role and a server role in that order: the key with which
+ * ingress reaches a sandbox is not the key of any link a sandbox is the client of.
+ *
+ * A link with a sandbox end is keyed per cordon: its key is derived from the link's base and the
+ * cordon's name. A sandbox process holds only its own cordon's keys (its link to the supervisor, and
+ * the key ingress uses to reach it), from which no other cordon's key can be computed; the supervisor
+ * and ingress hold the base and derive the key of the cordon a peer names, so a proof made with
+ * cordon C's key authenticates exactly C. Identity is what a process holds, never what it says.
+ *
+ * A process gets only its role's keyring (`Keyring.forRole`, encoded into CORDON_MESH_KEYRING),
+ * never the secret. The encoding is versioned; a keyring of an older format is refused by name.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,57 +28,137 @@ export const LINKS: readonly (readonly [Role, Role])[] = [
   ['relay', 'supervisor'],
 ];
 
+/** A cordon's name: what a sandbox's per-cordon keys are derived for. */
+export const CORDON_NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+
+/** The version of the keyring encoding (1: one key per unordered pair of roles, no longer accepted). */
+const KEYRING_VERSION = 2;
+
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 }
 
-export function pairKey(secret: Buffer, a: Role, b: Role): Buffer {
-  const [x, y] = a < b ? [a, b] : [b, a];
-  return createHmac('sha256', secret).update(`cordon-mesh-v1\0${x}\0${y}`).digest();
+const linkId = (client: Role, server: Role) => `${client}>${server}`;
+
+function isLink(client: Role, server: Role): boolean {
+  return LINKS.some(([c, s]) => c === client && s === server);
 }
 
-/** The pair keys one role needs, as a map from peer role to key. */
+/** Whether the link's key is per cordon: it has a sandbox end. */
+function perCordon(client: Role, server: Role): boolean {
+  return client === 'sandbox' || server === 'sandbox';
+}
+
+/** The cordon a session's keys are derived for: the name of its sandbox end, if it has one. */
+export function linkCordon(client: { role: Role; name: string }, server: { role: Role; name: string }): string | undefined {
+  if (server.role === 'sandbox') return server.name;
+  if (client.role === 'sandbox') return client.name;
+  return undefined;
+}
+
+/** A link's key, or for a per-cordon link its base. Client and server are bound in order. */
+export function linkKey(secret: Buffer, client: Role, server: Role): Buffer {
+  return createHmac('sha256', secret).update(`cordon-mesh-v2\0link\0${client}\0${server}`).digest();
+}
+
+/** The key of a per-cordon link for one cordon, from the link's base. */
+export function cordonKey(base: Buffer, cordon: string): Buffer {
+  return createHmac('sha256', base).update(`cordon-mesh-v2\0cordon\0${cordon}`).digest();
+}
+
+/**
+ * The keys one role holds, by link. For a per-cordon link a sandbox's keyring holds its cordon's key;
+ * any other role's holds the base.
+ */
 export class Keyring {
   readonly self: Role;
-  readonly keys: ReadonlyMap<Role, Buffer>;
-  constructor(self: Role, keys: ReadonlyMap<Role, Buffer>) {
+  /** A sandbox's cordon: the only cordon its per-cordon keys are for. */
+  readonly cordon: string | undefined;
+  readonly #links: ReadonlyMap<string, Buffer>;
+
+  private constructor(self: Role, cordon: string | undefined, links: ReadonlyMap<string, Buffer>) {
     this.self = self;
-    this.keys = keys;
+    this.cordon = cordon;
+    this.#links = links;
   }
 
-  static derive(secret: Buffer, self: Role): Keyring {
-    const keys = new Map<Role, Buffer>();
-    for (const [a, b] of LINKS) {
-      if (a === self) keys.set(b, pairKey(secret, a, b));
-      else if (b === self) keys.set(a, pairKey(secret, a, b));
+  /** The keyring of `role` (for a sandbox, of one cordon): exactly what a process of that role is handed. */
+  static forRole(secret: Buffer, role: Role, cordon?: string): Keyring {
+    checkCordon(role, cordon, 'Keyring.forRole');
+    const links = new Map<string, Buffer>();
+    for (const [client, server] of LINKS) {
+      if (client !== role && server !== role) continue;
+      const key = linkKey(secret, client, server);
+      links.set(linkId(client, server), role === 'sandbox' && perCordon(client, server) ? cordonKey(key, cordon!) : key);
     }
-    return new Keyring(self, keys);
+    return new Keyring(role, cordon, links);
   }
 
-  keyFor(peer: Role): Buffer | undefined {
-    return this.keys.get(peer);
+  /**
+   * The key of the link client→server — for a per-cordon link, of `cordon` — or undefined when this
+   * keyring cannot authenticate that link (not its role's, or another cordon's).
+   */
+  key(client: Role, server: Role, cordon?: string): Buffer | undefined {
+    const held = this.#links.get(linkId(client, server));
+    if (!held || !perCordon(client, server)) return held;
+    if (cordon === undefined || !CORDON_NAME.test(cordon)) return undefined;
+    if (this.self !== 'sandbox') return cordonKey(held, cordon);
+    return cordon === this.cordon ? held : undefined;
   }
 
-  /** Serialised for a child's environment (CORDON_MESH_KEYRING). */
+  /** Whether this keyring holds the link client→server at all (for some cordon, if per cordon). */
+  holds(client: Role, server: Role): boolean {
+    return this.#links.has(linkId(client, server));
+  }
+
+  /** One line of text for an environment variable or a file (`cordon keys issue`). */
   encode(): string {
-    const o: Record<string, string> = { self: this.self };
-    for (const [role, key] of this.keys) o[role] = key.toString('base64');
-    return Buffer.from(JSON.stringify(o)).toString('base64');
+    const links: Record<string, string> = {};
+    for (const [id, key] of this.#links) links[id] = key.toString('base64');
+    return Buffer.from(JSON.stringify({ v: KEYRING_VERSION, role: this.self, cordon: this.cordon, links })).toString('base64');
   }
 
-  static decode(text: string): Keyring {
-    const o = JSON.parse(Buffer.from(text, 'base64').toString('utf8')) as Record<string, unknown>;
-    if (!isRole(o.self)) throw new Error('CORDON_MESH_KEYRING names no valid role');
-    const keys = new Map<Role, Buffer>();
-    for (const [role, value] of Object.entries(o)) {
-      if (role === 'self') continue;
-      if (!isRole(role) || typeof value !== 'string') throw new Error(`CORDON_MESH_KEYRING: bad entry ${role}`);
-      const key = Buffer.from(value, 'base64');
-      if (key.length !== 32) throw new Error(`CORDON_MESH_KEYRING: key for ${role} is not 32 bytes`);
-      keys.set(role, key);
+  /** Parses an encoded keyring; `source` names where it came from in errors. */
+  static decode(text: string, source = 'CORDON_MESH_KEYRING'): Keyring {
+    let o: Record<string, unknown>;
+    try {
+      o = JSON.parse(Buffer.from(text.trim(), 'base64').toString('utf8')) as Record<string, unknown>;
+      if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new Error('not an object');
+    } catch {
+      throw new Error(`${source} is not a Cordon keyring (expected what \`cordon start\` hands a service)`);
     }
-    return new Keyring(o.self, keys);
+    if (o.v === undefined && 'self' in o) {
+      throw new Error(`${source} is a keyring of the old format (one key per pair of roles), which no longer authenticates: hand the process a new keyring (restart \`cordon start\`, or issue one from the mesh secret)`);
+    }
+    if (o.v !== KEYRING_VERSION) throw new Error(`${source} is a keyring of format ${JSON.stringify(o.v)}; this Cordon reads format ${KEYRING_VERSION}: issue a new one`);
+    const role = o.role;
+    if (!isRole(role)) throw new Error(`${source} names no valid role`);
+    const cordon = o.cordon === undefined ? undefined : o.cordon;
+    if (cordon !== undefined && typeof cordon !== 'string') throw new Error(`${source}: the cordon is not a name`);
+    checkCordon(role, cordon, source);
+    if (typeof o.links !== 'object' || o.links === null) throw new Error(`${source} holds no links`);
+    const links = new Map<string, Buffer>();
+    for (const [id, value] of Object.entries(o.links)) {
+      const [client, server] = id.split('>');
+      if (!isRole(client) || !isRole(server) || !isLink(client, server) || (client !== role && server !== role)) {
+        throw new Error(`${source}: ${JSON.stringify(id)} is not a link of role ${role}`);
+      }
+      const key = typeof value === 'string' ? Buffer.from(value, 'base64') : undefined;
+      if (key?.length !== 32) throw new Error(`${source}: the key of ${id} is not 32 bytes`);
+      links.set(id, key);
+    }
+    return new Keyring(role, cordon, links);
   }
+}
+
+/** A sandbox's keyring is for exactly one valid cordon; no other role's is for any. */
+function checkCordon(role: Role, cordon: string | undefined, where: string): void {
+  if (role !== 'sandbox') {
+    if (cordon !== undefined) throw new Error(`${where}: a keyring of role ${role} is not for a cordon (got ${JSON.stringify(cordon)})`);
+    return;
+  }
+  if (cordon === undefined) throw new Error(`${where}: a sandbox's keyring must name its cordon`);
+  if (!CORDON_NAME.test(cordon)) throw new Error(`${where}: ${JSON.stringify(cordon)} is not a valid cordon name (lower-case letters, digits, dashes)`);
 }
 
 /** The mesh secret: CORDON_MESH_SECRET (hex or base64, ≥ 32 bytes) or `<dataDir>/mesh.secret`, created 0600 on first use. */
@@ -100,12 +188,16 @@ export function loadMeshSecret(dataDir: string, env: NodeJS.ProcessEnv = process
   return secret;
 }
 
-/** A process's keyring: from CORDON_MESH_KEYRING when the launcher handed one, else derived from the mesh secret. */
-export function loadKeyring(self: Role, dataDir: string, env: NodeJS.ProcessEnv = process.env): Keyring {
+/**
+ * A process's keyring: from CORDON_MESH_KEYRING when the launcher handed one, else derived from the
+ * mesh secret. A sandbox names its cordon, and a handed keyring must be that cordon's.
+ */
+export function loadKeyring(self: Role, dataDir: string, env: NodeJS.ProcessEnv = process.env, cordon?: string): Keyring {
   if (env.CORDON_MESH_KEYRING) {
     const ring = Keyring.decode(env.CORDON_MESH_KEYRING);
     if (ring.self !== self) throw new Error(`CORDON_MESH_KEYRING is for ${ring.self}, not ${self}`);
+    if (ring.cordon !== cordon) throw new Error(`CORDON_MESH_KEYRING is for cordon ${ring.cordon}, not ${cordon}`);
     return ring;
   }
-  return Keyring.derive(loadMeshSecret(dataDir, env), self);
+  return Keyring.forRole(loadMeshSecret(dataDir, env), self, cordon);
 }

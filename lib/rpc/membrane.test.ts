@@ -30,7 +30,7 @@ let s: MeshSession<{ store(): Store }>;
 before(async () => {
   ep = await unixTransport.setup();
   listener = await ep.serve({
-    keyring: Keyring.derive(secret, 'supervisor'),
+    keyring: Keyring.forRole(secret, 'supervisor'),
     name: 'sup',
     accept: ['sandbox'],
     mainFor: () =>
@@ -40,7 +40,7 @@ before(async () => {
         }
       })(),
   });
-  s = await ep.connect({ keyring: Keyring.derive(secret, 'sandbox'), name: 'sb', expect: 'supervisor' });
+  s = await ep.connect({ keyring: Keyring.forRole(secret, 'sandbox', 'sb'), name: 'sb', expect: 'supervisor' });
 });
 after(async () => {
   s.close();

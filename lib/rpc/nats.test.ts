@@ -58,7 +58,7 @@ describe('NATS transport', { skip: missing }, () => {
     server = await startNatsServer({ maxPayload: 4096 });
     serverNc = await conn();
     await serveNats(serverNc, 'svc', {
-      keyring: Keyring.derive(secret, 'supervisor'),
+      keyring: Keyring.forRole(secret, 'supervisor'),
       name: 'sup',
       accept: ['sandbox'],
       quotas: { maxMessage: 512 * 1024 },
@@ -76,7 +76,7 @@ describe('NATS transport', { skip: missing }, () => {
   });
 
   const session = async (nc?: NatsConnection): Promise<MeshSession<Main>> =>
-    connectNatsSession<Main>(nc ?? (await conn()), 'svc', { keyring: Keyring.derive(secret, 'sandbox'), name: 'sb', expect: 'supervisor', quotas: { maxMessage: 1 << 21 }, ...timing });
+    connectNatsSession<Main>(nc ?? (await conn()), 'svc', { keyring: Keyring.forRole(secret, 'sandbox', 'sb'), name: 'sb', expect: 'supervisor', quotas: { maxMessage: 1 << 21 }, ...timing });
 
   test('a message far larger than max_payload arrives intact, in order', async () => {
     const s = await session();
@@ -153,7 +153,7 @@ describe('NATS transport', { skip: missing }, () => {
   test('two servers in one queue group share sessions; each session stays on its instance', async () => {
     const second = await conn();
     const l = await serveNats(second, 'svc', {
-      keyring: Keyring.derive(secret, 'supervisor'),
+      keyring: Keyring.forRole(secret, 'supervisor'),
       name: 'sup2',
       accept: ['sandbox'],
       mainFor: () => new Main('second'),
@@ -176,7 +176,7 @@ describe('NATS transport', { skip: missing }, () => {
   test('connecting to a service nobody serves fails clearly', async () => {
     const nc = await conn();
     await assert.rejects(
-      connectNatsSession(nc, 'nobody', { keyring: Keyring.derive(secret, 'sandbox'), name: 'x', expect: 'supervisor', connectTimeoutMs: 500 }),
+      connectNatsSession(nc, 'nobody', { keyring: Keyring.forRole(secret, 'sandbox', 'x'), name: 'x', expect: 'supervisor', connectTimeoutMs: 500 }),
       /no nobody is listening on NATS|did not answer/,
     );
   });

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { Keyring, type MeshSession } from './index.ts';
-import { pairKey, type Role } from './keys.ts';
+import type { Role } from './keys.ts';
 import { clientHandshake } from './handshake.ts';
 import { check } from './validate.ts';
 import type { Channel } from './channel.ts';
@@ -21,7 +21,7 @@ import { transports, type TestEndpoint } from './testing/transports.ts';
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 
 const secret = randomBytes(32);
-const ring = (self: Role, peer: Role, s = secret) => new Keyring(self, new Map([[peer, pairKey(s, self, peer)]]));
+const ring = (self: Role, cordon?: string, s = secret) => Keyring.forRole(s, self, cordon);
 
 async function eventually(what: string, fn: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -100,7 +100,7 @@ for (const t of transports) {
         return (main = new Main());
       };
       listener = await ep.serve({
-        keyring: ring('supervisor', 'sandbox'),
+        keyring: ring('supervisor'),
         name: 'sup',
         accept: ['sandbox'],
         timeoutMs: 500,
@@ -115,7 +115,7 @@ for (const t of transports) {
     });
 
     const client = async () => {
-      const s = await ep.connect<Main>({ keyring: ring('sandbox', 'supervisor'), name: 'sb', expect: 'supervisor', quotas: { maxMessage: 1 << 20 } });
+      const s = await ep.connect<Main>({ keyring: ring('sandbox', 'sb'), name: 'sb', expect: 'supervisor', quotas: { maxMessage: 1 << 20 } });
       sessions.push(s);
       return s;
     };
@@ -153,9 +153,9 @@ for (const t of transports) {
           return c;
         }
       }
-      const l2 = await ep2.serve({ keyring: ring('sandbox', 'ingress'), name: 'b', accept: ['ingress'], mainFor: () => new B() });
+      const l2 = await ep2.serve({ keyring: ring('sandbox', 'b'), name: 'b', accept: ['ingress'], mainFor: () => new B() });
       try {
-        const sCB = await ep2.connect<B>({ keyring: ring('ingress', 'sandbox'), name: 'c', expect: 'sandbox' });
+        const sCB = await ep2.connect<B>({ keyring: ring('ingress'), name: 'c', expect: 'sandbox', expectName: 'b' });
         const atC = await sCB.remote.give();
         assert.equal(await atC.increment(7), 7);
         assert.equal(counterAtA.n, 7, 'the call reached A');
@@ -223,7 +223,7 @@ for (const t of transports) {
     /** An authenticated session spoken by hand, to send what a well-behaved capnweb never would. */
     async function rawSession(): Promise<Channel> {
       const channel = await ep.rawChannel();
-      const { sessionKey } = await clientHandshake(channel, { keyring: ring('sandbox', 'supervisor'), name: 'raw', expect: 'supervisor' });
+      const { sessionKey } = await clientHandshake(channel, { keyring: ring('sandbox', 'raw'), name: 'raw', expect: 'supervisor' });
       (channel as Partial<{ useSessionKey(k: Buffer): void }>).useSessionKey?.(sessionKey);
       return channel;
     }
@@ -262,9 +262,9 @@ for (const t of transports) {
 
     describe('a peer that fails the handshake gets nothing', () => {
       const attempts: [string, () => Promise<unknown>][] = [
-        ['wrong key', () => ep.connect({ keyring: ring('sandbox', 'supervisor', randomBytes(32)), name: 'x', expect: 'supervisor' })],
-        ['a role the server does not accept', () => ep.connect({ keyring: ring('ingress', 'supervisor'), name: 'x', expect: 'supervisor' })],
-        ['a role that holds no key for the server', () => ep.connect({ keyring: new Keyring('egress', new Map()), name: 'x', expect: 'supervisor' })],
+        ['wrong key', () => ep.connect({ keyring: ring('sandbox', 'x', randomBytes(32)), name: 'x', expect: 'supervisor' })],
+        ['a role the server does not accept', () => ep.connect({ keyring: ring('ingress'), name: 'x', expect: 'supervisor' })],
+        ['a role that holds no key for the server', () => ep.connect({ keyring: ring('cli'), name: 'x', expect: 'supervisor' })],
         ['garbage instead of a hello', async () => {
           const ch = await ep.rawChannel();
           ch.send('{not json');
@@ -273,7 +273,7 @@ for (const t of transports) {
         }],
         ['an oversize hello', async () => {
           const ch = await ep.rawChannel();
-          ch.send(JSON.stringify({ v: 1, role: 'sandbox', name: 'x', to: 'supervisor', nonce: 'A'.repeat(2000) }).slice(0, 4000));
+          ch.send(JSON.stringify({ v: 2, role: 'sandbox', name: 'x', to: 'supervisor', nonce: 'A'.repeat(2000) }).slice(0, 4000));
           await ch.receive();
           return ch.receive();
         }],
@@ -285,7 +285,7 @@ for (const t of transports) {
           const recorded: string[] = [];
           const live = await ep.rawChannel();
           const recorder: Channel = Object.create(live, { send: { value: (m: string) => (recorded.push(m), live.send(m)) } });
-          await clientHandshake(recorder, { keyring: ring('sandbox', 'supervisor'), name: 'rec', expect: 'supervisor' });
+          await clientHandshake(recorder, { keyring: ring('sandbox', 'rec'), name: 'rec', expect: 'supervisor' });
           live.close();
           const replay = await ep.rawChannel();
           replay.send(recorded[0]!);

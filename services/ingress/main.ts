@@ -63,7 +63,7 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
   const sandboxes = new Map<string, MeshClient<SandboxApi>>();
   const sandboxFor = (cordon: string) => {
     let c = sandboxes.get(cordon);
-    if (!c) sandboxes.set(cordon, (c = new MeshClient<SandboxApi>(node, `sandbox-${cordon}`, 'sandbox')));
+    if (!c) sandboxes.set(cordon, (c = new MeshClient<SandboxApi>(node, `sandbox-${cordon}`, 'sandbox', { expectName: cordon })));
     return c;
   };
   onStop(() => sandboxes.forEach((c) => c.close()));

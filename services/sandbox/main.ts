@@ -14,9 +14,10 @@ import { lockdown } from '../../lib/seccomp/lockdown.ts';
 import { INSECURE_ENV } from '../../lib/process-sandbox.ts';
 import { RELAY_ENV } from '../../lib/relay.ts';
 import { serveInspector } from './inspector.ts';
+import { CORDON_NAME } from '../../lib/rpc/index.ts';
 
 const cordon = process.env.CORDON_CORDON || 'standard';
-if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(cordon)) {
+if (!CORDON_NAME.test(cordon)) {
   process.stderr.write(`CORDON_CORDON=${JSON.stringify(cordon)} is not a valid cordon name (lower-case letters, digits, dashes)\n`);
   process.exit(2);
 }

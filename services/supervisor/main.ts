@@ -58,10 +58,17 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   onStop(() => grants.close());
   const logs = new WorkerLogs();
   const hub = new RouteHub(store, log);
+  // A sandbox session's cordon is the one its key proves; only cordons this supervisor runs are
+  // served: the configured ones and the dedicated (quarantine, debug) ones it has now.
+  const configured = new Set(cordonList());
+  const runs = (cordon: string) => configured.has(cordon) || quarantine.hosts(cordon);
+  const sandboxSessions = new Set<MeshSession<any>>();
   const quarantine = new Quarantine(adminDb, store, audit, join(config.dataDir, 'cordons.json'), {
     moved(workerId) {
       grants.revoke(workerId, 'the worker moved to another cordon');
       hub.publish();
+      // A released cordon's process is stopped by the launcher; its sessions end here and now.
+      for (const s of sandboxSessions) if (!runs(s.peer.name)) s.close(new Error(`cordon ${s.peer.name} is no longer run`));
     },
   });
 
@@ -77,6 +84,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
 
   const listener = await serve(node, 'supervisor', {
     accept: ['sandbox', 'ingress', 'egress'],
+    admit: (peer) => peer.role !== 'sandbox' || runs(peer.name),
     mainFor(peer): RpcTarget {
       if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants, quarantine, drift, runners);
       if (peer.role === 'ingress') return new IngressPort(hub, drift);
@@ -84,6 +92,10 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     },
     onSession(session: MeshSession<any>) {
       const k = key(session.peer);
+      if (session.peer.role === 'sandbox') {
+        sandboxSessions.add(session);
+        void session.closed.then(() => sandboxSessions.delete(session));
+      }
       connected.set(k, (connected.get(k) ?? 0) + 1);
       log.info('peer connected', { peer: k });
       void session.closed.then((reason) => {

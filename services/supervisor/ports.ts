@@ -49,11 +49,17 @@ const LogEntries = z
   )
   .max(1000);
 
-/** A sandbox may exchange a code key for that worker's bundle, and write that worker's log. Nothing else. */
+/**
+ * A sandbox may exchange a code key for that worker's bundle, and write that worker's log. Nothing
+ * else. Everything it asks for is bound to its cordon, which its key proved in the handshake
+ * (lib/rpc/keys.ts): the code keys it may use, the runner it registers, the crashes it reports, and
+ * the name it has in drift and audit.
+ */
 export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #store: CodeStore;
   readonly #logs: WorkerLogs;
-  readonly #peer: PeerIdentity;
+  readonly #cordon: string;
+  readonly #actor: string;
   readonly #audit: AuditLog;
   readonly #grants: Grants;
   readonly #quarantine: Quarantine;
@@ -68,12 +74,13 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     this.#grants = grants;
     this.#store = store;
     this.#logs = logs;
-    this.#peer = peer;
+    this.#cordon = peer.name;
+    this.#actor = `sandbox:${peer.name}`;
     this.#audit = audit;
   }
 
   async report(state: unknown): Promise<void> {
-    this.#drift.report(`sandbox:${this.#peer.name}`, state);
+    this.#drift.report(this.#actor, state);
   }
 
   async loadWorker(codeKey: unknown): Promise<WorkerBundle> {
@@ -83,17 +90,17 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
 
   async registerRunner(runner: RpcStub<WorkerRunner>): Promise<void> {
     if (typeof runner !== 'function' && typeof runner !== 'object') throw new TypeError('runner must be a capability');
-    this.#runners.set(this.#peer.name, runner.dup());
+    this.#runners.set(this.#cordon, runner.dup());
   }
 
   async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi>> {
     const { bundle } = this.#unlock(codeKey, 'capabilities');
-    return this.#grants.grant(bundle, `sandbox:${this.#peer.name}`);
+    return this.#grants.grant(bundle, this.#actor);
   }
 
   async crashed(workerIds: unknown): Promise<void> {
     const ids = check(z.array(z.string().max(130)).max(1000), workerIds, 'worker ids');
-    this.#quarantine.crashed(this.#peer.name, ids);
+    this.#quarantine.crashed(this.#cordon, ids);
   }
 
   async limitHit(codeKey: unknown, kind: unknown): Promise<void> {
@@ -121,7 +128,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     try {
       return check(CodeKey, codeKey, 'code key');
     } catch (e) {
-      this.#audit.append({ actor: `sandbox:${this.#peer.name}`, action: 'codekey.refused', outcome: 'denied', detail: { op, reason: 'malformed' } });
+      this.#audit.append({ actor: this.#actor, action: 'codekey.refused', outcome: 'denied', detail: { op, reason: 'malformed' } });
       throw e;
     }
   }
@@ -137,18 +144,17 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   /** Tampered code is refused, never served, and the refusal is audited. */
   #tampered(e: unknown): Error {
     if (!(e instanceof TamperedError)) return e as Error;
-    this.#audit.append({ actor: `sandbox:${this.#peer.name}`, action: 'code.tampered', outcome: 'denied', detail: { reason: e.message } });
+    this.#audit.append({ actor: this.#actor, action: 'code.tampered', outcome: 'denied', detail: { reason: e.message } });
     return new Error('the stored code failed its integrity check and is not served');
   }
 
   #authorize(found: { bundle: WorkerBundle; cordon: string } | undefined, op: string): { bundle: WorkerBundle } {
-    const actor = `sandbox:${this.#peer.name}`;
     // A sandbox only ever runs workers of its own cordon: a key for another cordon is refused too.
-    if (!found || found.cordon !== this.#peer.name) {
-      this.#audit.append({ actor, action: 'codekey.refused', target: found?.bundle.workerId, outcome: 'denied', detail: { op, reason: found ? 'wrong cordon' : 'unknown key' } });
+    if (!found || found.cordon !== this.#cordon) {
+      this.#audit.append({ actor: this.#actor, action: 'codekey.refused', target: found?.bundle.workerId, outcome: 'denied', detail: { op, reason: found ? 'wrong cordon' : 'unknown key' } });
       throw new Error('code key refused');
     }
-    if (op === 'loadWorker') this.#audit.append({ actor, action: 'code.handout', target: found.bundle.workerId, outcome: 'ok', detail: { version: found.bundle.version } });
+    if (op === 'loadWorker') this.#audit.append({ actor: this.#actor, action: 'code.handout', target: found.bundle.workerId, outcome: 'ok', detail: { version: found.bundle.version } });
     return found;
   }
 }

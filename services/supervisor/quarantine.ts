@@ -70,14 +70,29 @@ export class Quarantine {
     return (this.#db.prepare('SELECT cordon FROM quarantine WHERE worker_id = ?').pluck().get(workerId) as string | undefined) ?? undefined;
   }
 
-  /** The sandbox of `cordon` says these workers were running when its predecessor died. */
+  /** Whether `cordon` is a dedicated (quarantine or debug) cordon a worker is in now. */
+  hosts(cordon: string): boolean {
+    return this.#db.prepare('SELECT 1 FROM quarantine WHERE cordon = ?').get(cordon) !== undefined;
+  }
+
+  /**
+   * The sandbox of `cordon` (as its key proved) says these workers were running when its
+   * predecessor died. It can only blame workers of its own cordon: a name of any other worker is
+   * refused, never counted, and the refusal audited (once per call, however many names it holds).
+   */
   crashed(cordon: string, workerIds: string[]): void {
+    const refused: string[] = [];
     for (const id of new Set(workerIds)) {
-      // A sandbox can only blame workers of its own cordon.
-      if (this.#store.worker(id)?.cordon !== cordon) continue;
+      if (this.#store.worker(id)?.cordon !== cordon) {
+        refused.push(id);
+        continue;
+      }
       const n = this.#count(id, 'crash');
       this.#audit.append({ actor: `sandbox:${cordon}`, action: 'worker.crash', target: id, outcome: 'error', detail: { crashesInWindow: n } });
       this.#judge(id, 'crash', n);
+    }
+    if (refused.length) {
+      this.#audit.append({ actor: `sandbox:${cordon}`, action: 'worker.crash.refused', outcome: 'denied', detail: { reason: 'not a worker of this cordon', workers: refused.slice(0, 10), count: refused.length } });
     }
   }
 
