@@ -8,6 +8,8 @@
  * the key ingress uses to reach it), from which no other cordon's key can be computed; the supervisor
  * and ingress hold the base and derive the key of the cordon a peer names, so a proof made with
  * cordon C's key authenticates exactly C. Identity is what a process holds, never what it says.
+ * Keys are symmetric, so the server end of a link holds its key too: a sandbox of C could pose as
+ * ingress to C's own sandbox processes only, which reaches no worker it does not already run.
  *
  * A process gets only its role's keyring (`Keyring.forRole`, encoded into CORDON_MESH_KEYRING),
  * never the secret. The encoding is versioned; a keyring of an older format is refused by name.

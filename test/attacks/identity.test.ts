@@ -129,7 +129,12 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
     assert.equal(await claimWithEveryKey('supervisor', { role: 'sandbox', name: 'standard', to: 'supervisor' }, debugRing), 'refused', 'a debug sandbox is tenant code too');
     assert.ok(await serves('/debugged'), 'the debugged worker still serves');
     assert.ok(await serves('/bystander'));
+    // Its own keys open its session only while the supervisor runs that cordon.
+    const own = () => claim('supervisor', { role: 'sandbox', name: d, to: 'supervisor' }, debugRing.key('sandbox', 'supervisor', d)!);
+    assert.equal(await own(), 'accepted');
     assert.equal((await admin('DELETE', '/v1/workers/default/debugged/debug')).status, 200);
+    assert.equal(await own(), 'refused', 'a cordon that is no longer run is refused, its key notwithstanding');
+    await waitFor('the debugged worker back in standard', () => serves('/debugged'), 30_000);
   });
 
   test('(c) as itself, blaming another cordon’s worker for crashes is refused, audited and never counted', async () => {
