@@ -87,11 +87,12 @@ export async function clientHandshake(
   opts: { keyring: Keyring; name: string; expect: Role; expectName?: string; timeoutMs?: number },
 ): Promise<HandshakeResult> {
   const self = opts.keyring.self;
-  const cordon = linkCordon({ role: self, name: opts.name }, { role: opts.expect, name: opts.expectName ?? '' });
+  const cordon = linkCordon({ role: self, name: opts.name }, { role: opts.expect, name: opts.expectName });
   const key = opts.keyring.key(self, opts.expect, cordon);
   if (!key) {
     if (!opts.keyring.holds(self, opts.expect)) throw new HandshakeError(`role ${self} holds no key for ${opts.expect}: this link is not allowed`);
-    throw new HandshakeError(`role ${self} holds no key for the link to ${opts.expect} of cordon ${JSON.stringify(cordon ?? null)}`);
+    if (cordon === undefined) throw new HandshakeError(`the key to reach a ${opts.expect} depends on its cordon: name it (expectName)`);
+    throw new HandshakeError(`role ${self} holds no key for the link to ${opts.expect} of cordon ${JSON.stringify(cordon)}`);
   }
   const t = timeout(opts.timeoutMs ?? 5000);
   try {

@@ -182,6 +182,7 @@ describe('the handshake proves a cordon', () => {
   test('ingress reaching a sandbox of another cordon than it asked for stops', async () => {
     const sandboxB = { keyring: Keyring.forRole(secret, 'sandbox', 'b'), name: 'b', accept: ['ingress'] as Role[] };
     await assert.rejects(handshake({ keyring: Keyring.forRole(secret, 'ingress'), name: 'ingress', expect: 'sandbox', expectName: 'a' }, sandboxB), /reached sandbox b, not a/);
+    await assert.rejects(handshake({ keyring: Keyring.forRole(secret, 'ingress'), name: 'ingress', expect: 'sandbox' }, sandboxB), /depends on its cordon: name it/);
   });
 
   test('a version-1 hello is refused with a reason', async () => {

@@ -52,7 +52,7 @@ function perCordon(client: Role, server: Role): boolean {
 }
 
 /** The cordon a session's keys are derived for: the name of its sandbox end, if it has one. */
-export function linkCordon(client: { role: Role; name: string }, server: { role: Role; name: string }): string | undefined {
+export function linkCordon(client: { role: Role; name?: string }, server: { role: Role; name?: string }): string | undefined {
   if (server.role === 'sandbox') return server.name;
   if (client.role === 'sandbox') return client.name;
   return undefined;
@@ -135,7 +135,7 @@ export class Keyring {
     if (o.v !== KEYRING_VERSION) throw new Error(`${source} is a keyring of format ${JSON.stringify(o.v)}; this Cordon reads format ${KEYRING_VERSION}: issue a new one`);
     const role = o.role;
     if (!isRole(role)) throw new Error(`${source} names no valid role`);
-    const cordon = o.cordon === undefined ? undefined : o.cordon;
+    const cordon = o.cordon;
     if (cordon !== undefined && typeof cordon !== 'string') throw new Error(`${source}: the cordon is not a name`);
     checkCordon(role, cordon, source);
     if (typeof o.links !== 'object' || o.links === null) throw new Error(`${source} holds no links`);
