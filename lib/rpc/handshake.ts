@@ -5,13 +5,17 @@
  * replayed and neither side can be impersonated by a process that lacks the key. The cordon a
  * sandbox names in its hello selects the key its proof must be made with, so the name is
  * authenticated: it is the peer's identity, and the server may still refuse an identity it does not
- * serve (`admit`). A peer that fails gets no RPC session and learns nothing but "handshake failed".
- * Both sides derive a session key from the transcript (used by transports that must authenticate
- * every frame, such as NATS).
+ * serve (`admit`). On a link with a sandbox end the other end signs the transcript instead (see
+ * keys.ts), since the sandbox holds the link key too. A peer that fails gets no RPC session and
+ * learns nothing but "handshake failed".
+ *
+ * Both sides derive a session key (used by transports that must authenticate every frame, such as
+ * NATS) from the link key, the transcript and an ephemeral X25519 exchange, so another holder of
+ * the link key — another process of the same cordon watching the transcript go by — cannot compute it.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Channel } from './channel.ts';
-import { isRole, linkCordon, type Keyring, type Role } from './keys.ts';
+import { isRole, Keyring, linkCordon, type Role } from './keys.ts';
 
 export interface PeerIdentity {
   role: Role;
@@ -78,7 +82,34 @@ function validNonce(v: unknown): v is string {
 }
 
 function transcriptOf(hello: Record<string, unknown>, reply: Record<string, unknown>): string {
-  return JSON.stringify([hello.role, hello.name, hello.to, hello.nonce, reply.role, reply.name, reply.nonce]);
+  return JSON.stringify([hello.role, hello.name, hello.to, hello.nonce, hello.dh, reply.role, reply.name, reply.nonce, reply.dh]);
+}
+
+/** An ephemeral X25519 key pair; its public half travels as base64url. */
+function ephemeral(): { privateKey: KeyObject; dh: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  return { privateKey, dh: publicKey.export({ format: 'jwk' }).x! };
+}
+
+function validDh(v: unknown): v is string {
+  return typeof v === 'string' && /^[A-Za-z0-9_-]{43}$/.test(v);
+}
+
+function sessionKey(key: Buffer, transcript: string, own: KeyObject, peerDh: string): Buffer {
+  const shared = diffieHellman({ privateKey: own, publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: peerDh }, format: 'jwk' }) });
+  return createHmac('sha256', key).update('session\0').update(transcript).update('\0').update(shared).digest();
+}
+
+/** How one end of the link client→server proves itself: a signature for a signing end, else the link key's HMAC. */
+function prove(keyring: Keyring, key: Buffer, label: 'client' | 'server', client: Role, server: Role, transcript: string): string {
+  if (!Keyring.signs(keyring.self, client, server)) return mac(key, label, transcript);
+  return keyring.sign(Buffer.from(`${label}\0${transcript}`)).toString('base64');
+}
+
+function proven(keyring: Keyring, key: Buffer, label: 'client' | 'server', client: Role, server: Role, transcript: string, proof: unknown): boolean {
+  const prover = label === 'client' ? client : server;
+  if (!Keyring.signs(prover, client, server)) return equalMac(proof, mac(key, label, transcript));
+  return typeof proof === 'string' && keyring.verify(prover, Buffer.from(`${label}\0${transcript}`), Buffer.from(proof, 'base64'));
 }
 
 /** Client side: authenticate to a server of role `expect` (named `expectName`: a sandbox's cordon). */
@@ -96,20 +127,21 @@ export async function clientHandshake(
   }
   const t = timeout(opts.timeoutMs ?? 5000);
   try {
-    const hello = { v: VERSION, role: self, name: opts.name, to: opts.expect, nonce: nonce() };
+    const own = ephemeral();
+    const hello = { v: VERSION, role: self, name: opts.name, to: opts.expect, nonce: nonce(), dh: own.dh };
     channel.send(JSON.stringify(hello));
     const reply = await read(channel, t.promise);
     if (typeof reply.error === 'string') throw new HandshakeError(`server refused the handshake: ${reply.error.slice(0, 200)}`);
-    if (reply.role !== opts.expect || typeof reply.name !== 'string' || !NAME.test(reply.name) || !validNonce(reply.nonce)) {
+    if (reply.role !== opts.expect || typeof reply.name !== 'string' || !NAME.test(reply.name) || !validNonce(reply.nonce) || !validDh(reply.dh)) {
       throw new HandshakeError('server sent a malformed handshake reply');
     }
     if (opts.expectName !== undefined && reply.name !== opts.expectName) throw new HandshakeError(`reached ${opts.expect} ${reply.name}, not ${opts.expectName}`);
     const transcript = transcriptOf(hello, reply);
-    if (!equalMac(reply.proof, mac(key, 'server', transcript))) throw new HandshakeError(`server failed to prove it is ${opts.expect}`);
-    channel.send(JSON.stringify({ proof: mac(key, 'client', transcript) }));
+    if (!proven(opts.keyring, key, 'server', self, opts.expect, transcript, reply.proof)) throw new HandshakeError(`server failed to prove it is ${opts.expect}`);
+    channel.send(JSON.stringify({ proof: prove(opts.keyring, key, 'client', self, opts.expect, transcript) }));
     const ok = await read(channel, t.promise);
     if (ok.ok !== true) throw new HandshakeError('server refused the handshake');
-    return { peer: { role: opts.expect, name: reply.name }, sessionKey: Buffer.from(mac(key, 'session', transcript), 'base64') };
+    return { peer: { role: opts.expect, name: reply.name }, sessionKey: sessionKey(key, transcript, own.privateKey, reply.dh) };
   } finally {
     t.cancel();
   }
@@ -135,7 +167,7 @@ export async function serverHandshake(
   try {
     const hello = await read(channel, t.promise);
     if (hello.v !== VERSION) return fail(`client speaks handshake version ${JSON.stringify(hello.v)}, not ${VERSION} (a process started by an older Cordon: restart it)`);
-    if (!isRole(hello.role) || typeof hello.name !== 'string' || !NAME.test(hello.name) || !validNonce(hello.nonce)) {
+    if (!isRole(hello.role) || typeof hello.name !== 'string' || !NAME.test(hello.name) || !validNonce(hello.nonce) || !validDh(hello.dh)) {
       return fail('client sent a malformed hello');
     }
     if (hello.to !== opts.keyring.self) return fail(`client asked for ${String(hello.to)}, this is ${opts.keyring.self}`);
@@ -144,15 +176,17 @@ export async function serverHandshake(
     const peer: PeerIdentity = { role, name: hello.name };
     const key = opts.keyring.key(role, opts.keyring.self, linkCordon(peer, { role: opts.keyring.self, name: opts.name }));
     if (!key) return fail(`this ${opts.keyring.self} holds no key for ${role} ${hello.name}`);
-    const reply = { v: VERSION, role: opts.keyring.self, name: opts.name, nonce: nonce() };
+    const self = opts.keyring.self;
+    const own = ephemeral();
+    const reply = { v: VERSION, role: self, name: opts.name, nonce: nonce(), dh: own.dh };
     const transcript = transcriptOf(hello, reply);
-    channel.send(JSON.stringify({ ...reply, proof: mac(key, 'server', transcript) }));
+    channel.send(JSON.stringify({ ...reply, proof: prove(opts.keyring, key, 'server', role, self, transcript) }));
     const auth = await read(channel, t.promise);
-    if (!equalMac(auth.proof, mac(key, 'client', transcript))) return fail(`client failed to prove it is ${role} ${hello.name}`);
+    if (!proven(opts.keyring, key, 'client', role, self, transcript, auth.proof)) return fail(`client failed to prove it is ${role} ${hello.name}`);
     // Checked only once proven, so only a holder of that identity's key learns whether it is served.
     if (opts.admit && !opts.admit(peer)) return fail(`${role} ${hello.name} is not one this ${opts.keyring.self} serves`);
     channel.send(JSON.stringify({ ok: true }));
-    return { peer, sessionKey: Buffer.from(mac(key, 'session', transcript), 'base64') };
+    return { peer, sessionKey: sessionKey(key, transcript, own.privateKey, hello.dh as string) };
   } catch (e) {
     channel.close(e instanceof Error ? e : new Error(String(e)));
     throw e;

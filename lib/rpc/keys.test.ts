@@ -1,10 +1,10 @@
 /** Mesh keys: directional, per-cordon derivation, the keyring encoding, and the handshake that proves a cordon. */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { ChannelClosedError, Inbox, type Channel } from './channel.ts';
 import { clientHandshake, serverHandshake, type PeerIdentity } from './handshake.ts';
-import { cordonKey, Keyring, linkKey, loadKeyring, type Role } from './keys.ts';
+import { cordonKey, Keyring, linkKey, loadKeyring, SIGNERS, type Role } from './keys.ts';
 
 const secret = randomBytes(32);
 
@@ -32,11 +32,20 @@ function pair(): [Channel, Channel] {
   return [end(0), end(1)];
 }
 
-/** A keyring as an attacker could write one: any role and cordon, any keys. */
+/** A keyring as an attacker could write one: any role and cordon, any keys, a signing seed of its own. */
 function forged(role: Role, cordon: string | undefined, links: Record<string, Buffer>): Keyring {
   const encoded = Object.fromEntries(Object.entries(links).map(([id, k]) => [id, k.toString('base64')]));
-  return Keyring.decode(Buffer.from(JSON.stringify({ v: 2, role, cordon, links: encoded })).toString('base64'));
+  const sign = SIGNERS.includes(role) ? randomBytes(32).toString('base64') : undefined;
+  return Keyring.decode(Buffer.from(JSON.stringify({ v: 2, role, cordon, links: encoded, sign })).toString('base64'));
 }
+
+/** A hello as a hand-made client sends it (a fresh X25519 public key included). */
+function handHello(role: Role, name: string, to: Role) {
+  const dh = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' }).x!;
+  return { v: 2, role, name, to, nonce: randomBytes(32).toString('base64'), dh };
+}
+const handTranscript = (h: ReturnType<typeof handHello>, reply: Record<string, string>) =>
+  JSON.stringify([h.role, h.name, h.to, h.nonce, h.dh, reply.role, reply.name, reply.nonce, reply.dh]);
 
 /** Both ends of one handshake; a failure's message names each side's reason. */
 async function handshake(
@@ -149,10 +158,10 @@ describe('the handshake proves a cordon', () => {
     const byHand = async (name: string) => {
       const [c, s] = pair();
       const server = serverHandshake(s, { ...supervisor, timeoutMs: 2000 });
-      const hello = { v: 2, role: 'sandbox', name, to: 'supervisor', nonce: randomBytes(32).toString('base64') };
+      const hello = handHello('sandbox', name, 'supervisor');
       c.send(JSON.stringify(hello));
       const reply = JSON.parse(await c.receive()) as Record<string, string>;
-      const transcript = JSON.stringify([hello.role, hello.name, hello.to, hello.nonce, reply.role, reply.name, reply.nonce]);
+      const transcript = handTranscript(hello, reply);
       c.send(JSON.stringify({ proof: createHmac('sha256', stolen).update('client\0').update(transcript).digest('base64') }));
       return (await server).peer;
     };
@@ -177,6 +186,30 @@ describe('the handshake proves a cordon', () => {
     await assert.rejects(handshake({ keyring: posing, name: 'ingress', expect: 'sandbox', expectName: 'b' }, sandboxB), /client: server failed to prove it is sandbox/);
     const { client } = await handshake({ keyring: Keyring.forRole(secret, 'ingress'), name: 'ingress', expect: 'sandbox', expectName: 'b' }, sandboxB);
     assert.deepEqual(client, { role: 'sandbox', name: 'b' });
+  });
+
+  test("a process of the same cordon cannot pose as ingress (nor as the supervisor) to a sandbox: those ends sign", async () => {
+    const a = Keyring.forRole(secret, 'sandbox', 'a');
+    const sandboxA = { keyring: Keyring.forRole(secret, 'sandbox', 'a'), name: 'a', accept: ['ingress'] as Role[] };
+    // Holding the very key ingress's proof would once have been made with, by hand: refused.
+    const byHand = async (proofKey: Buffer) => {
+      const [c, s] = pair();
+      const server = serverHandshake(s, { ...sandboxA, timeoutMs: 2000 });
+      const hello = handHello('ingress', 'ingress', 'sandbox');
+      c.send(JSON.stringify(hello));
+      const reply = JSON.parse(await c.receive()) as Record<string, string>;
+      c.send(JSON.stringify({ proof: createHmac('sha256', proofKey).update('client\0').update(handTranscript(hello, reply)).digest('base64') }));
+      return (await server).peer;
+    };
+    await assert.rejects(byHand(a.key('ingress', 'sandbox', 'a')!), /client failed to prove it is ingress/);
+    // The supervisor's end signs as well: a's keys cannot answer as the supervisor to another process of a.
+    const posingSupervisor = forged('supervisor', undefined, { 'sandbox>supervisor': a.key('sandbox', 'supervisor', 'a')! });
+    await assert.rejects(
+      handshake({ keyring: Keyring.forRole(secret, 'sandbox', 'a'), name: 'a', expect: 'supervisor' }, { keyring: posingSupervisor, name: 'supervisor', accept: ['sandbox'] }),
+      /client: server failed to prove it is supervisor/,
+    );
+    // A sandbox's keyring holds no signing key at all.
+    assert.throws(() => a.sign(Buffer.from('x')), /holds no signing key/);
   });
 
   test('ingress reaching a sandbox of another cordon than it asked for stops', async () => {

@@ -8,13 +8,16 @@
  * the key ingress uses to reach it), from which no other cordon's key can be computed; the supervisor
  * and ingress hold the base and derive the key of the cordon a peer names, so a proof made with
  * cordon C's key authenticates exactly C. Identity is what a process holds, never what it says.
- * Keys are symmetric, so the server end of a link holds its key too: a sandbox of C could pose as
- * ingress to C's own sandbox processes only, which reaches no worker it does not already run.
+ *
+ * A shared key authenticates both ends alike, so on a link with a sandbox end the other end —
+ * ingress reaching a sandbox, the supervisor a sandbox reaches — proves itself with a signature
+ * instead: those roles hold an Ed25519 signing key, sandboxes only its public half. A sandbox, even
+ * one of the same cordon (a replica), can therefore never pose as ingress or as the supervisor.
  *
  * A process gets only its role's keyring (`Keyring.forRole`, encoded into CORDON_MESH_KEYRING),
  * never the secret. The encoding is versioned; a keyring of an older format is refused by name.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -29,6 +32,9 @@ export const LINKS: readonly (readonly [Role, Role])[] = [
   ['ingress', 'sandbox'],
   ['relay', 'supervisor'],
 ];
+
+/** The roles that sign their proofs: the non-sandbox end of every link with a sandbox end. */
+export const SIGNERS: readonly Role[] = [...new Set(LINKS.filter(([c, s]) => perCordon(c, s)).map(([c, s]) => (c === 'sandbox' ? s : c)))];
 
 /** A cordon's name: what a sandbox's per-cordon keys are derived for. */
 export const CORDON_NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
@@ -63,6 +69,17 @@ export function linkKey(secret: Buffer, client: Role, server: Role): Buffer {
   return createHmac('sha256', secret).update(`cordon-mesh-v2\0link\0${client}\0${server}`).digest();
 }
 
+/** The Ed25519 seed of a signing role. */
+function signingSeed(secret: Buffer, role: Role): Buffer {
+  return createHmac('sha256', secret).update(`cordon-mesh-v2\0sign\0${role}`).digest();
+}
+
+// Node imports a raw Ed25519 seed only wrapped in PKCS#8 (RFC 8410): this fixed prefix is that wrapping.
+const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
+const privateFromSeed = (seed: Buffer): KeyObject => createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, seed]), format: 'der', type: 'pkcs8' });
+const rawPublic = (key: KeyObject): Buffer => Buffer.from(key.export({ format: 'jwk' }).x!, 'base64url');
+const publicFromRaw = (raw: Buffer): KeyObject => createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' });
+
 /** The key of a per-cordon link for one cordon, from the link's base. */
 export function cordonKey(base: Buffer, cordon: string): Buffer {
   return createHmac('sha256', base).update(`cordon-mesh-v2\0cordon\0${cordon}`).digest();
@@ -77,23 +94,51 @@ export class Keyring {
   /** A sandbox's cordon: the only cordon its per-cordon keys are for. */
   readonly cordon: string | undefined;
   readonly #links: ReadonlyMap<string, Buffer>;
+  /** This role's signing seed, for a signing role. */
+  readonly #seed: Buffer | undefined;
+  readonly #signer: KeyObject | undefined;
+  /** The public keys of the signing roles this keyring's links reach, by role (a sandbox's). */
+  readonly #verifiers: ReadonlyMap<Role, KeyObject>;
 
-  private constructor(self: Role, cordon: string | undefined, links: ReadonlyMap<string, Buffer>) {
+  private constructor(self: Role, cordon: string | undefined, links: ReadonlyMap<string, Buffer>, seed: Buffer | undefined, verifiers: ReadonlyMap<Role, KeyObject>) {
     this.self = self;
     this.cordon = cordon;
     this.#links = links;
+    this.#seed = seed;
+    this.#signer = seed && privateFromSeed(seed);
+    this.#verifiers = verifiers;
   }
 
   /** The keyring of `role` (for a sandbox, of one cordon): exactly what a process of that role is handed. */
   static forRole(secret: Buffer, role: Role, cordon?: string): Keyring {
     checkCordon(role, cordon, 'Keyring.forRole');
     const links = new Map<string, Buffer>();
+    const verifiers = new Map<Role, KeyObject>();
     for (const [client, server] of LINKS) {
       if (client !== role && server !== role) continue;
       const key = linkKey(secret, client, server);
       links.set(linkId(client, server), role === 'sandbox' && perCordon(client, server) ? cordonKey(key, cordon!) : key);
+      const other = client === role ? server : client;
+      if (role === 'sandbox' && SIGNERS.includes(other)) verifiers.set(other, createPublicKey(privateFromSeed(signingSeed(secret, other))));
     }
-    return new Keyring(role, cordon, links);
+    return new Keyring(role, cordon, links, SIGNERS.includes(role) ? signingSeed(secret, role) : undefined, verifiers);
+  }
+
+  /** Whether `role`, at this end of the link client→server, proves itself by signing rather than with the link key. */
+  static signs(role: Role, client: Role, server: Role): boolean {
+    return perCordon(client, server) && role !== 'sandbox';
+  }
+
+  /** Signs `data` as this role; throws for a role that holds no signing key. */
+  sign(data: Buffer): Buffer {
+    if (!this.#signer) throw new Error(`role ${this.self} holds no signing key`);
+    return sign(null, data, this.#signer);
+  }
+
+  /** Whether `signature` over `data` is `role`'s; false when this keyring holds no public key of that role. */
+  verify(role: Role, data: Buffer, signature: Buffer): boolean {
+    const key = this.#verifiers.get(role);
+    return key !== undefined && signature.length === 64 && verify(null, data, key, signature);
   }
 
   /**
@@ -117,7 +162,8 @@ export class Keyring {
   encode(): string {
     const links: Record<string, string> = {};
     for (const [id, key] of this.#links) links[id] = key.toString('base64');
-    return Buffer.from(JSON.stringify({ v: KEYRING_VERSION, role: this.self, cordon: this.cordon, links })).toString('base64');
+    const verify = Object.fromEntries([...this.#verifiers].map(([role, key]) => [role, rawPublic(key).toString('base64')]));
+    return Buffer.from(JSON.stringify({ v: KEYRING_VERSION, role: this.self, cordon: this.cordon, links, sign: this.#seed?.toString('base64'), verify })).toString('base64');
   }
 
   /** Parses an encoded keyring; `source` names where it came from in errors. */
@@ -149,7 +195,15 @@ export class Keyring {
       if (key?.length !== 32) throw new Error(`${source}: the key of ${id} is not 32 bytes`);
       links.set(id, key);
     }
-    return new Keyring(role, cordon, links);
+    const seed = typeof o.sign === 'string' ? Buffer.from(o.sign, 'base64') : undefined;
+    if (SIGNERS.includes(role) !== (seed !== undefined) || (seed && seed.length !== 32)) throw new Error(`${source}: a keyring of role ${role} ${SIGNERS.includes(role) ? 'needs its 32-byte signing seed' : 'holds no signing seed'}`);
+    const verifiers = new Map<Role, KeyObject>();
+    for (const [peer, value] of Object.entries((o.verify ?? {}) as Record<string, unknown>)) {
+      const raw = typeof value === 'string' ? Buffer.from(value, 'base64') : undefined;
+      if (!isRole(peer) || !SIGNERS.includes(peer) || raw?.length !== 32) throw new Error(`${source}: ${JSON.stringify(peer)} is not a signing role's 32-byte public key`);
+      verifiers.set(peer, publicFromRaw(raw));
+    }
+    return new Keyring(role, cordon, links, seed, verifiers);
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
@@ -38,16 +38,19 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
    * A hostile client speaking the handshake by hand: it names whatever identity it likes, proves
    * with whatever key it holds, and ignores the server's proof. Resolves to the server's verdict.
    */
-  async function claim(endpoint: string, hello: { role: Role; name: string; to: Role }, key: Buffer): Promise<'accepted' | 'refused'> {
+  async function claim(endpoint: string, hello: { role: Role; name: string; to: Role }, key: Buffer | Keyring): Promise<'accepted' | 'refused'> {
     const channel = await connectUnix(socketPath(mesh.dataDir, endpoint), 1 << 20);
     const timer = setTimeout(() => channel.close(new Error('no verdict within 5 s')), 5000);
     try {
-      const h = { v: 2, ...hello, nonce: randomBytes(32).toString('base64') };
+      const dh = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' }).x!;
+      const h = { v: 2, ...hello, nonce: randomBytes(32).toString('base64'), dh };
       channel.send(JSON.stringify(h));
       const reply = JSON.parse(await channel.receive()) as Record<string, string>;
       if (reply.error) return 'refused';
-      const transcript = JSON.stringify([h.role, h.name, h.to, h.nonce, reply.role, reply.name, reply.nonce]);
-      channel.send(JSON.stringify({ proof: createHmac('sha256', key).update('client\0').update(transcript).digest('base64') }));
+      const transcript = JSON.stringify([h.role, h.name, h.to, h.nonce, h.dh, reply.role, reply.name, reply.nonce, reply.dh]);
+      // A link key proves by HMAC; a keyring given instead signs (what ingress and the supervisor do).
+      const proof = Buffer.isBuffer(key) ? createHmac('sha256', key).update('client\0').update(transcript).digest() : key.sign(Buffer.from(`client\0${transcript}`));
+      channel.send(JSON.stringify({ proof: proof.toString('base64') }));
       const verdict = JSON.parse(await channel.receive()) as Record<string, unknown>;
       return verdict.ok === true ? 'accepted' : 'refused';
     } catch (e) {
@@ -157,7 +160,18 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
     assert.equal(await claimWithEveryKey('sandbox-standard', { role: 'ingress', name: 'ingress', to: 'sandbox' }, stolen), 'refused');
     // The same hand-made client with ingress's real keyring is accepted: the refusal is the key's.
     const ingress = keyringOf(mesh.servicePids().get('ingress')!);
-    assert.equal(await claim('sandbox-standard', { role: 'ingress', name: 'ingress', to: 'sandbox' }, ingress.key('ingress', 'sandbox', 'standard')!), 'accepted');
+    assert.equal(await claim('sandbox-standard', { role: 'ingress', name: 'ingress', to: 'sandbox' }, ingress), 'accepted');
     assert.ok(await serves('/bystander'), 'the standard sandbox keeps serving');
+  });
+
+  test('(e) posing as ingress even to its own cordon’s sandbox is refused: ingress signs, a sandbox cannot', async () => {
+    // The untrusted sandbox holds the link key ingress→untrusted (it must check ingress's proof), but
+    // ingress proves with a signature, so that key opens no session as ingress — not to itself, not
+    // to a replica of its cordon.
+    assert.equal(await claim('sandbox-untrusted', { role: 'ingress', name: 'ingress', to: 'sandbox' }, stolen.key('ingress', 'sandbox', 'untrusted')!), 'refused');
+    assert.throws(() => stolen.sign(Buffer.from('x')), /holds no signing key/);
+    const ingress = keyringOf(mesh.servicePids().get('ingress')!);
+    assert.equal(await claim('sandbox-untrusted', { role: 'ingress', name: 'ingress', to: 'sandbox' }, ingress), 'accepted');
+    assert.ok(await serves('/bystander'));
   });
 });
