@@ -1,6 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { RpcTarget } from 'capnweb';
 import { Keyring, Membrane, type MeshSession } from './index.ts';
 import { unixTransport, type TestEndpoint } from './testing/transports.ts';
@@ -90,4 +92,38 @@ test('a revoked stand-in no longer references its target', () => {
   assert.equal(Object.getOwnPropertyNames(wrapped).length, 0);
   assert.throws(() => (wrapped as unknown as { reads: () => unknown }).reads(), /capability revoked/, 'even data reads give nothing');
   assert.equal(wrapped instanceof Store, true, 'capnweb still sees an RpcTarget');
+});
+
+test('a stand-in its peer released is forgotten: the membrane keeps no target alive until the next revocation', async () => {
+  // Found by the RPC fuzzer: every capabilities() call of a sandbox left its stand-ins, and their
+  // targets, in the worker's membrane for good, so asking again and again grew the supervisor.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  grant = new Membrane();
+  const targets: WeakRef<Store>[] = [];
+  for (let i = 0; i < 50; i++) {
+    target = new Store();
+    targets.push(new WeakRef(target));
+    using store = s.remote.store();
+    assert.equal(await store.read(), 'data');
+  }
+  target = new Store();
+  const deadline = Date.now() + 5000;
+  let alive = targets.length;
+  while (alive > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20)); // the releases travel to the server
+    gc();
+    alive = targets.filter((t) => t.deref()).length;
+  }
+  assert.equal(alive, 0, 'no released target is still referenced');
+});
+
+test('a released stand-in cannot be called, and revoking its membrane later is harmless', () => {
+  const m = new Membrane();
+  const wrapped = m.wrap(new Store());
+  assert.equal(Symbol.dispose in wrapped, true, 'capnweb sees it as disposable');
+  (wrapped as unknown as Disposable)[Symbol.dispose]();
+  assert.throws(() => wrapped.read(), /capability revoked: released by its holder/);
+  m.revoke('undeploy');
+  assert.throws(() => wrapped.read(), /capability revoked/);
 });

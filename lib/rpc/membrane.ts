@@ -5,6 +5,10 @@
  * longer reference their targets, so a revoked capability keeps nothing alive. RpcTargets returned
  * by a wrapped method are wrapped in the same membrane, so what was derived from a capability is
  * revoked with it. The supervisor keeps one membrane per worker grant (undeploy, quarantine).
+ *
+ * A stand-in is disposable: capnweb disposes it when the peer has released every reference to it (or
+ * its session ended), and the membrane then forgets it and drops its target, so a peer that asks for
+ * capabilities again and again does not pile up objects in the membrane until the next revocation.
  */
 import { RpcTarget } from 'capnweb';
 
@@ -59,24 +63,33 @@ export class Membrane {
     // The proxy's own target is an empty stand-in with the same prototype (capnweb recognises an
     // RpcTarget by its prototype chain), so revoking can drop the only reference to the real one.
     const standIn = Object.create(Object.getPrototypeOf(target)) as T;
+    const release = () => {
+      const t = slot.target as { [Symbol.dispose]?: () => void } | null;
+      slot.target = null;
+      membrane.#slots.delete(slot);
+      t?.[Symbol.dispose]?.();
+    };
     return new Proxy(standIn, {
       get(_stand, key) {
+        if (key === Symbol.dispose) return release;
         const t = slot.target;
         if (!t) {
           if (typeof key === 'symbol' || key === 'then') return undefined;
           return () => {
-            throw new CapabilityRevokedError(membrane.#revoked ?? 'revoked');
+            throw new CapabilityRevokedError(membrane.#revoked ?? 'released by its holder');
           };
         }
         const value = Reflect.get(t, key, t) as unknown;
         if (typeof value !== 'function') return value;
         return (...args: unknown[]) => {
           const live = slot.target;
-          if (!live) throw new CapabilityRevokedError(membrane.#revoked ?? 'revoked');
+          if (!live) throw new CapabilityRevokedError(membrane.#revoked ?? 'released by its holder');
           return membrane.#wrapResult(Reflect.apply(value as (...a: unknown[]) => unknown, live, args));
         };
       },
       has(_stand, key) {
+        // Always disposable, so that capnweb counts its references and tells us when they are gone.
+        if (key === Symbol.dispose) return true;
         return slot.target ? Reflect.has(slot.target, key) : false;
       },
     });
