@@ -180,8 +180,9 @@ class Generator {
       case 1:
         return this.#k.words.length ? r.pick(this.#k.words) : 'x';
       case 2: {
-        // A huge string: mostly below 1 MiB, sometimes several.
-        const n = r.chance(0.9) ? 1 + r.int(256 * 1024) : 1 + r.int(Math.min(4 << 20, this.#max / 4));
+        // A huge string: far over every per-argument limit, mostly below 64 Ki characters, sometimes
+        // up to a MiB (4 MiB of UTF-8 at most, a quarter of the frame limit: memory is watched).
+        const n = r.chance(0.9) ? 1 + r.int(64 * 1024) : 1 + r.int(Math.min(1 << 20, this.#max / 4));
         return r.pick(['A', 'é', '\u{1F600}', '\u0000', '"']).repeat(n);
       }
       case 3:
@@ -274,7 +275,7 @@ class Generator {
       case 'date':
         return ['date', r.pick([0, null, 8.64e15 + 1, -1, 'now', 1e308])];
       case 'bytes':
-        return r.chance(0.7) ? ['bytes', r.chance(0.8) ? this.#rng.bytes(r.chance(0.9) ? r.int(64) : r.int(3 << 20)).toString('base64') : this.string()] : ['bytes', 'AAAAAAAAAAA=', r.pick(BYTE_MARKERS)];
+        return r.chance(0.7) ? ['bytes', r.chance(0.8) ? this.#rng.bytes(r.chance(0.9) ? r.int(64) : r.int(1 << 20)).toString('base64') : this.string()] : ['bytes', 'AAAAAAAAAAA=', r.pick(BYTE_MARKERS)];
       case 'error':
         return ['error', r.pick(ERROR_NAMES), this.string(), ...(r.chance(0.5) ? [this.string()] : []), ...(r.chance(0.3) ? [this.value(depth + 1)] : [])];
       case 'undefined':
