@@ -629,7 +629,6 @@ export async function fuzz(target: FuzzTarget, opts: FuzzOptions): Promise<FuzzR
   /** A connection that has passed the handshake as `identity`, or undefined if the server refused it. */
   const authenticated = async (identity: Identity, knowledge: Knowledge): Promise<Session | undefined> => {
     const s = new Session(await dial(target.socket), knowledge);
-    void s.ended;
     try {
       await clientHandshake(s.channel, { keyring: identity.keyring, name: identity.name, expect: target.expect });
     } catch {
