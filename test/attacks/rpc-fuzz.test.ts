@@ -48,7 +48,7 @@ const SANDBOX_METHODS = ['report', 'loadWorker', 'registerRunner', 'capabilities
  * credentials are made, so a change in how sandbox keys are derived is a change here only.
  */
 function sandboxCredentials(dataDir: string, cordon: string): Pick<Identity, 'keyring' | 'name'> {
-  return { keyring: Keyring.derive(loadMeshSecret(dataDir, {}), 'sandbox'), name: cordon };
+  return { keyring: Keyring.forRole(loadMeshSecret(dataDir, {}), 'sandbox', cordon), name: cordon };
 }
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
