@@ -62,6 +62,11 @@ export class WorkerDatabase {
     this.#db.close();
   }
 
+  /** Whether a `transactionSync` transaction is open (SQLite may have ended it itself, e.g. on SQLITE_FULL). */
+  get inTransaction(): boolean {
+    return this.#inTransaction;
+  }
+
   get databaseSize(): number {
     const pages = this.#internalRun(() => (this.#db.prepare('PRAGMA page_count').get() as { page_count: number }).page_count);
     const size = this.#internalRun(() => (this.#db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size);
