@@ -1,6 +1,7 @@
 /**
  * One worker's SQLite database, as the Workers Durable Object storage API sees it (`ctx.storage.sql`
- * plus the synchronous KV API). The file is opened by the supervisor only, never by a sandbox.
+ * plus the synchronous KV API). The file is opened only in the supervisor's SQL processes
+ * (sql-pool.ts), never by a sandbox.
  *
  * Uses Node's built-in `node:sqlite` rather than better-sqlite3 because only it exposes SQLite's
  * authorizer (`setAuthorizer`), which is what keeps tenant SQL inside its own file: ATTACH/DETACH,
