@@ -143,3 +143,18 @@ test('a SQL process dies with the supervisor, even in the middle of a statement'
   parent.kill('SIGKILL');
   await until('the orphaned SQL process to end', () => !alive(pid));
 });
+
+test('a flood of calls on one database is refused past a bound, not queued without end; the rest run in order', async () => {
+  const pool = new SqlPool({ processes: 1 });
+  try {
+    const db = pool.database(join(dir(), 'db.sqlite'), 1e9, 't');
+    const results = await Promise.allSettled(Array.from({ length: 1100 }, (_, i) => exec(db, 'SELECT ?', [i])));
+    const refused = results.filter((r) => r.status === 'rejected');
+    assert.ok(refused.length > 0 && refused.length <= 100, `${refused.length} refused`);
+    for (const r of refused) assert.match(String(r.reason), /too many storage calls waiting on this database \(1000\)/);
+    const values = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.rows[0]![0]] : []));
+    assert.deepEqual(values, [...Array(values.length).keys()]);
+  } finally {
+    await pool.close();
+  }
+});

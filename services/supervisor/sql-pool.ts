@@ -43,8 +43,10 @@ export interface SqlPoolOptions {
   perTenant?: number;
 }
 
-/** Calls one database may have waiting for its process (a flood is refused, not queued without end). */
+/** Calls one database may have waiting in the supervisor (a flood is refused, not queued without end). */
 const MAX_WAITING = 1000;
+/** Calls sent ahead to a process; the rest wait in the supervisor, where their deadlines are watched. */
+const MAX_SENT = 32;
 /** A transaction left open past its deadline is rolled back with this much time for the ROLLBACK. */
 const ROLLBACK_MS = 5000;
 const SCRIPT = join(import.meta.dirname, 'sql-process.ts');
@@ -106,7 +108,8 @@ export class SqlPool {
 
   /** One database file of `tenant`. Open it once and keep the handle: the handle carries its ordering. */
   database(file: string, quota: number, tenant: string): PooledDatabase {
-    return new PooledDatabase(this, { file, quota, tenant, waiting: [], slot: undefined, home: undefined, inTransaction: false, txTimer: undefined });
+    const db: DbState = { file, quota, tenant, waiting: [], slot: undefined, home: undefined, inTransaction: false, txTimer: undefined };
+    return { call: (method, args, deadline) => this.#call(db, method, args, deadline) };
   }
 
   /** The process ids of the running SQL processes (for tests and diagnostics). */
@@ -114,8 +117,7 @@ export class SqlPool {
     return this.#slots.filter((s) => !s.dead && s.child.pid !== undefined).map((s) => s.child.pid!);
   }
 
-  /** Run `method` on `db` before `deadline` (Date.now() ms) or fail; internal to PooledDatabase. */
-  call(db: DbState, method: StorageMethod, args: unknown[], deadline: number): Promise<unknown> {
+  #call(db: DbState, method: StorageMethod, args: unknown[], deadline: number): Promise<unknown> {
     if (this.#closed) return Promise.reject(new SqlError('storage is shutting down'));
     if (deadline <= Date.now()) return Promise.reject(new SqlError("storage call not started: the worker's time limit has passed"));
     if (db.waiting.length >= MAX_WAITING) return Promise.reject(new SqlError(`too many storage calls waiting on this database (${MAX_WAITING}); wait for some to finish`));
@@ -155,9 +157,10 @@ export class SqlPool {
       db.slot = db.home = slot;
       this.#leases.set(db.tenant, (this.#leases.get(db.tenant) ?? 0) + 1);
     }
-    for (const call of db.waiting.splice(0)) {
+    const slot = db.slot;
+    for (const call of db.waiting.splice(0, MAX_SENT - slot.sent.length)) {
       clearTimeout(call.timer);
-      this.#send(db.slot, call);
+      this.#send(slot, call);
     }
   }
 
@@ -214,7 +217,8 @@ export class SqlPool {
     this.#transaction(db, reply.inTransaction, call.deadline);
     if ('ok' in reply) this.#settle(call, undefined, reply.ok);
     else this.#settle(call, reply.sql ? new SqlError(reply.error) : new Error(reply.error));
-    if (slot.sent.length === 0 && !db.inTransaction) this.#release(db);
+    if (db.waiting.length) this.#pump(db);
+    else if (slot.sent.length === 0 && !db.inTransaction) this.#release(db);
   }
 
   /** Track whether `db` has a transaction open; one still open at its deadline is rolled back. */
@@ -227,7 +231,7 @@ export class SqlPool {
     db.txTimer = setTimeout(() => {
       if (!db.inTransaction) return;
       // The worker was stopped at its limit between begin and commit: its transaction must not hold the lease (or the write lock).
-      this.call(db, 'rollback', [], Date.now() + ROLLBACK_MS).catch(() => {});
+      this.#call(db, 'rollback', [], Date.now() + ROLLBACK_MS).catch(() => {});
     }, Math.max(0, deadline - Date.now()));
   }
 
@@ -235,7 +239,8 @@ export class SqlPool {
   #lost(slot: Slot, how: string): void {
     slot.dead = true;
     clearTimeout(slot.timer);
-    this.#slots.splice(this.#slots.indexOf(slot), 1);
+    const i = this.#slots.indexOf(slot);
+    if (i >= 0) this.#slots.splice(i, 1);
     const db = slot.lease;
     const hadTransaction = db?.inTransaction ?? false;
     for (const call of slot.sent.splice(0)) {
@@ -289,14 +294,7 @@ export class SqlPool {
 }
 
 /** One database in the pool, as a capability uses it. */
-export class PooledDatabase {
-  readonly #pool: SqlPool;
-  readonly #db: DbState;
-  constructor(pool: SqlPool, db: DbState) {
-    this.#pool = pool;
-    this.#db = db;
-  }
-  call(method: StorageMethod, args: unknown[], deadline: number): Promise<unknown> {
-    return this.#pool.call(this.#db, method, args, deadline);
-  }
+export interface PooledDatabase {
+  /** Run `method` before `deadline` (a Date.now() time) or fail with a SqlError saying why. */
+  call(method: StorageMethod, args: unknown[], deadline: number): Promise<unknown>;
 }

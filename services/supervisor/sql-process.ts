@@ -42,14 +42,13 @@ const run: Record<StorageMethod, (db: WorkerDatabase, args: any[]) => unknown> =
 
 process.on('message', (m: SqlRequest) => {
   let reply: SqlReply;
-  let db: WorkerDatabase | undefined;
   try {
     // Queued behind a call that was slow: no time is left for this one, so it does not start.
     if (Date.now() >= m.deadline) throw new SqlError(`storage call not started: the worker's time limit had passed while it waited`);
-    db = database(m.file, m.quota);
+    const db = database(m.file, m.quota);
     reply = { id: m.id, ok: run[m.method](db, m.args), inTransaction: db.inTransaction };
   } catch (e) {
-    reply = { id: m.id, error: e instanceof Error ? e.message : String(e), sql: e instanceof SqlError, inTransaction: db?.inTransaction ?? false };
+    reply = { id: m.id, error: e instanceof Error ? e.message : String(e), sql: e instanceof SqlError, inTransaction: open.get(m.file)?.inTransaction ?? false };
   }
   process.send!(reply);
 });
