@@ -2,7 +2,8 @@
  * Issue 12, item 7: one tenant's query must not freeze the supervisor. A worker runs a recursive CTE
  * that never ends; meanwhile the admin API and another tenant's storage keep answering, and at the
  * attacker's wall-time limit its query is interrupted: the worker gets an error saying so, its own
- * database answers again, and the supervisor's processes go quiet.
+ * database answers again, and the supervisor's processes go quiet. And a result too large for one
+ * RPC message is refused to its worker instead of ending the session its co-tenants share.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -94,6 +95,18 @@ describe('a tenant query cannot freeze the supervisor', () => {
     assert.ok(used < 50, `the supervisor and its SQL processes used ${used} ticks of CPU in a second after the interrupt`);
 
     // The bystander lost nothing.
+    assert.equal(((await (await op('acme', 'op=list')).json()) as unknown[]).length, 5);
+  });
+
+  test("a result too large for one RPC message is refused to its worker; the cordon's shared session and the bystander's calls go on", async () => {
+    // Over the mesh's 16 MiB frame limit as a reply, it used to end the sandbox's whole session to the supervisor.
+    const bystander = op('acme', 'op=sql', { method: 'POST', body: 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1000000) SELECT count(*) AS n FROM c' });
+    const res = await op('evil', 'op=sql', { method: 'POST', body: 'SELECT hex(zeroblob(5000000)) AS a, hex(zeroblob(5000000)) AS b' });
+    assert.equal(res.status, 409);
+    assert.match(await res.text(), /query result is larger than 8 MiB; select fewer rows or columns/);
+    const counted = await bystander;
+    assert.equal(counted.status, 200, await counted.clone().text());
+    assert.deepEqual(await counted.json(), [{ n: 1000000 }]);
     assert.equal(((await (await op('acme', 'op=list')).json()) as unknown[]).length, 5);
   });
 });
