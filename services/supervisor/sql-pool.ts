@@ -17,7 +17,11 @@
  * its own lease. Processes are started on demand up to `processes`; one tenant holds at most
  * `perTenant` leases at once, so it can never take them all. A database with no free process waits
  * (up to its deadline) in a FIFO queue. A process that is killed or dies is replaced on the next
- * demand; its open transaction is lost (never half-applied), its committed writes stay.
+ * demand; its open transaction is lost (never half-applied), its committed writes stay. (The price
+ * of the per-tenant bound: a transactionSync on one database that calls into `perTenant` more of the
+ * same tenant's databases waits for a lease its own transaction holds, until its deadline.)
+ *
+ * The hop costs about 0.14 ms per call (IPC and structured clone), measured on a shared 2-core machine.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
