@@ -32,6 +32,7 @@ const FILE_KEYS: Record<string, string> = {
   maxIsolates: 'CORDON_MAX_ISOLATES',
   sandboxMemoryMb: 'CORDON_SANDBOX_MEMORY_MB',
   isolateIdleSeconds: 'CORDON_ISOLATE_IDLE_SECONDS',
+  sqlProcesses: 'CORDON_SQL_PROCESSES',
 };
 
 /** The config file's settings as environment variables; the real environment wins over them. */
@@ -96,4 +97,9 @@ export function sandboxSettings(rawEnv: NodeJS.ProcessEnv = process.env): { maxI
     memoryBudgetMb: positive(env, 'CORDON_SANDBOX_MEMORY_MB', 2048),
     idleMs: positive(env, 'CORDON_ISOLATE_IDLE_SECONDS', 300) * 1000,
   };
+}
+
+/** How many processes the supervisor runs tenant SQL in, at most (one tenant may use all but one). */
+export function sqlProcesses(rawEnv: NodeJS.ProcessEnv = process.env): number {
+  return positive(withConfigFile(rawEnv), 'CORDON_SQL_PROCESSES', 4);
 }

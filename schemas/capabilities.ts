@@ -12,17 +12,23 @@ export interface SqlResult {
   rowsWritten: number;
 }
 
-/** One worker's SQLite database (Durable Object storage API: sql.exec, transactionSync, KV). */
+/**
+ * One worker's SQLite database (Durable Object storage API: sql.exec, transactionSync, KV). Every
+ * method takes, after its own arguments, `timeLeftMs`: how long the worker has left before its
+ * wall-time limit. The sandbox sets it (never the worker's code); the supervisor caps it at the
+ * worker's wall-time limit, uses that cap when it is absent, and interrupts a call still running
+ * when it runs out.
+ */
 export interface StorageApi {
-  exec(query: string, bindings: SqlValue[]): Promise<SqlResult>;
-  databaseSize(): Promise<number>;
-  begin(): Promise<void>;
-  commit(): Promise<void>;
-  rollback(): Promise<void>;
-  kvGet(key: string): Promise<Uint8Array | null>;
-  kvPut(key: string, value: Uint8Array): Promise<void>;
-  kvDelete(key: string): Promise<boolean>;
-  kvList(prefix: string, limit: number): Promise<[string, Uint8Array][]>;
+  exec(query: string, bindings: SqlValue[], timeLeftMs?: number): Promise<SqlResult>;
+  databaseSize(timeLeftMs?: number): Promise<number>;
+  begin(timeLeftMs?: number): Promise<void>;
+  commit(timeLeftMs?: number): Promise<void>;
+  rollback(timeLeftMs?: number): Promise<void>;
+  kvGet(key: string, timeLeftMs?: number): Promise<Uint8Array | null>;
+  kvPut(key: string, value: Uint8Array, timeLeftMs?: number): Promise<void>;
+  kvDelete(key: string, timeLeftMs?: number): Promise<boolean>;
+  kvList(prefix: string, limit: number, timeLeftMs?: number): Promise<[string, Uint8Array][]>;
 }
 
 export interface DirectoryEntry {
@@ -85,5 +91,8 @@ export const FETCH_HANDLE = '$fetch';
 
 /** The methods a sandbox may forward for each kind of capability (anything else is refused before it leaves). */
 export const STORAGE_METHODS = ['exec', 'databaseSize', 'begin', 'commit', 'rollback', 'kvGet', 'kvPut', 'kvDelete', 'kvList'] as const;
+export type StorageMethod = (typeof STORAGE_METHODS)[number];
+/** How many arguments each storage method takes before its `timeLeftMs`. */
+export const STORAGE_ARITY: Record<StorageMethod, number> = { exec: 2, databaseSize: 0, begin: 0, commit: 0, rollback: 0, kvGet: 1, kvPut: 2, kvDelete: 1, kvList: 2 };
 export const DIRECTORY_METHODS = ['list', 'read', 'write', 'remove', 'stat', 'mkdir', 'rename', 'directory'] as const;
 export const FETCH_METHODS = ['fetch'] as const;

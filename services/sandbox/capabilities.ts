@@ -3,7 +3,7 @@
  * Only the methods of each capability kind pass (a stub would accept any name, including capnweb's
  * own `dup`), and a subdirectory capability is kept here under a handle the isolate can name.
  */
-import { CACHE_HANDLE, CACHE_METHODS, DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_METHODS } from '../../schemas/capabilities.ts';
+import { CACHE_HANDLE, CACHE_METHODS, DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_ARITY, STORAGE_METHODS, type StorageMethod } from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost } from './runtime/index.ts';
@@ -38,7 +38,7 @@ export class ForwardedCapabilities implements CapabilityHost {
     if (stubs[CACHE_HANDLE]) this.#handles.set(CACHE_HANDLE, { kind: 'cache', stub: stubs[CACHE_HANDLE] as Stub });
   }
 
-  async call(handle: string, method: string, args: unknown[]): Promise<unknown> {
+  async call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown> {
     const h = this.#handles.get(handle);
     if (!h) {
       if (handle === FETCH_HANDLE || handle === CACHE_HANDLE) throw new Error(`${handle === FETCH_HANDLE ? 'fetch' : 'the Cache API'} is not available: this worker has no ${handle.slice(1)} capability (is egress running?)`);
@@ -46,6 +46,8 @@ export class ForwardedCapabilities implements CapabilityHost {
     }
     const allowed: readonly string[] = ALLOWED[h.kind];
     if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
+    // A storage call carries the worker's time left, put here and never taken from the worker's arguments.
+    if (h.kind === 'storage') args = [...Array.from({ length: STORAGE_ARITY[method as StorageMethod] }, (_, i) => args[i]), timeLeftMs];
     const result = await h.stub[method]!(...args);
     if (method !== 'directory') return result;
     if (this.#handles.size >= MAX_HANDLES) throw new Error(`too many open subdirectory capabilities (limit ${MAX_HANDLES})`);

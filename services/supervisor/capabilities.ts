@@ -10,13 +10,14 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { check, bytes, ValidationError } from '../../lib/rpc/validate.ts';
 import { Membrane } from '../../lib/rpc/membrane.ts';
-import { CACHE_HANDLE, FETCH_HANDLE, type CacheApi, type DirectoryApi, type FetcherApi, type FetchResponse, type SqlResult, type SqlValue, type StorageApi } from '../../schemas/capabilities.ts';
+import { CACHE_HANDLE, FETCH_HANDLE, type CacheApi, type DirectoryApi, type StorageMethod, type FetcherApi, type FetchResponse, type SqlResult, type StorageApi } from '../../schemas/capabilities.ts';
 import type { RpcStub } from 'capnweb';
 import type { EgressLink } from './ports.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import type { AuditLog } from './audit.ts';
 import type { WorkflowsApi } from '../../schemas/workflows.ts';
-import { SqlError, WorkerDatabase, LIMITS } from './sql-storage.ts';
+import { SqlError, LIMITS } from './sql-storage.ts';
+import { SqlPool, type PooledDatabase } from './sql-pool.ts';
 import { DirectoryError, WorkerDirectory } from './directory.ts';
 
 const Query = z.string().max(LIMITS.statementBytes * 4);
@@ -41,40 +42,56 @@ async function guarded<T>(audit: Audit, action: string, fn: () => T | Promise<T>
   }
 }
 
+/** `timeLeftMs` as the sandbox sends it; the worker's own wall-time limit bounds it (see StorageCap). */
+const TimeLeft = z.number().int().min(0).optional();
+
+/**
+ * One worker's database. Its calls run in the SQL pool, each with a deadline: the time the sandbox
+ * says the worker has left, never more than `maxMs` (the worker's wall-time limit), so a sandbox
+ * that asks for hours, or says nothing, still gets a statement interrupted within one wall limit.
+ */
 export class StorageCap extends RpcTarget implements StorageApi {
-  readonly #db: WorkerDatabase;
+  readonly #db: PooledDatabase;
   readonly #audit: Audit;
-  constructor(db: WorkerDatabase, audit: Audit) {
+  readonly #maxMs: number;
+  constructor(db: PooledDatabase, audit: Audit, maxMs: number) {
     super();
     this.#db = db;
     this.#audit = audit;
+    this.#maxMs = maxMs;
   }
-  exec(query: unknown, bindings: unknown): Promise<SqlResult> {
-    return guarded(this.#audit, 'storage.exec', () => this.#db.exec(check(Query, query, 'query'), check(SqlBindings, bindings, 'bindings') as SqlValue[]));
+  #call<T>(action: string, method: StorageMethod, args: () => unknown[], timeLeftMs: unknown): Promise<T> {
+    return guarded(this.#audit, action, () => {
+      const left = Math.min(check(TimeLeft, timeLeftMs, 'timeLeftMs') ?? this.#maxMs, this.#maxMs);
+      return this.#db.call(method, args(), Date.now() + left) as Promise<T>;
+    });
   }
-  databaseSize(): Promise<number> {
-    return guarded(this.#audit, 'storage.size', () => this.#db.databaseSize);
+  exec(query: unknown, bindings: unknown, timeLeftMs?: unknown): Promise<SqlResult> {
+    return this.#call('storage.exec', 'exec', () => [check(Query, query, 'query'), check(SqlBindings, bindings, 'bindings')], timeLeftMs);
   }
-  begin(): Promise<void> {
-    return guarded(this.#audit, 'storage.begin', () => this.#db.begin());
+  databaseSize(timeLeftMs?: unknown): Promise<number> {
+    return this.#call('storage.size', 'databaseSize', () => [], timeLeftMs);
   }
-  commit(): Promise<void> {
-    return guarded(this.#audit, 'storage.commit', () => this.#db.commit());
+  begin(timeLeftMs?: unknown): Promise<void> {
+    return this.#call('storage.begin', 'begin', () => [], timeLeftMs);
   }
-  rollback(): Promise<void> {
-    return guarded(this.#audit, 'storage.rollback', () => this.#db.rollback());
+  commit(timeLeftMs?: unknown): Promise<void> {
+    return this.#call('storage.commit', 'commit', () => [], timeLeftMs);
   }
-  kvGet(key: unknown): Promise<Uint8Array | null> {
-    return guarded(this.#audit, 'kv.get', () => this.#db.kvGet(check(Key, key, 'key')) ?? null);
+  rollback(timeLeftMs?: unknown): Promise<void> {
+    return this.#call('storage.rollback', 'rollback', () => [], timeLeftMs);
   }
-  kvPut(key: unknown, value: unknown): Promise<void> {
-    return guarded(this.#audit, 'kv.put', () => this.#db.kvPut(check(Key, key, 'key'), check(Value, value, 'value')));
+  kvGet(key: unknown, timeLeftMs?: unknown): Promise<Uint8Array | null> {
+    return this.#call('kv.get', 'kvGet', () => [check(Key, key, 'key')], timeLeftMs);
   }
-  kvDelete(key: unknown): Promise<boolean> {
-    return guarded(this.#audit, 'kv.delete', () => this.#db.kvDelete(check(Key, key, 'key')));
+  kvPut(key: unknown, value: unknown, timeLeftMs?: unknown): Promise<void> {
+    return this.#call('kv.put', 'kvPut', () => [check(Key, key, 'key'), check(Value, value, 'value')], timeLeftMs);
   }
-  kvList(prefix: unknown, limit: unknown): Promise<[string, Uint8Array][]> {
-    return guarded(this.#audit, 'kv.list', () => this.#db.kvList(check(Prefix, prefix, 'prefix'), check(Limit, limit, 'limit')));
+  kvDelete(key: unknown, timeLeftMs?: unknown): Promise<boolean> {
+    return this.#call('kv.delete', 'kvDelete', () => [check(Key, key, 'key')], timeLeftMs);
+  }
+  kvList(prefix: unknown, limit: unknown, timeLeftMs?: unknown): Promise<[string, Uint8Array][]> {
+    return this.#call('kv.list', 'kvList', () => [check(Prefix, prefix, 'prefix'), check(Limit, limit, 'limit')], timeLeftMs);
   }
 }
 
@@ -150,28 +167,32 @@ export interface GrantOptions {
   onRefused?: (workerId: string) => void;
   /** env.<BINDING> for a workflow of the worker's tenant. */
   workflow?: (tenant: string, workflow: string) => WorkflowsApi;
+  /** Processes that run tenant SQL at most (see sql-pool.ts). */
+  sqlProcesses: number;
 }
 
 /** Opens each worker's resources once and hands out membrane-wrapped capabilities for them. */
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow'>>;
+  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'sqlProcesses'>>;
   readonly #onRefused: (workerId: string) => void;
   readonly #workflow: GrantOptions['workflow'];
   readonly #membranes = new Map<string, Membrane>();
-  readonly #databases = new Map<string, WorkerDatabase>();
+  readonly #sql: SqlPool;
+  readonly #databases = new Map<string, PooledDatabase>();
   readonly #directories = new Map<string, Promise<WorkerDirectory>>();
 
   readonly #egress: EgressLink;
 
-  constructor(root: string, audit: AuditLog, egress: EgressLink, opts: GrantOptions = {}) {
+  constructor(root: string, audit: AuditLog, egress: EgressLink, opts: GrantOptions) {
     this.#root = root;
     this.#egress = egress;
     this.#auditLog = audit;
     this.#opts = { storageQuotaBytes: opts.storageQuotaBytes ?? LIMITS.defaultQuotaBytes, directoryQuotaBytes: opts.directoryQuotaBytes ?? 1024 * 1024 * 1024 };
     this.#onRefused = opts.onRefused ?? (() => {});
     this.#workflow = opts.workflow;
+    this.#sql = new SqlPool({ processes: opts.sqlProcesses });
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */
@@ -197,9 +218,9 @@ export class Grants {
         let db = this.#databases.get(id);
         if (!db) {
           mkdirSync(join(base, 'storage'), { recursive: true, mode: 0o700 });
-          this.#databases.set(id, (db = new WorkerDatabase(join(base, 'storage', `${b.name}.sqlite`), this.#opts.storageQuotaBytes)));
+          this.#databases.set(id, (db = this.#sql.database(join(base, 'storage', `${b.name}.sqlite`), this.#opts.storageQuotaBytes, workerId.split('/')[0]!)));
         }
-        out[b.name] = membrane.wrap(new StorageCap(db, audit));
+        out[b.name] = membrane.wrap(new StorageCap(db, audit, bundle.limits.wallMs));
       } else {
         let dir = this.#directories.get(id);
         if (!dir) this.#directories.set(id, (dir = WorkerDirectory.open(join(base, 'directories', b.name), this.#opts.directoryQuotaBytes)));
@@ -216,7 +237,7 @@ export class Grants {
     this.#membranes.delete(workerId);
   }
 
-  close(): void {
-    for (const db of this.#databases.values()) db.close();
+  close(): Promise<void> {
+    return this.#sql.close();
   }
 }

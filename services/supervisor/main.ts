@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { RpcTarget } from 'capnweb';
 import { serve } from '../../lib/mesh.ts';
 import { startService } from '../../lib/service.ts';
-import { cordonList } from '../../lib/config.ts';
+import { cordonList, sqlProcesses } from '../../lib/config.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
 import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';
@@ -54,6 +54,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   const grants = new Grants(join(dir, 'tenants'), audit, egress, {
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
+    sqlProcesses: sqlProcesses(),
   });
   onStop(() => grants.close());
   const logs = new WorkerLogs();

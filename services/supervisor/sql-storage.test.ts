@@ -100,3 +100,18 @@ test('splitStatements honours quotes and comments', () => {
   assert.deepEqual(splitStatements("SELECT 'it''s;'; SELECT 1"), ["SELECT 'it''s;'", 'SELECT 1']);
   assert.deepEqual(splitStatements(' ; -- only a comment'), []);
 });
+
+test('a result larger than RPC may carry is refused to its caller, counted as it will be encoded; the database stays usable', () => {
+  const { db } = open();
+  assert.throws(() => db.exec('SELECT zeroblob(3000000) FROM (VALUES (1), (2), (3), (4))', []), /query result is larger than 8 MiB; select fewer rows/);
+  // 2 MB of control characters is 12 MB of JSON escapes.
+  assert.throws(() => db.exec("SELECT replace(hex(zeroblob(1000000)), '00', char(1)) AS a, replace(hex(zeroblob(1000000)), '00', char(1)) AS b", []), /larger than 8 MiB/);
+  assert.equal(db.exec('SELECT zeroblob(3000000) FROM (VALUES (1), (2))', []).rows.length, 2);
+  for (let i = 0; i < 5; i++) db.kvPut(`k${i}`, new Uint8Array(2_000_000));
+  assert.throws(() => db.kvList('', 10), /list result is larger than 8 MiB; ask for fewer entries/);
+  assert.equal(db.kvList('k', 2).length, 2);
+  db.exec('CREATE TABLE t (v)', []);
+  db.exec('INSERT INTO t VALUES (1)', []);
+  assert.deepEqual(db.exec('SELECT v FROM t', []).rows, [[1]]);
+  db.close();
+});

@@ -1,6 +1,7 @@
 /**
  * One worker's SQLite database, as the Workers Durable Object storage API sees it (`ctx.storage.sql`
- * plus the synchronous KV API). The file is opened by the supervisor only, never by a sandbox.
+ * plus the synchronous KV API). The file is opened only in the supervisor's SQL processes
+ * (sql-pool.ts), never by a sandbox.
  *
  * Uses Node's built-in `node:sqlite` rather than better-sqlite3 because only it exposes SQLite's
  * authorizer (`setAuthorizer`), which is what keeps tenant SQL inside its own file: ATTACH/DETACH,
@@ -16,6 +17,11 @@ export const LIMITS = {
   statementBytes: 100 * 1024,
   boundParameters: 100,
   valueBytes: 2 * 1024 * 1024,
+  /**
+   * One call's result, as it will cross RPC: a reply past the mesh's 16 MiB frame limit would end the
+   * sandbox's whole session (every co-tenant's calls with it), so a larger result is refused to its caller.
+   */
+  resultBytes: 8 * 1024 * 1024,
   defaultQuotaBytes: 1024 * 1024 * 1024,
 };
 
@@ -60,6 +66,11 @@ export class WorkerDatabase {
 
   close(): void {
     this.#db.close();
+  }
+
+  /** Whether a `transactionSync` transaction is open (SQLite may have ended it itself, e.g. on SQLITE_FULL). */
+  get inTransaction(): boolean {
+    return this.#inTransaction;
   }
 
   get databaseSize(): number {
@@ -134,13 +145,20 @@ export class WorkerDatabase {
   }
 
   kvList(prefix: string, limit: number): [string, Uint8Array][] {
-    // Range scan rather than LIKE: a prefix may hold % or _.
-    const rows = this.#internalRun(() =>
-      prefix
-        ? this.#stmt(`SELECT key, value FROM ${KV_TABLE} WHERE key >= ? AND key < ? ORDER BY key LIMIT ?`).all(prefix, prefix + '\uffff', limit)
-        : this.#stmt(`SELECT key, value FROM ${KV_TABLE} ORDER BY key LIMIT ?`).all(limit),
-    ) as { key: string; value: Uint8Array }[];
-    return rows.map((r) => [r.key, r.value]);
+    return this.#internalRun(() => {
+      // Range scan rather than LIKE: a prefix may hold % or _.
+      const rows = prefix
+        ? this.#stmt(`SELECT key, value FROM ${KV_TABLE} WHERE key >= ? AND key < ? ORDER BY key LIMIT ?`).iterate(prefix, prefix + '\uffff', limit)
+        : this.#stmt(`SELECT key, value FROM ${KV_TABLE} ORDER BY key LIMIT ?`).iterate(limit);
+      const out: [string, Uint8Array][] = [];
+      const size = resultSize('list result', 'ask for fewer entries (limit)');
+      for (const r of rows as Iterable<{ key: string; value: Uint8Array }>) {
+        const entry: [string, Uint8Array] = [r.key, r.value];
+        size.add(entry);
+        out.push(entry);
+      }
+      return out;
+    });
   }
 
   #write<T>(fn: () => T): T {
@@ -165,8 +183,13 @@ export class WorkerDatabase {
     const columns = stmt.columns().map((c) => c.name);
     if (columns.length > 0) {
       stmt.setReturnArrays(true);
-      const rows = stmt.all(...bindings) as unknown as SqlValue[][];
-      for (const row of rows) for (const v of row) if (typeof v === 'bigint') throw new SqlError('integer out of the safe range');
+      const rows: SqlValue[][] = [];
+      const size = resultSize('query result', 'select fewer rows or columns (LIMIT/OFFSET)');
+      for (const row of stmt.iterate(...bindings) as unknown as Iterable<SqlValue[]>) {
+        for (const v of row) if (typeof v === 'bigint') throw new SqlError('integer out of the safe range');
+        size.add(row);
+        rows.push(row);
+      }
       return { columnNames: columns, rows, rowsRead: previous.rowsRead + rows.length, rowsWritten: previous.rowsWritten };
     }
     const info = stmt.run(...bindings);
@@ -248,6 +271,19 @@ export class WorkerDatabase {
     }
     return n;
   }
+}
+
+/** Counts a result's size as RPC will encode it (JSON text, bytes as base64) and refuses it past LIMITS.resultBytes. */
+function resultSize(what: string, advice: string): { add(values: SqlValue[]): void } {
+  let bytes = 0;
+  return {
+    add(values) {
+      for (const v of values) {
+        bytes += 8 + (typeof v === 'string' ? Buffer.byteLength(JSON.stringify(v)) : v instanceof Uint8Array ? Math.ceil(v.byteLength / 3) * 4 : 16);
+      }
+      if (bytes > LIMITS.resultBytes) throw new SqlError(`${what} is larger than ${LIMITS.resultBytes / (1024 * 1024)} MiB; ${advice}`);
+    },
+  };
 }
 
 /**

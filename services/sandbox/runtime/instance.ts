@@ -22,7 +22,8 @@ import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
 
 /** Where a worker's capability calls go: the sandbox forwards them to the supervisor. */
 export interface CapabilityHost {
-  call(handle: string, method: string, args: unknown[]): Promise<unknown>;
+  /** `timeLeftMs`: what the calling worker has left before its wall-time limit (undefined outside a run). */
+  call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown>;
 }
 
 /** The browser's end of a WebSocket (ingress holds it): what the worker sends goes there. */
@@ -93,6 +94,12 @@ const MAX_IDNA_INPUT = 64 * 1024;
 const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCIIRules', 'transitionalProcessing', 'verifyDNSLength', 'ignoreInvalidPunycode'];
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
 const END_GRACE_MS = 1000;
+/**
+ * A capability call is told the worker's time ends this much before the wall-time watchdog fires (a
+ * tenth of the limit for short ones), so a storage call interrupted at its deadline still reaches the
+ * worker as an error it can handle rather than the isolate being disposed under it.
+ */
+const CALL_MARGIN_MS = 250;
 const MAX_LOG_BUFFER = 1000;
 /** Serialised status line and headers; more is refused inside the isolate. */
 const MAX_HEAD = 256 * 1024;
@@ -206,6 +213,8 @@ export class WorkerInstance {
   #logsDropped = 0;
   #logSink: ((entries: LogEntry[]) => void) | undefined;
   #caps: CapabilityHost | undefined;
+  /** The watchdogs armed now (requests, invocations, loading): the earliest deadline ends the isolate. */
+  readonly #watches = new Set<Watch>();
   readonly #stepHosts = new Map<string, CapabilityHost>();
   #flushScheduled = false;
   lastUsed = Date.now();
@@ -445,7 +454,7 @@ export class WorkerInstance {
       if (!caps) throw new Error('this worker has no capabilities');
       const decoded = decodeWire(args, base64);
       if (!Array.isArray(decoded)) throw new Error('malformed capability call');
-      const ok = (await caps.call(handle, method, decoded)) ?? null;
+      const ok = (await caps.call(handle, method, decoded, this.#timeLeft())) ?? null;
       return encodeWire({ ok, now: Date.now() }, base64);
     } catch (e) {
       try {
@@ -844,14 +853,26 @@ export class WorkerInstance {
       if (this.#isolate.cpuTime - cpuStart > cpuLimit) this.#terminate('cpu');
     }, WATCHDOG_MS);
     const wall = setTimeout(() => this.#terminate('wall'), wallMs);
-    return {
+    const watch: Watch = {
       deadline: Date.now() + wallMs,
       stopWall: () => clearTimeout(wall),
       stop: () => {
         clearInterval(interval);
         clearTimeout(wall);
+        this.#watches.delete(watch);
       },
     };
+    this.#watches.add(watch);
+    return watch;
+  }
+
+  /** What the worker has left before the first of its deadlines, less the margin (CALL_MARGIN_MS). */
+  #timeLeft(): number | undefined {
+    let deadline = Infinity;
+    for (const w of this.#watches) deadline = Math.min(deadline, w.deadline);
+    if (deadline === Infinity) return undefined;
+    const margin = Math.min(CALL_MARGIN_MS, this.bundle.limits.wallMs / 10);
+    return Math.max(0, Math.floor(deadline - Date.now() - margin));
   }
 
   #terminate(kind: Kill): void {

@@ -1,0 +1,64 @@
+/**
+ * A process of the SQL pool (sql-pool.ts says why a process): it opens the databases the supervisor
+ * names, runs one call at a time in arrival order, and answers over the IPC channel. It is started
+ * with an empty environment, so it holds no key of the mesh — only the database files it is sent.
+ */
+import { Worker } from 'node:worker_threads';
+import { SqlError, WorkerDatabase } from './sql-storage.ts';
+import type { StorageMethod } from '../../schemas/capabilities.ts';
+import type { SqlReply, SqlRequest } from './sql-pool.ts';
+
+/** Connections kept open at once; the least recently used idle one is closed first. */
+const MAX_OPEN = 64;
+const open = new Map<string, WorkerDatabase>();
+
+function database(file: string, quota: number): WorkerDatabase {
+  let db = open.get(file);
+  if (db) open.delete(file);
+  else {
+    for (const [f, old] of open) {
+      if (open.size < MAX_OPEN) break;
+      if (old.inTransaction) continue;
+      old.close();
+      open.delete(f);
+    }
+    db = new WorkerDatabase(file, quota);
+  }
+  open.set(file, db); // most recently used last
+  return db;
+}
+
+const run: Record<StorageMethod, (db: WorkerDatabase, args: any[]) => unknown> = {
+  exec: (db, [query, bindings]) => db.exec(query, bindings),
+  databaseSize: (db) => db.databaseSize,
+  begin: (db) => db.begin(),
+  commit: (db) => db.commit(),
+  rollback: (db) => db.rollback(),
+  kvGet: (db, [key]) => db.kvGet(key) ?? null,
+  kvPut: (db, [key, value]) => db.kvPut(key, value),
+  kvDelete: (db, [key]) => db.kvDelete(key),
+  kvList: (db, [prefix, limit]) => db.kvList(prefix, limit),
+};
+
+process.on('message', (m: SqlRequest) => {
+  let reply: SqlReply;
+  try {
+    // Queued behind a call that was slow: no time is left for this one, so it does not start.
+    if (Date.now() >= m.deadline) throw new SqlError(`storage call not started: the worker's time limit had passed while it waited`);
+    const db = database(m.file, m.quota);
+    reply = { id: m.id, ok: run[m.method](db, m.args), inTransaction: db.inTransaction };
+  } catch (e) {
+    reply = { id: m.id, error: e instanceof Error ? e.message : String(e), sql: e instanceof SqlError, inTransaction: open.get(m.file)?.inTransaction ?? false };
+  }
+  process.send!(reply);
+});
+// The supervisor went away: nothing will read the answers.
+process.on('disconnect', () => process.exit(0));
+
+// While a statement runs this thread does not see 'disconnect'; a second thread does the watching,
+// so a supervisor killed with -9 leaves no orphan burning CPU on a query.
+new Worker(
+  `const { workerData } = require('node:worker_threads');
+   setInterval(() => { if (process.ppid !== workerData) process.kill(process.pid, 'SIGKILL'); }, 500);`,
+  { eval: true, workerData: process.ppid },
+).unref();
