@@ -116,9 +116,11 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     // A streamed body can be sent once only: such a request is never retried.
     const attempts = IDEMPOTENT.has(wire.method) && !streaming ? 2 : 1;
     let response: WireResponse | undefined;
-    for (let attempt = 1; !response; attempt++) {
+    let answered = false;
+    for (let attempt = 1; !answered; attempt++) {
       try {
         response = await callSandbox(route, incoming ? { ...wire, stream: incoming.stream } : wire);
+        answered = true;
       } catch (e) {
         if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
         log.warn('sandbox call failed', { requestId, cordon: route.cordon, attempt, error: (e as Error).message });
@@ -128,8 +130,8 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
     // The sandbox has answered, so the worker ran: from here nothing is retried, whatever fails.
     const problem = responseProblem(response);
-    if (problem) {
-      if (response.stream instanceof ReadableStream) void response.stream.cancel().catch(() => {});
+    if (problem || !response) {
+      if (response?.stream instanceof ReadableStream) void response.stream.cancel().catch(() => {});
       log.warn('the sandbox answered with a response that cannot be sent', { requestId, cordon: route.cordon, worker: route.target.workerId, problem });
       return writeError(res, 502, `The worker's response could not be sent: ${problem}.`, requestId);
     }
