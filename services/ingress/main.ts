@@ -54,7 +54,7 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
       try {
         owners.push({ host: normalizeHostPattern(h.host), tenant: h.tenant });
       } catch (e) {
-        // Its routes stay reachable only through wildcards of its owner's: say so rather than guess.
+        // The supervisor stores only normalised hosts, so this is a version skew: loud, not silent.
         log.warn('ignoring a bad host assignment from the supervisor', { host: h.host, error: (e as Error).message });
       }
     }
