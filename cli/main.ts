@@ -33,6 +33,11 @@ const USAGE = `usage: cordon <command> [options]
   tokens create --scope <s>... [--tenant <t>]
                                   a new admin API token (scopes: read, deploy, workflows, admin)
   tokens list | tokens revoke <id>
+  hosts list                      host patterns and the tenant each is assigned to
+  hosts assign <host-pattern> --tenant <t>
+                                  give a host (api.example.com, *.example.com, *) to a tenant: only its
+                                  routes serve it, and its tenant-bound tokens may route there (see docs/routing.md)
+  hosts release <host-pattern>    the host is no tenant's again
   debug <[tenant/]worker> [--port <n>]
                                   run the worker alone in a sandbox of its own with the V8 inspector on
                                   127.0.0.1:<n> (9229) behind a one-time token; Ctrl-C ends it
@@ -206,6 +211,28 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new CliError('usage: cordon tokens create --scope <s> [--tenant <t>] | tokens list | tokens revoke <id>');
+    }
+    case 'hosts': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { tenant: { type: 'string' } } });
+      const [action, pattern] = positionals;
+      const client = adminClient();
+      if (action === 'list') {
+        const { hosts } = (await client.request('GET', '/v1/hosts')) as { hosts: { host: string; tenant: string }[] };
+        for (const h of hosts) process.stdout.write(`${h.host}\t${h.tenant}\n`);
+        return 0;
+      }
+      if (action === 'assign' && pattern && values.tenant) {
+        const r = (await client.request('PUT', `/v1/hosts/${encodeURIComponent(pattern)}`, { tenant: values.tenant })) as { host: string; tenant: string; previous?: string; unserved: string[] };
+        process.stdout.write(`${r.host} is assigned to ${r.tenant}${r.previous ? ` (was ${r.previous})` : ''}\n`);
+        for (const u of r.unserved) process.stderr.write(`no longer served (inside a host of another tenant): ${u}\n`);
+        return 0;
+      }
+      if (action === 'release' && pattern) {
+        const r = (await client.request('DELETE', `/v1/hosts/${encodeURIComponent(pattern)}`)) as { released: string; tenant: string };
+        process.stdout.write(`${r.released} released (was ${r.tenant})\n`);
+        return 0;
+      }
+      throw new CliError('usage: cordon hosts list | hosts assign <host-pattern> --tenant <t> | hosts release <host-pattern>');
     }
     case 'workflows':
       return workflowsCommand(rest);

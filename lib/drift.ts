@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { EffectiveState } from '../schemas/services.ts';
 import { cordonList, loadConfig, sandboxSettings } from './config.ts';
-import type { Route } from '../schemas/routes.ts';
+import type { RoutingTable } from '../schemas/routes.ts';
 
 const sha256 = (value: unknown) => createHash('sha256').update(JSON.stringify(value)).digest('hex');
 
@@ -16,9 +16,9 @@ export function configHash(env: NodeJS.ProcessEnv = process.env): string {
   return sha256({ mesh: loadConfig(env), cordons: cordonList(env), sandbox: sandboxSettings(env) });
 }
 
-/** Order-independent: the same routes in any order hash the same. */
-export function routesHash(routes: Route[]): string {
-  return sha256(routes.map((r) => JSON.stringify(r)).sort());
+/** Routes in their order (it settles ties between equally specific routes); host assignments in any order. */
+export function routesHash(table: RoutingTable): string {
+  return sha256({ routes: table.routes, hosts: table.hosts.map((h) => JSON.stringify(h)).sort() });
 }
 
 export function driftIntervalMs(env: NodeJS.ProcessEnv = process.env): number {

@@ -1,23 +1,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileRoute, parseRoutePattern, RoutePatternError, RouteTable } from './routes.ts';
+import { compileRoute, hostsOverlap, hostWithin, normalizeHostPattern, normalizeRoutePattern, parseRoutePattern, RoutePatternError, RouteTable } from './routes.ts';
 
-test('route patterns: most specific wins, host without port, case-insensitive host', () => {
+test('route patterns: most specific wins; hosts are matched as normalised names', () => {
   const table = new RouteTable(['*/*', '*/hello*', 'api.example.com/*', 'api.example.com/v1/*', '*.example.com/*'].map((p) => compileRoute(p, p)));
   const m = (host: string, path: string) => table.match(host, path)?.value;
-  assert.equal(m('127.0.0.1:8080', '/hello'), '*/hello*');
-  assert.equal(m('127.0.0.1:8080', '/hello/world'), '*/hello*');
+  assert.equal(m('127.0.0.1', '/hello'), '*/hello*');
+  assert.equal(m('127.0.0.1', '/hello/world'), '*/hello*');
   assert.equal(m('127.0.0.1', '/other'), '*/*');
-  assert.equal(m('API.Example.com:443', '/v1/users'), 'api.example.com/v1/*');
+  assert.equal(m('api.example.com', '/v1/users'), 'api.example.com/v1/*');
   assert.equal(m('api.example.com', '/v2'), 'api.example.com/*');
   assert.equal(m('www.example.com', '/hello'), '*.example.com/*');
-  assert.equal(m('[::1]:8080', '/x'), '*/*');
+  assert.equal(m('::1', '/x'), '*/*');
 });
 
 test('route patterns: no partial matches, and regex metacharacters are literal', () => {
   const table = new RouteTable([compileRoute('a.b/x(1)+', 'lit'), compileRoute('example.com/x.y', 'exact')]);
   assert.equal(table.match('a.b', '/x(1)+')?.value, 'lit');
-  assert.equal(table.match('aXb', '/x(1)+'), undefined, 'a dot in the host is not a wildcard');
+  assert.equal(table.match('axb', '/x(1)+'), undefined, 'a dot in the host is not a wildcard');
   assert.equal(table.match('a.b', '/x11'), undefined, 'parentheses and + are literal');
   assert.equal(table.match('example.com', '/xzy'), undefined, 'a dot in the path is not a wildcard');
   assert.equal(table.match('example.com', '/x.y')?.value, 'exact');
@@ -26,7 +26,65 @@ test('route patterns: no partial matches, and regex metacharacters are literal',
 });
 
 test('route patterns: malformed patterns are refused with a reason', () => {
-  for (const bad of ['', 'no-slash', '/path-only', 'http://x.com/a', 'exa mple.com/*', 'x.com/a?b', 'x.com/#', 'ex_ample.com/*', 'x'.repeat(1100) + '/']) {
+  for (const bad of ['', 'no-slash', '/path-only', 'http://x.com/a', 'exa mple.com/*', 'x.com/a?b', 'x.com/#', 'ex_ample.com/*', 'x'.repeat(1100) + '/', 'a*b.com/*', '**/x', 'a.*/x', 'a..b/x', './x', '*./x', 'x.com:8080/*', '[::1]/x', '*bücher.example/*']) {
     assert.throws(() => parseRoutePattern(bad), RoutePatternError, bad);
   }
+});
+
+test('host patterns have one spelling: case, trailing dot, international names, wildcards', () => {
+  const same = ['admin.b.example', 'ADMIN.B.EXAMPLE', 'admin.b.example.', 'Admin.B.Example.', 'ａｄｍｉｎ.b.example', 'admin。b.example'];
+  for (const h of same) assert.equal(normalizeHostPattern(h), 'admin.b.example', h);
+  assert.equal(normalizeHostPattern('bücher.example'), 'xn--bcher-kva.example');
+  assert.equal(normalizeHostPattern('*.Bücher.example.'), '*.xn--bcher-kva.example');
+  assert.equal(normalizeHostPattern('*'), '*');
+  assert.equal(normalizeHostPattern('*Admin.b.example'), '*admin.b.example');
+  assert.equal(normalizeRoutePattern('ADMIN.B.EXAMPLE./Login*'), 'admin.b.example/Login*', 'the path keeps its case');
+  const table = new RouteTable([compileRoute('ＡＤＭＩＮ.b.example./*', 'b')]);
+  assert.equal(table.match('admin.b.example', '/x')?.value, 'b');
+});
+
+test('host patterns: overlap and containment', () => {
+  const overlap: [string, string, boolean][] = [
+    ['*', 'admin.b.example', true],
+    ['*admin.b.example', 'admin.b.example', true],
+    ['*.b.example', 'admin.b.example', true],
+    ['*.b.example', 'b.example', false],
+    ['*b.example', 'b.example', true],
+    ['*b.example', '*.example', true],
+    ['*.a.example', '*.b.example', false],
+    ['a.example', 'b.example', false],
+    ['b.example', 'b.example', true],
+    ['*min.b.example', 'admin.b.example', true],
+    ['*x.b.example', 'admin.b.example', false],
+  ];
+  for (const [a, b, want] of overlap) {
+    assert.equal(hostsOverlap(a, b), want, `${a} ~ ${b}`);
+    assert.equal(hostsOverlap(b, a), want, `${b} ~ ${a}`);
+  }
+  assert.equal(hostWithin('admin.b.example', '*.b.example'), true);
+  assert.equal(hostWithin('*.x.b.example', '*.b.example'), true);
+  assert.equal(hostWithin('*b.example', '*.b.example'), false, '*b.example also matches b.example itself');
+  assert.equal(hostWithin('*', 'b.example'), false);
+  assert.equal(hostWithin('b.example', 'b.example'), true);
+  assert.equal(hostWithin('*.b.example', 'b.example'), false);
+});
+
+test('a tie goes to the older route, never to the newcomer', () => {
+  // Same score (no host literals, 6 path literals): whichever came first keeps winning.
+  const older = compileRoute('*/login*', 'older');
+  const newer = compileRoute('*/*login', 'newer');
+  assert.equal(new RouteTable([older, newer]).match('x.example', '/login')?.value, 'older');
+  assert.equal(new RouteTable([newer, older]).match('x.example', '/login')?.value, 'newer');
+});
+
+test("a host assigned to a tenant is served by that tenant's routes only", () => {
+  const table = new RouteTable(
+    [compileRoute('*/*', 'catch-all', 'a'), compileRoute('*/login*', 'a-login', 'a'), compileRoute('admin.b.example/*', 'b', 'b')],
+    [{ host: 'admin.b.example', tenant: 'b' }],
+  );
+  assert.equal(table.match('admin.b.example', '/login')?.value, 'b', "a's more specific path does not reach b's host");
+  assert.equal(table.match('admin.b.example', '/x')?.value, 'b');
+  assert.equal(table.match('other.example', '/login')?.value, 'a-login', 'unassigned hosts: every route');
+  const empty = new RouteTable([compileRoute('*/*', 'catch-all', 'a')], [{ host: '*.b.example', tenant: 'b' }]);
+  assert.equal(empty.match('x.b.example', '/'), undefined, "b's host without a route of b's: nobody's");
 });

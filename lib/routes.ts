@@ -1,15 +1,33 @@
 /**
- * Cloudflare-style route patterns: `host/path`, where `*` matches any run of characters, e.g.
- * `*\/hello*`, `api.example.com/*`, `*.example.com/v1/*`. The host is matched without its port,
- * case-insensitively; the path is matched against the URL path (no query). The most specific match
- * wins: more literal characters in the host first, then in the path.
+ * Cloudflare-style route patterns: `host/path`, e.g. `*\/hello*`, `api.example.com/*`,
+ * `*.example.com/v1/*`. In the path `*` matches any run of characters; in the host it may appear
+ * once, first (`*` alone is every host). The host is matched without its port; the path against the
+ * URL path (no query). The most specific match wins: more literal characters in the host first, then
+ * in the path; between equals, the route that came first (the older) wins, so a newcomer never wins a tie.
+ *
+ * A host pattern has one spelling (`normalizeHostPattern`): lower case, international names as
+ * punycode (UTS #46, as a browser maps them), no trailing dot. Every comparison — matching, the
+ * conflict checks, host ownership — is made on that spelling, so `ADMIN.B.EXAMPLE`, `admin.b.example.`
+ * and a full-width `ａｄｍｉｎ.b.example` are all the one host `admin.b.example`.
  */
+import tr46 from 'tr46';
+
 export interface CompiledRoute<T> {
+  /** The pattern with its host normalised. */
   pattern: string;
-  host: RegExp;
+  /** The normalised host pattern. */
+  host: string;
   path: RegExp;
   score: [number, number];
+  /** The tenant whose worker the route serves: on a host assigned to a tenant only its routes match. */
+  tenant: string;
   value: T;
+}
+
+/** A host pattern assigned to a tenant: the hosts it matches are served by that tenant's routes only. */
+export interface HostOwner {
+  host: string;
+  tenant: string;
 }
 
 export class RoutePatternError extends Error {
@@ -19,8 +37,35 @@ export class RoutePatternError extends Error {
   }
 }
 
-function toRegExp(glob: string): RegExp {
+// UTS #46 nontransitional, STD3 rules (letters, digits, hyphen), as WHATWG URL maps a host;
+// DNS lengths are not checked (a pattern's host may be the tail of a name).
+const IDNA = { checkHyphens: false, checkBidi: true, checkJoiners: true, useSTD3ASCIIRules: true, transitionalProcessing: false, verifyDNSLength: false };
+
+function pathRegExp(glob: string): RegExp {
   return new RegExp('^' + glob.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$', 's');
+}
+
+/**
+ * A host pattern's one spelling, or a RoutePatternError: `*`, `*suffix` or an exact host, the
+ * non-wildcard part lower case, in punycode, without a trailing dot and without empty labels.
+ */
+export function normalizeHostPattern(host: string, pattern: string = host): string {
+  const wildcard = host.startsWith('*');
+  const rest = wildcard ? host.slice(1) : host;
+  if (rest.includes('*')) throw new RoutePatternError(pattern, 'the host may hold one *, and only first: *, *.example.com or *example.com');
+  if (rest === '') {
+    if (wildcard) return '*';
+    throw new RoutePatternError(pattern, 'the host is empty');
+  }
+  const ascii = tr46.toASCII(rest, IDNA);
+  if (ascii === null || !/^[a-z0-9.-]+$/.test(ascii)) throw new RoutePatternError(pattern, 'the host is not a valid domain name (letters, digits, dashes and dots; international names are mapped to punycode)');
+  const name = ascii.endsWith('.') && ascii.length > 1 ? ascii.slice(0, -1) : ascii;
+  const labels = name.split('.');
+  // A leading empty label is `*.example.com`'s dot; any other empty label is no host at all.
+  if (labels.some((l, i) => l === '' && !(wildcard && i === 0 && labels.length > 1))) throw new RoutePatternError(pattern, 'the host has an empty label (two dots in a row, or only a dot)');
+  // `*` glued to a punycode label would match the ASCII encoding, not the names it looks like.
+  if (wildcard && labels[0]!.startsWith('xn--')) throw new RoutePatternError(pattern, 'a * may not be part of an international label: write *.bücher.example, not *bücher.example');
+  return (wildcard ? '*' : '') + name;
 }
 
 export function parseRoutePattern(pattern: string): { host: string; path: string } {
@@ -29,30 +74,61 @@ export function parseRoutePattern(pattern: string): { host: string; path: string
   if (/^[a-z]+:\/\//i.test(pattern)) throw new RoutePatternError(pattern, 'leave out the scheme: write host/path');
   const slash = pattern.indexOf('/');
   if (slash <= 0) throw new RoutePatternError(pattern, 'expected host/path, e.g. */hello* or api.example.com/*');
-  const host = pattern.slice(0, slash).toLowerCase();
-  if (!/^[a-z0-9.*-]+$/.test(host)) throw new RoutePatternError(pattern, 'the host part may hold only letters, digits, dots, dashes and *');
-  return { host, path: pattern.slice(slash) };
+  return { host: normalizeHostPattern(pattern.slice(0, slash), pattern), path: pattern.slice(slash) };
 }
 
-export function compileRoute<T>(pattern: string, value: T): CompiledRoute<T> {
+/** The pattern in its one spelling (host normalised): what the supervisor stores and compares. */
+export function normalizeRoutePattern(pattern: string): string {
+  const { host, path } = parseRoutePattern(pattern);
+  return host + path;
+}
+
+/** Whether a (normalised) host name matches a (normalised) host pattern. */
+export function hostMatches(pattern: string, host: string): boolean {
+  return pattern.startsWith('*') ? host.endsWith(pattern.slice(1)) : host === pattern;
+}
+
+/** Whether some host matches both (normalised) host patterns. */
+export function hostsOverlap(a: string, b: string): boolean {
+  const [sa, sb] = [a.replace(/^\*/, ''), b.replace(/^\*/, '')];
+  if (a.startsWith('*') && b.startsWith('*')) return sa.endsWith(sb) || sb.endsWith(sa);
+  if (a.startsWith('*')) return sb.endsWith(sa);
+  if (b.startsWith('*')) return sa.endsWith(sb);
+  return a === b;
+}
+
+/** Whether every host `inner` matches is matched by `outer` too (both normalised). */
+export function hostWithin(inner: string, outer: string): boolean {
+  return outer.startsWith('*') ? inner.replace(/^\*/, '').endsWith(outer.slice(1)) : inner === outer;
+}
+
+export function compileRoute<T>(pattern: string, value: T, tenant = ''): CompiledRoute<T> {
   const { host, path } = parseRoutePattern(pattern);
   const literal = (s: string) => s.replace(/\*/g, '').length;
-  return { pattern, host: toRegExp(host), path: toRegExp(path), score: [literal(host), literal(path)], value };
+  return { pattern: host + path, host, path: pathRegExp(path), score: [literal(host), literal(path)], tenant, value };
 }
 
-/** Routes sorted most specific first, matched in order. */
+/**
+ * Routes sorted most specific first, matched in order. `routes` come oldest first: the sort is stable,
+ * so of two equally specific routes the older stays ahead. A host matched by an owner's host pattern
+ * is served by that owner's routes only, whatever other tenants' wildcards say.
+ */
 export class RouteTable<T> {
   readonly #routes: CompiledRoute<T>[];
-  constructor(routes: CompiledRoute<T>[]) {
-    this.#routes = [...routes].sort((a, b) => b.score[0] - a.score[0] || b.score[1] - a.score[1] || a.pattern.localeCompare(b.pattern));
+  readonly #owners: HostOwner[];
+  constructor(routes: CompiledRoute<T>[], owners: HostOwner[] = []) {
+    this.#routes = [...routes].sort((a, b) => b.score[0] - a.score[0] || b.score[1] - a.score[1]);
+    // Owners' patterns never overlap across tenants; longest first in case an old table says otherwise.
+    this.#owners = [...owners].sort((a, b) => b.host.replace('*', '').length - a.host.replace('*', '').length);
   }
 
   get size(): number {
     return this.#routes.length;
   }
 
-  match(hostHeader: string, path: string): CompiledRoute<T> | undefined {
-    const host = hostHeader.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
-    return this.#routes.find((r) => r.host.test(host) && r.path.test(path));
+  /** The route for a request: `host` is the normalised host name (no port, no brackets, lower case, no trailing dot). */
+  match(host: string, path: string): CompiledRoute<T> | undefined {
+    const owner = this.#owners.find((o) => hostMatches(o.host, host))?.tenant;
+    return this.#routes.find((r) => (owner === undefined || r.tenant === owner) && hostMatches(r.host, host) && r.path.test(path));
   }
 }

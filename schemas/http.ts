@@ -9,7 +9,14 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 export const MAX_BODY = 8 * 1024 * 1024;
 
 const headerName = z.string().min(1).max(256).regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid header name');
-const headerValue = z.string().max(MAX_HEADER_BYTES).regex(/^[^\r\n\0]*$/, 'header value contains CR, LF or NUL');
+// What an HTTP/1.1 field value and reason phrase may hold (RFC 9110 §5.5, RFC 9112 §4): tab, visible
+// ASCII, space, obs-text (Latin-1). Node writes exactly these and throws on anything else, so nothing
+// else may reach ingress. (The Fetch standard allows other control characters in header values; a
+// worker that sets one gets a 500 from its sandbox, not a malformed message.)
+const FIELD_TEXT = /^[\t\x20-\x7e\x80-\xff]*$/;
+const headerValue = z.string().max(MAX_HEADER_BYTES).regex(FIELD_TEXT, 'header value holds a control character or a character outside Latin-1');
+/** A response's status text: a reason phrase. */
+export const StatusText = z.string().max(256).regex(FIELD_TEXT, 'statusText holds a control character or a character outside Latin-1');
 export const Headers = z.array(z.tuple([headerName, headerValue])).max(MAX_HEADERS);
 
 export const WireRequest = z.object({
@@ -38,7 +45,7 @@ export type WireRequest = z.infer<typeof WireRequest> & { stream?: ReadableStrea
 
 export const WireResponse = z.object({
   status: z.number().int().min(101).max(599),
-  statusText: z.string().max(256),
+  statusText: StatusText,
   headers: Headers,
   body: bytes(MAX_BODY).nullable(),
 });

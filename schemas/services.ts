@@ -3,7 +3,7 @@
  * for its role, chosen after the handshake proved the role; nothing else is reachable.
  */
 import type { WireRequest, WireResponse } from './http.ts';
-import type { Route, RouteListener } from './routes.ts';
+import type { RouteListener, RoutingTable } from './routes.ts';
 import type { WorkerBundle, WorkerTarget } from './worker.ts';
 import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from './capabilities.ts';
 import type { StepApi, WorkflowsApi } from './workflows.ts';
@@ -38,8 +38,8 @@ export interface SupervisorForSandbox extends DriftReporting {
 
 /** The supervisor, as ingress sees it. */
 export interface SupervisorForIngress extends DriftReporting {
-  /** Current routes now, and every change later through `listener.update`. */
-  subscribeRoutes(listener: RouteListener): Promise<Route[]>;
+  /** The current routing table now, and every change later through `listener.update`. */
+  subscribeRoutes(listener: RouteListener): Promise<RoutingTable>;
 }
 
 /** The supervisor, as egress sees it. */

@@ -2,9 +2,9 @@
  * Turning an incoming HTTP request into a WireRequest for a sandbox, and its WireResponse back.
  * Hop-by-hop headers never cross; the request id is set by us; bodies are bounded.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { MAX_BODY, type WireRequest, type WireResponse } from '../../schemas/http.ts';
+import { MAX_BODY, WireResponse, type WireRequest } from '../../schemas/http.ts';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate', 'proxy-authorization']);
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
@@ -79,7 +79,8 @@ export function bodyStream(req: IncomingMessage, max: number): { stream: Readabl
   return { stream, overLimit: () => over };
 }
 
-export function toWireRequest(req: IncomingMessage, host: string, requestId: string, body: Uint8Array | null): WireRequest {
+/** `authority` is the checked Host (host.ts); `req.url` a path (origin-form), so the URL's host is exactly it. */
+export function toWireRequest(req: IncomingMessage, authority: string, requestId: string, body: Uint8Array | null): WireRequest {
   const headers: [string, string][] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
@@ -88,7 +89,24 @@ export function toWireRequest(req: IncomingMessage, host: string, requestId: str
     headers.push([name, raw[i + 1]!]);
   }
   headers.push(['x-request-id', requestId]);
-  return { method: (req.method ?? 'GET').toUpperCase(), url: `http://${host}${req.url ?? '/'}`, headers, body };
+  return { method: (req.method ?? 'GET').toUpperCase(), url: `http://${authority}${req.url ?? '/'}`, headers, body };
+}
+
+const Head = WireResponse.pick({ status: true, statusText: true, headers: true });
+
+/**
+ * What makes a sandbox's answer unsendable, or undefined: a sandbox is assumed compromised, and
+ * Node would throw half-way through writing a status text or header it cannot carry.
+ */
+export function responseProblem(response: unknown): string | undefined {
+  const head = Head.safeParse(response);
+  if (!head.success) {
+    const issue = head.error.issues[0];
+    return `${issue?.path.join('.') || 'response'}: ${issue?.message ?? 'rejected'}`;
+  }
+  const { body, stream } = response as { body?: unknown; stream?: unknown };
+  if (stream !== undefined ? !(stream instanceof ReadableStream) : !(body === null || (body instanceof Uint8Array && body.byteLength <= MAX_BODY))) return 'the body is neither bytes nor a stream';
+  return undefined;
 }
 
 export async function writeWireResponse(res: ServerResponse, response: WireResponse, requestId: string, method: string): Promise<void> {
@@ -145,6 +163,7 @@ function unfinishedRequest(res: ServerResponse): boolean {
 export function writeError(res: ServerResponse, status: number, message: string, requestId: string): void {
   if (res.headersSent) return void res.destroy();
   const body = `${message}\nrequest id: ${requestId}\n`;
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, ...(unfinishedRequest(res) ? { connection: 'close' } : {}) });
+  // The reason phrase is named: a failed writeHead before this one may have left its own behind.
+  res.writeHead(status, STATUS_CODES[status] ?? '', { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, ...(unfinishedRequest(res) ? { connection: 'close' } : {}) });
   res.end(body);
 }

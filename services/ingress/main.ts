@@ -8,12 +8,13 @@ import { RpcTarget } from 'capnweb';
 import { MeshClient } from '../../lib/mesh.ts';
 import { configHash, reportDrift, routesHash } from '../../lib/drift.ts';
 import { startService } from '../../lib/service.ts';
-import { compileRoute, RouteTable } from '../../lib/routes.ts';
-import type { Route, RouteListener } from '../../schemas/routes.ts';
+import { compileRoute, normalizeHostPattern, RouteTable, type HostOwner } from '../../lib/routes.ts';
+import type { Route, RouteListener, RoutingTable } from '../../schemas/routes.ts';
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
-import type { WireRequest } from '../../schemas/http.ts';
+import type { WireRequest, WireResponse } from '../../schemas/http.ts';
 import { webSocketUpgrades } from './websockets.ts';
-import { bodyStream, BodyTooLargeError, readBody, requestIdOf, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
+import { bodyStream, BodyTooLargeError, readBody, requestIdOf, responseProblem, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
+import { parseHost, type RequestHost } from './host.ts';
 
 /** A request body that streams may be this long in all (CORDON_MAX_REQUEST_MB). */
 const MAX_STREAMED_REQUEST = Number(process.env.CORDON_MAX_REQUEST_MB || 100) * 1024 * 1024;
@@ -22,13 +23,13 @@ const MAX_STREAMED_REQUEST = Number(process.env.CORDON_MAX_REQUEST_MB || 100) * 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
 class RouteReceiver extends RpcTarget implements RouteListener {
-  readonly #apply: (routes: Route[]) => void;
-  constructor(apply: (routes: Route[]) => void) {
+  readonly #apply: (table: RoutingTable) => void;
+  constructor(apply: (table: RoutingTable) => void) {
     super();
     this.#apply = apply;
   }
-  update(routes: Route[]): void {
-    this.#apply(routes);
+  update(table: RoutingTable): void {
+    this.#apply(table);
   }
 }
 
@@ -37,19 +38,28 @@ const loadedConfig = configHash();
 
 await startService('ingress', 'ingress', async ({ config, log, node, onStop }) => {
   let table = new RouteTable<Route>([]);
-  let routesNow = routesHash([]);
-  const applyRoutes = (routes: Route[]) => {
-    routesNow = routesHash(routes);
+  let routesNow = routesHash({ routes: [], hosts: [] });
+  const applyRoutes = (update: RoutingTable) => {
+    routesNow = routesHash(update);
     const compiled = [];
-    for (const r of routes) {
+    for (const r of update.routes) {
       try {
-        compiled.push(compileRoute(r.pattern, r));
+        compiled.push(compileRoute(r.pattern, r, r.tenant));
       } catch (e) {
         log.warn('ignoring a bad route from the supervisor', { pattern: r.pattern, error: (e as Error).message });
       }
     }
-    table = new RouteTable(compiled);
-    log.info('routes updated', { count: table.size });
+    const owners: HostOwner[] = [];
+    for (const h of update.hosts) {
+      try {
+        owners.push({ host: normalizeHostPattern(h.host), tenant: h.tenant });
+      } catch (e) {
+        // The supervisor stores only normalised hosts, so this is a version skew: loud, not silent.
+        log.warn('ignoring a bad host assignment from the supervisor', { host: h.host, error: (e as Error).message });
+      }
+    }
+    table = new RouteTable(compiled, owners);
+    log.info('routes updated', { count: table.size, hosts: owners.length });
   };
 
   const supervisor = new MeshClient<SupervisorForIngress>(node, 'supervisor', 'supervisor', {
@@ -68,17 +78,28 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
   };
   onStop(() => sandboxes.forEach((c) => c.close()));
 
-  /** Which worker a request is for (by Host and path), with its request id; `route` undefined: none. */
-  function routeOf(req: IncomingMessage) {
-    const host = req.headers.host ?? '';
-    const path = (req.url ?? '/').split('?')[0]!;
-    return { requestId: requestIdOf(req), host, path, route: table.match(host, path)?.value };
+  /**
+   * Which worker a request is for (by Host and path), with its request id; or why none: a Host that
+   * is not a host, or a target that is not a path (400), or no route (404).
+   */
+  function routeOf(req: IncomingMessage): { requestId: string } & ({ route: Route; host: RequestHost } | { refusal: [number, string] }) {
+    const requestId = requestIdOf(req);
+    const host = parseHost(req.headers.host);
+    if (!host) return { requestId, refusal: [400, 'The Host header must be a host name or an IP address, with an optional port.'] };
+    const target = req.url ?? '/';
+    if (!target.startsWith('/')) return { requestId, refusal: [400, 'The request target must be a path.'] };
+    const path = target.split('?')[0]!;
+    const route = table.match(host.name, path)?.value;
+    if (!route) return { requestId, refusal: [404, `No worker is routed for ${host.authority}${path}.`] };
+    return { requestId, route, host };
   }
   const callSandbox = async (route: Route, wire: WireRequest) => (await sandboxFor(route.cordon).ready(5000)).remote.handle(route.target, wire);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const { requestId, host, path, route } = routeOf(req);
-    if (!route) return writeError(res, 404, `No worker is routed for ${host}${path}.`, requestId);
+    const found = routeOf(req);
+    const { requestId } = found;
+    if ('refusal' in found) return writeError(res, ...found.refusal, requestId);
+    const { route, host } = found;
     const streaming = streamsBody(req);
     let body: Uint8Array | null = null;
     let incoming: ReturnType<typeof bodyStream> | undefined;
@@ -91,19 +112,34 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
         throw e;
       }
     }
-    const wire = toWireRequest(req, host, requestId, body);
+    const wire = toWireRequest(req, host.authority, requestId, body);
     // A streamed body can be sent once only: such a request is never retried.
     const attempts = IDEMPOTENT.has(wire.method) && !streaming ? 2 : 1;
-    for (let attempt = 1; ; attempt++) {
+    let response: WireResponse | undefined;
+    let answered = false;
+    for (let attempt = 1; !answered; attempt++) {
       try {
-        const response = await callSandbox(route, incoming ? { ...wire, stream: incoming.stream } : wire);
-        if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
-        return await writeWireResponse(res, response, requestId, wire.method);
+        response = await callSandbox(route, incoming ? { ...wire, stream: incoming.stream } : wire);
+        answered = true;
       } catch (e) {
         if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
         log.warn('sandbox call failed', { requestId, cordon: route.cordon, attempt, error: (e as Error).message });
         if (attempt >= attempts) return writeError(res, 502, `The worker's sandbox failed before it answered.`, requestId);
       }
+    }
+    if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
+    // The sandbox has answered, so the worker ran: from here nothing is retried, whatever fails.
+    const problem = responseProblem(response);
+    if (problem || !response) {
+      if (response?.stream instanceof ReadableStream) void response.stream.cancel().catch(() => {});
+      log.warn('the sandbox answered with a response that cannot be sent', { requestId, cordon: route.cordon, worker: route.target.workerId, problem });
+      return writeError(res, 502, `The worker's response could not be sent: ${problem}.`, requestId);
+    }
+    try {
+      await writeWireResponse(res, response, requestId, wire.method);
+    } catch (e) {
+      log.warn('writing the response failed', { requestId, cordon: route.cordon, worker: route.target.workerId, error: (e as Error).message });
+      writeError(res, 502, `The worker's response could not be sent.`, requestId);
     }
   }
 
@@ -135,9 +171,9 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     log,
     maxSockets: Number(process.env.CORDON_MAX_WEBSOCKETS) || 10_000,
     route(req) {
-      const { requestId, host, path, route } = routeOf(req);
-      if (!route) return `No worker is routed for ${host}${path}.\nrequest id: ${requestId}\n`;
-      return { wire: toWireRequest(req, host, requestId, null), handle: (wire) => callSandbox(route, wire) };
+      const found = routeOf(req);
+      if ('refusal' in found) return { status: found.refusal[0], text: `${found.refusal[1]}\nrequest id: ${found.requestId}\n` };
+      return { wire: toWireRequest(req, found.host.authority, found.requestId, null), handle: (wire) => callSandbox(found.route, wire) };
     },
   });
   const server = createServer(limits, onRequest).on('upgrade', onUpgrade);

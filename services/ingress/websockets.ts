@@ -11,6 +11,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../lib/log.ts';
 import { SendQueue } from '../../lib/send-queue.ts';
 import type { BrowserSocket, WireRequest, WireResponse, WorkerSocketApi } from '../../schemas/http.ts';
+import { responseProblem } from './forward.ts';
 
 /** The largest message either side may send (bytes). */
 export const MAX_MESSAGE = 1024 * 1024;
@@ -64,8 +65,8 @@ function handshakeProblem(req: IncomingMessage): string | undefined {
 }
 
 export interface UpgradeDeps {
-  /** The worker and the wire request for this upgrade, or a 404 text. */
-  route(req: IncomingMessage): { handle(wire: WireRequest): Promise<WireResponse>; wire: WireRequest } | string;
+  /** The worker and the wire request for this upgrade, or the refusal (400: a bad Host; 404: no route). */
+  route(req: IncomingMessage): { handle(wire: WireRequest): Promise<WireResponse>; wire: WireRequest } | { status: number; text: string };
   log: Logger;
   /** Open WebSockets this ingress holds at most (CORDON_MAX_WEBSOCKETS); beyond, upgrades get 503. */
   maxSockets: number;
@@ -93,7 +94,7 @@ export function webSocketUpgrades(deps: UpgradeDeps): (req: IncomingMessage, soc
     const problem = handshakeProblem(req);
     if (problem) return refuse(socket, 400, `${problem}.\n`);
     const found = deps.route(req);
-    if (typeof found === 'string') return refuse(socket, 404, found);
+    if ('status' in found) return refuse(socket, found.status, found.text);
     const requestId = found.wire.headers.find(([k]) => k === 'x-request-id')?.[1] ?? '';
     if (open >= deps.maxSockets) return refuse(socket, 503, `This ingress holds its limit of ${deps.maxSockets} WebSockets; try again later.\nrequest id: ${requestId}\n`);
     open++;
@@ -107,6 +108,13 @@ export function webSocketUpgrades(deps: UpgradeDeps): (req: IncomingMessage, soc
     void found
       .handle({ ...found.wire, headers: [...found.wire.headers, ['upgrade', 'websocket'], ['connection', 'Upgrade']], socket: browser })
       .then((response) => {
+        // Its headers are written here by hand: nothing a compromised sandbox sends may split them.
+        const problem = responseProblem(response);
+        if (problem) {
+          if (response.stream instanceof ReadableStream) void response.stream.cancel().catch(() => {});
+          deps.log.warn('the sandbox answered an upgrade with a response that cannot be sent', { requestId, problem });
+          return refuse(socket, 502, `The worker's response could not be sent: ${problem}.\nrequest id: ${requestId}\n`);
+        }
         const worker = response.webSocket as RpcStub<WorkerSocketApi> | undefined;
         if (response.status !== 101 || !worker) {
           void response.stream?.cancel().catch(() => {});

@@ -12,7 +12,9 @@ import { check, ValidationError } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { parseRoutePattern, RoutePatternError } from '../../lib/routes.ts';
 import { Binding, CordonName, EgressLists, Limits, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
-import { RouteConflictError, UnknownVersionError, type CodeStore } from './store.ts';
+import { UnknownVersionError, type CodeStore } from './store.ts';
+import { HostNotAssignedError, RouteConflictError } from './hosts.ts';
+import { hostRoutes } from './host-routes.ts';
 import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { RouteHub } from './ports.ts';
@@ -193,7 +195,7 @@ export function createAdminServer(deps: AdminDeps): Server {
         const cordon = deps.quarantine.cordonOf(`${tenant}/${input.name}`) ?? input.cordon;
         deps.workflows.checkDeclarations(tenant, `${tenant}/${input.name}`, input.workflows);
         const crons = input.crons.map(checkCron);
-        const worker = await store.deploy({ ...input, crons, cordon, tenant, origins });
+        const worker = await store.deploy({ ...input, crons, cordon, tenant, origins }, who.tenant === undefined ? 'operator' : 'tenant');
         await deps.workflows.declare(tenant, worker.id, input.workflows);
         deps.cron.refresh();
         hub.publish();
@@ -411,6 +413,7 @@ export function createAdminServer(deps: AdminDeps): Server {
       },
     },
     ...workflowRoutes(deps.workflows),
+    ...hostRoutes(deps),
   ];
   const routes = table.map((r) => ({ ...r, re: pathRegExp(r.path) }));
 
@@ -463,6 +466,7 @@ export function createAdminServer(deps: AdminDeps): Server {
       if (e instanceof HttpError) status = e.status;
       else if (e instanceof ValidationError || e instanceof RoutePatternError) status = 400;
       else if (e instanceof RouteConflictError) status = 409;
+      else if (e instanceof HostNotAssignedError) status = 403;
       else if (e instanceof UnknownVersionError) status = 404;
       else if (e instanceof WorkflowError) status = e.status;
       else if (e instanceof CronError) status = 400;

@@ -63,11 +63,16 @@ test('drift: reports are validated; a peer that went away is forgotten unless it
   assert.deepEqual(actions(), ['drift.detected egress config', 'drift.resolved egress config']);
 });
 
-test('drift hashes: settings as resolved from environment and config file; routes in any order', () => {
+test('drift hashes: settings as resolved from environment and config file; routes in order, host assignments in any order', () => {
   assert.equal(configHash({}), configHash({}));
   assert.notEqual(configHash({}), configHash({ CORDON_ISOLATE_IDLE_SECONDS: '60' }));
   const a = { pattern: '*/a*', target: { tenant: 't', name: 'a', cordon: 'standard' } };
   const b = { pattern: '*/b*', target: { tenant: 't', name: 'b', cordon: 'standard' } };
-  assert.equal(routesHash([a, b] as never), routesHash([b, a] as never));
-  assert.notEqual(routesHash([a] as never), routesHash([a, b] as never));
+  const x = { host: 'x.example', tenant: 't' };
+  const y = { host: '*.y.example', tenant: 'u' };
+  const table = (routes: unknown[], hosts: unknown[]) => routesHash({ routes, hosts } as never);
+  assert.notEqual(table([a, b], []), table([b, a], []), 'the order settles ties between routes');
+  assert.notEqual(table([a], []), table([a, b], []));
+  assert.equal(table([a], [x, y]), table([a], [y, x]));
+  assert.notEqual(table([a], [x]), table([a], [x, y]));
 });

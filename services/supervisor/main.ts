@@ -74,7 +74,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   });
 
   const desiredConfig = configHash();
-  const drift = new DriftMonitor({ desired: () => ({ config: desiredConfig, routes: routesHash(store.routes()) }), audit, log, graceMs: driftIntervalMs() / 2 });
+  const drift = new DriftMonitor({ desired: () => ({ config: desiredConfig, routes: routesHash(store.routingTable()) }), audit, log, graceMs: driftIntervalMs() / 2 });
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();

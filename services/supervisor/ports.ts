@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
-import type { Route, RouteListener } from '../../schemas/routes.ts';
+import type { RouteListener, RoutingTable } from '../../schemas/routes.ts';
 import type { EgressForSupervisor, LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox, WorkerRunner } from '../../schemas/services.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import { TamperedError, type CodeStore } from './store.ts';
@@ -159,7 +159,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   }
 }
 
-/** Publishes the route table to every subscribed ingress. */
+/** Publishes the routing table (routes and host assignments) to every subscribed ingress. */
 export class RouteHub {
   readonly #listeners = new Set<RpcStub<RouteListener>>();
   readonly #store: CodeStore;
@@ -169,19 +169,19 @@ export class RouteHub {
     this.#log = log;
   }
 
-  add(listener: RpcStub<RouteListener>): Route[] {
+  add(listener: RpcStub<RouteListener>): RoutingTable {
     this.#listeners.add(listener);
     listener.onRpcBroken(() => {
       this.#listeners.delete(listener);
       listener[Symbol.dispose]();
     });
-    return this.#store.routes();
+    return this.#store.routingTable();
   }
 
   publish(): void {
-    const routes = this.#store.routes();
+    const table = this.#store.routingTable();
     for (const l of this.#listeners) {
-      l.update(routes).catch((e: Error) => this.#log.warn('route update failed', { error: e.message }));
+      l.update(table).catch((e: Error) => this.#log.warn('route update failed', { error: e.message }));
     }
   }
 }
@@ -199,7 +199,7 @@ export class IngressPort extends RpcTarget implements SupervisorForIngress {
     this.#drift.report('ingress', state);
   }
 
-  async subscribeRoutes(listener: RpcStub<RouteListener>): Promise<Route[]> {
+  async subscribeRoutes(listener: RpcStub<RouteListener>): Promise<RoutingTable> {
     if (typeof listener !== 'function' && typeof listener !== 'object') throw new TypeError('listener must be a capability');
     return this.#hub.add(listener.dup());
   }

@@ -7,6 +7,8 @@
  * and what they open to hashes to the version.
  * A code key is 32 random bytes. Lookups go through its SHA-256 (`code_keys`); the current key is
  * also kept with its worker so routes can be re-sent to ingress after a restart.
+ * Routes are kept in their normalised spelling, with the order they arrived in (ties go to the older);
+ * host assignments sit beside them, so a deploy's route checks and its writes are one transaction.
  */
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
@@ -14,7 +16,9 @@ import { open, seal, newWorkerKey, unwrapWorkerKey, SealError } from './sealing.
 import { blobOid, type History } from './history.ts';
 import { Statements } from './statements.ts';
 import type { Binding, EgressLists, Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
-import type { Route } from '../../schemas/routes.ts';
+import type { HostAssignment, RoutingTable } from '../../schemas/routes.ts';
+import { normalizeHostPattern, normalizeRoutePattern } from '../../lib/routes.ts';
+import { checkAssignment, checkRoutes, type Deployer, type RoutedPattern } from './hosts.ts';
 import type { WorkflowDecl } from '../../schemas/workflows.ts';
 
 export interface WorkerRecord {
@@ -42,13 +46,6 @@ export interface VersionInput {
   workflows?: WorkflowDecl[];
   crons?: string[];
   routes: string[];
-}
-
-export class RouteConflictError extends Error {
-  constructor(pattern: string) {
-    super(`route ${pattern} is already served by another tenant's worker`);
-    this.name = 'RouteConflictError';
-  }
 }
 
 export class TamperedError extends Error {
@@ -105,9 +102,14 @@ export class CodeStore {
       CREATE TABLE IF NOT EXISTS code_keys (
         key_hash TEXT PRIMARY KEY, worker_id TEXT NOT NULL, version TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS routes (pattern TEXT PRIMARY KEY, worker_id TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS hosts (host TEXT PRIMARY KEY, tenant TEXT NOT NULL, assigned_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS pinned_keys (key_hash TEXT PRIMARY KEY, worker_id TEXT NOT NULL, version TEXT NOT NULL);
       DELETE FROM pinned_keys;
     `);
+    // Arrival order settles ties between routes; a rowid would not survive VACUUM. Older stores lack it.
+    if (!(this.#db.pragma('table_info(routes)') as { name: string }[]).some((c) => c.name === 'seq')) {
+      this.#db.exec('ALTER TABLE routes ADD COLUMN seq INTEGER NOT NULL DEFAULT 0; UPDATE routes SET seq = rowid;');
+    }
   }
 
   readonly #pinned = new Map<string, string>();
@@ -135,11 +137,12 @@ export class CodeStore {
    * Store a version (content-addressed: the same code and settings give the same version), record it
    * in the tenant's git history, make it current, and issue a fresh code key.
    */
-  async deploy(input: VersionInput): Promise<WorkerRecord> {
+  async deploy(input: VersionInput, deployer: Deployer): Promise<WorkerRecord> {
     const id = `${input.tenant}/${input.name}`;
+    const routes = [...new Set(input.routes.map(normalizeRoutePattern))];
     const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true, egress: input.egress, ...(input.workflows?.length ? { workflows: input.workflows } : {}), ...(input.crons?.length ? { crons: input.crons } : {}) });
     const version = sha256(plain);
-    this.#checkRoutes(input.tenant, input.routes);
+    checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed());
     const known = this.#sql('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
     const wrapped = known ?? newWorkerKey(this.#wrapKey, id).wrapped;
     const key = unwrapWorkerKey(this.#wrapKey, wrapped, id);
@@ -156,7 +159,7 @@ export class CodeStore {
         limits: input.limits,
         bindings: input.bindings,
         vars: Object.keys(input.vars),
-        routes: input.routes,
+        routes,
         origins: input.origins,
         workflows: input.workflows ?? [],
         crons: input.crons ?? [],
@@ -166,7 +169,8 @@ export class CodeStore {
     const codeKey = randomBytes(32).toString('base64url');
     const now = Date.now();
     this.#db.transaction(() => {
-      this.#checkRoutes(input.tenant, input.routes);
+      // Again, inside the transaction: another deploy or assignment may have landed meanwhile.
+      checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed());
       if (sealed) this.#sql('INSERT OR IGNORE INTO versions (worker_id, version, sealed, commit_oid, created_at) VALUES (?, ?, ?, ?, ?)').run(id, version, sealed, commit, now);
       // Keys rotate on every deploy: the previous key stops working at once.
       this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
@@ -177,16 +181,52 @@ export class CodeStore {
            ON CONFLICT(id) DO UPDATE SET cordon = excluded.cordon, version = excluded.version, code_key = excluded.code_key, updated_at = excluded.updated_at`,
         )
         .run(id, input.tenant, input.name, input.cordon, version, codeKey, wrapped, now);
-      for (const pattern of input.routes) this.#sql('INSERT OR REPLACE INTO routes (pattern, worker_id) VALUES (?, ?)').run(pattern, id);
+      // A pattern moving to another worker of the tenant keeps its place in the order.
+      for (const pattern of routes) {
+        this.#sql('INSERT INTO routes (pattern, worker_id, seq) VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM routes)) ON CONFLICT(pattern) DO UPDATE SET worker_id = excluded.worker_id').run(pattern, id);
+      }
     })();
     return this.worker(id)!;
   }
 
-  #checkRoutes(tenant: string, routes: string[]): void {
-    for (const pattern of routes) {
-      const owner = this.#sql('SELECT worker_id FROM routes WHERE pattern = ?').pluck().get(pattern) as string | undefined;
-      if (owner && owner.split('/')[0] !== tenant) throw new RouteConflictError(pattern);
-    }
+  /** Every stored route that still parses, normalised (rows from before normalisation included), with its tenant. */
+  #routed(): RoutedPattern[] {
+    const rows = this.#sql('SELECT r.pattern, w.tenant, w.id AS workerId FROM routes r JOIN workers w ON w.id = r.worker_id').all() as RoutedPattern[];
+    return rows.flatMap((r) => {
+      try {
+        return [{ ...r, pattern: normalizeRoutePattern(r.pattern) }];
+      } catch {
+        return []; // ingress ignores it too
+      }
+    });
+  }
+
+  hosts(tenant?: string): HostAssignment[] {
+    const sql = 'SELECT host, tenant FROM hosts' + (tenant === undefined ? '' : ' WHERE tenant = ?') + ' ORDER BY host';
+    return (tenant === undefined ? this.#sql(sql).all() : this.#sql(sql).all(tenant)) as HostAssignment[];
+  }
+
+  /**
+   * Assign (or transfer) a host pattern to a tenant. Returns its previous owner, and the routes of
+   * other tenants inside it, which from now on serve nothing.
+   */
+  assignHost(pattern: string, tenant: string): { host: string; previous: string | undefined; stranded: RoutedPattern[] } {
+    const host = normalizeHostPattern(pattern);
+    return this.#db.transaction(() => {
+      const stranded = checkAssignment(host, tenant, this.hosts(), this.#routed());
+      const previous = this.#sql('SELECT tenant FROM hosts WHERE host = ?').pluck().get(host) as string | undefined;
+      this.#sql('INSERT INTO hosts (host, tenant, assigned_at) VALUES (?, ?, ?) ON CONFLICT(host) DO UPDATE SET tenant = excluded.tenant, assigned_at = excluded.assigned_at').run(host, tenant, Date.now());
+      return { host, previous, stranded };
+    })();
+  }
+
+  /** Take a host pattern back from its tenant; its routes stay, on a host only the operator routes on. */
+  releaseHost(pattern: string): HostAssignment | undefined {
+    const host = normalizeHostPattern(pattern);
+    const tenant = this.#sql('SELECT tenant FROM hosts WHERE host = ?').pluck().get(host) as string | undefined;
+    if (tenant === undefined) return undefined;
+    this.#sql('DELETE FROM hosts WHERE host = ?').run(host);
+    return { host, tenant };
   }
 
   /** Every version of every worker of a tenant, oldest first, opened (for `cordon export`). */
@@ -301,10 +341,12 @@ export class CodeStore {
     return { bundle: this.#open(row), cordon: row.cordon };
   }
 
-  routes(): Route[] {
+  /** What ingress routes by: routes oldest first, and the host assignments. */
+  routingTable(): RoutingTable {
     const rows = this
-      .#sql('SELECT r.pattern, w.id AS workerId, w.version, w.code_key AS codeKey, w.cordon FROM routes r JOIN workers w ON w.id = r.worker_id ORDER BY r.pattern')
-      .all() as { pattern: string; workerId: string; version: string; codeKey: string; cordon: string }[];
-    return rows.map((r) => ({ pattern: r.pattern, cordon: r.cordon, target: { workerId: r.workerId, version: r.version, codeKey: r.codeKey } }));
+      .#sql('SELECT r.pattern, w.tenant, w.id AS workerId, w.version, w.code_key AS codeKey, w.cordon FROM routes r JOIN workers w ON w.id = r.worker_id ORDER BY r.seq, r.pattern')
+      .all() as { pattern: string; tenant: string; workerId: string; version: string; codeKey: string; cordon: string }[];
+    const routes = rows.map((r) => ({ pattern: r.pattern, tenant: r.tenant, cordon: r.cordon, target: { workerId: r.workerId, version: r.version, codeKey: r.codeKey } }));
+    return { routes, hosts: this.hosts() };
   }
 }

@@ -15,7 +15,7 @@ import tr46 from 'tr46';
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { asymmetric } from './host-crypto.ts';
-import { Headers as WireHeaders, MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
+import { Headers as WireHeaders, MAX_BODY, StatusText, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
 import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
@@ -141,7 +141,7 @@ function hostCallback<A extends unknown[], R>(fn: (...args: A) => R): (...args: 
 const Head = z
   .object({
     status: z.number().int().min(101).max(599),
-    statusText: z.string().max(256).regex(/^[^\r\n\0]*$/, 'statusText contains CR, LF or NUL'),
+    statusText: StatusText,
     headers: WireHeaders,
     /** With status 101: the WebSocketPair whose client end the worker returned. */
     webSocket: z.number().int().positive().optional(),

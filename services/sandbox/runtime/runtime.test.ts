@@ -39,6 +39,51 @@ test('bodies are bytes both ways: every byte value survives', async () => {
   assert.deepEqual(res!.headers.find(([k]) => k === 'x-m'), ['x-m', 'POST']);
 });
 
+test('status text and header values as the Fetch standard has them: a TypeError the worker can catch', async () => {
+  const { res } = await run(
+    worker(`export default { fetch() {
+      const out = {};
+      const t = (name, f) => { try { f(); out[name] = 'ok'; } catch (e) { out[name] = e.constructor.name; } };
+      t('latin1 status', () => new Response('x', { statusText: 'caf\\u00e9 ok' }));
+      t('euro status', () => new Response('x', { statusText: '\\u20ac' }));
+      t('emoji status', () => new Response('x', { statusText: '\\ud83d\\ude00' }));
+      t('control status', () => new Response('x', { statusText: 'a\\u0001b' }));
+      t('CR status', () => new Response('x', { statusText: 'a\\rb' }));
+      t('latin1 value', () => new Headers({ a: 'caf\\u00e9' }));
+      t('euro value', () => new Headers({ a: '\\u20ac' }));
+      t('euro set', () => new Headers().set('a', '\\u20ac'));
+      t('euro in response', () => new Response('x', { headers: { a: '\\u20ac' } }));
+      t('NUL value', () => new Headers({ a: 'a\\u0000b' }));
+      t('bad name', () => new Headers({ 'a b': 'x' }));
+      return Response.json(out);
+    } }`),
+  );
+  assert.deepEqual(JSON.parse(text(res!.body)), {
+    'latin1 status': 'ok',
+    'euro status': 'TypeError',
+    'emoji status': 'TypeError',
+    'control status': 'TypeError',
+    'CR status': 'TypeError',
+    'latin1 value': 'ok',
+    'euro value': 'TypeError',
+    'euro set': 'TypeError',
+    'euro in response': 'TypeError',
+    'NUL value': 'TypeError',
+    'bad name': 'TypeError',
+  });
+});
+
+test('a status text or header value made unsendable after the checks is a 500 from the sandbox, never passed on', async () => {
+  for (const body of [
+    `const r = new Response('x'); r.statusText = '\\u20ac'; return r;`,
+    `const r = new Response('x'); Object.defineProperty(r, 'statusText', { value: 'a\\u0001' }); return r;`,
+    `return new Response('x', { headers: { a: 'a\\u0001b' } });`,
+  ]) {
+    const { error } = await run(worker(`export default { fetch() { ${body} } }`));
+    assert.equal(error?.message, 'worker returned an invalid response', body);
+  }
+});
+
 test('headers: case-insensitive, multiple set-cookie kept apart, Response.json and redirect', async () => {
   const { res } = await run(
     worker(`export default { fetch(req) {

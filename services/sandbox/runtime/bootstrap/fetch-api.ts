@@ -13,6 +13,10 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const U8 = Uint8Array;
 const NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Fetch: a header value is a ByteString (no code unit above U+00FF) without NUL, CR or LF; a status
+// text is a reason phrase (tab, space, visible ASCII, obs-text). Either is a TypeError at the call.
+const BAD_VALUE = /[\0\r\n\u0100-\uffff]/;
+const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const defineProperty = Object.defineProperty;
 
 function normalizeValue(v: unknown): string {
@@ -41,7 +45,7 @@ export class Headers {
   }
   append(name: string, value: string): void {
     const v = normalizeValue(value);
-    if (/[\0\r\n]/.test(v)) throw new TypeError(`Invalid header value for ${name}`);
+    if (BAD_VALUE.test(v)) throw new TypeError(`Invalid header value for ${name}: NUL, CR, LF and characters above U+00FF are not allowed`);
     this.#list.push([this.#check(name), v]);
   }
   set(name: string, value: string): void {
@@ -449,11 +453,13 @@ export class Response extends Body {
     const status = init.status ?? 200;
     const upgrade = status === 101 && init.webSocket !== undefined && init.webSocket !== null;
     if (!Number.isInteger(status) || ((status < 200 || status > 599) && !upgrade)) throw new RangeError(`Response status ${status} is outside 200-599 (101 only with a webSocket)`);
+    const statusText = init.statusText === undefined ? '' : String(init.statusText);
+    if (!REASON_PHRASE.test(statusText)) throw new TypeError(`Invalid statusText ${JSON.stringify(statusText.slice(0, 100))}: only tab, space, visible ASCII and Latin-1 characters are allowed`);
     const source = toSource(body, headers);
     if (source && (status === 204 || status === 205 || status === 304)) throw new TypeError(`Response with status ${status} cannot have a body`);
     super(source);
     this.status = status;
-    this.statusText = init.statusText ?? '';
+    this.statusText = statusText;
     this.headers = headers;
     this.webSocket = upgrade ? init.webSocket : null;
   }
