@@ -18,18 +18,13 @@ import { retryDelay } from '../../../lib/workflow-durations.ts';
 import { NAME } from '../../../schemas/worker.ts';
 import { MAX_VALUE, type InstanceStatus, type InstanceStatusName, type StepConfig, type StepRecord, type StepReply, type WorkflowDecl } from '../../../schemas/workflows.ts';
 import type { WorkerRunner } from '../../../schemas/services.ts';
+import { WorkflowError } from './errors.ts';
 import { TenantDb } from './tenant-db.ts';
 import { WakeTimers } from './timers.ts';
 import { StepPort } from './ports.ts';
 
-export class WorkflowError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.name = 'WorkflowError';
-    this.status = status;
-  }
-}
+// The admin API maps this error's status to its answer.
+export { WorkflowError };
 
 export interface EngineDeps {
   dir: string;
