@@ -71,12 +71,15 @@ export type StepReply =
   | { state: 'run'; attempt: number }
   | { state: 'suspend' };
 
+/** How an attempt of a `step.do` ended: its result, or what it threw (NonRetryableError: no retry). */
+export type StepOutcome = { value: string | null } | { error: { name: string; message: string }; nonRetryable: boolean };
+
 /** One run of one instance, as the isolate's `step` object reaches the engine (through the sandbox). */
 export interface StepApi {
   /** step.do: the recorded outcome, or permission to run attempt N (committed before the callback runs). */
   begin(name: string, count: number): Promise<StepReply>;
   /** The attempt's outcome; the engine decides: done, error (no retries left), or suspend (a retry later). */
-  end(name: string, count: number, attempt: number, outcome: { value: string | null } | { error: { name: string; message: string }; nonRetryable: boolean }, config: StepConfig): Promise<StepReply>;
+  end(name: string, count: number, attempt: number, outcome: StepOutcome, config: StepConfig): Promise<StepReply>;
   sleep(name: string, count: number, until: number): Promise<StepReply>;
   waitForEvent(name: string, count: number, type: string, timeoutMs: number): Promise<StepReply>;
 }

@@ -47,7 +47,7 @@ export function workflowRoutes(engine: WorkflowEngine): Route[] {
       async run(call) {
         const { tenant, workflow } = at(call);
         const body = check(z.object({ id: InstanceId.optional(), params: z.unknown().optional() }).strict(), (await readJson(call.req)) ?? {}, 'create request');
-        send(call.res, 201, { id: await engine.create(tenant, workflow, body.id ?? null, wire(body.params)) });
+        send(call.res, 201, { id: await engine.create({ tenant, workflow }, body.id ?? null, wire(body.params)) });
       },
     },
     {
@@ -60,7 +60,7 @@ export function workflowRoutes(engine: WorkflowEngine): Route[] {
         const status = call.url.searchParams.get('status') ?? undefined;
         const limit = call.url.searchParams.get('limit');
         const filter = check(z.object({ status: z.enum(STATUSES).optional(), limit: z.coerce.number().int().min(1).max(10_000).optional() }), { status, limit: limit ?? undefined }, 'filter');
-        send(call.res, 200, { instances: engine.list(tenant, workflow, filter).map(plain) });
+        send(call.res, 200, { instances: engine.list({ tenant, workflow }, filter).map(plain) });
       },
     },
     {
@@ -70,7 +70,7 @@ export function workflowRoutes(engine: WorkflowEngine): Route[] {
       summary: 'How many instances are in each status',
       run(call) {
         const { tenant, workflow } = at(call);
-        send(call.res, 200, { counts: engine.counts(tenant, workflow) });
+        send(call.res, 200, { counts: engine.counts({ tenant, workflow }) });
       },
     },
     {
@@ -79,8 +79,7 @@ export function workflowRoutes(engine: WorkflowEngine): Route[] {
       scope: 'workflows',
       summary: "An instance's status, output or error, and its steps",
       run(call) {
-        const { tenant, workflow, id } = at(call);
-        send(call.res, 200, plain(engine.status(tenant, workflow, id)));
+        send(call.res, 200, plain(engine.status(at(call))));
       },
     },
     {
@@ -89,10 +88,10 @@ export function workflowRoutes(engine: WorkflowEngine): Route[] {
       scope: 'workflows',
       summary: 'Send an event: { payload? } (buffered until a waitForEvent of that type takes it)',
       async run(call) {
-        const { tenant, workflow, id } = at(call);
+        const ref = at(call);
         const type = check(EventType, call.params[3], 'event type');
         const body = check(z.object({ payload: z.unknown().optional() }).strict(), (await readJson(call.req)) ?? {}, 'event');
-        await engine.sendEvent(tenant, workflow, id, type, wire(body.payload));
+        await engine.sendEvent(ref, type, wire(body.payload));
         send(call.res, 202, { sent: type });
       },
     },
@@ -103,9 +102,9 @@ export function workflowRoutes(engine: WorkflowEngine): Route[] {
         scope: 'workflows',
         summary: `${action[0]!.toUpperCase()}${action.slice(1)} an instance`,
         async run(call) {
-          const { tenant, workflow, id } = at(call);
-          await engine[action](tenant, workflow, id);
-          send(call.res, 200, { id, action });
+          const ref = at(call);
+          await engine[action](ref);
+          send(call.res, 200, { id: ref.id, action });
         },
       }),
     ),

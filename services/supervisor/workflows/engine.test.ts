@@ -84,10 +84,10 @@ function setup(dir = mkdtempSync(join(tmpdir(), 'cordon-wf-'))) {
 
 const settle = async (engine: WorkflowEngine, tenant: string, id: string, want: string) => {
   for (let i = 0; i < 200; i++) {
-    if (engine.status(tenant, 'flow', id).status === want) return engine.status(tenant, 'flow', id);
+    if (engine.status({ tenant, workflow: 'flow', id }).status === want) return engine.status({ tenant, workflow: 'flow', id });
     await new Promise((r) => setTimeout(r, 5));
   }
-  assert.fail(`instance ${id} never became ${want}: ${engine.status(tenant, 'flow', id).status}`);
+  assert.fail(`instance ${id} never became ${want}: ${engine.status({ tenant, workflow: 'flow', id }).status}`);
 };
 
 test('durations: milliseconds or "<n> <unit>"; retry delays by backoff', () => {
@@ -124,12 +124,12 @@ test('a sleeping instance holds no run; it wakes on the clock and completed step
     return { a, b };
   });
   await engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
-  const id = await engine.create('acme', 'flow', 'one', null);
+  const id = await engine.create({ tenant: 'acme', workflow: 'flow' }, 'one', null);
   await settle(engine, 'acme', id, 'waiting');
   assert.equal(engine.sleeping, 1);
   advance(30_000);
   await new Promise((r) => setTimeout(r, 30));
-  assert.equal(engine.status('acme', 'flow', id).status, 'waiting', 'not yet');
+  assert.equal(engine.status({ tenant: 'acme', workflow: 'flow', id }).status, 'waiting', 'not yet');
   advance(30_000);
   const done = await settle(engine, 'acme', id, 'complete');
   assert.equal(done.output, '{"a":1,"b":2}');
@@ -144,9 +144,9 @@ test('retries wait without a run, count attempts, and give up after limit + 1 at
     throw new Error(`attempt ${attempt}`);
   }));
   await engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
-  const id = await engine.create('acme', 'flow', null, null);
-  for (let i = 0; i < 400 && engine.status('acme', 'flow', id).status !== 'errored'; i++) {
-    if (engine.status('acme', 'flow', id).status === 'waiting') advance(1000);
+  const id = await engine.create({ tenant: 'acme', workflow: 'flow' }, null, null);
+  for (let i = 0; i < 400 && engine.status({ tenant: 'acme', workflow: 'flow', id }).status !== 'errored'; i++) {
+    if (engine.status({ tenant: 'acme', workflow: 'flow', id }).status === 'waiting') advance(1000);
     await new Promise((r) => setTimeout(r, 5));
   }
   const failed = await settle(engine, 'acme', id, 'errored');
@@ -164,7 +164,7 @@ test('after a restart of the engine, unfinished instances go on from their recor
     return s.do('b', () => 'y');
   });
   await first.engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
-  const id = await first.engine.create('acme', 'flow', 'survivor', null);
+  const id = await first.engine.create({ tenant: 'acme', workflow: 'flow' }, 'survivor', null);
   await settle(first.engine, 'acme', id, 'waiting');
   first.engine.stop();
 
@@ -185,25 +185,25 @@ test('after a restart of the engine, unfinished instances go on from their recor
 test('tenants are apart; bad ids, oversized values and unknown workflows are refused clearly', async () => {
   const { engine } = setup();
   await engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
-  const id = await engine.create('acme', 'flow', 'mine', '{"x":1}');
-  assert.throws(() => engine.status('globex', 'flow', id), (e: WorkflowError) => e.status === 404);
-  await assert.rejects(engine.create('globex', 'flow', null, null), /no workflow flow in tenant globex/);
-  await assert.rejects(engine.create('acme', 'flow', 'mine', null), (e: WorkflowError) => e.status === 409 && /already in use/.test(e.message));
-  await assert.rejects(engine.create('acme', 'flow', null, JSON.stringify('x'.repeat(1024 * 1024 + 1))), (e: WorkflowError) => e.status === 413);
-  await assert.rejects(engine.create('acme', 'flow', null, '{not json'), (e: WorkflowError) => e.status === 400);
+  const id = await engine.create({ tenant: 'acme', workflow: 'flow' }, 'mine', '{"x":1}');
+  assert.throws(() => engine.status({ tenant: 'globex', workflow: 'flow', id }), (e: WorkflowError) => e.status === 404);
+  await assert.rejects(engine.create({ tenant: 'globex', workflow: 'flow' }, null, null), /no workflow flow in tenant globex/);
+  await assert.rejects(engine.create({ tenant: 'acme', workflow: 'flow' }, 'mine', null), (e: WorkflowError) => e.status === 409 && /already in use/.test(e.message));
+  await assert.rejects(engine.create({ tenant: 'acme', workflow: 'flow' }, null, JSON.stringify('x'.repeat(1024 * 1024 + 1))), (e: WorkflowError) => e.status === 413);
+  await assert.rejects(engine.create({ tenant: 'acme', workflow: 'flow' }, null, '{not json'), (e: WorkflowError) => e.status === 400);
   assert.throws(() => engine.checkDeclarations('acme', 'acme/other', [{ name: 'flow', className: 'X' }]), /already hosted by worker acme\/w/);
-  assert.deepEqual(await engine.createBatch('acme', 'flow', [{ id: 'mine', params: null }, { id: 'new', params: null }]), ['new'], 'existing ids are skipped');
-  await assert.rejects(engine.createBatch('acme', 'flow', Array.from({ length: 101 }, () => ({ id: null, params: null }))), /at most 100/);
-  await assert.rejects(engine.sendEvent('acme', 'flow', 'nope', 'go', null), (e: WorkflowError) => e.status === 404);
+  assert.deepEqual(await engine.createBatch({ tenant: 'acme', workflow: 'flow' }, [{ id: 'mine', params: null }, { id: 'new', params: null }]), ['new'], 'existing ids are skipped');
+  await assert.rejects(engine.createBatch({ tenant: 'acme', workflow: 'flow' }, Array.from({ length: 101 }, () => ({ id: null, params: null }))), /at most 100/);
+  await assert.rejects(engine.sendEvent({ tenant: 'acme', workflow: 'flow', id: 'nope' }, 'go', null), (e: WorkflowError) => e.status === 404);
   engine.stop();
 });
 
 test('a step port checks what the tenant sends, and a run that is not the current one is told to stop', async () => {
   const { engine } = setup();
   await engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
-  const id = await engine.create('acme', 'flow', 'p', null);
+  const id = await engine.create({ tenant: 'acme', workflow: 'flow' }, 'p', null);
   const { StepPort } = await import('./ports.ts');
-  const forged = new StepPort(engine, 'acme', 'flow', id, 'not-the-current-run');
+  const forged = new StepPort(engine, { tenant: 'acme', workflow: 'flow', id, run: 'not-the-current-run' });
   assert.deepEqual(await forged.begin('a', 1), { state: 'suspend' });
   assert.deepEqual(await forged.sleep('a', 1, Date.now()), { state: 'suspend' });
   assert.throws(() => forged.begin('x'.repeat(257), 1), /step name/);

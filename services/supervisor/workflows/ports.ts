@@ -7,7 +7,8 @@ import { RpcTarget } from 'capnweb';
 import { z } from 'zod';
 import { check } from '../../../lib/rpc/validate.ts';
 import { EventType, InstanceId, STATUSES, StepConfig, WireValue, type InstanceStatus, type StepApi, type StepReply, type WorkflowsApi } from '../../../schemas/workflows.ts';
-import type { WorkflowEngine } from './engine.ts';
+import type { RunRef, StepRef, WorkflowEngine } from './engine.ts';
+import type { InstanceRef, WorkflowRef } from './instance-store.ts';
 
 const StepName = z.string().min(1).max(256, 'step names are at most 256 characters');
 const Count = z.number().int().min(1).max(1_000_000);
@@ -19,35 +20,33 @@ const Time = z.number().int().min(0).max(8.64e15);
 
 export class StepPort extends RpcTarget implements StepApi {
   readonly #engine: WorkflowEngine;
-  readonly #at: [string, string, string, string];
+  /** Set by the engine when it starts the run; the sandbox names only the step. */
+  readonly #run: RunRef;
 
-  constructor(engine: WorkflowEngine, tenant: string, workflow: string, id: string, token: string) {
+  constructor(engine: WorkflowEngine, run: RunRef) {
     super();
     this.#engine = engine;
-    this.#at = [tenant, workflow, id, token];
+    this.#run = run;
   }
 
   begin(name: unknown, count: unknown): Promise<StepReply> {
-    return this.#engine.stepBegin(...this.#at, check(StepName, name, 'step name'), check(Count, count, 'step count'));
+    return this.#engine.stepBegin(this.#step(name, count));
   }
 
   end(name: unknown, count: unknown, attempt: unknown, outcome: unknown, config: unknown): Promise<StepReply> {
-    return this.#engine.stepEnd(
-      ...this.#at,
-      check(StepName, name, 'step name'),
-      check(Count, count, 'step count'),
-      check(Count, attempt, 'attempt'),
-      check(Outcome, outcome, 'step outcome') as Parameters<WorkflowEngine['stepEnd']>[7],
-      check(StepConfig, config, 'step config'),
-    );
+    return this.#engine.stepEnd(this.#step(name, count), check(Count, attempt, 'attempt'), check(Outcome, outcome, 'step outcome'), check(StepConfig, config, 'step config'));
   }
 
   sleep(name: unknown, count: unknown, until: unknown): Promise<StepReply> {
-    return this.#engine.stepSleep(...this.#at, check(StepName, name, 'step name'), check(Count, count, 'step count'), check(Time, until, 'wake time'));
+    return this.#engine.stepSleep(this.#step(name, count), check(Time, until, 'wake time'));
   }
 
   waitForEvent(name: unknown, count: unknown, type: unknown, timeoutMs: unknown): Promise<StepReply> {
-    return this.#engine.stepWaitForEvent(...this.#at, check(StepName, name, 'step name'), check(Count, count, 'step count'), check(EventType, type, 'event type'), check(Time, timeoutMs, 'timeout'));
+    return this.#engine.stepWaitForEvent(this.#step(name, count), check(EventType, type, 'event type'), check(Time, timeoutMs, 'timeout'));
+  }
+
+  #step(name: unknown, count: unknown): StepRef {
+    return { ...this.#run, name: check(StepName, name, 'step name'), count: check(Count, count, 'step count') };
   }
 }
 
@@ -56,54 +55,57 @@ const Filter = z.object({ status: z.enum(STATUSES).optional(), limit: z.number()
 
 export class WorkflowsCap extends RpcTarget implements WorkflowsApi {
   readonly #engine: WorkflowEngine;
-  readonly #tenant: string;
-  readonly #workflow: string;
+  /** The tenant is the one the capability was granted for (the worker's own); the sandbox names only instances. */
+  readonly #workflow: WorkflowRef;
 
   constructor(engine: WorkflowEngine, tenant: string, workflow: string) {
     super();
     this.#engine = engine;
-    this.#tenant = tenant;
-    this.#workflow = workflow;
+    this.#workflow = { tenant, workflow };
   }
 
   create(id: unknown, params: unknown): Promise<string> {
-    return this.#engine.create(this.#tenant, this.#workflow, check(InstanceId.nullable(), id, 'instance id'), check(Params, params, 'params'));
+    return this.#engine.create(this.#workflow, check(InstanceId.nullable(), id, 'instance id'), check(Params, params, 'params'));
   }
 
   createBatch(batch: unknown): Promise<string[]> {
     const items = check(z.array(z.object({ id: InstanceId.nullable(), params: Params }).strict()).max(100, 'createBatch takes at most 100 instances'), batch, 'batch');
-    return this.#engine.createBatch(this.#tenant, this.#workflow, items);
+    return this.#engine.createBatch(this.#workflow, items);
   }
 
   async get(id: unknown): Promise<string> {
-    return this.#engine.status(this.#tenant, this.#workflow, check(InstanceId, id, 'instance id')).id;
+    return this.#engine.status(this.#instance(id)).id;
   }
 
   async status(id: unknown): Promise<InstanceStatus> {
-    return this.#engine.status(this.#tenant, this.#workflow, check(InstanceId, id, 'instance id'));
+    return this.#engine.status(this.#instance(id));
   }
 
   pause(id: unknown): Promise<void> {
-    return this.#engine.pause(this.#tenant, this.#workflow, check(InstanceId, id, 'instance id'));
+    return this.#engine.pause(this.#instance(id));
   }
 
   resume(id: unknown): Promise<void> {
-    return this.#engine.resume(this.#tenant, this.#workflow, check(InstanceId, id, 'instance id'));
+    return this.#engine.resume(this.#instance(id));
   }
 
   terminate(id: unknown): Promise<void> {
-    return this.#engine.terminate(this.#tenant, this.#workflow, check(InstanceId, id, 'instance id'));
+    return this.#engine.terminate(this.#instance(id));
   }
 
   restart(id: unknown): Promise<void> {
-    return this.#engine.restart(this.#tenant, this.#workflow, check(InstanceId, id, 'instance id'));
+    return this.#engine.restart(this.#instance(id));
   }
 
   sendEvent(id: unknown, type: unknown, payload: unknown): Promise<void> {
-    return this.#engine.sendEvent(this.#tenant, this.#workflow, check(InstanceId, id, 'instance id'), check(EventType, type, 'event type'), check(Params, payload, 'payload'));
+    return this.#engine.sendEvent(this.#instance(id), check(EventType, type, 'event type'), check(Params, payload, 'payload'));
   }
 
   async list(filter: unknown): Promise<InstanceStatus[]> {
-    return this.#engine.list(this.#tenant, this.#workflow, check(Filter, filter ?? {}, 'filter') as { status?: (typeof STATUSES)[number]; limit?: number });
+    return this.#engine.list(this.#workflow, check(Filter, filter ?? {}, 'filter') as { status?: (typeof STATUSES)[number]; limit?: number });
+  }
+
+  #instance(id: unknown): InstanceRef {
+    return { ...this.#workflow, id: check(InstanceId, id, 'instance id') };
   }
 }

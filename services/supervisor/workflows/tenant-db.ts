@@ -3,6 +3,7 @@
  * disk before anyone is told). Writes are group-committed: every write asked for in the same turn of
  * the event loop goes into one transaction, one fsync for all of them, and each writer is answered
  * only after that commit. Each write runs in its own savepoint, so one failing write fails alone.
+ * The statements over these tables are instance-store.ts.
  */
 import Database from 'better-sqlite3';
 import { Statements } from '../statements.ts';
@@ -27,19 +28,19 @@ const SCHEMA = `
 `;
 
 export class TenantDb {
-  readonly db: Database.Database;
+  readonly #db: Database.Database;
   readonly #statements: Statements;
   #queue: { fn: () => void; resolve: () => void; reject: (e: unknown) => void }[] = [];
   #scheduled = false;
   readonly #group: (run: () => void) => void;
 
   constructor(file: string) {
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.exec(SCHEMA);
-    this.#statements = new Statements(this.db);
-    this.#group = this.db.transaction((run: () => void) => run());
+    this.#db = new Database(file);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = FULL');
+    this.#db.exec(SCHEMA);
+    this.#statements = new Statements(this.#db);
+    this.#group = this.#db.transaction((run: () => void) => run());
   }
 
   /** A prepared statement, prepared once (preparing is most of the cost of a small query). */
@@ -85,6 +86,6 @@ export class TenantDb {
   }
 
   close(): void {
-    this.db.close();
+    this.#db.close();
   }
 }

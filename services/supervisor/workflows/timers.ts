@@ -1,17 +1,17 @@
 /**
- * When sleeping and waiting instances wake: a binary min-heap of (time, key) under one Node timer.
+ * When sleeping and waiting instances wake: a binary min-heap of (time, item) under one Node timer.
  * Entries are never removed early; a stale one (the instance moved on) is ignored when it fires, so
  * scheduling is O(log n) and 50,000 sleepers cost one small record each. Hand-written: a heap is a
  * few lines, and none of the npm ones is better kept than that.
  */
-export class WakeTimers {
-  readonly #heap: { at: number; key: string }[] = [];
-  readonly #fire: (key: string) => void;
+export class WakeTimers<T = string> {
+  readonly #heap: { at: number; item: T }[] = [];
+  readonly #fire: (item: T) => void;
   readonly #now: () => number;
   #timer: NodeJS.Timeout | undefined;
   #armedFor = Infinity;
 
-  constructor(fire: (key: string) => void, now: () => number = Date.now) {
+  constructor(fire: (item: T) => void, now: () => number = Date.now) {
     this.#fire = fire;
     this.#now = now;
   }
@@ -20,9 +20,9 @@ export class WakeTimers {
     return this.#heap.length;
   }
 
-  at(time: number, key: string): void {
+  at(time: number, item: T): void {
     const h = this.#heap;
-    h.push({ at: time, key });
+    h.push({ at: time, item });
     for (let i = h.length - 1; i > 0; ) {
       const p = (i - 1) >> 1;
       if (h[p]!.at <= h[i]!.at) break;
@@ -32,7 +32,7 @@ export class WakeTimers {
     this.#arm();
   }
 
-  #pop(): { at: number; key: string } | undefined {
+  #pop(): { at: number; item: T } | undefined {
     const h = this.#heap;
     const top = h[0];
     const last = h.pop();
@@ -66,7 +66,7 @@ export class WakeTimers {
     this.#timer = undefined;
     this.#armedFor = Infinity;
     const now = this.#now();
-    while (this.#heap.length && this.#heap[0]!.at <= now) this.#fire(this.#pop()!.key);
+    while (this.#heap.length && this.#heap[0]!.at <= now) this.#fire(this.#pop()!.item);
     this.#arm();
   }
 
