@@ -11,7 +11,7 @@ import { startService } from '../../lib/service.ts';
 import { compileRoute, RouteTable } from '../../lib/routes.ts';
 import type { Route, RouteListener } from '../../schemas/routes.ts';
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
-import type { WireRequest } from '../../schemas/http.ts';
+import { MAX_HEADERS, type WireRequest } from '../../schemas/http.ts';
 import { webSocketUpgrades } from './websockets.ts';
 import { bodyStream, BodyTooLargeError, readBody, requestIdOf, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
 
@@ -79,6 +79,8 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const { requestId, host, path, route } = routeOf(req);
     if (!route) return writeError(res, 404, `No worker is routed for ${host}${path}.`, requestId);
+    // The sandbox refuses more (x-request-id is added here): the client's error, never a sandbox failure to retry.
+    if (req.rawHeaders.length / 2 >= MAX_HEADERS) return writeError(res, 431, `Too many request headers: at most ${MAX_HEADERS - 1}.`, requestId);
     const streaming = streamsBody(req);
     let body: Uint8Array | null = null;
     let incoming: ReturnType<typeof bodyStream> | undefined;
