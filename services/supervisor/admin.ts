@@ -14,6 +14,7 @@ import { parseRoutePattern, RoutePatternError } from '../../lib/routes.ts';
 import { Binding, CordonName, EgressLists, Limits, ModuleName, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
 import { adminMaxBodyBytes } from '../../lib/config.ts';
 import { OriginError, parseOrigin } from '../../lib/origins.ts';
+import { nameRefusal } from '../../lib/special-use-names.ts';
 import { codeHash, RouteConflictError, UnknownVersionError, type CodeStore } from './store.ts';
 import { UnknownCordonError, type TenantCordons } from './tenant-cordons.ts';
 import type { Grants } from './capabilities.ts';
@@ -164,9 +165,9 @@ function operatorOnly(who: Principal, what: string): void {
  * A declared origin, normalised to `scheme://host:port`. Egress lets a worker reach its trusted
  * origins even when they are private, so trust is the operator's to give: an origin is trusted when
  * an unbound admin token declares it, or when the operator lists it for the tenant
- * (CORDON_TENANT_ORIGINS). Anyone else declaring a private address gets 403; a name is kept but
- * untrusted — it grants nothing egress would not allow anyway, so a name re-pointed inside later is
- * still refused.
+ * (CORDON_TENANT_ORIGINS). Anyone else declaring what egress would refuse — a private address, a
+ * special-use or single-label name — gets 403; a public name is kept but untrusted: it grants nothing
+ * egress would not allow anyway, so a name re-pointed inside later is still refused.
  */
 function declaredOrigin(text: string, granted: (origin: string) => boolean): { origin: string; trusted: boolean } {
   let origin: string;
@@ -178,7 +179,7 @@ function declaredOrigin(text: string, granted: (origin: string) => boolean): { o
   }
   if (granted(origin)) return { origin, trusted: true };
   const host = new URL(origin).hostname.replace(/^\[|\]$/g, '');
-  const why = isIP(host) ? refusal(host) : undefined;
+  const why = isIP(host) ? refusal(host) : nameRefusal(host);
   if (why) throw new HttpError(403, `origin ${origin} is not public (${why}); only an admin-scoped token not bound to a tenant may declare it, or the operator may grant it to this tenant in CORDON_TENANT_ORIGINS`);
   return { origin, trusted: false };
 }
