@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { join, dirname } from 'node:path';
 import git from 'isomorphic-git';
 import { CliError } from './admin-client.ts';
-import type { WorkerBundle } from '../schemas/worker.ts';
+import { moduleNameProblem, NAME, type WorkerBundle } from '../schemas/worker.ts';
 
 export interface ExportedVersion {
   worker: string;
@@ -16,26 +16,43 @@ export interface ExportedVersion {
   bundle: WorkerBundle;
 }
 
-export async function writeExport(dir: string, tenant: string, versions: ExportedVersion[]): Promise<number> {
+/** A module export would not write, and why (deploy refuses such names; an older store may hold them). */
+export interface RefusedModule {
+  worker: string;
+  version: string;
+  module: string;
+  reason: string;
+}
+
+export async function writeExport(dir: string, tenant: string, versions: ExportedVersion[]): Promise<{ versions: number; refused: RefusedModule[] }> {
+  // The answer is the admin API's, but what it names becomes paths here: check it all before writing anything.
+  for (const v of versions) if (!NAME.test(v.worker)) throw new CliError(`refusing to export: worker name ${JSON.stringify(v.worker)} is not a plain name`);
   if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new CliError(`${dir} is not empty; export into a new directory`);
   fs.mkdirSync(dir, { recursive: true });
   await git.init({ fs, dir, defaultBranch: 'main' });
+  const refused: RefusedModule[] = [];
   for (const v of versions) {
     const base = join(dir, v.worker);
     fs.rmSync(base, { recursive: true, force: true });
+    const skipped: RefusedModule[] = [];
     for (const m of v.bundle.modules) {
-      // Module names were validated at deploy (no `..`, no absolute paths), but check again: this writes files.
-      if (m.name.split('/').some((s) => s === '..' || s === '' || s === '.')) throw new CliError(`refusing module name ${JSON.stringify(m.name)}`);
+      const reason = moduleNameProblem(m.name);
+      if (reason) {
+        skipped.push({ worker: v.worker, version: v.version, module: m.name, reason });
+        continue;
+      }
       const file = join(base, m.name);
       fs.mkdirSync(dirname(file), { recursive: true });
       fs.writeFileSync(file, m.type === 'data' || m.type === 'wasm' ? Buffer.from(m.content, 'base64') : m.content);
     }
     const { modules: _m, ...settings } = v.bundle;
-    fs.writeFileSync(join(base, 'cordon.json'), JSON.stringify(settings, null, 2) + '\n');
+    const record = skipped.length ? { ...settings, refusedModules: skipped.map(({ module, reason }) => ({ module, reason })) } : settings;
+    fs.writeFileSync(join(base, 'cordon.json'), JSON.stringify(record, null, 2) + '\n');
+    refused.push(...skipped);
     await git.add({ fs, dir, filepath: '.' });
     for (const f of await git.listFiles({ fs, dir })) if (!fs.existsSync(join(dir, f))) await git.remove({ fs, dir, filepath: f });
     const when = { name: 'cordon', email: 'cordon@localhost', timestamp: Math.floor(Date.parse(v.createdAt) / 1000), timezoneOffset: 0 };
     await git.commit({ fs, dir, message: `deploy ${tenant}/${v.worker} ${v.version}`, author: when, committer: when });
   }
-  return versions.length;
+  return { versions: versions.length, refused };
 }

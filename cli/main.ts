@@ -43,6 +43,11 @@ const USAGE = `usage: cordon <command> [options]
                                   127.0.0.1:<n> (9229) behind a one-time token; Ctrl-C ends it
   quarantine list | quarantine release <[tenant/]worker>
                                   workers moved into a sandbox process of their own (crashes, limit hits, refusals)
+  quarantine tenant <tenant> [--reason <text>] | quarantine release-tenant <tenant>
+                                  hold every worker of a tenant, and its later deploys, in one quarantine process
+  cordons <tenant> [--allow <cordon>]...
+                                  the cordons a tenant may deploy to (the least trusted one unless granted more);
+                                  --allow replaces the list (an admin token not bound to a tenant)
 ${WORKFLOWS_USAGE}
   doctor [--insecure-no-process-sandbox]
                                   each protection layer of the sandbox processes, whether it is active, and
@@ -178,8 +183,9 @@ async function main(argv: string[]): Promise<number> {
       const [tenant, dir] = rest;
       if (!tenant || !dir) throw new CliError('usage: cordon export <tenant> <dir>');
       const { versions } = (await adminClient().request('GET', `/v1/tenants/${encodeURIComponent(tenant)}/export`)) as { versions: ExportedVersion[] };
-      const n = await writeExport(dir, tenant, versions);
+      const { versions: n, refused } = await writeExport(dir, tenant, versions);
       process.stdout.write(`exported ${n} version${n === 1 ? '' : 's'} of ${tenant} to ${dir}\n`);
+      for (const r of refused) process.stderr.write(`cordon: not written: module ${JSON.stringify(r.module)} of ${tenant}/${r.worker} version ${r.version.slice(0, 12)}: it ${r.reason} (recorded in its cordon.json)\n`);
       return 0;
     }
     case 'logs': {
@@ -257,8 +263,23 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'quarantine': {
       if (rest[0] === 'list') {
-        const { quarantined } = (await adminClient().request('GET', '/v1/quarantine')) as { quarantined: { worker: string; cordon: string; previousCordon: string; since: string; reason: string }[] };
+        const { quarantined, tenants } = (await adminClient().request('GET', '/v1/quarantine')) as {
+          quarantined: { worker: string; cordon: string; previousCordon: string; since: string; reason: string }[];
+          tenants?: { tenant: string; cordon: string; since: string; reason: string }[];
+        };
+        for (const t of tenants ?? []) process.stdout.write(`tenant ${t.tenant}\t${t.cordon}\t${t.since}\t${t.reason}\n`);
         for (const q of quarantined) process.stdout.write(`${q.worker}\t${q.cordon}\t(was ${q.previousCordon})\t${q.since}\t${q.reason}\n`);
+        return 0;
+      }
+      if (rest[0] === 'tenant' && rest[1]) {
+        const { values } = parseArgs({ args: rest.slice(2), options: { reason: { type: 'string' } } });
+        const r = (await adminClient().request('POST', `/v1/tenants/${encodeURIComponent(rest[1])}/quarantine`, values.reason ? { reason: values.reason } : {})) as { cordon: string };
+        process.stdout.write(`tenant ${rest[1]} quarantined in ${r.cordon}\n`);
+        return 0;
+      }
+      if (rest[0] === 'release-tenant' && rest[1]) {
+        await adminClient().request('DELETE', `/v1/tenants/${encodeURIComponent(rest[1])}/quarantine`);
+        process.stdout.write(`released tenant ${rest[1]}\n`);
         return 0;
       }
       if (rest[0] === 'release' && rest[1]) {
@@ -267,7 +288,18 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`released ${rest[1]}\n`);
         return 0;
       }
-      throw new CliError('usage: cordon quarantine list | cordon quarantine release <[tenant/]worker>');
+      throw new CliError('usage: cordon quarantine list | quarantine release <[tenant/]worker> | quarantine tenant <tenant> [--reason <text>] | quarantine release-tenant <tenant>');
+    }
+    case 'cordons': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { allow: { type: 'string', multiple: true } } });
+      if (positionals.length !== 1) throw new CliError('usage: cordon cordons <tenant> [--allow <cordon>]...');
+      const path = `/v1/tenants/${encodeURIComponent(positionals[0]!)}/cordons`;
+      const client = adminClient();
+      const r = (values.allow?.length
+        ? await client.request('PUT', path, { cordons: values.allow.flatMap((c) => c.split(',')) })
+        : await client.request('GET', path)) as { tenant: string; cordons: string[]; granted: boolean };
+      process.stdout.write(`${r.tenant}\t${r.cordons.join(',')}${r.granted ? '' : '\t(default: the least trusted cordon)'}\n`);
+      return 0;
     }
     case 'audit': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { limit: { type: 'string' } } });

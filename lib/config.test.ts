@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cordonList, loadConfig, sandboxSettings } from './config.ts';
+import { adminMaxBodyBytes, cordonList, loadConfig, sandboxSettings, tenantOrigins } from './config.ts';
 
 test('config: defaults, environment, and a config file that the environment overrides', () => {
   const d = loadConfig({});
@@ -41,4 +41,16 @@ test('config: sandbox settings (isolates kept warm, memory budget, idle time) wi
   assert.deepEqual(sandboxSettings({ CORDON_CONFIG: file, CORDON_MAX_ISOLATES: '50' }), { maxIsolates: 50, memoryBudgetMb: 512, idleMs: 60_000 });
   assert.throws(() => sandboxSettings({ CORDON_SANDBOX_MEMORY_MB: '0' }), /CORDON_SANDBOX_MEMORY_MB must be a positive whole number/);
   assert.throws(() => sandboxSettings({ CORDON_ISOLATE_IDLE_SECONDS: '1.5' }), /CORDON_ISOLATE_IDLE_SECONDS/);
+});
+
+test('config: the admin body cap and the origins tenants may declare', () => {
+  assert.equal(adminMaxBodyBytes({}), 72 * 1024 * 1024);
+  assert.equal(adminMaxBodyBytes({ CORDON_ADMIN_MAX_BODY_MB: '8' }), 8 * 1024 * 1024);
+  assert.throws(() => adminMaxBodyBytes({ CORDON_ADMIN_MAX_BODY_MB: '0' }), /CORDON_ADMIN_MAX_BODY_MB/);
+  assert.deepEqual(tenantOrigins({}), []);
+  assert.deepEqual(tenantOrigins({ CORDON_TENANT_ORIGINS: 'http://10.0.0.5, acme=https://db.internal.example:8443/' }), [
+    { tenant: undefined, origin: 'http://10.0.0.5:80' },
+    { tenant: 'acme', origin: 'https://db.internal.example:8443' },
+  ]);
+  assert.throws(() => tenantOrigins({ CORDON_TENANT_ORIGINS: 'acme=http://10.0.0.5/path' }), /CORDON_TENANT_ORIGINS: .*scheme:\/\/host/);
 });

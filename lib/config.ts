@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve, join } from 'node:path';
+import { OriginError, parseOrigin } from './origins.ts';
 
 export interface MeshConfig {
   dataDir: string;
@@ -33,6 +34,8 @@ const FILE_KEYS: Record<string, string> = {
   sandboxMemoryMb: 'CORDON_SANDBOX_MEMORY_MB',
   isolateIdleSeconds: 'CORDON_ISOLATE_IDLE_SECONDS',
   sqlProcesses: 'CORDON_SQL_PROCESSES',
+  adminMaxBodyMb: 'CORDON_ADMIN_MAX_BODY_MB',
+  tenantOrigins: 'CORDON_TENANT_ORIGINS',
 };
 
 /** The config file's settings as environment variables; the real environment wins over them. */
@@ -75,7 +78,10 @@ export function socketPath(dataDir: string, endpoint: string): string {
   return join(dataDir, 'sockets', `${endpoint}.sock`);
 }
 
-/** The cordons (trust levels) `npm start` runs a sandbox process for. */
+/**
+ * The cordons (trust levels) `npm start` runs a sandbox process for, most trusted first: the last is
+ * the least trusted, the only one a tenant may deploy to until an admin grants it more.
+ */
 export function cordonList(rawEnv: NodeJS.ProcessEnv = process.env): string[] {
   const env = withConfigFile(rawEnv);
   return (env.CORDON_CORDONS || 'standard,untrusted').split(',').map((s) => s.trim()).filter(Boolean);
@@ -102,4 +108,30 @@ export function sandboxSettings(rawEnv: NodeJS.ProcessEnv = process.env): { maxI
 /** How many processes the supervisor runs tenant SQL in, at most (one tenant may use all but one). */
 export function sqlProcesses(rawEnv: NodeJS.ProcessEnv = process.env): number {
   return positive(withConfigFile(rawEnv), 'CORDON_SQL_PROCESSES', 4);
+}
+
+/** The largest admin API request body, in bytes; past it, 413 before anything is parsed. */
+export function adminMaxBodyBytes(rawEnv: NodeJS.ProcessEnv = process.env): number {
+  return positive(withConfigFile(rawEnv), 'CORDON_ADMIN_MAX_BODY_MB', 72) * 1024 * 1024;
+}
+
+/**
+ * Origins that are not public (egress would refuse them) which the operator lets tenant-bound tokens
+ * declare: `scheme://host:port` for every tenant, `<tenant>=scheme://host:port` for one.
+ */
+export function tenantOrigins(rawEnv: NodeJS.ProcessEnv = process.env): { tenant: string | undefined; origin: string }[] {
+  const env = withConfigFile(rawEnv);
+  return (env.CORDON_TENANT_ORIGINS || '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const m = /^([a-z0-9-]{1,64})=(.*)$/.exec(entry);
+      try {
+        return { tenant: m?.[1], origin: parseOrigin(m ? m[2]! : entry) };
+      } catch (e) {
+        if (e instanceof OriginError) throw new Error(`CORDON_TENANT_ORIGINS: ${e.message} (entries are scheme://host:port or <tenant>=scheme://host:port)`);
+        throw e;
+      }
+    });
 }

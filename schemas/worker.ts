@@ -11,8 +11,33 @@ export const CordonName = WorkerName;
 export type WorkerId = string;
 
 export const ModuleType = z.enum(['esm', 'text', 'data', 'json', 'wasm']);
+
+/**
+ * Why `name` cannot be a module name, or undefined when it can. A module name is a relative path that
+ * `cordon export` writes as a file on the operator's machine, so it is checked as one: ASCII letters,
+ * digits and `_ . - /` only (no backslash, colon, space, `~` or control character — so no NTFS stream,
+ * no 8.3 short name such as `git~1`, nothing HFS+ ignores), no empty, `.` or `..` segment (so nothing
+ * absolute and nothing climbing out), and no segment git itself would take for `.git` in any case or
+ * with trailing dots (which Windows drops): a checkout of the export would otherwise hold a nested
+ * repository whose config (core.fsmonitor…) git runs.
+ */
+export function moduleNameProblem(name: string): string | undefined {
+  if (name.length === 0 || name.length > 256) return 'must be 1-256 characters';
+  if (!/^[A-Za-z0-9_.\-/]+$/.test(name)) return 'may use only letters, digits, _ . - and /';
+  for (const segment of name.split('/')) {
+    if (segment === '' || segment === '.' || segment === '..') return 'must be a relative path without empty, "." or ".." segments';
+    if (/^\.git\.*$/i.test(segment)) return 'may not have a .git segment (git would read it as a repository)';
+  }
+  return undefined;
+}
+
+export const ModuleName = z.string().superRefine((name, ctx) => {
+  const why = moduleNameProblem(name);
+  if (why) ctx.addIssue({ code: 'custom', message: `module name ${JSON.stringify(name.slice(0, 300))} ${why}` });
+});
+
 export const WorkerModule = z.object({
-  name: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.\-/]+$/, 'module names use letters, digits, _ . - /'),
+  name: ModuleName,
   type: ModuleType,
   /** Text for esm/text/json; base64 for data/wasm. */
   content: z.string(),

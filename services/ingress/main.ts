@@ -11,7 +11,7 @@ import { startService } from '../../lib/service.ts';
 import { compileRoute, normalizeHostPattern, RouteTable, type HostOwner } from '../../lib/routes.ts';
 import type { Route, RouteListener, RoutingTable } from '../../schemas/routes.ts';
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
-import type { WireRequest, WireResponse } from '../../schemas/http.ts';
+import { MAX_HEADERS, type WireRequest, type WireResponse } from '../../schemas/http.ts';
 import { webSocketUpgrades } from './websockets.ts';
 import { bodyStream, BodyTooLargeError, readBody, requestIdOf, responseProblem, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
 import { parseHost, type RequestHost } from './host.ts';
@@ -100,6 +100,8 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     const { requestId } = found;
     if ('refusal' in found) return writeError(res, ...found.refusal, requestId);
     const { route, host } = found;
+    // The sandbox refuses more (x-request-id is added here): the client's error, never a sandbox failure to retry.
+    if (req.rawHeaders.length / 2 >= MAX_HEADERS) return writeError(res, 431, `Too many request headers: at most ${MAX_HEADERS - 1}.`, requestId);
     const streaming = streamsBody(req);
     let body: Uint8Array | null = null;
     let incoming: ReturnType<typeof bodyStream> | undefined;

@@ -11,10 +11,14 @@ import { z } from 'zod';
 import { check, ValidationError } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { parseRoutePattern, RoutePatternError } from '../../lib/routes.ts';
-import { Binding, CordonName, EgressLists, Limits, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
-import { UnknownVersionError, type CodeStore } from './store.ts';
+import { Binding, CordonName, EgressLists, Limits, ModuleName, TenantName, WorkerModule, WorkerName } from '../../schemas/worker.ts';
+import { adminMaxBodyBytes } from '../../lib/config.ts';
+import { OriginError, parseOrigin } from '../../lib/origins.ts';
+import { nameRefusal } from '../../lib/special-use-names.ts';
+import { codeHash, UnknownVersionError, type CodeStore } from './store.ts';
 import { HostNotAssignedError, RouteConflictError } from './hosts.ts';
 import { hostRoutes } from './host-routes.ts';
+import { UnknownCordonError, type TenantCordons } from './tenant-cordons.ts';
 import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { RouteHub } from './ports.ts';
@@ -29,7 +33,12 @@ import { hasScope, SCOPES, type Principal, type Scope, type TokenStore } from '.
 
 export const MAX_CODE_BYTES = 64 * 1024 * 1024;
 export const MAX_VARS_BYTES = 1024 * 1024;
-const MAX_REQUEST_BODY = 96 * 1024 * 1024;
+/** CORDON_ADMIN_MAX_BODY_MB: a body is counted as it streams in and refused past this, before any parsing. */
+const MAX_REQUEST_BODY = adminMaxBodyBytes();
+/** More request headers than any client of this API sends: 431 rather than reading on. */
+const MAX_HEADERS = 100;
+/** Keys a plain object cannot hold as data (`__proto__` would set its prototype): refused, never dropped. */
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 export class HttpError extends Error {
   readonly status: number;
@@ -42,11 +51,18 @@ export class HttpError extends Error {
 const DeployRequest = z.object({
   tenant: TenantName.optional(),
   name: WorkerName,
-  cordon: CordonName.default('standard'),
-  mainModule: z.string().min(1).max(256),
+  /** Omitted: the most trusted cordon the deployer may use for the tenant. */
+  cordon: CordonName.optional(),
+  mainModule: ModuleName,
   modules: z.array(WorkerModule).min(1).max(1000),
   routes: z.array(z.string().max(1024)).max(100).default([]),
-  vars: z.record(z.string().max(256), z.string()).default({}),
+  vars: z
+    .preprocess((v, ctx) => {
+      // Checked on the parsed JSON itself: a record schema would drop `__proto__` without a word.
+      if (v && typeof v === 'object') for (const k of Object.keys(v)) if (RESERVED_KEYS.has(k)) ctx.addIssue({ code: 'custom', message: `a var may not be named ${k}`, input: v });
+      return v;
+    }, z.record(z.string().max(256), z.string()))
+    .default({}),
   origins: z.array(z.string().max(300)).max(32).default([]),
   allowEval: z.boolean().default(false),
   egress: EgressLists.default({ allowHosts: [], denyHosts: [], denyCidrs: [] }),
@@ -84,7 +100,11 @@ export interface AdminDeps {
   drift: DriftMonitor;
   workflows: WorkflowEngine;
   cron: CronScheduler;
+  /** The configured cordons, most trusted first. */
   cordons: string[];
+  tenantCordons: TenantCordons;
+  /** Non-public origins the operator lets tenant-bound tokens declare (tenant undefined: any tenant). */
+  tenantOrigins: { tenant: string | undefined; origin: string }[];
   audit: AuditLog;
   log: Logger;
 }
@@ -112,47 +132,71 @@ export function send(res: ServerResponse, status: number, body: unknown): void {
 }
 
 export async function readJson(req: IncomingMessage): Promise<unknown> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MAX_REQUEST_BODY) throw new HttpError(413, `request body over ${MAX_REQUEST_BODY} bytes`);
-  const chunks: Buffer[] = [];
+  const tooLarge = () => new HttpError(413, `request body over ${MAX_REQUEST_BODY} bytes (CORDON_ADMIN_MAX_BODY_MB)`);
+  if (Number(req.headers['content-length'] ?? 0) > MAX_REQUEST_BODY) throw tooLarge();
+  let chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  // Not destroyed on overflow, so the 413 still reaches the client (the connection closes after it).
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_REQUEST_BODY) throw new HttpError(413, `request body over ${MAX_REQUEST_BODY} bytes`);
+    if (size > MAX_REQUEST_BODY) throw tooLarge();
     chunks.push(chunk);
   }
+  // One copy of the body at a time: the chunks go before the text, the bytes before the parse.
+  let body: Buffer | undefined = Buffer.concat(chunks, size);
+  chunks = [];
+  const text = body.toString('utf8');
+  body = undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(text);
   } catch {
     throw new HttpError(400, 'request body is not valid JSON');
   }
 }
 
+/** The operator: an admin token bound to no tenant. Only it grants trust (cordons, private origins) or sees across tenants. */
+function isOperator(who: Principal): boolean {
+  return who.tenant === undefined && hasScope(who, 'admin');
+}
+
+function operatorOnly(who: Principal, what: string): void {
+  if (!isOperator(who)) throw new HttpError(403, `${what} needs an admin token not bound to a tenant`);
+}
+
 /**
- * A declared origin, normalised to `scheme://host:port`. Egress lets a worker reach its declared
- * origins even when they are private, so only an admin may declare one; for anyone else an origin
- * that is a private address is refused here, and a name is kept but grants nothing egress would not
- * allow anyway (`trusted: false`), so a name re-pointed inside later is still refused.
+ * A declared origin, normalised to `scheme://host:port`. Egress lets a worker reach its trusted
+ * origins even when they are private, so trust is the operator's to give: an origin is trusted when
+ * an unbound admin token declares it, or when the operator lists it for the tenant
+ * (CORDON_TENANT_ORIGINS). Anyone else declaring what egress would refuse — a private address, a
+ * special-use or single-label name — gets 403; a public name is kept but untrusted: it grants nothing
+ * egress would not allow anyway, so a name re-pointed inside later is still refused.
  */
-function declaredOrigin(text: string, admin: boolean): { origin: string; trusted: boolean } {
-  let url: URL;
+function declaredOrigin(text: string, granted: (origin: string) => boolean): { origin: string; trusted: boolean } {
+  let origin: string;
   try {
-    url = new URL(text);
-  } catch {
-    throw new HttpError(400, `origin ${JSON.stringify(text)} is not a URL`);
+    origin = parseOrigin(text);
+  } catch (e) {
+    if (e instanceof OriginError) throw new HttpError(400, e.message);
+    throw e;
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || (url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
-    throw new HttpError(400, `origin ${JSON.stringify(text)} must be just scheme://host[:port]`);
-  }
-  const origin = `${url.protocol}//${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  if (!admin && isIP(host) && refusal(host)) throw new HttpError(403, `origin ${origin} is not public (${refusal(host)}); only an admin-scoped token may declare it`);
-  return { origin, trusted: admin };
+  if (granted(origin)) return { origin, trusted: true };
+  const host = new URL(origin).hostname.replace(/^\[|\]$/g, '');
+  const why = isIP(host) ? refusal(host) : nameRefusal(host);
+  if (why) throw new HttpError(403, `origin ${origin} is not public (${why}); only an admin-scoped token not bound to a tenant may declare it, or the operator may grant it to this tenant in CORDON_TENANT_ORIGINS`);
+  return { origin, trusted: false };
 }
 
 /** A tenant-bound token may act only on its own tenant. */
 export function ownTenant(who: Principal, tenant: string): void {
   if (who.tenant !== undefined && who.tenant !== tenant) throw new HttpError(403, `this token is bound to tenant ${who.tenant}`);
+}
+
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, `malformed percent-encoding in the path segment ${JSON.stringify(segment)}`);
+  }
 }
 
 function pathRegExp(path: string): RegExp {
@@ -180,7 +224,14 @@ export function createAdminServer(deps: AdminDeps): Server {
         const input = check(DeployRequest, await readJson(req), 'deploy request');
         const tenant = input.tenant ?? who.tenant ?? 'default';
         ownTenant(who, tenant);
-        if (!deps.cordons.includes(input.cordon)) throw new HttpError(400, `unknown cordon ${input.cordon}; this mesh runs: ${deps.cordons.join(', ')}`);
+        const operator = isOperator(who);
+        // The operator places workers anywhere; every other deploy stays within its tenant's grant.
+        const allowed = operator ? deps.cordons : deps.tenantCordons.allowed(tenant).cordons;
+        const requested = input.cordon ?? allowed[0]!;
+        if (!deps.cordons.includes(requested)) throw new HttpError(400, `unknown cordon ${requested}; this mesh runs: ${deps.cordons.join(', ')}`);
+        if (!allowed.includes(requested)) {
+          throw new HttpError(403, `tenant ${tenant} may not use cordon ${requested} (it may use: ${allowed.join(', ')}); an admin token not bound to a tenant grants it with: cordon cordons ${tenant} --allow ${requested}`);
+        }
         const codeBytes = input.modules.reduce((n, m) => n + Buffer.byteLength(m.content), 0);
         if (codeBytes > MAX_CODE_BYTES) throw new HttpError(413, `code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} (64 MiB)`);
         if (Buffer.byteLength(JSON.stringify(input.vars)) > MAX_VARS_BYTES) throw new HttpError(413, 'vars exceed 1 MiB');
@@ -190,12 +241,15 @@ export function createAdminServer(deps: AdminDeps): Server {
           throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
         }
         for (const r of input.routes) parseRoutePattern(r);
-        const origins = input.origins.map((o) => declaredOrigin(o, hasScope(who, 'admin')));
-        // A quarantined worker stays in its own cordon across redeploys until an admin releases it.
-        const cordon = deps.quarantine.cordonOf(`${tenant}/${input.name}`) ?? input.cordon;
+        const granted = (origin: string) => operator || deps.tenantOrigins.some((g) => g.origin === origin && (g.tenant === undefined || g.tenant === tenant));
+        const origins = input.origins.map((o) => declaredOrigin(o, granted));
+        // Quarantine holds the worker, its tenant and its code: a redeploy, under this name or another, stays held.
+        const placement = deps.quarantine.placement(`${tenant}/${input.name}`, tenant, codeHash(input.mainModule, input.modules));
+        const cordon = placement?.cordon ?? requested;
         deps.workflows.checkDeclarations(tenant, `${tenant}/${input.name}`, input.workflows);
         const crons = input.crons.map(checkCron);
         const worker = await store.deploy({ ...input, crons, cordon, tenant, origins }, who.tenant === undefined ? 'operator' : 'tenant');
+        if (placement) deps.quarantine.admitted(worker.id, requested, placement);
         await deps.workflows.declare(tenant, worker.id, input.workflows);
         deps.cron.refresh();
         hub.publish();
@@ -231,7 +285,7 @@ export function createAdminServer(deps: AdminDeps): Server {
         const { id } = workerOf(call);
         call.res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         for (const e of logs.recent(id)) call.res.write(JSON.stringify(e) + '\n');
-        if (call.url.searchParams.get('follow') !== '1') return void call.res.end();
+        if (call.url.searchParams.get('follow') !== '1' || call.req.method === 'HEAD') return void call.res.end();
         const stop = logs.follow(id, (e) => call.res.write(JSON.stringify(e) + '\n'));
         call.req.on('close', stop);
       },
@@ -330,7 +384,61 @@ export function createAdminServer(deps: AdminDeps): Server {
       summary: 'Workers moved into a cordon of their own, and why',
       run({ res, who }) {
         const all = deps.quarantine.list();
-        send(res, 200, { quarantined: who.tenant ? all.filter((q) => q.worker.startsWith(`${who.tenant}/`)) : all });
+        const tenants = deps.quarantine.tenants();
+        send(res, 200, {
+          quarantined: who.tenant ? all.filter((q) => q.worker.startsWith(`${who.tenant}/`)) : all,
+          tenants: who.tenant ? tenants.filter((t) => t.tenant === who.tenant) : tenants,
+        });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/quarantine',
+      scope: 'admin',
+      summary: "Quarantine a whole tenant: { reason? }; its workers, and every later deploy of it, run in one cordon of the tenant's own",
+      async run({ req, res, who, params }) {
+        operatorOnly(who, 'quarantining a tenant');
+        const tenant = check(TenantName, params[0], 'tenant');
+        const { reason } = check(z.object({ reason: z.string().max(200).optional() }).strict(), (await readJson(req)) ?? {}, 'quarantine request');
+        const cordon = deps.quarantine.quarantineTenant(tenant, reason ?? 'by an admin', `token:${who.tokenId}`);
+        send(res, 201, { tenant, cordon });
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/tenants/{tenant}/quarantine',
+      scope: 'admin',
+      summary: "Lift a tenant's quarantine: the workers it held go back to their cordons",
+      run({ res, who, params }) {
+        operatorOnly(who, "releasing a tenant's quarantine");
+        const tenant = check(TenantName, params[0], 'tenant');
+        if (!deps.quarantine.releaseTenant(tenant, `token:${who.tokenId}`)) throw new HttpError(404, `tenant ${tenant} is not quarantined`);
+        send(res, 200, { released: tenant });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/tenants/{tenant}/cordons',
+      scope: 'admin',
+      summary: 'The cordons a tenant may deploy to (the least trusted one unless an admin granted more)',
+      run({ res, who, params }) {
+        const tenant = check(TenantName, params[0], 'tenant');
+        ownTenant(who, tenant);
+        send(res, 200, { tenant, ...deps.tenantCordons.allowed(tenant) });
+      },
+    },
+    {
+      method: 'PUT',
+      path: '/v1/tenants/{tenant}/cordons',
+      scope: 'admin',
+      summary: 'Set the cordons a tenant may deploy to: { cordons: [...] } (an admin token not bound to a tenant only)',
+      async run({ req, res, who, params }) {
+        operatorOnly(who, "setting a tenant's cordons");
+        const tenant = check(TenantName, params[0], 'tenant');
+        const { cordons } = check(z.object({ cordons: z.array(CordonName).min(1).max(64) }).strict(), await readJson(req), 'cordons request');
+        const now = deps.tenantCordons.set(tenant, cordons);
+        audit.append({ actor: `token:${who.tokenId}`, action: 'tenant.cordons', target: tenant, outcome: 'ok', detail: { cordons: now } });
+        send(res, 200, { tenant, cordons: now, granted: true });
       },
     },
     {
@@ -387,7 +495,8 @@ export function createAdminServer(deps: AdminDeps): Server {
       path: '/v1/drift',
       scope: 'admin',
       summary: 'Each service: whether it runs with the settings (and, for ingress, the routes) the mesh means it to',
-      run({ res }) {
+      run({ res, who }) {
+        operatorOnly(who, 'the mesh-wide drift report');
         send(res, 200, { services: deps.drift.status() });
       },
     },
@@ -434,12 +543,15 @@ export function createAdminServer(deps: AdminDeps): Server {
   };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.rawHeaders.length / 2 > MAX_HEADERS) throw new HttpError(431, `more than ${MAX_HEADERS} request headers`);
     const url = new URL(req.url ?? '/', 'http://admin');
-    if (req.method === 'GET' && url.pathname === '/healthz') {
+    // HEAD is GET without the body (node:http leaves the body out of a HEAD response by itself).
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    if (method === 'GET' && url.pathname === '/healthz') {
       const h = deps.health();
       return send(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'starting', services: h.services, drift: h.drift });
     }
-    if (req.method === 'GET' && url.pathname === '/openapi.json') return send(res, 200, openapi);
+    if (method === 'GET' && url.pathname === '/openapi.json') return send(res, 200, openapi);
     const target = `${req.method} ${url.pathname}`;
     const bearer = /^Bearer (\S{1,256})$/.exec(req.headers.authorization ?? '')?.[1];
     const who = bearer ? tokens.authenticate(bearer) : undefined;
@@ -449,8 +561,8 @@ export function createAdminServer(deps: AdminDeps): Server {
     }
     let params: string[] | undefined;
     const route = routes.find((r) => {
-      const m = r.method === req.method ? r.re.exec(url.pathname) : null;
-      if (m) params = m.slice(1).map(decodeURIComponent);
+      const m = r.method === method ? r.re.exec(url.pathname) : null;
+      if (m) params = m.slice(1).map(decodePathSegment);
       return m !== null;
     });
     if (!route) throw new HttpError(404, `no such admin endpoint: ${target} (see /openapi.json)`);
@@ -464,7 +576,7 @@ export function createAdminServer(deps: AdminDeps): Server {
       if (res.headersSent) return void res.destroy();
       let status = 500;
       if (e instanceof HttpError) status = e.status;
-      else if (e instanceof ValidationError || e instanceof RoutePatternError) status = 400;
+      else if (e instanceof ValidationError || e instanceof RoutePatternError || e instanceof UnknownCordonError) status = 400;
       else if (e instanceof RouteConflictError) status = 409;
       else if (e instanceof HostNotAssignedError) status = 403;
       else if (e instanceof UnknownVersionError) status = 404;
@@ -473,6 +585,8 @@ export function createAdminServer(deps: AdminDeps): Server {
       if (status === 403) {
         audit.append({ actor: 'admin', action: 'admin.request', target: `${req.method} ${req.url}`, outcome: 'denied', detail: { reason: (e as Error).message } });
       }
+      // The rest of an over-long body is not read: end the connection after saying so.
+      if (status === 413 || status === 431) res.setHeader('connection', 'close');
       if (status === 500) {
         log.error('admin request failed', { error: e as Error });
         return send(res, 500, { error: 'internal error; see the supervisor log' });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { RpcTarget } from 'capnweb';
 import { serve } from '../../lib/mesh.ts';
 import { startService } from '../../lib/service.ts';
-import { cordonList, sqlProcesses } from '../../lib/config.ts';
+import { cordonList, sqlProcesses, tenantOrigins } from '../../lib/config.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
 import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';
@@ -21,6 +21,7 @@ import { MasterKey } from './master-key.ts';
 import { Grants } from './capabilities.ts';
 import { History } from './history.ts';
 import { Quarantine } from './quarantine.ts';
+import { TenantCordons } from './tenant-cordons.ts';
 import { DriftMonitor } from './drift.ts';
 import { configHash, driftIntervalMs, routesHash } from '../../lib/drift.ts';
 
@@ -114,7 +115,7 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services, drift: drift.status() };
   };
-  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, workflows, cron, cordons: cordonList(), audit, log });
+  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, workflows, cron, cordons: cordonList(), tenantCordons: new TenantCordons(adminDb, cordonList()), tenantOrigins: tenantOrigins(), audit, log });
   const host = process.env.CORDON_ADMIN_HOST || '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);

@@ -8,6 +8,11 @@
  * runs a process for every cordon listed in `<data>/cordons.json`; this module keeps that file.
  * A debug session (`cordon debug`) is the same move on request, into `d-<hash>`, whose process alone
  * has the V8 inspector on, opened by a one-time token (the file holds only its SHA-256).
+ *
+ * Quarantine follows the tenant's code, not only the worker's name: quarantining a worker records the
+ * code hash (store.codeHash) of each of its stored versions, and a deploy by the same tenant of any of
+ * that code, under any name, lands in the quarantined worker's cordon. An admin may also quarantine a
+ * whole tenant: its workers, and every later deploy of it, share one quarantine cordon until released.
  */
 import type Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,6 +24,19 @@ export interface QuarantineEntry {
   worker: string;
   cordon: string;
   previousCordon: string;
+  since: string;
+  reason: string;
+}
+
+/** Where a deploy must land because of a quarantine, and why (no reason: the worker is already recorded there). */
+export interface Placement {
+  cordon: string;
+  reason?: string;
+}
+
+export interface TenantQuarantine {
+  tenant: string;
+  cordon: string;
   since: string;
   reason: string;
 }
@@ -57,6 +75,9 @@ export class Quarantine {
       worker_id TEXT PRIMARY KEY, cordon TEXT NOT NULL, previous_cordon TEXT NOT NULL, since INTEGER NOT NULL, reason TEXT NOT NULL)`);
     // Added with debug sessions; a database from before has no such column yet.
     if (!(db.prepare("SELECT 1 FROM pragma_table_info('quarantine') WHERE name = 'inspector_token_sha256'").get())) db.exec('ALTER TABLE quarantine ADD COLUMN inspector_token_sha256 TEXT');
+    db.exec(`CREATE TABLE IF NOT EXISTS quarantined_code (
+      tenant TEXT NOT NULL, code_sha256 TEXT NOT NULL, worker_id TEXT NOT NULL, PRIMARY KEY (tenant, code_sha256));
+      CREATE TABLE IF NOT EXISTS quarantined_tenants (tenant TEXT PRIMARY KEY, cordon TEXT NOT NULL, since INTEGER NOT NULL, reason TEXT NOT NULL)`);
     this.#writeCordons();
   }
 
@@ -73,6 +94,66 @@ export class Quarantine {
   /** Whether `cordon` is a dedicated (quarantine or debug) cordon a worker is in now. */
   hosts(cordon: string): boolean {
     return this.#db.prepare('SELECT 1 FROM quarantine WHERE cordon = ?').get(cordon) !== undefined;
+  }
+
+  /**
+   * Where a deploy of `workerId` (tenant `tenant`, code `codeSha256`) must land instead of the cordon it
+   * asked for: the cordon it is already held in, its tenant's quarantine cordon, or the cordon of a
+   * quarantined worker of the same tenant with the same code. Undefined when nothing holds it.
+   */
+  placement(workerId: string, tenant: string, codeSha256: string): Placement | undefined {
+    const held = this.cordonOf(workerId);
+    if (held) return { cordon: held };
+    const t = this.#tenant(tenant);
+    if (t) return { cordon: t.cordon, reason: `tenant ${tenant} is quarantined: ${t.reason}` };
+    const original = this.#db.prepare('SELECT worker_id FROM quarantined_code WHERE tenant = ? AND code_sha256 = ?').pluck().get(tenant, codeSha256) as string | undefined;
+    if (original) return { cordon: this.cordonOf(original) ?? Quarantine.cordonFor(workerId), reason: `the same code as quarantined ${original}` };
+    return undefined;
+  }
+
+  /** A deploy landed where placement() said: record it as quarantined (it came from `from`), audited. */
+  admitted(workerId: string, from: string, placement: Placement): void {
+    if (!placement.reason || this.cordonOf(workerId)) return;
+    this.#db.prepare('INSERT INTO quarantine (worker_id, cordon, previous_cordon, since, reason, inspector_token_sha256) VALUES (?, ?, ?, ?, ?, NULL)').run(workerId, placement.cordon, from, Date.now(), placement.reason);
+    this.#writeCordons();
+    this.#audit.append({ actor: 'supervisor', action: 'worker.quarantined', target: workerId, outcome: 'ok', detail: { cordon: placement.cordon, from, reason: placement.reason } });
+  }
+
+  #tenant(tenant: string): { cordon: string; reason: string } | undefined {
+    return this.#db.prepare('SELECT cordon, reason FROM quarantined_tenants WHERE tenant = ?').get(tenant) as { cordon: string; reason: string } | undefined;
+  }
+
+  /** Quarantine every worker of `tenant`, and every later deploy of it, into one cordon of the tenant's own. */
+  quarantineTenant(tenant: string, reason: string, actor: string): string {
+    const known = this.#tenant(tenant);
+    if (known) return known.cordon;
+    const cordon = Quarantine.cordonFor(`tenant:${tenant}`);
+    this.#db.prepare('INSERT INTO quarantined_tenants (tenant, cordon, since, reason) VALUES (?, ?, ?, ?)').run(tenant, cordon, Date.now(), reason);
+    this.#audit.append({ actor, action: 'tenant.quarantined', target: tenant, outcome: 'ok', detail: { cordon, reason } });
+    for (const w of this.#store.workers(tenant)) {
+      if (this.cordonOf(w.id)) continue; // already on its own (quarantined or debugged); it joins on release
+      this.#move(w.id, w.cordon, cordon, `tenant ${tenant} is quarantined: ${reason}`, null);
+      this.#audit.append({ actor: 'supervisor', action: 'worker.quarantined', target: w.id, outcome: 'ok', detail: { cordon, from: w.cordon, reason: `tenant ${tenant} is quarantined` } });
+    }
+    this.#writeCordons();
+    return cordon;
+  }
+
+  /** Lift a tenant's quarantine: the workers it held go back to their cordons (others stay as they are). */
+  releaseTenant(tenant: string, actor: string): boolean {
+    const t = this.#tenant(tenant);
+    if (!t) return false;
+    this.#db.prepare('DELETE FROM quarantined_tenants WHERE tenant = ?').run(tenant);
+    this.#audit.append({ actor, action: 'tenant.released', target: tenant, outcome: 'ok' });
+    const held = this.#db.prepare('SELECT worker_id FROM quarantine WHERE cordon = ?').pluck().all(t.cordon) as string[];
+    for (const id of held) this.release(id);
+    this.#writeCordons();
+    return true;
+  }
+
+  tenants(): TenantQuarantine[] {
+    const rows = this.#db.prepare('SELECT tenant, cordon, since, reason FROM quarantined_tenants ORDER BY since').all() as { tenant: string; cordon: string; since: number; reason: string }[];
+    return rows.map((r) => ({ tenant: r.tenant, cordon: r.cordon, since: new Date(r.since).toISOString(), reason: r.reason }));
   }
 
   /**
@@ -122,6 +203,9 @@ export class Quarantine {
     const worker = this.#store.worker(workerId);
     if (!worker || this.cordonOf(workerId)) return;
     const cordon = Quarantine.cordonFor(workerId);
+    // Its code stays suspect under any name: every stored version's, as the tenant could redeploy an older one.
+    const record = this.#db.prepare('INSERT OR IGNORE INTO quarantined_code (tenant, code_sha256, worker_id) VALUES (?, ?, ?)');
+    for (const hash of this.#store.codeHashes(workerId)) record.run(worker.tenant, hash, workerId);
     this.#move(workerId, worker.cordon, cordon, reason, null);
     this.#audit.append({ actor: 'supervisor', action: 'worker.quarantined', target: workerId, outcome: 'ok', detail: { cordon, from: worker.cordon, reason } });
   }
@@ -152,12 +236,23 @@ export class Quarantine {
     this.#hooks.moved(workerId);
   }
 
+  /**
+   * Send a worker back to the cordon it came from, and forget its code as quarantined. A worker of a
+   * quarantined tenant goes to the tenant's quarantine cordon instead (releaseTenant lifts that).
+   */
   release(workerId: string): boolean {
     const row = this.#db.prepare('SELECT previous_cordon FROM quarantine WHERE worker_id = ?').pluck().get(workerId) as string | undefined;
     if (!row) return false;
     const action = this.debugging(workerId) ? 'worker.debug.end' : 'worker.released';
     this.#db.prepare('DELETE FROM quarantine WHERE worker_id = ?').run(workerId);
+    this.#db.prepare('DELETE FROM quarantined_code WHERE worker_id = ?').run(workerId);
     this.#signals.delete(workerId);
+    const tenant = this.#tenant(workerId.split('/')[0]!);
+    if (tenant && this.#store.worker(workerId)) {
+      this.#move(workerId, row, tenant.cordon, `tenant ${workerId.split('/')[0]} is quarantined: ${tenant.reason}`, null);
+      this.#audit.append({ actor: 'supervisor', action, target: workerId, outcome: 'ok', detail: { cordon: tenant.cordon, heldBy: 'tenant quarantine' } });
+      return true;
+    }
     if (this.#store.worker(workerId)) this.#store.setCordon(workerId, row);
     this.#writeCordons();
     this.#audit.append({ actor: 'supervisor', action, target: workerId, outcome: 'ok', detail: { cordon: row } });
@@ -182,7 +277,8 @@ export class Quarantine {
     const inspector = Object.fromEntries(
       (this.#db.prepare('SELECT cordon, inspector_token_sha256 FROM quarantine WHERE inspector_token_sha256 IS NOT NULL').all() as { cordon: string; inspector_token_sha256: string }[]).map((r) => [r.cordon, r.inspector_token_sha256]),
     );
-    writeFileSync(tmp, JSON.stringify({ dynamic: this.list().map((e) => e.cordon), inspector }) + '\n', { mode: 0o600 });
+    // Workers held for the same code or the same tenant share a cordon: one process for them all.
+    writeFileSync(tmp, JSON.stringify({ dynamic: [...new Set(this.list().map((e) => e.cordon))], inspector }) + '\n', { mode: 0o600 });
     renameSync(tmp, this.#file);
   }
 }

@@ -66,6 +66,14 @@ function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+/**
+ * The SHA-256 of a worker's code alone (its modules and entry point, not its settings), so the same
+ * code deployed under another name or with other vars or limits is recognisable (quarantine follows it).
+ */
+export function codeHash(mainModule: string, modules: WorkerModule[]): string {
+  return sha256(JSON.stringify([mainModule, modules.map((m) => [m.name, m.type, m.content])]));
+}
+
 interface KeyRow {
   workerId: string;
   tenant: string;
@@ -238,6 +246,26 @@ export class CodeStore {
       )
       .all(tenant) as (KeyRow & { createdAt: number })[];
     return rows.map((r) => ({ worker: r.name, version: r.version, createdAt: new Date(r.createdAt).toISOString(), bundle: this.#open(r) }));
+  }
+
+  /** The code hash of every stored version of a worker (versions that fail their integrity check are left out). */
+  codeHashes(id: string): string[] {
+    const rows = this
+      .#sql(
+        `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
+         FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ?`,
+      )
+      .all(id) as KeyRow[];
+    const hashes = new Set<string>();
+    for (const r of rows) {
+      try {
+        const b = this.#open(r);
+        hashes.add(codeHash(b.mainModule, b.modules));
+      } catch (e) {
+        if (!(e instanceof TamperedError)) throw e;
+      }
+    }
+    return [...hashes];
   }
 
   /** Every stored version of a worker, newest first. */
