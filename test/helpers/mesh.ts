@@ -3,6 +3,7 @@
  * dir and free ports, exactly as a user would, plus helpers to drive the CLI and find service PIDs.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -28,6 +29,25 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> 
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+}
+
+/**
+ * A request to the mesh's ingress carrying the Host header given (fetch never sends another Host than
+ * its URL's): how a test reaches a route on a host the operator assigned to a tenant.
+ */
+export function fetchHost(mesh: TestMesh, host: string, path: string, init: { method?: string; body?: string } = {}): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const body = init.body ?? '';
+    const req = httpRequest(
+      { host: '127.0.0.1', port: Number(mesh.env.CORDON_HTTP_PORT), path, method: init.method ?? 'GET', headers: { host, 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c)).on('error', reject);
+        res.on('end', () => resolve(new Response(res.statusCode === 204 || res.statusCode === 304 ? null : Buffer.concat(chunks), { status: res.statusCode!, headers: res.headers as Record<string, string> })));
+      },
+    );
+    req.on('error', reject).end(body);
+  });
 }
 
 export interface TestMesh {
