@@ -31,6 +31,7 @@ const FILE_KEYS: Record<string, string> = {
   cordons: 'CORDON_CORDONS',
   maxIsolates: 'CORDON_MAX_ISOLATES',
   sandboxMemoryMb: 'CORDON_SANDBOX_MEMORY_MB',
+  sandboxMemoryMaxMb: 'CORDON_SANDBOX_MEMORY_MAX_MB',
   isolateIdleSeconds: 'CORDON_ISOLATE_IDLE_SECONDS',
   sqlProcesses: 'CORDON_SQL_PROCESSES',
 };
@@ -102,4 +103,14 @@ export function sandboxSettings(rawEnv: NodeJS.ProcessEnv = process.env): { maxI
 /** How many processes the supervisor runs tenant SQL in, at most (one tenant may use all but one). */
 export function sqlProcesses(rawEnv: NodeJS.ProcessEnv = process.env): number {
   return positive(withConfigFile(rawEnv), 'CORDON_SQL_PROCESSES', 4);
+}
+
+/**
+ * The kernel's hard memory ceiling for each sandbox process (MB): by default the isolates' budget plus
+ * 1 GiB, for Node itself and for isolates that are mid-request while the budget is full (only idle
+ * isolates are evicted).
+ */
+export function sandboxCeilingMb(rawEnv: NodeJS.ProcessEnv = process.env): number {
+  const env = withConfigFile(rawEnv);
+  return positive(env, 'CORDON_SANDBOX_MEMORY_MAX_MB', sandboxSettings(rawEnv).memoryBudgetMb + 1024);
 }
