@@ -154,6 +154,11 @@ test('ordinary use works, and what a worker lets go is given back', async () => 
   assert.deepEqual(out.instanceof, [true, true, 1, 'ArrayBuffer', 8]);
 });
 
+test('a worker with the smallest limit (8 MB) still gets a Wasm memory', async () => {
+  const out = await json(probes(8, `await t('memory', () => new WebAssembly.Memory({ initial: 1 }).grow(1));`));
+  assert.equal(out.memory, 1);
+});
+
 test('planMemories caps a missing or large maximum, keeps a small one, refuses 64-bit memory', () => {
   const capped = planMemories(memoryModule(1), 1024);
   assert.ok(typeof capped !== 'string');

@@ -15,8 +15,9 @@
  * Maximums are what make the charge bounded: a resizable ArrayBuffer or a Wasm memory may reach at
  * most half the worker's limit (or its initial size, when larger); a Wasm memory that declares no
  * maximum, or a larger one, gets that cap (`planMemories` rewrites modules; `memory.grow` inside
- * Wasm is then refused by V8 past it). Each Wasm memory is charged at least MIN_WASM_CHARGE, as V8
- * reserves gigabytes of address space for each one, shared by the whole process.
+ * Wasm is then refused by V8 past it). Each Wasm memory is charged at least MIN_WASM_CHARGE (or the cap,
+ * in a worker too small for that), as V8 reserves gigabytes of address space for each one, shared by
+ * the whole process.
  *
  * Everything used after tenant code may have run is captured at load: the tenant can patch the
  * globals and prototypes, but never reach the original constructors or the ballasts.
@@ -71,12 +72,15 @@ const hold = (holder: object, ballast: ArrayBuffer): void => void apply(wmSet, b
 let limitBytes = 0;
 let capBytes = 0;
 let capPages = 0;
+/** What a Wasm memory is charged at least: MIN_WASM_CHARGE, or the cap in a worker too small for it. */
+let wasmFloor = MIN_WASM_CHARGE;
 
 /** The worker's memory limit, in bytes: what maximums are capped against (set once, before tenant code). */
 export function setMemoryLimit(bytes: number): void {
   limitBytes = bytes;
   capBytes = bytes / 2 - ((bytes / 2) % WASM_PAGE);
   capPages = capBytes / WASM_PAGE;
+  wasmFloor = capBytes < MIN_WASM_CHARGE ? capBytes : MIN_WASM_CHARGE;
 }
 
 /** The charge for `bytes`, or a RangeError naming what did not fit. */
@@ -125,7 +129,7 @@ export function compileCharged(bytes: Uint8Array, newTarget: unknown = OrigModul
   const plan = planMemories(bytes, capPages);
   if (typeof plan === 'string') return plan;
   const module = construct(OrigModule, [plan.bytes], newTarget as typeof OrigModule) as WebAssembly.Module;
-  const floor = plan.count * MIN_WASM_CHARGE;
+  const floor = plan.count * wasmFloor;
   apply(wmSet, moduleCharges, [module, plan.maxBytes > floor ? plan.maxBytes : floor]);
   return module;
 }
@@ -214,7 +218,7 @@ export function installMemoryCharges(g: Record<string, unknown>): void {
     if (declared >= 0 && declared < init) throw new RangeErr("WebAssembly.Memory(): Property 'maximum' is below 'initial'");
     const ceiling = init > capPages ? init : capPages;
     const pages = declared >= 0 && declared <= ceiling ? declared : ceiling;
-    const ballast = reserve(pages * WASM_PAGE > MIN_WASM_CHARGE ? pages * WASM_PAGE : MIN_WASM_CHARGE, 'new WebAssembly.Memory(): the memory, at its maximum');
+    const ballast = reserve(pages * WASM_PAGE > wasmFloor ? pages * WASM_PAGE : wasmFloor, 'new WebAssembly.Memory(): the memory, at its maximum');
     const clean = create(null) as { initial: number; maximum: number };
     clean.initial = init;
     clean.maximum = pages;
