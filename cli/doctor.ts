@@ -7,6 +7,8 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { findBwrap, processLayers, ROOT, spawnConfined } from '../lib/process-sandbox.ts';
+import { ceilingSupport, MemoryCeilings } from '../lib/memory-ceiling.ts';
+import { sandboxCeilingMb } from '../lib/config.ts';
 
 export type ProbeResult = Record<string, unknown>;
 
@@ -57,6 +59,26 @@ export function checkProbe(result: ProbeResult): { finding: string; ok: boolean;
   return EXPECTED.map(([finding, key, test]) => ({ finding, ok: test(result[key]), value: result[key] }));
 }
 
+/**
+ * The kernel's memory ceiling for sandbox processes: which kind is in force (tried for real: a cgroup
+ * is made, given the ceiling, read back and removed), or none and why.
+ */
+export function memoryCeiling(): { kind: 'cgroup2' | 'cgroup1' | 'none'; detail: string } {
+  const bytes = sandboxCeilingMb() * 1024 * 1024;
+  const ceilings = MemoryCeilings.open(ceilingSupport(), bytes);
+  if (!(ceilings instanceof MemoryCeilings)) return { kind: 'none', detail: ceilings.reason };
+  try {
+    ceilings.join('doctor-probe');
+    const read = ceilings.limitOf('doctor-probe');
+    if (read !== bytes) return { kind: 'none', detail: `the kernel reads the ceiling back as ${read}, not ${bytes}` };
+    return { kind: ceilings.kind, detail: ceilings.describe() };
+  } catch (e) {
+    return { kind: 'none', detail: `cannot set a ceiling under ${ceilings.group}: ${(e as Error).message}` };
+  } finally {
+    ceilings.close();
+  }
+}
+
 /** Prints the report; the exit code is 1 when a layer is missing (unless insecure mode is chosen) or the probe fails. */
 export async function runDoctor(opts: { insecure: boolean }): Promise<number> {
   const out = (s: string) => process.stdout.write(s + '\n');
@@ -64,6 +86,10 @@ export async function runDoctor(opts: { insecure: boolean }): Promise<number> {
   const layers = processLayers();
   for (const l of layers) out(`  ${l.active ? '✔' : '✖'} ${l.name} — ${l.detail}`);
   const missing = layers.filter((l) => !l.active);
+  const ceiling = memoryCeiling();
+  out('Memory ceiling (each sandbox process, from the kernel):');
+  if (ceiling.kind === 'none') out(`  ⚠ none — ${ceiling.detail}. \`cordon start\` runs sandboxes without one (and says so); the isolates' own limits still apply.`);
+  else out(`  ✔ ${ceiling.detail}`);
   let failed = false;
   if (missing.length === 0 || layers.slice(0, 2).every((l) => l.active)) {
     out('Probe (a process confined as a sandbox is, trying to get out):');

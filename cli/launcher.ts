@@ -7,10 +7,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cordonList, flightRecorderPath, loadConfig } from '../lib/config.ts';
+import { cordonList, flightRecorderPath, loadConfig, sandboxCeilingMb } from '../lib/config.ts';
 import { CORDON_NAME, Keyring, loadMeshSecret, type Role } from '../lib/rpc/index.ts';
 import { adminTokenPath, loadAdminToken } from '../lib/admin-token.ts';
 import { findBwrap, INSECURE_ENV, processLayers, spawnConfined } from '../lib/process-sandbox.ts';
+import { ceilingSupport, inCgroup, MemoryCeilings } from '../lib/memory-ceiling.ts';
 import { natsServers, otlpDestination, relayOutside, RELAY_ENV, type Destination } from '../lib/relay.ts';
 import type { Server } from 'node:net';
 
@@ -38,12 +39,17 @@ class Supervised {
   readonly #baseEnv: NodeJS.ProcessEnv;
   readonly #report: (msg: string) => void;
   readonly #confine: Confine | undefined;
+  /** The kernel's memory ceiling for a sandbox process (its cgroup is named for the service). */
+  readonly #ceilings: MemoryCeilings | undefined;
+  readonly #cgroup: string;
 
-  constructor(spec: ServiceSpec, baseEnv: NodeJS.ProcessEnv, report: (msg: string) => void, confine?: Confine) {
+  constructor(spec: ServiceSpec, baseEnv: NodeJS.ProcessEnv, report: (msg: string) => void, confine?: Confine, ceilings?: MemoryCeilings) {
     this.spec = spec;
     this.#baseEnv = baseEnv;
     this.#report = report;
     this.#confine = spec.role === 'sandbox' ? confine : undefined;
+    this.#ceilings = spec.role === 'sandbox' ? ceilings : undefined;
+    this.#cgroup = spec.id.replace(':', '-');
   }
 
   get pid(): number | undefined {
@@ -60,19 +66,30 @@ class Supervised {
       if ((/^CORDON_TLS_/.test(name) && role !== 'ingress') || (/^CORDON_(MASTER_KEY|ADMIN_TOKEN)$/.test(name) && role !== 'supervisor')) delete env[name];
     }
     let child: ChildProcess;
+    let cgroup: string | undefined;
+    try {
+      cgroup = this.#ceilings?.join(this.#cgroup);
+    } catch (e) {
+      this.#report(`WARNING: ${this.spec.id} starts WITHOUT its memory ceiling: its cgroup could not be set up (${(e as Error).message})`);
+    }
+    const oomKills = this.#ceilings?.oomKills(this.#cgroup) ?? 0;
     if (this.#confine) {
       delete env.NODE_EXTRA_CA_CERTS; // nothing to read them from inside, and no TLS to do
       Object.assign(env, this.#confine.relayEnv);
       const files = [flightRecorderPath(env.CORDON_DATA_DIR!, this.spec.env.CORDON_CORDON!)];
-      child = spawnConfined({ ...this.#confine, nodeArgs: this.spec.nodeArgs, script, dataDir: env.CORDON_DATA_DIR!, files }, { env, output: 'inherit' });
-    } else child = spawn(process.execPath, [...this.spec.nodeArgs, script], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
+      child = spawnConfined({ ...this.#confine, nodeArgs: this.spec.nodeArgs, script, dataDir: env.CORDON_DATA_DIR!, files, cgroup }, { env, output: 'inherit' });
+    } else {
+      const [command, args] = cgroup ? inCgroup(cgroup, process.execPath, [...this.spec.nodeArgs, script]) : [process.execPath, [...this.spec.nodeArgs, script]];
+      child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
+    }
     this.#child = child;
     child.on('exit', (code, signal) => {
-      if (this.#stopping) return;
+      if (this.#stopping) return this.#ceilings?.release(this.#cgroup);
       const ranMs = Date.now() - this.#startedAt;
       if (ranMs > STABLE_AFTER_MS) this.#delay = FIRST_DELAY_MS;
       this.restarts++;
-      this.#report(`${this.spec.id} exited (${signal ?? `code ${code}`}); restarting in ${this.#delay} ms`);
+      const oom = this.#ceilings && this.#ceilings.oomKills(this.#cgroup) > oomKills ? `, killed by the kernel at its memory ceiling of ${Math.round(this.#ceilings.bytes / 1024 / 1024)} MB` : '';
+      this.#report(`${this.spec.id} exited (${signal ?? `code ${code}`}${oom}); restarting in ${this.#delay} ms`);
       setTimeout(() => this.#stopping || this.start(), this.#delay);
       this.#delay = Math.min(this.#delay * 2, MAX_DELAY_MS);
     });
@@ -82,7 +99,10 @@ class Supervised {
   stop(graceMs = 5000): Promise<void> {
     this.#stopping = true;
     const child = this.#child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    if (!child || child.exitCode !== null || child.signalCode !== null) {
+      this.#ceilings?.release(this.#cgroup);
+      return Promise.resolve();
+    }
     return new Promise((resolveStop) => {
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       child.once('exit', () => {
@@ -150,6 +170,20 @@ async function processSandbox(opts: { natsUrl?: string; insecureNoProcessSandbox
   return { bwrap: findBwrap()!, configFile: env.CORDON_CONFIG, relayEnv };
 }
 
+/** Each sandbox process's hard memory ceiling from the kernel; without one the mesh runs, and says so loudly. */
+function memoryCeilings(env: NodeJS.ProcessEnv, report: (msg: string) => void): MemoryCeilings | undefined {
+  const ceilings = MemoryCeilings.open(ceilingSupport(), sandboxCeilingMb(env) * 1024 * 1024);
+  if (ceilings instanceof MemoryCeilings) {
+    report(`memory ceiling: ${ceilings.describe()}`);
+    return ceilings;
+  }
+  report(
+    `WARNING: sandbox processes run WITHOUT a memory ceiling from the kernel (${ceilings.reason}). ` +
+      "A sandbox process that outgrows its isolates' accounting can take all of this machine's memory; see `cordon doctor`.",
+  );
+  return undefined;
+}
+
 export interface Mesh {
   services: Supervised[];
   stop(): Promise<void>;
@@ -170,7 +204,8 @@ export async function startMesh(opts: { natsUrl?: string; insecureNoProcessSandb
   mkdirSync(join(config.dataDir, 'sockets'), { recursive: true, mode: 0o700 });
   const relays: Server[] = [];
   const confine = await processSandbox(opts, env, report, relays);
-  const services = serviceSpecs(secret, cordonList(env)).map((s) => new Supervised(s, env, report, confine));
+  const ceilings = memoryCeilings(env, report);
+  const services = serviceSpecs(secret, cordonList(env)).map((s) => new Supervised(s, env, report, confine, ceilings));
   for (const s of services) s.start();
   // Cordons the supervisor adds at run time (quarantine: a cordon of one) each get their own process.
   const dynamic = new Map<string, Supervised>();
@@ -191,7 +226,7 @@ export async function startMesh(opts: { natsUrl?: string; insecureNoProcessSandb
       // A debug cordon (`cordon debug`): its process alone has the inspector, opened by this token's holder.
       const token = inspector[c];
       if (c.startsWith('d-') && typeof token === 'string' && /^[0-9a-f]{64}$/.test(token)) spec.env.CORDON_INSPECTOR_TOKEN_SHA256 = token;
-      const s = new Supervised(spec, env, report, confine);
+      const s = new Supervised(spec, env, report, confine, ceilings);
       dynamic.set(c, s);
       report(`starting a dedicated sandbox for cordon ${c}`);
       s.start();
@@ -209,6 +244,7 @@ export async function startMesh(opts: { natsUrl?: string; insecureNoProcessSandb
     stop: async () => {
       clearInterval(watcher);
       await Promise.all([...services, ...dynamic.values()].map((s) => s.stop()));
+      ceilings?.close();
       for (const r of relays) r.close();
     },
   };

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { adminMaxBodyBytes, cordonList, loadConfig, sandboxSettings, tenantOrigins } from './config.ts';
+import { adminMaxBodyBytes, cordonList, loadConfig, sandboxCeilingMb, sandboxSettings, tenantOrigins } from './config.ts';
 
 test('config: defaults, environment, and a config file that the environment overrides', () => {
   const d = loadConfig({});
@@ -41,6 +41,10 @@ test('config: sandbox settings (isolates kept warm, memory budget, idle time) wi
   assert.deepEqual(sandboxSettings({ CORDON_CONFIG: file, CORDON_MAX_ISOLATES: '50' }), { maxIsolates: 50, memoryBudgetMb: 512, idleMs: 60_000 });
   assert.throws(() => sandboxSettings({ CORDON_SANDBOX_MEMORY_MB: '0' }), /CORDON_SANDBOX_MEMORY_MB must be a positive whole number/);
   assert.throws(() => sandboxSettings({ CORDON_ISOLATE_IDLE_SECONDS: '1.5' }), /CORDON_ISOLATE_IDLE_SECONDS/);
+  assert.equal(sandboxCeilingMb({}), 2048 + 1024, 'the ceiling follows the budget by default');
+  assert.equal(sandboxCeilingMb({ CORDON_CONFIG: file }), 512 + 1024);
+  assert.equal(sandboxCeilingMb({ CORDON_SANDBOX_MEMORY_MAX_MB: '1500' }), 1500);
+  assert.throws(() => sandboxCeilingMb({ CORDON_SANDBOX_MEMORY_MAX_MB: 'lots' }), /CORDON_SANDBOX_MEMORY_MAX_MB must be a positive whole number/);
 });
 
 test('config: the admin body cap and the origins tenants may declare', () => {

@@ -32,6 +32,7 @@ const FILE_KEYS: Record<string, string> = {
   cordons: 'CORDON_CORDONS',
   maxIsolates: 'CORDON_MAX_ISOLATES',
   sandboxMemoryMb: 'CORDON_SANDBOX_MEMORY_MB',
+  sandboxMemoryMaxMb: 'CORDON_SANDBOX_MEMORY_MAX_MB',
   isolateIdleSeconds: 'CORDON_ISOLATE_IDLE_SECONDS',
   sqlProcesses: 'CORDON_SQL_PROCESSES',
   adminMaxBodyMb: 'CORDON_ADMIN_MAX_BODY_MB',
@@ -134,4 +135,14 @@ export function tenantOrigins(rawEnv: NodeJS.ProcessEnv = process.env): { tenant
         throw e;
       }
     });
+}
+
+/**
+ * The kernel's hard memory ceiling for each sandbox process (MB): by default the isolates' budget plus
+ * 1 GiB, for Node itself and for isolates that are mid-request while the budget is full (only idle
+ * isolates are evicted).
+ */
+export function sandboxCeilingMb(rawEnv: NodeJS.ProcessEnv = process.env): number {
+  const env = withConfigFile(rawEnv);
+  return positive(env, 'CORDON_SANDBOX_MEMORY_MAX_MB', sandboxSettings(rawEnv).memoryBudgetMb + 1024);
 }

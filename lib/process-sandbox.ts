@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { seccompAddon } from './seccomp/lockdown.ts';
 import { compileOuterPolicy } from './seccomp/policy.ts';
+import { inCgroup } from './memory-ceiling.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 /** What of the app a sandbox needs (no cli/, no tests, no data). */
@@ -52,9 +53,10 @@ function libraryArgs(node: string): string[] {
 /**
  * Starts `node nodeArgs script scriptArgs` confined by bwrap, which reads the outer seccomp filter
  * from fd 3 (a pipe filled here). `output`: the child's stdout and stderr, inherited or piped.
+ * `cgroup`: the `cgroup.procs` file of the memory cgroup bwrap and everything under it start in.
  */
 export function spawnConfined(
-  opts: { bwrap: string; nodeArgs: string[]; script: string; scriptArgs?: string[]; dataDir: string; configFile?: string; files?: string[] },
+  opts: { bwrap: string; nodeArgs: string[]; script: string; scriptArgs?: string[]; dataDir: string; configFile?: string; files?: string[]; cgroup?: string },
   spawnOpts: { env?: NodeJS.ProcessEnv; output: 'inherit' | 'pipe' },
 ): ChildProcess {
   const node = realpathSync(process.execPath);
@@ -86,7 +88,8 @@ export function spawnConfined(
     '--seccomp', '3',
     node, ...opts.nodeArgs, opts.script, ...(opts.scriptArgs ?? []),
   ];
-  const child = spawn(opts.bwrap, args, { cwd: ROOT, env: spawnOpts.env, stdio: ['ignore', spawnOpts.output, spawnOpts.output, 'pipe'] });
+  const [command, argv] = opts.cgroup ? inCgroup(opts.cgroup, opts.bwrap, args) : [opts.bwrap, args];
+  const child = spawn(command, argv, { cwd: ROOT, env: spawnOpts.env, stdio: ['ignore', spawnOpts.output, spawnOpts.output, 'pipe'] });
   (child.stdio[3] as Writable).on('error', () => {}).end(compileOuterPolicy());
   return child;
 }

@@ -401,7 +401,7 @@ export class WorkerInstance {
     jail.setSync('__cordonCapCall', this.#capRef);
     this.#bodyRef = new ivm.Reference((seq: number) => this.#pullBody(seq));
     jail.setSync('__cordonBodyPull', this.#bodyRef);
-    jail.setSync('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD }));
+    jail.setSync('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD, memoryLimit: this.bundle.limits.memoryMb * MiB }));
     const script = await this.#isolate.compileScript(this.#initSource, { filename: 'cordon:bootstrap', ...(initCache ? { cachedData: initCache } : { produceCachedData: true }) });
     initCache ??= (script as ivm.Script & ivm.CachedDataResult).cachedData;
     try {

@@ -61,6 +61,8 @@ const options = JSON.parse(take('__cordonOptions') as string) as {
   bindings: { type: 'storage' | 'directory' | 'workflow'; name: string }[];
   maxBody: number;
   maxHead: number;
+  /** The worker's memory limit in bytes (isolated-vm's memoryLimit). */
+  memoryLimit: number;
 };
 
 // --- what the response path needs, captured before tenant code can patch anything ------------------
@@ -82,7 +84,7 @@ const allSettled = Promise.allSettled.bind(Promise);
 const StringCtor = String;
 
 installClock(g);
-lockdown(g, options.allowEval);
+lockdown(g, options.allowEval, options.memoryLimit);
 
 // --- console, crypto, timers, misc globals ------------------------------------------------------------
 function show(v: unknown): string {
