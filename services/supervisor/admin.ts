@@ -131,6 +131,28 @@ export function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/** How long a refused request's unread body is still taken in (and dropped) before its connection is cut. */
+const LINGER_MS = 2000;
+
+/**
+ * Answers a request whose body was refused unread. Closing a socket that still has unread input makes
+ * the kernel reset the connection, and a client still uploading then sees the reset, not our answer:
+ * so the answer is written at once, the rest of the body is read and dropped (nothing is kept), and the
+ * connection ends when the body does or after LINGER_MS, whichever comes first.
+ */
+function lingeringRefusal(req: IncomingMessage, res: ServerResponse, status: number, message: string): void {
+  const text = JSON.stringify({ error: message }, null, 2) + '\n';
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.write(text);
+  const timer = setTimeout(() => res.end(), LINGER_MS);
+  req.on('end', () => {
+    clearTimeout(timer);
+    res.end();
+  });
+  req.on('error', () => res.destroy());
+  req.resume();
+}
+
 export async function readJson(req: IncomingMessage): Promise<unknown> {
   const tooLarge = () => new HttpError(413, `request body over ${MAX_REQUEST_BODY} bytes (CORDON_ADMIN_MAX_BODY_MB)`);
   if (Number(req.headers['content-length'] ?? 0) > MAX_REQUEST_BODY) throw tooLarge();
@@ -586,7 +608,10 @@ export function createAdminServer(deps: AdminDeps): Server {
         audit.append({ actor: 'admin', action: 'admin.request', target: `${req.method} ${req.url}`, outcome: 'denied', detail: { reason: (e as Error).message } });
       }
       // The rest of an over-long body is not read: end the connection after saying so.
-      if (status === 413 || status === 431) res.setHeader('connection', 'close');
+      if (status === 413 || status === 431) {
+        res.setHeader('connection', 'close');
+        if (!req.complete) return lingeringRefusal(req, res, status, (e as Error).message);
+      }
       if (status === 500) {
         log.error('admin request failed', { error: e as Error });
         return send(res, 500, { error: 'internal error; see the supervisor log' });
