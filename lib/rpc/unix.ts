@@ -6,7 +6,7 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { ChannelClosedError, Inbox, type Channel } from './channel.ts';
+import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type Channel } from './channel.ts';
 import { encodeFrame, FrameDecoder } from './frames.ts';
 
 /** Messages queued unread before we stop reading the socket (back-pressure on the peer). */
@@ -26,7 +26,7 @@ export class SocketChannel implements Channel {
     this.#socket = socket;
     this.maxMessage = maxMessage;
     this.description = description;
-    this.#decoder = new FrameDecoder(maxMessage);
+    this.#decoder = new FrameDecoder(Math.min(maxMessage, MAX_HANDSHAKE_MESSAGE));
     socket.setNoDelay?.(true);
     socket.on('data', (data: Buffer) => {
       let frames: string[];
@@ -45,6 +45,10 @@ export class SocketChannel implements Channel {
 
   get closed(): boolean {
     return this.#closeReason !== undefined;
+  }
+
+  authenticated(): void {
+    this.#decoder.maxFrame = this.maxMessage;
   }
 
   #corked = false;
