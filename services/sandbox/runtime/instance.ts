@@ -934,13 +934,13 @@ export class WorkerInstance {
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
-      this.#flush();
+      this.#flush(true);
     });
   }
 
-  /** Deliver what the worker logged so far. */
-  #flush(): void {
-    if (this.#logsDropped) {
+  /** Deliver what the worker logged so far; in the midst of a burst, its dropped lines are counted in one line when the second is over. */
+  #flush(midBurst = false): void {
+    if (this.#logsDropped && !(midBurst && Date.now() - this.#logWindowStart < 1000)) {
       this.#logs.push({ level: 'warn', message: `${this.#logsDropped} log lines dropped: a worker may log ${MAX_LOG_BUFFER} lines at once and ${LOG_BYTES_PER_SECOND / MiB} MiB per second`, time: Date.now() });
       this.#logsDropped = 0;
     }
