@@ -29,6 +29,7 @@ export class SocketChannel implements Channel {
     this.#decoder = new FrameDecoder(Math.min(maxMessage, MAX_HANDSHAKE_MESSAGE));
     socket.setNoDelay?.(true);
     socket.on('data', (data: Buffer) => {
+      if (this.#closeReason) return; // read after close (until the socket is paused): not ours to keep
       let frames: string[];
       try {
         frames = this.#decoder.push(data);
@@ -77,7 +78,9 @@ export class SocketChannel implements Channel {
     if (this.#closeReason) return;
     this.#closeReason = reason;
     this.#inbox.fail(reason);
-    // end() lets queued frames (such as a handshake refusal) reach the peer; destroy soon after.
+    // end() lets queued frames (such as a handshake refusal) reach the peer; destroy soon after. Nothing
+    // more is read meanwhile: a peer that broke the protocol may be sending megabytes.
+    this.#socket.pause();
     this.#socket.end();
     setTimeout(() => this.#socket.destroy(), 200).unref();
     for (const cb of this.#closeCallbacks.splice(0)) cb(reason);
