@@ -1,6 +1,5 @@
 /**
- * Issue 12, item 12: amplification. A compromised sandbox (holding a keyring stolen from the mesh
- * secret) makes 5,000 refused code-key calls in a couple of seconds: the audit log gets a few entries
+ * Issue 12, item 12: amplification. A compromised sandbox (holding its cordon's keyring) makes 5,000 refused code-key calls in a couple of seconds: the audit log gets a few entries
  * and a summary with the count rather than 5,000 fsync'd entries, the chain still verifies, and the
  * supervisor keeps answering /healthz and serving a bystander worker. An unauthenticated connection
  * that declares a 16 MiB frame before the handshake is dropped at its header: the supervisor does not
@@ -32,11 +31,11 @@ describe('attack: amplification through refusals and unauthenticated frames', ()
   const rssKiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
   /**
-   * What a compromised sandbox process holds: a keyring for role sandbox from the mesh secret. (The one
-   * place this test derives a sandbox's keyring.)
+   * What a compromised sandbox process of cordon standard holds: its own keyring. (The one place this
+   * test derives a sandbox's keyring.)
    */
   function stolenSandboxSession(): Promise<MeshSession<SupervisorForSandbox>> {
-    const keyring = Keyring.derive(loadMeshSecret(mesh.dataDir, mesh.env), 'sandbox');
+    const keyring = Keyring.forRole(loadMeshSecret(mesh.dataDir, mesh.env), 'sandbox', 'standard');
     return connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), { keyring, name: 'standard', expect: 'supervisor' });
   }
 
