@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ForwardedCapabilities, MAX_CALL_BYTES } from './capabilities.ts';
+import { ForwardedCapabilities, MAX_CALL_BYTES, MAX_CALLS_IN_FLIGHT } from './capabilities.ts';
+import { CallGate } from './call-gate.ts';
 import { logBatches } from './port.ts';
 import { wireSize } from '../../lib/rpc/wire-size.ts';
 import type { LogEntry } from '../../schemas/services.ts';
@@ -37,4 +38,38 @@ test('log entries are cut into batches of at most 1 MiB, in order, none lost', (
   assert.ok(batches.length > 1);
   for (const b of batches) assert.ok(wireSize(b) <= 1024 * 1024 + 16, `a batch of ${wireSize(b)} bytes`);
   assert.deepEqual(batches.flat(), entries);
+});
+
+test('one worker may have a bounded number of calls in flight; past it its calls are refused, not queued', async () => {
+  const pending: (() => void)[] = [];
+  const stub = { match: () => new Promise<null>((resolve) => pending.push(() => resolve(null))) };
+  const caps = new ForwardedCapabilities({ $cache: stub }, []);
+  const calls = Array.from({ length: MAX_CALLS_IN_FLIGHT }, () => caps.call('$cache', 'match', ['default', 'https://x.example/', []]));
+  await new Promise((r) => setImmediate(r));
+  await assert.rejects(caps.call('$cache', 'match', ['default', 'https://x.example/', []]), /too many capability calls in flight: a worker may have 64 at once/);
+  pending.shift()!();
+  await calls[0];
+  const again = caps.call('$cache', 'match', ['default', 'https://x.example/', []]);
+  await new Promise((r) => setImmediate(r));
+  for (const release of pending.splice(0)) release();
+  await Promise.all([...calls, again]);
+});
+
+test('the gate lets a bounded number of calls run at once; the rest wait their turn, in order', async () => {
+  const gate = new CallGate(2);
+  const started: number[] = [];
+  const finish: (() => void)[] = [];
+  const runs = [0, 1, 2, 3].map((i) => gate.run(() => new Promise<number>((resolve) => (started.push(i), finish.push(() => resolve(i))))));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(started, [0, 1]);
+  finish[0]!();
+  await runs[0];
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(started, [0, 1, 2]);
+  finish[1]!();
+  finish[2]!();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(started, [0, 1, 2, 3]);
+  finish[3]!();
+  assert.deepEqual(await Promise.all(runs), [0, 1, 2, 3]);
 });

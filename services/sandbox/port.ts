@@ -13,6 +13,7 @@ import type { Logger } from '../../lib/log.ts';
 import { WorkerError, type HandledResponse, type SocketPeer, type WorkerRuntime, type WorkerSocket } from './runtime/index.ts';
 import { ForwardedCapabilities } from './capabilities.ts';
 import { wireSize } from '../../lib/rpc/wire-size.ts';
+import { supervisorCalls } from './call-gate.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 import { SpanKind } from '@opentelemetry/api';
 import { inSpan } from '../../lib/telemetry.ts';
@@ -51,7 +52,7 @@ export function logSink(supervisor: SupervisorLink, codeKey: string, log: Logger
     void supervisor
       .ready(1000)
       .then(async (s) => {
-        for (const batch of logBatches(entries)) await s.remote.log(codeKey, batch);
+        for (const batch of logBatches(entries)) await supervisorCalls.run(() => s.remote.log(codeKey, batch));
       })
       .catch((e: Error) => log.debug('dropped worker log entries', { error: e.message }));
   };

@@ -4,8 +4,8 @@
  * makes one storage call with huge arguments used to put a frame over the limit on it, which tore the
  * session down under everyone. Here the attacker and a bystander of another tenant share the cordon
  * `standard`: the bystander's storage calls all succeed, the attacker's oversized call is refused to it
- * alone with a clear error, its log lines are delivered or counted as dropped, and the sandbox never
- * loses its session to the supervisor.
+ * alone with a clear error, its log lines are delivered or counted as dropped, its calls beyond its
+ * share of calls in flight are refused to it, and the sandbox never loses its session to the supervisor.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,6 +33,13 @@ export default {
       } catch (e) {
         return new Response(String(e.message), { status: 409 });
       }
+    }
+    if (op === 'calls') {
+      // 2,000 capability calls at once: more than the supervisor lets one session have in flight.
+      const results = await Promise.allSettled(Array.from({ length: 2000 }, (_, i) => caches.default.match('https://cache.example/' + i)));
+      const refused = results.filter((r) => r.status === 'rejected' && /too many capability calls in flight/.test(r.reason.message)).length;
+      const errors = [...new Set(results.filter((r) => r.status === 'rejected').map((r) => String(r.reason.message)))].slice(0, 3);
+      return Response.json({ refused, answered: results.filter((r) => r.status === 'fulfilled').length, errors });
     }
     return new Response('unknown op', { status: 400 });
   },
@@ -67,7 +74,7 @@ describe('attack: one worker floods the session its cordon shares', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a log burst and a 24 MiB sql.exec hurt only the attacker; the bystander’s storage calls all succeed', async () => {
+  test('a log burst, a 24 MiB sql.exec and 2,000 calls at once hurt only the attacker; the bystander’s storage calls all succeed', async () => {
     const workers = (await mesh.cli(['workers'])).stdout;
     assert.match(workers, /attacker\/flood\t[0-9a-f]{12}\tstandard/);
     assert.match(workers, /victim\/notes\t[0-9a-f]{12}\tstandard/, 'both tenants share the cordon, so one sandbox session');
@@ -90,7 +97,7 @@ describe('attack: one worker floods the session its cordon shares', () => {
     // One after the other: encoding 18 MiB inside the isolate takes a while on a busy machine.
     const attacks: Response[] = [];
     const bodies: string[] = [];
-    for (const op of ['logs', 'sql', 'logs', 'sql', 'logs']) {
+    for (const op of ['logs', 'sql', 'logs', 'sql', 'logs', 'calls']) {
       const r = await attacker(op);
       attacks.push(r);
       bodies.push(await r.text());
@@ -104,7 +111,9 @@ describe('attack: one worker floods the session its cordon shares', () => {
       assert.equal(attacks[i]!.status, 409, bodies[i]);
       assert.match(bodies[i]!, /^DB\.exec arguments are 24\.0 MiB as sent; the limit for one call is 12\.0 MiB$/);
     }
-    for (const i of [0, 2, 4]) assert.equal(attacks[i]!.status, 200, bodies[i]);
+    for (const i of [0, 2, 4, 5]) assert.equal(attacks[i]!.status, 200, bodies[i]);
+    const flood = JSON.parse(bodies[5]!) as { refused: number; answered: number; errors: string[] };
+    assert.ok(flood.refused > 0 && flood.answered > 0 && flood.errors.every((e) => /too many capability calls in flight/.test(e)), bodies[5]);
 
     // Every line the attacker logged is delivered or counted in a "dropped" line; none vanish.
     // (Through the admin API: a megabyte of log is more than the CLI's output buffer in mesh.cli.)
