@@ -11,12 +11,25 @@ export interface Channel {
   close(reason?: Error): void;
   /** Called once, when the channel closes for any reason. */
   onClose(callback: (reason: Error) => void): void;
+  /**
+   * The peer has proved who it is (the handshake calls this): messages up to `maxMessage` are read from
+   * now on. Before, a message over MAX_HANDSHAKE_MESSAGE closes the channel, so a connection that has
+   * not authenticated can make us hold no more than that.
+   */
+  authenticated(): void;
   readonly closed: boolean;
-  /** Largest message (in UTF-8 bytes) either side may send; checked before anything is buffered. */
+  /**
+   * Largest message (in UTF-8 bytes) this side sends or reads; a longer one arriving closes the channel
+   * before anything is buffered. It protects the reader: a sender must keep its own messages within
+   * the reader's limit (the mesh uses one limit everywhere, DEFAULT_QUOTAS.maxMessage).
+   */
   readonly maxMessage: number;
   /** Where the peer is, for logs (never used for authorisation). */
   readonly description: string;
 }
+
+/** Longest message of the handshake, and so the longest a peer may send before it has authenticated. */
+export const MAX_HANDSHAKE_MESSAGE = 1024;
 
 export class ChannelClosedError extends Error {
   constructor(message = 'channel closed') {

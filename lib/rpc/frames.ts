@@ -28,7 +28,8 @@ export class FrameDecoder {
   #chunks: Buffer[] = [];
   #buffered = 0;
   #need = -1; // body length of the frame being read; -1 while reading the header
-  readonly maxFrame: number;
+  /** May be raised between pushes (a channel's limit grows once its peer has authenticated). */
+  maxFrame: number;
   constructor(maxFrame: number) {
     this.maxFrame = maxFrame;
   }

@@ -14,7 +14,7 @@
  * the link key — another process of the same cordon watching the transcript go by — cannot compute it.
  */
 import { createHmac, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
-import type { Channel } from './channel.ts';
+import { MAX_HANDSHAKE_MESSAGE, type Channel } from './channel.ts';
 import { isRole, Keyring, linkCordon, type Role } from './keys.ts';
 
 export interface PeerIdentity {
@@ -35,7 +35,6 @@ export class HandshakeError extends Error {
   }
 }
 
-const MAX_HANDSHAKE_MESSAGE = 1024;
 /** Version 1 used one key per unordered pair of roles: its peers hold no key this one accepts. */
 const VERSION = 2;
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -138,6 +137,7 @@ export async function clientHandshake(
     if (opts.expectName !== undefined && reply.name !== opts.expectName) throw new HandshakeError(`reached ${opts.expect} ${reply.name}, not ${opts.expectName}`);
     const transcript = transcriptOf(hello, reply);
     if (!proven(opts.keyring, key, 'server', self, opts.expect, transcript, reply.proof)) throw new HandshakeError(`server failed to prove it is ${opts.expect}`);
+    channel.authenticated(); // the server may follow its "ok" with large messages at once
     channel.send(JSON.stringify({ proof: prove(opts.keyring, key, 'client', self, opts.expect, transcript) }));
     const ok = await read(channel, t.promise);
     if (ok.ok !== true) throw new HandshakeError('server refused the handshake');
@@ -185,6 +185,7 @@ export async function serverHandshake(
     if (!proven(opts.keyring, key, 'client', role, self, transcript, auth.proof)) return fail(`client failed to prove it is ${role} ${hello.name}`);
     // Checked only once proven, so only a holder of that identity's key learns whether it is served.
     if (opts.admit && !opts.admit(peer)) return fail(`${role} ${hello.name} is not one this ${opts.keyring.self} serves`);
+    channel.authenticated();
     channel.send(JSON.stringify({ ok: true }));
     return { peer, sessionKey: sessionKey(key, transcript, own.privateKey, hello.dh as string) };
   } catch (e) {

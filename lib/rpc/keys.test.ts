@@ -23,6 +23,7 @@ function pair(): [Channel, Channel] {
       for (const inbox of inboxes) inbox.fail(reason);
     },
     onClose: () => {},
+    authenticated: () => {},
     get closed() {
       return closed !== undefined;
     },

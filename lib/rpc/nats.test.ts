@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { RpcTarget } from 'capnweb';
 import { connect as natsConnect, type NatsConnection, type Msg } from '@nats-io/transport-node';
 import { Keyring, type MeshSession } from './index.ts';
-import { connectNatsSession, serveNats } from './nats.ts';
+import { connectNatsSession, listenNats, serveNats } from './nats.ts';
+import { MAX_HANDSHAKE_MESSAGE } from './channel.ts';
 import { natsServerMissing, startNatsServer } from './testing/nats-server.ts';
 
 const missing = natsServerMissing();
@@ -171,6 +172,33 @@ describe('NATS transport', { skip: missing }, () => {
     assert.deepEqual([...ids].sort(), ['first', 'second']);
     for (const s of sessions) s.close();
     await l.close();
+  });
+
+  test('before the handshake a message over the handshake size closes the channel, even in small parts', async () => {
+    let closedWith: (e: Error) => void;
+    const closed = new Promise<Error>((r) => (closedWith = r));
+    const l = await listenNats(serverNc, 'raw', 512 * 1024, (channel) => channel.onClose(closedWith));
+    try {
+      const attacker = await conn();
+      const sid = randomBytes(16).toString('base64url');
+      await attacker.request('cordon.connect.raw', JSON.stringify({ sid }), { timeout: 2000 });
+      // Two parts of 900 bytes: each under any per-frame limit, a 1,800-byte message in all.
+      const total = 1800;
+      for (let part = 0; part < 2; part++) {
+        const frame = Buffer.alloc(45 + 900, 0x41);
+        frame[0] = 0x44;
+        frame.writeUInt32BE(part, 1);
+        frame.writeUInt16BE(part, 5);
+        frame.writeUInt16BE(2, 7);
+        frame.writeUInt32BE(total, 9);
+        attacker.publish(`cordon.s.${sid}.c2s`, frame);
+      }
+      const reason = await Promise.race([closed, new Promise<Error>((r) => setTimeout(() => r(new Error('still open after 5 s')), 5000))]);
+      assert.match(reason.message, /before the handshake completed/);
+      assert.ok(total > MAX_HANDSHAKE_MESSAGE);
+    } finally {
+      await l.close();
+    }
   });
 
   test('connecting to a service nobody serves fails clearly', async () => {

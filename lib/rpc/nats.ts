@@ -11,13 +11,14 @@
  * Every frame carries the next sequence number of its direction. After the handshake both sides hold
  * a session key and every frame's MAC (HMAC-SHA256 over direction, session id, header and payload)
  * must verify: another NATS client that knows or sniffs the subjects can neither inject nor replay a
- * frame — the channel closes instead. Before the key only small single-part data frames pass (the
- * handshake). Heartbeats flow when a side is idle; silence beyond the session time-out closes the
+ * frame — the channel closes instead. Before the peer has authenticated only data frames of a
+ * handshake message's size pass (MAX_HANDSHAKE_MESSAGE, declared total included), so an
+ * unauthenticated client cannot make a server assemble a large message. Heartbeats flow when a side is idle; silence beyond the session time-out closes the
  * channel so the dead peer's capabilities are released.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { ChannelClosedError, Inbox, type Channel } from './channel.ts';
+import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type Channel } from './channel.ts';
 import { FrameTooLargeError } from './frames.ts';
 import { DEFAULT_QUOTAS } from './quotas.ts';
 import type { KeyedChannel, AcceptOptions, ConnectOptions } from './index.ts';
@@ -26,7 +27,6 @@ import type { RpcCompatible } from 'capnweb';
 
 const HEADER = 45;
 const MAC_OFFSET = 13;
-const PRE_KEY_MAX = 4096;
 const SID = /^[A-Za-z0-9_-]{22}$/;
 const T_DATA = 0x44; // 'D'
 const T_HEARTBEAT = 0x48; // 'H'
@@ -55,6 +55,7 @@ export class NatsChannel implements KeyedChannel {
   readonly #timer: NodeJS.Timeout;
   readonly #opts: typeof DEFAULTS;
   #key: Buffer | undefined;
+  #peerProven = false;
   #sendSeq = 0;
   #recvSeq = 0;
   #assembling: { total: number; parts: number; chunks: Uint8Array[]; size: number } | undefined;
@@ -83,6 +84,10 @@ export class NatsChannel implements KeyedChannel {
     return this.#closeReason !== undefined;
   }
 
+  authenticated(): void {
+    this.#peerProven = true;
+  }
+
   useSessionKey(key: Buffer): void {
     this.#key = key;
   }
@@ -91,7 +96,7 @@ export class NatsChannel implements KeyedChannel {
     if (this.#closeReason) throw this.#closeReason;
     const bytes = Buffer.from(message, 'utf8');
     if (bytes.length > this.maxMessage) throw new FrameTooLargeError(bytes.length, this.maxMessage);
-    if (!this.#key && bytes.length > PRE_KEY_MAX) throw new Error('message too large before the handshake completed');
+    if (!this.#key && !this.#peerProven && bytes.length > MAX_HANDSHAKE_MESSAGE) throw new Error('message too large before the handshake completed');
     const parts = Math.max(1, Math.ceil(bytes.length / this.#chunk));
     for (let p = 0; p < parts; p++) this.#sendFrame(T_DATA, p, parts, bytes.length, bytes.subarray(p * this.#chunk, (p + 1) * this.#chunk));
   }
@@ -147,7 +152,7 @@ export class NatsChannel implements KeyedChannel {
       const seq = header.readUInt32BE(1);
       if (this.#key) {
         if (!timingSafeEqual(header.subarray(MAC_OFFSET, HEADER), this.#mac(this.#inDir, header, payload))) throw new Error('frame failed authentication');
-      } else if (type !== T_DATA || payload.length > PRE_KEY_MAX) throw new Error('unexpected frame before the handshake completed');
+      } else if (type !== T_DATA || (!this.#peerProven && header.readUInt32BE(9) > MAX_HANDSHAKE_MESSAGE)) throw new Error('unexpected frame before the handshake completed');
       if (seq !== this.#recvSeq) throw new Error(`frame out of sequence (got ${seq}, expected ${this.#recvSeq})`);
       this.#recvSeq = (this.#recvSeq + 1) >>> 0;
       this.#lastHeard = Date.now();

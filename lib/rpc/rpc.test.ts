@@ -15,7 +15,12 @@ import { Keyring, type MeshSession } from './index.ts';
 import type { Role } from './keys.ts';
 import { clientHandshake } from './handshake.ts';
 import { check } from './validate.ts';
-import type { Channel } from './channel.ts';
+import { MAX_HANDSHAKE_MESSAGE, type Channel } from './channel.ts';
+import { FrameTooLargeError } from './frames.ts';
+import { listenUnix } from './unix.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { transports, type TestEndpoint } from './testing/transports.ts';
 
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -68,6 +73,11 @@ class Main extends RpcTarget {
   }
   strictName(value: unknown): string {
     return check(z.string().max(64), value, 'name');
+  }
+  /** A result far larger than the argument that asked for it. */
+  expand(n: number): string {
+    this.calls.push('expand');
+    return 'r'.repeat(n);
   }
   hang(): Promise<never> {
     this.calls.push('hang');
@@ -177,7 +187,49 @@ for (const t of transports) {
       assert.equal(await other.remote.hello('still here'), 'hello still here');
     });
 
+    test('a call too large to send fails alone: the session it shares carries on', async () => {
+      // Same limit as the server's, as in the mesh: the sender refuses what the reader would not take.
+      const s = await ep.connect<Main>({ keyring: ring('sandbox', 'sb'), name: 'sb', expect: 'supervisor', quotas: { maxMessage: 64 * 1024 } });
+      sessions.push(s);
+      const before = main.calls.length;
+      const pending = s.remote.hang(); // a call in flight on the same session is not disturbed
+      await assert.rejects(async () => s.remote.echo('x'.repeat(200_000)), /RPC message is 0\.2 MiB; the limit for one message is 0\.1 MiB: it was not sent/);
+      assert.equal(s.isClosed, false);
+      assert.equal(await s.remote.hello('after'), 'hello after');
+      assert.deepEqual(main.calls.slice(before), ['hang', 'hello'], 'the oversized call never ran');
+      (pending as unknown as Disposable)[Symbol.dispose]();
+    });
+
+    test('a result too large to send fails that call alone', async () => {
+      const s = await client();
+      await assert.rejects(async () => s.remote.expand(100_000), /the result is 0\.1 MiB as an RPC message; the limit for one message is 0\.1 MiB/);
+      assert.equal(s.isClosed, false);
+      assert.equal(await s.remote.hello('after'), 'hello after');
+    });
+
     if (t.name === 'unix') {
+      test('before the handshake a frame over the handshake size closes the connection, though under the session limit', async () => {
+        const dir = mkdtempSync(join(tmpdir(), 'cordon-prehandshake-'));
+        let closedWith: (e: Error) => void;
+        const closed = new Promise<Error>((r) => (closedWith = r));
+        const listener = await listenUnix(join(dir, 's.sock'), 64 * 1024, (channel) => channel.onClose(closedWith));
+        try {
+          const sock = createConnection(join(dir, 's.sock'));
+          sock.on('error', () => {});
+          await new Promise<void>((r) => sock.once('connect', () => r()));
+          const header = Buffer.alloc(4);
+          header.writeUInt32BE(16 * 1024); // well under the 64 KiB limit of a session, far over a handshake message
+          sock.write(header);
+          const reason = await Promise.race([closed, new Promise<Error>((r) => setTimeout(() => r(new Error('still open after 5 s')), 5000))]);
+          assert.ok(reason instanceof FrameTooLargeError, reason.message);
+          assert.equal(reason.max, MAX_HANDSHAKE_MESSAGE);
+          sock.destroy();
+        } finally {
+          await listener.close();
+          rmSync(dir, { recursive: true, force: true });
+        }
+      });
+
       test('a frame header declaring 1 GiB closes the connection before anything is buffered', async () => {
         const channel = await ep.rawChannel();
         const closed = new Promise<Error>((r) => channel.onClose(r));
@@ -284,7 +336,7 @@ for (const t of transports) {
         ['a replayed recording of a valid handshake', async () => {
           const recorded: string[] = [];
           const live = await ep.rawChannel();
-          const recorder: Channel = Object.create(live, { send: { value: (m: string) => (recorded.push(m), live.send(m)) } });
+          const recorder: Channel = Object.create(live, { send: { value: (m: string) => (recorded.push(m), live.send(m)) }, authenticated: { value: () => live.authenticated() } });
           await clientHandshake(recorder, { keyring: ring('sandbox', 'rec'), name: 'rec', expect: 'supervisor' });
           live.close();
           const replay = await ep.rawChannel();

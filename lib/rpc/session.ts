@@ -10,10 +10,18 @@ import type { Channel } from './channel.ts';
 import type { PeerIdentity } from './handshake.ts';
 import { CallAccounting, DEFAULT_QUOTAS, QuotaExceededError, type Quotas } from './quotas.ts';
 import { activeTraceparent, contextFrom, parseTraceparent } from './trace.ts';
+import { FrameTooLargeError } from './frames.ts';
+import { mib } from './wire-size.ts';
 import type { SpanContext } from '@opentelemetry/api';
 
-const CALL = /^\["(?:push|stream)"/;
+/** Messages that open an import on both sides: capnweb numbers them 1, 2, 3, … in sending order. */
+const OPENS_IMPORT = /^\["(push|stream|pipe)"/;
+const ANSWER = /^\["(?:resolve|reject)",(\d+),/;
 const TRACEPARENT_LENGTH = 55;
+/** Oversized calls whose answer has not come back yet; beyond this the oldest are forgotten. */
+const MAX_REFUSED = 1000;
+
+const rejection = (id: number, message: string) => JSON.stringify(['reject', id, ['error', 'RangeError', message]]);
 
 class MeshTransport implements RpcTransport {
   /** Trace context of the call message most recently handed to capnweb. */
@@ -23,6 +31,9 @@ class MeshTransport implements RpcTransport {
   readonly #channel: Channel;
   readonly #quotas: Quotas;
   #untilCount = 0;
+  #nextImport = 1;
+  /** Our calls that were too large to send, by import id: the error their answer is replaced with. */
+  readonly #refused = new Map<number, string>();
   constructor(channel: Channel, quotas: Quotas) {
     this.#channel = channel;
     this.#quotas = quotas;
@@ -35,8 +46,34 @@ class MeshTransport implements RpcTransport {
 
   send(message: string): void {
     this.#accounting.outgoing(message);
-    const tp = CALL.test(message) ? activeTraceparent() : undefined;
-    this.#channel.send(tp ? `${tp}\n${message}` : message);
+    const opens = OPENS_IMPORT.exec(message)?.[1];
+    const importId = opens ? this.#nextImport++ : 0;
+    const tp = opens === 'push' || opens === 'stream' ? activeTraceparent() : undefined;
+    let framed = tp ? `${tp}\n${message}` : message;
+    // Only a message that could be over the limit is measured (UTF-8 takes at most 3 bytes per unit).
+    if (framed.length * 3 > this.#channel.maxMessage) {
+      const size = Buffer.byteLength(framed, 'utf8');
+      if (size > this.#channel.maxMessage) framed = this.#tooLarge(message, opens, importId, size);
+    }
+    this.#channel.send(framed);
+  }
+
+  /**
+   * What goes out instead of a message over the limit, so that only the call it belongs to fails:
+   * capnweb aborts the whole session when its transport throws, and a session is shared by many
+   * workers. Our own call becomes a placeholder (the numbering of imports must stay in step) whose
+   * answer is replaced by the error; our answer to the peer's call becomes that error.
+   */
+  #tooLarge(message: string, opens: string | undefined, importId: number, size: number): string {
+    const limit = this.#channel.maxMessage;
+    if (opens === 'push' || opens === 'stream') {
+      this.#refused.set(importId, `this call's RPC message is ${mib(size)}; the limit for one message is ${mib(limit)}: it was not sent`);
+      if (this.#refused.size > MAX_REFUSED) this.#refused.delete(this.#refused.keys().next().value!);
+      return `["${opens}",null]`;
+    }
+    const answer = ANSWER.exec(message);
+    if (answer) return rejection(Number(answer[1]), `the result is ${mib(size)} as an RPC message; the limit for one message is ${mib(limit)}`);
+    throw new FrameTooLargeError(size, limit);
   }
 
   async receive(): Promise<string> {
@@ -47,6 +84,14 @@ class MeshTransport implements RpcTransport {
       if (raw.charCodeAt(TRACEPARENT_LENGTH) !== 0x0a) throw new Error('malformed RPC frame: expected a traceparent line');
       this.incomingTrace = parseTraceparent(raw.slice(0, TRACEPARENT_LENGTH));
       message = raw.slice(TRACEPARENT_LENGTH + 1);
+    }
+    if (this.#refused.size) {
+      const id = Number(ANSWER.exec(message)?.[1]);
+      const error = this.#refused.get(id);
+      if (error !== undefined) {
+        this.#refused.delete(id);
+        message = rejection(id, error);
+      }
     }
     this.#accounting.incoming(message);
     // Counting the exports walks capnweb's whole table, so it is not done on every message: after a

@@ -6,7 +6,7 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { ChannelClosedError, Inbox, type Channel } from './channel.ts';
+import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type Channel } from './channel.ts';
 import { encodeFrame, FrameDecoder } from './frames.ts';
 
 /** Messages queued unread before we stop reading the socket (back-pressure on the peer). */
@@ -26,9 +26,10 @@ export class SocketChannel implements Channel {
     this.#socket = socket;
     this.maxMessage = maxMessage;
     this.description = description;
-    this.#decoder = new FrameDecoder(maxMessage);
+    this.#decoder = new FrameDecoder(Math.min(maxMessage, MAX_HANDSHAKE_MESSAGE));
     socket.setNoDelay?.(true);
     socket.on('data', (data: Buffer) => {
+      if (this.#closeReason) return; // read after close (until the socket is paused): not ours to keep
       let frames: string[];
       try {
         frames = this.#decoder.push(data);
@@ -45,6 +46,10 @@ export class SocketChannel implements Channel {
 
   get closed(): boolean {
     return this.#closeReason !== undefined;
+  }
+
+  authenticated(): void {
+    this.#decoder.maxFrame = this.maxMessage;
   }
 
   #corked = false;
@@ -73,7 +78,9 @@ export class SocketChannel implements Channel {
     if (this.#closeReason) return;
     this.#closeReason = reason;
     this.#inbox.fail(reason);
-    // end() lets queued frames (such as a handshake refusal) reach the peer; destroy soon after.
+    // end() lets queued frames (such as a handshake refusal) reach the peer; destroy soon after. Nothing
+    // more is read meanwhile: a peer that broke the protocol may be sending megabytes.
+    this.#socket.pause();
     this.#socket.end();
     setTimeout(() => this.#socket.destroy(), 200).unref();
     for (const cb of this.#closeCallbacks.splice(0)) cb(reason);

@@ -2,13 +2,33 @@
  * Forwards a worker's capability calls from its isolate to the supervisor's capability stubs.
  * Only the methods of each capability kind pass (a stub would accept any name, including capnweb's
  * own `dup`), and a subdirectory capability is kept here under a handle the isolate can name.
+ * The session these calls travel on is shared by every worker of the cordon, so what one worker puts
+ * on it is bounded here, and a call over a bound is refused to that worker alone: arguments too large
+ * for one message, or more calls in flight at once than one worker may have.
  */
 import { CACHE_HANDLE, CACHE_METHODS, DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_ARITY, STORAGE_METHODS, type StorageMethod } from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost } from './runtime/index.ts';
+import { DEFAULT_QUOTAS } from '../../lib/rpc/quotas.ts';
+import { mib, wireSize } from '../../lib/rpc/wire-size.ts';
+import { supervisorCalls } from './call-gate.ts';
 
 const MAX_HANDLES = 1000;
+/**
+ * Arguments of one call, as encoded on the wire: three quarters of a message, the rest left for the
+ * envelope. A whole request body (MAX_BODY, 8 MiB, 10.7 MiB as base64) fits.
+ */
+export const MAX_CALL_BYTES = (DEFAULT_QUOTAS.maxMessage / 4) * 3;
+
+/** Refuse a call whose arguments are too large for one message, naming the call and both sizes. */
+function checkCallSize(what: string, args: unknown[]): void {
+  const size = wireSize(args);
+  if (size > MAX_CALL_BYTES) throw new RangeError(`${what} arguments are ${mib(size)} as sent; the limit for one call is ${mib(MAX_CALL_BYTES)}`);
+}
+/** Calls one worker (version) may have in flight; the sandbox's session carries at most 500 for all of them. */
+export const MAX_CALLS_IN_FLIGHT = 64;
+
 const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = { storage: STORAGE_METHODS, directory: DIRECTORY_METHODS, workflow: WORKFLOW_METHODS, fetch: FETCH_METHODS, cache: CACHE_METHODS };
 
 /** The engine's side of one workflow run, as its step calls reach it: only the step methods pass. */
@@ -19,7 +39,8 @@ export class StepForwarder implements CapabilityHost {
   }
   async call(_handle: string, method: string, args: unknown[]): Promise<unknown> {
     if (!(STEP_METHODS as readonly string[]).includes(method)) throw new Error(`${method} is not a step method`);
-    return this.#stub[method]!(...args);
+    checkCallSize(`step.${method}`, args);
+    return supervisorCalls.run(() => this.#stub[method]!(...args));
   }
 }
 
@@ -28,6 +49,7 @@ type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
 export class ForwardedCapabilities implements CapabilityHost {
   readonly #handles = new Map<string, { kind: Binding['type'] | 'fetch' | 'cache'; stub: Stub }>();
   #next = 0;
+  #inFlight = 0;
 
   constructor(stubs: Record<string, unknown>, bindings: Binding[]) {
     for (const b of bindings) {
@@ -48,7 +70,15 @@ export class ForwardedCapabilities implements CapabilityHost {
     if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
     // A storage call carries the worker's time left, put here and never taken from the worker's arguments.
     if (h.kind === 'storage') args = [...Array.from({ length: STORAGE_ARITY[method as StorageMethod] }, (_, i) => args[i]), timeLeftMs];
-    const result = await h.stub[method]!(...args);
+    checkCallSize(`${h.kind === 'fetch' || h.kind === 'cache' ? h.kind : handle.startsWith('#') ? 'directory' : handle}.${method}`, args);
+    if (this.#inFlight >= MAX_CALLS_IN_FLIGHT) throw new Error(`too many capability calls in flight: a worker may have ${MAX_CALLS_IN_FLIGHT} at once (await some before making more)`);
+    this.#inFlight++;
+    let result: unknown;
+    try {
+      result = await supervisorCalls.run(() => h.stub[method]!(...args));
+    } finally {
+      this.#inFlight--;
+    }
     if (method !== 'directory') return result;
     if (this.#handles.size >= MAX_HANDLES) throw new Error(`too many open subdirectory capabilities (limit ${MAX_HANDLES})`);
     const id = `#${++this.#next}`;

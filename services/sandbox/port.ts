@@ -12,6 +12,8 @@ import type { SandboxApi, SupervisorForSandbox, LogEntry } from '../../schemas/s
 import type { Logger } from '../../lib/log.ts';
 import { WorkerError, type HandledResponse, type SocketPeer, type WorkerRuntime, type WorkerSocket } from './runtime/index.ts';
 import { ForwardedCapabilities } from './capabilities.ts';
+import { wireSize } from '../../lib/rpc/wire-size.ts';
+import { supervisorCalls } from './call-gate.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 import { SpanKind } from '@opentelemetry/api';
 import { inSpan } from '../../lib/telemetry.ts';
@@ -22,12 +24,36 @@ export interface SupervisorLink {
   ready(timeoutMs?: number): Promise<{ remote: SupervisorForSandbox }>;
 }
 
+/** Log entries in one call at most (as encoded): a worker's log shares the cordon's session with everyone's storage calls. */
+const MAX_LOG_BATCH = 1024 * 1024;
+
+/** Entries in order, cut into batches of at most MAX_LOG_BATCH on the wire (a line is at most 64 Ki characters, so always fits). */
+export function logBatches(entries: LogEntry[]): LogEntry[][] {
+  const batches: LogEntry[][] = [];
+  let batch: LogEntry[] = [];
+  let size = 0;
+  for (const entry of entries) {
+    const n = wireSize(entry);
+    if (batch.length && size + n > MAX_LOG_BATCH) {
+      batches.push(batch);
+      batch = [];
+      size = 0;
+    }
+    batch.push(entry);
+    size += n;
+  }
+  if (batch.length) batches.push(batch);
+  return batches;
+}
+
 /** Where a worker's console output goes: the supervisor's log for that worker (named by code key). */
 export function logSink(supervisor: SupervisorLink, codeKey: string, log: Logger): (entries: LogEntry[]) => void {
   return (entries) => {
     void supervisor
       .ready(1000)
-      .then((s) => s.remote.log(codeKey, entries))
+      .then(async (s) => {
+        for (const batch of logBatches(entries)) await supervisorCalls.run(() => s.remote.log(codeKey, batch));
+      })
       .catch((e: Error) => log.debug('dropped worker log entries', { error: e.message }));
   };
 }

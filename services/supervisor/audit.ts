@@ -4,10 +4,13 @@
  * breaks the chain; cutting entries off the end is caught by the head record (`audit.head`, the last
  * sequence number and MAC, rewritten atomically after every append). Without the master key nobody
  * can write a chain that verifies. Appends are fsync'd: an acknowledged action stays audited.
+ * Refusals (outcome `denied`) repeated by one actor are aggregated (audit-repeats.ts): a flood of them
+ * is written as a few entries and a summary with the count, so it cannot stall the supervisor.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { RefusalRepeats, type RepeatLimits } from './audit-repeats.ts';
 
 export interface AuditInput {
   /** Who: `admin:<token id>`, `sandbox:<cordon>`, `ingress`, `supervisor`. */
@@ -48,8 +51,11 @@ export class AuditLog {
   #last: string;
   #fd: number;
   #followers = new Set<(e: AuditEntry) => void>();
+  readonly #repeats: RefusalRepeats;
+  #closed = false;
 
-  constructor(dir: string, key: Buffer) {
+  constructor(dir: string, key: Buffer, repeatLimits?: RepeatLimits) {
+    this.#repeats = new RefusalRepeats((input) => this.#write(input), repeatLimits);
     this.#key = key;
     this.#file = join(dir, 'audit.log');
     this.#headFile = join(dir, 'audit.head');
@@ -59,7 +65,14 @@ export class AuditLog {
     this.#fd = openSync(this.#file, 'a', 0o600);
   }
 
-  append(input: AuditInput): AuditEntry {
+  /** Write an entry; a refusal repeated too often in its window is counted into a later summary instead (undefined). */
+  append(input: AuditInput): AuditEntry | undefined {
+    if (this.#closed) throw new Error('the audit log is closed');
+    if (input.outcome === 'denied' && !this.#repeats.admit(input)) return undefined;
+    return this.#write(input);
+  }
+
+  #write(input: AuditInput): AuditEntry {
     const base = { seq: this.#seq + 1, time: new Date().toISOString(), prev: this.#last, ...input };
     const entry: AuditEntry = { ...base, mac: macOf(this.#key, base) };
     writeSync(this.#fd, JSON.stringify(entry) + '\n');
@@ -89,6 +102,9 @@ export class AuditLog {
   }
 
   close(): void {
+    if (this.#closed) return;
+    this.#repeats.flush();
+    this.#closed = true;
     closeSync(this.#fd);
   }
 }

@@ -492,6 +492,9 @@ class RecordingChannel implements Channel {
   onClose(callback: (reason: Error) => void): void {
     this.#inner.onClose(callback);
   }
+  authenticated(): void {
+    this.#inner.authenticated();
+  }
 }
 
 function dial(path: string): Promise<Socket> {

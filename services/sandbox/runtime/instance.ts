@@ -101,6 +101,12 @@ const END_GRACE_MS = 1000;
  */
 const CALL_MARGIN_MS = 250;
 const MAX_LOG_BUFFER = 1000;
+/**
+ * What one worker may log per second (UTF-8 bytes of its messages): its log shares the cordon's session
+ * to the supervisor with every other worker's storage calls. Lines over it are counted, and the count
+ * is logged in their place.
+ */
+export const LOG_BYTES_PER_SECOND = 1024 * 1024;
 /** Serialised status line and headers; more is refused inside the isolate. */
 const MAX_HEAD = 256 * 1024;
 const MiB = 1024 * 1024;
@@ -211,6 +217,8 @@ export class WorkerInstance {
   #batch: { seq: number; meta: string; body: ArrayBuffer | null }[] = [];
   #logs: LogEntry[] = [];
   #logsDropped = 0;
+  #logWindowStart = 0;
+  #logWindowBytes = 0;
   #logSink: ((entries: LogEntry[]) => void) | undefined;
   #caps: CapabilityHost | undefined;
   /** The watchdogs armed now (requests, invocations, loading): the earliest deadline ends the isolate. */
@@ -904,12 +912,20 @@ export class WorkerInstance {
   }
 
   #log(level: string, message: string): void {
-    if (this.#logs.length >= MAX_LOG_BUFFER) {
+    const text = String(message);
+    const now = Date.now();
+    if (now - this.#logWindowStart >= 1000) {
+      this.#logWindowStart = now;
+      this.#logWindowBytes = 0;
+    }
+    this.#logWindowBytes += Buffer.byteLength(text, 'utf8');
+    if (this.#logs.length >= MAX_LOG_BUFFER || this.#logWindowBytes > LOG_BYTES_PER_SECOND) {
       this.#logsDropped++;
+      this.#scheduleFlush();
       return;
     }
     const lvl = (['debug', 'info', 'log', 'warn', 'error'].includes(level) ? level : 'log') as LogEntry['level'];
-    this.#logs.push({ level: lvl, message: String(message), time: Date.now() });
+    this.#logs.push({ level: lvl, message: text, time: now });
     this.#scheduleFlush();
   }
 
@@ -918,14 +934,14 @@ export class WorkerInstance {
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
-      this.#flush();
+      this.#flush(true);
     });
   }
 
-  /** Deliver what the worker logged so far. */
-  #flush(): void {
-    if (this.#logsDropped) {
-      this.#logs.push({ level: 'warn', message: `${this.#logsDropped} log lines dropped (more than ${MAX_LOG_BUFFER} at once)`, time: Date.now() });
+  /** Deliver what the worker logged so far; in the midst of a burst, its dropped lines are counted in one line when the second is over. */
+  #flush(midBurst = false): void {
+    if (this.#logsDropped && !(midBurst && Date.now() - this.#logWindowStart < 1000)) {
+      this.#logs.push({ level: 'warn', message: `${this.#logsDropped} log lines dropped: a worker may log ${MAX_LOG_BUFFER} lines at once and ${LOG_BYTES_PER_SECOND / MiB} MiB per second`, time: Date.now() });
       this.#logsDropped = 0;
     }
     const entries = this.#logs.splice(0);

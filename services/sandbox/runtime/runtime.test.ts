@@ -3,6 +3,7 @@ import { after, test } from 'node:test';
 import { webcrypto } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { WorkerRuntime, WorkerError } from './index.ts';
+import { LOG_BYTES_PER_SECOND } from './instance.ts';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import type { WireRequest } from '../../../schemas/http.ts';
@@ -494,4 +495,16 @@ test('returning something that is not a Response is a clear 500', async () => {
   assert.match(error!.detail, /not a Response/);
   const none = await run(worker(`export const x = 1;`));
   assert.match(none.error!.detail, /default/);
+});
+
+test('a log burst is cut at the per-second volume: the rest is counted in a marker line, never lost silently', async () => {
+  const { res, logs } = await run(worker(`export default { fetch() { const line = 'x'.repeat(65536); for (let i = 0; i < 1000; i++) console.log(line); return new Response('ok') } }`));
+  assert.equal(res!.status, 200);
+  const kept = logs.filter((l) => l.message.startsWith('x'));
+  const bytes = kept.reduce((n, l) => n + l.message.length, 0);
+  assert.ok(bytes <= LOG_BYTES_PER_SECOND, `${bytes} bytes of log delivered`);
+  const markers = logs.filter((l) => /log lines dropped/.test(l.message));
+  assert.ok(markers.length, 'a marker line says how many were dropped');
+  const dropped = markers.reduce((n, l) => n + Number(/^(\d+) log lines dropped/.exec(l.message)![1]), 0);
+  assert.equal(kept.length + dropped, 1000, 'every line is delivered or counted');
 });
