@@ -50,9 +50,9 @@ export function globRegExp(glob: string): RegExp {
   return new RegExp(`^${glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\/-]/g, '\\$&')).join('.*')}$`);
 }
 
-/** Module names the admin API accepts: letters, digits, `_ . -`. */
+/** A name the admin API accepts (letters, digits, `_ . -`; at most 256 characters), the extension kept. */
 function moduleName(content: Buffer, file: string): string {
-  return `${createHash('sha1').update(content).digest('hex')}-${basename(file).replace(/[^A-Za-z0-9_.-]/g, '_')}`;
+  return `${createHash('sha1').update(content).digest('hex')}-${basename(file).replace(/[^A-Za-z0-9_.-]/g, '_').slice(-200)}`;
 }
 
 /** The plugin that turns files matched by a rule into modules of their own, collected in `modules`. */
