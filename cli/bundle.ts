@@ -1,14 +1,92 @@
 /**
- * Bundling a worker for deploy: esbuild follows the entry's relative imports, strips TypeScript,
- * and leaves `cloudflare:*` built-ins to the runtime. Errors come back as `file:line:column: message`.
+ * Bundling a worker for deploy, as wrangler bundles it: esbuild with the `workerd`, `worker` and `browser`
+ * conditions and the `browser`, `module`, `main` fields (so packages without an `exports` map resolve and
+ * the Workers build of a package wins), ES2022, JSX allowed in `.js`, `cloudflare:*` left to the runtime.
+ * Files matched by a module rule (by default `.wasm` CompiledWasm, `.txt`/`.html` Text, `.bin` Data, plus
+ * the config's `rules`) are not inlined: each becomes a module of its own beside the bundle, named by a
+ * hash of its content as wrangler names it, and the runtime gives its default export (a
+ * WebAssembly.Module, a string, an ArrayBuffer). Errors come back as `file:line:column: message`.
  */
-import { build, type Message } from 'esbuild';
-import { relative } from 'node:path';
+import { build, type Message, type Plugin } from 'esbuild';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { basename, relative, resolve } from 'node:path';
 import { CliError } from './admin-client.ts';
+import type { BuildSettings, ModuleRule, RuleType } from './worker-config.ts';
+import type { WorkerModule } from '../schemas/worker.ts';
 
 export interface Bundle {
   mainModule: string;
-  modules: { name: string; type: 'esm'; content: string }[];
+  modules: WorkerModule[];
+}
+
+/** wrangler's default rules, applied after the config's own. */
+export const DEFAULT_RULES: ModuleRule[] = [
+  { type: 'Text', globs: ['**/*.txt', '**/*.html'] },
+  { type: 'Data', globs: ['**/*.bin'] },
+  { type: 'CompiledWasm', globs: ['**/*.wasm', '**/*.wasm?module'] },
+];
+
+const MODULE_TYPE: Record<RuleType, WorkerModule['type']> = { CompiledWasm: 'wasm', Text: 'text', Data: 'data' };
+
+/**
+ * The config's rules, then the defaults. As in wrangler, the first rule of a type ends that type unless it
+ * says `fallthrough: true`: later rules of the type are dropped, and a file only they match is an error.
+ */
+export function parseRules(userRules: ModuleRule[] = []): { rules: ModuleRule[]; dropped: ModuleRule[] } {
+  const rules: ModuleRule[] = [];
+  const dropped: ModuleRule[] = [];
+  const closed = new Set<RuleType>();
+  for (const rule of [...userRules, ...DEFAULT_RULES]) {
+    if (closed.has(rule.type)) dropped.push(rule);
+    else rules.push(rule);
+    if (rule.fallthrough !== true) closed.add(rule.type);
+  }
+  return { rules, dropped };
+}
+
+/** A rule's glob as wrangler matches it against the import specifier: `*` is any run of characters, `/` included. */
+export function globRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\/-]/g, '\\$&')).join('.*')}$`);
+}
+
+/** A name the admin API accepts (letters, digits, `_ . -`; at most 256 characters), the extension kept. */
+function moduleName(content: Buffer, file: string): string {
+  return `${createHash('sha1').update(content).digest('hex')}-${basename(file).replace(/[^A-Za-z0-9_.-]/g, '_').slice(-200)}`;
+}
+
+/** The plugin that turns files matched by a rule into modules of their own, collected in `modules`. */
+function moduleRules(settings: BuildSettings, modules: Map<string, WorkerModule>): Plugin {
+  const { rules, dropped } = parseRules(settings.rules);
+  return {
+    name: 'cordon-module-rules',
+    setup(b) {
+      for (const rule of rules) {
+        for (const glob of rule.globs) {
+          b.onResolve({ filter: globRegExp(glob) }, async (args) => {
+            if (args.pluginData === 'cordon-module-rules') return undefined;
+            // esbuild resolves the file (package exports and conditions included); then it is ours.
+            const found = await b.resolve(args.path.replace(/\?module$/, ''), { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: 'cordon-module-rules' });
+            if (found.errors.length) return { errors: found.errors };
+            const content = await readFile(found.path);
+            const name = moduleName(content, found.path);
+            const type = MODULE_TYPE[rule.type];
+            modules.set(name, { name, type, content: type === 'text' ? content.toString('utf8') : content.toString('base64') });
+            return { path: `./${name}`, external: true };
+          });
+        }
+      }
+      for (const rule of dropped) {
+        for (const glob of rule.globs) {
+          b.onResolve({ filter: globRegExp(glob) }, (args) => ({
+            errors: [{ text: `${args.path} matched the module rule ${JSON.stringify(rule)}, which is ignored because an earlier ${rule.type} rule does not say "fallthrough": true` }],
+          }));
+        }
+      }
+      // Without this, esbuild's answer is a hint to bundle for Node: say what is really missing.
+      b.onResolve({ filter: /^node:/ }, (args) => ({ errors: [{ text: `${args.path}: Node.js modules (nodejs_compat) are not available in Cordon yet` }] }));
+    },
+  };
 }
 
 function formatMessage(m: Message): string {
@@ -17,22 +95,36 @@ function formatMessage(m: Message): string {
   return `${where}error: ${m.text}${source}`;
 }
 
-export async function bundleWorker(entry: string): Promise<Bundle> {
+export async function bundleWorker(entry: string, settings: BuildSettings = {}): Promise<Bundle> {
+  const modules = new Map<string, WorkerModule>();
   try {
     const result = await build({
-      entryPoints: [entry],
+      entryPoints: [resolve(entry)],
+      absWorkingDir: settings.root ?? process.cwd(),
       bundle: true,
       format: 'esm',
-      platform: 'neutral',
-      target: 'es2023',
+      target: 'es2022',
+      platform: 'browser',
+      conditions: ['workerd', 'worker', 'browser'],
+      mainFields: ['browser', 'module', 'main'],
+      loader: { '.js': 'jsx', '.mjs': 'jsx', '.cjs': 'jsx' },
+      keepNames: true,
       external: ['cloudflare:*'],
+      // As wrangler: NODE_ENV from the deploying shell when it is set, then the config's `define`.
+      define: { ...(process.env.NODE_ENV ? { 'process.env.NODE_ENV': JSON.stringify(process.env.NODE_ENV) } : {}), ...settings.define },
+      alias: settings.alias,
+      minify: settings.minify,
+      jsxFactory: settings.jsxFactory,
+      jsxFragment: settings.jsxFragment,
+      tsconfig: settings.tsconfig,
+      plugins: [moduleRules(settings, modules)],
       write: false,
       logLevel: 'silent',
       outfile: 'worker.js',
     });
     const out = result.outputFiles.find((f) => f.path.endsWith('worker.js'));
     if (!out) throw new CliError('esbuild produced no output');
-    return { mainModule: 'worker.js', modules: [{ name: 'worker.js', type: 'esm', content: out.text }] };
+    return { mainModule: 'worker.js', modules: [{ name: 'worker.js', type: 'esm', content: out.text }, ...modules.values()] };
   } catch (e) {
     const errors = (e as { errors?: Message[] }).errors;
     if (errors?.length) throw new CliError(`could not bundle ${entry}:\n${errors.map(formatMessage).join('\n')}`);

@@ -113,6 +113,7 @@ async function main(argv: string[]): Promise<number> {
       // As wrangler: with neither an entry nor --config, the config file in this directory.
       const configPath = values.config ?? (positionals.length ? undefined : findWorkerConfig(process.cwd()));
       const file = configPath ? readWorkerConfig(configPath) : undefined;
+      for (const note of file?.notes ?? []) process.stderr.write(`cordon: note: ${note}\n`);
       if (positionals.length > 1) throw new CliError('deploy takes one entry file: cordon deploy <entry.js|entry.ts> --name <worker>');
       const entry = positionals[0] ?? file?.main;
       if (!entry) throw new CliError(`deploy needs an entry file, --config <file> with "main", or one of ${CONFIG_NAMES.join(', ')} in this directory`);
@@ -124,7 +125,7 @@ async function main(argv: string[]): Promise<number> {
         if (eq <= 0) throw new CliError(`--var takes KEY=VALUE, got ${JSON.stringify(kv)}`);
         vars[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
-      const bundle = await bundleWorker(entry);
+      const bundle = await bundleWorker(entry, file?.build);
       const limits: Record<string, number> = {
         cpuMs: positiveInt(values['cpu-ms'], '--cpu-ms') ?? file?.cpuMs ?? 1000,
         wallMs: positiveInt(values['wall-ms'], '--wall-ms') ?? file?.wallMs ?? 30_000,

@@ -36,12 +36,49 @@ test('bad config files fail with the file, position or field, and what is wrong'
   assert.equal(ok.main, join(dir, 'src/w.ts'));
 });
 
-test('with no file named, deploy finds cordon.jsonc before wrangler.jsonc in the directory, or nothing', () => {
+test('with no file named, deploy finds cordon.jsonc, then wrangler.json, .jsonc, .toml (wrangler\'s order) in the directory, or nothing', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-find-'));
   assert.equal(findWorkerConfig(dir), undefined);
+  writeFileSync(join(dir, 'wrangler.toml'), 'name = "t"\nmain = "a.js"\n');
+  assert.equal(findWorkerConfig(dir), join(dir, 'wrangler.toml'));
   writeFileSync(join(dir, 'wrangler.jsonc'), '{ "name": "w", "main": "a.js" }');
   assert.equal(findWorkerConfig(dir), join(dir, 'wrangler.jsonc'));
+  writeFileSync(join(dir, 'wrangler.json'), '{ "name": "j", "main": "a.js" }');
+  assert.equal(findWorkerConfig(dir), join(dir, 'wrangler.json'));
   writeFileSync(join(dir, 'cordon.jsonc'), '// ours\n{ "name": "c", "main": "a.js" }');
   assert.equal(findWorkerConfig(dir), join(dir, 'cordon.jsonc'));
   assert.equal(readWorkerConfig(findWorkerConfig(dir)!).name, 'c');
+});
+
+test('wrangler.toml is read as the JSON forms are, with TOML errors at their line and column', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-toml-'));
+  const f = join(dir, 'wrangler.toml');
+  writeFileSync(f, 'name = "t"\nmain = "src/w.ts"\nroutes = ["a.com/*"]\n[vars]\nA = "1"\nB = 2\n[triggers]\ncrons = ["* * * * *"]\n[[rules]]\ntype = "Text"\nglobs = ["**/*.sql"]\n[define]\nX = "1"\n');
+  const c = readWorkerConfig(f);
+  assert.equal(c.main, join(dir, 'src/w.ts'));
+  assert.deepEqual(c.routes, ['a.com/*']);
+  assert.deepEqual(c.vars, { A: '1', B: '2' });
+  assert.deepEqual(c.crons, ['* * * * *']);
+  assert.deepEqual(c.build.rules, [{ type: 'Text', globs: ['**/*.sql'] }]);
+  assert.deepEqual(c.build.define, { X: '1' });
+  writeFileSync(f, 'name = "t"\nmain = \n');
+  assert.throws(() => readWorkerConfig(f), /wrangler\.toml:2:\d+: /);
+});
+
+test('sections Cordon does not implement are refused together, each named with what to do; platform-only sections pass, ignored ones leave a note', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-sections-'));
+  const f = join(dir, 'wrangler.jsonc');
+  writeFileSync(f, JSON.stringify({ name: 'x', main: 'a.js', kv_namespaces: [{ binding: 'K', id: '1' }], durable_objects: { bindings: [{ name: 'D', class_name: 'C' }] }, compatibility_flags: ['nodejs_compat'], frobnicate: 1, observability: { enabled: true }, rules: [{ type: 'PythonModule', globs: ['**/*.py'] }] }));
+  assert.throws(
+    () => readWorkerConfig(f),
+    (e: Error) => {
+      for (const want of [/kv_namespaces: KV is not implemented/, /durable_objects: Durable Objects are not implemented/, /compatibility_flags: /, /frobnicate: a section Cordon does not know/, /rules: PythonModule/]) assert.match(e.message, want);
+      assert.doesNotMatch(e.message, /observability/);
+      return true;
+    },
+  );
+  // Empty sections ask for nothing.
+  writeFileSync(f, JSON.stringify({ name: 'x', main: 'a.js', kv_namespaces: [], compatibility_flags: [], no_bundle: false, observability: { enabled: true }, env: { staging: { vars: { A: 'b' } } } }));
+  const c = readWorkerConfig(f);
+  assert.deepEqual(c.notes, ['env ignored: environments are not read (there is no --env): the top level of the file is deployed']);
 });

@@ -1,17 +1,34 @@
 /**
- * The worker configuration file: Cloudflare's `wrangler.jsonc` / `wrangler.json` read unchanged
- * (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`, `triggers.crons`, `workflows`), plus Cordon's own
- * settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`, `origins`, `allow_eval`,
- * `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`). JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's).
+ * The worker configuration file: Cloudflare's `wrangler.toml` / `wrangler.json` / `wrangler.jsonc` read
+ * unchanged (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`, `triggers.crons`,
+ * `workflows`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`, `jsx_factory`, `jsx_fragment`,
+ * `tsconfig`), plus Cordon's own settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`,
+ * `origins`, `allow_eval`, `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`).
+ * JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's); TOML: smol-toml (TOML 1.0).
+ *
+ * Every other top-level section is either one that only concerns Cloudflare's own platform (accepted,
+ * nothing to do here), one Cordon does not honour (accepted with a note on stderr), or one Cordon does
+ * not implement yet: those are refused, all of them named in one error, so a worker never deploys to
+ * meet `undefined` where its config promised a binding.
  * This one reader serves every binding kind, so a new binding is one more field here.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { CliError } from './admin-client.ts';
 
 const Route = z.union([z.string(), z.object({ pattern: z.string(), zone_name: z.string().optional(), custom_domain: z.boolean().optional() })]);
+
+/** wrangler's module rule types; Cordon bundles the three the runtime has module types for. */
+const RULE_TYPES = ['ESModule', 'CommonJS', 'CompiledWasm', 'Text', 'Data', 'PythonModule', 'PythonRequirement'] as const;
+export type RuleType = 'CompiledWasm' | 'Text' | 'Data';
+export interface ModuleRule {
+  type: RuleType;
+  globs: string[];
+  fallthrough?: boolean;
+}
 
 const Config = z
   .object({
@@ -24,6 +41,13 @@ const Config = z
     limits: z.object({ cpu_ms: z.number().int().positive().optional() }).default({}),
     workflows: z.array(z.object({ name: z.string(), binding: z.string(), class_name: z.string() })).default([]),
     triggers: z.object({ crons: z.array(z.string()).default([]) }).default({ crons: [] }),
+    rules: z.array(z.object({ type: z.enum(RULE_TYPES), globs: z.array(z.string()).min(1), fallthrough: z.boolean().optional() })).default([]),
+    define: z.record(z.string(), z.string()).default({}),
+    alias: z.record(z.string(), z.string()).default({}),
+    minify: z.boolean().default(false),
+    jsx_factory: z.string().optional(),
+    jsx_fragment: z.string().optional(),
+    tsconfig: z.string().optional(),
     cordon: z
       .object({
         tenant: z.string().optional(),
@@ -38,6 +62,72 @@ const Config = z
       .default({ storage: [], directories: [], origins: [], allow_eval: false, limits: {} }),
   })
   .passthrough();
+
+/** Sections read above. */
+const HONOURED = new Set(Object.keys(Config.shape));
+
+/** Sections about Cloudflare's own platform (its account, dashboard, dev server, telemetry): nothing to do on Cordon. */
+const PLATFORM_ONLY = new Set(['$schema', 'account_id', 'workers_dev', 'preview_urls', 'observability', 'logpush', 'upload_source_maps', 'send_metrics', 'keep_vars', 'dev', 'usage_model', 'first_party_worker', 'compliance_region']);
+
+/** Sections with an effect on Cloudflare that Cordon does not give: deployed, with a note saying so. */
+const IGNORED: Record<string, string> = {
+  env: 'environments are not read (there is no --env): the top level of the file is deployed',
+  placement: 'Cordon runs the worker where the mesh runs it (no Smart Placement)',
+  tail_consumers: 'Tail Workers are not run; read the worker log with `cordon logs`',
+};
+
+const NOT_YET = 'not implemented in Cordon yet';
+/** Sections Cordon does not implement: refused at deploy, each with what to do instead. */
+const REFUSED: Record<string, string> = {
+  durable_objects: `Durable Objects are ${NOT_YET}; for state, a storage binding (cordon.storage: a per-worker SQLite database with key-value and SQL)`,
+  migrations: `Durable Object migrations: Durable Objects are ${NOT_YET}`,
+  kv_namespaces: `KV is ${NOT_YET}; a storage binding (cordon.storage) has get/put/delete/list with a different API`,
+  d1_databases: `D1 is ${NOT_YET}; a storage binding (cordon.storage) has SQL (sql.exec)`,
+  queues: `Queues are ${NOT_YET}; workflows run background work durably`,
+  services: `service bindings are ${NOT_YET}; call the other worker with fetch() on its route`,
+  worker_loaders: `the Worker Loader is ${NOT_YET}`,
+  r2_buckets: `R2 is ${NOT_YET}; a directory binding (cordon.directories) stores files`,
+  assets: `static assets are ${NOT_YET}; import small files as Text or Data modules (rules), or serve them elsewhere`,
+  site: `Workers Sites are ${NOT_YET}`,
+  legacy_assets: `static assets are ${NOT_YET}`,
+  vectorize: `Vectorize is ${NOT_YET}`,
+  ai: `Workers AI is ${NOT_YET}`,
+  hyperdrive: `Hyperdrive is ${NOT_YET} (nor are TCP sockets)`,
+  analytics_engine_datasets: `Analytics Engine is ${NOT_YET}`,
+  browser: `Browser Rendering is ${NOT_YET}`,
+  dispatch_namespaces: `Workers for Platforms dispatch is ${NOT_YET}`,
+  mtls_certificates: `mTLS certificate bindings are ${NOT_YET}`,
+  send_email: `Email bindings are ${NOT_YET}`,
+  secrets_store_secrets: `Secrets Store bindings are ${NOT_YET}; pass values with vars`,
+  images: `the Images binding is ${NOT_YET}`,
+  media: `the Media binding is ${NOT_YET}`,
+  version_metadata: `the version metadata binding is ${NOT_YET}`,
+  pipelines: `Pipelines are ${NOT_YET}`,
+  ratelimits: `rate-limit bindings are ${NOT_YET}`,
+  unsafe: `unsafe bindings are ${NOT_YET}`,
+  containers: `Containers are ${NOT_YET}`,
+  vpc_services: `VPC service bindings are ${NOT_YET}`,
+  logfwdr: `logfwdr bindings are ${NOT_YET}`,
+  streaming_tail_consumers: `Tail Workers are ${NOT_YET}`,
+  wasm_modules: `service-worker wasm_modules are ${NOT_YET}; import the .wasm file from the worker instead`,
+  text_blobs: `service-worker text_blobs are ${NOT_YET}; import the file from the worker instead (a Text module)`,
+  data_blobs: `service-worker data_blobs are ${NOT_YET}; import the file from the worker instead (a Data module)`,
+  compatibility_flags: `compatibility flags (nodejs_compat among them) are ${NOT_YET}; remove them, or deploy code that needs none`,
+  node_compat: `Node.js polyfills (node_compat) are ${NOT_YET}`,
+  build: `custom builds are not run by Cordon; run your build, then deploy with "main" naming its output`,
+  no_bundle: `deploying without bundling is ${NOT_YET}; remove no_bundle and let deploy bundle the worker`,
+  find_additional_modules: `find_additional_modules is ${NOT_YET}; import each module from the worker`,
+  base_dir: `base_dir is ${NOT_YET} (it goes with find_additional_modules)`,
+  preserve_file_names: `preserve_file_names is ${NOT_YET}`,
+};
+
+/** Whether a section says something: `false`, `[]` and `{}` ask for nothing and are accepted whatever the section. */
+function present(v: unknown): boolean {
+  if (v === undefined || v === null || v === false) return false;
+  if (Array.isArray(v)) return v.length > 0;
+  if (typeof v === 'object') return Object.keys(v).length > 0;
+  return true;
+}
 
 export interface WorkerConfig {
   name: string;
@@ -58,6 +148,22 @@ export interface WorkerConfig {
   cpuMs?: number;
   wallMs?: number;
   memoryMb?: number;
+  /** How the bundle is built, as wrangler builds it. */
+  build: BuildSettings;
+  /** Sections accepted without effect on Cordon, one line each, for the user to read. */
+  notes: string[];
+}
+
+export interface BuildSettings {
+  /** The directory `alias` and `tsconfig` are relative to (the config file's). */
+  root?: string;
+  rules?: ModuleRule[];
+  define?: Record<string, string>;
+  alias?: Record<string, string>;
+  minify?: boolean;
+  jsxFactory?: string;
+  jsxFragment?: string;
+  tsconfig?: string;
 }
 
 /** Where an offset falls in the text, as line:column (1-based). */
@@ -66,11 +172,26 @@ function position(text: string, offset: number): string {
   return `${before.length}:${before.at(-1)!.length + 1}`;
 }
 
-/** The config files `deploy` looks for in a directory when given neither an entry nor --config, in this order. */
-export const CONFIG_NAMES = ['cordon.jsonc', 'cordon.json', 'wrangler.jsonc', 'wrangler.json'];
+/** The config files `deploy` looks for in a directory when given neither an entry nor --config: Cordon's, then wrangler's in wrangler's order. */
+export const CONFIG_NAMES = ['cordon.jsonc', 'cordon.json', 'wrangler.json', 'wrangler.jsonc', 'wrangler.toml'];
 
 export function findWorkerConfig(dir: string): string | undefined {
   return CONFIG_NAMES.map((n) => join(dir, n)).find((f) => existsSync(f));
+}
+
+function parseText(file: string, text: string): unknown {
+  if (file.endsWith('.toml')) {
+    try {
+      return parseToml(text);
+    } catch (e) {
+      if (e instanceof TomlError) throw new CliError(`${file}:${e.line}:${e.column}: ${e.message.split('\n')[0]}`);
+      throw e;
+    }
+  }
+  const errors: ParseError[] = [];
+  const raw = parse(text, errors, { allowTrailingComma: true, disallowComments: false });
+  if (errors.length) throw new CliError(`${file}:${position(text, errors[0]!.offset)}: ${printParseErrorCode(errors[0]!.error)}`);
+  return raw;
 }
 
 export function readWorkerConfig(file: string): WorkerConfig {
@@ -80,21 +201,32 @@ export function readWorkerConfig(file: string): WorkerConfig {
   } catch (e) {
     throw new CliError(`cannot read ${file}: ${(e as Error).message}`);
   }
-  const errors: ParseError[] = [];
-  const raw = parse(text, errors, { allowTrailingComma: true, disallowComments: false });
-  if (errors.length) throw new CliError(`${file}:${position(text, errors[0]!.offset)}: ${printParseErrorCode(errors[0]!.error)}`);
+  const raw = parseText(file, text);
   const r = Config.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0]!;
     throw new CliError(`${file}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
   }
   const c = r.data;
+  const refused: string[] = [];
+  const notes: string[] = [];
+  for (const [section, value] of Object.entries(c)) {
+    if (HONOURED.has(section) || PLATFORM_ONLY.has(section) || !present(value)) continue;
+    if (Object.hasOwn(IGNORED, section)) notes.push(`${section} ignored: ${IGNORED[section]}`);
+    else refused.push(`  ${section}: ${Object.hasOwn(REFUSED, section) ? REFUSED[section] : 'a section Cordon does not know; remove it (or check its spelling)'}`);
+  }
+  for (const rule of c.rules) {
+    if (rule.type.startsWith('Python')) refused.push(`  rules: ${rule.type} modules are ${NOT_YET}`);
+    // wrangler applies JavaScript rules only with find_additional_modules; esbuild bundles JavaScript anyway.
+  }
+  if (refused.length) throw new CliError(`${file}: Cordon cannot deploy this worker as configured:\n${refused.join('\n')}`);
   const bound = new Set([...c.cordon.storage, ...c.cordon.directories]);
   for (const w of c.workflows) if (bound.has(w.binding)) throw new CliError(`${file}: workflows: binding ${w.binding} is also a storage or directory binding`);
   const routes = [...(c.route ? [c.route] : []), ...c.routes].map((x) => (typeof x === 'string' ? x : x.pattern));
+  const root = dirname(resolve(file));
   return {
     name: c.name,
-    main: resolve(dirname(file), c.main),
+    main: resolve(root, c.main),
     tenant: c.cordon.tenant,
     cordon: c.cordon.cordon,
     routes,
@@ -109,5 +241,16 @@ export function readWorkerConfig(file: string): WorkerConfig {
     workflows: c.workflows.map((w) => ({ name: w.name, binding: w.binding, className: w.class_name })),
     wallMs: c.cordon.limits.wall_ms,
     memoryMb: c.cordon.limits.memory_mb,
+    build: {
+      root,
+      rules: c.rules.filter((x): x is ModuleRule => x.type === 'CompiledWasm' || x.type === 'Text' || x.type === 'Data'),
+      define: c.define,
+      alias: c.alias,
+      minify: c.minify,
+      jsxFactory: c.jsx_factory,
+      jsxFragment: c.jsx_fragment,
+      tsconfig: c.tsconfig && resolve(root, c.tsconfig),
+    },
+    notes,
   };
 }

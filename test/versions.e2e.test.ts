@@ -104,6 +104,6 @@ describe('worker versions', () => {
     assert.equal(await res.text(), 'from cordon.jsonc');
     const none = await mesh.cli(['deploy'], mkdtempSync(join(tmpdir(), 'cordon-empty-')));
     assert.equal(none.code, 1);
-    assert.match(none.stderr, /one of cordon\.jsonc, cordon\.json, wrangler\.jsonc, wrangler\.json in this directory/);
+    assert.match(none.stderr, /one of cordon\.jsonc, cordon\.json, wrangler\.json, wrangler\.jsonc, wrangler\.toml in this directory/);
   });
 });

@@ -21,6 +21,7 @@ import { makeCaches } from './cache-api.ts';
 import { CloseEvent, MessageEvent, setSocketHost, WebSocket, WebSocketPair } from './websocket.ts';
 import { makeStep, NonRetryableError, SUSPEND, workflowBinding, type ValueCodec } from './workflow-step.ts';
 import { decodeWire, encodeWire } from './wire-codec.ts';
+import { addEventListener, removeEventListener, serviceWorkerHandler } from './service-worker.ts';
 
 interface HostCallbacks {
   log(level: string, message: string): void;
@@ -203,7 +204,7 @@ function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>())
 }
 g.structuredClone = (v: unknown) => structuredCloneImpl(v);
 
-Object.assign(g, { WebSocket, WebSocketPair, MessageEvent, CloseEvent, CryptoKey, TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
+Object.assign(g, { addEventListener, removeEventListener, WebSocket, WebSocketPair, MessageEvent, CloseEvent, CryptoKey, TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));
@@ -332,6 +333,12 @@ function loaded(namespace: Record<string, unknown>): string {
     handler = namespace.default as Handler | HandlerClass | undefined;
   } catch (e) {
     return show(e);
+  }
+  // Service-worker syntax: no default export, listeners instead; its bindings are globals, as in Workers.
+  const listening = serviceWorkerHandler();
+  if (handler === undefined && listening) {
+    handler = listening;
+    for (const [name, value] of Object.entries(env)) if (!Object.hasOwn(g, name)) g[name] = value;
   }
   return '';
 }

@@ -1,0 +1,112 @@
+/**
+ * Cloudflare projects deployed as their users lay them out, through the CLI and a real mesh: npm packages
+ * without an `exports` map, the `workerd` condition, module rules (.wasm, .html, .txt, .bin, and .sql by a
+ * rule), wrangler.toml, service-worker syntax, create-cloudflare's own templates unchanged, and the
+ * sections Cordon does not implement refused at deploy, by name.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+
+const PROJECTS = join(ROOT, 'test/fixtures/projects');
+/** The templates `npm create cloudflare` copies, from the package (a devDependency). */
+function templatesDir(): string | undefined {
+  try {
+    return join(dirname(fileURLToPath(import.meta.resolve('create-cloudflare'))), '..', 'templates');
+  } catch {
+    return undefined;
+  }
+}
+const TEMPLATES = templatesDir() ?? '';
+const noTemplates = !existsSync(TEMPLATES) && process.env.CORDON_REQUIRE_ALL !== '1' ? 'create-cloudflare is not installed (npm install)' : false;
+
+/** A template or fixture copied as `npm create cloudflare` would leave it, outside the repository. */
+function project(from: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-project-'));
+  cpSync(from, dir, { recursive: true });
+  return dir;
+}
+
+describe('deploying Cloudflare projects unchanged', () => {
+  let mesh: TestMesh;
+  before(async () => {
+    mesh = await startTestMesh();
+  });
+  after(async () => {
+    await mesh?.stop();
+  });
+
+  const get = (path: string) =>
+    waitFor(`GET ${path}`, async () => {
+      const res = await fetch(`${mesh.httpUrl}${path}`);
+      return res.status === 200 ? res : undefined;
+    });
+
+  test('npm packages without exports, the workerd condition, JSX in .js, and .wasm/.html/.txt/.bin/.sql modules', async () => {
+    const r = await mesh.cli(['deploy', '--route', '*/npm*'], project(join(PROJECTS, 'npm-style')));
+    assert.equal(r.code, 0, r.stderr);
+    const body = await (await get('/npm')).json();
+    assert.deepEqual(body, {
+      where: 'module',
+      build: 'workerd',
+      kind: 'commonjs main',
+      page: '<p>from a package</p>\n',
+      hello: 'hello from a text file\n',
+      index: '<h1>Hello</h1>\n',
+      four: [0, 1, 2, 255],
+      fourIsArrayBuffer: true,
+      add: 42,
+      schema: 'SELECT 1;\n',
+      jsx: '<b>bold</b>',
+    });
+  });
+
+  test('a wrangler.toml project: routes, vars and define from the TOML', async () => {
+    const r = await mesh.cli(['deploy'], project(join(PROJECTS, 'toml')));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^deployed default\/toml-worker version [0-9a-f]{64} on \*\/toml\*$/m);
+    assert.equal(await (await get('/toml')).text(), 'hello from toml (defined)');
+  });
+
+  test('a service-worker project (addEventListener, vars as globals)', async () => {
+    const r = await mesh.cli(['deploy', '--route', '*/sw*'], project(join(PROJECTS, 'service-worker')));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await (await get('/sw/x')).text(), 'hello from a service worker at /sw/x');
+  });
+
+  test('sections Cordon does not implement are refused, every one named, and nothing is deployed', async () => {
+    const r = await mesh.cli(['deploy', '--route', '*/refused*'], project(join(PROJECTS, 'refused')));
+    assert.equal(r.code, 1);
+    for (const section of ['kv_namespaces: KV is not implemented', 'd1_databases: D1 is not implemented', 'services: service bindings are not implemented', 'worker_loaders: the Worker Loader is not implemented']) {
+      assert.ok(r.stderr.includes(section), `${section} in: ${r.stderr}`);
+    }
+    assert.doesNotMatch(r.stderr, /observability/, 'a section about Cloudflare\'s platform only is no reason to refuse');
+    const list = await mesh.cli(['workers']);
+    assert.doesNotMatch(list.stdout, /refused/);
+    // The workers deployed before are unharmed.
+    assert.equal(await (await get('/toml')).text(), 'hello from toml (defined)');
+  });
+
+  test('create-cloudflare\'s hello-world templates (TypeScript and JavaScript) deploy unchanged and answer', { skip: noTemplates }, async () => {
+    for (const lang of ['ts', 'js']) {
+      const r = await mesh.cli(['deploy', '--name', `hello-world-${lang}`, '--route', `*/c3-hello-${lang}`], project(join(TEMPLATES, 'hello-world', lang)));
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await (await get(`/c3-hello-${lang}`)).text(), 'Hello World!');
+    }
+  });
+
+  test('create-cloudflare\'s Durable Object and Queues templates are refused with what is missing', { skip: noTemplates }, async () => {
+    const dobj = await mesh.cli(['deploy', '--name', 'do', '--route', '*/do'], project(join(TEMPLATES, 'hello-world-durable-object', 'ts')));
+    assert.equal(dobj.code, 1);
+    assert.match(dobj.stderr, /durable_objects: Durable Objects are not implemented in Cordon yet/);
+    assert.match(dobj.stderr, /migrations: /);
+    const queues = await mesh.cli(['deploy', '--name', 'q', '--route', '*/q'], project(join(TEMPLATES, 'queues', 'ts')));
+    assert.equal(queues.code, 1);
+    assert.match(queues.stderr, /queues: Queues are not implemented in Cordon yet/);
+    assert.equal(await (await get('/c3-hello-ts')).text(), 'Hello World!', 'the workers already deployed keep serving');
+  });
+});
