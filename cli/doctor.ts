@@ -29,7 +29,7 @@ export async function probeSandbox(): Promise<ProbeResult> {
     child.stderr!.on('data', (d) => (err += d));
     const code = await new Promise<number | string>((r) => child.on('exit', (c, sig) => r(sig ?? c ?? -1)));
     const line = out.trim().split('\n').pop() ?? '';
-    // Its exit code is not looked at: isolated-vm may crash on exit after a memory-limit disposal (security-notes F1).
+    // Its exit code is not looked at: isolated-vm may crash on exit after a memory-limit disposal (docs/security.md, "What the code relies on").
     if (!line.startsWith('{')) throw new Error(`the probe process ended with ${code} before reporting: ${err.trim().slice(-500) || out.trim().slice(-500)}`);
     return JSON.parse(line) as ProbeResult;
   } finally {

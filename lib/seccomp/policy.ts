@@ -2,7 +2,7 @@
  * The sandbox process's syscall policy, compiled to a classic BPF program for seccomp (x86-64).
  * Built here rather than with libseccomp: the policy is a table, the program is a straight list of
  * comparisons, and this way nothing but a 40-line addon (native/seccomp.c) has to be compiled — no
- * library to install on the host. The measured basis is security-notes §3.4: path syscalls fail with
+ * library to install on the host. The measured basis is in docs/security.md ("seccomp"): path syscalls fail with
  * EACCES (glibc's malloc opens /proc files from threads; a kill there would crash the cordon), the
  * syscalls below are allowed, and everything else kills the process.
  */

@@ -1,7 +1,7 @@
 /**
  * Deciding whether a worker may fetch a URL, and pinning the address it will connect to. One parser
  * (WHATWG URL) reads the URL for both the decision and the dial, so no spelling can mean one host to
- * the check and another to the connection (security-notes F11). Names are resolved here, every
+ * the check and another to the connection (docs/security.md, "One URL parser"). Names are resolved here, every
  * answer is checked, and the connection goes to an address that was checked: there is no second
  * lookup for a rebinding DNS server to answer differently. Names that are not public (special-use
  * names such as `localhost` or `*.internal`, single labels) are refused before any lookup, so no

@@ -85,7 +85,7 @@ export class WorkerError extends Error {
 const WATCHDOG_MS = 10;
 const DIGESTS: Record<string, string> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
 // V8's code cache for the init half (the same source for the whole process; ours, so the cache not
-// being checked against its source — security-notes §1 — is no risk here). Saves ~1.3 ms per isolate.
+// being checked against its source — docs/security.md, "What the code relies on" — is no risk here). Saves ~1.3 ms per isolate.
 let initCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
 let rehearsedCache = false;
 const MAX_DIGEST_INPUT = 64 * 1024 * 1024;
