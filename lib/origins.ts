@@ -1,6 +1,11 @@
 /** Origins as deploys declare them and operators grant them: `scheme://host:port`, one spelling each. */
+import { CordonError } from './errors.ts';
 
-export class OriginError extends Error {}
+export class OriginError extends CordonError {
+  constructor(message: string) {
+    super(message, { status: 400 });
+  }
+}
 
 /** `text` as `scheme://host:port` (default port filled in), or an OriginError saying why it is not just an origin. */
 export function parseOrigin(text: string): string {

@@ -11,6 +11,7 @@
  * and a full-width `ａｄｍｉｎ.b.example` are all the one host `admin.b.example`.
  */
 import tr46 from 'tr46';
+import { CordonError } from './errors.ts';
 
 export interface CompiledRoute<T> {
   /** The pattern with its host normalised. */
@@ -30,9 +31,9 @@ export interface HostOwner {
   tenant: string;
 }
 
-export class RoutePatternError extends Error {
+export class RoutePatternError extends CordonError {
   constructor(pattern: string, why: string) {
-    super(`invalid route pattern ${JSON.stringify(pattern)}: ${why}`);
+    super(`invalid route pattern ${JSON.stringify(pattern)}: ${why}`, { status: 400 });
     this.name = 'RoutePatternError';
   }
 }

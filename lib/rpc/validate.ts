@@ -1,13 +1,15 @@
 /**
  * Runtime validation of what a less trusted peer sends. TypeScript types say nothing at run time:
  * a peer can send a stub, a getter-laden object or a 100 MB string where a short string is declared.
- * Schemas are zod; this module turns a failure into one clear TypeError that names the argument.
+ * Schemas are zod; this module turns a failure into one clear error that names the argument.
  */
 import { z } from 'zod';
+import { CordonError } from '../errors.ts';
 
-export class ValidationError extends TypeError {
+/** A peer sent what its contract does not allow: 400, and a refusal (a compromised peer probing is worth an audit entry). */
+export class ValidationError extends CordonError {
   constructor(message: string) {
-    super(message);
+    super(message, { status: 400, refusal: true });
     this.name = 'ValidationError';
   }
 }

@@ -8,7 +8,8 @@ import { RpcTarget } from 'capnweb';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { check, bytes, ValidationError } from '../../lib/rpc/validate.ts';
+import { check, bytes } from '../../lib/rpc/validate.ts';
+import { CordonError } from '../../lib/errors.ts';
 import { Membrane } from '../../lib/rpc/membrane.ts';
 import { CACHE_HANDLE, FETCH_HANDLE, type CacheApi, type DirectoryApi, type StorageMethod, type FetcherApi, type FetchResponse, type SqlResult, type StorageApi } from '../../schemas/capabilities.ts';
 import type { RpcStub } from 'capnweb';
@@ -16,9 +17,9 @@ import type { EgressLink } from './ports.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import type { AuditLog } from './audit.ts';
 import type { WorkflowsApi } from '../../schemas/workflows.ts';
-import { SqlError, LIMITS } from './sql-storage.ts';
+import { LIMITS } from './sql-storage.ts';
 import { SqlPool, type PooledDatabase } from './sql-pool.ts';
-import { DirectoryError, WorkerDirectory } from './directory.ts';
+import { WorkerDirectory } from './directory.ts';
 
 const Query = z.string().max(LIMITS.statementBytes * 4);
 const SqlBindings = z.array(z.union([z.string(), z.number(), z.null(), bytes(LIMITS.valueBytes)])).max(LIMITS.boundParameters);
@@ -29,13 +30,16 @@ const Value = bytes(LIMITS.valueBytes);
 
 type Audit = (action: string, error: Error) => void;
 
-/** Turn a refusal into a plain error for the tenant (no host stack) and audit it. */
+/**
+ * Turn a CordonError into a plain error with its message for the tenant (no host stack), auditing it
+ * when it is a refusal; any other error is the host's own and says only that the call failed.
+ */
 async function guarded<T>(audit: Audit, action: string, fn: () => T | Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    if (e instanceof SqlError || e instanceof DirectoryError || e instanceof ValidationError) {
-      if (e instanceof ValidationError || /not authorized|EINVAL|ELOOP|quota|EDQUOT/.test(`${e.message} ${(e as DirectoryError).code ?? ''}`)) audit(action, e);
+    if (e instanceof CordonError) {
+      if (e.refusal) audit(action, e);
       throw new Error(e.message);
     }
     throw new Error(`${action} failed`);

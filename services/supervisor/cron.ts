@@ -6,12 +6,17 @@
  * same trigger still going is skipped (croner's `protect`).
  */
 import { Cron } from 'croner';
+import { CordonError } from '../../lib/errors.ts';
 import type { RpcStub } from 'capnweb';
 import type { Logger } from '../../lib/log.ts';
 import type { WorkerRunner } from '../../schemas/services.ts';
 import type { CodeStore } from './store.ts';
 
-export class CronError extends Error {}
+export class CronError extends CordonError {
+  constructor(message: string) {
+    super(message, { status: 400 });
+  }
+}
 
 /** A cron expression as Cloudflare takes it: five fields, checked by parsing it. */
 export function checkCron(expr: string): string {

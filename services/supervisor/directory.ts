@@ -8,11 +8,19 @@
  */
 import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { CordonError } from '../../lib/errors.ts';
 
-export class DirectoryError extends Error {
+/**
+ * The codes that are refusals: a path the parser rejects, a link or special file, the quota. A
+ * missing file or a name already taken is the worker's ordinary business, not audited.
+ */
+const REFUSALS = new Set(['EINVAL', 'ELOOP', 'EDQUOT']);
+const STATUS: Record<string, number> = { ENOENT: 404, EEXIST: 409, EDQUOT: 507 };
+
+export class DirectoryError extends CordonError {
   readonly code: string;
   constructor(code: string, message: string) {
-    super(message);
+    super(message, { status: STATUS[code] ?? 400, refusal: REFUSALS.has(code) });
     this.name = 'DirectoryError';
     this.code = code;
   }

@@ -11,20 +11,21 @@
  * - the same pattern (in its normalised spelling) is never served for two tenants.
  * Everything here takes normalised patterns (lib/routes.ts) and only decides; the store keeps the rows.
  */
+import { CordonError } from '../../lib/errors.ts';
 import { hostsOverlap, hostWithin, parseRoutePattern } from '../../lib/routes.ts';
 import type { HostAssignment } from '../../schemas/routes.ts';
 
-export class RouteConflictError extends Error {
+export class RouteConflictError extends CordonError {
   constructor(message: string) {
-    super(message);
+    super(message, { status: 409 });
     this.name = 'RouteConflictError';
   }
 }
 
 /** A tenant-bound token asked to route on a host no one assigned to its tenant. */
-export class HostNotAssignedError extends Error {
+export class HostNotAssignedError extends CordonError {
   constructor(message: string) {
-    super(message);
+    super(message, { status: 403, refusal: true });
     this.name = 'HostNotAssignedError';
   }
 }

@@ -5,11 +5,12 @@
  * another worker or version does not open.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { CordonError } from '../../lib/errors.ts';
 
 const IV = 12;
 const TAG = 16;
 
-export class SealError extends Error {
+export class SealError extends CordonError {
   constructor(message: string) {
     super(message);
     this.name = 'SealError';

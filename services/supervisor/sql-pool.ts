@@ -37,8 +37,8 @@ export interface SqlRequest {
   args: unknown[];
   deadline: number;
 }
-/** SQL process → supervisor, one per request in order. `sql`: the error is the tenant's own (SqlError). */
-export type SqlReply = ({ ok: unknown } | { error: string; sql: boolean }) & { id: number; inTransaction: boolean };
+/** SQL process → supervisor, one per request in order. `sql`: the error is the tenant's own (SqlError); `refusal`: its flag. */
+export type SqlReply = ({ ok: unknown } | { error: string; sql: boolean; refusal: boolean }) & { id: number; inTransaction: boolean };
 
 export interface SqlPoolOptions {
   /** SQL processes at most. */
@@ -220,7 +220,7 @@ export class SqlPool {
     const db = call.db;
     this.#transaction(db, reply.inTransaction, call.deadline);
     if ('ok' in reply) this.#settle(call, undefined, reply.ok);
-    else this.#settle(call, reply.sql ? new SqlError(reply.error) : new Error(reply.error));
+    else this.#settle(call, reply.sql ? new SqlError(reply.error, reply.refusal) : new Error(reply.error));
     if (db.waiting.length) this.#pump(db);
     else if (slot.sent.length === 0 && !db.inTransaction) this.#release(db);
   }

@@ -12,6 +12,7 @@
 import { DatabaseSync, constants as C, type StatementSync } from 'node:sqlite';
 import { statSync } from 'node:fs';
 import type { SqlResult, SqlValue } from '../../schemas/capabilities.ts';
+import { CordonError } from '../../lib/errors.ts';
 
 export const LIMITS = {
   statementBytes: 100 * 1024,
@@ -28,9 +29,13 @@ export const LIMITS = {
 export type { SqlValue };
 export type ExecResult = SqlResult;
 
-export class SqlError extends Error {
-  constructor(message: string) {
-    super(message);
+/**
+ * What tenant SQL or the pool refused or failed with; the message is for the tenant. `refusal`: the
+ * authorizer denied the statement or the quota stopped it (audited); a failing query is not one.
+ */
+export class SqlError extends CordonError {
+  constructor(message: string, refusal = false) {
+    super(message, { status: refusal ? 403 : 400, refusal });
     this.name = 'SqlError';
   }
 }
@@ -181,7 +186,7 @@ export class WorkerDatabase {
     this.#denied = undefined;
     // Preparing VACUUM consults no authorizer action, so the ATTACH rule above would only see it
     // running: refuse it here, as the authorizer would, before it can write a copy anywhere.
-    if (/^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?(?:\*\/|$))*VACUUM\b/i.test(sql)) throw new SqlError('not authorized: ATTACH, DETACH and VACUUM are not allowed');
+    if (/^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?(?:\*\/|$))*VACUUM\b/i.test(sql)) throw new SqlError('not authorized: ATTACH, DETACH and VACUUM are not allowed', true);
     const stmt = this.#db.prepare(sql);
     const columns = stmt.columns().map((c) => c.name);
     if (columns.length > 0) {
@@ -258,8 +263,8 @@ export class WorkerDatabase {
 
   #explain(e: unknown): SqlError {
     const msg = (e as Error)?.message ?? String(e);
-    if (this.#denied) return new SqlError(`not authorized: ${this.#denied}`);
-    if (/database or disk is full/i.test(msg)) return new SqlError(`database quota of ${this.#quotaBytes} bytes exceeded; nothing of this statement was written`);
+    if (this.#denied) return new SqlError(`not authorized: ${this.#denied}`, true);
+    if (/database or disk is full/i.test(msg)) return new SqlError(`database quota of ${this.#quotaBytes} bytes exceeded; nothing of this statement was written`, true);
     return new SqlError(msg.replace(/^Error: /, ''));
   }
 

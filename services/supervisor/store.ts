@@ -12,6 +12,7 @@
  */
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
+import { CordonError } from '../../lib/errors.ts';
 import { open, seal, newWorkerKey, unwrapWorkerKey, SealError } from './sealing.ts';
 import { blobOid, type History } from './history.ts';
 import { Statements } from './statements.ts';
@@ -48,16 +49,17 @@ export interface VersionInput {
   routes: string[];
 }
 
-export class TamperedError extends Error {
+/** 500: the stored code is not what was stored, which is no caller's mistake. */
+export class TamperedError extends CordonError {
   constructor(workerId: string, version: string, why: string) {
     super(`stored code of ${workerId} version ${version} failed its integrity check: ${why}`);
     this.name = 'TamperedError';
   }
 }
 
-export class UnknownVersionError extends Error {
+export class UnknownVersionError extends CordonError {
   constructor(id: string, version: string) {
-    super(`worker ${id} has no version ${version}`);
+    super(`worker ${id} has no version ${version}`, { status: 404 });
     this.name = 'UnknownVersionError';
   }
 }

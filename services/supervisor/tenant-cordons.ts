@@ -5,6 +5,7 @@
  * supervisor's admin database; a cordon no longer configured simply drops out of them.
  */
 import type Database from 'better-sqlite3';
+import { CordonError } from '../../lib/errors.ts';
 
 export class TenantCordons {
   readonly #db: Database.Database;
@@ -40,9 +41,9 @@ export class TenantCordons {
   }
 }
 
-export class UnknownCordonError extends Error {
+export class UnknownCordonError extends CordonError {
   constructor(unknown: string[], configured: string[]) {
-    super(`unknown cordon ${unknown.join(', ')}; this mesh runs: ${configured.join(', ')}`);
+    super(`unknown cordon ${unknown.join(', ')}; this mesh runs: ${configured.join(', ')}`, { status: 400 });
     this.name = 'UnknownCordonError';
   }
 }

@@ -1,9 +1,9 @@
+import { CordonError } from '../../../lib/errors.ts';
+
 /** What the workflows engine and its store refuse, with the HTTP status the admin API answers with. */
-export class WorkflowError extends Error {
-  readonly status: number;
+export class WorkflowError extends CordonError {
   constructor(status: number, message: string) {
-    super(message);
+    super(message, { status });
     this.name = 'WorkflowError';
-    this.status = status;
   }
 }
