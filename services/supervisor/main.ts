@@ -12,7 +12,7 @@ import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
 import { CronScheduler } from './cron.ts';
 import { WorkerLogs } from './logs.ts';
-import { createAdminServer } from './admin.ts';
+import { createAdminServer } from './admin/server.ts';
 import Database from 'better-sqlite3';
 import { loadAdminToken } from '../../lib/admin-token.ts';
 import { TokenStore } from './tokens.ts';

@@ -1,21 +1,19 @@
 /**
- * The host routes of the admin API: which tenant owns which hosts (hosts.ts). Only the operator — an
+ * The host routes of the admin API: which tenant owns which hosts (../hosts.ts). Only the operator — an
  * admin token bound to no tenant — assigns, transfers or releases a host; every change is audited and
  * pushed to ingress at once. A tenant-bound token lists its own tenant's hosts.
  */
 import { z } from 'zod';
-import { check } from '../../lib/rpc/validate.ts';
-import { TenantName } from '../../schemas/worker.ts';
-import { HttpError, readJson, send, type Call, type Route } from './admin.ts';
-import type { CodeStore } from './store.ts';
-import type { RouteHub } from './ports.ts';
-import type { AuditLog } from './audit.ts';
+import { check } from '../../../lib/rpc/validate.ts';
+import { TenantName } from '../../../schemas/worker.ts';
+import { HttpError, readJson, send } from './http.ts';
+import type { AdminDeps, Call, Route } from './route.ts';
 
 function operatorOnly(call: Call): void {
   if (call.who.tenant !== undefined) throw new HttpError(403, `hosts are assigned by the operator: this token is bound to tenant ${call.who.tenant}; use an admin token bound to no tenant`);
 }
 
-export function hostRoutes(deps: { store: CodeStore; hub: RouteHub; audit: AuditLog }): Route[] {
+export function hostRoutes(deps: Pick<AdminDeps, 'store' | 'hub' | 'audit'>): Route[] {
   const { store, hub, audit } = deps;
   return [
     {

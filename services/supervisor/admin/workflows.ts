@@ -7,8 +7,8 @@ import { z } from 'zod';
 import { check } from '../../../lib/rpc/validate.ts';
 import { TenantName } from '../../../schemas/worker.ts';
 import { EventType, InstanceId, STATUSES, WorkflowName, type InstanceStatus } from '../../../schemas/workflows.ts';
-import { ownTenant, readJson, send, type Call, type Route } from '../admin.ts';
-import type { WorkflowEngine } from './engine.ts';
+import { readJson, send } from './http.ts';
+import { ownTenant, type AdminDeps, type Call, type Route } from './route.ts';
 
 const wire = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 const plain = (s: InstanceStatus) => ({
@@ -17,7 +17,7 @@ const plain = (s: InstanceStatus) => ({
   steps: s.steps.map((st) => ({ ...st, output: st.output === undefined ? undefined : JSON.parse(st.output) })),
 });
 
-export function workflowRoutes(engine: WorkflowEngine): Route[] {
+export function workflowRoutes({ workflows: engine }: Pick<AdminDeps, 'workflows'>): Route[] {
   const at = (call: Call) => {
     const [tenant, workflow, id] = call.params;
     check(TenantName, tenant, 'tenant');
