@@ -112,8 +112,8 @@ function bound(call: Call): void {
     const bits = Number(alg!.modulusLength);
     if (bits > MAX_RSA_GENERATE_BITS) throw new Refused(`RSA key generation is limited to ${MAX_RSA_GENERATE_BITS}-bit moduli (requested ${bits}); import larger keys instead`, 'NotSupportedError');
     const e = alg!.publicExponent;
-    const exponent = e instanceof Uint8Array || e instanceof ArrayBuffer ? Buffer.from(e as Uint8Array).toString('hex').replace(/^0+/, '') : '';
-    if (exponent !== '3' && exponent !== '010001') throw new Refused('RSA publicExponent must be 3 or 65537', 'OperationError');
+    const exponent = e instanceof ArrayBuffer || e instanceof Uint8Array ? new Uint8Array(e).reduce((n, b) => n * 256 + b, 0) : 0;
+    if (exponent !== 3 && exponent !== 65537) throw new Refused('RSA publicExponent must be 3 or 65537', 'OperationError');
   }
 }
 
@@ -139,9 +139,10 @@ async function store(key: Key, extractable: boolean): Promise<WireKey> {
   return { type: key.type, algorithm, extractable, usages: [...key.usages], data };
 }
 
-/** ECDH and X25519 name the peer's public key in the algorithm. */
+/** ECDH and X25519 name the peer's public key in the algorithm; RSA's publicExponent is a Uint8Array. */
 async function withKeys(d: WireDict | undefined): Promise<webcrypto.Algorithm> {
   const out: Record<string, unknown> = { ...d };
+  if (d?.publicExponent instanceof ArrayBuffer) out.publicExponent = new Uint8Array(d.publicExponent);
   const peer = d?.public;
   if (peer && typeof peer === 'object' && 'data' in peer) out.public = await load(peer as WireKey);
   return out as unknown as webcrypto.Algorithm;
