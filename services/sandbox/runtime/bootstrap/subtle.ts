@@ -55,14 +55,12 @@ function wireOf(key: unknown, what: string): WireKey {
 }
 
 function buffer(data: unknown, what: string): ArrayBuffer {
-  let out: ArrayBuffer;
-  if (data instanceof ArrayBuffer) out = data.slice(0);
-  else if (ArrayBuffer.isView(data)) out = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
-  else throw new TypeError(`${what} must be an ArrayBuffer or ArrayBufferView`);
-  if (out.byteLength > MAX_CRYPTO_DATA) {
-    throw new DOMException(`${what} is ${out.byteLength} bytes, over this runtime's limit of ${MAX_CRYPTO_DATA} bytes per crypto.subtle call; process it in parts`, 'QuotaExceededError');
+  const view = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
+  if (!view) throw new TypeError(`${what} must be an ArrayBuffer or ArrayBufferView`);
+  if (view.byteLength > MAX_CRYPTO_DATA) {
+    throw new DOMException(`${what} is ${view.byteLength} bytes, over this runtime's limit of ${MAX_CRYPTO_DATA} bytes per crypto.subtle call; process it in parts`, 'QuotaExceededError');
   }
-  return out;
+  return view.slice().buffer;
 }
 
 // The members of every WebCrypto algorithm dictionary; others are not read (as WebIDL dictionaries are not).
