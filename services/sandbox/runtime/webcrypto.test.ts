@@ -278,8 +278,8 @@ test('hostile use: wrong usages, non-extractable export, forged and cloned keys,
     };`);
   assert.match(out.signWithVerifyKey, /^InvalidAccessError/);
   assert.match(out.badUsage, /^SyntaxError/);
-  assert.equal(out.export, 'InvalidAccessError: key is not extractable');
-  assert.equal(out.exportPrivate, 'InvalidAccessError: key is not extractable');
+  assert.equal(out.export, 'InvalidAccessError: Attempt to export non-extractable HMAC key.');
+  assert.equal(out.exportPrivate, 'InvalidAccessError: Attempt to export non-extractable Ed25519 key.');
   assert.match(out.forged, /^TypeError: key must be a CryptoKey made by this worker's crypto.subtle/);
   assert.match(out.forgedGetter, /^TypeError/);
   assert.match(out.lookalike, /^TypeError: key must be a CryptoKey/);

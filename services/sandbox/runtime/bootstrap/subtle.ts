@@ -139,7 +139,7 @@ export function makeSubtle(host: CryptoHostCall): object {
     },
     async exportKey(format: unknown, key: unknown): Promise<ArrayBuffer | object> {
       const w = wireOf(key, 'key');
-      if (!w.extractable) throw new DOMException('key is not extractable', 'InvalidAccessError');
+      if (!w.extractable) throw new DOMException(`Attempt to export non-extractable ${String(w.algorithm.name)} key.`, 'InvalidAccessError');
       const r = await call({ op: 'exportKey', format: String(format), key: w });
       return 'jwk' in r ? r.jwk : (r as { bytes: ArrayBuffer }).bytes;
     },
