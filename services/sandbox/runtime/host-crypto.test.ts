@@ -41,7 +41,7 @@ test('a key the isolate forged is only ever its own bytes: garbage is refused, o
   const mldsa = { ...garbage, algorithm: { name: 'ML-DSA-65' } };
   assert.equal(errorOf(await host({ op: 'sign', algorithm: { name: 'ML-DSA-65' }, key: mldsa, data: new ArrayBuffer(1) }))?.name, 'NotSupportedError');
   // A real key whose attributes lie: Node checks the usage against what the isolate claims, and the claim is only about its own key.
-  const { privateKey } = await webcrypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify']);
+  const { privateKey } = (await webcrypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify'])) as unknown as webcrypto.CryptoKeyPair;
   const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', privateKey);
   const asVerify = { type: 'private', algorithm: { name: 'Ed25519' }, extractable: false, usages: ['verify'], data: pkcs8 };
   assert.equal(errorOf(await host({ op: 'sign', algorithm: { name: 'Ed25519' }, key: asVerify, data: new ArrayBuffer(1) }))?.name, 'SyntaxError');
