@@ -58,6 +58,7 @@ test('expensive parameters are refused before any work: PBKDF2 iterations and le
   assert.equal((await derive(1000, 256 * 4) as { bytes: ArrayBuffer }).bytes.byteLength, 128);
   const deriveKey = await host({ op: 'deriveKey', algorithm: { name: 'PBKDF2', hash: 'SHA-1', salt: new ArrayBuffer(8), iterations: 100_000 }, key: pbkdf2Key, keyAlgorithm: { name: 'HMAC', hash: 'SHA-256', length: 1_000_000 }, usages: ['sign'] });
   assert.match(errorOf(deriveKey)!.message, /PBKDF2 output above/);
+  assert.match(errorOf(await host({ op: 'generateKey', algorithm: { name: 'HMAC', hash: 'SHA-256', length: 1 << 24 }, usages: ['sign'] }))!.message, /HMAC keys are limited to 131072 bits/);
   const rsa = (modulusLength: number, e: number[]) => host({ op: 'generateKey', algorithm: { name: 'RSA-OAEP', hash: 'SHA-256', modulusLength, publicExponent: new Uint8Array(e).buffer }, usages: ['encrypt', 'decrypt'] });
   assert.match(errorOf(await rsa(16384, [1, 0, 1]))!.message, /limited to 4096-bit/);
   assert.match(errorOf(await rsa(2048, [0xff, 0xff, 0xff, 0xff]))!.message, /3 or 65537/);

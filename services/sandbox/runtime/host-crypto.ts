@@ -108,6 +108,9 @@ function bound(call: Call): void {
     const max = MAX_PBKDF2_BLOCKS * (HASH_BYTES[hashName(alg)] ?? 0) * 8;
     if (bits > max) throw new Refused(`PBKDF2 output above ${MAX_PBKDF2_BLOCKS} hash lengths (${max} bits with ${hashName(alg)}) is not supported (requested ${bits})`, 'NotSupportedError');
   }
+  for (const d of [alg, call.keyAlgorithm]) {
+    if (nameOf(d) === 'HMAC' && Number(d!.length ?? 0) > MAX_KEY * 8) throw new Refused(`HMAC keys are limited to ${MAX_KEY * 8} bits here (requested ${Number(d!.length)})`, 'NotSupportedError');
+  }
   if (call.op === 'generateKey' && nameOf(alg).startsWith('RSA')) {
     const bits = Number(alg!.modulusLength);
     if (bits > MAX_RSA_GENERATE_BITS) throw new Refused(`RSA key generation is limited to ${MAX_RSA_GENERATE_BITS}-bit moduli (requested ${bits}); import larger keys instead`, 'NotSupportedError');
