@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { webcrypto } from 'node:crypto';
-import { createHostCrypto } from './host-crypto.ts';
-import { MAX_CRYPTO_DATA, MAX_CRYPTO_IN_FLIGHT } from './bootstrap/subtle-wire.ts';
+import { createHostCrypto, MAX_CRYPTO_IN_FLIGHT } from './host-crypto.ts';
+import { MAX_CRYPTO_DATA } from './bootstrap/subtle-wire.ts';
 
 const errorOf = (r: unknown) => (r as { error?: { name: string; message: string } }).error;
 

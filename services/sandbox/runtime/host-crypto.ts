@@ -11,14 +11,14 @@
  * Re-importing a key per call costs microseconds.
  *
  * Host time is bounded rather than metered (the isolate's CPU limit does not see it): Node runs these
- * jobs on libuv's thread pool, not on the event loop; one isolate has at most MAX_CRYPTO_IN_FLIGHT of
- * them at once; inputs are capped; and the slow parameters are capped as Workers caps them (PBKDF2
- * iterations) or tighter (RSA modulus lengths).
+ * jobs on libuv's thread pool, not on the event loop; the isolate waits for each answer (its wall-time
+ * limit runs meanwhile), so it has one job at a time, and the host refuses a second; inputs are capped;
+ * and the slow parameters are capped as Workers caps them (PBKDF2 iterations) or tighter (RSA moduli).
  */
 import { createHash, webcrypto } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { z } from 'zod';
-import { MAX_CRYPTO_DATA, MAX_CRYPTO_IN_FLIGHT, type WireDict, type WireKey, type WireResult } from './bootstrap/subtle-wire.ts';
+import { MAX_CRYPTO_DATA, type WireDict, type WireKey, type WireResult } from './bootstrap/subtle-wire.ts';
 
 const { subtle } = webcrypto;
 type Key = webcrypto.CryptoKey;
@@ -35,6 +35,8 @@ const MAX_RSA_BITS = 8192;
 const HASH_BYTES: Record<string, number> = { 'SHA-1': 20, 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64 };
 /** MD5 is not in Node's WebCrypto; hashed here in slices so a large input never holds the event loop long. */
 const MD5_SLICE = 1024 * 1024;
+/** Jobs one isolate may have with the host at once: its calls block it until answered, so one. */
+export const MAX_CRYPTO_IN_FLIGHT = 1;
 
 const Bytes = (max: number) => z.instanceof(ArrayBuffer).refine((b) => b.byteLength <= max, `more than ${max} bytes`);
 const Name = z.string().max(64);

@@ -344,7 +344,8 @@ export class WorkerInstance {
     jail.setSync('__cordonWsClose', new ivm.Callback(hostCallback((id: number, code: number, reason: string) => this.#toPeer(id, (p) => p.close(code, reason))), { ignored: true }));
     jail.setSync('__cordonWsOpened', new ivm.Callback(hostCallback((id: number) => this.#socketOpened(id)), { ignored: true }));
     // crypto.subtle: one stateless host function per isolate (host-crypto.ts checks every call again).
-    jail.setSync('__cordonCrypto', new ivm.Reference(createHostCrypto()));
+    const hostCrypto = createHostCrypto();
+    jail.setSync('__cordonCrypto', new ivm.Reference(async (call: unknown) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true })));
     // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
     jail.setSync(
       '__cordonIdna',

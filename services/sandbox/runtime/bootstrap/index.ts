@@ -52,8 +52,10 @@ const capRef = take('__cordonCapCall') as {
   applySyncPromise(recv: undefined, args: string[]): string;
   apply(recv: undefined, args: string[], opts: { result: { promise: true } }): Promise<string>;
 };
-// crypto.subtle's host (host-crypto.ts): one call, a structured copy each way, answered as a promise.
-const cryptoRef = take('__cordonCrypto') as { apply(recv: undefined, args: [WireCall], opts: { arguments: { copy: true }; result: { promise: true; copy: true } }): Promise<WireResult> };
+// crypto.subtle's host (host-crypto.ts): one call, a structured copy each way. It blocks this isolate
+// (only this one) until the host's job is done, so the result is never an event that could arrive
+// after its request ended, and crypto.subtle works in global scope as in Workers.
+const cryptoRef = take('__cordonCrypto') as { applySyncPromise(recv: undefined, args: [WireCall], opts: { arguments: { copy: true } }): WireResult };
 // Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end).
 const bodyRef = take('__cordonBodyPull') as { apply(recv: undefined, args: number[], opts: { result: { promise: true; copy: true } }): Promise<ArrayBuffer | null> };
 const options = JSON.parse(take('__cordonOptions') as string) as {
@@ -114,13 +116,7 @@ function getRandomValues<T extends ArrayBufferView | null>(array: T): T {
   apply(taSet, new U8(array.buffer, array.byteOffset, array.byteLength), [bytes]);
   return array;
 }
-const subtle = makeSubtle(async (call) => {
-  // Its result is an event like fetch's: none outside a request, none delivered after the request ended.
-  if (active === 0) throw new DOMException('crypto.subtle can only be used while a request is being handled (not in global scope)', 'InvalidStateError');
-  const started = generation;
-  const result = await cryptoRef.apply(undefined, [call], { arguments: { copy: true }, result: { promise: true, copy: true } });
-  return started === generation ? result : null;
-});
+const subtle = makeSubtle((call) => cryptoRef.applySyncPromise(undefined, [call], { arguments: { copy: true } }));
 g.crypto = Object.freeze({
   subtle,
   getRandomValues,

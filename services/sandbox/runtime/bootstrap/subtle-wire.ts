@@ -48,5 +48,3 @@ export type WireResult =
 
 /** Bytes in one argument (data, signature): more is refused on both sides. */
 export const MAX_CRYPTO_DATA = 64 * 1024 * 1024;
-/** Host crypto jobs one isolate may have running at once; the isolate queues the rest. */
-export const MAX_CRYPTO_IN_FLIGHT = 2;

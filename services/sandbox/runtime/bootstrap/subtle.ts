@@ -5,10 +5,10 @@
  * `timingSafeEqual` and MD5 digests.
  */
 import { DOMException } from './encoding.ts';
-import { MAX_CRYPTO_DATA, MAX_CRYPTO_IN_FLIGHT, type WireCall, type WireDict, type WireKey, type WireResult } from './subtle-wire.ts';
+import { MAX_CRYPTO_DATA, type WireCall, type WireDict, type WireKey, type WireResult } from './subtle-wire.ts';
 
-/** The host call; resolves with null when the request it belonged to has ended (its result is dropped). */
-export type CryptoHostCall = (call: WireCall) => Promise<WireResult | null>;
+/** The host call: synchronous for this isolate (it waits, the host's event loop does not). */
+export type CryptoHostCall = (call: WireCall) => WireResult;
 
 // A key's material and attributes live in a WeakMap in this closure, not on the object: a property
 // (even symbol-keyed) would be reachable, making non-extractable keys extractable. A CryptoKey is only
@@ -105,22 +105,7 @@ function result(r: WireResult): WireResult {
 const mint = (w: WireKey) => new CryptoKey(MINT, w);
 
 export function makeSubtle(host: CryptoHostCall): object {
-  // At most MAX_CRYPTO_IN_FLIGHT calls are with the host; the rest wait here (the host refuses more).
-  let running = 0;
-  const waiting: (() => void)[] = [];
-  const call = async (c: WireCall): Promise<WireResult> => {
-    while (running >= MAX_CRYPTO_IN_FLIGHT) await new Promise<void>((resolve) => waiting.push(resolve));
-    running++;
-    let r: WireResult | null;
-    try {
-      r = await host(c);
-    } finally {
-      running--;
-      waiting.shift()?.();
-    }
-    if (r === null) return new Promise<WireResult>(() => {});
-    return result(r);
-  };
+  const call = async (c: WireCall): Promise<WireResult> => result(host(c));
   const bytes = async (c: WireCall) => ((await call(c)) as { bytes: ArrayBuffer }).bytes;
   const key = async (c: WireCall) => mint(((await call(c)) as { key: WireKey }).key);
   return Object.freeze({
