@@ -9,12 +9,12 @@
  * are never delivered, so no tenant code runs outside a request and its watchdog.
  */
 import ivm from 'isolated-vm';
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import tr46 from 'tr46';
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
-import { asymmetric } from './host-crypto.ts';
+import { createHostCrypto } from './host-crypto.ts';
 import { Headers as WireHeaders, MAX_BODY, StatusText, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
@@ -83,12 +83,10 @@ export class WorkerError extends Error {
 }
 
 const WATCHDOG_MS = 10;
-const DIGESTS: Record<string, string> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
 // V8's code cache for the init half (the same source for the whole process; ours, so the cache not
 // being checked against its source — docs/security.md, "What the code relies on" — is no risk here). Saves ~1.3 ms per isolate.
 let initCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
 let rehearsedCache = false;
-const MAX_DIGEST_INPUT = 64 * 1024 * 1024;
 // Longer than any usable host; refused rather than spending host time on it.
 const MAX_IDNA_INPUT = 64 * 1024;
 const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCIIRules', 'transitionalProcessing', 'verifyDNSLength', 'ignoreInvalidPunycode'];
@@ -341,55 +339,13 @@ export class WorkerInstance {
         }),
       ),
     );
-    // crypto.subtle.digest, performed by the host on a copy of the bytes (names checked in the isolate and here).
-    jail.setSync(
-      '__cordonDigest',
-      new ivm.Callback(
-        hostCallback((algorithm: string, data: ArrayBuffer) => {
-          const name = DIGESTS[algorithm];
-          if (!name || !(data instanceof ArrayBuffer) || data.byteLength > MAX_DIGEST_INPUT) throw new Error('digest: unsupported algorithm or input');
-          const d = createHash(name).update(new Uint8Array(data)).digest();
-          return d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength);
-        }),
-      ),
-    );
-    // HMAC and AES-GCM for crypto.subtle, on copies of inputs the isolate already checked (checked again here).
-    jail.setSync(
-      '__cordonCipher',
-      new ivm.Callback(
-        hostCallback((op: string, hash: string, key: ArrayBuffer, data: ArrayBuffer, iv: ArrayBuffer | null, aad: ArrayBuffer | null, tagBits: number) => {
-          const ab = (b: Buffer) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
-          if (!(key instanceof ArrayBuffer) || !(data instanceof ArrayBuffer) || data.byteLength > MAX_DIGEST_INPUT) throw new Error('cipher: bad input');
-          if (op === 'hmac') {
-            if (!DIGESTS[hash]) throw new Error('cipher: unsupported hash');
-            return ab(createHmac(DIGESTS[hash]!, Buffer.from(key)).update(Buffer.from(data)).digest());
-          }
-          if (!(iv instanceof ArrayBuffer) || ![16, 24, 32].includes(key.byteLength) || ![32, 64, 96, 104, 112, 120, 128].includes(tagBits)) throw new Error('cipher: bad AES-GCM input');
-          const name = `aes-${key.byteLength * 8}-gcm` as 'aes-256-gcm';
-          const tagLength = tagBits / 8;
-          if (op === 'aes-gcm-encrypt') {
-            const c = createCipheriv(name, Buffer.from(key), Buffer.from(iv), { authTagLength: tagLength });
-            if (aad) c.setAAD(Buffer.from(aad));
-            return ab(Buffer.concat([c.update(Buffer.from(data)), c.final(), c.getAuthTag()]));
-          }
-          if (op === 'aes-gcm-decrypt') {
-            const all = Buffer.from(data);
-            if (all.length < tagLength) throw new Error('cipher: data shorter than the tag');
-            const d = createDecipheriv(name, Buffer.from(key), Buffer.from(iv), { authTagLength: tagLength });
-            if (aad) d.setAAD(Buffer.from(aad));
-            d.setAuthTag(all.subarray(all.length - tagLength));
-            return ab(Buffer.concat([d.update(all.subarray(0, all.length - tagLength)), d.final()]));
-          }
-          throw new Error('cipher: unknown operation');
-        }),
-      ),
-    );
     // WebSockets: what the worker's server end sends or does goes to the browser's end (through ingress).
     jail.setSync('__cordonWsSend', new ivm.Callback(hostCallback((id: number, data: string | ArrayBuffer) => this.#toPeer(id, (p) => p.send(data), typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength)), { ignored: true }));
     jail.setSync('__cordonWsClose', new ivm.Callback(hostCallback((id: number, code: number, reason: string) => this.#toPeer(id, (p) => p.close(code, reason))), { ignored: true }));
     jail.setSync('__cordonWsOpened', new ivm.Callback(hostCallback((id: number) => this.#socketOpened(id)), { ignored: true }));
-    // ECDSA and Ed25519 for crypto.subtle (host-crypto.ts checks everything again).
-    jail.setSync('__cordonAsym', new ivm.Callback(hostCallback(asymmetric)));
+    // crypto.subtle: one stateless host function per isolate (host-crypto.ts checks every call again).
+    const hostCrypto = createHostCrypto();
+    jail.setSync('__cordonCrypto', new ivm.Reference(async (call: unknown) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true })));
     // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
     jail.setSync(
       '__cordonIdna',

@@ -270,19 +270,20 @@ test('URL queries and URLSearchParams encode UTF-8 (the legacy document encoding
   assert.deepEqual(JSON.parse(text(res!.body)), ['?q=caf%C3%A9%20%E2%82%AC&%F0%9F%98%80', 'k=na%C3%AFve+%E2%9C%93', 'café €', 'café €']);
 });
 
-test('crypto.subtle.digest: SHA-1/256/384/512 by the host, with clear errors for anything else', async () => {
+test('crypto.subtle.digest: SHA-1/256/384/512 and MD5 (as Workers) by the host, with clear errors for anything else', async () => {
   const { res, error } = await run(
     worker(`export default { async fetch() {
       const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
       const data = new TextEncoder().encode('abc');
       const out = [];
       for (const alg of ['SHA-1', 'sha-256', { name: 'SHA-384' }, 'SHA-512']) out.push(hex(await crypto.subtle.digest(alg, data)).slice(0, 16));
+      out.push(hex(await crypto.subtle.digest('MD5', data)));
       let err = '';
-      try { await crypto.subtle.digest('MD5', data) } catch (e) { err = e.name }
+      try { await crypto.subtle.digest('SHA-224', data) } catch (e) { err = e.name }
       return Response.json([out, err]) } }`),
   );
   assert.equal(error, undefined, error?.detail);
-  assert.deepEqual(JSON.parse(text(res!.body)), [['a9993e364706816a', 'ba7816bf8f01cfea', 'cb00753f45a35e8b', 'ddaf35a193617aba'], 'NotSupportedError']);
+  assert.deepEqual(JSON.parse(text(res!.body)), [['a9993e364706816a', 'ba7816bf8f01cfea', 'cb00753f45a35e8b', 'ddaf35a193617aba', '900150983cd24fb0d6963f7d28e17f72'], 'NotSupportedError']);
 });
 
 test('crypto.subtle HMAC (RFC 4231 vector) and AES-GCM: roundtrip, tamper refused, non-extractable keys stay inside', async () => {
@@ -305,7 +306,7 @@ test('crypto.subtle HMAC (RFC 4231 vector) and AES-GCM: roundtrip, tamper refuse
       try { await crypto.subtle.exportKey('raw', ak); out.push('exported') } catch (e) { out.push(e.name) }
       out.push(Object.getOwnPropertySymbols(ak).length + Object.getOwnPropertyNames(ak).filter((n) => !['type', 'algorithm', 'extractable', 'usages'].includes(n)).length);
       try { await crypto.subtle.sign('HMAC', ak, enc.encode('x')); out.push('wrong key accepted') } catch (e) { out.push(e.name) }
-      try { await crypto.subtle.sign('RSASSA-PKCS1-v1_5', hk, enc.encode('x')); out.push('rsa?') } catch (e) { out.push(e.name) }
+      try { await crypto.subtle.sign('RSASSA-PKCS1-v1_5', hk, enc.encode('x')); out.push('HMAC key used for RSA') } catch (e) { out.push(e.name) }
       try { new CryptoKey(); out.push('constructed') } catch (e) { out.push(e.name) }
       const xk = await crypto.subtle.importKey('jwk', { kty: 'oct', k: 'AAECAwQFBgcICQoLDA0ODw' }, 'AES-GCM', true, ['encrypt']);
       out.push(hex(await crypto.subtle.exportKey('raw', xk)));
@@ -321,7 +322,7 @@ test('crypto.subtle HMAC (RFC 4231 vector) and AES-GCM: roundtrip, tamper refuse
     'InvalidAccessError',
     0,
     'InvalidAccessError',
-    'NotSupportedError',
+    'InvalidAccessError',
     'TypeError',
     '000102030405060708090a0b0c0d0e0f',
   ]);
@@ -366,7 +367,7 @@ test('crypto.subtle Ed25519 (RFC 8032 test 1) and ECDSA P-256/P-384: sign, verif
       for (const f of [
         () => crypto.subtle.exportKey('pkcs8', p2),
         () => crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, p2, new Uint8Array(64), new Uint8Array(1)),
-        () => crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-521' }, true, ['sign']),
+        () => crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-192' }, true, ['sign']),
         () => crypto.subtle.importKey('raw', new Uint8Array(10), { name: 'ECDSA', namedCurve: 'P-256' }, true, ['verify']),
         () => crypto.subtle.importKey('spki', new Uint8Array(91), 'Ed25519', true, ['verify']),
         () => crypto.subtle.importKey('raw', unhex('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a'), 'Ed25519', true, ['sign']),

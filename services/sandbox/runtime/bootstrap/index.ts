@@ -16,6 +16,7 @@ import * as web from './web-globals.ts';
 import { installClock, resetClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
 import { CryptoKey, makeSubtle } from './subtle.ts';
+import type { WireCall, WireResult } from './subtle-wire.ts';
 import { setIdnaHost } from './idna.ts';
 import { makeCaches } from './cache-api.ts';
 import { CloseEvent, MessageEvent, setSocketHost, WebSocket, WebSocketPair } from './websocket.ts';
@@ -26,9 +27,6 @@ import { addEventListener, removeEventListener, serviceWorkerHandler } from './s
 interface HostCallbacks {
   log(level: string, message: string): void;
   random(bytes: number): ArrayBuffer;
-  digest(algorithm: string, data: ArrayBuffer): ArrayBuffer;
-  cipher(op: string, hash: string, key: ArrayBuffer, data: ArrayBuffer, iv: ArrayBuffer | null, aad: ArrayBuffer | null, tagBits: number): ArrayBuffer;
-  asym(op: string, params: string, a: ArrayBuffer | null, b: ArrayBuffer | null): ArrayBuffer | string | boolean;
   wsSend(id: number, data: string | ArrayBuffer): void;
   wsClose(id: number, code: number, reason: string): void;
   wsOpened(id: number): void;
@@ -46,7 +44,7 @@ function take(name: string): unknown {
   return v;
 }
 // The host sets its callbacks (isolated-vm Callbacks) as globals; keep them in this closure and remove them.
-const host = { log: take('__cordonLog'), random: take('__cordonRandom'), digest: take('__cordonDigest'), cipher: take('__cordonCipher'), asym: take('__cordonAsym'), wsSend: take('__cordonWsSend'), wsClose: take('__cordonWsClose'), wsOpened: take('__cordonWsOpened'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer'), idna: take('__cordonIdna'), done: take('__cordonDone') } as HostCallbacks;
+const host = { log: take('__cordonLog'), random: take('__cordonRandom'), wsSend: take('__cordonWsSend'), wsClose: take('__cordonWsClose'), wsOpened: take('__cordonWsOpened'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer'), idna: take('__cordonIdna'), done: take('__cordonDone') } as HostCallbacks;
 setIdnaHost(host.idna);
 setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened });
 // A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
@@ -54,6 +52,10 @@ const capRef = take('__cordonCapCall') as {
   applySyncPromise(recv: undefined, args: string[]): string;
   apply(recv: undefined, args: string[], opts: { result: { promise: true } }): Promise<string>;
 };
+// crypto.subtle's host (host-crypto.ts): one call, a structured copy each way. It blocks this isolate
+// (only this one) until the host's job is done, so the result is never an event that could arrive
+// after its request ended, and crypto.subtle works in global scope as in Workers.
+const cryptoRef = take('__cordonCrypto') as { applySyncPromise(recv: undefined, args: [WireCall], opts: { arguments: { copy: true } }): WireResult };
 // Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end).
 const bodyRef = take('__cordonBodyPull') as { apply(recv: undefined, args: number[], opts: { result: { promise: true; copy: true } }): Promise<ArrayBuffer | null> };
 const options = JSON.parse(take('__cordonOptions') as string) as {
@@ -114,7 +116,7 @@ function getRandomValues<T extends ArrayBufferView | null>(array: T): T {
   apply(taSet, new U8(array.buffer, array.byteOffset, array.byteLength), [bytes]);
   return array;
 }
-const subtle = makeSubtle(host);
+const subtle = makeSubtle((call) => cryptoRef.applySyncPromise(undefined, [call], { arguments: { copy: true } }));
 g.crypto = Object.freeze({
   subtle,
   getRandomValues,
