@@ -7,7 +7,7 @@ describe('streamed responses', () => {
   let mesh: TestMesh;
   before(async () => {
     mesh = await startTestMesh({ CORDON_MAX_REQUEST_MB: '24' });
-    assert.equal((await mesh.cli(['deploy', 'examples/stream/index.ts', '--name', 'stream', '--route', '*/stream*', '--wall-ms', '3000'])).code, 0);
+    assert.equal((await mesh.cli(['deploy', 'examples/stream/index.ts', '--name', 'stream', '--route', '*/stream*', '--wall-ms', '8000'])).code, 0);
     await waitFor('the stream worker', async () => ((await fetch(`${mesh.httpUrl}/stream?n=1`)).status === 200) || undefined);
   });
   after(async () => {
@@ -78,6 +78,6 @@ describe('streamed responses', () => {
     const long = await fetch(`${mesh.httpUrl}/stream?n=100&ms=100`).catch(named('the request cut by its wall limit'));
     assert.equal(long.status, 200, 'the status line went out before the cut');
     await assert.rejects(long.text(), 'the connection is cut, not ended as if complete');
-    await waitFor('the log line', async () => (/wall time limit of 3000 ms/.test((await mesh.cli(['logs', 'stream'])).stdout) ? true : undefined));
+    await waitFor('the log line', async () => (/wall time limit of 8000 ms/.test((await mesh.cli(['logs', 'stream'])).stdout) ? true : undefined));
   });
 });
