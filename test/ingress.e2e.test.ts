@@ -90,6 +90,35 @@ describe('ingress', () => {
     assert.match(await p.text(), /sandbox failed before it answered/);
   });
 
+  test('the worker learns the client address and scheme from ingress, never from the client; its own x-request-id is the only one', async () => {
+    assert.equal((await mesh.cli(['deploy', 'examples/echo/index.ts', '--name', 'echo', '--route', '*/echo*'])).code, 0);
+    await waitFor('echo', async () => ((await fetch(`${mesh.httpUrl}/echo`)).status === 200) || undefined);
+    const spoofed = { 'cf-connecting-ip': '6.6.6.6', 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https' };
+    const plain = await fetch(`${mesh.httpUrl}/echo`, { headers: spoofed });
+    assert.equal(plain.headers.get('x-echo-cf-connecting-ip'), '127.0.0.1');
+    assert.equal(plain.headers.get('x-echo-x-forwarded-for'), '203.0.113.7, 127.0.0.1', 'the client’s list, then the address it came from');
+    assert.equal(plain.headers.get('x-echo-x-forwarded-proto'), 'http');
+    const secure = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port: httpsPort, path: '/echo', rejectUnauthorized: false, headers: { host: 'localhost', 'x-forwarded-proto': 'http' } }, (res) => {
+        res.resume();
+        resolve(res.headers);
+      });
+      req.on('error', reject).end();
+    });
+    assert.equal(secure['x-echo-x-forwarded-proto'], 'https');
+    // A worker answering with its own request id: one header, the worker's.
+    const raw = await new Promise<string[]>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: Number(mesh.env.CORDON_HTTP_PORT), path: '/echo', headers: { 'x-answer-request-id': 'from-the-worker-1' } }, (res) => {
+        res.resume();
+        resolve(res.rawHeaders);
+      });
+      req.on('error', reject).end();
+    });
+    const ids = raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase() === 'x-request-id');
+    assert.deepEqual(ids, ['from-the-worker-1']);
+    assert.match((await fetch(`${mesh.httpUrl}/echo`)).headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/, 'otherwise ingress names the request');
+  });
+
   test('HTTP/1.1 keep-alive: requests share a connection; headers over 32 KiB get 431', async () => {
     const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
     const get = (headers: Record<string, string> = {}) =>

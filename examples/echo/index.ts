@@ -8,6 +8,10 @@ export default {
     const custom = request.headers.get('x-custom');
     if (custom !== null) headers.set('x-echo-custom', custom);
     if (env.GREETING) headers.set('x-echo-greeting', env.GREETING);
+    // Who the client is, as ingress tells the worker (a client cannot choose these).
+    for (const name of ['cf-connecting-ip', 'x-forwarded-for', 'x-forwarded-proto']) headers.set(`x-echo-${name}`, request.headers.get(name) ?? '');
+    const own = request.headers.get('x-answer-request-id');
+    if (own !== null) headers.set('x-request-id', own);
     headers.append('set-cookie', 'a=1');
     headers.append('set-cookie', 'b=2');
     return new Response(body, { status: request.method === 'POST' ? 201 : 200, headers });

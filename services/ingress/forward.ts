@@ -79,16 +79,36 @@ export function bodyStream(req: IncomingMessage, max: number): { stream: Readabl
   return { stream, overLimit: () => over };
 }
 
+/**
+ * Headers that say who the client is, as Cloudflare's edge sets them: a client may not choose them,
+ * so what it sent is dropped and ingress writes its own (`x-forwarded-for` keeps the client's list and
+ * appends the address the connection came from, as Cloudflare does).
+ */
+const CLIENT_IDENTITY = new Set(['cf-connecting-ip', 'x-forwarded-proto']);
+
+/** Headers ingress adds to every request (x-request-id and the three above): room kept for them under MAX_HEADERS. */
+export const ADDED_HEADERS = 4;
+
 /** `authority` is the checked Host (host.ts); `req.url` a path (origin-form), so the URL's host is exactly it. */
 export function toWireRequest(req: IncomingMessage, authority: string, requestId: string, body: Uint8Array | null): WireRequest {
   const headers: [string, string][] = [];
   const raw = req.rawHeaders;
+  const client = req.socket.remoteAddress ?? '';
+  let forwardedFor: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(name) || name === 'x-request-id') continue;
-    headers.push([name, raw[i + 1]!]);
+    const lower = raw[i]!.toLowerCase();
+    if (CLIENT_IDENTITY.has(lower)) continue;
+    if (lower === 'x-forwarded-for') {
+      forwardedFor = forwardedFor === undefined ? raw[i + 1]! : `${forwardedFor}, ${raw[i + 1]!}`;
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || lower === 'x-request-id') continue;
+    headers.push([lower, raw[i + 1]!]);
   }
   headers.push(['x-request-id', requestId]);
+  headers.push(['cf-connecting-ip', client]);
+  headers.push(['x-forwarded-for', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`]);
+  headers.push(['x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http']);
   return { method: (req.method ?? 'GET').toUpperCase(), url: `http://${authority}${req.url ?? '/'}`, headers, body };
 }
 
@@ -111,7 +131,8 @@ export function responseProblem(response: unknown): string | undefined {
 
 export async function writeWireResponse(res: ServerResponse, response: WireResponse, requestId: string, method: string): Promise<void> {
   const headers: [string, string][] = response.headers.filter(([n]) => !HOP_BY_HOP.has(n.toLowerCase()) && n.toLowerCase() !== 'content-length');
-  headers.push(['x-request-id', requestId]);
+  // A worker that answers with its own request id keeps it: one x-request-id, never two.
+  if (!headers.some(([n]) => n.toLowerCase() === 'x-request-id')) headers.push(['x-request-id', requestId]);
   if (unfinishedRequest(res)) headers.push(['connection', 'close']);
   if (response.stream) return streamOut(res, response.status, response.statusText, headers, response.stream, method === 'HEAD');
   const body = response.body ?? new Uint8Array(0);

@@ -13,7 +13,7 @@ import type { Route, RouteListener, RoutingTable } from '../../schemas/routes.ts
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
 import { MAX_HEADERS, type WireRequest, type WireResponse } from '../../schemas/http.ts';
 import { webSocketUpgrades } from './websockets.ts';
-import { bodyStream, BodyTooLargeError, readBody, requestIdOf, responseProblem, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
+import { ADDED_HEADERS, bodyStream, BodyTooLargeError, readBody, requestIdOf, responseProblem, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
 import { parseHost, type RequestHost } from './host.ts';
 
 /** A request body that streams may be this long in all (CORDON_MAX_REQUEST_MB). */
@@ -100,8 +100,8 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     const { requestId } = found;
     if ('refusal' in found) return writeError(res, ...found.refusal, requestId);
     const { route, host } = found;
-    // The sandbox refuses more (x-request-id is added here): the client's error, never a sandbox failure to retry.
-    if (req.rawHeaders.length / 2 >= MAX_HEADERS) return writeError(res, 431, `Too many request headers: at most ${MAX_HEADERS - 1}.`, requestId);
+    // The sandbox refuses more (ingress adds ADDED_HEADERS of its own): the client's error, never a sandbox failure to retry.
+    if (req.rawHeaders.length / 2 > MAX_HEADERS - ADDED_HEADERS) return writeError(res, 431, `Too many request headers: at most ${MAX_HEADERS - ADDED_HEADERS}.`, requestId);
     const streaming = streamsBody(req);
     let body: Uint8Array | null = null;
     let incoming: ReturnType<typeof bodyStream> | undefined;
