@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cordonList, flightRecorderPath, loadConfig, sandboxCeilingMb } from '../lib/config.ts';
+import { cordonList, flightRecorderPath, loadConfig, sandboxCeilingMb, type MeshConfig } from '../lib/config.ts';
 import { CORDON_NAME, Keyring, loadMeshSecret, type Role } from '../lib/rpc/index.ts';
 import { adminTokenPath, loadAdminToken } from '../lib/admin-token.ts';
 import { findBwrap, INSECURE_ENV, processLayers, spawnConfined } from '../lib/process-sandbox.ts';
@@ -269,9 +269,10 @@ async function waitHealthy(adminPort: number, timeoutMs: number): Promise<Record
 
 /** The `cordon start` command: start, report where everything is, run until signalled. */
 export async function runStart(opts: { natsUrl?: string; insecureNoProcessSandbox?: boolean }): Promise<void> {
-  const config = loadConfig();
+  let config: MeshConfig;
   let mesh: Mesh;
   try {
+    config = loadConfig(); // a bad setting stops here, in one line, before any process starts
     mesh = await startMesh(opts);
   } catch (e) {
     process.stderr.write(`cordon: ${(e as Error).message}\n`);

@@ -1,10 +1,209 @@
 /**
- * Settings shared by every service and the CLI: from the environment (the launcher passes them on),
- * over an optional JSON config file named by CORDON_CONFIG (keys as below, e.g. {"httpPort": 80}).
+ * Every setting of every service in one schema: from the environment (the launcher passes it on), over
+ * an optional JSON config file named by CORDON_CONFIG (keys are the field names below, e.g.
+ * {"httpPort": 80}). Each process resolves all of them at start, so a bad value anywhere stops it with
+ * one line naming the setting, and all of them go into its drift hash (lib/drift.ts). Secrets, TLS
+ * files and what the launcher hands one process (keyrings, its cordon) are not settings in this sense:
+ * they differ per process by design and are read where they are used.
  */
 import { readFileSync } from 'node:fs';
 import { resolve, join } from 'node:path';
+import { z } from 'zod';
 import { OriginError, parseOrigin } from './origins.ts';
+import { CORDON_NAME } from './rpc/keys.ts';
+
+/** What the README's settings table shows of a setting; `expects` is also the error when a value is refused. */
+export interface SettingMeta {
+  env: string;
+  description: string;
+  expects: string;
+  /** The default as the table shows it. */
+  shownDefault: string;
+}
+
+/** What a setting's declaration says; `shownDefault` only when the default alone is not the whole story. */
+type Declared = Omit<SettingMeta, 'expects' | 'shownDefault'> & { shownDefault?: string };
+
+export const settingMeta = z.registry<SettingMeta>();
+
+/** An environment value is text; a config file value may be a number, or an array for a list. */
+const number = (v: unknown) => (typeof v === 'string' ? Number(v.trim()) : v);
+const list = (v: unknown) => (typeof v === 'string' ? v.split(',') : v);
+
+function whole(min: number, unit: string, max = Number.MAX_SAFE_INTEGER) {
+  const expects = max === Number.MAX_SAFE_INTEGER ? `a whole number of ${unit}, at least ${min}` : `a whole number of ${unit} from ${min} to ${max}`;
+  return { schema: z.preprocess(number, z.number().int().min(min).max(max)), expects };
+}
+const port = { schema: z.preprocess(number, z.number().int().min(0).max(65535)), expects: 'a port number (0-65535)' };
+const text = (expects: string) => ({ schema: z.string().min(1), expects });
+
+/** A setting with a default; prefault: the default goes through the schema as a value given as text would. */
+function setting<T extends z.ZodType>(type: { schema: T; expects: string }, fallback: z.input<T>, meta: Declared) {
+  return described(type.schema.prefault(fallback as never), { shownDefault: `\`${String(fallback)}\``, ...meta, expects: type.expects });
+}
+
+/** A setting whose absence means something of its own (the system's DNS servers, no NATS). */
+function optional<T extends z.ZodType>(type: { schema: T; expects: string }, meta: Declared) {
+  return described(type.schema.optional(), { shownDefault: '—', ...meta, expects: type.expects });
+}
+
+function described<S extends z.ZodType>(schema: S, meta: SettingMeta): S {
+  settingMeta.add(schema as z.ZodType, meta);
+  return schema;
+}
+
+const cordonNames = {
+  schema: z.preprocess(list, z.array(z.string().trim()).transform((a) => a.filter(Boolean)).pipe(z.array(z.string().regex(CORDON_NAME)).min(1))),
+  expects: 'cordon names (lower-case letters, digits, dashes), comma-separated, at least one',
+};
+
+const tenantOriginList = {
+  schema: z.preprocess(
+    list,
+    z.array(z.string()).transform((entries, ctx) => {
+      const out: { tenant: string | undefined; origin: string }[] = [];
+      for (const entry of entries.map((s) => s.trim()).filter(Boolean)) {
+        const m = /^([a-z0-9-]{1,64})=(.*)$/.exec(entry);
+        try {
+          out.push({ tenant: m?.[1], origin: parseOrigin(m ? m[2]! : entry) });
+        } catch (e) {
+          if (!(e instanceof OriginError)) throw e;
+          ctx.addIssue({ code: 'custom', message: e.message });
+        }
+      }
+      return out;
+    }),
+  ),
+  expects: 'scheme://host:port or <tenant>=scheme://host:port entries, comma-separated',
+};
+
+const hostPorts = {
+  schema: z.preprocess(list, z.array(z.string().trim()).transform((a) => a.filter(Boolean)).pipe(z.array(z.string().regex(/^(?:\[[0-9a-f:.]+\]|[^\s:[\]]+)(?::\d{1,5})?$/i)))),
+  expects: 'DNS servers as host or host:port ([v6]:port), comma-separated',
+};
+
+/** The settings, a section per service (`mesh` is read by all of them). */
+export const Settings = z.strictObject({
+  mesh: z.strictObject({
+    dataDir: setting({ schema: z.string().min(1).transform((p) => resolve(p)), expects: 'a directory path' }, '.cordon', { env: 'CORDON_DATA_DIR', description: 'data: code store, mesh secret, admin token, sockets', shownDefault: '`./.cordon`' }),
+    natsUrl: optional(text('a NATS server URL'), {
+      env: 'CORDON_NATS_URL',
+      description: 'use NATS instead of Unix sockets (`npx cordon start --nats nats://host:4222` sets it)',
+    }),
+    cordons: setting(cordonNames, 'standard,untrusted', {
+      env: 'CORDON_CORDONS',
+      description:
+        'the cordons (sandbox processes) to run, **most trusted first**: the last is the least trusted, the only one a tenant may deploy to until an admin grants it more (`cordon cordons`)',
+    }),
+    driftMs: setting(whole(100, 'milliseconds'), 30_000, { env: 'CORDON_DRIFT_MS', description: 'how often every service reports the settings and routes it runs with (see *Drift*)' }),
+  }),
+  ingress: z.strictObject({
+    httpPort: setting(port, 8080, { env: 'CORDON_HTTP_PORT', description: 'the port ingress serves HTTP on' }),
+    httpsPort: setting(port, 8443, { env: 'CORDON_HTTPS_PORT', description: 'the port ingress serves HTTPS on' }),
+    httpHost: setting(text('an address to listen on'), '0.0.0.0', { env: 'CORDON_HTTP_HOST', description: 'the address ingress listens on (HTTP and HTTPS)' }),
+    headersTimeoutMs: setting(whole(1, 'milliseconds'), 10_000, { env: 'CORDON_HEADERS_TIMEOUT_MS', description: 'how long a client may take to send its headers (slow clients are cut off)' }),
+    requestTimeoutMs: setting(whole(1, 'milliseconds'), 60_000, { env: 'CORDON_REQUEST_TIMEOUT_MS', description: 'how long a client may take to send its whole request' }),
+    maxRequestMb: setting(whole(1, 'megabytes'), 100, {
+      env: 'CORDON_MAX_REQUEST_MB',
+      description: 'a request body that streams (over 64 KiB or of unknown length) may be this long; past it, 413',
+    }),
+    maxWebsockets: setting(whole(1, 'sockets'), 10_000, { env: 'CORDON_MAX_WEBSOCKETS', description: 'open WebSockets an ingress holds at most; beyond, upgrades get 503' }),
+  }),
+  egress: z.strictObject({
+    egressDns: optional(hostPorts, { env: 'CORDON_EGRESS_DNS', description: 'DNS servers egress resolves with (`host:port,…`)', shownDefault: "the system's" }),
+    egressTimeoutMs: setting(whole(1, 'milliseconds'), 30_000, { env: 'CORDON_EGRESS_TIMEOUT_MS', description: 'how long an outbound request may take' }),
+    egressRate: setting(whole(1, 'requests per second'), 100, { env: 'CORDON_EGRESS_RATE', description: 'requests per second per worker (bursts of twice that)' }),
+    egressCacheMb: setting(whole(1, 'megabytes'), 64, { env: 'CORDON_EGRESS_CACHE_MB', description: 'the egress HTTP cache in memory, all tenants together' }),
+    cacheTenantDiskMb: setting(whole(1, 'megabytes'), 256, {
+      env: 'CORDON_CACHE_TENANT_DISK_MB',
+      description: "each tenant's share of the egress cache on disk (`$CORDON_DATA_DIR/egress/`)",
+    }),
+  }),
+  sandbox: z.strictObject({
+    maxIsolates: setting(whole(1, 'isolates'), 1000, { env: 'CORDON_MAX_ISOLATES', description: 'per sandbox process: warm isolates kept at most' }),
+    sandboxMemoryMb: setting(whole(1, 'megabytes'), 2048, {
+      env: 'CORDON_SANDBOX_MEMORY_MB',
+      description: "per sandbox process: its isolates' heaps together (least recently used idle ones are disposed beyond it)",
+    }),
+    sandboxMemoryMaxMb: optional(whole(1, 'megabytes'), {
+      env: 'CORDON_SANDBOX_MEMORY_MAX_MB',
+      shownDefault: '`CORDON_SANDBOX_MEMORY_MB` + 1024',
+      description:
+        "the kernel's hard memory ceiling for each sandbox process (its cgroup's `memory.max`, or `memory.limit_in_bytes` on cgroup v1); over it the kernel kills that process and the launcher restarts it (see [docs/limits.md](docs/limits.md))",
+    }),
+    isolateIdleSeconds: setting(whole(1, 'seconds'), 300, { env: 'CORDON_ISOLATE_IDLE_SECONDS', description: 'per sandbox process: how long a warm isolate may sit idle' }),
+  }),
+  supervisor: z.strictObject({
+    adminPort: setting(port, 8081, { env: 'CORDON_ADMIN_PORT', description: 'the admin API and `/healthz`' }),
+    adminHost: setting(text('an address to listen on'), '127.0.0.1', { env: 'CORDON_ADMIN_HOST', description: 'the address the admin API listens on' }),
+    adminMaxBodyMb: setting(whole(1, 'megabytes'), 72, {
+      env: 'CORDON_ADMIN_MAX_BODY_MB',
+      description: "the largest admin API request body (a deploy's JSON); counted as it arrives and refused with 413 past it, before anything is parsed",
+    }),
+    sqlProcesses: setting(whole(1, 'processes'), 4, {
+      env: 'CORDON_SQL_PROCESSES',
+      description: 'processes the supervisor runs tenant SQL in, at most; one tenant may hold all but one of them at a time (see Worker bindings)',
+    }),
+    tenantOrigins: setting(tenantOriginList, '', {
+      env: 'CORDON_TENANT_ORIGINS',
+      shownDefault: '—',
+      description:
+        'non-public origins tenants may declare (`--origin`) without the operator: `scheme://host:port` for every tenant, `<tenant>=scheme://host:port` for one; comma-separated',
+    }),
+  }),
+});
+
+export type Settings = z.output<typeof Settings>;
+type Section = keyof Settings;
+
+/** Every setting as [section, config file key, its schema] in the schema's order. */
+export function settingFields(): [Section, string, z.ZodType][] {
+  return Object.entries(Settings.shape).flatMap(([section, obj]) => Object.entries(obj.shape).map(([key, schema]) => [section as Section, key, schema as z.ZodType] as [Section, string, z.ZodType]));
+}
+
+export const metaOf = (schema: z.ZodType): SettingMeta => settingMeta.get(schema)!;
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`cannot read the config file CORDON_CONFIG=${file}: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`config file ${file} must hold a JSON object`);
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * All settings as this process resolves them: the environment wins over the config file, an empty
+ * variable counts as unset. Throws one line naming the first bad setting and what it expects.
+ */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const fields = settingFields();
+  const file = env.CORDON_CONFIG ? readConfigFile(env.CORDON_CONFIG) : {};
+  const known = new Set(fields.map(([, key]) => key));
+  for (const key of Object.keys(file)) {
+    if (!known.has(key)) throw new Error(`config file ${env.CORDON_CONFIG}: unknown setting ${JSON.stringify(key)}; known: ${[...known].join(', ')}`);
+  }
+  const input: Record<string, Record<string, unknown>> = {};
+  const given: Record<string, string> = {};
+  for (const [section, key, schema] of fields) {
+    const name = metaOf(schema).env;
+    const fromEnv = env[name];
+    const useEnv = fromEnv !== undefined && fromEnv !== '';
+    (input[section] ??= {})[key] = useEnv ? fromEnv : file[key];
+    given[`${section}.${key}`] = useEnv ? `${name}` : `${JSON.stringify(key)} (${name}) in the config file ${env.CORDON_CONFIG}`;
+  }
+  const result = Settings.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const [section, key] = issue.path as [Section, string];
+  const schema = Settings.shape[section].shape[key as never] as z.ZodType;
+  const meta = metaOf(schema);
+  const detail = issue.code === 'custom' ? ` (${issue.message})` : '';
+  const value = input[section]![key];
+  throw new Error(`${given[`${section}.${key}`]} must be ${meta.expects}; got ${JSON.stringify(value)}${detail}`);
+}
 
 export interface MeshConfig {
   dataDir: string;
@@ -15,59 +214,10 @@ export interface MeshConfig {
   natsUrl: string | undefined;
 }
 
-function port(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name} must be a port number (0-65535), got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-const FILE_KEYS: Record<string, string> = {
-  dataDir: 'CORDON_DATA_DIR',
-  httpPort: 'CORDON_HTTP_PORT',
-  httpsPort: 'CORDON_HTTPS_PORT',
-  adminPort: 'CORDON_ADMIN_PORT',
-  natsUrl: 'CORDON_NATS_URL',
-  cordons: 'CORDON_CORDONS',
-  maxIsolates: 'CORDON_MAX_ISOLATES',
-  sandboxMemoryMb: 'CORDON_SANDBOX_MEMORY_MB',
-  sandboxMemoryMaxMb: 'CORDON_SANDBOX_MEMORY_MAX_MB',
-  isolateIdleSeconds: 'CORDON_ISOLATE_IDLE_SECONDS',
-  sqlProcesses: 'CORDON_SQL_PROCESSES',
-  adminMaxBodyMb: 'CORDON_ADMIN_MAX_BODY_MB',
-  tenantOrigins: 'CORDON_TENANT_ORIGINS',
-};
-
-/** The config file's settings as environment variables; the real environment wins over them. */
-function withConfigFile(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const file = env.CORDON_CONFIG;
-  if (!file) return env;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`cannot read the config file CORDON_CONFIG=${file}: ${(e as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`config file ${file} must hold a JSON object`);
-  const merged: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(parsed)) {
-    const name = FILE_KEYS[key];
-    if (!name) throw new Error(`config file ${file}: unknown setting ${JSON.stringify(key)}; known: ${Object.keys(FILE_KEYS).join(', ')}`);
-    merged[name] = Array.isArray(value) ? value.join(',') : String(value);
-  }
-  return { ...merged, ...env };
-}
-
-export function loadConfig(rawEnv: NodeJS.ProcessEnv = process.env): MeshConfig {
-  const env = withConfigFile(rawEnv);
-  return {
-    dataDir: resolve(env.CORDON_DATA_DIR || '.cordon'),
-    httpPort: port(env, 'CORDON_HTTP_PORT', 8080),
-    httpsPort: port(env, 'CORDON_HTTPS_PORT', 8443),
-    adminPort: port(env, 'CORDON_ADMIN_PORT', 8081),
-    natsUrl: env.CORDON_NATS_URL || undefined,
-  };
+/** Where every process finds the others and its data. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): MeshConfig {
+  const s = loadSettings(env);
+  return { dataDir: s.mesh.dataDir, httpPort: s.ingress.httpPort, httpsPort: s.ingress.httpsPort, adminPort: s.supervisor.adminPort, natsUrl: s.mesh.natsUrl };
 }
 
 /** Where a cordon's sandbox records which workers it is running (read after a crash to attribute it). */
@@ -83,58 +233,19 @@ export function socketPath(dataDir: string, endpoint: string): string {
  * The cordons (trust levels) `npm start` runs a sandbox process for, most trusted first: the last is
  * the least trusted, the only one a tenant may deploy to until an admin grants it more.
  */
-export function cordonList(rawEnv: NodeJS.ProcessEnv = process.env): string[] {
-  const env = withConfigFile(rawEnv);
-  return (env.CORDON_CORDONS || 'standard,untrusted').split(',').map((s) => s.trim()).filter(Boolean);
-}
-
-function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, got ${JSON.stringify(raw)}`);
-  return n;
+export function cordonList(env: NodeJS.ProcessEnv = process.env): string[] {
+  return loadSettings(env).mesh.cordons;
 }
 
 /** How much a sandbox process keeps warm: isolates at most, their heaps together, and for how long idle. */
-export function sandboxSettings(rawEnv: NodeJS.ProcessEnv = process.env): { maxIsolates: number; memoryBudgetMb: number; idleMs: number } {
-  const env = withConfigFile(rawEnv);
-  return {
-    maxIsolates: positive(env, 'CORDON_MAX_ISOLATES', 1000),
-    memoryBudgetMb: positive(env, 'CORDON_SANDBOX_MEMORY_MB', 2048),
-    idleMs: positive(env, 'CORDON_ISOLATE_IDLE_SECONDS', 300) * 1000,
-  };
-}
-
-/** How many processes the supervisor runs tenant SQL in, at most (one tenant may use all but one). */
-export function sqlProcesses(rawEnv: NodeJS.ProcessEnv = process.env): number {
-  return positive(withConfigFile(rawEnv), 'CORDON_SQL_PROCESSES', 4);
+export function sandboxSettings(env: NodeJS.ProcessEnv = process.env): { maxIsolates: number; memoryBudgetMb: number; idleMs: number } {
+  const s = loadSettings(env).sandbox;
+  return { maxIsolates: s.maxIsolates, memoryBudgetMb: s.sandboxMemoryMb, idleMs: s.isolateIdleSeconds * 1000 };
 }
 
 /** The largest admin API request body, in bytes; past it, 413 before anything is parsed. */
-export function adminMaxBodyBytes(rawEnv: NodeJS.ProcessEnv = process.env): number {
-  return positive(withConfigFile(rawEnv), 'CORDON_ADMIN_MAX_BODY_MB', 72) * 1024 * 1024;
-}
-
-/**
- * Origins that are not public (egress would refuse them) which the operator lets tenant-bound tokens
- * declare: `scheme://host:port` for every tenant, `<tenant>=scheme://host:port` for one.
- */
-export function tenantOrigins(rawEnv: NodeJS.ProcessEnv = process.env): { tenant: string | undefined; origin: string }[] {
-  const env = withConfigFile(rawEnv);
-  return (env.CORDON_TENANT_ORIGINS || '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((entry) => {
-      const m = /^([a-z0-9-]{1,64})=(.*)$/.exec(entry);
-      try {
-        return { tenant: m?.[1], origin: parseOrigin(m ? m[2]! : entry) };
-      } catch (e) {
-        if (e instanceof OriginError) throw new Error(`CORDON_TENANT_ORIGINS: ${e.message} (entries are scheme://host:port or <tenant>=scheme://host:port)`);
-        throw e;
-      }
-    });
+export function adminMaxBodyBytes(env: NodeJS.ProcessEnv = process.env): number {
+  return loadSettings(env).supervisor.adminMaxBodyMb * 1024 * 1024;
 }
 
 /**
@@ -142,7 +253,7 @@ export function tenantOrigins(rawEnv: NodeJS.ProcessEnv = process.env): { tenant
  * 1 GiB, for Node itself and for isolates that are mid-request while the budget is full (only idle
  * isolates are evicted).
  */
-export function sandboxCeilingMb(rawEnv: NodeJS.ProcessEnv = process.env): number {
-  const env = withConfigFile(rawEnv);
-  return positive(env, 'CORDON_SANDBOX_MEMORY_MAX_MB', sandboxSettings(rawEnv).memoryBudgetMb + 1024);
+export function sandboxCeilingMb(env: NodeJS.ProcessEnv = process.env): number {
+  const s = loadSettings(env).sandbox;
+  return s.sandboxMemoryMaxMb ?? s.sandboxMemoryMb + 1024;
 }

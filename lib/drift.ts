@@ -6,14 +6,14 @@
  */
 import { createHash } from 'node:crypto';
 import type { EffectiveState } from '../schemas/services.ts';
-import { cordonList, loadConfig, sandboxSettings } from './config.ts';
+import { loadSettings, type Settings } from './config.ts';
 import type { RoutingTable } from '../schemas/routes.ts';
 
 const sha256 = (value: unknown) => createHash('sha256').update(JSON.stringify(value)).digest('hex');
 
-/** The mesh-wide settings as this process resolved them (environment over CORDON_CONFIG file). */
-export function configHash(env: NodeJS.ProcessEnv = process.env): string {
-  return sha256({ mesh: loadConfig(env), cordons: cordonList(env), sandbox: sandboxSettings(env) });
+/** Every setting of every service as this process resolved them (environment over CORDON_CONFIG file). */
+export function configHash(settings: Settings = loadSettings()): string {
+  return sha256(settings);
 }
 
 /** Routes in their order (it settles ties between equally specific routes); host assignments in any order. */
@@ -21,17 +21,11 @@ export function routesHash(table: RoutingTable): string {
   return sha256({ routes: table.routes, hosts: table.hosts.map((h) => JSON.stringify(h)).sort() });
 }
 
-export function driftIntervalMs(env: NodeJS.ProcessEnv = process.env): number {
-  const n = Number(env.CORDON_DRIFT_MS || 30_000);
-  if (!Number.isInteger(n) || n < 100) throw new Error(`CORDON_DRIFT_MS must be a whole number of milliseconds ≥ 100, got ${JSON.stringify(env.CORDON_DRIFT_MS)}`);
-  return n;
-}
-
 /**
  * Report `state()` through `send` every interval until the returned function is called; while
  * `send` has no supervisor to send to (it returns undefined), every second instead.
  */
-export function reportDrift(send: (state: EffectiveState) => Promise<void> | undefined, state: () => EffectiveState, intervalMs = driftIntervalMs()): () => void {
+export function reportDrift(send: (state: EffectiveState) => Promise<void> | undefined, state: () => EffectiveState, intervalMs: number): () => void {
   let timer: NodeJS.Timeout;
   const tick = () => {
     const sent = send(state());

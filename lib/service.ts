@@ -3,7 +3,7 @@
  * A service never dies on a bad message; an unexpected error is logged, and a truly broken state
  * exits non-zero so the launcher restarts it.
  */
-import { loadConfig, type MeshConfig } from './config.ts';
+import { loadConfig, loadSettings, type MeshConfig, type Settings } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openTransport, type MeshNode } from './mesh.ts';
 import { loadKeyring, type Role } from './rpc/index.ts';
@@ -12,13 +12,23 @@ import { openRelays } from './relay.ts';
 
 export interface ServiceContext {
   config: MeshConfig;
+  settings: Settings;
   log: Logger;
   node: MeshNode;
   onStop(fn: () => void | Promise<void>): void;
 }
 
 export async function startService(role: Role, name: string, main: (ctx: ServiceContext) => Promise<void>): Promise<void> {
-  let config = loadConfig();
+  let config: MeshConfig;
+  let settings: Settings;
+  try {
+    config = loadConfig();
+    settings = loadSettings();
+  } catch (e) {
+    // A bad setting is the operator's to fix: one line saying which, not a stack trace.
+    process.stderr.write(`cordon ${role === 'sandbox' ? `sandbox:${name}` : role}: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
   const log = createLogger(role, role === 'sandbox' ? { cordon: name } : {});
   // A sandbox has no network: NATS and the trace collector are reached through the launcher's relays.
   const relays = role === 'sandbox' ? await openRelays(process.env) : { tcp: false };
@@ -48,7 +58,7 @@ export async function startService(role: Role, name: string, main: (ctx: Service
     const transport = await openTransport(config);
     stops.push(() => transport.close());
     const node: MeshNode = { keyring: loadKeyring(role, config.dataDir, process.env, role === 'sandbox' ? name : undefined), name, transport, log };
-    await main({ config, log, node, onStop: (fn) => stops.push(fn) });
+    await main({ config, settings, log, node, onStop: (fn) => stops.push(fn) });
     log.info('ready', { pid: process.pid });
   } catch (e) {
     log.error('failed to start', { error: e as Error, stack: (e as Error).stack });

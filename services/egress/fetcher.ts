@@ -16,14 +16,12 @@ export type OutboundRequest = FetchRequest;
 export type OutboundResponse = FetchResponse;
 
 const MAX_REDIRECTS = 20;
-/** How long an outbound request may take (CORDON_EGRESS_TIMEOUT_MS). */
-const TIMEOUT_MS = Number(process.env.CORDON_EGRESS_TIMEOUT_MS) || 30_000;
 const DROP = /^(?:host|connection|keep-alive|proxy-.*|te|trailer|transfer-encoding|upgrade|forwarded|x-forwarded-.*|x-real-ip|x-upstream-.*|cordon-worker|content-length)$/i;
 const REDIRECT = new Set([301, 302, 303, 307, 308]);
 
 export class EgressError extends Error {}
 
-function send(p: Pinned, method: string, headers: [string, string][], body: Uint8Array | null, identity: string): Promise<{ res: IncomingMessage; bytes: Buffer }> {
+function send(p: Pinned, method: string, headers: [string, string][], body: Uint8Array | null, identity: string, timeoutMs: number): Promise<{ res: IncomingMessage; bytes: Buffer }> {
   return new Promise((resolve, reject) => {
     const https = p.url.protocol === 'https:';
     const out: [string, string][] = headers.filter(([k]) => !DROP.test(k));
@@ -38,10 +36,10 @@ function send(p: Pinned, method: string, headers: [string, string][], body: Uint
       headers: out.flat() as unknown as Record<string, string>,
       // TLS is checked against the name the worker asked for, while the socket goes to the pinned address.
       servername: https && !/^[\d.]+$|:/.test(p.url.hostname) ? p.url.hostname : undefined,
-      timeout: TIMEOUT_MS,
+      timeout: timeoutMs,
       agent: false,
     });
-    req.on('timeout', () => req.destroy(new EgressError(`the request to ${p.url.host} timed out after ${TIMEOUT_MS} ms`)));
+    req.on('timeout', () => req.destroy(new EgressError(`the request to ${p.url.host} timed out after ${timeoutMs} ms`)));
     req.on('error', (e) => reject(e instanceof EgressError ? e : new EgressError(`network error reaching ${p.url.host}: ${e.message}`)));
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
@@ -60,7 +58,14 @@ function send(p: Pinned, method: string, headers: [string, string][], body: Uint
   });
 }
 
-export async function outbound(request: OutboundRequest, policy: WorkerPolicy, identity: string, resolver: Resolver, cache?: HttpCache): Promise<OutboundResponse> {
+/** What sending needs besides the request: where names resolve, the cache, and how long a request may take. */
+export interface OutboundDeps {
+  resolver: Resolver;
+  cache?: HttpCache;
+  timeoutMs: number;
+}
+
+export async function outbound(request: OutboundRequest, policy: WorkerPolicy, identity: string, { resolver, cache, timeoutMs }: OutboundDeps): Promise<OutboundResponse> {
   let url = request.url;
   let method = request.method;
   let body = request.body;
@@ -72,7 +77,7 @@ export async function outbound(request: OutboundRequest, policy: WorkerPolicy, i
     const cached = method === 'GET' && cache ? cache.lookup(tenant, url, headers) : undefined;
     if (cached && 'fresh' in cached) return { ...cached.fresh, url, redirected: hop > 0 };
     const sentHeaders = cached ? [...headers.filter(([k]) => !/^if-(none-match|modified-since)$/i.test(k)), ...cached.revalidate.filter(([k]) => /^if-/i.test(k))] : headers;
-    const { res, bytes } = await send(pinned, method, sentHeaders, body, identity);
+    const { res, bytes } = await send(pinned, method, sentHeaders, body, identity, timeoutMs);
     const status = res.statusCode ?? 502;
     const resHeaders: [string, string][] = [];
     for (let i = 0; i < res.rawHeaders.length; i += 2) resHeaders.push([res.rawHeaders[i]!.toLowerCase(), res.rawHeaders[i + 1]!]);

@@ -1,7 +1,6 @@
 /**
  * The egress process: the only one meant to reach the outside. It offers the supervisor fetchers,
  * each bound to one worker, and checks every destination (policy.ts) before it connects.
- * CORDON_EGRESS_DNS (`host:port,…`) points it at particular DNS servers.
  */
 import { MeshClient } from '../../lib/mesh.ts';
 import { configHash, reportDrift } from '../../lib/drift.ts';
@@ -13,11 +12,10 @@ import { HttpCache } from './cache.ts';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-// The settings this process started with (the config file may change under it: that is drift).
-const loadedConfig = configHash();
-
-await startService('egress', 'egress', async ({ config, log, node, onStop }) => {
-  const resolver = systemResolver(process.env.CORDON_EGRESS_DNS?.split(',').filter(Boolean));
+await startService('egress', 'egress', async ({ config, settings, log, node, onStop }) => {
+  // The settings this process started with (the config file may change under it: that is drift).
+  const loadedConfig = configHash(settings);
+  const resolver = systemResolver(settings.egress.egressDns);
   let supervisor: MeshClient<SupervisorForEgress> | undefined = undefined;
   const refused = (workerId: string, reason: string) => {
     void supervisor?.current?.remote.refused(workerId, reason).catch(() => {});
@@ -25,15 +23,15 @@ await startService('egress', 'egress', async ({ config, log, node, onStop }) => 
   const dir = join(config.dataDir, 'egress');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const cache = new HttpCache({
-    maxBytes: Number(process.env.CORDON_EGRESS_CACHE_MB || 64) * 1024 * 1024,
+    maxBytes: settings.egress.egressCacheMb * 1024 * 1024,
     file: join(dir, 'cache.db'),
-    tenantDiskBytes: Number(process.env.CORDON_CACHE_TENANT_DISK_MB || 256) * 1024 * 1024,
+    tenantDiskBytes: settings.egress.cacheTenantDiskMb * 1024 * 1024,
   });
   onStop(() => cache.close());
-  const port = new EgressPort(resolver, refused, log, cache, new RateLimits(Number(process.env.CORDON_EGRESS_RATE) || 100));
+  const port = new EgressPort({ resolver, refused, log, cache, limits: new RateLimits(settings.egress.egressRate), timeoutMs: settings.egress.egressTimeoutMs });
   supervisor = new MeshClient<SupervisorForEgress>(node, 'supervisor', 'supervisor', {
     onSession: (session) => session.remote.register(port),
   });
   onStop(() => supervisor?.close());
-  onStop(reportDrift((state) => supervisor?.current?.remote.report(state), () => ({ config: loadedConfig })));
+  onStop(reportDrift((state) => supervisor?.current?.remote.report(state), () => ({ config: loadedConfig }), settings.mesh.driftMs));
 });

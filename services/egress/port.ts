@@ -4,7 +4,6 @@
  */
 import { RpcTarget } from 'capnweb';
 import { z } from 'zod';
-import type { Resolver } from 'node:dns/promises';
 import { check, bytes } from '../../lib/rpc/validate.ts';
 import { Headers as HeaderList, MAX_BODY, MAX_URL } from '../../schemas/http.ts';
 import type { EgressForSupervisor } from '../../schemas/services.ts';
@@ -12,7 +11,7 @@ import type { CacheApi, FetcherApi, FetchRequest, FetchResponse } from '../../sc
 import { EgressDenied, EMPTY_POLICY, type WorkerPolicy } from './policy.ts';
 import { cidrList } from '../../lib/ip-classify.ts';
 import { EgressLists } from '../../schemas/worker.ts';
-import { EgressError, outbound } from './fetcher.ts';
+import { EgressError, outbound, type OutboundDeps } from './fetcher.ts';
 import type { CachedResponse, HttpCache } from './cache.ts';
 import type { Logger } from '../../lib/log.ts';
 
@@ -29,8 +28,16 @@ export interface RefusalSink {
   (workerId: string, reason: string): void;
 }
 
+/** What egress's capabilities are built from (main.ts wires them from the settings). */
+export interface EgressDeps extends OutboundDeps {
+  cache: HttpCache;
+  refused: RefusalSink;
+  log: Logger;
+  limits: RateLimits;
+}
+
 /**
- * Requests per second a worker may send before egress starts refusing (CORDON_EGRESS_RATE), with
+ * Requests per second a worker may send before egress starts refusing (`egressRate` in lib/config.ts), with
  * bursts of twice that: a token bucket per worker, however many fetch capabilities it has been given
  * (each sandbox session and each redeploy gets a new one).
  */
@@ -59,32 +66,25 @@ export class RateLimits {
 class FetcherCap extends RpcTarget implements FetcherApi {
   readonly #workerId: string;
   readonly #policy: WorkerPolicy;
-  readonly #resolver: Resolver;
-  readonly #refused: RefusalSink;
-  readonly #log: Logger;
-  readonly #cache: HttpCache;
-  readonly #limits: RateLimits;
+  readonly #deps: EgressDeps;
 
-  constructor(workerId: string, policy: WorkerPolicy, resolver: Resolver, refused: RefusalSink, log: Logger, cache: HttpCache, limits: RateLimits) {
+  constructor(workerId: string, policy: WorkerPolicy, deps: EgressDeps) {
     super();
-    this.#limits = limits;
-    this.#cache = cache;
     this.#workerId = workerId;
     this.#policy = policy;
-    this.#resolver = resolver;
-    this.#refused = refused;
-    this.#log = log;
+    this.#deps = deps;
   }
 
   async fetch(requestArg: unknown): Promise<FetchResponse> {
     const request = check(Request, requestArg, 'fetch request') as FetchRequest;
     try {
-      if (!this.#limits.take(this.#workerId)) throw new EgressDenied(`rate limit of ${this.#limits.perSecond} requests per second exceeded`);
-      return await outbound(request, this.#policy, this.#workerId, this.#resolver, this.#cache);
+      const { limits } = this.#deps;
+      if (!limits.take(this.#workerId)) throw new EgressDenied(`rate limit of ${limits.perSecond} requests per second exceeded`);
+      return await outbound(request, this.#policy, this.#workerId, this.#deps);
     } catch (e) {
       if (e instanceof EgressDenied) {
-        this.#log.warn('egress refused', { worker: this.#workerId, url: request.url.slice(0, 300), reason: e.message });
-        this.#refused(this.#workerId, e.message);
+        this.#deps.log.warn('egress refused', { worker: this.#workerId, url: request.url.slice(0, 300), reason: e.message });
+        this.#deps.refused(this.#workerId, e.message);
         throw new Error(e.message);
       }
       throw new Error(e instanceof EgressError ? e.message : `network error: ${(e as Error).message}`);
@@ -125,28 +125,20 @@ class CacheCap extends RpcTarget implements CacheApi {
 }
 
 export class EgressPort extends RpcTarget implements EgressForSupervisor {
-  readonly #cache: HttpCache;
-  readonly #resolver: Resolver;
-  readonly #refused: RefusalSink;
-  readonly #log: Logger;
-  readonly #limits: RateLimits;
-  constructor(resolver: Resolver, refused: RefusalSink, log: Logger, cache: HttpCache, limits: RateLimits) {
+  readonly #deps: EgressDeps;
+  constructor(deps: EgressDeps) {
     super();
-    this.#limits = limits;
-    this.#resolver = resolver;
-    this.#refused = refused;
-    this.#log = log;
-    this.#cache = cache;
+    this.#deps = deps;
   }
 
   async cacheFor(workerId: unknown): Promise<CacheApi> {
     const id = check(z.string().regex(/^[a-z0-9-]{1,64}\/[a-z0-9-]{1,64}$/), workerId, 'worker id');
-    return new CacheCap(id.split('/')[0]!, this.#cache);
+    return new CacheCap(id.split('/')[0]!, this.#deps.cache);
   }
 
   async fetcherFor(workerId: unknown, policy: unknown): Promise<FetcherApi> {
     const id = check(z.string().regex(/^[a-z0-9-]{1,64}\/[a-z0-9-]{1,64}$/), workerId, 'worker id');
     const p = check(z.object({ origins: z.array(Origin).max(32) }).and(EgressLists), policy, 'policy');
-    return new FetcherCap(id, { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) }, this.#resolver, this.#refused, this.#log, this.#cache, this.#limits);
+    return new FetcherCap(id, { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) }, this.#deps);
   }
 }

@@ -16,9 +16,6 @@ import { webSocketUpgrades } from './websockets.ts';
 import { ADDED_HEADERS, bodyStream, BodyTooLargeError, readBody, requestIdOf, responseProblem, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
 import { parseHost, type RequestHost } from './host.ts';
 
-/** A request body that streams may be this long in all (CORDON_MAX_REQUEST_MB). */
-const MAX_STREAMED_REQUEST = Number(process.env.CORDON_MAX_REQUEST_MB || 100) * 1024 * 1024;
-
 /** Methods safe to send twice when a sandbox died before answering. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
@@ -33,10 +30,11 @@ class RouteReceiver extends RpcTarget implements RouteListener {
   }
 }
 
-// The settings this process started with (the config file may change under it: that is drift).
-const loadedConfig = configHash();
-
-await startService('ingress', 'ingress', async ({ config, log, node, onStop }) => {
+await startService('ingress', 'ingress', async ({ config, settings, log, node, onStop }) => {
+  // The settings this process started with (the config file may change under it: that is drift).
+  const loadedConfig = configHash(settings);
+  /** A request body that streams may be this long in all. */
+  const maxStreamedRequest = settings.ingress.maxRequestMb * 1024 * 1024;
   let table = new RouteTable<Route>([]);
   let routesNow = routesHash({ routes: [], hosts: [] });
   const applyRoutes = (update: RoutingTable) => {
@@ -68,7 +66,7 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     },
   });
   onStop(() => supervisor.close());
-  onStop(reportDrift((state) => supervisor.current?.remote.report(state), () => ({ config: loadedConfig, routes: routesNow })));
+  onStop(reportDrift((state) => supervisor.current?.remote.report(state), () => ({ config: loadedConfig, routes: routesNow }), settings.mesh.driftMs));
 
   const sandboxes = new Map<string, MeshClient<SandboxApi>>();
   const sandboxFor = (cordon: string) => {
@@ -105,7 +103,7 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     const streaming = streamsBody(req);
     let body: Uint8Array | null = null;
     let incoming: ReturnType<typeof bodyStream> | undefined;
-    if (streaming) incoming = bodyStream(req, MAX_STREAMED_REQUEST);
+    if (streaming) incoming = bodyStream(req, maxStreamedRequest);
     else {
       try {
         body = await readBody(req);
@@ -124,12 +122,12 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
         response = await callSandbox(route, incoming ? { ...wire, stream: incoming.stream } : wire);
         answered = true;
       } catch (e) {
-        if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
+        if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${maxStreamedRequest} bytes.`, requestId);
         log.warn('sandbox call failed', { requestId, cordon: route.cordon, attempt, error: (e as Error).message });
         if (attempt >= attempts) return writeError(res, 502, `The worker's sandbox failed before it answered.`, requestId);
       }
     }
-    if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${MAX_STREAMED_REQUEST} bytes.`, requestId);
+    if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${maxStreamedRequest} bytes.`, requestId);
     // The sandbox has answered, so the worker ran: from here nothing is retried, whatever fails.
     const problem = responseProblem(response);
     if (problem || !response) {
@@ -157,13 +155,13 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
   // Slow clients (slowloris) are cut off: headers must arrive within headersTimeout, the whole
   // request within requestTimeout, and Node checks both every second rather than every 30 s.
   const limits: ServerOptions = {
-    headersTimeout: Number(process.env.CORDON_HEADERS_TIMEOUT_MS) || 10_000,
-    requestTimeout: Number(process.env.CORDON_REQUEST_TIMEOUT_MS) || 60_000,
+    headersTimeout: settings.ingress.headersTimeoutMs,
+    requestTimeout: settings.ingress.requestTimeoutMs,
     connectionsCheckingInterval: 1000,
     maxHeaderSize: 32 * 1024,
     keepAliveTimeout: 5000,
   };
-  const host = process.env.CORDON_HTTP_HOST || '0.0.0.0';
+  const host = settings.ingress.httpHost;
   const listen = (server: Server, port: number) =>
     new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -171,7 +169,7 @@ await startService('ingress', 'ingress', async ({ config, log, node, onStop }) =
     });
   const onUpgrade = webSocketUpgrades({
     log,
-    maxSockets: Number(process.env.CORDON_MAX_WEBSOCKETS) || 10_000,
+    maxSockets: settings.ingress.maxWebsockets,
     route(req) {
       const found = routeOf(req);
       if ('refusal' in found) return { status: found.refusal[0], text: `${found.refusal[1]}\nrequest id: ${found.requestId}\n` };

@@ -22,10 +22,9 @@ if (!CORDON_NAME.test(cordon)) {
   process.exit(2);
 }
 
-// The settings this process started with (the config file may change under it: that is drift).
-const loadedConfig = configHash();
-
-await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
+await startService('sandbox', cordon, async ({ config, settings, log, node, onStop }) => {
+  // The settings this process started with (the config file may change under it: that is drift).
+  const loadedConfig = configHash(settings);
   const recorder = new FlightRecorder(flightRecorderPath(config.dataDir, cordon));
   onStop(() => recorder.close());
   // A debug sandbox (`cordon debug`) runs one worker alone, with the inspector on; no other sandbox ever has it.
@@ -68,5 +67,5 @@ await startService('sandbox', cordon, async ({ config, log, node, onStop }) => {
     },
   });
   onStop(() => supervisor.close());
-  onStop(reportDrift((state) => supervisor.current?.remote.report(state), () => ({ config: loadedConfig })));
+  onStop(reportDrift((state) => supervisor.current?.remote.report(state), () => ({ config: loadedConfig }), settings.mesh.driftMs));
 });

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { RpcTarget } from 'capnweb';
 import { serve } from '../../lib/mesh.ts';
 import { startService } from '../../lib/service.ts';
-import { cordonList, sqlProcesses, tenantOrigins } from '../../lib/config.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
 import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';
@@ -23,9 +22,9 @@ import { History } from './history.ts';
 import { Quarantine } from './quarantine.ts';
 import { TenantCordons } from './tenant-cordons.ts';
 import { DriftMonitor } from './drift.ts';
-import { configHash, driftIntervalMs, routesHash } from '../../lib/drift.ts';
+import { configHash, routesHash } from '../../lib/drift.ts';
 
-await startService('supervisor', 'supervisor', async ({ config, log, node, onStop }) => {
+await startService('supervisor', 'supervisor', async ({ config, settings, log, node, onStop }) => {
   const dir = join(config.dataDir, 'supervisor');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const master = MasterKey.load(config.dataDir);
@@ -55,14 +54,14 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
   const grants = new Grants(join(dir, 'tenants'), audit, egress, {
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
-    sqlProcesses: sqlProcesses(),
+    sqlProcesses: settings.supervisor.sqlProcesses,
   });
   onStop(() => grants.close());
   const logs = new WorkerLogs();
   const hub = new RouteHub(store, log);
   // A sandbox session's cordon is the one its key proves; only cordons this supervisor runs are
   // served: the configured ones and the dedicated (quarantine, debug) ones it has now.
-  const configured = new Set(cordonList());
+  const configured = new Set(settings.mesh.cordons);
   const runs = (cordon: string) => configured.has(cordon) || quarantine.hosts(cordon);
   const sandboxSessions = new Set<MeshSession<any>>();
   const quarantine = new Quarantine(adminDb, store, audit, join(config.dataDir, 'cordons.json'), {
@@ -74,13 +73,13 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     },
   });
 
-  const desiredConfig = configHash();
-  const drift = new DriftMonitor({ desired: () => ({ config: desiredConfig, routes: routesHash(store.routingTable()) }), audit, log, graceMs: driftIntervalMs() / 2 });
+  const desiredConfig = configHash(settings);
+  const drift = new DriftMonitor({ desired: () => ({ config: desiredConfig, routes: routesHash(store.routingTable()) }), audit, log, graceMs: settings.mesh.driftMs / 2 });
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();
   const key = (p: PeerIdentity) => (p.role === 'sandbox' ? `sandbox:${p.name}` : p.role);
-  const expected = (process.env.CORDON_EXPECT ?? ['ingress', 'egress', ...cordonList().map((c) => `sandbox:${c}`)].join(','))
+  const expected = (process.env.CORDON_EXPECT ?? ['ingress', 'egress', ...settings.mesh.cordons.map((c) => `sandbox:${c}`)].join(','))
     .split(',')
     .filter(Boolean);
 
@@ -115,8 +114,8 @@ await startService('supervisor', 'supervisor', async ({ config, log, node, onSto
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services, drift: drift.status() };
   };
-  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, workflows, cron, cordons: cordonList(), tenantCordons: new TenantCordons(adminDb, cordonList()), tenantOrigins: tenantOrigins(), audit, log });
-  const host = process.env.CORDON_ADMIN_HOST || '127.0.0.1';
+  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, workflows, cron, cordons: settings.mesh.cordons, tenantCordons: new TenantCordons(adminDb, settings.mesh.cordons), tenantOrigins: settings.supervisor.tenantOrigins, audit, log });
+  const host = settings.supervisor.adminHost;
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);
     admin.listen(config.adminPort, host, () => resolve());
