@@ -216,7 +216,10 @@ export interface MeshConfig {
 
 /** Where every process finds the others and its data. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): MeshConfig {
-  const s = loadSettings(env);
+  return meshConfig(loadSettings(env));
+}
+
+export function meshConfig(s: Settings): MeshConfig {
   return { dataDir: s.mesh.dataDir, httpPort: s.ingress.httpPort, httpsPort: s.ingress.httpsPort, adminPort: s.supervisor.adminPort, natsUrl: s.mesh.natsUrl };
 }
 

@@ -3,12 +3,28 @@
  * A service never dies on a bad message; an unexpected error is logged, and a truly broken state
  * exits non-zero so the launcher restarts it.
  */
-import { loadConfig, loadSettings, type MeshConfig, type Settings } from './config.ts';
+import { basename, dirname } from 'node:path';
+import { loadSettings, meshConfig, type MeshConfig, type Settings } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openTransport, type MeshNode } from './mesh.ts';
 import { loadKeyring, type Role } from './rpc/index.ts';
 import { initTelemetry } from './telemetry.ts';
 import { openRelays } from './relay.ts';
+
+/**
+ * Every setting, resolved as this module loads, which is before the service's own modules: some of
+ * those read theirs as they load. A bad one is the operator's to fix: one line naming it, not a stack
+ * trace. (Each service's main.ts imports this module first.)
+ */
+const startSettings = ((): Settings => {
+  try {
+    return loadSettings();
+  } catch (e) {
+    const service = basename(dirname(process.argv[1] ?? 'service'));
+    process.stderr.write(`cordon ${service}: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+})();
 
 export interface ServiceContext {
   config: MeshConfig;
@@ -19,16 +35,8 @@ export interface ServiceContext {
 }
 
 export async function startService(role: Role, name: string, main: (ctx: ServiceContext) => Promise<void>): Promise<void> {
-  let config: MeshConfig;
-  let settings: Settings;
-  try {
-    config = loadConfig();
-    settings = loadSettings();
-  } catch (e) {
-    // A bad setting is the operator's to fix: one line saying which, not a stack trace.
-    process.stderr.write(`cordon ${role === 'sandbox' ? `sandbox:${name}` : role}: ${(e as Error).message}\n`);
-    process.exit(1);
-  }
+  const settings = startSettings;
+  let config = meshConfig(settings);
   const log = createLogger(role, role === 'sandbox' ? { cordon: name } : {});
   // A sandbox has no network: NATS and the trace collector are reached through the launcher's relays.
   const relays = role === 'sandbox' ? await openRelays(process.env) : { tcp: false };

@@ -84,15 +84,15 @@ export interface CacheApi {
   delete(cache: string, url: string): Promise<boolean>;
 }
 export const CACHE_HANDLE = '$cache';
-export const CACHE_METHODS = ['match', 'put', 'delete'] as const;
+export const CACHE_METHODS = ['match', 'put', 'delete'] as const satisfies readonly (keyof CacheApi)[];
 
 /** The handle the isolate uses for its fetch capability (not a valid binding name, so it never clashes). */
 export const FETCH_HANDLE = '$fetch';
 
 /** The methods a sandbox may forward for each kind of capability (anything else is refused before it leaves). */
-export const STORAGE_METHODS = ['exec', 'databaseSize', 'begin', 'commit', 'rollback', 'kvGet', 'kvPut', 'kvDelete', 'kvList'] as const;
+export const STORAGE_METHODS = ['exec', 'databaseSize', 'begin', 'commit', 'rollback', 'kvGet', 'kvPut', 'kvDelete', 'kvList'] as const satisfies readonly (keyof StorageApi)[];
 export type StorageMethod = (typeof STORAGE_METHODS)[number];
 /** How many arguments each storage method takes before its `timeLeftMs`. */
 export const STORAGE_ARITY: Record<StorageMethod, number> = { exec: 2, databaseSize: 0, begin: 0, commit: 0, rollback: 0, kvGet: 1, kvPut: 2, kvDelete: 1, kvList: 2 };
-export const DIRECTORY_METHODS = ['list', 'read', 'write', 'remove', 'stat', 'mkdir', 'rename', 'directory'] as const;
-export const FETCH_METHODS = ['fetch'] as const;
+export const DIRECTORY_METHODS = ['list', 'read', 'write', 'remove', 'stat', 'mkdir', 'rename', 'directory'] as const satisfies readonly (keyof DirectoryApi)[];
+export const FETCH_METHODS = ['fetch'] as const satisfies readonly (keyof FetcherApi)[];

@@ -9,6 +9,10 @@ export const CordonName = WorkerName;
 
 /** A worker's identity: `<tenant>/<name>`. */
 export type WorkerId = string;
+export const WorkerId = z.string().regex(new RegExp(`^${NAME.source.slice(1, -1)}/${NAME.source.slice(1, -1)}$`), 'a worker id is <tenant>/<worker>');
+
+/** The key a sandbox is given to fetch one worker's code (base64url of 32 bytes). */
+export const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 
 export const ModuleType = z.enum(['esm', 'text', 'data', 'json', 'wasm']);
 

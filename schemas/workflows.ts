@@ -62,7 +62,7 @@ export interface WorkflowsApi {
   sendEvent(id: string, type: string, payload: string | null): Promise<void>;
   list(filter: { status?: InstanceStatusName; limit?: number }): Promise<InstanceStatus[]>;
 }
-export const WORKFLOW_METHODS = ['create', 'createBatch', 'get', 'status', 'pause', 'resume', 'terminate', 'restart', 'sendEvent', 'list'] as const;
+export const WORKFLOW_METHODS = ['create', 'createBatch', 'get', 'status', 'pause', 'resume', 'terminate', 'restart', 'sendEvent', 'list'] as const satisfies readonly (keyof WorkflowsApi)[];
 
 /** The engine's answer to a step call: go on with a recorded value or error, run the callback, or stop here. */
 export type StepReply =
@@ -83,7 +83,7 @@ export interface StepApi {
   sleep(name: string, count: number, until: number): Promise<StepReply>;
   waitForEvent(name: string, count: number, type: string, timeoutMs: number): Promise<StepReply>;
 }
-export const STEP_METHODS = ['begin', 'end', 'sleep', 'waitForEvent'] as const;
+export const STEP_METHODS = ['begin', 'end', 'sleep', 'waitForEvent'] as const satisfies readonly (keyof StepApi)[];
 export const STEP_HANDLE = '$step';
 
 export const StepConfig = z

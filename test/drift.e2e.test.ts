@@ -59,4 +59,15 @@ describe('drift', () => {
     await waitFor('egress back in line', async () => ((await healthz()).drift.egress?.config === 'ok' ? true : undefined));
     assert.match((await mesh.cli(['audit', 'tail', '--limit', '50'])).stdout, /drift\.resolved\tegress/);
   });
+
+  test("every service's settings are in the hash: egress restarted with another ingress limit drifts", async () => {
+    writeFileSync(configFile, JSON.stringify({ isolateIdleSeconds: 300, maxRequestMb: 5 }));
+    await restartEgress();
+    await waitFor('egress to drift', async () => ((await healthz()).drift.egress?.config === 'drift' ? true : undefined));
+    assert.equal((await healthz()).drift['sandbox:standard']!.config, 'ok');
+
+    writeFileSync(configFile, JSON.stringify({ isolateIdleSeconds: 300 }));
+    await restartEgress();
+    await waitFor('egress back in line', async () => ((await healthz()).drift.egress?.config === 'ok' ? true : undefined));
+  });
 });

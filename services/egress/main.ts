@@ -2,9 +2,10 @@
  * The egress process: the only one meant to reach the outside. It offers the supervisor fetchers,
  * each bound to one worker, and checks every destination (policy.ts) before it connects.
  */
+// First: it checks every setting before the modules below, some of which read theirs as they load.
+import { startService } from '../../lib/service.ts';
 import { MeshClient } from '../../lib/mesh.ts';
 import { configHash, reportDrift } from '../../lib/drift.ts';
-import { startService } from '../../lib/service.ts';
 import type { SupervisorForEgress } from '../../schemas/services.ts';
 import { systemResolver } from './policy.ts';
 import { EgressPort, RateLimits } from './port.ts';

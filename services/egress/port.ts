@@ -10,7 +10,7 @@ import type { EgressForSupervisor } from '../../schemas/services.ts';
 import type { CacheApi, FetcherApi, FetchRequest, FetchResponse } from '../../schemas/capabilities.ts';
 import { EgressDenied, EMPTY_POLICY, type WorkerPolicy } from './policy.ts';
 import { cidrList } from '../../lib/ip-classify.ts';
-import { EgressLists } from '../../schemas/worker.ts';
+import { EgressLists, WorkerId } from '../../schemas/worker.ts';
 import { EgressError, outbound, type OutboundDeps } from './fetcher.ts';
 import type { CachedResponse, HttpCache } from './cache.ts';
 import type { Logger } from '../../lib/log.ts';
@@ -132,12 +132,12 @@ export class EgressPort extends RpcTarget implements EgressForSupervisor {
   }
 
   async cacheFor(workerId: unknown): Promise<CacheApi> {
-    const id = check(z.string().regex(/^[a-z0-9-]{1,64}\/[a-z0-9-]{1,64}$/), workerId, 'worker id');
+    const id = check(WorkerId, workerId, 'worker id');
     return new CacheCap(id.split('/')[0]!, this.#deps.cache);
   }
 
   async fetcherFor(workerId: unknown, policy: unknown): Promise<FetcherApi> {
-    const id = check(z.string().regex(/^[a-z0-9-]{1,64}\/[a-z0-9-]{1,64}$/), workerId, 'worker id');
+    const id = check(WorkerId, workerId, 'worker id');
     const p = check(z.object({ origins: z.array(Origin).max(32) }).and(EgressLists), policy, 'policy');
     return new FetcherCap(id, { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) }, this.#deps);
   }

@@ -1,4 +1,6 @@
 /** The ingress process: the only public listener. Routes requests to the sandbox of the worker's cordon. */
+// First: it checks every setting before the modules below, some of which read theirs as they load.
+import { startService } from '../../lib/service.ts';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { loadTls } from './tls.ts';
@@ -7,7 +9,6 @@ import { inSpan } from '../../lib/telemetry.ts';
 import { RpcTarget } from 'capnweb';
 import { MeshClient } from '../../lib/mesh.ts';
 import { configHash, reportDrift, routesHash } from '../../lib/drift.ts';
-import { startService } from '../../lib/service.ts';
 import { compileRoute, normalizeHostPattern, RouteTable, type HostOwner } from '../../lib/routes.ts';
 import type { Route, RouteListener, RoutingTable } from '../../schemas/routes.ts';
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';

@@ -1,6 +1,7 @@
 /** A sandbox process: one per cordon (trust level). Runs tenant code in isolates; holds no code of its own. */
-import { MeshClient, serve } from '../../lib/mesh.ts';
+// First: it checks every setting before the modules below, some of which read theirs as they load.
 import { startService } from '../../lib/service.ts';
+import { MeshClient, serve } from '../../lib/mesh.ts';
 import { flightRecorderPath, sandboxSettings } from '../../lib/config.ts';
 import { configHash, reportDrift } from '../../lib/drift.ts';
 import type { SupervisorForSandbox } from '../../schemas/services.ts';

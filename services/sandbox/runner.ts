@@ -8,12 +8,12 @@ import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
 import { ClassName, type StepApi } from '../../schemas/workflows.ts';
 import type { WorkerRunner } from '../../schemas/services.ts';
+import { CodeKey } from '../../schemas/worker.ts';
 import { WorkerError } from './runtime/index.ts';
 import { StepForwarder } from './capabilities.ts';
 import { logSink, type SandboxDeps } from './port.ts';
 
 type Outcome = Awaited<ReturnType<WorkerRunner['run']>>;
-const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 const Outcome = z.union([
   z.object({ outcome: z.literal('complete'), output: z.string().nullable() }),
   z.object({ outcome: z.literal('errored'), name: z.string(), message: z.string() }),

@@ -1,9 +1,10 @@
 /** The supervisor process: code store, capability broker for sandboxes, route source for ingress, admin API. */
+// First: it checks every setting before the modules below, some of which read theirs as they load.
+import { startService } from '../../lib/service.ts';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { RpcTarget } from 'capnweb';
 import { serve } from '../../lib/mesh.ts';
-import { startService } from '../../lib/service.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
 import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';

@@ -10,7 +10,7 @@ import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
 import type { RouteListener, RoutingTable } from '../../schemas/routes.ts';
 import type { EgressForSupervisor, LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox, WorkerRunner } from '../../schemas/services.ts';
-import type { WorkerBundle } from '../../schemas/worker.ts';
+import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
 import { TamperedError, type CodeStore } from './store.ts';
 import type { WorkerLogs } from './logs.ts';
 import type { AuditLog } from './audit.ts';
@@ -38,7 +38,6 @@ export class WorkerRunners {
   }
 }
 
-const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 const LogEntries = z
   .array(
     z.object({
