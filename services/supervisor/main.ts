@@ -76,6 +76,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
 
   const desiredConfig = configHash(settings);
   const drift = new DriftMonitor({ desired: () => ({ config: desiredConfig, routes: routesHash(store.routingTable()) }), audit, log, graceMs: settings.mesh.driftMs / 2 });
+  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress };
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();
@@ -88,9 +89,9 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     accept: ['sandbox', 'ingress', 'egress'],
     admit: (peer) => peer.role !== 'sandbox' || runs(peer.name),
     mainFor(peer): RpcTarget {
-      if (peer.role === 'sandbox') return new SandboxPort(store, logs, peer, audit, grants, quarantine, drift, runners);
+      if (peer.role === 'sandbox') return new SandboxPort(ports, peer);
       if (peer.role === 'ingress') return new IngressPort(hub, drift);
-      return new EgressPort(egress, audit, drift, quarantine);
+      return new EgressPort(ports);
     },
     onSession(session: MeshSession<any>) {
       const k = key(session.peer);

@@ -48,6 +48,18 @@ const LogEntries = z
   )
   .max(1000);
 
+/** What the ports for sandboxes and egress are built from (main.ts wires them). */
+export interface PortDeps {
+  store: CodeStore;
+  logs: WorkerLogs;
+  audit: AuditLog;
+  grants: Grants;
+  quarantine: Quarantine;
+  drift: DriftMonitor;
+  runners: WorkerRunners;
+  egress: EgressLink;
+}
+
 /**
  * A sandbox may exchange a code key for that worker's bundle, and write that worker's log. Nothing
  * else. Everything it asks for is bound to its cordon, which its key proved in the handshake
@@ -65,7 +77,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #drift: DriftMonitor;
   readonly #runners: WorkerRunners;
 
-  constructor(store: CodeStore, logs: WorkerLogs, peer: PeerIdentity, audit: AuditLog, grants: Grants, quarantine: Quarantine, drift: DriftMonitor, runners: WorkerRunners) {
+  constructor({ store, logs, audit, grants, quarantine, drift, runners }: Omit<PortDeps, 'egress'>, peer: PeerIdentity) {
     super();
     this.#drift = drift;
     this.#runners = runners;
@@ -233,9 +245,9 @@ export class EgressPort extends RpcTarget implements SupervisorForEgress {
   readonly #audit: AuditLog;
   readonly #drift: DriftMonitor;
   readonly #quarantine: Quarantine;
-  constructor(link: EgressLink, audit: AuditLog, drift: DriftMonitor, quarantine: Quarantine) {
+  constructor({ egress, audit, drift, quarantine }: Pick<PortDeps, 'egress' | 'audit' | 'drift' | 'quarantine'>) {
     super();
-    this.#link = link;
+    this.#link = egress;
     this.#audit = audit;
     this.#drift = drift;
     this.#quarantine = quarantine;
