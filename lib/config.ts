@@ -5,6 +5,10 @@
  * one line naming the setting, and all of them go into its drift hash (lib/drift.ts). Secrets, TLS
  * files and what the launcher hands one process (keyrings, its cordon) are not settings in this sense:
  * they differ per process by design and are read where they are used.
+ *
+ * Adding a setting: one field in its service's section below (a type, a default, a variable name, a
+ * description), read from `ServiceContext.settings`; then paste the table `lib/config.test.ts` prints
+ * into the README.
  */
 import { readFileSync } from 'node:fs';
 import { resolve, join } from 'node:path';
