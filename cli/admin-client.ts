@@ -1,6 +1,6 @@
 /** The CLI's client for the admin API: CORDON_ADMIN_URL and CORDON_TOKEN, else the local defaults. */
 import { readFileSync } from 'node:fs';
-import { loadConfig } from '../lib/config.ts';
+import { loadConfig, type MeshConfig } from '../lib/config.ts';
 import { adminTokenPath } from '../lib/admin-token.ts';
 
 export class CliError extends Error {}
@@ -11,7 +11,12 @@ export interface AdminClient {
 }
 
 export function adminClient(env: NodeJS.ProcessEnv = process.env): AdminClient {
-  const config = loadConfig(env);
+  let config: MeshConfig;
+  try {
+    config = loadConfig(env);
+  } catch (e) {
+    throw new CliError((e as Error).message); // a bad setting: one line, as for any other mistake
+  }
   const base = (env.CORDON_ADMIN_URL || `http://127.0.0.1:${config.adminPort}`).replace(/\/$/, '');
   const token = () => {
     if (env.CORDON_TOKEN) return env.CORDON_TOKEN;

@@ -50,6 +50,7 @@ test('a bad setting stops a service, and `cordon start`, at start with one line 
       [['services/supervisor/main.ts'], { CORDON_SQL_PROCESSES: '0' }, /^cordon supervisor: CORDON_SQL_PROCESSES must be a whole number of processes, at least 1; got "0"$/],
       [['services/sandbox/main.ts'], { CORDON_CORDON: 'standard', CORDON_ISOLATE_IDLE_SECONDS: 'soon' }, /^cordon sandbox: CORDON_ISOLATE_IDLE_SECONDS must be a whole number of seconds/],
       [['cli/main.ts', 'start'], { CORDON_HEADERS_TIMEOUT_MS: '10s' }, /^cordon: CORDON_HEADERS_TIMEOUT_MS must be a whole number of milliseconds, at least 1; got "10s"$/],
+      [['cli/main.ts', 'workers'], { CORDON_ADMIN_PORT: 'admin' }, /^cordon: CORDON_ADMIN_PORT must be a port number \(0-65535\); got "admin"$/],
     ];
     for (const [args, env, line] of cases) {
       const r = run(args, env);
