@@ -56,6 +56,7 @@ test('config: a bad value is refused in one line naming the setting and what it 
   refused({ CORDON_DRIFT_MS: '50' }, /CORDON_DRIFT_MS must be a whole number of milliseconds, at least 100/);
   refused({ CORDON_CORDONS: 'Standard' }, /CORDON_CORDONS must be cordon names/);
   refused({ CORDON_EGRESS_DNS: 'not a server' }, /CORDON_EGRESS_DNS must be DNS servers/);
+  refused({ CORDON_LOG_LEVEL: 'verbose' }, /^CORDON_LOG_LEVEL must be one of debug, info, warn, error; got "verbose"$/);
   refused({ CORDON_CONFIG: configFile({ maxRequestMb: -1 }) }, /^"maxRequestMb" \(CORDON_MAX_REQUEST_MB\) in the config file .*cordon\.json must be a whole number of megabytes, at least 1; got -1$/);
   refused({ CORDON_CONFIG: configFile({ httpPortt: 1 }) }, /unknown setting "httpPortt"; known: dataDir, /);
   refused({ CORDON_CONFIG: configFile('{not json') }, /cannot read the config file/);

@@ -99,6 +99,10 @@ export const Settings = z.strictObject({
       description:
         'the cordons (sandbox processes) to run, **most trusted first**: the last is the least trusted, the only one a tenant may deploy to until an admin grants it more (`cordon cordons`)',
     }),
+    logLevel: setting({ schema: z.enum(['debug', 'info', 'warn', 'error']), expects: 'one of debug, info, warn, error' }, 'info', {
+      env: 'CORDON_LOG_LEVEL',
+      description: 'the least severe log lines written; logs are JSON lines on stderr',
+    }),
     driftMs: setting(whole(100, 'milliseconds'), 30_000, { env: 'CORDON_DRIFT_MS', description: 'how often every service reports the settings and routes it runs with (see *Drift*)' }),
   }),
   ingress: z.strictObject({

@@ -11,8 +11,8 @@ export interface Logger {
 
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-export function createLogger(service: string, base: Record<string, unknown> = {}, out: (line: string) => void = (l) => process.stderr.write(l)): Logger {
-  const min = ORDER[(process.env.CORDON_LOG_LEVEL as Level) ?? 'info'] ?? ORDER.info;
+export function createLogger(service: string, base: Record<string, unknown> = {}, out: (line: string) => void = (l) => process.stderr.write(l), level: Level = 'info'): Logger {
+  const min = ORDER[level];
   const write = (level: Level, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < min) return;
     const entry: Record<string, unknown> = { time: new Date().toISOString(), level, service, msg, ...base, ...fields };
@@ -24,6 +24,6 @@ export function createLogger(service: string, base: Record<string, unknown> = {}
     info: (m, f) => write('info', m, f),
     warn: (m, f) => write('warn', m, f),
     error: (m, f) => write('error', m, f),
-    child: (fields) => createLogger(service, { ...base, ...fields }, out),
+    child: (fields) => createLogger(service, { ...base, ...fields }, out, level),
   };
 }

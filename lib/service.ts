@@ -37,7 +37,7 @@ export interface ServiceContext {
 export async function startService(role: Role, name: string, main: (ctx: ServiceContext) => Promise<void>): Promise<void> {
   const settings = startSettings;
   let config = meshConfig(settings);
-  const log = createLogger(role, role === 'sandbox' ? { cordon: name } : {});
+  const log = createLogger(role, role === 'sandbox' ? { cordon: name } : {}, undefined, settings.mesh.logLevel);
   // A sandbox has no network: NATS and the trace collector are reached through the launcher's relays.
   const relays = role === 'sandbox' ? await openRelays(process.env) : { tcp: false };
   if (relays.natsUrl) config = { ...config, natsUrl: relays.natsUrl };
