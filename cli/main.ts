@@ -155,8 +155,9 @@ async function main(argv: string[]): Promise<number> {
           denyCidrs: [...(file?.egress?.denyCidrs ?? []), ...(values['deny-cidr'] ?? [])],
         },
         ...bundle,
-      })) as { worker: string; version: string; routes: string[] };
+      })) as { worker: string; version: string; routes: string[]; defaultRoute: string | null };
       process.stdout.write(`deployed ${result.worker} version ${result.version}${result.routes.length ? ` on ${result.routes.join(', ')}` : ''}\n`);
+      if (result.defaultRoute) process.stdout.write(`also on ${result.defaultRoute} (its default route)\n`);
       return 0;
     }
     case 'workers': {

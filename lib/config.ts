@@ -81,6 +81,15 @@ const tenantOriginList = {
   expects: 'scheme://host:port or <tenant>=scheme://host:port entries, comma-separated',
 };
 
+const workersDomainName = {
+  schema: z
+    .string()
+    .trim()
+    .regex(/^(?=.{1,200}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/)
+    .transform((v) => (v === 'none' ? '' : v)),
+  expects: 'a lower-case host name such as workers.localhost, or none for no default routes',
+};
+
 const hostPorts = {
   schema: z.preprocess(list, z.array(z.string().trim()).transform((a) => a.filter(Boolean)).pipe(z.array(z.string().regex(/^(?:\[[0-9a-f:.]+\]|[^\s:[\]]+)(?::\d{1,5})?$/i)))),
   expects: 'DNS servers as host or host:port ([v6]:port), comma-separated',
@@ -151,6 +160,11 @@ export const Settings = z.strictObject({
     sqlProcesses: setting(whole(1, 'processes'), 4, {
       env: 'CORDON_SQL_PROCESSES',
       description: 'processes the supervisor runs tenant SQL in, at most; one tenant may hold all but one of them at a time (see Worker bindings)',
+    }),
+    workersDomain: setting(workersDomainName, 'workers.localhost', {
+      env: 'CORDON_WORKERS_DOMAIN',
+      description:
+        'every worker also answers at `<worker>.<tenant>.<domain>` on every path, as on workers.dev (`.localhost` names reach this machine with no DNS; see [docs/routing.md](docs/routing.md)); `none` turns it off',
     }),
     tenantOrigins: setting(tenantOriginList, '', {
       env: 'CORDON_TENANT_ORIGINS',

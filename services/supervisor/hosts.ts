@@ -8,7 +8,9 @@
  * - a token bound to no tenant (the operator's) may route on unassigned hosts for any tenant, tenants
  *   sharing such a host by path as before; a route wholly inside another tenant's host is refused,
  *   and a wildcard spanning one never serves it;
- * - the same pattern (in its normalised spelling) is never served for two tenants.
+ * - the same pattern (in its normalised spelling) is never served for two tenants;
+ * - hosts under the workers domain (`<worker>.<tenant>.<domain>`, as on workers.dev) belong to the
+ *   default routes: no route or assignment may lie inside it, so `*.<tenant>.<domain>` is its tenant's.
  * Everything here takes normalised patterns (lib/routes.ts) and only decides; the store keeps the rows.
  */
 import { CordonError } from '../../lib/errors.ts';
@@ -49,9 +51,10 @@ function ownHosts(tenant: string, owned: HostAssignment[]): string {
  * Throws unless `tenant` may serve each of `patterns` (normalised). Errors for a tenant-bound
  * deployer never name another tenant or its hosts; the operator's name them.
  */
-export function checkRoutes(tenant: string, patterns: string[], deployer: Deployer, owned: HostAssignment[], routed: RoutedPattern[]): void {
+export function checkRoutes(tenant: string, patterns: string[], deployer: Deployer, owned: HostAssignment[], routed: RoutedPattern[], workersDomain: string): void {
   for (const pattern of patterns) {
     const { host } = parseRoutePattern(pattern);
+    refuseDefaultDomain(host, workersDomain, `route ${pattern}`);
     const others = owned.filter((o) => o.tenant !== tenant);
     if (deployer === 'tenant' && !owned.some((o) => o.tenant === tenant && hostWithin(host, o.host))) {
       if (others.some((o) => hostsOverlap(host, o.host))) {
@@ -73,8 +76,29 @@ export function checkRoutes(tenant: string, patterns: string[], deployer: Deploy
  * host, except that exactly the same pattern is transferred. Returns the routes of other tenants that
  * lie wholly inside it: from now on they serve nothing (the operator is told which).
  */
-export function checkAssignment(host: string, tenant: string, owned: HostAssignment[], routed: RoutedPattern[]): RoutedPattern[] {
+export function checkAssignment(host: string, tenant: string, owned: HostAssignment[], routed: RoutedPattern[], workersDomain: string): RoutedPattern[] {
+  refuseDefaultDomain(host, workersDomain, `host ${host}`);
   const clash = owned.find((o) => o.tenant !== tenant && o.host !== host && hostsOverlap(host, o.host));
   if (clash) throw new RouteConflictError(`host ${host} overlaps ${clash.host}, assigned to tenant ${clash.tenant}: release or reassign that first (cordon hosts release '${clash.host}')`);
   return routed.filter((r) => r.tenant !== tenant && hostWithin(parseRoutePattern(r.pattern).host, host));
+}
+
+/** Refuses a host pattern that lies inside the workers domain: those hosts are the default routes'. */
+function refuseDefaultDomain(host: string, domain: string, what: string): void {
+  if (domain === '' || !(host === domain || hostWithin(host, `*.${domain}`))) return;
+  throw new RouteConflictError(`${what} lies inside ${domain}, where every worker already answers at <worker>.<tenant>.${domain}; route on another host`);
+}
+
+/** The default routes and their hosts, as on workers.dev: each worker at `<worker>.<tenant>.<domain>/*`, each tenant owning `*.<tenant>.<domain>`. */
+export function defaultRouting<R extends { tenant: string; name: string }>(workers: R[], domain: string): { routes: { pattern: string; worker: R }[]; hosts: HostAssignment[] } {
+  if (domain === '') return { routes: [], hosts: [] };
+  const tenants = [...new Set(workers.map((w) => w.tenant))];
+  return {
+    routes: workers.map((w) => ({ pattern: defaultRoutePattern(w.tenant, w.name, domain), worker: w })),
+    hosts: tenants.map((tenant) => ({ host: `*.${tenant}.${domain}`, tenant })),
+  };
+}
+
+export function defaultRoutePattern(tenant: string, name: string, domain: string): string {
+  return `${name}.${tenant}.${domain}/*`;
 }

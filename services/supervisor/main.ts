@@ -29,7 +29,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   const dir = join(config.dataDir, 'supervisor');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const master = MasterKey.load(config.dataDir);
-  const store = new CodeStore(join(dir, 'code.db'), master.derive('wrap'), new History(join(dir, 'git')));
+  const store = new CodeStore(join(dir, 'code.db'), master.derive('wrap'), new History(join(dir, 'git')), settings.supervisor.workersDomain);
   onStop(() => store.close());
   const audit = new AuditLog(dir, master.derive('audit'));
   onStop(() => audit.close());

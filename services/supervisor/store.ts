@@ -19,7 +19,7 @@ import { Statements } from './statements.ts';
 import type { Binding, EgressLists, Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
 import type { HostAssignment, RoutingTable } from '../../schemas/routes.ts';
 import { normalizeHostPattern, normalizeRoutePattern } from '../../lib/routes.ts';
-import { checkAssignment, checkRoutes, type Deployer, type RoutedPattern } from './hosts.ts';
+import { checkAssignment, checkRoutes, defaultRoutePattern, defaultRouting, type Deployer, type RoutedPattern } from './hosts.ts';
 import type { WorkflowDecl } from '../../schemas/workflows.ts';
 
 export interface WorkerRecord {
@@ -93,10 +93,13 @@ export class CodeStore {
   readonly #sql: (sql: string) => Database.Statement;
   readonly #wrapKey: Buffer;
   readonly #history: History;
+  /** Where every worker also answers (`<worker>.<tenant>.<domain>`); '' for no default routes. */
+  readonly workersDomain: string;
 
-  constructor(file: string, wrapKey: Buffer, history: History) {
+  constructor(file: string, wrapKey: Buffer, history: History, workersDomain = '') {
     this.#wrapKey = wrapKey;
     this.#history = history;
+    this.workersDomain = workersDomain;
     this.#db = new Database(file);
     const statements = new Statements(this.#db);
     this.#sql = (sql) => statements.get(sql);
@@ -152,7 +155,7 @@ export class CodeStore {
     const routes = [...new Set(input.routes.map(normalizeRoutePattern))];
     const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true, egress: input.egress, ...(input.workflows?.length ? { workflows: input.workflows } : {}), ...(input.crons?.length ? { crons: input.crons } : {}) });
     const version = sha256(plain);
-    checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed());
+    checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
     const known = this.#sql('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
     const wrapped = known ?? newWorkerKey(this.#wrapKey, id).wrapped;
     const key = unwrapWorkerKey(this.#wrapKey, wrapped, id);
@@ -180,7 +183,7 @@ export class CodeStore {
     const now = Date.now();
     this.#db.transaction(() => {
       // Again, inside the transaction: another deploy or assignment may have landed meanwhile.
-      checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed());
+      checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
       if (sealed) this.#sql('INSERT OR IGNORE INTO versions (worker_id, version, sealed, commit_oid, created_at) VALUES (?, ?, ?, ?, ?)').run(id, version, sealed, commit, now);
       // Keys rotate on every deploy: the previous key stops working at once.
       this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
@@ -223,7 +226,7 @@ export class CodeStore {
   assignHost(pattern: string, tenant: string): { host: string; previous: string | undefined; stranded: RoutedPattern[] } {
     const host = normalizeHostPattern(pattern);
     return this.#db.transaction(() => {
-      const stranded = checkAssignment(host, tenant, this.hosts(), this.#routed());
+      const stranded = checkAssignment(host, tenant, this.hosts(), this.#routed(), this.workersDomain);
       const previous = this.#sql('SELECT tenant FROM hosts WHERE host = ?').pluck().get(host) as string | undefined;
       this.#sql('INSERT INTO hosts (host, tenant, assigned_at) VALUES (?, ?, ?) ON CONFLICT(host) DO UPDATE SET tenant = excluded.tenant, assigned_at = excluded.assigned_at').run(host, tenant, Date.now());
       return { host, previous, stranded };
@@ -376,7 +379,16 @@ export class CodeStore {
     const rows = this
       .#sql('SELECT r.pattern, w.tenant, w.id AS workerId, w.version, w.code_key AS codeKey, w.cordon FROM routes r JOIN workers w ON w.id = r.worker_id ORDER BY r.seq, r.pattern')
       .all() as { pattern: string; tenant: string; workerId: string; version: string; codeKey: string; cordon: string }[];
-    const routes = rows.map((r) => ({ pattern: r.pattern, tenant: r.tenant, cordon: r.cordon, target: { workerId: r.workerId, version: r.version, codeKey: r.codeKey } }));
-    return { routes, hosts: this.hosts() };
+    const route = (pattern: string, r: { tenant: string; workerId: string; version: string; codeKey: string; cordon: string }) => ({ pattern, tenant: r.tenant, cordon: r.cordon, target: { workerId: r.workerId, version: r.version, codeKey: r.codeKey } });
+    const workers = this
+      .#sql('SELECT tenant, name, id AS workerId, version, code_key AS codeKey, cordon FROM workers ORDER BY id')
+      .all() as { tenant: string; name: string; workerId: string; version: string; codeKey: string; cordon: string }[];
+    const defaults = defaultRouting(workers, this.workersDomain);
+    return { routes: [...rows.map((r) => route(r.pattern, r)), ...defaults.routes.map((d) => route(d.pattern, d.worker))], hosts: [...this.hosts(), ...defaults.hosts] };
+  }
+
+  /** A worker's default route (`<worker>.<tenant>.<domain>/*`), if default routes are on. */
+  defaultRoute(tenant: string, name: string): string | undefined {
+    return this.workersDomain === '' ? undefined : defaultRoutePattern(tenant, name, this.workersDomain);
   }
 }

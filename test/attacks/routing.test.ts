@@ -121,6 +121,31 @@ describe('attacks on routing: host takeovers, Host header, unsendable responses'
     assert.match(audit.stdout, /\thost\.assign\tadmin\.b\.example\tok\t\{"tenant":"b"/, 'assignments are audited');
   });
 
+  test('default routes: every worker answers at <worker>.<tenant>.workers.localhost, which no one else can route or be assigned', async () => {
+    // Deployed with no route at all, as a new user's first worker is.
+    assert.equal((await deploy(tokens.b!, 'plain', [], SITE, { vars: { WHO: 'b-plain' } })).status, 201);
+    const served = await waitFor('the default route', async () => {
+      const r = await raw(port, { host: `plain.b.workers.localhost:${port}`, path: '/x' });
+      return r.status === 200 ? r : undefined;
+    });
+    assert.equal(json(served).who, 'b-plain');
+    // Another tenant cannot route inside tenant b's default hosts, nor anyone inside the domain, nor may the operator assign them.
+    for (const [token, pattern] of [[tokens.a!, 'plain.b.workers.localhost/*'], [tokens.a!, '*.b.workers.localhost/*'], [tokens.aAdmin!, 'x.a.workers.localhost/*']] as const) {
+      const r = await deploy(token, 'squatter', [pattern], SITE, { vars: { WHO: 'a' } });
+      assert.equal(r.status, 409, pattern);
+    }
+    assert.equal((await mesh.cli(['deploy', 'examples/echo/index.ts', '--name', 'squatter', '--tenant', 'a', '--route', 'plain.b.workers.localhost/*'])).code, 1, 'not even the operator routes there');
+    const assign = await mesh.cli(['hosts', 'assign', '*.b.workers.localhost', '--tenant', 'a']);
+    assert.equal(assign.code, 1, assign.stdout);
+    assert.match(assign.stderr, /lies inside workers\.localhost/);
+    // The catch-all bystander never serves tenant b's default host, and still serves its own path elsewhere.
+    assert.equal((await raw(port, { host: `plain.b.workers.localhost:${port}`, path: '/ta/echo' })).status, 200);
+    assert.equal(json(await raw(port, { host: `plain.b.workers.localhost:${port}`, path: '/ta/echo' })).who, 'b-plain');
+    assert.equal((await raw(port, { host: `127.0.0.1:${port}`, path: '/ta/echo' })).status, 200);
+    // An unknown worker name under a tenant's default hosts finds nothing.
+    assert.equal((await raw(port, { host: `nobody.b.workers.localhost:${port}`, path: '/' })).status, 404);
+  });
+
   test('item 4: a Host header with a path, query or userinfo is refused with 400; a bystander on the same route works', async () => {
     for (const host of ['127.0.0.1/secret-admin?', 'x@evil.example', `127.0.0.1:${port}/secret-admin#`, 'evil.example?x=', 'a b']) {
       const r = await raw(port, { host, path: '/ta/echo' });

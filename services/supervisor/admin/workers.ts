@@ -113,7 +113,7 @@ export function workerRoutes(deps: Pick<AdminDeps, 'store' | 'hub' | 'logs' | 'a
         deps.cron.refresh();
         hub.publish();
         audit.append({ actor: `token:${who.tokenId}`, action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
-        send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes });
+        send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes, defaultRoute: store.defaultRoute(tenant, input.name) ?? null });
       },
     },
     {
