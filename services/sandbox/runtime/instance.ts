@@ -15,10 +15,12 @@ import tr46 from 'tr46';
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { createHostCrypto } from './host-crypto.ts';
+import type { WireResult } from './bootstrap/subtle-wire.ts';
 import { Headers as WireHeaders, MAX_BODY, StatusText, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
 import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
+import { ASYNC_CALLBACKS, CALLBACK_GLOBALS, ENTRY_GLOBAL, ENTRY_NAMES, OPTIONS_GLOBAL, REFERENCE_GLOBALS, type BootOptions, type Entry, type HostCallbacks, type HostReferences } from './abi.ts';
 
 /** Where a worker's capability calls go: the sandbox forwards them to the supervisor. */
 export interface CapabilityHost {
@@ -153,23 +155,8 @@ const Head = z
   .refine((h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101), 'status 101 comes with a webSocket, and only then');
 
 type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
-type Ref<F> = ivm.Reference<F>;
-interface Entry {
-  runBatch: Ref<(batch: string, bodies: (ArrayBuffer | null)[] | null, now: number) => void>;
-  rehearse: Ref<(now: number) => Promise<void>>;
-  runWorkflow: Ref<(className: string, event: string, stepHandle: string, now: number) => Promise<string>>;
-  runScheduled: Ref<(cron: string, scheduledTime: number, now: number) => Promise<string>>;
-  drain: Ref<(seq: number) => Promise<void> | undefined>;
-  pull: Ref<(seq: number) => Promise<ArrayBuffer | null>>;
-  cancelStream: Ref<(seq: number) => void>;
-  wsEvent: Ref<(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number) => void>;
-  configure: Ref<(json: string) => void>;
-  end: Ref<() => void>;
-  fireTimer: Ref<(id: number, now: number) => void>;
-  ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
-  loaded: Ref<(namespace: unknown) => string>;
-}
-const ENTRY_NAMES = ['runBatch', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream', 'wsEvent', 'configure', 'rehearse'] as const;
+/** The bootstrap's entry points, as the host holds them. */
+type EntryRefs = { [K in keyof Entry]: ivm.Reference<Entry[K]> };
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
 /** Requests sent into an isolate in one call at most (see #submit). */
@@ -191,7 +178,7 @@ export class WorkerInstance {
   bundle: WorkerBundle;
   readonly #isolate: ivm.Isolate;
   #context: ivm.Context | undefined;
-  #entry: Entry | undefined;
+  #entry: EntryRefs | undefined;
   #capRef: ivm.Reference<unknown> | undefined;
   #bodyRef: ivm.Reference<unknown> | undefined;
   /** Request bodies streaming in, by request: the isolate pulls their chunks (see #pullBody). */
@@ -329,43 +316,46 @@ export class WorkerInstance {
     // them in a closure and deletes these globals before anything else can run. The *Sync calls are
     // safe here (elsewhere they are not): no tenant code has run in this isolate yet, so nothing can
     // hold its lock, and each one saves a trip through the isolate's task queue (~1-2 ms a cold start).
-    jail.setSync('__cordonLog', new ivm.Callback(hostCallback((level: string, message: string) => this.#log(level, message)), { ignored: true }));
-    jail.setSync(
-      '__cordonRandom',
-      new ivm.Callback(
-        hostCallback((n: number) => {
-          const b = randomBytes(Math.max(0, Math.min(65536, Number(n) | 0)));
-          return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
-        }),
-      ),
-    );
-    // WebSockets: what the worker's server end sends or does goes to the browser's end (through ingress).
-    jail.setSync('__cordonWsSend', new ivm.Callback(hostCallback((id: number, data: string | ArrayBuffer) => this.#toPeer(id, (p) => p.send(data), typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength)), { ignored: true }));
-    jail.setSync('__cordonWsClose', new ivm.Callback(hostCallback((id: number, code: number, reason: string) => this.#toPeer(id, (p) => p.close(code, reason))), { ignored: true }));
-    jail.setSync('__cordonWsOpened', new ivm.Callback(hostCallback((id: number) => this.#socketOpened(id)), { ignored: true }));
+    const callbacks: HostCallbacks = {
+      log: (level, message) => this.#log(level, message),
+      random: (n) => {
+        const b = randomBytes(Math.max(0, Math.min(65536, Number(n) | 0)));
+        return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+      },
+      // WebSockets: what the worker's server end sends or does goes to the browser's end (through ingress).
+      wsSend: (id, data) => this.#toPeer(id, (p) => p.send(data), typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength),
+      wsClose: (id, code, reason) => this.#toPeer(id, (p) => p.close(code, reason)),
+      wsOpened: (id) => this.#socketOpened(id),
+      // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
+      idna: (domain, options) => {
+        if (typeof domain !== 'string' || typeof options !== 'string' || domain.length > MAX_IDNA_INPUT || options.length > 512) return null;
+        const o = JSON.parse(options) as Record<string, unknown>;
+        const flags = Object.fromEntries(IDNA_OPTIONS.map((k) => [k, o[k] === true]));
+        return tr46.toASCII(domain, flags);
+      },
+      setTimer: (id, ms) => this.#setTimer(id, ms),
+      clearTimer: (id) => this.#clearTimer(id),
+      done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),
+    };
+    for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
+      const fn = hostCallback(callbacks[name] as (...args: unknown[]) => unknown);
+      jail.setSync(CALLBACK_GLOBALS[name], (ASYNC_CALLBACKS as readonly string[]).includes(name) ? new ivm.Callback(fn, { ignored: true }) : new ivm.Callback(fn));
+    }
     // crypto.subtle: one stateless host function per isolate (host-crypto.ts checks every call again).
     const hostCrypto = createHostCrypto();
-    jail.setSync('__cordonCrypto', new ivm.Reference(async (call: unknown) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true })));
-    // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
-    jail.setSync(
-      '__cordonIdna',
-      new ivm.Callback(
-        hostCallback((domain: string, options: string) => {
-          if (typeof domain !== 'string' || typeof options !== 'string' || domain.length > MAX_IDNA_INPUT || options.length > 512) return null;
-          const o = JSON.parse(options) as Record<string, unknown>;
-          const flags = Object.fromEntries(IDNA_OPTIONS.map((k) => [k, o[k] === true]));
-          return tr46.toASCII(domain, flags);
-        }),
-      ),
-    );
-    jail.setSync('__cordonSetTimer', new ivm.Callback(hostCallback((id: number, ms: number) => this.#setTimer(id, ms)), { ignored: true }));
-    jail.setSync('__cordonClearTimer', new ivm.Callback(hostCallback((id: number) => this.#clearTimer(id)), { ignored: true }));
-    jail.setSync('__cordonDone', new ivm.Callback(hostCallback((seq: number, head: string, body: ArrayBuffer | null, ended: boolean) => this.#answered(seq, [head, body, ended])), { ignored: true }));
-    this.#capRef = new ivm.Reference((handle: string, method: string, args: string) => this.#capCall(handle, method, args));
-    jail.setSync('__cordonCapCall', this.#capRef);
-    this.#bodyRef = new ivm.Reference((seq: number) => this.#pullBody(seq));
-    jail.setSync('__cordonBodyPull', this.#bodyRef);
-    jail.setSync('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD, memoryLimit: this.bundle.limits.memoryMb * MiB }));
+    const refs: HostReferences = {
+      capCall: (handle, method, args) => this.#capCall(handle, method, args),
+      bodyPull: (seq) => this.#pullBody(seq),
+      // A transferred copy: the isolate receives the WireResult itself.
+      crypto: async (call) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true }) as unknown as WireResult,
+    };
+    jail.setSync(REFERENCE_GLOBALS.crypto, new ivm.Reference(refs.crypto));
+    this.#capRef = new ivm.Reference(refs.capCall);
+    jail.setSync(REFERENCE_GLOBALS.capCall, this.#capRef);
+    this.#bodyRef = new ivm.Reference(refs.bodyPull);
+    jail.setSync(REFERENCE_GLOBALS.bodyPull, this.#bodyRef);
+    const options: BootOptions = { allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD, memoryLimit: this.bundle.limits.memoryMb * MiB };
+    jail.setSync(OPTIONS_GLOBAL, JSON.stringify(options));
     const script = await this.#isolate.compileScript(this.#initSource, { filename: 'cordon:bootstrap', ...(initCache ? { cachedData: initCache } : { produceCachedData: true }) });
     initCache ??= (script as ivm.Script & ivm.CachedDataResult).cachedData;
     try {
@@ -373,12 +363,12 @@ export class WorkerInstance {
     } finally {
       script.release();
     }
-    const entryRef = jail.getSync('__cordonEntry', { reference: true }) as ivm.Reference<Record<string, unknown>>;
-    const entry: Partial<Entry> = {};
+    const entryRef = jail.getSync(ENTRY_GLOBAL, { reference: true }) as ivm.Reference<Record<string, unknown>>;
+    const entry: Partial<EntryRefs> = {};
     for (const name of ENTRY_NAMES) (entry as Record<string, unknown>)[name] = entryRef.getSync(name, { reference: true });
     entryRef.release();
-    jail.deleteSync('__cordonEntry');
-    this.#entry = entry as Entry;
+    jail.deleteSync(ENTRY_GLOBAL);
+    this.#entry = entry as EntryRefs;
   }
 
   /** The worker's modules: binary ones shipped in, then linked and evaluated, under the CPU limit. */

@@ -16,57 +16,36 @@ import * as web from './web-globals.ts';
 import { installClock, resetClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
 import { CryptoKey, makeSubtle } from './subtle.ts';
-import type { WireCall, WireResult } from './subtle-wire.ts';
 import { setIdnaHost } from './idna.ts';
 import { makeCaches } from './cache-api.ts';
 import { CloseEvent, MessageEvent, setSocketHost, WebSocket, WebSocketPair } from './websocket.ts';
 import { makeStep, NonRetryableError, SUSPEND, workflowBinding, type ValueCodec } from './workflow-step.ts';
 import { decodeWire, encodeWire } from './wire-codec.ts';
 import { addEventListener, removeEventListener, serviceWorkerHandler } from './service-worker.ts';
-
-interface HostCallbacks {
-  log(level: string, message: string): void;
-  random(bytes: number): ArrayBuffer;
-  wsSend(id: number, data: string | ArrayBuffer): void;
-  wsClose(id: number, code: number, reason: string): void;
-  wsOpened(id: number): void;
-  setTimer(id: number, ms: number): void;
-  clearTimer(id: number): void;
-  idna(domain: string, options: string): string | null;
-  done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
-}
+import { BUILTINS_GLOBAL, CALLBACK_GLOBALS, ENTRY_GLOBAL, LIBS_GLOBAL, OPTIONS_GLOBAL, REFERENCE_GLOBALS, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
-delete g.__cordonLibs; // read by the imports above (the snapshot's library objects); gone before tenant code
+delete g[LIBS_GLOBAL]; // read by the imports above (the snapshot's library objects); gone before tenant code
 function take(name: string): unknown {
   const v = g[name];
   delete g[name];
   return v;
 }
 // The host sets its callbacks (isolated-vm Callbacks) as globals; keep them in this closure and remove them.
-const host = { log: take('__cordonLog'), random: take('__cordonRandom'), wsSend: take('__cordonWsSend'), wsClose: take('__cordonWsClose'), wsOpened: take('__cordonWsOpened'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer'), idna: take('__cordonIdna'), done: take('__cordonDone') } as HostCallbacks;
+const taken: Partial<Record<keyof HostCallbacks, unknown>> = {};
+for (const [name, global] of Object.entries(CALLBACK_GLOBALS)) taken[name as keyof HostCallbacks] = take(global);
+const host = taken as HostCallbacks;
 setIdnaHost(host.idna);
 setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened });
-// A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
-const capRef = take('__cordonCapCall') as {
-  applySyncPromise(recv: undefined, args: string[]): string;
-  apply(recv: undefined, args: string[], opts: { result: { promise: true } }): Promise<string>;
-};
+// The host's capability dispatcher, called with applySyncPromise (blocks this isolate only) or apply.
+const capRef = take(REFERENCE_GLOBALS.capCall) as IsolateRef<HostReferences['capCall']>;
 // crypto.subtle's host (host-crypto.ts): one call, a structured copy each way. It blocks this isolate
 // (only this one) until the host's job is done, so the result is never an event that could arrive
 // after its request ended, and crypto.subtle works in global scope as in Workers.
-const cryptoRef = take('__cordonCrypto') as { applySyncPromise(recv: undefined, args: [WireCall], opts: { arguments: { copy: true } }): WireResult };
+const cryptoRef = take(REFERENCE_GLOBALS.crypto) as IsolateRef<HostReferences['crypto']>;
 // Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end).
-const bodyRef = take('__cordonBodyPull') as { apply(recv: undefined, args: number[], opts: { result: { promise: true; copy: true } }): Promise<ArrayBuffer | null> };
-const options = JSON.parse(take('__cordonOptions') as string) as {
-  allowEval: boolean;
-  vars: Record<string, string>;
-  bindings: { type: 'storage' | 'directory' | 'workflow'; name: string }[];
-  maxBody: number;
-  maxHead: number;
-  /** The worker's memory limit in bytes (isolated-vm's memoryLimit). */
-  memoryLimit: number;
-};
+const bodyRef = take(REFERENCE_GLOBALS.bodyPull) as IsolateRef<HostReferences['bodyPull']>;
+const options = JSON.parse(take(OPTIONS_GLOBAL) as string) as BootOptions;
 
 // --- what the response path needs, captured before tenant code can patch anything ------------------
 const apply = Reflect.apply;
@@ -271,9 +250,9 @@ function configure(json: string): void {
 // module is evaluated; the generated module for `x.wasm` or `x.bin` takes its value from this
 // load-time-only global, which `loaded()` removes. It hands out nothing the bundle does not contain.
 const shipped = new Map<string, WebAssembly.Module | ArrayBuffer>();
-Object.defineProperty(g, '__cordonShipped', { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
+Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
 // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
-Object.defineProperty(g, '__cordonBuiltins', { value: Object.freeze({ NonRetryableError }), configurable: true, enumerable: false, writable: false });
+Object.defineProperty(g, BUILTINS_GLOBAL, { value: Object.freeze({ NonRetryableError }), configurable: true, enumerable: false, writable: false });
 
 function ship(name: string, type: string, bytes: ArrayBuffer): string {
   if (type === 'data') {
@@ -327,8 +306,8 @@ async function rehearse(now: number): Promise<void> {
 /** Called by the host once the main module has been evaluated, with its namespace. */
 function loaded(namespace: Record<string, unknown>): string {
   configurable = false;
-  delete g.__cordonShipped;
-  delete g.__cordonBuiltins;
+  delete g[SHIPPED_GLOBAL];
+  delete g[BUILTINS_GLOBAL];
   shipped.clear();
   exported = namespace;
   try {
@@ -630,7 +609,7 @@ function wsEvent(id: number, type: string, data: string | ArrayBuffer | null, co
   }
 }
 
-g.__cordonEntry = {
+const entry: Entry = {
   runBatch,
   drain,
   end,
@@ -645,3 +624,4 @@ g.__cordonEntry = {
   configure,
   rehearse,
 };
+g[ENTRY_GLOBAL] = entry;
