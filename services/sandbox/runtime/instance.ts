@@ -14,6 +14,7 @@ import { z } from 'zod';
 import tr46 from 'tr46';
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
+import { LogBuffer } from './log-buffer.ts';
 import { createHostCrypto } from './host-crypto.ts';
 import type { WireResult } from './bootstrap/subtle-wire.ts';
 import { Headers as WireHeaders, MAX_BODY, StatusText, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
@@ -100,13 +101,6 @@ const END_GRACE_MS = 1000;
  * worker as an error it can handle rather than the isolate being disposed under it.
  */
 const CALL_MARGIN_MS = 250;
-const MAX_LOG_BUFFER = 1000;
-/**
- * What one worker may log per second (UTF-8 bytes of its messages): its log shares the cordon's session
- * to the supervisor with every other worker's storage calls. Lines over it are counted, and the count
- * is logged in their place.
- */
-export const LOG_BYTES_PER_SECOND = 1024 * 1024;
 /** Serialised status line and headers; more is refused inside the isolate. */
 const MAX_HEAD = 256 * 1024;
 const MiB = 1024 * 1024;
@@ -200,16 +194,11 @@ export class WorkerInstance {
   readonly #answers = new Map<number, { resolve(a: Answer): void; reject(e: WorkerError): void }>();
   /** Requests gathered for the next call into the isolate. */
   #batch: { seq: number; meta: string; body: ArrayBuffer | null }[] = [];
-  #logs: LogEntry[] = [];
-  #logsDropped = 0;
-  #logWindowStart = 0;
-  #logWindowBytes = 0;
-  #logSink: ((entries: LogEntry[]) => void) | undefined;
+  readonly #logs = new LogBuffer();
   #caps: CapabilityHost | undefined;
   /** The watchdogs armed now (requests, invocations, loading): the earliest deadline ends the isolate. */
   readonly #watches = new Set<Watch>();
   readonly #stepHosts = new Map<string, CapabilityHost>();
-  #flushScheduled = false;
   lastUsed = Date.now();
 
   readonly #initSource: string;
@@ -317,7 +306,7 @@ export class WorkerInstance {
     // safe here (elsewhere they are not): no tenant code has run in this isolate yet, so nothing can
     // hold its lock, and each one saves a trip through the isolate's task queue (~1-2 ms a cold start).
     const callbacks: HostCallbacks = {
-      log: (level, message) => this.#log(level, message),
+      log: (level, message) => this.#logs.log(level, message),
       random: (n) => {
         const b = randomBytes(Math.max(0, Math.min(65536, Number(n) | 0)));
         return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
@@ -422,7 +411,7 @@ export class WorkerInstance {
   /** A request or a workflow run starts: its hooks, a sequence number and its watchdogs. */
   #enter(hooks: RequestHooks): { seq: number; watch: Watch } {
     this.lastUsed = Date.now();
-    this.#logSink = hooks.log;
+    this.#logs.sink = hooks.log;
     this.#caps = hooks.capabilities ?? this.#caps;
     if (this.disposed) throw new WorkerError(503, 'worker was unloaded; retry');
     const seq = ++this.#seq;
@@ -464,7 +453,7 @@ export class WorkerInstance {
       cleanup();
       watch.stopWall();
       void this.#afterResponse(undefined, watch);
-      this.#flush();
+      this.#logs.flush();
     }
   }
 
@@ -496,7 +485,7 @@ export class WorkerInstance {
     socket.earlyBytes = 0;
     this.#activate(socket);
     const event = (type: string, data: string | ArrayBuffer | null, code = 1005, reason = '') =>
-      this.disposed ? Promise.resolve() : this.#entry!.wsEvent.apply(undefined, [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()], { timeout: this.bundle.limits.cpuMs }).then(() => this.#flush(), (e: unknown) => {
+      this.disposed ? Promise.resolve() : this.#entry!.wsEvent.apply(undefined, [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()], { timeout: this.bundle.limits.cpuMs }).then(() => this.#logs.flush(), (e: unknown) => {
         this.#fail(e);
         peer.close(1011, 'the worker failed');
       });
@@ -606,7 +595,7 @@ export class WorkerInstance {
     } catch (e) {
       throw this.#fail(e);
     } finally {
-      this.#flush();
+      this.#logs.flush();
     }
   }
 
@@ -674,7 +663,7 @@ export class WorkerInstance {
       this.#dropIncoming(seq);
       watch.stopWall();
       void this.#afterResponse(seq, watch);
-      this.#flush();
+      this.#logs.flush();
     };
     return new ReadableStream<Uint8Array>(
       {
@@ -746,11 +735,11 @@ export class WorkerInstance {
     if (seq !== undefined && !ended && !this.disposed) await this.#drain(seq, watch);
     if (seq !== undefined && this.disposed && this.#kill !== 'evicted') {
       // Killed after its response had gone out: the log is the only place to say so.
-      this.#log('error', `${this.#translate(null).message} (after the response, in ctx.waitUntil)`);
+      this.#logs.log('error', `${this.#translate(null).message} (after the response, in ctx.waitUntil)`);
     }
     await this.#leave(ended, watch.deadline);
     watch.stop();
-    this.#flush();
+    this.#logs.flush();
   }
 
   /**
@@ -788,8 +777,8 @@ export class WorkerInstance {
   /** What went wrong, as a WorkerError, logged to the worker's log. */
   #fail(e: unknown): WorkerError {
     const err = this.#translate(e);
-    this.#log('error', err.detail === err.message ? err.message : `${err.message}: ${err.detail}`);
-    this.#flush();
+    this.#logs.log('error', err.detail === err.message ? err.message : `${err.message}: ${err.detail}`);
+    this.#logs.flush();
     return err;
   }
 
@@ -857,49 +846,6 @@ export class WorkerInstance {
     return new WorkerError(500, 'worker threw an exception', e instanceof Error ? tenantStack(e.stack ?? message) : message);
   }
 
-  #log(level: string, message: string): void {
-    const text = String(message);
-    const now = Date.now();
-    if (now - this.#logWindowStart >= 1000) {
-      this.#logWindowStart = now;
-      this.#logWindowBytes = 0;
-    }
-    this.#logWindowBytes += Buffer.byteLength(text, 'utf8');
-    if (this.#logs.length >= MAX_LOG_BUFFER || this.#logWindowBytes > LOG_BYTES_PER_SECOND) {
-      this.#logsDropped++;
-      this.#scheduleFlush();
-      return;
-    }
-    const lvl = (['debug', 'info', 'log', 'warn', 'error'].includes(level) ? level : 'log') as LogEntry['level'];
-    this.#logs.push({ level: lvl, message: text, time: now });
-    this.#scheduleFlush();
-  }
-
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => {
-      this.#flushScheduled = false;
-      this.#flush(true);
-    });
-  }
-
-  /** Deliver what the worker logged so far; in the midst of a burst, its dropped lines are counted in one line when the second is over. */
-  #flush(midBurst = false): void {
-    if (this.#logsDropped && !(midBurst && Date.now() - this.#logWindowStart < 1000)) {
-      this.#logs.push({ level: 'warn', message: `${this.#logsDropped} log lines dropped: a worker may log ${MAX_LOG_BUFFER} lines at once and ${LOG_BYTES_PER_SECOND / MiB} MiB per second`, time: Date.now() });
-      this.#logsDropped = 0;
-    }
-    const entries = this.#logs.splice(0);
-    if (entries.length && this.#logSink) {
-      try {
-        this.#logSink(entries);
-      } catch {
-        // a failing log sink must not break the request
-      }
-    }
-  }
-
   #setTimer(id: number, ms: number): void {
     if (this.disposed || typeof id !== 'number') return;
     this.#clearTimer(id);
@@ -943,6 +889,6 @@ export class WorkerInstance {
     this.#context?.release();
     if (!this.#isolate.isDisposed) this.#isolate.dispose();
     // deliver whatever the worker logged before it died
-    this.#flush();
+    this.#logs.flush();
   }
 }
