@@ -17,6 +17,7 @@ import type { LogEntry } from '../../../schemas/services.ts';
 import { LogBuffer } from './log-buffer.ts';
 import { createHostCrypto } from './host-crypto.ts';
 import type { WireResult } from './bootstrap/subtle-wire.ts';
+import { Watchdogs, type Watch } from './watchdog.ts';
 import { Headers as WireHeaders, MAX_BODY, StatusText, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
@@ -85,7 +86,6 @@ export class WorkerError extends Error {
   }
 }
 
-const WATCHDOG_MS = 10;
 // V8's code cache for the init half (the same source for the whole process; ours, so the cache not
 // being checked against its source — docs/security.md, "What the code relies on" — is no risk here). Saves ~1.3 ms per isolate.
 let initCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
@@ -95,12 +95,6 @@ const MAX_IDNA_INPUT = 64 * 1024;
 const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCIIRules', 'transitionalProcessing', 'verifyDNSLength', 'ignoreInvalidPunycode'];
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
 const END_GRACE_MS = 1000;
-/**
- * A capability call is told the worker's time ends this much before the wall-time watchdog fires (a
- * tenth of the limit for short ones), so a storage call interrupted at its deadline still reaches the
- * worker as an error it can handle rather than the isolate being disposed under it.
- */
-const CALL_MARGIN_MS = 250;
 /** Serialised status line and headers; more is refused inside the isolate. */
 const MAX_HEAD = 256 * 1024;
 const MiB = 1024 * 1024;
@@ -159,14 +153,6 @@ const MAX_BATCH = 32;
 /** A request's answer from the isolate: head (JSON, or '!' + a failure, or '~' + head of a stream), body, and whether the isolate ended the request's scope itself. */
 type Answer = [string, ArrayBuffer | null, boolean?];
 
-/** The CPU and wall-time watchdogs of one request (or of loading the worker). */
-interface Watch {
-  readonly deadline: number;
-  /** Stop the wall-time watchdog only (waitUntil outlives it, without being killed by it). */
-  stopWall(): void;
-  stop(): void;
-}
-
 export class WorkerInstance {
   /** Set once more by adopt() when the instance was made ahead of need. */
   bundle: WorkerBundle;
@@ -197,7 +183,7 @@ export class WorkerInstance {
   readonly #logs = new LogBuffer();
   #caps: CapabilityHost | undefined;
   /** The watchdogs armed now (requests, invocations, loading): the earliest deadline ends the isolate. */
-  readonly #watches = new Set<Watch>();
+  readonly #watchdogs: Watchdogs;
   readonly #stepHosts = new Map<string, CapabilityHost>();
   lastUsed = Date.now();
 
@@ -212,6 +198,7 @@ export class WorkerInstance {
     this.#initSource = boot.init;
     this.#inspector = inspector;
     this.#isolate = new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
+    this.#watchdogs = new Watchdogs(this.#isolate, { kill: (limit) => this.#terminate(limit), gone: () => this.dispose() });
   }
 
   /**
@@ -364,7 +351,7 @@ export class WorkerInstance {
   async #load(): Promise<void> {
     const { cpuMs } = this.bundle.limits;
     const context = this.#context!;
-    const watch = this.#watch();
+    const watch = this.#watchdogs.arm(this.bundle.limits);
     try {
       await shipBinaryModules(this.bundle.modules, (name, type, bytes) =>
         this.#entry!.ship.apply(undefined, [name, type, new ivm.ExternalCopy(bytes).copyInto({ release: true })], { timeout: cpuMs }),
@@ -397,7 +384,7 @@ export class WorkerInstance {
       if (!caps) throw new Error('this worker has no capabilities');
       const decoded = decodeWire(args, base64);
       if (!Array.isArray(decoded)) throw new Error('malformed capability call');
-      const ok = (await caps.call(handle, method, decoded, this.#timeLeft())) ?? null;
+      const ok = (await caps.call(handle, method, decoded, this.#watchdogs.timeLeft(this.bundle.limits.wallMs))) ?? null;
       return encodeWire({ ok, now: Date.now() }, base64);
     } catch (e) {
       try {
@@ -416,7 +403,7 @@ export class WorkerInstance {
     if (this.disposed) throw new WorkerError(503, 'worker was unloaded; retry');
     const seq = ++this.#seq;
     this.#active++;
-    return { seq, watch: this.#watch() };
+    return { seq, watch: this.#watchdogs.arm(this.bundle.limits) };
   }
 
   /**
@@ -622,7 +609,7 @@ export class WorkerInstance {
       };
       try {
         const bodies = items.some((i) => i.body) ? new ivm.ExternalCopy(items.map((i) => i.body)).copyInto({ release: true }) : null;
-        // Each request is also under its own CPU watchdog (#watch); this bound is the backstop for the call.
+        // Each request is also under its own CPU watchdog (Watchdogs.arm); this bound is the backstop for the call.
         this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), bodies, Date.now()], { timeout: cpuMs * items.length }).catch(failed);
       } catch (e) {
         failed(e); // from a tick of its own, a throw here would take the whole process down
@@ -780,42 +767,6 @@ export class WorkerInstance {
     this.#logs.log('error', err.detail === err.message ? err.message : `${err.message}: ${err.detail}`);
     this.#logs.flush();
     return err;
-  }
-
-  /** Arm the CPU-time and wall-time watchdogs; either disposes the isolate when it fires. */
-  #watch(): Watch {
-    const { cpuMs, wallMs } = this.bundle.limits;
-    const cpuStart = this.#isolate.cpuTime;
-    const cpuLimit = BigInt(cpuMs) * 1_000_000n;
-    const interval = setInterval(() => {
-      if (this.#isolate.isDisposed) {
-        // isolated-vm disposes an isolate that runs out of memory itself: answers will not come.
-        clearInterval(interval);
-        return this.dispose();
-      }
-      if (this.#isolate.cpuTime - cpuStart > cpuLimit) this.#terminate('cpu');
-    }, WATCHDOG_MS);
-    const wall = setTimeout(() => this.#terminate('wall'), wallMs);
-    const watch: Watch = {
-      deadline: Date.now() + wallMs,
-      stopWall: () => clearTimeout(wall),
-      stop: () => {
-        clearInterval(interval);
-        clearTimeout(wall);
-        this.#watches.delete(watch);
-      },
-    };
-    this.#watches.add(watch);
-    return watch;
-  }
-
-  /** What the worker has left before the first of its deadlines, less the margin (CALL_MARGIN_MS). */
-  #timeLeft(): number | undefined {
-    let deadline = Infinity;
-    for (const w of this.#watches) deadline = Math.min(deadline, w.deadline);
-    if (deadline === Infinity) return undefined;
-    const margin = Math.min(CALL_MARGIN_MS, this.bundle.limits.wallMs / 10);
-    return Math.max(0, Math.floor(deadline - Date.now() - margin));
   }
 
   #terminate(kind: Kill): void {
