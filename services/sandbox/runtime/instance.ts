@@ -18,6 +18,7 @@ import { LogBuffer } from './log-buffer.ts';
 import { createHostCrypto } from './host-crypto.ts';
 import type { WireResult } from './bootstrap/subtle-wire.ts';
 import { Watchdogs, type Watch } from './watchdog.ts';
+import { SocketTable, type SocketPeer, type WorkerSocket } from './socket-table.ts';
 import { Headers as WireHeaders, MAX_BODY, StatusText, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
@@ -29,33 +30,6 @@ export interface CapabilityHost {
   /** `timeLeftMs`: what the calling worker has left before its wall-time limit (undefined outside a run). */
   call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown>;
 }
-
-/** The browser's end of a WebSocket (ingress holds it): what the worker sends goes there. */
-export interface SocketPeer {
-  send(data: string | ArrayBuffer): void;
-  close(code: number, reason: string): void;
-}
-
-/** The worker's end, for ingress: what the browser sends is delivered into the isolate. */
-export interface WorkerSocket {
-  message(data: string | ArrayBuffer): Promise<void>;
-  close(code: number, reason: string): Promise<void>;
-}
-
-/** A WebSocketPair as the host tracks it (see #socket). */
-interface SocketState {
-  peer: SocketPeer | undefined;
-  accepted: boolean;
-  /** Counted in #active (accepted and bound). */
-  counted: boolean;
-  early: (() => void)[];
-  earlyBytes: number;
-  createdAt: number;
-}
-/** What a worker may send on a socket before its 101 is out, and how many such sockets an isolate may have. */
-const MAX_EARLY_BYTES = 1024 * 1024;
-const MAX_EARLY_BYTES_TOTAL = 8 * 1024 * 1024;
-const MAX_UNBOUND_SOCKETS = 64;
 
 /** What a request gets back: a response, with the worker's socket end after a 101. */
 export type HandledResponse = Omit<WireResponse, 'webSocket'> & { webSocket?: WorkerSocket };
@@ -163,14 +137,12 @@ export class WorkerInstance {
   #bodyRef: ivm.Reference<unknown> | undefined;
   /** Request bodies streaming in, by request: the isolate pulls their chunks (see #pullBody). */
   readonly #incoming = new Map<number, ReadableStreamDefaultReader<Uint8Array>>();
-  /**
-   * WebSockets by pair id: the browser's end (once the 101 is out; until then what the worker sends
-   * waits in `early`), and whether the worker accepted (then the socket counts as active).
-   */
-  readonly #sockets = new Map<number, SocketState>();
-  #unboundSockets = 0;
-  /** Bytes waiting in all unbound sockets' early queues. */
-  #earlyBytes = 0;
+  /** WebSockets by pair id; one accepted and bound counts in #active like a request. */
+  readonly #sockets = new SocketTable({
+    activate: () => void this.#active++,
+    deactivate: () => void this.#leave(false, Date.now() + this.bundle.limits.wallMs),
+    maxUnboundAgeMs: () => 2 * this.bundle.limits.wallMs,
+  });
   readonly #timers = new Map<number, NodeJS.Timeout>();
   #kill: Kill;
   #disposed = false;
@@ -299,9 +271,9 @@ export class WorkerInstance {
         return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
       },
       // WebSockets: what the worker's server end sends or does goes to the browser's end (through ingress).
-      wsSend: (id, data) => this.#toPeer(id, (p) => p.send(data), typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength),
-      wsClose: (id, code, reason) => this.#toPeer(id, (p) => p.close(code, reason)),
-      wsOpened: (id) => this.#socketOpened(id),
+      wsSend: (id, data) => this.#sockets.toPeer(id, (p) => p.send(data), typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength),
+      wsClose: (id, code, reason) => this.#sockets.toPeer(id, (p) => p.close(code, reason)),
+      wsOpened: (id) => this.#sockets.opened(id),
       // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
       idna: (domain, options) => {
         if (typeof domain !== 'string' || typeof options !== 'string' || domain.length > MAX_IDNA_INPUT || options.length > 512) return null;
@@ -462,15 +434,8 @@ export class WorkerInstance {
   /** A 101 from the worker: its pair id (in the head) joined to the browser's end ingress holds. */
   #bindSocket(id: number, peer: SocketPeer | undefined): WorkerSocket {
     if (!peer) throw new WorkerError(500, 'worker returned an invalid response', 'a 101 response to a request that was not a WebSocket upgrade');
-    const socket = this.#socket(id);
-    if (!socket) throw new WorkerError(500, 'worker returned an invalid response', `more than ${MAX_UNBOUND_SOCKETS} WebSocketPairs are waiting to be returned`);
-    if (socket.peer) throw new WorkerError(500, 'worker returned an invalid response', 'this WebSocketPair was already returned in a 101');
-    socket.peer = peer;
-    this.#unboundSockets--;
-    for (const send of socket.early.splice(0)) send();
-    this.#earlyBytes -= socket.earlyBytes;
-    socket.earlyBytes = 0;
-    this.#activate(socket);
+    const problem = this.#sockets.bind(id, peer);
+    if (problem) throw new WorkerError(500, 'worker returned an invalid response', problem);
     const event = (type: string, data: string | ArrayBuffer | null, code = 1005, reason = '') =>
       this.disposed ? Promise.resolve() : this.#entry!.wsEvent.apply(undefined, [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()], { timeout: this.bundle.limits.cpuMs }).then(() => this.#logs.flush(), (e: unknown) => {
         this.#fail(e);
@@ -480,66 +445,9 @@ export class WorkerInstance {
       message: (data) => event('message', data),
       close: async (code, reason) => {
         await event('close', null, code, reason);
-        this.#socketClosed(id);
+        this.#sockets.closed(id);
       },
     };
-  }
-
-  /**
-   * The host's record of a pair (created on the worker's first send, accept or 101 for it). Until its
-   * 101 is out a socket is "unbound": what the worker sends waits here, bounded, and only so many may
-   * exist — a worker cannot park memory in the host by making pairs it never returns.
-   */
-  #socket(id: number): SocketState | undefined {
-    let s = this.#sockets.get(id);
-    if (s) return s;
-    if (this.#unboundSockets >= MAX_UNBOUND_SOCKETS) {
-      // A pair older than any request can live was made by a request that ended without returning it.
-      const stale = Date.now() - 2 * this.bundle.limits.wallMs;
-      for (const [k, v] of this.#sockets) if (!v.peer && v.createdAt < stale) this.#forgetSocket(k, v);
-      if (this.#unboundSockets >= MAX_UNBOUND_SOCKETS) return undefined;
-    }
-    this.#sockets.set(id, (s = { peer: undefined, accepted: false, counted: false, early: [], earlyBytes: 0, createdAt: Date.now() }));
-    this.#unboundSockets++;
-    return s;
-  }
-
-  #toPeer(id: number, act: (peer: SocketPeer) => void, bytes = 0): void {
-    const s = this.#socket(id);
-    if (!s) return;
-    if (s.peer) return act(s.peer);
-    // Beyond the bounds, dropped: as if the socket had never opened.
-    if (s.earlyBytes + bytes > MAX_EARLY_BYTES || this.#earlyBytes + bytes > MAX_EARLY_BYTES_TOTAL) return;
-    s.earlyBytes += bytes;
-    this.#earlyBytes += bytes;
-    s.early.push(() => act(s.peer!));
-  }
-
-  #socketOpened(id: number): void {
-    const s = this.#socket(id);
-    if (!s || s.accepted) return;
-    s.accepted = true;
-    this.#activate(s);
-  }
-
-  /** A socket both accepted and handed to a browser keeps the isolate's timers and I/O alive, like a request. */
-  #activate(s: SocketState): void {
-    if (!s.accepted || !s.peer || s.counted) return;
-    s.counted = true;
-    this.#active++;
-  }
-
-  #forgetSocket(id: number, s: SocketState): void {
-    this.#sockets.delete(id);
-    if (!s.peer) this.#unboundSockets--;
-    this.#earlyBytes -= s.earlyBytes;
-  }
-
-  #socketClosed(id: number): void {
-    const s = this.#sockets.get(id);
-    if (!s) return;
-    this.#forgetSocket(id, s);
-    if (s.counted) void this.#leave(false, Date.now() + this.bundle.limits.wallMs);
   }
 
   /** The request is over: whatever of its body the worker did not read is not wanted. */
@@ -831,10 +739,7 @@ export class WorkerInstance {
     if (this.#entry) for (const name of ENTRY_NAMES) this.#entry[name].release();
     this.#capRef?.release();
     this.#bodyRef?.release();
-    for (const s of this.#sockets.values()) s.peer?.close(1011, 'the worker was unloaded');
-    this.#sockets.clear();
-    this.#unboundSockets = 0;
-    this.#earlyBytes = 0;
+    this.#sockets.closeAll(1011, 'the worker was unloaded');
     for (const r of this.#incoming.values()) void r.cancel().catch(() => {});
     this.#incoming.clear();
     this.#context?.release();
