@@ -22,6 +22,8 @@ import { CloseEvent, MessageEvent, setSocketHost, WebSocket, WebSocketPair } fro
 import { makeStep, NonRetryableError, SUSPEND, workflowBinding, type ValueCodec } from './workflow-step.ts';
 import { decodeWire, encodeWire } from './wire-codec.ts';
 import { addEventListener, removeEventListener, serviceWorkerHandler } from './service-worker.ts';
+import { installConsole, show } from './console.ts';
+import { installTimers } from './timers.ts';
 import { BUILTINS_GLOBAL, CALLBACK_GLOBALS, ENTRY_GLOBAL, LIBS_GLOBAL, OPTIONS_GLOBAL, REFERENCE_GLOBALS, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
@@ -69,22 +71,7 @@ installClock(g);
 lockdown(g, options.allowEval, options.memoryLimit);
 
 // --- console, crypto, timers, misc globals ------------------------------------------------------------
-function show(v: unknown): string {
-  if (typeof v === 'string') return v;
-  if (v instanceof Error) return v.stack ?? `${v.name}: ${v.message}`;
-  try {
-    return JSONstringify(v) ?? StringCtor(v);
-  } catch {
-    return StringCtor(v);
-  }
-}
-const consoleObj: Record<string, (...a: unknown[]) => void> = {};
-for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
-  consoleObj[level] = (...args: unknown[]) => host.log(level, args.map(show).join(' ').slice(0, 64 * 1024));
-}
-consoleObj.trace = consoleObj.debug!;
-const logError = consoleObj.error!;
-g.console = Object.freeze(consoleObj);
+const logError = installConsole(g, host.log);
 
 function getRandomValues<T extends ArrayBufferView | null>(array: T): T {
   if (!ArrayBuffer.isView(array) || array instanceof Float32Array || array instanceof Float64Array || array instanceof DataView) {
@@ -113,32 +100,7 @@ let active = 0;
 // Bumped whenever the host ends all requests: replies to calls made before then are dropped.
 let generation = 0;
 
-const MAX_TIMERS = 10_000;
-const timers = new Map<number, { fn: (...a: unknown[]) => void; args: unknown[]; interval: number | undefined }>();
-let nextTimer = 1;
-function addTimer(fn: unknown, ms: unknown, args: unknown[], repeat: boolean): number {
-  if (typeof fn !== 'function') throw new TypeError('setTimeout/setInterval need a function (strings are not evaluated)');
-  if (active === 0) throw new Error('Timers can only be set while a request is being handled (not in global scope)');
-  if (timers.size >= MAX_TIMERS) throw new RangeError(`too many pending timers (limit ${MAX_TIMERS})`);
-  const delay = Math.max(0, Math.min(Number(ms) || 0, 2 ** 31 - 1));
-  const id = nextTimer++;
-  timers.set(id, { fn: fn as (...a: unknown[]) => void, args, interval: repeat ? delay : undefined });
-  host.setTimer(id, delay);
-  return id;
-}
-function clearTimer(id: unknown): void {
-  if (timers.delete(Number(id))) host.clearTimer(Number(id));
-}
-g.setTimeout = (fn: unknown, ms?: unknown, ...args: unknown[]) => addTimer(fn, ms, args, false);
-g.setInterval = (fn: unknown, ms?: unknown, ...args: unknown[]) => addTimer(fn, ms, args, true);
-g.clearTimeout = clearTimer;
-g.clearInterval = clearTimer;
-g.queueMicrotask = (fn: unknown) => {
-  if (typeof fn !== 'function') throw new TypeError('queueMicrotask needs a function');
-  PromiseCtor.resolve()
-    .then(fn as () => void)
-    .catch((e) => logError('uncaught exception in a microtask:', e));
-};
+const timers = installTimers(g, host, () => active > 0, logError);
 
 function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>()): unknown {
   if (value === null || typeof value !== 'object') {
@@ -521,24 +483,11 @@ function end(): void {
   active = 0;
   settling.clear(); // what is still pending is cut off: its replies are not delivered
   generation++;
-  timers.clear();
+  timers.clearAll();
   drains.clear();
   for (const seq of [...outgoing.keys()]) cancelStream(seq);
   endAll();
   ended = new PromiseCtor<void>((r) => (endAll = r));
-}
-
-function fireTimer(id: number, now: number): void {
-  const t = timers.get(id);
-  if (!t) return;
-  setClock(now);
-  if (t.interval === undefined) timers.delete(id);
-  else host.setTimer(id, t.interval);
-  try {
-    t.fn(...t.args);
-  } catch (e) {
-    logError('uncaught exception in a timer:', e);
-  }
 }
 
 type WorkflowClass = new (ctx: unknown, env: unknown) => { run(event: unknown, step: unknown): unknown };
@@ -558,8 +507,8 @@ async function runWorkflow(className: string, eventWire: string, stepHandle: str
   }
   let suspended = false;
   const step = makeStep(callCapAsync, stepHandle, codec, (fn, ms) => {
-    const id = addTimer(fn, ms, [], false);
-    return () => clearTimer(id);
+    const id = timers.add(fn, ms, [], false);
+    return () => timers.clear(id);
   }, () => (suspended = true));
   const raw = decodeWire(eventWire, b64) as { payload: unknown; timestamp: number; instanceId: string; workflowName: string };
   const event = Object.freeze({ payload: raw.payload, timestamp: new Date(raw.timestamp), instanceId: raw.instanceId, workflowName: raw.workflowName });
@@ -613,7 +562,7 @@ const entry: Entry = {
   runBatch,
   drain,
   end,
-  fireTimer,
+  fireTimer: timers.fire,
   ship,
   loaded,
   runWorkflow: (className: string, eventWire: string, stepHandle: string, now: number) => holding(() => runWorkflow(className, eventWire, stepHandle, now)),
