@@ -24,6 +24,8 @@ import { decodeWire, encodeWire } from './wire-codec.ts';
 import { addEventListener, removeEventListener, serviceWorkerHandler } from './service-worker.ts';
 import { installConsole, show } from './console.ts';
 import { installTimers } from './timers.ts';
+import { structuredClone } from './structured-clone.ts';
+import { installFetch } from './fetch.ts';
 import { BUILTINS_GLOBAL, CALLBACK_GLOBALS, ENTRY_GLOBAL, LIBS_GLOBAL, OPTIONS_GLOBAL, REFERENCE_GLOBALS, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
@@ -102,50 +104,7 @@ let generation = 0;
 
 const timers = installTimers(g, host, () => active > 0, logError);
 
-function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>()): unknown {
-  if (value === null || typeof value !== 'object') {
-    if (typeof value === 'function' || typeof value === 'symbol') throw new DOMException(`${String(value)} could not be cloned`, 'DataCloneError');
-    return value;
-  }
-  if (seen.has(value)) return seen.get(value);
-  let out: unknown;
-  if (Array.isArray(value)) {
-    const a: unknown[] = [];
-    seen.set(value, a);
-    for (let i = 0; i < value.length; i++) a[i] = structuredCloneImpl(value[i], seen);
-    return a;
-  }
-  if (value instanceof Date) out = new Date(value.getTime());
-  else if (value instanceof RegExp) out = new RegExp(value.source, value.flags);
-  else if (value instanceof ArrayBuffer) out = value.slice(0);
-  else if (ArrayBuffer.isView(value)) {
-    const C = value.constructor as new (b: ArrayBuffer, o: number, l: number) => unknown;
-    const buf = value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength);
-    out = value instanceof DataView ? new DataView(buf) : new C(buf as ArrayBuffer, 0, (value as unknown as { length: number }).length);
-  } else if (value instanceof Map) {
-    const m = new Map();
-    seen.set(value, m);
-    for (const [k, v] of value) m.set(structuredCloneImpl(k, seen), structuredCloneImpl(v, seen));
-    return m;
-  } else if (value instanceof Set) {
-    const s = new Set();
-    seen.set(value, s);
-    for (const v of value) s.add(structuredCloneImpl(v, seen));
-    return s;
-  } else if (value instanceof Error) {
-    const e = new Error(value.message);
-    e.name = value.name;
-    out = e;
-  } else {
-    const o: Record<string, unknown> = {};
-    seen.set(value, o);
-    for (const k of Object.keys(value)) o[k] = structuredCloneImpl((value as Record<string, unknown>)[k], seen);
-    return o;
-  }
-  seen.set(value, out);
-  return out;
-}
-g.structuredClone = (v: unknown) => structuredCloneImpl(v);
+g.structuredClone = (v: unknown) => structuredClone(v);
 
 Object.assign(g, { addEventListener, removeEventListener, WebSocket, WebSocketPair, MessageEvent, CloseEvent, CryptoKey, TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
 
@@ -161,27 +120,10 @@ const callCapAsync = asyncCapCaller(async (handle, method, args) => {
   return reply;
 }, setClock);
 
-// fetch(): only through the worker's fetch capability (egress); a refusal is a TypeError whose message
-// starts "egress denied:", as the platform promises.
-const MAX_SUBREQUESTS = 50;
-let subrequests = 0;
-g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
-  const request = new Request(input as string, init as never);
-  if (++subrequests > MAX_SUBREQUESTS) throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
-  let reply: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null; url: string; redirected: boolean };
-  try {
-    reply = (await callCapAsync('$fetch', 'fetch', [{ method: request.method, url: request.url, headers: Headers.raw(request.headers), body: await Body.read(request, options.maxBody), redirect: request.redirect }])) as typeof reply;
-  } catch (e) {
-    throw new TypeError((e as Error).message);
-  }
-  const nullBody = reply.status === 204 || reply.status === 205 || reply.status === 304 || request.method === 'HEAD';
-  const response = new Response(nullBody ? null : reply.body, { status: reply.status, statusText: reply.statusText, headers: reply.headers });
-  Object.defineProperties(response, { url: { value: reply.url }, redirected: { value: reply.redirected } });
-  return response;
-};
+const resetSubrequests = installFetch(g, callCapAsync, options.maxBody);
 // Workflow values: JSON-compatible data and bytes, checked to be structured-clonable first.
 const codec: ValueCodec = {
-  encode: (v) => (v === undefined ? null : encodeWire(structuredCloneImpl(v), b64)),
+  encode: (v) => (v === undefined ? null : encodeWire(structuredClone(v), b64)),
   decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
 };
 g.caches = makeCaches(callCapAsync);
@@ -352,7 +294,7 @@ async function holding<T>(handler: () => Promise<T>): Promise<T> {
 async function respond(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null]> {
   active++;
   setClock(now);
-  subrequests = 0;
+  resetSubrequests();
   const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][]; streamed: boolean };
   const request = new Request(meta.url, { method: meta.method, headers: meta.headers, body: meta.streamed ? incomingStream(seq) : body === null ? null : new U8(body) });
   const waitUntil: Promise<unknown>[] = [];
@@ -500,7 +442,7 @@ type WorkflowClass = new (ctx: unknown, env: unknown) => { run(event: unknown, s
 async function runWorkflow(className: string, eventWire: string, stepHandle: string, now: number): Promise<string> {
   active++;
   setClock(now);
-  subrequests = 0;
+  resetSubrequests();
   const cls = exported[className] as WorkflowClass | undefined;
   if (typeof cls !== 'function' || typeof (cls.prototype as { run?: unknown } | undefined)?.run !== 'function') {
     return JSONstringify({ outcome: 'errored', name: 'Error', message: `the worker exports no class ${className} with a run(event, step) method` });
@@ -531,7 +473,7 @@ async function runWorkflow(className: string, eventWire: string, stepHandle: str
 async function runScheduled(cron: string, scheduledTime: number, now: number): Promise<string> {
   active++;
   setClock(now);
-  subrequests = 0;
+  resetSubrequests();
   const h = handler;
   const target = typeof h === 'function' ? (h.prototype as Handler | undefined) : h;
   if (!target || typeof target.scheduled !== 'function') return 'the worker has no scheduled(event, env, ctx) handler in its default export';
