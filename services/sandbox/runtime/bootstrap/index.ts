@@ -10,7 +10,7 @@
  */
 import './install-encoding.ts';
 import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
-import { Blob, Body, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
+import { Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
 import { asyncCapCaller, b64, capCaller, directoryBinding, storageBinding } from './bindings.ts';
 import * as web from './web-globals.ts';
 import { installClock, resetClock, setClock } from './clock.ts';
@@ -26,6 +26,7 @@ import { installConsole, show } from './console.ts';
 import { installTimers } from './timers.ts';
 import { structuredClone } from './structured-clone.ts';
 import { installFetch } from './fetch.ts';
+import { cancelAllStreams, cancelStream, errorText, fail, pull, serialize, streamsOpen } from './response-out.ts';
 import { BUILTINS_GLOBAL, CALLBACK_GLOBALS, ENTRY_GLOBAL, LIBS_GLOBAL, OPTIONS_GLOBAL, REFERENCE_GLOBALS, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
@@ -55,15 +56,8 @@ const options = JSON.parse(take(OPTIONS_GLOBAL) as string) as BootOptions;
 const apply = Reflect.apply;
 const JSONstringify = JSON.stringify;
 const JSONparse = JSON.parse;
-const AB = ArrayBuffer;
 const U8 = Uint8Array;
-const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
-const taByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteLength')!.get!;
 const taSet = Uint8Array.prototype.set;
-const checkBody = Body.check;
-const readBody = Body.read;
-const takeStream = Body.takeStream;
-const rawHeaders = Headers.raw;
 const PromiseCtor = Promise;
 const promiseThen = Promise.prototype.then;
 const allSettled = Promise.allSettled.bind(Promise);
@@ -228,23 +222,6 @@ function loaded(namespace: Record<string, unknown>): string {
   return '';
 }
 
-/** What the log gets for a tenant exception: always a string, whatever the tenant made of its errors. */
-function errorText(e: unknown): string {
-  try {
-    if (e instanceof Error) {
-      const stack = e.stack;
-      return typeof stack === 'string' ? stack : `${StringCtor(e.name)}: ${StringCtor(e.message)}`;
-    }
-    return `uncaught: ${show(e)}`;
-  } catch {
-    return 'an exception that could not be described';
-  }
-}
-
-function fail(kind: string, message: string): [string, null] {
-  return ['!' + JSONstringify({ kind, message }), null];
-}
-
 const drains = new Map<number, Promise<unknown>>();
 let endAll: () => void = () => {};
 let ended = new PromiseCtor<void>((r) => (endAll = r));
@@ -261,7 +238,7 @@ const settling = new Set<number>();
  */
 async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null, boolean?]> {
   const out = await holding(() => respond(metaJson, body, now, seq));
-  if (running > 0 || settling.size > 0 || drains.size > 0 || outgoing.size > 0 || WebSocket.anyLive()) return out;
+  if (running > 0 || settling.size > 0 || drains.size > 0 || streamsOpen() || WebSocket.anyLive()) return out;
   end();
   return [out[0], out[1], true];
 }
@@ -314,56 +291,7 @@ async function respond(metaJson: string, body: ArrayBuffer | null, now: number, 
     settling.add(seq);
     drains.set(seq, allSettled(waitUntil).finally(() => settling.delete(seq)));
   }
-  return serialize(response, seq);
-}
-
-/**
- * The response as the host takes it: a JSON string and a fresh ArrayBuffer, nothing the tenant made.
- * A stream body is read to its end here (under the request's watchdogs), at most maxBody bytes.
- */
-async function serialize(response: unknown, seq: number): Promise<[string, ArrayBuffer | null]> {
-  try {
-    checkBody(response as Response); // a brand check: throws for anything but a real Response
-  } catch {
-    return fail('not-a-response', `fetch() returned ${response === null ? 'null' : typeof response}, not a Response`);
-  }
-  const r = response as Response;
-  let head: string;
-  try {
-    head = JSONstringify({ status: r.status, statusText: StringCtor(r.statusText), headers: rawHeaders(r.headers) });
-    if (typeof head !== 'string') return fail('bad-response', 'the response could not be serialised');
-    if (head.length > options.maxHead) return fail('bad-response', `the status line and headers take ${head.length} characters; the limit is ${options.maxHead}`);
-  } catch (e) {
-    return fail('exception', errorText(e));
-  }
-  if (r.status === 101) {
-    const pair = WebSocket.pairOfClient(r.webSocket);
-    if (pair === undefined) return fail('bad-response', 'a 101 response needs webSocket: the client end of a WebSocketPair');
-    return [JSONstringify({ status: 101, statusText: '', headers: rawHeaders(r.headers), webSocket: pair }), null];
-  }
-  // A stream nobody has read goes out chunk by chunk: the host pulls (pull(seq)) until it ends.
-  const stream = takeStream(r);
-  if (stream) {
-    outgoing.set(seq, stream.getReader());
-    return ['~' + head, null];
-  }
-  let bytes: Uint8Array | null;
-  try {
-    bytes = await readBody(r, options.maxBody);
-  } catch (e) {
-    if (e instanceof RangeError) return fail('too-large', `the response body is more than ${options.maxBody} bytes; the limit is ${options.maxBody}`);
-    return fail('exception', errorText(e));
-  }
-  try {
-    if (bytes === null) return [head, null];
-    const length = apply(taByteLength, bytes, []) as number;
-    if (length > options.maxBody) return fail('too-large', `the response body is ${length} bytes; the limit is ${options.maxBody}`);
-    const out = new AB(length);
-    apply(taSet, new U8(out), [bytes]);
-    return [head, out];
-  } catch (e) {
-    return fail('exception', errorText(e));
-  }
+  return serialize(response, seq, options);
 }
 
 /** A request body streaming in: each chunk is pulled from the host when the worker reads. */
@@ -382,36 +310,6 @@ function incomingStream(seq: number): web.ReadableStream<Uint8Array> {
   );
 }
 
-/** Response bodies being streamed out, by request. */
-const outgoing = new Map<number, { read(): Promise<{ done: boolean; value?: unknown }>; cancel(reason?: unknown): Promise<void> }>();
-
-/** The next chunk of request `seq`'s response body as a fresh ArrayBuffer, or null at its end. */
-async function pull(seq: number): Promise<ArrayBuffer | null> {
-  const reader = outgoing.get(seq);
-  if (!reader) return null;
-  const { done, value } = await reader.read();
-  if (done) {
-    outgoing.delete(seq);
-    return null;
-  }
-  if (!(value instanceof U8)) {
-    outgoing.delete(seq);
-    void reader.cancel();
-    throw new TypeError('a response body stream must give Uint8Array chunks');
-  }
-  const length = apply(taByteLength, value, []) as number;
-  const out = new AB(length);
-  apply(taSet, new U8(out), [value]);
-  return out;
-}
-
-/** The client went away: the rest of the body is not wanted. */
-function cancelStream(seq: number): void {
-  const reader = outgoing.get(seq);
-  outgoing.delete(seq);
-  if (reader) void reader.cancel('the client went away').catch(() => {});
-}
-
 /** Resolves when the request's waitUntil promises have settled, or when the host ends all requests. */
 function drain(seq: number): Promise<void> | undefined {
   const p = drains.get(seq);
@@ -427,7 +325,7 @@ function end(): void {
   generation++;
   timers.clearAll();
   drains.clear();
-  for (const seq of [...outgoing.keys()]) cancelStream(seq);
+  cancelAllStreams();
   endAll();
   ended = new PromiseCtor<void>((r) => (endAll = r));
 }
