@@ -11,7 +11,7 @@
 import './install-encoding.ts';
 import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
 import { Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
-import { asyncCapCaller, b64, capCaller, directoryBinding, storageBinding } from './bindings.ts';
+import { asyncCapCaller, b64, capCaller } from './bindings.ts';
 import * as web from './web-globals.ts';
 import { installClock, resetClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
@@ -19,13 +19,14 @@ import { CryptoKey, makeSubtle } from './subtle.ts';
 import { setIdnaHost } from './idna.ts';
 import { makeCaches } from './cache-api.ts';
 import { CloseEvent, MessageEvent, setSocketHost, WebSocket, WebSocketPair } from './websocket.ts';
-import { makeStep, NonRetryableError, SUSPEND, workflowBinding, type ValueCodec } from './workflow-step.ts';
-import { decodeWire, encodeWire } from './wire-codec.ts';
+import { makeStep, NonRetryableError, SUSPEND } from './workflow-step.ts';
+import { decodeWire } from './wire-codec.ts';
 import { addEventListener, removeEventListener, serviceWorkerHandler } from './service-worker.ts';
 import { installConsole, show } from './console.ts';
 import { installTimers } from './timers.ts';
 import { structuredClone } from './structured-clone.ts';
 import { installFetch } from './fetch.ts';
+import { codec, makeEnv } from './env.ts';
 import { cancelAllStreams, cancelStream, errorText, fail, pull, serialize, streamsOpen } from './response-out.ts';
 import { BUILTINS_GLOBAL, CALLBACK_GLOBALS, ENTRY_GLOBAL, LIBS_GLOBAL, OPTIONS_GLOBAL, REFERENCE_GLOBALS, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
@@ -115,21 +116,8 @@ const callCapAsync = asyncCapCaller(async (handle, method, args) => {
 }, setClock);
 
 const resetSubrequests = installFetch(g, callCapAsync, options.maxBody);
-// Workflow values: JSON-compatible data and bytes, checked to be structured-clonable first.
-const codec: ValueCodec = {
-  encode: (v) => (v === undefined ? null : encodeWire(structuredClone(v), b64)),
-  decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
-};
 g.caches = makeCaches(callCapAsync);
-/** The worker's `env`: its vars and a binding object per capability it was given. */
-function makeEnv(vars: Record<string, string>, bindings: typeof options.bindings): object {
-  const bindingObjects: Record<string, object> = {};
-  for (const b of bindings) {
-    bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : b.type === 'workflow' ? workflowBinding(callCapAsync, b.name, codec) : directoryBinding(callCap, b.name);
-  }
-  return Object.freeze({ ...vars, ...bindingObjects });
-}
-let env = makeEnv(options.vars, options.bindings);
+let env = makeEnv(options.vars, options.bindings, callCap, callCapAsync);
 let configurable = true;
 
 /**
@@ -140,7 +128,7 @@ function configure(json: string): void {
   if (!configurable) throw new Error('configure() comes before the worker is loaded, once');
   configurable = false;
   const o = JSON.parse(json) as { vars: Record<string, string>; bindings: typeof options.bindings };
-  env = makeEnv(o.vars, o.bindings);
+  env = makeEnv(o.vars, o.bindings, callCap, callCapAsync);
 }
 
 // --- loading: data and WebAssembly modules shipped with the worker --------------------------------------
