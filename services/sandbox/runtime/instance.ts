@@ -10,7 +10,6 @@
  */
 import ivm from 'isolated-vm';
 import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
 import tr46 from 'tr46';
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
@@ -19,7 +18,9 @@ import { createHostCrypto } from './host-crypto.ts';
 import type { WireResult } from './bootstrap/subtle-wire.ts';
 import { Watchdogs, type Watch } from './watchdog.ts';
 import { SocketTable, type SocketPeer, type WorkerSocket } from './socket-table.ts';
-import { Headers as WireHeaders, MAX_BODY, StatusText, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
+import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts';
+import { MAX_HEAD, readResponse } from './read-response.ts';
+import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
 import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
@@ -33,32 +34,12 @@ export interface CapabilityHost {
 
 /** What a request gets back: a response, with the worker's socket end after a 101. */
 export type HandledResponse = Omit<WireResponse, 'webSocket'> & { webSocket?: WorkerSocket };
-/** A response as read from the isolate (a 101 names its WebSocketPair). */
-type ReadResponse = Omit<WireResponse, 'webSocket' | 'stream'> & { webSocketId?: number };
-
 export interface RequestHooks {
   log(entries: LogEntry[]): void;
   capabilities?: CapabilityHost;
 }
 
-const limitError = (limit: 'cpu' | 'wall' | 'memory', message: string) => new WorkerError(503, message, message, limit);
-
 const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
-
-export class WorkerError extends Error {
-  readonly status: number;
-  /** What the worker's log gets: the tenant's own error and stack, never ours. */
-  readonly detail: string;
-  /** The limit the worker broke, if that is what ended the request (reported to the supervisor's quarantine). */
-  readonly limit: 'cpu' | 'wall' | 'memory' | undefined;
-  constructor(status: number, message: string, detail = message, limit?: 'cpu' | 'wall' | 'memory') {
-    super(message);
-    this.name = 'WorkerError';
-    this.status = status;
-    this.detail = detail;
-    this.limit = limit;
-  }
-}
 
 // V8's code cache for the init half (the same source for the whole process; ours, so the cache not
 // being checked against its source — docs/security.md, "What the code relies on" — is no risk here). Saves ~1.3 ms per isolate.
@@ -69,52 +50,7 @@ const MAX_IDNA_INPUT = 64 * 1024;
 const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCIIRules', 'transitionalProcessing', 'verifyDNSLength', 'ignoreInvalidPunycode'];
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
 const END_GRACE_MS = 1000;
-/** Serialised status line and headers; more is refused inside the isolate. */
-const MAX_HEAD = 256 * 1024;
 const MiB = 1024 * 1024;
-
-const HOST_FRAME = /^\s+at .*(?:file:\/\/|node:|\(\/|at \/)/;
-
-/**
- * The part of a stack that is the tenant's: everything above isolated-vm's boundary marker, and never
- * a frame that names a host file (whatever arrives here, it is logged for the tenant to read).
- */
-export function tenantStack(stack: unknown): string {
-  const text = typeof stack === 'string' ? stack : String(stack);
-  const cut = text.indexOf('\n    at (<isolated-vm boundary>)');
-  const mine = cut < 0 ? text : text.slice(0, cut);
-  return mine
-    .split('\n')
-    .filter((line) => !HOST_FRAME.test(line))
-    .join('\n');
-}
-
-/** An error a host callback may throw into the isolate: the message only, no host stack (security notes F5). */
-function sanitized(e: unknown): Error {
-  const err = new Error(e instanceof Error ? e.message : 'host call failed');
-  err.stack = `Error: ${err.message}`;
-  return err;
-}
-
-function hostCallback<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
-  return (...args: A) => {
-    try {
-      return fn(...args);
-    } catch (e) {
-      throw sanitized(e);
-    }
-  };
-}
-
-const Head = z
-  .object({
-    status: z.number().int().min(101).max(599),
-    statusText: StatusText,
-    headers: WireHeaders,
-    /** With status 101: the WebSocketPair whose client end the worker returned. */
-    webSocket: z.number().int().positive().optional(),
-  })
-  .refine((h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101), 'status 101 comes with a webSocket, and only then');
 
 type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
 /** The bootstrap's entry points, as the host holds them. */
@@ -481,10 +417,10 @@ export class WorkerInstance {
     }
     try {
       if (streamed) {
-        const { webSocketId: _none, ...head } = this.#response([result[0].slice(1), null]);
+        const { webSocketId: _none, ...head } = readResponse([result[0].slice(1), null]);
         return { ...head, stream: this.#bodyStream(seq, watch) };
       }
-      const { webSocketId, ...response } = this.#response([result[0], result[1]]);
+      const { webSocketId, ...response } = readResponse([result[0], result[1]]);
       if (webSocketId !== undefined) return { ...response, webSocket: this.#bindSocket(webSocketId, socket) };
       return response;
     } catch (e) {
@@ -525,7 +461,7 @@ export class WorkerInstance {
     }
   }
 
-  /** The bootstrap's answer to request `seq` (checked by #readResponse like any answer). */
+  /** The bootstrap's answer to request `seq` (checked by readResponse like any answer). */
   #answered(seq: number, answer: Answer): void {
     const waiting = this.#answers.get(seq);
     this.#answers.delete(seq);
@@ -586,39 +522,6 @@ export class WorkerInstance {
       },
       { highWaterMark: 0 },
     );
-  }
-
-  #response(result: [string, ArrayBuffer | null]): ReadResponse {
-    try {
-      return this.#readResponse(result);
-    } catch (e) {
-      if (e instanceof WorkerError) throw e;
-      throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be read');
-    }
-  }
-
-  #readResponse([head, out]: [string, ArrayBuffer | null]): ReadResponse {
-    if (typeof head !== 'string') throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be serialised');
-    if (head.startsWith('!')) {
-      const parsed = JSON.parse(head.slice(1)) as { kind: unknown; message: unknown };
-      const kind = String(parsed.kind);
-      const message = String(parsed.message);
-      if (kind === 'exception') throw new WorkerError(500, 'worker threw an exception', tenantStack(message));
-      if (kind === 'too-large') throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, message);
-      if (kind === 'bad-response') throw new WorkerError(500, 'worker returned an invalid response', message);
-      throw new WorkerError(500, 'worker did not return a Response', message);
-    }
-    if (head.length > MAX_HEAD) throw new WorkerError(500, 'worker returned an invalid response', `the status line and headers take ${head.length} characters; the limit is ${MAX_HEAD}`);
-    const parsed = Head.safeParse(JSON.parse(head));
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new WorkerError(500, 'worker returned an invalid response', `${issue?.path.join('.') || 'response'}: ${issue?.message ?? 'rejected'}`);
-    }
-    if (out !== null && !(out instanceof ArrayBuffer)) throw new WorkerError(500, 'worker returned an invalid response', 'the body did not arrive as bytes');
-    if (out && out.byteLength > MAX_BODY) throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, `the response body is ${out.byteLength} bytes`);
-    const nullBody = parsed.data.status === 204 || parsed.data.status === 205 || parsed.data.status === 304;
-    const response = { status: parsed.data.status, statusText: parsed.data.statusText, headers: parsed.data.headers, body: out && !nullBody ? new Uint8Array(out) : null };
-    return parsed.data.webSocket === undefined ? response : { ...response, webSocketId: parsed.data.webSocket };
   }
 
   /**
