@@ -5,8 +5,13 @@
  * deletes them from the global scope, and leaves one entry object for the host to take.
  *
  * Host → isolate traffic is strings and ArrayBuffer copies only; nothing of the host stays reachable.
- * Everything this file uses after tenant code has run (serialising the response above all) is
- * captured here first, so a tenant that patches prototypes changes only what it sees itself.
+ * Everything used after tenant code has run (serialising the response above all) is captured before
+ * it, here or at the top of the module that uses it, so a tenant that patches prototypes changes only
+ * what it sees itself.
+ *
+ * Each Web API is a file of its own; this file takes the host's callbacks (abi.ts), freezes the clock
+ * and locks down, installs the APIs in order (console first: the others report through it), and
+ * leaves the entry points the host calls. docs/contributing.md: adding an API.
  */
 import './install-encoding.ts';
 import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
