@@ -2,7 +2,7 @@
  * The bootstrap, bundled once per process with esbuild, in two halves:
  * - `libs` (bootstrap/libs.ts) is evaluated once into an isolated-vm start-up snapshot;
  * - `init` (bootstrap/index.ts) runs in every new context; its imports of the library modules are
- *   resolved to the objects the snapshot left in `__cordonLibs`, so it is small and quick to compile.
+ *   resolved to the objects the snapshot left in LIBS_GLOBAL (abi.ts), so it is small and quick to compile.
  */
 import { build, stop, type Plugin } from 'esbuild';
 import { fileURLToPath } from 'node:url';
@@ -11,24 +11,25 @@ import * as encoding from './bootstrap/encoding.ts';
 import * as fetchApi from './bootstrap/fetch-api.ts';
 import * as web from './bootstrap/web-globals.ts';
 import * as idna from './bootstrap/idna.ts';
+import { LIBS_GLOBAL, SNAPSHOT_EFFECTS, SNAPSHOT_MODULES, type SnapshotLibs } from './abi.ts';
 
 const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
-const FROM_SNAPSHOT: Record<string, string[]> = {
-  './encoding.ts': Object.keys(encoding).map((k) => `encoding.${k}`),
-  './fetch-api.ts': Object.keys(fetchApi).map((k) => `fetchApi.${k}`),
-  './web-globals.ts': Object.keys(web).map((k) => `web.${k}`),
-  './idna.ts': Object.keys(idna).map((k) => `idna.${k}`),
-  './install-encoding.ts': [],
-};
+// The same modules the snapshot evaluates (bootstrap/libs.ts): their export names, by file.
+const libs: SnapshotLibs = { encoding, fetchApi, web, idna };
+const FROM_SNAPSHOT = new Map<string, string[]>([
+  ...Object.entries(SNAPSHOT_MODULES).map(([lib, file]) => [file, Object.keys(libs[lib as keyof SnapshotLibs]).map((k) => `${lib}.${k}`)] as [string, string[]]),
+  ...SNAPSHOT_EFFECTS.map((file) => [file, []] as [string, string[]]),
+]);
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** In the init half, the library modules are the snapshot's objects, not new copies. */
 const fromSnapshot: Plugin = {
   name: 'cordon-from-snapshot',
   setup(build) {
-    build.onResolve({ filter: /^\.\/(encoding|fetch-api|web-globals|idna|install-encoding)\.ts$/ }, (args) => ({ path: args.path, namespace: 'snapshot' }));
+    build.onResolve({ filter: new RegExp(`^(?:${[...FROM_SNAPSHOT.keys()].map(escape).join('|')})$`) }, (args) => ({ path: args.path, namespace: 'snapshot' }));
     build.onLoad({ filter: /.*/, namespace: 'snapshot' }, (args) => {
-      const names = FROM_SNAPSHOT[args.path]!;
-      const lines = names.map((n) => `export const ${n.split('.')[1]} = globalThis.__cordonLibs.${n};`);
+      const names = FROM_SNAPSHOT.get(args.path)!;
+      const lines = names.map((n) => `export const ${n.split('.')[1]} = globalThis.${LIBS_GLOBAL}.${n};`);
       return { contents: lines.join('\n') || 'export {};', loader: 'js' };
     });
   },
@@ -82,7 +83,7 @@ async function bundle(entry: string, plugins: Plugin[]): Promise<string> {
  * ~40 KB more snapshot; the first request in a new isolate is ~2 ms faster.
  */
 const WARMUP = `{
-  const { Request, Response, Headers, URL, URLSearchParams } = globalThis.__cordonLibs.fetchApi;
+  const { Request, Response, Headers, URL, URLSearchParams } = globalThis.${LIBS_GLOBAL}.fetchApi;
   const req = new Request('http://warm.up/a?b=c', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi' });
   new URL(req.url).searchParams.get('b');
   new URLSearchParams('a=1').toString();

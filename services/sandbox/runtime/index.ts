@@ -7,11 +7,15 @@
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import type { WireRequest } from '../../../schemas/http.ts';
-import { WorkerError, WorkerInstance, type CapabilityHost, type HandledResponse, type SocketPeer } from './instance.ts';
+import { WorkerInstance, type CapabilityHost, type HandledResponse } from './instance.ts';
+import { WorkerError } from './errors.ts';
+import type { SocketPeer } from './socket-table.ts';
 import { SpareIsolates } from './spares.ts';
 import type ivm from 'isolated-vm';
 
-export { WorkerError, type CapabilityHost, type HandledResponse, type SocketPeer, type WorkerSocket } from './instance.ts';
+export { type CapabilityHost, type HandledResponse } from './instance.ts';
+export { WorkerError } from './errors.ts';
+export type { SocketPeer, WorkerSocket } from './socket-table.ts';
 
 export interface RunHooks {
   log(entries: LogEntry[]): void;

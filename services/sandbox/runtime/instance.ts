@@ -10,15 +10,21 @@
  */
 import ivm from 'isolated-vm';
 import { randomBytes } from 'node:crypto';
-import { z } from 'zod';
 import tr46 from 'tr46';
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
+import { LogBuffer } from './log-buffer.ts';
 import { createHostCrypto } from './host-crypto.ts';
-import { Headers as WireHeaders, MAX_BODY, StatusText, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
+import type { WireResult } from './bootstrap/subtle-wire.ts';
+import { Watchdogs, type Watch } from './watchdog.ts';
+import { SocketTable, type SocketPeer, type WorkerSocket } from './socket-table.ts';
+import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts';
+import { MAX_HEAD, readResponse } from './read-response.ts';
+import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
 import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
+import { ASYNC_CALLBACKS, CALLBACK_GLOBALS, ENTRY_GLOBAL, ENTRY_NAMES, OPTIONS_GLOBAL, REFERENCE_GLOBALS, type BootOptions, type Entry, type HostCallbacks, type HostReferences } from './abi.ts';
 
 /** Where a worker's capability calls go: the sandbox forwards them to the supervisor. */
 export interface CapabilityHost {
@@ -26,63 +32,15 @@ export interface CapabilityHost {
   call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown>;
 }
 
-/** The browser's end of a WebSocket (ingress holds it): what the worker sends goes there. */
-export interface SocketPeer {
-  send(data: string | ArrayBuffer): void;
-  close(code: number, reason: string): void;
-}
-
-/** The worker's end, for ingress: what the browser sends is delivered into the isolate. */
-export interface WorkerSocket {
-  message(data: string | ArrayBuffer): Promise<void>;
-  close(code: number, reason: string): Promise<void>;
-}
-
-/** A WebSocketPair as the host tracks it (see #socket). */
-interface SocketState {
-  peer: SocketPeer | undefined;
-  accepted: boolean;
-  /** Counted in #active (accepted and bound). */
-  counted: boolean;
-  early: (() => void)[];
-  earlyBytes: number;
-  createdAt: number;
-}
-/** What a worker may send on a socket before its 101 is out, and how many such sockets an isolate may have. */
-const MAX_EARLY_BYTES = 1024 * 1024;
-const MAX_EARLY_BYTES_TOTAL = 8 * 1024 * 1024;
-const MAX_UNBOUND_SOCKETS = 64;
-
 /** What a request gets back: a response, with the worker's socket end after a 101. */
 export type HandledResponse = Omit<WireResponse, 'webSocket'> & { webSocket?: WorkerSocket };
-/** A response as read from the isolate (a 101 names its WebSocketPair). */
-type ReadResponse = Omit<WireResponse, 'webSocket' | 'stream'> & { webSocketId?: number };
-
 export interface RequestHooks {
   log(entries: LogEntry[]): void;
   capabilities?: CapabilityHost;
 }
 
-const limitError = (limit: 'cpu' | 'wall' | 'memory', message: string) => new WorkerError(503, message, message, limit);
-
 const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
 
-export class WorkerError extends Error {
-  readonly status: number;
-  /** What the worker's log gets: the tenant's own error and stack, never ours. */
-  readonly detail: string;
-  /** The limit the worker broke, if that is what ended the request (reported to the supervisor's quarantine). */
-  readonly limit: 'cpu' | 'wall' | 'memory' | undefined;
-  constructor(status: number, message: string, detail = message, limit?: 'cpu' | 'wall' | 'memory') {
-    super(message);
-    this.name = 'WorkerError';
-    this.status = status;
-    this.detail = detail;
-    this.limit = limit;
-  }
-}
-
-const WATCHDOG_MS = 10;
 // V8's code cache for the init half (the same source for the whole process; ours, so the cache not
 // being checked against its source — docs/security.md, "What the code relies on" — is no risk here). Saves ~1.3 ms per isolate.
 let initCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
@@ -92,84 +50,11 @@ const MAX_IDNA_INPUT = 64 * 1024;
 const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCIIRules', 'transitionalProcessing', 'verifyDNSLength', 'ignoreInvalidPunycode'];
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
 const END_GRACE_MS = 1000;
-/**
- * A capability call is told the worker's time ends this much before the wall-time watchdog fires (a
- * tenth of the limit for short ones), so a storage call interrupted at its deadline still reaches the
- * worker as an error it can handle rather than the isolate being disposed under it.
- */
-const CALL_MARGIN_MS = 250;
-const MAX_LOG_BUFFER = 1000;
-/**
- * What one worker may log per second (UTF-8 bytes of its messages): its log shares the cordon's session
- * to the supervisor with every other worker's storage calls. Lines over it are counted, and the count
- * is logged in their place.
- */
-export const LOG_BYTES_PER_SECOND = 1024 * 1024;
-/** Serialised status line and headers; more is refused inside the isolate. */
-const MAX_HEAD = 256 * 1024;
 const MiB = 1024 * 1024;
 
-const HOST_FRAME = /^\s+at .*(?:file:\/\/|node:|\(\/|at \/)/;
-
-/**
- * The part of a stack that is the tenant's: everything above isolated-vm's boundary marker, and never
- * a frame that names a host file (whatever arrives here, it is logged for the tenant to read).
- */
-export function tenantStack(stack: unknown): string {
-  const text = typeof stack === 'string' ? stack : String(stack);
-  const cut = text.indexOf('\n    at (<isolated-vm boundary>)');
-  const mine = cut < 0 ? text : text.slice(0, cut);
-  return mine
-    .split('\n')
-    .filter((line) => !HOST_FRAME.test(line))
-    .join('\n');
-}
-
-/** An error a host callback may throw into the isolate: the message only, no host stack (security notes F5). */
-function sanitized(e: unknown): Error {
-  const err = new Error(e instanceof Error ? e.message : 'host call failed');
-  err.stack = `Error: ${err.message}`;
-  return err;
-}
-
-function hostCallback<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
-  return (...args: A) => {
-    try {
-      return fn(...args);
-    } catch (e) {
-      throw sanitized(e);
-    }
-  };
-}
-
-const Head = z
-  .object({
-    status: z.number().int().min(101).max(599),
-    statusText: StatusText,
-    headers: WireHeaders,
-    /** With status 101: the WebSocketPair whose client end the worker returned. */
-    webSocket: z.number().int().positive().optional(),
-  })
-  .refine((h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101), 'status 101 comes with a webSocket, and only then');
-
 type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
-type Ref<F> = ivm.Reference<F>;
-interface Entry {
-  runBatch: Ref<(batch: string, bodies: (ArrayBuffer | null)[] | null, now: number) => void>;
-  rehearse: Ref<(now: number) => Promise<void>>;
-  runWorkflow: Ref<(className: string, event: string, stepHandle: string, now: number) => Promise<string>>;
-  runScheduled: Ref<(cron: string, scheduledTime: number, now: number) => Promise<string>>;
-  drain: Ref<(seq: number) => Promise<void> | undefined>;
-  pull: Ref<(seq: number) => Promise<ArrayBuffer | null>>;
-  cancelStream: Ref<(seq: number) => void>;
-  wsEvent: Ref<(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number) => void>;
-  configure: Ref<(json: string) => void>;
-  end: Ref<() => void>;
-  fireTimer: Ref<(id: number, now: number) => void>;
-  ship: Ref<(name: string, type: string, bytes: ArrayBuffer) => string>;
-  loaded: Ref<(namespace: unknown) => string>;
-}
-const ENTRY_NAMES = ['runBatch', 'drain', 'end', 'fireTimer', 'ship', 'loaded', 'runWorkflow', 'runScheduled', 'pull', 'cancelStream', 'wsEvent', 'configure', 'rehearse'] as const;
+/** The bootstrap's entry points, as the host holds them. */
+type EntryRefs = { [K in keyof Entry]: ivm.Reference<Entry[K]> };
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
 /** Requests sent into an isolate in one call at most (see #submit). */
@@ -178,32 +63,22 @@ const MAX_BATCH = 32;
 /** A request's answer from the isolate: head (JSON, or '!' + a failure, or '~' + head of a stream), body, and whether the isolate ended the request's scope itself. */
 type Answer = [string, ArrayBuffer | null, boolean?];
 
-/** The CPU and wall-time watchdogs of one request (or of loading the worker). */
-interface Watch {
-  readonly deadline: number;
-  /** Stop the wall-time watchdog only (waitUntil outlives it, without being killed by it). */
-  stopWall(): void;
-  stop(): void;
-}
-
 export class WorkerInstance {
   /** Set once more by adopt() when the instance was made ahead of need. */
   bundle: WorkerBundle;
   readonly #isolate: ivm.Isolate;
   #context: ivm.Context | undefined;
-  #entry: Entry | undefined;
+  #entry: EntryRefs | undefined;
   #capRef: ivm.Reference<unknown> | undefined;
   #bodyRef: ivm.Reference<unknown> | undefined;
   /** Request bodies streaming in, by request: the isolate pulls their chunks (see #pullBody). */
   readonly #incoming = new Map<number, ReadableStreamDefaultReader<Uint8Array>>();
-  /**
-   * WebSockets by pair id: the browser's end (once the 101 is out; until then what the worker sends
-   * waits in `early`), and whether the worker accepted (then the socket counts as active).
-   */
-  readonly #sockets = new Map<number, SocketState>();
-  #unboundSockets = 0;
-  /** Bytes waiting in all unbound sockets' early queues. */
-  #earlyBytes = 0;
+  /** WebSockets by pair id; one accepted and bound counts in #active like a request. */
+  readonly #sockets = new SocketTable({
+    activate: () => void this.#active++,
+    deactivate: () => void this.#leave(false, Date.now() + this.bundle.limits.wallMs),
+    maxUnboundAgeMs: () => 2 * this.bundle.limits.wallMs,
+  });
   readonly #timers = new Map<number, NodeJS.Timeout>();
   #kill: Kill;
   #disposed = false;
@@ -213,16 +88,11 @@ export class WorkerInstance {
   readonly #answers = new Map<number, { resolve(a: Answer): void; reject(e: WorkerError): void }>();
   /** Requests gathered for the next call into the isolate. */
   #batch: { seq: number; meta: string; body: ArrayBuffer | null }[] = [];
-  #logs: LogEntry[] = [];
-  #logsDropped = 0;
-  #logWindowStart = 0;
-  #logWindowBytes = 0;
-  #logSink: ((entries: LogEntry[]) => void) | undefined;
+  readonly #logs = new LogBuffer();
   #caps: CapabilityHost | undefined;
   /** The watchdogs armed now (requests, invocations, loading): the earliest deadline ends the isolate. */
-  readonly #watches = new Set<Watch>();
+  readonly #watchdogs: Watchdogs;
   readonly #stepHosts = new Map<string, CapabilityHost>();
-  #flushScheduled = false;
   lastUsed = Date.now();
 
   readonly #initSource: string;
@@ -236,6 +106,7 @@ export class WorkerInstance {
     this.#initSource = boot.init;
     this.#inspector = inspector;
     this.#isolate = new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
+    this.#watchdogs = new Watchdogs(this.#isolate, { kill: (limit) => this.#terminate(limit), gone: () => this.dispose() });
   }
 
   /**
@@ -329,43 +200,46 @@ export class WorkerInstance {
     // them in a closure and deletes these globals before anything else can run. The *Sync calls are
     // safe here (elsewhere they are not): no tenant code has run in this isolate yet, so nothing can
     // hold its lock, and each one saves a trip through the isolate's task queue (~1-2 ms a cold start).
-    jail.setSync('__cordonLog', new ivm.Callback(hostCallback((level: string, message: string) => this.#log(level, message)), { ignored: true }));
-    jail.setSync(
-      '__cordonRandom',
-      new ivm.Callback(
-        hostCallback((n: number) => {
-          const b = randomBytes(Math.max(0, Math.min(65536, Number(n) | 0)));
-          return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
-        }),
-      ),
-    );
-    // WebSockets: what the worker's server end sends or does goes to the browser's end (through ingress).
-    jail.setSync('__cordonWsSend', new ivm.Callback(hostCallback((id: number, data: string | ArrayBuffer) => this.#toPeer(id, (p) => p.send(data), typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength)), { ignored: true }));
-    jail.setSync('__cordonWsClose', new ivm.Callback(hostCallback((id: number, code: number, reason: string) => this.#toPeer(id, (p) => p.close(code, reason))), { ignored: true }));
-    jail.setSync('__cordonWsOpened', new ivm.Callback(hostCallback((id: number) => this.#socketOpened(id)), { ignored: true }));
+    const callbacks: HostCallbacks = {
+      log: (level, message) => this.#logs.log(level, message),
+      random: (n) => {
+        const b = randomBytes(Math.max(0, Math.min(65536, Number(n) | 0)));
+        return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+      },
+      // WebSockets: what the worker's server end sends or does goes to the browser's end (through ingress).
+      wsSend: (id, data) => this.#sockets.toPeer(id, (p) => p.send(data), typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength),
+      wsClose: (id, code, reason) => this.#sockets.toPeer(id, (p) => p.close(code, reason)),
+      wsOpened: (id) => this.#sockets.opened(id),
+      // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
+      idna: (domain, options) => {
+        if (typeof domain !== 'string' || typeof options !== 'string' || domain.length > MAX_IDNA_INPUT || options.length > 512) return null;
+        const o = JSON.parse(options) as Record<string, unknown>;
+        const flags = Object.fromEntries(IDNA_OPTIONS.map((k) => [k, o[k] === true]));
+        return tr46.toASCII(domain, flags);
+      },
+      setTimer: (id, ms) => this.#setTimer(id, ms),
+      clearTimer: (id) => this.#clearTimer(id),
+      done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),
+    };
+    for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
+      const fn = hostCallback(callbacks[name] as (...args: unknown[]) => unknown);
+      jail.setSync(CALLBACK_GLOBALS[name], (ASYNC_CALLBACKS as readonly string[]).includes(name) ? new ivm.Callback(fn, { ignored: true }) : new ivm.Callback(fn));
+    }
     // crypto.subtle: one stateless host function per isolate (host-crypto.ts checks every call again).
     const hostCrypto = createHostCrypto();
-    jail.setSync('__cordonCrypto', new ivm.Reference(async (call: unknown) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true })));
-    // International domain names for the URL parser: tr46 runs here, not in every isolate (see bootstrap/idna.ts).
-    jail.setSync(
-      '__cordonIdna',
-      new ivm.Callback(
-        hostCallback((domain: string, options: string) => {
-          if (typeof domain !== 'string' || typeof options !== 'string' || domain.length > MAX_IDNA_INPUT || options.length > 512) return null;
-          const o = JSON.parse(options) as Record<string, unknown>;
-          const flags = Object.fromEntries(IDNA_OPTIONS.map((k) => [k, o[k] === true]));
-          return tr46.toASCII(domain, flags);
-        }),
-      ),
-    );
-    jail.setSync('__cordonSetTimer', new ivm.Callback(hostCallback((id: number, ms: number) => this.#setTimer(id, ms)), { ignored: true }));
-    jail.setSync('__cordonClearTimer', new ivm.Callback(hostCallback((id: number) => this.#clearTimer(id)), { ignored: true }));
-    jail.setSync('__cordonDone', new ivm.Callback(hostCallback((seq: number, head: string, body: ArrayBuffer | null, ended: boolean) => this.#answered(seq, [head, body, ended])), { ignored: true }));
-    this.#capRef = new ivm.Reference((handle: string, method: string, args: string) => this.#capCall(handle, method, args));
-    jail.setSync('__cordonCapCall', this.#capRef);
-    this.#bodyRef = new ivm.Reference((seq: number) => this.#pullBody(seq));
-    jail.setSync('__cordonBodyPull', this.#bodyRef);
-    jail.setSync('__cordonOptions', JSON.stringify({ allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD, memoryLimit: this.bundle.limits.memoryMb * MiB }));
+    const refs: HostReferences = {
+      capCall: (handle, method, args) => this.#capCall(handle, method, args),
+      bodyPull: (seq) => this.#pullBody(seq),
+      // A transferred copy: the isolate receives the WireResult itself.
+      crypto: async (call) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true }) as unknown as WireResult,
+    };
+    jail.setSync(REFERENCE_GLOBALS.crypto, new ivm.Reference(refs.crypto));
+    this.#capRef = new ivm.Reference(refs.capCall);
+    jail.setSync(REFERENCE_GLOBALS.capCall, this.#capRef);
+    this.#bodyRef = new ivm.Reference(refs.bodyPull);
+    jail.setSync(REFERENCE_GLOBALS.bodyPull, this.#bodyRef);
+    const options: BootOptions = { allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD, memoryLimit: this.bundle.limits.memoryMb * MiB };
+    jail.setSync(OPTIONS_GLOBAL, JSON.stringify(options));
     const script = await this.#isolate.compileScript(this.#initSource, { filename: 'cordon:bootstrap', ...(initCache ? { cachedData: initCache } : { produceCachedData: true }) });
     initCache ??= (script as ivm.Script & ivm.CachedDataResult).cachedData;
     try {
@@ -373,19 +247,19 @@ export class WorkerInstance {
     } finally {
       script.release();
     }
-    const entryRef = jail.getSync('__cordonEntry', { reference: true }) as ivm.Reference<Record<string, unknown>>;
-    const entry: Partial<Entry> = {};
+    const entryRef = jail.getSync(ENTRY_GLOBAL, { reference: true }) as ivm.Reference<Record<string, unknown>>;
+    const entry: Partial<EntryRefs> = {};
     for (const name of ENTRY_NAMES) (entry as Record<string, unknown>)[name] = entryRef.getSync(name, { reference: true });
     entryRef.release();
-    jail.deleteSync('__cordonEntry');
-    this.#entry = entry as Entry;
+    jail.deleteSync(ENTRY_GLOBAL);
+    this.#entry = entry as EntryRefs;
   }
 
   /** The worker's modules: binary ones shipped in, then linked and evaluated, under the CPU limit. */
   async #load(): Promise<void> {
     const { cpuMs } = this.bundle.limits;
     const context = this.#context!;
-    const watch = this.#watch();
+    const watch = this.#watchdogs.arm(this.bundle.limits);
     try {
       await shipBinaryModules(this.bundle.modules, (name, type, bytes) =>
         this.#entry!.ship.apply(undefined, [name, type, new ivm.ExternalCopy(bytes).copyInto({ release: true })], { timeout: cpuMs }),
@@ -418,7 +292,7 @@ export class WorkerInstance {
       if (!caps) throw new Error('this worker has no capabilities');
       const decoded = decodeWire(args, base64);
       if (!Array.isArray(decoded)) throw new Error('malformed capability call');
-      const ok = (await caps.call(handle, method, decoded, this.#timeLeft())) ?? null;
+      const ok = (await caps.call(handle, method, decoded, this.#watchdogs.timeLeft(this.bundle.limits.wallMs))) ?? null;
       return encodeWire({ ok, now: Date.now() }, base64);
     } catch (e) {
       try {
@@ -432,12 +306,12 @@ export class WorkerInstance {
   /** A request or a workflow run starts: its hooks, a sequence number and its watchdogs. */
   #enter(hooks: RequestHooks): { seq: number; watch: Watch } {
     this.lastUsed = Date.now();
-    this.#logSink = hooks.log;
+    this.#logs.sink = hooks.log;
     this.#caps = hooks.capabilities ?? this.#caps;
     if (this.disposed) throw new WorkerError(503, 'worker was unloaded; retry');
     const seq = ++this.#seq;
     this.#active++;
-    return { seq, watch: this.#watch() };
+    return { seq, watch: this.#watchdogs.arm(this.bundle.limits) };
   }
 
   /**
@@ -474,7 +348,7 @@ export class WorkerInstance {
       cleanup();
       watch.stopWall();
       void this.#afterResponse(undefined, watch);
-      this.#flush();
+      this.#logs.flush();
     }
   }
 
@@ -496,17 +370,10 @@ export class WorkerInstance {
   /** A 101 from the worker: its pair id (in the head) joined to the browser's end ingress holds. */
   #bindSocket(id: number, peer: SocketPeer | undefined): WorkerSocket {
     if (!peer) throw new WorkerError(500, 'worker returned an invalid response', 'a 101 response to a request that was not a WebSocket upgrade');
-    const socket = this.#socket(id);
-    if (!socket) throw new WorkerError(500, 'worker returned an invalid response', `more than ${MAX_UNBOUND_SOCKETS} WebSocketPairs are waiting to be returned`);
-    if (socket.peer) throw new WorkerError(500, 'worker returned an invalid response', 'this WebSocketPair was already returned in a 101');
-    socket.peer = peer;
-    this.#unboundSockets--;
-    for (const send of socket.early.splice(0)) send();
-    this.#earlyBytes -= socket.earlyBytes;
-    socket.earlyBytes = 0;
-    this.#activate(socket);
+    const problem = this.#sockets.bind(id, peer);
+    if (problem) throw new WorkerError(500, 'worker returned an invalid response', problem);
     const event = (type: string, data: string | ArrayBuffer | null, code = 1005, reason = '') =>
-      this.disposed ? Promise.resolve() : this.#entry!.wsEvent.apply(undefined, [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()], { timeout: this.bundle.limits.cpuMs }).then(() => this.#flush(), (e: unknown) => {
+      this.disposed ? Promise.resolve() : this.#entry!.wsEvent.apply(undefined, [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()], { timeout: this.bundle.limits.cpuMs }).then(() => this.#logs.flush(), (e: unknown) => {
         this.#fail(e);
         peer.close(1011, 'the worker failed');
       });
@@ -514,66 +381,9 @@ export class WorkerInstance {
       message: (data) => event('message', data),
       close: async (code, reason) => {
         await event('close', null, code, reason);
-        this.#socketClosed(id);
+        this.#sockets.closed(id);
       },
     };
-  }
-
-  /**
-   * The host's record of a pair (created on the worker's first send, accept or 101 for it). Until its
-   * 101 is out a socket is "unbound": what the worker sends waits here, bounded, and only so many may
-   * exist — a worker cannot park memory in the host by making pairs it never returns.
-   */
-  #socket(id: number): SocketState | undefined {
-    let s = this.#sockets.get(id);
-    if (s) return s;
-    if (this.#unboundSockets >= MAX_UNBOUND_SOCKETS) {
-      // A pair older than any request can live was made by a request that ended without returning it.
-      const stale = Date.now() - 2 * this.bundle.limits.wallMs;
-      for (const [k, v] of this.#sockets) if (!v.peer && v.createdAt < stale) this.#forgetSocket(k, v);
-      if (this.#unboundSockets >= MAX_UNBOUND_SOCKETS) return undefined;
-    }
-    this.#sockets.set(id, (s = { peer: undefined, accepted: false, counted: false, early: [], earlyBytes: 0, createdAt: Date.now() }));
-    this.#unboundSockets++;
-    return s;
-  }
-
-  #toPeer(id: number, act: (peer: SocketPeer) => void, bytes = 0): void {
-    const s = this.#socket(id);
-    if (!s) return;
-    if (s.peer) return act(s.peer);
-    // Beyond the bounds, dropped: as if the socket had never opened.
-    if (s.earlyBytes + bytes > MAX_EARLY_BYTES || this.#earlyBytes + bytes > MAX_EARLY_BYTES_TOTAL) return;
-    s.earlyBytes += bytes;
-    this.#earlyBytes += bytes;
-    s.early.push(() => act(s.peer!));
-  }
-
-  #socketOpened(id: number): void {
-    const s = this.#socket(id);
-    if (!s || s.accepted) return;
-    s.accepted = true;
-    this.#activate(s);
-  }
-
-  /** A socket both accepted and handed to a browser keeps the isolate's timers and I/O alive, like a request. */
-  #activate(s: SocketState): void {
-    if (!s.accepted || !s.peer || s.counted) return;
-    s.counted = true;
-    this.#active++;
-  }
-
-  #forgetSocket(id: number, s: SocketState): void {
-    this.#sockets.delete(id);
-    if (!s.peer) this.#unboundSockets--;
-    this.#earlyBytes -= s.earlyBytes;
-  }
-
-  #socketClosed(id: number): void {
-    const s = this.#sockets.get(id);
-    if (!s) return;
-    this.#forgetSocket(id, s);
-    if (s.counted) void this.#leave(false, Date.now() + this.bundle.limits.wallMs);
   }
 
   /** The request is over: whatever of its body the worker did not read is not wanted. */
@@ -607,16 +417,16 @@ export class WorkerInstance {
     }
     try {
       if (streamed) {
-        const { webSocketId: _none, ...head } = this.#response([result[0].slice(1), null]);
+        const { webSocketId: _none, ...head } = readResponse([result[0].slice(1), null]);
         return { ...head, stream: this.#bodyStream(seq, watch) };
       }
-      const { webSocketId, ...response } = this.#response([result[0], result[1]]);
+      const { webSocketId, ...response } = readResponse([result[0], result[1]]);
       if (webSocketId !== undefined) return { ...response, webSocket: this.#bindSocket(webSocketId, socket) };
       return response;
     } catch (e) {
       throw this.#fail(e);
     } finally {
-      this.#flush();
+      this.#logs.flush();
     }
   }
 
@@ -643,7 +453,7 @@ export class WorkerInstance {
       };
       try {
         const bodies = items.some((i) => i.body) ? new ivm.ExternalCopy(items.map((i) => i.body)).copyInto({ release: true }) : null;
-        // Each request is also under its own CPU watchdog (#watch); this bound is the backstop for the call.
+        // Each request is also under its own CPU watchdog (Watchdogs.arm); this bound is the backstop for the call.
         this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), bodies, Date.now()], { timeout: cpuMs * items.length }).catch(failed);
       } catch (e) {
         failed(e); // from a tick of its own, a throw here would take the whole process down
@@ -651,7 +461,7 @@ export class WorkerInstance {
     }
   }
 
-  /** The bootstrap's answer to request `seq` (checked by #readResponse like any answer). */
+  /** The bootstrap's answer to request `seq` (checked by readResponse like any answer). */
   #answered(seq: number, answer: Answer): void {
     const waiting = this.#answers.get(seq);
     this.#answers.delete(seq);
@@ -684,7 +494,7 @@ export class WorkerInstance {
       this.#dropIncoming(seq);
       watch.stopWall();
       void this.#afterResponse(seq, watch);
-      this.#flush();
+      this.#logs.flush();
     };
     return new ReadableStream<Uint8Array>(
       {
@@ -714,39 +524,6 @@ export class WorkerInstance {
     );
   }
 
-  #response(result: [string, ArrayBuffer | null]): ReadResponse {
-    try {
-      return this.#readResponse(result);
-    } catch (e) {
-      if (e instanceof WorkerError) throw e;
-      throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be read');
-    }
-  }
-
-  #readResponse([head, out]: [string, ArrayBuffer | null]): ReadResponse {
-    if (typeof head !== 'string') throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be serialised');
-    if (head.startsWith('!')) {
-      const parsed = JSON.parse(head.slice(1)) as { kind: unknown; message: unknown };
-      const kind = String(parsed.kind);
-      const message = String(parsed.message);
-      if (kind === 'exception') throw new WorkerError(500, 'worker threw an exception', tenantStack(message));
-      if (kind === 'too-large') throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, message);
-      if (kind === 'bad-response') throw new WorkerError(500, 'worker returned an invalid response', message);
-      throw new WorkerError(500, 'worker did not return a Response', message);
-    }
-    if (head.length > MAX_HEAD) throw new WorkerError(500, 'worker returned an invalid response', `the status line and headers take ${head.length} characters; the limit is ${MAX_HEAD}`);
-    const parsed = Head.safeParse(JSON.parse(head));
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new WorkerError(500, 'worker returned an invalid response', `${issue?.path.join('.') || 'response'}: ${issue?.message ?? 'rejected'}`);
-    }
-    if (out !== null && !(out instanceof ArrayBuffer)) throw new WorkerError(500, 'worker returned an invalid response', 'the body did not arrive as bytes');
-    if (out && out.byteLength > MAX_BODY) throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, `the response body is ${out.byteLength} bytes`);
-    const nullBody = parsed.data.status === 204 || parsed.data.status === 205 || parsed.data.status === 304;
-    const response = { status: parsed.data.status, statusText: parsed.data.statusText, headers: parsed.data.headers, body: out && !nullBody ? new Uint8Array(out) : null };
-    return parsed.data.webSocket === undefined ? response : { ...response, webSocketId: parsed.data.webSocket };
-  }
-
   /**
    * waitUntil (`seq`; none when the request failed), then, if this was the last request in flight,
    * `end`: all under the request's CPU watchdog. `ended`: the isolate had nothing else going on and
@@ -756,11 +533,11 @@ export class WorkerInstance {
     if (seq !== undefined && !ended && !this.disposed) await this.#drain(seq, watch);
     if (seq !== undefined && this.disposed && this.#kill !== 'evicted') {
       // Killed after its response had gone out: the log is the only place to say so.
-      this.#log('error', `${this.#translate(null).message} (after the response, in ctx.waitUntil)`);
+      this.#logs.log('error', `${this.#translate(null).message} (after the response, in ctx.waitUntil)`);
     }
     await this.#leave(ended, watch.deadline);
     watch.stop();
-    this.#flush();
+    this.#logs.flush();
   }
 
   /**
@@ -798,45 +575,9 @@ export class WorkerInstance {
   /** What went wrong, as a WorkerError, logged to the worker's log. */
   #fail(e: unknown): WorkerError {
     const err = this.#translate(e);
-    this.#log('error', err.detail === err.message ? err.message : `${err.message}: ${err.detail}`);
-    this.#flush();
+    this.#logs.log('error', err.detail === err.message ? err.message : `${err.message}: ${err.detail}`);
+    this.#logs.flush();
     return err;
-  }
-
-  /** Arm the CPU-time and wall-time watchdogs; either disposes the isolate when it fires. */
-  #watch(): Watch {
-    const { cpuMs, wallMs } = this.bundle.limits;
-    const cpuStart = this.#isolate.cpuTime;
-    const cpuLimit = BigInt(cpuMs) * 1_000_000n;
-    const interval = setInterval(() => {
-      if (this.#isolate.isDisposed) {
-        // isolated-vm disposes an isolate that runs out of memory itself: answers will not come.
-        clearInterval(interval);
-        return this.dispose();
-      }
-      if (this.#isolate.cpuTime - cpuStart > cpuLimit) this.#terminate('cpu');
-    }, WATCHDOG_MS);
-    const wall = setTimeout(() => this.#terminate('wall'), wallMs);
-    const watch: Watch = {
-      deadline: Date.now() + wallMs,
-      stopWall: () => clearTimeout(wall),
-      stop: () => {
-        clearInterval(interval);
-        clearTimeout(wall);
-        this.#watches.delete(watch);
-      },
-    };
-    this.#watches.add(watch);
-    return watch;
-  }
-
-  /** What the worker has left before the first of its deadlines, less the margin (CALL_MARGIN_MS). */
-  #timeLeft(): number | undefined {
-    let deadline = Infinity;
-    for (const w of this.#watches) deadline = Math.min(deadline, w.deadline);
-    if (deadline === Infinity) return undefined;
-    const margin = Math.min(CALL_MARGIN_MS, this.bundle.limits.wallMs / 10);
-    return Math.max(0, Math.floor(deadline - Date.now() - margin));
   }
 
   #terminate(kind: Kill): void {
@@ -865,49 +606,6 @@ export class WorkerInstance {
     if (e === null || this.#disposed) return new WorkerError(503, 'worker was unloaded while handling the request; retry');
     // Errors thrown in the isolate during module evaluation: the tenant's own message and stack.
     return new WorkerError(500, 'worker threw an exception', e instanceof Error ? tenantStack(e.stack ?? message) : message);
-  }
-
-  #log(level: string, message: string): void {
-    const text = String(message);
-    const now = Date.now();
-    if (now - this.#logWindowStart >= 1000) {
-      this.#logWindowStart = now;
-      this.#logWindowBytes = 0;
-    }
-    this.#logWindowBytes += Buffer.byteLength(text, 'utf8');
-    if (this.#logs.length >= MAX_LOG_BUFFER || this.#logWindowBytes > LOG_BYTES_PER_SECOND) {
-      this.#logsDropped++;
-      this.#scheduleFlush();
-      return;
-    }
-    const lvl = (['debug', 'info', 'log', 'warn', 'error'].includes(level) ? level : 'log') as LogEntry['level'];
-    this.#logs.push({ level: lvl, message: text, time: now });
-    this.#scheduleFlush();
-  }
-
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => {
-      this.#flushScheduled = false;
-      this.#flush(true);
-    });
-  }
-
-  /** Deliver what the worker logged so far; in the midst of a burst, its dropped lines are counted in one line when the second is over. */
-  #flush(midBurst = false): void {
-    if (this.#logsDropped && !(midBurst && Date.now() - this.#logWindowStart < 1000)) {
-      this.#logs.push({ level: 'warn', message: `${this.#logsDropped} log lines dropped: a worker may log ${MAX_LOG_BUFFER} lines at once and ${LOG_BYTES_PER_SECOND / MiB} MiB per second`, time: Date.now() });
-      this.#logsDropped = 0;
-    }
-    const entries = this.#logs.splice(0);
-    if (entries.length && this.#logSink) {
-      try {
-        this.#logSink(entries);
-      } catch {
-        // a failing log sink must not break the request
-      }
-    }
   }
 
   #setTimer(id: number, ms: number): void {
@@ -944,15 +642,12 @@ export class WorkerInstance {
     if (this.#entry) for (const name of ENTRY_NAMES) this.#entry[name].release();
     this.#capRef?.release();
     this.#bodyRef?.release();
-    for (const s of this.#sockets.values()) s.peer?.close(1011, 'the worker was unloaded');
-    this.#sockets.clear();
-    this.#unboundSockets = 0;
-    this.#earlyBytes = 0;
+    this.#sockets.closeAll(1011, 'the worker was unloaded');
     for (const r of this.#incoming.values()) void r.cancel().catch(() => {});
     this.#incoming.clear();
     this.#context?.release();
     if (!this.#isolate.isDisposed) this.#isolate.dispose();
     // deliver whatever the worker logged before it died
-    this.#flush();
+    this.#logs.flush();
   }
 }

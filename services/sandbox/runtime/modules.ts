@@ -5,6 +5,7 @@
  */
 import type ivm from 'isolated-vm';
 import type { WorkerModule } from '../../../schemas/worker.ts';
+import { BUILTINS_GLOBAL, SHIPPED_GLOBAL } from './abi.ts';
 
 const BUILTINS: Record<string, string> = {
   'cloudflare:workers': `
@@ -15,7 +16,7 @@ const BUILTINS: Record<string, string> = {
     export class RpcTarget {}
     export const env = {};`,
   // The runtime's own class (bootstrap/workflow-step.ts), so a step knows it when the tenant throws it.
-  'cloudflare:workflows': `export const NonRetryableError = globalThis.__cordonBuiltins.NonRetryableError;`,
+  'cloudflare:workflows': `export const NonRetryableError = globalThis.${BUILTINS_GLOBAL}.NonRetryableError;`,
 };
 
 export class ModuleError extends Error {}
@@ -45,7 +46,7 @@ function sourceOf(m: WorkerModule): string {
     case 'data':
     case 'wasm':
       // Copied in (and compiled, for wasm) by the bootstrap before linking: see `shipBinaryModules`.
-      return `export default globalThis.__cordonShipped(${JSON.stringify(m.name)});`;
+      return `export default globalThis.${SHIPPED_GLOBAL}(${JSON.stringify(m.name)});`;
   }
 }
 

@@ -3,7 +3,7 @@ import { after, test } from 'node:test';
 import { webcrypto } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { WorkerRuntime, WorkerError } from './index.ts';
-import { LOG_BYTES_PER_SECOND } from './instance.ts';
+import { LOG_BYTES_PER_SECOND } from './log-buffer.ts';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import type { WireRequest } from '../../../schemas/http.ts';

@@ -5,82 +5,65 @@
  * deletes them from the global scope, and leaves one entry object for the host to take.
  *
  * Host → isolate traffic is strings and ArrayBuffer copies only; nothing of the host stays reachable.
- * Everything this file uses after tenant code has run (serialising the response above all) is
- * captured here first, so a tenant that patches prototypes changes only what it sees itself.
+ * Everything used after tenant code has run (serialising the response above all) is captured before
+ * it, here or at the top of the module that uses it, so a tenant that patches prototypes changes only
+ * what it sees itself.
+ *
+ * Each Web API is a file of its own; this file takes the host's callbacks (abi.ts), freezes the clock
+ * and locks down, installs the APIs in order (console first: the others report through it), and
+ * leaves the entry points the host calls. docs/contributing.md: adding an API.
  */
 import './install-encoding.ts';
 import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
-import { Blob, Body, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
-import { asyncCapCaller, b64, capCaller, directoryBinding, storageBinding } from './bindings.ts';
+import { Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
+import { asyncCapCaller, b64, capCaller } from './bindings.ts';
 import * as web from './web-globals.ts';
 import { installClock, resetClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
 import { CryptoKey, makeSubtle } from './subtle.ts';
-import type { WireCall, WireResult } from './subtle-wire.ts';
 import { setIdnaHost } from './idna.ts';
 import { makeCaches } from './cache-api.ts';
 import { CloseEvent, MessageEvent, setSocketHost, WebSocket, WebSocketPair } from './websocket.ts';
-import { makeStep, NonRetryableError, SUSPEND, workflowBinding, type ValueCodec } from './workflow-step.ts';
-import { decodeWire, encodeWire } from './wire-codec.ts';
+import { makeStep, NonRetryableError, SUSPEND } from './workflow-step.ts';
+import { decodeWire } from './wire-codec.ts';
 import { addEventListener, removeEventListener, serviceWorkerHandler } from './service-worker.ts';
-
-interface HostCallbacks {
-  log(level: string, message: string): void;
-  random(bytes: number): ArrayBuffer;
-  wsSend(id: number, data: string | ArrayBuffer): void;
-  wsClose(id: number, code: number, reason: string): void;
-  wsOpened(id: number): void;
-  setTimer(id: number, ms: number): void;
-  clearTimer(id: number): void;
-  idna(domain: string, options: string): string | null;
-  done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
-}
+import { installConsole, show } from './console.ts';
+import { installTimers } from './timers.ts';
+import { structuredClone } from './structured-clone.ts';
+import { installFetch } from './fetch.ts';
+import { codec, makeEnv } from './env.ts';
+import { cancelAllStreams, cancelStream, errorText, fail, pull, serialize, streamsOpen } from './response-out.ts';
+import { BUILTINS_GLOBAL, CALLBACK_GLOBALS, ENTRY_GLOBAL, LIBS_GLOBAL, OPTIONS_GLOBAL, REFERENCE_GLOBALS, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
-delete g.__cordonLibs; // read by the imports above (the snapshot's library objects); gone before tenant code
+delete g[LIBS_GLOBAL]; // read by the imports above (the snapshot's library objects); gone before tenant code
 function take(name: string): unknown {
   const v = g[name];
   delete g[name];
   return v;
 }
 // The host sets its callbacks (isolated-vm Callbacks) as globals; keep them in this closure and remove them.
-const host = { log: take('__cordonLog'), random: take('__cordonRandom'), wsSend: take('__cordonWsSend'), wsClose: take('__cordonWsClose'), wsOpened: take('__cordonWsOpened'), setTimer: take('__cordonSetTimer'), clearTimer: take('__cordonClearTimer'), idna: take('__cordonIdna'), done: take('__cordonDone') } as HostCallbacks;
+const taken: Partial<Record<keyof HostCallbacks, unknown>> = {};
+for (const [name, global] of Object.entries(CALLBACK_GLOBALS)) taken[name as keyof HostCallbacks] = take(global);
+const host = taken as HostCallbacks;
 setIdnaHost(host.idna);
 setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened });
-// A Reference to the host's capability dispatcher, called with applySyncPromise (blocks this isolate only).
-const capRef = take('__cordonCapCall') as {
-  applySyncPromise(recv: undefined, args: string[]): string;
-  apply(recv: undefined, args: string[], opts: { result: { promise: true } }): Promise<string>;
-};
+// The host's capability dispatcher, called with applySyncPromise (blocks this isolate only) or apply.
+const capRef = take(REFERENCE_GLOBALS.capCall) as IsolateRef<HostReferences['capCall']>;
 // crypto.subtle's host (host-crypto.ts): one call, a structured copy each way. It blocks this isolate
 // (only this one) until the host's job is done, so the result is never an event that could arrive
 // after its request ended, and crypto.subtle works in global scope as in Workers.
-const cryptoRef = take('__cordonCrypto') as { applySyncPromise(recv: undefined, args: [WireCall], opts: { arguments: { copy: true } }): WireResult };
+const cryptoRef = take(REFERENCE_GLOBALS.crypto) as IsolateRef<HostReferences['crypto']>;
 // Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end).
-const bodyRef = take('__cordonBodyPull') as { apply(recv: undefined, args: number[], opts: { result: { promise: true; copy: true } }): Promise<ArrayBuffer | null> };
-const options = JSON.parse(take('__cordonOptions') as string) as {
-  allowEval: boolean;
-  vars: Record<string, string>;
-  bindings: { type: 'storage' | 'directory' | 'workflow'; name: string }[];
-  maxBody: number;
-  maxHead: number;
-  /** The worker's memory limit in bytes (isolated-vm's memoryLimit). */
-  memoryLimit: number;
-};
+const bodyRef = take(REFERENCE_GLOBALS.bodyPull) as IsolateRef<HostReferences['bodyPull']>;
+const options = JSON.parse(take(OPTIONS_GLOBAL) as string) as BootOptions;
 
 // --- what the response path needs, captured before tenant code can patch anything ------------------
 const apply = Reflect.apply;
 const JSONstringify = JSON.stringify;
 const JSONparse = JSON.parse;
-const AB = ArrayBuffer;
 const U8 = Uint8Array;
-const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
-const taByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteLength')!.get!;
 const taSet = Uint8Array.prototype.set;
-const checkBody = Body.check;
-const readBody = Body.read;
-const takeStream = Body.takeStream;
-const rawHeaders = Headers.raw;
 const PromiseCtor = Promise;
 const promiseThen = Promise.prototype.then;
 const allSettled = Promise.allSettled.bind(Promise);
@@ -90,22 +73,7 @@ installClock(g);
 lockdown(g, options.allowEval, options.memoryLimit);
 
 // --- console, crypto, timers, misc globals ------------------------------------------------------------
-function show(v: unknown): string {
-  if (typeof v === 'string') return v;
-  if (v instanceof Error) return v.stack ?? `${v.name}: ${v.message}`;
-  try {
-    return JSONstringify(v) ?? StringCtor(v);
-  } catch {
-    return StringCtor(v);
-  }
-}
-const consoleObj: Record<string, (...a: unknown[]) => void> = {};
-for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
-  consoleObj[level] = (...args: unknown[]) => host.log(level, args.map(show).join(' ').slice(0, 64 * 1024));
-}
-consoleObj.trace = consoleObj.debug!;
-const logError = consoleObj.error!;
-g.console = Object.freeze(consoleObj);
+const logError = installConsole(g, host.log);
 
 function getRandomValues<T extends ArrayBufferView | null>(array: T): T {
   if (!ArrayBuffer.isView(array) || array instanceof Float32Array || array instanceof Float64Array || array instanceof DataView) {
@@ -134,77 +102,9 @@ let active = 0;
 // Bumped whenever the host ends all requests: replies to calls made before then are dropped.
 let generation = 0;
 
-const MAX_TIMERS = 10_000;
-const timers = new Map<number, { fn: (...a: unknown[]) => void; args: unknown[]; interval: number | undefined }>();
-let nextTimer = 1;
-function addTimer(fn: unknown, ms: unknown, args: unknown[], repeat: boolean): number {
-  if (typeof fn !== 'function') throw new TypeError('setTimeout/setInterval need a function (strings are not evaluated)');
-  if (active === 0) throw new Error('Timers can only be set while a request is being handled (not in global scope)');
-  if (timers.size >= MAX_TIMERS) throw new RangeError(`too many pending timers (limit ${MAX_TIMERS})`);
-  const delay = Math.max(0, Math.min(Number(ms) || 0, 2 ** 31 - 1));
-  const id = nextTimer++;
-  timers.set(id, { fn: fn as (...a: unknown[]) => void, args, interval: repeat ? delay : undefined });
-  host.setTimer(id, delay);
-  return id;
-}
-function clearTimer(id: unknown): void {
-  if (timers.delete(Number(id))) host.clearTimer(Number(id));
-}
-g.setTimeout = (fn: unknown, ms?: unknown, ...args: unknown[]) => addTimer(fn, ms, args, false);
-g.setInterval = (fn: unknown, ms?: unknown, ...args: unknown[]) => addTimer(fn, ms, args, true);
-g.clearTimeout = clearTimer;
-g.clearInterval = clearTimer;
-g.queueMicrotask = (fn: unknown) => {
-  if (typeof fn !== 'function') throw new TypeError('queueMicrotask needs a function');
-  PromiseCtor.resolve()
-    .then(fn as () => void)
-    .catch((e) => logError('uncaught exception in a microtask:', e));
-};
+const timers = installTimers(g, host, () => active > 0, logError);
 
-function structuredCloneImpl(value: unknown, seen = new Map<unknown, unknown>()): unknown {
-  if (value === null || typeof value !== 'object') {
-    if (typeof value === 'function' || typeof value === 'symbol') throw new DOMException(`${String(value)} could not be cloned`, 'DataCloneError');
-    return value;
-  }
-  if (seen.has(value)) return seen.get(value);
-  let out: unknown;
-  if (Array.isArray(value)) {
-    const a: unknown[] = [];
-    seen.set(value, a);
-    for (let i = 0; i < value.length; i++) a[i] = structuredCloneImpl(value[i], seen);
-    return a;
-  }
-  if (value instanceof Date) out = new Date(value.getTime());
-  else if (value instanceof RegExp) out = new RegExp(value.source, value.flags);
-  else if (value instanceof ArrayBuffer) out = value.slice(0);
-  else if (ArrayBuffer.isView(value)) {
-    const C = value.constructor as new (b: ArrayBuffer, o: number, l: number) => unknown;
-    const buf = value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength);
-    out = value instanceof DataView ? new DataView(buf) : new C(buf as ArrayBuffer, 0, (value as unknown as { length: number }).length);
-  } else if (value instanceof Map) {
-    const m = new Map();
-    seen.set(value, m);
-    for (const [k, v] of value) m.set(structuredCloneImpl(k, seen), structuredCloneImpl(v, seen));
-    return m;
-  } else if (value instanceof Set) {
-    const s = new Set();
-    seen.set(value, s);
-    for (const v of value) s.add(structuredCloneImpl(v, seen));
-    return s;
-  } else if (value instanceof Error) {
-    const e = new Error(value.message);
-    e.name = value.name;
-    out = e;
-  } else {
-    const o: Record<string, unknown> = {};
-    seen.set(value, o);
-    for (const k of Object.keys(value)) o[k] = structuredCloneImpl((value as Record<string, unknown>)[k], seen);
-    return o;
-  }
-  seen.set(value, out);
-  return out;
-}
-g.structuredClone = (v: unknown) => structuredCloneImpl(v);
+g.structuredClone = (v: unknown) => structuredClone(v);
 
 Object.assign(g, { addEventListener, removeEventListener, WebSocket, WebSocketPair, MessageEvent, CloseEvent, CryptoKey, TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
 
@@ -220,39 +120,9 @@ const callCapAsync = asyncCapCaller(async (handle, method, args) => {
   return reply;
 }, setClock);
 
-// fetch(): only through the worker's fetch capability (egress); a refusal is a TypeError whose message
-// starts "egress denied:", as the platform promises.
-const MAX_SUBREQUESTS = 50;
-let subrequests = 0;
-g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
-  const request = new Request(input as string, init as never);
-  if (++subrequests > MAX_SUBREQUESTS) throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
-  let reply: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null; url: string; redirected: boolean };
-  try {
-    reply = (await callCapAsync('$fetch', 'fetch', [{ method: request.method, url: request.url, headers: Headers.raw(request.headers), body: await Body.read(request, options.maxBody), redirect: request.redirect }])) as typeof reply;
-  } catch (e) {
-    throw new TypeError((e as Error).message);
-  }
-  const nullBody = reply.status === 204 || reply.status === 205 || reply.status === 304 || request.method === 'HEAD';
-  const response = new Response(nullBody ? null : reply.body, { status: reply.status, statusText: reply.statusText, headers: reply.headers });
-  Object.defineProperties(response, { url: { value: reply.url }, redirected: { value: reply.redirected } });
-  return response;
-};
-// Workflow values: JSON-compatible data and bytes, checked to be structured-clonable first.
-const codec: ValueCodec = {
-  encode: (v) => (v === undefined ? null : encodeWire(structuredCloneImpl(v), b64)),
-  decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
-};
+const resetSubrequests = installFetch(g, callCapAsync, options.maxBody);
 g.caches = makeCaches(callCapAsync);
-/** The worker's `env`: its vars and a binding object per capability it was given. */
-function makeEnv(vars: Record<string, string>, bindings: typeof options.bindings): object {
-  const bindingObjects: Record<string, object> = {};
-  for (const b of bindings) {
-    bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : b.type === 'workflow' ? workflowBinding(callCapAsync, b.name, codec) : directoryBinding(callCap, b.name);
-  }
-  return Object.freeze({ ...vars, ...bindingObjects });
-}
-let env = makeEnv(options.vars, options.bindings);
+let env = makeEnv(options.vars, options.bindings, callCap, callCapAsync);
 let configurable = true;
 
 /**
@@ -263,7 +133,7 @@ function configure(json: string): void {
   if (!configurable) throw new Error('configure() comes before the worker is loaded, once');
   configurable = false;
   const o = JSON.parse(json) as { vars: Record<string, string>; bindings: typeof options.bindings };
-  env = makeEnv(o.vars, o.bindings);
+  env = makeEnv(o.vars, o.bindings, callCap, callCapAsync);
 }
 
 // --- loading: data and WebAssembly modules shipped with the worker --------------------------------------
@@ -271,9 +141,9 @@ function configure(json: string): void {
 // module is evaluated; the generated module for `x.wasm` or `x.bin` takes its value from this
 // load-time-only global, which `loaded()` removes. It hands out nothing the bundle does not contain.
 const shipped = new Map<string, WebAssembly.Module | ArrayBuffer>();
-Object.defineProperty(g, '__cordonShipped', { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
+Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
 // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
-Object.defineProperty(g, '__cordonBuiltins', { value: Object.freeze({ NonRetryableError }), configurable: true, enumerable: false, writable: false });
+Object.defineProperty(g, BUILTINS_GLOBAL, { value: Object.freeze({ NonRetryableError }), configurable: true, enumerable: false, writable: false });
 
 function ship(name: string, type: string, bytes: ArrayBuffer): string {
   if (type === 'data') {
@@ -327,8 +197,8 @@ async function rehearse(now: number): Promise<void> {
 /** Called by the host once the main module has been evaluated, with its namespace. */
 function loaded(namespace: Record<string, unknown>): string {
   configurable = false;
-  delete g.__cordonShipped;
-  delete g.__cordonBuiltins;
+  delete g[SHIPPED_GLOBAL];
+  delete g[BUILTINS_GLOBAL];
   shipped.clear();
   exported = namespace;
   try {
@@ -343,23 +213,6 @@ function loaded(namespace: Record<string, unknown>): string {
     for (const [name, value] of Object.entries(env)) if (!Object.hasOwn(g, name)) g[name] = value;
   }
   return '';
-}
-
-/** What the log gets for a tenant exception: always a string, whatever the tenant made of its errors. */
-function errorText(e: unknown): string {
-  try {
-    if (e instanceof Error) {
-      const stack = e.stack;
-      return typeof stack === 'string' ? stack : `${StringCtor(e.name)}: ${StringCtor(e.message)}`;
-    }
-    return `uncaught: ${show(e)}`;
-  } catch {
-    return 'an exception that could not be described';
-  }
-}
-
-function fail(kind: string, message: string): [string, null] {
-  return ['!' + JSONstringify({ kind, message }), null];
 }
 
 const drains = new Map<number, Promise<unknown>>();
@@ -378,7 +231,7 @@ const settling = new Set<number>();
  */
 async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null, boolean?]> {
   const out = await holding(() => respond(metaJson, body, now, seq));
-  if (running > 0 || settling.size > 0 || drains.size > 0 || outgoing.size > 0 || WebSocket.anyLive()) return out;
+  if (running > 0 || settling.size > 0 || drains.size > 0 || streamsOpen() || WebSocket.anyLive()) return out;
   end();
   return [out[0], out[1], true];
 }
@@ -411,7 +264,7 @@ async function holding<T>(handler: () => Promise<T>): Promise<T> {
 async function respond(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null]> {
   active++;
   setClock(now);
-  subrequests = 0;
+  resetSubrequests();
   const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][]; streamed: boolean };
   const request = new Request(meta.url, { method: meta.method, headers: meta.headers, body: meta.streamed ? incomingStream(seq) : body === null ? null : new U8(body) });
   const waitUntil: Promise<unknown>[] = [];
@@ -431,56 +284,7 @@ async function respond(metaJson: string, body: ArrayBuffer | null, now: number, 
     settling.add(seq);
     drains.set(seq, allSettled(waitUntil).finally(() => settling.delete(seq)));
   }
-  return serialize(response, seq);
-}
-
-/**
- * The response as the host takes it: a JSON string and a fresh ArrayBuffer, nothing the tenant made.
- * A stream body is read to its end here (under the request's watchdogs), at most maxBody bytes.
- */
-async function serialize(response: unknown, seq: number): Promise<[string, ArrayBuffer | null]> {
-  try {
-    checkBody(response as Response); // a brand check: throws for anything but a real Response
-  } catch {
-    return fail('not-a-response', `fetch() returned ${response === null ? 'null' : typeof response}, not a Response`);
-  }
-  const r = response as Response;
-  let head: string;
-  try {
-    head = JSONstringify({ status: r.status, statusText: StringCtor(r.statusText), headers: rawHeaders(r.headers) });
-    if (typeof head !== 'string') return fail('bad-response', 'the response could not be serialised');
-    if (head.length > options.maxHead) return fail('bad-response', `the status line and headers take ${head.length} characters; the limit is ${options.maxHead}`);
-  } catch (e) {
-    return fail('exception', errorText(e));
-  }
-  if (r.status === 101) {
-    const pair = WebSocket.pairOfClient(r.webSocket);
-    if (pair === undefined) return fail('bad-response', 'a 101 response needs webSocket: the client end of a WebSocketPair');
-    return [JSONstringify({ status: 101, statusText: '', headers: rawHeaders(r.headers), webSocket: pair }), null];
-  }
-  // A stream nobody has read goes out chunk by chunk: the host pulls (pull(seq)) until it ends.
-  const stream = takeStream(r);
-  if (stream) {
-    outgoing.set(seq, stream.getReader());
-    return ['~' + head, null];
-  }
-  let bytes: Uint8Array | null;
-  try {
-    bytes = await readBody(r, options.maxBody);
-  } catch (e) {
-    if (e instanceof RangeError) return fail('too-large', `the response body is more than ${options.maxBody} bytes; the limit is ${options.maxBody}`);
-    return fail('exception', errorText(e));
-  }
-  try {
-    if (bytes === null) return [head, null];
-    const length = apply(taByteLength, bytes, []) as number;
-    if (length > options.maxBody) return fail('too-large', `the response body is ${length} bytes; the limit is ${options.maxBody}`);
-    const out = new AB(length);
-    apply(taSet, new U8(out), [bytes]);
-    return [head, out];
-  } catch (e) {
-    return fail('exception', errorText(e));
-  }
+  return serialize(response, seq, options);
 }
 
 /** A request body streaming in: each chunk is pulled from the host when the worker reads. */
@@ -499,36 +303,6 @@ function incomingStream(seq: number): web.ReadableStream<Uint8Array> {
   );
 }
 
-/** Response bodies being streamed out, by request. */
-const outgoing = new Map<number, { read(): Promise<{ done: boolean; value?: unknown }>; cancel(reason?: unknown): Promise<void> }>();
-
-/** The next chunk of request `seq`'s response body as a fresh ArrayBuffer, or null at its end. */
-async function pull(seq: number): Promise<ArrayBuffer | null> {
-  const reader = outgoing.get(seq);
-  if (!reader) return null;
-  const { done, value } = await reader.read();
-  if (done) {
-    outgoing.delete(seq);
-    return null;
-  }
-  if (!(value instanceof U8)) {
-    outgoing.delete(seq);
-    void reader.cancel();
-    throw new TypeError('a response body stream must give Uint8Array chunks');
-  }
-  const length = apply(taByteLength, value, []) as number;
-  const out = new AB(length);
-  apply(taSet, new U8(out), [value]);
-  return out;
-}
-
-/** The client went away: the rest of the body is not wanted. */
-function cancelStream(seq: number): void {
-  const reader = outgoing.get(seq);
-  outgoing.delete(seq);
-  if (reader) void reader.cancel('the client went away').catch(() => {});
-}
-
 /** Resolves when the request's waitUntil promises have settled, or when the host ends all requests. */
 function drain(seq: number): Promise<void> | undefined {
   const p = drains.get(seq);
@@ -542,24 +316,11 @@ function end(): void {
   active = 0;
   settling.clear(); // what is still pending is cut off: its replies are not delivered
   generation++;
-  timers.clear();
+  timers.clearAll();
   drains.clear();
-  for (const seq of [...outgoing.keys()]) cancelStream(seq);
+  cancelAllStreams();
   endAll();
   ended = new PromiseCtor<void>((r) => (endAll = r));
-}
-
-function fireTimer(id: number, now: number): void {
-  const t = timers.get(id);
-  if (!t) return;
-  setClock(now);
-  if (t.interval === undefined) timers.delete(id);
-  else host.setTimer(id, t.interval);
-  try {
-    t.fn(...t.args);
-  } catch (e) {
-    logError('uncaught exception in a timer:', e);
-  }
 }
 
 type WorkflowClass = new (ctx: unknown, env: unknown) => { run(event: unknown, step: unknown): unknown };
@@ -572,15 +333,15 @@ type WorkflowClass = new (ctx: unknown, env: unknown) => { run(event: unknown, s
 async function runWorkflow(className: string, eventWire: string, stepHandle: string, now: number): Promise<string> {
   active++;
   setClock(now);
-  subrequests = 0;
+  resetSubrequests();
   const cls = exported[className] as WorkflowClass | undefined;
   if (typeof cls !== 'function' || typeof (cls.prototype as { run?: unknown } | undefined)?.run !== 'function') {
     return JSONstringify({ outcome: 'errored', name: 'Error', message: `the worker exports no class ${className} with a run(event, step) method` });
   }
   let suspended = false;
   const step = makeStep(callCapAsync, stepHandle, codec, (fn, ms) => {
-    const id = addTimer(fn, ms, [], false);
-    return () => clearTimer(id);
+    const id = timers.add(fn, ms, [], false);
+    return () => timers.clear(id);
   }, () => (suspended = true));
   const raw = decodeWire(eventWire, b64) as { payload: unknown; timestamp: number; instanceId: string; workflowName: string };
   const event = Object.freeze({ payload: raw.payload, timestamp: new Date(raw.timestamp), instanceId: raw.instanceId, workflowName: raw.workflowName });
@@ -603,7 +364,7 @@ async function runWorkflow(className: string, eventWire: string, stepHandle: str
 async function runScheduled(cron: string, scheduledTime: number, now: number): Promise<string> {
   active++;
   setClock(now);
-  subrequests = 0;
+  resetSubrequests();
   const h = handler;
   const target = typeof h === 'function' ? (h.prototype as Handler | undefined) : h;
   if (!target || typeof target.scheduled !== 'function') return 'the worker has no scheduled(event, env, ctx) handler in its default export';
@@ -630,11 +391,11 @@ function wsEvent(id: number, type: string, data: string | ArrayBuffer | null, co
   }
 }
 
-g.__cordonEntry = {
+const entry: Entry = {
   runBatch,
   drain,
   end,
-  fireTimer,
+  fireTimer: timers.fire,
   ship,
   loaded,
   runWorkflow: (className: string, eventWire: string, stepHandle: string, now: number) => holding(() => runWorkflow(className, eventWire, stepHandle, now)),
@@ -645,3 +406,4 @@ g.__cordonEntry = {
   configure,
   rehearse,
 };
+g[ENTRY_GLOBAL] = entry;

@@ -3,7 +3,8 @@
  * evaluated once into the start-up snapshot every isolate is created from, so a new isolate does not
  * parse and run half a megabyte of library code. Nothing here touches the host or locks anything
  * down: V8 re-creates some globals in each context made from a snapshot, so everything that must
- * hold per context runs in the init half (index.ts), which reads these modules from `__cordonLibs`.
+ * hold per context runs in the init half (index.ts), which reads these modules from LIBS_GLOBAL
+ * (the list is SNAPSHOT_MODULES in ../abi.ts).
  */
 import './snapshot-placeholders.ts';
 import './install-encoding.ts';
@@ -11,10 +12,12 @@ import * as encoding from './encoding.ts';
 import * as fetchApi from './fetch-api.ts';
 import * as web from './web-globals.ts';
 import * as idna from './idna.ts';
+import { LIBS_GLOBAL, type SnapshotLibs } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
 if (g.__cordonPlaceholderSAB) {
   delete g.SharedArrayBuffer;
   delete g.__cordonPlaceholderSAB;
 }
-Object.defineProperty(globalThis, '__cordonLibs', { value: { encoding, fetchApi, web, idna }, configurable: true, enumerable: false, writable: false });
+const libs: SnapshotLibs = { encoding, fetchApi, web, idna };
+Object.defineProperty(globalThis, LIBS_GLOBAL, { value: libs, configurable: true, enumerable: false, writable: false });

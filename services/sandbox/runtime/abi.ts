@@ -1,0 +1,145 @@
+/**
+ * The interface between the host (instance.ts) and the isolate's bootstrap (bootstrap/index.ts): the
+ * globals the host hands over before the bootstrap runs, the callbacks and references behind them, the
+ * options, the entry object the bootstrap leaves for the host, and the library modules of the start-up
+ * snapshot. Both halves import this file, so `tsc` catches a name or a signature that differs.
+ *
+ * It is bundled into the isolate too: types and plain constants only, no imports of values.
+ */
+import type * as encoding from './bootstrap/encoding.ts';
+import type * as fetchApi from './bootstrap/fetch-api.ts';
+import type * as web from './bootstrap/web-globals.ts';
+import type * as idna from './bootstrap/idna.ts';
+import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
+
+/**
+ * The host's callbacks (isolated-vm Callbacks): primitives and ArrayBuffer copies in and out. Those
+ * returning void are called without waiting for the host (ASYNC_CALLBACKS).
+ */
+export interface HostCallbacks {
+  log(level: string, message: string): void;
+  random(bytes: number): ArrayBuffer;
+  wsSend(id: number, data: string | ArrayBuffer): void;
+  wsClose(id: number, code: number, reason: string): void;
+  wsOpened(id: number): void;
+  setTimer(id: number, ms: number): void;
+  clearTimer(id: number): void;
+  idna(domain: string, options: string): string | null;
+  /** The answer to request `seq` of a batch (see Entry.runBatch). */
+  done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
+}
+
+/** The global each callback is handed over as (the bootstrap takes and deletes it before tenant code). */
+export const CALLBACK_GLOBALS = {
+  log: '__cordonLog',
+  random: '__cordonRandom',
+  wsSend: '__cordonWsSend',
+  wsClose: '__cordonWsClose',
+  wsOpened: '__cordonWsOpened',
+  setTimer: '__cordonSetTimer',
+  clearTimer: '__cordonClearTimer',
+  idna: '__cordonIdna',
+  done: '__cordonDone',
+} as const satisfies { [K in keyof HostCallbacks]: `__cordon${Capitalize<K>}` };
+
+type VoidCallback = { [K in keyof HostCallbacks]: ReturnType<HostCallbacks[K]> extends void ? K : never }[keyof HostCallbacks];
+/** Callbacks the isolate does not wait for (isolated-vm's `ignored`): only those with nothing to return. */
+export const ASYNC_CALLBACKS: readonly VoidCallback[] = ['log', 'wsSend', 'wsClose', 'wsOpened', 'setTimer', 'clearTimer', 'done'];
+
+/** The host's References (isolated-vm): functions the isolate calls and waits for as promises. */
+export interface HostReferences {
+  /** A capability call: wire-encoded arguments in, a wire-encoded `{ok}` or `{error}` out. */
+  capCall(handle: string, method: string, args: string): Promise<string>;
+  /** The next chunk of request `seq`'s streamed body (an ArrayBuffer copy), or null at its end. */
+  bodyPull(seq: number): Promise<ArrayBuffer | null>;
+  /** crypto.subtle's host (host-crypto.ts): one call, a structured copy each way. */
+  crypto(call: WireCall): Promise<WireResult>;
+}
+
+export const REFERENCE_GLOBALS = {
+  capCall: '__cordonCapCall',
+  bodyPull: '__cordonBodyPull',
+  crypto: '__cordonCrypto',
+} as const satisfies { [K in keyof HostReferences]: `__cordon${Capitalize<K>}` };
+
+/** A host Reference as the isolate calls it (the part of isolated-vm's Reference the bootstrap uses). */
+export interface IsolateRef<F extends (...args: never[]) => Promise<unknown>> {
+  apply(recv: undefined, args: Parameters<F>, opts: { result: { promise: true; copy?: true } }): ReturnType<F>;
+  /** Blocks this isolate only, until the host's promise settles. */
+  applySyncPromise(recv: undefined, args: Parameters<F>, opts?: { arguments: { copy: true } }): Awaited<ReturnType<F>>;
+}
+
+/** What the bootstrap is told about its worker (JSON, in OPTIONS_GLOBAL). */
+export interface BootOptions {
+  allowEval: boolean;
+  vars: Record<string, string>;
+  bindings: { type: 'storage' | 'directory' | 'workflow'; name: string }[];
+  maxBody: number;
+  maxHead: number;
+  /** The worker's memory limit in bytes (isolated-vm's memoryLimit). */
+  memoryLimit: number;
+}
+export const OPTIONS_GLOBAL = '__cordonOptions';
+
+/** What the bootstrap leaves in ENTRY_GLOBAL for the host to take (as References) and delete. */
+export interface Entry {
+  /** Requests gathered by the host, as JSON `[meta, seq][]`; each answers through HostCallbacks.done. */
+  runBatch(batch: string, bodies: (ArrayBuffer | null)[] | null, now: number): void;
+  /** A spare's rehearsal of the request path, before it knows its worker. */
+  rehearse(now: number): Promise<void>;
+  runWorkflow(className: string, event: string, stepHandle: string, now: number): Promise<string>;
+  runScheduled(cron: string, scheduledTime: number, now: number): Promise<string>;
+  drain(seq: number): Promise<void> | undefined;
+  pull(seq: number): Promise<ArrayBuffer | null>;
+  cancelStream(seq: number): void;
+  wsEvent(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number): void;
+  configure(json: string): void;
+  end(): void;
+  fireTimer(id: number, now: number): void;
+  ship(name: string, type: string, bytes: ArrayBuffer): string;
+  loaded(namespace: Record<string, unknown>): string;
+}
+const ENTRY_KEYS: { [K in keyof Entry]: true } = {
+  runBatch: true,
+  rehearse: true,
+  runWorkflow: true,
+  runScheduled: true,
+  drain: true,
+  pull: true,
+  cancelStream: true,
+  wsEvent: true,
+  configure: true,
+  end: true,
+  fireTimer: true,
+  ship: true,
+  loaded: true,
+};
+/** Every entry point, for the host to take and release (checked complete against Entry). */
+export const ENTRY_NAMES = Object.keys(ENTRY_KEYS) as (keyof Entry)[];
+export const ENTRY_GLOBAL = '__cordonEntry';
+
+/** Load-time globals, removed by Entry.loaded: a shipped data or wasm module's value, and the `cloudflare:*` classes. */
+export const SHIPPED_GLOBAL = '__cordonShipped';
+export const BUILTINS_GLOBAL = '__cordonBuiltins';
+
+/**
+ * The library modules evaluated into the start-up snapshot (bootstrap/libs.ts), by the name they are
+ * left under in LIBS_GLOBAL; in the init half (bootstrap/index.ts) an import of one of these files is
+ * the snapshot's object (bootstrap-bundle.ts).
+ */
+export interface SnapshotLibs {
+  encoding: typeof encoding;
+  fetchApi: typeof fetchApi;
+  web: typeof web;
+  idna: typeof idna;
+}
+/** Their files, relative to bootstrap/. */
+export const SNAPSHOT_MODULES = {
+  encoding: './encoding.ts',
+  fetchApi: './fetch-api.ts',
+  web: './web-globals.ts',
+  idna: './idna.ts',
+} as const satisfies { [K in keyof SnapshotLibs]: `./${string}.ts` };
+/** Snapshot modules imported for their effect only: nothing of them is evaluated again in the init half. */
+export const SNAPSHOT_EFFECTS = ['./install-encoding.ts'] as const;
+export const LIBS_GLOBAL = '__cordonLibs';

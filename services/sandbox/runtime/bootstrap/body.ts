@@ -1,0 +1,157 @@
+/**
+ * The body of a Request or Response: known bytes (the fast path: what crosses the isolate boundary)
+ * or a ReadableStream of Uint8Array (web-streams-polyfill); `body` is always a stream, made from the
+ * bytes when first asked for.
+ */
+import { TextDecoder, TextEncoder } from './encoding.ts';
+import { URLSearchParams } from 'whatwg-url';
+import { ReadableStream } from 'web-streams-polyfill';
+import { Headers } from './headers.ts';
+import { Blob, concat } from './blob.ts';
+import { decodeForm, encodeMultipart, FormData } from './form-data.ts';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const U8 = Uint8Array;
+
+export type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams | Blob | FormData | ReadableStream<Uint8Array> | null | undefined;
+
+type Source = { bytes: Uint8Array } | { stream: ReadableStream<Uint8Array> } | null;
+
+export function toSource(body: BodyInit, headers: Headers): Source {
+  if (body instanceof ReadableStream) return { stream: body };
+  const bytes = toBytes(body, headers);
+  return bytes === null ? null : { bytes };
+}
+
+function toBytes(body: Exclude<BodyInit, ReadableStream>, headers: Headers): Uint8Array | null {
+  if (body === null || body === undefined) return null;
+  if (typeof body === 'string') {
+    if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
+    return encoder.encode(body);
+  }
+  if (body instanceof URLSearchParams) {
+    if (!headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded;charset=UTF-8');
+    return encoder.encode(body.toString());
+  }
+  if (body instanceof Blob) {
+    if (!headers.has('content-type') && body.type) headers.set('content-type', body.type);
+    return Blob.peek(body).slice();
+  }
+  if (body instanceof FormData) {
+    const { bytes, type } = encodeMultipart(body);
+    headers.set('content-type', type);
+    return bytes;
+  }
+  if (body instanceof ArrayBuffer) return new U8(body.slice(0));
+  if (ArrayBuffer.isView(body)) return new U8(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer);
+  const s = String(body);
+  if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
+  return encoder.encode(s);
+}
+
+/** Every chunk of a body stream, joined; chunks must be bytes, and `max` bounds the total. */
+async function readAll(stream: ReadableStream<Uint8Array>, max = Infinity): Promise<Uint8Array> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (!(value instanceof U8)) {
+      await reader.cancel();
+      throw new TypeError('a body stream must give Uint8Array chunks');
+    }
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel();
+      throw new RangeError(`the body is over ${max} bytes`);
+    }
+    chunks.push(value);
+  }
+  return concat(chunks);
+}
+
+export abstract class Body {
+  #bytes: Uint8Array | null;
+  #stream: ReadableStream<Uint8Array> | null;
+  #used = false;
+  constructor(source: Source) {
+    this.#bytes = source && 'bytes' in source ? source.bytes : null;
+    this.#stream = source && 'stream' in source ? source.stream : null;
+  }
+  get bodyUsed(): boolean {
+    return this.#used || (this.#stream !== null && this.#bytes === null && this.#stream.locked);
+  }
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.#stream === null && this.#bytes !== null) {
+      const bytes = this.#bytes;
+      this.#stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          if (bytes.byteLength) controller.enqueue(bytes.slice());
+          controller.close();
+        },
+      });
+      this.#bytes = null; // from now on the stream is the body: reading it uses it
+    }
+    return this.#stream;
+  }
+  async #consume(): Promise<Uint8Array> {
+    if (this.bodyUsed) throw new TypeError('Body has already been used');
+    this.#used = true;
+    if (this.#bytes !== null) return this.#bytes;
+    return this.#stream ? readAll(this.#stream) : new U8(0);
+  }
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    const b = await this.#consume();
+    return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+  }
+  async bytes(): Promise<Uint8Array> {
+    return new U8(await this.arrayBuffer());
+  }
+  async text(): Promise<string> {
+    return decoder.decode(await this.#consume());
+  }
+  async blob(): Promise<Blob> {
+    const type = (this as unknown as { headers: Headers }).headers.get('content-type') ?? '';
+    return new Blob([await this.#consume()], { type });
+  }
+  async formData(): Promise<FormData> {
+    const type = (this as unknown as { headers: Headers }).headers.get('content-type') ?? '';
+    return decodeForm(await this.#consume(), type);
+  }
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
+  /** The body as a source for a copy: bytes shared, or one branch of the stream (the other stays here). */
+  static fork(b: Body): Source {
+    if (b.#bytes !== null) return { bytes: b.#bytes };
+    if (b.#stream === null) return null;
+    const [mine, theirs] = b.#stream.tee();
+    b.#stream = mine;
+    return { stream: theirs };
+  }
+  /** Give a fresh body (of a copy) the source `fork` made. */
+  static adopt(b: Body, source: Source): void {
+    b.#bytes = source && 'bytes' in source ? source.bytes : null;
+    b.#stream = source && 'stream' in source ? source.stream : null;
+  }
+  /** Brand check for the runtime: throws unless `b` is a real Request or Response. */
+  static check(b: Body): void {
+    void b.#used;
+  }
+  /** For the runtime: a body still to be streamed out (a stream nobody read), taken over (the body is used then). */
+  static takeStream(b: Body): ReadableStream<Uint8Array> | null {
+    if (b.#bytes !== null || b.#stream === null || b.bodyUsed) return null;
+    b.#used = true;
+    return b.#stream;
+  }
+  /** The whole body as bytes for the runtime (a stream is read to its end, at most `max` bytes; the body is used then). */
+  static async read(b: Body, max = Infinity): Promise<Uint8Array | null> {
+    if (b.#bytes !== null) return b.#bytes;
+    if (b.#stream === null) return null;
+    if (b.bodyUsed) throw new TypeError('Body has already been used');
+    b.#used = true;
+    return readAll(b.#stream, max);
+  }
+}

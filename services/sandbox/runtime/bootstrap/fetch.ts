@@ -1,0 +1,31 @@
+/**
+ * fetch(): only through the worker's fetch capability (egress), at most MAX_SUBREQUESTS a request; a
+ * refusal is a TypeError whose message starts "egress denied:", as the platform promises.
+ */
+import { Body, Headers, Request, Response } from './fetch-api.ts';
+
+const MAX_SUBREQUESTS = 50;
+
+type CallAsync = (handle: string, method: string, args: unknown[]) => Promise<unknown>;
+
+/** Installs `fetch`; returns what resets its subrequest count when a request (or invocation) starts. */
+export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync, maxBody: number): () => void {
+  let subrequests = 0;
+  g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
+    const request = new Request(input as string, init as never);
+    if (++subrequests > MAX_SUBREQUESTS) throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
+    let reply: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null; url: string; redirected: boolean };
+    try {
+      reply = (await callCapAsync('$fetch', 'fetch', [{ method: request.method, url: request.url, headers: Headers.raw(request.headers), body: await Body.read(request, maxBody), redirect: request.redirect }])) as typeof reply;
+    } catch (e) {
+      throw new TypeError((e as Error).message);
+    }
+    const nullBody = reply.status === 204 || reply.status === 205 || reply.status === 304 || request.method === 'HEAD';
+    const response = new Response(nullBody ? null : reply.body, { status: reply.status, statusText: reply.statusText, headers: reply.headers });
+    Object.defineProperties(response, { url: { value: reply.url }, redirected: { value: reply.redirected } });
+    return response;
+  };
+  return () => {
+    subrequests = 0;
+  };
+}

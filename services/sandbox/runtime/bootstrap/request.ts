@@ -1,0 +1,34 @@
+/** Request (Fetch standard, the part a Workers handler uses). */
+import { URL } from 'whatwg-url';
+import { Headers, type HeadersInit } from './headers.ts';
+import { Body, toSource, type BodyInit } from './body.ts';
+
+export interface RequestInit {
+  method?: string;
+  headers?: HeadersInit;
+  body?: BodyInit;
+  redirect?: string;
+}
+
+export class Request extends Body {
+  readonly url: string;
+  readonly method: string;
+  readonly headers: Headers;
+  readonly redirect: string;
+  constructor(input: string | URL | Request, init: RequestInit = {}) {
+    const base = input instanceof Request ? input : undefined;
+    const headers = new Headers(init.headers ?? base?.headers);
+    const method = String(init.method ?? base?.method ?? 'GET').toUpperCase();
+    const source = init.body !== undefined ? toSource(init.body, headers) : base ? Body.fork(base) : null;
+    if (source && (method === 'GET' || method === 'HEAD')) throw new TypeError('Request with GET/HEAD method cannot have body.');
+    super(source);
+    this.url = new URL(base ? base.url : String(input)).href;
+    this.method = method;
+    this.headers = headers;
+    this.redirect = init.redirect ?? base?.redirect ?? 'follow';
+  }
+  clone(): Request {
+    if (this.bodyUsed) throw new TypeError('Cannot clone a Request whose body was used');
+    return new Request(this);
+  }
+}

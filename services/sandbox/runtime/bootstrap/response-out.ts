@@ -1,0 +1,134 @@
+/**
+ * A request's answer as the host takes it (Entry.runBatch, Entry.pull): a JSON head and a fresh
+ * ArrayBuffer, or a failure, never an object the tenant made. What it uses after tenant code has run
+ * is captured when the bootstrap is evaluated, so a tenant that patches prototypes changes only what
+ * it sees itself.
+ */
+import { Body, Headers, type Response } from './fetch-api.ts';
+import { WebSocket } from './websocket.ts';
+import { show } from './console.ts';
+
+const apply = Reflect.apply;
+const JSONstringify = JSON.stringify;
+const AB = ArrayBuffer;
+const U8 = Uint8Array;
+const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const taByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteLength')!.get!;
+const taSet = Uint8Array.prototype.set;
+const checkBody = Body.check;
+const readBody = Body.read;
+const takeStream = Body.takeStream;
+const rawHeaders = Headers.raw;
+const StringCtor = String;
+
+/** The bounds on what a response may hand the host (BootOptions). */
+export interface Limits {
+  maxBody: number;
+  maxHead: number;
+}
+
+/** What the log gets for a tenant exception: always a string, whatever the tenant made of its errors. */
+export function errorText(e: unknown): string {
+  try {
+    if (e instanceof Error) {
+      const stack = e.stack;
+      return typeof stack === 'string' ? stack : `${StringCtor(e.name)}: ${StringCtor(e.message)}`;
+    }
+    return `uncaught: ${show(e)}`;
+  } catch {
+    return 'an exception that could not be described';
+  }
+}
+
+export function fail(kind: string, message: string): [string, null] {
+  return ['!' + JSONstringify({ kind, message }), null];
+}
+
+/**
+ * The response as the host takes it: a JSON string and a fresh ArrayBuffer, nothing the tenant made.
+ * A stream body is read to its end here (under the request's watchdogs), at most maxBody bytes.
+ */
+export async function serialize(response: unknown, seq: number, limits: Limits): Promise<[string, ArrayBuffer | null]> {
+  try {
+    checkBody(response as Response); // a brand check: throws for anything but a real Response
+  } catch {
+    return fail('not-a-response', `fetch() returned ${response === null ? 'null' : typeof response}, not a Response`);
+  }
+  const r = response as Response;
+  let head: string;
+  try {
+    head = JSONstringify({ status: r.status, statusText: StringCtor(r.statusText), headers: rawHeaders(r.headers) });
+    if (typeof head !== 'string') return fail('bad-response', 'the response could not be serialised');
+    if (head.length > limits.maxHead) return fail('bad-response', `the status line and headers take ${head.length} characters; the limit is ${limits.maxHead}`);
+  } catch (e) {
+    return fail('exception', errorText(e));
+  }
+  if (r.status === 101) {
+    const pair = WebSocket.pairOfClient(r.webSocket);
+    if (pair === undefined) return fail('bad-response', 'a 101 response needs webSocket: the client end of a WebSocketPair');
+    return [JSONstringify({ status: 101, statusText: '', headers: rawHeaders(r.headers), webSocket: pair }), null];
+  }
+  // A stream nobody has read goes out chunk by chunk: the host pulls (pull(seq)) until it ends.
+  const stream = takeStream(r);
+  if (stream) {
+    outgoing.set(seq, stream.getReader());
+    return ['~' + head, null];
+  }
+  let bytes: Uint8Array | null;
+  try {
+    bytes = await readBody(r, limits.maxBody);
+  } catch (e) {
+    if (e instanceof RangeError) return fail('too-large', `the response body is more than ${limits.maxBody} bytes; the limit is ${limits.maxBody}`);
+    return fail('exception', errorText(e));
+  }
+  try {
+    if (bytes === null) return [head, null];
+    const length = apply(taByteLength, bytes, []) as number;
+    if (length > limits.maxBody) return fail('too-large', `the response body is ${length} bytes; the limit is ${limits.maxBody}`);
+    const out = new AB(length);
+    apply(taSet, new U8(out), [bytes]);
+    return [head, out];
+  } catch (e) {
+    return fail('exception', errorText(e));
+  }
+}
+
+/** Response bodies being streamed out, by request. */
+const outgoing = new Map<number, { read(): Promise<{ done: boolean; value?: unknown }>; cancel(reason?: unknown): Promise<void> }>();
+
+/** The next chunk of request `seq`'s response body as a fresh ArrayBuffer, or null at its end. */
+export async function pull(seq: number): Promise<ArrayBuffer | null> {
+  const reader = outgoing.get(seq);
+  if (!reader) return null;
+  const { done, value } = await reader.read();
+  if (done) {
+    outgoing.delete(seq);
+    return null;
+  }
+  if (!(value instanceof U8)) {
+    outgoing.delete(seq);
+    void reader.cancel();
+    throw new TypeError('a response body stream must give Uint8Array chunks');
+  }
+  const length = apply(taByteLength, value, []) as number;
+  const out = new AB(length);
+  apply(taSet, new U8(out), [value]);
+  return out;
+}
+
+/** The client went away: the rest of the body is not wanted. */
+export function cancelStream(seq: number): void {
+  const reader = outgoing.get(seq);
+  outgoing.delete(seq);
+  if (reader) void reader.cancel('the client went away').catch(() => {});
+}
+
+/** Whether a response body is still streaming out. */
+export function streamsOpen(): boolean {
+  return outgoing.size > 0;
+}
+
+/** Every request has ended (Entry.end): no body streams out any more. */
+export function cancelAllStreams(): void {
+  for (const seq of [...outgoing.keys()]) cancelStream(seq);
+}

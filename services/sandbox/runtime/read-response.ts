@@ -1,0 +1,58 @@
+/**
+ * A response as it comes out of the isolate (bootstrap/response-out.ts wrote it): a JSON head or a
+ * failure, and an ArrayBuffer body, checked here like any input from tenant code.
+ */
+import { z } from 'zod';
+import { Headers as WireHeaders, MAX_BODY, StatusText, type WireResponse } from '../../../schemas/http.ts';
+import { tenantStack, WorkerError } from './errors.ts';
+
+/** Serialised status line and headers; more is refused inside the isolate. */
+export const MAX_HEAD = 256 * 1024;
+const MiB = 1024 * 1024;
+
+/** A response as read from the isolate (a 101 names its WebSocketPair). */
+export type ReadResponse = Omit<WireResponse, 'webSocket' | 'stream'> & { webSocketId?: number };
+
+const Head = z
+  .object({
+    status: z.number().int().min(101).max(599),
+    statusText: StatusText,
+    headers: WireHeaders,
+    /** With status 101: the WebSocketPair whose client end the worker returned. */
+    webSocket: z.number().int().positive().optional(),
+  })
+  .refine((h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101), 'status 101 comes with a webSocket, and only then');
+
+/** The head and body of an answer ('!' + a failure, or a head), as a response or a WorkerError. */
+export function readResponse(result: [string, ArrayBuffer | null]): ReadResponse {
+  try {
+    return parse(result);
+  } catch (e) {
+    if (e instanceof WorkerError) throw e;
+    throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be read');
+  }
+}
+
+function parse([head, out]: [string, ArrayBuffer | null]): ReadResponse {
+  if (typeof head !== 'string') throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be serialised');
+  if (head.startsWith('!')) {
+    const parsed = JSON.parse(head.slice(1)) as { kind: unknown; message: unknown };
+    const kind = String(parsed.kind);
+    const message = String(parsed.message);
+    if (kind === 'exception') throw new WorkerError(500, 'worker threw an exception', tenantStack(message));
+    if (kind === 'too-large') throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, message);
+    if (kind === 'bad-response') throw new WorkerError(500, 'worker returned an invalid response', message);
+    throw new WorkerError(500, 'worker did not return a Response', message);
+  }
+  if (head.length > MAX_HEAD) throw new WorkerError(500, 'worker returned an invalid response', `the status line and headers take ${head.length} characters; the limit is ${MAX_HEAD}`);
+  const parsed = Head.safeParse(JSON.parse(head));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new WorkerError(500, 'worker returned an invalid response', `${issue?.path.join('.') || 'response'}: ${issue?.message ?? 'rejected'}`);
+  }
+  if (out !== null && !(out instanceof ArrayBuffer)) throw new WorkerError(500, 'worker returned an invalid response', 'the body did not arrive as bytes');
+  if (out && out.byteLength > MAX_BODY) throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, `the response body is ${out.byteLength} bytes`);
+  const nullBody = parsed.data.status === 204 || parsed.data.status === 205 || parsed.data.status === 304;
+  const response = { status: parsed.data.status, statusText: parsed.data.statusText, headers: parsed.data.headers, body: out && !nullBody ? new Uint8Array(out) : null };
+  return parsed.data.webSocket === undefined ? response : { ...response, webSocketId: parsed.data.webSocket };
+}
