@@ -21,8 +21,8 @@ export type WorkflowDecl = z.infer<typeof WorkflowDecl>;
 export const MAX_VALUE = 1024 * 1024;
 export const WireValue = z.string().max(MAX_VALUE + 1024, 'a value over 1 MiB');
 
-export const STATUSES = ['queued', 'running', 'paused', 'waiting', 'errored', 'terminated', 'complete'] as const;
-export type InstanceStatusName = (typeof STATUSES)[number];
+export { STATUSES, type InstanceStatusName } from './workflow-statuses.ts';
+import type { InstanceStatusName } from './workflow-statuses.ts';
 
 export interface StepRecord {
   name: string;

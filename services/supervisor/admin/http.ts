@@ -43,22 +43,26 @@ export function lingeringRefusal(req: IncomingMessage, res: ServerResponse, stat
   req.resume();
 }
 
-export async function readJson(req: IncomingMessage): Promise<unknown> {
-  const tooLarge = () => new HttpError(413, `request body over ${MAX_REQUEST_BODY} bytes (CORDON_ADMIN_MAX_BODY_MB)`);
-  if (Number(req.headers['content-length'] ?? 0) > MAX_REQUEST_BODY) throw tooLarge();
+/** A request body as text, counted as it streams in and refused with 413 past `max` bytes. */
+export async function readText(req: IncomingMessage, max = MAX_REQUEST_BODY): Promise<string> {
+  const tooLarge = () => new HttpError(413, max === MAX_REQUEST_BODY ? `request body over ${max} bytes (CORDON_ADMIN_MAX_BODY_MB)` : `request body over ${max} bytes`);
+  if (Number(req.headers['content-length'] ?? 0) > max) throw tooLarge();
   let chunks: Buffer[] = [];
   let size = 0;
   // Not destroyed on overflow, so the 413 still reaches the client (the connection closes after it).
   for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_REQUEST_BODY) throw tooLarge();
+    if (size > max) throw tooLarge();
     chunks.push(chunk);
   }
-  // One copy of the body at a time: the chunks go before the text, the bytes before the parse.
-  let body: Buffer | undefined = Buffer.concat(chunks, size);
+  // One copy of the body at a time: the chunks go before the text.
+  const body = Buffer.concat(chunks, size);
   chunks = [];
-  const text = body.toString('utf8');
-  body = undefined;
+  return body.toString('utf8');
+}
+
+export async function readJson(req: IncomingMessage): Promise<unknown> {
+  const text = await readText(req);
   try {
     return JSON.parse(text);
   } catch {

@@ -19,6 +19,7 @@ import { driftRoutes } from './drift.ts';
 import { auditRoutes } from './audit.ts';
 import { workflowRoutes } from './workflows.ts';
 import { hostRoutes } from './hosts.ts';
+import { createDashboard } from '../dashboard/server.ts';
 
 /** More request headers than any client of this API sends: 431 rather than reading on. */
 const MAX_HEADERS = 100;
@@ -41,6 +42,7 @@ export function createAdminServer(deps: AdminDeps): Server {
     ...hostRoutes(deps),
   ];
   const routes = table.map((r) => ({ ...r, re: pathRegExp(r.path) }));
+  const dashboard = createDashboard(deps);
 
   const openapi = {
     openapi: '3.1.0',
@@ -68,9 +70,11 @@ export function createAdminServer(deps: AdminDeps): Server {
       return send(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'starting', services: h.services, drift: h.drift });
     }
     if (method === 'GET' && url.pathname === '/openapi.json') return send(res, 200, openapi);
+    if (dashboard.owns(url.pathname)) return dashboard.handle(req, res, url);
     const target = `${req.method} ${url.pathname}`;
     const bearer = /^Bearer (\S{1,256})$/.exec(req.headers.authorization ?? '')?.[1];
-    const who = bearer ? tokens.authenticate(bearer) : undefined;
+    // No bearer token: a dashboard session's, checked here exactly as if it had been presented.
+    const who = bearer ? tokens.authenticate(bearer) : req.headers.authorization === undefined ? dashboard.principal(req) : undefined;
     if (!who) {
       audit.append({ actor: 'anonymous', action: 'admin.request', target, outcome: 'denied', detail: { reason: 'bad or missing token' } });
       throw new HttpError(401, 'missing or invalid bearer token (see $CORDON_DATA_DIR/admin.token, or CORDON_TOKEN)');

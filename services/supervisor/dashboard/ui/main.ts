@@ -1,0 +1,68 @@
+/**
+ * The dashboard's entry point: loads the session (who is signed in, the CSRF token), draws the
+ * navigation the session's scopes allow, and renders the page the location's hash names.
+ */
+import { loadSession, signOut, type SessionInfo } from './api.ts';
+import { h } from './dom.ts';
+import { auditPage } from './pages/audit.ts';
+import { quarantinePage } from './pages/quarantine.ts';
+import { instancePage, workflowsPage } from './pages/workflows.ts';
+import { workerPage, workersPage } from './pages/workers.ts';
+
+function route(): string[] {
+  return location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+}
+
+async function page(session: SessionInfo, rerender: () => void): Promise<Node> {
+  const [name = 'workers', ...args] = route();
+  switch (name) {
+    case 'worker':
+      return workerPage(args[0] ?? '', args[1] ?? '');
+    case 'workflows':
+      return workflowsPage(session, args[0]);
+    case 'instance':
+      return instancePage(session, args[0] ?? '', args[1] ?? '', args[2] ?? '', rerender);
+    case 'audit':
+      return auditPage();
+    case 'quarantine':
+      return quarantinePage(session, rerender);
+    default:
+      return workersPage(session);
+  }
+}
+
+async function start(): Promise<void> {
+  const session = await loadSession();
+  const operator = session.tenant === null && session.scopes.includes('admin');
+  const nav = h(
+    'nav',
+    { 'aria-label': 'Pages' },
+    h('a', { href: '#/workers' }, 'Workers'),
+    h('a', { href: '#/workflows' }, 'Workflows'),
+    operator && h('a', { href: '#/audit' }, 'Audit'),
+    session.scopes.includes('admin') && h('a', { href: '#/quarantine' }, 'Quarantine'),
+  );
+  const main = h('main', { id: 'main', 'aria-live': 'polite' });
+  const who = session.tenant === null ? `${session.tokenId} (all tenants)` : `${session.tokenId} (tenant ${session.tenant})`;
+  document.getElementById('app')!.replaceChildren(
+    h('header', {}, h('h1', {}, 'Cordon'), nav, h('span', { class: 'who', id: 'who' }, who), h('button', { type: 'button', id: 'sign-out', onclick: () => void signOut() }, 'Sign out')),
+    main,
+  );
+  let drawn = 0;
+  const render = async () => {
+    const mine = ++drawn;
+    for (const a of nav.querySelectorAll('a')) a.toggleAttribute('aria-current', a.getAttribute('href') === `#/${route()[0] ?? 'workers'}`);
+    let node: Node;
+    try {
+      node = await page(session, () => void render());
+    } catch (e) {
+      node = h('p', { class: 'error', role: 'alert' }, (e as Error).message);
+    }
+    // A slower answer for a page already left is dropped.
+    if (mine === drawn) main.replaceChildren(node);
+  };
+  addEventListener('hashchange', () => void render());
+  await render();
+}
+
+void start();
