@@ -151,7 +151,7 @@ export const Settings = z.strictObject({
     isolateIdleSeconds: setting(whole(1, 'seconds'), 300, { env: 'CORDON_ISOLATE_IDLE_SECONDS', description: 'per sandbox process: how long a warm isolate may sit idle' }),
   }),
   supervisor: z.strictObject({
-    adminPort: setting(port, 8081, { env: 'CORDON_ADMIN_PORT', description: 'the admin API and `/healthz`' }),
+    adminPort: setting(port, 8081, { env: 'CORDON_ADMIN_PORT', description: 'the admin API, the web dashboard and `/healthz`' }),
     adminHost: setting(text('an address to listen on'), '127.0.0.1', { env: 'CORDON_ADMIN_HOST', description: 'the address the admin API listens on' }),
     adminMaxBodyMb: setting(whole(1, 'megabytes'), 72, {
       env: 'CORDON_ADMIN_MAX_BODY_MB',

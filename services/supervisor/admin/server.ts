@@ -1,6 +1,7 @@
 /**
  * The admin API: HTTP + JSON on the admin port (127.0.0.1 by default). Every request but /healthz
- * and /openapi.json needs a bearer token; each route needs a scope, and a tenant-bound token sees
+ * and /openapi.json needs a bearer token, or a dashboard session standing for one (the dashboard's
+ * pages are served here too, by ../dashboard/server.ts); each route needs a scope, and a tenant-bound token sees
  * and touches only its own tenant. Refusals are 401/403 and audited. Bodies are validated; errors are
  * JSON `{ error }` that say what was wrong. This file authenticates, dispatches and describes the
  * routes (OpenAPI); each resource's routes are a file of their own beside it.

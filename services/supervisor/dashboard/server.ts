@@ -29,7 +29,8 @@ const SECURITY_HEADERS = {
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
+  // Not no-referrer: with it a browser sends `Origin: null` on the sign-in form, which then looks cross-site.
+  'referrer-policy': 'same-origin',
   'cache-control': 'no-store',
   'cross-origin-opener-policy': 'same-origin',
   'cross-origin-resource-policy': 'same-origin',
@@ -148,7 +149,7 @@ export function createDashboard({ tokens, audit, log }: DashboardDeps): Dashboar
   }
 
   return {
-    owns: (pathname) => pathname === '/' || pathname.startsWith('/dashboard/'),
+    owns: (pathname) => pathname === '/' || pathname === '/favicon.ico' || pathname.startsWith('/dashboard/'),
 
     async handle(req, res, url) {
       // Set first, so that an error answered by the admin server carries them too.
@@ -175,6 +176,9 @@ export function createDashboard({ tokens, audit, log }: DashboardDeps): Dashboar
           return asset(res, 'js');
         case 'GET /dashboard/app.css':
           return asset(res, 'css');
+        case 'GET /favicon.ico':
+          // Asked for by every browser; answered so that it is not an API 401 in the console.
+          return page(res, 204, 'text/plain', '');
         default:
           return page(res, 404, 'text/plain', `no such dashboard page: ${route}\n`);
       }

@@ -59,7 +59,10 @@ async function start(): Promise<void> {
       node = h('p', { class: 'error', role: 'alert' }, (e as Error).message);
     }
     // A slower answer for a page already left is dropped.
-    if (mine === drawn) main.replaceChildren(node);
+    if (mine !== drawn) return;
+    main.replaceChildren(node);
+    // Which page is drawn, for whoever waits for it (the browser test).
+    main.dataset.drawn = route()[0] ?? 'workers';
   };
   addEventListener('hashchange', () => void render());
   await render();

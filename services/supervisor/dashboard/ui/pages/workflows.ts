@@ -26,7 +26,7 @@ export async function workflowsPage(session: SessionInfo, status: string | undef
     for (const wf of workflows) {
       const q = new URLSearchParams({ limit: '100', ...(filter ? { status: filter } : {}) });
       const { instances } = await api<{ instances: Instance[] }>('GET', `/v1/workflows/${seg(tenant)}/${seg(wf.name)}/instances?${q}`);
-      for (const i of instances) rows.push([document.createTextNode(tenant), document.createTextNode(wf.name), link(['instance', tenant, wf.name, i.id], i.id), badge(i.status), document.createTextNode(when(i.createdAt)), document.createTextNode(String(i.steps.length))]);
+      for (const i of instances) rows.push([document.createTextNode(tenant), document.createTextNode(wf.name), link(['instance', tenant, wf.name, i.id], i.id), badge(i.status), document.createTextNode(when(i.createdAt))]);
     }
   }
   const select = h(
@@ -40,7 +40,7 @@ export async function workflowsPage(session: SessionInfo, status: string | undef
     {},
     h('h2', {}, 'Workflow instances'),
     h('p', {}, h('label', { for: 'status-filter' }, 'Status '), select),
-    table(['Tenant', 'Workflow', 'Instance', 'Status', 'Created', 'Steps'], rows, filter ? `No ${filter} instances.` : 'No workflow instances yet.'),
+    table(['Tenant', 'Workflow', 'Instance', 'Status', 'Created'], rows, filter ? `No ${filter} instances.` : 'No workflow instances yet.'),
   );
 }
 
@@ -63,6 +63,7 @@ function timeline(i: Instance): Node {
   );
 }
 
+const took = (s: { startedAt: string | null; endedAt: string | null }) => (s.startedAt && s.endedAt ? `${Date.parse(s.endedAt) - Date.parse(s.startedAt)} ms` : '—');
 const json = (v: unknown) => h('pre', {}, JSON.stringify(v, null, 2));
 
 export async function instancePage(session: SessionInfo, tenant: string, workflow: string, id: string, rerender: () => void): Promise<Node> {
@@ -83,8 +84,8 @@ export async function instancePage(session: SessionInfo, tenant: string, workflo
     h('h3', {}, 'Steps'),
     i.steps.length ? timeline(i) : null,
     table(
-      ['Step', 'Type', 'Status', 'Attempts', 'Started', 'Ended', 'Result'],
-      i.steps.map((s) => [s.name, s.type, badge(s.status), s.attempts, when(s.startedAt), when(s.endedAt), s.error ? h('details', {}, h('summary', {}, s.error.name), s.error.message) : s.output !== undefined ? h('details', {}, h('summary', {}, 'output'), json(s.output)) : '—']),
+      ['Step', 'Type', 'Status', 'Attempts', 'Started', 'Took', 'Result'],
+      i.steps.map((s) => [s.name, s.type, badge(s.status), s.attempts, when(s.startedAt), took(s), s.error ? h('details', {}, h('summary', {}, s.error.name), s.error.message) : s.output !== undefined ? h('details', {}, h('summary', {}, 'output'), json(s.output)) : '—']),
       'No steps yet.',
     ),
   );

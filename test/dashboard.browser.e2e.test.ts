@@ -1,0 +1,268 @@
+/**
+ * The dashboard in a real browser (Debian's chromium driven by playwright-core) against a real mesh:
+ * sign in, see a worker deployed through the CLI appear, its log line, workflow instances and their
+ * steps, pause and resume from the page, audit verify, a quarantine released by its button, sign out.
+ * Hostile values (a log line, a step's error, a quarantine reason) must show as text with no script
+ * run; a tenant-bound token sees no other tenant; a forged cross-site form is refused; the page makes
+ * no request off the admin port and logs no console error (a CSP violation would be one).
+ *
+ * CORDON_DASHBOARD_SCREENSHOTS=<dir> saves a screenshot of each page there (docs/dashboard/).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+
+/** The browser: $CORDON_CHROMIUM, else chromium on the PATH. */
+function findChromium(): string | undefined {
+  if (process.env.CORDON_CHROMIUM) return process.env.CORDON_CHROMIUM;
+  for (const name of ['chromium', 'chromium-browser']) {
+    try {
+      return execFileSync('which', [name], { encoding: 'utf8' }).trim() || undefined;
+    } catch {
+      // not this one
+    }
+  }
+  return undefined;
+}
+
+type Playwright = typeof import('playwright-core');
+const playwright = (await import('playwright-core').catch(() => undefined)) as Playwright | undefined;
+const chromiumPath = findChromium();
+const missing = !playwright ? 'playwright-core is not installed (npm install)' : !chromiumPath ? 'no chromium found (apt-get install chromium, or set CORDON_CHROMIUM)' : false;
+if (missing && process.env.CORDON_REQUIRE_ALL === '1') {
+  test('a browser is required (CORDON_REQUIRE_ALL=1)', () => assert.fail(missing));
+}
+
+/** Rendered as markup it would run (or at least load an image); rendered as text it is just these characters. */
+const XSS = `<img src=x onerror="document.title='pwned';alert(1)">`;
+const WORKER = `
+import { WorkflowEntrypoint } from 'cloudflare:workers';
+import { NonRetryableError } from 'cloudflare:workflows';
+const XSS = ${JSON.stringify(XSS)};
+export class Flow extends WorkflowEntrypoint {
+  async run(event, step) {
+    const first = await step.do('first', async () => ({ n: 1 }));
+    await step.sleep('nap', event.payload?.napMs ?? 20);
+    if (event.payload?.hostile) await step.do('hostile', async () => { throw new NonRetryableError(XSS); });
+    return { n: first.n };
+  }
+}
+export default { async fetch() { console.log(XSS); return new Response('ok'); } };
+`;
+
+describe('dashboard in a browser', { skip: missing }, () => {
+  let mesh: TestMesh;
+  let root: string;
+  let project: string;
+  let evil: Server;
+  let evilUrl: string;
+  let browser: Awaited<ReturnType<Playwright['chromium']['launch']>>;
+  const shots = process.env.CORDON_DASHBOARD_SCREENSHOTS;
+
+  const bearer = async (method: string, path: string, body?: unknown) => {
+    const r = await fetch(`${mesh.adminUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${root}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+  };
+  const instance = async (id: string) => (await bearer('GET', `/v1/workflows/default/flow/instances/${id}`)).body as { status: string };
+  const createInstance = async (params: object) => {
+    const r = await mesh.cli(['workflows', 'create', 'flow', '--params', JSON.stringify(params)]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  };
+
+  /** A fresh browser context and page, with every request off the admin port refused and recorded, and console errors collected. */
+  const open = async () => {
+    const context = await browser.newContext();
+    const offsite: string[] = [];
+    const errors: string[] = [];
+    const dialogs: string[] = [];
+    await context.route('**/*', (route) => {
+      const url = route.request().url();
+      if (url.startsWith(`${mesh.adminUrl}/`) || url.startsWith(`${evilUrl}/`)) return route.continue();
+      offsite.push(url);
+      return route.abort();
+    });
+    const page = await context.newPage();
+    page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    return { context, page, offsite, errors, dialogs };
+  };
+  type Open = Awaited<ReturnType<typeof open>>;
+  const signIn = async ({ page }: Open, token: string) => {
+    await page.goto(`${mesh.adminUrl}/`);
+    assert.equal(new URL(page.url()).pathname, '/dashboard/sign-in');
+    await page.fill('#token', token);
+    await Promise.all([page.waitForURL(`${mesh.adminUrl}/`), page.click('button[type=submit]')]);
+    await page.locator('#main[data-drawn]').waitFor();
+  };
+  /** Opens a page afresh (a whole load: a new hash alone would redraw nothing when it is the same) and waits until it is drawn. */
+  const go = async ({ page }: Open, hash: string) => {
+    await page.goto('about:blank');
+    await page.goto(`${mesh.adminUrl}/${hash}`);
+    await page.locator('#main[data-drawn]').waitFor();
+  };
+  /** Reloads `hash` until `text` shows in the page (the pages draw what the API says when opened). */
+  const until = ({ page }: Open, hash: string, text: string) =>
+    waitFor(
+      `"${text}" on ${hash}`,
+      async () => {
+        await go({ page } as Open, hash);
+        return (await page.locator('#main').innerText()).includes(text) || undefined;
+      },
+      20_000,
+      250,
+    );
+  const shot = async ({ page }: Open, name: string) => {
+    if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
+  };
+  const noScriptRan = async (o: Open) => {
+    assert.equal(await o.page.locator('#main img').count(), 0, 'no element was made from a value');
+    assert.notEqual(await o.page.title(), 'pwned');
+    assert.deepEqual(o.dialogs, []);
+  };
+
+  before(async () => {
+    mesh = await startTestMesh();
+    root = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
+    project = mkdtempSync(join(tmpdir(), 'cordon-dash-'));
+    writeFileSync(join(project, 'index.js'), WORKER);
+    writeFileSync(join(project, 'wrangler.jsonc'), JSON.stringify({ name: 'flow', main: 'index.js', routes: ['*/flow*'], workflows: [{ name: 'flow', binding: 'FLOW', class_name: 'Flow' }] }));
+    // Another origin on the same site (127.0.0.1, another port): the cookie goes with its requests, the CSRF token does not.
+    const evilPort = await freePort();
+    evilUrl = `http://127.0.0.1:${evilPort}`;
+    evil = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<form id=f method=post action="${mesh.adminUrl}/v1/tenants/victim/quarantine" enctype="text/plain"><input name='{"reason":"forged","x":"' value='"}'></form><script>document.getElementById('f').submit()</script>`);
+    });
+    await new Promise<void>((r) => evil.listen(evilPort, '127.0.0.1', () => r()));
+    browser = await playwright!.chromium.launch({ executablePath: chromiumPath, headless: true, chromiumSandbox: false });
+  });
+  after(async () => {
+    await browser?.close();
+    evil?.close();
+    await mesh?.stop();
+    if (project) rmSync(project, { recursive: true, force: true });
+  });
+
+  test('an operator signs in, watches a deploy, a log line, workflow steps, pauses and resumes, checks audit, releases a quarantine, signs out', async () => {
+    const o = await open();
+    const { page } = o;
+    await signIn(o, root);
+    assert.match(await page.locator('#who').innerText(), /root \(all tenants\)/);
+    // The session is an HttpOnly cookie: nothing for script to read, nothing in storage.
+    assert.deepEqual(await page.evaluate('[document.cookie, localStorage.length, sessionStorage.length]'), ['', 0, 0]);
+    assert.match(await page.locator('#main').innerText(), /No workers deployed yet/);
+
+    const deployed = await mesh.cli(['deploy', '--config', join(project, 'wrangler.jsonc')]);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    await until(o, '#/workers', 'flow');
+    await shot(o, 'workers');
+
+    // A log line that is markup shows as text.
+    await waitFor('the flow worker to serve', async () => (await fetch(`${mesh.httpUrl}/flow`)).status === 200 || undefined);
+    await until(o, '#/worker/default/flow', XSS);
+    assert.equal(await page.locator('ol.log li', { hasText: XSS }).count(), 1);
+    await noScriptRan(o);
+    await shot(o, 'worker');
+
+    // Workflows: an instance that completes, one whose step throws markup.
+    const ok = await createInstance({});
+    const hostile = await createInstance({ hostile: true });
+    await waitFor('both instances to finish', async () => ((await instance(ok)).status === 'complete' && (await instance(hostile)).status === 'errored') || undefined);
+    await until(o, '#/workflows', hostile);
+    assert.match(await page.locator('#main').innerText(), new RegExp(ok));
+    await shot(o, 'workflows');
+    await page.selectOption('#status-filter', 'errored');
+    await page.waitForURL(/#\/workflows\/errored$/);
+    await page.locator(`text=${ok}`).waitFor({ state: 'detached' });
+    const filtered = await page.locator('#main').innerText();
+    assert.ok(filtered.includes(hostile) && !filtered.includes(ok), filtered);
+    await Promise.all([page.waitForURL(new RegExp(`#/instance/default/flow/${hostile}$`)), page.click(`text=${hostile}`)]);
+    await page.locator('#instance-status').waitFor();
+    assert.match(await page.locator('#main .error').innerText(), new RegExp(`NonRetryableError: ${XSS.replace(/[()]/g, '\\$&')}`));
+    assert.equal(await page.locator('.timeline li').count(), 3);
+    assert.deepEqual(await page.locator('#main tbody tr td:first-child').allInnerTexts(), ['first', 'nap', 'hostile']);
+    await noScriptRan(o);
+    await go(o, `#/instance/default/flow/${ok}`);
+    assert.equal(await page.locator('#instance-status').innerText(), 'complete');
+    assert.deepEqual(await page.locator('#main tbody tr td:first-child').allInnerTexts(), ['first', 'nap']);
+    await shot(o, 'instance');
+
+    // Pause and resume from the page (each a POST carrying the session's CSRF token).
+    const sleeper = await createInstance({ napMs: 600_000 });
+    await waitFor('the sleeper to sleep', async () => (await instance(sleeper)).status === 'waiting' || undefined);
+    await go(o, `#/instance/default/flow/${sleeper}`);
+    await page.click('button.action-pause');
+    await page.locator('#instance-status', { hasText: 'paused' }).waitFor();
+    assert.equal((await instance(sleeper)).status, 'paused');
+    await page.click('button.action-resume');
+    // Resumed, it may be queued or running for a moment before it sleeps again.
+    await page.locator('#instance-status').filter({ hasNotText: 'paused' }).waitFor();
+    await waitFor('the sleeper to sleep again', async () => (await instance(sleeper)).status === 'waiting' || undefined);
+
+    await go(o, '#/audit');
+    assert.match(await page.locator('#audit-verify').innerText(), /^Chain OK: \d+ entries verify\.$/);
+    await shot(o, 'audit');
+
+    // A quarantine whose reason is markup, released by its button.
+    assert.equal((await bearer('POST', '/v1/tenants/held/quarantine', { reason: XSS })).status, 201);
+    await until(o, '#/quarantine', XSS);
+    await noScriptRan(o);
+    await shot(o, 'quarantine');
+    await page.click('text=Release tenant held');
+    await page.locator('#main', { hasText: 'No tenant is quarantined.' }).waitFor();
+    assert.deepEqual((await bearer('GET', '/v1/quarantine')).body.tenants, []);
+
+    await Promise.all([page.waitForURL(`${mesh.adminUrl}/dashboard/sign-in`), page.click('#sign-out')]);
+    await page.goto(`${mesh.adminUrl}/#/workers`);
+    assert.equal(new URL(page.url()).pathname, '/dashboard/sign-in');
+
+    assert.deepEqual(o.offsite, [], 'no request left the admin port');
+    assert.deepEqual(o.errors, [], 'no console error (a CSP violation is one)');
+    await o.context.close();
+  });
+
+  test('a tenant-bound token sees only its tenant; a forged cross-site form is refused', async () => {
+    const token = (await mesh.cli(['tokens', 'create', '--scope', 'read,workflows', '--tenant', 'other'])).stdout.trim();
+    const o = await open();
+    const { page } = o;
+    await signIn(o, token);
+    assert.match(await page.locator('#who').innerText(), /tenant other/);
+    assert.match(await page.locator('#main').innerText(), /No workers deployed yet/);
+    assert.equal(await page.locator('nav a', { hasText: 'Audit' }).count(), 0);
+    await go(o, '#/workflows');
+    assert.match(await page.locator('#main').innerText(), /No workflow instances yet/);
+    // Asked for by hand, another tenant's instance list is the API's 403.
+    await go(o, '#/worker/default/flow');
+    assert.match(await page.locator('#main .error').innerText(), /bound to tenant other/);
+    const errorsBefore = o.errors.length;
+
+    // An operator signed in visits a page of another origin that posts a form to the admin API.
+    const operator = await open();
+    await signIn(operator, root);
+    const [answer] = await Promise.all([operator.page.waitForResponse((r) => r.url().includes('/v1/tenants/victim/quarantine')), operator.page.goto(`${evilUrl}/`)]);
+    assert.equal(answer.status(), 403);
+    assert.deepEqual((await bearer('GET', '/v1/quarantine')).body.tenants, [], 'nothing was quarantined');
+    // Bystander: the operator's session still works.
+    await go(operator, '#/workers');
+    assert.match(await operator.page.locator('#main').innerText(), /flow/);
+
+    assert.deepEqual([...o.offsite, ...operator.offsite], []);
+    assert.equal(o.errors.length, errorsBefore);
+    await o.context.close();
+    await operator.context.close();
+  });
+});
