@@ -1,6 +1,6 @@
 /**
  * The dashboard in a real browser (Debian's chromium driven by playwright-core) against a real mesh:
- * sign in, see a worker deployed through the CLI appear, its log line, workflow instances and their
+ * sign in, see a worker deployed through the CLI appear, watch its log lines arrive, workflow instances and their
  * steps, pause and resume from the page, audit verify, a quarantine released by its button, sign out.
  * Hostile values (a log line, a step's error, a quarantine reason) must show as text with no script
  * run; a tenant-bound token sees no other tenant; a forged cross-site form is refused; the page makes
@@ -171,11 +171,20 @@ describe('dashboard in a browser', { skip: missing }, () => {
     await until(o, '#/workers', 'flow');
     await shot(o, 'workers');
 
-    // A log line that is markup shows as text.
+    // Log lines arrive on the open page as they are logged; one that is markup shows as text.
+    await go(o, '#/worker/default/flow');
     await waitFor('the flow worker to serve', async () => (await fetch(`${mesh.httpUrl}/flow`)).status === 200 || undefined);
-    await until(o, '#/worker/default/flow', XSS);
-    assert.equal(await page.locator('ol.log li', { hasText: XSS }).count(), 1);
+    await page.locator('#log li', { hasText: XSS }).first().waitFor();
+    const seen = await page.locator('#log li').count();
+    assert.equal((await fetch(`${mesh.httpUrl}/flow`)).status, 200);
+    await page.locator('#log li').nth(seen).waitFor();
+    assert.equal(await page.locator('#log li', { hasText: XSS }).count(), seen + 1);
     await noScriptRan(o);
+    // Filtered by level: these are console.log lines, none is an error.
+    await page.selectOption('#level-filter', 'error');
+    assert.equal(await page.locator('#log li:visible').count(), 0);
+    await page.selectOption('#level-filter', 'log');
+    assert.equal(await page.locator('#log li:visible').count(), seen + 1);
     await shot(o, 'worker');
 
     // Workflows: an instance that completes, one whose step throws markup.

@@ -48,14 +48,24 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return data as T;
 }
 
-/** A GET whose answer is NDJSON (a worker's logs): one value per line. */
-export async function apiLines<T>(path: string): Promise<T[]> {
-  const r = await call('GET', path);
-  if (!r.ok) throw new ApiError(r.status, `GET ${path}: HTTP ${r.status}`);
-  return (await r.text())
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as T);
+/** A GET whose answer is NDJSON that goes on (a worker's logs with ?follow=1): each value as it arrives, until `signal` aborts. */
+export async function apiFollow<T>(path: string, signal: AbortSignal, each: (value: T) => void): Promise<void> {
+  const r = await fetch(path, { credentials: 'same-origin', headers: { 'x-csrf-token': csrf }, signal });
+  if (r.status === 401) toSignIn();
+  if (!r.ok || !r.body) throw new ApiError(r.status, `GET ${path}: HTTP ${r.status}`);
+  const lines = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let rest = '';
+  try {
+    for (;;) {
+      const { value, done } = await lines.read();
+      if (done) return;
+      const parts = (rest + value).split('\n');
+      rest = parts.pop()!;
+      for (const line of parts) if (line) each(JSON.parse(line) as T);
+    }
+  } catch (e) {
+    if (!signal.aborted) throw e;
+  }
 }
 
 export async function signOut(): Promise<void> {

@@ -13,11 +13,11 @@ function route(): string[] {
   return location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
 }
 
-async function page(session: SessionInfo, rerender: () => void): Promise<Node> {
+async function page(session: SessionInfo, rerender: () => void, signal: AbortSignal): Promise<Node> {
   const [name = 'workers', ...args] = route();
   switch (name) {
     case 'worker':
-      return workerPage(args[0] ?? '', args[1] ?? '');
+      return workerPage(args[0] ?? '', args[1] ?? '', signal);
     case 'workflows':
       return workflowsPage(session, args[0]);
     case 'instance':
@@ -49,12 +49,16 @@ async function start(): Promise<void> {
     main,
   );
   let drawn = 0;
+  // Ends what the page left behind still does (a live log stream).
+  let leaving = new AbortController();
   const render = async () => {
     const mine = ++drawn;
+    leaving.abort();
+    const here = (leaving = new AbortController());
     for (const a of nav.querySelectorAll('a')) a.toggleAttribute('aria-current', a.getAttribute('href') === `#/${route()[0] ?? 'workers'}`);
     let node: Node;
     try {
-      node = await page(session, () => void render());
+      node = await page(session, () => void render(), here.signal);
     } catch (e) {
       node = h('p', { class: 'error', role: 'alert' }, (e as Error).message);
     }

@@ -1,6 +1,6 @@
 /** Workers: each worker's tenant, name, cordon, version, routes and quarantine state; one worker's recent console output. */
 import type { LogEntry } from '../../../../../schemas/services.ts';
-import { api, apiLines, seg, type SessionInfo } from '../api.ts';
+import { api, apiFollow, seg, type SessionInfo } from '../api.ts';
 import { h, link, table, when } from '../dom.ts';
 
 interface Worker {
@@ -43,17 +43,32 @@ export async function workersPage(session: SessionInfo): Promise<Node> {
   );
 }
 
-export async function workerPage(tenant: string, name: string): Promise<Node> {
-  const w = await api<Worker>('GET', `/v1/workers/${seg(tenant)}/${seg(name)}`);
-  const lines = await apiLines<LogEntry>(`/v1/workers/${seg(tenant)}/${seg(name)}/logs`);
+const LEVELS = ['debug', 'info', 'log', 'warn', 'error'] as const;
+
+/** One worker, and its console output: the recent lines, then each new one as it is logged, until the page is left. */
+export async function workerPage(tenant: string, name: string, signal: AbortSignal): Promise<Node> {
+  const path = `/v1/workers/${seg(tenant)}/${seg(name)}`;
+  const w = await api<Worker>('GET', path);
+  const log = h('ol', { class: 'log', id: 'log', 'aria-live': 'polite' });
+  const empty = h('p', { class: 'empty' }, 'Nothing logged yet.');
+  const filter = h(
+    'select',
+    { id: 'level-filter', onchange: (e: Event) => (log.dataset.only = (e.target as HTMLSelectElement).value) },
+    h('option', { value: '' }, 'every level'),
+    LEVELS.map((l) => h('option', { value: l }, `${l} only`)),
+  );
+  void apiFollow<LogEntry>(`${path}/logs?follow=1`, signal, (e) => {
+    empty.remove();
+    log.append(h('li', { class: `level-${e.level}` }, h('time', {}, when(new Date(e.time).toISOString())), ' ', h('span', { class: 'level' }, e.level), ' ', e.message));
+  }).catch((e: unknown) => log.after(h('p', { class: 'error', role: 'alert' }, `The log stream stopped: ${(e as Error).message}`)));
   return h(
     'section',
     {},
     h('h2', {}, `Worker ${w.tenant}/${w.name}`),
     h('dl', {}, h('dt', {}, 'Cordon'), h('dd', {}, w.cordon), h('dt', {}, 'Version'), h('dd', {}, h('code', {}, w.version)), h('dt', {}, 'Routes'), h('dd', {}, w.routes.join(', ') || '—')),
-    h('h3', {}, 'Recent console output'),
-    lines.length === 0
-      ? h('p', { class: 'empty' }, 'Nothing logged yet.')
-      : h('ol', { class: 'log' }, lines.map((e) => h('li', { class: `level-${e.level}` }, h('time', {}, when(new Date(e.time).toISOString())), ' ', h('span', { class: 'level' }, e.level), ' ', e.message))),
+    h('h3', {}, 'Console output (live)'),
+    h('p', {}, h('label', { for: 'level-filter' }, 'Show '), filter),
+    empty,
+    log,
   );
 }
