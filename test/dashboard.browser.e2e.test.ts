@@ -12,14 +12,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
 /** The browser: $CORDON_CHROMIUM, else chromium on the PATH. */
 function findChromium(): string | undefined {
-  if (process.env.CORDON_CHROMIUM) return process.env.CORDON_CHROMIUM;
+  if (process.env.CORDON_CHROMIUM) return existsSync(process.env.CORDON_CHROMIUM) ? process.env.CORDON_CHROMIUM : undefined;
   for (const name of ['chromium', 'chromium-browser']) {
     try {
       return execFileSync('which', [name], { encoding: 'utf8' }).trim() || undefined;
