@@ -8,6 +8,7 @@ import { runDebug } from './debug.ts';
 import { writeExport, type ExportedVersion } from './export.ts';
 import { CONFIG_NAMES, findWorkerConfig, readWorkerConfig } from './worker-config.ts';
 import { workflowsCommand, WORKFLOWS_USAGE } from './workflows.ts';
+import type { VarValue } from '../schemas/worker.ts';
 
 const USAGE = `usage: cordon <command> [options]
 
@@ -119,7 +120,7 @@ async function main(argv: string[]): Promise<number> {
       if (!entry) throw new CliError(`deploy needs an entry file, --config <file> with "main", or one of ${CONFIG_NAMES.join(', ')} in this directory`);
       const name = values.name ?? file?.name;
       if (!name) throw new CliError('deploy needs --name <worker> (or "name" in the config file)');
-      const vars: Record<string, string> = { ...file?.vars };
+      const vars: Record<string, VarValue> = { ...file?.vars };
       for (const kv of values.var ?? []) {
         const eq = kv.indexOf('=');
         if (eq <= 0) throw new CliError(`--var takes KEY=VALUE, got ${JSON.stringify(kv)}`);

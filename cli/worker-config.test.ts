@@ -27,7 +27,9 @@ test('bad config files fail with the file, position or field, and what is wrong'
   };
   assert.throws(() => readWorkerConfig(write('{\n  "name": "x",\n  "main" "y"\n}')), /\.jsonc:3:\d+: /);
   assert.throws(() => readWorkerConfig(write('{ "main": "y" }')), /name: /);
-  assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "vars": { "A": { "nested": 1 } } }')), /vars\.A/);
+  // vars are JSON values, as in Workers; only absurd nesting is refused.
+  assert.deepEqual(readWorkerConfig(write('{ "name": "x", "main": "y", "vars": { "A": { "nested": [1, true, null] }, "N": 2 } }')).vars, { A: { nested: [1, true, null] }, N: 2 });
+  assert.throws(() => readWorkerConfig(write(`{ "name": "x", "main": "y", "vars": { "A": ${'['.repeat(40)}${']'.repeat(40)} } }`)), /vars\.A: .*nested more than 32 deep/);
   assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "workflows": [{ "name": "w", "binding": "W" }] }')), /workflows\.0\.class_name/);
   assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "workflows": [{ "name": "w", "binding": "DB", "class_name": "C" }], "cordon": { "storage": ["DB"] } }')), /binding DB is also/);
   assert.throws(() => readWorkerConfig(join(dir, 'missing.jsonc')), /cannot read/);
@@ -57,7 +59,7 @@ test('wrangler.toml is read as the JSON forms are, with TOML errors at their lin
   const c = readWorkerConfig(f);
   assert.equal(c.main, join(dir, 'src/w.ts'));
   assert.deepEqual(c.routes, ['a.com/*']);
-  assert.deepEqual(c.vars, { A: '1', B: '2' });
+  assert.deepEqual(c.vars, { A: '1', B: 2 }, 'a TOML number stays a number');
   assert.deepEqual(c.crons, ['* * * * *']);
   assert.deepEqual(c.build.rules, [{ type: 'Text', globs: ['**/*.sql'] }]);
   assert.deepEqual(c.build.define, { X: '1' });

@@ -17,6 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
+import { VarValue } from '../schemas/worker.ts';
 import { CliError } from './admin-client.ts';
 
 const Route = z.union([z.string(), z.object({ pattern: z.string(), zone_name: z.string().optional(), custom_domain: z.boolean().optional() })]);
@@ -37,7 +38,7 @@ const Config = z
     compatibility_date: z.string().optional(),
     route: Route.optional(),
     routes: z.array(Route).default([]),
-    vars: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    vars: z.record(z.string(), VarValue).default({}),
     limits: z.object({ cpu_ms: z.number().int().positive().optional() }).default({}),
     workflows: z.array(z.object({ name: z.string(), binding: z.string(), class_name: z.string() })).default([]),
     triggers: z.object({ crons: z.array(z.string()).default([]) }).default({ crons: [] }),
@@ -135,7 +136,7 @@ export interface WorkerConfig {
   tenant?: string;
   cordon?: string;
   routes: string[];
-  vars: Record<string, string>;
+  vars: Record<string, VarValue>;
   storage: string[];
   directories: string[];
   origins: string[];
@@ -230,7 +231,7 @@ export function readWorkerConfig(file: string): WorkerConfig {
     tenant: c.cordon.tenant,
     cordon: c.cordon.cordon,
     routes,
-    vars: Object.fromEntries(Object.entries(c.vars).map(([k, v]) => [k, String(v)])),
+    vars: c.vars,
     storage: c.cordon.storage,
     directories: c.cordon.directories,
     origins: c.cordon.origins,

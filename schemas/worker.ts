@@ -66,6 +66,26 @@ export const Limits = z.object({
 });
 export type Limits = z.infer<typeof Limits>;
 
+/** A var's value: any JSON value, as in Workers (wrangler passes non-string vars as JSON bindings). */
+export type VarValue = string | number | boolean | null | VarValue[] | { [key: string]: VarValue };
+
+/** Nesting deeper than this is refused before the value is walked (a var is configuration, not data). */
+const MAX_VAR_DEPTH = 32;
+
+function depthOf(v: unknown, limit: number): number {
+  if (typeof v !== 'object' || v === null) return 0;
+  if (limit <= 0) return 1;
+  let max = 0;
+  for (const child of Object.values(v)) max = Math.max(max, depthOf(child, limit - 1));
+  return max + 1;
+}
+
+/** A var value as received from a deployer: JSON, nested at most MAX_VAR_DEPTH deep. */
+export const VarValue: z.ZodType<VarValue> = z
+  .unknown()
+  .refine((v) => depthOf(v, MAX_VAR_DEPTH) <= MAX_VAR_DEPTH, `nested more than ${MAX_VAR_DEPTH} deep`)
+  .pipe(z.json()) as z.ZodType<VarValue>;
+
 /** What a sandbox receives in exchange for a code key: the code and nothing that names other workers. */
 export interface WorkerBundle {
   workerId: WorkerId;
@@ -73,7 +93,7 @@ export interface WorkerBundle {
   mainModule: string;
   modules: WorkerModule[];
   limits: Limits;
-  vars: Record<string, string>;
+  vars: Record<string, VarValue>;
   bindings: Binding[];
   /** Origins (`scheme://host:port`) the worker may fetch even when they are not public. */
   origins?: string[];

@@ -33,6 +33,35 @@ describe('worker versions', () => {
     await mesh?.stop();
   });
 
+  test('vars are JSON values as in Workers: numbers, booleans, objects arrive as themselves', async () => {
+    const token = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
+    const post = (vars: unknown) =>
+      fetch(`${mesh.adminUrl}/v1/workers`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name: 'jsonvars',
+          tenant: 'varsdemo',
+          routes: ['*/jsonvars*'],
+          mainModule: 'w.js',
+          modules: [{ name: 'w.js', type: 'esm', content: 'export default { fetch(r, env) { return Response.json({ n: env.N, t: typeof env.N, flag: env.FLAG, o: env.O, s: env.S }) } }' }],
+          vars,
+        }),
+      });
+    const vars = { N: 2, FLAG: true, O: { list: [1, 'two', null], deep: { x: 1.5 } }, S: 'text' };
+    assert.equal((await post(vars)).status, 201);
+    const got = await waitFor('the worker', async () => {
+      const r = await fetch(`${mesh.httpUrl}/jsonvars`);
+      return r.status === 200 ? r.json() : undefined;
+    });
+    assert.deepEqual(got, { n: 2, t: 'number', flag: true, o: vars.O, s: 'text' });
+    let deep: unknown = 0;
+    for (let i = 0; i < 40; i++) deep = [deep];
+    const refused = await post({ D: deep });
+    assert.equal(refused.status, 400);
+    assert.match(((await refused.json()) as { error: string }).error, /nested more than 32 deep/);
+  });
+
   test('deploys are versions; rollback serves an earlier one; delete removes the worker', async () => {
     const v1 = await deploy('one');
     await waitFor('v1', async () => ((await body()) === 'one') || undefined);

@@ -16,7 +16,7 @@ import { CordonError } from '../../lib/errors.ts';
 import { open, seal, newWorkerKey, unwrapWorkerKey, SealError } from './sealing.ts';
 import { blobOid, type History } from './history.ts';
 import { Statements } from './statements.ts';
-import type { Binding, EgressLists, Limits, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
+import type { Binding, EgressLists, Limits, VarValue, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
 import type { HostAssignment, RoutingTable } from '../../schemas/routes.ts';
 import { normalizeHostPattern, normalizeRoutePattern } from '../../lib/routes.ts';
 import { checkAssignment, checkRoutes, defaultRoutePattern, defaultRouting, type Deployer, type RoutedPattern } from './hosts.ts';
@@ -39,7 +39,7 @@ export interface VersionInput {
   mainModule: string;
   modules: WorkerModule[];
   limits: Limits;
-  vars: Record<string, string>;
+  vars: Record<string, VarValue>;
   bindings: Binding[];
   origins: { origin: string; trusted: boolean }[];
   allowEval?: boolean;

@@ -11,6 +11,7 @@ import type * as fetchApi from './bootstrap/fetch-api.ts';
 import type * as web from './bootstrap/web-globals.ts';
 import type * as idna from './bootstrap/idna.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
+import type { VarValue } from '../../../schemas/worker.ts';
 
 /**
  * The host's callbacks (isolated-vm Callbacks): primitives and ArrayBuffer copies in and out. Those
@@ -72,7 +73,7 @@ export interface IsolateRef<F extends (...args: never[]) => Promise<unknown>> {
 /** What the bootstrap is told about its worker (JSON, in OPTIONS_GLOBAL). */
 export interface BootOptions {
   allowEval: boolean;
-  vars: Record<string, string>;
+  vars: Record<string, VarValue>;
   bindings: { type: 'storage' | 'directory' | 'workflow'; name: string }[];
   maxBody: number;
   maxHead: number;

@@ -9,7 +9,7 @@ import { check } from '../../../lib/rpc/validate.ts';
 import { parseRoutePattern } from '../../../lib/routes.ts';
 import { parseOrigin } from '../../../lib/origins.ts';
 import { nameRefusal } from '../../../lib/special-use-names.ts';
-import { Binding, CordonName, EgressLists, Limits, ModuleName, TenantName, WorkerModule, WorkerName } from '../../../schemas/worker.ts';
+import { Binding, CordonName, EgressLists, Limits, ModuleName, TenantName, VarValue, WorkerModule, WorkerName } from '../../../schemas/worker.ts';
 import { WorkflowDecl } from '../../../schemas/workflows.ts';
 import { codeHash } from '../store.ts';
 import { checkCron } from '../cron.ts';
@@ -34,7 +34,7 @@ const DeployRequest = z.object({
       // Checked on the parsed JSON itself: a record schema would drop `__proto__` without a word.
       if (v && typeof v === 'object') for (const k of Object.keys(v)) if (RESERVED_KEYS.has(k)) ctx.addIssue({ code: 'custom', message: `a var may not be named ${k}`, input: v });
       return v;
-    }, z.record(z.string().max(256), z.string()))
+    }, z.record(z.string().max(256), VarValue))
     .default({}),
   origins: z.array(z.string().max(300)).max(32).default([]),
   allowEval: z.boolean().default(false),

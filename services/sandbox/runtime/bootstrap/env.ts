@@ -11,7 +11,7 @@ export const codec: ValueCodec = {
   decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
 };
 
-export function makeEnv(vars: Record<string, string>, bindings: BootOptions['bindings'], callCap: CapCall, callCapAsync: CallAsync): object {
+export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], callCap: CapCall, callCapAsync: CallAsync): object {
   const bindingObjects: Record<string, object> = {};
   for (const b of bindings) {
     bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : b.type === 'workflow' ? workflowBinding(callCapAsync, b.name, codec) : directoryBinding(callCap, b.name);

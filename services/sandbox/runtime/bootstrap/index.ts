@@ -132,7 +132,7 @@ let configurable = true;
 function configure(json: string): void {
   if (!configurable) throw new Error('configure() comes before the worker is loaded, once');
   configurable = false;
-  const o = JSON.parse(json) as { vars: Record<string, string>; bindings: typeof options.bindings };
+  const o = JSON.parse(json) as { vars: typeof options.vars; bindings: typeof options.bindings };
   env = makeEnv(o.vars, o.bindings, callCap, callCapAsync);
 }
 
