@@ -16,7 +16,8 @@ import { promisify } from 'node:util';
 import { freePort, ROOT, waitFor } from './helpers/mesh.ts';
 import { findBwrap } from '../lib/process-sandbox.ts';
 import { natsServerMissing, startNatsCluster, type NatsNode } from '../lib/rpc/testing/nats-server.ts';
-import { Keyring } from '../lib/rpc/index.ts';
+import { connect, Keyring } from '../lib/rpc/index.ts';
+import { natsTransport } from '../lib/mesh-nats.ts';
 
 const missing = natsServerMissing();
 if (missing && process.env.CORDON_REQUIRE_ALL === '1') {
@@ -164,6 +165,28 @@ describe('a cluster of `cordon run` services over a 3-node NATS cluster', { skip
       assert.equal(existsSync(`/proc/${pid}/root${f}`), false, `${f} is not in the sandbox's view`);
     }
     assert.ok(existsSync(`/proc/${pid}/root${ROOT}/package.json`), "the sandbox's view is readable from here (the check above means something)");
+  });
+
+  test('attack: a sandbox keyring file stolen from its host cannot join as another cordon; NATS without credentials is refused', async () => {
+    const stolen = Keyring.decode(readFileSync(keyFile('standard'), 'utf8'));
+    const log = { debug() {}, info() {}, warn() {}, error() {}, child() { return log; } };
+    // Without NATS credentials the bus itself is closed to a stranger.
+    await assert.rejects(natsTransport(nats.url, { env: {}, waitSeconds: 1 }), /refused this process's credentials/);
+    const transport = await natsTransport(nats.url, { env: { CORDON_NATS_USER: NATS_AUTH.user, CORDON_NATS_PASS: NATS_AUTH.pass }, waitSeconds: 5, log });
+    try {
+      // The holder names another cordon: its keys prove only "standard", so the supervisor refuses the handshake.
+      const channel = await transport.dial('supervisor', 1 << 20);
+      await assert.rejects(connect(channel, { keyring: stolen, name: 'untrusted', expect: 'supervisor' }));
+      // Nor can it answer as the supervisor to a sandbox, or as ingress: it holds no signing key.
+      assert.throws(() => stolen.sign(Buffer.from('x')), /holds no signing key/);
+      assert.equal(stolen.key('ingress', 'sandbox', 'untrusted'), undefined);
+    } finally {
+      await transport.close();
+    }
+    // The bystander, cordon standard's real sandbox, still serves.
+    const r = await cli(['deploy', 'examples/hello/index.ts', '--name', 'bystander', '--route', '*/bystander*'], adminEnv);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor('the bystander to serve', async () => ((await fetch(`${httpUrl}/bystander`)).status === 200 ? true : undefined), 30_000);
   });
 
   test('a worker deploys and serves through ingress; a NATS node killed mid-loop costs only what was in flight', async () => {
