@@ -42,6 +42,15 @@ export function runKeyring(role: ServiceRole, cordon: string | undefined, dataDi
   return Keyring.forRole(loadMeshSecret(dataDir, env), role, cordon);
 }
 
+/** The cordon of a handed keyring, to default --cordon to; a keyring that does not load is reported by runKeyring. */
+function handedCordon(env: NodeJS.ProcessEnv): string | undefined {
+  try {
+    return handedKeyring(env)?.ring.cordon;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Runs one service until it exits (its exit code) or this process is signalled (stops it, exits 0). */
 export async function runService(args: { role: string | undefined; cordon?: string; insecureNoProcessSandbox?: boolean }): Promise<number> {
   const { role } = args;
@@ -49,7 +58,7 @@ export async function runService(args: { role: string | undefined; cordon?: stri
   const env = { ...process.env };
   let cordon: string | undefined;
   if (role === 'sandbox') {
-    cordon = args.cordon ?? env.CORDON_CORDON ?? handedKeyring(env)?.ring.cordon ?? 'standard';
+    cordon = args.cordon ?? env.CORDON_CORDON ?? handedCordon(env) ?? 'standard';
     if (!CORDON_NAME.test(cordon)) throw new CliError(`${JSON.stringify(cordon)} is not a valid cordon name (lower-case letters, digits, dashes)`);
   } else if (args.cordon !== undefined) throw new CliError(`--cordon is for a sandbox only; ${role} serves every cordon`);
   const log = createLogger(role, cordon ? { cordon, component: 'run' } : { component: 'run' });
