@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { adminClient, CliError } from './admin-client.ts';
 import { bundleWorker } from './bundle.ts';
 import { runStart } from './launcher.ts';
+import { RUN_USAGE, runService } from './run.ts';
+import { keysCommand } from './keys.ts';
 import { runDoctor } from './doctor.ts';
 import { runDebug } from './debug.ts';
 import { writeExport, type ExportedVersion } from './export.ts';
@@ -15,6 +17,13 @@ const USAGE = `usage: cordon <command> [options]
   start [--nats <url>] [--insecure-no-process-sandbox]
                                   run the whole mesh on this machine (Unix sockets, or NATS); sandboxes
                                   run confined (bubblewrap + seccomp) unless the flag says otherwise
+  run <supervisor|egress|ingress|sandbox> [--cordon <name>] [--insecure-no-process-sandbox]
+                                  run exactly one service in the foreground (a container, a systemd unit):
+                                  its keys from CORDON_MESH_KEYRING_FILE, logs as JSON lines on stderr;
+                                  exits non-zero on a wrong setting or keyring, waits for NATS and peers
+  keys issue --role <role> [--cordon <name>] [--out <file>]
+                                  the keyring of one role (a sandbox's: of one cordon) from this host's mesh
+                                  secret, written 0600, for \`cordon run\` on another host
   deploy [<entry.js|ts>] [--config wrangler.jsonc] --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
                                   [--origin <scheme://host:port>]... [--allow-eval]
@@ -59,7 +68,7 @@ ${WORKFLOWS_USAGE}
   audit verify                    check the audit log's hash chain; exits 1 naming the first bad entry
 
 Environment: CORDON_DATA_DIR (./.cordon), CORDON_ADMIN_URL, CORDON_TOKEN, CORDON_HTTP_PORT (8080),
-CORDON_ADMIN_PORT (8081).`;
+CORDON_ADMIN_PORT (8081), CORDON_NATS_URL, CORDON_MESH_KEYRING_FILE (see README, Settings).`;
 
 function workerPath(ref: string | undefined): string {
   if (!ref) throw new CliError('name a worker: <tenant>/<worker>, or <worker> for the default tenant');
@@ -82,6 +91,13 @@ async function main(argv: string[]): Promise<number> {
       await runStart({ natsUrl: values.nats, insecureNoProcessSandbox: values['insecure-no-process-sandbox'] });
       return -1; // keep running
     }
+    case 'run': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { cordon: { type: 'string' }, 'insecure-no-process-sandbox': { type: 'boolean' } } });
+      if (positionals.length > 1) throw new CliError(RUN_USAGE);
+      return runService({ role: positionals[0], cordon: values.cordon, insecureNoProcessSandbox: values['insecure-no-process-sandbox'] });
+    }
+    case 'keys':
+      return keysCommand(rest);
     case 'doctor': {
       const { values } = parseArgs({ args: rest, options: { 'insecure-no-process-sandbox': { type: 'boolean' } } });
       return runDoctor({ insecure: Boolean(values['insecure-no-process-sandbox']) });

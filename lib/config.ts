@@ -99,9 +99,14 @@ const hostPorts = {
 export const Settings = z.strictObject({
   mesh: z.strictObject({
     dataDir: setting({ schema: z.string().min(1).transform((p) => resolve(p)), expects: 'a directory path' }, '.cordon', { env: 'CORDON_DATA_DIR', description: 'data: code store, mesh secret, admin token, sockets', shownDefault: '`./.cordon`' }),
-    natsUrl: optional(text('a NATS server URL'), {
+    natsUrl: optional(text('NATS server URLs (nats://host:port), comma-separated'), {
       env: 'CORDON_NATS_URL',
-      description: 'use NATS instead of Unix sockets (`npx cordon start --nats nats://host:4222` sets it)',
+      description:
+        'use NATS instead of Unix sockets (`npx cordon start --nats nats://host:4222` sets it); for a NATS cluster, several of its nodes as seeds. Credentials never go here (see *Running as a cluster*)',
+    }),
+    natsWaitSeconds: setting(whole(1, 'seconds'), 30, {
+      env: 'CORDON_NATS_WAIT_SECONDS',
+      description: 'how long a process retries (with back-off) its first NATS connection while no seed answers, before it exits with one line',
     }),
     cordons: setting(cordonNames, 'standard,untrusted', {
       env: 'CORDON_CORDONS',
@@ -234,6 +239,8 @@ export interface MeshConfig {
   adminPort: number;
   /** NATS server URL when the mesh runs over NATS instead of Unix sockets. */
   natsUrl: string | undefined;
+  /** How long a process waits for a first NATS connection (a cluster still coming up) before it gives up. */
+  natsWaitSeconds: number;
 }
 
 /** Where every process finds the others and its data. */
@@ -242,7 +249,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): MeshConfig {
 }
 
 export function meshConfig(s: Settings): MeshConfig {
-  return { dataDir: s.mesh.dataDir, httpPort: s.ingress.httpPort, httpsPort: s.ingress.httpsPort, adminPort: s.supervisor.adminPort, natsUrl: s.mesh.natsUrl };
+  return { dataDir: s.mesh.dataDir, httpPort: s.ingress.httpPort, httpsPort: s.ingress.httpsPort, adminPort: s.supervisor.adminPort, natsUrl: s.mesh.natsUrl, natsWaitSeconds: s.mesh.natsWaitSeconds };
 }
 
 /** Where a cordon's sandbox records which workers it is running (read after a crash to attribute it). */

@@ -1,22 +1,83 @@
-/** The NATS transport for the mesh (`CORDON_NATS_URL`): one NATS connection per process, sessions over subjects. */
-import { connect } from '@nats-io/transport-node';
+/**
+ * The NATS transport for the mesh (`CORDON_NATS_URL`): one NATS connection per process, sessions over
+ * subjects. The URL lists seeds of one NATS cluster, comma-separated; the client keeps reconnecting
+ * to whichever of them (and of the servers the cluster announces) answers.
+ */
+import { readFileSync } from 'node:fs';
+import { connect, nkeyAuthenticator, usernamePasswordAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
 import { connectNats, listenNats } from './rpc/nats.ts';
+import { natsServers } from './relay.ts';
+import type { Logger } from './log.ts';
 import type { Transport } from './mesh.ts';
 
 /** Inside one mesh a dead peer (a crashed sandbox) must be noticed within seconds. */
 const SESSION_TIMING = { heartbeatMs: 1000, sessionTimeoutMs: 3000 };
 
-export async function natsTransport(url: string): Promise<Transport> {
-  let nc;
-  try {
-    // Keep reconnecting forever: NATS restarting must not take the service down with it.
-    nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  } catch (e) {
-    throw new Error(`cannot connect to NATS at ${url}: ${(e as Error).message}`);
+/**
+ * How this process authenticates to NATS: CORDON_NATS_USER + CORDON_NATS_PASS, or an nkey seed in the
+ * file CORDON_NATS_NKEY_FILE. Never in the URL: the URL is printed and logged, credentials must not be.
+ */
+export function natsAuth(env: NodeJS.ProcessEnv): Pick<ConnectionOptions, 'authenticator'> {
+  const user = env.CORDON_NATS_USER;
+  const pass = env.CORDON_NATS_PASS;
+  const nkeyFile = env.CORDON_NATS_NKEY_FILE;
+  if ((user === undefined) !== (pass === undefined)) throw new Error('set both CORDON_NATS_USER and CORDON_NATS_PASS, or neither');
+  if (user !== undefined && nkeyFile) throw new Error('set either CORDON_NATS_USER/CORDON_NATS_PASS or CORDON_NATS_NKEY_FILE, not both');
+  if (user !== undefined) return { authenticator: usernamePasswordAuthenticator(user, pass) };
+  if (nkeyFile) {
+    let seed: string;
+    try {
+      seed = readFileSync(nkeyFile, 'utf8').trim();
+    } catch (e) {
+      throw new Error(`cannot read the nkey seed file CORDON_NATS_NKEY_FILE=${nkeyFile}: ${(e as Error).message}`);
+    }
+    if (!/^SU[A-Z2-7]{56}$/.test(seed)) throw new Error(`CORDON_NATS_NKEY_FILE=${nkeyFile} does not hold a user nkey seed (SU…, as \`nsc\` or \`nk -gen user\` writes)`);
+    return { authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) };
   }
-  return {
-    listen: (endpoint, max, onChannel) => listenNats(nc, endpoint, max, onChannel, SESSION_TIMING),
-    dial: (endpoint, max) => connectNats(nc, endpoint, max, SESSION_TIMING),
-    close: () => nc.drain(),
+  return {};
+}
+
+/** The first connection's back-off between attempts, and the cap. */
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 2000;
+
+/**
+ * Connects to NATS. While no seed answers yet (a cluster still coming up) it retries with back-off,
+ * logging each attempt, for up to `waitSeconds`; then it fails with one line naming the seeds.
+ * Refused credentials fail at once: retrying would not help. `relayed`: the URL is a sandbox's relay,
+ * so servers the cluster announces are unreachable from where this process runs and are ignored.
+ */
+export async function natsTransport(url: string, opts: { env?: NodeJS.ProcessEnv; waitSeconds?: number; relayed?: boolean; log?: Logger } = {}): Promise<Transport> {
+  const env = opts.env ?? process.env;
+  const servers = natsServers(url).map((d) => `${d.host.includes(':') ? `[${d.host}]` : d.host}:${d.port}`);
+  const options: ConnectionOptions = {
+    servers,
+    ...natsAuth(env),
+    // Keep reconnecting forever: a NATS node going away must not take the service down with it.
+    // 250 ms between attempts at one server: a client whose node died is on another seed well within 2 s.
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    reconnectJitter: 100,
+    ignoreClusterUpdates: opts.relayed === true,
+    name: env.CORDON_NATS_CLIENT_NAME,
   };
+  const deadline = Date.now() + (opts.waitSeconds ?? 30) * 1000;
+  let delay = FIRST_RETRY_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const nc = await connect(options);
+      return {
+        listen: (endpoint, max, onChannel) => listenNats(nc, endpoint, max, onChannel, SESSION_TIMING),
+        dial: (endpoint, max) => connectNats(nc, endpoint, max, SESSION_TIMING),
+        close: () => nc.drain(),
+      };
+    } catch (e) {
+      const message = (e as Error).message;
+      if (/authori[sz]ation|authentication/i.test(message)) throw new Error(`NATS at ${servers.join(',')} refused this process's credentials (${message}): check CORDON_NATS_USER/CORDON_NATS_PASS or CORDON_NATS_NKEY_FILE`);
+      if (Date.now() + delay > deadline) throw new Error(`cannot reach NATS at ${servers.join(',')} (tried for ${opts.waitSeconds ?? 30} s, last error: ${message}); start it, or fix CORDON_NATS_URL`);
+      opts.log?.warn('NATS not reachable yet, retrying', { servers, attempt, delayMs: delay, error: message });
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, MAX_RETRY_MS);
+    }
+  }
 }

@@ -29,10 +29,11 @@ export function unixTransport(dataDir: string): Transport {
   };
 }
 
-export async function openTransport(config: MeshConfig): Promise<Transport> {
+/** `relayed`: NATS is reached through a sandbox's relay (lib/relay.ts). */
+export async function openTransport(config: MeshConfig, log?: Logger, relayed = false): Promise<Transport> {
   if (!config.natsUrl) return unixTransport(config.dataDir);
   const { natsTransport } = await import('./mesh-nats.ts');
-  return natsTransport(config.natsUrl);
+  return natsTransport(config.natsUrl, { waitSeconds: config.natsWaitSeconds, relayed, log });
 }
 
 export interface MeshNode {

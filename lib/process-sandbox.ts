@@ -53,10 +53,11 @@ function libraryArgs(node: string): string[] {
 /**
  * Starts `node nodeArgs script scriptArgs` confined by bwrap, which reads the outer seccomp filter
  * from fd 3 (a pipe filled here). `output`: the child's stdout and stderr, inherited or piped.
+ * `readOnly`: further files it may read (a NATS nkey seed).
  * `cgroup`: the `cgroup.procs` file of the memory cgroup bwrap and everything under it start in.
  */
 export function spawnConfined(
-  opts: { bwrap: string; nodeArgs: string[]; script: string; scriptArgs?: string[]; dataDir: string; configFile?: string; files?: string[]; cgroup?: string },
+  opts: { bwrap: string; nodeArgs: string[]; script: string; scriptArgs?: string[]; dataDir: string; configFile?: string; readOnly?: string[]; files?: string[]; cgroup?: string },
   spawnOpts: { env?: NodeJS.ProcessEnv; output: 'inherit' | 'pipe' },
 ): ChildProcess {
   const node = realpathSync(process.execPath);
@@ -80,7 +81,7 @@ export function spawnConfined(
     '--ro-bind', node, node,
     ...libraryArgs(node),
     ...APP_PARTS.filter((p) => existsSync(join(ROOT, p))).flatMap((p) => ['--ro-bind', join(ROOT, p), join(ROOT, p)]),
-    ...(opts.configFile ? ['--ro-bind', resolve(opts.configFile), resolve(opts.configFile)] : []),
+    ...[...(opts.configFile ? [opts.configFile] : []), ...(opts.readOnly ?? [])].flatMap((f) => ['--ro-bind', resolve(f), resolve(f)]),
     '--bind', sockets, sockets,
     ...(opts.files ?? []).flatMap((f) => ['--bind', f, f]),
     '--remount-ro', '/',

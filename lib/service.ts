@@ -63,7 +63,7 @@ export async function startService(role: Role, name: string, main: (ctx: Service
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('unhandledRejection', (reason) => log.error('unhandled rejection', { error: reason instanceof Error ? reason : String(reason) }));
   try {
-    const transport = await openTransport(config);
+    const transport = await openTransport(config, log, relays.natsUrl !== undefined);
     stops.push(() => transport.close());
     const node: MeshNode = { keyring: loadKeyring(role, config.dataDir, process.env, role === 'sandbox' ? name : undefined), name, transport, log };
     await main({ config, settings, log, node, onStop: (fn) => stops.push(fn) });

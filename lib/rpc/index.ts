@@ -19,7 +19,7 @@ import { DEFAULT_QUOTAS } from './quotas.ts';
 
 export { MeshSession } from './session.ts';
 export { HandshakeError, type PeerIdentity } from './handshake.ts';
-export { CORDON_NAME, Keyring, loadKeyring, loadMeshSecret, type Role } from './keys.ts';
+export { checkHanded, CORDON_NAME, handedKeyring, isRole, Keyring, KEYRING_ENV, KEYRING_FILE_ENV, loadKeyring, loadMeshSecret, type Role } from './keys.ts';
 export { DEFAULT_QUOTAS, QuotaExceededError, type Quotas } from './quotas.ts';
 export { FrameTooLargeError } from './frames.ts';
 export type { Channel } from './channel.ts';

@@ -2,6 +2,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ChannelClosedError, Inbox, type Channel } from './channel.ts';
 import { clientHandshake, serverHandshake, type PeerIdentity } from './handshake.ts';
 import { cordonKey, Keyring, linkKey, loadKeyring, SIGNERS, type Role } from './keys.ts';
@@ -135,6 +138,26 @@ describe('keyring encoding', () => {
     assert.equal(loadKeyring('sandbox', '/nonexistent', env, 'a').cordon, 'a');
     assert.throws(() => loadKeyring('sandbox', '/nonexistent', env, 'b'), /for cordon a, not b/);
     assert.throws(() => loadKeyring('ingress', '/nonexistent', env), /for sandbox, not ingress/);
+  });
+
+  test('a keyring file is read instead of the secret, and refused for another cordon or role', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-keys-'));
+    try {
+      const file = join(dir, 'sandbox-a.keyring');
+      writeFileSync(file, Keyring.forRole(secret, 'sandbox', 'a').encode() + '\n', { mode: 0o600 });
+      // No secret anywhere: the data dir does not exist, so a fallback to the secret would create one there.
+      const dataDir = join(dir, 'data');
+      const env = { CORDON_MESH_KEYRING_FILE: file };
+      assert.equal(loadKeyring('sandbox', dataDir, env, 'a').key('ingress', 'sandbox', 'a')?.equals(cordonKey(linkKey(secret, 'ingress', 'sandbox'), 'a')), true);
+      assert.equal(existsSync(dataDir), false);
+      assert.throws(() => loadKeyring('sandbox', dataDir, env, 'b'), /keyring file .* is for cordon a, not b: .*--cordon b/);
+      assert.throws(() => loadKeyring('ingress', dataDir, env), /keyring file .* is for sandbox, not ingress/);
+      assert.throws(() => loadKeyring('sandbox', dataDir, { CORDON_MESH_KEYRING_FILE: join(dir, 'missing') }, 'a'), /cannot read the keyring file/);
+      writeFileSync(file, 'not a keyring');
+      assert.throws(() => loadKeyring('sandbox', dataDir, env, 'a'), /keyring file .* is not a Cordon keyring/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -14,8 +14,9 @@
  * instead: those roles hold an Ed25519 signing key, sandboxes only its public half. A sandbox, even
  * one of the same cordon (a replica), can therefore never pose as ingress or as the supervisor.
  *
- * A process gets only its role's keyring (`Keyring.forRole`, encoded into CORDON_MESH_KEYRING),
- * never the secret. The encoding is versioned; a keyring of an older format is refused by name.
+ * A process gets only its role's keyring (`Keyring.forRole`, encoded into CORDON_MESH_KEYRING by
+ * `cordon start`, or written to a file by `cordon keys issue` for CORDON_MESH_KEYRING_FILE), never the
+ * secret. The encoding is versioned; a keyring of an older format is refused by name.
  */
 import { createHmac, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -244,16 +245,47 @@ export function loadMeshSecret(dataDir: string, env: NodeJS.ProcessEnv = process
   return secret;
 }
 
+/** Where a process is handed its keyring: a file (`cordon keys issue --out`), or the text itself. */
+export const KEYRING_FILE_ENV = 'CORDON_MESH_KEYRING_FILE';
+export const KEYRING_ENV = 'CORDON_MESH_KEYRING';
+
 /**
- * A process's keyring: from CORDON_MESH_KEYRING when the launcher handed one, else derived from the
- * mesh secret. A sandbox names its cordon, and a handed keyring must be that cordon's.
+ * The keyring handed to this process, if any (the file wins over the variable), and where it came
+ * from for errors. Undefined when neither is set: the process derives its keys from the mesh secret.
+ */
+export function handedKeyring(env: NodeJS.ProcessEnv = process.env): { ring: Keyring; source: string } | undefined {
+  const file = env[KEYRING_FILE_ENV];
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new Error(`cannot read the keyring file ${KEYRING_FILE_ENV}=${file}: ${(e as Error).message} (issue one with \`cordon keys issue --role <role> --out <file>\` where the mesh secret is)`);
+    }
+    const source = `the keyring file ${file}`;
+    return { ring: Keyring.decode(text, source), source };
+  }
+  if (env[KEYRING_ENV]) return { ring: Keyring.decode(env[KEYRING_ENV]), source: KEYRING_ENV };
+  return undefined;
+}
+
+/** Refuses a handed keyring that is not of `self` (and, for a sandbox, of `cordon`), saying what to do. */
+export function checkHanded(handed: { ring: Keyring; source: string }, self: Role, cordon?: string): Keyring {
+  const { ring, source } = handed;
+  if (ring.self !== self) throw new Error(`${source} is for ${ring.self}, not ${self}: issue one with \`cordon keys issue --role ${self}${cordon ? ` --cordon ${cordon}` : ''}\``);
+  if (ring.cordon !== cordon) {
+    throw new Error(`${source} is for cordon ${ring.cordon}, not ${cordon}: a sandbox's keyring authenticates its one cordon only; issue one with \`cordon keys issue --role sandbox --cordon ${cordon}\``);
+  }
+  return ring;
+}
+
+/**
+ * A process's keyring: the one it was handed (CORDON_MESH_KEYRING_FILE, CORDON_MESH_KEYRING), else
+ * derived from the mesh secret. A sandbox names its cordon, and a handed keyring must be that cordon's.
+ * A process handed a keyring never reads the secret.
  */
 export function loadKeyring(self: Role, dataDir: string, env: NodeJS.ProcessEnv = process.env, cordon?: string): Keyring {
-  if (env.CORDON_MESH_KEYRING) {
-    const ring = Keyring.decode(env.CORDON_MESH_KEYRING);
-    if (ring.self !== self) throw new Error(`CORDON_MESH_KEYRING is for ${ring.self}, not ${self}`);
-    if (ring.cordon !== cordon) throw new Error(`CORDON_MESH_KEYRING is for cordon ${ring.cordon}, not ${cordon}`);
-    return ring;
-  }
+  const handed = handedKeyring(env);
+  if (handed) return checkHanded(handed, self, cordon);
   return Keyring.forRole(loadMeshSecret(dataDir, env), self, cordon);
 }

@@ -40,11 +40,18 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-export async function startNatsServer(opts: { maxPayload?: number } = {}): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-nats-'));
-  const conf = join(dir, 'nats.conf');
-  writeFileSync(conf, `listen: 127.0.0.1:${port}\n${opts.maxPayload ? `max_payload: ${opts.maxPayload}\n` : ''}`);
+export interface NatsNode {
+  url: string;
+  pid: number;
+  /** How many clients are connected to this node now (from its monitoring port), when it has one. */
+  clients(): Promise<number>;
+  /** SIGKILL, as a crashed host: its clients' connections drop at once. */
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Spawns nats-server on `conf` and waits until `port` accepts. */
+async function spawnNode(conf: string, port: number, monitorPort?: number): Promise<NatsNode> {
   const child = spawn('nats-server', ['-c', conf], { stdio: 'ignore' });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const deadline = Date.now() + 10_000;
@@ -55,13 +62,75 @@ export async function startNatsServer(opts: { maxPayload?: number } = {}): Promi
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  const end = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const clients = async () => {
+    if (!monitorPort) throw new Error('this nats-server has no monitoring port');
+    return ((await (await fetch(`http://127.0.0.1:${monitorPort}/connz`)).json()) as { num_connections: number }).num_connections;
+  };
+  return { url: `nats://127.0.0.1:${port}`, pid: child.pid!, clients, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
+}
+
+/** Client credentials the server requires (an `authorization` block), or none. */
+export interface NatsAuth {
+  user: string;
+  pass: string;
+}
+
+function authBlock(auth?: NatsAuth): string {
+  return auth ? `authorization { user: ${JSON.stringify(auth.user)}, password: ${JSON.stringify(auth.pass)} }\n` : '';
+}
+
+export async function startNatsServer(opts: { maxPayload?: number; auth?: NatsAuth } = {}): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-nats-'));
+  const conf = join(dir, 'nats.conf');
+  writeFileSync(conf, `listen: 127.0.0.1:${port}\n${opts.maxPayload ? `max_payload: ${opts.maxPayload}\n` : ''}${authBlock(opts.auth)}`);
+  const node = await spawnNode(conf, port);
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: node.url,
     async stop() {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-      await exited;
-      clearTimeout(timer);
+      await node.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A cluster of `size` nats-servers on loopback, each routing to all the others (full mesh of routes).
+ * `url` lists every node as comma-separated seeds, as CORDON_NATS_URL takes them.
+ */
+export async function startNatsCluster(opts: { size?: number; auth?: NatsAuth } = {}): Promise<{ url: string; nodes: NatsNode[]; stop(): Promise<void> }> {
+  const size = opts.size ?? 3;
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-nats-cluster-'));
+  const ports: { client: number; cluster: number; monitor: number }[] = [];
+  for (let i = 0; i < size; i++) ports.push({ client: await freePort(), cluster: await freePort(), monitor: await freePort() });
+  const nodes: NatsNode[] = [];
+  try {
+    for (const [i, p] of ports.entries()) {
+      const routes = ports.filter((_, j) => j !== i).map((o) => `nats-route://127.0.0.1:${o.cluster}`);
+      const conf = join(dir, `node-${i}.conf`);
+      writeFileSync(
+        conf,
+        `server_name: n${i}\nlisten: 127.0.0.1:${p.client}\nhttp: 127.0.0.1:${p.monitor}\n${authBlock(opts.auth)}` +
+          `cluster { name: cordon-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.map((r) => JSON.stringify(r)).join(', ')}] }\n`,
+      );
+      nodes.push(await spawnNode(conf, p.client, p.monitor));
+    }
+  } catch (e) {
+    await Promise.all(nodes.map((n) => n.kill()));
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    url: nodes.map((n) => n.url).join(','),
+    nodes,
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()));
       rmSync(dir, { recursive: true, force: true });
     },
   };
