@@ -93,6 +93,13 @@ describe('cordon/client over WebSocket', () => {
     assert.deepEqual(statuses.slice(0, 2), ['waiting', 'paused']);
   });
 
+  test('examples/client: a plain Node service starts the workflow, watches it step by step and prints its output', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['examples/client/main.ts', rpcUrl], { cwd: ROOT, env: { ...mesh.env, CORDON_TOKEN: await token('workflows') }, timeout: 60_000 });
+    assert.match(stdout, /step create user \(do\): complete after 1 attempt/);
+    assert.match(stdout, /step flaky \(do\): complete after 3 attempt/);
+    assert.match(stdout, /output: \{ user: 'ada', approvedBy: 'the example', attempts: 3 \}/);
+  });
+
   test('10,000 watch/dispose cycles leave the export tables and the watches where they were', async () => {
     const instance = cordon.workflows('signup').get('rpc-ada');
     await instance.status();
