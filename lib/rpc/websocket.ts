@@ -12,7 +12,7 @@ import { FrameTooLargeError } from './frames.ts';
 const HIGH_WATER = 256;
 
 /** WebSocket close codes this side uses (4000–4999 are the application's). */
-export const CLOSE = { protocol: 1002, unauthorized: 4401, revoked: 4403, error: 1011 } as const;
+export const CLOSE = { protocol: 1002, error: 1011, busy: 1013, unauthorized: 4401, revoked: 4403 } as const;
 
 export class WebSocketChannel implements Channel {
   readonly #ws: WebSocket;

@@ -28,6 +28,12 @@ export const CLIENT_QUOTAS: Quotas = { maxMessage: 4 * 1024 * 1024, maxDepth: DE
 
 /** How long a connection may take to send its token when the upgrade carried none. */
 const AUTH_TIMEOUT_MS = 5_000;
+/**
+ * Connections waiting for their token at once: each may hold up to one frame of `maxMessage` in `ws`
+ * before the 1 KiB check sees it, so their number is what bounds that memory. More wait their turn
+ * by being refused (close 1013, try again later); an authenticated one is not counted.
+ */
+export const MAX_UNAUTHENTICATED = 64;
 /** The tenant an operator's (unbound) token acts in until it picks one with `tenant(name)`. */
 const DEFAULT_TENANT = 'default';
 
@@ -48,6 +54,7 @@ export class RpcEndpoint {
   /** Live connections by token id: a revocation closes each. */
   readonly #byToken = new Map<string, Set<(reason: string) => void>>();
   readonly #stopRevocations: () => void;
+  #unauthenticated = 0;
 
   constructor(deps: RpcEndpointDeps) {
     this.#deps = deps;
@@ -92,9 +99,12 @@ export class RpcEndpoint {
     const channel = new WebSocketChannel(ws, this.#quotas.maxMessage, `RPC client at ${from}`);
     let who = known;
     if (!who) {
+      if (this.#unauthenticated >= MAX_UNAUTHENTICATED) return channel.close(new Error('too many connections waiting to authenticate; try again'), CLOSE.busy);
+      this.#unauthenticated++;
       const timer = setTimeout(() => channel.close(new Error(`no token within ${AUTH_TIMEOUT_MS / 1000} s`), CLOSE.unauthorized), AUTH_TIMEOUT_MS);
       const first = await channel.receive().catch(() => undefined);
       clearTimeout(timer);
+      this.#unauthenticated--;
       if (first === undefined) return;
       who = this.#authenticate(bearer(first), 'first message');
       if (!who) return channel.close(new Error('missing or invalid bearer token: send "Bearer <token>" first'), CLOSE.unauthorized);
