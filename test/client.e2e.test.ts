@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 import { connect, type Cordon, type WatchEvent } from '../client/index.ts';
@@ -98,6 +98,21 @@ describe('cordon/client over WebSocket', () => {
     assert.match(stdout, /step create user \(do\): complete after 1 attempt/);
     assert.match(stdout, /step flaky \(do\): complete after 3 attempt/);
     assert.match(stdout, /output: \{ user: 'ada', approvedBy: 'the example', attempts: 3 \}/);
+  });
+
+  test('a client killed mid-watch: its connection and watch are cleaned up, the instance goes on', async () => {
+    const script = `import { connect } from ${JSON.stringify(`${ROOT}/client/index.ts`)};
+      const c = await connect(process.argv[1], { token: process.argv[2] });
+      await c.workflows('signup').get('rpc-b2').watch(() => {});
+      console.log((await c.whoami()).tokenId);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, rpcUrl, await token('read')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const tokenId = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
+    child.kill('SIGKILL');
+    await waitFor('the supervisor to drop the connection', () => mesh.output().split('\n').some((l) => l.includes('RPC client disconnected') && l.includes(`token:${tokenId}`)) || undefined);
+    const instance = cordon.workflows('signup').get('rpc-b2');
+    await instance.sendEvent({ type: 'approved', payload: { by: 'after the kill' } });
+    await waitFor('rpc-b2 to complete', async () => (await instance.status()).status === 'complete' || undefined);
+    assert.doesNotMatch(mesh.output(), /a workflow watcher failed/);
   });
 
   test('10,000 watch/dispose cycles leave the export tables and the watches where they were', async () => {

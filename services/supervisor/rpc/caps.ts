@@ -87,6 +87,7 @@ export class CordonMain extends RpcTarget implements CordonApi {
   }
 
   stats(): ConnectionStats {
+    this.#c.audit('rpc.stats', `tenant:${this.#tenant}`, 'ok');
     return { ...this.#c.stats(), watches: this.#c.watches.size };
   }
 }
