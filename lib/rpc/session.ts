@@ -125,14 +125,15 @@ export class MeshSession<Remote extends RpcCompatible<Remote> = undefined> {
   readonly channel: Channel;
   readonly peer: PeerIdentity;
 
-  constructor(channel: Channel, peer: PeerIdentity, local: RpcTarget | undefined, quotas: Partial<Quotas> = {}) {
+  /** `onSendError` rewrites an error before it goes to the peer (capnweb's option of that name). */
+  constructor(channel: Channel, peer: PeerIdentity, local: RpcTarget | undefined, quotas: Partial<Quotas> = {}, onSendError?: (error: Error) => Error | void) {
     this.channel = channel;
     this.peer = peer;
     const q = { ...DEFAULT_QUOTAS, ...quotas };
     this.#transport = new MeshTransport(channel, q);
     this.closed = new Promise((resolve) => channel.onClose(resolve));
     const main = local ? this.#traced(local) : undefined;
-    this.#session = new RpcSession<Remote>(this.#transport, main, { limits: { maxDepth: q.maxDepth, maxMessageSize: q.maxMessage } });
+    this.#session = new RpcSession<Remote>(this.#transport, main, { limits: { maxDepth: q.maxDepth, maxMessageSize: q.maxMessage }, onSendError });
     this.#transport.exportCount = () => this.#session.getStats().exports;
     this.remote = this.#session.getRemoteMain();
   }

@@ -13,6 +13,7 @@ import { WorkflowsCap } from './workflows/ports.ts';
 import { CronScheduler } from './cron.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin/server.ts';
+import { RpcEndpoint } from './rpc/endpoint.ts';
 import Database from 'better-sqlite3';
 import { loadAdminToken } from '../../lib/admin-token.ts';
 import { TokenStore } from './tokens.ts';
@@ -117,11 +118,17 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     return { ok: Object.values(services).every((s) => s === 'up'), services, drift: drift.status() };
   };
   const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, workflows, cron, cordons: settings.mesh.cordons, tenantCordons: new TenantCordons(adminDb, settings.mesh.cordons), tenantOrigins: settings.supervisor.tenantOrigins, audit, log });
+  // Services outside the mesh: capability RPC on the same listener (WebSocket upgrades to /rpc).
+  const rpc = new RpcEndpoint({ tokens, audit, workflows, log: log.child({ component: 'rpc' }) });
+  rpc.attach(admin);
   const host = settings.supervisor.adminHost;
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);
     admin.listen(config.adminPort, host, () => resolve());
   });
-  log.info('admin API listening', { url: `http://${host}:${config.adminPort}` });
-  onStop(() => new Promise<void>((r) => admin.close(() => r())));
+  log.info('admin API listening', { url: `http://${host}:${config.adminPort}`, rpc: `ws://${host}:${config.adminPort}/rpc` });
+  onStop(() => {
+    rpc.close();
+    return new Promise<void>((r) => admin.close(() => r()));
+  });
 });

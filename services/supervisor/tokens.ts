@@ -27,6 +27,7 @@ function hash(token: string): string {
 
 export class TokenStore {
   readonly #db: Database.Database;
+  readonly #revoked = new Set<(tokenId: string) => void>();
   constructor(db: Database.Database, rootToken: string) {
     this.#db = db;
     db.exec(`CREATE TABLE IF NOT EXISTS tokens (
@@ -68,7 +69,15 @@ export class TokenStore {
   /** Revoke a token; the root token cannot be revoked through the API (rotate the file instead). */
   revoke(id: string): boolean {
     if (id === 'root') return false;
-    return this.#db.prepare('UPDATE tokens SET revoked = 1 WHERE id = ? AND revoked = 0').run(id).changes === 1;
+    if (this.#db.prepare('UPDATE tokens SET revoked = 1 WHERE id = ? AND revoked = 0').run(id).changes !== 1) return false;
+    for (const cb of this.#revoked) cb(id);
+    return true;
+  }
+
+  /** Called with a token's id when it is revoked: what was obtained with it (RPC capabilities) goes too. */
+  onRevoke(callback: (tokenId: string) => void): () => void {
+    this.#revoked.add(callback);
+    return () => this.#revoked.delete(callback);
   }
 }
 

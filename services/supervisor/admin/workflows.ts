@@ -6,16 +6,10 @@
 import { z } from 'zod';
 import { check } from '../../../lib/rpc/validate.ts';
 import { TenantName } from '../../../schemas/worker.ts';
-import { EventType, InstanceId, STATUSES, WorkflowName, type InstanceStatus } from '../../../schemas/workflows.ts';
+import { EventType, InstanceId, STATUSES, WorkflowName } from '../../../schemas/workflows.ts';
+import { plainStatus as plain, toWire as wire } from '../workflows/json.ts';
 import { readJson, send } from './http.ts';
 import { ownTenant, type AdminDeps, type Call, type Route } from './route.ts';
-
-const wire = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
-const plain = (s: InstanceStatus) => ({
-  ...s,
-  output: s.output === undefined ? undefined : JSON.parse(s.output),
-  steps: s.steps.map((st) => ({ ...st, output: st.output === undefined ? undefined : JSON.parse(st.output) })),
-});
 
 export function workflowRoutes({ workflows: engine }: Pick<AdminDeps, 'workflows'>): Route[] {
   const at = (call: Call) => {

@@ -213,3 +213,31 @@ test('a step port checks what the tenant sends, and a run that is not the curren
   assert.throws(() => forged.waitForEvent('a', 1, 'bad type!', 10), /event type/);
   engine.stop();
 });
+
+test('watch: the status now, then each step end and status change once; nothing after it is stopped', async () => {
+  const { engine, setProgram, advance } = setup();
+  setProgram(async (s, now) => {
+    const a = await s.do('a', () => 1);
+    await s.sleep('nap', 1000, now);
+    return a;
+  });
+  await engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
+  const id = await engine.create({ tenant: 'acme', workflow: 'flow' }, 'seen', null);
+  const ref = { tenant: 'acme', workflow: 'flow', id };
+  const told: string[] = [];
+  const stop = engine.watch(ref, (c) => told.push(c.type === 'step' ? `step ${c.step.name} ${c.step.status}` : `status ${c.status.status}`));
+  const late: string[] = [];
+  const stopLate = engine.watch(ref, (c) => late.push(c.type));
+  stopLate();
+  await settle(engine, 'acme', id, 'waiting');
+  advance(1000);
+  await settle(engine, 'acme', id, 'complete');
+  // The status now (queued, or running if the run started first), then each change once.
+  assert.deepEqual(told.slice(told.indexOf('step a complete')), ['step a complete', 'status waiting', 'status running', 'step nap complete', 'status complete']);
+  assert.match(told[0]!, /^status (queued|running)$/);
+  assert.deepEqual(late, ['status'], 'a stopped watcher hears nothing more');
+  stop();
+  assert.equal(engine.watchedInstances, 0);
+  assert.throws(() => engine.watch({ ...ref, id: 'nope' }, () => {}), /no instance nope/);
+  engine.stop();
+});

@@ -18,7 +18,7 @@ import { retryDelay } from '../../../lib/workflow-durations.ts';
 import { MAX_VALUE, type InstanceStatus, type InstanceStatusName, type StepConfig, type StepOutcome, type StepRecord, type StepReply, type WorkflowDecl } from '../../../schemas/workflows.ts';
 import type { WorkerRunner } from '../../../schemas/services.ts';
 import { WorkflowError } from './errors.ts';
-import { InstanceStore, type InstanceRef, type InstanceRow, type StepAt, type StepRow, type WorkflowRef } from './instance-store.ts';
+import { InstanceStore, type InstanceRef, type InstanceRow, type InstanceWrites, type StepAt, type StepRow, type WorkflowRef } from './instance-store.ts';
 import { WakeTimers } from './timers.ts';
 import { StepPort } from './ports.ts';
 
@@ -32,6 +32,16 @@ export interface RunRef extends InstanceRef {
 
 /** One step call of a run. */
 export type StepRef = RunRef & StepAt;
+
+/** What a watcher of an instance is told: a step ended (complete or errored), or the status changed. */
+export type InstanceChange = { type: 'step'; step: StepRecord } | { type: 'status'; status: InstanceStatus };
+
+/** The watchers of one instance, and what they were last told (to tell only what changed). */
+interface Watched {
+  status: InstanceStatusName;
+  ended: Set<string>;
+  listeners: Set<(change: InstanceChange) => void>;
+}
 
 export interface EngineDeps {
   dir: string;
@@ -76,6 +86,7 @@ export class WorkflowEngine {
   readonly #backlog = new Map<string, InstanceRef>();
   readonly #failures = new Map<string, number>();
   readonly #noRunner = new Map<string, InstanceRef>();
+  readonly #watched = new Map<string, Watched>();
   readonly #stepLimit: number;
   readonly #maxRuns: number;
   #stopped = false;
@@ -178,9 +189,12 @@ export class WorkflowEngine {
     return describe(this.#instance(ref), this.#store.steps(ref));
   }
 
-  list(wf: WorkflowRef, filter: { status?: InstanceStatusName; limit?: number }): InstanceStatus[] {
+  /** Newest first; `after`: the id of the last instance of the previous page. */
+  list(wf: WorkflowRef, filter: { status?: InstanceStatusName; limit?: number; after?: string }): InstanceStatus[] {
     const limit = Math.min(Math.max(filter.limit ?? 50, 1), 10_000);
-    return this.#store.list(wf, { status: filter.status, limit }).map((r) => describe(r, []));
+    const last = filter.after === undefined ? undefined : this.#store.instance({ ...wf, id: filter.after });
+    if (filter.after !== undefined && !last) throw new WorkflowError(400, `the cursor names no instance of workflow ${wf.workflow}: pass the id of the last instance of the previous page`);
+    return this.#store.list(wf, { status: filter.status, limit, after: last && { createdAt: last.created_at, id: last.id } }).map((r) => describe(r, []));
   }
 
   /** How many instances of the workflow are in each status. */
@@ -214,7 +228,7 @@ export class WorkflowEngine {
   /** From the start: recorded steps and buffered events are erased, as Cloudflare's restart() does. */
   async restart(ref: InstanceRef): Promise<void> {
     this.#instance(ref);
-    await this.#store.write(ref.tenant, (tx) => tx.reset(ref, this.#now()));
+    await this.#commit(ref, (tx) => tx.reset(ref, this.#now()));
     this.#consider(ref);
   }
 
@@ -224,11 +238,73 @@ export class WorkflowEngine {
     if (FINISHED.includes(row.status)) throw new WorkflowError(409, `instance ${ref.id} is ${row.status}; it takes no more events`);
     const value = checkValue(payload, 'the event payload');
     let wake = false;
-    await this.#store.write(ref.tenant, (tx) => {
+    await this.#commit(ref, (tx) => {
       tx.addEvent(ref, type, value, this.#now());
       if (this.#store.waitsFor(ref, type) && tx.wake(ref, this.#now())) wake = true;
     });
     if (wake) this.#consider(ref);
+  }
+
+  /**
+   * Tell `listener` of every step that ends and every status change of the instance, starting with its
+   * status now, until the returned function is called. Reads only when the instance is watched.
+   */
+  watch(ref: InstanceRef, listener: (change: InstanceChange) => void): () => void {
+    const row = this.#instance(ref);
+    const key = keyOf(ref);
+    let w = this.#watched.get(key);
+    if (!w) {
+      w = { status: row.status, ended: new Set(this.#store.steps(ref).filter(ended).map(stepKey)), listeners: new Set() };
+      this.#watched.set(key, w);
+    }
+    const watched = w;
+    const own = (change: InstanceChange) => listener(change);
+    watched.listeners.add(own);
+    listener({ type: 'status', status: describe(row, []) });
+    return () => {
+      watched.listeners.delete(own);
+      if (!watched.listeners.size && this.#watched.get(key) === watched) this.#watched.delete(key);
+    };
+  }
+
+  /** Instances watched now (tests look for leaks). */
+  get watchedInstances(): number {
+    return this.#watched.size;
+  }
+
+  /** A write to one instance, committed; then its watchers hear what it changed. */
+  async #commit(ref: InstanceRef, fn: (tx: InstanceWrites) => void): Promise<void> {
+    await this.#store.write(ref.tenant, fn);
+    const w = this.#watched.get(keyOf(ref));
+    if (w) this.#tell(ref, w);
+  }
+
+  #tell(ref: InstanceRef, w: Watched): void {
+    const row = this.#store.instance(ref);
+    if (!row) return;
+    const changes: InstanceChange[] = [];
+    const steps = this.#store.steps(ref);
+    // A restart erases the steps: those that end again are news again.
+    if (steps.length < w.ended.size) w.ended.clear();
+    for (const s of steps) {
+      if (ended(s) && !w.ended.has(stepKey(s))) {
+        w.ended.add(stepKey(s));
+        changes.push({ type: 'step', step: describe(row, [s]).steps[0]! });
+      }
+    }
+    if (row.status !== w.status) {
+      w.status = row.status;
+      changes.push({ type: 'status', status: describe(row, []) });
+    }
+    for (const change of changes) {
+      for (const listener of w.listeners) {
+        try {
+          listener(change);
+        } catch (e) {
+          this.#deps.log.warn('a workflow watcher failed', { error: e as Error });
+        }
+      }
+    }
   }
 
   // --- steps: called through the StepPort of one run ------------------------------------------------------
@@ -258,7 +334,7 @@ export class WorkflowEngine {
     const now = this.#now();
     if (!step && this.#store.doSteps(at) >= this.#stepLimit) return { state: 'error', name: 'Error', message: `The limit of ${this.#stepLimit} steps has been reached` };
     const attempt = (step?.attempts ?? 0) + 1;
-    await this.#store.write(at.tenant, (tx) => {
+    await this.#commit(at, (tx) => {
       if (step) tx.retryStep(at, attempt);
       else tx.addStep(at, { type: 'do', status: 'running', attempts: 1, now });
     });
@@ -272,16 +348,16 @@ export class WorkflowEngine {
     const now = this.#now();
     if ('value' in outcome) {
       const value = checkValue(outcome.value, `the result of step "${at.name}"`);
-      await this.#store.write(at.tenant, (tx) => tx.completeStep(at, value, now));
+      await this.#commit(at, (tx) => tx.completeStep(at, value, now));
       return { state: 'done', value };
     }
     const error = { name: outcome.error.name.slice(0, 256), message: outcome.error.message.slice(0, 4096) };
     if (outcome.nonRetryable || attempt > config.retries.limit) {
-      await this.#store.write(at.tenant, (tx) => tx.failStep(at, error, now));
+      await this.#commit(at, (tx) => tx.failStep(at, error, now));
       return { state: 'error', ...error };
     }
     const wakeAt = now + retryDelay(config.retries, attempt);
-    await this.#store.write(at.tenant, (tx) => {
+    await this.#commit(at, (tx) => {
       tx.retryLater(at, error, wakeAt);
       tx.sleep(at, wakeAt, this.#now());
     });
@@ -297,13 +373,13 @@ export class WorkflowEngine {
     // The time to wake is the one recorded first: a replay's own Date.now() does not move it.
     const wakeAt = step?.wake_at ?? until;
     if (wakeAt <= now) {
-      await this.#store.write(at.tenant, (tx) => {
+      await this.#commit(at, (tx) => {
         if (step) tx.completeStep(at, null, now);
         else tx.addStep(at, { type: 'sleep', status: 'complete', now, wakeAt });
       });
       return { state: 'done', value: null };
     }
-    await this.#store.write(at.tenant, (tx) => {
+    await this.#commit(at, (tx) => {
       if (!step) tx.addStep(at, { type: 'sleep', status: 'waiting', now, wakeAt });
       tx.sleep(at, wakeAt, this.#now());
     });
@@ -320,7 +396,7 @@ export class WorkflowEngine {
     const event = this.#store.nextEvent(at, eventType);
     if (event) {
       const value = `{"payload":${event.payload ?? 'null'},"timestamp":${event.sent_at},"type":${JSON.stringify(eventType)}}`;
-      await this.#store.write(at.tenant, (tx) => {
+      await this.#commit(at, (tx) => {
         tx.consumeEvent(event.seq);
         if (step) tx.completeStep(at, value, now);
         else tx.addStep(at, { type: 'waitForEvent', status: 'complete', now, eventType, value });
@@ -330,12 +406,12 @@ export class WorkflowEngine {
     const wakeAt = step?.wake_at ?? now + timeoutMs;
     if (wakeAt <= now) {
       const error = { name: 'WorkflowTimeoutError', message: `Execution timed out after ${timeoutMs}ms waiting for an event of type ${eventType}` };
-      await this.#store.write(at.tenant, (tx) => {
+      await this.#commit(at, (tx) => {
         if (step) tx.failStep(at, error, now);
       });
       return { state: 'error', ...error };
     }
-    await this.#store.write(at.tenant, (tx) => {
+    await this.#commit(at, (tx) => {
       if (!step) tx.addStep(at, { type: 'waitForEvent', status: 'waiting', now, wakeAt, eventType });
       tx.sleep(at, wakeAt, this.#now());
     });
@@ -353,7 +429,7 @@ export class WorkflowEngine {
     if (!row) return;
     if (row.status === 'waiting') {
       if (row.wake_at === null || row.wake_at > this.#now()) return; // an event or a later timer wakes it
-      void this.#store.write(ref.tenant, (tx) => void tx.wake(ref, this.#now())).then(() => this.#consider(ref));
+      void this.#commit(ref, (tx) => void tx.wake(ref, this.#now())).then(() => this.#consider(ref));
       return;
     }
     if (row.status !== 'queued' && row.status !== 'running') return;
@@ -385,7 +461,7 @@ export class WorkflowEngine {
   }
 
   async #runOnce(run: RunRef, row: InstanceRow): Promise<boolean> {
-    if (row.status === 'queued') await this.#store.write(run.tenant, (tx) => tx.start(run, this.#now()));
+    if (row.status === 'queued') await this.#commit(run, (tx) => tx.start(run, this.#now()));
     const codeKey = this.#deps.codeKeyFor(row.worker, row.version);
     if (!codeKey) {
       await this.#finish(run, { outcome: 'errored', name: 'Error', message: `version ${row.version.slice(0, 12)} of worker ${row.worker} is gone` });
@@ -431,14 +507,14 @@ export class WorkflowEngine {
       } catch (e) {
         return this.#finish(run, { outcome: 'errored', name: 'Error', message: (e as Error).message });
       }
-      await this.#store.write(run.tenant, (tx) => tx.complete(run, output, now));
+      await this.#commit(run, (tx) => tx.complete(run, output, now));
     } else {
-      await this.#store.write(run.tenant, (tx) => tx.fail(run, { name: String(result.name).slice(0, 256), message: String(result.message).slice(0, 4096) }, now));
+      await this.#commit(run, (tx) => tx.fail(run, { name: String(result.name).slice(0, 256), message: String(result.message).slice(0, 4096) }, now));
     }
   }
 
   async #transition(ref: InstanceRef, change: (row: InstanceRow) => InstanceStatusName): Promise<void> {
-    await this.#store.write(ref.tenant, (tx) => tx.setStatus(ref, change(this.#instance(ref)), this.#now()));
+    await this.#commit(ref, (tx) => tx.setStatus(ref, change(this.#instance(ref)), this.#now()));
     this.#consider(ref);
   }
 
@@ -449,6 +525,9 @@ export class WorkflowEngine {
     return row;
   }
 }
+
+const ended = (s: StepRow) => s.status === 'complete' || s.status === 'errored';
+const stepKey = (s: StepRow) => `${s.count}\0${s.name}`;
 
 function describe(row: InstanceRow, steps: StepRow[]): InstanceStatus {
   const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());

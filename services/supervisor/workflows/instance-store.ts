@@ -126,14 +126,12 @@ export class InstanceStore {
   }
 
   /** Newest first. */
-  list(wf: WorkflowRef, filter: { status?: InstanceStatusName | undefined; limit: number }): InstanceRow[] {
+  /** Newest first; `after`: the last row of the previous page (created_at, then id, is the order). */
+  list(wf: WorkflowRef, filter: { status?: InstanceStatusName | undefined; limit: number; after?: { createdAt: number; id: string } | undefined }): InstanceRow[] {
     const db = this.#db(wf.tenant);
-    const params = { workflow: wf.workflow, status: filter.status, limit: filter.limit };
-    return (
-      filter.status
-        ? db.prepare('SELECT * FROM instances WHERE workflow = @workflow AND status = @status ORDER BY created_at DESC, id LIMIT @limit').all(params)
-        : db.prepare('SELECT * FROM instances WHERE workflow = @workflow ORDER BY created_at DESC, id LIMIT @limit').all(params)
-    ) as InstanceRow[];
+    const params = { workflow: wf.workflow, status: filter.status, limit: filter.limit, at: filter.after?.createdAt, id: filter.after?.id };
+    const where = ['workflow = @workflow', filter.status ? 'status = @status' : '', filter.after ? '(created_at < @at OR (created_at = @at AND id > @id))' : ''].filter(Boolean).join(' AND ');
+    return db.prepare(`SELECT * FROM instances WHERE ${where} ORDER BY created_at DESC, id LIMIT @limit`).all(params) as InstanceRow[];
   }
 
   /** How many instances of the workflow are in each status. */

@@ -1,0 +1,91 @@
+/**
+ * What a service outside the mesh reaches through `cordon/client`: capnweb over a WebSocket to `/rpc`
+ * on the admin port. The main capability is attenuated to the token it was opened with — its tenant
+ * (a tenant-bound token has no way to name another) and its scopes (a `read` token's capabilities
+ * only read). Values (params, payloads, outputs) are plain JSON here. Revoking the token revokes
+ * every capability obtained with it.
+ */
+import type { RpcTarget } from 'capnweb';
+import type { InstanceStatusName } from './workflows.ts';
+
+export interface ClientStep {
+  name: string;
+  count: number;
+  type: 'do' | 'sleep' | 'waitForEvent';
+  status: 'running' | 'waiting' | 'complete' | 'errored';
+  attempts: number;
+  startedAt: string | null;
+  endedAt: string | null;
+  output?: unknown;
+  error?: { name: string; message: string };
+}
+
+export interface ClientInstanceStatus {
+  id: string;
+  workflow: string;
+  status: InstanceStatusName;
+  output?: unknown;
+  error?: { name: string; message: string };
+  createdAt: string;
+  steps: ClientStep[];
+}
+
+/** What `watch` tells: a step ended (complete or errored), or the instance's status changed (the first event is its status now). */
+export type WatchEvent = { type: 'step'; instance: string; step: ClientStep } | { type: 'status'; instance: string; status: ClientInstanceStatus };
+export type WatchListener = (event: WatchEvent) => void | Promise<void>;
+
+/** Who the connection's token is. */
+export interface Whoami {
+  tokenId: string;
+  scopes: string[];
+  /** The tenant the capabilities act in. */
+  tenant: string;
+  /** Whether the token is bound to that tenant (otherwise `tenant(name)` reaches others). */
+  bound: boolean;
+}
+
+/** This connection's RPC tables as the supervisor sees them (a client checks it releases what it holds). */
+export interface ConnectionStats {
+  imports: number;
+  exports: number;
+  callsInFlight: number;
+  watches: number;
+}
+
+/** A method's result: the server may answer at once or later; the client awaits either. */
+type Answer<T> = T | Promise<T>;
+
+/** The main capability. */
+export interface CordonApi extends RpcTarget {
+  whoami(): Answer<Whoami>;
+  /** The same capability in another tenant: only for a token bound to no tenant (or to that one). */
+  tenant(name: string): Answer<CordonApi>;
+  /** One workflow of the tenant (scope `workflows`; `read` for the reading methods). */
+  workflows(name: string): Answer<WorkflowApi>;
+  stats(): Answer<ConnectionStats>;
+}
+
+export interface WorkflowApi extends RpcTarget {
+  create(options?: { id?: string; params?: unknown }): Answer<InstanceApi>;
+  /** At most 100; ids already in use are skipped. */
+  createBatch(batch: { id?: string; params?: unknown }[]): Answer<InstanceApi[]>;
+  get(id: string): Answer<InstanceApi>;
+  /** Newest first, without steps; `cursor` (from the previous page) goes on after it, and is null on the last page. */
+  list(filter?: { status?: InstanceStatusName; limit?: number; cursor?: string }): Answer<{ instances: ClientInstanceStatus[]; cursor: string | null }>;
+}
+
+export interface InstanceApi extends RpcTarget {
+  readonly id: string;
+  status(): Answer<ClientInstanceStatus>;
+  pause(): Answer<void>;
+  resume(): Answer<void>;
+  terminate(): Answer<void>;
+  restart(): Answer<void>;
+  sendEvent(event: { type: string; payload?: unknown }): Answer<void>;
+  /** Calls `listener` on every step end and status change until the returned capability is disposed. */
+  watch(listener: WatchListener): Answer<WatchHandle>;
+}
+
+export interface WatchHandle extends RpcTarget {
+  [Symbol.dispose](): void;
+}

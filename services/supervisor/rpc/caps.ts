@@ -1,0 +1,238 @@
+/**
+ * The capabilities a client of the RPC endpoint holds (schemas/client.ts): the main one, a workflow,
+ * an instance, a watch. Each is built for one connection's `Caller` — the token's principal, the
+ * tenant chosen when the connection was opened, the connection's membrane — so a capability can name
+ * nothing outside its tenant: there is no tenant parameter to forge. Every method checks its scope
+ * (reading: `read` or `workflows`; changing: `workflows`), audits the call, and validates every
+ * argument (a peer may send a stub or a 100 MB string where a short string is declared).
+ */
+import { RpcTarget, type RpcStub } from 'capnweb';
+import { z } from 'zod';
+import { CordonError } from '../../../lib/errors.ts';
+import { check } from '../../../lib/rpc/validate.ts';
+import type { Membrane } from '../../../lib/rpc/membrane.ts';
+import type { ConnectionStats, CordonApi, InstanceApi, WatchEvent, WatchHandle, WatchListener, Whoami, WorkflowApi } from '../../../schemas/client.ts';
+import { TenantName } from '../../../schemas/worker.ts';
+import { EventType, InstanceId, STATUSES, WorkflowName } from '../../../schemas/workflows.ts';
+import { hasScope, type Principal } from '../tokens.ts';
+import type { InstanceChange, WorkflowEngine } from '../workflows/engine.ts';
+import type { InstanceRef, WorkflowRef } from '../workflows/instance-store.ts';
+import { plainStatus, plainStep, toWire } from '../workflows/json.ts';
+
+/** Events a slow listener may have unanswered before its watch is ended (the engine does not wait for it). */
+export const MAX_UNANSWERED_EVENTS = 100;
+
+/** One connection, as its capabilities see it. */
+export interface Caller {
+  who: Principal;
+  membrane: Membrane;
+  engine: WorkflowEngine;
+  /** Audit one call: `denied` with the reason when refused. */
+  audit(action: string, target: string, outcome: 'ok' | 'denied', reason?: string): void;
+  /** The watches the connection holds: each ends when it is disposed, or with the connection. */
+  watches: Set<() => void>;
+  stats(): Omit<ConnectionStats, 'watches'>;
+}
+
+type Access = 'read' | 'change';
+
+/** The scope check, audited either way; the refusal names the scope that was missing. */
+function allow(c: Caller, access: Access, action: string, target: string): void {
+  const ok = access === 'read' ? hasScope(c.who, 'read') || hasScope(c.who, 'workflows') : hasScope(c.who, 'workflows');
+  if (!ok) {
+    const reason = `this token lacks the ${access === 'read' ? 'read (or workflows)' : 'workflows'} scope, which ${action} needs`;
+    c.audit(action, target, 'denied', reason);
+    throw new CordonError(reason, { status: 403, refusal: true });
+  }
+  c.audit(action, target, 'ok');
+}
+
+const CreateOptions = z.object({ id: InstanceId.optional(), params: z.json().optional() }).strict();
+const Batch = z.array(CreateOptions).max(100, 'createBatch takes at most 100 instances');
+const Filter = z.object({ status: z.enum(STATUSES).optional(), limit: z.number().int().min(1).max(1000).optional(), cursor: InstanceId.optional() }).strict();
+const Event = z.object({ type: EventType, payload: z.json().optional() }).strict();
+
+export class CordonMain extends RpcTarget implements CordonApi {
+  readonly #c: Caller;
+  readonly #tenant: string;
+
+  constructor(caller: Caller, tenant: string) {
+    super();
+    this.#c = caller;
+    this.#tenant = tenant;
+  }
+
+  whoami(): Whoami {
+    this.#c.audit('rpc.whoami', `tenant:${this.#tenant}`, 'ok');
+    const { tokenId, scopes, tenant } = this.#c.who;
+    return { tokenId, scopes: [...scopes], tenant: this.#tenant, bound: tenant !== undefined };
+  }
+
+  tenant(name: unknown): CordonMain {
+    const tenant = check(TenantName, name, 'tenant');
+    const bound = this.#c.who.tenant;
+    if (bound !== undefined && bound !== tenant) {
+      const reason = `this token is bound to tenant ${bound}`;
+      this.#c.audit('rpc.tenant', `tenant:${tenant}`, 'denied', reason);
+      throw new CordonError(reason, { status: 403, refusal: true });
+    }
+    this.#c.audit('rpc.tenant', `tenant:${tenant}`, 'ok');
+    return new CordonMain(this.#c, tenant);
+  }
+
+  workflows(name: unknown): WorkflowCap {
+    const workflow = check(WorkflowName, name, 'workflow name');
+    allow(this.#c, 'read', 'rpc.workflows', `workflow:${this.#tenant}/${workflow}`);
+    return new WorkflowCap(this.#c, { tenant: this.#tenant, workflow });
+  }
+
+  stats(): ConnectionStats {
+    this.#c.audit('rpc.stats', `tenant:${this.#tenant}`, 'ok');
+    return { ...this.#c.stats(), watches: this.#c.watches.size };
+  }
+}
+
+export class WorkflowCap extends RpcTarget implements WorkflowApi {
+  readonly #c: Caller;
+  readonly #wf: WorkflowRef;
+
+  constructor(caller: Caller, wf: WorkflowRef) {
+    super();
+    this.#c = caller;
+    this.#wf = wf;
+  }
+
+  async create(options: unknown): Promise<InstanceCap> {
+    const o = check(CreateOptions, options ?? {}, 'create options');
+    allow(this.#c, 'change', 'rpc.workflows.create', this.#target(o.id));
+    const id = await this.#c.engine.create(this.#wf, o.id ?? null, toWire(o.params));
+    return new InstanceCap(this.#c, { ...this.#wf, id });
+  }
+
+  async createBatch(batch: unknown): Promise<InstanceCap[]> {
+    const items = check(Batch, batch, 'batch');
+    allow(this.#c, 'change', 'rpc.workflows.createBatch', this.#target());
+    const ids = await this.#c.engine.createBatch(
+      this.#wf,
+      items.map((o) => ({ id: o.id ?? null, params: toWire(o.params) })),
+    );
+    // An array is not wrapped by the membrane on the way out as a lone capability is: wrap each here.
+    return ids.map((id) => this.#c.membrane.wrap(new InstanceCap(this.#c, { ...this.#wf, id })));
+  }
+
+  get(id: unknown): InstanceCap {
+    const ref = { ...this.#wf, id: check(InstanceId, id, 'instance id') };
+    allow(this.#c, 'read', 'rpc.workflows.get', this.#target(ref.id));
+    this.#c.engine.status(ref); // a 404 now rather than on the first call
+    return new InstanceCap(this.#c, ref);
+  }
+
+  list(filter: unknown): { instances: ReturnType<typeof plainStatus>[]; cursor: string | null } {
+    const f = check(Filter, filter ?? {}, 'filter');
+    allow(this.#c, 'read', 'rpc.workflows.list', this.#target());
+    const limit = f.limit ?? 50;
+    const instances = this.#c.engine.list(this.#wf, { status: f.status, limit, after: f.cursor }).map(plainStatus);
+    return { instances, cursor: instances.length === limit ? instances[instances.length - 1]!.id : null };
+  }
+
+  #target(id?: string): string {
+    return `workflow:${this.#wf.tenant}/${this.#wf.workflow}${id ? `/${id}` : ''}`;
+  }
+}
+
+export class InstanceCap extends RpcTarget implements InstanceApi {
+  readonly #c: Caller;
+  readonly #ref: InstanceRef;
+
+  constructor(caller: Caller, ref: InstanceRef) {
+    super();
+    this.#c = caller;
+    this.#ref = ref;
+  }
+
+  get id(): string {
+    return this.#ref.id;
+  }
+
+  status(): ReturnType<typeof plainStatus> {
+    this.#allow('read', 'status');
+    return plainStatus(this.#c.engine.status(this.#ref));
+  }
+
+  async pause(): Promise<void> {
+    this.#allow('change', 'pause');
+    await this.#c.engine.pause(this.#ref);
+  }
+
+  async resume(): Promise<void> {
+    this.#allow('change', 'resume');
+    await this.#c.engine.resume(this.#ref);
+  }
+
+  async terminate(): Promise<void> {
+    this.#allow('change', 'terminate');
+    await this.#c.engine.terminate(this.#ref);
+  }
+
+  async restart(): Promise<void> {
+    this.#allow('change', 'restart');
+    await this.#c.engine.restart(this.#ref);
+  }
+
+  async sendEvent(event: unknown): Promise<void> {
+    const e = check(Event, event, 'event');
+    this.#allow('change', 'sendEvent');
+    await this.#c.engine.sendEvent(this.#ref, e.type, toWire(e.payload));
+  }
+
+  watch(listener: unknown): WatchCap {
+    // A capability the caller exports (a function); anything else is refused before it is kept.
+    if (typeof listener !== 'function' || typeof (listener as Partial<RpcStub<WatchListener>>).dup !== 'function') {
+      throw new CordonError('invalid listener: pass a function (the engine calls it back over RPC)', { status: 400, refusal: true });
+    }
+    this.#allow('read', 'watch');
+    return new WatchCap(this.#c, this.#ref, (listener as RpcStub<WatchListener>).dup());
+  }
+
+  #allow(access: Access, method: string): void {
+    allow(this.#c, access, `rpc.workflows.${method}`, `workflow:${this.#ref.tenant}/${this.#ref.workflow}/${this.#ref.id}`);
+  }
+}
+
+/** One watch: the engine's observer, forwarding to the caller's listener until disposed. */
+export class WatchCap extends RpcTarget implements WatchHandle {
+  readonly #end: () => void;
+
+  constructor(caller: Caller, ref: InstanceRef, listener: RpcStub<WatchListener>) {
+    super();
+    let unanswered = 0;
+    let ended = false;
+    let stop: (() => void) | undefined;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      stop?.();
+      caller.watches.delete(end);
+      listener[Symbol.dispose]();
+    };
+    this.#end = end;
+    caller.watches.add(end);
+    const tell = (change: InstanceChange) => {
+      if (ended) return;
+      // A listener that does not answer (a stalled or hostile client) is not queued for without bound.
+      if (unanswered >= MAX_UNANSWERED_EVENTS) return end();
+      unanswered++;
+      const event: WatchEvent = change.type === 'step' ? { type: 'step', instance: ref.id, step: plainStep(change.step) } : { type: 'status', instance: ref.id, status: plainStatus(change.status) };
+      Promise.resolve(listener(event)).then(
+        () => void unanswered--,
+        () => end(), // the caller is gone, or its listener threw: the watch ends
+      );
+    };
+    stop = caller.engine.watch(ref, tell);
+    if (ended) stop();
+  }
+
+  [Symbol.dispose](): void {
+    this.#end();
+  }
+}

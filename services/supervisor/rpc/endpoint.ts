@@ -1,0 +1,164 @@
+/**
+ * The client RPC endpoint: capnweb over a WebSocket at `/rpc` on the admin listener (TLS when it has
+ * it), for services outside the mesh (`cordon/client`). The token is the admin API's, checked the same
+ * way (tokens.ts): in the upgrade's `Authorization: Bearer …` header (refused with 401 before any
+ * WebSocket exists), or else as the first message, `Bearer …` (what a browser can send). Each
+ * connection gets its own membrane; revoking the token revokes every capability obtained with it on
+ * every connection at once and closes them. Quotas bound each session as inside the mesh, and a
+ * connection that breaks the protocol or a quota is closed alone.
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { CordonError } from '../../../lib/errors.ts';
+import type { Logger } from '../../../lib/log.ts';
+import { CapabilityRevokedError, Membrane } from '../../../lib/rpc/membrane.ts';
+import { DEFAULT_QUOTAS, type Quotas } from '../../../lib/rpc/quotas.ts';
+import { MeshSession } from '../../../lib/rpc/session.ts';
+import { CLOSE, WebSocketChannel } from '../../../lib/rpc/websocket.ts';
+import type { AuditLog } from '../audit.ts';
+import type { Principal, TokenStore } from '../tokens.ts';
+import type { WorkflowEngine } from '../workflows/engine.ts';
+import { CordonMain, type Caller } from './caps.ts';
+
+export const RPC_PATH = '/rpc';
+
+/** A client's session is smaller than a mesh peer's: values are at most 1 MiB, a client needs few capabilities at once. */
+export const CLIENT_QUOTAS: Quotas = { maxMessage: 4 * 1024 * 1024, maxDepth: DEFAULT_QUOTAS.maxDepth, maxExports: 1_000, maxCallsInFlight: 100 };
+
+/** How long a connection may take to send its token when the upgrade carried none. */
+const AUTH_TIMEOUT_MS = 5_000;
+/**
+ * Connections waiting for their token at once: each may hold up to one frame of `maxMessage` in `ws`
+ * before the 1 KiB check sees it, so their number is what bounds that memory. More wait their turn
+ * by being refused (close 1013, try again later); an authenticated one is not counted.
+ */
+export const MAX_UNAUTHENTICATED = 64;
+/** The tenant an operator's (unbound) token acts in until it picks one with `tenant(name)`. */
+const DEFAULT_TENANT = 'default';
+
+export interface RpcEndpointDeps {
+  tokens: TokenStore;
+  audit: AuditLog;
+  workflows: WorkflowEngine;
+  log: Logger;
+  quotas?: Quotas;
+}
+
+const bearer = (value: string | undefined) => /^Bearer (\S{1,256})$/.exec(value ?? '')?.[1];
+
+export class RpcEndpoint {
+  readonly #deps: RpcEndpointDeps;
+  readonly #quotas: Quotas;
+  readonly #wss: WebSocketServer;
+  /** Live connections by token id: a revocation closes each. */
+  readonly #byToken = new Map<string, Set<(reason: string) => void>>();
+  readonly #stopRevocations: () => void;
+  #unauthenticated = 0;
+
+  constructor(deps: RpcEndpointDeps) {
+    this.#deps = deps;
+    this.#quotas = deps.quotas ?? CLIENT_QUOTAS;
+    // perMessageDeflate off: a compressed frame could inflate past the limit it was checked against.
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.#quotas.maxMessage, perMessageDeflate: false });
+    this.#stopRevocations = deps.tokens.onRevoke((tokenId) => {
+      for (const revoke of this.#byToken.get(tokenId) ?? []) revoke(`token ${tokenId} was revoked`);
+    });
+  }
+
+  /** Serve `/rpc` upgrades of the admin server; any other upgrade is refused. */
+  attach(server: Server): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
+  }
+
+  close(): void {
+    this.#stopRevocations();
+    for (const ws of this.#wss.clients) ws.terminate();
+    this.#wss.close();
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (path !== RPC_PATH) return refuse(socket, 404, `no WebSocket endpoint at ${path}; the RPC endpoint is ${RPC_PATH}`);
+    let who: Principal | undefined;
+    if (req.headers.authorization !== undefined) {
+      who = this.#authenticate(bearer(req.headers.authorization), 'header');
+      if (!who) return refuse(socket, 401, 'missing or invalid bearer token');
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => void this.#serve(ws, who, req.socket.remoteAddress ?? 'unknown'));
+  }
+
+  #authenticate(token: string | undefined, how: string): Principal | undefined {
+    const who = token ? this.#deps.tokens.authenticate(token) : undefined;
+    if (!who) this.#deps.audit.append({ actor: 'anonymous', action: 'rpc.connect', target: RPC_PATH, outcome: 'denied', detail: { reason: `bad or missing token (${how})` } });
+    return who;
+  }
+
+  async #serve(ws: WebSocket, known: Principal | undefined, from: string): Promise<void> {
+    const channel = new WebSocketChannel(ws, this.#quotas.maxMessage, `RPC client at ${from}`);
+    let who = known;
+    if (!who) {
+      if (this.#unauthenticated >= MAX_UNAUTHENTICATED) return channel.close(new Error('too many connections waiting to authenticate; try again'), CLOSE.busy);
+      this.#unauthenticated++;
+      const timer = setTimeout(() => channel.close(new Error(`no token within ${AUTH_TIMEOUT_MS / 1000} s`), CLOSE.unauthorized), AUTH_TIMEOUT_MS);
+      const first = await channel.receive().catch(() => undefined);
+      clearTimeout(timer);
+      this.#unauthenticated--;
+      if (first === undefined) return;
+      who = this.#authenticate(bearer(first), 'first message');
+      if (!who) return channel.close(new Error('missing or invalid bearer token: send "Bearer <token>" first'), CLOSE.unauthorized);
+    }
+    channel.authenticated();
+    const { audit, log } = this.#deps;
+    const principal = who;
+    const actor = `token:${principal.tokenId}`;
+    audit.append({ actor, action: 'rpc.connect', target: RPC_PATH, outcome: 'ok', detail: { from } });
+    const membrane = new Membrane();
+    let session: MeshSession<any> | undefined;
+    const caller: Caller = {
+      who: principal,
+      membrane,
+      engine: this.#deps.workflows,
+      audit: (action, target, outcome, reason) => audit.append({ actor, action, target, outcome, ...(reason ? { detail: { reason } } : {}) }),
+      watches: new Set(),
+      stats: () => session!.stats(),
+    };
+    const revoke = (reason: string) => {
+      membrane.revoke(reason);
+      for (const end of [...caller.watches]) end();
+      channel.close(new Error(reason), CLOSE.revoked);
+    };
+    const live = this.#byToken.get(principal.tokenId) ?? new Set();
+    this.#byToken.set(principal.tokenId, live.add(revoke));
+    // The token may have been revoked while this connection was being set up.
+    if (this.#deps.tokens.get(principal.tokenId)?.revoked) return revoke(`token ${principal.tokenId} was revoked`);
+    const main = membrane.wrap(new CordonMain(caller, principal.tenant ?? DEFAULT_TENANT));
+    session = new MeshSession(channel, { role: 'cli', name: actor }, main, this.#quotas, (e) => this.#shown(e));
+    void session.closed.then((reason) => {
+      for (const end of [...caller.watches]) end();
+      membrane.revoke('the connection closed');
+      live.delete(revoke);
+      if (!live.size) this.#byToken.delete(principal.tokenId);
+      log.info('RPC client disconnected', { actor, reason: reason.message });
+    });
+  }
+
+  /** What the client is told of an error: a refusal or a protocol error as it is; our own faults not. */
+  #shown(e: Error): Error {
+    if (e instanceof CordonError || e instanceof CapabilityRevokedError || e.name === 'TypeError' || e.name === 'RangeError') {
+      const shown = new Error(e.message);
+      shown.name = e instanceof CordonError || e instanceof CapabilityRevokedError ? 'Error' : e.name;
+      return shown;
+    }
+    this.#deps.log.error('RPC call failed', { error: e });
+    return new Error('internal error; see the supervisor log');
+  }
+}
+
+/** An HTTP answer on a socket that asked to upgrade, then the end of it. */
+function refuse(socket: Duplex, status: 401 | 404, message: string): void {
+  const body = JSON.stringify({ error: message });
+  const reason = status === 401 ? 'Unauthorized' : 'Not Found';
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}

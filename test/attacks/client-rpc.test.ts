@@ -1,0 +1,157 @@
+/**
+ * Attacks on the client RPC endpoint (`/rpc` on the admin port), through the real mesh and real
+ * WebSockets: no token, a wrong one, a revoked one (live capabilities stop at once), a tenant-bound
+ * token reaching for another tenant's workflow, a `read` token changing things, a stub where a string
+ * is declared, and oversized, too-deep, garbage and binary frames. Each ends only the offending
+ * connection: a bystander client keeps working, and the instances attacked are as they were.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
+import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { connect, type Cordon } from '../../client/index.ts';
+
+/** capnweb's RpcPromise is a thenable, not a Promise: node:assert wants the latter. */
+const rejects = (p: PromiseLike<unknown>, error: RegExp) => assert.rejects(Promise.resolve(p), error);
+
+describe('attacks on the client RPC endpoint', () => {
+  let mesh: TestMesh;
+  let rpcUrl: string;
+  let bystander: Cordon;
+  const token = async (scope: string, tenant?: string) => {
+    const r = await mesh.cli(['tokens', 'create', '--scope', scope, ...(tenant ? ['--tenant', tenant] : [])]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  /** The bystander's instance is untouched and its connection still answers. */
+  const bystanderFine = async () => {
+    const s = await bystander.workflows('signup').get('victim').status();
+    assert.equal(s.status, 'waiting');
+  };
+  /** A raw WebSocket: what an attacker's own code sends, frame by frame. */
+  const raw = (headers: Record<string, string> = {}) =>
+    new Promise<WebSocket>((resolve, reject) => {
+      const ws = new WebSocket(rpcUrl, { headers });
+      ws.once('open', () => resolve(ws));
+      ws.once('error', reject);
+    });
+  const closed = (ws: WebSocket) => new Promise<number>((resolve) => (ws.readyState === ws.CLOSED ? resolve(-1) : ws.once('close', (code) => resolve(code))));
+  const answer = (ws: WebSocket) => new Promise<string>((resolve, reject) => {
+    ws.once('message', (d) => resolve(d.toString()));
+    ws.once('close', (code, reason) => reject(new Error(`closed ${code} ${reason}`)));
+  });
+
+  before(async () => {
+    mesh = await startTestMesh();
+    rpcUrl = `${mesh.adminUrl.replace('http:', 'ws:')}/rpc`;
+    assert.equal((await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc'])).code, 0);
+    await waitFor('the signup worker', async () => ((await fetch(`${mesh.httpUrl}/signup/none`)).status === 404) || undefined);
+    bystander = await connect(rpcUrl, { token: await token('workflows') });
+    await bystander.workflows('signup').create({ id: 'victim', params: { user: 'v', sleepMs: 10 } });
+    await waitFor('the victim waiting for its event', async () => (await bystander.workflows('signup').get('victim').status()).steps.length === 3 || undefined);
+  });
+  after(async () => {
+    bystander?.[Symbol.dispose]();
+    await mesh?.stop();
+  });
+
+  test('no token, a wrong token: refused before any capability, and audited', async () => {
+    await rejects(connect(rpcUrl, { token: 'cordon_not-a-token' }), /Cordon refused the connection: .*4401.*invalid bearer token/);
+    await rejects(connect(rpcUrl, { token: '' }), /4401/);
+    // With the header, the upgrade itself is refused: no WebSocket exists.
+    await rejects(raw({ authorization: 'Bearer cordon_wrong' }), /Unexpected server response: 401/);
+    // Connections that never send a token: at most 64 wait at once (each may hold a frame in ws), each
+    // is closed after 5 s, and the bystander is served meanwhile.
+    const silent = await Promise.all(Array.from({ length: 64 }, () => raw()));
+    const extra = await raw();
+    assert.equal(await closed(extra), 1013, 'the 65th waiting connection is turned away');
+    await bystanderFine();
+    assert.deepEqual(new Set(await Promise.all(silent.map(closed))), new Set([4401]), 'a connection that never sends a token is closed');
+    const r = await mesh.cli(['audit', 'tail', '--limit', '50']);
+    assert.match(r.stdout, /rpc\.connect.*denied/);
+    // The header route works for a good token: capnweb spoken by hand.
+    const good = await raw({ authorization: `Bearer ${await token('read')}` });
+    good.send('["push",["pipeline",0,["whoami"],[]]]');
+    good.send('["pull",1]');
+    assert.match(await answer(good), /^\["resolve",1,.*"scopes":\[\["read"\]\]|^\["resolve",1,.*"read"/);
+    good.close();
+    await bystanderFine();
+  });
+
+  test('a revoked token: every live capability of it stops at once; a new connection is refused', async () => {
+    const t = await token('workflows');
+    const victim = await connect(rpcUrl, { token: t });
+    const instance = victim.workflows('signup').get('victim');
+    await instance.status();
+    const events: string[] = [];
+    await instance.watch((e) => void events.push(e.type));
+    await waitFor('the watch to be live', () => events.length > 0 || undefined);
+    const { tokenId } = await victim.whoami();
+    const revoked = await mesh.cli(['tokens', 'revoke', tokenId]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    await rejects(instance.status(), /revoked/);
+    await rejects(victim.workflows('signup').get('victim').pause(), /revoked/);
+    await rejects(connect(rpcUrl, { token: t }), /4401/);
+    await bystanderFine();
+  });
+
+  test("a tenant-bound token cannot reach another tenant's workflow, by name or by id", async () => {
+    const acme = await connect(rpcUrl, { token: await token('workflows', 'acme') });
+    assert.deepEqual({ ...(await acme.whoami()), tokenId: '' }, { tokenId: '', scopes: ['workflows'], tenant: 'acme', bound: true });
+    await rejects(acme.tenant('default').workflows('signup').get('victim').status(), /bound to tenant acme/);
+    await rejects(acme.workflows('signup').get('victim').status(), /no instance victim/);
+    await rejects(acme.workflows('signup').create({ id: 'victim' }), /no workflow signup in tenant acme/);
+    assert.deepEqual((await acme.workflows('signup').list()).instances, []);
+    acme[Symbol.dispose]();
+    await bystanderFine();
+  });
+
+  test('a read token reads and cannot create, pause or send events; the refusal names the scope', async () => {
+    const reader = await connect(rpcUrl, { token: await token('read') });
+    const instance = reader.workflows('signup').get('victim');
+    assert.equal((await instance.status()).status, 'waiting');
+    await rejects(reader.workflows('signup').create({ id: 'by-reader' }), /lacks the workflows scope/);
+    await rejects(instance.pause(), /lacks the workflows scope/);
+    await rejects(instance.terminate(), /lacks the workflows scope/);
+    await rejects(instance.sendEvent({ type: 'approved', payload: { by: 'reader' } }), /lacks the workflows scope/);
+    const deployer = await connect(rpcUrl, { token: await token('deploy') });
+    await rejects(deployer.workflows('signup').get('victim').status(), /lacks the read \(or workflows\) scope/);
+    reader[Symbol.dispose]();
+    deployer[Symbol.dispose]();
+    await rejects(bystander.workflows('signup').get('by-reader').status(), /no instance/);
+    await bystanderFine();
+  });
+
+  test('a stub or an object where a string is declared is refused, not used', async () => {
+    const c = await connect(rpcUrl, { token: await token('workflows') });
+    await rejects(c.workflows((() => 'signup') as unknown as string).list(), /invalid workflow name/);
+    await rejects(c.workflows('signup').get({ toString: () => 'victim' } as unknown as string).status(), /invalid instance id/);
+    await rejects(c.workflows('signup').create({ id: 'x', params: { f: () => 1 } }), /invalid create options/);
+    await rejects(c.workflows('signup').get('victim').watch('not a function' as never), /invalid listener/);
+    c[Symbol.dispose]();
+    await bystanderFine();
+  });
+
+  test('oversized, too deep, garbage and binary frames end only their own connection', async () => {
+    const t = await token('workflows');
+    const frames: [string, (ws: WebSocket) => void][] = [
+      ['a token over 1 KiB before authenticating', (ws) => ws.send('Bearer ' + 'x'.repeat(4096))],
+      ['5 MiB', (ws) => ws.send('["push",["pipeline",0,["whoami"],["' + 'a'.repeat(5 * 1024 * 1024) + '"]]]')],
+      ['200 levels deep', (ws) => ws.send(`["push",["pipeline",0,["workflows"],[${'['.repeat(200)}${']'.repeat(200)}]]]`)],
+      ['garbage text', (ws) => ws.send('this is not capnweb')],
+      ['binary', (ws) => ws.send(Buffer.from([1, 2, 3]))],
+      ['an import it was never given', (ws) => ws.send('["push",["pipeline",4242,["status"],[]]]')],
+    ];
+    for (const [what, attack] of frames) {
+      const ws = await raw(what.startsWith('a token') ? {} : { authorization: `Bearer ${t}` });
+      attack(ws);
+      const code = await closed(ws);
+      assert.notEqual(code, 1000, `${what}: closed with ${code}`);
+      await bystanderFine();
+    }
+    // The supervisor is still whole: a new client connects and works.
+    const after = await connect(rpcUrl, { token: t });
+    assert.equal((await after.workflows('signup').get('victim').status()).status, 'waiting');
+    after[Symbol.dispose]();
+  });
+});

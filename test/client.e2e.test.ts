@@ -1,0 +1,136 @@
+/**
+ * `cordon/client` against the real mesh: the package export, then every workflow call over a real
+ * WebSocket on the examples/workflows worker — create, status, list with a cursor, pause/resume,
+ * sendEvent, watch (each step end and the final status, pushed by the engine), and 10,000
+ * watch/dispose cycles that leave the supervisor's tables where they were.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { connect, type Cordon, type WatchEvent } from '../client/index.ts';
+
+describe('cordon/client over WebSocket', () => {
+  let mesh: TestMesh;
+  let cordon: Cordon;
+  let rpcUrl: string;
+  const token = async (scope: string) => {
+    const r = await mesh.cli(['tokens', 'create', '--scope', scope]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  };
+
+  before(async () => {
+    mesh = await startTestMesh();
+    rpcUrl = `${mesh.adminUrl.replace('http:', 'ws:')}/rpc`;
+    const d = await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
+    assert.equal(d.code, 0, d.stderr);
+    // The worker's fetch creates the table its steps write to (examples/workflows/index.ts).
+    await waitFor('the signup worker', async () => ((await fetch(`${mesh.httpUrl}/signup/none`)).status === 404) || undefined);
+    cordon = await connect(rpcUrl, { token: await token('workflows') });
+  });
+  after(async () => {
+    cordon?.[Symbol.dispose]();
+    await mesh?.stop();
+  });
+
+  test("the package exports cordon/client as JavaScript a Node without TypeScript runs", async () => {
+    await promisify(execFile)(process.execPath, ['client/build.mjs'], { cwd: ROOT });
+    const pkg = (await import('cordon/client' as string)) as typeof import('../client/index.ts');
+    const c = await pkg.connect(rpcUrl, { token: await token('read') });
+    assert.deepEqual({ ...(await c.whoami()), tokenId: 'x' }, { tokenId: 'x', scopes: ['read'], tenant: 'default', bound: false });
+    c[Symbol.dispose]();
+  });
+
+  test('create, status, watch each step end and the final status, sendEvent, list with a cursor', async () => {
+    const instance = cordon.workflows('signup').create({ id: 'rpc-ada', params: { user: 'ada', sleepMs: 20 } });
+    assert.equal(await instance.id, 'rpc-ada');
+    const events: WatchEvent[] = [];
+    const watch = await instance.watch((e) => void events.push(e));
+    await waitFor('the wait for approval', async () => ((await instance.status()).status === 'waiting' && (await instance.status()).steps.length === 3) || undefined);
+    await instance.sendEvent({ type: 'approved', payload: { by: 'bob' } });
+    await waitFor('the final status', () => events.some((e) => e.type === 'status' && e.status.status === 'complete') || undefined);
+    const steps = events.filter((e) => e.type === 'step').map((e) => (e.type === 'step' ? [e.step.name, e.step.status] : []));
+    assert.deepEqual(steps, [
+      ['create user', 'complete'],
+      ['cool off', 'complete'],
+      ['approval', 'complete'],
+      ['flaky', 'complete'],
+    ]);
+    const last = events.at(-1)!;
+    assert.ok(last.type === 'status');
+    assert.deepEqual(last.status.output, { user: 'ada', approvedBy: 'bob', attempts: 3 });
+    assert.equal(events[0]!.type, 'status', 'a watch starts with the status now');
+    watch[Symbol.dispose]();
+    const done = await instance.status();
+    assert.equal(done.status, 'complete');
+    assert.deepEqual(done.steps.find((s) => s.name === 'create user')!.output, { id: 'ada' });
+
+    const batch = await cordon.workflows('signup').createBatch([{ id: 'rpc-b1', params: { user: 'b1' } }, { id: 'rpc-b2', params: { user: 'b2' } }, { id: 'rpc-ada' }]);
+    assert.deepEqual(await Promise.all(batch.map((b) => b.id)), ['rpc-b1', 'rpc-b2'], 'an id in use is skipped');
+    const first = await cordon.workflows('signup').list({ limit: 2 });
+    assert.equal(first.instances.length, 2);
+    assert.ok(first.cursor);
+    const rest = await cordon.workflows('signup').list({ limit: 100, cursor: first.cursor });
+    const all = [...first.instances, ...rest.instances].map((i) => i.id);
+    assert.deepEqual([...all].sort(), ['rpc-ada', 'rpc-b1', 'rpc-b2']);
+    assert.equal(rest.cursor, null);
+    assert.deepEqual((await cordon.workflows('signup').list({ status: 'complete' })).instances.map((i) => i.id), ['rpc-ada']);
+  });
+
+  test('pause and resume from a capability got with get(id); the watch sees both', async () => {
+    const instance = cordon.workflows('signup').get('rpc-b1');
+    await waitFor('b1 waiting for its event', async () => (await instance.status()).status === 'waiting' || undefined);
+    const statuses: string[] = [];
+    using _watch = await instance.watch((e) => void (e.type === 'status' && statuses.push(e.status.status)));
+    await instance.pause();
+    await waitFor('paused', () => statuses.includes('paused') || undefined);
+    await instance.resume();
+    await waitFor('resumed', () => statuses.at(-1) !== 'paused' || undefined);
+    await instance.terminate();
+    await waitFor('terminated', () => statuses.at(-1) === 'terminated' || undefined);
+    assert.deepEqual(statuses.slice(0, 2), ['waiting', 'paused']);
+  });
+
+  test('examples/client: a plain Node service starts the workflow, watches it step by step and prints its output', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['examples/client/main.ts', rpcUrl], { cwd: ROOT, env: { ...mesh.env, CORDON_TOKEN: await token('workflows') }, timeout: 60_000 });
+    assert.match(stdout, /step create user \(do\): complete after 1 attempt/);
+    assert.match(stdout, /step flaky \(do\): complete after 3 attempt/);
+    assert.match(stdout, /output: \{ user: 'ada', approvedBy: 'the example', attempts: 3 \}/);
+  });
+
+  test('a client killed mid-watch: its connection and watch are cleaned up, the instance goes on', async () => {
+    const script = `import { connect } from ${JSON.stringify(`${ROOT}/client/index.ts`)};
+      const c = await connect(process.argv[1], { token: process.argv[2] });
+      await c.workflows('signup').get('rpc-b2').watch(() => {});
+      console.log((await c.whoami()).tokenId);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, rpcUrl, await token('read')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const tokenId = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
+    child.kill('SIGKILL');
+    await waitFor('the supervisor to drop the connection', () => mesh.output().split('\n').some((l) => l.includes('RPC client disconnected') && l.includes(`token:${tokenId}`)) || undefined);
+    const instance = cordon.workflows('signup').get('rpc-b2');
+    await instance.sendEvent({ type: 'approved', payload: { by: 'after the kill' } });
+    await waitFor('rpc-b2 to complete', async () => (await instance.status()).status === 'complete' || undefined);
+    assert.doesNotMatch(mesh.output(), /a workflow watcher failed/);
+  });
+
+  test('10,000 watch/dispose cycles leave the export tables and the watches where they were', async () => {
+    const instance = cordon.workflows('signup').get('rpc-ada');
+    await instance.status();
+    const before = await cordon.stats();
+    // In rounds of 50 at once (within the session's calls-in-flight quota), each disposed at once.
+    for (let round = 0; round < 200; round++) {
+      const watches = await Promise.all(Array.from({ length: 50 }, () => instance.watch(() => {})));
+      for (const w of watches) w[Symbol.dispose]();
+    }
+    // Releases travel after the last dispose: wait (bounded) until the supervisor has processed them.
+    const after = await waitFor('the releases to arrive', async () => {
+      const s = await cordon.stats();
+      return s.watches === 0 && s.imports <= before.imports ? s : undefined;
+    }, 30_000);
+    assert.equal(after.watches, 0);
+    assert.ok(after.exports <= before.exports + 2, `exports ${before.exports} → ${after.exports}`);
+    assert.ok(after.imports <= before.imports, `imports ${before.imports} → ${after.imports}`);
+  });
+});
