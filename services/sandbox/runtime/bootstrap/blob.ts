@@ -1,5 +1,6 @@
 /** Blob and File: bytes held whole (a Worker's bodies cross the isolate boundary as bytes anyway). */
 import { TextDecoder, TextEncoder } from './encoding.ts';
+import { ReadableStream } from 'web-streams-polyfill';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -46,6 +47,16 @@ export class Blob {
   }
   async text(): Promise<string> {
     return decoder.decode(this.#bytes);
+  }
+  /** The bytes as one chunk (a copy: the Blob stays immutable whatever the reader does with it). */
+  stream(): ReadableStream<Uint8Array> {
+    const bytes = this.#bytes.slice();
+    return new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (bytes.byteLength > 0) controller.enqueue(bytes);
+        controller.close();
+      },
+    });
   }
   slice(start = 0, end = this.size, type = ''): Blob {
     return new Blob([this.#bytes.slice(start, end)], { type });

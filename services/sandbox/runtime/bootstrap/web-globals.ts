@@ -1,11 +1,13 @@
 /**
  * Event, EventTarget and the web streams from well-kept spec-conformant libraries
  * (event-target-shim, web-streams-polyfill), and AbortController/AbortSignal on top of EventTarget
- * (the only glue written here).
+ * (the only glue written here), and the stream classes of Workers built on them.
  */
 import { Event, EventTarget } from 'event-target-shim';
 import { ByteLengthQueuingStrategy, CountQueuingStrategy, ReadableStream, TransformStream, WritableStream } from 'web-streams-polyfill';
 import { DOMException } from './encoding.ts';
+export { CompressionStream, DecompressionStream } from './compression.ts';
+export { FixedLengthStream, IdentityTransformStream, TextDecoderStream, TextEncoderStream } from './byte-streams.ts';
 
 const SECRET = Symbol('construct');
 

@@ -1,0 +1,145 @@
+/**
+ * CompressionStream and DecompressionStream (gzip, deflate, deflate-raw) as Workers has them, on
+ * fflate's streaming classes: pure JS inside the isolate, so (de)compression counts against the
+ * worker's own CPU and memory limits, not the sandbox's. Input is fed in slices, so one written chunk
+ * cannot become one huge output chunk: a decompression bomb grows the worker's heap step by step, up
+ * to its memory limit, where the isolate is stopped.
+ *
+ * fflate builds ~230 KB of lookup tables when its module is evaluated. Imported statically they would
+ * be in the start-up snapshot, so in every isolate's heap; loaded with import() (which esbuild turns
+ * into a lazy initialiser in the bundle) they are built on a worker's first (de)compression and count
+ * against that worker's memory. A worker that replaces the global typed-array constructors before that
+ * first use breaks its own compression, nothing else.
+ */
+import { ReadableStream, WritableStream, type ReadableStreamDefaultController } from 'web-streams-polyfill';
+
+type BufferSource = ArrayBuffer | ArrayBufferView;
+
+const U8 = Uint8Array;
+const isView = ArrayBuffer.isView;
+const SLICE = 4 * 1024;
+type Fflate = typeof import('fflate');
+let fflate: Promise<Fflate> | undefined;
+const load = () => (fflate ??= import('fflate'));
+const PromiseCtor = Promise;
+
+interface Codec {
+  ondata: (data: Uint8Array, final: boolean) => void;
+  push(chunk: Uint8Array, final?: boolean): void;
+}
+const FORMATS = ['gzip', 'deflate', 'deflate-raw'] as const;
+type Format = (typeof FORMATS)[number];
+
+function formatOf(format: unknown, what: string): Format {
+  const f = String(format);
+  if (!(FORMATS as readonly string[]).includes(f)) throw new TypeError(`${what}: the format must be "gzip", "deflate" or "deflate-raw" (got "${f}")`);
+  return f as Format;
+}
+
+function bytesOf(chunk: unknown, what: string): Uint8Array {
+  if (chunk instanceof ArrayBuffer) return new U8(chunk);
+  if (isView(chunk)) return new U8(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new TypeError(`${what} takes ArrayBuffer or ArrayBufferView chunks (got ${chunk === null ? 'null' : typeof chunk})`);
+}
+
+/**
+ * A writable/readable pair around `codec`. Not a TransformStream: its transform would enqueue a whole
+ * written chunk's output at once, whether read or not. Here each input slice waits until the reader
+ * has taken what the previous one produced, so a reader that goes chunk by chunk holds one slice's
+ * output (at most ~1032 times SLICE for deflate) at a time.
+ */
+function codecStream(make: (lib: Fflate) => Codec, what: string): { readable: ReadableStream<Uint8Array>; writable: WritableStream<BufferSource> } {
+  let out!: ReadableStreamDefaultController<Uint8Array>;
+  // The reader is waiting for bytes (a pull came and nothing has been enqueued since).
+  let demand = false;
+  let wanted: (() => void) | undefined;
+  let cancelled: { reason: unknown } | undefined;
+  const nextPull = () => new PromiseCtor<void>((resolve) => (wanted = resolve));
+  let codec: Codec | undefined;
+  const ready = async (): Promise<Codec> => {
+    if (codec) return codec;
+    codec = make(await load());
+    codec.ondata = (data) => {
+      if (data.byteLength === 0) return;
+      demand = false;
+      out.enqueue(data);
+    };
+    return codec;
+  };
+  const push = (codec: Codec, bytes: Uint8Array, final: boolean) => {
+    try {
+      codec.push(bytes, final);
+    } catch (e) {
+      // fflate's own errors (bad or truncated data) carry a numeric code; anything else (a RangeError
+      // when the worker's memory is used up) is thrown as it is.
+      const err = typeof (e as { code?: unknown } | null)?.code === 'number' ? new TypeError(`${what}: ${(e as Error).message}`) : e;
+      out.error(err);
+      throw err;
+    }
+  };
+  const readable = new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        out = controller;
+      },
+      pull() {
+        demand = true;
+        wanted?.();
+        wanted = undefined;
+      },
+      cancel(reason) {
+        cancelled = { reason };
+        wanted?.();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  const writable = new WritableStream<BufferSource>({
+    async write(chunk) {
+      // The writer may reuse its buffer once write() resolves, and this resolves only after the last slice.
+      let bytes: Uint8Array;
+      try {
+        bytes = bytesOf(chunk, what);
+      } catch (e) {
+        out.error(e); // the reader learns of it too, as with a TransformStream
+        throw e;
+      }
+      const codec = await ready();
+      for (let at = 0; at < bytes.byteLength; at += SLICE) {
+        if (cancelled) throw cancelled.reason;
+        push(codec, bytes.subarray(at, at + SLICE), false);
+        while (!demand && !cancelled) await nextPull();
+      }
+    },
+    async close() {
+      const codec = await ready();
+      if (cancelled) throw cancelled.reason;
+      push(codec, new U8(0), true);
+      out.close();
+    },
+    abort(reason) {
+      out.error(reason);
+    },
+  });
+  return { readable, writable };
+}
+
+export class CompressionStream {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<BufferSource>;
+  constructor(format: string) {
+    const f = formatOf(format, 'CompressionStream');
+    const make = (lib: Fflate) => (f === 'gzip' ? new lib.Gzip() : f === 'deflate' ? new lib.Zlib() : new lib.Deflate()) as unknown as Codec;
+    ({ readable: this.readable, writable: this.writable } = codecStream(make, 'CompressionStream'));
+  }
+}
+
+export class DecompressionStream {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<BufferSource>;
+  constructor(format: string) {
+    const f = formatOf(format, 'DecompressionStream');
+    const make = (lib: Fflate) => (f === 'gzip' ? new lib.Gunzip() : f === 'deflate' ? new lib.Unzlib() : new lib.Inflate()) as unknown as Codec;
+    ({ readable: this.readable, writable: this.writable } = codecStream(make, 'DecompressionStream'));
+  }
+}
