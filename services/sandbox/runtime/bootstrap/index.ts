@@ -29,6 +29,7 @@ import { decodeWire } from './wire-codec.ts';
 import { addEventListener, removeEventListener, serviceWorkerHandler } from './service-worker.ts';
 import { installConsole, show } from './console.ts';
 import { installTimers } from './timers.ts';
+import { installScheduler } from './scheduler.ts';
 import { structuredClone } from './structured-clone.ts';
 import { installFetch } from './fetch.ts';
 import { codec, makeEnv } from './env.ts';
@@ -103,8 +104,11 @@ let active = 0;
 let generation = 0;
 
 const timers = installTimers(g, host, () => active > 0, logError);
+installScheduler(g, timers);
 
 g.structuredClone = (v: unknown) => structuredClone(v);
+// Workers logs what is reported as an uncaught exception; the request goes on.
+g.reportError = (e: unknown) => logError('Uncaught', e);
 
 Object.assign(g, { addEventListener, removeEventListener, WebSocket, WebSocketPair, MessageEvent, CloseEvent, CryptoKey, TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
 

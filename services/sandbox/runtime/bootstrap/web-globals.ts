@@ -1,13 +1,14 @@
 /**
  * Event, EventTarget and the web streams from well-kept spec-conformant libraries
  * (event-target-shim, web-streams-polyfill), and AbortController/AbortSignal on top of EventTarget
- * (the only glue written here), and the stream classes of Workers built on them.
+ * (the only glue written here), the stream classes of Workers built on them, and navigator.
  */
 import { Event, EventTarget } from 'event-target-shim';
 import { ByteLengthQueuingStrategy, CountQueuingStrategy, ReadableStream, TransformStream, WritableStream } from 'web-streams-polyfill';
 import { DOMException } from './encoding.ts';
 export { CompressionStream, DecompressionStream } from './compression.ts';
 export { FixedLengthStream, IdentityTransformStream, TextDecoderStream, TextEncoderStream } from './byte-streams.ts';
+export { Navigator, navigator } from './navigator.ts';
 
 const SECRET = Symbol('construct');
 
@@ -42,6 +43,20 @@ export class AbortSignal extends EventTarget {
     const s = new AbortSignal(SECRET);
     AbortSignal.signal(s, reason);
     return s;
+  }
+  /** Aborted when the first of `signals` is, with its reason. */
+  static any(signals: Iterable<AbortSignal>): AbortSignal {
+    const list = [...signals];
+    for (const s of list) if (!(s instanceof AbortSignal)) throw new TypeError('AbortSignal.any takes an iterable of AbortSignal');
+    const out = new AbortSignal(SECRET);
+    const done = list.find((s) => s.#aborted);
+    if (done) {
+      AbortSignal.signal(out, done.#reason);
+      return out;
+    }
+    const follow = (s: AbortSignal) => () => AbortSignal.signal(out, s.#reason);
+    for (const s of list) s.addEventListener('abort', follow(s), { once: true });
+    return out;
   }
   static timeout(ms: number): AbortSignal {
     const s = new AbortSignal(SECRET);
