@@ -1,6 +1,6 @@
 /**
- * The small Workers globals in the isolate: navigator, scheduler.wait, AbortSignal.any/timeout and
- * reportError; and hostile uses of them (wrong types, use outside a request,
+ * The small Workers globals in the isolate: navigator, scheduler.wait, AbortSignal.any/timeout,
+ * reportError and URLPattern; and hostile uses of them (wrong types, use outside a request,
  * patched prototypes) refused without harming the next request.
  */
 import { after, test } from 'node:test';
@@ -83,4 +83,19 @@ test('AbortSignal.any follows the first of its signals; reportError logs and the
   assert.match(String(out.anyNotIterable), /^TypeError: /);
   assert.equal(out.report, 'went on');
   assert.ok(logs.some((l) => l.level === 'error' && /Uncaught.*reported/s.test(l.message)), JSON.stringify(logs));
+});
+
+test('URLPattern matches as the standard says; a hostile pattern is a TypeError', async () => {
+  const out = await json(
+    probes(`
+      await t('match', () => { const p = new URLPattern({ pathname: '/books/:id' }); return [p.test('https://x.test/books/12'), p.exec('https://x.test/books/12').pathname.groups.id, p.test('https://x.test/films/1')] });
+      await t('string', () => new URLPattern('https://*.example.com/:a/*').exec('https://api.example.com/v1/x/y').pathname.groups);
+      await t('bad', () => new URLPattern({ pathname: '/(' }));
+      await t('badType', () => new URLPattern(42));
+    `),
+  );
+  assert.deepEqual(out.match, [true, '12', false]);
+  assert.deepEqual(out.string, { a: 'v1', 0: 'x/y' });
+  assert.match(String(out.bad), /^TypeError: /);
+  assert.match(String(out.badType), /^TypeError: /);
 });

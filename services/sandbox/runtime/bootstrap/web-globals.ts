@@ -1,13 +1,16 @@
 /**
  * Event, EventTarget and the web streams from well-kept spec-conformant libraries
  * (event-target-shim, web-streams-polyfill), and AbortController/AbortSignal on top of EventTarget
- * (the only glue written here), the stream classes of Workers built on them, and navigator.
+ * (the only glue written here), the stream classes of Workers built on them, navigator, and URLPattern
+ * (urlpattern-polyfill).
  */
 import { Event, EventTarget } from 'event-target-shim';
 import { ByteLengthQueuingStrategy, CountQueuingStrategy, ReadableStream, TransformStream, WritableStream } from 'web-streams-polyfill';
 import { DOMException } from './encoding.ts';
+import { URLPattern } from 'urlpattern-polyfill/urlpattern';
 export { CompressionStream, DecompressionStream } from './compression.ts';
 export { FixedLengthStream, IdentityTransformStream, TextDecoderStream, TextEncoderStream } from './byte-streams.ts';
+export { URLPattern };
 export { Navigator, navigator } from './navigator.ts';
 
 const SECRET = Symbol('construct');
