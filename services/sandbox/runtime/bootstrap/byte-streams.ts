@@ -11,11 +11,17 @@ import { TextDecoder, TextEncoder } from './encoding.ts';
 const U8 = Uint8Array;
 const isView = ArrayBuffer.isView;
 const StringCtor = String;
+const utf8 = new TextEncoder();
 
-function bytesOf(chunk: unknown, what: string): Uint8Array {
+/**
+ * A chunk written to one of Workers' byte streams as bytes: a BufferSource as it is, a string as its
+ * UTF-8 (workerd takes strings there too), anything else a TypeError.
+ */
+export function bytesOf(chunk: unknown, what: string): Uint8Array {
   if (chunk instanceof ArrayBuffer) return new U8(chunk);
   if (isView(chunk)) return new U8(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  throw new TypeError(`${what} takes ArrayBuffer or ArrayBufferView chunks (got ${chunk === null ? 'null' : typeof chunk})`);
+  if (typeof chunk === 'string') return utf8.encode(chunk);
+  throw new TypeError(`${what} takes ArrayBuffer, ArrayBufferView or string chunks (got ${chunk === null ? 'null' : typeof chunk})`);
 }
 
 /** A readable/writable pair over a TransformStream, as Workers' classes are (not subclasses of it). */
@@ -84,6 +90,7 @@ export class TextDecoderStream extends Pair<BufferSource, string> {
     };
     super({
       transform(chunk, controller) {
+        if (typeof chunk === 'string') throw new TypeError('TextDecoderStream takes ArrayBuffer or ArrayBufferView chunks (got string)');
         const b = bytesOf(chunk, 'TextDecoderStream');
         const all = new U8(held.length + b.length);
         all.set(held);

@@ -12,11 +12,11 @@
  * first use breaks its own compression, nothing else.
  */
 import { ReadableStream, WritableStream, type ReadableStreamDefaultController } from 'web-streams-polyfill';
+import { bytesOf } from './byte-streams.ts';
 
 type BufferSource = ArrayBuffer | ArrayBufferView;
 
 const U8 = Uint8Array;
-const isView = ArrayBuffer.isView;
 const SLICE = 4 * 1024;
 type Fflate = typeof import('fflate');
 let fflate: Promise<Fflate> | undefined;
@@ -34,12 +34,6 @@ function formatOf(format: unknown, what: string): Format {
   const f = String(format);
   if (!(FORMATS as readonly string[]).includes(f)) throw new TypeError(`${what}: the format must be "gzip", "deflate" or "deflate-raw" (got "${f}")`);
   return f as Format;
-}
-
-function bytesOf(chunk: unknown, what: string): Uint8Array {
-  if (chunk instanceof ArrayBuffer) return new U8(chunk);
-  if (isView(chunk)) return new U8(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  throw new TypeError(`${what} takes ArrayBuffer or ArrayBufferView chunks (got ${chunk === null ? 'null' : typeof chunk})`);
 }
 
 /**
