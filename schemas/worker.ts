@@ -107,6 +107,20 @@ export interface WorkerBundle {
   crons?: string[];
 }
 
+/** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */
+export interface VersionSettings {
+  mainModule: string;
+  modules: { name: string; bytes: number; sha256: string }[];
+  limits: Limits;
+  vars: string[];
+  bindings: Binding[];
+  origins: string[];
+  allowEval: boolean;
+  egress: EgressLists | null;
+  workflows: WorkflowDecl[];
+  crons: string[];
+}
+
 export const EgressLists = z.object({
   allowHosts: z.array(z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}$/, 'a host name, or *.domain')).max(100).default([]),
   denyHosts: z.array(z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}$/, 'a host name, or *.domain')).max(100).default([]),

@@ -1,7 +1,9 @@
 /**
  * The dashboard in a real browser (Debian's chromium driven by playwright-core) against a real mesh:
  * sign in, see a worker deployed through the CLI appear, watch its log lines arrive, workflow instances and their
- * steps, pause and resume from the page, audit verify, a quarantine released by its button, sign out.
+ * steps, pause and resume from the page, audit verify, a quarantine released by its button, sign out;
+ * a version diff and a rollback by keyboard that changes what the route serves, health and drift, an
+ * instance found by id whose timeline fills in without a reload after an event sent from the page.
  * Hostile values (a log line, a step's error, a quarantine reason) must show as text with no script
  * run; a tenant-bound token sees no other tenant; a forged cross-site form is refused; the page makes
  * no request off the admin port and logs no console error (a CSP violation would be one).
@@ -49,10 +51,14 @@ export class Flow extends WorkflowEntrypoint {
     const first = await step.do('first', async () => ({ n: 1 }));
     await step.sleep('nap', event.payload?.napMs ?? 20);
     if (event.payload?.hostile) await step.do('hostile', async () => { throw new NonRetryableError(XSS); });
+    if (event.payload?.approval) {
+      const approval = await step.waitForEvent('approval', { type: 'approve', timeout: '1 hour' });
+      await step.do('after', async () => approval.payload);
+    }
     return { n: first.n };
   }
 }
-export default { async fetch() { console.log(XSS); return new Response('ok'); } };
+export default { async fetch(req, env) { console.log(XSS); return new Response(env.GREETING ?? 'ok'); } };
 `;
 
 describe('dashboard in a browser', { skip: missing }, () => {
@@ -244,6 +250,81 @@ describe('dashboard in a browser', { skip: missing }, () => {
     await o.context.close();
   });
 
+  test('versions: a diff and a rollback by keyboard change what the route serves; health and drift OK; an instance found by id fills in live after an event', async () => {
+    const o = await open();
+    const { page } = o;
+    await signIn(o, root);
+    const serves = async () => (await fetch(`${mesh.httpUrl}/flow`)).text();
+    const versionOf = async () => (await bearer('GET', '/v1/workers/default/flow')).body.version as string;
+    const v1 = await versionOf();
+    assert.equal(await serves(), 'ok');
+    writeFileSync(join(project, 'wrangler.jsonc'), JSON.stringify({ name: 'flow', main: 'index.js', routes: ['*/flow*'], vars: { GREETING: 'v2' }, workflows: [{ name: 'flow', binding: 'FLOW', class_name: 'Flow' }] }));
+    const deployed = await mesh.cli(['deploy', '--config', join(project, 'wrangler.jsonc')]);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    await waitFor('v2 to serve', async () => (await serves()) === 'v2' || undefined);
+    const v2 = await versionOf();
+
+    await go(o, '#/worker/default/flow');
+    assert.equal(await page.locator('#worker-version').innerText(), v2);
+    assert.equal(await page.locator('button.rollback').count(), 1, 'the current version has no rollback button');
+    await page.click('.diff summary');
+    const diff = await page.locator('.diff').innerText();
+    assert.match(diff, /vars\s+—\s+GREETING/, diff);
+    await shot(o, 'versions');
+    // By keyboard: focus the button, Enter opens the confirmation with its own button focused, Enter rolls back.
+    await page.focus('button.rollback');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate('document.activeElement?.className'), 'rollback-confirm');
+    assert.equal(await versionOf(), v2, 'nothing happens before the confirmation');
+    await page.keyboard.press('Enter');
+    await page.locator('#worker-version', { hasText: v1 }).waitFor();
+    assert.equal(await versionOf(), v1);
+    await waitFor('v1 to serve again', async () => (await serves()) === 'ok' || undefined);
+
+    await until(o, '#/health', 'No drift');
+    assert.match(await page.locator('#health-verdict').innerText(), /^OK: all \d+ services are up\.$/);
+    assert.match(await page.locator('#drift-verdict').innerText(), /^No drift/);
+    await shot(o, 'health');
+
+    // Found by id from the workflows page (an unknown id says so); then the event is sent from the page and the timeline fills in with no reload.
+    const waiting = await createInstance({ approval: true });
+    await go(o, '#/workflows');
+    await page.fill('#instance-search', 'no-such-instance');
+    await page.keyboard.press('Enter');
+    await page.locator('#search-result', { hasText: 'No instance no-such-instance' }).waitFor();
+    await page.fill('#instance-search', waiting);
+    await Promise.all([page.waitForURL(new RegExp(`#/instance/default/flow/${waiting}$`)), page.keyboard.press('Enter')]);
+    await page.evaluate('window.sameDocument = true');
+    await page.locator('#instance-status', { hasText: 'waiting' }).waitFor();
+    await page.locator('#main tbody tr td:first-child', { hasText: 'approval' }).waitFor();
+    await page.fill('#event-type', 'approve');
+    await page.fill('#event-payload', '{"approved": true}');
+    await page.focus('#send-event');
+    await page.keyboard.press('Enter');
+    await page.locator('#instance-status', { hasText: 'complete' }).waitFor();
+    assert.deepEqual(await page.locator('#main tbody tr td:first-child').allInnerTexts(), ['first', 'nap', 'approval', 'after']);
+    assert.equal(await page.locator('.timeline li').count(), 4);
+    assert.equal(await page.evaluate('window.sameDocument'), true, 'no reload');
+    await shot(o, 'instance-live');
+
+    // Polling ends with the page: an instance that sleeps is polled while shown, not once the page is left.
+    const sleeper = await createInstance({ napMs: 600_000 });
+    await waitFor('the sleeper to sleep', async () => (await instance(sleeper)).status === 'waiting' || undefined);
+    await go(o, `#/instance/default/flow/${sleeper}`);
+    // Left by its link, in the same document: only the page's own ending can stop the loop.
+    const polls: string[] = [];
+    page.on('request', (r) => void (r.url().endsWith(`/instances/${sleeper}`) && polls.push(r.url())));
+    await waitFor('the open instance page to poll', async () => polls.length >= 2 || undefined, 10_000, 100);
+    await Promise.all([page.locator('#main[data-drawn="workers"]').waitFor(), page.click('nav a[href="#/workers"]')]);
+    const afterLeaving = polls.length;
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.ok(polls.length <= afterLeaving + 1, `polled ${polls.length - afterLeaving} times after the page was left`);
+
+    assert.deepEqual(o.offsite, []);
+    assert.deepEqual(o.errors, []);
+    await o.context.close();
+  });
+
   test('a tenant-bound token sees only its tenant; a forged cross-site form is refused', async () => {
     const token = (await mesh.cli(['tokens', 'create', '--scope', 'read,workflows', '--tenant', 'other'])).stdout.trim();
     const o = await open();
@@ -257,6 +338,10 @@ describe('dashboard in a browser', { skip: missing }, () => {
     // Asked for by hand, another tenant's instance list is the API's 403.
     await go(o, '#/worker/default/flow');
     assert.match(await page.locator('#main .error').innerText(), /bound to tenant other/);
+    // Drift is the operator's: a note, not an error.
+    await go(o, '#/health');
+    assert.match(await page.locator('#drift-note').innerText(), /operator only/);
+    assert.equal(await page.locator('#main .error').count(), 0);
     const errorsBefore = o.errors.length;
 
     // An operator signed in visits a page of another origin that posts a form to the admin API.

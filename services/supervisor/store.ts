@@ -16,7 +16,7 @@ import { CordonError } from '../../lib/errors.ts';
 import { open, seal, newWorkerKey, unwrapWorkerKey, SealError } from './sealing.ts';
 import { blobOid, type History } from './history.ts';
 import { Statements } from './statements.ts';
-import type { Binding, EgressLists, Limits, VarValue, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
+import type { Binding, EgressLists, Limits, VarValue, VersionSettings, WorkerBundle, WorkerModule } from '../../schemas/worker.ts';
 import type { HostAssignment, RoutingTable } from '../../schemas/routes.ts';
 import { normalizeHostPattern, normalizeRoutePattern } from '../../lib/routes.ts';
 import { checkAssignment, checkRoutes, defaultRoutePattern, defaultRouting, type Deployer, type RoutedPattern } from './hosts.ts';
@@ -274,10 +274,38 @@ export class CodeStore {
   }
 
   /** Every stored version of a worker, newest first. */
-  versions(id: string): { version: string; createdAt: string; current: boolean }[] {
+  versions(id: string): { version: string; createdAt: string; current: boolean; settings: VersionSettings | null }[] {
     const current = this.worker(id)?.version;
-    const rows = this.#sql('SELECT version, created_at FROM versions WHERE worker_id = ? ORDER BY created_at DESC, rowid DESC').all(id) as { version: string; created_at: number }[];
-    return rows.map((r) => ({ version: r.version, createdAt: new Date(r.created_at).toISOString(), current: r.version === current }));
+    const rows = this
+      .#sql(
+        `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon, v.created_at AS createdAt
+         FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ? ORDER BY v.created_at DESC, v.rowid DESC`,
+      )
+      .all(id) as (KeyRow & { createdAt: number })[];
+    return rows.map((r) => ({ version: r.version, createdAt: new Date(r.createdAt).toISOString(), current: r.version === current, settings: this.#settings(r) }));
+  }
+
+  /** What a version sets, for comparing versions: var names but not their values, each module's size and hash but not its code. Null when it fails its integrity check. */
+  #settings(row: KeyRow): VersionSettings | null {
+    let b: WorkerBundle;
+    try {
+      b = this.#open(row);
+    } catch (e) {
+      if (e instanceof TamperedError) return null;
+      throw e;
+    }
+    return {
+      mainModule: b.mainModule,
+      modules: b.modules.map((m) => ({ name: m.name, bytes: Buffer.byteLength(m.content), sha256: sha256(m.content) })),
+      limits: b.limits,
+      vars: Object.keys(b.vars).sort(),
+      bindings: b.bindings,
+      origins: b.origins ?? [],
+      allowEval: b.allowEval === true,
+      egress: b.egress ?? null,
+      workflows: b.workflows ?? [],
+      crons: b.crons ?? [],
+    };
   }
 
   /** Make an earlier version current again; like a deploy, it issues a fresh code key. */

@@ -181,6 +181,48 @@ describe('dashboard: sessions, CSRF, headers', () => {
     assert.equal((await bearer(root, 'GET', '/v1/workers/acme/api')).status, 200);
   });
 
+  test('a rollback from a session without its CSRF token is refused and the version stays; versions show var names, never values, and only to the tenant', async () => {
+    const secret = 'var-value-that-must-not-show';
+    const v2 = { ...deployBody('initech', 'versioned'), vars: { SECRETISH: secret } };
+    assert.equal((await bearer(root, 'POST', '/v1/workers', deployBody('initech', 'versioned'))).status, 201);
+    const first = ((await (await bearer(root, 'GET', '/v1/workers/initech/versioned')).json()) as { version: string }).version;
+    assert.equal((await bearer(root, 'POST', '/v1/workers', v2)).status, 201);
+    const current = async () => ((await (await bearer(root, 'GET', '/v1/workers/initech/versioned')).json()) as { version: string }).version;
+    const second = await current();
+    assert.notEqual(first, second);
+
+    const s = await signIn(root);
+    const other = await signIn(root);
+    const body = JSON.stringify({ version: first });
+    const forged = [
+      await browser({ cookie: s.cookie }, 'POST', '/v1/workers/initech/versioned/rollback', { type: 'application/json', body }),
+      await browser({ cookie: s.cookie }, 'POST', '/v1/workers/initech/versioned/rollback', { type: 'text/plain', body }),
+      await browser({ cookie: s.cookie, csrf: other.csrf }, 'POST', '/v1/workers/initech/versioned/rollback', { type: 'application/json', body }),
+    ];
+    for (const r of forged) assert.equal(r.status, 403, await r.text());
+    assert.equal(await current(), second, 'the version did not change');
+
+    // A tenant session rolls back nothing of another tenant, nor reads its versions' settings.
+    const globex = await signIn(await createToken('read,deploy', 'globex'));
+    assert.equal((await browser(globex, 'POST', '/v1/workers/initech/versioned/rollback', { type: 'application/json', body })).status, 403);
+    assert.equal((await browser(globex, 'GET', '/v1/workers/initech/versioned/versions')).status, 403);
+    // Nor finds another tenant's instance by id (the workflows page's search).
+    assert.equal((await browser(globex, 'GET', '/v1/workflows/initech/flow/instances?id=anything')).status, 403);
+    assert.equal(await current(), second);
+
+    // What the versions page diffs: each version's settings, var names but not their values.
+    const answer = await (await browser(s, 'GET', '/v1/workers/initech/versioned/versions')).text();
+    assert.ok(!answer.includes(secret), 'no var value in the versions answer');
+    const { versions } = JSON.parse(answer) as { versions: { version: string; current: boolean; settings: { vars: string[]; limits: object } }[] };
+    assert.deepEqual(versions.map((v) => [v.version, v.current, v.settings.vars]), [[second, true, ['SECRETISH']], [first, false, []]]);
+
+    // With its CSRF token the same session rolls back (so the refusals above were the CSRF check).
+    assert.equal((await browser(s, 'POST', '/v1/workers/initech/versioned/rollback', { type: 'application/json', body })).status, 200);
+    assert.equal(await current(), first);
+    // Bystander: the other tenant's worker still serves.
+    assert.equal((await bearer(root, 'GET', '/v1/workers/globex/api')).status, 200);
+  });
+
   test("a tenant-bound token's session sees and touches its tenant only, through the API's own checks", async () => {
     const s = await signIn(await createToken('read,workflows,deploy', 'acme'));
     const info = (await (await browser(s, 'GET', '/dashboard/session')).json()) as { tenant: string; scopes: string[] };
@@ -193,7 +235,7 @@ describe('dashboard: sessions, CSRF, headers', () => {
     assert.equal((await browser(s, 'DELETE', '/v1/workers/globex/api')).status, 403);
     assert.equal((await browser(s, 'POST', '/v1/workers', { type: 'application/json', body: JSON.stringify(deployBody('globex', 'planted')) })).status, 403);
     // Bystander: globex is untouched.
-    const all = ((await (await bearer(root, 'GET', '/v1/workers')).json()) as { workers: { id: string }[] }).workers.map((w) => w.id).sort();
+    const all = ((await (await bearer(root, 'GET', '/v1/workers')).json()) as { workers: { id: string }[] }).workers.map((w) => w.id).filter((id) => !id.startsWith('initech/')).sort();
     assert.deepEqual(all, ['acme/api', 'globex/api']);
   });
 

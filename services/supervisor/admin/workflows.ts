@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { check } from '../../../lib/rpc/validate.ts';
 import { TenantName } from '../../../schemas/worker.ts';
 import { EventType, InstanceId, STATUSES, WorkflowName } from '../../../schemas/workflows.ts';
+import { WorkflowError } from '../workflows/errors.ts';
 import { plainStatus as plain, toWire as wire } from '../workflows/json.ts';
 import { readJson, send } from './http.ts';
 import { ownTenant, type AdminDeps, type Call, type Route } from './route.ts';
@@ -48,9 +49,20 @@ export function workflowRoutes({ workflows: engine }: Pick<AdminDeps, 'workflows
       method: 'GET',
       path: base,
       scope: 'workflows',
-      summary: 'List instances, newest first (?status=…&limit=…)',
+      summary: 'List instances, newest first (?status=…&limit=…), or the one with an exact id (?id=…; none is an empty list, not a 404)',
       run(call) {
         const { tenant, workflow } = at(call);
+        const id = call.url.searchParams.get('id');
+        if (id !== null) {
+          const ref = { tenant, workflow, id: check(InstanceId, id, 'instance id') };
+          let found: ReturnType<typeof engine.status>[] = [];
+          try {
+            found = [engine.status(ref)];
+          } catch (e) {
+            if (!(e instanceof WorkflowError && e.status === 404)) throw e;
+          }
+          return send(call.res, 200, { instances: found.map(plain) });
+        }
         const status = call.url.searchParams.get('status') ?? undefined;
         const limit = call.url.searchParams.get('limit');
         const filter = check(z.object({ status: z.enum(STATUSES).optional(), limit: z.coerce.number().int().min(1).max(10_000).optional() }), { status, limit: limit ?? undefined }, 'filter');

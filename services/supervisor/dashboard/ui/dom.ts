@@ -30,3 +30,24 @@ export function table(head: string[], rows: Child[][], empty: string): HTMLEleme
 export function when(iso: string | null | undefined): string {
   return iso ? new Date(iso).toLocaleString() : '—';
 }
+
+/**
+ * A button that runs an action: disabled while it runs (no double submit), and a failure shown as an
+ * alert beside it rather than lost as an unhandled rejection.
+ */
+export function action(label: string, attrs: Attrs, run: () => Promise<unknown>): HTMLButtonElement {
+  const b: HTMLButtonElement = h('button', { type: 'button', ...attrs }, label);
+  b.addEventListener('click', async () => {
+    b.disabled = true;
+    const shown = b.nextElementSibling;
+    if (shown?.matches('.action-error')) shown.remove();
+    try {
+      await run();
+    } catch (e) {
+      b.after(h('span', { class: 'error action-error', role: 'alert' }, (e as Error).message));
+    } finally {
+      b.disabled = false;
+    }
+  });
+  return b;
+}

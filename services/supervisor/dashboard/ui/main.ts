@@ -5,6 +5,7 @@
 import { loadSession, signOut, type SessionInfo } from './api.ts';
 import { h } from './dom.ts';
 import { auditPage } from './pages/audit.ts';
+import { healthPage } from './pages/health.ts';
 import { quarantinePage } from './pages/quarantine.ts';
 import { instancePage, workflowsPage } from './pages/workflows.ts';
 import { workerPage, workersPage } from './pages/workers.ts';
@@ -17,11 +18,13 @@ async function page(session: SessionInfo, rerender: () => void, signal: AbortSig
   const [name = 'workers', ...args] = route();
   switch (name) {
     case 'worker':
-      return workerPage(args[0] ?? '', args[1] ?? '', signal);
+      return workerPage(session, args[0] ?? '', args[1] ?? '', signal, rerender);
     case 'workflows':
       return workflowsPage(session, args[0]);
     case 'instance':
-      return instancePage(session, args[0] ?? '', args[1] ?? '', args[2] ?? '', rerender);
+      return instancePage(session, args[0] ?? '', args[1] ?? '', args[2] ?? '', signal);
+    case 'health':
+      return healthPage(session);
     case 'audit':
       return auditPage();
     case 'quarantine':
@@ -41,6 +44,7 @@ async function start(): Promise<void> {
     h('a', { href: '#/workflows' }, 'Workflows'),
     operator && h('a', { href: '#/audit' }, 'Audit'),
     session.scopes.includes('admin') && h('a', { href: '#/quarantine' }, 'Quarantine'),
+    h('a', { href: '#/health' }, 'Health'),
   );
   const main = h('main', { id: 'main', 'aria-live': 'polite' });
   const who = session.tenant === null ? `${session.tokenId} (all tenants)` : `${session.tokenId} (tenant ${session.tenant})`;
@@ -49,7 +53,7 @@ async function start(): Promise<void> {
     main,
   );
   let drawn = 0;
-  // Ends what the page left behind still does (a live log stream).
+  // Ends what the page left behind still does (a live log stream, a timeline's polling).
   let leaving = new AbortController();
   const render = async () => {
     const mine = ++drawn;

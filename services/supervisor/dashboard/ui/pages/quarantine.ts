@@ -1,11 +1,11 @@
 /** Quarantine: workers and tenants held in a cordon of their own, and the buttons that release them. */
 import { api, seg, type SessionInfo } from '../api.ts';
-import { h, table, when } from '../dom.ts';
+import { action, h, table, when } from '../dom.ts';
 import type { QuarantineList } from './workers.ts';
 
 export async function quarantinePage(session: SessionInfo, rerender: () => void): Promise<Node> {
   const q = await api<QuarantineList>('GET', '/v1/quarantine');
-  const release = (label: string, method: string, path: string) => h('button', { type: 'button', onclick: async () => (await api(method, path), rerender()) }, label);
+  const release = (label: string, method: string, path: string) => action(label, {}, async () => (await api(method, path), rerender()));
   return h(
     'section',
     {},

@@ -1,7 +1,8 @@
-/** Workers: each worker's tenant, name, cordon, version, routes and quarantine state; one worker's recent console output. */
+/** Workers: each worker's tenant, name, cordon, version, routes and quarantine state; one worker's versions and recent console output. */
 import type { LogEntry } from '../../../../../schemas/services.ts';
+import type { VersionSettings } from '../../../../../schemas/worker.ts';
 import { api, apiFollow, seg, type SessionInfo } from '../api.ts';
-import { h, link, table, when } from '../dom.ts';
+import { action, h, link, table, when } from '../dom.ts';
 
 interface Worker {
   id: string;
@@ -16,7 +17,16 @@ export interface QuarantineList {
   tenants: { tenant: string; cordon: string; since: string; reason: string }[];
 }
 
+interface Version {
+  version: string;
+  createdAt: string;
+  current: boolean;
+  settings: VersionSettings | null;
+}
+
 const canAdmin = (s: SessionInfo) => s.scopes.includes('admin');
+const canDeploy = (s: SessionInfo) => canAdmin(s) || s.scopes.includes('deploy');
+const short = (version: string) => version.slice(0, 12);
 
 export async function listWorkers(): Promise<Worker[]> {
   return (await api<{ workers: Worker[] }>('GET', '/v1/workers')).workers;
@@ -43,12 +53,70 @@ export async function workersPage(session: SessionInfo): Promise<Node> {
   );
 }
 
+/** Each setting as one comparable line: module code by size and hash, vars by name (their values are not shown). */
+function flatten(s: VersionSettings | null): Map<string, string> {
+  if (!s) return new Map([['integrity', 'fails its integrity check']]);
+  const m = new Map<string, string>([['mainModule', s.mainModule]]);
+  for (const mod of s.modules) m.set(`module ${mod.name}`, `${mod.bytes} bytes, sha256 ${mod.sha256.slice(0, 12)}`);
+  for (const [k, v] of Object.entries(s.limits)) m.set(`limits.${k}`, String(v));
+  m.set('vars', s.vars.join(', ') || '—');
+  for (const b of s.bindings) m.set(`binding ${b.name}`, b.workflow ? `${b.type} ${b.workflow}` : b.type);
+  m.set('origins', s.origins.join(', ') || '—');
+  m.set('allowEval', String(s.allowEval));
+  m.set('egress', s.egress ? JSON.stringify(s.egress) : '—');
+  m.set('workflows', s.workflows.map((w) => `${w.name} (${w.className})`).join(', ') || '—');
+  m.set('crons', s.crons.join(', ') || '—');
+  return m;
+}
+
+/** The settings in which `v` differs from the current version, side by side. */
+function diff(v: Version, current: Version | undefined): Node {
+  const mine = flatten(v.settings);
+  const theirs = current ? flatten(current.settings) : new Map<string, string>();
+  const keys = [...new Set([...theirs.keys(), ...mine.keys()])].filter((k) => mine.get(k) !== theirs.get(k));
+  return h(
+    'details',
+    { class: 'diff' },
+    h('summary', {}, `${keys.length} setting${keys.length === 1 ? ' differs' : 's differ'} from the current version`),
+    table(['Setting', `This version (${short(v.version)})`, 'Current'], keys.map((k) => [k, mine.get(k) ?? '—', theirs.get(k) ?? '—']), 'Same settings as the current version.'),
+  );
+}
+
+/** Rollback asks first: the button opens a confirmation whose own button does it. */
+function rollback(path: string, v: Version, rerender: () => void): Node {
+  const cell = h('div', { class: 'confirm' });
+  const ask = h('button', { type: 'button', class: 'rollback' }, `Roll back to ${short(v.version)}`);
+  ask.addEventListener('click', () => {
+    const yes = action('Yes, roll back', { class: 'rollback-confirm' }, async () => (await api('POST', `${path}/rollback`, { version: v.version }), rerender()));
+    const no = h('button', { type: 'button', onclick: () => (cell.replaceChildren(ask), ask.focus()) }, 'Cancel');
+    cell.replaceChildren(h('span', { role: 'alert' }, `Serve version ${short(v.version)} from now on? `), yes, ' ', no);
+    yes.focus();
+  });
+  cell.append(ask);
+  return cell;
+}
+
+function versionsTable(session: SessionInfo, path: string, versions: Version[], rerender: () => void): Node {
+  const current = versions.find((v) => v.current);
+  return table(
+    ['Version', 'Deployed', 'Settings', ''],
+    versions.map((v) => [
+      h('code', {}, short(v.version)),
+      when(v.createdAt),
+      v.current ? h('span', { class: 'badge ok' }, 'current') : diff(v, current),
+      !v.current && canDeploy(session) ? rollback(path, v, rerender) : '',
+    ]),
+    'No stored versions.',
+  );
+}
+
 const LEVELS = ['debug', 'info', 'log', 'warn', 'error'] as const;
 
 /** One worker, and its console output: the recent lines, then each new one as it is logged, until the page is left. */
-export async function workerPage(tenant: string, name: string, signal: AbortSignal): Promise<Node> {
+export async function workerPage(session: SessionInfo, tenant: string, name: string, signal: AbortSignal, rerender: () => void): Promise<Node> {
   const path = `/v1/workers/${seg(tenant)}/${seg(name)}`;
-  const w = await api<Worker>('GET', path);
+  const [w, { versions }] = await Promise.all([api<Worker>('GET', path), api<{ versions: Version[] }>('GET', `${path}/versions`)]);
+  const current = versions.find((v) => v.current)?.settings;
   const log = h('ol', { class: 'log', id: 'log', 'aria-live': 'polite' });
   const empty = h('p', { class: 'empty' }, 'Nothing logged yet.');
   const filter = h(
@@ -65,7 +133,26 @@ export async function workerPage(tenant: string, name: string, signal: AbortSign
     'section',
     {},
     h('h2', {}, `Worker ${w.tenant}/${w.name}`),
-    h('dl', {}, h('dt', {}, 'Cordon'), h('dd', {}, w.cordon), h('dt', {}, 'Version'), h('dd', {}, h('code', {}, w.version)), h('dt', {}, 'Routes'), h('dd', {}, w.routes.join(', ') || '—')),
+    h(
+      'dl',
+      {},
+      h('dt', {}, 'Cordon'),
+      h('dd', {}, w.cordon),
+      h('dt', {}, 'Version'),
+      h('dd', { id: 'worker-version' }, h('code', {}, w.version)),
+      h('dt', {}, 'Routes'),
+      h('dd', {}, w.routes.join(', ') || '—'),
+      current && [
+        h('dt', {}, 'Limits'),
+        h('dd', {}, `CPU ${current.limits.cpuMs} ms, wall ${current.limits.wallMs} ms, memory ${current.limits.memoryMb} MB`),
+        h('dt', {}, 'Bindings'),
+        h('dd', {}, current.bindings.map((b) => (b.workflow ? `${b.name} (${b.type} ${b.workflow})` : `${b.name} (${b.type})`)).join(', ') || '—'),
+        h('dt', {}, 'Vars'),
+        h('dd', {}, current.vars.join(', ') || '—'),
+      ],
+    ),
+    h('h3', {}, 'Versions'),
+    versionsTable(session, path, versions, rerender),
     h('h3', {}, 'Console output (live)'),
     h('p', {}, h('label', { for: 'level-filter' }, 'Show '), filter),
     empty,
