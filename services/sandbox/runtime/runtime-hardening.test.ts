@@ -402,7 +402,8 @@ test('spare isolates: made while idle, each handed to one worker only, never to 
     const hit = async (w: WorkerBundle, url = GET.url) => text((await rt.handle(w, { ...GET, url }, { log: () => {} })).body);
     assert.equal(await hit(probe('a')), 'undefined');
     assert.equal(await hit(probe('b')), 'undefined', 'the second spare is a different isolate: nothing of a is in it');
-    assert.equal(rt.stats().spares, 0, 'both spares were taken, none handed out twice');
+    // (How many spares are ready now is not asserted: an idle moment between the two requests may
+    // already have refilled one. That none was handed out twice is what b seeing no mark proves.)
     const small = probe('small', { memoryMb: 16 });
     await assert.rejects(rt.handle(small, { ...GET, url: 'http://x.test/bomb' }, { log: () => {} }), (e: WorkerError) => /memory limit of 16 MB/.test(e.message));
   } finally {
