@@ -20,7 +20,8 @@ import { asyncCapCaller, b64, capCaller } from './bindings.ts';
 import * as web from './web-globals.ts';
 import { installClock, resetClock, setClock } from './clock.ts';
 import { compileShipped, lockdown } from './lockdown.ts';
-import { CryptoKey, makeSubtle } from './subtle.ts';
+import { CryptoKey } from './subtle.ts';
+import { installCrypto } from './crypto.ts';
 import { setIdnaHost } from './idna.ts';
 import { makeCaches } from './cache-api.ts';
 import { CloseEvent, MessageEvent, setSocketHost, WebSocket, WebSocketPair } from './websocket.ts';
@@ -51,9 +52,7 @@ setIdnaHost(host.idna);
 setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened });
 // The host's capability dispatcher, called with applySyncPromise (blocks this isolate only) or apply.
 const capRef = take(REFERENCE_GLOBALS.capCall) as IsolateRef<HostReferences['capCall']>;
-// crypto.subtle's host (host-crypto.ts): one call, a structured copy each way. It blocks this isolate
-// (only this one) until the host's job is done, so the result is never an event that could arrive
-// after its request ended, and crypto.subtle works in global scope as in Workers.
+// crypto.subtle's host (host-crypto.ts): one call, a structured copy each way (crypto.ts).
 const cryptoRef = take(REFERENCE_GLOBALS.crypto) as IsolateRef<HostReferences['crypto']>;
 // Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end).
 const bodyRef = take(REFERENCE_GLOBALS.bodyPull) as IsolateRef<HostReferences['bodyPull']>;
@@ -64,7 +63,6 @@ const apply = Reflect.apply;
 const JSONstringify = JSON.stringify;
 const JSONparse = JSON.parse;
 const U8 = Uint8Array;
-const taSet = Uint8Array.prototype.set;
 const PromiseCtor = Promise;
 const promiseThen = Promise.prototype.then;
 const allSettled = Promise.allSettled.bind(Promise);
@@ -76,27 +74,7 @@ lockdown(g, options.allowEval, options.memoryLimit);
 // --- console, crypto, timers, misc globals ------------------------------------------------------------
 const logError = installConsole(g, host.log);
 
-function getRandomValues<T extends ArrayBufferView | null>(array: T): T {
-  if (!ArrayBuffer.isView(array) || array instanceof Float32Array || array instanceof Float64Array || array instanceof DataView) {
-    throw new TypeError('getRandomValues needs an integer typed array');
-  }
-  if (array.byteLength > 65536) throw new DOMException(`The ArrayBufferView's byte length (${array.byteLength}) exceeds 65536`, 'QuotaExceededError');
-  const bytes = new U8(host.random(array.byteLength));
-  apply(taSet, new U8(array.buffer, array.byteOffset, array.byteLength), [bytes]);
-  return array;
-}
-const subtle = makeSubtle((call) => cryptoRef.applySyncPromise(undefined, [call], { arguments: { copy: true } }));
-g.crypto = Object.freeze({
-  subtle,
-  getRandomValues,
-  randomUUID(): string {
-    const b = getRandomValues(new Uint8Array(16));
-    b[6] = (b[6]! & 0x0f) | 0x40;
-    b[8] = (b[8]! & 0x3f) | 0x80;
-    const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-  },
-});
+installCrypto(g, host.random, cryptoRef);
 
 // Requests in flight. Timers, fetch and their callbacks belong to requests: outside one there are none.
 let active = 0;
