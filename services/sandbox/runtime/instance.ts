@@ -17,6 +17,7 @@ import { LogBuffer } from './log-buffer.ts';
 import { createHostCrypto } from './host-crypto.ts';
 import type { WireResult } from './bootstrap/subtle-wire.ts';
 import { Watchdogs, type Watch } from './watchdog.ts';
+import { HostTimers } from './host-timers.ts';
 import { SocketTable, type SocketPeer, type WorkerSocket } from './socket-table.ts';
 import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts';
 import { MAX_HEAD, readResponse } from './read-response.ts';
@@ -79,7 +80,13 @@ export class WorkerInstance {
     deactivate: () => void this.#leave(false, Date.now() + this.bundle.limits.wallMs),
     maxUnboundAgeMs: () => 2 * this.bundle.limits.wallMs,
   });
-  readonly #timers = new Map<number, NodeJS.Timeout>();
+  readonly #timers = new HostTimers({
+    disposed: () => this.disposed,
+    fire: (id) =>
+      void this.#entry!.fireTimer.apply(undefined, [id, Date.now()], { timeout: this.bundle.limits.cpuMs }).catch((e: unknown) => {
+        if (e instanceof Error && /Script execution timed out/i.test(e.message)) this.#terminate('cpu');
+      }),
+  });
   #kill: Kill;
   #disposed = false;
   #active = 0;
@@ -217,8 +224,8 @@ export class WorkerInstance {
         const flags = Object.fromEntries(IDNA_OPTIONS.map((k) => [k, o[k] === true]));
         return tr46.toASCII(domain, flags);
       },
-      setTimer: (id, ms) => this.#setTimer(id, ms),
-      clearTimer: (id) => this.#clearTimer(id),
+      setTimer: (id, ms) => this.#timers.set(id, ms),
+      clearTimer: (id) => this.#timers.clear(id),
       done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),
     };
     for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
@@ -549,8 +556,7 @@ export class WorkerInstance {
   async #leave(ended: boolean, deadline: number): Promise<void> {
     this.#active--;
     if (this.#active !== 0 || this.disposed) return;
-    for (const t of this.#timers.values()) clearTimeout(t);
-    this.#timers.clear();
+    this.#timers.clearAll();
     if (ended) return;
     const stuck = setTimeout(() => this.#terminate('wall'), Math.max(0, deadline - Date.now()) + END_GRACE_MS);
     await this.#entry!.end.apply(undefined, [], { timeout: this.bundle.limits.cpuMs }).catch(() => {});
@@ -608,26 +614,6 @@ export class WorkerInstance {
     return new WorkerError(500, 'worker threw an exception', e instanceof Error ? tenantStack(e.stack ?? message) : message);
   }
 
-  #setTimer(id: number, ms: number): void {
-    if (this.disposed || typeof id !== 'number') return;
-    this.#clearTimer(id);
-    const delay = Math.max(0, Math.min(Number(ms) || 0, 2 ** 31 - 1));
-    const t = setTimeout(() => {
-      this.#timers.delete(id);
-      if (this.disposed) return;
-      this.#entry!.fireTimer.apply(undefined, [id, Date.now()], { timeout: this.bundle.limits.cpuMs }).catch((e: unknown) => {
-        if (e instanceof Error && /Script execution timed out/i.test(e.message)) this.#terminate('cpu');
-      });
-    }, delay);
-    this.#timers.set(id, t);
-  }
-
-  #clearTimer(id: number): void {
-    const t = this.#timers.get(id);
-    if (t) clearTimeout(t);
-    this.#timers.delete(id);
-  }
-
   /** Drop the isolate. `evicted`: the runtime unloads it (requests still in flight get a 503). */
   dispose(reason?: 'evicted'): void {
     if (this.#disposed) return;
@@ -637,8 +623,7 @@ export class WorkerInstance {
     for (const waiting of this.#answers.values()) waiting.reject(gone);
     this.#answers.clear();
     this.#batch = [];
-    for (const t of this.#timers.values()) clearTimeout(t);
-    this.#timers.clear();
+    this.#timers.clearAll();
     if (this.#entry) for (const name of ENTRY_NAMES) this.#entry[name].release();
     this.#capRef?.release();
     this.#bodyRef?.release();

@@ -1,0 +1,321 @@
+/**
+ * The request path: the entry points the host calls to load the worker and to run its requests,
+ * workflow runs and cron events, and to end them. index.ts takes the host's callbacks and installs the
+ * APIs; this builds what the entry object calls, over the shared request state (request-state.ts).
+ */
+import { Request, Response } from './fetch-api.ts';
+import * as web from './web-globals.ts';
+import { resetClock, setClock } from './clock.ts';
+import { compileShipped } from './lockdown.ts';
+import { WebSocket } from './websocket.ts';
+import { makeStep, NonRetryableError, SUSPEND, type CallAsync } from './workflow-step.ts';
+import { decodeWire } from './wire-codec.ts';
+import { serviceWorkerHandler } from './service-worker.ts';
+import { show } from './console.ts';
+import type { Timers } from './timers.ts';
+import { b64, type CapCall } from './bindings.ts';
+import { codec, makeEnv } from './env.ts';
+import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
+import { requests, type Handler, type HandlerClass } from './request-state.ts';
+import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
+
+// --- what the response path needs, captured before tenant code can patch anything ------------------
+const apply = Reflect.apply;
+const JSONstringify = JSON.stringify;
+const JSONparse = JSON.parse;
+const U8 = Uint8Array;
+const PromiseCtor = Promise;
+const promiseThen = Promise.prototype.then;
+const allSettled = Promise.allSettled.bind(Promise);
+const StringCtor = String;
+
+export interface RequestPathDeps {
+  g: Record<string, unknown>;
+  host: Pick<HostCallbacks, 'done'>;
+  /** Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end). */
+  bodyRef: IsolateRef<HostReferences['bodyPull']>;
+  options: BootOptions;
+  timers: Timers;
+  resetSubrequests: () => void;
+  callCap: CapCall;
+  callCapAsync: CallAsync;
+  logError: (...args: unknown[]) => void;
+}
+
+/** The entry points other than those of an API (timers, response streams), as the host calls them. */
+export type RequestPath = Omit<Entry, 'fireTimer' | 'pull' | 'cancelStream'>;
+
+export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests, callCap, callCapAsync, logError }: RequestPathDeps): RequestPath {
+  let configurable = true;
+
+  /**
+   * A context made ahead of need (a spare) is initialised before it knows its worker: the host then
+   * gives it the worker's vars and bindings, once, before any module of the worker is loaded.
+   */
+  function configure(json: string): void {
+    if (!configurable) throw new Error('configure() comes before the worker is loaded, once');
+    configurable = false;
+    const o = JSON.parse(json) as { vars: typeof options.vars; bindings: typeof options.bindings };
+    requests.env = makeEnv(o.vars, o.bindings, callCap, callCapAsync);
+  }
+
+  // --- loading: data and WebAssembly modules shipped with the worker --------------------------------------
+  // The host copies their bytes in (and this compiles wasm with the original constructor) before any tenant
+  // module is evaluated; the generated module for `x.wasm` or `x.bin` takes its value from this
+  // load-time-only global, which `loaded()` removes. It hands out nothing the bundle does not contain.
+  const shipped = new Map<string, WebAssembly.Module | ArrayBuffer>();
+  Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
+  // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
+  Object.defineProperty(g, BUILTINS_GLOBAL, { value: Object.freeze({ NonRetryableError }), configurable: true, enumerable: false, writable: false });
+
+  function ship(name: string, type: string, bytes: ArrayBuffer): string {
+    if (type === 'data') {
+      shipped.set(name, bytes);
+      return '';
+    }
+    const compiled = compileShipped(new U8(bytes));
+    if (typeof compiled === 'string') return compiled;
+    shipped.set(name, compiled);
+    return '';
+  }
+
+  let exported: Record<string, unknown> = {};
+
+  function callHandler(request: Request, ctx: unknown): unknown {
+    const h = requests.handler;
+    if (typeof h === 'function') {
+      if (!h.prototype || typeof h.prototype.fetch !== 'function') return NO_HANDLER;
+      return new h(ctx, requests.env).fetch!(request);
+    }
+    if (!h || typeof h.fetch !== 'function') return NO_HANDLER;
+    return h.fetch(request, requests.env, ctx);
+  }
+  const NO_HANDLER = Symbol('no handler');
+
+  /**
+   * A spare's rehearsal, before it knows its worker: one request through run() to a handler of the
+   * bootstrap's own, so that the request path is compiled before the first real request (V8 compiles
+   * functions on first use: ~1–2 ms of a cold start otherwise). Nothing of it stays: the handler is
+   * unset again, the request's scope ended as after any request, and the clock is back at its start.
+   */
+  async function rehearse(now: number): Promise<void> {
+    if (!configurable || requests.handler !== undefined) throw new Error('rehearse() is for a spare, before its worker');
+    requests.handler = { fetch: (request) => new Response(request.url, { headers: { 'content-type': 'text/plain' } }) };
+    try {
+      await run(JSONstringify({ method: 'GET', url: 'http://spare.invalid/', headers: [['accept', '*/*']], streamed: false }), null, now, 0);
+    } finally {
+      requests.handler = undefined;
+      resetClock();
+    }
+  }
+
+  /** Called by the host once the main module has been evaluated, with its namespace. */
+  function loaded(namespace: Record<string, unknown>): string {
+    configurable = false;
+    delete g[SHIPPED_GLOBAL];
+    delete g[BUILTINS_GLOBAL];
+    shipped.clear();
+    exported = namespace;
+    try {
+      requests.handler = namespace.default as Handler | HandlerClass | undefined;
+    } catch (e) {
+      return show(e);
+    }
+    // Service-worker syntax: no default export, listeners instead; its bindings are globals, as in Workers.
+    const listening = serviceWorkerHandler();
+    if (requests.handler === undefined && listening) {
+      requests.handler = listening;
+      for (const [name, value] of Object.entries(requests.env)) if (!Object.hasOwn(g, name)) g[name] = value;
+    }
+    return '';
+  }
+
+  const drains = new Map<number, Promise<unknown>>();
+  let endAll: () => void = () => {};
+  let ended = new PromiseCtor<void>((r) => (endAll = r));
+
+  /** Handlers in progress (requests, workflow runs, cron events), and requests whose waitUntil promises have not all settled. */
+  let running = 0;
+  const settling = new Set<number>();
+
+  /**
+   * A request, answered as serialize() says. When nothing else is going on in the isolate afterwards
+   * (no other handler, waitUntil, streamed body or WebSocket), the request's scope ends here, as the
+   * host's `end` would end it, and the answer says so (a third element, true): the host then skips
+   * its drain and end calls, two trips through the isolate's task queue on nearly every request.
+   */
+  async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null, boolean?]> {
+    const out = await holding(() => respond(metaJson, body, now, seq));
+    if (running > 0 || settling.size > 0 || drains.size > 0 || streamsOpen() || WebSocket.anyLive()) return out;
+    end();
+    return [out[0], out[1], true];
+  }
+
+  /**
+   * Requests the host gathered (those that arrived together), in one call: one trip into the isolate
+   * rather than one each, which is most of what a small request costs. Each starts at once, as if it
+   * had come alone, and its answer goes back through the host's `done` as soon as it is ready: a slow
+   * request holds up no other.
+   */
+  function runBatch(batchJson: string, bodies: (ArrayBuffer | null)[] | null, now: number): void {
+    const batch = JSONparse(batchJson) as [string, number][];
+    for (let i = 0; i < batch.length; i++) {
+      const meta = batch[i]![0];
+      const seq = batch[i]![1];
+      const answer = (r: [string, ArrayBuffer | null, boolean?]) => host.done(seq, r[0], r[1], r[2] === true);
+      apply(promiseThen, run(meta, bodies === null ? null : (bodies[i] ?? null), now, seq), [answer, (e: unknown) => answer(fail('exception', errorText(e)))]);
+    }
+  }
+
+  async function holding<T>(handler: () => Promise<T>): Promise<T> {
+    running++;
+    try {
+      return await handler();
+    } finally {
+      running--;
+    }
+  }
+
+  async function respond(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null]> {
+    requests.active++;
+    setClock(now);
+    resetSubrequests();
+    const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][]; streamed: boolean };
+    const request = new Request(meta.url, { method: meta.method, headers: meta.headers, body: meta.streamed ? incomingStream(seq) : body === null ? null : new U8(body) });
+    const waitUntil: Promise<unknown>[] = [];
+    const ctx = Object.freeze({
+      waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
+      passThroughOnException: () => {},
+    });
+    let response: unknown;
+    try {
+      response = callHandler(request, ctx);
+      if (response === NO_HANDLER) return fail('no-handler', 'the worker has no default export with a fetch(request, env, ctx) method (or a class with a fetch(request) method)');
+      response = await response;
+    } catch (e) {
+      return fail('exception', errorText(e));
+    }
+    if (waitUntil.length) {
+      settling.add(seq);
+      drains.set(seq, allSettled(waitUntil).finally(() => settling.delete(seq)));
+    }
+    return serialize(response, seq, options);
+  }
+
+  /** A request body streaming in: each chunk is pulled from the host when the worker reads. */
+  function incomingStream(seq: number): web.ReadableStream<Uint8Array> {
+    const started = requests.generation;
+    return new web.ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          const chunk = await bodyRef.apply(undefined, [seq], { result: { promise: true, copy: true } });
+          if (started !== requests.generation) return new PromiseCtor<void>(() => {}); // the request has ended
+          if (chunk === null) controller.close();
+          else controller.enqueue(new U8(chunk));
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  /** Resolves when the request's waitUntil promises have settled, or when the host ends all requests. */
+  function drain(seq: number): Promise<void> | undefined {
+    const p = drains.get(seq);
+    drains.delete(seq);
+    if (!p) return undefined;
+    return PromiseCtor.race([p, ended]).then(() => undefined);
+  }
+
+  /** No request is in flight any more: drop every timer and stop delivering replies to earlier calls. */
+  function end(): void {
+    requests.active = 0;
+    settling.clear(); // what is still pending is cut off: its replies are not delivered
+    requests.generation++;
+    timers.clearAll();
+    drains.clear();
+    cancelAllStreams();
+    endAll();
+    ended = new PromiseCtor<void>((r) => (endAll = r));
+  }
+
+  type WorkflowClass = new (ctx: unknown, env: unknown) => { run(event: unknown, step: unknown): unknown };
+
+  /**
+   * A run of a workflow instance: `run(event, step)` of the exported class, with its step calls going
+   * to capability `stepHandle`. The answer is JSON: complete (with the wire-encoded output), errored,
+   * or suspended (the engine ended the run at a step; the tenant cannot turn that into anything else).
+   */
+  async function runWorkflow(className: string, eventWire: string, stepHandle: string, now: number): Promise<string> {
+    requests.active++;
+    setClock(now);
+    resetSubrequests();
+    const cls = exported[className] as WorkflowClass | undefined;
+    if (typeof cls !== 'function' || typeof (cls.prototype as { run?: unknown } | undefined)?.run !== 'function') {
+      return JSONstringify({ outcome: 'errored', name: 'Error', message: `the worker exports no class ${className} with a run(event, step) method` });
+    }
+    let suspended = false;
+    const step = makeStep(callCapAsync, stepHandle, codec, (fn, ms) => {
+      const id = timers.add(fn, ms, [], false);
+      return () => timers.clear(id);
+    }, () => (suspended = true));
+    const raw = decodeWire(eventWire, b64) as { payload: unknown; timestamp: number; instanceId: string; workflowName: string };
+    const event = Object.freeze({ payload: raw.payload, timestamp: new Date(raw.timestamp), instanceId: raw.instanceId, workflowName: raw.workflowName });
+    const ctx = Object.freeze({ waitUntil: () => {}, passThroughOnException: () => {} });
+    try {
+      const output = await new cls(ctx, requests.env).run(event, step);
+      if (suspended) return '{"outcome":"suspended"}';
+      return JSONstringify({ outcome: 'complete', output: codec.encode(output) });
+    } catch (e) {
+      if (suspended || e === SUSPEND) return '{"outcome":"suspended"}';
+      const err = e as { name?: unknown; message?: unknown } | null;
+      return JSONstringify({ outcome: 'errored', name: StringCtor(err?.name ?? 'Error'), message: StringCtor(err?.message ?? errorText(e)) });
+    }
+  }
+
+  /**
+   * scheduled(event, env, ctx) of the default export for a cron trigger, and its waitUntil promises.
+   * Answers '' when it went well, else what went wrong (the tenant's error and stack).
+   */
+  async function runScheduled(cron: string, scheduledTime: number, now: number): Promise<string> {
+    requests.active++;
+    setClock(now);
+    resetSubrequests();
+    const h = requests.handler;
+    const target = typeof h === 'function' ? (h.prototype as Handler | undefined) : h;
+    if (!target || typeof target.scheduled !== 'function') return 'the worker has no scheduled(event, env, ctx) handler in its default export';
+    const waitUntil: Promise<unknown>[] = [];
+    const ctx = Object.freeze({ waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))), noRetry: () => {} });
+    const event = Object.freeze({ type: 'scheduled', cron, scheduledTime });
+    try {
+      if (typeof h === 'function') await (new h(ctx, requests.env) as Handler).scheduled!(event, requests.env, ctx);
+      else await h!.scheduled!(event, requests.env, ctx);
+    } catch (e) {
+      return errorText(e);
+    }
+    await allSettled(waitUntil);
+    return '';
+  }
+
+  /** An event from the client end of a WebSocket (through ingress and the host) for the server end here. */
+  function wsEvent(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number): void {
+    setClock(now);
+    try {
+      WebSocket.deliver(id, type, data, code, reason);
+    } catch (e) {
+      logError('uncaught exception in a WebSocket event listener:', e);
+    }
+  }
+
+  return {
+    runBatch,
+    drain,
+    end,
+    ship,
+    loaded,
+    runWorkflow: (className: string, eventWire: string, stepHandle: string, now: number) => holding(() => runWorkflow(className, eventWire, stepHandle, now)),
+    runScheduled: (cron: string, scheduledTime: number, now: number) => holding(() => runScheduled(cron, scheduledTime, now)),
+    wsEvent,
+    configure,
+    rehearse,
+  };
+}

@@ -1,0 +1,27 @@
+/**
+ * What the request path (entry.ts) shares with the APIs that belong to a request (timers, fetch and
+ * other capability calls): the requests in flight, the generation of replies still delivered, and the
+ * worker's handler and env. One object, so both sides see each other's writes.
+ */
+import type { Request } from './fetch-api.ts';
+
+export interface Handler {
+  fetch?(request: Request, env: unknown, ctx: unknown): unknown;
+  scheduled?(event: unknown, env: unknown, ctx: unknown): unknown;
+}
+/** `export default class extends WorkerEntrypoint { fetch(request) {} }`: one instance per request. */
+export type HandlerClass = (new (ctx: unknown, env: unknown) => { fetch?(request: Request): unknown }) & { prototype: { fetch?: unknown } };
+
+export const requests: {
+  /** Requests in flight. Timers, fetch and their callbacks belong to requests: outside one there are none. */
+  active: number;
+  /** Bumped whenever the host ends all requests: replies to calls made before then are dropped. */
+  generation: number;
+  /** The worker's default export (or its service-worker listeners), once loaded. */
+  handler: Handler | HandlerClass | undefined;
+  env: object;
+} = { active: 0, generation: 0, handler: undefined, env: {} };
+
+export function inRequest(): boolean {
+  return requests.active > 0;
+}
