@@ -20,7 +20,15 @@ for (let i = 0; i < N; i++) {
     keep.push(iso);
   } else {
     await rt.handle(
-      { workerId: `idle/w${i}`, version: 'b'.repeat(64), mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm', content: `export default { fetch() { return new Response('x') } }` }], limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 }, vars: {}, bindings: [] },
+      {
+        workerId: `idle/w${i}`,
+        version: 'b'.repeat(64),
+        mainModule: 'w.js',
+        modules: [{ name: 'w.js', type: 'esm', content: `export default { fetch() { return new Response('x') } }` }],
+        limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 },
+        vars: {},
+        bindings: [],
+      },
       { method: 'GET', url: 'http://bench/', headers: [], body: null },
       { log() {} },
     );

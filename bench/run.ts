@@ -56,8 +56,8 @@ const hello :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embe
   const mesh = await startTestMesh();
   try {
     await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*']);
-    await waitFor('hello on the mesh', async () => ((await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
-    await waitFor('workerd', async () => ((await fetch(`http://127.0.0.1:${wport}/`)).status === 200) || undefined);
+    await waitFor('hello on the mesh', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined);
+    await waitFor('workerd', async () => (await fetch(`http://127.0.0.1:${wport}/`)).status === 200 || undefined);
     const peer = await load(`http://127.0.0.1:${wport}/`, 'workerd');
     const ours = await load(`${mesh.httpUrl}/hello`, 'cordon mesh');
     const node = await load(`http://127.0.0.1:${(floor.address() as { port: number }).port}/`, 'plain node http');
@@ -65,7 +65,9 @@ const hello :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embe
     say(row('cordon mesh', ours, peer));
     say(row('plain node (floor)', node, peer));
     const alone = await runtimeAlone(bundle.outputFiles[0]!.text);
-    say(`  ${'cordon runtime alone'.padEnd(22)} ${alone.toFixed(0).padStart(8)} req/s   (the isolates without HTTP or RPC, in-process: ${(alone / peer.rps).toFixed(2)}x workerd)`);
+    say(
+      `  ${'cordon runtime alone'.padEnd(22)} ${alone.toFixed(0).padStart(8)} req/s   (the isolates without HTTP or RPC, in-process: ${(alone / peer.rps).toFixed(2)}x workerd)`,
+    );
   } finally {
     workerd.kill('SIGKILL');
     floor.close();
@@ -80,18 +82,36 @@ const hello :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embe
 async function runtimeAlone(code: string): Promise<number> {
   say(`  cordon runtime alone: ${SECONDS} s in-process …`);
   const rt = new WorkerRuntime({ maxIsolates: 10 });
-  const bundle = { workerId: 'bench/hello', version: 'c'.repeat(64), mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm' as const, content: code }], limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 }, vars: {}, bindings: [] };
-  const req = { method: 'GET', url: 'http://127.0.0.1/hello', headers: [['host', '127.0.0.1'], ['user-agent', 'bench']] as [string, string][], body: null };
+  const bundle = {
+    workerId: 'bench/hello',
+    version: 'c'.repeat(64),
+    mainModule: 'w.js',
+    modules: [{ name: 'w.js', type: 'esm' as const, content: code }],
+    limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 },
+    vars: {},
+    bindings: [],
+  };
+  const req = {
+    method: 'GET',
+    url: 'http://127.0.0.1/hello',
+    headers: [
+      ['host', '127.0.0.1'],
+      ['user-agent', 'bench'],
+    ] as [string, string][],
+    body: null,
+  };
   try {
     await rt.handle(bundle, req, { log() {} });
     const until = performance.now() + SECONDS * 1000;
     let n = 0;
-    await Promise.all(Array.from({ length: 32 }, async () => {
-      while (performance.now() < until) {
-        await rt.handle(bundle, req, { log() {} });
-        n++;
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (performance.now() < until) {
+          await rt.handle(bundle, req, { log() {} });
+          n++;
+        }
+      }),
+    );
     return n / SECONDS;
   } finally {
     rt.dispose();
@@ -136,8 +156,12 @@ async function coldStart(): Promise<void> {
     iso.dispose();
   }
   bare.sort((a, b) => a - b);
-  say(`  cordon, back to back       p50 ${times[50]!.toFixed(1)} ms   p99 ${times[98]!.toFixed(1)} ms   (${(times[50]! / bare[50]!).toFixed(1)}x a bare isolate)`);
-  say(`  cordon, spare ready        p50 ${paused[50]!.toFixed(1)} ms   p99 ${paused[98]!.toFixed(1)} ms   (${(paused[50]! / bare[50]!).toFixed(1)}x a bare isolate)`);
+  say(
+    `  cordon, back to back       p50 ${times[50]!.toFixed(1)} ms   p99 ${times[98]!.toFixed(1)} ms   (${(times[50]! / bare[50]!).toFixed(1)}x a bare isolate)`,
+  );
+  say(
+    `  cordon, spare ready        p50 ${paused[50]!.toFixed(1)} ms   p99 ${paused[98]!.toFixed(1)} ms   (${(paused[50]! / bare[50]!).toFixed(1)}x a bare isolate)`,
+  );
   say(`  bare isolated-vm isolate   p50 ${bare[50]!.toFixed(1)} ms   p99 ${bare[98]!.toFixed(1)} ms`);
   rt.dispose();
 }
@@ -146,7 +170,9 @@ async function idleMemory(): Promise<void> {
   say('3. memory per idle isolate');
   const measure = (kind: string) =>
     new Promise<number>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--no-node-snapshot', '--expose-gc', join(ROOT, 'bench', 'idle-memory.ts'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['--no-node-snapshot', '--expose-gc', join(ROOT, 'bench', 'idle-memory.ts'), kind], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d));
       child.on('exit', (code) => (code === 0 ? resolve(Number(out)) : reject(new Error(`idle-memory ${kind} exited with ${code}`))));

@@ -7,7 +7,10 @@ interface Step {
   sleep(name: string, duration: number): Promise<void>;
 }
 interface Env {
-  FLOW: { createBatch(batch: { params: { sleepMs: number } }[]): Promise<{ id: string }[]>; get(id: string): Promise<{ status(): Promise<{ status: string }> }> };
+  FLOW: {
+    createBatch(batch: { params: { sleepMs: number } }[]): Promise<{ id: string }[]>;
+    get(id: string): Promise<{ status(): Promise<{ status: string }> }>;
+  };
 }
 
 export class ThreeSteps extends WorkflowEntrypoint<Env> {

@@ -62,28 +62,36 @@ function rssMiB(pid: number): number {
 
 async function cordon(): Promise<{ rate: number; sleepers?: { n: number; rss: number; asleep: number; done: number } }> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-wfbench-'));
-  writeFileSync(join(dir, 'wrangler.jsonc'), JSON.stringify({ name: 'flow', main: join(ROOT, 'bench/workflow-worker.ts'), routes: ['*/wf/*'], workflows: [{ name: 'flow', binding: 'FLOW', class_name: 'ThreeSteps' }] }));
+  writeFileSync(
+    join(dir, 'wrangler.jsonc'),
+    JSON.stringify({
+      name: 'flow',
+      main: join(ROOT, 'bench/workflow-worker.ts'),
+      routes: ['*/wf/*'],
+      workflows: [{ name: 'flow', binding: 'FLOW', class_name: 'ThreeSteps' }],
+    }),
+  );
   const mesh = await startTestMesh();
   try {
     const d = await mesh.cli(['deploy', '--config', join(dir, 'wrangler.jsonc')]);
     if (d.code !== 0) throw new Error(d.stderr);
-    await waitFor('the bench worker', async () => ((await fetch(`${mesh.httpUrl}/wf/create?n=1`)).status === 200) || undefined);
-    await waitFor('the first instance', async () => ((await count(mesh, 'complete')) === 1) || undefined);
+    await waitFor('the bench worker', async () => (await fetch(`${mesh.httpUrl}/wf/create?n=1`)).status === 200 || undefined);
+    await waitFor('the first instance', async () => (await count(mesh, 'complete')) === 1 || undefined);
     say(`  cordon: ${INSTANCES} instances …`);
     const t = performance.now();
     await createAll(mesh, INSTANCES, 0);
     // Polled often: at a few seconds a run, a coarse poll would be a good part of what is measured.
-    await waitFor('every instance to complete', async () => ((await count(mesh, 'complete')) >= INSTANCES + 1) || undefined, 600_000, 25);
+    await waitFor('every instance to complete', async () => (await count(mesh, 'complete')) >= INSTANCES + 1 || undefined, 600_000, 25);
     const rate = INSTANCES / ((performance.now() - t) / 1000);
     if (!SLEEPERS) return { rate };
     say(`  cordon: ${SLEEPERS} sleeping instances (BENCH_SLEEPERS) …`);
     const t2 = performance.now();
     await createAll(mesh, SLEEPERS, 90_000);
-    await waitFor('every sleeper to be asleep', async () => ((await count(mesh, 'waiting')) >= SLEEPERS) || undefined, 1_800_000, 1000);
+    await waitFor('every sleeper to be asleep', async () => (await count(mesh, 'waiting')) >= SLEEPERS || undefined, 1_800_000, 1000);
     const rss = rssMiB(mesh.servicePids().get('supervisor')!);
     const asleep = (performance.now() - t2) / 1000;
     say(`  cordon: all ${SLEEPERS} asleep (supervisor RSS ${rss.toFixed(0)} MiB); waiting for them to wake and complete …`);
-    await waitFor('every sleeper to wake and complete', async () => ((await count(mesh, 'complete')) >= INSTANCES + 1 + SLEEPERS) || undefined, 1_800_000, 1000);
+    await waitFor('every sleeper to wake and complete', async () => (await count(mesh, 'complete')) >= INSTANCES + 1 + SLEEPERS || undefined, 1_800_000, 1000);
     return { rate, sleepers: { n: SLEEPERS, rss, asleep, done: (performance.now() - t2) / 1000 } };
   } finally {
     await mesh.stop();
@@ -92,7 +100,8 @@ async function cordon(): Promise<{ rate: number; sleepers?: { n: number; rss: nu
 
 /** miniflare's local Workflows engine with the same worker, in-process through its API. */
 async function miniflare(): Promise<number> {
-  const script = (await build({ entryPoints: [join(ROOT, 'bench/workflow-worker.ts')], bundle: true, format: 'esm', write: false, external: ['cloudflare:*'] })).outputFiles[0]!.text;
+  const script = (await build({ entryPoints: [join(ROOT, 'bench/workflow-worker.ts')], bundle: true, format: 'esm', write: false, external: ['cloudflare:*'] }))
+    .outputFiles[0]!.text;
   const mf = new Miniflare({
     modules: true,
     script,
@@ -128,8 +137,15 @@ export async function workflowsBench(): Promise<void> {
   const ours = await cordon();
   const peer = await miniflare().catch((e: Error) => `not measured: ${e.message}`);
   // A 3-step instance makes 7 durable commits (create, start, begin+end per step); one fsync each would allow floor/7 instances/s.
-  say(`  cordon                ${ours.rate.toFixed(0).padStart(7)} instances/s${typeof peer === 'number' ? `   ${(ours.rate / peer).toFixed(2)}x miniflare` : ''}   ${(ours.rate / (floor.single / 7)).toFixed(2)}x an fsync per commit (target ≥ 1000/s)`);
+  say(
+    `  cordon                ${ours.rate.toFixed(0).padStart(7)} instances/s${typeof peer === 'number' ? `   ${(ours.rate / peer).toFixed(2)}x miniflare` : ''}   ${(ours.rate / (floor.single / 7)).toFixed(2)}x an fsync per commit (target ≥ 1000/s)`,
+  );
   say(`  miniflare (peer)      ${typeof peer === 'number' ? `${peer.toFixed(0).padStart(7)} instances/s` : peer}`);
-  say(`  SQLite floor          ${floor.single.toFixed(0).padStart(7)} commits/s with an fsync each, ${floor.grouped.toFixed(0)} commits/s 100 to a transaction`);
-  if (ours.sleepers) say(`  ${ours.sleepers.n} sleeping instances: supervisor RSS ${ours.sleepers.rss.toFixed(0)} MiB (target < 1024); all asleep after ${ours.sleepers.asleep.toFixed(0)} s, all woken and complete after ${ours.sleepers.done.toFixed(0)} s (a 90 s sleep)`);
+  say(
+    `  SQLite floor          ${floor.single.toFixed(0).padStart(7)} commits/s with an fsync each, ${floor.grouped.toFixed(0)} commits/s 100 to a transaction`,
+  );
+  if (ours.sleepers)
+    say(
+      `  ${ours.sleepers.n} sleeping instances: supervisor RSS ${ours.sleepers.rss.toFixed(0)} MiB (target < 1024); all asleep after ${ours.sleepers.asleep.toFixed(0)} s, all woken and complete after ${ours.sleepers.done.toFixed(0)} s (a 90 s sleep)`,
+    );
 }

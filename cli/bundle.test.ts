@@ -15,8 +15,14 @@ test('rule globs match import specifiers as wrangler matches them: * spans direc
 
 test("the config's rules come before the defaults; a rule without fallthrough ends its type", () => {
   const { rules, dropped } = parseRules([{ type: 'Text', globs: ['**/*.sql'] }]);
-  assert.deepEqual(rules.map((r) => r.globs[0]), ['**/*.sql', '**/*.bin', '**/*.wasm']);
-  assert.deepEqual(dropped.map((r) => r.globs), [['**/*.txt', '**/*.html']]);
+  assert.deepEqual(
+    rules.map((r) => r.globs[0]),
+    ['**/*.sql', '**/*.bin', '**/*.wasm'],
+  );
+  assert.deepEqual(
+    dropped.map((r) => r.globs),
+    [['**/*.txt', '**/*.html']],
+  );
   assert.deepEqual(parseRules([{ type: 'Text', globs: ['**/*.sql'], fallthrough: true }]).dropped, []);
 });
 
@@ -36,7 +42,11 @@ test('packages resolve by the workerd condition first, and by module/main withou
     writeFileSync(join(dir, 'node_modules', name, 'package.json'), JSON.stringify({ name, ...json }));
     for (const [f, src] of Object.entries(files)) writeFileSync(join(dir, 'node_modules', name, f), src);
   };
-  pkg('c', { exports: { workerd: './w.js', worker: './k.js', browser: './b.js', default: './d.js' } }, { 'w.js': 'export const v = "workerd"', 'k.js': 'export const v = "worker"', 'b.js': 'export const v = "browser"', 'd.js': 'export const v = "default"' });
+  pkg(
+    'c',
+    { exports: { workerd: './w.js', worker: './k.js', browser: './b.js', default: './d.js' } },
+    { 'w.js': 'export const v = "workerd"', 'k.js': 'export const v = "worker"', 'b.js': 'export const v = "browser"', 'd.js': 'export const v = "default"' },
+  );
   pkg('m', { main: './main.js', module: './mod.js' }, { 'main.js': 'exports.v = "main"', 'mod.js': 'export const v = "module"' });
   writeFileSync(join(dir, 'w.js'), `import { v as c } from 'c'; import { v as m } from 'm'; export default { c, m };`);
   const b = await bundleWorker(join(dir, 'w.js'));

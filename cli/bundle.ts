@@ -47,12 +47,19 @@ export function parseRules(userRules: ModuleRule[] = []): { rules: ModuleRule[];
 
 /** A rule's glob as wrangler matches it against the import specifier: `*` is any run of characters, `/` included. */
 export function globRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\/-]/g, '\\$&')).join('.*')}$`);
+  return new RegExp(
+    `^${glob
+      .split('*')
+      .map((part) => part.replace(/[.+?^${}()|[\]\\/-]/g, '\\$&'))
+      .join('.*')}$`,
+  );
 }
 
 /** A name the admin API accepts (letters, digits, `_ . -`; at most 256 characters), the extension kept. */
 function moduleName(content: Buffer, file: string): string {
-  return `${createHash('sha1').update(content).digest('hex')}-${basename(file).replace(/[^A-Za-z0-9_.-]/g, '_').slice(-200)}`;
+  return `${createHash('sha1').update(content).digest('hex')}-${basename(file)
+    .replace(/[^A-Za-z0-9_.-]/g, '_')
+    .slice(-200)}`;
 }
 
 /** The plugin that turns files matched by a rule into modules of their own, collected in `modules`. */
@@ -66,7 +73,12 @@ function moduleRules(settings: BuildSettings, modules: Map<string, WorkerModule>
           b.onResolve({ filter: globRegExp(glob) }, async (args) => {
             if (args.pluginData === 'cordon-module-rules') return undefined;
             // esbuild resolves the file (package exports and conditions included); then it is ours.
-            const found = await b.resolve(args.path.replace(/\?module$/, ''), { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: 'cordon-module-rules' });
+            const found = await b.resolve(args.path.replace(/\?module$/, ''), {
+              kind: args.kind,
+              importer: args.importer,
+              resolveDir: args.resolveDir,
+              pluginData: 'cordon-module-rules',
+            });
             if (found.errors.length) return { errors: found.errors };
             const content = await readFile(found.path);
             const name = moduleName(content, found.path);
@@ -79,7 +91,11 @@ function moduleRules(settings: BuildSettings, modules: Map<string, WorkerModule>
       for (const rule of dropped) {
         for (const glob of rule.globs) {
           b.onResolve({ filter: globRegExp(glob) }, (args) => ({
-            errors: [{ text: `${args.path} matched the module rule ${JSON.stringify(rule)}, which is ignored because an earlier ${rule.type} rule does not say "fallthrough": true` }],
+            errors: [
+              {
+                text: `${args.path} matched the module rule ${JSON.stringify(rule)}, which is ignored because an earlier ${rule.type} rule does not say "fallthrough": true`,
+              },
+            ],
           }));
         }
       }

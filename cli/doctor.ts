@@ -22,7 +22,10 @@ export async function probeSandbox(): Promise<ProbeResult> {
   const server = createServer((s) => s.once('data', () => s.end('pong')));
   await new Promise<void>((r) => server.listen(socket, r));
   try {
-    const child = spawnConfined({ bwrap, nodeArgs: ['--no-node-snapshot'], script: join(ROOT, 'services/sandbox/probe.ts'), scriptArgs: [socket], dataDir }, { output: 'pipe' });
+    const child = spawnConfined(
+      { bwrap, nodeArgs: ['--no-node-snapshot'], script: join(ROOT, 'services/sandbox/probe.ts'), scriptArgs: [socket], dataDir },
+      { output: 'pipe' },
+    );
     let out = '';
     let err = '';
     child.stdout!.on('data', (d) => (out += d));
@@ -88,7 +91,8 @@ export async function runDoctor(opts: { insecure: boolean }): Promise<number> {
   const missing = layers.filter((l) => !l.active);
   const ceiling = memoryCeiling();
   out('Memory ceiling (each sandbox process, from the kernel):');
-  if (ceiling.kind === 'none') out(`  ⚠ none — ${ceiling.detail}. \`cordon start\` runs sandboxes without one (and says so); the isolates' own limits still apply.`);
+  if (ceiling.kind === 'none')
+    out(`  ⚠ none — ${ceiling.detail}. \`cordon start\` runs sandboxes without one (and says so); the isolates' own limits still apply.`);
   else out(`  ✔ ${ceiling.detail}`);
   let failed = false;
   if (missing.length === 0 || layers.slice(0, 2).every((l) => l.active)) {
@@ -107,7 +111,8 @@ export async function runDoctor(opts: { insecure: boolean }): Promise<number> {
     out(`WARNING: ${missing.length} layer(s) missing; with --insecure-no-process-sandbox the mesh starts anyway. Never in production.`);
     return failed ? 1 : 0;
   }
-  if (missing.length) out(`${missing.length} layer(s) missing: \`cordon start\` refuses to run sandboxes until they are there (or --insecure-no-process-sandbox).`);
+  if (missing.length)
+    out(`${missing.length} layer(s) missing: \`cordon start\` refuses to run sandboxes until they are there (or --insecure-no-process-sandbox).`);
   else if (!failed) out('All layers active.');
   return missing.length || failed ? 1 : 0;
 }

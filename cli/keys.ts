@@ -28,23 +28,33 @@ function writePrivate(file: string, text: string): void {
 }
 
 export function keysCommand(args: string[], env: NodeJS.ProcessEnv = process.env): number {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { role: { type: 'string' }, cordon: { type: 'string' }, out: { type: 'string' } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { role: { type: 'string' }, cordon: { type: 'string' }, out: { type: 'string' } },
+  });
   if (positionals[0] !== 'issue' || positionals.length !== 1) throw new CliError(KEYS_USAGE);
   const role = values.role;
-  if (!(SERVICE_ROLES as readonly string[]).includes(role ?? '')) throw new CliError(`--role must be one of ${SERVICE_ROLES.join(', ')}${role ? `, got ${JSON.stringify(role)}` : ''}\n${KEYS_USAGE}`);
+  if (!(SERVICE_ROLES as readonly string[]).includes(role ?? ''))
+    throw new CliError(`--role must be one of ${SERVICE_ROLES.join(', ')}${role ? `, got ${JSON.stringify(role)}` : ''}\n${KEYS_USAGE}`);
   if (role === 'sandbox') {
     if (!values.cordon) throw new CliError("a sandbox's keyring is for one cordon: add --cordon <name>");
-    if (!CORDON_NAME.test(values.cordon)) throw new CliError(`${JSON.stringify(values.cordon)} is not a valid cordon name (lower-case letters, digits, dashes)`);
+    if (!CORDON_NAME.test(values.cordon))
+      throw new CliError(`${JSON.stringify(values.cordon)} is not a valid cordon name (lower-case letters, digits, dashes)`);
   } else if (values.cordon !== undefined) throw new CliError(`--cordon is for a sandbox's keyring only; ${role} serves every cordon`);
   const { dataDir } = loadConfig(env);
   // Issuing from a secret that does not exist yet would make one no running mesh uses: refuse instead.
   if (!env.CORDON_MESH_SECRET && !existsSync(join(dataDir, 'mesh.secret'))) {
-    throw new CliError(`no mesh secret here (${join(dataDir, 'mesh.secret')} does not exist and CORDON_MESH_SECRET is not set): run this where the supervisor's data dir is, with CORDON_DATA_DIR pointing at it`);
+    throw new CliError(
+      `no mesh secret here (${join(dataDir, 'mesh.secret')} does not exist and CORDON_MESH_SECRET is not set): run this where the supervisor's data dir is, with CORDON_DATA_DIR pointing at it`,
+    );
   }
   const text = Keyring.forRole(loadMeshSecret(dataDir, env), role as ServiceRole, values.cordon).encode() + '\n';
   if (values.out) {
     writePrivate(values.out, text);
-    process.stderr.write(`wrote the keyring of ${role}${values.cordon ? ` (cordon ${values.cordon})` : ''} to ${values.out} (0600); hand it to that process as CORDON_MESH_KEYRING_FILE\n`);
+    process.stderr.write(
+      `wrote the keyring of ${role}${values.cordon ? ` (cordon ${values.cordon})` : ''} to ${values.out} (0600); hand it to that process as CORDON_MESH_KEYRING_FILE\n`,
+    );
   } else process.stdout.write(text);
   return 0;
 }

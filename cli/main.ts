@@ -92,7 +92,11 @@ async function main(argv: string[]): Promise<number> {
       return -1; // keep running
     }
     case 'run': {
-      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { cordon: { type: 'string' }, 'insecure-no-process-sandbox': { type: 'boolean' } } });
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { cordon: { type: 'string' }, 'insecure-no-process-sandbox': { type: 'boolean' } },
+      });
       if (positionals.length > 1) throw new CliError(RUN_USAGE);
       return runService({ role: positionals[0], cordon: values.cordon, insecureNoProcessSandbox: values['insecure-no-process-sandbox'] });
     }
@@ -178,12 +182,16 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'workers': {
-      const { workers } = (await adminClient().request('GET', '/v1/workers')) as { workers: { id: string; version: string; cordon: string; routes: string[] }[] };
+      const { workers } = (await adminClient().request('GET', '/v1/workers')) as {
+        workers: { id: string; version: string; cordon: string; routes: string[] }[];
+      };
       for (const w of workers) process.stdout.write(`${w.id}\t${w.version.slice(0, 12)}\t${w.cordon}\t${w.routes.join(' ')}\n`);
       return 0;
     }
     case 'versions': {
-      const { versions } = (await adminClient().request('GET', `${workerPath(rest[0])}/versions`)) as { versions: { version: string; createdAt: string; current: boolean }[] };
+      const { versions } = (await adminClient().request('GET', `${workerPath(rest[0])}/versions`)) as {
+        versions: { version: string; createdAt: string; current: boolean }[];
+      };
       for (const v of versions) process.stdout.write(`${v.version}\t${v.createdAt}${v.current ? '\tcurrent' : ''}\n`);
       return 0;
     }
@@ -204,7 +212,10 @@ async function main(argv: string[]): Promise<number> {
       const { versions } = (await adminClient().request('GET', `/v1/tenants/${encodeURIComponent(tenant)}/export`)) as { versions: ExportedVersion[] };
       const { versions: n, refused } = await writeExport(dir, tenant, versions);
       process.stdout.write(`exported ${n} version${n === 1 ? '' : 's'} of ${tenant} to ${dir}\n`);
-      for (const r of refused) process.stderr.write(`cordon: not written: module ${JSON.stringify(r.module)} of ${tenant}/${r.worker} version ${r.version.slice(0, 12)}: it ${r.reason} (recorded in its cordon.json)\n`);
+      for (const r of refused)
+        process.stderr.write(
+          `cordon: not written: module ${JSON.stringify(r.module)} of ${tenant}/${r.worker} version ${r.version.slice(0, 12)}: it ${r.reason} (recorded in its cordon.json)\n`,
+        );
       return 0;
     }
     case 'logs': {
@@ -215,7 +226,11 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'tokens': {
-      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { scope: { type: 'string', multiple: true }, tenant: { type: 'string' } } });
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { scope: { type: 'string', multiple: true }, tenant: { type: 'string' } },
+      });
       const client = adminClient();
       if (positionals[0] === 'create') {
         if (!values.scope?.length) throw new CliError('tokens create needs at least one --scope (read, deploy, workflows, admin)');
@@ -226,8 +241,11 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (positionals[0] === 'list') {
-        const { tokens } = (await client.request('GET', '/v1/tokens')) as { tokens: { tokenId: string; scopes: string[]; tenant?: string; createdAt: string; revoked: boolean }[] };
-        for (const t of tokens) process.stdout.write(`${t.tokenId}\t${t.scopes.join(',')}\t${t.tenant ?? '*'}\t${t.createdAt}${t.revoked ? '\trevoked' : ''}\n`);
+        const { tokens } = (await client.request('GET', '/v1/tokens')) as {
+          tokens: { tokenId: string; scopes: string[]; tenant?: string; createdAt: string; revoked: boolean }[];
+        };
+        for (const t of tokens)
+          process.stdout.write(`${t.tokenId}\t${t.scopes.join(',')}\t${t.tenant ?? '*'}\t${t.createdAt}${t.revoked ? '\trevoked' : ''}\n`);
         return 0;
       }
       if (positionals[0] === 'revoke' && positionals[1]) {
@@ -247,7 +265,12 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (action === 'assign' && pattern && values.tenant) {
-        const r = (await client.request('PUT', `/v1/hosts/${encodeURIComponent(pattern)}`, { tenant: values.tenant })) as { host: string; tenant: string; previous?: string; unserved: string[] };
+        const r = (await client.request('PUT', `/v1/hosts/${encodeURIComponent(pattern)}`, { tenant: values.tenant })) as {
+          host: string;
+          tenant: string;
+          previous?: string;
+          unserved: string[];
+        };
         process.stdout.write(`${r.host} is assigned to ${r.tenant}${r.previous ? ` (was ${r.previous})` : ''}\n`);
         for (const u of r.unserved) process.stderr.write(`no longer served (inside a host of another tenant): ${u}\n`);
         return 0;
@@ -268,7 +291,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'drift': {
-      const { services } = (await adminClient().request('GET', '/v1/drift')) as { services: Record<string, { config: string; routes?: string; reportedAt: string }> };
+      const { services } = (await adminClient().request('GET', '/v1/drift')) as {
+        services: Record<string, { config: string; routes?: string; reportedAt: string }>;
+      };
       let drifting = false;
       for (const [peer, st] of Object.entries(services).sort()) {
         drifting ||= st.config === 'drift' || st.routes === 'drift';
@@ -292,7 +317,11 @@ async function main(argv: string[]): Promise<number> {
       }
       if (rest[0] === 'tenant' && rest[1]) {
         const { values } = parseArgs({ args: rest.slice(2), options: { reason: { type: 'string' } } });
-        const r = (await adminClient().request('POST', `/v1/tenants/${encodeURIComponent(rest[1])}/quarantine`, values.reason ? { reason: values.reason } : {})) as { cordon: string };
+        const r = (await adminClient().request(
+          'POST',
+          `/v1/tenants/${encodeURIComponent(rest[1])}/quarantine`,
+          values.reason ? { reason: values.reason } : {},
+        )) as { cordon: string };
         process.stdout.write(`tenant ${rest[1]} quarantined in ${r.cordon}\n`);
         return 0;
       }
@@ -307,16 +336,18 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`released ${rest[1]}\n`);
         return 0;
       }
-      throw new CliError('usage: cordon quarantine list | quarantine release <[tenant/]worker> | quarantine tenant <tenant> [--reason <text>] | quarantine release-tenant <tenant>');
+      throw new CliError(
+        'usage: cordon quarantine list | quarantine release <[tenant/]worker> | quarantine tenant <tenant> [--reason <text>] | quarantine release-tenant <tenant>',
+      );
     }
     case 'cordons': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { allow: { type: 'string', multiple: true } } });
       if (positionals.length !== 1) throw new CliError('usage: cordon cordons <tenant> [--allow <cordon>]...');
       const path = `/v1/tenants/${encodeURIComponent(positionals[0]!)}/cordons`;
       const client = adminClient();
-      const r = (values.allow?.length
-        ? await client.request('PUT', path, { cordons: values.allow.flatMap((c) => c.split(',')) })
-        : await client.request('GET', path)) as { tenant: string; cordons: string[]; granted: boolean };
+      const r = (
+        values.allow?.length ? await client.request('PUT', path, { cordons: values.allow.flatMap((c) => c.split(',')) }) : await client.request('GET', path)
+      ) as { tenant: string; cordons: string[]; granted: boolean };
       process.stdout.write(`${r.tenant}\t${r.cordons.join(',')}${r.granted ? '' : '\t(default: the least trusted cordon)'}\n`);
       return 0;
     }
@@ -334,7 +365,10 @@ async function main(argv: string[]): Promise<number> {
       if (positionals[0] === 'tail') {
         const limit = positiveInt(values.limit, '--limit') ?? 20;
         const { entries } = (await adminClient().request('GET', `/v1/audit?limit=${limit}`)) as { entries: Record<string, unknown>[] };
-        for (const e of entries) process.stdout.write(`${e.seq}\t${e.time}\t${e.actor}\t${e.action}\t${e.target ?? '-'}\t${e.outcome}${e.detail ? '\t' + JSON.stringify(e.detail) : ''}\n`);
+        for (const e of entries)
+          process.stdout.write(
+            `${e.seq}\t${e.time}\t${e.actor}\t${e.action}\t${e.target ?? '-'}\t${e.outcome}${e.detail ? '\t' + JSON.stringify(e.detail) : ''}\n`,
+          );
         return 0;
       }
       throw new CliError('usage: cordon audit tail [--limit <n>] | cordon audit verify');

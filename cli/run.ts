@@ -54,7 +54,10 @@ function handedCordon(env: NodeJS.ProcessEnv): string | undefined {
 /** Runs one service until it exits (its exit code) or this process is signalled (stops it, exits 0). */
 export async function runService(args: { role: string | undefined; cordon?: string; insecureNoProcessSandbox?: boolean }): Promise<number> {
   const { role } = args;
-  if (!isServiceRole(role)) throw new CliError(`${role === undefined ? 'name a service to run' : `${JSON.stringify(role)} is not a service`} (supervisor, egress, ingress or sandbox)\n${RUN_USAGE}`);
+  if (!isServiceRole(role))
+    throw new CliError(
+      `${role === undefined ? 'name a service to run' : `${JSON.stringify(role)} is not a service`} (supervisor, egress, ingress or sandbox)\n${RUN_USAGE}`,
+    );
   const env = { ...process.env };
   let cordon: string | undefined;
   if (role === 'sandbox') {
@@ -74,7 +77,8 @@ export async function runService(args: { role: string | undefined; cordon?: stri
     env.CORDON_DATA_DIR = config.dataDir;
     mkdirSync(join(config.dataDir, 'sockets'), { recursive: true, mode: 0o700 });
     const report = (msg: string) => log[msg.startsWith('WARNING') ? 'warn' : 'info'](msg);
-    const confine = role === 'sandbox' ? await processSandbox({ natsUrl: config.natsUrl, insecureNoProcessSandbox: args.insecureNoProcessSandbox }, env, report) : undefined;
+    const confine =
+      role === 'sandbox' ? await processSandbox({ natsUrl: config.natsUrl, insecureNoProcessSandbox: args.insecureNoProcessSandbox }, env, report) : undefined;
     const ceilings = role === 'sandbox' ? memoryCeilings(env, report) : undefined;
     let stopping = false;
     const exited = new Promise<number>((resolveExit) => {
@@ -86,7 +90,7 @@ export async function runService(args: { role: string | undefined; cordon?: stri
           if (!stopping) log[code === 0 ? 'info' : 'error'](`${role} exited (${signal ?? `code ${code}`})`);
           ceilings?.close();
           for (const r of confine?.relays ?? []) r.close();
-          resolveExit(stopping ? 0 : code ?? (signal === 'SIGKILL' ? 137 : 1));
+          resolveExit(stopping ? 0 : (code ?? (signal === 'SIGKILL' ? 137 : 1)));
         },
       });
     });

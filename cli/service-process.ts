@@ -65,10 +65,16 @@ export interface Confine {
  * The process sandbox for sandboxes spawned with `env` (its relays listening in the data dir's socket
  * directory), or an error naming each missing layer and what to do.
  */
-export async function processSandbox(opts: { natsUrl?: string; insecureNoProcessSandbox?: boolean }, env: NodeJS.ProcessEnv, report: (msg: string) => void): Promise<Confine | undefined> {
+export async function processSandbox(
+  opts: { natsUrl?: string; insecureNoProcessSandbox?: boolean },
+  env: NodeJS.ProcessEnv,
+  report: (msg: string) => void,
+): Promise<Confine | undefined> {
   if (opts.insecureNoProcessSandbox) {
     env[INSECURE_ENV] = '1';
-    report('WARNING: --insecure-no-process-sandbox: sandboxes run WITHOUT namespaces and seccomp; tenant code that escapes V8 owns the process. Never do this in production.');
+    report(
+      'WARNING: --insecure-no-process-sandbox: sandboxes run WITHOUT namespaces and seccomp; tenant code that escapes V8 owns the process. Never do this in production.',
+    );
     return undefined;
   }
   delete env[INSECURE_ENV];
@@ -170,9 +176,14 @@ export class ServiceProcess {
       Object.assign(env, this.#confine.relayEnv);
       const files = [flightRecorderPath(env.CORDON_DATA_DIR!, this.spec.env.CORDON_CORDON!)];
       const { bwrap, configFile, readOnly } = this.#confine;
-      child = spawnConfined({ bwrap, configFile, readOnly, nodeArgs: this.spec.nodeArgs, script, dataDir: env.CORDON_DATA_DIR!, files, cgroup }, { env, output: 'inherit' });
+      child = spawnConfined(
+        { bwrap, configFile, readOnly, nodeArgs: this.spec.nodeArgs, script, dataDir: env.CORDON_DATA_DIR!, files, cgroup },
+        { env, output: 'inherit' },
+      );
     } else {
-      const [command, args] = cgroup ? inCgroup(cgroup, process.execPath, [...this.spec.nodeArgs, script]) : [process.execPath, [...this.spec.nodeArgs, script]];
+      const [command, args] = cgroup
+        ? inCgroup(cgroup, process.execPath, [...this.spec.nodeArgs, script])
+        : [process.execPath, [...this.spec.nodeArgs, script]];
       child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
     }
     this.#child = child;
@@ -181,7 +192,10 @@ export class ServiceProcess {
         this.#ceilings?.release(this.#cgroup);
         return this.#onExit?.(code, signal);
       }
-      const oom = this.#ceilings && this.#ceilings.oomKills(this.#cgroup) > oomKills ? `, killed by the kernel at its memory ceiling of ${Math.round(this.#ceilings.bytes / 1024 / 1024)} MB` : '';
+      const oom =
+        this.#ceilings && this.#ceilings.oomKills(this.#cgroup) > oomKills
+          ? `, killed by the kernel at its memory ceiling of ${Math.round(this.#ceilings.bytes / 1024 / 1024)} MB`
+          : '';
       if (!this.#restart) {
         if (oom) this.#report(`WARNING: ${this.spec.id}${oom}`);
         this.#ceilings?.release(this.#cgroup);

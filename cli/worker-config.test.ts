@@ -28,17 +28,31 @@ test('bad config files fail with the file, position or field, and what is wrong'
   assert.throws(() => readWorkerConfig(write('{\n  "name": "x",\n  "main" "y"\n}')), /\.jsonc:3:\d+: /);
   assert.throws(() => readWorkerConfig(write('{ "main": "y" }')), /name: /);
   // vars are JSON values, as in Workers; only absurd nesting is refused.
-  assert.deepEqual(readWorkerConfig(write('{ "name": "x", "main": "y", "vars": { "A": { "nested": [1, true, null] }, "N": 2 } }')).vars, { A: { nested: [1, true, null] }, N: 2 });
-  assert.throws(() => readWorkerConfig(write(`{ "name": "x", "main": "y", "vars": { "A": ${'['.repeat(40)}${']'.repeat(40)} } }`)), /vars\.A: .*nested more than 32 deep/);
+  assert.deepEqual(readWorkerConfig(write('{ "name": "x", "main": "y", "vars": { "A": { "nested": [1, true, null] }, "N": 2 } }')).vars, {
+    A: { nested: [1, true, null] },
+    N: 2,
+  });
+  assert.throws(
+    () => readWorkerConfig(write(`{ "name": "x", "main": "y", "vars": { "A": ${'['.repeat(40)}${']'.repeat(40)} } }`)),
+    /vars\.A: .*nested more than 32 deep/,
+  );
   assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "workflows": [{ "name": "w", "binding": "W" }] }')), /workflows\.0\.class_name/);
-  assert.throws(() => readWorkerConfig(write('{ "name": "x", "main": "y", "workflows": [{ "name": "w", "binding": "DB", "class_name": "C" }], "cordon": { "storage": ["DB"] } }')), /binding DB is also/);
+  assert.throws(
+    () =>
+      readWorkerConfig(
+        write('{ "name": "x", "main": "y", "workflows": [{ "name": "w", "binding": "DB", "class_name": "C" }], "cordon": { "storage": ["DB"] } }'),
+      ),
+    /binding DB is also/,
+  );
   assert.throws(() => readWorkerConfig(join(dir, 'missing.jsonc')), /cannot read/);
-  const ok = readWorkerConfig(write('{ "name": "x", "main": "./src/w.ts", "route": "a.com/*", "routes": ["b.com/*", { "pattern": "c.com/*", "zone_name": "c.com" }] }'));
+  const ok = readWorkerConfig(
+    write('{ "name": "x", "main": "./src/w.ts", "route": "a.com/*", "routes": ["b.com/*", { "pattern": "c.com/*", "zone_name": "c.com" }] }'),
+  );
   assert.deepEqual(ok.routes, ['a.com/*', 'b.com/*', 'c.com/*']);
   assert.equal(ok.main, join(dir, 'src/w.ts'));
 });
 
-test('with no file named, deploy finds cordon.jsonc, then wrangler.json, .jsonc, .toml (wrangler\'s order) in the directory, or nothing', () => {
+test("with no file named, deploy finds cordon.jsonc, then wrangler.json, .jsonc, .toml (wrangler's order) in the directory, or nothing", () => {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-find-'));
   assert.equal(findWorkerConfig(dir), undefined);
   writeFileSync(join(dir, 'wrangler.toml'), 'name = "t"\nmain = "a.js"\n');
@@ -55,7 +69,10 @@ test('with no file named, deploy finds cordon.jsonc, then wrangler.json, .jsonc,
 test('wrangler.toml is read as the JSON forms are, with TOML errors at their line and column', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-toml-'));
   const f = join(dir, 'wrangler.toml');
-  writeFileSync(f, 'name = "t"\nmain = "src/w.ts"\nroutes = ["a.com/*"]\n[vars]\nA = "1"\nB = 2\n[triggers]\ncrons = ["* * * * *"]\n[[rules]]\ntype = "Text"\nglobs = ["**/*.sql"]\n[define]\nX = "1"\n');
+  writeFileSync(
+    f,
+    'name = "t"\nmain = "src/w.ts"\nroutes = ["a.com/*"]\n[vars]\nA = "1"\nB = 2\n[triggers]\ncrons = ["* * * * *"]\n[[rules]]\ntype = "Text"\nglobs = ["**/*.sql"]\n[define]\nX = "1"\n',
+  );
   const c = readWorkerConfig(f);
   assert.equal(c.main, join(dir, 'src/w.ts'));
   assert.deepEqual(c.routes, ['a.com/*']);
@@ -70,17 +87,47 @@ test('wrangler.toml is read as the JSON forms are, with TOML errors at their lin
 test('sections Cordon does not implement are refused together, each named with what to do; platform-only sections pass, ignored ones leave a note', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-sections-'));
   const f = join(dir, 'wrangler.jsonc');
-  writeFileSync(f, JSON.stringify({ name: 'x', main: 'a.js', kv_namespaces: [{ binding: 'K', id: '1' }], durable_objects: { bindings: [{ name: 'D', class_name: 'C' }] }, compatibility_flags: ['nodejs_compat'], frobnicate: 1, observability: { enabled: true }, rules: [{ type: 'PythonModule', globs: ['**/*.py'] }] }));
+  writeFileSync(
+    f,
+    JSON.stringify({
+      name: 'x',
+      main: 'a.js',
+      kv_namespaces: [{ binding: 'K', id: '1' }],
+      durable_objects: { bindings: [{ name: 'D', class_name: 'C' }] },
+      compatibility_flags: ['nodejs_compat'],
+      frobnicate: 1,
+      observability: { enabled: true },
+      rules: [{ type: 'PythonModule', globs: ['**/*.py'] }],
+    }),
+  );
   assert.throws(
     () => readWorkerConfig(f),
     (e: Error) => {
-      for (const want of [/kv_namespaces: KV is not implemented/, /durable_objects: Durable Objects are not implemented/, /compatibility_flags: /, /frobnicate: a section Cordon does not know/, /rules: PythonModule/]) assert.match(e.message, want);
+      for (const want of [
+        /kv_namespaces: KV is not implemented/,
+        /durable_objects: Durable Objects are not implemented/,
+        /compatibility_flags: /,
+        /frobnicate: a section Cordon does not know/,
+        /rules: PythonModule/,
+      ])
+        assert.match(e.message, want);
       assert.doesNotMatch(e.message, /observability/);
       return true;
     },
   );
   // Empty sections ask for nothing.
-  writeFileSync(f, JSON.stringify({ name: 'x', main: 'a.js', kv_namespaces: [], compatibility_flags: [], no_bundle: false, observability: { enabled: true }, env: { staging: { vars: { A: 'b' } } } }));
+  writeFileSync(
+    f,
+    JSON.stringify({
+      name: 'x',
+      main: 'a.js',
+      kv_namespaces: [],
+      compatibility_flags: [],
+      no_bundle: false,
+      observability: { enabled: true },
+      env: { staging: { vars: { A: 'b' } } },
+    }),
+  );
   const c = readWorkerConfig(f);
   assert.deepEqual(c.notes, ['env ignored: environments are not read (there is no --env): the top level of the file is deployed']);
 });

@@ -57,8 +57,16 @@ const Config = z
         directories: z.array(z.string()).default([]),
         origins: z.array(z.string()).default([]),
         allow_eval: z.boolean().default(false),
-        egress: z.object({ allow_hosts: z.array(z.string()).default([]), deny_hosts: z.array(z.string()).default([]), deny_cidrs: z.array(z.string()).default([]) }).optional(),
-        limits: z.object({ cpu_ms: z.number().int().positive().optional(), wall_ms: z.number().int().positive().optional(), memory_mb: z.number().int().positive().optional() }).default({}),
+        egress: z
+          .object({ allow_hosts: z.array(z.string()).default([]), deny_hosts: z.array(z.string()).default([]), deny_cidrs: z.array(z.string()).default([]) })
+          .optional(),
+        limits: z
+          .object({
+            cpu_ms: z.number().int().positive().optional(),
+            wall_ms: z.number().int().positive().optional(),
+            memory_mb: z.number().int().positive().optional(),
+          })
+          .default({}),
       })
       .default({ storage: [], directories: [], origins: [], allow_eval: false, limits: {} }),
   })
@@ -68,7 +76,21 @@ const Config = z
 const HONOURED = new Set(Object.keys(Config.shape));
 
 /** Sections about Cloudflare's own platform (its account, dashboard, dev server, telemetry): nothing to do on Cordon. */
-const PLATFORM_ONLY = new Set(['$schema', 'account_id', 'workers_dev', 'preview_urls', 'observability', 'logpush', 'upload_source_maps', 'send_metrics', 'keep_vars', 'dev', 'usage_model', 'first_party_worker', 'compliance_region']);
+const PLATFORM_ONLY = new Set([
+  '$schema',
+  'account_id',
+  'workers_dev',
+  'preview_urls',
+  'observability',
+  'logpush',
+  'upload_source_maps',
+  'send_metrics',
+  'keep_vars',
+  'dev',
+  'usage_model',
+  'first_party_worker',
+  'compliance_region',
+]);
 
 /** Sections with an effect on Cloudflare that Cordon does not give: deployed, with a note saying so. */
 const IGNORED: Record<string, string> = {
@@ -214,7 +236,8 @@ export function readWorkerConfig(file: string): WorkerConfig {
   for (const [section, value] of Object.entries(c)) {
     if (HONOURED.has(section) || PLATFORM_ONLY.has(section) || !present(value)) continue;
     if (Object.hasOwn(IGNORED, section)) notes.push(`${section} ignored: ${IGNORED[section]}`);
-    else refused.push(`  ${section}: ${Object.hasOwn(REFUSED, section) ? REFUSED[section] : 'a section Cordon does not know; remove it (or check its spelling)'}`);
+    else
+      refused.push(`  ${section}: ${Object.hasOwn(REFUSED, section) ? REFUSED[section] : 'a section Cordon does not know; remove it (or check its spelling)'}`);
   }
   for (const rule of c.rules) {
     if (rule.type.startsWith('Python')) refused.push(`  rules: ${rule.type} modules are ${NOT_YET}`);

@@ -34,7 +34,15 @@ export async function workflowsCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { tenant: { type: 'string' }, id: { type: 'string' }, params: { type: 'string' }, payload: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+    options: {
+      tenant: { type: 'string' },
+      id: { type: 'string' },
+      params: { type: 'string' },
+      payload: { type: 'string' },
+      status: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+    },
   });
   const [action, workflow, id, type] = positionals;
   if (!action || !workflow) throw new CliError(`usage:\n${WORKFLOWS_USAGE}`);
@@ -57,7 +65,10 @@ export async function workflowsCommand(args: string[]): Promise<number> {
         process.stdout.write(`${s.id}\t${s.status}\tcreated ${s.createdAt}\n`);
         if (s.output !== undefined) process.stdout.write(`output\t${JSON.stringify(s.output)}\n`);
         if (s.error) process.stdout.write(`error\t${s.error.name}: ${s.error.message}\n`);
-        for (const st of s.steps) process.stdout.write(`step\t${st.name}#${st.count}\t${st.type}\t${st.status}\tattempts ${st.attempts}${st.error ? `\t${st.error.name}: ${st.error.message}` : ''}\n`);
+        for (const st of s.steps)
+          process.stdout.write(
+            `step\t${st.name}#${st.count}\t${st.type}\t${st.status}\tattempts ${st.attempts}${st.error ? `\t${st.error.name}: ${st.error.message}` : ''}\n`,
+          );
       }
       return 0;
     }

@@ -18,7 +18,9 @@ export type * from '../schemas/client.ts';
 export interface ConnectOptions {
   token: string;
   /** A WebSocket constructor where the runtime has no global one. */
-  WebSocket?: new (url: string) => WebSocket;
+  WebSocket?: new (
+    url: string,
+  ) => WebSocket;
 }
 
 /** The main capability; dispose it (`cordon[Symbol.dispose]()`) to close the connection. */

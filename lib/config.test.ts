@@ -57,7 +57,10 @@ test('config: a bad value is refused in one line naming the setting and what it 
   refused({ CORDON_CORDONS: 'Standard' }, /CORDON_CORDONS must be cordon names/);
   refused({ CORDON_EGRESS_DNS: 'not a server' }, /CORDON_EGRESS_DNS must be DNS servers/);
   refused({ CORDON_LOG_LEVEL: 'verbose' }, /^CORDON_LOG_LEVEL must be one of debug, info, warn, error; got "verbose"$/);
-  refused({ CORDON_CONFIG: configFile({ maxRequestMb: -1 }) }, /^"maxRequestMb" \(CORDON_MAX_REQUEST_MB\) in the config file .*cordon\.json must be a whole number of megabytes, at least 1; got -1$/);
+  refused(
+    { CORDON_CONFIG: configFile({ maxRequestMb: -1 }) },
+    /^"maxRequestMb" \(CORDON_MAX_REQUEST_MB\) in the config file .*cordon\.json must be a whole number of megabytes, at least 1; got -1$/,
+  );
   refused({ CORDON_CONFIG: configFile({ httpPortt: 1 }) }, /unknown setting "httpPortt"; known: dataDir, /);
   refused({ CORDON_CONFIG: configFile('{not json') }, /cannot read the config file/);
   refused({ CORDON_CONFIG: join(tmpdir(), 'cordon-no-such-file.json') }, /cannot read the config file/);
@@ -85,8 +88,13 @@ test('config: the admin body cap and the origins tenants may declare', () => {
     { tenant: undefined, origin: 'http://10.0.0.5:80' },
     { tenant: 'acme', origin: 'https://db.internal.example:8443' },
   ]);
-  assert.deepEqual(loadSettings({ CORDON_CONFIG: configFile({ tenantOrigins: ['acme=http://10.0.0.5'] }) }).supervisor.tenantOrigins, [{ tenant: 'acme', origin: 'http://10.0.0.5:80' }]);
-  assert.throws(() => loadSettings({ CORDON_TENANT_ORIGINS: 'acme=http://10.0.0.5/path' }), /CORDON_TENANT_ORIGINS must be scheme:\/\/host:port .*; got "acme=http:\/\/10\.0\.0\.5\/path" \(origin .* must be just scheme/);
+  assert.deepEqual(loadSettings({ CORDON_CONFIG: configFile({ tenantOrigins: ['acme=http://10.0.0.5'] }) }).supervisor.tenantOrigins, [
+    { tenant: 'acme', origin: 'http://10.0.0.5:80' },
+  ]);
+  assert.throws(
+    () => loadSettings({ CORDON_TENANT_ORIGINS: 'acme=http://10.0.0.5/path' }),
+    /CORDON_TENANT_ORIGINS must be scheme:\/\/host:port .*; got "acme=http:\/\/10\.0\.0\.5\/path" \(origin .* must be just scheme/,
+  );
 });
 
 test('config: every setting is declared once, with a variable, a description and what it expects', () => {

@@ -57,7 +57,13 @@ function described<S extends z.ZodType>(schema: S, meta: SettingMeta): S {
 }
 
 const cordonNames = {
-  schema: z.preprocess(list, z.array(z.string().trim()).transform((a) => a.filter(Boolean)).pipe(z.array(z.string().regex(CORDON_NAME)).min(1))),
+  schema: z.preprocess(
+    list,
+    z
+      .array(z.string().trim())
+      .transform((a) => a.filter(Boolean))
+      .pipe(z.array(z.string().regex(CORDON_NAME)).min(1)),
+  ),
   expects: 'cordon names (lower-case letters, digits, dashes), comma-separated, at least one',
 };
 
@@ -91,14 +97,30 @@ const workersDomainName = {
 };
 
 const hostPorts = {
-  schema: z.preprocess(list, z.array(z.string().trim()).transform((a) => a.filter(Boolean)).pipe(z.array(z.string().regex(/^(?:\[[0-9a-f:.]+\]|[^\s:[\]]+)(?::\d{1,5})?$/i)))),
+  schema: z.preprocess(
+    list,
+    z
+      .array(z.string().trim())
+      .transform((a) => a.filter(Boolean))
+      .pipe(z.array(z.string().regex(/^(?:\[[0-9a-f:.]+\]|[^\s:[\]]+)(?::\d{1,5})?$/i))),
+  ),
   expects: 'DNS servers as host or host:port ([v6]:port), comma-separated',
 };
 
 /** The settings, a section per service (`mesh` is read by all of them). */
 export const Settings = z.strictObject({
   mesh: z.strictObject({
-    dataDir: setting({ schema: z.string().min(1).transform((p) => resolve(p)), expects: 'a directory path' }, '.cordon', { env: 'CORDON_DATA_DIR', description: 'data: code store, mesh secret, admin token, sockets', shownDefault: '`./.cordon`' }),
+    dataDir: setting(
+      {
+        schema: z
+          .string()
+          .min(1)
+          .transform((p) => resolve(p)),
+        expects: 'a directory path',
+      },
+      '.cordon',
+      { env: 'CORDON_DATA_DIR', description: 'data: code store, mesh secret, admin token, sockets', shownDefault: '`./.cordon`' },
+    ),
     natsUrl: optional(text('NATS server URLs (nats://host:port), comma-separated'), {
       env: 'CORDON_NATS_URL',
       description:
@@ -117,24 +139,39 @@ export const Settings = z.strictObject({
       env: 'CORDON_LOG_LEVEL',
       description: 'the least severe log lines written; logs are JSON lines on stderr',
     }),
-    driftMs: setting(whole(100, 'milliseconds'), 30_000, { env: 'CORDON_DRIFT_MS', description: 'how often every service reports the settings and routes it runs with (see *Drift*)' }),
+    driftMs: setting(whole(100, 'milliseconds'), 30_000, {
+      env: 'CORDON_DRIFT_MS',
+      description: 'how often every service reports the settings and routes it runs with (see *Drift*)',
+    }),
   }),
   ingress: z.strictObject({
     httpPort: setting(port, 8080, { env: 'CORDON_HTTP_PORT', description: 'the port ingress serves HTTP on' }),
     httpsPort: setting(port, 8443, { env: 'CORDON_HTTPS_PORT', description: 'the port ingress serves HTTPS on' }),
     httpHost: setting(text('an address to listen on'), '0.0.0.0', { env: 'CORDON_HTTP_HOST', description: 'the address ingress listens on (HTTP and HTTPS)' }),
-    headersTimeoutMs: setting(whole(1, 'milliseconds'), 10_000, { env: 'CORDON_HEADERS_TIMEOUT_MS', description: 'how long a client may take to send its headers (slow clients are cut off)' }),
-    requestTimeoutMs: setting(whole(1, 'milliseconds'), 60_000, { env: 'CORDON_REQUEST_TIMEOUT_MS', description: 'how long a client may take to send its whole request' }),
+    headersTimeoutMs: setting(whole(1, 'milliseconds'), 10_000, {
+      env: 'CORDON_HEADERS_TIMEOUT_MS',
+      description: 'how long a client may take to send its headers (slow clients are cut off)',
+    }),
+    requestTimeoutMs: setting(whole(1, 'milliseconds'), 60_000, {
+      env: 'CORDON_REQUEST_TIMEOUT_MS',
+      description: 'how long a client may take to send its whole request',
+    }),
     maxRequestMb: setting(whole(1, 'megabytes'), 100, {
       env: 'CORDON_MAX_REQUEST_MB',
       description: 'a request body that streams (over 64 KiB or of unknown length) may be this long; past it, 413',
     }),
-    maxWebsockets: setting(whole(1, 'sockets'), 10_000, { env: 'CORDON_MAX_WEBSOCKETS', description: 'open WebSockets an ingress holds at most; beyond, upgrades get 503' }),
+    maxWebsockets: setting(whole(1, 'sockets'), 10_000, {
+      env: 'CORDON_MAX_WEBSOCKETS',
+      description: 'open WebSockets an ingress holds at most; beyond, upgrades get 503',
+    }),
   }),
   egress: z.strictObject({
     egressDns: optional(hostPorts, { env: 'CORDON_EGRESS_DNS', description: 'DNS servers egress resolves with (`host:port,…`)', shownDefault: "the system's" }),
     egressTimeoutMs: setting(whole(1, 'milliseconds'), 30_000, { env: 'CORDON_EGRESS_TIMEOUT_MS', description: 'how long an outbound request may take' }),
-    egressRate: setting(whole(1, 'requests per second'), 100, { env: 'CORDON_EGRESS_RATE', description: 'requests per second per worker (bursts of twice that)' }),
+    egressRate: setting(whole(1, 'requests per second'), 100, {
+      env: 'CORDON_EGRESS_RATE',
+      description: 'requests per second per worker (bursts of twice that)',
+    }),
     egressCacheMb: setting(whole(1, 'megabytes'), 64, { env: 'CORDON_EGRESS_CACHE_MB', description: 'the egress HTTP cache in memory, all tenants together' }),
     cacheTenantDiskMb: setting(whole(1, 'megabytes'), 256, {
       env: 'CORDON_CACHE_TENANT_DISK_MB',
@@ -153,7 +190,10 @@ export const Settings = z.strictObject({
       description:
         "the kernel's hard memory ceiling for each sandbox process (its cgroup's `memory.max`, or `memory.limit_in_bytes` on cgroup v1); over it the kernel kills that process and the launcher restarts it (see [docs/limits.md](docs/limits.md))",
     }),
-    isolateIdleSeconds: setting(whole(1, 'seconds'), 300, { env: 'CORDON_ISOLATE_IDLE_SECONDS', description: 'per sandbox process: how long a warm isolate may sit idle' }),
+    isolateIdleSeconds: setting(whole(1, 'seconds'), 300, {
+      env: 'CORDON_ISOLATE_IDLE_SECONDS',
+      description: 'per sandbox process: how long a warm isolate may sit idle',
+    }),
   }),
   supervisor: z.strictObject({
     adminPort: setting(port, 8081, { env: 'CORDON_ADMIN_PORT', description: 'the admin API, the web dashboard and `/healthz`' }),
@@ -185,7 +225,9 @@ type Section = keyof Settings;
 
 /** Every setting as [section, config file key, its schema] in the schema's order. */
 export function settingFields(): [Section, string, z.ZodType][] {
-  return Object.entries(Settings.shape).flatMap(([section, obj]) => Object.entries(obj.shape).map(([key, schema]) => [section as Section, key, schema as z.ZodType] as [Section, string, z.ZodType]));
+  return Object.entries(Settings.shape).flatMap(([section, obj]) =>
+    Object.entries(obj.shape).map(([key, schema]) => [section as Section, key, schema as z.ZodType] as [Section, string, z.ZodType]),
+  );
 }
 
 export const metaOf = (schema: z.ZodType): SettingMeta => settingMeta.get(schema)!;
@@ -249,7 +291,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): MeshConfig {
 }
 
 export function meshConfig(s: Settings): MeshConfig {
-  return { dataDir: s.mesh.dataDir, httpPort: s.ingress.httpPort, httpsPort: s.ingress.httpsPort, adminPort: s.supervisor.adminPort, natsUrl: s.mesh.natsUrl, natsWaitSeconds: s.mesh.natsWaitSeconds };
+  return {
+    dataDir: s.mesh.dataDir,
+    httpPort: s.ingress.httpPort,
+    httpsPort: s.ingress.httpsPort,
+    adminPort: s.supervisor.adminPort,
+    natsUrl: s.mesh.natsUrl,
+    natsWaitSeconds: s.mesh.natsWaitSeconds,
+  };
 }
 
 /** Where a cordon's sandbox records which workers it is running (read after a crash to attribute it). */

@@ -37,10 +37,33 @@ const CASES: Record<string, { inside: [string, boolean][]; outside: [string, boo
   '240.0.0.0/4': { inside: [['240.0.0.1', false]], outside: ['239.255.255.255', false] },
   '255.255.255.255/32': { inside: [['255.255.255.255', false]], outside: ['255.255.255.254', false] },
   // IPv6
-  '::1/128': { inside: [['::1', false], ['0:0:0:0:0:0:0:1', false]], outside: ['::2', false] },
+  '::1/128': {
+    inside: [
+      ['::1', false],
+      ['0:0:0:0:0:0:0:1', false],
+    ],
+    outside: ['::2', false],
+  },
   '::/128': { inside: [['::', false]], outside: ['::1', false] },
-  '::ffff:0:0/96': { inside: [['::ffff:7f00:1', false], ['::ffff:127.0.0.1', false], ['::ffff:a9fe:a9fe', false], ['::ffff:808:808', true], ['::ffff:8.8.8.8', true]], outside: ['::1:0:0:0', false] },
-  '64:ff9b::/96': { inside: [['64:ff9b::7f00:1', false], ['64:ff9b::10.0.0.1', false], ['64:ff9b::c000:209', false], ['64:ff9b::808:808', true]], outside: ['64:ff9b::1:0:0', false] },
+  '::ffff:0:0/96': {
+    inside: [
+      ['::ffff:7f00:1', false],
+      ['::ffff:127.0.0.1', false],
+      ['::ffff:a9fe:a9fe', false],
+      ['::ffff:808:808', true],
+      ['::ffff:8.8.8.8', true],
+    ],
+    outside: ['::1:0:0:0', false],
+  },
+  '64:ff9b::/96': {
+    inside: [
+      ['64:ff9b::7f00:1', false],
+      ['64:ff9b::10.0.0.1', false],
+      ['64:ff9b::c000:209', false],
+      ['64:ff9b::808:808', true],
+    ],
+    outside: ['64:ff9b::1:0:0', false],
+  },
   '64:ff9b:1::/48': { inside: [['64:ff9b:1::808:808', false]], outside: ['64:ff9b:2::', false] },
   '100::/64': { inside: [['100::ffff', false]], outside: ['100:0:0:1::', false] },
   '100:0:0:1::/64': { inside: [['100:0:0:1::1', false]], outside: ['100:0:0:2::', false] },
@@ -56,7 +79,14 @@ const CASES: Record<string, { inside: [string, boolean][]; outside: [string, boo
   '2001:20::/28': { inside: [['2001:2f::1', false]], outside: ['2001:1f::1', false] },
   '2001:30::/28': { inside: [['2001:3f::1', false]], outside: ['2001:40::', false] },
   '2001:db8::/32': { inside: [['2001:db8::1', false]], outside: ['2001:db9::', true] },
-  '2002::/16': { inside: [['2002:7f00:1::', false], ['2002:a00:1::1', false], ['2002:808:808::1', true]], outside: ['2003::', true] },
+  '2002::/16': {
+    inside: [
+      ['2002:7f00:1::', false],
+      ['2002:a00:1::1', false],
+      ['2002:808:808::1', true],
+    ],
+    outside: ['2003::', true],
+  },
   '2620:4f:8000::/48': { inside: [['2620:4f:8000::1', false]], outside: ['2620:4f:8001::', true] },
   '3fff::/20': { inside: [['3fff:fff::1', false]], outside: ['3fff:1000::', true] },
   '5f00::/16': { inside: [['5f00::1', false]], outside: ['5f01::', false] },
@@ -87,24 +117,33 @@ test('the table is read as the registry states it: egress departs from "Globally
     assert.equal(row.egress === 'embedded-ipv4', row.embeddedAt !== undefined, row.prefix);
   }
   // Only three rows are ever judged by what they carry; nothing the registry calls non-global is allowed outright.
-  assert.deepEqual(IPV6_SPECIAL_PURPOSE.filter((r) => r.egress === 'embedded-ipv4').map((r) => r.prefix), ['::ffff:0:0/96', '64:ff9b::/96', '2002::/16']);
+  assert.deepEqual(
+    IPV6_SPECIAL_PURPOSE.filter((r) => r.egress === 'embedded-ipv4').map((r) => r.prefix),
+    ['::ffff:0:0/96', '64:ff9b::/96', '2002::/16'],
+  );
 });
 
 test('address space: IPv4 multicast is not unicast; IPv6 is allowed only inside 2000::/3', () => {
-  assert.deepEqual(ADDRESS_SPACE.map((s) => s.prefix), ['224.0.0.0/4', '2000::/3']);
+  assert.deepEqual(
+    ADDRESS_SPACE.map((s) => s.prefix),
+    ['224.0.0.0/4', '2000::/3'],
+  );
   assert.match(refusal('224.0.0.0')!, /Multicast \(224\.0\.0\.0\/4, RFC 5771\)/);
   assert.match(refusal('239.255.255.250')!, /Multicast/);
   assert.equal(refusal('223.255.255.255'), undefined);
   assert.equal(refusal('2000::1'), undefined);
   assert.equal(refusal('3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'), undefined);
-  for (const outside of ['1fff:ffff::1', '4000::', 'e000::1', '200::1']) assert.match(refusal(outside)!, /outside Global Unicast \(2000::\/3, RFC 4291\)/, outside);
+  for (const outside of ['1fff:ffff::1', '4000::', 'e000::1', '200::1'])
+    assert.match(refusal(outside)!, /outside Global Unicast \(2000::\/3, RFC 4291\)/, outside);
 });
 
 test('IPv6 spaces outside 2000::/3 are named in the refusal: IPv4-compatible, SIIT, site-local, multicast', () => {
   const inside: Record<string, string> = { '::/96': '::7f00:1', '::ffff:0:0:0/96': '::ffff:0:7f00:1', 'fec0::/10': 'fec0::1', 'ff00::/8': 'ff02::1' };
-  for (const n of NAMED_OUTSIDE_GLOBAL_UNICAST) assert.match(refusal(inside[n.prefix]!)!, new RegExp(`${n.name} \\(${n.prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), n.prefix);
+  for (const n of NAMED_OUTSIDE_GLOBAL_UNICAST)
+    assert.match(refusal(inside[n.prefix]!)!, new RegExp(`${n.name} \\(${n.prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), n.prefix);
   // SIIT is refused whatever it carries, a global IPv4 address included.
-  for (const siit of ['::ffff:0:7f00:1', '0:0:0:0:ffff:0:7f00:1', '::ffff:0:127.0.0.1', '::ffff:0:808:808']) assert.match(refusal(siit)!, /SIIT IPv4-translated/, siit);
+  for (const siit of ['::ffff:0:7f00:1', '0:0:0:0:ffff:0:7f00:1', '::ffff:0:127.0.0.1', '::ffff:0:808:808'])
+    assert.match(refusal(siit)!, /SIIT IPv4-translated/, siit);
 });
 
 test('spellings: every form isIP accepts is read the same; zone indexes and non-addresses are refused', () => {

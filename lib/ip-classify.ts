@@ -10,7 +10,13 @@
  * arithmetic, and no third-party IP classifier is trusted here (several have had SSRF CVEs).
  */
 import { BlockList, isIP } from 'node:net';
-import { ADDRESS_SPACE, IPV4_SPECIAL_PURPOSE, IPV6_SPECIAL_PURPOSE, NAMED_OUTSIDE_GLOBAL_UNICAST, type SpecialPurposeBlock } from './special-purpose-addresses.ts';
+import {
+  ADDRESS_SPACE,
+  IPV4_SPECIAL_PURPOSE,
+  IPV6_SPECIAL_PURPOSE,
+  NAMED_OUTSIDE_GLOBAL_UNICAST,
+  type SpecialPurposeBlock,
+} from './special-purpose-addresses.ts';
 
 type Family = 'ipv4' | 'ipv6';
 
@@ -46,7 +52,9 @@ export function ipv6Bytes(address: string): number[] {
 }
 
 function embeddedIPv4(address: string, at: number): string {
-  return ipv6Bytes(address).slice(at, at + 4).join('.');
+  return ipv6Bytes(address)
+    .slice(at, at + 4)
+    .join('.');
 }
 
 function describe(row: { prefix: string; name: string; rfc: string }): string {
@@ -55,7 +63,8 @@ function describe(row: { prefix: string; name: string; rfc: string }): string {
 
 /** What an IPv4 address is, when that makes it refused ("Loopback (127.0.0.0/8, …)"). */
 function refused4(address: string): string | undefined {
-  for (const { space, list, family } of SPACES) if (space.rule === 'never-inside' && family === 'ipv4' && list.check(address, 'ipv4')) return `${describe(space)}, not unicast`;
+  for (const { space, list, family } of SPACES)
+    if (space.rule === 'never-inside' && family === 'ipv4' && list.check(address, 'ipv4')) return `${describe(space)}, not unicast`;
   const row = specialPurposeRow(address);
   return row && explain(row);
 }

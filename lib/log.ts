@@ -11,7 +11,12 @@ export interface Logger {
 
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-export function createLogger(service: string, base: Record<string, unknown> = {}, out: (line: string) => void = (l) => process.stderr.write(l), level: Level = 'info'): Logger {
+export function createLogger(
+  service: string,
+  base: Record<string, unknown> = {},
+  out: (line: string) => void = (l) => process.stderr.write(l),
+  level: Level = 'info',
+): Logger {
   const min = ORDER[level];
   const write = (level: Level, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < min) return;

@@ -228,8 +228,13 @@ function delegateMemory(parent: string, group: string): void {
     enable(parent);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EBUSY') throw e;
-    const others = readFileSync(join(parent, 'cgroup.procs'), 'utf8').split('\n').filter((p) => p && Number(p) !== process.pid);
-    if (others.length) throw new Error(`${parent} holds other processes (${others.slice(0, 5).join(', ')}), so it cannot delegate memory to sub-groups; run cordon in a cgroup of its own with the memory controller delegated (systemd: Delegate=yes)`);
+    const others = readFileSync(join(parent, 'cgroup.procs'), 'utf8')
+      .split('\n')
+      .filter((p) => p && Number(p) !== process.pid);
+    if (others.length)
+      throw new Error(
+        `${parent} holds other processes (${others.slice(0, 5).join(', ')}), so it cannot delegate memory to sub-groups; run cordon in a cgroup of its own with the memory controller delegated (systemd: Delegate=yes)`,
+      );
     const leaf = join(parent, `cordon-${process.pid}-launcher`);
     mkdirSync(leaf, { recursive: true });
     writeFileSync(join(leaf, 'cgroup.procs'), String(process.pid));

@@ -31,7 +31,8 @@ export function natsAuth(env: NodeJS.ProcessEnv): Pick<ConnectionOptions, 'authe
     } catch (e) {
       throw new Error(`cannot read the nkey seed file CORDON_NATS_NKEY_FILE=${nkeyFile}: ${(e as Error).message}`);
     }
-    if (!/^SU[A-Z2-7]{56}$/.test(seed)) throw new Error(`CORDON_NATS_NKEY_FILE=${nkeyFile} does not hold a user nkey seed (SU…, as \`nsc\` or \`nk -gen user\` writes)`);
+    if (!/^SU[A-Z2-7]{56}$/.test(seed))
+      throw new Error(`CORDON_NATS_NKEY_FILE=${nkeyFile} does not hold a user nkey seed (SU…, as \`nsc\` or \`nk -gen user\` writes)`);
     return { authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) };
   }
   return {};
@@ -47,7 +48,10 @@ const MAX_RETRY_MS = 2000;
  * Refused credentials fail at once: retrying would not help. `relayed`: the URL is a sandbox's relay,
  * so servers the cluster announces are unreachable from where this process runs and are ignored.
  */
-export async function natsTransport(url: string, opts: { env?: NodeJS.ProcessEnv; waitSeconds?: number; relayed?: boolean; log?: Logger } = {}): Promise<Transport> {
+export async function natsTransport(
+  url: string,
+  opts: { env?: NodeJS.ProcessEnv; waitSeconds?: number; relayed?: boolean; log?: Logger } = {},
+): Promise<Transport> {
   const env = opts.env ?? process.env;
   const servers = natsServers(url).map((d) => `${d.host.includes(':') ? `[${d.host}]` : d.host}:${d.port}`);
   const options: ConnectionOptions = {
@@ -73,8 +77,14 @@ export async function natsTransport(url: string, opts: { env?: NodeJS.ProcessEnv
       };
     } catch (e) {
       const message = (e as Error).message;
-      if (/authori[sz]ation|authentication/i.test(message)) throw new Error(`NATS at ${servers.join(',')} refused this process's credentials (${message}): check CORDON_NATS_USER/CORDON_NATS_PASS or CORDON_NATS_NKEY_FILE`);
-      if (Date.now() + delay > deadline) throw new Error(`cannot reach NATS at ${servers.join(',')} (tried for ${opts.waitSeconds ?? 30} s, last error: ${message}); start it, or fix CORDON_NATS_URL`);
+      if (/authori[sz]ation|authentication/i.test(message))
+        throw new Error(
+          `NATS at ${servers.join(',')} refused this process's credentials (${message}): check CORDON_NATS_USER/CORDON_NATS_PASS or CORDON_NATS_NKEY_FILE`,
+        );
+      if (Date.now() + delay > deadline)
+        throw new Error(
+          `cannot reach NATS at ${servers.join(',')} (tried for ${opts.waitSeconds ?? 30} s, last error: ${message}); start it, or fix CORDON_NATS_URL`,
+        );
       opts.log?.warn('NATS not reachable yet, retrying', { servers, attempt, delayMs: delay, error: message });
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, MAX_RETRY_MS);

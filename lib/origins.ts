@@ -15,7 +15,14 @@ export function parseOrigin(text: string): string {
   } catch {
     throw new OriginError(`origin ${JSON.stringify(text)} is not a URL`);
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || (url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
+  if (
+    (url.protocol !== 'http:' && url.protocol !== 'https:') ||
+    url.username ||
+    url.password ||
+    (url.pathname !== '/' && url.pathname !== '') ||
+    url.search ||
+    url.hash
+  ) {
     throw new OriginError(`origin ${JSON.stringify(text)} must be just scheme://host[:port]`);
   }
   return `${url.protocol}//${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;

@@ -57,7 +57,17 @@ function libraryArgs(node: string): string[] {
  * `cgroup`: the `cgroup.procs` file of the memory cgroup bwrap and everything under it start in.
  */
 export function spawnConfined(
-  opts: { bwrap: string; nodeArgs: string[]; script: string; scriptArgs?: string[]; dataDir: string; configFile?: string; readOnly?: string[]; files?: string[]; cgroup?: string },
+  opts: {
+    bwrap: string;
+    nodeArgs: string[];
+    script: string;
+    scriptArgs?: string[];
+    dataDir: string;
+    configFile?: string;
+    readOnly?: string[];
+    files?: string[];
+    cgroup?: string;
+  },
   spawnOpts: { env?: NodeJS.ProcessEnv; output: 'inherit' | 'pipe' },
 ): ChildProcess {
   const node = realpathSync(process.execPath);
@@ -72,22 +82,38 @@ export function spawnConfined(
     '--unshare-all',
     '--die-with-parent',
     '--new-session',
-    '--cap-drop', 'ALL',
-    '--uid', '65534',
-    '--gid', '65534',
-    '--tmpfs', '/',
-    '--dev', '/dev',
-    '--proc', '/proc',
-    '--ro-bind', node, node,
+    '--cap-drop',
+    'ALL',
+    '--uid',
+    '65534',
+    '--gid',
+    '65534',
+    '--tmpfs',
+    '/',
+    '--dev',
+    '/dev',
+    '--proc',
+    '/proc',
+    '--ro-bind',
+    node,
+    node,
     ...libraryArgs(node),
     ...APP_PARTS.filter((p) => existsSync(join(ROOT, p))).flatMap((p) => ['--ro-bind', join(ROOT, p), join(ROOT, p)]),
     ...[...(opts.configFile ? [opts.configFile] : []), ...(opts.readOnly ?? [])].flatMap((f) => ['--ro-bind', resolve(f), resolve(f)]),
-    '--bind', sockets, sockets,
+    '--bind',
+    sockets,
+    sockets,
     ...(opts.files ?? []).flatMap((f) => ['--bind', f, f]),
-    '--remount-ro', '/',
-    '--chdir', ROOT,
-    '--seccomp', '3',
-    node, ...opts.nodeArgs, opts.script, ...(opts.scriptArgs ?? []),
+    '--remount-ro',
+    '/',
+    '--chdir',
+    ROOT,
+    '--seccomp',
+    '3',
+    node,
+    ...opts.nodeArgs,
+    opts.script,
+    ...(opts.scriptArgs ?? []),
   ];
   const [command, argv] = opts.cgroup ? inCgroup(opts.cgroup, opts.bwrap, args) : [opts.bwrap, args];
   const child = spawn(command, argv, { cwd: ROOT, env: spawnOpts.env, stdio: ['ignore', spawnOpts.output, spawnOpts.output, 'pipe'] });
@@ -107,7 +133,9 @@ function namespacesWork(bwrap: string): string | undefined {
     execFileSync(bwrap, ['--unshare-all', '--die-with-parent', '--ro-bind', '/', '/', '--', 'true'], { stdio: 'pipe', timeout: 10_000 });
     return undefined;
   } catch (e) {
-    return String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim().split('\n')[0];
+    return String((e as { stderr?: Buffer }).stderr ?? (e as Error).message)
+      .trim()
+      .split('\n')[0];
   }
 }
 
@@ -118,11 +146,23 @@ export function processLayers(): Layer[] {
   const addon = seccompAddon();
   const layers: Layer[] = [
     { name: 'namespaces (user, mount, PID, IPC, UTS, cgroup)', active: !nsProblem, detail: nsProblem ?? `bwrap at ${bwrap}` },
-    { name: 'empty read-only root', active: !nsProblem, detail: nsProblem ?? 'only Node, its libraries and the app, read-only; the socket dir and its flight-recorder file writable' },
-    { name: 'no network', active: !nsProblem, detail: nsProblem ?? 'own network namespace, only loopback; NATS and a trace collector through Unix-socket relays' },
+    {
+      name: 'empty read-only root',
+      active: !nsProblem,
+      detail: nsProblem ?? 'only Node, its libraries and the app, read-only; the socket dir and its flight-recorder file writable',
+    },
+    {
+      name: 'no network',
+      active: !nsProblem,
+      detail: nsProblem ?? 'own network namespace, only loopback; NATS and a trace collector through Unix-socket relays',
+    },
     { name: 'capabilities dropped, uid 65534', active: !nsProblem, detail: nsProblem ?? 'bwrap --cap-drop ALL --uid 65534' },
     { name: 'seccomp: outer filter (no io_uring, ptrace, bpf, mount, …)', active: !nsProblem, detail: nsProblem ?? 'applied by bwrap before Node starts' },
-    { name: 'seccomp: inner allow-list filter after load', active: 'addon' in addon && !nsProblem, detail: 'problem' in addon ? addon.problem : nsProblem ? 'needs the outer filter (io_uring off)' : join(ROOT, 'native/seccomp.node') },
+    {
+      name: 'seccomp: inner allow-list filter after load',
+      active: 'addon' in addon && !nsProblem,
+      detail: 'problem' in addon ? addon.problem : nsProblem ? 'needs the outer filter (io_uring off)' : join(ROOT, 'native/seccomp.node'),
+    },
   ];
   return layers;
 }

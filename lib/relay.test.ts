@@ -25,7 +25,10 @@ test('bytes go both ways through both ends; an unreachable destination closes th
   const upstream = createServer((s) => s.on('data', (d) => s.write(`echo:${d}`)));
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const port = (upstream.address() as { port: number }).port;
-  const outside = await relayOutside(join(dir, 'ok.sock'), [{ host: '127.0.0.1', port: 1 }, { host: '127.0.0.1', port }]);
+  const outside = await relayOutside(join(dir, 'ok.sock'), [
+    { host: '127.0.0.1', port: 1 },
+    { host: '127.0.0.1', port },
+  ]);
   const dead = await relayOutside(join(dir, 'dead.sock'), [{ host: '127.0.0.1', port: 1 }]);
   try {
     const inside = await relayInside(join(dir, 'ok.sock'));
@@ -40,7 +43,11 @@ test('bytes go both ways through both ends; an unreachable destination closes th
       s.on('close', () => resolve('closed')).on('error', () => {});
     });
     assert.equal(ended, 'closed');
-    const env: NodeJS.ProcessEnv = { [RELAY_ENV.nats]: join(dir, 'ok.sock'), [RELAY_ENV.otlp]: join(dir, 'ok.sock'), OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' };
+    const env: NodeJS.ProcessEnv = {
+      [RELAY_ENV.nats]: join(dir, 'ok.sock'),
+      [RELAY_ENV.otlp]: join(dir, 'ok.sock'),
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+    };
     const opened = await openRelays(env);
     assert.match(opened.natsUrl!, /^nats:\/\/127\.0\.0\.1:\d+$/);
     assert.match(env.OTEL_EXPORTER_OTLP_ENDPOINT!, /^http:\/\/127\.0\.0\.1:\d+$/);

@@ -23,17 +23,21 @@ const OTLP_ENDPOINTS = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACE
  * turn. Credentials in the URL are refused: it is printed and logged (they go in CORDON_NATS_USER/_PASS).
  */
 export function natsServers(url: string): Destination[] {
-  return url.split(',').filter((s) => s.trim()).map((s) => {
-    let u: URL;
-    try {
-      u = new URL(s.includes('://') ? s.trim() : `nats://${s.trim()}`);
-    } catch {
-      throw new Error(`CORDON_NATS_URL: ${JSON.stringify(s.trim())} is not a NATS address (nats://host:port, comma-separated for a cluster's seeds)`);
-    }
-    if (u.username || u.password) throw new Error('CORDON_NATS_URL must not carry credentials (the URL is logged): set CORDON_NATS_USER and CORDON_NATS_PASS instead');
-    if (u.protocol !== 'nats:') throw new Error(`CORDON_NATS_URL: ${JSON.stringify(s.trim())} is not a nats:// address`);
-    return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 4222) };
-  });
+  return url
+    .split(',')
+    .filter((s) => s.trim())
+    .map((s) => {
+      let u: URL;
+      try {
+        u = new URL(s.includes('://') ? s.trim() : `nats://${s.trim()}`);
+      } catch {
+        throw new Error(`CORDON_NATS_URL: ${JSON.stringify(s.trim())} is not a NATS address (nats://host:port, comma-separated for a cluster's seeds)`);
+      }
+      if (u.username || u.password)
+        throw new Error('CORDON_NATS_URL must not carry credentials (the URL is logged): set CORDON_NATS_USER and CORDON_NATS_PASS instead');
+      if (u.protocol !== 'nats:') throw new Error(`CORDON_NATS_URL: ${JSON.stringify(s.trim())} is not a nats:// address`);
+      return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 4222) };
+    });
 }
 
 /** Where the OTLP/HTTP exporter would send traces, if it is configured with a plain-HTTP endpoint. */

@@ -1,6 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileRoute, hostsOverlap, hostWithin, normalizeHostPattern, normalizeRoutePattern, parseRoutePattern, RoutePatternError, RouteTable } from './routes.ts';
+import {
+  compileRoute,
+  hostsOverlap,
+  hostWithin,
+  normalizeHostPattern,
+  normalizeRoutePattern,
+  parseRoutePattern,
+  RoutePatternError,
+  RouteTable,
+} from './routes.ts';
 
 test('route patterns: most specific wins; hosts are matched as normalised names', () => {
   const table = new RouteTable(['*/*', '*/hello*', 'api.example.com/*', 'api.example.com/v1/*', '*.example.com/*'].map((p) => compileRoute(p, p)));
@@ -26,7 +35,26 @@ test('route patterns: no partial matches, and regex metacharacters are literal',
 });
 
 test('route patterns: malformed patterns are refused with a reason', () => {
-  for (const bad of ['', 'no-slash', '/path-only', 'http://x.com/a', 'exa mple.com/*', 'x.com/a?b', 'x.com/#', 'ex_ample.com/*', 'x'.repeat(1100) + '/', 'a*b.com/*', '**/x', 'a.*/x', 'a..b/x', './x', '*./x', 'x.com:8080/*', '[::1]/x', '*bücher.example/*']) {
+  for (const bad of [
+    '',
+    'no-slash',
+    '/path-only',
+    'http://x.com/a',
+    'exa mple.com/*',
+    'x.com/a?b',
+    'x.com/#',
+    'ex_ample.com/*',
+    'x'.repeat(1100) + '/',
+    'a*b.com/*',
+    '**/x',
+    'a.*/x',
+    'a..b/x',
+    './x',
+    '*./x',
+    'x.com:8080/*',
+    '[::1]/x',
+    '*bücher.example/*',
+  ]) {
     assert.throws(() => parseRoutePattern(bad), RoutePatternError, bad);
   }
 });

@@ -43,7 +43,15 @@ export class RoutePatternError extends CordonError {
 const IDNA = { checkHyphens: false, checkBidi: true, checkJoiners: true, useSTD3ASCIIRules: true, transitionalProcessing: false, verifyDNSLength: false };
 
 function pathRegExp(glob: string): RegExp {
-  return new RegExp('^' + glob.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$', 's');
+  return new RegExp(
+    '^' +
+      glob
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*') +
+      '$',
+    's',
+  );
 }
 
 /**
@@ -59,13 +67,16 @@ export function normalizeHostPattern(host: string, pattern: string = host): stri
     throw new RoutePatternError(pattern, 'the host is empty');
   }
   const ascii = tr46.toASCII(rest, IDNA);
-  if (ascii === null || !/^[a-z0-9.-]+$/.test(ascii)) throw new RoutePatternError(pattern, 'the host is not a valid domain name (letters, digits, dashes and dots; international names are mapped to punycode)');
+  if (ascii === null || !/^[a-z0-9.-]+$/.test(ascii))
+    throw new RoutePatternError(pattern, 'the host is not a valid domain name (letters, digits, dashes and dots; international names are mapped to punycode)');
   const name = ascii.endsWith('.') && ascii.length > 1 ? ascii.slice(0, -1) : ascii;
   const labels = name.split('.');
   // A leading empty label is `*.example.com`'s dot; any other empty label is no host at all.
-  if (labels.some((l, i) => l === '' && !(wildcard && i === 0 && labels.length > 1))) throw new RoutePatternError(pattern, 'the host has an empty label (two dots in a row, or only a dot)');
+  if (labels.some((l, i) => l === '' && !(wildcard && i === 0 && labels.length > 1)))
+    throw new RoutePatternError(pattern, 'the host has an empty label (two dots in a row, or only a dot)');
   // `*` glued to a punycode label would match the ASCII encoding, not the names it looks like.
-  if (wildcard && labels[0]!.startsWith('xn--')) throw new RoutePatternError(pattern, 'a * may not be part of an international label: write *.bücher.example, not *bücher.example');
+  if (wildcard && labels[0]!.startsWith('xn--'))
+    throw new RoutePatternError(pattern, 'a * may not be part of an international label: write *.bücher.example, not *bücher.example');
   return (wildcard ? '*' : '') + name;
 }
 

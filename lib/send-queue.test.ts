@@ -24,7 +24,10 @@ test('sends in order with at most `limit` in flight, and reports each item, fail
   while (q.size) await new Promise((r) => setTimeout(r, 5));
   assert.deepEqual(started, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   assert.equal(most, 3);
-  assert.deepEqual(settled.find(([n]) => n === 4), [4, 'four']);
+  assert.deepEqual(
+    settled.find(([n]) => n === 4),
+    [4, 'four'],
+  );
   assert.equal(settled.length, 10);
 });
 

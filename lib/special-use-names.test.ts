@@ -19,9 +19,15 @@ for (const row of [...SPECIAL_USE_NAMES, ...PRIVATE_USE_NAMES]) {
 }
 
 test('the registry rows: what is refused and what is left to the address check', () => {
-  assert.deepEqual(SPECIAL_USE_NAMES.filter((r) => !r.refused).map((r) => r.name), ['example.com', 'example.net', 'example.org']);
+  assert.deepEqual(
+    SPECIAL_USE_NAMES.filter((r) => !r.refused).map((r) => r.name),
+    ['example.com', 'example.net', 'example.org'],
+  );
   assert.equal(SPECIAL_USE_NAMES.filter((r) => r.name.endsWith('.172.in-addr.arpa')).length, 16);
-  assert.deepEqual([...SPECIAL_USE_NAMES, ...PRIVATE_USE_NAMES].filter((r) => r.loopback).map((r) => r.name), ['localhost']);
+  assert.deepEqual(
+    [...SPECIAL_USE_NAMES, ...PRIVATE_USE_NAMES].filter((r) => r.loopback).map((r) => r.name),
+    ['localhost'],
+  );
 });
 
 test('single-label and malformed names are refused; public names are left to DNS', () => {
@@ -30,5 +36,6 @@ test('single-label and malformed names are refused; public names are left to DNS
   assert.match(nameRefusal('localhost..')!, /empty label/);
   assert.match(nameRefusal('a..b.com')!, /empty label/);
   assert.match(nameRefusal('.localhost')!, /empty label/);
-  for (const ok of ['example.com', 'www.example.com.', 'api.github.com', 'xn--bcher-kva.ch', 'localhost.example.com']) assert.equal(nameRefusal(ok), undefined, ok);
+  for (const ok of ['example.com', 'www.example.com.', 'api.github.com', 'xn--bcher-kva.ch', 'localhost.example.com'])
+    assert.equal(nameRefusal(ok), undefined, ok);
 });

@@ -61,7 +61,12 @@ export const SPECIAL_USE_NAMES: readonly SpecialName[] = [
 /** Names outside the registry that are reserved for, or only ever seen in, private networks. */
 export const PRIVATE_USE_NAMES: readonly SpecialName[] = [
   { name: 'internal', rfc: 'ICANN Board resolution 2024.07.29.06', refused: true, why: 'reserved for private use, never delegated' },
-  ...['intranet', 'private', 'corp', 'home', 'lan'].map((name) => ({ name, rfc: 'RFC 6762 appendix G', refused: true, why: 'used on private networks, not delegated in the public DNS' })),
+  ...['intranet', 'private', 'corp', 'home', 'lan'].map((name) => ({
+    name,
+    rfc: 'RFC 6762 appendix G',
+    refused: true,
+    why: 'used on private networks, not delegated in the public DNS',
+  })),
 ];
 
 const ALL = [...SPECIAL_USE_NAMES, ...PRIVATE_USE_NAMES];

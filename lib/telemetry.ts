@@ -3,7 +3,7 @@
  * flows through every hop (HTTP headers at ingress, RPC frames between services). Spans are recorded
  * and exported over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
  */
-import { context, propagation, trace, SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
+import { context, propagation, trace, type SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';

@@ -2,7 +2,16 @@
  * Durations as Cloudflare Workflows spells them ("10 seconds", "1 hour", or milliseconds) and the
  * retry delay after a failed attempt. Numbers are milliseconds (docs/workflows.md, "Durations").
  */
-const UNITS: Record<string, number> = { millisecond: 1, second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000, week: 604_800_000, month: 2_592_000_000, year: 31_536_000_000 };
+const UNITS: Record<string, number> = {
+  millisecond: 1,
+  second: 1000,
+  minute: 60_000,
+  hour: 3_600_000,
+  day: 86_400_000,
+  week: 604_800_000,
+  month: 2_592_000_000,
+  year: 31_536_000_000,
+};
 const SPELLED = /^\s*(\d+(?:\.\d+)?)\s*(millisecond|second|minute|hour|day|week|month|year)s?\s*$/i;
 
 export const MAX_SLEEP_MS = 365 * 86_400_000;

@@ -10,9 +10,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 const headers = join(dirname(createRequire(import.meta.url).resolve('node-api-headers/package.json')), 'include');
 const cc = process.env.CC || 'cc';
 try {
-  if (process.platform !== 'linux' || process.arch !== 'x64') throw new Error(`seccomp filters are built for linux/x64 only, not ${process.platform}/${process.arch}`);
-  execFileSync(cc, ['-shared', '-fPIC', '-O2', '-Wall', '-Werror', '-I', headers, join(here, 'seccomp.c'), '-o', join(here, 'seccomp.node')], { stdio: 'inherit' });
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    throw new Error(`seccomp filters are built for linux/x64 only, not ${process.platform}/${process.arch}`);
+  execFileSync(cc, ['-shared', '-fPIC', '-O2', '-Wall', '-Werror', '-I', headers, join(here, 'seccomp.c'), '-o', join(here, 'seccomp.node')], {
+    stdio: 'inherit',
+  });
   console.log('cordon: built native/seccomp.node');
 } catch (e) {
-  console.warn(`cordon: could not build native/seccomp.node (${e.message}).\n  Install a C compiler (apt-get install -y gcc) and run \`npm rebuild\`, or the sandbox will only start with --insecure-no-process-sandbox.`);
+  console.warn(
+    `cordon: could not build native/seccomp.node (${e.message}).\n  Install a C compiler (apt-get install -y gcc) and run \`npm rebuild\`, or the sandbox will only start with --insecure-no-process-sandbox.`,
+  );
 }

@@ -78,9 +78,18 @@ export interface FetcherApi {
 
 /** The Cache API of one worker (`caches.default`, `caches.open(name)`): its tenant's partitions of the egress cache. */
 export interface CacheApi {
-  match(cache: string, url: string, headers: [string, string][]): Promise<{ status: number; statusText: string; headers: [string, string][]; body: Uint8Array } | null>;
+  match(
+    cache: string,
+    url: string,
+    headers: [string, string][],
+  ): Promise<{ status: number; statusText: string; headers: [string, string][]; body: Uint8Array } | null>;
   /** Whether the response was stored (RFC 9111 storable as a shared cache). */
-  put(cache: string, url: string, headers: [string, string][], response: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array }): Promise<boolean>;
+  put(
+    cache: string,
+    url: string,
+    headers: [string, string][],
+    response: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array },
+  ): Promise<boolean>;
   delete(cache: string, url: string): Promise<boolean>;
 }
 export const CACHE_HANDLE = '$cache';
@@ -90,9 +99,29 @@ export const CACHE_METHODS = ['match', 'put', 'delete'] as const satisfies reado
 export const FETCH_HANDLE = '$fetch';
 
 /** The methods a sandbox may forward for each kind of capability (anything else is refused before it leaves). */
-export const STORAGE_METHODS = ['exec', 'databaseSize', 'begin', 'commit', 'rollback', 'kvGet', 'kvPut', 'kvDelete', 'kvList'] as const satisfies readonly (keyof StorageApi)[];
+export const STORAGE_METHODS = [
+  'exec',
+  'databaseSize',
+  'begin',
+  'commit',
+  'rollback',
+  'kvGet',
+  'kvPut',
+  'kvDelete',
+  'kvList',
+] as const satisfies readonly (keyof StorageApi)[];
 export type StorageMethod = (typeof STORAGE_METHODS)[number];
 /** How many arguments each storage method takes before its `timeLeftMs`. */
-export const STORAGE_ARITY: Record<StorageMethod, number> = { exec: 2, databaseSize: 0, begin: 0, commit: 0, rollback: 0, kvGet: 1, kvPut: 2, kvDelete: 1, kvList: 2 };
+export const STORAGE_ARITY: Record<StorageMethod, number> = {
+  exec: 2,
+  databaseSize: 0,
+  begin: 0,
+  commit: 0,
+  rollback: 0,
+  kvGet: 1,
+  kvPut: 2,
+  kvDelete: 1,
+  kvList: 2,
+};
 export const DIRECTORY_METHODS = ['list', 'read', 'write', 'remove', 'stat', 'mkdir', 'rename', 'directory'] as const satisfies readonly (keyof DirectoryApi)[];
 export const FETCH_METHODS = ['fetch'] as const satisfies readonly (keyof FetcherApi)[];

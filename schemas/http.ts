@@ -8,7 +8,11 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 /** A body that travels whole (bytes) is at most this big; bigger ones stream (see `stream` below). */
 export const MAX_BODY = 8 * 1024 * 1024;
 
-const headerName = z.string().min(1).max(256).regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid header name');
+const headerName = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid header name');
 // What an HTTP/1.1 field value and reason phrase may hold (RFC 9110 §5.5, RFC 9112 §4): tab, visible
 // ASCII, space, obs-text (Latin-1). Node writes exactly these and throws on anything else, so nothing
 // else may reach ingress. (The Fetch standard allows other control characters in header values; a
@@ -20,8 +24,15 @@ export const StatusText = z.string().max(256).regex(FIELD_TEXT, 'statusText hold
 export const Headers = z.array(z.tuple([headerName, headerValue])).max(MAX_HEADERS);
 
 export const WireRequest = z.object({
-  method: z.string().min(1).max(32).regex(/^[A-Z]+$/, 'method must be upper-case letters'),
-  url: z.string().max(MAX_URL).regex(/^https?:\/\//, 'url must be absolute http(s)'),
+  method: z
+    .string()
+    .min(1)
+    .max(32)
+    .regex(/^[A-Z]+$/, 'method must be upper-case letters'),
+  url: z
+    .string()
+    .max(MAX_URL)
+    .regex(/^https?:\/\//, 'url must be absolute http(s)'),
   headers: Headers,
   body: bytes(MAX_BODY).nullable(),
 });

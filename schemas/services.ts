@@ -79,7 +79,12 @@ export interface WorkerRunner {
    * returns (`complete`, wire-encoded output), throws (`errored`), or stops at a step the engine
    * suspended (`suspended`: the instance sleeps, waits or retries later, holding no isolate).
    */
-  run(codeKey: string, className: string, event: string, step: StepApi): Promise<{ outcome: 'complete'; output: string | null } | { outcome: 'errored'; name: string; message: string } | { outcome: 'suspended' }>;
+  run(
+    codeKey: string,
+    className: string,
+    event: string,
+    step: StepApi,
+  ): Promise<{ outcome: 'complete'; output: string | null } | { outcome: 'errored'; name: string; message: string } | { outcome: 'suspended' }>;
   /** Run `scheduled(event, env, ctx)` (and its waitUntil promises); an error is the handler's, as logged. */
   scheduled(codeKey: string, cron: string, scheduledTime: number): Promise<{ ok: true } | { ok: false; error: string }>;
 }

@@ -122,9 +122,18 @@ export interface VersionSettings {
 }
 
 export const EgressLists = z.object({
-  allowHosts: z.array(z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}$/, 'a host name, or *.domain')).max(100).default([]),
-  denyHosts: z.array(z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}$/, 'a host name, or *.domain')).max(100).default([]),
-  denyCidrs: z.array(z.string().regex(/^[0-9a-f.:]+\/\d{1,3}$/i, 'a CIDR such as 10.0.0.0/8')).max(100).default([]),
+  allowHosts: z
+    .array(z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}$/, 'a host name, or *.domain'))
+    .max(100)
+    .default([]),
+  denyHosts: z
+    .array(z.string().regex(/^(\*\.)?[a-z0-9.-]{1,253}$/, 'a host name, or *.domain'))
+    .max(100)
+    .default([]),
+  denyCidrs: z
+    .array(z.string().regex(/^[0-9a-f.:]+\/\d{1,3}$/i, 'a CIDR such as 10.0.0.0/8'))
+    .max(100)
+    .default([]),
 });
 export type EgressLists = z.infer<typeof EgressLists>;
 

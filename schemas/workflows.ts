@@ -11,7 +11,11 @@ const ID = /^[a-zA-Z0-9_][a-zA-Z0-9-_]*$/;
 export const WorkflowName = z.string().min(1).max(64).regex(ID, 'workflow names are letters, digits, - and _');
 export const InstanceId = z.string().min(1).max(100).regex(ID, 'instance ids are up to 100 letters, digits, - and _');
 export const EventType = z.string().min(1).max(100).regex(ID, 'event types are up to 100 letters, digits, - and _');
-export const ClassName = z.string().min(1).max(128).regex(/^[A-Za-z_$][A-Za-z0-9_$]*$/, 'a JavaScript class name');
+export const ClassName = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z_$][A-Za-z0-9_$]*$/, 'a JavaScript class name');
 
 /** A workflow a worker hosts: `export class <className> extends WorkflowEntrypoint`. */
 export const WorkflowDecl = z.object({ name: WorkflowName, className: ClassName });
@@ -62,7 +66,18 @@ export interface WorkflowsApi {
   sendEvent(id: string, type: string, payload: string | null): Promise<void>;
   list(filter: { status?: InstanceStatusName; limit?: number }): Promise<InstanceStatus[]>;
 }
-export const WORKFLOW_METHODS = ['create', 'createBatch', 'get', 'status', 'pause', 'resume', 'terminate', 'restart', 'sendEvent', 'list'] as const satisfies readonly (keyof WorkflowsApi)[];
+export const WORKFLOW_METHODS = [
+  'create',
+  'createBatch',
+  'get',
+  'status',
+  'pause',
+  'resume',
+  'terminate',
+  'restart',
+  'sendEvent',
+  'list',
+] as const satisfies readonly (keyof WorkflowsApi)[];
 
 /** The engine's answer to a step call: go on with a recorded value or error, run the callback, or stop here. */
 export type StepReply =
@@ -88,8 +103,18 @@ export const STEP_HANDLE = '$step';
 
 export const StepConfig = z
   .object({
-    retries: z.object({ limit: z.number().int().min(0).max(10_000), delay: z.number().min(0).max(365 * 86_400_000), backoff: z.enum(['constant', 'linear', 'exponential']) }),
-    timeout: z.number().min(1).max(365 * 86_400_000),
+    retries: z.object({
+      limit: z.number().int().min(0).max(10_000),
+      delay: z
+        .number()
+        .min(0)
+        .max(365 * 86_400_000),
+      backoff: z.enum(['constant', 'linear', 'exponential']),
+    }),
+    timeout: z
+      .number()
+      .min(1)
+      .max(365 * 86_400_000),
   })
   .strict();
 export type StepConfig = z.infer<typeof StepConfig>;

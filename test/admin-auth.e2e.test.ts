@@ -33,7 +33,9 @@ describe('admin API tokens', () => {
 
   test('every route in the OpenAPI document refuses a missing or revoked token with 401', async () => {
     const doc = (await (await fetch(`${mesh.adminUrl}/openapi.json`)).json()) as { paths: Record<string, Record<string, { 'x-cordon-scope'?: string }>> };
-    const routes = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => [m.toUpperCase(), p.replace('{tenant}', 'acme').replace('{name}', 'api').replace('{id}', 't_x')] as const));
+    const routes = Object.entries(doc.paths).flatMap(([p, ops]) =>
+      Object.keys(ops).map((m) => [m.toUpperCase(), p.replace('{tenant}', 'acme').replace('{name}', 'api').replace('{id}', 't_x')] as const),
+    );
     assert.ok(routes.length >= 9);
     const revoked = await create('admin');
     const id = (await (await call(revoked, 'GET', '/v1/tokens')).json()) as { tokens: { tokenId: string }[] };
@@ -65,7 +67,10 @@ describe('admin API tokens', () => {
   test('a tenant-bound token cannot see or touch another tenant', async () => {
     const acme = await create('read,deploy', 'acme');
     const list = (await (await call(acme, 'GET', '/v1/workers')).json()) as { workers: { id: string }[] };
-    assert.deepEqual(list.workers.map((w) => w.id), ['acme/api']);
+    assert.deepEqual(
+      list.workers.map((w) => w.id),
+      ['acme/api'],
+    );
     assert.equal((await call(acme, 'GET', '/v1/workers/globex/api')).status, 403);
     assert.equal((await call(acme, 'GET', '/v1/workers/globex/api/logs')).status, 403);
     assert.equal((await call(acme, 'POST', '/v1/workers', deployBody('globex', 'api'))).status, 403);

@@ -81,17 +81,22 @@ describe('deploying Cloudflare projects unchanged', () => {
   test('sections Cordon does not implement are refused, every one named, and nothing is deployed', async () => {
     const r = await mesh.cli(['deploy', '--route', '*/refused*'], project(join(PROJECTS, 'refused')));
     assert.equal(r.code, 1);
-    for (const section of ['kv_namespaces: KV is not implemented', 'd1_databases: D1 is not implemented', 'services: service bindings are not implemented', 'worker_loaders: the Worker Loader is not implemented']) {
+    for (const section of [
+      'kv_namespaces: KV is not implemented',
+      'd1_databases: D1 is not implemented',
+      'services: service bindings are not implemented',
+      'worker_loaders: the Worker Loader is not implemented',
+    ]) {
       assert.ok(r.stderr.includes(section), `${section} in: ${r.stderr}`);
     }
-    assert.doesNotMatch(r.stderr, /observability/, 'a section about Cloudflare\'s platform only is no reason to refuse');
+    assert.doesNotMatch(r.stderr, /observability/, "a section about Cloudflare's platform only is no reason to refuse");
     const list = await mesh.cli(['workers']);
     assert.doesNotMatch(list.stdout, /refused/);
     // The workers deployed before are unharmed.
     assert.equal(await (await get('/toml')).text(), 'hello from toml (defined)');
   });
 
-  test('create-cloudflare\'s hello-world templates (TypeScript and JavaScript) deploy unchanged and answer', { skip: noTemplates }, async () => {
+  test("create-cloudflare's hello-world templates (TypeScript and JavaScript) deploy unchanged and answer", { skip: noTemplates }, async () => {
     for (const lang of ['ts', 'js']) {
       const r = await mesh.cli(['deploy', '--name', `hello-world-${lang}`, '--route', `*/c3-hello-${lang}`], project(join(TEMPLATES, 'hello-world', lang)));
       assert.equal(r.code, 0, r.stderr);
@@ -99,7 +104,7 @@ describe('deploying Cloudflare projects unchanged', () => {
     }
   });
 
-  test('create-cloudflare\'s Durable Object and Queues templates are refused with what is missing', { skip: noTemplates }, async () => {
+  test("create-cloudflare's Durable Object and Queues templates are refused with what is missing", { skip: noTemplates }, async () => {
     const dobj = await mesh.cli(['deploy', '--name', 'do', '--route', '*/do'], project(join(TEMPLATES, 'hello-world-durable-object', 'ts')));
     assert.equal(dobj.code, 1);
     assert.match(dobj.stderr, /durable_objects: Durable Objects are not implemented in Cordon yet/);

@@ -38,7 +38,11 @@ describe('the Cache API', () => {
   });
 
   test("Workers' rules: no-store, private and Set-Cookie are not kept; POST is refused", async () => {
-    for (const [key, extra] of [['ns', 'cc=no-store'], ['pv', 'cc=private,max-age=60'], ['ck', 'cookie=1']]) {
+    for (const [key, extra] of [
+      ['ns', 'cc=no-store'],
+      ['pv', 'cc=private,max-age=60'],
+      ['ck', 'cookie=1'],
+    ]) {
       await get('acme', `put?key=${key}&${extra}`);
       assert.equal((await get('acme', `match?key=${key}`)).status, 404, key);
     }
@@ -61,7 +65,7 @@ describe('the Cache API', () => {
       const p = mesh.servicePids().get('egress');
       return p && p !== pid ? p : undefined;
     });
-    await waitFor('the entry, from disk', async () => ((await get('acme', 'match?key=durable')).status === 200) || undefined);
+    await waitFor('the entry, from disk', async () => (await get('acme', 'match?key=durable')).status === 200 || undefined);
     // 1 MiB per tenant on disk: three entries of ~400 KB cannot all stay; the least recently used goes.
     for (const k of ['big1', 'big2', 'big3']) await get('globex', `put?key=${k}&size=400000`);
     assert.equal((await get('globex', 'match?key=big1')).status, 404);

@@ -27,7 +27,7 @@ describe('cordon/client over WebSocket', () => {
     const d = await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
     assert.equal(d.code, 0, d.stderr);
     // The worker's fetch creates the table its steps write to (examples/workflows/index.ts).
-    await waitFor('the signup worker', async () => ((await fetch(`${mesh.httpUrl}/signup/none`)).status === 404) || undefined);
+    await waitFor('the signup worker', async () => (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404 || undefined);
     cordon = await connect(rpcUrl, { token: await token('workflows') });
   });
   after(async () => {
@@ -35,7 +35,7 @@ describe('cordon/client over WebSocket', () => {
     await mesh?.stop();
   });
 
-  test("the package exports cordon/client as JavaScript a Node without TypeScript runs", async () => {
+  test('the package exports cordon/client as JavaScript a Node without TypeScript runs', async () => {
     await promisify(execFile)(process.execPath, ['client/build.mjs'], { cwd: ROOT });
     const pkg = (await import('cordon/client' as string)) as typeof import('../client/index.ts');
     const c = await pkg.connect(rpcUrl, { token: await token('read') });
@@ -48,7 +48,10 @@ describe('cordon/client over WebSocket', () => {
     assert.equal(await instance.id, 'rpc-ada');
     const events: WatchEvent[] = [];
     const watch = await instance.watch((e) => void events.push(e));
-    await waitFor('the wait for approval', async () => ((await instance.status()).status === 'waiting' && (await instance.status()).steps.length === 3) || undefined);
+    await waitFor(
+      'the wait for approval',
+      async () => ((await instance.status()).status === 'waiting' && (await instance.status()).steps.length === 3) || undefined,
+    );
     await instance.sendEvent({ type: 'approved', payload: { by: 'bob' } });
     await waitFor('the final status', () => events.some((e) => e.type === 'status' && e.status.status === 'complete') || undefined);
     const steps = events.filter((e) => e.type === 'step').map((e) => (e.type === 'step' ? [e.step.name, e.step.status] : []));
@@ -67,7 +70,9 @@ describe('cordon/client over WebSocket', () => {
     assert.equal(done.status, 'complete');
     assert.deepEqual(done.steps.find((s) => s.name === 'create user')!.output, { id: 'ada' });
 
-    const batch = await cordon.workflows('signup').createBatch([{ id: 'rpc-b1', params: { user: 'b1' } }, { id: 'rpc-b2', params: { user: 'b2' } }, { id: 'rpc-ada' }]);
+    const batch = await cordon
+      .workflows('signup')
+      .createBatch([{ id: 'rpc-b1', params: { user: 'b1' } }, { id: 'rpc-b2', params: { user: 'b2' } }, { id: 'rpc-ada' }]);
     assert.deepEqual(await Promise.all(batch.map((b) => b.id)), ['rpc-b1', 'rpc-b2'], 'an id in use is skipped');
     const first = await cordon.workflows('signup').list({ limit: 2 });
     assert.equal(first.instances.length, 2);
@@ -76,7 +81,10 @@ describe('cordon/client over WebSocket', () => {
     const all = [...first.instances, ...rest.instances].map((i) => i.id);
     assert.deepEqual([...all].sort(), ['rpc-ada', 'rpc-b1', 'rpc-b2']);
     assert.equal(rest.cursor, null);
-    assert.deepEqual((await cordon.workflows('signup').list({ status: 'complete' })).instances.map((i) => i.id), ['rpc-ada']);
+    assert.deepEqual(
+      (await cordon.workflows('signup').list({ status: 'complete' })).instances.map((i) => i.id),
+      ['rpc-ada'],
+    );
   });
 
   test('pause and resume from a capability got with get(id); the watch sees both', async () => {
@@ -94,7 +102,11 @@ describe('cordon/client over WebSocket', () => {
   });
 
   test('examples/client: a plain Node service starts the workflow, watches it step by step and prints its output', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['examples/client/main.ts', rpcUrl], { cwd: ROOT, env: { ...mesh.env, CORDON_TOKEN: await token('workflows') }, timeout: 60_000 });
+    const { stdout } = await promisify(execFile)(process.execPath, ['examples/client/main.ts', rpcUrl], {
+      cwd: ROOT,
+      env: { ...mesh.env, CORDON_TOKEN: await token('workflows') },
+      timeout: 60_000,
+    });
     assert.match(stdout, /step create user \(do\): complete after 1 attempt/);
     assert.match(stdout, /step flaky \(do\): complete after 3 attempt/);
     assert.match(stdout, /output: \{ user: 'ada', approvedBy: 'the example', attempts: 3 \}/);
@@ -108,7 +120,14 @@ describe('cordon/client over WebSocket', () => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', script, rpcUrl, await token('read')], { stdio: ['ignore', 'pipe', 'inherit'] });
     const tokenId = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
     child.kill('SIGKILL');
-    await waitFor('the supervisor to drop the connection', () => mesh.output().split('\n').some((l) => l.includes('RPC client disconnected') && l.includes(`token:${tokenId}`)) || undefined);
+    await waitFor(
+      'the supervisor to drop the connection',
+      () =>
+        mesh
+          .output()
+          .split('\n')
+          .some((l) => l.includes('RPC client disconnected') && l.includes(`token:${tokenId}`)) || undefined,
+    );
     const instance = cordon.workflows('signup').get('rpc-b2');
     await instance.sendEvent({ type: 'approved', payload: { by: 'after the kill' } });
     await waitFor('rpc-b2 to complete', async () => (await instance.status()).status === 'complete' || undefined);
@@ -125,10 +144,14 @@ describe('cordon/client over WebSocket', () => {
       for (const w of watches) w[Symbol.dispose]();
     }
     // Releases travel after the last dispose: wait (bounded) until the supervisor has processed them.
-    const after = await waitFor('the releases to arrive', async () => {
-      const s = await cordon.stats();
-      return s.watches === 0 && s.imports <= before.imports ? s : undefined;
-    }, 30_000);
+    const after = await waitFor(
+      'the releases to arrive',
+      async () => {
+        const s = await cordon.stats();
+        return s.watches === 0 && s.imports <= before.imports ? s : undefined;
+      },
+      30_000,
+    );
     assert.equal(after.watches, 0);
     assert.ok(after.exports <= before.exports + 2, `exports ${before.exports} → ${after.exports}`);
     assert.ok(after.imports <= before.imports, `imports ${before.imports} → ${after.imports}`);

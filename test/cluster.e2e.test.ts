@@ -109,20 +109,31 @@ describe('a cluster of `cordon run` services over a 3-node NATS cluster', { skip
     mkdirSync(dirs.keys!, { mode: 0o700 });
     writeFileSync(join(dirs.operator!, 'mesh.secret'), randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
     for (const [role, extra] of [['supervisor'], ['egress'], ['ingress'], ['sandbox', 'standard']] as [string, string?][]) {
-      const r = await cli(['keys', 'issue', '--role', role, ...(extra ? ['--cordon', extra] : []), '--out', keyFile(extra ?? role)], { ...base, CORDON_DATA_DIR: dirs.operator });
+      const r = await cli(['keys', 'issue', '--role', role, ...(extra ? ['--cordon', extra] : []), '--out', keyFile(extra ?? role)], {
+        ...base,
+        CORDON_DATA_DIR: dirs.operator,
+      });
       assert.equal(r.code, 0, r.stderr);
     }
     const start = (role: string, args: string[] = [], env: NodeJS.ProcessEnv = {}) =>
       services.push(runService([role, ...args], { ...base, CORDON_DATA_DIR: dirs[role], CORDON_MESH_KEYRING_FILE: keyFile(args[1] ?? role), ...env }));
     // In any order: a service whose peers are not up yet waits for them.
-    start('sandbox', ['--cordon', 'standard', ...SANDBOX_FLAGS], { ...STRAY, CORDON_MESH_SECRET: readFileSync(join(dirs.operator!, 'mesh.secret'), 'utf8').trim() });
+    start('sandbox', ['--cordon', 'standard', ...SANDBOX_FLAGS], {
+      ...STRAY,
+      CORDON_MESH_SECRET: readFileSync(join(dirs.operator!, 'mesh.secret'), 'utf8').trim(),
+    });
     start('ingress');
     start('egress');
     start('supervisor');
     httpUrl = `http://127.0.0.1:${httpPort}`;
     adminEnv = { ...base, CORDON_DATA_DIR: dirs.supervisor, CORDON_ADMIN_URL: `http://127.0.0.1:${adminPort}` };
     try {
-      await waitFor('the cluster to become healthy', async () => (await fetch(`http://127.0.0.1:${adminPort}/healthz`)).status === 200 || undefined, 90_000, 250);
+      await waitFor(
+        'the cluster to become healthy',
+        async () => (await fetch(`http://127.0.0.1:${adminPort}/healthz`)).status === 200 || undefined,
+        90_000,
+        250,
+      );
     } catch (e) {
       throw new Error(`${(e as Error).message}\n${services.map((s) => s.output()).join('\n---\n')}`);
     }
@@ -134,7 +145,7 @@ describe('a cluster of `cordon run` services over a 3-node NATS cluster', { skip
     rmSync(root, { recursive: true, force: true });
   });
 
-  test('keys issue writes one role\'s keyring, 0600, and the sandbox\'s is for its cordon only', () => {
+  test("keys issue writes one role's keyring, 0600, and the sandbox's is for its cordon only", () => {
     for (const name of ['supervisor', 'egress', 'ingress', 'standard']) assert.equal(statSync(keyFile(name)).mode & 0o777, 0o600, name);
     const ring = Keyring.decode(readFileSync(keyFile('standard'), 'utf8'));
     assert.equal(ring.self, 'sandbox');
@@ -153,7 +164,12 @@ describe('a cluster of `cordon run` services over a 3-node NATS cluster', { skip
     const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
     const secret = readFileSync(join(dirs.operator!, 'mesh.secret'), 'utf8').trim();
     const adminToken = readFileSync(join(dirs.supervisor!, 'admin.token'), 'utf8').trim();
-    for (const [what, value] of [['the mesh secret', secret], ['the admin token', adminToken], ['a stray master key', STRAY.CORDON_MASTER_KEY], ['a stray admin token', STRAY.CORDON_ADMIN_TOKEN]]) {
+    for (const [what, value] of [
+      ['the mesh secret', secret],
+      ['the admin token', adminToken],
+      ['a stray master key', STRAY.CORDON_MASTER_KEY],
+      ['a stray admin token', STRAY.CORDON_ADMIN_TOKEN],
+    ]) {
       assert.ok(!environ.includes(value!), `${what} is not in the sandbox's environment`);
     }
     assert.doesNotMatch(environ, /(?:^|\0)CORDON_(MESH_SECRET|MASTER_KEY|ADMIN_TOKEN|MESH_KEYRING_FILE)=/);
@@ -169,7 +185,15 @@ describe('a cluster of `cordon run` services over a 3-node NATS cluster', { skip
 
   test('attack: a sandbox keyring file stolen from its host cannot join as another cordon; NATS without credentials is refused', async () => {
     const stolen = Keyring.decode(readFileSync(keyFile('standard'), 'utf8'));
-    const log = { debug() {}, info() {}, warn() {}, error() {}, child() { return log; } };
+    const log = {
+      debug() {},
+      info() {},
+      warn() {},
+      error() {},
+      child() {
+        return log;
+      },
+    };
     // Without NATS credentials the bus itself is closed to a stranger.
     await assert.rejects(natsTransport(nats.url, { env: {}, waitSeconds: 1 }), /refused this process's credentials/);
     const transport = await natsTransport(nats.url, { env: { CORDON_NATS_USER: NATS_AUTH.user, CORDON_NATS_PASS: NATS_AUTH.pass }, waitSeconds: 5, log });
@@ -222,12 +246,20 @@ describe('a cluster of `cordon run` services over a 3-node NATS cluster', { skip
       }
       if (ok && killedAt >= 0 && recoveredMs === undefined) recoveredMs = Date.now() - killTime;
     }
-    process.stderr.write(`# ${i} requests, ${failures.length} failed after one of 3 NATS nodes was killed at #${killedAt}; serving again ${recoveredMs} ms after the kill\n${failures.map((f) => `#   ${f}\n`).join('')}`);
+    process.stderr.write(
+      `# ${i} requests, ${failures.length} failed after one of 3 NATS nodes was killed at #${killedAt}; serving again ${recoveredMs} ms after the kill\n${failures.map((f) => `#   ${f}\n`).join('')}`,
+    );
     assert.equal(i, TOTAL, 'the loop ran to its end within its time bound');
     // Each session that lost frames with the node fails what was in flight on it, one request at a time here.
     assert.ok(failures.length <= 3, `at most the requests in flight on the lost node fail: ${failures.join('; ')}`);
-    assert.ok(failures.every((f) => Number(/^#(\d+)/.exec(f)![1]) >= killedAt), 'nothing failed before the kill');
-    assert.ok(failures.every((f) => Number(/^#(\d+)/.exec(f)![1]) < TOTAL - 50), 'the last 50 requests all succeeded');
+    assert.ok(
+      failures.every((f) => Number(/^#(\d+)/.exec(f)![1]) >= killedAt),
+      'nothing failed before the kill',
+    );
+    assert.ok(
+      failures.every((f) => Number(/^#(\d+)/.exec(f)![1]) < TOTAL - 50),
+      'the last 50 requests all succeeded',
+    );
   });
 });
 
@@ -238,7 +270,10 @@ describe('`cordon run` refuses bad input with one clear line', { skip: missing }
     writeFileSync(join(root, 'mesh.secret'), randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
     env = { ...process.env, CORDON_DATA_DIR: root, CORDON_NATS_URL: `nats://127.0.0.1:${await freePort()}`, CORDON_NATS_WAIT_SECONDS: '1' };
     delete env.CORDON_MESH_SECRET;
-    for (const [name, role, cordon] of [['standard', 'sandbox', 'standard'], ['ingress', 'ingress']]) {
+    for (const [name, role, cordon] of [
+      ['standard', 'sandbox', 'standard'],
+      ['ingress', 'ingress'],
+    ]) {
       const r = await cli(['keys', 'issue', '--role', role!, ...(cordon ? ['--cordon', cordon] : []), '--out', join(root, `${name}.keyring`)], env);
       assert.equal(r.code, 0, r.stderr);
     }
@@ -250,9 +285,24 @@ describe('`cordon run` refuses bad input with one clear line', { skip: missing }
     ['a wrong role', ['gateway'], {}, /"gateway" is not a service/],
     ['a missing keyring file', ['egress'], { CORDON_MESH_KEYRING_FILE: '/nonexistent/egress.keyring' }, /cannot read the keyring file/],
     ['a keyring of another role', ['egress'], { CORDON_MESH_KEYRING_FILE: join(root, 'ingress.keyring') }, /is for ingress, not egress/],
-    ["a sandbox's keyring for another cordon", ['sandbox', '--cordon', 'untrusted', ...SANDBOX_FLAGS], { CORDON_MESH_KEYRING_FILE: join(root, 'standard.keyring') }, /is for cordon standard, not untrusted.*--cordon untrusted/],
-    ['a bad setting', ['egress'], { CORDON_MESH_KEYRING_FILE: join(root, 'ingress.keyring'), CORDON_ADMIN_PORT: 'eighty' }, /CORDON_ADMIN_PORT must be a port number/],
-    ['credentials in the NATS URL', ['ingress'], { CORDON_MESH_KEYRING_FILE: join(root, 'ingress.keyring'), CORDON_NATS_URL: 'nats://u:p@127.0.0.1:4222' }, /must not carry credentials/],
+    [
+      "a sandbox's keyring for another cordon",
+      ['sandbox', '--cordon', 'untrusted', ...SANDBOX_FLAGS],
+      { CORDON_MESH_KEYRING_FILE: join(root, 'standard.keyring') },
+      /is for cordon standard, not untrusted.*--cordon untrusted/,
+    ],
+    [
+      'a bad setting',
+      ['egress'],
+      { CORDON_MESH_KEYRING_FILE: join(root, 'ingress.keyring'), CORDON_ADMIN_PORT: 'eighty' },
+      /CORDON_ADMIN_PORT must be a port number/,
+    ],
+    [
+      'credentials in the NATS URL',
+      ['ingress'],
+      { CORDON_MESH_KEYRING_FILE: join(root, 'ingress.keyring'), CORDON_NATS_URL: 'nats://u:p@127.0.0.1:4222' },
+      /must not carry credentials/,
+    ],
     ['an unreachable NATS', ['ingress'], { CORDON_MESH_KEYRING_FILE: join(root, 'ingress.keyring') }, /cannot reach NATS at 127\.0\.0\.1:\d+ \(tried for 1 s/],
   ];
   for (const [what, args, extra, expected] of cases) {
@@ -260,7 +310,10 @@ describe('`cordon run` refuses bad input with one clear line', { skip: missing }
       const r = await cli(['run', ...args], { ...env, ...extra });
       assert.notEqual(r.code, 0, r.stderr);
       const lines = errorLines(r.stderr);
-      assert.ok(lines.some((l) => expected.test(l)), `one line says what went wrong:\n${r.stderr}`);
+      assert.ok(
+        lines.some((l) => expected.test(l)),
+        `one line says what went wrong:\n${r.stderr}`,
+      );
       assert.ok(lines.length <= 2, `no cascade of errors:\n${r.stderr}`);
     });
   }

@@ -10,7 +10,7 @@ describe('scheduled() and cron triggers', () => {
     mesh = await startTestMesh();
     const d = await mesh.cli(['deploy', '--config', 'examples/cron/wrangler.jsonc']);
     assert.equal(d.code, 0, d.stderr);
-    await waitFor('the cron worker', async () => ((await fetch(`${mesh.httpUrl}/cron`)).status === 200) || undefined);
+    await waitFor('the cron worker', async () => (await fetch(`${mesh.httpUrl}/cron`)).status === 200 || undefined);
   });
   after(async () => {
     await mesh?.stop();
@@ -25,14 +25,19 @@ describe('scheduled() and cron triggers', () => {
     assert.equal(run!.type, 'scheduled');
     assert.ok(run!.scheduledTime >= before - 1000 && run!.scheduledTime <= Date.now());
     assert.equal((await mesh.cli(['trigger', 'cron', '--cron', '0 0 * * *'])).code, 0);
-    assert.deepEqual((await runs()).map((x) => x.cron), ['*/5 * * * *', '0 0 * * *']);
+    assert.deepEqual(
+      (await runs()).map((x) => x.cron),
+      ['*/5 * * * *', '0 0 * * *'],
+    );
   });
 
   test('a failing scheduled(), or a worker without one, is a clear error and a log line', async () => {
     const failing = await mesh.cli(['trigger', 'cron', '--cron', '13 13 13 1 *']);
     assert.equal(failing.code, 1);
     assert.match(failing.stderr, /500 .*this cron always fails/);
-    await waitFor('the log line', async () => (/scheduled\(\) failed: Error: this cron always fails/.test((await mesh.cli(['logs', 'cron'])).stdout) ? true : undefined));
+    await waitFor('the log line', async () =>
+      /scheduled\(\) failed: Error: this cron always fails/.test((await mesh.cli(['logs', 'cron'])).stdout) ? true : undefined,
+    );
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'plain', '--route', '*/plain*'])).code, 0);
     const none = await mesh.cli(['trigger', 'plain']);
     assert.equal(none.code, 1);

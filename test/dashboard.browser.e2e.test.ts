@@ -35,7 +35,11 @@ function findChromium(): string | undefined {
 type Playwright = typeof import('playwright-core');
 const playwright = (await import('playwright-core').catch(() => undefined)) as Playwright | undefined;
 const chromiumPath = findChromium();
-const missing = !playwright ? 'playwright-core is not installed (npm install)' : !chromiumPath ? 'no chromium found (apt-get install chromium, or set CORDON_CHROMIUM)' : false;
+const missing = !playwright
+  ? 'playwright-core is not installed (npm install)'
+  : !chromiumPath
+    ? 'no chromium found (apt-get install chromium, or set CORDON_CHROMIUM)'
+    : false;
 if (missing && process.env.CORDON_REQUIRE_ALL === '1') {
   test('a browser is required (CORDON_REQUIRE_ALL=1)', () => assert.fail(missing));
 }
@@ -145,13 +149,18 @@ describe('dashboard in a browser', { skip: missing }, () => {
     root = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
     project = mkdtempSync(join(tmpdir(), 'cordon-dash-'));
     writeFileSync(join(project, 'index.js'), WORKER);
-    writeFileSync(join(project, 'wrangler.jsonc'), JSON.stringify({ name: 'flow', main: 'index.js', routes: ['*/flow*'], workflows: [{ name: 'flow', binding: 'FLOW', class_name: 'Flow' }] }));
+    writeFileSync(
+      join(project, 'wrangler.jsonc'),
+      JSON.stringify({ name: 'flow', main: 'index.js', routes: ['*/flow*'], workflows: [{ name: 'flow', binding: 'FLOW', class_name: 'Flow' }] }),
+    );
     // Another origin on the same site (127.0.0.1, another port): the cookie goes with its requests, the CSRF token does not.
     const evilPort = await freePort();
     evilUrl = `http://127.0.0.1:${evilPort}`;
     evil = createServer((_req, res) => {
       res.setHeader('content-type', 'text/html');
-      res.end(`<form id=f method=post action="${mesh.adminUrl}/v1/tenants/victim/quarantine" enctype="text/plain"><input name='{"reason":"forged","x":"' value='"}'></form><script>document.getElementById('f').submit()</script>`);
+      res.end(
+        `<form id=f method=post action="${mesh.adminUrl}/v1/tenants/victim/quarantine" enctype="text/plain"><input name='{"reason":"forged","x":"' value='"}'></form><script>document.getElementById('f').submit()</script>`,
+      );
     });
     await new Promise<void>((r) => evil.listen(evilPort, '127.0.0.1', () => r()));
     browser = await playwright!.chromium.launch({ executablePath: chromiumPath, headless: true, chromiumSandbox: false });
@@ -196,7 +205,10 @@ describe('dashboard in a browser', { skip: missing }, () => {
     // Workflows: an instance that completes, one whose step throws markup.
     const ok = await createInstance({});
     const hostile = await createInstance({ hostile: true });
-    await waitFor('both instances to finish', async () => ((await instance(ok)).status === 'complete' && (await instance(hostile)).status === 'errored') || undefined);
+    await waitFor(
+      'both instances to finish',
+      async () => ((await instance(ok)).status === 'complete' && (await instance(hostile)).status === 'errored') || undefined,
+    );
     await until(o, '#/workflows', hostile);
     assert.match(await page.locator('#main').innerText(), new RegExp(ok));
     await shot(o, 'workflows');
@@ -258,7 +270,16 @@ describe('dashboard in a browser', { skip: missing }, () => {
     const versionOf = async () => (await bearer('GET', '/v1/workers/default/flow')).body.version as string;
     const v1 = await versionOf();
     assert.equal(await serves(), 'ok');
-    writeFileSync(join(project, 'wrangler.jsonc'), JSON.stringify({ name: 'flow', main: 'index.js', routes: ['*/flow*'], vars: { GREETING: 'v2' }, workflows: [{ name: 'flow', binding: 'FLOW', class_name: 'Flow' }] }));
+    writeFileSync(
+      join(project, 'wrangler.jsonc'),
+      JSON.stringify({
+        name: 'flow',
+        main: 'index.js',
+        routes: ['*/flow*'],
+        vars: { GREETING: 'v2' },
+        workflows: [{ name: 'flow', binding: 'FLOW', class_name: 'Flow' }],
+      }),
+    );
     const deployed = await mesh.cli(['deploy', '--config', join(project, 'wrangler.jsonc')]);
     assert.equal(deployed.code, 0, deployed.stderr);
     await waitFor('v2 to serve', async () => (await serves()) === 'v2' || undefined);
@@ -347,7 +368,10 @@ describe('dashboard in a browser', { skip: missing }, () => {
     // An operator signed in visits a page of another origin that posts a form to the admin API.
     const operator = await open();
     await signIn(operator, root);
-    const [answer] = await Promise.all([operator.page.waitForResponse((r) => r.url().includes('/v1/tenants/victim/quarantine')), operator.page.goto(`${evilUrl}/`)]);
+    const [answer] = await Promise.all([
+      operator.page.waitForResponse((r) => r.url().includes('/v1/tenants/victim/quarantine')),
+      operator.page.goto(`${evilUrl}/`),
+    ]);
     assert.equal(answer.status(), 403);
     assert.deepEqual((await bearer('GET', '/v1/quarantine')).body.tenants, [], 'nothing was quarantined');
     // Bystander: the operator's session still works.

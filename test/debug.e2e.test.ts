@@ -11,7 +11,9 @@ import { WebSocket } from 'ws';
 import { freePort, ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
 /** Opens a DevTools protocol connection; resolves to a caller, or rejects with the HTTP status it got. */
-function devtools(url: string): Promise<{ call(method: string, params?: object): Promise<Record<string, unknown>>; notifications: Record<string, unknown>[]; close(): void }> {
+function devtools(
+  url: string,
+): Promise<{ call(method: string, params?: object): Promise<Record<string, unknown>>; notifications: Record<string, unknown>[]; close(): void }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
     let id = 0;
@@ -45,7 +47,7 @@ describe('cordon debug', () => {
   before(async () => {
     mesh = await startTestMesh();
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
-    await waitFor('hello', async () => ((await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
+    await waitFor('hello', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined);
   });
   after(async () => {
     debug?.kill('SIGKILL');
@@ -54,7 +56,11 @@ describe('cordon debug', () => {
 
   test('the worker moves into a process of its own; DevTools attaches with the token, once', async () => {
     const port = await freePort();
-    debug = spawn(process.execPath, [join(ROOT, 'cli/cordon.mjs'), 'debug', 'hello', '--port', String(port)], { cwd: ROOT, env: mesh.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    debug = spawn(process.execPath, [join(ROOT, 'cli/cordon.mjs'), 'debug', 'hello', '--port', String(port)], {
+      cwd: ROOT,
+      env: mesh.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     debug.stdout!.on('data', (d) => (out += d));
     debug.stderr!.on('data', (d) => (out += d));
     const url = await waitFor('the inspector address', () => /inspector: (ws:\/\/\S+)/.exec(out)?.[1], 30_000);

@@ -20,7 +20,9 @@ function server(handler: (path: string, headers: Record<string, unknown>) => Rep
     res.writeHead(r.status, r.headers);
     res.end(r.body ?? '');
   });
-  return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve({ port: (s.address() as { port: number }).port, hits, close: () => (s.closeAllConnections(), s.close()) })));
+  return new Promise((resolve) =>
+    s.listen(0, '127.0.0.1', () => resolve({ port: (s.address() as { port: number }).port, hits, close: () => (s.closeAllConnections(), s.close()) })),
+  );
 }
 
 describe('fetch through egress', () => {
@@ -28,7 +30,8 @@ describe('fetch through egress', () => {
   let origin: Awaited<ReturnType<typeof server>>;
   let canary: Awaited<ReturnType<typeof server>>;
   let closedPort: number;
-  const call = async (query: string) => (await (await fetch(`${mesh.httpUrl}/fetch?${query}`)).json()) as { status?: number; body?: string; location?: string; error?: string };
+  const call = async (query: string) =>
+    (await (await fetch(`${mesh.httpUrl}/fetch?${query}`)).json()) as { status?: number; body?: string; location?: string; error?: string };
 
   before(async () => {
     canary = await server(() => ({ status: 200, body: 'canary reached' }));
@@ -45,9 +48,20 @@ describe('fetch through egress', () => {
     });
     closedPort = await freePort();
     mesh = await startTestMesh({ CORDON_EGRESS_TIMEOUT_MS: '1500' });
-    const r = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'fetcher', '--route', '*/fetch*', '--origin', `http://127.0.0.1:${origin.port}`, '--origin', `http://127.0.0.1:${closedPort}`]);
+    const r = await mesh.cli([
+      'deploy',
+      'examples/fetcher/index.ts',
+      '--name',
+      'fetcher',
+      '--route',
+      '*/fetch*',
+      '--origin',
+      `http://127.0.0.1:${origin.port}`,
+      '--origin',
+      `http://127.0.0.1:${closedPort}`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
-    await waitFor('the fetcher worker', async () => ((await fetch(`${mesh.httpUrl}/fetch`)).status === 200) || undefined);
+    await waitFor('the fetcher worker', async () => (await fetch(`${mesh.httpUrl}/fetch`)).status === 200 || undefined);
   });
   after(async () => {
     await mesh?.stop();
@@ -79,7 +93,15 @@ describe('fetch through egress', () => {
   });
 
   test('private, metadata and odd-scheme destinations are refused with "egress denied:"; nothing else is reached', async () => {
-    for (const url of ['http://169.254.169.254/latest/meta-data/', `http://127.0.0.1:${canary.port}/`, `http://0x7f.1:${canary.port}/`, `http://[::ffff:127.0.0.1]:${canary.port}/`, 'http://10.0.0.1/', 'file:///etc/passwd', `https://127.0.0.1:${origin.port}/`]) {
+    for (const url of [
+      'http://169.254.169.254/latest/meta-data/',
+      `http://127.0.0.1:${canary.port}/`,
+      `http://0x7f.1:${canary.port}/`,
+      `http://[::ffff:127.0.0.1]:${canary.port}/`,
+      'http://10.0.0.1/',
+      'file:///etc/passwd',
+      `https://127.0.0.1:${origin.port}/`,
+    ]) {
       const r = await call(`url=${encodeURIComponent(url)}`);
       assert.match(r.error ?? '', /^TypeError: egress denied: /, `${url}: ${JSON.stringify(r)}`);
     }
@@ -110,7 +132,12 @@ describe('fetch through egress', () => {
     const res = await fetch(`${mesh.adminUrl}/v1/workers`, {
       method: 'POST',
       headers: { authorization: `Bearer ${deployer}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'sneaky', mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm', content: 'export default {}' }], origins: ['http://10.0.0.5:80'] }),
+      body: JSON.stringify({
+        name: 'sneaky',
+        mainModule: 'w.js',
+        modules: [{ name: 'w.js', type: 'esm', content: 'export default {}' }],
+        origins: ['http://10.0.0.5:80'],
+      }),
     });
     assert.equal(res.status, 403);
     assert.match(((await res.json()) as { error: string }).error, /only an admin-scoped token/);
@@ -118,11 +145,22 @@ describe('fetch through egress', () => {
 
   test('per-worker allow and deny lists of hosts and CIDRs', async () => {
     const deploy = async (name: string, extra: string[]) => {
-      const r = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', name, '--route', `*/${name}*`, '--origin', `http://127.0.0.1:${origin.port}`, ...extra]);
+      const r = await mesh.cli([
+        'deploy',
+        'examples/fetcher/index.ts',
+        '--name',
+        name,
+        '--route',
+        `*/${name}*`,
+        '--origin',
+        `http://127.0.0.1:${origin.port}`,
+        ...extra,
+      ]);
       assert.equal(r.code, 0, r.stderr);
-      await waitFor(name, async () => ((await fetch(`${mesh.httpUrl}/${name}`)).status === 200) || undefined);
+      await waitFor(name, async () => (await fetch(`${mesh.httpUrl}/${name}`)).status === 200 || undefined);
     };
-    const callAs = async (name: string, url: string) => (await (await fetch(`${mesh.httpUrl}/${name}?url=${encodeURIComponent(url)}`)).json()) as { status?: number; error?: string };
+    const callAs = async (name: string, url: string) =>
+      (await (await fetch(`${mesh.httpUrl}/${name}?url=${encodeURIComponent(url)}`)).json()) as { status?: number; error?: string };
     await deploy('onlyexample', ['--allow-host', 'example.com']);
     assert.match((await callAs('onlyexample', 'http://8.8.8.8/')).error ?? '', /egress denied: 8\.8\.8\.8 is not on this worker's allow list/);
     assert.equal((await callAs('onlyexample', `http://127.0.0.1:${origin.port}/`)).status, 200, 'its declared origin stays reachable');
@@ -143,9 +181,20 @@ describe('fetch through egress', () => {
     assert.equal(first.body, second.body, 'served from the cache');
     assert.equal(count(), 1, 'one trip to the origin');
     // Another tenant, same URL: its own miss.
-    const r = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'fetcher', '--tenant', 'other', '--route', '*/other-fetch*', '--origin', `http://127.0.0.1:${origin.port}`]);
+    const r = await mesh.cli([
+      'deploy',
+      'examples/fetcher/index.ts',
+      '--name',
+      'fetcher',
+      '--tenant',
+      'other',
+      '--route',
+      '*/other-fetch*',
+      '--origin',
+      `http://127.0.0.1:${origin.port}`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
-    await waitFor('the other tenant', async () => ((await fetch(`${mesh.httpUrl}/other-fetch`)).status === 200) || undefined);
+    await waitFor('the other tenant', async () => (await fetch(`${mesh.httpUrl}/other-fetch`)).status === 200 || undefined);
     await fetch(`${mesh.httpUrl}/other-fetch?url=${encodeURIComponent(url)}`);
     assert.equal(count(), 2, 'no cross-tenant hit');
     const etag = `http://127.0.0.1:${origin.port}/etag-1`;

@@ -31,7 +31,14 @@ describe('CompressionStream through the mesh', () => {
     mesh = await startTestMesh();
     const d = await mesh.cli(['deploy', join(dir, 'worker.js'), '--name', 'gz', '--route', '*/gz/*']);
     assert.equal(d.code, 0, d.stderr);
-    await waitFor('the worker', async () => (await fetch(`${mesh.httpUrl}/gz/ready`).then((r) => r.text(), () => '')) === 'ready' || undefined);
+    await waitFor(
+      'the worker',
+      async () =>
+        (await fetch(`${mesh.httpUrl}/gz/ready`).then(
+          (r) => r.text(),
+          () => '',
+        )) === 'ready' || undefined,
+    );
   });
   after(async () => {
     await mesh?.stop();

@@ -13,12 +13,23 @@ import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
 function httpsGet(port: number, path: string, opts: { ca?: string; servername?: string }): Promise<{ status: number; body: string; cert: PeerCertificate }> {
   return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: '127.0.0.1', port, path, ca: opts.ca, servername: opts.servername, rejectUnauthorized: Boolean(opts.ca), headers: { host: opts.servername ?? 'localhost' } }, (res) => {
-      let body = '';
-      const cert = (res.socket as unknown as { getPeerCertificate(): PeerCertificate }).getPeerCertificate();
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body, cert }));
-    });
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        ca: opts.ca,
+        servername: opts.servername,
+        rejectUnauthorized: Boolean(opts.ca),
+        headers: { host: opts.servername ?? 'localhost' },
+      },
+      (res) => {
+        let body = '';
+        const cert = (res.socket as unknown as { getPeerCertificate(): PeerCertificate }).getPeerCertificate();
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body, cert }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -47,7 +58,7 @@ describe('ingress', () => {
     mesh = await startTestMesh({ CORDON_TLS_DIR: dir, CORDON_HEADERS_TIMEOUT_MS: '1500' });
     httpsPort = Number(mesh.env.CORDON_HTTPS_PORT);
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
-    await waitFor('hello', async () => ((await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
+    await waitFor('hello', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined);
   });
   after(async () => {
     await mesh?.stop();
@@ -77,7 +88,7 @@ describe('ingress', () => {
 
   test('a sandbox that dies before answering: an idempotent request is retried once, a POST gets 502', async () => {
     assert.equal((await mesh.cli(['deploy', 'examples/slow/index.ts', '--name', 'slow', '--route', '*/slow*'])).code, 0);
-    await waitFor('slow', async () => ((await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200) || undefined);
+    await waitFor('slow', async () => (await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200 || undefined);
     const pid = mesh.servicePids().get('sandbox:standard')!;
     const get = fetch(`${mesh.httpUrl}/slow?ms=1500`);
     const post = fetch(`${mesh.httpUrl}/slow?ms=1500`, { method: 'POST', body: 'x' });
@@ -92,26 +103,32 @@ describe('ingress', () => {
 
   test('the worker learns the client address and scheme from ingress, never from the client; its own x-request-id is the only one', async () => {
     assert.equal((await mesh.cli(['deploy', 'examples/echo/index.ts', '--name', 'echo', '--route', '*/echo*'])).code, 0);
-    await waitFor('echo', async () => ((await fetch(`${mesh.httpUrl}/echo`)).status === 200) || undefined);
+    await waitFor('echo', async () => (await fetch(`${mesh.httpUrl}/echo`)).status === 200 || undefined);
     const spoofed = { 'cf-connecting-ip': '6.6.6.6', 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https' };
     const plain = await fetch(`${mesh.httpUrl}/echo`, { headers: spoofed });
     assert.equal(plain.headers.get('x-echo-cf-connecting-ip'), '127.0.0.1');
     assert.equal(plain.headers.get('x-echo-x-forwarded-for'), '203.0.113.7, 127.0.0.1', 'the client’s list, then the address it came from');
     assert.equal(plain.headers.get('x-echo-x-forwarded-proto'), 'http');
     const secure = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
-      const req = httpsRequest({ host: '127.0.0.1', port: httpsPort, path: '/echo', rejectUnauthorized: false, headers: { host: 'localhost', 'x-forwarded-proto': 'http' } }, (res) => {
-        res.resume();
-        resolve(res.headers);
-      });
+      const req = httpsRequest(
+        { host: '127.0.0.1', port: httpsPort, path: '/echo', rejectUnauthorized: false, headers: { host: 'localhost', 'x-forwarded-proto': 'http' } },
+        (res) => {
+          res.resume();
+          resolve(res.headers);
+        },
+      );
       req.on('error', reject).end();
     });
     assert.equal(secure['x-echo-x-forwarded-proto'], 'https');
     // A worker answering with its own request id: one header, the worker's.
     const raw = await new Promise<string[]>((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port: Number(mesh.env.CORDON_HTTP_PORT), path: '/echo', headers: { 'x-answer-request-id': 'from-the-worker-1' } }, (res) => {
-        res.resume();
-        resolve(res.rawHeaders);
-      });
+      const req = httpRequest(
+        { host: '127.0.0.1', port: Number(mesh.env.CORDON_HTTP_PORT), path: '/echo', headers: { 'x-answer-request-id': 'from-the-worker-1' } },
+        (res) => {
+          res.resume();
+          resolve(res.rawHeaders);
+        },
+      );
       req.on('error', reject).end();
     });
     const ids = raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase() === 'x-request-id');
@@ -137,8 +154,12 @@ describe('ingress', () => {
     }
     const big = await new Promise<string>((resolve) => {
       let out = '';
-      const s = netConnect(Number(mesh.env.CORDON_HTTP_PORT), '127.0.0.1', () => s.write(`GET /hello HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(40 * 1024)}\r\n\r\n`));
-      s.on('data', (d) => (out += d)).on('close', () => resolve(out)).on('error', () => resolve(out));
+      const s = netConnect(Number(mesh.env.CORDON_HTTP_PORT), '127.0.0.1', () =>
+        s.write(`GET /hello HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(40 * 1024)}\r\n\r\n`),
+      );
+      s.on('data', (d) => (out += d))
+        .on('close', () => resolve(out))
+        .on('error', () => resolve(out));
     });
     assert.match(big, /^HTTP\/1\.1 431 /);
   });

@@ -11,9 +11,30 @@ describe('limits through the mesh', () => {
   let mesh: TestMesh;
   before(async () => {
     mesh = await startTestMesh();
-    assert.equal((await mesh.cli(['deploy', 'examples/misbehave/index.ts', '--name', 'misbehave', '--route', '*/misbehave/*', '--memory-mb', '32', '--cpu-ms', '500', '--wall-ms', '4000'])).code, 0);
+    assert.equal(
+      (
+        await mesh.cli([
+          'deploy',
+          'examples/misbehave/index.ts',
+          '--name',
+          'misbehave',
+          '--route',
+          '*/misbehave/*',
+          '--memory-mb',
+          '32',
+          '--cpu-ms',
+          '500',
+          '--wall-ms',
+          '4000',
+        ])
+      ).code,
+      0,
+    );
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
-    await waitFor('both workers', async () => ((await fetch(`${mesh.httpUrl}/misbehave/ok`)).status === 200 && (await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
+    await waitFor(
+      'both workers',
+      async () => ((await fetch(`${mesh.httpUrl}/misbehave/ok`)).status === 200 && (await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined,
+    );
   });
   after(async () => {
     await mesh?.stop();

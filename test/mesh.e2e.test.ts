@@ -48,11 +48,15 @@ describe('the mesh on Unix sockets', () => {
 
   test('every service is its own process named services/<name>/, and /healthz lists them up', async () => {
     const pids = mesh.servicePids();
-    for (const s of ['supervisor', 'ingress', 'egress', 'sandbox:standard', 'sandbox:untrusted']) assert.ok(pids.get(s), `${s} is running: ${[...pids.keys()]}`);
+    for (const s of ['supervisor', 'ingress', 'egress', 'sandbox:standard', 'sandbox:untrusted'])
+      assert.ok(pids.get(s), `${s} is running: ${[...pids.keys()]}`);
     const res = await fetch(`${mesh.adminUrl}/healthz`);
     assert.equal(res.status, 200);
     const body = (await res.json()) as { services: Record<string, string> };
-    assert.deepEqual(Object.values(body.services).filter((s) => s !== 'up'), []);
+    assert.deepEqual(
+      Object.values(body.services).filter((s) => s !== 'up'),
+      [],
+    );
     assert.ok(body.services['sandbox:untrusted']);
     assert.doesNotMatch(mesh.output(), /exited/, 'no service died or quit while the mesh started');
   });
@@ -133,7 +137,12 @@ describe('the mesh on Unix sockets', () => {
     const big = await fetch(`${mesh.adminUrl}/v1/workers`, {
       method: 'POST',
       headers: { authorization: `Bearer ${readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim()}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'big', mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm', content: 'export default {}' }], vars: { V: 'x'.repeat(1024 * 1024 + 1) } }),
+      body: JSON.stringify({
+        name: 'big',
+        mainModule: 'w.js',
+        modules: [{ name: 'w.js', type: 'esm', content: 'export default {}' }],
+        vars: { V: 'x'.repeat(1024 * 1024 + 1) },
+      }),
     });
     assert.equal(big.status, 413, 'vars over 1 MiB are refused');
     assert.match(((await big.json()) as { error: string }).error, /1 MiB/);
@@ -143,10 +152,14 @@ describe('the mesh on Unix sockets', () => {
     const traceId = 'ab'.repeat(16);
     const res = await fetch(`${mesh.httpUrl}/hello?trace=1`, { headers: { traceparent: `00-${traceId}-${'cd'.repeat(8)}-01` } });
     assert.equal(res.status, 200);
-    await waitFor('spans of the traced request from ingress and sandbox', () => {
-      const services = new Set(spans.filter((s) => s.traceId === traceId).map((s) => s.service));
-      return services.has('cordon-ingress') && services.has('cordon-sandbox') ? true : undefined;
-    }, 15_000);
+    await waitFor(
+      'spans of the traced request from ingress and sandbox',
+      () => {
+        const services = new Set(spans.filter((s) => s.traceId === traceId).map((s) => s.service));
+        return services.has('cordon-ingress') && services.has('cordon-sandbox') ? true : undefined;
+      },
+      15_000,
+    );
   });
 
   test('an unknown route is a 404 with a clear body', async () => {
@@ -203,10 +216,14 @@ describe('the mesh on Unix sockets', () => {
     });
     assert.notEqual(fresh, old);
     const started = Date.now();
-    const res = await waitFor('hello to serve again', async () => {
-      const x = await fetch(`${mesh.httpUrl}/hello`);
-      return x.status === 200 ? x : undefined;
-    }, 10_000);
+    const res = await waitFor(
+      'hello to serve again',
+      async () => {
+        const x = await fetch(`${mesh.httpUrl}/hello`);
+        return x.status === 200 ? x : undefined;
+      },
+      10_000,
+    );
     assert.equal(await res.text(), 'Hello, world! (from a Cordon isolate)\n');
     assert.ok(Date.now() - started < 10_000);
   });
@@ -223,7 +240,11 @@ describe('the mesh on Unix sockets', () => {
   describe('over the RPC interface, as a sandbox', () => {
     const session = (role: Role, name: string) => {
       const secret = Buffer.from(readFileSync(join(mesh.dataDir, 'mesh.secret'), 'utf8').trim(), 'hex');
-      return connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), { keyring: Keyring.forRole(secret, role, role === 'sandbox' ? name : undefined), name, expect: 'supervisor' });
+      return connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), {
+        keyring: Keyring.forRole(secret, role, role === 'sandbox' ? name : undefined),
+        name,
+        expect: 'supervisor',
+      });
     };
     const helloKey = () => {
       const db = new Database(join(mesh.dataDir, 'supervisor', 'code.db'), { readonly: true });
@@ -267,7 +288,10 @@ describe('the mesh on Unix sockets', () => {
       try {
         // (toString and friends are answered by the local stub without a round trip, so they are not listed.)
         for (const m of ['listWorkers', 'workers', 'routes', 'subscribeRoutes', 'constructor', '__proto__', 'getRoutes', 'deploy']) {
-          await assert.rejects(Promise.resolve().then(() => loose(s.remote)[m]!()), `${m} must not be callable`);
+          await assert.rejects(
+            Promise.resolve().then(() => loose(s.remote)[m]!()),
+            `${m} must not be callable`,
+          );
         }
       } finally {
         s.close();

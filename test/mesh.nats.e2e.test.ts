@@ -35,7 +35,8 @@ describe('the mesh over NATS', { skip: missing }, () => {
     assert.equal(await res.text(), 'Hello, nats! (from a Cordon isolate)\n');
     if (!findBwrap()) return;
     // Confined, the sandbox has no network of its own: it reached NATS through the launcher's relay.
-    for (const [cordon, pid] of sandboxNodes(mesh)) assert.notEqual(readlinkSync(`/proc/${pid}/ns/net`), readlinkSync('/proc/self/ns/net'), `${cordon}: its own network namespace`);
+    for (const [cordon, pid] of sandboxNodes(mesh))
+      assert.notEqual(readlinkSync(`/proc/${pid}/ns/net`), readlinkSync('/proc/self/ns/net'), `${cordon}: its own network namespace`);
   });
 
   test('a killed sandbox is restarted and serves again over NATS', async () => {
@@ -45,10 +46,14 @@ describe('the mesh over NATS', { skip: missing }, () => {
       const pid = mesh.servicePids().get('sandbox:standard');
       return pid && pid !== old ? pid : undefined;
     });
-    const res = await waitFor('hello again', async () => {
-      const x = await fetch(`${mesh.httpUrl}/hello`);
-      return x.status === 200 ? x : undefined;
-    }, 20_000);
+    const res = await waitFor(
+      'hello again',
+      async () => {
+        const x = await fetch(`${mesh.httpUrl}/hello`);
+        return x.status === 200 ? x : undefined;
+      },
+      20_000,
+    );
     assert.equal(res.status, 200);
   });
 });

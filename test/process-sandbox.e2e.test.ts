@@ -24,7 +24,7 @@ describe('the process sandbox', { skip: missing }, () => {
   before(async () => {
     mesh = await startTestMesh();
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
-    await waitFor('hello', async () => ((await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
+    await waitFor('hello', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined);
   });
   after(async () => {
     await mesh?.stop();
@@ -40,7 +40,8 @@ describe('the process sandbox', { skip: missing }, () => {
       return n.has('standard') && n.has('untrusted') ? n : undefined;
     });
     for (const [cordon, pid] of nodes) {
-      for (const ns of ['mnt', 'net', 'pid', 'ipc', 'uts', 'user']) assert.notEqual(readlinkSync(`/proc/${pid}/ns/${ns}`), readlinkSync(`/proc/self/ns/${ns}`), `${cordon}: its own ${ns} namespace`);
+      for (const ns of ['mnt', 'net', 'pid', 'ipc', 'uts', 'user'])
+        assert.notEqual(readlinkSync(`/proc/${pid}/ns/${ns}`), readlinkSync(`/proc/self/ns/${ns}`), `${cordon}: its own ${ns} namespace`);
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       assert.match(status, /^Seccomp:\s+2$/m, `${cordon}: a seccomp filter`);
       assert.match(status, /^NoNewPrivs:\s+1$/m);
@@ -69,14 +70,20 @@ describe('the process sandbox', { skip: missing }, () => {
 
   test('without bubblewrap, start refuses and says what to do; --insecure-no-process-sandbox starts, loudly; doctor exits 1', async () => {
     const env = { ...process.env, PATH: '/nonexistent' };
-    const refused = await run(process.execPath, [join(ROOT, 'cli/main.ts'), 'start'], { cwd: ROOT, env: { ...env, CORDON_DATA_DIR: join(mesh.dataDir, 'other') } }).then(
+    const refused = await run(process.execPath, [join(ROOT, 'cli/main.ts'), 'start'], {
+      cwd: ROOT,
+      env: { ...env, CORDON_DATA_DIR: join(mesh.dataDir, 'other') },
+    }).then(
       () => assert.fail('start should refuse'),
       (e: { code: number; stderr: string }) => e,
     );
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /bubblewrap is not installed/);
     assert.match(refused.stderr, /--insecure-no-process-sandbox/);
-    const doctor = await run(process.execPath, [join(ROOT, 'cli/main.ts'), 'doctor'], { cwd: ROOT, env }).then(() => assert.fail('doctor should exit 1'), (e: { code: number; stdout: string }) => e);
+    const doctor = await run(process.execPath, [join(ROOT, 'cli/main.ts'), 'doctor'], { cwd: ROOT, env }).then(
+      () => assert.fail('doctor should exit 1'),
+      (e: { code: number; stdout: string }) => e,
+    );
     assert.equal(doctor.code, 1);
     assert.match(doctor.stdout, /✖ namespaces/);
     const insecure = await startTestMesh({ PATH: '/nonexistent' }, ['--insecure-no-process-sandbox']);

@@ -42,14 +42,38 @@ test('a lone supervisor answers /healthz 503 with per-service detail, logs JSON 
 test('a bad setting stops a service, and `cordon start`, at start with one line naming it and what it expects', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'cordon-bad-'));
   const run = (args: string[], env: NodeJS.ProcessEnv) =>
-    spawnSync(process.execPath, args.map((a, i) => (i === 0 ? join(ROOT, a) : a)), { env: { ...process.env, CORDON_DATA_DIR: dataDir, ...env }, encoding: 'utf8', timeout: 60_000 });
+    spawnSync(
+      process.execPath,
+      args.map((a, i) => (i === 0 ? join(ROOT, a) : a)),
+      { env: { ...process.env, CORDON_DATA_DIR: dataDir, ...env }, encoding: 'utf8', timeout: 60_000 },
+    );
   try {
     const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
-      [['services/ingress/main.ts'], { CORDON_MAX_REQUEST_MB: 'lots' }, /^cordon ingress: CORDON_MAX_REQUEST_MB must be a whole number of megabytes, at least 1; got "lots"$/],
-      [['services/egress/main.ts'], { CORDON_EGRESS_RATE: '-5' }, /^cordon egress: CORDON_EGRESS_RATE must be a whole number of requests per second, at least 1; got "-5"$/],
-      [['services/supervisor/main.ts'], { CORDON_SQL_PROCESSES: '0' }, /^cordon supervisor: CORDON_SQL_PROCESSES must be a whole number of processes, at least 1; got "0"$/],
-      [['services/sandbox/main.ts'], { CORDON_CORDON: 'standard', CORDON_ISOLATE_IDLE_SECONDS: 'soon' }, /^cordon sandbox: CORDON_ISOLATE_IDLE_SECONDS must be a whole number of seconds/],
-      [['cli/main.ts', 'start'], { CORDON_HEADERS_TIMEOUT_MS: '10s' }, /^cordon: CORDON_HEADERS_TIMEOUT_MS must be a whole number of milliseconds, at least 1; got "10s"$/],
+      [
+        ['services/ingress/main.ts'],
+        { CORDON_MAX_REQUEST_MB: 'lots' },
+        /^cordon ingress: CORDON_MAX_REQUEST_MB must be a whole number of megabytes, at least 1; got "lots"$/,
+      ],
+      [
+        ['services/egress/main.ts'],
+        { CORDON_EGRESS_RATE: '-5' },
+        /^cordon egress: CORDON_EGRESS_RATE must be a whole number of requests per second, at least 1; got "-5"$/,
+      ],
+      [
+        ['services/supervisor/main.ts'],
+        { CORDON_SQL_PROCESSES: '0' },
+        /^cordon supervisor: CORDON_SQL_PROCESSES must be a whole number of processes, at least 1; got "0"$/,
+      ],
+      [
+        ['services/sandbox/main.ts'],
+        { CORDON_CORDON: 'standard', CORDON_ISOLATE_IDLE_SECONDS: 'soon' },
+        /^cordon sandbox: CORDON_ISOLATE_IDLE_SECONDS must be a whole number of seconds/,
+      ],
+      [
+        ['cli/main.ts', 'start'],
+        { CORDON_HEADERS_TIMEOUT_MS: '10s' },
+        /^cordon: CORDON_HEADERS_TIMEOUT_MS must be a whole number of milliseconds, at least 1; got "10s"$/,
+      ],
       [['cli/main.ts', 'workers'], { CORDON_ADMIN_PORT: 'admin' }, /^cordon: CORDON_ADMIN_PORT must be a port number \(0-65535\); got "admin"$/],
     ];
     for (const [args, env, line] of cases) {

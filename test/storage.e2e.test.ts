@@ -16,10 +16,26 @@ describe('storage and directory capabilities', () => {
   before(async () => {
     mesh = await startTestMesh();
     for (const tenant of ['acme', 'evil']) {
-      const r = await mesh.cli(['deploy', 'examples/notes/index.ts', '--name', 'notes', '--tenant', tenant, '--route', `*/${tenant}/notes*`, '--storage', 'DB', '--directory', 'FILES']);
+      const r = await mesh.cli([
+        'deploy',
+        'examples/notes/index.ts',
+        '--name',
+        'notes',
+        '--tenant',
+        tenant,
+        '--route',
+        `*/${tenant}/notes*`,
+        '--storage',
+        'DB',
+        '--directory',
+        'FILES',
+      ]);
       assert.equal(r.code, 0, r.stderr);
     }
-    await waitFor('both tenants to serve', async () => ((await op('acme', 'op=list')).status === 200 && (await op('evil', 'op=list')).status === 200) || undefined);
+    await waitFor(
+      'both tenants to serve',
+      async () => ((await op('acme', 'op=list')).status === 200 && (await op('evil', 'op=list')).status === 200) || undefined,
+    );
   });
   after(async () => {
     await mesh?.stop();

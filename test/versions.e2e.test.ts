@@ -44,7 +44,13 @@ describe('worker versions', () => {
           tenant: 'varsdemo',
           routes: ['*/jsonvars*'],
           mainModule: 'w.js',
-          modules: [{ name: 'w.js', type: 'esm', content: 'export default { fetch(r, env) { return Response.json({ n: env.N, t: typeof env.N, flag: env.FLAG, o: env.O, s: env.S }) } }' }],
+          modules: [
+            {
+              name: 'w.js',
+              type: 'esm',
+              content: 'export default { fetch(r, env) { return Response.json({ n: env.N, t: typeof env.N, flag: env.FLAG, o: env.O, s: env.S }) } }',
+            },
+          ],
           vars,
         }),
       });
@@ -64,10 +70,10 @@ describe('worker versions', () => {
 
   test('deploys are versions; rollback serves an earlier one; delete removes the worker', async () => {
     const v1 = await deploy('one');
-    await waitFor('v1', async () => ((await body()) === 'one') || undefined);
+    await waitFor('v1', async () => (await body()) === 'one' || undefined);
     const v2 = await deploy('two');
     assert.notEqual(v1, v2);
-    await waitFor('v2', async () => ((await body()) === 'two') || undefined);
+    await waitFor('v2', async () => (await body()) === 'two' || undefined);
     const list = await mesh.cli(['versions', 'versioned']);
     assert.equal(list.code, 0, list.stderr);
     const lines = list.stdout.trim().split('\n');
@@ -83,7 +89,7 @@ describe('worker versions', () => {
     assert.match(execFileSync('git', ['-C', out, 'show', 'HEAD~1:versioned/worker.js'], { encoding: 'utf8' }), /"one"/);
     const rb = await mesh.cli(['rollback', 'versioned', v1]);
     assert.equal(rb.code, 0, rb.stderr);
-    await waitFor('the rollback to take effect', async () => ((await body()) === 'one') || undefined);
+    await waitFor('the rollback to take effect', async () => (await body()) === 'one' || undefined);
     const bad = await mesh.cli(['rollback', 'versioned', 'f'.repeat(64)]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /404 worker default\/versioned has no version f+/);
@@ -97,11 +103,11 @@ describe('worker versions', () => {
     }
     db.close();
     assert.equal((await mesh.cli(['rollback', 'versioned', v2])).code, 0); // a fresh key: the sandbox must load again
-    await waitFor('the tampered code to be refused', async () => ((await body()) === 'status 502') || undefined);
+    await waitFor('the tampered code to be refused', async () => (await body()) === 'status 502' || undefined);
     assert.match((await mesh.cli(['audit', 'tail', '--limit', '100'])).stdout, /sandbox:standard\tcode\.tampered\t-\tdenied/);
     const del = await mesh.cli(['delete', 'versioned']);
     assert.equal(del.code, 0, del.stderr);
-    await waitFor('the route to go', async () => ((await body()) === 'status 404') || undefined);
+    await waitFor('the route to go', async () => (await body()) === 'status 404' || undefined);
     assert.doesNotMatch((await mesh.cli(['workers'])).stdout, /versioned/);
     assert.match((await mesh.cli(['versions', 'versioned'])).stderr, /404 no worker default\/versioned/);
     assert.match((await mesh.cli(['audit', 'tail', '--limit', '100'])).stdout, /worker\.rollback\tdefault\/versioned[\s\S]*worker\.delete\tdefault\/versioned/);
@@ -111,7 +117,7 @@ describe('worker versions', () => {
     const r = await mesh.cli(['deploy', '--config', 'examples/notes/wrangler.jsonc']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /deployed default\/notes version [0-9a-f]{64} on \*\/notes\*/);
-    await waitFor('notes', async () => ((await fetch(`${mesh.httpUrl}/notes?op=list`)).status === 200) || undefined);
+    await waitFor('notes', async () => (await fetch(`${mesh.httpUrl}/notes?op=list`)).status === 200 || undefined);
     await fetch(`${mesh.httpUrl}/notes?op=add`, { method: 'POST', body: 'from config' });
     assert.deepEqual(await (await fetch(`${mesh.httpUrl}/notes?op=list`)).json(), [{ id: 1, text: 'from config' }]);
     const bad = await mesh.cli(['deploy', '--config', 'examples/notes/missing.jsonc']);

@@ -37,7 +37,10 @@ class Client {
 /** What an upgrade the worker refuses gets back: the status and the body. */
 async function refused(url: string): Promise<{ status: number; body: string }> {
   const c = new Client(url);
-  const e = (await c.opened.then(() => assert.fail('the upgrade should be refused'), (err: unknown) => err)) as { status: number; res: NodeJS.ReadableStream };
+  const e = (await c.opened.then(
+    () => assert.fail('the upgrade should be refused'),
+    (err: unknown) => err,
+  )) as { status: number; res: NodeJS.ReadableStream };
   let body = '';
   for await (const chunk of e.res) body += chunk;
   return { status: e.status, body };
@@ -52,7 +55,9 @@ describe('WebSockets', () => {
     wsUrl = mesh.httpUrl.replace('http:', 'ws:');
     dir = mkdtempSync(join(tmpdir(), 'cordon-ws-'));
     // Workers that get the 101 wrong, in the ways a tenant can.
-    writeFileSync(join(dir, 'bad.js'), `export default { fetch(request) {
+    writeFileSync(
+      join(dir, 'bad.js'),
+      `export default { fetch(request) {
       const path = new URL(request.url).pathname;
       if (path.endsWith('/no-socket')) return new Response(null, { status: 101 });
       if (path.endsWith('/hoard')) {
@@ -64,7 +69,8 @@ describe('WebSockets', () => {
       const [client] = Object.values(new WebSocketPair());
       if (path.endsWith('/server-end')) { const [, server] = Object.values(new WebSocketPair()); return new Response(null, { status: 101, webSocket: server }); }
       return new Response(null, { status: 101, webSocket: client });
-    } };`);
+    } };`,
+    );
     for (const args of [
       ['examples/websocket/index.ts', '--name', 'ws', '--route', '*/ws*'],
       [join(dir, 'bad.js'), '--name', 'bad', '--route', '*/bad/*'],
@@ -73,7 +79,7 @@ describe('WebSockets', () => {
       const r = await mesh.cli(['deploy', ...args]);
       assert.equal(r.code, 0, r.stderr);
     }
-    await waitFor('the ws worker', async () => ((await fetch(`${mesh.httpUrl}/ws`)).status === 426) || undefined);
+    await waitFor('the ws worker', async () => (await fetch(`${mesh.httpUrl}/ws`)).status === 426 || undefined);
   });
   after(async () => {
     await mesh?.stop();
@@ -118,7 +124,9 @@ describe('WebSockets', () => {
     await b.opened;
     b.ws.close(4001, 'client leaves');
     await b.closed;
-    await waitFor('the close event in the worker log', async () => (/socket closed: 4001 client leaves/.test((await mesh.cli(['logs', 'ws'])).stdout) ? true : undefined));
+    await waitFor('the close event in the worker log', async () =>
+      /socket closed: 4001 client leaves/.test((await mesh.cli(['logs', 'ws'])).stdout) ? true : undefined,
+    );
   });
 
   test('2,000 messages sent at once all come back, in order', async () => {
@@ -145,7 +153,9 @@ describe('WebSockets', () => {
     assert.match(await plainGet.text(), /invalid response/);
     await waitFor('the reasons in the worker log', async () => {
       const { stdout } = await mesh.cli(['logs', 'bad']);
-      return /101 only with a webSocket/.test(stdout) && /not a WebSocket upgrade/.test(stdout) && /needs webSocket: the client end/.test(stdout) ? true : undefined;
+      return /101 only with a webSocket/.test(stdout) && /not a WebSocket upgrade/.test(stdout) && /needs webSocket: the client end/.test(stdout)
+        ? true
+        : undefined;
     });
   });
 
@@ -167,7 +177,9 @@ describe('WebSockets', () => {
       const raw = await new Promise<string>((resolve, reject) => {
         let out = '';
         const s = connect(port, '127.0.0.1', () => s.write(`GET /ws HTTP/1.1\r\nHost: localhost\r\n${headers}\r\n`));
-        s.on('data', (d) => (out += d)).on('end', () => resolve(out)).on('error', reject);
+        s.on('data', (d) => (out += d))
+          .on('end', () => resolve(out))
+          .on('error', reject);
       });
       assert.match(raw, /^HTTP\/1\.1 400 /);
       assert.match(raw, expect);
@@ -211,7 +223,10 @@ describe('WebSockets', () => {
     open.pop()!.ws.close();
     await waitFor('a freed place', async () => {
       const c = new Client(`${wsUrl}/ws`);
-      const ok = await c.opened.then(() => true, () => undefined);
+      const ok = await c.opened.then(
+        () => true,
+        () => undefined,
+      );
       if (ok) open.push(c);
       return ok;
     });
@@ -227,7 +242,12 @@ describe('WebSockets', () => {
     assert.equal((await c.closed).code, 1011);
     const again = await waitFor('a socket on the restarted sandbox', async () => {
       const n = new Client(`${wsUrl}/ws`);
-      return (await n.opened.then(() => n, () => undefined)) ?? undefined;
+      return (
+        (await n.opened.then(
+          () => n,
+          () => undefined,
+        )) ?? undefined
+      );
     });
     assert.equal(await again.next(), 'hello');
     again.ws.close();

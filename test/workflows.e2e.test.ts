@@ -22,7 +22,8 @@ describe('workflows', () => {
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout) as Status;
   };
-  const until = (id: string, want: string, ms = 20_000) => waitFor(`instance ${id} to be ${want}`, async () => ((await status(id)).status === want ? status(id) : undefined), ms, 100);
+  const until = (id: string, want: string, ms = 20_000) =>
+    waitFor(`instance ${id} to be ${want}`, async () => ((await status(id)).status === want ? status(id) : undefined), ms, 100);
   const create = async (params: object, extra: string[] = []) => {
     const r = await mesh.cli(['workflows', 'create', 'signup', '--params', JSON.stringify(params), ...extra]);
     assert.equal(r.code, 0, r.stderr);
@@ -33,7 +34,7 @@ describe('workflows', () => {
     mesh = await startTestMesh();
     const d = await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
     assert.equal(d.code, 0, d.stderr);
-    await waitFor('the signup worker', async () => ((await fetch(`${mesh.httpUrl}/signup/none`)).status === 404) || undefined);
+    await waitFor('the signup worker', async () => (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404 || undefined);
   });
   after(async () => {
     await mesh?.stop();
@@ -149,7 +150,7 @@ describe('workflows', () => {
     // globex deploys a worker binding a workflow called "signup" that it does not host: nothing of default's is reachable.
     const d = await mesh.cli(['deploy', 'examples/workflows/index.ts', '--name', 'spy', '--tenant', 'globex', '--route', '*/spy/*', '--storage', 'DB']);
     assert.equal(d.code, 0, d.stderr);
-    await waitFor('the spy', async () => ((await fetch(`${mesh.httpUrl}/spy/none`)).status === 404) || undefined);
+    await waitFor('the spy', async () => (await fetch(`${mesh.httpUrl}/spy/none`)).status === 404 || undefined);
     const peek = await fetch(`${mesh.httpUrl}/spy/status?id=${id}`);
     assert.equal(peek.status, 500, 'the spy has no SIGNUP binding at all');
   });
@@ -166,17 +167,23 @@ describe('workflows', () => {
         const p = mesh.servicePids().get(victim);
         return p && p !== pid ? p : undefined;
       });
-      if (round === 2) for (const id of ids) await waitFor('the event to be taken', async () => ((await mesh.cli(['workflows', 'event', 'signup', id, 'approved', '--payload', '{"by":"k"}'])).code === 0 ? true : undefined));
+      if (round === 2)
+        for (const id of ids)
+          await waitFor('the event to be taken', async () =>
+            (await mesh.cli(['workflows', 'event', 'signup', id, 'approved', '--payload', '{"by":"k"}'])).code === 0 ? true : undefined,
+          );
     }
     const runs = new Map<string, number>();
     for (const id of ids) {
       const done = await until(id, 'complete', 60_000);
       assert.deepEqual(done.output, { user: `k${ids.indexOf(id)}`, approvedBy: 'k', attempts: 3 });
     }
-    for (const row of (await (await waitFor('the worker', async () => {
-      const r = await fetch(`${mesh.httpUrl}/signup/runs`);
-      return r.status === 200 ? r : undefined;
-    })).json()) as { instance: string; step: string; n: number }[]) {
+    for (const row of (await (
+      await waitFor('the worker', async () => {
+        const r = await fetch(`${mesh.httpUrl}/signup/runs`);
+        return r.status === 200 ? r : undefined;
+      })
+    ).json()) as { instance: string; step: string; n: number }[]) {
       runs.set(`${row.instance}/${row.step}`, row.n);
     }
     for (const id of ids) {

@@ -26,7 +26,9 @@ export default {
           return new Response('stored');
         case 'match': {
           const hit = await cache.match(key);
-          return hit ? new Response(await hit.text(), { headers: { 'x-cache': hit.headers.get('cf-cache-status') ?? '' } }) : new Response('miss', { status: 404 });
+          return hit
+            ? new Response(await hit.text(), { headers: { 'x-cache': hit.headers.get('cf-cache-status') ?? '' } })
+            : new Response('miss', { status: 404 });
         }
         case 'delete':
           return new Response(String(await cache.delete(key)));

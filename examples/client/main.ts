@@ -14,7 +14,9 @@ console.log(`started ${id}`);
 const finished = new Promise<unknown>((resolve, reject) => {
   void instance.watch(async (event) => {
     if (event.type === 'step') {
-      console.log(`  step ${event.step.name} (${event.step.type}): ${event.step.status}${event.step.type === 'do' ? ` after ${event.step.attempts} attempt(s)` : ''}`);
+      console.log(
+        `  step ${event.step.name} (${event.step.type}): ${event.step.status}${event.step.type === 'do' ? ` after ${event.step.attempts} attempt(s)` : ''}`,
+      );
       // The workflow waits for an approval: give it one once it is waiting for it.
       if (event.step.name === 'cool off') await instance.sendEvent({ type: 'approved', payload: { by: 'the example' } });
     } else {

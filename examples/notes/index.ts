@@ -3,7 +3,10 @@
 
 interface Env {
   DB: {
-    sql: { exec(query: string, ...bindings: unknown[]): { toArray(): Record<string, unknown>[]; one(): Record<string, unknown>; rowsWritten: number }; databaseSize: number };
+    sql: {
+      exec(query: string, ...bindings: unknown[]): { toArray(): Record<string, unknown>[]; one(): Record<string, unknown>; rowsWritten: number };
+      databaseSize: number;
+    };
     transactionSync<T>(fn: () => T): T;
     get(key: string): Promise<unknown>;
     put(key: string, value: unknown): Promise<void>;

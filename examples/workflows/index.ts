@@ -13,7 +13,11 @@ interface Env {
   SIGNUP: {
     create(o: { id?: string; params?: Params }): Promise<{ id: string }>;
     createBatch(batch: { id?: string; params?: Params }[]): Promise<{ id: string }[]>;
-    get(id: string): Promise<{ id: string; status(): Promise<unknown>; sendEvent(e: { type: string; payload?: unknown }): Promise<void> } & Record<Control, () => Promise<void>>>;
+    get(
+      id: string,
+    ): Promise<
+      { id: string; status(): Promise<unknown>; sendEvent(e: { type: string; payload?: unknown }): Promise<void> } & Record<Control, () => Promise<void>>
+    >;
     list(filter?: { status?: string; limit?: number }): Promise<{ id: string; status: string; output?: unknown }[]>;
   };
   DB: { sql: { exec(q: string, ...b: unknown[]): { toArray(): unknown[] } } };
@@ -29,7 +33,6 @@ interface Step {
 }
 
 export class Signup extends WorkflowEntrypoint<Env> {
-
   async run(event: { payload: Params; instanceId: string }, step: Step): Promise<unknown> {
     // Every execution of a step callback is counted in the worker's own database: tests compare the
     // count with the engine's attempts to prove a committed step never runs again.
@@ -56,7 +59,10 @@ export default {
     const url = new URL(request.url);
     const id = url.searchParams.get('id') ?? undefined;
     if (url.pathname.endsWith('/start')) {
-      const instance = await env.SIGNUP.create({ id, params: { user: url.searchParams.get('user') ?? 'anon', sleepMs: Number(url.searchParams.get('sleep') ?? 10) } });
+      const instance = await env.SIGNUP.create({
+        id,
+        params: { user: url.searchParams.get('user') ?? 'anon', sleepMs: Number(url.searchParams.get('sleep') ?? 10) },
+      });
       return Response.json({ id: instance.id });
     }
     if (url.pathname.endsWith('/status')) return Response.json(await (await env.SIGNUP.get(id!)).status());
@@ -78,7 +84,11 @@ export default {
       await (await env.SIGNUP.get(id!))[op]();
       return new Response(op);
     }
-    if (url.pathname.endsWith('/runs')) return Response.json(env.DB.sql.exec('SELECT instance, step, COUNT(*) AS n FROM runs GROUP BY instance, step').toArray());
-    return new Response('/signup/start?user=…, /status?id=…, /approve?id=…&by=…, /batch?ids=a,b, /list?status=…&limit=…, /control?id=…&op=pause|resume|terminate|restart', { status: 404 });
+    if (url.pathname.endsWith('/runs'))
+      return Response.json(env.DB.sql.exec('SELECT instance, step, COUNT(*) AS n FROM runs GROUP BY instance, step').toArray());
+    return new Response(
+      '/signup/start?user=…, /status?id=…, /approve?id=…&by=…, /batch?ids=a,b, /list?status=…&limit=…, /control?id=…&op=pause|resume|terminate|restart',
+      { status: 404 },
+    );
   },
 };

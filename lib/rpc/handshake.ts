@@ -134,9 +134,11 @@ export async function clientHandshake(
     if (reply.role !== opts.expect || typeof reply.name !== 'string' || !NAME.test(reply.name) || !validNonce(reply.nonce) || !validDh(reply.dh)) {
       throw new HandshakeError('server sent a malformed handshake reply');
     }
-    if (opts.expectName !== undefined && reply.name !== opts.expectName) throw new HandshakeError(`reached ${opts.expect} ${reply.name}, not ${opts.expectName}`);
+    if (opts.expectName !== undefined && reply.name !== opts.expectName)
+      throw new HandshakeError(`reached ${opts.expect} ${reply.name}, not ${opts.expectName}`);
     const transcript = transcriptOf(hello, reply);
-    if (!proven(opts.keyring, key, 'server', self, opts.expect, transcript, reply.proof)) throw new HandshakeError(`server failed to prove it is ${opts.expect}`);
+    if (!proven(opts.keyring, key, 'server', self, opts.expect, transcript, reply.proof))
+      throw new HandshakeError(`server failed to prove it is ${opts.expect}`);
     channel.authenticated(); // the server may follow its "ok" with large messages at once
     channel.send(JSON.stringify({ proof: prove(opts.keyring, key, 'client', self, opts.expect, transcript) }));
     const ok = await read(channel, t.promise);
@@ -166,7 +168,8 @@ export async function serverHandshake(
   };
   try {
     const hello = await read(channel, t.promise);
-    if (hello.v !== VERSION) return fail(`client speaks handshake version ${JSON.stringify(hello.v)}, not ${VERSION} (a process started by an older Cordon: restart it)`);
+    if (hello.v !== VERSION)
+      return fail(`client speaks handshake version ${JSON.stringify(hello.v)}, not ${VERSION} (a process started by an older Cordon: restart it)`);
     if (!isRole(hello.role) || typeof hello.name !== 'string' || !NAME.test(hello.name) || !validNonce(hello.nonce) || !validDh(hello.dh)) {
       return fail('client sent a malformed hello');
     }

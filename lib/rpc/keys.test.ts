@@ -80,14 +80,17 @@ describe('key derivation', () => {
     assert.deepEqual(a.key('sandbox', 'supervisor', 'a'), supervisor.key('sandbox', 'supervisor', 'a'));
     assert.deepEqual(a.key('ingress', 'sandbox', 'a'), ingress.key('ingress', 'sandbox', 'a'));
     assert.equal(a.key('sandbox', 'supervisor', 'b'), undefined, "not another cordon's link to the supervisor");
-    assert.equal(a.key('ingress', 'sandbox', 'b'), undefined, "not the key ingress uses to reach another cordon");
+    assert.equal(a.key('ingress', 'sandbox', 'b'), undefined, 'not the key ingress uses to reach another cordon');
     assert.equal(a.key('sandbox', 'ingress', 'a'), undefined, 'no link the other way');
     assert.notDeepEqual(supervisor.key('sandbox', 'supervisor', 'a'), supervisor.key('sandbox', 'supervisor', 'b'));
   });
 
   test("a sandbox's keyring holds no base another cordon's key could be derived from", () => {
     const text = Buffer.from(Keyring.forRole(secret, 'sandbox', 'a').encode(), 'base64').toString('utf8');
-    for (const [client, server] of [['sandbox', 'supervisor'], ['ingress', 'sandbox']] as const) {
+    for (const [client, server] of [
+      ['sandbox', 'supervisor'],
+      ['ingress', 'sandbox'],
+    ] as const) {
       assert.ok(!text.includes(linkKey(secret, client, server).toString('base64')), `${client}>${server} base`);
       assert.ok(text.includes(cordonKey(linkKey(secret, client, server), 'a').toString('base64')), `${client}>${server} key of a`);
     }
@@ -117,7 +120,10 @@ describe('keyring encoding', () => {
     assert.equal(back.self, 'sandbox');
     assert.equal(back.cordon, 'q-0123456789ab');
     assert.deepEqual(back.key('sandbox', 'supervisor', 'q-0123456789ab'), ring.key('sandbox', 'supervisor', 'q-0123456789ab'));
-    assert.deepEqual(Keyring.decode(Keyring.forRole(secret, 'ingress').encode()).key('ingress', 'sandbox', 'x'), Keyring.forRole(secret, 'ingress').key('ingress', 'sandbox', 'x'));
+    assert.deepEqual(
+      Keyring.decode(Keyring.forRole(secret, 'ingress').encode()).key('ingress', 'sandbox', 'x'),
+      Keyring.forRole(secret, 'ingress').key('ingress', 'sandbox', 'x'),
+    );
   });
 
   test('an old-format keyring fails with a message that says what to do', () => {
@@ -133,7 +139,7 @@ describe('keyring encoding', () => {
     assert.throws(() => forged('sandbox', 'a', { 'sandbox>supervisor': randomBytes(16) }), /not 32 bytes/);
   });
 
-  test("a process is refused a handed keyring of another role or cordon", () => {
+  test('a process is refused a handed keyring of another role or cordon', () => {
     const env = { CORDON_MESH_KEYRING: Keyring.forRole(secret, 'sandbox', 'a').encode() };
     assert.equal(loadKeyring('sandbox', '/nonexistent', env, 'a').cordon, 'a');
     assert.throws(() => loadKeyring('sandbox', '/nonexistent', env, 'b'), /for cordon a, not b/);
@@ -148,7 +154,12 @@ describe('keyring encoding', () => {
       // No secret anywhere: the data dir does not exist, so a fallback to the secret would create one there.
       const dataDir = join(dir, 'data');
       const env = { CORDON_MESH_KEYRING_FILE: file };
-      assert.equal(loadKeyring('sandbox', dataDir, env, 'a').key('ingress', 'sandbox', 'a')?.equals(cordonKey(linkKey(secret, 'ingress', 'sandbox'), 'a')), true);
+      assert.equal(
+        loadKeyring('sandbox', dataDir, env, 'a')
+          .key('ingress', 'sandbox', 'a')
+          ?.equals(cordonKey(linkKey(secret, 'ingress', 'sandbox'), 'a')),
+        true,
+      );
       assert.equal(existsSync(dataDir), false);
       assert.throws(() => loadKeyring('sandbox', dataDir, env, 'b'), /keyring file .* is for cordon a, not b: .*--cordon b/);
       assert.throws(() => loadKeyring('ingress', dataDir, env), /keyring file .* is for sandbox, not ingress/);
@@ -170,7 +181,10 @@ describe('the handshake proves a cordon', () => {
   });
 
   test('a sandbox cannot even try to claim another cordon with its keyring', async () => {
-    await assert.rejects(handshake({ keyring: Keyring.forRole(secret, 'sandbox', 'a'), name: 'b', expect: 'supervisor' }, supervisor), /holds no key for the link to supervisor of cordon "b"/);
+    await assert.rejects(
+      handshake({ keyring: Keyring.forRole(secret, 'sandbox', 'a'), name: 'b', expect: 'supervisor' }, supervisor),
+      /holds no key for the link to supervisor of cordon "b"/,
+    );
   });
 
   test("a hello naming another cordon, proven with this cordon's key, is refused", async () => {
@@ -195,7 +209,10 @@ describe('the handshake proves a cordon', () => {
 
   test('a proven cordon the server does not serve is refused', async () => {
     const admit = (p: PeerIdentity) => p.name === 'a';
-    await assert.rejects(handshake({ keyring: Keyring.forRole(secret, 'sandbox', 'c'), name: 'c', expect: 'supervisor' }, { ...supervisor, admit }), /client: server refused.*server: sandbox c is not one this supervisor serves/);
+    await assert.rejects(
+      handshake({ keyring: Keyring.forRole(secret, 'sandbox', 'c'), name: 'c', expect: 'supervisor' }, { ...supervisor, admit }),
+      /client: server refused.*server: sandbox c is not one this supervisor serves/,
+    );
     const { server } = await handshake({ keyring: Keyring.forRole(secret, 'sandbox', 'a'), name: 'a', expect: 'supervisor' }, { ...supervisor, admit });
     assert.equal(server.name, 'a');
   });
@@ -204,15 +221,21 @@ describe('the handshake proves a cordon', () => {
     const a = Keyring.forRole(secret, 'sandbox', 'a');
     const sandboxB = { keyring: Keyring.forRole(secret, 'sandbox', 'b'), name: 'b', accept: ['ingress'] as Role[] };
     // Its own keyring has no client key toward any sandbox...
-    await assert.rejects(handshake({ keyring: a, name: 'a', expect: 'sandbox', expectName: 'b' }, sandboxB), /holds no key for sandbox: this link is not allowed/);
+    await assert.rejects(
+      handshake({ keyring: a, name: 'a', expect: 'sandbox', expectName: 'b' }, sandboxB),
+      /holds no key for sandbox: this link is not allowed/,
+    );
     // ...and the key ingress uses to reach it, used as if it were ingress's base, is not b's.
     const posing = forged('ingress', undefined, { 'ingress>sandbox': a.key('ingress', 'sandbox', 'a')! });
-    await assert.rejects(handshake({ keyring: posing, name: 'ingress', expect: 'sandbox', expectName: 'b' }, sandboxB), /client: server failed to prove it is sandbox/);
+    await assert.rejects(
+      handshake({ keyring: posing, name: 'ingress', expect: 'sandbox', expectName: 'b' }, sandboxB),
+      /client: server failed to prove it is sandbox/,
+    );
     const { client } = await handshake({ keyring: Keyring.forRole(secret, 'ingress'), name: 'ingress', expect: 'sandbox', expectName: 'b' }, sandboxB);
     assert.deepEqual(client, { role: 'sandbox', name: 'b' });
   });
 
-  test("a process of the same cordon cannot pose as ingress (nor as the supervisor) to a sandbox: those ends sign", async () => {
+  test('a process of the same cordon cannot pose as ingress (nor as the supervisor) to a sandbox: those ends sign', async () => {
     const a = Keyring.forRole(secret, 'sandbox', 'a');
     const sandboxA = { keyring: Keyring.forRole(secret, 'sandbox', 'a'), name: 'a', accept: ['ingress'] as Role[] };
     // Holding the very key ingress's proof would once have been made with, by hand: refused.
@@ -229,7 +252,10 @@ describe('the handshake proves a cordon', () => {
     // The supervisor's end signs as well: a's keys cannot answer as the supervisor to another process of a.
     const posingSupervisor = forged('supervisor', undefined, { 'sandbox>supervisor': a.key('sandbox', 'supervisor', 'a')! });
     await assert.rejects(
-      handshake({ keyring: Keyring.forRole(secret, 'sandbox', 'a'), name: 'a', expect: 'supervisor' }, { keyring: posingSupervisor, name: 'supervisor', accept: ['sandbox'] }),
+      handshake(
+        { keyring: Keyring.forRole(secret, 'sandbox', 'a'), name: 'a', expect: 'supervisor' },
+        { keyring: posingSupervisor, name: 'supervisor', accept: ['sandbox'] },
+      ),
       /client: server failed to prove it is supervisor/,
     );
     // A sandbox's keyring holds no signing key at all.
@@ -238,8 +264,14 @@ describe('the handshake proves a cordon', () => {
 
   test('ingress reaching a sandbox of another cordon than it asked for stops', async () => {
     const sandboxB = { keyring: Keyring.forRole(secret, 'sandbox', 'b'), name: 'b', accept: ['ingress'] as Role[] };
-    await assert.rejects(handshake({ keyring: Keyring.forRole(secret, 'ingress'), name: 'ingress', expect: 'sandbox', expectName: 'a' }, sandboxB), /reached sandbox b, not a/);
-    await assert.rejects(handshake({ keyring: Keyring.forRole(secret, 'ingress'), name: 'ingress', expect: 'sandbox' }, sandboxB), /depends on its cordon: name it/);
+    await assert.rejects(
+      handshake({ keyring: Keyring.forRole(secret, 'ingress'), name: 'ingress', expect: 'sandbox', expectName: 'a' }, sandboxB),
+      /reached sandbox b, not a/,
+    );
+    await assert.rejects(
+      handshake({ keyring: Keyring.forRole(secret, 'ingress'), name: 'ingress', expect: 'sandbox' }, sandboxB),
+      /depends on its cordon: name it/,
+    );
   });
 
   test('a version-1 hello is refused with a reason', async () => {

@@ -101,7 +101,13 @@ export class Keyring {
   /** The public keys of the signing roles this keyring's links reach, by role (a sandbox's). */
   readonly #verifiers: ReadonlyMap<Role, KeyObject>;
 
-  private constructor(self: Role, cordon: string | undefined, links: ReadonlyMap<string, Buffer>, seed: Buffer | undefined, verifiers: ReadonlyMap<Role, KeyObject>) {
+  private constructor(
+    self: Role,
+    cordon: string | undefined,
+    links: ReadonlyMap<string, Buffer>,
+    seed: Buffer | undefined,
+    verifiers: ReadonlyMap<Role, KeyObject>,
+  ) {
     this.self = self;
     this.cordon = cordon;
     this.#links = links;
@@ -164,7 +170,9 @@ export class Keyring {
     const links: Record<string, string> = {};
     for (const [id, key] of this.#links) links[id] = key.toString('base64');
     const verify = Object.fromEntries([...this.#verifiers].map(([role, key]) => [role, rawPublic(key).toString('base64')]));
-    return Buffer.from(JSON.stringify({ v: KEYRING_VERSION, role: this.self, cordon: this.cordon, links, sign: this.#seed?.toString('base64'), verify })).toString('base64');
+    return Buffer.from(
+      JSON.stringify({ v: KEYRING_VERSION, role: this.self, cordon: this.cordon, links, sign: this.#seed?.toString('base64'), verify }),
+    ).toString('base64');
   }
 
   /** Parses an encoded keyring; `source` names where it came from in errors. */
@@ -177,9 +185,12 @@ export class Keyring {
       throw new Error(`${source} is not a Cordon keyring (expected what \`cordon start\` hands a service)`);
     }
     if (o.v === undefined && 'self' in o) {
-      throw new Error(`${source} is a keyring of the old format (one key per pair of roles), which no longer authenticates: hand the process a new keyring (restart \`cordon start\`, or issue one from the mesh secret)`);
+      throw new Error(
+        `${source} is a keyring of the old format (one key per pair of roles), which no longer authenticates: hand the process a new keyring (restart \`cordon start\`, or issue one from the mesh secret)`,
+      );
     }
-    if (o.v !== KEYRING_VERSION) throw new Error(`${source} is a keyring of format ${JSON.stringify(o.v)}; this Cordon reads format ${KEYRING_VERSION}: issue a new one`);
+    if (o.v !== KEYRING_VERSION)
+      throw new Error(`${source} is a keyring of format ${JSON.stringify(o.v)}; this Cordon reads format ${KEYRING_VERSION}: issue a new one`);
     const role = o.role;
     if (!isRole(role)) throw new Error(`${source} names no valid role`);
     const cordon = o.cordon;
@@ -197,11 +208,13 @@ export class Keyring {
       links.set(id, key);
     }
     const seed = typeof o.sign === 'string' ? Buffer.from(o.sign, 'base64') : undefined;
-    if (SIGNERS.includes(role) !== (seed !== undefined) || (seed && seed.length !== 32)) throw new Error(`${source}: a keyring of role ${role} ${SIGNERS.includes(role) ? 'needs its 32-byte signing seed' : 'holds no signing seed'}`);
+    if (SIGNERS.includes(role) !== (seed !== undefined) || (seed && seed.length !== 32))
+      throw new Error(`${source}: a keyring of role ${role} ${SIGNERS.includes(role) ? 'needs its 32-byte signing seed' : 'holds no signing seed'}`);
     const verifiers = new Map<Role, KeyObject>();
     for (const [peer, value] of Object.entries((o.verify ?? {}) as Record<string, unknown>)) {
       const raw = typeof value === 'string' ? Buffer.from(value, 'base64') : undefined;
-      if (!isRole(peer) || !SIGNERS.includes(peer) || raw?.length !== 32) throw new Error(`${source}: ${JSON.stringify(peer)} is not a signing role's 32-byte public key`);
+      if (!isRole(peer) || !SIGNERS.includes(peer) || raw?.length !== 32)
+        throw new Error(`${source}: ${JSON.stringify(peer)} is not a signing role's 32-byte public key`);
       verifiers.set(peer, publicFromRaw(raw));
     }
     return new Keyring(role, cordon, links, seed, verifiers);
@@ -260,7 +273,9 @@ export function handedKeyring(env: NodeJS.ProcessEnv = process.env): { ring: Key
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      throw new Error(`cannot read the keyring file ${KEYRING_FILE_ENV}=${file}: ${(e as Error).message} (issue one with \`cordon keys issue --role <role> --out <file>\` where the mesh secret is)`);
+      throw new Error(
+        `cannot read the keyring file ${KEYRING_FILE_ENV}=${file}: ${(e as Error).message} (issue one with \`cordon keys issue --role <role> --out <file>\` where the mesh secret is)`,
+      );
     }
     const source = `the keyring file ${file}`;
     return { ring: Keyring.decode(text, source), source };
@@ -272,9 +287,12 @@ export function handedKeyring(env: NodeJS.ProcessEnv = process.env): { ring: Key
 /** Refuses a handed keyring that is not of `self` (and, for a sandbox, of `cordon`), saying what to do. */
 export function checkHanded(handed: { ring: Keyring; source: string }, self: Role, cordon?: string): Keyring {
   const { ring, source } = handed;
-  if (ring.self !== self) throw new Error(`${source} is for ${ring.self}, not ${self}: issue one with \`cordon keys issue --role ${self}${cordon ? ` --cordon ${cordon}` : ''}\``);
+  if (ring.self !== self)
+    throw new Error(`${source} is for ${ring.self}, not ${self}: issue one with \`cordon keys issue --role ${self}${cordon ? ` --cordon ${cordon}` : ''}\``);
   if (ring.cordon !== cordon) {
-    throw new Error(`${source} is for cordon ${ring.cordon}, not ${cordon}: a sandbox's keyring authenticates its one cordon only; issue one with \`cordon keys issue --role sandbox --cordon ${cordon}\``);
+    throw new Error(
+      `${source} is for cordon ${ring.cordon}, not ${cordon}: a sandbox's keyring authenticates its one cordon only; issue one with \`cordon keys issue --role sandbox --cordon ${cordon}\``,
+    );
   }
   return ring;
 }

@@ -77,7 +77,13 @@ describe('NATS transport', { skip: missing }, () => {
   });
 
   const session = async (nc?: NatsConnection): Promise<MeshSession<Main>> =>
-    connectNatsSession<Main>(nc ?? (await conn()), 'svc', { keyring: Keyring.forRole(secret, 'sandbox', 'sb'), name: 'sb', expect: 'supervisor', quotas: { maxMessage: 1 << 21 }, ...timing });
+    connectNatsSession<Main>(nc ?? (await conn()), 'svc', {
+      keyring: Keyring.forRole(secret, 'sandbox', 'sb'),
+      name: 'sb',
+      expect: 'supervisor',
+      quotas: { maxMessage: 1 << 21 },
+      ...timing,
+    });
 
   test('a message far larger than max_payload arrives intact, in order', async () => {
     const s = await session();

@@ -125,7 +125,12 @@ export class NatsChannel implements KeyedChannel {
   }
 
   #mac(dir: number, header: Buffer, payload: Uint8Array): Buffer {
-    return createHmac('sha256', this.#key!).update(Buffer.from([dir])).update(this.#sid).update(header.subarray(0, MAC_OFFSET)).update(payload).digest();
+    return createHmac('sha256', this.#key!)
+      .update(Buffer.from([dir]))
+      .update(this.#sid)
+      .update(header.subarray(0, MAC_OFFSET))
+      .update(payload)
+      .digest();
   }
 
   #sendFrame(type: number, part: number, parts: number, total: number, payload: Uint8Array): void {
@@ -152,7 +157,8 @@ export class NatsChannel implements KeyedChannel {
       const seq = header.readUInt32BE(1);
       if (this.#key) {
         if (!timingSafeEqual(header.subarray(MAC_OFFSET, HEADER), this.#mac(this.#inDir, header, payload))) throw new Error('frame failed authentication');
-      } else if (type !== T_DATA || (!this.#peerProven && header.readUInt32BE(9) > MAX_HANDSHAKE_MESSAGE)) throw new Error('unexpected frame before the handshake completed');
+      } else if (type !== T_DATA || (!this.#peerProven && header.readUInt32BE(9) > MAX_HANDSHAKE_MESSAGE))
+        throw new Error('unexpected frame before the handshake completed');
       if (seq !== this.#recvSeq) throw new Error(`frame out of sequence (got ${seq}, expected ${this.#recvSeq})`);
       this.#recvSeq = (this.#recvSeq + 1) >>> 0;
       this.#lastHeard = Date.now();
@@ -246,7 +252,9 @@ export async function connectNats(nc: NatsConnection, service: string, maxMessag
     await nc.flush(); // our reply subject must be subscribed before the server can answer on it
     await nc.request(`cordon.connect.${service}`, JSON.stringify({ sid }), { timeout: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs });
   } catch (e) {
-    const why = (e as { isNoResponders?: () => boolean }).isNoResponders?.() ? `no ${service} is listening on NATS` : `${service} did not answer on NATS (${(e as Error).message})`;
+    const why = (e as { isNoResponders?: () => boolean }).isNoResponders?.()
+      ? `no ${service} is listening on NATS`
+      : `${service} did not answer on NATS (${(e as Error).message})`;
     const error = new Error(why);
     channel.close(error);
     throw error;

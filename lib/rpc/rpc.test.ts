@@ -100,7 +100,7 @@ for (const t of transports) {
     let main: Main;
     let mainFor: (role: Role) => Main;
     let listener: { close(): Promise<void> };
-    let sessions: MeshSession<any>[] = [];
+    const sessions: MeshSession<any>[] = [];
     const mainsCreated: Role[] = [];
 
     before(async () => {
@@ -317,34 +317,49 @@ for (const t of transports) {
         ['wrong key', () => ep.connect({ keyring: ring('sandbox', 'x', randomBytes(32)), name: 'x', expect: 'supervisor' })],
         ['a role the server does not accept', () => ep.connect({ keyring: ring('ingress'), name: 'x', expect: 'supervisor' })],
         ['a role that holds no key for the server', () => ep.connect({ keyring: ring('cli'), name: 'x', expect: 'supervisor' })],
-        ['garbage instead of a hello', async () => {
-          const ch = await ep.rawChannel();
-          ch.send('{not json');
-          await ch.receive();
-          return ch.receive();
-        }],
-        ['an oversize hello', async () => {
-          const ch = await ep.rawChannel();
-          ch.send(JSON.stringify({ v: 2, role: 'sandbox', name: 'x', to: 'supervisor', nonce: 'A'.repeat(2000) }).slice(0, 4000));
-          await ch.receive();
-          return ch.receive();
-        }],
-        ['silence', async () => {
-          const ch = await ep.rawChannel();
-          return ch.receive();
-        }],
-        ['a replayed recording of a valid handshake', async () => {
-          const recorded: string[] = [];
-          const live = await ep.rawChannel();
-          const recorder: Channel = Object.create(live, { send: { value: (m: string) => (recorded.push(m), live.send(m)) }, authenticated: { value: () => live.authenticated() } });
-          await clientHandshake(recorder, { keyring: ring('sandbox', 'rec'), name: 'rec', expect: 'supervisor' });
-          live.close();
-          const replay = await ep.rawChannel();
-          replay.send(recorded[0]!);
-          await replay.receive();
-          replay.send(recorded[1]!);
-          return replay.receive();
-        }],
+        [
+          'garbage instead of a hello',
+          async () => {
+            const ch = await ep.rawChannel();
+            ch.send('{not json');
+            await ch.receive();
+            return ch.receive();
+          },
+        ],
+        [
+          'an oversize hello',
+          async () => {
+            const ch = await ep.rawChannel();
+            ch.send(JSON.stringify({ v: 2, role: 'sandbox', name: 'x', to: 'supervisor', nonce: 'A'.repeat(2000) }).slice(0, 4000));
+            await ch.receive();
+            return ch.receive();
+          },
+        ],
+        [
+          'silence',
+          async () => {
+            const ch = await ep.rawChannel();
+            return ch.receive();
+          },
+        ],
+        [
+          'a replayed recording of a valid handshake',
+          async () => {
+            const recorded: string[] = [];
+            const live = await ep.rawChannel();
+            const recorder: Channel = Object.create(live, {
+              send: { value: (m: string) => (recorded.push(m), live.send(m)) },
+              authenticated: { value: () => live.authenticated() },
+            });
+            await clientHandshake(recorder, { keyring: ring('sandbox', 'rec'), name: 'rec', expect: 'supervisor' });
+            live.close();
+            const replay = await ep.rawChannel();
+            replay.send(recorded[0]!);
+            await replay.receive();
+            replay.send(recorded[1]!);
+            return replay.receive();
+          },
+        ],
       ];
       for (const [name, attempt] of attempts) {
         test(name, async () => {

@@ -24,5 +24,4 @@ export function check<S extends z.ZodType>(schema: S, value: unknown, what: stri
 }
 
 /** Bytes as they arrive over capnweb: a Uint8Array no longer than `max`. */
-export const bytes = (max: number) =>
-  z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.byteLength <= max, { message: `expected at most ${max} bytes` });
+export const bytes = (max: number) => z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.byteLength <= max, { message: `expected at most ${max} bytes` });

@@ -64,7 +64,10 @@ export class WebSocketChannel implements Channel {
     if (this.#closeReason) return;
     this.#closeReason = reason;
     this.#inbox.fail(reason);
-    const said = Buffer.from(reason.message).subarray(0, 123).toString().replace(/\uFFFD$/, '');
+    const said = Buffer.from(reason.message)
+      .subarray(0, 123)
+      .toString()
+      .replace(/\uFFFD$/, '');
     try {
       this.#ws.close(code, said);
     } catch {

@@ -15,7 +15,8 @@ interface Addon {
 
 /** The addon, or why it cannot be had (not built, wrong platform). */
 export function seccompAddon(): { addon: Addon } | { problem: string } {
-  if (process.platform !== 'linux' || process.arch !== 'x64') return { problem: `seccomp filters are built for linux/x64, not ${process.platform}/${process.arch}` };
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    return { problem: `seccomp filters are built for linux/x64, not ${process.platform}/${process.arch}` };
   try {
     return { addon: createRequire(import.meta.url)(ADDON) as Addon };
   } catch (e) {
@@ -29,7 +30,10 @@ export function seccompAddon(): { addon: Addon } | { problem: string } {
  * io_uring rings, which the inner filter would leave unusable and which seccomp cannot see into.
  */
 export function lockdown(opts: { tcp?: boolean } = {}, status = readFileSync('/proc/self/status', 'utf8')): void {
-  if (!/^Seccomp:\s+2$/m.test(status)) throw new Error('this sandbox was not started inside the process sandbox (no outer seccomp filter): start it with `cordon start`, or with --insecure-no-process-sandbox for development');
+  if (!/^Seccomp:\s+2$/m.test(status))
+    throw new Error(
+      'this sandbox was not started inside the process sandbox (no outer seccomp filter): start it with `cordon start`, or with --insecure-no-process-sandbox for development',
+    );
   const found = seccompAddon();
   if ('problem' in found) throw new Error(found.problem);
   found.addon.install(compilePolicy(opts));

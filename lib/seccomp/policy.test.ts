@@ -39,7 +39,22 @@ test('inner filter with relays: IPv4 sockets too (only loopback exists in the na
 });
 
 test('inner filter: everything else kills, as do other ABIs', () => {
-  for (const name of ['ptrace', 'bpf', 'mount', 'unshare', 'setns', 'bind', 'listen', 'kill', 'memfd_create', 'process_vm_readv', 'userfaultfd', 'keyctl', 'seccomp', 'kexec_load'])
+  for (const name of [
+    'ptrace',
+    'bpf',
+    'mount',
+    'unshare',
+    'setns',
+    'bind',
+    'listen',
+    'kill',
+    'memfd_create',
+    'process_vm_readv',
+    'userfaultfd',
+    'keyctl',
+    'seccomp',
+    'kexec_load',
+  ])
     assert.equal(run(name), RET.KILL_PROCESS, name);
   assert.equal(evaluate(inner, { nr: 999 }), RET.KILL_PROCESS, 'an unknown number');
   assert.equal(evaluate(inner, { nr: 0x40000000 | NR.read! }), RET.KILL_PROCESS, 'x32 numbering');

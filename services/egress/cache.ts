@@ -83,7 +83,13 @@ export class HttpCache {
       | undefined;
     if (!row) return undefined;
     this.#disk!.prepare('UPDATE entries SET used_at = ? WHERE key = ?').run(Date.now(), key);
-    const loaded = { policy: CachePolicy.fromObject(JSON.parse(row.policy)), status: row.status, statusText: row.statusText, body: new Uint8Array(row.body), bytes: row.bytes };
+    const loaded = {
+      policy: CachePolicy.fromObject(JSON.parse(row.policy)),
+      status: row.status,
+      statusText: row.statusText,
+      body: new Uint8Array(row.body),
+      bytes: row.bytes,
+    };
     this.#remember(key, loaded);
     return loaded;
   }
@@ -161,7 +167,11 @@ export class HttpCache {
   /** Whether the response was kept (storable by RFC 9111 as a shared cache, and not too big). */
   store(tenant: string, url: string, headers: HeaderList, res: { status: number; statusText: string; headers: HeaderList; body: Uint8Array }): boolean {
     this.misses++;
-    const policy = new CachePolicy({ url, method: 'GET', headers: headerObject(headers) }, { status: res.status, headers: headerObject(res.headers) }, { shared: true });
+    const policy = new CachePolicy(
+      { url, method: 'GET', headers: headerObject(headers) },
+      { status: res.status, headers: headerObject(res.headers) },
+      { shared: true },
+    );
     const key = this.#key(tenant, url);
     this.#forget(key);
     // Keep what is fresh, and what is stale but can be revalidated cheaply (it has a validator).

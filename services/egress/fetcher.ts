@@ -16,12 +16,20 @@ export type OutboundRequest = FetchRequest;
 export type OutboundResponse = FetchResponse;
 
 const MAX_REDIRECTS = 20;
-const DROP = /^(?:host|connection|keep-alive|proxy-.*|te|trailer|transfer-encoding|upgrade|forwarded|x-forwarded-.*|x-real-ip|x-upstream-.*|cordon-worker|content-length)$/i;
+const DROP =
+  /^(?:host|connection|keep-alive|proxy-.*|te|trailer|transfer-encoding|upgrade|forwarded|x-forwarded-.*|x-real-ip|x-upstream-.*|cordon-worker|content-length)$/i;
 const REDIRECT = new Set([301, 302, 303, 307, 308]);
 
 export class EgressError extends Error {}
 
-function send(p: Pinned, method: string, headers: [string, string][], body: Uint8Array | null, identity: string, timeoutMs: number): Promise<{ res: IncomingMessage; bytes: Buffer }> {
+function send(
+  p: Pinned,
+  method: string,
+  headers: [string, string][],
+  body: Uint8Array | null,
+  identity: string,
+  timeoutMs: number,
+): Promise<{ res: IncomingMessage; bytes: Buffer }> {
   return new Promise((resolve, reject) => {
     const https = p.url.protocol === 'https:';
     const out: [string, string][] = headers.filter(([k]) => !DROP.test(k));
@@ -65,7 +73,12 @@ export interface OutboundDeps {
   timeoutMs: number;
 }
 
-export async function outbound(request: OutboundRequest, policy: WorkerPolicy, identity: string, { resolver, cache, timeoutMs }: OutboundDeps): Promise<OutboundResponse> {
+export async function outbound(
+  request: OutboundRequest,
+  policy: WorkerPolicy,
+  identity: string,
+  { resolver, cache, timeoutMs }: OutboundDeps,
+): Promise<OutboundResponse> {
   let url = request.url;
   let method = request.method;
   let body = request.body;
@@ -76,7 +89,9 @@ export async function outbound(request: OutboundRequest, policy: WorkerPolicy, i
     // GETs go through the tenant's partition of the cache: a fresh hit never leaves egress.
     const cached = method === 'GET' && cache ? cache.lookup(tenant, url, headers) : undefined;
     if (cached && 'fresh' in cached) return { ...cached.fresh, url, redirected: hop > 0 };
-    const sentHeaders = cached ? [...headers.filter(([k]) => !/^if-(none-match|modified-since)$/i.test(k)), ...cached.revalidate.filter(([k]) => /^if-/i.test(k))] : headers;
+    const sentHeaders = cached
+      ? [...headers.filter(([k]) => !/^if-(none-match|modified-since)$/i.test(k)), ...cached.revalidate.filter(([k]) => /^if-/i.test(k))]
+      : headers;
     const { res, bytes } = await send(pinned, method, sentHeaders, body, identity, timeoutMs);
     const status = res.statusCode ?? 502;
     const resHeaders: [string, string][] = [];
@@ -96,7 +111,14 @@ export async function outbound(request: OutboundRequest, policy: WorkerPolicy, i
       }
       continue;
     }
-    const response = { status: status < 200 ? 502 : status, statusText: res.statusMessage ?? '', headers: resHeaders, body: new Uint8Array(bytes), url, redirected: hop > 0 };
+    const response = {
+      status: status < 200 ? 502 : status,
+      statusText: res.statusMessage ?? '',
+      headers: resHeaders,
+      body: new Uint8Array(bytes),
+      url,
+      redirected: hop > 0,
+    };
     if (method === 'GET' && cache && status === 200) cache.store(tenant, url, headers, response);
     return response;
   }

@@ -17,7 +17,7 @@ await startService('egress', 'egress', async ({ config, settings, log, node, onS
   // The settings this process started with (the config file may change under it: that is drift).
   const loadedConfig = configHash(settings);
   const resolver = systemResolver(settings.egress.egressDns);
-  let supervisor: MeshClient<SupervisorForEgress> | undefined = undefined;
+  let supervisor: MeshClient<SupervisorForEgress> | undefined;
   const refused = (workerId: string, reason: string) => {
     void supervisor?.current?.remote.refused(workerId, reason).catch(() => {});
   };
@@ -29,10 +29,23 @@ await startService('egress', 'egress', async ({ config, settings, log, node, onS
     tenantDiskBytes: settings.egress.cacheTenantDiskMb * 1024 * 1024,
   });
   onStop(() => cache.close());
-  const port = new EgressPort({ resolver, refused, log, cache, limits: new RateLimits(settings.egress.egressRate), timeoutMs: settings.egress.egressTimeoutMs });
+  const port = new EgressPort({
+    resolver,
+    refused,
+    log,
+    cache,
+    limits: new RateLimits(settings.egress.egressRate),
+    timeoutMs: settings.egress.egressTimeoutMs,
+  });
   supervisor = new MeshClient<SupervisorForEgress>(node, 'supervisor', 'supervisor', {
     onSession: (session) => session.remote.register(port),
   });
   onStop(() => supervisor?.close());
-  onStop(reportDrift((state) => supervisor?.current?.remote.report(state), () => ({ config: loadedConfig }), settings.mesh.driftMs));
+  onStop(
+    reportDrift(
+      (state) => supervisor?.current?.remote.report(state),
+      () => ({ config: loadedConfig }),
+      settings.mesh.driftMs,
+    ),
+  );
 });

@@ -69,7 +69,14 @@ test('per-worker allow and deny lists of hosts and CIDRs', async () => {
 
 test('special-use names are refused by name, and no resolver is asked about them', async () => {
   const before = dns.queries.length;
-  for (const url of ['http://localhost./', 'http://x.localhost/', 'http://svc.internal/', 'http://printer.local/', 'http://router.home.arpa/', 'http://intranet/']) {
+  for (const url of [
+    'http://localhost./',
+    'http://x.localhost/',
+    'http://svc.internal/',
+    'http://printer.local/',
+    'http://router.home.arpa/',
+    'http://intranet/',
+  ]) {
     await assert.rejects(check(url), (e: Error) => e instanceof EgressDenied && /is a special-use name|single-label name/.test(e.message), url);
   }
   assert.deepEqual(dns.queries.slice(before), []);
@@ -90,6 +97,9 @@ test('an operator-declared origin still grants a special-use name; localhost is 
 
 test('SIIT, NAT64 and 6to4 answers are judged by the IPv4 address they carry', async () => {
   await assert.rejects(check('http://siit.example.com/'), /SIIT IPv4-translated/);
-  await assert.rejects(check('http://nat64.example.com/'), /64:ff9b::7f00:1 is IPv4-IPv6 Translat\. \(64:ff9b::\/96, RFC 6052\) for 127\.0\.0\.1, which is Loopback/);
+  await assert.rejects(
+    check('http://nat64.example.com/'),
+    /64:ff9b::7f00:1 is IPv4-IPv6 Translat\. \(64:ff9b::\/96, RFC 6052\) for 127\.0\.0\.1, which is Loopback/,
+  );
   assert.equal((await check('http://nat64-public.example.com/')).address, '64:ff9b::808:808');
 });

@@ -57,7 +57,10 @@ export function parseTarget(text: string, policy: WorkerPolicy): URL {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new EgressDenied(`only http: and https: URLs may be fetched, not ${url.protocol}`);
   if (url.username || url.password) throw new EgressDenied('URLs with credentials (user:password@) are not allowed');
-  const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  const host = url.hostname
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.$/, '')
+    .toLowerCase();
   if (host === '') throw new EgressDenied('the URL has no host');
   if (hostMatches(host, policy.denyHosts)) throw new EgressDenied(`${host} is on this worker's deny list`);
   const isOrigin = policy.origins.includes(originOf(url));

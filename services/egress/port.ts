@@ -24,9 +24,7 @@ const Request = z.object({
 });
 const Origin = z.string().regex(/^https?:\/\/[^/\s]+:\d{1,5}$/);
 
-export interface RefusalSink {
-  (workerId: string, reason: string): void;
-}
+export type RefusalSink = (workerId: string, reason: string) => void;
 
 /** What egress's capabilities are built from (main.ts wires them from the settings). */
 export interface EgressDeps extends OutboundDeps {
@@ -93,7 +91,10 @@ class FetcherCap extends RpcTarget implements FetcherApi {
 }
 
 const CacheName = z.string().min(1).max(256);
-const CacheUrl = z.string().max(MAX_URL).regex(/^https?:\/\//, 'an absolute http(s) URL');
+const CacheUrl = z
+  .string()
+  .max(MAX_URL)
+  .regex(/^https?:\/\//, 'an absolute http(s) URL');
 const CachePut = z.object({ status: z.number().int().min(200).max(599), statusText: z.string().max(256), headers: HeaderList, body: bytes(MAX_BODY) });
 
 /**
@@ -139,6 +140,10 @@ export class EgressPort extends RpcTarget implements EgressForSupervisor {
   async fetcherFor(workerId: unknown, policy: unknown): Promise<FetcherApi> {
     const id = check(WorkerId, workerId, 'worker id');
     const p = check(z.object({ origins: z.array(Origin).max(32) }).and(EgressLists), policy, 'policy');
-    return new FetcherCap(id, { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) }, this.#deps);
+    return new FetcherCap(
+      id,
+      { ...EMPTY_POLICY, origins: p.origins, allowHosts: p.allowHosts, denyHosts: p.denyHosts, denyCidrs: cidrList(p.denyCidrs) },
+      this.#deps,
+    );
   }
 }

@@ -6,7 +6,17 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import { randomUUID } from 'node:crypto';
 import { MAX_BODY, WireResponse, type WireRequest } from '../../schemas/http.ts';
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate', 'proxy-authorization']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authenticate',
+  'proxy-authorization',
+]);
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
 
 export class BodyTooLargeError extends Error {}
@@ -125,7 +135,8 @@ export function responseProblem(response: unknown): string | undefined {
     return `${issue?.path.join('.') || 'response'}: ${issue?.message ?? 'rejected'}`;
   }
   const { body, stream } = response as { body?: unknown; stream?: unknown };
-  if (stream !== undefined ? !(stream instanceof ReadableStream) : !(body === null || (body instanceof Uint8Array && body.byteLength <= MAX_BODY))) return 'the body is neither bytes nor a stream';
+  if (stream !== undefined ? !(stream instanceof ReadableStream) : !(body === null || (body instanceof Uint8Array && body.byteLength <= MAX_BODY)))
+    return 'the body is neither bytes nor a stream';
   return undefined;
 }
 
@@ -148,7 +159,14 @@ export async function writeWireResponse(res: ServerResponse, response: WireRespo
  * A client that goes away cancels the stream in the worker; a worker that fails mid-stream cuts the
  * connection (the status line has gone; a truncated body must not look complete).
  */
-async function streamOut(res: ServerResponse, status: number, statusText: string, headers: [string, string][], stream: ReadableStream<Uint8Array>, head: boolean): Promise<void> {
+async function streamOut(
+  res: ServerResponse,
+  status: number,
+  statusText: string,
+  headers: [string, string][],
+  stream: ReadableStream<Uint8Array>,
+  head: boolean,
+): Promise<void> {
   const reader = stream.getReader();
   res.writeHead(status, statusText || undefined, headers.flat());
   // The status line goes now, not with the first chunk: a client (an event stream, say) learns the
@@ -185,6 +203,11 @@ export function writeError(res: ServerResponse, status: number, message: string,
   if (res.headersSent) return void res.destroy();
   const body = `${message}\nrequest id: ${requestId}\n`;
   // The reason phrase is named: a failed writeHead before this one may have left its own behind.
-  res.writeHead(status, STATUS_CODES[status] ?? '', { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, ...(unfinishedRequest(res) ? { connection: 'close' } : {}) });
+  res.writeHead(status, STATUS_CODES[status] ?? '', {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    ...(unfinishedRequest(res) ? { connection: 'close' } : {}),
+  });
   res.end(body);
 }

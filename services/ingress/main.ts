@@ -14,7 +14,18 @@ import type { Route, RouteListener, RoutingTable } from '../../schemas/routes.ts
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
 import { MAX_HEADERS, type WireRequest, type WireResponse } from '../../schemas/http.ts';
 import { webSocketUpgrades } from './websockets.ts';
-import { ADDED_HEADERS, bodyStream, BodyTooLargeError, readBody, requestIdOf, responseProblem, streamsBody, toWireRequest, writeError, writeWireResponse } from './forward.ts';
+import {
+  ADDED_HEADERS,
+  bodyStream,
+  BodyTooLargeError,
+  readBody,
+  requestIdOf,
+  responseProblem,
+  streamsBody,
+  toWireRequest,
+  writeError,
+  writeWireResponse,
+} from './forward.ts';
 import { parseHost, type RequestHost } from './host.ts';
 
 /** Methods safe to send twice when a sandbox died before answering. */
@@ -67,7 +78,13 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     },
   });
   onStop(() => supervisor.close());
-  onStop(reportDrift((state) => supervisor.current?.remote.report(state), () => ({ config: loadedConfig, routes: routesNow }), settings.mesh.driftMs));
+  onStop(
+    reportDrift(
+      (state) => supervisor.current?.remote.report(state),
+      () => ({ config: loadedConfig, routes: routesNow }),
+      settings.mesh.driftMs,
+    ),
+  );
 
   const sandboxes = new Map<string, MeshClient<SandboxApi>>();
   const sandboxFor = (cordon: string) => {
@@ -100,7 +117,8 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     if ('refusal' in found) return writeError(res, ...found.refusal, requestId);
     const { route, host } = found;
     // The sandbox refuses more (ingress adds ADDED_HEADERS of its own): the client's error, never a sandbox failure to retry.
-    if (req.rawHeaders.length / 2 > MAX_HEADERS - ADDED_HEADERS) return writeError(res, 431, `Too many request headers: at most ${MAX_HEADERS - ADDED_HEADERS}.`, requestId);
+    if (req.rawHeaders.length / 2 > MAX_HEADERS - ADDED_HEADERS)
+      return writeError(res, 431, `Too many request headers: at most ${MAX_HEADERS - ADDED_HEADERS}.`, requestId);
     const streaming = streamsBody(req);
     let body: Uint8Array | null = null;
     let incoming: ReturnType<typeof bodyStream> | undefined;
@@ -147,7 +165,10 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     // A client's traceparent is honoured; the request's span is the parent of every hop after it.
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
-    const traced = () => inSpan('ingress request', SpanKind.SERVER, { 'http.request.method': req.method ?? '', 'url.path': (req.url ?? '/').split('?')[0]! }, () => handle(req, res));
+    const traced = () =>
+      inSpan('ingress request', SpanKind.SERVER, { 'http.request.method': req.method ?? '', 'url.path': (req.url ?? '/').split('?')[0]! }, () =>
+        handle(req, res),
+      );
     context.with(parent, traced).catch((e: Error) => {
       log.error('request failed', { error: e });
       writeError(res, 500, 'Internal error in ingress.', requestIdOf(req));

@@ -51,7 +51,14 @@ class BrowserEnd extends RpcTarget implements BrowserSocket {
 function refuse(socket: Duplex, status: number, text: string, headers: [string, string][] = []): void {
   const body = Buffer.from(text);
   const safe = headers.filter(([k]) => !/^(content-length|connection|transfer-encoding|upgrade)$/i.test(k));
-  const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`, ...safe.map(([k, v]) => `${k}: ${v}`), `content-length: ${body.length}`, 'connection: close', '', ''].join('\r\n');
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+    ...safe.map(([k, v]) => `${k}: ${v}`),
+    `content-length: ${body.length}`,
+    'connection: close',
+    '',
+    '',
+  ].join('\r\n');
   socket.end(Buffer.concat([Buffer.from(head), body]));
 }
 
@@ -96,7 +103,8 @@ export function webSocketUpgrades(deps: UpgradeDeps): (req: IncomingMessage, soc
     const found = deps.route(req);
     if ('status' in found) return refuse(socket, found.status, found.text);
     const requestId = found.wire.headers.find(([k]) => k === 'x-request-id')?.[1] ?? '';
-    if (open >= deps.maxSockets) return refuse(socket, 503, `This ingress holds its limit of ${deps.maxSockets} WebSockets; try again later.\nrequest id: ${requestId}\n`);
+    if (open >= deps.maxSockets)
+      return refuse(socket, 503, `This ingress holds its limit of ${deps.maxSockets} WebSockets; try again later.\nrequest id: ${requestId}\n`);
     open++;
     let counted = true;
     const release = () => {
@@ -122,7 +130,11 @@ export function webSocketUpgrades(deps: UpgradeDeps): (req: IncomingMessage, soc
           const status = response.status === 101 ? 502 : response.status;
           return refuse(socket, status, text, [...response.headers, ['x-request-id', requestId]]);
         }
-        if (socket.destroyed) return void worker.close(1006, 'the client left during the handshake').catch(() => {}).finally(() => worker[Symbol.dispose]());
+        if (socket.destroyed)
+          return void worker
+            .close(1006, 'the client left during the handshake')
+            .catch(() => {})
+            .finally(() => worker[Symbol.dispose]());
         const protocol = response.headers.find(([k]) => k.toLowerCase() === 'sec-websocket-protocol')?.[1];
         answered.set(req, { protocol, requestId });
         wss.handleUpgrade(req, socket, head, (ws) => relay(ws, browser, worker));

@@ -8,16 +8,20 @@ import type { LogEntry } from '../../schemas/services.ts';
 
 test("a storage call carries the sandbox's time left, never one the worker put among its arguments", async () => {
   const seen: unknown[][] = [];
-  const stub = new Proxy({}, { get: () => async (...args: unknown[]) => void seen.push(args) });
+  const stub = new Proxy(
+    {},
+    {
+      get:
+        () =>
+        async (...args: unknown[]) =>
+          void seen.push(args),
+    },
+  );
   const caps = new ForwardedCapabilities({ DB: stub }, [{ type: 'storage', name: 'DB' }]);
   await caps.call('DB', 'exec', ['SELECT ?', [1], 99_999_999, 'more'], 1234);
   await caps.call('DB', 'kvGet', [], 50);
   await caps.call('DB', 'begin', [3_600_000]);
-  assert.deepEqual(seen, [
-    ['SELECT ?', [1], 1234],
-    [undefined, 50],
-    [undefined],
-  ]);
+  assert.deepEqual(seen, [['SELECT ?', [1], 1234], [undefined, 50], [undefined]]);
 });
 
 test('a call whose arguments are too large for one message is refused before it is sent, with both sizes', async () => {
@@ -25,7 +29,10 @@ test('a call whose arguments are too large for one message is refused before it 
   const stub = { exec: async (...args: unknown[]) => (sent.push(args), { rows: [] }) };
   const caps = new ForwardedCapabilities({ DB: stub }, [{ type: 'storage', name: 'DB' }]);
   const nine = Array.from({ length: 9 }, () => new Uint8Array(2 * 1024 * 1024));
-  await assert.rejects(caps.call('DB', 'exec', ['INSERT INTO t VALUES (?,?,?,?,?,?,?,?,?)', nine]), /^RangeError: DB\.exec arguments are 24\.0 MiB as sent; the limit for one call is 12\.0 MiB$/);
+  await assert.rejects(
+    caps.call('DB', 'exec', ['INSERT INTO t VALUES (?,?,?,?,?,?,?,?,?)', nine]),
+    /^RangeError: DB\.exec arguments are 24\.0 MiB as sent; the limit for one call is 12\.0 MiB$/,
+  );
   assert.equal(sent.length, 0, 'nothing was sent');
   assert.deepEqual(await caps.call('DB', 'exec', ['SELECT 1', [new Uint8Array(2 * 1024 * 1024)]]), { rows: [] });
   assert.equal(sent.length, 1);
@@ -46,7 +53,10 @@ test('one worker may have a bounded number of calls in flight; past it its calls
   const caps = new ForwardedCapabilities({ $cache: stub }, []);
   const calls = Array.from({ length: MAX_CALLS_IN_FLIGHT }, () => caps.call('$cache', 'match', ['default', 'https://x.example/', []]));
   await new Promise((r) => setImmediate(r));
-  await assert.rejects(caps.call('$cache', 'match', ['default', 'https://x.example/', []]), /too many capability calls in flight: a worker may have 64 at once/);
+  await assert.rejects(
+    caps.call('$cache', 'match', ['default', 'https://x.example/', []]),
+    /too many capability calls in flight: a worker may have 64 at once/,
+  );
   pending.shift()!();
   await calls[0];
   const again = caps.call('$cache', 'match', ['default', 'https://x.example/', []]);

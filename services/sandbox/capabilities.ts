@@ -6,7 +6,16 @@
  * on it is bounded here, and a call over a bound is refused to that worker alone: arguments too large
  * for one message, or more calls in flight at once than one worker may have.
  */
-import { CACHE_HANDLE, CACHE_METHODS, DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_ARITY, STORAGE_METHODS, type StorageMethod } from '../../schemas/capabilities.ts';
+import {
+  CACHE_HANDLE,
+  CACHE_METHODS,
+  DIRECTORY_METHODS,
+  FETCH_HANDLE,
+  FETCH_METHODS,
+  STORAGE_ARITY,
+  STORAGE_METHODS,
+  type StorageMethod,
+} from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost } from './runtime/index.ts';
@@ -29,7 +38,13 @@ function checkCallSize(what: string, args: unknown[]): void {
 /** Calls one worker (version) may have in flight; the sandbox's session carries at most 500 for all of them. */
 export const MAX_CALLS_IN_FLIGHT = 64;
 
-const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = { storage: STORAGE_METHODS, directory: DIRECTORY_METHODS, workflow: WORKFLOW_METHODS, fetch: FETCH_METHODS, cache: CACHE_METHODS };
+const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = {
+  storage: STORAGE_METHODS,
+  directory: DIRECTORY_METHODS,
+  workflow: WORKFLOW_METHODS,
+  fetch: FETCH_METHODS,
+  cache: CACHE_METHODS,
+};
 
 /** The engine's side of one workflow run, as its step calls reach it: only the step methods pass. */
 export class StepForwarder implements CapabilityHost {
@@ -63,7 +78,10 @@ export class ForwardedCapabilities implements CapabilityHost {
   async call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown> {
     const h = this.#handles.get(handle);
     if (!h) {
-      if (handle === FETCH_HANDLE || handle === CACHE_HANDLE) throw new Error(`${handle === FETCH_HANDLE ? 'fetch' : 'the Cache API'} is not available: this worker has no ${handle.slice(1)} capability (is egress running?)`);
+      if (handle === FETCH_HANDLE || handle === CACHE_HANDLE)
+        throw new Error(
+          `${handle === FETCH_HANDLE ? 'fetch' : 'the Cache API'} is not available: this worker has no ${handle.slice(1)} capability (is egress running?)`,
+        );
       throw new Error(`no capability ${handle}`);
     }
     const allowed: readonly string[] = ALLOWED[h.kind];
@@ -71,7 +89,8 @@ export class ForwardedCapabilities implements CapabilityHost {
     // A storage call carries the worker's time left, put here and never taken from the worker's arguments.
     if (h.kind === 'storage') args = [...Array.from({ length: STORAGE_ARITY[method as StorageMethod] }, (_, i) => args[i]), timeLeftMs];
     checkCallSize(`${h.kind === 'fetch' || h.kind === 'cache' ? h.kind : handle.startsWith('#') ? 'directory' : handle}.${method}`, args);
-    if (this.#inFlight >= MAX_CALLS_IN_FLIGHT) throw new Error(`too many capability calls in flight: a worker may have ${MAX_CALLS_IN_FLIGHT} at once (await some before making more)`);
+    if (this.#inFlight >= MAX_CALLS_IN_FLIGHT)
+      throw new Error(`too many capability calls in flight: a worker may have ${MAX_CALLS_IN_FLIGHT} at once (await some before making more)`);
     this.#inFlight++;
     let result: unknown;
     try {

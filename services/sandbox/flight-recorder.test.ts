@@ -29,13 +29,17 @@ test('the file names the workers in flight: counted per request, shrinking lists
 
 test('what a killed process left is read by the next one', () => {
   const file = fresh();
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', `
+  const child = spawnSync(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `
     const { FlightRecorder } = await import(${JSON.stringify(new URL('./flight-recorder.ts', import.meta.url).href)});
     const r = new FlightRecorder(${JSON.stringify(file)});
     r.enter('t/finished')();
     r.enter('t/running');
     process.abort();
-  `]);
+  `,
+  ]);
   assert.equal(child.signal, 'SIGABRT');
   const next = new FlightRecorder(file);
   assert.deepEqual(next.previous, ['t/running']);

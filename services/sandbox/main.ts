@@ -49,7 +49,8 @@ await startService('sandbox', cordon, async ({ config, settings, log, node, onSt
   // Everything is loaded and bound (the runtime, its bootstrap, the recorder's file, the listening
   // socket): from here on no path, exec or network syscall succeeds. This runs before the event loop
   // accepts a connection, and tenant code arrives only through that listener and the supervisor below.
-  if (process.env[INSECURE_ENV] === '1') log.warn('running WITHOUT the process sandbox (--insecure-no-process-sandbox): tenant code that escapes V8 owns this process');
+  if (process.env[INSECURE_ENV] === '1')
+    log.warn('running WITHOUT the process sandbox (--insecure-no-process-sandbox): tenant code that escapes V8 owns this process');
   else {
     const tcp = Boolean(process.env[RELAY_ENV.nats] || process.env[RELAY_ENV.otlp]);
     lockdown({ tcp });
@@ -68,5 +69,11 @@ await startService('sandbox', cordon, async ({ config, settings, log, node, onSt
     },
   });
   onStop(() => supervisor.close());
-  onStop(reportDrift((state) => supervisor.current?.remote.report(state), () => ({ config: loadedConfig }), settings.mesh.driftMs));
+  onStop(
+    reportDrift(
+      (state) => supervisor.current?.remote.report(state),
+      () => ({ config: loadedConfig }),
+      settings.mesh.driftMs,
+    ),
+  );
 });

@@ -110,10 +110,14 @@ function socketPeer(browser: RpcStub<BrowserSocket>): SocketPeer {
   let unsent = 0;
   let closing: [number, string] | undefined;
   const close = () => void browser.close(...closing!).catch(() => {});
-  const queue = new SendQueue<string | Uint8Array>(MAX_SENDING, (data) => browser.send(data), (data) => {
-    unsent -= sizeOf(data);
-    if (closing && queue.size === 0) close(); // after what was sent before it
-  });
+  const queue = new SendQueue<string | Uint8Array>(
+    MAX_SENDING,
+    (data) => browser.send(data),
+    (data) => {
+      unsent -= sizeOf(data);
+      if (closing && queue.size === 0) close(); // after what was sent before it
+    },
+  );
   return {
     send(data) {
       if (closing) return;
@@ -181,11 +185,13 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     const request = check(WireRequest, requestArg, 'request');
     // A body that streams in arrives as a stream beside the (then empty) bytes.
     const stream = (requestArg as { stream?: unknown }).stream;
-    if (stream !== undefined && (!(stream instanceof ReadableStream) || request.body !== null)) throw new TypeError('request: stream must be a ReadableStream, and only without body bytes');
+    if (stream !== undefined && (!(stream instanceof ReadableStream) || request.body !== null))
+      throw new TypeError('request: stream must be a ReadableStream, and only without body bytes');
     // A WebSocket upgrade comes with the browser's end (a capability ingress holds). Stubs in params
     // are disposed when the call returns: keep a copy for as long as the socket lives.
     const socketArg = (requestArg as { socket?: unknown }).socket;
-    if (socketArg !== undefined && typeof (socketArg as { dup?: unknown } | null)?.dup !== 'function') throw new TypeError('request: socket must be a capability');
+    if (socketArg !== undefined && typeof (socketArg as { dup?: unknown } | null)?.dup !== 'function')
+      throw new TypeError('request: socket must be a capability');
     const browser = (socketArg as RpcStub<BrowserSocket> | undefined)?.dup();
     const peer = browser && socketPeer(browser);
     let keepBrowser = false;

@@ -39,10 +39,16 @@ result.unixSocket = await socketOutcome(() => connect(process.argv[2]!), 'pong')
 const isolate = new ivm.Isolate({ memoryLimit: 16 });
 const context = await isolate.createContext();
 result.isolate = await context.eval('6 * 7');
-result.cpuLimit = await context.eval('for (;;) {}', { timeout: 50 }).then(() => 'no limit', (e: Error) => e.message);
+result.cpuLimit = await context.eval('for (;;) {}', { timeout: 50 }).then(
+  () => 'no limit',
+  (e: Error) => e.message,
+);
 result.wasm = await context.eval(`WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))`);
 result.timer = await new Promise((r) => setTimeout(() => r('fired'), 10));
-result.memoryLimit = await context.eval('const a = []; for (;;) a.push(new Array(1e5).fill(1))', { timeout: 5000 }).then(() => 'no limit', (e: Error) => e.message);
+result.memoryLimit = await context.eval('const a = []; for (;;) a.push(new Array(1e5).fill(1))', { timeout: 5000 }).then(
+  () => 'no limit',
+  (e: Error) => e.message,
+);
 result.isolateAfter = await (await new ivm.Isolate({ memoryLimit: 16 }).createContext()).eval('"still works"');
 process.stdout.write(JSON.stringify(result) + '\n');
 process.exit(0);

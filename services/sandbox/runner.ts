@@ -54,7 +54,10 @@ export class Runner extends RpcTarget implements WorkerRunner {
       const { bundle, capabilities } = await this.#deps.bundles.get(key);
       const leave = this.#deps.recorder.enter(bundle.workerId);
       try {
-        const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities });
+        const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), {
+          log: logSink(this.#deps.supervisor, key, this.#deps.log),
+          capabilities,
+        });
         return check(Outcome, JSON.parse(out), 'workflow outcome') as Outcome;
       } finally {
         leave();

@@ -92,14 +92,23 @@ describe('repeated refusals', () => {
     const key = randomBytes(32);
     return { dir, key, log: new AuditLog(dir, key, l) };
   };
-  const refusal = (target?: string, reason = 'unknown key') => ({ actor: 'sandbox:standard', action: 'codekey.refused', target, outcome: 'denied' as const, detail: { op: 'loadWorker', reason } });
+  const refusal = (target?: string, reason = 'unknown key') => ({
+    actor: 'sandbox:standard',
+    action: 'codekey.refused',
+    target,
+    outcome: 'denied' as const,
+    detail: { op: 'loadWorker', reason },
+  });
 
   test('5,000 alike are written as the first few and one summary with the count; the chain verifies', () => {
     const { dir, key, log } = open();
     for (let i = 0; i < 5000; i++) log.append(refusal(undefined, i % 2 ? 'unknown key' : 'malformed'));
     log.append({ actor: 'admin:t1', action: 'worker.deploy', target: 'acme/w', outcome: 'ok' });
     log.close();
-    const entries = readFileSync(join(dir, 'audit.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const entries = readFileSync(join(dir, 'audit.log'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     assert.equal(entries.length, 12);
     assert.equal(entries.filter((e) => e.action === 'codekey.refused' && !e.detail.count).length, 10);
     const summary = entries.at(-1);
@@ -113,8 +122,15 @@ describe('repeated refusals', () => {
     const { dir, log } = open({ ...limits, windowMs: 100, individually: 2 });
     for (let i = 0; i < 50; i++) log.append(refusal('acme/w'));
     await new Promise((r) => setTimeout(r, 300));
-    const lines = () => readFileSync(join(dir, 'audit.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    assert.deepEqual(lines().map((e) => e.detail.count ?? 1), [1, 1, 48]);
+    const lines = () =>
+      readFileSync(join(dir, 'audit.log'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines().map((e) => e.detail.count ?? 1),
+      [1, 1, 48],
+    );
     log.append(refusal('acme/w'));
     assert.equal(lines().length, 4, 'a new window writes the first one by one again');
     log.close();
@@ -124,8 +140,14 @@ describe('repeated refusals', () => {
     const { dir, log } = open({ ...limits, maxKinds: 3, individually: 1 });
     for (let i = 0; i < 10; i++) log.append(refusal(`t/w${i}`));
     log.close();
-    const entries = readFileSync(join(dir, 'audit.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    assert.deepEqual(entries.filter((e) => !e.detail.count).map((e) => e.target), ['t/w0', 't/w1', 't/w2']);
+    const entries = readFileSync(join(dir, 'audit.log'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      entries.filter((e) => !e.detail.count).map((e) => e.target),
+      ['t/w0', 't/w1', 't/w2'],
+    );
     const shared = entries.find((e) => e.detail.count);
     assert.equal(shared.target, '*');
     assert.equal(shared.detail.count, 7);

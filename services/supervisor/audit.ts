@@ -36,7 +36,9 @@ const GENESIS = '0'.repeat(64);
 
 function macOf(key: Buffer, entry: Omit<AuditEntry, 'mac'>): string {
   const { seq, time, prev, actor, action, target, outcome, detail } = entry;
-  return createHmac('sha256', key).update(JSON.stringify([seq, time, prev, actor, action, target ?? null, outcome, detail ?? null])).digest('hex');
+  return createHmac('sha256', key)
+    .update(JSON.stringify([seq, time, prev, actor, action, target ?? null, outcome, detail ?? null]))
+    .digest('hex');
 }
 
 function sameHex(a: string, b: string): boolean {
@@ -132,7 +134,13 @@ export function verifyAuditLog(file: string, headFile: string, key: Buffer): Ver
   }
   const head = existsSync(headFile) ? (JSON.parse(readFileSync(headFile, 'utf8')) as { seq: number; mac: string }) : { seq: 0, mac: GENESIS };
   if (head.seq !== expected - 1 || !sameHex(head.mac, prev)) {
-    return { ok: false, entries: lines.length, badSeq: expected, line: lines.length + 1, reason: `the log ends at entry ${expected - 1} but the head record says ${head.seq} (the log was truncated)` };
+    return {
+      ok: false,
+      entries: lines.length,
+      badSeq: expected,
+      line: lines.length + 1,
+      reason: `the log ends at entry ${expected - 1} but the head record says ${head.seq} (the log was truncated)`,
+    };
   }
   return { ok: true, entries: lines.length };
 }

@@ -11,7 +11,17 @@ import { z } from 'zod';
 import { check, bytes } from '../../lib/rpc/validate.ts';
 import { CordonError } from '../../lib/errors.ts';
 import { Membrane } from '../../lib/rpc/membrane.ts';
-import { CACHE_HANDLE, FETCH_HANDLE, type CacheApi, type DirectoryApi, type StorageMethod, type FetcherApi, type FetchResponse, type SqlResult, type StorageApi } from '../../schemas/capabilities.ts';
+import {
+  CACHE_HANDLE,
+  FETCH_HANDLE,
+  type CacheApi,
+  type DirectoryApi,
+  type StorageMethod,
+  type FetcherApi,
+  type FetchResponse,
+  type SqlResult,
+  type StorageApi,
+} from '../../schemas/capabilities.ts';
 import type { RpcStub } from 'capnweb';
 import type { EgressLink } from './ports.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
@@ -211,7 +221,12 @@ export class Grants {
     const base = join(this.#root, ...workerId.split('/'));
     const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi> = {};
     // Every worker gets a fetcher bound to its own identity, and its Cache API, from whichever egress is connected.
-    const policy = { origins: bundle.origins ?? [], allowHosts: bundle.egress?.allowHosts ?? [], denyHosts: bundle.egress?.denyHosts ?? [], denyCidrs: bundle.egress?.denyCidrs ?? [] };
+    const policy = {
+      origins: bundle.origins ?? [],
+      allowHosts: bundle.egress?.allowHosts ?? [],
+      denyHosts: bundle.egress?.denyHosts ?? [],
+      denyCidrs: bundle.egress?.denyCidrs ?? [],
+    };
     out[FETCH_HANDLE] = membrane.wrap(new FetchCap(this.#egress.lazy(async (e) => (await e.fetcherFor(workerId, policy)) as unknown as RpcStub<FetcherApi>)));
     out[CACHE_HANDLE] = membrane.wrap(new CacheCap(this.#egress.lazy(async (e) => (await e.cacheFor(workerId)) as unknown as RpcStub<CacheApi>)));
     for (const b of bindings) {
@@ -231,7 +246,13 @@ export class Grants {
         out[b.name] = membrane.wrap(new DirectoryCap(await dir, audit));
       }
     }
-    this.#auditLog.append({ actor, action: 'capability.grant', target: workerId, outcome: 'ok', detail: { bindings: bindings.map((b) => `${b.type}:${b.name}`), fetch: true } });
+    this.#auditLog.append({
+      actor,
+      action: 'capability.grant',
+      target: workerId,
+      outcome: 'ok',
+      detail: { bindings: bindings.map((b) => `${b.type}:${b.name}`), fetch: true },
+    });
     return out;
   }
 

@@ -24,7 +24,11 @@ test('the scheduler keeps jobs for current versions only, and a tick runs schedu
   } as unknown as CodeStore;
   const calls: [string, string, number][] = [];
   const runner = { scheduled: async (codeKey: string, cron: string, time: number) => (calls.push([codeKey, cron, time]), { ok: true }) };
-  const s = new CronScheduler(store, (cordon) => (cordon === 'standard' ? (runner as never) : undefined), createLogger('test', {}, () => {}));
+  const s = new CronScheduler(
+    store,
+    (cordon) => (cordon === 'standard' ? (runner as never) : undefined),
+    createLogger('test', {}, () => {}),
+  );
   s.refresh();
   assert.deepEqual(s.scheduled(), { 't/w': ['* * * * * *'] });
   for (let i = 0; i < 40 && calls.length === 0; i++) await new Promise((r) => setTimeout(r, 100));

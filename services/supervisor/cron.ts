@@ -61,7 +61,14 @@ export class CronScheduler {
         this.#log.error('cannot read the cron triggers of a worker', { worker: w.id, error: (e as Error).message });
         crons = [];
       }
-      const jobs = crons.map((cron) => new Cron(cron, { timezone: 'UTC', protect: true, unref: true, catch: true }, (job: Cron) => void this.#fire(w.id, cron, job.currentRun()?.getTime() ?? Date.now())));
+      const jobs = crons.map(
+        (cron) =>
+          new Cron(
+            cron,
+            { timezone: 'UTC', protect: true, unref: true, catch: true },
+            (job: Cron) => void this.#fire(w.id, cron, job.currentRun()?.getTime() ?? Date.now()),
+          ),
+      );
       this.#jobs.set(w.id, { version: w.version, jobs });
     }
   }

@@ -84,7 +84,11 @@ test('symbolic links anywhere are refused, even ones an operator left there', as
   await assert.rejects(dir.list('linkdir'), /symbolic link/);
   await assert.rejects(dir.directory('linkdir'), /not a directory/);
   assert.equal(existsSync(join(base, 'other', 'new')), false);
-  assert.deepEqual((await dir.list()).map((e) => e.name), [], 'links are not listed');
+  assert.deepEqual(
+    (await dir.list()).map((e) => e.name),
+    [],
+    'links are not listed',
+  );
 });
 
 test('the quota is enforced across the tree and rewrites count only the difference', async () => {

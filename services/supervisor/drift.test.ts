@@ -67,7 +67,11 @@ test('drift: reports are validated; a peer that went away is forgotten unless it
 test('drift hashes: settings as resolved from environment and config file; routes in order, host assignments in any order', () => {
   assert.equal(configHash(loadSettings({})), configHash(loadSettings({})));
   assert.notEqual(configHash(loadSettings({})), configHash(loadSettings({ CORDON_ISOLATE_IDLE_SECONDS: '60' })));
-  assert.notEqual(configHash(loadSettings({})), configHash(loadSettings({ CORDON_EGRESS_RATE: '50' })), 'every service\'s settings are hashed, not only the mesh\'s');
+  assert.notEqual(
+    configHash(loadSettings({})),
+    configHash(loadSettings({ CORDON_EGRESS_RATE: '50' })),
+    "every service's settings are hashed, not only the mesh's",
+  );
   const a = { pattern: '*/a*', target: { tenant: 't', name: 'a', cordon: 'standard' } };
   const b = { pattern: '*/b*', target: { tenant: 't', name: 'b', cordon: 'standard' } };
   const x = { host: 'x.example', tenant: 't' };

@@ -88,7 +88,13 @@ export class DriftMonitor {
       if (p.at - since >= this.#graceMs && !p.drifting.has(aspect)) {
         p.drifting.add(aspect);
         this.#log.warn('drift: a service runs with other settings than the mesh means it to', { peer, aspect, expected: desired[aspect], actual });
-        this.#audit.append({ actor: 'supervisor', action: 'drift.detected', target: peer, outcome: 'error', detail: { aspect, expected: desired[aspect], actual } });
+        this.#audit.append({
+          actor: 'supervisor',
+          action: 'drift.detected',
+          target: peer,
+          outcome: 'error',
+          detail: { aspect, expected: desired[aspect], actual },
+        });
       }
     }
   }

@@ -59,7 +59,10 @@ export class History {
     };
     const previous = this.#locks.get(tenant) ?? Promise.resolve();
     const next = previous.then(run, run);
-    this.#locks.set(tenant, next.catch(() => {}));
+    this.#locks.set(
+      tenant,
+      next.catch(() => {}),
+    );
     return next;
   }
 

@@ -51,14 +51,23 @@ function ownHosts(tenant: string, owned: HostAssignment[]): string {
  * Throws unless `tenant` may serve each of `patterns` (normalised). Errors for a tenant-bound
  * deployer never name another tenant or its hosts; the operator's name them.
  */
-export function checkRoutes(tenant: string, patterns: string[], deployer: Deployer, owned: HostAssignment[], routed: RoutedPattern[], workersDomain: string): void {
+export function checkRoutes(
+  tenant: string,
+  patterns: string[],
+  deployer: Deployer,
+  owned: HostAssignment[],
+  routed: RoutedPattern[],
+  workersDomain: string,
+): void {
   for (const pattern of patterns) {
     const { host } = parseRoutePattern(pattern);
     refuseDefaultDomain(host, workersDomain, `route ${pattern}`);
     const others = owned.filter((o) => o.tenant !== tenant);
     if (deployer === 'tenant' && !owned.some((o) => o.tenant === tenant && hostWithin(host, o.host))) {
       if (others.some((o) => hostsOverlap(host, o.host))) {
-        throw new RouteConflictError(`route ${pattern} could match hosts assigned to another tenant; tenant ${tenant} may route only on its own hosts (${ownHosts(tenant, owned)})`);
+        throw new RouteConflictError(
+          `route ${pattern} could match hosts assigned to another tenant; tenant ${tenant} may route only on its own hosts (${ownHosts(tenant, owned)})`,
+        );
       }
       throw new HostNotAssignedError(
         `route ${pattern}: host ${host} is not assigned to tenant ${tenant} (its hosts: ${ownHosts(tenant, owned)}); an operator assigns hosts: cordon hosts assign '${host}' --tenant ${tenant}`,
@@ -67,7 +76,10 @@ export function checkRoutes(tenant: string, patterns: string[], deployer: Deploy
     const inside = others.find((o) => hostWithin(host, o.host));
     if (inside) throw new RouteConflictError(`route ${pattern} could never be served: host ${inside.host} is assigned to tenant ${inside.tenant}`);
     const taken = routed.find((r) => r.pattern === pattern && r.tenant !== tenant);
-    if (taken) throw new RouteConflictError(deployer === 'tenant' ? `route ${pattern} is already served by another tenant's worker` : `route ${pattern} is already served by ${taken.workerId}`);
+    if (taken)
+      throw new RouteConflictError(
+        deployer === 'tenant' ? `route ${pattern} is already served by another tenant's worker` : `route ${pattern} is already served by ${taken.workerId}`,
+      );
   }
 }
 
@@ -79,7 +91,10 @@ export function checkRoutes(tenant: string, patterns: string[], deployer: Deploy
 export function checkAssignment(host: string, tenant: string, owned: HostAssignment[], routed: RoutedPattern[], workersDomain: string): RoutedPattern[] {
   refuseDefaultDomain(host, workersDomain, `host ${host}`);
   const clash = owned.find((o) => o.tenant !== tenant && o.host !== host && hostsOverlap(host, o.host));
-  if (clash) throw new RouteConflictError(`host ${host} overlaps ${clash.host}, assigned to tenant ${clash.tenant}: release or reassign that first (cordon hosts release '${clash.host}')`);
+  if (clash)
+    throw new RouteConflictError(
+      `host ${host} overlaps ${clash.host}, assigned to tenant ${clash.tenant}: release or reassign that first (cordon hosts release '${clash.host}')`,
+    );
   return routed.filter((r) => r.tenant !== tenant && hostWithin(parseRoutePattern(r.pattern).host, host));
 }
 
@@ -90,7 +105,10 @@ function refuseDefaultDomain(host: string, domain: string, what: string): void {
 }
 
 /** The default routes and their hosts, as on workers.dev: each worker at `<worker>.<tenant>.<domain>/*`, each tenant owning `*.<tenant>.<domain>`. */
-export function defaultRouting<R extends { tenant: string; name: string }>(workers: R[], domain: string): { routes: { pattern: string; worker: R }[]; hosts: HostAssignment[] } {
+export function defaultRouting<R extends { tenant: string; name: string }>(
+  workers: R[],
+  domain: string,
+): { routes: { pattern: string; worker: R }[]; hosts: HostAssignment[] } {
   if (domain === '') return { routes: [], hosts: [] };
   const tenants = [...new Set(workers.map((w) => w.tenant))];
   return {

@@ -3,7 +3,7 @@
 import { startService } from '../../lib/service.ts';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { RpcTarget } from 'capnweb';
+import type { RpcTarget } from 'capnweb';
 import { serve } from '../../lib/mesh.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
@@ -76,7 +76,12 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   });
 
   const desiredConfig = configHash(settings);
-  const drift = new DriftMonitor({ desired: () => ({ config: desiredConfig, routes: routesHash(store.routingTable()) }), audit, log, graceMs: settings.mesh.driftMs / 2 });
+  const drift = new DriftMonitor({
+    desired: () => ({ config: desiredConfig, routes: routesHash(store.routingTable()) }),
+    audit,
+    log,
+    graceMs: settings.mesh.driftMs / 2,
+  });
   const ports = { store, logs, audit, grants, quarantine, drift, runners, egress };
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
@@ -117,7 +122,23 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services, drift: drift.status() };
   };
-  const admin = createAdminServer({ store, hub, logs, tokens, grants, quarantine, health, drift, workflows, cron, cordons: settings.mesh.cordons, tenantCordons: new TenantCordons(adminDb, settings.mesh.cordons), tenantOrigins: settings.supervisor.tenantOrigins, audit, log });
+  const admin = createAdminServer({
+    store,
+    hub,
+    logs,
+    tokens,
+    grants,
+    quarantine,
+    health,
+    drift,
+    workflows,
+    cron,
+    cordons: settings.mesh.cordons,
+    tenantCordons: new TenantCordons(adminDb, settings.mesh.cordons),
+    tenantOrigins: settings.supervisor.tenantOrigins,
+    audit,
+    log,
+  });
   // Services outside the mesh: capability RPC on the same listener (WebSocket upgrades to /rpc).
   const rpc = new RpcEndpoint({ tokens, audit, workflows, log: log.child({ component: 'rpc' }) });
   rpc.attach(admin);

@@ -162,10 +162,23 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   #authorize(found: { bundle: WorkerBundle; cordon: string } | undefined, op: string): { bundle: WorkerBundle } {
     // A sandbox only ever runs workers of its own cordon: a key for another cordon is refused too.
     if (!found || found.cordon !== this.#cordon) {
-      this.#audit.append({ actor: this.#actor, action: 'codekey.refused', target: found?.bundle.workerId, outcome: 'denied', detail: { op, reason: found ? 'wrong cordon' : 'unknown key' } });
+      this.#audit.append({
+        actor: this.#actor,
+        action: 'codekey.refused',
+        target: found?.bundle.workerId,
+        outcome: 'denied',
+        detail: { op, reason: found ? 'wrong cordon' : 'unknown key' },
+      });
       throw new Error('code key refused');
     }
-    if (op === 'loadWorker') this.#audit.append({ actor: this.#actor, action: 'code.handout', target: found.bundle.workerId, outcome: 'ok', detail: { version: found.bundle.version } });
+    if (op === 'loadWorker')
+      this.#audit.append({
+        actor: this.#actor,
+        action: 'code.handout',
+        target: found.bundle.workerId,
+        outcome: 'ok',
+        detail: { version: found.bundle.version },
+      });
     return found;
   }
 }
@@ -266,7 +279,13 @@ export class EgressPort extends RpcTarget implements SupervisorForEgress {
 
   async refused(workerId: unknown, reason: unknown): Promise<void> {
     const id = check(z.string().max(130), workerId, 'worker id');
-    this.#audit.append({ actor: 'egress', action: 'egress.refused', target: id, outcome: 'denied', detail: { reason: check(z.string().max(1000), reason, 'reason') } });
+    this.#audit.append({
+      actor: 'egress',
+      action: 'egress.refused',
+      target: id,
+      outcome: 'denied',
+      detail: { reason: check(z.string().max(1000), reason, 'reason') },
+    });
     this.#quarantine.signal(id, 'egress');
   }
 }

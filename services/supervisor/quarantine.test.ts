@@ -41,14 +41,21 @@ test('quarantine follows the code: any stored version, under a new name, with ot
   await store.deploy(input('evil', 'bad', 'v2'), 'operator');
   q.quarantine('evil/bad', 'test');
   const cordon = q.cordonOf('evil/bad')!;
-  for (const text of ['v1', 'v2']) assert.deepEqual(q.placement('evil/new', 'evil', codeHash('w.js', code(text))), { cordon, reason: 'the same code as quarantined evil/bad' }, text);
+  for (const text of ['v1', 'v2'])
+    assert.deepEqual(q.placement('evil/new', 'evil', codeHash('w.js', code(text))), { cordon, reason: 'the same code as quarantined evil/bad' }, text);
   assert.equal(q.placement('evil/new', 'evil', codeHash('w.js', code('v3'))), undefined, 'other code is not held');
   assert.equal(q.placement('good/new', 'good', codeHash('w.js', code('v2'))), undefined, 'another tenant deploying the same code is not held');
   // Deployed where placement says: recorded, and sharing the cordon (one process).
   const placement = q.placement('evil/new', 'evil', codeHash('w.js', code('v2')))!;
   await store.deploy(input('evil', 'new', 'v2', { cordon: placement.cordon, vars: { X: '1' } }), 'operator');
   q.admitted('evil/new', 'untrusted', placement);
-  assert.deepEqual(q.list().map((e) => [e.worker, e.cordon, e.previousCordon]), [['evil/bad', cordon, 'standard'], ['evil/new', cordon, 'untrusted']]);
+  assert.deepEqual(
+    q.list().map((e) => [e.worker, e.cordon, e.previousCordon]),
+    [
+      ['evil/bad', cordon, 'standard'],
+      ['evil/new', cordon, 'untrusted'],
+    ],
+  );
   assert.deepEqual(dynamic(), [cordon]);
   assert.deepEqual(q.placement('evil/new', 'evil', 'anything'), { cordon }, 'a held worker stays held across redeploys');
   // Releasing the original forgets its code; the copy stays held until released itself.
@@ -74,7 +81,10 @@ test('a quarantined tenant: its workers and later deploys share one cordon until
   assert.equal(store.worker('evil/own')!.cordon, own, 'already held on its own');
   assert.equal(store.worker('good/a')!.cordon, 'standard', 'other tenants untouched');
   assert.deepEqual(q.placement('evil/c', 'evil', 'new code'), { cordon, reason: 'tenant evil is quarantined: abuse' });
-  assert.deepEqual(q.tenants().map((t) => t.tenant), ['evil']);
+  assert.deepEqual(
+    q.tenants().map((t) => t.tenant),
+    ['evil'],
+  );
   assert.deepEqual(dynamic().sort(), [cordon, own].sort());
   // Releasing one worker of a held tenant moves it to the tenant's cordon, not out.
   assert.equal(q.release('evil/own'), true);

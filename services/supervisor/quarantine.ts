@@ -45,7 +45,13 @@ export type Signal = 'crash' | 'memory' | 'cpu' | 'capability' | 'egress';
 
 /** How many of each signal within the window move a worker: a crash costs neighbours most. */
 export const DEFAULT_THRESHOLDS: Record<Signal, number> = { crash: 2, memory: 5, cpu: 20, capability: 20, egress: 50 };
-const LABEL: Record<Signal, string> = { crash: 'sandbox crashes', memory: 'memory-limit kills', cpu: 'CPU-limit hits', capability: 'refused capability calls', egress: 'egress refusals' };
+const LABEL: Record<Signal, string> = {
+  crash: 'sandbox crashes',
+  memory: 'memory-limit kills',
+  cpu: 'CPU-limit hits',
+  capability: 'refused capability calls',
+  egress: 'egress refusals',
+};
 
 export interface QuarantineHooks {
   /** Routes changed (the worker moved): tell ingress. */
@@ -63,7 +69,14 @@ export class Quarantine {
   readonly #windowMs: number;
   readonly #thresholds: Record<Signal, number>;
 
-  constructor(db: Database.Database, store: CodeStore, audit: AuditLog, cordonsFile: string, hooks: QuarantineHooks, opts: { windowMs?: number; thresholds?: Partial<Record<Signal, number>> } = {}) {
+  constructor(
+    db: Database.Database,
+    store: CodeStore,
+    audit: AuditLog,
+    cordonsFile: string,
+    hooks: QuarantineHooks,
+    opts: { windowMs?: number; thresholds?: Partial<Record<Signal, number>> } = {},
+  ) {
     this.#db = db;
     this.#store = store;
     this.#audit = audit;
@@ -74,7 +87,8 @@ export class Quarantine {
     db.exec(`CREATE TABLE IF NOT EXISTS quarantine (
       worker_id TEXT PRIMARY KEY, cordon TEXT NOT NULL, previous_cordon TEXT NOT NULL, since INTEGER NOT NULL, reason TEXT NOT NULL)`);
     // Added with debug sessions; a database from before has no such column yet.
-    if (!(db.prepare("SELECT 1 FROM pragma_table_info('quarantine') WHERE name = 'inspector_token_sha256'").get())) db.exec('ALTER TABLE quarantine ADD COLUMN inspector_token_sha256 TEXT');
+    if (!db.prepare("SELECT 1 FROM pragma_table_info('quarantine') WHERE name = 'inspector_token_sha256'").get())
+      db.exec('ALTER TABLE quarantine ADD COLUMN inspector_token_sha256 TEXT');
     db.exec(`CREATE TABLE IF NOT EXISTS quarantined_code (
       tenant TEXT NOT NULL, code_sha256 TEXT NOT NULL, worker_id TEXT NOT NULL, PRIMARY KEY (tenant, code_sha256));
       CREATE TABLE IF NOT EXISTS quarantined_tenants (tenant TEXT PRIMARY KEY, cordon TEXT NOT NULL, since INTEGER NOT NULL, reason TEXT NOT NULL)`);
@@ -106,7 +120,9 @@ export class Quarantine {
     if (held) return { cordon: held };
     const t = this.#tenant(tenant);
     if (t) return { cordon: t.cordon, reason: `tenant ${tenant} is quarantined: ${t.reason}` };
-    const original = this.#db.prepare('SELECT worker_id FROM quarantined_code WHERE tenant = ? AND code_sha256 = ?').pluck().get(tenant, codeSha256) as string | undefined;
+    const original = this.#db.prepare('SELECT worker_id FROM quarantined_code WHERE tenant = ? AND code_sha256 = ?').pluck().get(tenant, codeSha256) as
+      | string
+      | undefined;
     if (original) return { cordon: this.cordonOf(original) ?? Quarantine.cordonFor(workerId), reason: `the same code as quarantined ${original}` };
     return undefined;
   }
@@ -114,9 +130,17 @@ export class Quarantine {
   /** A deploy landed where placement() said: record it as quarantined (it came from `from`), audited. */
   admitted(workerId: string, from: string, placement: Placement): void {
     if (!placement.reason || this.cordonOf(workerId)) return;
-    this.#db.prepare('INSERT INTO quarantine (worker_id, cordon, previous_cordon, since, reason, inspector_token_sha256) VALUES (?, ?, ?, ?, ?, NULL)').run(workerId, placement.cordon, from, Date.now(), placement.reason);
+    this.#db
+      .prepare('INSERT INTO quarantine (worker_id, cordon, previous_cordon, since, reason, inspector_token_sha256) VALUES (?, ?, ?, ?, ?, NULL)')
+      .run(workerId, placement.cordon, from, Date.now(), placement.reason);
     this.#writeCordons();
-    this.#audit.append({ actor: 'supervisor', action: 'worker.quarantined', target: workerId, outcome: 'ok', detail: { cordon: placement.cordon, from, reason: placement.reason } });
+    this.#audit.append({
+      actor: 'supervisor',
+      action: 'worker.quarantined',
+      target: workerId,
+      outcome: 'ok',
+      detail: { cordon: placement.cordon, from, reason: placement.reason },
+    });
   }
 
   #tenant(tenant: string): { cordon: string; reason: string } | undefined {
@@ -133,7 +157,13 @@ export class Quarantine {
     for (const w of this.#store.workers(tenant)) {
       if (this.cordonOf(w.id)) continue; // already on its own (quarantined or debugged); it joins on release
       this.#move(w.id, w.cordon, cordon, `tenant ${tenant} is quarantined: ${reason}`, null);
-      this.#audit.append({ actor: 'supervisor', action: 'worker.quarantined', target: w.id, outcome: 'ok', detail: { cordon, from: w.cordon, reason: `tenant ${tenant} is quarantined` } });
+      this.#audit.append({
+        actor: 'supervisor',
+        action: 'worker.quarantined',
+        target: w.id,
+        outcome: 'ok',
+        detail: { cordon, from: w.cordon, reason: `tenant ${tenant} is quarantined` },
+      });
     }
     this.#writeCordons();
     return cordon;
@@ -152,7 +182,12 @@ export class Quarantine {
   }
 
   tenants(): TenantQuarantine[] {
-    const rows = this.#db.prepare('SELECT tenant, cordon, since, reason FROM quarantined_tenants ORDER BY since').all() as { tenant: string; cordon: string; since: number; reason: string }[];
+    const rows = this.#db.prepare('SELECT tenant, cordon, since, reason FROM quarantined_tenants ORDER BY since').all() as {
+      tenant: string;
+      cordon: string;
+      since: number;
+      reason: string;
+    }[];
     return rows.map((r) => ({ tenant: r.tenant, cordon: r.cordon, since: new Date(r.since).toISOString(), reason: r.reason }));
   }
 
@@ -173,7 +208,12 @@ export class Quarantine {
       this.#judge(id, 'crash', n);
     }
     if (refused.length) {
-      this.#audit.append({ actor: `sandbox:${cordon}`, action: 'worker.crash.refused', outcome: 'denied', detail: { reason: 'not a worker of this cordon', workers: refused.slice(0, 10), count: refused.length } });
+      this.#audit.append({
+        actor: `sandbox:${cordon}`,
+        action: 'worker.crash.refused',
+        outcome: 'denied',
+        detail: { reason: 'not a worker of this cordon', workers: refused.slice(0, 10), count: refused.length },
+      });
     }
   }
 
@@ -230,7 +270,9 @@ export class Quarantine {
   }
 
   #move(workerId: string, from: string, cordon: string, reason: string, tokenSha256: string | null): void {
-    this.#db.prepare('INSERT INTO quarantine (worker_id, cordon, previous_cordon, since, reason, inspector_token_sha256) VALUES (?, ?, ?, ?, ?, ?)').run(workerId, cordon, from, Date.now(), reason, tokenSha256);
+    this.#db
+      .prepare('INSERT INTO quarantine (worker_id, cordon, previous_cordon, since, reason, inspector_token_sha256) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(workerId, cordon, from, Date.now(), reason, tokenSha256);
     this.#store.setCordon(workerId, cordon);
     this.#writeCordons();
     this.#hooks.moved(workerId);
@@ -268,14 +310,25 @@ export class Quarantine {
       since: number;
       reason: string;
     }[];
-    return rows.map((r) => ({ worker: r.worker_id, cordon: r.cordon, previousCordon: r.previous_cordon, since: new Date(r.since).toISOString(), reason: r.reason }));
+    return rows.map((r) => ({
+      worker: r.worker_id,
+      cordon: r.cordon,
+      previousCordon: r.previous_cordon,
+      since: new Date(r.since).toISOString(),
+      reason: r.reason,
+    }));
   }
 
   /** The launcher reads this file and runs one sandbox per listed cordon (with the inspector where a token is given). */
   #writeCordons(): void {
     const tmp = `${this.#file}.tmp`;
     const inspector = Object.fromEntries(
-      (this.#db.prepare('SELECT cordon, inspector_token_sha256 FROM quarantine WHERE inspector_token_sha256 IS NOT NULL').all() as { cordon: string; inspector_token_sha256: string }[]).map((r) => [r.cordon, r.inspector_token_sha256]),
+      (
+        this.#db.prepare('SELECT cordon, inspector_token_sha256 FROM quarantine WHERE inspector_token_sha256 IS NOT NULL').all() as {
+          cordon: string;
+          inspector_token_sha256: string;
+        }[]
+      ).map((r) => [r.cordon, r.inspector_token_sha256]),
     );
     // Workers held for the same code or the same tenant share a cordon: one process for them all.
     writeFileSync(tmp, JSON.stringify({ dynamic: [...new Set(this.list().map((e) => e.cordon))], inspector }) + '\n', { mode: 0o600 });

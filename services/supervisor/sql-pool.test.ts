@@ -34,11 +34,18 @@ test("a database's calls run in the order they were made, even sent all at once 
     const b = pool.database(join(d, 'b.sqlite'), 1e9, 'y');
     await Promise.all([exec(a, 'CREATE TABLE t (i INTEGER)'), exec(b, 'CREATE TABLE t (i INTEGER)')]);
     const calls: Promise<unknown>[] = [];
-    for (let i = 0; i < 200; i++) calls.push(exec(a, 'INSERT INTO t VALUES (?)', [i]), b.call('kvPut', [`k${String(i).padStart(3, '0')}`, new Uint8Array([i])], soon()));
+    for (let i = 0; i < 200; i++)
+      calls.push(exec(a, 'INSERT INTO t VALUES (?)', [i]), b.call('kvPut', [`k${String(i).padStart(3, '0')}`, new Uint8Array([i])], soon()));
     await Promise.all(calls);
-    assert.deepEqual((await exec(a, 'SELECT i FROM t ORDER BY rowid')).rows.map((r) => r[0]), [...Array(200).keys()]);
+    assert.deepEqual(
+      (await exec(a, 'SELECT i FROM t ORDER BY rowid')).rows.map((r) => r[0]),
+      [...Array(200).keys()],
+    );
     const listed = (await b.call('kvList', ['', 1000], soon())) as [string, Uint8Array][];
-    assert.deepEqual(listed.map(([, v]) => v[0]), [...Array(200).keys()]);
+    assert.deepEqual(
+      listed.map(([, v]) => v[0]),
+      [...Array(200).keys()],
+    );
   } finally {
     await pool.close();
   }

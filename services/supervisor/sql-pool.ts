@@ -124,7 +124,8 @@ export class SqlPool {
   #call(db: DbState, method: StorageMethod, args: unknown[], deadline: number): Promise<unknown> {
     if (this.#closed) return Promise.reject(new SqlError('storage is shutting down'));
     if (deadline <= Date.now()) return Promise.reject(new SqlError("storage call not started: the worker's time limit has passed"));
-    if (db.waiting.length >= MAX_WAITING) return Promise.reject(new SqlError(`too many storage calls waiting on this database (${MAX_WAITING}); wait for some to finish`));
+    if (db.waiting.length >= MAX_WAITING)
+      return Promise.reject(new SqlError(`too many storage calls waiting on this database (${MAX_WAITING}); wait for some to finish`));
     return new Promise((resolve, reject) => {
       const call: Call = { db, method, args, deadline, resolve, reject };
       call.timer = setTimeout(() => this.#expire(call), deadline - Date.now());
@@ -202,11 +203,14 @@ export class SqlPool {
     clearTimeout(slot.timer);
     const running = slot.sent[0];
     if (!running) return;
-    slot.timer = setTimeout(() => {
-      if (slot.sent[0] !== running || slot.dead) return;
-      slot.interrupted = running;
-      slot.child.kill('SIGKILL');
-    }, Math.max(0, running.deadline - Date.now()));
+    slot.timer = setTimeout(
+      () => {
+        if (slot.sent[0] !== running || slot.dead) return;
+        slot.interrupted = running;
+        slot.child.kill('SIGKILL');
+      },
+      Math.max(0, running.deadline - Date.now()),
+    );
   }
 
   #answered(slot: Slot, reply: SqlReply): void {
@@ -232,11 +236,14 @@ export class SqlPool {
     clearTimeout(db.txTimer);
     db.txTimer = undefined;
     if (!open) return;
-    db.txTimer = setTimeout(() => {
-      if (!db.inTransaction) return;
-      // The worker was stopped at its limit between begin and commit: its transaction must not hold the lease (or the write lock).
-      this.#call(db, 'rollback', [], Date.now() + ROLLBACK_MS).catch(() => {});
-    }, Math.max(0, deadline - Date.now()));
+    db.txTimer = setTimeout(
+      () => {
+        if (!db.inTransaction) return;
+        // The worker was stopped at its limit between begin and commit: its transaction must not hold the lease (or the write lock).
+        this.#call(db, 'rollback', [], Date.now() + ROLLBACK_MS).catch(() => {});
+      },
+      Math.max(0, deadline - Date.now()),
+    );
   }
 
   /** A process ended (killed at a deadline, crashed, or shut down): fail what it had, free its lease. */
@@ -250,8 +257,10 @@ export class SqlPool {
     for (const call of slot.sent.splice(0)) {
       const ran = Date.now() - (call.sentAt ?? Date.now());
       const lost = hadTransaction ? '; the open transaction was rolled back' : '; nothing of it was written';
-      if (call === slot.interrupted) this.#settle(call, new SqlError(`SQL interrupted at the worker's time limit: the statement was still running after ${ran} ms${lost}`));
-      else if (slot.interrupted) this.#settle(call, new SqlError(`storage call not run: an earlier statement on this database was interrupted at the worker's time limit${lost}`));
+      if (call === slot.interrupted)
+        this.#settle(call, new SqlError(`SQL interrupted at the worker's time limit: the statement was still running after ${ran} ms${lost}`));
+      else if (slot.interrupted)
+        this.#settle(call, new SqlError(`storage call not run: an earlier statement on this database was interrupted at the worker's time limit${lost}`));
       else this.#settle(call, new SqlError(`storage call failed: the SQL process ended (${how})${lost}; retry`));
     }
     if (db) {
@@ -287,7 +296,12 @@ export class SqlPool {
     const i = call.db.waiting.indexOf(call);
     if (i < 0) return;
     call.db.waiting.splice(i, 1);
-    this.#settle(call, new SqlError(`storage call not started: no SQL process came free before the worker's time limit (${this.#processes} in all, ${this.#perTenant} per tenant); try again`));
+    this.#settle(
+      call,
+      new SqlError(
+        `storage call not started: no SQL process came free before the worker's time limit (${this.#processes} in all, ${this.#perTenant} per tenant); try again`,
+      ),
+    );
   }
 
   #settle(call: Call, error: Error | undefined, value?: unknown): void {

@@ -48,7 +48,13 @@ process.on('message', (m: SqlRequest) => {
     const db = database(m.file, m.quota);
     reply = { id: m.id, ok: run[m.method](db, m.args), inTransaction: db.inTransaction };
   } catch (e) {
-    reply = { id: m.id, error: e instanceof Error ? e.message : String(e), sql: e instanceof SqlError, refusal: e instanceof SqlError && e.refusal, inTransaction: open.get(m.file)?.inTransaction ?? false };
+    reply = {
+      id: m.id,
+      error: e instanceof Error ? e.message : String(e),
+      sql: e instanceof SqlError,
+      refusal: e instanceof SqlError && e.refusal,
+      inTransaction: open.get(m.file)?.inTransaction ?? false,
+    };
   }
   process.send!(reply);
 });

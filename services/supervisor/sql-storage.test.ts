@@ -88,8 +88,14 @@ test('KV: put/get/delete/list with prefix and limit (prefix with LIKE metacharac
   db.kvPut('a%1', enc('x'));
   db.kvPut('a%2', enc('y'));
   db.kvPut('ab', enc('z'));
-  assert.deepEqual(db.kvList('a%', 10).map(([k]) => k), ['a%1', 'a%2']);
-  assert.deepEqual(db.kvList('', 2).map(([k]) => k), ['a%1', 'a%2']);
+  assert.deepEqual(
+    db.kvList('a%', 10).map(([k]) => k),
+    ['a%1', 'a%2'],
+  );
+  assert.deepEqual(
+    db.kvList('', 2).map(([k]) => k),
+    ['a%1', 'a%2'],
+  );
   assert.equal(new TextDecoder().decode(db.kvGet('ab')), 'z');
   assert.equal(db.kvDelete('ab'), true);
   assert.equal(db.kvGet('ab'), undefined);
@@ -97,7 +103,7 @@ test('KV: put/get/delete/list with prefix and limit (prefix with LIKE metacharac
 });
 
 test('splitStatements honours quotes and comments', () => {
-  assert.deepEqual(splitStatements("SELECT ';'; SELECT 2 -- ; x\n; /* ; */ SELECT \"a;b\";"), ["SELECT ';'", 'SELECT 2 -- ; x', '/* ; */ SELECT "a;b"']);
+  assert.deepEqual(splitStatements('SELECT \';\'; SELECT 2 -- ; x\n; /* ; */ SELECT "a;b";'), ["SELECT ';'", 'SELECT 2 -- ; x', '/* ; */ SELECT "a;b"']);
   assert.deepEqual(splitStatements("SELECT 'it''s;'; SELECT 1"), ["SELECT 'it''s;'", 'SELECT 1']);
   assert.deepEqual(splitStatements(' ; -- only a comment'), []);
 });
@@ -106,7 +112,10 @@ test('a result larger than RPC may carry is refused to its caller, counted as it
   const { db } = open();
   assert.throws(() => db.exec('SELECT zeroblob(3000000) FROM (VALUES (1), (2), (3), (4))', []), /query result is larger than 8 MiB; select fewer rows/);
   // 2 MB of control characters is 12 MB of JSON escapes.
-  assert.throws(() => db.exec("SELECT replace(hex(zeroblob(1000000)), '00', char(1)) AS a, replace(hex(zeroblob(1000000)), '00', char(1)) AS b", []), /larger than 8 MiB/);
+  assert.throws(
+    () => db.exec("SELECT replace(hex(zeroblob(1000000)), '00', char(1)) AS a, replace(hex(zeroblob(1000000)), '00', char(1)) AS b", []),
+    /larger than 8 MiB/,
+  );
   assert.equal(db.exec('SELECT zeroblob(3000000) FROM (VALUES (1), (2))', []).rows.length, 2);
   for (let i = 0; i < 5; i++) db.kvPut(`k${i}`, new Uint8Array(2_000_000));
   assert.throws(() => db.kvList('', 10), /list result is larger than 8 MiB; ask for fewer entries/);

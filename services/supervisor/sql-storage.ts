@@ -44,7 +44,20 @@ export class SqlError extends CordonError {
  * PRAGMAs a tenant may run: introspection that has no setter form (the authorizer cannot tell
  * `PRAGMA x(arg)` from `PRAGMA x = arg`, so nothing assignable is on the list).
  */
-const SAFE_PRAGMAS = new Set(['table_info', 'table_xinfo', 'table_list', 'index_list', 'index_info', 'index_xinfo', 'foreign_key_list', 'foreign_key_check', 'integrity_check', 'quick_check', 'page_count', 'freelist_count']);
+const SAFE_PRAGMAS = new Set([
+  'table_info',
+  'table_xinfo',
+  'table_list',
+  'index_list',
+  'index_info',
+  'index_xinfo',
+  'foreign_key_list',
+  'foreign_key_check',
+  'integrity_check',
+  'quick_check',
+  'page_count',
+  'freelist_count',
+]);
 /** Schema tables SQLite itself writes during CREATE/DROP; defensive mode stops tenants writing them directly. */
 const SCHEMA_TABLES = new Set(['sqlite_master', 'sqlite_schema', 'sqlite_temp_master', 'sqlite_temp_schema']);
 const KV_TABLE = '_cf_KV';
@@ -90,7 +103,8 @@ export class WorkerDatabase {
     if (Buffer.byteLength(query) > LIMITS.statementBytes) throw new SqlError(`SQL statement is longer than ${LIMITS.statementBytes} bytes`);
     if (bindings.length > LIMITS.boundParameters) throw new SqlError(`too many bound parameters (${bindings.length}); the limit is ${LIMITS.boundParameters}`);
     for (const v of bindings) {
-      if (!(v === null || typeof v === 'string' || typeof v === 'number' || v instanceof Uint8Array)) throw new SqlError('bindings must be strings, numbers, null or bytes');
+      if (!(v === null || typeof v === 'string' || typeof v === 'number' || v instanceof Uint8Array))
+        throw new SqlError('bindings must be strings, numbers, null or bytes');
       if ((typeof v === 'string' ? Buffer.byteLength(v) : v instanceof Uint8Array ? v.byteLength : 0) > LIMITS.valueBytes) {
         throw new SqlError(`a bound value is larger than ${LIMITS.valueBytes} bytes`);
       }
@@ -186,7 +200,8 @@ export class WorkerDatabase {
     this.#denied = undefined;
     // Preparing VACUUM consults no authorizer action, so the ATTACH rule above would only see it
     // running: refuse it here, as the authorizer would, before it can write a copy anywhere.
-    if (/^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?(?:\*\/|$))*VACUUM\b/i.test(sql)) throw new SqlError('not authorized: ATTACH, DETACH and VACUUM are not allowed', true);
+    if (/^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?(?:\*\/|$))*VACUUM\b/i.test(sql))
+      throw new SqlError('not authorized: ATTACH, DETACH and VACUUM are not allowed', true);
     const stmt = this.#db.prepare(sql);
     const columns = stmt.columns().map((c) => c.name);
     if (columns.length > 0) {
@@ -254,7 +269,8 @@ export class WorkerDatabase {
       }
       case C.SQLITE_DROP_TABLE:
       case C.SQLITE_ALTER_TABLE:
-        if ((a ?? '').toLowerCase() === KV_TABLE.toLowerCase() || (b ?? '').toLowerCase() === KV_TABLE.toLowerCase()) return deny(`${KV_TABLE} is reserved for the KV API`);
+        if ((a ?? '').toLowerCase() === KV_TABLE.toLowerCase() || (b ?? '').toLowerCase() === KV_TABLE.toLowerCase())
+          return deny(`${KV_TABLE} is reserved for the KV API`);
         return C.SQLITE_OK;
       default:
         return C.SQLITE_OK;
@@ -264,7 +280,8 @@ export class WorkerDatabase {
   #explain(e: unknown): SqlError {
     const msg = (e as Error)?.message ?? String(e);
     if (this.#denied) return new SqlError(`not authorized: ${this.#denied}`, true);
-    if (/database or disk is full/i.test(msg)) return new SqlError(`database quota of ${this.#quotaBytes} bytes exceeded; nothing of this statement was written`, true);
+    if (/database or disk is full/i.test(msg))
+      return new SqlError(`database quota of ${this.#quotaBytes} bytes exceeded; nothing of this statement was written`, true);
     return new SqlError(msg.replace(/^Error: /, ''));
   }
 
@@ -309,7 +326,7 @@ export function splitStatements(query: string): string[] {
       const end = query.indexOf(c, i + 1);
       i = end < 0 ? query.length : end + 1;
       // a doubled quote inside a string is the same quote again
-      while (i < query.length && query[i] === c) i = (query.indexOf(c, i + 1) + 1) || query.length;
+      while (i < query.length && query[i] === c) i = query.indexOf(c, i + 1) + 1 || query.length;
       continue;
     }
     if (c === '[') {

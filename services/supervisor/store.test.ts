@@ -51,12 +51,19 @@ test('a route belongs to one tenant: another tenant cannot take it, and nothing 
   await s.deploy(input(), 'operator');
   await assert.rejects(s.deploy(input({ tenant: 'evil', routes: ['api.acme.test/*'] }), 'operator'), RouteConflictError);
   assert.equal(s.worker('evil/api'), undefined);
-  assert.deepEqual(s.workers().map((w) => w.id), ['acme/api']);
+  assert.deepEqual(
+    s.workers().map((w) => w.id),
+    ['acme/api'],
+  );
   await s.deploy(input({ name: 'api2' }), 'operator');
   const { routes } = s.routingTable();
   assert.equal(routes.length, 1);
   assert.equal(routes[0]!.target.workerId, 'acme/api2');
-  await assert.rejects(s.deploy(input({ tenant: 'evil', routes: ['API.ACME.TEST./*'] }), 'operator'), RouteConflictError, 'the same pattern in another spelling');
+  await assert.rejects(
+    s.deploy(input({ tenant: 'evil', routes: ['API.ACME.TEST./*'] }), 'operator'),
+    RouteConflictError,
+    'the same pattern in another spelling',
+  );
   s.close();
 });
 
@@ -73,17 +80,36 @@ test('hosts have owners: a tenant-bound deploy routes only inside its own hosts;
     });
   }
   await assert.rejects(s.deploy(input({ tenant: 'a', name: 'thief', routes: ['nobody.example/*'] }), 'tenant'), HostNotAssignedError);
-  await assert.rejects(s.deploy(input({ tenant: 'a', name: 'thief', routes: ['admin.b.example/x'] }), 'operator'), /assigned to tenant b/, 'even the operator cannot route inside another tenant\'s host');
+  await assert.rejects(
+    s.deploy(input({ tenant: 'a', name: 'thief', routes: ['admin.b.example/x'] }), 'operator'),
+    /assigned to tenant b/,
+    "even the operator cannot route inside another tenant's host",
+  );
   assert.equal(s.worker('a/thief'), undefined);
   await s.deploy(input({ tenant: 'a', name: 'site', routes: ['A.example/*'] }), 'tenant');
   await s.deploy(input({ tenant: 'a', name: 'wide', routes: ['*/wide*'] }), 'operator');
   assert.throws(() => s.assignHost('*.b.example', 'a'), RouteConflictError, 'assigned hosts of two tenants never overlap');
   const moved = s.assignHost('admin.b.example', 'a');
   assert.equal(moved.previous, 'b');
-  assert.deepEqual(moved.stranded.map((r) => r.pattern), ['admin.b.example/*'], "b's route no longer serves");
+  assert.deepEqual(
+    moved.stranded.map((r) => r.pattern),
+    ['admin.b.example/*'],
+    "b's route no longer serves",
+  );
   const table = s.routingTable();
-  assert.deepEqual(table.hosts, [{ host: 'a.example', tenant: 'a' }, { host: 'admin.b.example', tenant: 'a' }]);
-  assert.deepEqual(table.routes.map((r) => [r.pattern, r.tenant]), [['admin.b.example/*', 'b'], ['a.example/*', 'a'], ['*/wide*', 'a']], 'oldest first, normalised');
+  assert.deepEqual(table.hosts, [
+    { host: 'a.example', tenant: 'a' },
+    { host: 'admin.b.example', tenant: 'a' },
+  ]);
+  assert.deepEqual(
+    table.routes.map((r) => [r.pattern, r.tenant]),
+    [
+      ['admin.b.example/*', 'b'],
+      ['a.example/*', 'a'],
+      ['*/wide*', 'a'],
+    ],
+    'oldest first, normalised',
+  );
   assert.deepEqual(s.releaseHost('ADMIN.b.example'), { host: 'admin.b.example', tenant: 'a' });
   assert.equal(s.releaseHost('admin.b.example'), undefined);
   s.close();
@@ -104,12 +130,17 @@ test('every deploy is a commit in the tenant git repository, readable with plain
   s.close();
   const clone = mkdtempSync(join(tmpdir(), 'cordon-clone-'));
   execFileSync('git', ['clone', '-q', join(dir, 'git', 'acme.git'), join(clone, 'acme')]);
-  const log = execFileSync('git', ['-C', join(clone, 'acme'), 'log', '--format=%s'], { encoding: 'utf8' }).trim().split('\n');
+  const log = execFileSync('git', ['-C', join(clone, 'acme'), 'log', '--format=%s'], { encoding: 'utf8' })
+    .trim()
+    .split('\n');
   assert.deepEqual(log, [`deploy acme/api ${b.version.slice(0, 12)}`, `deploy acme/api ${a.version.slice(0, 12)}`]);
   const manifest = JSON.parse(readFileSync(join(clone, 'acme', 'api', 'manifest.json'), 'utf8')) as { version: string; modules: { sha256: string }[] };
   assert.equal(manifest.version, b.version);
   execFileSync('git', ['-C', join(dir, 'git', 'acme.git'), 'fsck', '--strict'], { stdio: 'pipe' });
-  assert.throws(() => execFileSync('git', ['-C', join(dir, 'git', 'acme.git'), 'cat-file', '-e', `main:x/manifest.json`], { stdio: 'pipe' }), 'tenants have separate repositories');
+  assert.throws(
+    () => execFileSync('git', ['-C', join(dir, 'git', 'acme.git'), 'cat-file', '-e', `main:x/manifest.json`], { stdio: 'pipe' }),
+    'tenants have separate repositories',
+  );
 });
 
 test('a tampered bundle is detected and refused, not served', async () => {

@@ -135,7 +135,8 @@ export class CodeStore {
     const k = `${workerId}@${version}`;
     const known = this.#pinned.get(k);
     if (known) return known;
-    if (!this.#sql('SELECT 1 FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ? AND v.version = ?').get(workerId, version)) return undefined;
+    if (!this.#sql('SELECT 1 FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ? AND v.version = ?').get(workerId, version))
+      return undefined;
     const codeKey = randomBytes(32).toString('base64url');
     this.#sql('INSERT INTO pinned_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), workerId, version);
     this.#pinned.set(k, codeKey);
@@ -153,7 +154,18 @@ export class CodeStore {
   async deploy(input: VersionInput, deployer: Deployer): Promise<WorkerRecord> {
     const id = `${input.tenant}/${input.name}`;
     const routes = [...new Set(input.routes.map(normalizeRoutePattern))];
-    const plain = JSON.stringify({ mainModule: input.mainModule, modules: input.modules, limits: input.limits, vars: input.vars, bindings: input.bindings, origins: input.origins.filter((o) => o.trusted).map((o) => o.origin), allowEval: input.allowEval === true, egress: input.egress, ...(input.workflows?.length ? { workflows: input.workflows } : {}), ...(input.crons?.length ? { crons: input.crons } : {}) });
+    const plain = JSON.stringify({
+      mainModule: input.mainModule,
+      modules: input.modules,
+      limits: input.limits,
+      vars: input.vars,
+      bindings: input.bindings,
+      origins: input.origins.filter((o) => o.trusted).map((o) => o.origin),
+      allowEval: input.allowEval === true,
+      egress: input.egress,
+      ...(input.workflows?.length ? { workflows: input.workflows } : {}),
+      ...(input.crons?.length ? { crons: input.crons } : {}),
+    });
     const version = sha256(plain);
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
     const known = this.#sql('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
@@ -184,19 +196,26 @@ export class CodeStore {
     this.#db.transaction(() => {
       // Again, inside the transaction: another deploy or assignment may have landed meanwhile.
       checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
-      if (sealed) this.#sql('INSERT OR IGNORE INTO versions (worker_id, version, sealed, commit_oid, created_at) VALUES (?, ?, ?, ?, ?)').run(id, version, sealed, commit, now);
+      if (sealed)
+        this.#sql('INSERT OR IGNORE INTO versions (worker_id, version, sealed, commit_oid, created_at) VALUES (?, ?, ?, ?, ?)').run(
+          id,
+          version,
+          sealed,
+          commit,
+          now,
+        );
       // Keys rotate on every deploy: the previous key stops working at once.
       this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
       this.#sql('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
-      this
-        .#sql(
-          `INSERT INTO workers (id, tenant, name, cordon, version, code_key, wrapped_key, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      this.#sql(
+        `INSERT INTO workers (id, tenant, name, cordon, version, code_key, wrapped_key, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(id) DO UPDATE SET cordon = excluded.cordon, version = excluded.version, code_key = excluded.code_key, updated_at = excluded.updated_at`,
-        )
-        .run(id, input.tenant, input.name, input.cordon, version, codeKey, wrapped, now);
+      ).run(id, input.tenant, input.name, input.cordon, version, codeKey, wrapped, now);
       // A pattern moving to another worker of the tenant keeps its place in the order.
       for (const pattern of routes) {
-        this.#sql('INSERT INTO routes (pattern, worker_id, seq) VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM routes)) ON CONFLICT(pattern) DO UPDATE SET worker_id = excluded.worker_id').run(pattern, id);
+        this.#sql(
+          'INSERT INTO routes (pattern, worker_id, seq) VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM routes)) ON CONFLICT(pattern) DO UPDATE SET worker_id = excluded.worker_id',
+        ).run(pattern, id);
       }
     })();
     return this.worker(id)!;
@@ -228,7 +247,9 @@ export class CodeStore {
     return this.#db.transaction(() => {
       const stranded = checkAssignment(host, tenant, this.hosts(), this.#routed(), this.workersDomain);
       const previous = this.#sql('SELECT tenant FROM hosts WHERE host = ?').pluck().get(host) as string | undefined;
-      this.#sql('INSERT INTO hosts (host, tenant, assigned_at) VALUES (?, ?, ?) ON CONFLICT(host) DO UPDATE SET tenant = excluded.tenant, assigned_at = excluded.assigned_at').run(host, tenant, Date.now());
+      this.#sql(
+        'INSERT INTO hosts (host, tenant, assigned_at) VALUES (?, ?, ?) ON CONFLICT(host) DO UPDATE SET tenant = excluded.tenant, assigned_at = excluded.assigned_at',
+      ).run(host, tenant, Date.now());
       return { host, previous, stranded };
     })();
   }
@@ -244,23 +265,19 @@ export class CodeStore {
 
   /** Every version of every worker of a tenant, oldest first, opened (for `cordon export`). */
   exportTenant(tenant: string): { worker: string; version: string; createdAt: string; bundle: WorkerBundle }[] {
-    const rows = this
-      .#sql(
-        `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon, v.created_at AS createdAt
+    const rows = this.#sql(
+      `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon, v.created_at AS createdAt
          FROM versions v JOIN workers w ON w.id = v.worker_id WHERE w.tenant = ? ORDER BY v.created_at, v.rowid`,
-      )
-      .all(tenant) as (KeyRow & { createdAt: number })[];
+    ).all(tenant) as (KeyRow & { createdAt: number })[];
     return rows.map((r) => ({ worker: r.name, version: r.version, createdAt: new Date(r.createdAt).toISOString(), bundle: this.#open(r) }));
   }
 
   /** The code hash of every stored version of a worker (versions that fail their integrity check are left out). */
   codeHashes(id: string): string[] {
-    const rows = this
-      .#sql(
-        `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
+    const rows = this.#sql(
+      `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
          FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ?`,
-      )
-      .all(id) as KeyRow[];
+    ).all(id) as KeyRow[];
     const hashes = new Set<string>();
     for (const r of rows) {
       try {
@@ -276,13 +293,16 @@ export class CodeStore {
   /** Every stored version of a worker, newest first. */
   versions(id: string): { version: string; createdAt: string; current: boolean; settings: VersionSettings | null }[] {
     const current = this.worker(id)?.version;
-    const rows = this
-      .#sql(
-        `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon, v.created_at AS createdAt
+    const rows = this.#sql(
+      `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon, v.created_at AS createdAt
          FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ? ORDER BY v.created_at DESC, v.rowid DESC`,
-      )
-      .all(id) as (KeyRow & { createdAt: number })[];
-    return rows.map((r) => ({ version: r.version, createdAt: new Date(r.createdAt).toISOString(), current: r.version === current, settings: this.#settings(r) }));
+    ).all(id) as (KeyRow & { createdAt: number })[];
+    return rows.map((r) => ({
+      version: r.version,
+      createdAt: new Date(r.createdAt).toISOString(),
+      current: r.version === current,
+      settings: this.#settings(r),
+    }));
   }
 
   /** What a version sets, for comparing versions: var names but not their values, each module's size and hash but not its code. Null when it fails its integrity check. */
@@ -365,13 +385,11 @@ export class CodeStore {
   }
 
   #keyRow(codeKey: string): KeyRow | undefined {
-    return this
-      .#sql(
-        `SELECT k.worker_id AS workerId, w.tenant, w.name, k.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
+    return this.#sql(
+      `SELECT k.worker_id AS workerId, w.tenant, w.name, k.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
          FROM (SELECT key_hash, worker_id, version FROM code_keys UNION ALL SELECT key_hash, worker_id, version FROM pinned_keys) k JOIN versions v ON v.worker_id = k.worker_id AND v.version = k.version
          JOIN workers w ON w.id = k.worker_id WHERE k.key_hash = ?`,
-      )
-      .get(sha256(codeKey)) as KeyRow | undefined;
+    ).get(sha256(codeKey)) as KeyRow | undefined;
   }
 
   #open(row: KeyRow): WorkerBundle {
@@ -398,21 +416,35 @@ export class CodeStore {
     const row = this.#keyRow(codeKey);
     if (!row) return undefined;
     const recorded = await this.#history.recordedBundle(row.tenant, row.name, row.commitOid);
-    if (recorded !== blobOid(row.sealed)) throw new TamperedError(row.workerId, row.version, recorded ? 'it differs from the bundle its git commit recorded' : 'its git commit is missing');
+    if (recorded !== blobOid(row.sealed))
+      throw new TamperedError(row.workerId, row.version, recorded ? 'it differs from the bundle its git commit recorded' : 'its git commit is missing');
     return { bundle: this.#open(row), cordon: row.cordon };
   }
 
   /** What ingress routes by: routes oldest first, and the host assignments. */
   routingTable(): RoutingTable {
-    const rows = this
-      .#sql('SELECT r.pattern, w.tenant, w.id AS workerId, w.version, w.code_key AS codeKey, w.cordon FROM routes r JOIN workers w ON w.id = r.worker_id ORDER BY r.seq, r.pattern')
-      .all() as { pattern: string; tenant: string; workerId: string; version: string; codeKey: string; cordon: string }[];
-    const route = (pattern: string, r: { tenant: string; workerId: string; version: string; codeKey: string; cordon: string }) => ({ pattern, tenant: r.tenant, cordon: r.cordon, target: { workerId: r.workerId, version: r.version, codeKey: r.codeKey } });
-    const workers = this
-      .#sql('SELECT tenant, name, id AS workerId, version, code_key AS codeKey, cordon FROM workers ORDER BY id')
-      .all() as { tenant: string; name: string; workerId: string; version: string; codeKey: string; cordon: string }[];
+    const rows = this.#sql(
+      'SELECT r.pattern, w.tenant, w.id AS workerId, w.version, w.code_key AS codeKey, w.cordon FROM routes r JOIN workers w ON w.id = r.worker_id ORDER BY r.seq, r.pattern',
+    ).all() as { pattern: string; tenant: string; workerId: string; version: string; codeKey: string; cordon: string }[];
+    const route = (pattern: string, r: { tenant: string; workerId: string; version: string; codeKey: string; cordon: string }) => ({
+      pattern,
+      tenant: r.tenant,
+      cordon: r.cordon,
+      target: { workerId: r.workerId, version: r.version, codeKey: r.codeKey },
+    });
+    const workers = this.#sql('SELECT tenant, name, id AS workerId, version, code_key AS codeKey, cordon FROM workers ORDER BY id').all() as {
+      tenant: string;
+      name: string;
+      workerId: string;
+      version: string;
+      codeKey: string;
+      cordon: string;
+    }[];
     const defaults = defaultRouting(workers, this.workersDomain);
-    return { routes: [...rows.map((r) => route(r.pattern, r)), ...defaults.routes.map((d) => route(d.pattern, d.worker))], hosts: [...this.hosts(), ...defaults.hosts] };
+    return {
+      routes: [...rows.map((r) => route(r.pattern, r)), ...defaults.routes.map((d) => route(d.pattern, d.worker))],
+      hosts: [...this.hosts(), ...defaults.hosts],
+    };
   }
 
   /** A worker's default route (`<worker>.<tenant>.<domain>/*`), if default routes are on. */

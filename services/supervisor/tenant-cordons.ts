@@ -36,7 +36,11 @@ export class TenantCordons {
   set(tenant: string, cordons: string[]): string[] {
     const unknown = cordons.filter((c) => !this.#configured.includes(c));
     if (unknown.length) throw new UnknownCordonError(unknown, this.#configured);
-    this.#db.prepare('INSERT INTO tenant_cordons (tenant, cordons, updated_at) VALUES (?, ?, ?) ON CONFLICT(tenant) DO UPDATE SET cordons = excluded.cordons, updated_at = excluded.updated_at').run(tenant, JSON.stringify([...new Set(cordons)]), Date.now());
+    this.#db
+      .prepare(
+        'INSERT INTO tenant_cordons (tenant, cordons, updated_at) VALUES (?, ?, ?) ON CONFLICT(tenant) DO UPDATE SET cordons = excluded.cordons, updated_at = excluded.updated_at',
+      )
+      .run(tenant, JSON.stringify([...new Set(cordons)]), Date.now());
     return this.allowed(tenant).cordons;
   }
 }

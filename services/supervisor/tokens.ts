@@ -41,7 +41,9 @@ export class TokenStore {
   create(scopes: Scope[], tenant: string | undefined): { token: string; info: TokenInfo } {
     const id = `t_${randomBytes(6).toString('hex')}`;
     const token = `cordon_${randomBytes(32).toString('base64url')}`;
-    this.#db.prepare('INSERT INTO tokens (id, hash, scopes, tenant, created_at) VALUES (?, ?, ?, ?, ?)').run(id, hash(token), scopes.join(','), tenant ?? null, Date.now());
+    this.#db
+      .prepare('INSERT INTO tokens (id, hash, scopes, tenant, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run(id, hash(token), scopes.join(','), tenant ?? null, Date.now());
     return { token, info: this.get(id)! };
   }
 
@@ -58,11 +60,21 @@ export class TokenStore {
       | { id: string; scopes: string; tenant: string | null; created_at: number; revoked: number }
       | undefined;
     if (!row) return undefined;
-    return { tokenId: row.id, scopes: row.scopes.split(',') as Scope[], tenant: row.tenant ?? undefined, createdAt: new Date(row.created_at).toISOString(), revoked: row.revoked === 1 };
+    return {
+      tokenId: row.id,
+      scopes: row.scopes.split(',') as Scope[],
+      tenant: row.tenant ?? undefined,
+      createdAt: new Date(row.created_at).toISOString(),
+      revoked: row.revoked === 1,
+    };
   }
 
   list(tenant?: string): TokenInfo[] {
-    const ids = (tenant ? this.#db.prepare('SELECT id FROM tokens WHERE tenant = ? ORDER BY created_at').pluck().all(tenant) : this.#db.prepare('SELECT id FROM tokens ORDER BY created_at').pluck().all()) as string[];
+    const ids = (
+      tenant
+        ? this.#db.prepare('SELECT id FROM tokens WHERE tenant = ? ORDER BY created_at').pluck().all(tenant)
+        : this.#db.prepare('SELECT id FROM tokens ORDER BY created_at').pluck().all()
+    ) as string[];
     return ids.map((id) => this.get(id)!);
   }
 

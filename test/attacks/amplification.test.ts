@@ -62,7 +62,12 @@ describe('attack: amplification through refusals and unauthenticated frames', ()
     })();
     let refused = 0;
     for (let sent = 0; sent < REFUSALS; sent += 250) {
-      const calls = Array.from({ length: 250 }, () => Promise.resolve(session.remote.loadWorker(randomBytes(32).toString('base64url'))).then(() => 'loaded', (e: Error) => e.message));
+      const calls = Array.from({ length: 250 }, () =>
+        Promise.resolve(session.remote.loadWorker(randomBytes(32).toString('base64url'))).then(
+          () => 'loaded',
+          (e: Error) => e.message,
+        ),
+      );
       for (const outcome of await Promise.all(calls)) if (outcome === 'code key refused') refused++;
     }
     flooding = false;
@@ -72,12 +77,20 @@ describe('attack: amplification through refusals and unauthenticated frames', ()
     assert.equal((await hello()).status, 200, 'the bystander worker is served');
     session.close();
 
-    const written = () => auditEntries().filter((e) => e.action === 'codekey.refused' && e.actor === 'sandbox:standard').slice(refusedBefore);
+    const written = () =>
+      auditEntries()
+        .filter((e) => e.action === 'codekey.refused' && e.actor === 'sandbox:standard')
+        .slice(refusedBefore);
     assert.ok(written().length <= 50, `${written().length} audit entries for ${REFUSALS} refusals`);
     // The window's summary is written when it ends: every refusal is counted, none silently dropped.
     const counted = () => written().reduce((n, e) => n + (e.detail?.count ?? 1), 0);
-    await waitFor('the summary entry', () => counted() === REFUSALS || undefined, 20_000, 250).catch((e: Error) => assert.fail(`${e.message}: ${counted()} counted`));
-    assert.ok(written().some((e) => (e.detail?.count ?? 0) > 1000), 'one summary holds most of them');
+    await waitFor('the summary entry', () => counted() === REFUSALS || undefined, 20_000, 250).catch((e: Error) =>
+      assert.fail(`${e.message}: ${counted()} counted`),
+    );
+    assert.ok(
+      written().some((e) => (e.detail?.count ?? 0) > 1000),
+      'one summary holds most of them',
+    );
     const verify = await mesh.cli(['audit', 'verify']);
     assert.equal(verify.code, 0, verify.stderr);
     assert.match(verify.stdout, /audit log intact/);

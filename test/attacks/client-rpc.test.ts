@@ -36,16 +36,17 @@ describe('attacks on the client RPC endpoint', () => {
       ws.once('error', reject);
     });
   const closed = (ws: WebSocket) => new Promise<number>((resolve) => (ws.readyState === ws.CLOSED ? resolve(-1) : ws.once('close', (code) => resolve(code))));
-  const answer = (ws: WebSocket) => new Promise<string>((resolve, reject) => {
-    ws.once('message', (d) => resolve(d.toString()));
-    ws.once('close', (code, reason) => reject(new Error(`closed ${code} ${reason}`)));
-  });
+  const answer = (ws: WebSocket) =>
+    new Promise<string>((resolve, reject) => {
+      ws.once('message', (d) => resolve(d.toString()));
+      ws.once('close', (code, reason) => reject(new Error(`closed ${code} ${reason}`)));
+    });
 
   before(async () => {
     mesh = await startTestMesh();
     rpcUrl = `${mesh.adminUrl.replace('http:', 'ws:')}/rpc`;
     assert.equal((await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc'])).code, 0);
-    await waitFor('the signup worker', async () => ((await fetch(`${mesh.httpUrl}/signup/none`)).status === 404) || undefined);
+    await waitFor('the signup worker', async () => (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404 || undefined);
     bystander = await connect(rpcUrl, { token: await token('workflows') });
     await bystander.workflows('signup').create({ id: 'victim', params: { user: 'v', sleepMs: 10 } });
     await waitFor('the victim waiting for its event', async () => (await bystander.workflows('signup').get('victim').status()).steps.length === 3 || undefined);
@@ -125,9 +126,21 @@ describe('attacks on the client RPC endpoint', () => {
   test('a stub or an object where a string is declared is refused, not used', async () => {
     const c = await connect(rpcUrl, { token: await token('workflows') });
     await rejects(c.workflows((() => 'signup') as unknown as string).list(), /invalid workflow name/);
-    await rejects(c.workflows('signup').get({ toString: () => 'victim' } as unknown as string).status(), /invalid instance id/);
+    await rejects(
+      c
+        .workflows('signup')
+        .get({ toString: () => 'victim' } as unknown as string)
+        .status(),
+      /invalid instance id/,
+    );
     await rejects(c.workflows('signup').create({ id: 'x', params: { f: () => 1 } }), /invalid create options/);
-    await rejects(c.workflows('signup').get('victim').watch('not a function' as never), /invalid listener/);
+    await rejects(
+      c
+        .workflows('signup')
+        .get('victim')
+        .watch('not a function' as never),
+      /invalid listener/,
+    );
     c[Symbol.dispose]();
     await bystanderFine();
   });

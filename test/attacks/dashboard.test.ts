@@ -25,7 +25,12 @@ describe('dashboard: sessions, CSRF, headers', () => {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   /** A request as the browser holding `s` sends it; `csrf: false` leaves the header out, as a forged request would. */
-  const browser = (s: Pick<SignedIn, 'cookie'> & { csrf?: string }, method: string, path: string, init: { body?: string; type?: string; headers?: Record<string, string> } = {}) =>
+  const browser = (
+    s: Pick<SignedIn, 'cookie'> & { csrf?: string },
+    method: string,
+    path: string,
+    init: { body?: string; type?: string; headers?: Record<string, string> } = {},
+  ) =>
     fetch(`${mesh.adminUrl}${path}`, {
       method,
       redirect: 'manual',
@@ -60,7 +65,8 @@ describe('dashboard: sessions, CSRF, headers', () => {
     mainModule: 'w.js',
     modules: [{ name: 'w.js', type: 'esm', content: 'export default { fetch() { return new Response("x") } }' }],
   });
-  const workerIds = async (s: SignedIn) => ((await (await browser(s, 'GET', '/v1/workers')).json()) as { workers: { id: string }[] }).workers.map((w) => w.id).sort();
+  const workerIds = async (s: SignedIn) =>
+    ((await (await browser(s, 'GET', '/v1/workers')).json()) as { workers: { id: string }[] }).workers.map((w) => w.id).sort();
   const tenantQuarantined = async (tenant: string) =>
     ((await (await bearer(root, 'GET', '/v1/quarantine')).json()) as { tenants: { tenant: string }[] }).tenants.some((t) => t.tenant === tenant);
 
@@ -105,14 +111,24 @@ describe('dashboard: sessions, CSRF, headers', () => {
   });
 
   test('a sign-in posted from another site is refused (login CSRF), and no session is made', async () => {
-    const forged: Record<string, string>[] = [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { origin: 'null' }];
+    const forged: Record<string, string>[] = [
+      { origin: 'https://evil.example' },
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+      { origin: 'null' },
+    ];
     for (const headers of forged) {
       const r = await signInRaw(root, headers);
       assert.equal(r.status, 403, JSON.stringify(headers));
       assert.equal(r.headers.get('set-cookie'), null);
     }
     // JSON or any other body type is not a sign-in form either.
-    const json = await fetch(`${mesh.adminUrl}/dashboard/sign-in`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: root }) });
+    const json = await fetch(`${mesh.adminUrl}/dashboard/sign-in`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: root }),
+    });
     assert.equal(json.status, 415);
     assert.equal(json.headers.get('set-cookie'), null);
   });
@@ -214,7 +230,13 @@ describe('dashboard: sessions, CSRF, headers', () => {
     const answer = await (await browser(s, 'GET', '/v1/workers/initech/versioned/versions')).text();
     assert.ok(!answer.includes(secret), 'no var value in the versions answer');
     const { versions } = JSON.parse(answer) as { versions: { version: string; current: boolean; settings: { vars: string[]; limits: object } }[] };
-    assert.deepEqual(versions.map((v) => [v.version, v.current, v.settings.vars]), [[second, true, ['SECRETISH']], [first, false, []]]);
+    assert.deepEqual(
+      versions.map((v) => [v.version, v.current, v.settings.vars]),
+      [
+        [second, true, ['SECRETISH']],
+        [first, false, []],
+      ],
+    );
 
     // With its CSRF token the same session rolls back (so the refusals above were the CSRF check).
     assert.equal((await browser(s, 'POST', '/v1/workers/initech/versioned/rollback', { type: 'application/json', body })).status, 200);
@@ -235,7 +257,10 @@ describe('dashboard: sessions, CSRF, headers', () => {
     assert.equal((await browser(s, 'DELETE', '/v1/workers/globex/api')).status, 403);
     assert.equal((await browser(s, 'POST', '/v1/workers', { type: 'application/json', body: JSON.stringify(deployBody('globex', 'planted')) })).status, 403);
     // Bystander: globex is untouched.
-    const all = ((await (await bearer(root, 'GET', '/v1/workers')).json()) as { workers: { id: string }[] }).workers.map((w) => w.id).filter((id) => !id.startsWith('initech/')).sort();
+    const all = ((await (await bearer(root, 'GET', '/v1/workers')).json()) as { workers: { id: string }[] }).workers
+      .map((w) => w.id)
+      .filter((id) => !id.startsWith('initech/'))
+      .sort();
     assert.deepEqual(all, ['acme/api', 'globex/api']);
   });
 

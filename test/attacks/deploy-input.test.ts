@@ -51,7 +51,11 @@ describe('deploy input: module names and admin API edges', () => {
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
   const root = () => readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
-  const deployBody = (name: string, modules: { name: string; type: string; content: string }[], mainModule = modules[0]!.name) => ({ name, mainModule, modules });
+  const deployBody = (name: string, modules: { name: string; type: string; content: string }[], mainModule = modules[0]!.name) => ({
+    name,
+    mainModule,
+    modules,
+  });
   const token = async (scopes: string, tenant: string) => {
     const r = await mesh.cli(['tokens', 'create', '--scope', scopes, '--tenant', tenant]);
     assert.equal(r.code, 0, r.stderr);
@@ -66,29 +70,35 @@ describe('deploy input: module names and admin API edges', () => {
     mkdirSync(join(dataDir, 'supervisor'), { recursive: true, mode: 0o700 });
     const supervisor = join(dataDir, 'supervisor');
     const store = new CodeStore(join(supervisor, 'code.db'), MasterKey.load(dataDir).derive('wrap'), new History(join(supervisor, 'git')));
-    await store.deploy({
-      tenant: 'legacy',
-      name: 'old',
-      cordon: 'standard',
-      mainModule: 'main.js',
-      modules: [
-        { name: 'main.js', type: 'esm', content: HELLO },
-        { name: '.git/config', type: 'text', content: `[core]\n\trepositoryformatversion = 0\n\tfsmonitor = "touch ${marker()}; false"\n` },
-        { name: '.git/HEAD', type: 'text', content: 'ref: refs/heads/main\n' },
-        { name: 'sub/.GIT./config', type: 'text', content: `[core]\n\tfsmonitor = "touch ${marker()}; false"\n` },
-        { name: '../../x.js', type: 'text', content: 'escaped' },
-      ],
-      limits: { cpuMs: 1000, wallMs: 30_000, memoryMb: 128 },
-      vars: {},
-      bindings: [],
-      origins: [],
-      routes: [],
-    }, 'operator');
+    await store.deploy(
+      {
+        tenant: 'legacy',
+        name: 'old',
+        cordon: 'standard',
+        mainModule: 'main.js',
+        modules: [
+          { name: 'main.js', type: 'esm', content: HELLO },
+          { name: '.git/config', type: 'text', content: `[core]\n\trepositoryformatversion = 0\n\tfsmonitor = "touch ${marker()}; false"\n` },
+          { name: '.git/HEAD', type: 'text', content: 'ref: refs/heads/main\n' },
+          { name: 'sub/.GIT./config', type: 'text', content: `[core]\n\tfsmonitor = "touch ${marker()}; false"\n` },
+          { name: '../../x.js', type: 'text', content: 'escaped' },
+        ],
+        limits: { cpuMs: 1000, wallMs: 30_000, memoryMb: 128 },
+        vars: {},
+        bindings: [],
+        origins: [],
+        routes: [],
+      },
+      'operator',
+    );
     store.close();
     mesh = await startTestMesh({ CORDON_DATA_DIR: dataDir });
     evil = await token('deploy,read', 'evil');
     evilAdmin = await token('admin', 'evil');
-    assert.equal((await call(root(), 'POST', '/v1/workers', { tenant: 'good', ...deployBody('api', [{ name: 'w.js', type: 'esm', content: HELLO }]) })).status, 201);
+    assert.equal(
+      (await call(root(), 'POST', '/v1/workers', { tenant: 'good', ...deployBody('api', [{ name: 'w.js', type: 'esm', content: HELLO }]) })).status,
+      201,
+    );
   });
   after(async () => {
     await mesh?.stop();
@@ -96,9 +106,35 @@ describe('deploy input: module names and admin API edges', () => {
   });
 
   test('item 8: module names with a .git segment (any spelling git accepts) or that leave the worker are refused with 400 naming them', async () => {
-    const bad = ['.git/config', '../../x.js', 'a/../../x.js', '/etc/x.js', './x.js', 'a//b.js', '.GIT/config', 'src/.git./config', 'GIT~1/config', 'deep/er/.Git/hooks/pre-commit', 'a\\b.js', 'a\u0001.js', '.'];
+    const bad = [
+      '.git/config',
+      '../../x.js',
+      'a/../../x.js',
+      '/etc/x.js',
+      './x.js',
+      'a//b.js',
+      '.GIT/config',
+      'src/.git./config',
+      'GIT~1/config',
+      'deep/er/.Git/hooks/pre-commit',
+      'a\\b.js',
+      'a\u0001.js',
+      '.',
+    ];
     for (const name of bad) {
-      const res = await call(evil, 'POST', '/v1/workers', deployBody('x', [{ name: 'main.js', type: 'esm', content: HELLO }, { name, type: 'text', content: '[core]\n\tfsmonitor = "touch /tmp/pwned"\n' }], 'main.js'));
+      const res = await call(
+        evil,
+        'POST',
+        '/v1/workers',
+        deployBody(
+          'x',
+          [
+            { name: 'main.js', type: 'esm', content: HELLO },
+            { name, type: 'text', content: '[core]\n\tfsmonitor = "touch /tmp/pwned"\n' },
+          ],
+          'main.js',
+        ),
+      );
       assert.equal(res.status, 400, name);
       const { error } = (await res.json()) as { error: string };
       assert.ok(error.includes(JSON.stringify(name)), `the error names ${JSON.stringify(name)}: ${error}`);
@@ -107,7 +143,21 @@ describe('deploy input: module names and admin API edges', () => {
     assert.equal((await call(evil, 'POST', '/v1/workers', deployBody('x', [{ name: '.git/x.js', type: 'esm', content: HELLO }]))).status, 400);
     assert.doesNotMatch((await mesh.cli(['workers'])).stdout, /evil\/x/, 'nothing was stored');
     // Names that only look alike are fine.
-    assert.equal((await call(evil, 'POST', '/v1/workers', deployBody('y', [{ name: 'main.js', type: 'esm', content: HELLO }, { name: 'a.git/.gitignore', type: 'text', content: '' }, { name: 'gitx1/..a', type: 'text', content: '' }]))).status, 201);
+    assert.equal(
+      (
+        await call(
+          evil,
+          'POST',
+          '/v1/workers',
+          deployBody('y', [
+            { name: 'main.js', type: 'esm', content: HELLO },
+            { name: 'a.git/.gitignore', type: 'text', content: '' },
+            { name: 'gitx1/..a', type: 'text', content: '' },
+          ]),
+        )
+      ).status,
+      201,
+    );
     assert.equal((await call(root(), 'GET', '/v1/workers/good/api')).status, 200, 'the bystander is unharmed');
   });
 
@@ -152,7 +202,7 @@ describe('deploy input: module names and admin API edges', () => {
     // The same request to a worker: ingress answers 431 itself rather than failing in the sandbox and retrying into a 502.
     const r = await mesh.cli(['deploy', 'examples/echo/index.ts', '--name', 'echo', '--tenant', 'good', '--route', '*/good/echo*']);
     assert.equal(r.code, 0, r.stderr);
-    await waitFor('echo', async () => ((await fetch(`${mesh.httpUrl}/good/echo`)).status === 200) || undefined);
+    await waitFor('echo', async () => (await fetch(`${mesh.httpUrl}/good/echo`)).status === 200 || undefined);
     const tooMany = await fetch(`${mesh.httpUrl}/good/echo`, { headers: many });
     assert.equal(tooMany.status, 431);
     assert.match(await tooMany.text(), /Too many request headers/);
@@ -179,7 +229,8 @@ describe('deploy input: module names and admin API edges', () => {
       let sent = 0;
       const pump = () => {
         while (!answered && sent < size) {
-          const piece = sent === 0 ? head : sent + chunk.length + tail.length >= size ? Buffer.concat([chunk.subarray(0, size - sent - tail.length), tail]) : chunk;
+          const piece =
+            sent === 0 ? head : sent + chunk.length + tail.length >= size ? Buffer.concat([chunk.subarray(0, size - sent - tail.length), tail]) : chunk;
           sent += piece.length;
           if (!req.write(piece)) return void req.once('drain', pump);
         }
@@ -199,7 +250,11 @@ describe('deploy input: module names and admin API edges', () => {
     // A parsed 87 MB body costs the supervisor several hundred MB; a counted-and-refused one costs at most the cap.
     assert.ok(peakMb() - before < 250, `supervisor peak grew by ${Math.round(peakMb() - before)} MiB`);
     assert.doesNotMatch((await mesh.cli(['workers'])).stdout, /evil\/huge/);
-    assert.equal((await call(root(), 'POST', '/v1/workers', { tenant: 'good', ...deployBody('api', [{ name: 'w.js', type: 'esm', content: HELLO + ' ' }]) })).status, 201, 'the bystander still deploys');
+    assert.equal(
+      (await call(root(), 'POST', '/v1/workers', { tenant: 'good', ...deployBody('api', [{ name: 'w.js', type: 'esm', content: HELLO + ' ' }]) })).status,
+      201,
+      'the bystander still deploys',
+    );
   });
 
   test('item 13: vars named __proto__, constructor or prototype are refused with 400, not dropped', async () => {
@@ -232,10 +287,27 @@ describe('deploy input: module names and admin API edges', () => {
   test('item 13: VACUUM INTO from tenant SQL is refused by name and writes no copy', async () => {
     const copy = join(work, 'stolen.db');
     for (const t of ['evil', 'good']) {
-      const r = await mesh.cli(['deploy', 'examples/notes/index.ts', '--name', 'notes', '--tenant', t, '--route', `*/${t}/notes*`, '--storage', 'DB', '--directory', 'FILES']);
+      const r = await mesh.cli([
+        'deploy',
+        'examples/notes/index.ts',
+        '--name',
+        'notes',
+        '--tenant',
+        t,
+        '--route',
+        `*/${t}/notes*`,
+        '--storage',
+        'DB',
+        '--directory',
+        'FILES',
+      ]);
       assert.equal(r.code, 0, r.stderr);
     }
-    await waitFor('the notes workers', async () => ((await fetch(`${mesh.httpUrl}/evil/notes?op=list`)).status === 200 && (await fetch(`${mesh.httpUrl}/good/notes?op=list`)).status === 200) || undefined);
+    await waitFor(
+      'the notes workers',
+      async () =>
+        ((await fetch(`${mesh.httpUrl}/evil/notes?op=list`)).status === 200 && (await fetch(`${mesh.httpUrl}/good/notes?op=list`)).status === 200) || undefined,
+    );
     assert.equal((await fetch(`${mesh.httpUrl}/good/notes?op=add`, { method: 'POST', body: 'kept' })).status, 200);
     for (const sql of [`VACUUM INTO '${copy}'`, `/* hi */ vacuum main into '${copy}'`, 'VACUUM']) {
       const res = await fetch(`${mesh.httpUrl}/evil/notes?op=sql`, { method: 'POST', body: sql });

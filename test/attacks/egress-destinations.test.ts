@@ -22,7 +22,9 @@ function countingServer(): Promise<{ port: number; hits: string[]; close(): void
     if (to) res.writeHead(302, { location: to });
     res.end(`reached ${req.url}`);
   });
-  return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve({ port: (s.address() as { port: number }).port, hits, close: () => (s.closeAllConnections(), s.close()) })));
+  return new Promise((resolve) =>
+    s.listen(0, '127.0.0.1', () => resolve({ port: (s.address() as { port: number }).port, hits, close: () => (s.closeAllConnections(), s.close()) })),
+  );
 }
 
 describe('attack: egress to special-use names and IPv4-embedding IPv6 spellings', () => {
@@ -30,7 +32,8 @@ describe('attack: egress to special-use names and IPv4-embedding IPv6 spellings'
   let canary: Awaited<ReturnType<typeof countingServer>>;
   let origin: Awaited<ReturnType<typeof countingServer>>;
   let dns: Awaited<ReturnType<typeof startDnsServer>>;
-  const fetchAs = async (route: string, url: string) => (await (await fetch(`${mesh.httpUrl}/${route}?url=${encodeURIComponent(url)}`)).json()) as { status?: number; body?: string; error?: string };
+  const fetchAs = async (route: string, url: string) =>
+    (await (await fetch(`${mesh.httpUrl}/${route}?url=${encodeURIComponent(url)}`)).json()) as { status?: number; body?: string; error?: string };
   const deploy = async (name: string, tenant: string, extra: string[] = []) => {
     const r = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', name, '--tenant', tenant, '--route', `*/${name}*`, ...extra]);
     assert.equal(r.code, 0, r.stderr);
@@ -41,7 +44,13 @@ describe('attack: egress to special-use names and IPv4-embedding IPv6 spellings'
     canary = await countingServer();
     origin = await countingServer();
     // A resolver that answers what it should never be asked: every name points at loopback.
-    dns = await startDnsServer({ 'localhost': ['127.0.0.1', '::1'], 'x.localhost': ['127.0.0.1'], 'svc.internal': ['127.0.0.1'], 'printer.local': ['127.0.0.1'], 'db.internal': ['127.0.0.1'] });
+    dns = await startDnsServer({
+      localhost: ['127.0.0.1', '::1'],
+      'x.localhost': ['127.0.0.1'],
+      'svc.internal': ['127.0.0.1'],
+      'printer.local': ['127.0.0.1'],
+      'db.internal': ['127.0.0.1'],
+    });
     mesh = await startTestMesh({ CORDON_EGRESS_DNS: dns.server });
     await deploy('mallory', 'mallory');
     // The bystander: another tenant, with private origins the operator declared (one of them a special-use name).
@@ -66,17 +75,32 @@ describe('attack: egress to special-use names and IPv4-embedding IPv6 spellings'
       const r = await fetchAs('mallory', url);
       assert.match(r.error ?? '', expected, `${url}: ${JSON.stringify(r)}`);
     }
-    assert.deepEqual(dns.queries.filter((q) => !q.startsWith('db.internal/')), [], 'the resolver was never asked about a special-use name');
+    assert.deepEqual(
+      dns.queries.filter((q) => !q.startsWith('db.internal/')),
+      [],
+      'the resolver was never asked about a special-use name',
+    );
     assert.deepEqual(canary.hits, []);
   });
 
   test('the SIIT and NAT64 spellings of 127.0.0.1 are refused as what they carry, and nothing is reached', async () => {
     const siit = await fetchAs('mallory', `http://[::ffff:0:7f00:1]:${canary.port}/`);
-    assert.match(siit.error ?? '', /^TypeError: egress denied: ::ffff:0:7f00:1 is SIIT IPv4-translated \(::ffff:0:0:0\/96, RFC 2765\), outside Global Unicast \(2000::\/3/, JSON.stringify(siit));
+    assert.match(
+      siit.error ?? '',
+      /^TypeError: egress denied: ::ffff:0:7f00:1 is SIIT IPv4-translated \(::ffff:0:0:0\/96, RFC 2765\), outside Global Unicast \(2000::\/3/,
+      JSON.stringify(siit),
+    );
     const nat64 = await fetchAs('mallory', `http://[64:ff9b::7f00:1]:${canary.port}/`);
-    assert.match(nat64.error ?? '', /^TypeError: egress denied: 64:ff9b::7f00:1 is IPv4-IPv6 Translat\. \(64:ff9b::\/96, RFC 6052\) for 127\.0\.0\.1, which is Loopback/, JSON.stringify(nat64));
+    assert.match(
+      nat64.error ?? '',
+      /^TypeError: egress denied: 64:ff9b::7f00:1 is IPv4-IPv6 Translat\. \(64:ff9b::\/96, RFC 6052\) for 127\.0\.0\.1, which is Loopback/,
+      JSON.stringify(nat64),
+    );
     assert.deepEqual(canary.hits, []);
-    assert.match((await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout, /\tegress\tegress\.refused\tmallory\/mallory\tdenied\t\{"reason":"egress denied: ::ffff:0:7f00:1 is SIIT/);
+    assert.match(
+      (await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout,
+      /\tegress\tegress\.refused\tmallory\/mallory\tdenied\t\{"reason":"egress denied: ::ffff:0:7f00:1 is SIIT/,
+    );
   });
 
   test('a declared origin that redirects to a special-use name is refused at that hop', async () => {
@@ -92,9 +116,15 @@ describe('attack: egress to special-use names and IPv4-embedding IPv6 spellings'
     assert.equal(byAddress.body, 'reached /by-address');
     const byName = await fetchAs('bystander', `http://db.internal:${origin.port}/by-name`);
     assert.equal(byName.status, 200, JSON.stringify(byName));
-    assert.deepEqual(origin.hits.filter((h) => h.includes(' /by-')), [`127.0.0.1:${origin.port} /by-address`, `db.internal:${origin.port} /by-name`]);
+    assert.deepEqual(
+      origin.hits.filter((h) => h.includes(' /by-')),
+      [`127.0.0.1:${origin.port} /by-address`, `db.internal:${origin.port} /by-name`],
+    );
     // Declared means exactly that origin: the same name on the canary's port is refused.
-    assert.match((await fetchAs('bystander', `http://db.internal:${canary.port}/`)).error ?? '', /^TypeError: egress denied: db\.internal is a special-use name/);
+    assert.match(
+      (await fetchAs('bystander', `http://db.internal:${canary.port}/`)).error ?? '',
+      /^TypeError: egress denied: db\.internal is a special-use name/,
+    );
     assert.deepEqual(canary.hits, []);
   });
 });

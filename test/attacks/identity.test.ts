@@ -49,7 +49,9 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
       if (reply.error) return 'refused';
       const transcript = JSON.stringify([h.role, h.name, h.to, h.nonce, h.dh, reply.role, reply.name, reply.nonce, reply.dh]);
       // A link key proves by HMAC; a keyring given instead signs (what ingress and the supervisor do).
-      const proof = Buffer.isBuffer(key) ? createHmac('sha256', key).update('client\0').update(transcript).digest() : key.sign(Buffer.from(`client\0${transcript}`));
+      const proof = Buffer.isBuffer(key)
+        ? createHmac('sha256', key).update('client\0').update(transcript).digest()
+        : key.sign(Buffer.from(`client\0${transcript}`));
       channel.send(JSON.stringify({ proof: proof.toString('base64') }));
       const verdict = JSON.parse(await channel.receive()) as Record<string, unknown>;
       return verdict.ok === true ? 'accepted' : 'refused';
@@ -81,7 +83,10 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
       assert.equal(r.code, 0, r.stderr);
     }
     // (signup's fetch creates the table its workflow writes to)
-    await waitFor('the standard workers', async () => ((await serves('/bystander')) && (await serves('/cron')) && (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404) || undefined);
+    await waitFor(
+      'the standard workers',
+      async () => ((await serves('/bystander')) && (await serves('/cron')) && (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404) || undefined,
+    );
     const pid = await waitFor('the untrusted sandbox', () => sandboxNodes(mesh).get('untrusted'));
     stolen = keyringOf(pid);
   });
@@ -92,28 +97,40 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
   test('the stolen keyring is the untrusted cordon’s own: it proves that cordon, and only it', async () => {
     assert.equal(stolen.self, 'sandbox');
     assert.equal(stolen.cordon, 'untrusted');
-    assert.equal(await claim('supervisor', { role: 'sandbox', name: 'untrusted', to: 'supervisor' }, stolen.key('sandbox', 'supervisor', 'untrusted')!), 'accepted', 'the hostile client speaks the handshake');
+    assert.equal(
+      await claim('supervisor', { role: 'sandbox', name: 'untrusted', to: 'supervisor' }, stolen.key('sandbox', 'supervisor', 'untrusted')!),
+      'accepted',
+      'the hostile client speaks the handshake',
+    );
     assert.equal(stolen.key('sandbox', 'supervisor', 'standard'), undefined);
   });
 
   test('(a) claiming cordon standard to the supervisor is refused; standard keeps serving, its cron and workflows run', async () => {
     assert.equal(await claimWithEveryKey('supervisor', { role: 'sandbox', name: 'standard', to: 'supervisor' }, stolen), 'refused');
     // Through lib/rpc too, with a keyring rewritten to name cordon standard around the stolen keys.
-    const rewritten = Keyring.decode(Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(stolen.encode(), 'base64').toString()), cordon: 'standard' })).toString('base64'));
-    await assert.rejects(connectUnixSession(socketPath(mesh.dataDir, 'supervisor'), { keyring: rewritten, name: 'standard', expect: 'supervisor' }), /failed to prove|refused/);
+    const rewritten = Keyring.decode(
+      Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(stolen.encode(), 'base64').toString()), cordon: 'standard' })).toString('base64'),
+    );
+    await assert.rejects(
+      connectUnixSession(socketPath(mesh.dataDir, 'supervisor'), { keyring: rewritten, name: 'standard', expect: 'supervisor' }),
+      /failed to prove|refused/,
+    );
 
     assert.ok(await serves('/bystander'), 'a standard worker still serves');
     const trigger = await mesh.cli(['trigger', 'cron']);
     assert.equal(trigger.code, 0, trigger.stderr);
     const runs = (await (await fetch(`${mesh.httpUrl}/cron`)).json()) as { cron: string }[];
-    assert.ok(runs.some((r) => r.cron === '*/5 * * * *'), 'the cron ran on the real standard sandbox');
+    assert.ok(
+      runs.some((r) => r.cron === '*/5 * * * *'),
+      'the cron ran on the real standard sandbox',
+    );
     const created = await mesh.cli(['workflows', 'create', 'signup', '--params', JSON.stringify({ user: 'ada', sleepMs: 10 })]);
     assert.equal(created.code, 0, created.stderr);
     const id = created.stdout.trim();
     const status = async () => JSON.parse((await mesh.cli(['workflows', 'status', 'signup', id, '--json'])).stdout) as { status: string };
-    await waitFor('the workflow to wait for its event', async () => ((await status()).status === 'waiting') || undefined, 30_000);
+    await waitFor('the workflow to wait for its event', async () => (await status()).status === 'waiting' || undefined, 30_000);
     assert.equal((await mesh.cli(['workflows', 'event', 'signup', id, 'approved', '--payload', '{"by":"bob"}'])).code, 0);
-    await waitFor('the workflow to complete', async () => ((await status()).status === 'complete') || undefined, 30_000);
+    await waitFor('the workflow to complete', async () => (await status()).status === 'complete' || undefined, 30_000);
   });
 
   test('(b) claiming a quarantine or debug cordon is refused; that cordon’s own process has only its keys', async () => {
@@ -129,7 +146,11 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
     assert.equal(await claimWithEveryKey('supervisor', { role: 'sandbox', name: d, to: 'supervisor' }, stolen), 'refused');
     const debugRing = keyringOf(dPid);
     assert.equal(debugRing.cordon, d);
-    assert.equal(await claimWithEveryKey('supervisor', { role: 'sandbox', name: 'standard', to: 'supervisor' }, debugRing), 'refused', 'a debug sandbox is tenant code too');
+    assert.equal(
+      await claimWithEveryKey('supervisor', { role: 'sandbox', name: 'standard', to: 'supervisor' }, debugRing),
+      'refused',
+      'a debug sandbox is tenant code too',
+    );
     assert.ok(await serves('/debugged'), 'the debugged worker still serves');
     assert.ok(await serves('/bystander'));
     // Its own keys open its session only while the supervisor runs that cordon.
@@ -141,7 +162,11 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
   });
 
   test('(c) as itself, blaming another cordon’s worker for crashes is refused, audited and never counted', async () => {
-    const s = await connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), { keyring: stolen, name: 'untrusted', expect: 'supervisor' });
+    const s = await connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), {
+      keyring: stolen,
+      name: 'untrusted',
+      expect: 'supervisor',
+    });
     try {
       await s.remote.crashed(['default/bystander']);
       await s.remote.crashed(['default/bystander']);
@@ -168,7 +193,10 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
     // The untrusted sandbox holds the link key ingress→untrusted (it must check ingress's proof), but
     // ingress proves with a signature, so that key opens no session as ingress — not to itself, not
     // to a replica of its cordon.
-    assert.equal(await claim('sandbox-untrusted', { role: 'ingress', name: 'ingress', to: 'sandbox' }, stolen.key('ingress', 'sandbox', 'untrusted')!), 'refused');
+    assert.equal(
+      await claim('sandbox-untrusted', { role: 'ingress', name: 'ingress', to: 'sandbox' }, stolen.key('ingress', 'sandbox', 'untrusted')!),
+      'refused',
+    );
     assert.throws(() => stolen.sign(Buffer.from('x')), /holds no signing key/);
     const ingress = keyringOf(mesh.servicePids().get('ingress')!);
     assert.equal(await claim('sandbox-untrusted', { role: 'ingress', name: 'ingress', to: 'sandbox' }, ingress), 'accepted');

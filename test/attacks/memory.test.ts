@@ -45,7 +45,11 @@ export default {
 
 async function deploy(mesh: TestMesh, body: object): Promise<void> {
   const token = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
-  const res = await fetch(`${mesh.adminUrl}/v1/workers`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${mesh.adminUrl}/v1/workers`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   assert.ok(res.status < 300, `deploy: ${res.status} ${await res.text()}`);
 }
 
@@ -65,7 +69,11 @@ describe('memory outside the limit (issue 12, item 5)', () => {
       limits: { memoryMb: 128, cpuMs: 10_000, wallMs: 30_000 },
     });
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--cordon', 'standard', '--route', '*/hello*'])).code, 0);
-    await waitFor('both workers', async () => ((await fetch(`${mesh.httpUrl}/bomb/none`)).status === 507 && (await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined, 30_000);
+    await waitFor(
+      'both workers',
+      async () => ((await fetch(`${mesh.httpUrl}/bomb/none`)).status === 507 && (await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined,
+      30_000,
+    );
   });
   after(async () => {
     await mesh?.stop();
@@ -107,12 +115,18 @@ describe("the kernel's memory ceiling on each sandbox process", { skip: noCeilin
       name: 'big',
       cordon: 'standard',
       mainModule: 'w.js',
-      modules: [{ name: 'w.js', type: 'esm', content: `const keep = []; export default { fetch() { for (let i = 0; i < 12; i++) { const b = new Uint8Array(50 * 1024 * 1024); b.fill(1); keep.push(b) } return new Response('held') } }` }],
+      modules: [
+        {
+          name: 'w.js',
+          type: 'esm',
+          content: `const keep = []; export default { fetch() { for (let i = 0; i < 12; i++) { const b = new Uint8Array(50 * 1024 * 1024); b.fill(1); keep.push(b) } return new Response('held') } }`,
+        },
+      ],
       routes: ['*/big*'],
       limits: { memoryMb: 1024, cpuMs: 20_000, wallMs: 30_000 },
     });
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--cordon', 'untrusted', '--route', '*/hello*'])).code, 0);
-    await waitFor('hello', async () => ((await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined, 30_000);
+    await waitFor('hello', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined, 30_000);
   });
   after(async () => {
     await mesh?.stop();
@@ -143,11 +157,19 @@ describe("the kernel's memory ceiling on each sandbox process", { skip: noCeilin
     const untrusted = sandboxNodes(mesh).get('untrusted')!;
     const res = await fetch(`${mesh.httpUrl}/big`);
     assert.ok(res.status >= 500, `the request that outgrew the ceiling failed (${res.status})`);
-    await waitFor('the launcher to report the kill', () => (/sandbox:standard exited \([^)]*killed by the kernel at its memory ceiling of 400 MB\)/.test(mesh.output()) ? true : undefined), 20_000);
-    await waitFor('a new standard sandbox', () => {
-      const p = sandboxNodes(mesh).get('standard');
-      return p && p !== standard ? p : undefined;
-    }, 30_000);
+    await waitFor(
+      'the launcher to report the kill',
+      () => (/sandbox:standard exited \([^)]*killed by the kernel at its memory ceiling of 400 MB\)/.test(mesh.output()) ? true : undefined),
+      20_000,
+    );
+    await waitFor(
+      'a new standard sandbox',
+      () => {
+        const p = sandboxNodes(mesh).get('standard');
+        return p && p !== standard ? p : undefined;
+      },
+      30_000,
+    );
     assert.equal(sandboxNodes(mesh).get('untrusted'), untrusted, 'the other cordon’s process was not touched');
     assert.equal((await fetch(`${mesh.httpUrl}/hello`)).status, 200, 'its worker answers');
   });

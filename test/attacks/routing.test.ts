@@ -45,7 +45,9 @@ function raw(port: number, opts: { method?: string; host: string; path: string; 
       resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1]), head: data.slice(0, split).toLowerCase(), body: data.slice(split + 4) });
     });
     const body = opts.body ?? '';
-    socket.write(`${opts.method ?? 'GET'} ${opts.path} HTTP/1.1\r\nHost: ${opts.host}\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    socket.write(
+      `${opts.method ?? 'GET'} ${opts.path} HTTP/1.1\r\nHost: ${opts.host}\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   });
 }
 
@@ -54,7 +56,11 @@ describe('attacks on routing: host takeovers, Host header, unsendable responses'
   let port: number;
   const tokens: Record<string, string> = {};
   const api = (token: string, method: string, path: string, body?: unknown) =>
-    fetch(`${mesh.adminUrl}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    fetch(`${mesh.adminUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
   const deploy = (token: string, name: string, routes: string[], content: string, extra: Record<string, unknown> = {}) =>
     api(token, 'POST', '/v1/workers', { name, routes, mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm', content }], ...extra });
   const json = (r: { body: string }) => JSON.parse(r.body) as { who: string; method: string; url: string; body: string };
@@ -62,13 +68,20 @@ describe('attacks on routing: host takeovers, Host header, unsendable responses'
   before(async () => {
     mesh = await startTestMesh();
     port = Number(new URL(mesh.httpUrl).port);
-    for (const [name, scope, tenant] of [['a', 'read,deploy', 'a'], ['aAdmin', 'admin', 'a'], ['b', 'deploy', 'b']] as const) {
+    for (const [name, scope, tenant] of [
+      ['a', 'read,deploy', 'a'],
+      ['aAdmin', 'admin', 'a'],
+      ['b', 'deploy', 'b'],
+    ] as const) {
       const r = await mesh.cli(['tokens', 'create', '--scope', scope, '--tenant', tenant]);
       assert.equal(r.code, 0, r.stderr);
       tokens[name] = r.stdout.trim();
     }
     // The operator gives each tenant its hosts.
-    for (const [host, tenant] of [['admin.b.example', 'b'], ['a.example', 'a']]) {
+    for (const [host, tenant] of [
+      ['admin.b.example', 'b'],
+      ['a.example', 'a'],
+    ]) {
       const r = await mesh.cli(['hosts', 'assign', host, '--tenant', tenant]);
       assert.equal(r.code, 0, r.stderr);
     }
@@ -79,7 +92,11 @@ describe('attacks on routing: host takeovers, Host header, unsendable responses'
     assert.equal(by.code, 0, by.stderr);
     assert.equal((await deploy(tokens.aAdmin!, 'counter', ['a.example/count*'], COUNTER, { bindings: [{ type: 'storage', name: 'DB' }] })).status, 201);
     await waitFor('every worker to be routed', async () => {
-      const ready = await Promise.all([raw(port, { host: 'admin.b.example', path: '/' }), raw(port, { host: 'a.example', path: '/count?k=ready' }), raw(port, { host: `127.0.0.1:${port}`, path: '/ta/echo' })]);
+      const ready = await Promise.all([
+        raw(port, { host: 'admin.b.example', path: '/' }),
+        raw(port, { host: 'a.example', path: '/count?k=ready' }),
+        raw(port, { host: `127.0.0.1:${port}`, path: '/ta/echo' }),
+      ]);
       return ready.every((r) => r.status === 200) || undefined;
     });
   });
@@ -88,7 +105,16 @@ describe('attacks on routing: host takeovers, Host header, unsendable responses'
   });
 
   test("item 3: no spelling of another tenant's host can be routed by a tenant-bound token; the owner keeps its traffic", async () => {
-    const takeovers = ['*admin.b.example/*', 'admin.b.example/login*', 'ADMIN.B.EXAMPLE/*', 'admin.b.example./*', 'ａｄｍｉｎ.b.example/*', 'admin。b.example/login*', '*.b.example/*', '*/*'];
+    const takeovers = [
+      '*admin.b.example/*',
+      'admin.b.example/login*',
+      'ADMIN.B.EXAMPLE/*',
+      'admin.b.example./*',
+      'ａｄｍｉｎ.b.example/*',
+      'admin。b.example/login*',
+      '*.b.example/*',
+      '*/*',
+    ];
     for (const pattern of takeovers) {
       const r = await deploy(tokens.a!, 'thief', [pattern], SITE, { vars: { WHO: 'a' } });
       const { error } = (await r.json()) as { error: string };
@@ -130,11 +156,19 @@ describe('attacks on routing: host takeovers, Host header, unsendable responses'
     });
     assert.equal(json(served).who, 'b-plain');
     // Another tenant cannot route inside tenant b's default hosts, nor anyone inside the domain, nor may the operator assign them.
-    for (const [token, pattern] of [[tokens.a!, 'plain.b.workers.localhost/*'], [tokens.a!, '*.b.workers.localhost/*'], [tokens.aAdmin!, 'x.a.workers.localhost/*']] as const) {
+    for (const [token, pattern] of [
+      [tokens.a!, 'plain.b.workers.localhost/*'],
+      [tokens.a!, '*.b.workers.localhost/*'],
+      [tokens.aAdmin!, 'x.a.workers.localhost/*'],
+    ] as const) {
       const r = await deploy(token, 'squatter', [pattern], SITE, { vars: { WHO: 'a' } });
       assert.equal(r.status, 409, pattern);
     }
-    assert.equal((await mesh.cli(['deploy', 'examples/echo/index.ts', '--name', 'squatter', '--tenant', 'a', '--route', 'plain.b.workers.localhost/*'])).code, 1, 'not even the operator routes there');
+    assert.equal(
+      (await mesh.cli(['deploy', 'examples/echo/index.ts', '--name', 'squatter', '--tenant', 'a', '--route', 'plain.b.workers.localhost/*'])).code,
+      1,
+      'not even the operator routes there',
+    );
     const assign = await mesh.cli(['hosts', 'assign', '*.b.workers.localhost', '--tenant', 'a']);
     assert.equal(assign.code, 1, assign.stdout);
     assert.match(assign.stderr, /lies inside workers\.localhost/);
@@ -166,7 +200,11 @@ describe('attacks on routing: host takeovers, Host header, unsendable responses'
       return { status: r.status, text: r.body };
     };
     const count = async (k: string) => (JSON.parse((await raw(port, { host: 'a.example', path: `/count/n?k=${k}` })).body) as { n: number }).n;
-    assert.deepEqual(await get('catch', 'caught'), { status: 200, text: 'caught TypeError' }, 'new Response with a non-Latin-1 statusText throws a TypeError it can catch');
+    assert.deepEqual(
+      await get('catch', 'caught'),
+      { status: 200, text: 'caught TypeError' },
+      'new Response with a non-Latin-1 statusText throws a TypeError it can catch',
+    );
     assert.deepEqual(await get('header', 'header'), { status: 200, text: 'caught TypeError' }, 'so does headers.set with a non-Latin-1 value');
     for (const mode of ['throw', 'after']) {
       const r = await get(mode, mode);

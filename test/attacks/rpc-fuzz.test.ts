@@ -65,11 +65,41 @@ describe('fuzzing the RPC surface a sandbox reaches', () => {
     originUrl = `http://127.0.0.1:${(origin.address() as { port: number }).port}`;
     // Egress asks a DNS server on a loopback port nobody serves: no name a fuzzed URL holds is looked up outside.
     mesh = await startTestMesh({ CORDON_EGRESS_DNS: `127.0.0.1:${await freePort()}` });
-    const bystanderDeploy = await mesh.cli(['deploy', 'examples/notes/index.ts', '--name', 'notes', '--tenant', 'bystander', '--cordon', 'standard', '--route', '*/bystander/notes*', '--storage', 'DB', '--directory', 'FILES']);
+    const bystanderDeploy = await mesh.cli([
+      'deploy',
+      'examples/notes/index.ts',
+      '--name',
+      'notes',
+      '--tenant',
+      'bystander',
+      '--cordon',
+      'standard',
+      '--route',
+      '*/bystander/notes*',
+      '--storage',
+      'DB',
+      '--directory',
+      'FILES',
+    ]);
     assert.equal(bystanderDeploy.code, 0, bystanderDeploy.stderr);
     const target = await mesh.cli([
-      'deploy', 'examples/notes/index.ts', '--name', 'target', '--tenant', 'fuzz', '--cordon', FUZZ_CORDON, '--route', '*/fuzz/notes*', '--storage', 'DB', '--directory', 'FILES',
-      '--origin', originUrl, ...DENY_ALL_BUT_LOOPBACK.flatMap((c) => ['--deny-cidr', c]),
+      'deploy',
+      'examples/notes/index.ts',
+      '--name',
+      'target',
+      '--tenant',
+      'fuzz',
+      '--cordon',
+      FUZZ_CORDON,
+      '--route',
+      '*/fuzz/notes*',
+      '--storage',
+      'DB',
+      '--directory',
+      'FILES',
+      '--origin',
+      originUrl,
+      ...DENY_ALL_BUT_LOOPBACK.flatMap((c) => ['--deny-cidr', c]),
     ]);
     assert.equal(target.code, 0, target.stderr);
     await waitFor('the bystander to serve', async () => (await bystander('op=list')).status === 200 || undefined);
@@ -107,7 +137,12 @@ describe('fuzzing the RPC surface a sandbox reaches', () => {
     await sub.write('b.txt', new Uint8Array([9]));
     const listing = await caps.FILES.list('');
     const fetched = await caps[FETCH_HANDLE].fetch({ method: 'GET', url: `${originUrl}/x`, headers: [], body: null, redirect: 'manual' });
-    await caps[CACHE_HANDLE].put('c', `${originUrl}/y`, [], { status: 200, statusText: 'OK', headers: [['cache-control', 'max-age=60']], body: new Uint8Array([1]) });
+    await caps[CACHE_HANDLE].put('c', `${originUrl}/y`, [], {
+      status: 200,
+      statusText: 'OK',
+      headers: [['cache-control', 'max-age=60']],
+      body: new Uint8Array([1]),
+    });
     await caps[CACHE_HANDLE].match('c', `${originUrl}/y`, []);
     await remote.log(key, [{ level: 'log', message: 'legitimate', time: Date.now() }]);
     return { bundle, rows, kv, listing, fetched };
@@ -164,7 +199,17 @@ describe('fuzzing the RPC surface a sandbox reaches', () => {
           expect: 'supervisor',
           identity,
           script: (remote, id) => legitimate(remote as RpcStub<SupervisorForSandbox>, id).then(() => {}),
-          methods: [...SANDBOX_METHODS, ...STORAGE_METHODS, ...DIRECTORY_METHODS, ...FETCH_METHODS, ...CACHE_METHODS, 'DB', 'FILES', FETCH_HANDLE, CACHE_HANDLE],
+          methods: [
+            ...SANDBOX_METHODS,
+            ...STORAGE_METHODS,
+            ...DIRECTORY_METHODS,
+            ...FETCH_METHODS,
+            ...CACHE_METHODS,
+            'DB',
+            'FILES',
+            FETCH_HANDLE,
+            CACHE_HANDLE,
+          ],
         },
         { seed: SEED, durationMs: SECONDS * 1000 },
       );

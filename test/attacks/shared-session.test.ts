@@ -52,9 +52,17 @@ describe('attack: one worker floods the session its cordon shares', () => {
   const victim = (query: string, init?: RequestInit) => fetch(`${mesh.httpUrl}/victim/notes?${query}`, init);
   const attacker = (op: string) => fetch(`${mesh.httpUrl}/attacker/flood?op=${op}`);
   /** The sandbox logs this when its session to the supervisor ends. */
-  const disconnects = () => mesh.output().split('\n').filter((l) => /"msg":"disconnected"/.test(l) && /"endpoint":"supervisor"/.test(l)).length;
+  const disconnects = () =>
+    mesh
+      .output()
+      .split('\n')
+      .filter((l) => /"msg":"disconnected"/.test(l) && /"endpoint":"supervisor"/.test(l)).length;
   /** The supervisor logs this for every session a sandbox of the cordon opens. */
-  const sessionsOpened = () => mesh.output().split('\n').filter((l) => /"msg":"peer connected"/.test(l) && /"peer":"sandbox:standard"/.test(l)).length;
+  const sessionsOpened = () =>
+    mesh
+      .output()
+      .split('\n')
+      .filter((l) => /"msg":"peer connected"/.test(l) && /"peer":"sandbox:standard"/.test(l)).length;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cordon-attack-'));
@@ -62,7 +70,22 @@ describe('attack: one worker floods the session its cordon shares', () => {
     mesh = await startTestMesh();
     for (const args of [
       ['deploy', 'examples/notes/index.ts', '--name', 'notes', '--tenant', 'victim', '--route', '*/victim/notes*', '--storage', 'DB'],
-      ['deploy', join(dir, 'flood.js'), '--name', 'flood', '--tenant', 'attacker', '--route', '*/attacker/flood*', '--storage', 'DB', '--cpu-ms', '30000', '--wall-ms', '60000'],
+      [
+        'deploy',
+        join(dir, 'flood.js'),
+        '--name',
+        'flood',
+        '--tenant',
+        'attacker',
+        '--route',
+        '*/attacker/flood*',
+        '--storage',
+        'DB',
+        '--cpu-ms',
+        '30000',
+        '--wall-ms',
+        '60000',
+      ],
     ]) {
       const r = await mesh.cli(args);
       assert.equal(r.code, 0, r.stderr);
@@ -119,14 +142,22 @@ describe('attack: one worker floods the session its cordon shares', () => {
     // (Through the admin API: a megabyte of log is more than the CLI's output buffer in mesh.cli.)
     const token = readFileSync(adminTokenPath(mesh.dataDir), 'utf8').trim();
     let seen = '';
-    await waitFor('the attacker’s log lines to be delivered or counted', async () => {
-      const res = await fetch(`${mesh.adminUrl}/v1/workers/attacker/flood/logs`, { headers: { authorization: `Bearer ${token}` } });
-      const entries = (await res.text()).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { message: string });
-      const delivered = entries.filter((e) => e.message === 'x'.repeat(65536)).length;
-      const dropped = entries.reduce((n, e) => n + Number(/^(\d+) log lines dropped/.exec(e.message)?.[1] ?? 0), 0);
-      seen = `${delivered} delivered, ${dropped} counted as dropped`;
-      return delivered + dropped === 3000 || undefined;
-    }, 20_000, 250).catch((e: Error) => assert.fail(`${e.message} (${seen})`));
+    await waitFor(
+      'the attacker’s log lines to be delivered or counted',
+      async () => {
+        const res = await fetch(`${mesh.adminUrl}/v1/workers/attacker/flood/logs`, { headers: { authorization: `Bearer ${token}` } });
+        const entries = (await res.text())
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { message: string });
+        const delivered = entries.filter((e) => e.message === 'x'.repeat(65536)).length;
+        const dropped = entries.reduce((n, e) => n + Number(/^(\d+) log lines dropped/.exec(e.message)?.[1] ?? 0), 0);
+        seen = `${delivered} delivered, ${dropped} counted as dropped`;
+        return delivered + dropped === 3000 || undefined;
+      },
+      20_000,
+      250,
+    ).catch((e: Error) => assert.fail(`${e.message} (${seen})`));
 
     // The session the two tenants share was never torn down, and still carries the bystander's calls.
     assert.equal(disconnects(), disconnectsBefore, 'the sandbox never lost its session to the supervisor');

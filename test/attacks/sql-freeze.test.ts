@@ -23,7 +23,9 @@ function treeTicks(pid: number): number {
     if (!/^\d+$/.test(entry)) continue;
     try {
       // Fields after the command name (which may hold spaces): state ppid ... utime(14) stime(15).
-      const rest = readFileSync(`/proc/${entry}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+      const rest = readFileSync(`/proc/${entry}/stat`, 'utf8')
+        .replace(/^.*\) /s, '')
+        .split(' ');
       stats.set(Number(entry), { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) });
     } catch {
       // ended while we looked
@@ -47,11 +49,30 @@ describe('a tenant query cannot freeze the supervisor', () => {
   before(async () => {
     mesh = await startTestMesh();
     token = loadAdminToken(mesh.dataDir);
-    for (const [tenant, wall] of [['evil', WALL_MS], ['acme', 30_000]] as const) {
-      const r = await mesh.cli(['deploy', 'examples/notes/index.ts', '--name', 'notes', '--tenant', tenant, '--route', `*/${tenant}/notes*`, '--storage', 'DB', '--wall-ms', String(wall)]);
+    for (const [tenant, wall] of [
+      ['evil', WALL_MS],
+      ['acme', 30_000],
+    ] as const) {
+      const r = await mesh.cli([
+        'deploy',
+        'examples/notes/index.ts',
+        '--name',
+        'notes',
+        '--tenant',
+        tenant,
+        '--route',
+        `*/${tenant}/notes*`,
+        '--storage',
+        'DB',
+        '--wall-ms',
+        String(wall),
+      ]);
       assert.equal(r.code, 0, r.stderr);
     }
-    await waitFor('both tenants to serve', async () => ((await op('acme', 'op=list')).status === 200 && (await op('evil', 'op=list')).status === 200) || undefined);
+    await waitFor(
+      'both tenants to serve',
+      async () => ((await op('acme', 'op=list')).status === 200 && (await op('evil', 'op=list')).status === 200) || undefined,
+    );
   });
   after(async () => {
     await mesh?.stop();
@@ -100,7 +121,10 @@ describe('a tenant query cannot freeze the supervisor', () => {
 
   test("a result too large for one RPC message is refused to its worker; the cordon's shared session and the bystander's calls go on", async () => {
     // Over the mesh's 16 MiB frame limit as a reply, it used to end the sandbox's whole session to the supervisor.
-    const bystander = op('acme', 'op=sql', { method: 'POST', body: 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1000000) SELECT count(*) AS n FROM c' });
+    const bystander = op('acme', 'op=sql', {
+      method: 'POST',
+      body: 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1000000) SELECT count(*) AS n FROM c',
+    });
     const res = await op('evil', 'op=sql', { method: 'POST', body: 'SELECT hex(zeroblob(5000000)) AS a, hex(zeroblob(5000000)) AS b' });
     assert.equal(res.status, 409);
     assert.match(await res.text(), /query result is larger than 8 MiB; select fewer rows or columns/);

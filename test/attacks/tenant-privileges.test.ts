@@ -50,7 +50,8 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
   // Tenant-bound tokens route only on hosts the operator assigned their tenant (evil.example, granted.example).
   const hostOf = (route: string) => (route.startsWith('evil/') ? 'evil.example' : route.startsWith('granted/') ? 'granted.example' : '127.0.0.1');
   const get = (route: string, init?: { method?: string; body?: string }) => fetchHost(mesh, hostOf(route), `/${route}`, init);
-  const fetchVia = async (route: string, url: string) => (await (await get(`${route}?url=${encodeURIComponent(url)}`)).json()) as { status?: number; body?: string; error?: string };
+  const fetchVia = async (route: string, url: string) =>
+    (await (await get(`${route}?url=${encodeURIComponent(url)}`)).json()) as { status?: number; body?: string; error?: string };
 
   before(async () => {
     origin = createServer((_req, res) => res.end('internal secret'));
@@ -59,7 +60,10 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
     mesh = await startTestMesh({ CORDON_TENANT_ORIGINS: `granted=http://127.0.0.1:${originPort}` });
     deployToken = await token('deploy,read', 'evil');
     tenantAdmin = await token('admin', 'evil');
-    for (const [host, tenant] of [['evil.example', 'evil'], ['granted.example', 'granted']]) {
+    for (const [host, tenant] of [
+      ['evil.example', 'evil'],
+      ['granted.example', 'granted'],
+    ]) {
       const h = await mesh.cli(['hosts', 'assign', host!, '--tenant', tenant!]);
       assert.equal(h.code, 0, h.stderr);
     }
@@ -75,25 +79,66 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
   test('item 9: a tenant-bound admin token declaring the admin API (a private origin) gets 403; its worker cannot read it; the operator can grant it', async () => {
     const adminOrigin = mesh.adminUrl; // http://127.0.0.1:<admin port>
     const port = new URL(adminOrigin).port;
-    for (const o of [adminOrigin, `http://[::ffff:127.0.0.1]:${port}`, `http://2130706433:${port}`, `http://localhost:${port}`, `http://admin.internal:${port}`, `http://127.0.0.1:${originPort}`]) {
-      const res = await call(tenantAdmin, 'POST', '/v1/workers', { name: 'spy', mainModule: 'w.js', modules: [{ name: 'w.js', type: 'esm', content: ECHO }], origins: [o] });
+    for (const o of [
+      adminOrigin,
+      `http://[::ffff:127.0.0.1]:${port}`,
+      `http://2130706433:${port}`,
+      `http://localhost:${port}`,
+      `http://admin.internal:${port}`,
+      `http://127.0.0.1:${originPort}`,
+    ]) {
+      const res = await call(tenantAdmin, 'POST', '/v1/workers', {
+        name: 'spy',
+        mainModule: 'w.js',
+        modules: [{ name: 'w.js', type: 'esm', content: ECHO }],
+        origins: [o],
+      });
       assert.equal(res.status, 403, o);
       assert.match(((await res.json()) as { error: string }).error, /not public .*only an admin-scoped token not bound to a tenant may declare it/, o);
     }
     // A public name is accepted but trusts nothing: the worker still cannot reach anything private.
-    const d = await runAs(tenantAdmin, ['deploy', 'examples/fetcher/index.ts', '--name', 'spy', '--route', 'evil.example/evil/spy*', '--origin', `http://example.com:${port}`]);
+    const d = await runAs(tenantAdmin, [
+      'deploy',
+      'examples/fetcher/index.ts',
+      '--name',
+      'spy',
+      '--route',
+      'evil.example/evil/spy*',
+      '--origin',
+      `http://example.com:${port}`,
+    ]);
     assert.equal(d.code, 0, d.stderr);
-    await waitFor('the spy', async () => ((await get('evil/spy')).status === 200) || undefined);
+    await waitFor('the spy', async () => (await get('evil/spy')).status === 200 || undefined);
     for (const url of [`${adminOrigin}/v1/drift`, `http://localhost:${port}/v1/workers`, `http://127.0.0.1:${originPort}/`]) {
       const r = await fetchVia('evil/spy', url);
       assert.match(r.error ?? '', /egress denied/, url);
       assert.equal(r.body, undefined, url);
     }
     // The operator grants a private origin to one tenant: by an unbound admin token, or by the allow-list.
-    const op = await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'ops', '--tenant', 'evil', '--route', 'evil.example/evil/ops*', '--origin', `http://127.0.0.1:${originPort}`]);
+    const op = await mesh.cli([
+      'deploy',
+      'examples/fetcher/index.ts',
+      '--name',
+      'ops',
+      '--tenant',
+      'evil',
+      '--route',
+      'evil.example/evil/ops*',
+      '--origin',
+      `http://127.0.0.1:${originPort}`,
+    ]);
     assert.equal(op.code, 0, op.stderr);
     const grantedAdmin = await token('admin', 'granted');
-    const g = await runAs(grantedAdmin, ['deploy', 'examples/fetcher/index.ts', '--name', 'ops', '--route', 'granted.example/granted/ops*', '--origin', `http://127.0.0.1:${originPort}`]);
+    const g = await runAs(grantedAdmin, [
+      'deploy',
+      'examples/fetcher/index.ts',
+      '--name',
+      'ops',
+      '--route',
+      'granted.example/granted/ops*',
+      '--origin',
+      `http://127.0.0.1:${originPort}`,
+    ]);
     assert.equal(g.code, 0, g.stderr);
     const other = await runAs(grantedAdmin, ['deploy', 'examples/fetcher/index.ts', '--name', 'ops2', '--origin', adminOrigin]);
     assert.equal(other.code, 1, 'the allow-list grants its origins only');
@@ -132,17 +177,37 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
   });
 
   test('item 10: a quarantined worker redeployed under a new name (other vars) lands in quarantine; a whole tenant can be held', async () => {
-    assert.equal((await runAs(deployToken, ['deploy', 'examples/notes/index.ts', '--name', 'snoop', '--route', 'evil.example/evil/snoop*', '--storage', 'DB'])).code, 0);
-    await waitFor('snoop', async () => ((await get('evil/snoop?op=list')).status === 200) || undefined);
+    assert.equal(
+      (await runAs(deployToken, ['deploy', 'examples/notes/index.ts', '--name', 'snoop', '--route', 'evil.example/evil/snoop*', '--storage', 'DB'])).code,
+      0,
+    );
+    await waitFor('snoop', async () => (await get('evil/snoop?op=list')).status === 200 || undefined);
     // 20 refused capability calls move it.
     for (let i = 0; i < 20; i++) assert.equal((await get('evil/snoop?op=sql', { method: 'POST', body: 'PRAGMA database_list' })).status, 409);
     const q = await waitFor('snoop quarantined', async () => /^evil\/snoop\t(q-[0-9a-f]{12})/m.exec((await mesh.cli(['quarantine', 'list'])).stdout)?.[1]);
     // The same code under a new name, with other vars and routes: held in the same quarantine.
-    const again = await runAs(deployToken, ['deploy', 'examples/notes/index.ts', '--name', 'snoop-two', '--route', 'evil.example/evil/two*', '--storage', 'DB', '--var', 'X=1']);
+    const again = await runAs(deployToken, [
+      'deploy',
+      'examples/notes/index.ts',
+      '--name',
+      'snoop-two',
+      '--route',
+      'evil.example/evil/two*',
+      '--storage',
+      'DB',
+      '--var',
+      'X=1',
+    ]);
     assert.equal(again.code, 0, again.stderr);
     assert.equal(await cordonOf('evil/snoop-two'), q);
-    assert.match((await mesh.cli(['quarantine', 'list'])).stdout, new RegExp(`^evil/snoop-two\\t${q}\\t\\(was untrusted\\)\\t.*the same code as quarantined evil/snoop`, 'm'));
-    await waitFor('snoop-two served from the quarantine process', async () => ((await get('evil/two?op=list')).status === 200 && mesh.servicePids().has(`sandbox:${q}`)) || undefined);
+    assert.match(
+      (await mesh.cli(['quarantine', 'list'])).stdout,
+      new RegExp(`^evil/snoop-two\\t${q}\\t\\(was untrusted\\)\\t.*the same code as quarantined evil/snoop`, 'm'),
+    );
+    await waitFor(
+      'snoop-two served from the quarantine process',
+      async () => ((await get('evil/two?op=list')).status === 200 && mesh.servicePids().has(`sandbox:${q}`)) || undefined,
+    );
     // Other code of the tenant is not held by this.
     assert.equal((await runAs(deployToken, ['deploy', 'examples/hello/index.ts', '--name', 'other'])).code, 0);
     assert.equal(await cordonOf('evil/other'), 'untrusted');

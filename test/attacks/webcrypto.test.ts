@@ -70,7 +70,10 @@ describe('WebCrypto through the mesh', () => {
       const r = await mesh.cli(args);
       assert.equal(r.code, 0, r.stderr);
     }
-    await waitFor('both workers', async () => ((await fetch(`${mesh.httpUrl}/jwt/`)).status === 200 && (await fetch(`${mesh.httpUrl}/bystander`)).status === 200) || undefined);
+    await waitFor(
+      'both workers',
+      async () => ((await fetch(`${mesh.httpUrl}/jwt/`)).status === 200 && (await fetch(`${mesh.httpUrl}/bystander`)).status === 200) || undefined,
+    );
   });
   after(async () => {
     await mesh?.stop();

@@ -39,11 +39,24 @@ export function fetchHost(mesh: TestMesh, host: string, path: string, init: { me
   return new Promise((resolve, reject) => {
     const body = init.body ?? '';
     const req = httpRequest(
-      { host: '127.0.0.1', port: Number(mesh.env.CORDON_HTTP_PORT), path, method: init.method ?? 'GET', headers: { host, 'content-length': Buffer.byteLength(body) } },
+      {
+        host: '127.0.0.1',
+        port: Number(mesh.env.CORDON_HTTP_PORT),
+        path,
+        method: init.method ?? 'GET',
+        headers: { host, 'content-length': Buffer.byteLength(body) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c)).on('error', reject);
-        res.on('end', () => resolve(new Response(res.statusCode === 204 || res.statusCode === 304 ? null : Buffer.concat(chunks), { status: res.statusCode!, headers: res.headers as Record<string, string> })));
+        res.on('end', () =>
+          resolve(
+            new Response(res.statusCode === 204 || res.statusCode === 304 ? null : Buffer.concat(chunks), {
+              status: res.statusCode!,
+              headers: res.headers as Record<string, string>,
+            }),
+          ),
+        );
       },
     );
     req.on('error', reject).end(body);

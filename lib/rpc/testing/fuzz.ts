@@ -114,10 +114,67 @@ export interface FuzzReport {
   aborts: Record<string, number>;
 }
 
-const TAGS = ['bigint', 'date', 'bytes', 'error', 'undefined', 'inf', '-inf', 'nan', 'url', 'headers', 'request', 'response', 'blob', 'import', 'pipeline', 'remap', 'export', 'promise', 'writable', 'readable'] as const;
+const TAGS = [
+  'bigint',
+  'date',
+  'bytes',
+  'error',
+  'undefined',
+  'inf',
+  '-inf',
+  'nan',
+  'url',
+  'headers',
+  'request',
+  'response',
+  'blob',
+  'import',
+  'pipeline',
+  'remap',
+  'export',
+  'promise',
+  'writable',
+  'readable',
+] as const;
 const MESSAGE_TYPES = ['push', 'pull', 'resolve', 'reject', 'release', 'abort', 'stream', 'pipe'] as const;
-const ODD_NAMES = ['__proto__', 'constructor', 'prototype', 'then', 'toString', 'valueOf', 'toJSON', 'dup', 'onRpcBroken', 'map', 'call', 'apply', 'bind', 'hasOwnProperty', 'Symbol.dispose', '', ' ', '0', '-1', 'length', '__defineGetter__', '\u0000', 'a'.repeat(300), '../../etc/passwd'];
-const ERROR_NAMES = ['Error', 'TypeError', 'RangeError', 'AggregateError', 'EvalError', 'SyntaxError', 'DOMException', 'QuotaExceededError', '__proto__', 'constructor'];
+const ODD_NAMES = [
+  '__proto__',
+  'constructor',
+  'prototype',
+  'then',
+  'toString',
+  'valueOf',
+  'toJSON',
+  'dup',
+  'onRpcBroken',
+  'map',
+  'call',
+  'apply',
+  'bind',
+  'hasOwnProperty',
+  'Symbol.dispose',
+  '',
+  ' ',
+  '0',
+  '-1',
+  'length',
+  '__defineGetter__',
+  '\u0000',
+  'a'.repeat(300),
+  '../../etc/passwd',
+];
+const ERROR_NAMES = [
+  'Error',
+  'TypeError',
+  'RangeError',
+  'AggregateError',
+  'EvalError',
+  'SyntaxError',
+  'DOMException',
+  'QuotaExceededError',
+  '__proto__',
+  'constructor',
+];
 const BYTE_MARKERS = ['ArrayBuffer', 'DataView', 'Uint8Array', 'Int16Array', 'Float64Array', 'BigInt64Array', 'Buffer', 'SharedArrayBuffer', 'x'];
 
 /** What one session knows: ids it may name, and the strings it holds. */
@@ -196,7 +253,21 @@ class Generator {
         return w.slice(0, i) + String.fromCharCode(33 + r.int(94)) + w.slice(i + 1);
       }
       case 6:
-        return r.pick(['SELECT 1', 'SELECT * FROM sqlite_master', "ATTACH 'x' AS y", 'PRAGMA writable_schema=1', 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1000) SELECT count(*) FROM c', 'CREATE TABLE IF NOT EXISTS t (x)', 'http://127.0.0.1/', 'https://fuzz.invalid/', 'file:///etc/passwd', 'a/b', '../x', '/abs', '.git/config']);
+        return r.pick([
+          'SELECT 1',
+          'SELECT * FROM sqlite_master',
+          "ATTACH 'x' AS y",
+          'PRAGMA writable_schema=1',
+          'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1000) SELECT count(*) FROM c',
+          'CREATE TABLE IF NOT EXISTS t (x)',
+          'http://127.0.0.1/',
+          'https://fuzz.invalid/',
+          'file:///etc/passwd',
+          'a/b',
+          '../x',
+          '/abs',
+          '.git/config',
+        ]);
       default:
         return Array.from({ length: r.int(limit) }, () => String.fromCharCode(32 + r.int(95))).join('');
     }
@@ -218,7 +289,8 @@ class Generator {
         return [Array.from({ length: r.int(4) }, () => this.value(depth + 1))];
       case 3: {
         const o: Record<string, unknown> = {};
-        for (let i = r.int(4); i > 0; i--) o[r.chance(0.2) ? r.pick(['__proto__', 'constructor', 'toJSON', 'then', 'valueOf']) : this.name()] = this.value(depth + 1);
+        for (let i = r.int(4); i > 0; i--)
+          o[r.chance(0.2) ? r.pick(['__proto__', 'constructor', 'toJSON', 'then', 'valueOf']) : this.name()] = this.value(depth + 1);
         return o;
       }
       case 4:
@@ -275,7 +347,9 @@ class Generator {
       case 'date':
         return ['date', r.pick([0, null, 8.64e15 + 1, -1, 'now', 1e308])];
       case 'bytes':
-        return r.chance(0.7) ? ['bytes', r.chance(0.8) ? this.#rng.bytes(r.chance(0.9) ? r.int(64) : r.int(1 << 20)).toString('base64') : this.string()] : ['bytes', 'AAAAAAAAAAA=', r.pick(BYTE_MARKERS)];
+        return r.chance(0.7)
+          ? ['bytes', r.chance(0.8) ? this.#rng.bytes(r.chance(0.9) ? r.int(64) : r.int(1 << 20)).toString('base64') : this.string()]
+          : ['bytes', 'AAAAAAAAAAA=', r.pick(BYTE_MARKERS)];
       case 'error':
         return ['error', r.pick(ERROR_NAMES), this.string(), ...(r.chance(0.5) ? [this.string()] : []), ...(r.chance(0.3) ? [this.value(depth + 1)] : [])];
       case 'undefined':
@@ -288,7 +362,11 @@ class Generator {
       case 'headers':
         return ['headers', r.chance(0.7) ? [[this.string(8), this.string(8)]] : this.value(depth + 1)];
       case 'request':
-        return ['request', r.chance(0.5) ? 'http://127.0.0.1:1/' : this.string(), r.chance(0.8) ? { method: this.string(8), body: this.value(depth + 1), headers: [[this.string(8), this.string(8)]] } : this.value(depth + 1)];
+        return [
+          'request',
+          r.chance(0.5) ? 'http://127.0.0.1:1/' : this.string(),
+          r.chance(0.8) ? { method: this.string(8), body: this.value(depth + 1), headers: [[this.string(8), this.string(8)]] } : this.value(depth + 1),
+        ];
       case 'response':
         return ['response', this.value(depth + 1), r.chance(0.8) ? { status: r.pick([200, 0, 999, 101, -1]), headers: [['a', 'b']] } : this.value(depth + 1)];
       case 'blob':
@@ -297,7 +375,13 @@ class Generator {
       case 'pipeline':
         return this.call(tag, depth);
       case 'remap':
-        return ['remap', this.id(), this.path(), r.chance(0.7) ? [[r.pick(['import', 'export', 'x']), this.id()]] : this.value(depth + 1), r.chance(0.5) ? [this.value(depth + 1)] : this.value(depth + 1)];
+        return [
+          'remap',
+          this.id(),
+          this.path(),
+          r.chance(0.7) ? [[r.pick(['import', 'export', 'x']), this.id()]] : this.value(depth + 1),
+          r.chance(0.5) ? [this.value(depth + 1)] : this.value(depth + 1),
+        ];
       case 'export':
       case 'promise':
         return [tag, r.chance(0.8) ? -1 - this.#k.ourExports++ : this.id()];
@@ -355,7 +439,8 @@ class Generator {
     }
     let text = this.stringify(msg);
     // Now and then the transport's traceparent line in front, well-formed or not.
-    if (r.chance(0.05)) text = `${r.chance(0.5) ? '00-' + 'ab'.repeat(16) + '-' + 'cd'.repeat(8) + '-01' : this.string(55).padEnd(55, 'x').slice(0, 55)}\n${text}`;
+    if (r.chance(0.05))
+      text = `${r.chance(0.5) ? '00-' + 'ab'.repeat(16) + '-' + 'cd'.repeat(8) + '-01' : this.string(55).padEnd(55, 'x').slice(0, 55)}\n${text}`;
     return text;
   }
 
@@ -528,7 +613,11 @@ function abortReason(text: string): string {
   } catch {
     // keep the text
   }
-  return `${name}: ${message.split(/: |[[{"]| in JSON| at position/)[0]!.slice(0, 60).replace(/-?\d+/g, 'N').trim()}`;
+  return `${name}: ${message
+    .split(/: |[[{"]| in JSON| at position/)[0]!
+    .slice(0, 60)
+    .replace(/-?\d+/g, 'N')
+    .trim()}`;
 }
 
 /** One fuzz session on a fresh connection: what it sends, and how it ended. */
@@ -600,7 +689,16 @@ export async function fuzz(target: FuzzTarget, opts: FuzzOptions): Promise<FuzzR
   const maxMessage = opts.maxMessage ?? 8 << 20;
   const closeWaitMs = opts.closeWaitMs ?? 8000;
   const deadline = Date.now() + opts.durationMs;
-  const report: FuzzReport = { seed: opts.seed, sessions: 0, messages: 0, answers: 0, capabilities: 0, ends: { refused: 0, aborted: 0, closed: 0, ours: 0, hung: 0 }, hung: [], aborts: {} };
+  const report: FuzzReport = {
+    seed: opts.seed,
+    sessions: 0,
+    messages: 0,
+    answers: 0,
+    capabilities: 0,
+    ends: { refused: 0, aborted: 0, closed: 0, ours: 0, hung: 0 },
+    hung: [],
+    aborts: {},
+  };
   const transcripts = new Map<string, Recorded[]>();
   /** Sessions whose end is still awaited. */
   const waiting: Promise<void>[] = [];
@@ -693,7 +791,11 @@ export async function fuzz(target: FuzzTarget, opts: FuzzOptions): Promise<FuzzR
         bytes = Buffer.concat([encodeFrame('', maxMessage), encodeFrame(rng.pick(['{}', '[]', 'null', '"x"', '[[]]', '{"v":1}', '[1,2,3]']), maxMessage)]);
         break;
       default: // frames of random printable text
-        bytes = Buffer.concat(Array.from({ length: 1 + rng.int(5) }, () => encodeFrame(Array.from({ length: rng.int(200) }, () => String.fromCharCode(32 + rng.int(95))).join(''), maxMessage)));
+        bytes = Buffer.concat(
+          Array.from({ length: 1 + rng.int(5) }, () =>
+            encodeFrame(Array.from({ length: rng.int(200) }, () => String.fromCharCode(32 + rng.int(95))).join(''), maxMessage),
+          ),
+        );
     }
     s.socket.write(bytes);
     report.messages++;

@@ -17,7 +17,9 @@ const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
 // The same modules the snapshot evaluates (bootstrap/libs.ts): their export names, by file.
 const libs: SnapshotLibs = { encoding, fetchApi, web, idna };
 const FROM_SNAPSHOT = new Map<string, string[]>([
-  ...Object.entries(SNAPSHOT_MODULES).map(([lib, file]) => [file, Object.keys(libs[lib as keyof SnapshotLibs]).map((k) => `${lib}.${k}`)] as [string, string[]]),
+  ...Object.entries(SNAPSHOT_MODULES).map(
+    ([lib, file]) => [file, Object.keys(libs[lib as keyof SnapshotLibs]).map((k) => `${lib}.${k}`)] as [string, string[]],
+  ),
   ...SNAPSHOT_EFFECTS.map((file) => [file, []] as [string, string[]]),
 ]);
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -43,7 +43,7 @@ test('navigator says what Workers says, and cannot be made again', async () => {
   assert.deepEqual((await json(probes(`await t('ua', () => navigator.userAgent);`))).ua, 'Cloudflare-Workers', 'and nothing in another worker');
 });
 
-test('scheduler.wait waits on the request\'s timers, stops at an abort, and is refused outside a request', async () => {
+test("scheduler.wait waits on the request's timers, stops at an abort, and is refused outside a request", async () => {
   const out = await json(
     probes(
       `
@@ -82,7 +82,10 @@ test('AbortSignal.any follows the first of its signals; reportError logs and the
   assert.match(String(out.anyBad), /^TypeError: AbortSignal\.any takes an iterable of AbortSignal/);
   assert.match(String(out.anyNotIterable), /^TypeError: /);
   assert.equal(out.report, 'went on');
-  assert.ok(logs.some((l) => l.level === 'error' && /Uncaught.*reported/s.test(l.message)), JSON.stringify(logs));
+  assert.ok(
+    logs.some((l) => l.level === 'error' && /Uncaught.*reported/s.test(l.message)),
+    JSON.stringify(logs),
+  );
 });
 
 test('URLPattern matches as the standard says; a hostile pattern is a TypeError', async () => {

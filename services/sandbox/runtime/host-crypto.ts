@@ -41,7 +41,14 @@ export const MAX_CRYPTO_IN_FLIGHT = 1;
 const Bytes = (max: number) => z.instanceof(ArrayBuffer).refine((b) => b.byteLength <= max, `more than ${max} bytes`);
 const Name = z.string().max(64);
 const Usages = z.array(z.string().max(16)).max(8);
-const Member = z.union([z.string().max(256), z.number(), z.boolean(), Bytes(MAX_KEY), z.instanceof(Uint8Array).refine((b) => b.byteLength <= MAX_KEY), z.object({ name: Name }).strict()]);
+const Member = z.union([
+  z.string().max(256),
+  z.number(),
+  z.boolean(),
+  Bytes(MAX_KEY),
+  z.instanceof(Uint8Array).refine((b) => b.byteLength <= MAX_KEY),
+  z.object({ name: Name }).strict(),
+]);
 const small = <T extends z.ZodTypeAny>(r: z.ZodRecord<z.ZodString, T>) => r.refine((d) => Object.keys(d).length <= 16, 'too many members');
 const KeyAlgorithm = small(z.record(Name, Member));
 const WireKeySchema = z
@@ -62,7 +69,13 @@ const Call = z
     signature: Bytes(MAX_KEY).optional(),
     extractable: z.boolean().optional(),
     usages: Usages.optional(),
-    length: z.number().int().min(0).max(MAX_KEY * 8).nullable().optional(),
+    length: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_KEY * 8)
+      .nullable()
+      .optional(),
   })
   .strict();
 type Call = z.infer<typeof Call>;
@@ -86,7 +99,27 @@ const hashName = (d: WireDict | undefined) => {
  * Workers' algorithms, and no others: Node has more (Argon2 with a tenant-chosen memory size, ML-KEM,
  * ChaCha20-Poly1305…) that Workers does not offer and whose costs are not bounded here.
  */
-const ALGORITHMS = new Set(['SHA-1', 'SHA-256', 'SHA-384', 'SHA-512', 'MD5', 'HMAC', 'AES-GCM', 'AES-CBC', 'AES-CTR', 'AES-KW', 'RSASSA-PKCS1-V1_5', 'RSA-PSS', 'RSA-OAEP', 'ECDSA', 'ECDH', 'ED25519', 'X25519', 'PBKDF2', 'HKDF']);
+const ALGORITHMS = new Set([
+  'SHA-1',
+  'SHA-256',
+  'SHA-384',
+  'SHA-512',
+  'MD5',
+  'HMAC',
+  'AES-GCM',
+  'AES-CBC',
+  'AES-CTR',
+  'AES-KW',
+  'RSASSA-PKCS1-V1_5',
+  'RSA-PSS',
+  'RSA-OAEP',
+  'ECDSA',
+  'ECDH',
+  'ED25519',
+  'X25519',
+  'PBKDF2',
+  'HKDF',
+]);
 
 function offered(d: WireDict | undefined, what: string): void {
   if (!d) return;
@@ -105,17 +138,27 @@ function bound(call: Call): void {
   offered(call.wrappingKey?.algorithm, 'wrapping key');
   if (nameOf(alg) === 'PBKDF2' && (call.op === 'deriveBits' || call.op === 'deriveKey')) {
     const iterations = Number(alg!.iterations);
-    if (iterations > MAX_PBKDF2_ITERATIONS) throw new Refused(`PBKDF2 iteration counts above ${MAX_PBKDF2_ITERATIONS} are not supported (requested ${iterations})`, 'NotSupportedError');
+    if (iterations > MAX_PBKDF2_ITERATIONS)
+      throw new Refused(`PBKDF2 iteration counts above ${MAX_PBKDF2_ITERATIONS} are not supported (requested ${iterations})`, 'NotSupportedError');
     const bits = call.op === 'deriveBits' ? (call.length ?? 0) : Number(call.keyAlgorithm?.length ?? 0);
     const max = MAX_PBKDF2_BLOCKS * (HASH_BYTES[hashName(alg)] ?? 0) * 8;
-    if (bits > max) throw new Refused(`PBKDF2 output above ${MAX_PBKDF2_BLOCKS} hash lengths (${max} bits with ${hashName(alg)}) is not supported (requested ${bits})`, 'NotSupportedError');
+    if (bits > max)
+      throw new Refused(
+        `PBKDF2 output above ${MAX_PBKDF2_BLOCKS} hash lengths (${max} bits with ${hashName(alg)}) is not supported (requested ${bits})`,
+        'NotSupportedError',
+      );
   }
   for (const d of [alg, call.keyAlgorithm]) {
-    if (nameOf(d) === 'HMAC' && Number(d!.length ?? 0) > MAX_KEY * 8) throw new Refused(`HMAC keys are limited to ${MAX_KEY * 8} bits here (requested ${Number(d!.length)})`, 'NotSupportedError');
+    if (nameOf(d) === 'HMAC' && Number(d!.length ?? 0) > MAX_KEY * 8)
+      throw new Refused(`HMAC keys are limited to ${MAX_KEY * 8} bits here (requested ${Number(d!.length)})`, 'NotSupportedError');
   }
   if (call.op === 'generateKey' && nameOf(alg).startsWith('RSA')) {
     const bits = Number(alg!.modulusLength);
-    if (bits > MAX_RSA_GENERATE_BITS) throw new Refused(`RSA key generation is limited to ${MAX_RSA_GENERATE_BITS}-bit moduli (requested ${bits}); import larger keys instead`, 'NotSupportedError');
+    if (bits > MAX_RSA_GENERATE_BITS)
+      throw new Refused(
+        `RSA key generation is limited to ${MAX_RSA_GENERATE_BITS}-bit moduli (requested ${bits}); import larger keys instead`,
+        'NotSupportedError',
+      );
     const e = alg!.publicExponent;
     const exponent = e instanceof ArrayBuffer || e instanceof Uint8Array ? new Uint8Array(e).reduce((n, b) => n * 256 + b, 0) : 0;
     if (exponent !== 3 && exponent !== 65537) throw new Refused('RSA publicExponent must be 3 or 65537', 'OperationError');
@@ -133,7 +176,9 @@ const NOT_EXPORTABLE = new Set(['PBKDF2', 'HKDF']);
 
 /** A key the isolate sent back, as a CryptoKey with its own attributes (so Node checks usages and extractable). */
 async function load(w: WireKey): Promise<Key> {
-  return checkKey(await subtle.importKey(MATERIAL[w.type], w.data, w.algorithm as unknown as webcrypto.Algorithm, w.extractable, w.usages as webcrypto.KeyUsage[]));
+  return checkKey(
+    await subtle.importKey(MATERIAL[w.type], w.data, w.algorithm as unknown as webcrypto.Algorithm, w.extractable, w.usages as webcrypto.KeyUsage[]),
+  );
 }
 
 /** A new key for the isolate to hold; the host's copy is extractable so its bytes can be read. */
@@ -189,7 +234,15 @@ async function perform(call: Call): Promise<WireResult> {
       const keyData = need(call.keyData, 'keyData');
       if (NOT_EXPORTABLE.has(nameOf(call.algorithm))) {
         const k = await subtle.importKey(format() as 'raw', keyData as ArrayBuffer, await alg(), extractable, usages);
-        return { key: { type: 'secret', algorithm: { ...(k.algorithm as unknown as WireDict) }, extractable: false, usages: [...k.usages], data: keyData as ArrayBuffer } };
+        return {
+          key: {
+            type: 'secret',
+            algorithm: { ...(k.algorithm as unknown as WireDict) },
+            extractable: false,
+            usages: [...k.usages],
+            data: keyData as ArrayBuffer,
+          },
+        };
       }
       // Imported extractable so its bytes can be read; a JWK's `ext: false` then only matters if the tenant asked for extractable.
       let material = keyData;
@@ -212,14 +265,28 @@ async function perform(call: Call): Promise<WireResult> {
     case 'deriveBits':
       return { bytes: await subtle.deriveBits(await alg(), await load(need(call.key, 'key')), call.length ?? null) };
     case 'deriveKey': {
-      const k = await subtle.deriveKey(await alg(), await load(need(call.key, 'key')), need(call.keyAlgorithm, 'derivedKeyType') as unknown as webcrypto.Algorithm, true, usages);
+      const k = await subtle.deriveKey(
+        await alg(),
+        await load(need(call.key, 'key')),
+        need(call.keyAlgorithm, 'derivedKeyType') as unknown as webcrypto.Algorithm,
+        true,
+        usages,
+      );
       return { key: await store(k, extractable) };
     }
     case 'wrapKey':
       return { bytes: await subtle.wrapKey(format(), await load(need(call.key, 'key')), await load(need(call.wrappingKey, 'wrappingKey')), await alg()) };
     case 'unwrapKey': {
       const unwrap = async (x: boolean) =>
-        subtle.unwrapKey(format(), data(), await load(need(call.wrappingKey, 'unwrappingKey')), await alg(), need(call.keyAlgorithm, 'unwrappedKeyAlgorithm') as unknown as webcrypto.Algorithm, x, usages);
+        subtle.unwrapKey(
+          format(),
+          data(),
+          await load(need(call.wrappingKey, 'unwrappingKey')),
+          await alg(),
+          need(call.keyAlgorithm, 'unwrappedKeyAlgorithm') as unknown as webcrypto.Algorithm,
+          x,
+          usages,
+        );
       // With the tenant's own flag first, so a wrapped JWK's `ext` is judged as the spec says.
       const k = await unwrap(extractable);
       if (extractable) return { key: await store(checkKey(k), true) };

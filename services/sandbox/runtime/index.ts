@@ -13,7 +13,7 @@ import type { SocketPeer } from './socket-table.ts';
 import { SpareIsolates } from './spares.ts';
 import type ivm from 'isolated-vm';
 
-export { type CapabilityHost, type HandledResponse } from './instance.ts';
+export type { CapabilityHost, HandledResponse } from './instance.ts';
 export { WorkerError } from './errors.ts';
 export type { SocketPeer, WorkerSocket } from './socket-table.ts';
 
@@ -37,7 +37,16 @@ export class WorkerRuntime {
   readonly #inspector: boolean;
 
   /** `inspector`: isolates made with V8's inspector on — only for a process that runs one worker alone (`cordon debug`). */
-  constructor(opts: { maxIsolates?: number; memoryBudgetMb?: number; idleMs?: number; spares?: number; inspector?: boolean; onCatastrophe?: (message: string) => void } = {}) {
+  constructor(
+    opts: {
+      maxIsolates?: number;
+      memoryBudgetMb?: number;
+      idleMs?: number;
+      spares?: number;
+      inspector?: boolean;
+      onCatastrophe?: (message: string) => void;
+    } = {},
+  ) {
     this.#inspector = opts.inspector ?? false;
     this.#maxIsolates = opts.maxIsolates ?? 200;
     this.#memoryBudget = (opts.memoryBudgetMb ?? 2048) * 1024 * 1024;
@@ -54,7 +63,13 @@ export class WorkerRuntime {
     this.#spares = spares > 0 ? new SpareIsolates({ size: spares, memoryMb: Limits.parse({}).memoryMb, onCatastrophe: this.#onCatastrophe }) : undefined;
   }
 
-  async handle(bundle: WorkerBundle, request: WireRequest, hooks: RunHooks, bodyStream?: ReadableStream<Uint8Array>, socket?: SocketPeer): Promise<HandledResponse> {
+  async handle(
+    bundle: WorkerBundle,
+    request: WireRequest,
+    hooks: RunHooks,
+    bodyStream?: ReadableStream<Uint8Array>,
+    socket?: SocketPeer,
+  ): Promise<HandledResponse> {
     const key = `${bundle.workerId}@${bundle.version}`;
     let instance: WorkerInstance;
     try {
@@ -133,7 +148,10 @@ export class WorkerRuntime {
     const p = this.#instances.get(key);
     this.#instances.delete(key);
     this.#live.delete(key);
-    void p?.then((i) => i.dispose('evicted'), () => {});
+    void p?.then(
+      (i) => i.dispose('evicted'),
+      () => {},
+    );
   }
 
   async #instance(key: string, bundle: WorkerBundle): Promise<WorkerInstance> {

@@ -25,7 +25,18 @@ import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
 import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
-import { ASYNC_CALLBACKS, CALLBACK_GLOBALS, ENTRY_GLOBAL, ENTRY_NAMES, OPTIONS_GLOBAL, REFERENCE_GLOBALS, type BootOptions, type Entry, type HostCallbacks, type HostReferences } from './abi.ts';
+import {
+  ASYNC_CALLBACKS,
+  CALLBACK_GLOBALS,
+  ENTRY_GLOBAL,
+  ENTRY_NAMES,
+  OPTIONS_GLOBAL,
+  REFERENCE_GLOBALS,
+  type BootOptions,
+  type Entry,
+  type HostCallbacks,
+  type HostReferences,
+} from './abi.ts';
 
 /** Where a worker's capability calls go: the sandbox forwards them to the supervisor. */
 export interface CapabilityHost {
@@ -230,7 +241,10 @@ export class WorkerInstance {
     };
     for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
       const fn = hostCallback(callbacks[name] as (...args: unknown[]) => unknown);
-      jail.setSync(CALLBACK_GLOBALS[name], (ASYNC_CALLBACKS as readonly string[]).includes(name) ? new ivm.Callback(fn, { ignored: true }) : new ivm.Callback(fn));
+      jail.setSync(
+        CALLBACK_GLOBALS[name],
+        (ASYNC_CALLBACKS as readonly string[]).includes(name) ? new ivm.Callback(fn, { ignored: true }) : new ivm.Callback(fn),
+      );
     }
     // crypto.subtle: one stateless host function per isolate (host-crypto.ts checks every call again).
     const hostCrypto = createHostCrypto();
@@ -245,9 +259,19 @@ export class WorkerInstance {
     jail.setSync(REFERENCE_GLOBALS.capCall, this.#capRef);
     this.#bodyRef = new ivm.Reference(refs.bodyPull);
     jail.setSync(REFERENCE_GLOBALS.bodyPull, this.#bodyRef);
-    const options: BootOptions = { allowEval, vars: this.bundle.vars, bindings: this.bundle.bindings, maxBody: MAX_BODY, maxHead: MAX_HEAD, memoryLimit: this.bundle.limits.memoryMb * MiB };
+    const options: BootOptions = {
+      allowEval,
+      vars: this.bundle.vars,
+      bindings: this.bundle.bindings,
+      maxBody: MAX_BODY,
+      maxHead: MAX_HEAD,
+      memoryLimit: this.bundle.limits.memoryMb * MiB,
+    };
     jail.setSync(OPTIONS_GLOBAL, JSON.stringify(options));
-    const script = await this.#isolate.compileScript(this.#initSource, { filename: 'cordon:bootstrap', ...(initCache ? { cachedData: initCache } : { produceCachedData: true }) });
+    const script = await this.#isolate.compileScript(this.#initSource, {
+      filename: 'cordon:bootstrap',
+      ...(initCache ? { cachedData: initCache } : { produceCachedData: true }),
+    });
     initCache ??= (script as ivm.Script & ivm.CachedDataResult).cachedData;
     try {
       await script.run(context, { timeout: 5000 });
@@ -329,13 +353,27 @@ export class WorkerInstance {
     return this.#invoke(hooks, (seq) => {
       const handle = `$step:${seq}`;
       this.#stepHosts.set(handle, steps);
-      return [(now) => this.#entry!.runWorkflow.apply(undefined, [className, event, handle, now], { result: { promise: true, copy: true }, timeout: this.bundle.limits.cpuMs }) as Promise<unknown>, () => this.#stepHosts.delete(handle)];
+      return [
+        (now) =>
+          this.#entry!.runWorkflow.apply(undefined, [className, event, handle, now], {
+            result: { promise: true, copy: true },
+            timeout: this.bundle.limits.cpuMs,
+          }) as Promise<unknown>,
+        () => this.#stepHosts.delete(handle),
+      ];
     });
   }
 
   /** scheduled(event, env, ctx) for a cron trigger, waitUntil included; an exception rejects as a WorkerError. */
   async runScheduled(cron: string, scheduledTime: number, hooks: RequestHooks): Promise<void> {
-    const out = await this.#invoke(hooks, () => [(now) => this.#entry!.runScheduled.apply(undefined, [cron, scheduledTime, now], { result: { promise: true, copy: true }, timeout: this.bundle.limits.cpuMs }) as Promise<unknown>, () => {}]);
+    const out = await this.#invoke(hooks, () => [
+      (now) =>
+        this.#entry!.runScheduled.apply(undefined, [cron, scheduledTime, now], {
+          result: { promise: true, copy: true },
+          timeout: this.bundle.limits.cpuMs,
+        }) as Promise<unknown>,
+      () => {},
+    ]);
     if (out) {
       throw this.#fail(new WorkerError(500, 'scheduled() failed', out));
     }
@@ -380,10 +418,19 @@ export class WorkerInstance {
     const problem = this.#sockets.bind(id, peer);
     if (problem) throw new WorkerError(500, 'worker returned an invalid response', problem);
     const event = (type: string, data: string | ArrayBuffer | null, code = 1005, reason = '') =>
-      this.disposed ? Promise.resolve() : this.#entry!.wsEvent.apply(undefined, [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()], { timeout: this.bundle.limits.cpuMs }).then(() => this.#logs.flush(), (e: unknown) => {
-        this.#fail(e);
-        peer.close(1011, 'the worker failed');
-      });
+      this.disposed
+        ? Promise.resolve()
+        : this.#entry!.wsEvent.apply(
+            undefined,
+            [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()],
+            { timeout: this.bundle.limits.cpuMs },
+          ).then(
+            () => this.#logs.flush(),
+            (e: unknown) => {
+              this.#fail(e);
+              peer.close(1011, 'the worker failed');
+            },
+          );
     return {
       message: (data) => event('message', data),
       close: async (code, reason) => {
@@ -461,7 +508,9 @@ export class WorkerInstance {
       try {
         const bodies = items.some((i) => i.body) ? new ivm.ExternalCopy(items.map((i) => i.body)).copyInto({ release: true }) : null;
         // Each request is also under its own CPU watchdog (Watchdogs.arm); this bound is the backstop for the call.
-        this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), bodies, Date.now()], { timeout: cpuMs * items.length }).catch(failed);
+        this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), bodies, Date.now()], {
+          timeout: cpuMs * items.length,
+        }).catch(failed);
       } catch (e) {
         failed(e); // from a tick of its own, a throw here would take the whole process down
       }
@@ -514,7 +563,8 @@ export class WorkerInstance {
             }
             if (!(chunk instanceof ArrayBuffer)) throw new WorkerError(500, 'worker returned an invalid response', 'a body chunk did not arrive as bytes');
             total += chunk.byteLength;
-            if (total > MAX_STREAMED_BODY) throw new WorkerError(500, `worker response body exceeds the ${MAX_STREAMED_BODY / MiB} MiB limit for streamed bodies`);
+            if (total > MAX_STREAMED_BODY)
+              throw new WorkerError(500, `worker response body exceeds the ${MAX_STREAMED_BODY / MiB} MiB limit for streamed bodies`);
             controller.enqueue(new Uint8Array(chunk));
           } catch (e) {
             const err = this.#fail(e);

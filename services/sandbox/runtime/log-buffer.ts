@@ -54,7 +54,11 @@ export class LogBuffer {
   /** Deliver what the worker logged so far; in the midst of a burst, its dropped lines are counted in one line when the second is over. */
   flush(midBurst = false): void {
     if (this.#dropped && !(midBurst && Date.now() - this.#windowStart < 1000)) {
-      this.#logs.push({ level: 'warn', message: `${this.#dropped} log lines dropped: a worker may log ${MAX_LOG_BUFFER} lines at once and ${LOG_BYTES_PER_SECOND / MiB} MiB per second`, time: Date.now() });
+      this.#logs.push({
+        level: 'warn',
+        message: `${this.#dropped} log lines dropped: a worker may log ${MAX_LOG_BUFFER} lines at once and ${LOG_BYTES_PER_SECOND / MiB} MiB per second`,
+        time: Date.now(),
+      });
       this.#dropped = 0;
     }
     const entries = this.#logs.splice(0);

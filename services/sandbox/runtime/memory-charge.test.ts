@@ -51,7 +51,10 @@ test('the three bombs of issue 12 are refused in a 128 MB worker, with the limit
     ),
   );
   assert.match(String(out.resize), /^RangeError: .*resize/);
-  assert.match(String(out.initial), /^RangeError: new WebAssembly\.Memory\(\): .*\(300 MiB\) does not fit in what is left of this worker's memory limit of 128 MB/);
+  assert.match(
+    String(out.initial),
+    /^RangeError: new WebAssembly\.Memory\(\): .*\(300 MiB\) does not fit in what is left of this worker's memory limit of 128 MB/,
+  );
   assert.match(String(out.grow), /^RangeError: .*Maximum memory size exceeded/);
   assert.match(String(out.transfer), /^RangeError/);
   assert.match(String(out.fixed), /^RangeError/);
@@ -69,7 +72,10 @@ test('maximums are capped at half the limit and charged: a second one that does 
   );
   assert.equal(out.capped, 32 * MiB);
   assert.equal(out.kept, 20 * MiB);
-  assert.match(String(out.more), /^RangeError: new ArrayBuffer\(\): a resizable ArrayBuffer, at its maxByteLength \(30 MiB\) does not fit in what is left of this worker's memory limit of 64 MB/);
+  assert.match(
+    String(out.more),
+    /^RangeError: new ArrayBuffer\(\): a resizable ArrayBuffer, at its maxByteLength \(30 MiB\) does not fit in what is left of this worker's memory limit of 64 MB/,
+  );
   assert.match(String(out.memory), /^RangeError: new WebAssembly\.Memory\(\): .*does not fit/);
 });
 
@@ -129,7 +135,11 @@ test('with --allow-eval, modules compiled at run time are capped too, whatever t
          const viaCompile = new WebAssembly.Instance(await WebAssembly.compile(raw)).exports.grow(2000);
          const viaInstantiate = (await WebAssembly.instantiate(raw)).instance.exports.grow(2000);
          return Response.json([viaModule, viaCompile, viaInstantiate]) } }`,
-      { allowEval: true, limits: { memoryMb: 128, cpuMs: 5000, wallMs: 20_000 }, modules: [{ name: 'm.bin', type: 'data', content: memoryModule(1).toString('base64') }] },
+      {
+        allowEval: true,
+        limits: { memoryMb: 128, cpuMs: 5000, wallMs: 20_000 },
+        modules: [{ name: 'm.bin', type: 'data', content: memoryModule(1).toString('base64') }],
+      },
     ),
   );
   assert.deepEqual(out, [-1, -1, -1]);
@@ -166,7 +176,10 @@ test('planMemories caps a missing or large maximum, keeps a small one, refuses 6
   assert.equal(capped.count, 1);
   assert.deepEqual(planMemories(capped.bytes, 1024), { bytes: capped.bytes, maxBytes: 1024 * WASM_PAGE, count: 1 }, 'a capped module is left as it is');
   assert.equal(wasmProblem(capped.bytes), null);
-  assert.ok((globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly.validate(capped.bytes), 'V8 takes the rewritten module');
+  assert.ok(
+    (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly.validate(capped.bytes),
+    'V8 takes the rewritten module',
+  );
   const big = planMemories(memoryModule(2000, 65536), 1024);
   assert.ok(typeof big !== 'string');
   assert.equal(big.maxBytes, 2000 * WASM_PAGE, 'an initial size above the cap is the maximum');
@@ -178,7 +191,13 @@ test('planMemories caps a missing or large maximum, keeps a small one, refuses 6
 });
 
 test('the charges are visible to the sandbox-wide budget (heap + external)', async () => {
-  const instance = await WorkerInstance.create(probes(64, `await t('held', () => { keep.push(new ArrayBuffer(0, { maxByteLength: 16 * ${MiB} }), new WebAssembly.Memory({ initial: 1, maximum: 128 })); return 'held' });`), () => {});
+  const instance = await WorkerInstance.create(
+    probes(
+      64,
+      `await t('held', () => { keep.push(new ArrayBuffer(0, { maxByteLength: 16 * ${MiB} }), new WebAssembly.Memory({ initial: 1, maximum: 128 })); return 'held' });`,
+    ),
+    () => {},
+  );
   try {
     const before = await instance.heapBytes();
     await instance.handle(GET, { log: () => {} });

@@ -55,7 +55,10 @@ function sourceOf(m: WorkerModule): string {
  * and compiles wasm (refusing shared memory) with the WebAssembly.Module it captured before the
  * lockdown. `ship` returns '' or why the module was refused.
  */
-export async function shipBinaryModules(modules: WorkerModule[], ship: (name: string, type: 'data' | 'wasm', bytes: ArrayBuffer) => Promise<string>): Promise<void> {
+export async function shipBinaryModules(
+  modules: WorkerModule[],
+  ship: (name: string, type: 'data' | 'wasm', bytes: ArrayBuffer) => Promise<string>,
+): Promise<void> {
   for (const m of modules) {
     if (m.type !== 'data' && m.type !== 'wasm') continue;
     const bytes = Buffer.from(m.content, 'base64');
@@ -68,7 +71,12 @@ export async function shipBinaryModules(modules: WorkerModule[], ship: (name: st
  * Compile and link every module reachable from `mainModule`. Returns the main module, instantiated,
  * and every module handle made (the caller releases them once the worker has been evaluated).
  */
-export async function linkWorker(isolate: ivm.Isolate, context: ivm.Context, mainModule: string, modules: WorkerModule[]): Promise<{ main: ivm.Module; all: ivm.Module[] }> {
+export async function linkWorker(
+  isolate: ivm.Isolate,
+  context: ivm.Context,
+  mainModule: string,
+  modules: WorkerModule[],
+): Promise<{ main: ivm.Module; all: ivm.Module[] }> {
   const byName = new Map(modules.map((m) => [m.name, m]));
   const main = byName.get(mainModule);
   if (!main) throw new ModuleError(`main module ${mainModule} is not in the bundle`);

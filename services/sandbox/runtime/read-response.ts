@@ -21,7 +21,10 @@ const Head = z
     /** With status 101: the WebSocketPair whose client end the worker returned. */
     webSocket: z.number().int().positive().optional(),
   })
-  .refine((h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101), 'status 101 comes with a webSocket, and only then');
+  .refine(
+    (h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101),
+    'status 101 comes with a webSocket, and only then',
+  );
 
 /** The head and body of an answer ('!' + a failure, or a head), as a response or a WorkerError. */
 export function readResponse(result: [string, ArrayBuffer | null]): ReadResponse {
@@ -44,15 +47,22 @@ function parse([head, out]: [string, ArrayBuffer | null]): ReadResponse {
     if (kind === 'bad-response') throw new WorkerError(500, 'worker returned an invalid response', message);
     throw new WorkerError(500, 'worker did not return a Response', message);
   }
-  if (head.length > MAX_HEAD) throw new WorkerError(500, 'worker returned an invalid response', `the status line and headers take ${head.length} characters; the limit is ${MAX_HEAD}`);
+  if (head.length > MAX_HEAD)
+    throw new WorkerError(500, 'worker returned an invalid response', `the status line and headers take ${head.length} characters; the limit is ${MAX_HEAD}`);
   const parsed = Head.safeParse(JSON.parse(head));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new WorkerError(500, 'worker returned an invalid response', `${issue?.path.join('.') || 'response'}: ${issue?.message ?? 'rejected'}`);
   }
   if (out !== null && !(out instanceof ArrayBuffer)) throw new WorkerError(500, 'worker returned an invalid response', 'the body did not arrive as bytes');
-  if (out && out.byteLength > MAX_BODY) throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, `the response body is ${out.byteLength} bytes`);
+  if (out && out.byteLength > MAX_BODY)
+    throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, `the response body is ${out.byteLength} bytes`);
   const nullBody = parsed.data.status === 204 || parsed.data.status === 205 || parsed.data.status === 304;
-  const response = { status: parsed.data.status, statusText: parsed.data.statusText, headers: parsed.data.headers, body: out && !nullBody ? new Uint8Array(out) : null };
+  const response = {
+    status: parsed.data.status,
+    statusText: parsed.data.statusText,
+    headers: parsed.data.headers,
+    body: out && !nullBody ? new Uint8Array(out) : null,
+  };
   return parsed.data.webSocket === undefined ? response : { ...response, webSocketId: parsed.data.webSocket };
 }

@@ -48,11 +48,19 @@ test('JSON echo of a POST body; 404 with a status text; logs arrive before handl
     if (req.method !== 'POST') return new Response('nothing here', { status: 404, statusText: 'Not Found' });
     const body = await req.json(); console.info('got', body.n);
     return Response.json({ echo: body, method: req.method, type: req.headers.get('Content-Type') }, { status: 201, statusText: 'Created' }) } }`);
-  const post = await run(b, { ...GET, method: 'POST', headers: [['content-type', 'application/json']], body: new TextEncoder().encode(JSON.stringify({ n: 1, s: 'zwölf ✓' })) });
+  const post = await run(b, {
+    ...GET,
+    method: 'POST',
+    headers: [['content-type', 'application/json']],
+    body: new TextEncoder().encode(JSON.stringify({ n: 1, s: 'zwölf ✓' })),
+  });
   assert.equal(post.res!.status, 201);
   assert.equal(post.res!.statusText, 'Created');
   assert.deepEqual(JSON.parse(text(post.res!.body)), { echo: { n: 1, s: 'zwölf ✓' }, method: 'POST', type: 'application/json' });
-  assert.deepEqual(post.logs.map((l) => [l.level, l.message]), [['info', 'got 1']]);
+  assert.deepEqual(
+    post.logs.map((l) => [l.level, l.message]),
+    [['info', 'got 1']],
+  );
   const missing = await run(b);
   assert.equal(missing.res!.status, 404);
   assert.equal(missing.res!.statusText, 'Not Found');
@@ -85,18 +93,44 @@ test('the Workers API surface: Headers, Response and Request bodies, URL, encode
       return Response.json(r) } }`),
   )) as unknown[];
   assert.deepEqual(out, [
-    '1, 2', true, ['a', 'b', 'set-cookie', 'set-cookie'], ['a=1, 2', 'b=x', 'set-cookie=c=1', 'set-cookie=d=2'], ['c=1', 'd=2'], false, 3,
-    'hi', [0, 255], null, true, true, true,
-    { a: [1] }, false,
-    307, 'https://example.com/a%20b',
-    '/path', '?q=1&z=a+b%26c', ['1', '2'],
-    'https://h.example/a/x?y#z', 'http://example.com/%7e',
-    [226, 130, 172, 240, 159, 152, 128], '€😀', '\ufffdA',
-    'AP8=', 255,
-    true, true, 5, true, [1, 2],
+    '1, 2',
+    true,
+    ['a', 'b', 'set-cookie', 'set-cookie'],
+    ['a=1, 2', 'b=x', 'set-cookie=c=1', 'set-cookie=d=2'],
+    ['c=1', 'd=2'],
+    false,
+    3,
+    'hi',
+    [0, 255],
+    null,
+    true,
+    true,
+    true,
+    { a: [1] },
+    false,
+    307,
+    'https://example.com/a%20b',
+    '/path',
+    '?q=1&z=a+b%26c',
+    ['1', '2'],
+    'https://h.example/a/x?y#z',
+    'http://example.com/%7e',
+    [226, 130, 172, 240, 159, 152, 128],
+    '€😀',
+    '\ufffdA',
+    'AP8=',
+    255,
+    true,
+    true,
+    5,
+    true,
+    [1, 2],
     1,
     ['kept'],
-    'string', 'object', 'undefined', 'undefined',
+    'string',
+    'object',
+    'undefined',
+    'undefined',
   ]);
 });
 
@@ -130,7 +164,11 @@ test('shared WebAssembly memory is refused: in shipped modules, in imports, and 
   assert.equal(wasmProblem(MEMORY_WASM), null);
   assert.equal(wasmProblem(ADD_WASM), null);
   assert.match(wasmProblem(ADD_WASM.subarray(0, 20))!, /malformed|truncated/);
-  const shipped = await run(worker(`import m from './s.wasm'; export default { fetch() { return new Response('loaded') } }`, { modules: [{ name: 's.wasm', type: 'wasm', content: SHARED_MEMORY_WASM.toString('base64') }] }));
+  const shipped = await run(
+    worker(`import m from './s.wasm'; export default { fetch() { return new Response('loaded') } }`, {
+      modules: [{ name: 's.wasm', type: 'wasm', content: SHARED_MEMORY_WASM.toString('base64') }],
+    }),
+  );
   assert.equal(shipped.error!.status, 500);
   assert.equal(shipped.error!.message, 'worker failed to load');
   assert.match(shipped.error!.detail, /s\.wasm: the module declares shared memory/);
@@ -215,7 +253,10 @@ test('timers belong to the request: pending ones are dropped when it ends, waitU
   assert.equal(logs.length, 0, 'no timer of an ended request fires');
   assert.equal(text((await rt.handle(b, { ...GET, url: 'http://x.test/wait' }, hooks)).body), 'sent');
   await sleep(120);
-  assert.deepEqual(logs.map((l) => l.message), ['waited']);
+  assert.deepEqual(
+    logs.map((l) => l.message),
+    ['waited'],
+  );
   const global = await run(worker(`setTimeout(() => {}, 1); export default { fetch() { return new Response('x') } }`));
   assert.equal(global.error!.status, 500);
   assert.match(global.error!.detail, /not in global scope/);
@@ -241,7 +282,10 @@ test('a quick request that ends while others are still at work in the same isola
   assert.equal(await at('/background'), 'sent');
   assert.equal(await at('/quick'), 'quick');
   await sleep(150);
-  assert.deepEqual(logs.map((l) => l.message), ['background done']);
+  assert.deepEqual(
+    logs.map((l) => l.message),
+    ['background done'],
+  );
 });
 
 test('requests that arrive together go in together and answer apart: a slow or failing one holds up or breaks no other', async () => {
@@ -253,24 +297,41 @@ test('requests that arrive together go in together and answer apart: a slow or f
   const hooks = { log: () => {} };
   await rt.handle(b, GET, hooks); // the isolate exists: the next ones arrive in one turn of the event loop
   const started = Date.now();
-  const at = (path: string) => rt.handle(b, { ...GET, url: `http://x.test${path}` }, hooks).then((r) => [text(r.body), Date.now() - started] as const, (e: WorkerError) => [e.message, Date.now() - started] as const);
+  const at = (path: string) =>
+    rt.handle(b, { ...GET, url: `http://x.test${path}` }, hooks).then(
+      (r) => [text(r.body), Date.now() - started] as const,
+      (e: WorkerError) => [e.message, Date.now() - started] as const,
+    );
   const [slow, ...rest] = await Promise.all([at('/slow'), at('/a'), at('/throw'), at('/b'), ...Array.from({ length: 40 }, (_, i) => at(`/n${i}`))]);
   assert.equal(slow[0], 'slow');
   assert.ok(slow[1] >= 390, `the slow one took its time: ${slow[1]} ms`);
-  assert.deepEqual(rest.slice(0, 3).map(([t]) => t), ['fast /a', 'worker threw an exception', 'fast /b']);
-  assert.deepEqual(rest.slice(3).map(([t]) => t), Array.from({ length: 40 }, (_, i) => `fast /n${i}`), 'more than one call\'s worth, all answered');
+  assert.deepEqual(
+    rest.slice(0, 3).map(([t]) => t),
+    ['fast /a', 'worker threw an exception', 'fast /b'],
+  );
+  assert.deepEqual(
+    rest.slice(3).map(([t]) => t),
+    Array.from({ length: 40 }, (_, i) => `fast /n${i}`),
+    "more than one call's worth, all answered",
+  );
   for (const [t, ms] of rest) assert.ok(ms < 300, `${t} answered at ${ms} ms, not with the slow one`);
 });
 
 test('an isolate that runs out of memory (in a timer) fails the requests still waiting in it at once, with the memory error', async () => {
   // The bomb goes off in a timer (kept alive by the held request, after the bomb's own response): no
   // call that waits on the isolate is in flight to report it, so only the watchdog's look at it can.
-  const b = worker(`export default { async fetch(req) {
+  const b = worker(
+    `export default { async fetch(req) {
     if (req.url.endsWith('bomb')) { setTimeout(() => { const a = []; while (true) a.push('x'.repeat(1024) + a.length) }, 20); return new Response('lit') }
-    await new Promise((r) => setTimeout(r, 3000)); return new Response('held') } }`, { limits: { memoryMb: 32, cpuMs: 10_000, wallMs: 20_000 } });
+    await new Promise((r) => setTimeout(r, 3000)); return new Response('held') } }`,
+    { limits: { memoryMb: 32, cpuMs: 10_000, wallMs: 20_000 } },
+  );
   const hooks = { log: () => {} };
   const started = Date.now();
-  const held = rt.handle(b, GET, hooks).then(() => 'answered', (e: WorkerError) => e);
+  const held = rt.handle(b, GET, hooks).then(
+    () => 'answered',
+    (e: WorkerError) => e,
+  );
   await sleep(50);
   assert.equal(text((await rt.handle(b, { ...GET, url: 'http://x.test/bomb' }, hooks)).body), 'lit');
   const outcome = await held;
@@ -285,14 +346,18 @@ test('a reply to a fetch that outlives its request is never delivered (no tenant
       return { status: 200, statusText: 'OK', headers: [], body: null, url: 'https://example.com/', redirected: false };
     },
   };
-  const b = worker(`export default { fetch() { fetch('https://example.com/').then(() => console.log('continuation ran'), (e) => console.log('rejected', e.message)); return new Response('early') } }`);
+  const b = worker(
+    `export default { fetch() { fetch('https://example.com/').then(() => console.log('continuation ran'), (e) => console.log('rejected', e.message)); return new Response('early') } }`,
+  );
   const logs: LogEntry[] = [];
   const res = await rt.handle(b, GET, { log: (e) => logs.push(...e), capabilities: caps });
   assert.equal(text(res.body), 'early');
   await sleep(200);
   assert.equal(logs.length, 0, logs.map((l) => l.message).join('\n'));
   const awaited = await json(
-    worker(`export default { async fetch() { const t0 = Date.now(); const r = await fetch('https://example.com/'); return Response.json([r.status, Date.now() - t0 >= 70]) } }`),
+    worker(
+      `export default { async fetch() { const t0 = Date.now(); const r = await fetch('https://example.com/'); return Response.json([r.status, Date.now() - t0 >= 70]) } }`,
+    ),
     GET,
     caps,
   );
@@ -302,12 +367,17 @@ test('a reply to a fetch that outlives its request is never delivered (no tenant
 test('CPU spent after the response (microtasks, waitUntil) is still watched; a hung waitUntil only ends at the wall deadline', async () => {
   const ticks: number[] = [];
   const ticker = setInterval(() => ticks.push(Date.now()), 20);
-  const micro = await run(worker(`export default { fetch() { queueMicrotask(() => { while (true) {} }); return new Response('x') } }`, { limits: { cpuMs: 150 } }));
+  const micro = await run(
+    worker(`export default { fetch() { queueMicrotask(() => { while (true) {} }); return new Response('x') } }`, { limits: { cpuMs: 150 } }),
+  );
   assert.equal(micro.error?.status, 503, 'microtasks run before the response leaves the isolate');
-  const b = worker(`export default { fetch(req, env, ctx) {
+  const b = worker(
+    `export default { fetch(req, env, ctx) {
     if (req.url.endsWith('spin')) ctx.waitUntil(new Promise((r) => setTimeout(r, 5)).then(() => { while (true) {} }));
     if (req.url.endsWith('hang')) ctx.waitUntil(new Promise(() => {}));
-    return new Response('ok') } }`, { limits: { cpuMs: 150, wallMs: 400 } });
+    return new Response('ok') } }`,
+    { limits: { cpuMs: 150, wallMs: 400 } },
+  );
   const logs: LogEntry[] = [];
   const hooks = { log: (e: LogEntry[]) => logs.push(...e) };
   const spin = await rt.handle(b, { ...GET, url: 'http://x.test/spin' }, hooks);
@@ -346,23 +416,40 @@ test('a tenant that patches the built-ins the runtime uses cannot stall the host
   const ok = await run(patched, GET);
   assert.equal(ok.error, undefined, ok.error?.detail);
   assert.equal(text(ok.res!.body), 'still fine');
-  assert.deepEqual(ok.res!.headers, [['x-a', 'b'], ['content-type', 'text/plain;charset=UTF-8']]);
+  assert.deepEqual(ok.res!.headers, [
+    ['x-a', 'b'],
+    ['content-type', 'text/plain;charset=UTF-8'],
+  ]);
   const ticks: number[] = [];
   const ticker = setInterval(() => ticks.push(Date.now()), 20);
-  const getter = await run(worker(`export default { fetch() { const r = new Response('x'); Object.defineProperty(r, 'statusText', { get() { return { toString() { while (true) {} } } } }); return r } }`, { limits: { cpuMs: 200 } }));
+  const getter = await run(
+    worker(
+      `export default { fetch() { const r = new Response('x'); Object.defineProperty(r, 'statusText', { get() { return { toString() { while (true) {} } } } }); return r } }`,
+      { limits: { cpuMs: 200 } },
+    ),
+  );
   clearInterval(ticker);
   assert.equal(getter.error!.status, 503);
   assert.ok(ticks.length >= 5, 'the host event loop kept running');
   const bad = await run(worker(`export default { fetch() { const r = new Response('x'); Object.defineProperty(r, 'status', { value: 1000 }); return r } }`));
   assert.equal(bad.error!.status, 500);
   assert.equal(bad.error!.message, 'worker returned an invalid response');
-  const fake = await run(worker(`export default { fetch() { Object.defineProperty(Response, Symbol.hasInstance, { value: () => true }); return { status: 200, headers: new Headers(), body: null } } }`));
+  const fake = await run(
+    worker(
+      `export default { fetch() { Object.defineProperty(Response, Symbol.hasInstance, { value: () => true }); return { status: 200, headers: new Headers(), body: null } } }`,
+    ),
+  );
   assert.equal(fake.error!.message, 'worker did not return a Response');
 });
 
 test('isolates idle for idleMs are disposed; over the memory budget the least recently used idle ones go first', async () => {
-  const counter = (id: string, keepMb = 0) =>
-    ({ ...worker(`const keep = new Array(${keepMb} * 1024 * 16).fill(0).map((_, i) => ({ i })); let n = 0; export default { fetch() { return new Response(String(++n) + ':' + keep.length) } }`, { limits: { memoryMb: 128 } }), workerId: `budget/${id}` });
+  const counter = (id: string, keepMb = 0) => ({
+    ...worker(
+      `const keep = new Array(${keepMb} * 1024 * 16).fill(0).map((_, i) => ({ i })); let n = 0; export default { fetch() { return new Response(String(++n) + ':' + keep.length) } }`,
+      { limits: { memoryMb: 128 } },
+    ),
+    workerId: `budget/${id}`,
+  });
   const idle = new WorkerRuntime({ idleMs: 100, spares: 0 });
   try {
     const a = counter('idle');
@@ -397,15 +484,22 @@ test('spare isolates: made while idle, each handed to one worker only, never to 
   try {
     for (let i = 0; i < 200 && rt.stats().spares < 2; i++) await sleep(25);
     assert.equal(rt.stats().spares, 2, 'two spares made while idle');
-    const probe = (id: string, limits: Partial<WorkerBundle['limits']> = {}) =>
-      ({ ...worker(`export default { fetch(req) { if (req.url.endsWith('bomb')) { const a = []; while (true) a.push('x'.repeat(1024) + a.length); } const seen = typeof globalThis.mark; globalThis.mark = '${id}'; return new Response(seen) } }`, { limits: { memoryMb: 128, cpuMs: 10_000, ...limits } }), workerId: `spare/${id}` });
+    const probe = (id: string, limits: Partial<WorkerBundle['limits']> = {}) => ({
+      ...worker(
+        `export default { fetch(req) { if (req.url.endsWith('bomb')) { const a = []; while (true) a.push('x'.repeat(1024) + a.length); } const seen = typeof globalThis.mark; globalThis.mark = '${id}'; return new Response(seen) } }`,
+        { limits: { memoryMb: 128, cpuMs: 10_000, ...limits } },
+      ),
+      workerId: `spare/${id}`,
+    });
     const hit = async (w: WorkerBundle, url = GET.url) => text((await rt.handle(w, { ...GET, url }, { log: () => {} })).body);
     assert.equal(await hit(probe('a')), 'undefined');
     assert.equal(await hit(probe('b')), 'undefined', 'the second spare is a different isolate: nothing of a is in it');
     // (How many spares are ready now is not asserted: an idle moment between the two requests may
     // already have refilled one. That none was handed out twice is what b seeing no mark proves.)
     const small = probe('small', { memoryMb: 16 });
-    await assert.rejects(rt.handle(small, { ...GET, url: 'http://x.test/bomb' }, { log: () => {} }), (e: WorkerError) => /memory limit of 16 MB/.test(e.message));
+    await assert.rejects(rt.handle(small, { ...GET, url: 'http://x.test/bomb' }, { log: () => {} }), (e: WorkerError) =>
+      /memory limit of 16 MB/.test(e.message),
+    );
   } finally {
     rt.dispose();
   }
@@ -414,7 +508,12 @@ test('spare isolates: made while idle, each handed to one worker only, never to 
 test('the isolate cache: warm reuse, evict, LRU beyond maxIsolates, eviction mid-request answers 503 and the next request works', async () => {
   const small = new WorkerRuntime({ maxIsolates: 2 });
   try {
-    const counter = (id: string) => ({ ...worker(`let n = 0; export default { async fetch(req) { if (req.url.endsWith('slow')) await new Promise((r) => setTimeout(r, 200)); return new Response(String(++n)) } }`), workerId: `lru/${id}` });
+    const counter = (id: string) => ({
+      ...worker(
+        `let n = 0; export default { async fetch(req) { if (req.url.endsWith('slow')) await new Promise((r) => setTimeout(r, 200)); return new Response(String(++n)) } }`,
+      ),
+      workerId: `lru/${id}`,
+    });
     const [a, b, c] = [counter('a'), counter('b'), counter('c')];
     const hit = async (w: WorkerBundle, url = GET.url) => text((await small.handle(w, { ...GET, url }, { log: () => {} })).body);
     assert.equal(await hit(a), '1');

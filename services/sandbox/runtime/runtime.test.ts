@@ -2,7 +2,7 @@
 import { after, test } from 'node:test';
 import { webcrypto } from 'node:crypto';
 import assert from 'node:assert/strict';
-import { WorkerRuntime, WorkerError } from './index.ts';
+import { WorkerRuntime, type WorkerError } from './index.ts';
 import { LOG_BYTES_PER_SECOND } from './log-buffer.ts';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
@@ -25,19 +25,32 @@ async function run(bundle: WorkerBundle, req: WireRequest = GET) {
 }
 
 test('hello world, env vars, console captured', async () => {
-  const { res, logs } = await run(worker(`export default { fetch(req, env) { console.log('seen', env.WHO); return new Response('hi ' + env.WHO) } }`, { vars: { WHO: 'there' } }));
+  const { res, logs } = await run(
+    worker(`export default { fetch(req, env) { console.log('seen', env.WHO); return new Response('hi ' + env.WHO) } }`, { vars: { WHO: 'there' } }),
+  );
   assert.equal(res!.status, 200);
   assert.equal(text(res!.body), 'hi there');
-  assert.deepEqual(logs.map((l) => [l.level, l.message]), [['log', 'seen there']]);
+  assert.deepEqual(
+    logs.map((l) => [l.level, l.message]),
+    [['log', 'seen there']],
+  );
 });
 
 test('bodies are bytes both ways: every byte value survives', async () => {
   const body = new Uint8Array(256).map((_, i) => i);
-  const { res } = await run(worker(`export default { async fetch(req) { return new Response(await req.arrayBuffer(), { status: 201, statusText: 'Made', headers: { 'x-m': req.method } }) } }`), { ...GET, method: 'POST', body });
+  const { res } = await run(
+    worker(
+      `export default { async fetch(req) { return new Response(await req.arrayBuffer(), { status: 201, statusText: 'Made', headers: { 'x-m': req.method } }) } }`,
+    ),
+    { ...GET, method: 'POST', body },
+  );
   assert.equal(res!.status, 201);
   assert.equal(res!.statusText, 'Made');
   assert.deepEqual(res!.body, body);
-  assert.deepEqual(res!.headers.find(([k]) => k === 'x-m'), ['x-m', 'POST']);
+  assert.deepEqual(
+    res!.headers.find(([k]) => k === 'x-m'),
+    ['x-m', 'POST'],
+  );
 });
 
 test('status text and header values as the Fetch standard has them: a TypeError the worker can catch', async () => {
@@ -94,7 +107,12 @@ test('headers: case-insensitive, multiple set-cookie kept apart, Response.json a
   );
   const names = res!.headers.filter(([k]) => k === 'set-cookie').map(([, v]) => v);
   assert.deepEqual(names, ['a=1', 'b=2']);
-  assert.deepEqual(JSON.parse(text(res!.body)), [['set-cookie', 'a=1'], ['set-cookie', 'b=2'], ['x-a', '1'], ['x-in', 'v']]);
+  assert.deepEqual(JSON.parse(text(res!.body)), [
+    ['set-cookie', 'a=1'],
+    ['set-cookie', 'b=2'],
+    ['x-a', '1'],
+    ['x-in', 'v'],
+  ]);
   const j = await run(worker(`export default { fetch() { return Response.json({ ok: true }, { status: 202 }) } }`));
   assert.equal(j.res!.status, 202);
   assert.deepEqual(j.res!.headers, [['content-type', 'application/json']]);
@@ -142,7 +160,9 @@ test('a worker that throws: 500, its own stack in the log and no host paths; the
 });
 
 test('an endless loop hits the CPU limit (503) while another worker keeps serving; then it recovers', async () => {
-  const looping = worker(`export default { fetch(req) { if (req.url.endsWith('loop')) while (true) {} return new Response('recovered') } }`, { limits: { cpuMs: 200 } });
+  const looping = worker(`export default { fetch(req) { if (req.url.endsWith('loop')) while (true) {} return new Response('recovered') } }`, {
+    limits: { cpuMs: 200 },
+  });
   const other = worker(`export default { fetch() { return new Response('other') } }`);
   const ticks: number[] = [];
   const ticker = setInterval(() => ticks.push(Date.now()), 20);
@@ -162,7 +182,10 @@ test('a promise that never settles hits the wall-time limit', async () => {
 });
 
 test('a memory bomb hits the memory limit; the isolate is recreated', async () => {
-  const b = worker(`export default { fetch(req) { if (req.url.endsWith('bomb')) { const a = []; while (true) a.push('x'.repeat(1024) + a.length); } return new Response('fresh') } }`, { limits: { memoryMb: 32, cpuMs: 10_000 } });
+  const b = worker(
+    `export default { fetch(req) { if (req.url.endsWith('bomb')) { const a = []; while (true) a.push('x'.repeat(1024) + a.length); } return new Response('fresh') } }`,
+    { limits: { memoryMb: 32, cpuMs: 10_000 } },
+  );
   const { error } = await run(b, { ...GET, url: 'http://x.test/bomb' });
   assert.equal(error!.status, 503);
   assert.match(error!.message, /memory limit of 32 MB/);
@@ -175,7 +198,10 @@ test('a getter on the returned object cannot stall the host: it runs inside the 
   const ticks: number[] = [];
   const ticker = setInterval(() => ticks.push(Date.now()), 20);
   const evil = await run(
-    worker(`export default { fetch() { const r = new Response('x'); for (const k of ['status', 'statusText', 'headers']) Object.defineProperty(r, k, { get() { while (true) {} } }); return r } }`, { limits: { cpuMs: 200 } }),
+    worker(
+      `export default { fetch() { const r = new Response('x'); for (const k of ['status', 'statusText', 'headers']) Object.defineProperty(r, k, { get() { while (true) {} } }); return r } }`,
+      { limits: { cpuMs: 200 } },
+    ),
   );
   clearInterval(ticker);
   assert.equal(evil.error!.status, 503);
@@ -184,11 +210,14 @@ test('a getter on the returned object cannot stall the host: it runs inside the 
 
 test('the clock does not move while code runs; Date() forms and Intl agree', async () => {
   const { res } = await run(
-    worker(`export default { fetch() {
+    worker(
+      `export default { fetch() {
       const a = Date.now(), p = performance.now(); let x = 0; for (let i = 0; i < 3e7; i++) x += i;
       class D extends Date {}
       return Response.json([a === Date.now(), p === performance.now(), new Date().getTime() === a, Date() === new Date(a).toString(),
-        new D().getTime() === a, new Intl.DateTimeFormat('en', { timeZone: 'UTC' }).format() === new Intl.DateTimeFormat('en', { timeZone: 'UTC' }).format(a), x > 0]) } }`, { limits: { cpuMs: 2000 } }),
+        new D().getTime() === a, new Intl.DateTimeFormat('en', { timeZone: 'UTC' }).format() === new Intl.DateTimeFormat('en', { timeZone: 'UTC' }).format(a), x > 0]) } }`,
+      { limits: { cpuMs: 2000 } },
+    ),
   );
   assert.deepEqual(JSON.parse(text(res!.body)), [true, true, true, true, true, true, true]);
 });
@@ -212,16 +241,25 @@ test('code generation, shared memory and weak references are gone', async () => 
     `setTimeout('1', 0)`,
   ];
   for (const p of probes) {
-    const { res, error } = await run(worker(`export default { fetch() { try { const r = ${p}; return new Response('allowed: ' + typeof r) } catch (e) { return new Response('refused: ' + e.name) } } }`));
+    const { res, error } = await run(
+      worker(
+        `export default { fetch() { try { const r = ${p}; return new Response('allowed: ' + typeof r) } catch (e) { return new Response('refused: ' + e.name) } } }`,
+      ),
+    );
     assert.equal(error, undefined, `${p}: ${error?.detail}`);
     assert.match(text(res!.body), /^refused: /, p);
   }
-  const types = await run(worker(`export default { fetch() { return Response.json([typeof SharedArrayBuffer, typeof Atomics, typeof WeakRef, typeof FinalizationRegistry]) } }`));
+  const types = await run(
+    worker(`export default { fetch() { return Response.json([typeof SharedArrayBuffer, typeof Atomics, typeof WeakRef, typeof FinalizationRegistry]) } }`),
+  );
   assert.deepEqual(JSON.parse(text(types.res!.body)), ['undefined', 'undefined', 'undefined', 'undefined']);
 });
 
 test('--allow-eval opts a worker into eval and new Function (and nothing else)', async () => {
-  const b = { ...worker(`export default { fetch() { return Response.json([eval('1 + 1'), new Function('return 3')(), typeof SharedArrayBuffer]) } }`), allowEval: true };
+  const b = {
+    ...worker(`export default { fetch() { return Response.json([eval('1 + 1'), new Function('return 3')(), typeof SharedArrayBuffer]) } }`),
+    allowEval: true,
+  };
   const { res, error } = await run(b);
   assert.equal(error, undefined, error?.detail);
   assert.deepEqual(JSON.parse(text(res!.body)), [2, 3, 'undefined']);
@@ -246,7 +284,7 @@ test('crypto: getRandomValues and randomUUID; timers fire and advance the clock'
   assert.deepEqual(JSON.parse(text(res!.body)), [true, true, true]);
 });
 
-test('URL hosts: international names through the host\'s tr46 (same results as whatwg-url alone, no tables per isolate)', async () => {
+test("URL hosts: international names through the host's tr46 (same results as whatwg-url alone, no tables per isolate)", async () => {
   const { res, error } = await run(
     worker(`export default { async fetch() {
       const out = [];
@@ -256,7 +294,17 @@ test('URL hosts: international names through the host\'s tr46 (same results as w
       return Response.json(out) } }`),
   );
   assert.equal(error, undefined, error?.detail);
-  assert.deepEqual(JSON.parse(text(res!.body)), ['example.com', 'xn--bcher-kva.de', 'xn--xample-9ua.com', 'xn--fa-hia.de', '127.0.0.1', 'xn--bcher-kva.de', 'xn--a.com', 'TypeError', 'TypeError']);
+  assert.deepEqual(JSON.parse(text(res!.body)), [
+    'example.com',
+    'xn--bcher-kva.de',
+    'xn--xample-9ua.com',
+    'xn--fa-hia.de',
+    '127.0.0.1',
+    'xn--bcher-kva.de',
+    'xn--a.com',
+    'TypeError',
+    'TypeError',
+  ]);
 });
 
 test('URL queries and URLSearchParams encode UTF-8 (the legacy document encodings are left out of the snapshot)', async () => {
@@ -283,7 +331,10 @@ test('crypto.subtle.digest: SHA-1/256/384/512 and MD5 (as Workers) by the host, 
       return Response.json([out, err]) } }`),
   );
   assert.equal(error, undefined, error?.detail);
-  assert.deepEqual(JSON.parse(text(res!.body)), [['a9993e364706816a', 'ba7816bf8f01cfea', 'cb00753f45a35e8b', 'ddaf35a193617aba', '900150983cd24fb0d6963f7d28e17f72'], 'NotSupportedError']);
+  assert.deepEqual(JSON.parse(text(res!.body)), [
+    ['a9993e364706816a', 'ba7816bf8f01cfea', 'cb00753f45a35e8b', 'ddaf35a193617aba', '900150983cd24fb0d6963f7d28e17f72'],
+    'NotSupportedError',
+  ]);
 });
 
 test('crypto.subtle HMAC (RFC 4231 vector) and AES-GCM: roundtrip, tamper refused, non-extractable keys stay inside', async () => {
@@ -328,7 +379,7 @@ test('crypto.subtle HMAC (RFC 4231 vector) and AES-GCM: roundtrip, tamper refuse
   ]);
 });
 
-test('crypto.subtle Ed25519 (RFC 8032 test 1) and ECDSA P-256/P-384: sign, verify, import/export in every format; checked against Node\'s WebCrypto', async () => {
+test("crypto.subtle Ed25519 (RFC 8032 test 1) and ECDSA P-256/P-384: sign, verify, import/export in every format; checked against Node's WebCrypto", async () => {
   const { res, error } = await run(
     worker(`export default { async fetch() {
       const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('');
@@ -381,7 +432,10 @@ test('crypto.subtle Ed25519 (RFC 8032 test 1) and ECDSA P-256/P-384: sign, verif
   assert.equal(out.edOk, true);
   assert.equal(out.edBad, false);
   assert.equal(out.edJwk, '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo');
-  for (const [curve, size] of [['P-256', 32], ['P-384', 48]] as const) {
+  for (const [curve, size] of [
+    ['P-256', 32],
+    ['P-384', 48],
+  ] as const) {
     const c = out[curve];
     assert.deepEqual([c.sigLength, c.rawLength, c.ok, c.okJwk, c.tampered, c.jwkHasD], [2 * size, 1 + 2 * size, true, true, false, true], curve);
     // What the isolate signed verifies with Node's own WebCrypto and the key the isolate exported.
@@ -419,9 +473,24 @@ test('bodies are ReadableStreams: request.body, new Response(stream) written ove
   const chunks: string[] = [];
   for await (const chunk of res!.stream!) chunks.push(new TextDecoder().decode(chunk));
   assert.deepEqual(chunks, ['one ', 'two ', 'three'], 'chunk by chunk, as the worker wrote them');
-  assert.deepEqual(JSON.parse(res!.headers.find(([k]) => k === 'x-out')![1]), [true, false, 'posted body', true, 'TypeError', 'abc', 'tee', 'tee', 'TypeError']);
+  assert.deepEqual(JSON.parse(res!.headers.find(([k]) => k === 'x-out')![1]), [
+    true,
+    false,
+    'posted body',
+    true,
+    'TypeError',
+    'abc',
+    'tee',
+    'tee',
+    'TypeError',
+  ]);
   // A worker streaming forever is cut at its wall-time limit; a stream of non-bytes is an error.
-  const endless = await run(worker(`export default { fetch() { return new Response(new ReadableStream({ async pull(c) { await new Promise((r) => setTimeout(r, 10)); c.enqueue(new Uint8Array(1024)) } })) } }`, { limits: { wallMs: 300 } }));
+  const endless = await run(
+    worker(
+      `export default { fetch() { return new Response(new ReadableStream({ async pull(c) { await new Promise((r) => setTimeout(r, 10)); c.enqueue(new Uint8Array(1024)) } })) } }`,
+      { limits: { wallMs: 300 } },
+    ),
+  );
   let got = 0;
   await assert.rejects(
     (async () => {
@@ -431,9 +500,12 @@ test('bodies are ReadableStreams: request.body, new Response(stream) written ove
   );
   assert.ok(got > 0, 'some of it arrived before the cut');
   const wrong = await run(worker(`export default { fetch() { return new Response(new ReadableStream({ start(c) { c.enqueue('text'); c.close() } })) } }`));
-  await assert.rejects((async () => {
-    for await (const _ of wrong.res!.stream!);
-  })(), (e: WorkerError) => /must give Uint8Array chunks/.test(e.detail));
+  await assert.rejects(
+    (async () => {
+      for await (const _ of wrong.res!.stream!);
+    })(),
+    (e: WorkerError) => /must give Uint8Array chunks/.test(e.detail),
+  );
 });
 
 test('Event/EventTarget, AbortController/AbortSignal and web streams', async () => {
@@ -479,7 +551,12 @@ test('Blob, File and FormData: as bodies (multipart, urlencoded) and parsed back
       const posted = await request.formData();
       out.push(posted.get('q'));
       return Response.json(out) } }`),
-    { method: 'POST', url: 'http://example.test/', headers: [['content-type', 'application/x-www-form-urlencoded']], body: new TextEncoder().encode('q=hello+world') },
+    {
+      method: 'POST',
+      url: 'http://example.test/',
+      headers: [['content-type', 'application/x-www-form-urlencoded']],
+      body: new TextEncoder().encode('q=hello+world'),
+    },
   );
   assert.equal(error, undefined, error?.detail);
   assert.deepEqual(JSON.parse(text(res!.body)), [4, 'text/plain', 'abcd', 'bc', true, ['1', '2'], 'x.bin', 'application/x-bin', [0, 255, 10], 'hello world']);
@@ -499,7 +576,9 @@ test('returning something that is not a Response is a clear 500', async () => {
 });
 
 test('a log burst is cut at the per-second volume: the rest is counted in a marker line, never lost silently', async () => {
-  const { res, logs } = await run(worker(`export default { fetch() { const line = 'x'.repeat(65536); for (let i = 0; i < 1000; i++) console.log(line); return new Response('ok') } }`));
+  const { res, logs } = await run(
+    worker(`export default { fetch() { const line = 'x'.repeat(65536); for (let i = 0; i < 1000; i++) console.log(line); return new Response('ok') } }`),
+  );
   assert.equal(res!.status, 200);
   const kept = logs.filter((l) => l.message.startsWith('x'));
   const bytes = kept.reduce((n, l) => n + l.message.length, 0);

@@ -32,17 +32,27 @@ test('a listener that never calls respondWith, or calls it late or twice, is a c
     return logs.map((l) => l.message).join('\n');
   };
   assert.match(await failure(`addEventListener('fetch', () => {});`), /no fetch event listener called event\.respondWith\(\)/);
-  assert.match(await failure(`addEventListener('fetch', (e) => { e.respondWith(new Response('a')); e.respondWith(new Response('b')); });`), /respondWith\(\) was already called/);
+  assert.match(
+    await failure(`addEventListener('fetch', (e) => { e.respondWith(new Response('a')); e.respondWith(new Response('b')); });`),
+    /respondWith\(\) was already called/,
+  );
   assert.match(await failure(`addEventListener('fetch', (e) => { setTimeout(() => e.respondWith(new Response('a'))); });`), /no fetch event listener called/);
-  const late = worker(`addEventListener('fetch', (e) => { e.respondWith(new Response('a')); }); export default { fetch() { try { addEventListener('fetch', () => {}); return new Response('no throw'); } catch (e) { return new Response(e.message); } } };`);
+  const late = worker(
+    `addEventListener('fetch', (e) => { e.respondWith(new Response('a')); }); export default { fetch() { try { addEventListener('fetch', () => {}); return new Response('no throw'); } catch (e) { return new Response(e.message); } } };`,
+  );
   const res = await rt.handle(late, GET, { log: () => {} });
   assert.match(text(res.body), /only while the worker's script is evaluated/, 'the default export wins, and registration has ended');
 });
 
 test('a scheduled listener runs for a cron tick, its waitUntil awaited', async () => {
   const logs: LogEntry[] = [];
-  const w = worker(`addEventListener('scheduled', (event) => { event.waitUntil(Promise.resolve().then(() => console.log('tick', event.cron, typeof event.scheduledTime))); });`);
+  const w = worker(
+    `addEventListener('scheduled', (event) => { event.waitUntil(Promise.resolve().then(() => console.log('tick', event.cron, typeof event.scheduledTime))); });`,
+  );
   await rt.runScheduled(w, '*/5 * * * *', Date.now(), { log: (e) => logs.push(...e) });
   await new Promise((r) => setImmediate(r));
-  assert.deepEqual(logs.map((l) => l.message), ['tick */5 * * * * number']);
+  assert.deepEqual(
+    logs.map((l) => l.message),
+    ['tick */5 * * * * number'],
+  );
 });

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkerInstance } from './instance.ts';
-import { WorkerError, WorkerRuntime } from './index.ts';
+import { type WorkerError, WorkerRuntime } from './index.ts';
 import { GET, text, worker } from './testing/fixtures.ts';
 
 const fail = (m: string) => {

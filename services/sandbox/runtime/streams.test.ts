@@ -63,29 +63,41 @@ test('CompressionStream and DecompressionStream speak gzip, deflate and deflate-
   }
 });
 
-test('a gzip bomb read whole stops at the worker\'s memory limit; read chunk by chunk it streams; bystanders are unharmed', async () => {
+test("a gzip bomb read whole stops at the worker's memory limit; read chunk by chunk it streams; bystanders are unharmed", async () => {
   const bomb = new Uint8Array(gzipSync(Buffer.alloc(256 * MiB)));
-  const hoarder = worker(`export default { async fetch(request) {
+  const hoarder = worker(
+    `export default { async fetch(request) {
       if (request.method === 'GET') return new Response('still here');
       const all = await new Response(request.body.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();
-      return new Response(String(all.byteLength)) } }`, { limits: { memoryMb: 32, cpuMs: 20_000, wallMs: 60_000 } });
+      return new Response(String(all.byteLength)) } }`,
+    { limits: { memoryMb: 32, cpuMs: 20_000, wallMs: 60_000 } },
+  );
   const bystander = worker(`export default { fetch() { return new Response('bystander ok') } }`);
   const [outcome, other] = await Promise.all([
-    rt.handle(hoarder, post('/', bomb), quiet).then(() => 'answered', (e: unknown) => e),
+    rt.handle(hoarder, post('/', bomb), quiet).then(
+      () => 'answered',
+      (e: unknown) => e,
+    ),
     rt.handle(bystander, GET, quiet),
   ]);
   // Either the isolate is stopped at its limit, or its ArrayBuffer allocator (charged to the same
   // limit) refuses first and the worker sees a RangeError: the worker's limit either way.
   assert.ok(outcome instanceof WorkerError, String(outcome));
-  assert.ok(outcome.limit === 'memory' || /RangeError: Array buffer allocation failed/.test(outcome.detail), `stopped by the worker's memory limit: ${outcome.detail}`);
+  assert.ok(
+    outcome.limit === 'memory' || /RangeError: Array buffer allocation failed/.test(outcome.detail),
+    `stopped by the worker's memory limit: ${outcome.detail}`,
+  );
   assert.equal(text(other.body), 'bystander ok');
   assert.equal(text((await rt.handle(hoarder, GET, quiet)).body), 'still here', 'the worker is started again for its next request');
 
   const small = new Uint8Array(gzipSync(Buffer.alloc(32 * MiB)));
-  const counter = probes(`await t('count', async () => {
+  const counter = probes(
+    `await t('count', async () => {
       let n = 0, chunks = 0, biggest = 0;
       for await (const c of request.body.pipeThrough(new DecompressionStream('gzip'))) { n += c.byteLength; chunks++; biggest = Math.max(biggest, c.byteLength); }
-      return [n, chunks > 1, biggest <= 5 * 1024 * 1024] });`, { memoryMb: 32, cpuMs: 20_000, wallMs: 60_000 });
+      return [n, chunks > 1, biggest <= 5 * 1024 * 1024] });`,
+    { memoryMb: 32, cpuMs: 20_000, wallMs: 60_000 },
+  );
   assert.deepEqual((await json(counter, post('/', small))).count, [32 * MiB, true, true], 'read as it comes, the same bomb fits in a small worker');
 });
 

@@ -22,7 +22,14 @@ const HELPERS = `
 
 /** Runs `body` (the inside of an async fetch handler returning a JSON-able value) in a fresh worker. */
 async function inWorker(body: string, vars: Record<string, string> = {}): Promise<any> {
-  const res = await rt.handle(worker(`${HELPERS}\nexport default { async fetch(req, env) { const out = await (async () => { ${body} })(); return Response.json(out) } }`, { vars, limits: { cpuMs: 2000, wallMs: 20_000, memoryMb: 128 } }), GET, { log: () => {} });
+  const res = await rt.handle(
+    worker(`${HELPERS}\nexport default { async fetch(req, env) { const out = await (async () => { ${body} })(); return Response.json(out) } }`, {
+      vars,
+      limits: { cpuMs: 2000, wallMs: 20_000, memoryMb: 128 },
+    }),
+    GET,
+    { log: () => {} },
+  );
   assert.equal(res.status, 200, text(res.body));
   return JSON.parse(text(res.body));
 }
@@ -44,7 +51,11 @@ test('PBKDF2: RFC 6070 vectors (SHA-1), deriveKey to AES, and iteration counts a
   assert.equal(out.c1, '0c60c80f961f0e71f3a9b524af6012062fe037a6');
   assert.equal(out.c2, 'ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957');
   assert.equal(out.c4096, '4b007901b765489abead49d926f721d065a429c1');
-  const node = await webcrypto.subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt: Buffer.from('salt'), iterations: 1 }, await webcrypto.subtle.importKey('raw', Buffer.from('password'), 'PBKDF2', false, ['deriveBits']), 128);
+  const node = await webcrypto.subtle.deriveBits(
+    { name: 'PBKDF2', hash: 'SHA-256', salt: Buffer.from('salt'), iterations: 1 },
+    await webcrypto.subtle.importKey('raw', Buffer.from('password'), 'PBKDF2', false, ['deriveBits']),
+    128,
+  );
   assert.deepEqual(out.aes, ['AES-GCM', 128, Buffer.from(node).toString('hex')]);
   assert.match(out.exportBase, /^InvalidAccessError/);
   assert.match(out.extractableBase, /^SyntaxError/);
@@ -158,7 +169,7 @@ export const VERIFY_RS256 = `
     return crypto.subtle.verify('RSASSA-PKCS1-v1_5', key, b64u(s), enc.encode(h + '.' + p));
   };`;
 
-test('RSASSA-PKCS1-v1_5: the RFC 7515 A.2 RS256 token verifies with its public JWK; signatures match Node\'s', async () => {
+test("RSASSA-PKCS1-v1_5: the RFC 7515 A.2 RS256 token verifies with its public JWK; signatures match Node's", async () => {
   const out = await inWorker(
     `${VERIFY_RS256}
     const jwk = { kty: 'RSA', n: env.N, e: 'AQAB', alg: 'RS256', use: 'sig', kid: 'ignored' };
@@ -189,7 +200,10 @@ test('RSASSA-PKCS1-v1_5: the RFC 7515 A.2 RS256 token verifies with its public J
   assert.equal(out.otherPayload, false);
   assert.equal(out.algorithm, 'RSASSA-PKCS1-v1_5 2048 SHA-256 010001');
   assert.equal(out.tag, '[object CryptoKey]');
-  assert.deepEqual([out.jwkOut.kty, out.jwkOut.n, out.jwkOut.e, out.jwkOut.alg, out.jwkOut.ext, out.jwkOut.key_ops], ['RSA', RFC7515_N, 'AQAB', 'RS256', true, ['verify']]);
+  assert.deepEqual(
+    [out.jwkOut.kty, out.jwkOut.n, out.jwkOut.e, out.jwkOut.alg, out.jwkOut.ext, out.jwkOut.key_ops],
+    ['RSA', RFC7515_N, 'AQAB', 'RS256', true, ['verify']],
+  );
   // PKCS#1 v1.5 signatures are deterministic: Node signs the same bytes with the exported key.
   const nodeKey = await webcrypto.subtle.importKey('pkcs8', Buffer.from(out.pkcs8, 'hex'), { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, false, ['sign']);
   assert.equal(Buffer.from(await webcrypto.subtle.sign('RSASSA-PKCS1-v1_5', nodeKey, Buffer.from(out.data, 'hex'))).toString('hex'), out.sig);
@@ -199,7 +213,10 @@ test('RSASSA-PKCS1-v1_5: the RFC 7515 A.2 RS256 token verifies with its public J
 });
 
 test('RSA-PSS and RSA-OAEP: Node signs and encrypts to keys the isolate made, and the isolate verifies and decrypts', async () => {
-  const pss = await webcrypto.subtle.generateKey({ name: 'RSA-PSS', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, ['sign', 'verify']);
+  const pss = await webcrypto.subtle.generateKey({ name: 'RSA-PSS', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, [
+    'sign',
+    'verify',
+  ]);
   const msg = Buffer.from('from the host');
   const pssSig = Buffer.from(await webcrypto.subtle.sign({ name: 'RSA-PSS', saltLength: 32 }, pss.privateKey, msg)).toString('hex');
   const pssSpki = Buffer.from(await webcrypto.subtle.exportKey('spki', pss.publicKey)).toString('hex');
@@ -228,7 +245,10 @@ test('RSA-PSS and RSA-OAEP: Node signs and encrypts to keys the isolate made, an
   assert.match(out.oaepWrongLabel, /^OperationError/);
   assert.equal(out.unwrapped, true);
   const priv = await webcrypto.subtle.importKey('pkcs8', Buffer.from(out.oaepPkcs8, 'hex'), { name: 'RSA-OAEP', hash: 'SHA-256' }, false, ['decrypt']);
-  assert.equal(Buffer.from(await webcrypto.subtle.decrypt({ name: 'RSA-OAEP', label: Buffer.from('l') }, priv, Buffer.from(out.ct, 'hex'))).toString(), 'round trip');
+  assert.equal(
+    Buffer.from(await webcrypto.subtle.decrypt({ name: 'RSA-OAEP', label: Buffer.from('l') }, priv, Buffer.from(out.ct, 'hex'))).toString(),
+    'round trip',
+  );
 });
 
 test('HMAC JWK export carries alg; P-521 ECDSA; timingSafeEqual as Workers has it', async () => {

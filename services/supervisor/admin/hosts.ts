@@ -10,7 +10,8 @@ import { HttpError, readJson, send } from './http.ts';
 import type { AdminDeps, Call, Route } from './route.ts';
 
 function operatorOnly(call: Call): void {
-  if (call.who.tenant !== undefined) throw new HttpError(403, `hosts are assigned by the operator: this token is bound to tenant ${call.who.tenant}; use an admin token bound to no tenant`);
+  if (call.who.tenant !== undefined)
+    throw new HttpError(403, `hosts are assigned by the operator: this token is bound to tenant ${call.who.tenant}; use an admin token bound to no tenant`);
 }
 
 export function hostRoutes(deps: Pick<AdminDeps, 'store' | 'hub' | 'audit'>): Route[] {
@@ -36,7 +37,13 @@ export function hostRoutes(deps: Pick<AdminDeps, 'store' | 'hub' | 'audit'>): Ro
         const { host, previous, stranded } = store.assignHost(call.params[0]!, tenant);
         hub.publish();
         const unserved = stranded.map((r) => `${r.workerId} ${r.pattern}`);
-        audit.append({ actor: `token:${call.who.tokenId}`, action: 'host.assign', target: host, outcome: 'ok', detail: { tenant, previous: previous ?? null, ...(unserved.length ? { unserved } : {}) } });
+        audit.append({
+          actor: `token:${call.who.tokenId}`,
+          action: 'host.assign',
+          target: host,
+          outcome: 'ok',
+          detail: { tenant, previous: previous ?? null, ...(unserved.length ? { unserved } : {}) },
+        });
         send(call.res, 200, { host, tenant, ...(previous && previous !== tenant ? { previous } : {}), unserved });
       },
     },

@@ -45,7 +45,8 @@ export function lingeringRefusal(req: IncomingMessage, res: ServerResponse, stat
 
 /** A request body as text, counted as it streams in and refused with 413 past `max` bytes. */
 export async function readText(req: IncomingMessage, max = MAX_REQUEST_BODY): Promise<string> {
-  const tooLarge = () => new HttpError(413, max === MAX_REQUEST_BODY ? `request body over ${max} bytes (CORDON_ADMIN_MAX_BODY_MB)` : `request body over ${max} bytes`);
+  const tooLarge = () =>
+    new HttpError(413, max === MAX_REQUEST_BODY ? `request body over ${max} bytes (CORDON_ADMIN_MAX_BODY_MB)` : `request body over ${max} bytes`);
   if (Number(req.headers['content-length'] ?? 0) > max) throw tooLarge();
   let chunks: Buffer[] = [];
   let size = 0;

@@ -17,9 +17,7 @@ import type { DriftMonitor, DriftStatus } from '../drift.ts';
 import type { WorkflowEngine } from '../workflows/engine.ts';
 import type { CronScheduler } from '../cron.ts';
 
-export interface HealthSource {
-  (): { ok: boolean; services: Record<string, 'up' | 'down'>; drift: Record<string, DriftStatus> };
-}
+export type HealthSource = () => { ok: boolean; services: Record<string, 'up' | 'down'>; drift: Record<string, DriftStatus> };
 
 export interface AdminDeps {
   store: CodeStore;

@@ -98,7 +98,13 @@ export function createAdminServer(deps: AdminDeps): Server {
       // A CordonError says how it is answered; anything else is a fault of ours.
       const status = e instanceof CordonError ? e.status : 500;
       if (status === 403) {
-        audit.append({ actor: 'admin', action: 'admin.request', target: `${req.method} ${req.url}`, outcome: 'denied', detail: { reason: (e as Error).message } });
+        audit.append({
+          actor: 'admin',
+          action: 'admin.request',
+          target: `${req.method} ${req.url}`,
+          outcome: 'denied',
+          detail: { reason: (e as Error).message },
+        });
       }
       // The rest of an over-long body is not read: end the connection after saying so.
       if (status === 413 || status === 431) {

@@ -28,7 +28,13 @@ export function tokenRoutes(deps: Pick<AdminDeps, 'tokens' | 'audit'>): Route[] 
         const tenant = input.tenant ?? who.tenant;
         if (who.tenant !== undefined) ownTenant(who, tenant!);
         const { token, info } = tokens.create(input.scopes, tenant);
-        audit.append({ actor: `token:${who.tokenId}`, action: 'token.create', target: info.tokenId, outcome: 'ok', detail: { scopes: info.scopes, tenant: info.tenant ?? null } });
+        audit.append({
+          actor: `token:${who.tokenId}`,
+          action: 'token.create',
+          target: info.tokenId,
+          outcome: 'ok',
+          detail: { scopes: info.scopes, tenant: info.tenant ?? null },
+        });
         send(res, 201, { token, ...info });
       },
     },
@@ -50,7 +56,8 @@ export function tokenRoutes(deps: Pick<AdminDeps, 'tokens' | 'audit'>): Route[] 
         const info = tokens.get(params[0]!);
         if (!info) throw new HttpError(404, `no token ${params[0]}`);
         if (who.tenant !== undefined) ownTenant(who, info.tenant ?? '*');
-        if (!tokens.revoke(info.tokenId)) throw new HttpError(409, info.tokenId === 'root' ? 'the root token cannot be revoked through the API' : 'already revoked');
+        if (!tokens.revoke(info.tokenId))
+          throw new HttpError(409, info.tokenId === 'root' ? 'the root token cannot be revoked through the API' : 'already revoked');
         audit.append({ actor: `token:${who.tokenId}`, action: 'token.revoke', target: info.tokenId, outcome: 'ok' });
         send(res, 200, { revoked: info.tokenId });
       },

@@ -27,7 +27,11 @@ export function versionRoutes(deps: Pick<AdminDeps, 'store' | 'hub' | 'audit' | 
       summary: 'Make an earlier version current: { version }',
       async run(call) {
         const { id } = workerOf(store, call);
-        const { version } = check(z.object({ version: z.string().regex(/^[0-9a-f]{64}$/, 'a version is 64 hex digits') }), await readJson(call.req), 'rollback request');
+        const { version } = check(
+          z.object({ version: z.string().regex(/^[0-9a-f]{64}$/, 'a version is 64 hex digits') }),
+          await readJson(call.req),
+          'rollback request',
+        );
         const worker = store.rollback(id, version);
         deps.cron.refresh();
         hub.publish();

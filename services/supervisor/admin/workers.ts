@@ -30,11 +30,15 @@ const DeployRequest = z.object({
   modules: z.array(WorkerModule).min(1).max(1000),
   routes: z.array(z.string().max(1024)).max(100).default([]),
   vars: z
-    .preprocess((v, ctx) => {
-      // Checked on the parsed JSON itself: a record schema would drop `__proto__` without a word.
-      if (v && typeof v === 'object') for (const k of Object.keys(v)) if (RESERVED_KEYS.has(k)) ctx.addIssue({ code: 'custom', message: `a var may not be named ${k}`, input: v });
-      return v;
-    }, z.record(z.string().max(256), VarValue))
+    .preprocess(
+      (v, ctx) => {
+        // Checked on the parsed JSON itself: a record schema would drop `__proto__` without a word.
+        if (v && typeof v === 'object')
+          for (const k of Object.keys(v)) if (RESERVED_KEYS.has(k)) ctx.addIssue({ code: 'custom', message: `a var may not be named ${k}`, input: v });
+        return v;
+      },
+      z.record(z.string().max(256), VarValue),
+    )
     .default({}),
   origins: z.array(z.string().max(300)).max(32).default([]),
   allowEval: z.boolean().default(false),
@@ -66,12 +70,17 @@ function declaredOrigin(text: string, granted: (origin: string) => boolean): { o
   if (granted(origin)) return { origin, trusted: true };
   const host = new URL(origin).hostname.replace(/^\[|\]$/g, '');
   const why = isIP(host) ? refusal(host) : nameRefusal(host);
-  if (why) throw new HttpError(403, `origin ${origin} is not public (${why}); only an admin-scoped token not bound to a tenant may declare it, or the operator may grant it to this tenant in CORDON_TENANT_ORIGINS`);
+  if (why)
+    throw new HttpError(
+      403,
+      `origin ${origin} is not public (${why}); only an admin-scoped token not bound to a tenant may declare it, or the operator may grant it to this tenant in CORDON_TENANT_ORIGINS`,
+    );
   return { origin, trusted: false };
 }
 
-
-export function workerRoutes(deps: Pick<AdminDeps, 'store' | 'hub' | 'logs' | 'audit' | 'cordons' | 'tenantCordons' | 'tenantOrigins' | 'quarantine' | 'workflows' | 'cron' | 'grants'>): Route[] {
+export function workerRoutes(
+  deps: Pick<AdminDeps, 'store' | 'hub' | 'logs' | 'audit' | 'cordons' | 'tenantCordons' | 'tenantOrigins' | 'quarantine' | 'workflows' | 'cron' | 'grants'>,
+): Route[] {
   const { store, hub, logs, audit } = deps;
   return [
     {
@@ -89,7 +98,10 @@ export function workerRoutes(deps: Pick<AdminDeps, 'store' | 'hub' | 'logs' | 'a
         const requested = input.cordon ?? allowed[0]!;
         if (!deps.cordons.includes(requested)) throw new HttpError(400, `unknown cordon ${requested}; this mesh runs: ${deps.cordons.join(', ')}`);
         if (!allowed.includes(requested)) {
-          throw new HttpError(403, `tenant ${tenant} may not use cordon ${requested} (it may use: ${allowed.join(', ')}); an admin token not bound to a tenant grants it with: cordon cordons ${tenant} --allow ${requested}`);
+          throw new HttpError(
+            403,
+            `tenant ${tenant} may not use cordon ${requested} (it may use: ${allowed.join(', ')}); an admin token not bound to a tenant grants it with: cordon cordons ${tenant} --allow ${requested}`,
+          );
         }
         const codeBytes = input.modules.reduce((n, m) => n + Buffer.byteLength(m.content), 0);
         if (codeBytes > MAX_CODE_BYTES) throw new HttpError(413, `code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} (64 MiB)`);
@@ -112,8 +124,20 @@ export function workerRoutes(deps: Pick<AdminDeps, 'store' | 'hub' | 'logs' | 'a
         await deps.workflows.declare(tenant, worker.id, input.workflows);
         deps.cron.refresh();
         hub.publish();
-        audit.append({ actor: `token:${who.tokenId}`, action: 'worker.deploy', target: worker.id, outcome: 'ok', detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon } });
-        send(res, 201, { worker: worker.id, version: worker.version, cordon: worker.cordon, routes: worker.routes, defaultRoute: store.defaultRoute(tenant, input.name) ?? null });
+        audit.append({
+          actor: `token:${who.tokenId}`,
+          action: 'worker.deploy',
+          target: worker.id,
+          outcome: 'ok',
+          detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon },
+        });
+        send(res, 201, {
+          worker: worker.id,
+          version: worker.version,
+          cordon: worker.cordon,
+          routes: worker.routes,
+          defaultRoute: store.defaultRoute(tenant, input.name) ?? null,
+        });
       },
     },
     {

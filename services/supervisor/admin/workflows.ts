@@ -41,7 +41,11 @@ export function workflowRoutes({ workflows: engine }: Pick<AdminDeps, 'workflows
       summary: 'Create an instance: { id?, params? }',
       async run(call) {
         const { tenant, workflow } = at(call);
-        const body = check(z.object({ id: InstanceId.optional(), params: z.unknown().optional() }).strict(), (await readJson(call.req)) ?? {}, 'create request');
+        const body = check(
+          z.object({ id: InstanceId.optional(), params: z.unknown().optional() }).strict(),
+          (await readJson(call.req)) ?? {},
+          'create request',
+        );
         send(call.res, 201, { id: await engine.create({ tenant, workflow }, body.id ?? null, wire(body.params)) });
       },
     },
@@ -65,7 +69,11 @@ export function workflowRoutes({ workflows: engine }: Pick<AdminDeps, 'workflows
         }
         const status = call.url.searchParams.get('status') ?? undefined;
         const limit = call.url.searchParams.get('limit');
-        const filter = check(z.object({ status: z.enum(STATUSES).optional(), limit: z.coerce.number().int().min(1).max(10_000).optional() }), { status, limit: limit ?? undefined }, 'filter');
+        const filter = check(
+          z.object({ status: z.enum(STATUSES).optional(), limit: z.coerce.number().int().min(1).max(10_000).optional() }),
+          { status, limit: limit ?? undefined },
+          'filter',
+        );
         send(call.res, 200, { instances: engine.list({ tenant, workflow }, filter).map(plain) });
       },
     },

@@ -83,10 +83,12 @@ function cookieOf(req: IncomingMessage): string | undefined {
 /** A form posted from another site (login CSRF) or framed: refused before anything else is read. */
 function refuseCrossSite(req: IncomingMessage): void {
   const site = req.headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new HttpError(403, `a ${site} request to the dashboard is refused; open the dashboard itself`);
+  if (site !== undefined && site !== 'same-origin' && site !== 'none')
+    throw new HttpError(403, `a ${site} request to the dashboard is refused; open the dashboard itself`);
   const origin = req.headers.origin;
   const scheme = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
-  if (origin !== undefined && origin !== `${scheme}://${req.headers.host}`) throw new HttpError(403, `a request from origin ${origin} to the dashboard is refused`);
+  if (origin !== undefined && origin !== `${scheme}://${req.headers.host}`)
+    throw new HttpError(403, `a request from origin ${origin} to the dashboard is refused`);
 }
 
 function page(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string | string[]> = {}): void {
@@ -119,7 +121,8 @@ export function createDashboard({ tokens, audit, log }: DashboardDeps): Dashboar
 
   async function signIn(req: IncomingMessage, res: ServerResponse): Promise<void> {
     refuseCrossSite(req);
-    if (!/^application\/x-www-form-urlencoded\b/.test(req.headers['content-type'] ?? '')) throw new HttpError(415, 'sign in with the form at /dashboard/sign-in');
+    if (!/^application\/x-www-form-urlencoded\b/.test(req.headers['content-type'] ?? ''))
+      throw new HttpError(415, 'sign in with the form at /dashboard/sign-in');
     const token = new URLSearchParams(await readText(req, MAX_SIGN_IN_BYTES)).get('token')?.trim() ?? '';
     const who = token ? tokens.authenticate(token) : undefined;
     if (!who) {
@@ -137,7 +140,8 @@ export function createDashboard({ tokens, audit, log }: DashboardDeps): Dashboar
     refuseCrossSite(req);
     const id = cookieOf(req);
     const session = id === undefined ? undefined : sessions.use(id);
-    if (session && !csrfMatches(session, req.headers[CSRF_HEADER] as string | undefined)) throw new HttpError(403, `signing out needs the session's CSRF token in ${CSRF_HEADER}`);
+    if (session && !csrfMatches(session, req.headers[CSRF_HEADER] as string | undefined))
+      throw new HttpError(403, `signing out needs the session's CSRF token in ${CSRF_HEADER}`);
     if (id !== undefined) sessions.end(id);
     page(res, 200, 'application/json', '{"signedOut":true}\n', { 'set-cookie': cookie(req, '', 0) });
   }
@@ -187,7 +191,8 @@ export function createDashboard({ tokens, audit, log }: DashboardDeps): Dashboar
     principal(req) {
       const s = sessionOf(req);
       if (!s) return undefined;
-      if (!csrfMatches(s.session, req.headers[CSRF_HEADER] as string | undefined)) throw new HttpError(403, `an API call with a dashboard session needs its CSRF token in ${CSRF_HEADER}`);
+      if (!csrfMatches(s.session, req.headers[CSRF_HEADER] as string | undefined))
+        throw new HttpError(403, `an API call with a dashboard session needs its CSRF token in ${CSRF_HEADER}`);
       return s.who;
     },
   };

@@ -222,7 +222,10 @@ export class WatchCap extends RpcTarget implements WatchHandle {
       // A listener that does not answer (a stalled or hostile client) is not queued for without bound.
       if (unanswered >= MAX_UNANSWERED_EVENTS) return end();
       unanswered++;
-      const event: WatchEvent = change.type === 'step' ? { type: 'step', instance: ref.id, step: plainStep(change.step) } : { type: 'status', instance: ref.id, status: plainStatus(change.status) };
+      const event: WatchEvent =
+        change.type === 'step'
+          ? { type: 'step', instance: ref.id, step: plainStep(change.step) }
+          : { type: 'status', instance: ref.id, status: plainStatus(change.status) };
       Promise.resolve(listener(event)).then(
         () => void unanswered--,
         () => end(), // the caller is gone, or its listener threw: the watch ends

@@ -91,7 +91,14 @@ export class RpcEndpoint {
 
   #authenticate(token: string | undefined, how: string): Principal | undefined {
     const who = token ? this.#deps.tokens.authenticate(token) : undefined;
-    if (!who) this.#deps.audit.append({ actor: 'anonymous', action: 'rpc.connect', target: RPC_PATH, outcome: 'denied', detail: { reason: `bad or missing token (${how})` } });
+    if (!who)
+      this.#deps.audit.append({
+        actor: 'anonymous',
+        action: 'rpc.connect',
+        target: RPC_PATH,
+        outcome: 'denied',
+        detail: { reason: `bad or missing token (${how})` },
+      });
     return who;
   }
 
@@ -160,5 +167,7 @@ export class RpcEndpoint {
 function refuse(socket: Duplex, status: 401 | 404, message: string): void {
   const body = JSON.stringify({ error: message });
   const reason = status === 401 ? 'Unauthorized' : 'Not Found';
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createLogger } from '../../../lib/log.ts';
 import { parseDuration, retryDelay } from '../../../lib/workflow-durations.ts';
 import type { StepConfig, StepReply } from '../../../schemas/workflows.ts';
-import { WorkflowEngine, WorkflowError } from './engine.ts';
+import { WorkflowEngine, type WorkflowError } from './engine.ts';
 import type { StepPort } from './ports.ts';
 import { WakeTimers } from './timers.ts';
 
@@ -96,16 +96,35 @@ test('durations: milliseconds or "<n> <unit>"; retry delays by backoff', () => {
   assert.equal(parseDuration('1 hour', 'x'), 3_600_000);
   assert.equal(parseDuration('2 days', 'x'), 172_800_000);
   for (const bad of ['soon', '-1 second', -5, NaN, '1 fortnight', {}]) assert.throws(() => parseDuration(bad, 'the sleep'), /the sleep must be/);
-  assert.deepEqual([1, 2, 3].map((a) => retryDelay({ delay: 100, backoff: 'constant' }, a)), [100, 100, 100]);
-  assert.deepEqual([1, 2, 3].map((a) => retryDelay({ delay: 100, backoff: 'linear' }, a)), [100, 200, 300]);
-  assert.deepEqual([1, 2, 3].map((a) => retryDelay({ delay: 100, backoff: 'exponential' }, a)), [100, 200, 400]);
+  assert.deepEqual(
+    [1, 2, 3].map((a) => retryDelay({ delay: 100, backoff: 'constant' }, a)),
+    [100, 100, 100],
+  );
+  assert.deepEqual(
+    [1, 2, 3].map((a) => retryDelay({ delay: 100, backoff: 'linear' }, a)),
+    [100, 200, 300],
+  );
+  assert.deepEqual(
+    [1, 2, 3].map((a) => retryDelay({ delay: 100, backoff: 'exponential' }, a)),
+    [100, 200, 400],
+  );
 });
 
 test('wake timers fire in time order, whatever order they were set in', () => {
   let now = 0;
   const fired: string[] = [];
-  const t = new WakeTimers((k) => fired.push(k), () => now);
-  for (const [at, k] of [[50, 'c'], [10, 'a'], [30, 'b'], [70, 'e'], [60, 'd']] as const) t.at(at, k);
+  const t = new WakeTimers(
+    (k) => fired.push(k),
+    () => now,
+  );
+  for (const [at, k] of [
+    [50, 'c'],
+    [10, 'a'],
+    [30, 'b'],
+    [70, 'e'],
+    [60, 'd'],
+  ] as const)
+    t.at(at, k);
   now = 60;
   t.poke();
   assert.deepEqual(fired, ['a', 'b', 'c', 'd']);
@@ -134,15 +153,20 @@ test('a sleeping instance holds no run; it wakes on the clock and completed step
   const done = await settle(engine, 'acme', id, 'complete');
   assert.equal(done.output, '{"a":1,"b":2}');
   assert.deepEqual(Object.fromEntries(executions), { a: 1, b: 1 }, 'a ran once although run() was replayed');
-  assert.deepEqual(done.steps.map((s) => `${s.name}:${s.type}:${s.status}`), ['a:do:complete', 'nap:sleep:complete', 'b:do:complete']);
+  assert.deepEqual(
+    done.steps.map((s) => `${s.name}:${s.type}:${s.status}`),
+    ['a:do:complete', 'nap:sleep:complete', 'b:do:complete'],
+  );
   engine.stop();
 });
 
 test('retries wait without a run, count attempts, and give up after limit + 1 attempts', async () => {
   const { engine, executions, setProgram, advance } = setup();
-  setProgram(async (s) => s.do('flaky', (attempt) => {
-    throw new Error(`attempt ${attempt}`);
-  }));
+  setProgram(async (s) =>
+    s.do('flaky', (attempt) => {
+      throw new Error(`attempt ${attempt}`);
+    }),
+  );
   await engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
   const id = await engine.create({ tenant: 'acme', workflow: 'flow' }, null, null);
   for (let i = 0; i < 400 && engine.status({ tenant: 'acme', workflow: 'flow', id }).status !== 'errored'; i++) {
@@ -186,14 +210,36 @@ test('tenants are apart; bad ids, oversized values and unknown workflows are ref
   const { engine } = setup();
   await engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
   const id = await engine.create({ tenant: 'acme', workflow: 'flow' }, 'mine', '{"x":1}');
-  assert.throws(() => engine.status({ tenant: 'globex', workflow: 'flow', id }), (e: WorkflowError) => e.status === 404);
+  assert.throws(
+    () => engine.status({ tenant: 'globex', workflow: 'flow', id }),
+    (e: WorkflowError) => e.status === 404,
+  );
   await assert.rejects(engine.create({ tenant: 'globex', workflow: 'flow' }, null, null), /no workflow flow in tenant globex/);
-  await assert.rejects(engine.create({ tenant: 'acme', workflow: 'flow' }, 'mine', null), (e: WorkflowError) => e.status === 409 && /already in use/.test(e.message));
-  await assert.rejects(engine.create({ tenant: 'acme', workflow: 'flow' }, null, JSON.stringify('x'.repeat(1024 * 1024 + 1))), (e: WorkflowError) => e.status === 413);
+  await assert.rejects(
+    engine.create({ tenant: 'acme', workflow: 'flow' }, 'mine', null),
+    (e: WorkflowError) => e.status === 409 && /already in use/.test(e.message),
+  );
+  await assert.rejects(
+    engine.create({ tenant: 'acme', workflow: 'flow' }, null, JSON.stringify('x'.repeat(1024 * 1024 + 1))),
+    (e: WorkflowError) => e.status === 413,
+  );
   await assert.rejects(engine.create({ tenant: 'acme', workflow: 'flow' }, null, '{not json'), (e: WorkflowError) => e.status === 400);
   assert.throws(() => engine.checkDeclarations('acme', 'acme/other', [{ name: 'flow', className: 'X' }]), /already hosted by worker acme\/w/);
-  assert.deepEqual(await engine.createBatch({ tenant: 'acme', workflow: 'flow' }, [{ id: 'mine', params: null }, { id: 'new', params: null }]), ['new'], 'existing ids are skipped');
-  await assert.rejects(engine.createBatch({ tenant: 'acme', workflow: 'flow' }, Array.from({ length: 101 }, () => ({ id: null, params: null }))), /at most 100/);
+  assert.deepEqual(
+    await engine.createBatch({ tenant: 'acme', workflow: 'flow' }, [
+      { id: 'mine', params: null },
+      { id: 'new', params: null },
+    ]),
+    ['new'],
+    'existing ids are skipped',
+  );
+  await assert.rejects(
+    engine.createBatch(
+      { tenant: 'acme', workflow: 'flow' },
+      Array.from({ length: 101 }, () => ({ id: null, params: null })),
+    ),
+    /at most 100/,
+  );
   await assert.rejects(engine.sendEvent({ tenant: 'acme', workflow: 'flow', id: 'nope' }, 'go', null), (e: WorkflowError) => e.status === 404);
   engine.stop();
 });
@@ -233,7 +279,13 @@ test('watch: the status now, then each step end and status change once; nothing 
   advance(1000);
   await settle(engine, 'acme', id, 'complete');
   // The status now (queued, or running if the run started first), then each change once.
-  assert.deepEqual(told.slice(told.indexOf('step a complete')), ['step a complete', 'status waiting', 'status running', 'step nap complete', 'status complete']);
+  assert.deepEqual(told.slice(told.indexOf('step a complete')), [
+    'step a complete',
+    'status waiting',
+    'status running',
+    'step nap complete',
+    'status complete',
+  ]);
   assert.match(told[0]!, /^status (queued|running)$/);
   assert.deepEqual(late, ['status'], 'a stopped watcher hears nothing more');
   stop();

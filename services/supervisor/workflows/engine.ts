@@ -15,7 +15,16 @@ import { randomUUID } from 'node:crypto';
 import type { RpcStub } from 'capnweb';
 import type { Logger } from '../../../lib/log.ts';
 import { retryDelay } from '../../../lib/workflow-durations.ts';
-import { MAX_VALUE, type InstanceStatus, type InstanceStatusName, type StepConfig, type StepOutcome, type StepRecord, type StepReply, type WorkflowDecl } from '../../../schemas/workflows.ts';
+import {
+  MAX_VALUE,
+  type InstanceStatus,
+  type InstanceStatusName,
+  type StepConfig,
+  type StepOutcome,
+  type StepRecord,
+  type StepReply,
+  type WorkflowDecl,
+} from '../../../schemas/workflows.ts';
 import type { WorkerRunner } from '../../../schemas/services.ts';
 import { WorkflowError } from './errors.ts';
 import { InstanceStore, type InstanceRef, type InstanceRow, type InstanceWrites, type StepAt, type StepRow, type WorkflowRef } from './instance-store.ts';
@@ -169,7 +178,11 @@ export class WorkflowEngine {
 
   async #createMany(wf: WorkflowRef, batch: { id: string | null; params: string | null }[], skipExisting: boolean): Promise<string[]> {
     const host = this.#store.host(wf);
-    if (!host) throw new WorkflowError(404, `no workflow ${wf.workflow} in tenant ${wf.tenant}; declare it in the worker's config (workflows: [{ name, binding, class_name }])`);
+    if (!host)
+      throw new WorkflowError(
+        404,
+        `no workflow ${wf.workflow} in tenant ${wf.tenant}; declare it in the worker's config (workflows: [{ name, binding, class_name }])`,
+      );
     const current = this.#deps.worker(host.worker);
     if (!current) throw new WorkflowError(404, `the worker hosting workflow ${wf.workflow} no longer exists`);
     const items = batch.map((b) => ({ ref: { tenant: wf.tenant, workflow: wf.workflow, id: b.id ?? randomUUID() }, params: checkValue(b.params, 'params') }));
@@ -193,7 +206,8 @@ export class WorkflowEngine {
   list(wf: WorkflowRef, filter: { status?: InstanceStatusName; limit?: number; after?: string }): InstanceStatus[] {
     const limit = Math.min(Math.max(filter.limit ?? 50, 1), 10_000);
     const last = filter.after === undefined ? undefined : this.#store.instance({ ...wf, id: filter.after });
-    if (filter.after !== undefined && !last) throw new WorkflowError(400, `the cursor names no instance of workflow ${wf.workflow}: pass the id of the last instance of the previous page`);
+    if (filter.after !== undefined && !last)
+      throw new WorkflowError(400, `the cursor names no instance of workflow ${wf.workflow}: pass the id of the last instance of the previous page`);
     return this.#store.list(wf, { status: filter.status, limit, after: last && { createdAt: last.created_at, id: last.id } }).map((r) => describe(r, []));
   }
 
@@ -204,7 +218,8 @@ export class WorkflowEngine {
 
   async pause(ref: InstanceRef): Promise<void> {
     await this.#transition(ref, (row) => {
-      if (FINISHED.includes(row.status) || row.status === 'paused') throw new WorkflowError(409, `instance ${ref.id} is ${row.status}; only an unfinished instance can be paused`);
+      if (FINISHED.includes(row.status) || row.status === 'paused')
+        throw new WorkflowError(409, `instance ${ref.id} is ${row.status}; only an unfinished instance can be paused`);
       return 'paused';
     });
   }
@@ -323,7 +338,8 @@ export class WorkflowEngine {
     const step = this.#store.step(at);
     if (step?.status === 'complete') return { reply: { state: 'done', value: step.value } };
     if (step?.status === 'errored') return { reply: { state: 'error', name: step.error_name ?? 'Error', message: step.error_message ?? '' } };
-    if (step && step.type !== type) throw new WorkflowError(400, `step "${at.name}" #${at.count} was a ${step.type} when this instance last ran; step names must be deterministic`);
+    if (step && step.type !== type)
+      throw new WorkflowError(400, `step "${at.name}" #${at.count} was a ${step.type} when this instance last ran; step names must be deterministic`);
     return { step };
   }
 
@@ -332,7 +348,8 @@ export class WorkflowEngine {
     if ('reply' in seen) return seen.reply;
     const { step } = seen;
     const now = this.#now();
-    if (!step && this.#store.doSteps(at) >= this.#stepLimit) return { state: 'error', name: 'Error', message: `The limit of ${this.#stepLimit} steps has been reached` };
+    if (!step && this.#store.doSteps(at) >= this.#stepLimit)
+      return { state: 'error', name: 'Error', message: `The limit of ${this.#stepLimit} steps has been reached` };
     const attempt = (step?.attempts ?? 0) + 1;
     await this.#commit(at, (tx) => {
       if (step) tx.retryStep(at, attempt);
@@ -473,7 +490,10 @@ export class WorkflowEngine {
       this.#later(run, "no sandbox of the worker's cordon is connected");
       return false;
     }
-    const event = JSON.stringify({ payload: null, timestamp: row.created_at, instanceId: run.id, workflowName: run.workflow }).replace('"payload":null', `"payload":${row.params ?? 'null'}`);
+    const event = JSON.stringify({ payload: null, timestamp: row.created_at, instanceId: run.id, workflowName: run.workflow }).replace(
+      '"payload":null',
+      `"payload":${row.params ?? 'null'}`,
+    );
     let result: Awaited<ReturnType<WorkerRunner['run']>>;
     try {
       result = (await runner.run(codeKey, row.class_name, event, new StepPort(this, run) as never)) as typeof result;
@@ -537,7 +557,15 @@ function describe(row: InstanceRow, steps: StepRow[]): InstanceStatus {
     status: row.status,
     createdAt: new Date(row.created_at).toISOString(),
     steps: steps.map((s) => {
-      const r: StepRecord = { name: s.name, count: s.count, type: s.type, status: s.status, attempts: s.attempts, startedAt: iso(s.started_at), endedAt: iso(s.ended_at) };
+      const r: StepRecord = {
+        name: s.name,
+        count: s.count,
+        type: s.type,
+        status: s.status,
+        attempts: s.attempts,
+        startedAt: iso(s.started_at),
+        endedAt: iso(s.ended_at),
+      };
       if (s.status === 'complete' && s.value !== null) r.output = s.value;
       if (s.error_name !== null) r.error = { name: s.error_name, message: s.error_message ?? '' };
       return r;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WorkflowError } from './errors.ts';
+import type { WorkflowError } from './errors.ts';
 import { InstanceStore, type InstanceRef } from './instance-store.ts';
 
 const HOST = { worker: 'acme/w', version: 'v1', className: 'Flow', params: null };
@@ -108,10 +108,25 @@ test('a list is newest first, by status if asked, and limited; counts are per st
     tx.createInstance({ ...wf, id: 'three' }, { ...HOST, now: 3000 });
     tx.setStatus({ ...wf, id: 'two' }, 'paused', 3000);
   });
-  assert.deepEqual(store.list(wf, { limit: 10 }).map((r) => r.id), ['three', 'two', 'one']);
-  assert.deepEqual(store.list(wf, { limit: 2 }).map((r) => r.id), ['three', 'two']);
-  assert.deepEqual(store.list(wf, { status: 'queued', limit: 10 }).map((r) => r.id), ['three', 'one']);
+  assert.deepEqual(
+    store.list(wf, { limit: 10 }).map((r) => r.id),
+    ['three', 'two', 'one'],
+  );
+  assert.deepEqual(
+    store.list(wf, { limit: 2 }).map((r) => r.id),
+    ['three', 'two'],
+  );
+  assert.deepEqual(
+    store.list(wf, { status: 'queued', limit: 10 }).map((r) => r.id),
+    ['three', 'one'],
+  );
   assert.deepEqual(store.counts(wf), { paused: 1, queued: 2 });
-  assert.deepEqual(store.unfinished('acme').map((r) => r.id).sort(), ['one', 'three']);
+  assert.deepEqual(
+    store
+      .unfinished('acme')
+      .map((r) => r.id)
+      .sort(),
+    ['one', 'three'],
+  );
   store.close();
 });

@@ -107,11 +107,17 @@ export class InstanceStore {
 
   /** The worker hosting the workflow and the class it runs. */
   host(wf: WorkflowRef): { worker: string; className: string } | undefined {
-    return this.#db(wf.tenant).prepare('SELECT worker, class_name AS className FROM workflows WHERE name = @workflow').get(wf) as { worker: string; className: string } | undefined;
+    return this.#db(wf.tenant).prepare('SELECT worker, class_name AS className FROM workflows WHERE name = @workflow').get(wf) as
+      | { worker: string; className: string }
+      | undefined;
   }
 
   workflows(tenant: string): { name: string; worker: string; className: string }[] {
-    return this.#db(tenant).prepare('SELECT name, worker, class_name AS className FROM workflows ORDER BY name').all() as { name: string; worker: string; className: string }[];
+    return this.#db(tenant).prepare('SELECT name, worker, class_name AS className FROM workflows ORDER BY name').all() as {
+      name: string;
+      worker: string;
+      className: string;
+    }[];
   }
 
   // --- instances ---------------------------------------------------------------------------------------
@@ -122,27 +128,40 @@ export class InstanceStore {
 
   /** The status alone: what every step call reads, without the instance's params. */
   state(ref: InstanceRef): InstanceStatusName | undefined {
-    return this.#db(ref.tenant).prepare('SELECT status FROM instances WHERE workflow = @workflow AND id = @id').pluck().get(ref) as InstanceStatusName | undefined;
+    return this.#db(ref.tenant).prepare('SELECT status FROM instances WHERE workflow = @workflow AND id = @id').pluck().get(ref) as
+      | InstanceStatusName
+      | undefined;
   }
 
   /** Newest first. */
   /** Newest first; `after`: the last row of the previous page (created_at, then id, is the order). */
-  list(wf: WorkflowRef, filter: { status?: InstanceStatusName | undefined; limit: number; after?: { createdAt: number; id: string } | undefined }): InstanceRow[] {
+  list(
+    wf: WorkflowRef,
+    filter: { status?: InstanceStatusName | undefined; limit: number; after?: { createdAt: number; id: string } | undefined },
+  ): InstanceRow[] {
     const db = this.#db(wf.tenant);
     const params = { workflow: wf.workflow, status: filter.status, limit: filter.limit, at: filter.after?.createdAt, id: filter.after?.id };
-    const where = ['workflow = @workflow', filter.status ? 'status = @status' : '', filter.after ? '(created_at < @at OR (created_at = @at AND id > @id))' : ''].filter(Boolean).join(' AND ');
+    const where = ['workflow = @workflow', filter.status ? 'status = @status' : '', filter.after ? '(created_at < @at OR (created_at = @at AND id > @id))' : '']
+      .filter(Boolean)
+      .join(' AND ');
     return db.prepare(`SELECT * FROM instances WHERE ${where} ORDER BY created_at DESC, id LIMIT @limit`).all(params) as InstanceRow[];
   }
 
   /** How many instances of the workflow are in each status. */
   counts(wf: WorkflowRef): Record<string, number> {
-    const rows = this.#db(wf.tenant).prepare('SELECT status, COUNT(*) AS n FROM instances WHERE workflow = @workflow GROUP BY status').all(wf) as { status: string; n: number }[];
+    const rows = this.#db(wf.tenant).prepare('SELECT status, COUNT(*) AS n FROM instances WHERE workflow = @workflow GROUP BY status').all(wf) as {
+      status: string;
+      n: number;
+    }[];
     return Object.fromEntries(rows.map((r) => [r.status, r.n]));
   }
 
   /** Instances a restart of the engine must run again or wake at their time. */
   unfinished(tenant: string): Pick<InstanceRow, 'workflow' | 'id' | 'status' | 'wake_at'>[] {
-    return this.#db(tenant).prepare("SELECT workflow, id, status, wake_at FROM instances WHERE status IN ('queued', 'running', 'waiting')").all() as Pick<InstanceRow, 'workflow' | 'id' | 'status' | 'wake_at'>[];
+    return this.#db(tenant).prepare("SELECT workflow, id, status, wake_at FROM instances WHERE status IN ('queued', 'running', 'waiting')").all() as Pick<
+      InstanceRow,
+      'workflow' | 'id' | 'status' | 'wake_at'
+    >[];
   }
 
   // --- steps and events --------------------------------------------------------------------------------
@@ -153,7 +172,9 @@ export class InstanceStore {
   }
 
   step(at: StepAt): StepRow | undefined {
-    return this.#db(at.tenant).prepare('SELECT * FROM steps WHERE workflow = @workflow AND instance = @id AND name = @name AND count = @count').get(at) as StepRow | undefined;
+    return this.#db(at.tenant).prepare('SELECT * FROM steps WHERE workflow = @workflow AND instance = @id AND name = @name AND count = @count').get(at) as
+      | StepRow
+      | undefined;
   }
 
   /** How many `step.do` the instance has recorded (they are limited). */
@@ -206,11 +227,14 @@ export class InstanceWrites {
   }
 
   declare(worker: string, decl: WorkflowDecl): void {
-    this.#run('INSERT INTO workflows (name, worker, class_name) VALUES (@name, @worker, @className) ON CONFLICT(name) DO UPDATE SET worker = excluded.worker, class_name = excluded.class_name', {
-      name: decl.name,
-      worker,
-      className: decl.className,
-    });
+    this.#run(
+      'INSERT INTO workflows (name, worker, class_name) VALUES (@name, @worker, @className) ON CONFLICT(name) DO UPDATE SET worker = excluded.worker, class_name = excluded.class_name',
+      {
+        name: decl.name,
+        worker,
+        className: decl.className,
+      },
+    );
   }
 
   /** A queued instance; false if the id is in use in the workflow already. */
@@ -227,7 +251,10 @@ export class InstanceWrites {
   reset(ref: InstanceRef, now: number): void {
     this.#run('DELETE FROM steps WHERE workflow = @workflow AND instance = @id', ref);
     this.#run('DELETE FROM events WHERE workflow = @workflow AND instance = @id', ref);
-    this.#run("UPDATE instances SET status = 'queued', output = NULL, error_name = NULL, error_message = NULL, wake_at = NULL, updated_at = @now WHERE workflow = @workflow AND id = @id", { ...ref, now });
+    this.#run(
+      "UPDATE instances SET status = 'queued', output = NULL, error_name = NULL, error_message = NULL, wake_at = NULL, updated_at = @now WHERE workflow = @workflow AND id = @id",
+      { ...ref, now },
+    );
   }
 
   /** An operator's or binding's pause, resume or terminate. */
@@ -242,17 +269,30 @@ export class InstanceWrites {
 
   /** waiting → running; false if it was not waiting. */
   wake(ref: InstanceRef, now: number): boolean {
-    return this.#run("UPDATE instances SET status = 'running', wake_at = NULL, updated_at = @now WHERE workflow = @workflow AND id = @id AND status = 'waiting'", { ...ref, now }) > 0;
+    return (
+      this.#run("UPDATE instances SET status = 'running', wake_at = NULL, updated_at = @now WHERE workflow = @workflow AND id = @id AND status = 'waiting'", {
+        ...ref,
+        now,
+      }) > 0
+    );
   }
 
   /** running → waiting (hibernating) until `wakeAt` or an event. */
   sleep(ref: InstanceRef, wakeAt: number, now: number): void {
-    this.#run("UPDATE instances SET status = 'waiting', wake_at = @wakeAt, updated_at = @now WHERE workflow = @workflow AND id = @id AND status = 'running'", { ...ref, wakeAt, now });
+    this.#run("UPDATE instances SET status = 'waiting', wake_at = @wakeAt, updated_at = @now WHERE workflow = @workflow AND id = @id AND status = 'running'", {
+      ...ref,
+      wakeAt,
+      now,
+    });
   }
 
   /** running → complete, with run()'s return value. */
   complete(ref: InstanceRef, output: string | null, now: number): void {
-    this.#run("UPDATE instances SET status = 'complete', output = @output, updated_at = @now WHERE workflow = @workflow AND id = @id AND status = 'running'", { ...ref, output, now });
+    this.#run("UPDATE instances SET status = 'complete', output = @output, updated_at = @now WHERE workflow = @workflow AND id = @id AND status = 'running'", {
+      ...ref,
+      output,
+      now,
+    });
   }
 
   /** running → errored, with what run() threw. */
@@ -293,7 +333,10 @@ export class InstanceWrites {
 
   /** Another attempt of a `step.do` is running. */
   retryStep(at: StepAt, attempt: number): void {
-    this.#run("UPDATE steps SET attempts = @attempt, status = 'running', wake_at = NULL WHERE workflow = @workflow AND instance = @id AND name = @name AND count = @count", { ...at, attempt });
+    this.#run(
+      "UPDATE steps SET attempts = @attempt, status = 'running', wake_at = NULL WHERE workflow = @workflow AND instance = @id AND name = @name AND count = @count",
+      { ...at, attempt },
+    );
   }
 
   /** Done, with its value (none for a sleep); an earlier attempt's error is cleared. */

@@ -6,7 +6,17 @@
 import { RpcTarget } from 'capnweb';
 import { z } from 'zod';
 import { check } from '../../../lib/rpc/validate.ts';
-import { EventType, InstanceId, STATUSES, StepConfig, WireValue, type InstanceStatus, type StepApi, type StepReply, type WorkflowsApi } from '../../../schemas/workflows.ts';
+import {
+  EventType,
+  InstanceId,
+  STATUSES,
+  StepConfig,
+  WireValue,
+  type InstanceStatus,
+  type StepApi,
+  type StepReply,
+  type WorkflowsApi,
+} from '../../../schemas/workflows.ts';
 import type { RunRef, StepRef, WorkflowEngine } from './engine.ts';
 import type { InstanceRef, WorkflowRef } from './instance-store.ts';
 
@@ -34,7 +44,12 @@ export class StepPort extends RpcTarget implements StepApi {
   }
 
   end(name: unknown, count: unknown, attempt: unknown, outcome: unknown, config: unknown): Promise<StepReply> {
-    return this.#engine.stepEnd(this.#step(name, count), check(Count, attempt, 'attempt'), check(Outcome, outcome, 'step outcome'), check(StepConfig, config, 'step config'));
+    return this.#engine.stepEnd(
+      this.#step(name, count),
+      check(Count, attempt, 'attempt'),
+      check(Outcome, outcome, 'step outcome'),
+      check(StepConfig, config, 'step config'),
+    );
   }
 
   sleep(name: unknown, count: unknown, until: unknown): Promise<StepReply> {
@@ -69,7 +84,11 @@ export class WorkflowsCap extends RpcTarget implements WorkflowsApi {
   }
 
   createBatch(batch: unknown): Promise<string[]> {
-    const items = check(z.array(z.object({ id: InstanceId.nullable(), params: Params }).strict()).max(100, 'createBatch takes at most 100 instances'), batch, 'batch');
+    const items = check(
+      z.array(z.object({ id: InstanceId.nullable(), params: Params }).strict()).max(100, 'createBatch takes at most 100 instances'),
+      batch,
+      'batch',
+    );
     return this.#engine.createBatch(this.#workflow, items);
   }
 

@@ -18,7 +18,10 @@ test('group commit: writes of one turn share a transaction; a failing write fail
     db.write(() => void insert('a')), // a constraint violation: fails alone too
     db.write(() => void insert('b')),
   ]);
-  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ['fulfilled', 'rejected', 'rejected', 'fulfilled'],
+  );
   db.close();
   const again = new TenantDb(file);
   assert.deepEqual(again.prepare('SELECT name FROM workflows ORDER BY name').pluck().all(), ['a', 'b'], 'durable, and nothing of the failed writes');

@@ -140,14 +140,20 @@ export function storageBinding(call: CapCall, handle: string): object {
       return call(handle, 'kvDelete', [String(key)]) as boolean;
     },
     async list(options: { prefix?: string; limit?: number } = {}): Promise<Map<string, unknown>> {
-      const rows = call(handle, 'kvList', [String(options.prefix ?? ''), Math.min(Math.max(1, Number(options.limit ?? 1000) | 0), 10_000)]) as [string, Uint8Array][];
+      const rows = call(handle, 'kvList', [String(options.prefix ?? ''), Math.min(Math.max(1, Number(options.limit ?? 1000) | 0), 10_000)]) as [
+        string,
+        Uint8Array,
+      ][];
       return new Map(rows.map(([k, v]) => [k, JSON.parse(dec.decode(v))]));
     },
   });
 }
 
 export function directoryBinding(call: CapCall, handle: string): object {
-  const method = (name: string) => async (...args: unknown[]) => call(handle, name, args.map(toBinding));
+  const method =
+    (name: string) =>
+    async (...args: unknown[]) =>
+      call(handle, name, args.map(toBinding));
   return Object.freeze({
     list: method('list'),
     read: method('read'),

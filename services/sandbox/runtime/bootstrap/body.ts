@@ -6,7 +6,7 @@
 import { TextDecoder, TextEncoder } from './encoding.ts';
 import { URLSearchParams } from 'whatwg-url';
 import { ReadableStream } from 'web-streams-polyfill';
-import { Headers } from './headers.ts';
+import type { Headers } from './headers.ts';
 import { Blob, concat } from './blob.ts';
 import { decodeForm, encodeMultipart, FormData } from './form-data.ts';
 

@@ -32,7 +32,11 @@ export function makeCaches(call: CallAsync): object {
       if (req.method !== 'GET' && !options?.ignoreMethod) return undefined;
       const hit = (await call(HANDLE, 'match', [this.#name, req.url, Headers.raw(req.headers)])) as Hit;
       if (!hit) return undefined;
-      const res = new Response(hit.status === 204 || hit.status === 304 ? null : hit.body, { status: hit.status, statusText: hit.statusText, headers: hit.headers });
+      const res = new Response(hit.status === 204 || hit.status === 304 ? null : hit.body, {
+        status: hit.status,
+        statusText: hit.statusText,
+        headers: hit.headers,
+      });
       res.headers.set('cf-cache-status', 'HIT');
       return res;
     }
@@ -45,7 +49,12 @@ export function makeCaches(call: CallAsync): object {
       if (response.bodyUsed) throw new TypeError('Cache.put: the response body was already used');
       const body = new Uint8Array(await response.arrayBuffer());
       if (response.headers.has('set-cookie') && !keepsCookie(response)) return undefined; // as Workers: never kept
-      await call(HANDLE, 'put', [this.#name, req.url, Headers.raw(req.headers), { status: response.status, statusText: response.statusText, headers: Headers.raw(response.headers), body }]);
+      await call(HANDLE, 'put', [
+        this.#name,
+        req.url,
+        Headers.raw(req.headers),
+        { status: response.status, statusText: response.statusText, headers: Headers.raw(response.headers), body },
+      ]);
       return undefined;
     }
     async delete(input: unknown, options?: { ignoreMethod?: boolean }): Promise<boolean> {

@@ -35,7 +35,13 @@ export function installClock(g: Record<string, unknown>): void {
   Object.defineProperty(DateFn, 'length', { value: 7 });
   Object.defineProperty(DateFn, 'prototype', { value: OrigDate.prototype, writable: false, enumerable: false, configurable: false });
   for (const name of ['parse', 'UTC'] as const) Object.defineProperty(DateFn, name, { value: OrigDate[name], writable: true, configurable: true });
-  Object.defineProperty(DateFn, 'now', { value: function now() { return clock; }, writable: true, configurable: true });
+  Object.defineProperty(DateFn, 'now', {
+    value: function now() {
+      return clock;
+    },
+    writable: true,
+    configurable: true,
+  });
   Object.defineProperty(OrigDate.prototype, 'constructor', { value: DateFn, writable: true, configurable: true });
   g.Date = DateFn;
 

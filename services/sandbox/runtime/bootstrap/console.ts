@@ -20,7 +20,14 @@ export function show(v: unknown): string {
 export function installConsole(g: Record<string, unknown>, log: HostCallbacks['log']): (...args: unknown[]) => void {
   const consoleObj: Record<string, (...a: unknown[]) => void> = {};
   for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
-    consoleObj[level] = (...args: unknown[]) => log(level, args.map(show).join(' ').slice(0, 64 * 1024));
+    consoleObj[level] = (...args: unknown[]) =>
+      log(
+        level,
+        args
+          .map(show)
+          .join(' ')
+          .slice(0, 64 * 1024),
+      );
   }
   consoleObj.trace = consoleObj.debug!;
   g.console = Object.freeze(consoleObj);

@@ -46,7 +46,8 @@ export class TextDecoder {
   readonly #ignoreBOM: boolean;
   constructor(label = 'utf-8', options: { fatal?: boolean; ignoreBOM?: boolean } = {}) {
     const l = String(label).trim().toLowerCase();
-    if (l !== 'utf-8' && l !== 'utf8' && l !== 'unicode-1-1-utf-8') throw new RangeError(`The encoding label provided ('${label}') is not supported: only utf-8 is`);
+    if (l !== 'utf-8' && l !== 'utf8' && l !== 'unicode-1-1-utf-8')
+      throw new RangeError(`The encoding label provided ('${label}') is not supported: only utf-8 is`);
     this.#fatal = Boolean(options.fatal);
     this.#ignoreBOM = Boolean(options.ignoreBOM);
   }
@@ -108,7 +109,8 @@ export function btoa(data: unknown): string {
     const a = s.charCodeAt(i);
     const b = s.charCodeAt(i + 1);
     const c = s.charCodeAt(i + 2);
-    if (a > 255 || b > 255 || c > 255) throw new DOMException("Failed to execute 'btoa': the string contains characters outside Latin-1.", 'InvalidCharacterError');
+    if (a > 255 || b > 255 || c > 255)
+      throw new DOMException("Failed to execute 'btoa': the string contains characters outside Latin-1.", 'InvalidCharacterError');
     const n = (a << 16) | ((b || 0) << 8) | (c || 0);
     out += B64[n >> 18]! + B64[(n >> 12) & 63]! + (i + 1 < s.length ? B64[(n >> 6) & 63]! : '=') + (i + 2 < s.length ? B64[n & 63]! : '=');
   }
@@ -118,7 +120,8 @@ export function btoa(data: unknown): string {
 export function atob(data: unknown): string {
   let s = String(data).replace(/[\t\n\f\r ]/g, '');
   if (s.length % 4 === 0) s = s.replace(/==?$/, '');
-  if (s.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(s)) throw new DOMException("Failed to execute 'atob': the string is not correctly encoded.", 'InvalidCharacterError');
+  if (s.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(s))
+    throw new DOMException("Failed to execute 'atob': the string is not correctly encoded.", 'InvalidCharacterError');
   let out = '';
   let bits = 0;
   let acc = 0;

@@ -181,7 +181,11 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     setClock(now);
     resetSubrequests();
     const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][]; streamed: boolean };
-    const request = new Request(meta.url, { method: meta.method, headers: meta.headers, body: meta.streamed ? incomingStream(seq) : body === null ? null : new U8(body) });
+    const request = new Request(meta.url, {
+      method: meta.method,
+      headers: meta.headers,
+      body: meta.streamed ? incomingStream(seq) : body === null ? null : new U8(body),
+    });
     const waitUntil: Promise<unknown>[] = [];
     const ctx = Object.freeze({
       waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
@@ -190,14 +194,18 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     let response: unknown;
     try {
       response = callHandler(request, ctx);
-      if (response === NO_HANDLER) return fail('no-handler', 'the worker has no default export with a fetch(request, env, ctx) method (or a class with a fetch(request) method)');
+      if (response === NO_HANDLER)
+        return fail('no-handler', 'the worker has no default export with a fetch(request, env, ctx) method (or a class with a fetch(request) method)');
       response = await response;
     } catch (e) {
       return fail('exception', errorText(e));
     }
     if (waitUntil.length) {
       settling.add(seq);
-      drains.set(seq, allSettled(waitUntil).finally(() => settling.delete(seq)));
+      drains.set(
+        seq,
+        allSettled(waitUntil).finally(() => settling.delete(seq)),
+      );
     }
     return serialize(response, seq, options);
   }
@@ -254,10 +262,16 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
       return JSONstringify({ outcome: 'errored', name: 'Error', message: `the worker exports no class ${className} with a run(event, step) method` });
     }
     let suspended = false;
-    const step = makeStep(callCapAsync, stepHandle, codec, (fn, ms) => {
-      const id = timers.add(fn, ms, [], false);
-      return () => timers.clear(id);
-    }, () => (suspended = true));
+    const step = makeStep(
+      callCapAsync,
+      stepHandle,
+      codec,
+      (fn, ms) => {
+        const id = timers.add(fn, ms, [], false);
+        return () => timers.clear(id);
+      },
+      () => (suspended = true),
+    );
     const raw = decodeWire(eventWire, b64) as { payload: unknown; timestamp: number; instanceId: string; workflowName: string };
     const event = Object.freeze({ payload: raw.payload, timestamp: new Date(raw.timestamp), instanceId: raw.instanceId, workflowName: raw.workflowName });
     const ctx = Object.freeze({ waitUntil: () => {}, passThroughOnException: () => {} });
@@ -284,7 +298,10 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     const target = typeof h === 'function' ? (h.prototype as Handler | undefined) : h;
     if (!target || typeof target.scheduled !== 'function') return 'the worker has no scheduled(event, env, ctx) handler in its default export';
     const waitUntil: Promise<unknown>[] = [];
-    const ctx = Object.freeze({ waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))), noRetry: () => {} });
+    const ctx = Object.freeze({
+      waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
+      noRetry: () => {},
+    });
     const event = Object.freeze({ type: 'scheduled', cron, scheduledTime });
     try {
       if (typeof h === 'function') await (new h(ctx, requests.env) as Handler).scheduled!(event, requests.env, ctx);

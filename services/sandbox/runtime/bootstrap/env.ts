@@ -14,7 +14,12 @@ export const codec: ValueCodec = {
 export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], callCap: CapCall, callCapAsync: CallAsync): object {
   const bindingObjects: Record<string, object> = {};
   for (const b of bindings) {
-    bindingObjects[b.name] = b.type === 'storage' ? storageBinding(callCap, b.name) : b.type === 'workflow' ? workflowBinding(callCapAsync, b.name, codec) : directoryBinding(callCap, b.name);
+    bindingObjects[b.name] =
+      b.type === 'storage'
+        ? storageBinding(callCap, b.name)
+        : b.type === 'workflow'
+          ? workflowBinding(callCapAsync, b.name, codec)
+          : directoryBinding(callCap, b.name);
   }
   return Object.freeze({ ...vars, ...bindingObjects });
 }

@@ -16,7 +16,15 @@ export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync
     if (++subrequests > MAX_SUBREQUESTS) throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
     let reply: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null; url: string; redirected: boolean };
     try {
-      reply = (await callCapAsync('$fetch', 'fetch', [{ method: request.method, url: request.url, headers: Headers.raw(request.headers), body: await Body.read(request, maxBody), redirect: request.redirect }])) as typeof reply;
+      reply = (await callCapAsync('$fetch', 'fetch', [
+        {
+          method: request.method,
+          url: request.url,
+          headers: Headers.raw(request.headers),
+          body: await Body.read(request, maxBody),
+          redirect: request.redirect,
+        },
+      ])) as typeof reply;
     } catch (e) {
       throw new TypeError((e as Error).message);
     }

@@ -35,7 +35,18 @@ import { makeEnv } from './env.ts';
 import { cancelStream, pull } from './response-out.ts';
 import { inRequest, requests } from './request-state.ts';
 import { makeRequestPath } from './entry.ts';
-import { CALLBACK_GLOBALS, ENTRY_GLOBAL, LIBS_GLOBAL, OPTIONS_GLOBAL, REFERENCE_GLOBALS, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
+import {
+  CALLBACK_GLOBALS,
+  ENTRY_GLOBAL,
+  LIBS_GLOBAL,
+  OPTIONS_GLOBAL,
+  REFERENCE_GLOBALS,
+  type BootOptions,
+  type Entry,
+  type HostCallbacks,
+  type HostReferences,
+  type IsolateRef,
+} from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
 delete g[LIBS_GLOBAL]; // read by the imports above (the snapshot's library objects); gone before tenant code
@@ -76,7 +87,33 @@ g.structuredClone = (v: unknown) => structuredClone(v);
 // Workers logs what is reported as an uncaught exception; the request goes on.
 g.reportError = (e: unknown) => logError('Uncaught', e);
 
-Object.assign(g, { addEventListener, removeEventListener, WebSocket, WebSocketPair, MessageEvent, CloseEvent, CryptoKey, TextEncoder, TextDecoder, atob, btoa, DOMException, Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams, self: globalThis }, web);
+Object.assign(
+  g,
+  {
+    addEventListener,
+    removeEventListener,
+    WebSocket,
+    WebSocketPair,
+    MessageEvent,
+    CloseEvent,
+    CryptoKey,
+    TextEncoder,
+    TextDecoder,
+    atob,
+    btoa,
+    DOMException,
+    Blob,
+    File,
+    FormData,
+    Headers,
+    Request,
+    Response,
+    URL,
+    URLSearchParams,
+    self: globalThis,
+  },
+  web,
+);
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));

@@ -56,7 +56,11 @@ function ownBytes(source: unknown): Uint8Array {
   let view: Uint8Array;
   if (isView(source)) {
     const v = source as ArrayBufferView;
-    view = new U8(apply(isDataView(v) ? dvBuffer : taBuffer, v, []) as ArrayBuffer, apply(isDataView(v) ? dvByteOffset : taByteOffset, v, []) as number, apply(isDataView(v) ? dvByteLength : taByteLength, v, []) as number);
+    view = new U8(
+      apply(isDataView(v) ? dvBuffer : taBuffer, v, []) as ArrayBuffer,
+      apply(isDataView(v) ? dvByteOffset : taByteOffset, v, []) as number,
+      apply(isDataView(v) ? dvByteLength : taByteLength, v, []) as number,
+    );
   } else {
     try {
       apply(abByteLength, source, []); // an ArrayBuffer (anything else throws)
@@ -109,10 +113,10 @@ export function lockdown(g: Record<string, unknown>, allowEval: boolean, memoryL
   installMemoryCharges(g);
 
   if (!allowEval) {
-    const refuse = function () {
+    const refuse = () => {
       throw new EvalError(CODEGEN_REFUSED);
     };
-    for (const fn of [function () {}, async function () {}, function* () {}, async function* () {}]) {
+    for (const fn of [() => {}, async () => {}, function* () {}, async function* () {}]) {
       Object.defineProperty(Object.getPrototypeOf(fn), 'constructor', { value: refuse, writable: false, configurable: false });
     }
     Object.defineProperty(refuse, 'prototype', { value: Function.prototype });

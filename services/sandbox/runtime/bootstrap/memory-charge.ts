@@ -47,7 +47,13 @@ const wmSet = WeakMap.prototype.set;
 
 /** The parts of the WebAssembly namespace used here (the project's TypeScript libs declare no value). */
 export interface WasmApi {
-  Module: { new (bytes: Uint8Array): WebAssembly.Module; exports(m: WebAssembly.Module): unknown; imports(m: WebAssembly.Module): unknown; customSections(m: WebAssembly.Module, name: string): unknown; prototype: object };
+  Module: {
+    new (bytes: Uint8Array): WebAssembly.Module;
+    exports(m: WebAssembly.Module): unknown;
+    imports(m: WebAssembly.Module): unknown;
+    customSections(m: WebAssembly.Module, name: string): unknown;
+    prototype: object;
+  };
   Memory: { new (descriptor: object): object; prototype: object };
   Instance: { new (module: WebAssembly.Module, imports?: object): object; prototype: object };
   CompileError: new (message: string) => Error;
@@ -89,7 +95,9 @@ function reserve(bytes: number, what: string): ArrayBuffer {
     return new OrigAB(bytes);
   } catch {
     const mib = bytes / MiB;
-    throw new RangeErr(`${what} (${mib - (mib % 1) + (mib % 1 > 0 ? 1 : 0)} MiB) does not fit in what is left of this worker's memory limit of ${limitBytes / MiB} MB`);
+    throw new RangeErr(
+      `${what} (${mib - (mib % 1) + (mib % 1 > 0 ? 1 : 0)} MiB) does not fit in what is left of this worker's memory limit of ${limitBytes / MiB} MB`,
+    );
   }
 }
 

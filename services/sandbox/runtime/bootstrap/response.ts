@@ -23,9 +23,11 @@ export class Response extends Body {
     const headers = new Headers(init.headers);
     const status = init.status ?? 200;
     const upgrade = status === 101 && init.webSocket !== undefined && init.webSocket !== null;
-    if (!Number.isInteger(status) || ((status < 200 || status > 599) && !upgrade)) throw new RangeError(`Response status ${status} is outside 200-599 (101 only with a webSocket)`);
+    if (!Number.isInteger(status) || ((status < 200 || status > 599) && !upgrade))
+      throw new RangeError(`Response status ${status} is outside 200-599 (101 only with a webSocket)`);
     const statusText = init.statusText === undefined ? '' : String(init.statusText);
-    if (!REASON_PHRASE.test(statusText)) throw new TypeError(`Invalid statusText ${JSON.stringify(statusText.slice(0, 100))}: only tab, space, visible ASCII and Latin-1 characters are allowed`);
+    if (!REASON_PHRASE.test(statusText))
+      throw new TypeError(`Invalid statusText ${JSON.stringify(statusText.slice(0, 100))}: only tab, space, visible ASCII and Latin-1 characters are allowed`);
     const source = toSource(body, headers);
     if (source && (status === 204 || status === 205 || status === 304)) throw new TypeError(`Response with status ${status} cannot have a body`);
     super(source);

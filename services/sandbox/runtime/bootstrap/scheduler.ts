@@ -11,17 +11,23 @@ const PromiseCtor = Promise;
 export function installScheduler(g: Record<string, unknown>, timers: Pick<Timers, 'add' | 'clear'>): void {
   function wait(ms: unknown, options?: { signal?: unknown }): Promise<void> {
     const signal = options?.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) return PromiseCtor.reject(new TypeError('scheduler.wait: options.signal must be an AbortSignal'));
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      return PromiseCtor.reject(new TypeError('scheduler.wait: options.signal must be an AbortSignal'));
     return new PromiseCtor<void>((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       const onAbort = () => {
         timers.clear(id);
         reject(signal!.reason);
       };
-      const id = timers.add(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms, [], false);
+      const id = timers.add(
+        () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        ms,
+        [],
+        false,
+      );
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }

@@ -70,7 +70,13 @@ function dispatchFetch(request: unknown, ctx: Ctx): unknown {
 }
 
 function dispatchScheduled(e: { cron: string; scheduledTime: number }, ctx: Ctx): void {
-  const event = freeze({ type: 'scheduled', cron: e.cron, scheduledTime: e.scheduledTime, waitUntil: (p: unknown) => ctx.waitUntil(p), noRetry: () => ctx.noRetry?.() });
+  const event = freeze({
+    type: 'scheduled',
+    cron: e.cron,
+    scheduledTime: e.scheduledTime,
+    waitUntil: (p: unknown) => ctx.waitUntil(p),
+    noRetry: () => ctx.noRetry?.(),
+  });
   for (const l of listeners.scheduled) apply(l, globalThis, [event]);
 }
 
@@ -83,6 +89,8 @@ export function serviceWorkerHandler(): ServiceWorkerHandler | undefined {
   if (!listeners.fetch.length && !listeners.scheduled.length) return undefined;
   return freeze({
     fetch: listeners.fetch.length ? (request: unknown, _env: unknown, ctx: Ctx) => dispatchFetch(request, ctx) : undefined,
-    scheduled: listeners.scheduled.length ? (event: { cron: string; scheduledTime: number }, _env: unknown, ctx: Ctx) => dispatchScheduled(event, ctx) : undefined,
+    scheduled: listeners.scheduled.length
+      ? (event: { cron: string; scheduledTime: number }, _env: unknown, ctx: Ctx) => dispatchScheduled(event, ctx)
+      : undefined,
   });
 }

@@ -18,7 +18,19 @@ export interface WireDict {
   [member: string]: string | number | boolean | ArrayBuffer | Uint8Array | WireDict | WireKey;
 }
 
-export type WireOp = 'digest' | 'generateKey' | 'importKey' | 'exportKey' | 'sign' | 'verify' | 'encrypt' | 'decrypt' | 'deriveBits' | 'deriveKey' | 'wrapKey' | 'unwrapKey';
+export type WireOp =
+  | 'digest'
+  | 'generateKey'
+  | 'importKey'
+  | 'exportKey'
+  | 'sign'
+  | 'verify'
+  | 'encrypt'
+  | 'decrypt'
+  | 'deriveBits'
+  | 'deriveKey'
+  | 'wrapKey'
+  | 'unwrapKey';
 
 export interface WireCall {
   op: WireOp;

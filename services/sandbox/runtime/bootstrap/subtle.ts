@@ -55,16 +55,37 @@ function wireOf(key: unknown, what: string): WireKey {
 }
 
 function buffer(data: unknown, what: string): ArrayBuffer {
-  const view = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
+  const view =
+    data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
   if (!view) throw new TypeError(`${what} must be an ArrayBuffer or ArrayBufferView`);
   if (view.byteLength > MAX_CRYPTO_DATA) {
-    throw new DOMException(`${what} is ${view.byteLength} bytes, over this runtime's limit of ${MAX_CRYPTO_DATA} bytes per crypto.subtle call; process it in parts`, 'QuotaExceededError');
+    throw new DOMException(
+      `${what} is ${view.byteLength} bytes, over this runtime's limit of ${MAX_CRYPTO_DATA} bytes per crypto.subtle call; process it in parts`,
+      'QuotaExceededError',
+    );
   }
   return view.slice().buffer;
 }
 
 // The members of every WebCrypto algorithm dictionary; others are not read (as WebIDL dictionaries are not).
-const MEMBERS = ['name', 'hash', 'length', 'iv', 'counter', 'additionalData', 'tagLength', 'salt', 'info', 'iterations', 'label', 'saltLength', 'namedCurve', 'modulusLength', 'publicExponent', 'public'];
+const MEMBERS = [
+  'name',
+  'hash',
+  'length',
+  'iv',
+  'counter',
+  'additionalData',
+  'tagLength',
+  'salt',
+  'info',
+  'iterations',
+  'label',
+  'saltLength',
+  'namedCurve',
+  'modulusLength',
+  'publicExponent',
+  'public',
+];
 
 function dict(a: unknown, what: string): WireDict {
   if (typeof a === 'string') return { name: a };
@@ -75,7 +96,8 @@ function dict(a: unknown, what: string): WireDict {
     if (v === undefined) continue;
     if (m === 'public') out[m] = wireOf(v, `${what}.public`);
     else if (v instanceof ArrayBuffer || ArrayBuffer.isView(v)) out[m] = buffer(v, `${what}.${m}`);
-    else if (typeof v === 'object' && v !== null) out[m] = { name: String((v as { name?: unknown }).name) }; // hash: { name }
+    else if (typeof v === 'object' && v !== null)
+      out[m] = { name: String((v as { name?: unknown }).name) }; // hash: { name }
     else if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') out[m] = v;
     else throw new TypeError(`${what}.${m} has an invalid type`);
   }
@@ -120,7 +142,14 @@ export function makeSubtle(host: CryptoHostCall): object {
     async importKey(format: unknown, keyData: unknown, algorithm: unknown, extractable: unknown, usages: unknown): Promise<CryptoKey> {
       const f = String(format);
       const data = f === 'jwk' ? jwk(keyData) : buffer(keyData, 'keyData');
-      return key({ op: 'importKey', format: f, keyData: data, algorithm: dict(algorithm, 'algorithm'), extractable: Boolean(extractable), usages: usageList(usages) });
+      return key({
+        op: 'importKey',
+        format: f,
+        keyData: data,
+        algorithm: dict(algorithm, 'algorithm'),
+        extractable: Boolean(extractable),
+        usages: usageList(usages),
+      });
     },
     async exportKey(format: unknown, key: unknown): Promise<ArrayBuffer | object> {
       const w = wireOf(key, 'key');
@@ -132,7 +161,13 @@ export function makeSubtle(host: CryptoHostCall): object {
       return bytes({ op: 'sign', algorithm: dict(algorithm, 'algorithm'), key: wireOf(key, 'key'), data: buffer(data, 'data') });
     },
     async verify(algorithm: unknown, key: unknown, signature: unknown, data: unknown): Promise<boolean> {
-      const r = await call({ op: 'verify', algorithm: dict(algorithm, 'algorithm'), key: wireOf(key, 'key'), signature: buffer(signature, 'signature'), data: buffer(data, 'data') });
+      const r = await call({
+        op: 'verify',
+        algorithm: dict(algorithm, 'algorithm'),
+        key: wireOf(key, 'key'),
+        signature: buffer(signature, 'signature'),
+        data: buffer(data, 'data'),
+      });
       return (r as { ok: boolean }).ok;
     },
     async encrypt(algorithm: unknown, key: unknown, data: unknown): Promise<ArrayBuffer> {
@@ -142,7 +177,12 @@ export function makeSubtle(host: CryptoHostCall): object {
       return bytes({ op: 'decrypt', algorithm: dict(algorithm, 'algorithm'), key: wireOf(key, 'key'), data: buffer(data, 'data') });
     },
     async deriveBits(algorithm: unknown, baseKey: unknown, length: unknown = null): Promise<ArrayBuffer> {
-      return bytes({ op: 'deriveBits', algorithm: dict(algorithm, 'algorithm'), key: wireOf(baseKey, 'baseKey'), length: length === null ? null : Number(length) });
+      return bytes({
+        op: 'deriveBits',
+        algorithm: dict(algorithm, 'algorithm'),
+        key: wireOf(baseKey, 'baseKey'),
+        length: length === null ? null : Number(length),
+      });
     },
     async deriveKey(algorithm: unknown, baseKey: unknown, derivedKeyType: unknown, extractable: unknown, usages: unknown): Promise<CryptoKey> {
       return key({
@@ -155,9 +195,23 @@ export function makeSubtle(host: CryptoHostCall): object {
       });
     },
     async wrapKey(format: unknown, key: unknown, wrappingKey: unknown, wrapAlgorithm: unknown): Promise<ArrayBuffer> {
-      return bytes({ op: 'wrapKey', format: String(format), key: wireOf(key, 'key'), wrappingKey: wireOf(wrappingKey, 'wrappingKey'), algorithm: dict(wrapAlgorithm, 'wrapAlgorithm') });
+      return bytes({
+        op: 'wrapKey',
+        format: String(format),
+        key: wireOf(key, 'key'),
+        wrappingKey: wireOf(wrappingKey, 'wrappingKey'),
+        algorithm: dict(wrapAlgorithm, 'wrapAlgorithm'),
+      });
     },
-    async unwrapKey(format: unknown, wrappedKey: unknown, unwrappingKey: unknown, unwrapAlgorithm: unknown, unwrappedKeyAlgorithm: unknown, extractable: unknown, usages: unknown): Promise<CryptoKey> {
+    async unwrapKey(
+      format: unknown,
+      wrappedKey: unknown,
+      unwrappingKey: unknown,
+      unwrapAlgorithm: unknown,
+      unwrappedKeyAlgorithm: unknown,
+      extractable: unknown,
+      usages: unknown,
+    ): Promise<CryptoKey> {
       return key({
         op: 'unwrapKey',
         format: String(format),

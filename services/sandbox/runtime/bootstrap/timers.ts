@@ -18,7 +18,12 @@ export interface Timers {
   clearAll(): void;
 }
 
-export function installTimers(g: Record<string, unknown>, host: Pick<HostCallbacks, 'setTimer' | 'clearTimer'>, inRequest: () => boolean, logError: (...args: unknown[]) => void): Timers {
+export function installTimers(
+  g: Record<string, unknown>,
+  host: Pick<HostCallbacks, 'setTimer' | 'clearTimer'>,
+  inRequest: () => boolean,
+  logError: (...args: unknown[]) => void,
+): Timers {
   const timers = new Map<number, { fn: (...a: unknown[]) => void; args: unknown[]; interval: number | undefined }>();
   let nextTimer = 1;
   function add(fn: unknown, ms: unknown, args: unknown[], repeat: boolean): number {

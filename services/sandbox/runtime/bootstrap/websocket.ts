@@ -81,7 +81,8 @@ export class WebSocket extends EventTarget {
     host?.opened(this.#id);
     // After the listeners the worker adds right after accept() (the usual order).
     const pending = this.#pending.splice(0);
-    if (pending.length) queueMicrotask(() => pending.forEach((data) => this.#state === WebSocket.OPEN && this.dispatchEvent(new MessageEvent('message', { data }))));
+    if (pending.length)
+      queueMicrotask(() => pending.forEach((data) => this.#state === WebSocket.OPEN && this.dispatchEvent(new MessageEvent('message', { data }))));
   }
   send(data: unknown): void {
     if (!this.#server) throw new TypeError('send() here is for the server end; the client end belongs to the browser');

@@ -8,7 +8,14 @@ test('bytes of every kind cross as bytes, including Node Buffers and views; othe
   const pooled = Buffer.from([1, 2, 3]); // a view into Node's pool, with its own toJSON
   const view = new Uint8Array([9, 8, 7, 6]).subarray(1, 3);
   const out = decodeWire(encodeWire({ ok: [pooled, view, new Uint8Array([0, 255]).buffer, 'text', 1, null, new Date(0)] }, b64), b64) as { ok: unknown[] };
-  assert.deepEqual(out.ok.slice(0, 3).map((b) => [...(b as Uint8Array)]), [[1, 2, 3], [8, 7], [0, 255]]);
+  assert.deepEqual(
+    out.ok.slice(0, 3).map((b) => [...(b as Uint8Array)]),
+    [
+      [1, 2, 3],
+      [8, 7],
+      [0, 255],
+    ],
+  );
   assert.deepEqual(out.ok.slice(3), ['text', 1, null, '1970-01-01T00:00:00.000Z']);
   assert.deepEqual(decodeWire('{"$b":"AQI=","x":1}', b64), { $b: 'AQI=', x: 1 }, 'only a lone $b key means bytes');
 });

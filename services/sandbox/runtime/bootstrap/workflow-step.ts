@@ -8,7 +8,11 @@
 import { parseDuration, MAX_SLEEP_MS } from '../../../../lib/workflow-durations.ts';
 
 export type CallAsync = (handle: string, method: string, args: unknown[]) => Promise<unknown>;
-type Reply = { state: 'done'; value: string | null } | { state: 'error'; name: string; message: string } | { state: 'run'; attempt: number } | { state: 'suspend' };
+type Reply =
+  | { state: 'done'; value: string | null }
+  | { state: 'error'; name: string; message: string }
+  | { state: 'run'; attempt: number }
+  | { state: 'suspend' };
 
 export interface ValueCodec {
   encode(value: unknown): string | null;
@@ -61,7 +65,13 @@ function replayedError(r: { name: string; message: string }): Error {
  * The `step` of one run, whose engine calls go to capability `handle`. `onSuspend` marks the run as
  * suspended whatever the tenant does with the throw.
  */
-export function makeStep(call: CallAsync, handle: string, codec: ValueCodec, setTimer: (fn: () => void, ms: number) => () => void, onSuspend: () => void): object {
+export function makeStep(
+  call: CallAsync,
+  handle: string,
+  codec: ValueCodec,
+  setTimer: (fn: () => void, ms: number) => () => void,
+  onSuspend: () => void,
+): object {
   const counts = new Map<string, number>();
   const next = (name: string) => {
     const n = (counts.get(name) ?? 0) + 1;
@@ -97,7 +107,10 @@ export function makeStep(call: CallAsync, handle: string, codec: ValueCodec, set
       const attempt = (begun as { attempt: number }).attempt;
       let outcome: { value: string | null } | { error: { name: string; message: string }; nonRetryable: boolean };
       try {
-        const value = await withTimeout(Promise.resolve((fn as (ctx: unknown) => unknown)(Object.freeze({ step: Object.freeze({ name, count }), attempt, config: cfg }))), cfg.timeout);
+        const value = await withTimeout(
+          Promise.resolve((fn as (ctx: unknown) => unknown)(Object.freeze({ step: Object.freeze({ name, count }), attempt, config: cfg }))),
+          cfg.timeout,
+        );
         outcome = { value: codec.encode(value) };
       } catch (e) {
         if (e === SUSPEND) throw e;
@@ -123,7 +136,8 @@ export function makeStep(call: CallAsync, handle: string, codec: ValueCodec, set
     async waitForEvent(nameArg: unknown, options: unknown): Promise<unknown> {
       const name = checkName(nameArg);
       const o = (options ?? {}) as { type?: unknown; timeout?: unknown };
-      if (typeof o.type !== 'string' || !/^[a-zA-Z0-9_][a-zA-Z0-9-_]{0,99}$/.test(o.type)) throw new TypeError('waitForEvent needs { type } of up to 100 letters, digits, - and _');
+      if (typeof o.type !== 'string' || !/^[a-zA-Z0-9_][a-zA-Z0-9-_]{0,99}$/.test(o.type))
+        throw new TypeError('waitForEvent needs { type } of up to 100 letters, digits, - and _');
       const timeout = o.timeout === undefined ? 24 * 3_600_000 : parseDuration(o.timeout, 'the waitForEvent timeout');
       const r = await ask('waitForEvent', [name, next(name), o.type, Math.min(timeout, MAX_SLEEP_MS)]);
       const event = codec.decode((r as { value: string | null }).value) as { payload: unknown; timestamp: number; type: string };
@@ -136,7 +150,11 @@ export function makeStep(call: CallAsync, handle: string, codec: ValueCodec, set
 export function workflowBinding(call: CallAsync, handle: string, codec: ValueCodec): object {
   // An instance's status with its output and step outputs decoded (the engine keeps them encoded).
   type Status = { status: string; output?: string; error?: unknown; steps: { output?: string }[] } & Record<string, unknown>;
-  const decoded = (s: Status) => ({ ...s, output: s.output === undefined ? undefined : codec.decode(s.output), steps: s.steps.map((st) => ({ ...st, output: st.output === undefined ? undefined : codec.decode(st.output) })) });
+  const decoded = (s: Status) => ({
+    ...s,
+    output: s.output === undefined ? undefined : codec.decode(s.output),
+    steps: s.steps.map((st) => ({ ...st, output: st.output === undefined ? undefined : codec.decode(st.output) })),
+  });
   const instance = (id: string) =>
     Object.freeze({
       id,

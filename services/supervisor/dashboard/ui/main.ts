@@ -48,10 +48,19 @@ async function start(): Promise<void> {
   );
   const main = h('main', { id: 'main', 'aria-live': 'polite' });
   const who = session.tenant === null ? `${session.tokenId} (all tenants)` : `${session.tokenId} (tenant ${session.tenant})`;
-  document.getElementById('app')!.replaceChildren(
-    h('header', {}, h('h1', {}, 'Cordon'), nav, h('span', { class: 'who', id: 'who' }, who), h('button', { type: 'button', id: 'sign-out', onclick: () => void signOut() }, 'Sign out')),
-    main,
-  );
+  document
+    .getElementById('app')!
+    .replaceChildren(
+      h(
+        'header',
+        {},
+        h('h1', {}, 'Cordon'),
+        nav,
+        h('span', { class: 'who', id: 'who' }, who),
+        h('button', { type: 'button', id: 'sign-out', onclick: () => void signOut() }, 'Sign out'),
+      ),
+      main,
+    );
   let drawn = 0;
   // Ends what the page left behind still does (a live log stream, a timeline's polling).
   let leaving = new AbortController();

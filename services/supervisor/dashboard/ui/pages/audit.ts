@@ -25,7 +25,17 @@ export async function auditPage(): Promise<Node> {
     verdict,
     table(
       ['#', 'Time', 'Actor', 'Action', 'Target', 'Outcome', 'Detail'],
-      [...entries].reverse().map((e) => [e.seq, when(e.time), e.actor, e.action, e.target ?? '—', h('span', { class: `badge outcome-${e.outcome}` }, e.outcome), e.detail === undefined ? '' : JSON.stringify(e.detail)]),
+      [...entries]
+        .reverse()
+        .map((e) => [
+          e.seq,
+          when(e.time),
+          e.actor,
+          e.action,
+          e.target ?? '—',
+          h('span', { class: `badge outcome-${e.outcome}` }, e.outcome),
+          e.detail === undefined ? '' : JSON.stringify(e.detail),
+        ]),
       'The audit log is empty.',
     ),
   );

@@ -30,7 +30,11 @@ async function drift(session: SessionInfo): Promise<Node> {
       ? h('p', { class: 'muted', id: 'drift-verdict' }, 'No service has reported its settings yet.')
       : drifting.length === 0
         ? h('p', { class: 'verdict ok', id: 'drift-verdict' }, `No drift: all ${entries.length} services run with the settings the mesh means them to.`)
-        : h('p', { class: 'verdict bad', id: 'drift-verdict', role: 'alert' }, `Drift in: ${drifting.join(', ')}. Restart them with the mesh's settings (cordon start).`),
+        : h(
+            'p',
+            { class: 'verdict bad', id: 'drift-verdict', role: 'alert' },
+            `Drift in: ${drifting.join(', ')}. Restart them with the mesh's settings (cordon start).`,
+          ),
     entries.length > 0 &&
       table(
         ['Service', 'Settings', 'Routes', 'Reported'],
@@ -51,8 +55,21 @@ export async function healthPage(session: SessionInfo): Promise<Node> {
     h('h2', {}, 'Service health'),
     health.status === 'ok'
       ? h('p', { class: 'verdict ok', id: 'health-verdict' }, `OK: all ${services.length} services are up.`)
-      : h('p', { class: 'verdict bad', id: 'health-verdict', role: 'alert' }, `Not ready: ${services.filter(([, u]) => u === 'down').map(([s]) => s).join(', ') || 'starting'} down.`),
-    table(['Service', 'State'], services.map(([s, u]) => [s, flag(u === 'up', u)]), 'No service has registered yet.'),
+      : h(
+          'p',
+          { class: 'verdict bad', id: 'health-verdict', role: 'alert' },
+          `Not ready: ${
+            services
+              .filter(([, u]) => u === 'down')
+              .map(([s]) => s)
+              .join(', ') || 'starting'
+          } down.`,
+        ),
+    table(
+      ['Service', 'State'],
+      services.map(([s, u]) => [s, flag(u === 'up', u)]),
+      'No service has registered yet.',
+    ),
     h('h3', {}, 'Drift'),
     await drift(session),
   );

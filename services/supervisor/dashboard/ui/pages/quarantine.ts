@@ -14,14 +14,27 @@ export async function quarantinePage(session: SessionInfo, rerender: () => void)
       ['Worker', 'Cordon', 'Came from', 'Since', 'Reason', ''],
       q.quarantined.map((e) => {
         const [tenant, name] = e.worker.split('/') as [string, string];
-        return [e.worker, e.cordon, e.previousCordon, when(e.since), e.reason, release(`Release ${e.worker}`, 'POST', `/v1/quarantine/${seg(tenant)}/${seg(name)}/release`)];
+        return [
+          e.worker,
+          e.cordon,
+          e.previousCordon,
+          when(e.since),
+          e.reason,
+          release(`Release ${e.worker}`, 'POST', `/v1/quarantine/${seg(tenant)}/${seg(name)}/release`),
+        ];
       }),
       'No worker is quarantined.',
     ),
     h('h3', {}, 'Tenants'),
     table(
       ['Tenant', 'Cordon', 'Since', 'Reason', ''],
-      q.tenants.map((t) => [t.tenant, t.cordon, when(t.since), t.reason, session.tenant === null ? release(`Release tenant ${t.tenant}`, 'DELETE', `/v1/tenants/${seg(t.tenant)}/quarantine`) : '']),
+      q.tenants.map((t) => [
+        t.tenant,
+        t.cordon,
+        when(t.since),
+        t.reason,
+        session.tenant === null ? release(`Release tenant ${t.tenant}`, 'DELETE', `/v1/tenants/${seg(t.tenant)}/quarantine`) : '',
+      ]),
       'No tenant is quarantined.',
     ),
   );

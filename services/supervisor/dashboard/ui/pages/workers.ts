@@ -47,7 +47,20 @@ export async function workersPage(session: SessionInfo): Promise<Node> {
     h('h2', {}, 'Workers'),
     table(
       ['Tenant', 'Name', 'Cordon', 'Version', 'Routes', 'Quarantine'],
-      workers.map((w) => [w.tenant, link(['worker', w.tenant, w.name], w.name), w.cordon, h('code', {}, w.version), w.routes.length ? h('ul', { class: 'plain' }, w.routes.map((r) => h('li', {}, r))) : '—', state(w)]),
+      workers.map((w) => [
+        w.tenant,
+        link(['worker', w.tenant, w.name], w.name),
+        w.cordon,
+        h('code', {}, w.version),
+        w.routes.length
+          ? h(
+              'ul',
+              { class: 'plain' },
+              w.routes.map((r) => h('li', {}, r)),
+            )
+          : '—',
+        state(w),
+      ]),
       'No workers deployed yet. Deploy one with `cordon deploy`.',
     ),
   );
@@ -78,7 +91,11 @@ function diff(v: Version, current: Version | undefined): Node {
     'details',
     { class: 'diff' },
     h('summary', {}, `${keys.length} setting${keys.length === 1 ? ' differs' : 's differ'} from the current version`),
-    table(['Setting', `This version (${short(v.version)})`, 'Current'], keys.map((k) => [k, mine.get(k) ?? '—', theirs.get(k) ?? '—']), 'Same settings as the current version.'),
+    table(
+      ['Setting', `This version (${short(v.version)})`, 'Current'],
+      keys.map((k) => [k, mine.get(k) ?? '—', theirs.get(k) ?? '—']),
+      'Same settings as the current version.',
+    ),
   );
 }
 
@@ -87,7 +104,11 @@ function rollback(path: string, v: Version, rerender: () => void): Node {
   const cell = h('div', { class: 'confirm' });
   const ask = h('button', { type: 'button', class: 'rollback' }, `Roll back to ${short(v.version)}`);
   ask.addEventListener('click', () => {
-    const yes = action('Yes, roll back', { class: 'rollback-confirm' }, async () => (await api('POST', `${path}/rollback`, { version: v.version }), rerender()));
+    const yes = action(
+      'Yes, roll back',
+      { class: 'rollback-confirm' },
+      async () => (await api('POST', `${path}/rollback`, { version: v.version }), rerender()),
+    );
     const no = h('button', { type: 'button', onclick: () => (cell.replaceChildren(ask), ask.focus()) }, 'Cancel');
     cell.replaceChildren(h('span', { role: 'alert' }, `Serve version ${short(v.version)} from now on? `), yes, ' ', no);
     yes.focus();
@@ -127,7 +148,9 @@ export async function workerPage(session: SessionInfo, tenant: string, name: str
   );
   void apiFollow<LogEntry>(`${path}/logs?follow=1`, signal, (e) => {
     empty.remove();
-    log.append(h('li', { class: `level-${e.level}` }, h('time', {}, when(new Date(e.time).toISOString())), ' ', h('span', { class: 'level' }, e.level), ' ', e.message));
+    log.append(
+      h('li', { class: `level-${e.level}` }, h('time', {}, when(new Date(e.time).toISOString())), ' ', h('span', { class: 'level' }, e.level), ' ', e.message),
+    );
   }).catch((e: unknown) => log.after(h('p', { class: 'error', role: 'alert' }, `The log stream stopped: ${(e as Error).message}`)));
   return h(
     'section',

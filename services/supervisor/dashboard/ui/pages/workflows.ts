@@ -32,7 +32,14 @@ export async function workflowsPage(session: SessionInfo, status: string | undef
       known.push({ tenant, workflow: wf.name });
       const q = new URLSearchParams({ limit: '100', ...(filter ? { status: filter } : {}) });
       const { instances } = await api<{ instances: Instance[] }>('GET', `/v1/workflows/${seg(tenant)}/${seg(wf.name)}/instances?${q}`);
-      for (const i of instances) rows.push([document.createTextNode(tenant), document.createTextNode(wf.name), link(['instance', tenant, wf.name, i.id], i.id), badge(i.status), document.createTextNode(when(i.createdAt))]);
+      for (const i of instances)
+        rows.push([
+          document.createTextNode(tenant),
+          document.createTextNode(wf.name),
+          link(['instance', tenant, wf.name, i.id], i.id),
+          badge(i.status),
+          document.createTextNode(when(i.createdAt)),
+        ]);
     }
   }
   const select = h(
@@ -53,9 +60,25 @@ export async function workflowsPage(session: SessionInfo, status: string | undef
 
 /** Finds an instance by its exact id in every workflow the session may see (the list shows the latest 100 only), and opens it; none found says so. */
 function search(known: { tenant: string; workflow: string }[]): Node {
-  const input = h('input', { id: 'instance-search', type: 'search', name: 'id', required: true, maxlength: 100, pattern: '[A-Za-z0-9_][A-Za-z0-9_\\-]*', autocomplete: 'off' });
+  const input = h('input', {
+    id: 'instance-search',
+    type: 'search',
+    name: 'id',
+    required: true,
+    maxlength: 100,
+    pattern: '[A-Za-z0-9_][A-Za-z0-9_\\-]*',
+    autocomplete: 'off',
+  });
   const result = h('span', { id: 'search-result', role: 'status' });
-  const form = h('form', { class: 'inline', role: 'search' }, h('label', { for: 'instance-search' }, 'Instance id '), input, h('button', { type: 'submit' }, 'Find'), ' ', result);
+  const form = h(
+    'form',
+    { class: 'inline', role: 'search' },
+    h('label', { for: 'instance-search' }, 'Instance id '),
+    input,
+    h('button', { type: 'submit' }, 'Find'),
+    ' ',
+    result,
+  );
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const id = input.value.trim();
@@ -64,7 +87,10 @@ function search(known: { tenant: string; workflow: string }[]): Node {
     try {
       const hits = await Promise.all(
         known.map(async (k) => {
-          const { instances } = await api<{ instances: Instance[] }>('GET', `/v1/workflows/${seg(k.tenant)}/${seg(k.workflow)}/instances?${new URLSearchParams({ id })}`);
+          const { instances } = await api<{ instances: Instance[] }>(
+            'GET',
+            `/v1/workflows/${seg(k.tenant)}/${seg(k.workflow)}/instances?${new URLSearchParams({ id })}`,
+          );
           return instances.length > 0 ? k : undefined;
         }),
       );
@@ -98,7 +124,8 @@ function timeline(i: Instance): Node {
   );
 }
 
-const took = (s: { startedAt: string | null; endedAt: string | null }) => (s.startedAt && s.endedAt ? `${Date.parse(s.endedAt) - Date.parse(s.startedAt)} ms` : '—');
+const took = (s: { startedAt: string | null; endedAt: string | null }) =>
+  s.startedAt && s.endedAt ? `${Date.parse(s.endedAt) - Date.parse(s.startedAt)} ms` : '—';
 const json = (v: unknown) => h('pre', {}, JSON.stringify(v, null, 2));
 const FINISHED: readonly InstanceStatusName[] = ['complete', 'errored', 'terminated'];
 const POLL_MS = 1000;
@@ -107,14 +134,31 @@ const POLL_MS = 1000;
 function live(i: Instance, tenant: string, workflow: string): Node[] {
   const more = (key: string, summary: string, body: Node | string) => h('details', { 'data-key': key }, h('summary', {}, summary), body);
   const parts: (Node | false)[] = [
-    h('dl', {}, h('dt', {}, 'Workflow'), h('dd', {}, `${tenant}/${workflow}`), h('dt', {}, 'Status'), h('dd', { id: 'instance-status' }, badge(i.status)), h('dt', {}, 'Created'), h('dd', {}, when(i.createdAt))),
+    h(
+      'dl',
+      {},
+      h('dt', {}, 'Workflow'),
+      h('dd', {}, `${tenant}/${workflow}`),
+      h('dt', {}, 'Status'),
+      h('dd', { id: 'instance-status' }, badge(i.status)),
+      h('dt', {}, 'Created'),
+      h('dd', {}, when(i.createdAt)),
+    ),
     i.error !== undefined && h('div', { class: 'error', role: 'alert' }, `${i.error.name}: ${i.error.message}`),
     i.output !== undefined && h('details', { open: true, 'data-key': 'output' }, h('summary', {}, 'Output'), json(i.output)),
     h('h3', {}, 'Steps'),
     i.steps.length > 0 && timeline(i),
     table(
       ['Step', 'Type', 'Status', 'Attempts', 'Started', 'Took', 'Result'],
-      i.steps.map((s, n) => [s.name, s.type, badge(s.status), s.attempts, when(s.startedAt), took(s), s.error ? more(`step-${n}`, s.error.name, s.error.message) : s.output !== undefined ? more(`step-${n}`, 'output', json(s.output)) : '—']),
+      i.steps.map((s, n) => [
+        s.name,
+        s.type,
+        badge(s.status),
+        s.attempts,
+        when(s.startedAt),
+        took(s),
+        s.error ? more(`step-${n}`, s.error.name, s.error.message) : s.output !== undefined ? more(`step-${n}`, 'output', json(s.output)) : '—',
+      ]),
       'No steps yet.',
     ),
   ];
@@ -188,14 +232,9 @@ export async function instancePage(session: SessionInfo, tenant: string, workflo
     await draw();
     void poll();
   };
-  const actions = (['pause', 'resume', 'terminate', 'restart'] as const).map((a) => action(a, { class: `action-${a}` }, async () => (await api('POST', `${path}/${a}`), await acted())));
-  void poll();
-  return h(
-    'section',
-    {},
-    h('h2', {}, `Instance ${i.id}`),
-    canAct && h('p', { class: 'actions' }, actions),
-    canAct && sendEvent(path, acted),
-    shown,
+  const actions = (['pause', 'resume', 'terminate', 'restart'] as const).map((a) =>
+    action(a, { class: `action-${a}` }, async () => (await api('POST', `${path}/${a}`), await acted())),
   );
+  void poll();
+  return h('section', {}, h('h2', {}, `Instance ${i.id}`), canAct && h('p', { class: 'actions' }, actions), canAct && sendEvent(path, acted), shown);
 }
