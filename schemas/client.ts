@@ -6,19 +6,10 @@
  * every capability obtained with it.
  */
 import type { RpcTarget } from 'capnweb';
-import type { InstanceStatusName } from './workflows.ts';
+import type { InstanceStatusName, StepRecord } from './workflows.ts';
 
-export interface ClientStep {
-  name: string;
-  count: number;
-  type: 'do' | 'sleep' | 'waitForEvent';
-  status: 'running' | 'waiting' | 'complete' | 'errored';
-  attempts: number;
-  startedAt: string | null;
-  endedAt: string | null;
-  output?: unknown;
-  error?: { name: string; message: string };
-}
+/** A step as a client sees it: the engine's record, its output decoded to plain JSON. */
+export type ClientStep = Omit<StepRecord, 'output'> & { output?: unknown };
 
 export interface ClientInstanceStatus {
   id: string;
