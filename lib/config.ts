@@ -318,9 +318,9 @@ export function cordonList(env: NodeJS.ProcessEnv = process.env): string[] {
   return loadSettings(env).mesh.cordons;
 }
 
-/** How much a sandbox process keeps warm: isolates at most, their heaps together, and for how long idle. */
-export function sandboxSettings(env: NodeJS.ProcessEnv = process.env): { maxIsolates: number; memoryBudgetMb: number; idleMs: number } {
-  const s = loadSettings(env).sandbox;
+/** How much a sandbox process keeps warm, from its settings: isolates at most, their heaps together, and for how long idle. */
+export function sandboxSettings(settings: Settings): { maxIsolates: number; memoryBudgetMb: number; idleMs: number } {
+  const s = settings.sandbox;
   return { maxIsolates: s.maxIsolates, memoryBudgetMb: s.sandboxMemoryMb, idleMs: s.isolateIdleSeconds * 1000 };
 }
 

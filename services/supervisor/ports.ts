@@ -48,7 +48,7 @@ const LogEntries = z
   )
   .max(1000);
 
-/** What the ports for sandboxes and egress are built from (main.ts wires them). */
+/** What the ports for sandboxes, ingress and egress are built from (main.ts wires them). */
 export interface PortDeps {
   store: CodeStore;
   logs: WorkerLogs;
@@ -58,6 +58,7 @@ export interface PortDeps {
   drift: DriftMonitor;
   runners: WorkerRunners;
   egress: EgressLink;
+  hub: RouteHub;
 }
 
 /**
@@ -77,7 +78,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #drift: DriftMonitor;
   readonly #runners: WorkerRunners;
 
-  constructor({ store, logs, audit, grants, quarantine, drift, runners }: Omit<PortDeps, 'egress'>, peer: PeerIdentity) {
+  constructor({ store, logs, audit, grants, quarantine, drift, runners }: Omit<PortDeps, 'egress' | 'hub'>, peer: PeerIdentity) {
     super();
     this.#drift = drift;
     this.#runners = runners;
@@ -188,7 +189,7 @@ export class RouteHub {
   readonly #listeners = new Set<RpcStub<RouteListener>>();
   readonly #store: CodeStore;
   readonly #log: Logger;
-  constructor(store: CodeStore, log: Logger) {
+  constructor({ store, log }: { store: CodeStore; log: Logger }) {
     this.#store = store;
     this.#log = log;
   }
@@ -213,7 +214,7 @@ export class RouteHub {
 export class IngressPort extends RpcTarget implements SupervisorForIngress {
   readonly #hub: RouteHub;
   readonly #drift: DriftMonitor;
-  constructor(hub: RouteHub, drift: DriftMonitor) {
+  constructor({ hub, drift }: Pick<PortDeps, 'hub' | 'drift'>) {
     super();
     this.#hub = hub;
     this.#drift = drift;
