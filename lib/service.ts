@@ -41,7 +41,7 @@ export async function startService(role: Role, name: string, main: (ctx: Service
   // A sandbox has no network: NATS and the trace collector are reached through the launcher's relays.
   const relays = role === 'sandbox' ? await openRelays(process.env) : { tcp: false };
   if (relays.natsUrl) config = { ...config, natsUrl: relays.natsUrl };
-  const telemetry = initTelemetry(role);
+  const telemetry = initTelemetry(role, process.env, role === 'sandbox' ? name : undefined);
   const stops: (() => void | Promise<void>)[] = [() => telemetry.shutdown()];
   let stopping = false;
   const stop = async (signal: string) => {

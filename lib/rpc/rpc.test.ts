@@ -44,6 +44,9 @@ class Counter extends RpcTarget {
     this.increments++;
     return (this.n += by);
   }
+  traceId(): string | undefined {
+    return trace.getSpanContext(context.active())?.traceId;
+  }
   [Symbol.dispose](): void {
     this.disposed = true;
   }
@@ -62,6 +65,9 @@ class Main extends RpcTarget {
     const c = new Counter();
     this.counters.push(c);
     return c;
+  }
+  counterRecord(): { counter: Counter; n: number } {
+    return { counter: this.makeCounter(), n: 1 };
   }
   async callBack(cb: RpcStub<(x: number) => number>): Promise<number> {
     this.calls.push('callBack');
@@ -375,6 +381,17 @@ for (const t of transports) {
       const traceId = randomBytes(16).toString('hex');
       const ctx = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: randomBytes(8).toString('hex'), traceFlags: 1 });
       assert.equal(await context.with(ctx, () => s.remote.traceId()), traceId);
+    });
+
+    test('the caller’s trace context reaches a capability the callee returned, in a record too', async () => {
+      const s = await client();
+      using counter = await s.remote.makeCounter();
+      using record = await s.remote.counterRecord();
+      for (const target of [counter, record.counter]) {
+        const traceId = randomBytes(16).toString('hex');
+        const ctx = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: randomBytes(8).toString('hex'), traceFlags: 1 });
+        assert.equal(await context.with(ctx, () => target.traceId()), traceId);
+      }
     });
   });
 }

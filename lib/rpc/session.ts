@@ -121,6 +121,8 @@ export class MeshSession<Remote extends RpcCompatible<Remote> = undefined> {
   readonly closed: Promise<Error>;
   readonly #session: RpcSession<Remote>;
   readonly #transport: MeshTransport;
+  /** One traced stand-in per exported target, so capnweb sees the same object each time it is returned. */
+  readonly #tracedTargets = new WeakMap<object, object>();
 
   readonly channel: Channel;
   readonly peer: PeerIdentity;
@@ -132,7 +134,7 @@ export class MeshSession<Remote extends RpcCompatible<Remote> = undefined> {
     const q = { ...DEFAULT_QUOTAS, ...quotas };
     this.#transport = new MeshTransport(channel, q);
     this.closed = new Promise((resolve) => channel.onClose(resolve));
-    const main = local ? this.#traced(local) : undefined;
+    const main = local ? this.traced(local) : undefined;
     this.#session = new RpcSession<Remote>(this.#transport, main, { limits: { maxDepth: q.maxDepth, maxMessageSize: q.maxMessage }, onSendError });
     this.#transport.exportCount = () => this.#session.getStats().exports;
     this.remote = this.#session.getRemoteMain();
@@ -151,21 +153,39 @@ export class MeshSession<Remote extends RpcCompatible<Remote> = undefined> {
   }
 
   /**
-   * Wrap a target so each method the peer calls runs inside the caller's trace context. capnweb
+   * Wrap a target so each method the peer calls runs inside the caller's trace context (the session's
+   * main is; a target handed to the peer as a call's argument must be wrapped by its sender). capnweb
    * dispatches a call synchronously while it handles the message, so the transport's
-   * `incomingTrace` is that call's context. (A call pipelined on an unresolved promise is
-   * dispatched later and starts a fresh trace.)
+   * `incomingTrace` is that call's context. Capabilities a traced method returns (directly, in a
+   * promise, or as the values of a plain record) are traced too: calls on them carry their own
+   * traceparent. (A call pipelined on an unresolved promise is dispatched later and starts a fresh trace.)
    */
-  #traced<T extends RpcTarget>(target: T): T {
+  traced<T extends object>(target: T): T {
+    const known = this.#tracedTargets.get(target);
+    if (known) return known as T;
     const transport = this.#transport;
-    return new Proxy(target, {
+    const session = this;
+    const proxy = new Proxy(target, {
       get(t, key, receiver) {
         const value = Reflect.get(t, key, receiver);
         if (typeof value !== 'function' || typeof key === 'symbol') return value;
         return function (this: unknown, ...args: unknown[]) {
-          return context.with(contextFrom(transport.incomingTrace), () => Reflect.apply(value, t, args));
+          return session.#tracedResult(context.with(contextFrom(transport.incomingTrace), () => Reflect.apply(value, t, args)));
         };
       },
     });
+    this.#tracedTargets.set(target, proxy);
+    return proxy;
+  }
+
+  #tracedResult(result: unknown): unknown {
+    if (result instanceof Promise) return result.then((r) => this.#tracedResult(r));
+    if (result instanceof RpcTarget) return this.traced(result);
+    if (result !== null && typeof result === 'object' && Object.getPrototypeOf(result) === Object.prototype) {
+      const values = Object.values(result);
+      if (!values.some((v) => v instanceof RpcTarget)) return result;
+      return Object.fromEntries(Object.entries(result).map(([k, v]) => [k, v instanceof RpcTarget ? this.traced(v) : v]));
+    }
+    return result;
   }
 }

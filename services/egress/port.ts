@@ -5,6 +5,8 @@
 import { RpcTarget } from 'capnweb';
 import { z } from 'zod';
 import { CordonError } from '../../lib/errors.ts';
+import { SpanKind } from '@opentelemetry/api';
+import { inSpan, traceAttributes } from '../../lib/telemetry.ts';
 import { check, bytes } from '../../lib/rpc/validate.ts';
 import { Headers as HeaderList, MAX_BODY, MAX_URL } from '../../schemas/http.ts';
 import type { EgressForSupervisor } from '../../schemas/services.ts';
@@ -74,7 +76,15 @@ class FetcherCap extends RpcTarget implements FetcherApi {
     this.#deps = deps;
   }
 
-  async fetch(requestArg: unknown): Promise<FetchResponse> {
+  fetch(requestArg: unknown): Promise<FetchResponse> {
+    return inSpan('egress fetch', SpanKind.SERVER, traceAttributes({ workerId: this.#workerId }), async (span) => {
+      const response = await this.#fetch(requestArg);
+      span.setAttributes(traceAttributes({ status: response.status }));
+      return response;
+    });
+  }
+
+  async #fetch(requestArg: unknown): Promise<FetchResponse> {
     const request = check(Request, requestArg, 'fetch request') as FetchRequest;
     try {
       const { limits } = this.#deps;

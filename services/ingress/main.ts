@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerOptions, ty
 import { createServer as createTlsServer } from 'node:https';
 import { loadTls } from './tls.ts';
 import { context, propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
-import { inSpan } from '../../lib/telemetry.ts';
+import { annotateSpan, inSpan, traceAttributes } from '../../lib/telemetry.ts';
 import { RpcTarget } from 'capnweb';
 import { MeshClient } from '../../lib/mesh.ts';
 import { configHash, reportDrift, routesHash } from '../../lib/drift.ts';
@@ -122,6 +122,7 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     const { requestId } = found;
     if ('refusal' in found) return writeError(res, ...found.refusal, requestId);
     const { route, host } = found;
+    annotateSpan({ workerId: route.target.workerId, version: route.target.version, cordon: route.cordon, route: route.pattern });
     // The sandbox refuses more (ingress adds ADDED_HEADERS of its own): the client's error, never a sandbox failure to retry.
     if (req.rawHeaders.length / 2 > MAX_HEADERS - ADDED_HEADERS)
       return writeError(res, 431, `Too many request headers: at most ${MAX_HEADERS - ADDED_HEADERS}.`, requestId);
@@ -171,10 +172,9 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     // A client's traceparent is honoured; the request's span is the parent of every hop after it.
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+    // No path or query: they can carry a tenant's tokens, and traces leave the mesh. The route says where it went.
     const traced = () =>
-      inSpan('ingress request', SpanKind.SERVER, { 'http.request.method': req.method ?? '', 'url.path': (req.url ?? '/').split('?')[0]! }, () =>
-        handle(req, res),
-      );
+      inSpan('ingress request', SpanKind.SERVER, { 'http.request.method': req.method ?? '' }, (span) => handle(req, res).finally(() => span.setAttributes(traceAttributes({ status: res.statusCode }))));
     context.with(parent, traced).catch((e: Error) => {
       log.error('request failed', { error: e });
       writeError(res, 500, 'Internal error in ingress.', requestIdOf(req));

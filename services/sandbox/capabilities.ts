@@ -22,6 +22,7 @@ import type { CapabilityHost } from './runtime/index.ts';
 import { DEFAULT_QUOTAS } from '../../lib/rpc/quotas.ts';
 import { mib, wireSize } from '../../lib/rpc/wire-size.ts';
 import { supervisorCalls } from './call-gate.ts';
+import { context } from '@opentelemetry/api';
 
 const MAX_HANDLES = 1000;
 /**
@@ -57,6 +58,16 @@ export class StepForwarder implements CapabilityHost {
     checkCallSize(`step.${method}`, args);
     return supervisorCalls.run(() => this.#stub[method]!(...args));
   }
+}
+
+/**
+ * The host's calls in the trace context active now (a request's or a run's span), so the supervisor's
+ * spans for them are its children: the isolate's callbacks reach the host outside that context.
+ */
+export function inTraceContext<H extends CapabilityHost | undefined>(host: H): H {
+  if (!host) return host;
+  const call = context.bind(context.active(), host.call.bind(host));
+  return { call } as CapabilityHost as H;
 }
 
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;

@@ -11,12 +11,12 @@ import { WorkerTarget, type WorkerBundle } from '../../schemas/worker.ts';
 import type { SandboxApi, SupervisorForSandbox, LogEntry } from '../../schemas/services.ts';
 import type { Logger } from '../../lib/log.ts';
 import { WorkerError, type HandledResponse, type SocketPeer, type WorkerRuntime, type WorkerSocket } from './runtime/index.ts';
-import { ForwardedCapabilities } from './capabilities.ts';
+import { ForwardedCapabilities, inTraceContext } from './capabilities.ts';
 import { wireSize } from '../../lib/rpc/wire-size.ts';
 import { supervisorCalls } from './call-gate.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 import { SpanKind } from '@opentelemetry/api';
-import { inSpan } from '../../lib/telemetry.ts';
+import { annotateSpan, inSpan, traceAttributes } from '../../lib/telemetry.ts';
 
 const MAX_CACHED_KEYS = 1000;
 
@@ -177,7 +177,11 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
   }
 
   handle(targetArg: unknown, requestArg: unknown): Promise<WireResponse> {
-    return inSpan('sandbox handle', SpanKind.SERVER, {}, () => this.#handle(targetArg, requestArg));
+    return inSpan('sandbox handle', SpanKind.SERVER, {}, async (span) => {
+      const response = await this.#handle(targetArg, requestArg);
+      span.setAttributes(traceAttributes({ status: response.status }));
+      return response;
+    });
   }
 
   async #handle(targetArg: unknown, requestArg: unknown): Promise<WireResponse> {
@@ -215,10 +219,11 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
       throw new Error('worker code unavailable');
     }
     if (bundle.workerId !== target.workerId || bundle.version !== target.version) throw new Error('code key does not match the requested worker version');
+    annotateSpan({ workerId: bundle.workerId, version: bundle.version });
     const log = logSink(this.#deps.supervisor, target.codeKey, this.#deps.log);
     const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
-      return await this.#deps.runtime.handle(bundle, request, { log, capabilities }, stream as ReadableStream<Uint8Array> | undefined, peer);
+      return await this.#deps.runtime.handle(bundle, request, { log, capabilities: inTraceContext(capabilities) }, stream as ReadableStream<Uint8Array> | undefined, peer);
     } catch (e) {
       if (e instanceof WorkerError) {
         if (e.limit === 'cpu' || e.limit === 'memory') {

@@ -11,7 +11,7 @@ test("a storage call's deadline is what the sandbox says is left, never more tha
   const deadlines: number[] = [];
   const db: PooledDatabase = { call: async (_method, _args, deadline) => void deadlines.push(deadline - Date.now()) };
   const refused: string[] = [];
-  const cap = new StorageCap(db, (action) => refused.push(action), 2000);
+  const cap = new StorageCap(db, (action) => refused.push(action), 2000, 'acme/w');
   await cap.kvGet('k', 500);
   await cap.kvGet('k', 3_600_000); // a sandbox asking for an hour
   await cap.kvGet('k'); // or for nothing
@@ -32,7 +32,7 @@ test('refusals are audited by the flag their error carries, not by its words, ac
   await assert.rejects(dir.write('big', new Uint8Array(17)), /quota of 16 bytes exceeded/);
   const pool = new SqlPool({ processes: 1 });
   try {
-    const sql = new StorageCap(pool.database(join(root, 'db.sqlite'), 1024 * 1024, 'acme'), audit, 10_000);
+    const sql = new StorageCap(pool.database(join(root, 'db.sqlite'), 1024 * 1024, 'acme'), audit, 10_000, 'acme/w');
     await assert.rejects(sql.exec('SELECT * FROM quota', []), /no such table: quota/);
     await assert.rejects(sql.exec("ATTACH DATABASE '/tmp/x' AS x", []), /not authorized/);
   } finally {

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { check, bytes } from '../../lib/rpc/validate.ts';
 import { CordonError } from '../../lib/errors.ts';
+import { SpanKind } from '@opentelemetry/api';
+import { inSpan, traceAttributes } from '../../lib/telemetry.ts';
 import { Membrane } from '../../lib/rpc/membrane.ts';
 import {
   CACHE_HANDLE,
@@ -68,17 +70,22 @@ export class StorageCap extends RpcTarget implements StorageApi {
   readonly #db: PooledDatabase;
   readonly #audit: Audit;
   readonly #maxMs: number;
-  constructor(db: PooledDatabase, audit: Audit, maxMs: number) {
+  readonly #workerId: string;
+  constructor(db: PooledDatabase, audit: Audit, maxMs: number, workerId: string) {
     super();
     this.#db = db;
     this.#audit = audit;
     this.#maxMs = maxMs;
+    this.#workerId = workerId;
   }
   #call<T>(action: string, method: StorageMethod, args: () => unknown[], timeLeftMs: unknown): Promise<T> {
-    return guarded(this.#audit, action, () => {
-      const left = Math.min(check(TimeLeft, timeLeftMs, 'timeLeftMs') ?? this.#maxMs, this.#maxMs);
-      return this.#db.call(method, args(), Date.now() + left) as Promise<T>;
-    });
+    // The span names the operation only: never the query, key or value.
+    return inSpan(action, SpanKind.SERVER, traceAttributes({ workerId: this.#workerId }), () =>
+      guarded(this.#audit, action, () => {
+        const left = Math.min(check(TimeLeft, timeLeftMs, 'timeLeftMs') ?? this.#maxMs, this.#maxMs);
+        return this.#db.call(method, args(), Date.now() + left) as Promise<T>;
+      }),
+    );
   }
   exec(query: unknown, bindings: unknown, timeLeftMs?: unknown): Promise<SqlResult> {
     return this.#call('storage.exec', 'exec', () => [check(Query, query, 'query'), check(SqlBindings, bindings, 'bindings')], timeLeftMs);
@@ -151,8 +158,13 @@ export class FetchCap extends RpcTarget implements FetcherApi {
     super();
     this.#fetcher = fetcher;
   }
-  async fetch(request: unknown): Promise<FetchResponse> {
-    return (await (await this.#fetcher()).fetch(request as never)) as FetchResponse;
+  fetch(request: unknown): Promise<FetchResponse> {
+    // The span is the parent of egress's: the URL stays out of it (it can carry a tenant's tokens).
+    return inSpan('fetch', SpanKind.CLIENT, {}, async (span) => {
+      const response = (await (await this.#fetcher()).fetch(request as never)) as FetchResponse;
+      span.setAttributes(traceAttributes({ status: response.status }));
+      return response;
+    });
   }
 }
 
@@ -239,7 +251,7 @@ export class Grants {
           mkdirSync(join(base, 'storage'), { recursive: true, mode: 0o700 });
           this.#databases.set(id, (db = this.#sql.database(join(base, 'storage', `${b.name}.sqlite`), this.#opts.storageQuotaBytes, workerId.split('/')[0]!)));
         }
-        out[b.name] = membrane.wrap(new StorageCap(db, audit, bundle.limits.wallMs));
+        out[b.name] = membrane.wrap(new StorageCap(db, audit, bundle.limits.wallMs, workerId));
       } else {
         let dir = this.#directories.get(id);
         if (!dir) this.#directories.set(id, (dir = WorkerDirectory.open(join(base, 'directories', b.name), this.#opts.directoryQuotaBytes)));
