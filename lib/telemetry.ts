@@ -3,23 +3,39 @@
  * flows through every hop (HTTP headers at ingress, RPC frames between services). Spans are recorded
  * and exported over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
  */
-import { context, propagation, trace, SpanKind, SpanStatusCode, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
+import { context, propagation, trace, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import { createHash } from 'node:crypto';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider, type Sampler } from '@opentelemetry/sdk-trace';
+import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, RandomIdGenerator, SamplingDecision, TraceIdRatioBasedSampler, TracerProvider, type IdGenerator, type Sampler } from '@opentelemetry/sdk-trace';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 
 let provider: TracerProvider | undefined;
+let sampler: Sampler | undefined;
+
+/** The ids the next root span takes, when they are derived (see derivedTrace) rather than random. */
+let forcedIds: { traceId: string; spanId: string } | undefined;
+class DerivableIds implements IdGenerator {
+  readonly #random = new RandomIdGenerator();
+  generateTraceId(): string {
+    return forcedIds?.traceId ?? this.#random.generateTraceId();
+  }
+  generateSpanId(): string {
+    return forcedIds?.spanId ?? this.#random.generateSpanId();
+  }
+}
 
 /** `cordon` names a sandbox's cordon: every span of that process is in it. */
 export function initTelemetry(service: string, env: NodeJS.ProcessEnv = process.env, cordon?: string): { shutdown(): Promise<void> } {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   if (env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
+    sampler = samplerFromEnv(env);
     provider = new TracerProvider({
       resource: resourceFromAttributes({ 'service.name': `cordon-${service}`, ...traceAttributes({ cordon }) }),
-      sampler: samplerFromEnv(env),
+      sampler,
+      idGenerator: new DerivableIds(),
       spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter(), scheduledDelayMillis: 500 })],
     });
     trace.setGlobalTracerProvider(provider);
@@ -100,4 +116,36 @@ export function inSpan<T>(name: string, kind: SpanKind, attributes: Attributes, 
       span.end();
     }
   });
+}
+
+/**
+ * The trace of something that outlives a process (a workflow instance): its trace and root span ids
+ * derive from its name, so every run, in any process and after any restart, joins the same trace
+ * under the same root. Whether it is sampled is the root sampler's decision for that trace id.
+ */
+export function derivedTrace(name: string): { context(): Context; recordRoot(spanName: string, attributes: Attributes): void } {
+  const digest = createHash('sha256').update(`cordon trace\0${name}`).digest('hex');
+  const ids = { traceId: digest.slice(0, 32), spanId: digest.slice(32, 48) };
+  return {
+    context() {
+      const sampled = sampler?.shouldSample(ROOT_CONTEXT, ids.traceId, name, SpanKind.INTERNAL, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED;
+      return trace.setSpanContext(ROOT_CONTEXT, { ...ids, traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE, isRemote: true });
+    },
+    recordRoot(spanName, attributes) {
+      // Span creation is synchronous: nothing else can start a span while the ids are forced.
+      forcedIds = ids;
+      try {
+        tracer().startSpan(spanName, { root: true, attributes }, ROOT_CONTEXT).end();
+      } finally {
+        forcedIds = undefined;
+      }
+    },
+  };
+}
+
+/** A span of something that already happened (a sleep, a wait, a step attempt), as a child of the active span. */
+export function recordSpan(name: string, startMs: number, endMs: number, attributes: Attributes, error?: string): void {
+  const span = tracer().startSpan(name, { startTime: startMs, attributes });
+  if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: error });
+  span.end(Math.max(startMs, endMs));
 }

@@ -114,6 +114,8 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
     assert.equal(d.code, 0, d.stderr);
     const w = await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
     assert.equal(w.code, 0, w.stderr);
+    // A request to the signup worker creates the table its steps write to.
+    await waitFor('the signup worker', async () => ((await fetch(`${mesh.httpUrl}/signup/none`)).status === 404) || undefined);
   });
   after(async () => {
     await mesh?.stop();
@@ -171,14 +173,23 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
     const status = async () => JSON.parse((await mesh.cli(['workflows', 'status', 'signup', id, '--json'])).stdout) as { status: string };
     await waitFor('the instance to wait for its event', async () => ((await status()).status === 'waiting' ? true : undefined), 20_000);
     assert.equal((await mesh.cli(['workflows', 'event', 'signup', id, 'approved', '--payload', '{"by":"bob"}'])).code, 0);
-    await waitFor('the instance to complete', async () => ((await status()).status === 'complete' ? true : undefined), 20_000);
+    await waitFor('the instance to complete', async () => ((await status()).status === 'complete' ? true : undefined), 30_000).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify(await status())}`);
+    });
     const root = await waitFor('the instance span', () => otlp.spans.find((s) => s.name === 'workflow instance' && s.attrs['cordon.workflow.instance'] === id), 20_000);
     const t = root.traceId;
     // The flaky step succeeds on its third attempt, in one run or across runs: one span each, all in this trace.
     await waitFor('three attempts of the flaky step', () => (otlp.spans.filter((s) => s.traceId === t && s.name === 'step flaky').length === 3 ? true : undefined), 20_000);
     const names = otlp.spans.filter((s) => s.traceId === t).map((s) => s.name);
     for (const want of ['step create user', 'sleep cool off', 'waitForEvent approval']) assert.ok(names.includes(want), `${want} in ${names.join(', ')}`);
-    assert.ok(names.filter((n) => n === 'workflow run').length >= 2, 'the runs before and after the event are in the one trace');
+    const runs = otlp.spans.filter((s) => s.traceId === t && s.name === 'workflow run');
+    assert.ok(runs.length >= 2, 'the runs before and after the event are in the one trace');
+    for (const run of runs) assert.equal(run.parent, root.spanId, 'each run is a child of the instance');
+    const runIds = new Set(runs.map((r) => r.spanId));
+    for (const s of otlp.spans.filter((s) => s.traceId === t && /^(step|sleep|waitForEvent) /.test(s.name))) assert.ok(runIds.has(s.parent!), `${s.name} is a span of a run`);
+    const flaky = otlp.spans.filter((s) => s.traceId === t && s.name === 'step flaky').map((s) => s.attrs['cordon.workflow.step.attempt']);
+    assert.deepEqual(flaky.sort(), [1, 2, 3]);
+    assert.deepEqual([root.service, root.attrs['cordon.tenant'], root.attrs['cordon.worker'], root.attrs['cordon.workflow']], ['cordon-supervisor', 'default', 'signup', 'signup']);
     assertTree(otlp.spans, t, root);
   });
 

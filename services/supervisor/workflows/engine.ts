@@ -29,6 +29,7 @@ import type { WorkerRunner } from '../../../schemas/services.ts';
 import { WorkflowError } from './errors.ts';
 import { InstanceStore, type InstanceRef, type InstanceRow, type InstanceWrites, type StepAt, type StepRow, type WorkflowRef } from './instance-store.ts';
 import { WakeTimers } from './timers.ts';
+import { inRunSpan, traceCreated, traceStep } from './tracing.ts';
 import { StepPort } from './ports.ts';
 
 // The admin API maps this error's status to its answer.
@@ -194,7 +195,10 @@ export class WorkflowEngine {
         else if (!skipExisting) throw new WorkflowError(409, `instance id ${ref.id} is already in use in workflow ${wf.workflow}; restart it instead`);
       }
     });
-    for (const ref of created) this.#consider(ref);
+    for (const ref of created) {
+      traceCreated(ref, host.worker, current.version);
+      this.#consider(ref);
+    }
     return created.map((ref) => ref.id);
   }
 
@@ -394,6 +398,7 @@ export class WorkflowEngine {
         if (step) tx.completeStep(at, null, now);
         else tx.addStep(at, { type: 'sleep', status: 'complete', now, wakeAt });
       });
+      traceStep('sleep', at, step?.started_at ?? now, now);
       return { state: 'done', value: null };
     }
     await this.#commit(at, (tx) => {
@@ -418,6 +423,7 @@ export class WorkflowEngine {
         if (step) tx.completeStep(at, value, now);
         else tx.addStep(at, { type: 'waitForEvent', status: 'complete', now, eventType, value });
       });
+      traceStep('waitForEvent', at, step?.started_at ?? now, now);
       return { state: 'done', value };
     }
     const wakeAt = step?.wake_at ?? now + timeoutMs;
@@ -426,6 +432,7 @@ export class WorkflowEngine {
       await this.#commit(at, (tx) => {
         if (step) tx.failStep(at, error, now);
       });
+      traceStep('waitForEvent', at, step?.started_at ?? now, now, { error: error.name });
       return { state: 'error', ...error };
     }
     await this.#commit(at, (tx) => {
@@ -496,7 +503,7 @@ export class WorkflowEngine {
     );
     let result: Awaited<ReturnType<WorkerRunner['run']>>;
     try {
-      result = (await runner.run(codeKey, row.class_name, event, new StepPort(this, run) as never)) as typeof result;
+      result = await inRunSpan(run, row.worker, row.version, async () => (await runner.run(codeKey, row.class_name, event, new StepPort(this, run) as never)) as typeof result);
     } catch (e) {
       // The sandbox died or the session broke mid-run: nothing recorded is lost; run it again soon.
       this.#later(run, (e as Error).message);

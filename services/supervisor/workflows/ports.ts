@@ -18,6 +18,8 @@ import {
   type WorkflowsApi,
 } from '../../../schemas/workflows.ts';
 import type { RunRef, StepRef, WorkflowEngine } from './engine.ts';
+import { context } from '@opentelemetry/api';
+import { traceStep } from './tracing.ts';
 import type { InstanceRef, WorkflowRef } from './instance-store.ts';
 
 const StepName = z.string().min(1).max(256, 'step names are at most 256 characters');
@@ -27,11 +29,17 @@ const Outcome = z.union([
   z.object({ error: z.object({ name: z.string().max(256), message: z.string().max(64 * 1024) }).strict(), nonRetryable: z.boolean() }).strict(),
 ]);
 const Time = z.number().int().min(0).max(8.64e15);
+/** Attempts begun and not yet ended that one run keeps a start time for (a run has few at once). */
+const MAX_OPEN_ATTEMPTS = 1000;
 
 export class StepPort extends RpcTarget implements StepApi {
   readonly #engine: WorkflowEngine;
   /** Set by the engine when it starts the run; the sandbox names only the step. */
   readonly #run: RunRef;
+  /** The run's span, active when the engine made this port: the step spans are its children. */
+  readonly #trace = context.active();
+  /** When each attempt this run began started, by step and attempt, until it ends. */
+  readonly #attempts = new Map<string, number>();
 
   constructor(engine: WorkflowEngine, run: RunRef) {
     super();
@@ -40,24 +48,38 @@ export class StepPort extends RpcTarget implements StepApi {
   }
 
   begin(name: unknown, count: unknown): Promise<StepReply> {
-    return this.#engine.stepBegin(this.#step(name, count));
+    const at = this.#step(name, count);
+    return context.with(this.#trace, async () => {
+      const reply = await this.#engine.stepBegin(at);
+      if (reply.state === 'run' && this.#attempts.size < MAX_OPEN_ATTEMPTS) this.#attempts.set(`${at.name}\0${at.count}\0${reply.attempt}`, Date.now());
+      return reply;
+    });
   }
 
   end(name: unknown, count: unknown, attempt: unknown, outcome: unknown, config: unknown): Promise<StepReply> {
-    return this.#engine.stepEnd(
-      this.#step(name, count),
-      check(Count, attempt, 'attempt'),
-      check(Outcome, outcome, 'step outcome'),
-      check(StepConfig, config, 'step config'),
-    );
+    const at = this.#step(name, count);
+    const n = check(Count, attempt, 'attempt');
+    const out = check(Outcome, outcome, 'step outcome');
+    return context.with(this.#trace, async () => {
+      const reply = await this.#engine.stepEnd(at, n, out, check(StepConfig, config, 'step config'));
+      const key = `${at.name}\0${at.count}\0${n}`;
+      const started = this.#attempts.get(key);
+      if (started !== undefined) {
+        this.#attempts.delete(key);
+        traceStep('step', at, started, Date.now(), { attempt: n, error: 'error' in out ? out.error.name : undefined });
+      }
+      return reply;
+    });
   }
 
   sleep(name: unknown, count: unknown, until: unknown): Promise<StepReply> {
-    return this.#engine.stepSleep(this.#step(name, count), check(Time, until, 'wake time'));
+    const at = this.#step(name, count);
+    return context.with(this.#trace, () => this.#engine.stepSleep(at, check(Time, until, 'wake time')));
   }
 
   waitForEvent(name: unknown, count: unknown, type: unknown, timeoutMs: unknown): Promise<StepReply> {
-    return this.#engine.stepWaitForEvent(this.#step(name, count), check(EventType, type, 'event type'), check(Time, timeoutMs, 'timeout'));
+    const at = this.#step(name, count);
+    return context.with(this.#trace, () => this.#engine.stepWaitForEvent(at, check(EventType, type, 'event type'), check(Time, timeoutMs, 'timeout')));
   }
 
   #step(name: unknown, count: unknown): StepRef {
