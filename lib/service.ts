@@ -41,7 +41,13 @@ export async function startService(role: Role, name: string, main: (ctx: Service
   // A sandbox has no network: NATS and the trace collector are reached through the launcher's relays.
   const relays = role === 'sandbox' ? await openRelays(process.env) : { tcp: false };
   if (relays.natsUrl) config = { ...config, natsUrl: relays.natsUrl };
-  const telemetry = initTelemetry(role, process.env, role === 'sandbox' ? name : undefined);
+  let telemetry: ReturnType<typeof initTelemetry>;
+  try {
+    telemetry = initTelemetry(role, process.env, role === 'sandbox' ? name : undefined);
+  } catch (e) {
+    log.error('failed to start', { error: (e as Error).message }); // a bad OTEL_* setting: the message names it
+    process.exit(1);
+  }
   const stops: (() => void | Promise<void>)[] = [() => telemetry.shutdown()];
   let stopping = false;
   const stop = async (signal: string) => {

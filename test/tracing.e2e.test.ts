@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { natsServerMissing, startNatsServer } from '../lib/rpc/testing/nats-server.ts';
 
 interface OtlpValue {
   stringValue?: string;
@@ -49,15 +50,19 @@ interface SpanRecord {
 const valueOf = (v: OtlpValue) => v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : (v.boolValue ?? v.doubleValue ?? ''));
 const record = (list: OtlpAttribute[] = []) => Object.fromEntries(list.map((a) => [a.key, valueOf(a.value)]));
 
+interface Receiver {
+  url: string;
+  spans: SpanRecord[];
+  close(): void;
+}
+
 /** An OTLP/HTTP receiver on loopback: the spans it was sent, flattened. */
-function receiver(): Promise<{ url: string; spans: SpanRecord[]; requests: () => number; close(): void }> {
+function receiver(): Promise<Receiver> {
   const spans: SpanRecord[] = [];
-  let requests = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      requests++;
       if (req.url === '/v1/traces' && String(req.headers['content-type']).startsWith('application/json')) {
         const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpExport;
         for (const rs of body.resourceSpans ?? []) {
@@ -76,7 +81,7 @@ function receiver(): Promise<{ url: string; spans: SpanRecord[]; requests: () =>
   });
   return new Promise((resolve) =>
     server.listen(0, '127.0.0.1', () =>
-      resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spans, requests: () => requests, close: () => (server.closeAllConnections(), server.close()) }),
+      resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spans, close: () => (server.closeAllConnections(), server.close()) }),
     ),
   );
 }
@@ -95,23 +100,90 @@ function assertTree(spans: SpanRecord[], traceId: string, root: SpanRecord): voi
   for (const s of inTrace) if (s !== root) assert.ok(s.parent && ids.has(s.parent), `${s.service}:${s.name} has its parent in the trace`);
 }
 
+/** Send one request through the traced worker and check its trace: the same over Unix sockets and NATS. */
+async function checkRequestTrace(mesh: TestMesh, otlp: Receiver, originUrl: string, marker: string): Promise<void> {
+  const url = `${mesh.httpUrl}/traced?origin=${encodeURIComponent(originUrl)}`;
+  const r = await waitFor('the traced worker', async () => {
+    const res = await fetch(url, { method: 'POST', body: marker });
+    return res.status === 200 ? res : undefined;
+  });
+  assert.equal(await r.text(), 'stored and sent: 200 origin ok');
+  // The last request's trace: the ingress span of a 200 for the worker, once egress's span of it has arrived too.
+  const root = await waitFor(
+    'the spans of the request',
+    () => {
+      const roots = otlp.spans.filter((s) => s.service === 'cordon-ingress' && s.name === 'ingress request' && s.attrs['http.response.status_code'] === 200);
+      return roots.find((root) => otlp.spans.some((s) => s.traceId === root.traceId && s.service === 'cordon-egress'));
+    },
+    20_000,
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; spans seen: ${otlp.spans.map((s) => `${s.service}:${s.name}:${s.traceId.slice(0, 6)}:${s.spanId.slice(0, 6)}<-${s.parent?.slice(0, 6)}`).join(' ')}`);
+  });
+  const t = root.traceId;
+  assert.equal(root.parent, undefined, 'the ingress span is the root');
+  assert.deepEqual([root.attrs['cordon.tenant'], root.attrs['cordon.worker'], root.attrs['cordon.cordon'], root.attrs['http.route']], ['default', 'traced', 'standard', '*/traced*']);
+  assert.match(String(root.attrs['cordon.version']), /^[0-9a-f]{64}$/);
+
+  const sandbox = one(otlp.spans, t, 'cordon-sandbox', 'sandbox handle');
+  assert.equal(sandbox.parent, root.spanId, 'the sandbox span is a child of the ingress span');
+  assert.equal(sandbox.resource['cordon.cordon'], 'standard');
+  assert.equal(sandbox.attrs['cordon.worker'], 'traced');
+  assert.equal(sandbox.attrs['http.response.status_code'], 200);
+
+  const put = one(otlp.spans, t, 'cordon-supervisor', 'kv.put');
+  const get = one(otlp.spans, t, 'cordon-supervisor', 'kv.get');
+  for (const s of [put, get]) {
+    assert.equal(s.parent, sandbox.spanId, `${s.name} is a child of the sandbox span`);
+    assert.deepEqual([s.attrs['cordon.tenant'], s.attrs['cordon.worker']], ['default', 'traced']);
+  }
+  const fetchSpan = one(otlp.spans, t, 'cordon-supervisor', 'fetch');
+  assert.equal(fetchSpan.parent, sandbox.spanId, 'the supervisor fetch is a child of the sandbox span');
+  const egress = one(otlp.spans, t, 'cordon-egress', 'egress fetch');
+  assert.equal(egress.parent, fetchSpan.spanId, 'the egress span is a child of the supervisor fetch');
+  assert.deepEqual([egress.attrs['cordon.worker'], egress.attrs['http.response.status_code']], ['traced', 200]);
+  assertTree(otlp.spans, t, root);
+}
+
+/** The origin the traced worker fetches, declared by the operator at deploy. */
+async function originServer(): Promise<{ url: string; close(): void }> {
+  const server: Server = createServer((req, res) => req.resume().on('end', () => res.end('origin ok')));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, close: () => (server.closeAllConnections(), server.close()) };
+}
+
+async function deployTraced(mesh: TestMesh, originUrl: string): Promise<void> {
+  const d = await mesh.cli(['deploy', 'test/fixtures/traced/index.ts', '--name', 'traced', '--route', '*/traced*', '--storage', 'DB', '--origin', originUrl]);
+  assert.equal(d.code, 0, d.stderr);
+}
+
 const CODE_KEY_SHAPE = /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/;
+
+/** No exported span carries the admin token, the mesh secret, a code key or the request body. */
+function checkNoSecrets(mesh: TestMesh, otlp: Receiver, marker: string): void {
+  const adminToken = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
+  const secret = readFileSync(join(mesh.dataDir, 'mesh.secret'));
+  const forbidden = [adminToken, secret.toString('utf8').trim(), secret.toString('hex'), secret.toString('base64'), marker].filter((s) => s.length >= 16 || s === marker);
+  assert.ok(otlp.spans.length > 0);
+  for (const s of otlp.spans)
+    for (const v of s.strings) {
+      for (const f of forbidden) assert.ok(!v.includes(f), `${s.service}:${s.name} carries a secret or body`);
+      assert.doesNotMatch(v, CODE_KEY_SHAPE, `${s.service}:${s.name} carries something shaped like a code key`);
+    }
+}
 
 describe('one trace per request, exported over OTLP/HTTP', () => {
   let mesh: TestMesh;
-  let otlp: Awaited<ReturnType<typeof receiver>>;
-  let origin: Server;
+  let otlp: Receiver;
+  let origin: { url: string; close(): void };
   let originUrl: string;
   const marker = `BODY-MARKER-${randomBytes(6).toString('hex')}`;
 
   before(async () => {
     otlp = await receiver();
-    origin = createServer((req, res) => req.resume().on('end', () => res.end('origin ok')));
-    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-    originUrl = `http://127.0.0.1:${(origin.address() as { port: number }).port}`;
+    origin = await originServer();
+    originUrl = origin.url;
     mesh = await startTestMesh({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER: 'parentbased_always_on' });
-    const d = await mesh.cli(['deploy', 'test/fixtures/traced/index.ts', '--name', 'traced', '--route', '*/traced*', '--storage', 'DB', '--origin', originUrl]);
-    assert.equal(d.code, 0, d.stderr);
+    await deployTraced(mesh, originUrl);
     const w = await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
     assert.equal(w.code, 0, w.stderr);
     // A request to the signup worker creates the table its steps write to.
@@ -123,48 +195,7 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
     origin?.close();
   });
 
-  test('a request is one trace: ingress → sandbox → supervisor (storage, fetch) → egress, parent links across processes', async () => {
-    const url = `${mesh.httpUrl}/traced?origin=${encodeURIComponent(originUrl)}`;
-    const r = await waitFor('the traced worker', async () => {
-      const res = await fetch(url, { method: 'POST', body: marker });
-      return res.status === 200 ? res : undefined;
-    });
-    assert.equal(await r.text(), 'stored and sent: 200 origin ok');
-    // The last request's trace: the ingress span of a 200 for the worker, once egress's span of it has arrived too.
-    const root = await waitFor(
-      'the spans of the request',
-      () => {
-        const roots = otlp.spans.filter((s) => s.service === 'cordon-ingress' && s.name === 'ingress request' && s.attrs['http.response.status_code'] === 200);
-        return roots.find((root) => otlp.spans.some((s) => s.traceId === root.traceId && s.service === 'cordon-egress'));
-      },
-      20_000,
-    ).catch((e: Error) => {
-      throw new Error(`${e.message}; spans seen: ${otlp.spans.map((s) => `${s.service}:${s.name}:${s.traceId.slice(0, 6)}:${s.spanId.slice(0, 6)}<-${s.parent?.slice(0, 6)}`).join(' ')}`);
-    });
-    const t = root.traceId;
-    assert.equal(root.parent, undefined, 'the ingress span is the root');
-    assert.deepEqual([root.attrs['cordon.tenant'], root.attrs['cordon.worker'], root.attrs['cordon.cordon'], root.attrs['http.route']], ['default', 'traced', 'standard', '*/traced*']);
-    assert.match(String(root.attrs['cordon.version']), /^[0-9a-f]{64}$/);
-
-    const sandbox = one(otlp.spans, t, 'cordon-sandbox', 'sandbox handle');
-    assert.equal(sandbox.parent, root.spanId, 'the sandbox span is a child of the ingress span');
-    assert.equal(sandbox.resource['cordon.cordon'], 'standard');
-    assert.equal(sandbox.attrs['cordon.worker'], 'traced');
-    assert.equal(sandbox.attrs['http.response.status_code'], 200);
-
-    const put = one(otlp.spans, t, 'cordon-supervisor', 'kv.put');
-    const get = one(otlp.spans, t, 'cordon-supervisor', 'kv.get');
-    for (const s of [put, get]) {
-      assert.equal(s.parent, sandbox.spanId, `${s.name} is a child of the sandbox span`);
-      assert.deepEqual([s.attrs['cordon.tenant'], s.attrs['cordon.worker']], ['default', 'traced']);
-    }
-    const fetchSpan = one(otlp.spans, t, 'cordon-supervisor', 'fetch');
-    assert.equal(fetchSpan.parent, sandbox.spanId, 'the supervisor fetch is a child of the sandbox span');
-    const egress = one(otlp.spans, t, 'cordon-egress', 'egress fetch');
-    assert.equal(egress.parent, fetchSpan.spanId, 'the egress span is a child of the supervisor fetch');
-    assert.deepEqual([egress.attrs['cordon.worker'], egress.attrs['http.response.status_code']], ['traced', 200]);
-    assertTree(otlp.spans, t, root);
-  });
+  test('a request is one trace: ingress → sandbox → supervisor (storage, fetch) → egress, parent links across processes', () => checkRequestTrace(mesh, otlp, originUrl, marker));
 
   test('a workflow instance is one trace with a span per step attempt, sleep and event wait', async () => {
     const created = await mesh.cli(['workflows', 'create', 'signup', '--params', JSON.stringify({ user: 'ada', sleepMs: 50 })]);
@@ -193,16 +224,29 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
     assertTree(otlp.spans, t, root);
   });
 
-  test('no span carries the admin token, the mesh secret, a code key or a request body', () => {
-    const adminToken = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
-    const secret = readFileSync(join(mesh.dataDir, 'mesh.secret'));
-    const forbidden = [adminToken, secret.toString('utf8').trim(), secret.toString('hex'), secret.toString('base64'), marker].filter((s) => s.length >= 16 || s === marker);
-    assert.ok(otlp.spans.length > 0);
-    for (const s of otlp.spans)
-      for (const v of s.strings) {
-        for (const f of forbidden) assert.ok(!v.includes(f), `${s.service}:${s.name} carries a secret or body`);
-        assert.doesNotMatch(v, CODE_KEY_SHAPE, `${s.service}:${s.name} carries something shaped like a code key`);
-      }
+  test('no span carries the admin token, the mesh secret, a code key or a request body', () => checkNoSecrets(mesh, otlp, marker));
+});
+
+const natsMissing = natsServerMissing();
+if (natsMissing && process.env.CORDON_REQUIRE_ALL === '1') test('nats-server is required (CORDON_REQUIRE_ALL=1)', () => assert.fail(natsMissing));
+
+describe('one trace per request over NATS', { skip: natsMissing }, () => {
+  test('the same tree when the services talk over nats-server', async () => {
+    const otlp = await receiver();
+    const origin = await originServer();
+    const nats = await startNatsServer();
+    const mesh = await startTestMesh({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url }, ['--nats', nats.url]);
+    const marker = `BODY-MARKER-${randomBytes(6).toString('hex')}`;
+    try {
+      await deployTraced(mesh, origin.url);
+      await checkRequestTrace(mesh, otlp, origin.url, marker);
+      checkNoSecrets(mesh, otlp, marker);
+    } finally {
+      await mesh.stop();
+      await nats.stop();
+      otlp.close();
+      origin.close();
+    }
   });
 });
 

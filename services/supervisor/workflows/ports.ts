@@ -60,8 +60,9 @@ export class StepPort extends RpcTarget implements StepApi {
     const at = this.#step(name, count);
     const n = check(Count, attempt, 'attempt');
     const out = check(Outcome, outcome, 'step outcome');
+    const cfg = check(StepConfig, config, 'step config');
     return context.with(this.#trace, async () => {
-      const reply = await this.#engine.stepEnd(at, n, out, check(StepConfig, config, 'step config'));
+      const reply = await this.#engine.stepEnd(at, n, out, cfg);
       const key = `${at.name}\0${at.count}\0${n}`;
       const started = this.#attempts.get(key);
       if (started !== undefined) {
@@ -74,12 +75,15 @@ export class StepPort extends RpcTarget implements StepApi {
 
   sleep(name: unknown, count: unknown, until: unknown): Promise<StepReply> {
     const at = this.#step(name, count);
-    return context.with(this.#trace, () => this.#engine.stepSleep(at, check(Time, until, 'wake time')));
+    const wake = check(Time, until, 'wake time');
+    return context.with(this.#trace, () => this.#engine.stepSleep(at, wake));
   }
 
   waitForEvent(name: unknown, count: unknown, type: unknown, timeoutMs: unknown): Promise<StepReply> {
     const at = this.#step(name, count);
-    return context.with(this.#trace, () => this.#engine.stepWaitForEvent(at, check(EventType, type, 'event type'), check(Time, timeoutMs, 'timeout')));
+    const eventType = check(EventType, type, 'event type');
+    const timeout = check(Time, timeoutMs, 'timeout');
+    return context.with(this.#trace, () => this.#engine.stepWaitForEvent(at, eventType, timeout));
   }
 
   #step(name: unknown, count: unknown): StepRef {
