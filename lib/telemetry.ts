@@ -110,7 +110,8 @@ export function inSpan<T>(name: string, kind: SpanKind, attributes: Attributes, 
     try {
       return await fn(span);
     } catch (e) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error)?.message });
+      // The error's name only: a message can quote what a tenant sent (a query, a URL, a key).
+      span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.name : 'Error' });
       throw e;
     } finally {
       span.end();

@@ -30,6 +30,7 @@ interface OtlpSpan {
   name: string;
   attributes?: OtlpAttribute[];
   events?: { name: string; attributes?: OtlpAttribute[] }[];
+  status?: { message?: string };
 }
 interface OtlpExport {
   resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: OtlpSpan[] }[] }[];
@@ -43,7 +44,7 @@ interface SpanRecord {
   name: string;
   attrs: Record<string, string | number | boolean>;
   resource: Record<string, string | number | boolean>;
-  /** Every string the span carries: its name, its attributes and its events', its resource's. */
+  /** Every string the span carries: its name, status message, its attributes and its events', its resource's. */
   strings: string[];
 }
 
@@ -70,7 +71,7 @@ function receiver(): Promise<Receiver> {
           for (const ss of rs.scopeSpans ?? [])
             for (const s of ss.spans ?? []) {
               const attrs = record(s.attributes);
-              const strings = [s.name, ...Object.values(attrs), ...Object.values(resource), ...(s.events ?? []).flatMap((e) => [e.name, ...Object.values(record(e.attributes))])].map(String);
+              const strings = [s.name, s.status?.message ?? '', ...Object.values(attrs), ...Object.values(resource), ...(s.events ?? []).flatMap((e) => [e.name, ...Object.values(record(e.attributes))])].map(String);
               spans.push({ service: String(resource['service.name']), traceId: s.traceId, spanId: s.spanId, parent: s.parentSpanId || undefined, name: s.name, attrs, resource, strings });
             }
         }
@@ -176,7 +177,7 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
   let otlp: Receiver;
   let origin: { url: string; close(): void };
   let originUrl: string;
-  const marker = `BODY-MARKER-${randomBytes(6).toString('hex')}`;
+  const marker = `BODY_MARKER_${randomBytes(6).toString('hex')}`;
 
   before(async () => {
     otlp = await receiver();
@@ -236,7 +237,7 @@ describe('one trace per request over NATS', { skip: natsMissing }, () => {
     const origin = await originServer();
     const nats = await startNatsServer();
     const mesh = await startTestMesh({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url }, ['--nats', nats.url]);
-    const marker = `BODY-MARKER-${randomBytes(6).toString('hex')}`;
+    const marker = `BODY_MARKER_${randomBytes(6).toString('hex')}`;
     try {
       await deployTraced(mesh, origin.url);
       await checkRequestTrace(mesh, otlp, origin.url, marker);
