@@ -219,6 +219,9 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
     for (const run of runs) assert.equal(run.parent, root.spanId, 'each run is a child of the instance');
     const runIds = new Set(runs.map((r) => r.spanId));
     for (const s of otlp.spans.filter((s) => s.traceId === t && /^(step|sleep|waitForEvent) /.test(s.name))) assert.ok(runIds.has(s.parent!), `${s.name} is a span of a run`);
+    const inSandbox = otlp.spans.filter((s) => s.traceId === t && s.service === 'cordon-sandbox' && s.name === 'sandbox workflow run');
+    assert.ok(inSandbox.length >= 2, 'the sandbox side of each run is in the trace');
+    for (const s of inSandbox) assert.ok(runIds.has(s.parent!) && s.attrs['cordon.worker'] === 'signup', 'a child of the engine\'s run span, naming the worker');
     const flaky = otlp.spans.filter((s) => s.traceId === t && s.name === 'step flaky').map((s) => s.attrs['cordon.workflow.step.attempt']);
     assert.deepEqual(flaky.sort(), [1, 2, 3]);
     assert.deepEqual([root.service, root.attrs['cordon.tenant'], root.attrs['cordon.worker'], root.attrs['cordon.workflow']], ['cordon-supervisor', 'default', 'signup', 'signup']);

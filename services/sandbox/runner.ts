@@ -6,6 +6,8 @@
 import { RpcTarget, type RpcStub } from 'capnweb';
 import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
+import { SpanKind } from '@opentelemetry/api';
+import { annotateSpan, inSpan } from '../../lib/telemetry.ts';
 import { ClassName, type StepApi } from '../../schemas/workflows.ts';
 import type { WorkerRunner } from '../../schemas/services.ts';
 import { CodeKey } from '../../schemas/worker.ts';
@@ -45,13 +47,19 @@ export class Runner extends RpcTarget implements WorkerRunner {
     }
   }
 
-  async run(codeKey: unknown, className: unknown, event: unknown, step: RpcStub<StepApi>): Promise<Outcome> {
+  /** In a span under the engine's run span (the call carries it), so the sandbox's part of a run shows in the instance's trace. */
+  run(codeKey: unknown, className: unknown, event: unknown, step: RpcStub<StepApi>): Promise<Outcome> {
+    return inSpan('sandbox workflow run', SpanKind.SERVER, {}, () => this.#run(codeKey, className, event, step));
+  }
+
+  async #run(codeKey: unknown, className: unknown, event: unknown, step: RpcStub<StepApi>): Promise<Outcome> {
     const key = check(CodeKey, codeKey, 'code key');
     const cls = check(ClassName, className, 'class name');
     const ev = check(z.string().max(2 * 1024 * 1024), event, 'event');
     const steps = step.dup();
     try {
       const { bundle, capabilities } = await this.#deps.bundles.get(key);
+      annotateSpan({ workerId: bundle.workerId, version: bundle.version });
       const leave = this.#deps.recorder.enter(bundle.workerId);
       try {
         const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities: inTraceContext(capabilities) });
