@@ -4,7 +4,8 @@ import { ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
 import { SamplingDecision } from '@opentelemetry/sdk-trace';
 import { samplerFromEnv, traceAttributes } from './telemetry.ts';
 
-const decide = (env: NodeJS.ProcessEnv, traceId = 'ffffffffffffffffffffffffffffffff') => samplerFromEnv(env).shouldSample(ROOT_CONTEXT, traceId, 'x', SpanKind.SERVER, {}, []).decision;
+const decide = (env: NodeJS.ProcessEnv, traceId = 'ffffffffffffffffffffffffffffffff') =>
+  samplerFromEnv(env).shouldSample(ROOT_CONTEXT, traceId, 'x', SpanKind.SERVER, {}, []).decision;
 
 test('OTEL_TRACES_SAMPLER and _ARG choose the sampler', () => {
   assert.equal(decide({}), SamplingDecision.RECORD_AND_SAMPLED);

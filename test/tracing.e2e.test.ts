@@ -71,8 +71,23 @@ function receiver(): Promise<Receiver> {
           for (const ss of rs.scopeSpans ?? [])
             for (const s of ss.spans ?? []) {
               const attrs = record(s.attributes);
-              const strings = [s.name, s.status?.message ?? '', ...Object.values(attrs), ...Object.values(resource), ...(s.events ?? []).flatMap((e) => [e.name, ...Object.values(record(e.attributes))])].map(String);
-              spans.push({ service: String(resource['service.name']), traceId: s.traceId, spanId: s.spanId, parent: s.parentSpanId || undefined, name: s.name, attrs, resource, strings });
+              const strings = [
+                s.name,
+                s.status?.message ?? '',
+                ...Object.values(attrs),
+                ...Object.values(resource),
+                ...(s.events ?? []).flatMap((e) => [e.name, ...Object.values(record(e.attributes))]),
+              ].map(String);
+              spans.push({
+                service: String(resource['service.name']),
+                traceId: s.traceId,
+                spanId: s.spanId,
+                parent: s.parentSpanId || undefined,
+                name: s.name,
+                attrs,
+                resource,
+                strings,
+              });
             }
         }
       }
@@ -90,7 +105,14 @@ function receiver(): Promise<Receiver> {
 /** The only span of `trace` called `name` (from `service`). */
 function one(spans: SpanRecord[], traceId: string, service: string, name: string): SpanRecord {
   const found = spans.filter((s) => s.traceId === traceId && s.service === service && s.name === name);
-  assert.equal(found.length, 1, `one ${service} span "${name}" in the trace; got ${found.length}: ${spans.filter((s) => s.traceId === traceId).map((s) => `${s.service}:${s.name}`).join(', ')}`);
+  assert.equal(
+    found.length,
+    1,
+    `one ${service} span "${name}" in the trace; got ${found.length}: ${spans
+      .filter((s) => s.traceId === traceId)
+      .map((s) => `${s.service}:${s.name}`)
+      .join(', ')}`,
+  );
   return found[0]!;
 }
 
@@ -118,11 +140,16 @@ async function checkRequestTrace(mesh: TestMesh, otlp: Receiver, originUrl: stri
     },
     20_000,
   ).catch((e: Error) => {
-    throw new Error(`${e.message}; spans seen: ${otlp.spans.map((s) => `${s.service}:${s.name}:${s.traceId.slice(0, 6)}:${s.spanId.slice(0, 6)}<-${s.parent?.slice(0, 6)}`).join(' ')}`);
+    throw new Error(
+      `${e.message}; spans seen: ${otlp.spans.map((s) => `${s.service}:${s.name}:${s.traceId.slice(0, 6)}:${s.spanId.slice(0, 6)}<-${s.parent?.slice(0, 6)}`).join(' ')}`,
+    );
   });
   const t = root.traceId;
   assert.equal(root.parent, undefined, 'the ingress span is the root');
-  assert.deepEqual([root.attrs['cordon.tenant'], root.attrs['cordon.worker'], root.attrs['cordon.cordon'], root.attrs['http.route']], ['default', 'traced', 'standard', '*/traced*']);
+  assert.deepEqual(
+    [root.attrs['cordon.tenant'], root.attrs['cordon.worker'], root.attrs['cordon.cordon'], root.attrs['http.route']],
+    ['default', 'traced', 'standard', '*/traced*'],
+  );
   assert.match(String(root.attrs['cordon.version']), /^[0-9a-f]{64}$/);
 
   const sandbox = one(otlp.spans, t, 'cordon-sandbox', 'sandbox handle');
@@ -163,7 +190,9 @@ const CODE_KEY_SHAPE = /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/;
 function checkNoSecrets(mesh: TestMesh, otlp: Receiver, marker: string): void {
   const adminToken = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
   const secret = readFileSync(join(mesh.dataDir, 'mesh.secret'));
-  const forbidden = [adminToken, secret.toString('utf8').trim(), secret.toString('hex'), secret.toString('base64'), marker].filter((s) => s.length >= 16 || s === marker);
+  const forbidden = [adminToken, secret.toString('utf8').trim(), secret.toString('hex'), secret.toString('base64'), marker].filter(
+    (s) => s.length >= 16 || s === marker,
+  );
   assert.ok(otlp.spans.length > 0);
   for (const s of otlp.spans)
     for (const v of s.strings) {
@@ -188,7 +217,7 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
     const w = await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
     assert.equal(w.code, 0, w.stderr);
     // A request to the signup worker creates the table its steps write to.
-    await waitFor('the signup worker', async () => ((await fetch(`${mesh.httpUrl}/signup/none`)).status === 404) || undefined);
+    await waitFor('the signup worker', async () => (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404 || undefined);
   });
   after(async () => {
     await mesh?.stop();
@@ -196,7 +225,8 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
     origin?.close();
   });
 
-  test('a request is one trace: ingress → sandbox → supervisor (storage, fetch) → egress, parent links across processes', () => checkRequestTrace(mesh, otlp, originUrl, marker));
+  test('a request is one trace: ingress → sandbox → supervisor (storage, fetch) → egress, parent links across processes', () =>
+    checkRequestTrace(mesh, otlp, originUrl, marker));
 
   test('a workflow instance is one trace with a span per step attempt, sleep and event wait', async () => {
     const created = await mesh.cli(['workflows', 'create', 'signup', '--params', JSON.stringify({ user: 'ada', sleepMs: 50 })]);
@@ -208,23 +238,35 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
     await waitFor('the instance to complete', async () => ((await status()).status === 'complete' ? true : undefined), 30_000).catch(async (e: Error) => {
       throw new Error(`${e.message}: ${JSON.stringify(await status())}`);
     });
-    const root = await waitFor('the instance span', () => otlp.spans.find((s) => s.name === 'workflow instance' && s.attrs['cordon.workflow.instance'] === id), 20_000);
+    const root = await waitFor(
+      'the instance span',
+      () => otlp.spans.find((s) => s.name === 'workflow instance' && s.attrs['cordon.workflow.instance'] === id),
+      20_000,
+    );
     const t = root.traceId;
     // The flaky step succeeds on its third attempt, in one run or across runs: one span each, all in this trace.
-    await waitFor('three attempts of the flaky step', () => (otlp.spans.filter((s) => s.traceId === t && s.name === 'step flaky').length === 3 ? true : undefined), 20_000);
+    await waitFor(
+      'three attempts of the flaky step',
+      () => (otlp.spans.filter((s) => s.traceId === t && s.name === 'step flaky').length === 3 ? true : undefined),
+      20_000,
+    );
     const names = otlp.spans.filter((s) => s.traceId === t).map((s) => s.name);
     for (const want of ['step create user', 'sleep cool off', 'waitForEvent approval']) assert.ok(names.includes(want), `${want} in ${names.join(', ')}`);
     const runs = otlp.spans.filter((s) => s.traceId === t && s.name === 'workflow run');
     assert.ok(runs.length >= 2, 'the runs before and after the event are in the one trace');
     for (const run of runs) assert.equal(run.parent, root.spanId, 'each run is a child of the instance');
     const runIds = new Set(runs.map((r) => r.spanId));
-    for (const s of otlp.spans.filter((s) => s.traceId === t && /^(step|sleep|waitForEvent) /.test(s.name))) assert.ok(runIds.has(s.parent!), `${s.name} is a span of a run`);
+    for (const s of otlp.spans.filter((s) => s.traceId === t && /^(step|sleep|waitForEvent) /.test(s.name)))
+      assert.ok(runIds.has(s.parent!), `${s.name} is a span of a run`);
     const inSandbox = otlp.spans.filter((s) => s.traceId === t && s.service === 'cordon-sandbox' && s.name === 'sandbox workflow run');
     assert.ok(inSandbox.length >= 2, 'the sandbox side of each run is in the trace');
-    for (const s of inSandbox) assert.ok(runIds.has(s.parent!) && s.attrs['cordon.worker'] === 'signup', 'a child of the engine\'s run span, naming the worker');
+    for (const s of inSandbox) assert.ok(runIds.has(s.parent!) && s.attrs['cordon.worker'] === 'signup', "a child of the engine's run span, naming the worker");
     const flaky = otlp.spans.filter((s) => s.traceId === t && s.name === 'step flaky').map((s) => s.attrs['cordon.workflow.step.attempt']);
     assert.deepEqual(flaky.sort(), [1, 2, 3]);
-    assert.deepEqual([root.service, root.attrs['cordon.tenant'], root.attrs['cordon.worker'], root.attrs['cordon.workflow']], ['cordon-supervisor', 'default', 'signup', 'signup']);
+    assert.deepEqual(
+      [root.service, root.attrs['cordon.tenant'], root.attrs['cordon.worker'], root.attrs['cordon.workflow']],
+      ['cordon-supervisor', 'default', 'signup', 'signup'],
+    );
     assertTree(otlp.spans, t, root);
   });
 
@@ -261,12 +303,15 @@ describe('OTEL_TRACES_SAMPLER=always_off', () => {
     try {
       const d = await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*']);
       assert.equal(d.code, 0, d.stderr);
-      await waitFor('the hello worker', async () => ((await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
+      await waitFor('the hello worker', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined);
       for (let i = 0; i < 5; i++) assert.equal((await fetch(`${mesh.httpUrl}/hello`)).status, 200);
     } finally {
       await mesh.stop(); // services flush their exporters when they stop
       otlp.close();
     }
-    assert.deepEqual(otlp.spans.map((s) => `${s.service}:${s.name}`), []);
+    assert.deepEqual(
+      otlp.spans.map((s) => `${s.service}:${s.name}`),
+      [],
+    );
   });
 });

@@ -5,7 +5,7 @@
  * session names nothing, and capnweb aborts the session that sends it.
  */
 import { context } from '@opentelemetry/api';
-import { RpcSession, type RpcTarget, type RpcCompatible, type RpcStub, type RpcTransport } from 'capnweb';
+import { RpcSession, RpcTarget, type RpcCompatible, type RpcStub, type RpcTransport } from 'capnweb';
 import type { Channel } from './channel.ts';
 import type { PeerIdentity } from './handshake.ts';
 import { CallAccounting, DEFAULT_QUOTAS, QuotaExceededError, type Quotas } from './quotas.ts';

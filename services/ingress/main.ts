@@ -174,7 +174,9 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
     // No path or query: they can carry a tenant's tokens, and traces leave the mesh. The route says where it went.
     const traced = () =>
-      inSpan('ingress request', SpanKind.SERVER, { 'http.request.method': req.method ?? '' }, (span) => handle(req, res).finally(() => span.setAttributes(traceAttributes({ status: res.statusCode }))));
+      inSpan('ingress request', SpanKind.SERVER, { 'http.request.method': req.method ?? '' }, (span) =>
+        handle(req, res).finally(() => span.setAttributes(traceAttributes({ status: res.statusCode }))),
+      );
     context.with(parent, traced).catch((e: Error) => {
       log.error('request failed', { error: e });
       writeError(res, 500, 'Internal error in ingress.', requestIdOf(req));

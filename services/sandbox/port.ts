@@ -223,7 +223,13 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     const log = logSink(this.#deps.supervisor, target.codeKey, this.#deps.log);
     const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
-      return await this.#deps.runtime.handle(bundle, request, { log, capabilities: inTraceContext(capabilities) }, stream as ReadableStream<Uint8Array> | undefined, peer);
+      return await this.#deps.runtime.handle(
+        bundle,
+        request,
+        { log, capabilities: inTraceContext(capabilities) },
+        stream as ReadableStream<Uint8Array> | undefined,
+        peer,
+      );
     } catch (e) {
       if (e instanceof WorkerError) {
         if (e.limit === 'cpu' || e.limit === 'memory') {

@@ -37,7 +37,10 @@ export class Runner extends RpcTarget implements WorkerRunner {
     const { bundle, capabilities } = await this.#deps.bundles.get(key);
     const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
-      await this.#deps.runtime.runScheduled(bundle, expr, time, { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities: inTraceContext(capabilities) });
+      await this.#deps.runtime.runScheduled(bundle, expr, time, {
+        log: logSink(this.#deps.supervisor, key, this.#deps.log),
+        capabilities: inTraceContext(capabilities),
+      });
       return { ok: true };
     } catch (e) {
       if (e instanceof WorkerError) return { ok: false, error: e.detail === e.message ? e.message : `${e.message}: ${e.detail}` };
@@ -62,7 +65,10 @@ export class Runner extends RpcTarget implements WorkerRunner {
       annotateSpan({ workerId: bundle.workerId, version: bundle.version });
       const leave = this.#deps.recorder.enter(bundle.workerId);
       try {
-        const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities: inTraceContext(capabilities) });
+        const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), {
+          log: logSink(this.#deps.supervisor, key, this.#deps.log),
+          capabilities: inTraceContext(capabilities),
+        });
         return check(Outcome, JSON.parse(out), 'workflow outcome') as Outcome;
       } finally {
         leave();

@@ -503,7 +503,12 @@ export class WorkflowEngine {
     );
     let result: Awaited<ReturnType<WorkerRunner['run']>>;
     try {
-      result = await inRunSpan(run, row.worker, row.version, async () => (await runner.run(codeKey, row.class_name, event, new StepPort(this, run) as never)) as typeof result);
+      result = await inRunSpan(
+        run,
+        row.worker,
+        row.version,
+        async () => (await runner.run(codeKey, row.class_name, event, new StepPort(this, run) as never)) as typeof result,
+      );
     } catch (e) {
       // The sandbox died or the session broke mid-run: nothing recorded is lost; run it again soon.
       this.#later(run, (e as Error).message);

@@ -24,7 +24,17 @@ export function inRunSpan<T>(ref: InstanceRef, workerId: string, version: string
 }
 
 /** A step attempt, sleep or event wait that ended, as a span of the active run. */
-export function traceStep(kind: 'step' | 'sleep' | 'waitForEvent', ref: InstanceRef & { name: string; count: number }, startMs: number, endMs: number, extra: { attempt?: number; error?: string } = {}): void {
-  const attributes = { ...instanceAttributes(ref), 'cordon.workflow.step.count': ref.count, ...(extra.attempt !== undefined ? { 'cordon.workflow.step.attempt': extra.attempt } : {}) };
+export function traceStep(
+  kind: 'step' | 'sleep' | 'waitForEvent',
+  ref: InstanceRef & { name: string; count: number },
+  startMs: number,
+  endMs: number,
+  extra: { attempt?: number; error?: string } = {},
+): void {
+  const attributes = {
+    ...instanceAttributes(ref),
+    'cordon.workflow.step.count': ref.count,
+    ...(extra.attempt !== undefined ? { 'cordon.workflow.step.attempt': extra.attempt } : {}),
+  };
   recordSpan(`${kind} ${ref.name}`, startMs, endMs, attributes, extra.error);
 }
