@@ -2,7 +2,9 @@
  * `cordon/client` against the real mesh: the package export, then every workflow call over a real
  * WebSocket on the examples/workflows worker — create, status, list with a cursor, pause/resume,
  * sendEvent, watch (each step end and the final status, pushed by the engine), and 10,000
- * watch/dispose cycles that leave the supervisor's tables where they were.
+ * watch/dispose cycles that leave the supervisor's tables where they were. Tracing is on (an OTLP
+ * receiver in the test): the engine calls a client's watch inside a run's trace, and a client speaks
+ * plain capnweb, so no trace line may reach it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,11 +12,13 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 import { connect, type Cordon, type WatchEvent } from '../client/index.ts';
+import { receiver, type Receiver } from './helpers/otlp.ts';
 
 describe('cordon/client over WebSocket', () => {
   let mesh: TestMesh;
   let cordon: Cordon;
   let rpcUrl: string;
+  let otlp: Receiver;
   const token = async (scope: string) => {
     const r = await mesh.cli(['tokens', 'create', '--scope', scope]);
     assert.equal(r.code, 0, r.stderr);
@@ -22,7 +26,8 @@ describe('cordon/client over WebSocket', () => {
   };
 
   before(async () => {
-    mesh = await startTestMesh();
+    otlp = await receiver();
+    mesh = await startTestMesh({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER: 'always_on' });
     rpcUrl = `${mesh.adminUrl.replace('http:', 'ws:')}/rpc`;
     const d = await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
     assert.equal(d.code, 0, d.stderr);
@@ -33,6 +38,7 @@ describe('cordon/client over WebSocket', () => {
   after(async () => {
     cordon?.[Symbol.dispose]();
     await mesh?.stop();
+    otlp?.close();
   });
 
   test('the package exports cordon/client as JavaScript a Node without TypeScript runs', async () => {
@@ -68,6 +74,7 @@ describe('cordon/client over WebSocket', () => {
     watch[Symbol.dispose]();
     const done = await instance.status();
     assert.equal(done.status, 'complete');
+    await waitFor('the instance traced meanwhile', () => otlp.spans.some((s) => s.attrs['cordon.workflow.instance'] === 'rpc-ada') || undefined);
     assert.deepEqual(done.steps.find((s) => s.name === 'create user')!.output, { id: 'ada' });
 
     const batch = await cordon

@@ -11,7 +11,7 @@ import { RpcTarget, type RpcStub } from 'capnweb';
 import { z } from 'zod';
 import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { Keyring, type MeshSession } from './index.ts';
+import { Keyring, Membrane, type MeshSession } from './index.ts';
 import type { Role } from './keys.ts';
 import { clientHandshake } from './handshake.ts';
 import { check } from './validate.ts';
@@ -68,6 +68,14 @@ class Main extends RpcTarget {
   }
   counterRecord(): { counter: Counter; n: number } {
     return { counter: this.makeCounter(), n: 1 };
+  }
+  /** A capability behind a membrane, as the supervisor grants them: the stand-in is never wrapped again. */
+  grantedCounter(): Counter {
+    return new Membrane().wrap(this.makeCounter());
+  }
+  /** The trace a callback handed to us as an argument runs in when we call it back. */
+  async callbackTrace(cb: RpcStub<{ traceId(): string | undefined }>): Promise<string | undefined> {
+    return await cb.traceId();
   }
   async callBack(cb: RpcStub<(x: number) => number>): Promise<number> {
     this.calls.push('callBack');
@@ -383,15 +391,33 @@ for (const t of transports) {
       assert.equal(await context.with(ctx, () => s.remote.traceId()), traceId);
     });
 
-    test('the caller’s trace context reaches a capability the callee returned, in a record too', async () => {
+    test('the caller’s trace context reaches a capability the callee returned, in a record or behind a membrane', async () => {
       const s = await client();
       using counter = await s.remote.makeCounter();
       using record = await s.remote.counterRecord();
-      for (const target of [counter, record.counter]) {
+      using granted = await s.remote.grantedCounter();
+      for (const target of [counter, record.counter, granted]) {
         const traceId = randomBytes(16).toString('hex');
         const ctx = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: randomBytes(8).toString('hex'), traceFlags: 1 });
         assert.equal(await context.with(ctx, () => target.traceId()), traceId);
       }
+    });
+
+    test('a callback handed over as an argument runs in the trace of the call that invoked it', async () => {
+      const s = await client();
+      const traceId = randomBytes(16).toString('hex');
+      const ctx = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: randomBytes(8).toString('hex'), traceFlags: 1 });
+      const cb = new Main();
+      assert.equal(await context.with(ctx, () => s.remote.callbackTrace(cb)), traceId);
+    });
+
+    test('a call without trace context does not inherit the previous call’s', async () => {
+      const s = await client();
+      const traceId = randomBytes(16).toString('hex');
+      const ctx = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: randomBytes(8).toString('hex'), traceFlags: 1 });
+      assert.equal(await context.with(ctx, () => s.remote.traceId()), traceId);
+      const untraced = await context.with(ROOT_CONTEXT, () => s.remote.traceId());
+      assert.ok(untraced === undefined || /^0+$/.test(untraced), `no trace: ${untraced}`);
     });
   });
 }

@@ -5,11 +5,11 @@
  * session names nothing, and capnweb aborts the session that sends it.
  */
 import { context } from '@opentelemetry/api';
-import { RpcSession, RpcTarget, type RpcCompatible, type RpcStub, type RpcTransport } from 'capnweb';
+import { RpcSession, type RpcTarget, type RpcCompatible, type RpcStub, type RpcTransport } from 'capnweb';
 import type { Channel } from './channel.ts';
 import type { PeerIdentity } from './handshake.ts';
 import { CallAccounting, DEFAULT_QUOTAS, QuotaExceededError, type Quotas } from './quotas.ts';
-import { activeTraceparent, contextFrom, parseTraceparent } from './trace.ts';
+import { activeTraceparent, dispatchContext, parseTraceparent } from './trace.ts';
 import { FrameTooLargeError } from './frames.ts';
 import { mib } from './wire-size.ts';
 import type { SpanContext } from '@opentelemetry/api';
@@ -24,8 +24,12 @@ const MAX_REFUSED = 1000;
 const rejection = (id: number, message: string) => JSON.stringify(['reject', id, ['error', 'RangeError', message]]);
 
 class MeshTransport implements RpcTransport {
-  /** Trace context of the call message most recently handed to capnweb. */
+  /**
+   * Trace context of the call message being handed to capnweb, until the microtasks of its dispatch
+   * have run (capnweb calls the target synchronously as it reads the message).
+   */
   incomingTrace: SpanContext | undefined;
+  #received = 0;
   exportCount: () => number = () => 0;
   readonly #accounting: CallAccounting;
   readonly #channel: Channel;
@@ -34,7 +38,10 @@ class MeshTransport implements RpcTransport {
   #nextImport = 1;
   /** Our calls that were too large to send, by import id: the error their answer is replaced with. */
   readonly #refused = new Map<number, string>();
-  constructor(channel: Channel, quotas: Quotas) {
+  /** Whether frames carry trace lines: only between Cordon's own services, which strip them. */
+  readonly #traced: boolean;
+  constructor(channel: Channel, quotas: Quotas, traced: boolean) {
+    this.#traced = traced;
     this.#channel = channel;
     this.#quotas = quotas;
     this.#accounting = new CallAccounting(quotas);
@@ -48,7 +55,7 @@ class MeshTransport implements RpcTransport {
     this.#accounting.outgoing(message);
     const opens = OPENS_IMPORT.exec(message)?.[1];
     const importId = opens ? this.#nextImport++ : 0;
-    const tp = opens === 'push' || opens === 'stream' ? activeTraceparent() : undefined;
+    const tp = this.#traced && (opens === 'push' || opens === 'stream') ? activeTraceparent() : undefined;
     let framed = tp ? `${tp}\n${message}` : message;
     // Only a message that could be over the limit is measured (UTF-8 takes at most 3 bytes per unit).
     if (framed.length * 3 > this.#channel.maxMessage) {
@@ -80,10 +87,16 @@ class MeshTransport implements RpcTransport {
     const raw = await this.#channel.receive();
     let message = raw;
     this.incomingTrace = undefined;
-    if (raw.charCodeAt(0) !== 0x5b /* [ */) {
+    if (this.#traced && raw.charCodeAt(0) !== 0x5b /* [ */) {
       if (raw.charCodeAt(TRACEPARENT_LENGTH) !== 0x0a) throw new Error('malformed RPC frame: expected a traceparent line');
       this.incomingTrace = parseTraceparent(raw.slice(0, TRACEPARENT_LENGTH));
       message = raw.slice(TRACEPARENT_LENGTH + 1);
+      // Forgotten once this message's dispatch is done, so that work the session's read loop started
+      // and that resumes later (e.g. a call pipelined on a promise) does not join a stranger's trace.
+      const n = ++this.#received;
+      process.nextTick(() => {
+        if (this.#received === n) this.incomingTrace = undefined;
+      });
     }
     if (this.#refused.size) {
       const id = Number(ANSWER.exec(message)?.[1]);
@@ -116,27 +129,39 @@ export interface SessionStats {
   callsInFlight: number;
 }
 
+export interface SessionOptions {
+  /** Rewrites an error before it goes to the peer (capnweb's option of that name). */
+  onSendError?: (error: Error) => Error | void;
+  /**
+   * Whether calls carry W3C trace context (default). Off for a peer that is not one of Cordon's
+   * services (a `cordon/client` speaks plain capnweb): a trace line would break its session.
+   */
+  traceContext?: boolean;
+}
+
 export class MeshSession<Remote extends RpcCompatible<Remote> = undefined> {
   readonly remote: RpcStub<Remote>;
   readonly closed: Promise<Error>;
   readonly #session: RpcSession<Remote>;
   readonly #transport: MeshTransport;
-  /** One traced stand-in per exported target, so capnweb sees the same object each time it is returned. */
-  readonly #tracedTargets = new WeakMap<object, object>();
 
   readonly channel: Channel;
   readonly peer: PeerIdentity;
 
-  /** `onSendError` rewrites an error before it goes to the peer (capnweb's option of that name). */
-  constructor(channel: Channel, peer: PeerIdentity, local: RpcTarget | undefined, quotas: Partial<Quotas> = {}, onSendError?: (error: Error) => Error | void) {
+  constructor(channel: Channel, peer: PeerIdentity, local: RpcTarget | undefined, quotas: Partial<Quotas> = {}, options: SessionOptions = {}) {
+    const { onSendError, traceContext = true } = options;
     this.channel = channel;
     this.peer = peer;
     const q = { ...DEFAULT_QUOTAS, ...quotas };
-    this.#transport = new MeshTransport(channel, q);
+    const transport = (this.#transport = new MeshTransport(channel, q, traceContext));
     this.closed = new Promise((resolve) => channel.onClose(resolve));
-    const main = local ? this.traced(local) : undefined;
-    this.#session = new RpcSession<Remote>(this.#transport, main, { limits: { maxDepth: q.maxDepth, maxMessageSize: q.maxMessage }, onSendError });
-    this.#transport.exportCount = () => this.#session.getStats().exports;
+    // capnweb's read loop starts here and keeps this context for good: every call it dispatches (on
+    // the main or on any capability it exported) runs with the caller's traceparent as its parent.
+    this.#session = context.with(
+      dispatchContext(() => transport.incomingTrace),
+      () => new RpcSession<Remote>(transport, local, { limits: { maxDepth: q.maxDepth, maxMessageSize: q.maxMessage }, onSendError }),
+    );
+    transport.exportCount = () => this.#session.getStats().exports;
     this.remote = this.#session.getRemoteMain();
   }
 
@@ -150,42 +175,5 @@ export class MeshSession<Remote extends RpcCompatible<Remote> = undefined> {
 
   get isClosed(): boolean {
     return this.channel.closed;
-  }
-
-  /**
-   * Wrap a target so each method the peer calls runs inside the caller's trace context (the session's
-   * main is; a target handed to the peer as a call's argument must be wrapped by its sender). capnweb
-   * dispatches a call synchronously while it handles the message, so the transport's
-   * `incomingTrace` is that call's context. Capabilities a traced method returns (directly, in a
-   * promise, or as the values of a plain record) are traced too: calls on them carry their own
-   * traceparent. (A call pipelined on an unresolved promise is dispatched later and starts a fresh trace.)
-   */
-  traced<T extends object>(target: T): T {
-    const known = this.#tracedTargets.get(target);
-    if (known) return known as T;
-    const transport = this.#transport;
-    const session = this;
-    const proxy = new Proxy(target, {
-      get(t, key, receiver) {
-        const value = Reflect.get(t, key, receiver);
-        if (typeof value !== 'function' || typeof key === 'symbol') return value;
-        return function (this: unknown, ...args: unknown[]) {
-          return session.#tracedResult(context.with(contextFrom(transport.incomingTrace), () => Reflect.apply(value, t, args)));
-        };
-      },
-    });
-    this.#tracedTargets.set(target, proxy);
-    return proxy;
-  }
-
-  #tracedResult(result: unknown): unknown {
-    if (result instanceof Promise) return result.then((r) => this.#tracedResult(r));
-    if (result instanceof RpcTarget) return this.traced(result);
-    if (result !== null && typeof result === 'object' && Object.getPrototypeOf(result) === Object.prototype) {
-      const values = Object.values(result);
-      if (!values.some((v) => v instanceof RpcTarget)) return result;
-      return Object.fromEntries(Object.entries(result).map(([k, v]) => [k, v instanceof RpcTarget ? this.traced(v) : v]));
-    }
-    return result;
   }
 }

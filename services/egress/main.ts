@@ -38,7 +38,7 @@ await startService('egress', 'egress', async ({ config, settings, log, node, onS
     timeoutMs: settings.egress.egressTimeoutMs,
   });
   supervisor = new MeshClient<SupervisorForEgress>(node, 'supervisor', 'supervisor', {
-    onSession: (session) => session.remote.register(session.traced(port)),
+    onSession: (session) => session.remote.register(port),
   });
   onStop(() => supervisor?.close());
   onStop(

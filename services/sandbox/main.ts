@@ -60,7 +60,7 @@ await startService('sandbox', cordon, async ({ config, settings, log, node, onSt
   const supervisor: MeshClient<SupervisorForSandbox> = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor', {
     async onSession(session): Promise<void> {
       bundles.clear();
-      await session.remote.registerRunner(session.traced(new Runner(deps)));
+      await session.remote.registerRunner(new Runner(deps));
       if (!reported) {
         log.warn('the previous process of this cordon died while running workers', { workers: recorder.previous });
         await session.remote.crashed(recorder.previous);

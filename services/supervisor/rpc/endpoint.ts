@@ -141,7 +141,7 @@ export class RpcEndpoint {
     // The token may have been revoked while this connection was being set up.
     if (this.#deps.tokens.get(principal.tokenId)?.revoked) return revoke(`token ${principal.tokenId} was revoked`);
     const main = membrane.wrap(new CordonMain(caller, principal.tenant ?? DEFAULT_TENANT));
-    session = new MeshSession(channel, { role: 'cli', name: actor }, main, this.#quotas, (e) => this.#shown(e));
+    session = new MeshSession(channel, { role: 'cli', name: actor }, main, this.#quotas, { onSendError: (e) => this.#shown(e), traceContext: false });
     void session.closed.then((reason) => {
       for (const end of [...caller.watches]) end();
       membrane.revoke('the connection closed');
