@@ -16,7 +16,7 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
-import { createHash } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
@@ -129,6 +129,12 @@ export function traceAttributes(facts: TraceFacts): Attributes {
   return out;
 }
 
+/** The trace id of the active span when it is recorded (sampled): what a log line can link to. */
+export function recordedTraceId(): string | undefined {
+  const sc = trace.getSpanContext(context.active());
+  return sc && trace.isSpanContextValid(sc) && sc.traceFlags & TraceFlags.SAMPLED && trace.getActiveSpan()?.isRecording() ? sc.traceId : undefined;
+}
+
 /** Add facts to the active span (learnt after it started, e.g. the route or the status). */
 export function annotateSpan(facts: TraceFacts): void {
   trace.getActiveSpan()?.setAttributes(traceAttributes(facts));
@@ -152,12 +158,15 @@ export function inSpan<T>(name: string, kind: SpanKind, attributes: Attributes, 
 /**
  * The trace of something that outlives a process (a workflow instance): its trace and root span ids
  * derive from its name, so every run, in any process and after any restart, joins the same trace
- * under the same root. Whether it is sampled is the root sampler's decision for that trace id.
+ * under the same root. Keyed (HMAC with a key of the supervisor's), so nobody else can compute the ids
+ * and make a request's spans (a client's traceparent is honoured at ingress) join that trace.
+ * Whether it is sampled is the root sampler's decision for that trace id.
  */
-export function derivedTrace(name: string): { context(): Context; recordRoot(spanName: string, attributes: Attributes): void } {
-  const digest = createHash('sha256').update(`cordon trace\0${name}`).digest('hex');
+export function derivedTrace(key: Buffer, name: string): { traceId: string; context(): Context; recordRoot(spanName: string, attributes: Attributes): void } {
+  const digest = createHmac('sha256', key).update(`cordon trace\0${name}`).digest('hex');
   const ids = { traceId: digest.slice(0, 32), spanId: digest.slice(32, 48) };
   return {
+    traceId: ids.traceId,
     context() {
       const sampled = sampler?.shouldSample(ROOT_CONTEXT, ids.traceId, name, SpanKind.INTERNAL, {}, []).decision === SamplingDecision.RECORD_AND_SAMPLED;
       return trace.setSpanContext(ROOT_CONTEXT, { ...ids, traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE, isRemote: true });

@@ -91,9 +91,10 @@ export function workflowRoutes({ workflows: engine }: Pick<AdminDeps, 'workflows
       method: 'GET',
       path: `${base}/{id}`,
       scope: 'workflows',
-      summary: "An instance's status, output or error, and its steps",
+      summary: "An instance's status, output or error, its steps, and the id of its trace",
       run(call) {
-        send(call.res, 200, plain(engine.status(at(call))));
+        const ref = at(call);
+        send(call.res, 200, { ...plain(engine.status(ref)), traceId: engine.traceId(ref) });
       },
     },
     {

@@ -11,7 +11,7 @@
  *
  * This module is the state machine; what is stored, and every statement over it, is instance-store.ts.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { RpcStub } from 'capnweb';
 import type { Logger } from '../../../lib/log.ts';
 import { retryDelay } from '../../../lib/workflow-durations.ts';
@@ -29,7 +29,7 @@ import type { WorkerRunner } from '../../../schemas/services.ts';
 import { WorkflowError } from './errors.ts';
 import { InstanceStore, type InstanceRef, type InstanceRow, type InstanceWrites, type StepAt, type StepRow, type WorkflowRef } from './instance-store.ts';
 import { WakeTimers } from './timers.ts';
-import { inRunSpan, traceCreated, traceStep } from './tracing.ts';
+import { InstanceTraces, traceStep } from './tracing.ts';
 import { StepPort } from './ports.ts';
 
 // The admin API maps this error's status to its answer.
@@ -62,6 +62,8 @@ export interface EngineDeps {
   /** The runner the sandbox of a cordon registered, if it is connected. */
   runner(cordon: string): RpcStub<WorkerRunner> | undefined;
   log: Logger;
+  /** What instance trace ids derive from (a key of the supervisor's; random by default). */
+  traceKey?: Buffer;
   now?: () => number;
   stepLimit?: number;
   maxConcurrentRuns?: number;
@@ -99,6 +101,7 @@ export class WorkflowEngine {
   readonly #watched = new Map<string, Watched>();
   readonly #stepLimit: number;
   readonly #maxRuns: number;
+  readonly #traces: InstanceTraces;
   #stopped = false;
 
   constructor(deps: EngineDeps) {
@@ -108,6 +111,13 @@ export class WorkflowEngine {
     this.#maxRuns = deps.maxConcurrentRuns ?? 256;
     this.#timers = new WakeTimers((ref) => this.#consider(ref), this.#now);
     this.#store = new InstanceStore(deps.dir);
+    this.#traces = new InstanceTraces(deps.traceKey ?? randomBytes(32));
+  }
+
+  /** The id of the instance's one trace (whether it was recorded is the sampler's choice). */
+  traceId(ref: InstanceRef): string {
+    this.#instance(ref); // an instance that does not exist is the usual 404
+    return this.#traces.traceId(ref);
   }
 
   /** After a (re)start: every unfinished instance runs again or waits for its timer. */
@@ -196,7 +206,7 @@ export class WorkflowEngine {
       }
     });
     for (const ref of created) {
-      traceCreated(ref, host.worker, current.version);
+      this.#traces.created(ref, host.worker, current.version);
       this.#consider(ref);
     }
     return created.map((ref) => ref.id);
@@ -503,7 +513,7 @@ export class WorkflowEngine {
     );
     let result: Awaited<ReturnType<WorkerRunner['run']>>;
     try {
-      result = await inRunSpan(
+      result = await this.#traces.inRun(
         run,
         row.worker,
         row.version,

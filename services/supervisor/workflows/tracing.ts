@@ -8,19 +8,34 @@ import { context, SpanKind } from '@opentelemetry/api';
 import { derivedTrace, inSpan, recordSpan, traceAttributes } from '../../../lib/telemetry.ts';
 import type { InstanceRef } from './instance-store.ts';
 
-const traceOf = (ref: InstanceRef) => derivedTrace(`workflow\0${ref.tenant}\0${ref.workflow}\0${ref.id}`);
-
 function instanceAttributes(ref: InstanceRef, workerId?: string, version?: string) {
   return { ...traceAttributes({ workerId, version }), 'cordon.tenant': ref.tenant, 'cordon.workflow': ref.workflow, 'cordon.workflow.instance': ref.id };
 }
 
-export function traceCreated(ref: InstanceRef, workerId: string, version: string): void {
-  traceOf(ref).recordRoot('workflow instance', instanceAttributes(ref, workerId, version));
-}
+/** The instances' traces, whose ids derive from their names under the supervisor's key. */
+export class InstanceTraces {
+  readonly #key: Buffer;
+  constructor(key: Buffer) {
+    this.#key = key;
+  }
 
-/** `fn` (one run) in a span under the instance's root: the runner call carries it to the sandbox. */
-export function inRunSpan<T>(ref: InstanceRef, workerId: string, version: string, fn: () => Promise<T>): Promise<T> {
-  return context.with(traceOf(ref).context(), () => inSpan('workflow run', SpanKind.INTERNAL, instanceAttributes(ref, workerId, version), fn));
+  #of(ref: InstanceRef) {
+    return derivedTrace(this.#key, `workflow\0${ref.tenant}\0${ref.workflow}\0${ref.id}`);
+  }
+
+  /** The trace id of an instance (the dashboard links it to Jaeger). */
+  traceId(ref: InstanceRef): string {
+    return this.#of(ref).traceId;
+  }
+
+  created(ref: InstanceRef, workerId: string, version: string): void {
+    this.#of(ref).recordRoot('workflow instance', instanceAttributes(ref, workerId, version));
+  }
+
+  /** `fn` (one run) in a span under the instance's root: the runner call carries it to the sandbox. */
+  inRun<T>(ref: InstanceRef, workerId: string, version: string, fn: () => Promise<T>): Promise<T> {
+    return context.with(this.#of(ref).context(), () => inSpan('workflow run', SpanKind.INTERNAL, instanceAttributes(ref, workerId, version), fn));
+  }
 }
 
 /** A step attempt, sleep or event wait that ended, as a span of the active run. */
