@@ -96,6 +96,15 @@ const workersDomainName = {
   expects: 'a lower-case host name such as workers.localhost, or none for no default routes',
 };
 
+const jaegerUi = {
+  schema: z
+    .string()
+    .trim()
+    .refine((v) => /^https?:\/\/[^/?#]+(\/[^?#]*)?$/.test(v) && URL.canParse(v), 'not an http(s) URL')
+    .transform((v) => v.replace(/\/+$/, '')),
+  expects: 'the http(s) URL of the Jaeger UI, such as http://127.0.0.1:16686',
+};
+
 const hostPorts = {
   schema: z.preprocess(
     list,
@@ -216,6 +225,11 @@ export const Settings = z.strictObject({
       shownDefault: '—',
       description:
         'non-public origins tenants may declare (`--origin`) without the operator: `scheme://host:port` for every tenant, `<tenant>=scheme://host:port` for one; comma-separated',
+    }),
+    jaegerUrl: optional(jaegerUi, {
+      env: 'CORDON_JAEGER_URL',
+      description:
+        'where the dashboard links a workflow instance and a logged line to its trace (`<url>/trace/<trace id>`); set it when the services export traces to that Jaeger (see Tracing)',
     }),
   }),
 });

@@ -40,6 +40,18 @@ export interface SupervisorForSandbox extends DriftReporting {
 export interface SupervisorForIngress extends DriftReporting {
   /** The current routing table now, and every change later through `listener.update`. */
   subscribeRoutes(listener: RouteListener): Promise<RoutingTable>;
+  /** What ingress served since its last report, a few seconds ago (the dashboard's charts). */
+  requestStats(batch: RequestStats[]): Promise<void>;
+}
+
+/** Requests one ingress routed to one worker over one reporting interval (lib/request-stats.ts). */
+export interface RequestStats {
+  workerId: string;
+  requests: number;
+  /** Answered with a 5xx. */
+  errors: number;
+  /** Requests per latency bucket (LATENCY_BOUNDS_MS). */
+  latency: number[];
 }
 
 /** The supervisor, as egress sees it. */
@@ -67,6 +79,8 @@ export interface LogEntry {
   level: 'debug' | 'info' | 'log' | 'warn' | 'error';
   message: string;
   time: number;
+  /** The trace of the request or run that logged it, when that trace is recorded. */
+  traceId?: string;
 }
 
 /**

@@ -18,6 +18,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { receiver, type Receiver } from './helpers/otlp.ts';
 
 /** The browser: $CORDON_CHROMIUM, else chromium on the PATH. */
 function findChromium(): string | undefined {
@@ -43,6 +44,9 @@ const missing = !playwright
 if (missing && process.env.CORDON_REQUIRE_ALL === '1') {
   test('a browser is required (CORDON_REQUIRE_ALL=1)', () => assert.fail(missing));
 }
+
+const JAEGER = 'http://127.0.0.1:16686';
+const TRACE_LINK = new RegExp(`^${JAEGER}/trace/([0-9a-f]{32})$`);
 
 /** Rendered as markup it would run (or at least load an image); rendered as text it is just these characters. */
 const XSS = `<img src=x onerror="document.title='pwned';alert(1)">`;
@@ -73,6 +77,7 @@ describe('dashboard in a browser', { skip: missing }, () => {
   let evilUrl: string;
   let browser: Awaited<ReturnType<Playwright['chromium']['launch']>>;
   const shots = process.env.CORDON_DASHBOARD_SCREENSHOTS;
+  let otlp: Receiver;
 
   const bearer = async (method: string, path: string, body?: unknown) => {
     const r = await fetch(`${mesh.adminUrl}${path}`, {
@@ -145,7 +150,9 @@ describe('dashboard in a browser', { skip: missing }, () => {
   };
 
   before(async () => {
-    mesh = await startTestMesh();
+    otlp = await receiver();
+    // Traces exported to a receiver here; the pages link them to a Jaeger UI that need not exist (no link is followed).
+    mesh = await startTestMesh({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, CORDON_JAEGER_URL: JAEGER });
     root = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
     project = mkdtempSync(join(tmpdir(), 'cordon-dash-'));
     writeFileSync(join(project, 'index.js'), WORKER);
@@ -169,6 +176,7 @@ describe('dashboard in a browser', { skip: missing }, () => {
     await browser?.close();
     evil?.close();
     await mesh?.stop();
+    otlp?.close();
     if (project) rmSync(project, { recursive: true, force: true });
   });
 
@@ -200,6 +208,26 @@ describe('dashboard in a browser', { skip: missing }, () => {
     assert.equal(await page.locator('#log li:visible').count(), 0);
     await page.selectOption('#level-filter', 'log');
     assert.equal(await page.locator('#log li:visible').count(), seen + 1);
+    // A line logged during a request links to that request's trace, which ingress exported.
+    const logged = TRACE_LINK.exec((await page.locator('#log li a.trace').last().getAttribute('href')) ?? '')?.[1];
+    assert.ok(logged, 'the log line links to its trace in Jaeger');
+    await waitFor('the request’s trace', () => otlp.spans.some((s) => s.traceId === logged && s.service === 'cordon-ingress') || undefined);
+    // The charts: what ingress reported (every few seconds) for these requests, drawn for the last hour.
+    const served = async () =>
+      ((await bearer('GET', '/v1/workers/default/flow/metrics')).body.minutes as { requests: number }[]).reduce((a, m) => a + m.requests, 0);
+    await waitFor('ingress to report the flow worker’s requests', async () => ((await served()) >= 2 ? true : undefined), 30_000);
+    await go(o, '#/worker/default/flow');
+    await page.locator('#charts figure').nth(2).waitFor();
+    assert.deepEqual(
+      await page
+        .locator('#charts figcaption')
+        .allInnerTexts()
+        .then((t) => t.map((c) => c.split('\n')[0])),
+      ['Requests per minute', 'Error rate (5xx)', 'p99 latency'],
+    );
+    assert.doesNotMatch(await page.locator('#chart-requests figcaption').innerText(), /max 0$/, 'the requests chart shows the requests');
+    assert.ok((await page.locator('#chart-requests polyline').count()) > 0);
+    await page.locator('#log li').nth(seen).waitFor();
     await shot(o, 'worker');
 
     // Workflows: an instance that completes, one whose step throws markup.
@@ -226,6 +254,10 @@ describe('dashboard in a browser', { skip: missing }, () => {
     await go(o, `#/instance/default/flow/${ok}`);
     assert.equal(await page.locator('#instance-status').innerText(), 'complete');
     assert.deepEqual(await page.locator('#main tbody tr td:first-child').allInnerTexts(), ['first', 'nap']);
+    // Its one trace, in Jaeger: the id the supervisor's spans for it carry.
+    const traced = TRACE_LINK.exec((await page.locator('a.trace').getAttribute('href')) ?? '')?.[1];
+    assert.ok(traced, 'the instance links to its trace in Jaeger');
+    await waitFor('the instance’s trace', () => otlp.spans.some((s) => s.traceId === traced && s.attrs['cordon.workflow.instance'] === ok) || undefined);
     await shot(o, 'instance');
 
     // Pause and resume from the page (each a POST carrying the session's CSRF token).

@@ -28,6 +28,10 @@ import {
   writeWireResponse,
 } from './forward.ts';
 import { parseHost, type RequestHost } from './host.ts';
+import { RequestTally } from '../../lib/request-stats.ts';
+
+/** How often ingress reports what it served to the supervisor (request rate, errors, latency per worker). */
+const STATS_REPORT_MS = 5000;
 
 /** Methods safe to send twice when a sandbox died before answering. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -117,11 +121,12 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
   }
   const callSandbox = async (route: Route, wire: WireRequest) => (await sandboxFor(route.cordon).ready(5000)).remote.handle(route.target, wire);
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, routed: { workerId?: string }): Promise<void> {
     const found = routeOf(req);
     const { requestId } = found;
     if ('refusal' in found) return writeError(res, ...found.refusal, requestId);
     const { route, host } = found;
+    routed.workerId = route.target.workerId;
     annotateSpan({ workerId: route.target.workerId, version: route.target.version, cordon: route.cordon, route: route.pattern });
     // The sandbox refuses more (ingress adds ADDED_HEADERS of its own): the client's error, never a sandbox failure to retry.
     if (req.rawHeaders.length / 2 > MAX_HEADERS - ADDED_HEADERS)
@@ -169,13 +174,26 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     }
   }
 
+  // The dashboard's charts: counted here, reported to the supervisor in one batch every few seconds.
+  const tally = new RequestTally();
+  const reporting = setInterval(() => {
+    const batch = tally.drain();
+    if (batch.length) supervisor.current?.remote.requestStats(batch).catch((e: Error) => log.warn('request stats report failed', { error: e.message }));
+  }, STATS_REPORT_MS);
+  onStop(() => clearInterval(reporting));
+
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    const started = performance.now();
+    const routed: { workerId?: string } = {};
     // A client's traceparent is honoured; the request's span is the parent of every hop after it.
     const parent = propagation.extract(ROOT_CONTEXT, req.headers);
     // No path or query: they can carry a tenant's tokens, and traces leave the mesh. The route says where it went.
     const traced = () =>
       inSpan('ingress request', SpanKind.SERVER, { 'http.request.method': req.method ?? '' }, (span) =>
-        handle(req, res).finally(() => span.setAttributes(traceAttributes({ status: res.statusCode }))),
+        handle(req, res, routed).finally(() => {
+          span.setAttributes(traceAttributes({ status: res.statusCode }));
+          if (routed.workerId) tally.record(routed.workerId, res.statusCode, performance.now() - started);
+        }),
       );
     context.with(parent, traced).catch((e: Error) => {
       log.error('request failed', { error: e });

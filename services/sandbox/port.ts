@@ -16,7 +16,7 @@ import { wireSize } from '../../lib/rpc/wire-size.ts';
 import { supervisorCalls } from './call-gate.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 import { SpanKind } from '@opentelemetry/api';
-import { annotateSpan, inSpan, traceAttributes } from '../../lib/telemetry.ts';
+import { annotateSpan, inSpan, recordedTraceId, traceAttributes } from '../../lib/telemetry.ts';
 
 const MAX_CACHED_KEYS = 1000;
 
@@ -47,12 +47,15 @@ export function logBatches(entries: LogEntry[]): LogEntry[][] {
 }
 
 /** Where a worker's console output goes: the supervisor's log for that worker (named by code key). */
+/** Made in the span of what the worker runs (a request, a run): each line names that trace when it is recorded. */
 export function logSink(supervisor: SupervisorLink, codeKey: string, log: Logger): (entries: LogEntry[]) => void {
+  const traceId = recordedTraceId();
   return (entries) => {
+    const lines = traceId ? entries.map((e) => ({ ...e, traceId })) : entries;
     void supervisor
       .ready(1000)
       .then(async (s) => {
-        for (const batch of logBatches(entries)) await supervisorCalls.run(() => s.remote.log(codeKey, batch));
+        for (const batch of logBatches(lines)) await supervisorCalls.run(() => s.remote.log(codeKey, batch));
       })
       .catch((e: Error) => log.debug('dropped worker log entries', { error: e.message }));
   };

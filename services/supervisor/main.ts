@@ -8,6 +8,7 @@ import { serve } from '../../lib/mesh.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
 import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';
+import { RequestMetrics } from './request-metrics.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
 import { CronScheduler } from './cron.ts';
@@ -47,6 +48,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     codeKeyFor: (id, version) => store.codeKeyForVersion(id, version),
     runner: (cordon) => runners.get(cordon),
     log: log.child({ component: 'workflows' }),
+    traceKey: master.derive('traces'),
   });
   onStop(() => workflows.stop());
   runners.onRunner = () => workflows.runnerAvailable();
@@ -61,6 +63,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   onStop(() => grants.close());
   const logs = new WorkerLogs();
   const hub = new RouteHub({ store, log });
+  const metrics = new RequestMetrics((id) => store.worker(id) !== undefined);
   // A sandbox session's cordon is the one its key proves; only cordons this supervisor runs are
   // served: the configured ones and the dedicated (quarantine, debug) ones it has now.
   const configured = new Set(settings.mesh.cordons);
@@ -82,7 +85,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     log,
     graceMs: settings.mesh.driftMs / 2,
   });
-  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, hub };
+  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, hub, metrics };
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();
@@ -135,6 +138,8 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     tenantCordons: new TenantCordons(adminDb, settings.mesh.cordons),
     tenantOrigins: settings.supervisor.tenantOrigins,
     audit,
+    metrics,
+    jaegerUrl: settings.supervisor.jaegerUrl,
     log,
   });
   // Services outside the mesh: capability RPC on the same listener (WebSocket upgrades to /rpc).

@@ -17,6 +17,7 @@ import type { AuditLog } from './audit.ts';
 import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { DriftMonitor } from './drift.ts';
+import type { RequestMetrics } from './request-metrics.ts';
 import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
 import type { WorkflowsApi } from '../../schemas/workflows.ts';
 
@@ -44,6 +45,10 @@ const LogEntries = z
       level: z.enum(['debug', 'info', 'log', 'warn', 'error']),
       message: z.string().max(64 * 1024),
       time: z.number(),
+      traceId: z
+        .string()
+        .regex(/^[0-9a-f]{32}$/)
+        .optional(),
     }),
   )
   .max(1000);
@@ -59,6 +64,8 @@ export interface PortDeps {
   runners: WorkerRunners;
   egress: EgressLink;
   hub: RouteHub;
+  /** Ingress's reports of what it served (only ingress's port takes them). */
+  metrics: RequestMetrics;
 }
 
 /**
@@ -211,13 +218,20 @@ export class RouteHub {
   }
 }
 
+/** Ingress may follow the routes, report its drift and report what it served (the only reporter of request metrics). */
 export class IngressPort extends RpcTarget implements SupervisorForIngress {
   readonly #hub: RouteHub;
   readonly #drift: DriftMonitor;
-  constructor({ hub, drift }: Pick<PortDeps, 'hub' | 'drift'>) {
+  readonly #metrics: RequestMetrics;
+  constructor({ hub, drift, metrics }: Pick<PortDeps, 'hub' | 'drift' | 'metrics'>) {
     super();
     this.#hub = hub;
     this.#drift = drift;
+    this.#metrics = metrics;
+  }
+
+  async requestStats(batch: unknown): Promise<void> {
+    this.#metrics.add(batch);
   }
 
   async report(state: unknown): Promise<void> {

@@ -16,6 +16,7 @@ import type { AuditLog } from '../audit.ts';
 import type { DriftMonitor, DriftStatus } from '../drift.ts';
 import type { WorkflowEngine } from '../workflows/engine.ts';
 import type { CronScheduler } from '../cron.ts';
+import type { RequestMetrics } from '../request-metrics.ts';
 
 export type HealthSource = () => { ok: boolean; services: Record<string, 'up' | 'down'>; drift: Record<string, DriftStatus> };
 
@@ -36,6 +37,10 @@ export interface AdminDeps {
   /** Non-public origins the operator lets tenant-bound tokens declare (tenant undefined: any tenant). */
   tenantOrigins: { tenant: string | undefined; origin: string }[];
   audit: AuditLog;
+  /** The last hour of each worker's requests, as ingress reported them. */
+  metrics: RequestMetrics;
+  /** The Jaeger UI the dashboard links traces to (CORDON_JAEGER_URL), if any. */
+  jaegerUrl?: string;
   log: Logger;
 }
 

@@ -79,7 +79,10 @@ function declaredOrigin(text: string, granted: (origin: string) => boolean): { o
 }
 
 export function workerRoutes(
-  deps: Pick<AdminDeps, 'store' | 'hub' | 'logs' | 'audit' | 'cordons' | 'tenantCordons' | 'tenantOrigins' | 'quarantine' | 'workflows' | 'cron' | 'grants'>,
+  deps: Pick<
+    AdminDeps,
+    'store' | 'hub' | 'logs' | 'audit' | 'cordons' | 'tenantCordons' | 'tenantOrigins' | 'quarantine' | 'workflows' | 'cron' | 'grants' | 'metrics'
+  >,
 ): Route[] {
   const { store, hub, logs, audit } = deps;
   return [
@@ -174,6 +177,16 @@ export function workerRoutes(
       },
     },
     {
+      method: 'GET',
+      path: '/v1/workers/{tenant}/{name}/metrics',
+      scope: 'read',
+      summary: "A worker's requests, 5xx errors and p99 latency per minute over the last hour, as ingress reported them",
+      run(call) {
+        const { id } = workerOf(store, call);
+        send(call.res, 200, { minutes: deps.metrics.lastHour(id) });
+      },
+    },
+    {
       method: 'POST',
       path: '/v1/workers/{tenant}/{name}/scheduled',
       scope: 'deploy',
@@ -194,6 +207,7 @@ export function workerRoutes(
       run(call) {
         const { id } = workerOf(store, call);
         store.delete(id);
+        deps.metrics.forget(id);
         deps.cron.refresh();
         deps.grants.revoke(id, 'worker deleted');
         hub.publish();

@@ -59,6 +59,7 @@ export interface DashboardDeps {
   tokens: TokenStore;
   audit: AuditLog;
   log: Logger;
+  jaegerUrl?: string;
 }
 
 export interface Dashboard {
@@ -96,7 +97,7 @@ function page(res: ServerResponse, status: number, type: string, body: string, e
   res.end(body);
 }
 
-export function createDashboard({ tokens, audit, log }: DashboardDeps): Dashboard {
+export function createDashboard({ tokens, audit, log, jaegerUrl }: DashboardDeps): Dashboard {
   const sessions = new SessionStore();
   const bundle: Promise<UiBundle | undefined> = bundleUi().catch((e: unknown) => {
     log.error('the dashboard could not be bundled; its pages answer 500', { error: e as Error });
@@ -173,7 +174,13 @@ export function createDashboard({ tokens, audit, log }: DashboardDeps): Dashboar
           // The page's only way to its CSRF token: same-origin script can read this, another site cannot.
           const s = sessionOf(req);
           if (!s) return page(res, 401, 'application/json', '{"error":"not signed in; sign in at /dashboard/sign-in"}\n');
-          const body = JSON.stringify({ csrf: s.session.csrf, tokenId: s.who.tokenId, tenant: s.who.tenant ?? null, scopes: s.who.scopes });
+          const body = JSON.stringify({
+            csrf: s.session.csrf,
+            tokenId: s.who.tokenId,
+            tenant: s.who.tenant ?? null,
+            scopes: s.who.scopes,
+            jaegerUrl: jaegerUrl ?? null,
+          });
           return page(res, 200, 'application/json', body);
         }
         case 'GET /dashboard/app.js':

@@ -9,6 +9,8 @@ export interface SessionInfo {
   tokenId: string;
   tenant: string | null;
   scopes: string[];
+  /** The Jaeger UI traces link to (CORDON_JAEGER_URL), or null. */
+  jaegerUrl: string | null;
 }
 
 /** The admin API's refusal as the page sees it: its message, and its status (a 403 is a page for operators only). */

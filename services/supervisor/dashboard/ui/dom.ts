@@ -22,6 +22,15 @@ export function link(route: string[], ...children: Child[]): HTMLAnchorElement {
   return h('a', { href: '#/' + route.map(encodeURIComponent).join('/') }, ...children);
 }
 
+/**
+ * A link to a trace in the operator's Jaeger (CORDON_JAEGER_URL, an http(s) URL checked at start), or
+ * nothing when there is none or the id is not a trace id.
+ */
+export function traceLink(jaegerUrl: string | null, traceId: string | undefined, label = 'trace'): HTMLAnchorElement | undefined {
+  if (!jaegerUrl || !traceId || !/^[0-9a-f]{32}$/.test(traceId)) return undefined;
+  return h('a', { href: `${jaegerUrl}/trace/${traceId}`, class: 'trace', target: '_blank', rel: 'noopener noreferrer' }, label);
+}
+
 export function table(head: string[], rows: Child[][], empty: string): HTMLElement {
   if (rows.length === 0) return h('p', { class: 'empty' }, empty);
   return h(

@@ -2,7 +2,8 @@
 import type { LogEntry } from '../../../../../schemas/services.ts';
 import type { VersionSettings } from '../../../../../schemas/worker.ts';
 import { api, apiFollow, seg, type SessionInfo } from '../api.ts';
-import { action, h, link, table, when } from '../dom.ts';
+import { action, h, link, table, traceLink, when } from '../dom.ts';
+import { chart } from '../chart.ts';
 
 interface Worker {
   id: string;
@@ -133,6 +134,56 @@ function versionsTable(session: SessionInfo, path: string, versions: Version[], 
 
 const LEVELS = ['debug', 'info', 'log', 'warn', 'error'] as const;
 
+interface MinuteStats {
+  minute: number;
+  requests: number;
+  errors: number;
+  p99Ms: number | null;
+}
+/** How often the charts are redrawn while the page is open (ingress reports every few seconds). */
+const CHARTS_MS = 10_000;
+
+/** Requests per minute, the share of them that were 5xx, and p99 latency, over the last hour. */
+function charts(minutes: MinuteStats[]): Node[] {
+  return [
+    chart(
+      'chart-requests',
+      'Requests per minute',
+      minutes.map((m) => m.requests),
+      (n) => String(n),
+    ),
+    chart(
+      'chart-errors',
+      'Error rate (5xx)',
+      minutes.map((m) => (m.requests ? m.errors / m.requests : null)),
+      (n) => `${(n * 100).toFixed(n && n < 0.01 ? 2 : 0)}%`,
+    ),
+    chart(
+      'chart-p99',
+      'p99 latency',
+      minutes.map((m) => m.p99Ms),
+      (n) => (n >= 1000 ? `${n / 1000} s` : `${n} ms`),
+    ),
+  ];
+}
+
+/** The charts, redrawn every CHARTS_MS until the page is left. */
+function traffic(path: string, signal: AbortSignal): HTMLElement {
+  const box = h('div', { class: 'charts', id: 'charts' }, h('p', { class: 'muted' }, 'Loading…'));
+  const draw = async () => {
+    try {
+      const { minutes } = await api<{ minutes: MinuteStats[] }>('GET', `${path}/metrics`);
+      if (!signal.aborted) box.replaceChildren(...charts(minutes));
+    } catch (e) {
+      box.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The charts could not be loaded: ${(e as Error).message}`));
+    }
+  };
+  void draw();
+  const timer = setInterval(draw, CHARTS_MS);
+  signal.addEventListener('abort', () => clearInterval(timer));
+  return box;
+}
+
 /** One worker, and its console output: the recent lines, then each new one as it is logged, until the page is left. */
 export async function workerPage(session: SessionInfo, tenant: string, name: string, signal: AbortSignal, rerender: () => void): Promise<Node> {
   const path = `/v1/workers/${seg(tenant)}/${seg(name)}`;
@@ -149,7 +200,17 @@ export async function workerPage(session: SessionInfo, tenant: string, name: str
   void apiFollow<LogEntry>(`${path}/logs?follow=1`, signal, (e) => {
     empty.remove();
     log.append(
-      h('li', { class: `level-${e.level}` }, h('time', {}, when(new Date(e.time).toISOString())), ' ', h('span', { class: 'level' }, e.level), ' ', e.message),
+      h(
+        'li',
+        { class: `level-${e.level}` },
+        h('time', {}, when(new Date(e.time).toISOString())),
+        ' ',
+        h('span', { class: 'level' }, e.level),
+        ' ',
+        e.message,
+        ' ',
+        traceLink(session.jaegerUrl, e.traceId),
+      ),
     );
   }).catch((e: unknown) => log.after(h('p', { class: 'error', role: 'alert' }, `The log stream stopped: ${(e as Error).message}`)));
   return h(
@@ -174,6 +235,8 @@ export async function workerPage(session: SessionInfo, tenant: string, name: str
         h('dd', {}, current.vars.join(', ') || '—'),
       ],
     ),
+    h('h3', {}, 'Traffic, last hour'),
+    traffic(path, signal),
     h('h3', {}, 'Versions'),
     versionsTable(session, path, versions, rerender),
     h('h3', {}, 'Console output (live)'),

@@ -6,11 +6,12 @@
 import { STATUSES, type InstanceStatusName } from '../../../../../schemas/workflow-statuses.ts';
 import type { StepRecord } from '../../../../../schemas/workflows.ts';
 import { api, seg, type SessionInfo } from '../api.ts';
-import { action, h, link, table, when } from '../dom.ts';
+import { action, h, link, table, traceLink, when } from '../dom.ts';
 import { listWorkers } from './workers.ts';
 
 interface Instance {
   id: string;
+  traceId?: string;
   workflow: string;
   status: InstanceStatusName;
   output?: unknown;
@@ -236,5 +237,14 @@ export async function instancePage(session: SessionInfo, tenant: string, workflo
     action(a, { class: `action-${a}` }, async () => (await api('POST', `${path}/${a}`), await acted())),
   );
   void poll();
-  return h('section', {}, h('h2', {}, `Instance ${i.id}`), canAct && h('p', { class: 'actions' }, actions), canAct && sendEvent(path, acted), shown);
+  const trace = traceLink(session.jaegerUrl, i.traceId, 'Open its trace in Jaeger');
+  return h(
+    'section',
+    {},
+    h('h2', {}, `Instance ${i.id}`),
+    trace && h('p', {}, trace),
+    canAct && h('p', { class: 'actions' }, actions),
+    canAct && sendEvent(path, acted),
+    shown,
+  );
 }
