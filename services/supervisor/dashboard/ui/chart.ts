@@ -18,20 +18,20 @@ export function chart(id: string, title: string, values: (number | null)[], form
   const known = values.filter((v): v is number => v !== null);
   const max = Math.max(0, ...known);
   const last = values.at(-1);
-  const x = (i: number) => ((i / Math.max(1, values.length - 1)) * W).toFixed(1);
+  const x = (i: number) => (2 + (i / Math.max(1, values.length - 1)) * (W - 4)).toFixed(1);
   const y = (v: number) => (H - 2 - (max > 0 ? (v / max) * (H - 4) : 0)).toFixed(1);
   const drawing = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-labelledby': `${id}-title` });
   const label = svg('title', { id: `${id}-title` });
   label.textContent = `${title}, last hour: latest ${last == null ? 'none' : format(last)}, highest ${format(max)}`;
   drawing.append(label, svg('line', { x1: 0, y1: H - 1, x2: W, y2: H - 1, class: 'axis' }));
-  // One polyline per run of known values, so a gap (no requests) shows as a gap.
-  let run: string[] = [];
+  // One polyline per run of known values, so a gap (no requests) shows as a gap; a lone value is a dot.
+  let run: [string, string][] = [];
   const flush = () => {
-    if (run.length === 1) run.push(run[0]!.replace(/^[^,]+/, (px) => String(Number(px) + 2)));
-    if (run.length) drawing.append(svg('polyline', { points: run.join(' '), class: 'series' }));
+    if (run.length === 1) drawing.append(svg('circle', { cx: run[0]![0], cy: run[0]![1], r: 2.5, class: 'dot' }));
+    else if (run.length) drawing.append(svg('polyline', { points: run.map((p) => p.join(',')).join(' '), class: 'series' }));
     run = [];
   };
-  values.forEach((v, i) => (v === null ? flush() : run.push(`${x(i)},${y(v)}`)));
+  values.forEach((v, i) => (v === null ? flush() : run.push([x(i), y(v)])));
   flush();
   const figure = document.createElement('figure');
   figure.className = 'chart';
