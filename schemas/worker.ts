@@ -14,7 +14,8 @@ export const WorkerId = z.string().regex(new RegExp(`^${NAME.source.slice(1, -1)
 /** The key a sandbox is given to fetch one worker's code (base64url of 32 bytes). */
 export const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 
-export const ModuleType = z.enum(['esm', 'text', 'data', 'json', 'wasm']);
+/** `cjs`: CommonJS, as a Dynamic Worker's code may hold (a deploy bundles to ES modules). */
+export const ModuleType = z.enum(['esm', 'cjs', 'text', 'data', 'json', 'wasm']);
 
 /**
  * Why `name` cannot be a module name, or undefined when it can. A module name is a relative path that
@@ -48,10 +49,14 @@ export const WorkerModule = z.object({
 });
 export type WorkerModule = z.infer<typeof WorkerModule>;
 
-/** A capability binding a worker declares at deploy: `env.<name>` in the isolate (a workflow binding names its workflow). */
+/**
+ * A capability binding a worker declares at deploy: `env.<name>` in the isolate (a workflow binding names
+ * its workflow). A `loader` binding is a Worker Loader (docs/dynamic-workers.md): served by the sandbox
+ * itself, nothing of the supervisor's.
+ */
 export const Binding = z
   .object({
-    type: z.enum(['storage', 'directory', 'workflow']),
+    type: z.enum(['storage', 'directory', 'workflow', 'loader']),
     name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. STORE)'),
     workflow: WorkflowName.optional(),
   })
@@ -105,6 +110,8 @@ export interface WorkerBundle {
   workflows?: WorkflowDecl[];
   /** Cron triggers (five fields, UTC): the supervisor runs scheduled() on each tick. */
   crons?: string[];
+  /** A Dynamic Worker only: the names in its `env` that are entrypoint stubs of its parent (the rest of its env is `vars`). */
+  stubs?: string[];
 }
 
 /** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */

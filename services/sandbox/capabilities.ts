@@ -44,6 +44,8 @@ const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = 
   workflow: WORKFLOW_METHODS,
   fetch: FETCH_METHODS,
   cache: CACHE_METHODS,
+  // Served in the sandbox (runtime/worker-loader.ts): nothing of it reaches the supervisor.
+  loader: [],
 };
 
 /** The engine's side of one workflow run, as its step calls reach it: only the step methods pass. */

@@ -11,7 +11,7 @@ import type { WorkerRunner } from '../../schemas/services.ts';
 import { CodeKey } from '../../schemas/worker.ts';
 import { WorkerError } from './runtime/index.ts';
 import { StepForwarder } from './capabilities.ts';
-import { logSink, type SandboxDeps } from './port.ts';
+import { loaderEvents, logSink, type SandboxDeps } from './port.ts';
 
 type Outcome = Awaited<ReturnType<WorkerRunner['run']>>;
 const Outcome = z.union([
@@ -35,7 +35,11 @@ export class Runner extends RpcTarget implements WorkerRunner {
     const { bundle, capabilities } = await this.#deps.bundles.get(key);
     const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
-      await this.#deps.runtime.runScheduled(bundle, expr, time, { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities });
+      await this.#deps.runtime.runScheduled(bundle, expr, time, {
+        log: logSink(this.#deps.supervisor, key, this.#deps.log),
+        capabilities,
+        events: loaderEvents(this.#deps, key),
+      });
       return { ok: true };
     } catch (e) {
       if (e instanceof WorkerError) return { ok: false, error: e.detail === e.message ? e.message : `${e.message}: ${e.detail}` };
@@ -57,6 +61,7 @@ export class Runner extends RpcTarget implements WorkerRunner {
         const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), {
           log: logSink(this.#deps.supervisor, key, this.#deps.log),
           capabilities,
+          events: loaderEvents(this.#deps, key),
         });
         return check(Outcome, JSON.parse(out), 'workflow outcome') as Outcome;
       } finally {

@@ -22,6 +22,7 @@ import { MasterKey } from './master-key.ts';
 import { Grants } from './capabilities.ts';
 import { History } from './history.ts';
 import { Quarantine } from './quarantine.ts';
+import { Creations } from './creations.ts';
 import { TenantCordons } from './tenant-cordons.ts';
 import { DriftMonitor } from './drift.ts';
 import { configHash, routesHash } from '../../lib/drift.ts';
@@ -82,7 +83,8 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     log,
     graceMs: settings.mesh.driftMs / 2,
   });
-  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress };
+  const creations = new Creations(audit);
+  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, creations };
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();
@@ -129,6 +131,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     tokens,
     grants,
     quarantine,
+    creations,
     health,
     drift,
     workflows,

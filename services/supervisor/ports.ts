@@ -9,7 +9,8 @@ import { check } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
 import type { RouteListener, RoutingTable } from '../../schemas/routes.ts';
-import type { EgressForSupervisor, LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox, WorkerRunner } from '../../schemas/services.ts';
+import { CREATION_KINDS, type EgressForSupervisor, type LogEntry, type SupervisorForEgress, type SupervisorForIngress, type SupervisorForSandbox, type WorkerRunner } from '../../schemas/services.ts';
+import type { Creations } from './creations.ts';
 import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
 import { TamperedError, type CodeStore } from './store.ts';
 import type { WorkerLogs } from './logs.ts';
@@ -58,6 +59,7 @@ export interface PortDeps {
   drift: DriftMonitor;
   runners: WorkerRunners;
   egress: EgressLink;
+  creations: Creations;
 }
 
 /**
@@ -76,9 +78,11 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #quarantine: Quarantine;
   readonly #drift: DriftMonitor;
   readonly #runners: WorkerRunners;
+  readonly #creations: Creations;
 
-  constructor({ store, logs, audit, grants, quarantine, drift, runners }: Omit<PortDeps, 'egress'>, peer: PeerIdentity) {
+  constructor({ store, logs, audit, grants, quarantine, drift, runners, creations }: Omit<PortDeps, 'egress'>, peer: PeerIdentity) {
     super();
+    this.#creations = creations;
     this.#drift = drift;
     this.#runners = runners;
     this.#quarantine = quarantine;
@@ -117,6 +121,11 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   async limitHit(codeKey: unknown, kind: unknown): Promise<void> {
     const { bundle } = this.#unlock(codeKey, 'limitHit');
     this.#quarantine.signal(bundle.workerId, check(z.enum(['cpu', 'memory']), kind, 'limit'));
+  }
+
+  async created(codeKey: unknown, kind: unknown, count: unknown): Promise<void> {
+    const { bundle } = this.#unlock(codeKey, 'created');
+    this.#creations.record(bundle.workerId, check(z.enum(CREATION_KINDS), kind, 'kind'), check(z.number().int().min(1).max(1_000_000), count, 'count'), this.#actor);
   }
 
   async log(codeKey: unknown, entries: unknown): Promise<void> {

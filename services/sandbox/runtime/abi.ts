@@ -74,7 +74,8 @@ export interface IsolateRef<F extends (...args: never[]) => Promise<unknown>> {
 export interface BootOptions {
   allowEval: boolean;
   vars: Record<string, VarValue>;
-  bindings: { type: 'storage' | 'directory' | 'workflow'; name: string }[];
+  /** `entrypoint`: in a Dynamic Worker, a stub of its parent's entrypoint that its env was given. */
+  bindings: { type: 'storage' | 'directory' | 'workflow' | 'loader' | 'entrypoint'; name: string }[];
   maxBody: number;
   maxHead: number;
   /** The worker's memory limit in bytes (isolated-vm's memoryLimit). */
@@ -99,6 +100,12 @@ export interface Entry {
   fireTimer(id: number, now: number): void;
   ship(name: string, type: string, bytes: ArrayBuffer): string;
   loaded(namespace: Record<string, unknown>): string;
+  /**
+   * A call into one of this worker's exports from another isolate (a Dynamic Worker and its parent):
+   * `exportName` '' for the default, `props` the wire-encoded ctx.props or '', `args` wire-encoded;
+   * the answer is wire-encoded `{ok}` or `{error, name}`.
+   */
+  invoke(exportName: string, props: string, method: string, args: string, now: number): Promise<string>;
 }
 const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   runBatch: true,
@@ -114,6 +121,7 @@ const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   fireTimer: true,
   ship: true,
   loaded: true,
+  invoke: true,
 };
 /** Every entry point, for the host to take and release (checked complete against Entry). */
 export const ENTRY_NAMES = Object.keys(ENTRY_KEYS) as (keyof Entry)[];
@@ -144,3 +152,33 @@ export const SNAPSHOT_MODULES = {
 /** Snapshot modules imported for their effect only: nothing of them is evaluated again in the init half. */
 export const SNAPSHOT_EFFECTS = ['./install-encoding.ts'] as const;
 export const LIBS_GLOBAL = '__cordonLibs';
+
+/** A module of a Dynamic Worker's code as the parent's isolate sends it (bytes for data and wasm). */
+export interface LoaderModule {
+  name: string;
+  type: 'esm' | 'cjs' | 'text' | 'data' | 'json' | 'wasm';
+  content: string | Uint8Array;
+}
+/** An entrypoint of the parent (ctx.exports) named in a Dynamic Worker's env or as its globalOutbound; props wire-encoded, kept by the host. */
+export interface EntrypointRef {
+  exportName: string;
+  props: string | null;
+}
+/** WorkerCode as the parent's isolate sends it to the host (bootstrap/worker-loader.ts checks it first, the host again). */
+export interface LoaderCode {
+  compatibilityDate: string;
+  mainModule: string;
+  modules: LoaderModule[];
+  vars: Record<string, unknown>;
+  stubs: Record<string, EntrypointRef>;
+  /** `inherit`: the parent's own fetch; null: none (workerd's message); an entrypoint: every fetch goes to it. */
+  globalOutbound: 'inherit' | null | EntrypointRef;
+  limits: { cpuMs?: number; subRequests?: number; memoryMb?: number };
+}
+/** The host's answer to a call for a Dynamic Worker it does not hold (never loaded, or evicted): the isolate loads it again. */
+export const UNLOADED = 'cordon:dynamic-worker-unloaded';
+/** workerd's limits on what is loaded (MAX_DYNAMIC_WORKER_CODE_SIZE, MAX_DYNAMIC_WORKER_ENV_SIZE), and the longest id. */
+export const LOADER_LIMITS = { codeBytes: 64 * 1024 * 1024, envBytes: 1024 * 1024, idLength: 256 } as const;
+/** workerd's message when a Worker loaded with `globalOutbound: null` calls fetch() or connect(). */
+export const NO_GLOBAL_OUTBOUND =
+  "This worker is not permitted to access the internet via global functions like fetch(). It must use capabilities (such as bindings in 'env') to talk to the outside world.";

@@ -75,6 +75,11 @@ const MAX_BATCH = 32;
 /** A request's answer from the isolate: head (JSON, or '!' + a failure, or '~' + head of a stream), body, and whether the isolate ended the request's scope itself. */
 type Answer = [string, ArrayBuffer | null, boolean?];
 
+/** The env bindings the bootstrap builds: the declared ones, and a Dynamic Worker's stubs of its parent's entrypoints. */
+function bootBindings(bundle: WorkerBundle): BootOptions['bindings'] {
+  return [...bundle.bindings, ...(bundle.stubs ?? []).map((name) => ({ type: 'entrypoint' as const, name }))];
+}
+
 export class WorkerInstance {
   /** Set once more by adopt() when the instance was made ahead of need. */
   bundle: WorkerBundle;
@@ -173,7 +178,7 @@ export class WorkerInstance {
     this.bundle = bundle;
     this.lastUsed = Date.now();
     await this.#failing(async () => {
-      await this.#entry!.configure.apply(undefined, [JSON.stringify({ vars: bundle.vars, bindings: bundle.bindings })], { timeout: bundle.limits.cpuMs });
+      await this.#entry!.configure.apply(undefined, [JSON.stringify({ vars: bundle.vars, bindings: bootBindings(bundle) })], { timeout: bundle.limits.cpuMs });
       await this.#load();
     });
     return this;
@@ -262,7 +267,7 @@ export class WorkerInstance {
     const options: BootOptions = {
       allowEval,
       vars: this.bundle.vars,
-      bindings: this.bundle.bindings,
+      bindings: bootBindings(this.bundle),
       maxBody: MAX_BODY,
       maxHead: MAX_HEAD,
       memoryLimit: this.bundle.limits.memoryMb * MiB,
@@ -377,6 +382,22 @@ export class WorkerInstance {
     if (out) {
       throw this.#fail(new WorkerError(500, 'scheduled() failed', out));
     }
+  }
+
+  /**
+   * A call into one of this worker's exports from another isolate (Entry.invoke): `fetch` or an RPC
+   * method, with props; resolves with the wire-encoded answer (`{ok}` or `{error}`), and rejects with
+   * a WorkerError only when the isolate broke a limit or went away.
+   */
+  async invoke(exportName: string, props: string, method: string, args: string, hooks: RequestHooks): Promise<string> {
+    return this.#invoke(hooks, () => [
+      (now) =>
+        this.#entry!.invoke.apply(undefined, [exportName, props, method, args, now], {
+          result: { promise: true, copy: true },
+          timeout: this.bundle.limits.cpuMs,
+        }) as Promise<unknown>,
+      () => {},
+    ]);
   }
 
   /** An invocation other than a request: entered and left like one, under the same watchdogs. */

@@ -15,6 +15,7 @@ import { show } from './console.ts';
 import type { Timers } from './timers.ts';
 import { b64, type CapCall } from './bindings.ts';
 import { codec, makeEnv } from './env.ts';
+import { makeDispatcher } from './entrypoints.ts';
 import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
 import { requests, type Handler, type HandlerClass } from './request-state.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
@@ -56,7 +57,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     if (!configurable) throw new Error('configure() comes before the worker is loaded, once');
     configurable = false;
     const o = JSON.parse(json) as { vars: typeof options.vars; bindings: typeof options.bindings };
-    requests.env = makeEnv(o.vars, o.bindings, callCap, callCapAsync);
+    requests.env = makeEnv(o.vars, o.bindings, callCap, callCapAsync, options.maxBody);
   }
 
   // --- loading: data and WebAssembly modules shipped with the worker --------------------------------------
@@ -80,6 +81,8 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   }
 
   let exported: Record<string, unknown> = {};
+  // ctx.exports and calls from other isolates into this worker's entrypoints (a Dynamic Worker and its parent).
+  const entrypoints = makeDispatcher({ exported: () => exported, env: () => requests.env, maxBody: options.maxBody, logError });
 
   function callHandler(request: Request, ctx: unknown): unknown {
     const h = requests.handler;
@@ -190,6 +193,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     const ctx = Object.freeze({
       waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
       passThroughOnException: () => {},
+      exports: entrypoints.ctxExports(),
     });
     let response: unknown;
     try {
@@ -274,7 +278,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     );
     const raw = decodeWire(eventWire, b64) as { payload: unknown; timestamp: number; instanceId: string; workflowName: string };
     const event = Object.freeze({ payload: raw.payload, timestamp: new Date(raw.timestamp), instanceId: raw.instanceId, workflowName: raw.workflowName });
-    const ctx = Object.freeze({ waitUntil: () => {}, passThroughOnException: () => {} });
+    const ctx = Object.freeze({ waitUntil: () => {}, passThroughOnException: () => {}, exports: entrypoints.ctxExports() });
     try {
       const output = await new cls(ctx, requests.env).run(event, step);
       if (suspended) return '{"outcome":"suspended"}';
@@ -301,6 +305,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     const ctx = Object.freeze({
       waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
       noRetry: () => {},
+      exports: entrypoints.ctxExports(),
     });
     const event = Object.freeze({ type: 'scheduled', cron, scheduledTime });
     try {
@@ -334,5 +339,13 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     wsEvent,
     configure,
     rehearse,
+    // Counted as a handler in progress, begun like a request (clock, subrequests), so `end` and the host's watchdogs see it.
+    invoke: (exportName: string, props: string, method: string, args: string, now: number) =>
+      holding(() => {
+        requests.active++;
+        setClock(now);
+        resetSubrequests();
+        return entrypoints.invoke(exportName, props, method, args);
+      }),
   };
 }

@@ -1,17 +1,14 @@
 /** The worker's `env`: its vars and a binding object per capability it was given. */
 import type { BootOptions } from '../abi.ts';
-import { b64, directoryBinding, storageBinding, type CapCall } from './bindings.ts';
-import { structuredClone } from './structured-clone.ts';
-import { decodeWire, encodeWire } from './wire-codec.ts';
-import { workflowBinding, type CallAsync, type ValueCodec } from './workflow-step.ts';
+import { directoryBinding, storageBinding, type CapCall } from './bindings.ts';
+import { workflowBinding, type CallAsync } from './workflow-step.ts';
+import { codec } from './value-codec.ts';
+import { loaderBinding } from './worker-loader.ts';
+import { entrypointStub } from './entrypoints.ts';
 
-/** Workflow values: JSON-compatible data and bytes, checked to be structured-clonable first. */
-export const codec: ValueCodec = {
-  encode: (v) => (v === undefined ? null : encodeWire(structuredClone(v), b64)),
-  decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
-};
+export { codec };
 
-export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], callCap: CapCall, callCapAsync: CallAsync): object {
+export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], callCap: CapCall, callCapAsync: CallAsync, maxBody: number): object {
   const bindingObjects: Record<string, object> = {};
   for (const b of bindings) {
     bindingObjects[b.name] =
@@ -19,7 +16,11 @@ export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindin
         ? storageBinding(callCap, b.name)
         : b.type === 'workflow'
           ? workflowBinding(callCapAsync, b.name, codec)
-          : directoryBinding(callCap, b.name);
+          : b.type === 'loader'
+            ? loaderBinding(callCapAsync, b.name, maxBody)
+            : b.type === 'entrypoint'
+              ? entrypointStub((method, args) => callCapAsync(b.name, 'invoke', [method, args]), maxBody, false)
+              : directoryBinding(callCap, b.name);
   }
   return Object.freeze({ ...vars, ...bindingObjects });
 }

@@ -129,7 +129,7 @@ const callCapAsync = asyncCapCaller(async (handle, method, args) => {
 
 const resetSubrequests = installFetch(g, callCapAsync, options.maxBody);
 g.caches = makeCaches(callCapAsync);
-requests.env = makeEnv(options.vars, options.bindings, callCap, callCapAsync);
+requests.env = makeEnv(options.vars, options.bindings, callCap, callCapAsync, options.maxBody);
 
 // --- the entry the host calls -------------------------------------------------------------------------
 const entry: Entry = {

@@ -1,0 +1,265 @@
+/**
+ * The Worker Loader (Dynamic Workers), on the host side: the `worker_loaders` bindings of one worker
+ * (its parent) and the Workers they load. A loaded Worker is an isolate of its own in this sandbox
+ * process, made like any other (snapshot, spares) and kept in the runtime's pool under a key of its
+ * parent's, so the pool's LRU, memory budget and idle sweep apply to it; its code lives only in
+ * memory. It holds nothing but what its code named: its `env` values, stubs of its parent's
+ * entrypoints (the props stay here), and its outbound: none, its parent's, or a parent entrypoint
+ * every fetch goes through. docs/dynamic-workers.md has each choice.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { type Binding, Limits, ModuleName, type WorkerBundle } from '../../../schemas/worker.ts';
+import { LOADER_LIMITS, NO_GLOBAL_OUTBOUND, UNLOADED, type EntrypointRef, type LoaderCode } from './abi.ts';
+import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
+import { WorkerError } from './errors.ts';
+import type { CapabilityHost, RequestHooks, WorkerInstance } from './instance.ts';
+
+const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
+
+/** What the loader needs of the runtime's pool of isolates. */
+export interface IsolatePool {
+  /** The live instance under `key`, if the pool holds one (not made on demand). */
+  held(key: string): WorkerInstance | undefined;
+  /** The instance under `key`, made from `bundle` when the pool holds none. */
+  instance(key: string, bundle: WorkerBundle): Promise<WorkerInstance>;
+  drop(key: string): void;
+}
+
+/** What happens to a parent's loaded Workers that the sandbox reports (counted against the parent). */
+export interface LoaderEvents {
+  created(): void;
+  limitHit(kind: 'cpu' | 'memory'): void;
+}
+
+export interface LoaderOptions {
+  /** Loaded Workers one parent may hold at once. */
+  perWorker: number;
+}
+
+/** Calls in flight into one parent's loaded Workers and back at once (a loop between the two ends here). */
+const MAX_CALLS_IN_FLIGHT = 32;
+/** Loads in progress at once for one parent (each compiles code on this process's threads). */
+const MAX_LOADING = 4;
+
+const Ref = z.strictObject({ exportName: z.string().min(1).max(256), props: z.string().max(LOADER_LIMITS.envBytes).nullable() });
+const Code = z.strictObject({
+  compatibilityDate: z.string().max(64),
+  mainModule: ModuleName,
+  modules: z
+    .array(
+      z.strictObject({
+        name: ModuleName,
+        type: z.enum(['esm', 'cjs', 'text', 'data', 'json', 'wasm']),
+        content: z.union([z.string(), z.instanceof(Uint8Array)]),
+      }),
+    )
+    .min(1, 'Dynamic Worker code must contain at least one module.')
+    .max(10_000),
+  vars: z.record(z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/, 'env names are identifiers'), z.unknown()),
+  stubs: z.record(z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/, 'env names are identifiers'), Ref),
+  globalOutbound: z.union([z.literal('inherit'), z.null(), Ref]),
+  limits: z.strictObject({ cpuMs: z.number().int().min(1).optional(), subRequests: z.number().int().min(1).optional(), memoryMb: z.number().int().min(8).optional() }),
+});
+
+/** A loaded Worker's own: its code's stubs and outbound, and the hooks its calls run with. */
+interface Child {
+  stubs: Record<string, EntrypointRef>;
+  outbound: LoaderCode['globalOutbound'];
+}
+
+/** The module list of a loaded Worker as the runtime takes it (bytes as base64). */
+function toBundleModules(code: LoaderCode): WorkerBundle['modules'] {
+  return code.modules.map((m) => ({
+    name: m.name,
+    type: m.type,
+    content: typeof m.content === 'string' ? m.content : Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength).toString('base64'),
+  }));
+}
+
+/** The worker loaders of one parent worker version (all its `worker_loaders` bindings). */
+export class ParentLoaders {
+  readonly #pool: IsolatePool;
+  readonly #parentKey: string;
+  readonly #parent: WorkerBundle;
+  readonly #bindings: Set<string>;
+  readonly #opts: LoaderOptions;
+  /** Loaded Workers by pool key, least recently used first, with what their calls need. */
+  readonly #children = new Map<string, Child>();
+  #hooks: RequestHooks & { events?: LoaderEvents };
+  #inFlight = 0;
+  #loading = 0;
+
+  constructor(pool: IsolatePool, parentKey: string, parent: WorkerBundle, opts: LoaderOptions, hooks: RequestHooks & { events?: LoaderEvents }) {
+    this.#pool = pool;
+    this.#parentKey = parentKey;
+    this.#parent = parent;
+    this.#opts = opts;
+    this.#hooks = hooks;
+    this.#bindings = new Set(parent.bindings.filter((b: Binding) => b.type === 'loader').map((b) => b.name));
+  }
+
+  /** The parent's capabilities with its loader bindings served here (the hooks of its latest call are the ones its loaded Workers call back with). */
+  capabilities(hooks: RequestHooks & { events?: LoaderEvents }): CapabilityHost {
+    this.#hooks = hooks;
+    const inner = hooks.capabilities;
+    return {
+      call: (handle, method, args, timeLeftMs) => {
+        if (this.#bindings.has(handle)) return this.#loaderCall(handle, method, args);
+        if (!inner) return Promise.reject(new Error('this worker has no capabilities'));
+        return inner.call(handle, method, args, timeLeftMs);
+      },
+    };
+  }
+
+  #key(binding: string, token: string): string {
+    return `${this.#parentKey}#${binding}:${token}`;
+  }
+
+  async #loaderCall(binding: string, method: string, args: unknown[]): Promise<unknown> {
+    if (method === 'load') return this.#load(binding, args[0], args[1]);
+    if (method !== 'run') throw new Error(`${method} is not a method of a worker loader`);
+    const [token, entrypoint, props, name, callArgs] = args;
+    if (typeof token !== 'string' || !/^(id|anon):/.test(token) || token.length > LOADER_LIMITS.idLength + 5) throw new Error('malformed Dynamic Worker id');
+    if (typeof entrypoint !== 'string' || typeof props !== 'string' || typeof name !== 'string' || typeof callArgs !== 'string' || name.length > 256)
+      throw new Error('malformed Dynamic Worker call');
+    const key = this.#key(binding, token);
+    const child = this.#children.get(key);
+    const instance = child && this.#pool.held(key);
+    if (!child || !instance) {
+      this.#children.delete(key);
+      throw new Error(UNLOADED);
+    }
+    // Most recently used last.
+    this.#children.delete(key);
+    this.#children.set(key, child);
+    return this.#counted(async () => {
+      try {
+        return await instance.invoke(entrypoint, props, name, callArgs, { log: this.#hooks.log, capabilities: this.#childCapabilities(child) });
+      } catch (e) {
+        if (e instanceof WorkerError) {
+          if (e.limit === 'cpu' || e.limit === 'memory') this.#hooks.events?.limitHit(e.limit);
+          // The parent sees what happened to the Worker it loaded, as an exception it can handle.
+          throw new Error(`Dynamic Worker: ${e.detail === e.message ? e.message : `${e.message}: ${e.detail}`}`);
+        }
+        throw e;
+      }
+    });
+  }
+
+  async #counted<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#inFlight >= MAX_CALLS_IN_FLIGHT)
+      throw new Error(`too many calls in flight between this worker and the Dynamic Workers it loaded (at most ${MAX_CALLS_IN_FLIGHT} at once)`);
+    this.#inFlight++;
+    try {
+      return await fn();
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  /** Load a Worker (once per id while it is held): checked again here, then made in an isolate of its own. */
+  async #load(binding: string, id: unknown, raw: unknown): Promise<string> {
+    if (id !== null && (typeof id !== 'string' || id.length === 0 || id.length > LOADER_LIMITS.idLength)) throw new Error('malformed Dynamic Worker id');
+    const token = id === null ? `anon:${randomUUID()}` : `id:${id}`;
+    const key = this.#key(binding, token);
+    if (this.#children.has(key) && this.#pool.held(key)) return token; // loaded meanwhile: same id, same code
+    const parsed = Code.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new TypeError(`invalid WorkerCode: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+    }
+    const code = parsed.data as LoaderCode;
+    const size = code.modules.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.byteLength), 0);
+    if (size > LOADER_LIMITS.codeBytes) throw new Error(`Dynamic Worker code size (${size} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.codeBytes} bytes.`);
+    if (!code.modules.some((m) => m.name === code.mainModule)) throw new TypeError(`WorkerCode.mainModule ${JSON.stringify(code.mainModule)} is not one of the modules`);
+    if (this.#loading >= MAX_LOADING) throw new Error(`too many Dynamic Workers loading at once for this worker (at most ${MAX_LOADING}); retry`);
+    this.#makeRoom();
+    const limits = this.#parent.limits;
+    const bundle: WorkerBundle = {
+      workerId: this.#parent.workerId,
+      version: `${this.#parent.version}#${binding}:${token}`,
+      mainModule: code.mainModule,
+      modules: toBundleModules(code),
+      // Never more than the parent's own: a loaded Worker cannot buy itself more than its parent has.
+      limits: Limits.parse({
+        cpuMs: Math.min(limits.cpuMs, code.limits.cpuMs ?? limits.cpuMs),
+        wallMs: limits.wallMs,
+        memoryMb: Math.min(limits.memoryMb, code.limits.memoryMb ?? limits.memoryMb),
+      }),
+      vars: code.vars as WorkerBundle['vars'],
+      bindings: [],
+      stubs: Object.keys(code.stubs),
+    };
+    this.#loading++;
+    try {
+      await this.#pool.instance(key, bundle);
+    } catch (e) {
+      this.#pool.drop(key);
+      if (e instanceof WorkerError) {
+        if (e.limit === 'cpu' || e.limit === 'memory') this.#hooks.events?.limitHit(e.limit);
+        throw new Error(`Dynamic Worker failed to load: ${e.detail === e.message ? e.message : `${e.message}: ${e.detail}`}`);
+      }
+      throw e;
+    } finally {
+      this.#loading--;
+    }
+    this.#children.set(key, { stubs: code.stubs, outbound: code.globalOutbound });
+    this.#hooks.events?.created();
+    return token;
+  }
+
+  /** At the per-worker bound: the least recently used idle loaded Worker goes (busy ones are left to finish). */
+  #makeRoom(): void {
+    for (const key of [...this.#children.keys()]) if (!this.#pool.held(key)) this.#children.delete(key);
+    if (this.#children.size < this.#opts.perWorker) return;
+    for (const key of this.#children.keys()) {
+      const held = this.#pool.held(key);
+      if (held && held.active > 0) continue;
+      this.#children.delete(key);
+      this.#pool.drop(key);
+      return;
+    }
+    throw new Error(`this worker already has ${this.#opts.perWorker} Dynamic Workers loaded and busy; retry when one is done`);
+  }
+
+  /** A call from a loaded Worker into an entrypoint of its parent (env stub or gateway), with the props its parent gave. */
+  async #intoParent(ref: EntrypointRef, method: string, args: string): Promise<string> {
+    const parent = await this.#pool.instance(this.#parentKey, this.#parent);
+    return this.#counted(() =>
+      parent.invoke(ref.exportName, ref.props ?? '', method, args, { log: this.#hooks.log, capabilities: this.capabilities(this.#hooks) }),
+    );
+  }
+
+  /** What a loaded Worker's env and fetch() reach: the stubs it was given and its outbound; nothing else. */
+  #childCapabilities(child: Child): CapabilityHost {
+    return {
+      call: async (handle, method, args) => {
+        if (handle === '$fetch' && method === 'fetch') {
+          if (child.outbound === null) throw new Error(NO_GLOBAL_OUTBOUND);
+          if (child.outbound === 'inherit') {
+            const inner = this.#hooks.capabilities;
+            if (!inner) throw new Error('fetch is not available: this worker has no fetch capability');
+            return inner.call('$fetch', 'fetch', args);
+          }
+          const r = args[0] as { method: string; url: string; headers: [string, string][]; body: Uint8Array | null };
+          const answer = await this.#intoParent(child.outbound, 'fetch', encodeWire([{ method: r.method, url: r.url, headers: r.headers, body: r.body }], base64));
+          const a = decodeWire(answer, base64) as { ok?: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null }; error?: string };
+          if (a.error !== undefined || !a.ok) throw new Error(a.error ?? 'the gateway failed');
+          return { ...a.ok, url: r.url, redirected: false };
+        }
+        if (handle === '$cache') throw new Error('the Cache API is not available to a Dynamic Worker');
+        const ref = Object.hasOwn(child.stubs, handle) ? child.stubs[handle] : undefined;
+        if (!ref) throw new Error(handle === '$fetch' ? NO_GLOBAL_OUTBOUND : `no capability ${handle}`);
+        if (method !== 'invoke' || typeof args[0] !== 'string' || typeof args[1] !== 'string' || args[0].length > 256) throw new Error('malformed entrypoint call');
+        return this.#intoParent(ref, args[0], args[1]);
+      },
+    };
+  }
+
+  /** Unload every Worker this parent loaded (the parent itself goes). */
+  dispose(): void {
+    for (const key of this.#children.keys()) this.#pool.drop(key);
+    this.#children.clear();
+  }
+}
