@@ -57,7 +57,7 @@ test('get(id) loads once per id: module kinds, env, props, RPC and fetch', async
 test('globalOutbound: null: fetch throws workerd’s message; a gateway sees every fetch; inherit uses the parent’s', async () => {
   const seen: string[] = [];
   const caps: CapabilityHost = {
-    async call(handle, method, args) {
+    async call(handle, _method, args) {
       if (handle === '$fetch') {
         seen.push((args[0] as { url: string }).url);
         return { status: 200, statusText: 'OK', headers: [], body: new TextEncoder().encode('from egress'), url: '', redirected: false };
