@@ -85,7 +85,6 @@ describe('deploying Cloudflare projects unchanged', () => {
       'kv_namespaces: KV is not implemented',
       'd1_databases: D1 is not implemented',
       'services: service bindings are not implemented',
-      'worker_loaders: the Worker Loader is not implemented',
     ]) {
       assert.ok(r.stderr.includes(section), `${section} in: ${r.stderr}`);
     }
