@@ -199,6 +199,11 @@ export const Settings = z.strictObject({
       description:
         'per sandbox process: Dynamic Workers (`worker_loaders`) one worker may hold loaded at once; beyond it its least recently used idle one is unloaded (see [docs/dynamic-workers.md](docs/dynamic-workers.md))',
     }),
+    dynamicWorkerLoadsPerSecond: setting(whole(1, 'loads a second'), 500, {
+      env: 'CORDON_DYNAMIC_WORKER_LOADS_PER_SECOND',
+      description:
+        "per sandbox process: Dynamic Workers one worker may load a second (a burst of as many at once); making an isolate costs this process's time, not the worker's CPU limit, so it is bounded here",
+    }),
     dynamicWorkerIdleSeconds: setting(whole(1, 'seconds'), 60, {
       env: 'CORDON_DYNAMIC_WORKER_IDLE_SECONDS',
       description: 'per sandbox process: how long a loaded Dynamic Worker may sit idle before it is unloaded (its `get(id)` code is then asked for again)',
@@ -332,14 +337,14 @@ export function sandboxSettings(env: NodeJS.ProcessEnv = process.env): {
   maxIsolates: number;
   memoryBudgetMb: number;
   idleMs: number;
-  dynamic: { perWorker: number; idleMs: number };
+  dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number };
 } {
   const s = loadSettings(env).sandbox;
   return {
     maxIsolates: s.maxIsolates,
     memoryBudgetMb: s.sandboxMemoryMb,
     idleMs: s.isolateIdleSeconds * 1000,
-    dynamic: { perWorker: s.dynamicWorkersPerWorker, idleMs: s.dynamicWorkerIdleSeconds * 1000 },
+    dynamic: { perWorker: s.dynamicWorkersPerWorker, idleMs: s.dynamicWorkerIdleSeconds * 1000, loadsPerSecond: s.dynamicWorkerLoadsPerSecond },
   };
 }
 

@@ -40,7 +40,7 @@ export class WorkerRuntime {
   readonly #inspector: boolean;
   /** The worker loaders of each parent worker version that has one, by its key. */
   readonly #loaders = new Map<string, ParentLoaders>();
-  readonly #dynamic: { perWorker: number; idleMs: number };
+  readonly #dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number };
   readonly #pool: IsolatePool = {
     held: (key) => {
       const i = this.#live.get(key)?.instance;
@@ -59,12 +59,12 @@ export class WorkerRuntime {
       spares?: number;
       inspector?: boolean;
       onCatastrophe?: (message: string) => void;
-      /** Dynamic Workers: how many one worker may hold loaded, and how long one may sit idle. */
-      dynamic?: { perWorker: number; idleMs: number };
+      /** Dynamic Workers: how many one worker may hold loaded, how long one may sit idle, how many one worker may load a second. */
+      dynamic?: { perWorker: number; idleMs: number; loadsPerSecond: number };
     } = {},
   ) {
     this.#inspector = opts.inspector ?? false;
-    this.#dynamic = opts.dynamic ?? { perWorker: 32, idleMs: 60_000 };
+    this.#dynamic = opts.dynamic ?? { perWorker: 32, idleMs: 60_000, loadsPerSecond: 500 };
     this.#maxIsolates = opts.maxIsolates ?? 200;
     this.#memoryBudget = (opts.memoryBudgetMb ?? 2048) * 1024 * 1024;
     this.#idleMs = opts.idleMs ?? 5 * 60_000;
@@ -137,7 +137,7 @@ export class WorkerRuntime {
   #withLoaders(key: string, bundle: WorkerBundle, hooks: RunHooks): RunHooks {
     if (!bundle.bindings.some((b) => b.type === 'loader')) return hooks;
     let loaders = this.#loaders.get(key);
-    if (!loaders) this.#loaders.set(key, (loaders = new ParentLoaders(this.#pool, key, bundle, { perWorker: this.#dynamic.perWorker }, hooks)));
+    if (!loaders) this.#loaders.set(key, (loaders = new ParentLoaders(this.#pool, key, bundle, this.#dynamic, hooks)));
     return { ...hooks, capabilities: loaders.capabilities(hooks) };
   }
 

@@ -8,7 +8,7 @@ import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { NO_GLOBAL_OUTBOUND } from './abi.ts';
 
-const rt = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 3, idleMs: 60_000 } });
+const rt = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 3, idleMs: 60_000, loadsPerSecond: 1000 } });
 after(() => rt.dispose());
 
 const LOADER = [{ type: 'loader' as const, name: 'LOADER' }];
@@ -156,4 +156,27 @@ test('at most perWorker loaded Workers per parent: the least recently used goes,
   const out = await call(parent);
   assert.equal(out.body, '5'); // a, b, c, d (a evicted), a again
   assert.ok(rt.stats().dynamic <= 3 + 5, 'other tests’ Workers aside, this parent holds at most 3');
+});
+
+test('loads are rationed per parent: beyond loadsPerSecond in a burst, a load is refused with what to do', async () => {
+  const slow = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 10, idleMs: 60_000, loadsPerSecond: 2 } });
+  try {
+    const parent = worker(
+      `export default { async fetch(req, env) {
+        const out = [];
+        for (let i = 0; i < 3; i++) {
+          try { await (await env.LOADER.load({ compatibilityDate: 'x', mainModule: 'a.js', modules: { 'a.js': "export default { fetch() { return new Response('ok') } }" } }).getEntrypoint().fetch('http://x/')).text(); out.push('ok'); }
+          catch (e) { out.push(e.message); }
+        }
+        return new Response(JSON.stringify(out));
+      } }`,
+      { bindings: LOADER },
+    );
+    const res = await slow.handle(parent, GET, { log: () => {} });
+    const out = JSON.parse(text(res.body)) as string[];
+    assert.deepEqual(out.slice(0, 2), ['ok', 'ok']);
+    assert.match(out[2]!, /loads Dynamic Workers faster than 2 a second; use get\(id\) to reuse them/);
+  } finally {
+    slow.dispose();
+  }
 });

@@ -35,6 +35,8 @@ export interface LoaderEvents {
 export interface LoaderOptions {
   /** Loaded Workers one parent may hold at once. */
   perWorker: number;
+  /** Loads one parent may make a second (and at once, in a burst). */
+  loadsPerSecond: number;
 }
 
 /** Calls in flight into one parent's loaded Workers and back at once (a loop between the two ends here). */
@@ -89,6 +91,9 @@ export class ParentLoaders {
   #hooks: RequestHooks & { events?: LoaderEvents };
   #inFlight = 0;
   #loading = 0;
+  /** Loads that may start now (a token bucket refilled at loadsPerSecond). */
+  #tokens: number;
+  #refilled = Date.now();
 
   constructor(pool: IsolatePool, parentKey: string, parent: WorkerBundle, opts: LoaderOptions, hooks: RequestHooks & { events?: LoaderEvents }) {
     this.#pool = pool;
@@ -96,6 +101,7 @@ export class ParentLoaders {
     this.#parent = parent;
     this.#opts = opts;
     this.#hooks = hooks;
+    this.#tokens = opts.loadsPerSecond;
     this.#bindings = new Set(parent.bindings.filter((b: Binding) => b.type === 'loader').map((b) => b.name));
   }
 
@@ -174,6 +180,7 @@ export class ParentLoaders {
     if (size > LOADER_LIMITS.codeBytes) throw new Error(`Dynamic Worker code size (${size} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.codeBytes} bytes.`);
     if (!code.modules.some((m) => m.name === code.mainModule)) throw new TypeError(`WorkerCode.mainModule ${JSON.stringify(code.mainModule)} is not one of the modules`);
     if (this.#loading >= MAX_LOADING) throw new Error(`too many Dynamic Workers loading at once for this worker (at most ${MAX_LOADING}); retry`);
+    this.#takeToken();
     this.#makeRoom();
     const limits = this.#parent.limits;
     const bundle: WorkerBundle = {
@@ -207,6 +214,16 @@ export class ParentLoaders {
     this.#children.set(key, { stubs: code.stubs, outbound: code.globalOutbound });
     this.#hooks.events?.created();
     return token;
+  }
+
+  /** Making an isolate costs this process's time, outside every worker's CPU limit: so loads are rationed per parent. */
+  #takeToken(): void {
+    const now = Date.now();
+    const rate = this.#opts.loadsPerSecond;
+    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#refilled) / 1000) * rate);
+    this.#refilled = now;
+    if (this.#tokens < 1) throw new Error(`this worker loads Dynamic Workers faster than ${rate} a second; use get(id) to reuse them, or retry later`);
+    this.#tokens--;
   }
 
   /** At the per-worker bound: the least recently used idle loaded Worker goes (busy ones are left to finish). */

@@ -103,17 +103,17 @@ type EntrypointClass = new (ctx: unknown, env: unknown) => Record<string, unknow
 
 /** Calling into this worker's own exports: what the host's `invoke` and ctx.exports loopbacks run. */
 export function makeDispatcher(deps: { exported: () => Record<string, unknown>; env: () => object; maxBody: number; logError: (...a: unknown[]) => void }) {
-  const exportsCache = new Map<string, object>();
-
-  /** `ctx.exports`: a stub per export (callable with `{ props }` for one that carries props). */
+  let exportsFor: Record<string, unknown> | undefined;
+  let exportsObject: object = Object.freeze({});
+  /** `ctx.exports`: a stub per export (callable with `{ props }` for one that carries props); made once per loaded namespace. */
   function ctxExports(): object {
+    const exported = deps.exported();
+    if (exportsFor === exported) return exportsObject;
     const out: Record<string, unknown> = {};
-    for (const name of Object.keys(deps.exported())) {
-      let stub = exportsCache.get(name);
-      if (!stub) exportsCache.set(name, (stub = loopbackStub(name, null)));
-      out[name] = stub;
-    }
-    return Object.freeze(out);
+    for (const name of Object.keys(exported)) out[name] = loopbackStub(name, null);
+    exportsFor = exported;
+    exportsObject = Object.freeze(out);
+    return exportsObject;
   }
 
   function loopbackStub(exportName: string, props: string | null): object {
