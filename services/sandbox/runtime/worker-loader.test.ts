@@ -124,7 +124,7 @@ test('bad code is refused with clear errors; the parent’s bindings cannot be p
   assert.match(r.main!, /mainModule "b.js" is not one of the modules/);
   assert.match(r.date!, /compatibilityDate is required/);
   assert.match(r.binding!, /env.L cannot be passed to a Dynamic Worker/);
-  assert.match(r.syntax!, /Dynamic Worker failed to load/);
+  assert.match(r.syntax!, /^Failed to start Worker: worker failed to load: module a.js: Unexpected end of input/);
   assert.match(r.dots!, /invalid WorkerCode: mainModule: module name "..\/a.js" must be a relative path/);
 });
 

@@ -205,7 +205,8 @@ export class ParentLoaders {
       this.#pool.drop(key);
       if (e instanceof WorkerError) {
         if (e.limit === 'cpu' || e.limit === 'memory') this.#hooks.events?.limitHit(e.limit);
-        throw new Error(`Dynamic Worker failed to load: ${e.detail === e.message ? e.message : `${e.message}: ${e.detail}`}`);
+        // workerd's lead ("Failed to start Worker:"), then what went wrong.
+        throw new Error(`Failed to start Worker: ${e.detail === e.message ? e.message : `${e.message}: ${e.detail}`}`);
       }
       throw e;
     } finally {

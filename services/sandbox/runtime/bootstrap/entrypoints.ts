@@ -174,7 +174,8 @@ export function makeDispatcher(deps: { exported: () => Record<string, unknown>; 
       }
       proto = Object.getPrototypeOf(proto) as object | null;
     }
-    if (method === 'constructor' || typeof fn !== 'function') throw new TypeError(`entrypoint ${name} has no RPC method ${JSON.stringify(method)}`);
+    // workerd's message.
+    if (method === 'constructor' || typeof fn !== 'function') throw new TypeError(`The RPC receiver does not implement the method ${JSON.stringify(method)}.`);
     return await (fn as (...a: unknown[]) => unknown).apply(instance, args);
   }
 

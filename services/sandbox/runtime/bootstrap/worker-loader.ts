@@ -88,8 +88,10 @@ export function encodeCode(code: unknown): LoaderCode {
         try {
           text = codec.encode(value);
         } catch {
-          throw new TypeError(
-            `env.${key} cannot be passed to a Dynamic Worker: pass plain data, or an entrypoint of this worker (ctx.exports.Name({ props })) that wraps the binding`,
+          // A DataCloneError, as in workerd, saying what to do instead.
+          throw new DOMException(
+            `env.${key} cannot be passed to a Dynamic Worker (it could not be cloned): pass plain data, or an entrypoint of this worker (ctx.exports.Name({ props })) that wraps the binding`,
+            'DataCloneError',
           );
         }
         // vars are JSON in the loaded worker: bytes, Dates, Maps would change shape on the way.
