@@ -72,7 +72,11 @@ test('config: sandbox settings (isolates kept warm, memory budget, idle time) wi
   assert.deepEqual(sandboxSettings({}), { maxIsolates: 1000, memoryBudgetMb: 2048, idleMs: 300_000, dynamic });
   const file = configFile({ sandboxMemoryMb: 512, isolateIdleSeconds: 60 });
   assert.deepEqual(sandboxSettings({ CORDON_CONFIG: file, CORDON_MAX_ISOLATES: '50' }), { maxIsolates: 50, memoryBudgetMb: 512, idleMs: 60_000, dynamic });
-  assert.deepEqual(sandboxSettings({ CORDON_DYNAMIC_WORKERS_PER_WORKER: '4', CORDON_DYNAMIC_WORKER_IDLE_SECONDS: '5' }).dynamic, { perWorker: 4, idleMs: 5000, loadsPerSecond: 500 });
+  assert.deepEqual(sandboxSettings({ CORDON_DYNAMIC_WORKERS_PER_WORKER: '4', CORDON_DYNAMIC_WORKER_IDLE_SECONDS: '5' }).dynamic, {
+    perWorker: 4,
+    idleMs: 5000,
+    loadsPerSecond: 500,
+  });
   assert.throws(() => sandboxSettings({ CORDON_DYNAMIC_WORKERS_PER_WORKER: '0' }), /CORDON_DYNAMIC_WORKERS_PER_WORKER/);
   assert.throws(() => sandboxSettings({ CORDON_SANDBOX_MEMORY_MB: '0' }), /CORDON_SANDBOX_MEMORY_MB must be a whole number of megabytes, at least 1/);
   assert.throws(() => sandboxSettings({ CORDON_ISOLATE_IDLE_SECONDS: '1.5' }), /CORDON_ISOLATE_IDLE_SECONDS/);

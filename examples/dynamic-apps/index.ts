@@ -43,7 +43,9 @@ const APPS: Record<string, { version: number; allow: string[]; modules: Record<s
     version: 3,
     allow: [],
     modules: {
-      'app.js': { cjs: "const counter = require('./counter.js'); module.exports = { fetch: (request, env) => new Response('Bob’s blog, visit ' + counter.next() + ' | ' + env.APP) };" },
+      'app.js': {
+        cjs: "const counter = require('./counter.js'); module.exports = { fetch: (request, env) => new Response('Bob’s blog, visit ' + counter.next() + ' | ' + env.APP) };",
+      },
       'counter.js': { cjs: 'let n = 0; exports.next = () => ++n;' },
     },
   },

@@ -9,7 +9,15 @@ import { check } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
 import type { RouteListener, RoutingTable } from '../../schemas/routes.ts';
-import { CREATION_KINDS, type EgressForSupervisor, type LogEntry, type SupervisorForEgress, type SupervisorForIngress, type SupervisorForSandbox, type WorkerRunner } from '../../schemas/services.ts';
+import {
+  CREATION_KINDS,
+  type EgressForSupervisor,
+  type LogEntry,
+  type SupervisorForEgress,
+  type SupervisorForIngress,
+  type SupervisorForSandbox,
+  type WorkerRunner,
+} from '../../schemas/services.ts';
 import type { Creations } from './creations.ts';
 import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
 import { TamperedError, type CodeStore } from './store.ts';
@@ -125,7 +133,12 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
 
   async created(codeKey: unknown, kind: unknown, count: unknown): Promise<void> {
     const { bundle } = this.#unlock(codeKey, 'created');
-    this.#creations.record(bundle.workerId, check(z.enum(CREATION_KINDS), kind, 'kind'), check(z.number().int().min(1).max(1_000_000), count, 'count'), this.#actor);
+    this.#creations.record(
+      bundle.workerId,
+      check(z.enum(CREATION_KINDS), kind, 'kind'),
+      check(z.number().int().min(1).max(1_000_000), count, 'count'),
+      this.#actor,
+    );
   }
 
   async log(codeKey: unknown, entries: unknown): Promise<void> {

@@ -137,7 +137,7 @@ describe('Dynamic Workers as a boundary (issue 14, item 3)', () => {
       limits: { cpuMs: 2000, wallMs: 20_000, memoryMb: 64 },
     });
     await deploy(mesh, { name: 'calm', tenant: 'other', mainModule: 'w.js', modules: modules(BYSTANDER) });
-    await waitFor('both workers', async () => (await host('/own')).status === 200 && (await bystander()) === '200 bystander ok' ? true : undefined, 30_000);
+    await waitFor('both workers', async () => ((await host('/own')).status === 200 && (await bystander()) === '200 bystander ok' ? true : undefined), 30_000);
   });
   after(async () => {
     await mesh?.stop();
@@ -204,7 +204,9 @@ describe('Dynamic Workers as a boundary (issue 14, item 3)', () => {
       await host(`/spin?n=${n}`);
       if (n >= 20) listed = (await mesh.cli(['quarantine', 'list'])).stdout;
     }
-    await waitFor('the parent in quarantine', async () => ((listed = (await mesh.cli(['quarantine', 'list'])).stdout).includes('acme/host') ? true : undefined));
+    await waitFor('the parent in quarantine', async () =>
+      (listed = (await mesh.cli(['quarantine', 'list'])).stdout).includes('acme/host') ? true : undefined,
+    );
     assert.doesNotMatch(listed, /other\/calm/);
     assert.equal(await bystander(), '200 bystander ok');
   });

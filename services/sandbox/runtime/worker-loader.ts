@@ -61,7 +61,11 @@ const Code = z.strictObject({
   vars: z.record(z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/, 'env names are identifiers'), z.unknown()),
   stubs: z.record(z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/, 'env names are identifiers'), Ref),
   globalOutbound: z.union([z.literal('inherit'), z.null(), Ref]),
-  limits: z.strictObject({ cpuMs: z.number().int().min(1).optional(), subRequests: z.number().int().min(1).optional(), memoryMb: z.number().int().min(8).optional() }),
+  limits: z.strictObject({
+    cpuMs: z.number().int().min(1).optional(),
+    subRequests: z.number().int().min(1).optional(),
+    memoryMb: z.number().int().min(8).optional(),
+  }),
 });
 
 /** A loaded Worker's own: its code's stubs and outbound, and the hooks its calls run with. */
@@ -177,8 +181,10 @@ export class ParentLoaders {
     }
     const code = parsed.data as LoaderCode;
     const size = code.modules.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.byteLength), 0);
-    if (size > LOADER_LIMITS.codeBytes) throw new Error(`Dynamic Worker code size (${size} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.codeBytes} bytes.`);
-    if (!code.modules.some((m) => m.name === code.mainModule)) throw new TypeError(`WorkerCode.mainModule ${JSON.stringify(code.mainModule)} is not one of the modules`);
+    if (size > LOADER_LIMITS.codeBytes)
+      throw new Error(`Dynamic Worker code size (${size} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.codeBytes} bytes.`);
+    if (!code.modules.some((m) => m.name === code.mainModule))
+      throw new TypeError(`WorkerCode.mainModule ${JSON.stringify(code.mainModule)} is not one of the modules`);
     if (this.#loading >= MAX_LOADING) throw new Error(`too many Dynamic Workers loading at once for this worker (at most ${MAX_LOADING}); retry`);
     this.#takeToken();
     this.#makeRoom();
@@ -261,15 +267,23 @@ export class ParentLoaders {
             return inner.call('$fetch', 'fetch', args);
           }
           const r = args[0] as { method: string; url: string; headers: [string, string][]; body: Uint8Array | null };
-          const answer = await this.#intoParent(child.outbound, 'fetch', encodeWire([{ method: r.method, url: r.url, headers: r.headers, body: r.body }], base64));
-          const a = decodeWire(answer, base64) as { ok?: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null }; error?: string };
+          const answer = await this.#intoParent(
+            child.outbound,
+            'fetch',
+            encodeWire([{ method: r.method, url: r.url, headers: r.headers, body: r.body }], base64),
+          );
+          const a = decodeWire(answer, base64) as {
+            ok?: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null };
+            error?: string;
+          };
           if (a.error !== undefined || !a.ok) throw new Error(a.error ?? 'the gateway failed');
           return { ...a.ok, url: r.url, redirected: false };
         }
         if (handle === '$cache') throw new Error('the Cache API is not available to a Dynamic Worker');
         const ref = Object.hasOwn(child.stubs, handle) ? child.stubs[handle] : undefined;
         if (!ref) throw new Error(handle === '$fetch' ? NO_GLOBAL_OUTBOUND : `no capability ${handle}`);
-        if (method !== 'invoke' || typeof args[0] !== 'string' || typeof args[1] !== 'string' || args[0].length > 256) throw new Error('malformed entrypoint call');
+        if (method !== 'invoke' || typeof args[0] !== 'string' || typeof args[1] !== 'string' || args[0].length > 256)
+          throw new Error('malformed entrypoint call');
         return this.#intoParent(ref, args[0], args[1]);
       },
     };

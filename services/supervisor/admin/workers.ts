@@ -79,7 +79,10 @@ function declaredOrigin(text: string, granted: (origin: string) => boolean): { o
 }
 
 export function workerRoutes(
-  deps: Pick<AdminDeps, 'store' | 'hub' | 'logs' | 'audit' | 'cordons' | 'tenantCordons' | 'tenantOrigins' | 'quarantine' | 'workflows' | 'cron' | 'grants' | 'creations'>,
+  deps: Pick<
+    AdminDeps,
+    'store' | 'hub' | 'logs' | 'audit' | 'cordons' | 'tenantCordons' | 'tenantOrigins' | 'quarantine' | 'workflows' | 'cron' | 'grants' | 'creations'
+  >,
 ): Route[] {
   const { store, hub, logs, audit } = deps;
   return [

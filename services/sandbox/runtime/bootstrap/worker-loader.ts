@@ -105,7 +105,8 @@ export function encodeCode(code: unknown): LoaderCode {
   if (envSize > LOADER_LIMITS.envBytes)
     throw new Error(`Dynamic Worker env size (${envSize} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.envBytes} bytes.`);
 
-  const globalOutbound = c.globalOutbound === undefined ? 'inherit' : c.globalOutbound === null ? null : entrypointRef(c.globalOutbound, 'WorkerCode.globalOutbound');
+  const globalOutbound =
+    c.globalOutbound === undefined ? 'inherit' : c.globalOutbound === null ? null : entrypointRef(c.globalOutbound, 'WorkerCode.globalOutbound');
   const limits: LoaderCode['limits'] = {};
   if (c.limits !== undefined) {
     const l = c.limits as Record<string, unknown> | null;
