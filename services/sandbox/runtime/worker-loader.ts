@@ -41,8 +41,10 @@ export interface LoaderOptions {
 
 /** Calls in flight into one parent's loaded Workers and back at once (a loop between the two ends here). */
 const MAX_CALLS_IN_FLIGHT = 32;
-/** Loads in progress at once for one parent (each compiles code on this process's threads). */
+/** Loads in progress at once for one parent (each compiles code on this process's threads); more wait their turn. */
 const MAX_LOADING = 4;
+/** Loads waiting their turn at most per parent; beyond it a load is refused. */
+const MAX_WAITING = 256;
 
 const Ref = z.strictObject({ exportName: z.string().min(1).max(256), props: z.string().max(LOADER_LIMITS.envBytes).nullable() });
 const Code = z.strictObject({
@@ -95,6 +97,7 @@ export class ParentLoaders {
   #hooks: RequestHooks & { events?: LoaderEvents };
   #inFlight = 0;
   #loading = 0;
+  readonly #waiting: (() => void)[] = [];
   /** Loads that may start now (a token bucket refilled at loadsPerSecond). */
   #tokens: number;
   #refilled = Date.now();
@@ -185,9 +188,18 @@ export class ParentLoaders {
       throw new Error(`Dynamic Worker code size (${size} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.codeBytes} bytes.`);
     if (!code.modules.some((m) => m.name === code.mainModule))
       throw new TypeError(`WorkerCode.mainModule ${JSON.stringify(code.mainModule)} is not one of the modules`);
-    if (this.#loading >= MAX_LOADING) throw new Error(`too many Dynamic Workers loading at once for this worker (at most ${MAX_LOADING}); retry`);
     this.#takeToken();
-    this.#makeRoom();
+    await this.#slot();
+    if (this.#children.has(key) && this.#pool.held(key)) {
+      this.#release(); // loaded by another call while this one waited
+      return token;
+    }
+    try {
+      this.#makeRoom();
+    } catch (e) {
+      this.#release();
+      throw e;
+    }
     const limits = this.#parent.limits;
     const bundle: WorkerBundle = {
       workerId: this.#parent.workerId,
@@ -204,7 +216,6 @@ export class ParentLoaders {
       bindings: [],
       stubs: Object.keys(code.stubs),
     };
-    this.#loading++;
     try {
       await this.#pool.instance(key, bundle);
     } catch (e) {
@@ -216,11 +227,28 @@ export class ParentLoaders {
       }
       throw e;
     } finally {
-      this.#loading--;
+      this.#release();
     }
     this.#children.set(key, { stubs: code.stubs, outbound: code.globalOutbound });
     this.#hooks.events?.created();
     return token;
+  }
+
+  /** A turn to load (MAX_LOADING at once per parent), waited for in order. */
+  async #slot(): Promise<void> {
+    if (this.#loading < MAX_LOADING) {
+      this.#loading++;
+      return;
+    }
+    if (this.#waiting.length >= MAX_WAITING) throw new Error(`too many Dynamic Workers waiting to load for this worker (at most ${MAX_WAITING}); retry`);
+    // The slot is handed over by #release: #loading stays counted.
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#loading--;
   }
 
   /** Making an isolate costs this process's time, outside every worker's CPU limit: so loads are rationed per parent. */
