@@ -19,6 +19,7 @@ import type { WireResult } from './bootstrap/subtle-wire.ts';
 import { Watchdogs, type Watch } from './watchdog.ts';
 import { HostTimers } from './host-timers.ts';
 import { SocketTable, type SocketPeer, type WorkerSocket } from './socket-table.ts';
+import { PipeTable, type PipePeer } from './rpc-pipes.ts';
 import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts';
 import { MAX_HEAD, readResponse } from './read-response.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
@@ -42,6 +43,8 @@ import {
 export interface CapabilityHost {
   /** `timeLeftMs`: what the calling worker has left before its wall-time limit (undefined outside a run). */
   call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown>;
+  /** Workers RPC: the other end of a pipe the worker opened to binding `target` (`toIsolate`: the worker's end). */
+  connect?(target: string, toIsolate: PipePeer): Promise<PipePeer>;
 }
 
 /** What a request gets back: a response, with the worker's socket end after a 101. */
@@ -111,6 +114,25 @@ export class WorkerInstance {
   /** The watchdogs armed now (requests, invocations, loading): the earliest deadline ends the isolate. */
   readonly #watchdogs: Watchdogs;
   readonly #stepHosts = new Map<string, CapabilityHost>();
+  /** Workers RPC pipes (rpc-pipes.ts); a served one is an invocation, under the watchdogs in #served. */
+  readonly #pipes = new PipeTable({
+    isolate: {
+      deliver: (id, message) => this.#intoIsolate('rpcDeliver', [id, message, Date.now()]),
+      closed: (id, reason) => this.#intoIsolate('rpcClosed', [id, reason]),
+    },
+    connect: (target, toIsolate) => {
+      if (!this.#caps?.connect) return Promise.reject(new Error(`no binding ${target} to call`));
+      return this.#caps.connect(target, toIsolate);
+    },
+    servedEnded: (id) => {
+      const watch = this.#served.get(id);
+      this.#served.delete(id);
+      if (!watch) return;
+      watch.stopWall();
+      void this.#afterResponse(undefined, watch);
+    },
+  });
+  readonly #served = new Map<number, Watch>();
   lastUsed = Date.now();
 
   readonly #initSource: string;
@@ -238,6 +260,9 @@ export class WorkerInstance {
       setTimer: (id, ms) => this.#timers.set(id, ms),
       clearTimer: (id) => this.#timers.clear(id),
       done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),
+      rpcOpen: (pipe, target) => this.#pipes.opened(pipe, target),
+      rpcSend: (pipe, message) => this.#pipes.fromIsolate(pipe, message),
+      rpcClose: (pipe, reason) => this.#pipes.closedByIsolate(pipe, reason),
     };
     for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
       const fn = hostCallback(callbacks[name] as (...args: unknown[]) => unknown);
@@ -446,6 +471,54 @@ export class WorkerInstance {
     this.#incoming.delete(seq);
     if (reader) void reader.cancel().catch(() => {});
   }
+
+  /**
+   * Workers RPC: serve entrypoint `entrypoint` ('default' for the default export) for a caller whose
+   * end of the session is `caller`; resolves with the worker's end. The session is an invocation of
+   * this worker (CPU and wall-time watchdogs, as a request) until either end closes it.
+   */
+  async serve(entrypoint: string, props: unknown, caller: PipePeer, hooks: RequestHooks): Promise<PipePeer> {
+    const { watch } = this.#enter(hooks);
+    let pipe: { id: number; end: PipePeer };
+    try {
+      pipe = this.#pipes.serve(caller);
+    } catch (e) {
+      void this.#afterResponse(undefined, watch);
+      throw new WorkerError(503, (e as Error).message);
+    }
+    this.#served.set(pipe.id, watch);
+    let problem: unknown;
+    try {
+      problem = await this.#entry!.rpcServe.apply(undefined, [pipe.id, entrypoint, JSON.stringify(props ?? null), Date.now()], {
+        timeout: this.bundle.limits.cpuMs,
+      });
+    } catch (e) {
+      pipe.end.close('the worker failed');
+      throw this.#fail(e);
+    } finally {
+      this.#logs.flush();
+    }
+    if (problem) {
+      pipe.end.close(String(problem));
+      throw new WorkerError(500, String(problem));
+    }
+    return pipe.end;
+  }
+
+  /** An entry point called for a pipe: a failure is the worker's (its isolate may be gone), logged once. */
+  #intoIsolate(name: 'rpcDeliver' | 'rpcClosed', args: [number, string, number] | [number, string]): void {
+    if (this.disposed) return;
+    (this.#entry![name] as ivm.Reference<(...a: unknown[]) => void>).apply(undefined, args, { timeout: this.bundle.limits.cpuMs }).then(
+      () => this.#logs.flush(),
+      (e: unknown) => {
+        // Messages already on their way into a dying isolate all fail: its end is logged once.
+        if (this.#pipeFailureLogged) return;
+        this.#pipeFailureLogged = this.disposed;
+        this.#fail(e);
+      },
+    );
+  }
+  #pipeFailureLogged = false;
 
   async handle(request: WireRequest, hooks: RequestHooks, bodyStream?: ReadableStream<Uint8Array>, socket?: SocketPeer): Promise<HandledResponse> {
     const { seq, watch } = this.#enter(hooks);
@@ -678,6 +751,7 @@ export class WorkerInstance {
     this.#capRef?.release();
     this.#bodyRef?.release();
     this.#sockets.closeAll(1011, 'the worker was unloaded');
+    this.#pipes.closeAll(`the called worker failed: ${gone.message}`);
     for (const r of this.#incoming.values()) void r.cancel().catch(() => {});
     this.#incoming.clear();
     this.#context?.release();

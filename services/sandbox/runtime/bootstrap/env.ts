@@ -11,15 +11,24 @@ export const codec: ValueCodec = {
   decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
 };
 
-export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], callCap: CapCall, callCapAsync: CallAsync): object {
+/** What the bindings are made from. */
+export interface EnvDeps {
+  callCap: CapCall;
+  callCapAsync: CallAsync;
+  /** `env.<name>` of a service binding (workers-rpc.ts). */
+  service: (name: string) => object;
+}
+
+export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], deps: EnvDeps): object {
+  const { callCap, callCapAsync } = deps;
+  // One line per binding type.
+  const make: Record<BootOptions['bindings'][number]['type'], (name: string) => object> = {
+    storage: (name) => storageBinding(callCap, name),
+    directory: (name) => directoryBinding(callCap, name),
+    workflow: (name) => workflowBinding(callCapAsync, name, codec),
+    service: deps.service,
+  };
   const bindingObjects: Record<string, object> = {};
-  for (const b of bindings) {
-    bindingObjects[b.name] =
-      b.type === 'storage'
-        ? storageBinding(callCap, b.name)
-        : b.type === 'workflow'
-          ? workflowBinding(callCapAsync, b.name, codec)
-          : directoryBinding(callCap, b.name);
-  }
+  for (const b of bindings) bindingObjects[b.name] = make[b.type](b.name);
   return Object.freeze({ ...vars, ...bindingObjects });
 }
