@@ -1,6 +1,7 @@
 /** Workers as the supervisor stores them and hands them to a sandbox. */
 import { z } from 'zod';
 import { WorkflowName, type WorkflowDecl } from './workflows.ts';
+import { ServiceBindingFields } from './service-bindings.ts';
 
 export const NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const WorkerName = z.string().regex(NAME, 'names are 1-64 lower-case letters, digits and inner dashes');
@@ -56,12 +57,15 @@ export type WorkerModule = z.infer<typeof WorkerModule>;
  */
 export const Binding = z
   .object({
-    type: z.enum(['storage', 'directory', 'workflow', 'loader']),
+    type: z.enum(['storage', 'directory', 'workflow', 'service', 'loader']),
     name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. STORE)'),
     workflow: WorkflowName.optional(),
+    ...ServiceBindingFields,
   })
   .strict()
-  .refine((b) => (b.type === 'workflow') === (b.workflow !== undefined), 'a workflow binding names its workflow, and only a workflow binding does');
+  .refine((b) => (b.type === 'workflow') === (b.workflow !== undefined), 'a workflow binding names its workflow, and only a workflow binding does')
+  .refine((b) => (b.type === 'service') === (b.service !== undefined), 'a service binding names its service (a worker), and only a service binding does')
+  .refine((b) => b.type === 'service' || (b.entrypoint === undefined && b.props === undefined), 'entrypoint and props belong to service bindings');
 export type Binding = z.infer<typeof Binding>;
 
 export const Limits = z.object({

@@ -42,6 +42,8 @@ const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = 
   storage: STORAGE_METHODS,
   directory: DIRECTORY_METHODS,
   workflow: WORKFLOW_METHODS,
+  // A service binding is not called method by method: its sessions are carried whole (connect()).
+  service: [],
   fetch: FETCH_METHODS,
   cache: CACHE_METHODS,
   // Served in the sandbox (runtime/worker-loader.ts): nothing of it reaches the supervisor.

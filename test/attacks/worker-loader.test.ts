@@ -180,8 +180,8 @@ describe('Dynamic Workers as a boundary (issue 14, item 3)', () => {
 
   test('a loaded Worker spinning or allocating is stopped at its limit; its parent and another tenant keep serving', async () => {
     const [spin, grow, own, other] = await Promise.all([host('/spin?n=0'), host('/grow'), host('/own'), bystander()]);
-    assert.match(await spin.text(), /^parent caught: Dynamic Worker: worker exceeded its CPU time limit of 20 ms/);
-    assert.match(await grow.text(), /^parent caught: Dynamic Worker: worker exceeded its memory limit of 64 MB/);
+    assert.match(await spin.text(), /^parent caught: the called worker failed: worker exceeded its CPU time limit of 20 ms/);
+    assert.match(await grow.text(), /^parent caught: the called worker failed: worker exceeded its memory limit of 64 MB/);
     assert.equal(await own.text(), 'parent ok 1');
     assert.equal(other, '200 bystander ok');
     assert.equal(await (await host('/own')).text(), 'parent ok 1');

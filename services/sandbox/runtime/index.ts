@@ -10,6 +10,7 @@ import type { WireRequest } from '../../../schemas/http.ts';
 import { WorkerInstance, type CapabilityHost, type HandledResponse } from './instance.ts';
 import { WorkerError } from './errors.ts';
 import type { SocketPeer } from './socket-table.ts';
+import type { PipePeer } from './rpc-pipes.ts';
 import { SpareIsolates } from './spares.ts';
 import { ParentLoaders, type IsolatePool, type LoaderEvents } from './worker-loader.ts';
 import type ivm from 'isolated-vm';
@@ -17,6 +18,7 @@ import type ivm from 'isolated-vm';
 export type { CapabilityHost, HandledResponse } from './instance.ts';
 export { WorkerError } from './errors.ts';
 export type { SocketPeer, WorkerSocket } from './socket-table.ts';
+export type { PipePeer } from './rpc-pipes.ts';
 
 export interface RunHooks {
   log(entries: LogEntry[]): void;
@@ -117,6 +119,17 @@ export class WorkerRuntime {
     const instance = await this.#instance(key, bundle);
     try {
       return await instance.runWorkflow(className, event, steps, this.#withLoaders(key, bundle, hooks));
+    } finally {
+      void this.#measure(key, instance);
+    }
+  }
+
+  /** Workers RPC: serve an entrypoint of this worker for a caller's end of a session (see WorkerInstance.serve). */
+  async serve(bundle: WorkerBundle, entrypoint: string, props: unknown, caller: PipePeer, hooks: RunHooks): Promise<PipePeer> {
+    const key = `${bundle.workerId}@${bundle.version}`;
+    const instance = await this.#instance(key, bundle);
+    try {
+      return await instance.serve(entrypoint, props, caller, hooks);
     } finally {
       void this.#measure(key, instance);
     }

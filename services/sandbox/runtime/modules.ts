@@ -8,12 +8,13 @@ import type { WorkerModule } from '../../../schemas/worker.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL } from './abi.ts';
 
 const BUILTINS: Record<string, string> = {
+  // RpcTarget is the isolate's capnweb class (bootstrap/workers-rpc.ts): what extends it is served by reference over Workers RPC.
   'cloudflare:workers': `
-    class Base { constructor(ctx, env) { this.ctx = ctx; this.env = env; } }
+    export const RpcTarget = globalThis.${BUILTINS_GLOBAL}.RpcTarget;
+    class Base extends RpcTarget { constructor(ctx, env) { super(); this.ctx = ctx; this.env = env; } }
     export class WorkerEntrypoint extends Base {}
     export class DurableObject extends Base {}
     export class WorkflowEntrypoint extends Base {}
-    export class RpcTarget {}
     export const env = {};`,
   // The runtime's own class (bootstrap/workflow-step.ts), so a step knows it when the tenant throws it.
   'cloudflare:workflows': `export const NonRetryableError = globalThis.${BUILTINS_GLOBAL}.NonRetryableError;`,

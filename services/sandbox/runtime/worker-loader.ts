@@ -10,12 +10,10 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { type Binding, Limits, ModuleName, type WorkerBundle } from '../../../schemas/worker.ts';
-import { LOADER_LIMITS, NO_GLOBAL_OUTBOUND, UNLOADED, type EntrypointRef, type LoaderCode } from './abi.ts';
-import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
+import { LOADER_LIMITS, LOADER_TARGET, NO_GLOBAL_OUTBOUND, OUTBOUND_BINDING, type EntrypointRef, type LoaderCode } from './abi.ts';
 import { WorkerError } from './errors.ts';
 import type { CapabilityHost, RequestHooks, WorkerInstance } from './instance.ts';
-
-const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
+import type { PipePeer } from './rpc-pipes.ts';
 
 /** What the loader needs of the runtime's pool of isolates. */
 export interface IsolatePool {
@@ -39,14 +37,19 @@ export interface LoaderOptions {
   loadsPerSecond: number;
 }
 
-/** Calls in flight into one parent's loaded Workers and back at once (a loop between the two ends here). */
-const MAX_CALLS_IN_FLIGHT = 32;
 /** Loads in progress at once for one parent (each compiles code on this process's threads); more wait their turn. */
 const MAX_LOADING = 4;
 /** Loads waiting their turn at most per parent; beyond it a load is refused. */
 const MAX_WAITING = 256;
 
 const Ref = z.strictObject({ exportName: z.string().min(1).max(256), props: z.string().max(LOADER_LIMITS.envBytes).nullable() });
+/** What a pipe to a loaded Worker names (after LOADER_TARGET): binding, id, entrypoint, props (JSON). */
+const Target = z.tuple([
+  z.string().max(64),
+  z.string().max(LOADER_LIMITS.idLength + 5),
+  z.string().min(1).max(256),
+  z.string().max(LOADER_LIMITS.envBytes).nullable(),
+]);
 const Code = z.strictObject({
   compatibilityDate: z.string().max(64),
   mainModule: ModuleName,
@@ -95,7 +98,6 @@ export class ParentLoaders {
   /** Loaded Workers by pool key, least recently used first, with what their calls need. */
   readonly #children = new Map<string, Child>();
   #hooks: RequestHooks & { events?: LoaderEvents };
-  #inFlight = 0;
   #loading = 0;
   readonly #waiting: (() => void)[] = [];
   /** Loads that may start now (a token bucket refilled at loadsPerSecond). */
@@ -122,6 +124,11 @@ export class ParentLoaders {
         if (!inner) return Promise.reject(new Error('this worker has no capabilities'));
         return inner.call(handle, method, args, timeLeftMs);
       },
+      connect: (target, toIsolate) => {
+        if (target.startsWith(LOADER_TARGET)) return this.#intoChild(target.slice(LOADER_TARGET.length), toIsolate);
+        if (!inner?.connect) return Promise.reject(new Error(`no binding ${target} to call`));
+        return inner.connect(target, toIsolate);
+      },
     };
   }
 
@@ -131,44 +138,43 @@ export class ParentLoaders {
 
   async #loaderCall(binding: string, method: string, args: unknown[]): Promise<unknown> {
     if (method === 'load') return this.#load(binding, args[0], args[1]);
-    if (method !== 'run') throw new Error(`${method} is not a method of a worker loader`);
-    const [token, entrypoint, props, name, callArgs] = args;
+    if (method !== 'held') throw new Error(`${method} is not a method of a worker loader`);
+    const token = args[0];
     if (typeof token !== 'string' || !/^(id|anon):/.test(token) || token.length > LOADER_LIMITS.idLength + 5) throw new Error('malformed Dynamic Worker id');
-    if (typeof entrypoint !== 'string' || typeof props !== 'string' || typeof name !== 'string' || typeof callArgs !== 'string' || name.length > 256)
-      throw new Error('malformed Dynamic Worker call');
-    const key = this.#key(binding, token);
+    return this.#held(this.#key(binding, token)) !== undefined;
+  }
+
+  /** The loaded Worker under `key` and what its calls need, if this process holds it. */
+  #held(key: string): { child: Child; instance: WorkerInstance } | undefined {
     const child = this.#children.get(key);
     const instance = child && this.#pool.held(key);
     if (!child || !instance) {
       this.#children.delete(key);
-      throw new Error(UNLOADED);
+      return undefined;
     }
-    // Most recently used last.
-    this.#children.delete(key);
-    this.#children.set(key, child);
-    return this.#counted(async () => {
-      try {
-        return await instance.invoke(entrypoint, props, name, callArgs, { log: this.#hooks.log, capabilities: this.#childCapabilities(child) });
-      } catch (e) {
-        if (e instanceof WorkerError) {
-          if (e.limit === 'cpu' || e.limit === 'memory') this.#hooks.events?.limitHit(e.limit);
-          // The parent sees what happened to the Worker it loaded, as an exception it can handle.
-          throw new Error(`Dynamic Worker: ${e.detail === e.message ? e.message : `${e.message}: ${e.detail}`}`);
-        }
-        throw e;
-      }
-    });
+    return { child, instance };
   }
 
-  async #counted<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#inFlight >= MAX_CALLS_IN_FLIGHT)
-      throw new Error(`too many calls in flight between this worker and the Dynamic Workers it loaded (at most ${MAX_CALLS_IN_FLIGHT} at once)`);
-    this.#inFlight++;
+  /** A Workers RPC session from the parent to an entrypoint of a loaded Worker (bootstrap/worker-loader.ts opens it). */
+  async #intoChild(json: string, toIsolate: PipePeer): Promise<PipePeer> {
+    let target: z.infer<typeof Target>;
     try {
-      return await fn();
-    } finally {
-      this.#inFlight--;
+      target = Target.parse(JSON.parse(json));
+    } catch {
+      throw new Error('malformed Dynamic Worker target');
     }
+    const [binding, token, entrypoint, props] = target;
+    if (!this.#bindings.has(binding) || !/^(id|anon):/.test(token)) throw new Error('malformed Dynamic Worker target');
+    const key = this.#key(binding, token);
+    const held = this.#held(key);
+    if (!held) throw new Error('the Dynamic Worker was unloaded; call it again to load it afresh');
+    // Most recently used last.
+    this.#children.delete(key);
+    this.#children.set(key, held.child);
+    return held.instance.serve(entrypoint, props === null ? undefined : JSON.parse(props), toIsolate, {
+      log: this.#hooks.log,
+      capabilities: this.#childCapabilities(held.child),
+    });
   }
 
   /** Load a Worker (once per id while it is held): checked again here, then made in an isolate of its own. */
@@ -214,10 +220,14 @@ export class ParentLoaders {
       }),
       vars: code.vars as WorkerBundle['vars'],
       bindings: [],
-      stubs: Object.keys(code.stubs),
+      stubs: [...Object.keys(code.stubs), ...(code.globalOutbound !== null && code.globalOutbound !== 'inherit' ? [OUTBOUND_BINDING] : [])],
     };
     try {
-      await this.#pool.instance(key, bundle);
+      const instance = await this.#pool.instance(key, bundle);
+      // A limit it breaks counts against its parent (a quarantine signal), as if the parent broke it.
+      instance.onKilled = (limit) => {
+        if (limit === 'cpu' || limit === 'memory') this.#hooks.events?.limitHit(limit);
+      };
     } catch (e) {
       this.#pool.drop(key);
       if (e instanceof WorkerError) {
@@ -275,12 +285,14 @@ export class ParentLoaders {
     throw new Error(`this worker already has ${this.#opts.perWorker} Dynamic Workers loaded and busy; retry when one is done`);
   }
 
-  /** A call from a loaded Worker into an entrypoint of its parent (env stub or gateway), with the props its parent gave. */
-  async #intoParent(ref: EntrypointRef, method: string, args: string): Promise<string> {
+  /** A Workers RPC session from a loaded Worker to an entrypoint of its parent (env stub or gateway), with the props its parent gave. */
+  async #intoParent(ref: EntrypointRef, toIsolate: PipePeer): Promise<PipePeer> {
     const parent = await this.#pool.instance(this.#parentKey, this.#parent);
-    return this.#counted(() =>
-      parent.invoke(ref.exportName, ref.props ?? '', method, args, { log: this.#hooks.log, capabilities: this.capabilities(this.#hooks) }),
-    );
+    return parent.serve(ref.exportName, ref.props === null ? undefined : JSON.parse(ref.props), toIsolate, {
+      log: this.#hooks.log,
+      capabilities: this.capabilities(this.#hooks),
+      events: this.#hooks.events,
+    } as RequestHooks);
   }
 
   /** What a loaded Worker's env and fetch() reach: the stubs it was given and its outbound; nothing else. */
@@ -288,31 +300,26 @@ export class ParentLoaders {
     return {
       call: async (handle, method, args) => {
         if (handle === '$fetch' && method === 'fetch') {
-          if (child.outbound === null) throw new Error(NO_GLOBAL_OUTBOUND);
-          if (child.outbound === 'inherit') {
-            const inner = this.#hooks.capabilities;
-            if (!inner) throw new Error('fetch is not available: this worker has no fetch capability');
-            return inner.call('$fetch', 'fetch', args);
-          }
-          const r = args[0] as { method: string; url: string; headers: [string, string][]; body: Uint8Array | null };
-          const answer = await this.#intoParent(
-            child.outbound,
-            'fetch',
-            encodeWire([{ method: r.method, url: r.url, headers: r.headers, body: r.body }], base64),
-          );
-          const a = decodeWire(answer, base64) as {
-            ok?: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null };
-            error?: string;
-          };
-          if (a.error !== undefined || !a.ok) throw new Error(a.error ?? 'the gateway failed');
-          return { ...a.ok, url: r.url, redirected: false };
+          // A gateway's Worker never gets here (its fetch() is an RPC call to the gateway).
+          if (child.outbound === null || child.outbound !== 'inherit') throw new Error(NO_GLOBAL_OUTBOUND);
+          const inner = this.#hooks.capabilities;
+          if (!inner) throw new Error('fetch is not available: this worker has no fetch capability');
+          return inner.call('$fetch', 'fetch', args);
         }
         if (handle === '$cache') throw new Error('the Cache API is not available to a Dynamic Worker');
-        const ref = Object.hasOwn(child.stubs, handle) ? child.stubs[handle] : undefined;
-        if (!ref) throw new Error(handle === '$fetch' ? NO_GLOBAL_OUTBOUND : `no capability ${handle}`);
-        if (method !== 'invoke' || typeof args[0] !== 'string' || typeof args[1] !== 'string' || args[0].length > 256)
-          throw new Error('malformed entrypoint call');
-        return this.#intoParent(ref, args[0], args[1]);
+        throw new Error(handle === '$fetch' ? NO_GLOBAL_OUTBOUND : `no capability ${handle}`);
+      },
+      connect: (target, toIsolate) => {
+        const ref =
+          target === OUTBOUND_BINDING
+            ? child.outbound !== null && child.outbound !== 'inherit'
+              ? child.outbound
+              : undefined
+            : Object.hasOwn(child.stubs, target)
+              ? child.stubs[target]
+              : undefined;
+        if (!ref) return Promise.reject(new Error(`no binding ${target} to call`));
+        return this.#intoParent(ref, toIsolate);
       },
     };
   }

@@ -3,24 +3,37 @@ import type { BootOptions } from '../abi.ts';
 import { directoryBinding, storageBinding, type CapCall } from './bindings.ts';
 import { workflowBinding, type CallAsync } from './workflow-step.ts';
 import { codec } from './value-codec.ts';
-import { loaderBinding } from './worker-loader.ts';
-import { entrypointStub } from './entrypoints.ts';
+import { requests } from './request-state.ts';
+import { OUTBOUND_BINDING } from '../abi.ts';
 
 export { codec };
 
-export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], callCap: CapCall, callCapAsync: CallAsync, maxBody: number): object {
+/** What the bindings are made from. */
+export interface EnvDeps {
+  callCap: CapCall;
+  callCapAsync: CallAsync;
+  /** `env.<name>` of a service binding (workers-rpc.ts). */
+  service: (name: string) => object;
+  /** `env.<name>` of a Worker Loader binding (worker-loader.ts). */
+  loader: (name: string) => object;
+}
+
+export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], deps: EnvDeps): object {
+  const { callCap, callCapAsync } = deps;
+  // One line per binding type.
+  const make: Record<BootOptions['bindings'][number]['type'], (name: string) => object> = {
+    storage: (name) => storageBinding(callCap, name),
+    directory: (name) => directoryBinding(callCap, name),
+    workflow: (name) => workflowBinding(callCapAsync, name, codec),
+    service: deps.service,
+    loader: deps.loader,
+  };
   const bindingObjects: Record<string, object> = {};
+  requests.outbound = undefined;
   for (const b of bindings) {
-    bindingObjects[b.name] =
-      b.type === 'storage'
-        ? storageBinding(callCap, b.name)
-        : b.type === 'workflow'
-          ? workflowBinding(callCapAsync, b.name, codec)
-          : b.type === 'loader'
-            ? loaderBinding(callCapAsync, b.name, maxBody)
-            : b.type === 'entrypoint'
-              ? entrypointStub((method, args) => callCapAsync(b.name, 'invoke', [method, args]), maxBody, false)
-              : directoryBinding(callCap, b.name);
+    // A Dynamic Worker's gateway: where its fetch() goes (index.ts), not in its env.
+    if (b.name === OUTBOUND_BINDING) requests.outbound = make[b.type](b.name) as unknown as NonNullable<typeof requests.outbound>;
+    else bindingObjects[b.name] = make[b.type](b.name);
   }
   return Object.freeze({ ...vars, ...bindingObjects });
 }

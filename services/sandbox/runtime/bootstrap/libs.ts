@@ -12,6 +12,7 @@ import * as encoding from './encoding.ts';
 import * as fetchApi from './fetch-api.ts';
 import * as web from './web-globals.ts';
 import * as idna from './idna.ts';
+import * as capnweb from './capnweb.ts';
 import { LIBS_GLOBAL, type SnapshotLibs } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
@@ -19,5 +20,5 @@ if (g.__cordonPlaceholderSAB) {
   delete g.SharedArrayBuffer;
   delete g.__cordonPlaceholderSAB;
 }
-const libs: SnapshotLibs = { encoding, fetchApi, web, idna };
+const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb };
 Object.defineProperty(globalThis, LIBS_GLOBAL, { value: libs, configurable: true, enumerable: false, writable: false });

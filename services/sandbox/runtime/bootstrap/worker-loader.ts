@@ -5,10 +5,15 @@
  * host (services/sandbox/runtime/worker-loader.ts), which checks it again and runs it in an isolate
  * of its own. `getCode` is called only when the host does not hold the Worker for that id.
  */
-import { entrypointStub, isRemoteStub, loopbackOf, type CallAsync, type Loopback } from './entrypoints.ts';
+import { isRemoteStub, loopbackOf, markRemote, propsJson } from './entrypoints.ts';
 import { codec } from './value-codec.ts';
+import { Request, Response } from './fetch-api.ts';
+import * as web from './web-globals.ts';
+import { requests } from './request-state.ts';
+import type { Pipes } from './workers-rpc.ts';
+import type { CallAsync } from './workflow-step.ts';
 import { DOMException } from './encoding.ts';
-import { LOADER_LIMITS, UNLOADED, type LoaderCode, type LoaderModule } from '../abi.ts';
+import { LOADER_LIMITS, LOADER_TARGET, type EntrypointRef, type LoaderCode, type LoaderModule } from '../abi.ts';
 
 const KINDS = ['js', 'cjs', 'text', 'data', 'json', 'py', 'wasm'] as const;
 const TYPE_OF = { js: 'esm', cjs: 'cjs', text: 'text', data: 'data', json: 'json', wasm: 'wasm' } as const;
@@ -47,7 +52,7 @@ function moduleOf(name: string, content: unknown): LoaderModule {
   return { name, type: TYPE_OF[kind], content: value };
 }
 
-function entrypointRef(value: unknown, where: string): Loopback {
+function entrypointRef(value: unknown, where: string): EntrypointRef {
   const loop = loopbackOf(value);
   if (loop) return loop;
   if (isRemoteStub(value))
@@ -78,7 +83,7 @@ export function encodeCode(code: unknown): LoaderCode {
   if (!modules.some((m) => m.name === c.mainModule)) throw new TypeError(`WorkerCode.mainModule ${JSON.stringify(c.mainModule)} is not one of the modules`);
 
   const vars: Record<string, unknown> = {};
-  const stubs: Record<string, Loopback> = {};
+  const stubs: Record<string, EntrypointRef> = {};
   if (c.env !== undefined && c.env !== null) {
     if (typeof c.env !== 'object') throw new TypeError('WorkerCode.env must be an object');
     for (const [key, value] of Object.entries(c.env)) {
@@ -120,8 +125,12 @@ export function encodeCode(code: unknown): LoaderCode {
   return { compatibilityDate: c.compatibilityDate, mainModule: c.mainModule, modules, vars, stubs, globalOutbound, limits };
 }
 
-/** env.<name> for a `worker_loaders` binding. */
-export function loaderBinding(call: CallAsync, handle: string, maxBody: number): object {
+/**
+ * env.<name> for a `worker_loaders` binding. A call through an entrypoint stub is Workers RPC
+ * (workers-rpc.ts): a session to the loaded Worker, opened per request scope (and again after it broke),
+ * made sure first that the host holds the Worker (else loaded: getCode is called then, and only then).
+ */
+export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, subrequest: () => void): object {
   function workerStub(id: string | null, getCode: () => unknown): object {
     // The host's name for it: `id:<id>` for get(id); one the host makes (`anon:…`) for load() and get(null).
     let loadedId = id === null ? null : `id:${id}`;
@@ -136,25 +145,78 @@ export function loaderBinding(call: CallAsync, handle: string, maxBody: number):
           loading = undefined;
         }
       })());
-
-    const run = async (entrypoint: string | null, props: string | null, method: string, args: string): Promise<unknown> => {
-      if (loadedId === null) await load();
-      try {
-        return await call(handle, 'run', [loadedId, entrypoint ?? '', props ?? '', method, args]);
-      } catch (e) {
-        if (!(e instanceof Error) || e.message !== UNLOADED) throw e;
-      }
-      // Not (or no longer) held by the host: load again (getCode once more, as workerd allows), then once more only.
-      await load();
-      return call(handle, 'run', [loadedId, entrypoint ?? '', props ?? '', method, args]);
+    const ensure = async () => {
+      if (loadedId === null || !(await call(handle, 'held', [loadedId]))) await load();
     };
 
     return Object.freeze({
       getEntrypoint(name?: string | null, options?: { props?: unknown; limits?: unknown }) {
         if (name !== undefined && name !== null && typeof name !== 'string') throw new TypeError('getEntrypoint(name) takes an export name');
-        const entry = name === undefined || name === null || name === 'default' ? null : name;
-        const props = options?.props === undefined ? null : codec.encode(options.props);
-        return entrypointStub((method, args) => run(entry, props, method, args), maxBody, true);
+        const entry = name === undefined || name === null ? 'default' : name;
+        const props = propsJson(options?.props);
+        /**
+         * One session per call, released when the call has answered: the loaded Worker is busy while a
+         * call (or what its answer still streams or holds by reference) needs it, and no longer, so a
+         * parent that is never idle does not keep every Worker it ever called busy.
+         */
+        const open = async () => {
+          if (requests.active === 0) throw new Error('a Dynamic Worker can only be called while a request is being handled (not in global scope)');
+          subrequest();
+          await ensure();
+          return pipes.connect(LOADER_TARGET + JSON.stringify([handle, loadedId, entry, props])) as unknown as Record<
+            string | symbol,
+            (...a: unknown[]) => unknown
+          >;
+        };
+        const call = async (method: string, args: unknown[]): Promise<unknown> => {
+          const stub = await open();
+          try {
+            return await stub[method]!(...args);
+          } finally {
+            stub[Symbol.dispose]!();
+          }
+        };
+        // A response body streams over the session: it is released once the body has been read (or cancelled).
+        const fetch = async (input: unknown, init?: unknown) => {
+          const request = new Request(input as string, init as never);
+          const stub = await open();
+          const release = () => stub[Symbol.dispose]!();
+          let response: Response;
+          try {
+            response = (await stub.fetch!(request)) as Response;
+          } catch (e) {
+            release();
+            throw e;
+          }
+          if (!response.body) {
+            release();
+            return response;
+          }
+          const reader = response.body.getReader();
+          const body = new web.ReadableStream<Uint8Array>({
+            async pull(controller) {
+              const { done, value } = await reader.read();
+              if (!done) return controller.enqueue(value);
+              controller.close();
+              release();
+            },
+            cancel(reason) {
+              release();
+              return reader.cancel(reason);
+            },
+          });
+          return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+        };
+        return markRemote(
+          new Proxy(Object.freeze({}), {
+            get(_t, key) {
+              if (key === 'fetch') return fetch;
+              // Not a thenable (awaiting a stub must not make a call); symbols are no method.
+              if (typeof key !== 'string' || key === 'then') return undefined;
+              return (...args: unknown[]) => call(key, args);
+            },
+          }),
+        );
       },
       getDurableObjectClass(_name?: string) {
         throw new Error('getDurableObjectClass(): Durable Objects are not implemented in Cordon yet, so a loaded class cannot be used as one');
