@@ -2,8 +2,13 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig, type MeshConfig } from '../lib/config.ts';
 import { adminTokenPath } from '../lib/admin-token.ts';
+import { CordonError } from '../lib/errors.ts';
 
-export class CliError extends Error {}
+/**
+ * A mistake the CLI reports in one line (and exits 1): a usage error, a bad file or setting (400), or
+ * the admin API's refusal (its status).
+ */
+export const cliError = (message: string, status = 400) => new CordonError(message, { status });
 
 export interface AdminClient {
   request(method: string, path: string, body?: unknown): Promise<unknown>;
@@ -15,7 +20,7 @@ export function adminClient(env: NodeJS.ProcessEnv = process.env): AdminClient {
   try {
     config = loadConfig(env);
   } catch (e) {
-    throw new CliError((e as Error).message); // a bad setting: one line, as for any other mistake
+    throw cliError((e as Error).message); // a bad setting: one line, as for any other mistake
   }
   const base = (env.CORDON_ADMIN_URL || `http://127.0.0.1:${config.adminPort}`).replace(/\/$/, '');
   const token = () => {
@@ -24,7 +29,7 @@ export function adminClient(env: NodeJS.ProcessEnv = process.env): AdminClient {
     try {
       return readFileSync(file, 'utf8').trim();
     } catch {
-      throw new CliError(`no admin token: set CORDON_TOKEN, or run from the directory whose ${file} exists (created by npm start)`);
+      throw cliError(`no admin token: set CORDON_TOKEN, or run from the directory whose ${file} exists (created by npm start)`);
     }
   };
   const call = async (method: string, path: string, body?: unknown): Promise<Response> => {
@@ -35,8 +40,8 @@ export function adminClient(env: NodeJS.ProcessEnv = process.env): AdminClient {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
-      if (e instanceof CliError) throw e;
-      throw new CliError(`cannot reach the admin API at ${base} (${(e as Error).cause ?? (e as Error).message}); is the mesh running (npm start)?`);
+      if (e instanceof CordonError) throw e;
+      throw cliError(`cannot reach the admin API at ${base} (${(e as Error).cause ?? (e as Error).message}); is the mesh running (npm start)?`, 503);
     }
   };
   return {
@@ -51,13 +56,13 @@ export function adminClient(env: NodeJS.ProcessEnv = process.env): AdminClient {
       }
       if (!res.ok) {
         const msg = typeof parsed === 'object' && parsed && 'error' in parsed ? String((parsed as { error: unknown }).error) : text;
-        throw new CliError(`admin API: ${res.status} ${msg}`);
+        throw cliError(`admin API: ${res.status} ${msg}`, res.status);
       }
       return parsed;
     },
     async stream(path) {
       const res = await call('GET', path);
-      if (!res.ok) throw new CliError(`admin API: ${res.status} ${await res.text()}`);
+      if (!res.ok) throw cliError(`admin API: ${res.status} ${await res.text()}`, res.status);
       return res;
     },
   };

@@ -11,7 +11,7 @@ import { build, type Message, type Plugin } from 'esbuild';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename, relative, resolve } from 'node:path';
-import { CliError } from './admin-client.ts';
+import { cliError } from './admin-client.ts';
 import type { BuildSettings, ModuleRule, RuleType } from './worker-config.ts';
 import type { WorkerModule } from '../schemas/worker.ts';
 
@@ -139,11 +139,11 @@ export async function bundleWorker(entry: string, settings: BuildSettings = {}):
       outfile: 'worker.js',
     });
     const out = result.outputFiles.find((f) => f.path.endsWith('worker.js'));
-    if (!out) throw new CliError('esbuild produced no output');
+    if (!out) throw cliError('esbuild produced no output');
     return { mainModule: 'worker.js', modules: [{ name: 'worker.js', type: 'esm', content: out.text }, ...modules.values()] };
   } catch (e) {
     const errors = (e as { errors?: Message[] }).errors;
-    if (errors?.length) throw new CliError(`could not bundle ${entry}:\n${errors.map(formatMessage).join('\n')}`);
+    if (errors?.length) throw cliError(`could not bundle ${entry}:\n${errors.map(formatMessage).join('\n')}`);
     throw e;
   }
 }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../lib/config.ts';
 import { relayInside } from '../lib/relay.ts';
-import { adminClient, CliError } from './admin-client.ts';
+import { adminClient, cliError } from './admin-client.ts';
 
 export async function runDebug(workerPath: string, worker: string, port: number): Promise<number> {
   const admin = adminClient();
@@ -25,11 +25,11 @@ export async function runDebug(workerPath: string, worker: string, port: number)
     const deadline = Date.now() + 30_000;
     process.stderr.write(`starting a sandbox of its own for ${worker} (cordon ${cordon})…\n`);
     while (!existsSync(path)) {
-      if (Date.now() > deadline) throw new CliError(`the debug sandbox did not start within 30 s (no ${path}); see the mesh's log`);
+      if (Date.now() > deadline) throw cliError(`the debug sandbox did not start within 30 s (no ${path}); see the mesh's log`);
       await new Promise((r) => setTimeout(r, 200));
     }
     const listening = await relayInside(path, port).catch((e: Error) => {
-      throw new CliError(`cannot listen on 127.0.0.1:${port} (${e.message}); pick another with --port`);
+      throw cliError(`cannot listen on 127.0.0.1:${port} (${e.message}); pick another with --port`);
     });
     const address = `127.0.0.1:${listening}/${token}`;
     process.stdout.write(

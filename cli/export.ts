@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { join, dirname } from 'node:path';
 import git from 'isomorphic-git';
-import { CliError } from './admin-client.ts';
+import { cliError } from './admin-client.ts';
 import { moduleNameProblem, NAME, type WorkerBundle } from '../schemas/worker.ts';
 
 export interface ExportedVersion {
@@ -26,8 +26,8 @@ export interface RefusedModule {
 
 export async function writeExport(dir: string, tenant: string, versions: ExportedVersion[]): Promise<{ versions: number; refused: RefusedModule[] }> {
   // The answer is the admin API's, but what it names becomes paths here: check it all before writing anything.
-  for (const v of versions) if (!NAME.test(v.worker)) throw new CliError(`refusing to export: worker name ${JSON.stringify(v.worker)} is not a plain name`);
-  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new CliError(`${dir} is not empty; export into a new directory`);
+  for (const v of versions) if (!NAME.test(v.worker)) throw cliError(`refusing to export: worker name ${JSON.stringify(v.worker)} is not a plain name`);
+  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw cliError(`${dir} is not empty; export into a new directory`);
   fs.mkdirSync(dir, { recursive: true });
   await git.init({ fs, dir, defaultBranch: 'main' });
   const refused: RefusedModule[] = [];

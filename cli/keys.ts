@@ -8,7 +8,7 @@
 import { closeSync, existsSync, fchmodSync, fstatSync, openSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { CliError } from './admin-client.ts';
+import { cliError } from './admin-client.ts';
 import { loadConfig } from '../lib/config.ts';
 import { CORDON_NAME, Keyring, loadMeshSecret } from '../lib/rpc/index.ts';
 import { SERVICE_ROLES, type ServiceRole } from './service-process.ts';
@@ -20,7 +20,7 @@ function writePrivate(file: string, text: string): void {
   const fd = openSync(file, 'w', 0o600);
   try {
     fchmodSync(fd, 0o600); // an existing file keeps its mode on open; narrow it before the key is in it
-    if ((fstatSync(fd).mode & 0o077) !== 0) throw new CliError(`cannot make ${file} private (mode 0600)`);
+    if ((fstatSync(fd).mode & 0o077) !== 0) throw cliError(`cannot make ${file} private (mode 0600)`);
     writeSync(fd, text);
   } finally {
     closeSync(fd);
@@ -33,19 +33,18 @@ export function keysCommand(args: string[], env: NodeJS.ProcessEnv = process.env
     allowPositionals: true,
     options: { role: { type: 'string' }, cordon: { type: 'string' }, out: { type: 'string' } },
   });
-  if (positionals[0] !== 'issue' || positionals.length !== 1) throw new CliError(KEYS_USAGE);
+  if (positionals[0] !== 'issue' || positionals.length !== 1) throw cliError(KEYS_USAGE);
   const role = values.role;
   if (!(SERVICE_ROLES as readonly string[]).includes(role ?? ''))
-    throw new CliError(`--role must be one of ${SERVICE_ROLES.join(', ')}${role ? `, got ${JSON.stringify(role)}` : ''}\n${KEYS_USAGE}`);
+    throw cliError(`--role must be one of ${SERVICE_ROLES.join(', ')}${role ? `, got ${JSON.stringify(role)}` : ''}\n${KEYS_USAGE}`);
   if (role === 'sandbox') {
-    if (!values.cordon) throw new CliError("a sandbox's keyring is for one cordon: add --cordon <name>");
-    if (!CORDON_NAME.test(values.cordon))
-      throw new CliError(`${JSON.stringify(values.cordon)} is not a valid cordon name (lower-case letters, digits, dashes)`);
-  } else if (values.cordon !== undefined) throw new CliError(`--cordon is for a sandbox's keyring only; ${role} serves every cordon`);
+    if (!values.cordon) throw cliError("a sandbox's keyring is for one cordon: add --cordon <name>");
+    if (!CORDON_NAME.test(values.cordon)) throw cliError(`${JSON.stringify(values.cordon)} is not a valid cordon name (lower-case letters, digits, dashes)`);
+  } else if (values.cordon !== undefined) throw cliError(`--cordon is for a sandbox's keyring only; ${role} serves every cordon`);
   const { dataDir } = loadConfig(env);
   // Issuing from a secret that does not exist yet would make one no running mesh uses: refuse instead.
   if (!env.CORDON_MESH_SECRET && !existsSync(join(dataDir, 'mesh.secret'))) {
-    throw new CliError(
+    throw cliError(
       `no mesh secret here (${join(dataDir, 'mesh.secret')} does not exist and CORDON_MESH_SECRET is not set): run this where the supervisor's data dir is, with CORDON_DATA_DIR pointing at it`,
     );
   }

@@ -12,9 +12,8 @@ import { memoryCeilings, processSandbox, serviceSpec, ServiceProcess, type Servi
 
 /** The specs of every service on one machine, each with its role's keyring (a sandbox's: its own cordon's). */
 export function serviceSpecs(secret: Buffer, cordons: string[]): ServiceSpec[] {
-  const expect = ['ingress', 'egress', ...cordons.map((c) => `sandbox:${c}`)].join(',');
   return [
-    serviceSpec(Keyring.forRole(secret, 'supervisor'), { CORDON_EXPECT: expect, CORDON_CORDONS: cordons.join(',') }),
+    serviceSpec(Keyring.forRole(secret, 'supervisor'), { CORDON_CORDONS: cordons.join(',') }),
     serviceSpec(Keyring.forRole(secret, 'egress')),
     ...cordons.map((c) => serviceSpec(Keyring.forRole(secret, 'sandbox', c))),
     serviceSpec(Keyring.forRole(secret, 'ingress')),

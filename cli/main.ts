@@ -1,6 +1,7 @@
 /** The `cordon` command line. */
 import { parseArgs } from 'node:util';
-import { adminClient, CliError } from './admin-client.ts';
+import { adminClient, cliError } from './admin-client.ts';
+import { CordonError } from '../lib/errors.ts';
 import { bundleWorker } from './bundle.ts';
 import { runStart } from './launcher.ts';
 import { RUN_USAGE, runService } from './run.ts';
@@ -71,7 +72,7 @@ Environment: CORDON_DATA_DIR (./.cordon), CORDON_ADMIN_URL, CORDON_TOKEN, CORDON
 CORDON_ADMIN_PORT (8081), CORDON_NATS_URL, CORDON_MESH_KEYRING_FILE (see README, Settings).`;
 
 function workerPath(ref: string | undefined): string {
-  if (!ref) throw new CliError('name a worker: <tenant>/<worker>, or <worker> for the default tenant');
+  if (!ref) throw cliError('name a worker: <tenant>/<worker>, or <worker> for the default tenant');
   const [tenant, name] = ref.includes('/') ? ref.split('/', 2) : ['default', ref];
   return `/v1/workers/${encodeURIComponent(tenant!)}/${encodeURIComponent(name!)}`;
 }
@@ -79,7 +80,7 @@ function workerPath(ref: string | undefined): string {
 function positiveInt(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new CliError(`${flag} takes a positive whole number, got ${JSON.stringify(value)}`);
+  if (!Number.isInteger(n) || n <= 0) throw cliError(`${flag} takes a positive whole number, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -97,7 +98,7 @@ async function main(argv: string[]): Promise<number> {
         allowPositionals: true,
         options: { cordon: { type: 'string' }, 'insecure-no-process-sandbox': { type: 'boolean' } },
       });
-      if (positionals.length > 1) throw new CliError(RUN_USAGE);
+      if (positionals.length > 1) throw cliError(RUN_USAGE);
       return runService({ role: positionals[0], cordon: values.cordon, insecureNoProcessSandbox: values['insecure-no-process-sandbox'] });
     }
     case 'keys':
@@ -135,15 +136,15 @@ async function main(argv: string[]): Promise<number> {
       const configPath = values.config ?? (positionals.length ? undefined : findWorkerConfig(process.cwd()));
       const file = configPath ? readWorkerConfig(configPath) : undefined;
       for (const note of file?.notes ?? []) process.stderr.write(`cordon: note: ${note}\n`);
-      if (positionals.length > 1) throw new CliError('deploy takes one entry file: cordon deploy <entry.js|entry.ts> --name <worker>');
+      if (positionals.length > 1) throw cliError('deploy takes one entry file: cordon deploy <entry.js|entry.ts> --name <worker>');
       const entry = positionals[0] ?? file?.main;
-      if (!entry) throw new CliError(`deploy needs an entry file, --config <file> with "main", or one of ${CONFIG_NAMES.join(', ')} in this directory`);
+      if (!entry) throw cliError(`deploy needs an entry file, --config <file> with "main", or one of ${CONFIG_NAMES.join(', ')} in this directory`);
       const name = values.name ?? file?.name;
-      if (!name) throw new CliError('deploy needs --name <worker> (or "name" in the config file)');
+      if (!name) throw cliError('deploy needs --name <worker> (or "name" in the config file)');
       const vars: Record<string, VarValue> = { ...file?.vars };
       for (const kv of values.var ?? []) {
         const eq = kv.indexOf('=');
-        if (eq <= 0) throw new CliError(`--var takes KEY=VALUE, got ${JSON.stringify(kv)}`);
+        if (eq <= 0) throw cliError(`--var takes KEY=VALUE, got ${JSON.stringify(kv)}`);
         vars[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
       const bundle = await bundleWorker(entry, file?.build);
@@ -197,7 +198,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'rollback': {
-      if (!rest[1]) throw new CliError('usage: cordon rollback <[tenant/]worker> <version>');
+      if (!rest[1]) throw cliError('usage: cordon rollback <[tenant/]worker> <version>');
       const r = (await adminClient().request('POST', `${workerPath(rest[0])}/rollback`, { version: rest[1] })) as { worker: string; version: string };
       process.stdout.write(`${r.worker} is at version ${r.version}\n`);
       return 0;
@@ -209,7 +210,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'export': {
       const [tenant, dir] = rest;
-      if (!tenant || !dir) throw new CliError('usage: cordon export <tenant> <dir>');
+      if (!tenant || !dir) throw cliError('usage: cordon export <tenant> <dir>');
       const { versions } = (await adminClient().request('GET', `/v1/tenants/${encodeURIComponent(tenant)}/export`)) as { versions: ExportedVersion[] };
       const { versions: n, refused } = await writeExport(dir, tenant, versions);
       process.stdout.write(`exported ${n} version${n === 1 ? '' : 's'} of ${tenant} to ${dir}\n`);
@@ -234,7 +235,7 @@ async function main(argv: string[]): Promise<number> {
       });
       const client = adminClient();
       if (positionals[0] === 'create') {
-        if (!values.scope?.length) throw new CliError('tokens create needs at least one --scope (read, deploy, workflows, admin)');
+        if (!values.scope?.length) throw cliError('tokens create needs at least one --scope (read, deploy, workflows, admin)');
         const scopes = values.scope.flatMap((s) => s.split(','));
         const r = (await client.request('POST', '/v1/tokens', { scopes, tenant: values.tenant })) as { token: string; tokenId: string };
         process.stdout.write(`${r.token}\n`);
@@ -254,7 +255,7 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`revoked ${positionals[1]}\n`);
         return 0;
       }
-      throw new CliError('usage: cordon tokens create --scope <s> [--tenant <t>] | tokens list | tokens revoke <id>');
+      throw cliError('usage: cordon tokens create --scope <s> [--tenant <t>] | tokens list | tokens revoke <id>');
     }
     case 'hosts': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { tenant: { type: 'string' } } });
@@ -281,7 +282,7 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${r.released} released (was ${r.tenant})\n`);
         return 0;
       }
-      throw new CliError('usage: cordon hosts list | hosts assign <host-pattern> --tenant <t> | hosts release <host-pattern>');
+      throw cliError('usage: cordon hosts list | hosts assign <host-pattern> --tenant <t> | hosts release <host-pattern>');
     }
     case 'workflows':
       return workflowsCommand(rest);
@@ -337,13 +338,13 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`released ${rest[1]}\n`);
         return 0;
       }
-      throw new CliError(
+      throw cliError(
         'usage: cordon quarantine list | quarantine release <[tenant/]worker> | quarantine tenant <tenant> [--reason <text>] | quarantine release-tenant <tenant>',
       );
     }
     case 'cordons': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { allow: { type: 'string', multiple: true } } });
-      if (positionals.length !== 1) throw new CliError('usage: cordon cordons <tenant> [--allow <cordon>]...');
+      if (positionals.length !== 1) throw cliError('usage: cordon cordons <tenant> [--allow <cordon>]...');
       const path = `/v1/tenants/${encodeURIComponent(positionals[0]!)}/cordons`;
       const client = adminClient();
       const r = (
@@ -372,7 +373,7 @@ async function main(argv: string[]): Promise<number> {
           );
         return 0;
       }
-      throw new CliError('usage: cordon audit tail [--limit <n>] | cordon audit verify');
+      throw cliError('usage: cordon audit tail [--limit <n>] | cordon audit verify');
     }
     case undefined:
     case 'help':
@@ -381,7 +382,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE + '\n');
       return command === undefined ? 2 : 0;
     default:
-      throw new CliError(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      throw cliError(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
   }
 }
 
@@ -389,7 +390,7 @@ try {
   const code = await main(process.argv.slice(2));
   if (code >= 0) process.exitCode = code;
 } catch (e) {
-  if (e instanceof CliError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (e instanceof CordonError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     process.stderr.write(`cordon: ${(e as Error).message}\n`);
     process.exitCode = 1;
   } else throw e;

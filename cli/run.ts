@@ -11,7 +11,8 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CliError } from './admin-client.ts';
+import { cliError } from './admin-client.ts';
+import { CordonError } from '../lib/errors.ts';
 import { loadSettings, meshConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/log.ts';
 import { natsServers } from '../lib/relay.ts';
@@ -55,15 +56,15 @@ function handedCordon(env: NodeJS.ProcessEnv): string | undefined {
 export async function runService(args: { role: string | undefined; cordon?: string; insecureNoProcessSandbox?: boolean }): Promise<number> {
   const { role } = args;
   if (!isServiceRole(role))
-    throw new CliError(
+    throw cliError(
       `${role === undefined ? 'name a service to run' : `${JSON.stringify(role)} is not a service`} (supervisor, egress, ingress or sandbox)\n${RUN_USAGE}`,
     );
   const env = { ...process.env };
   let cordon: string | undefined;
   if (role === 'sandbox') {
     cordon = args.cordon ?? env.CORDON_CORDON ?? handedCordon(env) ?? 'standard';
-    if (!CORDON_NAME.test(cordon)) throw new CliError(`${JSON.stringify(cordon)} is not a valid cordon name (lower-case letters, digits, dashes)`);
-  } else if (args.cordon !== undefined) throw new CliError(`--cordon is for a sandbox only; ${role} serves every cordon`);
+    if (!CORDON_NAME.test(cordon)) throw cliError(`${JSON.stringify(cordon)} is not a valid cordon name (lower-case letters, digits, dashes)`);
+  } else if (args.cordon !== undefined) throw cliError(`--cordon is for a sandbox only; ${role} serves every cordon`);
   const log = createLogger(role, cordon ? { cordon, component: 'run' } : { component: 'run' });
   let service: ServiceProcess;
   try {
@@ -104,7 +105,7 @@ export async function runService(args: { role: string | undefined; cordon?: stri
     log.info('started', { service: service!.spec.id, pid: service!.pid, transport: config.natsUrl ? 'nats' : 'unix' });
     return await exited;
   } catch (e) {
-    if (e instanceof CliError) throw e;
+    if (e instanceof CordonError) throw e;
     log.error((e as Error).message);
     return 1;
   }

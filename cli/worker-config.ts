@@ -18,7 +18,7 @@ import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { VarValue } from '../schemas/worker.ts';
-import { CliError } from './admin-client.ts';
+import { cliError } from './admin-client.ts';
 
 const Route = z.union([z.string(), z.object({ pattern: z.string(), zone_name: z.string().optional(), custom_domain: z.boolean().optional() })]);
 
@@ -209,13 +209,13 @@ function parseText(file: string, text: string): unknown {
     try {
       return parseToml(text);
     } catch (e) {
-      if (e instanceof TomlError) throw new CliError(`${file}:${e.line}:${e.column}: ${e.message.split('\n')[0]}`);
+      if (e instanceof TomlError) throw cliError(`${file}:${e.line}:${e.column}: ${e.message.split('\n')[0]}`);
       throw e;
     }
   }
   const errors: ParseError[] = [];
   const raw = parse(text, errors, { allowTrailingComma: true, disallowComments: false });
-  if (errors.length) throw new CliError(`${file}:${position(text, errors[0]!.offset)}: ${printParseErrorCode(errors[0]!.error)}`);
+  if (errors.length) throw cliError(`${file}:${position(text, errors[0]!.offset)}: ${printParseErrorCode(errors[0]!.error)}`);
   return raw;
 }
 
@@ -224,13 +224,13 @@ export function readWorkerConfig(file: string): WorkerConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new CliError(`cannot read ${file}: ${(e as Error).message}`);
+    throw cliError(`cannot read ${file}: ${(e as Error).message}`);
   }
   const raw = parseText(file, text);
   const r = Config.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    throw new CliError(`${file}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+    throw cliError(`${file}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
   }
   const c = r.data;
   const refused: string[] = [];
@@ -245,12 +245,12 @@ export function readWorkerConfig(file: string): WorkerConfig {
     if (rule.type.startsWith('Python')) refused.push(`  rules: ${rule.type} modules are ${NOT_YET}`);
     // wrangler applies JavaScript rules only with find_additional_modules; esbuild bundles JavaScript anyway.
   }
-  if (refused.length) throw new CliError(`${file}: Cordon cannot deploy this worker as configured:\n${refused.join('\n')}`);
+  if (refused.length) throw cliError(`${file}: Cordon cannot deploy this worker as configured:\n${refused.join('\n')}`);
   const bound = new Set([...c.cordon.storage, ...c.cordon.directories]);
-  for (const w of c.workflows) if (bound.has(w.binding)) throw new CliError(`${file}: workflows: binding ${w.binding} is also a storage or directory binding`);
+  for (const w of c.workflows) if (bound.has(w.binding)) throw cliError(`${file}: workflows: binding ${w.binding} is also a storage or directory binding`);
   for (const l of c.worker_loaders)
     if (bound.has(l.binding) || c.workflows.some((w) => w.binding === l.binding))
-      throw new CliError(`${file}: worker_loaders: binding ${l.binding} is also another binding`);
+      throw cliError(`${file}: worker_loaders: binding ${l.binding} is also another binding`);
   const routes = [...(c.route ? [c.route] : []), ...c.routes].map((x) => (typeof x === 'string' ? x : x.pattern));
   const root = dirname(resolve(file));
   return {

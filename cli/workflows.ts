@@ -3,7 +3,7 @@
  * Values (--params, --payload) are JSON; `status` prints the status line, output or error, and steps.
  */
 import { parseArgs } from 'node:util';
-import { adminClient, CliError } from './admin-client.ts';
+import { adminClient, cliError } from './admin-client.ts';
 
 export const WORKFLOWS_USAGE = `  workflows create <workflow> [--id <id>] [--params <json>]      start an instance; prints its id
   workflows status <workflow> <id> [--json]                     status, output or error, and steps
@@ -26,7 +26,7 @@ function json(text: string | undefined, flag: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    throw new CliError(`${flag} must be JSON, e.g. ${flag} '{"user": 1}'`);
+    throw cliError(`${flag} must be JSON, e.g. ${flag} '{"user": 1}'`);
   }
 }
 
@@ -45,11 +45,11 @@ export async function workflowsCommand(args: string[]): Promise<number> {
     },
   });
   const [action, workflow, id, type] = positionals;
-  if (!action || !workflow) throw new CliError(`usage:\n${WORKFLOWS_USAGE}`);
+  if (!action || !workflow) throw cliError(`usage:\n${WORKFLOWS_USAGE}`);
   const base = `/v1/workflows/${encodeURIComponent(values.tenant ?? 'default')}/${encodeURIComponent(workflow)}/instances`;
   const client = adminClient();
   const needId = () => {
-    if (!id) throw new CliError(`workflows ${action} needs an instance id: cordon workflows ${action} ${workflow} <id>`);
+    if (!id) throw cliError(`workflows ${action} needs an instance id: cordon workflows ${action} ${workflow} <id>`);
     return `${base}/${encodeURIComponent(id)}`;
   };
   switch (action) {
@@ -82,7 +82,7 @@ export async function workflowsCommand(args: string[]): Promise<number> {
       return 0;
     }
     case 'event': {
-      if (!type) throw new CliError(`usage: cordon workflows event ${workflow} <id> <type> [--payload <json>]`);
+      if (!type) throw cliError(`usage: cordon workflows event ${workflow} <id> <type> [--payload <json>]`);
       await client.request('POST', `${needId()}/events/${encodeURIComponent(type)}`, { payload: json(values.payload, '--payload') });
       process.stdout.write(`sent ${type} to ${id}\n`);
       return 0;
@@ -95,6 +95,6 @@ export async function workflowsCommand(args: string[]): Promise<number> {
       process.stdout.write(`${action}: ${id}\n`);
       return 0;
     default:
-      throw new CliError(`unknown workflows action ${action}\nusage:\n${WORKFLOWS_USAGE}`);
+      throw cliError(`unknown workflows action ${action}\nusage:\n${WORKFLOWS_USAGE}`);
   }
 }

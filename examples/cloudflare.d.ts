@@ -12,6 +12,7 @@ declare module 'cloudflare:workers' {
   }
 }
 declare module 'cloudflare:workflows' {
+  // Declared as tenant code sees it: the isolate's own class (services/sandbox/runtime/bootstrap/workflow-step.ts), not a CordonError.
   export class NonRetryableError extends Error {
     constructor(message?: string, name?: string);
   }

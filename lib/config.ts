@@ -332,14 +332,14 @@ export function cordonList(env: NodeJS.ProcessEnv = process.env): string[] {
   return loadSettings(env).mesh.cordons;
 }
 
-/** How much a sandbox process keeps warm: isolates at most, their heaps together, and for how long idle. */
-export function sandboxSettings(env: NodeJS.ProcessEnv = process.env): {
+/** How much a sandbox process keeps warm, from its settings: isolates at most, their heaps together, and for how long idle; and its Dynamic Workers. */
+export function sandboxSettings(settings: Settings): {
   maxIsolates: number;
   memoryBudgetMb: number;
   idleMs: number;
   dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number };
 } {
-  const s = loadSettings(env).sandbox;
+  const s = settings.sandbox;
   return {
     maxIsolates: s.maxIsolates,
     memoryBudgetMb: s.sandboxMemoryMb,

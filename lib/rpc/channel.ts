@@ -31,6 +31,11 @@ export interface Channel {
 /** Longest message of the handshake, and so the longest a peer may send before it has authenticated. */
 export const MAX_HANDSHAKE_MESSAGE = 1024;
 
+/**
+ * Why a channel closed: the host's own, not a CordonError. Its message names sockets and NATS sessions
+ * for the operator's log; as a CordonError, whose message is for the caller, it would be shown to a
+ * tenant wherever a closed session failed one of its calls.
+ */
 export class ChannelClosedError extends Error {
   constructor(message = 'channel closed') {
     super(message);

@@ -4,11 +4,14 @@
  * buffered, so a peer cannot make us allocate more than `maxFrame` bytes for one message.
  * Hand-written because it is 40 lines and every framing library we looked at buffers first.
  */
-export class FrameTooLargeError extends Error {
+/** A message over the frame limit: 413, and a refusal (the peer sent, or asked for, more than it may). */
+import { CordonError } from '../errors.ts';
+
+export class FrameTooLargeError extends CordonError {
   readonly length: number;
   readonly max: number;
   constructor(length: number, max: number) {
-    super(`frame of ${length} bytes exceeds the limit of ${max} bytes`);
+    super(`frame of ${length} bytes exceeds the limit of ${max} bytes`, { status: 413, refusal: true });
     this.name = 'FrameTooLargeError';
     this.length = length;
     this.max = max;

@@ -28,6 +28,11 @@ export interface HandshakeResult {
   sessionKey: Buffer;
 }
 
+/**
+ * A handshake that failed, on either side: the host's own, not a CordonError. Its message (which key
+ * is missing, what the peer claimed) is for the operator's log; the peer is told only "handshake
+ * failed", and a caller whose call needed this link must not learn more than that it failed.
+ */
 export class HandshakeError extends Error {
   constructor(message: string) {
     super(message);

@@ -11,10 +11,15 @@
  * capabilities again and again does not pile up objects in the membrane until the next revocation.
  */
 import { RpcTarget } from 'capnweb';
+import { CordonError } from '../errors.ts';
 
-export class CapabilityRevokedError extends Error {
+/**
+ * A call on a capability that was revoked (undeploy, quarantine, a revoked token) or released: 410,
+ * and not a refusal, since a holder meets it through no fault of its own when revocation races a call.
+ */
+export class CapabilityRevokedError extends CordonError {
   constructor(reason: string) {
-    super(`capability revoked: ${reason}`);
+    super(`capability revoked: ${reason}`, { status: 410 });
     this.name = 'CapabilityRevokedError';
   }
 }

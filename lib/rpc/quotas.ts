@@ -3,6 +3,8 @@
  * the counts below are watched by the transport, which reads just the head of each capnweb message
  * (`["push"`, `["release",id`, …) rather than parsing it a second time.
  */
+import { CordonError } from '../errors.ts';
+
 export interface Quotas {
   /** Longest message in bytes; also the transport's frame limit. */
   maxMessage: number;
@@ -21,9 +23,11 @@ export const DEFAULT_QUOTAS: Quotas = {
   maxCallsInFlight: 1_000,
 };
 
-export class QuotaExceededError extends Error {
+/** The peer went over a quota: 429, and a refusal (a peer that floods us is worth an audit entry). */
+export class QuotaExceededError extends CordonError {
   constructor(message: string) {
-    super(message);
+    super(message, { status: 429, refusal: true });
+    // The peer sees this name (capnweb sends it with the rejection); tests and logs match on it.
     this.name = 'QuotaExceededError';
   }
 }

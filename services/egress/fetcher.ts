@@ -7,6 +7,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Resolver } from 'node:dns/promises';
+import { CordonError } from '../../lib/errors.ts';
 import { MAX_BODY } from '../../schemas/http.ts';
 import type { FetchRequest, FetchResponse } from '../../schemas/capabilities.ts';
 import { EgressDenied, parseTarget, pin, type Pinned, type WorkerPolicy } from './policy.ts';
@@ -20,7 +21,8 @@ const DROP =
   /^(?:host|connection|keep-alive|proxy-.*|te|trailer|transfer-encoding|upgrade|forwarded|x-forwarded-.*|x-real-ip|x-upstream-.*|cordon-worker|content-length)$/i;
 const REDIRECT = new Set([301, 302, 303, 307, 308]);
 
-export class EgressError extends Error {}
+/** The destination failed us (timed out, went away, answered too much): 502, its message for the worker. */
+const unreachable = (message: string) => new CordonError(message, { status: 502 });
 
 function send(
   p: Pinned,
@@ -47,8 +49,8 @@ function send(
       timeout: timeoutMs,
       agent: false,
     });
-    req.on('timeout', () => req.destroy(new EgressError(`the request to ${p.url.host} timed out after ${timeoutMs} ms`)));
-    req.on('error', (e) => reject(e instanceof EgressError ? e : new EgressError(`network error reaching ${p.url.host}: ${e.message}`)));
+    req.on('timeout', () => req.destroy(unreachable(`the request to ${p.url.host} timed out after ${timeoutMs} ms`)));
+    req.on('error', (e) => reject(e instanceof CordonError ? e : unreachable(`network error reaching ${p.url.host}: ${e.message}`)));
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -56,11 +58,11 @@ function send(
         size += c.length;
         if (size > MAX_BODY) {
           res.destroy();
-          reject(new EgressError(`the response from ${p.url.host} is larger than ${MAX_BODY} bytes`));
+          reject(unreachable(`the response from ${p.url.host} is larger than ${MAX_BODY} bytes`));
         } else chunks.push(c);
       });
       res.on('end', () => resolve({ res, bytes: Buffer.concat(chunks, size) }));
-      res.on('error', (e) => reject(new EgressError(`network error reading from ${p.url.host}: ${e.message}`)));
+      res.on('error', (e) => reject(unreachable(`network error reading from ${p.url.host}: ${e.message}`)));
     });
     req.end(body ?? undefined);
   });
@@ -102,7 +104,7 @@ export async function outbound(
     }
     const location = res.headers.location;
     if (REDIRECT.has(status) && location && request.redirect !== 'manual') {
-      if (request.redirect === 'error') throw new EgressError(`redirect to ${location} refused (redirect: 'error')`);
+      if (request.redirect === 'error') throw unreachable(`redirect to ${location} refused (redirect: 'error')`);
       url = new URL(location, url).href;
       if (status === 303 || ((status === 301 || status === 302) && method === 'POST')) {
         method = 'GET';

@@ -9,12 +9,14 @@
  */
 import { isIP, type BlockList } from 'node:net';
 import { Resolver } from 'node:dns/promises';
+import { CordonError } from '../../lib/errors.ts';
 import { refusal } from '../../lib/ip-classify.ts';
 import { nameRefusal, specialName } from '../../lib/special-use-names.ts';
 
-export class EgressDenied extends Error {
+/** The worker may not reach this URL: 403, and a refusal (egress audits it). Named, as the worker's log shows it. */
+export class EgressDenied extends CordonError {
   constructor(reason: string) {
-    super(`egress denied: ${reason}`);
+    super(`egress denied: ${reason}`, { status: 403, refusal: true });
     this.name = 'EgressDenied';
   }
 }

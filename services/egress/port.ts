@@ -4,6 +4,7 @@
  */
 import { RpcTarget } from 'capnweb';
 import { z } from 'zod';
+import { CordonError } from '../../lib/errors.ts';
 import { check, bytes } from '../../lib/rpc/validate.ts';
 import { Headers as HeaderList, MAX_BODY, MAX_URL } from '../../schemas/http.ts';
 import type { EgressForSupervisor } from '../../schemas/services.ts';
@@ -11,7 +12,7 @@ import type { CacheApi, FetcherApi, FetchRequest, FetchResponse } from '../../sc
 import { EgressDenied, EMPTY_POLICY, type WorkerPolicy } from './policy.ts';
 import { cidrList } from '../../lib/ip-classify.ts';
 import { EgressLists, WorkerId } from '../../schemas/worker.ts';
-import { EgressError, outbound, type OutboundDeps } from './fetcher.ts';
+import { outbound, type OutboundDeps } from './fetcher.ts';
 import type { CachedResponse, HttpCache } from './cache.ts';
 import type { Logger } from '../../lib/log.ts';
 
@@ -80,12 +81,11 @@ class FetcherCap extends RpcTarget implements FetcherApi {
       if (!limits.take(this.#workerId)) throw new EgressDenied(`rate limit of ${limits.perSecond} requests per second exceeded`);
       return await outbound(request, this.#policy, this.#workerId, this.#deps);
     } catch (e) {
-      if (e instanceof EgressDenied) {
+      if (e instanceof CordonError && e.refusal) {
         this.#deps.log.warn('egress refused', { worker: this.#workerId, url: request.url.slice(0, 300), reason: e.message });
         this.#deps.refused(this.#workerId, e.message);
-        throw new Error(e.message);
       }
-      throw new Error(e instanceof EgressError ? e.message : `network error: ${(e as Error).message}`);
+      throw new Error(e instanceof CordonError ? e.message : `network error: ${(e as Error).message}`);
     }
   }
 }

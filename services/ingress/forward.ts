@@ -4,6 +4,7 @@
  */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { CordonError } from '../../lib/errors.ts';
 import { MAX_BODY, WireResponse, type WireRequest } from '../../schemas/http.ts';
 
 const HOP_BY_HOP = new Set([
@@ -19,7 +20,8 @@ const HOP_BY_HOP = new Set([
 ]);
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
 
-export class BodyTooLargeError extends Error {}
+/** A request body over `max` bytes: 413, and a refusal; the message is the client's answer. */
+export const bodyTooLarge = (max: number) => new CordonError(`Request body too large: over ${max} bytes.`, { status: 413, refusal: true });
 
 /** The request id: the client's `x-request-id` when well-formed, else a new one. */
 export function requestIdOf(req: IncomingMessage): string {
@@ -36,12 +38,12 @@ export async function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Ui
     return bodyless ? null : new Uint8Array(0);
   }
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > max) throw new BodyTooLargeError(`request body over ${max} bytes`);
+  if (declared > max) throw bodyTooLarge(max);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > max) throw new BodyTooLargeError(`request body over ${max} bytes`);
+    if (size > max) throw bodyTooLarge(max);
     chunks.push(chunk);
   }
   if (size === 0 && bodyless) return null;
@@ -70,13 +72,13 @@ export function bodyStream(req: IncomingMessage, max: number): { stream: Readabl
   const stream = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        if (over) return controller.error(new BodyTooLargeError(`request body over ${max} bytes`));
+        if (over) return controller.error(bodyTooLarge(max));
         const { done, value } = await chunks.next();
         if (done) return controller.close();
         size += value.length;
         if (size > max) {
           over = true;
-          return controller.error(new BodyTooLargeError(`request body over ${max} bytes`));
+          return controller.error(bodyTooLarge(max));
         }
         controller.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
       },

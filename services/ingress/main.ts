@@ -1,6 +1,7 @@
 /** The ingress process: the only public listener. Routes requests to the sandbox of the worker's cordon. */
 // First: it checks every setting before the modules below, some of which read theirs as they load.
 import { startService } from '../../lib/service.ts';
+import { CordonError } from '../../lib/errors.ts';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { loadTls } from './tls.ts';
@@ -17,7 +18,7 @@ import { webSocketUpgrades } from './websockets.ts';
 import {
   ADDED_HEADERS,
   bodyStream,
-  BodyTooLargeError,
+  bodyTooLarge,
   readBody,
   requestIdOf,
   responseProblem,
@@ -47,6 +48,11 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
   const loadedConfig = configHash(settings);
   /** A request body that streams may be this long in all. */
   const maxStreamedRequest = settings.ingress.maxRequestMb * 1024 * 1024;
+  /** The answer to a streamed body that went over that: the same 413 as one read in full. */
+  const tooLarge = (res: ServerResponse, requestId: string) => {
+    const e = bodyTooLarge(maxStreamedRequest);
+    return writeError(res, e.status, e.message, requestId);
+  };
   let table = new RouteTable<Route>([]);
   let routesNow = routesHash({ routes: [], hosts: [] });
   const applyRoutes = (update: RoutingTable) => {
@@ -127,7 +133,7 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
       try {
         body = await readBody(req);
       } catch (e) {
-        if (e instanceof BodyTooLargeError) return writeError(res, 413, `Request body too large: ${e.message}.`, requestId);
+        if (e instanceof CordonError) return writeError(res, e.status, e.message, requestId);
         throw e;
       }
     }
@@ -141,12 +147,12 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
         response = await callSandbox(route, incoming ? { ...wire, stream: incoming.stream } : wire);
         answered = true;
       } catch (e) {
-        if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${maxStreamedRequest} bytes.`, requestId);
+        if (incoming?.overLimit()) return tooLarge(res, requestId);
         log.warn('sandbox call failed', { requestId, cordon: route.cordon, attempt, error: (e as Error).message });
         if (attempt >= attempts) return writeError(res, 502, `The worker's sandbox failed before it answered.`, requestId);
       }
     }
-    if (incoming?.overLimit()) return writeError(res, 413, `Request body too large: over ${maxStreamedRequest} bytes.`, requestId);
+    if (incoming?.overLimit()) return tooLarge(res, requestId);
     // The sandbox has answered, so the worker ran: from here nothing is retried, whatever fails.
     const problem = responseProblem(response);
     if (problem || !response) {

@@ -31,7 +31,7 @@ await startService('sandbox', cordon, async ({ config, settings, log, node, onSt
   onStop(() => recorder.close());
   // A debug sandbox (`cordon debug`) runs one worker alone, with the inspector on; no other sandbox ever has it.
   const inspectorToken = process.env.CORDON_INSPECTOR_TOKEN_SHA256;
-  const runtime = new WorkerRuntime({ ...sandboxSettings(), inspector: Boolean(inspectorToken) });
+  const runtime = new WorkerRuntime({ ...sandboxSettings(settings), inspector: Boolean(inspectorToken) });
   onStop(() => runtime.dispose());
   let reported = recorder.previous.length === 0;
   const link: SupervisorLink = { ready: (ms?: number) => supervisor.ready(ms) };

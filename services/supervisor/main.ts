@@ -61,7 +61,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   });
   onStop(() => grants.close());
   const logs = new WorkerLogs();
-  const hub = new RouteHub(store, log);
+  const hub = new RouteHub({ store, log });
   // A sandbox session's cordon is the one its key proves; only cordons this supervisor runs are
   // served: the configured ones and the dedicated (quarantine, debug) ones it has now.
   const configured = new Set(settings.mesh.cordons);
@@ -84,21 +84,19 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     graceMs: settings.mesh.driftMs / 2,
   });
   const creations = new Creations(audit);
-  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, creations };
+  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, hub, creations };
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();
   const key = (p: PeerIdentity) => (p.role === 'sandbox' ? `sandbox:${p.name}` : p.role);
-  const expected = (process.env.CORDON_EXPECT ?? ['ingress', 'egress', ...settings.mesh.cordons.map((c) => `sandbox:${c}`)].join(','))
-    .split(',')
-    .filter(Boolean);
+  const expected = ['ingress', 'egress', ...settings.mesh.cordons.map((c) => `sandbox:${c}`)];
 
   const listener = await serve(node, 'supervisor', {
     accept: ['sandbox', 'ingress', 'egress'],
     admit: (peer) => peer.role !== 'sandbox' || runs(peer.name),
     mainFor(peer): RpcTarget {
       if (peer.role === 'sandbox') return new SandboxPort(ports, peer);
-      if (peer.role === 'ingress') return new IngressPort(hub, drift);
+      if (peer.role === 'ingress') return new IngressPort(ports);
       return new EgressPort(ports);
     },
     onSession(session: MeshSession<any>) {

@@ -57,7 +57,7 @@ const LogEntries = z
   )
   .max(1000);
 
-/** What the ports for sandboxes and egress are built from (main.ts wires them). */
+/** What the ports for sandboxes, ingress and egress are built from (main.ts wires them). */
 export interface PortDeps {
   store: CodeStore;
   logs: WorkerLogs;
@@ -67,6 +67,7 @@ export interface PortDeps {
   drift: DriftMonitor;
   runners: WorkerRunners;
   egress: EgressLink;
+  hub: RouteHub;
   creations: Creations;
 }
 
@@ -88,7 +89,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #runners: WorkerRunners;
   readonly #creations: Creations;
 
-  constructor({ store, logs, audit, grants, quarantine, drift, runners, creations }: Omit<PortDeps, 'egress'>, peer: PeerIdentity) {
+  constructor({ store, logs, audit, grants, quarantine, drift, runners, creations }: Omit<PortDeps, 'egress' | 'hub'>, peer: PeerIdentity) {
     super();
     this.#creations = creations;
     this.#drift = drift;
@@ -210,7 +211,7 @@ export class RouteHub {
   readonly #listeners = new Set<RpcStub<RouteListener>>();
   readonly #store: CodeStore;
   readonly #log: Logger;
-  constructor(store: CodeStore, log: Logger) {
+  constructor({ store, log }: { store: CodeStore; log: Logger }) {
     this.#store = store;
     this.#log = log;
   }
@@ -235,7 +236,7 @@ export class RouteHub {
 export class IngressPort extends RpcTarget implements SupervisorForIngress {
   readonly #hub: RouteHub;
   readonly #drift: DriftMonitor;
-  constructor(hub: RouteHub, drift: DriftMonitor) {
+  constructor({ hub, drift }: Pick<PortDeps, 'hub' | 'drift'>) {
     super();
     this.#hub = hub;
     this.#drift = drift;

@@ -145,6 +145,21 @@ describe('attacks on the client RPC endpoint', () => {
     await bystanderFine();
   });
 
+  test('more calls in flight than a client may have: only its connection ends, and it is told why, without a host stack', async () => {
+    const ws = await raw({ authorization: `Bearer ${await token('workflows')}` });
+    const heard: string[] = [];
+    ws.on('message', (d) => heard.push(d.toString()));
+    // Pushed and never pulled, each call stays in flight: one more than a client's quota of 100.
+    for (let i = 0; i < 101; i++) ws.send('["push",["pipeline",0,["whoami"],[]]]');
+    assert.notEqual(await closed(ws), 1000);
+    assert.ok(
+      heard.some((m) => m.startsWith('["abort"') && /exceeded 100 calls in flight/.test(m)),
+      `the abort names the quota: ${heard.join(' ').slice(0, 300)}`,
+    );
+    assert.ok(!heard.some((m) => /file:\/\/|node:internal/.test(m)), `no host stack reaches the client: ${heard.join(' ').slice(0, 300)}`);
+    await bystanderFine();
+  });
+
   test('oversized, too deep, garbage and binary frames end only their own connection', async () => {
     const t = await token('workflows');
     const frames: [string, (ws: WebSocket) => void][] = [

@@ -2,17 +2,17 @@
  * Errors across the isolate boundary: what a request that failed gets (WorkerError, safe to show a
  * client, with the tenant's own detail for its log), and what the isolate may see of a host failure.
  */
+import { CordonError } from '../../../lib/errors.ts';
 
-export class WorkerError extends Error {
-  readonly status: number;
+/** A request the worker failed: its status and message are for the client, its detail for the worker's log. */
+export class WorkerError extends CordonError {
   /** What the worker's log gets: the tenant's own error and stack, never ours. */
   readonly detail: string;
   /** The limit the worker broke, if that is what ended the request (reported to the supervisor's quarantine). */
   readonly limit: 'cpu' | 'wall' | 'memory' | undefined;
   constructor(status: number, message: string, detail = message, limit?: 'cpu' | 'wall' | 'memory') {
-    super(message);
+    super(message, { status });
     this.name = 'WorkerError';
-    this.status = status;
     this.detail = detail;
     this.limit = limit;
   }
@@ -36,7 +36,7 @@ export function tenantStack(stack: unknown): string {
     .join('\n');
 }
 
-/** An error a host callback may throw into the isolate: the message only, no host stack (security notes F5). */
+/** An error a host callback may throw into the isolate: the message only, never the host's stack (it names host files). */
 function sanitized(e: unknown): Error {
   const err = new Error(e instanceof Error ? e.message : 'host call failed');
   err.stack = `Error: ${err.message}`;

@@ -18,6 +18,7 @@
 import { createHash, webcrypto } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { z } from 'zod';
+import { CordonError } from '../../../lib/errors.ts';
 import { MAX_CRYPTO_DATA, type WireDict, type WireKey, type WireResult } from './bootstrap/subtle-wire.ts';
 
 const { subtle } = webcrypto;
@@ -80,11 +81,11 @@ const Call = z
   .strict();
 type Call = z.infer<typeof Call>;
 
-/** A refusal of ours, with the DOMException name the tenant sees. */
-class Refused extends Error {
+/** What we do not do (an algorithm, a size), with the DOMException name the tenant sees; not a misbehaviour to audit. */
+class Refused extends CordonError {
   readonly domName: string;
   constructor(message: string, domName: string) {
-    super(message);
+    super(message, { status: 400 });
     this.domName = domName;
   }
 }

@@ -747,7 +747,7 @@ export class WorkerInstance {
       this.#terminate('cpu'); // a timed-out isolate may be mid-way through anything: start afresh
       return limitError('cpu', `worker exceeded its CPU time limit of ${cpuMs} ms`);
     }
-    if (e instanceof ModuleError) return new WorkerError(500, 'worker failed to load', message);
+    if (e instanceof ModuleError) return new WorkerError(e.status, 'worker failed to load', message);
     if (e === null || this.#disposed) return new WorkerError(503, 'worker was unloaded while handling the request; retry');
     // Errors thrown in the isolate during module evaluation: the tenant's own message and stack.
     return new WorkerError(500, 'worker threw an exception', e instanceof Error ? tenantStack(e.stack ?? message) : message);

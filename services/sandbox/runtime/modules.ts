@@ -4,6 +4,7 @@
  * workerd; nothing resolves outside the bundle.
  */
 import type ivm from 'isolated-vm';
+import { CordonError } from '../../../lib/errors.ts';
 import type { WorkerModule } from '../../../schemas/worker.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL } from './abi.ts';
 
@@ -20,7 +21,15 @@ const BUILTINS: Record<string, string> = {
   'cloudflare:workflows': `export const NonRetryableError = globalThis.${BUILTINS_GLOBAL}.NonRetryableError;`,
 };
 
-export class ModuleError extends Error {}
+/**
+ * The bundle cannot be loaded as written: our check of it, its message for the tenant. A class of its
+ * own because the instance tells it from the isolate's exceptions only once it has ruled out a limit.
+ */
+export class ModuleError extends CordonError {
+  constructor(message: string) {
+    super(message, { status: 500 });
+  }
+}
 
 function resolveName(specifier: string, referrer: string): string {
   if (!specifier.startsWith('./') && !specifier.startsWith('../')) return specifier.replace(/^\//, '');

@@ -12,7 +12,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CordonError } from '../../../lib/errors.ts';
 import type { Logger } from '../../../lib/log.ts';
-import { CapabilityRevokedError, Membrane } from '../../../lib/rpc/membrane.ts';
+import { Membrane } from '../../../lib/rpc/membrane.ts';
 import { DEFAULT_QUOTAS, type Quotas } from '../../../lib/rpc/quotas.ts';
 import { MeshSession } from '../../../lib/rpc/session.ts';
 import { CLOSE, WebSocketChannel } from '../../../lib/rpc/websocket.ts';
@@ -153,14 +153,18 @@ export class RpcEndpoint {
 
   /** What the client is told of an error: a refusal or a protocol error as it is; our own faults not. */
   #shown(e: Error): Error {
-    if (e instanceof CordonError || e instanceof CapabilityRevokedError || e.name === 'TypeError' || e.name === 'RangeError') {
-      const shown = new Error(e.message);
-      shown.name = e instanceof CordonError || e instanceof CapabilityRevokedError ? 'Error' : e.name;
-      return shown;
-    }
+    if (e instanceof CordonError || e.name === 'TypeError' || e.name === 'RangeError') return stackless(e instanceof CordonError ? 'Error' : e.name, e.message);
     this.#deps.log.error('RPC call failed', { error: e });
-    return new Error('internal error; see the supervisor log');
+    return stackless('Error', 'internal error; see the supervisor log');
   }
+}
+
+/** An error to send: capnweb sends the stack of what `onSendError` returns, and ours names host files. */
+function stackless(name: string, message: string): Error {
+  const e = new Error(message);
+  e.name = name;
+  e.stack = undefined;
+  return e;
 }
 
 /** An HTTP answer on a socket that asked to upgrade, then the end of it. */

@@ -136,7 +136,10 @@ export function atob(data: unknown): string {
   return out;
 }
 
-/** Minimal DOMException (V8 has none): name + message, an Error subclass. */
+/**
+ * Minimal DOMException (V8 has none): name + message, an Error subclass as the standard's is. Not a
+ * CordonError: it lives in the isolate, which tenant code sees and which imports no host module.
+ */
 export class DOMException extends Error {
   constructor(message = '', name = 'Error') {
     super(message);

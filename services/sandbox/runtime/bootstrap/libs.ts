@@ -6,7 +6,7 @@
  * hold per context runs in the init half (index.ts), which reads these modules from LIBS_GLOBAL
  * (the list is SNAPSHOT_MODULES in ../abi.ts).
  */
-import './snapshot-placeholders.ts';
+import { placedSAB } from './snapshot-placeholders.ts';
 import './install-encoding.ts';
 import * as encoding from './encoding.ts';
 import * as fetchApi from './fetch-api.ts';
@@ -16,9 +16,6 @@ import * as capnweb from './capnweb.ts';
 import { LIBS_GLOBAL, type SnapshotLibs } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
-if (g.__cordonPlaceholderSAB) {
-  delete g.SharedArrayBuffer;
-  delete g.__cordonPlaceholderSAB;
-}
+if (placedSAB) delete g.SharedArrayBuffer;
 const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb };
 Object.defineProperty(globalThis, LIBS_GLOBAL, { value: libs, configurable: true, enumerable: false, writable: false });

@@ -1,9 +1,9 @@
 /**
  * What Workers forbids, removed before any tenant code runs:
  * - shared memory and Atomics (a high-resolution timer), WeakRef and FinalizationRegistry (their
- *   callbacks run outside every timeout: security notes F2, F7);
+ *   callbacks run outside every timeout);
  * - code generation from strings: `eval`, `Function` and the `.constructor` of every function kind
- *   (F6), unless the worker was deployed with allowEval;
+ *   (isolated-vm allows them in every context), unless the worker was deployed with allowEval;
  * - WebAssembly compiled from bytes at run time; modules shipped with the worker are compiled by the
  *   loader with the original constructor kept here (`compileShipped`);
  * - shared and 64-bit WebAssembly memory, in every mode;

@@ -5,7 +5,9 @@
  * loaded, and the per-context lockdown deletes the real one.
  */
 const g = globalThis as Record<string, unknown>;
-if (typeof g.SharedArrayBuffer === 'undefined') {
+/** Whether the stand-in was put in (libs.ts removes it then); a module export, not one more global. */
+export const placedSAB = typeof g.SharedArrayBuffer === 'undefined';
+if (placedSAB) {
   g.SharedArrayBuffer = class SharedArrayBuffer {
     get byteLength(): number {
       throw new TypeError('not a SharedArrayBuffer');
@@ -14,5 +16,4 @@ if (typeof g.SharedArrayBuffer === 'undefined') {
       throw new TypeError('not a SharedArrayBuffer');
     }
   };
-  g.__cordonPlaceholderSAB = true;
 }

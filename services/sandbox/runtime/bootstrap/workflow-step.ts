@@ -19,7 +19,10 @@ export interface ValueCodec {
   decode(text: string | null): unknown;
 }
 
-/** `import { NonRetryableError } from 'cloudflare:workflows'` is this class (so `instanceof` holds here). */
+/**
+ * `import { NonRetryableError } from 'cloudflare:workflows'` is this class (so `instanceof` holds here).
+ * Not a CordonError: it lives in the isolate, which tenant code sees and which imports no host module.
+ */
 export class NonRetryableError extends Error {
   constructor(message?: string, name = 'NonRetryableError') {
     super(message);

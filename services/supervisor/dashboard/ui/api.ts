@@ -2,6 +2,8 @@
  * The admin API as the signed-in session calls it: same-origin, the session cookie sent by the browser
  * (HttpOnly: this code never sees it) and the session's CSRF token in a header on every call.
  */
+import { CordonError } from '../../../../lib/errors.ts';
+
 export interface SessionInfo {
   csrf: string;
   tokenId: string;
@@ -9,20 +11,14 @@ export interface SessionInfo {
   scopes: string[];
 }
 
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** The admin API's refusal as the page sees it: its message, and its status (a 403 is a page for operators only). */
+const apiError = (status: number, message: string) => new CordonError(message, { status });
 
 let csrf = '';
 
 function toSignIn(): never {
   location.assign('/dashboard/sign-in');
-  throw new ApiError(401, 'not signed in');
+  throw apiError(401, 'not signed in');
 }
 
 export async function loadSession(): Promise<SessionInfo> {
@@ -47,7 +43,7 @@ async function call(method: string, path: string, body?: unknown): Promise<Respo
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const r = await call(method, path, body);
   const data = (await r.json().catch(() => ({}))) as { error?: string };
-  if (!r.ok) throw new ApiError(r.status, data.error ?? `${method} ${path}: HTTP ${r.status}`);
+  if (!r.ok) throw apiError(r.status, data.error ?? `${method} ${path}: HTTP ${r.status}`);
   return data as T;
 }
 
@@ -55,7 +51,7 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
 export async function apiFollow<T>(path: string, signal: AbortSignal, each: (value: T) => void): Promise<void> {
   const r = await fetch(path, { credentials: 'same-origin', headers: { 'x-csrf-token': csrf }, signal });
   if (r.status === 401) toSignIn();
-  if (!r.ok || !r.body) throw new ApiError(r.status, `GET ${path}: HTTP ${r.status}`);
+  if (!r.ok || !r.body) throw apiError(r.status, `GET ${path}: HTTP ${r.status}`);
   const lines = r.body.pipeThrough(new TextDecoderStream()).getReader();
   let rest = '';
   try {

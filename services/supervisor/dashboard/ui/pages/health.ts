@@ -1,5 +1,6 @@
 /** Service health (`/healthz`: each service up or down) and drift (whether each runs with the settings the mesh means it to). */
-import { api, ApiError, type SessionInfo } from '../api.ts';
+import { CordonError } from '../../../../../lib/errors.ts';
+import { api, type SessionInfo } from '../api.ts';
 import { h, table, when } from '../dom.ts';
 
 type DriftStatus = { config: 'ok' | 'drift'; routes?: 'ok' | 'drift'; reportedAt: string };
@@ -18,7 +19,7 @@ async function drift(session: SessionInfo): Promise<Node> {
   try {
     ({ services } = await api<{ services: Record<string, DriftStatus> }>('GET', '/v1/drift'));
   } catch (e) {
-    if (e instanceof ApiError && e.status === 403) return operatorOnly;
+    if (e instanceof CordonError && e.status === 403) return operatorOnly;
     throw e;
   }
   const entries = Object.entries(services).sort(([a], [b]) => a.localeCompare(b));
