@@ -2,7 +2,8 @@
  * Dynamic Workers end to end: the platform example (examples/dynamic-apps) deployed with the CLI from
  * its wrangler.jsonc, loading two customers' apps — module kinds (ES, CommonJS, text, JSON), a
  * stub of the platform's API with props, an egress gateway — cached by id while in use, unloaded
- * when idle, and each load counted against the platform.
+ * when idle, each load counted against the platform; and a dynamic workflow (an app's own Workflow
+ * class run by the platform's workflow, its jobs scoped to the app).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,6 +47,24 @@ describe('Dynamic Workers (worker_loaders)', () => {
 
   test("an app's fetch goes through the platform's gateway, which refuses hosts not on that customer's list", async () => {
     assert.equal(await get('/apps/alice/outbound?host=evil.example'), '200 outbound: 403 egress to evil.example is not allowed for alice');
+  });
+
+  test("dynamic workflows: an app's job runs the app's own Workflow class durably, and its jobs are its own", async () => {
+    const started = await get('/apps/alice/job?n=5');
+    const id = started.replace(/^200 /, '');
+    assert.match(id, /^alice-[0-9a-f-]{36}$/, started);
+    const done = await waitFor(
+      'the job to complete',
+      async () => {
+        const r = await get(`/apps/alice/job-status?id=${id}`);
+        return /"status":"(complete|errored)"/.test(r) ? r : undefined;
+      },
+      30_000,
+      250,
+    );
+    assert.equal(done, '200 {"status":"complete","output":11}');
+    // Another app names alice's job: its Jobs stub is scoped to bob, so there is no such job.
+    assert.equal(await get(`/apps/bob/?job=${id}`), '404 no such job');
   });
 
   test('an idle Worker is unloaded; the next request loads it afresh; every load is counted against the platform', async () => {
