@@ -91,6 +91,8 @@ export function encodeCode(code: unknown): LoaderCode {
       else {
         let text: string | null;
         try {
+          // One of this worker's own bindings (a service binding's stub would otherwise clone as `{}`).
+          if (typeof value === 'object' && value !== null && Object.values(requests.env).includes(value)) throw new Error('a binding');
           text = codec.encode(value);
         } catch {
           // A DataCloneError, as in workerd, saying what to do instead.
