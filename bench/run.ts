@@ -5,7 +5,8 @@
  *   2. cold start: code already fetched → first response, per new worker (our runtime), back to
  *      back and with a pause before each (a spare isolate ready);
  *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate;
- *   4. workflows: 3-step instances/s on Cordon vs miniflare vs the SQLite floor; sleeping instances' memory.
+ *   4. workflows: 3-step instances/s on Cordon vs miniflare vs the SQLite floor; sleeping instances' memory;
+ *   5. Dynamic Workers: new Workers a second, sustained, and their time to first response, vs workerd.
  * Never part of `npm test`: numbers, not assertions.
  */
 import { spawn } from 'node:child_process';
@@ -19,6 +20,7 @@ import ivm from 'isolated-vm';
 import { freePort, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts';
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
 import { workflowsBench } from './workflows.ts';
+import { dynamicWorkersBench } from './dynamic-workers.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -189,3 +191,4 @@ await throughput();
 await coldStart();
 await idleMemory();
 await workflowsBench();
+await dynamicWorkersBench();

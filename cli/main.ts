@@ -165,6 +165,7 @@ async function main(argv: string[]): Promise<number> {
           ...storage.map((n) => ({ type: 'storage', name: n })),
           ...directories.map((n) => ({ type: 'directory', name: n })),
           ...(file?.workflows ?? []).map((w) => ({ type: 'workflow', name: w.binding, workflow: w.name })),
+          ...(file?.loaders ?? []).map((n) => ({ type: 'loader', name: n })),
         ],
         workflows: (file?.workflows ?? []).map((w) => ({ name: w.name, className: w.className })),
         crons: [...(file?.crons ?? []), ...(values.cron ?? [])],

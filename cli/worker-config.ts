@@ -1,7 +1,7 @@
 /**
  * The worker configuration file: Cloudflare's `wrangler.toml` / `wrangler.json` / `wrangler.jsonc` read
  * unchanged (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`, `triggers.crons`,
- * `workflows`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`, `jsx_factory`, `jsx_fragment`,
+ * `workflows`, `worker_loaders`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`, `jsx_factory`, `jsx_fragment`,
  * `tsconfig`), plus Cordon's own settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`,
  * `origins`, `allow_eval`, `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`).
  * JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's); TOML: smol-toml (TOML 1.0).
@@ -41,6 +41,7 @@ const Config = z
     vars: z.record(z.string(), VarValue).default({}),
     limits: z.object({ cpu_ms: z.number().int().positive().optional() }).default({}),
     workflows: z.array(z.object({ name: z.string(), binding: z.string(), class_name: z.string() })).default([]),
+    worker_loaders: z.array(z.object({ binding: z.string() }).strict()).default([]),
     triggers: z.object({ crons: z.array(z.string()).default([]) }).default({ crons: [] }),
     rules: z.array(z.object({ type: z.enum(RULE_TYPES), globs: z.array(z.string()).min(1), fallthrough: z.boolean().optional() })).default([]),
     define: z.record(z.string(), z.string()).default({}),
@@ -108,7 +109,6 @@ const REFUSED: Record<string, string> = {
   d1_databases: `D1 is ${NOT_YET}; a storage binding (cordon.storage) has SQL (sql.exec)`,
   queues: `Queues are ${NOT_YET}; workflows run background work durably`,
   services: `service bindings are ${NOT_YET}; call the other worker with fetch() on its route`,
-  worker_loaders: `the Worker Loader is ${NOT_YET}`,
   r2_buckets: `R2 is ${NOT_YET}; a directory binding (cordon.directories) stores files`,
   assets: `static assets are ${NOT_YET}; import small files as Text or Data modules (rules), or serve them elsewhere`,
   site: `Workers Sites are ${NOT_YET}`,
@@ -168,6 +168,8 @@ export interface WorkerConfig {
   crons: string[];
   /** Workflows the worker hosts, each bound in env under `binding`. */
   workflows: { name: string; binding: string; className: string }[];
+  /** Worker Loader bindings (`worker_loaders`): Dynamic Workers, docs/dynamic-workers.md. */
+  loaders: string[];
   cpuMs?: number;
   wallMs?: number;
   memoryMb?: number;
@@ -246,6 +248,9 @@ export function readWorkerConfig(file: string): WorkerConfig {
   if (refused.length) throw cliError(`${file}: Cordon cannot deploy this worker as configured:\n${refused.join('\n')}`);
   const bound = new Set([...c.cordon.storage, ...c.cordon.directories]);
   for (const w of c.workflows) if (bound.has(w.binding)) throw cliError(`${file}: workflows: binding ${w.binding} is also a storage or directory binding`);
+  for (const l of c.worker_loaders)
+    if (bound.has(l.binding) || c.workflows.some((w) => w.binding === l.binding))
+      throw cliError(`${file}: worker_loaders: binding ${l.binding} is also another binding`);
   const routes = [...(c.route ? [c.route] : []), ...c.routes].map((x) => (typeof x === 'string' ? x : x.pattern));
   const root = dirname(resolve(file));
   return {
@@ -263,6 +268,7 @@ export function readWorkerConfig(file: string): WorkerConfig {
     cpuMs: c.cordon.limits.cpu_ms ?? c.limits.cpu_ms,
     crons: c.triggers.crons,
     workflows: c.workflows.map((w) => ({ name: w.name, binding: w.binding, className: w.class_name })),
+    loaders: c.worker_loaders.map((l) => l.binding),
     wallMs: c.cordon.limits.wall_ms,
     memoryMb: c.cordon.limits.memory_mb,
     build: {

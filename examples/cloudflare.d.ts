@@ -1,5 +1,10 @@
 // The few types of Cordon's `cloudflare:*` built-in modules the examples use (for `tsc --noEmit`).
 declare module 'cloudflare:workers' {
+  export class WorkerEntrypoint<Env = unknown, Props = unknown> {
+    constructor(ctx: unknown, env: Env);
+    protected ctx: { props: Props; exports: Record<string, unknown>; waitUntil(p: Promise<unknown>): void };
+    protected env: Env;
+  }
   export class WorkflowEntrypoint<Env = unknown> {
     constructor(ctx: unknown, env: Env);
     protected ctx: unknown;

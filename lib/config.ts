@@ -203,6 +203,20 @@ export const Settings = z.strictObject({
       env: 'CORDON_ISOLATE_IDLE_SECONDS',
       description: 'per sandbox process: how long a warm isolate may sit idle',
     }),
+    dynamicWorkersPerWorker: setting(whole(1, 'isolates', 1000), 32, {
+      env: 'CORDON_DYNAMIC_WORKERS_PER_WORKER',
+      description:
+        'per sandbox process: Dynamic Workers (`worker_loaders`) one worker may hold loaded at once; beyond it its least recently used idle one is unloaded (see [docs/dynamic-workers.md](docs/dynamic-workers.md))',
+    }),
+    dynamicWorkerLoadsPerSecond: setting(whole(1, 'loads a second'), 500, {
+      env: 'CORDON_DYNAMIC_WORKER_LOADS_PER_SECOND',
+      description:
+        "per sandbox process: Dynamic Workers one worker may load a second (a burst of as many at once); making an isolate costs this process's time, not the worker's CPU limit, so it is bounded here",
+    }),
+    dynamicWorkerIdleSeconds: setting(whole(1, 'seconds'), 60, {
+      env: 'CORDON_DYNAMIC_WORKER_IDLE_SECONDS',
+      description: 'per sandbox process: how long a loaded Dynamic Worker may sit idle before it is unloaded (its `get(id)` code is then asked for again)',
+    }),
   }),
   supervisor: z.strictObject({
     adminPort: setting(port, 8081, { env: 'CORDON_ADMIN_PORT', description: 'the admin API, the web dashboard and `/healthz`' }),
@@ -332,10 +346,20 @@ export function cordonList(env: NodeJS.ProcessEnv = process.env): string[] {
   return loadSettings(env).mesh.cordons;
 }
 
-/** How much a sandbox process keeps warm, from its settings: isolates at most, their heaps together, and for how long idle. */
-export function sandboxSettings(settings: Settings): { maxIsolates: number; memoryBudgetMb: number; idleMs: number } {
+/** How much a sandbox process keeps warm, from its settings: isolates at most, their heaps together, and for how long idle; and its Dynamic Workers. */
+export function sandboxSettings(settings: Settings): {
+  maxIsolates: number;
+  memoryBudgetMb: number;
+  idleMs: number;
+  dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number };
+} {
   const s = settings.sandbox;
-  return { maxIsolates: s.maxIsolates, memoryBudgetMb: s.sandboxMemoryMb, idleMs: s.isolateIdleSeconds * 1000 };
+  return {
+    maxIsolates: s.maxIsolates,
+    memoryBudgetMb: s.sandboxMemoryMb,
+    idleMs: s.isolateIdleSeconds * 1000,
+    dynamic: { perWorker: s.dynamicWorkersPerWorker, idleMs: s.dynamicWorkerIdleSeconds * 1000, loadsPerSecond: s.dynamicWorkerLoadsPerSecond },
+  };
 }
 
 /** The largest admin API request body, in bytes; past it, 413 before anything is parsed. */

@@ -30,11 +30,17 @@ export interface SupervisorForSandbox extends DriftReporting {
   registerRunner(runner: WorkerRunner): Promise<void>;
   /** The worker (by code key) broke its CPU or memory limit: a quarantine signal. */
   limitHit(codeKey: string, kind: 'cpu' | 'memory'): Promise<void>;
+  /** The worker (by code key) created `count` more things of a kind (Dynamic Workers it loaded…), for the operator's counts and the audit. */
+  created(codeKey: string, kind: CreationKind, count: number): Promise<void>;
   /** The workers that were running when this cordon's previous process died (crash attribution). */
   crashed(workerIds: string[]): Promise<void>;
   /** Console output of a worker the sandbox runs (by code key: the sandbox cannot write to other logs). */
   log(codeKey: string, entries: LogEntry[]): Promise<void>;
 }
+
+/** What a worker's creations are counted by (one line each: Durable Objects and facets will join). */
+export const CREATION_KINDS = ['dynamic-worker'] as const;
+export type CreationKind = (typeof CREATION_KINDS)[number];
 
 /** The supervisor, as ingress sees it. */
 export interface SupervisorForIngress extends DriftReporting {

@@ -1,6 +1,7 @@
 /** Workers as the supervisor stores them and hands them to a sandbox. */
 import { z } from 'zod';
 import { WorkflowName, type WorkflowDecl } from './workflows.ts';
+import { ServiceBindingFields } from './service-bindings.ts';
 
 export const NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const WorkerName = z.string().regex(NAME, 'names are 1-64 lower-case letters, digits and inner dashes');
@@ -14,7 +15,8 @@ export const WorkerId = z.string().regex(new RegExp(`^${NAME.source.slice(1, -1)
 /** The key a sandbox is given to fetch one worker's code (base64url of 32 bytes). */
 export const CodeKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key');
 
-export const ModuleType = z.enum(['esm', 'text', 'data', 'json', 'wasm']);
+/** `cjs`: CommonJS, as a Dynamic Worker's code may hold (a deploy bundles to ES modules). */
+export const ModuleType = z.enum(['esm', 'cjs', 'text', 'data', 'json', 'wasm']);
 
 /**
  * Why `name` cannot be a module name, or undefined when it can. A module name is a relative path that
@@ -48,15 +50,22 @@ export const WorkerModule = z.object({
 });
 export type WorkerModule = z.infer<typeof WorkerModule>;
 
-/** A capability binding a worker declares at deploy: `env.<name>` in the isolate (a workflow binding names its workflow). */
+/**
+ * A capability binding a worker declares at deploy: `env.<name>` in the isolate (a workflow binding names
+ * its workflow). A `loader` binding is a Worker Loader (docs/dynamic-workers.md): served by the sandbox
+ * itself, nothing of the supervisor's.
+ */
 export const Binding = z
   .object({
-    type: z.enum(['storage', 'directory', 'workflow']),
+    type: z.enum(['storage', 'directory', 'workflow', 'service', 'loader']),
     name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. STORE)'),
     workflow: WorkflowName.optional(),
+    ...ServiceBindingFields,
   })
   .strict()
-  .refine((b) => (b.type === 'workflow') === (b.workflow !== undefined), 'a workflow binding names its workflow, and only a workflow binding does');
+  .refine((b) => (b.type === 'workflow') === (b.workflow !== undefined), 'a workflow binding names its workflow, and only a workflow binding does')
+  .refine((b) => (b.type === 'service') === (b.service !== undefined), 'a service binding names its service (a worker), and only a service binding does')
+  .refine((b) => b.type === 'service' || (b.entrypoint === undefined && b.props === undefined), 'entrypoint and props belong to service bindings');
 export type Binding = z.infer<typeof Binding>;
 
 export const Limits = z.object({
@@ -105,6 +114,8 @@ export interface WorkerBundle {
   workflows?: WorkflowDecl[];
   /** Cron triggers (five fields, UTC): the supervisor runs scheduled() on each tick. */
   crons?: string[];
+  /** A Dynamic Worker only: the names in its `env` that are entrypoint stubs of its parent (the rest of its env is `vars`). */
+  stubs?: string[];
 }
 
 /** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */

@@ -43,8 +43,12 @@ const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = 
   storage: STORAGE_METHODS,
   directory: DIRECTORY_METHODS,
   workflow: WORKFLOW_METHODS,
+  // A service binding is not called method by method: its sessions are carried whole (connect()).
+  service: [],
   fetch: FETCH_METHODS,
   cache: CACHE_METHODS,
+  // Served in the sandbox (runtime/worker-loader.ts): nothing of it reaches the supervisor.
+  loader: [],
 };
 
 /** The engine's side of one workflow run, as its step calls reach it: only the step methods pass. */

@@ -9,6 +9,7 @@ import { WorkerRuntime } from './runtime/index.ts';
 import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
 import { FlightRecorder } from './flight-recorder.ts';
 import { Runner } from './runner.ts';
+import { CreationReports } from './creation-reports.ts';
 import { join } from 'node:path';
 import { bootstrap } from './runtime/bootstrap-bundle.ts';
 import { lockdown } from '../../lib/seccomp/lockdown.ts';
@@ -35,7 +36,9 @@ await startService('sandbox', cordon, async ({ config, settings, log, node, onSt
   let reported = recorder.previous.length === 0;
   const link: SupervisorLink = { ready: (ms?: number) => supervisor.ready(ms) };
   const bundles: BundleCache = new BundleCache(link);
-  const deps = { runtime, bundles, supervisor: link, log, recorder };
+  const creations = new CreationReports(link, log);
+  onStop(() => creations.flush());
+  const deps = { runtime, bundles, supervisor: link, log, recorder, creations };
   await bootstrap();
   if (inspectorToken) {
     const inspector = await serveInspector(join(config.dataDir, 'sockets', `inspector-${cordon}.sock`), inspectorToken, runtime, log);

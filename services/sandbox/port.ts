@@ -10,6 +10,8 @@ import { WireRequest, type BrowserSocket, type WireResponse, type WorkerSocketAp
 import { WorkerTarget, type WorkerBundle } from '../../schemas/worker.ts';
 import type { SandboxApi, SupervisorForSandbox, LogEntry } from '../../schemas/services.ts';
 import type { Logger } from '../../lib/log.ts';
+import type { CreationReports } from './creation-reports.ts';
+import type { LoaderEvents } from './runtime/worker-loader.ts';
 import { WorkerError, type HandledResponse, type SocketPeer, type WorkerRuntime, type WorkerSocket } from './runtime/index.ts';
 import { ForwardedCapabilities, inTraceContext } from './capabilities.ts';
 import { wireSize } from '../../lib/rpc/wire-size.ts';
@@ -59,6 +61,19 @@ export function logSink(supervisor: SupervisorLink, codeKey: string, log: Logger
       })
       .catch((e: Error) => log.debug('dropped worker log entries', { error: e.message }));
   };
+}
+
+/** A broken CPU or memory limit of the worker (or of a Dynamic Worker it loaded): a quarantine signal against it. */
+export function reportLimit(deps: Pick<SandboxDeps, 'supervisor' | 'log'>, codeKey: string, kind: 'cpu' | 'memory'): void {
+  void deps.supervisor
+    .ready(1000)
+    .then((s) => s.remote.limitHit(codeKey, kind))
+    .catch((err: Error) => deps.log.debug('could not report a limit hit', { error: err.message }));
+}
+
+/** What the Dynamic Workers a worker loads do that counts against it: each load, and each limit one breaks. */
+export function loaderEvents(deps: Pick<SandboxDeps, 'supervisor' | 'log' | 'creations'>, codeKey: string): LoaderEvents {
+  return { created: () => deps.creations.add(codeKey, 'dynamic-worker'), limitHit: (kind) => reportLimit(deps, codeKey, kind) };
 }
 
 function textResponse(status: number, text: string): HandledResponse & WireResponse {
@@ -169,6 +184,7 @@ export interface SandboxDeps {
   supervisor: SupervisorLink;
   log: Logger;
   recorder: FlightRecorder;
+  creations: CreationReports;
 }
 
 export class SandboxPort extends RpcTarget implements SandboxApi {
@@ -226,22 +242,17 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     const log = logSink(this.#deps.supervisor, target.codeKey, this.#deps.log);
     const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
+      const events = loaderEvents(this.#deps, target.codeKey);
       return await this.#deps.runtime.handle(
         bundle,
         request,
-        { log, capabilities: inTraceContext(capabilities) },
+        { log, capabilities: inTraceContext(capabilities), events },
         stream as ReadableStream<Uint8Array> | undefined,
         peer,
       );
     } catch (e) {
       if (e instanceof WorkerError) {
-        if (e.limit === 'cpu' || e.limit === 'memory') {
-          const kind = e.limit;
-          void this.#deps.supervisor
-            .ready(1000)
-            .then((s) => s.remote.limitHit(target.codeKey, kind))
-            .catch((err: Error) => this.#deps.log.debug('could not report a limit hit', { error: err.message }));
-        }
+        if (e.limit === 'cpu' || e.limit === 'memory') reportLimit(this.#deps, target.codeKey, e.limit);
         return textResponse(e.status, `${e.message} (worker ${bundle.workerId}; see: npx cordon logs ${bundle.workerId})`);
       }
       throw e;

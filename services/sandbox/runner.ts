@@ -13,7 +13,7 @@ import type { WorkerRunner } from '../../schemas/services.ts';
 import { CodeKey } from '../../schemas/worker.ts';
 import { WorkerError } from './runtime/index.ts';
 import { inTraceContext, StepForwarder } from './capabilities.ts';
-import { logSink, type SandboxDeps } from './port.ts';
+import { loaderEvents, logSink, type SandboxDeps } from './port.ts';
 
 type Outcome = Awaited<ReturnType<WorkerRunner['run']>>;
 const Outcome = z.union([
@@ -40,6 +40,7 @@ export class Runner extends RpcTarget implements WorkerRunner {
       await this.#deps.runtime.runScheduled(bundle, expr, time, {
         log: logSink(this.#deps.supervisor, key, this.#deps.log),
         capabilities: inTraceContext(capabilities),
+        events: loaderEvents(this.#deps, key),
       });
       return { ok: true };
     } catch (e) {
@@ -68,6 +69,7 @@ export class Runner extends RpcTarget implements WorkerRunner {
         const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), {
           log: logSink(this.#deps.supervisor, key, this.#deps.log),
           capabilities: inTraceContext(capabilities),
+          events: loaderEvents(this.#deps, key),
         });
         return check(Outcome, JSON.parse(out), 'workflow outcome') as Outcome;
       } finally {

@@ -243,6 +243,7 @@ export class Grants {
     out[CACHE_HANDLE] = membrane.wrap(new CacheCap(this.#egress.lazy(async (e) => (await e.cacheFor(workerId)) as unknown as RpcStub<CacheApi>)));
     for (const b of bindings) {
       const id = `${workerId}:${b.type}:${b.name}`;
+      if (b.type === 'loader') continue; // the sandbox serves it (services/sandbox/runtime/worker-loader.ts)
       if (b.type === 'workflow') {
         if (this.#workflow) out[b.name] = membrane.wrap(this.#workflow(workerId.split('/')[0]!, b.workflow!) as never);
       } else if (b.type === 'storage') {

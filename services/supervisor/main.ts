@@ -23,6 +23,7 @@ import { MasterKey } from './master-key.ts';
 import { Grants } from './capabilities.ts';
 import { History } from './history.ts';
 import { Quarantine } from './quarantine.ts';
+import { Creations } from './creations.ts';
 import { TenantCordons } from './tenant-cordons.ts';
 import { DriftMonitor } from './drift.ts';
 import { configHash, routesHash } from '../../lib/drift.ts';
@@ -85,7 +86,8 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     log,
     graceMs: settings.mesh.driftMs / 2,
   });
-  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, hub, metrics };
+  const creations = new Creations(audit);
+  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, hub, metrics, creations };
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();
@@ -130,6 +132,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     tokens,
     grants,
     quarantine,
+    creations,
     health,
     drift,
     workflows,

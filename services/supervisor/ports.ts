@@ -9,7 +9,16 @@ import { check } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
 import type { RouteListener, RoutingTable } from '../../schemas/routes.ts';
-import type { EgressForSupervisor, LogEntry, SupervisorForEgress, SupervisorForIngress, SupervisorForSandbox, WorkerRunner } from '../../schemas/services.ts';
+import {
+  CREATION_KINDS,
+  type EgressForSupervisor,
+  type LogEntry,
+  type SupervisorForEgress,
+  type SupervisorForIngress,
+  type SupervisorForSandbox,
+  type WorkerRunner,
+} from '../../schemas/services.ts';
+import type { Creations } from './creations.ts';
 import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
 import { TamperedError, type CodeStore } from './store.ts';
 import type { WorkerLogs } from './logs.ts';
@@ -66,6 +75,7 @@ export interface PortDeps {
   hub: RouteHub;
   /** Ingress's reports of what it served (only ingress's port takes them). */
   metrics: RequestMetrics;
+  creations: Creations;
 }
 
 /**
@@ -84,9 +94,11 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #quarantine: Quarantine;
   readonly #drift: DriftMonitor;
   readonly #runners: WorkerRunners;
+  readonly #creations: Creations;
 
-  constructor({ store, logs, audit, grants, quarantine, drift, runners }: Omit<PortDeps, 'egress' | 'hub'>, peer: PeerIdentity) {
+  constructor({ store, logs, audit, grants, quarantine, drift, runners, creations }: Omit<PortDeps, 'egress' | 'hub'>, peer: PeerIdentity) {
     super();
+    this.#creations = creations;
     this.#drift = drift;
     this.#runners = runners;
     this.#quarantine = quarantine;
@@ -125,6 +137,16 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   async limitHit(codeKey: unknown, kind: unknown): Promise<void> {
     const { bundle } = this.#unlock(codeKey, 'limitHit');
     this.#quarantine.signal(bundle.workerId, check(z.enum(['cpu', 'memory']), kind, 'limit'));
+  }
+
+  async created(codeKey: unknown, kind: unknown, count: unknown): Promise<void> {
+    const { bundle } = this.#unlock(codeKey, 'created');
+    this.#creations.record(
+      bundle.workerId,
+      check(z.enum(CREATION_KINDS), kind, 'kind'),
+      check(z.number().int().min(1).max(1_000_000), count, 'count'),
+      this.#actor,
+    );
   }
 
   async log(codeKey: unknown, entries: unknown): Promise<void> {

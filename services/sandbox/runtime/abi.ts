@@ -10,6 +10,7 @@ import type * as encoding from './bootstrap/encoding.ts';
 import type * as fetchApi from './bootstrap/fetch-api.ts';
 import type * as web from './bootstrap/web-globals.ts';
 import type * as idna from './bootstrap/idna.ts';
+import type * as capnweb from './bootstrap/capnweb.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
 import type { VarValue } from '../../../schemas/worker.ts';
 
@@ -28,6 +29,12 @@ export interface HostCallbacks {
   idna(domain: string, options: string): string | null;
   /** The answer to request `seq` of a batch (see Entry.runBatch). */
   done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
+  /** Workers RPC (bootstrap/workers-rpc.ts): the isolate opened pipe `pipe` to a binding. */
+  rpcOpen(pipe: number, target: string): void;
+  /** A capnweb message from the isolate's end of a pipe, for the other end. */
+  rpcSend(pipe: number, message: string): void;
+  /** The isolate's end of a pipe is gone. */
+  rpcClose(pipe: number, reason: string): void;
 }
 
 /** The global each callback is handed over as (the bootstrap takes and deletes it before tenant code). */
@@ -41,11 +48,25 @@ export const CALLBACK_GLOBALS = {
   clearTimer: '__cordonClearTimer',
   idna: '__cordonIdna',
   done: '__cordonDone',
+  rpcOpen: '__cordonRpcOpen',
+  rpcSend: '__cordonRpcSend',
+  rpcClose: '__cordonRpcClose',
 } as const satisfies { [K in keyof HostCallbacks]: `__cordon${Capitalize<K>}` };
 
 type VoidCallback = { [K in keyof HostCallbacks]: ReturnType<HostCallbacks[K]> extends void ? K : never }[keyof HostCallbacks];
 /** Callbacks the isolate does not wait for (isolated-vm's `ignored`): only those with nothing to return. */
-export const ASYNC_CALLBACKS: readonly VoidCallback[] = ['log', 'wsSend', 'wsClose', 'wsOpened', 'setTimer', 'clearTimer', 'done'];
+export const ASYNC_CALLBACKS: readonly VoidCallback[] = [
+  'log',
+  'wsSend',
+  'wsClose',
+  'wsOpened',
+  'setTimer',
+  'clearTimer',
+  'done',
+  'rpcOpen',
+  'rpcSend',
+  'rpcClose',
+];
 
 /** The host's References (isolated-vm): functions the isolate calls and waits for as promises. */
 export interface HostReferences {
@@ -74,7 +95,7 @@ export interface IsolateRef<F extends (...args: never[]) => Promise<unknown>> {
 export interface BootOptions {
   allowEval: boolean;
   vars: Record<string, VarValue>;
-  bindings: { type: 'storage' | 'directory' | 'workflow'; name: string }[];
+  bindings: { type: 'storage' | 'directory' | 'workflow' | 'service' | 'loader'; name: string }[];
   maxBody: number;
   maxHead: number;
   /** The worker's memory limit in bytes (isolated-vm's memoryLimit). */
@@ -99,6 +120,15 @@ export interface Entry {
   fireTimer(id: number, now: number): void;
   ship(name: string, type: string, bytes: ArrayBuffer): string;
   loaded(namespace: Record<string, unknown>): string;
+  /**
+   * Workers RPC: serve entrypoint `entrypoint` of the main module on pipe `pipe` (opened by the host),
+   * constructed with `ctx.props` from `props` (JSON). Answers '' or why it cannot.
+   */
+  rpcServe(pipe: number, entrypoint: string, props: string, now: number): string;
+  /** A capnweb message from the other end of pipe `pipe`. */
+  rpcDeliver(pipe: number, message: string, now: number): void;
+  /** The other end of pipe `pipe` is gone. */
+  rpcClosed(pipe: number, reason: string): void;
 }
 const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   runBatch: true,
@@ -114,6 +144,9 @@ const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   fireTimer: true,
   ship: true,
   loaded: true,
+  rpcServe: true,
+  rpcDeliver: true,
+  rpcClosed: true,
 };
 /** Every entry point, for the host to take and release (checked complete against Entry). */
 export const ENTRY_NAMES = Object.keys(ENTRY_KEYS) as (keyof Entry)[];
@@ -133,6 +166,7 @@ export interface SnapshotLibs {
   fetchApi: typeof fetchApi;
   web: typeof web;
   idna: typeof idna;
+  capnweb: typeof capnweb;
 }
 /** Their files, relative to bootstrap/. */
 export const SNAPSHOT_MODULES = {
@@ -140,7 +174,40 @@ export const SNAPSHOT_MODULES = {
   fetchApi: './fetch-api.ts',
   web: './web-globals.ts',
   idna: './idna.ts',
+  capnweb: './capnweb.ts',
 } as const satisfies { [K in keyof SnapshotLibs]: `./${string}.ts` };
 /** Snapshot modules imported for their effect only: nothing of them is evaluated again in the init half. */
 export const SNAPSHOT_EFFECTS = ['./install-encoding.ts'] as const;
 export const LIBS_GLOBAL = '__cordonLibs';
+
+/** A module of a Dynamic Worker's code as the parent's isolate sends it (bytes for data and wasm). */
+export interface LoaderModule {
+  name: string;
+  type: 'esm' | 'cjs' | 'text' | 'data' | 'json' | 'wasm';
+  content: string | Uint8Array;
+}
+/** An entrypoint of the parent (ctx.exports) named in a Dynamic Worker's env or as its globalOutbound; props as JSON, kept by the host. */
+export interface EntrypointRef {
+  exportName: string;
+  props: string | null;
+}
+/** WorkerCode as the parent's isolate sends it to the host (bootstrap/worker-loader.ts checks it first, the host again). */
+export interface LoaderCode {
+  compatibilityDate: string;
+  mainModule: string;
+  modules: LoaderModule[];
+  vars: Record<string, unknown>;
+  stubs: Record<string, EntrypointRef>;
+  /** `inherit`: the parent's own fetch; null: none (workerd's message); an entrypoint: every fetch goes to it. */
+  globalOutbound: 'inherit' | null | EntrypointRef;
+  limits: { cpuMs?: number; subRequests?: number; memoryMb?: number };
+}
+/** A Workers RPC pipe to a loaded Worker's entrypoint names this, then JSON `[binding, id, entrypoint, props]`. */
+export const LOADER_TARGET = 'loader:';
+/** A Dynamic Worker whose globalOutbound is a gateway has a service binding of this name (not in its env): its fetch() goes there. */
+export const OUTBOUND_BINDING = '$outbound';
+/** workerd's limits on what is loaded (MAX_DYNAMIC_WORKER_CODE_SIZE, MAX_DYNAMIC_WORKER_ENV_SIZE), and the longest id. */
+export const LOADER_LIMITS = { codeBytes: 64 * 1024 * 1024, envBytes: 1024 * 1024, idLength: 256 } as const;
+/** workerd's message when a Worker loaded with `globalOutbound: null` calls fetch() or connect(). */
+export const NO_GLOBAL_OUTBOUND =
+  "This worker is not permitted to access the internet via global functions like fetch(). It must use capabilities (such as bindings in 'env') to talk to the outside world.";

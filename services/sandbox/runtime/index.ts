@@ -10,17 +10,22 @@ import type { WireRequest } from '../../../schemas/http.ts';
 import { WorkerInstance, type CapabilityHost, type HandledResponse } from './instance.ts';
 import { WorkerError } from './errors.ts';
 import type { SocketPeer } from './socket-table.ts';
+import type { PipePeer } from './rpc-pipes.ts';
 import { SpareIsolates } from './spares.ts';
+import { ParentLoaders, type IsolatePool, type LoaderEvents } from './worker-loader.ts';
 import type ivm from 'isolated-vm';
 
 export type { CapabilityHost, HandledResponse } from './instance.ts';
 export { WorkerError } from './errors.ts';
 export type { SocketPeer, WorkerSocket } from './socket-table.ts';
+export type { PipePeer } from './rpc-pipes.ts';
 
 export interface RunHooks {
   log(entries: LogEntry[]): void;
   /** Where the worker's `env` capability calls go (none: the worker declared no bindings). */
   capabilities?: CapabilityHost;
+  /** What the Dynamic Workers this worker loads do that counts against it (worker_loaders). */
+  events?: LoaderEvents;
 }
 
 export class WorkerRuntime {
@@ -35,6 +40,17 @@ export class WorkerRuntime {
   readonly #sweeper: NodeJS.Timeout;
 
   readonly #inspector: boolean;
+  /** The worker loaders of each parent worker version that has one, by its key. */
+  readonly #loaders = new Map<string, ParentLoaders>();
+  readonly #dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number };
+  readonly #pool: IsolatePool = {
+    held: (key) => {
+      const i = this.#live.get(key)?.instance;
+      return i && !i.disposed ? i : undefined;
+    },
+    instance: (key, bundle) => this.#instance(key, bundle),
+    drop: (key) => this.#drop(key),
+  };
 
   /** `inspector`: isolates made with V8's inspector on — only for a process that runs one worker alone (`cordon debug`). */
   constructor(
@@ -45,13 +61,16 @@ export class WorkerRuntime {
       spares?: number;
       inspector?: boolean;
       onCatastrophe?: (message: string) => void;
+      /** Dynamic Workers: how many one worker may hold loaded, how long one may sit idle, how many one worker may load a second. */
+      dynamic?: { perWorker: number; idleMs: number; loadsPerSecond: number };
     } = {},
   ) {
     this.#inspector = opts.inspector ?? false;
+    this.#dynamic = opts.dynamic ?? { perWorker: 32, idleMs: 60_000, loadsPerSecond: 500 };
     this.#maxIsolates = opts.maxIsolates ?? 200;
     this.#memoryBudget = (opts.memoryBudgetMb ?? 2048) * 1024 * 1024;
     this.#idleMs = opts.idleMs ?? 5 * 60_000;
-    this.#sweeper = setInterval(() => this.#sweepIdle(), Math.min(30_000, Math.max(50, this.#idleMs / 2))).unref();
+    this.#sweeper = setInterval(() => this.#sweepIdle(), Math.min(30_000, Math.max(50, Math.min(this.#idleMs, this.#dynamic.idleMs) / 2))).unref();
     // isolated-vm's advice for a catastrophic error: the process's V8 state is unrecoverable.
     this.#onCatastrophe =
       opts.onCatastrophe ??
@@ -85,7 +104,7 @@ export class WorkerRuntime {
     }
     try {
       // The instance logs the detail of a failure itself, before it rejects.
-      return await instance.handle(request, hooks, bodyStream, socket);
+      return await instance.handle(request, this.#withLoaders(key, bundle, hooks), bodyStream, socket);
     } catch (e) {
       if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
       throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
@@ -99,7 +118,18 @@ export class WorkerRuntime {
     const key = `${bundle.workerId}@${bundle.version}`;
     const instance = await this.#instance(key, bundle);
     try {
-      return await instance.runWorkflow(className, event, steps, hooks);
+      return await instance.runWorkflow(className, event, steps, this.#withLoaders(key, bundle, hooks));
+    } finally {
+      void this.#measure(key, instance);
+    }
+  }
+
+  /** Workers RPC: serve an entrypoint of this worker for a caller's end of a session (see WorkerInstance.serve). */
+  async serve(bundle: WorkerBundle, entrypoint: string, props: unknown, caller: PipePeer, hooks: RunHooks): Promise<PipePeer> {
+    const key = `${bundle.workerId}@${bundle.version}`;
+    const instance = await this.#instance(key, bundle);
+    try {
+      return await instance.serve(entrypoint, props, caller, hooks);
     } finally {
       void this.#measure(key, instance);
     }
@@ -110,10 +140,18 @@ export class WorkerRuntime {
     const key = `${bundle.workerId}@${bundle.version}`;
     const instance = await this.#instance(key, bundle);
     try {
-      await instance.runScheduled(cron, scheduledTime, hooks);
+      await instance.runScheduled(cron, scheduledTime, this.#withLoaders(key, bundle, hooks));
     } finally {
       void this.#measure(key, instance);
     }
+  }
+
+  /** A worker with `worker_loaders` bindings: its capability calls with those served here (worker-loader.ts). */
+  #withLoaders(key: string, bundle: WorkerBundle, hooks: RunHooks): RunHooks {
+    if (!bundle.bindings.some((b) => b.type === 'loader')) return hooks;
+    let loaders = this.#loaders.get(key);
+    if (!loaders) this.#loaders.set(key, (loaders = new ParentLoaders(this.#pool, key, bundle, this.#dynamic, hooks)));
+    return { ...hooks, capabilities: loaders.capabilities(hooks) };
   }
 
   /** After a request: the isolate's heap, at most once a second per isolate, then the budget. */
@@ -139,9 +177,13 @@ export class WorkerRuntime {
     }
   }
 
+  /** Idle isolates go; a loaded Dynamic Worker (its key has its parent's and a `#`) sooner, by its own setting. */
   #sweepIdle(): void {
-    const cutoff = Date.now() - this.#idleMs;
-    for (const [key, l] of this.#live) if (l.instance.active === 0 && l.instance.lastUsed < cutoff) this.#drop(key);
+    const now = Date.now();
+    for (const [key, l] of this.#live) {
+      const idleMs = key.includes('#') ? this.#dynamic.idleMs : this.#idleMs;
+      if (l.instance.active === 0 && l.instance.lastUsed < now - idleMs) this.#drop(key);
+    }
   }
 
   #drop(key: string): void {
@@ -188,10 +230,15 @@ export class WorkerRuntime {
     return created;
   }
 
+  /** Unload a worker (a version, or all): the Dynamic Workers it loaded go with it. */
   evict(workerId: string, version?: string): void {
-    for (const key of [...this.#instances.keys()]) {
-      if (key === `${workerId}@${version}` || (version === undefined && key.startsWith(`${workerId}@`))) this.#drop(key);
-    }
+    const matches = (key: string) => key.startsWith(version === undefined ? `${workerId}@` : `${workerId}@${version}`);
+    for (const key of [...this.#instances.keys()]) if (matches(key)) this.#drop(key);
+    for (const [key, loaders] of this.#loaders)
+      if (matches(key)) {
+        loaders.dispose();
+        this.#loaders.delete(key);
+      }
   }
 
   /** A DevTools session on the most recently used live isolate, if there is one (inspector mode only). */
@@ -200,8 +247,11 @@ export class WorkerRuntime {
     return newest?.instance.inspect();
   }
 
-  stats(): { isolates: number; spares: number } {
-    return { isolates: this.#instances.size, spares: this.#spares?.ready ?? 0 };
+  /** `dynamic`: of the isolates, those of loaded Dynamic Workers. */
+  stats(): { isolates: number; spares: number; dynamic: number } {
+    let dynamic = 0;
+    for (const key of this.#instances.keys()) if (key.includes('#')) dynamic++;
+    return { isolates: this.#instances.size, spares: this.#spares?.ready ?? 0, dynamic };
   }
 
   dispose(): void {

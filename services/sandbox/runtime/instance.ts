@@ -19,6 +19,7 @@ import type { WireResult } from './bootstrap/subtle-wire.ts';
 import { Watchdogs, type Watch } from './watchdog.ts';
 import { HostTimers } from './host-timers.ts';
 import { SocketTable, type SocketPeer, type WorkerSocket } from './socket-table.ts';
+import { PipeTable, type PipePeer } from './rpc-pipes.ts';
 import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts';
 import { MAX_HEAD, readResponse } from './read-response.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
@@ -42,6 +43,8 @@ import {
 export interface CapabilityHost {
   /** `timeLeftMs`: what the calling worker has left before its wall-time limit (undefined outside a run). */
   call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown>;
+  /** Workers RPC: the other end of a pipe the worker opened to binding `target` (`toIsolate`: the worker's end). */
+  connect?(target: string, toIsolate: PipePeer): Promise<PipePeer>;
 }
 
 /** What a request gets back: a response, with the worker's socket end after a 101. */
@@ -74,6 +77,11 @@ const MAX_BATCH = 32;
 
 /** A request's answer from the isolate: head (JSON, or '!' + a failure, or '~' + head of a stream), body, and whether the isolate ended the request's scope itself. */
 type Answer = [string, ArrayBuffer | null, boolean?];
+
+/** The env bindings the bootstrap builds: the declared ones, and a Dynamic Worker's stubs of its parent's entrypoints (Workers RPC, as service bindings). */
+function bootBindings(bundle: WorkerBundle): BootOptions['bindings'] {
+  return [...bundle.bindings.map(({ type, name }) => ({ type, name })), ...(bundle.stubs ?? []).map((name) => ({ type: 'service' as const, name }))];
+}
 
 export class WorkerInstance {
   /** Set once more by adopt() when the instance was made ahead of need. */
@@ -111,6 +119,25 @@ export class WorkerInstance {
   /** The watchdogs armed now (requests, invocations, loading): the earliest deadline ends the isolate. */
   readonly #watchdogs: Watchdogs;
   readonly #stepHosts = new Map<string, CapabilityHost>();
+  /** Workers RPC pipes (rpc-pipes.ts); a served one is an invocation, under the watchdogs in #served. */
+  readonly #pipes = new PipeTable({
+    isolate: {
+      deliver: (id, message) => this.#intoIsolate('rpcDeliver', [id, message, Date.now()]),
+      closed: (id, reason) => this.#intoIsolate('rpcClosed', [id, reason]),
+    },
+    connect: (target, toIsolate) => {
+      if (!this.#caps?.connect) return Promise.reject(new Error(`no binding ${target} to call`));
+      return this.#caps.connect(target, toIsolate);
+    },
+    servedEnded: (id) => {
+      const watch = this.#served.get(id);
+      this.#served.delete(id);
+      if (!watch) return;
+      watch.stopWall();
+      void this.#afterResponse(undefined, watch);
+    },
+  });
+  readonly #served = new Map<number, Watch>();
   lastUsed = Date.now();
 
   readonly #initSource: string;
@@ -173,7 +200,7 @@ export class WorkerInstance {
     this.bundle = bundle;
     this.lastUsed = Date.now();
     await this.#failing(async () => {
-      await this.#entry!.configure.apply(undefined, [JSON.stringify({ vars: bundle.vars, bindings: bundle.bindings })], { timeout: bundle.limits.cpuMs });
+      await this.#entry!.configure.apply(undefined, [JSON.stringify({ vars: bundle.vars, bindings: bootBindings(bundle) })], { timeout: bundle.limits.cpuMs });
       await this.#load();
     });
     return this;
@@ -238,6 +265,9 @@ export class WorkerInstance {
       setTimer: (id, ms) => this.#timers.set(id, ms),
       clearTimer: (id) => this.#timers.clear(id),
       done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),
+      rpcOpen: (pipe, target) => this.#pipes.opened(pipe, target),
+      rpcSend: (pipe, message) => this.#pipes.fromIsolate(pipe, message),
+      rpcClose: (pipe, reason) => this.#pipes.closedByIsolate(pipe, reason),
     };
     for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
       const fn = hostCallback(callbacks[name] as (...args: unknown[]) => unknown);
@@ -262,7 +292,7 @@ export class WorkerInstance {
     const options: BootOptions = {
       allowEval,
       vars: this.bundle.vars,
-      bindings: this.bundle.bindings,
+      bindings: bootBindings(this.bundle),
       maxBody: MAX_BODY,
       maxHead: MAX_HEAD,
       memoryLimit: this.bundle.limits.memoryMb * MiB,
@@ -447,6 +477,54 @@ export class WorkerInstance {
     if (reader) void reader.cancel().catch(() => {});
   }
 
+  /**
+   * Workers RPC: serve entrypoint `entrypoint` ('default' for the default export) for a caller whose
+   * end of the session is `caller`; resolves with the worker's end. The session is an invocation of
+   * this worker (CPU and wall-time watchdogs, as a request) until either end closes it.
+   */
+  async serve(entrypoint: string, props: unknown, caller: PipePeer, hooks: RequestHooks): Promise<PipePeer> {
+    const { watch } = this.#enter(hooks);
+    let pipe: { id: number; end: PipePeer };
+    try {
+      pipe = this.#pipes.serve(caller);
+    } catch (e) {
+      void this.#afterResponse(undefined, watch);
+      throw new WorkerError(503, (e as Error).message);
+    }
+    this.#served.set(pipe.id, watch);
+    let problem: unknown;
+    try {
+      problem = await this.#entry!.rpcServe.apply(undefined, [pipe.id, entrypoint, JSON.stringify(props ?? null), Date.now()], {
+        timeout: this.bundle.limits.cpuMs,
+      });
+    } catch (e) {
+      pipe.end.close('the worker failed');
+      throw this.#fail(e);
+    } finally {
+      this.#logs.flush();
+    }
+    if (problem) {
+      pipe.end.close(String(problem));
+      throw new WorkerError(500, String(problem));
+    }
+    return pipe.end;
+  }
+
+  /** An entry point called for a pipe: a failure is the worker's (its isolate may be gone), logged once. */
+  #intoIsolate(name: 'rpcDeliver' | 'rpcClosed', args: [number, string, number] | [number, string]): void {
+    if (this.disposed) return;
+    (this.#entry![name] as ivm.Reference<(...a: unknown[]) => void>).apply(undefined, args, { timeout: this.bundle.limits.cpuMs }).then(
+      () => this.#logs.flush(),
+      (e: unknown) => {
+        // Messages already on their way into a dying isolate all fail: its end is logged once.
+        if (this.#pipeFailureLogged) return;
+        this.#pipeFailureLogged = this.disposed;
+        this.#fail(e);
+      },
+    );
+  }
+  #pipeFailureLogged = false;
+
   async handle(request: WireRequest, hooks: RequestHooks, bodyStream?: ReadableStream<Uint8Array>, socket?: SocketPeer): Promise<HandledResponse> {
     const { seq, watch } = this.#enter(hooks);
     if (bodyStream) this.#incoming.set(seq, bodyStream.getReader());
@@ -532,6 +610,7 @@ export class WorkerInstance {
   }
 
   #memoryError(): WorkerError {
+    this.#killed('memory');
     return limitError('memory', `worker exceeded its memory limit of ${this.bundle.limits.memoryMb} MB`);
   }
 
@@ -639,7 +718,17 @@ export class WorkerInstance {
   #terminate(kind: Kill): void {
     if (this.#disposed) return;
     this.#kill = kind;
+    if (kind === 'cpu' || kind === 'wall') this.#killed(kind);
     this.dispose();
+  }
+
+  /** Told once when a limit ends this isolate (a Dynamic Worker's parent counts it: worker-loader.ts). */
+  onKilled: ((limit: 'cpu' | 'wall' | 'memory') => void) | undefined;
+  #killedTold = false;
+  #killed(limit: 'cpu' | 'wall' | 'memory'): void {
+    if (this.#killedTold) return;
+    this.#killedTold = true;
+    this.onKilled?.(limit);
   }
 
   #translate(e: unknown): WorkerError {
@@ -678,6 +767,7 @@ export class WorkerInstance {
     this.#capRef?.release();
     this.#bodyRef?.release();
     this.#sockets.closeAll(1011, 'the worker was unloaded');
+    this.#pipes.closeAll(`the called worker failed: ${gone.message}`);
     for (const r of this.#incoming.values()) void r.cancel().catch(() => {});
     this.#incoming.clear();
     this.#context?.release();

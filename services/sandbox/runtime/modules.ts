@@ -9,12 +9,13 @@ import type { WorkerModule } from '../../../schemas/worker.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL } from './abi.ts';
 
 const BUILTINS: Record<string, string> = {
+  // RpcTarget is the isolate's capnweb class (bootstrap/workers-rpc.ts): what extends it is served by reference over Workers RPC.
   'cloudflare:workers': `
-    class Base { constructor(ctx, env) { this.ctx = ctx; this.env = env; } }
+    export const RpcTarget = globalThis.${BUILTINS_GLOBAL}.RpcTarget;
+    class Base extends RpcTarget { constructor(ctx, env) { super(); this.ctx = ctx; this.env = env; } }
     export class WorkerEntrypoint extends Base {}
     export class DurableObject extends Base {}
     export class WorkflowEntrypoint extends Base {}
-    export class RpcTarget {}
     export const env = {};`,
   // The runtime's own class (bootstrap/workflow-step.ts), so a step knows it when the tenant throws it.
   'cloudflare:workflows': `export const NonRetryableError = globalThis.${BUILTINS_GLOBAL}.NonRetryableError;`,
@@ -43,10 +44,39 @@ function resolveName(specifier: string, referrer: string): string {
   return parts.join('/');
 }
 
-function sourceOf(m: WorkerModule): string {
+/**
+ * A CommonJS module as an ES module: `require` of a string literal becomes a static import (an ES
+ * module's namespace, any other module's default: `module.exports` of a CommonJS one); any other
+ * require throws. `module.exports` is the default export.
+ */
+function commonJs(m: WorkerModule, byName: Map<string, WorkerModule>): string {
+  const specifiers = [...new Set([...m.content.matchAll(/\brequire\s*\(\s*(['"])([^'"\n]{1,512})\1\s*\)/g)].map((x) => x[2]!))];
+  const imports = specifiers.map((spec, i) => `import * as __cordon_dep${i} from ${JSON.stringify(spec)};`);
+  const table = specifiers.map((spec, i) => {
+    const target = byName.get(resolveName(spec, m.name));
+    return `${JSON.stringify(spec)}: ${target?.type === 'esm' ? `__cordon_dep${i}` : `__cordon_dep${i}.default`}`;
+  });
+  const dir = m.name.split('/').slice(0, -1).join('/');
+  return `${imports.join('\n')}
+const __cordon_deps = { ${table.join(', ')} };
+const module = { exports: {} };
+const require = (s) => {
+  if (Object.hasOwn(__cordon_deps, s)) return __cordon_deps[s];
+  throw new Error('require(' + JSON.stringify(s) + '): only modules named by a string literal in this file can be required');
+};
+(function (exports, require, module, __filename, __dirname) {
+${m.content}
+}).call(module.exports, module.exports, require, module, ${JSON.stringify(m.name)}, ${JSON.stringify(dir)});
+export default module.exports;
+`;
+}
+
+function sourceOf(m: WorkerModule, byName: Map<string, WorkerModule>): string {
   switch (m.type) {
     case 'esm':
       return m.content;
+    case 'cjs':
+      return commonJs(m, byName);
     case 'text':
       return `export default ${JSON.stringify(m.content)};`;
     case 'json':
@@ -89,7 +119,7 @@ export async function linkWorker(
   const byName = new Map(modules.map((m) => [m.name, m]));
   const main = byName.get(mainModule);
   if (!main) throw new ModuleError(`main module ${mainModule} is not in the bundle`);
-  if (main.type !== 'esm') throw new ModuleError(`main module ${mainModule} is not an ES module`);
+  if (main.type !== 'esm' && main.type !== 'cjs') throw new ModuleError(`main module ${mainModule} is not a JavaScript module`);
   const compiled = new Map<string, ivm.Module>();
   const names = new WeakMap<ivm.Module, string>();
   const compile = async (name: string, source: string) => {
@@ -111,9 +141,9 @@ export async function linkWorker(
     const name = resolveName(specifier, from);
     const m = byName.get(name);
     if (!m) throw new ModuleError(`cannot resolve import ${JSON.stringify(specifier)} from ${from}: no module ${name} in the bundle`);
-    return compile(name, sourceOf(m));
+    return compile(name, sourceOf(m, byName));
   };
-  const entry = await compile(mainModule, main.content);
+  const entry = await compile(mainModule, sourceOf(main, byName));
   try {
     await entry.instantiate(context, resolve);
   } catch (e) {

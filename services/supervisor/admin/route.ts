@@ -9,6 +9,7 @@ import { hasScope, type Principal, type Scope, type TokenStore } from '../tokens
 import type { CodeStore } from '../store.ts';
 import type { TenantCordons } from '../tenant-cordons.ts';
 import type { Grants } from '../capabilities.ts';
+import type { Creations } from '../creations.ts';
 import type { Quarantine } from '../quarantine.ts';
 import type { RouteHub } from '../ports.ts';
 import type { WorkerLogs } from '../logs.ts';
@@ -27,6 +28,7 @@ export interface AdminDeps {
   tokens: TokenStore;
   grants: Grants;
   quarantine: Quarantine;
+  creations: Creations;
   health: HealthSource;
   drift: DriftMonitor;
   workflows: WorkflowEngine;

@@ -81,7 +81,19 @@ function declaredOrigin(text: string, granted: (origin: string) => boolean): { o
 export function workerRoutes(
   deps: Pick<
     AdminDeps,
-    'store' | 'hub' | 'logs' | 'audit' | 'cordons' | 'tenantCordons' | 'tenantOrigins' | 'quarantine' | 'workflows' | 'cron' | 'grants' | 'metrics'
+    | 'store'
+    | 'hub'
+    | 'logs'
+    | 'audit'
+    | 'cordons'
+    | 'tenantCordons'
+    | 'tenantOrigins'
+    | 'quarantine'
+    | 'workflows'
+    | 'cron'
+    | 'grants'
+    | 'metrics'
+    | 'creations'
   >,
 ): Route[] {
   const { store, hub, logs, audit } = deps;
@@ -156,10 +168,10 @@ export function workerRoutes(
       method: 'GET',
       path: '/v1/workers/{tenant}/{name}',
       scope: 'read',
-      summary: 'One worker: current version, cordon, routes',
+      summary: 'One worker: current version, cordon, routes, and what it created (Dynamic Workers loaded) since the supervisor started',
       run(call) {
         const { codeKey: _hidden, ...visible } = workerOf(store, call);
-        send(call.res, 200, visible);
+        send(call.res, 200, { ...visible, created: deps.creations.of(visible.id) });
       },
     },
     {

@@ -8,13 +8,16 @@ import * as web from './web-globals.ts';
 import { resetClock, setClock } from './clock.ts';
 import { compileShipped } from './lockdown.ts';
 import { WebSocket } from './websocket.ts';
-import { makeStep, NonRetryableError, SUSPEND, type CallAsync } from './workflow-step.ts';
+import { makeStep, NonRetryableError, SUSPEND } from './workflow-step.ts';
 import { decodeWire } from './wire-codec.ts';
 import { serviceWorkerHandler } from './service-worker.ts';
 import { show } from './console.ts';
 import type { Timers } from './timers.ts';
-import { b64, type CapCall } from './bindings.ts';
-import { codec, makeEnv } from './env.ts';
+import { b64 } from './bindings.ts';
+import { codec, makeEnv, type EnvDeps } from './env.ts';
+import { entrypointFor, type Pipes } from './workers-rpc.ts';
+import { RpcTarget } from './capnweb.ts';
+import { makeExports } from './entrypoints.ts';
 import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
 import { requests, type Handler, type HandlerClass } from './request-state.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
@@ -37,15 +40,16 @@ export interface RequestPathDeps {
   options: BootOptions;
   timers: Timers;
   resetSubrequests: () => void;
-  callCap: CapCall;
-  callCapAsync: CallAsync;
+  envDeps: EnvDeps;
+  pipes: Pipes;
   logError: (...args: unknown[]) => void;
 }
 
 /** The entry points other than those of an API (timers, response streams), as the host calls them. */
 export type RequestPath = Omit<Entry, 'fireTimer' | 'pull' | 'cancelStream'>;
 
-export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests, callCap, callCapAsync, logError }: RequestPathDeps): RequestPath {
+export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests, envDeps, pipes, logError }: RequestPathDeps): RequestPath {
+  const { callCapAsync } = envDeps;
   let configurable = true;
 
   /**
@@ -56,7 +60,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     if (!configurable) throw new Error('configure() comes before the worker is loaded, once');
     configurable = false;
     const o = JSON.parse(json) as { vars: typeof options.vars; bindings: typeof options.bindings };
-    requests.env = makeEnv(o.vars, o.bindings, callCap, callCapAsync);
+    requests.env = makeEnv(o.vars, o.bindings, envDeps);
   }
 
   // --- loading: data and WebAssembly modules shipped with the worker --------------------------------------
@@ -66,7 +70,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   const shipped = new Map<string, WebAssembly.Module | ArrayBuffer>();
   Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
   // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
-  Object.defineProperty(g, BUILTINS_GLOBAL, { value: Object.freeze({ NonRetryableError }), configurable: true, enumerable: false, writable: false });
+  Object.defineProperty(g, BUILTINS_GLOBAL, { value: Object.freeze({ NonRetryableError, RpcTarget }), configurable: true, enumerable: false, writable: false });
 
   function ship(name: string, type: string, bytes: ArrayBuffer): string {
     if (type === 'data') {
@@ -80,6 +84,8 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   }
 
   let exported: Record<string, unknown> = {};
+  // ctx.exports and calls from other isolates into this worker's entrypoints (a Dynamic Worker and its parent).
+  const ctxExports = makeExports({ exported: () => exported, env: () => requests.env, logError });
 
   function callHandler(request: Request, ctx: unknown): unknown {
     const h = requests.handler;
@@ -146,7 +152,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
    */
   async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null, boolean?]> {
     const out = await holding(() => respond(metaJson, body, now, seq));
-    if (running > 0 || settling.size > 0 || drains.size > 0 || streamsOpen() || WebSocket.anyLive()) return out;
+    if (running > 0 || settling.size > 0 || drains.size > 0 || pipes.size > 0 || streamsOpen() || WebSocket.anyLive()) return out;
     end();
     return [out[0], out[1], true];
   }
@@ -190,6 +196,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     const ctx = Object.freeze({
       waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
       passThroughOnException: () => {},
+      exports: ctxExports(),
     });
     let response: unknown;
     try {
@@ -242,6 +249,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     timers.clearAll();
     drains.clear();
     cancelAllStreams();
+    pipes.closeAll('the request that opened this RPC session has ended');
     endAll();
     ended = new PromiseCtor<void>((r) => (endAll = r));
   }
@@ -274,7 +282,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     );
     const raw = decodeWire(eventWire, b64) as { payload: unknown; timestamp: number; instanceId: string; workflowName: string };
     const event = Object.freeze({ payload: raw.payload, timestamp: new Date(raw.timestamp), instanceId: raw.instanceId, workflowName: raw.workflowName });
-    const ctx = Object.freeze({ waitUntil: () => {}, passThroughOnException: () => {} });
+    const ctx = Object.freeze({ waitUntil: () => {}, passThroughOnException: () => {}, exports: ctxExports() });
     try {
       const output = await new cls(ctx, requests.env).run(event, step);
       if (suspended) return '{"outcome":"suspended"}';
@@ -301,6 +309,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     const ctx = Object.freeze({
       waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
       noRetry: () => {},
+      exports: ctxExports(),
     });
     const event = Object.freeze({ type: 'scheduled', cron, scheduledTime });
     try {
@@ -323,7 +332,39 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     }
   }
 
+  /**
+   * Workers RPC: a session on pipe `pipe` (the host opened it for a caller) serving entrypoint
+   * `entrypoint`, a new instance per session as in Workers, with the binding's props in `ctx.props`.
+   * It is an invocation of its own (the host enters it like a request) until the pipe ends.
+   */
+  function rpcServe(pipe: number, entrypoint: string, propsJson: string, now: number): string {
+    requests.active++;
+    setClock(now);
+    resetSubrequests();
+    const waitUntil: Promise<unknown>[] = [];
+    const ctx = Object.freeze({
+      waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
+      passThroughOnException: () => {},
+      props: Object.freeze(JSONparse(propsJson) as unknown),
+      exports: ctxExports(),
+    });
+    try {
+      pipes.serve(pipe, entrypointFor(exported, entrypoint, requests.env, ctx));
+      return '';
+    } catch (e) {
+      return errorText(e);
+    }
+  }
+
+  function rpcDeliver(pipe: number, message: string, now: number): void {
+    setClock(now);
+    pipes.deliver(pipe, message);
+  }
+
   return {
+    rpcServe,
+    rpcDeliver,
+    rpcClosed: (pipe: number, reason: string) => pipes.closed(pipe, reason),
     runBatch,
     drain,
     end,

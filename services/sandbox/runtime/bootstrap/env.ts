@@ -1,25 +1,39 @@
 /** The worker's `env`: its vars and a binding object per capability it was given. */
 import type { BootOptions } from '../abi.ts';
-import { b64, directoryBinding, storageBinding, type CapCall } from './bindings.ts';
-import { structuredClone } from './structured-clone.ts';
-import { decodeWire, encodeWire } from './wire-codec.ts';
-import { workflowBinding, type CallAsync, type ValueCodec } from './workflow-step.ts';
+import { directoryBinding, storageBinding, type CapCall } from './bindings.ts';
+import { workflowBinding, type CallAsync } from './workflow-step.ts';
+import { codec } from './value-codec.ts';
+import { requests } from './request-state.ts';
+import { OUTBOUND_BINDING } from '../abi.ts';
 
-/** Workflow values: JSON-compatible data and bytes, checked to be structured-clonable first. */
-export const codec: ValueCodec = {
-  encode: (v) => (v === undefined ? null : encodeWire(structuredClone(v), b64)),
-  decode: (t) => (t === null ? undefined : decodeWire(t, b64)),
-};
+export { codec };
 
-export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], callCap: CapCall, callCapAsync: CallAsync): object {
+/** What the bindings are made from. */
+export interface EnvDeps {
+  callCap: CapCall;
+  callCapAsync: CallAsync;
+  /** `env.<name>` of a service binding (workers-rpc.ts). */
+  service: (name: string) => object;
+  /** `env.<name>` of a Worker Loader binding (worker-loader.ts). */
+  loader: (name: string) => object;
+}
+
+export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindings'], deps: EnvDeps): object {
+  const { callCap, callCapAsync } = deps;
+  // One line per binding type.
+  const make: Record<BootOptions['bindings'][number]['type'], (name: string) => object> = {
+    storage: (name) => storageBinding(callCap, name),
+    directory: (name) => directoryBinding(callCap, name),
+    workflow: (name) => workflowBinding(callCapAsync, name, codec),
+    service: deps.service,
+    loader: deps.loader,
+  };
   const bindingObjects: Record<string, object> = {};
+  requests.outbound = undefined;
   for (const b of bindings) {
-    bindingObjects[b.name] =
-      b.type === 'storage'
-        ? storageBinding(callCap, b.name)
-        : b.type === 'workflow'
-          ? workflowBinding(callCapAsync, b.name, codec)
-          : directoryBinding(callCap, b.name);
+    // A Dynamic Worker's gateway: where its fetch() goes (index.ts), not in its env.
+    if (b.name === OUTBOUND_BINDING) requests.outbound = make[b.type](b.name) as unknown as NonNullable<typeof requests.outbound>;
+    else bindingObjects[b.name] = make[b.type](b.name);
   }
   return Object.freeze({ ...vars, ...bindingObjects });
 }

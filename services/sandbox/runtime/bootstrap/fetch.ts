@@ -8,12 +8,21 @@ const MAX_SUBREQUESTS = 50;
 
 type CallAsync = (handle: string, method: string, args: unknown[]) => Promise<unknown>;
 
-/** Installs `fetch`; returns what resets its subrequest count when a request (or invocation) starts. */
-export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync, maxBody: number): () => void {
+/** What counts subrequests: `count` throws past the limit; `reset` when a request (or invocation) starts. */
+export interface Subrequests {
+  count(): void;
+  reset(): void;
+}
+
+/** Installs `fetch`; returns its subrequest count, which other outbound calls (Workers RPC) share. */
+export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync, maxBody: number): Subrequests {
   let subrequests = 0;
+  const count = () => {
+    if (++subrequests > MAX_SUBREQUESTS) throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
+  };
   g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
     const request = new Request(input as string, init as never);
-    if (++subrequests > MAX_SUBREQUESTS) throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
+    count();
     let reply: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null; url: string; redirected: boolean };
     try {
       reply = (await callCapAsync('$fetch', 'fetch', [
@@ -33,7 +42,10 @@ export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync
     Object.defineProperties(response, { url: { value: reply.url }, redirected: { value: reply.redirected } });
     return response;
   };
-  return () => {
-    subrequests = 0;
+  return {
+    count,
+    reset: () => {
+      subrequests = 0;
+    },
   };
 }

@@ -31,7 +31,9 @@ import { installTimers } from './timers.ts';
 import { installScheduler } from './scheduler.ts';
 import { structuredClone } from './structured-clone.ts';
 import { installFetch } from './fetch.ts';
-import { makeEnv } from './env.ts';
+import { makeEnv, type EnvDeps } from './env.ts';
+import { Pipes, serviceBinding } from './workers-rpc.ts';
+import { loaderBinding } from './worker-loader.ts';
 import { cancelStream, pull } from './response-out.ts';
 import { inRequest, requests } from './request-state.ts';
 import { makeRequestPath } from './entry.ts';
@@ -127,13 +129,24 @@ const callCapAsync = asyncCapCaller(async (handle, method, args) => {
   return reply;
 }, setClock);
 
-const resetSubrequests = installFetch(g, callCapAsync, options.maxBody);
+const subrequests = installFetch(g, callCapAsync, options.maxBody);
+// A Dynamic Worker with a gateway: fetch() is a fetch() of that entrypoint of its parent (worker-loader.ts).
+const directFetch = g.fetch as (input: unknown, init?: unknown) => Promise<unknown>;
+g.fetch = (input: unknown, init?: unknown) => (requests.outbound ? requests.outbound.fetch(input, init) : directFetch(input, init));
 g.caches = makeCaches(callCapAsync);
-requests.env = makeEnv(options.vars, options.bindings, callCap, callCapAsync);
+// Workers RPC: this isolate's ends of its capnweb sessions with other workers (workers-rpc.ts).
+const pipes = new Pipes({ open: host.rpcOpen, send: host.rpcSend, close: host.rpcClose });
+const envDeps: EnvDeps = {
+  callCap,
+  callCapAsync,
+  service: (name) => serviceBinding(pipes, name, subrequests.count),
+  loader: (name) => loaderBinding(callCapAsync, pipes, name, subrequests.count),
+};
+requests.env = makeEnv(options.vars, options.bindings, envDeps);
 
 // --- the entry the host calls -------------------------------------------------------------------------
 const entry: Entry = {
-  ...makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests, callCap, callCapAsync, logError }),
+  ...makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests: subrequests.reset, envDeps, pipes, logError }),
   fireTimer: timers.fire,
   pull,
   cancelStream,

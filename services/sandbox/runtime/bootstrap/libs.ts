@@ -12,9 +12,10 @@ import * as encoding from './encoding.ts';
 import * as fetchApi from './fetch-api.ts';
 import * as web from './web-globals.ts';
 import * as idna from './idna.ts';
+import * as capnweb from './capnweb.ts';
 import { LIBS_GLOBAL, type SnapshotLibs } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
 if (placedSAB) delete g.SharedArrayBuffer;
-const libs: SnapshotLibs = { encoding, fetchApi, web, idna };
+const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb };
 Object.defineProperty(globalThis, LIBS_GLOBAL, { value: libs, configurable: true, enumerable: false, writable: false });

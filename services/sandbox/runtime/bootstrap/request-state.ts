@@ -20,6 +20,8 @@ export const requests: {
   /** The worker's default export (or its service-worker listeners), once loaded. */
   handler: Handler | HandlerClass | undefined;
   env: object;
+  /** A Dynamic Worker's gateway (its globalOutbound): every fetch() goes to it (env.ts, index.ts). */
+  outbound?: { fetch(input: unknown, init?: unknown): Promise<unknown> };
 } = { active: 0, generation: 0, handler: undefined, env: {} };
 
 export function inRequest(): boolean {

@@ -1,0 +1,192 @@
+/** The Worker Loader in the isolate host alone: loading, module kinds, props, cache by id, outbound, limits, bad code. */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkerRuntime } from './index.ts';
+import type { CapabilityHost } from './instance.ts';
+import { GET, text, worker } from './testing/fixtures.ts';
+import type { WorkerBundle } from '../../../schemas/worker.ts';
+import type { LogEntry } from '../../../schemas/services.ts';
+import { NO_GLOBAL_OUTBOUND } from './abi.ts';
+
+const rt = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 8, idleMs: 60_000, loadsPerSecond: 1000 } });
+after(() => rt.dispose());
+
+const LOADER = [{ type: 'loader' as const, name: 'LOADER' }];
+
+async function call(bundle: WorkerBundle, path = '/', capabilities?: CapabilityHost, events?: { created(): void; limitHit(k: string): void }) {
+  const logs: LogEntry[] = [];
+  const res = await rt.handle(bundle, { ...GET, url: `http://example.test${path}` }, { log: (e) => logs.push(...e), capabilities, events });
+  return { status: res.status, body: text(res.body), logs };
+}
+
+test('get(id) loads once per id: module kinds, env, props, RPC and fetch', async () => {
+  const created: number[] = [];
+  const parent = worker(
+    `import { WorkerEntrypoint } from 'cloudflare:workers';
+    let codeCalls = 0;
+    export class Api extends WorkerEntrypoint { whoami() { return 'api for ' + this.ctx.props.tenant; } }
+    export default { async fetch(req, env, ctx) {
+      const w = env.LOADER.get('app-1', async () => { codeCalls++; return {
+        compatibilityDate: '2026-01-01', mainModule: 'main.js',
+        modules: {
+          'main.js': "import t from './t.txt'; import j from './j.json'; import d from './d.bin'; import c from './c.cjs'; import { WorkerEntrypoint } from 'cloudflare:workers';" +
+            "export class Named extends WorkerEntrypoint { add(a, b) { return a + b + this.ctx.props.bonus; } };" +
+            "export default { async fetch(req, env) { return new Response([t, j.k, new Uint8Array(d).join(','), c.twice(21), env.NAME, await env.API.whoami(), typeof env.API.fetch].join('|')); } }",
+          't.txt': { text: 'hello' }, 'j.json': { json: { k: 'v' } }, 'd.bin': { data: new Uint8Array([1, 2, 3]) },
+          'c.cjs': { cjs: "const h = require('./h.cjs'); module.exports = { twice: (n) => h.mul(n, 2) };" },
+          'h.cjs': { cjs: 'exports.mul = (a, b) => a * b;' },
+        },
+        env: { NAME: 'n1', API: ctx.exports.Api({ props: { tenant: 'acme' } }) },
+      }; });
+      const r1 = await (await w.getEntrypoint().fetch('http://x/')).text();
+      const r2 = await env.LOADER.get('app-1', () => { throw new Error('not called while cached'); }).getEntrypoint('Named', { props: { bonus: 100 } }).add(1, 2);
+      return new Response(JSON.stringify([r1, r2, codeCalls]));
+    } }`,
+    { bindings: LOADER },
+  );
+  const out = await call(parent, '/', undefined, { created: () => created.push(1), limitHit: () => {} });
+  assert.equal(out.status, 200, out.body + JSON.stringify(out.logs));
+  assert.deepEqual(JSON.parse(out.body), ['hello|v|1,2,3|42|n1|api for acme|function', 103, 1]);
+  assert.equal(created.length, 1);
+  // A second request: the Worker is still held, getCode is not called (the count stays at 1).
+  const again = await call(parent, '/', undefined, { created: () => created.push(1), limitHit: () => {} });
+  assert.deepEqual(JSON.parse(again.body)[2], 1);
+  assert.equal(created.length, 1);
+});
+
+test('globalOutbound: null: fetch throws workerd’s message; a gateway sees every fetch; inherit uses the parent’s', async () => {
+  const seen: string[] = [];
+  const caps: CapabilityHost = {
+    async call(handle, _method, args) {
+      if (handle === '$fetch') {
+        seen.push((args[0] as { url: string }).url);
+        return { status: 200, statusText: 'OK', headers: [], body: new TextEncoder().encode('from egress'), url: '', redirected: false };
+      }
+      throw new Error('no');
+    },
+  };
+  const parent = worker(
+    `import { WorkerEntrypoint } from 'cloudflare:workers';
+    export class Gateway extends WorkerEntrypoint { async fetch(req) {
+      if (!this.ctx.props.allow.includes(new URL(req.url).hostname)) return new Response('blocked ' + req.url, { status: 403 });
+      return new Response('via gateway ' + req.url);
+    } }
+    const code = (globalOutbound) => ({ compatibilityDate: '2026-01-01', mainModule: 'm.js', globalOutbound,
+      modules: { 'm.js': "export default { async fetch(req) { try { const r = await fetch(new URL(req.url).searchParams.get('u')); return new Response(r.status + ' ' + await r.text()); } catch (e) { return new Response('threw ' + e.message); } } }" } });
+    export default { async fetch(req, env, ctx) {
+      const go = async (w, u) => (await w.getEntrypoint().fetch('http://x/?u=' + encodeURIComponent(u))).text();
+      return new Response(JSON.stringify([
+        await go(env.LOADER.load(code(null)), 'https://example.com/'),
+        await go(env.LOADER.load(code(ctx.exports.Gateway({ props: { allow: ['ok.example'] } }))), 'https://ok.example/a'),
+        await go(env.LOADER.load(code(ctx.exports.Gateway({ props: { allow: ['ok.example'] } }))), 'https://evil.example/b'),
+        await go(env.LOADER.load(code(undefined)), 'https://inherit.example/'),
+      ]));
+    } }`,
+    { bindings: LOADER },
+  );
+  const out = await call(parent, '/', caps);
+  assert.equal(out.status, 200, out.body + JSON.stringify(out.logs));
+  assert.deepEqual(JSON.parse(out.body), [
+    `threw ${NO_GLOBAL_OUTBOUND}`,
+    '200 via gateway https://ok.example/a',
+    '403 blocked https://evil.example/b',
+    '200 from egress',
+  ]);
+  assert.deepEqual(seen, ['https://inherit.example/']);
+});
+
+test('bad code is refused with clear errors; the parent’s bindings cannot be passed', async () => {
+  const parent = worker(
+    `export default { async fetch(req, env) {
+      const tries = {
+        none: { compatibilityDate: 'x', mainModule: 'a.js', modules: {} },
+        ts: { compatibilityDate: 'x', mainModule: 'a.ts', modules: { 'a.ts': 'x' } },
+        two: { compatibilityDate: 'x', mainModule: 'a.js', modules: { 'a.js': { js: '', text: '' } } },
+        main: { compatibilityDate: 'x', mainModule: 'b.js', modules: { 'a.js': '' } },
+        date: { mainModule: 'a.js', modules: { 'a.js': '' } },
+        binding: { compatibilityDate: 'x', mainModule: 'a.js', modules: { 'a.js': '' }, env: { L: env.LOADER } },
+        syntax: { compatibilityDate: 'x', mainModule: 'a.js', modules: { 'a.js': 'export default {' } },
+        dots: { compatibilityDate: 'x', mainModule: '../a.js', modules: { '../a.js': 'export default {}' } },
+      };
+      const out = {};
+      for (const [k, code] of Object.entries(tries)) {
+        try { await env.LOADER.get(k, () => code).getEntrypoint().fetch('http://x/'); out[k] = 'loaded'; } catch (e) { out[k] = e.message; }
+      }
+      return new Response(JSON.stringify(out));
+    } }`,
+    { bindings: LOADER },
+  );
+  const out = await call(parent);
+  const r = JSON.parse(out.body) as Record<string, string>;
+  assert.equal(r.none, 'Dynamic Worker code must contain at least one module.');
+  assert.match(r.ts!, /bundle it first with '@cloudflare\/worker-bundler'/);
+  assert.match(r.two!, /^Each module must contain exactly one of 'js', 'cjs', 'text', 'data', 'json', 'py', or 'wasm'. Module 'a.js' contained 2 properties.$/);
+  assert.match(r.main!, /mainModule "b.js" is not one of the modules/);
+  assert.match(r.date!, /compatibilityDate is required/);
+  assert.match(r.binding!, /env.L cannot be passed to a Dynamic Worker/);
+  assert.match(r.syntax!, /^Failed to start Worker: worker failed to load: module a.js: Unexpected end of input/);
+  assert.match(r.dots!, /invalid WorkerCode: mainModule: module name "..\/a.js" must be a relative path/);
+});
+
+test('a loaded Worker spinning is stopped at its CPU limit and counted against its parent; the parent goes on', async () => {
+  const hits: string[] = [];
+  const parent = worker(
+    `export default { async fetch(req, env) {
+      const w = env.LOADER.get('spin', () => ({ compatibilityDate: 'x', mainModule: 'a.js', limits: { cpuMs: 50 },
+        modules: { 'a.js': "export default { fetch() { for (;;) {} } }" } }));
+      try { await w.getEntrypoint().fetch('http://x/'); return new Response('no'); } catch (e) { return new Response('parent caught: ' + e.message); }
+    } }`,
+    { bindings: LOADER, limits: { cpuMs: 2000 } },
+  );
+  const out = await call(parent, '/', undefined, { created: () => {}, limitHit: (k) => hits.push(k) });
+  assert.match(out.body, /^parent caught: the called worker failed: worker exceeded its CPU time limit of 50 ms/);
+  assert.deepEqual(hits, ['cpu']);
+});
+
+test('at most perWorker loaded Workers per parent: the least recently used idle one goes, and is loaded again on use', async () => {
+  const small = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 3, idleMs: 60_000, loadsPerSecond: 1000 } });
+  try {
+    const parent = worker(
+      `let calls = 0;
+      const w = (env, id) => env.LOADER.get(id, () => { calls++; return { compatibilityDate: 'x', mainModule: 'a.js', modules: { 'a.js': "export default { fetch() { return new Response('ok') } }" } }; });
+      export default { async fetch(req, env) {
+        const ids = new URL(req.url).searchParams.get('ids').split(',');
+        try { for (const id of ids) await (await w(env, id).getEntrypoint().fetch('http://x/')).text(); } catch (e) { return new Response(e.message); }
+        return new Response(String(calls));
+      } }`,
+      { bindings: LOADER },
+    );
+    const get = async (ids: string) => text((await small.handle(parent, { ...GET, url: `http://example.test/?ids=${ids}` }, { log: () => {} })).body);
+    // One a request: a, b, c, d (a unloaded: least recently used), then a again is loaded afresh.
+    for (const id of ['a', 'b', 'c', 'd']) await get(id);
+    assert.equal(await get('a'), '5');
+    assert.equal(await get('d'), '5', 'd is still held');
+    // Four in one request, one after the other: each is idle again once its call has answered, so each makes room for the next.
+    assert.equal(await get('e,f,g,h'), '9');
+  } finally {
+    small.dispose();
+  }
+});
+
+test('loads are rationed per parent: beyond loadsPerSecond in a burst, a load is refused with what to do', async () => {
+  const slow = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 10, idleMs: 60_000, loadsPerSecond: 2 } });
+  try {
+    const parent = worker(
+      `export default { async fetch(req, env) {
+        const out = [];
+        for (let i = 0; i < 3; i++) {
+          try { await (await env.LOADER.load({ compatibilityDate: 'x', mainModule: 'a.js', modules: { 'a.js': "export default { fetch() { return new Response('ok') } }" } }).getEntrypoint().fetch('http://x/')).text(); out.push('ok'); }
+          catch (e) { out.push(e.message); }
+        }
+        return new Response(JSON.stringify(out));
+      } }`,
+      { bindings: LOADER },
+    );
+    const res = await slow.handle(parent, GET, { log: () => {} });
+    const out = JSON.parse(text(res.body)) as string[];
+    assert.deepEqual(out.slice(0, 2), ['ok', 'ok']);
+    assert.match(out[2]!, /loads Dynamic Workers faster than 2 a second; use get\(id\) to reuse them/);
+  } finally {
+    slow.dispose();
+  }
+});

@@ -1,0 +1,332 @@
+/**
+ * The Worker Loader (Dynamic Workers), on the host side: the `worker_loaders` bindings of one worker
+ * (its parent) and the Workers they load. A loaded Worker is an isolate of its own in this sandbox
+ * process, made like any other (snapshot, spares) and kept in the runtime's pool under a key of its
+ * parent's, so the pool's LRU, memory budget and idle sweep apply to it; its code lives only in
+ * memory. It holds nothing but what its code named: its `env` values, stubs of its parent's
+ * entrypoints (the props stay here), and its outbound: none, its parent's, or a parent entrypoint
+ * every fetch goes through. docs/dynamic-workers.md has each choice.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { type Binding, Limits, ModuleName, type WorkerBundle } from '../../../schemas/worker.ts';
+import { LOADER_LIMITS, LOADER_TARGET, NO_GLOBAL_OUTBOUND, OUTBOUND_BINDING, type EntrypointRef, type LoaderCode } from './abi.ts';
+import { WorkerError } from './errors.ts';
+import type { CapabilityHost, RequestHooks, WorkerInstance } from './instance.ts';
+import type { PipePeer } from './rpc-pipes.ts';
+
+/** What the loader needs of the runtime's pool of isolates. */
+export interface IsolatePool {
+  /** The live instance under `key`, if the pool holds one (not made on demand). */
+  held(key: string): WorkerInstance | undefined;
+  /** The instance under `key`, made from `bundle` when the pool holds none. */
+  instance(key: string, bundle: WorkerBundle): Promise<WorkerInstance>;
+  drop(key: string): void;
+}
+
+/** What happens to a parent's loaded Workers that the sandbox reports (counted against the parent). */
+export interface LoaderEvents {
+  created(): void;
+  limitHit(kind: 'cpu' | 'memory'): void;
+}
+
+export interface LoaderOptions {
+  /** Loaded Workers one parent may hold at once. */
+  perWorker: number;
+  /** Loads one parent may make a second (and at once, in a burst). */
+  loadsPerSecond: number;
+}
+
+/** Loads in progress at once for one parent (each compiles code on this process's threads); more wait their turn. */
+const MAX_LOADING = 4;
+/** Loads waiting their turn at most per parent; beyond it a load is refused. */
+const MAX_WAITING = 256;
+
+const Ref = z.strictObject({ exportName: z.string().min(1).max(256), props: z.string().max(LOADER_LIMITS.envBytes).nullable() });
+/** What a pipe to a loaded Worker names (after LOADER_TARGET): binding, id, entrypoint, props (JSON). */
+const Target = z.tuple([
+  z.string().max(64),
+  z.string().max(LOADER_LIMITS.idLength + 5),
+  z.string().min(1).max(256),
+  z.string().max(LOADER_LIMITS.envBytes).nullable(),
+]);
+const Code = z.strictObject({
+  compatibilityDate: z.string().max(64),
+  mainModule: ModuleName,
+  modules: z
+    .array(
+      z.strictObject({
+        name: ModuleName,
+        type: z.enum(['esm', 'cjs', 'text', 'data', 'json', 'wasm']),
+        content: z.union([z.string(), z.instanceof(Uint8Array)]),
+      }),
+    )
+    .min(1, 'Dynamic Worker code must contain at least one module.')
+    .max(10_000),
+  vars: z.record(z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/, 'env names are identifiers'), z.unknown()),
+  stubs: z.record(z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/, 'env names are identifiers'), Ref),
+  globalOutbound: z.union([z.literal('inherit'), z.null(), Ref]),
+  limits: z.strictObject({
+    cpuMs: z.number().int().min(1).optional(),
+    subRequests: z.number().int().min(1).optional(),
+    memoryMb: z.number().int().min(8).optional(),
+  }),
+});
+
+/** A loaded Worker's own: its code's stubs and outbound, and the hooks its calls run with. */
+interface Child {
+  stubs: Record<string, EntrypointRef>;
+  outbound: LoaderCode['globalOutbound'];
+}
+
+/** The module list of a loaded Worker as the runtime takes it (bytes as base64). */
+function toBundleModules(code: LoaderCode): WorkerBundle['modules'] {
+  return code.modules.map((m) => ({
+    name: m.name,
+    type: m.type,
+    content: typeof m.content === 'string' ? m.content : Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength).toString('base64'),
+  }));
+}
+
+/** The worker loaders of one parent worker version (all its `worker_loaders` bindings). */
+export class ParentLoaders {
+  readonly #pool: IsolatePool;
+  readonly #parentKey: string;
+  readonly #parent: WorkerBundle;
+  readonly #bindings: Set<string>;
+  readonly #opts: LoaderOptions;
+  /** Loaded Workers by pool key, least recently used first, with what their calls need. */
+  readonly #children = new Map<string, Child>();
+  #hooks: RequestHooks & { events?: LoaderEvents };
+  #loading = 0;
+  readonly #waiting: (() => void)[] = [];
+  /** Loads that may start now (a token bucket refilled at loadsPerSecond). */
+  #tokens: number;
+  #refilled = Date.now();
+
+  constructor(pool: IsolatePool, parentKey: string, parent: WorkerBundle, opts: LoaderOptions, hooks: RequestHooks & { events?: LoaderEvents }) {
+    this.#pool = pool;
+    this.#parentKey = parentKey;
+    this.#parent = parent;
+    this.#opts = opts;
+    this.#hooks = hooks;
+    this.#tokens = opts.loadsPerSecond;
+    this.#bindings = new Set(parent.bindings.filter((b: Binding) => b.type === 'loader').map((b) => b.name));
+  }
+
+  /** The parent's capabilities with its loader bindings served here (the hooks of its latest call are the ones its loaded Workers call back with). */
+  capabilities(hooks: RequestHooks & { events?: LoaderEvents }): CapabilityHost {
+    this.#hooks = hooks;
+    const inner = hooks.capabilities;
+    return {
+      call: (handle, method, args, timeLeftMs) => {
+        if (this.#bindings.has(handle)) return this.#loaderCall(handle, method, args);
+        if (!inner) return Promise.reject(new Error('this worker has no capabilities'));
+        return inner.call(handle, method, args, timeLeftMs);
+      },
+      connect: (target, toIsolate) => {
+        if (target.startsWith(LOADER_TARGET)) return this.#intoChild(target.slice(LOADER_TARGET.length), toIsolate);
+        if (!inner?.connect) return Promise.reject(new Error(`no binding ${target} to call`));
+        return inner.connect(target, toIsolate);
+      },
+    };
+  }
+
+  #key(binding: string, token: string): string {
+    return `${this.#parentKey}#${binding}:${token}`;
+  }
+
+  async #loaderCall(binding: string, method: string, args: unknown[]): Promise<unknown> {
+    if (method === 'load') return this.#load(binding, args[0], args[1]);
+    if (method !== 'held') throw new Error(`${method} is not a method of a worker loader`);
+    const token = args[0];
+    if (typeof token !== 'string' || !/^(id|anon):/.test(token) || token.length > LOADER_LIMITS.idLength + 5) throw new Error('malformed Dynamic Worker id');
+    return this.#held(this.#key(binding, token)) !== undefined;
+  }
+
+  /** The loaded Worker under `key` and what its calls need, if this process holds it. */
+  #held(key: string): { child: Child; instance: WorkerInstance } | undefined {
+    const child = this.#children.get(key);
+    const instance = child && this.#pool.held(key);
+    if (!child || !instance) {
+      this.#children.delete(key);
+      return undefined;
+    }
+    return { child, instance };
+  }
+
+  /** A Workers RPC session from the parent to an entrypoint of a loaded Worker (bootstrap/worker-loader.ts opens it). */
+  async #intoChild(json: string, toIsolate: PipePeer): Promise<PipePeer> {
+    let target: z.infer<typeof Target>;
+    try {
+      target = Target.parse(JSON.parse(json));
+    } catch {
+      throw new Error('malformed Dynamic Worker target');
+    }
+    const [binding, token, entrypoint, props] = target;
+    if (!this.#bindings.has(binding) || !/^(id|anon):/.test(token)) throw new Error('malformed Dynamic Worker target');
+    const key = this.#key(binding, token);
+    const held = this.#held(key);
+    if (!held) throw new Error('the Dynamic Worker was unloaded; call it again to load it afresh');
+    // Most recently used last.
+    this.#children.delete(key);
+    this.#children.set(key, held.child);
+    return held.instance.serve(entrypoint, props === null ? undefined : JSON.parse(props), toIsolate, {
+      log: this.#hooks.log,
+      capabilities: this.#childCapabilities(held.child),
+    });
+  }
+
+  /** Load a Worker (once per id while it is held): checked again here, then made in an isolate of its own. */
+  async #load(binding: string, id: unknown, raw: unknown): Promise<string> {
+    if (id !== null && (typeof id !== 'string' || id.length === 0 || id.length > LOADER_LIMITS.idLength)) throw new Error('malformed Dynamic Worker id');
+    const token = id === null ? `anon:${randomUUID()}` : `id:${id}`;
+    const key = this.#key(binding, token);
+    if (this.#children.has(key) && this.#pool.held(key)) return token; // loaded meanwhile: same id, same code
+    const parsed = Code.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new TypeError(`invalid WorkerCode: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+    }
+    const code = parsed.data as LoaderCode;
+    const size = code.modules.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.byteLength), 0);
+    if (size > LOADER_LIMITS.codeBytes)
+      throw new Error(`Dynamic Worker code size (${size} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.codeBytes} bytes.`);
+    if (!code.modules.some((m) => m.name === code.mainModule))
+      throw new TypeError(`WorkerCode.mainModule ${JSON.stringify(code.mainModule)} is not one of the modules`);
+    this.#takeToken();
+    await this.#slot();
+    if (this.#children.has(key) && this.#pool.held(key)) {
+      this.#release(); // loaded by another call while this one waited
+      return token;
+    }
+    try {
+      this.#makeRoom();
+    } catch (e) {
+      this.#release();
+      throw e;
+    }
+    const limits = this.#parent.limits;
+    const bundle: WorkerBundle = {
+      workerId: this.#parent.workerId,
+      version: `${this.#parent.version}#${binding}:${token}`,
+      mainModule: code.mainModule,
+      modules: toBundleModules(code),
+      // Never more than the parent's own: a loaded Worker cannot buy itself more than its parent has.
+      limits: Limits.parse({
+        cpuMs: Math.min(limits.cpuMs, code.limits.cpuMs ?? limits.cpuMs),
+        wallMs: limits.wallMs,
+        memoryMb: Math.min(limits.memoryMb, code.limits.memoryMb ?? limits.memoryMb),
+      }),
+      vars: code.vars as WorkerBundle['vars'],
+      bindings: [],
+      stubs: [...Object.keys(code.stubs), ...(code.globalOutbound !== null && code.globalOutbound !== 'inherit' ? [OUTBOUND_BINDING] : [])],
+    };
+    try {
+      const instance = await this.#pool.instance(key, bundle);
+      // A limit it breaks counts against its parent (a quarantine signal), as if the parent broke it.
+      instance.onKilled = (limit) => {
+        if (limit === 'cpu' || limit === 'memory') this.#hooks.events?.limitHit(limit);
+      };
+    } catch (e) {
+      this.#pool.drop(key);
+      if (e instanceof WorkerError) {
+        if (e.limit === 'cpu' || e.limit === 'memory') this.#hooks.events?.limitHit(e.limit);
+        // workerd's lead ("Failed to start Worker:"), then what went wrong.
+        throw new Error(`Failed to start Worker: ${e.detail === e.message ? e.message : `${e.message}: ${e.detail}`}`);
+      }
+      throw e;
+    } finally {
+      this.#release();
+    }
+    this.#children.set(key, { stubs: code.stubs, outbound: code.globalOutbound });
+    this.#hooks.events?.created();
+    return token;
+  }
+
+  /** A turn to load (MAX_LOADING at once per parent), waited for in order. */
+  async #slot(): Promise<void> {
+    if (this.#loading < MAX_LOADING) {
+      this.#loading++;
+      return;
+    }
+    if (this.#waiting.length >= MAX_WAITING) throw new Error(`too many Dynamic Workers waiting to load for this worker (at most ${MAX_WAITING}); retry`);
+    // The slot is handed over by #release: #loading stays counted.
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#loading--;
+  }
+
+  /** Making an isolate costs this process's time, outside every worker's CPU limit: so loads are rationed per parent. */
+  #takeToken(): void {
+    const now = Date.now();
+    const rate = this.#opts.loadsPerSecond;
+    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#refilled) / 1000) * rate);
+    this.#refilled = now;
+    if (this.#tokens < 1) throw new Error(`this worker loads Dynamic Workers faster than ${rate} a second; use get(id) to reuse them, or retry later`);
+    this.#tokens--;
+  }
+
+  /** At the per-worker bound: the least recently used idle loaded Worker goes (busy ones are left to finish). */
+  #makeRoom(): void {
+    for (const key of [...this.#children.keys()]) if (!this.#pool.held(key)) this.#children.delete(key);
+    if (this.#children.size < this.#opts.perWorker) return;
+    for (const key of this.#children.keys()) {
+      const held = this.#pool.held(key);
+      if (held && held.active > 0) continue;
+      this.#children.delete(key);
+      this.#pool.drop(key);
+      return;
+    }
+    throw new Error(`this worker already has ${this.#opts.perWorker} Dynamic Workers loaded and busy; retry when one is done`);
+  }
+
+  /** A Workers RPC session from a loaded Worker to an entrypoint of its parent (env stub or gateway), with the props its parent gave. */
+  async #intoParent(ref: EntrypointRef, toIsolate: PipePeer): Promise<PipePeer> {
+    const parent = await this.#pool.instance(this.#parentKey, this.#parent);
+    return parent.serve(ref.exportName, ref.props === null ? undefined : JSON.parse(ref.props), toIsolate, {
+      log: this.#hooks.log,
+      capabilities: this.capabilities(this.#hooks),
+      events: this.#hooks.events,
+    } as RequestHooks);
+  }
+
+  /** What a loaded Worker's env and fetch() reach: the stubs it was given and its outbound; nothing else. */
+  #childCapabilities(child: Child): CapabilityHost {
+    return {
+      call: async (handle, method, args) => {
+        if (handle === '$fetch' && method === 'fetch') {
+          // A gateway's Worker never gets here (its fetch() is an RPC call to the gateway).
+          if (child.outbound === null || child.outbound !== 'inherit') throw new Error(NO_GLOBAL_OUTBOUND);
+          const inner = this.#hooks.capabilities;
+          if (!inner) throw new Error('fetch is not available: this worker has no fetch capability');
+          return inner.call('$fetch', 'fetch', args);
+        }
+        if (handle === '$cache') throw new Error('the Cache API is not available to a Dynamic Worker');
+        throw new Error(handle === '$fetch' ? NO_GLOBAL_OUTBOUND : `no capability ${handle}`);
+      },
+      connect: (target, toIsolate) => {
+        const ref =
+          target === OUTBOUND_BINDING
+            ? child.outbound !== null && child.outbound !== 'inherit'
+              ? child.outbound
+              : undefined
+            : Object.hasOwn(child.stubs, target)
+              ? child.stubs[target]
+              : undefined;
+        if (!ref) return Promise.reject(new Error(`no binding ${target} to call`));
+        return this.#intoParent(ref, toIsolate);
+      },
+    };
+  }
+
+  /** Unload every Worker this parent loaded (the parent itself goes). */
+  dispose(): void {
+    for (const key of this.#children.keys()) this.#pool.drop(key);
+    this.#children.clear();
+  }
+}

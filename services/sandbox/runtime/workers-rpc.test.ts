@@ -1,0 +1,211 @@
+/**
+ * Workers RPC between two isolates of one runtime, their pipes joined directly (as a loaded worker's
+ * would be; over the mesh the sandbox carries the same messages): what is callable, what travels by
+ * value and by reference, props, fetch, errors, and that a session ends with the caller's request.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkerRuntime, type CapabilityHost } from './index.ts';
+import type { WorkerBundle } from '../../../schemas/worker.ts';
+import type { LogEntry } from '../../../schemas/services.ts';
+import { GET, text, worker } from './testing/fixtures.ts';
+
+const rt = new WorkerRuntime({ spares: 0 });
+after(() => rt.dispose());
+
+/** Calls `caller`'s fetch with binding API joined to `callee` (entrypoint, props), and answers its JSON. */
+async function call(caller: string, callee: WorkerBundle, opts: { entrypoint?: string; props?: unknown } = {}) {
+  const logs: LogEntry[] = [];
+  const capabilities: CapabilityHost = {
+    call: () => Promise.reject(new Error('no capabilities here')),
+    connect: (_target, toIsolate) => rt.serve(callee, opts.entrypoint ?? 'default', opts.props ?? {}, toIsolate, { log: (e) => logs.push(...e) }),
+  };
+  const bundle = worker(caller, { bindings: [{ type: 'service', name: 'API', service: 'callee' }] });
+  const res = await rt.handle(bundle, GET, { log: (e) => logs.push(...e), capabilities });
+  return { status: res.status, body: text(res.body), logs };
+}
+
+const json = (r: { body: string }) => JSON.parse(r.body) as unknown;
+
+const API = worker(`
+  import { WorkerEntrypoint, RpcTarget } from 'cloudflare:workers';
+  class Counter extends RpcTarget {
+    #n = 0;
+    inc(by = 1) { return this.#n += by; }
+    get value() { return this.#n; }
+  }
+  export default class Api extends WorkerEntrypoint {
+    secret = 'instance property';
+    async add(a, b) { return a + b; }
+    echo(v) { return v; }
+    props() { return this.ctx.props; }
+    counter() { return new Counter(); }
+    async twice(fn, x) { return await fn(await fn(x)); }
+    adder(base) { return (x) => base + x; }
+    boom() { throw new RangeError('nope from the callee'); }
+    alarm() { return 'an alarm handler'; }
+    async fetch(request) { return new Response(request.method + ' ' + new URL(request.url).pathname + ' ' + await request.text(), { status: 201, headers: { 'x-api': '1' } }); }
+  }
+  export class Named extends WorkerEntrypoint { who() { return 'named'; } }
+  export class NotAnEntrypoint { who() { return 'plain'; } }
+`);
+
+test('a method of the default export: arguments and result structured-cloned', async () => {
+  const r = await call(
+    `export default { async fetch(req, env) {
+      const d = new Date(5);
+      const out = await env.API.echo({ n: 1, s: 'x', list: [1, 2], bytes: new Uint8Array([1, 2, 3]), d });
+      let map; try { await env.API.echo(new Map()); map = 'sent' } catch (e) { map = e.message }
+      return Response.json([await env.API.add(1, 2), out.n, out.list, [...out.bytes], out.d instanceof Date && out.d.getTime(), map]);
+    } }`,
+    API,
+  );
+  assert.equal(r.status, 200, r.body);
+  assert.deepEqual(json(r), [3, 1, [1, 2], [1, 2, 3], 5, 'Cannot serialize value: [object Map]']);
+});
+
+test('functions and RpcTargets by reference, callbacks both ways, using/dispose', async () => {
+  const r = await call(
+    `export default { async fetch(req, env) {
+      const twice = await env.API.twice((x) => x * 3, 2);
+      using counter = await env.API.counter();
+      await counter.inc(); await counter.inc(5);
+      const value = await counter.value;
+      const add10 = await env.API.adder(10);
+      const eleven = await add10(1);
+      return Response.json([twice, value, eleven]);
+    } }`,
+    API,
+  );
+  assert.equal(r.status, 200, r.body);
+  assert.deepEqual(json(r), [18, 6, 11]);
+});
+
+test('what is not callable: instance properties, Object.prototype, missing methods; errors carry their type', async () => {
+  const r = await call(
+    `export default { async fetch(req, env) {
+      const out = {};
+      const t = async (name, f) => { try { out[name] = ['ok', await f()]; } catch (e) { out[name] = [e.name, e.message]; } };
+      await t('instance', () => env.API.secret);
+      await t('ctx', () => env.API.ctx);
+      await t('ctor', () => env.API.constructor());
+      await t('toString', () => env.API.toString());
+      await t('missing', () => env.API.nothing());
+      await t('boom', () => env.API.boom());
+      await t('alarm', () => env.API.alarm());
+      await t('dup', () => env.API.dup().add(1, 1));
+      return Response.json(out);
+    } }`,
+    API,
+  );
+  assert.equal(r.status, 200, r.body);
+  const out = json(r) as Record<string, [string, string]>;
+  // As workerd words them.
+  assert.deepEqual(out.instance, ['TypeError', 'The RPC receiver does not implement the method "secret".']);
+  assert.deepEqual(out.ctx, ['TypeError', 'The RPC receiver does not implement the method "ctx".']);
+  assert.deepEqual(out.alarm, ['TypeError', "'alarm' is a reserved method and cannot be called over RPC."]);
+  // dup() is the stub's own (a second reference), never a call.
+  assert.deepEqual(out.dup, ['ok', 2]);
+  // Object.prototype's names are the stub's own, never the callee's.
+  assert.equal(out.ctor![0], 'TypeError');
+  assert.deepEqual(out.toString, ['ok', '[object RpcStub]']);
+  assert.deepEqual(out.missing, ['TypeError', 'The RPC receiver does not implement the method "nothing".']);
+  assert.deepEqual(out.boom, ['RangeError', 'nope from the callee']);
+});
+
+test('ctx.props are the binding’s; a named entrypoint; fetch is a Request and a Response', async () => {
+  const props = await call(`export default { async fetch(req, env) { return Response.json(await env.API.props()) } }`, API, { props: { tenant: 't', n: 1 } });
+  assert.deepEqual(json(props), { tenant: 't', n: 1 });
+  const named = await call(`export default { async fetch(req, env) { return new Response(await env.API.who()) } }`, API, { entrypoint: 'Named' });
+  assert.equal(named.body, 'named');
+  const fetched = await call(
+    `export default { async fetch(req, env) {
+      const res = await env.API.fetch('http://api/x/y', { method: 'POST', body: 'payload' });
+      return Response.json([res.status, res.headers.get('x-api'), await res.text()]);
+    } }`,
+    API,
+  );
+  assert.deepEqual(json(fetched), [201, '1', 'POST /x/y payload']);
+});
+
+test('an entrypoint that is not one is refused with what to export; an object default export: fetch, and one-argument functions', async () => {
+  const plain = await call(
+    `export default { async fetch(req, env) { try { await env.API.who(); return new Response('called') } catch (e) { return new Response(e.message) } } }`,
+    API,
+    {
+      entrypoint: 'NotAnEntrypoint',
+    },
+  );
+  assert.match(plain.body, /does not extend WorkerEntrypoint/);
+  const objectStyle = worker(
+    `export default { fetch(req) { return new Response('object ' + req.method) }, one(a, env, ctx) { return [a, typeof env, typeof ctx.waitUntil] }, alarm() {}, value: 5 }`,
+  );
+  const r = await call(
+    `export default { async fetch(req, env) {
+      const res = await env.API.fetch('http://x/');
+      const t = async (f) => { try { return await f() } catch (e) { return e.message } };
+      return Response.json([await res.text(), await t(() => env.API.one(1)), await t(() => env.API.one(1, 2)), await t(() => env.API.alarm(1)), await t(() => env.API.nothing(1))]);
+    } }`,
+    objectStyle,
+  );
+  const out = json(r) as unknown[];
+  assert.deepEqual(out.slice(0, 2), ['object GET', [1, 'object', 'function']]);
+  assert.match(String(out[2]), /wrong number of arguments/);
+  assert.equal(out[3], "'alarm' is a reserved method and cannot be called over RPC.");
+  assert.equal(out[4], 'The RPC receiver does not implement the method "nothing".');
+});
+
+test('the session ends with the caller’s request: a stub kept past it fails, env.API opens a new one', async () => {
+  const capabilities: CapabilityHost = {
+    call: () => Promise.reject(new Error('no capabilities here')),
+    connect: (_target, toIsolate) => rt.serve(API, 'default', {}, toIsolate, { log: () => {} }),
+  };
+  const bundle = worker(
+    `let kept;
+     export default { async fetch(req, env) {
+       if (!kept) { kept = await env.API.counter(); await kept.inc(); return new Response('first'); }
+       let old; try { old = await kept.inc(); } catch (e) { old = e.message; }
+       return Response.json([old, await env.API.add(2, 2)]);
+     } }`,
+    { bindings: [{ type: 'service', name: 'API', service: 'callee' }] },
+  );
+  const first = await rt.handle(bundle, GET, { log: () => {}, capabilities });
+  assert.equal(text(first.body), 'first');
+  // The scope ends once the isolate has no request in flight: the host ends it a moment after the answer.
+  let answer: [unknown, number] = [undefined, 0];
+  for (let i = 0; i < 50 && typeof answer[0] !== 'string'; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    answer = JSON.parse(text((await rt.handle(bundle, GET, { log: () => {}, capabilities })).body)) as [unknown, number];
+  }
+  assert.match(String(answer[0]), /request that opened this RPC session has ended/);
+  assert.equal(answer[1], 4);
+});
+
+test('calls count toward the caller’s subrequests; the callee’s CPU limit holds and ends only the callee', async () => {
+  const many = await call(
+    `export default { async fetch(req, env) {
+      let n = 0;
+      try { for (let i = 0; i < 60; i++) { await env.API.add(i, 0); n++; } } catch (e) { return new Response(n + ' ' + e.message) }
+      return new Response('all ' + n);
+    } }`,
+    API,
+  );
+  assert.match(many.body, /^50 Too many subrequests/);
+  const spinner = worker(
+    `import { WorkerEntrypoint } from 'cloudflare:workers';
+     export default class extends WorkerEntrypoint { spin() { for (;;) {} } }`,
+    { limits: { cpuMs: 50 } },
+  );
+  const r = await call(
+    `export default { async fetch(req, env) { try { await env.API.spin() } catch (e) { return new Response('caller saw: ' + e.message) } } }`,
+    spinner,
+  );
+  assert.equal(r.status, 200);
+  assert.equal(r.body, 'caller saw: the called worker failed: worker exceeded its CPU time limit of 50 ms');
+  // The callee's log says why (it arrives as the callee's isolate goes).
+  for (let i = 0; i < 50 && !r.logs.some((l) => /CPU time limit of 50 ms/.test(l.message)); i++) await new Promise((res) => setTimeout(res, 20));
+  assert.deepEqual(
+    r.logs.map((l) => l.message),
+    ['worker exceeded its CPU time limit of 50 ms'],
+  );
+});
