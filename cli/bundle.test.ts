@@ -32,7 +32,36 @@ test('a file only a dropped rule matches, and a node: import, fail the bundle wi
   writeFileSync(join(dir, 'w.js'), `import a from './a.txt'; export default { fetch: () => new Response(a) };`);
   await assert.rejects(bundleWorker(join(dir, 'w.js'), { rules: [{ type: 'Text', globs: ['**/*.sql'] }] }), /matched the module rule .* "fallthrough": true/);
   writeFileSync(join(dir, 'n.js'), `import { Buffer } from 'node:buffer'; export default { fetch: () => new Response(Buffer.from('x')) };`);
-  await assert.rejects(bundleWorker(join(dir, 'n.js')), /node:buffer: Node\.js modules \(nodejs_compat\) are not available in Cordon yet/);
+  await assert.rejects(bundleWorker(join(dir, 'n.js')), /node:buffer: Node\.js modules need the nodejs_compat compatibility flag/);
+});
+
+test('nodejs_compat: node:* and, from v2, bare names and the globals; async functions lowered only where AsyncLocalStorage is imported', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-bundle-'));
+  writeFileSync(
+    join(dir, 'n.js'),
+    `import { Buffer as B } from 'node:buffer'; import EE from 'events'; export default { async fetch() { await 1; return new Response(B.from(String(typeof EE)) + Buffer.from('x')) } };`,
+  );
+  const v2 = await bundleWorker(join(dir, 'n.js'), { compatibilityDate: '2025-06-01', compatibilityFlags: ['nodejs_compat'] });
+  const code = v2.modules[0]!.content;
+  assert.doesNotMatch(code, /^import .*node:/m, 'everything but the runtime modules is bundled');
+  assert.match(code, /async fetch\(\)/, 'no lowering without AsyncLocalStorage');
+  // Before 2024-09-23 (v1): no bare names, no globals.
+  await assert.rejects(
+    bundleWorker(join(dir, 'n.js'), { compatibilityDate: '2024-01-01', compatibilityFlags: ['nodejs_compat'] }),
+    /Could not resolve "events"/,
+  );
+  writeFileSync(
+    join(dir, 'a.js'),
+    `import { AsyncLocalStorage } from 'node:async_hooks'; const a = new AsyncLocalStorage(); export default { async fetch() { await 1; return new Response(a.getStore()) } };`,
+  );
+  const als = (await bundleWorker(join(dir, 'a.js'), { compatibilityFlags: ['nodejs_als'] })).modules[0]!.content;
+  assert.match(als, /^import .* from "node:async_hooks";$/m, "node:async_hooks is the runtime's");
+  assert.doesNotMatch(als, /async fetch\(\)/, 'await is lowered to then');
+  assert.match(als, /__async\(/);
+  // A stand-in where Workers has the module is named.
+  writeFileSync(join(dir, 'h.js'), `import http from 'node:http'; export default { fetch: () => new Response(typeof http.request) };`);
+  const h = await bundleWorker(join(dir, 'h.js'), { compatibilityDate: '2025-09-01', compatibilityFlags: ['nodejs_compat'] });
+  assert.match(h.notes.join('\n'), /node:http: Workers provides this module at this compatibility date; Cordon has only unenv's stand-in/);
 });
 
 test('packages resolve by the workerd condition first, and by module/main without an exports map', async () => {

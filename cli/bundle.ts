@@ -14,10 +14,13 @@ import { basename, relative, resolve } from 'node:path';
 import { cliError } from './admin-client.ts';
 import type { BuildSettings, ModuleRule, RuleType } from './worker-config.ts';
 import type { WorkerModule } from '../schemas/worker.ts';
+import { LOWERED_ASYNC, nodeCompat, nodePlugin, POPULATE_ENV_DEFINE } from './nodejs-compat.ts';
 
 export interface Bundle {
   mainModule: string;
   modules: WorkerModule[];
+  /** What the user should know about the bundle (Node.js modules Cordon only has a stand-in for). */
+  notes: string[];
 }
 
 /** wrangler's default rules, applied after the config's own. */
@@ -99,8 +102,10 @@ function moduleRules(settings: BuildSettings, modules: Map<string, WorkerModule>
           }));
         }
       }
-      // Without this, esbuild's answer is a hint to bundle for Node: say what is really missing.
-      b.onResolve({ filter: /^node:/ }, (args) => ({ errors: [{ text: `${args.path}: Node.js modules (nodejs_compat) are not available in Cordon yet` }] }));
+      // Without nodejs_compat (its plugin comes first), esbuild's answer is a hint to bundle for Node: say what is missing.
+      b.onResolve({ filter: /^node:/ }, (args) => ({
+        errors: [{ text: `${args.path}: Node.js modules need the nodejs_compat compatibility flag ("compatibility_flags": ["nodejs_compat"])` }],
+      }));
     },
   };
 }
@@ -112,7 +117,21 @@ function formatMessage(m: Message): string {
 }
 
 export async function bundleWorker(entry: string, settings: BuildSettings = {}): Promise<Bundle> {
+  const compat = nodeCompat(settings.compatibilityDate, settings.compatibilityFlags ?? []);
+  const first = await build1(entry, settings, compat, false);
+  // AsyncLocalStorage's context follows `then`, not native `await`: lower them when the bundle uses it.
+  const { mainModule, modules, notes } = first.imports.has('node:async_hooks') ? await build1(entry, settings, compat, true) : first;
+  return { mainModule, modules, notes };
+}
+
+async function build1(
+  entry: string,
+  settings: BuildSettings,
+  compat: ReturnType<typeof nodeCompat>,
+  lowerAsync: boolean,
+): Promise<Bundle & { imports: Set<string> }> {
   const modules = new Map<string, WorkerModule>();
+  const node = compat.off ? undefined : nodePlugin(compat);
   try {
     const result = await build({
       entryPoints: [resolve(entry)],
@@ -127,20 +146,32 @@ export async function bundleWorker(entry: string, settings: BuildSettings = {}):
       keepNames: true,
       external: ['cloudflare:*'],
       // As wrangler: NODE_ENV from the deploying shell when it is set, then the config's `define`.
-      define: { ...(process.env.NODE_ENV ? { 'process.env.NODE_ENV': JSON.stringify(process.env.NODE_ENV) } : {}), ...settings.define },
+      define: {
+        ...(process.env.NODE_ENV ? { 'process.env.NODE_ENV': JSON.stringify(process.env.NODE_ENV) } : {}),
+        ...node?.define,
+        [POPULATE_ENV_DEFINE]: String(compat.populateEnv),
+        ...settings.define,
+      },
+      inject: node?.inject,
+      supported: lowerAsync ? LOWERED_ASYNC : undefined,
       alias: settings.alias,
       minify: settings.minify,
       jsxFactory: settings.jsxFactory,
       jsxFragment: settings.jsxFragment,
       tsconfig: settings.tsconfig,
-      plugins: [moduleRules(settings, modules)],
+      plugins: [...(node ? [node.plugin] : []), moduleRules(settings, modules)],
       write: false,
+      metafile: true,
       logLevel: 'silent',
       outfile: 'worker.js',
     });
     const out = result.outputFiles.find((f) => f.path.endsWith('worker.js'));
     if (!out) throw cliError('esbuild produced no output');
-    return { mainModule: 'worker.js', modules: [{ name: 'worker.js', type: 'esm', content: out.text }, ...modules.values()] };
+    const imports = new Set(Object.values(result.metafile.outputs).flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path)));
+    const notes = [...(node?.standIns ?? [])].map(
+      (m) => `node:${m}: Workers provides this module at this compatibility date; Cordon has only unenv's stand-in (its functions throw "not implemented")`,
+    );
+    return { mainModule: 'worker.js', modules: [{ name: 'worker.js', type: 'esm', content: out.text }, ...modules.values()], notes, imports };
   } catch (e) {
     const errors = (e as { errors?: Message[] }).errors;
     if (errors?.length) throw cliError(`could not bundle ${entry}:\n${errors.map(formatMessage).join('\n')}`);

@@ -148,6 +148,7 @@ async function main(argv: string[]): Promise<number> {
         vars[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
       const bundle = await bundleWorker(entry, file?.build);
+      for (const note of bundle.notes) process.stderr.write(`cordon: note: ${note}\n`);
       const limits: Record<string, number> = {
         cpuMs: positiveInt(values['cpu-ms'], '--cpu-ms') ?? file?.cpuMs ?? 1000,
         wallMs: positiveInt(values['wall-ms'], '--wall-ms') ?? file?.wallMs ?? 30_000,
@@ -177,7 +178,8 @@ async function main(argv: string[]): Promise<number> {
           denyHosts: [...(file?.egress?.denyHosts ?? []), ...(values['deny-host'] ?? [])],
           denyCidrs: [...(file?.egress?.denyCidrs ?? []), ...(values['deny-cidr'] ?? [])],
         },
-        ...bundle,
+        mainModule: bundle.mainModule,
+        modules: bundle.modules,
       })) as { worker: string; version: string; routes: string[]; defaultRoute: string | null };
       process.stdout.write(`deployed ${result.worker} version ${result.version}${result.routes.length ? ` on ${result.routes.join(', ')}` : ''}\n`);
       if (result.defaultRoute) process.stdout.write(`also on ${result.defaultRoute} (its default route)\n`);

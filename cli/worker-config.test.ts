@@ -94,7 +94,7 @@ test('sections Cordon does not implement are refused together, each named with w
       main: 'a.js',
       kv_namespaces: [{ binding: 'K', id: '1' }],
       durable_objects: { bindings: [{ name: 'D', class_name: 'C' }] },
-      compatibility_flags: ['nodejs_compat'],
+      compatibility_flags: ['nodejs_compat', 'streams_enable_constructors'],
       frobnicate: 1,
       observability: { enabled: true },
       rules: [{ type: 'PythonModule', globs: ['**/*.py'] }],
@@ -106,7 +106,7 @@ test('sections Cordon does not implement are refused together, each named with w
       for (const want of [
         /kv_namespaces: KV is not implemented/,
         /durable_objects: Durable Objects are not implemented/,
-        /compatibility_flags: /,
+        /compatibility_flags: streams_enable_constructors: a compatibility flag Cordon does not implement \(it honours nodejs_compat, /,
         /frobnicate: a section Cordon does not know/,
         /rules: PythonModule/,
       ])

@@ -19,6 +19,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { VarValue } from '../schemas/worker.ts';
 import { cliError } from './admin-client.ts';
+import { unknownFlags } from './nodejs-compat.ts';
 
 const Route = z.union([z.string(), z.object({ pattern: z.string(), zone_name: z.string().optional(), custom_domain: z.boolean().optional() })]);
 
@@ -35,7 +36,11 @@ const Config = z
   .object({
     name: z.string(),
     main: z.string(),
-    compatibility_date: z.string().optional(),
+    compatibility_date: z
+      .string()
+      .regex(/^\d{4}-\d{2}-\d{2}$/, 'a date as YYYY-MM-DD')
+      .optional(),
+    compatibility_flags: z.array(z.string()).default([]),
     route: Route.optional(),
     routes: z.array(Route).default([]),
     vars: z.record(z.string(), VarValue).default({}),
@@ -135,7 +140,6 @@ const REFUSED: Record<string, string> = {
   wasm_modules: `service-worker wasm_modules are ${NOT_YET}; import the .wasm file from the worker instead`,
   text_blobs: `service-worker text_blobs are ${NOT_YET}; import the file from the worker instead (a Text module)`,
   data_blobs: `service-worker data_blobs are ${NOT_YET}; import the file from the worker instead (a Data module)`,
-  compatibility_flags: `compatibility flags (nodejs_compat among them) are ${NOT_YET}; remove them, or deploy code that needs none`,
   node_compat: `Node.js polyfills (node_compat) are ${NOT_YET}`,
   build: `custom builds are not run by Cordon; run your build, then deploy with "main" naming its output`,
   no_bundle: `deploying without bundling is ${NOT_YET}; remove no_bundle and let deploy bundle the worker`,
@@ -189,6 +193,9 @@ export interface BuildSettings {
   jsxFactory?: string;
   jsxFragment?: string;
   tsconfig?: string;
+  /** Which Node.js modules and globals the bundle gets (nodejs-compat.ts). */
+  compatibilityDate?: string;
+  compatibilityFlags?: string[];
 }
 
 /** Where an offset falls in the text, as line:column (1-based). */
@@ -245,6 +252,8 @@ export function readWorkerConfig(file: string): WorkerConfig {
     if (rule.type.startsWith('Python')) refused.push(`  rules: ${rule.type} modules are ${NOT_YET}`);
     // wrangler applies JavaScript rules only with find_additional_modules; esbuild bundles JavaScript anyway.
   }
+  const flags = unknownFlags(c.compatibility_flags);
+  if (flags) refused.push(`  compatibility_flags: ${flags}`);
   if (refused.length) throw cliError(`${file}: Cordon cannot deploy this worker as configured:\n${refused.join('\n')}`);
   const bound = new Set([...c.cordon.storage, ...c.cordon.directories]);
   for (const w of c.workflows) if (bound.has(w.binding)) throw cliError(`${file}: workflows: binding ${w.binding} is also a storage or directory binding`);
@@ -280,6 +289,8 @@ export function readWorkerConfig(file: string): WorkerConfig {
       jsxFactory: c.jsx_factory,
       jsxFragment: c.jsx_fragment,
       tsconfig: c.tsconfig && resolve(root, c.tsconfig),
+      compatibilityDate: c.compatibility_date,
+      compatibilityFlags: c.compatibility_flags,
     },
     notes,
   };

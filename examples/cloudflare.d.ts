@@ -1,4 +1,4 @@
-// The few types of Cordon's `cloudflare:*` built-in modules the examples use (for `tsc --noEmit`).
+// The few types of Cordon's `cloudflare:*` built-in modules the examples and cli/node-polyfills use (for `tsc --noEmit`).
 declare module 'cloudflare:workers' {
   export class WorkerEntrypoint<Env = unknown, Props = unknown> {
     constructor(ctx: unknown, env: Env);
@@ -10,6 +10,8 @@ declare module 'cloudflare:workers' {
     protected ctx: unknown;
     protected env: Env;
   }
+  /** The worker's env, as its handlers receive it. */
+  export const env: Record<string, unknown>;
 }
 declare module 'cloudflare:workflows' {
   // Declared as tenant code sees it: the isolate's own class (services/sandbox/runtime/bootstrap/workflow-step.ts), not a CordonError.

@@ -16,7 +16,13 @@ const BUILTINS: Record<string, string> = {
     export class WorkerEntrypoint extends Base {}
     export class DurableObject extends Base {}
     export class WorkflowEntrypoint extends Base {}
-    export const env = {};`,
+    export const env = globalThis.${BUILTINS_GLOBAL}.env();`,
+  // The runtime's own AsyncLocalStorage (bootstrap/async-context.ts): the context follows the worker's continuations.
+  'node:async_hooks': `
+    const m = globalThis.${BUILTINS_GLOBAL}.asyncHooks;
+    export const AsyncLocalStorage = m.AsyncLocalStorage;
+    export const AsyncResource = m.AsyncResource;
+    export default m;`,
   // The runtime's own class (bootstrap/workflow-step.ts), so a step knows it when the tenant throws it.
   'cloudflare:workflows': `export const NonRetryableError = globalThis.${BUILTINS_GLOBAL}.NonRetryableError;`,
 };

@@ -20,6 +20,7 @@ import { RpcTarget } from './capnweb.ts';
 import { makeExports } from './entrypoints.ts';
 import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
 import { requests, type Handler, type HandlerClass } from './request-state.ts';
+import { asyncHooks, enterRoot } from './async-context.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
 // --- what the response path needs, captured before tenant code can patch anything ------------------
@@ -70,7 +71,12 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   const shipped = new Map<string, WebAssembly.Module | ArrayBuffer>();
   Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
   // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
-  Object.defineProperty(g, BUILTINS_GLOBAL, { value: Object.freeze({ NonRetryableError, RpcTarget }), configurable: true, enumerable: false, writable: false });
+  Object.defineProperty(g, BUILTINS_GLOBAL, {
+    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, env: () => requests.env }),
+    configurable: true,
+    enumerable: false,
+    writable: false,
+  });
 
   function ship(name: string, type: string, bytes: ArrayBuffer): string {
     if (type === 'data') {
@@ -164,6 +170,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
    * request holds up no other.
    */
   function runBatch(batchJson: string, bodies: (ArrayBuffer | null)[] | null, now: number): void {
+    enterRoot();
     const batch = JSONparse(batchJson) as [string, number][];
     for (let i = 0; i < batch.length; i++) {
       const meta = batch[i]![0];
@@ -264,6 +271,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   async function runWorkflow(className: string, eventWire: string, stepHandle: string, now: number): Promise<string> {
     requests.active++;
     setClock(now);
+    enterRoot();
     resetSubrequests();
     const cls = exported[className] as WorkflowClass | undefined;
     if (typeof cls !== 'function' || typeof (cls.prototype as { run?: unknown } | undefined)?.run !== 'function') {
@@ -301,6 +309,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   async function runScheduled(cron: string, scheduledTime: number, now: number): Promise<string> {
     requests.active++;
     setClock(now);
+    enterRoot();
     resetSubrequests();
     const h = requests.handler;
     const target = typeof h === 'function' ? (h.prototype as Handler | undefined) : h;
@@ -325,6 +334,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   /** An event from the client end of a WebSocket (through ingress and the host) for the server end here. */
   function wsEvent(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number): void {
     setClock(now);
+    enterRoot();
     try {
       WebSocket.deliver(id, type, data, code, reason);
     } catch (e) {

@@ -37,6 +37,7 @@ import { loaderBinding } from './worker-loader.ts';
 import { cancelStream, pull } from './response-out.ts';
 import { inRequest, requests } from './request-state.ts';
 import { makeRequestPath } from './entry.ts';
+import { enterRoot } from './async-context.ts';
 import {
   CALLBACK_GLOBALS,
   ENTRY_GLOBAL,
@@ -148,7 +149,8 @@ requests.env = makeEnv(options.vars, options.bindings, envDeps);
 const entry: Entry = {
   ...makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests: subrequests.reset, envDeps, pipes, logError }),
   fireTimer: timers.fire,
-  pull,
+  // A response body pulled by the host runs the worker's pull() from the empty async context, as any host entry.
+  pull: (seq: number) => (enterRoot(), pull(seq)),
   cancelStream,
 };
 g[ENTRY_GLOBAL] = entry;

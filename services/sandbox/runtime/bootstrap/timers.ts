@@ -5,6 +5,7 @@
  */
 import type { HostCallbacks } from '../abi.ts';
 import { setClock } from './clock.ts';
+import { bindToFrame, enterRoot } from './async-context.ts';
 
 const MAX_TIMERS = 10_000;
 const PromiseCtor = Promise;
@@ -32,7 +33,7 @@ export function installTimers(
     if (timers.size >= MAX_TIMERS) throw new RangeError(`too many pending timers (limit ${MAX_TIMERS})`);
     const delay = Math.max(0, Math.min(Number(ms) || 0, 2 ** 31 - 1));
     const id = nextTimer++;
-    timers.set(id, { fn: fn as (...a: unknown[]) => void, args, interval: repeat ? delay : undefined });
+    timers.set(id, { fn: bindToFrame(fn as (...a: unknown[]) => void), args, interval: repeat ? delay : undefined });
     host.setTimer(id, delay);
     return id;
   }
@@ -43,6 +44,7 @@ export function installTimers(
     const t = timers.get(id);
     if (!t) return;
     setClock(now);
+    enterRoot();
     if (t.interval === undefined) timers.delete(id);
     else host.setTimer(id, t.interval);
     try {
@@ -58,7 +60,7 @@ export function installTimers(
   g.queueMicrotask = (fn: unknown) => {
     if (typeof fn !== 'function') throw new TypeError('queueMicrotask needs a function');
     PromiseCtor.resolve()
-      .then(fn as () => void)
+      .then(bindToFrame(fn as () => void))
       .catch((e) => logError('uncaught exception in a microtask:', e));
   };
   return { add, clear, fire, clearAll: () => timers.clear() };

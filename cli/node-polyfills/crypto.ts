@@ -1,0 +1,172 @@
+/**
+ * `node:crypto` for the isolate: unenv's module (webcrypto, getRandomValues, randomUUID, constants; what
+ * it lacks throws "not implemented"), with the synchronous hashing Node code uses most computed in the
+ * isolate by @noble/hashes (audited, pure JS: the CPU is the worker's and nothing crosses to the host):
+ * createHash, createHmac, hash, pbkdf2(Sync), hkdfSync, randomBytes, randomInt, randomFillSync, timingSafeEqual.
+ */
+import { Buffer } from 'node:buffer';
+import { Transform } from 'node:stream';
+import { hkdf as nobleHkdf } from '@noble/hashes/hkdf';
+import { hmac } from '@noble/hashes/hmac';
+import { md5, sha1 } from '@noble/hashes/legacy';
+import { pbkdf2 as noblePbkdf2 } from '@noble/hashes/pbkdf2';
+import { sha224, sha256, sha384, sha512 } from '@noble/hashes/sha2';
+import * as unenv from 'unenv/node/crypto';
+
+type Algo = typeof sha256;
+const ALGOS: Record<string, Algo> = { md5, sha1, sha224, sha256, sha384, sha512 } as Record<string, Algo>;
+
+function algo(name: unknown): Algo {
+  const a = typeof name === 'string' ? ALGOS[name.toLowerCase().replace(/^rsa-/, '').replace('-', '')] : undefined;
+  if (!a) throw Object.assign(new Error(`Digest method not supported: ${String(name)}`), { code: 'ERR_CRYPTO_INVALID_DIGEST' });
+  return a;
+}
+
+type Input = string | ArrayBufferView | ArrayBuffer;
+function bytes(data: Input, encoding?: BufferEncoding): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data, encoding ?? 'utf8');
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw Object.assign(new TypeError('The "data" argument must be of type string or an instance of Buffer, TypedArray, or DataView.'), {
+    code: 'ERR_INVALID_ARG_TYPE',
+  });
+}
+function out(digest: Uint8Array, encoding?: BufferEncoding): Buffer | string {
+  const b = Buffer.from(digest);
+  return encoding ? b.toString(encoding) : b;
+}
+
+interface Hasher {
+  update(b: Uint8Array): unknown;
+  digest(): Uint8Array;
+}
+
+class Digest extends Transform {
+  #h: Hasher;
+  #done = false;
+  constructor(h: Hasher) {
+    super();
+    this.#h = h;
+  }
+  update(data: Input, encoding?: BufferEncoding): this {
+    if (this.#done) throw Object.assign(new Error('Digest already called'), { code: 'ERR_CRYPTO_HASH_FINALIZED' });
+    this.#h.update(bytes(data, encoding));
+    return this;
+  }
+  digest(encoding?: BufferEncoding): Buffer | string {
+    if (this.#done) throw Object.assign(new Error('Digest already called'), { code: 'ERR_CRYPTO_HASH_FINALIZED' });
+    this.#done = true;
+    return out(this.#h.digest(), encoding);
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.update(chunk);
+    cb();
+  }
+  override _flush(cb: () => void): void {
+    this.push(this.digest());
+    cb();
+  }
+}
+
+export class Hash extends Digest {
+  constructor(name: string) {
+    super(algo(name).create());
+  }
+}
+export class Hmac extends Digest {}
+
+export const createHash = (name: string) => new Hash(name);
+export const createHmac = (name: string, key: Input) => new Hmac(hmac.create(algo(name), bytes(key)));
+export const hash = (name: string, data: Input, encoding: BufferEncoding = 'hex') => out(algo(name)(bytes(data)), encoding);
+export const getHashes = () => Object.keys(ALGOS);
+
+export function pbkdf2Sync(password: Input, salt: Input, iterations: number, keylen: number, digest: string): Buffer {
+  return Buffer.from(noblePbkdf2(algo(digest), bytes(password), bytes(salt), { c: iterations, dkLen: keylen }));
+}
+export function pbkdf2(password: Input, salt: Input, iterations: number, keylen: number, digest: string, cb: (e: Error | null, key?: Buffer) => void): void {
+  let key: Buffer;
+  try {
+    key = pbkdf2Sync(password, salt, iterations, keylen, digest);
+  } catch (e) {
+    queueMicrotask(() => cb(e as Error));
+    return;
+  }
+  queueMicrotask(() => cb(null, key));
+}
+export function hkdfSync(digest: string, ikm: Input, salt: Input, info: Input, keylen: number): ArrayBuffer {
+  const k = nobleHkdf(algo(digest), bytes(ikm), bytes(salt), bytes(info), keylen);
+  return k.buffer.slice(k.byteOffset, k.byteOffset + k.byteLength) as ArrayBuffer;
+}
+
+export function randomFillSync<T extends ArrayBufferView>(buf: T, offset = 0, size?: number): T {
+  const view = new Uint8Array(buf.buffer, buf.byteOffset + offset, size ?? buf.byteLength - offset);
+  for (let i = 0; i < view.length; i += 65536) crypto.getRandomValues(view.subarray(i, i + 65536));
+  return buf;
+}
+export function randomBytes(size: number, cb?: (e: Error | null, b?: Buffer) => void): Buffer | undefined {
+  if (!Number.isInteger(size) || size < 0 || size > 2 ** 31 - 1)
+    throw Object.assign(new RangeError(`The value of "size" is out of range: ${size}`), { code: 'ERR_OUT_OF_RANGE' });
+  const b = randomFillSync(Buffer.alloc(size));
+  if (!cb) return b;
+  queueMicrotask(() => cb(null, b));
+  return undefined;
+}
+export function randomInt(min: number, max?: number): number {
+  if (max === undefined) [min, max] = [0, min];
+  const range = max - min;
+  if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || range <= 0 || range > 2 ** 48) {
+    throw Object.assign(new RangeError('randomInt: min and max must be safe integers with 0 < max - min <= 2^48'), { code: 'ERR_OUT_OF_RANGE' });
+  }
+  // Rejection sampling over 48 random bits, as Node does: no modulo bias.
+  const limit = 2 ** 48 - (2 ** 48 % range);
+  for (;;) {
+    const b = randomFillSync(new Uint8Array(6));
+    const n = b.reduce((acc, x) => acc * 256 + x, 0);
+    if (n < limit) return min + (n % range);
+  }
+}
+export function timingSafeEqual(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  const x = bytes(a);
+  const y = bytes(b);
+  if (x.length !== y.length)
+    throw Object.assign(new RangeError('Input buffers must have the same byte length'), { code: 'ERR_CRYPTO_TIMING_SAFE_EQUAL_LENGTH' });
+  let d = 0;
+  for (let i = 0; i < x.length; i++) d |= x[i]! ^ y[i]!;
+  return d === 0;
+}
+
+export const { webcrypto, subtle, getRandomValues, randomUUID, constants } = unenv;
+export const {
+  createCipheriv,
+  createDecipheriv,
+  createSign,
+  createVerify,
+  createPrivateKey,
+  createPublicKey,
+  createSecretKey,
+  generateKeyPair,
+  generateKeyPairSync,
+  scrypt,
+  scryptSync,
+  sign,
+  verify,
+  KeyObject,
+  X509Certificate,
+} = unenv;
+
+export default {
+  ...unenv,
+  Hash,
+  Hmac,
+  createHash,
+  createHmac,
+  hash,
+  getHashes,
+  pbkdf2,
+  pbkdf2Sync,
+  hkdfSync,
+  randomBytes,
+  randomFillSync,
+  randomInt,
+  timingSafeEqual,
+};

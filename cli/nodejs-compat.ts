@@ -1,0 +1,190 @@
+/**
+ * `nodejs_compat` at deploy, as wrangler does it: `node:*` imports are resolved while bundling, from
+ * unenv's polyfills (the ones wrangler uses where workerd has no module of its own) and, where unenv has
+ * only a stand-in for a module Workers really provides, from a working implementation in the isolate
+ * (`cli/node-polyfills/`: streams from readable-stream, crypto hashes from @noble/hashes, zlib from
+ * fflate, `process.env` from the worker's env). `node:async_hooks` is the runtime's own
+ * (services/sandbox/runtime/bootstrap/async-context.ts), so a bundle that imports it gets its `await`s
+ * lowered to `then` (esbuild's `__async` helper), the only way its continuations can carry the context.
+ * `@cloudflare/unenv-preset` says which modules Workers provides at the worker's compatibility date and
+ * flags; those Cordon only has unenv's stand-in for are named at deploy.
+ *
+ * Every polyfill runs in the worker's isolate as the worker's own code: none reaches the host.
+ */
+import { getCloudflarePreset } from '@cloudflare/unenv-preset';
+import type { Plugin } from 'esbuild';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { defineEnv } from 'unenv';
+
+/** Flags Cordon honours (each as Workers defines it); any other is refused at deploy. */
+export const COMPAT_FLAGS: Record<string, string> = {
+  nodejs_compat: 'Node.js modules (node:*) and globals (Buffer, process, global, setImmediate)',
+  nodejs_compat_v2: 'nodejs_compat with the polyfilled modules and globals whatever the date',
+  no_nodejs_compat_v2: 'nodejs_compat without the polyfilled modules and globals',
+  nodejs_als: 'node:async_hooks (AsyncLocalStorage) alone',
+  nodejs_compat_populate_process_env: 'process.env holds the string vars',
+  nodejs_compat_do_not_populate_process_env: 'process.env starts empty',
+};
+
+/** Where Workers turns nodejs_compat_v2 and process.env population on by date. */
+const V2_DATE = '2024-09-23';
+const PROCESS_ENV_DATE = '2025-04-01';
+
+/** The flags that are not Cordon's, each with why: '' when all are known. */
+export function unknownFlags(flags: string[]): string {
+  const bad = flags.filter((f) => !Object.hasOwn(COMPAT_FLAGS, f));
+  if (!bad.length) return '';
+  return `${bad.join(', ')}: ${bad.length === 1 ? 'a compatibility flag' : 'compatibility flags'} Cordon does not implement (it honours ${Object.keys(COMPAT_FLAGS).join(', ')}); remove ${bad.length === 1 ? 'it' : 'them'}`;
+}
+
+export interface NodeCompat {
+  /** No `node:*` module at all (neither nodejs_compat nor nodejs_als). */
+  off: boolean;
+  /** Only `node:async_hooks` (nodejs_als). */
+  alsOnly: boolean;
+  /** Buffer, process, global, setImmediate as globals, bare names (`buffer`) and unenv's stand-ins (v2). */
+  v2: boolean;
+  /** process.env holds the worker's string vars. */
+  populateEnv: boolean;
+  /** Modules Workers provides at this date and these flags (without the `node:` prefix). */
+  workersNative: Set<string>;
+}
+
+export function nodeCompat(date: string | undefined, flags: string[]): NodeCompat {
+  const has = (f: string) => flags.includes(f);
+  const compatibilityDate = date ?? '2024-09-03';
+  const on = has('nodejs_compat') || has('nodejs_compat_v2');
+  const v2 = on && (has('nodejs_compat_v2') || compatibilityDate >= V2_DATE) && !has('no_nodejs_compat_v2');
+  const populateEnv =
+    on && (has('nodejs_compat_populate_process_env') || compatibilityDate >= PROCESS_ENV_DATE) && !has('nodejs_compat_do_not_populate_process_env');
+  const preset = getCloudflarePreset({ compatibilityDate, compatibilityFlags: flags });
+  const workersNative = new Set((preset.external ?? []).filter((m) => !m.startsWith('node:')));
+  return { off: !on && !has('nodejs_als'), alsOnly: !on && has('nodejs_als'), v2, populateEnv, workersNative };
+}
+
+/** esbuild `supported` for a bundle using AsyncLocalStorage: async functions become generators driven by `then`. */
+export const LOWERED_ASYNC = { 'async-await': false } as const;
+
+const here = (f: string) => fileURLToPath(new URL(`./node-polyfills/${f}`, import.meta.url));
+// The trailing slash names the npm package where Node has a built-in of the same name.
+const pkg = (spec: string) => createRequire(import.meta.url).resolve(`${spec}/`);
+
+/**
+ * The modules Cordon gives a working implementation of where unenv has a stand-in; the rest are unenv's
+ * (its buffer, events, path, url, querystring, util, assert, timers, … are working ones).
+ */
+function cordonModules(): Record<string, string> {
+  const stream = here('stream.ts');
+  return {
+    stream,
+    _stream_duplex: stream,
+    _stream_passthrough: stream,
+    _stream_readable: stream,
+    _stream_transform: stream,
+    _stream_writable: stream,
+    'stream/promises': here('stream-promises.ts'),
+    'stream/consumers': here('stream-consumers.ts'),
+    string_decoder: pkg('string_decoder'),
+    // Node's EventEmitter is a function that legacy code calls (`EventEmitter.call(this)`, readable-stream
+    // does); unenv's is a class, which cannot be. The npm port of Node's own module is the function.
+    events: pkg('events'),
+    crypto: here('crypto.ts'),
+    zlib: here('zlib.ts'),
+    process: here('process.ts'),
+  };
+}
+
+/** unenv modules that work (ports of Node's own code or thin layers over Web APIs); its others are stand-ins. */
+const UNENV_WORKING = new Set([
+  'assert',
+  'assert/strict',
+  'buffer',
+  'constants',
+  'diagnostics_channel',
+  'path',
+  'path/posix',
+  'path/win32',
+  'punycode',
+  'querystring',
+  'stream/web',
+  'sys',
+  'timers',
+  'timers/promises',
+  'url',
+  'util',
+  'util/types',
+]);
+
+const ASYNC_ITERATOR_PROTO = 'Object.getPrototypeOf(Object.getPrototypeOf(async function* () {}).prototype)';
+
+/** The runtime's own modules, left as imports for the isolate to resolve (services/sandbox/runtime/modules.ts). */
+const RUNTIME = new Set(['async_hooks']);
+
+export interface NodePlugin {
+  plugin: Plugin;
+  /** For esbuild's `inject`: the globals Workers defines under nodejs_compat v2. */
+  inject: string[];
+  define: Record<string, string>;
+  /** Modules the bundle imported that Workers provides and Cordon has only unenv's stand-in for. */
+  standIns: Set<string>;
+}
+
+/** The esbuild plugin resolving `node:*` (and, with v2, bare `buffer`, `events`, …) for this compat setting. */
+export function nodePlugin(compat: NodeCompat): NodePlugin {
+  const { env } = defineEnv({ nodeCompat: true, npmShims: true, resolve: true });
+  const own = cordonModules();
+  const standIns = new Set<string>();
+  const builtins = new Set(Object.keys(env.alias).filter((k) => !k.startsWith('node:') && env.alias[`node:${k}`] !== undefined));
+  for (const m of RUNTIME) builtins.add(m);
+  for (const m of Object.keys(own)) builtins.add(m);
+  const target = (name: string): string | { external: true } => {
+    if (RUNTIME.has(name)) return { external: true };
+    if (Object.hasOwn(own, name)) return own[name]!;
+    if (compat.workersNative.has(name) && !UNENV_WORKING.has(name)) standIns.add(name);
+    const alias = env.alias[`node:${name}`] ?? env.alias[name]!;
+    // unenv aliases some modules to others (`stream/web` → `node:stream/web`): follow to a file.
+    return alias.startsWith('node:') ? target(alias.slice(5)) : alias;
+  };
+  const plugin: Plugin = {
+    name: 'cordon-nodejs-compat',
+    setup(b) {
+      // unenv's events takes %AsyncIteratorPrototype% from an async generator, which lowered `await`s turn
+      // into a plain function; the one thing it needs from it is the [Symbol.asyncIterator] returning itself.
+      b.onLoad({ filter: /[\\/]unenv[\\/]dist[\\/]runtime[\\/]node[\\/]internal[\\/]events[\\/]events\.mjs$/ }, async (args) => {
+        const source = await readFile(args.path, 'utf8');
+        const contents = source.replace(ASYNC_ITERATOR_PROTO, '{ [Symbol.asyncIterator]() { return this; } }');
+        if (contents === source) return { errors: [{ text: `${args.path}: unenv's events module changed; cli/nodejs-compat.ts must be updated` }] };
+        return { contents, loader: 'js' };
+      });
+      b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
+        const prefixed = args.path.startsWith('node:');
+        const name = prefixed ? args.path.slice(5) : args.path;
+        if (!builtins.has(name)) return undefined;
+        // Bare names are npm packages unless v2 makes them Node's (as workerd does); a polyfill's own imports always are.
+        if (!prefixed && !compat.v2 && !args.importer.includes('/unenv/') && !args.importer.includes('/node-polyfills/')) return undefined;
+        if (compat.alsOnly && name !== 'async_hooks' && !args.importer.includes('/node-polyfills/')) {
+          return { errors: [{ text: `${args.path}: only node:async_hooks is available with nodejs_als; add the nodejs_compat compatibility flag` }] };
+        }
+        const t = target(name);
+        if (typeof t === 'string') return { path: t };
+        // A CommonJS require() of a runtime module: ESM output has no require, so it becomes an import (as wrangler does).
+        return args.kind === 'require-call' ? { path: `node:${name}`, namespace: 'cordon-require-runtime' } : { path: `node:${name}`, external: true };
+      });
+      b.onLoad({ filter: /.*/, namespace: 'cordon-require-runtime' }, (args) => ({
+        contents: `import * as m from ${JSON.stringify(args.path)}; module.exports = m.default ?? m;`,
+        loader: 'js',
+      }));
+    },
+  };
+  return {
+    plugin,
+    inject: compat.v2 ? [here('globals.ts')] : [],
+    define: compat.v2 ? { global: 'globalThis' } : {},
+    standIns,
+  };
+}
+
+/** What the process polyfill is told at bundle time (a define): whether process.env holds the vars. */
+export const POPULATE_ENV_DEFINE = '__CORDON_POPULATE_PROCESS_ENV__';
