@@ -85,7 +85,7 @@ function callable(fn: unknown, what: string): (...a: unknown[]) => unknown {
   return fn as (...a: unknown[]) => unknown;
 }
 
-/** node:async_hooks' AsyncLocalStorage, as workerd has it (run, exit, getStore, bind, snapshot; no enterWith). */
+/** node:async_hooks' AsyncLocalStorage, as workerd has it (run, exit, getStore, bind, snapshot; enterWith throws, as there). */
 export class AsyncLocalStorage<T> {
   constructor() {
     install();
@@ -100,6 +100,10 @@ export class AsyncLocalStorage<T> {
     const f = callable(fn, 'AsyncLocalStorage.exit');
     if (current === undefined || !apply(mapHas, current, [this])) return apply(f, undefined, args) as R;
     return runIn(withStore(current, this, undefined, false), f, undefined, args) as R;
+  }
+  /** As workerd: a store entered for the rest of a run would outlive the run that set it. */
+  enterWith(_store: T): never {
+    throw new Error('asyncLocalStorage.enterWith() is not implemented');
   }
   /** Nothing to release: a frame is dropped with the last continuation that holds it. */
   disable(): void {}

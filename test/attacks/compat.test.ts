@@ -1,0 +1,100 @@
+/**
+ * nodejs_compat through a real mesh (issue 13): a tenant using node:* reaches nothing of the host — no
+ * real file system, child processes or sockets, `process.env` is its own vars and nothing of the sandbox's
+ * environment — and its AsyncLocalStorage context cannot leak into a later request, not even from a run
+ * cut off by the CPU limit inside `als.run` (whose own restore never ran). A bystander worker of another
+ * tenant is served throughout and sees none of it.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+
+const WORKER = `
+import fs from 'node:fs';
+import child from 'node:child_process';
+import net from 'node:net';
+import { AsyncLocalStorage } from 'node:async_hooks';
+const als = new AsyncLocalStorage();
+const attempt = (f) => { try { return 'allowed: ' + String(f()).slice(0, 80) } catch (e) { return 'refused: ' + e.message } };
+export default {
+  async fetch(req) {
+    const path = new URL(req.url).pathname;
+    if (path.endsWith('/spin')) return als.run('secret-of-request-1', () => { for (;;) {} });
+    if (path.endsWith('/store')) return Response.json({ atEntry: als.getStore() ?? null, afterAwait: await Promise.resolve().then(() => als.getStore() ?? null) });
+    return Response.json({
+      fs: attempt(() => fs.readFileSync('/etc/passwd', 'utf8')),
+      child: attempt(() => child.execSync('id')),
+      net: attempt(() => net.connect(22, '127.0.0.1')),
+      dlopen: attempt(() => process.dlopen({}, '/tmp/x.node')),
+      binding: attempt(() => process.binding('fs')),
+      env: Object.keys(process.env).sort(),
+      enterWith: attempt(() => als.enterWith('x')),
+      cwd: process.cwd(),
+    });
+  },
+};`;
+
+describe('nodejs_compat cannot reach the host, nor leak context between requests', () => {
+  let mesh: TestMesh;
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-compat-'));
+  before(async () => {
+    writeFileSync(join(dir, 'index.js'), WORKER);
+    writeFileSync(
+      join(dir, 'wrangler.json'),
+      JSON.stringify({
+        name: 'nodeish',
+        main: 'index.js',
+        compatibility_date: '2025-06-01',
+        compatibility_flags: ['nodejs_compat'],
+        vars: { MINE: 'only this' },
+        route: '*/nodeish/*',
+        limits: { cpu_ms: 50 },
+      }),
+    );
+    mesh = await startTestMesh();
+    for (const [args, cwd] of [
+      [['deploy', '--tenant', 'attacker'], dir],
+      [['deploy', 'examples/hello/index.ts', '--name', 'bystander', '--tenant', 'other', '--route', '*/bystander*'], undefined],
+    ] as const) {
+      const r = await mesh.cli([...args], cwd);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    await waitFor(
+      'both workers',
+      async () => ((await fetch(`${mesh.httpUrl}/nodeish/`)).status === 200 && (await fetch(`${mesh.httpUrl}/bystander`)).status === 200) || undefined,
+    );
+  });
+  after(async () => {
+    await mesh?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('fs, child_process, net and process reach nothing of the host; process.env is the worker own vars', async () => {
+    const res = await fetch(`${mesh.httpUrl}/nodeish/probe`);
+    const body = await res.text();
+    assert.equal(res.status, 200, body);
+    const out = JSON.parse(body);
+    for (const k of ['fs', 'child', 'net', 'dlopen', 'binding']) assert.match(out[k], /^refused: .*not implemented/, `${k}: ${out[k]}`);
+    assert.deepEqual(out.env, ['MINE']);
+    assert.match(out.enterWith, /^refused: asyncLocalStorage.enterWith\(\) is not implemented/);
+    assert.equal(out.cwd, '/');
+    assert.doesNotMatch(body, /root:|uid=|\/work\//, 'nothing of the host in the answers');
+    assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200);
+  });
+
+  test('a run cut off inside als.run leaves no store for the next request; the bystander is served', async () => {
+    const spin = await fetch(`${mesh.httpUrl}/nodeish/spin`);
+    assert.notEqual(spin.status, 200);
+    await spin.text();
+    const bystander = await fetch(`${mesh.httpUrl}/bystander`);
+    assert.equal(bystander.status, 200);
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${mesh.httpUrl}/nodeish/store`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { atEntry: null, afterAwait: null });
+    }
+  });
+});
