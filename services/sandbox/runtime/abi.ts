@@ -27,6 +27,8 @@ export interface HostCallbacks {
   setTimer(id: number, ms: number): void;
   clearTimer(id: number): void;
   idna(domain: string, options: string): string | null;
+  /** The legacy multi-byte encodings' tables, as JSON text (bootstrap/legacy-tables.ts). */
+  encodingTables(): string;
   /** The answer to request `seq` of a batch (see Entry.runBatch). */
   done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
   /** Workers RPC (bootstrap/workers-rpc.ts): the isolate opened pipe `pipe` to a binding. */
@@ -47,6 +49,7 @@ export const CALLBACK_GLOBALS = {
   setTimer: '__cordonSetTimer',
   clearTimer: '__cordonClearTimer',
   idna: '__cordonIdna',
+  encodingTables: '__cordonEncodingTables',
   done: '__cordonDone',
   rpcOpen: '__cordonRpcOpen',
   rpcSend: '__cordonRpcSend',

@@ -5,6 +5,9 @@
  *   resolved to the objects the snapshot left in LIBS_GLOBAL (abi.ts), so it is small and quick to compile.
  */
 import { build, stop, type Plugin } from 'esbuild';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ivm from 'isolated-vm';
 import * as encoding from './bootstrap/encoding.ts';
@@ -47,16 +50,14 @@ const tr46ToHost: Plugin = {
 };
 
 /**
- * whatwg-url imports `@exodus/bytes/encoding.js` only to register the legacy multi-byte encodings
- * (GBK, Big5, Shift_JIS, …: ~190 KB of tables), used when a URL's query is encoded for a non-UTF-8
- * HTML document. Workers have no documents: URL and URLSearchParams always encode UTF-8. Left out,
- * the snapshot every isolate starts from is half the size (faster to create, less memory per isolate).
+ * TextDecoder is @exodus/bytes' (every WHATWG encoding); the index tables of its multi-byte encodings
+ * (~150 KB of JSON) are kept out of the snapshot every isolate starts from: the package's lazy loader is
+ * replaced by legacy-tables.ts, which asks the host for the text on the first decode that needs them.
  */
-const noLegacyEncodings: Plugin = {
-  name: 'cordon-no-legacy-encodings',
+const legacyTablesFromHost: Plugin = {
+  name: 'cordon-legacy-tables-from-host',
   setup(build) {
-    build.onResolve({ filter: /^@exodus\/bytes\/encoding\.js$/ }, () => ({ path: 'no-legacy-encodings', namespace: 'empty' }));
-    build.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({ contents: '', loader: 'js' }));
+    build.onResolve({ filter: /multi-byte\.encodings\.cjs$/ }, () => ({ path: `${dir}legacy-tables.ts` }));
   },
 };
 
@@ -98,6 +99,8 @@ const WARMUP = `{
 export interface Bootstrap {
   snapshot: ivm.ExternalCopy<ArrayBuffer>;
   init: string;
+  /** The legacy multi-byte encodings' tables (JSON), handed to an isolate on its first use of one. */
+  legacyTables: string;
 }
 
 let cached: Promise<Bootstrap> | undefined;
@@ -105,10 +108,14 @@ let cached: Promise<Bootstrap> | undefined;
 /** Built once per process; every isolate starts from the snapshot and runs `init` in its context. */
 export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
-    const [libs, init] = await Promise.all([bundle('libs.ts', [tr46ToHost, noLegacyEncodings]), bundle('index.ts', [fromSnapshot])]);
+    const [libs, init] = await Promise.all([bundle('libs.ts', [tr46ToHost, legacyTablesFromHost]), bundle('index.ts', [fromSnapshot])]);
     // esbuild's service process is not needed again, and must not outlive the sandbox's lockdown.
     await stop();
-    return { snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP), init };
+    // Read now, with the bootstrap: a sandbox reads no files once it is locked down.
+    // (The file is not in the package's exports: found beside its multi-byte module.)
+    const multiByte = createRequire(import.meta.url).resolve('@exodus/bytes/multi-byte.js');
+    const legacyTables = await readFile(join(dirname(multiByte), 'fallback/multi-byte.encodings.json'), 'utf8');
+    return { snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP), init, legacyTables };
   })();
   return cached;
 }

@@ -142,6 +142,8 @@ export class WorkerInstance {
 
   readonly #initSource: string;
 
+  readonly #legacyTables: string;
+
   readonly #inspector: boolean;
 
   #adopted = false;
@@ -149,6 +151,7 @@ export class WorkerInstance {
   private constructor(bundle: WorkerBundle, onCatastrophe: (message: string) => void, boot: Bootstrap, inspector: boolean) {
     this.bundle = bundle;
     this.#initSource = boot.init;
+    this.#legacyTables = boot.legacyTables;
     this.#inspector = inspector;
     this.#isolate = new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
     this.#watchdogs = new Watchdogs(this.#isolate, { kill: (limit) => this.#terminate(limit), gone: () => this.dispose() });
@@ -262,6 +265,8 @@ export class WorkerInstance {
         const flags = Object.fromEntries(IDNA_OPTIONS.map((k) => [k, o[k] === true]));
         return tr46.toASCII(domain, flags);
       },
+      // The legacy multi-byte encodings' tables, read with the bootstrap (bootstrap/legacy-tables.ts).
+      encodingTables: () => this.#legacyTables,
       setTimer: (id, ms) => this.#timers.set(id, ms),
       clearTimer: (id) => this.#timers.clear(id),
       done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),

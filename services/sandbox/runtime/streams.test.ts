@@ -143,14 +143,16 @@ test('TextEncoderStream and TextDecoderStream keep characters split across chunk
         const bad = new ReadableStream({ start(c) { c.enqueue(new Uint8Array([0x61, 0xff])); c.close() } });
         for await (const _ of bad.pipeThrough(new TextDecoderStream('utf-8', { fatal: true }))) {}
       });
-      await t('label', () => new TextDecoderStream('latin1'));
+      await t('label', () => new TextDecoderStream('latin1').encoding);
+      await t('unknown', () => new TextDecoderStream('klingon'));
       await t('props', () => { const d = new TextDecoderStream('utf-8', { fatal: true }); return [d.encoding, d.fatal, d.ignoreBOM, new TextEncoderStream().encoding] });
     `),
   );
   assert.equal(out.decoded, 'héllo → 😀 wörld');
   assert.equal(out.roundtrip, 'a😀b');
   assert.match(String(out.fatal), /^TypeError: /);
-  assert.match(String(out.label), /^RangeError: /);
+  assert.equal(out.label, 'windows-1252');
+  assert.match(String(out.unknown), /^RangeError: /);
   assert.deepEqual(out.props, ['utf-8', true, false, 'utf-8']);
 });
 

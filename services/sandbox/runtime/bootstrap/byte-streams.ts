@@ -1,6 +1,6 @@
 /**
  * The stream classes of Workers that are glue over TransformStream: TextEncoderStream and
- * TextDecoderStream (UTF-8, as TextEncoder/TextDecoder here), IdentityTransformStream (bytes through
+ * TextDecoderStream (every encoding TextDecoder has), IdentityTransformStream (bytes through
  * unchanged) and FixedLengthStream (the same, refusing any other total than the one it was given).
  */
 import { TransformStream, type ReadableStream, type Transformer, type WritableStream } from 'web-streams-polyfill';
@@ -61,50 +61,24 @@ export class TextEncoderStream extends Pair<string, Uint8Array> {
   }
 }
 
-/** How many bytes at the end of `b` are the start of a UTF-8 sequence that the next chunk completes. */
-function incompleteTail(b: Uint8Array): number {
-  for (let back = 1; back <= 3 && back <= b.length; back++) {
-    const c = b[b.length - back]!;
-    if (c < 0x80) return 0;
-    if (c >= 0xc0) {
-      const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-      return need > back ? back : 0;
-    }
-  }
-  return 0;
-}
-
 export class TextDecoderStream extends Pair<BufferSource, string> {
   readonly encoding: string;
   readonly fatal: boolean;
   readonly ignoreBOM: boolean;
   constructor(label = 'utf-8', options: { fatal?: boolean; ignoreBOM?: boolean } = {}) {
-    const first = new TextDecoder(label, options);
-    const rest = new TextDecoder(label, { fatal: options.fatal, ignoreBOM: true });
-    let started = false;
-    let held = new U8(0);
-    const decode = (b: Uint8Array) => {
-      const s = (started ? rest : first).decode(b);
-      started = true;
-      return s;
-    };
+    const decoder = new TextDecoder(label, options);
     super({
       transform(chunk, controller) {
         if (typeof chunk === 'string') throw new TypeError('TextDecoderStream takes ArrayBuffer or ArrayBufferView chunks (got string)');
-        const b = bytesOf(chunk, 'TextDecoderStream');
-        const all = new U8(held.length + b.length);
-        all.set(held);
-        all.set(b, held.length);
-        const keep = incompleteTail(all);
-        held = all.slice(all.length - keep);
-        const s = decode(all.subarray(0, all.length - keep));
+        const s = decoder.decode(bytesOf(chunk, 'TextDecoderStream'), { stream: true });
         if (s.length > 0) controller.enqueue(s);
       },
       flush(controller) {
-        if (held.length > 0) controller.enqueue(decode(held));
+        const s = decoder.decode();
+        if (s.length > 0) controller.enqueue(s);
       },
     });
-    this.encoding = first.encoding;
+    this.encoding = decoder.encoding;
     this.fatal = Boolean(options.fatal);
     this.ignoreBOM = Boolean(options.ignoreBOM);
   }

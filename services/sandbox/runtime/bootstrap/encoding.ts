@@ -1,7 +1,7 @@
 /**
- * TextEncoder / TextDecoder (UTF-8 only, as in Workers) and atob / btoa for the isolate, which has
- * none of them (V8 alone ships no Web APIs). Written by hand: they are small, and the pure-JS
- * packages for them either target Node's Buffer or pull in every legacy encoding.
+ * TextEncoder (UTF-8, as everywhere), TextDecoder (every WHATWG encoding) and atob / btoa for the isolate,
+ * which has none of them (V8 alone ships no Web APIs). TextEncoder and base64 are written by hand: they are
+ * small.
  */
 const U8 = Uint8Array;
 
@@ -41,64 +41,13 @@ export class TextEncoder {
   }
 }
 
-export class TextDecoder {
-  readonly #fatal: boolean;
-  readonly #ignoreBOM: boolean;
-  constructor(label = 'utf-8', options: { fatal?: boolean; ignoreBOM?: boolean } = {}) {
-    const l = String(label).trim().toLowerCase();
-    if (l !== 'utf-8' && l !== 'utf8' && l !== 'unicode-1-1-utf-8')
-      throw new RangeError(`The encoding label provided ('${label}') is not supported: only utf-8 is`);
-    this.#fatal = Boolean(options.fatal);
-    this.#ignoreBOM = Boolean(options.ignoreBOM);
-  }
-  get encoding(): string {
-    return 'utf-8';
-  }
-  decode(input?: ArrayBuffer | ArrayBufferView): string {
-    if (input === undefined) return '';
-    const b = input instanceof ArrayBuffer ? new U8(input) : new U8(input.buffer, input.byteOffset, input.byteLength);
-    let s = '';
-    let i = !this.#ignoreBOM && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf ? 3 : 0;
-    const bad = () => {
-      if (this.#fatal) throw new TypeError('The encoded data was not valid utf-8');
-      return 0xfffd;
-    };
-    const chunk: number[] = [];
-    while (i < b.length) {
-      const c = b[i]!;
-      let cp: number;
-      let need = 0;
-      let min = 0;
-      if (c < 0x80) cp = c;
-      else if (c >= 0xc2 && c <= 0xdf) (cp = c & 0x1f), (need = 1), (min = 0x80);
-      else if (c >= 0xe0 && c <= 0xef) (cp = c & 0x0f), (need = 2), (min = 0x800);
-      else if (c >= 0xf0 && c <= 0xf4) (cp = c & 0x07), (need = 3), (min = 0x10000);
-      else {
-        chunk.push(bad());
-        i++;
-        continue;
-      }
-      let j = 1;
-      for (; j <= need; j++) {
-        const d = b[i + j];
-        if (d === undefined || (d & 0xc0) !== 0x80) break;
-        cp = (cp << 6) | (d & 0x3f);
-      }
-      if (j <= need || cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        chunk.push(bad());
-        i += j; // the lead byte and the continuation bytes that were valid
-        continue;
-      }
-      i += need + 1;
-      if (cp >= 0x10000) {
-        cp -= 0x10000;
-        chunk.push(0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
-      } else chunk.push(cp);
-      if (chunk.length > 8192) s += String.fromCharCode(...chunk.splice(0));
-    }
-    return s + String.fromCharCode(...chunk);
-  }
-}
+/**
+ * TextDecoder for every encoding of the WHATWG Encoding standard, with its labels, `fatal`, `ignoreBOM`
+ * and `stream` (@exodus/bytes, tested by its authors against the web-platform-tests). The multi-byte
+ * tables are loaded on first use (legacy-tables.ts).
+ */
+export { TextDecoder } from '@exodus/bytes/encoding.js';
+export { setLegacyTablesSource } from './legacy-tables.ts';
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 

@@ -14,7 +14,7 @@
  * leaves the entry points the host calls (the request path: entry.ts). docs/contributing.md: adding an API.
  */
 import './install-encoding.ts';
-import { atob, btoa, DOMException, TextDecoder, TextEncoder } from './encoding.ts';
+import { atob, btoa, DOMException, setLegacyTablesSource, TextDecoder, TextEncoder } from './encoding.ts';
 import { Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
 import { asyncCapCaller, capCaller } from './bindings.ts';
 import * as web from './web-globals.ts';
@@ -63,6 +63,7 @@ const taken: Partial<Record<keyof HostCallbacks, unknown>> = {};
 for (const [name, global] of Object.entries(CALLBACK_GLOBALS)) taken[name as keyof HostCallbacks] = take(global);
 const host = taken as HostCallbacks;
 setIdnaHost(host.idna);
+setLegacyTablesSource(host.encodingTables);
 setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened });
 // The host's capability dispatcher, called with applySyncPromise (blocks this isolate only) or apply.
 const capRef = take(REFERENCE_GLOBALS.capCall) as IsolateRef<HostReferences['capCall']>;
