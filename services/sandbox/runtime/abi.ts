@@ -11,6 +11,7 @@ import type * as fetchApi from './bootstrap/fetch-api.ts';
 import type * as web from './bootstrap/web-globals.ts';
 import type * as idna from './bootstrap/idna.ts';
 import type * as capnweb from './bootstrap/capnweb.ts';
+import type * as digest from './bootstrap/digest-stream.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
 import type { VarValue } from '../../../schemas/worker.ts';
 
@@ -170,6 +171,7 @@ export interface SnapshotLibs {
   web: typeof web;
   idna: typeof idna;
   capnweb: typeof capnweb;
+  digest: typeof digest;
 }
 /** Their files, relative to bootstrap/. */
 export const SNAPSHOT_MODULES = {
@@ -178,6 +180,7 @@ export const SNAPSHOT_MODULES = {
   web: './web-globals.ts',
   idna: './idna.ts',
   capnweb: './capnweb.ts',
+  digest: './digest-stream.ts',
 } as const satisfies { [K in keyof SnapshotLibs]: `./${string}.ts` };
 /** Snapshot modules imported for their effect only: nothing of them is evaluated again in the init half. */
 export const SNAPSHOT_EFFECTS = ['./install-encoding.ts'] as const;

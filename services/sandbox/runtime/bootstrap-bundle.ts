@@ -15,11 +15,12 @@ import * as fetchApi from './bootstrap/fetch-api.ts';
 import * as web from './bootstrap/web-globals.ts';
 import * as idna from './bootstrap/idna.ts';
 import * as capnweb from './bootstrap/capnweb.ts';
+import * as digest from './bootstrap/digest-stream.ts';
 import { LIBS_GLOBAL, SNAPSHOT_EFFECTS, SNAPSHOT_MODULES, type SnapshotLibs } from './abi.ts';
 
 const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
 // The same modules the snapshot evaluates (bootstrap/libs.ts): their export names, by file.
-const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb };
+const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb, digest };
 const FROM_SNAPSHOT = new Map<string, string[]>([
   ...Object.entries(SNAPSHOT_MODULES).map(
     ([lib, file]) => [file, Object.keys(libs[lib as keyof SnapshotLibs]).map((k) => `${lib}.${k}`)] as [string, string[]],

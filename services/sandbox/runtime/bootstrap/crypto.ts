@@ -1,10 +1,11 @@
 /**
- * The `crypto` global: getRandomValues and randomUUID from the host's random bytes, and crypto.subtle
- * (subtle.ts) over the host's crypto reference (host-crypto.ts).
+ * The `crypto` global: getRandomValues and randomUUID from the host's random bytes, crypto.subtle
+ * (subtle.ts) over the host's crypto reference (host-crypto.ts), and Workers' DigestStream (in the isolate).
  */
 import type { HostCallbacks, HostReferences, IsolateRef } from '../abi.ts';
 import { DOMException } from './encoding.ts';
 import { makeSubtle } from './subtle.ts';
+import { DigestStream } from './digest-stream.ts';
 
 // Called after tenant code has run: captured before it can patch them.
 const apply = Reflect.apply;
@@ -29,6 +30,7 @@ export function installCrypto(g: Record<string, unknown>, random: HostCallbacks[
   const subtle = makeSubtle((call) => cryptoRef.applySyncPromise(undefined, [call], { arguments: { copy: true } }));
   g.crypto = Object.freeze({
     subtle,
+    DigestStream,
     getRandomValues,
     randomUUID(): string {
       const b = getRandomValues(new Uint8Array(16));

@@ -1,8 +1,10 @@
 /**
  * structuredClone: plain data, Date, RegExp, ArrayBuffer and views, Map, Set and Error (as a plain
- * Error with its name and message), cycles kept; a function or symbol is a DataCloneError.
+ * Error with its name and message), cycles kept; a function, a symbol or a CryptoKey is a DataCloneError
+ * (workerd does not serialize keys either: measured, with its message).
  */
 import { DOMException } from './encoding.ts';
+import { isCryptoKey } from './subtle.ts';
 
 export function structuredClone(value: unknown, seen = new Map<unknown, unknown>()): unknown {
   if (value === null || typeof value !== 'object') {
@@ -17,6 +19,7 @@ export function structuredClone(value: unknown, seen = new Map<unknown, unknown>
     for (let i = 0; i < value.length; i++) a[i] = structuredClone(value[i], seen);
     return a;
   }
+  if (isCryptoKey(value)) throw new DOMException('Could not serialize object of type "CryptoKey". This type does not support serialization.', 'DataCloneError');
   if (value instanceof Date) out = new Date(value.getTime());
   else if (value instanceof RegExp) out = new RegExp(value.source, value.flags);
   else if (value instanceof ArrayBuffer) out = value.slice(0);

@@ -48,6 +48,11 @@ export class CryptoKey {
 }
 Object.defineProperty(CryptoKey.prototype, Symbol.toStringTag, { value: 'CryptoKey', configurable: true });
 
+/** Whether `v` is a CryptoKey made here (structuredClone refuses them). */
+export function isCryptoKey(v: object): boolean {
+  return WIRE.has(v);
+}
+
 function wireOf(key: unknown, what: string): WireKey {
   const w = typeof key === 'object' && key !== null ? WIRE.get(key) : undefined;
   if (!w) throw new TypeError(`${what} must be a CryptoKey made by this worker's crypto.subtle`);
