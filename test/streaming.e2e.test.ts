@@ -1,6 +1,12 @@
-/** Bodies streamed both ways through the real mesh (client ↔ ingress ↔ sandbox ↔ isolate), chunk by chunk. */
+/**
+ * Bodies streamed both ways through the real mesh (client ↔ ingress ↔ sandbox ↔ isolate), chunk by chunk;
+ * a body held in full over 8 MiB streams out too; a client going away is no worker exception.
+ */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
 describe('streamed responses', () => {
@@ -78,6 +84,28 @@ describe('streamed responses', () => {
     const long = await fetch(`${mesh.httpUrl}/stream?n=100&ms=100`).catch(named('the request cut by its wall limit'));
     assert.equal(long.status, 200, 'the status line went out before the cut');
     await assert.rejects(long.text(), 'the connection is cut, not ended as if complete');
-    await waitFor('the log line', async () => (/wall time limit of 8000 ms/.test((await mesh.cli(['logs', 'stream'])).stdout) ? true : undefined));
+    const log = await waitFor('the log line', async () => {
+      const out = (await mesh.cli(['logs', 'stream'])).stdout;
+      return /wall time limit of 8000 ms/.test(out) ? out : undefined;
+    });
+    assert.doesNotMatch(log, /ERR_INVALID_STATE|Controller is already closed/, 'a client going away is not a worker exception');
+  });
+
+  test('a body the worker holds in full, over 8 MiB, streams out whole', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-held-'));
+    writeFileSync(
+      join(dir, 'held.js'),
+      `export default { fetch() { const b = new Uint8Array(20 * 1024 * 1024).fill(97); b[b.length - 1] = 98; return new Response(b) } }`,
+    );
+    const r = await mesh.cli(['deploy', join(dir, 'held.js'), '--name', 'held', '--route', '*/held*', '--cpu-ms', '5000']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = await waitFor('the held worker', async () => {
+      const x = await fetch(`${mesh.httpUrl}/held`);
+      return x.status === 200 ? x : (await x.arrayBuffer(), undefined);
+    });
+    const body = new Uint8Array(await res.arrayBuffer());
+    assert.equal(body.byteLength, 20 * 1024 * 1024);
+    assert.equal(body[body.length - 1], 98);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -641,6 +641,8 @@ export class WorkerInstance {
         pull: async (controller) => {
           try {
             const chunk = (await this.#entry!.pull.apply(undefined, [seq], { result: { promise: true, copy: true }, timeout: cpuMs })) as ArrayBuffer | null;
+            // The reader cancelled (the client went away) while this chunk was on its way: nothing to hand on.
+            if (finished) return;
             if (chunk === null) {
               controller.close();
               return finish();
@@ -651,6 +653,7 @@ export class WorkerInstance {
               throw new WorkerError(500, `worker response body exceeds the ${MAX_STREAMED_BODY / MiB} MiB limit for streamed bodies`);
             controller.enqueue(new Uint8Array(chunk));
           } catch (e) {
+            if (finished) return; // cancelled meanwhile: the failure of a pull nobody waits for is no worker exception
             const err = this.#fail(e);
             controller.error(err);
             finish();

@@ -15,6 +15,10 @@ const U8 = Uint8Array;
 const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const taByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteLength')!.get!;
 const taSet = Uint8Array.prototype.set;
+const taBuffer = Object.getOwnPropertyDescriptor(TypedArrayProto, 'buffer')!.get!;
+const taByteOffset = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteOffset')!.get!;
+const PromiseCtor = Promise;
+const MathMin = Math.min;
 const checkBody = Body.check;
 const readBody = Body.read;
 const takeStream = Body.takeStream;
@@ -23,6 +27,7 @@ const StringCtor = String;
 
 /** The bounds on what a response may hand the host (BootOptions). */
 export interface Limits {
+  /** The most that crosses at once: a larger body streams out. */
   maxBody: number;
   maxHead: number;
 }
@@ -46,7 +51,8 @@ export function fail(kind: string, message: string): [string, null] {
 
 /**
  * The response as the host takes it: a JSON string and a fresh ArrayBuffer, nothing the tenant made.
- * A stream body is read to its end here (under the request's watchdogs), at most maxBody bytes.
+ * A stream body the worker has touched is read to its end here (under the request's watchdogs); a body
+ * over maxBody (what crosses to the host at once) then goes out in pieces, as an untouched stream does.
  */
 export async function serialize(response: unknown, seq: number, limits: Limits): Promise<[string, ArrayBuffer | null]> {
   try {
@@ -76,15 +82,19 @@ export async function serialize(response: unknown, seq: number, limits: Limits):
   }
   let bytes: Uint8Array | null;
   try {
-    bytes = await readBody(r, limits.maxBody);
+    // Held in full by the worker: its memory limit is the bound, as in Workers (no size cap of its own).
+    bytes = await readBody(r);
   } catch (e) {
-    if (e instanceof RangeError) return fail('too-large', `the response body is more than ${limits.maxBody} bytes; the limit is ${limits.maxBody}`);
     return fail('exception', errorText(e));
   }
   try {
     if (bytes === null) return [head, null];
     const length = apply(taByteLength, bytes, []) as number;
-    if (length > limits.maxBody) return fail('too-large', `the response body is ${length} bytes; the limit is ${limits.maxBody}`);
+    // Over what crosses to the host at once, the body goes out in pieces as the host pulls them.
+    if (length > limits.maxBody) {
+      outgoing.set(seq, pieces(bytes, length, limits.maxBody));
+      return ['~' + head, null];
+    }
     const out = new AB(length);
     apply(taSet, new U8(out), [bytes]);
     return [head, out];
@@ -93,8 +103,27 @@ export async function serialize(response: unknown, seq: number, limits: Limits):
   }
 }
 
+/** A body held in full, read out as a stream of views of at most `size` bytes (pull copies each). */
+function pieces(bytes: Uint8Array, length: number, size: number): Reader {
+  let at = 0;
+  return {
+    read: () => {
+      if (at >= length) return PromiseCtor.resolve({ done: true });
+      const value = new U8(apply(taBuffer, bytes, []) as ArrayBuffer, (apply(taByteOffset, bytes, []) as number) + at, MathMin(size, length - at));
+      at += size;
+      return PromiseCtor.resolve({ done: false, value });
+    },
+    cancel: () => {
+      at = length;
+      return PromiseCtor.resolve();
+    },
+  };
+}
+
+type Reader = { read(): Promise<{ done: boolean; value?: unknown }>; cancel(reason?: unknown): Promise<void> };
+
 /** Response bodies being streamed out, by request. */
-const outgoing = new Map<number, { read(): Promise<{ done: boolean; value?: unknown }>; cancel(reason?: unknown): Promise<void> }>();
+const outgoing = new Map<number, Reader>();
 
 /** The next chunk of request `seq`'s response body as a fresh ArrayBuffer, or null at its end. */
 export async function pull(seq: number): Promise<ArrayBuffer | null> {
