@@ -170,6 +170,7 @@ async function main(argv: string[]): Promise<number> {
         ],
         workflows: (file?.workflows ?? []).map((w) => ({ name: w.name, className: w.className })),
         crons: [...(file?.crons ?? []), ...(values.cron ?? [])],
+        workersDev: file?.workersDev ?? true,
         limits,
         origins: [...(file?.origins ?? []), ...(values.origin ?? [])],
         allowEval: values['allow-eval'] === true || file?.allowEval === true,

@@ -41,6 +41,7 @@ const Config = z
       .regex(/^\d{4}-\d{2}-\d{2}$/, 'a date as YYYY-MM-DD')
       .optional(),
     compatibility_flags: z.array(z.string()).default([]),
+    workers_dev: z.boolean().default(true),
     route: Route.optional(),
     routes: z.array(Route).default([]),
     vars: z.record(z.string(), VarValue).default({}),
@@ -85,7 +86,6 @@ const HONOURED = new Set(Object.keys(Config.shape));
 const PLATFORM_ONLY = new Set([
   '$schema',
   'account_id',
-  'workers_dev',
   'preview_urls',
   'observability',
   'logpush',
@@ -170,6 +170,8 @@ export interface WorkerConfig {
   egress?: { allowHosts: string[]; denyHosts: string[]; denyCidrs: string[] };
   /** Cron triggers (`triggers.crons`). */
   crons: string[];
+  /** `workers_dev: false`: no default route. */
+  workersDev: boolean;
   /** Workflows the worker hosts, each bound in env under `binding`. */
   workflows: { name: string; binding: string; className: string }[];
   /** Worker Loader bindings (`worker_loaders`): Dynamic Workers, docs/dynamic-workers.md. */
@@ -276,6 +278,7 @@ export function readWorkerConfig(file: string): WorkerConfig {
     egress: c.cordon.egress && { allowHosts: c.cordon.egress.allow_hosts, denyHosts: c.cordon.egress.deny_hosts, denyCidrs: c.cordon.egress.deny_cidrs },
     cpuMs: c.cordon.limits.cpu_ms ?? c.limits.cpu_ms,
     crons: c.triggers.crons,
+    workersDev: c.workers_dev,
     workflows: c.workflows.map((w) => ({ name: w.name, binding: w.binding, className: w.class_name })),
     loaders: c.worker_loaders.map((l) => l.binding),
     wallMs: c.cordon.limits.wall_ms,

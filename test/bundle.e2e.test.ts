@@ -6,11 +6,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { fetchHost, ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
 const PROJECTS = join(ROOT, 'test/fixtures/projects');
 /** The templates `npm create cloudflare` copies, from the package (a devDependency). */
@@ -76,6 +76,22 @@ describe('deploying Cloudflare projects unchanged', () => {
     const r = await mesh.cli(['deploy', '--route', '*/sw*'], project(join(PROJECTS, 'service-worker')));
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await (await get('/sw/x')).text(), 'hello from a service worker at /sw/x');
+  });
+
+  test('workers_dev: false deploys without the default route; without it the worker answers there', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-project-'));
+    writeFileSync(join(dir, 'index.js'), `export default { fetch: () => new Response('dev') }`);
+    const deploy = (name: string, extra: object) => {
+      writeFileSync(join(dir, 'wrangler.json'), JSON.stringify({ name, main: 'index.js', ...extra }));
+      return mesh.cli(['deploy'], dir);
+    };
+    const off = await deploy('nodev', { workers_dev: false });
+    assert.equal(off.code, 0, off.stderr);
+    assert.doesNotMatch(off.stdout, /default route/);
+    const on = await deploy('withdev', {});
+    assert.match(on.stdout, /also on withdev\.default\.workers\.localhost\/\* \(its default route\)/);
+    await waitFor('the default route', async () => ((await fetchHost(mesh, 'withdev.default.workers.localhost', '/')).status === 200 ? true : undefined));
+    assert.equal((await fetchHost(mesh, 'nodev.default.workers.localhost', '/')).status, 404);
   });
 
   test('sections Cordon does not implement are refused, every one named, and nothing is deployed', async () => {

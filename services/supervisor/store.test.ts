@@ -182,3 +182,17 @@ test('the wrong master key opens nothing', async () => {
   await assert.rejects(other.verifiedBundleForKey(w.codeKey), TamperedError);
   other.close();
 });
+
+test('workers_dev: false takes a worker off its default route, and a later deploy can put it back', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-store-'));
+  const s = new CodeStore(join(dir, 'code.db'), randomBytes(32), new History(join(dir, 'git')), 'workers.localhost');
+  const patterns = () => s.routingTable().routes.map((r) => r.pattern);
+  await s.deploy(input({ routes: [] }), 'operator');
+  await s.deploy(input({ name: 'cron-only', routes: [], workersDev: false }), 'operator');
+  assert.deepEqual(patterns(), ['api.acme.workers.localhost/*']);
+  assert.equal(s.defaultRoute('acme', 'cron-only'), undefined);
+  assert.equal(s.defaultRoute('acme', 'api'), 'api.acme.workers.localhost/*');
+  await s.deploy(input({ name: 'cron-only', routes: [] }), 'operator');
+  assert.deepEqual(patterns().sort(), ['api.acme.workers.localhost/*', 'cron-only.acme.workers.localhost/*']);
+  s.close();
+});

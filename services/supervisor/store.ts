@@ -47,6 +47,8 @@ export interface VersionInput {
   workflows?: WorkflowDecl[];
   crons?: string[];
   routes: string[];
+  /** Whether the worker answers at its default route too (wrangler's `workers_dev`; on unless false). */
+  workersDev?: boolean;
 }
 
 /** 500: the stored code is not what was stored, which is no caller's mistake. */
@@ -122,6 +124,10 @@ export class CodeStore {
     // Arrival order settles ties between routes; a rowid would not survive VACUUM. Older stores lack it.
     if (!(this.#db.pragma('table_info(routes)') as { name: string }[]).some((c) => c.name === 'seq')) {
       this.#db.exec('ALTER TABLE routes ADD COLUMN seq INTEGER NOT NULL DEFAULT 0; UPDATE routes SET seq = rowid;');
+    }
+    // Like routes, a worker's setting rather than a version's: `workers_dev: false` takes it off its default route.
+    if (!(this.#db.pragma('table_info(workers)') as { name: string }[]).some((c) => c.name === 'workers_dev')) {
+      this.#db.exec('ALTER TABLE workers ADD COLUMN workers_dev INTEGER NOT NULL DEFAULT 1');
     }
   }
 
@@ -208,9 +214,10 @@ export class CodeStore {
       this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
       this.#sql('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
       this.#sql(
-        `INSERT INTO workers (id, tenant, name, cordon, version, code_key, wrapped_key, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT(id) DO UPDATE SET cordon = excluded.cordon, version = excluded.version, code_key = excluded.code_key, updated_at = excluded.updated_at`,
-      ).run(id, input.tenant, input.name, input.cordon, version, codeKey, wrapped, now);
+        `INSERT INTO workers (id, tenant, name, cordon, version, code_key, wrapped_key, updated_at, workers_dev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(id) DO UPDATE SET cordon = excluded.cordon, version = excluded.version, code_key = excluded.code_key, updated_at = excluded.updated_at,
+           workers_dev = excluded.workers_dev`,
+      ).run(id, input.tenant, input.name, input.cordon, version, codeKey, wrapped, now, input.workersDev === false ? 0 : 1);
       // A pattern moving to another worker of the tenant keeps its place in the order.
       for (const pattern of routes) {
         this.#sql(
@@ -432,7 +439,9 @@ export class CodeStore {
       cordon: r.cordon,
       target: { workerId: r.workerId, version: r.version, codeKey: r.codeKey },
     });
-    const workers = this.#sql('SELECT tenant, name, id AS workerId, version, code_key AS codeKey, cordon FROM workers ORDER BY id').all() as {
+    const workers = this.#sql(
+      'SELECT tenant, name, id AS workerId, version, code_key AS codeKey, cordon FROM workers WHERE workers_dev = 1 ORDER BY id',
+    ).all() as {
       tenant: string;
       name: string;
       workerId: string;
@@ -447,8 +456,10 @@ export class CodeStore {
     };
   }
 
-  /** A worker's default route (`<worker>.<tenant>.<domain>/*`), if default routes are on. */
+  /** A worker's default route (`<worker>.<tenant>.<domain>/*`), if default routes are on and the worker did not opt out. */
   defaultRoute(tenant: string, name: string): string | undefined {
-    return this.workersDomain === '' ? undefined : defaultRoutePattern(tenant, name, this.workersDomain);
+    if (this.workersDomain === '') return undefined;
+    if (this.#sql('SELECT workers_dev FROM workers WHERE id = ?').pluck().get(`${tenant}/${name}`) === 0) return undefined;
+    return defaultRoutePattern(tenant, name, this.workersDomain);
   }
 }

@@ -49,6 +49,7 @@ const DeployRequest = z.object({
     .default([])
     .refine((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'binding names must be unique'),
   crons: z.array(z.string().max(100)).max(10, 'at most 10 cron triggers').default([]),
+  workersDev: z.boolean().default(true),
   workflows: z
     .array(WorkflowDecl)
     .max(32)
