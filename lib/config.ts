@@ -169,6 +169,10 @@ export const Settings = z.strictObject({
       env: 'CORDON_MAX_REQUEST_MB',
       description: 'a request body that streams (over 64 KiB or of unknown length) may be this long; past it, 413',
     }),
+    colo: optional(text('a short name for this site, such as an airport code'), {
+      env: 'CORDON_COLO',
+      description: "`request.cf.colo` of every request this ingress serves (Cloudflare's data-center code); unset: no `colo`",
+    }),
     maxWebsockets: setting(whole(1, 'sockets'), 10_000, {
       env: 'CORDON_MAX_WEBSOCKETS',
       description: 'open WebSockets an ingress holds at most; beyond, upgrades get 503',

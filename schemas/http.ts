@@ -23,6 +23,19 @@ const headerValue = z.string().max(MAX_HEADER_BYTES).regex(FIELD_TEXT, 'header v
 export const StatusText = z.string().max(256).regex(FIELD_TEXT, 'statusText holds a control character or a character outside Latin-1');
 export const Headers = z.array(z.tuple([headerName, headerValue])).max(MAX_HEADERS);
 
+/**
+ * `request.cf`: what a self-hosted edge knows of the connection (ingress sets it; no geolocation). The
+ * sandbox checks it like the rest of the request, and the isolate freezes it.
+ */
+export const CfProperties = z.strictObject({
+  colo: z.string().max(16).optional(),
+  httpProtocol: z.string().max(16),
+  tlsVersion: z.string().max(16).optional(),
+  tlsCipher: z.string().max(128).optional(),
+  clientAcceptEncoding: z.string().max(1024).optional(),
+});
+export type CfProperties = z.infer<typeof CfProperties>;
+
 export const WireRequest = z.object({
   method: z
     .string()
@@ -35,6 +48,7 @@ export const WireRequest = z.object({
     .regex(/^https?:\/\//, 'url must be absolute http(s)'),
   headers: Headers,
   body: bytes(MAX_BODY).nullable(),
+  cf: CfProperties.optional(),
 });
 /** The browser's end of a WebSocket, held by ingress: what the worker sends or does goes there. */
 export interface BrowserSocket {

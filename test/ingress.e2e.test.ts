@@ -55,7 +55,7 @@ describe('ingress', () => {
       writeFileSync(join(dir, `${host}.crt`), pems.cert);
       writeFileSync(join(dir, `${host}.key`), pems.private);
     }
-    mesh = await startTestMesh({ CORDON_TLS_DIR: dir, CORDON_HEADERS_TIMEOUT_MS: '1500' });
+    mesh = await startTestMesh({ CORDON_TLS_DIR: dir, CORDON_HEADERS_TIMEOUT_MS: '1500', CORDON_COLO: 'TST' });
     httpsPort = Number(mesh.env.CORDON_HTTPS_PORT);
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
     await waitFor('hello', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined);
@@ -134,6 +134,40 @@ describe('ingress', () => {
     const ids = raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase() === 'x-request-id');
     assert.deepEqual(ids, ['from-the-worker-1']);
     assert.match((await fetch(`${mesh.httpUrl}/echo`)).headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/, 'otherwise ingress names the request');
+  });
+
+  test('request.cf: the colo setting, the protocol, TLS and the client Accept-Encoding; no geolocation; frozen', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-cf-'));
+    writeFileSync(
+      join(dir, 'cf.js'),
+      `export default { fetch(request) { let changed = true; try { request.cf.colo = 'X' } catch { changed = false }
+        return Response.json({ cf: request.cf, frozen: Object.isFrozen(request.cf), changed, country: request.cf.country ?? null, asn: request.cf.asn ?? null }) } }`,
+    );
+    assert.equal((await mesh.cli(['deploy', join(dir, 'cf.js'), '--name', 'cf', '--route', '*/cf*'])).code, 0);
+    const plain = await waitFor('cf', async () => {
+      const r = await new Promise<string>((resolve, reject) => {
+        const req = httpRequest(
+          { host: '127.0.0.1', port: Number(mesh.env.CORDON_HTTP_PORT), path: '/cf', headers: { 'accept-encoding': 'gzip, br' } },
+          (res) => {
+            let body = '';
+            res.on('data', (d) => (body += d)).on('end', () => resolve(res.statusCode === 200 ? body : ''));
+          },
+        );
+        req.on('error', reject).end();
+      });
+      return r ? (JSON.parse(r) as Record<string, unknown>) : undefined;
+    });
+    assert.deepEqual(plain, {
+      cf: { colo: 'TST', httpProtocol: 'HTTP/1.1', clientAcceptEncoding: 'gzip, br' },
+      frozen: true,
+      changed: false,
+      country: null,
+      asn: null,
+    });
+    const secure = JSON.parse((await httpsGet(httpsPort, '/cf', {})).body) as { cf: Record<string, string> };
+    assert.equal(secure.cf.tlsVersion, 'TLSv1.3');
+    assert.match(secure.cf.tlsCipher ?? '', /^TLS_(AES|CHACHA20)_/);
+    assert.equal(secure.cf.colo, 'TST');
   });
 
   test('HTTP/1.1 keep-alive: requests share a connection; headers over 32 KiB get 431', async () => {

@@ -4,8 +4,9 @@
  */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import { CordonError } from '../../lib/errors.ts';
-import { MAX_BODY, WireResponse, type WireRequest } from '../../schemas/http.ts';
+import { MAX_BODY, WireResponse, type CfProperties, type WireRequest } from '../../schemas/http.ts';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -101,8 +102,22 @@ const CLIENT_IDENTITY = new Set(['cf-connecting-ip', 'x-forwarded-proto']);
 /** Headers ingress adds to every request (x-request-id and the three above): room kept for them under MAX_HEADERS. */
 export const ADDED_HEADERS = 4;
 
+/** `request.cf` from the connection: the protocol, TLS, the client's Accept-Encoding, and the configured colo. */
+export function cfOf(req: IncomingMessage, colo: string | undefined): CfProperties {
+  const tls = req.socket as Partial<TLSSocket>;
+  const cf: CfProperties = { httpProtocol: `HTTP/${req.httpVersion}` };
+  if (colo) cf.colo = colo;
+  const version = tls.encrypted ? tls.getProtocol?.() : undefined;
+  const cipher = tls.encrypted ? tls.getCipher?.()?.name : undefined;
+  if (version) cf.tlsVersion = version;
+  if (cipher) cf.tlsCipher = cipher;
+  const accept = req.headers['accept-encoding'];
+  if (accept !== undefined) cf.clientAcceptEncoding = String(accept).slice(0, 1024);
+  return cf;
+}
+
 /** `authority` is the checked Host (host.ts); `req.url` a path (origin-form), so the URL's host is exactly it. */
-export function toWireRequest(req: IncomingMessage, authority: string, requestId: string, body: Uint8Array | null): WireRequest {
+export function toWireRequest(req: IncomingMessage, authority: string, requestId: string, body: Uint8Array | null, colo?: string): WireRequest {
   const headers: [string, string][] = [];
   const raw = req.rawHeaders;
   const client = req.socket.remoteAddress ?? '';
@@ -121,7 +136,7 @@ export function toWireRequest(req: IncomingMessage, authority: string, requestId
   headers.push(['cf-connecting-ip', client]);
   headers.push(['x-forwarded-for', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`]);
   headers.push(['x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http']);
-  return { method: (req.method ?? 'GET').toUpperCase(), url: `http://${authority}${req.url ?? '/'}`, headers, body };
+  return { method: (req.method ?? 'GET').toUpperCase(), url: `http://${authority}${req.url ?? '/'}`, headers, body, cf: cfOf(req, colo) };
 }
 
 const Head = WireResponse.pick({ status: true, statusText: true, headers: true });

@@ -143,7 +143,7 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
         throw e;
       }
     }
-    const wire = toWireRequest(req, host.authority, requestId, body);
+    const wire = toWireRequest(req, host.authority, requestId, body, settings.ingress.colo);
     // A streamed body can be sent once only: such a request is never retried.
     const attempts = IDEMPOTENT.has(wire.method) && !streaming ? 2 : 1;
     let response: WireResponse | undefined;
@@ -221,7 +221,10 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     route(req) {
       const found = routeOf(req);
       if ('refusal' in found) return { status: found.refusal[0], text: `${found.refusal[1]}\nrequest id: ${found.requestId}\n` };
-      return { wire: toWireRequest(req, found.host.authority, found.requestId, null), handle: (wire) => callSandbox(found.route, wire) };
+      return {
+        wire: toWireRequest(req, found.host.authority, found.requestId, null, settings.ingress.colo),
+        handle: (wire) => callSandbox(found.route, wire),
+      };
     },
   });
   const server = createServer(limits, onRequest).on('upgrade', onUpgrade);

@@ -535,7 +535,7 @@ export class WorkerInstance {
     if (bodyStream) this.#incoming.set(seq, bodyStream.getReader());
     let result: Answer;
     try {
-      const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined });
+      const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined, cf: request.cf });
       const body = request.body ? (request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer) : null;
       result = await this.#submit(seq, meta, body);
     } catch (e) {

@@ -32,6 +32,8 @@ const PromiseCtor = Promise;
 const promiseThen = Promise.prototype.then;
 const allSettled = Promise.allSettled.bind(Promise);
 const StringCtor = String;
+const defineProperty = Object.defineProperty;
+const freeze = Object.freeze;
 
 export interface RequestPathDeps {
   g: Record<string, unknown>;
@@ -193,12 +195,14 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     requests.active++;
     setClock(now);
     resetSubrequests();
-    const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][]; streamed: boolean };
+    const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][]; streamed: boolean; cf?: Record<string, string> };
     const request = new Request(meta.url, {
       method: meta.method,
       headers: meta.headers,
       body: meta.streamed ? incomingStream(seq) : body === null ? null : new U8(body),
     });
+    // What the edge knows of the connection (ingress), read-only as in Workers; a spare's rehearsal has none.
+    if (meta.cf !== undefined) defineProperty(request, 'cf', { value: freeze(meta.cf), enumerable: true });
     const waitUntil: Promise<unknown>[] = [];
     const ctx = Object.freeze({
       waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
