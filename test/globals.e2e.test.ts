@@ -1,6 +1,8 @@
 /**
- * The stream globals through the real mesh: a worker compresses what it is sent with
- * CompressionStream and decompresses with DecompressionStream, and zlib agrees both ways.
+ * The globals through the real mesh, deployed with the CLI: a worker compresses what it is sent with
+ * CompressionStream and decompresses with DecompressionStream, and zlib agrees both ways; HTMLRewriter
+ * rewrites a page it is sent as it streams; TextDecoder reads Shift_JIS and GBK; crypto.DigestStream
+ * hashes a request body as it arrives.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,17 +10,26 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
 const WORKER = `export default { async fetch(request) {
   const url = new URL(request.url);
   const format = url.searchParams.get('format') ?? 'gzip';
   if (request.method !== 'POST') return new Response('ready');
+  if (url.pathname.endsWith('/rewrite'))
+    return new HTMLRewriter().on('a[href]', { element(e) { e.setAttribute('href', 'https://cdn.test' + e.getAttribute('href')) } }).transform(new Response(request.body, { headers: { 'content-type': 'text/html' } }));
+  if (url.pathname.endsWith('/decode')) return new Response(new TextDecoder(url.searchParams.get('label')).decode(await request.arrayBuffer()));
+  if (url.pathname.endsWith('/digest')) {
+    const d = new crypto.DigestStream('SHA-256');
+    await request.body.pipeTo(d);
+    return new Response([...new Uint8Array(await d.digest)].map((b) => b.toString(16).padStart(2, '0')).join(''));
+  }
   const s = url.pathname.endsWith('/c') ? new CompressionStream(format) : new DecompressionStream(format);
   return new Response(request.body.pipeThrough(s));
 } };`;
 
-describe('CompressionStream through the mesh', () => {
+describe('globals through the mesh', () => {
   let mesh: TestMesh;
   const dir = mkdtempSync(join(tmpdir(), 'cordon-globals-'));
   const post = async (path: string, body: Uint8Array) => {
@@ -29,7 +40,8 @@ describe('CompressionStream through the mesh', () => {
   before(async () => {
     writeFileSync(join(dir, 'worker.js'), WORKER);
     mesh = await startTestMesh();
-    const d = await mesh.cli(['deploy', join(dir, 'worker.js'), '--name', 'gz', '--route', '*/gz/*']);
+    // HTMLRewriter's first use in a sandbox process compiles lol-html's wasm on the worker's CPU (docs/compatibility.md).
+    const d = await mesh.cli(['deploy', join(dir, 'worker.js'), '--name', 'gz', '--route', '*/gz/*', '--cpu-ms', '10000']);
     assert.equal(d.code, 0, d.stderr);
     await waitFor(
       'the worker',
@@ -52,5 +64,15 @@ describe('CompressionStream through the mesh', () => {
     assert.deepEqual(new Uint8Array(gunzipSync(packed)), input);
     assert.deepEqual(await post('d?format=gzip', new Uint8Array(gzipSync(input))), input);
     assert.deepEqual(new Uint8Array(inflateRawSync(await post('c?format=deflate-raw', input))), input);
+  });
+
+  test('HTMLRewriter rewrites a page as it is sent, TextDecoder reads legacy encodings, DigestStream hashes a body as it arrives', async () => {
+    const page = `<html><body>${'<a href="/p">x</a>'.repeat(2000)}</body></html>`;
+    const rewritten = new TextDecoder().decode(await post('rewrite', new TextEncoder().encode(page)));
+    assert.equal(rewritten, page.replaceAll('href="/p"', 'href="https://cdn.test/p"'));
+    assert.equal(new TextDecoder().decode(await post('decode?label=shift_jis', new Uint8Array([0x93, 0xfa, 0x96, 0x7b]))), '日本');
+    assert.equal(new TextDecoder().decode(await post('decode?label=gbk', new Uint8Array([0xd6, 0xd0, 0xce, 0xc4]))), '中文');
+    const data = new Uint8Array(3 * 1024 * 1024).fill(7);
+    assert.equal(new TextDecoder().decode(await post('digest', data)), createHash('sha256').update(data).digest('hex'));
   });
 });

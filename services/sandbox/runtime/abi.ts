@@ -30,6 +30,8 @@ export interface HostCallbacks {
   idna(domain: string, options: string): string | null;
   /** The legacy multi-byte encodings' tables, as JSON text (bootstrap/legacy-tables.ts). */
   encodingTables(): string;
+  /** lol-html's WebAssembly, for HTMLRewriter (bootstrap/html-rewriter.ts). */
+  htmlRewriterWasm(): ArrayBuffer;
   /** The answer to request `seq` of a batch (see Entry.runBatch). */
   done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
   /** Workers RPC (bootstrap/workers-rpc.ts): the isolate opened pipe `pipe` to a binding. */
@@ -51,6 +53,7 @@ export const CALLBACK_GLOBALS = {
   clearTimer: '__cordonClearTimer',
   idna: '__cordonIdna',
   encodingTables: '__cordonEncodingTables',
+  htmlRewriterWasm: '__cordonHtmlRewriterWasm',
   done: '__cordonDone',
   rpcOpen: '__cordonRpcOpen',
   rpcSend: '__cordonRpcSend',

@@ -62,6 +62,38 @@ const legacyTablesFromHost: Plugin = {
   },
 };
 
+/**
+ * html-rewriter-wasm's glue is written for Node: its `fs`, `util` and `assert` are stand-ins from
+ * html-rewriter.ts (the wasm bytes come from the host), and it compiles and instantiates the wasm with the
+ * built-ins the lockdown kept for the runtime's own modules, charged to the worker's memory.
+ */
+const htmlRewriterGlue: Plugin = {
+  name: 'cordon-html-rewriter-glue',
+  setup(build) {
+    const inPackage = /[\\/]html-rewriter-wasm[\\/]/;
+    build.onResolve({ filter: /^(fs|util|assert|cordon:webassembly)$/ }, (args) =>
+      inPackage.test(args.importer) ? { path: args.path, namespace: 'html-rewriter-stand-in' } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'html-rewriter-stand-in' }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(`${dir}html-rewriter.ts`)}).nodeStandIns[${JSON.stringify(args.path === 'cordon:webassembly' ? 'webAssembly' : args.path)}];`,
+      loader: 'js',
+      resolveDir: dir,
+    }));
+    build.onLoad({ filter: /[\\/]html-rewriter-wasm[\\/]dist[\\/]html_rewriter\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      const contents = source
+        // wasm-bindgen writes its requires as String.raw templates, which a bundler does not follow.
+        .replace(/require\(String\.raw`([^`]+)`\)/g, (_, id: string) => `require(${JSON.stringify(id)})`)
+        .replace("require('path').join(__dirname, 'html_rewriter_bg.wasm')", "'html_rewriter_bg.wasm'")
+        .replace('new WebAssembly.Module(bytes)', "require('cordon:webassembly').Module(bytes)")
+        .replace('new WebAssembly.Instance(wasmModule, imports)', "require('cordon:webassembly').Instance(wasmModule, imports)");
+      if (contents.includes('new WebAssembly') || contents.includes('__dirname'))
+        return { errors: [{ text: `${args.path}: html-rewriter-wasm changed; bootstrap-bundle.ts must be updated` }] };
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
 async function bundle(entry: string, plugins: Plugin[]): Promise<string> {
   const result = await build({
     entryPoints: [dir + entry],
@@ -102,6 +134,8 @@ export interface Bootstrap {
   init: string;
   /** The legacy multi-byte encodings' tables (JSON), handed to an isolate on its first use of one. */
   legacyTables: string;
+  /** lol-html's WebAssembly (html-rewriter-wasm), handed to an isolate on its first HTMLRewriter. */
+  htmlRewriterWasm: Buffer;
 }
 
 let cached: Promise<Bootstrap> | undefined;
@@ -109,14 +143,15 @@ let cached: Promise<Bootstrap> | undefined;
 /** Built once per process; every isolate starts from the snapshot and runs `init` in its context. */
 export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
-    const [libs, init] = await Promise.all([bundle('libs.ts', [tr46ToHost, legacyTablesFromHost]), bundle('index.ts', [fromSnapshot])]);
+    const [libs, init] = await Promise.all([bundle('libs.ts', [tr46ToHost, legacyTablesFromHost]), bundle('index.ts', [fromSnapshot, htmlRewriterGlue])]);
     // esbuild's service process is not needed again, and must not outlive the sandbox's lockdown.
     await stop();
     // Read now, with the bootstrap: a sandbox reads no files once it is locked down.
     // (The file is not in the package's exports: found beside its multi-byte module.)
     const multiByte = createRequire(import.meta.url).resolve('@exodus/bytes/multi-byte.js');
     const legacyTables = await readFile(join(dirname(multiByte), 'fallback/multi-byte.encodings.json'), 'utf8');
-    return { snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP), init, legacyTables };
+    const htmlRewriterWasm = await readFile(join(dirname(createRequire(import.meta.url).resolve('html-rewriter-wasm')), 'html_rewriter_bg.wasm'));
+    return { snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP), init, legacyTables, htmlRewriterWasm };
   })();
   return cached;
 }

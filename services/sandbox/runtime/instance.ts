@@ -142,7 +142,8 @@ export class WorkerInstance {
 
   readonly #initSource: string;
 
-  readonly #legacyTables: string;
+  /** The bootstrap's data an isolate may ask for on first use (legacy encoding tables, lol-html's wasm). */
+  readonly #boot: Bootstrap;
 
   readonly #inspector: boolean;
 
@@ -151,7 +152,7 @@ export class WorkerInstance {
   private constructor(bundle: WorkerBundle, onCatastrophe: (message: string) => void, boot: Bootstrap, inspector: boolean) {
     this.bundle = bundle;
     this.#initSource = boot.init;
-    this.#legacyTables = boot.legacyTables;
+    this.#boot = boot;
     this.#inspector = inspector;
     this.#isolate = new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
     this.#watchdogs = new Watchdogs(this.#isolate, { kill: (limit) => this.#terminate(limit), gone: () => this.dispose() });
@@ -266,7 +267,11 @@ export class WorkerInstance {
         return tr46.toASCII(domain, flags);
       },
       // The legacy multi-byte encodings' tables, read with the bootstrap (bootstrap/legacy-tables.ts).
-      encodingTables: () => this.#legacyTables,
+      encodingTables: () => this.#boot.legacyTables,
+      htmlRewriterWasm: () => {
+        const b = this.#boot.htmlRewriterWasm;
+        return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+      },
       setTimer: (id, ms) => this.#timers.set(id, ms),
       clearTimer: (id) => this.#timers.clear(id),
       done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),

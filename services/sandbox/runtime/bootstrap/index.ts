@@ -30,6 +30,7 @@ import { installConsole } from './console.ts';
 import { installTimers } from './timers.ts';
 import { installScheduler } from './scheduler.ts';
 import { structuredClone } from './structured-clone.ts';
+import { HTMLRewriter, setHtmlRewriterWasm } from './html-rewriter.ts';
 import { installFetch } from './fetch.ts';
 import { makeEnv, type EnvDeps } from './env.ts';
 import { Pipes, serviceBinding } from './workers-rpc.ts';
@@ -64,6 +65,7 @@ for (const [name, global] of Object.entries(CALLBACK_GLOBALS)) taken[name as key
 const host = taken as HostCallbacks;
 setIdnaHost(host.idna);
 setLegacyTablesSource(host.encodingTables);
+setHtmlRewriterWasm(host.htmlRewriterWasm);
 setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened });
 // The host's capability dispatcher, called with applySyncPromise (blocks this isolate only) or apply.
 const capRef = take(REFERENCE_GLOBALS.capCall) as IsolateRef<HostReferences['capCall']>;
@@ -101,6 +103,7 @@ Object.assign(
     MessageEvent,
     CloseEvent,
     CryptoKey,
+    HTMLRewriter,
     TextEncoder,
     TextDecoder,
     atob,
