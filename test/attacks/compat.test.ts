@@ -1,9 +1,11 @@
 /**
- * nodejs_compat through a real mesh (issue 13): a tenant using node:* reaches nothing of the host — no
- * real file system, child processes or sockets, `process.env` is its own vars and nothing of the sandbox's
- * environment — and its AsyncLocalStorage context cannot leak into a later request, not even from a run
- * cut off by the CPU limit inside `als.run` (whose own restore never ran). A bystander worker of another
- * tenant is served throughout and sees none of it.
+ * Compatibility APIs through a real mesh (issue 13). nodejs_compat: a tenant using node:* reaches nothing
+ * of the host — no real file system, child processes or sockets, `process.env` is its own vars and nothing
+ * of the sandbox's environment — and its AsyncLocalStorage context cannot leak into a later request, not
+ * even from a run cut off by the CPU limit inside `als.run` (whose own restore never ran). Bombs: an
+ * HTMLRewriter whose output grows without bound and a TextDecoder fed more than the worker can hold stop
+ * at the worker's own memory limit, in its own isolate. A bystander worker of another tenant is served
+ * throughout and sees none of it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,6 +25,18 @@ export default {
   async fetch(req) {
     const path = new URL(req.url).pathname;
     if (path.endsWith('/spin')) return als.run('secret-of-request-1', () => { for (;;) {} });
+    if (path.endsWith('/rewrite-bomb')) {
+      const big = '<p>' + 'x'.repeat(1024) + '</p>';
+      const out = new HTMLRewriter().on('p', { element(e) { e.append(big.repeat(64), { html: true }) } }).transform(new Response(big.repeat(4096)));
+      return new Response(await out.arrayBuffer());
+    }
+    if (path.endsWith('/decode-bomb')) {
+      const d = new TextDecoder('gb18030');
+      const chunk = new Uint8Array(4 * 1024 * 1024).fill(0x41);
+      const parts = [];
+      for (let i = 0; i < 64; i++) parts.push(d.decode(chunk, { stream: true }) + i);
+      return new Response(String(parts.length));
+    }
     if (path.endsWith('/store')) return Response.json({ atEntry: als.getStore() ?? null, afterAwait: await Promise.resolve().then(() => als.getStore() ?? null) });
     return Response.json({
       fs: attempt(() => fs.readFileSync('/etc/passwd', 'utf8')),
@@ -51,7 +65,8 @@ describe('nodejs_compat cannot reach the host, nor leak context between requests
         compatibility_flags: ['nodejs_compat'],
         vars: { MINE: 'only this' },
         route: '*/nodeish/*',
-        limits: { cpu_ms: 50 },
+        limits: { cpu_ms: 3000 },
+        cordon: { limits: { memory_mb: 64 } },
       }),
     );
     mesh = await startTestMesh();
@@ -83,6 +98,18 @@ describe('nodejs_compat cannot reach the host, nor leak context between requests
     assert.equal(out.cwd, '/');
     assert.doesNotMatch(body, /root:|uid=|\/work\//, 'nothing of the host in the answers');
     assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200);
+  });
+
+  test('an HTMLRewriter and a TextDecoder bomb stop at the worker memory limit; the worker and the bystander are served after', async () => {
+    for (const bomb of ['rewrite-bomb', 'decode-bomb']) {
+      const res = await fetch(`${mesh.httpUrl}/nodeish/${bomb}`);
+      const body = await res.text();
+      assert.notEqual(res.status, 200, `${bomb}: ${body.slice(0, 200)}`);
+      assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200);
+      assert.equal((await fetch(`${mesh.httpUrl}/nodeish/store`)).status, 200, 'the worker itself answers again');
+    }
+    const log = (await mesh.cli(['logs', 'attacker/nodeish'])).stdout;
+    assert.match(log, /memory limit of 64 MB|allocation failed|out of memory|unsafe aliasing/i);
   });
 
   test('a run cut off inside als.run leaves no store for the next request; the bystander is served', async () => {
