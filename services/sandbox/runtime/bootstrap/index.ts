@@ -35,6 +35,7 @@ import { installFetch } from './fetch.ts';
 import { makeEnv, type EnvDeps } from './env.ts';
 import { Pipes, serviceBinding } from './workers-rpc.ts';
 import { loaderBinding } from './worker-loader.ts';
+import { makeEventSource, type Fetch as EventSourceFetch, type SetTimeout } from './event-source.ts';
 import { cancelStream, pull } from './response-out.ts';
 import { inRequest, requests } from './request-state.ts';
 import { makeRequestPath } from './entry.ts';
@@ -138,6 +139,8 @@ const subrequests = installFetch(g, callCapAsync, options.maxBody);
 // A Dynamic Worker with a gateway: fetch() is a fetch() of that entrypoint of its parent (worker-loader.ts).
 const directFetch = g.fetch as (input: unknown, init?: unknown) => Promise<unknown>;
 g.fetch = (input: unknown, init?: unknown) => (requests.outbound ? requests.outbound.fetch(input, init) : directFetch(input, init));
+// EventSource connects with the worker's fetch and timers as the runtime installed them (not as a tenant may replace them).
+g.EventSource = makeEventSource(g.fetch as EventSourceFetch, g.setTimeout as SetTimeout);
 g.caches = makeCaches(callCapAsync);
 // Workers RPC: this isolate's ends of its capnweb sessions with other workers (workers-rpc.ts).
 const pipes = new Pipes({ open: host.rpcOpen, send: host.rpcSend, close: host.rpcClose });
