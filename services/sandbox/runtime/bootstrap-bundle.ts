@@ -136,6 +136,11 @@ export interface Bootstrap {
   legacyTables: string;
   /** lol-html's WebAssembly (html-rewriter-wasm), handed to an isolate on its first HTMLRewriter. */
   htmlRewriterWasm: Buffer;
+  /**
+   * The same bytes compiled once here and kept: V8 shares a compiled module by its bytes across the
+   * isolates of a process, so an isolate's first HTMLRewriter costs ~0.07 s of its CPU rather than ~0.4 s.
+   */
+  htmlRewriterModule: object;
 }
 
 let cached: Promise<Bootstrap> | undefined;
@@ -151,7 +156,16 @@ export function bootstrap(): Promise<Bootstrap> {
     const multiByte = createRequire(import.meta.url).resolve('@exodus/bytes/multi-byte.js');
     const legacyTables = await readFile(join(dirname(multiByte), 'fallback/multi-byte.encodings.json'), 'utf8');
     const htmlRewriterWasm = await readFile(join(dirname(createRequire(import.meta.url).resolve('html-rewriter-wasm')), 'html_rewriter_bg.wasm'));
-    return { snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP), init, legacyTables, htmlRewriterWasm };
+    const htmlRewriterModule = await (globalThis as unknown as { WebAssembly: { compile(b: Uint8Array): Promise<object> } }).WebAssembly.compile(
+      htmlRewriterWasm,
+    );
+    return {
+      snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP),
+      init,
+      legacyTables,
+      htmlRewriterWasm,
+      htmlRewriterModule,
+    };
   })();
   return cached;
 }

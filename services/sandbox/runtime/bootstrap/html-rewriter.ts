@@ -4,7 +4,7 @@
  * It runs in the worker's isolate: its CPU and its wasm memory are the worker's, charged to its
  * limits. The ~0.9 MB of wasm is not in the start-up snapshot: the host hands the bytes over on the
  * first `transform()` in an isolate, compiled then with the built-in the lockdown kept for the runtime's
- * own modules (bootstrap-bundle.ts points the package's `fs`, `util` and `assert` at this file's stand-ins).
+ * own modules (cheaply: the host compiled the same bytes once, and V8 shares that across isolates) (bootstrap-bundle.ts points the package's `fs`, `util` and `assert` at this file's stand-ins).
  *
  * `transform(response)` returns a new Response whose body is rewritten as it is read: each chunk goes
  * through lol-html as it arrives (its handlers run then, and may be async), as in workerd.
