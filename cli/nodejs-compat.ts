@@ -54,7 +54,8 @@ export interface NodeCompat {
 
 export function nodeCompat(date: string | undefined, flags: string[]): NodeCompat {
   const has = (f: string) => flags.includes(f);
-  const compatibilityDate = date ?? '2024-09-03';
+  // A date that is not one (a template's "<COMPATIBILITY_DATE>" placeholder) gates as wrangler's default.
+  const compatibilityDate = date !== undefined && /^\d{4}-\d{2}-\d{2}$/.test(date) ? date : '2024-09-03';
   const on = has('nodejs_compat') || has('nodejs_compat_v2');
   const v2 = on && (has('nodejs_compat_v2') || compatibilityDate >= V2_DATE) && !has('no_nodejs_compat_v2');
   const populateEnv =

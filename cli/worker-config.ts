@@ -36,10 +36,7 @@ const Config = z
   .object({
     name: z.string(),
     main: z.string(),
-    compatibility_date: z
-      .string()
-      .regex(/^\d{4}-\d{2}-\d{2}$/, 'a date as YYYY-MM-DD')
-      .optional(),
+    compatibility_date: z.string().optional(),
     compatibility_flags: z.array(z.string()).default([]),
     workers_dev: z.boolean().default(true),
     route: Route.optional(),

@@ -11,10 +11,11 @@ import { nextTick } from 'unenv/node/internal/process/nexttick';
 declare const __CORDON_POPULATE_PROCESS_ENV__: boolean;
 
 const env: Record<string, string> = {};
-/** A var (JSON data); a binding is an object with methods. */
+/** A var (JSON data); a binding is an object with methods or a stub (a function), never walked. */
 function isData(v: unknown): boolean {
   if (typeof v === 'function') return false;
   if (typeof v !== 'object' || v === null) return true;
+  if (!Array.isArray(v) && Object.getPrototypeOf(v) !== Object.prototype) return false;
   return Object.values(v).every(isData);
 }
 if (__CORDON_POPULATE_PROCESS_ENV__) {
