@@ -1,10 +1,25 @@
 /**
- * `node:zlib` for the isolate: unenv's constants and stand-ins, with gzip, deflate and raw deflate (one
- * shot: `*Sync`, callbacks) computed by fflate in the isolate, so a bomb meets the worker's own memory
- * limit. Streams (`createGzip`…) and brotli stay unenv's (they throw "not implemented").
+ * `node:zlib` for the isolate: unenv's constants and stand-ins, with gzip, deflate and raw deflate —
+ * one shot (`*Sync`, callbacks) and as Node streams (`createGzip`, `createGunzip`, …) — computed by
+ * fflate in the isolate, so a bomb meets the worker's own memory limit. Brotli stays unenv's (it throws
+ * "not implemented").
  */
 import { Buffer } from 'node:buffer';
-import { deflateSync as fDeflate, gunzipSync as fGunzip, gzipSync as fGzip, inflateSync as fInflate, unzlibSync as fUnzlib, zlibSync as fZlib } from 'fflate';
+import { Transform, type TransformCallback } from 'node:stream';
+import {
+  Deflate as FDeflate,
+  deflateSync as fDeflate,
+  Gunzip as FGunzip,
+  gunzipSync as fGunzip,
+  Gzip as FGzip,
+  gzipSync as fGzip,
+  Inflate as FInflate,
+  inflateSync as fInflate,
+  Unzlib as FUnzlib,
+  unzlibSync as fUnzlib,
+  Zlib as FZlib,
+  zlibSync as fZlib,
+} from 'fflate';
 import * as unenv from 'unenv/node/zlib';
 
 type Input = string | ArrayBufferView | ArrayBuffer;
@@ -61,19 +76,69 @@ export const deflateRaw = callback(deflateRawSync);
 export const inflateRaw = callback(inflateRawSync);
 export const unzip = callback(unzipSync);
 
-export const {
-  constants,
-  crc32,
-  createGzip,
-  createGunzip,
-  createDeflate,
-  createInflate,
-  createDeflateRaw,
-  createInflateRaw,
-  createUnzip,
-  brotliCompressSync,
-  brotliDecompressSync,
-} = unenv as typeof unenv & { crc32: unknown };
+/** fflate's streaming (de)compressors, as they are driven here. */
+interface Flate {
+  ondata: (data: Uint8Array, final: boolean) => void;
+  push(chunk: Uint8Array, final?: boolean): void;
+}
+
+/** A Node Transform over one of fflate's streaming (de)compressors. */
+class FlateStream extends Transform {
+  readonly #flate: Flate;
+  constructor(flate: Flate) {
+    super();
+    this.#flate = flate;
+    flate.ondata = (data) => {
+      if (data.byteLength) this.push(Buffer.from(data));
+    };
+  }
+  #feed(chunk: Uint8Array, final: boolean, cb: TransformCallback): void {
+    try {
+      this.#flate.push(chunk, final);
+    } catch (e) {
+      return cb(Object.assign(new Error((e as Error).message || 'invalid compressed data'), { code: 'Z_DATA_ERROR', errno: -3 }));
+    }
+    cb();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#feed(bytes(chunk), false, cb);
+  }
+  override _flush(cb: TransformCallback): void {
+    this.#feed(new Uint8Array(0), true, cb);
+  }
+}
+
+/** A gzip or zlib stream, told apart by its first bytes (Node's Unzip). */
+class Unzip implements Flate {
+  ondata: Flate['ondata'] = () => {};
+  #inner: Flate | undefined;
+  #head = new Uint8Array(0);
+  push(chunk: Uint8Array, final = false): void {
+    if (!this.#inner) {
+      const head = new Uint8Array(this.#head.length + chunk.length);
+      head.set(this.#head);
+      head.set(chunk, this.#head.length);
+      if (head.length < 2 && !final) {
+        this.#head = head;
+        return;
+      }
+      this.#inner = head[0] === 0x1f && head[1] === 0x8b ? (new FGunzip() as Flate) : (new FUnzlib() as Flate);
+      this.#inner.ondata = (d, f) => this.ondata(d, f);
+      chunk = head;
+    }
+    this.#inner.push(chunk, final);
+  }
+}
+
+export const createGzip = (o?: Options) => new FlateStream(new FGzip(level(o)) as Flate);
+export const createDeflate = (o?: Options) => new FlateStream(new FZlib(level(o)) as Flate);
+export const createDeflateRaw = (o?: Options) => new FlateStream(new FDeflate(level(o)) as Flate);
+export const createGunzip = () => new FlateStream(new FGunzip() as Flate);
+export const createInflate = () => new FlateStream(new FUnzlib() as Flate);
+export const createInflateRaw = () => new FlateStream(new FInflate() as Flate);
+export const createUnzip = () => new FlateStream(new Unzip());
+
+export const { constants, crc32, brotliCompressSync, brotliDecompressSync } = unenv as typeof unenv & { crc32: unknown };
 
 export default {
   ...unenv,
@@ -91,4 +156,11 @@ export default {
   deflateRaw,
   inflateRaw,
   unzip,
+  createGzip,
+  createDeflate,
+  createDeflateRaw,
+  createGunzip,
+  createInflate,
+  createInflateRaw,
+  createUnzip,
 };
