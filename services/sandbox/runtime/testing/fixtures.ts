@@ -19,7 +19,7 @@ export function worker(main: string, opts: WorkerOptions = {}): WorkerBundle {
     version: 'a'.repeat(64),
     mainModule: 'worker.js',
     modules: [{ name: 'worker.js', type: 'esm', content: main }, ...(opts.modules ?? [])],
-    limits: { cpuMs: 300, wallMs: 3000, memoryMb: 64, ...opts.limits },
+    limits: { cpuMs: 300, wallMs: 15_000, memoryMb: 64, ...opts.limits },
     vars: opts.vars ?? {},
     bindings: opts.bindings ?? [],
     ...(opts.allowEval ? { allowEval: true } : {}),
