@@ -105,7 +105,7 @@ test('sections Cordon does not implement are refused together, each named with w
     (e: Error) => {
       for (const want of [
         /kv_namespaces: KV is not implemented/,
-        /durable_objects: Durable Objects are not implemented/,
+        /durable_objects: cannot create binding D for class C: it is not declared as a Durable Object class/,
         /compatibility_flags: streams_enable_constructors: a compatibility flag Cordon does not implement \(it honours nodejs_compat, /,
         /frobnicate: a section Cordon does not know/,
         /rules: PythonModule/,
@@ -130,4 +130,46 @@ test('sections Cordon does not implement are refused together, each named with w
   );
   const c = readWorkerConfig(f);
   assert.deepEqual(c.notes, ['env ignored: environments are not read (there is no --env): the top level of the file is deployed']);
+});
+
+test('Durable Objects: bindings to classes the migrations declare (new_sqlite_classes and new_classes), nothing else', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-objects-'));
+  const f = join(dir, 'wrangler.jsonc');
+  const write = (extra: object) =>
+    writeFileSync(
+      f,
+      JSON.stringify({
+        name: 'chat',
+        main: 'a.js',
+        migrations: [
+          { tag: 'v1', new_sqlite_classes: ['Room'] },
+          { tag: 'v2', new_classes: ['Old'] },
+        ],
+        durable_objects: {
+          bindings: [
+            { name: 'ROOM', class_name: 'Room' },
+            { name: 'OLD', class_name: 'Old', script_name: 'chat' },
+          ],
+        },
+        ...extra,
+      }),
+    );
+  write({});
+  const c = readWorkerConfig(f);
+  assert.deepEqual(c.objects, [
+    { binding: 'ROOM', className: 'Room' },
+    { binding: 'OLD', className: 'Old' },
+  ]);
+  assert.deepEqual(c.objectClasses, ['Room', 'Old']);
+  write({ durable_objects: { bindings: [{ name: 'X', class_name: 'Room', script_name: 'other-worker' }] } });
+  assert.throws(() => readWorkerConfig(f), /durable_objects: X binds class Room of worker other-worker: objects of another worker are not implemented/);
+  write({
+    migrations: [
+      { tag: 'v1', new_sqlite_classes: ['Room'] },
+      { tag: 'v2', renamed_classes: [{ from: 'Room', to: 'Hall' }] },
+    ],
+  });
+  assert.throws(() => readWorkerConfig(f), /migrations: renamed_classes not implemented in Cordon yet/);
+  write({ cordon: { storage: ['ROOM'] } });
+  assert.throws(() => readWorkerConfig(f), /binding ROOM is also a storage, directory or workflow binding/);
 });

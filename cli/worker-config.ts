@@ -32,6 +32,18 @@ export interface ModuleRule {
   fallthrough?: boolean;
 }
 
+/** One step of wrangler's `migrations`: Cordon applies the class declarations (docs/durable-objects.md). */
+const MigrationStep = z
+  .object({
+    tag: z.string().optional(),
+    new_sqlite_classes: z.array(z.string()).default([]),
+    new_classes: z.array(z.string()).default([]),
+    renamed_classes: z.array(z.unknown()).default([]),
+    deleted_classes: z.array(z.string()).default([]),
+    transferred_classes: z.array(z.unknown()).default([]),
+  })
+  .passthrough();
+
 const Config = z
   .object({
     name: z.string(),
@@ -45,6 +57,10 @@ const Config = z
     limits: z.object({ cpu_ms: z.number().int().positive().optional() }).default({}),
     workflows: z.array(z.object({ name: z.string(), binding: z.string(), class_name: z.string() })).default([]),
     worker_loaders: z.array(z.object({ binding: z.string() }).strict()).default([]),
+    durable_objects: z
+      .object({ bindings: z.array(z.object({ name: z.string(), class_name: z.string(), script_name: z.string().optional() }).passthrough()).default([]) })
+      .default({ bindings: [] }),
+    migrations: z.array(MigrationStep).default([]),
     triggers: z.object({ crons: z.array(z.string()).default([]) }).default({ crons: [] }),
     rules: z.array(z.object({ type: z.enum(RULE_TYPES), globs: z.array(z.string()).min(1), fallthrough: z.boolean().optional() })).default([]),
     define: z.record(z.string(), z.string()).default({}),
@@ -105,8 +121,6 @@ const IGNORED: Record<string, string> = {
 const NOT_YET = 'not implemented in Cordon yet';
 /** Sections Cordon does not implement: refused at deploy, each with what to do instead. */
 const REFUSED: Record<string, string> = {
-  durable_objects: `Durable Objects are ${NOT_YET}; for state, a storage binding (cordon.storage: a per-worker SQLite database with key-value and SQL)`,
-  migrations: `Durable Object migrations: Durable Objects are ${NOT_YET}`,
   kv_namespaces: `KV is ${NOT_YET}; a storage binding (cordon.storage) has get/put/delete/list with a different API`,
   d1_databases: `D1 is ${NOT_YET}; a storage binding (cordon.storage) has SQL (sql.exec)`,
   queues: `Queues are ${NOT_YET}; workflows run background work durably`,
@@ -173,6 +187,10 @@ export interface WorkerConfig {
   workflows: { name: string; binding: string; className: string }[];
   /** Worker Loader bindings (`worker_loaders`): Dynamic Workers, docs/dynamic-workers.md. */
   loaders: string[];
+  /** Durable Object bindings (`durable_objects.bindings`), each to a class of this worker. */
+  objects: { binding: string; className: string }[];
+  /** The Durable Object classes the migrations declare (all SQLite-backed). */
+  objectClasses: string[];
   cpuMs?: number;
   wallMs?: number;
   memoryMb?: number;
@@ -225,6 +243,29 @@ function parseText(file: string, text: string): unknown {
   return raw;
 }
 
+/**
+ * The Durable Object classes wrangler's migrations leave declared, in order. `new_classes` (Cloudflare's
+ * key-value backend) are SQLite-backed here like `new_sqlite_classes`: every object has the SQL and KV
+ * APIs. Renaming, deleting and transferring classes move or drop stored objects, which Cordon does not
+ * do yet: those steps are refused (added to `refused`).
+ */
+function migratedClasses(steps: z.infer<typeof MigrationStep>[], refused: string[]): string[] {
+  const classes: string[] = [];
+  for (const step of steps) {
+    for (const cls of [...step.new_sqlite_classes, ...step.new_classes]) if (!classes.includes(cls)) classes.push(cls);
+    for (const [key, list] of [
+      ['renamed_classes', step.renamed_classes],
+      ['deleted_classes', step.deleted_classes],
+      ['transferred_classes', step.transferred_classes],
+    ] as const)
+      if (list.length)
+        refused.push(
+          `  migrations: ${key} ${NOT_YET} (objects would have to move or be dropped); remove the step, and delete objects with \`cordon objects delete\``,
+        );
+  }
+  return classes;
+}
+
 export function readWorkerConfig(file: string): WorkerConfig {
   let text: string;
   try {
@@ -253,12 +294,26 @@ export function readWorkerConfig(file: string): WorkerConfig {
   }
   const flags = unknownFlags(c.compatibility_flags);
   if (flags) refused.push(`  compatibility_flags: ${flags}`);
+  const objectClasses = migratedClasses(c.migrations, refused);
+  for (const b of c.durable_objects.bindings) {
+    if (b.script_name !== undefined && b.script_name !== c.name)
+      refused.push(
+        `  durable_objects: ${b.name} binds class ${b.class_name} of worker ${b.script_name}: objects of another worker are ${NOT_YET}; bind a class this worker exports`,
+      );
+    else if (!objectClasses.includes(b.class_name))
+      refused.push(
+        `  durable_objects: cannot create binding ${b.name} for class ${b.class_name}: it is not declared as a Durable Object class; add it to a migration's new_sqlite_classes`,
+      );
+  }
   if (refused.length) throw cliError(`${file}: Cordon cannot deploy this worker as configured:\n${refused.join('\n')}`);
   const bound = new Set([...c.cordon.storage, ...c.cordon.directories]);
   for (const w of c.workflows) if (bound.has(w.binding)) throw cliError(`${file}: workflows: binding ${w.binding} is also a storage or directory binding`);
   for (const l of c.worker_loaders)
     if (bound.has(l.binding) || c.workflows.some((w) => w.binding === l.binding))
       throw cliError(`${file}: worker_loaders: binding ${l.binding} is also another binding`);
+  for (const b of c.durable_objects.bindings)
+    if (bound.has(b.name) || c.workflows.some((w) => w.binding === b.name) || c.worker_loaders.some((l) => l.binding === b.name))
+      throw cliError(`${file}: durable_objects: binding ${b.name} is also a storage, directory, workflow or loader binding`);
   const routes = [...(c.route ? [c.route] : []), ...c.routes].map((x) => (typeof x === 'string' ? x : x.pattern));
   const root = dirname(resolve(file));
   return {
@@ -278,6 +333,8 @@ export function readWorkerConfig(file: string): WorkerConfig {
     workersDev: c.workers_dev,
     workflows: c.workflows.map((w) => ({ name: w.name, binding: w.binding, className: w.class_name })),
     loaders: c.worker_loaders.map((l) => l.binding),
+    objects: c.durable_objects.bindings.map((b) => ({ binding: b.name, className: b.class_name })),
+    objectClasses,
     wallMs: c.cordon.limits.wall_ms,
     memoryMb: c.cordon.limits.memory_mb,
     build: {

@@ -12,6 +12,11 @@ declare module 'cloudflare:workers' {
   }
   /** The worker's env, as its handlers receive it. */
   export const env: Record<string, unknown>;
+  export class DurableObject<Env = unknown> {
+    constructor(ctx: any, env: Env);
+    protected ctx: any;
+    protected env: Env;
+  }
 }
 declare module 'cloudflare:workflows' {
   // Declared as tenant code sees it: the isolate's own class (services/sandbox/runtime/bootstrap/workflow-step.ts), not a CordonError.

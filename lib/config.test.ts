@@ -69,12 +69,13 @@ test('config: a bad value is refused in one line naming the setting and what it 
 
 test('config: sandbox settings (isolates kept warm, memory budget, idle time) with defaults and refusals', () => {
   const dynamic = { perWorker: 32, idleMs: 60_000, loadsPerSecond: 500 };
-  assert.deepEqual(sandboxSettings(loadSettings({})), { maxIsolates: 1000, memoryBudgetMb: 2048, idleMs: 300_000, dynamic });
-  const file = configFile({ sandboxMemoryMb: 512, isolateIdleSeconds: 60 });
+  assert.deepEqual(sandboxSettings(loadSettings({})), { maxIsolates: 1000, memoryBudgetMb: 2048, idleMs: 300_000, objectIdleMs: 70_000, dynamic });
+  const file = configFile({ sandboxMemoryMb: 512, isolateIdleSeconds: 60, objectIdleSeconds: 5 });
   assert.deepEqual(sandboxSettings(loadSettings({ CORDON_CONFIG: file, CORDON_MAX_ISOLATES: '50' })), {
     maxIsolates: 50,
     memoryBudgetMb: 512,
     idleMs: 60_000,
+    objectIdleMs: 5000,
     dynamic,
   });
   assert.deepEqual(sandboxSettings(loadSettings({ CORDON_DYNAMIC_WORKERS_PER_WORKER: '4', CORDON_DYNAMIC_WORKER_IDLE_SECONDS: '5' })).dynamic, {

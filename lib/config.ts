@@ -207,6 +207,10 @@ export const Settings = z.strictObject({
       env: 'CORDON_ISOLATE_IDLE_SECONDS',
       description: 'per sandbox process: how long a warm isolate may sit idle',
     }),
+    objectIdleSeconds: setting(whole(1, 'seconds'), 70, {
+      env: 'CORDON_OBJECT_IDLE_SECONDS',
+      description: 'how long a Durable Object may sit idle before its instance is evicted (its storage stays; the next call makes a new one)',
+    }),
     dynamicWorkersPerWorker: setting(whole(1, 'isolates', 1000), 32, {
       env: 'CORDON_DYNAMIC_WORKERS_PER_WORKER',
       description:
@@ -232,6 +236,11 @@ export const Settings = z.strictObject({
     sqlProcesses: setting(whole(1, 'processes'), 4, {
       env: 'CORDON_SQL_PROCESSES',
       description: 'processes the supervisor runs tenant SQL in, at most; one tenant may hold all but one of them at a time (see Worker bindings)',
+    }),
+    objectLeaseMs: setting(whole(300, 'milliseconds'), 10_000, {
+      env: 'CORDON_OBJECT_LEASE_MS',
+      description:
+        'how long a sandbox process keeps its Durable Objects without answering the lease check; past it they move to another process of the cordon, and the old holder can no longer write (see [docs/durable-objects.md](docs/durable-objects.md))',
     }),
     workersDomain: setting(workersDomainName, 'workers.localhost', {
       env: 'CORDON_WORKERS_DOMAIN',
@@ -350,11 +359,12 @@ export function cordonList(env: NodeJS.ProcessEnv = process.env): string[] {
   return loadSettings(env).mesh.cordons;
 }
 
-/** How much a sandbox process keeps warm, from its settings: isolates at most, their heaps together, and for how long idle; and its Dynamic Workers. */
+/** How much a sandbox process keeps warm, from its settings: isolates at most, their heaps together, and for how long idle; its Dynamic Workers; its Durable Objects' idle time. */
 export function sandboxSettings(settings: Settings): {
   maxIsolates: number;
   memoryBudgetMb: number;
   idleMs: number;
+  objectIdleMs: number;
   dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number };
 } {
   const s = settings.sandbox;
@@ -362,6 +372,7 @@ export function sandboxSettings(settings: Settings): {
     maxIsolates: s.maxIsolates,
     memoryBudgetMb: s.sandboxMemoryMb,
     idleMs: s.isolateIdleSeconds * 1000,
+    objectIdleMs: s.objectIdleSeconds * 1000,
     dynamic: { perWorker: s.dynamicWorkersPerWorker, idleMs: s.dynamicWorkerIdleSeconds * 1000, loadsPerSecond: s.dynamicWorkerLoadsPerSecond },
   };
 }

@@ -29,6 +29,10 @@ export interface StorageApi {
   kvPut(key: string, value: Uint8Array, timeLeftMs?: number): Promise<void>;
   kvDelete(key: string, timeLeftMs?: number): Promise<boolean>;
   kvList(prefix: string, limit: number, timeLeftMs?: number): Promise<[string, Uint8Array][]>;
+  /** Keys in [start, end) with `prefix`, ascending or descending, at most `limit` (the Durable Object list() options). */
+  kvScan(start: string | null, end: string | null, prefix: string, reverse: boolean, limit: number, timeLeftMs?: number): Promise<[string, Uint8Array][]>;
+  /** Every table, view and KV entry, atomically. */
+  deleteAll(timeLeftMs?: number): Promise<void>;
 }
 
 export interface DirectoryEntry {
@@ -109,6 +113,8 @@ export const STORAGE_METHODS = [
   'kvPut',
   'kvDelete',
   'kvList',
+  'kvScan',
+  'deleteAll',
 ] as const satisfies readonly (keyof StorageApi)[];
 export type StorageMethod = (typeof STORAGE_METHODS)[number];
 /** How many arguments each storage method takes before its `timeLeftMs`. */
@@ -122,6 +128,8 @@ export const STORAGE_ARITY: Record<StorageMethod, number> = {
   kvPut: 2,
   kvDelete: 1,
   kvList: 2,
+  kvScan: 5,
+  deleteAll: 0,
 };
 export const DIRECTORY_METHODS = ['list', 'read', 'write', 'remove', 'stat', 'mkdir', 'rename', 'directory'] as const satisfies readonly (keyof DirectoryApi)[];
 export const FETCH_METHODS = ['fetch'] as const satisfies readonly (keyof FetcherApi)[];

@@ -7,6 +7,7 @@ import type { RouteListener, RoutingTable } from './routes.ts';
 import type { WorkerBundle, WorkerTarget } from './worker.ts';
 import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from './capabilities.ts';
 import type { StepApi, WorkflowsApi } from './workflows.ts';
+import type { DurableObjectNamespaceApi, ObjectHost } from './durable-objects.ts';
 
 /** Hashes of what a service actually runs with (lib/drift.ts): compared by the supervisor with what it should. */
 export interface EffectiveState {
@@ -25,9 +26,11 @@ export interface SupervisorForSandbox extends DriftReporting {
   /** Code and configuration of the worker version the key belongs to; refused (and audited) otherwise. */
   loadWorker(codeKey: string): Promise<WorkerBundle>;
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
-  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi>>;
+  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | DurableObjectNamespaceApi>>;
   /** The sandbox offers to run workflow instances of its cordon's workers. */
   registerRunner(runner: WorkerRunner): Promise<void>;
+  /** The sandbox offers to host Durable Objects of its cordon's workers (each process of a cordon offers its own). */
+  registerObjectHost(host: ObjectHost): Promise<void>;
   /** The worker (by code key) broke its CPU or memory limit: a quarantine signal. */
   limitHit(codeKey: string, kind: 'cpu' | 'memory'): Promise<void>;
   /** The worker (by code key) created `count` more things of a kind (Dynamic Workers it loaded…), for the operator's counts and the audit. */

@@ -1,7 +1,8 @@
 /** Workers as the supervisor stores them and hands them to a sandbox. */
 import { z } from 'zod';
-import { WorkflowName, type WorkflowDecl } from './workflows.ts';
+import { ClassName, WorkflowName, type WorkflowDecl } from './workflows.ts';
 import { ServiceBindingFields } from './service-bindings.ts';
+import { DurableObjectBinding } from './durable-objects.ts';
 
 export const NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const WorkerName = z.string().regex(NAME, 'names are 1-64 lower-case letters, digits and inner dashes');
@@ -55,7 +56,7 @@ export type WorkerModule = z.infer<typeof WorkerModule>;
  * its workflow). A `loader` binding is a Worker Loader (docs/dynamic-workers.md): served by the sandbox
  * itself, nothing of the supervisor's.
  */
-export const Binding = z
+const CoreBinding = z
   .object({
     type: z.enum(['storage', 'directory', 'workflow', 'service', 'loader']),
     name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. STORE)'),
@@ -66,6 +67,8 @@ export const Binding = z
   .refine((b) => (b.type === 'workflow') === (b.workflow !== undefined), 'a workflow binding names its workflow, and only a workflow binding does')
   .refine((b) => (b.type === 'service') === (b.service !== undefined), 'a service binding names its service (a worker), and only a service binding does')
   .refine((b) => b.type === 'service' || (b.entrypoint === undefined && b.props === undefined), 'entrypoint and props belong to service bindings');
+/** Every binding kind; each kind with a schema of its own is one more member here. */
+export const Binding = z.union([CoreBinding, DurableObjectBinding]);
 export type Binding = z.infer<typeof Binding>;
 
 export const Limits = z.object({
@@ -116,6 +119,8 @@ export interface WorkerBundle {
   crons?: string[];
   /** A Dynamic Worker only: the names in its `env` that are entrypoint stubs of its parent (the rest of its env is `vars`). */
   stubs?: string[];
+  /** Classes declared as Durable Objects (wrangler's `migrations[].new_sqlite_classes`, SQLite-backed). */
+  objectClasses?: string[];
 }
 
 /** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */
@@ -130,7 +135,15 @@ export interface VersionSettings {
   egress: EgressLists | null;
   workflows: WorkflowDecl[];
   crons: string[];
+  objectClasses: string[];
 }
+
+/** The Durable Object classes of a deploy (wrangler's migrations, applied: see docs/durable-objects.md). */
+export const ObjectClasses = z
+  .array(ClassName)
+  .max(64)
+  .default([])
+  .refine((cs) => new Set(cs).size === cs.length, 'Durable Object classes are declared once each');
 
 export const EgressLists = z.object({
   allowHosts: z

@@ -115,11 +115,17 @@ describe('deploying Cloudflare projects unchanged', () => {
     }
   });
 
-  test("create-cloudflare's Durable Object and Queues templates are refused with what is missing", { skip: noTemplates }, async () => {
-    const dobj = await mesh.cli(['deploy', '--name', 'do', '--route', '*/do'], project(join(TEMPLATES, 'hello-world-durable-object', 'ts')));
-    assert.equal(dobj.code, 1);
-    assert.match(dobj.stderr, /durable_objects: Durable Objects are not implemented in Cordon yet/);
-    assert.match(dobj.stderr, /migrations: /);
+  test("create-cloudflare's Durable Object template (TypeScript and JavaScript) deploys unchanged and answers as on workerd", {
+    skip: noTemplates,
+  }, async () => {
+    for (const lang of ['ts', 'js']) {
+      const r = await mesh.cli(['deploy', '--name', `do-${lang}`, '--route', `*/c3-do-${lang}`], project(join(TEMPLATES, 'hello-world-durable-object', lang)));
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await (await get(`/c3-do-${lang}`)).text(), 'Hello, world!');
+    }
+  });
+
+  test("create-cloudflare's Queues template is refused with what is missing", { skip: noTemplates }, async () => {
     const queues = await mesh.cli(['deploy', '--name', 'q', '--route', '*/q'], project(join(TEMPLATES, 'queues', 'ts')));
     assert.equal(queues.code, 1);
     assert.match(queues.stderr, /queues: Queues are not implemented in Cordon yet/);

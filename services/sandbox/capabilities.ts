@@ -6,17 +6,9 @@
  * on it is bounded here, and a call over a bound is refused to that worker alone: arguments too large
  * for one message, or more calls in flight at once than one worker may have.
  */
-import {
-  CACHE_HANDLE,
-  CACHE_METHODS,
-  DIRECTORY_METHODS,
-  FETCH_HANDLE,
-  FETCH_METHODS,
-  STORAGE_ARITY,
-  STORAGE_METHODS,
-  type StorageMethod,
-} from '../../schemas/capabilities.ts';
+import { CACHE_HANDLE, CACHE_METHODS, DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_ARITY, STORAGE_METHODS } from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
+import { OBJECT_NAMESPACE_METHODS } from '../../schemas/durable-objects.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost } from './runtime/index.ts';
 import { DEFAULT_QUOTAS } from '../../lib/rpc/quotas.ts';
@@ -49,6 +41,12 @@ const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = 
   cache: CACHE_METHODS,
   // Served in the sandbox (runtime/worker-loader.ts): nothing of it reaches the supervisor.
   loader: [],
+  durable_object: OBJECT_NAMESPACE_METHODS,
+};
+/** Capability kinds whose calls carry the worker's time left (after this many arguments, by method). */
+const TIMED: Partial<Record<Binding['type'], Record<string, number>>> = {
+  storage: STORAGE_ARITY,
+  durable_object: { mint: 2, call: 5 },
 };
 
 /** The engine's side of one workflow run, as its step calls reach it: only the step methods pass. */
@@ -76,6 +74,31 @@ export function inTraceContext<H extends CapabilityHost | undefined>(host: H): H
 
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
+/** Arguments before `timeLeftMs` of each method of an object's storage. */
+const OBJECT_STORAGE_ARITY: Record<string, number> = { ...STORAGE_ARITY, getAlarm: 0, setAlarm: 1 };
+
+/** One hosted Durable Object's storage, as its isolate's calls reach it: only the storage methods pass, with the time left. */
+export class ObjectStorageForwarder implements CapabilityHost {
+  readonly #stub: Stub;
+  #inFlight = 0;
+  constructor(stub: unknown) {
+    this.#stub = stub as Stub;
+  }
+  async call(_handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown> {
+    const arity = Object.hasOwn(OBJECT_STORAGE_ARITY, method) ? OBJECT_STORAGE_ARITY[method] : undefined;
+    if (arity === undefined) throw new Error(`${method} is not a method of Durable Object storage`);
+    const sent = [...Array.from({ length: arity }, (_, i) => args[i]), timeLeftMs];
+    checkCallSize(`storage.${method}`, sent);
+    if (this.#inFlight >= MAX_CALLS_IN_FLIGHT) throw new Error(`too many storage calls in flight: an object may have ${MAX_CALLS_IN_FLIGHT} at once`);
+    this.#inFlight++;
+    try {
+      return await supervisorCalls.run(() => this.#stub[method]!(...sent));
+    } finally {
+      this.#inFlight--;
+    }
+  }
+}
+
 export class ForwardedCapabilities implements CapabilityHost {
   readonly #handles = new Map<string, { kind: Binding['type'] | 'fetch' | 'cache'; stub: Stub }>();
   #next = 0;
@@ -101,8 +124,9 @@ export class ForwardedCapabilities implements CapabilityHost {
     }
     const allowed: readonly string[] = ALLOWED[h.kind];
     if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
-    // A storage call carries the worker's time left, put here and never taken from the worker's arguments.
-    if (h.kind === 'storage') args = [...Array.from({ length: STORAGE_ARITY[method as StorageMethod] }, (_, i) => args[i]), timeLeftMs];
+    // A storage or object call carries the worker's time left, put here and never taken from the worker's arguments.
+    const arity = h.kind === 'fetch' || h.kind === 'cache' ? undefined : TIMED[h.kind]?.[method];
+    if (arity !== undefined) args = [...Array.from({ length: arity }, (_, i) => args[i]), timeLeftMs];
     checkCallSize(`${h.kind === 'fetch' || h.kind === 'cache' ? h.kind : handle.startsWith('#') ? 'directory' : handle}.${method}`, args);
     if (this.#inFlight >= MAX_CALLS_IN_FLIGHT)
       throw new Error(`too many capability calls in flight: a worker may have ${MAX_CALLS_IN_FLIGHT} at once (await some before making more)`);

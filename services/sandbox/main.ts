@@ -10,6 +10,7 @@ import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
 import { FlightRecorder } from './flight-recorder.ts';
 import { Runner } from './runner.ts';
 import { CreationReports } from './creation-reports.ts';
+import { ObjectHostTarget } from './objects.ts';
 import { join } from 'node:path';
 import { bootstrap } from './runtime/bootstrap-bundle.ts';
 import { lockdown } from '../../lib/seccomp/lockdown.ts';
@@ -31,7 +32,8 @@ await startService('sandbox', cordon, async ({ config, settings, log, node, onSt
   onStop(() => recorder.close());
   // A debug sandbox (`cordon debug`) runs one worker alone, with the inspector on; no other sandbox ever has it.
   const inspectorToken = process.env.CORDON_INSPECTOR_TOKEN_SHA256;
-  const runtime = new WorkerRuntime({ ...sandboxSettings(settings), inspector: Boolean(inspectorToken) });
+  const sandbox = sandboxSettings(settings);
+  const runtime = new WorkerRuntime({ ...sandbox, inspector: Boolean(inspectorToken) });
   onStop(() => runtime.dispose());
   let reported = recorder.previous.length === 0;
   const link: SupervisorLink = { ready: (ms?: number) => supervisor.ready(ms) };
@@ -39,6 +41,8 @@ await startService('sandbox', cordon, async ({ config, settings, log, node, onSt
   const creations = new CreationReports(link, log);
   onStop(() => creations.flush());
   const deps = { runtime, bundles, supervisor: link, log, recorder, creations };
+  const objects = new ObjectHostTarget(deps, sandbox.objectIdleMs);
+  onStop(() => objects.dispose());
   await bootstrap();
   if (inspectorToken) {
     const inspector = await serveInspector(join(config.dataDir, 'sockets', `inspector-${cordon}.sock`), inspectorToken, runtime, log);
@@ -63,7 +67,9 @@ await startService('sandbox', cordon, async ({ config, settings, log, node, onSt
   const supervisor: MeshClient<SupervisorForSandbox> = new MeshClient<SupervisorForSandbox>(node, 'supervisor', 'supervisor', {
     async onSession(session): Promise<void> {
       bundles.clear();
+      objects.clear();
       await session.remote.registerRunner(new Runner(deps));
+      await session.remote.registerObjectHost(objects);
       if (!reported) {
         log.warn('the previous process of this cordon died while running workers', { workers: recorder.previous });
         await session.remote.crashed(recorder.previous);

@@ -29,6 +29,7 @@ import type { EgressLink } from './ports.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import type { AuditLog } from './audit.ts';
 import type { WorkflowsApi } from '../../schemas/workflows.ts';
+import type { DurableObjectNamespaceApi } from '../../schemas/durable-objects.ts';
 import { LIMITS } from './sql-storage.ts';
 import { SqlPool, type PooledDatabase } from './sql-pool.ts';
 import { WorkerDirectory } from './directory.ts';
@@ -40,13 +41,13 @@ const Prefix = z.string().max(2048);
 const Limit = z.number().int().min(1).max(10_000);
 const Value = bytes(LIMITS.valueBytes);
 
-type Audit = (action: string, error: Error) => void;
+export type Audit = (action: string, error: Error) => void;
 
 /**
  * Turn a CordonError into a plain error with its message for the tenant (no host stack), auditing it
  * when it is a refusal; any other error is the host's own and says only that the call failed.
  */
-async function guarded<T>(audit: Audit, action: string, fn: () => T | Promise<T>): Promise<T> {
+export async function guarded<T>(audit: Audit, action: string, fn: () => T | Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
@@ -71,17 +72,21 @@ export class StorageCap extends RpcTarget implements StorageApi {
   readonly #audit: Audit;
   readonly #maxMs: number;
   readonly #workerId: string;
-  constructor(db: PooledDatabase, audit: Audit, maxMs: number, workerId: string) {
+  readonly #guard: () => void;
+  /** `guard` runs before every call and throws to refuse it (a Durable Object's lease fence). */
+  constructor(db: PooledDatabase, audit: Audit, maxMs: number, workerId: string, guard: () => void = () => {}) {
     super();
     this.#db = db;
     this.#audit = audit;
     this.#maxMs = maxMs;
     this.#workerId = workerId;
+    this.#guard = guard;
   }
   #call<T>(action: string, method: StorageMethod, args: () => unknown[], timeLeftMs: unknown): Promise<T> {
     // The span names the operation only: never the query, key or value.
     return inSpan(action, SpanKind.SERVER, traceAttributes({ workerId: this.#workerId }), () =>
       guarded(this.#audit, action, () => {
+        this.#guard();
         const left = Math.min(check(TimeLeft, timeLeftMs, 'timeLeftMs') ?? this.#maxMs, this.#maxMs);
         return this.#db.call(method, args(), Date.now() + left) as Promise<T>;
       }),
@@ -113,6 +118,23 @@ export class StorageCap extends RpcTarget implements StorageApi {
   }
   kvList(prefix: unknown, limit: unknown, timeLeftMs?: unknown): Promise<[string, Uint8Array][]> {
     return this.#call('kv.list', 'kvList', () => [check(Prefix, prefix, 'prefix'), check(Limit, limit, 'limit')], timeLeftMs);
+  }
+  kvScan(start: unknown, end: unknown, prefix: unknown, reverse: unknown, limit: unknown, timeLeftMs?: unknown): Promise<[string, Uint8Array][]> {
+    return this.#call(
+      'kv.list',
+      'kvScan',
+      () => [
+        check(Prefix.nullable(), start, 'start'),
+        check(Prefix.nullable(), end, 'end'),
+        check(Prefix, prefix, 'prefix'),
+        check(z.boolean(), reverse, 'reverse'),
+        check(Limit, limit, 'limit'),
+      ],
+      timeLeftMs,
+    );
+  }
+  deleteAll(timeLeftMs?: unknown): Promise<void> {
+    return this.#call('storage.deleteAll', 'deleteAll', () => [], timeLeftMs);
   }
 }
 
@@ -193,6 +215,8 @@ export interface GrantOptions {
   onRefused?: (workerId: string) => void;
   /** env.<BINDING> for a workflow of the worker's tenant. */
   workflow?: (tenant: string, workflow: string) => WorkflowsApi;
+  /** env.<BINDING> for the Durable Objects of one class of the worker. */
+  objects?: (workerId: string, className: string, audit: Audit) => DurableObjectNamespaceApi;
   /** Processes that run tenant SQL at most (see sql-pool.ts). */
   sqlProcesses: number;
 }
@@ -201,7 +225,9 @@ export interface GrantOptions {
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'sqlProcesses'>>;
+  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses'>>;
+  /** Set after construction (the objects service needs Grants for its databases). */
+  objects: GrantOptions['objects'];
   readonly #onRefused: (workerId: string) => void;
   readonly #workflow: GrantOptions['workflow'];
   readonly #membranes = new Map<string, Membrane>();
@@ -218,11 +244,15 @@ export class Grants {
     this.#opts = { storageQuotaBytes: opts.storageQuotaBytes ?? LIMITS.defaultQuotaBytes, directoryQuotaBytes: opts.directoryQuotaBytes ?? 1024 * 1024 * 1024 };
     this.#onRefused = opts.onRefused ?? (() => {});
     this.#workflow = opts.workflow;
+    this.objects = opts.objects;
     this.#sql = new SqlPool({ processes: opts.sqlProcesses });
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */
-  async grant(bundle: WorkerBundle, actor: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi>> {
+  async grant(
+    bundle: WorkerBundle,
+    actor: string,
+  ): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | DurableObjectNamespaceApi>> {
     const { workerId, bindings } = bundle;
     let membrane = this.#membranes.get(workerId);
     if (!membrane) this.#membranes.set(workerId, (membrane = new Membrane()));
@@ -231,7 +261,7 @@ export class Grants {
       this.#onRefused(workerId);
     };
     const base = join(this.#root, ...workerId.split('/'));
-    const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi> = {};
+    const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | DurableObjectNamespaceApi> = {};
     // Every worker gets a fetcher bound to its own identity, and its Cache API, from whichever egress is connected.
     const policy = {
       origins: bundle.origins ?? [],
@@ -244,7 +274,9 @@ export class Grants {
     for (const b of bindings) {
       const id = `${workerId}:${b.type}:${b.name}`;
       if (b.type === 'loader') continue; // the sandbox serves it (services/sandbox/runtime/worker-loader.ts)
-      if (b.type === 'workflow') {
+      if (b.type === 'durable_object') {
+        if (this.objects) out[b.name] = membrane.wrap(this.objects(workerId, b.className, audit) as never);
+      } else if (b.type === 'workflow') {
         if (this.#workflow) out[b.name] = membrane.wrap(this.#workflow(workerId.split('/')[0]!, b.workflow!) as never);
       } else if (b.type === 'storage') {
         let db = this.#databases.get(id);
@@ -267,6 +299,16 @@ export class Grants {
       detail: { bindings: bindings.map((b) => `${b.type}:${b.name}`), fetch: true },
     });
     return out;
+  }
+
+  /**
+   * One Durable Object's database: `<tenant>/<worker>/objects/<class>/<id>.sqlite`. A facet's will sit
+   * beside it as `<id>.<facet>.sqlite` (workerd's layout), so an object's files are stored together.
+   */
+  objectDatabase(workerId: string, className: string, id: string): PooledDatabase {
+    const dir = join(this.#root, ...workerId.split('/'), 'objects', className);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return this.#sql.database(join(dir, `${id}.sqlite`), this.#opts.storageQuotaBytes, workerId.split('/')[0]!);
   }
 
   /** Revoke every capability handed out for a worker (delete, quarantine). */

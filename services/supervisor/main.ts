@@ -27,6 +27,9 @@ import { Creations } from './creations.ts';
 import { TenantCordons } from './tenant-cordons.ts';
 import { DriftMonitor } from './drift.ts';
 import { configHash, routesHash } from '../../lib/drift.ts';
+import { DurableObjects } from './objects/service.ts';
+import { ObjectIds } from './objects/ids.ts';
+import { ObjectRegistry } from './objects/registry.ts';
 
 await startService('supervisor', 'supervisor', async ({ config, settings, log, node, onStop }) => {
   const dir = join(config.dataDir, 'supervisor');
@@ -62,6 +65,19 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     sqlProcesses: settings.supervisor.sqlProcesses,
   });
   onStop(() => grants.close());
+  const objectRegistry = new ObjectRegistry(join(dir, 'objects.db'));
+  onStop(() => objectRegistry.close());
+  const objects = new DurableObjects({
+    ids: new ObjectIds(master.derive('objects')),
+    registry: objectRegistry,
+    store,
+    audit,
+    database: (workerId, className, id) => grants.objectDatabase(workerId, className, id),
+    leaseMs: settings.supervisor.objectLeaseMs,
+    log: log.child({ component: 'objects' }),
+  });
+  onStop(() => objects.stop());
+  grants.objects = (workerId, className, refused) => objects.namespace(workerId, className, refused);
   const logs = new WorkerLogs();
   const hub = new RouteHub({ store, log });
   const metrics = new RequestMetrics((id) => store.worker(id) !== undefined);
@@ -87,7 +103,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     graceMs: settings.mesh.driftMs / 2,
   });
   const creations = new Creations(audit);
-  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, hub, metrics, creations };
+  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, hub, metrics, creations, objects };
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();
@@ -144,6 +160,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     metrics,
     jaegerUrl: settings.supervisor.jaegerUrl,
     log,
+    objects,
   });
   // Services outside the mesh: capability RPC on the same listener (WebSocket upgrades to /rpc).
   const rpc = new RpcEndpoint({ tokens, audit, workflows, log: log.child({ component: 'rpc' }) });

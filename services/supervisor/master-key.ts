@@ -7,7 +7,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export type KeyPurpose = 'audit' | 'wrap' | 'git' | 'traces';
+export type KeyPurpose = 'audit' | 'wrap' | 'git' | 'traces' | 'objects';
 
 export class MasterKey {
   readonly #key: Buffer;

@@ -29,6 +29,8 @@ import type { DriftMonitor } from './drift.ts';
 import type { RequestMetrics } from './request-metrics.ts';
 import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
 import type { WorkflowsApi } from '../../schemas/workflows.ts';
+import type { DurableObjectNamespaceApi, ObjectHost } from '../../schemas/durable-objects.ts';
+import type { DurableObjects } from './objects/service.ts';
 
 /** The workflow runner each connected sandbox offered, by cordon; a newer session's replaces an older one's. */
 export class WorkerRunners {
@@ -76,6 +78,7 @@ export interface PortDeps {
   /** Ingress's reports of what it served (only ingress's port takes them). */
   metrics: RequestMetrics;
   creations: Creations;
+  objects: DurableObjects;
 }
 
 /**
@@ -95,10 +98,12 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #drift: DriftMonitor;
   readonly #runners: WorkerRunners;
   readonly #creations: Creations;
+  readonly #objects: DurableObjects;
 
-  constructor({ store, logs, audit, grants, quarantine, drift, runners, creations }: Omit<PortDeps, 'egress' | 'hub'>, peer: PeerIdentity) {
+  constructor({ store, logs, audit, grants, quarantine, drift, runners, creations, objects }: Omit<PortDeps, 'egress' | 'hub'>, peer: PeerIdentity) {
     super();
     this.#creations = creations;
+    this.#objects = objects;
     this.#drift = drift;
     this.#runners = runners;
     this.#quarantine = quarantine;
@@ -124,7 +129,13 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     this.#runners.set(this.#cordon, runner.dup());
   }
 
-  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi>> {
+  /** Each process of the cordon offers its own host; objects are placed on exactly one of them at a time. */
+  async registerObjectHost(host: RpcStub<ObjectHost>): Promise<void> {
+    if (typeof host !== 'function' && typeof host !== 'object') throw new TypeError('host must be a capability');
+    this.#objects.addHost(this.#cordon, host.dup());
+  }
+
+  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | DurableObjectNamespaceApi>> {
     const { bundle } = this.#unlock(codeKey, 'capabilities');
     return this.#grants.grant(bundle, this.#actor);
   }

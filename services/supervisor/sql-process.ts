@@ -38,6 +38,8 @@ const run: Record<StorageMethod, (db: WorkerDatabase, args: any[]) => unknown> =
   kvPut: (db, [key, value]) => db.kvPut(key, value),
   kvDelete: (db, [key]) => db.kvDelete(key),
   kvList: (db, [prefix, limit]) => db.kvList(prefix, limit),
+  kvScan: (db, [start, end, prefix, reverse, limit]) => db.kvScan(start, end, prefix, reverse, limit),
+  deleteAll: (db) => db.deleteAll(),
 };
 
 process.on('message', (m: SqlRequest) => {

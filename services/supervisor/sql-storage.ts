@@ -180,6 +180,60 @@ export class WorkerDatabase {
     });
   }
 
+  /**
+   * The async KV API's list(): keys in [start, end) (either open), starting with `prefix`, ascending or
+   * (`reverse`) descending, at most `limit`. Keys compare as SQLite's BINARY collation does (UTF-8 bytes).
+   */
+  kvScan(start: string | null, end: string | null, prefix: string, reverse: boolean, limit: number): [string, Uint8Array][] {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (start !== null) {
+      where.push('key >= ?');
+      args.push(start);
+    }
+    if (end !== null) {
+      where.push('key < ?');
+      args.push(end);
+    }
+    if (prefix) {
+      where.push('substr(key, 1, length(?)) = ?');
+      args.push(prefix, prefix);
+    }
+    const sql = `SELECT key, value FROM ${KV_TABLE}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY key ${reverse ? 'DESC' : 'ASC'} LIMIT ?`;
+    return this.#internalRun(() => {
+      const out: [string, Uint8Array][] = [];
+      const size = resultSize('list result', 'ask for fewer entries (limit)');
+      for (const r of this.#stmt(sql).iterate(...args, limit) as Iterable<{ key: string; value: Uint8Array }>) {
+        const entry: [string, Uint8Array] = [r.key, r.value];
+        size.add(entry);
+        out.push(entry);
+      }
+      return out;
+    });
+  }
+
+  /** `storage.deleteAll()`: every table, view and KV entry of the tenant's, atomically. */
+  deleteAll(): void {
+    this.#write(() => {
+      const own = !this.#inTransaction;
+      if (own) this.#db.exec('SAVEPOINT cordon_delete_all');
+      try {
+        const items = this.#db
+          .prepare(`SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND substr(name, 1, 7) <> 'sqlite_' AND name <> ?`)
+          .all(KV_TABLE) as { type: string; name: string }[];
+        // Views first: a view may name a table.
+        for (const it of items.sort((a, b) => (a.type === b.type ? 0 : a.type === 'view' ? -1 : 1)))
+          this.#db.exec(`DROP ${it.type === 'view' ? 'VIEW' : 'TABLE'} IF EXISTS "${it.name.replaceAll('"', '""')}"`);
+        this.#db.exec(`DELETE FROM ${KV_TABLE}`);
+        if (own) this.#db.exec('RELEASE cordon_delete_all');
+      } catch (e) {
+        if (own && this.#db.isTransaction) this.#db.exec('ROLLBACK TO cordon_delete_all; RELEASE cordon_delete_all');
+        throw e;
+      }
+      this.#cache.clear();
+    });
+  }
+
   #write<T>(fn: () => T): T {
     return this.#internalRun(() => {
       try {

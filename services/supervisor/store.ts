@@ -46,6 +46,7 @@ export interface VersionInput {
   egress?: EgressLists;
   workflows?: WorkflowDecl[];
   crons?: string[];
+  objectClasses?: string[];
   routes: string[];
   /** Whether the worker answers at its default route too (wrangler's `workers_dev`; on unless false). */
   workersDev?: boolean;
@@ -171,6 +172,7 @@ export class CodeStore {
       egress: input.egress,
       ...(input.workflows?.length ? { workflows: input.workflows } : {}),
       ...(input.crons?.length ? { crons: input.crons } : {}),
+      ...(input.objectClasses?.length ? { objectClasses: input.objectClasses } : {}),
     });
     const version = sha256(plain);
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
@@ -194,6 +196,7 @@ export class CodeStore {
         origins: input.origins,
         workflows: input.workflows ?? [],
         crons: input.crons ?? [],
+        ...(input.objectClasses?.length ? { objectClasses: input.objectClasses } : {}),
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }
@@ -332,6 +335,7 @@ export class CodeStore {
       egress: b.egress ?? null,
       workflows: b.workflows ?? [],
       crons: b.crons ?? [],
+      objectClasses: b.objectClasses ?? [],
     };
   }
 

@@ -146,6 +146,30 @@ export class WorkerRuntime {
     }
   }
 
+  /** One call on a Durable Object hosted in this worker version's isolate (see WorkerInstance.objectCall). */
+  async objectCall(
+    bundle: WorkerBundle,
+    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost },
+    call: { kind: string; method: string; payload: string },
+    hooks: RunHooks,
+  ): Promise<string> {
+    const key = `${bundle.workerId}@${bundle.version}`;
+    const instance = await this.#instance(key, bundle);
+    try {
+      return await instance.objectCall(object.key, object.className, object.id, object.name, object.storage, call, this.#withLoaders(key, bundle, hooks));
+    } catch (e) {
+      if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
+      throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
+    } finally {
+      void this.#measure(key, instance);
+    }
+  }
+
+  /** Durable Object `key` left this sandbox (evicted, moved, deleted): its instance in that version's isolate goes, if the isolate is live. */
+  objectDrop(bundle: WorkerBundle, key: string): void {
+    this.#live.get(`${bundle.workerId}@${bundle.version}`)?.instance.objectDrop(key);
+  }
+
   /** A worker with `worker_loaders` bindings: its capability calls with those served here (worker-loader.ts). */
   #withLoaders(key: string, bundle: WorkerBundle, hooks: RunHooks): RunHooks {
     if (!bundle.bindings.some((b) => b.type === 'loader')) return hooks;

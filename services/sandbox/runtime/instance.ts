@@ -118,6 +118,7 @@ export class WorkerInstance {
   #caps: CapabilityHost | undefined;
   /** The watchdogs armed now (requests, invocations, loading): the earliest deadline ends the isolate. */
   readonly #watchdogs: Watchdogs;
+  /** Capabilities with a handle of their own: a workflow run's steps (`$step:<seq>`), a hosted object's storage (`$obj:<key>`). */
   readonly #stepHosts = new Map<string, CapabilityHost>();
   /** Workers RPC pipes (rpc-pipes.ts); a served one is an invocation, under the watchdogs in #served. */
   readonly #pipes = new PipeTable({
@@ -358,7 +359,7 @@ export class WorkerInstance {
   async #capCall(handle: string, method: string, args: string): Promise<string> {
     try {
       if (typeof handle !== 'string' || typeof method !== 'string' || typeof args !== 'string') throw new Error('malformed capability call');
-      // A workflow run's steps have a handle of their own (one per run); everything else is the worker's.
+      // A workflow run's steps and a hosted object's storage have a handle of their own; everything else is the worker's.
       const caps = this.#stepHosts.get(handle) ?? this.#caps;
       if (!caps) throw new Error('this worker has no capabilities');
       const decoded = decodeWire(args, base64);
@@ -402,6 +403,38 @@ export class WorkerInstance {
         () => this.#stepHosts.delete(handle),
       ];
     });
+  }
+
+  /**
+   * One call on Durable Object `key`, hosted in this isolate (made on its first call): `storage`
+   * answers its storage calls while the object lives here. Resolves with the encoded result or
+   * '!' + the error it threw; a broken limit rejects with a WorkerError as a request would.
+   */
+  async objectCall(
+    key: string,
+    className: string,
+    id: string,
+    name: string | null,
+    storage: CapabilityHost,
+    call: { kind: string; method: string; payload: string },
+    hooks: RequestHooks,
+  ): Promise<string> {
+    const handle = `$obj:${key}`;
+    this.#stepHosts.set(handle, storage);
+    return this.#invoke(hooks, () => [
+      (now) =>
+        this.#entry!.objectCall.apply(undefined, [key, className, id, name, handle, call.kind, call.method, call.payload, now], {
+          result: { promise: true, copy: true },
+          timeout: this.bundle.limits.cpuMs,
+        }) as Promise<unknown>,
+      () => {},
+    ]);
+  }
+
+  /** Object `key` no longer lives here: its instance and its storage handle go. */
+  objectDrop(key: string): void {
+    this.#stepHosts.delete(`$obj:${key}`);
+    if (!this.disposed) void this.#entry!.objectDrop.apply(undefined, [key], { timeout: this.bundle.limits.cpuMs }).catch(() => {});
   }
 
   /** scheduled(event, env, ctx) for a cron trigger, waitUntil included; an exception rejects as a WorkerError. */

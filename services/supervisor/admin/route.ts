@@ -2,6 +2,7 @@
  * What a route file is given and gives back, and the checks routes make beyond their scope: a
  * tenant-bound token acts on its own tenant only, and some acts are the operator's alone.
  */
+import type { DurableObjects } from '../objects/service.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../../../lib/log.ts';
 import { HttpError } from './http.ts';
@@ -44,6 +45,7 @@ export interface AdminDeps {
   /** The Jaeger UI the dashboard links traces to (CORDON_JAEGER_URL), if any. */
   jaegerUrl?: string;
   log: Logger;
+  objects: DurableObjects;
 }
 
 export interface Call {

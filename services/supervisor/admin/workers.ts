@@ -9,7 +9,18 @@ import { check } from '../../../lib/rpc/validate.ts';
 import { parseRoutePattern } from '../../../lib/routes.ts';
 import { parseOrigin } from '../../../lib/origins.ts';
 import { nameRefusal } from '../../../lib/special-use-names.ts';
-import { Binding, CordonName, EgressLists, Limits, ModuleName, TenantName, VarValue, WorkerModule, WorkerName } from '../../../schemas/worker.ts';
+import {
+  Binding,
+  CordonName,
+  EgressLists,
+  Limits,
+  ModuleName,
+  ObjectClasses,
+  TenantName,
+  VarValue,
+  WorkerModule,
+  WorkerName,
+} from '../../../schemas/worker.ts';
 import { WorkflowDecl } from '../../../schemas/workflows.ts';
 import { codeHash } from '../store.ts';
 import { checkCron } from '../cron.ts';
@@ -56,6 +67,7 @@ const DeployRequest = z.object({
     .default([])
     .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'workflow names must be unique'),
   limits: Limits.default({ cpuMs: 1000, wallMs: 30_000, memoryMb: 128 }),
+  objectClasses: ObjectClasses,
 });
 
 /**
@@ -124,6 +136,12 @@ export function workerRoutes(
         if (Buffer.byteLength(JSON.stringify(input.vars)) > MAX_VARS_BYTES) throw new HttpError(413, 'vars exceed 1 MiB');
         const clash = input.bindings.find((b) => b.name in input.vars);
         if (clash) throw new HttpError(400, `${clash.name} is both a var and a binding`);
+        const undeclared = input.bindings.find((b) => b.type === 'durable_object' && !input.objectClasses.includes(b.className));
+        if (undeclared?.type === 'durable_object')
+          throw new HttpError(
+            400,
+            `cannot create binding ${undeclared.name} for class ${undeclared.className}: it is not declared as a Durable Object class (objectClasses; wrangler: a migration's new_sqlite_classes)`,
+          );
         if (!input.modules.some((m) => m.name === input.mainModule && m.type === 'esm')) {
           throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
         }

@@ -21,6 +21,7 @@ import { makeExports } from './entrypoints.ts';
 import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
 import { requests, type Handler, type HandlerClass } from './request-state.ts';
 import { asyncHooks, enterRoot } from './async-context.ts';
+import { makeObjectHost } from './durable-objects.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
 // --- what the response path needs, captured before tenant code can patch anything ------------------
@@ -335,6 +336,26 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     return '';
   }
 
+  const objects = makeObjectHost({ exported: () => exported, env: () => requests.env, callCap: envDeps.callCap, logError, maxBody: options.maxBody });
+
+  /** A call on a Durable Object this isolate hosts: entered like a request (clock, subrequest count). */
+  async function objectCall(
+    key: string,
+    className: string,
+    id: string,
+    name: string | null,
+    storageHandle: string,
+    kind: string,
+    method: string,
+    payload: string,
+    now: number,
+  ): Promise<string> {
+    requests.active++;
+    setClock(now);
+    resetSubrequests();
+    return objects.call(key, className, id, name, storageHandle, kind, method, payload);
+  }
+
   /** An event from the client end of a WebSocket (through ingress and the host) for the server end here. */
   function wsEvent(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number): void {
     setClock(now);
@@ -386,6 +407,8 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     loaded,
     runWorkflow: (className: string, eventWire: string, stepHandle: string, now: number) => holding(() => runWorkflow(className, eventWire, stepHandle, now)),
     runScheduled: (cron: string, scheduledTime: number, now: number) => holding(() => runScheduled(cron, scheduledTime, now)),
+    objectCall: (...args: Parameters<typeof objectCall>) => holding(() => objectCall(...args)),
+    objectDrop: objects.drop,
     wsEvent,
     configure,
     rehearse,

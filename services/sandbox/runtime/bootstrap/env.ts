@@ -5,6 +5,7 @@ import { workflowBinding, type CallAsync } from './workflow-step.ts';
 import { codec } from './value-codec.ts';
 import { requests } from './request-state.ts';
 import { OUTBOUND_BINDING } from '../abi.ts';
+import { namespaceBinding } from './durable-objects.ts';
 
 export { codec };
 
@@ -27,6 +28,7 @@ export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindin
     workflow: (name) => workflowBinding(callCapAsync, name, codec),
     service: deps.service,
     loader: deps.loader,
+    durable_object: (name) => namespaceBinding(callCap, callCapAsync, name),
   };
   const bindingObjects: Record<string, object> = {};
   requests.outbound = undefined;

@@ -1,0 +1,83 @@
+/**
+ * Durable Objects across service boundaries: the binding a worker declares (`durable_objects.bindings`
+ * in wrangler's config), what its `env.<BINDING>` may ask the supervisor (DurableObjectNamespaceApi),
+ * and how the supervisor has the sandbox that holds an object's lease run a call on it (ObjectHost).
+ *
+ * An object is named by (tenant, worker, class, id); its id is 64 hex digits minted by the supervisor
+ * for exactly one namespace (docs/durable-objects.md, "Ids"), so an id is the whole name a tenant ever
+ * handles and cannot be turned into another namespace's.
+ */
+import { z } from 'zod';
+import type { StorageApi } from './capabilities.ts';
+import { ClassName } from './workflows.ts';
+
+/** `env.<name>` for the objects of class `className` of this same worker. */
+export const DurableObjectBinding = z
+  .object({
+    type: z.literal('durable_object'),
+    name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. ROOM)'),
+    className: ClassName,
+  })
+  .strict();
+export type DurableObjectBinding = z.infer<typeof DurableObjectBinding>;
+
+/** An object id as Cloudflare prints it: 64 lower-case hex digits. */
+export const ObjectIdHex = z.string().regex(/^[0-9a-f]{64}$/, 'a Durable Object id is 64 hex digits');
+/** A name for idFromName/getByName (Cloudflare sets no documented limit; this one keeps ids and logs bounded). */
+export const ObjectName = z.string().max(2048);
+
+/** What a namespace hands back for an id: the id, and the name when it was made from one. */
+export interface MintedId {
+  id: string;
+  name?: string;
+}
+
+/** The kinds of call an object receives: fetch(request), an RPC method, or its alarm. */
+export type ObjectCallKind = 'fetch' | 'rpc' | 'alarm';
+
+/**
+ * One worker's `env.<BINDING>` for one class: ids of this namespace only, and calls on its objects.
+ * `payload` and the result are the isolate's RPC value encoding (bootstrap/rpc-values.ts), at most
+ * MAX_OBJECT_PAYLOAD. `timeLeftMs` is set by the sandbox, as for storage calls.
+ */
+export interface DurableObjectNamespaceApi {
+  /** newUniqueId (`kind` unique), idFromName (`name`), idFromString (`string`: refused unless minted for this namespace). */
+  mint(kind: 'unique' | 'name' | 'string', arg: string | null): Promise<MintedId>;
+  call(id: string, name: string | null, kind: ObjectCallKind, method: string, payload: string, timeLeftMs?: number): Promise<string>;
+}
+export const OBJECT_NAMESPACE_METHODS = ['mint', 'call'] as const satisfies readonly (keyof DurableObjectNamespaceApi)[];
+
+/** An RPC argument list or result, as encoded, at most this long (the same bound as a workflow value). */
+export const MAX_OBJECT_PAYLOAD = 1024 * 1024 * 8;
+
+/**
+ * The storage of one object, handed to the sandbox that holds the object's lease: its database
+ * (the storage API) and its alarm, each call refused once the lease has moved on (the fence).
+ */
+export interface ObjectStorageApi extends StorageApi {
+  getAlarm(timeLeftMs?: number): Promise<number | null>;
+  setAlarm(time: number | null, timeLeftMs?: number): Promise<void>;
+  deleteAll(timeLeftMs?: number): Promise<void>;
+}
+export const OBJECT_STORAGE_EXTRA = ['getAlarm', 'setAlarm', 'deleteAll'] as const satisfies readonly (keyof ObjectStorageApi)[];
+
+/** Which object a call is for, as the supervisor tells the holder. */
+export interface ObjectAddress {
+  /** The worker version the call runs in (its code key unlocks it in this sandbox's cordon). */
+  codeKey: string;
+  className: string;
+  id: string;
+  name: string | null;
+  /** The lease's fencing token: higher for every new grant of this object. */
+  fence: number;
+}
+
+/** What a sandbox offers the supervisor: it hosts objects of its cordon's workers. */
+export interface ObjectHost {
+  /** Run one call on the object; `storage` is its fenced storage (kept while the instance lives). */
+  call(address: ObjectAddress, storage: ObjectStorageApi, kind: ObjectCallKind, method: string, payload: string): Promise<string>;
+  /** The supervisor's lease check: answers with the keys (`<workerId>:<class>:<id>`) of the objects this host still runs. */
+  ping(): Promise<string[]>;
+  /** The lease ended (the object was deleted, or moved): drop the instance, if any. */
+  drop(key: string): Promise<void>;
+}

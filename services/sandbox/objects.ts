@@ -1,0 +1,121 @@
+/**
+ * The Durable Objects this sandbox process holds, as the supervisor grants them: each object lives in
+ * the isolate of the worker version the call names, with the fenced storage capability that came with
+ * its lease. A call under a newer lease (a higher fence) or for a newer version replaces the instance;
+ * an object idle for `idleMs` is evicted (its storage stays with the supervisor). An object whose
+ * lease moved elsewhere is dropped when the supervisor says so (`drop`), or replaced by its next call;
+ * a stale instance can do no harm meanwhile: its storage refuses every call (the fence).
+ */
+import { RpcTarget, type RpcStub } from 'capnweb';
+import { z } from 'zod';
+import { check } from '../../lib/rpc/validate.ts';
+import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
+import { ClassName } from '../../schemas/workflows.ts';
+import { MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectHost, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
+import { ObjectStorageForwarder } from './capabilities.ts';
+import { logSink, type SandboxDeps } from './port.ts';
+import { WorkerError } from './runtime/index.ts';
+
+const Address = z.object({ codeKey: CodeKey, className: ClassName, id: ObjectIdHex, name: ObjectName.nullable(), fence: z.number().int().min(1) });
+const Kind = z.enum(['fetch', 'rpc', 'alarm']);
+const Method = z.string().min(1).max(256);
+const Payload = z.string().max(MAX_OBJECT_PAYLOAD);
+
+interface Live {
+  fence: number;
+  storage: RpcStub<ObjectStorageApi>;
+  forwarder: ObjectStorageForwarder;
+  bundle: WorkerBundle;
+  lastUsed: number;
+  active: number;
+}
+
+export class ObjectHostTarget extends RpcTarget implements ObjectHost {
+  readonly #deps: SandboxDeps;
+  readonly #live = new Map<string, Live>();
+  readonly #idleMs: number;
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor(deps: SandboxDeps, idleMs: number) {
+    super();
+    this.#deps = deps;
+    this.#idleMs = idleMs;
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(10_000, Math.max(100, idleMs / 4))).unref();
+  }
+
+  async call(addressArg: unknown, storage: RpcStub<ObjectStorageApi>, kindArg: unknown, methodArg: unknown, payloadArg: unknown): Promise<string> {
+    const a = check(Address, addressArg, 'object address');
+    const kind = check(Kind, kindArg, 'call kind');
+    const method = check(Method, methodArg, 'method');
+    const payload = check(Payload, payloadArg, 'payload');
+    if (typeof (storage as { dup?: unknown } | null)?.dup !== 'function') throw new TypeError('storage must be a capability');
+    const { bundle, capabilities } = await this.#deps.bundles.get(a.codeKey);
+    if (!(bundle.objectClasses ?? []).includes(a.className)) throw new Error(`${a.className} is not a Durable Object class of ${bundle.workerId}`);
+    const key = `${bundle.workerId}:${a.className}:${a.id}`;
+    let live = this.#live.get(key);
+    if (live && (live.fence !== a.fence || live.bundle.version !== bundle.version)) {
+      this.#drop(key);
+      live = undefined;
+    }
+    if (!live) {
+      const kept = storage.dup();
+      live = { fence: a.fence, storage: kept, forwarder: new ObjectStorageForwarder(kept), bundle, lastUsed: Date.now(), active: 0 };
+      this.#live.set(key, live);
+    }
+    live.active++;
+    live.lastUsed = Date.now();
+    const leave = this.#deps.recorder.enter(bundle.workerId);
+    try {
+      return await this.#deps.runtime.objectCall(
+        bundle,
+        { key, className: a.className, id: a.id, name: a.name, storage: live.forwarder },
+        { kind, method, payload },
+        { log: logSink(this.#deps.supervisor, a.codeKey, this.#deps.log), capabilities },
+      );
+    } catch (e) {
+      // The isolate went (a broken limit): so did the object's instance.
+      if (e instanceof WorkerError) this.#drop(key);
+      throw e instanceof WorkerError ? new Error(e.detail === e.message ? e.message : `${e.message}: ${e.detail}`) : e;
+    } finally {
+      leave();
+      live.active--;
+      live.lastUsed = Date.now();
+    }
+  }
+
+  async ping(): Promise<string[]> {
+    return [...this.#live.keys()];
+  }
+
+  async drop(keyArg: unknown): Promise<void> {
+    this.#drop(check(z.string().max(400), keyArg, 'object key'));
+  }
+
+  /** How many objects live here now (diagnostics, tests). */
+  get size(): number {
+    return this.#live.size;
+  }
+
+  #sweep(): void {
+    const cutoff = Date.now() - this.#idleMs;
+    for (const [key, l] of this.#live) if (l.active === 0 && l.lastUsed < cutoff) this.#drop(key);
+  }
+
+  #drop(key: string): void {
+    const live = this.#live.get(key);
+    if (!live) return;
+    this.#live.delete(key);
+    this.#deps.runtime.objectDrop(live.bundle, key);
+    live.storage[Symbol.dispose]();
+  }
+
+  /** Everything held goes (the supervisor session ended: its capabilities and leases with it). */
+  clear(): void {
+    for (const key of [...this.#live.keys()]) this.#drop(key);
+  }
+
+  dispose(): void {
+    clearInterval(this.#sweeper);
+    this.clear();
+  }
+}

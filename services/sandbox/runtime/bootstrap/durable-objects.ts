@@ -1,0 +1,364 @@
+/**
+ * Durable Objects inside the isolate, both ends:
+ * - the caller's `env.<BINDING>` (a namespace): ids minted by the supervisor (synchronous, as in
+ *   Workers), and stubs whose `fetch()` and RPC methods go out as one capability call each;
+ * - the objects this isolate hosts: one instance per object key, made on its first call with
+ *   `new Class(ctx, env)`, and `ctx` = { id, storage, waitUntil, blockConcurrencyWhile, … }.
+ *
+ * Gates (docs/durable-objects.md, "Gates"): every storage call blocks this isolate until the
+ * supervisor has answered (a write is on disk before it returns), so no other event reaches an object
+ * while its storage call is pending, and nothing can answer before a write it follows is durable.
+ * blockConcurrencyWhile holds every new call to the object until its callback settles.
+ */
+import { Headers, Request, Response, Body } from './fetch-api.ts';
+import { TextDecoder, TextEncoder } from './encoding.ts';
+import { storageBinding, type CapCall } from './bindings.ts';
+import type { CallAsync } from './workflow-step.ts';
+import { decodeValue, encodeValue } from './rpc-values.ts';
+import { errorText } from './response-out.ts';
+
+const PromiseCtor = Promise;
+const rawHeaders = Headers.raw;
+const readBody = Body.read;
+const checkBody = Body.check;
+const freeze = Object.freeze;
+const ObjectProto = Object.prototype;
+const getProto = Object.getPrototypeOf;
+
+/** An id as the tenant sees it: 64 hex digits, and the name it was made from, if any. */
+export class DurableObjectId {
+  readonly #hex: string;
+  readonly name: string | undefined;
+  constructor(hex: string, name?: string) {
+    this.#hex = hex;
+    this.name = name;
+    freeze(this);
+  }
+  toString(): string {
+    return this.#hex;
+  }
+  toJSON(): string {
+    return this.#hex;
+  }
+  equals(other: unknown): boolean {
+    return other instanceof DurableObjectId && other.#hex === this.#hex;
+  }
+}
+
+/** What a call answered: its value, or (with a leading '!') the error it threw. */
+function decodeResult(text: string): unknown {
+  if (text.startsWith('!')) throw decodeValue(text.slice(1));
+  return decodeValue(text);
+}
+
+/** Names that are never RPC methods of a stub (a stub is not a thenable; these are its own). */
+const NOT_METHODS = new Set(['then', 'catch', 'finally', 'constructor', 'toJSON']);
+
+function stubFor(handle: string, call: CallAsync, id: DurableObjectId): object {
+  const invoke = async (kind: 'fetch' | 'rpc', method: string, payload: string) =>
+    decodeResult((await call(handle, 'call', [id.toString(), id.name ?? null, kind, method, payload])) as string);
+  const own: Record<string, unknown> = {
+    id,
+    name: id.name,
+    async fetch(input: unknown, init?: unknown): Promise<Response> {
+      const req = new Request(input as string, init as undefined);
+      const body = req.body === null ? null : new Uint8Array(await req.arrayBuffer());
+      const r = (await invoke('fetch', 'fetch', encodeValue({ method: req.method, url: req.url, headers: rawHeaders(req.headers), body }))) as {
+        status: number;
+        statusText: string;
+        headers: [string, string][];
+        body: Uint8Array | null;
+      };
+      const nullBody = r.status === 101 || r.status === 204 || r.status === 205 || r.status === 304;
+      return new Response(nullBody ? null : r.body, { status: r.status, statusText: r.statusText, headers: r.headers });
+    },
+    connect() {
+      throw new TypeError('connect() on a Durable Object stub is not supported by Cordon');
+    },
+  };
+  return new Proxy(freeze(own), {
+    get(target, p) {
+      if (typeof p !== 'string') return undefined;
+      if (Object.hasOwn(target, p)) return target[p];
+      if (NOT_METHODS.has(p)) return undefined;
+      return (...args: unknown[]) => invoke('rpc', p, encodeValue(args));
+    },
+  });
+}
+
+/** `env.<BINDING>` for a Durable Object class: ids of this namespace only, and stubs. */
+export function namespaceBinding(callCap: CapCall, callAsync: CallAsync, handle: string): object {
+  const mint = (kind: 'unique' | 'name' | 'string', arg: string | null) => {
+    const r = callCap(handle, 'mint', [kind, arg]) as { id: string; name?: string };
+    return new DurableObjectId(r.id, r.name);
+  };
+  const self = freeze({
+    newUniqueId(_options?: unknown): DurableObjectId {
+      return mint('unique', null);
+    },
+    idFromName(name: unknown): DurableObjectId {
+      return mint('name', String(name));
+    },
+    idFromString(hex: unknown): DurableObjectId {
+      return mint('string', String(hex));
+    },
+    get(id: unknown, _options?: unknown): object {
+      if (!(id instanceof DurableObjectId)) throw new TypeError('get() takes a DurableObjectId (from idFromName, newUniqueId or idFromString)');
+      return stubFor(handle, callAsync, id);
+    },
+    getByName(name: unknown, _options?: unknown): object {
+      return stubFor(handle, callAsync, mint('name', String(name)));
+    },
+    jurisdiction(_name: unknown): object {
+      return self; // one mesh, one jurisdiction: ids are the same
+    },
+  });
+  return self;
+}
+
+// --- the objects this isolate hosts ----------------------------------------------------------------
+
+interface KvListOptions {
+  start?: string;
+  startAfter?: string;
+  end?: string;
+  prefix?: string;
+  reverse?: boolean;
+  limit?: number;
+}
+
+/** `ctx.storage` of one object: the SQL API, the synchronous and async KV APIs, transactions, alarms. */
+function objectStorage(callCap: CapCall, handle: string): object {
+  const enc = new TextEncoder();
+  const dec = new TextDecoder();
+  const base = storageBinding(callCap, handle) as { sql: object; transactionSync<T>(fn: () => T): T };
+  const pack = (v: unknown) => enc.encode(encodeValue(v));
+  const unpack = (b: Uint8Array | null) => (b === null ? undefined : decodeValue(dec.decode(b)));
+  const key = (k: unknown) => {
+    if (typeof k !== 'string') throw new TypeError('a storage key is a string');
+    return k;
+  };
+  const getOne = (k: unknown) => unpack(callCap(handle, 'kvGet', [key(k)]) as Uint8Array | null);
+  const putOne = (k: unknown, v: unknown) => {
+    if (v === undefined) throw new TypeError('put() needs a value (undefined cannot be stored)');
+    callCap(handle, 'kvPut', [key(k), pack(v)]);
+  };
+  const deleteOne = (k: unknown) => callCap(handle, 'kvDelete', [key(k)]) as boolean;
+  const list = (o: KvListOptions = {}): [string, unknown][] => {
+    if (o.start !== undefined && o.startAfter !== undefined) throw new TypeError('list() takes start or startAfter, not both');
+    const start = o.startAfter !== undefined ? `${String(o.startAfter)}\0` : o.start === undefined ? null : String(o.start);
+    const limit = o.limit === undefined ? 10_000 : Number(o.limit);
+    if (!(limit >= 1)) throw new RangeError('list() limit must be positive');
+    const rows = callCap(handle, 'kvScan', [
+      start,
+      o.end === undefined ? null : String(o.end),
+      String(o.prefix ?? ''),
+      o.reverse === true,
+      Math.min(limit | 0, 10_000),
+    ]);
+    return (rows as [string, Uint8Array][]).map(([k, v]) => [k, unpack(v)]);
+  };
+  const kv = freeze({
+    get: (k: unknown) => getOne(k),
+    put: (k: unknown, v: unknown) => putOne(k, v),
+    delete: (k: unknown) => deleteOne(k),
+    list: (o?: KvListOptions) => list(o)[Symbol.iterator](),
+  });
+  const storage = freeze({
+    sql: base.sql,
+    kv,
+    transactionSync: <T>(fn: () => T) => base.transactionSync(fn),
+    async get(k: unknown, _options?: unknown): Promise<unknown> {
+      if (Array.isArray(k)) {
+        if (k.length > 128) throw new RangeError('get() takes at most 128 keys');
+        const out = new Map<string, unknown>();
+        for (const one of k) {
+          const v = getOne(one);
+          if (v !== undefined) out.set(one, v);
+        }
+        return out;
+      }
+      return getOne(k);
+    },
+    async put(k: unknown, v?: unknown, _options?: unknown): Promise<void> {
+      if (typeof k === 'object' && k !== null) {
+        const entries = Object.entries(k);
+        if (entries.length > 128) throw new RangeError('put() takes at most 128 entries');
+        base.transactionSync(() => entries.forEach(([ek, ev]) => putOne(ek, ev)));
+        return;
+      }
+      putOne(k, v);
+    },
+    async delete(k: unknown, _options?: unknown): Promise<boolean | number> {
+      if (Array.isArray(k)) {
+        if (k.length > 128) throw new RangeError('delete() takes at most 128 keys');
+        return base.transactionSync(() => k.filter((one) => deleteOne(one)).length);
+      }
+      return deleteOne(k);
+    },
+    async list(o?: KvListOptions): Promise<Map<string, unknown>> {
+      return new Map(list(o));
+    },
+    async deleteAll(_options?: unknown): Promise<void> {
+      callCap(handle, 'deleteAll', []);
+    },
+    /**
+     * On SQLite every storage call inside is part of the transaction; `txn` is `ctx.storage` itself
+     * plus rollback(). Calls of other events that interleave at an await that is not storage's join
+     * it too (docs/durable-objects.md).
+     */
+    async transaction<T>(fn: (txn: unknown) => Promise<T> | T): Promise<T> {
+      let rolledBack = false;
+      callCap(handle, 'begin', []);
+      const txn = freeze({
+        ...storage,
+        rollback() {
+          if (!rolledBack) callCap(handle, 'rollback', []);
+          rolledBack = true;
+        },
+      });
+      try {
+        const out = await fn(txn);
+        if (!rolledBack) callCap(handle, 'commit', []);
+        return out;
+      } catch (e) {
+        if (!rolledBack) callCap(handle, 'rollback', []);
+        throw e;
+      }
+    },
+    async getAlarm(_options?: unknown): Promise<number | null> {
+      return callCap(handle, 'getAlarm', []) as number | null;
+    },
+    async setAlarm(time: unknown, _options?: unknown): Promise<void> {
+      const t = time instanceof Date ? time.getTime() : Number(time);
+      if (!Number.isFinite(t)) throw new TypeError('setAlarm() takes a Date or milliseconds since the epoch');
+      callCap(handle, 'setAlarm', [Math.round(t)]);
+    },
+    async deleteAlarm(_options?: unknown): Promise<void> {
+      callCap(handle, 'setAlarm', [null]);
+    },
+    /** Every write is durable when its call returns: nothing to wait for. */
+    async sync(): Promise<void> {},
+  });
+  return storage;
+}
+
+interface Hosted {
+  instance: Record<string, unknown>;
+  /** While set, a blockConcurrencyWhile callback runs: new calls wait for it. */
+  blocked: Promise<unknown> | null;
+}
+
+export interface ObjectHostDeps {
+  exported(): Record<string, unknown>;
+  env(): object;
+  callCap: CapCall;
+  logError: (...args: unknown[]) => void;
+  maxBody: number;
+}
+
+/** The objects this isolate hosts, by key (the host's `<worker>:<class>:<id>`). */
+export function makeObjectHost({ exported, env, callCap, logError, maxBody }: ObjectHostDeps) {
+  const hosted = new Map<string, Hosted>();
+
+  function instantiate(key: string, className: string, id: DurableObjectId, storageHandle: string): Hosted {
+    const cls = exported()[className];
+    if (typeof cls !== 'function') throw new TypeError(`the worker exports no Durable Object class ${className}`);
+    const h: Hosted = { instance: {}, blocked: null };
+    const ctx = freeze({
+      id,
+      storage: objectStorage(callCap, storageHandle),
+      waitUntil(p: unknown) {
+        PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e));
+      },
+      blockConcurrencyWhile<T>(fn: () => Promise<T> | T): Promise<T> {
+        const run = PromiseCtor.resolve().then(fn);
+        const settled = run.then(
+          () => undefined,
+          () => void hosted.delete(key), // as in Workers, the object is reset when the callback throws
+        );
+        h.blocked = settled;
+        void settled.then(() => {
+          if (h.blocked === settled) h.blocked = null;
+        });
+        return run;
+      },
+      abort(reason?: unknown) {
+        hosted.delete(key);
+        throw reason instanceof Error ? reason : new Error(String(reason ?? 'the object was aborted'));
+      },
+      acceptWebSocket() {
+        throw new TypeError('WebSocket hibernation (ctx.acceptWebSocket) is not supported by Cordon yet');
+      },
+      getWebSockets: () => [],
+    });
+    h.instance = new (cls as new (ctx: unknown, env: unknown) => Record<string, unknown>)(ctx, env());
+    hosted.set(key, h);
+    return h;
+  }
+
+  async function dispatch(h: Hosted, kind: string, method: string, payload: string): Promise<unknown> {
+    const obj = h.instance;
+    if (kind === 'fetch') {
+      if (typeof obj.fetch !== 'function') throw new TypeError('the Durable Object has no fetch() method');
+      const r = decodeValue(payload) as { method: string; url: string; headers: [string, string][]; body: Uint8Array | null };
+      const response = await (obj.fetch as (r: Request) => unknown)(new Request(r.url, { method: r.method, headers: r.headers, body: r.body }));
+      checkBody(response as Response);
+      const res = response as Response;
+      return { status: res.status, statusText: res.statusText, headers: rawHeaders(res.headers), body: await readBody(res, maxBody) };
+    }
+    if (kind === 'alarm') {
+      if (typeof obj.alarm !== 'function') throw new TypeError('the Durable Object has no alarm() method');
+      const info = decodeValue(payload) as { retryCount: number; isRetry: boolean };
+      await (obj.alarm as (i: unknown) => unknown)(info);
+      return undefined;
+    }
+    // RPC: a method of the class (its prototype chain short of Object.prototype), never a field or a built-in.
+    let fn: unknown;
+    for (let p = getProto(obj) as object | null; p && p !== ObjectProto; p = getProto(p) as object | null) {
+      const d = Object.getOwnPropertyDescriptor(p, method);
+      if (d) {
+        fn = d.value;
+        break;
+      }
+    }
+    if (method === 'constructor' || typeof fn !== 'function') throw new TypeError(`The RPC receiver does not implement the method "${method}".`);
+    const args = decodeValue(payload);
+    if (!Array.isArray(args)) throw new TypeError('malformed RPC arguments');
+    return await Reflect.apply(fn as (...a: unknown[]) => unknown, obj, args);
+  }
+
+  /** One call on an object: made on first use, waited for while blockConcurrencyWhile holds it. Answers encodeValue(result) or '!' + the error. */
+  async function call(
+    key: string,
+    className: string,
+    idHex: string,
+    name: string | null,
+    storageHandle: string,
+    kind: string,
+    method: string,
+    payload: string,
+  ) {
+    try {
+      let h = hosted.get(key) ?? instantiate(key, className, new DurableObjectId(idHex, name ?? undefined), storageHandle);
+      for (let i = 0; h.blocked && i < 1000; i++) {
+        await h.blocked;
+        h = hosted.get(key) ?? instantiate(key, className, new DurableObjectId(idHex, name ?? undefined), storageHandle);
+      }
+      return encodeValue(await dispatch(h, kind, method, payload));
+    } catch (e) {
+      try {
+        return '!' + encodeValue(e instanceof Error ? e : new Error(errorText(e)));
+      } catch {
+        return '!' + encodeValue(new Error('the Durable Object threw a value that could not be cloned'));
+      }
+    }
+  }
+
+  return {
+    call,
+    drop(key: string): void {
+      hosted.delete(key);
+    },
+  };
+}

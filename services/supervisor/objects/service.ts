@@ -1,0 +1,257 @@
+/**
+ * Durable Objects in the supervisor: ids (ids.ts), the index (registry.ts), placement under leases
+ * (placement.ts), and the capabilities a worker and a host get — the namespace behind `env.<BINDING>`,
+ * and the fenced storage of one object behind `ctx.storage`.
+ */
+import { RpcTarget, type RpcStub } from 'capnweb';
+import { z } from 'zod';
+import { check } from '../../../lib/rpc/validate.ts';
+import { CordonError } from '../../../lib/errors.ts';
+import type { Logger } from '../../../lib/log.ts';
+import {
+  MAX_OBJECT_PAYLOAD,
+  ObjectIdHex,
+  ObjectName,
+  type DurableObjectNamespaceApi,
+  type MintedId,
+  type ObjectCallKind,
+  type ObjectHost,
+  type ObjectStorageApi,
+} from '../../../schemas/durable-objects.ts';
+import { StorageCap, guarded, type Audit } from '../capabilities.ts';
+import type { PooledDatabase } from '../sql-pool.ts';
+import type { CodeStore } from '../store.ts';
+import type { AuditLog } from '../audit.ts';
+import { type ObjectIds, namespaceOf } from './ids.ts';
+import type { ObjectRegistry, ObjectRow } from './registry.ts';
+import { Placement } from './placement.ts';
+
+const Method = z.string().min(1).max(256);
+const Payload = z.string().max(MAX_OBJECT_PAYLOAD);
+const TimeLeft = z.number().int().min(0).optional();
+/** A tenant may call fetch or an RPC method; alarm() is the supervisor's to call. */
+const TenantKind = z.enum(['fetch', 'rpc']);
+const AlarmTime = z.number().int().min(0).max(8.64e15).nullable();
+
+/** An object's key: `<tenant>/<worker>:<class>:<id>` (also the host's key for its instance). */
+export function objectKey(workerId: string, className: string, id: string): string {
+  return `${workerId}:${className}:${id}`;
+}
+function parseKey(key: string): { workerId: string; className: string; id: string } {
+  const [workerId, className, id] = key.split(':') as [string, string, string];
+  return { workerId, className, id };
+}
+
+export interface ObjectsDeps {
+  ids: ObjectIds;
+  registry: ObjectRegistry;
+  store: CodeStore;
+  audit: AuditLog;
+  /** One object's database (Grants.objectDatabase). */
+  database(workerId: string, className: string, id: string): PooledDatabase;
+  leaseMs: number;
+  log: Logger;
+  /** An alarm was set or cleared (the scheduler looks again). */
+  alarmsChanged?(): void;
+}
+
+/** One object's storage for the sandbox holding its lease: every call checks the lease's fence first. */
+class ObjectStorageCap extends StorageCap implements ObjectStorageApi {
+  readonly #fence: () => void;
+  readonly #audit: Audit;
+  readonly #alarm: { get(): number | null; set(time: number | null): void };
+  constructor(
+    db: PooledDatabase,
+    audit: Audit,
+    maxMs: number,
+    workerId: string,
+    fence: () => void,
+    alarm: { get(): number | null; set(time: number | null): void },
+  ) {
+    super(db, audit, maxMs, workerId, fence);
+    this.#fence = fence;
+    this.#audit = audit;
+    this.#alarm = alarm;
+  }
+  getAlarm(_timeLeftMs?: unknown): Promise<number | null> {
+    return guarded(this.#audit, 'storage.getAlarm', () => {
+      this.#fence();
+      return this.#alarm.get();
+    });
+  }
+  setAlarm(time: unknown, _timeLeftMs?: unknown): Promise<void> {
+    return guarded(this.#audit, 'storage.setAlarm', () => {
+      this.#fence();
+      this.#alarm.set(check(AlarmTime, time, 'alarm time'));
+    });
+  }
+}
+
+export class DurableObjects {
+  readonly #deps: ObjectsDeps;
+  readonly placement: Placement<ObjectStorageCap>;
+
+  constructor(deps: ObjectsDeps) {
+    this.#deps = deps;
+    this.placement = new Placement<ObjectStorageCap>({
+      leaseMs: deps.leaseMs,
+      log: deps.log,
+      nextFence: (key) => {
+        const { workerId, className, id } = parseKey(key);
+        return deps.registry.grant(workerId, className, id);
+      },
+      storageFor: (key, fence) => this.#storage(key, fence),
+      created: (key) => deps.log.debug('durable object created', { object: key }),
+    });
+  }
+
+  #storage(key: string, fence: number): ObjectStorageCap {
+    const { workerId, className, id } = parseKey(key);
+    const audit: Audit = (action, error) =>
+      this.#deps.audit.append({
+        actor: 'object',
+        action: `capability.${action}`,
+        target: workerId,
+        outcome: 'denied',
+        detail: { object: `${className}:${id}`, reason: error.message.slice(0, 300) },
+      });
+    const fenced = () => {
+      if (!this.placement.holds(key, fence))
+        throw new CordonError(`this Durable Object's lease has moved on (fence ${fence} is stale): the call was refused and nothing was written`, {
+          status: 409,
+          refusal: true,
+        });
+    };
+    const worker = this.#deps.store.worker(workerId);
+    const wallMs = (worker && this.#deps.store.bundleForKey(worker.codeKey)?.bundle.limits.wallMs) || 30_000;
+    return new ObjectStorageCap(this.#deps.database(workerId, className, id), audit, wallMs, workerId, fenced, {
+      get: () => this.#deps.registry.getAlarm(workerId, className, id),
+      set: (time) => {
+        this.#deps.registry.setAlarm(workerId, className, id, time);
+        this.#deps.alarmsChanged?.();
+      },
+    });
+  }
+
+  /** The capability behind `env.<BINDING>` for class `className` of worker `workerId`. */
+  namespace(workerId: string, className: string, audit: Audit): DurableObjectNamespaceApi {
+    return new NamespaceCap(this, this.#deps.ids, workerId, className, audit);
+  }
+
+  /** A sandbox process offers to host objects of its cordon. */
+  addHost(cordon: string, host: RpcStub<ObjectHost>): void {
+    this.placement.addHost(cordon, host);
+  }
+
+  /** Run one call on an object (id already checked for its namespace), on its lease holder. */
+  async call(workerId: string, className: string, id: string, name: string | null, kind: ObjectCallKind, method: string, payload: string): Promise<string> {
+    const worker = this.#deps.store.worker(workerId);
+    if (!worker) throw new CordonError(`worker ${workerId} is not deployed`, { status: 404 });
+    const key = objectKey(workerId, className, id);
+    const lease = await this.placement.lease(key, worker.cordon);
+    if (lease.fresh) {
+      lease.fresh = false;
+      if (name !== null) this.#deps.registry.name(workerId, className, id, name);
+    }
+    return (await lease.host.stub.call(
+      { codeKey: worker.codeKey, className, id, name, fence: lease.fence },
+      lease.storage as never,
+      kind,
+      method,
+      payload,
+    )) as string;
+  }
+
+  list(workerId: string, limit?: number, after?: string): (ObjectRow & { live: boolean })[] {
+    return this.#deps.registry
+      .list(workerId, limit, after)
+      .map((r) => ({ ...r, live: this.placement.holder(objectKey(workerId, r.className, r.id)) !== undefined }));
+  }
+
+  created(workerId: string): number {
+    return this.#deps.registry.created(workerId);
+  }
+
+  /** Delete an object: its instance goes, its data is wiped, it leaves the index. False if it was never created. */
+  async delete(workerId: string, className: string, id: string): Promise<boolean> {
+    if (!this.#deps.registry.exists(workerId, className, id)) return false;
+    const key = objectKey(workerId, className, id);
+    this.placement.release(key);
+    await this.#deps.database(workerId, className, id).call('deleteAll', [], Date.now() + 30_000);
+    return this.#deps.registry.delete(workerId, className, id);
+  }
+
+  stop(): void {
+    this.placement.stop();
+  }
+}
+
+/** `env.<BINDING>` of one worker for one class: ids of this namespace only, and calls on its objects. */
+class NamespaceCap extends RpcTarget implements DurableObjectNamespaceApi {
+  readonly #objects: DurableObjects;
+  readonly #ids: ObjectIds;
+  readonly #workerId: string;
+  readonly #className: string;
+  readonly #namespace: string;
+  readonly #audit: Audit;
+  constructor(objects: DurableObjects, ids: ObjectIds, workerId: string, className: string, audit: Audit) {
+    super();
+    this.#objects = objects;
+    this.#ids = ids;
+    this.#workerId = workerId;
+    this.#className = className;
+    this.#namespace = namespaceOf(workerId, className);
+    this.#audit = audit;
+  }
+
+  /** Refused unless `id` was minted for this namespace (and, with a name, is that name's). */
+  #checkId(id: string, name: string | null): void {
+    if (!this.#ids.valid(this.#namespace, id))
+      throw new CordonError('Invalid Durable Object ID: it was not made by this namespace (an id belongs to one tenant, worker and class)', {
+        status: 400,
+        refusal: true,
+      });
+    if (name !== null && !this.#ids.isNamed(this.#namespace, id, name))
+      throw new CordonError('Invalid Durable Object ID: the name does not match the id', { status: 400, refusal: true });
+  }
+
+  mint(kind: unknown, arg: unknown): Promise<MintedId> {
+    return guarded(this.#audit, 'objects.mint', () => {
+      const k = check(z.enum(['unique', 'name', 'string']), kind, 'kind');
+      if (k === 'unique') return { id: this.#ids.unique(this.#namespace) };
+      if (k === 'name') {
+        const name = check(ObjectName, arg, 'name');
+        return { id: this.#ids.fromName(this.#namespace, name), name };
+      }
+      const hex = check(z.string().max(200), arg, 'id');
+      if (!/^[0-9a-f]{64}$/.test(hex)) throw new CordonError('Invalid Durable Object ID: an id is 64 hex digits', { status: 400 });
+      this.#checkId(hex, null);
+      return { id: hex };
+    });
+  }
+
+  call(id: unknown, name: unknown, kind: unknown, method: unknown, payload: unknown, timeLeftMs?: unknown): Promise<string> {
+    return guarded(this.#audit, 'objects.call', async () => {
+      const hex = check(ObjectIdHex, id, 'id');
+      const n = check(ObjectName.nullable(), name, 'name');
+      this.#checkId(hex, n);
+      const k = check(TenantKind, kind, 'kind');
+      const m = check(Method, method, 'method');
+      const p = check(Payload, payload, 'payload');
+      const left = check(TimeLeft, timeLeftMs, 'timeLeftMs');
+      const call = this.#objects.call(this.#workerId, this.#className, hex, n, k, m, p);
+      if (left === undefined) return call;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        return await Promise.race([
+          call,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new CordonError("the Durable Object did not answer within the caller's time limit", { status: 504 })), left);
+          }),
+        ]);
+      } finally {
+        clearTimeout(timer);
+      }
+    });
+  }
+}
