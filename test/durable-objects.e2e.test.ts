@@ -5,16 +5,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
-
-export function objectsProject(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-objects-'));
-  cpSync(join(ROOT, 'test/fixtures/projects/objects'), dir, { recursive: true });
-  return dir;
-}
+import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { objectsProject } from './helpers/objects.ts';
 
 describe('Durable Objects', () => {
   let mesh: TestMesh;
