@@ -82,6 +82,21 @@ describe('Durable Objects', () => {
     assert.deepEqual(await get('/objects/wipe/kv'), { tables: 0 });
   });
 
+  test('an acknowledged write survives kill -9 of the sandbox and the supervisor; the object comes back with its state', async () => {
+    for (let i = 1; i <= 5; i++) assert.equal(await get('/objects/next/durable'), i);
+    for (const [service, pid] of mesh.servicePids()) if (service === 'supervisor' || service.startsWith('sandbox:')) process.kill(pid, 'SIGKILL');
+    const next = await waitFor(
+      'the object to answer after the restart',
+      async () => {
+        const r = await fetch(`${mesh.httpUrl}/objects/next/durable`).catch(() => undefined);
+        return r?.status === 200 ? ((await r.json()) as number) : undefined;
+      },
+      60_000,
+      200,
+    );
+    assert.equal(next, 6, 'the five acknowledged increments were on disk');
+  });
+
   test('objects are listed for the operator with their names, and counted', async () => {
     const r = await mesh.cli(['objects', 'list', 'objects']);
     assert.equal(r.code, 0, r.stderr);
