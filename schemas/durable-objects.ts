@@ -32,7 +32,11 @@ export interface MintedId {
   name?: string;
 }
 
-/** The kinds of call an object receives: fetch(request), an RPC method, or its alarm. */
+/**
+ * The kinds of call an object receives: fetch(request), an RPC method, or its alarm. A call's answer is
+ * the encoded result, or '!' followed by the encoded error it threw; an alarm's payload is plain JSON
+ * `{ retryCount, isRetry }`.
+ */
 export type ObjectCallKind = 'fetch' | 'rpc' | 'alarm';
 
 /**

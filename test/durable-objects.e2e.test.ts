@@ -18,7 +18,7 @@ describe('Durable Objects', () => {
   };
 
   before(async () => {
-    mesh = await startTestMesh({ CORDON_OBJECT_LEASE_MS: '2000' });
+    mesh = await startTestMesh({ CORDON_OBJECT_LEASE_MS: '2000', CORDON_OBJECT_IDLE_SECONDS: '2' });
     const r = await mesh.cli(['deploy', '--route', '*/second/*'], objectsProject());
     assert.equal(r.code, 0, r.stderr);
     await waitFor('the worker to serve', async () => (await fetch(`${mesh.httpUrl}/objects/whoami/warm`)).status === 200 || undefined);
@@ -80,6 +80,49 @@ describe('Durable Objects', () => {
       size: true,
     });
     assert.deepEqual(await get('/objects/wipe/kv'), { tables: 0 });
+  });
+
+  test('an idle object is evicted (a new instance next time) and its storage stays', async () => {
+    assert.equal(await get('/objects/next/idle'), 1);
+    const first = await get('/objects/whoami/idle');
+    await waitFor(
+      'the object to be evicted',
+      async () => {
+        const r = await mesh.cli(['objects', 'list', 'objects']);
+        return r.stdout.split('\n').some((l) => l.includes('\tidle\tidle\t')) || undefined;
+      },
+      20_000,
+      250,
+    );
+    const again = await get('/objects/whoami/idle');
+    assert.notEqual(again.instance, first.instance, 'a new instance');
+    assert.equal(await get('/objects/next/idle'), 2, 'the same storage');
+  });
+
+  test('alarms: alarm() runs at its time, is retried with back-off when it throws, and is cleared after', async () => {
+    await get('/objects/alarm/alarmed?ms=200');
+    const ran = await waitFor('the alarm to run', async () => (await get('/objects/alarm-state/alarmed')).ran, 15_000, 100);
+    assert.equal(ran.retryCount, 0);
+    assert.equal((await get('/objects/alarm-state/alarmed')).pending, null);
+    await get('/objects/fail-alarms/retried?n=1');
+    await get('/objects/alarm/retried?ms=100');
+    const retried = await waitFor('the alarm to run again after failing once', async () => (await get('/objects/alarm-state/retried')).ran, 20_000, 200);
+    assert.equal(retried.retryCount, 1, 'the second attempt knows it is a retry');
+  });
+
+  test('an alarm set before kill -9 of the sandbox and the supervisor still runs after the restart', async () => {
+    await get('/objects/alarm/survivor?ms=3000');
+    for (const [service, pid] of mesh.servicePids()) if (service === 'supervisor' || service.startsWith('sandbox:')) process.kill(pid, 'SIGKILL');
+    const ran = await waitFor(
+      'the alarm to run after the restart',
+      async () => {
+        const r = await fetch(`${mesh.httpUrl}/objects/alarm-state/survivor`).catch(() => undefined);
+        return r?.status === 200 ? ((await r.json()) as { ran?: unknown }).ran : undefined;
+      },
+      60_000,
+      250,
+    );
+    assert.ok(ran);
   });
 
   test('an acknowledged write survives kill -9 of the sandbox and the supervisor; the object comes back with its state', async () => {

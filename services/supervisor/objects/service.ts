@@ -25,6 +25,7 @@ import type { AuditLog } from '../audit.ts';
 import { type ObjectIds, namespaceOf } from './ids.ts';
 import type { ObjectRegistry, ObjectRow } from './registry.ts';
 import { Placement } from './placement.ts';
+import { AlarmScheduler } from './alarms.ts';
 
 const Method = z.string().min(1).max(256);
 const Payload = z.string().max(MAX_OBJECT_PAYLOAD);
@@ -51,8 +52,6 @@ export interface ObjectsDeps {
   database(workerId: string, className: string, id: string): PooledDatabase;
   leaseMs: number;
   log: Logger;
-  /** An alarm was set or cleared (the scheduler looks again). */
-  alarmsChanged?(): void;
 }
 
 /** One object's storage for the sandbox holding its lease: every call checks the lease's fence first. */
@@ -90,9 +89,19 @@ class ObjectStorageCap extends StorageCap implements ObjectStorageApi {
 export class DurableObjects {
   readonly #deps: ObjectsDeps;
   readonly placement: Placement<ObjectStorageCap>;
+  readonly #alarms: AlarmScheduler;
 
   constructor(deps: ObjectsDeps) {
     this.#deps = deps;
+    // alarm() is called as any call is, through the object's lease; '!' starts a thrown error (schemas/durable-objects.ts).
+    this.#alarms = new AlarmScheduler(
+      deps.registry,
+      async (t, info) => {
+        const out = await this.call(t.workerId, t.className, t.id, t.name, 'alarm', 'alarm', JSON.stringify(info));
+        if (out.startsWith('!')) throw new Error('alarm() threw');
+      },
+      deps.log,
+    );
     this.placement = new Placement<ObjectStorageCap>({
       leaseMs: deps.leaseMs,
       log: deps.log,
@@ -128,7 +137,7 @@ export class DurableObjects {
       get: () => this.#deps.registry.getAlarm(workerId, className, id),
       set: (time) => {
         this.#deps.registry.setAlarm(workerId, className, id, time);
-        this.#deps.alarmsChanged?.();
+        if (time !== null && time <= Date.now() + 250) setImmediate(() => this.#alarms.tick());
       },
     });
   }
@@ -182,6 +191,7 @@ export class DurableObjects {
   }
 
   stop(): void {
+    this.#alarms.stop();
     this.placement.stop();
   }
 }

@@ -309,8 +309,9 @@ export function makeObjectHost({ exported, env, callCap, logError, maxBody }: Ob
     }
     if (kind === 'alarm') {
       if (typeof obj.alarm !== 'function') throw new TypeError('the Durable Object has no alarm() method');
-      const info = decodeValue(payload) as { retryCount: number; isRetry: boolean };
-      await (obj.alarm as (i: unknown) => unknown)(info);
+      // The supervisor's own payload (plain JSON): how many times this alarm has been retried.
+      const info = JSON.parse(payload) as { retryCount: number; isRetry: boolean };
+      await (obj.alarm as (i: unknown) => unknown)(freeze({ retryCount: Number(info.retryCount) | 0, isRetry: info.isRetry === true }));
       return undefined;
     }
     // RPC: a method of the class (its prototype chain short of Object.prototype), never a field or a built-in.
