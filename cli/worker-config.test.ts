@@ -171,5 +171,5 @@ test('Durable Objects: bindings to classes the migrations declare (new_sqlite_cl
   });
   assert.throws(() => readWorkerConfig(f), /migrations: renamed_classes not implemented in Cordon yet/);
   write({ cordon: { storage: ['ROOM'] } });
-  assert.throws(() => readWorkerConfig(f), /binding ROOM is also a storage, directory or workflow binding/);
+  assert.throws(() => readWorkerConfig(f), /binding ROOM is also a storage, directory, workflow or loader binding/);
 });

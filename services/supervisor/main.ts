@@ -75,6 +75,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     database: (workerId, className, id) => grants.objectDatabase(workerId, className, id),
     leaseMs: settings.supervisor.objectLeaseMs,
     log: log.child({ component: 'objects' }),
+    created: (workerId) => creations.record(workerId, 'durable-object', 1, 'supervisor'),
   });
   onStop(() => objects.stop());
   grants.objects = (workerId, className, refused) => objects.namespace(workerId, className, refused);

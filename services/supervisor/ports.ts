@@ -10,7 +10,7 @@ import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
 import type { RouteListener, RoutingTable } from '../../schemas/routes.ts';
 import {
-  CREATION_KINDS,
+  SANDBOX_CREATION_KINDS,
   type EgressForSupervisor,
   type LogEntry,
   type SupervisorForEgress,
@@ -154,7 +154,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     const { bundle } = this.#unlock(codeKey, 'created');
     this.#creations.record(
       bundle.workerId,
-      check(z.enum(CREATION_KINDS), kind, 'kind'),
+      check(z.enum(SANDBOX_CREATION_KINDS), kind, 'kind'),
       check(z.number().int().min(1).max(1_000_000), count, 'count'),
       this.#actor,
     );

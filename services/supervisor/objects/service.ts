@@ -52,6 +52,8 @@ export interface ObjectsDeps {
   database(workerId: string, className: string, id: string): PooledDatabase;
   leaseMs: number;
   log: Logger;
+  /** A worker created an object (its first call): counted and audited with the worker's other creations. */
+  created?(workerId: string): void;
 }
 
 /** One object's storage for the sandbox holding its lease: every call checks the lease's fence first. */
@@ -110,7 +112,7 @@ export class DurableObjects {
         return deps.registry.grant(workerId, className, id);
       },
       storageFor: (key, fence) => this.#storage(key, fence),
-      created: (key) => deps.log.debug('durable object created', { object: key }),
+      created: (key) => deps.created?.(parseKey(key).workerId),
     });
   }
 
