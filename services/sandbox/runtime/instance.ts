@@ -360,6 +360,9 @@ export class WorkerInstance {
     try {
       if (typeof handle !== 'string' || typeof method !== 'string' || typeof args !== 'string') throw new Error('malformed capability call');
       // A workflow run's steps and a hosted object's storage have a handle of their own; everything else is the worker's.
+      // A hosted object's storage handle goes when its lease does (moved, evicted): say so, not which handle.
+      if (handle.startsWith('$obj:') && !this.#stepHosts.has(handle))
+        throw new Error("this Durable Object's lease has moved on (it was moved or evicted): its storage is no longer reachable from this instance");
       const caps = this.#stepHosts.get(handle) ?? this.#caps;
       if (!caps) throw new Error('this worker has no capabilities');
       const decoded = decodeWire(args, base64);
