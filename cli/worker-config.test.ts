@@ -92,7 +92,7 @@ test('sections Cordon does not implement are refused together, each named with w
     JSON.stringify({
       name: 'x',
       main: 'a.js',
-      kv_namespaces: [{ binding: 'K', id: '1' }],
+      r2_buckets: [{ binding: 'K', bucket_name: '1' }],
       durable_objects: { bindings: [{ name: 'D', class_name: 'C' }] },
       compatibility_flags: ['nodejs_compat', 'streams_enable_constructors'],
       frobnicate: 1,
@@ -104,7 +104,7 @@ test('sections Cordon does not implement are refused together, each named with w
     () => readWorkerConfig(f),
     (e: Error) => {
       for (const want of [
-        /kv_namespaces: KV is not implemented/,
+        /r2_buckets: R2 is not implemented/,
         /durable_objects: Durable Objects are not implemented/,
         /compatibility_flags: streams_enable_constructors: a compatibility flag Cordon does not implement \(it honours nodejs_compat, /,
         /frobnicate: a section Cordon does not know/,

@@ -17,6 +17,9 @@ import {
   type StorageMethod,
 } from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
+import { KV_METHODS } from '../../schemas/kv.ts';
+import { D1_METHODS } from '../../schemas/d1.ts';
+import { QUEUE_METHODS } from '../../schemas/queues.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost } from './runtime/index.ts';
 import { DEFAULT_QUOTAS } from '../../lib/rpc/quotas.ts';
@@ -49,6 +52,9 @@ const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = 
   cache: CACHE_METHODS,
   // Served in the sandbox (runtime/worker-loader.ts): nothing of it reaches the supervisor.
   loader: [],
+  kv: KV_METHODS,
+  d1: D1_METHODS,
+  queue: QUEUE_METHODS,
 };
 
 /** The engine's side of one workflow run, as its step calls reach it: only the step methods pass. */

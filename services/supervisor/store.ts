@@ -21,6 +21,7 @@ import type { HostAssignment, RoutingTable } from '../../schemas/routes.ts';
 import { normalizeHostPattern, normalizeRoutePattern } from '../../lib/routes.ts';
 import { checkAssignment, checkRoutes, defaultRoutePattern, defaultRouting, type Deployer, type RoutedPattern } from './hosts.ts';
 import type { WorkflowDecl } from '../../schemas/workflows.ts';
+import type { QueueConsumerDecl } from '../../schemas/queues.ts';
 
 export interface WorkerRecord {
   id: string;
@@ -46,6 +47,7 @@ export interface VersionInput {
   egress?: EgressLists;
   workflows?: WorkflowDecl[];
   crons?: string[];
+  queueConsumers?: QueueConsumerDecl[];
   routes: string[];
   /** Whether the worker answers at its default route too (wrangler's `workers_dev`; on unless false). */
   workersDev?: boolean;
@@ -171,6 +173,7 @@ export class CodeStore {
       egress: input.egress,
       ...(input.workflows?.length ? { workflows: input.workflows } : {}),
       ...(input.crons?.length ? { crons: input.crons } : {}),
+      ...(input.queueConsumers?.length ? { queueConsumers: input.queueConsumers } : {}),
     });
     const version = sha256(plain);
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
@@ -194,6 +197,7 @@ export class CodeStore {
         origins: input.origins,
         workflows: input.workflows ?? [],
         crons: input.crons ?? [],
+        queueConsumers: input.queueConsumers ?? [],
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }
@@ -332,6 +336,7 @@ export class CodeStore {
       egress: b.egress ?? null,
       workflows: b.workflows ?? [],
       crons: b.crons ?? [],
+      queueConsumers: b.queueConsumers ?? [],
     };
   }
 

@@ -13,7 +13,7 @@ import type * as idna from './bootstrap/idna.ts';
 import type * as capnweb from './bootstrap/capnweb.ts';
 import type * as digest from './bootstrap/digest-stream.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
-import type { VarValue } from '../../../schemas/worker.ts';
+import type { Binding, VarValue } from '../../../schemas/worker.ts';
 
 /**
  * The host's callbacks (isolated-vm Callbacks): primitives and ArrayBuffer copies in and out. Those
@@ -102,7 +102,7 @@ export interface IsolateRef<F extends (...args: never[]) => Promise<unknown>> {
 export interface BootOptions {
   allowEval: boolean;
   vars: Record<string, VarValue>;
-  bindings: { type: 'storage' | 'directory' | 'workflow' | 'service' | 'loader'; name: string }[];
+  bindings: { type: Binding['type']; name: string }[];
   maxBody: number;
   maxHead: number;
   /** The worker's memory limit in bytes (isolated-vm's memoryLimit). */
@@ -118,6 +118,8 @@ export interface Entry {
   rehearse(now: number): Promise<void>;
   runWorkflow(className: string, event: string, stepHandle: string, now: number): Promise<string>;
   runScheduled(cron: string, scheduledTime: number, now: number): Promise<string>;
+  /** queue(batch, env, ctx): `messages` is QueueMessageWire[] wire-encoded; answers a QueueOutcome as JSON. */
+  runQueue(queue: string, messages: string, now: number): Promise<string>;
   drain(seq: number): Promise<void> | undefined;
   pull(seq: number): Promise<ArrayBuffer | null>;
   cancelStream(seq: number): void;
@@ -142,6 +144,7 @@ const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   rehearse: true,
   runWorkflow: true,
   runScheduled: true,
+  runQueue: true,
   drain: true,
   pull: true,
   cancelStream: true,

@@ -6,6 +6,7 @@
  */
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
+import type { QueueMessageWire } from '../../../schemas/queues.ts';
 import type { WireRequest } from '../../../schemas/http.ts';
 import { WorkerInstance, type CapabilityHost, type HandledResponse } from './instance.ts';
 import { WorkerError } from './errors.ts';
@@ -141,6 +142,17 @@ export class WorkerRuntime {
     const instance = await this.#instance(key, bundle);
     try {
       await instance.runScheduled(cron, scheduledTime, this.#withLoaders(key, bundle, hooks));
+    } finally {
+      void this.#measure(key, instance);
+    }
+  }
+
+  /** queue() of this worker for one batch (see WorkerInstance.runQueue); answers the outcome as JSON. */
+  async runQueue(bundle: WorkerBundle, queue: string, messages: QueueMessageWire[], hooks: RunHooks): Promise<string> {
+    const key = `${bundle.workerId}@${bundle.version}`;
+    const instance = await this.#instance(key, bundle);
+    try {
+      return await instance.runQueue(queue, messages, this.#withLoaders(key, bundle, hooks));
     } finally {
       void this.#measure(key, instance);
     }

@@ -11,6 +11,7 @@ import { parseOrigin } from '../../../lib/origins.ts';
 import { nameRefusal } from '../../../lib/special-use-names.ts';
 import { Binding, CordonName, EgressLists, Limits, ModuleName, TenantName, VarValue, WorkerModule, WorkerName } from '../../../schemas/worker.ts';
 import { WorkflowDecl } from '../../../schemas/workflows.ts';
+import { QueueConsumerDecl } from '../../../schemas/queues.ts';
 import { codeHash } from '../store.ts';
 import { checkCron } from '../cron.ts';
 import { HttpError, readJson, send } from './http.ts';
@@ -50,6 +51,11 @@ const DeployRequest = z.object({
     .refine((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'binding names must be unique'),
   crons: z.array(z.string().max(100)).max(10, 'at most 10 cron triggers').default([]),
   workersDev: z.boolean().default(true),
+  queueConsumers: z
+    .array(QueueConsumerDecl)
+    .max(16)
+    .default([])
+    .refine((cs) => new Set(cs.map((c) => c.queue)).size === cs.length, 'a worker consumes each queue once'),
   workflows: z
     .array(WorkflowDecl)
     .max(32)

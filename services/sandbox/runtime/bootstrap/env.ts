@@ -5,6 +5,9 @@ import { workflowBinding, type CallAsync } from './workflow-step.ts';
 import { codec } from './value-codec.ts';
 import { requests } from './request-state.ts';
 import { OUTBOUND_BINDING } from '../abi.ts';
+import { kvBinding } from './kv.ts';
+import { d1Binding } from './d1.ts';
+import { queueBinding } from './queue-producer.ts';
 
 export { codec };
 
@@ -27,6 +30,9 @@ export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindin
     workflow: (name) => workflowBinding(callCapAsync, name, codec),
     service: deps.service,
     loader: deps.loader,
+    kv: (name) => kvBinding(callCapAsync, name),
+    d1: (name) => d1Binding(callCapAsync, name),
+    queue: (name) => queueBinding(callCapAsync, name),
   };
   const bindingObjects: Record<string, object> = {};
   requests.outbound = undefined;

@@ -1,0 +1,20 @@
+/** How a capability method reports what it refused, and hands the tenant only what it may read. */
+import { CordonError } from '../../lib/errors.ts';
+
+export type Audit = (action: string, error: Error) => void;
+
+/**
+ * Turn a CordonError into a plain error with its message for the tenant (no host stack), auditing it
+ * when it is a refusal; any other error is the host's own and says only that the call failed.
+ */
+export async function guarded<T>(audit: Audit, action: string, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof CordonError) {
+      if (e.refusal) audit(action, e);
+      throw new Error(e.message);
+    }
+    throw new Error(`${action} failed`);
+  }
+}
