@@ -11,6 +11,7 @@ import { runDebug } from './debug.ts';
 import { writeExport, type ExportedVersion } from './export.ts';
 import { CONFIG_NAMES, findWorkerConfig, readWorkerConfig } from './worker-config.ts';
 import { workflowsCommand, WORKFLOWS_USAGE } from './workflows.ts';
+import { d1Command, D1_USAGE } from './d1.ts';
 import type { VarValue } from '../schemas/worker.ts';
 
 const USAGE = `usage: cordon <command> [options]
@@ -60,6 +61,7 @@ const USAGE = `usage: cordon <command> [options]
                                   the cordons a tenant may deploy to (the least trusted one unless granted more);
                                   --allow replaces the list (an admin token not bound to a tenant)
 ${WORKFLOWS_USAGE}
+${D1_USAGE}
   doctor [--insecure-no-process-sandbox]
                                   each protection layer of the sandbox processes, whether it is active, and
                                   a live escape probe; exits 1 when one is missing (unless the flag is given)
@@ -291,6 +293,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'workflows':
       return workflowsCommand(rest);
+    case 'd1':
+      return d1Command(rest);
     case 'trigger': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { cron: { type: 'string' } } });
       await adminClient().request('POST', `${workerPath(positionals[0])}/scheduled`, values.cron ? { cron: values.cron } : {});

@@ -233,6 +233,14 @@ export const Settings = z.strictObject({
       env: 'CORDON_SQL_PROCESSES',
       description: 'processes the supervisor runs tenant SQL in, at most; one tenant may hold all but one of them at a time (see Worker bindings)',
     }),
+    resourceQuotaMb: setting(whole(1, 'megabytes'), 1024, {
+      env: 'CORDON_RESOURCE_QUOTA_MB',
+      description: 'what one KV namespace, D1 database or queue backlog may hold on disk (see docs/kv-d1-queues.md)',
+    }),
+    resourcesPerTenant: setting(whole(1, 'resources'), 100, {
+      env: 'CORDON_RESOURCES_PER_TENANT',
+      description: 'KV namespaces, D1 databases and queues one tenant may have, of each kind; a deploy naming more is refused',
+    }),
     workersDomain: setting(workersDomainName, 'workers.localhost', {
       env: 'CORDON_WORKERS_DOMAIN',
       description:

@@ -120,6 +120,15 @@ describe('KV, D1 and Queues bindings', () => {
       ['ada', 'bob', 'cy'],
     );
     assert.deepEqual(await ok('d1/session'), { n: 3, bookmark: 'string' });
+    // Operators: cordon d1 execute, under the same authorizer.
+    const cli = await mesh.cli(['d1', 'execute', 'default/main-db', '--command', 'SELECT name FROM people ORDER BY id; SELECT count(*) AS n FROM people']);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /^\{"name":"ada"\}\n\{"name":"bob"\}\n\{"name":"cy"\}\n\(3 rows, 0 changed, [\d.]+ ms\)\n\{"n":3\}\n\(1 row,/);
+    const missing = await mesh.cli(['d1', 'execute', 'default/nope', '--command', 'SELECT 1']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /404 tenant default has no D1 database nope/);
+    const refused = await mesh.cli(['d1', 'execute', 'default/main-db', '--command', "ATTACH DATABASE 'x' AS y"]);
+    assert.match(refused.stderr, /not authorized/);
     for (const hostile of ["ATTACH DATABASE '/etc/passwd' AS x", 'PRAGMA writable_schema = 1', "SELECT load_extension('x')", 'BEGIN TRANSACTION', 'VACUUM']) {
       assert.match((await call(`d1/sql?q=${encodeURIComponent(hostile)}`)).error!, /D1_ERROR: .*not authorized/, hostile);
     }

@@ -32,7 +32,7 @@ import { LIMITS } from './sql-storage.ts';
 import { SqlPool, type PooledDatabase } from './sql-pool.ts';
 import { WorkerDirectory } from './directory.ts';
 import { type Audit, guarded } from './guarded.ts';
-import { TenantResources } from './tenant-resources.ts';
+import { TenantResources, type TenantResourceLimits } from './tenant-resources.ts';
 import { KvCap } from './kv.ts';
 import { D1Cap } from './d1.ts';
 import { QueueCap } from './queues.ts';
@@ -184,6 +184,8 @@ export interface GrantOptions {
   workflow?: (tenant: string, workflow: string) => WorkflowsApi;
   /** Processes that run tenant SQL at most (see sql-pool.ts). */
   sqlProcesses: number;
+  /** KV namespaces, D1 databases and queues: each one's quota, and how many a tenant may have. */
+  resources?: TenantResourceLimits;
   /** A producer stored messages in a queue of `tenant` (the consumer dispatcher looks at once). */
   queueSent?: (tenant: string, queue: string) => void;
 }
@@ -192,7 +194,7 @@ export interface GrantOptions {
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'sqlProcesses' | 'queueSent'>>;
+  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'sqlProcesses' | 'queueSent' | 'resources'>>;
   readonly #queueSent: NonNullable<GrantOptions['queueSent']>;
   /** KV namespaces, D1 databases and queues: the tenant's, whichever of its workers binds them. */
   readonly resources: TenantResources;
@@ -214,7 +216,7 @@ export class Grants {
     this.#workflow = opts.workflow;
     this.#sql = new SqlPool({ processes: opts.sqlProcesses });
     this.#queueSent = opts.queueSent ?? (() => {});
-    this.resources = new TenantResources(root, this.#sql, this.#opts.storageQuotaBytes);
+    this.resources = new TenantResources(root, this.#sql, opts.resources ?? { quotaBytes: this.#opts.storageQuotaBytes, perTenant: 100 });
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */

@@ -62,6 +62,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
     sqlProcesses: settings.supervisor.sqlProcesses,
     queueSent: (tenant, queue) => queues.notify(tenant, queue),
+    resources: { quotaBytes: settings.supervisor.resourceQuotaMb * 1024 * 1024, perTenant: settings.supervisor.resourcesPerTenant },
   });
   onStop(() => grants.close());
   const queues = new QueueConsumers(store, grants.resources, (cordon) => runners.get(cordon), log.child({ component: 'queues' }));

@@ -20,6 +20,7 @@ import { driftRoutes } from './drift.ts';
 import { auditRoutes } from './audit.ts';
 import { workflowRoutes } from './workflows.ts';
 import { hostRoutes } from './hosts.ts';
+import { d1Routes } from './d1.ts';
 import { createDashboard } from '../dashboard/server.ts';
 
 /** More request headers than any client of this API sends: 431 rather than reading on. */
@@ -41,6 +42,7 @@ export function createAdminServer(deps: AdminDeps): Server {
     ...auditRoutes(deps),
     ...workflowRoutes(deps),
     ...hostRoutes(deps),
+    ...d1Routes(deps),
   ];
   const routes = table.map((r) => ({ ...r, re: pathRegExp(r.path) }));
   const dashboard = createDashboard(deps);

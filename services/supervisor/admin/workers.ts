@@ -141,6 +141,12 @@ export function workerRoutes(
         const cordon = placement?.cordon ?? requested;
         deps.workflows.checkDeclarations(tenant, `${tenant}/${input.name}`, input.workflows);
         const crons = input.crons.map(checkCron);
+        deps.grants.resources.checkDeclared(tenant, [
+          ...input.bindings.flatMap((b) => (b.type === 'kv' || b.type === 'd1' || b.type === 'queue' ? [{ kind: b.type, name: b.resource! }] : [])),
+          ...input.queueConsumers.flatMap((c) =>
+            [c.queue, ...(c.deadLetterQueue ? [c.deadLetterQueue] : [])].map((name) => ({ kind: 'queue' as const, name })),
+          ),
+        ]);
         const worker = await store.deploy({ ...input, crons, cordon, tenant, origins }, who.tenant === undefined ? 'operator' : 'tenant');
         if (placement) deps.quarantine.admitted(worker.id, requested, placement);
         await deps.workflows.declare(tenant, worker.id, input.workflows);
