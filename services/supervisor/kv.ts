@@ -20,6 +20,14 @@ export class KvError extends CordonError {
   }
 }
 
+/** A key workerd refuses outright (its message has no `KV … failed` prefix). */
+class KvKeyError extends CordonError {
+  constructor(message: string) {
+    super(message, { status: 400 });
+    this.name = 'KvKeyError';
+  }
+}
+
 const Key = z.string().max(4 * KV_LIMITS.keyBytes);
 const Keys = z.array(Key).max(KV_LIMITS.bulkKeys * 10);
 const OptionalNumber = z.number().optional();
@@ -36,8 +44,9 @@ const PutOptions = z
 const ListOptions = z.object({ prefix: Key.optional(), limit: OptionalNumber, cursor: z.string().max(4096).optional() }).strict();
 
 function checkKey(op: string, key: string): void {
-  if (key === '') throw new KvError(op, 400, 'Key names must not be empty');
-  if (key === '.' || key === '..') throw new KvError(op, 400, `Illegal key name "${key}". Please use a different name.`);
+  // workerd's own words for these two (it refuses them before asking KV).
+  if (key === '') throw new KvKeyError('Key name cannot be empty.');
+  if (key === '.' || key === '..') throw new KvKeyError(`"${key}" is not allowed as a key name.`);
   const n = Buffer.byteLength(key);
   if (n > KV_LIMITS.keyBytes) throw new KvError(op, 414, `UTF-8 encoded length of ${n} exceeds key length limit of ${KV_LIMITS.keyBytes}.`);
 }
@@ -134,13 +143,14 @@ export class KvCap extends RpcTarget implements KvApi {
   list(options: unknown): Promise<{ keys: KvListedKey[]; cursor: string | null }> {
     return this.#run('kv.list', async (call) => {
       const o = check(ListOptions, options ?? {}, 'list options');
-      const limit = o.limit === undefined ? KV_LIMITS.listKeys : Math.trunc(o.limit);
-      if (!(limit >= 1)) throw new KvError('LIST', 400, `Invalid key_count_limit of ${o.limit}. Please specify an integer greater than 0.`);
+      // workerd sends no limit for 0, so KV's default applies; a list is a GET to KV, and its errors say so.
+      const limit = o.limit === undefined || o.limit === 0 ? KV_LIMITS.listKeys : Math.trunc(o.limit);
+      if (!(limit >= 1)) throw new KvError('GET', 400, `Invalid key_count_limit of ${o.limit}. Please specify an integer greater than 0.`);
       if (limit > KV_LIMITS.listKeys)
-        throw new KvError('LIST', 400, `Invalid key_count_limit of ${o.limit}. Please specify an integer less than ${KV_LIMITS.listKeys}.`);
+        throw new KvError('GET', 400, `Invalid key_count_limit of ${o.limit}. Please specify an integer less than ${KV_LIMITS.listKeys}.`);
       const prefix = o.prefix ?? '';
       const n = Buffer.byteLength(prefix);
-      if (n > KV_LIMITS.keyBytes) throw new KvError('LIST', 414, `UTF-8 encoded length of ${n} exceeds key length limit of ${KV_LIMITS.keyBytes}.`);
+      if (n > KV_LIMITS.keyBytes) throw new KvError('GET', 414, `UTF-8 encoded length of ${n} exceeds key length limit of ${KV_LIMITS.keyBytes}.`);
       const cursor = o.cursor ? decodeCursor(o.cursor) : null;
       const page = (await call('list', [prefix, limit, cursor, nowSeconds()])) as { keys: KvListedKey[]; cursor: string | null };
       return { keys: page.keys, cursor: page.cursor === null ? null : encodeCursor(page.cursor) };

@@ -16,7 +16,7 @@ import type { StoredSend } from './queue-store.ts';
 /** A send the tenant got wrong (too large, too many, a bad delay): not a refusal to audit. */
 export class QueueError extends CordonError {
   constructor(message: string, status = 400) {
-    super(message, { status });
+    super(`Queue send failed: ${message}`, { status });
     this.name = 'QueueError';
   }
 }
