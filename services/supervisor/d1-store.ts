@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { D1Meta, D1Result } from '../../schemas/d1.ts';
-import { type SqlValue, splitStatements, type WorkerDatabase } from './sql-storage.ts';
+import { resultSize, type SqlValue, splitStatements, type WorkerDatabase } from './sql-storage.ts';
 
 /** One statement with D1's meta: changes counted as the difference in SQLite's total, so RETURNING and triggers count too. */
 function query(db: WorkerDatabase, sql: string, bindings: SqlValue[]): D1Result {
@@ -29,8 +29,20 @@ function query(db: WorkerDatabase, sql: string, bindings: SqlValue[]): D1Result 
 
 export const d1Calls: Record<string, (db: WorkerDatabase, args: any[]) => unknown> = {
   query: (db, [sql, bindings]) => query(db, sql, bindings),
-  /** D1's batch: the statements in order, in one transaction; one failing rolls back them all. */
-  batch: (db, [statements]) => db.atomic(() => (statements as [string, SqlValue[]][]).map(([sql, bindings]) => query(db, sql, bindings))),
+  /**
+   * D1's batch: the statements in order, in one transaction; one failing rolls back them all. The
+   * results together are bounded as one statement's are (they cross the mesh as one reply), and a
+   * batch whose results are too large is rolled back too.
+   */
+  batch: (db, [statements]) =>
+    db.atomic(() => {
+      const size = resultSize('batch result', 'split the batch, or select fewer rows');
+      return (statements as [string, SqlValue[]][]).map(([sql, bindings]) => {
+        const r = query(db, sql, bindings);
+        for (const row of r.rows) size.add(row);
+        return r;
+      });
+    }),
   /** D1's exec: each statement of the text on its own (no bindings), as D1 runs them; answers how many ran. */
   exec: (db, [sql]) => {
     const start = performance.now();

@@ -27,6 +27,11 @@ const TICK_MS = 500;
 const LEASE_GRACE_MS = 10_000;
 /** Batches one queue runs back to back before letting the others have a turn. */
 const BURST = 10;
+/**
+ * Bodies in one batch at most: a batch crosses to the consumer's sandbox as one message of the mesh
+ * (16 MiB, with bytes as base64), on a session the sandbox's other workers share.
+ */
+const BATCH_BYTES = 6 * 1024 * 1024;
 /** What a call into a queue's file may take. */
 const STORE_MS = 30_000;
 
@@ -154,7 +159,7 @@ export class QueueConsumers {
     const worker = this.#store.worker(c.workerId);
     const runner = worker && this.#runner(worker.cordon);
     if (!worker || !runner) return false; // nothing claimed: the messages wait for a sandbox
-    const claimed = (await call('claim', [now, c.decl.maxBatchSize, now + c.wallMs + LEASE_GRACE_MS])) as ClaimedMessage[];
+    const claimed = (await call('claim', [now, c.decl.maxBatchSize, now + c.wallMs + LEASE_GRACE_MS, BATCH_BYTES])) as ClaimedMessage[];
     if (claimed.length === 0) return false;
     const messages: QueueMessageWire[] = claimed.map((m) => ({ ...m, body: m.body }));
     let outcome: QueueOutcome;

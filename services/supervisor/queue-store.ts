@@ -101,22 +101,30 @@ export class QueueStore {
     return { ready: Number(ready.n), oldest: ready.oldest };
   }
 
-  /** Lease up to `max` visible messages until `leaseUntil`, oldest first, counting the delivery. */
-  claim(now: number, max: number, leaseUntil: number): ClaimedMessage[] {
+  /**
+   * Lease up to `max` visible messages, and at most `maxBytes` of bodies (at least one message), until
+   * `leaseUntil`, oldest first, counting the delivery. The byte bound keeps a batch within one message
+   * of the mesh: 100 messages of 128 KB would not fit, and the consumer's sandbox session is shared.
+   */
+  claim(now: number, max: number, leaseUntil: number, maxBytes: number): ClaimedMessage[] {
     return this.#tx(() => {
-      const rows = this.#stmt(
-        'UPDATE messages SET attempts = attempts + 1, lease_until = ? WHERE seq IN (SELECT seq FROM messages WHERE visible_at <= ? AND lease_until <= ? ORDER BY visible_at, seq LIMIT ?) RETURNING id, timestamp, content_type, body, attempts, visible_at, seq',
-      ).all(leaseUntil, now, now, max) as {
-        id: string;
-        timestamp: number;
-        content_type: QueueContentType;
-        body: Uint8Array;
-        attempts: number;
-        visible_at: number;
-        seq: number;
-      }[];
-      rows.sort((a, b) => a.visible_at - b.visible_at || a.seq - b.seq);
-      return rows.map((r) => ({ id: r.id, timestamp: r.timestamp, contentType: r.content_type, body: r.body, attempts: r.attempts }));
+      const candidates = this.#stmt(
+        'SELECT seq, length(body) AS bytes FROM messages WHERE visible_at <= ? AND lease_until <= ? ORDER BY visible_at, seq LIMIT ?',
+      ).all(now, now, max) as { seq: number; bytes: number }[];
+      const take: number[] = [];
+      let total = 0;
+      for (const c of candidates) {
+        if (take.length > 0 && total + c.bytes > maxBytes) break;
+        total += c.bytes;
+        take.push(c.seq);
+      }
+      const lease = this.#stmt(
+        'UPDATE messages SET attempts = attempts + 1, lease_until = ? WHERE seq = ? RETURNING id, timestamp, content_type, body, attempts',
+      );
+      return take.map((seq) => {
+        const r = lease.get(leaseUntil, seq) as { id: string; timestamp: number; content_type: QueueContentType; body: Uint8Array; attempts: number };
+        return { id: r.id, timestamp: r.timestamp, contentType: r.content_type, body: r.body, attempts: r.attempts };
+      });
     });
   }
 
@@ -144,7 +152,7 @@ export class QueueStore {
 export const queueCalls: Record<string, (db: QueueStore, args: any[]) => unknown> = {
   send: (db, [messages]) => db.send(messages),
   backlog: (db, [now]) => db.backlog(now),
-  claim: (db, [now, max, leaseUntil]) => db.claim(now, max, leaseUntil),
+  claim: (db, [now, max, leaseUntil, maxBytes]) => db.claim(now, max, leaseUntil, maxBytes),
   settle: (db, [done, retry]) => db.settle(done, retry),
   release: (db) => db.release(),
   count: (db) => db.count(),

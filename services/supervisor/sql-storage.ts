@@ -323,7 +323,7 @@ export class WorkerDatabase {
 }
 
 /** Counts a result's size as RPC will encode it (JSON text, bytes as base64) and refuses it past LIMITS.resultBytes. */
-function resultSize(what: string, advice: string): { add(values: SqlValue[]): void } {
+export function resultSize(what: string, advice: string): { add(values: SqlValue[]): void } {
   let bytes = 0;
   return {
     add(values) {
