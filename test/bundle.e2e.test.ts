@@ -126,12 +126,12 @@ describe('deploying Cloudflare projects unchanged', () => {
     assert.equal(queues.code, 0, queues.stderr);
     assert.equal(await (await get('/q')).text(), 'Sent message to the queue');
     // The consumer's default max_batch_timeout is 5 s: the message is logged by queue() within a few ticks after.
-    let logged = '';
-    for (let i = 0; i < 60 && !/message [0-9a-f]{32} processed: \{"url":"http:\/\/[^"]*\/q","method":"GET"/.test(logged); i++) {
-      await new Promise((r) => setTimeout(r, 500));
-      logged = (await mesh.cli(['logs', 'q'])).stdout;
-    }
-    assert.match(logged, /message [0-9a-f]{32} processed: \{"url":"http:\/\/[^"]*\/q","method":"GET"/);
+    const processed = /^message [0-9a-f]{32} processed: \{"url":"http:\/\/[^"]*\/q","method":"GET","headers":\{/;
+    const consumed = async () => {
+      const lines = (await mesh.cli(['logs', 'q'])).stdout.split('\n').filter(Boolean);
+      return lines.map((l) => (JSON.parse(l) as { message: string }).message).find((m) => processed.test(m));
+    };
+    assert.match(await waitFor('the queue consumer', consumed, 30_000, 500), processed);
     assert.equal(await (await get('/c3-hello-ts')).text(), 'Hello World!', 'the workers already deployed keep serving');
   });
 });
