@@ -1,6 +1,6 @@
 /** `npx cordon d1 execute <tenant>/<database> --command "<SQL>"`: as `wrangler d1 execute --command`, through the admin API. */
 import { parseArgs } from 'node:util';
-import { adminClient, CliError } from './admin-client.ts';
+import { adminClient, cliError } from './admin-client.ts';
 
 export const D1_USAGE = `  d1 execute <tenant>/<database> --command "<SQL>" [--json]
                                   run SQL on a tenant's D1 database (one transaction, the workers' authorizer);
@@ -9,7 +9,7 @@ export const D1_USAGE = `  d1 execute <tenant>/<database> --command "<SQL>" [--j
 export async function d1Command(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { command: { type: 'string' }, json: { type: 'boolean' } } });
   const [sub, ref] = positionals;
-  if (sub !== 'execute' || !ref || !values.command) throw new CliError(`usage:\n${D1_USAGE}`);
+  if (sub !== 'execute' || !ref || !values.command) throw cliError(`usage:\n${D1_USAGE}`);
   const [tenant, database] = ref.includes('/') ? ref.split('/', 2) : ['default', ref];
   const { results } = (await adminClient().request('POST', `/v1/d1/${encodeURIComponent(tenant!)}/${encodeURIComponent(database!)}/execute`, {
     command: values.command,
