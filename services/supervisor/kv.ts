@@ -20,14 +20,6 @@ export class KvError extends CordonError {
   }
 }
 
-/** A key workerd refuses outright (its message has no `KV … failed` prefix). */
-class KvKeyError extends CordonError {
-  constructor(message: string) {
-    super(message, { status: 400 });
-    this.name = 'KvKeyError';
-  }
-}
-
 const Key = z.string().max(4 * KV_LIMITS.keyBytes);
 const Keys = z.array(Key).max(KV_LIMITS.bulkKeys * 10);
 const OptionalNumber = z.number().optional();
@@ -44,9 +36,9 @@ const PutOptions = z
 const ListOptions = z.object({ prefix: Key.optional(), limit: OptionalNumber, cursor: z.string().max(4096).optional() }).strict();
 
 function checkKey(op: string, key: string): void {
-  // workerd's own words for these two (it refuses them before asking KV).
-  if (key === '') throw new KvKeyError('Key name cannot be empty.');
-  if (key === '.' || key === '..') throw new KvKeyError(`"${key}" is not allowed as a key name.`);
+  // workerd's own words for these two (it refuses them before asking KV, so without the `KV … failed` prefix).
+  if (key === '') throw new CordonError('Key name cannot be empty.', { status: 400 });
+  if (key === '.' || key === '..') throw new CordonError(`"${key}" is not allowed as a key name.`, { status: 400 });
   const n = Buffer.byteLength(key);
   if (n > KV_LIMITS.keyBytes) throw new KvError(op, 414, `UTF-8 encoded length of ${n} exceeds key length limit of ${KV_LIMITS.keyBytes}.`);
 }

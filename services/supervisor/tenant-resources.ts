@@ -18,14 +18,6 @@ const FOLDERS = { kv: '_kv', d1: '_d1', queue: '_queues' } as const satisfies Pa
 export type TenantResourceKind = keyof typeof FOLDERS;
 const WHAT: Record<TenantResourceKind, string> = { kv: 'KV namespaces', d1: 'D1 databases', queue: 'queues' };
 
-/** A tenant would have more resources of a kind than it may: a 403 the deployer reads, and a refusal the capabilities audit. */
-export class ResourceLimitError extends CordonError {
-  constructor(message: string) {
-    super(message, { status: 403, refusal: true });
-    this.name = 'ResourceLimitError';
-  }
-}
-
 export interface TenantResourceLimits {
   /** Bytes one resource's file may hold. */
   quotaBytes: number;
@@ -64,8 +56,10 @@ export class TenantResources {
     for (const kind of Object.keys(FOLDERS) as TenantResourceKind[]) {
       const all = new Set([...this.names(kind, tenant), ...declared.filter((d) => d.kind === kind).map((d) => d.name)]);
       if (all.size > this.#limits.perTenant)
-        throw new ResourceLimitError(
+        // A 403 the deployer reads, and a refusal the capabilities audit.
+        throw new CordonError(
           `tenant ${tenant} would have ${all.size} ${WHAT[kind]}; the limit is ${this.#limits.perTenant} (CORDON_RESOURCES_PER_TENANT): reuse one, or ask the operator`,
+          { status: 403, refusal: true },
         );
     }
   }
