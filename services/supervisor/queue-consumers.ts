@@ -163,10 +163,17 @@ export class QueueConsumers {
     if (claimed.length === 0) return false;
     const messages: QueueMessageWire[] = claimed.map((m) => ({ ...m, body: m.body }));
     let outcome: QueueOutcome;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      outcome = check(QueueOutcome, await runner.queue(worker.codeKey, c.decl.queue, messages), 'queue outcome') as QueueOutcome;
+      // A sandbox that never answers (hung, or compromised) holds this queue no longer than its lease: the batch failed.
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer from the consumer within ${c.wallMs + LEASE_GRACE_MS / 2} ms`)), c.wallMs + LEASE_GRACE_MS / 2);
+      });
+      outcome = check(QueueOutcome, await Promise.race([runner.queue(worker.codeKey, c.decl.queue, messages), late]), 'queue outcome') as QueueOutcome;
     } catch (e) {
       outcome = { error: (e as Error).message, acks: [], retries: [], batch: null, batchDelay: null };
+    } finally {
+      clearTimeout(timer);
     }
     if (outcome.error) this.#log.warn('a queue consumer failed; its batch is retried', { queue: key, worker: c.workerId, error: outcome.error.slice(0, 500) });
     await this.#settle(c, call, claimed, outcome);
