@@ -26,7 +26,7 @@ describe('KV, D1 and Queues bindings', () => {
     assert.equal(r.error, undefined, `${path}: ${r.error}`);
     return r.ok;
   };
-  const received = async () => (await ok('q/received')) as { id: string; queue: string; body: string; attempts: number }[];
+  const received = async () => (await ok('q/received')) as { id: string; queue: string; body: string; attempts: number; typed: number }[];
 
   before(async () => {
     mesh = await startTestMesh();
@@ -149,6 +149,8 @@ describe('KV, D1 and Queues bindings', () => {
     );
     const byBody = Object.fromEntries(got.map((r) => [r.body, r]));
     assert.equal(byBody.one!.queue, 'jobs');
+    assert.equal(byBody.one!.typed, 1, 'a Date and a Map sent as v8 arrive as a Date and a Map');
+    assert.equal(byBody.two!.typed, 0);
     assert.equal(byBody.two!.queue, 'jobs');
     assert.equal(byBody['retry-me']!.attempts, 2, 'retried once, then processed');
     assert.equal(byBody['fail-me']!.queue, 'jobs-dlq', 'after max_retries + 1 failed deliveries');
