@@ -50,20 +50,34 @@ function setup(handle: (messages: QueueMessageWire[], queue: string) => Promise<
       return handle(messages, queue);
     },
   } as unknown as RpcStub<WorkerRunner>;
+  // Every call the dispatcher makes on a queue's file, by method.
+  const calls: string[] = [];
+  const counted = {
+    open: (kind: 'queue', tenant: string, name: string) => {
+      const db = resources.open(kind, tenant, name);
+      return {
+        call: (method: string, args: unknown[], deadline: number) => {
+          calls.push(method);
+          return db.call(method, args, deadline);
+        },
+      };
+    },
+  } as unknown as TenantResources;
   const consumers = new QueueConsumers(
     store,
-    resources,
+    counted,
     () => runner,
     createLogger('test', {}, () => {}),
   );
-  const send = async (queue: string, bodies: string[]) => {
+  const send = async (queue: string, bodies: string[], delayMs = 0) => {
     const now = Date.now();
-    const rows: StoredSend[] = bodies.map((b, i) => [`${queue}-${b}`, now, 'text', new TextEncoder().encode(b), now - 10 + i]);
+    const rows: StoredSend[] = bodies.map((b, i) => [`${queue}-${b}`, now, 'text', new TextEncoder().encode(b), now - 10 + i + delayMs]);
     await resources.open('queue', 'acme', queue).call('send', [rows], Date.now() + 10_000);
   };
   const count = async (queue: string) => (await resources.open('queue', 'acme', queue).call('count', [], Date.now() + 10_000)) as number;
   return {
     consumers,
+    calls,
     seen,
     send,
     count,
@@ -132,6 +146,28 @@ test('a sandbox that never answers holds the queue only until its lease: the bat
     await waitUntil('a second delivery', async () => t.seen.length >= 2);
     assert.deepEqual(t.seen[1]!.attempts, [2]);
     await waitUntil('the queue empty', async () => (await t.count('jobs')) === 0);
+  } finally {
+    await t.close();
+  }
+});
+
+test('an idle queue costs no SQL call; a delayed message wakes its queue when it comes due; a send wakes it at once', async () => {
+  const t = setup(async () => none);
+  try {
+    t.consumers.start();
+    await t.send('jobs', ['first']);
+    t.consumers.notify('acme', 'jobs');
+    await waitUntil('the first delivery', async () => t.seen.length === 1);
+    await waitUntil('the queue idle', async () => (await t.count('jobs')) === 0);
+    await new Promise((r) => setTimeout(r, 300));
+    const idle = t.calls.length;
+    await new Promise((r) => setTimeout(r, 1500)); // three ticks
+    assert.equal(t.calls.length, idle, `no call on an idle queue (made: ${t.calls.slice(idle).join(', ')})`);
+    // A send wakes its queue (the producer capability does so); a message it cannot take yet sets when it looks next.
+    await t.send('jobs', ['later'], 1000);
+    t.consumers.notify('acme', 'jobs');
+    await waitUntil('the delayed delivery', async () => t.seen.length === 2);
+    assert.deepEqual(t.seen[1]!.bodies, ['later']);
   } finally {
     await t.close();
   }

@@ -4,7 +4,9 @@
  * `queue(batch, env, ctx)`, then applies what the handler decided.
  *
  * - A batch is due when `max_batch_size` messages are ready or the oldest ready one has waited
- *   `max_batch_timeout` seconds; a tick checks every queue twice a second, and a send wakes its queue at once.
+ *   `max_batch_timeout` seconds. A queue is looked at when a send wakes it, and otherwise only when
+ *   it said it would have work (a delayed or retried message coming due, a batch timeout): an idle
+ *   queue costs no SQL call (a tick twice a second finds whose time has come).
  * - A message is claimed under a lease while its batch runs; if the supervisor dies meanwhile the
  *   lease is ended at the next start (nothing else could answer for it), and if the sandbox dies the
  *   batch counts as failed: either way it is delivered again (at-least-once).
@@ -55,6 +57,8 @@ export class QueueConsumers {
   readonly #again = new Set<string>();
   /** Queues whose leases this process has ended once (see above). */
   readonly #released = new Set<string>();
+  /** Per queue: when to look at it again (absent: at the next tick). */
+  readonly #wakeAt = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(store: CodeStore, resources: TenantResources, runner: (cordon: string) => RpcStub<WorkerRunner> | undefined, log: Logger) {
@@ -77,6 +81,7 @@ export class QueueConsumers {
   /** A producer sent to `tenant/queue`: look now rather than at the next tick. */
   notify(tenant: string, queue: string): void {
     const key = `${tenant}/${queue}`;
+    this.#wakeAt.delete(key);
     if (this.#consumers.has(key)) void this.#pump(key);
   }
 
@@ -91,7 +96,8 @@ export class QueueConsumers {
     } catch (e) {
       this.#log.error('cannot read the queue consumers', { error: (e as Error).message });
     }
-    for (const key of this.#consumers.keys()) void this.#pump(key);
+    const now = Date.now();
+    for (const key of this.#consumers.keys()) if ((this.#wakeAt.get(key) ?? 0) <= now) void this.#pump(key);
   }
 
   /** Read the declarations of what is deployed now (a bundle is opened only when its version changed). */
@@ -153,12 +159,22 @@ export class QueueConsumers {
     }
     const now = Date.now();
     const backlog = (await call('backlog', [now])) as Backlog;
-    if (backlog.ready === 0) return false;
-    const due = backlog.ready >= c.decl.maxBatchSize || now - (backlog.oldest ?? now) >= c.decl.maxBatchTimeout * 1000;
-    if (!due) return false;
+    if (backlog.ready === 0) {
+      this.#wakeAt.set(key, backlog.next ?? Number.POSITIVE_INFINITY);
+      return false;
+    }
+    const dueAt = (backlog.oldest ?? now) + c.decl.maxBatchTimeout * 1000;
+    if (backlog.ready < c.decl.maxBatchSize && now < dueAt) {
+      this.#wakeAt.set(key, backlog.next === null ? dueAt : Math.min(dueAt, backlog.next));
+      return false;
+    }
+    this.#wakeAt.delete(key);
     const worker = this.#store.worker(c.workerId);
     const runner = worker && this.#runner(worker.cordon);
-    if (!worker || !runner) return false; // nothing claimed: the messages wait for a sandbox
+    if (!worker || !runner) {
+      this.#wakeAt.set(key, now + 1000); // nothing claimed: the messages wait for a sandbox
+      return false;
+    }
     const claimed = (await call('claim', [now, c.decl.maxBatchSize, now + c.wallMs + LEASE_GRACE_MS, BATCH_BYTES])) as ClaimedMessage[];
     if (claimed.length === 0) return false;
     const messages: QueueMessageWire[] = claimed.map((m) => ({ ...m, body: m.body }));

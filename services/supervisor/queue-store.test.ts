@@ -18,7 +18,7 @@ test('queue store: oldest first, a claimed message is invisible until settled or
       ['later', 3, 'text', body('l'), 10_000],
     ]);
     q.send([['a', 9, 'text', body('dup'), 0]]); // same id: kept once
-    assert.deepEqual(q.backlog(200), { ready: 2, oldest: 50 });
+    assert.deepEqual(q.backlog(200), { ready: 2, oldest: 50, next: 10_000 });
     const claimed = q.claim(200, 10, 5000, 1e6);
     assert.deepEqual(
       claimed.map((m) => [m.id, m.attempts, new TextDecoder().decode(m.body)]),

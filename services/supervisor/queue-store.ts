@@ -26,6 +26,8 @@ export interface Backlog {
   ready: number;
   /** When the oldest of those became visible (ms), or null. */
   oldest: number | null;
+  /** When the next message not visible yet becomes visible (ms), or null. */
+  next: number | null;
 }
 
 export class QueueStore {
@@ -98,7 +100,8 @@ export class QueueStore {
       n: number;
       oldest: number | null;
     };
-    return { ready: Number(ready.n), oldest: ready.oldest };
+    const next = this.#stmt('SELECT min(visible_at) AS t FROM messages WHERE visible_at > ?').get(now) as { t: number | null };
+    return { ready: Number(ready.n), oldest: ready.oldest, next: next.t };
   }
 
   /**
