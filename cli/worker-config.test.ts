@@ -131,3 +131,44 @@ test('sections Cordon does not implement are refused together, each named with w
   const c = readWorkerConfig(f);
   assert.deepEqual(c.notes, ['env ignored: environments are not read (there is no --env): the top level of the file is deployed']);
 });
+
+test('kv_namespaces, d1_databases and queues are read as wrangler reads them; a pull consumer is refused; what Cordon does not do leaves a note', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-resources-'));
+  const f = join(dir, 'wrangler.toml');
+  writeFileSync(
+    f,
+    `name = "x"
+main = "a.js"
+[[kv_namespaces]]
+binding = "CACHE"
+id = "abc123"
+preview_id = "p"
+[[d1_databases]]
+binding = "DB"
+database_name = "main"
+migrations_dir = "migrations"
+[[queues.producers]]
+binding = "JOBS"
+queue = "jobs"
+delivery_delay = 5
+[[queues.consumers]]
+queue = "jobs"
+max_batch_size = 20
+max_concurrency = 3
+dead_letter_queue = "jobs-dlq"
+`,
+  );
+  const c = readWorkerConfig(f);
+  assert.deepEqual(c.resourceBindings, [
+    { type: 'kv', name: 'CACHE', resource: 'abc123' },
+    { type: 'd1', name: 'DB', resource: 'main' },
+    { type: 'queue', name: 'JOBS', resource: 'jobs', deliveryDelay: 5 },
+  ]);
+  assert.deepEqual(c.queueConsumers, [{ queue: 'jobs', maxBatchSize: 20, deadLetterQueue: 'jobs-dlq' }]);
+  assert.ok(c.notes.some((n) => /max_concurrency of jobs ignored/.test(n)));
+  assert.ok(c.notes.some((n) => /migrations in migrations are not applied by deploy/.test(n)));
+  writeFileSync(f, 'name = "x"\nmain = "a.js"\n[[queues.consumers]]\nqueue = "jobs"\ntype = "http_pull"\n');
+  assert.throws(() => readWorkerConfig(f), /queue jobs has type "http_pull"; Cordon runs push consumers/);
+  writeFileSync(f, 'name = "x"\nmain = "a.js"\n[[kv_namespaces]]\nbinding = "CACHE"\n');
+  assert.throws(() => readWorkerConfig(f), /kv_namespaces: binding CACHE needs an id/);
+});

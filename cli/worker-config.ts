@@ -307,6 +307,6 @@ export function readWorkerConfig(file: string): WorkerConfig {
       compatibilityDate: c.compatibility_date,
       compatibilityFlags: c.compatibility_flags,
     },
-    notes,
+    notes: [...notes, ...resources.notes],
   };
 }
