@@ -69,7 +69,10 @@ export const Binding = z
   .refine((b) => (b.type === 'workflow') === (b.workflow !== undefined), 'a workflow binding names its workflow, and only a workflow binding does')
   .refine((b) => (b.type === 'service') === (b.service !== undefined), 'a service binding names its service (a worker), and only a service binding does')
   .refine((b) => b.type === 'service' || (b.entrypoint === undefined && b.props === undefined), 'entrypoint and props belong to service bindings')
-  .refine((b) => (RESOURCE_BINDING_TYPES as readonly string[]).includes(b.type) === (b.resource !== undefined), 'a kv, d1 or queue binding names its resource, and only those do')
+  .refine(
+    (b) => (RESOURCE_BINDING_TYPES as readonly string[]).includes(b.type) === (b.resource !== undefined),
+    'a kv, d1 or queue binding names its resource, and only those do',
+  )
   .refine((b) => b.deliveryDelay === undefined || b.type === 'queue', 'only a queue binding has a delivery delay');
 export type Binding = z.infer<typeof Binding>;
 

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { check } from '../../../lib/rpc/validate.ts';
-import { ResourceName } from '../../../schemas/queues.ts';
+import { ResourceName } from '../../../schemas/resources.ts';
 import { TenantName } from '../../../schemas/worker.ts';
 import type { D1Result } from '../../../schemas/d1.ts';
 import { splitStatements } from '../sql-storage.ts';
