@@ -66,7 +66,12 @@ export class Runner extends RpcTarget implements WorkerRunner {
     }
   }
 
-  async queue(codeKey: unknown, queue: unknown, messages: unknown): Promise<QueueOutcome> {
+  /** In a span under the supervisor's batch span (the call carries it), as a workflow run is. */
+  queue(codeKey: unknown, queue: unknown, messages: unknown): Promise<QueueOutcome> {
+    return inSpan('sandbox queue batch', SpanKind.SERVER, {}, () => this.#queue(codeKey, queue, messages));
+  }
+
+  async #queue(codeKey: unknown, queue: unknown, messages: unknown): Promise<QueueOutcome> {
     const key = check(CodeKey, codeKey, 'code key');
     const name = check(ResourceName, queue, 'queue');
     const batch = check(Messages, messages, 'messages');

@@ -246,12 +246,17 @@ export class Grants {
     for (const b of bindings) {
       const id = `${workerId}:${b.type}:${b.name}`;
       if (b.type === 'loader') continue; // the sandbox serves it (services/sandbox/runtime/worker-loader.ts)
-      if (b.type === 'kv') out[b.name] = membrane.wrap(new KvCap(this.resources.open('kv', tenant, b.resource!), audit, bundle.limits.wallMs));
-      else if (b.type === 'd1') out[b.name] = membrane.wrap(new D1Cap(this.resources.open('d1', tenant, b.resource!), audit, bundle.limits.wallMs));
+      if (b.type === 'kv') out[b.name] = membrane.wrap(new KvCap(this.resources.open('kv', tenant, b.resource!), audit, bundle.limits.wallMs, workerId));
+      else if (b.type === 'd1') out[b.name] = membrane.wrap(new D1Cap(this.resources.open('d1', tenant, b.resource!), audit, bundle.limits.wallMs, workerId));
       else if (b.type === 'queue')
         out[b.name] = membrane.wrap(
-          new QueueCap(this.resources.open('queue', tenant, b.resource!), audit, bundle.limits.wallMs, b.deliveryDelay ?? 0, () =>
-            this.#queueSent(tenant, b.resource!),
+          new QueueCap(
+            this.resources.open('queue', tenant, b.resource!),
+            audit,
+            bundle.limits.wallMs,
+            b.deliveryDelay ?? 0,
+            () => this.#queueSent(tenant, b.resource!),
+            workerId,
           ),
         );
       else if (b.type === 'workflow') {

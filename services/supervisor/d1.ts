@@ -8,7 +8,7 @@ import { RpcTarget } from 'capnweb';
 import { z } from 'zod';
 import { bytes, check } from '../../lib/rpc/validate.ts';
 import { D1_MAX_BATCH, type D1Api, type D1Result } from '../../schemas/d1.ts';
-import { type Audit, guarded } from './guarded.ts';
+import { type Audit, tracedGuarded } from './guarded.ts';
 import type { PooledDatabase } from './sql-pool.ts';
 import { LIMITS } from './sql-storage.ts';
 
@@ -20,15 +20,17 @@ export class D1Cap extends RpcTarget implements D1Api {
   readonly #db: PooledDatabase;
   readonly #audit: Audit;
   readonly #maxMs: number;
-  constructor(db: PooledDatabase, audit: Audit, maxMs: number) {
+  readonly #workerId: string;
+  constructor(db: PooledDatabase, audit: Audit, maxMs: number, workerId: string) {
     super();
     this.#db = db;
     this.#audit = audit;
     this.#maxMs = maxMs;
+    this.#workerId = workerId;
   }
 
   #call<T>(action: string, method: string, args: () => unknown[]): Promise<T> {
-    return guarded(this.#audit, action, () => this.#db.call(method, args(), Date.now() + this.#maxMs) as Promise<T>);
+    return tracedGuarded(this.#workerId, this.#audit, action, () => this.#db.call(method, args(), Date.now() + this.#maxMs) as Promise<T>);
   }
 
   query(sql: unknown, bindings: unknown): Promise<D1Result> {

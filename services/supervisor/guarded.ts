@@ -1,5 +1,7 @@
 /** How a capability method reports what it refused, and hands the tenant only what it may read. */
+import { SpanKind } from '@opentelemetry/api';
 import { CordonError } from '../../lib/errors.ts';
+import { inSpan, traceAttributes } from '../../lib/telemetry.ts';
 
 export type Audit = (action: string, error: Error) => void;
 
@@ -17,4 +19,9 @@ export async function guarded<T>(audit: Audit, action: string, fn: () => T | Pro
     }
     throw new Error(`${action} failed`);
   }
+}
+
+/** `guarded` in a span of the worker's trace; the span names the operation only, never a key, query or body. */
+export function tracedGuarded<T>(workerId: string, audit: Audit, action: string, fn: () => T | Promise<T>): Promise<T> {
+  return inSpan(action, SpanKind.SERVER, traceAttributes({ workerId }), () => guarded(audit, action, fn));
 }

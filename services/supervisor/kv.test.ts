@@ -14,7 +14,7 @@ test('KV capability: limits and options as KV checks them; a malformed call is a
   const pool = new SqlPool({ processes: 1 });
   const audited: string[] = [];
   try {
-    const kv = new KvCap(pool.database(join(dir, 'ns.sqlite'), 1e8, 'acme', 'kv'), (action, e) => audited.push(`${action}: ${e.message}`), 10_000);
+    const kv = new KvCap(pool.database(join(dir, 'ns.sqlite'), 1e8, 'acme', 'kv'), (action, e) => audited.push(`${action}: ${e.message}`), 10_000, 'acme/w');
     await kv.put('a', bytes('1'), { expirationTtl: 60, metadata: '{"x":1}' });
     const [[v, meta, exp]] = (await kv.get(['a'])) as [Uint8Array, string, number][];
     assert.equal(new TextDecoder().decode(v), '1');

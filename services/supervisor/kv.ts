@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { CordonError } from '../../lib/errors.ts';
 import { bytes, check } from '../../lib/rpc/validate.ts';
 import { KV_LIMITS, type KvApi, type KvEntry, type KvListedKey } from '../../schemas/kv.ts';
-import { type Audit, guarded } from './guarded.ts';
+import { type Audit, tracedGuarded } from './guarded.ts';
 import type { PooledDatabase } from './sql-pool.ts';
 
 /** A KV call the tenant got wrong (a limit, a bad option): its message is workerd's; not a refusal to audit. */
@@ -53,15 +53,17 @@ export class KvCap extends RpcTarget implements KvApi {
   readonly #db: PooledDatabase;
   readonly #audit: Audit;
   readonly #maxMs: number;
-  constructor(db: PooledDatabase, audit: Audit, maxMs: number) {
+  readonly #workerId: string;
+  constructor(db: PooledDatabase, audit: Audit, maxMs: number, workerId: string) {
     super();
     this.#db = db;
     this.#audit = audit;
     this.#maxMs = maxMs;
+    this.#workerId = workerId;
   }
 
   #run<T>(action: string, fn: (call: (method: string, args: unknown[]) => Promise<unknown>) => Promise<T> | T): Promise<T> {
-    return guarded(this.#audit, action, () => fn((method, args) => this.#db.call(method, args, Date.now() + this.#maxMs)));
+    return tracedGuarded(this.#workerId, this.#audit, action, () => fn((method, args) => this.#db.call(method, args, Date.now() + this.#maxMs)));
   }
 
   get(keys: unknown, cacheTtl?: unknown): Promise<KvEntry[]> {

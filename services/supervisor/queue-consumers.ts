@@ -16,6 +16,8 @@
  *   consumes (Cloudflare refuses the second at deploy); the others are logged.
  */
 import type { RpcStub } from 'capnweb';
+import { SpanKind } from '@opentelemetry/api';
+import { inSpan, traceAttributes } from '../../lib/telemetry.ts';
 import { check } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import { QueueOutcome, type QueueConsumerDecl, type QueueMessageWire } from '../../schemas/queues.ts';
@@ -185,7 +187,11 @@ export class QueueConsumers {
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer from the consumer within ${c.wallMs + LEASE_GRACE_MS / 2} ms`)), c.wallMs + LEASE_GRACE_MS / 2);
       });
-      outcome = check(QueueOutcome, await Promise.race([runner.queue(worker.codeKey, c.decl.queue, messages), late]), 'queue outcome') as QueueOutcome;
+      // A span per batch, the consumer's sandbox's part under it; it names the worker and the count, never a body.
+      const answer = inSpan('queue batch', SpanKind.CLIENT, { ...traceAttributes({ workerId: c.workerId }), 'cordon.queue.messages': messages.length }, () =>
+        Promise.race([runner.queue(worker.codeKey, c.decl.queue, messages), late]),
+      );
+      outcome = check(QueueOutcome, await answer, 'queue outcome') as QueueOutcome;
     } catch (e) {
       outcome = { error: (e as Error).message, acks: [], retries: [], batch: null, batchDelay: null };
     } finally {

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { CordonError } from '../../lib/errors.ts';
 import { bytes, check } from '../../lib/rpc/validate.ts';
 import { QUEUE_CONTENT_TYPES, QUEUE_LIMITS, type QueueApi } from '../../schemas/queues.ts';
-import { type Audit, guarded } from './guarded.ts';
+import { type Audit, tracedGuarded } from './guarded.ts';
 import type { PooledDatabase } from './sql-pool.ts';
 import type { StoredSend } from './queue-store.ts';
 
@@ -45,8 +45,10 @@ export class QueueCap extends RpcTarget implements QueueApi {
   readonly #maxMs: number;
   readonly #deliveryDelay: number;
   readonly #sent: () => void;
-  constructor(db: PooledDatabase, audit: Audit, maxMs: number, deliveryDelay: number, sent: () => void) {
+  readonly #workerId: string;
+  constructor(db: PooledDatabase, audit: Audit, maxMs: number, deliveryDelay: number, sent: () => void, workerId: string) {
     super();
+    this.#workerId = workerId;
     this.#db = db;
     this.#audit = audit;
     this.#maxMs = maxMs;
@@ -55,7 +57,7 @@ export class QueueCap extends RpcTarget implements QueueApi {
   }
 
   send(messages: unknown): Promise<void> {
-    return guarded(this.#audit, 'queue.send', async () => {
+    return tracedGuarded(this.#workerId, this.#audit, 'queue.send', async () => {
       const ms = check(Messages, messages, 'messages');
       if (ms.length === 0) throw new QueueError('sendBatch() needs at least one message');
       if (ms.length > QUEUE_LIMITS.batchMessages)
