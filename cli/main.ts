@@ -12,6 +12,7 @@ import { writeExport, type ExportedVersion } from './export.ts';
 import { CONFIG_NAMES, findWorkerConfig, readWorkerConfig } from './worker-config.ts';
 import { workflowsCommand, WORKFLOWS_USAGE } from './workflows.ts';
 import { objectsCommand, OBJECTS_USAGE } from './objects.ts';
+import { d1Command, D1_USAGE } from './d1.ts';
 import type { VarValue } from '../schemas/worker.ts';
 
 const USAGE = `usage: cordon <command> [options]
@@ -62,6 +63,7 @@ const USAGE = `usage: cordon <command> [options]
                                   --allow replaces the list (an admin token not bound to a tenant)
 ${WORKFLOWS_USAGE}
 ${OBJECTS_USAGE}
+${D1_USAGE}
   doctor [--insecure-no-process-sandbox]
                                   each protection layer of the sandbox processes, whether it is active, and
                                   a live escape probe; exits 1 when one is missing (unless the flag is given)
@@ -170,8 +172,10 @@ async function main(argv: string[]): Promise<number> {
           ...(file?.workflows ?? []).map((w) => ({ type: 'workflow', name: w.binding, workflow: w.name })),
           ...(file?.loaders ?? []).map((n) => ({ type: 'loader', name: n })),
           ...(file?.objects ?? []).map((o) => ({ type: 'durable_object', name: o.binding, className: o.className })),
+          ...(file?.resourceBindings ?? []),
         ],
         objectClasses: file?.objectClasses ?? [],
+        queueConsumers: file?.queueConsumers ?? [],
         workflows: (file?.workflows ?? []).map((w) => ({ name: w.name, className: w.className })),
         crons: [...(file?.crons ?? []), ...(values.cron ?? [])],
         workersDev: file?.workersDev ?? true,
@@ -295,6 +299,8 @@ async function main(argv: string[]): Promise<number> {
       return workflowsCommand(rest);
     case 'objects':
       return objectsCommand(rest, workerPath);
+    case 'd1':
+      return d1Command(rest);
     case 'trigger': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { cron: { type: 'string' } } });
       await adminClient().request('POST', `${workerPath(positionals[0])}/scheduled`, values.cron ? { cron: values.cron } : {});

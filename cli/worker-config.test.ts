@@ -92,7 +92,7 @@ test('sections Cordon does not implement are refused together, each named with w
     JSON.stringify({
       name: 'x',
       main: 'a.js',
-      kv_namespaces: [{ binding: 'K', id: '1' }],
+      r2_buckets: [{ binding: 'K', bucket_name: '1' }],
       durable_objects: { bindings: [{ name: 'D', class_name: 'C' }] },
       compatibility_flags: ['nodejs_compat', 'streams_enable_constructors'],
       frobnicate: 1,
@@ -104,7 +104,7 @@ test('sections Cordon does not implement are refused together, each named with w
     () => readWorkerConfig(f),
     (e: Error) => {
       for (const want of [
-        /kv_namespaces: KV is not implemented/,
+        /r2_buckets: R2 is not implemented/,
         /durable_objects: cannot create binding D for class C: it is not declared as a Durable Object class/,
         /compatibility_flags: streams_enable_constructors: a compatibility flag Cordon does not implement \(it honours nodejs_compat, /,
         /frobnicate: a section Cordon does not know/,
@@ -172,4 +172,45 @@ test('Durable Objects: bindings to classes the migrations declare (new_sqlite_cl
   assert.throws(() => readWorkerConfig(f), /migrations: renamed_classes not implemented in Cordon yet/);
   write({ cordon: { storage: ['ROOM'] } });
   assert.throws(() => readWorkerConfig(f), /binding ROOM is also a storage, directory, workflow or loader binding/);
+});
+
+test('kv_namespaces, d1_databases and queues are read as wrangler reads them; a pull consumer is refused; what Cordon does not do leaves a note', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-resources-'));
+  const f = join(dir, 'wrangler.toml');
+  writeFileSync(
+    f,
+    `name = "x"
+main = "a.js"
+[[kv_namespaces]]
+binding = "CACHE"
+id = "abc123"
+preview_id = "p"
+[[d1_databases]]
+binding = "DB"
+database_name = "main"
+migrations_dir = "migrations"
+[[queues.producers]]
+binding = "JOBS"
+queue = "jobs"
+delivery_delay = 5
+[[queues.consumers]]
+queue = "jobs"
+max_batch_size = 20
+max_concurrency = 3
+dead_letter_queue = "jobs-dlq"
+`,
+  );
+  const c = readWorkerConfig(f);
+  assert.deepEqual(c.resourceBindings, [
+    { type: 'kv', name: 'CACHE', resource: 'abc123' },
+    { type: 'd1', name: 'DB', resource: 'main' },
+    { type: 'queue', name: 'JOBS', resource: 'jobs', deliveryDelay: 5 },
+  ]);
+  assert.deepEqual(c.queueConsumers, [{ queue: 'jobs', maxBatchSize: 20, deadLetterQueue: 'jobs-dlq' }]);
+  assert.ok(c.notes.some((n) => /max_concurrency of jobs ignored/.test(n)));
+  assert.ok(c.notes.some((n) => /migrations in migrations are not applied by deploy/.test(n)));
+  writeFileSync(f, 'name = "x"\nmain = "a.js"\n[[queues.consumers]]\nqueue = "jobs"\ntype = "http_pull"\n');
+  assert.throws(() => readWorkerConfig(f), /queue jobs has type "http_pull"; Cordon runs push consumers/);
+  writeFileSync(f, 'name = "x"\nmain = "a.js"\n[[kv_namespaces]]\nbinding = "CACHE"\n');
+  assert.throws(() => readWorkerConfig(f), /kv_namespaces: binding CACHE needs an id/);
 });

@@ -1,7 +1,8 @@
 /**
  * The worker configuration file: Cloudflare's `wrangler.toml` / `wrangler.json` / `wrangler.jsonc` read
  * unchanged (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`, `triggers.crons`,
- * `workflows`, `worker_loaders`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`, `jsx_factory`, `jsx_fragment`,
+ * `workflows`, `worker_loaders`, `kv_namespaces`, `d1_databases`, `queues`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`,
+ * `jsx_factory`, `jsx_fragment`,
  * `tsconfig`), plus Cordon's own settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`,
  * `origins`, `allow_eval`, `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`).
  * JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's); TOML: smol-toml (TOML 1.0).
@@ -20,6 +21,8 @@ import { z } from 'zod';
 import { VarValue } from '../schemas/worker.ts';
 import { cliError } from './admin-client.ts';
 import { unknownFlags } from './nodejs-compat.ts';
+import { D1Databases, KvNamespaces, Queues, resourceBindings, type ResourceBinding } from './resource-bindings.ts';
+import type { QueueConsumerDecl } from '../schemas/queues.ts';
 
 const Route = z.union([z.string(), z.object({ pattern: z.string(), zone_name: z.string().optional(), custom_domain: z.boolean().optional() })]);
 
@@ -61,6 +64,9 @@ const Config = z
       .object({ bindings: z.array(z.object({ name: z.string(), class_name: z.string(), script_name: z.string().optional() }).passthrough()).default([]) })
       .default({ bindings: [] }),
     migrations: z.array(MigrationStep).default([]),
+    kv_namespaces: KvNamespaces,
+    d1_databases: D1Databases,
+    queues: Queues,
     triggers: z.object({ crons: z.array(z.string()).default([]) }).default({ crons: [] }),
     rules: z.array(z.object({ type: z.enum(RULE_TYPES), globs: z.array(z.string()).min(1), fallthrough: z.boolean().optional() })).default([]),
     define: z.record(z.string(), z.string()).default({}),
@@ -121,9 +127,6 @@ const IGNORED: Record<string, string> = {
 const NOT_YET = 'not implemented in Cordon yet';
 /** Sections Cordon does not implement: refused at deploy, each with what to do instead. */
 const REFUSED: Record<string, string> = {
-  kv_namespaces: `KV is ${NOT_YET}; a storage binding (cordon.storage) has get/put/delete/list with a different API`,
-  d1_databases: `D1 is ${NOT_YET}; a storage binding (cordon.storage) has SQL (sql.exec)`,
-  queues: `Queues are ${NOT_YET}; workflows run background work durably`,
   services: `service bindings are ${NOT_YET}; call the other worker with fetch() on its route`,
   r2_buckets: `R2 is ${NOT_YET}; a directory binding (cordon.directories) stores files`,
   assets: `static assets are ${NOT_YET}; import small files as Text or Data modules (rules), or serve them elsewhere`,
@@ -191,6 +194,10 @@ export interface WorkerConfig {
   objects: { binding: string; className: string }[];
   /** The Durable Object classes the migrations declare (all SQLite-backed). */
   objectClasses: string[];
+  /** KV namespaces, D1 databases and queue producers (`kv_namespaces`, `d1_databases`, `queues.producers`). */
+  resourceBindings: ResourceBinding[];
+  /** Queues whose batches this worker consumes (`queues.consumers`). */
+  queueConsumers: Partial<QueueConsumerDecl>[];
   cpuMs?: number;
   wallMs?: number;
   memoryMb?: number;
@@ -306,6 +313,12 @@ export function readWorkerConfig(file: string): WorkerConfig {
       );
   }
   if (refused.length) throw cliError(`${file}: Cordon cannot deploy this worker as configured:\n${refused.join('\n')}`);
+  let resources: ReturnType<typeof resourceBindings>;
+  try {
+    resources = resourceBindings(c.kv_namespaces, c.d1_databases, c.queues);
+  } catch (e) {
+    throw cliError(`${file}: ${(e as Error).message}`);
+  }
   const bound = new Set([...c.cordon.storage, ...c.cordon.directories]);
   for (const w of c.workflows) if (bound.has(w.binding)) throw cliError(`${file}: workflows: binding ${w.binding} is also a storage or directory binding`);
   for (const l of c.worker_loaders)
@@ -335,6 +348,8 @@ export function readWorkerConfig(file: string): WorkerConfig {
     loaders: c.worker_loaders.map((l) => l.binding),
     objects: c.durable_objects.bindings.map((b) => ({ binding: b.name, className: b.class_name })),
     objectClasses,
+    resourceBindings: resources.bindings,
+    queueConsumers: resources.queueConsumers,
     wallMs: c.cordon.limits.wall_ms,
     memoryMb: c.cordon.limits.memory_mb,
     build: {
@@ -349,6 +364,6 @@ export function readWorkerConfig(file: string): WorkerConfig {
       compatibilityDate: c.compatibility_date,
       compatibilityFlags: c.compatibility_flags,
     },
-    notes,
+    notes: [...notes, ...resources.notes],
   };
 }

@@ -53,6 +53,8 @@ test('config: a bad value is refused in one line naming the setting and what it 
   refused({ CORDON_EGRESS_TIMEOUT_MS: '1.5' }, /CORDON_EGRESS_TIMEOUT_MS must be a whole number of milliseconds/);
   refused({ CORDON_HTTP_PORT: 'eighty' }, /CORDON_HTTP_PORT must be a port number/);
   refused({ CORDON_ADMIN_PORT: '70000' }, /CORDON_ADMIN_PORT must be a port number \(0-65535\); got "70000"/);
+  refused({ CORDON_RESOURCES_PER_TENANT: '0' }, /^CORDON_RESOURCES_PER_TENANT must be a whole number of resources, at least 1; got "0"$/);
+  refused({ CORDON_RESOURCE_QUOTA_MB: 'big' }, /^CORDON_RESOURCE_QUOTA_MB must be a whole number of megabytes/);
   refused({ CORDON_DRIFT_MS: '50' }, /CORDON_DRIFT_MS must be a whole number of milliseconds, at least 100/);
   refused({ CORDON_CORDONS: 'Standard' }, /CORDON_CORDONS must be cordon names/);
   refused({ CORDON_EGRESS_DNS: 'not a server' }, /CORDON_EGRESS_DNS must be DNS servers/);

@@ -242,6 +242,14 @@ export const Settings = z.strictObject({
       description:
         'how long a sandbox process keeps its Durable Objects without answering the lease check; past it they move to another process of the cordon, and the old holder can no longer write (see [docs/durable-objects.md](docs/durable-objects.md))',
     }),
+    resourceQuotaMb: setting(whole(1, 'megabytes'), 1024, {
+      env: 'CORDON_RESOURCE_QUOTA_MB',
+      description: 'what one KV namespace, D1 database or queue backlog may hold on disk (see docs/kv-d1-queues.md)',
+    }),
+    resourcesPerTenant: setting(whole(1, 'resources'), 100, {
+      env: 'CORDON_RESOURCES_PER_TENANT',
+      description: 'KV namespaces, D1 databases and queues one tenant may have, of each kind; a deploy naming more is refused',
+    }),
     workersDomain: setting(workersDomainName, 'workers.localhost', {
       env: 'CORDON_WORKERS_DOMAIN',
       description:

@@ -2,6 +2,9 @@
  * The main capability each service offers each kind of peer. A peer gets exactly the interface
  * for its role, chosen after the handshake proved the role; nothing else is reachable.
  */
+import type { QueueApi, QueueMessageWire, QueueOutcome } from './queues.ts';
+import type { KvApi } from './kv.ts';
+import type { D1Api } from './d1.ts';
 import type { WireRequest, WireResponse } from './http.ts';
 import type { RouteListener, RoutingTable } from './routes.ts';
 import type { WorkerBundle, WorkerTarget } from './worker.ts';
@@ -26,7 +29,9 @@ export interface SupervisorForSandbox extends DriftReporting {
   /** Code and configuration of the worker version the key belongs to; refused (and audited) otherwise. */
   loadWorker(codeKey: string): Promise<WorkerBundle>;
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
-  capabilities(codeKey: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | DurableObjectNamespaceApi>>;
+  capabilities(
+    codeKey: string,
+  ): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | KvApi | D1Api | QueueApi | DurableObjectNamespaceApi>>;
   /** The sandbox offers to run workflow instances of its cordon's workers. */
   registerRunner(runner: WorkerRunner): Promise<void>;
   /** The sandbox offers to host Durable Objects of its cordon's workers (each process of a cordon offers its own). */
@@ -112,4 +117,6 @@ export interface WorkerRunner {
   ): Promise<{ outcome: 'complete'; output: string | null } | { outcome: 'errored'; name: string; message: string } | { outcome: 'suspended' }>;
   /** Run `scheduled(event, env, ctx)` (and its waitUntil promises); an error is the handler's, as logged. */
   scheduled(codeKey: string, cron: string, scheduledTime: number): Promise<{ ok: true } | { ok: false; error: string }>;
+  /** Run `queue(batch, env, ctx)` with one batch of `queue`; answers what the handler decided for each message. */
+  queue(codeKey: string, queue: string, messages: QueueMessageWire[]): Promise<QueueOutcome>;
 }

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { ClassName, WorkflowName, type WorkflowDecl } from './workflows.ts';
 import { ServiceBindingFields } from './service-bindings.ts';
 import { DurableObjectBinding } from './durable-objects.ts';
+import type { QueueConsumerDecl } from './queues.ts';
+import { RESOURCE_BINDING_TYPES, ResourceBindingFields } from './resources.ts';
 
 export const NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const WorkerName = z.string().regex(NAME, 'names are 1-64 lower-case letters, digits and inner dashes');
@@ -58,15 +60,21 @@ export type WorkerModule = z.infer<typeof WorkerModule>;
  */
 const CoreBinding = z
   .object({
-    type: z.enum(['storage', 'directory', 'workflow', 'service', 'loader']),
+    type: z.enum(['storage', 'directory', 'workflow', 'service', 'loader', ...RESOURCE_BINDING_TYPES]),
     name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. STORE)'),
     workflow: WorkflowName.optional(),
     ...ServiceBindingFields,
+    ...ResourceBindingFields,
   })
   .strict()
   .refine((b) => (b.type === 'workflow') === (b.workflow !== undefined), 'a workflow binding names its workflow, and only a workflow binding does')
   .refine((b) => (b.type === 'service') === (b.service !== undefined), 'a service binding names its service (a worker), and only a service binding does')
-  .refine((b) => b.type === 'service' || (b.entrypoint === undefined && b.props === undefined), 'entrypoint and props belong to service bindings');
+  .refine((b) => b.type === 'service' || (b.entrypoint === undefined && b.props === undefined), 'entrypoint and props belong to service bindings')
+  .refine(
+    (b) => (RESOURCE_BINDING_TYPES as readonly string[]).includes(b.type) === (b.resource !== undefined),
+    'a kv, d1 or queue binding names its resource, and only those do',
+  )
+  .refine((b) => b.deliveryDelay === undefined || b.type === 'queue', 'only a queue binding has a delivery delay');
 /** Every binding kind; each kind with a schema of its own is one more member here. */
 export const Binding = z.union([CoreBinding, DurableObjectBinding]);
 export type Binding = z.infer<typeof Binding>;
@@ -121,6 +129,8 @@ export interface WorkerBundle {
   stubs?: string[];
   /** Classes declared as Durable Objects (wrangler's `migrations[].new_sqlite_classes`, SQLite-backed). */
   objectClasses?: string[];
+  /** Queues of the tenant whose batches this worker's queue() handler consumes. */
+  queueConsumers?: QueueConsumerDecl[];
 }
 
 /** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */
@@ -136,6 +146,7 @@ export interface VersionSettings {
   workflows: WorkflowDecl[];
   crons: string[];
   objectClasses: string[];
+  queueConsumers: QueueConsumerDecl[];
 }
 
 /** The Durable Object classes of a deploy (wrangler's migrations, applied: see docs/durable-objects.md). */

@@ -9,6 +9,9 @@
 import { CACHE_HANDLE, CACHE_METHODS, DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_ARITY, STORAGE_METHODS } from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
 import { OBJECT_NAMESPACE_METHODS } from '../../schemas/durable-objects.ts';
+import { KV_METHODS } from '../../schemas/kv.ts';
+import { D1_METHODS } from '../../schemas/d1.ts';
+import { QUEUE_METHODS } from '../../schemas/queues.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost } from './runtime/index.ts';
 import { DEFAULT_QUOTAS } from '../../lib/rpc/quotas.ts';
@@ -42,6 +45,9 @@ const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = 
   // Served in the sandbox (runtime/worker-loader.ts): nothing of it reaches the supervisor.
   loader: [],
   durable_object: OBJECT_NAMESPACE_METHODS,
+  kv: KV_METHODS,
+  d1: D1_METHODS,
+  queue: QUEUE_METHODS,
 };
 /** Capability kinds whose calls carry the worker's time left (after this many arguments, by method). */
 const TIMED: Partial<Record<Binding['type'], Record<string, number>>> = {

@@ -11,6 +11,8 @@ import { annotateSpan, inSpan } from '../../lib/telemetry.ts';
 import { ClassName, type StepApi } from '../../schemas/workflows.ts';
 import type { WorkerRunner } from '../../schemas/services.ts';
 import { CodeKey } from '../../schemas/worker.ts';
+import { QUEUE_CONTENT_TYPES, QUEUE_LIMITS, QueueOutcome } from '../../schemas/queues.ts';
+import { ResourceName } from '../../schemas/resources.ts';
 import { WorkerError } from './runtime/index.ts';
 import { inTraceContext, StepForwarder } from './capabilities.ts';
 import { loaderEvents, logSink, type SandboxDeps } from './port.ts';
@@ -21,6 +23,19 @@ const Outcome = z.union([
   z.object({ outcome: z.literal('errored'), name: z.string(), message: z.string() }),
   z.object({ outcome: z.literal('suspended') }),
 ]);
+
+const Messages = z
+  .array(
+    z.object({
+      id: z.string().max(64),
+      timestamp: z.number(),
+      attempts: z.number().int().min(1),
+      contentType: z.enum(QUEUE_CONTENT_TYPES),
+      body: z.instanceof(Uint8Array),
+    }),
+  )
+  .min(1)
+  .max(QUEUE_LIMITS.batchMessages);
 
 export class Runner extends RpcTarget implements WorkerRunner {
   readonly #deps: SandboxDeps;
@@ -45,6 +60,33 @@ export class Runner extends RpcTarget implements WorkerRunner {
       return { ok: true };
     } catch (e) {
       if (e instanceof WorkerError) return { ok: false, error: e.detail === e.message ? e.message : `${e.message}: ${e.detail}` };
+      throw e;
+    } finally {
+      leave();
+    }
+  }
+
+  /** In a span under the supervisor's batch span (the call carries it), as a workflow run is. */
+  queue(codeKey: unknown, queue: unknown, messages: unknown): Promise<QueueOutcome> {
+    return inSpan('sandbox queue batch', SpanKind.SERVER, {}, () => this.#queue(codeKey, queue, messages));
+  }
+
+  async #queue(codeKey: unknown, queue: unknown, messages: unknown): Promise<QueueOutcome> {
+    const key = check(CodeKey, codeKey, 'code key');
+    const name = check(ResourceName, queue, 'queue');
+    const batch = check(Messages, messages, 'messages');
+    const { bundle, capabilities } = await this.#deps.bundles.get(key);
+    const leave = this.#deps.recorder.enter(bundle.workerId);
+    try {
+      return check(
+        QueueOutcome,
+        JSON.parse(await this.#deps.runtime.runQueue(bundle, name, batch, { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities })),
+        'queue outcome',
+      );
+    } catch (e) {
+      // The handler broke a limit (or the worker failed to load): the batch failed, as a throw would.
+      if (e instanceof WorkerError)
+        return { error: e.detail === e.message ? e.message : `${e.message}: ${e.detail}`, acks: [], retries: [], batch: null, batchDelay: null };
       throw e;
     } finally {
       leave();

@@ -9,7 +9,6 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { check, bytes } from '../../lib/rpc/validate.ts';
-import { CordonError } from '../../lib/errors.ts';
 import { SpanKind } from '@opentelemetry/api';
 import { inSpan, traceAttributes } from '../../lib/telemetry.ts';
 import { Membrane } from '../../lib/rpc/membrane.ts';
@@ -33,6 +32,14 @@ import type { DurableObjectNamespaceApi } from '../../schemas/durable-objects.ts
 import { LIMITS } from './sql-storage.ts';
 import { SqlPool, type PooledDatabase } from './sql-pool.ts';
 import { WorkerDirectory } from './directory.ts';
+import { type Audit, guarded } from './guarded.ts';
+import { TenantResources, type TenantResourceLimits } from './tenant-resources.ts';
+import { KvCap } from './kv.ts';
+import { D1Cap } from './d1.ts';
+import { QueueCap } from './queues.ts';
+import type { KvApi } from '../../schemas/kv.ts';
+import type { D1Api } from '../../schemas/d1.ts';
+import type { QueueApi } from '../../schemas/queues.ts';
 
 const Query = z.string().max(LIMITS.statementBytes * 4);
 const SqlBindings = z.array(z.union([z.string(), z.number(), z.null(), bytes(LIMITS.valueBytes)])).max(LIMITS.boundParameters);
@@ -40,24 +47,6 @@ const Key = z.string().min(1).max(2048);
 const Prefix = z.string().max(2048);
 const Limit = z.number().int().min(1).max(10_000);
 const Value = bytes(LIMITS.valueBytes);
-
-export type Audit = (action: string, error: Error) => void;
-
-/**
- * Turn a CordonError into a plain error with its message for the tenant (no host stack), auditing it
- * when it is a refusal; any other error is the host's own and says only that the call failed.
- */
-export async function guarded<T>(audit: Audit, action: string, fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof CordonError) {
-      if (e.refusal) audit(action, e);
-      throw new Error(e.message);
-    }
-    throw new Error(`${action} failed`);
-  }
-}
 
 /** `timeLeftMs` as the sandbox sends it; the worker's own wall-time limit bounds it (see StorageCap). */
 const TimeLeft = z.number().int().min(0).optional();
@@ -219,15 +208,22 @@ export interface GrantOptions {
   objects?: (workerId: string, className: string, audit: Audit) => DurableObjectNamespaceApi;
   /** Processes that run tenant SQL at most (see sql-pool.ts). */
   sqlProcesses: number;
+  /** KV namespaces, D1 databases and queues: each one's quota, and how many a tenant may have. */
+  resources?: TenantResourceLimits;
+  /** A producer stored messages in a queue of `tenant` (the consumer dispatcher looks at once). */
+  queueSent?: (tenant: string, queue: string) => void;
 }
 
 /** Opens each worker's resources once and hands out membrane-wrapped capabilities for them. */
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses'>>;
+  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses' | 'queueSent' | 'resources'>>;
   /** Set after construction (the objects service needs Grants for its databases). */
   objects: GrantOptions['objects'];
+  readonly #queueSent: NonNullable<GrantOptions['queueSent']>;
+  /** KV namespaces, D1 databases and queues: the tenant's, whichever of its workers binds them. */
+  readonly resources: TenantResources;
   readonly #onRefused: (workerId: string) => void;
   readonly #workflow: GrantOptions['workflow'];
   readonly #membranes = new Map<string, Membrane>();
@@ -246,13 +242,15 @@ export class Grants {
     this.#workflow = opts.workflow;
     this.objects = opts.objects;
     this.#sql = new SqlPool({ processes: opts.sqlProcesses });
+    this.#queueSent = opts.queueSent ?? (() => {});
+    this.resources = new TenantResources(root, this.#sql, opts.resources ?? { quotaBytes: this.#opts.storageQuotaBytes, perTenant: 100 });
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */
   async grant(
     bundle: WorkerBundle,
     actor: string,
-  ): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | DurableObjectNamespaceApi>> {
+  ): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | KvApi | D1Api | QueueApi | DurableObjectNamespaceApi>> {
     const { workerId, bindings } = bundle;
     let membrane = this.#membranes.get(workerId);
     if (!membrane) this.#membranes.set(workerId, (membrane = new Membrane()));
@@ -261,7 +259,7 @@ export class Grants {
       this.#onRefused(workerId);
     };
     const base = join(this.#root, ...workerId.split('/'));
-    const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | DurableObjectNamespaceApi> = {};
+    const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | KvApi | D1Api | QueueApi | DurableObjectNamespaceApi> = {};
     // Every worker gets a fetcher bound to its own identity, and its Cache API, from whichever egress is connected.
     const policy = {
       origins: bundle.origins ?? [],
@@ -271,12 +269,26 @@ export class Grants {
     };
     out[FETCH_HANDLE] = membrane.wrap(new FetchCap(this.#egress.lazy(async (e) => (await e.fetcherFor(workerId, policy)) as unknown as RpcStub<FetcherApi>)));
     out[CACHE_HANDLE] = membrane.wrap(new CacheCap(this.#egress.lazy(async (e) => (await e.cacheFor(workerId)) as unknown as RpcStub<CacheApi>)));
+    const tenant = workerId.split('/')[0]!;
     for (const b of bindings) {
       const id = `${workerId}:${b.type}:${b.name}`;
       if (b.type === 'loader') continue; // the sandbox serves it (services/sandbox/runtime/worker-loader.ts)
       if (b.type === 'durable_object') {
         if (this.objects) out[b.name] = membrane.wrap(this.objects(workerId, b.className, audit) as never);
-      } else if (b.type === 'workflow') {
+      } else if (b.type === 'kv') out[b.name] = membrane.wrap(new KvCap(this.resources.open('kv', tenant, b.resource!), audit, bundle.limits.wallMs, workerId));
+      else if (b.type === 'd1') out[b.name] = membrane.wrap(new D1Cap(this.resources.open('d1', tenant, b.resource!), audit, bundle.limits.wallMs, workerId));
+      else if (b.type === 'queue')
+        out[b.name] = membrane.wrap(
+          new QueueCap(
+            this.resources.open('queue', tenant, b.resource!),
+            audit,
+            bundle.limits.wallMs,
+            b.deliveryDelay ?? 0,
+            () => this.#queueSent(tenant, b.resource!),
+            workerId,
+          ),
+        );
+      else if (b.type === 'workflow') {
         if (this.#workflow) out[b.name] = membrane.wrap(this.#workflow(workerId.split('/')[0]!, b.workflow!) as never);
       } else if (b.type === 'storage') {
         let db = this.#databases.get(id);

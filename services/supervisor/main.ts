@@ -12,6 +12,7 @@ import { RequestMetrics } from './request-metrics.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
 import { CronScheduler } from './cron.ts';
+import { QueueConsumers } from './queue-consumers.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin/server.ts';
 import { RpcEndpoint } from './rpc/endpoint.ts';
@@ -63,6 +64,8 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
     sqlProcesses: settings.supervisor.sqlProcesses,
+    queueSent: (tenant, queue) => queues.notify(tenant, queue),
+    resources: { quotaBytes: settings.supervisor.resourceQuotaMb * 1024 * 1024, perTenant: settings.supervisor.resourcesPerTenant },
   });
   onStop(() => grants.close());
   const objectRegistry = new ObjectRegistry(join(dir, 'objects.db'));
@@ -79,6 +82,9 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   });
   onStop(() => objects.stop());
   grants.objects = (workerId, className, refused) => objects.namespace(workerId, className, refused);
+  const queues = new QueueConsumers(store, grants.resources, (cordon) => runners.get(cordon), log.child({ component: 'queues' }));
+  queues.start();
+  onStop(() => queues.stop());
   const logs = new WorkerLogs();
   const hub = new RouteHub({ store, log });
   const metrics = new RequestMetrics((id) => store.worker(id) !== undefined);

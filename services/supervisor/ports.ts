@@ -27,9 +27,7 @@ import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { DriftMonitor } from './drift.ts';
 import type { RequestMetrics } from './request-metrics.ts';
-import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
-import type { WorkflowsApi } from '../../schemas/workflows.ts';
-import type { DurableObjectNamespaceApi, ObjectHost } from '../../schemas/durable-objects.ts';
+import type { ObjectHost } from '../../schemas/durable-objects.ts';
 import type { DurableObjects } from './objects/service.ts';
 
 /** The workflow runner each connected sandbox offered, by cordon; a newer session's replaces an older one's. */
@@ -135,7 +133,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     this.#objects.addHost(this.#cordon, host.dup());
   }
 
-  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | DurableObjectNamespaceApi>> {
+  async capabilities(codeKey: unknown): ReturnType<Grants['grant']> {
     const { bundle } = this.#unlock(codeKey, 'capabilities');
     return this.#grants.grant(bundle, this.#actor);
   }

@@ -25,15 +25,16 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import type { StorageMethod } from '../../schemas/capabilities.ts';
 import { SqlError } from './sql-storage.ts';
+import type { SqlKind } from './sql-process.ts';
 
 /** Supervisor → SQL process: one call on one database; `deadline` is an absolute Date.now(). */
 export interface SqlRequest {
   id: number;
   file: string;
   quota: number;
-  method: StorageMethod;
+  kind: SqlKind;
+  method: string;
   args: unknown[];
   deadline: number;
 }
@@ -57,7 +58,7 @@ const SCRIPT = join(import.meta.dirname, 'sql-process.ts');
 
 interface Call {
   readonly db: DbState;
-  readonly method: StorageMethod;
+  readonly method: string;
   readonly args: unknown[];
   readonly deadline: number;
   readonly resolve: (value: unknown) => void;
@@ -83,6 +84,7 @@ interface Slot {
 
 interface DbState {
   readonly file: string;
+  readonly kind: SqlKind;
   readonly quota: number;
   readonly tenant: string;
   readonly waiting: Call[];
@@ -110,9 +112,12 @@ export class SqlPool {
     this.#perTenant = opts.perTenant ?? Math.max(1, opts.processes - 1);
   }
 
-  /** One database file of `tenant`. Open it once and keep the handle: the handle carries its ordering. */
-  database(file: string, quota: number, tenant: string): PooledDatabase {
-    const db: DbState = { file, quota, tenant, waiting: [], slot: undefined, home: undefined, inTransaction: false, txTimer: undefined };
+  /**
+   * One database file of `tenant`, opened in the SQL processes as `kind` (a Durable Object-style
+   * storage database, a KV namespace, a queue). Open it once and keep the handle: the handle carries its ordering.
+   */
+  database(file: string, quota: number, tenant: string, kind: SqlKind = 'storage'): PooledDatabase {
+    const db: DbState = { file, kind, quota, tenant, waiting: [], slot: undefined, home: undefined, inTransaction: false, txTimer: undefined };
     return { call: (method, args, deadline) => this.#call(db, method, args, deadline) };
   }
 
@@ -121,7 +126,7 @@ export class SqlPool {
     return this.#slots.filter((s) => !s.dead && s.child.pid !== undefined).map((s) => s.child.pid!);
   }
 
-  #call(db: DbState, method: StorageMethod, args: unknown[], deadline: number): Promise<unknown> {
+  #call(db: DbState, method: string, args: unknown[], deadline: number): Promise<unknown> {
     if (this.#closed) return Promise.reject(new SqlError('storage is shutting down'));
     if (deadline <= Date.now()) return Promise.reject(new SqlError("storage call not started: the worker's time limit has passed"));
     if (db.waiting.length >= MAX_WAITING)
@@ -192,8 +197,8 @@ export class SqlPool {
     call.id = ++slot.nextId;
     call.sentAt = Date.now();
     slot.sent.push(call);
-    const { file, quota } = call.db;
-    const request: SqlRequest = { id: call.id, file, quota, method: call.method, args: call.args, deadline: call.deadline };
+    const { file, quota, kind } = call.db;
+    const request: SqlRequest = { id: call.id, file, quota, kind, method: call.method, args: call.args, deadline: call.deadline };
     slot.child.send(request);
     if (slot.sent.length === 1) this.#watch(slot);
   }
@@ -314,5 +319,5 @@ export class SqlPool {
 /** One database in the pool, as a capability uses it. */
 export interface PooledDatabase {
   /** Run `method` before `deadline` (a Date.now() time) or fail with a SqlError saying why. */
-  call(method: StorageMethod, args: unknown[], deadline: number): Promise<unknown>;
+  call(method: string, args: unknown[], deadline: number): Promise<unknown>;
 }

@@ -5,30 +5,25 @@
  */
 import { Worker } from 'node:worker_threads';
 import { SqlError, WorkerDatabase } from './sql-storage.ts';
-import type { StorageMethod } from '../../schemas/capabilities.ts';
 import type { SqlReply, SqlRequest } from './sql-pool.ts';
+import { d1Calls } from './d1-store.ts';
+import { KvStore, kvCalls } from './kv-store.ts';
+import { QueueStore, queueCalls } from './queue-store.ts';
 
-/** Connections kept open at once; the least recently used idle one is closed first. */
-const MAX_OPEN = 64;
-const open = new Map<string, WorkerDatabase>();
-
-function database(file: string, quota: number): WorkerDatabase {
-  let db = open.get(file);
-  if (db) open.delete(file);
-  else {
-    for (const [f, old] of open) {
-      if (open.size < MAX_OPEN) break;
-      if (old.inTransaction) continue;
-      old.close();
-      open.delete(f);
-    }
-    db = new WorkerDatabase(file, quota);
-  }
-  open.set(file, db); // most recently used last
-  return db;
+/** A database file as this process keeps it open. */
+export interface OpenDatabase {
+  readonly inTransaction: boolean;
+  close(): void;
 }
 
-const run: Record<StorageMethod, (db: WorkerDatabase, args: any[]) => unknown> = {
+/** What the pool may ask of one kind of database: how to open its file, and the calls it answers. */
+interface Kind<D extends OpenDatabase> {
+  open(file: string, quota: number): D;
+  calls: Record<string, (db: D, args: any[]) => unknown>;
+}
+const kind = <D extends OpenDatabase>(k: Kind<D>) => k as unknown as Kind<OpenDatabase>;
+
+const storageCalls: Record<string, (db: WorkerDatabase, args: any[]) => unknown> = {
   exec: (db, [query, bindings]) => db.exec(query, bindings),
   databaseSize: (db) => db.databaseSize,
   begin: (db) => db.begin(),
@@ -42,13 +37,44 @@ const run: Record<StorageMethod, (db: WorkerDatabase, args: any[]) => unknown> =
   deleteAll: (db) => db.deleteAll(),
 };
 
+/** The kinds of database, each with its calls (a D1 database is a storage database with D1's calls too). */
+const KINDS = {
+  storage: kind({ open: (f, q) => new WorkerDatabase(f, q), calls: storageCalls }),
+  d1: kind({ open: (f, q) => new WorkerDatabase(f, q), calls: d1Calls }),
+  kv: kind({ open: (f, q) => new KvStore(f, q), calls: kvCalls }),
+  queue: kind({ open: (f, q) => new QueueStore(f, q), calls: queueCalls }),
+};
+export type SqlKind = keyof typeof KINDS;
+
+/** Connections kept open at once; the least recently used idle one is closed first. */
+const MAX_OPEN = 64;
+const open = new Map<string, OpenDatabase>();
+
+function database(file: string, quota: number, k: SqlKind): OpenDatabase {
+  let db = open.get(file);
+  if (db) open.delete(file);
+  else {
+    for (const [f, old] of open) {
+      if (open.size < MAX_OPEN) break;
+      if (old.inTransaction) continue;
+      old.close();
+      open.delete(f);
+    }
+    db = KINDS[k].open(file, quota);
+  }
+  open.set(file, db); // most recently used last
+  return db;
+}
+
 process.on('message', (m: SqlRequest) => {
   let reply: SqlReply;
   try {
     // Queued behind a call that was slow: no time is left for this one, so it does not start.
     if (Date.now() >= m.deadline) throw new SqlError(`storage call not started: the worker's time limit had passed while it waited`);
-    const db = database(m.file, m.quota);
-    reply = { id: m.id, ok: run[m.method](db, m.args), inTransaction: db.inTransaction };
+    const calls = KINDS[m.kind]?.calls;
+    if (!calls || !Object.hasOwn(calls, m.method)) throw new Error(`no ${m.kind} call ${m.method}`);
+    const db = database(m.file, m.quota, m.kind);
+    reply = { id: m.id, ok: calls[m.method]!(db, m.args), inTransaction: db.inTransaction };
   } catch (e) {
     reply = {
       id: m.id,

@@ -130,6 +130,29 @@ export class WorkerDatabase {
     return result;
   }
 
+  /**
+   * Run `fn` (tenant statements through exec) as one unit: all it wrote is kept, or nothing (D1's
+   * batch). A savepoint, so it nests inside an open transaction too.
+   */
+  atomic<T>(fn: () => T): T {
+    this.#internalRun(() => this.#db.exec('SAVEPOINT cordon_atomic'));
+    try {
+      const out = fn();
+      this.#internalRun(() => this.#db.exec('RELEASE cordon_atomic'));
+      return out;
+    } catch (e) {
+      if (this.#db.isTransaction) this.#internalRun(() => this.#db.exec('ROLLBACK TO cordon_atomic; RELEASE cordon_atomic'));
+      else this.#inTransaction = false;
+      throw e;
+    }
+  }
+
+  /** Rows changed since the connection opened and the last inserted rowid, as SQLite counts them (for D1's `meta`). */
+  get counters(): { totalChanges: number; lastRowId: number } {
+    const r = this.#internalRun(() => this.#stmt('SELECT total_changes() AS c, last_insert_rowid() AS r').get()) as { c: number; r: number };
+    return { totalChanges: Number(r.c), lastRowId: Number(r.r) };
+  }
+
   /** Begin / commit / roll back the transaction `transactionSync(fn)` wraps around `fn`. */
   begin(): void {
     if (this.#inTransaction) throw new SqlError('transactionSync cannot be nested');
@@ -354,7 +377,7 @@ export class WorkerDatabase {
 }
 
 /** Counts a result's size as RPC will encode it (JSON text, bytes as base64) and refuses it past LIMITS.resultBytes. */
-function resultSize(what: string, advice: string): { add(values: SqlValue[]): void } {
+export function resultSize(what: string, advice: string): { add(values: SqlValue[]): void } {
   let bytes = 0;
   return {
     add(values) {

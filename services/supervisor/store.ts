@@ -21,6 +21,7 @@ import type { HostAssignment, RoutingTable } from '../../schemas/routes.ts';
 import { normalizeHostPattern, normalizeRoutePattern } from '../../lib/routes.ts';
 import { checkAssignment, checkRoutes, defaultRoutePattern, defaultRouting, type Deployer, type RoutedPattern } from './hosts.ts';
 import type { WorkflowDecl } from '../../schemas/workflows.ts';
+import type { QueueConsumerDecl } from '../../schemas/queues.ts';
 
 export interface WorkerRecord {
   id: string;
@@ -47,6 +48,7 @@ export interface VersionInput {
   workflows?: WorkflowDecl[];
   crons?: string[];
   objectClasses?: string[];
+  queueConsumers?: QueueConsumerDecl[];
   routes: string[];
   /** Whether the worker answers at its default route too (wrangler's `workers_dev`; on unless false). */
   workersDev?: boolean;
@@ -173,6 +175,7 @@ export class CodeStore {
       ...(input.workflows?.length ? { workflows: input.workflows } : {}),
       ...(input.crons?.length ? { crons: input.crons } : {}),
       ...(input.objectClasses?.length ? { objectClasses: input.objectClasses } : {}),
+      ...(input.queueConsumers?.length ? { queueConsumers: input.queueConsumers } : {}),
     });
     const version = sha256(plain);
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
@@ -197,6 +200,7 @@ export class CodeStore {
         workflows: input.workflows ?? [],
         crons: input.crons ?? [],
         ...(input.objectClasses?.length ? { objectClasses: input.objectClasses } : {}),
+        queueConsumers: input.queueConsumers ?? [],
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }
@@ -336,6 +340,7 @@ export class CodeStore {
       workflows: b.workflows ?? [],
       crons: b.crons ?? [],
       objectClasses: b.objectClasses ?? [],
+      queueConsumers: b.queueConsumers ?? [],
     };
   }
 

@@ -135,6 +135,8 @@ export interface Entry {
   ): Promise<string>;
   /** Forget object `key`'s instance (its lease ended): its next call makes a new one. */
   objectDrop(key: string): void;
+  /** queue(batch, env, ctx): `messages` is QueueMessageWire[] wire-encoded; answers a QueueOutcome as JSON. */
+  runQueue(queue: string, messages: string, now: number): Promise<string>;
   drain(seq: number): Promise<void> | undefined;
   pull(seq: number): Promise<ArrayBuffer | null>;
   cancelStream(seq: number): void;
@@ -161,6 +163,7 @@ const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   runScheduled: true,
   objectCall: true,
   objectDrop: true,
+  runQueue: true,
   drain: true,
   pull: true,
   cancelStream: true,

@@ -6,6 +6,7 @@
  */
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
+import type { QueueMessageWire } from '../../../schemas/queues.ts';
 import type { WireRequest } from '../../../schemas/http.ts';
 import { WorkerInstance, type CapabilityHost, type HandledResponse } from './instance.ts';
 import { WorkerError } from './errors.ts';
@@ -168,6 +169,17 @@ export class WorkerRuntime {
   /** Durable Object `key` left this sandbox (evicted, moved, deleted): its instance in that version's isolate goes, if the isolate is live. */
   objectDrop(bundle: WorkerBundle, key: string): void {
     this.#live.get(`${bundle.workerId}@${bundle.version}`)?.instance.objectDrop(key);
+  }
+
+  /** queue() of this worker for one batch (see WorkerInstance.runQueue); answers the outcome as JSON. */
+  async runQueue(bundle: WorkerBundle, queue: string, messages: QueueMessageWire[], hooks: RunHooks): Promise<string> {
+    const key = `${bundle.workerId}@${bundle.version}`;
+    const instance = await this.#instance(key, bundle);
+    try {
+      return await instance.runQueue(queue, messages, this.#withLoaders(key, bundle, hooks));
+    } finally {
+      void this.#measure(key, instance);
+    }
   }
 
   /** A worker with `worker_loaders` bindings: its capability calls with those served here (worker-loader.ts). */

@@ -8,6 +8,7 @@
  * when no other request is in flight, `end`: every timer is dropped and replies to calls made earlier
  * are never delivered, so no tenant code runs outside a request and its watchdog.
  */
+import type { QueueMessageWire } from '../../../schemas/queues.ts';
 import ivm from 'isolated-vm';
 import { randomBytes } from 'node:crypto';
 import tr46 from 'tr46';
@@ -453,6 +454,19 @@ export class WorkerInstance {
     if (out) {
       throw this.#fail(new WorkerError(500, 'scheduled() failed', out));
     }
+  }
+
+  /** queue(batch, env, ctx) for one batch, waitUntil included: the handler's outcome as JSON (a throw is in it, as `error`). */
+  runQueue(queue: string, messages: QueueMessageWire[], hooks: RequestHooks): Promise<string> {
+    const batch = encodeWire(messages, base64);
+    return this.#invoke(hooks, () => [
+      (now) =>
+        this.#entry!.runQueue.apply(undefined, [queue, batch, now], {
+          result: { promise: true, copy: true },
+          timeout: this.bundle.limits.cpuMs,
+        }) as Promise<unknown>,
+      () => {},
+    ]);
   }
 
   /** An invocation other than a request: entered and left like one, under the same watchdogs. */

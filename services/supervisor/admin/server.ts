@@ -21,6 +21,7 @@ import { auditRoutes } from './audit.ts';
 import { workflowRoutes } from './workflows.ts';
 import { hostRoutes } from './hosts.ts';
 import { objectRoutes } from './objects.ts';
+import { d1Routes } from './d1.ts';
 import { createDashboard } from '../dashboard/server.ts';
 
 /** More request headers than any client of this API sends: 431 rather than reading on. */
@@ -43,6 +44,7 @@ export function createAdminServer(deps: AdminDeps): Server {
     ...workflowRoutes(deps),
     ...hostRoutes(deps),
     ...objectRoutes(deps),
+    ...d1Routes(deps),
   ];
   const routes = table.map((r) => ({ ...r, re: pathRegExp(r.path) }));
   const dashboard = createDashboard(deps);

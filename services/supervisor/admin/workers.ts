@@ -22,6 +22,7 @@ import {
   WorkerName,
 } from '../../../schemas/worker.ts';
 import { WorkflowDecl } from '../../../schemas/workflows.ts';
+import { QueueConsumerDecl } from '../../../schemas/queues.ts';
 import { codeHash } from '../store.ts';
 import { checkCron } from '../cron.ts';
 import { HttpError, readJson, send } from './http.ts';
@@ -61,6 +62,11 @@ const DeployRequest = z.object({
     .refine((bs) => new Set(bs.map((b) => b.name)).size === bs.length, 'binding names must be unique'),
   crons: z.array(z.string().max(100)).max(10, 'at most 10 cron triggers').default([]),
   workersDev: z.boolean().default(true),
+  queueConsumers: z
+    .array(QueueConsumerDecl)
+    .max(16)
+    .default([])
+    .refine((cs) => new Set(cs.map((c) => c.queue)).size === cs.length, 'a worker consumes each queue once'),
   workflows: z
     .array(WorkflowDecl)
     .max(32)
@@ -153,6 +159,12 @@ export function workerRoutes(
         const cordon = placement?.cordon ?? requested;
         deps.workflows.checkDeclarations(tenant, `${tenant}/${input.name}`, input.workflows);
         const crons = input.crons.map(checkCron);
+        deps.grants.resources.checkDeclared(tenant, [
+          ...input.bindings.flatMap((b) => (b.type === 'kv' || b.type === 'd1' || b.type === 'queue' ? [{ kind: b.type, name: b.resource! }] : [])),
+          ...input.queueConsumers.flatMap((c) =>
+            [c.queue, ...(c.deadLetterQueue ? [c.deadLetterQueue] : [])].map((name) => ({ kind: 'queue' as const, name })),
+          ),
+        ]);
         const worker = await store.deploy({ ...input, crons, cordon, tenant, origins }, who.tenant === undefined ? 'operator' : 'tenant');
         if (placement) deps.quarantine.admitted(worker.id, requested, placement);
         await deps.workflows.declare(tenant, worker.id, input.workflows);

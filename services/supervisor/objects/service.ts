@@ -18,7 +18,8 @@ import {
   type ObjectHost,
   type ObjectStorageApi,
 } from '../../../schemas/durable-objects.ts';
-import { StorageCap, guarded, type Audit } from '../capabilities.ts';
+import { StorageCap } from '../capabilities.ts';
+import { guarded, type Audit } from '../guarded.ts';
 import type { PooledDatabase } from '../sql-pool.ts';
 import type { CodeStore } from '../store.ts';
 import type { AuditLog } from '../audit.ts';

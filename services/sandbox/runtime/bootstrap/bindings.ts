@@ -4,21 +4,72 @@
  * KV methods return promises. Every call goes out through one host function taken from the global
  * scope at start-up and kept in this closure.
  */
-import { atob, btoa, TextDecoder, TextEncoder } from './encoding.ts';
+import { TextDecoder, TextEncoder } from './encoding.ts';
 import { decodeWire, encodeWire, type Base64 } from './wire-codec.ts';
 
 export type CapCall = (handle: string, method: string, args: unknown[]) => unknown;
 
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+const B64_CODES = new Uint8Array(64);
+const B64_VALUES = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) {
+  B64_CODES[i] = B64.charCodeAt(i);
+  B64_VALUES[B64.charCodeAt(i)] = i;
+}
+const fromCharCode = String.fromCharCode;
+const applyFn = Reflect.apply;
+/** Bytes per piece of the encoded text (a multiple of 3, and few enough arguments for one fromCharCode call). */
+const B64_PIECE = 3 * 8192;
+
+/**
+ * Bytes ↔ base64 for what crosses to the host. Straight from bytes to character codes and back (no
+ * binary string, no btoa/atob): measured about 5 times faster to encode and 10 times to decode 4 MiB,
+ * which is what lets a large KV value or file cross within a worker's CPU limit.
+ */
 export const b64: Base64 = {
   encode(bytes) {
-    let s = '';
-    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-    return btoa(s);
+    const parts: string[] = [];
+    const codes = new Uint16Array((B64_PIECE / 3) * 4);
+    for (let start = 0; start < bytes.length; start += B64_PIECE) {
+      const end = start + B64_PIECE < bytes.length ? start + B64_PIECE : bytes.length;
+      let o = 0;
+      let i = start;
+      for (; i + 2 < end; i += 3) {
+        const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
+        codes[o++] = B64_CODES[n >> 18]!;
+        codes[o++] = B64_CODES[(n >> 12) & 63]!;
+        codes[o++] = B64_CODES[(n >> 6) & 63]!;
+        codes[o++] = B64_CODES[n & 63]!;
+      }
+      if (i < end) {
+        const n = (bytes[i]! << 16) | (i + 1 < end ? bytes[i + 1]! << 8 : 0);
+        codes[o++] = B64_CODES[n >> 18]!;
+        codes[o++] = B64_CODES[(n >> 12) & 63]!;
+        codes[o++] = i + 1 < end ? B64_CODES[(n >> 6) & 63]! : 61;
+        codes[o++] = 61;
+      }
+      parts.push(applyFn(fromCharCode, undefined, codes.subarray(0, o) as unknown as number[]));
+    }
+    return parts.join('');
   },
   decode(text) {
-    const s = atob(text);
-    const out = new Uint8Array(s.length);
-    for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+    let len = text.length;
+    while (len > 0 && text.charCodeAt(len - 1) === 61) len--;
+    const out = new Uint8Array(Math.floor((len * 3) / 4));
+    let o = 0;
+    let acc = 0;
+    let bits = 0;
+    for (let i = 0; i < len; i++) {
+      const c = text.charCodeAt(i);
+      const v = c < 128 ? B64_VALUES[c]! : -1;
+      if (v < 0) throw new TypeError('malformed base64 from the host');
+      acc = ((acc << 6) | v) & 0xffffff;
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out[o++] = (acc >> bits) & 0xff;
+      }
+    }
     return out;
   },
 };

@@ -11,6 +11,7 @@ import { WebSocket } from './websocket.ts';
 import { makeStep, NonRetryableError, SUSPEND } from './workflow-step.ts';
 import { decodeWire } from './wire-codec.ts';
 import { serviceWorkerHandler } from './service-worker.ts';
+import { runQueueHandler } from './queue-event.ts';
 import { show } from './console.ts';
 import type { Timers } from './timers.ts';
 import { b64 } from './bindings.ts';
@@ -356,6 +357,13 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     return objects.call(key, className, id, name, storageHandle, kind, method, payload);
   }
 
+  async function runQueue(queue: string, messages: string, now: number): Promise<string> {
+    requests.active++;
+    setClock(now);
+    resetSubrequests();
+    return runQueueHandler(requests.handler, requests.env, queue, messages, logError);
+  }
+
   /** An event from the client end of a WebSocket (through ingress and the host) for the server end here. */
   function wsEvent(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number): void {
     setClock(now);
@@ -409,6 +417,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     runScheduled: (cron: string, scheduledTime: number, now: number) => holding(() => runScheduled(cron, scheduledTime, now)),
     objectCall: (...args: Parameters<typeof objectCall>) => holding(() => objectCall(...args)),
     objectDrop: objects.drop,
+    runQueue: (queue: string, messages: string, now: number) => holding(() => runQueue(queue, messages, now)),
     wsEvent,
     configure,
     rehearse,

@@ -6,6 +6,9 @@ import { codec } from './value-codec.ts';
 import { requests } from './request-state.ts';
 import { OUTBOUND_BINDING } from '../abi.ts';
 import { namespaceBinding } from './durable-objects.ts';
+import { kvBinding } from './kv.ts';
+import { d1Binding } from './d1.ts';
+import { queueBinding } from './queue-producer.ts';
 
 export { codec };
 
@@ -29,6 +32,9 @@ export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindin
     service: deps.service,
     loader: deps.loader,
     durable_object: (name) => namespaceBinding(callCap, callCapAsync, name),
+    kv: (name) => kvBinding(callCapAsync, name),
+    d1: (name) => d1Binding(callCapAsync, name),
+    queue: (name) => queueBinding(callCapAsync, name),
   };
   const bindingObjects: Record<string, object> = {};
   requests.outbound = undefined;

@@ -8,6 +8,7 @@ import type { Request } from './fetch-api.ts';
 export interface Handler {
   fetch?(request: Request, env: unknown, ctx: unknown): unknown;
   scheduled?(event: unknown, env: unknown, ctx: unknown): unknown;
+  queue?(batch: unknown, env: unknown, ctx: unknown): unknown;
 }
 /** `export default class extends WorkerEntrypoint { fetch(request) {} }`: one instance per request. */
 export type HandlerClass = (new (ctx: unknown, env: unknown) => { fetch?(request: Request): unknown }) & { prototype: { fetch?: unknown } };

@@ -19,3 +19,16 @@ test('bytes of every kind cross as bytes, including Node Buffers and views; othe
   assert.deepEqual(out.ok.slice(3), ['text', 1, null, '1970-01-01T00:00:00.000Z']);
   assert.deepEqual(decodeWire('{"$b":"AQI=","x":1}', b64), { $b: 'AQI=', x: 1 }, 'only a lone $b key means bytes');
 });
+
+test("the isolate's base64 (bindings.ts) agrees with Node's for every length, every byte value and across its pieces", async () => {
+  const { b64: isolate } = await import('./bindings.ts');
+  const data = new Uint8Array(3 * 8192 * 2 + 7);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7919 + (i >> 8)) & 255;
+  for (const n of [0, 1, 2, 3, 4, 5, 255, 256, 3 * 8192 - 1, 3 * 8192, 3 * 8192 + 1, data.length]) {
+    const bytes = data.subarray(0, n);
+    const text = isolate.encode(bytes);
+    assert.equal(text, Buffer.from(bytes).toString('base64'), `encode ${n}`);
+    assert.deepEqual(isolate.decode(text), new Uint8Array(bytes), `decode ${n}`);
+  }
+  assert.throws(() => isolate.decode('A*=='), /malformed base64/);
+});

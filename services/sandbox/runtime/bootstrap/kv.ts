@@ -1,0 +1,129 @@
+/**
+ * A `kv_namespaces` binding as Workers has it (KVNamespace): get (text, json, arrayBuffer, stream;
+ * bulk with an array of keys), getWithMetadata, put (string, ArrayBuffer, view or stream), delete,
+ * list. Limits and expirations are checked by the supervisor, with workerd's messages.
+ */
+import { TextDecoder, TextEncoder } from './encoding.ts';
+import * as web from './web-globals.ts';
+import type { CallAsync } from './workflow-step.ts';
+
+const JSONparse = JSON.parse;
+const JSONstringify = JSON.stringify;
+const isArray = Array.isArray;
+const StringCtor = String;
+const NumberCtor = Number;
+const MapCtor = Map;
+const U8 = Uint8Array;
+const freeze = Object.freeze;
+const MAX_VALUE = 8 * 1024 * 1024;
+
+const tooLarge = (n: number, atLeast = '') =>
+  `KV PUT failed: 413 Value length of ${atLeast}${n} exceeds limit of ${MAX_VALUE} (Cordon's limit; Cloudflare's is 25 MiB).`;
+
+type Entry = [Uint8Array | null, string | null, number | null];
+type ValueType = 'text' | 'json' | 'arrayBuffer' | 'stream';
+
+function typeOf(options: unknown, bulk: boolean): { type: ValueType; cacheTtl?: number } {
+  const o = typeof options === 'string' ? { type: options } : ((options ?? {}) as { type?: unknown; cacheTtl?: unknown });
+  const type = (o.type ?? 'text') as ValueType;
+  if (bulk && type !== 'text' && type !== 'json') throw new TypeError(`"${StringCtor(type)}" is not a valid type. Use "json" or "text"`);
+  if (type !== 'text' && type !== 'json' && type !== 'arrayBuffer' && type !== 'stream')
+    throw new TypeError('Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream".');
+  return { type, ...(o.cacheTtl === undefined ? {} : { cacheTtl: NumberCtor(o.cacheTtl) }) };
+}
+
+function decode(bytes: Uint8Array, type: ValueType): unknown {
+  if (type === 'arrayBuffer') return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  if (type === 'stream')
+    return new web.ReadableStream({
+      type: 'bytes',
+      start(c: ReadableByteStreamController) {
+        if (bytes.byteLength) c.enqueue(new U8(bytes));
+        c.close();
+      },
+    });
+  const text = new TextDecoder().decode(bytes);
+  return type === 'json' ? JSONparse(text) : text;
+}
+
+/** A value to put, as bytes: strings as UTF-8, buffers and views copied, a stream read to its end (bounded). */
+async function bytesOf(value: unknown): Promise<Uint8Array> {
+  if (typeof value === 'string') return new TextEncoder().encode(value);
+  if (value instanceof ArrayBuffer) return new U8(value.slice(0));
+  if (ArrayBuffer.isView(value)) return new U8(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength));
+  if (value && typeof (value as { getReader?: unknown }).getReader === 'function') {
+    const reader = (value as ReadableStream<unknown>).getReader();
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const { done, value: chunk } = await reader.read();
+      if (done) break;
+      const b =
+        typeof chunk === 'string'
+          ? new TextEncoder().encode(chunk)
+          : ArrayBuffer.isView(chunk)
+            ? new U8(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+            : null;
+      if (!b) throw new TypeError('KV put() streams must carry bytes');
+      total += b.byteLength;
+      if (total > MAX_VALUE) {
+        void reader.cancel();
+        throw new RangeError(tooLarge(total, 'at least '));
+      }
+      chunks.push(new U8(b));
+    }
+    const out = new U8(total);
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.byteLength;
+    }
+    return out;
+  }
+  throw new TypeError('KV put() accepts a string, an ArrayBuffer, an ArrayBufferView or a ReadableStream');
+}
+
+export function kvBinding(call: CallAsync, handle: string): object {
+  async function read(key: unknown, options: unknown, withMetadata: boolean): Promise<unknown> {
+    const bulk = isArray(key);
+    const { type, cacheTtl } = typeOf(options, bulk);
+    const keys = bulk ? (key as unknown[]).map(StringCtor) : [StringCtor(key)];
+    const entries = (await call(handle, 'get', cacheTtl === undefined ? [keys] : [keys, cacheTtl])) as Entry[];
+    const shape = ([v, meta]: Entry) => {
+      const value = v === null ? null : decode(v, type);
+      return withMetadata ? { value, metadata: meta === null ? null : JSONparse(meta), cacheStatus: null } : value;
+    };
+    if (bulk) return new MapCtor(keys.map((k, i) => [k, shape(entries[i]!)]));
+    return shape(entries[0]!);
+  }
+  return freeze({
+    get: (key: unknown, options?: unknown) => read(key, options, false),
+    getWithMetadata: (key: unknown, options?: unknown) => read(key, options, true),
+    async put(key: unknown, value: unknown, options: { expiration?: unknown; expirationTtl?: unknown; metadata?: unknown } = {}): Promise<void> {
+      const o: Record<string, unknown> = {};
+      if (options?.expiration !== undefined) o.expiration = NumberCtor(options.expiration);
+      if (options?.expirationTtl !== undefined) o.expirationTtl = NumberCtor(options.expirationTtl);
+      if (options?.metadata !== undefined && options.metadata !== null) o.metadata = JSONstringify(options.metadata);
+      const bytes = await bytesOf(value);
+      // Checked here too (the supervisor checks again): a value too large is refused before it is encoded for the host.
+      if (bytes.byteLength > MAX_VALUE) throw new RangeError(tooLarge(bytes.byteLength));
+      await call(handle, 'put', [StringCtor(key), bytes, o]);
+    },
+    async delete(key: unknown): Promise<void> {
+      await call(handle, 'delete', [StringCtor(key)]);
+    },
+    async list(options: { prefix?: unknown; limit?: unknown; cursor?: unknown } = {}): Promise<unknown> {
+      const o: Record<string, unknown> = {};
+      if (options?.prefix !== undefined && options.prefix !== null) o.prefix = StringCtor(options.prefix);
+      if (options?.limit !== undefined) o.limit = NumberCtor(options.limit);
+      if (options?.cursor !== undefined && options.cursor !== null) o.cursor = StringCtor(options.cursor);
+      const page = (await call(handle, 'list', [o])) as { keys: [string, number | null, string | null][]; cursor: string | null };
+      const keys = page.keys.map(([name, expiration, metadata]) => ({
+        name,
+        ...(expiration === null ? {} : { expiration }),
+        ...(metadata === null ? {} : { metadata: JSONparse(metadata) }),
+      }));
+      return page.cursor === null ? { keys, list_complete: true, cacheStatus: null } : { keys, list_complete: false, cursor: page.cursor, cacheStatus: null };
+    },
+  });
+}

@@ -1,0 +1,142 @@
+/**
+ * The `v8` content type of a queue message: any structured-clonable value, as text. Workers writes it
+ * with V8's serializer, which the isolate does not have; this writes the same values as tagged JSON
+ * (`{"$t": type, "v": …}` for what JSON has no form for: Date, Map, Set, RegExp, bytes and typed
+ * arrays, BigInt, undefined, NaN and ±Infinity and -0, Error; a repeated object as a reference, so
+ * shared parts and cycles come back as they were). Every object is tagged, arrays and plain objects
+ * too, so no value of the sender's can pass for a tag.
+ */
+import { b64 } from './bindings.ts';
+import { DOMException } from './encoding.ts';
+
+const JSONstringify = JSON.stringify;
+const JSONparse = JSON.parse;
+const isArray = Array.isArray;
+const keysOf = Object.keys;
+const hasOwn = Object.hasOwn;
+const is = Object.is;
+const DateCtor = Date;
+const MapCtor = Map;
+const SetCtor = Set;
+const RegExpCtor = RegExp;
+const ErrorCtor = Error;
+const BigIntFn = BigInt;
+const U8 = Uint8Array;
+const isView = ArrayBuffer.isView;
+const dateTime = Date.prototype.getTime;
+const apply = Reflect.apply;
+const defineProperty = Object.defineProperty;
+/** An own data property, even for `__proto__` (an assignment would set the prototype instead). */
+const setOwn = (o: object, k: string, v: unknown) => defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
+
+type Tagged = { $t: string; v?: unknown };
+const VIEWS: Record<string, new (buffer: ArrayBuffer) => ArrayBufferView> = {
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+  DataView,
+};
+
+export function encodeStructured(value: unknown): string {
+  const seen = new Map<object, number>();
+  const walk = (v: unknown): unknown => {
+    if (v === undefined) return { $t: 'undefined' };
+    if (typeof v === 'number') return Number.isFinite(v) && !is(v, -0) ? v : { $t: 'Number', v: String(v) === '0' ? '-0' : String(v) };
+    if (typeof v === 'bigint') return { $t: 'BigInt', v: String(v) };
+    if (typeof v === 'function' || typeof v === 'symbol') throw new DOMException(`${String(v)} could not be cloned`, 'DataCloneError');
+    if (v === null || typeof v !== 'object') return v;
+    const ref = seen.get(v);
+    if (ref !== undefined) return { $t: 'Ref', v: ref };
+    seen.set(v, seen.size);
+    if (isArray(v)) return { $t: 'Array', v: v.map(walk) };
+    if (v instanceof DateCtor) return { $t: 'Date', v: apply(dateTime, v, []) };
+    if (v instanceof RegExpCtor) return { $t: 'RegExp', v: [v.source, v.flags] };
+    if (v instanceof ArrayBuffer) return { $t: 'ArrayBuffer', v: b64.encode(new U8(v)) };
+    if (isView(v)) {
+      const name = v.constructor.name;
+      if (!hasOwn(VIEWS, name)) throw new DOMException(`a ${name} could not be cloned`, 'DataCloneError');
+      return { $t: name, v: b64.encode(new U8(v.buffer, v.byteOffset, v.byteLength)) };
+    }
+    if (v instanceof MapCtor) return { $t: 'Map', v: [...v].map(([k, x]) => [walk(k), walk(x)]) };
+    if (v instanceof SetCtor) return { $t: 'Set', v: [...v].map(walk) };
+    if (v instanceof ErrorCtor) return { $t: 'Error', v: [String(v.name), String(v.message)] };
+    const o: Record<string, unknown> = {};
+    for (const k of keysOf(v)) setOwn(o, k, walk((v as Record<string, unknown>)[k]));
+    return { $t: 'Object', v: o };
+  };
+  return JSONstringify(walk(value));
+}
+
+export function decodeStructured(text: string): unknown {
+  const refs: unknown[] = [];
+  const walk = (x: unknown): unknown => {
+    if (x === null || typeof x !== 'object' || isArray(x)) return x;
+    const { $t: t, v } = x as Tagged;
+    switch (t) {
+      case 'undefined':
+        return undefined;
+      case 'Number':
+        return v === '-0' ? -0 : Number(v);
+      case 'BigInt':
+        return BigIntFn(v as string);
+      case 'Ref':
+        return refs[v as number];
+      case 'Array': {
+        const a: unknown[] = [];
+        refs.push(a);
+        for (const e of v as unknown[]) a.push(walk(e));
+        return a;
+      }
+      case 'Object': {
+        const o: Record<string, unknown> = {};
+        refs.push(o);
+        for (const k of keysOf(v as object)) setOwn(o, k, walk((v as Record<string, unknown>)[k]));
+        return o;
+      }
+      case 'Map': {
+        const m = new MapCtor();
+        refs.push(m);
+        for (const [k, e] of v as [unknown, unknown][]) m.set(walk(k), walk(e));
+        return m;
+      }
+      case 'Set': {
+        const s = new SetCtor();
+        refs.push(s);
+        for (const e of v as unknown[]) s.add(walk(e));
+        return s;
+      }
+      case 'Date':
+        return push(refs, new DateCtor(v as number));
+      case 'RegExp':
+        return push(refs, new RegExpCtor((v as string[])[0]!, (v as string[])[1]));
+      case 'Error': {
+        const e = new ErrorCtor((v as string[])[1]);
+        e.name = (v as string[])[0]!;
+        return push(refs, e);
+      }
+      case 'ArrayBuffer': {
+        const bytes = b64.decode(v as string);
+        return push(refs, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+      }
+      default: {
+        if (!hasOwn(VIEWS, t)) throw new TypeError(`unknown tag ${String(t)} in a queue message`);
+        const bytes = b64.decode(v as string);
+        return push(refs, new VIEWS[t]!(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer));
+      }
+    }
+  };
+  return walk(JSONparse(text));
+}
+
+function push<T>(refs: unknown[], v: T): T {
+  refs.push(v);
+  return v;
+}

@@ -1,0 +1,144 @@
+/**
+ * Attacks on KV, D1 and Queues, through the real mesh. Two tenants deploy the same wrangler config
+ * (test/fixtures/projects/kv-d1-queues): the same KV namespace id, D1 database id and queue names.
+ * - A tenant naming another tenant's namespace, database or queue gets its own, never the other's.
+ * - A compromised sandbox holding the attacker's capabilities can name nothing else: extra
+ *   arguments and fields are refused, hostile SQL is refused by the authorizer, oversized values and
+ *   messages are refused before anything is stored.
+ * - The bystander tenant's data and its queue's delivery are unharmed throughout.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { fetchHost, ROOT, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { connectUnixSession, Keyring, loadMeshSecret } from '../../lib/rpc/index.ts';
+import { socketPath } from '../../lib/config.ts';
+import type { SupervisorForSandbox } from '../../schemas/services.ts';
+
+const PROJECT = join(ROOT, 'test/fixtures/projects/kv-d1-queues');
+
+describe('KV, D1 and Queues across tenants', () => {
+  let mesh: TestMesh;
+  // Each tenant's worker is on its own route.
+  const call = async (tenant: string, path: string) => {
+    const r = await fetchHost(mesh, `${tenant}.example`, `/kdq/${path}`);
+    const text = await r.text();
+    try {
+      return JSON.parse(text) as { ok?: any; error?: string };
+    } catch {
+      throw new Error(`${tenant} ${path}: ${r.status} ${text}`);
+    }
+  };
+  const received = async (tenant: string) => ((await call(tenant, 'q/received')).ok ?? []) as { body: string; queue: string }[];
+
+  before(async () => {
+    mesh = await startTestMesh();
+    for (const tenant of ['acme', 'evil']) {
+      // The same config but for its route, which is the tenant's own host.
+      const dir = mkdtempSync(join(tmpdir(), `cordon-kdq-${tenant}-`));
+      cpSync(PROJECT, dir, { recursive: true });
+      const config = join(dir, 'wrangler.jsonc');
+      writeFileSync(config, readFileSync(config, 'utf8').replace('"*/kdq*"', `"${tenant}.example/kdq*"`));
+      const d = await mesh.cli(['deploy', '--tenant', tenant], dir);
+      rmSync(dir, { recursive: true, force: true });
+      assert.equal(d.code, 0, d.stderr);
+    }
+    for (const tenant of ['acme', 'evil'])
+      await waitFor(`${tenant}'s worker`, async () => ((await call(tenant, 'd1/setup')).error === undefined ? true : undefined));
+    // The bystander's data.
+    assert.equal((await call('acme', 'kv/put?key=secret&value=acme-only')).error, undefined);
+    assert.equal((await call('acme', 'd1/insert?name=acme-secret')).error, undefined);
+  });
+  after(async () => {
+    await mesh?.stop();
+  });
+
+  test("the same namespace id, database id and queue name open the tenant's own, never the other's", async () => {
+    assert.equal((await call('evil', 'kv/get?key=secret')).ok, null);
+    assert.deepEqual((await call('evil', 'kv/list')).ok.keys, []);
+    assert.deepEqual((await call('evil', 'd1/all')).ok.results, []);
+    assert.equal((await call('evil', 'kv/put?key=secret&value=overwritten')).error, undefined);
+    assert.equal((await call('acme', 'kv/get?key=secret')).ok, 'acme-only', "evil's write went to its own namespace");
+    // Each tenant's consumer sees only its own tenant's messages.
+    assert.equal((await call('acme', 'q/send?body=for-acme')).error, undefined);
+    assert.equal((await call('evil', 'q/send?body=for-evil')).error, undefined);
+    await waitFor('both deliveries', async () => ((await received('acme')).length && (await received('evil')).length ? true : undefined), 30_000, 250);
+    assert.deepEqual(
+      (await received('acme')).map((r) => r.body),
+      ['for-acme'],
+    );
+    assert.deepEqual(
+      (await received('evil')).map((r) => r.body),
+      ['for-evil'],
+    );
+  });
+
+  test("hostile SQL through D1 is refused by the authorizer: no ATTACH of the other tenant's file, no PRAGMA, no extension", async () => {
+    const acmeFile = join(mesh.dataDir, 'supervisor', 'tenants', 'acme', '_d1', 'main-db.sqlite');
+    for (const q of [
+      `ATTACH DATABASE '${acmeFile}' AS other`,
+      `VACUUM INTO '${join(mesh.dataDir, 'copy.sqlite')}'`,
+      'PRAGMA journal_mode = DELETE',
+      "SELECT load_extension('/tmp/x')",
+      'DELETE FROM _cf_KV',
+      'CREATE VIRTUAL TABLE v USING fts5(x)',
+    ]) {
+      const r = await call('evil', `d1/sql?q=${encodeURIComponent(q)}`);
+      assert.match(r.error ?? '', /D1_ERROR: .*not authorized/, q);
+    }
+    assert.deepEqual(
+      (await call('acme', 'd1/all')).ok.results.map((r: { name: string }) => r.name),
+      ['acme-secret'],
+    );
+  });
+
+  test("a compromised sandbox with the attacker's capabilities names nothing else, and oversized input is refused", async () => {
+    const db = new Database(join(mesh.dataDir, 'supervisor', 'code.db'), { readonly: true });
+    const w = db.prepare('SELECT cordon, code_key AS codeKey FROM workers WHERE id = ?').get('evil/kdq') as { cordon: string; codeKey: string };
+    db.close();
+    const session = await connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), {
+      keyring: Keyring.forRole(loadMeshSecret(mesh.dataDir, {}), 'sandbox', w.cordon),
+      name: w.cordon,
+      expect: 'supervisor',
+    });
+    try {
+      const caps = (await session.remote.capabilities(w.codeKey)) as Record<string, any>;
+      // The legitimate call works and sees evil's own namespace.
+      const [[mine]] = await caps.KV.get(['secret']);
+      assert.equal(new TextDecoder().decode(mine), 'overwritten');
+      // Fields and arguments that could name another tenant or resource are refused, not ignored.
+      await assert.rejects(async () => await caps.KV.list({ prefix: '', tenant: 'acme' }), /invalid list options/);
+      await assert.rejects(async () => await caps.KV.put('x', new Uint8Array(1), { namespace: 'acme/cache' }), /invalid put options/);
+      await assert.rejects(async () => await caps.JOBS.send([{ body: new Uint8Array(1), contentType: 'text', queue: 'acme/jobs' }]), /invalid messages/);
+      await assert.rejects(async () => await caps.DB.batch([['SELECT 1', [], 'acme']]), /invalid batch/);
+      // A key is only a key: a path in it opens nothing.
+      assert.equal((await caps.KV.get(['../../acme/_kv/cache']))[0][0], null);
+      // Oversized values and messages: refused before anything is stored.
+      await assert.rejects(async () => await caps.KV.put('big', new Uint8Array(8 * 1024 * 1024 + 1), {}), /KV PUT failed: 413 Value length/);
+      await assert.rejects(async () => await caps.KV.put('k'.repeat(600), new Uint8Array(1), {}), /KV PUT failed: 414/);
+      await assert.rejects(async () => await caps.JOBS.send([{ body: new Uint8Array(128_001), contentType: 'bytes' }]), /exceeds limit of 128000/);
+      await assert.rejects(
+        async () => await caps.JOBS.send(Array.from({ length: 101 }, () => ({ body: new Uint8Array(1), contentType: 'bytes' }))),
+        /exceeds limit of 100/,
+      );
+      await assert.rejects(async () => await caps.JOBS.send([{ body: new Uint8Array(1), contentType: 'bytes', delaySeconds: 1e9 }]), /delaySeconds/);
+      await assert.rejects(async () => await caps.DB.query("ATTACH DATABASE 'x' AS y", []), /not authorized/);
+      const [[big]] = await caps.KV.get(['big']);
+      assert.equal(big, null);
+    } finally {
+      session.close();
+    }
+    // The bystander is unharmed: its data, and its queue still delivers.
+    assert.equal((await call('acme', 'kv/get?key=secret')).ok, 'acme-only');
+    assert.equal((await call('acme', 'q/send?body=after-attack')).error, undefined);
+    await waitFor(
+      'acme delivery after the attack',
+      async () => ((await received('acme')).some((r) => r.body === 'after-attack') ? true : undefined),
+      30_000,
+      250,
+    );
+  });
+});
