@@ -4,7 +4,7 @@
  * never returned: every read filters on the time the supervisor sends; expired rows are deleted a
  * few at a time on writes. Arguments were checked by the capability (kv.ts) before they got here.
  */
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { ResourceDb } from './resource-db.ts';
 import { SqlError } from './sql-storage.ts';
 
 /** A value as read: bytes, metadata JSON, expiration (s). */
@@ -15,34 +15,14 @@ export type KvListedKey = [string, number | null, string | null];
 /** Expired rows deleted per write, so cleaning never makes one write slow. */
 const PURGE_PER_WRITE = 64;
 
-export class KvStore {
-  readonly #db: DatabaseSync;
-  readonly #quota: number;
-  readonly #cache = new Map<string, StatementSync>();
-  readonly inTransaction = false;
-
+export class KvStore extends ResourceDb {
   constructor(file: string, quota: number) {
-    this.#quota = quota;
-    this.#db = new DatabaseSync(file, { defensive: true, allowExtension: false, timeout: 5000 });
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
-    this.#db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expiration INTEGER, metadata TEXT) WITHOUT ROWID');
-    const pageSize = (this.#db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size;
-    this.#db.exec(`PRAGMA max_page_count = ${Math.max(8, Math.floor(quota / pageSize))}`);
-  }
-
-  close(): void {
-    this.#db.close();
-  }
-
-  #stmt(sql: string): StatementSync {
-    let s = this.#cache.get(sql);
-    if (!s) this.#cache.set(sql, (s = this.#db.prepare(sql)));
-    return s;
+    super(file, quota, 'CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expiration INTEGER, metadata TEXT) WITHOUT ROWID');
   }
 
   /** Each key's live entry (or nulls); `maxBytes` bounds the values together, as KV bounds a bulk get. */
   get(keys: string[], now: number, maxBytes: number): KvEntry[] {
-    const stmt = this.#stmt('SELECT value, metadata, expiration FROM kv WHERE key = ? AND (expiration IS NULL OR expiration > ?)');
+    const stmt = this.stmt('SELECT value, metadata, expiration FROM kv WHERE key = ? AND (expiration IS NULL OR expiration > ?)');
     let total = 0;
     return keys.map((key) => {
       const row = stmt.get(key, now) as { value: Uint8Array; metadata: string | null; expiration: number | null } | undefined;
@@ -55,26 +35,26 @@ export class KvStore {
 
   put(key: string, value: Uint8Array, expiration: number | null, metadata: string | null, now: number): void {
     try {
-      this.#stmt('DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expiration <= ? LIMIT ?)').run(now, PURGE_PER_WRITE);
-      this.#stmt(
+      this.stmt('DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expiration <= ? LIMIT ?)').run(now, PURGE_PER_WRITE);
+      this.stmt(
         'INSERT INTO kv (key, value, expiration, metadata) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expiration = excluded.expiration, metadata = excluded.metadata',
       ).run(key, value, expiration, metadata);
     } catch (e) {
       if (/database or disk is full/i.test((e as Error).message))
-        throw new SqlError(`KV PUT failed: 413 the namespace's storage quota of ${this.#quota} bytes is used up; delete keys first`, true);
+        throw new SqlError(`KV PUT failed: 413 the namespace's storage quota of ${this.quota} bytes is used up; delete keys first`, true);
       throw e;
     }
   }
 
   delete(key: string): void {
-    this.#stmt('DELETE FROM kv WHERE key = ?').run(key);
+    this.stmt('DELETE FROM kv WHERE key = ?').run(key);
   }
 
   /** Keys after `cursor` (the last key of the previous page) starting with `prefix`, in order. */
   list(prefix: string, limit: number, cursor: string | null, now: number): { keys: KvListedKey[]; cursor: string | null } {
     // Range scan rather than LIKE: a prefix may hold % or _. U+10FFFF sorts after every key's next character.
     const from = cursor !== null && cursor >= prefix ? cursor : prefix;
-    const rows = this.#stmt(
+    const rows = this.stmt(
       `SELECT key, expiration, metadata FROM kv WHERE key ${cursor !== null && cursor >= prefix ? '>' : '>='} ? AND key < ? AND (expiration IS NULL OR expiration > ?) ORDER BY key LIMIT ?`,
     ).all(from, `${prefix}\u{10FFFF}`, now, limit + 1) as { key: string; expiration: number | null; metadata: string | null }[];
     const more = rows.length > limit;

@@ -5,7 +5,7 @@
  * sent: a message claimed for a batch carries a lease, and a lease that ends without an outcome
  * (the delivery was lost with a process) makes it visible again — at-least-once, as Queues delivers.
  */
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { ResourceDb } from './resource-db.ts';
 import type { QueueContentType } from '../../schemas/queues.ts';
 import { SqlError } from './sql-storage.ts';
 
@@ -30,17 +30,12 @@ export interface Backlog {
   next: number | null;
 }
 
-export class QueueStore {
-  readonly #db: DatabaseSync;
-  readonly #quota: number;
-  readonly #cache = new Map<string, StatementSync>();
-  readonly inTransaction = false;
-
+export class QueueStore extends ResourceDb {
   constructor(file: string, quota: number) {
-    this.#quota = quota;
-    this.#db = new DatabaseSync(file, { defensive: true, allowExtension: false, timeout: 5000 });
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
-    this.#db.exec(`CREATE TABLE IF NOT EXISTS messages (
+    super(
+      file,
+      quota,
+      `CREATE TABLE IF NOT EXISTS messages (
       seq INTEGER PRIMARY KEY AUTOINCREMENT,
       id TEXT NOT NULL UNIQUE,
       timestamp INTEGER NOT NULL,
@@ -50,36 +45,25 @@ export class QueueStore {
       visible_at INTEGER NOT NULL,
       lease_until INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX IF NOT EXISTS messages_visible ON messages (visible_at, seq);`);
-    const pageSize = (this.#db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size;
-    this.#db.exec(`PRAGMA max_page_count = ${Math.max(8, Math.floor(quota / pageSize))}`);
-  }
-
-  close(): void {
-    this.#db.close();
-  }
-
-  #stmt(sql: string): StatementSync {
-    let s = this.#cache.get(sql);
-    if (!s) this.#cache.set(sql, (s = this.#db.prepare(sql)));
-    return s;
+    CREATE INDEX IF NOT EXISTS messages_visible ON messages (visible_at, seq);`,
+    );
   }
 
   #tx<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
+    this.db.exec('BEGIN IMMEDIATE');
     try {
       const out = fn();
-      this.#db.exec('COMMIT');
+      this.db.exec('COMMIT');
       return out;
     } catch (e) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
       throw e;
     }
   }
 
   /** Store messages, all or none (a message already stored under its id — a dead-letter copy sent again — is kept once). */
   send(messages: StoredSend[]): void {
-    const insert = this.#stmt('INSERT OR IGNORE INTO messages (id, timestamp, content_type, body, visible_at) VALUES (?, ?, ?, ?, ?)');
+    const insert = this.stmt('INSERT OR IGNORE INTO messages (id, timestamp, content_type, body, visible_at) VALUES (?, ?, ?, ?, ?)');
     try {
       this.#tx(() => {
         for (const [id, timestamp, contentType, body, visibleAt] of messages) insert.run(id, timestamp, contentType, body, visibleAt);
@@ -87,7 +71,7 @@ export class QueueStore {
     } catch (e) {
       if (/database or disk is full/i.test((e as Error).message))
         throw new SqlError(
-          `Queue send failed: the queue's backlog is at its quota of ${this.#quota} bytes; nothing was sent (the consumer must catch up)`,
+          `Queue send failed: the queue's backlog is at its quota of ${this.quota} bytes; nothing was sent (the consumer must catch up)`,
           true,
         );
       throw e;
@@ -96,11 +80,11 @@ export class QueueStore {
 
   /** What is waiting, for the dispatcher to decide whether a batch is due. */
   backlog(now: number): Backlog {
-    const ready = this.#stmt('SELECT count(*) AS n, min(visible_at) AS oldest FROM messages WHERE visible_at <= ? AND lease_until <= ?').get(now, now) as {
+    const ready = this.stmt('SELECT count(*) AS n, min(visible_at) AS oldest FROM messages WHERE visible_at <= ? AND lease_until <= ?').get(now, now) as {
       n: number;
       oldest: number | null;
     };
-    const next = this.#stmt('SELECT min(visible_at) AS t FROM messages WHERE visible_at > ?').get(now) as { t: number | null };
+    const next = this.stmt('SELECT min(visible_at) AS t FROM messages WHERE visible_at > ?').get(now) as { t: number | null };
     return { ready: Number(ready.n), oldest: ready.oldest, next: next.t };
   }
 
@@ -111,7 +95,7 @@ export class QueueStore {
    */
   claim(now: number, max: number, leaseUntil: number, maxBytes: number): ClaimedMessage[] {
     return this.#tx(() => {
-      const candidates = this.#stmt(
+      const candidates = this.stmt(
         'SELECT seq, length(body) AS bytes FROM messages WHERE visible_at <= ? AND lease_until <= ? ORDER BY visible_at, seq LIMIT ?',
       ).all(now, now, max) as { seq: number; bytes: number }[];
       const take: number[] = [];
@@ -121,7 +105,7 @@ export class QueueStore {
         total += c.bytes;
         take.push(c.seq);
       }
-      const lease = this.#stmt(
+      const lease = this.stmt(
         'UPDATE messages SET attempts = attempts + 1, lease_until = ? WHERE seq = ? RETURNING id, timestamp, content_type, body, attempts',
       );
       return take.map((seq) => {
@@ -134,21 +118,21 @@ export class QueueStore {
   /** A batch's outcome: `done` deleted (acknowledged, or handed to the dead-letter queue), `retry` visible again at its time. */
   settle(done: string[], retry: [string, number][]): void {
     this.#tx(() => {
-      const del = this.#stmt('DELETE FROM messages WHERE id = ?');
+      const del = this.stmt('DELETE FROM messages WHERE id = ?');
       for (const id of done) del.run(id);
-      const again = this.#stmt('UPDATE messages SET lease_until = 0, visible_at = ? WHERE id = ?');
+      const again = this.stmt('UPDATE messages SET lease_until = 0, visible_at = ? WHERE id = ?');
       for (const [id, at] of retry) again.run(at, id);
     });
   }
 
   /** End every lease: after a supervisor restart no delivery it made can still answer. */
   release(): void {
-    this.#stmt('UPDATE messages SET lease_until = 0 WHERE lease_until > 0').run();
+    this.stmt('UPDATE messages SET lease_until = 0 WHERE lease_until > 0').run();
   }
 
   /** Messages stored, for operators and tests. */
   count(): number {
-    return Number((this.#stmt('SELECT count(*) AS n FROM messages').get() as { n: number }).n);
+    return Number((this.stmt('SELECT count(*) AS n FROM messages').get() as { n: number }).n);
   }
 }
 
