@@ -242,6 +242,11 @@ export const Settings = z.strictObject({
       description:
         'how long a sandbox process keeps its Durable Objects without answering the lease check; past it they move to another process of the cordon, and the old holder can no longer write (see [docs/durable-objects.md](docs/durable-objects.md))',
     }),
+    objectQuotaMb: setting(whole(1, 'megabytes'), 1024, {
+      env: 'CORDON_OBJECT_QUOTA_MB',
+      description:
+        "what one Durable Object's database may hold on disk; a write past it is refused and nothing of it is stored (see [docs/durable-objects.md](docs/durable-objects.md))",
+    }),
     resourceQuotaMb: setting(whole(1, 'megabytes'), 1024, {
       env: 'CORDON_RESOURCE_QUOTA_MB',
       description: 'what one KV namespace, D1 database or queue backlog may hold on disk (see docs/kv-d1-queues.md)',

@@ -199,6 +199,8 @@ export class CacheCap extends RpcTarget implements CacheApi {
 
 export interface GrantOptions {
   storageQuotaBytes?: number;
+  /** What one Durable Object's database may hold (the storage quota unless given). */
+  objectQuotaBytes?: number;
   directoryQuotaBytes?: number;
   /** A worker's capability call was refused (a quarantine signal). */
   onRefused?: (workerId: string) => void;
@@ -237,7 +239,12 @@ export class Grants {
     this.#root = root;
     this.#egress = egress;
     this.#auditLog = audit;
-    this.#opts = { storageQuotaBytes: opts.storageQuotaBytes ?? LIMITS.defaultQuotaBytes, directoryQuotaBytes: opts.directoryQuotaBytes ?? 1024 * 1024 * 1024 };
+    const storageQuotaBytes = opts.storageQuotaBytes ?? LIMITS.defaultQuotaBytes;
+    this.#opts = {
+      storageQuotaBytes,
+      objectQuotaBytes: opts.objectQuotaBytes ?? storageQuotaBytes,
+      directoryQuotaBytes: opts.directoryQuotaBytes ?? 1024 * 1024 * 1024,
+    };
     this.#onRefused = opts.onRefused ?? (() => {});
     this.#workflow = opts.workflow;
     this.objects = opts.objects;
@@ -320,7 +327,7 @@ export class Grants {
   objectDatabase(workerId: string, className: string, id: string): PooledDatabase {
     const dir = join(this.#root, ...workerId.split('/'), 'objects', className);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return this.#sql.database(join(dir, `${id}.sqlite`), this.#opts.storageQuotaBytes, workerId.split('/')[0]!);
+    return this.#sql.database(join(dir, `${id}.sqlite`), this.#opts.objectQuotaBytes, workerId.split('/')[0]!);
   }
 
   /** Revoke every capability handed out for a worker (delete, quarantine). */

@@ -64,6 +64,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
     sqlProcesses: settings.supervisor.sqlProcesses,
+    objectQuotaBytes: settings.supervisor.objectQuotaMb * 1024 * 1024,
     queueSent: (tenant, queue) => queues.notify(tenant, queue),
     resources: { quotaBytes: settings.supervisor.resourceQuotaMb * 1024 * 1024, perTenant: settings.supervisor.resourcesPerTenant },
   });
