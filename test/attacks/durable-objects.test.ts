@@ -10,9 +10,16 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { RpcTarget } from 'capnweb';
+import Database from 'better-sqlite3';
 import { findBwrap } from '../../lib/process-sandbox.ts';
-import { ROOT, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
 import { objectsProject } from '../helpers/objects.ts';
+import { connectUnixSession, Keyring } from '../../lib/rpc/index.ts';
+import { socketPath } from '../../lib/config.ts';
+import { decodeValue, encodeValue } from '../../services/sandbox/runtime/bootstrap/rpc-values.ts';
+import type { SupervisorForSandbox } from '../../schemas/services.ts';
+import type { ObjectAddress } from '../../schemas/durable-objects.ts';
 
 describe('attacks: Durable Objects across tenants', () => {
   let mesh: TestMesh;
@@ -162,5 +169,136 @@ describe('attacks: a paused Durable Object holder cannot write after its lease m
     assert.equal(await get('/objects/read/fenced?key=late'), null, 'nothing of the stale write is stored');
     assert.ok((await get('/objects/alarm-state/fenced')).ran, 'the alarm ran on the new holder');
     assert.equal(await get('/objects/next/fenced'), 2, 'the object goes on with its state');
+  });
+});
+
+/** The keyring a process was handed, read from its environment as a process that took it over would. */
+function keyringOf(pid: number): Keyring {
+  const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+  return Keyring.decode(/(?:^|\0)CORDON_MESH_KEYRING=([^\0]*)/.exec(environ)![1]!);
+}
+
+/**
+ * A compromised sandbox process of cordon untrusted (tenant evil's) speaks to the supervisor with its
+ * stolen keyring: it asks for tenant acme's objects (acme runs in cordon standard) through every door
+ * it has — acme's code key, its own namespace capability with acme's id, another class of its own, the
+ * alarm kind that is the supervisor's — and offers itself as an object host hoping to be handed acme's
+ * objects. Each is refused; acme's objects keep their state and their instance. And one object filling
+ * its database past its quota is refused at the quota, while other objects, its own tenant's and
+ * acme's, write on.
+ */
+describe('attacks: a compromised sandbox and the per-object quota', () => {
+  let mesh: TestMesh;
+  const get = async (path: string) => {
+    const r = await fetch(`${mesh.httpUrl}${path}`);
+    const text = await r.text();
+    assert.equal(r.status, 200, `${path}: ${text}`);
+    return JSON.parse(text);
+  };
+  const codeKeyOf = (workerId: string) => {
+    const db = new Database(join(mesh.dataDir, 'supervisor', 'code.db'), { readonly: true });
+    try {
+      return (db.prepare('SELECT code_key AS codeKey FROM workers WHERE id = ?').get(workerId) as { codeKey: string }).codeKey;
+    } finally {
+      db.close();
+    }
+  };
+
+  before(async () => {
+    mesh = await startTestMesh({ CORDON_OBJECT_QUOTA_MB: '1' });
+    for (const [tenant, cordon] of [
+      ['acme', 'standard'],
+      ['evil', 'untrusted'],
+    ] as const) {
+      const dir = objectsProject();
+      const file = join(dir, 'wrangler.jsonc');
+      writeFileSync(file, readFileSync(file, 'utf8').replace('"*/objects/*"', `"*/${tenant}/objects/*"`));
+      const r = await mesh.cli(['deploy', '--tenant', tenant, '--cordon', cordon], dir);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    await waitFor('both tenants to serve', async () => {
+      const a = await fetch(`${mesh.httpUrl}/acme/objects/whoami/warm`);
+      const e = await fetch(`${mesh.httpUrl}/evil/objects/whoami/warm`);
+      return (a.status === 200 && e.status === 200) || undefined;
+    });
+  });
+  after(async () => {
+    await mesh?.stop();
+  });
+
+  test("an object's database is refused past its quota; other objects of its worker and of another tenant write on", async () => {
+    const hog = (await get('/evil/objects/fill/hog?kb=256&max=16')) as { written: number; refused: string | null };
+    assert.match(hog.refused ?? '', /database quota of 1048576 bytes exceeded; nothing of this statement was written/, JSON.stringify(hog));
+    assert.ok(hog.written >= 1 && hog.written < 4, `at most 1 MiB was written: ${hog.written} values of 256 KiB`);
+    // What was written before stays; the refused value is not there.
+    assert.equal(((await get('/evil/objects/read/hog?key=fill-0')) as string).length, 256 * 1024);
+    assert.equal(await get(`/evil/objects/read/hog?key=fill-${hog.written}`), null);
+    // Each object has its own quota: another of evil's, and acme's, write as before.
+    const neighbour = (await get('/evil/objects/fill/neighbour?kb=256&max=2')) as { written: number; refused: string | null };
+    assert.deepEqual(neighbour, { written: 2, refused: null });
+    assert.equal(await get('/acme/objects/next/quota-bystander'), 1);
+    assert.equal(await get('/acme/objects/next/quota-bystander'), 2);
+    const audit = (await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout;
+    assert.match(audit, /\tobject\tcapability\.kv\.put\tevil\/objects\tdenied\t.*database quota of 1048576 bytes exceeded/);
+  });
+
+  test("a stolen sandbox keyring reaches no other cordon's or tenant's object; the bystander is unharmed", async () => {
+    assert.equal(await get('/acme/objects/next/vault'), 1);
+    const victim = await get('/acme/objects/whoami/vault');
+    const stolen = keyringOf(await waitFor('the untrusted sandbox', () => sandboxNodes(mesh).get('untrusted')));
+    assert.equal(stolen.cordon, 'untrusted');
+    const session = await connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), {
+      keyring: stolen,
+      name: 'untrusted',
+      expect: 'supervisor',
+    });
+    // The host it offers records every object it is handed.
+    const handed: ObjectAddress[] = [];
+    class GreedyHost extends RpcTarget {
+      async call(address: ObjectAddress) {
+        handed.push(address);
+        return `!${encodeValue(new Error('not served'))}`;
+      }
+      async ping() {
+        return [];
+      }
+      async drop() {}
+    }
+    try {
+      // acme's code key (say it leaked) opens nothing in another cordon's session.
+      await assert.rejects(async () => await session.remote.capabilities(codeKeyOf('acme/objects')), /code key refused/);
+      // Its own worker's namespace works, for its own objects.
+      const caps = (await session.remote.capabilities(codeKeyOf('evil/objects'))) as Record<string, any>;
+      const own = await caps.COUNTER.mint('name', 'vault');
+      const mine = decodeValue(await caps.COUNTER.call(own.id, 'vault', 'rpc', 'whoami', encodeValue([]))) as { id: string };
+      assert.equal(mine.id, own.id);
+      assert.notEqual(own.id, victim.id);
+      // acme's id through evil's namespace, with or without its name, or made into evil's: refused.
+      const invalid = /Invalid Durable Object ID: it was not made by this namespace/;
+      await assert.rejects(async () => await caps.COUNTER.call(victim.id, null, 'rpc', 'next', encodeValue([])), invalid);
+      await assert.rejects(async () => await caps.COUNTER.call(victim.id, 'vault', 'rpc', 'next', encodeValue([])), invalid);
+      await assert.rejects(async () => await caps.COUNTER.mint('string', victim.id), invalid);
+      // Its own id through another class of its own worker: another namespace, refused too.
+      await assert.rejects(async () => await caps.OTHER.call(own.id, null, 'rpc', 'hello', encodeValue([])), invalid);
+      // alarm() is the supervisor's to run, never a tenant's.
+      await assert.rejects(async () => await caps.COUNTER.call(own.id, 'vault', 'alarm', 'alarm', '{"retryCount":0,"isRetry":false}'), /kind/);
+      // Offered as a host, it is one of its own cordon's: acme's new and old objects never reach it.
+      await session.remote.registerObjectHost(new GreedyHost() as never);
+      for (const name of ['fresh-1', 'fresh-2', 'fresh-3']) assert.equal(await get(`/acme/objects/next/${name}`), 1);
+      assert.equal(await get('/acme/objects/next/vault'), 2);
+      assert.deepEqual(
+        handed.filter((a) => a.codeKey === codeKeyOf('acme/objects') || a.id === victim.id),
+        [],
+        'no object of acme was handed to the compromised process',
+      );
+    } finally {
+      session.close();
+    }
+    // The bystander: the same instance, its count where acme left it; the refusals are audited.
+    assert.equal((await get('/acme/objects/whoami/vault')).instance, victim.instance);
+    assert.equal(await get('/acme/objects/next/vault'), 3);
+    const audit = (await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout;
+    assert.match(audit, /sandbox:untrusted\tcodekey\.refused\tacme\/objects\tdenied/);
+    assert.match(audit, /capability\.objects\.call\tevil\/objects\tdenied/);
   });
 });
