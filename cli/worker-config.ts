@@ -1,9 +1,9 @@
 /**
  * The worker configuration file: Cloudflare's `wrangler.toml` / `wrangler.json` / `wrangler.jsonc` read
  * unchanged (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`, `triggers.crons`,
- * `workflows`, `worker_loaders`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`, `jsx_factory`, `jsx_fragment`,
+ * `workflows`, `worker_loaders`, `services`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`, `jsx_factory`, `jsx_fragment`,
  * `tsconfig`), plus Cordon's own settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`,
- * `origins`, `allow_eval`, `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`).
+ * `origins`, `allow_eval`, `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`, `rpc_callers`).
  * JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's); TOML: smol-toml (TOML 1.0).
  *
  * Every other top-level section is either one that only concerns Cloudflare's own platform (accepted,
@@ -45,6 +45,9 @@ const Config = z
     limits: z.object({ cpu_ms: z.number().int().positive().optional() }).default({}),
     workflows: z.array(z.object({ name: z.string(), binding: z.string(), class_name: z.string() })).default([]),
     worker_loaders: z.array(z.object({ binding: z.string() }).strict()).default([]),
+    services: z
+      .array(z.object({ binding: z.string(), service: z.string(), entrypoint: z.string().optional(), props: z.record(z.string(), z.unknown()).optional() }))
+      .default([]),
     triggers: z.object({ crons: z.array(z.string()).default([]) }).default({ crons: [] }),
     rules: z.array(z.object({ type: z.enum(RULE_TYPES), globs: z.array(z.string()).min(1), fallthrough: z.boolean().optional() })).default([]),
     define: z.record(z.string(), z.string()).default({}),
@@ -61,6 +64,8 @@ const Config = z
         directories: z.array(z.string()).default([]),
         origins: z.array(z.string()).default([]),
         allow_eval: z.boolean().default(false),
+        /** Other tenants whose workers may bind to this one (`services`): its owner's grant. */
+        rpc_callers: z.array(z.string()).default([]),
         egress: z
           .object({ allow_hosts: z.array(z.string()).default([]), deny_hosts: z.array(z.string()).default([]), deny_cidrs: z.array(z.string()).default([]) })
           .optional(),
@@ -72,7 +77,7 @@ const Config = z
           })
           .default({}),
       })
-      .default({ storage: [], directories: [], origins: [], allow_eval: false, limits: {} }),
+      .default({ storage: [], directories: [], origins: [], allow_eval: false, rpc_callers: [], limits: {} }),
   })
   .passthrough();
 
@@ -110,7 +115,6 @@ const REFUSED: Record<string, string> = {
   kv_namespaces: `KV is ${NOT_YET}; a storage binding (cordon.storage) has get/put/delete/list with a different API`,
   d1_databases: `D1 is ${NOT_YET}; a storage binding (cordon.storage) has SQL (sql.exec)`,
   queues: `Queues are ${NOT_YET}; workflows run background work durably`,
-  services: `service bindings are ${NOT_YET}; call the other worker with fetch() on its route`,
   r2_buckets: `R2 is ${NOT_YET}; a directory binding (cordon.directories) stores files`,
   assets: `static assets are ${NOT_YET}; import small files as Text or Data modules (rules), or serve them elsewhere`,
   site: `Workers Sites are ${NOT_YET}`,
@@ -173,6 +177,10 @@ export interface WorkerConfig {
   workflows: { name: string; binding: string; className: string }[];
   /** Worker Loader bindings (`worker_loaders`): Dynamic Workers, docs/dynamic-workers.md. */
   loaders: string[];
+  /** Service bindings (`services`): env.<binding> is that worker's entrypoint. */
+  services: { binding: string; service: string; entrypoint?: string; props?: Record<string, unknown> }[];
+  /** Tenants granted to bind to this worker (`cordon.rpc_callers`). */
+  rpcCallers: string[];
   cpuMs?: number;
   wallMs?: number;
   memoryMb?: number;
@@ -278,6 +286,8 @@ export function readWorkerConfig(file: string): WorkerConfig {
     workersDev: c.workers_dev,
     workflows: c.workflows.map((w) => ({ name: w.name, binding: w.binding, className: w.class_name })),
     loaders: c.worker_loaders.map((l) => l.binding),
+    services: c.services,
+    rpcCallers: c.cordon.rpc_callers,
     wallMs: c.cordon.limits.wall_ms,
     memoryMb: c.cordon.limits.memory_mb,
     build: {

@@ -116,6 +116,8 @@ export interface WorkerBundle {
   crons?: string[];
   /** A Dynamic Worker only: the names in its `env` that are entrypoint stubs of its parent (the rest of its env is `vars`). */
   stubs?: string[];
+  /** Other tenants whose workers may call this one over a service binding (its owner's grant). */
+  rpcCallers?: string[];
 }
 
 /** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */

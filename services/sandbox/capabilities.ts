@@ -18,7 +18,10 @@ import {
 } from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
 import type { Binding } from '../../schemas/worker.ts';
-import type { CapabilityHost } from './runtime/index.ts';
+import type { CapabilityHost, PipePeer } from './runtime/index.ts';
+import type { RpcPipe } from '../../schemas/service-bindings.ts';
+import type { RpcStub } from 'capnweb';
+import { PipeTarget, remotePipe } from './pipe-link.ts';
 import { DEFAULT_QUOTAS } from '../../lib/rpc/quotas.ts';
 import { mib, wireSize } from '../../lib/rpc/wire-size.ts';
 import { supervisorCalls } from './call-gate.ts';
@@ -118,5 +121,19 @@ export class ForwardedCapabilities implements CapabilityHost {
     const id = `#${++this.#next}`;
     this.#handles.set(id, { kind: 'directory', stub: result as Stub });
     return { $h: id };
+  }
+
+  /** Workers RPC: a session to the worker service binding `target` names; the supervisor finds it and checks the grant. */
+  async connect(target: string, toIsolate: PipePeer): Promise<PipePeer> {
+    const h = this.#handles.get(target);
+    if (h?.kind !== 'service') throw new Error(`no service binding ${target}`);
+    // Released when the connect fails too: then the refusal, not the release, is what the worker hears.
+    let connected = false;
+    const mine = new PipeTarget(toIsolate, () => {
+      if (connected) toIsolate.close('the other end of the RPC session went away');
+    });
+    const theirs = (await supervisorCalls.run(() => h.stub.connect!(mine))) as RpcStub<RpcPipe>;
+    connected = true;
+    return remotePipe(theirs, (reason) => toIsolate.close(reason));
   }
 }

@@ -26,7 +26,9 @@ import {
 } from '../../schemas/capabilities.ts';
 import type { RpcStub } from 'capnweb';
 import type { EgressLink } from './ports.ts';
-import type { WorkerBundle } from '../../schemas/worker.ts';
+import type { Binding, WorkerBundle } from '../../schemas/worker.ts';
+import type { ServiceBindingApi } from '../../schemas/service-bindings.ts';
+import type { GrantedCapability } from '../../schemas/services.ts';
 import type { AuditLog } from './audit.ts';
 import type { WorkflowsApi } from '../../schemas/workflows.ts';
 import { LIMITS } from './sql-storage.ts';
@@ -40,13 +42,13 @@ const Prefix = z.string().max(2048);
 const Limit = z.number().int().min(1).max(10_000);
 const Value = bytes(LIMITS.valueBytes);
 
-type Audit = (action: string, error: Error) => void;
+export type Audit = (action: string, error: Error) => void;
 
 /**
  * Turn a CordonError into a plain error with its message for the tenant (no host stack), auditing it
  * when it is a refusal; any other error is the host's own and says only that the call failed.
  */
-async function guarded<T>(audit: Audit, action: string, fn: () => T | Promise<T>): Promise<T> {
+export async function guarded<T>(audit: Audit, action: string, fn: () => T | Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
@@ -195,13 +197,16 @@ export interface GrantOptions {
   workflow?: (tenant: string, workflow: string) => WorkflowsApi;
   /** Processes that run tenant SQL at most (see sql-pool.ts). */
   sqlProcesses: number;
+  /** env.<BINDING> for a service binding (service-bindings.ts). */
+  service?: (caller: WorkerBundle, binding: Binding, audit: Audit) => ServiceBindingApi;
 }
 
 /** Opens each worker's resources once and hands out membrane-wrapped capabilities for them. */
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'sqlProcesses'>>;
+  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'sqlProcesses' | 'service'>>;
+  readonly #service: GrantOptions['service'];
   readonly #onRefused: (workerId: string) => void;
   readonly #workflow: GrantOptions['workflow'];
   readonly #membranes = new Map<string, Membrane>();
@@ -218,11 +223,12 @@ export class Grants {
     this.#opts = { storageQuotaBytes: opts.storageQuotaBytes ?? LIMITS.defaultQuotaBytes, directoryQuotaBytes: opts.directoryQuotaBytes ?? 1024 * 1024 * 1024 };
     this.#onRefused = opts.onRefused ?? (() => {});
     this.#workflow = opts.workflow;
+    this.#service = opts.service;
     this.#sql = new SqlPool({ processes: opts.sqlProcesses });
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */
-  async grant(bundle: WorkerBundle, actor: string): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi>> {
+  async grant(bundle: WorkerBundle, actor: string): Promise<Record<string, GrantedCapability>> {
     const { workerId, bindings } = bundle;
     let membrane = this.#membranes.get(workerId);
     if (!membrane) this.#membranes.set(workerId, (membrane = new Membrane()));
@@ -231,7 +237,7 @@ export class Grants {
       this.#onRefused(workerId);
     };
     const base = join(this.#root, ...workerId.split('/'));
-    const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi> = {};
+    const out: Record<string, GrantedCapability> = {};
     // Every worker gets a fetcher bound to its own identity, and its Cache API, from whichever egress is connected.
     const policy = {
       origins: bundle.origins ?? [],
@@ -246,6 +252,8 @@ export class Grants {
       if (b.type === 'loader') continue; // the sandbox serves it (services/sandbox/runtime/worker-loader.ts)
       if (b.type === 'workflow') {
         if (this.#workflow) out[b.name] = membrane.wrap(this.#workflow(workerId.split('/')[0]!, b.workflow!) as never);
+      } else if (b.type === 'service') {
+        if (this.#service) out[b.name] = membrane.wrap(this.#service(bundle, b, audit) as never);
       } else if (b.type === 'storage') {
         let db = this.#databases.get(id);
         if (!db) {

@@ -11,6 +11,7 @@ import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunne
 import { RequestMetrics } from './request-metrics.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
+import { ServiceCap } from './service-bindings.ts';
 import { CronScheduler } from './cron.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin/server.ts';
@@ -59,6 +60,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   const grants = new Grants(join(dir, 'tenants'), audit, egress, {
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
+    service: (caller, binding, audit) => new ServiceCap({ store, runner: (cordon) => runners.get(cordon) }, caller, binding, audit),
     sqlProcesses: settings.supervisor.sqlProcesses,
   });
   onStop(() => grants.close());

@@ -12,6 +12,7 @@ import type { RouteListener, RoutingTable } from '../../schemas/routes.ts';
 import {
   CREATION_KINDS,
   type EgressForSupervisor,
+  type GrantedCapability,
   type LogEntry,
   type SupervisorForEgress,
   type SupervisorForIngress,
@@ -27,8 +28,6 @@ import type { Grants } from './capabilities.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { DriftMonitor } from './drift.ts';
 import type { RequestMetrics } from './request-metrics.ts';
-import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from '../../schemas/capabilities.ts';
-import type { WorkflowsApi } from '../../schemas/workflows.ts';
 
 /** The workflow runner each connected sandbox offered, by cordon; a newer session's replaces an older one's. */
 export class WorkerRunners {
@@ -124,7 +123,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     this.#runners.set(this.#cordon, runner.dup());
   }
 
-  async capabilities(codeKey: unknown): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi>> {
+  async capabilities(codeKey: unknown): Promise<Record<string, GrantedCapability>> {
     const { bundle } = this.#unlock(codeKey, 'capabilities');
     return this.#grants.grant(bundle, this.#actor);
   }

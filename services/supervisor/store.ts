@@ -46,6 +46,7 @@ export interface VersionInput {
   egress?: EgressLists;
   workflows?: WorkflowDecl[];
   crons?: string[];
+  rpcCallers?: string[];
   routes: string[];
   /** Whether the worker answers at its default route too (wrangler's `workers_dev`; on unless false). */
   workersDev?: boolean;
@@ -171,6 +172,7 @@ export class CodeStore {
       egress: input.egress,
       ...(input.workflows?.length ? { workflows: input.workflows } : {}),
       ...(input.crons?.length ? { crons: input.crons } : {}),
+      ...(input.rpcCallers?.length ? { rpcCallers: input.rpcCallers } : {}),
     });
     const version = sha256(plain);
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
@@ -194,6 +196,7 @@ export class CodeStore {
         origins: input.origins,
         workflows: input.workflows ?? [],
         crons: input.crons ?? [],
+        rpcCallers: input.rpcCallers ?? [],
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }

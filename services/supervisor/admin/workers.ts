@@ -56,6 +56,8 @@ const DeployRequest = z.object({
     .default([])
     .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'workflow names must be unique'),
   limits: Limits.default({ cpuMs: 1000, wallMs: 30_000, memoryMb: 128 }),
+  /** Other tenants whose workers may call this one over a service binding: the owner's grant (service-bindings.ts). */
+  rpcCallers: z.array(TenantName).max(100).default([]),
 });
 
 /**
@@ -145,7 +147,12 @@ export function workerRoutes(
           action: 'worker.deploy',
           target: worker.id,
           outcome: 'ok',
-          detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon },
+          detail: {
+            version: worker.version,
+            routes: worker.routes,
+            cordon: worker.cordon,
+            ...(input.rpcCallers.length ? { rpcCallers: input.rpcCallers } : {}),
+          },
         });
         send(res, 201, {
           worker: worker.id,
