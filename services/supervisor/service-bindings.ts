@@ -28,6 +28,38 @@ export function calleeOf(callerTenant: string, service: string): string {
   return service.includes('/') ? service : `${callerTenant}/${service}`;
 }
 
+/**
+ * One pipe end, held here for the other side. Each side gets a relay of the supervisor's, never the
+ * other side's own capability: a capability that came from a session is not handed back into it (a
+ * caller and callee in one cordon share that session; capnweb does not take its own export back as a
+ * stub), and the relay is where a message is checked to be text, and where a release is passed on.
+ */
+class RelayPipe extends RpcTarget implements RpcPipe {
+  #to: RpcStub<RpcPipe> | undefined;
+  constructor(to: RpcStub<RpcPipe>) {
+    super();
+    this.#to = to;
+  }
+  async send(message: unknown): Promise<void> {
+    if (typeof message !== 'string') throw new TypeError('a pipe message is a string');
+    if (!this.#to) throw new Error('the RPC session has ended');
+    await this.#to.send(message);
+  }
+  async close(reason: unknown): Promise<void> {
+    const to = this.#to;
+    this.#to = undefined;
+    if (!to) return;
+    await Promise.resolve(to.close(typeof reason === 'string' ? reason.slice(0, 500) : 'closed')).catch(() => {});
+    to[Symbol.dispose]();
+  }
+  /** The side holding this let go: the other side's end is released too (it closes there). */
+  [Symbol.dispose](): void {
+    const to = this.#to;
+    this.#to = undefined;
+    to?.[Symbol.dispose]();
+  }
+}
+
 export class ServiceCap extends RpcTarget implements ServiceBindingApi {
   readonly #deps: ServiceBindingDeps;
   readonly #caller: string;
@@ -62,9 +94,17 @@ export class ServiceCap extends RpcTarget implements ServiceBindingApi {
     }
     const runner = this.#deps.runner(callee.cordon);
     if (!runner) throw new CordonError(`${what}: its cordon ${callee.cordon} is not connected; retry`, { status: 503 });
+    const callerEnd = new RelayPipe((caller as RpcStub<RpcPipe>).dup());
     try {
-      return (await runner.serve(callee.codeKey, this.#binding.entrypoint ?? 'default', this.#binding.props ?? {}, caller as RpcPipe)) as RpcPipe;
+      const calleeEnd = (await runner.serve(
+        callee.codeKey,
+        this.#binding.entrypoint ?? 'default',
+        this.#binding.props ?? {},
+        callerEnd,
+      )) as unknown as RpcStub<RpcPipe>;
+      return new RelayPipe(calleeEnd);
     } catch (e) {
+      callerEnd[Symbol.dispose]();
       // The callee's sandbox says why it could not serve (no such entrypoint, a limit): the caller reads it.
       throw new CordonError(`${what}: ${(e as Error).message}`.slice(0, 1000), { status: 502 });
     }
