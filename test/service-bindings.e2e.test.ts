@@ -40,6 +40,26 @@ describe('service bindings', () => {
     assert.equal(await r.text(), 'api saw POST /hello: ping');
   });
 
+  test('a capability to one workflow instance as an RPC result: it reaches that instance only', async () => {
+    const r = await front('pipeline');
+    assert.equal(r.status, 200, await r.clone().text());
+    const out = (await r.json()) as { id: string; statusId: string; keys: string[] };
+    assert.equal(out.statusId, out.id, 'status() of the handed-over instance names that instance, whatever it is asked');
+    assert.deepEqual(out.keys, ['id', 'pause', 'restart', 'resume', 'sendEvent', 'status', 'terminate']);
+    let last = '';
+    const done = await waitFor(
+      'the instance to complete on the event sent through the capability',
+      async () => {
+        last = (await mesh.cli(['workflows', 'status', 'pipeline', out.id, '--json'])).stdout;
+        const status = JSON.parse(last) as { status: string; output?: unknown };
+        return status.status === 'complete' ? status : undefined;
+      },
+      60_000,
+      200,
+    ).catch((e: Error) => assert.fail(`${e.message}; last status: ${last}`));
+    assert.deepEqual(done.output, { n: 7, go: 'went' });
+  });
+
   test('a method the callee does not have: workerd’s error', async () => {
     const r = await front('missing');
     assert.equal(r.status, 500);
