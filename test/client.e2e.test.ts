@@ -94,6 +94,50 @@ describe('cordon/client over WebSocket', () => {
     );
   });
 
+  test('workers: fetch a worker without the public ingress; deploy and list with a deploy token; a read token only reads', async () => {
+    const deployer = await connect(rpcUrl, { token: await token('deploy,read') });
+    const reader = await connect(rpcUrl, { token: await token('read') });
+    try {
+      const input = {
+        name: 'rpc-hello',
+        mainModule: 'index.js',
+        modules: [
+          {
+            name: 'index.js',
+            type: 'esm' as const,
+            content: "export default { async fetch(r) { return new Response(r.method + ' ' + new URL(r.url).pathname + ' ' + (await r.text())) } }",
+          },
+        ],
+      };
+      const deployed = await deployer.deploy(input);
+      assert.equal(deployed.worker, 'default/rpc-hello');
+      assert.deepEqual(deployed.routes, [], 'no route: it is reachable only through the capability');
+      // The same validation as the admin API: a module that is not there is refused with its message.
+      await assert.rejects(
+        Promise.resolve(deployer.deploy({ ...input, mainModule: 'missing.js' })),
+        /mainModule missing.js is not one of the uploaded esm modules/,
+      );
+      // No tenant parameter: a capability is for one tenant already.
+      await assert.rejects(Promise.resolve(deployer.deploy({ ...input, tenant: 'other' })), /deploy takes no tenant/);
+      assert.ok((await reader.listWorkers()).some((w) => w.id === 'default/rpc-hello'));
+      const res = await cordon.workers('rpc-hello').fetch(new Request('http://rpc-hello.internal/x', { method: 'POST', body: 'hi' }));
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'POST /x hi');
+      // The read token reads, and every change is refused naming the scope it lacks.
+      await assert.rejects(Promise.resolve(reader.deploy(input)), /lacks the deploy scope, which rpc\.deploy needs/);
+      await assert.rejects(
+        Promise.resolve(reader.workers('rpc-hello').fetch(new Request('http://x/'))),
+        /lacks the workflows scope, which rpc\.workers\.fetch needs/,
+      );
+      await assert.rejects(Promise.resolve(reader.workflows('signup').create({})), /lacks the workflows scope/);
+      await assert.rejects(Promise.resolve(cordon.deploy(input)), /lacks the deploy scope/);
+      await assert.rejects(Promise.resolve(cordon.workers('nobody').fetch(new Request('http://x/'))), /no worker default\/nobody/);
+    } finally {
+      deployer[Symbol.dispose]();
+      reader[Symbol.dispose]();
+    }
+  });
+
   test('pause and resume from a capability got with get(id); the watch sees both', async () => {
     const instance = cordon.workflows('signup').get('rpc-b1');
     await waitFor('b1 waiting for its event', async () => (await instance.status()).status === 'waiting' || undefined);

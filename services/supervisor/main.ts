@@ -12,6 +12,8 @@ import { RequestMetrics } from './request-metrics.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
 import { ServiceCap } from './service-bindings.ts';
+import { fetchWorker } from './rpc/worker-fetch.ts';
+import { deployer } from './admin/workers.ts';
 import { CronScheduler } from './cron.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin/server.ts';
@@ -127,6 +129,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services, drift: drift.status() };
   };
+  const tenantCordons = new TenantCordons(adminDb, settings.mesh.cordons);
   const admin = createAdminServer({
     store,
     hub,
@@ -140,15 +143,31 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     workflows,
     cron,
     cordons: settings.mesh.cordons,
-    tenantCordons: new TenantCordons(adminDb, settings.mesh.cordons),
+    tenantCordons,
     tenantOrigins: settings.supervisor.tenantOrigins,
     audit,
     metrics,
     jaegerUrl: settings.supervisor.jaegerUrl,
     log,
   });
+  const deploy = deployer({
+    store,
+    hub,
+    audit,
+    cordons: settings.mesh.cordons,
+    tenantCordons,
+    tenantOrigins: settings.supervisor.tenantOrigins,
+    quarantine,
+    workflows,
+    cron,
+  });
   // Services outside the mesh: capability RPC on the same listener (WebSocket upgrades to /rpc).
-  const rpc = new RpcEndpoint({ tokens, audit, workflows, log: log.child({ component: 'rpc' }) });
+  const workerAccess = {
+    deploy,
+    list: (tenant: string) => store.workers(tenant).map(({ codeKey: _hidden, ...w }) => w),
+    fetch: (id: string, request: Request) => fetchWorker({ store, runner: (cordon) => runners.get(cordon) }, id, request),
+  };
+  const rpc = new RpcEndpoint({ tokens, audit, workflows, workers: workerAccess, log: log.child({ component: 'rpc' }) });
   rpc.attach(admin);
   const host = settings.supervisor.adminHost;
   await new Promise<void>((resolve, reject) => {

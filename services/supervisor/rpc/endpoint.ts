@@ -19,7 +19,7 @@ import { CLOSE, WebSocketChannel } from '../../../lib/rpc/websocket.ts';
 import type { AuditLog } from '../audit.ts';
 import type { Principal, TokenStore } from '../tokens.ts';
 import type { WorkflowEngine } from '../workflows/engine.ts';
-import { CordonMain, type Caller } from './caps.ts';
+import { CordonMain, type Caller, type WorkerAccess } from './caps.ts';
 
 export const RPC_PATH = '/rpc';
 
@@ -41,6 +41,7 @@ export interface RpcEndpointDeps {
   tokens: TokenStore;
   audit: AuditLog;
   workflows: WorkflowEngine;
+  workers: WorkerAccess;
   log: Logger;
   quotas?: Quotas;
 }
@@ -130,6 +131,7 @@ export class RpcEndpoint {
       audit: (action, target, outcome, reason) => audit.append({ actor, action, target, outcome, ...(reason ? { detail: { reason } } : {}) }),
       watches: new Set(),
       stats: () => session!.stats(),
+      workers: this.#deps.workers,
     };
     const revoke = (reason: string) => {
       membrane.revoke(reason);
