@@ -38,7 +38,7 @@ async function callsPerSecond(url: string, label: string): Promise<number> {
 }
 
 export async function workersRpcBench(): Promise<void> {
-  say(`5. Workers RPC: calls per second between two workers (${CALLS} calls a request, one after another)`);
+  say(`6. Workers RPC: calls per second between two workers (${CALLS} calls a request, one after another)`);
   const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-rpc-'));
   writeFileSync(join(dir, 'api.js'), API);
   writeFileSync(join(dir, 'front.js'), FRONT);
