@@ -73,8 +73,11 @@ export class StepForwarder implements CapabilityHost {
  */
 export function inTraceContext<H extends CapabilityHost | undefined>(host: H): H {
   if (!host) return host;
-  const call = context.bind(context.active(), host.call.bind(host));
-  return { call } as CapabilityHost as H;
+  const active = context.active();
+  const call = context.bind(active, host.call.bind(host));
+  // Workers RPC sessions too (a service binding's connect), or the worker's bindings would lose them.
+  const connect = host.connect && context.bind(active, host.connect.bind(host));
+  return (connect ? { call, connect } : { call }) as CapabilityHost as H;
 }
 
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
