@@ -13,11 +13,13 @@ import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
 import { ServiceCap } from './service-bindings.ts';
 import { fetchWorker } from './rpc/worker-fetch.ts';
+import { CLIENT_RPC_ENDPOINT } from '../../lib/rpc/client-proof.ts';
+import type { KeyedChannel } from '../../lib/rpc/index.ts';
 import { deployer } from './admin/workers.ts';
 import { CronScheduler } from './cron.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin/server.ts';
-import { RpcEndpoint } from './rpc/endpoint.ts';
+import { CLIENT_QUOTAS, RpcEndpoint } from './rpc/endpoint.ts';
 import Database from 'better-sqlite3';
 import { loadAdminToken } from '../../lib/admin-token.ts';
 import { TokenStore } from './tokens.ts';
@@ -169,6 +171,11 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   };
   const rpc = new RpcEndpoint({ tokens, audit, workflows, workers: workerAccess, log: log.child({ component: 'rpc' }) });
   rpc.attach(admin);
+  // In a cluster, services reach the same endpoint over NATS, on a subject of their own (never a mesh key).
+  if (config.natsUrl) {
+    const clients = await node.transport.listen(CLIENT_RPC_ENDPOINT, CLIENT_QUOTAS.maxMessage, (channel) => void rpc.serveNats(channel as KeyedChannel));
+    onStop(() => clients.close());
+  }
   const host = settings.supervisor.adminHost;
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);
