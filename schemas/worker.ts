@@ -126,6 +126,8 @@ export interface WorkerBundle {
   stubs?: string[];
   /** Queues of the tenant whose batches this worker's queue() handler consumes. */
   queueConsumers?: QueueConsumerDecl[];
+  /** Other tenants whose workers may call this one over a service binding (its owner's grant). */
+  rpcCallers?: string[];
 }
 
 /** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */

@@ -48,6 +48,7 @@ export interface VersionInput {
   workflows?: WorkflowDecl[];
   crons?: string[];
   queueConsumers?: QueueConsumerDecl[];
+  rpcCallers?: string[];
   routes: string[];
   /** Whether the worker answers at its default route too (wrangler's `workers_dev`; on unless false). */
   workersDev?: boolean;
@@ -174,6 +175,7 @@ export class CodeStore {
       ...(input.workflows?.length ? { workflows: input.workflows } : {}),
       ...(input.crons?.length ? { crons: input.crons } : {}),
       ...(input.queueConsumers?.length ? { queueConsumers: input.queueConsumers } : {}),
+      ...(input.rpcCallers?.length ? { rpcCallers: input.rpcCallers } : {}),
     });
     const version = sha256(plain);
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
@@ -198,6 +200,7 @@ export class CodeStore {
         workflows: input.workflows ?? [],
         crons: input.crons ?? [],
         queueConsumers: input.queueConsumers ?? [],
+        rpcCallers: input.rpcCallers ?? [],
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }
