@@ -6,7 +6,9 @@
  *      back and with a pause before each (a spare isolate ready);
  *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate;
  *   4. workflows: 3-step instances/s on Cordon vs miniflare vs the SQLite floor; sleeping instances' memory;
- *   5. Dynamic Workers: new Workers a second, sustained, and their time to first response, vs workerd.
+ *   5. Dynamic Workers: new Workers a second, sustained, and their time to first response, vs workerd;
+ *   6. Workers RPC calls/s between two workers vs fetch between them vs two workerd workers (bench/workers-rpc.ts);
+ *   7. a 3-step workflow driven by cordon/client over WebSocket vs the admin HTTP API (bench/client.ts).
  * Never part of `npm test`: numbers, not assertions.
  */
 import { spawn } from 'node:child_process';
@@ -21,6 +23,8 @@ import { freePort, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts'
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
 import { workflowsBench } from './workflows.ts';
 import { dynamicWorkersBench } from './dynamic-workers.ts';
+import { workersRpcBench } from './workers-rpc.ts';
+import { clientBench } from './client.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -192,3 +196,5 @@ await coldStart();
 await idleMemory();
 await workflowsBench();
 await dynamicWorkersBench();
+await workersRpcBench();
+await clientBench();

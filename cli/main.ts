@@ -32,6 +32,7 @@ const USAGE = `usage: cordon <command> [options]
                                   [--origin <scheme://host:port>]... [--allow-eval]
                                   [--allow-host <h>]... [--deny-host <h>]... [--deny-cidr <cidr>]...
                                   [--cpu-ms <n>] [--wall-ms <n>] [--memory-mb <n>] [--cron "<five fields>"]...
+                                  [--service BINDING=[tenant/]worker[:entrypoint]]... [--allow-rpc-from <tenant>]...
                                   bundle the entry and its imports and deploy it; prints the version
   trigger <[tenant/]worker> [--cron <expr>]
                                   run the worker's scheduled() handler once now
@@ -79,6 +80,13 @@ function workerPath(ref: string | undefined): string {
   if (!ref) throw cliError('name a worker: <tenant>/<worker>, or <worker> for the default tenant');
   const [tenant, name] = ref.includes('/') ? ref.split('/', 2) : ['default', ref];
   return `/v1/workers/${encodeURIComponent(tenant!)}/${encodeURIComponent(name!)}`;
+}
+
+/** `--service BINDING=[tenant/]worker[:entrypoint]`, as a `services` entry of the config file. */
+function serviceFlag(text: string): { binding: string; service: string; entrypoint?: string; props?: Record<string, unknown> } {
+  const m = /^([^=]+)=([^:]+)(?::(.+))?$/.exec(text);
+  if (!m) throw cliError(`--service takes BINDING=worker or BINDING=worker:Entrypoint (tenant/worker for another tenant's), got ${JSON.stringify(text)}`);
+  return { binding: m[1]!, service: m[2]!, ...(m[3] ? { entrypoint: m[3] } : {}) };
 }
 
 function positiveInt(value: string | undefined, flag: string): number | undefined {
@@ -133,6 +141,8 @@ async function main(argv: string[]): Promise<number> {
           'wall-ms': { type: 'string' },
           'memory-mb': { type: 'string' },
           cron: { type: 'string', multiple: true },
+          service: { type: 'string', multiple: true },
+          'allow-rpc-from': { type: 'string', multiple: true },
         },
       });
       // A config file gives the defaults; flags add to or override it.
@@ -173,9 +183,17 @@ async function main(argv: string[]): Promise<number> {
           ...(file?.loaders ?? []).map((n) => ({ type: 'loader', name: n })),
           ...(file?.objects ?? []).map((o) => ({ type: 'durable_object', name: o.binding, className: o.className })),
           ...(file?.resourceBindings ?? []),
+          ...[...(file?.services ?? []), ...(values.service ?? []).map(serviceFlag)].map((b) => ({
+            type: 'service',
+            name: b.binding,
+            service: b.service,
+            entrypoint: b.entrypoint,
+            props: b.props,
+          })),
         ],
         objectClasses: file?.objectClasses ?? [],
         queueConsumers: file?.queueConsumers ?? [],
+        rpcCallers: [...(file?.rpcCallers ?? []), ...(values['allow-rpc-from'] ?? [])],
         workflows: (file?.workflows ?? []).map((w) => ({ name: w.name, className: w.className })),
         crons: [...(file?.crons ?? []), ...(values.cron ?? [])],
         workersDev: file?.workersDev ?? true,

@@ -1,10 +1,10 @@
 /**
  * The worker configuration file: Cloudflare's `wrangler.toml` / `wrangler.json` / `wrangler.jsonc` read
  * unchanged (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`, `triggers.crons`,
- * `workflows`, `worker_loaders`, `kv_namespaces`, `d1_databases`, `queues`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`,
+ * `workflows`, `worker_loaders`, `durable_objects`, `migrations`, `services`, `kv_namespaces`, `d1_databases`, `queues`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`,
  * `jsx_factory`, `jsx_fragment`,
  * `tsconfig`), plus Cordon's own settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`,
- * `origins`, `allow_eval`, `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`).
+ * `origins`, `allow_eval`, `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`, `rpc_callers`).
  * JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's); TOML: smol-toml (TOML 1.0).
  *
  * Every other top-level section is either one that only concerns Cloudflare's own platform (accepted,
@@ -67,6 +67,9 @@ const Config = z
     kv_namespaces: KvNamespaces,
     d1_databases: D1Databases,
     queues: Queues,
+    services: z
+      .array(z.object({ binding: z.string(), service: z.string(), entrypoint: z.string().optional(), props: z.record(z.string(), z.unknown()).optional() }))
+      .default([]),
     triggers: z.object({ crons: z.array(z.string()).default([]) }).default({ crons: [] }),
     rules: z.array(z.object({ type: z.enum(RULE_TYPES), globs: z.array(z.string()).min(1), fallthrough: z.boolean().optional() })).default([]),
     define: z.record(z.string(), z.string()).default({}),
@@ -83,6 +86,8 @@ const Config = z
         directories: z.array(z.string()).default([]),
         origins: z.array(z.string()).default([]),
         allow_eval: z.boolean().default(false),
+        /** Other tenants whose workers may bind to this one (`services`): its owner's grant. */
+        rpc_callers: z.array(z.string()).default([]),
         egress: z
           .object({ allow_hosts: z.array(z.string()).default([]), deny_hosts: z.array(z.string()).default([]), deny_cidrs: z.array(z.string()).default([]) })
           .optional(),
@@ -94,7 +99,7 @@ const Config = z
           })
           .default({}),
       })
-      .default({ storage: [], directories: [], origins: [], allow_eval: false, limits: {} }),
+      .default({ storage: [], directories: [], origins: [], allow_eval: false, rpc_callers: [], limits: {} }),
   })
   .passthrough();
 
@@ -127,7 +132,6 @@ const IGNORED: Record<string, string> = {
 const NOT_YET = 'not implemented in Cordon yet';
 /** Sections Cordon does not implement: refused at deploy, each with what to do instead. */
 const REFUSED: Record<string, string> = {
-  services: `service bindings are ${NOT_YET}; call the other worker with fetch() on its route`,
   r2_buckets: `R2 is ${NOT_YET}; a directory binding (cordon.directories) stores files`,
   assets: `static assets are ${NOT_YET}; import small files as Text or Data modules (rules), or serve them elsewhere`,
   site: `Workers Sites are ${NOT_YET}`,
@@ -198,6 +202,10 @@ export interface WorkerConfig {
   resourceBindings: ResourceBinding[];
   /** Queues whose batches this worker consumes (`queues.consumers`). */
   queueConsumers: Partial<QueueConsumerDecl>[];
+  /** Service bindings (`services`): env.<binding> is that worker's entrypoint. */
+  services: { binding: string; service: string; entrypoint?: string; props?: Record<string, unknown> }[];
+  /** Tenants granted to bind to this worker (`cordon.rpc_callers`). */
+  rpcCallers: string[];
   cpuMs?: number;
   wallMs?: number;
   memoryMb?: number;
@@ -350,6 +358,8 @@ export function readWorkerConfig(file: string): WorkerConfig {
     objectClasses,
     resourceBindings: resources.bindings,
     queueConsumers: resources.queueConsumers,
+    services: c.services,
+    rpcCallers: c.cordon.rpc_callers,
     wallMs: c.cordon.limits.wall_ms,
     memoryMb: c.cordon.limits.memory_mb,
     build: {

@@ -2,7 +2,7 @@
  * `cordon/client`: call Cordon from a service. Opens capnweb over a WebSocket to the RPC endpoint on
  * the admin port and returns the main capability, attenuated to the token's scopes and tenant.
  *
- *   const cordon = await connect('ws://127.0.0.1:8081/rpc', { token });
+ *   const cordon = await connect('ws://127.0.0.1:8081/rpc', { token });   // or 'nats://nats-host:4222' in a cluster
  *   const instance = await cordon.workflows('signup').create({ params: { user: 'ada' } });
  *   using watch = await instance.watch((event) => console.log(event));
  *
@@ -17,6 +17,8 @@ export type * from '../schemas/client.ts';
 
 export interface ConnectOptions {
   token: string;
+  /** For nats:// URLs: options of the NATS connection (user and pass, an authenticator, …). */
+  nats?: Record<string, unknown>;
   /** A WebSocket constructor where the runtime has no global one. */
   WebSocket?: new (
     url: string,
@@ -27,15 +29,9 @@ export interface ConnectOptions {
 export type Cordon = RpcStub<CordonApi>;
 
 export async function connect(url: string, options: ConnectOptions): Promise<Cordon> {
-  const Ws = options.WebSocket ?? globalThis.WebSocket;
-  if (!Ws) throw new Error('no WebSocket in this runtime: pass options.WebSocket (e.g. the `ws` package) or use Node ≥ 22');
-  const ws = new Ws(url);
-  await new Promise<void>((resolve, reject) => {
-    ws.addEventListener('open', () => resolve(), { once: true });
-    ws.addEventListener('error', () => reject(new Error(`could not open a WebSocket to ${url}`)), { once: true });
-  });
-  ws.send(`Bearer ${options.token}`);
-  const cordon = newWebSocketRpcSession<CordonApi>(ws);
+  const cordon = url.startsWith('nats://')
+    ? await (await import('./nats.ts')).connectOverNats(url, options.token, options.nats)
+    : await overWebSocket(url, options);
   try {
     // Proves the token: a refused one closes the connection with the reason.
     await cordon.whoami();
@@ -44,4 +40,16 @@ export async function connect(url: string, options: ConnectOptions): Promise<Cor
     throw new Error(`Cordon refused the connection: ${(e as Error).message}`);
   }
   return cordon;
+}
+
+async function overWebSocket(url: string, options: ConnectOptions): Promise<Cordon> {
+  const Ws = options.WebSocket ?? globalThis.WebSocket;
+  if (!Ws) throw new Error('no WebSocket in this runtime: pass options.WebSocket (e.g. the `ws` package) or use Node ≥ 22');
+  const ws = new Ws(url);
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener('open', () => resolve(), { once: true });
+    ws.addEventListener('error', () => reject(new Error(`could not open a WebSocket to ${url}`)), { once: true });
+  });
+  ws.send(`Bearer ${options.token}`);
+  return newWebSocketRpcSession<CordonApi>(ws);
 }

@@ -1,11 +1,14 @@
 // The few types of Cordon's `cloudflare:*` built-in modules the examples and cli/node-polyfills use (for `tsc --noEmit`).
 declare module 'cloudflare:workers' {
-  export class WorkerEntrypoint<Env = unknown, Props = unknown> {
+  export class RpcTarget {
+    [Symbol.dispose]?(): void;
+  }
+  export class WorkerEntrypoint<Env = unknown, Props = unknown> extends RpcTarget {
     constructor(ctx: unknown, env: Env);
     protected ctx: { props: Props; exports: Record<string, unknown>; waitUntil(p: Promise<unknown>): void };
     protected env: Env;
   }
-  export class WorkflowEntrypoint<Env = unknown> {
+  export class WorkflowEntrypoint<Env = unknown> extends RpcTarget {
     constructor(ctx: unknown, env: Env);
     protected ctx: unknown;
     protected env: Env;

@@ -53,7 +53,47 @@ export interface CordonApi extends RpcTarget {
   tenant(name: string): Answer<CordonApi>;
   /** One workflow of the tenant (scope `workflows`; `read` for the reading methods). */
   workflows(name: string): Answer<WorkflowApi>;
+  /** One worker of the tenant: `fetch` calls it without the public ingress (scope `workflows`). */
+  workers(name: string): Answer<WorkerApi>;
+  /** The tenant's workers (scope `read`). */
+  listWorkers(): Answer<WorkerSummary[]>;
+  /** Deploy a worker version into this tenant: the admin API's deploy body, checked the same way (scope `deploy`). */
+  deploy(input: DeployInput): Answer<DeployResult>;
   stats(): Answer<ConnectionStats>;
+}
+
+export interface WorkerApi extends RpcTarget {
+  /** The worker's fetch handler (its default export), as a service binding calls it; bodies up to 8 MiB. */
+  fetch(request: Request): Answer<Response>;
+}
+
+export interface WorkerSummary {
+  id: string;
+  tenant: string;
+  name: string;
+  cordon: string;
+  version: string;
+  routes: string[];
+}
+
+/** The admin API's deploy body (POST /v1/workers), without `tenant`: a capability is for one tenant already. */
+export interface DeployInput {
+  name: string;
+  cordon?: string;
+  mainModule: string;
+  modules: { name: string; type: 'esm' | 'text' | 'json' | 'data' | 'wasm'; content: string }[];
+  routes?: string[];
+  vars?: Record<string, unknown>;
+  bindings?: { type: string; name: string; [k: string]: unknown }[];
+  [setting: string]: unknown;
+}
+
+export interface DeployResult {
+  worker: string;
+  version: string;
+  cordon: string;
+  routes: string[];
+  defaultRoute: string | null;
 }
 
 export interface WorkflowApi extends RpcTarget {

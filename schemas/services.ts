@@ -11,6 +11,20 @@ import type { WorkerBundle, WorkerTarget } from './worker.ts';
 import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from './capabilities.ts';
 import type { StepApi, WorkflowsApi } from './workflows.ts';
 import type { DurableObjectNamespaceApi, ObjectHost } from './durable-objects.ts';
+import type { RpcPipe, ServiceBindingApi } from './service-bindings.ts';
+
+/** A capability behind `env.<BINDING>`, of any binding type. */
+export type GrantedCapability =
+  | StorageApi
+  | DirectoryApi
+  | FetcherApi
+  | WorkflowsApi
+  | CacheApi
+  | ServiceBindingApi
+  | KvApi
+  | D1Api
+  | QueueApi
+  | DurableObjectNamespaceApi;
 
 /** Hashes of what a service actually runs with (lib/drift.ts): compared by the supervisor with what it should. */
 export interface EffectiveState {
@@ -29,9 +43,7 @@ export interface SupervisorForSandbox extends DriftReporting {
   /** Code and configuration of the worker version the key belongs to; refused (and audited) otherwise. */
   loadWorker(codeKey: string): Promise<WorkerBundle>;
   /** The capabilities the worker declared (`env.<BINDING>`), scoped to that worker alone. */
-  capabilities(
-    codeKey: string,
-  ): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | KvApi | D1Api | QueueApi | DurableObjectNamespaceApi>>;
+  capabilities(codeKey: string): Promise<Record<string, GrantedCapability>>;
   /** The sandbox offers to run workflow instances of its cordon's workers. */
   registerRunner(runner: WorkerRunner): Promise<void>;
   /** The sandbox offers to host Durable Objects of its cordon's workers (each process of a cordon offers its own). */
@@ -115,6 +127,11 @@ export interface WorkerRunner {
     event: string,
     step: StepApi,
   ): Promise<{ outcome: 'complete'; output: string | null } | { outcome: 'errored'; name: string; message: string } | { outcome: 'suspended' }>;
+  /**
+   * Workers RPC: serve entrypoint `entrypoint` of the worker the code key unlocks for a caller whose
+   * end of the session is `caller`; resolves with the callee's end. `props` is the binding's.
+   */
+  serve(codeKey: string, entrypoint: string, props: Record<string, unknown>, caller: RpcPipe): Promise<RpcPipe>;
   /** Run `scheduled(event, env, ctx)` (and its waitUntil promises); an error is the handler's, as logged. */
   scheduled(codeKey: string, cron: string, scheduledTime: number): Promise<{ ok: true } | { ok: false; error: string }>;
   /** Run `queue(batch, env, ctx)` with one batch of `queue`; answers what the handler decided for each message. */

@@ -75,6 +75,8 @@ const CoreBinding = z
     'a kv, d1 or queue binding names its resource, and only those do',
   )
   .refine((b) => b.deliveryDelay === undefined || b.type === 'queue', 'only a queue binding has a delivery delay');
+/** A binding of the kinds CoreBinding holds (a service binding is one). */
+export type CoreBinding = z.infer<typeof CoreBinding>;
 /** Every binding kind; each kind with a schema of its own is one more member here. */
 export const Binding = z.union([CoreBinding, DurableObjectBinding]);
 export type Binding = z.infer<typeof Binding>;
@@ -131,6 +133,8 @@ export interface WorkerBundle {
   objectClasses?: string[];
   /** Queues of the tenant whose batches this worker's queue() handler consumes. */
   queueConsumers?: QueueConsumerDecl[];
+  /** Other tenants whose workers may call this one over a service binding (its owner's grant). */
+  rpcCallers?: string[];
 }
 
 /** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */

@@ -97,7 +97,7 @@ describe('deploying Cloudflare projects unchanged', () => {
   test('sections Cordon does not implement are refused, every one named, and nothing is deployed', async () => {
     const r = await mesh.cli(['deploy', '--route', '*/refused*'], project(join(PROJECTS, 'refused')));
     assert.equal(r.code, 1);
-    for (const section of ['r2_buckets: R2 is not implemented', 'vectorize: Vectorize is not implemented', 'services: service bindings are not implemented']) {
+    for (const section of ['r2_buckets: R2 is not implemented', 'vectorize: Vectorize is not implemented']) {
       assert.ok(r.stderr.includes(section), `${section} in: ${r.stderr}`);
     }
     assert.doesNotMatch(r.stderr, /observability/, "a section about Cloudflare's platform only is no reason to refuse");

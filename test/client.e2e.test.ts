@@ -12,6 +12,8 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 import { connect, type Cordon, type WatchEvent } from '../client/index.ts';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { natsServerMissing, startNatsServer } from '../lib/rpc/testing/nats-server.ts';
 import { receiver, type Receiver } from './helpers/otlp.ts';
 
 describe('cordon/client over WebSocket', () => {
@@ -94,6 +96,50 @@ describe('cordon/client over WebSocket', () => {
     );
   });
 
+  test('workers: fetch a worker without the public ingress; deploy and list with a deploy token; a read token only reads', async () => {
+    const deployer = await connect(rpcUrl, { token: await token('deploy,read') });
+    const reader = await connect(rpcUrl, { token: await token('read') });
+    try {
+      const input = {
+        name: 'rpc-hello',
+        mainModule: 'index.js',
+        modules: [
+          {
+            name: 'index.js',
+            type: 'esm' as const,
+            content: "export default { async fetch(r) { return new Response(r.method + ' ' + new URL(r.url).pathname + ' ' + (await r.text())) } }",
+          },
+        ],
+      };
+      const deployed = await deployer.deploy(input);
+      assert.equal(deployed.worker, 'default/rpc-hello');
+      assert.deepEqual(deployed.routes, [], 'no route: it is reachable only through the capability');
+      // The same validation as the admin API: a module that is not there is refused with its message.
+      await assert.rejects(
+        Promise.resolve(deployer.deploy({ ...input, mainModule: 'missing.js' })),
+        /mainModule missing.js is not one of the uploaded esm modules/,
+      );
+      // No tenant parameter: a capability is for one tenant already.
+      await assert.rejects(Promise.resolve(deployer.deploy({ ...input, tenant: 'other' })), /deploy takes no tenant/);
+      assert.ok((await reader.listWorkers()).some((w) => w.id === 'default/rpc-hello'));
+      const res = await cordon.workers('rpc-hello').fetch(new Request('http://rpc-hello.internal/x', { method: 'POST', body: 'hi' }));
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'POST /x hi');
+      // The read token reads, and every change is refused naming the scope it lacks.
+      await assert.rejects(Promise.resolve(reader.deploy(input)), /lacks the deploy scope, which rpc\.deploy needs/);
+      await assert.rejects(
+        Promise.resolve(reader.workers('rpc-hello').fetch(new Request('http://x/'))),
+        /lacks the workflows scope, which rpc\.workers\.fetch needs/,
+      );
+      await assert.rejects(Promise.resolve(reader.workflows('signup').create({})), /lacks the workflows scope/);
+      await assert.rejects(Promise.resolve(cordon.deploy(input)), /lacks the deploy scope/);
+      await assert.rejects(Promise.resolve(cordon.workers('nobody').fetch(new Request('http://x/'))), /no worker default\/nobody/);
+    } finally {
+      deployer[Symbol.dispose]();
+      reader[Symbol.dispose]();
+    }
+  });
+
   test('pause and resume from a capability got with get(id); the watch sees both', async () => {
     const instance = cordon.workflows('signup').get('rpc-b1');
     await waitFor('b1 waiting for its event', async () => (await instance.status()).status === 'waiting' || undefined);
@@ -162,5 +208,66 @@ describe('cordon/client over WebSocket', () => {
     assert.equal(after.watches, 0);
     assert.ok(after.exports <= before.exports + 2, `exports ${before.exports} → ${after.exports}`);
     assert.ok(after.imports <= before.imports, `imports ${before.imports} → ${after.imports}`);
+  });
+});
+
+const natsMissing = natsServerMissing();
+if (natsMissing && process.env.CORDON_REQUIRE_ALL === '1') test('nats-server is required (CORDON_REQUIRE_ALL=1)', () => assert.fail(natsMissing));
+
+describe('cordon/client over NATS, in a cluster', { skip: natsMissing }, () => {
+  let nats: { url: string; stop(): Promise<void> };
+  let mesh: TestMesh;
+  const token = async (scope: string) => {
+    const r = await mesh.cli(['tokens', 'create', '--scope', scope]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  };
+
+  before(async () => {
+    nats = await startNatsServer();
+    mesh = await startTestMesh({}, ['--nats', nats.url]);
+    const d = await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
+    assert.equal(d.code, 0, d.stderr);
+    await waitFor('the signup worker', async () => (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404 || undefined);
+  });
+  after(async () => {
+    await mesh?.stop();
+    await nats?.stop();
+  });
+
+  test('the same calls over NATS: create, watch to completion, sendEvent; the token never crosses; scopes and bad tokens refused', async () => {
+    // Another NATS user reading every session subject sees no token.
+    const spy = await natsConnect({ servers: nats.url.replace(/^nats:\/\//, '') });
+    const seen: string[] = [];
+    spy.subscribe('cordon.s.>', { callback: (_e, m) => void seen.push(Buffer.from(m.data).toString('latin1')) });
+    const secret = await token('workflows');
+    const cordon = await connect(nats.url, { token: secret });
+    try {
+      const who = await cordon.whoami();
+      assert.deepEqual(who.scopes, ['workflows']);
+      const instance = cordon.workflows('signup').create({ id: 'nats-ada', params: { user: 'ada', sleepMs: 10 } });
+      const events: WatchEvent[] = [];
+      const watch = await instance.watch((e) => void events.push(e));
+      await waitFor('the wait for approval', async () => ((await instance.status()).status === 'waiting' ? true : undefined));
+      await instance.sendEvent({ type: 'approved', payload: { by: 'nats' } });
+      await waitFor('the final status', () => events.some((e) => e.type === 'status' && e.status.status === 'complete') || undefined);
+      watch[Symbol.dispose]();
+      assert.deepEqual((await instance.status()).output, { user: 'ada', approvedBy: 'nats', attempts: 3 });
+    } finally {
+      cordon[Symbol.dispose]();
+    }
+    await spy.flush();
+    assert.ok(seen.length > 0, 'the spy saw the session');
+    assert.ok(!seen.some((m) => m.includes(secret)), 'the token never crossed NATS');
+    await spy.close();
+
+    const reader = await connect(nats.url, { token: await token('read') });
+    try {
+      await assert.rejects(Promise.resolve(reader.workflows('signup').create({})), /lacks the workflows scope/);
+    } finally {
+      reader[Symbol.dispose]();
+    }
+    await assert.rejects(connect(nats.url, { token: 'cordon_not-a-token' }), /refused the connection/);
+    assert.match((await mesh.cli(['audit', 'tail', '--limit', '100'])).stdout, /rpc\.connect\tnats:client-rpc\tdenied/);
   });
 });

@@ -13,7 +13,10 @@ import { KV_METHODS } from '../../schemas/kv.ts';
 import { D1_METHODS } from '../../schemas/d1.ts';
 import { QUEUE_METHODS } from '../../schemas/queues.ts';
 import type { Binding } from '../../schemas/worker.ts';
-import type { CapabilityHost } from './runtime/index.ts';
+import type { CapabilityHost, PipePeer } from './runtime/index.ts';
+import type { RpcPipe } from '../../schemas/service-bindings.ts';
+import type { RpcStub } from 'capnweb';
+import { PipeTarget, remotePipe } from './pipe-link.ts';
 import { DEFAULT_QUOTAS } from '../../lib/rpc/quotas.ts';
 import { mib, wireSize } from '../../lib/rpc/wire-size.ts';
 import { supervisorCalls } from './call-gate.ts';
@@ -74,8 +77,11 @@ export class StepForwarder implements CapabilityHost {
  */
 export function inTraceContext<H extends CapabilityHost | undefined>(host: H): H {
   if (!host) return host;
-  const call = context.bind(context.active(), host.call.bind(host));
-  return { call } as CapabilityHost as H;
+  const active = context.active();
+  const call = context.bind(active, host.call.bind(host));
+  // Workers RPC sessions too (a service binding's connect), or the worker's bindings would lose them.
+  const connect = host.connect && context.bind(active, host.connect.bind(host));
+  return (connect ? { call, connect } : { call }) as CapabilityHost as H;
 }
 
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
@@ -148,5 +154,19 @@ export class ForwardedCapabilities implements CapabilityHost {
     const id = `#${++this.#next}`;
     this.#handles.set(id, { kind: 'directory', stub: result as Stub });
     return { $h: id };
+  }
+
+  /** Workers RPC: a session to the worker service binding `target` names; the supervisor finds it and checks the grant. */
+  async connect(target: string, toIsolate: PipePeer): Promise<PipePeer> {
+    const h = this.#handles.get(target);
+    if (h?.kind !== 'service') throw new Error(`no service binding ${target}`);
+    // Released when the connect fails too: then the refusal, not the release, is what the worker hears.
+    let connected = false;
+    const mine = new PipeTarget(toIsolate, () => {
+      if (connected) toIsolate.close('the other end of the RPC session went away');
+    });
+    const theirs = (await supervisorCalls.run(() => h.stub.connect!(mine))) as RpcStub<RpcPipe>;
+    connected = true;
+    return remotePipe(theirs, (reason) => toIsolate.close(reason));
   }
 }

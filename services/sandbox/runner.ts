@@ -13,8 +13,10 @@ import type { WorkerRunner } from '../../schemas/services.ts';
 import { CodeKey } from '../../schemas/worker.ts';
 import { QUEUE_CONTENT_TYPES, QUEUE_LIMITS, QueueOutcome } from '../../schemas/queues.ts';
 import { ResourceName } from '../../schemas/resources.ts';
-import { WorkerError } from './runtime/index.ts';
+import { WorkerError, type PipePeer } from './runtime/index.ts';
 import { inTraceContext, StepForwarder } from './capabilities.ts';
+import { BindingProps, EntrypointName, type RpcPipe } from '../../schemas/service-bindings.ts';
+import { PipeTarget, remotePipe } from './pipe-link.ts';
 import { loaderEvents, logSink, type SandboxDeps } from './port.ts';
 
 type Outcome = Awaited<ReturnType<WorkerRunner['run']>>;
@@ -91,6 +93,30 @@ export class Runner extends RpcTarget implements WorkerRunner {
     } finally {
       leave();
     }
+  }
+
+  /**
+   * Workers RPC: a session serving an entrypoint of the worker the code key unlocks (a key of this
+   * cordon: the supervisor chose it; the caller's code never names it). A failure to serve says why.
+   */
+  async serve(codeKey: unknown, entrypoint: unknown, props: unknown, caller: RpcStub<RpcPipe>): Promise<RpcPipe> {
+    const key = check(CodeKey, codeKey, 'code key');
+    const name = check(EntrypointName, entrypoint, 'entrypoint');
+    const ctxProps = check(BindingProps, props, 'props');
+    if (typeof caller?.dup !== 'function') throw new TypeError('caller must be a capability');
+    const { bundle, capabilities } = await this.#deps.bundles.get(key);
+    // Params are released when this call returns: the caller's end is kept for the session's life.
+    const callerEnd = caller.dup();
+    let end: PipePeer;
+    const peer = remotePipe(callerEnd, (reason) => end?.close(reason));
+    try {
+      end = await this.#deps.runtime.serve(bundle, name, ctxProps, peer, { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities });
+    } catch (e) {
+      peer.close('not served');
+      if (e instanceof WorkerError) throw new Error(e.detail === e.message ? e.message : `${e.message}: ${e.detail}`);
+      throw e;
+    }
+    return new PipeTarget(end);
   }
 
   /** In a span under the engine's run span (the call carries it), so the sandbox's part of a run shows in the instance's trace. */

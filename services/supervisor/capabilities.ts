@@ -25,7 +25,9 @@ import {
 } from '../../schemas/capabilities.ts';
 import type { RpcStub } from 'capnweb';
 import type { EgressLink } from './ports.ts';
-import type { WorkerBundle } from '../../schemas/worker.ts';
+import type { CoreBinding, WorkerBundle } from '../../schemas/worker.ts';
+import type { ServiceBindingApi } from '../../schemas/service-bindings.ts';
+import type { GrantedCapability } from '../../schemas/services.ts';
 import type { AuditLog } from './audit.ts';
 import type { WorkflowsApi } from '../../schemas/workflows.ts';
 import type { DurableObjectNamespaceApi } from '../../schemas/durable-objects.ts';
@@ -37,9 +39,6 @@ import { TenantResources, type TenantResourceLimits } from './tenant-resources.t
 import { KvCap } from './kv.ts';
 import { D1Cap } from './d1.ts';
 import { QueueCap } from './queues.ts';
-import type { KvApi } from '../../schemas/kv.ts';
-import type { D1Api } from '../../schemas/d1.ts';
-import type { QueueApi } from '../../schemas/queues.ts';
 
 const Query = z.string().max(LIMITS.statementBytes * 4);
 const SqlBindings = z.array(z.union([z.string(), z.number(), z.null(), bytes(LIMITS.valueBytes)])).max(LIMITS.boundParameters);
@@ -214,16 +213,19 @@ export interface GrantOptions {
   resources?: TenantResourceLimits;
   /** A producer stored messages in a queue of `tenant` (the consumer dispatcher looks at once). */
   queueSent?: (tenant: string, queue: string) => void;
+  /** env.<BINDING> for a service binding (service-bindings.ts). */
+  service?: (caller: WorkerBundle, binding: CoreBinding, audit: Audit) => ServiceBindingApi;
 }
 
 /** Opens each worker's resources once and hands out membrane-wrapped capabilities for them. */
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses' | 'queueSent' | 'resources'>>;
+  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses' | 'queueSent' | 'resources' | 'service'>>;
   /** Set after construction (the objects service needs Grants for its databases). */
   objects: GrantOptions['objects'];
   readonly #queueSent: NonNullable<GrantOptions['queueSent']>;
+  readonly #service: GrantOptions['service'];
   /** KV namespaces, D1 databases and queues: the tenant's, whichever of its workers binds them. */
   readonly resources: TenantResources;
   readonly #onRefused: (workerId: string) => void;
@@ -248,16 +250,14 @@ export class Grants {
     this.#onRefused = opts.onRefused ?? (() => {});
     this.#workflow = opts.workflow;
     this.objects = opts.objects;
+    this.#service = opts.service;
     this.#sql = new SqlPool({ processes: opts.sqlProcesses });
     this.#queueSent = opts.queueSent ?? (() => {});
     this.resources = new TenantResources(root, this.#sql, opts.resources ?? { quotaBytes: this.#opts.storageQuotaBytes, perTenant: 100 });
   }
 
   /** `workerId` is `<tenant>/<name>`, both validated names, so the path below cannot leave the root. */
-  async grant(
-    bundle: WorkerBundle,
-    actor: string,
-  ): Promise<Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | KvApi | D1Api | QueueApi | DurableObjectNamespaceApi>> {
+  async grant(bundle: WorkerBundle, actor: string): Promise<Record<string, GrantedCapability>> {
     const { workerId, bindings } = bundle;
     let membrane = this.#membranes.get(workerId);
     if (!membrane) this.#membranes.set(workerId, (membrane = new Membrane()));
@@ -266,7 +266,7 @@ export class Grants {
       this.#onRefused(workerId);
     };
     const base = join(this.#root, ...workerId.split('/'));
-    const out: Record<string, StorageApi | DirectoryApi | FetcherApi | WorkflowsApi | CacheApi | KvApi | D1Api | QueueApi | DurableObjectNamespaceApi> = {};
+    const out: Record<string, GrantedCapability> = {};
     // Every worker gets a fetcher bound to its own identity, and its Cache API, from whichever egress is connected.
     const policy = {
       origins: bundle.origins ?? [],
@@ -297,6 +297,8 @@ export class Grants {
         );
       else if (b.type === 'workflow') {
         if (this.#workflow) out[b.name] = membrane.wrap(this.#workflow(workerId.split('/')[0]!, b.workflow!) as never);
+      } else if (b.type === 'service') {
+        if (this.#service) out[b.name] = membrane.wrap(this.#service(bundle, b, audit) as never);
       } else if (b.type === 'storage') {
         let db = this.#databases.get(id);
         if (!db) {

@@ -11,11 +11,16 @@ import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunne
 import { RequestMetrics } from './request-metrics.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
+import { ServiceCap } from './service-bindings.ts';
+import { fetchWorker } from './rpc/worker-fetch.ts';
+import { CLIENT_RPC_ENDPOINT } from '../../lib/rpc/client-proof.ts';
+import type { KeyedChannel } from '../../lib/rpc/index.ts';
+import { deployer } from './admin/workers.ts';
 import { CronScheduler } from './cron.ts';
 import { QueueConsumers } from './queue-consumers.ts';
 import { WorkerLogs } from './logs.ts';
 import { createAdminServer } from './admin/server.ts';
-import { RpcEndpoint } from './rpc/endpoint.ts';
+import { CLIENT_QUOTAS, RpcEndpoint } from './rpc/endpoint.ts';
 import Database from 'better-sqlite3';
 import { loadAdminToken } from '../../lib/admin-token.ts';
 import { TokenStore } from './tokens.ts';
@@ -63,6 +68,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   const grants = new Grants(join(dir, 'tenants'), audit, egress, {
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
+    service: (caller, binding, audit) => new ServiceCap({ store, runner: (cordon) => runners.get(cordon) }, caller, binding, audit),
     sqlProcesses: settings.supervisor.sqlProcesses,
     objectQuotaBytes: settings.supervisor.objectQuotaMb * 1024 * 1024,
     queueSent: (tenant, queue) => queues.notify(tenant, queue),
@@ -149,6 +155,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     for (const e of expected) services[e] = (connected.get(e) ?? 0) > 0 ? 'up' : 'down';
     return { ok: Object.values(services).every((s) => s === 'up'), services, drift: drift.status() };
   };
+  const tenantCordons = new TenantCordons(adminDb, settings.mesh.cordons);
   const admin = createAdminServer({
     store,
     hub,
@@ -162,7 +169,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     workflows,
     cron,
     cordons: settings.mesh.cordons,
-    tenantCordons: new TenantCordons(adminDb, settings.mesh.cordons),
+    tenantCordons,
     tenantOrigins: settings.supervisor.tenantOrigins,
     audit,
     metrics,
@@ -170,9 +177,31 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     log,
     objects,
   });
+  const deploy = deployer({
+    store,
+    hub,
+    audit,
+    grants,
+    cordons: settings.mesh.cordons,
+    tenantCordons,
+    tenantOrigins: settings.supervisor.tenantOrigins,
+    quarantine,
+    workflows,
+    cron,
+  });
   // Services outside the mesh: capability RPC on the same listener (WebSocket upgrades to /rpc).
-  const rpc = new RpcEndpoint({ tokens, audit, workflows, log: log.child({ component: 'rpc' }) });
+  const workerAccess = {
+    deploy,
+    list: (tenant: string) => store.workers(tenant).map(({ codeKey: _hidden, ...w }) => w),
+    fetch: (id: string, request: Request) => fetchWorker({ store, runner: (cordon) => runners.get(cordon) }, id, request),
+  };
+  const rpc = new RpcEndpoint({ tokens, audit, workflows, workers: workerAccess, log: log.child({ component: 'rpc' }) });
   rpc.attach(admin);
+  // In a cluster, services reach the same endpoint over NATS, on a subject of their own (never a mesh key).
+  if (config.natsUrl) {
+    const clients = await node.transport.listen(CLIENT_RPC_ENDPOINT, CLIENT_QUOTAS.maxMessage, (channel) => void rpc.serveNats(channel as KeyedChannel));
+    onStop(() => clients.close());
+  }
   const host = settings.supervisor.adminHost;
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);

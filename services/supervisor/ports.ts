@@ -12,6 +12,7 @@ import type { RouteListener, RoutingTable } from '../../schemas/routes.ts';
 import {
   SANDBOX_CREATION_KINDS,
   type EgressForSupervisor,
+  type GrantedCapability,
   type LogEntry,
   type SupervisorForEgress,
   type SupervisorForIngress,
@@ -133,7 +134,7 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
     this.#objects.addHost(this.#cordon, host.dup());
   }
 
-  async capabilities(codeKey: unknown): ReturnType<Grants['grant']> {
+  async capabilities(codeKey: unknown): Promise<Record<string, GrantedCapability>> {
     const { bundle } = this.#unlock(codeKey, 'capabilities');
     return this.#grants.grant(bundle, this.#actor);
   }

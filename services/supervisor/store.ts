@@ -49,6 +49,7 @@ export interface VersionInput {
   crons?: string[];
   objectClasses?: string[];
   queueConsumers?: QueueConsumerDecl[];
+  rpcCallers?: string[];
   routes: string[];
   /** Whether the worker answers at its default route too (wrangler's `workers_dev`; on unless false). */
   workersDev?: boolean;
@@ -176,6 +177,7 @@ export class CodeStore {
       ...(input.crons?.length ? { crons: input.crons } : {}),
       ...(input.objectClasses?.length ? { objectClasses: input.objectClasses } : {}),
       ...(input.queueConsumers?.length ? { queueConsumers: input.queueConsumers } : {}),
+      ...(input.rpcCallers?.length ? { rpcCallers: input.rpcCallers } : {}),
     });
     const version = sha256(plain);
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
@@ -201,6 +203,7 @@ export class CodeStore {
         crons: input.crons ?? [],
         ...(input.objectClasses?.length ? { objectClasses: input.objectClasses } : {}),
         queueConsumers: input.queueConsumers ?? [],
+        rpcCallers: input.rpcCallers ?? [],
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }

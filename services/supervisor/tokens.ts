@@ -4,7 +4,8 @@
  * first start writes) is an unbound admin token. `admin` implies every other scope.
  */
 import type Database from 'better-sqlite3';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { tokenHash } from '../../lib/rpc/client-proof.ts';
 
 export const SCOPES = ['read', 'deploy', 'workflows', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -21,9 +22,7 @@ export interface TokenInfo extends Principal {
   revoked: boolean;
 }
 
-function hash(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
+const hash = tokenHash;
 
 export class TokenStore {
   readonly #db: Database.Database;
@@ -53,6 +52,18 @@ export class TokenStore {
     if (!row) return undefined;
     const info = this.get(row.id)!;
     return { tokenId: info.tokenId, scopes: info.scopes, tenant: info.tenant };
+  }
+
+  /**
+   * The live token whose hash `proves` accepts (a client's proof over NATS, lib/rpc/client-proof.ts),
+   * with that hash. Each live token is tried: their number is an operator's, not a caller's, to grow.
+   */
+  authenticateProof(proves: (hash: string) => boolean): (Principal & { hash: string }) | undefined {
+    const rows = this.#db.prepare('SELECT id, hash FROM tokens WHERE revoked = 0').all() as { id: string; hash: string }[];
+    const row = rows.find((r) => proves(r.hash));
+    if (!row) return undefined;
+    const info = this.get(row.id)!;
+    return { tokenId: info.tokenId, scopes: info.scopes, tenant: info.tenant, hash: row.hash };
   }
 
   get(id: string): TokenInfo | undefined {

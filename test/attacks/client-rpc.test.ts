@@ -10,6 +10,10 @@ import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
 import { connect, type Cordon } from '../../client/index.ts';
+import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
+import { natsServerMissing, startNatsServer } from '../../lib/rpc/testing/nats-server.ts';
+import { connectNats } from '../../lib/rpc/nats.ts';
+import { CLIENT_RPC_ENDPOINT, tokenHash, tokenProof } from '../../lib/rpc/client-proof.ts';
 
 /** capnweb's RpcPromise is a thenable, not a Promise: node:assert wants the latter. */
 const rejects = (p: PromiseLike<unknown>, error: RegExp) => assert.rejects(Promise.resolve(p), error);
@@ -181,5 +185,64 @@ describe('attacks on the client RPC endpoint', () => {
     const after = await connect(rpcUrl, { token: t });
     assert.equal((await after.workflows('signup').get('victim').status()).status, 'waiting');
     after[Symbol.dispose]();
+  });
+});
+
+const natsMissing = natsServerMissing();
+if (natsMissing && process.env.CORDON_REQUIRE_ALL === '1') test('nats-server is required (CORDON_REQUIRE_ALL=1)', () => assert.fail(natsMissing));
+
+/** The supervisor ended the session: its close frame (unkeyed, so unexpected to our unkeyed side) or the close itself. */
+const ENDED = /closed|unexpected frame before the handshake/;
+
+describe('attacks on the client RPC endpoint over NATS', { skip: natsMissing }, () => {
+  let nats: { url: string; stop(): Promise<void> };
+  let mesh: TestMesh;
+  let nc: NatsConnection;
+  const token = async (scope: string) => (await mesh.cli(['tokens', 'create', '--scope', scope])).stdout.trim();
+
+  before(async () => {
+    nats = await startNatsServer();
+    mesh = await startTestMesh({}, ['--nats', nats.url]);
+    nc = await natsConnect({ servers: nats.url.replace(/^nats:\/\//, '') });
+  });
+  after(async () => {
+    await nc?.close();
+    await mesh?.stop();
+    await nats?.stop();
+  });
+
+  test('garbage, an oversized first message, a wrong proof and a replayed proof each end that session; a bystander connects and works', async () => {
+    const supervisor = mesh.servicePids().get('supervisor');
+    // Garbage on the connect subject.
+    await nc.request(`cordon.connect.${CLIENT_RPC_ENDPOINT}`, 'not json', { timeout: 1000 }).catch(() => undefined);
+    // A first message far over the pre-authentication bound.
+    const big = await connectNats(nc, CLIENT_RPC_ENDPOINT, 4 * 1024 * 1024);
+    await big.receive();
+    big.authenticated(); // our side lets it go out; the supervisor's does not take it
+    big.send(`Proof ${'x'.repeat(8 * 1024)}`);
+    await assert.rejects(big.receive(), ENDED);
+    // A wrong proof.
+    const wrong = await connectNats(nc, CLIENT_RPC_ENDPOINT, 4 * 1024 * 1024);
+    const { nonce } = JSON.parse(await wrong.receive()) as { nonce: string };
+    wrong.send(`Proof ${tokenProof(tokenHash('cordon_guess'), wrong.description.slice(5), nonce)}`);
+    await assert.rejects(wrong.receive(), ENDED);
+    // A proof seen on the wire, replayed on a session of the attacker's: it names another session and nonce.
+    const secret = await token('workflows');
+    const seen: string[] = [];
+    const spy = nc.subscribe('cordon.s.*.c2s', { callback: (_e, m) => void seen.push(Buffer.from(m.data.subarray(45)).toString()) });
+    const victim = await connect(nats.url, { token: secret });
+    await victim.whoami();
+    spy.unsubscribe();
+    const stolen = seen.find((m) => m.startsWith('Proof '));
+    assert.ok(stolen, 'the spy saw the proof');
+    const replay = await connectNats(nc, CLIENT_RPC_ENDPOINT, 4 * 1024 * 1024);
+    await replay.receive();
+    replay.send(stolen);
+    await assert.rejects(replay.receive(), ENDED);
+    assert.match((await mesh.cli(['audit', 'tail', '--limit', '100'])).stdout, /rpc\.connect\tnats:client-rpc\tdenied/);
+    // The bystander (the victim's own connection) and the supervisor are unharmed.
+    assert.deepEqual((await victim.whoami()).scopes, ['workflows']);
+    victim[Symbol.dispose]();
+    assert.equal(mesh.servicePids().get('supervisor'), supervisor);
   });
 });

@@ -209,3 +209,21 @@ test('calls count toward the caller’s subrequests; the callee’s CPU limit ho
     ['worker exceeded its CPU time limit of 50 ms'],
   );
 });
+
+test('requests running together each get their subrequests: 8 at once making 40 calls each all succeed', async () => {
+  const capabilities: CapabilityHost = {
+    call: () => Promise.reject(new Error('no capabilities here')),
+    connect: (_target, toIsolate) => rt.serve(API, 'default', {}, toIsolate, { log: () => {} }),
+  };
+  const bundle = worker(
+    `export default { async fetch(req, env) { let n = 0; for (let i = 0; i < 40; i++) n += (await env.API.add(i, 1)) - i; return new Response(String(n)); } }`,
+    {
+      bindings: [{ type: 'service', name: 'API', service: 'callee' }],
+    },
+  );
+  const answers = await Promise.all(Array.from({ length: 8 }, () => rt.handle(bundle, GET, { log: () => {}, capabilities })));
+  assert.deepEqual(
+    answers.map((a) => text(a.body)),
+    Array(8).fill('40'),
+  );
+});

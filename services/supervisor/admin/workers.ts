@@ -27,6 +27,7 @@ import { codeHash } from '../store.ts';
 import { checkCron } from '../cron.ts';
 import { HttpError, readJson, send } from './http.ts';
 import { isOperator, ownTenant, workerOf, type AdminDeps, type Route } from './route.ts';
+import type { Principal } from '../tokens.ts';
 
 const MAX_CODE_BYTES = 64 * 1024 * 1024;
 const MAX_VARS_BYTES = 1024 * 1024;
@@ -74,6 +75,8 @@ const DeployRequest = z.object({
     .refine((ws) => new Set(ws.map((w) => w.name)).size === ws.length, 'workflow names must be unique'),
   limits: Limits.default({ cpuMs: 1000, wallMs: 30_000, memoryMb: 128 }),
   objectClasses: ObjectClasses,
+  /** Other tenants whose workers may call this one over a service binding: the owner's grant (service-bindings.ts). */
+  rpcCallers: z.array(TenantName).max(100).default([]),
 });
 
 /**
@@ -97,6 +100,91 @@ function declaredOrigin(text: string, granted: (origin: string) => boolean): { o
   return { origin, trusted: false };
 }
 
+/** What a deploy answers (the admin API's 201 body, and the RPC endpoint's `deploy`). */
+export interface DeployResult {
+  worker: string;
+  version: string;
+  cordon: string;
+  routes: string[];
+  defaultRoute: string | null;
+}
+
+type DeployDeps = Pick<AdminDeps, 'store' | 'hub' | 'audit' | 'cordons' | 'tenantCordons' | 'tenantOrigins' | 'quarantine' | 'workflows' | 'cron' | 'grants'>;
+
+/**
+ * A deploy, with every check a deploy input passes before the store sees it: the one path for the
+ * admin API and the RPC endpoint (`who` is the token's principal; its scope was checked by the caller).
+ */
+export function deployer(deps: DeployDeps): (body: unknown, who: Principal) => Promise<DeployResult> {
+  const { store, hub, audit } = deps;
+  return async (body, who) => {
+    const input = check(DeployRequest, body, 'deploy request');
+    const tenant = input.tenant ?? who.tenant ?? 'default';
+    ownTenant(who, tenant);
+    const operator = isOperator(who);
+    // The operator places workers anywhere; every other deploy stays within its tenant's grant.
+    const allowed = operator ? deps.cordons : deps.tenantCordons.allowed(tenant).cordons;
+    const requested = input.cordon ?? allowed[0]!;
+    if (!deps.cordons.includes(requested)) throw new HttpError(400, `unknown cordon ${requested}; this mesh runs: ${deps.cordons.join(', ')}`);
+    if (!allowed.includes(requested)) {
+      throw new HttpError(
+        403,
+        `tenant ${tenant} may not use cordon ${requested} (it may use: ${allowed.join(', ')}); an admin token not bound to a tenant grants it with: cordon cordons ${tenant} --allow ${requested}`,
+      );
+    }
+    const codeBytes = input.modules.reduce((n, m) => n + Buffer.byteLength(m.content), 0);
+    if (codeBytes > MAX_CODE_BYTES) throw new HttpError(413, `code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} (64 MiB)`);
+    if (Buffer.byteLength(JSON.stringify(input.vars)) > MAX_VARS_BYTES) throw new HttpError(413, 'vars exceed 1 MiB');
+    const clash = input.bindings.find((b) => b.name in input.vars);
+    if (clash) throw new HttpError(400, `${clash.name} is both a var and a binding`);
+    const undeclared = input.bindings.find((b) => b.type === 'durable_object' && !input.objectClasses.includes(b.className));
+    if (undeclared?.type === 'durable_object')
+      throw new HttpError(
+        400,
+        `cannot create binding ${undeclared.name} for class ${undeclared.className}: it is not declared as a Durable Object class (objectClasses; wrangler: a migration's new_sqlite_classes)`,
+      );
+    if (!input.modules.some((m) => m.name === input.mainModule && m.type === 'esm')) {
+      throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
+    }
+    for (const r of input.routes) parseRoutePattern(r);
+    const granted = (origin: string) => operator || deps.tenantOrigins.some((g) => g.origin === origin && (g.tenant === undefined || g.tenant === tenant));
+    const origins = input.origins.map((o) => declaredOrigin(o, granted));
+    // Quarantine holds the worker, its tenant and its code: a redeploy, under this name or another, stays held.
+    const placement = deps.quarantine.placement(`${tenant}/${input.name}`, tenant, codeHash(input.mainModule, input.modules));
+    const cordon = placement?.cordon ?? requested;
+    deps.workflows.checkDeclarations(tenant, `${tenant}/${input.name}`, input.workflows);
+    const crons = input.crons.map(checkCron);
+    deps.grants.resources.checkDeclared(tenant, [
+      ...input.bindings.flatMap((b) => (b.type === 'kv' || b.type === 'd1' || b.type === 'queue' ? [{ kind: b.type, name: b.resource! }] : [])),
+      ...input.queueConsumers.flatMap((c) => [c.queue, ...(c.deadLetterQueue ? [c.deadLetterQueue] : [])].map((name) => ({ kind: 'queue' as const, name }))),
+    ]);
+    const worker = await store.deploy({ ...input, crons, cordon, tenant, origins }, who.tenant === undefined ? 'operator' : 'tenant');
+    if (placement) deps.quarantine.admitted(worker.id, requested, placement);
+    await deps.workflows.declare(tenant, worker.id, input.workflows);
+    deps.cron.refresh();
+    hub.publish();
+    audit.append({
+      actor: `token:${who.tokenId}`,
+      action: 'worker.deploy',
+      target: worker.id,
+      outcome: 'ok',
+      detail: {
+        version: worker.version,
+        routes: worker.routes,
+        cordon: worker.cordon,
+        ...(input.rpcCallers.length ? { rpcCallers: input.rpcCallers } : {}),
+      },
+    });
+    return {
+      worker: worker.id,
+      version: worker.version,
+      cordon: worker.cordon,
+      routes: worker.routes,
+      defaultRoute: store.defaultRoute(tenant, input.name) ?? null,
+    };
+  };
+}
+
 export function workerRoutes(
   deps: Pick<
     AdminDeps,
@@ -116,6 +204,7 @@ export function workerRoutes(
   >,
 ): Route[] {
   const { store, hub, logs, audit } = deps;
+  const deploy = deployer(deps);
   return [
     {
       method: 'POST',
@@ -123,67 +212,7 @@ export function workerRoutes(
       scope: 'deploy',
       summary: 'Deploy a worker version: { name, tenant?, cordon?, mainModule, modules, routes?, vars?, limits? }',
       async run({ req, res, who }) {
-        const input = check(DeployRequest, await readJson(req), 'deploy request');
-        const tenant = input.tenant ?? who.tenant ?? 'default';
-        ownTenant(who, tenant);
-        const operator = isOperator(who);
-        // The operator places workers anywhere; every other deploy stays within its tenant's grant.
-        const allowed = operator ? deps.cordons : deps.tenantCordons.allowed(tenant).cordons;
-        const requested = input.cordon ?? allowed[0]!;
-        if (!deps.cordons.includes(requested)) throw new HttpError(400, `unknown cordon ${requested}; this mesh runs: ${deps.cordons.join(', ')}`);
-        if (!allowed.includes(requested)) {
-          throw new HttpError(
-            403,
-            `tenant ${tenant} may not use cordon ${requested} (it may use: ${allowed.join(', ')}); an admin token not bound to a tenant grants it with: cordon cordons ${tenant} --allow ${requested}`,
-          );
-        }
-        const codeBytes = input.modules.reduce((n, m) => n + Buffer.byteLength(m.content), 0);
-        if (codeBytes > MAX_CODE_BYTES) throw new HttpError(413, `code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} (64 MiB)`);
-        if (Buffer.byteLength(JSON.stringify(input.vars)) > MAX_VARS_BYTES) throw new HttpError(413, 'vars exceed 1 MiB');
-        const clash = input.bindings.find((b) => b.name in input.vars);
-        if (clash) throw new HttpError(400, `${clash.name} is both a var and a binding`);
-        const undeclared = input.bindings.find((b) => b.type === 'durable_object' && !input.objectClasses.includes(b.className));
-        if (undeclared?.type === 'durable_object')
-          throw new HttpError(
-            400,
-            `cannot create binding ${undeclared.name} for class ${undeclared.className}: it is not declared as a Durable Object class (objectClasses; wrangler: a migration's new_sqlite_classes)`,
-          );
-        if (!input.modules.some((m) => m.name === input.mainModule && m.type === 'esm')) {
-          throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
-        }
-        for (const r of input.routes) parseRoutePattern(r);
-        const granted = (origin: string) => operator || deps.tenantOrigins.some((g) => g.origin === origin && (g.tenant === undefined || g.tenant === tenant));
-        const origins = input.origins.map((o) => declaredOrigin(o, granted));
-        // Quarantine holds the worker, its tenant and its code: a redeploy, under this name or another, stays held.
-        const placement = deps.quarantine.placement(`${tenant}/${input.name}`, tenant, codeHash(input.mainModule, input.modules));
-        const cordon = placement?.cordon ?? requested;
-        deps.workflows.checkDeclarations(tenant, `${tenant}/${input.name}`, input.workflows);
-        const crons = input.crons.map(checkCron);
-        deps.grants.resources.checkDeclared(tenant, [
-          ...input.bindings.flatMap((b) => (b.type === 'kv' || b.type === 'd1' || b.type === 'queue' ? [{ kind: b.type, name: b.resource! }] : [])),
-          ...input.queueConsumers.flatMap((c) =>
-            [c.queue, ...(c.deadLetterQueue ? [c.deadLetterQueue] : [])].map((name) => ({ kind: 'queue' as const, name })),
-          ),
-        ]);
-        const worker = await store.deploy({ ...input, crons, cordon, tenant, origins }, who.tenant === undefined ? 'operator' : 'tenant');
-        if (placement) deps.quarantine.admitted(worker.id, requested, placement);
-        await deps.workflows.declare(tenant, worker.id, input.workflows);
-        deps.cron.refresh();
-        hub.publish();
-        audit.append({
-          actor: `token:${who.tokenId}`,
-          action: 'worker.deploy',
-          target: worker.id,
-          outcome: 'ok',
-          detail: { version: worker.version, routes: worker.routes, cordon: worker.cordon },
-        });
-        send(res, 201, {
-          worker: worker.id,
-          version: worker.version,
-          cordon: worker.cordon,
-          routes: worker.routes,
-          defaultRoute: store.defaultRoute(tenant, input.name) ?? null,
-        });
+        send(res, 201, await deploy(await readJson(req), who));
       },
     },
     {

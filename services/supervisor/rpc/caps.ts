@@ -11,8 +11,20 @@ import { z } from 'zod';
 import { CordonError } from '../../../lib/errors.ts';
 import { check } from '../../../lib/rpc/validate.ts';
 import type { Membrane } from '../../../lib/rpc/membrane.ts';
-import type { ConnectionStats, CordonApi, InstanceApi, WatchEvent, WatchHandle, WatchListener, Whoami, WorkflowApi } from '../../../schemas/client.ts';
-import { TenantName } from '../../../schemas/worker.ts';
+import type {
+  ConnectionStats,
+  CordonApi,
+  DeployResult,
+  InstanceApi,
+  WatchEvent,
+  WatchHandle,
+  WatchListener,
+  Whoami,
+  WorkerApi,
+  WorkerSummary,
+  WorkflowApi,
+} from '../../../schemas/client.ts';
+import { TenantName, WorkerName } from '../../../schemas/worker.ts';
 import { EventType, InstanceId, STATUSES, WorkflowName } from '../../../schemas/workflows.ts';
 import { hasScope, type Principal } from '../tokens.ts';
 import type { InstanceChange, WorkflowEngine } from '../workflows/engine.ts';
@@ -32,15 +44,25 @@ export interface Caller {
   /** The watches the connection holds: each ends when it is disposed, or with the connection. */
   watches: Set<() => void>;
   stats(): Omit<ConnectionStats, 'watches'>;
+  workers: WorkerAccess;
 }
 
-type Access = 'read' | 'change';
+/** What the worker capabilities reach: the admin API's deploy and list, and a call to a worker (worker-fetch.ts). */
+export interface WorkerAccess {
+  deploy(body: unknown, who: Principal): Promise<DeployResult>;
+  list(tenant: string): WorkerSummary[];
+  fetch(workerId: string, request: Request): Promise<Response>;
+}
+
+type Access = 'read' | 'change' | 'deploy';
+
+const NEEDS: Record<Access, string> = { read: 'read (or workflows)', change: 'workflows', deploy: 'deploy' };
 
 /** The scope check, audited either way; the refusal names the scope that was missing. */
 function allow(c: Caller, access: Access, action: string, target: string): void {
-  const ok = access === 'read' ? hasScope(c.who, 'read') || hasScope(c.who, 'workflows') : hasScope(c.who, 'workflows');
+  const ok = access === 'read' ? hasScope(c.who, 'read') || hasScope(c.who, 'workflows') : hasScope(c.who, access === 'deploy' ? 'deploy' : 'workflows');
   if (!ok) {
-    const reason = `this token lacks the ${access === 'read' ? 'read (or workflows)' : 'workflows'} scope, which ${action} needs`;
+    const reason = `this token lacks the ${NEEDS[access]} scope, which ${action} needs`;
     c.audit(action, target, 'denied', reason);
     throw new CordonError(reason, { status: 403, refusal: true });
   }
@@ -86,9 +108,45 @@ export class CordonMain extends RpcTarget implements CordonApi {
     return new WorkflowCap(this.#c, { tenant: this.#tenant, workflow });
   }
 
+  workers(name: unknown): WorkerCap {
+    const worker = check(WorkerName, name, 'worker name');
+    allow(this.#c, 'read', 'rpc.workers', `worker:${this.#tenant}/${worker}`);
+    return new WorkerCap(this.#c, `${this.#tenant}/${worker}`);
+  }
+
+  listWorkers(): WorkerSummary[] {
+    allow(this.#c, 'read', 'rpc.workers.list', `tenant:${this.#tenant}`);
+    return this.#c.workers.list(this.#tenant);
+  }
+
+  deploy(input: unknown): Promise<DeployResult> {
+    // The tenant is this capability's: a body naming one is refused rather than silently re-aimed.
+    if (input && typeof input === 'object' && 'tenant' in input)
+      throw new CordonError('deploy takes no tenant: this capability is for one tenant already', { status: 400 });
+    allow(this.#c, 'deploy', 'rpc.deploy', `tenant:${this.#tenant}`);
+    const body = input && typeof input === 'object' ? { ...input, tenant: this.#tenant } : input;
+    return this.#c.workers.deploy(body, this.#c.who);
+  }
+
   stats(): ConnectionStats {
     this.#c.audit('rpc.stats', `tenant:${this.#tenant}`, 'ok');
     return { ...this.#c.stats(), watches: this.#c.watches.size };
+  }
+}
+
+/** One worker of the connection's tenant. */
+export class WorkerCap extends RpcTarget implements WorkerApi {
+  readonly #c: Caller;
+  readonly #id: string;
+  constructor(caller: Caller, id: string) {
+    super();
+    this.#c = caller;
+    this.#id = id;
+  }
+  fetch(request: unknown): Promise<Response> {
+    if (!(request instanceof Request)) throw new CordonError('fetch takes a Request', { status: 400, refusal: true });
+    allow(this.#c, 'change', 'rpc.workers.fetch', `worker:${this.#id}`);
+    return this.#c.workers.fetch(this.#id, request);
   }
 }
 

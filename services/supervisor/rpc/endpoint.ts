@@ -19,7 +19,11 @@ import { CLOSE, WebSocketChannel } from '../../../lib/rpc/websocket.ts';
 import type { AuditLog } from '../audit.ts';
 import type { Principal, TokenStore } from '../tokens.ts';
 import type { WorkflowEngine } from '../workflows/engine.ts';
-import { CordonMain, type Caller } from './caps.ts';
+import { CordonMain, type Caller, type WorkerAccess } from './caps.ts';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Channel } from '../../../lib/rpc/channel.ts';
+import type { KeyedChannel } from '../../../lib/rpc/index.ts';
+import { CLIENT_RPC_ENDPOINT, clientSessionKey, tokenProof } from '../../../lib/rpc/client-proof.ts';
 
 export const RPC_PATH = '/rpc';
 
@@ -41,6 +45,7 @@ export interface RpcEndpointDeps {
   tokens: TokenStore;
   audit: AuditLog;
   workflows: WorkflowEngine;
+  workers: WorkerAccess;
   log: Logger;
   quotas?: Quotas;
 }
@@ -116,6 +121,57 @@ export class RpcEndpoint {
       who = this.#authenticate(bearer(first), 'first message');
       if (!who) return channel.close(new Error('missing or invalid bearer token: send "Bearer <token>" first'), CLOSE.unauthorized);
     }
+    this.#open(channel, who, from, (reason) => channel.close(new Error(reason), CLOSE.revoked));
+  }
+
+  /**
+   * A client in the cluster, over NATS (subject cordon.connect.client-rpc): it proves its token without
+   * sending it (lib/rpc/client-proof.ts), then the session's frames are keyed; the same token check
+   * (a revoked token proves nothing), audit, quotas and capabilities as over the WebSocket.
+   */
+  async serveNats(channel: KeyedChannel & Channel): Promise<void> {
+    const sid = /^nats:(.+)$/.exec(channel.description)?.[1];
+    if (!sid) return channel.close(new Error('not a NATS session'));
+    if (this.#unauthenticated >= MAX_UNAUTHENTICATED) return channel.close(new Error('too many connections waiting to authenticate; try again'));
+    this.#unauthenticated++;
+    const nonce = randomBytes(32).toString('base64');
+    const timer = setTimeout(() => channel.close(new Error(`no token proof within ${AUTH_TIMEOUT_MS / 1000} s`)), AUTH_TIMEOUT_MS);
+    let first: string | undefined;
+    try {
+      channel.send(JSON.stringify({ nonce }));
+      first = await channel.receive();
+    } catch {
+      first = undefined;
+    } finally {
+      clearTimeout(timer);
+      this.#unauthenticated--;
+    }
+    if (first === undefined) return;
+    const proof = /^Proof (\S{1,100})$/.exec(first)?.[1];
+    const proves = (hash: string) => {
+      const want = Buffer.from(tokenProof(hash, sid, nonce));
+      const got = Buffer.from(proof!);
+      return want.length === got.length && timingSafeEqual(want, got);
+    };
+    const found = proof ? this.#deps.tokens.authenticateProof(proves) : undefined;
+    if (!found) {
+      this.#deps.audit.append({
+        actor: 'anonymous',
+        action: 'rpc.connect',
+        target: `nats:${CLIENT_RPC_ENDPOINT}`,
+        outcome: 'denied',
+        detail: { reason: 'bad or missing token proof' },
+      });
+      return channel.close(new Error('missing or invalid token proof'));
+    }
+    const { hash, ...who } = found;
+    channel.send('ok');
+    channel.useSessionKey(clientSessionKey(hash, sid, nonce));
+    this.#open(channel, who, `NATS session ${sid.slice(0, 8)}…`, (reason) => channel.close(new Error(reason)));
+  }
+
+  /** An authenticated connection: its membrane, its audit, its session with the main capability. */
+  #open(channel: Channel, who: Principal, from: string, revoked: (reason: string) => void): void {
     channel.authenticated();
     const { audit, log } = this.#deps;
     const principal = who;
@@ -130,11 +186,12 @@ export class RpcEndpoint {
       audit: (action, target, outcome, reason) => audit.append({ actor, action, target, outcome, ...(reason ? { detail: { reason } } : {}) }),
       watches: new Set(),
       stats: () => session!.stats(),
+      workers: this.#deps.workers,
     };
     const revoke = (reason: string) => {
       membrane.revoke(reason);
       for (const end of [...caller.watches]) end();
-      channel.close(new Error(reason), CLOSE.revoked);
+      revoked(reason);
     };
     const live = this.#byToken.get(principal.tokenId) ?? new Set();
     this.#byToken.set(principal.tokenId, live.add(revoke));

@@ -3,6 +3,7 @@
  * refusal is a TypeError whose message starts "egress denied:", as the platform promises.
  */
 import { Body, Headers, Request, Response } from './fetch-api.ts';
+import { requests } from './request-state.ts';
 
 const MAX_SUBREQUESTS = 50;
 
@@ -17,8 +18,11 @@ export interface Subrequests {
 /** Installs `fetch`; returns its subrequest count, which other outbound calls (Workers RPC) share. */
 export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync, maxBody: number): Subrequests {
   let subrequests = 0;
+  // Requests running together share one count (the isolate cannot tell whose call is whose): their
+  // allowance is MAX_SUBREQUESTS each, for those started in this scope.
   const count = () => {
-    if (++subrequests > MAX_SUBREQUESTS) throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
+    if (++subrequests > MAX_SUBREQUESTS * Math.max(1, requests.active))
+      throw new TypeError(`Too many subrequests: a request may make at most ${MAX_SUBREQUESTS}`);
   };
   g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
     const request = new Request(input as string, init as never);
