@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { connect, nkeyAuthenticator, usernamePasswordAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
-import { connectNats, listenNats } from './rpc/nats.ts';
+import { connectNats, listenNats, replicasNats } from './rpc/nats.ts';
 import { natsServers } from './relay.ts';
 import type { Logger } from './log.ts';
 import type { Transport } from './mesh.ts';
@@ -71,8 +71,9 @@ export async function natsTransport(
     try {
       const nc = await connect(options);
       return {
-        listen: (endpoint, max, onChannel) => listenNats(nc, endpoint, max, onChannel, SESSION_TIMING),
-        dial: (endpoint, max) => connectNats(nc, endpoint, max, SESSION_TIMING),
+        listen: (endpoint, max, onChannel, instance) => listenNats(nc, endpoint, max, onChannel, { ...SESSION_TIMING, instance }),
+        dial: (endpoint, max, instance) => connectNats(nc, endpoint, max, { ...SESSION_TIMING, instance }),
+        replicas: (endpoint, waitMs) => replicasNats(nc, endpoint, waitMs),
         close: () => nc.drain(),
       };
     } catch (e) {

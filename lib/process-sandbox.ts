@@ -92,8 +92,7 @@ export function spawnConfined(
     '/',
     '--dev',
     '/dev',
-    '--proc',
-    '/proc',
+    ...procArgs(opts.bwrap),
     '--ro-bind',
     node,
     node,
@@ -119,6 +118,23 @@ export function spawnConfined(
   const child = spawn(command, argv, { cwd: ROOT, env: spawnOpts.env, stdio: ['ignore', spawnOpts.output, spawnOpts.output, 'pipe'] });
   (child.stdio[3] as Writable).on('error', () => {}).end(compileOuterPolicy());
   return child;
+}
+
+let procBinds: string[] | undefined;
+/**
+ * A fresh /proc for the sandbox's own PID namespace where the kernel allows it. Inside a container it
+ * does not (the engine's /proc has masked parts, so a new one may not be mounted): there the sandbox
+ * gets no /proc at all rather than the container's, whose entries would show the processes outside.
+ */
+function procArgs(bwrap: string): string[] {
+  if (procBinds) return procBinds;
+  try {
+    execFileSync(bwrap, ['--unshare-all', '--die-with-parent', '--ro-bind', '/', '/', '--proc', '/proc', '--', 'true'], { stdio: 'pipe', timeout: 10_000 });
+    procBinds = ['--proc', '/proc'];
+  } catch {
+    procBinds = [];
+  }
+  return procBinds;
 }
 
 export interface Layer {
@@ -157,6 +173,11 @@ export function processLayers(): Layer[] {
       detail: nsProblem ?? 'own network namespace, only loopback; NATS and a trace collector through Unix-socket relays',
     },
     { name: 'capabilities dropped, uid 65534', active: !nsProblem, detail: nsProblem ?? 'bwrap --cap-drop ALL --uid 65534' },
+    {
+      name: '/proc of its own PID namespace only',
+      active: !nsProblem,
+      detail: nsProblem ?? (procArgs(bwrap!).length ? 'a fresh /proc' : 'no /proc at all (this kernel or container forbids a fresh one)'),
+    },
     { name: 'seccomp: outer filter (no io_uring, ptrace, bpf, mount, …)', active: !nsProblem, detail: nsProblem ?? 'applied by bwrap before Node starts' },
     {
       name: 'seccomp: inner allow-list filter after load',
