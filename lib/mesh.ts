@@ -39,7 +39,7 @@ export function unixTransport(dataDir: string): Transport {
 export async function openTransport(config: MeshConfig, log?: Logger, relayed = false): Promise<Transport> {
   if (!config.natsUrl) return unixTransport(config.dataDir);
   const { natsTransport } = await import('./mesh-nats.ts');
-  return natsTransport(config.natsUrl, { waitSeconds: config.natsWaitSeconds, relayed, log });
+  return natsTransport(config.natsUrl, { waitSeconds: config.natsWaitSeconds, tls: config.natsTls, relayed, log });
 }
 
 export interface MeshNode {

@@ -19,7 +19,9 @@ import { openRelays } from './relay.ts';
  */
 const startSettings = ((): Settings => {
   try {
-    return loadSettings();
+    const settings = loadSettings();
+    meshConfig(settings); // the NATS seeds and TLS files, checked together
+    return settings;
   } catch (e) {
     const service = basename(dirname(process.argv[1] ?? 'service'));
     process.stderr.write(`cordon ${service}: ${(e as Error).message}\n`);

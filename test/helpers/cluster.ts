@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
 import { freePort, ROOT, waitFor } from './mesh.ts';
 import { findBwrap } from '../../lib/process-sandbox.ts';
-import { startNatsCluster, type NatsNode } from '../../lib/rpc/testing/nats-server.ts';
+import { startNatsCluster, type NatsNode, type NatsServerTls } from '../../lib/rpc/testing/nats-server.ts';
 
 const execFileP = promisify(execFile);
 export const CLI = join(ROOT, 'cli/cordon.mjs');
@@ -86,8 +86,13 @@ export interface RunCluster {
 }
 
 /** A 3-node NATS cluster, a mesh secret and keyrings for every role and `cordons`; no service started yet. */
-export async function runCluster(opts: { cordons: string[]; auth: { user: string; pass: string }; env?: NodeJS.ProcessEnv }): Promise<RunCluster> {
-  const nats = await startNatsCluster({ size: 3, auth: opts.auth });
+export async function runCluster(opts: {
+  cordons: string[];
+  auth: { user: string; pass: string };
+  tls?: NatsServerTls;
+  env?: NodeJS.ProcessEnv;
+}): Promise<RunCluster> {
+  const nats = await startNatsCluster({ size: 3, auth: opts.auth, tls: opts.tls });
   const root = mkdtempSync(join(tmpdir(), 'cordon-cluster-'));
   const operator = join(root, 'operator');
   const keys = join(root, 'keys');
