@@ -7,6 +7,7 @@
  *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate;
  *   4. workflows: 3-step instances/s on Cordon vs miniflare vs the SQLite floor; sleeping instances' memory;
  *   5. Dynamic Workers: new Workers a second, sustained, and their time to first response, vs workerd.
+ *   6. the cluster: hello over NATS vs Unix sockets, and with 2 sandbox processes of the cordon vs 1.
  * Never part of `npm test`: numbers, not assertions.
  */
 import { spawn } from 'node:child_process';
@@ -21,6 +22,7 @@ import { freePort, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts'
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
 import { workflowsBench } from './workflows.ts';
 import { dynamicWorkersBench } from './dynamic-workers.ts';
+import { clusterBench } from './cluster.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -192,3 +194,4 @@ await coldStart();
 await idleMemory();
 await workflowsBench();
 await dynamicWorkersBench();
+await clusterBench();
