@@ -123,8 +123,10 @@ export function spawnConfined(
 let procBinds: string[] | undefined;
 /**
  * A fresh /proc for the sandbox's own PID namespace where the kernel allows it. Inside a container it
- * does not (the engine's /proc has masked parts, so a new one may not be mounted): there the sandbox
- * gets no /proc at all rather than the container's, whose entries would show the processes outside.
+ * does not (the engine's /proc has masked parts, so a new one may not be mounted): there the
+ * container's own /proc is bound read-only. Node and the lockdown need /proc/self; the container's
+ * shows only that container's processes (this sandbox and its `cordon run`), and once the inner
+ * filter is in, no path can be opened at all.
  */
 function procArgs(bwrap: string): string[] {
   if (procBinds) return procBinds;
@@ -132,7 +134,7 @@ function procArgs(bwrap: string): string[] {
     execFileSync(bwrap, ['--unshare-all', '--die-with-parent', '--ro-bind', '/', '/', '--proc', '/proc', '--', 'true'], { stdio: 'pipe', timeout: 10_000 });
     procBinds = ['--proc', '/proc'];
   } catch {
-    procBinds = [];
+    procBinds = ['--ro-bind', '/proc', '/proc'];
   }
   return procBinds;
 }
@@ -174,9 +176,11 @@ export function processLayers(): Layer[] {
     },
     { name: 'capabilities dropped, uid 65534', active: !nsProblem, detail: nsProblem ?? 'bwrap --cap-drop ALL --uid 65534' },
     {
-      name: '/proc of its own PID namespace only',
+      name: '/proc of its own PID namespace',
       active: !nsProblem,
-      detail: nsProblem ?? (procArgs(bwrap!).length ? 'a fresh /proc' : 'no /proc at all (this kernel or container forbids a fresh one)'),
+      detail:
+        nsProblem ??
+        (procArgs(bwrap!)[0] === '--proc' ? 'a fresh /proc' : "the container's /proc, read-only (a fresh one cannot be mounted here); no path opens after lockdown"),
     },
     { name: 'seccomp: outer filter (no io_uring, ptrace, bpf, mount, …)', active: !nsProblem, detail: nsProblem ?? 'applied by bwrap before Node starts' },
     {
