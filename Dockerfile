@@ -12,6 +12,17 @@
 # debian:bookworm-slim, as test/compose.docker.e2e.test.ts does.
 ARG BASE=debian:bookworm-slim
 
+# nats-server from Debian's package, for compose.yaml's NATS cluster where no registry is reachable
+# (any nats-server 2.x image does as well). First, so that building this target alone
+# (`target: nats`) does not go through the build stage with the classic builder.
+FROM ${BASE} AS nats
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nats-server \
+ && rm -rf /var/lib/apt/lists/*
+USER nobody
+EXPOSE 4222 6222
+ENTRYPOINT ["nats-server"]
+
 FROM ${BASE} AS build
 # CA certificates (PEM) to trust besides Debian's while building, for a network whose proxy
 # intercepts TLS to the npm registry. Build stage only: the final image trusts Debian's CAs.
@@ -34,16 +45,6 @@ COPY cli cli
 COPY lib lib
 COPY schemas schemas
 COPY services services
-
-# nats-server from Debian's package, for compose.yaml's NATS cluster where no registry is reachable
-# (any nats-server 2.x image does as well).
-FROM ${BASE} AS nats
-RUN apt-get update \
- && apt-get install -y --no-install-recommends nats-server \
- && rm -rf /var/lib/apt/lists/*
-USER nobody
-EXPOSE 4222 6222
-ENTRYPOINT ["nats-server"]
 
 # The image every Cordon service runs from (the default target).
 FROM ${BASE}
