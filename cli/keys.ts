@@ -38,8 +38,7 @@ function clusterKeys(values: { out?: string; cordons?: string; owner?: string },
   if (!values.out) throw cliError(`name the directory to write to: --out <dir>\n${KEYS_USAGE}`);
   const cordons = values.cordons ? loadSettings({ CORDON_CORDONS: values.cordons }).mesh.cordons : loadSettings(env).mesh.cordons;
   const owner = values.owner === undefined ? undefined : Number(values.owner);
-  if (owner !== undefined && !(Number.isInteger(owner) && owner >= 0))
-    throw cliError(`--owner must be a numeric user id, got ${JSON.stringify(values.owner)}`);
+  if (owner !== undefined && !(Number.isInteger(owner) && owner >= 0)) throw cliError(`--owner must be a numeric user id, got ${JSON.stringify(values.owner)}`);
   mkdirSync(values.out, { recursive: true, mode: 0o700 });
   const secret = loadMeshSecret(values.out, {});
   const rings: [string, ServiceRole, string?][] = [

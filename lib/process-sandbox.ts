@@ -180,7 +180,9 @@ export function processLayers(): Layer[] {
       active: !nsProblem,
       detail:
         nsProblem ??
-        (procArgs(bwrap!)[0] === '--proc' ? 'a fresh /proc' : "the container's /proc, read-only (a fresh one cannot be mounted here); no path opens after lockdown"),
+        (procArgs(bwrap!)[0] === '--proc'
+          ? 'a fresh /proc'
+          : "the container's /proc, read-only (a fresh one cannot be mounted here); no path opens after lockdown"),
     },
     { name: 'seccomp: outer filter (no io_uring, ptrace, bpf, mount, …)', active: !nsProblem, detail: nsProblem ?? 'applied by bwrap before Node starts' },
     {
