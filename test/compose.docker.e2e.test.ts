@@ -286,8 +286,9 @@ describe('compose.yaml: the cluster in containers', { skip: missing }, () => {
           sandbox,
           'sh',
           '-c',
-          // Not the kernel's trees, nor what the image installed from packages (built before any key existed).
-          `grep -rlsF -D skip -- "$1" / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev --exclude-dir=node_modules --exclude-dir=usr; cat /proc/[0-9]*/environ 2>/dev/null | grep -cF -- "$1"; true`,
+          // Every directory a file of Cordon's or a secret can be in (not /proc, /sys, /dev, nor /usr and
+          // node_modules: installed from packages when the image was built, before any key existed).
+          `for d in /app /etc /home /root /run /tmp /var /opt /srv /mnt; do [ -d "$d" ] && grep -rlsF -D skip --exclude-dir=node_modules -- "$1" "$d"; done; cat /proc/[0-9]*/environ 2>/dev/null | grep -cF -- "$1"; true`,
           'sh',
           value,
         ],
