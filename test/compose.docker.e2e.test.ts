@@ -264,8 +264,11 @@ describe('compose.yaml: the cluster in containers', { skip: missing }, () => {
     assert.deepEqual(status.output, { done: [0, 1, 2, 3, 4, 5, 6, 7] });
   });
 
-  test("a sandbox container holds its own cordon's keyring only: no mesh secret, master key or admin token", async () => {
+  test("a sandbox container holds its own cordon's keyring only (no mesh secret, master key or admin token), and confines its sandboxes", async () => {
     const sandbox = container('sandbox-standard', 1);
+    // Its sandbox processes are confined as on a host: every layer, and the probe's escape attempts refused.
+    const doctor = await run('docker', ['exec', sandbox, 'cordon', 'doctor'], { timeout: 180_000 }).catch((e: Error) => e.message);
+    assert.match(doctor, /All layers active/, doctor);
     const secrets = (await run('docker', ['exec', sandbox, 'ls', '/run/secrets'])).trim().split('\n');
     assert.deepEqual(secrets, ['sandbox-standard.keyring']);
     const ring = Keyring.decode(await run('docker', ['exec', sandbox, 'cat', '/run/secrets/sandbox-standard.keyring']));
