@@ -8,7 +8,8 @@
  *   4. workflows: 3-step instances/s on Cordon vs miniflare vs the SQLite floor; sleeping instances' memory;
  *   5. Dynamic Workers: new Workers a second, sustained, and their time to first response, vs workerd;
  *   6. Workers RPC calls/s between two workers vs fetch between them vs two workerd workers (bench/workers-rpc.ts);
- *   7. a 3-step workflow driven by cordon/client over WebSocket vs the admin HTTP API (bench/client.ts).
+ *   7. a 3-step workflow driven by cordon/client over WebSocket vs the admin HTTP API (bench/client.ts);
+ *   8. the cluster: hello over NATS vs Unix sockets, and with 2 sandbox processes of the cordon vs 1.
  * Never part of `npm test`: numbers, not assertions.
  */
 import { spawn } from 'node:child_process';
@@ -25,6 +26,7 @@ import { workflowsBench } from './workflows.ts';
 import { dynamicWorkersBench } from './dynamic-workers.ts';
 import { workersRpcBench } from './workers-rpc.ts';
 import { clientBench } from './client.ts';
+import { clusterBench } from './cluster.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -198,3 +200,4 @@ await workflowsBench();
 await dynamicWorkersBench();
 await workersRpcBench();
 await clientBench();
+await clusterBench();

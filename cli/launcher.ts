@@ -36,7 +36,7 @@ export async function startMesh(opts: { natsUrl?: string; insecureNoProcessSandb
   env.CORDON_DATA_DIR = config.dataDir;
   const report = (msg: string) => process.stderr.write(`cordon: ${msg}\n`);
   mkdirSync(join(config.dataDir, 'sockets'), { recursive: true, mode: 0o700 });
-  const confine = await processSandbox(opts, env, report);
+  const confine = await processSandbox({ ...opts, natsTls: config.natsTls }, env, report);
   const ceilings = memoryCeilings(env, report);
   const services = serviceSpecs(secret, cordonList(env)).map((s) => new ServiceProcess(s, env, report, { confine, ceilings }));
   for (const s of services) s.start();

@@ -27,6 +27,9 @@ const USAGE = `usage: cordon <command> [options]
   keys issue --role <role> [--cordon <name>] [--out <file>]
                                   the keyring of one role (a sandbox's: of one cordon) from this host's mesh
                                   secret, written 0600, for \`cordon run\` on another host
+  keys cluster --out <dir> [--cordons <a,b>] [--owner <uid>]
+                                  a mesh secret in <dir> (made if absent) and every role's keyring beside it
+                                  (supervisor, egress, ingress, sandbox-<cordon>), for compose.yaml's secrets
   deploy [<entry.js|ts>] [--config wrangler.jsonc] --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
                                   [--origin <scheme://host:port>]... [--allow-eval]

@@ -9,7 +9,7 @@
  * attempt: NATS seeds that do not answer yet (up to CORDON_NATS_WAIT_SECONDS, then one line and exit
  * 1) and peers that are not up yet (forever: a mesh comes up in any order).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliError } from './admin-client.ts';
 import { CordonError } from '../lib/errors.ts';
@@ -21,6 +21,15 @@ import { checkHanded, CORDON_NAME, handedKeyring, Keyring, loadMeshSecret } from
 import { memoryCeilings, processSandbox, serviceSpec, ServiceProcess, SERVICE_ROLES, type ServiceRole } from './service-process.ts';
 
 export const RUN_USAGE = 'usage: cordon run <supervisor|egress|ingress|sandbox> [--cordon <name>] [--insecure-no-process-sandbox]';
+
+function readable(file: string): boolean {
+  try {
+    accessSync(file, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function isServiceRole(value: string | undefined): value is ServiceRole {
   return (SERVICE_ROLES as readonly string[]).includes(value ?? '');
@@ -73,13 +82,18 @@ export async function runService(args: { role: string | undefined; cordon?: stri
     if (config.natsUrl) {
       natsServers(config.natsUrl);
       natsAuth(env);
+      for (const [name, file] of Object.entries({ CA: config.natsTls?.ca, CERT: config.natsTls?.cert, KEY: config.natsTls?.key })) {
+        if (file && !readable(file)) throw new Error(`cannot read CORDON_NATS_TLS_${name}=${file}: give this process read access to it`);
+      }
     }
     const keyring = runKeyring(role, cordon, config.dataDir, env);
     env.CORDON_DATA_DIR = config.dataDir;
     mkdirSync(join(config.dataDir, 'sockets'), { recursive: true, mode: 0o700 });
     const report = (msg: string) => log[msg.startsWith('WARNING') ? 'warn' : 'info'](msg);
     const confine =
-      role === 'sandbox' ? await processSandbox({ natsUrl: config.natsUrl, insecureNoProcessSandbox: args.insecureNoProcessSandbox }, env, report) : undefined;
+      role === 'sandbox'
+        ? await processSandbox({ natsUrl: config.natsUrl, natsTls: config.natsTls, insecureNoProcessSandbox: args.insecureNoProcessSandbox }, env, report)
+        : undefined;
     const ceilings = role === 'sandbox' ? memoryCeilings(env, report) : undefined;
     let stopping = false;
     const exited = new Promise<number>((resolveExit) => {

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:net';
-import { flightRecorderPath, sandboxCeilingMb } from '../lib/config.ts';
+import { flightRecorderPath, sandboxCeilingMb, type NatsTls } from '../lib/config.ts';
 import { KEYRING_ENV, KEYRING_FILE_ENV, type Keyring } from '../lib/rpc/index.ts';
 import { findBwrap, INSECURE_ENV, processLayers, ROOT, spawnConfined } from '../lib/process-sandbox.ts';
 import { ceilingSupport, inCgroup, MemoryCeilings } from '../lib/memory-ceiling.ts';
@@ -54,7 +54,7 @@ export function serviceEnv(role: ServiceRole, base: NodeJS.ProcessEnv): NodeJS.P
 export interface Confine {
   bwrap: string;
   configFile?: string;
-  /** Files a sandbox reads and nothing else does for it (a NATS nkey seed). */
+  /** Files a sandbox reads and nothing else does for it (a NATS nkey seed, NATS TLS files). */
   readOnly: string[];
   /** The relays' Unix sockets a sandbox gets in its environment (RELAY_ENV). */
   relayEnv: Record<string, string>;
@@ -66,7 +66,7 @@ export interface Confine {
  * directory), or an error naming each missing layer and what to do.
  */
 export async function processSandbox(
-  opts: { natsUrl?: string; insecureNoProcessSandbox?: boolean },
+  opts: { natsUrl?: string; natsTls?: NatsTls; insecureNoProcessSandbox?: boolean },
   env: NodeJS.ProcessEnv,
   report: (msg: string) => void,
 ): Promise<Confine | undefined> {
@@ -96,6 +96,8 @@ export async function processSandbox(
   const otlp = otlpDestination(env);
   if (otlp) await relay('otlp', [otlp]);
   if (env.CORDON_NATS_NKEY_FILE) confine.readOnly.push(resolve(env.CORDON_NATS_NKEY_FILE));
+  // TLS to NATS is end to end through the relay: the sandbox reads the CA (and its client certificate) itself.
+  for (const f of [opts.natsTls?.ca, opts.natsTls?.cert, opts.natsTls?.key]) if (f) confine.readOnly.push(resolve(f));
   return confine;
 }
 

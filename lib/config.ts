@@ -130,10 +130,23 @@ export const Settings = z.strictObject({
       '.cordon',
       { env: 'CORDON_DATA_DIR', description: 'data: code store, mesh secret, admin token, sockets', shownDefault: '`./.cordon`' },
     ),
-    natsUrl: optional(text('NATS server URLs (nats://host:port), comma-separated'), {
+    natsUrl: optional(text('NATS server URLs (nats://host:port or tls://host:port), comma-separated'), {
       env: 'CORDON_NATS_URL',
       description:
-        'use NATS instead of Unix sockets (`npx cordon start --nats nats://host:4222` sets it); for a NATS cluster, several of its nodes as seeds. Credentials never go here (see *Running as a cluster*)',
+        'use NATS instead of Unix sockets (`npx cordon start --nats nats://host:4222` sets it); for a NATS cluster, several of its nodes as seeds; `tls://` seeds (all or none) for TLS. Credentials never go here (see *A cluster*)',
+    }),
+    natsTlsCa: optional(text('a file path'), {
+      env: 'CORDON_NATS_TLS_CA',
+      shownDefault: "the system's CAs",
+      description: "with `tls://` seeds: the CA certificate file (PEM) the NATS servers' certificates must chain to",
+    }),
+    natsTlsCert: optional(text('a file path'), {
+      env: 'CORDON_NATS_TLS_CERT',
+      description: "with `tls://` seeds: this process's client certificate file (PEM), for servers that verify clients; with `CORDON_NATS_TLS_KEY`",
+    }),
+    natsTlsKey: optional(text('a file path'), {
+      env: 'CORDON_NATS_TLS_KEY',
+      description: 'the private key file (PEM) of `CORDON_NATS_TLS_CERT`',
     }),
     natsWaitSeconds: setting(whole(1, 'seconds'), 30, {
       env: 'CORDON_NATS_WAIT_SECONDS',
@@ -337,6 +350,15 @@ export interface MeshConfig {
   natsUrl: string | undefined;
   /** How long a process waits for a first NATS connection (a cluster still coming up) before it gives up. */
   natsWaitSeconds: number;
+  /** TLS to NATS (`tls://` seeds): the files, and the seeds' host names a server certificate must name. */
+  natsTls: NatsTls | undefined;
+}
+
+export interface NatsTls {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  names: string[];
 }
 
 /** Where every process finds the others and its data. */
@@ -352,7 +374,50 @@ export function meshConfig(s: Settings): MeshConfig {
     adminPort: s.supervisor.adminPort,
     natsUrl: s.mesh.natsUrl,
     natsWaitSeconds: s.mesh.natsWaitSeconds,
+    natsTls: natsTls(s),
   };
+}
+
+/** TLS to NATS when the seeds are `tls://`; the CA, certificate and key make sense only then. */
+function natsTls(s: Settings): NatsTls | undefined {
+  const { natsUrl, natsTlsCa: ca, natsTlsCert: cert, natsTlsKey: key } = s.mesh;
+  const seeds = natsUrl ? natsSeeds(natsUrl) : [];
+  const tls = seeds.some((d) => d.tls);
+  if (!tls) {
+    if (ca || cert || key) throw new Error('CORDON_NATS_TLS_CA, _CERT and _KEY take effect with tls:// seeds only: write CORDON_NATS_URL as tls://host:port,…');
+    return undefined;
+  }
+  if (seeds.some((d) => !d.tls)) throw new Error('CORDON_NATS_URL mixes tls:// and nats:// seeds: a cluster is reached with TLS or without it');
+  if (Boolean(cert) !== Boolean(key)) throw new Error('set both CORDON_NATS_TLS_CERT and CORDON_NATS_TLS_KEY (a client certificate and its key), or neither');
+  return { ca, cert, key, names: [...new Set(seeds.map((d) => d.host))] };
+}
+
+export interface NatsSeed {
+  host: string;
+  port: number;
+  tls: boolean;
+}
+
+/**
+ * `nats://host:port[,tls://host:port…]` (or bare host:port): the seeds of one NATS cluster, to try in
+ * turn. Credentials in the URL are refused: it is printed and logged (they go in CORDON_NATS_USER/_PASS).
+ */
+export function natsSeeds(url: string): NatsSeed[] {
+  return url
+    .split(',')
+    .filter((s) => s.trim())
+    .map((s) => {
+      let u: URL;
+      try {
+        u = new URL(s.includes('://') ? s.trim() : `nats://${s.trim()}`);
+      } catch {
+        throw new Error(`CORDON_NATS_URL: ${JSON.stringify(s.trim())} is not a NATS address (nats://host:port, comma-separated for a cluster's seeds)`);
+      }
+      if (u.username || u.password)
+        throw new Error('CORDON_NATS_URL must not carry credentials (the URL is logged): set CORDON_NATS_USER and CORDON_NATS_PASS instead');
+      if (u.protocol !== 'nats:' && u.protocol !== 'tls:') throw new Error(`CORDON_NATS_URL: ${JSON.stringify(s.trim())} is not a nats:// or tls:// address`);
+      return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 4222), tls: u.protocol === 'tls:' };
+    });
 }
 
 /** Where a cordon's sandbox records which workers it is running (read after a crash to attribute it). */

@@ -14,10 +14,16 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-/** Moves channels between services; one implementation per transport. */
+/**
+ * Moves channels between services; one implementation per transport. `instance` names one process
+ * among the replicas of an endpoint: a listener can then be dialled by it, and `replicas` lists the
+ * names that answer now. A transport without replicas (Unix sockets: one process per endpoint)
+ * leaves `replicas` out.
+ */
 export interface Transport {
-  listen(endpoint: string, maxMessage: number, onChannel: (channel: Channel) => void): Promise<Listener>;
-  dial(endpoint: string, maxMessage: number): Promise<Channel>;
+  listen(endpoint: string, maxMessage: number, onChannel: (channel: Channel) => void, instance?: string): Promise<Listener>;
+  dial(endpoint: string, maxMessage: number, instance?: string): Promise<Channel>;
+  replicas?(endpoint: string, waitMs: number): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -33,13 +39,15 @@ export function unixTransport(dataDir: string): Transport {
 export async function openTransport(config: MeshConfig, log?: Logger, relayed = false): Promise<Transport> {
   if (!config.natsUrl) return unixTransport(config.dataDir);
   const { natsTransport } = await import('./mesh-nats.ts');
-  return natsTransport(config.natsUrl, { waitSeconds: config.natsWaitSeconds, relayed, log });
+  return natsTransport(config.natsUrl, { waitSeconds: config.natsWaitSeconds, tls: config.natsTls, relayed, log });
 }
 
 export interface MeshNode {
   keyring: Keyring;
   /** This process's instance name, sent in the handshake; a sandbox's is its cordon, which its keys prove. */
   name: string;
+  /** This process among the replicas of its endpoint (random per process unless CORDON_INSTANCE names it); not proven by any key. */
+  instance: string;
   transport: Transport;
   log: Logger;
 }
@@ -52,13 +60,15 @@ export function serve(node: MeshNode, endpoint: string, opts: Omit<AcceptOptions
     name: node.name,
     onError: opts.onError ?? ((e) => node.log.warn('refused a connection', { endpoint, error: e.message })),
   };
-  return node.transport.listen(endpoint, max, (channel) => void accept(channel, full));
+  return node.transport.listen(endpoint, max, (channel) => void accept(channel, full), node.instance);
 }
 
 export interface ClientOptions<Remote extends RpcCompatible<Remote>> {
   local?: RpcTarget;
   /** The server's instance name where the key depends on it: the cordon of a sandbox. */
   expectName?: string;
+  /** One replica of the endpoint (Transport.replicas), rather than whichever answers. */
+  instance?: string;
   quotas?: Partial<Quotas>;
   /** Called for every new session (first connect and each reconnect), e.g. to re-subscribe. */
   onSession?(session: MeshSession<Remote>): void | Promise<void>;
@@ -110,7 +120,7 @@ export class MeshClient<Remote extends RpcCompatible<Remote>> {
     while (!this.#stopped) {
       let session: MeshSession<Remote>;
       try {
-        const channel = await this.#node.transport.dial(this.#endpoint, this.#opts.quotas?.maxMessage ?? DEFAULT_QUOTAS.maxMessage);
+        const channel = await this.#node.transport.dial(this.#endpoint, this.#opts.quotas?.maxMessage ?? DEFAULT_QUOTAS.maxMessage, this.#opts.instance);
         session = await connect<Remote>(channel, {
           keyring: this.#node.keyring,
           name: this.#node.name,
@@ -120,7 +130,12 @@ export class MeshClient<Remote extends RpcCompatible<Remote>> {
           quotas: this.#opts.quotas,
         });
       } catch (e) {
-        this.#node.log.debug('connect failed, retrying', { endpoint: this.#endpoint, error: (e as Error).message, delayMs: this.#delay });
+        this.#node.log.debug('connect failed, retrying', {
+          endpoint: this.#endpoint,
+          instance: this.#opts.instance,
+          error: (e as Error).message,
+          delayMs: this.#delay,
+        });
         await new Promise((r) => setTimeout(r, this.#delay));
         this.#delay = Math.min(this.#delay * 2, 2000);
         continue;
@@ -131,7 +146,7 @@ export class MeshClient<Remote extends RpcCompatible<Remote>> {
       }
       this.#delay = 50;
       this.#session = session;
-      this.#node.log.info('connected', { endpoint: this.#endpoint, peer: session.peer });
+      this.#node.log.info('connected', { endpoint: this.#endpoint, instance: this.#opts.instance, peer: session.peer });
       try {
         await this.#opts.onSession?.(session);
       } catch (e) {
@@ -140,7 +155,7 @@ export class MeshClient<Remote extends RpcCompatible<Remote>> {
       }
       for (const w of this.#waiters.splice(0)) w(session);
       const reason = await session.closed;
-      if (!this.#stopped) this.#node.log.warn('disconnected', { endpoint: this.#endpoint, reason: reason.message });
+      if (!this.#stopped) this.#node.log.warn('disconnected', { endpoint: this.#endpoint, instance: this.#opts.instance, reason: reason.message });
     }
   }
 }

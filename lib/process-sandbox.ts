@@ -92,8 +92,7 @@ export function spawnConfined(
     '/',
     '--dev',
     '/dev',
-    '--proc',
-    '/proc',
+    ...procArgs(opts.bwrap),
     '--ro-bind',
     node,
     node,
@@ -119,6 +118,25 @@ export function spawnConfined(
   const child = spawn(command, argv, { cwd: ROOT, env: spawnOpts.env, stdio: ['ignore', spawnOpts.output, spawnOpts.output, 'pipe'] });
   (child.stdio[3] as Writable).on('error', () => {}).end(compileOuterPolicy());
   return child;
+}
+
+let procBinds: string[] | undefined;
+/**
+ * A fresh /proc for the sandbox's own PID namespace where the kernel allows it. Inside a container it
+ * does not (the engine's /proc has masked parts, so a new one may not be mounted): there the
+ * container's own /proc is bound read-only. Node and the lockdown need /proc/self; the container's
+ * shows only that container's processes (this sandbox and its `cordon run`), and once the inner
+ * filter is in, no path can be opened at all.
+ */
+function procArgs(bwrap: string): string[] {
+  if (procBinds) return procBinds;
+  try {
+    execFileSync(bwrap, ['--unshare-all', '--die-with-parent', '--ro-bind', '/', '/', '--proc', '/proc', '--', 'true'], { stdio: 'pipe', timeout: 10_000 });
+    procBinds = ['--proc', '/proc'];
+  } catch {
+    procBinds = ['--ro-bind', '/proc', '/proc'];
+  }
+  return procBinds;
 }
 
 export interface Layer {
@@ -157,6 +175,15 @@ export function processLayers(): Layer[] {
       detail: nsProblem ?? 'own network namespace, only loopback; NATS and a trace collector through Unix-socket relays',
     },
     { name: 'capabilities dropped, uid 65534', active: !nsProblem, detail: nsProblem ?? 'bwrap --cap-drop ALL --uid 65534' },
+    {
+      name: '/proc of its own PID namespace',
+      active: !nsProblem,
+      detail:
+        nsProblem ??
+        (procArgs(bwrap!)[0] === '--proc'
+          ? 'a fresh /proc'
+          : "the container's /proc, read-only (a fresh one cannot be mounted here); no path opens after lockdown"),
+    },
     { name: 'seccomp: outer filter (no io_uring, ptrace, bpf, mount, …)', active: !nsProblem, detail: nsProblem ?? 'applied by bwrap before Node starts' },
     {
       name: 'seccomp: inner allow-list filter after load',

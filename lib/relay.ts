@@ -8,6 +8,7 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
+import { natsSeeds } from './config.ts';
 
 export interface Destination {
   host: string;
@@ -18,26 +19,9 @@ export interface Destination {
 export const RELAY_ENV = { nats: 'CORDON_NATS_RELAY', otlp: 'CORDON_OTLP_RELAY' } as const;
 const OTLP_ENDPOINTS = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'];
 
-/**
- * `nats://host:port[,nats://host:port…]` (or bare host:port): the seeds of one NATS cluster, to try in
- * turn. Credentials in the URL are refused: it is printed and logged (they go in CORDON_NATS_USER/_PASS).
- */
+/** The seeds of CORDON_NATS_URL as relay destinations (lib/config.ts checks and parses them). */
 export function natsServers(url: string): Destination[] {
-  return url
-    .split(',')
-    .filter((s) => s.trim())
-    .map((s) => {
-      let u: URL;
-      try {
-        u = new URL(s.includes('://') ? s.trim() : `nats://${s.trim()}`);
-      } catch {
-        throw new Error(`CORDON_NATS_URL: ${JSON.stringify(s.trim())} is not a NATS address (nats://host:port, comma-separated for a cluster's seeds)`);
-      }
-      if (u.username || u.password)
-        throw new Error('CORDON_NATS_URL must not carry credentials (the URL is logged): set CORDON_NATS_USER and CORDON_NATS_PASS instead');
-      if (u.protocol !== 'nats:') throw new Error(`CORDON_NATS_URL: ${JSON.stringify(s.trim())} is not a nats:// address`);
-      return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 4222) };
-    });
+  return natsSeeds(url).map(({ host, port }) => ({ host, port }));
 }
 
 /** Where the OTLP/HTTP exporter would send traces, if it is configured with a plain-HTTP endpoint. */

@@ -3,6 +3,7 @@
  * A service never dies on a bad message; an unexpected error is logged, and a truly broken state
  * exits non-zero so the launcher restarts it.
  */
+import { randomBytes } from 'node:crypto';
 import { basename, dirname } from 'node:path';
 import { loadSettings, meshConfig, type MeshConfig, type Settings } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -18,7 +19,9 @@ import { openRelays } from './relay.ts';
  */
 const startSettings = ((): Settings => {
   try {
-    return loadSettings();
+    const settings = loadSettings();
+    meshConfig(settings); // the NATS seeds and TLS files, checked together
+    return settings;
   } catch (e) {
     const service = basename(dirname(process.argv[1] ?? 'service'));
     process.stderr.write(`cordon ${service}: ${(e as Error).message}\n`);
@@ -71,9 +74,12 @@ export async function startService(role: Role, name: string, main: (ctx: Service
   try {
     const transport = await openTransport(config, log, relays.natsUrl !== undefined);
     stops.push(() => transport.close());
-    const node: MeshNode = { keyring: loadKeyring(role, config.dataDir, process.env, role === 'sandbox' ? name : undefined), name, transport, log };
+    // This process among its endpoint's replicas (several sandbox processes of one cordon, several ingresses).
+    const instance = randomBytes(6).toString('hex');
+    const keyring = loadKeyring(role, config.dataDir, process.env, role === 'sandbox' ? name : undefined);
+    const node: MeshNode = { keyring, name, instance, transport, log };
     await main({ config, settings, log, node, onStop: (fn) => stops.push(fn) });
-    log.info('ready', { pid: process.pid });
+    log.info('ready', { pid: process.pid, instance });
   } catch (e) {
     log.error('failed to start', { error: e as Error, stack: (e as Error).stack });
     process.exit(1);

@@ -7,15 +7,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { freePort, ROOT, waitFor } from './helpers/mesh.ts';
-import { findBwrap } from '../lib/process-sandbox.ts';
-import { natsServerMissing, startNatsCluster, type NatsNode } from '../lib/rpc/testing/nats-server.ts';
+import { cli, runCluster, SANDBOX_FLAGS, sandboxNode, type RunCluster } from './helpers/cluster.ts';
+import { natsServerMissing } from '../lib/rpc/testing/nats-server.ts';
 import { connect, Keyring } from '../lib/rpc/index.ts';
 import { natsTransport } from '../lib/mesh-nats.ts';
 
@@ -23,127 +21,34 @@ const missing = natsServerMissing();
 if (missing && process.env.CORDON_REQUIRE_ALL === '1') {
   test('nats-server is required (CORDON_REQUIRE_ALL=1)', () => assert.fail(missing));
 }
-const execFileP = promisify(execFile);
-const CLI = join(ROOT, 'cli/cordon.mjs');
 const NATS_AUTH = { user: 'cordon', pass: randomBytes(12).toString('hex') };
 // Values a careless host might leave in a sandbox's environment: `cordon run` must not pass them on.
 const STRAY = { CORDON_MASTER_KEY: randomBytes(32).toString('hex'), CORDON_ADMIN_TOKEN: randomBytes(24).toString('hex') };
-/** Sandboxes run confined as in production; without bubblewrap (a developer machine) unconfined, with a note. */
-const SANDBOX_FLAGS = findBwrap() || process.env.CORDON_REQUIRE_ALL === '1' ? [] : ['--insecure-no-process-sandbox'];
-
-async function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [CLI, ...args], { cwd: ROOT, env, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
-
-interface Running {
-  child: ChildProcess;
-  output(): string;
-}
-
-function runService(args: string[], env: NodeJS.ProcessEnv): Running {
-  let out = '';
-  const child = spawn(process.execPath, [CLI, 'run', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  return { child, output: () => out };
-}
-
-async function stopService(s: Running): Promise<void> {
-  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
-  const exited = new Promise((r) => s.child.once('exit', r));
-  s.child.kill('SIGTERM');
-  const timer = setTimeout(() => s.child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** The Node process running `services/sandbox/main.ts` with data dir `dataDir` (inside bwrap when confined). */
-function sandboxNode(dataDir: string): number | undefined {
-  const node = realpathSync(process.execPath);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (cmdline[0] !== node || !cmdline.some((a) => a.endsWith('services/sandbox/main.ts'))) continue;
-      if (readFileSync(`/proc/${entry}/environ`, 'utf8').includes(`CORDON_DATA_DIR=${dataDir}\0`)) return Number(entry);
-    } catch {
-      // gone while we looked
-    }
-  }
-  return undefined;
-}
 
 describe('a cluster of `cordon run` services over a 3-node NATS cluster', { skip: missing }, () => {
-  let nats: { url: string; nodes: NatsNode[]; stop(): Promise<void> };
-  const root = mkdtempSync(join(tmpdir(), 'cordon-cluster-'));
-  const dirs = Object.fromEntries(['operator', 'supervisor', 'egress', 'ingress', 'sandbox', 'keys'].map((d) => [d, join(root, d)])) as Record<string, string>;
-  const services: Running[] = [];
-  let base: NodeJS.ProcessEnv;
+  let cluster: RunCluster;
   let httpUrl: string;
   let adminEnv: NodeJS.ProcessEnv;
-  const keyFile = (name: string) => join(dirs.keys!, `${name}.keyring`);
+  let nats: RunCluster['nats'];
+  const keyFile = (name: string) => cluster.keyFile(name);
+  const dir = (name: string) => cluster.dir(name);
 
   before(async () => {
-    nats = await startNatsCluster({ size: 3, auth: NATS_AUTH });
-    const [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
-    base = {
-      ...process.env,
-      CORDON_NATS_URL: nats.url,
-      CORDON_NATS_USER: NATS_AUTH.user,
-      CORDON_NATS_PASS: NATS_AUTH.pass,
-      CORDON_CORDONS: 'standard',
-      CORDON_HTTP_PORT: String(httpPort),
-      CORDON_HTTPS_PORT: String(httpsPort),
-      CORDON_ADMIN_PORT: String(adminPort),
-      CORDON_HTTP_HOST: '127.0.0.1',
-    };
-    delete base.CORDON_MESH_SECRET;
-    // The operator's host holds the mesh secret; it issues one keyring per service and keeps the secret.
-    mkdirSync(dirs.operator!, { mode: 0o700 });
-    mkdirSync(dirs.keys!, { mode: 0o700 });
-    writeFileSync(join(dirs.operator!, 'mesh.secret'), randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
-    for (const [role, extra] of [['supervisor'], ['egress'], ['ingress'], ['sandbox', 'standard']] as [string, string?][]) {
-      const r = await cli(['keys', 'issue', '--role', role, ...(extra ? ['--cordon', extra] : []), '--out', keyFile(extra ?? role)], {
-        ...base,
-        CORDON_DATA_DIR: dirs.operator,
-      });
-      assert.equal(r.code, 0, r.stderr);
-    }
-    const start = (role: string, args: string[] = [], env: NodeJS.ProcessEnv = {}) =>
-      services.push(runService([role, ...args], { ...base, CORDON_DATA_DIR: dirs[role], CORDON_MESH_KEYRING_FILE: keyFile(args[1] ?? role), ...env }));
+    cluster = await runCluster({ cordons: ['standard'], auth: NATS_AUTH });
+    ({ nats, httpUrl, adminEnv } = cluster);
     // In any order: a service whose peers are not up yet waits for them.
-    start('sandbox', ['--cordon', 'standard', ...SANDBOX_FLAGS], {
-      ...STRAY,
-      CORDON_MESH_SECRET: readFileSync(join(dirs.operator!, 'mesh.secret'), 'utf8').trim(),
+    cluster.start('sandbox', {
+      cordon: 'standard',
+      dir: 'sandbox',
+      env: { ...STRAY, CORDON_MESH_SECRET: readFileSync(join(cluster.operator, 'mesh.secret'), 'utf8').trim() },
     });
-    start('ingress');
-    start('egress');
-    start('supervisor');
-    httpUrl = `http://127.0.0.1:${httpPort}`;
-    adminEnv = { ...base, CORDON_DATA_DIR: dirs.supervisor, CORDON_ADMIN_URL: `http://127.0.0.1:${adminPort}` };
-    try {
-      await waitFor(
-        'the cluster to become healthy',
-        async () => (await fetch(`http://127.0.0.1:${adminPort}/healthz`)).status === 200 || undefined,
-        90_000,
-        250,
-      );
-    } catch (e) {
-      throw new Error(`${(e as Error).message}\n${services.map((s) => s.output()).join('\n---\n')}`);
-    }
+    cluster.start('ingress');
+    cluster.start('egress');
+    cluster.start('supervisor');
+    await cluster.healthy();
   });
 
-  after(async () => {
-    await Promise.all(services.map(stopService));
-    await nats?.stop();
-    rmSync(root, { recursive: true, force: true });
-  });
+  after(() => cluster?.stop());
 
   test("keys issue writes one role's keyring, 0600, and the sandbox's is for its cordon only", () => {
     for (const name of ['supervisor', 'egress', 'ingress', 'standard']) assert.equal(statSync(keyFile(name)).mode & 0o777, 0o600, name);
@@ -155,15 +60,15 @@ describe('a cluster of `cordon run` services over a 3-node NATS cluster', { skip
   });
 
   test('no service was handed the mesh secret, and none created one', () => {
-    for (const d of ['supervisor', 'egress', 'ingress', 'sandbox']) assert.equal(existsSync(join(dirs[d]!, 'mesh.secret')), false, d);
+    for (const d of ['supervisor', 'egress', 'ingress', 'sandbox']) assert.equal(existsSync(join(dir(d), 'mesh.secret')), false, d);
   });
 
   test('a sandbox started with `cordon run` holds no secret, master key or admin token', () => {
-    const pid = sandboxNode(dirs.sandbox!);
+    const pid = sandboxNode(dir('sandbox'));
     assert.ok(pid, 'the sandbox process runs');
     const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
-    const secret = readFileSync(join(dirs.operator!, 'mesh.secret'), 'utf8').trim();
-    const adminToken = readFileSync(join(dirs.supervisor!, 'admin.token'), 'utf8').trim();
+    const secret = readFileSync(join(cluster.operator, 'mesh.secret'), 'utf8').trim();
+    const adminToken = readFileSync(join(dir('supervisor'), 'admin.token'), 'utf8').trim();
     for (const [what, value] of [
       ['the mesh secret', secret],
       ['the admin token', adminToken],
@@ -177,7 +82,7 @@ describe('a cluster of `cordon run` services over a 3-node NATS cluster', { skip
     assert.deepEqual([handed.self, handed.cordon], ['sandbox', 'standard']);
     if (SANDBOX_FLAGS.length) return;
     // Confined: of the host's files it sees only what bwrap binds — not the secret, the keyring file, the supervisor's data.
-    for (const f of [join(dirs.operator!, 'mesh.secret'), keyFile('standard'), join(dirs.supervisor!, 'admin.token'), dirs.supervisor!]) {
+    for (const f of [join(cluster.operator, 'mesh.secret'), keyFile('standard'), join(dir('supervisor'), 'admin.token'), dir('supervisor')]) {
       assert.equal(existsSync(`/proc/${pid}/root${f}`), false, `${f} is not in the sandbox's view`);
     }
     assert.ok(existsSync(`/proc/${pid}/root${ROOT}/package.json`), "the sandbox's view is readable from here (the check above means something)");

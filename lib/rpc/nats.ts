@@ -4,6 +4,11 @@
  * group `cordon.connect.<service>`, so instances share the load) to open it; the server subscribes to
  * `cordon.s.<sid>.c2s` and answers. From then on frames flow on those subjects.
  *
+ * Replicas: a server started with an instance name also takes sessions for that one process on
+ * `cordon.connect.<service>.<instance>`, and answers `cordon.who.<service>` with its name, so a client
+ * can keep a session to each replica and spread calls over them (lib/replicas.ts). A name is only a
+ * hint: whoever answers to it must still prove the service's key in the handshake.
+ *
  * Frame: a 45-byte header, then payload bytes.
  *   type u8 ('D' data, 'H' heartbeat, 'X' close) | seq u32 | part u16 | parts u16 | total u32 | mac[32]
  * A message longer than the server's `max_payload` is split into `parts` data frames; `total` (the
@@ -209,52 +214,88 @@ export interface NatsListener {
   close(): Promise<void>;
 }
 
-/** Serve `service` on NATS: each accepted session becomes a Channel handed to `onChannel`. */
+/** A replica's instance name: one NATS subject token, short. */
+export const INSTANCE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/**
+ * Serve `service` on NATS: each accepted session becomes a Channel handed to `onChannel`. With
+ * `instance`, this process can also be dialled by name and is listed by `replicasNats`.
+ */
 export async function listenNats(
   nc: NatsConnection,
   service: string,
   maxMessage: number,
   onChannel: (channel: Channel) => void,
-  opts: NatsChannelOptions & { queue?: string } = {},
+  opts: NatsChannelOptions & { queue?: string; instance?: string } = {},
 ): Promise<NatsListener> {
   const channels = new Set<NatsChannel>();
-  const sub = nc.subscribe(`cordon.connect.${service}`, {
-    queue: opts.queue ?? service,
-    callback: (err, msg) => {
-      if (err) return;
-      try {
-        const { sid } = JSON.parse(new TextDecoder().decode(msg.data)) as { sid?: unknown };
-        if (typeof sid !== 'string' || !SID.test(sid)) return;
-        const channel = new NatsChannel(nc, sid, 'server', maxMessage, opts);
-        channels.add(channel);
-        channel.onClose(() => channels.delete(channel));
-        msg.respond('ok');
-        onChannel(channel);
-      } catch {
-        // malformed request: ignore it
-      }
-    },
-  });
+  const open = (err: Error | null, msg: Msg) => {
+    if (err) return;
+    try {
+      const { sid } = JSON.parse(new TextDecoder().decode(msg.data)) as { sid?: unknown };
+      if (typeof sid !== 'string' || !SID.test(sid)) return;
+      const channel = new NatsChannel(nc, sid, 'server', maxMessage, opts);
+      channels.add(channel);
+      channel.onClose(() => channels.delete(channel));
+      msg.respond('ok');
+      onChannel(channel);
+    } catch {
+      // malformed request: ignore it
+    }
+  };
+  const subs = [nc.subscribe(`cordon.connect.${service}`, { queue: opts.queue ?? service, callback: open })];
+  const { instance } = opts;
+  if (instance !== undefined) {
+    if (!INSTANCE_NAME.test(instance)) throw new Error(`${JSON.stringify(instance)} is not a valid instance name (lower-case letters, digits, dashes)`);
+    subs.push(nc.subscribe(`cordon.connect.${service}.${instance}`, { callback: open }));
+    subs.push(nc.subscribe(`cordon.who.${service}`, { callback: (err, msg) => void (err || msg.respond(instance)) }));
+  }
   await nc.flush();
   return {
     close: async () => {
-      sub.unsubscribe();
+      for (const sub of subs) sub.unsubscribe();
       for (const c of channels) c.close(new ChannelClosedError(`${service} stopped listening`));
     },
   };
 }
 
-/** Open a session with some instance of `service` on NATS. */
-export async function connectNats(nc: NatsConnection, service: string, maxMessage: number, opts: NatsChannelOptions = {}): Promise<NatsChannel> {
+/** At most this many replicas of one service are listed: answers beyond are dropped, whoever sent them. */
+export const MAX_REPLICAS = 64;
+
+/** The instance names of `service`'s replicas that answer within `waitMs` (listenNats with `instance`). */
+export async function replicasNats(nc: NatsConnection, service: string, waitMs: number): Promise<string[]> {
+  const names = new Set<string>();
+  try {
+    const replies = await nc.requestMany(`cordon.who.${service}`, '', { strategy: 'timer', maxWait: waitMs, maxMessages: MAX_REPLICAS });
+    for await (const msg of replies) {
+      const name = msg.string();
+      if (INSTANCE_NAME.test(name)) names.add(name);
+    }
+  } catch {
+    // no responders, or the connection is reconnecting: none known now
+  }
+  return [...names];
+}
+
+/** Open a session with some instance of `service` on NATS, or with the replica named `instance`. */
+export async function connectNats(
+  nc: NatsConnection,
+  service: string,
+  maxMessage: number,
+  opts: NatsChannelOptions & { instance?: string } = {},
+): Promise<NatsChannel> {
   const sid = randomBytes(16).toString('base64url');
   const channel = new NatsChannel(nc, sid, 'client', maxMessage, opts);
+  const subject = opts.instance === undefined ? `cordon.connect.${service}` : `cordon.connect.${service}.${opts.instance}`;
   try {
+    if (opts.instance !== undefined && !INSTANCE_NAME.test(opts.instance)) throw new Error(`${JSON.stringify(opts.instance)} is not a valid instance name`);
     await nc.flush(); // our reply subject must be subscribed before the server can answer on it
-    await nc.request(`cordon.connect.${service}`, JSON.stringify({ sid }), { timeout: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs });
+    await nc.request(subject, JSON.stringify({ sid }), { timeout: opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs });
   } catch (e) {
+    const who = opts.instance === undefined ? service : `${service} replica ${opts.instance}`;
     const why = (e as { isNoResponders?: () => boolean }).isNoResponders?.()
-      ? `no ${service} is listening on NATS`
-      : `${service} did not answer on NATS (${(e as Error).message})`;
+      ? `no ${who} is listening on NATS`
+      : `${who} did not answer on NATS (${(e as Error).message})`;
     const error = new Error(why);
     channel.close(error);
     throw error;

@@ -9,6 +9,7 @@ import { context, propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api
 import { annotateSpan, inSpan, traceAttributes } from '../../lib/telemetry.ts';
 import { RpcTarget } from 'capnweb';
 import { MeshClient } from '../../lib/mesh.ts';
+import { ReplicaClients } from '../../lib/replicas.ts';
 import { configHash, reportDrift, routesHash } from '../../lib/drift.ts';
 import { compileRoute, normalizeHostPattern, RouteTable, type HostOwner } from '../../lib/routes.ts';
 import type { Route, RouteListener, RoutingTable } from '../../schemas/routes.ts';
@@ -96,10 +97,11 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     ),
   );
 
-  const sandboxes = new Map<string, MeshClient<SandboxApi>>();
+  // Every live sandbox process of a cordon gets a session; each request goes to one of them.
+  const sandboxes = new Map<string, ReplicaClients<SandboxApi>>();
   const sandboxFor = (cordon: string) => {
     let c = sandboxes.get(cordon);
-    if (!c) sandboxes.set(cordon, (c = new MeshClient<SandboxApi>(node, `sandbox-${cordon}`, 'sandbox', { expectName: cordon })));
+    if (!c) sandboxes.set(cordon, (c = new ReplicaClients<SandboxApi>(node, `sandbox-${cordon}`, 'sandbox', { expectName: cordon })));
     return c;
   };
   onStop(() => sandboxes.forEach((c) => c.close()));
@@ -119,7 +121,16 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     if (!route) return { requestId, refusal: [404, `No worker is routed for ${host.authority}${path}.`] };
     return { requestId, route, host };
   }
-  const callSandbox = async (route: Route, wire: WireRequest) => (await sandboxFor(route.cordon).ready(5000)).remote.handle(route.target, wire);
+  /** One call on one replica of the route's cordon, never one of `tried` while another is live; the replica used is added to `tried`. */
+  const callSandbox = async (route: Route, wire: WireRequest, tried = new Set<string>()) => {
+    const picked = await sandboxFor(route.cordon).pick(5000, tried);
+    tried.add(picked.instance);
+    try {
+      return await picked.session.remote.handle(route.target, wire);
+    } finally {
+      picked.done();
+    }
+  };
 
   async function handle(req: IncomingMessage, res: ServerResponse, routed: { workerId?: string }): Promise<void> {
     const found = routeOf(req);
@@ -144,13 +155,15 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
       }
     }
     const wire = toWireRequest(req, host.authority, requestId, body, settings.ingress.colo);
-    // A streamed body can be sent once only: such a request is never retried.
-    const attempts = IDEMPOTENT.has(wire.method) && !streaming ? 2 : 1;
+    // A streamed body can be sent once only: such a request is never retried. An idempotent one is
+    // retried on another replica of the cordon where there is one (a replica that died took it down).
+    const attempts = IDEMPOTENT.has(wire.method) && !streaming ? 3 : 1;
+    const tried = new Set<string>();
     let response: WireResponse | undefined;
     let answered = false;
     for (let attempt = 1; !answered; attempt++) {
       try {
-        response = await callSandbox(route, incoming ? { ...wire, stream: incoming.stream } : wire);
+        response = await callSandbox(route, incoming ? { ...wire, stream: incoming.stream } : wire, tried);
         answered = true;
       } catch (e) {
         if (incoming?.overLimit()) return tooLarge(res, requestId);

@@ -31,21 +31,31 @@ import type { RequestMetrics } from './request-metrics.ts';
 import type { ObjectHost } from '../../schemas/durable-objects.ts';
 import type { DurableObjects } from './objects/service.ts';
 
-/** The workflow runner each connected sandbox offered, by cordon; a newer session's replaces an older one's. */
+/**
+ * The workflow runners the connected sandbox processes offered, by cordon: one per process (a cordon
+ * may run several replicas); runs go to them in turn, and a run whose process died is run again on
+ * another (the engine retries it).
+ */
 export class WorkerRunners {
-  readonly #byCordon = new Map<string, RpcStub<WorkerRunner>>();
+  readonly #byCordon = new Map<string, RpcStub<WorkerRunner>[]>();
+  #turn = 0;
   /** Called when a cordon's sandbox offers a runner (instances that waited for one can go). */
   onRunner: (cordon: string) => void = () => {};
-  set(cordon: string, runner: RpcStub<WorkerRunner>): void {
-    this.#byCordon.get(cordon)?.[Symbol.dispose]();
-    this.#byCordon.set(cordon, runner);
+  /** `replaces`: the runner this session offered before, if it offers again. */
+  set(cordon: string, runner: RpcStub<WorkerRunner>, replaces?: RpcStub<WorkerRunner>): void {
+    const list = (this.#byCordon.get(cordon) ?? []).filter((r) => r !== replaces);
+    replaces?.[Symbol.dispose]();
+    this.#byCordon.set(cordon, [...list, runner]);
     this.onRunner(cordon);
     runner.onRpcBroken(() => {
-      if (this.#byCordon.get(cordon) === runner) this.#byCordon.delete(cordon);
+      const left = (this.#byCordon.get(cordon) ?? []).filter((r) => r !== runner);
+      if (left.length) this.#byCordon.set(cordon, left);
+      else this.#byCordon.delete(cordon);
     });
   }
   get(cordon: string): RpcStub<WorkerRunner> | undefined {
-    return this.#byCordon.get(cordon);
+    const list = this.#byCordon.get(cordon);
+    return list?.[this.#turn++ % list.length];
   }
 }
 
@@ -98,6 +108,8 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #runners: WorkerRunners;
   readonly #creations: Creations;
   readonly #objects: DurableObjects;
+  /** The runner this session offered: one per session (a process), however often it registers. */
+  #runner: RpcStub<WorkerRunner> | undefined;
 
   constructor({ store, logs, audit, grants, quarantine, drift, runners, creations, objects }: Omit<PortDeps, 'egress' | 'hub'>, peer: PeerIdentity) {
     super();
@@ -125,7 +137,9 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
 
   async registerRunner(runner: RpcStub<WorkerRunner>): Promise<void> {
     if (typeof runner !== 'function' && typeof runner !== 'object') throw new TypeError('runner must be a capability');
-    this.#runners.set(this.#cordon, runner.dup());
+    const previous = this.#runner;
+    this.#runner = runner.dup();
+    this.#runners.set(this.#cordon, this.#runner, previous);
   }
 
   /** Each process of the cordon offers its own host; objects are placed on exactly one of them at a time. */
