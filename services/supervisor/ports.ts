@@ -108,6 +108,8 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #runners: WorkerRunners;
   readonly #creations: Creations;
   readonly #objects: DurableObjects;
+  /** Whether this session offered its object host: one per session (a process), so the hosts stay bounded. */
+  #objectHost = false;
   /** The runner this session offered: one per session (a process), however often it registers. */
   #runner: RpcStub<WorkerRunner> | undefined;
 
@@ -145,6 +147,8 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   /** Each process of the cordon offers its own host; objects are placed on exactly one of them at a time. */
   async registerObjectHost(host: RpcStub<ObjectHost>): Promise<void> {
     if (typeof host !== 'function' && typeof host !== 'object') throw new TypeError('host must be a capability');
+    if (this.#objectHost) throw new Error('this session has offered its object host already (one per sandbox process)');
+    this.#objectHost = true;
     this.#objects.addHost(this.#cordon, host.dup());
   }
 

@@ -284,6 +284,8 @@ describe('attacks: a compromised sandbox and the per-object quota', () => {
       await assert.rejects(async () => await caps.COUNTER.call(own.id, 'vault', 'alarm', 'alarm', '{"retryCount":0,"isRetry":false}'), /kind/);
       // Offered as a host, it is one of its own cordon's: acme's new and old objects never reach it.
       await session.remote.registerObjectHost(new GreedyHost() as never);
+      // Once per session: offering more hosts to draw more of its cordon's objects is refused.
+      await assert.rejects(async () => await session.remote.registerObjectHost(new GreedyHost() as never), /offered its object host already/);
       for (const name of ['fresh-1', 'fresh-2', 'fresh-3']) assert.equal(await get(`/acme/objects/next/${name}`), 1);
       assert.equal(await get('/acme/objects/next/vault'), 2);
       assert.deepEqual(
