@@ -221,7 +221,7 @@ export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, sub
         );
       },
       getDurableObjectClass(_name?: string) {
-        throw new Error('getDurableObjectClass(): Durable Objects are not implemented in Cordon yet, so a loaded class cannot be used as one');
+        throw new Error('getDurableObjectClass(): a loaded class cannot be a Durable Object in Cordon yet (facets are not built; see docs/durable-objects.md)');
       },
     });
   }
