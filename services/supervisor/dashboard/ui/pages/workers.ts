@@ -67,6 +67,12 @@ export async function workersPage(session: SessionInfo): Promise<Node> {
   );
 }
 
+/** What a binding names besides its type (a workflow, a Durable Object class, a KV/D1/queue resource, a service), if anything. */
+function bindingTarget(b: VersionSettings['bindings'][number]): string | undefined {
+  if (b.type === 'durable_object') return b.className;
+  return b.workflow ?? b.resource ?? b.service;
+}
+
 /** Each setting as one comparable line: module code by size and hash, vars by name (their values are not shown). */
 function flatten(s: VersionSettings | null): Map<string, string> {
   if (!s) return new Map([['integrity', 'fails its integrity check']]);
@@ -74,7 +80,7 @@ function flatten(s: VersionSettings | null): Map<string, string> {
   for (const mod of s.modules) m.set(`module ${mod.name}`, `${mod.bytes} bytes, sha256 ${mod.sha256.slice(0, 12)}`);
   for (const [k, v] of Object.entries(s.limits)) m.set(`limits.${k}`, String(v));
   m.set('vars', s.vars.join(', ') || '—');
-  for (const b of s.bindings) m.set(`binding ${b.name}`, b.workflow ? `${b.type} ${b.workflow}` : b.type);
+  for (const b of s.bindings) m.set(`binding ${b.name}`, bindingTarget(b) ? `${b.type} ${bindingTarget(b)}` : b.type);
   m.set('origins', s.origins.join(', ') || '—');
   m.set('allowEval', String(s.allowEval));
   m.set('egress', s.egress ? JSON.stringify(s.egress) : '—');
@@ -230,7 +236,7 @@ export async function workerPage(session: SessionInfo, tenant: string, name: str
         h('dt', {}, 'Limits'),
         h('dd', {}, `CPU ${current.limits.cpuMs} ms, wall ${current.limits.wallMs} ms, memory ${current.limits.memoryMb} MB`),
         h('dt', {}, 'Bindings'),
-        h('dd', {}, current.bindings.map((b) => (b.workflow ? `${b.name} (${b.type} ${b.workflow})` : `${b.name} (${b.type})`)).join(', ') || '—'),
+        h('dd', {}, current.bindings.map((b) => (bindingTarget(b) ? `${b.name} (${b.type} ${bindingTarget(b)})` : `${b.name} (${b.type})`)).join(', ') || '—'),
         h('dt', {}, 'Vars'),
         h('dd', {}, current.vars.join(', ') || '—'),
       ],
