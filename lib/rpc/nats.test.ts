@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { RpcTarget } from 'capnweb';
 import { connect as natsConnect, type NatsConnection, type Msg } from '@nats-io/transport-node';
 import { Keyring, type MeshSession } from './index.ts';
-import { connectNatsSession, listenNats, serveNats } from './nats.ts';
+import { connectNats, connectNatsSession, listenNats, MAX_CLOSE_REASON, serveNats, type NatsChannel } from './nats.ts';
 import { MAX_HANDSHAKE_MESSAGE } from './channel.ts';
 import { natsServerMissing, startNatsServer } from './testing/nats-server.ts';
 
@@ -202,6 +202,34 @@ describe('NATS transport', { skip: missing }, () => {
       const reason = await Promise.race([closed, new Promise<Error>((r) => setTimeout(() => r(new Error('still open after 5 s')), 5000))]);
       assert.match(reason.message, /before the handshake completed/);
       assert.ok(total > MAX_HANDSHAKE_MESSAGE);
+    } finally {
+      await l.close();
+    }
+  });
+
+  test("a close frame carries the closer's reason, one line of at most MAX_CLOSE_REASON bytes, to the peer", async () => {
+    const key = randomBytes(32);
+    const keyed = (c: NatsChannel) => (c.useSessionKey(key), c.authenticated(), c);
+    const accepted: NatsChannel[] = [];
+    const l = await listenNats(serverNc, 'closer', 4096, (c) => void accepted.push(keyed(c as NatsChannel)), timing);
+    try {
+      const open = async () => {
+        const client = keyed(await connectNats(await conn(), 'closer', 4096, timing));
+        await eventually('the server side', () => accepted.length > 0);
+        return { client, server: accepted.pop()! };
+      };
+      const short = await open();
+      short.server.close(new Error('token t1 was revoked'));
+      await assert.rejects(short.client.receive(), /^ChannelClosedError: peer closed session \S+: token t1 was revoked$/);
+      // A long reason with line breaks, ending in multi-byte characters: cut on a character boundary.
+      const long = await open();
+      long.server.close(new Error(`line one\nline two ${'é'.repeat(400)}`));
+      const reason = await long.client.receive().then(
+        () => assert.fail('still open'),
+        (e: Error) => e.message.replace(/^peer closed session \S+: /, ''),
+      );
+      assert.match(reason, /^line one line two é+$/);
+      assert.ok(Buffer.byteLength(reason) <= MAX_CLOSE_REASON, `${Buffer.byteLength(reason)} bytes`);
     } finally {
       await l.close();
     }

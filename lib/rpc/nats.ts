@@ -11,6 +11,8 @@
  *
  * Frame: a 45-byte header, then payload bytes.
  *   type u8 ('D' data, 'H' heartbeat, 'X' close) | seq u32 | part u16 | parts u16 | total u32 | mac[32]
+ * A close frame's payload is the reason, at most MAX_CLOSE_REASON bytes, so that a peer's pending
+ * calls fail saying why (a revoked token, a quota), as a WebSocket's close reason does.
  * A message longer than the server's `max_payload` is split into `parts` data frames; `total` (the
  * whole message's length, in the first part) is checked against the limit before anything is kept.
  * Every frame carries the next sequence number of its direction. After the handshake both sides hold
@@ -36,6 +38,8 @@ const SID = /^[A-Za-z0-9_-]{22}$/;
 const T_DATA = 0x44; // 'D'
 const T_HEARTBEAT = 0x48; // 'H'
 const T_CLOSE = 0x58; // 'X'
+/** A close reason is a line for a log and an error message, no more (a WebSocket's is 123 bytes). */
+export const MAX_CLOSE_REASON = 256;
 
 export interface NatsChannelOptions {
   heartbeatMs?: number;
@@ -113,7 +117,7 @@ export class NatsChannel implements KeyedChannel {
   close(reason: Error = new ChannelClosedError()): void {
     if (this.#closeReason) return;
     try {
-      if (!this.#nc.isClosed()) this.#sendFrame(T_CLOSE, 0, 1, 0, new Uint8Array(0));
+      if (!this.#nc.isClosed()) this.#sendFrame(T_CLOSE, 0, 1, 0, reasonBytes(reason.message));
     } catch {
       // best effort
     }
@@ -168,7 +172,10 @@ export class NatsChannel implements KeyedChannel {
       this.#recvSeq = (this.#recvSeq + 1) >>> 0;
       this.#lastHeard = Date.now();
       if (type === T_HEARTBEAT) return;
-      if (type === T_CLOSE) return this.close(new ChannelClosedError(`peer closed session ${this.#sid}`));
+      if (type === T_CLOSE) {
+        const why = new TextDecoder().decode(reasonBytes(new TextDecoder().decode(payload.subarray(0, MAX_CLOSE_REASON))));
+        return this.close(new ChannelClosedError(`peer closed session ${this.#sid}${why ? `: ${why}` : ''}`));
+      }
       if (type !== T_DATA) throw new Error('unknown frame type');
       this.#assemble(header.readUInt16BE(5), header.readUInt16BE(7), header.readUInt32BE(9), payload);
     } catch (e) {
@@ -208,6 +215,16 @@ export class NatsChannel implements KeyedChannel {
       }
     }
   }
+}
+
+/** A reason as a close frame carries it: one line, cut to MAX_CLOSE_REASON bytes on a character boundary. */
+function reasonBytes(message: string): Uint8Array {
+  const line = message.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
+  const bytes = new TextEncoder().encode(line);
+  if (bytes.length <= MAX_CLOSE_REASON) return bytes;
+  let end = MAX_CLOSE_REASON;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // not inside a UTF-8 sequence
+  return bytes.subarray(0, end);
 }
 
 export interface NatsListener {
