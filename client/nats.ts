@@ -6,7 +6,7 @@
  */
 import { connect as natsConnect, type ConnectionOptions } from '@nats-io/transport-node';
 import { RpcSession, type RpcStub, type RpcTransport } from 'capnweb';
-import { connectNats } from '../lib/rpc/nats.ts';
+import { connectNats, MESH_SESSION_TIMING } from '../lib/rpc/nats.ts';
 import { CLIENT_RPC_ENDPOINT, clientSessionKey, tokenHash, tokenProof } from '../lib/rpc/client-proof.ts';
 import type { CordonApi } from '../schemas/client.ts';
 
@@ -16,7 +16,8 @@ const MAX_MESSAGE = 4 * 1024 * 1024;
 export async function connectOverNats(url: string, token: string, nats: Partial<ConnectionOptions> = {}): Promise<RpcStub<CordonApi>> {
   const nc = await natsConnect({ servers: url.replace(/^nats:\/\//, ''), ...nats });
   try {
-    const channel = await connectNats(nc, CLIENT_RPC_ENDPOINT, MAX_MESSAGE);
+    // The supervisor drops a session silent for its mesh time-out (3 s): heartbeat at the mesh's pace.
+    const channel = await connectNats(nc, CLIENT_RPC_ENDPOINT, MAX_MESSAGE, MESH_SESSION_TIMING);
     const sid = channel.description.slice('nats:'.length);
     const { nonce } = JSON.parse(await channel.receive()) as { nonce: string };
     const hash = tokenHash(token);

@@ -7,14 +7,11 @@ import { readFileSync } from 'node:fs';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { isIP } from 'node:net';
 import { connect, nkeyAuthenticator, usernamePasswordAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { connectNats, listenNats, replicasNats } from './rpc/nats.ts';
+import { connectNats, listenNats, MESH_SESSION_TIMING, replicasNats } from './rpc/nats.ts';
 import { natsServers } from './relay.ts';
 import type { Logger } from './log.ts';
 import type { NatsTls } from './config.ts';
 import type { Transport } from './mesh.ts';
-
-/** Inside one mesh a dead peer (a crashed sandbox) must be noticed within seconds. */
-const SESSION_TIMING = { heartbeatMs: 1000, sessionTimeoutMs: 3000 };
 
 /**
  * How this process authenticates to NATS: CORDON_NATS_USER + CORDON_NATS_PASS, or an nkey seed in the
@@ -117,8 +114,8 @@ export async function natsTransport(
     try {
       const nc = await connectBy(options, deadline);
       return {
-        listen: (endpoint, max, onChannel, instance) => listenNats(nc, endpoint, max, onChannel, { ...SESSION_TIMING, instance }),
-        dial: (endpoint, max, instance) => connectNats(nc, endpoint, max, { ...SESSION_TIMING, instance }),
+        listen: (endpoint, max, onChannel, instance) => listenNats(nc, endpoint, max, onChannel, { ...MESH_SESSION_TIMING, instance }),
+        dial: (endpoint, max, instance) => connectNats(nc, endpoint, max, { ...MESH_SESSION_TIMING, instance }),
         replicas: (endpoint, waitMs) => replicasNats(nc, endpoint, waitMs),
         close: () => nc.drain(),
       };

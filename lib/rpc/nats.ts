@@ -49,6 +49,12 @@ export interface NatsChannelOptions {
 
 const DEFAULTS = { heartbeatMs: 5000, sessionTimeoutMs: 15_000, connectTimeoutMs: 5000 };
 
+/**
+ * The mesh's timing (lib/mesh-nats.ts): a dead peer (a crashed sandbox) is noticed within seconds.
+ * The supervisor's client endpoint listens with it too, so a client must heartbeat as often.
+ */
+export const MESH_SESSION_TIMING = { heartbeatMs: 1000, sessionTimeoutMs: 3000 };
+
 export class NatsChannel implements KeyedChannel {
   readonly maxMessage: number;
   readonly description: string;
