@@ -3,17 +3,22 @@
  * WebSockets: no token, a wrong one, a revoked one (live capabilities stop at once), a tenant-bound
  * token reaching for another tenant's workflow, a `read` token changing things, a stub where a string
  * is declared, and oversized, too-deep, garbage and binary frames. Each ends only the offending
- * connection: a bystander client keeps working, and the instances attacked are as they were.
+ * connection: a bystander client keeps working, and the instances attacked are as they were. Over NATS
+ * (a cluster): garbage, oversized and forged proofs before authentication, and oversized, too-deep,
+ * garbage, non-UTF-8 and unknown-import messages on an authenticated session, each ending only that
+ * session while a bystander session and its watch go on. The e2e cases (test/client.e2e.test.ts) run
+ * revocation, tenant isolation and scope refusals over both transports.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
+import { createHmac } from 'node:crypto';
 import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
-import { connect, type Cordon } from '../../client/index.ts';
+import { connect, type Cordon, type WatchEvent } from '../../client/index.ts';
 import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
 import { natsServerMissing, startNatsServer } from '../../lib/rpc/testing/nats-server.ts';
-import { connectNats } from '../../lib/rpc/nats.ts';
-import { CLIENT_RPC_ENDPOINT, tokenHash, tokenProof } from '../../lib/rpc/client-proof.ts';
+import { connectNats, type NatsChannel } from '../../lib/rpc/nats.ts';
+import { CLIENT_RPC_ENDPOINT, clientSessionKey, tokenHash, tokenProof } from '../../lib/rpc/client-proof.ts';
 
 /** capnweb's RpcPromise is a thenable, not a Promise: node:assert wants the latter. */
 const rejects = (p: PromiseLike<unknown>, error: RegExp) => assert.rejects(Promise.resolve(p), error);
@@ -198,14 +203,33 @@ describe('attacks on the client RPC endpoint over NATS', { skip: natsMissing }, 
   let nats: { url: string; stop(): Promise<void> };
   let mesh: TestMesh;
   let nc: NatsConnection;
+  let bystander: Cordon;
   const token = async (scope: string) => (await mesh.cli(['tokens', 'create', '--scope', scope])).stdout.trim();
+  /** A session authenticated by hand, as a client's own code could: it then sends whatever it likes. */
+  const authenticated = async (secret: string) => {
+    // Our side's limit well over the supervisor's, so that an oversized message leaves it.
+    const channel = await connectNats(nc, CLIENT_RPC_ENDPOINT, 16 * 1024 * 1024);
+    const sid = channel.description.slice('nats:'.length);
+    const { nonce } = JSON.parse(await channel.receive()) as { nonce: string };
+    channel.send(`Proof ${tokenProof(tokenHash(secret), sid, nonce)}`);
+    assert.equal(await channel.receive(), 'ok');
+    channel.useSessionKey(clientSessionKey(tokenHash(secret), sid, nonce));
+    channel.authenticated();
+    return Object.assign(channel, { nonce });
+  };
 
   before(async () => {
     nats = await startNatsServer();
     mesh = await startTestMesh({}, ['--nats', nats.url]);
     nc = await natsConnect({ servers: nats.url.replace(/^nats:\/\//, '') });
+    assert.equal((await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc'])).code, 0);
+    await waitFor('the signup worker', async () => (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404 || undefined);
+    bystander = await connect(nats.url, { token: await token('workflows') });
+    await bystander.workflows('signup').create({ id: 'victim', params: { user: 'v', sleepMs: 10 } });
+    await waitFor('the victim waiting for its event', async () => (await bystander.workflows('signup').get('victim').status()).steps.length === 3 || undefined);
   });
   after(async () => {
+    bystander?.[Symbol.dispose]();
     await nc?.close();
     await mesh?.stop();
     await nats?.stop();
@@ -244,5 +268,73 @@ describe('attacks on the client RPC endpoint over NATS', { skip: natsMissing }, 
     assert.deepEqual((await victim.whoami()).scopes, ['workflows']);
     victim[Symbol.dispose]();
     assert.equal(mesh.servicePids().get('supervisor'), supervisor);
+  });
+
+  test('an oversized, too deep, garbage, non-UTF-8 or unknown-import message on an authenticated session ends only that session; a bystander session and its watch are unharmed', async () => {
+    const supervisor = mesh.servicePids().get('supervisor');
+    const secret = await token('workflows');
+    const heard: WatchEvent[] = [];
+    using _watch = await bystander
+      .workflows('signup')
+      .get('victim')
+      .watch((e) => void heard.push(e));
+    await waitFor('the bystander watch to be live', () => heard.length > 0 || undefined);
+    const attacks: [string, (channel: NatsChannel) => void, RegExp][] = [
+      ['5 MiB', (c) => c.send(`["push",["pipeline",0,["whoami"],["${'a'.repeat(5 * 1024 * 1024)}"]]]`), /exceeds the limit of 4194304 bytes/],
+      ['200 levels deep', (c) => c.send(`["push",["pipeline",0,["workflows"],[${'['.repeat(200)}${']'.repeat(200)}]]]`), /maximum allowed message depth/],
+      ['garbage text', (c) => c.send('this is not capnweb'), /./],
+      ['an import it was never given', (c) => c.send('["push",["pipeline",4242,["status"],[]]]'), /./],
+    ];
+    for (const [what, attack, why] of attacks) {
+      const channel = await authenticated(secret);
+      attack(channel);
+      // The supervisor may say why in capnweb (an abort) before it closes: read up to the close, bounded.
+      const heard: string[] = [];
+      let reason = 'still open after 10 messages';
+      for (let i = 0; i < 10; i++) {
+        const next = await channel.receive().then(
+          (m) => void heard.push(m.slice(0, 300)),
+          (e: Error) => e.message,
+        );
+        if (next !== undefined) {
+          reason = next;
+          break;
+        }
+      }
+      assert.match(reason, /^peer closed session/, `${what}: ${reason}`);
+      assert.match([...heard, reason].join(' '), why, `${what}: ${heard.join(' ')} ${reason}`);
+      assert.equal((await bystander.workflows('signup').get('victim').status()).status, 'waiting', `after ${what}`);
+    }
+    // Bytes that are not UTF-8, in a frame keyed as the channel would key it (its sender takes only strings).
+    const raw = await authenticated(secret);
+    const sid = raw.description.slice('nats:'.length);
+    const ended = new Promise<string>((resolve) => raw.onClose((e) => resolve(e.message)));
+    const payload = Buffer.from([0xff, 0xfe, 0x80]);
+    const frame = Buffer.alloc(45 + payload.length);
+    frame[0] = 0x44; // data
+    frame.writeUInt32BE(1, 1); // the Proof was frame 0
+    frame.writeUInt16BE(0, 5);
+    frame.writeUInt16BE(1, 7);
+    frame.writeUInt32BE(payload.length, 9);
+    createHmac('sha256', clientSessionKey(tokenHash(secret), sid, raw.nonce))
+      .update(Buffer.from([1]))
+      .update(sid)
+      .update(frame.subarray(0, 13))
+      .update(payload)
+      .digest()
+      .copy(frame, 13);
+    payload.copy(frame, 45);
+    nc.publish(`cordon.s.${sid}.c2s`, frame);
+    assert.match(await ended, /^peer closed session \S+: .*(encoded data was not valid|utf-8)/i);
+    // The supervisor is whole, and the bystander's session, instance and watch are as they were.
+    assert.equal(mesh.servicePids().get('supervisor'), supervisor);
+    assert.deepEqual((await bystander.whoami()).scopes, ['workflows']);
+    const before = heard.length;
+    await bystander.workflows('signup').get('victim').pause();
+    await waitFor(
+      'the bystander watch to see the pause',
+      () => heard.slice(before).some((e) => e.type === 'status' && e.status.status === 'paused') || undefined,
+    );
+    await bystander.workflows('signup').get('victim').resume();
   });
 });
