@@ -6,9 +6,10 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cordonList, loadConfig, type MeshConfig } from '../lib/config.ts';
-import { CORDON_NAME, Keyring, loadMeshSecret } from '../lib/rpc/index.ts';
+import { Keyring, loadMeshSecret } from '../lib/rpc/index.ts';
 import { adminTokenPath, loadAdminToken } from '../lib/admin-token.ts';
 import { memoryCeilings, processSandbox, serviceSpec, ServiceProcess, type ServiceSpec } from './service-process.ts';
+import { DedicatedSandboxes, dedicatedCordons } from './dedicated.ts';
 
 /** The specs of every service on one machine, each with its role's keyring (a sandbox's: its own cordon's). */
 export function serviceSpecs(secret: Buffer, cordons: string[]): ServiceSpec[] {
@@ -41,42 +42,23 @@ export async function startMesh(opts: { natsUrl?: string; insecureNoProcessSandb
   const services = serviceSpecs(secret, cordonList(env)).map((s) => new ServiceProcess(s, env, report, { confine, ceilings }));
   for (const s of services) s.start();
   // Cordons the supervisor adds at run time (quarantine: a cordon of one) each get their own process.
-  const dynamic = new Map<string, ServiceProcess>();
+  const dedicated = new DedicatedSandboxes(secret, env, report, { confine, ceilings });
   const cordonsFile = join(config.dataDir, 'cordons.json');
   const sync = () => {
-    let wanted: string[] = [];
-    let inspector: Record<string, unknown> = {};
+    let parsed: unknown;
     try {
-      const parsed = JSON.parse(readFileSync(cordonsFile, 'utf8')) as { dynamic?: unknown; inspector?: unknown };
-      if (Array.isArray(parsed.dynamic)) wanted = parsed.dynamic.filter((c): c is string => typeof c === 'string' && CORDON_NAME.test(c));
-      if (parsed.inspector && typeof parsed.inspector === 'object') inspector = parsed.inspector as Record<string, unknown>;
+      parsed = JSON.parse(readFileSync(cordonsFile, 'utf8'));
     } catch {
       return; // not written yet, or mid-rename
     }
-    for (const c of wanted) {
-      if (dynamic.has(c)) continue;
-      const spec = serviceSpec(Keyring.forRole(secret, 'sandbox', c));
-      // A debug cordon (`cordon debug`): its process alone has the inspector, opened by this token's holder.
-      const token = inspector[c];
-      if (c.startsWith('d-') && typeof token === 'string' && /^[0-9a-f]{64}$/.test(token)) spec.env.CORDON_INSPECTOR_TOKEN_SHA256 = token;
-      const s = new ServiceProcess(spec, env, report, { confine, ceilings });
-      dynamic.set(c, s);
-      report(`starting a dedicated sandbox for cordon ${c}`);
-      s.start();
-    }
-    for (const [c, s] of dynamic) {
-      if (wanted.includes(c)) continue;
-      dynamic.delete(c);
-      report(`stopping the sandbox of cordon ${c}`);
-      void s.stop();
-    }
+    dedicated.apply(dedicatedCordons(parsed));
   };
   const watcher = setInterval(sync, 500);
   return {
     services,
     stop: async () => {
       clearInterval(watcher);
-      await Promise.all([...services, ...dynamic.values()].map((s) => s.stop()));
+      await Promise.all([...services.map((s) => s.stop()), dedicated.stop()]);
       ceilings?.close();
       for (const r of confine?.relays ?? []) r.close();
     },

@@ -5,6 +5,7 @@ import { CordonError } from '../lib/errors.ts';
 import { bundleWorker } from './bundle.ts';
 import { runStart } from './launcher.ts';
 import { RUN_USAGE, runService } from './run.ts';
+import { runDedicatedAgent } from './dedicated-agent.ts';
 import { keysCommand } from './keys.ts';
 import { runDoctor } from './doctor.ts';
 import { runDebug } from './debug.ts';
@@ -24,6 +25,9 @@ const USAGE = `usage: cordon <command> [options]
                                   run exactly one service in the foreground (a container, a systemd unit):
                                   its keys from CORDON_MESH_KEYRING_FILE, logs as JSON lines on stderr;
                                   exits non-zero on a wrong setting or keyring, waits for NATS and peers
+  run dedicated [--insecure-no-process-sandbox]
+                                  in a cluster, where the mesh secret is: a sandbox process for each quarantine
+                                  and debug cordon the supervisor has, with a keyring for that cordon alone
   keys issue --role <role> [--cordon <name>] [--out <file>]
                                   the keyring of one role (a sandbox's: of one cordon) from this host's mesh
                                   secret, written 0600, for \`cordon run\` on another host
@@ -114,6 +118,10 @@ async function main(argv: string[]): Promise<number> {
         options: { cordon: { type: 'string' }, 'insecure-no-process-sandbox': { type: 'boolean' } },
       });
       if (positionals.length > 1) throw cliError(RUN_USAGE);
+      if (positionals[0] === 'dedicated') {
+        if (values.cordon !== undefined) throw cliError('--cordon is for a sandbox only; the agent runs every dedicated cordon');
+        return runDedicatedAgent({ insecureNoProcessSandbox: values['insecure-no-process-sandbox'] });
+      }
       return runService({ role: positionals[0], cordon: values.cordon, insecureNoProcessSandbox: values['insecure-no-process-sandbox'] });
     }
     case 'keys':

@@ -13,14 +13,16 @@ import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliError } from './admin-client.ts';
 import { CordonError } from '../lib/errors.ts';
-import { loadSettings, meshConfig } from '../lib/config.ts';
+import { loadSettings, meshConfig, type MeshConfig } from '../lib/config.ts';
 import { createLogger } from '../lib/log.ts';
 import { natsServers } from '../lib/relay.ts';
 import { natsAuth } from '../lib/mesh-nats.ts';
 import { checkHanded, CORDON_NAME, handedKeyring, Keyring, loadMeshSecret } from '../lib/rpc/index.ts';
 import { memoryCeilings, processSandbox, serviceSpec, ServiceProcess, SERVICE_ROLES, type ServiceRole } from './service-process.ts';
 
-export const RUN_USAGE = 'usage: cordon run <supervisor|egress|ingress|sandbox> [--cordon <name>] [--insecure-no-process-sandbox]';
+export const RUN_USAGE =
+  'usage: cordon run <supervisor|egress|ingress|sandbox> [--cordon <name>] [--insecure-no-process-sandbox]\n' +
+  '       cordon run dedicated [--insecure-no-process-sandbox]   (the agent running quarantine and debug cordons; where the mesh secret is)';
 
 function readable(file: string): boolean {
   try {
@@ -61,12 +63,25 @@ function handedCordon(env: NodeJS.ProcessEnv): string | undefined {
   }
 }
 
+/** The mesh settings of a `cordon run` process, every one checked that can be before anything starts. */
+export function runConfig(env: NodeJS.ProcessEnv): MeshConfig {
+  const config = meshConfig(loadSettings(env));
+  if (config.natsUrl) {
+    natsServers(config.natsUrl);
+    natsAuth(env);
+    for (const [name, file] of Object.entries({ CA: config.natsTls?.ca, CERT: config.natsTls?.cert, KEY: config.natsTls?.key })) {
+      if (file && !readable(file)) throw new Error(`cannot read CORDON_NATS_TLS_${name}=${file}: give this process read access to it`);
+    }
+  }
+  return config;
+}
+
 /** Runs one service until it exits (its exit code) or this process is signalled (stops it, exits 0). */
 export async function runService(args: { role: string | undefined; cordon?: string; insecureNoProcessSandbox?: boolean }): Promise<number> {
   const { role } = args;
   if (!isServiceRole(role))
     throw cliError(
-      `${role === undefined ? 'name a service to run' : `${JSON.stringify(role)} is not a service`} (supervisor, egress, ingress or sandbox)\n${RUN_USAGE}`,
+      `${role === undefined ? 'name a service to run' : `${JSON.stringify(role)} is not a service`} (supervisor, egress, ingress, sandbox, or dedicated)\n${RUN_USAGE}`,
     );
   const env = { ...process.env };
   let cordon: string | undefined;
@@ -78,14 +93,7 @@ export async function runService(args: { role: string | undefined; cordon?: stri
   let service: ServiceProcess;
   try {
     // Every setting this process can check before it starts, so that a wrong one is one line, not a half-started service.
-    const config = meshConfig(loadSettings(env));
-    if (config.natsUrl) {
-      natsServers(config.natsUrl);
-      natsAuth(env);
-      for (const [name, file] of Object.entries({ CA: config.natsTls?.ca, CERT: config.natsTls?.cert, KEY: config.natsTls?.key })) {
-        if (file && !readable(file)) throw new Error(`cannot read CORDON_NATS_TLS_${name}=${file}: give this process read access to it`);
-      }
-    }
+    const config = runConfig(env);
     const keyring = runKeyring(role, cordon, config.dataDir, env);
     env.CORDON_DATA_DIR = config.dataDir;
     mkdirSync(join(config.dataDir, 'sockets'), { recursive: true, mode: 0o700 });

@@ -90,6 +90,22 @@ export interface SupervisorForEgress extends DriftReporting {
   refused(workerId: string, reason: string): Promise<void>;
 }
 
+/**
+ * The cordons of one worker or tenant the supervisor makes at run time (quarantine `q-…`, debug
+ * `d-…`), each of which must have a sandbox process of its own: what `cordon start`'s launcher reads
+ * from `<data>/cordons.json` and the agent (`cordon run dedicated`) asks the supervisor for.
+ */
+export interface DedicatedCordons {
+  dynamic: string[];
+  /** A debug cordon's inspector token as its SHA-256 (hex): only that cordon's process gets it. */
+  inspector: Record<string, string>;
+}
+
+/** The supervisor, as the dedicated-cordon agent sees it: the list, read-only; nothing else. */
+export interface SupervisorForAgent {
+  dedicated(): Promise<DedicatedCordons>;
+}
+
 /** Egress, as the supervisor sees it. */
 export interface EgressForSupervisor {
   /** A fetcher bound to one worker's identity and policy (the identity is ours to give, never the tenant's). */

@@ -104,6 +104,12 @@ describe('key derivation', () => {
     assert.equal(Keyring.forRole(secret, 'egress').key('ingress', 'sandbox', 'a'), undefined);
     assert.ok(Keyring.forRole(secret, 'relay').key('relay', 'supervisor'));
     assert.equal(Keyring.forRole(secret, 'cli').holds('cli', 'supervisor'), false);
+    // The dedicated-cordon agent's link: its own key, which no sandbox, ingress or egress holds.
+    const agent = Keyring.forRole(secret, 'agent');
+    assert.deepEqual(agent.key('agent', 'supervisor'), Keyring.forRole(secret, 'supervisor').key('agent', 'supervisor'));
+    assert.equal(agent.holds('sandbox', 'supervisor'), false);
+    for (const other of [Keyring.forRole(secret, 'sandbox', 'q-a'), ingress, Keyring.forRole(secret, 'egress')])
+      assert.equal(other.holds('agent', 'supervisor'), false);
   });
 
   test('a sandbox keyring is for exactly one valid cordon; no other role is for any', () => {

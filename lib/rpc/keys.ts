@@ -22,7 +22,7 @@ import { createHmac, createPrivateKey, createPublicKey, randomBytes, sign, verif
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const ROLES = ['supervisor', 'sandbox', 'ingress', 'egress', 'cli', 'relay'] as const;
+export const ROLES = ['supervisor', 'sandbox', 'ingress', 'egress', 'cli', 'relay', 'agent'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** Who may open a session to whom: [client role, server role]. Anything else is refused by construction. */
@@ -32,6 +32,8 @@ export const LINKS: readonly (readonly [Role, Role])[] = [
   ['egress', 'supervisor'],
   ['ingress', 'sandbox'],
   ['relay', 'supervisor'],
+  // The dedicated-cordon agent (`cordon run dedicated`) reads the list of q-/d- cordons, and nothing else.
+  ['agent', 'supervisor'],
 ];
 
 /** The roles that sign their proofs: the non-sandbox end of every link with a sandbox end. */

@@ -7,7 +7,7 @@ import type { RpcTarget } from 'capnweb';
 import { serve } from '../../lib/mesh.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
-import { EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';
+import { AgentPort, EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';
 import { RequestMetrics } from './request-metrics.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
@@ -125,11 +125,12 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   const expected = ['ingress', 'egress', ...settings.mesh.cordons.map((c) => `sandbox:${c}`)];
 
   const listener = await serve(node, 'supervisor', {
-    accept: ['sandbox', 'ingress', 'egress'],
+    accept: ['sandbox', 'ingress', 'egress', 'agent'],
     admit: (peer) => peer.role !== 'sandbox' || runs(peer.name),
     mainFor(peer): RpcTarget {
       if (peer.role === 'sandbox') return new SandboxPort(ports, peer);
       if (peer.role === 'ingress') return new IngressPort(ports);
+      if (peer.role === 'agent') return new AgentPort(ports);
       return new EgressPort(ports);
     },
     onSession(session: MeshSession<any>) {

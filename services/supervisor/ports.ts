@@ -18,6 +18,8 @@ import {
   type SupervisorForIngress,
   type SupervisorForSandbox,
   type WorkerRunner,
+  type DedicatedCordons,
+  type SupervisorForAgent,
 } from '../../schemas/services.ts';
 import type { Creations } from './creations.ts';
 import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
@@ -352,5 +354,21 @@ export class EgressPort extends RpcTarget implements SupervisorForEgress {
       detail: { reason: check(z.string().max(1000), reason, 'reason') },
     });
     this.#quarantine.signal(id, 'egress');
+  }
+}
+
+/**
+ * The dedicated-cordon agent (`cordon run dedicated`) reads which q-/d- cordons need a process; it
+ * can neither change the list nor reach any worker, code or storage through this port.
+ */
+export class AgentPort extends RpcTarget implements SupervisorForAgent {
+  readonly #quarantine: Quarantine;
+  constructor({ quarantine }: Pick<PortDeps, 'quarantine'>) {
+    super();
+    this.#quarantine = quarantine;
+  }
+
+  async dedicated(): Promise<DedicatedCordons> {
+    return this.#quarantine.dedicated();
   }
 }

@@ -19,6 +19,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
 import type { AuditLog } from './audit.ts';
 import type { CodeStore } from './store.ts';
+import type { DedicatedCordons } from '../../schemas/services.ts';
 
 export interface QuarantineEntry {
   worker: string;
@@ -319,9 +320,8 @@ export class Quarantine {
     }));
   }
 
-  /** The launcher reads this file and runs one sandbox per listed cordon (with the inspector where a token is given). */
-  #writeCordons(): void {
-    const tmp = `${this.#file}.tmp`;
+  /** The dedicated cordons that must each have a process now (with the inspector where a token is given). */
+  dedicated(): DedicatedCordons {
     const inspector = Object.fromEntries(
       (
         this.#db.prepare('SELECT cordon, inspector_token_sha256 FROM quarantine WHERE inspector_token_sha256 IS NOT NULL').all() as {
@@ -331,7 +331,13 @@ export class Quarantine {
       ).map((r) => [r.cordon, r.inspector_token_sha256]),
     );
     // Workers held for the same code or the same tenant share a cordon: one process for them all.
-    writeFileSync(tmp, JSON.stringify({ dynamic: [...new Set(this.list().map((e) => e.cordon))], inspector }) + '\n', { mode: 0o600 });
+    return { dynamic: [...new Set(this.list().map((e) => e.cordon))], inspector };
+  }
+
+  /** `cordon start`'s launcher reads this file; in a cluster the agent asks for the same list over the mesh. */
+  #writeCordons(): void {
+    const tmp = `${this.#file}.tmp`;
+    writeFileSync(tmp, JSON.stringify(this.dedicated()) + '\n', { mode: 0o600 });
     renameSync(tmp, this.#file);
   }
 }
