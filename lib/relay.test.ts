@@ -13,7 +13,7 @@ test('NATS URLs and OTLP endpoints are read as a relay needs them', () => {
     { host: '::1', port: 5000 },
   ]);
   assert.throws(() => natsServers('nats://user:pass@a.example:4222'), /must not carry credentials.*CORDON_NATS_USER/);
-  assert.throws(() => natsServers('http://a.example'), /not a nats:\/\/ address/);
+  assert.throws(() => natsServers('http://a.example'), /not a nats:\/\/ or tls:\/\/ address/);
   assert.deepEqual(otlpDestination({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }), { host: 'collector', port: 4318 });
   assert.deepEqual(otlpDestination({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c/v1/traces' }), { host: 'c', port: 80 });
   assert.equal(otlpDestination({ OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector:4318' }), undefined, 'TLS would check the name against 127.0.0.1');

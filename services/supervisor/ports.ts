@@ -40,7 +40,8 @@ import type { DurableObjects } from './objects/service.ts';
  */
 export class WorkerRunners {
   readonly #byCordon = new Map<string, RpcStub<WorkerRunner>[]>();
-  #turn = 0;
+  /** Whose turn it is, per cordon (one count for all would let another cordon's calls skip a replica). */
+  readonly #turn = new Map<string, number>();
   /** Called when a cordon's sandbox offers a runner (instances that waited for one can go). */
   onRunner: (cordon: string) => void = () => {};
   /** `replaces`: the runner this session offered before, if it offers again. */
@@ -57,7 +58,10 @@ export class WorkerRunners {
   }
   get(cordon: string): RpcStub<WorkerRunner> | undefined {
     const list = this.#byCordon.get(cordon);
-    return list?.[this.#turn++ % list.length];
+    if (!list) return undefined;
+    const turn = this.#turn.get(cordon) ?? 0;
+    this.#turn.set(cordon, turn + 1);
+    return list[turn % list.length];
   }
 }
 

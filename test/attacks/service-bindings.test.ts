@@ -200,9 +200,13 @@ describe('attacks on service bindings', () => {
     })();
     try {
       await s.remote.registerRunner(hostile as never);
-      for (let attempt = 1; attempt <= 2; attempt++) {
+      // The hostile runner is one replica of the cordon beside the real sandbox, and the supervisor
+      // hands sessions out in turn: each call the hostile one served fails alone, the others are the
+      // real callee's answers (bounded: at most 8 calls to see the hostile one serve twice).
+      for (let attempt = 1; attempt <= 8 && served < 2; attempt++) {
+        const before = served;
         const r = await get('acme-front', 'evil');
-        assert.equal(r.status, 500, `attempt ${attempt}: ${await r.clone().text()}`);
+        assert.equal(r.status, served > before ? 500 : 200, `attempt ${attempt} (hostile served ${served}): ${await r.clone().text()}`);
         await bystanderUnharmed(pid);
       }
       assert.equal(served, 2);
