@@ -41,7 +41,7 @@ export type ObjectCallKind = 'fetch' | 'rpc' | 'alarm';
 
 /**
  * One worker's `env.<BINDING>` for one class: ids of this namespace only, and calls on its objects.
- * `payload` and the result are the isolate's RPC value encoding (bootstrap/rpc-values.ts), at most
+ * `payload` and the result are the isolate's RPC value encoding (bootstrap/tagged-values.ts), at most
  * MAX_OBJECT_PAYLOAD. `timeLeftMs` is set by the sandbox, as for storage calls.
  */
 export interface DurableObjectNamespaceApi {

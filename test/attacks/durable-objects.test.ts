@@ -17,7 +17,7 @@ import { ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../he
 import { objectsProject } from '../helpers/objects.ts';
 import { connectUnixSession, Keyring } from '../../lib/rpc/index.ts';
 import { socketPath } from '../../lib/config.ts';
-import { decodeValue, encodeValue } from '../../services/sandbox/runtime/bootstrap/rpc-values.ts';
+import { decodeValue, encodeValue } from '../../services/sandbox/runtime/bootstrap/tagged-values.ts';
 import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import type { ObjectAddress } from '../../schemas/durable-objects.ts';
 

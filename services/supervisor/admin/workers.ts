@@ -2,6 +2,7 @@
  * The worker routes of the admin API: deploy (every check a deploy input passes before the store
  * sees it), list, read, logs, a scheduled run on demand, delete.
  */
+import type { DeployResult } from '../../../schemas/client.ts';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { refusal } from '../../../lib/ip-classify.ts';
@@ -101,14 +102,6 @@ function declaredOrigin(text: string, granted: (origin: string) => boolean): { o
 }
 
 /** What a deploy answers (the admin API's 201 body, and the RPC endpoint's `deploy`). */
-export interface DeployResult {
-  worker: string;
-  version: string;
-  cordon: string;
-  routes: string[];
-  defaultRoute: string | null;
-}
-
 type DeployDeps = Pick<AdminDeps, 'store' | 'hub' | 'audit' | 'cordons' | 'tenantCordons' | 'tenantOrigins' | 'quarantine' | 'workflows' | 'cron' | 'grants'>;
 
 /**

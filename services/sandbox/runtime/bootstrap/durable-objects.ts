@@ -14,7 +14,10 @@ import { Headers, Request, Response, Body } from './fetch-api.ts';
 import { TextDecoder, TextEncoder } from './encoding.ts';
 import { storageBinding, type CapCall } from './bindings.ts';
 import type { CallAsync } from './workflow-step.ts';
-import { decodeValue, encodeValue } from './rpc-values.ts';
+import { decodeValue, encodeValue as encodeAny } from './tagged-values.ts';
+
+/** What crosses an object call or its storage: structured clone as Workers RPC has it (class instances refused). */
+const encodeValue = (v: unknown) => encodeAny(v, { instances: 'refuse' });
 import { errorText } from './response-out.ts';
 
 const PromiseCtor = Promise;

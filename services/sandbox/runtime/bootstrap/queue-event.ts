@@ -8,7 +8,7 @@
 import { decodeWire } from './wire-codec.ts';
 import { b64 } from './bindings.ts';
 import { TextDecoder } from './encoding.ts';
-import { decodeStructured } from './queue-codec.ts';
+import { decodeValue } from './tagged-values.ts';
 import { errorText } from './response-out.ts';
 
 const JSONstringify = JSON.stringify;
@@ -40,13 +40,13 @@ function delayOf(options: unknown): number | null {
   return d;
 }
 
-/** A message body as its producer sent it (the `v8` type as queue-codec.ts writes it). */
+/** A message body as its producer sent it (the `v8` type as tagged-values.ts writes it). */
 export function decodeBody(contentType: WireMessage['contentType'], body: Uint8Array): unknown {
   if (contentType === 'bytes') return body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength);
   const text = new TextDecoder().decode(body);
   if (contentType === 'text') return text;
   if (contentType === 'json') return JSONparse(text);
-  return decodeStructured(text);
+  return decodeValue(text);
 }
 
 /** Run the handler with one batch; answers the QueueOutcome as JSON. */

@@ -2,10 +2,10 @@
  * A `queues.producers` binding as Workers has it (Queue): send(body, { contentType, delaySeconds })
  * and sendBatch(messages, { delaySeconds }). Bodies are encoded here by content type: `text` (a
  * string), `json`, `bytes` (an ArrayBuffer or view), and `v8` (the default: any structured-clonable
- * value, written by queue-codec.ts since the isolate has no V8 serializer).
+ * value, written by tagged-values.ts since the isolate has no V8 serializer).
  */
 import { TextEncoder } from './encoding.ts';
-import { encodeStructured } from './queue-codec.ts';
+import { encodeValue } from './tagged-values.ts';
 import type { CallAsync } from './workflow-step.ts';
 
 const JSONstringify = JSON.stringify;
@@ -34,7 +34,7 @@ function encode(body: unknown, contentType: unknown): { body: Uint8Array; conten
   }
   if (type === 'v8') {
     if (body === undefined) throw new TypeError('a message body cannot be undefined');
-    return { body: enc.encode(encodeStructured(body)), contentType: type };
+    return { body: enc.encode(encodeValue(body)), contentType: type };
   }
   throw new TypeError(`contentType ${JSONstringify(type)} is not one of "text", "json", "bytes", "v8"`);
 }

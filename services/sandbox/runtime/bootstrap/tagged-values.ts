@@ -1,10 +1,13 @@
 /**
- * The `v8` content type of a queue message: any structured-clonable value, as text. Workers writes it
- * with V8's serializer, which the isolate does not have; this writes the same values as tagged JSON
+ * Structured-clonable values as text, for what crosses the isolate's edge as data: a queue message of
+ * the `v8` content type, a Durable Object call's arguments and results, its async KV values. Workers
+ * writes these with V8's serializer, which the isolate does not have; this writes the same values as
+ * tagged JSON
  * (`{"$t": type, "v": …}` for what JSON has no form for: Date, Map, Set, RegExp, bytes and typed
  * arrays, BigInt, undefined, NaN and ±Infinity and -0, Error; a repeated object as a reference, so
  * shared parts and cycles come back as they were). Every object is tagged, arrays and plain objects
- * too, so no value of the sender's can pass for a tag.
+ * too, so no value of the sender's can pass for a tag. Nesting is bounded (a value, not a structure
+ * to walk without end). Built-ins are captured before tenant code runs, so a patched one changes nothing.
  */
 import { b64 } from './bindings.ts';
 import { DOMException } from './encoding.ts';
@@ -26,10 +29,25 @@ const isView = ArrayBuffer.isView;
 const dateTime = Date.prototype.getTime;
 const apply = Reflect.apply;
 const defineProperty = Object.defineProperty;
+const getProto = Object.getPrototypeOf;
+const objectProto = Object.prototype;
 /** An own data property, even for `__proto__` (an assignment would set the prototype instead). */
 const setOwn = (o: object, k: string, v: unknown) => defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
 
 type Tagged = { $t: string; v?: unknown };
+
+/** Nesting deeper than this is refused. */
+const MAX_DEPTH = 256;
+
+const ERRORS: Record<string, ErrorConstructor> = { Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError };
+
+export interface EncodeOptions {
+  /**
+   * 'refuse': an instance of a class other than the built-ins above is a DataCloneError, as Workers RPC
+   * refuses one; 'plain' (the default): its own enumerable properties, as V8's serializer keeps them.
+   */
+  instances?: 'refuse' | 'plain';
+}
 const VIEWS: Record<string, new (buffer: ArrayBuffer) => ArrayBufferView> = {
   Int8Array,
   Uint8Array,
@@ -45,9 +63,19 @@ const VIEWS: Record<string, new (buffer: ArrayBuffer) => ArrayBufferView> = {
   DataView,
 };
 
-export function encodeStructured(value: unknown): string {
+export function encodeValue(value: unknown, opts: EncodeOptions = {}): string {
   const seen = new Map<object, number>();
+  let depth = 0;
   const walk = (v: unknown): unknown => {
+    if (depth > MAX_DEPTH) throw new DOMException('a value nested this deep could not be cloned', 'DataCloneError');
+    depth++;
+    try {
+      return walkOne(v);
+    } finally {
+      depth--;
+    }
+  };
+  const walkOne = (v: unknown): unknown => {
     if (v === undefined) return { $t: 'undefined' };
     if (typeof v === 'number') return Number.isFinite(v) && !is(v, -0) ? v : { $t: 'Number', v: String(v) === '0' ? '-0' : String(v) };
     if (typeof v === 'bigint') return { $t: 'BigInt', v: String(v) };
@@ -68,6 +96,13 @@ export function encodeStructured(value: unknown): string {
     if (v instanceof MapCtor) return { $t: 'Map', v: [...v].map(([k, x]) => [walk(k), walk(x)]) };
     if (v instanceof SetCtor) return { $t: 'Set', v: [...v].map(walk) };
     if (v instanceof ErrorCtor) return { $t: 'Error', v: [String(v.name), String(v.message)] };
+    const proto = getProto(v);
+    if (opts.instances === 'refuse' && proto !== objectProto && proto !== null) {
+      throw new DOMException(
+        `an instance of ${(proto as { constructor?: { name?: string } }).constructor?.name ?? 'a class'} could not be cloned`,
+        'DataCloneError',
+      );
+    }
     const o: Record<string, unknown> = {};
     for (const k of keysOf(v)) setOwn(o, k, walk((v as Record<string, unknown>)[k]));
     return { $t: 'Object', v: o };
@@ -75,7 +110,8 @@ export function encodeStructured(value: unknown): string {
   return JSONstringify(walk(value));
 }
 
-export function decodeStructured(text: string): unknown {
+/** The value encodeValue encoded (each decode makes fresh objects); a tag it does not write is refused. */
+export function decodeValue(text: string): unknown {
   const refs: unknown[] = [];
   const walk = (x: unknown): unknown => {
     if (x === null || typeof x !== 'object' || isArray(x)) return x;
@@ -118,8 +154,9 @@ export function decodeStructured(text: string): unknown {
       case 'RegExp':
         return push(refs, new RegExpCtor((v as string[])[0]!, (v as string[])[1]));
       case 'Error': {
-        const e = new ErrorCtor((v as string[])[1]);
-        e.name = (v as string[])[0]!;
+        const [name, message] = v as [string, string];
+        const e = new (hasOwn(ERRORS, name) ? ERRORS[name]! : ErrorCtor)(message);
+        if (!hasOwn(ERRORS, name)) e.name = name;
         return push(refs, e);
       }
       case 'ArrayBuffer': {
@@ -127,7 +164,7 @@ export function decodeStructured(text: string): unknown {
         return push(refs, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
       }
       default: {
-        if (!hasOwn(VIEWS, t)) throw new TypeError(`unknown tag ${String(t)} in a queue message`);
+        if (!hasOwn(VIEWS, t)) throw new TypeError(`unknown tag ${String(t)} in a value`);
         const bytes = b64.decode(v as string);
         return push(refs, new VIEWS[t]!(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer));
       }

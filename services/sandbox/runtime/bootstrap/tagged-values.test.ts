@@ -1,7 +1,7 @@
 /** The `v8` content type's encoding alone: what structured clone keeps comes back, tags cannot be forged, what cannot be cloned is refused. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeStructured, encodeStructured } from './queue-codec.ts';
+import { decodeValue, encodeValue } from './tagged-values.ts';
 
 test('queue codec: dates, maps, sets, bytes, typed arrays, bigints, special numbers, errors, shared parts and cycles round-trip', () => {
   const shared = { n: 1 };
@@ -22,7 +22,7 @@ test('queue codec: dates, maps, sets, bytes, typed arrays, bigints, special numb
     $t: 'Date',
   };
   value.self = value;
-  const out = decodeStructured(encodeStructured(value)) as Record<string, any>;
+  const out = decodeValue(encodeValue(value)) as Record<string, any>;
   assert.ok(out.when instanceof Date);
   assert.equal(out.when.getTime(), 1_700_000_000_123);
   assert.ok(out.tags instanceof Map);
@@ -47,12 +47,29 @@ test('queue codec: dates, maps, sets, bytes, typed arrays, bigints, special numb
 });
 
 test('queue codec: functions and symbols are refused as structured clone refuses them; a forged tag is refused on decode', () => {
-  assert.throws(() => encodeStructured({ f() {} }), /could not be cloned/);
-  assert.throws(() => encodeStructured([Symbol('s')]), /could not be cloned/);
-  assert.throws(() => decodeStructured('{"$t":"Process","v":1}'), /unknown tag/);
-  assert.equal(decodeStructured(encodeStructured('text')), 'text');
-  const proto = decodeStructured(encodeStructured(JSON.parse('{"__proto__": {"polluted": true}}'))) as Record<string, unknown>;
+  assert.throws(() => encodeValue({ f() {} }), /could not be cloned/);
+  assert.throws(() => encodeValue([Symbol('s')]), /could not be cloned/);
+  assert.throws(() => decodeValue('{"$t":"Process","v":1}'), /unknown tag/);
+  assert.equal(decodeValue(encodeValue('text')), 'text');
+  const proto = decodeValue(encodeValue(JSON.parse('{"__proto__": {"polluted": true}}'))) as Record<string, unknown>;
   assert.equal(Object.getPrototypeOf(proto), Object.prototype, 'a __proto__ key is a key');
   assert.deepEqual(Object.getOwnPropertyDescriptor(proto, '__proto__')?.value, { polluted: true });
-  assert.equal(decodeStructured(encodeStructured(undefined)), undefined);
+  assert.equal(decodeValue(encodeValue(undefined)), undefined);
+});
+
+test('tagged values: Error subclasses come back as themselves; nesting is bounded; class instances refused where RPC refuses them', () => {
+  const e = decodeValue(encodeValue(new RangeError('far'))) as Error;
+  assert.ok(e instanceof RangeError && e.message === 'far');
+  const custom = decodeValue(encodeValue(Object.assign(new Error('x'), { name: 'AppError' }))) as Error;
+  assert.equal(custom.name, 'AppError');
+  let deep: unknown[] = [];
+  const root = deep;
+  for (let i = 0; i < 300; i++) deep = deep[0] = [] as unknown[];
+  assert.throws(() => encodeValue(root), /nested this deep/);
+  class Point {
+    x = 1;
+  }
+  assert.deepEqual(decodeValue(encodeValue(new Point())), { x: 1 }, "V8's serializer keeps an instance's own properties");
+  assert.throws(() => encodeValue(new Point(), { instances: 'refuse' }), /instance of Point could not be cloned/);
+  assert.deepEqual(decodeValue(encodeValue({ p: Object.create(null) }, { instances: 'refuse' })), { p: {} });
 });
