@@ -45,6 +45,9 @@ function stepsOver(port: StepPort, executions: Map<string, number>) {
     async sleep(name: string, ms: number, now: number) {
       check(await port.sleep(name, next(name), now + ms));
     },
+    async waitForEvent(name: string, type: string, timeoutMs: number) {
+      return JSON.parse((check(await port.waitForEvent(name, next(name), type, timeoutMs)) as { value: string }).value);
+    },
   };
 }
 
@@ -241,6 +244,26 @@ test('tenants are apart; bad ids, oversized values and unknown workflows are ref
     /at most 100/,
   );
   await assert.rejects(engine.sendEvent({ tenant: 'acme', workflow: 'flow', id: 'nope' }, 'go', null), (e: WorkflowError) => e.status === 404);
+  engine.stop();
+});
+
+test('an event sent while a waitForEvent is being written is taken, not left behind a sleeping instance', async () => {
+  const { engine, setProgram } = setup();
+  await engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
+  let created!: (id: string) => void;
+  const idOf = new Promise<string>((r) => (created = r));
+  setProgram(async (s) => {
+    // Sent in the same tick as the wait: its write joins the same group commit as the wait's. Were the
+    // check for a buffered event made before that commit, the event would be stored after the check,
+    // would find no step waiting to wake, and the instance would sleep for the whole timeout.
+    const sent = engine.sendEvent({ tenant: 'acme', workflow: 'flow', id: await idOf }, 'go', '"yes"');
+    const got = await s.waitForEvent('approval', 'go', 3_600_000);
+    await sent;
+    return got.payload;
+  });
+  const id = await engine.create({ tenant: 'acme', workflow: 'flow' }, null, null);
+  created(id);
+  assert.equal((await settle(engine, 'acme', id, 'complete')).output, '"yes"');
   engine.stop();
 });
 

@@ -425,19 +425,19 @@ export class WorkflowEngine {
     const { step } = seen;
     const now = this.#now();
     const eventType = step?.event_type ?? type;
-    const event = this.#store.nextEvent(at, eventType);
-    if (event) {
+    /** Takes the next buffered event of the type inside `tx`, completing the step with it; undefined when there is none. */
+    const take = (tx: InstanceWrites): string | undefined => {
+      const event = this.#store.nextEvent(at, eventType);
+      if (!event) return undefined;
       const value = `{"payload":${event.payload ?? 'null'},"timestamp":${event.sent_at},"type":${JSON.stringify(eventType)}}`;
-      await this.#commit(at, (tx) => {
-        tx.consumeEvent(event.seq);
-        if (step) tx.completeStep(at, value, now);
-        else tx.addStep(at, { type: 'waitForEvent', status: 'complete', now, eventType, value });
-      });
-      traceStep('waitForEvent', at, step?.started_at ?? now, now);
-      return { state: 'done', value };
-    }
+      tx.consumeEvent(event.seq);
+      if (step) tx.completeStep(at, value, now);
+      else tx.addStep(at, { type: 'waitForEvent', status: 'complete', now, eventType, value });
+      return value;
+    };
     const wakeAt = step?.wake_at ?? now + timeoutMs;
-    if (wakeAt <= now) {
+    let taken: string | undefined;
+    if (wakeAt <= now && !this.#store.nextEvent(at, eventType)) {
       const error = { name: 'WorkflowTimeoutError', message: `Execution timed out after ${timeoutMs}ms waiting for an event of type ${eventType}` };
       await this.#commit(at, (tx) => {
         if (step) tx.failStep(at, error, now);
@@ -445,10 +445,19 @@ export class WorkflowEngine {
       traceStep('waitForEvent', at, step?.started_at ?? now, now, { error: error.name });
       return { state: 'error', ...error };
     }
+    // The check for a buffered event and the decision to wait are one write: an event that sendEvent
+    // writes in the meantime is either seen here, or sees this step waiting and wakes the instance
+    // (read first and written later, an event sent in between was stored and never woke anyone).
     await this.#commit(at, (tx) => {
+      taken = take(tx);
+      if (taken !== undefined) return;
       if (!step) tx.addStep(at, { type: 'waitForEvent', status: 'waiting', now, wakeAt, eventType });
       tx.sleep(at, wakeAt, this.#now());
     });
+    if (taken !== undefined) {
+      traceStep('waitForEvent', at, step?.started_at ?? now, now);
+      return { state: 'done', value: taken };
+    }
     this.#timers.at(wakeAt, instanceOf(at));
     return { state: 'suspend' };
   }
