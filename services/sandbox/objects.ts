@@ -13,7 +13,7 @@ import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
 import { ClassName } from '../../schemas/workflows.ts';
 import { MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectHost, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
 import { ObjectStorageForwarder } from './capabilities.ts';
-import { logSink, type SandboxDeps } from './port.ts';
+import { entryHooks, type SandboxDeps } from './port.ts';
 import { WorkerError } from './runtime/index.ts';
 
 const Address = z.object({ codeKey: CodeKey, className: ClassName, id: ObjectIdHex, name: ObjectName.nullable(), fence: z.number().int().min(1) });
@@ -70,7 +70,7 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
         bundle,
         { key, className: a.className, id: a.id, name: a.name, storage: live.forwarder },
         { kind, method, payload },
-        { log: logSink(this.#deps.supervisor, a.codeKey, this.#deps.log), capabilities },
+        entryHooks(this.#deps, a.codeKey, capabilities),
       );
     } catch (e) {
       // The isolate went (a broken limit): so did the object's instance.

@@ -12,7 +12,7 @@ import type { SandboxApi, SupervisorForSandbox, LogEntry } from '../../schemas/s
 import type { Logger } from '../../lib/log.ts';
 import type { CreationReports } from './creation-reports.ts';
 import type { LoaderEvents } from './runtime/worker-loader.ts';
-import { WorkerError, type HandledResponse, type SocketPeer, type WorkerRuntime, type WorkerSocket } from './runtime/index.ts';
+import { WorkerError, type HandledResponse, type RunHooks, type SocketPeer, type WorkerRuntime, type WorkerSocket } from './runtime/index.ts';
 import { ForwardedCapabilities, inTraceContext } from './capabilities.ts';
 import { wireSize } from '../../lib/rpc/wire-size.ts';
 import { supervisorCalls } from './call-gate.ts';
@@ -72,8 +72,18 @@ export function reportLimit(deps: Pick<SandboxDeps, 'supervisor' | 'log'>, codeK
 }
 
 /** What the Dynamic Workers a worker loads do that counts against it: each load, and each limit one breaks. */
-export function loaderEvents(deps: Pick<SandboxDeps, 'supervisor' | 'log' | 'creations'>, codeKey: string): LoaderEvents {
+function loaderEvents(deps: Pick<SandboxDeps, 'supervisor' | 'log' | 'creations'>, codeKey: string): LoaderEvents {
   return { created: () => deps.creations.add(codeKey, 'dynamic-worker'), limitHit: (kind) => reportLimit(deps, codeKey, kind) };
+}
+
+/**
+ * What the runtime gets for one entry into worker `codeKey` (a request, a cron tick, a workflow run, a
+ * queue batch, a served Workers RPC session): its log, its capabilities in the caller's trace, and the
+ * events of the Dynamic Workers it loads — made in one place, so no entry point forgets one. Call it
+ * inside the entry's span (the log lines carry its trace id).
+ */
+export function entryHooks(deps: SandboxDeps, codeKey: string, capabilities: RunHooks['capabilities']): RunHooks {
+  return { log: logSink(deps.supervisor, codeKey, deps.log), capabilities: inTraceContext(capabilities), events: loaderEvents(deps, codeKey) };
 }
 
 function textResponse(status: number, text: string): HandledResponse & WireResponse {
@@ -239,17 +249,10 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     }
     if (bundle.workerId !== target.workerId || bundle.version !== target.version) throw new Error('code key does not match the requested worker version');
     annotateSpan({ workerId: bundle.workerId, version: bundle.version });
-    const log = logSink(this.#deps.supervisor, target.codeKey, this.#deps.log);
+    const hooks = entryHooks(this.#deps, target.codeKey, capabilities);
     const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
-      const events = loaderEvents(this.#deps, target.codeKey);
-      return await this.#deps.runtime.handle(
-        bundle,
-        request,
-        { log, capabilities: inTraceContext(capabilities), events },
-        stream as ReadableStream<Uint8Array> | undefined,
-        peer,
-      );
+      return await this.#deps.runtime.handle(bundle, request, hooks, stream as ReadableStream<Uint8Array> | undefined, peer);
     } catch (e) {
       if (e instanceof WorkerError) {
         if (e.limit === 'cpu' || e.limit === 'memory') reportLimit(this.#deps, target.codeKey, e.limit);

@@ -14,10 +14,10 @@ import { CodeKey } from '../../schemas/worker.ts';
 import { QUEUE_CONTENT_TYPES, QUEUE_LIMITS, QueueOutcome } from '../../schemas/queues.ts';
 import { ResourceName } from '../../schemas/resources.ts';
 import { WorkerError, type PipePeer } from './runtime/index.ts';
-import { inTraceContext, StepForwarder } from './capabilities.ts';
+import { StepForwarder } from './capabilities.ts';
 import { BindingProps, EntrypointName, type RpcPipe } from '../../schemas/service-bindings.ts';
 import { PipeTarget, remotePipe } from './pipe-link.ts';
-import { loaderEvents, logSink, type SandboxDeps } from './port.ts';
+import { entryHooks, type SandboxDeps } from './port.ts';
 
 type Outcome = Awaited<ReturnType<WorkerRunner['run']>>;
 const Outcome = z.union([
@@ -54,11 +54,7 @@ export class Runner extends RpcTarget implements WorkerRunner {
     const { bundle, capabilities } = await this.#deps.bundles.get(key);
     const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
-      await this.#deps.runtime.runScheduled(bundle, expr, time, {
-        log: logSink(this.#deps.supervisor, key, this.#deps.log),
-        capabilities: inTraceContext(capabilities),
-        events: loaderEvents(this.#deps, key),
-      });
+      await this.#deps.runtime.runScheduled(bundle, expr, time, entryHooks(this.#deps, key, capabilities));
       return { ok: true };
     } catch (e) {
       if (e instanceof WorkerError) return { ok: false, error: e.detail === e.message ? e.message : `${e.message}: ${e.detail}` };
@@ -82,7 +78,7 @@ export class Runner extends RpcTarget implements WorkerRunner {
     try {
       return check(
         QueueOutcome,
-        JSON.parse(await this.#deps.runtime.runQueue(bundle, name, batch, { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities })),
+        JSON.parse(await this.#deps.runtime.runQueue(bundle, name, batch, entryHooks(this.#deps, key, capabilities))),
         'queue outcome',
       );
     } catch (e) {
@@ -110,7 +106,7 @@ export class Runner extends RpcTarget implements WorkerRunner {
     let end: PipePeer;
     const peer = remotePipe(callerEnd, (reason) => end?.close(reason));
     try {
-      end = await this.#deps.runtime.serve(bundle, name, ctxProps, peer, { log: logSink(this.#deps.supervisor, key, this.#deps.log), capabilities });
+      end = await this.#deps.runtime.serve(bundle, name, ctxProps, peer, entryHooks(this.#deps, key, capabilities));
     } catch (e) {
       peer.close('not served');
       if (e instanceof WorkerError) throw new Error(e.detail === e.message ? e.message : `${e.message}: ${e.detail}`);
@@ -134,11 +130,7 @@ export class Runner extends RpcTarget implements WorkerRunner {
       annotateSpan({ workerId: bundle.workerId, version: bundle.version });
       const leave = this.#deps.recorder.enter(bundle.workerId);
       try {
-        const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), {
-          log: logSink(this.#deps.supervisor, key, this.#deps.log),
-          capabilities: inTraceContext(capabilities),
-          events: loaderEvents(this.#deps, key),
-        });
+        const out = await this.#deps.runtime.runWorkflow(bundle, cls, ev, new StepForwarder(steps), entryHooks(this.#deps, key, capabilities));
         return check(Outcome, JSON.parse(out), 'workflow outcome') as Outcome;
       } finally {
         leave();
