@@ -34,7 +34,7 @@ import type { DurableObjectNamespaceApi } from '../../schemas/durable-objects.ts
 import { LIMITS } from './sql-storage.ts';
 import { SqlPool, type PooledDatabase } from './sql-pool.ts';
 import { WorkerDirectory } from './directory.ts';
-import { type Audit, guarded } from './guarded.ts';
+import { type Audit, guarded, PooledDbCap } from './guarded.ts';
 import { TenantResources, type TenantResourceLimits } from './tenant-resources.ts';
 import { KvCap } from './kv.ts';
 import { D1Cap } from './d1.ts';
@@ -55,30 +55,19 @@ const TimeLeft = z.number().int().min(0).optional();
  * says the worker has left, never more than `maxMs` (the worker's wall-time limit), so a sandbox
  * that asks for hours, or says nothing, still gets a statement interrupted within one wall limit.
  */
-export class StorageCap extends RpcTarget implements StorageApi {
-  readonly #db: PooledDatabase;
-  readonly #audit: Audit;
-  readonly #maxMs: number;
-  readonly #workerId: string;
+export class StorageCap extends PooledDbCap implements StorageApi {
   readonly #guard: () => void;
   /** `guard` runs before every call and throws to refuse it (a Durable Object's lease fence). */
   constructor(db: PooledDatabase, audit: Audit, maxMs: number, workerId: string, guard: () => void = () => {}) {
-    super();
-    this.#db = db;
-    this.#audit = audit;
-    this.#maxMs = maxMs;
-    this.#workerId = workerId;
+    super(db, audit, maxMs, workerId);
     this.#guard = guard;
   }
   #call<T>(action: string, method: StorageMethod, args: () => unknown[], timeLeftMs: unknown): Promise<T> {
     // The span names the operation only: never the query, key or value.
-    return inSpan(action, SpanKind.SERVER, traceAttributes({ workerId: this.#workerId }), () =>
-      guarded(this.#audit, action, () => {
-        this.#guard();
-        const left = Math.min(check(TimeLeft, timeLeftMs, 'timeLeftMs') ?? this.#maxMs, this.#maxMs);
-        return this.#db.call(method, args(), Date.now() + left) as Promise<T>;
-      }),
-    );
+    return this.run(action, (call) => {
+      this.#guard();
+      return call(method, args(), check(TimeLeft, timeLeftMs, 'timeLeftMs')) as Promise<T>;
+    });
   }
   exec(query: unknown, bindings: unknown, timeLeftMs?: unknown): Promise<SqlResult> {
     return this.#call('storage.exec', 'exec', () => [check(Query, query, 'query'), check(SqlBindings, bindings, 'bindings')], timeLeftMs);

@@ -4,33 +4,19 @@
  * defensive mode; sql-pool.ts: a SQL child process, killed at the worker's time limit); d1-store.ts
  * adds D1's result shape and its all-or-nothing batch.
  */
-import { RpcTarget } from 'capnweb';
 import { z } from 'zod';
 import { bytes, check } from '../../lib/rpc/validate.ts';
 import { D1_MAX_BATCH, type D1Api, type D1Result } from '../../schemas/d1.ts';
-import { type Audit, tracedGuarded } from './guarded.ts';
-import type { PooledDatabase } from './sql-pool.ts';
+import { PooledDbCap } from './guarded.ts';
 import { LIMITS } from './sql-storage.ts';
 
 const Query = z.string().max(LIMITS.statementBytes * 4);
 const Bindings = z.array(z.union([z.string(), z.number(), z.null(), bytes(LIMITS.valueBytes)])).max(LIMITS.boundParameters);
 const Batch = z.array(z.tuple([Query, Bindings])).max(D1_MAX_BATCH);
 
-export class D1Cap extends RpcTarget implements D1Api {
-  readonly #db: PooledDatabase;
-  readonly #audit: Audit;
-  readonly #maxMs: number;
-  readonly #workerId: string;
-  constructor(db: PooledDatabase, audit: Audit, maxMs: number, workerId: string) {
-    super();
-    this.#db = db;
-    this.#audit = audit;
-    this.#maxMs = maxMs;
-    this.#workerId = workerId;
-  }
-
+export class D1Cap extends PooledDbCap implements D1Api {
   #call<T>(action: string, method: string, args: () => unknown[]): Promise<T> {
-    return tracedGuarded(this.#workerId, this.#audit, action, () => this.#db.call(method, args(), Date.now() + this.#maxMs) as Promise<T>);
+    return this.run(action, (call) => call(method, args()) as Promise<T>);
   }
 
   query(sql: unknown, bindings: unknown): Promise<D1Result> {

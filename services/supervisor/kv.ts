@@ -4,13 +4,11 @@
  * messages workerd gives (`KV PUT failed: 413 …`); the time an expiration is measured from is the
  * supervisor's, never the sandbox's.
  */
-import { RpcTarget } from 'capnweb';
 import { z } from 'zod';
 import { CordonError } from '../../lib/errors.ts';
 import { bytes, check } from '../../lib/rpc/validate.ts';
 import { KV_LIMITS, type KvApi, type KvEntry, type KvListedKey } from '../../schemas/kv.ts';
-import { type Audit, tracedGuarded } from './guarded.ts';
-import type { PooledDatabase } from './sql-pool.ts';
+import { PooledDbCap } from './guarded.ts';
 
 /** A KV call the tenant got wrong (a limit, a bad option): its message is workerd's; not a refusal to audit. */
 export class KvError extends CordonError {
@@ -49,25 +47,9 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 const encodeCursor = (key: string) => Buffer.from(key).toString('base64url');
 const decodeCursor = (cursor: string) => Buffer.from(cursor, 'base64url').toString();
 
-export class KvCap extends RpcTarget implements KvApi {
-  readonly #db: PooledDatabase;
-  readonly #audit: Audit;
-  readonly #maxMs: number;
-  readonly #workerId: string;
-  constructor(db: PooledDatabase, audit: Audit, maxMs: number, workerId: string) {
-    super();
-    this.#db = db;
-    this.#audit = audit;
-    this.#maxMs = maxMs;
-    this.#workerId = workerId;
-  }
-
-  #run<T>(action: string, fn: (call: (method: string, args: unknown[]) => Promise<unknown>) => Promise<T> | T): Promise<T> {
-    return tracedGuarded(this.#workerId, this.#audit, action, () => fn((method, args) => this.#db.call(method, args, Date.now() + this.#maxMs)));
-  }
-
+export class KvCap extends PooledDbCap implements KvApi {
   get(keys: unknown, cacheTtl?: unknown): Promise<KvEntry[]> {
-    return this.#run('kv.get', (call) => {
+    return this.run('kv.get', (call) => {
       const ks = check(Keys, keys, 'keys');
       const ttl = check(OptionalNumber, cacheTtl ?? undefined, 'cacheTtl');
       if (ks.length < 1) throw new KvError('GET', 400, 'You must request a minimum of 1 key');
@@ -80,7 +62,7 @@ export class KvCap extends RpcTarget implements KvApi {
   }
 
   put(key: unknown, value: unknown, options: unknown): Promise<void> {
-    return this.#run('kv.put', async (call) => {
+    return this.run('kv.put', async (call) => {
       const k = check(Key, key, 'key');
       checkKey('PUT', k);
       const v = check(bytes(KV_LIMITS.cloudflareValueBytes), value, 'value');
@@ -127,7 +109,7 @@ export class KvCap extends RpcTarget implements KvApi {
   }
 
   delete(key: unknown): Promise<void> {
-    return this.#run('kv.delete', async (call) => {
+    return this.run('kv.delete', async (call) => {
       const k = check(Key, key, 'key');
       checkKey('DELETE', k);
       await call('delete', [k]);
@@ -135,7 +117,7 @@ export class KvCap extends RpcTarget implements KvApi {
   }
 
   list(options: unknown): Promise<{ keys: KvListedKey[]; cursor: string | null }> {
-    return this.#run('kv.list', async (call) => {
+    return this.run('kv.list', async (call) => {
       const o = check(ListOptions, options ?? {}, 'list options');
       // workerd sends no limit for 0, so KV's default applies; a list is a GET to KV, and its errors say so.
       const limit = o.limit === undefined || o.limit === 0 ? KV_LIMITS.listKeys : Math.trunc(o.limit);

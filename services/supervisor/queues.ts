@@ -4,12 +4,11 @@
  * dispatcher (queue-consumers.ts) is told there is work.
  */
 import { randomBytes } from 'node:crypto';
-import { RpcTarget } from 'capnweb';
 import { z } from 'zod';
 import { CordonError } from '../../lib/errors.ts';
 import { bytes, check } from '../../lib/rpc/validate.ts';
 import { QUEUE_CONTENT_TYPES, QUEUE_LIMITS, type QueueApi } from '../../schemas/queues.ts';
-import { type Audit, tracedGuarded } from './guarded.ts';
+import { type Audit, PooledDbCap } from './guarded.ts';
 import type { PooledDatabase } from './sql-pool.ts';
 import type { StoredSend } from './queue-store.ts';
 
@@ -39,25 +38,17 @@ export function checkDelay(delay: number): number {
   return delay;
 }
 
-export class QueueCap extends RpcTarget implements QueueApi {
-  readonly #db: PooledDatabase;
-  readonly #audit: Audit;
-  readonly #maxMs: number;
+export class QueueCap extends PooledDbCap implements QueueApi {
   readonly #deliveryDelay: number;
   readonly #sent: () => void;
-  readonly #workerId: string;
   constructor(db: PooledDatabase, audit: Audit, maxMs: number, deliveryDelay: number, sent: () => void, workerId: string) {
-    super();
-    this.#workerId = workerId;
-    this.#db = db;
-    this.#audit = audit;
-    this.#maxMs = maxMs;
+    super(db, audit, maxMs, workerId);
     this.#deliveryDelay = deliveryDelay;
     this.#sent = sent;
   }
 
   send(messages: unknown): Promise<void> {
-    return tracedGuarded(this.#workerId, this.#audit, 'queue.send', async () => {
+    return this.run('queue.send', async (call) => {
       const ms = check(Messages, messages, 'messages');
       if (ms.length === 0) throw new QueueError('sendBatch() needs at least one message');
       if (ms.length > QUEUE_LIMITS.batchMessages)
@@ -71,7 +62,7 @@ export class QueueCap extends RpcTarget implements QueueApi {
       if (total > QUEUE_LIMITS.batchBytes) throw new QueueError(`batch size of ${total} bytes exceeds limit of ${QUEUE_LIMITS.batchBytes}`, 413);
       const now = Date.now();
       const rows: StoredSend[] = ms.map((m) => [messageId(), now, m.contentType, m.body, now + checkDelay(m.delaySeconds ?? this.#deliveryDelay) * 1000]);
-      await this.#db.call('send', [rows], now + this.#maxMs);
+      await call('send', [rows]);
       this.#sent();
     });
   }
