@@ -42,7 +42,12 @@ let libraryBinds: string[] | undefined;
 /** --ro-bind arguments for every library Node and the sandbox's native addons load (computed once). */
 function libraryArgs(node: string): string[] {
   if (libraryBinds) return libraryBinds;
-  const binaries = [node, join(ROOT, 'node_modules/isolated-vm/out/isolated_vm.node'), join(ROOT, 'native/seccomp.node')].filter((b) => existsSync(b));
+  const binaries = [
+    node,
+    join(ROOT, 'node_modules/isolated-vm/out/isolated_vm.node'),
+    join(ROOT, 'native/seccomp.node'),
+    join(ROOT, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node'),
+  ].filter((b) => existsSync(b));
   const seen = new Map<string, string>();
   for (const b of binaries) for (const [path, file] of sharedLibraries(b)) seen.set(path, file);
   libraryBinds = [...seen].flatMap(([path, file]) => ['--ro-bind', file, path]);
@@ -53,8 +58,11 @@ function libraryArgs(node: string): string[] {
 /**
  * Starts `node nodeArgs script scriptArgs` confined by bwrap, which reads the outer seccomp filter
  * from fd 3 (a pipe filled here). `output`: the child's stdout and stderr, inherited or piped.
+ * `dataDir`: its `sockets` directory is the one writable directory of a service process.
+ * `writable`: directories it may write instead (an SQL process: the tenants' databases).
  * `readOnly`: further files it may read (a NATS nkey seed).
  * `cgroup`: the `cgroup.procs` file of the memory cgroup bwrap and everything under it start in.
+ * `ipc`: a Node IPC channel (fd 4, `serialization: 'advanced'`), as `fork` gives.
  */
 export function spawnConfined(
   opts: {
@@ -62,17 +70,19 @@ export function spawnConfined(
     nodeArgs: string[];
     script: string;
     scriptArgs?: string[];
-    dataDir: string;
+    dataDir?: string;
+    writable?: string[];
     configFile?: string;
     readOnly?: string[];
     files?: string[];
     cgroup?: string;
+    ipc?: boolean;
   },
   spawnOpts: { env?: NodeJS.ProcessEnv; output: 'inherit' | 'pipe' },
 ): ChildProcess {
   const node = realpathSync(process.execPath);
-  const sockets = join(opts.dataDir, 'sockets');
-  mkdirSync(sockets, { recursive: true, mode: 0o700 });
+  const writable = [...(opts.dataDir ? [join(opts.dataDir, 'sockets')] : []), ...(opts.writable ?? [])].map((d) => resolve(d));
+  for (const d of writable) mkdirSync(d, { recursive: true, mode: 0o700 });
   // Writable files of its own (the flight recorder), created here so that only they are bound.
   for (const f of opts.files ?? []) {
     mkdirSync(dirname(f), { recursive: true, mode: 0o700 });
@@ -99,9 +109,7 @@ export function spawnConfined(
     ...libraryArgs(node),
     ...APP_PARTS.filter((p) => existsSync(join(ROOT, p))).flatMap((p) => ['--ro-bind', join(ROOT, p), join(ROOT, p)]),
     ...[...(opts.configFile ? [opts.configFile] : []), ...(opts.readOnly ?? [])].flatMap((f) => ['--ro-bind', resolve(f), resolve(f)]),
-    '--bind',
-    sockets,
-    sockets,
+    ...writable.flatMap((d) => ['--bind', d, d]),
     ...(opts.files ?? []).flatMap((f) => ['--bind', f, f]),
     '--remount-ro',
     '/',
@@ -115,7 +123,12 @@ export function spawnConfined(
     ...(opts.scriptArgs ?? []),
   ];
   const [command, argv] = opts.cgroup ? inCgroup(opts.cgroup, opts.bwrap, args) : [opts.bwrap, args];
-  const child = spawn(command, argv, { cwd: ROOT, env: spawnOpts.env, stdio: ['ignore', spawnOpts.output, spawnOpts.output, 'pipe'] });
+  const child = spawn(command, argv, {
+    cwd: ROOT,
+    env: spawnOpts.env,
+    stdio: ['ignore', spawnOpts.output, spawnOpts.output, 'pipe', ...(opts.ipc ? (['ipc'] as const) : [])],
+    ...(opts.ipc ? { serialization: 'advanced' as const } : {}),
+  });
   (child.stdio[3] as Writable).on('error', () => {}).end(compileOuterPolicy());
   return child;
 }
@@ -157,10 +170,16 @@ function namespacesWork(bwrap: string): string | undefined {
   }
 }
 
+/** bwrap, if it is installed and can make its namespaces here; otherwise why not. */
+export function usableBwrap(): { bwrap: string; problem?: undefined } | { bwrap?: undefined; problem: string } {
+  const bwrap = findBwrap();
+  const problem = bwrap ? namespacesWork(bwrap) : 'bubblewrap is not installed (apt-get install -y bubblewrap)';
+  return problem ? { problem } : { bwrap: bwrap! };
+}
+
 /** Each protection layer of the sandbox processes and whether this machine provides it. */
 export function processLayers(): Layer[] {
-  const bwrap = findBwrap();
-  const nsProblem = bwrap ? namespacesWork(bwrap) : 'bubblewrap is not installed (apt-get install -y bubblewrap)';
+  const { bwrap, problem: nsProblem } = usableBwrap();
   const addon = seccompAddon();
   const layers: Layer[] = [
     { name: 'namespaces (user, mount, PID, IPC, UTS, cgroup)', active: !nsProblem, detail: nsProblem ?? `bwrap at ${bwrap}` },

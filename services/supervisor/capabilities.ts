@@ -198,6 +198,8 @@ export interface GrantOptions {
   objects?: (workerId: string, className: string, audit: Audit) => DurableObjectNamespaceApi;
   /** Processes that run tenant SQL at most (see sql-pool.ts). */
   sqlProcesses: number;
+  /** bubblewrap, to confine those processes to the tenants' databases (unset: they run unconfined). */
+  sqlBwrap?: string;
   /** KV namespaces, D1 databases and queues: each one's quota, and how many a tenant may have. */
   resources?: TenantResourceLimits;
   /** A producer stored messages in a queue of `tenant` (the consumer dispatcher looks at once). */
@@ -210,7 +212,7 @@ export interface GrantOptions {
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses' | 'queueSent' | 'resources' | 'service'>>;
+  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses' | 'sqlBwrap' | 'queueSent' | 'resources' | 'service'>>;
   /** Set after construction (the objects service needs Grants for its databases). */
   objects: GrantOptions['objects'];
   readonly #queueSent: NonNullable<GrantOptions['queueSent']>;
@@ -240,7 +242,8 @@ export class Grants {
     this.#workflow = opts.workflow;
     this.objects = opts.objects;
     this.#service = opts.service;
-    this.#sql = new SqlPool({ processes: opts.sqlProcesses });
+    // Every database a tenant has lives under `root`: the one directory its SQL processes may write.
+    this.#sql = new SqlPool({ processes: opts.sqlProcesses, confine: opts.sqlBwrap ? { bwrap: opts.sqlBwrap, writable: [root] } : undefined });
     this.#queueSent = opts.queueSent ?? (() => {});
     this.resources = new TenantResources(root, this.#sql, opts.resources ?? { quotaBytes: this.#opts.storageQuotaBytes, perTenant: 100 });
   }

@@ -34,6 +34,7 @@ import { TenantCordons } from './tenant-cordons.ts';
 import { DriftMonitor } from './drift.ts';
 import { configHash, routesHash } from '../../lib/drift.ts';
 import { DurableObjects } from './objects/service.ts';
+import { usableBwrap } from '../../lib/process-sandbox.ts';
 import { ObjectIds } from './objects/ids.ts';
 import { ObjectRegistry } from './objects/registry.ts';
 
@@ -65,11 +66,14 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   const cron = new CronScheduler(store, (cordon) => runners.get(cordon), log.child({ component: 'cron' }));
   cron.refresh();
   onStop(() => cron.stop());
+  const sqlConfinement = usableBwrap();
+  if (sqlConfinement.problem) log.warn(`tenant SQL runs in processes without bubblewrap's confinement: ${sqlConfinement.problem}`);
   const grants = new Grants(join(dir, 'tenants'), audit, egress, {
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
     service: (caller, binding, audit) => new ServiceCap({ store, runner: (cordon) => runners.get(cordon) }, caller, binding, audit),
     sqlProcesses: settings.supervisor.sqlProcesses,
+    sqlBwrap: sqlConfinement.bwrap,
     objectQuotaBytes: settings.supervisor.objectQuotaMb * 1024 * 1024,
     queueSent: (tenant, queue) => queues.notify(tenant, queue),
     resources: { quotaBytes: settings.supervisor.resourceQuotaMb * 1024 * 1024, perTenant: settings.supervisor.resourcesPerTenant },

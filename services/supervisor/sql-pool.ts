@@ -25,6 +25,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { spawnConfined } from '../../lib/process-sandbox.ts';
 import { SqlError } from './sql-storage.ts';
 import type { SqlKind } from './sql-process.ts';
 
@@ -46,6 +47,12 @@ export interface SqlPoolOptions {
   processes: number;
   /** Leases one tenant may hold at once (default: all but one process, at least one). */
   perTenant?: number;
+  /**
+   * Start each process confined by bubblewrap (lib/process-sandbox.ts), able to write only `writable`
+   * (the directories that hold the tenants' databases) and to read only Node and the app: an exploit of
+   * SQLite through tenant SQL finds no key, no code store, no admin database and no network.
+   */
+  confine?: { bwrap: string; writable: string[] };
 }
 
 /** Calls one database may have waiting in the supervisor (a flood is refused, not queued without end). */
@@ -100,6 +107,7 @@ interface DbState {
 export class SqlPool {
   readonly #processes: number;
   readonly #perTenant: number;
+  readonly #confine: SqlPoolOptions['confine'];
   readonly #slots: Slot[] = [];
   /** Databases with calls waiting for a free process, first come first served. */
   readonly #queue: DbState[] = [];
@@ -110,6 +118,7 @@ export class SqlPool {
     if (!Number.isInteger(opts.processes) || opts.processes < 1) throw new Error('the SQL pool needs at least one process');
     this.#processes = opts.processes;
     this.#perTenant = opts.perTenant ?? Math.max(1, opts.processes - 1);
+    this.#confine = opts.confine;
   }
 
   /**
@@ -184,7 +193,9 @@ export class SqlPool {
 
   #spawn(): Slot {
     // An empty environment: the supervisor's keys stay in the supervisor.
-    const child = fork(SCRIPT, [], { env: {}, execArgv: [], serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const child = this.#confine
+      ? spawnConfined({ bwrap: this.#confine.bwrap, nodeArgs: [], script: SCRIPT, writable: this.#confine.writable, ipc: true }, { env: {}, output: 'inherit' })
+      : fork(SCRIPT, [], { env: {}, execArgv: [], serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     const slot: Slot = { child, sent: [], lease: undefined, timer: undefined, interrupted: undefined, nextId: 0, dead: false };
     child.on('message', (m: SqlReply) => this.#answered(slot, m));
     child.on('exit', (code, signal) => this.#lost(slot, signal ?? `code ${code}`));
