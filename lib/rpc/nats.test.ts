@@ -1,4 +1,4 @@
-/** What only the NATS transport must get right: chunking, frame authentication, replay, dead peers, queue groups. */
+/** What only the NATS transport must get right: chunking, frame encryption and authentication, replay, dead peers, queue groups. */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -121,10 +121,10 @@ describe('NATS transport', { skip: missing }, () => {
   test('a frame injected by a third NATS client closes the session and is never dispatched', async () => {
     const { s, subject, frames, main } = await sniff();
     const attacker = await conn();
-    // A well-formed data frame with the right next sequence number: only the MAC can stop it.
+    // A well-formed data frame with the right next sequence number: only the tag can stop it.
     const last = Buffer.from(frames.at(-1)!);
     const body = Buffer.from('["push",["pipeline",0,["echo"],["injected"]]]');
-    const frame = Buffer.concat([Buffer.alloc(45), body]);
+    const frame = Buffer.concat([Buffer.alloc(29), body]);
     frame[0] = 0x44;
     frame.writeUInt32BE(last.readUInt32BE(1) + 1, 1);
     frame.writeUInt16BE(0, 5);
@@ -135,10 +135,24 @@ describe('NATS transport', { skip: missing }, () => {
     assert.equal(main.calls, 1, 'only the genuine call ran');
   });
 
+  test('another NATS user sniffing the session subjects reads nothing of the calls and answers', async () => {
+    const spy = await conn();
+    const seen: Buffer[] = [];
+    spy.subscribe('cordon.s.>', { callback: (_e, m: Msg) => void seen.push(Buffer.from(m.data)) });
+    await spy.flush();
+    const s = await session();
+    const marker = `tenant-secret-${randomBytes(8).toString('hex')}`;
+    assert.equal(await s.remote.echo(marker.repeat(300)), marker.repeat(300), 'the call works (and is chunked: max_payload is 4 KiB)');
+    await eventually('both directions to be seen', () => seen.length >= 6);
+    const all = Buffer.concat(seen);
+    assert.ok(all.includes('echo') === false && all.includes(marker) === false, 'neither the method nor the argument crosses the bus in clear');
+    s.close();
+  });
+
   test('a replayed frame is refused', async () => {
     const { s, subject, frames, main } = await sniff();
     const attacker = await conn();
-    attacker.publish(subject, frames.at(-1)!); // valid MAC, stale sequence number
+    attacker.publish(subject, frames.at(-1)!); // a valid sealed frame, stale sequence number
     await eventually('the session to close', () => s.isClosed, 3000);
     assert.equal(main.calls, 1);
   });

@@ -9,21 +9,24 @@
  * can keep a session to each replica and spread calls over them (lib/replicas.ts). A name is only a
  * hint: whoever answers to it must still prove the service's key in the handshake.
  *
- * Frame: a 45-byte header, then payload bytes.
- *   type u8 ('D' data, 'H' heartbeat, 'X' close) | seq u32 | part u16 | parts u16 | total u32 | mac[32]
+ * Frame: a 29-byte header, then payload bytes.
+ *   type u8 ('D' data, 'H' heartbeat, 'X' close) | seq u32 | part u16 | parts u16 | total u32 | tag[16]
  * A close frame's payload is the reason, at most MAX_CLOSE_REASON bytes, so that a peer's pending
  * calls fail saying why (a revoked token, a quota), as a WebSocket's close reason does.
  * A message longer than the server's `max_payload` is split into `parts` data frames; `total` (the
  * whole message's length, in the first part) is checked against the limit before anything is kept.
  * Every frame carries the next sequence number of its direction. After the handshake both sides hold
- * a session key and every frame's MAC (HMAC-SHA256 over direction, session id, header and payload)
- * must verify: another NATS client that knows or sniffs the subjects can neither inject nor replay a
- * frame — the channel closes instead. Before the peer has authenticated only data frames of a
+ * a session key (from an ephemeral X25519 exchange, handshake.ts) and every frame is sealed with
+ * ChaCha20-Poly1305: the payload encrypted, the header, direction and session id authenticated, the
+ * nonce the direction and sequence number (unique per key; the session ends before a sequence number
+ * could repeat). Another NATS user — a compromised sandbox holding its own NATS credentials — that
+ * sniffs the subjects reads nothing of other sessions' requests and answers, and can neither inject
+ * nor replay a frame: the channel closes instead. Before the peer has authenticated only data frames of a
  * handshake message's size pass (MAX_HANDSHAKE_MESSAGE, declared total included), so an
  * unauthenticated client cannot make a server assemble a large message. Heartbeats flow when a side is idle; silence beyond the session time-out closes the
  * channel so the dead peer's capabilities are released.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type Channel } from './channel.ts';
 import { FrameTooLargeError } from './frames.ts';
@@ -32,8 +35,12 @@ import type { KeyedChannel, AcceptOptions, ConnectOptions } from './index.ts';
 import { accept, connect, type MeshSession } from './index.ts';
 import type { RpcCompatible } from 'capnweb';
 
-const HEADER = 45;
-const MAC_OFFSET = 13;
+const HEADER = 29;
+const TAG_OFFSET = 13;
+const TAG = 16;
+const AEAD = 'chacha20-poly1305';
+/** The last sequence number a direction may use: a nonce must never repeat under one key. */
+const LAST_SEQ = 0xffffffff;
 const SID = /^[A-Za-z0-9_-]{22}$/;
 const T_DATA = 0x44; // 'D'
 const T_HEARTBEAT = 0x48; // 'H'
@@ -139,26 +146,53 @@ export class NatsChannel implements KeyedChannel {
     else this.#closeCallbacks.push(callback);
   }
 
-  #mac(dir: number, header: Buffer, payload: Uint8Array): Buffer {
-    return createHmac('sha256', this.#key!)
-      .update(Buffer.from([dir]))
-      .update(this.#sid)
-      .update(header.subarray(0, MAC_OFFSET))
-      .update(payload)
-      .digest();
+  /** The nonce of a frame: its direction and sequence number (each used once per session key). */
+  static #nonce(dir: number, seq: number): Buffer {
+    const nonce = Buffer.alloc(12);
+    nonce[0] = dir;
+    nonce.writeUInt32BE(seq, 8);
+    return nonce;
+  }
+
+  /** What a frame's tag covers besides its payload: direction, session id and the header before the tag. */
+  #aad(dir: number, header: Buffer): Buffer {
+    return Buffer.concat([Buffer.from([dir]), Buffer.from(this.#sid), header.subarray(0, TAG_OFFSET)]);
   }
 
   #sendFrame(type: number, part: number, parts: number, total: number, payload: Uint8Array): void {
+    const seq = this.#sendSeq;
+    if (this.#key && seq === LAST_SEQ) throw new ChannelClosedError(`session ${this.#sid} has sent all the frames one key may seal; open a new one`);
+    this.#sendSeq = (seq + 1) >>> 0;
     const frame = Buffer.alloc(HEADER + payload.length);
     frame[0] = type;
-    frame.writeUInt32BE(this.#sendSeq++ >>> 0, 1);
+    frame.writeUInt32BE(seq, 1);
     frame.writeUInt16BE(part, 5);
     frame.writeUInt16BE(parts, 7);
     frame.writeUInt32BE(total, 9);
-    if (this.#key) this.#mac(this.#outDir, frame, payload).copy(frame, MAC_OFFSET);
-    frame.set(payload, HEADER);
+    if (this.#key) {
+      const cipher = createCipheriv(AEAD, this.#key, NatsChannel.#nonce(this.#outDir, seq), { authTagLength: TAG });
+      cipher.setAAD(this.#aad(this.#outDir, frame), { plaintextLength: payload.length });
+      const sealed = cipher.update(payload);
+      cipher.final();
+      sealed.copy(frame, HEADER);
+      cipher.getAuthTag().copy(frame, TAG_OFFSET);
+    } else frame.set(payload, HEADER);
     this.#nc.publish(this.#out, frame);
     this.#lastSent = Date.now();
+  }
+
+  /** The payload of a sealed frame, or an error if anything of it was altered or it was not sealed with this session's key. */
+  #open(header: Buffer, sealed: Uint8Array, seq: number): Uint8Array {
+    const decipher = createDecipheriv(AEAD, this.#key!, NatsChannel.#nonce(this.#inDir, seq), { authTagLength: TAG });
+    decipher.setAAD(this.#aad(this.#inDir, header), { plaintextLength: sealed.length });
+    decipher.setAuthTag(header.subarray(TAG_OFFSET, HEADER));
+    const payload = decipher.update(sealed);
+    try {
+      decipher.final();
+    } catch {
+      throw new Error('frame failed authentication');
+    }
+    return payload;
   }
 
   #receiveFrame(msg: Msg): void {
@@ -167,14 +201,14 @@ export class NatsChannel implements KeyedChannel {
       const data = msg.data;
       if (data.length < HEADER) throw new Error('short frame');
       const header = Buffer.from(data.buffer, data.byteOffset, HEADER);
-      const payload = data.subarray(HEADER);
       const type = header[0]!;
       const seq = header.readUInt32BE(1);
-      if (this.#key) {
-        if (!timingSafeEqual(header.subarray(MAC_OFFSET, HEADER), this.#mac(this.#inDir, header, payload))) throw new Error('frame failed authentication');
-      } else if (type !== T_DATA || (!this.#peerProven && header.readUInt32BE(9) > MAX_HANDSHAKE_MESSAGE))
-        throw new Error('unexpected frame before the handshake completed');
+      // The sequence is checked first: a frame out of sequence would be opened with another frame's nonce.
       if (seq !== this.#recvSeq) throw new Error(`frame out of sequence (got ${seq}, expected ${this.#recvSeq})`);
+      let payload = data.subarray(HEADER);
+      if (this.#key) payload = this.#open(header, payload, seq);
+      else if (type !== T_DATA || (!this.#peerProven && header.readUInt32BE(9) > MAX_HANDSHAKE_MESSAGE))
+        throw new Error('unexpected frame before the handshake completed');
       this.#recvSeq = (this.#recvSeq + 1) >>> 0;
       this.#lastHeard = Date.now();
       if (type === T_HEARTBEAT) return;

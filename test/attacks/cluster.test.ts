@@ -4,7 +4,8 @@
  * `standard` — it answers standard's roll call under names of its choosing (some shaped to escape
  * the subject), floods it with names, joins standard's queue group and accepts sessions with the keys
  * it has. Ingress never opens a session to it, no request of `standard` reaches it, and the bystander
- * worker on `standard` serves every request, spread over its two real replicas. (That a sandbox
+ * worker on `standard` serves every request, spread over its two real replicas. With the same NATS
+ * credentials it sniffs every session's subject and reads nothing of them: frames are encrypted. (That a sandbox
  * container's files hold only its own keyring: test/compose.docker.e2e.test.ts, with Docker.)
  */
 import { after, before, describe, test } from 'node:test';
@@ -220,6 +221,24 @@ describe('attacks: a compromised sandbox against the dedicated-cordon agent', { 
     // The same procedure with the agent's real key (from the operator's secret) is admitted: the refusals above are the keys'.
     const secret = Buffer.from(readFileSync(`${cluster.operator}/mesh.secret`, 'utf8').trim(), 'hex');
     assert.deepEqual(await asAgent(Keyring.forRole(secret, 'agent').key('agent', 'supervisor')!), { ok: true });
+  });
+
+  test("sniffing every session subject with the NATS credentials it holds: no other cordon's request, storage call or answer is readable", async () => {
+    const seen: Buffer[] = [];
+    const spy = nc.subscribe('cordon.s.>', { callback: (_err, msg) => void seen.push(Buffer.from(msg.data)) });
+    await nc.flush();
+    const secret = `card-${randomBytes(12).toString('hex')}`;
+    try {
+      // The request's URL crosses ingress → sandbox, the value sandbox → supervisor and back, and the answer sandbox → ingress.
+      assert.deepEqual(await get(`/cluster/put?key=card&value=${secret}`), { status: 200, text: 'stored' });
+      assert.deepEqual(await get('/cluster/get?key=card'), { status: 200, text: JSON.stringify({ value: secret }) });
+      await waitFor('session frames to be seen', async () => (seen.length >= 8 ? true : undefined), 10_000);
+    } finally {
+      spy.unsubscribe();
+    }
+    const all = Buffer.concat(seen);
+    assert.equal(all.includes(secret), false, 'the secret never crosses the bus in clear');
+    assert.equal(all.includes('/cluster/put'), false, 'nor the request line');
   });
 
   test('the keyring issued for the quarantine cordon opens no other cordon', async () => {
