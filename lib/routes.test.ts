@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   compileRoute,
+  hostMatches,
   hostsOverlap,
   hostWithin,
   normalizeHostPattern,
@@ -9,6 +10,8 @@ import {
   parseRoutePattern,
   RoutePatternError,
   RouteTable,
+  type CompiledRoute,
+  type HostOwner,
 } from './routes.ts';
 
 test('route patterns: most specific wins; hosts are matched as normalised names', () => {
@@ -115,4 +118,30 @@ test("a host assigned to a tenant is served by that tenant's routes only", () =>
   assert.equal(table.match('other.example', '/login')?.value, 'a-login', 'unassigned hosts: every route');
   const empty = new RouteTable([compileRoute('*/*', 'catch-all', 'a')], [{ host: '*.b.example', tenant: 'b' }]);
   assert.equal(empty.match('x.b.example', '/'), undefined, "b's host without a route of b's: nobody's");
+});
+
+test('the host index picks what a scan of every route in order picks (random tables, owners and requests)', () => {
+  // The reference: the table's order (most specific first, older first) and the first route that fits.
+  const reference = (routes: CompiledRoute<number>[], owners: HostOwner[], host: string, path: string) => {
+    const sorted = [...routes].sort((a, b) => b.score[0] - a.score[0] || b.score[1] - a.score[1]);
+    const owner = [...owners].sort((a, b) => b.host.replace('*', '').length - a.host.replace('*', '').length).find((o) => hostMatches(o.host, host))?.tenant;
+    return sorted.find((r) => (owner === undefined || r.tenant === owner) && hostMatches(r.host, host) && r.path.test(path))?.value;
+  };
+  // A wildcard as specific in the host as an exact host (`*` matching nothing) and more in the path wins.
+  const tie = [compileRoute('b.example.com/*', 0), compileRoute('*b.example.com/api/*', 1)];
+  assert.equal(new RouteTable(tie).match('b.example.com', '/api/x')?.value, 1);
+  assert.equal(reference(tie, [], 'b.example.com', '/api/x'), 1);
+  let seed = 42;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const hosts = ['*', '*.example.com', 'a.example.com', 'b.example.com', '*b.example.com', 'example.com', 'other.test', '*.test'];
+  const paths = ['/*', '/api/*', '/api/v1/*', '/x', '/*/y', '/a*'];
+  const requests = ['a.example.com', 'b.example.com', 'example.com', 'other.test', 'c.test', 'zzz'];
+  const reqPaths = ['/', '/api/', '/api/v1/z', '/x', '/q/y', '/abc'];
+  for (let round = 0; round < 200; round++) {
+    const routes = Array.from({ length: 1 + rand(20) }, (_, i) => compileRoute(`${hosts[rand(hosts.length)]}${paths[rand(paths.length)]}`, i, `t${rand(3)}`));
+    const owners = rand(3) === 0 ? [{ host: hosts[1 + rand(hosts.length - 1)]!, tenant: `t${rand(3)}` }] : [];
+    const table = new RouteTable(routes, owners);
+    for (const host of requests)
+      for (const path of reqPaths) assert.equal(table.match(host, path)?.value, reference(routes, owners, host, path), `${host}${path} in round ${round}`);
+  }
 });

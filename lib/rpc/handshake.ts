@@ -90,16 +90,17 @@ function transcriptOf(hello: Record<string, unknown>, reply: Record<string, unkn
 }
 
 /** An ephemeral X25519 key pair; its public half travels as base64url. */
-function ephemeral(): { privateKey: KeyObject; dh: string } {
+export function ephemeral(): { privateKey: KeyObject; dh: string } {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
   return { privateKey, dh: publicKey.export({ format: 'jwk' }).x! };
 }
 
-function validDh(v: unknown): v is string {
+export function validDh(v: unknown): v is string {
   return typeof v === 'string' && /^[A-Za-z0-9_-]{43}$/.test(v);
 }
 
-function sessionKey(key: Buffer, transcript: string, own: KeyObject, peerDh: string): Buffer {
+/** A session's key: the X25519 secret of both ends' ephemeral keys, bound to `key` and the transcript. */
+export function sessionKey(key: Buffer, transcript: string, own: KeyObject, peerDh: string): Buffer {
   const shared = diffieHellman({ privateKey: own, publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: peerDh }, format: 'jwk' }) });
   return createHmac('sha256', key).update('session\0').update(transcript).update('\0').update(shared).digest();
 }

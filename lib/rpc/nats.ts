@@ -146,19 +146,6 @@ export class NatsChannel implements KeyedChannel {
     else this.#closeCallbacks.push(callback);
   }
 
-  /** The nonce of a frame: its direction and sequence number (each used once per session key). */
-  static #nonce(dir: number, seq: number): Buffer {
-    const nonce = Buffer.alloc(12);
-    nonce[0] = dir;
-    nonce.writeUInt32BE(seq, 8);
-    return nonce;
-  }
-
-  /** What a frame's tag covers besides its payload: direction, session id and the header before the tag. */
-  #aad(dir: number, header: Buffer): Buffer {
-    return Buffer.concat([Buffer.from([dir]), Buffer.from(this.#sid), header.subarray(0, TAG_OFFSET)]);
-  }
-
   #sendFrame(type: number, part: number, parts: number, total: number, payload: Uint8Array): void {
     const seq = this.#sendSeq;
     if (this.#key && seq === LAST_SEQ) throw new ChannelClosedError(`session ${this.#sid} has sent all the frames one key may seal; open a new one`);
@@ -169,22 +156,16 @@ export class NatsChannel implements KeyedChannel {
     frame.writeUInt16BE(part, 5);
     frame.writeUInt16BE(parts, 7);
     frame.writeUInt32BE(total, 9);
-    if (this.#key) {
-      const cipher = createCipheriv(AEAD, this.#key, NatsChannel.#nonce(this.#outDir, seq), { authTagLength: TAG });
-      cipher.setAAD(this.#aad(this.#outDir, frame), { plaintextLength: payload.length });
-      const sealed = cipher.update(payload);
-      cipher.final();
-      sealed.copy(frame, HEADER);
-      cipher.getAuthTag().copy(frame, TAG_OFFSET);
-    } else frame.set(payload, HEADER);
+    if (this.#key) sealFrame(this.#key, this.#outDir, this.#sid, frame, payload);
+    else frame.set(payload, HEADER);
     this.#nc.publish(this.#out, frame);
     this.#lastSent = Date.now();
   }
 
   /** The payload of a sealed frame, or an error if anything of it was altered or it was not sealed with this session's key. */
   #open(header: Buffer, sealed: Uint8Array, seq: number): Uint8Array {
-    const decipher = createDecipheriv(AEAD, this.#key!, NatsChannel.#nonce(this.#inDir, seq), { authTagLength: TAG });
-    decipher.setAAD(this.#aad(this.#inDir, header), { plaintextLength: sealed.length });
+    const decipher = createDecipheriv(AEAD, this.#key!, frameNonce(this.#inDir, seq), { authTagLength: TAG });
+    decipher.setAAD(frameAad(this.#inDir, this.#sid, header), { plaintextLength: sealed.length });
     decipher.setAuthTag(header.subarray(TAG_OFFSET, HEADER));
     const payload = decipher.update(sealed);
     try {
@@ -255,6 +236,32 @@ export class NatsChannel implements KeyedChannel {
       }
     }
   }
+}
+
+/** The nonce of a frame: its direction (1 client→server, 2 back) and sequence number, each used once per session key. */
+function frameNonce(dir: number, seq: number): Buffer {
+  const nonce = Buffer.alloc(12);
+  nonce[0] = dir;
+  nonce.writeUInt32BE(seq, 8);
+  return nonce;
+}
+
+/** What a frame's tag covers besides its payload: direction, session id and the header before the tag. */
+function frameAad(dir: number, sid: string, header: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([dir]), Buffer.from(sid), header.subarray(0, TAG_OFFSET)]);
+}
+
+/**
+ * Seal `payload` into `frame` (its header written, HEADER + payload bytes long) under a session key:
+ * the payload encrypted after the header, the tag in the header. Exported so a test can forge what a
+ * peer holding the key could send.
+ */
+export function sealFrame(key: Buffer, dir: number, sid: string, frame: Buffer, payload: Uint8Array): void {
+  const cipher = createCipheriv(AEAD, key, frameNonce(dir, frame.readUInt32BE(1)), { authTagLength: TAG });
+  cipher.setAAD(frameAad(dir, sid, frame), { plaintextLength: payload.length });
+  cipher.update(payload).copy(frame, HEADER);
+  cipher.final();
+  cipher.getAuthTag().copy(frame, TAG_OFFSET);
 }
 
 /** A reason as a close frame carries it: one line, cut to MAX_CLOSE_REASON bytes on a character boundary. */

@@ -266,11 +266,20 @@ export class RouteHub {
     return this.#store.routingTable();
   }
 
+  #pending: NodeJS.Immediate | undefined;
+
+  /**
+   * Send the table as it is now, once for all the changes of this turn of the event loop: a burst of
+   * deploys (many at once through the admin API) builds and sends one table, not one per deploy.
+   */
   publish(): void {
-    const table = this.#store.routingTable();
-    for (const l of this.#listeners) {
-      l.update(table).catch((e: Error) => this.#log.warn('route update failed', { error: e.message }));
-    }
+    this.#pending ??= setImmediate(() => {
+      this.#pending = undefined;
+      const table = this.#store.routingTable();
+      for (const l of this.#listeners) {
+        l.update(table).catch((e: Error) => this.#log.warn('route update failed', { error: e.message }));
+      }
+    });
   }
 }
 

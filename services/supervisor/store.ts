@@ -394,13 +394,24 @@ export class CodeStore {
     return { ...row, routes };
   }
 
+  /** Every worker (of `tenant`), in two queries rather than two per worker: cron and the queue consumers read them all on each change and tick. */
   workers(tenant?: string): WorkerRecord[] {
-    const ids = (
-      tenant
-        ? this.#sql('SELECT id FROM workers WHERE tenant = ? ORDER BY id').pluck().all(tenant)
-        : this.#sql('SELECT id FROM workers ORDER BY id').pluck().all()
-    ) as string[];
-    return ids.map((id) => this.worker(id)!);
+    const where = tenant === undefined ? '' : 'WHERE tenant = ?';
+    const args = tenant === undefined ? [] : [tenant];
+    const rows = this.#sql(`SELECT id, tenant, name, cordon, version, code_key AS codeKey FROM workers ${where} ORDER BY id`).all(...args) as Omit<
+      WorkerRecord,
+      'routes'
+    >[];
+    const routes = new Map<string, string[]>();
+    const patterns = this.#sql(
+      `SELECT worker_id AS id, pattern FROM routes ${tenant === undefined ? '' : 'WHERE worker_id IN (SELECT id FROM workers WHERE tenant = ?)'} ORDER BY pattern`,
+    ).all(...args) as { id: string; pattern: string }[];
+    for (const r of patterns) {
+      const list = routes.get(r.id);
+      if (list) list.push(r.pattern);
+      else routes.set(r.id, [r.pattern]);
+    }
+    return rows.map((w) => ({ ...w, routes: routes.get(w.id) ?? [] }));
   }
 
   #keyRow(codeKey: string): KeyRow | undefined {

@@ -5,7 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { tokenHash } from '../../lib/rpc/client-proof.ts';
+import { tokenHash, tokenNatsKey } from '../../lib/rpc/client-proof.ts';
 
 export const SCOPES = ['read', 'deploy', 'workflows', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -32,17 +32,22 @@ export class TokenStore {
     db.exec(`CREATE TABLE IF NOT EXISTS tokens (
       id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL, tenant TEXT,
       created_at INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)`);
+    // The public key a token proves itself with over NATS (lib/rpc/client-proof.ts). Tokens made before
+    // it was kept have none: they work over HTTP and WebSocket, and over NATS once issued again.
+    const columns = db.prepare('PRAGMA table_info(tokens)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'nats_key')) db.exec('ALTER TABLE tokens ADD COLUMN nats_key TEXT');
+    db.exec('CREATE UNIQUE INDEX IF NOT EXISTS tokens_nats_key ON tokens (nats_key)');
     db.prepare(`INSERT OR IGNORE INTO tokens (id, hash, scopes, tenant, created_at) VALUES ('root', ?, 'admin', NULL, ?)`).run(hash(rootToken), Date.now());
     // The root token may have been replaced (CORDON_ADMIN_TOKEN): keep its row pointing at the current one.
-    db.prepare(`UPDATE tokens SET hash = ? WHERE id = 'root'`).run(hash(rootToken));
+    db.prepare(`UPDATE tokens SET hash = ?, nats_key = ? WHERE id = 'root'`).run(hash(rootToken), tokenNatsKey(rootToken).publicKey);
   }
 
   create(scopes: Scope[], tenant: string | undefined): { token: string; info: TokenInfo } {
     const id = `t_${randomBytes(6).toString('hex')}`;
     const token = `cordon_${randomBytes(32).toString('base64url')}`;
     this.#db
-      .prepare('INSERT INTO tokens (id, hash, scopes, tenant, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(id, hash(token), scopes.join(','), tenant ?? null, Date.now());
+      .prepare('INSERT INTO tokens (id, hash, nats_key, scopes, tenant, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(id, hash(token), tokenNatsKey(token).publicKey, scopes.join(','), tenant ?? null, Date.now());
     return { token, info: this.get(id)! };
   }
 
@@ -54,16 +59,12 @@ export class TokenStore {
     return { tokenId: info.tokenId, scopes: info.scopes, tenant: info.tenant };
   }
 
-  /**
-   * The live token whose hash `proves` accepts (a client's proof over NATS, lib/rpc/client-proof.ts),
-   * with that hash. Each live token is tried: their number is an operator's, not a caller's, to grow.
-   */
-  authenticateProof(proves: (hash: string) => boolean): (Principal & { hash: string }) | undefined {
-    const rows = this.#db.prepare('SELECT id, hash FROM tokens WHERE revoked = 0').all() as { id: string; hash: string }[];
-    const row = rows.find((r) => proves(r.hash));
+  /** The principal of the live token with this NATS public key (its proof is checked by the caller: lib/rpc/client-proof.ts). */
+  byNatsKey(publicKey: string): Principal | undefined {
+    const row = this.#db.prepare('SELECT id FROM tokens WHERE nats_key = ? AND revoked = 0').get(publicKey) as { id: string } | undefined;
     if (!row) return undefined;
     const info = this.get(row.id)!;
-    return { tokenId: info.tokenId, scopes: info.scopes, tenant: info.tenant, hash: row.hash };
+    return { tokenId: info.tokenId, scopes: info.scopes, tenant: info.tenant };
   }
 
   get(id: string): TokenInfo | undefined {

@@ -12,13 +12,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
-import { createHmac } from 'node:crypto';
+import { sign } from 'node:crypto';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
 import { connect, type Cordon, type WatchEvent } from '../../client/index.ts';
 import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
 import { natsServerMissing, startNatsServer } from '../../lib/rpc/testing/nats-server.ts';
-import { connectNats, type NatsChannel } from '../../lib/rpc/nats.ts';
-import { CLIENT_RPC_ENDPOINT, clientSessionKey, tokenHash, tokenProof } from '../../lib/rpc/client-proof.ts';
+import { connectNats, sealFrame, type NatsChannel } from '../../lib/rpc/nats.ts';
+import { CLIENT_RPC_ENDPOINT, proveToken, tokenNatsKey } from '../../lib/rpc/client-proof.ts';
 
 /** capnweb's RpcPromise is a thenable, not a Promise: node:assert wants the latter. */
 const rejects = (p: PromiseLike<unknown>, error: RegExp) => assert.rejects(Promise.resolve(p), error);
@@ -209,13 +211,8 @@ describe('attacks on the client RPC endpoint over NATS', { skip: natsMissing }, 
   const authenticated = async (secret: string) => {
     // Our side's limit well over the supervisor's, so that an oversized message leaves it.
     const channel = await connectNats(nc, CLIENT_RPC_ENDPOINT, 16 * 1024 * 1024);
-    const sid = channel.description.slice('nats:'.length);
-    const { nonce } = JSON.parse(await channel.receive()) as { nonce: string };
-    channel.send(`Proof ${tokenProof(tokenHash(secret), sid, nonce)}`);
-    assert.equal(await channel.receive(), 'ok');
-    channel.useSessionKey(clientSessionKey(tokenHash(secret), sid, nonce));
-    channel.authenticated();
-    return Object.assign(channel, { nonce });
+    const key = await proveToken(channel, secret);
+    return Object.assign(channel, { key });
   };
 
   before(async () => {
@@ -245,15 +242,31 @@ describe('attacks on the client RPC endpoint over NATS', { skip: natsMissing }, 
     big.authenticated(); // our side lets it go out; the supervisor's does not take it
     big.send(`Proof ${'x'.repeat(8 * 1024)}`);
     await assert.rejects(big.receive(), ENDED);
-    // A wrong proof.
+    // A proof for a token nobody issued; a real token's public key with a signature made by another key.
     const wrong = await connectNats(nc, CLIENT_RPC_ENDPOINT, 4 * 1024 * 1024);
-    const { nonce } = JSON.parse(await wrong.receive()) as { nonce: string };
-    wrong.send(`Proof ${tokenProof(tokenHash('cordon_guess'), wrong.description.slice(5), nonce)}`);
-    await assert.rejects(wrong.receive(), ENDED);
+    await assert.rejects(proveToken(wrong, 'cordon_guess'), /refused the connection/);
+    const real = tokenNatsKey(await token('workflows')).publicKey;
+    const forged = await connectNats(nc, CLIENT_RPC_ENDPOINT, 4 * 1024 * 1024);
+    const hello = JSON.parse(await forged.receive()) as { dh: string };
+    const signature = sign(null, Buffer.from('anything'), tokenNatsKey('cordon_guess').privateKey).toString('base64url');
+    forged.send(`Proof ${hello.dh} ${real} ${signature}`);
+    await assert.rejects(forged.receive(), ENDED);
+    // Whoever copied admin.db holds each token's hash and public key, and opens no session with them.
+    const copy = new Database(join(mesh.dataDir, 'supervisor', 'admin.db'), { readonly: true });
+    const stored = copy.prepare('SELECT hash, nats_key FROM tokens WHERE revoked = 0').all() as { hash: string; nats_key: string }[];
+    copy.close();
+    assert.ok(stored.length >= 2 && stored.every((r) => r.nats_key));
+    for (const row of stored) {
+      const thief = await connectNats(nc, CLIENT_RPC_ENDPOINT, 4 * 1024 * 1024);
+      const opened = JSON.parse(await thief.receive()) as { dh: string };
+      const withHash = sign(null, Buffer.from(row.hash), tokenNatsKey(row.hash).privateKey).toString('base64url');
+      thief.send(`Proof ${opened.dh} ${row.nats_key} ${withHash}`);
+      await assert.rejects(thief.receive(), ENDED);
+    }
     // A proof seen on the wire, replayed on a session of the attacker's: it names another session and nonce.
     const secret = await token('workflows');
     const seen: string[] = [];
-    const spy = nc.subscribe('cordon.s.*.c2s', { callback: (_e, m) => void seen.push(Buffer.from(m.data.subarray(45)).toString()) });
+    const spy = nc.subscribe('cordon.s.*.c2s', { callback: (_e, m) => void seen.push(Buffer.from(m.data.subarray(29)).toString()) });
     const victim = await connect(nats.url, { token: secret });
     await victim.whoami();
     spy.unsubscribe();
@@ -305,25 +318,18 @@ describe('attacks on the client RPC endpoint over NATS', { skip: natsMissing }, 
       assert.match([...heard, reason].join(' '), why, `${what}: ${heard.join(' ')} ${reason}`);
       assert.equal((await bystander.workflows('signup').get('victim').status()).status, 'waiting', `after ${what}`);
     }
-    // Bytes that are not UTF-8, in a frame keyed as the channel would key it (its sender takes only strings).
+    // Bytes that are not UTF-8, in a frame sealed as the channel would seal it (its sender takes only strings).
     const raw = await authenticated(secret);
     const sid = raw.description.slice('nats:'.length);
     const ended = new Promise<string>((resolve) => raw.onClose((e) => resolve(e.message)));
     const payload = Buffer.from([0xff, 0xfe, 0x80]);
-    const frame = Buffer.alloc(45 + payload.length);
+    const frame = Buffer.alloc(29 + payload.length);
     frame[0] = 0x44; // data
     frame.writeUInt32BE(1, 1); // the Proof was frame 0
     frame.writeUInt16BE(0, 5);
     frame.writeUInt16BE(1, 7);
     frame.writeUInt32BE(payload.length, 9);
-    createHmac('sha256', clientSessionKey(tokenHash(secret), sid, raw.nonce))
-      .update(Buffer.from([1]))
-      .update(sid)
-      .update(frame.subarray(0, 13))
-      .update(payload)
-      .digest()
-      .copy(frame, 13);
-    payload.copy(frame, 45);
+    sealFrame(raw.key, 1, sid, frame, payload);
     nc.publish(`cordon.s.${sid}.c2s`, frame);
     assert.match(await ended, /^peer closed session \S+: .*(encoded data was not valid|utf-8)/i);
     // The supervisor is whole, and the bystander's session, instance and watch are as they were.

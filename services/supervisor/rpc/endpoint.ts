@@ -20,10 +20,9 @@ import type { AuditLog } from '../audit.ts';
 import type { Principal, TokenStore } from '../tokens.ts';
 import type { WorkflowEngine } from '../workflows/engine.ts';
 import { CordonMain, type Caller, type WorkerAccess } from './caps.ts';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Channel } from '../../../lib/rpc/channel.ts';
 import type { KeyedChannel } from '../../../lib/rpc/index.ts';
-import { CLIENT_RPC_ENDPOINT, clientSessionKey, tokenProof } from '../../../lib/rpc/client-proof.ts';
+import { checkProof, CLIENT_RPC_ENDPOINT, parseProof, proofHello } from '../../../lib/rpc/client-proof.ts';
 
 export const RPC_PATH = '/rpc';
 
@@ -134,11 +133,11 @@ export class RpcEndpoint {
     if (!sid) return channel.close(new Error('not a NATS session'));
     if (this.#unauthenticated >= MAX_UNAUTHENTICATED) return channel.close(new Error('too many connections waiting to authenticate; try again'));
     this.#unauthenticated++;
-    const nonce = randomBytes(32).toString('base64');
+    const opened = proofHello();
     const timer = setTimeout(() => channel.close(new Error(`no token proof within ${AUTH_TIMEOUT_MS / 1000} s`)), AUTH_TIMEOUT_MS);
     let first: string | undefined;
     try {
-      channel.send(JSON.stringify({ nonce }));
+      channel.send(JSON.stringify(opened.hello));
       first = await channel.receive();
     } catch {
       first = undefined;
@@ -147,14 +146,10 @@ export class RpcEndpoint {
       this.#unauthenticated--;
     }
     if (first === undefined) return;
-    const proof = /^Proof (\S{1,100})$/.exec(first)?.[1];
-    const proves = (hash: string) => {
-      const want = Buffer.from(tokenProof(hash, sid, nonce));
-      const got = Buffer.from(proof!);
-      return want.length === got.length && timingSafeEqual(want, got);
-    };
-    const found = proof ? this.#deps.tokens.authenticateProof(proves) : undefined;
-    if (!found) {
+    const proof = parseProof(first);
+    const who = proof && this.#deps.tokens.byNatsKey(proof.publicKey);
+    const key = who && checkProof(sid, opened, proof);
+    if (!key) {
       this.#deps.audit.append({
         actor: 'anonymous',
         action: 'rpc.connect',
@@ -164,9 +159,8 @@ export class RpcEndpoint {
       });
       return channel.close(new Error('missing or invalid token proof'));
     }
-    const { hash, ...who } = found;
     channel.send('ok');
-    channel.useSessionKey(clientSessionKey(hash, sid, nonce));
+    channel.useSessionKey(key);
     this.#open(channel, who, `NATS session ${sid.slice(0, 8)}…`, (reason) => channel.close(new Error(reason)));
   }
 
