@@ -3,7 +3,8 @@
  * wrangler.jsonc. Each customer's app is loaded with the Worker Loader and runs as a facet of that
  * customer's AppRunner object: two apps each keep their own SQL data; an app without allowed hosts has
  * no network (`globalOutbound: null`), one with them reaches those only, through the platform's
- * Gateway; the platform's own SQL cannot see an app's database; a new version keeps the app's data.
+ * Gateway; the platform's own SQL cannot see an app's database; a new version keeps the app's data,
+ * deleting the app deletes it.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,6 +104,14 @@ describe('app platform (facets of loaded classes)', () => {
   test("a new version of an app is a new class for the facet; the app's data stays", async () => {
     assert.equal((await call('/customers/alice/app', { method: 'PUT', body: NOTES_APP('notes v2') })).text, 'alice: version 2\n');
     assert.deepEqual(await json('/customers/alice/'), { app: 'notes v2', customer: 'alice', notes: ['alice-secret'] });
+  });
+
+  test("deleting an app deletes its database; the other customer's app is unharmed", async () => {
+    assert.equal((await call('/customers/alice/app', { method: 'DELETE' })).text, 'alice: deleted\n');
+    assert.equal((await call('/customers/alice/')).status, 404);
+    assert.equal((await call('/customers/alice/app', { method: 'PUT', body: NOTES_APP('notes v3') })).text, 'alice: version 3\n');
+    assert.deepEqual(await json('/customers/alice/'), { app: 'notes v3', customer: 'alice', notes: [] });
+    assert.deepEqual(await json('/customers/bob/'), { app: 'notes', customer: 'bob', notes: ['bob-1', 'bob-2'] });
   });
 
   test('facet creations are counted against the platform', async () => {

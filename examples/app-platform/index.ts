@@ -4,6 +4,7 @@
 // platform's code cannot read, and no network but what the platform allows it.
 //
 //   PUT /customers/<customer>/app?allow=host1,host2   body: the app's ES module (exports class App)
+//   DELETE /customers/<customer>/app                   the app and its data go
 //   ANY /customers/<customer>/<path>                   the customer's app answers
 //   GET /customers/<customer>/_platform/sql?q=...       what the platform's own SQL sees (a demonstration)
 import { DurableObject, WorkerEntrypoint } from 'cloudflare:workers';
@@ -37,6 +38,12 @@ export class AppRunner extends DurableObject<Env> {
     const [, , customer, ...rest] = url.pathname.split('/');
     const path = rest.join('/');
     if (path === 'app' && request.method === 'PUT') return this.deploy(customer!, await request.text(), url.searchParams.get('allow'));
+    if (path === 'app' && request.method === 'DELETE') {
+      // The app goes, and its database with it.
+      this.ctx.facets.delete('app');
+      await this.ctx.storage.delete('app');
+      return new Response(`${customer}: deleted\n`);
+    }
     if (path === '_platform/sql') {
       // What the platform's own SQL reaches: its own tables only; the app's database is not one of them.
       try {
@@ -62,9 +69,10 @@ export class AppRunner extends DurableObject<Env> {
 
   /** A new version: stored, and the running facet stopped so that the next request starts the new class (its data stays). */
   async deploy(customer: string, source: string, allow: string | null): Promise<Response> {
-    const old = (await this.ctx.storage.get('app')) as App | undefined;
-    const app: App = { source, version: (old?.version ?? 0) + 1, allow: allow ? allow.split(',').filter(Boolean) : [] };
-    await this.ctx.storage.put('app', app);
+    // Versions only grow (a deleted app's too): the loader id names the code, so new code needs a new id.
+    const version = (((await this.ctx.storage.get('version')) as number | undefined) ?? 0) + 1;
+    const app: App = { source, version, allow: allow ? allow.split(',').filter(Boolean) : [] };
+    await this.ctx.storage.put({ app, version });
     this.ctx.facets.abort('app', new Error('a new version was deployed'));
     return new Response(`${customer}: version ${app.version}\n`);
   }

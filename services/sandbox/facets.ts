@@ -81,7 +81,8 @@ export class ObjectFacets implements CapabilityHost {
     if (binding === null) place = this.#place;
     else {
       // A Dynamic Worker has no Worker Loader: only the root object's code can name a loaded class.
-      if (this.#place !== null || token === null) throw new Error('a facet class from a Worker Loader can only be used by an object of the worker that loaded it');
+      if (this.#place !== null || token === null)
+        throw new Error('a facet class from a Worker Loader can only be used by an object of the worker that loaded it');
       place = { binding, token };
     }
     let facet = await this.#open(name, place, className);
