@@ -106,14 +106,6 @@ describe('app platform (facets of loaded classes)', () => {
     assert.deepEqual(await json('/customers/alice/'), { app: 'notes v2', customer: 'alice', notes: ['alice-secret'] });
   });
 
-  test("deleting an app deletes its database; the other customer's app is unharmed", async () => {
-    assert.equal((await call('/customers/alice/app', { method: 'DELETE' })).text, 'alice: deleted\n');
-    assert.equal((await call('/customers/alice/')).status, 404);
-    assert.equal((await call('/customers/alice/app', { method: 'PUT', body: NOTES_APP('notes v3') })).text, 'alice: version 3\n');
-    assert.deepEqual(await json('/customers/alice/'), { app: 'notes v3', customer: 'alice', notes: [] });
-    assert.deepEqual(await json('/customers/bob/'), { app: 'notes', customer: 'bob', notes: ['bob-1', 'bob-2'] });
-  });
-
   test('facet creations are counted against the platform', async () => {
     const token = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
     const created = await waitFor('the facets counted', async () => {
@@ -123,6 +115,27 @@ describe('app platform (facets of loaded classes)', () => {
     });
     assert.equal(created.facet, 2);
     assert.equal(created['durable-object'], 3, 'nobody, alice and bob: one AppRunner each');
+  });
+
+  test("deleting an app deletes its database; the other customer's app is unharmed", async () => {
+    assert.equal((await call('/customers/alice/app', { method: 'DELETE' })).text, 'alice: deleted\n');
+    assert.equal((await call('/customers/alice/')).status, 404);
+    assert.equal((await call('/customers/alice/app', { method: 'PUT', body: NOTES_APP('notes v3') })).text, 'alice: version 3\n');
+    assert.deepEqual(await json('/customers/alice/'), { app: 'notes v3', customer: 'alice', notes: [] });
+    assert.deepEqual(await json('/customers/bob/'), { app: 'notes', customer: 'bob', notes: ['bob-1', 'bob-2'] });
+  });
+
+  test("the operator's `cordon objects delete` wipes the object's facets with it", async () => {
+    const list = await mesh.cli(['objects', 'list', 'app-platform']);
+    assert.equal(list.code, 0, list.stderr);
+    const id = /AppRunner\t([0-9a-f]{64})\tbob\t/.exec(list.stdout)?.[1];
+    assert.ok(id, list.stdout);
+    const del = await mesh.cli(['objects', 'delete', 'app-platform', 'AppRunner', id]);
+    assert.equal(del.code, 0, del.stderr);
+    assert.equal((await call('/customers/bob/')).status, 404, 'the platform object is empty');
+    assert.equal((await call('/customers/bob/app', { method: 'PUT', body: NOTES_APP('notes') })).text, 'bob: version 1\n');
+    assert.deepEqual(await json('/customers/bob/'), { app: 'notes', customer: 'bob', notes: [] }, "the app's database went with it");
+    assert.deepEqual((await json('/customers/alice/')).notes, [], 'alice unharmed (deleted earlier, empty since)');
   });
 });
 

@@ -4,7 +4,8 @@
  * facet holds no handle to its parent's database nor to a sibling's (its SQL sees only its own tables,
  * ATTACH is refused), the parent's SQL cannot see the facet's, a facet name is never a path (`../`
  * stays in the object's directory), names past 256 characters and trees deeper than 4 are refused, and
- * another tenant reaches neither the object nor its facets. The bystander's data stays whole.
+ * another tenant reaches neither the object nor its facets. A facet's code that breaks its limit is
+ * stopped and counts against its parent worker (quarantine). The bystander's data stays whole.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,6 +46,9 @@ export class Box extends DurableObject {
     }
     return out;
   }
+  spin() {
+    for (;;) {}
+  }
   async nest(depth) {
     if (depth === 0) return 'bottom';
     return this.ctx.facets.get('n', () => ({ class: this.ctx.exports.Box })).nest(depth - 1);
@@ -73,6 +77,14 @@ export class Vault extends DurableObject {
     if (op === 'parent-sql') return sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").toArray().map((r) => r.name);
     if (op === 'parent-read-box') return sql.exec('SELECT secret FROM box').toArray();
     if (op === 'id') return String(this.ctx.id);
+    if (op === 'spin') {
+      const worker = this.env.LOADER.get('spin:1', async () => ({ compatibilityDate: '2026-11-01', mainModule: 'box.js', modules: { 'box.js': BOX }, globalOutbound: null, limits: { cpuMs: 20 } }));
+      try {
+        return await this.ctx.facets.get('spin', () => ({ class: worker.getDurableObjectClass('Box') })).spin();
+      } catch (e) {
+        return 'parent caught: ' + e.message + ' | parent still has ' + sql.exec('SELECT count(*) AS n FROM parent_secrets').one().n + ' rows';
+      }
+    }
     throw new Error('no op ' + op);
   }
   async fetch(request) {
@@ -192,5 +204,20 @@ describe('attacks: facets', () => {
     assert.deepEqual((await op('acme', 'read/safe?facet=a')).ok.rows, ['acme-a']);
     assert.deepEqual((await op('acme', 'read/safe?facet=b')).ok.rows, ['acme-b']);
     assert.deepEqual((await op('acme', 'parent-sql/safe')).ok, ['_cf_KV', 'parent_secrets']);
+  });
+
+  // Last: it moves acme's worker to quarantine.
+  test("a facet's code breaking its limit is stopped, its parent keeps serving, and the hits count against the parent worker", async () => {
+    const first = (await op('acme', 'spin/safe')).ok as string;
+    assert.match(first, /^parent caught: .*CPU time limit of 20 ms.* \| parent still has \d+ rows$/);
+    assert.deepEqual((await op('acme', 'read/safe?facet=a')).ok.rows, ['acme-a']);
+    let listed = '';
+    for (let n = 1; n <= 40 && !listed.includes('acme/vault'); n++) {
+      await fetch(`${mesh.httpUrl}/acme/vault/spin/safe`).then((r) => r.text());
+      if (n >= 20) listed = (await mesh.cli(['quarantine', 'list'])).stdout;
+    }
+    await waitFor('the parent in quarantine', async () => ((listed = (await mesh.cli(['quarantine', 'list'])).stdout).includes('acme/vault') ? true : undefined));
+    assert.doesNotMatch(listed, /evil\/vault/);
+    assert.deepEqual((await op('evil', 'read/safe?facet=a')).ok.rows, []);
   });
 });
