@@ -216,7 +216,9 @@ describe('attacks: facets', () => {
       await fetch(`${mesh.httpUrl}/acme/vault/spin/safe`).then((r) => r.text());
       if (n >= 20) listed = (await mesh.cli(['quarantine', 'list'])).stdout;
     }
-    await waitFor('the parent in quarantine', async () => ((listed = (await mesh.cli(['quarantine', 'list'])).stdout).includes('acme/vault') ? true : undefined));
+    await waitFor('the parent in quarantine', async () =>
+      (listed = (await mesh.cli(['quarantine', 'list'])).stdout).includes('acme/vault') ? true : undefined,
+    );
     assert.doesNotMatch(listed, /evil\/vault/);
     assert.deepEqual((await op('evil', 'read/safe?facet=a')).ok.rows, []);
   });
