@@ -81,3 +81,20 @@ test('abort drops the instance (and its facets) but not the data; delete wipes i
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(log, ['drop id:app:3 k/a', 'dispose root/a']);
 });
+
+test('an object has at most 64 facet calls in flight, as it has storage calls', async () => {
+  const log: string[] = [];
+  const release: (() => void)[] = [];
+  const runner: FacetRunner = {
+    call: () => new Promise<string>((r) => release.push(() => r('ok'))),
+    drop: () => {},
+  };
+  const root = new ObjectFacets(fakeStorage('root', log), 'k', null, runner);
+  const calls = Array.from({ length: 64 }, () => root.call('h', 'facet', call('a', 'App', null, null)));
+  await new Promise((r) => setImmediate(r));
+  await assert.rejects(root.call('h', 'facet', call('a', 'App', null, null)), /too many facet calls in flight/);
+  for (const r of release) r();
+  assert.deepEqual(new Set(await Promise.all(calls)), new Set(['ok']));
+  assert.equal(await Promise.race([root.call('h', 'facet', call('a', 'App', null, null)), new Promise((r) => setImmediate(() => r('pending')))]), 'pending');
+  for (const r of release) r();
+});

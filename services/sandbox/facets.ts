@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
 import { FacetName, MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
 import { ClassName } from '../../schemas/workflows.ts';
-import { ObjectStorageForwarder } from './capabilities.ts';
+import { MAX_CALLS_IN_FLIGHT, ObjectStorageForwarder } from './capabilities.ts';
 import type { CapabilityHost, FacetPlace } from './runtime/index.ts';
 
 /** Where a facet's class is: the isolate that holds this object's code, or a Dynamic Worker of it (binding, loaded id). */
@@ -57,6 +57,8 @@ export class ObjectFacets implements CapabilityHost {
   readonly #place: FacetPlace;
   readonly #runner: FacetRunner;
   readonly #facets = new Map<string, Promise<Facet>>();
+  /** Facet calls of this object in flight: bounded as its storage calls are. */
+  #inFlight = 0;
 
   constructor(storage: RpcStub<ObjectStorageApi>, key: string, place: FacetPlace, runner: FacetRunner) {
     this.#storage = storage;
@@ -69,7 +71,12 @@ export class ObjectFacets implements CapabilityHost {
   call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown> {
     if (method !== 'facet') return this.#forwarder.call(handle, method, args, timeLeftMs);
     const [op, ...rest] = args;
-    if (op === 'call') return this.#call(rest);
+    if (op === 'call') {
+      if (this.#inFlight >= MAX_CALLS_IN_FLIGHT)
+        return Promise.reject(new Error(`too many facet calls in flight: an object may have ${MAX_CALLS_IN_FLIGHT} at once`));
+      this.#inFlight++;
+      return this.#call(rest).finally(() => this.#inFlight--);
+    }
     if (op === 'abort') return this.#abort(check(FacetName, rest[0], 'facet name'));
     if (op === 'delete') return this.#delete(check(FacetName, rest[0], 'facet name'));
     return Promise.reject(new Error('unknown facet operation'));

@@ -19,8 +19,10 @@ export function facetSuffix(parent: string, name: unknown): string {
   const parsed = FacetName.safeParse(name);
   if (!parsed.success) throw new CordonError(`invalid facet name: ${parsed.error.issues[0]!.message}`, { status: 400, refusal: true });
   const depth = parent.length / 25 + 1; // levels below the root
+  // Honest code can reach the depth (the isolate does not count levels): a limit, not a refusal. A bad name cannot
+  // come from honest code (the isolate checks it first): a refusal, audited.
   if (depth + 1 > MAX_FACET_TREE_DEPTH)
-    throw new CordonError(`facets may nest at most ${MAX_FACET_TREE_DEPTH} deep, the root object included (workerd's limit)`, { status: 400, refusal: true });
+    throw new CordonError(`facets may nest at most ${MAX_FACET_TREE_DEPTH} deep, the root object included (workerd's limit)`, { status: 400 });
   return `${parent}.${createHash('sha256').update(parsed.data).digest('hex').slice(0, 24)}`;
 }
 
