@@ -66,6 +66,8 @@ export interface ObjectStorageApi extends StorageApi {
   facet(name: string): Promise<ObjectStorageApi>;
   /** Wipe facet `name`'s database and those of its own facets. */
   deleteFacet(name: string): Promise<void>;
+  /** Make facet `dst`'s databases (its own facets' too) a copy of `src`'s. */
+  cloneFacet(src: string, dst: string): Promise<void>;
 }
 
 /** workerd's limits (actor-state.c++): a facet name's length, and the depth of a facet tree, its root included. */

@@ -15,6 +15,7 @@ function fakeStorage(path: string, log: string[]): RpcStub<ObjectStorageApi> {
       return fakeStorage(`${path}/${name}`, log);
     },
     deleteFacet: async (name: string) => void log.push(`delete ${path}/${name}`),
+    cloneFacet: async (src: string, dst: string) => void log.push(`clone ${path}/${src} ${path}/${dst}`),
     databaseSize: async () => {
       log.push(`size ${path}`);
       return 4096;
@@ -59,7 +60,7 @@ test("an object's facet calls open the facet's storage once, under a key no name
   await assert.rejects(child.call('$obj:…', 'facet', call('m', 'App', 'LOADER', 'id:other:1')), /only be used by an object of the worker that loaded it/);
 });
 
-test('abort drops the instance (and its facets) but not the data; delete wipes it; a new class restarts it; the parent going takes all', async () => {
+test('abort drops the instance (and its facets) but not the data; delete wipes it; clone stops dst first; a new class restarts it; the parent going takes all', async () => {
   const log: string[] = [];
   const { runner } = fakeRunner(log);
   const root = new ObjectFacets(fakeStorage('root', log), 'k', null, runner);
@@ -76,6 +77,10 @@ test('abort drops the instance (and its facets) but not the data; delete wipes i
   log.length = 0;
   await root.call('h', 'facet', ['delete', 'b']);
   assert.deepEqual(log, ['drop own k/b', 'dispose root/b', 'delete root/b']);
+  log.length = 0;
+  await root.call('h', 'facet', call('c', 'App', null, null));
+  await root.call('h', 'facet', ['clone', 'a', 'c']);
+  assert.deepEqual(log, ['open root/c', 'run own k/c App m', 'drop own k/c', 'dispose root/c', 'clone root/a root/c']);
   log.length = 0;
   root.dispose();
   await new Promise((r) => setImmediate(r));

@@ -79,6 +79,7 @@ export class ObjectFacets implements CapabilityHost {
     }
     if (op === 'abort') return this.#abort(check(FacetName, rest[0], 'facet name'));
     if (op === 'delete') return this.#delete(check(FacetName, rest[0], 'facet name'));
+    if (op === 'clone') return this.#clone(check(FacetName, rest[0], 'facet name'), check(FacetName, rest[1], 'facet name'));
     return Promise.reject(new Error('unknown facet operation'));
   }
 
@@ -130,6 +131,12 @@ export class ObjectFacets implements CapabilityHost {
   async #delete(name: string): Promise<void> {
     await this.#abort(name);
     await this.#storage.deleteFacet(name);
+  }
+
+  /** workerd's clone: `dst` stops ("cloned-over") and its storage becomes a copy of `src`'s. */
+  async #clone(src: string, dst: string): Promise<void> {
+    await this.#abort(dst);
+    await this.#storage.cloneFacet(src, dst);
   }
 
   #dispose(f: Facet): void {

@@ -324,12 +324,12 @@ export class Grants {
    * layout), so an object's files are stored together. A facet's quota is what the object's quota leaves
    * of its other files when the facet's database is opened. `fresh`: the file did not exist yet.
    */
-  objectDatabase(workerId: string, className: string, id: string, facet = ''): PooledDatabase & { fresh: boolean } {
+  objectDatabase(workerId: string, className: string, id: string, facet = ''): PooledDatabase & { fresh: boolean; file: string } {
     const dir = join(this.#root, ...workerId.split('/'), 'objects', className);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, `${id}${facet}.sqlite`);
     const quota = facet === '' ? this.#opts.objectQuotaBytes : Math.max(MIN_FACET_QUOTA, this.#opts.objectQuotaBytes - objectBytes(dir, id, `${id}${facet}`));
-    return Object.assign(this.#sql.database(file, quota, workerId.split('/')[0]!), { fresh: !existsSync(file) });
+    return Object.assign(this.#sql.database(file, quota, workerId.split('/')[0]!), { fresh: !existsSync(file), file });
   }
 
   /** The facet suffixes stored for object `id` under facet `under` ('': all), `under` itself included. */

@@ -77,6 +77,10 @@ export class Vault extends DurableObject {
     if (op === 'parent-sql') return sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").toArray().map((r) => r.name);
     if (op === 'parent-read-box') return sql.exec('SELECT secret FROM box').toArray();
     if (op === 'id') return String(this.ctx.id);
+    if (op === 'clone') {
+      this.ctx.facets.clone(q.get('src'), q.get('dst'));
+      return this.box(q.get('dst')).read();
+    }
     if (op === 'spin') {
       const worker = this.env.LOADER.get('spin:1', async () => ({ compatibilityDate: '2026-11-01', mainModule: 'box.js', modules: { 'box.js': BOX }, globalOutbound: null, limits: { cpuMs: 20 } }));
       try {
@@ -192,6 +196,18 @@ describe('attacks: facets', () => {
       all.filter((p) => p.includes('marker-escape')),
       [],
     );
+  });
+
+  test("clone copies a facet's database within its object only; the source stays; names are still not paths", async () => {
+    const copy = (await op('acme', 'clone/safe?src=a&dst=copy')).ok;
+    assert.deepEqual(copy.rows, ['acme-a']);
+    assert.equal(copy.parentKv, null, "the copy is the facet's data, not its parent's");
+    assert.deepEqual((await op('acme', 'read/safe?facet=a')).ok.rows, ['acme-a']);
+    // Over an existing facet: its data is replaced.
+    assert.deepEqual((await op('acme', `clone/safe?src=b&dst=${encodeURIComponent('../../../../marker-escape')}`)).ok.rows, ['acme-b']);
+    assert.match((await op('acme', `clone/safe?src=a&dst=${'y'.repeat(257)}`)).error ?? '', /facet name is 1 to 256 characters/);
+    // Another tenant's clone of the same names copies its own (empty) facet.
+    assert.deepEqual((await op('evil', 'clone/safe?src=a&dst=copy')).ok.rows, []);
   });
 
   test("another tenant reaches neither the object nor its facets; the same names are its own; the bystander's data is whole", async () => {

@@ -33,6 +33,7 @@ import { facetSuffix } from './facets.ts';
 interface FacetStorage {
   open(name: unknown): Promise<ObjectStorageCap>;
   delete(name: unknown): Promise<void>;
+  clone(src: unknown, dst: unknown): Promise<void>;
 }
 
 const Method = z.string().min(1).max(256);
@@ -57,7 +58,7 @@ export interface ObjectsDeps {
   store: CodeStore;
   audit: AuditLog;
   /** One object's database, or with a suffix (objects/facets.ts) one of its facets' (Grants.objectDatabase). */
-  database(workerId: string, className: string, id: string, facet?: string): PooledDatabase & { fresh?: boolean };
+  database(workerId: string, className: string, id: string, facet?: string): PooledDatabase & { fresh?: boolean; file?: string };
   /** The facet suffixes stored for an object under one ('': all of them), itself included (Grants.objectFacets). */
   facets(workerId: string, className: string, id: string, under?: string): string[];
   leaseMs: number;
@@ -97,6 +98,12 @@ class ObjectStorageCap extends StorageCap implements ObjectStorageApi {
     return guarded(this.#audit, 'storage.deleteFacet', async () => {
       this.#fence();
       await this.#facets.delete(name);
+    });
+  }
+  cloneFacet(src: unknown, dst: unknown): Promise<void> {
+    return guarded(this.#audit, 'storage.cloneFacet', async () => {
+      this.#fence();
+      await this.#facets.clone(src, dst);
     });
   }
   getAlarm(_timeLeftMs?: unknown): Promise<number | null> {
@@ -192,6 +199,22 @@ export class DurableObjects {
         const under = facetSuffix(facet, name);
         for (const s of this.#deps.facets(workerId, className, id, under))
           await this.#deps.database(workerId, className, id, s).call('deleteAll', [], Date.now() + 30_000);
+      },
+      // workerd's cloneFacet: `dst`'s subtree becomes a copy of `src`'s (what dst had beyond it is wiped).
+      clone: async (src, dst) => {
+        const from = facetSuffix(facet, src);
+        const to = facetSuffix(facet, dst);
+        if (from === to) return;
+        const copied = new Set<string>();
+        for (const s of this.#deps.facets(workerId, className, id, from)) {
+          const target = to + s.slice(from.length);
+          const db = this.#deps.database(workerId, className, id, target);
+          await db.call('copyFrom', [this.#deps.database(workerId, className, id, s).file], Date.now() + 30_000);
+          if (db.fresh) this.#deps.created?.(workerId, 'facet');
+          copied.add(target);
+        }
+        for (const s of this.#deps.facets(workerId, className, id, to))
+          if (!copied.has(s)) await this.#deps.database(workerId, className, id, s).call('deleteAll', [], Date.now() + 30_000);
       },
     };
     return new ObjectStorageCap(this.#deps.database(workerId, className, id, facet), audit, wallMs, workerId, fenced, alarm, facets);

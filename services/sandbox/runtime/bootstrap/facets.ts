@@ -4,7 +4,8 @@
  * asked for when the facet is not started in this instance, and each call goes to the host on this
  * object's own storage handle (services/sandbox/facets.ts), which runs it on the facet's instance where
  * its class lives. This isolate never holds a facet's storage. `abort(name, reason)` stops the facet
- * (its stubs throw `reason`; its storage stays), `delete(name)` also wipes its storage.
+ * (its stubs throw `reason`; its storage stays), `delete(name)` also wipes its storage, `clone(src, dst)`
+ * makes `dst`'s storage a copy of `src`'s.
  */
 import { loopbackOf } from './entrypoints.ts';
 import type { CallAsync } from './workflow-step.ts';
@@ -64,7 +65,7 @@ function checkName(name: unknown): string {
 /** `ctx.facets` of the object whose storage handle is `handle` and whose id is `parentId`. */
 export function makeFacets(callAsync: CallAsync, handle: string, parentId: DurableObjectId): object {
   const state = new Map<string, FacetState>();
-  /** A delete in progress: the facet's next calls wait for it (its storage is being wiped). */
+  /** A delete or clone in progress: the facet's next calls wait for it (its storage is being wiped or copied). */
   const settling = new Map<string, Promise<unknown>>();
 
   function startup(getStartupOptions: () => unknown): Promise<Started> {
@@ -80,6 +81,15 @@ export function makeFacets(callAsync: CallAsync, handle: string, parentId: Durab
         if (typeof opts.id === 'string') return { cls, id: parentId.toString(), idName: opts.id };
         throw new TypeError('FacetStartupOptions.id must be a DurableObjectId or a string');
       });
+  }
+
+  /** The facet's next calls wait for `work` (a wipe or a copy of its storage). */
+  function settle(name: string, work: Promise<unknown>): void {
+    const done = work.catch(() => {});
+    settling.set(name, done);
+    void done.then(() => {
+      if (settling.get(name) === done) settling.delete(name);
+    });
   }
 
   function stop(name: string, reason: unknown): void {
@@ -121,14 +131,14 @@ export function makeFacets(callAsync: CallAsync, handle: string, parentId: Durab
     delete(nameArg: unknown): void {
       const name = checkName(nameArg);
       stop(name, new Error('the facet was deleted'));
-      const wiped = callAsync(handle, 'facet', ['delete', name]).catch(() => {});
-      settling.set(name, wiped);
-      void wiped.then(() => {
-        if (settling.get(name) === wiped) settling.delete(name);
-      });
+      settle(name, callAsync(handle, 'facet', ['delete', name]));
     },
-    clone(_src: unknown, _dst: unknown): void {
-      throw new Error('ctx.facets.clone() is not supported by Cordon yet (docs/durable-objects.md, "Facets")');
+    /** workerd's clone (not in Cloudflare's docs yet): `dst` stops, and its storage becomes a copy of `src`'s. */
+    clone(srcArg: unknown, dstArg: unknown): void {
+      const src = checkName(srcArg);
+      const dst = checkName(dstArg);
+      stop(dst, new Error('Facet was cloned-over'));
+      settle(dst, callAsync(handle, 'facet', ['clone', src, dst]));
     },
   });
 }
