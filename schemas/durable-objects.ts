@@ -62,7 +62,21 @@ export interface ObjectStorageApi extends StorageApi {
   getAlarm(timeLeftMs?: number): Promise<number | null>;
   setAlarm(time: number | null, timeLeftMs?: number): Promise<void>;
   deleteAll(timeLeftMs?: number): Promise<void>;
+  /** The storage of this object's facet `name` (its own database, under the same fence); refused past the depth limit. */
+  facet(name: string): Promise<ObjectStorageApi>;
+  /** Wipe facet `name`'s database and those of its own facets. */
+  deleteFacet(name: string): Promise<void>;
+  /** Make facet `dst`'s databases (its own facets' too) a copy of `src`'s. */
+  cloneFacet(src: string, dst: string): Promise<void>;
 }
+
+/** workerd's limits (actor-state.c++): a facet name's length, and the depth of a facet tree, its root included. */
+export const MAX_FACET_NAME_LENGTH = 256;
+export const MAX_FACET_TREE_DEPTH = 4;
+export const FacetName = z
+  .string()
+  .min(1, 'a facet name cannot be empty')
+  .max(MAX_FACET_NAME_LENGTH, `a facet name is at most ${MAX_FACET_NAME_LENGTH} characters (workerd's limit)`);
 export const OBJECT_STORAGE_EXTRA = ['getAlarm', 'setAlarm', 'deleteAll'] as const satisfies readonly (keyof ObjectStorageApi)[];
 
 /** Which object a call is for, as the supervisor tells the holder. */

@@ -59,7 +59,7 @@ export interface SupervisorForSandbox extends DriftReporting {
 }
 
 /** What a worker's creations are counted by (one line each: Durable Objects and facets will join). */
-export const CREATION_KINDS = ['dynamic-worker', 'durable-object'] as const;
+export const CREATION_KINDS = ['dynamic-worker', 'durable-object', 'facet'] as const;
 /** What a sandbox may report having created (objects are created, and counted, by the supervisor's placement alone). */
 export const SANDBOX_CREATION_KINDS = ['dynamic-worker'] as const satisfies readonly (typeof CREATION_KINDS)[number][];
 export type CreationKind = (typeof CREATION_KINDS)[number];

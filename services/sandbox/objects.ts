@@ -12,7 +12,7 @@ import { check } from '../../lib/rpc/validate.ts';
 import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
 import { ClassName } from '../../schemas/workflows.ts';
 import { MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectHost, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
-import { ObjectStorageForwarder } from './capabilities.ts';
+import { ObjectFacets } from './facets.ts';
 import { entryHooks, type SandboxDeps } from './port.ts';
 import { WorkerError } from './runtime/index.ts';
 
@@ -24,7 +24,8 @@ const Payload = z.string().max(MAX_OBJECT_PAYLOAD);
 interface Live {
   fence: number;
   storage: RpcStub<ObjectStorageApi>;
-  forwarder: ObjectStorageForwarder;
+  /** Its storage, with its facets served here (facets.ts). */
+  forwarder: ObjectFacets;
   bundle: WorkerBundle;
   lastUsed: number;
   active: number;
@@ -59,7 +60,13 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
     }
     if (!live) {
       const kept = storage.dup();
-      live = { fence: a.fence, storage: kept, forwarder: new ObjectStorageForwarder(kept), bundle, lastUsed: Date.now(), active: 0 };
+      const hooks = entryHooks(this.#deps, a.codeKey, capabilities);
+      const runtime = this.#deps.runtime;
+      const facets = new ObjectFacets(kept, key, null, {
+        call: (place, object, call) => runtime.facetCall(bundle, place, object, call, hooks),
+        drop: (place, facetKey) => runtime.facetDrop(bundle, place, facetKey),
+      });
+      live = { fence: a.fence, storage: kept, forwarder: facets, bundle, lastUsed: Date.now(), active: 0 };
       this.#live.set(key, live);
     }
     live.active++;
@@ -105,6 +112,7 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
     const live = this.#live.get(key);
     if (!live) return;
     this.#live.delete(key);
+    live.forwarder.dispose();
     this.#deps.runtime.objectDrop(live.bundle, key);
     live.storage[Symbol.dispose]();
   }

@@ -5,7 +5,7 @@
  * grants sit in one membrane, so the supervisor can revoke them all at once.
  */
 import { RpcTarget } from 'capnweb';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { check, bytes } from '../../lib/rpc/validate.ts';
@@ -37,6 +37,7 @@ import { WorkerDirectory } from './directory.ts';
 import { type Audit, guarded, PooledDbCap } from './guarded.ts';
 import { TenantResources, type TenantResourceLimits } from './tenant-resources.ts';
 import { KvCap } from './kv.ts';
+import { facetSuffixes, objectBytes } from './objects/facets.ts';
 import { D1Cap } from './d1.ts';
 import { QueueCap } from './queues.ts';
 
@@ -208,6 +209,9 @@ export interface GrantOptions {
   service?: (caller: WorkerBundle, binding: CoreBinding, audit: Audit) => ServiceBindingApi;
 }
 
+/** A facet's database may always hold this much, whatever its object's other files use (a few pages: its schema). */
+const MIN_FACET_QUOTA = 256 * 1024;
+
 /** Opens each worker's resources once and hands out membrane-wrapped capabilities for them. */
 export class Grants {
   readonly #root: string;
@@ -315,13 +319,22 @@ export class Grants {
   }
 
   /**
-   * One Durable Object's database: `<tenant>/<worker>/objects/<class>/<id>.sqlite`. A facet's will sit
-   * beside it as `<id>.<facet>.sqlite` (workerd's layout), so an object's files are stored together.
+   * One Durable Object's database: `<tenant>/<worker>/objects/<class>/<id>.sqlite`, or with `facet` (a
+   * suffix from objects/facets.ts) one of its facets', beside it as `<id><facet>.sqlite` (workerd's
+   * layout), so an object's files are stored together. A facet's quota is what the object's quota leaves
+   * of its other files when the facet's database is opened. `fresh`: the file did not exist yet.
    */
-  objectDatabase(workerId: string, className: string, id: string): PooledDatabase {
+  objectDatabase(workerId: string, className: string, id: string, facet = ''): PooledDatabase & { fresh: boolean; file: string } {
     const dir = join(this.#root, ...workerId.split('/'), 'objects', className);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    return this.#sql.database(join(dir, `${id}.sqlite`), this.#opts.objectQuotaBytes, workerId.split('/')[0]!);
+    const file = join(dir, `${id}${facet}.sqlite`);
+    const quota = facet === '' ? this.#opts.objectQuotaBytes : Math.max(MIN_FACET_QUOTA, this.#opts.objectQuotaBytes - objectBytes(dir, id, `${id}${facet}`));
+    return Object.assign(this.#sql.database(file, quota, workerId.split('/')[0]!), { fresh: !existsSync(file), file });
+  }
+
+  /** The facet suffixes stored for object `id` under facet `under` ('': all), `under` itself included. */
+  objectFacets(workerId: string, className: string, id: string, under = ''): string[] {
+    return facetSuffixes(join(this.#root, ...workerId.split('/'), 'objects', className), id, under);
   }
 
   /** Revoke every capability handed out for a worker (delete, quarantine). */

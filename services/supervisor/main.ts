@@ -86,10 +86,11 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     registry: objectRegistry,
     store,
     audit,
-    database: (workerId, className, id) => grants.objectDatabase(workerId, className, id),
+    database: (workerId, className, id, facet) => grants.objectDatabase(workerId, className, id, facet),
+    facets: (workerId, className, id, under) => grants.objectFacets(workerId, className, id, under),
     leaseMs: settings.supervisor.objectLeaseMs,
     log: log.child({ component: 'objects' }),
-    created: (workerId) => creations.record(workerId, 'durable-object', 1, 'supervisor'),
+    created: (workerId, kind) => creations.record(workerId, kind, 1, 'supervisor'),
   });
   onStop(() => objects.stop());
   grants.objects = (workerId, className, refused) => objects.namespace(workerId, className, refused);

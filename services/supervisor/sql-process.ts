@@ -35,6 +35,8 @@ const storageCalls: Record<string, (db: WorkerDatabase, args: any[]) => unknown>
   kvList: (db, [prefix, limit]) => db.kvList(prefix, limit),
   kvScan: (db, [start, end, prefix, reverse, limit]) => db.kvScan(start, end, prefix, reverse, limit),
   deleteAll: (db) => db.deleteAll(),
+  // Never a tenant's call: the supervisor names both files (ctx.facets.clone, objects/service.ts).
+  copyFrom: (db, [file]) => db.copyFrom(file),
 };
 
 /** The kinds of database, each with its calls (a D1 database is a storage database with D1's calls too). */

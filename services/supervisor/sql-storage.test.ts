@@ -125,3 +125,27 @@ test('a result larger than RPC may carry is refused to its caller, counted as it
   assert.deepEqual(db.exec('SELECT v FROM t', []).rows, [[1]]);
   db.close();
 });
+
+test("copyFrom (ctx.facets.clone): the database becomes a copy of another's tenant data, schema and keys; what it had goes", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sql-copy-'));
+  const src = new WorkerDatabase(join(dir, 'src.sqlite'));
+  const dst = new WorkerDatabase(join(dir, 'dst.sqlite'));
+  src.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE log (v TEXT); CREATE INDEX t_v ON t (v)', []);
+  src.exec('CREATE VIEW vs AS SELECT v FROM t', []);
+  src.exec("INSERT INTO t (v) VALUES ('a'), ('b'); INSERT INTO log VALUES ('added a'), ('added b')", []);
+  src.kvPut('k', new Uint8Array([1, 2]));
+  dst.exec("CREATE TABLE old (x); INSERT INTO old VALUES ('gone')", []);
+  dst.kvPut('old', new Uint8Array([9]));
+  dst.copyFrom(join(dir, 'src.sqlite'));
+  assert.deepEqual(dst.exec('SELECT v FROM vs ORDER BY v', []).rows, [['a'], ['b']]);
+  assert.deepEqual(dst.exec('SELECT v FROM log ORDER BY v', []).rows, [['added a'], ['added b']]);
+  assert.deepEqual(dst.exec("SELECT name FROM sqlite_master WHERE type = 'index'", []).rows, [['t_v']]);
+  assert.throws(() => dst.exec('SELECT * FROM old', []), /no such table: old/);
+  assert.deepEqual([...(dst.kvGet('k') ?? [])], [1, 2]);
+  assert.equal(dst.kvGet('old'), undefined);
+  assert.deepEqual(src.exec('SELECT count(*) FROM t', []).rows, [[2]], 'the source is untouched');
+  // The source is not attached afterwards: tenant SQL cannot reach it.
+  assert.throws(() => dst.exec('SELECT * FROM cordon_src.t', []), /no such table|not authorized/);
+  src.close();
+  dst.close();
+});

@@ -241,17 +241,58 @@ export class WorkerDatabase {
       const own = !this.#inTransaction;
       if (own) this.#db.exec('SAVEPOINT cordon_delete_all');
       try {
-        const items = this.#db
-          .prepare(`SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND substr(name, 1, 7) <> 'sqlite_' AND name <> ?`)
-          .all(KV_TABLE) as { type: string; name: string }[];
-        // Views first: a view may name a table.
-        for (const it of items.sort((a, b) => (a.type === b.type ? 0 : a.type === 'view' ? -1 : 1)))
-          this.#db.exec(`DROP ${it.type === 'view' ? 'VIEW' : 'TABLE'} IF EXISTS "${it.name.replaceAll('"', '""')}"`);
-        this.#db.exec(`DELETE FROM ${KV_TABLE}`);
+        this.#wipe();
         if (own) this.#db.exec('RELEASE cordon_delete_all');
       } catch (e) {
         if (own && this.#db.isTransaction) this.#db.exec('ROLLBACK TO cordon_delete_all; RELEASE cordon_delete_all');
         throw e;
+      }
+      this.#cache.clear();
+    });
+  }
+
+  #wipe(): void {
+    const items = this.#db
+      .prepare(`SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND substr(name, 1, 7) <> 'sqlite_' AND name <> ?`)
+      .all(KV_TABLE) as { type: string; name: string }[];
+    // Views first: a view may name a table.
+    for (const it of items.sort((a, b) => (a.type === b.type ? 0 : a.type === 'view' ? -1 : 1)))
+      this.#db.exec(`DROP ${it.type === 'view' ? 'VIEW' : 'TABLE'} IF EXISTS "${it.name.replaceAll('"', '""')}"`);
+    this.#db.exec(`DELETE FROM ${KV_TABLE}`);
+  }
+
+  /**
+   * `ctx.facets.clone()`: this database becomes a copy of the tenant data of `file` (another database
+   * of the same object, named by the supervisor), atomically: tables with their rows first, then
+   * indexes, views and triggers (so no trigger fires on the copy), and the KV entries. The quota holds.
+   */
+  copyFrom(file: string): void {
+    if (this.#inTransaction) throw new SqlError('a facet cannot be cloned while a transaction is open');
+    this.#write(() => {
+      this.#db.exec(`ATTACH DATABASE '${file.replaceAll("'", "''")}' AS cordon_src`);
+      try {
+        this.#db.exec('SAVEPOINT cordon_copy');
+        try {
+          this.#wipe();
+          const items = this.#db
+            .prepare(
+              `SELECT type, name, sql FROM cordon_src.sqlite_schema WHERE sql IS NOT NULL AND substr(name, 1, 7) <> 'sqlite_' AND name <> ?
+                ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END`,
+            )
+            .all(KV_TABLE) as { type: string; name: string; sql: string }[];
+          for (const it of items) {
+            this.#db.exec(it.sql);
+            const name = `"${it.name.replaceAll('"', '""')}"`;
+            if (it.type === 'table') this.#db.exec(`INSERT INTO main.${name} SELECT * FROM cordon_src.${name}`);
+          }
+          this.#db.exec(`INSERT INTO main.${KV_TABLE} SELECT * FROM cordon_src.${KV_TABLE}`);
+          this.#db.exec('RELEASE cordon_copy');
+        } catch (e) {
+          if (this.#db.isTransaction) this.#db.exec('ROLLBACK TO cordon_copy; RELEASE cordon_copy');
+          throw e;
+        }
+      } finally {
+        this.#db.exec('DETACH DATABASE cordon_src');
       }
       this.#cache.clear();
     });

@@ -20,6 +20,8 @@ export type { CapabilityHost, HandledResponse } from './instance.ts';
 export { WorkerError } from './errors.ts';
 export type { SocketPeer, WorkerSocket } from './socket-table.ts';
 export type { PipePeer } from './rpc-pipes.ts';
+/** Where a facet's class lives (services/sandbox/facets.ts): null, the object's own isolate; or a Dynamic Worker its worker loaded. */
+export type FacetPlace = { binding: string; token: string } | null;
 
 export interface RunHooks {
   log(entries: LogEntry[]): void;
@@ -164,6 +166,31 @@ export class WorkerRuntime {
     } finally {
       void this.#measure(key, instance);
     }
+  }
+
+  /**
+   * One call on a facet of an object of this worker version (services/sandbox/facets.ts): in this
+   * version's isolate (`place` null: a class of its own exports), or in a Dynamic Worker it loaded.
+   */
+  async facetCall(
+    bundle: WorkerBundle,
+    place: FacetPlace,
+    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost },
+    call: { kind: string; method: string; payload: string },
+    hooks: RunHooks,
+  ): Promise<string> {
+    if (place === null) return this.objectCall(bundle, object, call, hooks);
+    const key = `${bundle.workerId}@${bundle.version}`;
+    this.#withLoaders(key, bundle, hooks);
+    const loaders = this.#loaders.get(key);
+    if (!loaders) throw new Error('this worker has no Worker Loader binding');
+    return loaders.objectCall(place.binding, place.token, object, call);
+  }
+
+  /** A facet's instance goes (aborted, deleted, or its parent left this sandbox). */
+  facetDrop(bundle: WorkerBundle, place: FacetPlace, key: string): void {
+    if (place === null) return this.objectDrop(bundle, key);
+    this.#loaders.get(`${bundle.workerId}@${bundle.version}`)?.objectDrop(place.binding, place.token, key);
   }
 
   /** Durable Object `key` left this sandbox (evicted, moved, deleted): its instance in that version's isolate goes, if the isolate is live. */

@@ -177,6 +177,39 @@ export class ParentLoaders {
     });
   }
 
+  /**
+   * One call on a facet whose class is a Durable Object class of loaded Worker `token` (bootstrap
+   * facets.ts): hosted in that Worker's isolate, under its limits, with only its own env and outbound.
+   */
+  async objectCall(
+    binding: string,
+    token: string,
+    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost },
+    call: { kind: string; method: string; payload: string },
+  ): Promise<string> {
+    if (!this.#bindings.has(binding) || !/^(id|anon):/.test(token)) throw new Error('malformed Dynamic Worker target');
+    const key = this.#key(binding, token);
+    const held = this.#held(key);
+    if (!held) throw new Error('the Dynamic Worker was unloaded; call the facet again to load it afresh');
+    this.#children.delete(key);
+    this.#children.set(key, held.child);
+    try {
+      return await held.instance.objectCall(object.key, object.className, object.id, object.name, object.storage, call, {
+        log: this.#hooks.log,
+        capabilities: this.#childCapabilities(held.child),
+      });
+    } catch (e) {
+      // Its isolate went (a broken limit): so does the pool's entry; the limit was reported (onKilled).
+      if (held.instance.disposed) this.#pool.drop(key);
+      throw e;
+    }
+  }
+
+  /** A facet hosted in loaded Worker `token` goes. */
+  objectDrop(binding: string, token: string, key: string): void {
+    this.#pool.held(this.#key(binding, token))?.objectDrop(key);
+  }
+
   /** Load a Worker (once per id while it is held): checked again here, then made in an isolate of its own. */
   async #load(binding: string, id: unknown, raw: unknown): Promise<string> {
     if (id !== null && (typeof id !== 'string' || id.length === 0 || id.length > LOADER_LIMITS.idLength)) throw new Error('malformed Dynamic Worker id');

@@ -27,6 +27,14 @@ import { type ObjectIds, namespaceOf } from './ids.ts';
 import type { ObjectRegistry, ObjectRow } from './registry.ts';
 import { Placement } from './placement.ts';
 import { AlarmScheduler } from './alarms.ts';
+import { facetSuffix } from './facets.ts';
+
+/** What an object's storage capability may do with its facets' storage. */
+interface FacetStorage {
+  open(name: unknown): Promise<ObjectStorageCap>;
+  delete(name: unknown): Promise<void>;
+  clone(src: unknown, dst: unknown): Promise<void>;
+}
 
 const Method = z.string().min(1).max(256);
 const Payload = z.string().max(MAX_OBJECT_PAYLOAD);
@@ -49,12 +57,14 @@ export interface ObjectsDeps {
   registry: ObjectRegistry;
   store: CodeStore;
   audit: AuditLog;
-  /** One object's database (Grants.objectDatabase). */
-  database(workerId: string, className: string, id: string): PooledDatabase;
+  /** One object's database, or with a suffix (objects/facets.ts) one of its facets' (Grants.objectDatabase). */
+  database(workerId: string, className: string, id: string, facet?: string): PooledDatabase & { fresh?: boolean; file?: string };
+  /** The facet suffixes stored for an object under one ('': all of them), itself included (Grants.objectFacets). */
+  facets(workerId: string, className: string, id: string, under?: string): string[];
   leaseMs: number;
   log: Logger;
-  /** A worker created an object (its first call): counted and audited with the worker's other creations. */
-  created?(workerId: string): void;
+  /** A worker created an object (its first call) or a facet (its database's first use): counted and audited with the worker's other creations. */
+  created?(workerId: string, kind: 'durable-object' | 'facet'): void;
 }
 
 /** One object's storage for the sandbox holding its lease: every call checks the lease's fence first. */
@@ -62,6 +72,7 @@ class ObjectStorageCap extends StorageCap implements ObjectStorageApi {
   readonly #fence: () => void;
   readonly #audit: Audit;
   readonly #alarm: { get(): number | null; set(time: number | null): void };
+  readonly #facets: FacetStorage;
   constructor(
     db: PooledDatabase,
     audit: Audit,
@@ -69,11 +80,31 @@ class ObjectStorageCap extends StorageCap implements ObjectStorageApi {
     workerId: string,
     fence: () => void,
     alarm: { get(): number | null; set(time: number | null): void },
+    facets: FacetStorage,
   ) {
     super(db, audit, maxMs, workerId, fence);
     this.#fence = fence;
     this.#audit = audit;
     this.#alarm = alarm;
+    this.#facets = facets;
+  }
+  facet(name: unknown): Promise<ObjectStorageCap> {
+    return guarded(this.#audit, 'storage.facet', () => {
+      this.#fence();
+      return this.#facets.open(name);
+    });
+  }
+  deleteFacet(name: unknown): Promise<void> {
+    return guarded(this.#audit, 'storage.deleteFacet', async () => {
+      this.#fence();
+      await this.#facets.delete(name);
+    });
+  }
+  cloneFacet(src: unknown, dst: unknown): Promise<void> {
+    return guarded(this.#audit, 'storage.cloneFacet', async () => {
+      this.#fence();
+      await this.#facets.clone(src, dst);
+    });
   }
   getAlarm(_timeLeftMs?: unknown): Promise<number | null> {
     return guarded(this.#audit, 'storage.getAlarm', () => {
@@ -112,12 +143,13 @@ export class DurableObjects {
         const { workerId, className, id } = parseKey(key);
         return deps.registry.grant(workerId, className, id);
       },
-      storageFor: (key, fence) => this.#storage(key, fence),
-      created: (key) => deps.created?.(parseKey(key).workerId),
+      storageFor: (key, fence) => this.#storage(key, fence, ''),
+      created: (key) => deps.created?.(parseKey(key).workerId, 'durable-object'),
     });
   }
 
-  #storage(key: string, fence: number): ObjectStorageCap {
+  /** The storage of object `key` (or, with a suffix, of one of its facets) under lease `fence`. */
+  #storage(key: string, fence: number, facet: string): ObjectStorageCap {
     const { workerId, className, id } = parseKey(key);
     const audit: Audit = (action, error) =>
       this.#deps.audit.append({
@@ -125,7 +157,7 @@ export class DurableObjects {
         action: `capability.${action}`,
         target: workerId,
         outcome: 'denied',
-        detail: { object: `${className}:${id}`, reason: error.message.slice(0, 300) },
+        detail: { object: `${className}:${id}${facet}`, reason: error.message.slice(0, 300) },
       });
     const fenced = () => {
       if (!this.placement.holds(key, fence))
@@ -136,13 +168,56 @@ export class DurableObjects {
     };
     const worker = this.#deps.store.worker(workerId);
     const wallMs = (worker && this.#deps.store.bundleForKey(worker.codeKey)?.bundle.limits.wallMs) || 30_000;
-    return new ObjectStorageCap(this.#deps.database(workerId, className, id), audit, wallMs, workerId, fenced, {
-      get: () => this.#deps.registry.getAlarm(workerId, className, id),
-      set: (time) => {
-        this.#deps.registry.setAlarm(workerId, className, id, time);
-        if (time !== null && time <= Date.now() + 250) setImmediate(() => this.#alarms.tick());
+    // A facet has no alarm of its own in Cordon (docs/durable-objects.md, "Facets").
+    const alarm =
+      facet === ''
+        ? {
+            get: () => this.#deps.registry.getAlarm(workerId, className, id),
+            set: (time: number | null) => {
+              this.#deps.registry.setAlarm(workerId, className, id, time);
+              if (time !== null && time <= Date.now() + 250) setImmediate(() => this.#alarms.tick());
+            },
+          }
+        : {
+            get: () => null,
+            set: () => {
+              throw new CordonError('a facet has no alarm of its own in Cordon: set the alarm on its parent object', { status: 400 });
+            },
+          };
+    const facets: FacetStorage = {
+      open: async (name) => {
+        const suffix = facetSuffix(facet, name);
+        const db = this.#deps.database(workerId, className, id, suffix);
+        if (db.fresh) {
+          // Made now (not at its first write), so it is counted once.
+          await db.call('databaseSize', [], Date.now() + 30_000);
+          this.#deps.created?.(workerId, 'facet');
+        }
+        return this.#storage(key, fence, suffix);
       },
-    });
+      delete: async (name) => {
+        const under = facetSuffix(facet, name);
+        for (const s of this.#deps.facets(workerId, className, id, under))
+          await this.#deps.database(workerId, className, id, s).call('deleteAll', [], Date.now() + 30_000);
+      },
+      // workerd's cloneFacet: `dst`'s subtree becomes a copy of `src`'s (what dst had beyond it is wiped).
+      clone: async (src, dst) => {
+        const from = facetSuffix(facet, src);
+        const to = facetSuffix(facet, dst);
+        if (from === to) return;
+        const copied = new Set<string>();
+        for (const s of this.#deps.facets(workerId, className, id, from)) {
+          const target = to + s.slice(from.length);
+          const db = this.#deps.database(workerId, className, id, target);
+          await db.call('copyFrom', [this.#deps.database(workerId, className, id, s).file], Date.now() + 30_000);
+          if (db.fresh) this.#deps.created?.(workerId, 'facet');
+          copied.add(target);
+        }
+        for (const s of this.#deps.facets(workerId, className, id, to))
+          if (!copied.has(s)) await this.#deps.database(workerId, className, id, s).call('deleteAll', [], Date.now() + 30_000);
+      },
+    };
+    return new ObjectStorageCap(this.#deps.database(workerId, className, id, facet), audit, wallMs, workerId, fenced, alarm, facets);
   }
 
   /** The capability behind `env.<BINDING>` for class `className` of worker `workerId`. */
@@ -189,7 +264,9 @@ export class DurableObjects {
     if (!this.#deps.registry.exists(workerId, className, id)) return false;
     const key = objectKey(workerId, className, id);
     this.placement.release(key);
-    await this.#deps.database(workerId, className, id).call('deleteAll', [], Date.now() + 30_000);
+    // Its facets' databases go with it (they are stored together, docs/durable-objects.md).
+    for (const facet of ['', ...this.#deps.facets(workerId, className, id)])
+      await this.#deps.database(workerId, className, id, facet).call('deleteAll', [], Date.now() + 30_000);
     return this.#deps.registry.delete(workerId, className, id);
   }
 

@@ -15,6 +15,7 @@ import { TextDecoder, TextEncoder } from './encoding.ts';
 import { storageBinding, type CapCall } from './bindings.ts';
 import type { CallAsync } from './workflow-step.ts';
 import { decodeValue, encodeValue as encodeAny } from './tagged-values.ts';
+import { makeFacets } from './facets.ts';
 
 /** What crosses an object call or its storage: structured clone as Workers RPC has it (class instances refused). */
 const encodeValue = (v: unknown) => encodeAny(v, { instances: 'refuse' });
@@ -58,15 +59,21 @@ function decodeResult(text: string): unknown {
 const NOT_METHODS = new Set(['then', 'catch', 'finally', 'constructor', 'toJSON']);
 
 function stubFor(handle: string, call: CallAsync, id: DurableObjectId): object {
-  const invoke = async (kind: 'fetch' | 'rpc', method: string, payload: string) =>
-    decodeResult((await call(handle, 'call', [id.toString(), id.name ?? null, kind, method, payload])) as string);
-  const own: Record<string, unknown> = {
+  return objectStub(async (kind, method, payload) => (await call(handle, 'call', [id.toString(), id.name ?? null, kind, method, payload])) as string, {
     id,
     name: id.name,
+  });
+}
+
+/** A stub whose fetch() and RPC methods each make one call through `invoke` (an object's, or a facet's: facets.ts). */
+export function objectStub(invoke: (kind: 'fetch' | 'rpc', method: string, payload: string) => Promise<string>, fields: Record<string, unknown>): object {
+  const call = async (kind: 'fetch' | 'rpc', method: string, payload: string) => decodeResult(await invoke(kind, method, payload));
+  const own: Record<string, unknown> = {
+    ...fields,
     async fetch(input: unknown, init?: unknown): Promise<Response> {
       const req = new Request(input as string, init as undefined);
       const body = req.body === null ? null : new Uint8Array(await req.arrayBuffer());
-      const r = (await invoke('fetch', 'fetch', encodeValue({ method: req.method, url: req.url, headers: rawHeaders(req.headers), body }))) as {
+      const r = (await call('fetch', 'fetch', encodeValue({ method: req.method, url: req.url, headers: rawHeaders(req.headers), body }))) as {
         status: number;
         statusText: string;
         headers: [string, string][];
@@ -84,7 +91,7 @@ function stubFor(handle: string, call: CallAsync, id: DurableObjectId): object {
       if (typeof p !== 'string') return undefined;
       if (Object.hasOwn(target, p)) return target[p];
       if (NOT_METHODS.has(p)) return undefined;
-      return (...args: unknown[]) => invoke('rpc', p, encodeValue(args));
+      return (...args: unknown[]) => call('rpc', p, encodeValue(args));
     },
   });
 }
@@ -255,13 +262,16 @@ interface Hosted {
 export interface ObjectHostDeps {
   exported(): Record<string, unknown>;
   env(): object;
+  /** ctx.exports of this worker (entrypoints.ts). */
+  exports(): object;
   callCap: CapCall;
+  callAsync: CallAsync;
   logError: (...args: unknown[]) => void;
   maxBody: number;
 }
 
 /** The objects this isolate hosts, by key (the host's `<worker>:<class>:<id>`). */
-export function makeObjectHost({ exported, env, callCap, logError, maxBody }: ObjectHostDeps) {
+export function makeObjectHost({ exported, env, exports, callCap, callAsync, logError, maxBody }: ObjectHostDeps) {
   const hosted = new Map<string, Hosted>();
 
   function instantiate(key: string, className: string, id: DurableObjectId, storageHandle: string): Hosted {
@@ -271,6 +281,8 @@ export function makeObjectHost({ exported, env, callCap, logError, maxBody }: Ob
     const ctx = freeze({
       id,
       storage: objectStorage(callCap, storageHandle),
+      facets: makeFacets(callAsync, storageHandle, id),
+      exports: exports(),
       waitUntil(p: unknown) {
         PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e));
       },

@@ -337,7 +337,15 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     return '';
   }
 
-  const objects = makeObjectHost({ exported: () => exported, env: () => requests.env, callCap: envDeps.callCap, logError, maxBody: options.maxBody });
+  const objects = makeObjectHost({
+    exported: () => exported,
+    env: () => requests.env,
+    exports: ctxExports,
+    callCap: envDeps.callCap,
+    callAsync: callCapAsync,
+    logError,
+    maxBody: options.maxBody,
+  });
 
   /** A call on a Durable Object this isolate hosts: entered like a request (clock, subrequest count). */
   async function objectCall(

@@ -6,6 +6,7 @@
  * of its own. `getCode` is called only when the host does not hold the Worker for that id.
  */
 import { isRemoteStub, loopbackOf, markRemote, propsJson } from './entrypoints.ts';
+import { durableObjectClass } from './facets.ts';
 import { codec } from './value-codec.ts';
 import { Request, Response } from './fetch-api.ts';
 import * as web from './web-globals.ts';
@@ -220,8 +221,17 @@ export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, sub
           }),
         );
       },
-      getDurableObjectClass(_name?: string) {
-        throw new Error('getDurableObjectClass(): a loaded class cannot be a Durable Object in Cordon yet (facets are not built; see docs/durable-objects.md)');
+      /** A class of the loaded Worker for ctx.facets.get() (facets.ts): loaded (getCode called) when a facet is first called. */
+      getDurableObjectClass(name?: string | null) {
+        if (name !== undefined && name !== null && typeof name !== 'string') throw new TypeError('getDurableObjectClass(name) takes an export name');
+        return durableObjectClass({
+          className: name ?? 'default',
+          binding: handle,
+          loadedId: async () => {
+            await ensure();
+            return loadedId!;
+          },
+        });
       },
     });
   }

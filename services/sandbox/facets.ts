@@ -1,0 +1,158 @@
+/**
+ * The facets of one Durable Object this sandbox process hosts (docs/durable-objects.md, "Facets"). An
+ * object's `ctx.facets` calls arrive on its own storage handle as `facet` calls (only an object can make
+ * facets, and only its own); everything else on that handle is its storage. A facet is an object of its
+ * own: an instance of a class in the isolate that class lives in (a Dynamic Worker the parent loaded, or
+ * the parent's own isolate for `ctx.exports.X`), whose storage is the facet's database, which the
+ * supervisor hands out under the parent's lease and fence (`storage.facet(name)`). That storage handle is
+ * registered in the facet's isolate only, so the parent's code never holds it, and a facet holds no
+ * handle of its parent's or a sibling's database: there is nothing to name them with.
+ * A facet's own facets are handled the same way, one level down; the supervisor bounds the depth.
+ */
+import type { RpcStub } from 'capnweb';
+import { z } from 'zod';
+import { check } from '../../lib/rpc/validate.ts';
+import { FacetName, MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
+import { ClassName } from '../../schemas/workflows.ts';
+import { MAX_CALLS_IN_FLIGHT, ObjectStorageForwarder } from './capabilities.ts';
+import type { CapabilityHost, FacetPlace } from './runtime/index.ts';
+
+/** Where a facet's class is: the isolate that holds this object's code, or a Dynamic Worker of it (binding, loaded id). */
+const CallArgs = z.tuple([
+  FacetName,
+  ClassName.or(z.literal('default')),
+  z.string().max(64).nullable(),
+  z.string().max(300).nullable(),
+  ObjectIdHex,
+  ObjectName.nullable(),
+  z.enum(['fetch', 'rpc']),
+  z.string().min(1).max(256),
+  z.string().max(MAX_OBJECT_PAYLOAD),
+]);
+
+/** Runs calls on facet instances where their class lives (Runtime.facetCall / facetDrop, bound to the parent's version and hooks). */
+export interface FacetRunner {
+  call(
+    place: FacetPlace,
+    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost },
+    call: { kind: string; method: string; payload: string },
+  ): Promise<string>;
+  drop(place: FacetPlace, key: string): void;
+}
+
+interface Facet {
+  place: FacetPlace;
+  className: string;
+  stub: RpcStub<ObjectStorageApi>;
+  host: ObjectFacets;
+  key: string;
+}
+
+/** An object's (or a facet's) storage handle with its facets served here. */
+export class ObjectFacets implements CapabilityHost {
+  readonly #storage: RpcStub<ObjectStorageApi>;
+  readonly #forwarder: ObjectStorageForwarder;
+  readonly #key: string;
+  /** Where this object's own code runs (a facet's facets of `ctx.exports` classes run in the same isolate). */
+  readonly #place: FacetPlace;
+  readonly #runner: FacetRunner;
+  readonly #facets = new Map<string, Promise<Facet>>();
+  /** Facet calls of this object in flight: bounded as its storage calls are. */
+  #inFlight = 0;
+
+  constructor(storage: RpcStub<ObjectStorageApi>, key: string, place: FacetPlace, runner: FacetRunner) {
+    this.#storage = storage;
+    this.#forwarder = new ObjectStorageForwarder(storage);
+    this.#key = key;
+    this.#place = place;
+    this.#runner = runner;
+  }
+
+  call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown> {
+    if (method !== 'facet') return this.#forwarder.call(handle, method, args, timeLeftMs);
+    const [op, ...rest] = args;
+    if (op === 'call') {
+      if (this.#inFlight >= MAX_CALLS_IN_FLIGHT)
+        return Promise.reject(new Error(`too many facet calls in flight: an object may have ${MAX_CALLS_IN_FLIGHT} at once`));
+      this.#inFlight++;
+      return this.#call(rest).finally(() => this.#inFlight--);
+    }
+    if (op === 'abort') return this.#abort(check(FacetName, rest[0], 'facet name'));
+    if (op === 'delete') return this.#delete(check(FacetName, rest[0], 'facet name'));
+    if (op === 'clone') return this.#clone(check(FacetName, rest[0], 'facet name'), check(FacetName, rest[1], 'facet name'));
+    return Promise.reject(new Error('unknown facet operation'));
+  }
+
+  async #call(args: unknown[]): Promise<string> {
+    const [name, className, binding, token, id, idName, kind, method, payload] = check(CallArgs, args, 'facet call');
+    let place: FacetPlace;
+    if (binding === null) place = this.#place;
+    else {
+      // A Dynamic Worker has no Worker Loader: only the root object's code can name a loaded class.
+      if (this.#place !== null || token === null)
+        throw new Error('a facet class from a Worker Loader can only be used by an object of the worker that loaded it');
+      place = { binding, token };
+    }
+    let facet = await this.#open(name, place, className);
+    if (!samePlace(facet.place, place) || facet.className !== className) {
+      // Started again with another class (after its parent's instance was reset): the old instance goes, its storage stays.
+      await this.#abort(name);
+      facet = await this.#open(name, place, className);
+    }
+    return this.#runner.call(facet.place, { key: facet.key, className, id, name: idName, storage: facet.host }, { kind, method, payload });
+  }
+
+  #open(name: string, place: FacetPlace, className: string): Promise<Facet> {
+    let facet = this.#facets.get(name);
+    if (!facet) {
+      facet = (async () => {
+        const stub = (await this.#storage.facet(name)) as unknown as RpcStub<ObjectStorageApi>;
+        // The key is the parent's and the name, escaped so that no name makes another facet's key.
+        const key = `${this.#key}/${encodeURIComponent(name)}`;
+        return { place, className, stub, key, host: new ObjectFacets(stub, key, place, this.#runner) };
+      })();
+      this.#facets.set(name, facet);
+      facet.catch(() => {
+        if (this.#facets.get(name) === facet) this.#facets.delete(name);
+      });
+    }
+    return facet;
+  }
+
+  /** The facet's instance (and its own facets') goes; its storage stays. */
+  async #abort(name: string): Promise<void> {
+    const facet = this.#facets.get(name);
+    if (!facet) return;
+    this.#facets.delete(name);
+    const f = await facet.catch(() => undefined);
+    if (f) this.#dispose(f);
+  }
+
+  async #delete(name: string): Promise<void> {
+    await this.#abort(name);
+    await this.#storage.deleteFacet(name);
+  }
+
+  /** workerd's clone: `dst` stops ("cloned-over") and its storage becomes a copy of `src`'s. */
+  async #clone(src: string, dst: string): Promise<void> {
+    await this.#abort(dst);
+    await this.#storage.cloneFacet(src, dst);
+  }
+
+  #dispose(f: Facet): void {
+    f.host.dispose();
+    this.#runner.drop(f.place, f.key);
+    f.stub[Symbol.dispose]();
+  }
+
+  /** This object's instance goes (its lease ended, it was evicted): so do its facets', all the way down. */
+  dispose(): void {
+    const all = [...this.#facets.values()];
+    this.#facets.clear();
+    for (const facet of all) void facet.then((f) => this.#dispose(f)).catch(() => {});
+  }
+}
+
+function samePlace(a: FacetPlace, b: FacetPlace): boolean {
+  return a === b || (a !== null && b !== null && a.binding === b.binding && a.token === b.token);
+}
