@@ -260,6 +260,15 @@ export const Settings = z.strictObject({
       description:
         "what one Durable Object's database may hold on disk; a write past it is refused and nothing of it is stored (see [docs/durable-objects.md](docs/durable-objects.md))",
     }),
+    objectWebSockets: setting(whole(1, 'sockets'), 32_768, {
+      env: 'CORDON_OBJECT_WEBSOCKETS',
+      description:
+        'WebSockets one Durable Object may hold open at once (Cloudflare: 32,768); beyond, its `acceptWebSocket()` throws (see [docs/durable-objects.md](docs/durable-objects.md))',
+    }),
+    tenantObjectWebSockets: setting(whole(1, 'sockets'), 100_000, {
+      env: 'CORDON_TENANT_OBJECT_WEBSOCKETS',
+      description: "WebSockets all of one tenant's Durable Objects may hold open at once; beyond, `acceptWebSocket()` throws",
+    }),
     resourceQuotaMb: setting(whole(1, 'megabytes'), 1024, {
       env: 'CORDON_RESOURCE_QUOTA_MB',
       description: 'what one KV namespace, D1 database or queue backlog may hold on disk (see docs/kv-d1-queues.md)',

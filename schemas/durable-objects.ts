@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import type { StorageApi } from './capabilities.ts';
+import type { BrowserSocket, WorkerSocketApi } from './http.ts';
 import { ClassName } from './workflows.ts';
 
 /** `env.<name>` for the objects of class `className` of this same worker. */
@@ -35,9 +36,9 @@ export interface MintedId {
 /**
  * The kinds of call an object receives: fetch(request), an RPC method, or its alarm. A call's answer is
  * the encoded result, or '!' followed by the encoded error it threw; an alarm's payload is plain JSON
- * `{ retryCount, isRetry }`.
+ * `{ retryCount, isRetry }`; a `websocket` call's is an ObjectSocketEvent (JSON), from the supervisor only.
  */
-export type ObjectCallKind = 'fetch' | 'rpc' | 'alarm';
+export type ObjectCallKind = 'fetch' | 'rpc' | 'alarm' | 'websocket';
 
 /**
  * One worker's `env.<BINDING>` for one class: ids of this namespace only, and calls on its objects.
@@ -48,6 +49,11 @@ export interface DurableObjectNamespaceApi {
   /** newUniqueId (`kind` unique), idFromName (`name`), idFromString (`string`: refused unless minted for this namespace). */
   mint(kind: 'unique' | 'name' | 'string', arg: string | null): Promise<MintedId>;
   call(id: string, name: string | null, kind: ObjectCallKind, method: string, payload: string, timeLeftMs?: number): Promise<string>;
+  /**
+   * The sandbox (never the isolate) joins socket `sid`, which an object of this namespace answered a
+   * `fetch()` with, to the browser's end its worker's 101 went to; answers the socket's end for ingress.
+   */
+  attachSocket(sid: string, browser: BrowserSocket): Promise<WorkerSocketApi>;
 }
 export const OBJECT_NAMESPACE_METHODS = ['mint', 'call'] as const satisfies readonly (keyof DurableObjectNamespaceApi)[];
 
@@ -68,6 +74,8 @@ export interface ObjectStorageApi extends StorageApi {
   deleteFacet(name: string): Promise<void>;
   /** Make facet `dst`'s databases (its own facets' too) a copy of `src`'s. */
   cloneFacet(src: string, dst: string): Promise<void>;
+  /** The object's WebSockets, under the same lease. */
+  sockets(): ObjectSocketsApi;
 }
 
 /** workerd's limits (actor-state.c++): a facet name's length, and the depth of a facet tree, its root included. */
@@ -99,3 +107,66 @@ export interface ObjectHost {
   /** The lease ended (the object was deleted, or moved): drop the instance, if any. */
   drop(key: string): Promise<void>;
 }
+
+/**
+ * WebSockets on objects (docs/durable-objects.md, "WebSockets"). The supervisor keeps each accepted
+ * socket — its tags, its attachment, the browser's end (held by ingress) — apart from any instance, so
+ * an object can be evicted while its sockets stay open; every event is delivered as a `websocket` call
+ * through the object's lease. A socket is named by a random id (`sid`) that only means something to
+ * the object it belongs to and to the worker whose response carried it.
+ */
+export const SocketId = z.string().regex(/^[0-9a-f]{32}$/, 'a WebSocket id is 32 hex digits');
+/** workerd's bounds: 10 tags a socket, 256 characters a tag, 16 KiB of attachment, 2,048 bytes of auto-request and -response. */
+export const MAX_SOCKET_TAGS = 10;
+export const MAX_TAG_LENGTH = 256;
+export const MAX_ATTACHMENT_BYTES = 16 * 1024;
+export const MAX_AUTO_RESPONSE_BYTES = 2048;
+
+/** A socket as a (new) instance sees it: its id, its tags, its attachment (encoded), its auto-response time. */
+export interface ObjectSocketInfo {
+  sid: string;
+  tags: string[];
+  attachment: string | null;
+  autoResponseAt: number | null;
+}
+
+/** What a `websocket` call carries (JSON): the event, for socket `socket`. */
+export interface ObjectSocketEvent {
+  type: 'message' | 'close' | 'error';
+  socket: ObjectSocketInfo;
+  hibernatable: boolean;
+  /** message: the text, or base64 of the bytes when `binary`. */
+  data?: string;
+  binary?: boolean;
+  code?: number;
+  reason?: string;
+  wasClean?: boolean;
+}
+
+/** One object's WebSockets, for the sandbox holding its lease: refused once the lease has moved on (the fence). */
+export interface ObjectSocketsApi {
+  /** A new socket of this object (`hibernatable`: ctx.acceptWebSocket; else server.accept()): its id, not yet joined to a browser. */
+  accept(tags: string[], hibernatable: boolean): Promise<string>;
+  send(sid: string, data: string | Uint8Array): Promise<void>;
+  close(sid: string, code: number, reason: string): Promise<void>;
+  /** The object's open hibernatable sockets, those with `tag` only when given. */
+  list(tag: string | null): Promise<ObjectSocketInfo[]>;
+  setAttachment(sid: string, attachment: string | null): Promise<void>;
+  /** ctx.setWebSocketAutoResponse: a message equal to `request` is answered with `response` without waking the object; nulls clear it. */
+  setAutoResponse(request: string | null, response: string | null): Promise<void>;
+  getAutoResponse(): Promise<[string, string] | null>;
+  /** ctx.setHibernatableWebSocketEventTimeout (ms; null: the worker's wall-time limit). */
+  setEventTimeout(ms: number | null): Promise<void>;
+  getEventTimeout(): Promise<number | null>;
+}
+export const OBJECT_SOCKETS_ARITY = {
+  accept: 2,
+  send: 2,
+  close: 3,
+  list: 1,
+  setAttachment: 2,
+  setAutoResponse: 2,
+  getAutoResponse: 0,
+  setEventTimeout: 1,
+  getEventTimeout: 0,
+} as const satisfies Record<keyof ObjectSocketsApi, number>;

@@ -16,6 +16,7 @@ import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost, PipePeer } from './runtime/index.ts';
 import type { RpcPipe } from '../../schemas/service-bindings.ts';
 import type { RpcStub } from 'capnweb';
+import type { WorkerSocketApi } from '../../schemas/http.ts';
 import { PipeTarget, remotePipe } from './pipe-link.ts';
 import { DEFAULT_QUOTAS } from '../../lib/rpc/quotas.ts';
 import { mib, wireSize } from '../../lib/rpc/wire-size.ts';
@@ -30,7 +31,7 @@ const MAX_HANDLES = 1000;
 export const MAX_CALL_BYTES = (DEFAULT_QUOTAS.maxMessage / 4) * 3;
 
 /** Refuse a call whose arguments are too large for one message, naming the call and both sizes. */
-function checkCallSize(what: string, args: unknown[]): void {
+export function checkCallSize(what: string, args: unknown[]): void {
   const size = wireSize(args);
   if (size > MAX_CALL_BYTES) throw new RangeError(`${what} arguments are ${mib(size)} as sent; the limit for one call is ${mib(MAX_CALL_BYTES)}`);
 }
@@ -154,6 +155,13 @@ export class ForwardedCapabilities implements CapabilityHost {
     const id = `#${++this.#next}`;
     this.#handles.set(id, { kind: 'directory', stub: result as Stub });
     return { $h: id };
+  }
+
+  /** A Durable Object's socket the worker returned in its 101: its namespace (binding `handle`) joins it to the browser's end. */
+  async attachSocket(handle: string, sid: string, browser: unknown): Promise<WorkerSocketApi> {
+    const h = this.#handles.get(handle);
+    if (h?.kind !== 'durable_object') throw new Error(`no Durable Object binding ${handle}`);
+    return (await supervisorCalls.run(() => h.stub.attachSocket!(sid, browser))) as WorkerSocketApi;
   }
 
   /** Workers RPC: a session to the worker service binding `target` names; the supervisor finds it and checks the grant. */

@@ -13,11 +13,12 @@ import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
 import { ClassName } from '../../schemas/workflows.ts';
 import { MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectHost, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
 import { ObjectFacets } from './facets.ts';
+import { ObjectSocketsForwarder } from './object-sockets.ts';
 import { entryHooks, type SandboxDeps } from './port.ts';
 import { WorkerError } from './runtime/index.ts';
 
 const Address = z.object({ codeKey: CodeKey, className: ClassName, id: ObjectIdHex, name: ObjectName.nullable(), fence: z.number().int().min(1) });
-const Kind = z.enum(['fetch', 'rpc', 'alarm']);
+const Kind = z.enum(['fetch', 'rpc', 'alarm', 'websocket']);
 const Method = z.string().min(1).max(256);
 const Payload = z.string().max(MAX_OBJECT_PAYLOAD);
 
@@ -26,6 +27,7 @@ interface Live {
   storage: RpcStub<ObjectStorageApi>;
   /** Its storage, with its facets served here (facets.ts). */
   forwarder: ObjectFacets;
+  sockets: ObjectSocketsForwarder;
   bundle: WorkerBundle;
   lastUsed: number;
   active: number;
@@ -66,7 +68,8 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
         call: (place, object, call) => runtime.facetCall(bundle, place, object, call, hooks),
         drop: (place, facetKey) => runtime.facetDrop(bundle, place, facetKey),
       });
-      live = { fence: a.fence, storage: kept, forwarder: facets, bundle, lastUsed: Date.now(), active: 0 };
+      const sockets = new ObjectSocketsForwarder(kept.sockets());
+      live = { fence: a.fence, storage: kept, forwarder: facets, sockets, bundle, lastUsed: Date.now(), active: 0 };
       this.#live.set(key, live);
     }
     live.active++;
@@ -75,7 +78,7 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
     try {
       return await this.#deps.runtime.objectCall(
         bundle,
-        { key, className: a.className, id: a.id, name: a.name, storage: live.forwarder },
+        { key, className: a.className, id: a.id, name: a.name, storage: live.forwarder, sockets: live.sockets },
         { kind, method, payload },
         entryHooks(this.#deps, a.codeKey, capabilities),
       );
@@ -84,6 +87,7 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
       if (e instanceof WorkerError) this.#drop(key);
       throw e instanceof WorkerError ? new Error(e.detail === e.message ? e.message : `${e.message}: ${e.detail}`) : e;
     } finally {
+      if (kind === 'websocket' && method === 'close') live.sockets.closed((JSON.parse(payload) as { socket: { sid: string } }).socket.sid);
       leave();
       live.active--;
       live.lastUsed = Date.now();
@@ -105,7 +109,8 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
 
   #sweep(): void {
     const cutoff = Date.now() - this.#idleMs;
-    for (const [key, l] of this.#live) if (l.active === 0 && l.lastUsed < cutoff) this.#drop(key);
+    // An object with a plain (server.accept()) WebSocket open stays: its listeners live in the instance.
+    for (const [key, l] of this.#live) if (l.active === 0 && l.lastUsed < cutoff && !l.sockets.pinned) this.#drop(key);
   }
 
   #drop(key: string): void {

@@ -229,13 +229,21 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     const peer = browser && socketPeer(browser);
     let keepBrowser = false;
     try {
-      const { webSocket, ...response } = await this.#run(target, request, stream, peer);
+      const { webSocket, objectSocket, ...response } = await this.#run(target, request, stream, peer);
+      // A Durable Object's socket: the supervisor keeps it and takes the browser's end (it holds its own copy).
+      if (objectSocket) return { ...response, webSocket: await this.#attachObjectSocket(target, objectSocket.handle, objectSocket.sid, browser) };
       if (!webSocket) return response;
       keepBrowser = true;
       return { ...response, webSocket: new WorkerSocketTarget(webSocket, () => browser?.[Symbol.dispose]()) };
     } finally {
       if (!keepBrowser) browser?.[Symbol.dispose]();
     }
+  }
+
+  async #attachObjectSocket(target: WorkerTarget, handle: string, sid: string, browser: RpcStub<BrowserSocket> | undefined): Promise<WorkerSocketApi> {
+    const { capabilities } = await this.#deps.bundles.get(target.codeKey);
+    if (!browser || !capabilities) throw new Error('a 101 response to a request that was not a WebSocket upgrade');
+    return capabilities.attachSocket(handle, sid, browser);
   }
 
   async #run(target: WorkerTarget, request: WireRequest, stream: unknown, peer: SocketPeer | undefined): Promise<HandledResponse> {

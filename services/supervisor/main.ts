@@ -91,6 +91,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     leaseMs: settings.supervisor.objectLeaseMs,
     log: log.child({ component: 'objects' }),
     created: (workerId, kind) => creations.record(workerId, kind, 1, 'supervisor'),
+    webSockets: { perObject: settings.supervisor.objectWebSockets, perTenant: settings.supervisor.tenantObjectWebSockets },
   });
   onStop(() => objects.stop());
   grants.objects = (workerId, className, refused) => objects.namespace(workerId, className, refused);

@@ -152,14 +152,14 @@ export class WorkerRuntime {
   /** One call on a Durable Object hosted in this worker version's isolate (see WorkerInstance.objectCall). */
   async objectCall(
     bundle: WorkerBundle,
-    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost },
+    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost; sockets?: CapabilityHost },
     call: { kind: string; method: string; payload: string },
     hooks: RunHooks,
   ): Promise<string> {
     const key = `${bundle.workerId}@${bundle.version}`;
     const instance = await this.#instance(key, bundle);
     try {
-      return await instance.objectCall(object.key, object.className, object.id, object.name, object.storage, call, this.#withLoaders(key, bundle, hooks));
+      return await instance.objectCall(object, call, this.#withLoaders(key, bundle, hooks));
     } catch (e) {
       if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
       throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));

@@ -22,7 +22,7 @@ import { HostTimers } from './host-timers.ts';
 import { SocketTable, type SocketPeer, type WorkerSocket } from './socket-table.ts';
 import { PipeTable, type PipePeer } from './rpc-pipes.ts';
 import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts';
-import { MAX_HEAD, readResponse } from './read-response.ts';
+import { MAX_HEAD, readResponse, type ObjectSocketRef } from './read-response.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
@@ -49,7 +49,7 @@ export interface CapabilityHost {
 }
 
 /** What a request gets back: a response, with the worker's socket end after a 101. */
-export type HandledResponse = Omit<WireResponse, 'webSocket'> & { webSocket?: WorkerSocket };
+export type HandledResponse = Omit<WireResponse, 'webSocket'> & { webSocket?: WorkerSocket; objectSocket?: ObjectSocketRef };
 export interface RequestHooks {
   log(entries: LogEntry[]): void;
   capabilities?: CapabilityHost;
@@ -67,6 +67,10 @@ const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCII
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
 const END_GRACE_MS = 1000;
 const MiB = 1024 * 1024;
+/** A facet's WebSockets: none in Cordon (docs/durable-objects.md, "WebSockets"). */
+const NO_SOCKETS: CapabilityHost = {
+  call: () => Promise.reject(new Error('a facet cannot accept WebSockets in Cordon: accept them in its parent object')),
+};
 
 type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
 /** The bootstrap's entry points, as the host holds them. */
@@ -362,7 +366,7 @@ export class WorkerInstance {
       if (typeof handle !== 'string' || typeof method !== 'string' || typeof args !== 'string') throw new Error('malformed capability call');
       // A workflow run's steps and a hosted object's storage have a handle of their own; everything else is the worker's.
       // A hosted object's storage handle goes when its lease does (moved, evicted): say so, not which handle.
-      if (handle.startsWith('$obj:') && !this.#stepHosts.has(handle))
+      if ((handle.startsWith('$obj:') || handle.startsWith('$ows:')) && !this.#stepHosts.has(handle))
         throw new Error("this Durable Object's lease has moved on (it was moved or evicted): its storage is no longer reachable from this instance");
       const caps = this.#stepHosts.get(handle) ?? this.#caps;
       if (!caps) throw new Error('this worker has no capabilities');
@@ -415,16 +419,21 @@ export class WorkerInstance {
    * '!' + the error it threw; a broken limit rejects with a WorkerError as a request would.
    */
   async objectCall(
-    key: string,
-    className: string,
-    id: string,
-    name: string | null,
-    storage: CapabilityHost,
+    {
+      key,
+      className,
+      id,
+      name,
+      storage,
+      sockets,
+    }: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost; sockets?: CapabilityHost },
     call: { kind: string; method: string; payload: string },
     hooks: RequestHooks,
   ): Promise<string> {
     const handle = `$obj:${key}`;
     this.#stepHosts.set(handle, storage);
+    // Its WebSockets (bootstrap/do-websockets.ts): a handle of their own, beside its storage's.
+    this.#stepHosts.set(`$ows:${key}`, sockets ?? NO_SOCKETS);
     return this.#invoke(hooks, () => [
       (now) =>
         this.#entry!.objectCall.apply(undefined, [key, className, id, name, handle, call.kind, call.method, call.payload, now], {
@@ -438,6 +447,7 @@ export class WorkerInstance {
   /** Object `key` no longer lives here: its instance and its storage handle go. */
   objectDrop(key: string): void {
     this.#stepHosts.delete(`$obj:${key}`);
+    this.#stepHosts.delete(`$ows:${key}`);
     if (!this.disposed) void this.#entry!.objectDrop.apply(undefined, [key], { timeout: this.bundle.limits.cpuMs }).catch(() => {});
   }
 
@@ -614,6 +624,8 @@ export class WorkerInstance {
       }
       const { webSocketId, ...response } = readResponse([result[0], result[1]]);
       if (webSocketId !== undefined) return { ...response, webSocket: this.#bindSocket(webSocketId, socket) };
+      if (response.objectSocket && !socket)
+        throw new WorkerError(500, 'worker returned an invalid response', 'a 101 response to a request that was not a WebSocket upgrade');
       return response;
     } catch (e) {
       throw this.#fail(e);

@@ -4,14 +4,20 @@
  */
 import { z } from 'zod';
 import { Headers as WireHeaders, MAX_BODY, StatusText, type WireResponse } from '../../../schemas/http.ts';
+import { SocketId } from '../../../schemas/durable-objects.ts';
 import { tenantStack, WorkerError } from './errors.ts';
 
 /** Serialised status line and headers; more is refused inside the isolate. */
 export const MAX_HEAD = 256 * 1024;
 const MiB = 1024 * 1024;
 
-/** A response as read from the isolate (a 101 names its WebSocketPair). */
-export type ReadResponse = Omit<WireResponse, 'webSocket' | 'stream'> & { webSocketId?: number };
+/** A Durable Object's socket a worker returned in its 101: its namespace binding and the socket's id. */
+export interface ObjectSocketRef {
+  handle: string;
+  sid: string;
+}
+/** A response as read from the isolate (a 101 names its WebSocketPair, or a Durable Object's socket). */
+export type ReadResponse = Omit<WireResponse, 'webSocket' | 'stream'> & { webSocketId?: number; objectSocket?: ObjectSocketRef };
 
 const Head = z
   .object({
@@ -19,7 +25,7 @@ const Head = z
     statusText: StatusText,
     headers: WireHeaders,
     /** With status 101: the WebSocketPair whose client end the worker returned. */
-    webSocket: z.number().int().positive().optional(),
+    webSocket: z.union([z.number().int().positive(), z.object({ handle: z.string().min(1).max(64), sid: SocketId }).strict()]).optional(),
   })
   .refine(
     (h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101),
@@ -64,5 +70,7 @@ function parse([head, out]: [string, ArrayBuffer | null]): ReadResponse {
     headers: parsed.data.headers,
     body: out && !nullBody ? new Uint8Array(out) : null,
   };
-  return parsed.data.webSocket === undefined ? response : { ...response, webSocketId: parsed.data.webSocket };
+  const ws = parsed.data.webSocket;
+  if (ws === undefined) return response;
+  return typeof ws === 'number' ? { ...response, webSocketId: ws } : { ...response, objectSocket: ws };
 }

@@ -194,7 +194,7 @@ export class ParentLoaders {
     this.#children.delete(key);
     this.#children.set(key, held.child);
     try {
-      return await held.instance.objectCall(object.key, object.className, object.id, object.name, object.storage, call, {
+      return await held.instance.objectCall(object, call, {
         log: this.#hooks.log,
         capabilities: this.#childCapabilities(held.child),
       });

@@ -16,8 +16,10 @@ import {
   type MintedId,
   type ObjectCallKind,
   type ObjectHost,
+  type ObjectSocketsApi,
   type ObjectStorageApi,
 } from '../../../schemas/durable-objects.ts';
+import type { BrowserSocket, WorkerSocketApi } from '../../../schemas/http.ts';
 import { StorageCap } from '../capabilities.ts';
 import { guarded, type Audit } from '../guarded.ts';
 import type { PooledDatabase } from '../sql-pool.ts';
@@ -35,6 +37,7 @@ interface FacetStorage {
   delete(name: unknown): Promise<void>;
   clone(src: unknown, dst: unknown): Promise<void>;
 }
+import { ObjectSockets } from './websockets.ts';
 
 const Method = z.string().min(1).max(256);
 const Payload = z.string().max(MAX_OBJECT_PAYLOAD);
@@ -65,6 +68,8 @@ export interface ObjectsDeps {
   log: Logger;
   /** A worker created an object (its first call) or a facet (its database's first use): counted and audited with the worker's other creations. */
   created?(workerId: string, kind: 'durable-object' | 'facet'): void;
+  /** WebSockets one object, and all of one tenant's objects, may hold open. */
+  webSockets?: { perObject: number; perTenant: number };
 }
 
 /** One object's storage for the sandbox holding its lease: every call checks the lease's fence first. */
@@ -73,6 +78,7 @@ class ObjectStorageCap extends StorageCap implements ObjectStorageApi {
   readonly #audit: Audit;
   readonly #alarm: { get(): number | null; set(time: number | null): void };
   readonly #facets: FacetStorage;
+  readonly #sockets: () => ObjectSocketsApi;
   constructor(
     db: PooledDatabase,
     audit: Audit,
@@ -81,12 +87,18 @@ class ObjectStorageCap extends StorageCap implements ObjectStorageApi {
     fence: () => void,
     alarm: { get(): number | null; set(time: number | null): void },
     facets: FacetStorage,
+    sockets: () => ObjectSocketsApi,
   ) {
     super(db, audit, maxMs, workerId, fence);
     this.#fence = fence;
     this.#audit = audit;
     this.#alarm = alarm;
     this.#facets = facets;
+    this.#sockets = sockets;
+  }
+  sockets(): ObjectSocketsApi {
+    this.#fence();
+    return this.#sockets();
   }
   facet(name: unknown): Promise<ObjectStorageCap> {
     return guarded(this.#audit, 'storage.facet', () => {
@@ -124,9 +136,21 @@ export class DurableObjects {
   readonly #deps: ObjectsDeps;
   readonly placement: Placement<ObjectStorageCap>;
   readonly #alarms: AlarmScheduler;
+  readonly sockets: ObjectSockets;
 
   constructor(deps: ObjectsDeps) {
     this.#deps = deps;
+    // A socket's events are calls like any other, through the lease (so they wake an evicted object).
+    this.sockets = new ObjectSockets({
+      deliver: (key, event, timeoutMs) => {
+        const { workerId, className, id } = parseKey(key);
+        const call = this.call(workerId, className, id, null, 'websocket', event.type, JSON.stringify(event));
+        return timeoutMs === null ? call : withTimeout(call, timeoutMs, 'the WebSocket event handler did not finish within its event timeout');
+      },
+      perObject: deps.webSockets?.perObject ?? 32_768,
+      perTenant: deps.webSockets?.perTenant ?? 100_000,
+      log: deps.log,
+    });
     // alarm() is called as any call is, through the object's lease; '!' starts a thrown error (schemas/durable-objects.ts).
     this.#alarms = new AlarmScheduler(
       deps.registry,
@@ -217,7 +241,12 @@ export class DurableObjects {
           if (!copied.has(s)) await this.#deps.database(workerId, className, id, s).call('deleteAll', [], Date.now() + 30_000);
       },
     };
-    return new ObjectStorageCap(this.#deps.database(workerId, className, id, facet), audit, wallMs, workerId, fenced, alarm, facets);
+    // A facet takes no WebSockets in Cordon (docs/durable-objects.md, "WebSockets").
+    const sockets = () => {
+      if (facet !== '') throw new CordonError('a facet cannot accept WebSockets in Cordon: accept them in its parent object', { status: 400 });
+      return this.sockets.forObject(key, workerId, className, fenced, audit);
+    };
+    return new ObjectStorageCap(this.#deps.database(workerId, className, id, facet), audit, wallMs, workerId, fenced, alarm, facets, sockets);
   }
 
   /** The capability behind `env.<BINDING>` for class `className` of worker `workerId`. */
@@ -249,10 +278,11 @@ export class DurableObjects {
     )) as string;
   }
 
-  list(workerId: string, limit?: number, after?: string): (ObjectRow & { live: boolean })[] {
-    return this.#deps.registry
-      .list(workerId, limit, after)
-      .map((r) => ({ ...r, live: this.placement.holder(objectKey(workerId, r.className, r.id)) !== undefined }));
+  list(workerId: string, limit?: number, after?: string): (ObjectRow & { live: boolean; sockets: number })[] {
+    return this.#deps.registry.list(workerId, limit, after).map((r) => {
+      const key = objectKey(workerId, r.className, r.id);
+      return { ...r, live: this.placement.holder(key) !== undefined, sockets: this.sockets.count(key) };
+    });
   }
 
   created(workerId: string): number {
@@ -264,6 +294,7 @@ export class DurableObjects {
     if (!this.#deps.registry.exists(workerId, className, id)) return false;
     const key = objectKey(workerId, className, id);
     this.placement.release(key);
+    this.sockets.dropObject(key);
     // Its facets' databases go with it (they are stored together, docs/durable-objects.md).
     for (const facet of ['', ...this.#deps.facets(workerId, className, id)])
       await this.#deps.database(workerId, className, id, facet).call('deleteAll', [], Date.now() + 30_000);
@@ -271,6 +302,7 @@ export class DurableObjects {
   }
 
   stop(): void {
+    this.sockets.stop();
     this.#alarms.stop();
     this.placement.stop();
   }
@@ -330,18 +362,28 @@ class NamespaceCap extends RpcTarget implements DurableObjectNamespaceApi {
       const p = check(Payload, payload, 'payload');
       const left = check(TimeLeft, timeLeftMs, 'timeLeftMs');
       const call = this.#objects.call(this.#workerId, this.#className, hex, n, k, m, p);
-      if (left === undefined) return call;
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        return await Promise.race([
-          call,
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new CordonError("the Durable Object did not answer within the caller's time limit", { status: 504 })), left);
-          }),
-        ]);
-      } finally {
-        clearTimeout(timer);
-      }
+      return left === undefined ? call : withTimeout(call, left, "the Durable Object did not answer within the caller's time limit");
     });
+  }
+
+  attachSocket(sid: unknown, browser: unknown): Promise<WorkerSocketApi> {
+    return guarded(this.#audit, 'objects.attachSocket', async () =>
+      this.#objects.sockets.attach(this.#workerId, this.#className, sid, browser as BrowserSocket),
+    );
+  }
+}
+
+/** `call`, or a 504 once `ms` have passed. */
+async function withTimeout<T>(call: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      call,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new CordonError(message, { status: 504 })), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -20,6 +20,9 @@ import { makeFacets } from './facets.ts';
 /** What crosses an object call or its storage: structured clone as Workers RPC has it (class instances refused). */
 const encodeValue = (v: unknown) => encodeAny(v, { instances: 'refuse' });
 import { errorText } from './response-out.ts';
+import { objectSockets, type ObjectSocketsHost } from './do-websockets.ts';
+import { sockets as socketInternals } from './websocket.ts';
+import type { ObjectSocketEvent } from '../../../../schemas/durable-objects.ts';
 
 const PromiseCtor = Promise;
 const rawHeaders = Headers.raw;
@@ -59,14 +62,22 @@ function decodeResult(text: string): unknown {
 const NOT_METHODS = new Set(['then', 'catch', 'finally', 'constructor', 'toJSON']);
 
 function stubFor(handle: string, call: CallAsync, id: DurableObjectId): object {
-  return objectStub(async (kind, method, payload) => (await call(handle, 'call', [id.toString(), id.name ?? null, kind, method, payload])) as string, {
-    id,
-    name: id.name,
-  });
+  return objectStub(
+    async (kind, method, payload) => (await call(handle, 'call', [id.toString(), id.name ?? null, kind, method, payload])) as string,
+    { id, name: id.name },
+    handle,
+  );
 }
 
-/** A stub whose fetch() and RPC methods each make one call through `invoke` (an object's, or a facet's: facets.ts). */
-export function objectStub(invoke: (kind: 'fetch' | 'rpc', method: string, payload: string) => Promise<string>, fields: Record<string, unknown>): object {
+/**
+ * A stub whose fetch() and RPC methods each make one call through `invoke` (an object's, or a facet's:
+ * facets.ts). `socketHandle`: the namespace binding a WebSocket its object answers with is joined through.
+ */
+export function objectStub(
+  invoke: (kind: 'fetch' | 'rpc', method: string, payload: string) => Promise<string>,
+  fields: Record<string, unknown>,
+  socketHandle?: string,
+): object {
   const call = async (kind: 'fetch' | 'rpc', method: string, payload: string) => decodeResult(await invoke(kind, method, payload));
   const own: Record<string, unknown> = {
     ...fields,
@@ -78,7 +89,13 @@ export function objectStub(invoke: (kind: 'fetch' | 'rpc', method: string, paylo
         statusText: string;
         headers: [string, string][];
         body: Uint8Array | null;
+        webSocket?: string;
       };
+      // The object accepted a WebSocket: its client end here stands for the socket the supervisor keeps.
+      if (r.status === 101 && typeof r.webSocket === 'string') {
+        if (socketHandle === undefined) throw new TypeError('a facet cannot accept WebSockets in Cordon: accept them in its parent object');
+        return new Response(null, { status: 101, headers: r.headers, webSocket: socketInternals.remoteClient(socketHandle, r.webSocket) });
+      }
       const nullBody = r.status === 101 || r.status === 204 || r.status === 205 || r.status === 304;
       return new Response(nullBody ? null : r.body, { status: r.status, statusText: r.statusText, headers: r.headers });
     },
@@ -255,6 +272,7 @@ function objectStorage(callCap: CapCall, handle: string): object {
 
 interface Hosted {
   instance: Record<string, unknown>;
+  sockets: ObjectSocketsHost;
   /** While set, a blockConcurrencyWhile callback runs: new calls wait for it. */
   blocked: Promise<unknown> | null;
 }
@@ -277,7 +295,8 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
   function instantiate(key: string, className: string, id: DurableObjectId, storageHandle: string): Hosted {
     const cls = exported()[className];
     if (typeof cls !== 'function') throw new TypeError(`the worker exports no Durable Object class ${className}`);
-    const h: Hosted = { instance: {}, blocked: null };
+    const sockets = objectSockets(callCap, key);
+    const h: Hosted = { instance: {}, sockets, blocked: null };
     const ctx = freeze({
       id,
       storage: objectStorage(callCap, storageHandle),
@@ -302,10 +321,7 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
         hosted.delete(key);
         throw reason instanceof Error ? reason : new Error(String(reason ?? 'the object was aborted'));
       },
-      acceptWebSocket() {
-        throw new TypeError('WebSocket hibernation (ctx.acceptWebSocket) is not supported by Cordon yet');
-      },
-      getWebSockets: () => [],
+      ...sockets.ctx,
     });
     h.instance = new (cls as new (ctx: unknown, env: unknown) => Record<string, unknown>)(ctx, env());
     hosted.set(key, h);
@@ -320,7 +336,14 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
       const response = await (obj.fetch as (r: Request) => unknown)(new Request(r.url, { method: r.method, headers: r.headers, body: r.body }));
       checkBody(response as Response);
       const res = response as Response;
+      if (res.status === 101)
+        return { status: 101, statusText: '', headers: rawHeaders(res.headers), body: null, webSocket: h.sockets.answer101(res.webSocket) };
       return { status: res.status, statusText: res.statusText, headers: rawHeaders(res.headers), body: await readBody(res, maxBody) };
+    }
+    if (kind === 'websocket') {
+      // The supervisor's own payload (plain JSON): an event of one of the object's sockets.
+      await h.sockets.deliver(obj, JSON.parse(payload) as ObjectSocketEvent);
+      return undefined;
     }
     if (kind === 'alarm') {
       if (typeof obj.alarm !== 'function') throw new TypeError('the Durable Object has no alarm() method');

@@ -25,6 +25,7 @@ import { installCrypto } from './crypto.ts';
 import { setIdnaHost } from './idna.ts';
 import { makeCaches } from './cache-api.ts';
 import { CloseEvent, MessageEvent, setSocketHost, WebSocket, WebSocketPair } from './websocket.ts';
+import { WebSocketRequestResponsePair } from './do-websockets.ts';
 import { addEventListener, removeEventListener } from './service-worker.ts';
 import { installConsole } from './console.ts';
 import { installTimers } from './timers.ts';
@@ -101,6 +102,7 @@ Object.assign(
     removeEventListener,
     WebSocket,
     WebSocketPair,
+    WebSocketRequestResponsePair,
     MessageEvent,
     CloseEvent,
     CryptoKey,

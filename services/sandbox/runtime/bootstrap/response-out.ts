@@ -5,7 +5,7 @@
  * it sees itself.
  */
 import { Body, Headers, type Response } from './fetch-api.ts';
-import { WebSocket } from './websocket.ts';
+import { WebSocket, sockets as socketInternals } from './websocket.ts';
 import { show } from './console.ts';
 
 const apply = Reflect.apply;
@@ -70,6 +70,9 @@ export async function serialize(response: unknown, seq: number, limits: Limits):
     return fail('exception', errorText(e));
   }
   if (r.status === 101) {
+    // A socket a Durable Object answered with: the sandbox joins it to the browser's end through its binding.
+    const remote = socketInternals.remoteOfClient(r.webSocket);
+    if (remote) return [JSONstringify({ status: 101, statusText: '', headers: rawHeaders(r.headers), webSocket: remote }), null];
     const pair = WebSocket.pairOfClient(r.webSocket);
     if (pair === undefined) return fail('bad-response', 'a 101 response needs webSocket: the client end of a WebSocketPair');
     return [JSONstringify({ status: 101, statusText: '', headers: rawHeaders(r.headers), webSocket: pair }), null];

@@ -1,0 +1,48 @@
+/**
+ * One hosted Durable Object's WebSockets, as its isolate's calls reach them (`ctx.acceptWebSocket`,
+ * `ws.send`, `getWebSockets`…): only the sockets methods pass, to the fenced capability the supervisor
+ * handed with the object's lease. It also counts the object's plain (`server.accept()`) sockets: their
+ * listeners live in the instance, so an object with one open is not evicted when idle.
+ */
+import { OBJECT_SOCKETS_ARITY } from '../../schemas/durable-objects.ts';
+import { MAX_CALLS_IN_FLIGHT, checkCallSize } from './capabilities.ts';
+import { supervisorCalls } from './call-gate.ts';
+import type { CapabilityHost } from './runtime/index.ts';
+
+type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
+
+export class ObjectSocketsForwarder implements CapabilityHost {
+  readonly #stub: Stub;
+  readonly #plain = new Set<string>();
+  #inFlight = 0;
+  constructor(stub: unknown) {
+    this.#stub = stub as Stub;
+  }
+
+  async call(_handle: string, method: string, args: unknown[]): Promise<unknown> {
+    const arity = Object.hasOwn(OBJECT_SOCKETS_ARITY, method) ? OBJECT_SOCKETS_ARITY[method as keyof typeof OBJECT_SOCKETS_ARITY] : undefined;
+    if (arity === undefined) throw new Error(`${method} is not a method of a Durable Object's WebSockets`);
+    const sent = args.slice(0, arity);
+    checkCallSize(`webSockets.${method}`, sent);
+    if (this.#inFlight >= MAX_CALLS_IN_FLIGHT) throw new Error(`too many WebSocket calls in flight: an object may have ${MAX_CALLS_IN_FLIGHT} at once`);
+    this.#inFlight++;
+    try {
+      const out = await supervisorCalls.run(() => this.#stub[method]!(...sent));
+      if (method === 'accept' && sent[1] === false) this.#plain.add(out as string);
+      if (method === 'close') this.#plain.delete(sent[0] as string);
+      return out;
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  /** A plain socket's browser end closed (its close event was delivered). */
+  closed(sid: string): void {
+    this.#plain.delete(sid);
+  }
+
+  /** Plain sockets open: the instance must stay. */
+  get pinned(): boolean {
+    return this.#plain.size > 0;
+  }
+}
