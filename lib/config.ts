@@ -198,6 +198,10 @@ export const Settings = z.strictObject({
       env: 'CORDON_EGRESS_RATE',
       description: 'requests per second per worker (bursts of twice that)',
     }),
+    egressMaxResponseMb: setting(whole(1, 'megabytes'), 1024, {
+      env: 'CORDON_EGRESS_MAX_RESPONSE_MB',
+      description: 'the longest response body one `fetch()` may receive (bodies stream through egress as they arrive)',
+    }),
     egressCacheMb: setting(whole(1, 'megabytes'), 64, { env: 'CORDON_EGRESS_CACHE_MB', description: 'the egress HTTP cache in memory, all tenants together' }),
     cacheTenantDiskMb: setting(whole(1, 'megabytes'), 256, {
       env: 'CORDON_CACHE_TENANT_DISK_MB',

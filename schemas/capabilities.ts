@@ -70,7 +70,10 @@ export interface FetchResponse {
   status: number;
   statusText: string;
   headers: [string, string][];
+  /** The body when it travels whole; null when it streams (`stream`) or there is none. */
   body: Uint8Array | null;
+  /** A body longer than egress returns whole, or of unknown length (an event stream), as the origin sends it. */
+  stream?: ReadableStream<Uint8Array>;
   url: string;
   redirected: boolean;
 }

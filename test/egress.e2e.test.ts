@@ -15,7 +15,7 @@ function server(handler: (path: string, headers: Record<string, unknown>) => Rep
   const s: Server = createServer((req, res) => {
     hits.push(req.url ?? '');
     if (req.url === '/hang') return; // never answers
-    if (req.url === '/huge') return void res.end(Buffer.alloc(9 * 1024 * 1024, 97)); // over the 8 MiB a response may have
+    if (req.url === '/huge') return void res.end(Buffer.alloc(9 * 1024 * 1024, 97)); // over the 8 MiB this mesh lets a response have
     const r = handler(req.url ?? '', req.headers);
     res.writeHead(r.status, r.headers);
     res.end(r.body ?? '');
@@ -47,7 +47,7 @@ describe('fetch through egress', () => {
       return { status: 200, body: JSON.stringify(headers) };
     });
     closedPort = await freePort();
-    mesh = await startTestMesh({ CORDON_EGRESS_TIMEOUT_MS: '1500' });
+    mesh = await startTestMesh({ CORDON_EGRESS_TIMEOUT_MS: '1500', CORDON_EGRESS_MAX_RESPONSE_MB: '8' });
     const r = await mesh.cli([
       'deploy',
       'examples/fetcher/index.ts',
@@ -115,7 +115,7 @@ describe('fetch through egress', () => {
     assert.doesNotMatch(down.error ?? '', /egress denied/);
   });
 
-  test('limits: an origin that never answers times out; a response over 8 MiB is cut off', async () => {
+  test("limits: an origin that never answers times out; a response over the operator's limit (8 MiB here) is cut off as the worker reads it", async () => {
     const slow = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/hang`)}`);
     assert.match(slow.error ?? '', /^TypeError: the request to 127\.0\.0\.1:\d+ timed out after 1500 ms/);
     const huge = await call(`url=${encodeURIComponent(`http://127.0.0.1:${origin.port}/huge`)}`);

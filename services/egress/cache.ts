@@ -164,20 +164,35 @@ export class HttpCache {
     return { status: entry.status, statusText: entry.statusText, headers: headerList(policy.responseHeaders()), body: entry.body };
   }
 
+  #policy(url: string, headers: HeaderList, status: number, responseHeaders: HeaderList): CachePolicy | undefined {
+    const policy = new CachePolicy(
+      { url, method: 'GET', headers: headerObject(headers) },
+      { status, headers: headerObject(responseHeaders) },
+      { shared: true },
+    );
+    // Keep what is fresh, and what is stale but can be revalidated cheaply (it has a validator).
+    if (!policy.storable() || (policy.timeToLive() <= 0 && !responseHeaders.some(([k]) => k === 'etag' || k === 'last-modified'))) return undefined;
+    return policy;
+  }
+
+  /** Whether a response with this head would be kept (its body permitting): a streamed body is gathered only then. */
+  storable(url: string, headers: HeaderList, status: number, responseHeaders: HeaderList): boolean {
+    return this.#policy(url, headers, status, responseHeaders) !== undefined;
+  }
+
+  /** The longest body an entry for `url` may have: one response may not take over the cache. */
+  maxEntryBodyBytes(url: string): number {
+    return this.#maxBytes / 8 - url.length - 512;
+  }
+
   /** Whether the response was kept (storable by RFC 9111 as a shared cache, and not too big). */
   store(tenant: string, url: string, headers: HeaderList, res: { status: number; statusText: string; headers: HeaderList; body: Uint8Array }): boolean {
     this.misses++;
-    const policy = new CachePolicy(
-      { url, method: 'GET', headers: headerObject(headers) },
-      { status: res.status, headers: headerObject(res.headers) },
-      { shared: true },
-    );
     const key = this.#key(tenant, url);
     this.#forget(key);
-    // Keep what is fresh, and what is stale but can be revalidated cheaply (it has a validator).
-    if (!policy.storable() || (policy.timeToLive() <= 0 && !res.headers.some(([k]) => k === 'etag' || k === 'last-modified'))) return false;
+    const policy = this.#policy(url, headers, res.status, res.headers);
+    if (!policy || res.body.byteLength > this.maxEntryBodyBytes(url)) return false;
     const bytes = res.body.byteLength + url.length + 512;
-    if (bytes > this.#maxBytes / 8) return false; // one response may not take over the cache
     const entry = { policy, status: res.status, statusText: res.statusText, body: res.body, bytes };
     this.#remember(key, entry);
     this.#persist(key, tenant.split('\u0000')[0]!, entry);

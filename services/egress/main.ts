@@ -36,6 +36,7 @@ await startService('egress', 'egress', async ({ config, settings, log, node, onS
     cache,
     limits: new RateLimits(settings.egress.egressRate),
     timeoutMs: settings.egress.egressTimeoutMs,
+    maxResponseBytes: settings.egress.egressMaxResponseMb * 1024 * 1024,
   });
   supervisor = new MeshClient<SupervisorForEgress>(node, 'supervisor', 'supervisor', {
     onSession: (session) => session.remote.register(port),

@@ -40,6 +40,8 @@ export interface HostCallbacks {
   rpcSend(pipe: number, message: string): void;
   /** The isolate's end of a pipe is gone. */
   rpcClose(pipe: number, reason: string): void;
+  /** The worker cancelled fetched body `id` (see HostReferences.bodyPull): its connection to the origin closes. */
+  bodyCancel(id: number): void;
 }
 
 /** The global each callback is handed over as (the bootstrap takes and deletes it before tenant code). */
@@ -58,6 +60,7 @@ export const CALLBACK_GLOBALS = {
   rpcOpen: '__cordonRpcOpen',
   rpcSend: '__cordonRpcSend',
   rpcClose: '__cordonRpcClose',
+  bodyCancel: '__cordonBodyCancel',
 } as const satisfies { [K in keyof HostCallbacks]: `__cordon${Capitalize<K>}` };
 
 type VoidCallback = { [K in keyof HostCallbacks]: ReturnType<HostCallbacks[K]> extends void ? K : never }[keyof HostCallbacks];
@@ -73,13 +76,14 @@ export const ASYNC_CALLBACKS: readonly VoidCallback[] = [
   'rpcOpen',
   'rpcSend',
   'rpcClose',
+  'bodyCancel',
 ];
 
 /** The host's References (isolated-vm): functions the isolate calls and waits for as promises. */
 export interface HostReferences {
   /** A capability call: wire-encoded arguments in, a wire-encoded `{ok}` or `{error}` out. */
   capCall(handle: string, method: string, args: string): Promise<string>;
-  /** The next chunk of request `seq`'s streamed body (an ArrayBuffer copy), or null at its end. */
+  /** The next chunk of request `seq`'s streamed body, or of a fetch() response's (its number instead), as an ArrayBuffer copy; null at its end. */
   bodyPull(seq: number): Promise<ArrayBuffer | null>;
   /** crypto.subtle's host (host-crypto.ts): one call, a structured copy each way. */
   crypto(call: WireCall): Promise<WireResult>;

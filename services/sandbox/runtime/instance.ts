@@ -77,6 +77,8 @@ type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
 type EntryRefs = { [K in keyof Entry]: ivm.Reference<Entry[K]> };
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
+/** fetch() response bodies one isolate may have streaming in at once. */
+const MAX_FETCHED_STREAMS = 64;
 /** Requests sent into an isolate in one call at most (see #submit). */
 const MAX_BATCH = 32;
 
@@ -96,8 +98,13 @@ export class WorkerInstance {
   #entry: EntryRefs | undefined;
   #capRef: ivm.Reference<unknown> | undefined;
   #bodyRef: ivm.Reference<unknown> | undefined;
-  /** Request bodies streaming in, by request: the isolate pulls their chunks (see #pullBody). */
+  /**
+   * Bodies streaming in, the isolate pulling their chunks (see #pullBody): requests' by request, and
+   * fetch() responses' (#fetched) by a number of their own from the same count.
+   */
   readonly #incoming = new Map<number, ReadableStreamDefaultReader<Uint8Array>>();
+  /** fetch() response bodies streaming in: cancelled (the origin's connection closed) when the last request ends. */
+  readonly #fetched = new Set<number>();
   /** WebSockets by pair id; one accepted and bound counts in #active like a request. */
   readonly #sockets = new SocketTable({
     activate: () => void this.#active++,
@@ -284,6 +291,7 @@ export class WorkerInstance {
       rpcOpen: (pipe, target) => this.#pipes.opened(pipe, target),
       rpcSend: (pipe, message) => this.#pipes.fromIsolate(pipe, message),
       rpcClose: (pipe, reason) => this.#pipes.closedByIsolate(pipe, reason),
+      bodyCancel: (id) => this.#cancelFetched(id),
     };
     for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
       const fn = hostCallback(callbacks[name] as (...args: unknown[]) => unknown);
@@ -373,7 +381,7 @@ export class WorkerInstance {
       const decoded = decodeWire(args, base64);
       if (!Array.isArray(decoded)) throw new Error('malformed capability call');
       const ok = (await caps.call(handle, method, decoded, this.#watchdogs.timeLeft(this.bundle.limits.wallMs))) ?? null;
-      return encodeWire({ ok, now: Date.now() }, base64);
+      return encodeWire({ ok: this.#takeStream(ok), now: Date.now() }, base64);
     } catch (e) {
       try {
         return encodeWire({ error: e instanceof Error ? String(e.message) : String(e), now: Date.now() }, base64);
@@ -381,6 +389,29 @@ export class WorkerInstance {
         return JSON.stringify({ error: 'capability call failed', now: Date.now() });
       }
     }
+  }
+
+  /**
+   * A capability's answer with a body that streams (fetch()): the stream stays here and the isolate
+   * gets its number, to pull chunks with as the worker reads (bodyPull) — the same path a request's
+   * streamed body takes. At most MAX_FETCHED_STREAMS at once; the last request out cancels what is left.
+   */
+  #takeStream(ok: unknown): unknown {
+    const stream = ok !== null && typeof ok === 'object' ? (ok as { stream?: unknown }).stream : undefined;
+    if (!(stream instanceof ReadableStream)) return ok;
+    if (this.#fetched.size >= MAX_FETCHED_STREAMS || this.disposed) {
+      void stream.cancel().catch(() => {});
+      throw new Error(`too many response bodies open: a worker may read ${MAX_FETCHED_STREAMS} at once (read or cancel some first)`);
+    }
+    const id = ++this.#seq;
+    this.#incoming.set(id, stream.getReader());
+    this.#fetched.add(id);
+    return { ...(ok as object), stream: id };
+  }
+
+  /** The isolate cancelled a fetched body (or stopped reading it): the origin's connection closes. */
+  #cancelFetched(id: number): void {
+    if (this.#fetched.delete(id)) this.#dropIncoming(id);
   }
 
   /** A request or a workflow run starts: its hooks, a sequence number and its watchdogs. */
@@ -507,6 +538,7 @@ export class WorkerInstance {
     const { done, value } = await reader.read();
     if (done || !value) {
       this.#incoming.delete(seq);
+      this.#fetched.delete(seq);
       return null;
     }
     return value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength) as ArrayBuffer;
@@ -761,6 +793,7 @@ export class WorkerInstance {
     this.#active--;
     if (this.#active !== 0 || this.disposed) return;
     this.#timers.clearAll();
+    for (const id of this.#fetched) this.#cancelFetched(id);
     if (ended) return;
     const stuck = setTimeout(() => this.#terminate('wall'), Math.max(0, deadline - Date.now()) + END_GRACE_MS);
     await this.#entry!.end.apply(undefined, [], { timeout: this.bundle.limits.cpuMs }).catch(() => {});

@@ -4,7 +4,6 @@
  * APIs; this builds what the entry object calls, over the shared request state (request-state.ts).
  */
 import { Request, Response } from './fetch-api.ts';
-import * as web from './web-globals.ts';
 import { resetClock, setClock } from './clock.ts';
 import { compileShipped } from './lockdown.ts';
 import { WebSocket } from './websocket.ts';
@@ -23,6 +22,7 @@ import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './res
 import { requests, type Handler, type HandlerClass } from './request-state.ts';
 import { asyncHooks, enterRoot } from './async-context.ts';
 import { makeObjectHost } from './durable-objects.ts';
+import { hostBody } from './host-body.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
 // --- what the response path needs, captured before tenant code can patch anything ------------------
@@ -201,7 +201,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     const request = new Request(meta.url, {
       method: meta.method,
       headers: meta.headers,
-      body: meta.streamed ? incomingStream(seq) : body === null ? null : new U8(body),
+      body: meta.streamed ? hostBody(bodyRef, seq) : body === null ? null : new U8(body),
     });
     // What the edge knows of the connection (ingress), read-only as in Workers; a spare's rehearsal has none.
     if (meta.cf !== undefined) defineProperty(request, 'cf', { value: freeze(meta.cf), enumerable: true });
@@ -228,22 +228,6 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
       );
     }
     return serialize(response, seq, options);
-  }
-
-  /** A request body streaming in: each chunk is pulled from the host when the worker reads. */
-  function incomingStream(seq: number): web.ReadableStream<Uint8Array> {
-    const started = requests.generation;
-    return new web.ReadableStream<Uint8Array>(
-      {
-        async pull(controller) {
-          const chunk = await bodyRef.apply(undefined, [seq], { result: { promise: true, copy: true } });
-          if (started !== requests.generation) return new PromiseCtor<void>(() => {}); // the request has ended
-          if (chunk === null) controller.close();
-          else controller.enqueue(new U8(chunk));
-        },
-      },
-      { highWaterMark: 0 },
-    );
   }
 
   /** Resolves when the request's waitUntil promises have settled, or when the host ends all requests. */

@@ -1,9 +1,12 @@
 /**
  * fetch(): only through the worker's fetch capability (egress), at most MAX_SUBREQUESTS a request; a
- * refusal is a TypeError whose message starts "egress denied:", as the platform promises.
+ * refusal is a TypeError whose message starts "egress denied:", as the platform promises. A response
+ * body egress does not return whole streams in (host-body.ts) as the worker reads it.
  */
 import { Body, Headers, Request, Response } from './fetch-api.ts';
 import { requests } from './request-state.ts';
+import { hostBody } from './host-body.ts';
+import type { HostReferences, IsolateRef } from '../abi.ts';
 
 const MAX_SUBREQUESTS = 50;
 
@@ -16,7 +19,13 @@ export interface Subrequests {
 }
 
 /** Installs `fetch`; returns its subrequest count, which other outbound calls (Workers RPC) share. */
-export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync, maxBody: number): Subrequests {
+/** Where a streamed response body's chunks come from, and where its cancellation goes. */
+export interface StreamedBodies {
+  bodyRef: IsolateRef<HostReferences['bodyPull']>;
+  cancel(id: number): void;
+}
+
+export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync, maxBody: number, bodies: StreamedBodies): Subrequests {
   let subrequests = 0;
   // Requests running together share one count (the isolate cannot tell whose call is whose): their
   // allowance is MAX_SUBREQUESTS each, for those started in this scope.
@@ -27,7 +36,15 @@ export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync
   g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
     const request = new Request(input as string, init as never);
     count();
-    let reply: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null; url: string; redirected: boolean };
+    let reply: {
+      status: number;
+      statusText: string;
+      headers: [string, string][];
+      body: Uint8Array | null;
+      stream?: number;
+      url: string;
+      redirected: boolean;
+    };
     try {
       reply = (await callCapAsync('$fetch', 'fetch', [
         {
@@ -42,7 +59,9 @@ export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync
       throw new TypeError((e as Error).message);
     }
     const nullBody = reply.status === 204 || reply.status === 205 || reply.status === 304 || request.method === 'HEAD';
-    const response = new Response(nullBody ? null : reply.body, { status: reply.status, statusText: reply.statusText, headers: reply.headers });
+    const streamed = typeof reply.stream === 'number' ? hostBody(bodies.bodyRef, reply.stream, bodies.cancel) : undefined;
+    if (streamed && nullBody) void streamed.cancel();
+    const response = new Response(nullBody ? null : (streamed ?? reply.body), { status: reply.status, statusText: reply.statusText, headers: reply.headers });
     Object.defineProperties(response, { url: { value: reply.url }, redirected: { value: reply.redirected } });
     return response;
   };

@@ -73,7 +73,7 @@ setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened })
 const capRef = take(REFERENCE_GLOBALS.capCall) as IsolateRef<HostReferences['capCall']>;
 // crypto.subtle's host (host-crypto.ts): one call, a structured copy each way (crypto.ts).
 const cryptoRef = take(REFERENCE_GLOBALS.crypto) as IsolateRef<HostReferences['crypto']>;
-// Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end).
+// Pulls the next chunk of a body that streams in, a request's or a fetch() response's (an ArrayBuffer copy, or null at its end).
 const bodyRef = take(REFERENCE_GLOBALS.bodyPull) as IsolateRef<HostReferences['bodyPull']>;
 const options = JSON.parse(take(OPTIONS_GLOBAL) as string) as BootOptions;
 
@@ -137,7 +137,7 @@ const callCapAsync = asyncCapCaller(async (handle, method, args) => {
   return reply;
 }, setClock);
 
-const subrequests = installFetch(g, callCapAsync, options.maxBody);
+const subrequests = installFetch(g, callCapAsync, options.maxBody, { bodyRef, cancel: host.bodyCancel });
 // A Dynamic Worker with a gateway: fetch() is a fetch() of that entrypoint of its parent (worker-loader.ts).
 const directFetch = g.fetch as (input: unknown, init?: unknown) => Promise<unknown>;
 g.fetch = (input: unknown, init?: unknown) => (requests.outbound ? requests.outbound.fetch(input, init) : directFetch(input, init));
