@@ -27,3 +27,24 @@ declare module 'cloudflare:workflows' {
     constructor(message?: string, name?: string);
   }
 }
+declare module 'cloudflare:sockets' {
+  export interface SocketAddress {
+    hostname: string;
+    port: number;
+  }
+  export interface SocketOptions {
+    secureTransport?: 'off' | 'on' | 'starttls';
+    allowHalfOpen?: boolean;
+  }
+  export interface Socket {
+    readonly readable: ReadableStream<Uint8Array>;
+    readonly writable: WritableStream<Uint8Array>;
+    readonly opened: Promise<{ remoteAddress: string; localAddress: string }>;
+    readonly closed: Promise<void>;
+    readonly upgraded: boolean;
+    readonly secureTransport: 'off' | 'on' | 'starttls';
+    close(): Promise<void>;
+    startTls(options?: { expectedServerHostname?: string }): Socket;
+  }
+  export function connect(address: string | SocketAddress, options?: SocketOptions): Socket;
+}

@@ -202,6 +202,10 @@ export const Settings = z.strictObject({
       env: 'CORDON_EGRESS_MAX_RESPONSE_MB',
       description: 'the longest response body one `fetch()` may receive (bodies stream through egress as they arrive)',
     }),
+    egressSocketsPerWorker: setting(whole(1, 'sockets'), 64, {
+      env: 'CORDON_EGRESS_SOCKETS_PER_WORKER',
+      description: '`connect()` sockets (cloudflare:sockets) one worker may have open at once, over all its requests',
+    }),
     egressCacheMb: setting(whole(1, 'megabytes'), 64, { env: 'CORDON_EGRESS_CACHE_MB', description: 'the egress HTTP cache in memory, all tenants together' }),
     cacheTenantDiskMb: setting(whole(1, 'megabytes'), 256, {
       env: 'CORDON_CACHE_TENANT_DISK_MB',

@@ -78,9 +78,35 @@ export interface FetchResponse {
   redirected: boolean;
 }
 
-/** Outbound HTTP for one worker, through egress, stamped with that worker's identity. */
+/** `connect()`'s options (cloudflare:sockets), checked in the isolate and again in egress. */
+export interface SocketOptions {
+  secureTransport: 'off' | 'on' | 'starttls';
+  allowHalfOpen: boolean;
+}
+
+/** An open socket as egress hands it out: the bytes it receives, as they arrive, and the socket to write to and close. */
+export interface OpenedSocket {
+  stream: ReadableStream<Uint8Array>;
+  socket: SocketApi;
+  remoteAddress: string;
+  localAddress: string;
+}
+
+/** One socket of one worker, in egress. */
+export interface SocketApi {
+  /** Resolves once the bytes are handed to the kernel (the worker's writes wait for it: backpressure). */
+  write(data: Uint8Array): Promise<void>;
+  /** Half-close: the worker has nothing more to send. */
+  end(): Promise<void>;
+  close(): Promise<void>;
+  /** `secureTransport: 'starttls'` only, once: TLS over this connection; this socket is done, the returned one carries on. */
+  startTls(expectedServerHostname: string | null): Promise<OpenedSocket>;
+}
+
+/** Outbound HTTP and sockets for one worker, through egress, under that worker's identity and policy. */
 export interface FetcherApi {
   fetch(request: FetchRequest): Promise<FetchResponse>;
+  connect(target: { hostname: string; port: number }, options: SocketOptions): Promise<OpenedSocket>;
 }
 
 /** The Cache API of one worker (`caches.default`, `caches.open(name)`): its tenant's partitions of the egress cache. */
@@ -134,5 +160,9 @@ export const STORAGE_ARITY: Record<StorageMethod, number> = {
   kvScan: 5,
   deleteAll: 0,
 };
+/** A socket the isolate opened is named by a handle starting so (its `$fetch` capability's child). */
+export const SOCKET_HANDLE_PREFIX = '$socket:';
+/** What the isolate may call on a socket it opened (a handle of its own, like a subdirectory's). */
+export const SOCKET_METHODS = ['write', 'end', 'close', 'startTls'] as const satisfies readonly (keyof SocketApi)[];
 export const DIRECTORY_METHODS = ['list', 'read', 'write', 'remove', 'stat', 'mkdir', 'rename', 'directory'] as const satisfies readonly (keyof DirectoryApi)[];
-export const FETCH_METHODS = ['fetch'] as const satisfies readonly (keyof FetcherApi)[];
+export const FETCH_METHODS = ['fetch', 'connect'] as const satisfies readonly (keyof FetcherApi)[];

@@ -10,6 +10,7 @@ import type { SupervisorForEgress } from '../../schemas/services.ts';
 import { systemResolver } from './policy.ts';
 import { EgressPort, RateLimits } from './port.ts';
 import { HttpCache } from './cache.ts';
+import { SocketCounts } from './sockets.ts';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -37,6 +38,12 @@ await startService('egress', 'egress', async ({ config, settings, log, node, onS
     limits: new RateLimits(settings.egress.egressRate),
     timeoutMs: settings.egress.egressTimeoutMs,
     maxResponseBytes: settings.egress.egressMaxResponseMb * 1024 * 1024,
+    // This platform's own listeners: a socket may not reach them on any address of this host.
+    sockets: {
+      maxSockets: settings.egress.egressSocketsPerWorker,
+      ownPorts: [settings.ingress.httpPort, settings.ingress.httpsPort, settings.supervisor.adminPort],
+    },
+    socketCounts: new SocketCounts(),
   });
   supervisor = new MeshClient<SupervisorForEgress>(node, 'supervisor', 'supervisor', {
     onSession: (session) => session.remote.register(port),

@@ -22,7 +22,7 @@ export class EgressDenied extends CordonError {
 }
 
 export interface WorkerPolicy {
-  /** Origins (`scheme://host:port`) the worker declared; reachable even when private. */
+  /** Origins (`scheme://host:port`) the worker declared; reachable even when private (`tcp://` ones by connect() only). */
   origins: string[];
   /** Hosts (exact, or `*.example.com`) the worker may not reach even when public. */
   denyHosts: string[];
@@ -72,6 +72,22 @@ export function parseTarget(text: string, policy: WorkerPolicy): URL {
   }
   if (!isOrigin && policy.allowHosts.length && !hostMatches(host, policy.allowHosts)) throw new EgressDenied(`${host} is not on this worker's allow list`);
   return url;
+}
+
+/**
+ * Where a `connect()` may go: `hostname` and `port` read as an http: URL would be, and checked by the
+ * same rules (deny and allow lists, special-use names; pin() then the addresses) — with the worker's
+ * `tcp://` origins standing in for its http ones, so only an origin declared for sockets reaches
+ * past them. Returns the URL and the policy to pin it with.
+ */
+export function socketTarget(hostname: string, port: number, policy: WorkerPolicy): { url: URL; policy: WorkerPolicy } {
+  // One host, nothing else: no user, path, port or second address smuggled into the URL below.
+  if (!/^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])$/.test(hostname))
+    throw new EgressDenied(`not a valid host name: ${JSON.stringify(hostname.slice(0, 200))}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new EgressDenied(`not a valid port: ${port}`);
+  const socketPolicy = { ...policy, origins: policy.origins.filter((o) => o.startsWith('tcp://')).map((o) => `http://${o.slice('tcp://'.length)}`) };
+  const host = isIP(hostname) === 6 ? `[${hostname}]` : hostname;
+  return { url: parseTarget(`http://${host}:${port}/`, socketPolicy), policy: socketPolicy };
 }
 
 /** Resolve (if needed), check every address, and pick the one to connect to. */

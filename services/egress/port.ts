@@ -10,7 +10,8 @@ import { inSpan, traceAttributes } from '../../lib/telemetry.ts';
 import { check, bytes } from '../../lib/rpc/validate.ts';
 import { Headers as HeaderList, MAX_BODY, MAX_URL } from '../../schemas/http.ts';
 import type { EgressForSupervisor } from '../../schemas/services.ts';
-import type { CacheApi, FetcherApi, FetchRequest, FetchResponse } from '../../schemas/capabilities.ts';
+import type { CacheApi, FetcherApi, FetchRequest, FetchResponse, OpenedSocket } from '../../schemas/capabilities.ts';
+import { openSocket, type SocketCounts, type SocketDeps } from './sockets.ts';
 import { EgressDenied, EMPTY_POLICY, type WorkerPolicy } from './policy.ts';
 import { cidrList } from '../../lib/ip-classify.ts';
 import { EgressLists, WorkerId } from '../../schemas/worker.ts';
@@ -25,7 +26,9 @@ const Request = z.object({
   body: bytes(MAX_BODY).nullable(),
   redirect: z.enum(['follow', 'manual', 'error']),
 });
-const Origin = z.string().regex(/^https?:\/\/[^/\s]+:\d{1,5}$/);
+const Origin = z.string().regex(/^(?:https?|tcp):\/\/[^/\s]+:\d{1,5}$/);
+const SocketTarget = z.strictObject({ hostname: z.string().min(1).max(300), port: z.number().int() });
+const SocketOptionsSchema = z.strictObject({ secureTransport: z.enum(['off', 'on', 'starttls']), allowHalfOpen: z.boolean() });
 
 export type RefusalSink = (workerId: string, reason: string) => void;
 
@@ -35,6 +38,8 @@ export interface EgressDeps extends OutboundDeps {
   refused: RefusalSink;
   log: Logger;
   limits: RateLimits;
+  sockets: Omit<SocketDeps, 'resolver' | 'timeoutMs' | 'closed'>;
+  socketCounts: SocketCounts;
 }
 
 /**
@@ -86,13 +91,38 @@ class FetcherCap extends RpcTarget implements FetcherApi {
 
   async #fetch(requestArg: unknown): Promise<FetchResponse> {
     const request = check(Request, requestArg, 'fetch request') as FetchRequest;
+    return this.#guard(request.url, () => outbound(request, this.#policy, this.#workerId, this.#deps));
+  }
+
+  /** A TCP (or TLS) socket for the worker: the same rate limit, policy and audit as fetch(), and the socket rules (sockets.ts). */
+  connect(targetArg: unknown, optionsArg: unknown): Promise<OpenedSocket> {
+    return inSpan('egress connect', SpanKind.SERVER, traceAttributes({ workerId: this.#workerId }), async () => {
+      const target = check(SocketTarget, targetArg, 'connect address');
+      const options = check(SocketOptionsSchema, optionsArg, 'connect options');
+      const { resolver, timeoutMs, log, sockets, socketCounts } = this.#deps;
+      const deps: SocketDeps = {
+        ...sockets,
+        resolver,
+        timeoutMs,
+        closed: (worker, destination, bytesIn, bytesOut) => log.info('socket closed', { worker, destination, bytesIn, bytesOut }),
+      };
+      const opened = await this.#guard(`tcp://${target.hostname.slice(0, 260)}:${target.port}`, () =>
+        openSocket(target, options, this.#policy, this.#workerId, socketCounts, deps),
+      );
+      log.info('socket opened', { worker: this.#workerId, destination: `${target.hostname}:${target.port}`, tls: options.secureTransport });
+      return opened;
+    });
+  }
+
+  /** Rate limit, then `send`; a refusal is logged and audited; the worker gets the message only. */
+  async #guard<T>(destination: string, send: () => Promise<T>): Promise<T> {
     try {
       const { limits } = this.#deps;
       if (!limits.take(this.#workerId)) throw new EgressDenied(`rate limit of ${limits.perSecond} requests per second exceeded`);
-      return await outbound(request, this.#policy, this.#workerId, this.#deps);
+      return await send();
     } catch (e) {
       if (e instanceof CordonError && e.refusal) {
-        this.#deps.log.warn('egress refused', { worker: this.#workerId, url: request.url.slice(0, 300), reason: e.message });
+        this.#deps.log.warn('egress refused', { worker: this.#workerId, url: destination.slice(0, 300), reason: e.message });
         this.#deps.refused(this.#workerId, e.message);
       }
       throw new Error(e instanceof CordonError ? e.message : `network error: ${(e as Error).message}`);

@@ -6,7 +6,18 @@
  * on it is bounded here, and a call over a bound is refused to that worker alone: arguments too large
  * for one message, or more calls in flight at once than one worker may have.
  */
-import { CACHE_HANDLE, CACHE_METHODS, DIRECTORY_METHODS, FETCH_HANDLE, FETCH_METHODS, STORAGE_ARITY, STORAGE_METHODS } from '../../schemas/capabilities.ts';
+import {
+  CACHE_HANDLE,
+  CACHE_METHODS,
+  DIRECTORY_METHODS,
+  FETCH_HANDLE,
+  FETCH_METHODS,
+  SOCKET_HANDLE_PREFIX,
+  SOCKET_METHODS,
+  STORAGE_ARITY,
+  STORAGE_METHODS,
+  type OpenedSocket,
+} from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
 import { OBJECT_NAMESPACE_METHODS } from '../../schemas/durable-objects.ts';
 import { KV_METHODS } from '../../schemas/kv.ts';
@@ -24,6 +35,8 @@ import { supervisorCalls } from './call-gate.ts';
 import { context } from '@opentelemetry/api';
 
 const MAX_HANDLES = 1000;
+/** Socket handles kept at most; past it the oldest goes (egress bounds the sockets open at once far lower). */
+const MAX_SOCKET_HANDLES = 256;
 /**
  * Arguments of one call, as encoded on the wire: three quarters of a message, the rest left for the
  * envelope. A whole request body (MAX_BODY, 8 MiB, 10.7 MiB as base64) fits.
@@ -38,7 +51,9 @@ export function checkCallSize(what: string, args: unknown[]): void {
 /** Calls one worker (version) may have in flight; the sandbox's session carries at most 500 for all of them. */
 export const MAX_CALLS_IN_FLIGHT = 64;
 
-const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = {
+type Kind = Binding['type'] | 'fetch' | 'cache' | 'socket';
+
+const ALLOWED: Record<Kind, readonly string[]> = {
   storage: STORAGE_METHODS,
   directory: DIRECTORY_METHODS,
   workflow: WORKFLOW_METHODS,
@@ -46,6 +61,7 @@ const ALLOWED: Record<Binding['type'] | 'fetch' | 'cache', readonly string[]> = 
   service: [],
   fetch: FETCH_METHODS,
   cache: CACHE_METHODS,
+  socket: SOCKET_METHODS,
   // Served in the sandbox (runtime/worker-loader.ts): nothing of it reaches the supervisor.
   loader: [],
   durable_object: OBJECT_NAMESPACE_METHODS,
@@ -113,7 +129,8 @@ export class ObjectStorageForwarder implements CapabilityHost {
 }
 
 export class ForwardedCapabilities implements CapabilityHost {
-  readonly #handles = new Map<string, { kind: Binding['type'] | 'fetch' | 'cache'; stub: Stub }>();
+  readonly #handles = new Map<string, { kind: Kind; stub: Stub }>();
+  #sockets = 0;
   #next = 0;
   #inFlight = 0;
 
@@ -138,9 +155,12 @@ export class ForwardedCapabilities implements CapabilityHost {
     const allowed: readonly string[] = ALLOWED[h.kind];
     if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
     // A storage or object call carries the worker's time left, put here and never taken from the worker's arguments.
-    const arity = h.kind === 'fetch' || h.kind === 'cache' ? undefined : TIMED[h.kind]?.[method];
+    const arity = h.kind === 'fetch' || h.kind === 'cache' || h.kind === 'socket' ? undefined : TIMED[h.kind]?.[method];
     if (arity !== undefined) args = [...Array.from({ length: arity }, (_, i) => args[i]), timeLeftMs];
-    checkCallSize(`${h.kind === 'fetch' || h.kind === 'cache' ? h.kind : handle.startsWith('#') ? 'directory' : handle}.${method}`, args);
+    checkCallSize(
+      `${h.kind === 'fetch' || h.kind === 'cache' || h.kind === 'socket' ? h.kind : handle.startsWith('#') ? 'directory' : handle}.${method}`,
+      args,
+    );
     if (this.#inFlight >= MAX_CALLS_IN_FLIGHT)
       throw new Error(`too many capability calls in flight: a worker may have ${MAX_CALLS_IN_FLIGHT} at once (await some before making more)`);
     this.#inFlight++;
@@ -150,6 +170,8 @@ export class ForwardedCapabilities implements CapabilityHost {
     } finally {
       this.#inFlight--;
     }
+    if (h.kind === 'socket' && (method === 'close' || method === 'startTls')) this.#dropSocket(handle);
+    if (method === 'connect' || method === 'startTls') return this.#socket(result as OpenedSocket);
     if (method !== 'directory') return result;
     if (this.#handles.size >= MAX_HANDLES) throw new Error(`too many open subdirectory capabilities (limit ${MAX_HANDLES})`);
     const id = `#${++this.#next}`;
@@ -162,6 +184,33 @@ export class ForwardedCapabilities implements CapabilityHost {
     const h = this.#handles.get(handle);
     if (h?.kind !== 'durable_object') throw new Error(`no Durable Object binding ${handle}`);
     return (await supervisorCalls.run(() => h.stub.attachSocket!(sid, browser))) as WorkerSocketApi;
+  }
+
+  /**
+   * An opened socket: its stub kept here under a handle the isolate names for writes, close and
+   * startTls; its bytes (`stream`) go on to the instance, which the isolate pulls them from.
+   */
+  #socket(opened: OpenedSocket): unknown {
+    if (this.#sockets >= MAX_SOCKET_HANDLES) {
+      for (const [id, h] of this.#handles) {
+        if (h.kind !== 'socket') continue;
+        void Promise.resolve(h.stub.close!()).catch(() => {});
+        this.#dropSocket(id);
+        break;
+      }
+    }
+    const id = `${SOCKET_HANDLE_PREFIX}${++this.#next}`;
+    this.#handles.set(id, { kind: 'socket', stub: opened.socket as unknown as Stub });
+    this.#sockets++;
+    return { ...opened, socket: id };
+  }
+
+  #dropSocket(id: string): void {
+    const h = this.#handles.get(id);
+    if (h?.kind !== 'socket') return;
+    this.#handles.delete(id);
+    this.#sockets--;
+    (h.stub as unknown as Partial<Disposable>)[Symbol.dispose]?.();
   }
 
   /** Workers RPC: a session to the worker service binding `target` names; the supervisor finds it and checks the grant. */

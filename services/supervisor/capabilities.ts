@@ -20,6 +20,8 @@ import {
   type StorageMethod,
   type FetcherApi,
   type FetchResponse,
+  type OpenedSocket,
+  type SocketApi,
   type SqlResult,
   type StorageApi,
 } from '../../schemas/capabilities.ts';
@@ -165,6 +167,45 @@ export class FetchCap extends RpcTarget implements FetcherApi {
       span.setAttributes(traceAttributes({ status: response.status }));
       return response;
     });
+  }
+  connect(target: unknown, options: unknown): Promise<OpenedSocket> {
+    // As for fetch: the span names no destination.
+    return inSpan('connect', SpanKind.CLIENT, {}, async () =>
+      relayed((await (await this.#fetcher()).connect(target as never, options as never)) as OpenedSocket),
+    );
+  }
+}
+
+/** A socket egress opened, handed on to the sandbox with its stub behind a relay of ours (startTls's answer relayed again). */
+function relayed(opened: OpenedSocket): OpenedSocket {
+  return { ...opened, socket: new SocketRelay(opened.socket as RpcStub<SocketApi>) };
+}
+
+/**
+ * The sandbox's end of a socket in egress. A relay rather than egress's stub passed through: what
+ * startTls() answers holds a stream, and capnweb hands a stream on only from a value a method
+ * returns, not from a result it forwards.
+ */
+class SocketRelay extends RpcTarget implements SocketApi {
+  readonly #socket: RpcStub<SocketApi>;
+  constructor(socket: RpcStub<SocketApi>) {
+    super();
+    this.#socket = socket;
+  }
+  async write(data: unknown): Promise<void> {
+    await this.#socket.write(data as never);
+  }
+  async end(): Promise<void> {
+    await this.#socket.end();
+  }
+  async close(): Promise<void> {
+    await this.#socket.close();
+  }
+  async startTls(expectedServerHostname: unknown): Promise<OpenedSocket> {
+    return relayed((await this.#socket.startTls(expectedServerHostname as never)) as OpenedSocket);
+  }
+  [Symbol.dispose](): void {
+    this.#socket[Symbol.dispose]();
   }
 }
 

@@ -243,6 +243,8 @@ export const LOADER_TARGET = 'loader:';
 export const OUTBOUND_BINDING = '$outbound';
 /** workerd's limits on what is loaded (MAX_DYNAMIC_WORKER_CODE_SIZE, MAX_DYNAMIC_WORKER_ENV_SIZE), and the longest id. */
 export const LOADER_LIMITS = { codeBytes: 64 * 1024 * 1024, envBytes: 1024 * 1024, idLength: 256 } as const;
+/** A Dynamic Worker loaded with `globalOutbound: null` has a stub of this name (not in its env): connect() then throws at once. */
+export const NO_OUTBOUND_BINDING = '$no-outbound';
 /** workerd's message when a Worker loaded with `globalOutbound: null` calls fetch() or connect(). */
 export const NO_GLOBAL_OUTBOUND =
   "This worker is not permitted to access the internet via global functions like fetch(). It must use capabilities (such as bindings in 'env') to talk to the outside world.";

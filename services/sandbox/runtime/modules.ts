@@ -23,6 +23,8 @@ const BUILTINS: Record<string, string> = {
     export const AsyncLocalStorage = m.AsyncLocalStorage;
     export const AsyncResource = m.AsyncResource;
     export default m;`,
+  // TCP and TLS through egress (bootstrap/sockets.ts).
+  'cloudflare:sockets': `export const connect = globalThis.${BUILTINS_GLOBAL}.connect;`,
   // The runtime's own class (bootstrap/workflow-step.ts), so a step knows it when the tenant throws it.
   'cloudflare:workflows': `export const NonRetryableError = globalThis.${BUILTINS_GLOBAL}.NonRetryableError;`,
 };

@@ -10,7 +10,8 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { type Binding, Limits, ModuleName, type WorkerBundle } from '../../../schemas/worker.ts';
-import { LOADER_LIMITS, LOADER_TARGET, NO_GLOBAL_OUTBOUND, OUTBOUND_BINDING, type EntrypointRef, type LoaderCode } from './abi.ts';
+import { SOCKET_HANDLE_PREFIX } from '../../../schemas/capabilities.ts';
+import { LOADER_LIMITS, LOADER_TARGET, NO_GLOBAL_OUTBOUND, NO_OUTBOUND_BINDING, OUTBOUND_BINDING, type EntrypointRef, type LoaderCode } from './abi.ts';
 import { WorkerError } from './errors.ts';
 import type { CapabilityHost, RequestHooks, WorkerInstance } from './instance.ts';
 import type { PipePeer } from './rpc-pipes.ts';
@@ -77,6 +78,8 @@ const Code = z.strictObject({
 interface Child {
   stubs: Record<string, EntrypointRef>;
   outbound: LoaderCode['globalOutbound'];
+  /** The socket handles it opened (through its parent's fetch capability). */
+  sockets: Set<string>;
 }
 
 /** The module list of a loaded Worker as the runtime takes it (bytes as base64). */
@@ -253,7 +256,10 @@ export class ParentLoaders {
       }),
       vars: code.vars as WorkerBundle['vars'],
       bindings: [],
-      stubs: [...Object.keys(code.stubs), ...(code.globalOutbound !== null && code.globalOutbound !== 'inherit' ? [OUTBOUND_BINDING] : [])],
+      stubs: [
+        ...Object.keys(code.stubs),
+        ...(code.globalOutbound === null ? [NO_OUTBOUND_BINDING] : code.globalOutbound !== 'inherit' ? [OUTBOUND_BINDING] : []),
+      ],
     };
     try {
       const instance = await this.#pool.instance(key, bundle);
@@ -272,7 +278,7 @@ export class ParentLoaders {
     } finally {
       this.#release();
     }
-    this.#children.set(key, { stubs: code.stubs, outbound: code.globalOutbound });
+    this.#children.set(key, { stubs: code.stubs, outbound: code.globalOutbound, sockets: new Set() });
     this.#hooks.events?.created();
     return token;
   }
@@ -332,12 +338,18 @@ export class ParentLoaders {
   #childCapabilities(child: Child): CapabilityHost {
     return {
       call: async (handle, method, args) => {
-        if (handle === '$fetch' && method === 'fetch') {
-          // A gateway's Worker never gets here (its fetch() is an RPC call to the gateway).
+        const socket = handle.startsWith(SOCKET_HANDLE_PREFIX);
+        if ((handle === '$fetch' && (method === 'fetch' || method === 'connect')) || socket) {
+          // A gateway's Worker never gets here for fetch() (it is an RPC call to the gateway).
           if (child.outbound === null || child.outbound !== 'inherit') throw new Error(NO_GLOBAL_OUTBOUND);
           const inner = this.#hooks.capabilities;
           if (!inner) throw new Error('fetch is not available: this worker has no fetch capability');
-          return inner.call('$fetch', 'fetch', args);
+          // Its sockets share its parent's handles: it may name only those it opened.
+          if (socket && !child.sockets.has(handle)) throw new Error(`no capability ${handle}`);
+          const result = await inner.call(handle, method, args);
+          if (method === 'connect' || method === 'startTls') child.sockets.add((result as { socket: string }).socket);
+          if (method === 'close' || method === 'startTls') child.sockets.delete(handle);
+          return result;
         }
         if (handle === '$cache') throw new Error('the Cache API is not available to a Dynamic Worker');
         throw new Error(handle === '$fetch' ? NO_GLOBAL_OUTBOUND : `no capability ${handle}`);

@@ -48,12 +48,14 @@ export interface RequestPathDeps {
   envDeps: EnvDeps;
   pipes: Pipes;
   logError: (...args: unknown[]) => void;
+  /** cloudflare:sockets' connect (sockets.ts). */
+  connect: (address: unknown, options?: unknown) => unknown;
 }
 
 /** The entry points other than those of an API (timers, response streams), as the host calls them. */
 export type RequestPath = Omit<Entry, 'fireTimer' | 'pull' | 'cancelStream'>;
 
-export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests, envDeps, pipes, logError }: RequestPathDeps): RequestPath {
+export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests, envDeps, pipes, logError, connect }: RequestPathDeps): RequestPath {
   const { callCapAsync } = envDeps;
   let configurable = true;
 
@@ -76,7 +78,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
   // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
   Object.defineProperty(g, BUILTINS_GLOBAL, {
-    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, env: () => requests.env }),
+    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, env: () => requests.env, connect }),
     configurable: true,
     enumerable: false,
     writable: false,

@@ -4,7 +4,7 @@ import { directoryBinding, storageBinding, type CapCall } from './bindings.ts';
 import { workflowBinding, type CallAsync } from './workflow-step.ts';
 import { codec } from './value-codec.ts';
 import { requests } from './request-state.ts';
-import { OUTBOUND_BINDING } from '../abi.ts';
+import { NO_OUTBOUND_BINDING, OUTBOUND_BINDING } from '../abi.ts';
 import { namespaceBinding } from './durable-objects.ts';
 import { kvBinding } from './kv.ts';
 import { d1Binding } from './d1.ts';
@@ -38,9 +38,11 @@ export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindin
   };
   const bindingObjects: Record<string, object> = {};
   requests.outbound = undefined;
+  requests.noOutbound = false;
   for (const b of bindings) {
+    if (b.name === NO_OUTBOUND_BINDING) requests.noOutbound = true;
     // A Dynamic Worker's gateway: where its fetch() goes (index.ts), not in its env.
-    if (b.name === OUTBOUND_BINDING) requests.outbound = make[b.type](b.name) as unknown as NonNullable<typeof requests.outbound>;
+    else if (b.name === OUTBOUND_BINDING) requests.outbound = make[b.type](b.name) as unknown as NonNullable<typeof requests.outbound>;
     else bindingObjects[b.name] = make[b.type](b.name);
   }
   return Object.freeze({ ...vars, ...bindingObjects });

@@ -33,6 +33,7 @@ import { installScheduler } from './scheduler.ts';
 import { structuredClone } from './structured-clone.ts';
 import { HTMLRewriter, setHtmlRewriterWasm } from './html-rewriter.ts';
 import { installFetch } from './fetch.ts';
+import { makeConnect } from './sockets.ts';
 import { makeEnv, type EnvDeps } from './env.ts';
 import { Pipes, serviceBinding } from './workers-rpc.ts';
 import { loaderBinding } from './worker-loader.ts';
@@ -137,7 +138,10 @@ const callCapAsync = asyncCapCaller(async (handle, method, args) => {
   return reply;
 }, setClock);
 
-const subrequests = installFetch(g, callCapAsync, options.maxBody, { bodyRef, cancel: host.bodyCancel });
+const streamedBodies = { bodyRef, cancel: host.bodyCancel };
+const subrequests = installFetch(g, callCapAsync, options.maxBody, streamedBodies);
+// cloudflare:sockets (the module takes it from the built-ins): through the same capability as fetch().
+const connect = makeConnect({ callCapAsync, bodies: streamedBodies, count: () => subrequests.count() });
 // A Dynamic Worker with a gateway: fetch() is a fetch() of that entrypoint of its parent (worker-loader.ts).
 const directFetch = g.fetch as (input: unknown, init?: unknown) => Promise<unknown>;
 g.fetch = (input: unknown, init?: unknown) => (requests.outbound ? requests.outbound.fetch(input, init) : directFetch(input, init));
@@ -156,7 +160,7 @@ requests.env = makeEnv(options.vars, options.bindings, envDeps);
 
 // --- the entry the host calls -------------------------------------------------------------------------
 const entry: Entry = {
-  ...makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests: subrequests.reset, envDeps, pipes, logError }),
+  ...makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests: subrequests.reset, envDeps, pipes, logError, connect }),
   fireTimer: timers.fire,
   // A response body pulled by the host runs the worker's pull() from the empty async context, as any host entry.
   pull: (seq: number) => (enterRoot(), pull(seq)),

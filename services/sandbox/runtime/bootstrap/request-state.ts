@@ -23,6 +23,8 @@ export const requests: {
   env: object;
   /** A Dynamic Worker's gateway (its globalOutbound): every fetch() goes to it (env.ts, index.ts). */
   outbound?: { fetch(input: unknown, init?: unknown): Promise<unknown> };
+  /** A Dynamic Worker loaded with `globalOutbound: null`: connect() throws workerd's message (env.ts). */
+  noOutbound?: boolean;
 } = { active: 0, generation: 0, handler: undefined, env: {} };
 
 export function inRequest(): boolean {

@@ -1,0 +1,126 @@
+/**
+ * cloudflare:sockets `connect()` from a worker, through the real mesh and egress (issue 13): a line
+ * echo over TCP and over TLS, a Redis-protocol round trip against a tiny fake server, StartTLS, and
+ * connect()'s argument errors as workerd words them. The servers are on loopback, granted to the
+ * worker as `tcp://` origins (an operator's grant, as for fetch()'s private origins).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, TLSSocket } from 'node:tls';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import selfsigned from 'selfsigned';
+import { freePort, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+
+const listen = (s: Server): Promise<number> => new Promise((r) => s.listen(0, '127.0.0.1', () => r((s.address() as { port: number }).port)));
+
+/** Echoes every line back. */
+const echo = (c: Socket) => c.on('data', (d) => c.write(d)).on('error', () => {});
+
+/** A fake Redis: answers PING, SET and GET in RESP, from a map. */
+function fakeRedis(c: Socket): void {
+  const store = new Map<string, string>();
+  let buffer = '';
+  c.on('error', () => {});
+  c.on('data', (d) => {
+    buffer += d.toString();
+    for (;;) {
+      const m = /^\*(\d+)\r\n((?:\$\d+\r\n[^\r]*\r\n)*)/.exec(buffer);
+      if (!m) return;
+      const parts = [...m[2]!.matchAll(/\$\d+\r\n([^\r]*)\r\n/g)].map((x) => x[1]!);
+      if (parts.length < Number(m[1])) return;
+      buffer = buffer.slice(m[0].length);
+      const [cmd, ...args] = parts;
+      if (cmd === 'PING') c.write('+PONG\r\n');
+      else if (cmd === 'SET') c.write((store.set(args[0]!, args[1]!), '+OK\r\n'));
+      else if (cmd === 'GET') c.write(store.has(args[0]!) ? `$${store.get(args[0]!)!.length}\r\n${store.get(args[0]!)}\r\n` : '$-1\r\n');
+      else c.write(`-ERR unknown command '${cmd}'\r\n`);
+    }
+  });
+}
+
+describe('cloudflare:sockets connect() through egress', () => {
+  let mesh: TestMesh;
+  let dir: string;
+  const servers: Server[] = [];
+  const ports: Record<string, number> = {};
+  const call = async (op: string, query: Record<string, string>) =>
+    (await (await fetch(`${mesh.httpUrl}/sockets/${op}?${new URLSearchParams(query)}`)).json()) as Record<string, unknown>;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cordon-sockets-'));
+    const pems = await selfsigned.generate([{ name: 'commonName', value: 'localhost' }], { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' });
+    writeFileSync(join(dir, 'ca.crt'), pems.cert);
+    const tls = { key: pems.private, cert: pems.cert };
+    const make = async (name: string, s: Server) => {
+      servers.push(s);
+      ports[name] = await listen(s);
+    };
+    await make('echo', createServer(echo));
+    await make('redis', createServer(fakeRedis));
+    await make('tls', createTlsServer(tls, echo));
+    // StartTLS as SMTP and IMAP do it: a plain banner, a command, then TLS on the same connection.
+    await make(
+      'starttls',
+      createServer((c) => {
+        c.on('error', () => {});
+        c.write('220 ready\n');
+        c.once('data', (d) => {
+          if (d.toString() !== 'STARTTLS\n') return void c.end('500 expected STARTTLS\n');
+          c.write('220 go ahead\n', () => echo(new TLSSocket(c, { isServer: true, ...tls })));
+        });
+      }),
+    );
+    // Egress trusts the test's certificate (and only egress does TLS).
+    ports.closed = await freePort(); // declared, but nothing listens there
+    mesh = await startTestMesh({ NODE_EXTRA_CA_CERTS: join(dir, 'ca.crt') });
+    const origins = Object.values(ports).flatMap((p) => ['--origin', `tcp://127.0.0.1:${p}`]);
+    const r = await mesh.cli(['deploy', 'test/fixtures/sockets/index.ts', '--name', 'sockets', '--route', '*/sockets/*', ...origins]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor('the worker', async () => (await fetch(`${mesh.httpUrl}/sockets/none`)).status === 404 || undefined);
+  });
+  after(async () => {
+    await mesh?.stop();
+    for (const s of servers) s.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a line round trip over TCP; opened says where it went', async () => {
+    const r = await call('echo', { port: String(ports.echo) });
+    assert.deepEqual(r, { got: 'hello over tcp\n', remote: `127.0.0.1:${ports.echo}`, secureTransport: 'off' });
+  });
+
+  test('a Redis client round trip (RESP: PING, SET, GET) against a fake server', async () => {
+    const r = await call('redis', { port: String(ports.redis) });
+    assert.deepEqual(r, { pong: '+PONG\r\n', replies: '+OK\r\n$5\r\nvalue\r\n' });
+  });
+
+  test("secureTransport: 'on' is TLS from the start, its certificate checked against the address asked for", async () => {
+    // The certificate names localhost and 127.0.0.1; the worker asks for the address (its declared origin).
+    const r = await call('echo', { port: String(ports.tls), tls: 'on' });
+    assert.equal(r.got, 'hello over tcp\n', JSON.stringify(r));
+    assert.equal(r.secureTransport, 'on');
+  });
+
+  test('StartTLS: plain first, then TLS over the same connection', async () => {
+    const r = await call('starttls', { port: String(ports.starttls), name: 'localhost' });
+    assert.deepEqual(r, { banner: '220 ready\n', ready: '220 go ahead\n', got: 'hello over tls\n', upgraded: true, secureTransport: 'on' });
+  });
+
+  test("connect()'s argument errors are workerd's, thrown before anything is opened", async () => {
+    const r = await call('sync', {});
+    assert.deepEqual(r.out, [
+      'TypeError: Specified address is missing port.',
+      'TypeError: Value out of range. Must be less than or equal to 65535.',
+      'TypeError: Unsupported value in secureTransport socket option: maybe',
+      "TypeError: The `secureTransport` socket option must be set to 'starttls' for startTls to be used.",
+    ]);
+  });
+
+  test("a destination that refuses the connection: workerd's message on opened", async () => {
+    const r = await call('open', { port: String(ports.closed) });
+    assert.match((r.result as string[])[0]!, /^Error: proxy request failed, cannot connect to the specified address \(connect ECONNREFUSED/);
+  });
+});
