@@ -82,7 +82,7 @@ export function parseTarget(text: string, policy: WorkerPolicy): URL {
  */
 export function socketTarget(hostname: string, port: number, policy: WorkerPolicy): { url: URL; policy: WorkerPolicy } {
   // One host, nothing else: no user, path, port or second address smuggled into the URL below.
-  if (!/^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])$/.test(hostname))
+  if (isIP(hostname) !== 6 && !/^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])$/.test(hostname))
     throw new EgressDenied(`not a valid host name: ${JSON.stringify(hostname.slice(0, 200))}`);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new EgressDenied(`not a valid port: ${port}`);
   const socketPolicy = { ...policy, origins: policy.origins.filter((o) => o.startsWith('tcp://')).map((o) => `http://${o.slice('tcp://'.length)}`) };

@@ -6,7 +6,8 @@
  * pointed at a test DNS server that answers those names with loopback: every one is refused with the
  * egress error, the names are refused before any DNS lookup (the resolver never hears of them), and a
  * loopback canary is never reached. Another tenant's worker still reaches the private origins the
- * operator declared for it, a special-use name among them.
+ * operator declared for it, a special-use name among them. A `tcp://` origin (a grant for
+ * cloudflare:sockets) grants no fetch(): HTTP to that address is refused.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -52,7 +53,8 @@ describe('attack: egress to special-use names and IPv4-embedding IPv6 spellings'
       'db.internal': ['127.0.0.1'],
     });
     mesh = await startTestMesh({ CORDON_EGRESS_DNS: dns.server });
-    await deploy('mallory', 'mallory');
+    // Mallory holds a socket grant on the canary (an operator's tcp:// origin): it grants connect() only, never fetch().
+    await deploy('mallory', 'mallory', ['--origin', `tcp://127.0.0.1:${canary.port}`]);
     // The bystander: another tenant, with private origins the operator declared (one of them a special-use name).
     await deploy('bystander', 'bob', ['--origin', `http://127.0.0.1:${origin.port}`, '--origin', `http://db.internal:${origin.port}`]);
   });
@@ -101,6 +103,14 @@ describe('attack: egress to special-use names and IPv4-embedding IPv6 spellings'
       (await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout,
       /\tegress\tegress\.refused\tmallory\/mallory\tdenied\t\{"reason":"egress denied: ::ffff:0:7f00:1 is SIIT/,
     );
+  });
+
+  test('a tcp:// origin (a socket grant) is no fetch() grant: HTTP to it is refused, directly or by a redirect', async () => {
+    const direct = await fetchAs('mallory', `http://127.0.0.1:${canary.port}/`);
+    assert.match(direct.error ?? '', /^TypeError: egress denied: 127\.0\.0\.1 is Loopback/, JSON.stringify(direct));
+    const redirected = await fetchAs('bystander', `http://127.0.0.1:${origin.port}/hop?to=${encodeURIComponent(`http://127.0.0.1:${canary.port}/`)}`);
+    assert.match(redirected.error ?? '', /^TypeError: egress denied: 127\.0\.0\.1 is Loopback/, JSON.stringify(redirected));
+    assert.deepEqual(canary.hits, []);
   });
 
   test('a declared origin that redirects to a special-use name is refused at that hop', async () => {

@@ -95,6 +95,43 @@ test('globalOutbound: null: fetch throws workerd’s message; a gateway sees eve
   assert.deepEqual(seen, ['https://inherit.example/']);
 });
 
+test('cloudflare:sockets in a loaded Worker: globalOutbound: null throws workerd’s message at connect(); inherit connects through the parent’s capability', async () => {
+  const seen: string[] = [];
+  const caps: CapabilityHost = {
+    async call(handle, method, args) {
+      seen.push(`${handle} ${method} ${method === 'write' ? new TextDecoder().decode(args[0] as Uint8Array) : JSON.stringify(args)}`);
+      if (handle === '$fetch' && method === 'connect') {
+        const stream = new ReadableStream<Uint8Array>({
+          start(c) {
+            c.enqueue(new TextEncoder().encode('hi from the socket'));
+            c.close();
+          },
+        });
+        return { stream, socket: '$socket:7', remoteAddress: '192.0.2.1:5432', localAddress: '192.0.2.2:40000' };
+      }
+      if (handle === '$socket:7') return null;
+      throw new Error('no');
+    },
+  };
+  const parent = worker(
+    `const code = (globalOutbound) => ({ compatibilityDate: '2026-01-01', mainModule: 'm.js', globalOutbound,
+      modules: { 'm.js': "import { connect } from 'cloudflare:sockets'; export default { async fetch() { try { const s = connect('db.example:5432'); const info = await s.opened; const w = s.writable.getWriter(); await w.write(new TextEncoder().encode('ping')); const { value } = await s.readable.getReader().read(); await s.close(); return new Response(info.remoteAddress + ' read ' + new TextDecoder().decode(value)); } catch (e) { return new Response('threw ' + e.message); } } }" } });
+    export default { async fetch(req, env) {
+      const go = async (w) => (await w.getEntrypoint().fetch('http://x/')).text();
+      return new Response(JSON.stringify([await go(env.LOADER.load(code(null))), await go(env.LOADER.load(code(undefined)))]));
+    } }`,
+    { bindings: LOADER },
+  );
+  const out = await call(parent, '/', caps);
+  assert.equal(out.status, 200, out.body + JSON.stringify(out.logs));
+  assert.deepEqual(JSON.parse(out.body), [`threw ${NO_GLOBAL_OUTBOUND}`, '192.0.2.1:5432 read hi from the socket']);
+  assert.deepEqual(seen, [
+    '$fetch connect [{"hostname":"db.example","port":5432},{"secureTransport":"off","allowHalfOpen":false}]',
+    '$socket:7 write ping',
+    '$socket:7 close []',
+  ]);
+});
+
 test('bad code is refused with clear errors; the parent’s bindings cannot be passed', async () => {
   const parent = worker(
     `export default { async fetch(req, env) {
