@@ -7,7 +7,7 @@
  * answered once the kernel has taken the bytes (backpressure both ways). A worker has at most
  * `maxSockets` open at once; a socket silent both ways for `idleMs` closes.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { BlockList, connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { networkInterfaces } from 'node:os';
 import type { Resolver } from 'node:dns/promises';
@@ -48,11 +48,17 @@ export class SocketCounts {
   }
 }
 
-/** This host's own addresses (loopback included): a connection to one of them on a platform port reaches the platform itself. */
-function ownAddresses(): Set<string> {
-  const out = new Set(['127.0.0.1', '::1', '0.0.0.0', '::']);
-  for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) out.add(i.address);
-  return out;
+/** Loopback in every spelling: a listener on 0.0.0.0 answers on all of 127.0.0.0/8. */
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** Whether `address` is this host (loopback, unspecified, or an interface's): on a platform port, it reaches the platform itself. */
+function isOwnAddress(address: string): boolean {
+  const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+  if (LOOPBACK.check(address, family) || address === '0.0.0.0' || address === '::') return true;
+  return Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address === address));
 }
 
 /**
@@ -214,7 +220,7 @@ export async function openSocket(
   if (port === 25) throw new EgressDenied('connect() to port 25 is not allowed (use a mail provider or the submission ports 587 and 465)');
   const { url, policy: socketPolicy } = socketTarget(hostname, port, policy);
   const pinned = await pin(url, socketPolicy, deps.resolver);
-  if (deps.ownPorts.includes(port) && ownAddresses().has(pinned.address))
+  if (deps.ownPorts.includes(port) && isOwnAddress(pinned.address))
     throw new EgressDenied(`${url.hostname}:${port} is this platform's own listener; a worker reaches other workers through its bindings or fetch()`);
   if (!counts.take(workerId, deps.maxSockets)) throw new EgressDenied(`too many open sockets: a worker may have ${deps.maxSockets} at once`);
   const destination = `${url.hostname}:${port}`;
