@@ -29,7 +29,9 @@ describe('fetch() response bodies stream through egress', () => {
   let origin: { port: number; hits: string[]; disconnects: string[]; close(): void };
   const call = async (path: string, query: Record<string, string>) => {
     const res = await fetch(`${mesh.httpUrl}/streams/${path}?${new URLSearchParams(query)}`);
-    return (await res.json()) as Record<string, unknown>;
+    const text = await res.text();
+    if (res.status !== 200) assert.fail(`${res.status}: ${text}`);
+    return JSON.parse(text) as Record<string, unknown>;
   };
   const at = (path: string) => `http://127.0.0.1:${origin.port}${path}`;
 
@@ -77,10 +79,27 @@ describe('fetch() response bodies stream through egress', () => {
       `http://127.0.0.1:${origin.port}`,
       '--memory-mb',
       '16',
+      // The bound under test is memory; copying 50 MiB in takes CPU time, which a loaded machine stretches.
+      '--cpu-ms',
+      '20000',
       '--wall-ms',
       '20000',
     ]);
     assert.equal(r.code, 0, r.stderr);
+    // The same worker under a short wall-time limit: reading an endless stream cannot outlast it.
+    const short = await mesh.cli([
+      'deploy',
+      'test/fixtures/egress-stream/index.ts',
+      '--name',
+      'short',
+      '--route',
+      '*/short/*',
+      '--origin',
+      `http://127.0.0.1:${origin.port}`,
+      '--wall-ms',
+      '1500',
+    ]);
+    assert.equal(short.code, 0, short.stderr);
     await waitFor('the worker', async () => (await fetch(`${mesh.httpUrl}/streams/pass?url=${encodeURIComponent(at('/'))}`)).status === 200 || undefined);
   });
   after(async () => {
@@ -102,6 +121,13 @@ describe('fetch() response bodies stream through egress', () => {
     const r = await call('events', { url: at('/sse?cancel'), n: '3' });
     assert.deepEqual(r.events, ['data: event 0', 'id: 1\ndata: event 1', 'id: 2\ndata: event 2'], JSON.stringify(r));
     await waitFor('the origin to see the disconnect', async () => origin.disconnects.slice(before).includes('/sse?cancel') || undefined);
+  });
+
+  test('a worker reading an endless stream is stopped at its wall-time limit, and the origin is disconnected', async () => {
+    const res = await fetch(`${mesh.httpUrl}/short/events?${new URLSearchParams({ url: at('/sse?forever'), n: '1000000' })}`);
+    assert.equal(res.status, 503, await res.clone().text());
+    assert.match(await res.text(), /wall time limit of 1500 ms/);
+    await waitFor('the origin to see the disconnect', async () => origin.disconnects.includes('/sse?forever') || undefined);
   });
 
   test('EventSource in a worker receives the events of a loopback origin', async () => {
