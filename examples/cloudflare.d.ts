@@ -39,7 +39,7 @@ declare module 'cloudflare:sockets' {
   export interface Socket {
     readonly readable: ReadableStream<Uint8Array>;
     readonly writable: WritableStream<Uint8Array>;
-    readonly opened: Promise<{ remoteAddress: string; localAddress: string }>;
+    readonly opened: Promise<{ remoteAddress: string }>;
     readonly closed: Promise<void>;
     readonly upgraded: boolean;
     readonly secureTransport: 'off' | 'on' | 'starttls';

@@ -88,8 +88,8 @@ export interface SocketOptions {
 export interface OpenedSocket {
   stream: ReadableStream<Uint8Array>;
   socket: SocketApi;
+  /** `host:port` connected to (egress's own address is not handed out). */
   remoteAddress: string;
-  localAddress: string;
 }
 
 /** One socket of one worker, in egress. */

@@ -253,7 +253,6 @@ export async function openSocket(
         stream,
         socket: new SocketCap(sock, state, detach),
         remoteAddress: address(sock.remoteAddress, sock.remotePort),
-        localAddress: address(sock.localAddress, sock.localPort),
       };
     },
   };

@@ -107,7 +107,7 @@ test('cloudflare:sockets in a loaded Worker: globalOutbound: null throws workerd
             c.close();
           },
         });
-        return { stream, socket: '$socket:7', remoteAddress: '192.0.2.1:5432', localAddress: '192.0.2.2:40000' };
+        return { stream, socket: '$socket:7', remoteAddress: '192.0.2.1:5432' };
       }
       if (handle === '$socket:7') return null;
       throw new Error('no');

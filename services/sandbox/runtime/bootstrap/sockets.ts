@@ -19,7 +19,6 @@ interface Connection {
   stream: number;
   socket: string;
   remoteAddress: string;
-  localAddress: string;
 }
 
 interface Options {
@@ -75,7 +74,8 @@ export interface SocketDeps {
 export class Socket {
   readonly readable: web.ReadableStream<Uint8Array>;
   readonly writable: web.WritableStream<Uint8Array>;
-  readonly opened: Promise<{ remoteAddress: string; localAddress: string }>;
+  /** As workerd's: the address connected to (not egress's own, which the worker has no business knowing). */
+  readonly opened: Promise<{ remoteAddress: string }>;
   readonly closed: Promise<void>;
   #upgraded = false;
   readonly #options: Options;
@@ -95,7 +95,7 @@ export class Socket {
     });
     const failed = (e: unknown) => new ErrorCtor(e instanceof ErrorCtor ? e.message : String(e));
     this.opened = connection.then(
-      (c) => ({ remoteAddress: c.remoteAddress, localAddress: c.localAddress }),
+      (c) => ({ remoteAddress: c.remoteAddress }),
       (e) => {
         const err = failed(e);
         fail(err);
