@@ -193,7 +193,10 @@ export const Settings = z.strictObject({
   }),
   egress: z.strictObject({
     egressDns: optional(hostPorts, { env: 'CORDON_EGRESS_DNS', description: 'DNS servers egress resolves with (`host:port,…`)', shownDefault: "the system's" }),
-    egressTimeoutMs: setting(whole(1, 'milliseconds'), 30_000, { env: 'CORDON_EGRESS_TIMEOUT_MS', description: 'how long an outbound request may take' }),
+    egressTimeoutMs: setting(whole(1, 'milliseconds'), 30_000, {
+      env: 'CORDON_EGRESS_TIMEOUT_MS',
+      description: 'how long an origin may stay silent (no answer, no bytes of a streaming body), and a socket idle both ways',
+    }),
     egressRate: setting(whole(1, 'requests per second'), 100, {
       env: 'CORDON_EGRESS_RATE',
       description: 'requests per second per worker (bursts of twice that)',
