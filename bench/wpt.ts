@@ -91,7 +91,11 @@ function meta(source: string, key: string): string[] {
 function workerModule(wpt: string, file: string): string {
   const source = readFileSync(join(wpt, file), 'utf8');
   // The WPT server serves /resources/WebIDLParser.js from the webidl2 package it vendors.
-  const scripts = meta(source, 'script')
+  // A .worker.js names its own dependencies with importScripts() (testharness.js is prepended anyway).
+  const imported = file.endsWith('.worker.js')
+    ? [...source.matchAll(/importScripts\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1]!).filter((s) => !/testharness(report)?\.js$/.test(s))
+    : [];
+  const scripts = [...meta(source, 'script'), ...imported]
     .map((s) => (s.startsWith('/') ? s.slice(1) : join(dirname(file), s)))
     .map((s) => (s === 'resources/WebIDLParser.js' ? 'resources/webidl2/lib/webidl2.js' : s));
   const harness = readFileSync(join(wpt, 'resources/testharness.js'), 'utf8').replace(
@@ -100,7 +104,12 @@ function workerModule(wpt: string, file: string): string {
   );
   // A dependency missing from the checkout throws where it would have run, on both runtimes alike.
   const read = (s: string) => (existsSync(join(wpt, s)) ? readFileSync(join(wpt, s), 'utf8') : `throw new Error('not in the checkout: ${s}');`);
-  const tests = [...scripts.map((s) => `// ${s}\n${read(s)}`), `// ${file}\n${source}`];
+  // Module code is strict, and WPT's scripts are not: a top-level assignment to an undeclared name (a
+  // classic script's implicit global, e.g. `structuredCloneBatteryOfTests = []`) is made explicit.
+  const texts = [...scripts.map(read), source];
+  const declared = new Set(texts.flatMap((t) => [...t.matchAll(/\b(?:var|let|const|function|class)\s+([A-Za-z_$][\w$]*)/g)].map((m) => m[1]!)));
+  const sloppy = (text: string) => text.replace(/^([A-Za-z_$][\w$]*)(\s*=[^=>])/gm, (all, name: string, rest: string) => (declared.has(name) ? all : `globalThis.${name}${rest}`));
+  const tests = [...scripts.map((s, i) => `// ${s}\n${sloppy(texts[i]!)}`), `// ${file}\n${sloppy(source)}`];
   // JSON data files the test or its scripts name, served to its fetch() from memory.
   const data: Record<string, string> = {};
   // A relative name resolves against the test's URL (fetch() resolves against location), whoever names it.
@@ -119,6 +128,7 @@ function workerModule(wpt: string, file: string): string {
   return `const __data = ${JSON.stringify(data)};
 function __run(__report) {
   self.GLOBAL = { isWindow() { return false; }, isWorker() { return true; }, isShadowRealm() { return false; } };
+  self.importScripts = () => {};
   if (!('location' in self)) self.location = new URL(${JSON.stringify(`${ORIGIN}/${file}`)});
   const __fetch = self.fetch;
   self.fetch = function (input, init) {

@@ -85,13 +85,38 @@ export function atob(data: unknown): string {
   return out;
 }
 
+/** WebIDL's legacy error codes: the names that have one, in code order (code = index + 1; '' has none). */
+const CODE_NAMES = [
+  'IndexSizeError', '', 'HierarchyRequestError', 'WrongDocumentError', 'InvalidCharacterError', '', 'NoModificationAllowedError',
+  'NotFoundError', 'NotSupportedError', 'InUseAttributeError', 'InvalidStateError', 'SyntaxError', 'InvalidModificationError',
+  'NamespaceError', 'InvalidAccessError', '', 'TypeMismatchError', 'SecurityError', 'NetworkError', 'AbortError',
+  'URLMismatchError', 'QuotaExceededError', 'TimeoutError', 'InvalidNodeTypeError', 'DataCloneError',
+];
+/** WebIDL's constants on DOMException and its prototype, in code order. */
+const CONSTANTS = [
+  'INDEX_SIZE_ERR', 'DOMSTRING_SIZE_ERR', 'HIERARCHY_REQUEST_ERR', 'WRONG_DOCUMENT_ERR', 'INVALID_CHARACTER_ERR', 'NO_DATA_ALLOWED_ERR',
+  'NO_MODIFICATION_ALLOWED_ERR', 'NOT_FOUND_ERR', 'NOT_SUPPORTED_ERR', 'INUSE_ATTRIBUTE_ERR', 'INVALID_STATE_ERR', 'SYNTAX_ERR',
+  'INVALID_MODIFICATION_ERR', 'NAMESPACE_ERR', 'INVALID_ACCESS_ERR', 'VALIDATION_ERR', 'TYPE_MISMATCH_ERR', 'SECURITY_ERR',
+  'NETWORK_ERR', 'ABORT_ERR', 'URL_MISMATCH_ERR', 'QUOTA_EXCEEDED_ERR', 'TIMEOUT_ERR', 'INVALID_NODE_TYPE_ERR', 'DATA_CLONE_ERR',
+];
+
 /**
- * Minimal DOMException (V8 has none): name + message, an Error subclass as the standard's is. Not a
- * CordonError: it lives in the isolate, which tenant code sees and which imports no host module.
+ * DOMException as WebIDL defines it (V8 has none): `name`, `message` and the legacy `code` (0 for names
+ * without one), the `*_ERR` constants on the class and its prototype, and an Error subclass so it has a
+ * stack, as V8-based runtimes give it. Not a CordonError: it lives in the isolate, which tenant code sees
+ * and which imports no host module.
  */
 export class DOMException extends Error {
-  constructor(message = '', name = 'Error') {
-    super(message);
-    Object.defineProperty(this, 'name', { value: name, configurable: true, writable: true });
+  constructor(message: unknown = '', name: unknown = 'Error') {
+    super(String(message));
+    Object.defineProperty(this, 'name', { value: String(name), configurable: true, writable: true });
   }
+  get code(): number {
+    return this.name ? CODE_NAMES.indexOf(this.name) + 1 : 0;
+  }
+}
+for (const [i, c] of CONSTANTS.entries()) {
+  const desc = { value: i + 1, enumerable: true, writable: false, configurable: false };
+  Object.defineProperty(DOMException, c, desc);
+  Object.defineProperty(DOMException.prototype, c, desc);
 }

@@ -124,6 +124,10 @@ Object.assign(
   },
   web,
 );
+// esbuild renames a class whose name collides inside the bundle (`AbortSignal` became `_AbortSignal`):
+// a global constructor's `name` is its global name, as in every runtime.
+for (const [name, value] of Object.entries(g))
+  if (typeof value === 'function' && /^[A-Z]/.test(name) && value.name !== name) Object.defineProperty(value, 'name', { value: name, configurable: true });
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));
