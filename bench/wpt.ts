@@ -108,7 +108,8 @@ function workerModule(wpt: string, file: string): string {
   // classic script's implicit global, e.g. `structuredCloneBatteryOfTests = []`) is made explicit.
   const texts = [...scripts.map(read), source];
   const declared = new Set(texts.flatMap((t) => [...t.matchAll(/\b(?:var|let|const|function|class)\s+([A-Za-z_$][\w$]*)/g)].map((m) => m[1]!)));
-  const sloppy = (text: string) => text.replace(/^([A-Za-z_$][\w$]*)(\s*=[^=>])/gm, (all, name: string, rest: string) => (declared.has(name) ? all : `globalThis.${name}${rest}`));
+  const sloppy = (text: string) =>
+    text.replace(/^([A-Za-z_$][\w$]*)(\s*=[^=>])/gm, (all, name: string, rest: string) => (declared.has(name) ? all : `globalThis.${name}${rest}`));
   const tests = [...scripts.map((s, i) => `// ${s}\n${sloppy(texts[i]!)}`), `// ${file}\n${sloppy(source)}`];
   // JSON data files the test or its scripts name, served to its fetch() from memory.
   const data: Record<string, string> = {};
@@ -237,11 +238,7 @@ async function runCordon(rt: WorkerRuntime, wpt: string, files: string[]): Promi
       bindings: [],
     };
     try {
-      const res = await bounded(
-        rt.handle(bundle, { method: 'GET', url: `${ORIGIN}/${f}`, headers: [], body: null }, { log: () => {} }),
-        HOST_MS + 5000,
-        f,
-      );
+      const res = await bounded(rt.handle(bundle, { method: 'GET', url: `${ORIGIN}/${f}`, headers: [], body: null }, { log: () => {} }), HOST_MS + 5000, f);
       const text = new TextDecoder().decode(res.body ?? new Uint8Array());
       out[f] = res.status === 200 ? (JSON.parse(text) as FileResult) : failed(`${res.status} ${text.slice(0, 300)}`);
     } catch (e) {

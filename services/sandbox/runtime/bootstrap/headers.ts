@@ -18,12 +18,15 @@ export class Headers {
     // WebIDL's (sequence or record) conversion: an object, @@iterator read once to pick the sequence,
     // else a record from its own enumerable string keys (the order of reads the standard gives).
     if ((typeof init !== 'object' && typeof init !== 'function') || init === null)
-      throw new TypeError("Failed to construct 'Headers': The provided value is not of type '(record<ByteString, ByteString> or sequence<sequence<ByteString>>)'.");
+      throw new TypeError(
+        "Failed to construct 'Headers': The provided value is not of type '(record<ByteString, ByteString> or sequence<sequence<ByteString>>)'.",
+      );
     const iterate = (init as Iterable<unknown>)[Symbol.iterator];
     if (iterate !== undefined && iterate !== null) {
       if (typeof iterate !== 'function') throw new TypeError("Failed to construct 'Headers': @@iterator is not a function");
       for (const pair of { [Symbol.iterator]: () => Reflect.apply(iterate, init, []) as Iterator<unknown> }) {
-        if ((typeof pair !== 'object' && typeof pair !== 'function') || pair === null) throw new TypeError('Headers constructor: each header must be a [name, value] pair');
+        if ((typeof pair !== 'object' && typeof pair !== 'function') || pair === null)
+          throw new TypeError('Headers constructor: each header must be a [name, value] pair');
         const p = [...(pair as Iterable<unknown>)];
         if (p.length !== 2) throw new TypeError('Headers constructor: each header must be a [name, value] pair');
         this.append(String(p[0]), String(p[1]));

@@ -91,7 +91,7 @@ installCrypto(g, host.random, cryptoRef);
 const timers = installTimers(g, host, inRequest, logError);
 installScheduler(g, timers);
 
-g.structuredClone = (v: unknown) => structuredClone(v);
+g.structuredClone = (v: unknown, options?: { transfer?: unknown[] }) => structuredClone(v, options);
 // Workers logs what is reported as an uncaught exception; the request goes on.
 g.reportError = (e: unknown) => logError('Uncaught', e);
 

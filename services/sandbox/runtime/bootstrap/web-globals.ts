@@ -62,7 +62,8 @@ export class AbortSignal extends EventTarget {
   #reason: unknown = undefined;
   #dependent = false;
   readonly #sources: AbortSignal[] = [];
-  readonly #dependents = new Set<WeakRef<AbortSignal>>();
+  // Held strongly (the isolate has no WeakRef): a source keeps its dependents until it aborts or the request's isolate goes.
+  readonly #dependents = new Set<AbortSignal>();
 
   constructor(key?: symbol) {
     super();
@@ -89,9 +90,8 @@ export class AbortSignal extends EventTarget {
     signal.#aborted = true;
     signal.#reason = reason === undefined ? new DOMException('This operation was aborted', 'AbortError') : reason;
     const follow: AbortSignal[] = [];
-    for (const ref of signal.#dependents) {
-      const d = ref.deref();
-      if (d && !d.#aborted) {
+    for (const d of signal.#dependents) {
+      if (!d.#aborted) {
         d.#aborted = true;
         d.#reason = signal.#reason;
         follow.push(d);
@@ -121,7 +121,7 @@ export class AbortSignal extends EventTarget {
       for (const source of s.#dependent ? s.#sources : [s]) {
         if (out.#sources.includes(source)) continue;
         out.#sources.push(source);
-        source.#dependents.add(new WeakRef(out));
+        source.#dependents.add(out);
       }
     }
     return out;
@@ -141,3 +141,14 @@ export class AbortController {
 }
 
 export { ByteLengthQueuingStrategy, CountQueuingStrategy, ReadableStream, TransformStream, WritableStream };
+// The readers, writers and controllers are globals too, as in Workers (code checks `instanceof` against them).
+export {
+  ReadableByteStreamController,
+  ReadableStreamBYOBReader,
+  ReadableStreamBYOBRequest,
+  ReadableStreamDefaultController,
+  ReadableStreamDefaultReader,
+  TransformStreamDefaultController,
+  WritableStreamDefaultController,
+  WritableStreamDefaultWriter,
+} from 'web-streams-polyfill';
