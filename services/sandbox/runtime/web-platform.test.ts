@@ -166,3 +166,32 @@ test("the streams' readers and controllers are globals; pipeTo's AbortError is a
     { names: ['function', 'function', 'function', 'function', 'function'], err: [true, 'AbortError'] },
   );
 });
+
+test('DecompressionStream checks the gzip (RFC 1952 CRC-32, ISIZE) and zlib (RFC 1950 Adler-32) trailers', async () => {
+  const { gzipSync, deflateSync } = await import('node:zlib');
+  const gz = [...gzipSync('hello hello hello')];
+  const z = [...deflateSync('hello hello hello')];
+  const badCrc = [...gz];
+  badCrc[gz.length - 8]! ^= 1;
+  const badAdler = [...z];
+  badAdler[z.length - 1]! ^= 1;
+  const cases = {
+    gz: ['gzip', gz],
+    gzTruncated: ['gzip', gz.slice(0, -1)],
+    gzJunk: ['gzip', [...gz, 0]],
+    gzBadCrc: ['gzip', badCrc],
+    z: ['deflate', z],
+    zBadAdler: ['deflate', badAdler],
+  };
+  assert.deepEqual(
+    await run(`
+      const cases = ${JSON.stringify(cases)};
+      const out = {};
+      for (const [k, [format, bytes]] of Object.entries(cases)) {
+        try { out[k] = await new Response(new Blob([new Uint8Array(bytes)]).stream().pipeThrough(new DecompressionStream(format))).text(); }
+        catch (e) { out[k] = e instanceof TypeError ? 'TypeError' : String(e); }
+      }
+      return out;`),
+    { gz: 'hello hello hello', gzTruncated: 'TypeError', gzJunk: 'TypeError', gzBadCrc: 'TypeError', z: 'hello hello hello', zBadAdler: 'TypeError' },
+  );
+});
