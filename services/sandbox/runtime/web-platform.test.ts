@@ -195,3 +195,19 @@ test('DecompressionStream checks the gzip (RFC 1952 CRC-32, ISIZE) and zlib (RFC
     { gz: 'hello hello hello', gzTruncated: 'TypeError', gzJunk: 'TypeError', gzBadCrc: 'TypeError', z: 'hello hello hello', zBadAdler: 'TypeError' },
   );
 });
+
+test('URLPattern canonicalizes hostnames and ports with the URL parser and a state override (URLPattern §4.2)', async () => {
+  assert.deepEqual(
+    await run(`
+      // In pattern syntax a backslash escapes and ':' starts a group, so a literal '\\' is written twice.
+      const host = (h) => { try { return new URLPattern({ hostname: h }).hostname; } catch (e) { return e.constructor.name; } };
+      const port = new URLPattern({ port: '80' });
+      return { hosts: ['bad#hostname', 'bad/x', 'bad\\\\\\\\x', 'bad\\nhost', 'bad hostname', 'bad%x', 'bad<x'].map(host),
+        ports: ['8\\t0', '80x', '80?x', '81'].map((p) => port.test({ port: p })), bigPort: (() => { try { new URLPattern({ port: '65536' }); return 'ok'; } catch (e) { return e.constructor.name; } })() };`),
+    {
+      hosts: ['bad', 'bad', 'bad', 'badhost', 'TypeError', 'TypeError', 'TypeError'],
+      ports: [true, true, true, false],
+      bigPort: 'TypeError',
+    },
+  );
+});
