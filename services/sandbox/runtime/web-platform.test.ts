@@ -211,3 +211,12 @@ test('URLPattern canonicalizes hostnames and ports with the URL parser and a sta
     },
   );
 });
+
+test('a handler that returns Response.error() fails the request with a message that says so', async () => {
+  const logs: string[] = [];
+  await assert.rejects(
+    rt.handle(worker('export default { fetch() { return Response.error(); } };'), GET, { log: (e) => logs.push(...e.map((l) => l.message)) }),
+    /invalid response/,
+  );
+  assert.match(logs.join('\n'), /Response\.error\(\) \(a network error\)/);
+});
