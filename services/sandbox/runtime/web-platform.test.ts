@@ -220,3 +220,30 @@ test('a handler that returns Response.error() fails the request with a message t
   );
   assert.match(logs.join('\n'), /Response\.error\(\) \(a network error\)/);
 });
+
+test('TextEncoder.encodeInto writes whole code points only and reports read/written (Encoding §8.2.2)', async () => {
+  assert.deepEqual(
+    await run(`
+      const enc = new TextEncoder();
+      const small = new Uint8Array(5);
+      const a = enc.encodeInto('a€😀', small); // 1 + 3 bytes fit; the 4-byte emoji does not
+      const b = enc.encodeInto('\\ud800x', new Uint8Array(8)); // a lone surrogate is U+FFFD
+      let refused = false;
+      try { enc.encodeInto('a', new Uint16Array(2)); } catch (e) { refused = e instanceof TypeError; }
+      return { a, bytes: [...small], b, refused };`),
+    { a: { read: 2, written: 4 }, bytes: [0x61, 0xe2, 0x82, 0xac, 0], b: { read: 2, written: 4 }, refused: true },
+  );
+});
+
+test('key usages are KeyUsage enum values, repeats dropped (WebIDL enum conversion; WebCrypto §14.3)', async () => {
+  assert.deepEqual(
+    await run(`
+      const k = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 128 }, true, ['encrypt', 'encrypt', 'decrypt', 'encrypt', 'decrypt', 'encrypt', 'decrypt', 'encrypt', 'decrypt']);
+      let bogus;
+      try { await crypto.subtle.generateKey({ name: 'AES-GCM', length: 128 }, true, ['encrypt', 'bogus']); } catch (e) { bogus = e.constructor.name; }
+      let wrong;
+      try { await crypto.subtle.generateKey({ name: 'AES-GCM', length: 128 }, true, ['sign']); } catch (e) { wrong = e.name; }
+      return { usages: k.usages, bogus, wrong };`),
+    { usages: ['encrypt', 'decrypt'], bogus: 'TypeError', wrong: 'SyntaxError' },
+  );
+});

@@ -5,6 +5,44 @@
  */
 const U8 = Uint8Array;
 
+/**
+ * UTF-8 of `s` into `out` (lone surrogates as U+FFFD), stopping before a code point that does not fit:
+ * the code units read and the bytes written, as TextEncoder.encodeInto reports them.
+ */
+function utf8Into(s: string, out: Uint8Array): { read: number; written: number } {
+  let n = 0;
+  let i = 0;
+  for (; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    let units = 1;
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        units = 2;
+      } else c = 0xfffd;
+    } else if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+    const size = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    if (n + size > out.length) break;
+    if (size === 1) out[n++] = c;
+    else if (size === 2) {
+      out[n++] = 0xc0 | (c >> 6);
+      out[n++] = 0x80 | (c & 63);
+    } else if (size === 3) {
+      out[n++] = 0xe0 | (c >> 12);
+      out[n++] = 0x80 | ((c >> 6) & 63);
+      out[n++] = 0x80 | (c & 63);
+    } else {
+      out[n++] = 0xf0 | (c >> 18);
+      out[n++] = 0x80 | ((c >> 12) & 63);
+      out[n++] = 0x80 | ((c >> 6) & 63);
+      out[n++] = 0x80 | (c & 63);
+    }
+    i += units - 1;
+  }
+  return { read: i, written: n };
+}
+
 export class TextEncoder {
   get encoding(): string {
     return 'utf-8';
@@ -12,32 +50,12 @@ export class TextEncoder {
   encode(input: unknown = ''): Uint8Array {
     const s = String(input);
     const out = new U8(s.length * 3);
-    let n = 0;
-    for (let i = 0; i < s.length; i++) {
-      let c = s.charCodeAt(i);
-      if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-        const d = s.charCodeAt(i + 1);
-        if (d >= 0xdc00 && d <= 0xdfff) {
-          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-          i++;
-        } else c = 0xfffd;
-      } else if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
-      if (c < 0x80) out[n++] = c;
-      else if (c < 0x800) {
-        out[n++] = 0xc0 | (c >> 6);
-        out[n++] = 0x80 | (c & 63);
-      } else if (c < 0x10000) {
-        out[n++] = 0xe0 | (c >> 12);
-        out[n++] = 0x80 | ((c >> 6) & 63);
-        out[n++] = 0x80 | (c & 63);
-      } else {
-        out[n++] = 0xf0 | (c >> 18);
-        out[n++] = 0x80 | ((c >> 12) & 63);
-        out[n++] = 0x80 | ((c >> 6) & 63);
-        out[n++] = 0x80 | (c & 63);
-      }
-    }
-    return out.slice(0, n);
+    return out.slice(0, utf8Into(s, out).written);
+  }
+  /** Encoding standard §8.2.2: as much of `source` as fits in `destination`, never half a code point. */
+  encodeInto(source: unknown, destination: Uint8Array): { read: number; written: number } {
+    if (!(destination instanceof U8)) throw new TypeError("Failed to execute 'encodeInto' on 'TextEncoder': parameter 2 is not of type 'Uint8Array'.");
+    return utf8Into(String(source), destination);
   }
 }
 
