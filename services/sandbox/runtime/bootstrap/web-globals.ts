@@ -17,28 +17,28 @@ const SECRET = Symbol('construct');
 
 /** DOM's Event: the type argument is required (WebIDL), which the library does not check. */
 export class Event extends ShimEvent {
-  constructor(type: string, init?: ShimEvent.EventInit) {
-    if (arguments.length === 0) throw new TypeError("Failed to construct 'Event': 1 argument required, but only 0 present.");
-    super(type, init);
+  constructor(...args: [type: string, init?: ShimEvent.EventInit]) {
+    if ((args as unknown[]).length === 0) throw new TypeError("Failed to construct 'Event': 1 argument required, but only 0 present.");
+    super(...args);
   }
 }
 
 /** DOM's CustomEvent: an Event with a `detail`. */
 export class CustomEvent<T = unknown> extends Event {
   #detail: T | null;
-  constructor(type: string, init?: ShimEvent.EventInit & { detail?: T }) {
-    if (arguments.length === 0) throw new TypeError("Failed to construct 'CustomEvent': 1 argument required, but only 0 present.");
-    super(type, init);
-    this.#detail = init?.detail ?? null;
+  constructor(...args: [type: string, init?: ShimEvent.EventInit & { detail?: T }]) {
+    if ((args as unknown[]).length === 0) throw new TypeError("Failed to construct 'CustomEvent': 1 argument required, but only 0 present.");
+    super(...args);
+    this.#detail = args[1]?.detail ?? null;
   }
   get detail(): T | null {
     return this.#detail;
   }
-  initCustomEvent(type: string, bubbles?: boolean, cancelable?: boolean, detail?: T): void {
-    if (arguments.length === 0) throw new TypeError("Failed to execute 'initCustomEvent': 1 argument required, but only 0 present.");
+  initCustomEvent(...args: [type: string, bubbles?: boolean, cancelable?: boolean, detail?: T]): void {
+    if ((args as unknown[]).length === 0) throw new TypeError("Failed to execute 'initCustomEvent': 1 argument required, but only 0 present.");
     if (this.eventPhase !== 0) return; // DOM: no effect on an event being dispatched
-    this.initEvent(type, bubbles, cancelable);
-    this.#detail = detail ?? null;
+    this.initEvent(args[0], args[1], args[2]);
+    this.#detail = args[3] ?? null;
   }
 }
 
