@@ -174,6 +174,14 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 /** One area's files on workerd: one process, a router worker, one worker (isolate) per file. */
 async function runWorkerd(wpt: string, files: string[]): Promise<Results> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-wpt-'));
+  try {
+    return await runWorkerdIn(dir, wpt, files);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function runWorkerdIn(dir: string, wpt: string, files: string[]): Promise<Results> {
   const port = await freePort();
   const services = files.map((f, i) => {
     writeFileSync(join(dir, `t${i}.js`), workerModule(wpt, f));
@@ -219,7 +227,6 @@ const config :Workerd.Config = (
     }
   } finally {
     proc.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
   }
   return out;
 }
