@@ -94,6 +94,42 @@ const htmlRewriterGlue: Plugin = {
   },
 };
 
+/**
+ * urlpattern-polyfill canonicalizes hostnames and ports by an older reading of the URLPattern standard
+ * (it refuses `bad#hostname` and `80x`). The standard runs the URL parser with a state override, as the
+ * URL's `hostname`/`port` setters do, and refuses only what that parser refuses: the two callbacks are
+ * replaced by that. whatwg-url's setters ignore a failure, so it is seen as a setter that changed
+ * neither of two URLs with different values.
+ */
+const URLPATTERN_CALLBACKS: [name: string, label: string, replacement: string][] = [
+  [
+    'j',
+    'hostnameEncodeCallback',
+    'function j(e){if(e==="")return e;let t=new URL("https://a.invalid"),r=new URL("https://b.invalid");t.hostname=e;r.hostname=e;if(t.hostname==="a.invalid"&&r.hostname==="b.invalid")throw new TypeError("Invalid hostname \'"+e+"\'");return t.hostname}',
+  ],
+  [
+    'G',
+    'portEncodeCallback',
+    'function G(e){if(e==="")return e;let t=new URL("x://h:1"),r=new URL("x://h:2");t.port=e;r.port=e;if(t.port==="1"&&r.port==="2")throw new TypeError("Invalid port \'"+e+"\'.");return t.port}',
+  ],
+];
+const urlpatternCallbacks: Plugin = {
+  name: 'cordon-urlpattern-callbacks',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]urlpattern-polyfill[\\/]dist[\\/]urlpattern\.js$/ }, async (args) => {
+      let contents = await readFile(args.path, 'utf8');
+      for (const [name, label, replacement] of URLPATTERN_CALLBACKS) {
+        // The minified function runs from `function <name>(` up to the `a(<name>,"<label>")` that names it.
+        const end = contents.indexOf(`a(${name},"${label}")`);
+        const start = end < 0 ? -1 : contents.lastIndexOf(`function ${name}(e){`, end);
+        if (start < 0 || end - start > 400) return { errors: [{ text: `${args.path}: urlpattern-polyfill changed; bootstrap-bundle.ts must be updated` }] };
+        contents = contents.slice(0, start) + replacement + contents.slice(end);
+      }
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
 async function bundle(entry: string, plugins: Plugin[]): Promise<string> {
   const result = await build({
     entryPoints: [dir + entry],
@@ -148,7 +184,10 @@ let cached: Promise<Bootstrap> | undefined;
 /** Built once per process; every isolate starts from the snapshot and runs `init` in its context. */
 export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
-    const [libs, init] = await Promise.all([bundle('libs.ts', [tr46ToHost, legacyTablesFromHost]), bundle('index.ts', [fromSnapshot, htmlRewriterGlue])]);
+    const [libs, init] = await Promise.all([
+      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks]),
+      bundle('index.ts', [fromSnapshot, htmlRewriterGlue]),
+    ]);
     // esbuild's service process is not needed again, and must not outlive the sandbox's lockdown.
     await stop();
     // Read now, with the bootstrap: a sandbox reads no files once it is locked down.

@@ -18,8 +18,16 @@ export type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams 
 
 type Source = { bytes: Uint8Array } | { stream: ReadableStream<Uint8Array> } | null;
 
+/** A web-streams-polyfill stream's "disturbed" flag (read from or cancelled), which the standard keeps internal. */
+function disturbed(stream: ReadableStream<Uint8Array>): boolean {
+  return (stream as unknown as { _disturbed?: boolean })._disturbed === true;
+}
+
 export function toSource(body: BodyInit, headers: Headers): Source {
-  if (body instanceof ReadableStream) return { stream: body };
+  if (body instanceof ReadableStream) {
+    if (body.locked || disturbed(body)) throw new TypeError('The body stream is locked or has already been read from');
+    return { stream: body };
+  }
   const bytes = toBytes(body, headers);
   return bytes === null ? null : { bytes };
 }
@@ -40,7 +48,7 @@ function toBytes(body: Exclude<BodyInit, ReadableStream>, headers: Headers): Uin
   }
   if (body instanceof FormData) {
     const { bytes, type } = encodeMultipart(body);
-    headers.set('content-type', type);
+    if (!headers.has('content-type')) headers.set('content-type', type);
     return bytes;
   }
   if (body instanceof ArrayBuffer) return new U8(body.slice(0));
@@ -80,27 +88,33 @@ export abstract class Body {
     this.#bytes = source && 'bytes' in source ? source.bytes : null;
     this.#stream = source && 'stream' in source ? source.stream : null;
   }
+  /** Fetch: a body is used once its stream is disturbed; a null body never is. */
   get bodyUsed(): boolean {
-    return this.#used || (this.#stream !== null && this.#bytes === null && this.#stream.locked);
+    return this.#used || (this.#stream !== null && disturbed(this.#stream));
   }
   get body(): ReadableStream<Uint8Array> | null {
     if (this.#stream === null && this.#bytes !== null) {
       const bytes = this.#bytes;
-      this.#stream = new ReadableStream<Uint8Array>({
+      // A byte stream, as the standard's body is, so a BYOB reader can read it.
+      this.#stream = new ReadableStream({
+        type: 'bytes',
         start(controller) {
           if (bytes.byteLength) controller.enqueue(bytes.slice());
           controller.close();
         },
-      });
+      }) as ReadableStream<Uint8Array>;
       this.#bytes = null; // from now on the stream is the body: reading it uses it
+      // Consumed through the bytes path: the stream is as a full read leaves it, disturbed and locked.
+      if (this.#used) void this.#stream.getReader().read();
     }
     return this.#stream;
   }
   async #consume(): Promise<Uint8Array> {
-    if (this.bodyUsed) throw new TypeError('Body has already been used');
+    if (this.bodyUsed || this.#stream?.locked) throw new TypeError('Body has already been used');
+    if (this.#bytes === null && this.#stream === null) return new U8(0);
     this.#used = true;
     if (this.#bytes !== null) return this.#bytes;
-    return this.#stream ? readAll(this.#stream) : new U8(0);
+    return readAll(this.#stream!);
   }
   async arrayBuffer(): Promise<ArrayBuffer> {
     const b = await this.#consume();
@@ -142,7 +156,7 @@ export abstract class Body {
   }
   /** For the runtime: a body still to be streamed out (a stream nobody read), taken over (the body is used then). */
   static takeStream(b: Body): ReadableStream<Uint8Array> | null {
-    if (b.#bytes !== null || b.#stream === null || b.bodyUsed) return null;
+    if (b.#bytes !== null || b.#stream === null || b.bodyUsed || b.#stream.locked) return null;
     b.#used = true;
     return b.#stream;
   }
@@ -150,7 +164,7 @@ export abstract class Body {
   static async read(b: Body, max = Infinity): Promise<Uint8Array | null> {
     if (b.#bytes !== null) return b.#bytes;
     if (b.#stream === null) return null;
-    if (b.bodyUsed) throw new TypeError('Body has already been used');
+    if (b.bodyUsed || b.#stream.locked) throw new TypeError('Body has already been used');
     b.#used = true;
     return readAll(b.#stream, max);
   }

@@ -42,7 +42,66 @@ function formatOf(format: unknown, what: string): Format {
  * has taken what the previous one produced, so a reader that goes chunk by chunk holds one slice's
  * output (at most ~1032 times SLICE for deflate) at a time.
  */
-function codecStream(make: (lib: Fflate) => Codec, what: string): { readable: ReadableStream<Uint8Array>; writable: WritableStream<BufferSource> } {
+/**
+ * The trailer check fflate leaves out: RFC 1952's CRC-32 and ISIZE (gzip) and RFC 1950's Adler-32 (zlib),
+ * computed over the output and compared with the input's last bytes at its end. Truncated input, trailing
+ * junk and a corrupted checksum all fail it, as with zlib. A gzip stream of several members is left
+ * unchecked (its trailer covers only the last member).
+ */
+interface Trailer {
+  size: number;
+  update(out: Uint8Array): void;
+  verify(tail: Uint8Array): boolean;
+}
+
+let crcTable: Uint32Array | undefined;
+function gzipTrailer(): Trailer {
+  crcTable ??= Uint32Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const table = crcTable;
+  let crc = 0xffffffff;
+  let length = 0;
+  return {
+    size: 8,
+    update(out) {
+      for (let i = 0; i < out.length; i++) crc = table[(crc ^ out[i]!) & 0xff]! ^ (crc >>> 8);
+      length = (length + out.length) >>> 0;
+    },
+    verify(t) {
+      const view = new DataView(t.buffer, t.byteOffset, t.byteLength);
+      return view.getUint32(0, true) === (crc ^ 0xffffffff) >>> 0 && view.getUint32(4, true) === length;
+    },
+  };
+}
+
+function zlibTrailer(): Trailer {
+  let a = 1;
+  let b = 0;
+  return {
+    size: 4,
+    update(out) {
+      for (let i = 0; i < out.length; i++) {
+        a = (a + out[i]!) % 65521;
+        b = (b + a) % 65521;
+      }
+    },
+    verify(t) {
+      return new DataView(t.buffer, t.byteOffset, t.byteLength).getUint32(0, false) === ((b << 16) | a) >>> 0;
+    },
+  };
+}
+
+function codecStream(
+  make: (lib: Fflate) => Codec,
+  what: string,
+  trailer?: () => Trailer,
+): { readable: ReadableStream<Uint8Array>; writable: WritableStream<BufferSource> } {
+  const check = trailer?.();
+  let tail = new U8(0);
+  let members = 0;
   let out!: ReadableStreamDefaultController<Uint8Array>;
   // The reader is waiting for bytes (a pull came and nothing has been enqueued since).
   let demand = false;
@@ -53,7 +112,10 @@ function codecStream(make: (lib: Fflate) => Codec, what: string): { readable: Re
   const ready = async (): Promise<Codec> => {
     if (codec) return codec;
     codec = make(await load());
+    // fflate calls onmember for each gzip member after the first.
+    (codec as { onmember?: () => void }).onmember = () => void members++;
     codec.ondata = (data) => {
+      check?.update(data);
       if (data.byteLength === 0) return;
       demand = false;
       out.enqueue(data);
@@ -99,6 +161,12 @@ function codecStream(make: (lib: Fflate) => Codec, what: string): { readable: Re
         throw e;
       }
       const codec = await ready();
+      if (check) {
+        const joined = new U8(tail.byteLength + Math.min(bytes.byteLength, check.size));
+        joined.set(tail);
+        joined.set(bytes.subarray(Math.max(0, bytes.byteLength - check.size)), tail.byteLength);
+        tail = joined.slice(Math.max(0, joined.byteLength - check.size));
+      }
       for (let at = 0; at < bytes.byteLength; at += SLICE) {
         if (cancelled) throw cancelled.reason;
         push(codec, bytes.subarray(at, at + SLICE), false);
@@ -109,6 +177,11 @@ function codecStream(make: (lib: Fflate) => Codec, what: string): { readable: Re
       const codec = await ready();
       if (cancelled) throw cancelled.reason;
       push(codec, new U8(0), true);
+      if (check && members === 0 && (tail.byteLength < check.size || !check.verify(tail))) {
+        const err = new TypeError(`${what}: the data is truncated, corrupt or followed by extra bytes (its checksum does not match)`);
+        out.error(err);
+        throw err;
+      }
       out.close();
     },
     abort(reason) {
@@ -134,6 +207,7 @@ export class DecompressionStream {
   constructor(format: string) {
     const f = formatOf(format, 'DecompressionStream');
     const make = (lib: Fflate) => (f === 'gzip' ? new lib.Gunzip() : f === 'deflate' ? new lib.Unzlib() : new lib.Inflate()) as unknown as Codec;
-    ({ readable: this.readable, writable: this.writable } = codecStream(make, 'DecompressionStream'));
+    const trailer = f === 'gzip' ? gzipTrailer : f === 'deflate' ? zlibTrailer : undefined;
+    ({ readable: this.readable, writable: this.writable } = codecStream(make, 'DecompressionStream', trailer));
   }
 }

@@ -5,6 +5,44 @@
  */
 const U8 = Uint8Array;
 
+/**
+ * UTF-8 of `s` into `out` (lone surrogates as U+FFFD), stopping before a code point that does not fit:
+ * the code units read and the bytes written, as TextEncoder.encodeInto reports them.
+ */
+function utf8Into(s: string, out: Uint8Array): { read: number; written: number } {
+  let n = 0;
+  let i = 0;
+  for (; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    let units = 1;
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        units = 2;
+      } else c = 0xfffd;
+    } else if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+    const size = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    if (n + size > out.length) break;
+    if (size === 1) out[n++] = c;
+    else if (size === 2) {
+      out[n++] = 0xc0 | (c >> 6);
+      out[n++] = 0x80 | (c & 63);
+    } else if (size === 3) {
+      out[n++] = 0xe0 | (c >> 12);
+      out[n++] = 0x80 | ((c >> 6) & 63);
+      out[n++] = 0x80 | (c & 63);
+    } else {
+      out[n++] = 0xf0 | (c >> 18);
+      out[n++] = 0x80 | ((c >> 12) & 63);
+      out[n++] = 0x80 | ((c >> 6) & 63);
+      out[n++] = 0x80 | (c & 63);
+    }
+    i += units - 1;
+  }
+  return { read: i, written: n };
+}
+
 export class TextEncoder {
   get encoding(): string {
     return 'utf-8';
@@ -12,32 +50,12 @@ export class TextEncoder {
   encode(input: unknown = ''): Uint8Array {
     const s = String(input);
     const out = new U8(s.length * 3);
-    let n = 0;
-    for (let i = 0; i < s.length; i++) {
-      let c = s.charCodeAt(i);
-      if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-        const d = s.charCodeAt(i + 1);
-        if (d >= 0xdc00 && d <= 0xdfff) {
-          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-          i++;
-        } else c = 0xfffd;
-      } else if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
-      if (c < 0x80) out[n++] = c;
-      else if (c < 0x800) {
-        out[n++] = 0xc0 | (c >> 6);
-        out[n++] = 0x80 | (c & 63);
-      } else if (c < 0x10000) {
-        out[n++] = 0xe0 | (c >> 12);
-        out[n++] = 0x80 | ((c >> 6) & 63);
-        out[n++] = 0x80 | (c & 63);
-      } else {
-        out[n++] = 0xf0 | (c >> 18);
-        out[n++] = 0x80 | ((c >> 12) & 63);
-        out[n++] = 0x80 | ((c >> 6) & 63);
-        out[n++] = 0x80 | (c & 63);
-      }
-    }
-    return out.slice(0, n);
+    return out.slice(0, utf8Into(s, out).written);
+  }
+  /** Encoding standard §8.2.2: as much of `source` as fits in `destination`, never half a code point. */
+  encodeInto(source: unknown, destination: Uint8Array): { read: number; written: number } {
+    if (!(destination instanceof U8)) throw new TypeError("Failed to execute 'encodeInto' on 'TextEncoder': parameter 2 is not of type 'Uint8Array'.");
+    return utf8Into(String(source), destination);
   }
 }
 
@@ -85,13 +103,80 @@ export function atob(data: unknown): string {
   return out;
 }
 
+/** WebIDL's legacy error codes: the names that have one, in code order (code = index + 1; '' has none). */
+const CODE_NAMES = [
+  'IndexSizeError',
+  '',
+  'HierarchyRequestError',
+  'WrongDocumentError',
+  'InvalidCharacterError',
+  '',
+  'NoModificationAllowedError',
+  'NotFoundError',
+  'NotSupportedError',
+  'InUseAttributeError',
+  'InvalidStateError',
+  'SyntaxError',
+  'InvalidModificationError',
+  'NamespaceError',
+  'InvalidAccessError',
+  '',
+  'TypeMismatchError',
+  'SecurityError',
+  'NetworkError',
+  'AbortError',
+  'URLMismatchError',
+  'QuotaExceededError',
+  'TimeoutError',
+  'InvalidNodeTypeError',
+  'DataCloneError',
+];
+/** WebIDL's constants on DOMException and its prototype, in code order. */
+const CONSTANTS = [
+  'INDEX_SIZE_ERR',
+  'DOMSTRING_SIZE_ERR',
+  'HIERARCHY_REQUEST_ERR',
+  'WRONG_DOCUMENT_ERR',
+  'INVALID_CHARACTER_ERR',
+  'NO_DATA_ALLOWED_ERR',
+  'NO_MODIFICATION_ALLOWED_ERR',
+  'NOT_FOUND_ERR',
+  'NOT_SUPPORTED_ERR',
+  'INUSE_ATTRIBUTE_ERR',
+  'INVALID_STATE_ERR',
+  'SYNTAX_ERR',
+  'INVALID_MODIFICATION_ERR',
+  'NAMESPACE_ERR',
+  'INVALID_ACCESS_ERR',
+  'VALIDATION_ERR',
+  'TYPE_MISMATCH_ERR',
+  'SECURITY_ERR',
+  'NETWORK_ERR',
+  'ABORT_ERR',
+  'URL_MISMATCH_ERR',
+  'QUOTA_EXCEEDED_ERR',
+  'TIMEOUT_ERR',
+  'INVALID_NODE_TYPE_ERR',
+  'DATA_CLONE_ERR',
+];
+
 /**
- * Minimal DOMException (V8 has none): name + message, an Error subclass as the standard's is. Not a
- * CordonError: it lives in the isolate, which tenant code sees and which imports no host module.
+ * DOMException as WebIDL defines it (V8 has none): `name`, `message` and the legacy `code` (0 for names
+ * without one), the `*_ERR` constants on the class and its prototype, and an Error subclass so it has a
+ * stack, as V8-based runtimes give it. Not a CordonError: it lives in the isolate, which tenant code sees
+ * and which imports no host module.
  */
 export class DOMException extends Error {
-  constructor(message = '', name = 'Error') {
-    super(message);
-    Object.defineProperty(this, 'name', { value: name, configurable: true, writable: true });
+  constructor(message: unknown = '', name: unknown = 'Error') {
+    super(String(message));
+    Object.defineProperty(this, 'name', { value: String(name), configurable: true, writable: true });
   }
+  get code(): number {
+    return this.name ? CODE_NAMES.indexOf(this.name) + 1 : 0;
+  }
+}
+for (const [i, c] of CONSTANTS.entries()) {
+  const desc = { value: i + 1, enumerable: true, writable: false, configurable: false };
+  Object.defineProperty(DOMException, c, desc);
+  Object.defineProperty(DOMException.prototype, c, desc);
 }

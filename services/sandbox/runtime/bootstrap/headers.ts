@@ -14,15 +14,31 @@ export type HeadersInit = Headers | [string, string][] | Record<string, string>;
 export class Headers {
   #list: [string, string][] = [];
   constructor(init?: HeadersInit) {
-    if (init === undefined || init === null) return;
-    if (init instanceof Headers) for (const [k, v] of init.#list) this.#list.push([k, v]);
-    else if (typeof (init as Iterable<unknown>)[Symbol.iterator] === 'function') {
-      for (const pair of init as Iterable<unknown>) {
+    if (init === undefined) return;
+    // WebIDL's (sequence or record) conversion: an object, @@iterator read once to pick the sequence,
+    // else a record from its own enumerable string keys (the order of reads the standard gives).
+    if ((typeof init !== 'object' && typeof init !== 'function') || init === null)
+      throw new TypeError(
+        "Failed to construct 'Headers': The provided value is not of type '(record<ByteString, ByteString> or sequence<sequence<ByteString>>)'.",
+      );
+    const iterate = (init as Iterable<unknown>)[Symbol.iterator];
+    if (iterate !== undefined && iterate !== null) {
+      if (typeof iterate !== 'function') throw new TypeError("Failed to construct 'Headers': @@iterator is not a function");
+      for (const pair of { [Symbol.iterator]: () => Reflect.apply(iterate, init, []) as Iterator<unknown> }) {
+        if ((typeof pair !== 'object' && typeof pair !== 'function') || pair === null)
+          throw new TypeError('Headers constructor: each header must be a [name, value] pair');
         const p = [...(pair as Iterable<unknown>)];
         if (p.length !== 2) throw new TypeError('Headers constructor: each header must be a [name, value] pair');
         this.append(String(p[0]), String(p[1]));
       }
-    } else for (const k of Object.keys(init)) this.append(k, (init as Record<string, string>)[k]!);
+      return;
+    }
+    for (const key of Reflect.ownKeys(init)) {
+      const desc = Reflect.getOwnPropertyDescriptor(init, key);
+      if (!desc?.enumerable) continue;
+      if (typeof key === 'symbol') throw new TypeError('Headers constructor: a header name cannot be a Symbol');
+      this.append(key, String((init as Record<string, unknown>)[key]));
+    }
   }
   #check(name: string): string {
     const n = String(name);
@@ -55,25 +71,31 @@ export class Headers {
     const n = this.#check(name);
     this.#list = this.#list.filter(([k]) => k !== n);
   }
-  *entries(): IterableIterator<[string, string]> {
-    const names = [...new Set(this.#list.map(([k]) => k))].sort();
-    for (const n of names) {
-      if (n === 'set-cookie') for (const v of this.getSetCookie()) yield [n, v];
-      else yield [n, this.get(n)!];
+  /** The sort-and-combine view the iterators walk (set-cookie values kept apart), recomputed at each step. */
+  #pairs(): [string, string][] {
+    const out: [string, string][] = [];
+    for (const n of [...new Set(this.#list.map(([k]) => k))].sort()) {
+      if (n === 'set-cookie') for (const v of this.getSetCookie()) out.push([n, v]);
+      else out.push([n, this.get(n)!]);
     }
+    return out;
+  }
+  entries(): IterableIterator<[string, string]> {
+    return headersIterator(this, 'entries') as IterableIterator<[string, string]>;
   }
   keys(): IterableIterator<string> {
-    return (function* (h: Headers) {
-      for (const [k] of h.entries()) yield k;
-    })(this);
+    return headersIterator(this, 'keys') as IterableIterator<string>;
   }
   values(): IterableIterator<string> {
-    return (function* (h: Headers) {
-      for (const [, v] of h.entries()) yield v;
-    })(this);
+    return headersIterator(this, 'values') as IterableIterator<string>;
+  }
+  /** For the iterators: pair `i` of the current view, or undefined past its end. */
+  static pairAt(h: Headers, i: number): [string, string] | undefined {
+    return h.#pairs()[i];
   }
   forEach(fn: (value: string, name: string, headers: Headers) => void, thisArg?: unknown): void {
-    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+    if (typeof fn !== 'function') throw new TypeError("Failed to execute 'forEach' on 'Headers': parameter 1 is not of type 'Function'.");
+    for (let i = 0, p = Headers.pairAt(this, 0); p; p = Headers.pairAt(this, ++i)) fn.call(thisArg, p[1], p[0], this);
   }
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.entries();
@@ -91,4 +113,33 @@ export class Headers {
     }
     return out;
   }
+}
+
+type Kind = 'keys' | 'values' | 'entries';
+const iterators = new WeakMap<object, { target: Headers; kind: Kind; index: number }>();
+/**
+ * WebIDL's default iterator object for `Headers`: its prototype inherits from %IteratorPrototype%, has
+ * `next` and the tag "Headers Iterator", and it walks the live sorted view (a header added while
+ * iterating is seen, as the standard says).
+ */
+const HeadersIteratorPrototype = Object.create(Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())) as object, {
+  next: {
+    value: function next(this: object) {
+      const state = iterators.get(this);
+      if (!state) throw new TypeError("Failed to execute 'next' on 'Headers Iterator': Illegal invocation");
+      const pair = Headers.pairAt(state.target, state.index);
+      if (!pair) return { value: undefined, done: true };
+      state.index++;
+      return { value: state.kind === 'keys' ? pair[0] : state.kind === 'values' ? pair[1] : pair, done: false };
+    },
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  },
+  [Symbol.toStringTag]: { value: 'Headers Iterator', configurable: true },
+});
+function headersIterator(target: Headers, kind: Kind): object {
+  const it = Object.create(HeadersIteratorPrototype) as object;
+  iterators.set(it, { target, kind, index: 0 });
+  return it;
 }

@@ -92,7 +92,7 @@ installCrypto(g, host.random, cryptoRef);
 const timers = installTimers(g, host, inRequest, logError);
 installScheduler(g, timers);
 
-g.structuredClone = (v: unknown) => structuredClone(v);
+g.structuredClone = (v: unknown, options?: { transfer?: unknown[] }) => structuredClone(v, options);
 // Workers logs what is reported as an uncaught exception; the request goes on.
 g.reportError = (e: unknown) => logError('Uncaught', e);
 
@@ -125,6 +125,10 @@ Object.assign(
   },
   web,
 );
+// esbuild renames a class whose name collides inside the bundle (`AbortSignal` became `_AbortSignal`):
+// a global constructor's `name` is its global name, as in every runtime.
+for (const [name, value] of Object.entries(g))
+  if (typeof value === 'function' && /^[A-Z]/.test(name) && value.name !== name) Object.defineProperty(value, 'name', { value: name, configurable: true });
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));

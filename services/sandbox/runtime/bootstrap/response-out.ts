@@ -61,6 +61,8 @@ export async function serialize(response: unknown, seq: number, limits: Limits):
     return fail('not-a-response', `fetch() returned ${response === null ? 'null' : typeof response}, not a Response`);
   }
   const r = response as Response;
+  // Workers answers a network error (Response.error()) returned by a handler as a failed request.
+  if (r.status === 0) return fail('bad-response', 'the worker returned Response.error() (a network error)');
   let head: string;
   try {
     head = JSONstringify({ status: r.status, statusText: StringCtor(r.statusText), headers: rawHeaders(r.headers) });

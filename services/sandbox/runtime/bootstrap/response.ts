@@ -43,7 +43,11 @@ export class Response extends Body {
     return false;
   }
   get type(): string {
-    return 'default';
+    return errors.has(this) ? 'error' : 'default';
+  }
+  /** A constructed response has no URL list (a fetched one gets its URL as its own property, fetch.ts). */
+  get url(): string {
+    return '';
   }
   clone(): Response {
     if (this.bodyUsed) throw new TypeError('Cannot clone a Response whose body was used');
@@ -60,7 +64,30 @@ export class Response extends Body {
     if (![301, 302, 303, 307, 308].includes(status)) throw new RangeError(`Invalid redirect status ${status}`);
     return new Response(null, { status, headers: { location: new URL(String(url)).href } });
   }
+  /** Fetch's network error: type "error", status 0, no body, headers that cannot change. */
   static error(): Response {
-    throw new TypeError('Response.error() is not supported');
+    const r = new Response(null);
+    Object.defineProperties(r, { status: { value: 0 }, headers: { value: new ImmutableHeaders() } });
+    errors.add(r);
+    return r;
+  }
+}
+
+const errors = new WeakSet<Response>();
+
+/** Headers whose guard is "immutable" (Fetch): every change is a TypeError. */
+class ImmutableHeaders extends Headers {
+  #sealed = true;
+  append(name: string, value: string): void {
+    if (this.#sealed) throw new TypeError('Headers are immutable');
+    super.append(name, value);
+  }
+  set(name: string, value: string): void {
+    if (this.#sealed) throw new TypeError('Headers are immutable');
+    super.set(name, value);
+  }
+  delete(name: string): void {
+    if (this.#sealed) throw new TypeError('Headers are immutable');
+    super.delete(name);
   }
 }

@@ -122,7 +122,16 @@ function jwk(v: unknown): Record<string, unknown> {
   return out;
 }
 
-const usageList = (u: unknown): string[] => Array.from(u as Iterable<unknown>, String);
+const KEY_USAGES = ['encrypt', 'decrypt', 'sign', 'verify', 'deriveKey', 'deriveBits', 'wrapKey', 'unwrapKey'];
+/** WebIDL's sequence<KeyUsage>: each an enum value (else a TypeError), repeats dropped (a key's usages are a set). */
+function usageList(u: unknown): string[] {
+  const out: string[] = [];
+  for (const v of Array.from(u as Iterable<unknown>, String)) {
+    if (!KEY_USAGES.includes(v)) throw new TypeError(`'${v.slice(0, 40)}' is not a valid value for enumeration KeyUsage.`);
+    if (!out.includes(v)) out.push(v);
+  }
+  return out;
+}
 
 function result(r: WireResult): WireResult {
   if ('error' in r) throw r.error.name === 'TypeError' ? new TypeError(r.error.message) : new DOMException(r.error.message, r.error.name);
