@@ -140,7 +140,8 @@ export class WorkerInstance {
       this.#served.delete(id);
       if (!watch) return;
       watch.stopWall();
-      void this.#afterResponse(undefined, watch);
+      // Its waitUntil promises run on, under the session's watchdogs, as a request's do after its response.
+      void this.#drain('rpcDrain', id, watch).then(() => this.#afterResponse(undefined, watch));
     },
   });
   readonly #served = new Map<number, Watch>();
@@ -741,7 +742,7 @@ export class WorkerInstance {
    * ended the request's scope itself; nothing is left to wait for or end.
    */
   async #afterResponse(seq: number | undefined, watch: Watch, ended = false): Promise<void> {
-    if (seq !== undefined && !ended && !this.disposed) await this.#drain(seq, watch);
+    if (seq !== undefined && !ended && !this.disposed) await this.#drain('drain', seq, watch);
     if (seq !== undefined && this.disposed && this.#kill !== 'evicted') {
       // Killed after its response had gone out: the log is the only place to say so.
       this.#logs.log('error', `${this.#translate(null).message} (after the response, in ctx.waitUntil)`);
@@ -767,11 +768,12 @@ export class WorkerInstance {
     clearTimeout(stuck);
   }
 
-  /** Until request `seq`'s waitUntil promises settle, or its wall-time deadline. */
-  async #drain(seq: number, watch: Watch): Promise<void> {
+  /** Until the waitUntil promises of request `seq` (drain) or served session `seq` (rpcDrain) settle, or its wall-time deadline. */
+  async #drain(entry: 'drain' | 'rpcDrain', seq: number, watch: Watch): Promise<void> {
+    if (this.disposed) return;
     let deadline: NodeJS.Timeout | undefined;
     try {
-      const drained = this.#entry!.drain.apply(undefined, [seq], { result: { promise: true }, timeout: this.bundle.limits.cpuMs });
+      const drained = this.#entry![entry].apply(undefined, [seq], { result: { promise: true }, timeout: this.bundle.limits.cpuMs });
       const remaining = Math.max(0, watch.deadline - Date.now());
       await Promise.race([drained, new Promise<void>((resolve) => (deadline = setTimeout(resolve, remaining)))]);
       drained.catch(() => {});

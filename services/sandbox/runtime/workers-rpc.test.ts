@@ -173,6 +173,29 @@ test('the clone answers above are workerd’s own (the same two workers on worke
   assert.deepEqual(await valuesOnWorkerd(), WORKERD_ANSWERS);
 });
 
+test('ctx.waitUntil in a served entrypoint runs to completion after the call returned and the session ended', async () => {
+  const r = await call(
+    `export default { async fetch(req, env) { return Response.json(await env.API.later(40)); } }`,
+    worker(`
+      import { WorkerEntrypoint } from 'cloudflare:workers';
+      export default class extends WorkerEntrypoint {
+        later(ms) {
+          // Two steps, the second added by the first: both run after the call.
+          this.ctx.waitUntil(new Promise((r) => setTimeout(r, ms)).then(() => {
+            console.log('first step after the call');
+            this.ctx.waitUntil(new Promise((r) => setTimeout(r, ms)).then(() => console.log('second step after the call')));
+          }));
+          return 'answered';
+        }
+      }
+    `),
+  );
+  assert.equal(r.status, 200, r.body);
+  assert.equal(json(r), 'answered');
+  await waitFor('the waitUntil work to finish', () => (r.logs.some((l) => l.message === 'second step after the call') ? true : undefined), 10_000, 20);
+  assert.ok(r.logs.some((l) => l.message === 'first step after the call'));
+});
+
 test('functions and RpcTargets by reference, callbacks both ways, using/dispose', async () => {
   const r = await call(
     `export default { async fetch(req, env) {
