@@ -12,7 +12,7 @@ import { RequestMetrics } from './request-metrics.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
 import { ServiceCap, ServiceSessions } from './service-bindings.ts';
-import { fetchWorker } from './rpc/worker-fetch.ts';
+import { callWorker, fetchWorker, type WorkerCall } from './rpc/worker-fetch.ts';
 import { CLIENT_RPC_ENDPOINT } from '../../lib/rpc/client-proof.ts';
 import type { KeyedChannel } from '../../lib/rpc/index.ts';
 import { deployer } from './admin/workers.ts';
@@ -199,11 +199,13 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     workflows,
     cron,
   });
+  const workerCalls = { store, runner: (cordon: string) => runners.get(cordon), sessions: serviceSessions };
   // Services outside the mesh: capability RPC on the same listener (WebSocket upgrades to /rpc).
   const workerAccess = {
     deploy,
     list: (tenant: string) => store.workers(tenant).map(({ codeKey: _hidden, ...w }) => w),
-    fetch: (id: string, request: Request) => fetchWorker({ store, runner: (cordon) => runners.get(cordon) }, id, request),
+    fetch: (id: string, request: Request) => fetchWorker(workerCalls, id, request),
+    call: (call: WorkerCall) => callWorker(workerCalls, call),
   };
   const rpc = new RpcEndpoint({ tokens, audit, workflows, workers: workerAccess, log: log.child({ component: 'rpc' }) });
   rpc.attach(admin);
