@@ -77,9 +77,9 @@ export interface WorkerApi extends RpcTarget {
 /**
  * A worker's entrypoint: each method call is one Workers RPC session (`await ep.add(1, 2)`). Values are
  * capnweb's (JSON types, Date, bigint, bytes, errors …); functions and what the worker returns by
- * reference (an RpcTarget) work while the client holds them.
+ * reference (an RpcTarget) work for as long as the call's session lasts (README, "Calling Cordon from
+ * your services").
  */
-// biome-ignore lint/suspicious/noExplicitAny: the worker's methods take whatever it declares.
 export type EntrypointApi = RpcTarget & { [method: string]: (...args: any[]) => unknown };
 
 export interface WorkerSummary {
