@@ -53,6 +53,8 @@ export type HandledResponse = Omit<WireResponse, 'webSocket'> & { webSocket?: Wo
 export interface RequestHooks {
   log(entries: LogEntry[]): void;
   capabilities?: CapabilityHost;
+  /** The worker broke its own CPU or memory limit during this entry (whichever entry it is): a quarantine signal. */
+  limitHit?(kind: 'cpu' | 'memory'): void;
 }
 
 const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
@@ -389,6 +391,7 @@ export class WorkerInstance {
     this.lastUsed = Date.now();
     this.#logs.sink = hooks.log;
     this.#caps = hooks.capabilities ?? this.#caps;
+    this.#limitHit = hooks.limitHit ?? this.#limitHit;
     if (this.disposed) throw new WorkerError(503, 'worker was unloaded; retry');
     const seq = ++this.#seq;
     this.#active++;
@@ -799,13 +802,21 @@ export class WorkerInstance {
     this.dispose();
   }
 
-  /** Told once when a limit ends this isolate (a Dynamic Worker's parent counts it: worker-loader.ts). */
+  /**
+   * Told once when a limit ends this isolate, instead of the entries' limitHit: a Dynamic Worker's
+   * parent counts it as its own (worker-loader.ts).
+   */
   onKilled: ((limit: 'cpu' | 'wall' | 'memory') => void) | undefined;
+  /** The entries' report of a broken limit (the last one to enter: one isolate is one worker version). */
+  #limitHit: RequestHooks['limitHit'];
   #killedTold = false;
   #killed(limit: 'cpu' | 'wall' | 'memory'): void {
     if (this.#killedTold) return;
     this.#killedTold = true;
-    this.onKilled?.(limit);
+    if (this.onKilled) return this.onKilled(limit);
+    // Whichever entry was running — a request, a cron tick, a workflow run, a queue batch, a served RPC
+    // session, a Durable Object call — the worker broke its own limit.
+    if (limit === 'cpu' || limit === 'memory') this.#limitHit?.(limit);
   }
 
   #translate(e: unknown): WorkerError {

@@ -22,13 +22,16 @@ after(() => rt.dispose());
 /** Calls `caller`'s fetch with binding API joined to `callee` (entrypoint, props), and answers its JSON. */
 async function call(caller: string, callee: WorkerBundle, opts: { entrypoint?: string; props?: unknown } = {}) {
   const logs: LogEntry[] = [];
+  /** Limits broken, as each side's entry hooks heard of them. */
+  const hits: string[] = [];
   const capabilities: CapabilityHost = {
     call: () => Promise.reject(new Error('no capabilities here')),
-    connect: (_target, toIsolate) => rt.serve(callee, opts.entrypoint ?? 'default', opts.props ?? {}, toIsolate, { log: (e) => logs.push(...e) }),
+    connect: (_target, toIsolate) =>
+      rt.serve(callee, opts.entrypoint ?? 'default', opts.props ?? {}, toIsolate, { log: (e) => logs.push(...e), limitHit: (k) => hits.push(`callee ${k}`) }),
   };
   const bundle = worker(caller, { bindings: [{ type: 'service', name: 'API', service: 'callee' }] });
-  const res = await rt.handle(bundle, GET, { log: (e) => logs.push(...e), capabilities });
-  return { status: res.status, body: text(res.body), logs };
+  const res = await rt.handle(bundle, GET, { log: (e) => logs.push(...e), capabilities, limitHit: (k) => hits.push(`caller ${k}`) });
+  return { status: res.status, body: text(res.body), logs, hits };
 }
 
 const json = (r: { body: string }) => JSON.parse(r.body) as unknown;
@@ -340,6 +343,7 @@ test('calls count toward the caller’s subrequests; the callee’s CPU limit ho
     r.logs.map((l) => l.message),
     ['worker exceeded its CPU time limit of 50 ms'],
   );
+  assert.deepEqual(r.hits, ['callee cpu'], "the served session's entry hooks report the callee's broken limit (a quarantine signal against it), once");
 });
 
 test('requests running together each get their subrequests: 8 at once making 40 calls each all succeed', async () => {
