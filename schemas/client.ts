@@ -53,7 +53,7 @@ export interface CordonApi extends RpcTarget {
   tenant(name: string): Answer<CordonApi>;
   /** One workflow of the tenant (scope `workflows`; `read` for the reading methods). */
   workflows(name: string): Answer<WorkflowApi>;
-  /** One worker of the tenant: `fetch` calls it without the public ingress (scope `workflows`). */
+  /** One worker of the tenant: `fetch` and its entrypoints' methods, without the public ingress (scope `workflows`). */
   workers(name: string): Answer<WorkerApi>;
   /** The tenant's workers (scope `read`). */
   listWorkers(): Answer<WorkerSummary[]>;
@@ -65,7 +65,22 @@ export interface CordonApi extends RpcTarget {
 export interface WorkerApi extends RpcTarget {
   /** The worker's fetch handler (its default export), as a service binding calls it; bodies up to 8 MiB. */
   fetch(request: Request): Answer<Response>;
+  /**
+   * An entrypoint of the worker (Cloudflare's name, as on a Dynamic Worker's stub): `default` (the
+   * default export) or a named `WorkerEntrypoint` class; `props` become its `ctx.props` (scope
+   * `deploy`: whoever sets props can deploy a binding that sets them). Its methods are called as a
+   * service binding calls them (scope `workflows`).
+   */
+  getEntrypoint(name?: string, options?: { props?: Record<string, unknown> }): Answer<EntrypointApi>;
 }
+
+/**
+ * A worker's entrypoint: each method call is one Workers RPC session (`await ep.add(1, 2)`). Values are
+ * capnweb's (JSON types, Date, bigint, bytes, errors …); functions and what the worker returns by
+ * reference (an RpcTarget) work for as long as the call's session lasts (README, "Calling Cordon from
+ * your services").
+ */
+export type EntrypointApi = RpcTarget & { [method: string]: (...args: any[]) => unknown };
 
 export interface WorkerSummary {
   id: string;

@@ -108,6 +108,17 @@ const transports: Transport[] = [
   },
 ];
 
+const RPC_API = `import { WorkerEntrypoint, RpcTarget } from 'cloudflare:workers';
+class Counter extends RpcTarget { #n = 0; inc() { return ++this.#n; } }
+export default class extends WorkerEntrypoint {
+  add(a, b) { return a + b; }
+  async twice(fn, x) { return await fn(await fn(x)); }
+  counter() { return new Counter(); }
+  whoami() { return { props: this.ctx.props ?? null }; }
+  slow(ms) { return new Promise((r) => setTimeout(() => r('slept'), ms)); }
+}
+export class Named extends WorkerEntrypoint { whoami() { return { named: true, props: this.ctx.props ?? null }; } }`;
+
 for (const transport of transports) {
   describe(`cordon/client over ${transport.name}`, { skip: transport.skip }, () => {
     const ctx = {} as Ctx;
@@ -238,6 +249,49 @@ function clientCases(ctx: Ctx): void {
     }
   });
 
+  test('workers: the methods of an entrypoint, callbacks and RpcTargets by reference; props need a deploy token; a read token cannot call', async () => {
+    const { cordon, url } = ctx;
+    const deployer = await connect(url, { token: await ctx.token('deploy,workflows') });
+    const reader = await connect(url, { token: await ctx.token('read') });
+    try {
+      await deployer.deploy({ name: 'rpc-api', mainModule: 'index.js', modules: [{ name: 'index.js', type: 'esm', content: RPC_API }] });
+      const api = cordon.workers('rpc-api').getEntrypoint();
+      assert.equal(await api.add(1, 2), 3);
+      assert.equal(await api.twice((x: number) => x + 1, 5), 7, 'a callback from the client, called back twice');
+      {
+        using counter = (await api.counter()) as { inc(): Promise<number> } & Disposable;
+        await counter.inc();
+        assert.equal(await counter.inc(), 2, 'an RpcTarget of the worker, held by the client');
+      }
+      assert.deepEqual(await api.whoami(), { props: {} });
+      await rejects(Promise.resolve(api.nothing()), /The RPC receiver does not implement the method "nothing"/);
+      // Props are the binding owner's word to the callee: only a token that could deploy such a binding sets them.
+      assert.deepEqual(
+        await deployer
+          .workers('rpc-api')
+          .getEntrypoint('Named', { props: { caller: 'svc' } })
+          .whoami(),
+        {
+          named: true,
+          props: { caller: 'svc' },
+        },
+      );
+      await rejects(
+        cordon
+          .workers('rpc-api')
+          .getEntrypoint('Named', { props: { caller: 'forged' } })
+          .whoami(),
+        /lacks the deploy scope, which rpc\.workers\.props needs/,
+      );
+      await rejects(reader.workers('rpc-api').getEntrypoint().add(1, 2), /lacks the workflows scope, which rpc\.workers\.entrypoint needs/);
+      await rejects(cordon.workers('rpc-api').getEntrypoint('Missing').add(1, 2), /no entrypoint named "Missing"/);
+      await rejects(cordon.workers('nobody').getEntrypoint().add(1, 2), /no worker default\/nobody/);
+    } finally {
+      deployer[Symbol.dispose]();
+      reader[Symbol.dispose]();
+    }
+  });
+
   test('a read token reads an instance and watches it; each change is refused naming the scope it lacks', async () => {
     const reader = await connect(ctx.url, { token: await ctx.token('read') });
     try {
@@ -287,6 +341,7 @@ function clientCases(ctx: Ctx): void {
       await rejects(acme.workflows('signup').create({ id: 'rpc-ada' }), /no workflow signup in tenant acme/);
       assert.deepEqual((await acme.workflows('signup').list()).instances, []);
       await rejects(acme.workers('rpc-hello').fetch(new Request('http://x/')), /no worker acme\/rpc-hello/);
+      await rejects(acme.workers('rpc-api').getEntrypoint().add(1, 2), /no worker acme\/rpc-api/);
       assert.ok(!(await acme.listWorkers()).some((w) => !w.id.startsWith('acme/')), 'it lists only its own workers');
       // The same operator-wide name in its own tenant is its own.
       assert.equal((await acme.tenant('acme').whoami()).tenant, 'acme');
@@ -304,6 +359,8 @@ function clientCases(ctx: Ctx): void {
     const instance = victim.workflows('signup').get('rpc-revoked');
     const workflow = victim.workflows('signup');
     const worker = victim.workers('rpc-hello');
+    const counter = (await victim.workers('rpc-api').getEntrypoint().counter()) as { inc(): Promise<number> };
+    assert.equal(await counter.inc(), 1);
     const events: WatchEvent[] = [];
     await instance.watch((e) => void events.push(e));
     await waitFor('the watch to see the wait for approval', () => events.some((e) => e.type === 'status' && e.status.status === 'waiting') || undefined);
@@ -315,6 +372,7 @@ function clientCases(ctx: Ctx): void {
     await rejects(instance.sendEvent({ type: 'approved' }), /revoked/);
     await rejects(workflow.list(), /revoked/);
     await rejects(worker.fetch(new Request('http://x/')), /revoked/);
+    await rejects(counter.inc(), /revoked/);
     await rejects(victim.whoami(), /revoked/);
     await rejects(connect(ctx.url, { token: secret }), /refused the connection/);
     // The instance goes on for others, and the revoked watch hears none of it.

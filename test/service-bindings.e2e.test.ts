@@ -60,6 +60,26 @@ describe('service bindings', () => {
     assert.deepEqual(done.output, { n: 7, go: 'went' });
   });
 
+  test('values as workerd clones them: a Map of a Set, a RegExp, a cycle', async () => {
+    assert.deepEqual(await (await front('values')).json(), { map: [1, 2], re: '/a+/g', cycle: true });
+  });
+
+  test('ctx.waitUntil in the callee runs after the call returned: its KV write is there later', async () => {
+    const key = `k${Date.now()}`;
+    const r = await fetch(`${mesh.httpUrl}/front?op=later&key=${key}`);
+    assert.equal(await r.json(), 'answered');
+    const written = await waitFor(
+      'the write from waitUntil',
+      async () => {
+        const n = (await (await fetch(`${mesh.httpUrl}/front?op=note&key=${key}`)).json()) as string | null;
+        return n ?? undefined;
+      },
+      20_000,
+      100,
+    );
+    assert.equal(written, 'written after the call');
+  });
+
   test('a method the callee does not have: workerd’s error', async () => {
     const r = await front('missing');
     assert.equal(r.status, 500);

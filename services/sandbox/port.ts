@@ -64,7 +64,7 @@ export function logSink(supervisor: SupervisorLink, codeKey: string, log: Logger
 }
 
 /** A broken CPU or memory limit of the worker (or of a Dynamic Worker it loaded): a quarantine signal against it. */
-export function reportLimit(deps: Pick<SandboxDeps, 'supervisor' | 'log'>, codeKey: string, kind: 'cpu' | 'memory'): void {
+function reportLimit(deps: Pick<SandboxDeps, 'supervisor' | 'log'>, codeKey: string, kind: 'cpu' | 'memory'): void {
   void deps.supervisor
     .ready(1000)
     .then((s) => s.remote.limitHit(codeKey, kind))
@@ -78,12 +78,18 @@ function loaderEvents(deps: Pick<SandboxDeps, 'supervisor' | 'log' | 'creations'
 
 /**
  * What the runtime gets for one entry into worker `codeKey` (a request, a cron tick, a workflow run, a
- * queue batch, a served Workers RPC session): its log, its capabilities in the caller's trace, and the
- * events of the Dynamic Workers it loads — made in one place, so no entry point forgets one. Call it
+ * queue batch, a served Workers RPC session, a Durable Object call): its log, its capabilities in the
+ * caller's trace, the events of the Dynamic Workers it loads, and the report of a limit it breaks
+ * itself (a quarantine signal) — made in one place, so no entry point forgets one. Call it
  * inside the entry's span (the log lines carry its trace id).
  */
 export function entryHooks(deps: SandboxDeps, codeKey: string, capabilities: RunHooks['capabilities']): RunHooks {
-  return { log: logSink(deps.supervisor, codeKey, deps.log), capabilities: inTraceContext(capabilities), events: loaderEvents(deps, codeKey) };
+  return {
+    log: logSink(deps.supervisor, codeKey, deps.log),
+    capabilities: inTraceContext(capabilities),
+    events: loaderEvents(deps, codeKey),
+    limitHit: (kind) => reportLimit(deps, codeKey, kind),
+  };
 }
 
 function textResponse(status: number, text: string): HandledResponse & WireResponse {
@@ -263,7 +269,7 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
       return await this.#deps.runtime.handle(bundle, request, hooks, stream as ReadableStream<Uint8Array> | undefined, peer);
     } catch (e) {
       if (e instanceof WorkerError) {
-        if (e.limit === 'cpu' || e.limit === 'memory') reportLimit(this.#deps, target.codeKey, e.limit);
+        // A broken limit was reported through the hooks (the runtime reports it for every entry).
         return textResponse(e.status, `${e.message} (worker ${bundle.workerId}; see: npx cordon logs ${bundle.workerId})`);
       }
       throw e;

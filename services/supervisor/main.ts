@@ -11,8 +11,8 @@ import { AgentPort, EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, 
 import { RequestMetrics } from './request-metrics.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
-import { ServiceCap } from './service-bindings.ts';
-import { fetchWorker } from './rpc/worker-fetch.ts';
+import { ServiceCap, ServiceSessions } from './service-bindings.ts';
+import { callWorker, fetchWorker, type WorkerCall } from './rpc/worker-fetch.ts';
 import { CLIENT_RPC_ENDPOINT } from '../../lib/rpc/client-proof.ts';
 import type { KeyedChannel } from '../../lib/rpc/index.ts';
 import { deployer } from './admin/workers.ts';
@@ -53,6 +53,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   const tokens = new TokenStore(adminDb, loadAdminToken(config.dataDir));
   const egress = new EgressLink();
   const runners = new WorkerRunners();
+  const serviceSessions = new ServiceSessions(store);
   const workflows = new WorkflowEngine({
     dir: join(dir, 'workflows'),
     worker: (id) => store.worker(id),
@@ -71,7 +72,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   const grants = new Grants(join(dir, 'tenants'), audit, egress, {
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
-    service: (caller, binding, audit) => new ServiceCap({ store, runner: (cordon) => runners.get(cordon) }, caller, binding, audit),
+    service: (caller, binding, audit) => new ServiceCap({ store, runner: (cordon) => runners.get(cordon), sessions: serviceSessions }, caller, binding, audit),
     sqlProcesses: settings.supervisor.sqlProcesses,
     sqlBwrap: sqlConfinement.bwrap,
     objectQuotaBytes: settings.supervisor.objectQuotaMb * 1024 * 1024,
@@ -100,6 +101,8 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   onStop(() => queues.stop());
   const logs = new WorkerLogs();
   const hub = new RouteHub({ store, log });
+  // Workers changed (every change publishes the routes): live Workers RPC sessions are checked again.
+  hub.onPublish = () => serviceSessions.check();
   const metrics = new RequestMetrics((id) => store.worker(id) !== undefined);
   // A sandbox session's cordon is the one its key proves; only cordons this supervisor runs are
   // served: the configured ones and the dedicated (quarantine, debug) ones it has now.
@@ -196,11 +199,13 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     workflows,
     cron,
   });
+  const workerCalls = { store, runner: (cordon: string) => runners.get(cordon), sessions: serviceSessions };
   // Services outside the mesh: capability RPC on the same listener (WebSocket upgrades to /rpc).
   const workerAccess = {
     deploy,
     list: (tenant: string) => store.workers(tenant).map(({ codeKey: _hidden, ...w }) => w),
-    fetch: (id: string, request: Request) => fetchWorker({ store, runner: (cordon) => runners.get(cordon) }, id, request),
+    fetch: (id: string, request: Request) => fetchWorker(workerCalls, id, request),
+    call: (call: WorkerCall) => callWorker(workerCalls, call),
   };
   const rpc = new RpcEndpoint({ tokens, audit, workflows, workers: workerAccess, log: log.child({ component: 'rpc' }) });
   rpc.attach(admin);

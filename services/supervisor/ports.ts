@@ -267,6 +267,8 @@ export class RouteHub {
   }
 
   #pending: NodeJS.Immediate | undefined;
+  /** Told with each table sent (in-process followers of worker changes). */
+  onPublish: () => void = () => {};
 
   /**
    * Send the table as it is now, once for all the changes of this turn of the event loop: a burst of
@@ -275,6 +277,7 @@ export class RouteHub {
   publish(): void {
     this.#pending ??= setImmediate(() => {
       this.#pending = undefined;
+      this.onPublish();
       const table = this.#store.routingTable();
       for (const l of this.#listeners) {
         l.update(table).catch((e: Error) => this.#log.warn('route update failed', { error: e.message }));

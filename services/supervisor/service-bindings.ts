@@ -9,6 +9,14 @@
  * Another tenant's worker is called only if its owner granted it: the callee's deploy lists the
  * caller's tenant in `rpcCallers` (`cordon.rpc_callers`, `--allow-rpc-from`). Refused otherwise, and
  * the refusal is audited (and counts toward the caller's quarantine, as every capability refusal).
+ *
+ * Revocation: every live session is registered (ServiceSessions) with what it was opened under — the
+ * callee, its cordon, the caller's tenant. When workers change (deploy, rollback, delete, a move in
+ * or out of quarantine) the sessions are checked again, and one whose callee was undeployed or moved,
+ * or whose caller's tenant is no longer granted, is closed at both ends at once: stubs obtained
+ * through it fail with the reason. A redeploy that keeps the grant leaves live sessions on the
+ * version they were opened on, as Cloudflare lets in-flight requests finish on the old version; the
+ * caller's next session reaches the new one.
  */
 import { RpcTarget, type RpcStub } from 'capnweb';
 import { CordonError } from '../../lib/errors.ts';
@@ -21,6 +29,7 @@ import { guarded, type Audit } from './guarded.ts';
 export interface ServiceBindingDeps {
   store: Pick<CodeStore, 'worker' | 'bundleForKey'>;
   runner(cordon: string): RpcStub<WorkerRunner> | undefined;
+  sessions: ServiceSessions;
 }
 
 /** The worker a binding of `callerTenant` names, as `tenant/name`. */
@@ -36,6 +45,8 @@ export function calleeOf(callerTenant: string, service: string): string {
  */
 class RelayPipe extends RpcTarget implements RpcPipe {
   #to: RpcStub<RpcPipe> | undefined;
+  /** Told once, when this relay lets go of its end (closed, released or revoked). */
+  onEnd: () => void = () => {};
   constructor(to: RpcStub<RpcPipe>) {
     super();
     this.#to = to;
@@ -49,6 +60,7 @@ class RelayPipe extends RpcTarget implements RpcPipe {
     const to = this.#to;
     this.#to = undefined;
     if (!to) return;
+    this.onEnd();
     await Promise.resolve(to.close(typeof reason === 'string' ? reason.slice(0, 500) : 'closed')).catch(() => {});
     to[Symbol.dispose]();
   }
@@ -56,7 +68,63 @@ class RelayPipe extends RpcTarget implements RpcPipe {
   [Symbol.dispose](): void {
     const to = this.#to;
     this.#to = undefined;
+    if (to) this.onEnd();
     to?.[Symbol.dispose]();
+  }
+}
+
+/** A relay as the registry sees it. */
+export interface SessionEnd {
+  close(reason: string): Promise<void>;
+  onEnd: () => void;
+}
+
+/** A live session, with what it was opened under. */
+interface LiveSession {
+  callee: string;
+  cordon: string;
+  callerTenant: string;
+  ends: [SessionEnd, SessionEnd];
+}
+
+/** The live Workers RPC sessions the supervisor relays, so that they can be revoked (see the top of this file). */
+export class ServiceSessions {
+  readonly #live = new Set<LiveSession>();
+  readonly #store: Pick<CodeStore, 'worker' | 'bundleForKey'>;
+  constructor(store: Pick<CodeStore, 'worker' | 'bundleForKey'>) {
+    this.#store = store;
+  }
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  /** Registers a session; it leaves the registry when either end lets go. */
+  add(callee: string, cordon: string, callerTenant: string, ends: [SessionEnd, SessionEnd]): void {
+    const session: LiveSession = { callee, cordon, callerTenant, ends };
+    this.#live.add(session);
+    for (const end of ends) end.onEnd = () => this.#live.delete(session);
+  }
+
+  /** Why `s` may no longer run, if it may not. */
+  #revoked(s: LiveSession): string | undefined {
+    const worker = this.#store.worker(s.callee);
+    if (!worker) return `${s.callee} was undeployed`;
+    if (worker.cordon !== s.cordon) return `${s.callee} was moved to cordon ${worker.cordon}`;
+    if (worker.tenant !== s.callerTenant && !(this.#store.bundleForKey(worker.codeKey)?.bundle.rpcCallers ?? []).includes(s.callerTenant))
+      return `${s.callee}'s owner no longer grants ${s.callerTenant}`;
+    return undefined;
+  }
+
+  /** Workers changed: every session that may no longer run is closed at both ends, with the reason. */
+  check(): void {
+    for (const s of [...this.#live]) {
+      const why = this.#revoked(s);
+      if (why === undefined) continue;
+      this.#live.delete(s);
+      const reason = `the RPC session to ${s.callee} was revoked: ${why}`;
+      for (const end of s.ends) void end.close(reason);
+    }
   }
 }
 
@@ -102,7 +170,9 @@ export class ServiceCap extends RpcTarget implements ServiceBindingApi {
         this.#binding.props ?? {},
         callerEnd,
       )) as unknown as RpcStub<RpcPipe>;
-      return new RelayPipe(calleeEnd);
+      const calleeRelay = new RelayPipe(calleeEnd);
+      this.#deps.sessions.add(calleeId, callee.cordon, callerTenant, [callerEnd, calleeRelay]);
+      return calleeRelay;
     } catch (e) {
       callerEnd[Symbol.dispose]();
       // The callee's sandbox says why it could not serve (no such entrypoint, a limit): the caller reads it.

@@ -7,7 +7,8 @@
  * (a cluster): garbage, oversized and forged proofs before authentication, and oversized, too-deep,
  * garbage, non-UTF-8 and unknown-import messages on an authenticated session, each ending only that
  * session while a bystander session and its watch go on. The e2e cases (test/client.e2e.test.ts) run
- * revocation, tenant isolation and scope refusals over both transports.
+ * revocation, tenant isolation and scope refusals over both transports. A worker's entrypoint: another
+ * tenant's cannot be named, and a token revoked mid-call ends the call and what it returned at once.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -131,6 +132,49 @@ describe('attacks on the client RPC endpoint', () => {
     reader[Symbol.dispose]();
     deployer[Symbol.dispose]();
     await rejects(bystander.workflows('signup').get('by-reader').status(), /no instance/);
+    await bystanderFine();
+  });
+
+  test("entrypoint calls: another tenant's worker cannot be named; a token revoked mid-call ends the call and what it returned; a bystander's calls go on", async () => {
+    const deployer = await connect(rpcUrl, { token: await token('deploy') });
+    await deployer.deploy({
+      name: 'rpc-api',
+      mainModule: 'index.js',
+      modules: [
+        {
+          name: 'index.js',
+          type: 'esm',
+          content: `import { WorkerEntrypoint, RpcTarget } from 'cloudflare:workers';
+            class Counter extends RpcTarget { #n = 0; inc() { return ++this.#n; } }
+            export default class extends WorkerEntrypoint {
+              add(a, b) { return a + b; }
+              counter() { return new Counter(); }
+              slow(ms) { return new Promise((r) => setTimeout(() => r('slept'), ms)); }
+            }`,
+        },
+      ],
+    });
+    deployer[Symbol.dispose]();
+    const acme = await connect(rpcUrl, { token: await token('workflows', 'acme') });
+    try {
+      await rejects(acme.workers('rpc-api').getEntrypoint().add(1, 2), /no worker acme\/rpc-api/);
+      await rejects(acme.workers('default/rpc-api').getEntrypoint().add(1, 2), /worker name/);
+      await rejects(acme.tenant('default').workers('rpc-api').getEntrypoint().add(1, 2), /bound to tenant acme/);
+    } finally {
+      acme[Symbol.dispose]();
+    }
+    const victim = await connect(rpcUrl, { token: await token('workflows') });
+    const api = victim.workers('rpc-api').getEntrypoint();
+    const counter = (await api.counter()) as { inc(): Promise<number> };
+    assert.equal(await counter.inc(), 1);
+    const slow = Promise.resolve(api.slow(20_000));
+    slow.catch(() => {});
+    const { tokenId } = await victim.whoami();
+    assert.equal((await mesh.cli(['tokens', 'revoke', tokenId])).code, 0);
+    await rejects(slow, /revoked|closed/);
+    await rejects(counter.inc(), /revoked|closed/);
+    victim[Symbol.dispose]();
+    assert.equal(await bystander.workers('rpc-api').getEntrypoint().add(2, 3), 5, "the bystander's own calls go on");
     await bystanderFine();
   });
 

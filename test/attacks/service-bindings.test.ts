@@ -5,7 +5,9 @@
  * - a compromised sandbox (its keyring taken from the process) asks for another tenant's binding,
  *   and uses its own worker's binding to name a callee the binding does not;
  * - a compromised callee sandbox (it registers its own runner) answers a session with malformed and
- *   oversized messages, and a worker sends an oversized one: each closes that session only.
+ *   oversized messages, and a worker sends an oversized one: each closes that session only;
+ * - a caller holds a stub across its callee's undeploy, quarantine, or the withdrawal of its grant, and
+ *   keeps calling: refused at once with the reason, while its session to a bystander callee runs on.
  * After each, a bystander (acme's own caller, its own storage) serves unharmed, from the same process.
  */
 import { after, before, describe, test } from 'node:test';
@@ -23,11 +25,17 @@ import type { RpcPipe, ServiceBindingApi } from '../../schemas/service-bindings.
 
 const SOURCES: Record<string, string> = {
   // acme's callee, in the standard cordon.
-  'api.js': `import { WorkerEntrypoint } from 'cloudflare:workers';
+  'api.js': `import { WorkerEntrypoint, RpcTarget } from 'cloudflare:workers';
+    class Counter extends RpcTarget { #n = 0; inc() { return ++this.#n; } }
     export default class extends WorkerEntrypoint {
       add(a, b) { return a + b; }
       echo(v) { return typeof v === 'string' ? v.length : v; }
+      counter() { return new Counter(); }
     }`,
+  // A callee whose stub a caller holds while it is undeployed, quarantined or its grant withdrawn.
+  'held.js': `import { WorkerEntrypoint, RpcTarget } from 'cloudflare:workers';
+    class Counter extends RpcTarget { #n = 0; inc() { return ++this.#n; } }
+    export default class extends WorkerEntrypoint { counter() { return new Counter(); } }`,
   // acme's caller (the bystander): its own storage, and bindings to acme's api and to evil's spy.
   'front.js': `export default { async fetch(req, env) {
       const op = new URL(req.url).searchParams.get('op');
@@ -38,6 +46,21 @@ const SOURCES: Record<string, string> = {
       if (op === 'spy') return Response.json(await env.SPY.probe((x) => x * 2, { note: 'plain data' }));
       if (op === 'huge') { try { await env.API.echo('x'.repeat(13 * 1024 * 1024)); return new Response('sent'); } catch (e) { return new Response(e.message, { status: 500 }); } }
       if (op === 'evil') { try { return Response.json(await env.EVIL.add(1, 1)); } catch (e) { return new Response(e.message, { status: 500 }); } }
+      // Holds a stub from env[target] and calls it every 50 ms, max times or until a call fails; each
+      // success is written down (for the test to see the session live) under tag.
+      const q = new URL(req.url).searchParams;
+      env.DB.sql.exec('CREATE TABLE IF NOT EXISTS held (tag TEXT PRIMARY KEY, n INTEGER)');
+      if (op === 'held') return Response.json(env.DB.sql.exec('SELECT n FROM held WHERE tag = ?', q.get('tag')).toArray()[0]?.n ?? 0);
+      if (op === 'hold') {
+        const counter = await env[q.get('target')].counter();
+        let n = 0, error = null;
+        for (let i = 0; i < Number(q.get('max')); i++) {
+          try { n = await counter.inc(); } catch (e) { error = e.message; break; }
+          env.DB.sql.exec('INSERT OR REPLACE INTO held VALUES (?, ?)', q.get('tag'), n);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        return Response.json({ n, error });
+      }
       return new Response('?', { status: 404 });
     } }`,
   // evil's hostile callee, granted to acme: it probes the callback acme hands it.
@@ -98,7 +121,11 @@ describe('attacks on service bindings', () => {
     await deploy('front.js', [
       ...['--name', 'front', '--tenant', 'acme', '--cordon', 'standard', '--route', '*/acme-front*', '--storage', 'DB'],
       ...['--service', 'API=api', '--service', 'SPY=evil/spy', '--service', 'EVIL=evil/spy'],
+      ...['--service', 'HELD=held', '--service', 'LENDER=evil/lender', '--service', 'GAMMA=gamma/held'],
     ]);
+    await deploy('held.js', ['--name', 'held', '--tenant', 'acme', '--cordon', 'standard']);
+    await deploy('held.js', ['--name', 'lender', '--tenant', 'evil', '--cordon', 'untrusted', '--allow-rpc-from', 'acme']);
+    await deploy('held.js', ['--name', 'held', '--tenant', 'gamma', '--cordon', 'untrusted', '--allow-rpc-from', 'acme']);
     await deploy('thief.js', ['--name', 'thief', '--tenant', 'evil', '--cordon', 'untrusted', '--route', '*/evil-thief*', '--service', 'API=acme/api']);
     await waitFor('acme’s front to serve', async () => (await get('acme-front', 'seed')).status === 200 || undefined);
   });
@@ -159,6 +186,57 @@ describe('attacks on service bindings', () => {
       s.close();
     }
     await bystanderUnharmed(pid);
+  });
+
+  /**
+   * A caller holds a stub from `target` (and, beside it, one from the bystander acme/api), then `act`
+   * happens: the held stub's next call fails with `reason`, the bystander's session runs its course.
+   */
+  const heldAcross = async (target: string, act: () => Promise<void>, reason: RegExp) => {
+    const pid = mesh.servicePids().get('sandbox:standard');
+    const tag = `${target}-${Date.now()}`;
+    const held = fetch(`${mesh.httpUrl}/acme-front?op=hold&target=${target}&tag=${tag}&max=300`).then((r) => r.json());
+    const bystander = fetch(`${mesh.httpUrl}/acme-front?op=hold&target=API&tag=b-${tag}&max=60`).then((r) => r.json());
+    const calls = async (t: string) => (await (await fetch(`${mesh.httpUrl}/acme-front?op=held&tag=${t}`)).json()) as number;
+    await waitFor('both sessions to be live', async () => ((await calls(tag)) >= 2 && (await calls(`b-${tag}`)) >= 2) || undefined, 20_000, 50);
+    await act();
+    const out = (await held) as { n: number; error: string | null };
+    assert.ok(out.error, `the held stub kept working (${out.n} calls)`);
+    assert.match(out.error, reason);
+    assert.ok(out.n < 300);
+    assert.deepEqual(await bystander, { n: 60, error: null }, "the bystander's session ran its course");
+    await bystanderUnharmed(pid);
+  };
+
+  test('a stub held across its callee’s undeploy stops working at once, with the reason', async () => {
+    await heldAcross(
+      'HELD',
+      async () => {
+        const r = await mesh.cli(['delete', 'acme/held']);
+        assert.equal(r.code, 0, r.stderr);
+      },
+      /the RPC session to acme\/held was revoked: acme\/held was undeployed/,
+    );
+  });
+
+  test('a stub held across the withdrawal of the callee owner’s grant stops working at once', async () => {
+    await heldAcross(
+      'LENDER',
+      // evil redeploys its lender without --allow-rpc-from acme.
+      () => deploy('held.js', ['--name', 'lender', '--tenant', 'evil', '--cordon', 'untrusted']),
+      /the RPC session to evil\/lender was revoked: evil\/lender's owner no longer grants acme/,
+    );
+  });
+
+  test('a stub held across its callee’s quarantine stops working at once', async () => {
+    await heldAcross(
+      'GAMMA',
+      async () => {
+        const r = await mesh.cli(['quarantine', 'tenant', 'gamma', '--reason', 'attack test']);
+        assert.equal(r.code, 0, r.stderr);
+      },
+      /the RPC session to gamma\/held was revoked: gamma\/held was moved to cordon q-/,
+    );
   });
 
   test('malformed and oversized messages close that session only: from a worker, and from a compromised callee sandbox', async () => {

@@ -159,6 +159,8 @@ export interface Entry {
   rpcDeliver(pipe: number, message: string, now: number): void;
   /** The other end of pipe `pipe` is gone. */
   rpcClosed(pipe: number, reason: string): void;
+  /** Resolves when the waitUntil promises of the session served on pipe `pipe` have settled (after it ended), or when the host ends all requests. */
+  rpcDrain(pipe: number): Promise<void> | undefined;
 }
 const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   runBatch: true,
@@ -180,6 +182,7 @@ const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   rpcServe: true,
   rpcDeliver: true,
   rpcClosed: true,
+  rpcDrain: true,
 };
 /** Every entry point, for the host to take and release (checked complete against Entry). */
 export const ENTRY_NAMES = Object.keys(ENTRY_KEYS) as (keyof Entry)[];

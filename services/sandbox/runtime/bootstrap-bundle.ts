@@ -130,6 +130,54 @@ const urlpatternCallbacks: Plugin = {
   },
 };
 
+/**
+ * capnweb carries Workers RPC between isolates; what it has no form for (Map, Set, RegExp, cycles, …)
+ * travels as a tagged value inside its messages (rpc-clone.ts). Its serializer is patched at these
+ * points: arguments and results go through rpc-clone's choice, a `Cloned` is written as
+ * `["clone", text, holes]`, and the reader turns that back into the value.
+ */
+const capnwebClones: Plugin = {
+  name: 'cordon-capnweb-clones',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]capnweb[\\/]dist[\\/]index\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      const patches: [string, string, number][] = [
+        [
+          'case "unsupported": {\n\t\t\t\tlet msg;',
+          'case "unsupported": {\nif (value instanceof __Cloned) return ["clone", value.text, this.devaluateImpl(value.holes, value, depth + 1)];\n\t\t\t\tlet msg;',
+          1,
+        ],
+        [
+          'Devaluator.devaluate(args.value, void 0, this, args, this.encodingLevel)',
+          'Devaluator.devaluate(__cloneArgs(args.value, typeForRpc), void 0, this, args, this.encodingLevel)',
+          2,
+        ],
+        [
+          'Devaluator.devaluate(payload.value, void 0, this, payload, this.encodingLevel)',
+          'Devaluator.devaluate(__cloneResult(payload.value, typeForRpc), void 0, this, payload, this.encodingLevel)',
+          1,
+        ],
+        [
+          '\t\t\t\tcase "import":\n',
+          '\t\t\t\tcase "clone":\nif (value.length === 3 && typeof value[1] === "string" && value[2] instanceof Array) return __decodeClone(value[1], this.evaluateImpl(value[2], parent, property, depth + 1), this.limits);\nbreak;\n\t\t\t\tcase "import":\n',
+          1,
+        ],
+      ];
+      let contents = source;
+      for (const [from, to, count] of patches) {
+        if (contents.split(from).length - 1 !== count)
+          return { errors: [{ text: `${args.path}: capnweb changed; bootstrap-bundle.ts (capnwebClones) must be updated` }] };
+        contents = contents.replaceAll(from, to);
+      }
+      const clone = JSON.stringify(`${dir}rpc-clone.ts`);
+      return {
+        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone } from ${clone};\n${contents}`,
+        loader: 'js',
+      };
+    });
+  },
+};
+
 async function bundle(entry: string, plugins: Plugin[]): Promise<string> {
   const result = await build({
     entryPoints: [dir + entry],
@@ -185,7 +233,7 @@ let cached: Promise<Bootstrap> | undefined;
 export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
     const [libs, init] = await Promise.all([
-      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks]),
+      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks, capnwebClones]),
       bundle('index.ts', [fromSnapshot, htmlRewriterGlue]),
     ]);
     // esbuild's service process is not needed again, and must not outlive the sandbox's lockdown.

@@ -29,6 +29,8 @@ export interface RunHooks {
   capabilities?: CapabilityHost;
   /** What the Dynamic Workers this worker loads do that counts against it (worker_loaders). */
   events?: LoaderEvents;
+  /** The worker broke its own CPU or memory limit in this entry, whichever it is (RequestHooks.limitHit). */
+  limitHit?(kind: 'cpu' | 'memory'): void;
 }
 
 export class WorkerRuntime {

@@ -53,6 +53,8 @@ export type HandledResponse = Omit<WireResponse, 'webSocket'> & { webSocket?: Wo
 export interface RequestHooks {
   log(entries: LogEntry[]): void;
   capabilities?: CapabilityHost;
+  /** The worker broke its own CPU or memory limit during this entry (whichever entry it is): a quarantine signal. */
+  limitHit?(kind: 'cpu' | 'memory'): void;
 }
 
 const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
@@ -147,7 +149,8 @@ export class WorkerInstance {
       this.#served.delete(id);
       if (!watch) return;
       watch.stopWall();
-      void this.#afterResponse(undefined, watch);
+      // Its waitUntil promises run on, under the session's watchdogs, as a request's do after its response.
+      void this.#drain('rpcDrain', id, watch).then(() => this.#afterResponse(undefined, watch));
     },
   });
   readonly #served = new Map<number, Watch>();
@@ -419,6 +422,7 @@ export class WorkerInstance {
     this.lastUsed = Date.now();
     this.#logs.sink = hooks.log;
     this.#caps = hooks.capabilities ?? this.#caps;
+    this.#limitHit = hooks.limitHit ?? this.#limitHit;
     if (this.disposed) throw new WorkerError(503, 'worker was unloaded; retry');
     const seq = ++this.#seq;
     this.#active++;
@@ -773,7 +777,7 @@ export class WorkerInstance {
    * ended the request's scope itself; nothing is left to wait for or end.
    */
   async #afterResponse(seq: number | undefined, watch: Watch, ended = false): Promise<void> {
-    if (seq !== undefined && !ended && !this.disposed) await this.#drain(seq, watch);
+    if (seq !== undefined && !ended && !this.disposed) await this.#drain('drain', seq, watch);
     if (seq !== undefined && this.disposed && this.#kill !== 'evicted') {
       // Killed after its response had gone out: the log is the only place to say so.
       this.#logs.log('error', `${this.#translate(null).message} (after the response, in ctx.waitUntil)`);
@@ -800,11 +804,12 @@ export class WorkerInstance {
     clearTimeout(stuck);
   }
 
-  /** Until request `seq`'s waitUntil promises settle, or its wall-time deadline. */
-  async #drain(seq: number, watch: Watch): Promise<void> {
+  /** Until the waitUntil promises of request `seq` (drain) or served session `seq` (rpcDrain) settle, or its wall-time deadline. */
+  async #drain(entry: 'drain' | 'rpcDrain', seq: number, watch: Watch): Promise<void> {
+    if (this.disposed) return;
     let deadline: NodeJS.Timeout | undefined;
     try {
-      const drained = this.#entry!.drain.apply(undefined, [seq], { result: { promise: true }, timeout: this.bundle.limits.cpuMs });
+      const drained = this.#entry![entry].apply(undefined, [seq], { result: { promise: true }, timeout: this.bundle.limits.cpuMs });
       const remaining = Math.max(0, watch.deadline - Date.now());
       await Promise.race([drained, new Promise<void>((resolve) => (deadline = setTimeout(resolve, remaining)))]);
       drained.catch(() => {});
@@ -830,13 +835,21 @@ export class WorkerInstance {
     this.dispose();
   }
 
-  /** Told once when a limit ends this isolate (a Dynamic Worker's parent counts it: worker-loader.ts). */
+  /**
+   * Told once when a limit ends this isolate, instead of the entries' limitHit: a Dynamic Worker's
+   * parent counts it as its own (worker-loader.ts).
+   */
   onKilled: ((limit: 'cpu' | 'wall' | 'memory') => void) | undefined;
+  /** The entries' report of a broken limit (the last one to enter: one isolate is one worker version). */
+  #limitHit: RequestHooks['limitHit'];
   #killedTold = false;
   #killed(limit: 'cpu' | 'wall' | 'memory'): void {
     if (this.#killedTold) return;
     this.#killedTold = true;
-    this.onKilled?.(limit);
+    if (this.onKilled) return this.onKilled(limit);
+    // Whichever entry was running — a request, a cron tick, a workflow run, a queue batch, a served RPC
+    // session, a Durable Object call — the worker broke its own limit.
+    if (limit === 'cpu' || limit === 'memory') this.#limitHit?.(limit);
   }
 
   #translate(e: unknown): WorkerError {

@@ -44,6 +44,16 @@ test('a listener that never calls respondWith, or calls it late or twice, is a c
   assert.match(text(res.body), /only while the worker's script is evaluated/, 'the default export wins, and registration has ended');
 });
 
+test('a limit the worker breaks in a cron tick or a queue batch is reported through that entry’s hooks (a quarantine signal), once each', async () => {
+  const spin = { limits: { cpuMs: 50 } };
+  const hits: string[] = [];
+  const cron = worker(`export default { scheduled() { for (;;) {} } }`, spin);
+  await assert.rejects(rt.runScheduled(cron, '* * * * *', Date.now(), { log: () => {}, limitHit: (k) => hits.push(`cron ${k}`) }), /CPU time limit/);
+  const queue = worker(`export default { queue() { for (;;) {} } }`, spin);
+  await assert.rejects(rt.runQueue(queue, 'q', [], { log: () => {}, limitHit: (k) => hits.push(`queue ${k}`) }), /CPU time limit/);
+  assert.deepEqual(hits, ['cron cpu', 'queue cpu']);
+});
+
 test('a scheduled listener runs for a cron tick, its waitUntil awaited', async () => {
   const logs: LogEntry[] = [];
   const w = worker(

@@ -9,6 +9,12 @@ import { WorkerRuntime, type CapabilityHost } from './index.ts';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { GET, text, worker } from './testing/fixtures.ts';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, waitFor } from '../../../test/helpers/mesh.ts';
 
 const rt = new WorkerRuntime({ spares: 0 });
 after(() => rt.dispose());
@@ -16,13 +22,16 @@ after(() => rt.dispose());
 /** Calls `caller`'s fetch with binding API joined to `callee` (entrypoint, props), and answers its JSON. */
 async function call(caller: string, callee: WorkerBundle, opts: { entrypoint?: string; props?: unknown } = {}) {
   const logs: LogEntry[] = [];
+  /** Limits broken, as each side's entry hooks heard of them. */
+  const hits: string[] = [];
   const capabilities: CapabilityHost = {
     call: () => Promise.reject(new Error('no capabilities here')),
-    connect: (_target, toIsolate) => rt.serve(callee, opts.entrypoint ?? 'default', opts.props ?? {}, toIsolate, { log: (e) => logs.push(...e) }),
+    connect: (_target, toIsolate) =>
+      rt.serve(callee, opts.entrypoint ?? 'default', opts.props ?? {}, toIsolate, { log: (e) => logs.push(...e), limitHit: (k) => hits.push(`callee ${k}`) }),
   };
   const bundle = worker(caller, { bindings: [{ type: 'service', name: 'API', service: 'callee' }] });
-  const res = await rt.handle(bundle, GET, { log: (e) => logs.push(...e), capabilities });
-  return { status: res.status, body: text(res.body), logs };
+  const res = await rt.handle(bundle, GET, { log: (e) => logs.push(...e), capabilities, limitHit: (k) => hits.push(`caller ${k}`) });
+  return { status: res.status, body: text(res.body), logs, hits };
 }
 
 const json = (r: { body: string }) => JSON.parse(r.body) as unknown;
@@ -55,13 +64,139 @@ test('a method of the default export: arguments and result structured-cloned', a
     `export default { async fetch(req, env) {
       const d = new Date(5);
       const out = await env.API.echo({ n: 1, s: 'x', list: [1, 2], bytes: new Uint8Array([1, 2, 3]), d });
-      let map; try { await env.API.echo(new Map()); map = 'sent' } catch (e) { map = e.message }
-      return Response.json([await env.API.add(1, 2), out.n, out.list, [...out.bytes], out.d instanceof Date && out.d.getTime(), map]);
+      return Response.json([await env.API.add(1, 2), out.n, out.list, [...out.bytes], out.d instanceof Date && out.d.getTime()]);
     } }`,
     API,
   );
   assert.equal(r.status, 200, r.body);
-  assert.deepEqual(json(r), [3, 1, [1, 2], [1, 2, 3], 5, 'Cannot serialize value: [object Map]']);
+  assert.deepEqual(json(r), [3, 1, [1, 2], [1, 2, 3], 5]);
+});
+
+/** Values the clone test sends; the same sources run on workerd beside Cordon. */
+const VALUES_API = `import { WorkerEntrypoint } from 'cloudflare:workers';
+export default class extends WorkerEntrypoint {
+  echo(v) { return v; }
+  adders(base) { return new Map([['add', (x) => base + x]]); }
+  async callIn(m) { return await m.get('f')(21); }
+  async twice(fn, x) { return await fn(await fn(x)); }
+}`;
+const VALUES_CALLER = `class K { constructor() { this.a = 1; } }
+export default { async fetch(req, env) {
+  const out = {};
+  const t = async (name, f) => { try { out[name] = await f(); } catch (e) { out[name] = 'THROW ' + e.name + ': ' + e.message; } };
+  await t('map', async () => { const r = await env.API.echo(new Map([[1, { a: 2 }], ['k', new Set([1, 2])]])); return [r instanceof Map, r.size, r.get(1).a, r.get('k') instanceof Set]; });
+  await t('set', async () => { const r = await env.API.echo(new Set(['a', 3])); return [r instanceof Set, [...r]]; });
+  await t('regexp', async () => { const r = await env.API.echo(/ab+c/gi); return [r instanceof RegExp, r.source, r.flags]; });
+  await t('cycle', async () => { const o = { name: 'o' }; o.self = o; const r = await env.API.echo(o); return [r.self === r, r.name]; });
+  await t('shared', async () => { const s = { x: 1 }; const r = await env.API.echo({ a: s, b: s }); return r.a === r.b; });
+  await t('date', async () => { const r = await env.API.echo(new Map([['d', new Date(5)]])); return [r.get('d') instanceof Date, r.get('d').getTime()]; });
+  await t('bigint', async () => { const r = await env.API.echo(new Set([10n ** 30n])); return String([...r][0]); });
+  await t('typed', async () => { const r = await env.API.echo([new Float64Array([1.5, 2]), new Map()]); return [r[0].constructor.name, [...r[0]]]; });
+  await t('boxed', async () => { const r = await env.API.echo([new Boolean(false), new String('s'), new Number(3)]); return r.map((b) => Object.prototype.toString.call(b) + ' ' + b.valueOf()); });
+  await t('negzero', async () => Object.is(await env.API.echo(-0), -0));
+  await t('errors', async () => { const r = await env.API.echo(new Map([['e', new TypeError('x')], ['r', new RangeError('y')]])); return [...r.values()].map((e) => [e.constructor.name, e.message]); });
+  await t('classInstance', async () => env.API.echo(new K()));
+  await t('classInMap', async () => env.API.echo(new Map([['k', new K()]])));
+  await t('weakMap', async () => env.API.echo(new WeakMap()));
+  await t('symbol', async () => env.API.echo([Symbol('s'), new Map()]));
+  await t('fnInMap', async () => env.API.callIn(new Map([['f', (x) => x * 2]])));
+  await t('mapOfFn', async () => { const r = await env.API.adders(10); return [r instanceof Map, await r.get('add')(1)]; });
+  await t('callbackWithMaps', async () => (await env.API.twice((m) => new Map([['n', m.get('n') + 1]]), new Map([['n', 1]]))).get('n'));
+  return Response.json(out);
+} }`;
+/**
+ * What workerd answered for VALUES_CALLER (workerd from this repo's devDependencies, compatibility
+ * date 2026-07-01), kept here so the test holds where workerd is not installed. Where it is, the test
+ * also asks workerd again.
+ */
+const WORKERD_ANSWERS = {
+  map: [true, 2, 2, true],
+  set: [true, ['a', 3]],
+  regexp: [true, 'ab+c', 'gi'],
+  cycle: [true, 'o'],
+  shared: true,
+  date: [true, 5],
+  bigint: '1000000000000000000000000000000',
+  typed: ['Float64Array', [1.5, 2]],
+  boxed: ['[object Boolean] false', '[object String] s', '[object Number] 3'],
+  negzero: true,
+  errors: [
+    ['TypeError', 'x'],
+    ['RangeError', 'y'],
+  ],
+  classInstance: 'THROW DataCloneError: Could not serialize object of type "K". This type does not support serialization.',
+  classInMap: 'THROW DataCloneError: Could not serialize object of type "K". This type does not support serialization.',
+  weakMap: 'THROW DataCloneError: #<WeakMap> could not be cloned.',
+  symbol: 'THROW DataCloneError: Symbol(s) could not be cloned.',
+  fnInMap: 42,
+  mapOfFn: [true, 11],
+  callbackWithMaps: 3,
+};
+
+const WORKERD = join(fileURLToPath(new URL('../../../', import.meta.url)), 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
+
+/** VALUES_CALLER's answer on workerd, the two workers bound by a service binding. */
+async function valuesOnWorkerd(): Promise<unknown> {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-workerd-rpc-'));
+  writeFileSync(join(dir, 'api.js'), VALUES_API);
+  writeFileSync(join(dir, 'front.js'), VALUES_CALLER);
+  const port = await freePort();
+  writeFileSync(
+    join(dir, 'config.capnp'),
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "front", worker = (modules = [(name = "front.js", esModule = embed "front.js")], compatibilityDate = "2026-07-01", bindings = [(name = "API", service = "api")])),
+    (name = "api", worker = (modules = [(name = "api.js", esModule = embed "api.js")], compatibilityDate = "2026-07-01")),
+  ],
+  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "front") ]
+);`,
+  );
+  const child = spawn(WORKERD, ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
+  try {
+    return await waitFor('workerd', async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
+      return res?.status === 200 ? await res.json() : undefined;
+    });
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('values capnweb has no form for are cloned as workerd clones them; functions inside them stay references', async () => {
+  const r = await call(VALUES_CALLER, worker(VALUES_API));
+  assert.equal(r.status, 200, r.body);
+  assert.deepEqual(json(r), WORKERD_ANSWERS);
+});
+
+test('the clone answers above are workerd’s own (the same two workers on workerd)', {
+  skip: !existsSync(WORKERD) && process.env.CORDON_REQUIRE_ALL !== '1' ? 'workerd is not installed (npm install)' : false,
+}, async () => {
+  assert.deepEqual(await valuesOnWorkerd(), WORKERD_ANSWERS);
+});
+
+test('ctx.waitUntil in a served entrypoint runs to completion after the call returned and the session ended', async () => {
+  const r = await call(
+    `export default { async fetch(req, env) { return Response.json(await env.API.later(40)); } }`,
+    worker(`
+      import { WorkerEntrypoint } from 'cloudflare:workers';
+      export default class extends WorkerEntrypoint {
+        later(ms) {
+          // Two steps, the second added by the first: both run after the call.
+          this.ctx.waitUntil(new Promise((r) => setTimeout(r, ms)).then(() => {
+            console.log('first step after the call');
+            this.ctx.waitUntil(new Promise((r) => setTimeout(r, ms)).then(() => console.log('second step after the call')));
+          }));
+          return 'answered';
+        }
+      }
+    `),
+  );
+  assert.equal(r.status, 200, r.body);
+  assert.equal(json(r), 'answered');
+  await waitFor('the waitUntil work to finish', () => (r.logs.some((l) => l.message === 'second step after the call') ? true : undefined), 10_000, 20);
+  assert.ok(r.logs.some((l) => l.message === 'first step after the call'));
 });
 
 test('functions and RpcTargets by reference, callbacks both ways, using/dispose', async () => {
@@ -208,6 +343,7 @@ test('calls count toward the caller’s subrequests; the callee’s CPU limit ho
     r.logs.map((l) => l.message),
     ['worker exceeded its CPU time limit of 50 ms'],
   );
+  assert.deepEqual(r.hits, ['callee cpu'], "the served session's entry hooks report the callee's broken limit (a quarantine signal against it), once");
 });
 
 test('requests running together each get their subrequests: 8 at once making 40 calls each all succeed', async () => {

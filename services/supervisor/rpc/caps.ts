@@ -15,6 +15,7 @@ import type {
   ConnectionStats,
   CordonApi,
   DeployResult,
+  EntrypointApi,
   InstanceApi,
   WatchEvent,
   WatchHandle,
@@ -30,6 +31,8 @@ import { hasScope, type Principal } from '../tokens.ts';
 import type { InstanceChange, WorkflowEngine } from '../workflows/engine.ts';
 import type { InstanceRef, WorkflowRef } from '../workflows/instance-store.ts';
 import { plainStatus, plainStep, toWire } from '../workflows/json.ts';
+import type { WorkerCall } from './worker-fetch.ts';
+import { BindingProps, EntrypointName } from '../../../schemas/service-bindings.ts';
 
 /** Events a slow listener may have unanswered before its watch is ended (the engine does not wait for it). */
 export const MAX_UNANSWERED_EVENTS = 100;
@@ -45,6 +48,8 @@ export interface Caller {
   watches: Set<() => void>;
   stats(): Omit<ConnectionStats, 'watches'>;
   workers: WorkerAccess;
+  /** The connection's live worker sessions (entrypoint calls): each ends with the connection or its token. */
+  sessions: Set<(reason: string) => void>;
 }
 
 /** What the worker capabilities reach: the admin API's deploy and list, and a call to a worker (worker-fetch.ts). */
@@ -52,6 +57,7 @@ export interface WorkerAccess {
   deploy(body: unknown, who: Principal): Promise<DeployResult>;
   list(tenant: string): WorkerSummary[];
   fetch(workerId: string, request: Request): Promise<Response>;
+  call(call: WorkerCall): Promise<unknown>;
 }
 
 type Access = 'read' | 'change' | 'deploy';
@@ -148,6 +154,51 @@ export class WorkerCap extends RpcTarget implements WorkerApi {
     allow(this.#c, 'change', 'rpc.workers.fetch', `worker:${this.#id}`);
     return this.#c.workers.fetch(this.#id, request);
   }
+  getEntrypoint(name: unknown, options: unknown): EntrypointApi {
+    const entrypoint = check(EntrypointName, name ?? 'default', 'entrypoint');
+    const { props } = check(EntrypointOptions, options ?? {}, 'entrypoint options');
+    // Props are what the callee trusts as set by its binding's owner: only a deploy-scoped token (which could deploy such a binding) sets them.
+    if (props !== undefined) allow(this.#c, 'deploy', 'rpc.workers.props', `worker:${this.#id}/${entrypoint}`);
+    allow(this.#c, 'change', 'rpc.workers.entrypoint', `worker:${this.#id}/${entrypoint}`);
+    return entrypointCap(this.#c, this.#id, entrypoint, props ?? {});
+  }
+}
+
+const EntrypointOptions = z.object({ props: BindingProps.optional() }).strict();
+/** A method name as a call names it (an identifier; capnweb refuses Object.prototype's). */
+const MethodName = z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/);
+
+/** The stand-in's own names: capnweb's and the membrane's, never dispatched to the worker. */
+class EntrypointCap extends RpcTarget {}
+
+/**
+ * An entrypoint of a worker of the connection's tenant: any method name is forwarded to the worker as a
+ * Workers RPC call, with its arguments as capnweb delivered them (a function stays a reference).
+ */
+function entrypointCap(c: Caller, workerId: string, entrypoint: string, props: Record<string, unknown>): EntrypointApi {
+  const call = (method: string, args: unknown[]) => {
+    allow(c, 'change', 'rpc.workers.call', `worker:${workerId}/${entrypoint}.${method}`);
+    return c.workers.call({
+      workerId,
+      tenant: workerId.split('/')[0]!,
+      entrypoint,
+      props,
+      method,
+      args,
+      opened(session) {
+        const close = (reason: string) => session.close(reason);
+        c.sessions.add(close);
+        session.whenEnded(() => c.sessions.delete(close));
+      },
+    });
+  };
+  return new Proxy(new EntrypointCap(), {
+    get(target, key) {
+      if (typeof key === 'symbol' || key === 'then' || key in target) return Reflect.get(target, key);
+      if (!MethodName.safeParse(key).success) return undefined;
+      return (...args: unknown[]) => call(key, args);
+    },
+  }) as EntrypointApi;
 }
 
 export class WorkflowCap extends RpcTarget implements WorkflowApi {

@@ -179,12 +179,14 @@ export class RpcEndpoint {
       engine: this.#deps.workflows,
       audit: (action, target, outcome, reason) => audit.append({ actor, action, target, outcome, ...(reason ? { detail: { reason } } : {}) }),
       watches: new Set(),
+      sessions: new Set(),
       stats: () => session!.stats(),
       workers: this.#deps.workers,
     };
     const revoke = (reason: string) => {
       membrane.revoke(reason);
       for (const end of [...caller.watches]) end();
+      for (const close of [...caller.sessions]) close(reason);
       revoked(reason);
     };
     const live = this.#byToken.get(principal.tokenId) ?? new Set();
@@ -195,6 +197,7 @@ export class RpcEndpoint {
     session = new MeshSession(channel, { role: 'cli', name: actor }, main, this.#quotas, { onSendError: (e) => this.#shown(e), traceContext: false });
     void session.closed.then((reason) => {
       for (const end of [...caller.watches]) end();
+      for (const close of [...caller.sessions]) close('the connection closed');
       membrane.revoke('the connection closed');
       live.delete(revoke);
       if (!live.size) this.#byToken.delete(principal.tokenId);

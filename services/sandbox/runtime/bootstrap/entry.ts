@@ -149,6 +149,8 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   }
 
   const drains = new Map<number, Promise<unknown>>();
+  /** Served Workers RPC sessions (by pipe) whose waitUntil promises the host has not drained yet. */
+  const served = new Map<number, Promise<unknown>[]>();
   let endAll: () => void = () => {};
   let ended = new PromiseCtor<void>((r) => (endAll = r));
 
@@ -164,7 +166,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
    */
   async function run(metaJson: string, body: ArrayBuffer | null, now: number, seq: number): Promise<[string, ArrayBuffer | null, boolean?]> {
     const out = await holding(() => respond(metaJson, body, now, seq));
-    if (running > 0 || settling.size > 0 || drains.size > 0 || pipes.size > 0 || streamsOpen() || WebSocket.anyLive()) return out;
+    if (running > 0 || settling.size > 0 || drains.size > 0 || pipes.size > 0 || served.size > 0 || streamsOpen() || WebSocket.anyLive()) return out;
     end();
     return [out[0], out[1], true];
   }
@@ -247,6 +249,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     requests.generation++;
     timers.clearAll();
     drains.clear();
+    served.clear();
     cancelAllStreams();
     pipes.closeAll('the request that opened this RPC session has ended');
     endAll();
@@ -387,10 +390,28 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     });
     try {
       pipes.serve(pipe, entrypointFor(exported, entrypoint, requests.env, ctx));
+      served.set(pipe, waitUntil);
       return '';
     } catch (e) {
       return errorText(e);
     }
+  }
+
+  /**
+   * The session on `pipe` has ended: its waitUntil promises run on, as after a request's response,
+   * until they settle (those they add too) or the host ends all requests.
+   */
+  function rpcDrain(pipe: number): Promise<void> | undefined {
+    const waitUntil = served.get(pipe);
+    if (!waitUntil) return undefined;
+    const settle = async (): Promise<void> => {
+      for (let seen = 0; seen < waitUntil.length; ) {
+        const batch = waitUntil.slice(seen);
+        seen += batch.length;
+        await allSettled(batch);
+      }
+    };
+    return PromiseCtor.race([settle(), ended]).finally(() => served.delete(pipe));
   }
 
   function rpcDeliver(pipe: number, message: string, now: number): void {
@@ -402,6 +423,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
     rpcServe,
     rpcDeliver,
     rpcClosed: (pipe: number, reason: string) => pipes.closed(pipe, reason),
+    rpcDrain,
     runBatch,
     drain,
     end,

@@ -70,6 +70,23 @@ test('tagged values: Error subclasses come back as themselves; nesting is bounde
     x = 1;
   }
   assert.deepEqual(decodeValue(encodeValue(new Point())), { x: 1 }, "V8's serializer keeps an instance's own properties");
-  assert.throws(() => encodeValue(new Point(), { instances: 'refuse' }), /instance of Point could not be cloned/);
+  assert.throws(() => encodeValue(new Point(), { instances: 'refuse' }), /Could not serialize object of type "Point"/);
   assert.deepEqual(decodeValue(encodeValue({ p: Object.create(null) }, { instances: 'refuse' })), { p: {} });
+});
+
+test('tagged values: boxed primitives round-trip; holes carry what the caller carries by other means, and a forged hole or long BigInt is refused', () => {
+  const [b, n, str] = decodeValue(encodeValue([new Boolean(false), new Number(-0), new String('s')])) as [object, object, object];
+  assert.ok(b instanceof Boolean && b.valueOf() === false);
+  assert.ok(n instanceof Number && Object.is(n.valueOf(), -0));
+  assert.ok(str instanceof String && str.valueOf() === 's');
+  const fn = () => 1;
+  const holes: unknown[] = [];
+  const text = encodeValue(new Map([['f', fn]]), { holes, byReference: (v) => typeof v === 'function' });
+  assert.deepEqual(holes, [fn]);
+  assert.equal((decodeValue(text, { holes: ['stand-in'] }) as Map<string, unknown>).get('f'), 'stand-in');
+  assert.throws(() => decodeValue(text), /reference it was not sent/);
+  assert.throws(() => decodeValue('{"$t":"Hole","v":1}', { holes: ['only one'] }), /reference it was not sent/);
+  assert.throws(() => decodeValue(encodeValue(10n ** 100n), { maxBigIntDigits: 50 }), /BigInt too long/);
+  assert.throws(() => decodeValue('{"$t":"Boxed","v":{"$t":"Array","v":[]}}'), /boxed primitive/);
+  assert.throws(() => decodeValue('{"$t":"Array","v":['.repeat(300) + ']}'.repeat(300)), /nested too deep/);
 });

@@ -1,10 +1,11 @@
 /**
  * Structured-clonable values as text, for what crosses the isolate's edge as data: a queue message of
- * the `v8` content type, a Durable Object call's arguments and results, its async KV values. Workers
+ * the `v8` content type, a Durable Object call's arguments and results, its async KV values, and the
+ * Workers RPC values capnweb has no form for (rpc-clone.ts). Workers
  * writes these with V8's serializer, which the isolate does not have; this writes the same values as
  * tagged JSON
  * (`{"$t": type, "v": …}` for what JSON has no form for: Date, Map, Set, RegExp, bytes and typed
- * arrays, BigInt, undefined, NaN and ±Infinity and -0, Error; a repeated object as a reference, so
+ * arrays, BigInt, undefined, NaN and ±Infinity and -0, Error, Boolean/Number/String objects; a repeated object as a reference, so
  * shared parts and cycles come back as they were). Every object is tagged, arrays and plain objects
  * too, so no value of the sender's can pass for a tag. Nesting is bounded (a value, not a structure
  * to walk without end). Built-ins are captured before tenant code runs, so a patched one changes nothing.
@@ -24,6 +25,15 @@ const SetCtor = Set;
 const RegExpCtor = RegExp;
 const ErrorCtor = Error;
 const BigIntFn = BigInt;
+const ObjectFn = Object;
+const BooleanCtor = Boolean;
+const NumberCtor = Number;
+const StringCtor = String;
+const boolValue = Boolean.prototype.valueOf;
+const numValue = Number.prototype.valueOf;
+const strValue = String.prototype.valueOf;
+const isInteger = Number.isInteger;
+const UNCLONABLE: (abstract new (...args: never[]) => object)[] = [WeakMap, WeakSet, WeakRef, Promise, FinalizationRegistry];
 const U8 = Uint8Array;
 const isView = ArrayBuffer.isView;
 const dateTime = Date.prototype.getTime;
@@ -47,6 +57,19 @@ export interface EncodeOptions {
    * refuses one; 'plain' (the default): its own enumerable properties, as V8's serializer keeps them.
    */
   instances?: 'refuse' | 'plain';
+  /**
+   * Objects and functions this says yes to are not encoded but pushed onto `holes` and written as
+   * their index there: the caller carries them by other means (Workers RPC's stubs; rpc-clone.ts).
+   */
+  byReference?: (value: object) => boolean;
+  holes?: unknown[];
+}
+
+export interface DecodeOptions {
+  /** What encodeValue's `holes` held, in order; a value naming a hole not here is refused. */
+  holes?: readonly unknown[];
+  /** A BigInt of more decimal digits is refused (parsing one costs time quadratic in its length). */
+  maxBigIntDigits?: number;
 }
 const VIEWS: Record<string, new (buffer: ArrayBuffer) => ArrayBufferView> = {
   Int8Array,
@@ -75,16 +98,24 @@ export function encodeValue(value: unknown, opts: EncodeOptions = {}): string {
       depth--;
     }
   };
+  const { byReference, holes } = opts;
   const walkOne = (v: unknown): unknown => {
     if (v === undefined) return { $t: 'undefined' };
+    if (holes && byReference && (typeof v === 'function' || (typeof v === 'object' && v !== null)) && byReference(v))
+      return { $t: 'Hole', v: holes.push(v) - 1 };
     if (typeof v === 'number') return Number.isFinite(v) && !is(v, -0) ? v : { $t: 'Number', v: String(v) === '0' ? '-0' : String(v) };
     if (typeof v === 'bigint') return { $t: 'BigInt', v: String(v) };
-    if (typeof v === 'function' || typeof v === 'symbol') throw new DOMException(`${String(v)} could not be cloned`, 'DataCloneError');
+    if (typeof v === 'function' || typeof v === 'symbol') throw new DOMException(`${String(v)} could not be cloned.`, 'DataCloneError');
     if (v === null || typeof v !== 'object') return v;
     const ref = seen.get(v);
     if (ref !== undefined) return { $t: 'Ref', v: ref };
     seen.set(v, seen.size);
-    if (isArray(v)) return { $t: 'Array', v: v.map(walk) };
+    if (isArray(v)) {
+      // Each index, holes too (map() would skip them and JSON write them as null).
+      const a: unknown[] = [];
+      for (let i = 0; i < v.length; i++) a.push(walk(v[i]));
+      return { $t: 'Array', v: a };
+    }
     if (v instanceof DateCtor) return { $t: 'Date', v: apply(dateTime, v, []) };
     if (v instanceof RegExpCtor) return { $t: 'RegExp', v: [v.source, v.flags] };
     if (v instanceof ArrayBuffer) return { $t: 'ArrayBuffer', v: b64.encode(new U8(v)) };
@@ -96,10 +127,16 @@ export function encodeValue(value: unknown, opts: EncodeOptions = {}): string {
     if (v instanceof MapCtor) return { $t: 'Map', v: [...v].map(([k, x]) => [walk(k), walk(x)]) };
     if (v instanceof SetCtor) return { $t: 'Set', v: [...v].map(walk) };
     if (v instanceof ErrorCtor) return { $t: 'Error', v: [String(v.name), String(v.message)] };
+    if (v instanceof BooleanCtor) return { $t: 'Boxed', v: apply(boolValue, v, []) };
+    if (v instanceof NumberCtor) return { $t: 'Boxed', v: walk(apply(numValue, v, [])) };
+    if (v instanceof StringCtor) return { $t: 'Boxed', v: apply(strValue, v, []) };
     const proto = getProto(v);
+    // Built-ins V8's serializer cannot write, in its words.
+    for (const Ctor of UNCLONABLE) if (v instanceof Ctor) throw new DOMException(`#<${Ctor.name}> could not be cloned.`, 'DataCloneError');
     if (opts.instances === 'refuse' && proto !== objectProto && proto !== null) {
+      // workerd's words.
       throw new DOMException(
-        `an instance of ${(proto as { constructor?: { name?: string } }).constructor?.name ?? 'a class'} could not be cloned`,
+        `Could not serialize object of type "${(proto as { constructor?: { name?: string } }).constructor?.name ?? 'Object'}". This type does not support serialization.`,
         'DataCloneError',
       );
     }
@@ -110,11 +147,22 @@ export function encodeValue(value: unknown, opts: EncodeOptions = {}): string {
   return JSONstringify(walk(value));
 }
 
-/** The value encodeValue encoded (each decode makes fresh objects); a tag it does not write is refused. */
-export function decodeValue(text: string): unknown {
+/** The value encodeValue encoded (each decode makes fresh objects); a tag it does not write is refused, and so is nesting past encodeValue's. */
+export function decodeValue(text: string, opts: DecodeOptions = {}): unknown {
   const refs: unknown[] = [];
+  const { holes, maxBigIntDigits = Number.POSITIVE_INFINITY } = opts;
+  let depth = 0;
   const walk = (x: unknown): unknown => {
     if (x === null || typeof x !== 'object' || isArray(x)) return x;
+    if (depth > MAX_DEPTH + 1) throw new TypeError('a value nested too deep');
+    depth++;
+    try {
+      return walkOne(x);
+    } finally {
+      depth--;
+    }
+  };
+  const walkOne = (x: object): unknown => {
     const { $t: t, v } = x as Tagged;
     switch (t) {
       case 'undefined':
@@ -122,7 +170,16 @@ export function decodeValue(text: string): unknown {
       case 'Number':
         return v === '-0' ? -0 : Number(v);
       case 'BigInt':
-        return BigIntFn(v as string);
+        if (typeof v !== 'string' || v.length > maxBigIntDigits) throw new TypeError('a BigInt too long or malformed in a value');
+        return BigIntFn(v);
+      case 'Boxed': {
+        const inner = walk(v);
+        if (!['boolean', 'number', 'string'].includes(typeof inner)) throw new TypeError('a malformed boxed primitive in a value');
+        return push(refs, ObjectFn(inner));
+      }
+      case 'Hole':
+        if (!holes || !isInteger(v) || (v as number) < 0 || (v as number) >= holes.length) throw new TypeError('a value names a reference it was not sent');
+        return holes[v as number];
       case 'Ref':
         return refs[v as number];
       case 'Array': {
