@@ -4,12 +4,16 @@
  * small.
  */
 const U8 = Uint8Array;
+// Captured before tenant code runs: the runtime encodes every response body with these, and a tenant
+// that patches Uint8Array's length or slice must change only what it sees itself.
+const u8Slice = U8.prototype.slice;
+const taLength = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(U8.prototype) as object, 'length')!.get!;
 
 /**
  * UTF-8 of `s` into `out` (lone surrogates as U+FFFD), stopping before a code point that does not fit:
  * the code units read and the bytes written, as TextEncoder.encodeInto reports them.
  */
-function utf8Into(s: string, out: Uint8Array): { read: number; written: number } {
+function utf8Into(s: string, out: Uint8Array, capacity: number): { read: number; written: number } {
   let n = 0;
   let i = 0;
   for (; i < s.length; i++) {
@@ -23,7 +27,7 @@ function utf8Into(s: string, out: Uint8Array): { read: number; written: number }
       } else c = 0xfffd;
     } else if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
     const size = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
-    if (n + size > out.length) break;
+    if (n + size > capacity) break;
     if (size === 1) out[n++] = c;
     else if (size === 2) {
       out[n++] = 0xc0 | (c >> 6);
@@ -49,13 +53,14 @@ export class TextEncoder {
   }
   encode(input: unknown = ''): Uint8Array {
     const s = String(input);
-    const out = new U8(s.length * 3);
-    return out.slice(0, utf8Into(s, out).written);
+    const capacity = s.length * 3;
+    const out = new U8(capacity);
+    return Reflect.apply(u8Slice, out, [0, utf8Into(s, out, capacity).written]) as Uint8Array;
   }
   /** Encoding standard §8.2.2: as much of `source` as fits in `destination`, never half a code point. */
   encodeInto(source: unknown, destination: Uint8Array): { read: number; written: number } {
     if (!(destination instanceof U8)) throw new TypeError("Failed to execute 'encodeInto' on 'TextEncoder': parameter 2 is not of type 'Uint8Array'.");
-    return utf8Into(String(source), destination);
+    return utf8Into(String(source), destination, Reflect.apply(taLength, destination, []) as number);
   }
 }
 

@@ -116,30 +116,43 @@ export class Headers {
 }
 
 type Kind = 'keys' | 'values' | 'entries';
-const iterators = new WeakMap<object, { target: Headers; kind: Kind; index: number }>();
 /**
  * WebIDL's default iterator object for `Headers`: its prototype inherits from %IteratorPrototype%, has
  * `next` and the tag "Headers Iterator", and it walks the live sorted view (a header added while
- * iterating is seen, as the standard says).
+ * iterating is seen, as the standard says). Its state is a private field, not a WeakMap: the runtime
+ * iterates a response's headers after tenant code ran, and WeakMap's methods are the tenant's to patch.
  */
-const HeadersIteratorPrototype = Object.create(Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())) as object, {
-  next: {
-    value: function next(this: object) {
-      const state = iterators.get(this);
-      if (!state) throw new TypeError("Failed to execute 'next' on 'Headers Iterator': Illegal invocation");
-      const pair = Headers.pairAt(state.target, state.index);
-      if (!pair) return { value: undefined, done: true };
-      state.index++;
-      return { value: state.kind === 'keys' ? pair[0] : state.kind === 'values' ? pair[1] : pair, done: false };
-    },
-    writable: true,
-    enumerable: true,
-    configurable: true,
+class HeadersIterator {
+  readonly #target: Headers;
+  readonly #kind: Kind;
+  #index = 0;
+  constructor(target: Headers, kind: Kind) {
+    this.#target = target;
+    this.#kind = kind;
+  }
+  static next(it: unknown): IteratorResult<unknown> {
+    if (typeof it !== 'object' || it === null || !(#target in it)) throw new TypeError("Failed to execute 'next' on 'Headers Iterator': Illegal invocation");
+    const state = it as HeadersIterator;
+    const pair = Headers.pairAt(state.#target, state.#index);
+    if (!pair) return { value: undefined, done: true };
+    state.#index++;
+    return { value: state.#kind === 'keys' ? pair[0] : state.#kind === 'values' ? pair[1] : pair, done: false };
+  }
+}
+// `next` as an ordinary method (named "next", not a constructor), on a prototype under %IteratorPrototype%.
+const step = HeadersIterator.next;
+const methods = {
+  next(this: unknown) {
+    return step(this);
   },
+};
+Object.setPrototypeOf(HeadersIterator.prototype, Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())) as object);
+// WebIDL's iterator prototypes have no `constructor` of their own.
+Reflect.deleteProperty(HeadersIterator.prototype, 'constructor');
+Object.defineProperties(HeadersIterator.prototype, {
+  next: { value: methods.next, writable: true, enumerable: true, configurable: true },
   [Symbol.toStringTag]: { value: 'Headers Iterator', configurable: true },
 });
 function headersIterator(target: Headers, kind: Kind): object {
-  const it = Object.create(HeadersIteratorPrototype) as object;
-  iterators.set(it, { target, kind, index: 0 });
-  return it;
+  return new HeadersIterator(target, kind);
 }
