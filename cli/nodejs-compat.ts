@@ -159,6 +159,8 @@ export function nodePlugin(compat: NodeCompat): NodePlugin {
         if (contents === source) return { errors: [{ text: `${args.path}: unenv's events module changed; cli/nodejs-compat.ts must be updated` }] };
         return { contents, loader: 'js' };
       });
+      // The isolate's own half of node:crypto (services/sandbox/runtime/modules.ts), for the polyfills only.
+      b.onResolve({ filter: /^node-internal:/ }, (args) => (args.importer.includes('/node-polyfills/') ? { path: args.path, external: true } : undefined));
       b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
         const prefixed = args.path.startsWith('node:');
         const name = prefixed ? args.path.slice(5) : args.path;

@@ -22,6 +22,7 @@ import { makeExports } from './entrypoints.ts';
 import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
 import { requests, type Handler, type HandlerClass } from './request-state.ts';
 import { asyncHooks, enterRoot } from './async-context.ts';
+import type { SyncSubtle } from './subtle.ts';
 import { makeObjectHost } from './durable-objects.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
@@ -48,12 +49,14 @@ export interface RequestPathDeps {
   envDeps: EnvDeps;
   pipes: Pipes;
   logError: (...args: unknown[]) => void;
+  /** crypto.subtle run synchronously, for node:crypto (the `node-internal:crypto` module). */
+  syncSubtle: SyncSubtle;
 }
 
 /** The entry points other than those of an API (timers, response streams), as the host calls them. */
 export type RequestPath = Omit<Entry, 'fireTimer' | 'pull' | 'cancelStream'>;
 
-export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests, envDeps, pipes, logError }: RequestPathDeps): RequestPath {
+export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests, envDeps, pipes, logError, syncSubtle }: RequestPathDeps): RequestPath {
   const { callCapAsync } = envDeps;
   let configurable = true;
 
@@ -76,7 +79,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
   // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
   Object.defineProperty(g, BUILTINS_GLOBAL, {
-    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, env: () => requests.env }),
+    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, syncSubtle, env: () => requests.env }),
     configurable: true,
     enumerable: false,
     writable: false,
