@@ -1,7 +1,7 @@
 /**
  * node:crypto's keys and signatures for the isolate: KeyObject, createPrivateKey/createPublicKey/
- * createSecretKey, generateKeyPair(Sync)/generateKey(Sync), sign/verify, createSign/createVerify and
- * publicEncrypt/privateDecrypt (RSA-OAEP). Every operation is the worker's own crypto.subtle, run
+ * createSecretKey, generateKeyPair(Sync)/generateKey(Sync), sign/verify, createSign/createVerify,
+ * publicEncrypt/privateDecrypt (RSA-OAEP) and diffieHellman (ECDH, X25519). Every operation is the worker's own crypto.subtle, run
  * synchronously (`node-internal:crypto`): the same host algorithms, checks and limits as WebCrypto, and
  * no cryptography written here. A KeyObject holds its key as pkcs8 or spki bytes and imports it for
  * each operation with the algorithm that operation needs (Node picks the hash and padding per call;
@@ -461,4 +461,21 @@ export function privateDecrypt(key: KeyLike, data: Input): Buffer {
   const k = createPrivateKey(key);
   const { o, hash } = oaep(key);
   return Buffer.from(subtle.decrypt(o, k.cryptoKey({ name: 'RSA-OAEP', hash }, ['decrypt']), toBytes(data)));
+}
+
+/** The shared secret of a private key and a peer's public key: ECDH on the same curve, or X25519. */
+export function diffieHellman(options: { privateKey: KeyObject; publicKey: KeyObject }): Buffer {
+  const { privateKey, publicKey } = options ?? {};
+  if (!(privateKey instanceof KeyObject) || !(publicKey instanceof KeyObject) || privateKey.type !== 'private' || publicKey.type !== 'public') {
+    throw nodeError('diffieHellman needs { privateKey, publicKey } as KeyObjects', 'ERR_INVALID_ARG_VALUE', TypeError);
+  }
+  const a = privateKey.shape!;
+  const b = publicKey.shape!;
+  if (a.kind !== b.kind || a.curve !== b.curve || (a.kind !== 'ec' && a.kind !== 'x25519')) {
+    throw nodeError('Incompatible key types for Diffie-Hellman: both ec on one curve, or both x25519', 'ERR_CRYPTO_INCOMPATIBLE_KEY', TypeError);
+  }
+  const algorithm = a.kind === 'ec' ? { name: 'ECDH', namedCurve: a.curve } : { name: 'X25519' };
+  const mine = privateKey.cryptoKey(algorithm, ['deriveBits']);
+  const theirs = publicKey.cryptoKey(algorithm, []);
+  return Buffer.from(subtle.deriveBits({ ...algorithm, public: theirs }, mine, null));
 }

@@ -111,7 +111,7 @@ test('ciphers: NIST SP 800-38A CBC and CTR, the GCM paper test case 3, streamed 
   assert.match(out.unknown, /^ERR_CRYPTO_UNKNOWN_CIPHER/);
 });
 
-test('keys and signatures: RFC 8032 Ed25519, RSA PKCS#1 v1.5 equal to the host, PSS and ECDSA verified across, PEM/DER/JWK round trips', async () => {
+test('keys and signatures: RFC 8032 Ed25519, RSA PKCS#1 v1.5 equal to the host, PSS and ECDSA verified across, PEM/DER/JWK round trips, diffieHellman', async () => {
   // RFC 8032 section 7.1, TEST 1: the secret key, its public key, the empty message's signature.
   const ed = {
     pkcs8: `302e020100300506032b657004220420${'9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60'}`,
@@ -129,6 +129,15 @@ test('keys and signatures: RFC 8032 Ed25519, RSA PKCS#1 v1.5 equal to the host, 
     ecSec1: ec.privateKey.export({ format: 'pem', type: 'sec1' }),
     ecPub: ec.publicKey.export({ format: 'pem', type: 'spki' }),
     hostEcSig: host.sign('sha384', Buffer.from(data), ec.privateKey).toString('hex'),
+    dh: (['x25519', 'ec'] as const).map((type) => {
+      const a = host.generateKeyPairSync(type as 'x25519', type === 'ec' ? ({ namedCurve: 'P-256' } as never) : undefined);
+      const b = host.generateKeyPairSync(type as 'x25519', type === 'ec' ? ({ namedCurve: 'P-256' } as never) : undefined);
+      return {
+        a: a.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+        b: b.publicKey.export({ format: 'pem', type: 'spki' }),
+        shared: host.diffieHellman({ privateKey: b.privateKey, publicKey: a.publicKey }).toString('hex'),
+      };
+    }),
     hostPssSig: host.sign('sha256', Buffer.from(data), { key: rsa.privateKey, padding: host.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }).toString('hex'),
   };
   const out = await inWorker(
@@ -165,6 +174,8 @@ test('keys and signatures: RFC 8032 Ed25519, RSA PKCS#1 v1.5 equal to the host, 
       scryptMem: fails(() => crypto.scryptSync('p', 's', 16, { N: 2 ** 20, r: 8 })),
       encrypted: fails(() => crypto.createPrivateKey('-----BEGIN ENCRYPTED PRIVATE KEY-----\\nAA==\\n-----END ENCRYPTED PRIVATE KEY-----')),
       x25519: crypto.generateKeyPairSync('x25519').publicKey.export({ format: 'der' }).length,
+      dh: V.dh.map((d) => crypto.diffieHellman({ privateKey: crypto.createPrivateKey(d.a), publicKey: crypto.createPublicKey(d.b) }).toString('hex')),
+      dhMixed: fails(() => crypto.diffieHellman({ privateKey: crypto.createPrivateKey(V.dh[0].a), publicKey: crypto.createPublicKey(V.dh[1].b) })),
     };`,
     vectors,
   );
@@ -194,4 +205,10 @@ test('keys and signatures: RFC 8032 Ed25519, RSA PKCS#1 v1.5 equal to the host, 
   assert.match(out.scryptMem, /^ERR_CRYPTO_INVALID_SCRYPT_PARAMS/);
   assert.match(out.encrypted, /^ERR_FEATURE_UNAVAILABLE_ON_PLATFORM/);
   assert.equal(out.x25519, 44);
+  assert.deepEqual(
+    out.dh,
+    vectors.dh.map((d) => d.shared),
+    'X25519 and ECDH P-256 secrets agree with the host',
+  );
+  assert.match(out.dhMixed, /^ERR_CRYPTO_INCOMPATIBLE_KEY/);
 });

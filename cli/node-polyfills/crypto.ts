@@ -212,6 +212,7 @@ export const {
   createVerify,
   publicEncrypt,
   privateDecrypt,
+  diffieHellman,
 } = keys;
 export const { Cipheriv, Decipheriv, createCipheriv, createDecipheriv, getCiphers } = cipher;
 

@@ -11,6 +11,7 @@ declare module 'node-internal:crypto' {
     verify(algorithm: Algorithm, key: webcrypto.CryptoKey, signature: Data, data: Data): boolean;
     encrypt(algorithm: Algorithm, key: webcrypto.CryptoKey, data: Data): ArrayBuffer;
     decrypt(algorithm: Algorithm, key: webcrypto.CryptoKey, data: Data): ArrayBuffer;
+    deriveBits(algorithm: Algorithm, key: webcrypto.CryptoKey, length: number | null): ArrayBuffer;
     timingSafeEqual(a: Data, b: Data): boolean;
   };
 }
