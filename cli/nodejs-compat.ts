@@ -94,6 +94,7 @@ function cordonModules(): Record<string, string> {
     crypto: here('crypto.ts'),
     zlib: here('zlib.ts'),
     process: here('process.ts'),
+    util: here('util.ts'),
   };
 }
 
@@ -114,7 +115,6 @@ const UNENV_WORKING = new Set([
   'timers',
   'timers/promises',
   'url',
-  'util',
   'util/types',
 ]);
 
@@ -159,6 +159,24 @@ export function nodePlugin(compat: NodeCompat): NodePlugin {
         if (contents === source) return { errors: [{ text: `${args.path}: unenv's events module changed; cli/nodejs-compat.ts must be updated` }] };
         return { contents, loader: 'js' };
       });
+      // The isolate's own half of node:crypto (services/sandbox/runtime/modules.ts), for the polyfills only.
+      // node-inspect-extracted copies the primordials of Atomics and makes safe subclasses of WeakRef and
+      // FinalizationRegistry, none of which the isolate has (no shared memory, no GC observation); inspect
+      // uses none of them, so they are left out. It reads %AsyncIteratorPrototype% as unenv's events does.
+      b.onLoad({ filter: /[\\/]node-inspect-extracted[\\/]dist[\\/]inspect\.js$/ }, async (args) => {
+        const source = await readFile(args.path, 'utf8');
+        const cuts = [
+          ['["Atomics","JSON",', '["JSON",'],
+          ['e.SafeFinalizationRegistry=k(b,class extends b{}),e.SafeWeakRef=k(O,class extends O{}),', ''],
+          // As in unenv's events (above): lowered `await`s make the async generator a plain function.
+          ['Reflect.getPrototypeOf(Reflect.getPrototypeOf(async function*(){}).prototype)', '{[Symbol.asyncIterator](){return this}}'],
+        ] as const;
+        const contents = cuts.reduce((text, [from, to]) => text.replace(from, to), source);
+        if (cuts.some(([from]) => !source.includes(from)))
+          return { errors: [{ text: `${args.path}: node-inspect-extracted changed; cli/nodejs-compat.ts must be updated` }] };
+        return { contents, loader: 'js' };
+      });
+      b.onResolve({ filter: /^node-internal:/ }, (args) => (args.importer.includes('/node-polyfills/') ? { path: args.path, external: true } : undefined));
       b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
         const prefixed = args.path.startsWith('node:');
         const name = prefixed ? args.path.slice(5) : args.path;

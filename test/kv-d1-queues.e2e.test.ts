@@ -5,6 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
@@ -129,6 +130,30 @@ describe('KV, D1 and Queues bindings', () => {
     assert.match(missing.stderr, /404 tenant default has no D1 database nope/);
     const refused = await mesh.cli(['d1', 'execute', 'default/main-db', '--command', "ATTACH DATABASE 'x' AS y"]);
     assert.match(refused.stderr, /not authorized/);
+    // Operators: cordon d1 export, in the form wrangler d1 export writes; the text rebuilds the same rows.
+    const exported = await mesh.cli(['d1', 'export', 'default/main-db']);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stdout, /^PRAGMA defer_foreign_keys=TRUE;\n/);
+    assert.match(exported.stdout, /^CREATE TABLE people \(id INTEGER PRIMARY KEY, name TEXT NOT NULL, photo BLOB\);$/m);
+    assert.match(exported.stdout, /^INSERT INTO "people" \("id","name","photo"\) VALUES\(1,'ada',X'010203'\);$/m);
+    assert.doesNotMatch(exported.stdout, /_cf_/, "the runtime's own tables stay out");
+    const copy = new DatabaseSync(':memory:');
+    copy.exec(exported.stdout);
+    assert.deepEqual(
+      copy
+        .prepare('SELECT id, name, hex(photo) AS photo FROM people ORDER BY id')
+        .all()
+        .map((r) => ({ ...r })),
+      [
+        { id: 1, name: 'ada', photo: '010203' },
+        { id: 2, name: 'bob', photo: '' },
+        { id: 3, name: 'cy', photo: '' },
+      ],
+    );
+    const schemaOnly = await mesh.cli(['d1', 'export', 'default/main-db', '--no-data', '--table', 'people']);
+    assert.equal(schemaOnly.code, 0, schemaOnly.stderr);
+    assert.doesNotMatch(schemaOnly.stdout, /INSERT/);
+    assert.match((await call('d1/dump')).error!, /^D1_DUMP_ERROR: dump\(\) is deprecated by D1 .*cordon d1 export/);
     for (const hostile of ["ATTACH DATABASE '/etc/passwd' AS x", 'PRAGMA writable_schema = 1', "SELECT load_extension('x')", 'BEGIN TRANSACTION', 'VACUUM']) {
       assert.match((await call(`d1/sql?q=${encodeURIComponent(hostile)}`)).error!, /D1_ERROR: .*not authorized/, hostile);
     }

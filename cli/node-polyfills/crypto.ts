@@ -1,8 +1,11 @@
 /**
  * `node:crypto` for the isolate: unenv's module (webcrypto, getRandomValues, randomUUID, constants; what
- * it lacks throws "not implemented"), with the synchronous hashing Node code uses most computed in the
- * isolate by @noble/hashes (audited, pure JS: the CPU is the worker's and nothing crosses to the host):
- * createHash, createHmac, hash, pbkdf2(Sync), hkdfSync, randomBytes, randomInt, randomFillSync, timingSafeEqual.
+ * it lacks throws "not implemented"), with
+ * - the hashing and key derivation Node code uses most computed in the isolate by @noble/hashes
+ *   (audited, pure JS: the CPU is the worker's and nothing crosses to the host): createHash, createHmac,
+ *   hash, pbkdf2(Sync), hkdf(Sync), scrypt(Sync), randomBytes, randomInt, randomFill(Sync), timingSafeEqual;
+ * - keys, signatures and ciphers on the worker's crypto.subtle run synchronously (crypto-keys.ts,
+ *   crypto-cipher.ts).
  */
 import { Buffer } from 'node:buffer';
 import { Transform } from 'node:stream';
@@ -10,8 +13,11 @@ import { hkdf as nobleHkdf } from '@noble/hashes/hkdf';
 import { hmac } from '@noble/hashes/hmac';
 import { md5, sha1 } from '@noble/hashes/legacy';
 import { pbkdf2 as noblePbkdf2 } from '@noble/hashes/pbkdf2';
+import { scrypt as nobleScrypt } from '@noble/hashes/scrypt';
 import { sha224, sha256, sha384, sha512 } from '@noble/hashes/sha2';
 import * as unenv from 'unenv/node/crypto';
+import * as cipher from './crypto-cipher.ts';
+import * as keys from './crypto-keys.ts';
 
 type Algo = typeof sha256;
 const ALGOS: Record<string, Algo> = { md5, sha1, sha224, sha256, sha384, sha512 } as Record<string, Algo>;
@@ -84,18 +90,66 @@ export function pbkdf2Sync(password: Input, salt: Input, iterations: number, key
   return Buffer.from(noblePbkdf2(algo(digest), bytes(password), bytes(salt), { c: iterations, dkLen: keylen }));
 }
 export function pbkdf2(password: Input, salt: Input, iterations: number, keylen: number, digest: string, cb: (e: Error | null, key?: Buffer) => void): void {
-  let key: Buffer;
-  try {
-    key = pbkdf2Sync(password, salt, iterations, keylen, digest);
-  } catch (e) {
-    queueMicrotask(() => cb(e as Error));
-    return;
-  }
-  queueMicrotask(() => cb(null, key));
+  callLater(cb, () => pbkdf2Sync(password, salt, iterations, keylen, digest));
 }
 export function hkdfSync(digest: string, ikm: Input, salt: Input, info: Input, keylen: number): ArrayBuffer {
   const k = nobleHkdf(algo(digest), bytes(ikm), bytes(salt), bytes(info), keylen);
   return k.buffer.slice(k.byteOffset, k.byteOffset + k.byteLength) as ArrayBuffer;
+}
+
+export function hkdf(digest: string, ikm: Input, salt: Input, info: Input, keylen: number, cb: (e: Error | null, key?: ArrayBuffer) => void): void {
+  callLater(cb, () => hkdfSync(digest, ikm, salt, info, keylen));
+}
+
+interface ScryptOptions {
+  N?: number;
+  r?: number;
+  p?: number;
+  cost?: number;
+  blockSize?: number;
+  parallelization?: number;
+  maxmem?: number;
+}
+/** Node's default memory bound for scrypt (128·N·r bytes); the worker's own memory limit applies too. */
+const SCRYPT_MAXMEM = 32 * 1024 * 1024;
+export function scryptSync(password: Input, salt: Input, keylen: number, options: ScryptOptions = {}): Buffer {
+  const N = options.N ?? options.cost ?? 16384;
+  const r = options.r ?? options.blockSize ?? 8;
+  const p = options.p ?? options.parallelization ?? 1;
+  const maxmem = options.maxmem ?? SCRYPT_MAXMEM;
+  if (128 * N * r > maxmem)
+    throw Object.assign(new RangeError(`Invalid scrypt params: memory limit exceeded (128*N*r > maxmem ${maxmem})`), {
+      code: 'ERR_CRYPTO_INVALID_SCRYPT_PARAMS',
+    });
+  return Buffer.from(nobleScrypt(bytes(password), bytes(salt), { N, r, p, dkLen: keylen, maxmem: maxmem + 1024 }));
+}
+export function scrypt(
+  password: Input,
+  salt: Input,
+  keylen: number,
+  options: ScryptOptions | ((e: Error | null, key?: Buffer) => void),
+  cb?: (e: Error | null, key?: Buffer) => void,
+): void {
+  const [opts, done] = typeof options === 'function' ? [{}, options] : [options, cb!];
+  callLater(done, () => scryptSync(password, salt, keylen, opts));
+}
+
+/** Node's callback form of a synchronous function: the callback runs later, with the error or the result. */
+function callLater<T>(cb: (e: Error | null, v?: T) => void, f: () => T): void {
+  if (typeof cb !== 'function') throw Object.assign(new TypeError('The "callback" argument must be of type function.'), { code: 'ERR_INVALID_ARG_TYPE' });
+  let v: T;
+  try {
+    v = f();
+  } catch (e) {
+    queueMicrotask(() => cb(e as Error));
+    return;
+  }
+  queueMicrotask(() => cb(null, v));
+}
+
+export function randomFill<T extends ArrayBufferView>(buf: T, ...rest: unknown[]): void {
+  const cb = rest.pop() as (e: Error | null, b?: T) => void;
+  callLater(cb, () => randomFillSync(buf, ...(rest as [number?, number?])));
 }
 
 export function randomFillSync<T extends ArrayBufferView>(buf: T, offset = 0, size?: number): T {
@@ -135,27 +189,38 @@ export function timingSafeEqual(a: ArrayBufferView, b: ArrayBufferView): boolean
   return d === 0;
 }
 
-export const { webcrypto, subtle, getRandomValues, randomUUID, constants } = unenv;
+export const { webcrypto, subtle, getRandomValues, randomUUID } = unenv;
+export const constants = { ...unenv.constants, ...keys.rsaConstants };
+export const { X509Certificate } = unenv;
 export const {
-  createCipheriv,
-  createDecipheriv,
-  createSign,
-  createVerify,
+  KeyObject,
+  SecretKeyObject,
+  PublicKeyObject,
+  PrivateKeyObject,
   createPrivateKey,
   createPublicKey,
   createSecretKey,
+  generateKey,
+  generateKeySync,
   generateKeyPair,
   generateKeyPairSync,
-  scrypt,
-  scryptSync,
   sign,
   verify,
-  KeyObject,
-  X509Certificate,
-} = unenv;
+  Sign,
+  Verify,
+  createSign,
+  createVerify,
+  publicEncrypt,
+  privateDecrypt,
+  diffieHellman,
+} = keys;
+export const { Cipheriv, Decipheriv, createCipheriv, createDecipheriv, getCiphers } = cipher;
 
 export default {
   ...unenv,
+  ...keys,
+  ...cipher,
+  constants,
   Hash,
   Hmac,
   createHash,
@@ -164,8 +229,12 @@ export default {
   getHashes,
   pbkdf2,
   pbkdf2Sync,
+  hkdf,
   hkdfSync,
+  scrypt,
+  scryptSync,
   randomBytes,
+  randomFill,
   randomFillSync,
   randomInt,
   timingSafeEqual,

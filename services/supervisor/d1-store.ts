@@ -5,6 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { D1Meta, D1Result } from '../../schemas/d1.ts';
+import { exportSql, type ExportOptions } from './d1-export.ts';
 import { resultSize, type SqlValue, splitStatements, type WorkerDatabase } from './sql-storage.ts';
 
 /** One statement with D1's meta: changes counted as the difference in SQLite's total, so RETURNING and triggers count too. */
@@ -43,6 +44,8 @@ export const d1Calls: Record<string, (db: WorkerDatabase, args: any[]) => unknow
         return r;
       });
     }),
+  /** D1's export (wrangler d1 export): the database as the SQL that rebuilds it; for operators only (the admin API). */
+  export: (db, [options]) => exportSql(db, options as ExportOptions),
   /** D1's exec: each statement of the text on its own (no bindings), as D1 runs them; answers how many ran. */
   exec: (db, [sql]) => {
     const start = performance.now();

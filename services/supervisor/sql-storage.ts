@@ -147,6 +147,19 @@ export class WorkerDatabase {
     }
   }
 
+  /**
+   * Rows of a read of our own, past the authorizer (the schema table, PRAGMA table_info): for exports
+   * the runtime makes, never for tenant SQL. One row at a time, so a caller can stop early.
+   */
+  *ownRows(sql: string): Generator<Record<string, SqlValue>> {
+    const it = this.#internalRun(() => this.#db.prepare(sql).iterate());
+    for (;;) {
+      const next = this.#internalRun(() => it.next());
+      if (next.done) return;
+      yield next.value as Record<string, SqlValue>;
+    }
+  }
+
   /** Rows changed since the connection opened and the last inserted rowid, as SQLite counts them (for D1's `meta`). */
   get counters(): { totalChanges: number; lastRowId: number } {
     const r = this.#internalRun(() => this.#stmt('SELECT total_changes() AS c, last_insert_rowid() AS r').get()) as { c: number; r: number };

@@ -4,7 +4,9 @@
  * of the sandbox's environment — and its AsyncLocalStorage context cannot leak into a later request, not
  * even from a run cut off by the CPU limit inside `als.run` (whose own restore never ran). Bombs: an
  * HTMLRewriter whose output grows without bound and a TextDecoder fed more than the worker can hold stop
- * at the worker's own memory limit, in its own isolate. A bystander worker of another tenant is served
+ * at the worker's own memory limit, in its own isolate. node:crypto's synchronous operations run on the
+ * host under the same caps as crypto.subtle (RSA key size, scrypt memory) and a loop of them ends at the
+ * worker's wall limit. A bystander worker of another tenant is served
  * throughout and sees none of it.
  */
 import { after, before, describe, test } from 'node:test';
@@ -19,6 +21,7 @@ import fs from 'node:fs';
 import child from 'node:child_process';
 import net from 'node:net';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import crypto from 'node:crypto';
 const als = new AsyncLocalStorage();
 const attempt = (f) => { try { return 'allowed: ' + String(f()).slice(0, 80) } catch (e) { return 'refused: ' + e.message } };
 export default {
@@ -36,6 +39,21 @@ export default {
       const parts = [];
       for (let i = 0; i < 64; i++) parts.push(d.decode(chunk, { stream: true }) + i);
       return new Response(String(parts.length));
+    }
+    if (path.endsWith('/crypto-spin')) {
+      // Synchronous host crypto in a loop: the host's work is not the isolate's CPU, so the wall limit must end it.
+      const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+      for (;;) crypto.sign('sha256', new Uint8Array(1024), privateKey);
+    }
+    // scrypt runs in the isolate: past Node's default maxmem, its memory is the worker's own.
+    if (path.endsWith('/scrypt-bomb')) return new Response(crypto.scryptSync('pw', 'salt', 64, { N: 2 ** 20, r: 8, maxmem: 2 ** 31 }));
+    if (path.endsWith('/crypto-limits')) {
+      return Response.json({
+        rsa8192: attempt(() => crypto.generateKeyPairSync('rsa', { modulusLength: 8192 })),
+        scrypt: attempt(() => crypto.scryptSync('pw', 'salt', 64, { N: 2 ** 20, r: 8 })),
+        forged: attempt(() => new crypto.KeyObject('secret', new Uint8Array(16))),
+        cipherKey: attempt(() => crypto.createDecipheriv('aes-128-cbc', { type: 'secret', export: () => new Uint8Array(16) }, new Uint8Array(16))),
+      });
     }
     if (path.endsWith('/store')) return Response.json({ atEntry: als.getStore() ?? null, afterAwait: await Promise.resolve().then(() => als.getStore() ?? null) });
     return Response.json({
@@ -66,7 +84,7 @@ describe('nodejs_compat cannot reach the host, nor leak context between requests
         vars: { MINE: 'only this' },
         route: '*/nodeish/*',
         limits: { cpu_ms: 3000 },
-        cordon: { limits: { memory_mb: 64 } },
+        cordon: { limits: { memory_mb: 64, wall_ms: 10_000 } },
       }),
     );
     mesh = await startTestMesh();
@@ -100,8 +118,8 @@ describe('nodejs_compat cannot reach the host, nor leak context between requests
     assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200);
   });
 
-  test('an HTMLRewriter and a TextDecoder bomb stop at the worker memory limit; the worker and the bystander are served after', async () => {
-    for (const bomb of ['rewrite-bomb', 'decode-bomb']) {
+  test('an HTMLRewriter, a TextDecoder and a scrypt bomb stop at the worker memory limit; the worker and the bystander are served after', async () => {
+    for (const bomb of ['rewrite-bomb', 'decode-bomb', 'scrypt-bomb']) {
       const res = await fetch(`${mesh.httpUrl}/nodeish/${bomb}`);
       const body = await res.text();
       assert.notEqual(res.status, 200, `${bomb}: ${body.slice(0, 200)}`);
@@ -123,5 +141,21 @@ describe('nodejs_compat cannot reach the host, nor leak context between requests
       assert.equal(res.status, 200);
       assert.deepEqual(await res.json(), { atEntry: null, afterAwait: null });
     }
+  });
+
+  test('node:crypto: the host caps apply to the synchronous API, a loop of host signatures ends at the wall limit; the bystander is served', async () => {
+    const res = await fetch(`${mesh.httpUrl}/nodeish/crypto-limits`);
+    const out = JSON.parse(await res.text());
+    assert.match(out.rsa8192, /^refused: RSA key generation is limited to 4096-bit moduli/);
+    assert.match(out.scrypt, /^refused: Invalid scrypt params: memory limit exceeded/);
+    assert.match(out.forged, /^refused: Illegal constructor/);
+    assert.match(out.cipherKey, /^refused: /);
+    const spin = await fetch(`${mesh.httpUrl}/nodeish/crypto-spin`);
+    const spun = await spin.text();
+    assert.notEqual(spin.status, 200, spun.slice(0, 200));
+    assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200);
+    assert.equal((await fetch(`${mesh.httpUrl}/nodeish/store`)).status, 200, 'the worker itself answers again');
+    const log = (await mesh.cli(['logs', 'attacker/nodeish'])).stdout;
+    assert.match(log, /wall|time limit/i);
   });
 });

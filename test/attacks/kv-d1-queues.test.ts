@@ -126,6 +126,8 @@ describe('KV, D1 and Queues across tenants', () => {
       );
       await assert.rejects(async () => await caps.JOBS.send([{ body: new Uint8Array(1), contentType: 'bytes', delaySeconds: 1e9 }]), /delaySeconds/);
       await assert.rejects(async () => await caps.DB.query("ATTACH DATABASE 'x' AS y", []), /not authorized/);
+      // The export (every table, the runtime's own ones read past the authorizer) is the operator's, not the worker's.
+      await assert.rejects(async () => await caps.DB.export({}));
       const [[big]] = await caps.KV.get(['big']);
       assert.equal(big, null);
     } finally {
@@ -140,5 +142,27 @@ describe('KV, D1 and Queues across tenants', () => {
       30_000,
       250,
     );
+  });
+
+  test("cordon d1 export is an operator's and its tenant's: evil's token cannot export acme's database; a worker's dump() exports nothing", async () => {
+    const token = (await mesh.cli(['tokens', 'create', '--scope', 'deploy', '--tenant', 'evil'])).stdout.trim();
+    const res = await fetch(`${mesh.adminUrl}/v1/d1/acme/main-db/export`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    const body = await res.text();
+    assert.equal(res.status, 403, body);
+    assert.doesNotMatch(body, /acme-secret/);
+    const own = await fetch(`${mesh.adminUrl}/v1/d1/evil/main-db/export`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tables: ['people'] }),
+    });
+    const sql = ((await own.json()) as { sql: string }).sql;
+    assert.equal(own.status, 200);
+    assert.doesNotMatch(sql, /acme-secret/, "evil's own export holds none of acme's rows");
+    assert.match((await call('evil', 'd1/dump')).error!, /^D1_DUMP_ERROR/);
+    assert.equal((await call('acme', 'kv/get?key=secret')).ok, 'acme-only', 'the bystander is unharmed');
   });
 });

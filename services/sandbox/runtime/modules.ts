@@ -26,6 +26,8 @@ const BUILTINS: Record<string, string> = {
   // TCP and TLS through egress (bootstrap/sockets.ts).
   'cloudflare:sockets': `export const connect = globalThis.${BUILTINS_GLOBAL}.connect;`,
   // The runtime's own class (bootstrap/workflow-step.ts), so a step knows it when the tenant throws it.
+  // crypto.subtle run synchronously (bootstrap/subtle.ts), which node:crypto's synchronous API needs (cli/node-polyfills/crypto-keys.ts).
+  'node-internal:crypto': `export const subtle = globalThis.${BUILTINS_GLOBAL}.syncSubtle;`,
   'cloudflare:workflows': `export const NonRetryableError = globalThis.${BUILTINS_GLOBAL}.NonRetryableError;`,
 };
 

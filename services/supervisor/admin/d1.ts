@@ -1,6 +1,6 @@
 /**
- * `cordon d1 execute`: SQL on a tenant's D1 database from the admin API, as `wrangler d1 execute`
- * runs it against Cloudflare's. It runs as the tenant's workers' SQL does — in the SQL processes,
+ * `cordon d1 execute` and `cordon d1 export`: SQL on a tenant's D1 database from the admin API, as
+ * `wrangler d1 execute` runs it against Cloudflare's, and the database as SQL, as `wrangler d1 export`. It runs as the tenant's workers' SQL does — in the SQL processes,
  * under the same authorizer and quota — in one transaction, and is audited. A database that does not
  * exist yet is not created by it.
  */
@@ -49,6 +49,35 @@ export function d1Routes(deps: Pick<AdminDeps, 'grants' | 'audit'>): Route[] {
           meta: r.meta,
         }));
         send(res, 200, { results: plain });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/d1/{tenant}/{database}/export',
+      scope: 'deploy',
+      summary: "A tenant's D1 database as the SQL that rebuilds it, as wrangler d1 export: { tables?, noSchema?, noData? }; { sql }",
+      async run({ req, res, who, params }) {
+        const tenant = check(TenantName, params[0], 'tenant');
+        const database = check(ResourceName, params[1], 'database');
+        ownTenant(who, tenant);
+        const options = check(
+          z
+            .object({ tables: z.array(z.string().min(1).max(256)).max(64).optional(), noSchema: z.boolean().optional(), noData: z.boolean().optional() })
+            .strict(),
+          await readJson(req),
+          'export request',
+        );
+        if (!deps.grants.resources.names('d1', tenant).includes(database)) throw new HttpError(404, `tenant ${tenant} has no D1 database ${database}`);
+        const entry = { actor: `token:${who.tokenId}`, action: 'd1.export', target: `${tenant}/${database}` };
+        let sql: string;
+        try {
+          sql = (await deps.grants.resources.open('d1', tenant, database).call('export', [options], Date.now() + COMMAND_MS)) as string;
+        } catch (e) {
+          deps.audit.append({ ...entry, outcome: 'error', detail: { reason: (e as Error).message.slice(0, 300) } });
+          throw e;
+        }
+        deps.audit.append({ ...entry, outcome: 'ok', detail: { bytes: Buffer.byteLength(sql) } });
+        send(res, 200, { sql });
       },
     },
   ];

@@ -4,7 +4,7 @@
  */
 import type { HostCallbacks, HostReferences, IsolateRef } from '../abi.ts';
 import { DOMException } from './encoding.ts';
-import { makeSubtle } from './subtle.ts';
+import { makeSubtle, type SyncSubtle } from './subtle.ts';
 import { DigestStream } from './digest-stream.ts';
 
 // Called after tenant code has run: captured before it can patch them.
@@ -15,9 +15,10 @@ const taSet = Uint8Array.prototype.set;
 /**
  * `cryptoRef` is called with applySyncPromise: it blocks this isolate (only this one) until the host's
  * job is done, so the result is never an event that could arrive after its request ended, and
- * crypto.subtle works in global scope as in Workers.
+ * crypto.subtle works in global scope as in Workers. Returns the synchronous twin of crypto.subtle that
+ * node:crypto's synchronous API is built on (the `node-internal:crypto` module, modules.ts).
  */
-export function installCrypto(g: Record<string, unknown>, random: HostCallbacks['random'], cryptoRef: IsolateRef<HostReferences['crypto']>): void {
+export function installCrypto(g: Record<string, unknown>, random: HostCallbacks['random'], cryptoRef: IsolateRef<HostReferences['crypto']>): SyncSubtle {
   function getRandomValues<T extends ArrayBufferView | null>(array: T): T {
     if (!ArrayBuffer.isView(array) || array instanceof Float32Array || array instanceof Float64Array || array instanceof DataView) {
       throw new TypeError('getRandomValues needs an integer typed array');
@@ -27,7 +28,7 @@ export function installCrypto(g: Record<string, unknown>, random: HostCallbacks[
     apply(taSet, new U8(array.buffer, array.byteOffset, array.byteLength), [bytes]);
     return array;
   }
-  const subtle = makeSubtle((call) => cryptoRef.applySyncPromise(undefined, [call], { arguments: { copy: true } }));
+  const { subtle, sync } = makeSubtle((call) => cryptoRef.applySyncPromise(undefined, [call], { arguments: { copy: true } }));
   g.crypto = Object.freeze({
     subtle,
     DigestStream,
@@ -40,4 +41,5 @@ export function installCrypto(g: Record<string, unknown>, random: HostCallbacks[
       return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
     },
   });
+  return sync;
 }

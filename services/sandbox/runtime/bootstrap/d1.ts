@@ -117,8 +117,11 @@ export function d1Binding(call: CallAsync, handle: string): object {
       const { prepare, batch } = db;
       return freeze({ prepare, batch, getBookmark: () => BOOKMARK });
     },
+    /** Deprecated by D1 itself (it works only on Cloudflare's alpha databases); its successor is an export, for operators. */
     async dump(): Promise<never> {
-      throw new ErrorCtor('D1_ERROR: dump() is not supported on Cordon');
+      throw new ErrorCtor(
+        'D1_DUMP_ERROR: dump() is deprecated by D1 and works only on its alpha databases; export a database with `cordon d1 export <tenant>/<database>` (as wrangler d1 export)',
+      );
     },
   });
 }

@@ -21,6 +21,7 @@ import { makeExports } from './entrypoints.ts';
 import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
 import { requests, type Handler, type HandlerClass } from './request-state.ts';
 import { asyncHooks, enterRoot } from './async-context.ts';
+import type { SyncSubtle } from './subtle.ts';
 import { makeObjectHost } from './durable-objects.ts';
 import { hostBody } from './host-body.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
@@ -50,12 +51,26 @@ export interface RequestPathDeps {
   logError: (...args: unknown[]) => void;
   /** cloudflare:sockets' connect (sockets.ts). */
   connect: (address: unknown, options?: unknown) => unknown;
+  /** crypto.subtle run synchronously, for node:crypto (the `node-internal:crypto` module). */
+  syncSubtle: SyncSubtle;
 }
 
 /** The entry points other than those of an API (timers, response streams), as the host calls them. */
 export type RequestPath = Omit<Entry, 'fireTimer' | 'pull' | 'cancelStream'>;
 
-export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests, envDeps, pipes, logError, connect }: RequestPathDeps): RequestPath {
+export function makeRequestPath({
+  g,
+  host,
+  bodyRef,
+  options,
+  timers,
+  resetSubrequests,
+  envDeps,
+  pipes,
+  logError,
+  connect,
+  syncSubtle,
+}: RequestPathDeps): RequestPath {
   const { callCapAsync } = envDeps;
   let configurable = true;
 
@@ -78,7 +93,7 @@ export function makeRequestPath({ g, host, bodyRef, options, timers, resetSubreq
   Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
   // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
   Object.defineProperty(g, BUILTINS_GLOBAL, {
-    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, env: () => requests.env, connect }),
+    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, syncSubtle, env: () => requests.env, connect }),
     configurable: true,
     enumerable: false,
     writable: false,

@@ -87,7 +87,7 @@ lockdown(g, options.allowEval, options.memoryLimit);
 // --- console, crypto, timers, misc globals ------------------------------------------------------------
 const logError = installConsole(g, host.log);
 
-installCrypto(g, host.random, cryptoRef);
+const syncSubtle = installCrypto(g, host.random, cryptoRef);
 
 const timers = installTimers(g, host, inRequest, logError);
 installScheduler(g, timers);
@@ -164,7 +164,7 @@ requests.env = makeEnv(options.vars, options.bindings, envDeps);
 
 // --- the entry the host calls -------------------------------------------------------------------------
 const entry: Entry = {
-  ...makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests: subrequests.reset, envDeps, pipes, logError, connect }),
+  ...makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests: subrequests.reset, envDeps, pipes, logError, connect, syncSubtle }),
   fireTimer: timers.fire,
   // A response body pulled by the host runs the worker's pull() from the empty async context, as any host entry.
   pull: (seq: number) => (enterRoot(), pull(seq)),

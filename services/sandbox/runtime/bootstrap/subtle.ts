@@ -140,20 +140,27 @@ function result(r: WireResult): WireResult {
 
 const mint = (w: WireKey) => new CryptoKey(MINT, w);
 
-export function makeSubtle(host: CryptoHostCall): object {
-  const call = async (c: WireCall): Promise<WireResult> => result(host(c));
-  const bytes = async (c: WireCall) => ((await call(c)) as { bytes: ArrayBuffer }).bytes;
-  const key = async (c: WireCall) => mint(((await call(c)) as { key: WireKey }).key);
-  return Object.freeze({
-    async digest(algorithm: unknown, data: unknown): Promise<ArrayBuffer> {
+/** crypto.subtle's methods run synchronously: what node:crypto's synchronous API is built on (node-internal:crypto). */
+export type SyncSubtle = Record<string, (...args: unknown[]) => unknown>;
+
+/**
+ * crypto.subtle and its synchronous twin: the host call blocks this isolate until answered, so each
+ * method is a synchronous function; crypto.subtle wraps each in a promise (a throw becomes a rejection).
+ */
+export function makeSubtle(host: CryptoHostCall): { subtle: object; sync: SyncSubtle } {
+  const call = (c: WireCall): WireResult => result(host(c));
+  const bytes = (c: WireCall) => (call(c) as { bytes: ArrayBuffer }).bytes;
+  const key = (c: WireCall) => mint((call(c) as { key: WireKey }).key);
+  const sync = Object.freeze({
+    digest(algorithm: unknown, data: unknown): ArrayBuffer {
       return bytes({ op: 'digest', algorithm: dict(algorithm, 'algorithm'), data: buffer(data, 'data') });
     },
-    async generateKey(algorithm: unknown, extractable: unknown, usages: unknown): Promise<CryptoKey | { publicKey: CryptoKey; privateKey: CryptoKey }> {
-      const r = await call({ op: 'generateKey', algorithm: dict(algorithm, 'algorithm'), extractable: Boolean(extractable), usages: usageList(usages) });
+    generateKey(algorithm: unknown, extractable: unknown, usages: unknown): CryptoKey | { publicKey: CryptoKey; privateKey: CryptoKey } {
+      const r = call({ op: 'generateKey', algorithm: dict(algorithm, 'algorithm'), extractable: Boolean(extractable), usages: usageList(usages) });
       if ('publicKey' in r) return { publicKey: mint(r.publicKey), privateKey: mint(r.privateKey) };
       return mint((r as { key: WireKey }).key);
     },
-    async importKey(format: unknown, keyData: unknown, algorithm: unknown, extractable: unknown, usages: unknown): Promise<CryptoKey> {
+    importKey(format: unknown, keyData: unknown, algorithm: unknown, extractable: unknown, usages: unknown): CryptoKey {
       const f = String(format);
       const data = f === 'jwk' ? jwk(keyData) : buffer(keyData, 'keyData');
       return key({
@@ -165,17 +172,17 @@ export function makeSubtle(host: CryptoHostCall): object {
         usages: usageList(usages),
       });
     },
-    async exportKey(format: unknown, key: unknown): Promise<ArrayBuffer | object> {
+    exportKey(format: unknown, key: unknown): ArrayBuffer | object {
       const w = wireOf(key, 'key');
       if (!w.extractable) throw new DOMException(`Attempt to export non-extractable ${String(w.algorithm.name)} key.`, 'InvalidAccessError');
-      const r = await call({ op: 'exportKey', format: String(format), key: w });
+      const r = call({ op: 'exportKey', format: String(format), key: w });
       return 'jwk' in r ? r.jwk : (r as { bytes: ArrayBuffer }).bytes;
     },
-    async sign(algorithm: unknown, key: unknown, data: unknown): Promise<ArrayBuffer> {
+    sign(algorithm: unknown, key: unknown, data: unknown): ArrayBuffer {
       return bytes({ op: 'sign', algorithm: dict(algorithm, 'algorithm'), key: wireOf(key, 'key'), data: buffer(data, 'data') });
     },
-    async verify(algorithm: unknown, key: unknown, signature: unknown, data: unknown): Promise<boolean> {
-      const r = await call({
+    verify(algorithm: unknown, key: unknown, signature: unknown, data: unknown): boolean {
+      const r = call({
         op: 'verify',
         algorithm: dict(algorithm, 'algorithm'),
         key: wireOf(key, 'key'),
@@ -184,13 +191,13 @@ export function makeSubtle(host: CryptoHostCall): object {
       });
       return (r as { ok: boolean }).ok;
     },
-    async encrypt(algorithm: unknown, key: unknown, data: unknown): Promise<ArrayBuffer> {
+    encrypt(algorithm: unknown, key: unknown, data: unknown): ArrayBuffer {
       return bytes({ op: 'encrypt', algorithm: dict(algorithm, 'algorithm'), key: wireOf(key, 'key'), data: buffer(data, 'data') });
     },
-    async decrypt(algorithm: unknown, key: unknown, data: unknown): Promise<ArrayBuffer> {
+    decrypt(algorithm: unknown, key: unknown, data: unknown): ArrayBuffer {
       return bytes({ op: 'decrypt', algorithm: dict(algorithm, 'algorithm'), key: wireOf(key, 'key'), data: buffer(data, 'data') });
     },
-    async deriveBits(algorithm: unknown, baseKey: unknown, length: unknown = null): Promise<ArrayBuffer> {
+    deriveBits(algorithm: unknown, baseKey: unknown, length: unknown = null): ArrayBuffer {
       return bytes({
         op: 'deriveBits',
         algorithm: dict(algorithm, 'algorithm'),
@@ -198,7 +205,7 @@ export function makeSubtle(host: CryptoHostCall): object {
         length: length === null ? null : Number(length),
       });
     },
-    async deriveKey(algorithm: unknown, baseKey: unknown, derivedKeyType: unknown, extractable: unknown, usages: unknown): Promise<CryptoKey> {
+    deriveKey(algorithm: unknown, baseKey: unknown, derivedKeyType: unknown, extractable: unknown, usages: unknown): CryptoKey {
       return key({
         op: 'deriveKey',
         algorithm: dict(algorithm, 'algorithm'),
@@ -208,7 +215,7 @@ export function makeSubtle(host: CryptoHostCall): object {
         usages: usageList(usages),
       });
     },
-    async wrapKey(format: unknown, key: unknown, wrappingKey: unknown, wrapAlgorithm: unknown): Promise<ArrayBuffer> {
+    wrapKey(format: unknown, key: unknown, wrappingKey: unknown, wrapAlgorithm: unknown): ArrayBuffer {
       return bytes({
         op: 'wrapKey',
         format: String(format),
@@ -217,7 +224,7 @@ export function makeSubtle(host: CryptoHostCall): object {
         algorithm: dict(wrapAlgorithm, 'wrapAlgorithm'),
       });
     },
-    async unwrapKey(
+    unwrapKey(
       format: unknown,
       wrappedKey: unknown,
       unwrappingKey: unknown,
@@ -225,7 +232,7 @@ export function makeSubtle(host: CryptoHostCall): object {
       unwrappedKeyAlgorithm: unknown,
       extractable: unknown,
       usages: unknown,
-    ): Promise<CryptoKey> {
+    ): CryptoKey {
       return key({
         op: 'unwrapKey',
         format: String(format),
@@ -246,5 +253,15 @@ export function makeSubtle(host: CryptoHostCall): object {
       for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!;
       return diff === 0;
     },
-  });
+  }) as SyncSubtle;
+  const subtle: Record<string, unknown> = {};
+  for (const [name, f] of Object.entries(sync)) {
+    if (name === 'timingSafeEqual') subtle[name] = f;
+    else {
+      const m = async (...args: unknown[]) => f(...args);
+      Object.defineProperties(m, { name: { value: name }, length: { value: f.length } });
+      subtle[name] = m;
+    }
+  }
+  return { subtle: Object.freeze(subtle), sync };
 }

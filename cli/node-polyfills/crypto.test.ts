@@ -1,0 +1,214 @@
+/**
+ * node:crypto's keys, signatures and ciphers, bundled as `deploy` bundles them and run in a real isolate:
+ * known-answer vectors (each names its source) and cross-checks with the host's node:crypto both ways
+ * (what the worker signs or encrypts, the host verifies or decrypts, and the reverse).
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as host from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bundleWorker } from '../bundle.ts';
+import { WorkerRuntime } from '../../services/sandbox/runtime/index.ts';
+import { GET, text } from '../../services/sandbox/runtime/testing/fixtures.ts';
+
+// Made after the first bundle: a first esbuild build started once a runtime exists in this process never
+// settled (seen here; the cause was not pinned down), and esbuild keeps its service process afterwards.
+let rt: WorkerRuntime | undefined;
+after(() => rt?.dispose());
+let n = 0;
+
+/** Runs `body` (the inside of a fetch handler, with `crypto` = node:crypto and `V` = the vectors) in a fresh worker. */
+async function inWorker(body: string, vectors: unknown = {}): Promise<any> {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-ncrypto-'));
+  writeFileSync(
+    join(dir, 'w.js'),
+    `import crypto from 'node:crypto'; import { Buffer } from 'node:buffer';
+     const V = ${JSON.stringify(vectors)};
+     const fails = (f) => { try { f(); return 'accepted' } catch (e) { return (e.code ?? e.name) + ': ' + e.message } };
+     export default { async fetch() { const out = await (async () => { ${body} })(); return Response.json(out) } };`,
+  );
+  const b = await bundleWorker(join(dir, 'w.js'), { compatibilityDate: '2025-06-01', compatibilityFlags: ['nodejs_compat'] });
+  rt ??= new WorkerRuntime();
+  const res = await rt.handle(
+    {
+      workerId: `t/nc${++n}`,
+      version: 'a'.repeat(64),
+      mainModule: b.mainModule,
+      modules: b.modules,
+      limits: { cpuMs: 5000, wallMs: 30_000, memoryMb: 128 },
+      vars: {},
+      bindings: [],
+    },
+    GET,
+    { log: () => {} },
+  );
+  assert.equal(res.status, 200, text(res.body));
+  return JSON.parse(text(res.body));
+}
+
+const unhex = (h: string) => Buffer.from(h, 'hex');
+
+test('ciphers: NIST SP 800-38A CBC and CTR, the GCM paper test case 3, streamed in odd pieces, and the host decrypts what the worker encrypts', async () => {
+  // NIST SP 800-38A, F.2.1 (CBC-AES128.Encrypt) and F.5.1 (CTR-AES128.Encrypt): the same four plaintext blocks.
+  const p = '6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710';
+  const key = '2b7e151628aed2a6abf7158809cf4f3c';
+  const cbc = '7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b273bed6b8e3c1743b7116e69e222295163ff1caa1681fac09120eca307586e1a7';
+  const ctr = '874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff5ae4df3edbd5d35e5b4f09020db03eab1e031dda2fbe03d1792170a0f3009cee';
+  // McGrew & Viega, "The Galois/Counter Mode of Operation (GCM)", test case 3 (AES-128, 96-bit IV, no AAD).
+  const gcm = {
+    key: 'feffe9928665731c6d6a8f9467308308',
+    iv: 'cafebabefacedbaddecaf888',
+    p: 'd9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255',
+    c: '42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985',
+    tag: '4d5c2af327cd64a62cf35abd2ba6fab4',
+  };
+  const msg = 'a message of forty-one bytes, not aligned';
+  const out = await inWorker(
+    `
+    const h = (x) => Buffer.from(x, 'hex');
+    // Fed in pieces of 7 bytes: the chain must carry across update() calls.
+    const run = (c, data) => { const parts = []; for (let i = 0; i < data.length; i += 7) parts.push(c.update(data.subarray(i, i + 7))); parts.push(c.final()); return Buffer.concat(parts).toString('hex'); };
+    const cbc = run(crypto.createCipheriv('aes-128-cbc', h(V.key), h('000102030405060708090a0b0c0d0e0f')).setAutoPadding(false), h(V.p));
+    const cbcBack = run(crypto.createDecipheriv('aes-128-cbc', h(V.key), h('000102030405060708090a0b0c0d0e0f')).setAutoPadding(false), h(cbc));
+    const ctr = run(crypto.createCipheriv('aes-128-ctr', h(V.key), h('f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff')), h(V.p));
+    const g = crypto.createCipheriv('aes-128-gcm', h(V.gcm.key), h(V.gcm.iv));
+    const gcm = run(g, h(V.gcm.p));
+    const gd = crypto.createDecipheriv('aes-128-gcm', h(V.gcm.key), h(V.gcm.iv)).setAuthTag(h(V.gcm.tag));
+    const gcmBack = run(gd, h(V.gcm.c));
+    const forged = fails(() => crypto.createDecipheriv('aes-128-gcm', h(V.gcm.key), h(V.gcm.iv)).setAuthTag(Buffer.alloc(16)).update(h(V.gcm.c)) && 0 || crypto.createDecipheriv('aes-128-gcm', h(V.gcm.key), h(V.gcm.iv)).setAuthTag(Buffer.alloc(16)).final());
+    // Padded CBC and GCM with AAD, of a message not a whole number of blocks, for the host to decrypt.
+    const k256 = Buffer.alloc(32, 7), iv = Buffer.alloc(16, 9);
+    const padded = crypto.createCipheriv('aes-256-cbc', k256, iv).update(V.msg, 'utf8', 'base64') + crypto.createCipheriv('aes-256-cbc', k256, iv).final('base64');
+    const c1 = crypto.createCipheriv('aes-256-cbc', k256, iv);
+    const paddedHex = c1.update(V.msg, 'utf8', 'hex') + c1.final('hex');
+    const back = crypto.createDecipheriv('aes-256-cbc', k256, iv);
+    const paddedBack = back.update(paddedHex, 'hex', 'utf8') + back.final('utf8');
+    const g2 = crypto.createCipheriv('aes-256-gcm', k256, iv.subarray(0, 12)).setAAD(Buffer.from('header'));
+    const sealed = Buffer.concat([g2.update(V.msg, 'utf8'), g2.final()]).toString('hex');
+    const badPad = fails(() => { const d = crypto.createDecipheriv('aes-256-cbc', k256, iv); d.update(Buffer.alloc(16)); return d.final(); });
+    return { cbc, cbcBack, ctr, gcm, gcmTag: g.getAuthTag().toString('hex'), gcmBack, forged, paddedHex, paddedBack, sealed, g2Tag: g2.getAuthTag().toString('hex'), badPad,
+      badKey: fails(() => crypto.createCipheriv('aes-128-cbc', Buffer.alloc(15), iv)), unknown: fails(() => crypto.createCipheriv('des-ede3-cbc', Buffer.alloc(24), iv.subarray(0, 8))) };`,
+    { key, p, gcm, msg },
+  );
+  assert.equal(out.cbc, cbc);
+  assert.equal(out.cbcBack, p);
+  assert.equal(out.ctr, ctr);
+  assert.equal(out.gcm, gcm.c);
+  assert.equal(out.gcmTag, gcm.tag);
+  assert.equal(out.gcmBack, gcm.p);
+  assert.match(out.forged, /unable to authenticate data/);
+  const k256 = Buffer.alloc(32, 7);
+  const iv = Buffer.alloc(16, 9);
+  const hc = host.createCipheriv('aes-256-cbc', k256, iv);
+  assert.equal(out.paddedHex, hc.update(msg, 'utf8', 'hex') + hc.final('hex'), 'padded CBC as the host pads');
+  assert.equal(out.paddedBack, msg);
+  const hd = host.createDecipheriv('aes-256-gcm', k256, iv.subarray(0, 12)).setAAD(Buffer.from('header')).setAuthTag(unhex(out.g2Tag));
+  assert.equal(Buffer.concat([hd.update(unhex(out.sealed)), hd.final()]).toString(), msg, 'the host opens what the worker sealed');
+  assert.match(out.badPad, /bad decrypt/);
+  assert.match(out.badKey, /^ERR_CRYPTO_INVALID_KEYLEN/);
+  assert.match(out.unknown, /^ERR_CRYPTO_UNKNOWN_CIPHER/);
+});
+
+test('keys and signatures: RFC 8032 Ed25519, RSA PKCS#1 v1.5 equal to the host, PSS and ECDSA verified across, PEM/DER/JWK round trips, diffieHellman', async () => {
+  // RFC 8032 section 7.1, TEST 1: the secret key, its public key, the empty message's signature.
+  const ed = {
+    pkcs8: `302e020100300506032b657004220420${'9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60'}`,
+    pub: 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
+    sig: 'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+  };
+  const rsa = host.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const ec = host.generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  const data = 'signed by the host';
+  const vectors = {
+    ed,
+    data,
+    rsaPkcs1: rsa.privateKey.export({ format: 'pem', type: 'pkcs1' }),
+    rsaPub: rsa.publicKey.export({ format: 'pem', type: 'spki' }),
+    ecSec1: ec.privateKey.export({ format: 'pem', type: 'sec1' }),
+    ecPub: ec.publicKey.export({ format: 'pem', type: 'spki' }),
+    hostEcSig: host.sign('sha384', Buffer.from(data), ec.privateKey).toString('hex'),
+    dh: (['x25519', 'ec'] as const).map((type) => {
+      const a = host.generateKeyPairSync(type as 'x25519', type === 'ec' ? ({ namedCurve: 'P-256' } as never) : undefined);
+      const b = host.generateKeyPairSync(type as 'x25519', type === 'ec' ? ({ namedCurve: 'P-256' } as never) : undefined);
+      return {
+        a: a.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+        b: b.publicKey.export({ format: 'pem', type: 'spki' }),
+        shared: host.diffieHellman({ privateKey: b.privateKey, publicKey: a.publicKey }).toString('hex'),
+      };
+    }),
+    hostPssSig: host.sign('sha256', Buffer.from(data), { key: rsa.privateKey, padding: host.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }).toString('hex'),
+  };
+  const out = await inWorker(
+    `
+    const edKey = crypto.createPrivateKey({ key: Buffer.from(V.ed.pkcs8, 'hex'), format: 'der', type: 'pkcs8' });
+    const edPub = crypto.createPublicKey(edKey);
+    const rsaKey = crypto.createPrivateKey(V.rsaPkcs1);
+    const ecKey = crypto.createPrivateKey(V.ecSec1);
+    const signer = crypto.createSign('RSA-SHA256'); signer.update('signed '); signer.update('by the worker');
+    const gen = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1', publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+    const genSig = crypto.sign('sha256', Buffer.from('x'), gen.privateKey);
+    const secret = crypto.createSecretKey(Buffer.from('0123456789abcdef'));
+    const jwk = rsaKey.export({ format: 'jwk' });
+    return {
+      edSig: crypto.sign(null, Buffer.alloc(0), edKey).toString('hex'),
+      edPub: edPub.export({ format: 'jwk' }).x,
+      edType: [edKey.type, edKey.asymmetricKeyType, edPub.type],
+      edVerify: crypto.verify(null, Buffer.alloc(0), edPub, Buffer.from(V.ed.sig, 'hex')),
+      rsaSig: signer.sign(rsaKey, 'hex'),
+      rsaDetails: [rsaKey.asymmetricKeyDetails.modulusLength, String(rsaKey.asymmetricKeyDetails.publicExponent)],
+      rsaPkcs8: rsaKey.export({ format: 'pem', type: 'pkcs8' }),
+      rsaPubPem: crypto.createPublicKey(rsaKey).export({ format: 'pem', type: 'spki' }),
+      rsaFromJwk: crypto.createPrivateKey({ key: jwk, format: 'jwk' }).equals(rsaKey),
+      pssSig: crypto.sign('sha256', Buffer.from(V.data), { key: rsaKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: crypto.constants.RSA_PSS_SALTLEN_DIGEST }).toString('hex'),
+      hostPss: crypto.verify('sha256', Buffer.from(V.data), { key: V.rsaPub, padding: crypto.constants.RSA_PKCS1_PSS_PADDING }, Buffer.from(V.hostPssSig, 'hex')),
+      ecSig: crypto.createSign('sha384').update(V.data).sign(ecKey, 'hex'),
+      ecDetails: ecKey.asymmetricKeyDetails.namedCurve,
+      hostEc: crypto.createVerify('sha384').update(V.data).verify(V.ecPub, V.hostEcSig, 'hex'),
+      hostEcTampered: crypto.verify('sha384', Buffer.from(V.data + '!'), V.ecPub, Buffer.from(V.hostEcSig, 'hex')),
+      gen: [gen.publicKey, genSig.toString('hex')],
+      oaep: crypto.publicEncrypt(V.rsaPub, Buffer.from('for the host')).toString('hex'),
+      secret: [secret.type, secret.symmetricKeySize, secret.export().toString(), secret.export({ format: 'jwk' }).k],
+      scrypt: crypto.scryptSync('password', 'NaCl', 64, { N: 1024, r: 8, p: 16 }).toString('hex'),
+      scryptMem: fails(() => crypto.scryptSync('p', 's', 16, { N: 2 ** 20, r: 8 })),
+      encrypted: fails(() => crypto.createPrivateKey('-----BEGIN ENCRYPTED PRIVATE KEY-----\\nAA==\\n-----END ENCRYPTED PRIVATE KEY-----')),
+      x25519: crypto.generateKeyPairSync('x25519').publicKey.export({ format: 'der' }).length,
+      dh: V.dh.map((d) => crypto.diffieHellman({ privateKey: crypto.createPrivateKey(d.a), publicKey: crypto.createPublicKey(d.b) }).toString('hex')),
+      dhMixed: fails(() => crypto.diffieHellman({ privateKey: crypto.createPrivateKey(V.dh[0].a), publicKey: crypto.createPublicKey(V.dh[1].b) })),
+    };`,
+    vectors,
+  );
+  assert.equal(out.edSig, ed.sig, 'RFC 8032 TEST 1 signature');
+  assert.equal(Buffer.from(out.edPub, 'base64url').toString('hex'), ed.pub, 'RFC 8032 TEST 1 public key');
+  assert.deepEqual(out.edType, ['private', 'ed25519', 'public']);
+  assert.equal(out.edVerify, true);
+  assert.equal(out.rsaSig, host.createSign('RSA-SHA256').update('signed by the worker').sign(rsa.privateKey, 'hex'), 'PKCS#1 v1.5 is deterministic');
+  assert.deepEqual(
+    out.rsaDetails,
+    ['2048', '65537'].map((x, i) => (i === 0 ? Number(x) : x)),
+  );
+  assert.equal(out.rsaPkcs8, rsa.privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  assert.equal(out.rsaPubPem, vectors.rsaPub);
+  assert.equal(out.rsaFromJwk, true);
+  assert.ok(host.verify('sha256', Buffer.from(data), { key: rsa.publicKey, padding: host.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, unhex(out.pssSig)));
+  assert.equal(out.hostPss, true, 'salt length recovered on verify, as Node does');
+  assert.ok(host.createVerify('sha384').update(data).verify(ec.publicKey, out.ecSig, 'hex'), 'ECDSA in DER, as Node signs');
+  assert.equal(out.ecDetails, 'secp384r1');
+  assert.equal(out.hostEc, true);
+  assert.equal(out.hostEcTampered, false);
+  assert.ok(host.verify('sha256', Buffer.from('x'), out.gen[0], unhex(out.gen[1])), 'a generated key exported as PEM');
+  assert.equal(host.privateDecrypt(rsa.privateKey, unhex(out.oaep)).toString(), 'for the host', 'RSA-OAEP (SHA-1), as Node pads by default');
+  assert.deepEqual(out.secret, ['secret', 16, '0123456789abcdef', Buffer.from('0123456789abcdef').toString('base64url')]);
+  // RFC 7914 section 12, the second vector.
+  assert.equal(out.scrypt, 'fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640');
+  assert.match(out.scryptMem, /^ERR_CRYPTO_INVALID_SCRYPT_PARAMS/);
+  assert.match(out.encrypted, /^ERR_FEATURE_UNAVAILABLE_ON_PLATFORM/);
+  assert.equal(out.x25519, 44);
+  assert.deepEqual(
+    out.dh,
+    vectors.dh.map((d) => d.shared),
+    'X25519 and ECDH P-256 secrets agree with the host',
+  );
+  assert.match(out.dhMixed, /^ERR_CRYPTO_INCOMPATIBLE_KEY/);
+});

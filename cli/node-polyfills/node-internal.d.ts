@@ -1,0 +1,17 @@
+// The isolate's own module for node:crypto (services/sandbox/runtime/modules.ts): crypto.subtle's methods, run synchronously.
+declare module 'node-internal:crypto' {
+  import type { webcrypto } from 'node:crypto';
+  type Data = ArrayBuffer | ArrayBufferView;
+  type Algorithm = string | Record<string, unknown>;
+  export const subtle: {
+    importKey(format: string, keyData: Data | webcrypto.JsonWebKey, algorithm: Algorithm, extractable: boolean, usages: string[]): webcrypto.CryptoKey;
+    exportKey(format: string, key: webcrypto.CryptoKey): ArrayBuffer | webcrypto.JsonWebKey;
+    generateKey(algorithm: Algorithm, extractable: boolean, usages: string[]): webcrypto.CryptoKey | webcrypto.CryptoKeyPair;
+    sign(algorithm: Algorithm, key: webcrypto.CryptoKey, data: Data): ArrayBuffer;
+    verify(algorithm: Algorithm, key: webcrypto.CryptoKey, signature: Data, data: Data): boolean;
+    encrypt(algorithm: Algorithm, key: webcrypto.CryptoKey, data: Data): ArrayBuffer;
+    decrypt(algorithm: Algorithm, key: webcrypto.CryptoKey, data: Data): ArrayBuffer;
+    deriveBits(algorithm: Algorithm, key: webcrypto.CryptoKey, length: number | null): ArrayBuffer;
+    timingSafeEqual(a: Data, b: Data): boolean;
+  };
+}
