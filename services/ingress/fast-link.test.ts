@@ -64,9 +64,13 @@ test('a streamed body: never more unread than granted; credit as the reader take
   s.deliver(encodeResponse({ id, status: 200, statusText: '', headers: [], body: null, streamed: true }));
   const response = await call;
   const reader = response.stream!.getReader();
+  const quarter = INITIAL_CREDIT / 4;
   s.deliver(encodeChunk(id, new Uint8Array(1000)));
   assert.equal((await reader.read()).value!.byteLength, 1000);
-  assert.deepEqual(s.sent.at(-1), { kind: Kind.Credit, id, bytes: 1000 });
+  assert.equal(s.sent.length, 1, 'no credit for less than a quarter window');
+  s.deliver(encodeChunk(id, new Uint8Array(quarter)));
+  assert.equal((await reader.read()).value!.byteLength, quarter);
+  assert.deepEqual(s.sent.at(-1), { kind: Kind.Credit, id, bytes: quarter + 1000 });
   // The whole window, and then one byte more than it: the link closes, and the body fails.
   s.deliver(encodeChunk(id, new Uint8Array(INITIAL_CREDIT)));
   s.deliver(encodeChunk(id, new Uint8Array(1)));

@@ -14,9 +14,14 @@ import { activeTraceparent } from '../../lib/rpc/trace.ts';
 import type { WireRequest, WireResponse } from '../../schemas/http.ts';
 import type { WorkerTarget } from '../../schemas/worker.ts';
 
+/** Credit goes back once the client has taken this much of a streamed body. */
+const CREDIT_STEP = INITIAL_CREDIT / 4;
+
 interface Incoming {
   /** Body bytes the sandbox may still send. */
   granted: number;
+  /** Body bytes the client took that have not been granted again yet. */
+  owed: number;
   queue: Uint8Array[];
   end: { ok: boolean; message: string } | undefined;
   wake: (() => void) | undefined;
@@ -112,7 +117,7 @@ export class FastLink {
     const { resolve } = this.#take(frame.id);
     const { status, statusText, headers, body } = frame;
     if (!frame.streamed) return resolve({ status, statusText, headers, body });
-    const s: Incoming = { granted: INITIAL_CREDIT, queue: [], end: undefined, wake: undefined };
+    const s: Incoming = { granted: INITIAL_CREDIT, owed: 0, queue: [], end: undefined, wake: undefined };
     this.#streams.set(frame.id, s);
     const stream = new ReadableStream<Uint8Array>(
       {
@@ -122,10 +127,13 @@ export class FastLink {
           const chunk = s.queue.shift();
           if (chunk) {
             controller.enqueue(chunk);
-            // What the client took, the sandbox may send again.
-            if (!this.#closed && this.#streams.has(frame.id)) {
-              s.granted += chunk.byteLength;
-              this.#channel.sendBinary(encodeCredit(frame.id, chunk.byteLength));
+            // What the client took, the sandbox may send again: granted a quarter window at a time,
+            // so that credit is a frame per few chunks rather than one per chunk.
+            s.owed += chunk.byteLength;
+            if (s.owed >= CREDIT_STEP && !this.#closed && this.#streams.has(frame.id)) {
+              s.granted += s.owed;
+              this.#channel.sendBinary(encodeCredit(frame.id, s.owed));
+              s.owed = 0;
             }
           } else if (s.end!.ok) controller.close();
           else controller.error(new Error(`the worker's streamed body failed: ${s.end!.message}`));
