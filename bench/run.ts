@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: Cordon against its peers, measured in one run on this machine, printed as ratios.
- *   1. hello-world through the whole mesh (ingress → sandbox → isolate) vs the same worker on workerd,
- *      with a plain Node http server as the floor (autocannon, keep-alive), and our runtime alone;
+ *   1. the request path through the whole mesh vs workerd: hello, 64 KiB bodies, a streamed 10 MiB
+ *      body, CPU per request per process (bench/request-path.ts); and our runtime alone;
  *   2. cold start: code already fetched → first response, per new worker (our runtime), back to
  *      back and with a pause before each (a spare isolate ready);
  *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate;
@@ -11,17 +11,14 @@
  *   7. a 3-step workflow driven by cordon/client over WebSocket vs the admin HTTP API (bench/client.ts);
  *   8. the cluster: hello over NATS vs Unix sockets, and with 2 sandbox processes of the cordon vs 1;
  *   9. the Hono and itty-router README apps through the mesh vs workerd, and our runtime alone (bench/frameworks.ts).
- * Never part of `npm test`: numbers, not assertions.
+ * Never part of `npm test`: numbers, not assertions. `npm run bench -- <section>…` runs only the sections
+ * named (request-path, cold-start, idle-memory, workflows, dynamic-workers, workers-rpc, client, cluster, frameworks).
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import autocannon from 'autocannon';
 import ivm from 'isolated-vm';
-import { freePort, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts';
+import { ROOT } from '../test/helpers/mesh.ts';
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
 import { workflowsBench } from './workflows.ts';
 import { dynamicWorkersBench } from './dynamic-workers.ts';
@@ -29,60 +26,15 @@ import { workersRpcBench } from './workers-rpc.ts';
 import { clientBench } from './client.ts';
 import { clusterBench } from './cluster.ts';
 import { frameworksBench } from './frameworks.ts';
+import { requestPathBench } from './request-path.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
 
-async function load(url: string, label: string): Promise<{ rps: number; p50: number; p99: number }> {
-  say(`  ${label}: ${SECONDS} s of load on ${url} …`);
-  const r = await autocannon({ url, connections: 32, duration: SECONDS, pipelining: 1 });
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99 };
-}
-
-function row(label: string, x: { rps: number; p50: number; p99: number }, peer?: { rps: number }): string {
-  return `  ${label.padEnd(22)} ${x.rps.toFixed(0).padStart(8)} req/s   p50 ${String(x.p50).padStart(4)} ms   p99 ${String(x.p99).padStart(4)} ms${peer ? `   ${(x.rps / peer.rps).toFixed(2)}x workerd` : ''}`;
-}
-
-async function throughput(): Promise<void> {
-  say('1. hello world, requests per second');
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-'));
+async function runtimeAloneRow(): Promise<void> {
   const bundle = await build({ entryPoints: [join(ROOT, 'examples/hello/index.ts')], bundle: true, format: 'esm', write: false, platform: 'neutral' });
-  writeFileSync(join(dir, 'worker.js'), bundle.outputFiles[0]!.text);
-  const wport = await freePort();
-  writeFileSync(
-    join(dir, 'config.capnp'),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [ (name = "main", worker = .hello) ],
-  sockets = [ (name = "http", address = "127.0.0.1:${wport}", http = (), service = "main") ],
-);
-const hello :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2026-07-01" );
-`,
-  );
-  // The real workerd binary, from its npm package for this platform.
-  const workerd = spawn(join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd'), ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
-  const floor = createServer((_req, res) => res.end('Hello, world! (from a plain Node server)\n'));
-  await new Promise<void>((r) => floor.listen(0, '127.0.0.1', () => r()));
-  const mesh = await startTestMesh();
-  try {
-    await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*']);
-    await waitFor('hello on the mesh', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined);
-    await waitFor('workerd', async () => (await fetch(`http://127.0.0.1:${wport}/`)).status === 200 || undefined);
-    const peer = await load(`http://127.0.0.1:${wport}/`, 'workerd');
-    const ours = await load(`${mesh.httpUrl}/hello`, 'cordon mesh');
-    const node = await load(`http://127.0.0.1:${(floor.address() as { port: number }).port}/`, 'plain node http');
-    say(row('workerd (peer)', peer));
-    say(row('cordon mesh', ours, peer));
-    say(row('plain node (floor)', node, peer));
-    const alone = await runtimeAlone(bundle.outputFiles[0]!.text);
-    say(
-      `  ${'cordon runtime alone'.padEnd(22)} ${alone.toFixed(0).padStart(8)} req/s   (the isolates without HTTP or RPC, in-process: ${(alone / peer.rps).toFixed(2)}x workerd)`,
-    );
-  } finally {
-    workerd.kill('SIGKILL');
-    floor.close();
-    await mesh.stop();
-  }
+  const alone = await runtimeAlone(bundle.outputFiles[0]!.text);
+  say(`  ${'cordon runtime alone'.padEnd(22)} ${alone.toFixed(0).padStart(8)} req/s   (hello through the isolates without HTTP or RPC, in-process)`);
 }
 
 /**
@@ -194,13 +146,19 @@ async function idleMemory(): Promise<void> {
   say(`  bare isolated-vm      ${mib(bare)} MiB   ${Math.floor(1024 ** 3 / bare)} per GiB`);
 }
 
+const sections: [string, () => Promise<void>][] = [
+  ['request-path', async () => (await requestPathBench(), await runtimeAloneRow())],
+  ['cold-start', coldStart],
+  ['idle-memory', idleMemory],
+  ['workflows', workflowsBench],
+  ['dynamic-workers', dynamicWorkersBench],
+  ['workers-rpc', workersRpcBench],
+  ['client', clientBench],
+  ['cluster', clusterBench],
+  ['frameworks', frameworksBench],
+];
+const chosen = process.argv.slice(2);
+const unknown = chosen.filter((name) => !sections.some(([n]) => n === name));
+if (unknown.length) throw new Error(`no bench section ${unknown.join(', ')}; the sections: ${sections.map(([n]) => n).join(', ')}`);
 say(`Cordon benchmarks (${SECONDS} s load phases; BENCH_SECONDS to change)`);
-await throughput();
-await coldStart();
-await idleMemory();
-await workflowsBench();
-await dynamicWorkersBench();
-await workersRpcBench();
-await clientBench();
-await clusterBench();
-await frameworksBench();
+for (const [name, run] of sections) if (!chosen.length || chosen.includes(name)) await run();

@@ -28,6 +28,22 @@ export interface Channel {
   readonly description: string;
 }
 
+/**
+ * A channel that also carries binary messages beside the text ones: the HTTP fast path
+ * (fast-frames.ts) rides the session's own authenticated link this way. A binary message that arrives
+ * while no handler is set (before the session began, so before the handshake) closes the channel.
+ */
+export interface BinaryChannel extends Channel {
+  /** Queue one binary message, given as parts sent back to back (a body is not copied); throws as `send` does. */
+  sendBinary(message: Uint8Array | readonly Uint8Array[]): void;
+  /** Binary messages go to `handler` as they arrive, in order. */
+  onBinary(handler: (message: Buffer) => void): void;
+}
+
+export function carriesBinary(channel: Channel): channel is BinaryChannel {
+  return typeof (channel as Partial<BinaryChannel>).sendBinary === 'function';
+}
+
 /** Longest message of the handshake, and so the longest a peer may send before it has authenticated. */
 export const MAX_HANDSHAKE_MESSAGE = 1024;
 

@@ -1,5 +1,6 @@
 /**
- * Length-prefixed frames: a 4-byte big-endian length, then that many bytes of UTF-8 text.
+ * Length-prefixed frames: a 4-byte big-endian length, then that many bytes of UTF-8 text; with the
+ * length's top bit set, that many bytes of a binary message (the HTTP fast path's, fast-frames.ts).
  * The length is checked against the limit as soon as its 4 bytes arrive, before any of the body is
  * buffered, so a peer cannot make us allocate more than `maxFrame` bytes for one message.
  * Hand-written because it is 40 lines and every framing library we looked at buffers first.
@@ -27,42 +28,74 @@ export function encodeFrame(text: string, maxFrame: number): Buffer {
   return frame;
 }
 
+/** The length's top bit: the frame is binary (no limit comes near 2 GiB, so the bit is free). */
+export const BINARY = 0x8000_0000;
+
 export class FrameDecoder {
   #chunks: Buffer[] = [];
   #buffered = 0;
   #need = -1; // body length of the frame being read; -1 while reading the header
+  #binary = false;
   /** May be raised between pushes (a channel's limit grows once its peer has authenticated). */
   maxFrame: number;
   constructor(maxFrame: number) {
     this.maxFrame = maxFrame;
   }
 
-  /** Feed bytes; returns the complete frames they finish. Throws FrameTooLargeError on an oversized header. */
-  push(data: Buffer): string[] {
+  /** Feed bytes; returns the complete frames they finish (binary ones as Buffers). Throws FrameTooLargeError on an oversized header. */
+  push(data: Buffer): (string | Buffer)[] {
     this.#chunks.push(data);
     this.#buffered += data.length;
-    const out: string[] = [];
+    const out: (string | Buffer)[] = [];
     for (;;) {
       if (this.#need < 0) {
         if (this.#buffered < 4) break;
         const header = this.#take(4);
-        const length = header.readUInt32BE(0);
+        const word = header.readUInt32BE(0);
+        this.#binary = (word & BINARY) !== 0;
+        const length = word & ~BINARY;
         if (length > this.maxFrame) throw new FrameTooLargeError(length, this.maxFrame);
         this.#need = length;
       }
       if (this.#buffered < this.#need) break;
-      out.push(this.#take(this.#need).toString('utf8'));
+      const body = this.#take(this.#need, this.#binary);
+      out.push(this.#binary ? body : body.toString('utf8'));
       this.#need = -1;
     }
     return out;
   }
 
-  #take(n: number): Buffer {
-    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#buffered);
-    const head = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.#chunks = rest.length ? [rest] : [];
-    this.#buffered = rest.length;
+  /**
+   * The next `n` bytes, copying only those (a large frame arrives in many reads; copying all that is
+   * buffered for each frame would copy the frames behind it again and again). `own`: the bytes get
+   * memory of their own, never a view of a read that holds other frames too (a binary frame's body is
+   * handed on as a view of it).
+   */
+  #take(n: number, own = false): Buffer {
+    const first = this.#chunks[0]!;
+    let head: Buffer;
+    if (first.length >= n) {
+      head = first.subarray(0, n);
+      if (own && !(first.byteOffset === 0 && first.buffer.byteLength === n)) {
+        const copy = Buffer.allocUnsafeSlow(n);
+        head.copy(copy);
+        head = copy;
+      }
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+    } else {
+      head = Buffer.allocUnsafeSlow(n);
+      let at = 0;
+      while (at < n) {
+        const chunk = this.#chunks[0]!;
+        const used = Math.min(chunk.length, n - at);
+        chunk.copy(head, at, 0, used);
+        at += used;
+        if (used === chunk.length) this.#chunks.shift();
+        else this.#chunks[0] = chunk.subarray(used);
+      }
+    }
+    this.#buffered -= n;
     return head;
   }
 }

@@ -10,7 +10,7 @@
  * hint: whoever answers to it must still prove the service's key in the handshake.
  *
  * Frame: a 29-byte header, then payload bytes.
- *   type u8 ('D' data, 'H' heartbeat, 'X' close) | seq u32 | part u16 | parts u16 | total u32 | tag[16]
+ *   type u8 ('D' data, 'B' binary data, 'H' heartbeat, 'X' close) | seq u32 | part u16 | parts u16 | total u32 | tag[16]
  * A close frame's payload is the reason, at most MAX_CLOSE_REASON bytes, so that a peer's pending
  * calls fail saying why (a revoked token, a quota), as a WebSocket's close reason does.
  * A message longer than the server's `max_payload` is split into `parts` data frames; `total` (the
@@ -28,7 +28,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type Channel } from './channel.ts';
+import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type BinaryChannel, type Channel } from './channel.ts';
 import { FrameTooLargeError } from './frames.ts';
 import { DEFAULT_QUOTAS } from './quotas.ts';
 import type { KeyedChannel, AcceptOptions, ConnectOptions } from './index.ts';
@@ -43,6 +43,7 @@ const AEAD = 'chacha20-poly1305';
 const LAST_SEQ = 0xffffffff;
 const SID = /^[A-Za-z0-9_-]{22}$/;
 const T_DATA = 0x44; // 'D'
+const T_BINARY = 0x42; // 'B': a binary message (the HTTP fast path), only once frames are authenticated
 const T_HEARTBEAT = 0x48; // 'H'
 const T_CLOSE = 0x58; // 'X'
 /** A close reason is a line for a log and an error message, no more (a WebSocket's is 123 bytes). */
@@ -62,7 +63,7 @@ const DEFAULTS = { heartbeatMs: 5000, sessionTimeoutMs: 15_000, connectTimeoutMs
  */
 export const MESH_SESSION_TIMING = { heartbeatMs: 1000, sessionTimeoutMs: 3000 };
 
-export class NatsChannel implements KeyedChannel {
+export class NatsChannel implements KeyedChannel, BinaryChannel {
   readonly maxMessage: number;
   readonly description: string;
   readonly #nc: NatsConnection;
@@ -80,7 +81,8 @@ export class NatsChannel implements KeyedChannel {
   #peerProven = false;
   #sendSeq = 0;
   #recvSeq = 0;
-  #assembling: { total: number; parts: number; chunks: Uint8Array[]; size: number } | undefined;
+  #assembling: { binary: boolean; total: number; parts: number; chunks: Uint8Array[]; size: number } | undefined;
+  #binary: ((message: Buffer) => void) | undefined;
   #lastSent = Date.now();
   #lastHeard = Date.now();
   #closeReason: Error | undefined;
@@ -119,8 +121,24 @@ export class NatsChannel implements KeyedChannel {
     const bytes = Buffer.from(message, 'utf8');
     if (bytes.length > this.maxMessage) throw new FrameTooLargeError(bytes.length, this.maxMessage);
     if (!this.#key && !this.#peerProven && bytes.length > MAX_HANDSHAKE_MESSAGE) throw new Error('message too large before the handshake completed');
+    this.#sendParts(T_DATA, bytes);
+  }
+
+  sendBinary(message: Uint8Array | readonly Uint8Array[]): void {
+    if (this.#closeReason) throw this.#closeReason;
+    const bytes = message instanceof Uint8Array ? message : Buffer.concat(message);
+    if (bytes.byteLength > this.maxMessage) throw new FrameTooLargeError(bytes.byteLength, this.maxMessage);
+    if (!this.#key) throw new Error('binary messages go only once the session key is in use');
+    this.#sendParts(T_BINARY, bytes);
+  }
+
+  onBinary(handler: (message: Buffer) => void): void {
+    this.#binary = handler;
+  }
+
+  #sendParts(type: number, bytes: Uint8Array): void {
     const parts = Math.max(1, Math.ceil(bytes.length / this.#chunk));
-    for (let p = 0; p < parts; p++) this.#sendFrame(T_DATA, p, parts, bytes.length, bytes.subarray(p * this.#chunk, (p + 1) * this.#chunk));
+    for (let p = 0; p < parts; p++) this.#sendFrame(type, p, parts, bytes.length, bytes.subarray(p * this.#chunk, (p + 1) * this.#chunk));
   }
 
   receive(): Promise<string> {
@@ -197,20 +215,21 @@ export class NatsChannel implements KeyedChannel {
         const why = new TextDecoder().decode(reasonBytes(new TextDecoder().decode(payload.subarray(0, MAX_CLOSE_REASON))));
         return this.close(new ChannelClosedError(`peer closed session ${this.#sid}${why ? `: ${why}` : ''}`));
       }
-      if (type !== T_DATA) throw new Error('unknown frame type');
-      this.#assemble(header.readUInt16BE(5), header.readUInt16BE(7), header.readUInt32BE(9), payload);
+      if (type !== T_DATA && type !== T_BINARY) throw new Error('unknown frame type');
+      this.#assemble(type === T_BINARY, header.readUInt16BE(5), header.readUInt16BE(7), header.readUInt32BE(9), payload);
     } catch (e) {
       this.close(e as Error);
     }
   }
 
-  #assemble(part: number, parts: number, total: number, payload: Uint8Array): void {
+  #assemble(binary: boolean, part: number, parts: number, total: number, payload: Uint8Array): void {
     if (part === 0) {
       if (this.#assembling) throw new Error('a new message started before the last one ended');
       if (total > this.maxMessage) throw new FrameTooLargeError(total, this.maxMessage);
       if (parts < 1 || parts > Math.ceil(total / 1024) + 1) throw new Error('implausible part count');
-      this.#assembling = { total, parts, chunks: [], size: 0 };
-    } else if (!this.#assembling || part !== this.#assembling.chunks.length || parts !== this.#assembling.parts) {
+      if (binary && !this.#binary) throw new Error('a binary message before the session began');
+      this.#assembling = { binary, total, parts, chunks: [], size: 0 };
+    } else if (!this.#assembling || part !== this.#assembling.chunks.length || parts !== this.#assembling.parts || binary !== this.#assembling.binary) {
       throw new Error('message part out of order');
     }
     const a = this.#assembling!;
@@ -220,7 +239,15 @@ export class NatsChannel implements KeyedChannel {
     if (a.chunks.length < a.parts) return;
     this.#assembling = undefined;
     if (a.size !== a.total) throw new Error('message shorter than declared');
-    this.#inbox.push(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(a.chunks, a.size)));
+    if (!a.binary) return this.#inbox.push(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(a.chunks, a.size)));
+    // Memory of its own (not the shared pool of small buffers): a fast-path body is a view of it.
+    const message = Buffer.allocUnsafeSlow(a.size);
+    let at = 0;
+    for (const c of a.chunks) {
+      message.set(c, at);
+      at += c.byteLength;
+    }
+    this.#binary!(message);
   }
 
   #tick(): void {

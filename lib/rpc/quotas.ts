@@ -45,15 +45,31 @@ export class CallAccounting {
     this.#quotas = quotas;
   }
 
+  #admitted = 0;
+
   get inFlight(): number {
-    return this.#pending.size;
+    return this.#pending.size + this.#admitted;
+  }
+
+  /**
+   * A call from the peer that does not pass through capnweb (the HTTP fast path) counts against the
+   * same quota: throws QuotaExceededError when it would go over; call the returned function once it ends.
+   */
+  admit(): () => void {
+    if (this.inFlight >= this.#quotas.maxCallsInFlight) throw new QuotaExceededError(`peer exceeded ${this.#quotas.maxCallsInFlight} calls in flight`);
+    this.#admitted++;
+    let ended = false;
+    return () => {
+      if (!ended) this.#admitted--;
+      ended = true;
+    };
   }
 
   /** Throws QuotaExceededError when the peer goes over its in-flight quota. */
   incoming(message: string): void {
     if (INCOMING_CALL.test(message)) {
       this.#pending.add(this.#nextId++);
-      if (this.#pending.size > this.#quotas.maxCallsInFlight) {
+      if (this.inFlight > this.#quotas.maxCallsInFlight) {
         throw new QuotaExceededError(`peer exceeded ${this.#quotas.maxCallsInFlight} calls in flight`);
       }
       return;

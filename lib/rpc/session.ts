@@ -51,6 +51,10 @@ class MeshTransport implements RpcTransport {
     return this.#accounting.inFlight;
   }
 
+  admit(): () => void {
+    return this.#accounting.admit();
+  }
+
   send(message: string): void {
     this.#accounting.outgoing(message);
     const opens = OPENS_IMPORT.exec(message)?.[1];
@@ -163,6 +167,14 @@ export class MeshSession<Remote extends RpcCompatible<Remote> = undefined> {
     );
     transport.exportCount = () => this.#session.getStats().exports;
     this.remote = this.#session.getRemoteMain();
+  }
+
+  /**
+   * Counts a call the peer made beside capnweb (the HTTP fast path on this session's channel) against
+   * the session's quota of calls in flight; throws QuotaExceededError over it. Call the result when it ends.
+   */
+  admitCall(): () => void {
+    return this.#transport.admit();
   }
 
   stats(): SessionStats {

@@ -6,14 +6,15 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type Channel } from './channel.ts';
-import { encodeFrame, FrameDecoder } from './frames.ts';
+import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type BinaryChannel, type Channel } from './channel.ts';
+import { BINARY, encodeFrame, FrameDecoder, FrameTooLargeError } from './frames.ts';
 
 /** Messages queued unread before we stop reading the socket (back-pressure on the peer). */
 const HIGH_WATER = 64;
 
-export class SocketChannel implements Channel {
+export class SocketChannel implements BinaryChannel {
   readonly #inbox = new Inbox();
+  #binary: ((message: Buffer) => void) | undefined;
   readonly #decoder: FrameDecoder;
   readonly #closeCallbacks: ((e: Error) => void)[] = [];
   #closeReason: Error | undefined;
@@ -30,14 +31,17 @@ export class SocketChannel implements Channel {
     socket.setNoDelay?.(true);
     socket.on('data', (data: Buffer) => {
       if (this.#closeReason) return; // read after close (until the socket is paused): not ours to keep
-      let frames: string[];
       try {
-        frames = this.#decoder.push(data);
+        for (const f of this.#decoder.push(data)) {
+          if (typeof f === 'string') this.#inbox.push(f);
+          else if (this.#binary) this.#binary(f);
+          else throw new Error('a binary message before the session began');
+          if (this.#closeReason) return; // the handler found the peer broke the protocol
+        }
       } catch (e) {
         this.close(e as Error);
         return;
       }
-      for (const f of frames) this.#inbox.push(f);
       if (this.#inbox.backlog > HIGH_WATER) socket.pause();
     });
     socket.on('error', (e) => this.close(e));
@@ -56,16 +60,36 @@ export class SocketChannel implements Channel {
 
   send(message: string): void {
     if (this.#closeReason) throw this.#closeReason;
-    // The frames of one tick leave in one write (a workflow run or a busy mesh sends many small ones).
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.#socket.uncork();
-      });
-    }
+    this.#cork();
     this.#socket.write(encodeFrame(message, this.maxMessage));
+  }
+
+  sendBinary(message: Uint8Array | readonly Uint8Array[]): void {
+    if (this.#closeReason) throw this.#closeReason;
+    const parts = message instanceof Uint8Array ? [message] : message;
+    let length = 0;
+    for (const p of parts) length += p.byteLength;
+    if (length > this.maxMessage) throw new FrameTooLargeError(length, this.maxMessage);
+    this.#cork();
+    const header = Buffer.allocUnsafe(4);
+    header.writeUInt32BE((BINARY | length) >>> 0, 0);
+    this.#socket.write(header);
+    for (const p of parts) this.#socket.write(p);
+  }
+
+  onBinary(handler: (message: Buffer) => void): void {
+    this.#binary = handler;
+  }
+
+  /** The frames of one tick leave in one write (a workflow run or a busy mesh sends many small ones). */
+  #cork(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.#socket.cork();
+    process.nextTick(() => {
+      this.#corked = false;
+      this.#socket.uncork();
+    });
   }
 
   async receive(): Promise<string> {

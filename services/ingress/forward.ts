@@ -196,7 +196,7 @@ async function streamOut(
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      if (!res.write(value)) await new Promise((r) => (res.once('drain', r), res.once('close', r)));
+      if (!res.write(value)) await drained(res);
     }
     res.end();
   } catch {
@@ -204,6 +204,19 @@ async function streamOut(
   } finally {
     res.off('close', gone);
   }
+}
+
+/** The client took what was written, or went away; neither listener outlives the wait (a long stream waits many times). */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 /**

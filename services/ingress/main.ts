@@ -30,6 +30,7 @@ import {
 } from './forward.ts';
 import { parseHost, type RequestHost } from './host.ts';
 import { RequestTally } from '../../lib/request-stats.ts';
+import { callSandbox } from './fast-link.ts';
 
 /** How often ingress reports what it served to the supervisor (request rate, errors, latency per worker). */
 const STATS_REPORT_MS = 5000;
@@ -121,12 +122,15 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     if (!route) return { requestId, refusal: [404, `No worker is routed for ${host.authority}${path}.`] };
     return { requestId, route, host };
   }
-  /** One call on one replica of the route's cordon, never one of `tried` while another is live; the replica used is added to `tried`. */
-  const callSandbox = async (route: Route, wire: WireRequest, tried = new Set<string>()) => {
+  /**
+   * One call on one replica of the route's cordon, never one of `tried` while another is live; the
+   * replica used is added to `tried`. A request whose body is in hand takes the fast path (fast-link.ts).
+   */
+  const callReplica = async (route: Route, wire: WireRequest, tried = new Set<string>()) => {
     const picked = await sandboxFor(route.cordon).pick(5000, tried);
     tried.add(picked.instance);
     try {
-      return await picked.session.remote.handle(route.target, wire);
+      return await callSandbox(picked.session, route.target, wire);
     } finally {
       picked.done();
     }
@@ -163,7 +167,7 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     let answered = false;
     for (let attempt = 1; !answered; attempt++) {
       try {
-        response = await callSandbox(route, incoming ? { ...wire, stream: incoming.stream } : wire, tried);
+        response = await callReplica(route, incoming ? { ...wire, stream: incoming.stream } : wire, tried);
         answered = true;
       } catch (e) {
         if (incoming?.overLimit()) return tooLarge(res, requestId);
@@ -236,7 +240,7 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
       if ('refusal' in found) return { status: found.refusal[0], text: `${found.refusal[1]}\nrequest id: ${found.requestId}\n` };
       return {
         wire: toWireRequest(req, found.host.authority, found.requestId, null, settings.ingress.colo),
-        handle: (wire) => callSandbox(found.route, wire),
+        handle: (wire) => callReplica(found.route, wire),
       };
     },
   });

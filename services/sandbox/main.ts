@@ -8,6 +8,7 @@ import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import { WorkerRuntime } from './runtime/index.ts';
 import { BundleCache, SandboxPort, type SupervisorLink } from './port.ts';
 import { FlightRecorder } from './flight-recorder.ts';
+import { serveFastPath } from './fast-port.ts';
 import { Runner } from './runner.ts';
 import { CreationReports } from './creation-reports.ts';
 import { ObjectHostTarget } from './objects.ts';
@@ -51,6 +52,7 @@ await startService('sandbox', cordon, async ({ config, settings, log, node, onSt
   const listener = await serve(node, `sandbox-${cordon}`, {
     accept: ['ingress'],
     mainFor: () => new SandboxPort(deps),
+    onSession: (session) => serveFastPath(session, new SandboxPort(deps), log),
   });
   onStop(() => listener.close());
   // Everything is loaded and bound (the runtime, its bootstrap, the recorder's file, the listening

@@ -1,0 +1,158 @@
+/**
+ * The request path through the whole mesh (ingress → sandbox → isolate and back) beside the same
+ * worker on workerd, in one run: hello-world req/s and p99, 64 KiB request and response bodies, a
+ * streamed 10 MiB response in MB/s, and the CPU each request costs every process (from
+ * /proc/<pid>/stat over the load phase: robust to a loaded machine, where req/s is not). Each figure
+ * is printed with its ratio to workerd and the target of issue 17.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { freePort, ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../test/helpers/mesh.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS || 8);
+const say = (s: string) => process.stdout.write(s + '\n');
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+const BODY_64K = Buffer.alloc(64 * 1024, 0x62);
+const STREAM_BYTES = 160 * 64 * 1024;
+/** Streams in flight at once, and at most this many in one phase (the phase is bounded in time as well). */
+const STREAMS_IN_FLIGHT = 4;
+const MAX_STREAMS = 5000;
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
+
+interface Phase {
+  /** Requests (or streams) a second; MB/s for a stream. */
+  rate: number;
+  p99: number;
+  requests: number;
+  /** CPU µs per request by process. */
+  cpu: Map<string, number>;
+}
+
+/** Runs `drive` and charges each process in `pids` the CPU it used meanwhile, per request driven. */
+async function measured(pids: Map<string, number>, drive: () => Promise<{ rate: number; p99: number; requests: number }>): Promise<Phase> {
+  const before = new Map([...pids].map(([name, pid]) => [name, cpuSeconds(pid)]));
+  const r = await drive();
+  const cpu = new Map([...pids].map(([name, pid]) => [name, ((cpuSeconds(pid) - before.get(name)!) * 1e6) / Math.max(1, r.requests)]));
+  return { ...r, cpu };
+}
+
+function cannon(url: string, body?: Buffer) {
+  return async () => {
+    const r = await autocannon({ url, connections: 32, duration: SECONDS, pipelining: 1, ...(body ? { method: 'POST' as const, body } : {}) });
+    if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
+    return { rate: r.requests.average, p99: r.latency.p99, requests: r.requests.total };
+  };
+}
+
+/** STREAMS_IN_FLIGHT clients each reading whole streamed responses, one after the other, for SECONDS. */
+function streams(url: string) {
+  return async () => {
+    const until = performance.now() + SECONDS * 1000;
+    let done = 0;
+    let bytes = 0;
+    const one = () =>
+      new Promise<void>((resolve, reject) => {
+        httpRequest(url, (res) => {
+          res.on('data', (d: Buffer) => (bytes += d.length));
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`${url}: ${res.statusCode}`))));
+          res.on('error', reject);
+        })
+          .on('error', reject)
+          .end();
+      });
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: STREAMS_IN_FLIGHT }, async () => {
+        while (performance.now() < until && done < MAX_STREAMS) {
+          await one();
+          done++;
+        }
+      }),
+    );
+    if (bytes !== done * STREAM_BYTES) throw new Error(`${url}: ${bytes} bytes for ${done} streams of ${STREAM_BYTES}`);
+    return { rate: bytes / 1e6 / ((performance.now() - started) / 1000), p99: 0, requests: done };
+  };
+}
+
+const us = (n: number) => `${n.toFixed(0)} µs`;
+const total = (p: Phase) => [...p.cpu.values()].reduce((a, b) => a + b, 0);
+
+function cpuRow(label: string, peer: Phase, ours: Phase): void {
+  const parts = [...ours.cpu].map(([name, v]) => `${name} ${us(v)}`).join(', ');
+  say(`    CPU per ${label}: workerd ${us(total(peer))}; cordon ${us(total(ours))} (${parts}): ${(total(ours) / total(peer)).toFixed(2)}x (target ≤ 2x)`);
+}
+
+/** The mesh's processes by role, the sandbox by its Node process (inside bubblewrap when confined). */
+function meshPids(mesh: TestMesh): Map<string, number> {
+  const all = mesh.servicePids();
+  const pids = new Map<string, number>();
+  for (const role of ['ingress', 'supervisor', 'egress']) if (all.has(role)) pids.set(role, all.get(role)!);
+  const sandbox = sandboxNodes(mesh).get('standard');
+  if (sandbox) pids.set('sandbox', sandbox);
+  return pids;
+}
+
+export async function requestPathBench(): Promise<void> {
+  say('1. the request path: hello, 64 KiB bodies, a streamed 10 MiB body, CPU per request (vs workerd)');
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-'));
+  writeFileSync(join(dir, 'worker.js'), readFileSync(join(ROOT, 'bench/request-path-worker.js')));
+  const wport = await freePort();
+  writeFileSync(
+    join(dir, 'config.capnp'),
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [ (name = "main", worker = .perf) ],
+  sockets = [ (name = "http", address = "127.0.0.1:${wport}", http = (), service = "main") ],
+);
+const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2026-07-01" );
+`,
+  );
+  const workerd = spawn(join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd'), ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
+  const mesh = await startTestMesh();
+  try {
+    const deployed = await mesh.cli(['deploy', 'bench/request-path-worker.js', '--name', 'perf', '--route', '*/perf/*']);
+    if (deployed.code !== 0) throw new Error(deployed.stderr);
+    const peerUrl = `http://127.0.0.1:${wport}/perf`;
+    const ourUrl = `${mesh.httpUrl}/perf`;
+    await waitFor('the worker on the mesh', async () => (await fetch(`${ourUrl}/hello`)).status === 200 || undefined);
+    await waitFor('workerd', async () => (await fetch(`${peerUrl}/hello`)).status === 200 || undefined);
+    const peerPids = new Map([['workerd', workerd.pid!]]);
+    const ourPids = meshPids(mesh);
+    const both = async (label: string, drive: (base: string) => () => Promise<{ rate: number; p99: number; requests: number }>) => {
+      say(`  ${label}: ${SECONDS} s on workerd, then on the mesh …`);
+      return [await measured(peerPids, drive(peerUrl)), await measured(ourPids, drive(ourUrl))] as const;
+    };
+
+    const [peer, ours] = await both('hello', (base) => cannon(`${base}/hello`));
+    say(
+      `  hello         workerd ${peer.rate.toFixed(0).padStart(7)} req/s p99 ${peer.p99} ms   cordon ${ours.rate.toFixed(0).padStart(7)} req/s p99 ${ours.p99} ms   ` +
+        `${(ours.rate / peer.rate).toFixed(2)}x (target ≥ 1.0x), p99 ${(ours.p99 / Math.max(1, peer.p99)).toFixed(1)}x (target ≤ 2x)`,
+    );
+    cpuRow('request', peer, ours);
+    const [peerBody, ourBody] = await both('64 KiB request and response bodies', (base) => cannon(`${base}/echo`, BODY_64K));
+    say(
+      `  64 KiB bodies workerd ${peerBody.rate.toFixed(0).padStart(7)} req/s p99 ${peerBody.p99} ms   cordon ${ourBody.rate.toFixed(0).padStart(7)} req/s p99 ${ourBody.p99} ms   ` +
+        `${(ourBody.rate / peerBody.rate).toFixed(2)}x (target ≥ 1.0x)`,
+    );
+    cpuRow('request', peerBody, ourBody);
+    const [peerStream, ourStream] = await both('a streamed 10 MiB response', (base) => streams(`${base}/stream`));
+    say(
+      `  10 MiB stream workerd ${peerStream.rate.toFixed(0).padStart(7)} MB/s             cordon ${ourStream.rate.toFixed(0).padStart(7)} MB/s             ` +
+        `${(ourStream.rate / peerStream.rate).toFixed(2)}x (target ≥ 0.8x)`,
+    );
+    cpuRow('stream', peerStream, ourStream);
+  } finally {
+    workerd.kill('SIGKILL');
+    await mesh.stop();
+  }
+}

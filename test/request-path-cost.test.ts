@@ -1,0 +1,136 @@
+/**
+ * Issue 17, "Must show": a request's path must not regain a per-request cost the fast path removed.
+ * Ingress's call (callSandbox) and the sandbox's port (SandboxPort + serveFastPath) run here over a real
+ * Unix socket with a real WorkerRuntime, and the messages are counted, not timed: a plain request is
+ * one binary frame each way and no capnweb message at all, and it costs no supervisor round trip
+ * (the bundle and capabilities are fetched once per code key, then cached).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectUnix, listenUnix, type UnixListener } from '../lib/rpc/unix.ts';
+import { MeshSession } from '../lib/rpc/index.ts';
+import type { Channel } from '../lib/rpc/channel.ts';
+import { createLogger } from '../lib/log.ts';
+import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
+import { BundleCache, SandboxPort, type SupervisorLink } from '../services/sandbox/port.ts';
+import { FlightRecorder } from '../services/sandbox/flight-recorder.ts';
+import { CreationReports } from '../services/sandbox/creation-reports.ts';
+import { serveFastPath } from '../services/sandbox/fast-port.ts';
+import { callSandbox } from '../services/ingress/fast-link.ts';
+import type { SandboxApi, SupervisorForSandbox } from '../schemas/services.ts';
+import type { WorkerBundle } from '../schemas/worker.ts';
+import type { WireRequest } from '../schemas/http.ts';
+
+const REQUESTS = 50;
+const target = { workerId: 't/hello', version: 'a'.repeat(64), codeKey: 'k'.repeat(43) };
+const bundle: WorkerBundle = {
+  workerId: target.workerId,
+  version: target.version,
+  mainModule: 'w.js',
+  modules: [
+    { name: 'w.js', type: 'esm', content: `export default { async fetch(r) { return new Response(r.method === 'POST' ? await r.arrayBuffer() : 'hello') } }` },
+  ],
+  limits: { cpuMs: 1000, wallMs: 15_000, memoryMb: 128 },
+  vars: {},
+  bindings: [],
+} as unknown as WorkerBundle;
+
+/** Every message a channel sends, by kind. */
+interface Sent {
+  text: number;
+  binary: number;
+}
+function counted(channel: Channel): Sent {
+  const sent: Sent = { text: 0, binary: 0 };
+  const c = channel as Channel & { sendBinary(m: Uint8Array): void };
+  const text = c.send.bind(c);
+  const binary = c.sendBinary.bind(c);
+  c.send = (m) => (sent.text++, text(m));
+  c.sendBinary = (m) => (sent.binary++, binary(m));
+  return sent;
+}
+
+let dir: string;
+let listener: UnixListener;
+let runtime: WorkerRuntime;
+let ingress: MeshSession<SandboxApi>;
+let sandboxSent: Sent;
+let ingressSent: Sent;
+let supervisorCalls = 0;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cordon-path-'));
+  const log = createLogger('test', {}, () => {});
+  // The supervisor as the sandbox sees it: every method call is counted.
+  const remote = new Proxy({} as SupervisorForSandbox, {
+    get: (_t, method) => async () => {
+      supervisorCalls++;
+      return method === 'loadWorker' ? bundle : {};
+    },
+  });
+  const link: SupervisorLink = { ready: async () => ({ remote }) as never };
+  runtime = new WorkerRuntime({ spares: 0 });
+  const recorder = new FlightRecorder(join(dir, 'recorder'));
+  const deps = { runtime, bundles: new BundleCache(link), supervisor: link, log, recorder, creations: new CreationReports(link, log) };
+  let accept!: (channel: Channel) => void;
+  const accepted = new Promise<Channel>((resolve) => (accept = resolve));
+  listener = await listenUnix(join(dir, 's.sock'), 16 * 1024 * 1024, accept);
+  const client = await connectUnix(join(dir, 's.sock'), 16 * 1024 * 1024);
+  const server = await accepted;
+  // The handshake is not under test here (lib/rpc's tests): both ends are as after it.
+  client.authenticated();
+  server.authenticated();
+  sandboxSent = counted(server);
+  ingressSent = counted(client);
+  const sandbox = new MeshSession(server, { role: 'ingress', name: 'ingress' }, new SandboxPort(deps));
+  serveFastPath(sandbox, new SandboxPort(deps), log);
+  ingress = new MeshSession<SandboxApi>(client, { role: 'sandbox', name: 'standard' }, undefined);
+});
+
+after(async () => {
+  ingress?.close();
+  await listener?.close();
+  runtime?.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const request = (method: string, body: Uint8Array | null): WireRequest => ({
+  method,
+  url: 'http://example.test/hello',
+  headers: [['host', 'example.test']],
+  body,
+  cf: { httpProtocol: 'HTTP/1.1' },
+});
+
+async function perRequest(method: string, body: Uint8Array | null) {
+  // The first request of a code key fetches its bundle and capabilities: not a per-request cost.
+  const first = await callSandbox(ingress, target, request(method, body));
+  assert.equal(first.status, 200);
+  const before = { ingress: { ...ingressSent }, sandbox: { ...sandboxSent }, supervisor: supervisorCalls };
+  const answers = await Promise.all(Array.from({ length: REQUESTS }, () => callSandbox(ingress, target, request(method, body))));
+  for (const a of answers) assert.equal(a.status, 200);
+  return {
+    ingressText: (ingressSent.text - before.ingress.text) / REQUESTS,
+    ingressBinary: (ingressSent.binary - before.ingress.binary) / REQUESTS,
+    sandboxText: (sandboxSent.text - before.sandbox.text) / REQUESTS,
+    sandboxBinary: (sandboxSent.binary - before.sandbox.binary) / REQUESTS,
+    supervisor: (supervisorCalls - before.supervisor) / REQUESTS,
+    answers,
+  };
+}
+
+test('a plain GET is one frame each way, no capnweb message and no supervisor round trip', async () => {
+  const cost = await perRequest('GET', null);
+  assert.equal(new TextDecoder().decode(cost.answers[0]!.body!), 'hello');
+  assert.deepEqual({ ...cost, answers: undefined }, { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, answers: undefined });
+});
+
+test('a 64 KiB body each way is still one frame each way', async () => {
+  const body = new Uint8Array(64 * 1024).fill(7);
+  const cost = await perRequest('POST', body);
+  assert.deepEqual(cost.answers[0]!.body, body);
+  assert.deepEqual({ ...cost, answers: undefined }, { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, answers: undefined });
+});
