@@ -9,7 +9,9 @@
  *   5. Dynamic Workers: new Workers a second, sustained, and their time to first response, vs workerd;
  *   6. Workers RPC calls/s between two workers vs fetch between them vs two workerd workers (bench/workers-rpc.ts);
  *   7. a 3-step workflow driven by cordon/client over WebSocket vs the admin HTTP API (bench/client.ts);
- *   8. the cluster: hello over NATS vs Unix sockets, and with 2 sandbox processes of the cordon vs 1.
+ *   8. the cluster: hello over NATS vs Unix sockets, and with 2 sandbox processes of the cordon vs 1;
+ *   9. Durable Objects: RPC round trips/s on one object and over 1,000 vs workerd with local-disk
+ *      storage, idle objects per GiB, the time to wake an evicted object (bench/durable-objects.ts).
  * Never part of `npm test`: numbers, not assertions.
  */
 import { spawn } from 'node:child_process';
@@ -27,6 +29,7 @@ import { dynamicWorkersBench } from './dynamic-workers.ts';
 import { workersRpcBench } from './workers-rpc.ts';
 import { clientBench } from './client.ts';
 import { clusterBench } from './cluster.ts';
+import { durableObjectsBench } from './durable-objects.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -201,3 +204,4 @@ await dynamicWorkersBench();
 await workersRpcBench();
 await clientBench();
 await clusterBench();
+await durableObjectsBench();

@@ -40,6 +40,11 @@ export interface HostCallbacks {
   rpcSend(pipe: number, message: string): void;
   /** The isolate's end of a pipe is gone. */
   rpcClose(pipe: number, reason: string): void;
+  /**
+   * A call on a Durable Object session (served on `pipe`) starts (`busy`) or ends: each call, not the
+   * session, is an invocation of the worker (watchdogs, the scope's end), as each event of an object is.
+   */
+  objectBusy(pipe: number, call: number, busy: boolean): void;
 }
 
 /** The global each callback is handed over as (the bootstrap takes and deletes it before tenant code). */
@@ -58,6 +63,7 @@ export const CALLBACK_GLOBALS = {
   rpcOpen: '__cordonRpcOpen',
   rpcSend: '__cordonRpcSend',
   rpcClose: '__cordonRpcClose',
+  objectBusy: '__cordonObjectBusy',
 } as const satisfies { [K in keyof HostCallbacks]: `__cordon${Capitalize<K>}` };
 
 type VoidCallback = { [K in keyof HostCallbacks]: ReturnType<HostCallbacks[K]> extends void ? K : never }[keyof HostCallbacks];
@@ -133,6 +139,11 @@ export interface Entry {
     payload: string,
     now: number,
   ): Promise<string>;
+  /**
+   * A Workers RPC session on pipe `pipe` (a stub's RPC methods) to Durable Object `key`, made on first
+   * use as for objectCall; answers '' or why not.
+   */
+  objectServe(pipe: number, key: string, className: string, id: string, name: string | null, storageHandle: string, now: number): string;
   /** Forget object `key`'s instance (its lease ended): its next call makes a new one. */
   objectDrop(key: string): void;
   /** queue(batch, env, ctx): `messages` is QueueMessageWire[] wire-encoded; answers a QueueOutcome as JSON. */
@@ -162,6 +173,7 @@ const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   runWorkflow: true,
   runScheduled: true,
   objectCall: true,
+  objectServe: true,
   objectDrop: true,
   runQueue: true,
   drain: true,
