@@ -17,6 +17,7 @@ import { ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../he
 import { objectsProject } from '../helpers/objects.ts';
 import { connectUnixSession, Keyring } from '../../lib/rpc/index.ts';
 import { socketPath } from '../../lib/config.ts';
+import { encodeValue } from '../../services/sandbox/runtime/bootstrap/tagged-values.ts';
 import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import type { ObjectAddress } from '../../schemas/durable-objects.ts';
 import type { RpcPipe } from '../../schemas/service-bindings.ts';
@@ -282,13 +283,13 @@ describe('attacks: a compromised sandbox and the per-object quota', () => {
     // The host it offers records every object it is handed.
     const handed: ObjectAddress[] = [];
     class GreedyHost extends RpcTarget {
+      async call(address: ObjectAddress) {
+        handed.push(address);
+        return `!${encodeValue(new Error('not served'))}`;
+      }
       async serve(address: ObjectAddress) {
         handed.push(address);
         throw new Error('not served');
-      }
-      async alarm(address: ObjectAddress) {
-        handed.push(address);
-        return 'not run';
       }
       async ping() {
         return [];
@@ -315,6 +316,7 @@ describe('attacks: a compromised sandbox and the per-object quota', () => {
       await assert.rejects(async () => await caps.OTHER.connect(own.id, null, new SessionEnd()), invalid);
       // alarm() is the supervisor's to run, never a tenant's: not callable over a session.
       await assert.rejects(async () => await object.alarm!({ retryCount: 0, isRetry: false }), /'alarm' is a reserved method/);
+      await assert.rejects(async () => await caps.COUNTER.call(own.id, 'vault', 'alarm', 'alarm', '{"retryCount":0,"isRetry":false}'), /kind/);
       // A forged pipe: the caller's end must be a capability it holds, never a name or a number.
       for (const forged of ['pipe-1', -1, 7, { send: 'x' }])
         await assert.rejects(async () => await caps.COUNTER.connect(own.id, 'vault', forged as never), /caller must be a capability/);
