@@ -10,9 +10,13 @@
  *   6. Workers RPC calls/s between two workers vs fetch between them vs two workerd workers (bench/workers-rpc.ts);
  *   7. a 3-step workflow driven by cordon/client over WebSocket vs the admin HTTP API (bench/client.ts);
  *   8. the cluster: hello over NATS vs Unix sockets, and with 2 sandbox processes of the cordon vs 1;
- *   9. the Hono and itty-router README apps through the mesh vs workerd, and our runtime alone (bench/frameworks.ts).
+ *   9. the Hono and itty-router README apps through the mesh vs workerd, and our runtime alone (bench/frameworks.ts);
+ *  10. Durable Objects: RPC round trips/s on one object and over 1,000 vs workerd with local-disk
+ *      storage, idle objects per GiB, the time to wake an evicted object (bench/durable-objects.ts);
+ *  11. many workers: 50,000 deployed, 5,000 warm and served round-robin (bench/many-workers.ts).
  * Never part of `npm test`: numbers, not assertions. `npm run bench -- <section>…` runs only the sections
- * named (request-path, cold-start, idle-memory, workflows, dynamic-workers, workers-rpc, client, cluster, frameworks).
+ * named (request-path, cold-start, idle-memory, workflows, dynamic-workers, workers-rpc, client, cluster,
+ * frameworks, durable-objects, many-workers).
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -27,6 +31,8 @@ import { clientBench } from './client.ts';
 import { clusterBench } from './cluster.ts';
 import { frameworksBench } from './frameworks.ts';
 import { requestPathBench } from './request-path.ts';
+import { durableObjectsBench } from './durable-objects.ts';
+import { manyWorkersBench } from './many-workers.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -156,6 +162,8 @@ const sections: [string, () => Promise<void>][] = [
   ['client', clientBench],
   ['cluster', clusterBench],
   ['frameworks', frameworksBench],
+  ['durable-objects', durableObjectsBench],
+  ['many-workers', manyWorkersBench],
 ];
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !sections.some(([n]) => n === name));

@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import type { StorageApi } from './capabilities.ts';
 import type { BrowserSocket, WorkerSocketApi } from './http.ts';
+import type { RpcPipe } from './service-bindings.ts';
 import { ClassName } from './workflows.ts';
 
 /** `env.<name>` for the objects of class `className` of this same worker. */
@@ -54,11 +55,20 @@ export interface DurableObjectNamespaceApi {
    * `fetch()` with, to the browser's end its worker's 101 went to; answers the socket's end for ingress.
    */
   attachSocket(sid: string, browser: BrowserSocket): Promise<WorkerSocketApi>;
+  /**
+   * A Workers RPC session to object `id` (made from `name`, when not null: checked): `caller` is the
+   * calling isolate's end, the object's comes back (schemas/service-bindings.ts RpcPipe); the supervisor
+   * relays without reading. A stub's RPC methods travel on it (docs/durable-objects.md, "Calls").
+   */
+  connect(id: string, name: string | null, caller: RpcPipe): Promise<RpcPipe>;
 }
 export const OBJECT_NAMESPACE_METHODS = ['mint', 'call'] as const satisfies readonly (keyof DurableObjectNamespaceApi)[];
 
 /** An RPC argument list or result, as encoded, at most this long (the same bound as a workflow value). */
 export const MAX_OBJECT_PAYLOAD = 1024 * 1024 * 8;
+
+/** A stub's session target as the isolate names it: `[binding, id, name]` as JSON (bootstrap/durable-objects.ts). */
+export const ObjectTarget = z.tuple([z.string().max(64), z.string().max(200), z.string().max(2048).nullable()]);
 
 /**
  * The storage of one object, handed to the sandbox that holds the object's lease: its database
@@ -102,6 +112,8 @@ export interface ObjectAddress {
 export interface ObjectHost {
   /** Run one call on the object; `storage` is its fenced storage (kept while the instance lives). */
   call(address: ObjectAddress, storage: ObjectStorageApi, kind: ObjectCallKind, method: string, payload: string): Promise<string>;
+  /** Serve a Workers RPC session to the object (a stub's RPC methods); `storage` as for call(). */
+  serve(address: ObjectAddress, storage: ObjectStorageApi, caller: RpcPipe): Promise<RpcPipe>;
   /** The supervisor's lease check: answers with the keys (`<workerId>:<class>:<id>`) of the objects this host still runs. */
   ping(): Promise<string[]>;
   /** The lease ended (the object was deleted, or moved): drop the instance, if any. */

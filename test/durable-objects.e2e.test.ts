@@ -45,6 +45,24 @@ describe('Durable Objects', () => {
     assert.deepEqual(await get('/objects/fail/e'), { name: 'RangeError', message: 'nope' });
   });
 
+  test('functions by reference both ways: the object calls back the caller, the caller calls a function the object returned', async () => {
+    assert.deepEqual(await get('/objects/callback/cb'), { doubled: 42, triple: 48 });
+    // Across the two routes (another request, another session), the same: nothing is left of the first.
+    assert.deepEqual(await get('/second/callback/cb'), { doubled: 42, triple: 48 });
+  });
+
+  test('an RpcTarget returned by an object is called by reference and released by dispose', async () => {
+    const first = (await get('/objects/tally/t')) as { sums: number[]; before: number };
+    assert.deepEqual(first.sums, [11, 13], 'calls on the target run in the object, on its state');
+    // The release reaches the object after the answer: wait for it (bounded).
+    await waitFor(
+      'the target to be released in the object',
+      async () => ((await get('/objects/released/t')) as number) > first.before || undefined,
+      10_000,
+      100,
+    );
+  });
+
   test('fetch() on a stub reaches the object with method, URL and body', async () => {
     assert.deepEqual(await get('/objects/fetch/f'), { status: 201, text: 'POST /path hi from f', tagged: true });
   });

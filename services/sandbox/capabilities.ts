@@ -19,7 +19,7 @@ import {
   type OpenedSocket,
 } from '../../schemas/capabilities.ts';
 import { STEP_METHODS, WORKFLOW_METHODS } from '../../schemas/workflows.ts';
-import { OBJECT_NAMESPACE_METHODS } from '../../schemas/durable-objects.ts';
+import { OBJECT_NAMESPACE_METHODS, ObjectTarget } from '../../schemas/durable-objects.ts';
 import { KV_METHODS } from '../../schemas/kv.ts';
 import { D1_METHODS } from '../../schemas/d1.ts';
 import { QUEUE_METHODS } from '../../schemas/queues.ts';
@@ -102,6 +102,19 @@ export function inTraceContext<H extends CapabilityHost | undefined>(host: H): H
 }
 
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
+
+/** A Durable Object session's target as the isolate names it (`[binding, id, name]`); the id is checked by the supervisor. */
+function objectTarget(text: string): [string, string, string | null] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error('malformed Durable Object target');
+  }
+  const parsed = ObjectTarget.safeParse(raw);
+  if (!parsed.success) throw new Error('malformed Durable Object target');
+  return parsed.data;
+}
 
 /** Arguments before `timeLeftMs` of each method of an object's storage. */
 const OBJECT_STORAGE_ARITY: Record<string, number> = { ...STORAGE_ARITY, getAlarm: 0, setAlarm: 1 };
@@ -213,16 +226,30 @@ export class ForwardedCapabilities implements CapabilityHost {
     (h.stub as unknown as Partial<Disposable>)[Symbol.dispose]?.();
   }
 
-  /** Workers RPC: a session to the worker service binding `target` names; the supervisor finds it and checks the grant. */
+  /**
+   * Workers RPC: a session to the worker service binding `target` names, or (a JSON target) to a Durable
+   * Object of a namespace binding; the supervisor finds the callee and checks the grant or the id.
+   */
   async connect(target: string, toIsolate: PipePeer): Promise<PipePeer> {
-    const h = this.#handles.get(target);
-    if (h?.kind !== 'service') throw new Error(`no service binding ${target}`);
+    let open: (stub: Stub, mine: PipeTarget) => Promise<unknown>;
+    let h: { kind: string; stub: Stub } | undefined;
+    if (target.startsWith('[')) {
+      const [binding, id, name] = objectTarget(target);
+      h = this.#handles.get(binding);
+      if (h?.kind !== 'durable_object') throw new Error(`no Durable Object binding ${binding}`);
+      open = (stub, mine) => stub.connect!(id, name, mine);
+    } else {
+      h = this.#handles.get(target);
+      if (h?.kind !== 'service') throw new Error(`no service binding ${target}`);
+      open = (stub, mine) => stub.connect!(mine);
+    }
+    const stub = h.stub;
     // Released when the connect fails too: then the refusal, not the release, is what the worker hears.
     let connected = false;
     const mine = new PipeTarget(toIsolate, () => {
       if (connected) toIsolate.close('the other end of the RPC session went away');
     });
-    const theirs = (await supervisorCalls.run(() => h.stub.connect!(mine))) as RpcStub<RpcPipe>;
+    const theirs = (await supervisorCalls.run(() => open(stub, mine))) as RpcStub<RpcPipe>;
     connected = true;
     return remotePipe(theirs, (reason) => toIsolate.close(reason));
   }

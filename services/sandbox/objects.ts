@@ -12,10 +12,12 @@ import { check } from '../../lib/rpc/validate.ts';
 import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
 import { ClassName } from '../../schemas/workflows.ts';
 import { MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectHost, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
+import type { RpcPipe } from '../../schemas/service-bindings.ts';
 import { ObjectFacets } from './facets.ts';
 import { ObjectSocketsForwarder } from './object-sockets.ts';
 import { entryHooks, type SandboxDeps } from './port.ts';
-import { WorkerError } from './runtime/index.ts';
+import { WorkerError, type PipePeer } from './runtime/index.ts';
+import { PipeTarget, remotePipe } from './pipe-link.ts';
 
 const Address = z.object({ codeKey: CodeKey, className: ClassName, id: ObjectIdHex, name: ObjectName.nullable(), fence: z.number().int().min(1) });
 const Kind = z.enum(['fetch', 'rpc', 'alarm', 'websocket']);
@@ -51,6 +53,84 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
     const kind = check(Kind, kindArg, 'call kind');
     const method = check(Method, methodArg, 'method');
     const payload = check(Payload, payloadArg, 'payload');
+    const { bundle, capabilities, key, live } = await this.#entry(a, storage);
+    live.active++;
+    live.lastUsed = Date.now();
+    const leave = this.#deps.recorder.enter(bundle.workerId);
+    try {
+      return await this.#deps.runtime.objectCall(
+        bundle,
+        { key, className: a.className, id: a.id, name: a.name, storage: live.forwarder, sockets: live.sockets },
+        { kind, method, payload },
+        entryHooks(this.#deps, a.codeKey, capabilities),
+      );
+    } catch (e) {
+      // The isolate went (a broken limit): so did the object's instance.
+      if (e instanceof WorkerError) this.#drop(key);
+      throw e instanceof WorkerError ? new Error(e.detail === e.message ? e.message : `${e.message}: ${e.detail}`) : e;
+    } finally {
+      if (kind === 'websocket' && method === 'close') live.sockets.closed((JSON.parse(payload) as { socket: { sid: string } }).socket.sid);
+      leave();
+      live.active--;
+      live.lastUsed = Date.now();
+    }
+  }
+
+  /**
+   * A Workers RPC session to the object (a stub's RPC methods), served by its one instance here
+   * (runner.ts serve() does the same for an entrypoint). The object counts as busy (never evicted for
+   * idleness) while a session is open. When the instance goes (moved, replaced), calls in flight on
+   * its sessions get their own answers (a stale write refused by the fence), and the next call on one
+   * ends that session in the isolate (bootstrap/durable-objects.ts target), so no caller reaches a
+   * replaced instance; the caller's stub reconnects, to the new one.
+   */
+  async serve(addressArg: unknown, storage: RpcStub<ObjectStorageApi>, caller: RpcStub<RpcPipe>): Promise<RpcPipe> {
+    const a = check(Address, addressArg, 'object address');
+    if (typeof caller?.dup !== 'function') throw new TypeError('caller must be a capability');
+    // Params are released when this call returns: the caller's end is kept for the session's life.
+    const callerEnd = caller.dup();
+    let open = false;
+    try {
+      const { bundle, capabilities, key, live } = await this.#entry(a, storage);
+      let end: PipePeer | undefined;
+      open = true;
+      const ended = (reason: string) => {
+        if (!open) return;
+        open = false;
+        live.active--;
+        live.lastUsed = Date.now();
+        toCaller.close(reason);
+        end?.close(reason);
+      };
+      const toCaller = remotePipe(callerEnd, ended);
+      live.active++;
+      // Either end closing ends the session (and releases the object for idle eviction).
+      const peer: PipePeer = { send: (m) => toCaller.send(m), close: ended };
+      const leave = this.#deps.recorder.enter(bundle.workerId);
+      try {
+        end = await this.#deps.runtime.serveObject(
+          bundle,
+          { key, className: a.className, id: a.id, name: a.name, storage: live.forwarder, sockets: live.sockets },
+          peer,
+          entryHooks(this.#deps, a.codeKey, capabilities),
+        );
+      } catch (e) {
+        ended('not served');
+        if (e instanceof WorkerError) this.#drop(key);
+        throw e instanceof WorkerError ? new Error(e.detail === e.message ? e.message : `${e.message}: ${e.detail}`) : e;
+      } finally {
+        leave();
+      }
+      const toObject = end;
+      return new PipeTarget({ send: (m) => toObject.send(m), close: ended });
+    } catch (e) {
+      if (!open) callerEnd[Symbol.dispose]();
+      throw e;
+    }
+  }
+
+  /** The object's entry here under this lease, made on first use; a newer lease (fence) or version replaces it. */
+  async #entry(a: z.infer<typeof Address>, storage: RpcStub<ObjectStorageApi>) {
     if (typeof (storage as { dup?: unknown } | null)?.dup !== 'function') throw new TypeError('storage must be a capability');
     const { bundle, capabilities } = await this.#deps.bundles.get(a.codeKey);
     if (!(bundle.objectClasses ?? []).includes(a.className)) throw new Error(`${a.className} is not a Durable Object class of ${bundle.workerId}`);
@@ -72,26 +152,7 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
       live = { fence: a.fence, storage: kept, forwarder: facets, sockets, bundle, lastUsed: Date.now(), active: 0 };
       this.#live.set(key, live);
     }
-    live.active++;
-    live.lastUsed = Date.now();
-    const leave = this.#deps.recorder.enter(bundle.workerId);
-    try {
-      return await this.#deps.runtime.objectCall(
-        bundle,
-        { key, className: a.className, id: a.id, name: a.name, storage: live.forwarder, sockets: live.sockets },
-        { kind, method, payload },
-        entryHooks(this.#deps, a.codeKey, capabilities),
-      );
-    } catch (e) {
-      // The isolate went (a broken limit): so did the object's instance.
-      if (e instanceof WorkerError) this.#drop(key);
-      throw e instanceof WorkerError ? new Error(e.detail === e.message ? e.message : `${e.message}: ${e.detail}`) : e;
-    } finally {
-      if (kind === 'websocket' && method === 'close') live.sockets.closed((JSON.parse(payload) as { socket: { sid: string } }).socket.sid);
-      leave();
-      live.active--;
-      live.lastUsed = Date.now();
-    }
+    return { bundle, capabilities, key, live };
   }
 
   async ping(): Promise<string[]> {

@@ -43,7 +43,7 @@ export function calleeOf(callerTenant: string, service: string): string {
  * caller and callee in one cordon share that session; capnweb does not take its own export back as a
  * stub), and the relay is where a message is checked to be text, and where a release is passed on.
  */
-class RelayPipe extends RpcTarget implements RpcPipe {
+export class RelayPipe extends RpcTarget implements RpcPipe {
   #to: RpcStub<RpcPipe> | undefined;
   /** Told once, when this relay lets go of its end (closed, released or revoked). */
   onEnd: () => void = () => {};

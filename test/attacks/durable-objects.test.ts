@@ -10,16 +10,44 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RpcTarget } from 'capnweb';
+import { RpcSession, RpcTarget, type RpcStub } from 'capnweb';
 import Database from 'better-sqlite3';
 import { findBwrap } from '../../lib/process-sandbox.ts';
 import { ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
 import { objectsProject } from '../helpers/objects.ts';
 import { connectUnixSession, Keyring } from '../../lib/rpc/index.ts';
 import { socketPath } from '../../lib/config.ts';
-import { decodeValue, encodeValue } from '../../services/sandbox/runtime/bootstrap/tagged-values.ts';
+import { encodeValue } from '../../services/sandbox/runtime/bootstrap/tagged-values.ts';
 import type { SupervisorForSandbox } from '../../schemas/services.ts';
 import type { ObjectAddress } from '../../schemas/durable-objects.ts';
+import type { RpcPipe } from '../../schemas/service-bindings.ts';
+
+/**
+ * Our end of a Workers RPC session to an object, as a compromised sandbox holds one: every message the
+ * object's side sends us is kept (`inbox`), and `session` speaks capnweb over it as an isolate would.
+ */
+class SessionEnd extends RpcTarget implements RpcPipe {
+  readonly inbox: string[] = [];
+  closed: string | undefined;
+  #waiting: ((m: string) => void) | undefined;
+  async send(message: string): Promise<void> {
+    const w = this.#waiting;
+    this.#waiting = undefined;
+    if (w) w(message);
+    else this.inbox.push(message);
+  }
+  async close(reason: string): Promise<void> {
+    this.closed = reason;
+  }
+  /** capnweb over this end and `theirs` (the object's end): the object's main stub. */
+  session(theirs: RpcStub<RpcPipe>): RpcStub<Record<string, (...a: unknown[]) => Promise<unknown>>> {
+    const transport = {
+      send: (m: string) => void theirs.send(m),
+      receive: () => (this.inbox.length ? Promise.resolve(this.inbox.shift()!) : new Promise<string>((r) => (this.#waiting = r))),
+    };
+    return new RpcSession<Record<string, (...a: unknown[]) => Promise<unknown>>>(transport).getRemoteMain();
+  }
+}
 
 describe('attacks: Durable Objects across tenants', () => {
   let mesh: TestMesh;
@@ -259,6 +287,10 @@ describe('attacks: a compromised sandbox and the per-object quota', () => {
         handed.push(address);
         return `!${encodeValue(new Error('not served'))}`;
       }
+      async serve(address: ObjectAddress) {
+        handed.push(address);
+        throw new Error('not served');
+      }
       async ping() {
         return [];
       }
@@ -270,18 +302,40 @@ describe('attacks: a compromised sandbox and the per-object quota', () => {
       // Its own worker's namespace works, for its own objects.
       const caps = (await session.remote.capabilities(codeKeyOf('evil/objects'))) as Record<string, any>;
       const own = await caps.COUNTER.mint('name', 'vault');
-      const mine = decodeValue(await caps.COUNTER.call(own.id, 'vault', 'rpc', 'whoami', encodeValue([]))) as { id: string };
+      const end = new SessionEnd();
+      const object = end.session(await caps.COUNTER.connect(own.id, 'vault', end));
+      const mine = (await object.whoami!()) as { id: string };
       assert.equal(mine.id, own.id);
       assert.notEqual(own.id, victim.id);
       // acme's id through evil's namespace, with or without its name, or made into evil's: refused.
       const invalid = /Invalid Durable Object ID: it was not made by this namespace/;
-      await assert.rejects(async () => await caps.COUNTER.call(victim.id, null, 'rpc', 'next', encodeValue([])), invalid);
-      await assert.rejects(async () => await caps.COUNTER.call(victim.id, 'vault', 'rpc', 'next', encodeValue([])), invalid);
+      await assert.rejects(async () => await caps.COUNTER.connect(victim.id, null, new SessionEnd()), invalid);
+      await assert.rejects(async () => await caps.COUNTER.connect(victim.id, 'vault', new SessionEnd()), invalid);
       await assert.rejects(async () => await caps.COUNTER.mint('string', victim.id), invalid);
       // Its own id through another class of its own worker: another namespace, refused too.
-      await assert.rejects(async () => await caps.OTHER.call(own.id, null, 'rpc', 'hello', encodeValue([])), invalid);
-      // alarm() is the supervisor's to run, never a tenant's.
+      await assert.rejects(async () => await caps.OTHER.connect(own.id, null, new SessionEnd()), invalid);
+      // alarm() is the supervisor's to run, never a tenant's: not callable over a session.
+      await assert.rejects(async () => await object.alarm!({ retryCount: 0, isRetry: false }), /'alarm' is a reserved method/);
       await assert.rejects(async () => await caps.COUNTER.call(own.id, 'vault', 'alarm', 'alarm', '{"retryCount":0,"isRetry":false}'), /kind/);
+      // A forged pipe: the caller's end must be a capability it holds, never a name or a number.
+      for (const forged of ['pipe-1', -1, 7, { send: 'x' }])
+        await assert.rejects(async () => await caps.COUNTER.connect(own.id, 'vault', forged as never), /caller must be a capability/);
+      // A stub is a number inside one session only. evil's own Tally, held in its session to 'vault',
+      // named by every small id in a session to another object: nothing is reached, the Tally is untouched.
+      const tally = (await object.tally!(10)) as unknown as { add(n: number): Promise<number> };
+      assert.equal(await tally.add(1), 11);
+      const other = await caps.COUNTER.mint('name', 'forger');
+      for (let id = -4; id <= 4; id++) {
+        if (id === 0) continue; // the object itself, which it was given
+        const forgerEnd = new SessionEnd();
+        const forger = (await caps.COUNTER.connect(other.id, 'forger', forgerEnd)) as RpcStub<RpcPipe>;
+        await forger.send(JSON.stringify(['push', ['pipeline', id, ['add'], [[5]]]]));
+        await forger.send(JSON.stringify(['pull', 1])).catch(() => {}); // the session may be gone already
+        await waitFor(`the forged id ${id} to be refused`, async () => forgerEnd.inbox.find((m) => m.startsWith('["abort"')), 10_000, 50);
+        assert.match(forgerEnd.inbox.join(' | '), /no such entry on exports table/);
+        assert.ok(!forgerEnd.inbox.some((m) => m.startsWith('["resolve"')), `nothing answered the forged id ${id}: ${forgerEnd.inbox.join(' | ')}`);
+      }
+      assert.equal(await tally.add(1), 12, "the Tally's state: only its holder's two calls");
       // Offered as a host, it is one of its own cordon's: acme's new and old objects never reach it.
       await session.remote.registerObjectHost(new GreedyHost() as never);
       // Once per session: offering more hosts to draw more of its cordon's objects is refused.
@@ -301,6 +355,6 @@ describe('attacks: a compromised sandbox and the per-object quota', () => {
     assert.equal(await get('/acme/objects/next/vault'), 3);
     const audit = (await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout;
     assert.match(audit, /sandbox:untrusted\tcodekey\.refused\tacme\/objects\tdenied/);
-    assert.match(audit, /capability\.objects\.call\tevil\/objects\tdenied/);
+    assert.match(audit, /capability\.objects\.connect\tevil\/objects\tdenied/);
   });
 });

@@ -42,6 +42,11 @@ export interface HostCallbacks {
   rpcClose(pipe: number, reason: string): void;
   /** The worker cancelled fetched body `id` (see HostReferences.bodyPull): its connection to the origin closes. */
   bodyCancel(id: number): void;
+  /**
+   * A call on a Durable Object session (served on `pipe`) starts (`busy`) or ends: each call, not the
+   * session, is an invocation of the worker (watchdogs, the scope's end), as each event of an object is.
+   */
+  objectBusy(pipe: number, call: number, busy: boolean): void;
 }
 
 /** The global each callback is handed over as (the bootstrap takes and deletes it before tenant code). */
@@ -61,6 +66,7 @@ export const CALLBACK_GLOBALS = {
   rpcSend: '__cordonRpcSend',
   rpcClose: '__cordonRpcClose',
   bodyCancel: '__cordonBodyCancel',
+  objectBusy: '__cordonObjectBusy',
 } as const satisfies { [K in keyof HostCallbacks]: `__cordon${Capitalize<K>}` };
 
 type VoidCallback = { [K in keyof HostCallbacks]: ReturnType<HostCallbacks[K]> extends void ? K : never }[keyof HostCallbacks];
@@ -137,6 +143,11 @@ export interface Entry {
     payload: string,
     now: number,
   ): Promise<string>;
+  /**
+   * A Workers RPC session on pipe `pipe` (a stub's RPC methods) to Durable Object `key`, made on first
+   * use as for objectCall; answers '' or why not.
+   */
+  objectServe(pipe: number, key: string, className: string, id: string, name: string | null, storageHandle: string, now: number): string;
   /** Forget object `key`'s instance (its lease ended): its next call makes a new one. */
   objectDrop(key: string): void;
   /** queue(batch, env, ctx): `messages` is QueueMessageWire[] wire-encoded; answers a QueueOutcome as JSON. */
@@ -168,6 +179,7 @@ const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   runWorkflow: true,
   runScheduled: true,
   objectCall: true,
+  objectServe: true,
   objectDrop: true,
   runQueue: true,
   drain: true,

@@ -151,6 +151,25 @@ export class WorkerRuntime {
     }
   }
 
+  /** A Workers RPC session to a Durable Object hosted in this worker version's isolate (see WorkerInstance.serveObject). */
+  async serveObject(
+    bundle: WorkerBundle,
+    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost; sockets?: CapabilityHost },
+    caller: PipePeer,
+    hooks: RunHooks,
+  ): Promise<PipePeer> {
+    const key = `${bundle.workerId}@${bundle.version}`;
+    const instance = await this.#instance(key, bundle);
+    try {
+      return await instance.serveObject(object, caller, this.#withLoaders(key, bundle, hooks));
+    } catch (e) {
+      if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
+      throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
+    } finally {
+      void this.#measure(key, instance);
+    }
+  }
+
   /** One call on a Durable Object hosted in this worker version's isolate (see WorkerInstance.objectCall). */
   async objectCall(
     bundle: WorkerBundle,

@@ -145,6 +145,7 @@ export class WorkerInstance {
       return this.#caps.connect(target, toIsolate);
     },
     servedEnded: (id) => {
+      this.#objectSessionEnded(id);
       const watch = this.#served.get(id);
       this.#served.delete(id);
       if (!watch) return;
@@ -154,6 +155,8 @@ export class WorkerInstance {
     },
   });
   readonly #served = new Map<number, Watch>();
+  /** Durable Object sessions served here: their hooks, and the watchdogs of their calls in flight (each an invocation). */
+  readonly #objectSessions = new Map<number, { hooks: RequestHooks; calls: Map<number, Watch> }>();
   lastUsed = Date.now();
 
   readonly #initSource: string;
@@ -295,6 +298,7 @@ export class WorkerInstance {
       rpcSend: (pipe, message) => this.#pipes.fromIsolate(pipe, message),
       rpcClose: (pipe, reason) => this.#pipes.closedByIsolate(pipe, reason),
       bodyCancel: (id) => this.#cancelFetched(id),
+      objectBusy: (pipe, call, busy) => this.#objectBusy(pipe, call, busy),
     };
     for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
       const fn = hostCallback(callbacks[name] as (...args: unknown[]) => unknown);
@@ -477,6 +481,76 @@ export class WorkerInstance {
         }) as Promise<unknown>,
       () => {},
     ]);
+  }
+
+  /**
+   * A Workers RPC session to Durable Object `key`, hosted in this isolate (made on first use): a
+   * stub's RPC methods. The session is not an invocation itself: each call on it is (objectBusy), as
+   * each event of an object is, so an open session holds no watchdog and a caller in this isolate does
+   * not keep its own scope open through it.
+   */
+  async serveObject(
+    {
+      key,
+      className,
+      id,
+      name,
+      storage,
+      sockets,
+    }: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost; sockets?: CapabilityHost },
+    caller: PipePeer,
+    hooks: RequestHooks,
+  ): Promise<PipePeer> {
+    if (this.disposed) throw new WorkerError(503, 'worker was unloaded; retry');
+    this.lastUsed = Date.now();
+    const handle = `$obj:${key}`;
+    this.#stepHosts.set(handle, storage);
+    this.#stepHosts.set(`$ows:${key}`, sockets ?? NO_SOCKETS);
+    let pipe: { id: number; end: PipePeer };
+    try {
+      pipe = this.#pipes.serve(caller);
+    } catch (e) {
+      throw new WorkerError(503, (e as Error).message);
+    }
+    this.#objectSessions.set(pipe.id, { hooks, calls: new Map() });
+    let problem: unknown;
+    try {
+      problem = await this.#entry!.objectServe.apply(undefined, [pipe.id, key, className, id, name, handle, Date.now()], { timeout: this.bundle.limits.cpuMs });
+    } catch (e) {
+      pipe.end.close('the worker failed');
+      throw this.#fail(e);
+    } finally {
+      this.#logs.flush();
+    }
+    if (problem) {
+      pipe.end.close(String(problem));
+      throw new WorkerError(500, String(problem));
+    }
+    return pipe.end;
+  }
+
+  /** A call on Durable Object session `pipe` starts (entered as a request is) or ends. */
+  #objectBusy(pipe: number, call: number, busy: boolean): void {
+    const session = this.#objectSessions.get(pipe);
+    if (!session || this.disposed) return;
+    if (busy) {
+      if (session.calls.has(call)) return;
+      session.calls.set(call, this.#enter(session.hooks).watch);
+      return;
+    }
+    const watch = session.calls.get(call);
+    if (!watch) return;
+    session.calls.delete(call);
+    watch.stopWall();
+    void this.#afterResponse(undefined, watch);
+  }
+
+  /** A Durable Object session ended: the calls still in flight on it are over too. */
+  #objectSessionEnded(pipe: number): void {
+    const session = this.#objectSessions.get(pipe);
+    if (!session) return;
+    for (const call of [...session.calls.keys()]) this.#objectBusy(pipe, call, false);
+    this.#objectSessions.delete(pipe);
   }
 
   /** Object `key` no longer lives here: its instance and its storage handle go. */

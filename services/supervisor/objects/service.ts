@@ -20,6 +20,8 @@ import {
   type ObjectStorageApi,
 } from '../../../schemas/durable-objects.ts';
 import type { BrowserSocket, WorkerSocketApi } from '../../../schemas/http.ts';
+import type { RpcPipe } from '../../../schemas/service-bindings.ts';
+import { RelayPipe } from '../service-bindings.ts';
 import { StorageCap } from '../capabilities.ts';
 import { guarded, type Audit } from '../guarded.ts';
 import type { PooledDatabase } from '../sql-pool.ts';
@@ -278,6 +280,33 @@ export class DurableObjects {
     )) as string;
   }
 
+  /**
+   * A Workers RPC session to an object (its id already checked for the namespace), served by its lease
+   * holder; the supervisor relays without reading. Each side gets a relay of ours (service-bindings.ts
+   * RelayPipe), never the other side's capability itself: when caller and holder are one sandbox
+   * process they share one session with us, and capnweb hands a capability passed back into the
+   * session it came from to its owner as a promise of its own object, whose dup() is broken at once —
+   * the holder's end to the caller would be dead before the first answer.
+   */
+  async connect(workerId: string, className: string, id: string, name: string | null, caller: RpcPipe): Promise<RpcPipe> {
+    // Params are released when this call returns: the caller's end is kept for the session's life (taken before any await).
+    const callerEnd = new RelayPipe((caller as unknown as RpcStub<RpcPipe>).dup());
+    try {
+      const worker = this.#deps.store.worker(workerId);
+      if (!worker) throw new CordonError(`worker ${workerId} is not deployed`, { status: 404 });
+      const lease = await this.placement.lease(objectKey(workerId, className, id), worker.cordon);
+      if (lease.fresh) {
+        lease.fresh = false;
+        if (name !== null) this.#deps.registry.name(workerId, className, id, name);
+      }
+      const address = { codeKey: worker.codeKey, className, id, name, fence: lease.fence };
+      return new RelayPipe((await lease.host.stub.serve(address, lease.storage as never, callerEnd)) as unknown as RpcStub<RpcPipe>);
+    } catch (e) {
+      callerEnd[Symbol.dispose]();
+      throw e;
+    }
+  }
+
   list(workerId: string, limit?: number, after?: string): (ObjectRow & { live: boolean; sockets: number })[] {
     return this.#deps.registry.list(workerId, limit, after).map((r) => {
       const key = objectKey(workerId, r.className, r.id);
@@ -363,6 +392,16 @@ class NamespaceCap extends RpcTarget implements DurableObjectNamespaceApi {
       const left = check(TimeLeft, timeLeftMs, 'timeLeftMs');
       const call = this.#objects.call(this.#workerId, this.#className, hex, n, k, m, p);
       return left === undefined ? call : withTimeout(call, left, "the Durable Object did not answer within the caller's time limit");
+    });
+  }
+
+  connect(id: unknown, name: unknown, caller: unknown): Promise<RpcPipe> {
+    return guarded(this.#audit, 'objects.connect', () => {
+      const hex = check(ObjectIdHex, id, 'id');
+      const n = check(ObjectName.nullable(), name, 'name');
+      this.#checkId(hex, n);
+      if (typeof (caller as { dup?: unknown } | null)?.dup !== 'function') throw new CordonError('caller must be a capability', { status: 400, refusal: true });
+      return this.#objects.connect(this.#workerId, this.#className, hex, n, caller as RpcPipe);
     });
   }
 

@@ -1,7 +1,9 @@
 /**
  * Durable Objects inside the isolate, both ends:
  * - the caller's `env.<BINDING>` (a namespace): ids minted by the supervisor (synchronous, as in
- *   Workers), and stubs whose `fetch()` and RPC methods go out as one capability call each;
+ *   Workers), and stubs whose RPC methods are a Workers RPC session (workers-rpc.ts) to the object's
+ *   one live instance — stubs, RpcTargets and functions by reference, as for a service binding — and
+ *   whose `fetch()` is one capability call (so a WebSocket it answers with can be joined);
  * - the objects this isolate hosts: one instance per object key, made on its first call with
  *   `new Class(ctx, env)`, and `ctx` = { id, storage, waitUntil, blockConcurrencyWhile, … }.
  *
@@ -16,6 +18,8 @@ import { storageBinding, type CapCall } from './bindings.ts';
 import type { CallAsync } from './workflow-step.ts';
 import { decodeValue, encodeValue as encodeAny } from './tagged-values.ts';
 import { makeFacets } from './facets.ts';
+import { served } from './workers-rpc.ts';
+import { RpcTarget } from './capnweb.ts';
 
 /** What crosses an object call or its storage: structured clone as Workers RPC has it (class instances refused). */
 const encodeValue = (v: unknown) => encodeAny(v, { instances: 'refuse' });
@@ -61,13 +65,35 @@ function decodeResult(text: string): unknown {
 /** Names that are never RPC methods of a stub (a stub is not a thenable; these are its own). */
 const NOT_METHODS = new Set(['then', 'catch', 'finally', 'constructor', 'toJSON']);
 
-function stubFor(handle: string, call: CallAsync, id: DurableObjectId): object {
-  return objectStub(
+/** A Workers RPC stub for session target `target` (workers-rpc.ts serviceBinding). */
+export type SessionStub = (target: string) => object;
+
+/**
+ * An object's stub: `fetch()` one capability call (objectStub), its RPC methods on a Workers RPC
+ * session whose target is `[binding, id, name]` as JSON (the host hands it to the binding's
+ * capability, which checks the id again).
+ */
+function stubFor(handle: string, call: CallAsync, id: DurableObjectId, session: SessionStub): object {
+  const base = objectStub(
     async (kind, method, payload) => (await call(handle, 'call', [id.toString(), id.name ?? null, kind, method, payload])) as string,
     { id, name: id.name },
     handle,
-  );
+  ) as Record<string, unknown>;
+  let rpc: Record<string, unknown> | undefined;
+  return new Proxy(freeze({}), {
+    get(_target, p) {
+      if (typeof p !== 'string' || NOT_METHODS.has(p)) return undefined;
+      if (p === 'id' || p === 'name' || p === 'fetch' || p === 'connect') return base[p];
+      rpc ??= session(JSONstringify([handle, id.toString(), id.name ?? null])) as Record<string, unknown>;
+      return rpc[p];
+    },
+  });
 }
+
+/** Names whose ids one namespace binding remembers, and stubs it keeps for reuse (bounds on the isolate's memory). */
+const MAX_CACHED_NAMES = 4096;
+const MAX_CACHED_STUBS = 128;
+const JSONstringify = JSON.stringify;
 
 /**
  * A stub whose fetch() and RPC methods each make one call through `invoke` (an object's, or a facet's:
@@ -114,27 +140,48 @@ export function objectStub(
 }
 
 /** `env.<BINDING>` for a Durable Object class: ids of this namespace only, and stubs. */
-export function namespaceBinding(callCap: CapCall, callAsync: CallAsync, handle: string): object {
+export function namespaceBinding(callCap: CapCall, callAsync: CallAsync, handle: string, session: SessionStub): object {
   const mint = (kind: 'unique' | 'name' | 'string', arg: string | null) => {
     const r = callCap(handle, 'mint', [kind, arg]) as { id: string; name?: string };
     return new DurableObjectId(r.id, r.name);
+  };
+  // A name's id never changes (the supervisor derives it): asked once, not on every getByName.
+  const named = new Map<string, DurableObjectId>();
+  const byName = (name: string) => {
+    let id = named.get(name);
+    if (!id) {
+      if (named.size >= MAX_CACHED_NAMES) named.clear();
+      named.set(name, (id = mint('name', name)));
+    }
+    return id;
+  };
+  // Stubs to one object share one session while it lasts (a session per get() would pile up).
+  const stubs = new Map<string, object>();
+  const stub = (id: DurableObjectId) => {
+    const key = `${id.toString()}:${id.name ?? ''}`;
+    let s = stubs.get(key);
+    if (!s) {
+      if (stubs.size >= MAX_CACHED_STUBS) stubs.delete(stubs.keys().next().value as string);
+      stubs.set(key, (s = stubFor(handle, callAsync, id, session)));
+    }
+    return s;
   };
   const self = freeze({
     newUniqueId(_options?: unknown): DurableObjectId {
       return mint('unique', null);
     },
     idFromName(name: unknown): DurableObjectId {
-      return mint('name', String(name));
+      return byName(String(name));
     },
     idFromString(hex: unknown): DurableObjectId {
       return mint('string', String(hex));
     },
     get(id: unknown, _options?: unknown): object {
       if (!(id instanceof DurableObjectId)) throw new TypeError('get() takes a DurableObjectId (from idFromName, newUniqueId or idFromString)');
-      return stubFor(handle, callAsync, id);
+      return stub(id);
     },
     getByName(name: unknown, _options?: unknown): object {
-      return stubFor(handle, callAsync, mint('name', String(name)));
+      return stub(byName(String(name)));
     },
     jurisdiction(_name: unknown): object {
       return self; // one mesh, one jurisdiction: ids are the same
@@ -394,8 +441,75 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
     }
   }
 
+  /** Until no blockConcurrencyWhile holds the object (bounded: a callback that keeps re-blocking is waited for 1000 times at most). */
+  async function admitted(make: () => Hosted): Promise<Hosted> {
+    let h = make();
+    for (let i = 0; h.blocked && i < 1000; i++) {
+      await h.blocked;
+      h = make();
+    }
+    return h;
+  }
+
+  /**
+   * What a session to object `key` serves (a stub's RPC methods): the instance's methods (Workers RPC's
+   * rules, workers-rpc.ts `served`; a class that does not extend DurableObject serves nothing). Each
+   * call — on the object, or on an RpcTarget or function it returned — is an event of the object: an
+   * invocation (`enter`), admitted only when blockConcurrencyWhile does not hold the object, and only
+   * while this instance is the object's. Once it was reset (a throwing blockConcurrencyWhile, abort(),
+   * moved, evicted, replaced), calls in flight get their own answers (a stale write is refused by the
+   * fence), and the next call ends the session (`end`) with why: the caller's stub then reconnects on
+   * its next use, to the object's new instance.
+   */
+  function target(
+    key: string,
+    className: string,
+    idHex: string,
+    name: string | null,
+    storageHandle: string,
+    enter: () => () => void,
+    end: (reason: string) => void,
+  ): RpcTarget {
+    const mine = hosted.get(key) ?? instantiate(key, className, new DurableObjectId(idHex, name ?? undefined), storageHandle);
+    const current = () => {
+      if (hosted.get(key) !== mine)
+        throw new Error('the Durable Object was reset, moved or evicted since this stub connected to it: the next call reaches its new instance');
+      return mine;
+    };
+    const event =
+      (fn: (...a: unknown[]) => unknown) =>
+      async (...args: unknown[]): Promise<unknown> => {
+        const leave = enter();
+        try {
+          await admitted(current).catch((e: unknown) => {
+            end(errorText(e));
+            throw e;
+          });
+          return gated(await Reflect.apply(fn, undefined, args));
+        } finally {
+          leave();
+        }
+      };
+    const handler: ProxyHandler<RpcTarget> = {
+      get(t, p) {
+        const value = Reflect.get(t, p, t);
+        return typeof value === 'function' ? event(value as (...a: unknown[]) => unknown) : value;
+      },
+    };
+    // What a call answers by reference (an RpcTarget, a function) is the object's too: its calls are events of it.
+    const gated = (v: unknown): unknown =>
+      v instanceof RpcTarget ? new Proxy(served(v), handler) : typeof v === 'function' ? event(v as (...a: unknown[]) => unknown) : v;
+    const inst = mine.instance;
+    if (!(inst instanceof RpcTarget))
+      throw new TypeError(
+        `Durable Object class ${className} does not extend DurableObject (import { DurableObject } from 'cloudflare:workers'): it has no RPC methods`,
+      );
+    return new Proxy(served(inst), handler);
+  }
+
   return {
     call,
+    target,
     drop(key: string): void {
       hosted.delete(key);
     },

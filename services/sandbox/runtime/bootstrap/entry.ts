@@ -40,7 +40,7 @@ const freeze = Object.freeze;
 
 export interface RequestPathDeps {
   g: Record<string, unknown>;
-  host: Pick<HostCallbacks, 'done'>;
+  host: Pick<HostCallbacks, 'done' | 'objectBusy'>;
   /** Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end). */
   bodyRef: IsolateRef<HostReferences['bodyPull']>;
   options: BootOptions;
@@ -351,6 +351,35 @@ export function makeRequestPath({
     maxBody: options.maxBody,
   });
 
+  /**
+   * A Workers RPC session on pipe `pipe` (the host opened it for a caller) to Durable Object `key`,
+   * hosted here: a stub's RPC methods. The session is not an invocation: each call on it is (the host
+   * hears of it, for its watchdogs), as each event of an object is in Workers; so the session outlives
+   * this isolate's request scope, and a caller in this same isolate does not keep that scope open
+   * through it. Answers '' or why not.
+   */
+  function objectServe(pipe: number, key: string, className: string, id: string, name: string | null, storageHandle: string, now: number): string {
+    setClock(now);
+    let calls = 0;
+    const enter = () => {
+      const call = ++calls;
+      host.objectBusy(pipe, call, true);
+      requests.active++;
+      resetSubrequests();
+      return () => host.objectBusy(pipe, call, false);
+    };
+    try {
+      pipes.serve(
+        pipe,
+        objects.target(key, className, id, name, storageHandle, enter, (reason) => pipes.end(pipe, reason)),
+        false,
+      );
+      return '';
+    } catch (e) {
+      return errorText(e);
+    }
+  }
+
   /** A call on a Durable Object this isolate hosts: entered like a request (clock, subrequest count). */
   async function objectCall(
     key: string,
@@ -447,6 +476,7 @@ export function makeRequestPath({
     runWorkflow: (className: string, eventWire: string, stepHandle: string, now: number) => holding(() => runWorkflow(className, eventWire, stepHandle, now)),
     runScheduled: (cron: string, scheduledTime: number, now: number) => holding(() => runScheduled(cron, scheduledTime, now)),
     objectCall: (...args: Parameters<typeof objectCall>) => holding(() => objectCall(...args)),
+    objectServe,
     objectDrop: objects.drop,
     runQueue: (queue: string, messages: string, now: number) => holding(() => runQueue(queue, messages, now)),
     wsEvent,

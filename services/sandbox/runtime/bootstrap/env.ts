@@ -16,8 +16,8 @@ export { codec };
 export interface EnvDeps {
   callCap: CapCall;
   callCapAsync: CallAsync;
-  /** `env.<name>` of a service binding (workers-rpc.ts). */
-  service: (name: string) => object;
+  /** `env.<name>` of a service binding, or (with `own` properties) a Durable Object stub's session to `name` (workers-rpc.ts). */
+  service: (name: string, own?: Readonly<Record<string, unknown>>) => object;
   /** `env.<name>` of a Worker Loader binding (worker-loader.ts). */
   loader: (name: string) => object;
 }
@@ -29,9 +29,9 @@ export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindin
     storage: (name) => storageBinding(callCap, name),
     directory: (name) => directoryBinding(callCap, name),
     workflow: (name) => workflowBinding(callCapAsync, name, codec),
-    service: deps.service,
+    service: (name) => deps.service(name),
     loader: deps.loader,
-    durable_object: (name) => namespaceBinding(callCap, callCapAsync, name),
+    durable_object: (name) => namespaceBinding(callCap, callCapAsync, name, (target) => deps.service(target)),
     kv: (name) => kvBinding(callCapAsync, name),
     d1: (name) => d1Binding(callCapAsync, name),
     queue: (name) => queueBinding(callCapAsync, name),

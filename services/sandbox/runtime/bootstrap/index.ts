@@ -157,7 +157,7 @@ const pipes = new Pipes({ open: host.rpcOpen, send: host.rpcSend, close: host.rp
 const envDeps: EnvDeps = {
   callCap,
   callCapAsync,
-  service: (name) => serviceBinding(pipes, name, subrequests.count),
+  service: (name, own) => serviceBinding(pipes, name, subrequests.count, own),
   loader: (name) => loaderBinding(callCapAsync, pipes, name, subrequests.count),
 };
 requests.env = makeEnv(options.vars, options.bindings, envDeps);

@@ -31,10 +31,18 @@ export interface PipeHost {
 const LIMITS = { maxDepth: 64 };
 /** Messages from the other end not yet taken by capnweb; past this the pipe is broken off. */
 const MAX_QUEUED = 10_000;
+/**
+ * Sessions this isolate keeps open before it closes idle ones (the host allows 256 pipes in all):
+ * a request that calls hundreds of Durable Objects opens a session to each, and they would otherwise
+ * all last until the request scope ends.
+ */
+const MAX_OPENED = 128;
 
 class PipeEnd implements RpcTransport {
   /** Whether the session has nothing left the other end can use (checked between messages). */
   idle: () => boolean = () => false;
+  /** Whether it ends with the request scope (closeAll); a Durable Object's session does not. */
+  scoped = true;
   readonly #id: number;
   readonly #host: PipeHost;
   readonly #gone: () => void;
@@ -92,6 +100,8 @@ class PipeEnd implements RpcTransport {
 export class Pipes {
   readonly #host: PipeHost;
   readonly #ends = new Map<number, PipeEnd>();
+  /** Sessions this isolate opened, oldest first: whether each is idle (only its main stub held, nothing pending, nothing of ours out). */
+  readonly #opened = new Map<number, () => boolean>();
   #next = 0;
   /** Called when the last pipe the host opened has ended (the isolate may then end its scope). */
   onIdle: () => void = () => {};
@@ -108,6 +118,7 @@ export class Pipes {
   #end(id: number): PipeEnd {
     const end = new PipeEnd(id, this.#host, () => {
       this.#ends.delete(id);
+      this.#opened.delete(id);
       if (this.#ends.size === 0) this.onIdle();
     });
     this.#ends.set(id, end);
@@ -116,16 +127,37 @@ export class Pipes {
 
   /** A session to `target` (a binding the host knows): the stub of the other end's main object. */
   connect(target: string): RpcStub<Record<string, unknown>> {
+    if (this.#opened.size >= MAX_OPENED) this.#closeIdle();
     const id = --this.#next;
     const end = this.#end(id);
     this.#host.open(id, target);
-    return new RpcSession<Record<string, unknown>>(end, undefined, { limits: LIMITS }).getRemoteMain();
+    const session = new RpcSession<Record<string, unknown>>(end, undefined, { limits: LIMITS });
+    this.#opened.set(id, () => {
+      const { imports, exports } = session.getStats();
+      return imports <= 1 && exports <= 1;
+    });
+    return session.getRemoteMain();
   }
 
-  /** Serve `main` on pipe `id`, which the host opened; the pipe ends when the other end holds nothing of ours. */
-  serve(id: number, main: RpcTarget): void {
+  /** Close the oldest idle sessions this isolate opened (a stub of one reconnects on its next use), a quarter of the bound at most. */
+  #closeIdle(): void {
+    let closed = 0;
+    for (const [id, idle] of [...this.#opened]) {
+      if (closed >= MAX_OPENED / 4) break;
+      if (!idle()) continue;
+      this.#ends.get(id)?.end(new Error('closed while idle to make room for newer RPC sessions'), true);
+      closed++;
+    }
+  }
+
+  /**
+   * Serve `main` on pipe `id`, which the host opened; the pipe ends when the other end holds nothing of
+   * ours, or (`scoped`) with the request scope.
+   */
+  serve(id: number, main: RpcTarget, scoped = true): void {
     if (!(id > 0) || this.#ends.has(id)) throw new Error(`pipe ${id} cannot be served`);
     const end = this.#end(id);
+    end.scoped = scoped;
     const session = new RpcSession(end, main, { limits: LIMITS, onSendError: asWorkerd });
     end.idle = () => session.getStats().exports === 0;
   }
@@ -134,14 +166,19 @@ export class Pipes {
     this.#ends.get(id)?.deliver(message);
   }
 
+  /** This end of pipe `id` ends (the host and the other end hear of it). */
+  end(id: number, reason: string): void {
+    this.#ends.get(id)?.end(new Error(reason), true);
+  }
+
   /** The host closed pipe `id` (the other end went away). */
   closed(id: number, reason: string): void {
     this.#ends.get(id)?.end(new Error(reason), false);
   }
 
-  /** The scope they belong to ended: every pipe ends, and the host hears of each. */
+  /** The scope they belong to ended: every pipe of it ends, and the host hears of each. */
   closeAll(reason: string): void {
-    for (const end of [...this.#ends.values()]) end.end(new Error(reason), true);
+    for (const end of [...this.#ends.values()]) if (end.scoped) end.end(new Error(reason), true);
   }
 }
 
@@ -168,7 +205,7 @@ function reserved(key: string): () => never {
  * What a session serves of `target`: everything capnweb allows, but the reserved names. The methods
  * run on the target itself (its private fields work), not on this stand-in.
  */
-function served(target: RpcTarget, fallback?: (key: string) => unknown): RpcTarget {
+export function served(target: RpcTarget, fallback?: (key: string) => unknown): RpcTarget {
   return new Proxy(target, {
     get(t, key) {
       if (typeof key === 'string' && RESERVED.has(key)) return reserved(key);
@@ -237,12 +274,13 @@ export function entrypointFor(exported: Record<string, unknown>, name: string, e
 }
 
 /**
- * `env.<BINDING>` for a service binding: the other worker's entrypoint, as a stub. Its session opens
+ * `env.<BINDING>` for a service binding: the other worker's entrypoint, as a stub (and a Durable
+ * Object's stub, whose `target` names the object and whose `own` properties are its id and name). Its session opens
  * on first use in a request and ends with the request's scope, as every I/O object does (a session
  * that broke is opened afresh on next use). `fetch` takes what the global fetch takes and sends a
  * Request; every call on the binding counts as a subrequest. `connect()` (TCP) is not offered.
  */
-export function serviceBinding(pipes: Pipes, name: string, subrequest: () => void): object {
+export function serviceBinding(pipes: Pipes, name: string, subrequest: () => void, own: Readonly<Record<string, unknown>> = {}): object {
   let current: { generation: number; stub: RpcStub<Record<string, unknown>> } | undefined;
   const connect = () => {
     if (requests.active === 0) throw new Error('a service binding can only be used while a request is being handled (not in global scope)');
@@ -269,6 +307,8 @@ export function serviceBinding(pipes: Pipes, name: string, subrequest: () => voi
   };
   return new Proxy(Object.freeze({}), {
     get(_target, key) {
+      // A Durable Object stub's own properties (id, name): the same session mechanism, another target.
+      if (typeof key === 'string' && Object.hasOwn(own, key)) return own[key];
       if (key === 'fetch') return fetch;
       if (key === 'connect') return () => Promise.reject(new TypeError('connect() (TCP sockets) over a service binding is not supported'));
       // Not a thenable (awaiting env.API must not make a call), and symbols are the stub's business only.
