@@ -12,11 +12,17 @@ import type { CapabilityHost } from './runtime/index.ts';
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
 export class ObjectSocketsForwarder implements CapabilityHost {
-  readonly #stub: Stub;
+  readonly #make: () => unknown;
+  /**
+   * The capability, asked for on the object's first socket call and awaited: a pipelined call left
+   * unresolved for every live object held one of the supervisor session's calls in flight each, and
+   * a sandbox stopped taking objects at about a thousand.
+   */
+  #stub: Promise<Stub> | undefined;
   readonly #plain = new Set<string>();
   #inFlight = 0;
-  constructor(stub: unknown) {
-    this.#stub = stub as Stub;
+  constructor(make: () => unknown) {
+    this.#make = make;
   }
 
   async call(_handle: string, method: string, args: unknown[]): Promise<unknown> {
@@ -27,7 +33,9 @@ export class ObjectSocketsForwarder implements CapabilityHost {
     if (this.#inFlight >= MAX_CALLS_IN_FLIGHT) throw new Error(`too many WebSocket calls in flight: an object may have ${MAX_CALLS_IN_FLIGHT} at once`);
     this.#inFlight++;
     try {
-      const out = await supervisorCalls.run(() => this.#stub[method]!(...sent));
+      this.#stub ??= Promise.resolve(this.#make() as Stub);
+      const stub = await this.#stub;
+      const out = await supervisorCalls.run(() => stub[method]!(...sent));
       if (method === 'accept' && sent[1] === false) this.#plain.add(out as string);
       if (method === 'close') this.#plain.delete(sent[0] as string);
       return out;
@@ -39,6 +47,11 @@ export class ObjectSocketsForwarder implements CapabilityHost {
   /** A plain socket's browser end closed (its close event was delivered). */
   closed(sid: string): void {
     this.#plain.delete(sid);
+  }
+
+  /** The object left this process: the capability goes. */
+  dispose(): void {
+    void this.#stub?.then((stub) => (stub as Partial<Disposable>)[Symbol.dispose]?.()).catch(() => {});
   }
 
   /** Plain sockets open: the instance must stay. */

@@ -148,7 +148,7 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
         call: (place, object, call) => runtime.facetCall(bundle, place, object, call, hooks),
         drop: (place, facetKey) => runtime.facetDrop(bundle, place, facetKey),
       });
-      const sockets = new ObjectSocketsForwarder(kept.sockets());
+      const sockets = new ObjectSocketsForwarder(() => kept.sockets());
       live = { fence: a.fence, storage: kept, forwarder: facets, sockets, bundle, lastUsed: Date.now(), active: 0 };
       this.#live.set(key, live);
     }
@@ -179,6 +179,7 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
     if (!live) return;
     this.#live.delete(key);
     live.forwarder.dispose();
+    live.sockets.dispose();
     this.#deps.runtime.objectDrop(live.bundle, key);
     live.storage[Symbol.dispose]();
   }
