@@ -513,20 +513,30 @@ export class WorkerInstance {
       throw new WorkerError(503, (e as Error).message);
     }
     this.#objectSessions.set(pipe.id, { hooks, calls: new Map() });
+    return this.#opened(pipe.end, () =>
+      this.#entry!.objectServe.apply(undefined, [pipe.id, key, className, id, name, handle, Date.now()], { timeout: this.bundle.limits.cpuMs }),
+    );
+  }
+
+  /**
+   * A served session's opening call into the isolate (`open`: it answers a problem, or nothing): the
+   * worker's end of the session, or an error after closing it.
+   */
+  async #opened(end: PipePeer, open: () => Promise<unknown>): Promise<PipePeer> {
     let problem: unknown;
     try {
-      problem = await this.#entry!.objectServe.apply(undefined, [pipe.id, key, className, id, name, handle, Date.now()], { timeout: this.bundle.limits.cpuMs });
+      problem = await open();
     } catch (e) {
-      pipe.end.close('the worker failed');
+      end.close('the worker failed');
       throw this.#fail(e);
     } finally {
       this.#logs.flush();
     }
     if (problem) {
-      pipe.end.close(String(problem));
+      end.close(String(problem));
       throw new WorkerError(500, String(problem));
     }
-    return pipe.end;
+    return end;
   }
 
   /** A call on Durable Object session `pipe` starts (entered as a request is) or ends. */
@@ -672,22 +682,9 @@ export class WorkerInstance {
       throw new WorkerError(503, (e as Error).message);
     }
     this.#served.set(pipe.id, watch);
-    let problem: unknown;
-    try {
-      problem = await this.#entry!.rpcServe.apply(undefined, [pipe.id, entrypoint, JSON.stringify(props ?? null), Date.now()], {
-        timeout: this.bundle.limits.cpuMs,
-      });
-    } catch (e) {
-      pipe.end.close('the worker failed');
-      throw this.#fail(e);
-    } finally {
-      this.#logs.flush();
-    }
-    if (problem) {
-      pipe.end.close(String(problem));
-      throw new WorkerError(500, String(problem));
-    }
-    return pipe.end;
+    return this.#opened(pipe.end, () =>
+      this.#entry!.rpcServe.apply(undefined, [pipe.id, entrypoint, JSON.stringify(props ?? null), Date.now()], { timeout: this.bundle.limits.cpuMs }),
+    );
   }
 
   /** An entry point called for a pipe: a failure is the worker's (its isolate may be gone), logged once. */
