@@ -8,12 +8,12 @@
  * session through the supervisor, so "spread" pays a session per object per request (an isolate
  * remembers a name's id).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { freePort, ROOT, startTestMesh, waitFor, type TestMesh } from '../test/helpers/mesh.ts';
+import { startTestMesh, waitFor, type TestMesh } from '../test/helpers/mesh.ts';
+import { startWorkerd } from '../test/helpers/workerd.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const CALLS = 40;
@@ -103,12 +103,12 @@ export async function durableObjectsBench(): Promise<void> {
       durable_objects: { bindings: [{ name: 'COUNTER', class_name: 'Counter' }] },
     }),
   );
-  mkdirSync(join(dir, 'do-storage'));
-  const wport = await freePort();
-  writeFileSync(
-    join(dir, 'config.capnp'),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
+  const workerd = await startWorkerd({
+    files: { 'index.js': WORKER },
+    experimental: true,
+    config: (ports, wdir) => {
+      mkdirSync(join(wdir, 'do-storage'));
+      return `const config :Workerd.Config = (
   services = [
     (name = "main", worker = (
       modules = [(name = "index.js", esModule = embed "index.js")],
@@ -117,15 +117,13 @@ const config :Workerd.Config = (
       durableObjectStorage = (localDisk = "do-disk"),
       bindings = [(name = "COUNTER", durableObjectNamespace = "Counter")],
     )),
-    (name = "do-disk", disk = (path = "${join(dir, 'do-storage')}", writable = true)),
+    (name = "do-disk", disk = (path = "${join(wdir, 'do-storage')}", writable = true)),
   ],
-  sockets = [ (name = "http", address = "127.0.0.1:${wport}", http = (), service = "main") ],
-);
-`,
-  );
-  const workerd = spawn(join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd'), ['serve', '--experimental', join(dir, 'config.capnp')], {
-    stdio: 'ignore',
+  sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ],
+);`;
+    },
   });
+  const wport = workerd.ports[0];
   // Objects stay while idle here (the memory figure counts them); the wake figure has a mesh of its own.
   let mesh = await startTestMesh({ CORDON_OBJECT_IDLE_SECONDS: '3600' });
   try {
@@ -158,7 +156,7 @@ const config :Workerd.Config = (
     const perObject = Math.max(1, (meshRss(mesh) - before) / HELD);
     say(`  Cordon idle object   ${(perObject / 1024).toFixed(1)} KiB across the mesh   ${Math.floor(1024 ** 3 / perObject)} per GiB`);
   } finally {
-    workerd.kill();
+    workerd.stop();
     await mesh.stop();
   }
 

@@ -5,11 +5,10 @@
  * `BENCH_DW_SECONDS` (10), through the whole mesh, and the same worker on the real workerd (its loader
  * needs `--experimental`). Printed: Workers made a second, p50/p99 time to first response, ratios.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts';
+import { startTestMesh, waitFor } from '../test/helpers/mesh.ts';
+import { startWorkerd } from '../test/helpers/workerd.ts';
 
 const RATE = Number(process.env.BENCH_DW_RATE || 300);
 const SECONDS = Number(process.env.BENCH_DW_SECONDS || 10);
@@ -85,27 +84,22 @@ function row(label: string, r: Result, peer?: Result): string {
 
 export async function dynamicWorkersBench(): Promise<void> {
   say(`5. Dynamic Workers: a new Worker per request, ${RATE}/s offered for ${SECONDS} s, time to its first response`);
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-dw-'));
-  writeFileSync(join(dir, 'parent.js'), PARENT);
-  const wport = await freePort();
-  writeFileSync(
-    join(dir, 'config.capnp'),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
+  const workerd = await startWorkerd({
+    files: { 'parent.js': PARENT },
+    experimental: true,
+    config: (ports) => `const config :Workerd.Config = (
   services = [ (name = "main", worker = .parent) ],
-  sockets = [ (name = "http", address = "127.0.0.1:${wport}", http = (), service = "main") ],
+  sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ],
 );
 const parent :Workerd.Worker = (
   modules = [ (name = "parent.js", esModule = embed "parent.js") ],
   compatibilityDate = "2026-07-01",
   compatibilityFlags = ["experimental"],
   bindings = [ (name = "LOADER", workerLoader = ()) ],
-);
-`,
-  );
-  const workerd = spawn(join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd'), ['serve', '--experimental', join(dir, 'config.capnp')], {
-    stdio: 'ignore',
+);`,
   });
+  const dir = workerd.dir;
+  const wport = workerd.ports[0];
   // The default per-worker load rate (500/s) is above the rate offered; as many Workers kept as made in a second or two.
   const mesh = await startTestMesh({ CORDON_DYNAMIC_WORKERS_PER_WORKER: '1000', CORDON_DYNAMIC_WORKER_IDLE_SECONDS: '2' });
   try {
@@ -124,7 +118,7 @@ const parent :Workerd.Worker = (
     ] as const)
       if (r.why) say(`    not served by ${label}: ${r.why.slice(0, 300)}`);
   } finally {
-    workerd.kill('SIGKILL');
+    workerd.stop();
     await mesh.stop();
   }
 }

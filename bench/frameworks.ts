@@ -4,15 +4,15 @@
  * route) vs the same bundle on workerd, and through our runtime alone (in-process, no HTTP or RPC), all
  * in one run: whether framework apps lose more than hello, and whether the isolate or the path does.
  */
-import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { bundleWorker } from '../cli/bundle.ts';
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
-import { fetchHost, freePort, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts';
+import { fetchHost, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts';
+import { startWorkerd } from '../test/helpers/workerd.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -89,19 +89,15 @@ export async function frameworksBench(): Promise<void> {
     return;
   }
   const projects = await Promise.all(APPS.map(projectOf));
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-fw-'));
-  const ports = await Promise.all(APPS.map(() => freePort()));
-  APPS.forEach((a, i) => writeFileSync(join(dir, `${a.name}.js`), projects[i]!.code));
-  writeFileSync(
-    join(dir, 'config.capnp'),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
+  const workerd = await startWorkerd({
+    files: Object.fromEntries(APPS.map((a, i) => [`${a.name}.js`, projects[i]!.code])),
+    ports: APPS.length,
+    config: (ports) => `const config :Workerd.Config = (
   services = [ ${APPS.map((a) => `(name = "${a.name}", worker = ( modules = [ (name = "w.js", esModule = embed "${a.name}.js") ], compatibilityDate = "2025-06-01" ))`).join(', ')} ],
   sockets = [ ${APPS.map((a, i) => `(name = "${a.name}", address = "127.0.0.1:${ports[i]}", http = (), service = "${a.name}")`).join(', ')} ],
-);
-`,
-  );
-  const workerd = spawn(join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd'), ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
+);`,
+  });
+  const ports = workerd.ports;
   const mesh = await startTestMesh();
   try {
     for (const [i, app] of APPS.entries()) {
@@ -122,7 +118,7 @@ const config :Workerd.Config = (
       );
     }
   } finally {
-    workerd.kill('SIGKILL');
+    workerd.stop();
     await mesh.stop();
   }
 }

@@ -5,13 +5,13 @@
  * /proc/<pid>/stat over the load phase: robust to a loaded machine, where req/s is not). Each figure
  * is printed with its ratio to workerd and the target of issue 17.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { freePort, ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../test/helpers/mesh.ts';
+import { ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../test/helpers/mesh.ts';
+import { startWorkerd } from '../test/helpers/workerd.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -104,20 +104,15 @@ function meshPids(mesh: TestMesh): Map<string, number> {
 
 export async function requestPathBench(): Promise<void> {
   say('1. the request path: hello, 64 KiB bodies, a streamed 10 MiB body, CPU per request (vs workerd)');
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-'));
-  writeFileSync(join(dir, 'worker.js'), readFileSync(join(ROOT, 'bench/request-path-worker.js')));
-  const wport = await freePort();
-  writeFileSync(
-    join(dir, 'config.capnp'),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
+  const workerd = await startWorkerd({
+    files: { 'worker.js': readFileSync(join(ROOT, 'bench/request-path-worker.js')) },
+    config: (ports) => `const config :Workerd.Config = (
   services = [ (name = "main", worker = .perf) ],
-  sockets = [ (name = "http", address = "127.0.0.1:${wport}", http = (), service = "main") ],
+  sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ],
 );
-const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2026-07-01" );
-`,
-  );
-  const workerd = spawn(join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd'), ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
+const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2026-07-01" );`,
+  });
+  const wport = workerd.ports[0];
   const mesh = await startTestMesh();
   try {
     const deployed = await mesh.cli(['deploy', 'bench/request-path-worker.js', '--name', 'perf', '--route', '*/perf/*']);
@@ -126,7 +121,7 @@ const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed
     const ourUrl = `${mesh.httpUrl}/perf`;
     await waitFor('the worker on the mesh', async () => (await fetch(`${ourUrl}/hello`)).status === 200 || undefined);
     await waitFor('workerd', async () => (await fetch(`${peerUrl}/hello`)).status === 200 || undefined);
-    const peerPids = new Map([['workerd', workerd.pid!]]);
+    const peerPids = new Map([['workerd', workerd.process.pid!]]);
     const ourPids = meshPids(mesh);
     const both = async (label: string, drive: (base: string) => () => Promise<{ rate: number; p99: number; requests: number }>) => {
       say(`  ${label}: ${SECONDS} s on workerd, then on the mesh …`);
@@ -152,7 +147,7 @@ const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed
     );
     cpuRow('stream', peerStream, ourStream);
   } finally {
-    workerd.kill('SIGKILL');
+    workerd.stop();
     await mesh.stop();
   }
 }

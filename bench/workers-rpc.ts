@@ -4,12 +4,10 @@
  * same two, and beside two workerd workers bound by a service binding doing the same calls.
  * Each request makes CALLS calls, one after another; calls/s = requests/s × CALLS.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { freePort, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts';
+import { startTestMesh, waitFor } from '../test/helpers/mesh.ts';
+import { serviceBindingConfig, startWorkerd } from '../test/helpers/workerd.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const CALLS = 40;
@@ -39,23 +37,8 @@ async function callsPerSecond(url: string, label: string): Promise<number> {
 
 export async function workersRpcBench(): Promise<void> {
   say(`6. Workers RPC: calls per second between two workers (${CALLS} calls a request, one after another)`);
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-rpc-'));
-  writeFileSync(join(dir, 'api.js'), API);
-  writeFileSync(join(dir, 'front.js'), FRONT);
-  const wport = await freePort();
-  writeFileSync(
-    join(dir, 'config.capnp'),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "front", worker = (modules = [(name = "front.js", esModule = embed "front.js")], compatibilityDate = "2026-07-01", bindings = [(name = "API", service = "api")])),
-    (name = "api", worker = (modules = [(name = "api.js", esModule = embed "api.js")], compatibilityDate = "2026-07-01")),
-  ],
-  sockets = [ (name = "http", address = "127.0.0.1:${wport}", http = (), service = "front") ],
-);
-`,
-  );
-  const workerd = spawn(join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd'), ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
+  const workerd = await startWorkerd({ files: { 'api.js': API, 'front.js': FRONT }, config: serviceBindingConfig });
+  const dir = workerd.dir;
   const mesh = await startTestMesh();
   try {
     for (const args of [
@@ -66,15 +49,15 @@ const config :Workerd.Config = (
       if (r.code !== 0) throw new Error(r.stderr);
     }
     await waitFor('front on the mesh', async () => (await fetch(`${mesh.httpUrl}/front`)).status === 200 || undefined);
-    await waitFor('workerd', async () => (await fetch(`http://127.0.0.1:${wport}/`)).status === 200 || undefined);
+    await waitFor('workerd', async () => (await fetch(`${workerd.url()}/`)).status === 200 || undefined);
     const rpc = await callsPerSecond(`${mesh.httpUrl}/front`, 'Cordon, env.API.add()');
     const viaFetch = await callsPerSecond(`${mesh.httpUrl}/front?fetch`, 'Cordon, env.API.fetch()');
-    const wd = await callsPerSecond(`http://127.0.0.1:${wport}/`, 'workerd, env.API.add()');
+    const wd = await callsPerSecond(`${workerd.url()}/`, 'workerd, env.API.add()');
     say(`  Cordon RPC   ${rpc.toFixed(0).padStart(8)} calls/s   ${(rpc / wd).toFixed(2)}x workerd`);
     say(`  Cordon fetch ${viaFetch.toFixed(0).padStart(8)} calls/s   ${(viaFetch / wd).toFixed(2)}x workerd's RPC`);
     say(`  workerd RPC  ${wd.toFixed(0).padStart(8)} calls/s`);
   } finally {
-    workerd.kill();
+    workerd.stop();
     await mesh.stop();
   }
 }

@@ -7,16 +7,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, freePort, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 import { WsClient } from './helpers/ws-client.ts';
+import { startWorkerd, workerdMissing } from './helpers/workerd.ts';
 
-const WORKERD = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
 const FIXTURE = join(ROOT, 'test/fixtures/projects/do-websockets');
-const noWorkerd = !existsSync(WORKERD) && process.env.CORDON_REQUIRE_ALL !== '1' ? 'workerd is not installed (npm install)' : false;
+const noWorkerd = workerdMissing();
 
 /** Everything the fixture shows at `base` (http://host:port), in order. */
 async function transcript(base: string): Promise<unknown[]> {
@@ -69,25 +67,24 @@ describe('the hibernation API, side by side with workerd', { skip: noWorkerd }, 
     await waitFor('the fixture to serve', async () => (await fetch(`${mesh.httpUrl}/dows/events`)).status === 200 || undefined);
     const ours = await transcript(mesh.httpUrl);
 
-    const dir = mkdtempSync(join(tmpdir(), 'cordon-workerd-dows-'));
-    const port = await freePort();
-    copyFileSync(join(FIXTURE, 'index.js'), join(dir, 'index.js'));
-    writeFileSync(
-      join(dir, 'c.capnp'),
-      `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = ( services = [ (name = "main", worker = .w), (name = "disk", disk = (path = "${dir}", writable = true)) ],
-  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "main") ] );
+    const workerd = await startWorkerd({
+      files: { 'index.js': readFileSync(join(FIXTURE, 'index.js')) },
+      stderr: Boolean(process.env.DEBUG_WORKERD),
+      config: (
+        ports,
+        dir,
+      ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w), (name = "disk", disk = (path = "${dir}", writable = true)) ],
+  sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
 const w :Workerd.Worker = ( modules = [ (name = "index.js", esModule = embed "index.js") ], compatibilityDate = "2026-01-01",
   durableObjectNamespaces = [ (className = "Sockets", uniqueKey = "sockets", enableSql = true) ], durableObjectStorage = (localDisk = "disk"),
   bindings = [ (name = "SOCKETS", durableObjectNamespace = "Sockets") ] );`,
-    );
-    const child = spawn(WORKERD, ['serve', join(dir, 'c.capnp')], { stdio: ['ignore', 'ignore', process.env.DEBUG_WORKERD ? 'inherit' : 'ignore'] });
+    });
     let theirs: unknown[];
     try {
-      await waitFor('workerd', async () => (await fetch(`http://127.0.0.1:${port}/dows/events`).catch(() => undefined))?.status === 200 || undefined);
-      theirs = await transcript(`http://127.0.0.1:${port}`);
+      await waitFor('workerd', async () => (await fetch(`${workerd.url()}/dows/events`).catch(() => undefined))?.status === 200 || undefined);
+      theirs = await transcript(workerd.url());
     } finally {
-      child.kill('SIGKILL');
+      workerd.stop();
     }
     assert.deepEqual(ours, theirs);
     // And what that is, so that agreeing on nothing cannot pass.

@@ -6,17 +6,16 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { freePort, ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { startWorkerd, workerdMissing } from './helpers/workerd.ts';
 
 const FIXTURE = join(ROOT, 'test/fixtures/projects/nodejs-compat');
-const WORKERD = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
-const noWorkerd = !existsSync(WORKERD) && process.env.CORDON_REQUIRE_ALL !== '1' ? 'workerd is not installed (npm install)' : false;
+const noWorkerd = workerdMissing();
 
 /** The fixture copied outside the repository, its packages reachable as after `npm install`. */
 function project(files: Record<string, string> = {}): string {
@@ -29,7 +28,6 @@ function project(files: Record<string, string> = {}): string {
 
 /** What the fixture answers on workerd: bundled as wrangler does for workerd (node:* and bare built-in names left to it). */
 async function onWorkerd(): Promise<Record<string, unknown>> {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-workerd-'));
   const builtins = new Set(builtinModules);
   const out = await build({
     entryPoints: [join(FIXTURE, 'src/index.js')],
@@ -57,23 +55,22 @@ async function onWorkerd(): Promise<Record<string, unknown>> {
       },
     ],
   });
-  writeFileSync(join(dir, 'w.js'), out.outputFiles[0]!.text);
-  const port = await freePort();
-  writeFileSync(
-    join(dir, 'c.capnp'),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "main") ] );
+  const workerd = await startWorkerd({
+    files: { 'w.js': out.outputFiles[0]!.text },
+    stderr: Boolean(process.env.DEBUG_WORKERD),
+    config: (
+      ports,
+    ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
 const w :Workerd.Worker = ( modules = [ (name = "w.js", esModule = embed "w.js") ], compatibilityDate = "2025-06-01", compatibilityFlags = ["nodejs_compat"],
   bindings = [ (name = "GREETING", text = "hello"), (name = "LIMITS", json = "{\\"max\\":3}") ] );`,
-  );
-  const child = spawn(WORKERD, ['serve', join(dir, 'c.capnp')], { stdio: ['ignore', 'ignore', process.env.DEBUG_WORKERD ? 'inherit' : 'ignore'] });
+  });
   try {
     return await waitFor('workerd', async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/node?id=7`).catch(() => undefined);
+      const res = await fetch(`${workerd.url()}/node?id=7`).catch(() => undefined);
       return res?.status === 200 ? ((await res.json()) as Record<string, unknown>) : undefined;
     });
   } finally {
-    child.kill('SIGKILL');
+    workerd.stop();
   }
 }
 

@@ -162,7 +162,8 @@ describe('fuzzing the RPC surface a sandbox reaches', () => {
       assert.deepEqual(r.rows.rows, [[2]]);
       assert.deepEqual([...r.kv], [1, 2, 3]);
       assert.equal(r.fetched.status, 200);
-      assert.equal(new TextDecoder().decode(r.fetched.body), 'origin ok');
+      // Whole, or streamed as egress streams a body it does not return whole.
+      assert.equal(r.fetched.body ? new TextDecoder().decode(r.fetched.body) : await new Response(r.fetched.stream).text(), 'origin ok');
     } finally {
       session.close();
     }

@@ -9,12 +9,8 @@ import { WorkerRuntime, type CapabilityHost } from './index.ts';
 import type { WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { GET, text, worker } from './testing/fixtures.ts';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freePort, waitFor } from '../../../test/helpers/mesh.ts';
+import { waitFor } from '../../../test/helpers/mesh.ts';
+import { serviceBindingConfig, startWorkerd, workerdMissing } from '../../../test/helpers/workerd.ts';
 
 const rt = new WorkerRuntime({ spares: 0 });
 after(() => rt.dispose());
@@ -133,34 +129,16 @@ const WORKERD_ANSWERS = {
   callbackWithMaps: 3,
 };
 
-const WORKERD = join(fileURLToPath(new URL('../../../', import.meta.url)), 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
-
 /** VALUES_CALLER's answer on workerd, the two workers bound by a service binding. */
 async function valuesOnWorkerd(): Promise<unknown> {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-workerd-rpc-'));
-  writeFileSync(join(dir, 'api.js'), VALUES_API);
-  writeFileSync(join(dir, 'front.js'), VALUES_CALLER);
-  const port = await freePort();
-  writeFileSync(
-    join(dir, 'config.capnp'),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "front", worker = (modules = [(name = "front.js", esModule = embed "front.js")], compatibilityDate = "2026-07-01", bindings = [(name = "API", service = "api")])),
-    (name = "api", worker = (modules = [(name = "api.js", esModule = embed "api.js")], compatibilityDate = "2026-07-01")),
-  ],
-  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "front") ]
-);`,
-  );
-  const child = spawn(WORKERD, ['serve', join(dir, 'config.capnp')], { stdio: 'ignore' });
+  const workerd = await startWorkerd({ files: { 'api.js': VALUES_API, 'front.js': VALUES_CALLER }, config: serviceBindingConfig });
   try {
     return await waitFor('workerd', async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
+      const res = await fetch(`${workerd.url()}/`).catch(() => undefined);
       return res?.status === 200 ? await res.json() : undefined;
     });
   } finally {
-    child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    workerd.stop();
   }
 }
 
@@ -171,7 +149,7 @@ test('values capnweb has no form for are cloned as workerd clones them; function
 });
 
 test('the clone answers above are workerd’s own (the same two workers on workerd)', {
-  skip: !existsSync(WORKERD) && process.env.CORDON_REQUIRE_ALL !== '1' ? 'workerd is not installed (npm install)' : false,
+  skip: workerdMissing(),
 }, async () => {
   assert.deepEqual(await valuesOnWorkerd(), WORKERD_ANSWERS);
 });

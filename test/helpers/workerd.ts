@@ -1,0 +1,69 @@
+/**
+ * The real workerd (npm `@cloudflare/workerd-linux-64`, a devDependency) beside Cordon: tests and the
+ * bench run the same worker on both. One way to start it, so each side-by-side run writes only its own
+ * services.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, ROOT } from './mesh.ts';
+
+export const WORKERD = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
+
+/** Why a side-by-side test cannot run here (workerd missing), or false; never a skip where CI requires all. */
+export const workerdMissing = (): string | false =>
+  !existsSync(WORKERD) && process.env.CORDON_REQUIRE_ALL !== '1' ? 'workerd is not installed (npm install)' : false;
+
+export interface RunningWorkerd {
+  /** Where `files` and `config.capnp` were written (other files may go here too). */
+  dir: string;
+  /** The ports handed to `config`, in order. */
+  ports: number[];
+  /** http://127.0.0.1:<ports[i]> */
+  url(i?: number): string;
+  process: ChildProcess;
+  /** Kills workerd and removes its directory. */
+  stop(): void;
+}
+
+/**
+ * Start workerd on a config of ours. `files` (module sources, by name) are written to a fresh directory;
+ * `config(ports, dir)` is the config after its import line, given `ports` free ports for its sockets.
+ */
+export async function startWorkerd(opts: {
+  files: Record<string, string | Uint8Array>;
+  config: (ports: number[], dir: string) => string;
+  ports?: number;
+  experimental?: boolean;
+  stderr?: boolean;
+}): Promise<RunningWorkerd> {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-workerd-'));
+  for (const [name, content] of Object.entries(opts.files)) writeFileSync(join(dir, name), content);
+  const ports = await Promise.all(Array.from({ length: opts.ports ?? 1 }, () => freePort()));
+  writeFileSync(join(dir, 'config.capnp'), `using Workerd = import "/workerd/workerd.capnp";\n${opts.config(ports, dir)}\n`);
+  const args = ['serve', ...(opts.experimental ? ['--experimental'] : []), join(dir, 'config.capnp')];
+  const child = spawn(WORKERD, args, { stdio: ['ignore', 'ignore', opts.stderr ? 'inherit' : 'ignore'] });
+  return {
+    dir,
+    ports,
+    url: (i = 0) => `http://127.0.0.1:${ports[i]}`,
+    process: child,
+    stop() {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Two workers, `front` calling `api` through a service binding named API, front served on one socket. */
+export function serviceBindingConfig(ports: number[]): string {
+  const date = '2026-07-01';
+  return `const config :Workerd.Config = (
+  services = [
+    (name = "front", worker = (modules = [(name = "front.js", esModule = embed "front.js")], compatibilityDate = "${date}", bindings = [(name = "API", service = "api")])),
+    (name = "api", worker = (modules = [(name = "api.js", esModule = embed "api.js")], compatibilityDate = "${date}")),
+  ],
+  sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "front") ],
+);`;
+}
