@@ -22,7 +22,7 @@ import { socketPath } from '../../lib/config.ts';
 import { NO_GLOBAL_OUTBOUND } from '../../services/sandbox/runtime/abi.ts';
 import type { SupervisorForSandbox, WorkerRunner } from '../../schemas/services.ts';
 import type { RpcPipe } from '../../schemas/service-bindings.ts';
-import type { LoadedWorkerHost, ParentLinkApi } from '../../schemas/loaded-cordon.ts';
+import type { LoadedWorkerHost, LoaderApi, ParentLinkApi } from '../../schemas/loaded-cordon.ts';
 
 const PLATFORM = `import { WorkerEntrypoint } from 'cloudflare:workers';
 export class Api extends WorkerEntrypoint { hello() { return 'hi ' + this.ctx.props.who; } }
@@ -196,7 +196,7 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
     });
     try {
       // The standard process, compromised, holds acme's loader capability: it names its own binding only.
-      const caps = (await s.remote.capabilities(codeKey('acme/platform'))) as unknown as Record<string, RpcStub<{ connect(t: string, p: unknown): Promise<unknown> }>>;
+      const caps = (await s.remote.capabilities(codeKey('acme/platform'))) as unknown as Record<string, RpcStub<LoaderApi>>;
       const pipe = new (class extends RpcTarget implements RpcPipe {
         async send() {}
         async close() {}
