@@ -18,7 +18,7 @@ import type { LogEntry, WorkerRunner } from '../../schemas/services.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import { LOADER_LIMITS, NO_GLOBAL_OUTBOUND, OUTBOUND_BINDING } from '../sandbox/runtime/abi.ts';
 import { guarded, type Audit } from './guarded.ts';
-import { RelayPipe } from './service-bindings.ts';
+import { RelayPipe, type ServiceSessions } from './service-bindings.ts';
 import { LogEntries } from './ports.ts';
 import type { CodeStore } from './store.ts';
 
@@ -35,6 +35,8 @@ export interface LoadedCordonDeps {
   limitHit(workerId: string, kind: 'cpu' | 'memory'): void;
   created(workerId: string, actor: string): void;
   log(workerId: string, entries: LogEntry[]): void;
+  /** Where relayed sessions are registered, so that the parent's undeploy or move closes them (service-bindings.ts). */
+  sessions: Pick<ServiceSessions, 'add'>;
 }
 
 /**
@@ -84,12 +86,20 @@ function answered<T>(call: Promise<T>): Promise<T> {
 
 const isCapability = (v: unknown): v is RpcStub<RpcPipe> => typeof (v as { dup?: unknown } | null)?.dup === 'function';
 
-/** Relay a session: `open` gets a relay of the caller's end; the other side's end comes back as a relay too. */
-async function relay(caller: unknown, open: (end: RelayPipe) => Promise<unknown>): Promise<RpcPipe> {
+/**
+ * Relay a session of `parent`'s (into it, or into one of its loaded Workers): `open` gets a relay of the
+ * caller's end; the other side's end comes back as a relay too. The session is registered as one into the
+ * parent, so that undeploying or moving the parent closes it, as a service binding's.
+ */
+async function relay(deps: LoadedCordonDeps, parent: string, caller: unknown, open: (end: RelayPipe) => Promise<unknown>): Promise<RpcPipe> {
   if (!isCapability(caller)) throw new CordonError('caller must be a capability', { status: 400, refusal: true });
+  const worker = deps.store.worker(parent);
+  if (!worker) throw new CordonError(`${parent} is no longer deployed`, { status: 410 });
   const callerEnd = new RelayPipe(caller.dup());
   try {
-    return new RelayPipe((await open(callerEnd)) as RpcStub<RpcPipe>);
+    const otherEnd = new RelayPipe((await open(callerEnd)) as RpcStub<RpcPipe>);
+    deps.sessions.add(parent, worker.cordon, worker.tenant, [callerEnd, otherEnd]);
+    return otherEnd;
   } catch (e) {
     callerEnd[Symbol.dispose]();
     throw e;
@@ -127,7 +137,7 @@ export class ParentLink extends RpcTarget implements ParentLinkApi {
       if (!codeKey || !cordon) throw new CordonError(`${workerId} (version ${version}) is no longer deployed`, { status: 410 });
       const runner = this.#deps.runner(cordon);
       if (!runner) throw new CordonError(`${workerId}: its cordon ${cordon} is not connected; retry`, { status: 503 });
-      return relay(caller, (end) => answered(runner.serve(codeKey, ref.exportName, propsOf(ref), end)));
+      return relay(this.#deps, workerId, caller, (end) => answered(runner.serve(codeKey, ref.exportName, propsOf(ref), end)));
     });
   }
 
@@ -229,7 +239,7 @@ export class LoaderCap extends RpcTarget implements LoaderApi {
       }
       if (parsed[0] !== this.#binding) throw new CordonError('malformed Dynamic Worker target', { status: 400, refusal: true });
       const runner = this.#runner(parsed[1]);
-      return relay(caller, (end) => answered(runner.serveChild(this.#ref, json, end)));
+      return relay(this.#deps, this.#parent.workerId, caller, (end) => answered(runner.serveChild(this.#ref, json, end)));
     });
   }
 }

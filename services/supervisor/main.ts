@@ -84,6 +84,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     limitHit: (workerId, kind) => quarantine.signal(workerId, kind),
     created: (workerId, actor) => creations.record(workerId, 'dynamic-worker', 1, actor),
     log: (workerId, entries) => logs.append(workerId, entries),
+    sessions: serviceSessions,
   };
   const grants = new Grants(join(dir, 'tenants'), audit, egress, {
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
