@@ -40,6 +40,7 @@ const USAGE = `usage: cordon <command> [options]
                                   [--allow-host <h>]... [--deny-host <h>]... [--deny-cidr <cidr>]...
                                   [--cpu-ms <n>] [--wall-ms <n>] [--memory-mb <n>] [--cron "<five fields>"]...
                                   [--service BINDING=[tenant/]worker[:entrypoint]]... [--allow-rpc-from <tenant>]...
+                                  [--loaded-cordon <c>] (where its worker_loaders' Workers run: a cordon less trusted than its own)
                                   bundle the entry and its imports and deploy it; prints the version
   trigger <[tenant/]worker> [--cron <expr>]
                                   run the worker's scheduled() handler once now
@@ -154,6 +155,7 @@ async function main(argv: string[]): Promise<number> {
           cron: { type: 'string', multiple: true },
           service: { type: 'string', multiple: true },
           'allow-rpc-from': { type: 'string', multiple: true },
+          'loaded-cordon': { type: 'string' },
         },
       });
       // A config file gives the defaults; flags add to or override it.
@@ -185,6 +187,7 @@ async function main(argv: string[]): Promise<number> {
         name,
         tenant: values.tenant ?? file?.tenant,
         cordon: values.cordon ?? file?.cordon,
+        loadedCordon: values['loaded-cordon'] ?? file?.loadedCordon,
         routes: [...(file?.routes ?? []), ...(values.route ?? [])],
         vars,
         bindings: [

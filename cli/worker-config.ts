@@ -88,6 +88,8 @@ const Config = z
         allow_eval: z.boolean().default(false),
         /** Other tenants whose workers may bind to this one (`services`): its owner's grant. */
         rpc_callers: z.array(z.string()).default([]),
+        /** The stricter cordon its `worker_loaders` Workers run in (docs/dynamic-workers.md). */
+        loaded_cordon: z.string().optional(),
         egress: z
           .object({ allow_hosts: z.array(z.string()).default([]), deny_hosts: z.array(z.string()).default([]), deny_cidrs: z.array(z.string()).default([]) })
           .optional(),
@@ -179,6 +181,8 @@ export interface WorkerConfig {
   main: string;
   tenant?: string;
   cordon?: string;
+  /** The stricter cordon its loaded Workers run in (`cordon.loaded_cordon`). */
+  loadedCordon?: string;
   routes: string[];
   vars: Record<string, VarValue>;
   storage: string[];
@@ -342,6 +346,7 @@ export function readWorkerConfig(file: string): WorkerConfig {
     main: resolve(root, c.main),
     tenant: c.cordon.tenant,
     cordon: c.cordon.cordon,
+    loadedCordon: c.cordon.loaded_cordon,
     routes,
     vars: c.vars,
     storage: c.cordon.storage,

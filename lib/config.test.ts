@@ -115,6 +115,16 @@ test('config: the admin body cap and the origins tenants may declare', () => {
   );
 });
 
+test('config: the default loaded cordon must be one of the configured cordons', () => {
+  assert.equal(loadSettings({}).supervisor.dynamicWorkerCordon, undefined);
+  assert.equal(loadSettings({ CORDON_DYNAMIC_WORKER_CORDON: 'untrusted' }).supervisor.dynamicWorkerCordon, 'untrusted');
+  assert.throws(
+    () => loadSettings({ CORDON_DYNAMIC_WORKER_CORDON: 'nowhere' }),
+    /CORDON_DYNAMIC_WORKER_CORDON must name one of CORDON_CORDONS \(standard, untrusted\); got "nowhere"/,
+  );
+  assert.throws(() => loadSettings({ CORDON_DYNAMIC_WORKER_CORDON: 'Bad Name' }), /CORDON_DYNAMIC_WORKER_CORDON must be a cordon name/);
+});
+
 test('config: every setting is declared once, with a variable, a description and what it expects', () => {
   const fields = settingFields();
   assert.ok(fields.length >= 25, `${fields.length} settings`);

@@ -288,6 +288,15 @@ export const Settings = z.strictObject({
       env: 'CORDON_RESOURCES_PER_TENANT',
       description: 'KV namespaces, D1 databases and queues one tenant may have, of each kind; a deploy naming more is refused',
     }),
+    dynamicWorkerCordon: optional(
+      { schema: z.string().regex(CORDON_NAME), expects: 'a cordon name of CORDON_CORDONS' },
+      {
+        env: 'CORDON_DYNAMIC_WORKER_CORDON',
+        shownDefault: "the loading worker's own process",
+        description:
+          "the cordon Workers loaded by a `worker_loaders` binding run in when their parent chose none (`--loaded-cordon`), if it is less trusted than the parent's own cordon (see [docs/dynamic-workers.md](docs/dynamic-workers.md))",
+      },
+    ),
     workersDomain: setting(workersDomainName, 'workers.localhost', {
       env: 'CORDON_WORKERS_DOMAIN',
       description:
@@ -351,7 +360,14 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     given[`${section}.${key}`] = useEnv ? `${name}` : `${JSON.stringify(key)} (${name}) in the config file ${env.CORDON_CONFIG}`;
   }
   const result = Settings.safeParse(input);
-  if (result.success) return result.data;
+  if (result.success) {
+    const loaded = result.data.supervisor.dynamicWorkerCordon;
+    if (loaded !== undefined && !result.data.mesh.cordons.includes(loaded))
+      throw new Error(
+        `${given['supervisor.dynamicWorkerCordon']} must name one of CORDON_CORDONS (${result.data.mesh.cordons.join(', ')}); got ${JSON.stringify(loaded)}`,
+      );
+    return result.data;
+  }
   const issue = result.error.issues[0]!;
   const [section, key] = issue.path as [Section, string];
   const schema = Settings.shape[section].shape[key as never] as z.ZodType;

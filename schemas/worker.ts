@@ -135,6 +135,12 @@ export interface WorkerBundle {
   queueConsumers?: QueueConsumerDecl[];
   /** Other tenants whose workers may call this one over a service binding (its owner's grant). */
   rpcCallers?: string[];
+  /**
+   * The cordon its `worker_loaders` Workers run in, stricter than its own (docs/dynamic-workers.md). As
+   * deployed: the deployer's choice; as the supervisor serves it to a sandbox: the one in effect now,
+   * absent when they run in the worker's own process.
+   */
+  loadedCordon?: string;
 }
 
 /** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */

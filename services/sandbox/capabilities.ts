@@ -23,12 +23,12 @@ import { OBJECT_NAMESPACE_METHODS, ObjectTarget } from '../../schemas/durable-ob
 import { KV_METHODS } from '../../schemas/kv.ts';
 import { D1_METHODS } from '../../schemas/d1.ts';
 import { QUEUE_METHODS } from '../../schemas/queues.ts';
+import { LOADER_METHODS } from '../../schemas/loaded-cordon.ts';
+import { LOADER_TARGET } from './runtime/abi.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost, PipePeer } from './runtime/index.ts';
-import type { RpcPipe } from '../../schemas/service-bindings.ts';
-import type { RpcStub } from 'capnweb';
 import type { WorkerSocketApi } from '../../schemas/http.ts';
-import { PipeTarget, remotePipe } from './pipe-link.ts';
+import { openPipe, type PipeTarget } from './pipe-link.ts';
 import { DEFAULT_QUOTAS } from '../../lib/rpc/quotas.ts';
 import { mib, wireSize } from '../../lib/rpc/wire-size.ts';
 import { supervisorCalls } from './call-gate.ts';
@@ -62,8 +62,8 @@ const ALLOWED: Record<Kind, readonly string[]> = {
   fetch: FETCH_METHODS,
   cache: CACHE_METHODS,
   socket: SOCKET_METHODS,
-  // Served in the sandbox (runtime/worker-loader.ts): nothing of it reaches the supervisor.
-  loader: [],
+  // Served in the sandbox (runtime/worker-loader.ts), unless its Workers run in a loaded cordon: then the supervisor's.
+  loader: LOADER_METHODS,
   durable_object: OBJECT_NAMESPACE_METHODS,
   kv: KV_METHODS,
   d1: D1_METHODS,
@@ -228,12 +228,19 @@ export class ForwardedCapabilities implements CapabilityHost {
 
   /**
    * Workers RPC: a session to the worker service binding `target` names, or (a JSON target) to a Durable
-   * Object of a namespace binding; the supervisor finds the callee and checks the grant or the id.
+   * Object of a namespace binding; the supervisor finds the callee and checks the grant or the id. Or,
+   * `LOADER_TARGET` and JSON `[binding, …]`, to a Worker that loader binding loaded in its loaded cordon.
    */
   async connect(target: string, toIsolate: PipePeer): Promise<PipePeer> {
     let open: (stub: Stub, mine: PipeTarget) => Promise<unknown>;
     let h: { kind: string; stub: Stub } | undefined;
-    if (target.startsWith('[')) {
+    if (target.startsWith(LOADER_TARGET)) {
+      const json = target.slice(LOADER_TARGET.length);
+      const binding = loaderBinding(json);
+      h = this.#handles.get(binding);
+      if (h?.kind !== 'loader') throw new Error(`no Worker Loader binding ${binding}`);
+      open = (stub, mine) => stub.connect!(json, mine);
+    } else if (target.startsWith('[')) {
       const [binding, id, name] = objectTarget(target);
       h = this.#handles.get(binding);
       if (h?.kind !== 'durable_object') throw new Error(`no Durable Object binding ${binding}`);
@@ -244,13 +251,16 @@ export class ForwardedCapabilities implements CapabilityHost {
       open = (stub, mine) => stub.connect!(mine);
     }
     const stub = h.stub;
-    // Released when the connect fails too: then the refusal, not the release, is what the worker hears.
-    let connected = false;
-    const mine = new PipeTarget(toIsolate, () => {
-      if (connected) toIsolate.close('the other end of the RPC session went away');
-    });
-    const theirs = (await supervisorCalls.run(() => open(stub, mine))) as RpcStub<RpcPipe>;
-    connected = true;
-    return remotePipe(theirs, (reason) => toIsolate.close(reason));
+    return openPipe(toIsolate, (mine) => open(stub, mine));
+  }
+}
+
+/** The binding a loaded Worker's target (JSON `[binding, token, entrypoint, props]`) names, or '' when malformed. */
+function loaderBinding(json: string): string {
+  try {
+    const parsed: unknown = JSON.parse(json);
+    return Array.isArray(parsed) && typeof parsed[0] === 'string' ? parsed[0] : '';
+  } catch {
+    return '';
   }
 }

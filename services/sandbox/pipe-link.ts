@@ -78,3 +78,18 @@ export function remotePipe(stub: RpcStub<RpcPipe>, lost: (reason: string) => voi
     close: shut,
   };
 }
+
+/**
+ * A session the worker opens (`toIsolate`: its end) to whatever `open` reaches with our end: the other
+ * side's end comes back. Released when the open fails too: then the refusal, not the release, is what
+ * the worker hears.
+ */
+export async function openPipe(toIsolate: PipePeer, open: (mine: PipeTarget) => Promise<unknown>): Promise<PipePeer> {
+  let connected = false;
+  const mine = new PipeTarget(toIsolate, () => {
+    if (connected) toIsolate.close('the other end of the RPC session went away');
+  });
+  const theirs = (await supervisorCalls.run(() => open(mine))) as RpcStub<RpcPipe>;
+  connected = true;
+  return remotePipe(theirs, (reason) => toIsolate.close(reason));
+}

@@ -14,10 +14,14 @@ import { CodeKey } from '../../schemas/worker.ts';
 import { QUEUE_CONTENT_TYPES, QUEUE_LIMITS, QueueOutcome } from '../../schemas/queues.ts';
 import { ResourceName } from '../../schemas/resources.ts';
 import { WorkerError, type PipePeer } from './runtime/index.ts';
+import { supervisorCalls } from './call-gate.ts';
 import { StepForwarder } from './capabilities.ts';
 import { BindingProps, EntrypointName, type RpcPipe } from '../../schemas/service-bindings.ts';
-import { PipeTarget, remotePipe } from './pipe-link.ts';
-import { entryHooks, type SandboxDeps } from './port.ts';
+import { openPipe, PipeTarget, remotePipe } from './pipe-link.ts';
+import { entryHooks, logBatches, type SandboxDeps } from './port.ts';
+import type { LoadedWorkerHost, ParentLinkApi } from '../../schemas/loaded-cordon.ts';
+import type { ParentSide } from './runtime/worker-loader.ts';
+import { Limits } from '../../schemas/worker.ts';
 
 type Outcome = Awaited<ReturnType<WorkerRunner['run']>>;
 const Outcome = z.union([
@@ -39,7 +43,40 @@ const Messages = z
   .min(1)
   .max(QUEUE_LIMITS.batchMessages);
 
-export class Runner extends RpcTarget implements WorkerRunner {
+/** A parent as the supervisor names it to its loaded cordon (schemas/loaded-cordon.ts, RemoteParent). */
+const RemoteParent = z.strictObject({
+  ref: z.string().max(300),
+  workerId: z.string().max(130),
+  version: z.string().max(128),
+  limits: Limits,
+});
+const LoaderBinding = z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,63}$/, 'a binding name');
+const Token = z
+  .string()
+  .regex(/^(id|anon):/, 'a Dynamic Worker token')
+  .max(300);
+
+/** The way back into a parent in another cordon: its link, the one capability the supervisor made for this load. */
+function throughLink(link: RpcStub<ParentLinkApi>, log: SandboxDeps['log']): ParentSide {
+  const dropped = (e: Error) => log.debug('a loaded Worker’s report to its parent was dropped', { error: e.message });
+  return {
+    connect: (name, toIsolate) => openPipe(toIsolate, (mine) => link.connect(name, mine)),
+    outbound: (handle, method, args) =>
+      handle === '$fetch' && method === 'fetch'
+        ? supervisorCalls.run(() => link.fetch(args[0]))
+        : Promise.reject(new Error('connect() is not available yet to a Dynamic Worker that runs in a loaded cordon; use fetch()')),
+    log: (entries) => {
+      for (const batch of logBatches(entries)) void supervisorCalls.run(() => link.log(batch)).catch(dropped);
+    },
+    events: {
+      created: () => void supervisorCalls.run(() => link.created()).catch(dropped),
+      limitHit: (kind) => void supervisorCalls.run(() => link.limitHit(kind)).catch(dropped),
+    },
+    release: () => link[Symbol.dispose](),
+  };
+}
+
+export class Runner extends RpcTarget implements WorkerRunner, LoadedWorkerHost {
   readonly #deps: SandboxDeps;
 
   constructor(deps: SandboxDeps) {
@@ -110,6 +147,48 @@ export class Runner extends RpcTarget implements WorkerRunner {
     } catch (e) {
       peer.close('not served');
       if (e instanceof WorkerError) throw new Error(e.detail === e.message ? e.message : `${e.message}: ${e.detail}`);
+      throw e;
+    }
+    return new PipeTarget(end);
+  }
+
+  /**
+   * As the loaded cordon of a parent in another cordon (docs/dynamic-workers.md, "A stricter cordon for
+   * loaded Workers"): load one of its Workers here. What the parent is, and the link back, come from the
+   * supervisor; the code is checked here as in the parent's own process.
+   */
+  async loadChild(parent: unknown, binding: unknown, token: unknown, code: unknown, link: RpcStub<ParentLinkApi>): Promise<void> {
+    const p = check(RemoteParent, parent, 'parent');
+    const b = check(LoaderBinding, binding, 'binding');
+    const t = check(Token, token, 'token');
+    if (typeof link?.dup !== 'function') throw new TypeError('link must be a capability');
+    const leave = this.#deps.recorder.enter(p.workerId);
+    try {
+      await this.#deps.runtime.remoteParent(p.ref, p)!.load(b, t, code, throughLink(link.dup(), this.#deps.log));
+    } finally {
+      leave();
+    }
+  }
+
+  async childHeld(parentRef: unknown, binding: unknown, token: unknown): Promise<boolean> {
+    const ref = check(RemoteParent.shape.ref, parentRef, 'parent');
+    return this.#deps.runtime.remoteParent(ref)?.heldChild(check(LoaderBinding, binding, 'binding'), check(Token, token, 'token')) ?? false;
+  }
+
+  /** A session from a parent in another cordon to an entrypoint of a Worker held here for it. */
+  async serveChild(parentRef: unknown, target: unknown, caller: RpcStub<RpcPipe>): Promise<RpcPipe> {
+    const ref = check(RemoteParent.shape.ref, parentRef, 'parent');
+    const json = check(z.string().max(2 * 1024 * 1024), target, 'target');
+    if (typeof caller?.dup !== 'function') throw new TypeError('caller must be a capability');
+    const loaders = this.#deps.runtime.remoteParent(ref);
+    if (!loaders) throw new Error('the Dynamic Worker was unloaded; call it again to load it afresh');
+    const callerEnd = caller.dup();
+    let end: PipePeer;
+    const peer = remotePipe(callerEnd, (reason) => end?.close(reason));
+    try {
+      end = await loaders.intoChild(json, peer);
+    } catch (e) {
+      peer.close('not served');
       throw e;
     }
     return new PipeTarget(end);

@@ -29,6 +29,7 @@ import type { RpcStub } from 'capnweb';
 import type { EgressLink } from './ports.ts';
 import type { CoreBinding, WorkerBundle } from '../../schemas/worker.ts';
 import type { ServiceBindingApi } from '../../schemas/service-bindings.ts';
+import type { LoaderApi } from '../../schemas/loaded-cordon.ts';
 import type { GrantedCapability } from '../../schemas/services.ts';
 import type { AuditLog } from './audit.ts';
 import type { WorkflowsApi } from '../../schemas/workflows.ts';
@@ -248,6 +249,11 @@ export interface GrantOptions {
   queueSent?: (tenant: string, queue: string) => void;
   /** env.<BINDING> for a service binding (service-bindings.ts). */
   service?: (caller: WorkerBundle, binding: CoreBinding, audit: Audit) => ServiceBindingApi;
+  /**
+   * env.<BINDING> for a worker loader whose Workers run in a loaded cordon (loaded-cordon.ts); undefined:
+   * they run in the worker's own process, which serves the binding itself. `wrap`: the worker's membrane.
+   */
+  loader?: (parent: WorkerBundle, binding: string, fetch: FetcherApi, audit: Audit, wrap: <T extends object>(target: T) => T) => LoaderApi | undefined;
 }
 
 /** A facet's database may always hold this much, whatever its object's other files use (a few pages: its schema). */
@@ -257,11 +263,14 @@ const MIN_FACET_QUOTA = 256 * 1024;
 export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
-  readonly #opts: Required<Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses' | 'sqlBwrap' | 'queueSent' | 'resources' | 'service'>>;
+  readonly #opts: Required<
+    Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses' | 'sqlBwrap' | 'queueSent' | 'resources' | 'service' | 'loader'>
+  >;
   /** Set after construction (the objects service needs Grants for its databases). */
   objects: GrantOptions['objects'];
   readonly #queueSent: NonNullable<GrantOptions['queueSent']>;
   readonly #service: GrantOptions['service'];
+  readonly #loader: GrantOptions['loader'];
   /** KV namespaces, D1 databases and queues: the tenant's, whichever of its workers binds them. */
   readonly resources: TenantResources;
   readonly #onRefused: (workerId: string) => void;
@@ -287,6 +296,7 @@ export class Grants {
     this.#workflow = opts.workflow;
     this.objects = opts.objects;
     this.#service = opts.service;
+    this.#loader = opts.loader;
     // Every database a tenant has lives under `root`: the one directory its SQL processes may write.
     this.#sql = new SqlPool({ processes: opts.sqlProcesses, confine: opts.sqlBwrap ? { bwrap: opts.sqlBwrap, writable: [root] } : undefined });
     this.#queueSent = opts.queueSent ?? (() => {});
@@ -311,12 +321,19 @@ export class Grants {
       denyHosts: bundle.egress?.denyHosts ?? [],
       denyCidrs: bundle.egress?.denyCidrs ?? [],
     };
-    out[FETCH_HANDLE] = membrane.wrap(new FetchCap(this.#egress.lazy(async (e) => (await e.fetcherFor(workerId, policy)) as unknown as RpcStub<FetcherApi>)));
+    const fetch = new FetchCap(this.#egress.lazy(async (e) => (await e.fetcherFor(workerId, policy)) as unknown as RpcStub<FetcherApi>));
+    out[FETCH_HANDLE] = membrane.wrap(fetch);
     out[CACHE_HANDLE] = membrane.wrap(new CacheCap(this.#egress.lazy(async (e) => (await e.cacheFor(workerId)) as unknown as RpcStub<CacheApi>)));
     const tenant = workerId.split('/')[0]!;
     for (const b of bindings) {
       const id = `${workerId}:${b.type}:${b.name}`;
-      if (b.type === 'loader') continue; // the sandbox serves it (services/sandbox/runtime/worker-loader.ts)
+      if (b.type === 'loader') {
+        // Unless its Workers run in a loaded cordon, the sandbox serves it (services/sandbox/runtime/worker-loader.ts).
+        const m = membrane;
+        const loader = this.#loader?.(bundle, b.name, fetch, audit, (target) => m.wrap(target));
+        if (loader) out[b.name] = membrane.wrap(loader as never);
+        continue;
+      }
       if (b.type === 'durable_object') {
         if (this.objects) out[b.name] = membrane.wrap(this.objects(workerId, b.className, audit) as never);
       } else if (b.type === 'kv') out[b.name] = membrane.wrap(new KvCap(this.resources.open('kv', tenant, b.resource!), audit, bundle.limits.wallMs, workerId));

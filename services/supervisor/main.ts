@@ -3,7 +3,8 @@
 import { startService } from '../../lib/service.ts';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RpcTarget } from 'capnweb';
+import type { RpcStub, RpcTarget } from 'capnweb';
+import type { WorkerBundle } from '../../schemas/worker.ts';
 import { serve } from '../../lib/mesh.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { CodeStore } from './store.ts';
@@ -13,6 +14,9 @@ import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
 import { ServiceCap, ServiceSessions } from './service-bindings.ts';
 import { callWorker, fetchWorker, type WorkerCall } from './rpc/worker-fetch.ts';
+import { LoaderCap, loadedCordonOf, type LoadedCordonDeps } from './loaded-cordon.ts';
+import type { LoadedWorkerHost } from '../../schemas/loaded-cordon.ts';
+import type { WorkerRunner } from '../../schemas/services.ts';
 import { CLIENT_RPC_ENDPOINT } from '../../lib/rpc/client-proof.ts';
 import type { KeyedChannel } from '../../lib/rpc/index.ts';
 import { deployer } from './admin/workers.ts';
@@ -69,10 +73,28 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   onStop(() => cron.stop());
   const sqlConfinement = usableBwrap();
   if (sqlConfinement.problem) log.warn(`tenant SQL runs in processes without bubblewrap's confinement: ${sqlConfinement.problem}`);
+  // Loaded Workers in a stricter cordon (loaded-cordon.ts): quarantine, logs and creations are made below, before any call.
+  const loaded: LoadedCordonDeps = {
+    store,
+    cordons: settings.mesh.cordons,
+    fallback: settings.supervisor.dynamicWorkerCordon,
+    // Every sandbox's runner is one of ours (sandbox/runner.ts): it hosts loaded Workers too.
+    pinned: (cordon, k) => runners.pinned(cordon, k) as RpcStub<WorkerRunner & LoadedWorkerHost> | undefined,
+    runner: (cordon) => runners.get(cordon),
+    limitHit: (workerId, kind) => quarantine.signal(workerId, kind),
+    created: (workerId, actor) => creations.record(workerId, 'dynamic-worker', 1, actor),
+    log: (workerId, entries) => logs.append(workerId, entries),
+    sessions: serviceSessions,
+  };
   const grants = new Grants(join(dir, 'tenants'), audit, egress, {
     onRefused: (workerId) => quarantine.signal(workerId, 'capability'),
     workflow: (tenant, name) => new WorkflowsCap(workflows, tenant, name),
     service: (caller, binding, audit) => new ServiceCap({ store, runner: (cordon) => runners.get(cordon), sessions: serviceSessions }, caller, binding, audit),
+    loader: (parent, binding, fetch, audit, wrap) => {
+      const cordon = store.worker(parent.workerId)?.cordon;
+      const to = cordon === undefined ? undefined : loadedCordonOf(loaded, parent, cordon);
+      return to === undefined ? undefined : new LoaderCap(loaded, parent, binding, to, fetch, audit, wrap);
+    },
     sqlProcesses: settings.supervisor.sqlProcesses,
     sqlBwrap: sqlConfinement.bwrap,
     objectQuotaBytes: settings.supervisor.objectQuotaMb * 1024 * 1024,
@@ -126,7 +148,21 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     graceMs: settings.mesh.driftMs / 2,
   });
   const creations = new Creations(audit);
-  const ports = { store, logs, audit, grants, quarantine, drift, runners, egress, hub, metrics, creations, objects };
+  const ports = {
+    store,
+    logs,
+    audit,
+    grants,
+    quarantine,
+    drift,
+    runners,
+    egress,
+    hub,
+    metrics,
+    creations,
+    objects,
+    loadedCordon: (bundle: WorkerBundle, cordon: string) => loadedCordonOf(loaded, bundle, cordon),
+  };
 
   // Which peers are connected now, by "role:name"; /healthz compares this with what should run.
   const connected = new Map<string, number>();

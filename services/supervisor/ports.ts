@@ -5,6 +5,7 @@
  */
 import { RpcTarget, type RpcStub } from 'capnweb';
 import { z } from 'zod';
+import { createHash } from 'node:crypto';
 import { check } from '../../lib/rpc/validate.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
@@ -56,6 +57,11 @@ export class WorkerRunners {
       else this.#byCordon.delete(cordon);
     });
   }
+  /** The same replica for the same key while the cordon's replicas stay the same (what it holds for that key is found again). */
+  pinned(cordon: string, key: string): RpcStub<WorkerRunner> | undefined {
+    const list = this.#byCordon.get(cordon);
+    return list?.[createHash('sha256').update(key).digest().readUInt32BE(0) % list.length];
+  }
   get(cordon: string): RpcStub<WorkerRunner> | undefined {
     const list = this.#byCordon.get(cordon);
     if (!list) return undefined;
@@ -65,7 +71,7 @@ export class WorkerRunners {
   }
 }
 
-const LogEntries = z
+export const LogEntries = z
   .array(
     z.object({
       level: z.enum(['debug', 'info', 'log', 'warn', 'error']),
@@ -94,6 +100,8 @@ export interface PortDeps {
   metrics: RequestMetrics;
   creations: Creations;
   objects: DurableObjects;
+  /** The cordon a worker's loaded Workers run in while it runs in `cordon` (loaded-cordon.ts); undefined: its own process. */
+  loadedCordon(bundle: WorkerBundle, cordon: string): string | undefined;
 }
 
 /**
@@ -114,13 +122,18 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   readonly #runners: WorkerRunners;
   readonly #creations: Creations;
   readonly #objects: DurableObjects;
+  readonly #loadedCordon: PortDeps['loadedCordon'];
   /** Whether this session offered its object host: one per session (a process), so the hosts stay bounded. */
   #objectHost = false;
   /** The runner this session offered: one per session (a process), however often it registers. */
   #runner: RpcStub<WorkerRunner> | undefined;
 
-  constructor({ store, logs, audit, grants, quarantine, drift, runners, creations, objects }: Omit<PortDeps, 'egress' | 'hub'>, peer: PeerIdentity) {
+  constructor(
+    { store, logs, audit, grants, quarantine, drift, runners, creations, objects, loadedCordon }: Omit<PortDeps, 'egress' | 'hub'>,
+    peer: PeerIdentity,
+  ) {
     super();
+    this.#loadedCordon = loadedCordon;
     this.#creations = creations;
     this.#objects = objects;
     this.#drift = drift;
@@ -140,7 +153,11 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
 
   async loadWorker(codeKey: unknown): Promise<WorkerBundle> {
     const key = this.#checkKey(codeKey, 'loadWorker');
-    return this.#authorize(await this.#tamperChecked(() => this.#store.verifiedBundleForKey(key)), 'loadWorker').bundle;
+    const { bundle } = this.#authorize(await this.#tamperChecked(() => this.#store.verifiedBundleForKey(key)), 'loadWorker');
+    // The sandbox learns where the worker's loaded Workers run now (its own process when absent), not what was chosen.
+    const { loadedCordon: _chosen, ...rest } = bundle;
+    const loaded = this.#loadedCordon(bundle, this.#cordon);
+    return loaded === undefined ? rest : { ...rest, loadedCordon: loaded };
   }
 
   async registerRunner(runner: RpcStub<WorkerRunner>): Promise<void> {

@@ -50,6 +50,7 @@ export interface VersionInput {
   objectClasses?: string[];
   queueConsumers?: QueueConsumerDecl[];
   rpcCallers?: string[];
+  loadedCordon?: string;
   routes: string[];
   /** Whether the worker answers at its default route too (wrangler's `workers_dev`; on unless false). */
   workersDev?: boolean;
@@ -178,6 +179,7 @@ export class CodeStore {
       ...(input.objectClasses?.length ? { objectClasses: input.objectClasses } : {}),
       ...(input.queueConsumers?.length ? { queueConsumers: input.queueConsumers } : {}),
       ...(input.rpcCallers?.length ? { rpcCallers: input.rpcCallers } : {}),
+      ...(input.loadedCordon ? { loadedCordon: input.loadedCordon } : {}),
     });
     const version = sha256(plain);
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
@@ -204,6 +206,7 @@ export class CodeStore {
         ...(input.objectClasses?.length ? { objectClasses: input.objectClasses } : {}),
         queueConsumers: input.queueConsumers ?? [],
         rpcCallers: input.rpcCallers ?? [],
+        ...(input.loadedCordon ? { loadedCordon: input.loadedCordon } : {}),
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }

@@ -47,6 +47,8 @@ export class WorkerRuntime {
   readonly #inspector: boolean;
   /** The worker loaders of each parent worker version that has one, by its key. */
   readonly #loaders = new Map<string, ParentLoaders>();
+  /** As a loaded cordon: the Workers loaded for parents of other cordons, by parent ref (`<workerId>@<version>`). */
+  readonly #remoteParents = new Map<string, ParentLoaders>();
   readonly #dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number };
   readonly #pool: IsolatePool = {
     held: (key) => {
@@ -238,6 +240,16 @@ export class WorkerRuntime {
     return { ...hooks, capabilities: loaders.capabilities(hooks) };
   }
 
+  /**
+   * This process as the loaded cordon of `parent`, a worker it does not run (docs/dynamic-workers.md, "A
+   * stricter cordon for loaded Workers"): its loaders, made on first load.
+   */
+  remoteParent(ref: string, parent?: Pick<WorkerBundle, 'workerId' | 'version' | 'limits'>): ParentLoaders | undefined {
+    let loaders = this.#remoteParents.get(ref);
+    if (!loaders && parent) this.#remoteParents.set(ref, (loaders = new ParentLoaders(this.#pool, ref, parent, this.#dynamic, { log: () => {} })));
+    return loaders;
+  }
+
   /** After a request: the isolate's heap, at most once a second per isolate, then the budget. */
   async #measure(key: string, instance: WorkerInstance): Promise<void> {
     const live = this.#live.get(key);
@@ -268,6 +280,7 @@ export class WorkerRuntime {
       const idleMs = key.includes('#') ? this.#dynamic.idleMs : this.#idleMs;
       if (l.instance.active === 0 && l.instance.lastUsed < now - idleMs) this.#drop(key);
     }
+    for (const [ref, loaders] of this.#remoteParents) if (loaders.empty) this.#remoteParents.delete(ref);
   }
 
   #drop(key: string): void {
@@ -318,11 +331,12 @@ export class WorkerRuntime {
   evict(workerId: string, version?: string): void {
     const matches = (key: string) => key.startsWith(version === undefined ? `${workerId}@` : `${workerId}@${version}`);
     for (const key of [...this.#instances.keys()]) if (matches(key)) this.#drop(key);
-    for (const [key, loaders] of this.#loaders)
-      if (matches(key)) {
-        loaders.dispose();
-        this.#loaders.delete(key);
-      }
+    for (const loaders of [this.#loaders, this.#remoteParents])
+      for (const [key, parent] of loaders)
+        if (matches(key)) {
+          parent.dispose();
+          loaders.delete(key);
+        }
   }
 
   /** A DevTools session on the most recently used live isolate, if there is one (inspector mode only). */

@@ -227,3 +227,63 @@ test('loads are rationed per parent: beyond loadsPerSecond in a burst, a load is
     slow.dispose();
   }
 });
+
+test('a loaded cordon: the parent’s host hands loads and calls to its capability; the loaded side reaches back only through its ParentSide', async () => {
+  // One runtime plays both processes; `supervisor` is what the real one does between them (loaded-cordon.ts).
+  const cordon = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 8, idleMs: 60_000, loadsPerSecond: 1000 } });
+  after(() => cordon.dispose());
+  const parent: WorkerBundle = {
+    ...worker(
+      `import { WorkerEntrypoint } from 'cloudflare:workers';
+      export class Api extends WorkerEntrypoint { hello() { return 'hi ' + this.ctx.props.who; } }
+      const APP = "let n = 0; export default { async fetch(req, env) { n++; let f; try { f = await (await fetch('https://out.example/')).text(); } catch (e) { f = 'threw ' + e.message; } return new Response([n, await env.API.hello(), f].join('|')); } }";
+      export default { async fetch(req, env, ctx) {
+        const get = (id, outbound) => env.LOADER.get(id, () => ({ compatibilityDate: '2026-01-01', mainModule: 'm.js', modules: { 'm.js': APP },
+          env: { API: ctx.exports.Api({ props: { who: id } }) }, ...(outbound === undefined ? {} : { globalOutbound: outbound }) }));
+        const go = async (w) => (await w.getEntrypoint().fetch('http://x/')).text();
+        return new Response(JSON.stringify([await go(get('a')), await go(get('a')), await go(get('sealed', null))]));
+      } }`,
+      { bindings: LOADER },
+    ),
+    loadedCordon: 'untrusted',
+  };
+  const seen: string[] = [];
+  const reported: string[] = [];
+  const dynamicBefore = rt.stats().dynamic;
+  const stubsSeen: unknown[] = [];
+  const ref = `${parent.workerId}@${parent.version}`;
+  const supervisor: CapabilityHost = {
+    async call(handle, method, args) {
+      if (handle === '$fetch') throw new Error('the parent’s own fetch is not called: the loaded Worker’s goes through its link');
+      assert.equal(handle, 'LOADER');
+      if (method === 'held') return cordon.remoteParent(ref)?.heldChild('LOADER', args[0] as string) ?? false;
+      const [id, code] = args as [string, { stubs: Record<string, { exportName: string; props: string | null }> }];
+      stubsSeen.push(code.stubs);
+      const token = `id:${id}`;
+      await cordon.remoteParent(ref, parent)!.load('LOADER', token, code, {
+        connect: (name, toIsolate) => {
+          const stub = code.stubs[name];
+          if (!stub) return Promise.reject(new Error(`no binding ${name} to call`));
+          return rt.serve(parent, stub.exportName, JSON.parse(stub.props ?? '{}'), toIsolate, { log: () => {} });
+        },
+        outbound: async (h, m, a) => {
+          seen.push(`${h}.${m} ${(a[0] as { url: string }).url}`);
+          return { status: 200, statusText: 'OK', headers: [], body: new TextEncoder().encode('egress as parent'), url: '', redirected: false };
+        },
+        log: () => {},
+        events: { created: () => reported.push('created'), limitHit: (k) => reported.push(k) },
+      });
+      return token;
+    },
+    connect: (target, toIsolate) => cordon.remoteParent(ref)!.intoChild(target.slice('loader:'.length), toIsolate),
+  };
+  const out = await call(parent, '/', supervisor);
+  assert.equal(out.status, 200, out.body + JSON.stringify(out.logs));
+  assert.deepEqual(JSON.parse(out.body), ['1|hi a|egress as parent', '2|hi a|egress as parent', `1|hi sealed|threw ${NO_GLOBAL_OUTBOUND}`]);
+  assert.deepEqual(seen, ['$fetch.fetch https://out.example/', '$fetch.fetch https://out.example/']);
+  assert.deepEqual(reported, ['created', 'created'], 'loaded once per id, each load reported through its way back');
+  assert.equal(stubsSeen.length, 2);
+  // The Workers are in the loaded cordon's runtime, none in the parent's.
+  assert.equal(cordon.stats().dynamic, 2);
+  assert.equal(rt.stats().dynamic, dynamicBefore);
+});

@@ -6,6 +6,11 @@
  * memory. It holds nothing but what its code named: its `env` values, stubs of its parent's
  * entrypoints (the props stay here), and its outbound: none, its parent's, or a parent entrypoint
  * every fetch goes through. docs/dynamic-workers.md has each choice.
+ *
+ * With a loaded cordon (docs/dynamic-workers.md, "A stricter cordon for loaded Workers") the same class
+ * plays the two other halves: in the parent's process it checks each load and hands it, and each call,
+ * to the supervisor's LoaderApi (`remote`); in a process of the loaded cordon it holds the loaded
+ * Workers of a parent it does not run, each reaching back through the link the supervisor gave it.
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
@@ -15,6 +20,7 @@ import { LOADER_LIMITS, LOADER_TARGET, NO_GLOBAL_OUTBOUND, NO_OUTBOUND_BINDING, 
 import { WorkerError } from './errors.ts';
 import type { CapabilityHost, RequestHooks, WorkerInstance } from './instance.ts';
 import type { PipePeer } from './rpc-pipes.ts';
+import type { LogEntry } from '../../../schemas/services.ts';
 
 /** What the loader needs of the runtime's pool of isolates. */
 export interface IsolatePool {
@@ -74,12 +80,43 @@ const Code = z.strictObject({
   }),
 });
 
-/** A loaded Worker's own: its code's stubs and outbound, and the hooks its calls run with. */
+/** Where a loaded Worker's env stubs, gateway, inherited fetch, log and broken limits lead: its parent. */
+export interface ParentSide {
+  /** A session into the parent's entrypoint behind env stub `name` (or OUTBOUND_BINDING, the gateway). */
+  connect(name: string, toIsolate: PipePeer): Promise<PipePeer>;
+  /** `globalOutbound` inherited: a call on the parent's own fetch capability (fetch, connect, a socket it opened). */
+  outbound(handle: string, method: string, args: unknown[]): Promise<unknown>;
+  log(entries: LogEntry[]): void;
+  events: LoaderEvents;
+  /** The loaded Worker went (or was never kept): what holds the way back can go. */
+  release?(): void;
+}
+
+/** The parent as this class needs it: a bundle in its own process, or a RemoteParent's fields in the loaded cordon's. */
+type Parent = Pick<WorkerBundle, 'workerId' | 'version' | 'limits'>;
+
+/** A loaded Worker's own: its outbound and the way back into its parent. */
 interface Child {
-  stubs: Record<string, EntrypointRef>;
-  outbound: LoaderCode['globalOutbound'];
+  outbound: 'none' | 'inherit' | 'gateway';
+  back: ParentSide;
   /** The socket handles it opened (through its parent's fetch capability). */
   sockets: Set<string>;
+}
+
+/** WorkerCode as the parent's isolate sent it, checked again here (the isolate's checks are the tenant's). */
+export function checkCode(raw: unknown): LoaderCode {
+  const parsed = Code.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new TypeError(`invalid WorkerCode: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+  }
+  const code = parsed.data as LoaderCode;
+  const size = code.modules.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.byteLength), 0);
+  if (size > LOADER_LIMITS.codeBytes)
+    throw new Error(`Dynamic Worker code size (${size} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.codeBytes} bytes.`);
+  if (!code.modules.some((m) => m.name === code.mainModule))
+    throw new TypeError(`WorkerCode.mainModule ${JSON.stringify(code.mainModule)} is not one of the modules`);
+  return code;
 }
 
 /** The module list of a loaded Worker as the runtime takes it (bytes as base64). */
@@ -95,7 +132,11 @@ function toBundleModules(code: LoaderCode): WorkerBundle['modules'] {
 export class ParentLoaders {
   readonly #pool: IsolatePool;
   readonly #parentKey: string;
-  readonly #parent: WorkerBundle;
+  readonly #parent: Parent;
+  /** The parent's bundle when it runs in this process (its entrypoints are served here), else undefined. */
+  readonly #parentBundle: WorkerBundle | undefined;
+  /** Loads and calls go to the supervisor's LoaderApi (the parent's capability): the Workers run in the loaded cordon. */
+  readonly #remote: boolean;
   readonly #bindings: Set<string>;
   readonly #opts: LoaderOptions;
   /** Loaded Workers by pool key, least recently used first, with what their calls need. */
@@ -107,14 +148,24 @@ export class ParentLoaders {
   #tokens: number;
   #refilled = Date.now();
 
-  constructor(pool: IsolatePool, parentKey: string, parent: WorkerBundle, opts: LoaderOptions, hooks: RequestHooks & { events?: LoaderEvents }) {
+  /** `parent`: a bundle this process runs; or, in the loaded cordon's process, a parent it does not (bindings come with each load). */
+  constructor(pool: IsolatePool, parentKey: string, parent: WorkerBundle | Parent, opts: LoaderOptions, hooks: RequestHooks & { events?: LoaderEvents }) {
     this.#pool = pool;
     this.#parentKey = parentKey;
     this.#parent = parent;
+    this.#parentBundle = 'bindings' in parent ? (parent as WorkerBundle) : undefined;
+    // The supervisor says, in the bundle it serves, whether this parent's loaded Workers run in another cordon.
+    this.#remote = this.#parentBundle?.loadedCordon !== undefined;
     this.#opts = opts;
     this.#hooks = hooks;
     this.#tokens = opts.loadsPerSecond;
-    this.#bindings = new Set(parent.bindings.filter((b: Binding) => b.type === 'loader').map((b) => b.name));
+    this.#bindings = new Set(this.#parentBundle?.bindings.filter((b: Binding) => b.type === 'loader').map((b) => b.name));
+  }
+
+  /** No loaded Worker is held (a remote parent's entry can go). */
+  get empty(): boolean {
+    for (const key of [...this.#children.keys()]) if (!this.#pool.held(key)) this.#forget(key);
+    return this.#children.size === 0;
   }
 
   /** The parent's capabilities with its loader bindings served here (the hooks of its latest call are the ones its loaded Workers call back with). */
@@ -123,27 +174,56 @@ export class ParentLoaders {
     const inner = hooks.capabilities;
     return {
       call: (handle, method, args, timeLeftMs) => {
-        if (this.#bindings.has(handle)) return this.#loaderCall(handle, method, args);
+        if (this.#bindings.has(handle)) return this.#loaderCall(handle, method, args, inner);
         if (!inner) return Promise.reject(new Error('this worker has no capabilities'));
         return inner.call(handle, method, args, timeLeftMs);
       },
       connect: (target, toIsolate) => {
-        if (target.startsWith(LOADER_TARGET)) return this.#intoChild(target.slice(LOADER_TARGET.length), toIsolate);
+        if (target.startsWith(LOADER_TARGET)) {
+          if (!this.#remote) return this.#intoChild(target.slice(LOADER_TARGET.length), toIsolate);
+          // The loaded cordon serves it; the supervisor relays the session (and checks the target names this parent's Worker).
+          if (!inner?.connect) return Promise.reject(new Error('this worker has no Worker Loader capability (is the supervisor connected?)'));
+          return inner.connect(target, toIsolate);
+        }
         if (!inner?.connect) return Promise.reject(new Error(`no binding ${target} to call`));
         return inner.connect(target, toIsolate);
       },
     };
   }
 
+  /** The loaded Worker under `key` is no longer this parent's: its way back is let go. */
+  #forget(key: string): void {
+    const child = this.#children.get(key);
+    this.#children.delete(key);
+    child?.back.release?.();
+  }
+
   #key(binding: string, token: string): string {
     return `${this.#parentKey}#${binding}:${token}`;
   }
 
-  async #loaderCall(binding: string, method: string, args: unknown[]): Promise<unknown> {
-    if (method === 'load') return this.#load(binding, args[0], args[1]);
+  async #loaderCall(binding: string, method: string, args: unknown[], inner: CapabilityHost | undefined): Promise<unknown> {
+    if (method === 'load') {
+      const id = args[0];
+      if (id !== null && (typeof id !== 'string' || id.length === 0 || id.length > LOADER_LIMITS.idLength)) throw new Error('malformed Dynamic Worker id');
+      const code = checkCode(args[1]);
+      if (!this.#remote) return this.#load(binding, id === null ? `anon:${randomUUID()}` : `id:${id}`, code);
+      if (!inner) throw new Error('this worker has no Worker Loader capability (is the supervisor connected?)');
+      this.#takeToken();
+      return inner.call(binding, 'load', [id, code]);
+    }
     if (method !== 'held') throw new Error(`${method} is not a method of a worker loader`);
     const token = args[0];
     if (typeof token !== 'string' || !/^(id|anon):/.test(token) || token.length > LOADER_LIMITS.idLength + 5) throw new Error('malformed Dynamic Worker id');
+    if (this.#remote) {
+      if (!inner) throw new Error('this worker has no Worker Loader capability (is the supervisor connected?)');
+      return inner.call(binding, 'held', [token]);
+    }
+    return this.heldChild(binding, token);
+  }
+
+  /** Whether Worker `token` of `binding` is held here. */
+  heldChild(binding: string, token: string): boolean {
     return this.#held(this.#key(binding, token)) !== undefined;
   }
 
@@ -152,13 +232,17 @@ export class ParentLoaders {
     const child = this.#children.get(key);
     const instance = child && this.#pool.held(key);
     if (!child || !instance) {
-      this.#children.delete(key);
+      this.#forget(key);
       return undefined;
     }
     return { child, instance };
   }
 
-  /** A Workers RPC session from the parent to an entrypoint of a loaded Worker (bootstrap/worker-loader.ts opens it). */
+  /** A Workers RPC session from the parent to an entrypoint of a loaded Worker (bootstrap/worker-loader.ts opens it; in the loaded cordon, the supervisor). */
+  intoChild(json: string, toIsolate: PipePeer): Promise<PipePeer> {
+    return this.#intoChild(json, toIsolate);
+  }
+
   async #intoChild(json: string, toIsolate: PipePeer): Promise<PipePeer> {
     let target: z.infer<typeof Target>;
     try {
@@ -175,7 +259,7 @@ export class ParentLoaders {
     this.#children.delete(key);
     this.#children.set(key, held.child);
     return held.instance.serve(entrypoint, props === null ? undefined : JSON.parse(props), toIsolate, {
-      log: this.#hooks.log,
+      log: held.child.back.log,
       capabilities: this.#childCapabilities(held.child),
     });
   }
@@ -191,6 +275,10 @@ export class ParentLoaders {
     call: { kind: string; method: string; payload: string },
   ): Promise<string> {
     if (!this.#bindings.has(binding) || !/^(id|anon):/.test(token)) throw new Error('malformed Dynamic Worker target');
+    if (this.#remote)
+      throw new Error(
+        "a facet of a Dynamic Worker's class cannot run yet when this worker's loaded Workers run in another cordon (its loaded cordon); deploy it without a loaded cordon to use facets",
+      );
     const key = this.#key(binding, token);
     const held = this.#held(key);
     if (!held) throw new Error('the Dynamic Worker was unloaded; call the facet again to load it afresh');
@@ -198,7 +286,7 @@ export class ParentLoaders {
     this.#children.set(key, held.child);
     try {
       return await held.instance.objectCall(object, call, {
-        log: this.#hooks.log,
+        log: held.child.back.log,
         capabilities: this.#childCapabilities(held.child),
       });
     } catch (e) {
@@ -213,33 +301,38 @@ export class ParentLoaders {
     this.#pool.held(this.#key(binding, token))?.objectDrop(key);
   }
 
-  /** Load a Worker (once per id while it is held): checked again here, then made in an isolate of its own. */
-  async #load(binding: string, id: unknown, raw: unknown): Promise<string> {
-    if (id !== null && (typeof id !== 'string' || id.length === 0 || id.length > LOADER_LIMITS.idLength)) throw new Error('malformed Dynamic Worker id');
-    const token = id === null ? `anon:${randomUUID()}` : `id:${id}`;
+  /**
+   * Load Worker `token` of a parent this process does not run (the loaded cordon's process): the code
+   * is checked here again; `back` is the way into the parent, through the supervisor.
+   */
+  async load(binding: string, token: string, raw: unknown, back: ParentSide): Promise<void> {
+    const code = checkCode(raw);
+    this.#bindings.add(binding);
+    await this.#load(binding, token, code, back);
+  }
+
+  /** Load Worker `token` (once while it is held) from checked code, in an isolate of its own here. */
+  async #load(binding: string, token: string, code: LoaderCode, back: ParentSide = this.#localParent(code)): Promise<string> {
     const key = this.#key(binding, token);
-    if (this.#children.has(key) && this.#pool.held(key)) return token; // loaded meanwhile: same id, same code
-    const parsed = Code.safeParse(raw);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new TypeError(`invalid WorkerCode: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+    // Loaded meanwhile (same id, same code), or by another call while this one waited: the held one stays.
+    const kept = () => this.#children.has(key) && this.#pool.held(key) !== undefined && (back.release?.(), true);
+    if (kept()) return token;
+    try {
+      this.#takeToken();
+      await this.#slot();
+    } catch (e) {
+      back.release?.();
+      throw e;
     }
-    const code = parsed.data as LoaderCode;
-    const size = code.modules.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.byteLength), 0);
-    if (size > LOADER_LIMITS.codeBytes)
-      throw new Error(`Dynamic Worker code size (${size} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.codeBytes} bytes.`);
-    if (!code.modules.some((m) => m.name === code.mainModule))
-      throw new TypeError(`WorkerCode.mainModule ${JSON.stringify(code.mainModule)} is not one of the modules`);
-    this.#takeToken();
-    await this.#slot();
-    if (this.#children.has(key) && this.#pool.held(key)) {
-      this.#release(); // loaded by another call while this one waited
+    if (kept()) {
+      this.#release();
       return token;
     }
     try {
       this.#makeRoom();
     } catch (e) {
       this.#release();
+      back.release?.();
       throw e;
     }
     const limits = this.#parent.limits;
@@ -265,12 +358,13 @@ export class ParentLoaders {
       const instance = await this.#pool.instance(key, bundle);
       // A limit it breaks counts against its parent (a quarantine signal), as if the parent broke it.
       instance.onKilled = (limit) => {
-        if (limit === 'cpu' || limit === 'memory') this.#hooks.events?.limitHit(limit);
+        if (limit === 'cpu' || limit === 'memory') back.events.limitHit(limit);
       };
     } catch (e) {
       this.#pool.drop(key);
+      back.release?.();
       if (e instanceof WorkerError) {
-        if (e.limit === 'cpu' || e.limit === 'memory') this.#hooks.events?.limitHit(e.limit);
+        if (e.limit === 'cpu' || e.limit === 'memory') back.events.limitHit(e.limit);
         // workerd's lead ("Failed to start Worker:"), then what went wrong.
         throw new Error(`Failed to start Worker: ${e.detail === e.message ? e.message : `${e.message}: ${e.detail}`}`);
       }
@@ -278,9 +372,30 @@ export class ParentLoaders {
     } finally {
       this.#release();
     }
-    this.#children.set(key, { stubs: code.stubs, outbound: code.globalOutbound, sockets: new Set() });
-    this.#hooks.events?.created();
+    const outbound = code.globalOutbound === null ? 'none' : code.globalOutbound === 'inherit' ? 'inherit' : 'gateway';
+    this.#children.set(key, { outbound, back, sockets: new Set() });
+    back.events.created();
     return token;
+  }
+
+  /** The way back into a parent this process runs: the stubs' props stay here, calls go to the parent's isolate. */
+  #localParent(code: LoaderCode): ParentSide {
+    const gateway = code.globalOutbound !== null && code.globalOutbound !== 'inherit' ? code.globalOutbound : undefined;
+    return {
+      connect: (name, toIsolate) => {
+        const ref = name === OUTBOUND_BINDING ? gateway : Object.hasOwn(code.stubs, name) ? code.stubs[name] : undefined;
+        if (!ref) return Promise.reject(new Error(`no binding ${name} to call`));
+        return this.#intoParent(ref, toIsolate);
+      },
+      outbound: (handle, method, args) => {
+        const inner = this.#hooks.capabilities;
+        if (!inner) return Promise.reject(new Error('fetch is not available: this worker has no fetch capability'));
+        return inner.call(handle, method, args);
+      },
+      // The hooks of the parent's latest call: its log and its counts.
+      log: (entries) => this.#hooks.log(entries),
+      events: { created: () => this.#hooks.events?.created(), limitHit: (kind) => this.#hooks.events?.limitHit(kind) },
+    };
   }
 
   /** A turn to load (MAX_LOADING at once per parent), waited for in order. */
@@ -312,12 +427,12 @@ export class ParentLoaders {
 
   /** At the per-worker bound: the least recently used idle loaded Worker goes (busy ones are left to finish). */
   #makeRoom(): void {
-    for (const key of [...this.#children.keys()]) if (!this.#pool.held(key)) this.#children.delete(key);
+    for (const key of [...this.#children.keys()]) if (!this.#pool.held(key)) this.#forget(key);
     if (this.#children.size < this.#opts.perWorker) return;
     for (const key of this.#children.keys()) {
       const held = this.#pool.held(key);
       if (held && held.active > 0) continue;
-      this.#children.delete(key);
+      this.#forget(key);
       this.#pool.drop(key);
       return;
     }
@@ -326,7 +441,7 @@ export class ParentLoaders {
 
   /** A Workers RPC session from a loaded Worker to an entrypoint of its parent (env stub or gateway), with the props its parent gave. */
   async #intoParent(ref: EntrypointRef, toIsolate: PipePeer): Promise<PipePeer> {
-    const parent = await this.#pool.instance(this.#parentKey, this.#parent);
+    const parent = await this.#pool.instance(this.#parentKey, this.#parentBundle!);
     return parent.serve(ref.exportName, ref.props === null ? undefined : JSON.parse(ref.props), toIsolate, {
       log: this.#hooks.log,
       capabilities: this.capabilities(this.#hooks),
@@ -341,12 +456,10 @@ export class ParentLoaders {
         const socket = handle.startsWith(SOCKET_HANDLE_PREFIX);
         if ((handle === '$fetch' && (method === 'fetch' || method === 'connect')) || socket) {
           // A gateway's Worker never gets here for fetch() (it is an RPC call to the gateway).
-          if (child.outbound === null || child.outbound !== 'inherit') throw new Error(NO_GLOBAL_OUTBOUND);
-          const inner = this.#hooks.capabilities;
-          if (!inner) throw new Error('fetch is not available: this worker has no fetch capability');
+          if (child.outbound !== 'inherit') throw new Error(NO_GLOBAL_OUTBOUND);
           // Its sockets share its parent's handles: it may name only those it opened.
           if (socket && !child.sockets.has(handle)) throw new Error(`no capability ${handle}`);
-          const result = await inner.call(handle, method, args);
+          const result = await child.back.outbound(handle, method, args);
           if (method === 'connect' || method === 'startTls') child.sockets.add((result as { socket: string }).socket);
           if (method === 'close' || method === 'startTls') child.sockets.delete(handle);
           return result;
@@ -355,16 +468,8 @@ export class ParentLoaders {
         throw new Error(handle === '$fetch' ? NO_GLOBAL_OUTBOUND : `no capability ${handle}`);
       },
       connect: (target, toIsolate) => {
-        const ref =
-          target === OUTBOUND_BINDING
-            ? child.outbound !== null && child.outbound !== 'inherit'
-              ? child.outbound
-              : undefined
-            : Object.hasOwn(child.stubs, target)
-              ? child.stubs[target]
-              : undefined;
-        if (!ref) return Promise.reject(new Error(`no binding ${target} to call`));
-        return this.#intoParent(ref, toIsolate);
+        if (target === OUTBOUND_BINDING && child.outbound !== 'gateway') return Promise.reject(new Error(`no binding ${target} to call`));
+        return child.back.connect(target, toIsolate);
       },
     };
   }
@@ -372,6 +477,6 @@ export class ParentLoaders {
   /** Unload every Worker this parent loaded (the parent itself goes). */
   dispose(): void {
     for (const key of this.#children.keys()) this.#pool.drop(key);
-    this.#children.clear();
+    for (const key of [...this.#children.keys()]) this.#forget(key);
   }
 }

@@ -78,6 +78,8 @@ const DeployRequest = z.object({
   objectClasses: ObjectClasses,
   /** Other tenants whose workers may call this one over a service binding: the owner's grant (service-bindings.ts). */
   rpcCallers: z.array(TenantName).max(100).default([]),
+  /** Where its `worker_loaders` Workers run: a cordon no more trusted than its own (services/supervisor/loaded-cordon.ts). */
+  loadedCordon: z.string().max(64).optional(),
 });
 
 /**
@@ -125,6 +127,14 @@ export function deployer(deps: DeployDeps): (body: unknown, who: Principal) => P
         `tenant ${tenant} may not use cordon ${requested} (it may use: ${allowed.join(', ')}); an admin token not bound to a tenant grants it with: cordon cordons ${tenant} --allow ${requested}`,
       );
     }
+    // Loaded Workers may only be made stricter: a cordon after the worker's own in CORDON_CORDONS (most trusted first).
+    if (input.loadedCordon !== undefined && !deps.cordons.includes(input.loadedCordon))
+      throw new HttpError(400, `unknown loaded cordon ${input.loadedCordon}; this mesh runs: ${deps.cordons.join(', ')}`);
+    if (input.loadedCordon !== undefined && deps.cordons.indexOf(input.loadedCordon) < deps.cordons.indexOf(requested))
+      throw new HttpError(
+        403,
+        `loaded cordon ${input.loadedCordon} is more trusted than the worker's own cordon ${requested}: its loaded Workers may run only in ${deps.cordons.slice(deps.cordons.indexOf(requested)).join(', ')}`,
+      );
     const codeBytes = input.modules.reduce((n, m) => n + Buffer.byteLength(m.content), 0);
     if (codeBytes > MAX_CODE_BYTES) throw new HttpError(413, `code is ${codeBytes} bytes; the limit is ${MAX_CODE_BYTES} (64 MiB)`);
     if (Buffer.byteLength(JSON.stringify(input.vars)) > MAX_VARS_BYTES) throw new HttpError(413, 'vars exceed 1 MiB');
@@ -166,6 +176,7 @@ export function deployer(deps: DeployDeps): (body: unknown, who: Principal) => P
         routes: worker.routes,
         cordon: worker.cordon,
         ...(input.rpcCallers.length ? { rpcCallers: input.rpcCallers } : {}),
+        ...(input.loadedCordon ? { loadedCordon: input.loadedCordon } : {}),
       },
     });
     return {
