@@ -3,7 +3,7 @@
  * unenv's polyfills (the ones wrangler uses where workerd has no module of its own) and, where unenv has
  * only a stand-in for a module Workers really provides, from a working implementation in the isolate
  * (`cli/node-polyfills/`: streams from readable-stream, crypto hashes from @noble/hashes, zlib from
- * fflate, `process.env` from the worker's env). `node:async_hooks` is the runtime's own
+ * fflate, `process.env` from the worker's env, net and tls over cloudflare:sockets). `node:async_hooks` is the runtime's own
  * (services/sandbox/runtime/bootstrap/async-context.ts), so a bundle that imports it gets its `await`s
  * lowered to `then` (esbuild's `__async` helper), the only way its continuations can carry the context.
  * `@cloudflare/unenv-preset` says which modules Workers provides at the worker's compatibility date and
@@ -95,6 +95,8 @@ function cordonModules(): Record<string, string> {
     zlib: here('zlib.ts'),
     process: here('process.ts'),
     util: here('util.ts'),
+    net: here('net.ts'),
+    tls: here('tls.ts'),
   };
 }
 

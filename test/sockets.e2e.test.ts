@@ -2,17 +2,22 @@
  * cloudflare:sockets `connect()` from a worker, through the real mesh and egress (issue 13): a line
  * echo over TCP and over TLS, a Redis-protocol round trip against a tiny fake server, StartTLS, and
  * connect()'s argument errors as workerd words them. The servers are on loopback, granted to the
- * worker as `tcp://` origins (an operator's grant, as for fetch()'s private origins).
+ * worker as `tcp://` origins (an operator's grant, as for fetch()'s private origins). node:net and
+ * node:tls (nodejs_compat, over the same connect()) against the same servers answer what the same
+ * worker answers on the real workerd, allowed to reach loopback and trusting the test's certificate.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import selfsigned from 'selfsigned';
-import { freePort, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { freePort, ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { startWorkerd, workerdMissing } from './helpers/workerd.ts';
+
+const NODE_FIXTURE = 'test/fixtures/sockets/node';
 
 const listen = (s: Server): Promise<number> => new Promise((r) => s.listen(0, '127.0.0.1', () => r((s.address() as { port: number }).port)));
 
@@ -80,11 +85,67 @@ describe('cloudflare:sockets connect() through egress', () => {
     const r = await mesh.cli(['deploy', 'test/fixtures/sockets/index.ts', '--name', 'sockets', '--route', '*/sockets/*', ...origins]);
     assert.equal(r.code, 0, r.stderr);
     await waitFor('the worker', async () => (await fetch(`${mesh.httpUrl}/sockets/none`)).status === 404 || undefined);
+    const node = await mesh.cli(['deploy', '--route', '*/node-sockets/*', ...origins], join(ROOT, NODE_FIXTURE));
+    assert.equal(node.code, 0, node.stderr);
+    await waitFor('the node:net worker', async () => (await fetch(`${mesh.httpUrl}/node-sockets/none`)).status === 404 || undefined);
   });
   after(async () => {
     await mesh?.stop();
     for (const s of servers) s.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe('node:net and node:tls (nodejs_compat) beside workerd', { skip: workerdMissing() }, () => {
+    /** The same requests to the fixture on Cordon and on workerd. */
+    const both = async (paths: string[]): Promise<{ cordon: unknown[]; workerd: unknown[] }> => {
+      const ask = async (base: string) => Promise.all(paths.map(async (path) => (await fetch(`${base}/node-sockets/${path}`)).json()));
+      const workerd = await startWorkerd({
+        files: { 'index.js': readFileSync(join(ROOT, NODE_FIXTURE, 'index.js')), 'ca.crt': readFileSync(join(dir, 'ca.crt')) },
+        // Loopback allowed and the test's certificate trusted, as the mesh's egress is told.
+        config: (p) => `const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = (modules = [(name = "index.js", esModule = embed "index.js")], compatibilityDate = "2025-06-01", compatibilityFlags = ["nodejs_compat"], globalOutbound = "net")),
+    (name = "net", network = (allow = ["public", "private", "local"], tlsOptions = (trustedCertificates = [embed "ca.crt"]))),
+  ],
+  sockets = [ (name = "http", address = "127.0.0.1:${p[0]}", http = (), service = "main") ],
+);`,
+      });
+      try {
+        await waitFor('workerd', async () => (await fetch(`${workerd.url()}/node-sockets/none`).catch(() => undefined))?.status === 404 || undefined);
+        return { cordon: await ask(mesh.httpUrl), workerd: await ask(workerd.url()) };
+      } finally {
+        workerd.stop();
+      }
+    };
+
+    test('a line protocol over node:net (net.connect, createConnection, new Socket().connect) and over tls.connect: the same events and bytes as workerd', async () => {
+      const paths = [`net?port=${ports.echo}`, `net?port=${ports.echo}&how=options`, `net?port=${ports.echo}&how=socket`, `tls?port=${ports.tls}`, 'info'];
+      const { cordon, workerd } = await both(paths);
+      assert.deepEqual(cordon, workerd);
+      // What that is, so that agreeing on nothing cannot pass.
+      assert.deepEqual(cordon[0], {
+        pending: { remoteAddress: '127.0.0.1', connecting: true, readyState: 'opening' },
+        got: 'one\ntwo\n',
+        events: [`connected to 127.0.0.1:${ports.echo} (IPv4)`, 'connect', 'ready', 'finish', 'end', 'close false'],
+        readyState: 'closed',
+      });
+      assert.deepEqual((cordon[3] as { events: string[] }).events.slice(0, 4), [
+        `connected to 127.0.0.1:${ports.tls} (IPv4) authorized true`,
+        'secureConnect',
+        'connect',
+        'ready',
+      ]);
+      assert.equal((cordon[3] as { got: string }).got, 'secret\n');
+      assert.equal((cordon[4] as { netCreateServer: string }).netCreateServer, 'Error: createServer() is not implemented');
+    });
+
+    test("a refused connection is the socket's 'error' with connect()'s message", async () => {
+      const { cordon, workerd } = await both([`open?port=${ports.closed}`]);
+      const message = 'error: proxy request failed, cannot connect to the specified address';
+      assert.deepEqual(workerd, [{ outcome: message }]);
+      // Cordon's says why after it (the errno).
+      assert.ok((cordon[0] as { outcome: string }).outcome.startsWith(message), JSON.stringify(cordon));
+    });
   });
 
   test('a line round trip over TCP; opened says where it went', async () => {
