@@ -56,7 +56,22 @@ describe('cloudflare:sockets connect() through egress', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cordon-sockets-'));
-    const pems = await selfsigned.generate([{ name: 'commonName', value: 'localhost' }], { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' });
+    // Its own trust anchor (CA:TRUE), as workerd (the node:net comparison below) accepts no other self-signed certificate.
+    const pems = await selfsigned.generate([{ name: 'commonName', value: 'localhost' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      extensions: [
+        { name: 'basicConstraints', cA: true, critical: true },
+        {
+          name: 'subjectAltName',
+          altNames: [
+            { type: 2, value: 'localhost' },
+            { type: 7, ip: '127.0.0.1' },
+          ],
+        },
+      ],
+    });
     writeFileSync(join(dir, 'ca.crt'), pems.cert);
     const tls = { key: pems.private, cert: pems.cert };
     const make = async (name: string, s: Server) => {

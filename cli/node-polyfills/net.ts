@@ -159,9 +159,11 @@ export class Socket extends Duplex {
     );
   }
 
+  // Done once our end is handed on, as Node's is once its shutdown is queued ('finish' before the peer's 'end');
+  // a failure to hand it on destroys the socket.
   override _final(cb: (e?: Error | null) => void): void {
-    if (!this.#writer) return cb();
-    this.#writer.close().then(() => cb(), cb);
+    this.#writer?.close().catch((e: Error) => this.destroy(e));
+    cb();
   }
 
   override _destroy(error: Error | null, cb: (e?: Error | null) => void): void {
