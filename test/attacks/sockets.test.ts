@@ -6,12 +6,14 @@
  * more sockets at once than a worker may hold. Through the real mesh, with egress asking a test DNS
  * server: each is refused with "egress denied:", audited, and a loopback canary is never connected
  * to. Another tenant's worker, meanwhile, still reaches the socket origin the operator granted it
- * (by a special-use name) while the attacker sits at its limit.
+ * (by a special-use name) while the attacker sits at its limit. node:net (nodejs_compat) is the same
+ * connect(): aimed at the same places it meets the same refusals, and the bystander is unharmed.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
-import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { join } from 'node:path';
+import { ROOT, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
 import { startDnsServer } from '../../services/egress/testing/dns-server.ts';
 
 /** A TCP server that echoes and counts the connections it has open and ever had. */
@@ -69,6 +71,13 @@ describe('attack: connect() to places egress must not reach', () => {
     // Mallory's grants: an HTTP origin on the canary (fetch only), a socket origin, and one on the platform's own port.
     await deploy('mallory', 'mallory', [`http://127.0.0.1:${canary.port}`, `tcp://127.0.0.1:${granted.port}`, `tcp://127.0.0.1:${mesh.env.CORDON_HTTP_PORT}`]);
     await deploy('bystander', 'bob', [`tcp://db.internal:${bobs.port}`]);
+    // The same grants to Mallory's nodejs_compat worker using node:net.
+    const node = await mesh.cli(
+      ['deploy', '--name', 'mallory-node', '--tenant', 'mallory', '--route', '*/mallory-node/*', '--origin', `http://127.0.0.1:${canary.port}`],
+      join(ROOT, 'test/fixtures/sockets/node'),
+    );
+    assert.equal(node.code, 0, node.stderr);
+    await waitFor('mallory-node', async () => (await fetch(`${mesh.httpUrl}/mallory-node/none`)).status === 404 || undefined);
   });
   after(async () => {
     await mesh?.stop();
@@ -105,6 +114,27 @@ describe('attack: connect() to places egress must not reach', () => {
     assert.match(audit, /\tegress\tegress\.refused\tmallory\/mallory\tdenied/);
     // (A burst of refusals is summed up in one audit line when its window ends: the first ones are each there.)
     assert.match(audit, /"reason":"egress denied: 169\.254\.169\.254 is Link Local/);
+  });
+
+  test('node:net meets the same refusals as connect(): metadata, private, loopback and a name resolving inside; nothing is reached; another tenant still connects', async () => {
+    const port = String(canary.port);
+    const cases: Record<string, string>[] = [
+      { host: '169.254.169.254', port: '80' },
+      { host: 'metadata.example.com', port: '80' },
+      { host: '10.0.0.5', port: '5432' },
+      { host: '127.0.0.1', port },
+      { host: '::ffff:127.0.0.1', port },
+      { host: 'inside.example.com', port },
+    ];
+    for (const query of cases) {
+      const viaConnect = (await call('mallory', 'open', query)).result?.[0] ?? '';
+      const viaNet = ((await (await fetch(`${mesh.httpUrl}/mallory-node/open?${new URLSearchParams(query)}`)).json()) as { outcome: string }).outcome;
+      assert.match(viaConnect, /^Error: egress denied: /, JSON.stringify(query));
+      assert.equal(viaNet, `error: ${viaConnect.slice('Error: '.length)}`, JSON.stringify(query));
+    }
+    assert.equal(canary.total(), 0, 'the canary was never connected to');
+    const bob = await call('bystander', 'echo', { host: 'db.internal', port: String(bobs.port) });
+    assert.equal(bob.got, 'hello over tcp\n', JSON.stringify(bob));
   });
 
   test('a worker at its socket limit is refused more; another tenant connects meanwhile', async () => {
