@@ -98,7 +98,7 @@ export class Socket extends Duplex {
 
   connect(...args: ConnectArgs): this {
     const [options, cb] = _normalizeArgs(args);
-    if (options.path !== undefined) throw nodeError(Error, 'Unix domain sockets are not supported', 'ERR_INVALID_ARG_VALUE');
+    if (options.path !== undefined) throw nodeError(TypeError, `The argument 'path' is not supported. Received '${options.path}'`, 'ERR_INVALID_ARG_VALUE');
     if (options.port === undefined) throw nodeError(TypeError, 'The "options" or "port" or "path" argument must be specified', 'ERR_MISSING_ARGS');
     if (this.#raw) throw nodeError(Error, 'Socket is already connected', 'ERR_SOCKET_CONNECTING');
     const port = checkPort(options.port);
@@ -211,10 +211,10 @@ export function connect(...args: ConnectArgs): Socket {
 }
 export const createConnection = connect;
 
-/** A worker cannot listen: workerd's Server and createServer throw. */
+/** A worker cannot listen: workerd's Server and createServer throw (each its own message). */
 export class Server {
   constructor() {
-    throw new Error('createServer() is not implemented');
+    throw new Error('Server is not implemented');
   }
 }
 export function createServer(): never {
