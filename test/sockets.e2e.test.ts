@@ -133,8 +133,15 @@ describe('cloudflare:sockets connect() through egress', () => {
       }
     };
 
-    test('a line protocol over node:net (net.connect, createConnection, new Socket().connect) and over tls.connect: the same events and bytes as workerd', async () => {
-      const paths = [`net?port=${ports.echo}`, `net?port=${ports.echo}&how=options`, `net?port=${ports.echo}&how=socket`, `tls?port=${ports.tls}`, 'info'];
+    test('a line protocol over node:net (net.connect, createConnection, new Socket().connect) and over tls.connect, and an idle timeout: the same events and bytes as workerd', async () => {
+      const paths = [
+        `net?port=${ports.echo}`,
+        `net?port=${ports.echo}&how=options`,
+        `net?port=${ports.echo}&how=socket`,
+        `tls?port=${ports.tls}`,
+        'info',
+        `idle?port=${ports.echo}`,
+      ];
       const { cordon, workerd } = await both(paths);
       assert.deepEqual(cordon, workerd);
       // What that is, so that agreeing on nothing cannot pass.
@@ -152,6 +159,7 @@ describe('cloudflare:sockets connect() through egress', () => {
       ]);
       assert.equal((cordon[3] as { got: string }).got, 'secret\n');
       assert.equal((cordon[4] as { netCreateServer: string }).netCreateServer, 'Error: createServer() is not implemented');
+      assert.deepEqual(cordon[5], { timeout: 50, seen: ['callback', 'timeout, open'] });
     });
 
     test("a refused connection is the socket's 'error' with connect()'s message", async () => {

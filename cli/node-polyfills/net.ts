@@ -78,6 +78,8 @@ export class Socket extends Duplex {
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #reading = false;
   #hadError = false;
+  timeout = 0;
+  #idle: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: { allowHalfOpen?: boolean } = {}) {
     // The underlying socket is always half-open: this Duplex ends our side as Node's allowHalfOpen says.
@@ -137,6 +139,7 @@ export class Socket extends Duplex {
         if (this.destroyed) return;
         if (done) return void this.push(null);
         this.bytesRead += value.byteLength;
+        this.#touch();
         if (this.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength))) this.#pump();
         else this.#reading = false;
       },
@@ -154,7 +157,10 @@ export class Socket extends Duplex {
     if (!this.#writer) return cb(nodeError(Error, 'This socket is not connected: call connect() first', 'ERR_SOCKET_CLOSED'));
     // Before the connection is open the write waits for it; if it never opens, 'error' says why (once).
     this.#raw!.opened.then(
-      () => this.#writer!.write(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)).then(() => cb(), cb),
+      () => {
+        this.#touch();
+        this.#writer!.write(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)).then(() => cb(), cb);
+      },
       () => cb(),
     );
   }
@@ -169,6 +175,7 @@ export class Socket extends Duplex {
   override _destroy(error: Error | null, cb: (e?: Error | null) => void): void {
     this.#hadError = error !== null;
     this.connecting = false;
+    clearTimeout(this.#idle);
     const raw = this.#raw;
     if (!raw) return cb(error);
     raw.close().then(
@@ -191,9 +198,17 @@ export class Socket extends Duplex {
   setKeepAlive(): this {
     return this;
   }
-  setTimeout(_ms: number, cb?: Listener): this {
-    if (cb) this.once('timeout', cb);
+  /** Node's idle timeout: 'timeout' once no bytes have moved either way for `ms` (0 turns it off); the socket stays open. */
+  setTimeout(ms: number, cb?: Listener): this {
+    this.timeout = ms > 0 ? ms : 0;
+    if (cb) this.timeout ? this.once('timeout', cb) : this.removeListener('timeout', cb);
+    this.#touch();
     return this;
+  }
+
+  #touch(): void {
+    clearTimeout(this.#idle);
+    this.#idle = this.timeout && !this.destroyed ? setTimeout(() => this.emit('timeout'), this.timeout) : undefined;
   }
   ref(): this {
     return this;
