@@ -12,9 +12,10 @@
  * Every polyfill runs in the worker's isolate as the worker's own code: none reaches the host.
  */
 import { getCloudflarePreset } from '@cloudflare/unenv-preset';
-import type { Plugin } from 'esbuild';
+import type { Plugin, PluginBuild } from 'esbuild';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defineEnv } from 'unenv';
 
@@ -120,6 +121,15 @@ const UNENV_WORKING = new Set([
   'util/types',
 ]);
 
+/** Rewrites a file of a package as it is bundled: each `[from, to]` once; a `from` not found fails the build. */
+function patch(b: PluginBuild, filter: RegExp, what: string, cuts: readonly (readonly [string, string])[]): void {
+  b.onLoad({ filter }, async (args) => {
+    const source = await readFile(args.path, 'utf8');
+    if (cuts.some(([from]) => !source.includes(from))) return { errors: [{ text: `${args.path}: ${what} changed; cli/nodejs-compat.ts must be updated` }] };
+    return { contents: cuts.reduce((text, [from, to]) => text.replace(from, to), source), loader: 'js' };
+  });
+}
+
 const ASYNC_ITERATOR_PROTO = 'Object.getPrototypeOf(Object.getPrototypeOf(async function* () {}).prototype)';
 
 /** The runtime's own modules, left as imports for the isolate to resolve (services/sandbox/runtime/modules.ts). */
@@ -155,29 +165,31 @@ export function nodePlugin(compat: NodeCompat): NodePlugin {
     setup(b) {
       // unenv's events takes %AsyncIteratorPrototype% from an async generator, which lowered `await`s turn
       // into a plain function; the one thing it needs from it is the [Symbol.asyncIterator] returning itself.
-      b.onLoad({ filter: /[\\/]unenv[\\/]dist[\\/]runtime[\\/]node[\\/]internal[\\/]events[\\/]events\.mjs$/ }, async (args) => {
-        const source = await readFile(args.path, 'utf8');
-        const contents = source.replace(ASYNC_ITERATOR_PROTO, '{ [Symbol.asyncIterator]() { return this; } }');
-        if (contents === source) return { errors: [{ text: `${args.path}: unenv's events module changed; cli/nodejs-compat.ts must be updated` }] };
-        return { contents, loader: 'js' };
-      });
-      // The isolate's own half of node:crypto (services/sandbox/runtime/modules.ts), for the polyfills only.
+      patch(b, /[\\/]unenv[\\/]dist[\\/]runtime[\\/]node[\\/]internal[\\/]events[\\/]events\.mjs$/, "unenv's events module", [
+        [ASYNC_ITERATOR_PROTO, '{ [Symbol.asyncIterator]() { return this; } }'],
+      ]);
       // node-inspect-extracted copies the primordials of Atomics and makes safe subclasses of WeakRef and
       // FinalizationRegistry, none of which the isolate has (no shared memory, no GC observation); inspect
       // uses none of them, so they are left out. It reads %AsyncIteratorPrototype% as unenv's events does.
-      b.onLoad({ filter: /[\\/]node-inspect-extracted[\\/]dist[\\/]inspect\.js$/ }, async (args) => {
-        const source = await readFile(args.path, 'utf8');
-        const cuts = [
-          ['["Atomics","JSON",', '["JSON",'],
-          ['e.SafeFinalizationRegistry=k(b,class extends b{}),e.SafeWeakRef=k(O,class extends O{}),', ''],
-          // As in unenv's events (above): lowered `await`s make the async generator a plain function.
-          ['Reflect.getPrototypeOf(Reflect.getPrototypeOf(async function*(){}).prototype)', '{[Symbol.asyncIterator](){return this}}'],
-        ] as const;
-        const contents = cuts.reduce((text, [from, to]) => text.replace(from, to), source);
-        if (cuts.some(([from]) => !source.includes(from)))
-          return { errors: [{ text: `${args.path}: node-inspect-extracted changed; cli/nodejs-compat.ts must be updated` }] };
-        return { contents, loader: 'js' };
-      });
+      patch(b, /[\\/]node-inspect-extracted[\\/]dist[\\/]inspect\.js$/, 'node-inspect-extracted', [
+        ['["Atomics","JSON",', '["JSON",'],
+        ['e.SafeFinalizationRegistry=k(b,class extends b{}),e.SafeWeakRef=k(O,class extends O{}),', ''],
+        // As in unenv's events (above): lowered `await`s make the async generator a plain function.
+        ['Reflect.getPrototypeOf(Reflect.getPrototypeOf(async function*(){}).prototype)', '{[Symbol.asyncIterator](){return this}}'],
+      ]);
+      // brotli-wasm's web build (cli/node-polyfills/brotli.ts), instantiated synchronously from the module the
+      // isolate compiles (node:zlib's *Sync functions need it), never fetched: its async init becomes initSync.
+      const glue = join(dirname(createRequire(import.meta.url).resolve('brotli-wasm')), 'pkg.web/brotli_wasm.js');
+      b.onResolve({ filter: /^cordon:brotli-wasm$/ }, (args) => (args.importer.includes('/node-polyfills/') ? { path: glue } : undefined));
+      patch(b, /[\\/]brotli-wasm[\\/]pkg\.web[\\/]brotli_wasm\.js$/, 'brotli-wasm', [
+        // A fresh instance drops every reference to the one before (a trapped one: cli/node-polyfills/brotli.ts), whose memory is charged until collected.
+        ['async function init(input) {', 'export function initSync(input) { wasm = undefined; cachegetUint8Memory0 = null; cachegetInt32Memory0 = null;'],
+        ["input = new URL('brotli_wasm_bg.wasm', import.meta.url);", "throw new TypeError('brotli-wasm: no module');"],
+        ['const { instance, module } = await load(await input, imports);', 'const module = input, instance = new WebAssembly.Instance(module, imports);'],
+        ['init.__wbindgen_wasm_module = module;', ''],
+        ['export default init;', ''],
+      ]);
+      // The isolate's own halves of node:crypto and node:zlib (services/sandbox/runtime/modules.ts), for the polyfills only.
       b.onResolve({ filter: /^node-internal:/ }, (args) => (args.importer.includes('/node-polyfills/') ? { path: args.path, external: true } : undefined));
       b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
         const prefixed = args.path.startsWith('node:');

@@ -15,3 +15,14 @@ declare module 'node-internal:crypto' {
     timingSafeEqual(a: Data, b: Data): boolean;
   };
 }
+
+// The isolate's own module for node:zlib's Brotli (services/sandbox/runtime/modules.ts): the codec's WebAssembly, compiled on first call.
+declare module 'node-internal:zlib' {
+  export function brotliModule(): WebAssembly.Module;
+}
+
+// brotli-wasm's web build, made synchronous at bundle time (cli/nodejs-compat.ts): initSync instantiates it.
+declare module 'cordon:brotli-wasm' {
+  export * from 'brotli-wasm';
+  export function initSync(module: WebAssembly.Module): void;
+}

@@ -1,8 +1,7 @@
 /**
  * `node:zlib` for the isolate: unenv's constants and stand-ins, with gzip, deflate and raw deflate —
  * one shot (`*Sync`, callbacks) and as Node streams (`createGzip`, `createGunzip`, …) — computed by
- * fflate in the isolate, so a bomb meets the worker's own memory limit. Brotli stays unenv's (it throws
- * "not implemented").
+ * fflate in the isolate, so a bomb meets the worker's own memory limit. Brotli is brotli.ts's.
  */
 import { Buffer } from 'node:buffer';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -21,6 +20,7 @@ import {
   zlibSync as fZlib,
 } from 'fflate';
 import * as unenv from 'unenv/node/zlib';
+import * as brotli from './brotli.ts';
 
 type Input = string | ArrayBufferView | ArrayBuffer;
 interface Options {
@@ -138,7 +138,17 @@ export const createInflate = () => new FlateStream(new FUnzlib() as Flate);
 export const createInflateRaw = () => new FlateStream(new FInflate() as Flate);
 export const createUnzip = () => new FlateStream(new Unzip());
 
-export const { constants, crc32, brotliCompressSync, brotliDecompressSync } = unenv as typeof unenv & { crc32: unknown };
+export const { constants, crc32 } = unenv as typeof unenv & { crc32: unknown };
+export {
+  BrotliCompress,
+  BrotliDecompress,
+  brotliCompress,
+  brotliCompressSync,
+  brotliDecompress,
+  brotliDecompressSync,
+  createBrotliCompress,
+  createBrotliDecompress,
+} from './brotli.ts';
 
 export default {
   ...unenv,
@@ -163,4 +173,5 @@ export default {
   createInflate,
   createInflateRaw,
   createUnzip,
+  ...brotli,
 };

@@ -32,6 +32,8 @@ export interface HostCallbacks {
   encodingTables(): string;
   /** lol-html's WebAssembly, for HTMLRewriter (bootstrap/html-rewriter.ts). */
   htmlRewriterWasm(): ArrayBuffer;
+  /** The Brotli codec's WebAssembly, for node:zlib (cli/node-polyfills/brotli.ts). */
+  brotliWasm(): ArrayBuffer;
   /** The answer to request `seq` of a batch (see Entry.runBatch). */
   done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
   /** Workers RPC (bootstrap/workers-rpc.ts): the isolate opened pipe `pipe` to a binding. */
@@ -61,6 +63,7 @@ export const CALLBACK_GLOBALS = {
   idna: '__cordonIdna',
   encodingTables: '__cordonEncodingTables',
   htmlRewriterWasm: '__cordonHtmlRewriterWasm',
+  brotliWasm: '__cordonBrotliWasm',
   done: '__cordonDone',
   rpcOpen: '__cordonRpcOpen',
   rpcSend: '__cordonRpcSend',

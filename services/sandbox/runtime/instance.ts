@@ -64,6 +64,8 @@ const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decod
 let initCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
 let rehearsedCache = false;
 // Longer than any usable host; refused rather than spending host time on it.
+/** A copy of bytes the bootstrap keeps, for an isolate (isolated-vm copies an ArrayBuffer it is handed whole). */
+const copyOf = (b: Buffer): ArrayBuffer => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 const MAX_IDNA_INPUT = 64 * 1024;
 const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCIIRules', 'transitionalProcessing', 'verifyDNSLength', 'ignoreInvalidPunycode'];
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
@@ -287,10 +289,8 @@ export class WorkerInstance {
       },
       // The legacy multi-byte encodings' tables, read with the bootstrap (bootstrap/legacy-tables.ts).
       encodingTables: () => this.#boot.legacyTables,
-      htmlRewriterWasm: () => {
-        const b = this.#boot.htmlRewriterWasm;
-        return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
-      },
+      htmlRewriterWasm: () => copyOf(this.#boot.htmlRewriterWasm),
+      brotliWasm: () => copyOf(this.#boot.brotliWasm),
       setTimer: (id, ms) => this.#timers.set(id, ms),
       clearTimer: (id) => this.#timers.clear(id),
       done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),

@@ -28,6 +28,8 @@ const BUILTINS: Record<string, string> = {
   // The runtime's own class (bootstrap/workflow-step.ts), so a step knows it when the tenant throws it.
   // crypto.subtle run synchronously (bootstrap/subtle.ts), which node:crypto's synchronous API needs (cli/node-polyfills/crypto-keys.ts).
   'node-internal:crypto': `export const subtle = globalThis.${BUILTINS_GLOBAL}.syncSubtle;`,
+  // The Brotli codec's WebAssembly, compiled on first use (bootstrap/brotli.ts), for node:zlib (cli/node-polyfills/brotli.ts).
+  'node-internal:zlib': `export const brotliModule = globalThis.${BUILTINS_GLOBAL}.brotliModule;`,
   'cloudflare:workflows': `export const NonRetryableError = globalThis.${BUILTINS_GLOBAL}.NonRetryableError;`,
 };
 

@@ -24,6 +24,7 @@ import { asyncHooks, enterRoot } from './async-context.ts';
 import type { SyncSubtle } from './subtle.ts';
 import { makeObjectHost } from './durable-objects.ts';
 import { hostBody } from './host-body.ts';
+import { brotliModule } from './brotli.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
 
 // --- what the response path needs, captured before tenant code can patch anything ------------------
@@ -93,7 +94,7 @@ export function makeRequestPath({
   Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
   // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
   Object.defineProperty(g, BUILTINS_GLOBAL, {
-    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, syncSubtle, env: () => requests.env, connect }),
+    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, syncSubtle, env: () => requests.env, connect, brotliModule }),
     configurable: true,
     enumerable: false,
     writable: false,

@@ -32,6 +32,7 @@ import { installTimers } from './timers.ts';
 import { installScheduler } from './scheduler.ts';
 import { structuredClone } from './structured-clone.ts';
 import { HTMLRewriter, setHtmlRewriterWasm } from './html-rewriter.ts';
+import { setBrotliWasm } from './brotli.ts';
 import { installFetch } from './fetch.ts';
 import { makeConnect } from './sockets.ts';
 import { makeEnv, type EnvDeps } from './env.ts';
@@ -69,6 +70,7 @@ const host = taken as HostCallbacks;
 setIdnaHost(host.idna);
 setLegacyTablesSource(host.encodingTables);
 setHtmlRewriterWasm(host.htmlRewriterWasm);
+setBrotliWasm(host.brotliWasm);
 setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened });
 // The host's capability dispatcher, called with applySyncPromise (blocks this isolate only) or apply.
 const capRef = take(REFERENCE_GLOBALS.capCall) as IsolateRef<HostReferences['capCall']>;
