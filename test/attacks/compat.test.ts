@@ -6,7 +6,8 @@
  * HTMLRewriter whose output grows without bound and a TextDecoder fed more than the worker can hold stop
  * at the worker's own memory limit, in its own isolate. node:crypto's synchronous operations run on the
  * host under the same caps as crypto.subtle (RSA key size, scrypt memory) and a loop of them ends at the
- * worker's wall limit. A bystander worker of another tenant is served
+ * worker's wall limit. A Brotli bomb, and Brotli's window at quality 11, stop at the worker's own memory limit
+ * (its output in the isolate's heap, the codec's wasm memory charged to it). A bystander worker of another tenant is served
  * throughout and sees none of it.
  */
 import { after, before, describe, test } from 'node:test';
@@ -14,7 +15,29 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { constants, createBrotliCompress } from 'node:zlib';
 import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+
+/** `mib` MiB of zeros, Brotli-compressed here (quality 1, for speed) to ~0.2 KB per MiB. */
+function brotliBomb(mib: number): Promise<Buffer> {
+  const s = createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 1 } });
+  const parts: Buffer[] = [];
+  s.on('data', (c: Buffer) => parts.push(c));
+  const zeros = Buffer.alloc(1 << 20);
+  for (let i = 0; i < mib; i++) s.write(zeros);
+  return new Promise((res) => s.end(() => res(Buffer.concat(parts))));
+}
+
+/** Text that does not repeat: Brotli at quality 11 keeps its whole window of it. */
+function prose(bytes: number): Buffer {
+  const b = Buffer.alloc(bytes);
+  let x = 7;
+  for (let i = 0; i < bytes; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = 97 + (x >>> 27);
+  }
+  return b;
+}
 
 const WORKER = `
 import fs from 'node:fs';
@@ -22,6 +45,7 @@ import child from 'node:child_process';
 import net from 'node:net';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 const als = new AsyncLocalStorage();
 const attempt = (f) => { try { return 'allowed: ' + String(f()).slice(0, 80) } catch (e) { return 'refused: ' + e.message } };
 export default {
@@ -39,6 +63,19 @@ export default {
       const parts = [];
       for (let i = 0; i < 64; i++) parts.push(d.decode(chunk, { stream: true }) + i);
       return new Response(String(parts.length));
+    }
+    // Brotli runs in the isolate (wasm): its output and its wasm memory are the worker's own.
+    if (path.endsWith('/brotli-bomb') || path.endsWith('/brotli-window')) {
+      // Quality 11 (the default) takes ~35 MiB of wasm memory even for 2 bytes: more than a 64 MB worker lets wasm have.
+      const q5 = { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 } };
+      const ok = zlib.brotliDecompressSync(zlib.brotliCompressSync('ok', q5)).toString();
+      const input = new Uint8Array(await req.arrayBuffer());
+      try {
+        const out = path.endsWith('/brotli-bomb') ? zlib.brotliDecompressSync(input) : zlib.brotliCompressSync(input);
+        return new Response(String(out.length));
+      } catch (e) {
+        return Response.json({ ok, refused: e.message }, { status: 507 });
+      }
     }
     if (path.endsWith('/crypto-spin')) {
       // Synchronous host crypto in a loop: the host's work is not the isolate's CPU, so the wall limit must end it.
@@ -128,6 +165,25 @@ describe('nodejs_compat cannot reach the host, nor leak context between requests
     }
     const log = (await mesh.cli(['logs', 'attacker/nodeish'])).stdout;
     assert.match(log, /memory limit of 64 MB|allocation failed|out of memory|unsafe aliasing/i);
+  });
+
+  test("a Brotli bomb and Brotli's window stop at the worker's memory limit, in its own isolate; the worker and the bystander are served after", async () => {
+    const bomb = await brotliBomb(256);
+    assert.ok(bomb.length < 64 * 1024, `the bomb is ${bomb.length} bytes`);
+    for (const [path, body, refused] of [
+      ['brotli-window', prose(2 << 20), /Brotli compression needs more memory than this worker's memory limit leaves it/],
+      // The trapped codec's memory stays charged until collected: a fresh one may not fit at once, a refusal of the limit too.
+      ['brotli-bomb', bomb, /allocation failed|does not fit in what is left of this worker's memory limit/i],
+    ] as const) {
+      const res = await fetch(`${mesh.httpUrl}/nodeish/${path}`, { method: 'POST', body });
+      const text = await res.text();
+      assert.equal(res.status, 507, `${path}: ${text.slice(0, 300)}`);
+      const out = JSON.parse(text) as { ok: string; refused: string };
+      assert.equal(out.ok, 'ok', 'Brotli works in the worker');
+      assert.match(out.refused, refused);
+      assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200);
+      assert.equal((await fetch(`${mesh.httpUrl}/nodeish/store`)).status, 200, 'the worker itself answers again');
+    }
   });
 
   test('a run cut off inside als.run leaves no store for the next request; the bystander is served', async () => {
