@@ -5,11 +5,19 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { ROOT, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
 const PROJECT = join(ROOT, 'test/fixtures/projects/kv-d1-queues');
+
+/** The fixture's `text(n)`: `n` bytes of ASCII text. */
+function largeText(n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = 97 + ((i * 7 + (i >> 12)) % 26);
+  return b;
+}
 
 describe('KV, D1 and Queues bindings', () => {
   let mesh: TestMesh;
@@ -67,10 +75,35 @@ describe('KV, D1 and Queues bindings', () => {
       (await call(`kv/put?key=c&value=1&metadata=${encodeURIComponent(JSON.stringify({ m: 'x'.repeat(1100) }))}`)).error!,
       /KV PUT failed: 413 Metadata length of \d+ exceeds limit of 1024/,
     );
-    assert.match((await call('kv/put-big?key=c&bytes=9000000')).error!, /KV PUT failed: 413 Value length of 9000000 exceeds limit of 8388608/);
+    assert.match((await call('kv/put-big?key=c&bytes=27262976')).error!, /KV PUT failed: 413 Value length of 27262976 exceeds limit of 26214400\.$/);
     assert.match((await call('kv/get?key=a&cacheTtl=5')).error!, /Cache TTL must be at least 30/);
     assert.match((await call('kv/get?key=a&type=blob')).error!, /Unknown response type/);
     assert.equal(await ok('kv/get?key=c'), null, 'nothing refused was stored');
+  });
+
+  test('KV: values up to 25 MiB put and read back whole as every type, with metadata; past 25 MiB refused', async () => {
+    const MiB = 1024 * 1024;
+    const expect = (n: number) => createHash('sha256').update(largeText(n)).digest('hex');
+    // 20 MiB as bytes, read back as each type; 9 MiB (past the old one-message limit) as a stream, a string and JSON.
+    await ok(`kv/put-large?key=big&bytes=${20 * MiB}&as=bytes`);
+    for (const type of ['arrayBuffer', 'stream', 'text'])
+      assert.deepEqual(await ok(`kv/get-large?key=big&type=${type}`), { size: 20 * MiB, sha256: expect(20 * MiB), metadata: null }, type);
+    assert.deepEqual(await ok('kv/get-large?key=big&type=arrayBuffer&meta=1'), { size: 20 * MiB, sha256: expect(20 * MiB), metadata: { as: 'bytes' } });
+    for (const as of ['stream', 'text']) {
+      await ok(`kv/put-large?key=${as}&bytes=${9 * MiB}&as=${as}`);
+      assert.deepEqual(await ok(`kv/get-large?key=${as}&type=stream&meta=1`), { size: 9 * MiB, sha256: expect(9 * MiB), metadata: { as } }, as);
+    }
+    await ok(`kv/put-large?key=json&bytes=${9 * MiB}&as=json`);
+    assert.deepEqual(await ok('kv/get-large?key=json&type=json'), { size: 9 * MiB, sha256: expect(9 * MiB), metadata: null });
+    // Exactly 25 MiB is Cloudflare's limit and fits; a byte more, streamed or whole, does not.
+    await ok(`kv/put-large?key=max&bytes=${25 * MiB}&as=bytes`);
+    assert.equal((await ok('kv/get-large?key=max&type=arrayBuffer')).size, 25 * MiB);
+    for (const as of ['bytes', 'stream'])
+      assert.match(
+        (await call(`kv/put-large?key=over&bytes=${25 * MiB + 1}&as=${as}`)).error!,
+        /KV PUT failed: 413 Value length of (at least )?\d+ exceeds limit of 26214400\.$/,
+      );
+    assert.equal(await ok('kv/get?key=over'), null);
   });
 
   test('KV: list with prefix, limit and cursor; expiration and metadata in keys', async () => {

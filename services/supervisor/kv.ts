@@ -8,7 +8,9 @@ import { z } from 'zod';
 import { CordonError } from '../../lib/errors.ts';
 import { bytes, check } from '../../lib/rpc/validate.ts';
 import { KV_LIMITS, type KvApi, type KvEntry, type KvListedKey } from '../../schemas/kv.ts';
-import { PooledDbCap } from './guarded.ts';
+import { PooledDbCap, type Audit, type PooledCall } from './guarded.ts';
+import type { PooledDatabase } from './sql-pool.ts';
+import { kvTransit } from './kv-transit.ts';
 
 /** A KV call the tenant got wrong (a limit, a bad option): its message is workerd's; not a refusal to audit. */
 export class KvError extends CordonError {
@@ -31,6 +33,9 @@ const PutOptions = z
       .optional(),
   })
   .strict();
+const Size = z.number().int().min(0);
+const Part = bytes(KV_LIMITS.partBytes);
+const Transfer = z.string().max(64);
 const ListOptions = z.object({ prefix: Key.optional(), limit: OptionalNumber, cursor: z.string().max(4096).optional() }).strict();
 
 function checkKey(op: string, key: string): void {
@@ -47,9 +52,20 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 const encodeCursor = (key: string) => Buffer.from(key).toString('base64url');
 const decodeCursor = (cursor: string) => Buffer.from(cursor, 'base64url').toString();
 
+const tooLarge = (n: number) => new KvError('PUT', 413, `Value length of ${n} exceeds limit of ${KV_LIMITS.valueBytes}.`);
+
 export class KvCap extends PooledDbCap implements KvApi {
+  /** Whose transfers are this binding's (kv-transit.ts): not the instance, which callers may reach wrapped. */
+  readonly #owner = {};
+  readonly #tenant: string;
+
+  constructor(db: PooledDatabase, audit: Audit, maxMs: number, workerId: string) {
+    super(db, audit, maxMs, workerId);
+    this.#tenant = workerId.slice(0, workerId.indexOf('/'));
+  }
+
   get(keys: unknown, cacheTtl?: unknown): Promise<KvEntry[]> {
-    return this.run('kv.get', (call) => {
+    return this.run('kv.get', async (call) => {
       const ks = check(Keys, keys, 'keys');
       const ttl = check(OptionalNumber, cacheTtl ?? undefined, 'cacheTtl');
       if (ks.length < 1) throw new KvError('GET', 400, 'You must request a minimum of 1 key');
@@ -57,17 +73,61 @@ export class KvCap extends PooledDbCap implements KvApi {
       for (const k of ks) checkKey('GET', k);
       if (ttl !== undefined && !(ttl >= KV_LIMITS.minCacheTtl))
         throw new KvError('GET', 400, `Invalid cache_ttl of ${ttl}. Cache TTL must be at least ${KV_LIMITS.minCacheTtl}.`);
-      return call('get', [ks, nowSeconds(), KV_LIMITS.bulkBytes]) as Promise<KvEntry[]>;
+      const entries = (await call('get', [ks, nowSeconds(), KV_LIMITS.bulkBytes])) as KvEntry[];
+      // A value larger than a part goes back as a download, read part by part (getPart).
+      const opened: string[] = [];
+      try {
+        return entries.map(([v, meta, exp]): KvEntry => {
+          if (!(v instanceof Uint8Array) || v.byteLength <= KV_LIMITS.partBytes) return [v, meta, exp];
+          const part = kvTransit.open(this.#owner, this.#tenant, 'GET', v.byteLength, Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+          opened.push(part);
+          return [{ part, size: v.byteLength }, meta, exp];
+        });
+      } catch (e) {
+        for (const name of opened) kvTransit.close(name);
+        throw e;
+      }
     });
+  }
+
+  putPart(upload: unknown, size: unknown, part: unknown): Promise<string> {
+    return this.run('kv.putPart', () => {
+      const p = check(Part, part, 'part');
+      const u = check(Transfer.nullable(), upload, 'upload');
+      if (u !== null) {
+        kvTransit.append(this.#owner, u, p);
+        return u;
+      }
+      const n = check(Size, size, 'size');
+      if (n > KV_LIMITS.valueBytes) throw tooLarge(n);
+      const name = kvTransit.open(this.#owner, this.#tenant, 'PUT', n);
+      kvTransit.append(this.#owner, name, p);
+      return name;
+    });
+  }
+
+  getPart(download: unknown, offset: unknown): Promise<Uint8Array> {
+    return this.run('kv.getPart', () => kvTransit.read(this.#owner, check(Transfer, download, 'download'), check(Size, offset, 'offset')));
   }
 
   put(key: unknown, value: unknown, options: unknown): Promise<void> {
     return this.run('kv.put', async (call) => {
+      // A value of more than a part comes as an upload's name (putPart); its bytes stay counted until written.
+      if (typeof value !== 'string') return this.#put(call, key, check(Part, value, 'value'), options);
+      const upload = check(Transfer, value, 'value');
+      try {
+        await this.#put(call, key, kvTransit.complete(this.#owner, upload), options);
+      } finally {
+        kvTransit.close(upload);
+      }
+    });
+  }
+
+  async #put(call: PooledCall, key: unknown, v: Uint8Array, options: unknown): Promise<void> {
+    {
       const k = check(Key, key, 'key');
       checkKey('PUT', k);
-      const v = check(bytes(KV_LIMITS.cloudflareValueBytes), value, 'value');
-      if (v.byteLength > KV_LIMITS.valueBytes)
-        throw new KvError('PUT', 413, `Value length of ${v.byteLength} exceeds limit of ${KV_LIMITS.valueBytes} (Cordon's limit; Cloudflare's is 25 MiB).`);
+      if (v.byteLength > KV_LIMITS.valueBytes) throw tooLarge(v.byteLength);
       const o = check(PutOptions, options ?? {}, 'put options');
       const now = nowSeconds();
       let expiration: number | null = null;
@@ -105,7 +165,7 @@ export class KvCap extends PooledDbCap implements KvApi {
         metadata = o.metadata;
       }
       await call('put', [k, v, expiration, metadata, now]);
-    });
+    }
   }
 
   delete(key: unknown): Promise<void> {

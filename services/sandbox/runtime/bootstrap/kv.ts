@@ -1,8 +1,11 @@
 /**
  * A `kv_namespaces` binding as Workers has it (KVNamespace): get (text, json, arrayBuffer, stream;
  * bulk with an array of keys), getWithMetadata, put (string, ArrayBuffer, view or stream), delete,
- * list. Limits and expirations are checked by the supervisor, with workerd's messages.
+ * list. Limits and expirations are checked by the supervisor, with workerd's messages. A value larger
+ * than one part (4 MiB) crosses to the supervisor and back a part per call (putPart, getPart): a
+ * message between sandbox and supervisor never carries more, and a `stream` read holds one part at a time.
  */
+import { KV_LIMITS, type KvDownload } from '../../../../schemas/kv.ts';
 import { TextDecoder, TextEncoder } from './encoding.ts';
 import * as web from './web-globals.ts';
 import type { CallAsync } from './workflow-step.ts';
@@ -15,12 +18,13 @@ const NumberCtor = Number;
 const MapCtor = Map;
 const U8 = Uint8Array;
 const freeze = Object.freeze;
-const MAX_VALUE = 8 * 1024 * 1024;
+const MAX_VALUE = KV_LIMITS.valueBytes;
+const PART = KV_LIMITS.partBytes;
 
-const tooLarge = (n: number, atLeast = '') =>
-  `KV PUT failed: 413 Value length of ${atLeast}${n} exceeds limit of ${MAX_VALUE} (Cordon's limit; Cloudflare's is 25 MiB).`;
+// Cloudflare's words (a stream's length is known to be at least what was read when it goes past).
+const tooLarge = (n: number, atLeast = '') => `KV PUT failed: 413 Value length of ${atLeast}${n} exceeds limit of ${MAX_VALUE}.`;
 
-type Entry = [Uint8Array | null, string | null, number | null];
+type Entry = [Uint8Array | KvDownload | null, string | null, number | null];
 type ValueType = 'text' | 'json' | 'arrayBuffer' | 'stream';
 
 function typeOf(options: unknown, bulk: boolean): { type: ValueType; cacheTtl?: number } {
@@ -30,6 +34,41 @@ function typeOf(options: unknown, bulk: boolean): { type: ValueType; cacheTtl?: 
   if (type !== 'text' && type !== 'json' && type !== 'arrayBuffer' && type !== 'stream')
     throw new TypeError('Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream".');
   return { type, ...(o.cacheTtl === undefined ? {} : { cacheTtl: NumberCtor(o.cacheTtl) }) };
+}
+
+/** Reads a download part by part; each part is handed to `take` (in order) and dropped. */
+async function download(call: CallAsync, handle: string, d: KvDownload, take: (part: Uint8Array) => void): Promise<void> {
+  let at = 0;
+  while (at < d.size) {
+    const part = (await call(handle, 'getPart', [d.part, at])) as Uint8Array;
+    if (!part.byteLength || at + part.byteLength > d.size) throw new Error('KV GET failed: the value changed size as it was read');
+    take(part);
+    at += part.byteLength;
+  }
+}
+
+/** A value read as a download: a stream of its parts as they come, or its bytes whole (one buffer of its size). */
+async function downloaded(call: CallAsync, handle: string, d: KvDownload, type: ValueType): Promise<unknown> {
+  if (type === 'stream') {
+    let at = 0;
+    return new web.ReadableStream({
+      type: 'bytes',
+      async pull(c: ReadableByteStreamController) {
+        const part = (await call(handle, 'getPart', [d.part, at])) as Uint8Array;
+        if (!part.byteLength || at + part.byteLength > d.size) throw new Error('KV GET failed: the value changed size as it was read');
+        at += part.byteLength;
+        c.enqueue(new U8(part));
+        if (at === d.size) c.close();
+      },
+    });
+  }
+  const bytes = new U8(d.size);
+  let at = 0;
+  await download(call, handle, d, (part) => {
+    bytes.set(part, at);
+    at += part.byteLength;
+  });
+  return decode(bytes, type);
 }
 
 function decode(bytes: Uint8Array, type: ValueType): unknown {
@@ -89,12 +128,14 @@ export function kvBinding(call: CallAsync, handle: string): object {
     const { type, cacheTtl } = typeOf(options, bulk);
     const keys = bulk ? (key as unknown[]).map(StringCtor) : [StringCtor(key)];
     const entries = (await call(handle, 'get', cacheTtl === undefined ? [keys] : [keys, cacheTtl])) as Entry[];
-    const shape = ([v, meta]: Entry) => {
-      const value = v === null ? null : decode(v, type);
+    const shape = async ([v, meta]: Entry) => {
+      const value = v === null ? null : v instanceof U8 ? decode(v, type) : await downloaded(call, handle, v as KvDownload, type);
       return withMetadata ? { value, metadata: meta === null ? null : JSONparse(meta), cacheStatus: null } : value;
     };
-    if (bulk) return new MapCtor(keys.map((k, i) => [k, shape(entries[i]!)]));
-    return shape(entries[0]!);
+    const values: unknown[] = [];
+    for (const e of entries) values.push(await shape(e));
+    if (bulk) return new MapCtor(keys.map((k, i) => [k, values[i]]));
+    return values[0];
   }
   return freeze({
     get: (key: unknown, options?: unknown) => read(key, options, false),
@@ -107,7 +148,12 @@ export function kvBinding(call: CallAsync, handle: string): object {
       const bytes = await bytesOf(value);
       // Checked here too (the supervisor checks again): a value too large is refused before it is encoded for the host.
       if (bytes.byteLength > MAX_VALUE) throw new RangeError(tooLarge(bytes.byteLength));
-      await call(handle, 'put', [StringCtor(key), bytes, o]);
+      const k = StringCtor(key);
+      if (bytes.byteLength <= PART) return void (await call(handle, 'put', [k, bytes, o]));
+      let upload: string | null = null;
+      for (let at = 0; at < bytes.byteLength; at += PART)
+        upload = (await call(handle, 'putPart', [upload, bytes.byteLength, bytes.subarray(at, at + PART)])) as string;
+      await call(handle, 'put', [k, upload, o]);
     },
     async delete(key: unknown): Promise<void> {
       await call(handle, 'delete', [StringCtor(key)]);
