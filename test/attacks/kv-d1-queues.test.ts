@@ -5,6 +5,9 @@
  * - A compromised sandbox holding the attacker's capabilities can name nothing else: extra
  *   arguments and fields are refused, hostile SQL is refused by the authorizer, oversized values and
  *   messages are refused before anything is stored.
+ * - Large KV values (up to 25 MiB, carried in parts): a tenant cannot hold more than its share of the
+ *   supervisor's memory with values in transit, nor store past its namespace's quota; the bystander
+ *   puts and reads its own 20 MiB value meanwhile.
  * - The bystander tenant's data and its queue's delivery are unharmed throughout.
  */
 import { after, before, describe, test } from 'node:test';
@@ -34,8 +37,22 @@ describe('KV, D1 and Queues across tenants', () => {
   };
   const received = async (tenant: string) => ((await call(tenant, 'q/received')).ok ?? []) as { body: string; queue: string }[];
 
+  /** The supervisor session of evil's sandbox, as a compromised sandbox holds it, and the worker's capabilities on it. */
+  const compromised = async () => {
+    const db = new Database(join(mesh.dataDir, 'supervisor', 'code.db'), { readonly: true });
+    const w = db.prepare('SELECT cordon, code_key AS codeKey FROM workers WHERE id = ?').get('evil/kdq') as { cordon: string; codeKey: string };
+    db.close();
+    const session = await connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), {
+      keyring: Keyring.forRole(loadMeshSecret(mesh.dataDir, {}), 'sandbox', w.cordon),
+      name: w.cordon,
+      expect: 'supervisor',
+    });
+    return { session, caps: (await session.remote.capabilities(w.codeKey)) as Record<string, any> };
+  };
+
   before(async () => {
-    mesh = await startTestMesh();
+    // A namespace holds 64 MB here: two values of 25 MiB fill it.
+    mesh = await startTestMesh({ CORDON_RESOURCE_QUOTA_MB: '64' });
     for (const tenant of ['acme', 'evil']) {
       // The same config but for its route, which is the tenant's own host.
       const dir = mkdtempSync(join(tmpdir(), `cordon-kdq-${tenant}-`));
@@ -96,16 +113,8 @@ describe('KV, D1 and Queues across tenants', () => {
   });
 
   test("a compromised sandbox with the attacker's capabilities names nothing else, and oversized input is refused", async () => {
-    const db = new Database(join(mesh.dataDir, 'supervisor', 'code.db'), { readonly: true });
-    const w = db.prepare('SELECT cordon, code_key AS codeKey FROM workers WHERE id = ?').get('evil/kdq') as { cordon: string; codeKey: string };
-    db.close();
-    const session = await connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), {
-      keyring: Keyring.forRole(loadMeshSecret(mesh.dataDir, {}), 'sandbox', w.cordon),
-      name: w.cordon,
-      expect: 'supervisor',
-    });
+    const { session, caps } = await compromised();
     try {
-      const caps = (await session.remote.capabilities(w.codeKey)) as Record<string, any>;
       // The legitimate call works and sees evil's own namespace.
       const [[mine]] = await caps.KV.get(['secret']);
       assert.equal(new TextDecoder().decode(mine), 'overwritten');
@@ -117,7 +126,19 @@ describe('KV, D1 and Queues across tenants', () => {
       // A key is only a key: a path in it opens nothing.
       assert.equal((await caps.KV.get(['../../acme/_kv/cache']))[0][0], null);
       // Oversized values and messages: refused before anything is stored.
-      await assert.rejects(async () => await caps.KV.put('big', new Uint8Array(8 * 1024 * 1024 + 1), {}), /KV PUT failed: 413 Value length/);
+      // A value over a part comes in parts (putPart), never whole in one message; past 25 MiB it is refused at the first part.
+      await assert.rejects(async () => await caps.KV.put('big', new Uint8Array(4 * 1024 * 1024 + 1), {}), /invalid value: expected at most 4194304 bytes/);
+      await assert.rejects(
+        async () => await caps.KV.putPart(null, 25 * 1024 * 1024 + 1, new Uint8Array(1)),
+        /KV PUT failed: 413 Value length of 26214401 exceeds limit of 26214400\./,
+      );
+      // An upload holds what it said, no more; a put of an unfinished or unknown upload stores nothing.
+      const upload = await caps.KV.putPart(null, 10, new Uint8Array(4));
+      await assert.rejects(async () => await caps.KV.put('big', upload, {}), /invalid value: the upload holds 4 of its 10 bytes/);
+      const over = await caps.KV.putPart(null, 10, new Uint8Array(4));
+      await assert.rejects(async () => await caps.KV.putPart(over, 10, new Uint8Array(8)), /goes past them/);
+      await assert.rejects(async () => await caps.KV.put('big', 'no-such-upload', {}), /invalid value: no transfer of that name/);
+      await assert.rejects(async () => await caps.KV.getPart('no-such-download', 0), /invalid download: no transfer of that name/);
       await assert.rejects(async () => await caps.KV.put('k'.repeat(600), new Uint8Array(1), {}), /KV PUT failed: 414/);
       await assert.rejects(async () => await caps.JOBS.send([{ body: new Uint8Array(128_001), contentType: 'bytes' }]), /exceeds limit of 128000/);
       await assert.rejects(
@@ -142,6 +163,37 @@ describe('KV, D1 and Queues across tenants', () => {
       30_000,
       250,
     );
+  });
+
+  test("large KV values: a tenant's uploads in transit and its namespace quota stop it; the bystander's large and small values go through meanwhile", async () => {
+    const MiB = 1024 * 1024;
+    const { session, caps } = await compromised();
+    try {
+      // Two values of 25 MiB being uploaded hold 50 MiB; a third would pass the tenant's 64 MiB in transit.
+      const part = new Uint8Array(4 * MiB).fill(1);
+      const held = [await caps.KV.putPart(null, 25 * MiB, part), await caps.KV.putPart(null, 25 * MiB, part)];
+      await assert.rejects(async () => await caps.KV.putPart(null, 25 * MiB, part), /KV PUT failed: 429 Too many large values in transit for this tenant/);
+      // Meanwhile the bystander's own 20 MiB value goes in and comes back whole, and its small values too.
+      assert.equal((await call('acme', `kv/put-large?key=large&bytes=${20 * MiB}&as=bytes`)).error, undefined);
+      assert.equal((await call('acme', 'kv/get-large?key=large&type=arrayBuffer')).ok?.size, 20 * MiB);
+      assert.equal((await call('acme', 'kv/get?key=secret')).ok, 'acme-only');
+      // Finished, the uploads are stored until the namespace's quota (64 MB here) is used up: no third one.
+      for (const name of held) {
+        for (let i = 1; i < 7; i++) await caps.KV.putPart(name, 25 * MiB, i < 6 ? part : new Uint8Array(MiB));
+      }
+      await caps.KV.put('fill-1', held[0], {});
+      await caps.KV.put('fill-2', held[1], {});
+      let third = await caps.KV.putPart(null, 25 * MiB, part);
+      for (let i = 1; i < 7; i++) third = await caps.KV.putPart(third, 25 * MiB, i < 6 ? part : new Uint8Array(MiB));
+      await assert.rejects(async () => await caps.KV.put('fill-3', third, {}), /KV PUT failed: 413 the namespace's storage quota of \d+ bytes is used up/);
+      const [[stored]] = await caps.KV.get(['fill-3']);
+      assert.equal(stored, null);
+    } finally {
+      session.close();
+    }
+    // The bystander's namespace is its own: its large value is still there, and it can still write.
+    assert.equal((await call('acme', 'kv/get-large?key=large&type=stream')).ok?.size, 20 * MiB);
+    assert.equal((await call('acme', 'kv/put?key=after&value=1')).error, undefined);
   });
 
   test("cordon d1 export is an operator's and its tenant's: evil's token cannot export acme's database; a worker's dump() exports nothing", async () => {
