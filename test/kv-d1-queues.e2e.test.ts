@@ -95,6 +95,13 @@ describe('KV, D1 and Queues bindings', () => {
     }
     await ok(`kv/put-large?key=json&bytes=${9 * MiB}&as=json`);
     assert.deepEqual(await ok('kv/get-large?key=json&type=json'), { size: 9 * MiB, sha256: expect(9 * MiB), metadata: null });
+    // A bulk get whose values together pass a part (3 × 3 MiB) comes back whole too.
+    for (const k of ['b1', 'b2', 'b3']) await ok(`kv/put-large?key=${k}&bytes=${3 * MiB}&as=json`);
+    const bulk = (await ok('kv/bulk?k=b1&k=b2&k=b3&k=none')) as Record<string, { s: string } | null>;
+    assert.deepEqual(
+      Object.entries(bulk).map(([k, v]) => [k, v === null ? null : createHash('sha256').update(v.s).digest('hex')]),
+      [...['b1', 'b2', 'b3'].map((k) => [k, expect(3 * MiB)]), ['none', null]],
+    );
     // Exactly 25 MiB is Cloudflare's limit and fits; a byte more, streamed or whole, does not.
     await ok(`kv/put-large?key=max&bytes=${25 * MiB}&as=bytes`);
     assert.equal((await ok('kv/get-large?key=max&type=arrayBuffer')).size, 25 * MiB);

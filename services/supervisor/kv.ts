@@ -74,11 +74,17 @@ export class KvCap extends PooledDbCap implements KvApi {
       if (ttl !== undefined && !(ttl >= KV_LIMITS.minCacheTtl))
         throw new KvError('GET', 400, `Invalid cache_ttl of ${ttl}. Cache TTL must be at least ${KV_LIMITS.minCacheTtl}.`);
       const entries = (await call('get', [ks, nowSeconds(), KV_LIMITS.bulkBytes])) as KvEntry[];
-      // A value larger than a part goes back as a download, read part by part (getPart).
+      // Values go back inline up to a part in all; each past that (a large one, or a bulk get's later ones) as a
+      // download, read part by part (getPart): no answer carries more than a part of values.
       const opened: string[] = [];
+      let inline = 0;
       try {
         return entries.map(([v, meta, exp]): KvEntry => {
-          if (!(v instanceof Uint8Array) || v.byteLength <= KV_LIMITS.partBytes) return [v, meta, exp];
+          if (!(v instanceof Uint8Array)) return [v, meta, exp];
+          if (inline + v.byteLength <= KV_LIMITS.partBytes) {
+            inline += v.byteLength;
+            return [v, meta, exp];
+          }
           const part = kvTransit.open(this.#owner, this.#tenant, 'GET', v.byteLength, Buffer.from(v.buffer, v.byteOffset, v.byteLength));
           opened.push(part);
           return [{ part, size: v.byteLength }, meta, exp];
