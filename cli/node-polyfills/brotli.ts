@@ -34,11 +34,14 @@ const DEFAULT_CHUNK = 16 * 1024;
 const MIN_CHUNK = 64;
 
 let ready = false;
-/** Instantiates the codec on the first Brotli call of this isolate. */
-function codec(): void {
-  if (ready) return;
+/** Counts instances: a stream made on one that was dropped (codecError) cannot go on on the next. */
+let generation = 0;
+/** Instantiates the codec on the first Brotli call of this isolate (or the first after a trap). */
+function codec(): number {
+  if (ready) return generation;
   initSync(brotliModule());
   ready = true;
+  return ++generation;
 }
 
 /** What a trap in wasm throws (the project's TypeScript libs declare no WebAssembly value). */
@@ -97,23 +100,34 @@ class Codec {
   readonly #compress: boolean;
   readonly #chunk: number;
   readonly #max: number;
+  readonly #generation: number;
   #state: CompressStream | DecompressStream | undefined;
   #out = 0;
   #done = false;
 
   constructor(compress: boolean, o: BrotliOptions | undefined) {
     const { quality, chunk, max } = checked(o, compress ? ENCODER_PARAMS : DECODER_PARAMS);
-    codec();
+    this.#generation = codec();
     this.#compress = compress;
     this.#chunk = chunk;
     this.#max = max;
-    this.#state = compress ? new CompressStream(quality) : new DecompressStream();
+    try {
+      this.#state = compress ? new CompressStream(quality) : new DecompressStream();
+    } catch (e) {
+      throw codecError(e, compress);
+    }
+  }
+
+  /** Its instance is the live one (not dropped after a trap in another call). */
+  get #live(): boolean {
+    return ready && this.#generation === generation;
   }
 
   /** Feeds `input` (or, when compressing, `undefined`: finish), handing each piece of output to `emit`. */
   step(input: Uint8Array | undefined, emit: (out: Buffer) => void): void {
     const s = this.#state;
     if (!s) throw new Error('zlib binding closed');
+    if (!this.#live) throw this.#fail(new RangeError('Brotli: this stream ended when its codec ran out of memory in another call'));
     if (this.#done && input?.byteLength) throw this.#fail(new Error('Decompression failed'));
     let offset = 0;
     let code: number;
@@ -152,7 +166,7 @@ class Codec {
 
   close(): void {
     // A codec whose instance trapped is not freed: that instance is dropped whole (codecError).
-    if (ready) this.#state?.free();
+    if (this.#live) this.#state?.free();
     this.#state = undefined;
   }
 }
