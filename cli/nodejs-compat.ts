@@ -3,7 +3,7 @@
  * unenv's polyfills (the ones wrangler uses where workerd has no module of its own) and, where unenv has
  * only a stand-in for a module Workers really provides, from a working implementation in the isolate
  * (`cli/node-polyfills/`: streams from readable-stream, crypto hashes from @noble/hashes, zlib from
- * fflate, `process.env` from the worker's env, net and tls over cloudflare:sockets). `node:async_hooks` is the runtime's own
+ * fflate and Brotli from brotli-wasm, `process.env` from the worker's env, net and tls over cloudflare:sockets). `node:async_hooks` is the runtime's own
  * (services/sandbox/runtime/bootstrap/async-context.ts), so a bundle that imports it gets its `await`s
  * lowered to `then` (esbuild's `__async` helper), the only way its continuations can carry the context.
  * `@cloudflare/unenv-preset` says which modules Workers provides at the worker's compatibility date and
