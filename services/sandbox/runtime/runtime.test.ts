@@ -171,7 +171,9 @@ test('an endless loop hits the CPU limit (503) while another worker keeps servin
   assert.equal(loop.error!.status, 503);
   assert.match(loop.error!.message, /CPU time limit of 200 ms/);
   assert.equal(text(fine.res!.body), 'other');
-  assert.ok(ticks.length >= 5, 'the host event loop kept running');
+  // Had the getters run on the host's thread, no tick could fire until they were stopped; on a loaded
+  // machine the ticks are late and few, so two are asked for, not one per 20 ms.
+  assert.ok(ticks.length >= 2, `the host event loop kept running (${ticks.length} ticks)`);
   assert.equal(text((await run(looping)).res!.body), 'recovered');
 });
 
@@ -205,7 +207,9 @@ test('a getter on the returned object cannot stall the host: it runs inside the 
   );
   clearInterval(ticker);
   assert.equal(evil.error!.status, 503);
-  assert.ok(ticks.length >= 5, 'the host event loop kept running');
+  // Had the getters run on the host's thread, no tick could fire until they were stopped; on a loaded
+  // machine the ticks are late and few, so two are asked for, not one per 20 ms.
+  assert.ok(ticks.length >= 2, `the host event loop kept running (${ticks.length} ticks)`);
 });
 
 test('the clock does not move while code runs; Date() forms and Intl agree', async () => {
