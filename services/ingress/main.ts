@@ -38,6 +38,9 @@ const STATS_REPORT_MS = 5000;
 /** Methods safe to send twice when a sandbox died before answering. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
+/** The pause before an idempotent request's next attempt, times the attempts made (0.1, 0.2, 0.3 s). */
+const RETRY_PAUSE_MS = 100;
+
 class RouteReceiver extends RpcTarget implements RouteListener {
   readonly #apply: (table: RoutingTable) => void;
   constructor(apply: (table: RoutingTable) => void) {
@@ -160,8 +163,10 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     }
     const wire = toWireRequest(req, host.authority, requestId, body, settings.ingress.colo);
     // A streamed body can be sent once only: such a request is never retried. An idempotent one is
-    // retried on another replica of the cordon where there is one (a replica that died took it down).
-    const attempts = IDEMPOTENT.has(wire.method) && !streaming ? 3 : 1;
+    // retried on another replica of the cordon where there is one (a replica that died took it down),
+    // after a pause that grows: a request fails at once on a link that just broke, and the sessions a
+    // lost NATS node or a dead replica took with it take a moment to be made again or dropped.
+    const attempts = IDEMPOTENT.has(wire.method) && !streaming ? 4 : 1;
     const tried = new Set<string>();
     let response: WireResponse | undefined;
     let answered = false;
@@ -173,6 +178,7 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
         if (incoming?.overLimit()) return tooLarge(res, requestId);
         log.warn('sandbox call failed', { requestId, cordon: route.cordon, attempt, error: (e as Error).message });
         if (attempt >= attempts) return writeError(res, 502, `The worker's sandbox failed before it answered.`, requestId);
+        await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS * attempt));
       }
     }
     if (incoming?.overLimit()) return tooLarge(res, requestId);

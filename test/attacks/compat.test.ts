@@ -188,7 +188,8 @@ describe('nodejs_compat cannot reach the host, nor leak context between requests
       assert.equal(out.ok, 'ok', 'Brotli works in the worker');
       assert.match(out.refused, refused);
       assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200);
-      assert.equal((await fetch(`${mesh.httpUrl}/nodeish/store`)).status, 200, 'the worker itself answers again');
+      // Its isolate was ended for the limit: a new one answers (on a loaded machine, not always the very next request).
+      await waitFor('the worker itself to answer again', async () => (await fetch(`${mesh.httpUrl}/nodeish/store`)).status === 200 || undefined, 20_000);
     }
   });
 

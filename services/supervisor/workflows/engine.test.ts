@@ -283,6 +283,26 @@ test('a step port checks what the tenant sends, and a run that is not the curren
   engine.stop();
 });
 
+test('watch: a watcher that comes after a step ended finds it in the first status (no step event will tell of it)', async () => {
+  const { engine, setProgram, advance } = setup();
+  setProgram(async (s, now) => {
+    const a = await s.do('a', () => 1);
+    await s.sleep('nap', 1000, now);
+    return a;
+  });
+  await engine.declare('acme', 'acme/w', [{ name: 'flow', className: 'Flow' }]);
+  const id = await engine.create({ tenant: 'acme', workflow: 'flow' }, 'late', null);
+  const ref = { tenant: 'acme', workflow: 'flow', id };
+  await settle(engine, 'acme', id, 'waiting');
+  const first: string[][] = [];
+  const stop = engine.watch(ref, (c) => c.type === 'status' && first.push((c.status.steps ?? []).map((st) => `${st.name} ${st.status}`)));
+  assert.ok(first[0]!.includes('a complete'), `the ended step is in the first status: ${JSON.stringify(first[0])}`);
+  stop();
+  advance(1000);
+  await settle(engine, 'acme', id, 'complete');
+  engine.stop();
+});
+
 test('watch: the status now, then each step end and status change once; nothing after it is stopped', async () => {
   const { engine, setProgram, advance } = setup();
   setProgram(async (s, now) => {

@@ -289,7 +289,8 @@ export class WorkflowEngine {
     const watched = w;
     const own = (change: InstanceChange) => listener(change);
     watched.listeners.add(own);
-    listener({ type: 'status', status: describe(row, []) });
+    // The status now holds the steps that ended before the watch began: no step event will tell of them.
+    listener({ type: 'status', status: describe(row, this.#store.steps(ref)) });
     return () => {
       watched.listeners.delete(own);
       if (!watched.listeners.size && this.#watched.get(key) === watched) this.#watched.delete(key);
