@@ -100,6 +100,8 @@ describe("attacks: a sandbox of one cordon posing as another cordon's replica", 
       assert.equal(failed, 0, 'every bystander request was served');
       assert.equal(answered.size, 2, 'by the two real replicas of standard, both');
       assert.ok(channels > 0, 'ingress did try the impostor (the roll call reached it), so the refusal below means something');
+      // Ingress hangs up on a refused proof; the impostor's end hears it a moment later.
+      await waitFor('the impostor to hear its refusal', async () => refusals.length > 0 || undefined, 10_000).catch(() => {});
       assert.deepEqual(sessions, [], 'no session was ever opened with the impostor');
       assert.ok(refusals.length > 0, 'the attempts ended in the handshake (ingress refused the proof and hung up)');
     } finally {

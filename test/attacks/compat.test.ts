@@ -183,10 +183,15 @@ describe('nodejs_compat cannot reach the host, nor leak context between requests
     ] as const) {
       const res = await fetch(`${mesh.httpUrl}/nodeish/${path}`, { method: 'POST', body });
       const text = await res.text();
-      assert.equal(res.status, 507, `${path}: ${text.slice(0, 300)}`);
-      const out = JSON.parse(text) as { ok: string; refused: string };
-      assert.equal(out.ok, 'ok', 'Brotli works in the worker');
-      assert.match(out.refused, refused);
+      if (res.status === 503) {
+        // Or the isolate itself went over its limit first (the last codec's memory not yet collected): the same stop.
+        assert.match(text, /exceeded its memory limit of 64 MB/, `${path}: ${text.slice(0, 300)}`);
+      } else {
+        assert.equal(res.status, 507, `${path}: ${text.slice(0, 300)}`);
+        const out = JSON.parse(text) as { ok: string; refused: string };
+        assert.equal(out.ok, 'ok', 'Brotli works in the worker');
+        assert.match(out.refused, refused);
+      }
       assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200);
       // Its isolate was ended for the limit: a new one answers (on a loaded machine, not always the very next request).
       await waitFor('the worker itself to answer again', async () => (await fetch(`${mesh.httpUrl}/nodeish/store`)).status === 200 || undefined, 20_000);
