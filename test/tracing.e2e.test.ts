@@ -28,11 +28,18 @@ function one(spans: SpanRecord[], traceId: string, service: string, name: string
   return found[0]!;
 }
 
-/** Every span of the trace has its parent in the trace, but its one root. */
-function assertTree(spans: SpanRecord[], traceId: string, root: SpanRecord): void {
-  const inTrace = spans.filter((s) => s.traceId === traceId);
-  const ids = new Set(inTrace.map((s) => s.spanId));
-  for (const s of inTrace) if (s !== root) assert.ok(s.parent && ids.has(s.parent), `${s.service}:${s.name} has its parent in the trace`);
+/**
+ * Every span of the trace has its parent in the trace, but its one root. Each process exports in
+ * batches of its own, so a child can arrive before its parent: the tree is awaited (bounded), then checked.
+ */
+async function assertTree(spans: SpanRecord[], traceId: string, root: SpanRecord): Promise<void> {
+  const orphans = () => {
+    const inTrace = spans.filter((s) => s.traceId === traceId);
+    const ids = new Set(inTrace.map((s) => s.spanId));
+    return inTrace.filter((s) => s !== root && !(s.parent && ids.has(s.parent)));
+  };
+  await waitFor('every span’s parent to arrive', () => (orphans().length === 0 ? true : undefined), 20_000).catch(() => {});
+  for (const s of orphans()) assert.fail(`${s.service}:${s.name} has its parent in the trace`);
 }
 
 /** Send one request through the traced worker and check its trace: the same over Unix sockets and NATS. */
@@ -81,7 +88,7 @@ async function checkRequestTrace(mesh: TestMesh, otlp: Receiver, originUrl: stri
   const egress = one(otlp.spans, t, 'cordon-egress', 'egress fetch');
   assert.equal(egress.parent, fetchSpan.spanId, 'the egress span is a child of the supervisor fetch');
   assert.deepEqual([egress.attrs['cordon.worker'], egress.attrs['http.response.status_code']], ['traced', 200]);
-  assertTree(otlp.spans, t, root);
+  await assertTree(otlp.spans, t, root);
 }
 
 /** The origin the traced worker fetches, declared by the operator at deploy. */
@@ -179,7 +186,7 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
       [root.service, root.attrs['cordon.tenant'], root.attrs['cordon.worker'], root.attrs['cordon.workflow']],
       ['cordon-supervisor', 'default', 'signup', 'signup'],
     );
-    assertTree(otlp.spans, t, root);
+    await assertTree(otlp.spans, t, root);
   });
 
   test('no span carries the admin token, the mesh secret, a code key or a request body', () => checkNoSecrets(mesh, otlp, marker));
