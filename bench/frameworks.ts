@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { bundleWorker } from '../cli/bundle.ts';
-import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
+import { runtimeAlone } from './runtime-alone.ts';
 import { fetchHost, ROOT, startTestMesh, waitFor } from '../test/helpers/mesh.ts';
 import { startWorkerd } from '../test/helpers/workerd.ts';
 
@@ -51,36 +51,6 @@ async function projectOf(app: App): Promise<{ deploy: string[]; cwd: string; cod
   return { deploy: ['deploy'], cwd: dir, code: b.modules[0]!.content };
 }
 
-async function alone(name: string, code: string, path: string): Promise<number> {
-  const rt = new WorkerRuntime({ maxIsolates: 10 });
-  const bundle = {
-    workerId: `bench/${name}`,
-    version: 'c'.repeat(64),
-    mainModule: 'w.js',
-    modules: [{ name: 'w.js', type: 'esm' as const, content: code }],
-    limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 },
-    vars: {},
-    bindings: [],
-  };
-  const req = { method: 'GET', url: `http://127.0.0.1${path}`, headers: [['host', '127.0.0.1']] as [string, string][], body: null };
-  try {
-    await rt.handle(bundle, req, { log() {} });
-    const until = performance.now() + SECONDS * 1000;
-    let n = 0;
-    await Promise.all(
-      Array.from({ length: 32 }, async () => {
-        while (performance.now() < until) {
-          await rt.handle(bundle, req, { log() {} });
-          n++;
-        }
-      }),
-    );
-    return n / SECONDS;
-  } finally {
-    rt.dispose();
-  }
-}
-
 export async function frameworksBench(): Promise<void> {
   say('9. framework apps (Hono, itty-router), requests per second');
   const missing = APPS.flatMap((a) => ('dep' in a && !packageDir(a.dep) ? [a.dep] : []));
@@ -108,7 +78,7 @@ export async function frameworksBench(): Promise<void> {
       await waitFor(`${app.name} on the mesh`, async () => (await fetchHost(mesh, host, app.path)).status === 200 || undefined);
       const peer = await load(`http://127.0.0.1:${ports[i]}${app.path}`, undefined, `${app.name} on workerd`);
       const ours = await load(`${mesh.httpUrl}${app.path}`, host, `${app.name} on the cordon mesh`);
-      const inProcess = await alone(app.name, projects[i]!.code, app.path);
+      const inProcess = await runtimeAlone(app.name, projects[i]!.code, app.path);
       say(`  ${`${app.name} workerd`.padEnd(26)} ${peer.rps.toFixed(0).padStart(8)} req/s   p99 ${String(peer.p99).padStart(4)} ms`);
       say(
         `  ${`${app.name} cordon mesh`.padEnd(26)} ${ours.rps.toFixed(0).padStart(8)} req/s   p99 ${String(ours.p99).padStart(4)} ms   ${(ours.rps / peer.rps).toFixed(2)}x workerd`,

@@ -25,6 +25,7 @@ import ivm from 'isolated-vm';
 import { ROOT } from '../test/helpers/mesh.ts';
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
 import { workflowsBench } from './workflows.ts';
+import { runtimeAlone } from './runtime-alone.ts';
 import { dynamicWorkersBench } from './dynamic-workers.ts';
 import { workersRpcBench } from './workers-rpc.ts';
 import { clientBench } from './client.ts';
@@ -39,51 +40,9 @@ const say = (s: string) => process.stdout.write(s + '\n');
 
 async function runtimeAloneRow(): Promise<void> {
   const bundle = await build({ entryPoints: [join(ROOT, 'examples/hello/index.ts')], bundle: true, format: 'esm', write: false, platform: 'neutral' });
-  const alone = await runtimeAlone(bundle.outputFiles[0]!.text);
-  say(`  ${'cordon runtime alone'.padEnd(22)} ${alone.toFixed(0).padStart(8)} req/s   (hello through the isolates without HTTP or RPC, in-process)`);
-}
-
-/**
- * The same worker straight through the sandbox's runtime, 32 requests in flight, for SECONDS: what
- * the isolates cost before any mesh hop (the rest of the mesh figure is HTTP and RPC).
- */
-async function runtimeAlone(code: string): Promise<number> {
   say(`  cordon runtime alone: ${SECONDS} s in-process …`);
-  const rt = new WorkerRuntime({ maxIsolates: 10 });
-  const bundle = {
-    workerId: 'bench/hello',
-    version: 'c'.repeat(64),
-    mainModule: 'w.js',
-    modules: [{ name: 'w.js', type: 'esm' as const, content: code }],
-    limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 },
-    vars: {},
-    bindings: [],
-  };
-  const req = {
-    method: 'GET',
-    url: 'http://127.0.0.1/hello',
-    headers: [
-      ['host', '127.0.0.1'],
-      ['user-agent', 'bench'],
-    ] as [string, string][],
-    body: null,
-  };
-  try {
-    await rt.handle(bundle, req, { log() {} });
-    const until = performance.now() + SECONDS * 1000;
-    let n = 0;
-    await Promise.all(
-      Array.from({ length: 32 }, async () => {
-        while (performance.now() < until) {
-          await rt.handle(bundle, req, { log() {} });
-          n++;
-        }
-      }),
-    );
-    return n / SECONDS;
-  } finally {
-    rt.dispose();
-  }
+  const alone = await runtimeAlone('hello', bundle.outputFiles[0]!.text, '/hello');
+  say(`  ${'cordon runtime alone'.padEnd(22)} ${alone.toFixed(0).padStart(8)} req/s   (hello through the isolates without HTTP or RPC, in-process)`);
 }
 
 async function coldStart(): Promise<void> {
