@@ -4,48 +4,23 @@
  * callbacks and as streams; Node's errors for bad input, `maxOutputLength`, and a decompression bomb
  * stopped by the worker's memory limit.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as zlib from 'node:zlib';
-import { bundleWorker } from '../bundle.ts';
-import { WorkerRuntime } from '../../services/sandbox/runtime/index.ts';
-import { GET, text } from '../../services/sandbox/runtime/testing/fixtures.ts';
-
-let rt: WorkerRuntime | undefined;
-after(() => rt?.dispose());
-let n = 0;
+import { runCompatWorker } from './testing.ts';
 
 /** Runs `body` (the inside of a fetch handler, with `zlib` = node:zlib and `V` = the vectors) in a fresh worker. */
 async function inWorker(body: string, vectors: unknown = {}, memoryMb = 128): Promise<{ status: number; out: any }> {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-brotli-'));
-  writeFileSync(
-    join(dir, 'w.js'),
+  const res = await runCompatWorker(
     `import zlib from 'node:zlib'; import { Buffer } from 'node:buffer';
      const V = ${JSON.stringify(vectors)};
      const fails = (f) => { try { f(); return 'accepted' } catch (e) { return (e.code ?? e.name) + ': ' + e.message } };
      const drain = (s, input) => new Promise((res, rej) => { const parts = []; s.on('data', (c) => parts.push(c)); s.on('end', () => res(Buffer.concat(parts))); s.on('error', rej);
        for (let i = 0; i < input.length; i += 1000) s.write(input.subarray(i, i + 1000)); s.end(); });
      export default { async fetch() { const out = await (async () => { ${body} })(); return Response.json(out) } };`,
+    { cpuMs: 20_000, wallMs: 60_000, memoryMb },
   );
-  const b = await bundleWorker(join(dir, 'w.js'), { compatibilityDate: '2025-06-01', compatibilityFlags: ['nodejs_compat'] });
-  rt ??= new WorkerRuntime();
-  const res = await rt.handle(
-    {
-      workerId: `t/br${++n}`,
-      version: 'a'.repeat(64),
-      mainModule: b.mainModule,
-      modules: b.modules,
-      limits: { cpuMs: 20_000, wallMs: 60_000, memoryMb },
-      vars: {},
-      bindings: [],
-    },
-    GET,
-    { log: () => {} },
-  );
-  return { status: res.status, out: res.status === 200 ? JSON.parse(text(res.body)) : text(res.body) };
+  return { status: res.status, out: res.status === 200 ? JSON.parse(res.body) : res.body };
 }
 
 /** Text-like and incompressible bytes, deterministic. */

@@ -3,49 +3,21 @@
  * known-answer vectors (each names its source) and cross-checks with the host's node:crypto both ways
  * (what the worker signs or encrypts, the host verifies or decrypts, and the reverse).
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as host from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { bundleWorker } from '../bundle.ts';
-import { WorkerRuntime } from '../../services/sandbox/runtime/index.ts';
-import { GET, text } from '../../services/sandbox/runtime/testing/fixtures.ts';
-
-// Made after the first bundle: a first esbuild build started once a runtime exists in this process never
-// settled (seen here; the cause was not pinned down), and esbuild keeps its service process afterwards.
-let rt: WorkerRuntime | undefined;
-after(() => rt?.dispose());
-let n = 0;
+import { runCompatWorker } from './testing.ts';
 
 /** Runs `body` (the inside of a fetch handler, with `crypto` = node:crypto and `V` = the vectors) in a fresh worker. */
 async function inWorker(body: string, vectors: unknown = {}): Promise<any> {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-ncrypto-'));
-  writeFileSync(
-    join(dir, 'w.js'),
+  const res = await runCompatWorker(
     `import crypto from 'node:crypto'; import { Buffer } from 'node:buffer';
      const V = ${JSON.stringify(vectors)};
      const fails = (f) => { try { f(); return 'accepted' } catch (e) { return (e.code ?? e.name) + ': ' + e.message } };
      export default { async fetch() { const out = await (async () => { ${body} })(); return Response.json(out) } };`,
   );
-  const b = await bundleWorker(join(dir, 'w.js'), { compatibilityDate: '2025-06-01', compatibilityFlags: ['nodejs_compat'] });
-  rt ??= new WorkerRuntime();
-  const res = await rt.handle(
-    {
-      workerId: `t/nc${++n}`,
-      version: 'a'.repeat(64),
-      mainModule: b.mainModule,
-      modules: b.modules,
-      limits: { cpuMs: 5000, wallMs: 30_000, memoryMb: 128 },
-      vars: {},
-      bindings: [],
-    },
-    GET,
-    { log: () => {} },
-  );
-  assert.equal(res.status, 200, text(res.body));
-  return JSON.parse(text(res.body));
+  assert.equal(res.status, 200, res.body);
+  return JSON.parse(res.body);
 }
 
 const unhex = (h: string) => Buffer.from(h, 'hex');

@@ -4,45 +4,19 @@
  * the synchronous refusals (bad port, no port, a Unix path, servers) are workerd's (as workerd 2026-07-30, the
  * devDependency, words them).
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as host from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { bundleWorker } from '../bundle.ts';
-import { WorkerRuntime } from '../../services/sandbox/runtime/index.ts';
-import { GET, text } from '../../services/sandbox/runtime/testing/fixtures.ts';
-
-let rt: WorkerRuntime | undefined;
-after(() => rt?.dispose());
-let n = 0;
+import { runCompatWorker } from './testing.ts';
 
 async function inWorker(body: string): Promise<any> {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-nnet-'));
-  writeFileSync(
-    join(dir, 'w.js'),
+  const res = await runCompatWorker(
     `import net from 'node:net'; import tls from 'node:tls';
      const fails = (f) => { try { f(); return 'no throw' } catch (e) { return e.name + (e.code ? ' [' + e.code + ']' : '') + ': ' + e.message } };
      export default { async fetch() { return Response.json((() => { ${body} })()) } };`,
   );
-  const b = await bundleWorker(join(dir, 'w.js'), { compatibilityDate: '2025-06-01', compatibilityFlags: ['nodejs_compat'] });
-  rt ??= new WorkerRuntime();
-  const res = await rt.handle(
-    {
-      workerId: `t/net${++n}`,
-      version: 'a'.repeat(64),
-      mainModule: b.mainModule,
-      modules: b.modules,
-      limits: { cpuMs: 5000, wallMs: 30_000, memoryMb: 128 },
-      vars: {},
-      bindings: [],
-    },
-    GET,
-    { log: () => {} },
-  );
-  assert.equal(res.status, 200, text(res.body));
-  return JSON.parse(text(res.body));
+  assert.equal(res.status, 200, res.body);
+  return JSON.parse(res.body);
 }
 
 test('isIP, isIPv4 and isIPv6 answer as the host Node does', async () => {
