@@ -84,8 +84,28 @@ export interface ObjectStorageApi extends StorageApi {
   deleteFacet(name: string): Promise<void>;
   /** Make facet `dst`'s databases (its own facets' too) a copy of `src`'s. */
   cloneFacet(src: string, dst: string): Promise<void>;
+  /**
+   * One call on facet `name` whose class is one of Dynamic Worker `token` of loader `binding`, loaded in the
+   * worker's loaded cordon: the supervisor hands that cordon's process the facet's storage (this lease's,
+   * that facet's only) and has it run the call there. Answers as ObjectHost.call.
+   */
+  facetIn(name: string, place: LoadedFacetPlace, facet: FacetIdentity, kind: ObjectCallKind, method: string, payload: string): Promise<string>;
+  /** Facet `name`'s instance in the loaded cordon goes (aborted, or its parent's instance went): its storage there is revoked. */
+  dropFacet(name: string): Promise<void>;
   /** The object's WebSockets, under the same lease. */
   sockets(): ObjectSocketsApi;
+}
+
+/** Where a facet's class is loaded: Worker `token` (`id:<id>` or `anon:<uuid>`) of the parent worker's loader `binding`. */
+export interface LoadedFacetPlace {
+  binding: string;
+  token: string;
+}
+/** A facet as its instance sees itself: its class, and its `ctx.id` (its parent's hex, the name the parent gave). */
+export interface FacetIdentity {
+  className: string;
+  id: string;
+  name: string | null;
 }
 
 /** workerd's limits (actor-state.c++): a facet name's length, and the depth of a facet tree, its root included. */

@@ -7,8 +7,12 @@
  * supervisor; the loaded cordon's process sees export names only.
  */
 import type { RpcPipe } from './service-bindings.ts';
-import type { FetchResponse } from './capabilities.ts';
+import type { FetchResponse, OpenedSocket, SocketOptions } from './capabilities.ts';
+import type { FacetIdentity, ObjectCallKind, ObjectStorageApi } from './durable-objects.ts';
 import type { LogEntry } from './services.ts';
+
+/** Facets of loaded classes one object may have started in its loaded cordon at once (each holds a capability there). */
+export const MAX_LOADED_FACETS = 1024;
 
 /** What the parent's sandbox has for a loader binding when its loaded Workers run in another cordon. */
 export interface LoaderApi {
@@ -36,6 +40,8 @@ export interface ParentLinkApi {
   connect(name: string, caller: RpcPipe): Promise<RpcPipe>;
   /** `globalOutbound` inherited: a fetch as the parent's (egress, under the parent's identity and policy). */
   fetch(request: unknown): Promise<FetchResponse>;
+  /** `globalOutbound` inherited: connect() (cloudflare:sockets) as the parent's, as fetch(). */
+  openSocket(target: { hostname: string; port: number }, options: SocketOptions): Promise<OpenedSocket>;
   /** The loaded Worker broke a limit: a quarantine signal against the parent. */
   limitHit(kind: 'cpu' | 'memory'): Promise<void>;
   /** A Worker was loaded: counted for the parent. */
@@ -51,4 +57,19 @@ export interface LoadedWorkerHost {
   childHeld(parentRef: string, binding: string, token: string): Promise<boolean>;
   /** A session to an entrypoint of a held Worker: `target` as LoaderApi.connect's. */
   serveChild(parentRef: string, target: string, caller: RpcPipe): Promise<RpcPipe>;
+  /**
+   * One call on a facet (docs/durable-objects.md, "Facets") whose class is one of held Worker `token`'s:
+   * `facet.key` names its instance here (the supervisor's choice); `storage` is that facet's, fenced by its
+   * parent's lease and revoked by the supervisor when the lease or the facet ends.
+   */
+  childObjectCall(
+    parentRef: string,
+    binding: string,
+    token: string,
+    facet: FacetIdentity & { key: string },
+    storage: ObjectStorageApi,
+    call: { kind: ObjectCallKind; method: string; payload: string },
+  ): Promise<string>;
+  /** The facet instance `key` goes (its storage was revoked). */
+  childObjectDrop(parentRef: string, binding: string, token: string, key: string): Promise<void>;
 }

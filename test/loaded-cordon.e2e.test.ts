@@ -10,6 +10,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
+import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,12 +21,24 @@ const PLATFORM = `import { WorkerEntrypoint } from 'cloudflare:workers';
 let parentHits = 0;
 let codeCalls = 0;
 export class Api extends WorkerEntrypoint { hello() { return 'hi ' + this.ctx.props.who; } }
-const APP = \`let hits = 0;
+const APP = \`import { connect } from 'cloudflare:sockets';
+let hits = 0;
 export default { async fetch(req, env) {
   hits++;
   const to = new URL(req.url).searchParams.get('to');
   const out = { hits, api: await env.API.hello() };
   if (to) { try { const r = await fetch(to); out.fetched = r.status + ' ' + await r.text(); } catch (e) { out.fetched = 'refused: ' + e.message; } }
+  const tcp = new URL(req.url).searchParams.get('tcp');
+  if (tcp) {
+    try {
+      const socket = connect(tcp);
+      const writer = socket.writable.getWriter();
+      await writer.write(new TextEncoder().encode('ping from loaded'));
+      const { value } = await socket.readable.getReader().read();
+      out.socket = new TextDecoder().decode(value);
+      await socket.close();
+    } catch (e) { out.socket = 'refused: ' + e.message; }
+  }
   return Response.json(out);
 } }\`;
 export default { async fetch(req, env, ctx) {
@@ -47,10 +60,49 @@ export default { async fetch(req, env, ctx) {
 } };
 `;
 
+/** A platform object that runs a customer's app as a facet of a loaded class, in the loaded cordon. */
+const FACETS = `import { DurableObject } from 'cloudflare:workers';
+const APP = \`import { DurableObject } from 'cloudflare:workers';
+let instances = 0;
+export class App extends DurableObject {
+  constructor(ctx, env) { super(ctx, env); this.instance = ++instances; }
+  add(n) {
+    this.ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS app_rows (v INTEGER)');
+    this.ctx.storage.sql.exec('INSERT INTO app_rows VALUES (?)', n);
+    const tables = this.ctx.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").toArray().map((r) => r.name).filter((n) => !n.startsWith('_cf_'));
+    return { sum: this.ctx.storage.sql.exec('SELECT sum(v) AS s FROM app_rows').one().s, tables, instance: this.instance, id: this.ctx.id.name };
+  }
+}\`;
+export class Host extends DurableObject {
+  async fetch(req) {
+    const url = new URL(req.url);
+    this.ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS parent_rows (v TEXT)');
+    const name = url.searchParams.get('facet') ?? 'app';
+    if (url.searchParams.has('abort')) { this.ctx.facets.abort(name, new Error('stopped')); return Response.json({ aborted: name }); }
+    const worker = this.env.LOADER.get('app:v1', () => ({ compatibilityDate: '2026-11-01', mainModule: 'app.js', modules: { 'app.js': APP }, globalOutbound: null }));
+    const app = this.ctx.facets.get(name, () => ({ class: worker.getDurableObjectClass('App'), id: name }));
+    try {
+      const added = await app.add(Number(url.searchParams.get('n') ?? '1'));
+      const parentTables = this.ctx.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").toArray().map((r) => r.name).filter((n) => !n.startsWith('_cf_'));
+      return Response.json({ ...added, parentTables });
+    } catch (e) { return Response.json({ error: e.message }, { status: 500 }); }
+  }
+}
+export default { fetch: (req, env) => env.HOST.getByName('one').fetch(req) };
+`;
+
+interface FacetAnswer {
+  sum: number;
+  tables: string[];
+  instance: number;
+  id: string;
+  parentTables: string[];
+}
+
 interface Answer {
   parentHits: number;
   codeCalls: number;
-  child?: { hits: number; api: string; fetched?: string };
+  child?: { hits: number; api: string; fetched?: string; socket?: string };
   error?: string;
 }
 
@@ -59,6 +111,8 @@ describe('Dynamic Workers in a loaded cordon', () => {
   let dir: string;
   let origin: Server;
   let originPort = 0;
+  let echo: TcpServer;
+  let echoPort = 0;
   const seen: string[] = [];
   const call = async (worker: string, query: string): Promise<Answer> => {
     const r = await fetch(`${mesh.httpUrl}/${worker}?${query}`);
@@ -80,6 +134,9 @@ describe('Dynamic Workers in a loaded cordon', () => {
     });
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
     originPort = (origin.address() as { port: number }).port;
+    echo = createTcpServer((socket) => socket.once('data', (d) => socket.end(`echo ${d.toString().trim()}`)));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    echoPort = (echo.address() as { port: number }).port;
     dir = mkdtempSync(join(tmpdir(), 'cordon-loaded-'));
     writeFileSync(join(dir, 'platform.js'), PLATFORM);
     writeFileSync(
@@ -87,16 +144,41 @@ describe('Dynamic Workers in a loaded cordon', () => {
       JSON.stringify({ name: 'platform', main: 'platform.js', compatibility_date: '2026-11-01', worker_loaders: [{ binding: 'LOADER' }] }),
     );
     mesh = await startTestMesh();
-    const origins = ['--origin', `http://127.0.0.1:${originPort}`];
+    const origins = ['--origin', `http://127.0.0.1:${originPort}`, '--origin', `tcp://127.0.0.1:${echoPort}`];
     const strict = await deploy('strict', ['--cordon', 'standard', '--loaded-cordon', 'untrusted', '--route', '*/strict*', ...origins]);
     assert.equal(strict.code, 0, strict.stderr);
     const same = await deploy('same', ['--cordon', 'standard', '--route', '*/same*']);
     assert.equal(same.code, 0, same.stderr);
+    writeFileSync(join(dir, 'facets.js'), FACETS);
+    writeFileSync(
+      join(dir, 'facets.jsonc'),
+      JSON.stringify({
+        name: 'facets',
+        main: 'facets.js',
+        compatibility_date: '2026-11-01',
+        worker_loaders: [{ binding: 'LOADER' }],
+        durable_objects: { bindings: [{ name: 'HOST', class_name: 'Host' }] },
+        migrations: [{ tag: 'v1', new_sqlite_classes: ['Host'] }],
+      }),
+    );
+    const facets = await mesh.cli([
+      'deploy',
+      '--config',
+      join(dir, 'facets.jsonc'),
+      '--cordon',
+      'standard',
+      '--loaded-cordon',
+      'untrusted',
+      '--route',
+      '*/facets*',
+    ]);
+    assert.equal(facets.code, 0, facets.stderr);
     await waitFor('both platforms', async () => ((await fetch(`${mesh.httpUrl}/same?id=warm`)).status === 200 ? true : undefined), 30_000);
   });
   after(async () => {
     await mesh?.stop();
     origin?.close();
+    echo?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -150,6 +232,17 @@ describe('Dynamic Workers in a loaded cordon', () => {
     assert.ok(!seen.some((s) => s.endsWith('/sealed')));
   });
 
+  test('connect() with an inherited outbound goes out as the parent (its tcp:// origin), and only as it; null still throws', async () => {
+    const tcp = encodeURIComponent(`127.0.0.1:${echoPort}`);
+    const allowed = await call('strict', `id=net&tcp=${tcp}`);
+    assert.equal(allowed.child?.socket, 'echo ping from loaded');
+    // A port the parent was not granted: egress refuses it for the parent, so for its Worker too.
+    const refused = await call('strict', `id=net&tcp=${encodeURIComponent('127.0.0.1:9')}`);
+    assert.match(refused.child?.socket ?? '', /^refused: /);
+    const sealed = await call('strict', `id=sealed&outbound=null&tcp=${tcp}`);
+    assert.equal(sealed.child?.socket, `refused: ${NO_GLOBAL_OUTBOUND}`);
+  });
+
   test('loads are counted for the parent (reported by the loaded cordon’s process)', async () => {
     const before = await created('strict');
     await call('strict', `id=count-${Date.now()}`);
@@ -163,5 +256,52 @@ describe('Dynamic Workers in a loaded cordon', () => {
     const unknown = await deploy('unknown', ['--cordon', 'standard', '--loaded-cordon', 'nowhere']);
     assert.notEqual(unknown.code, 0);
     assert.match(unknown.stderr, /unknown loaded cordon nowhere/);
+  });
+
+  test('a facet of a loaded class runs in the loaded cordon with its own SQLite, kept by the supervisor across a kill of that process', async () => {
+    const facet = async (query: string): Promise<FacetAnswer> => {
+      const r = await fetch(`${mesh.httpUrl}/facets?${query}`);
+      const body = (await r.json()) as FacetAnswer & { error?: string };
+      assert.equal(r.status, 200, JSON.stringify(body));
+      return body;
+    };
+    const standardPid = mesh.servicePids().get('sandbox:standard');
+    const untrustedPid = mesh.servicePids().get('sandbox:untrusted');
+    const first = await facet('facet=app&n=2');
+    assert.equal(first.sum, 2);
+    assert.equal(first.id, 'app', 'ctx.id as the parent gave it');
+    assert.deepEqual(first.tables, ['app_rows'], 'the facet sees its own database only');
+    assert.deepEqual(first.parentTables, ['parent_rows'], 'and the parent its own');
+    const second = await facet('facet=app&n=3');
+    assert.equal(second.sum, 5);
+    assert.equal(second.instance, first.instance, 'the same instance');
+    const other = await facet('facet=other&n=7');
+    assert.equal(other.sum, 7, 'another facet, another database');
+
+    // Aborted: a new instance, the same data.
+    assert.equal((await fetch(`${mesh.httpUrl}/facets?facet=app&abort=1`)).status, 200);
+    const afterAbort = await facet('facet=app&n=1');
+    assert.equal(afterAbort.sum, 6);
+    assert.notEqual(afterAbort.instance, second.instance);
+
+    // The instance lives in the untrusted process: killing it loses the instance, not the data, not the parent.
+    process.kill(untrustedPid!, 'SIGKILL');
+    await waitFor('a new untrusted sandbox', () => {
+      const pid = mesh.servicePids().get('sandbox:untrusted');
+      return pid && pid !== untrustedPid ? pid : undefined;
+    });
+    const again = await waitFor(
+      'the facet to run again',
+      async () => {
+        const r = await fetch(`${mesh.httpUrl}/facets?facet=app&n=10`);
+        return r.status === 200 ? ((await r.json()) as FacetAnswer) : undefined;
+      },
+      30_000,
+      250,
+    );
+    // Its data is the supervisor's: nothing was lost (an attempt that failed before the facet ran added nothing).
+    assert.ok(again.sum >= 16 && (again.sum - 6) % 10 === 0, String(again.sum));
+    assert.equal(again.instance, 1, 'a fresh isolate in the new untrusted process');
+    assert.equal(mesh.servicePids().get('sandbox:standard'), standardPid, 'the parent’s process did not restart');
   });
 });

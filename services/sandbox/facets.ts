@@ -8,12 +8,18 @@
  * registered in the facet's isolate only, so the parent's code never holds it, and a facet holds no
  * handle of its parent's or a sibling's database: there is nothing to name them with.
  * A facet's own facets are handled the same way, one level down; the supervisor bounds the depth.
+ *
+ * When the object's worker runs its loaded Workers in a loaded cordon, a facet of a loaded class lives in
+ * that cordon's process: its calls go to the supervisor on this object's storage (`facetIn`), which hands
+ * that process the facet's storage itself (supervisor/objects/loaded-facets.ts); this process never holds
+ * it. RemoteFacets is the other half, in the loaded cordon's process.
  */
 import type { RpcStub } from 'capnweb';
 import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
 import { FacetName, MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
 import { ClassName } from '../../schemas/workflows.ts';
+import { MAX_LOADED_FACETS } from '../../schemas/loaded-cordon.ts';
 import { MAX_CALLS_IN_FLIGHT, ObjectStorageForwarder } from './capabilities.ts';
 import type { CapabilityHost, FacetPlace } from './runtime/index.ts';
 
@@ -38,6 +44,8 @@ export interface FacetRunner {
     call: { kind: string; method: string; payload: string },
   ): Promise<string>;
   drop(place: FacetPlace, key: string): void;
+  /** Loaded classes live in another cordon's process (the worker's loaded cordon): their facets run there. */
+  readonly remote: boolean;
 }
 
 interface Facet {
@@ -57,6 +65,8 @@ export class ObjectFacets implements CapabilityHost {
   readonly #place: FacetPlace;
   readonly #runner: FacetRunner;
   readonly #facets = new Map<string, Promise<Facet>>();
+  /** Facets of loaded classes started in the loaded cordon by this instance (their instances there go with this one's). */
+  readonly #remote = new Set<string>();
   /** Facet calls of this object in flight: bounded as its storage calls are. */
   #inFlight = 0;
 
@@ -92,7 +102,16 @@ export class ObjectFacets implements CapabilityHost {
       if (this.#place !== null || token === null)
         throw new Error('a facet class from a Worker Loader can only be used by an object of the worker that loaded it');
       place = { binding, token };
+      if (this.#runner.remote) {
+        // Started here before with a class of this worker's own: that instance goes.
+        if (this.#facets.has(name)) await this.#abort(name);
+        if (!this.#remote.has(name) && this.#remote.size >= MAX_LOADED_FACETS)
+          throw new Error(`an object may have ${MAX_LOADED_FACETS} facets of loaded classes started at once: abort some first`);
+        this.#remote.add(name);
+        return (await this.#storage.facetIn(name, place, { className, id, name: idName }, kind as 'fetch', method, payload)) as string;
+      }
     }
+    if (this.#remote.delete(name)) await this.#storage.dropFacet(name);
     let facet = await this.#open(name, place, className);
     if (!samePlace(facet.place, place) || facet.className !== className) {
       // Started again with another class (after its parent's instance was reset): the old instance goes, its storage stays.
@@ -121,6 +140,7 @@ export class ObjectFacets implements CapabilityHost {
 
   /** The facet's instance (and its own facets') goes; its storage stays. */
   async #abort(name: string): Promise<void> {
+    if (this.#remote.delete(name)) await this.#storage.dropFacet(name);
     const facet = this.#facets.get(name);
     if (!facet) return;
     this.#facets.delete(name);
@@ -129,12 +149,15 @@ export class ObjectFacets implements CapabilityHost {
   }
 
   async #delete(name: string): Promise<void> {
+    // The supervisor drops an instance in the loaded cordon itself, before it wipes.
+    this.#remote.delete(name);
     await this.#abort(name);
     await this.#storage.deleteFacet(name);
   }
 
   /** workerd's clone: `dst` stops ("cloned-over") and its storage becomes a copy of `src`'s. */
   async #clone(src: string, dst: string): Promise<void> {
+    this.#remote.delete(dst);
     await this.#abort(dst);
     await this.#storage.cloneFacet(src, dst);
   }
@@ -149,6 +172,9 @@ export class ObjectFacets implements CapabilityHost {
   dispose(): void {
     const all = [...this.#facets.values()];
     this.#facets.clear();
+    // Refused once the lease has moved on: the supervisor dropped them when it ended.
+    for (const name of this.#remote) void Promise.resolve(this.#storage.dropFacet(name)).catch(() => {});
+    this.#remote.clear();
     for (const facet of all) void facet.then((f) => this.#dispose(f)).catch(() => {});
   }
 }
@@ -156,3 +182,49 @@ export class ObjectFacets implements CapabilityHost {
 function samePlace(a: FacetPlace, b: FacetPlace): boolean {
   return a === b || (a !== null && b !== null && a.binding === b.binding && a.token === b.token);
 }
+
+/**
+ * In a process of a loaded cordon: the facets whose class is one of the Workers held here for parents of
+ * other cordons. Each comes with its storage from the supervisor (that facet's only, fenced by its
+ * parent's lease, revoked when it ends), kept while its instance lives here; its own facets are of its
+ * Worker's classes and run in the same isolate.
+ */
+export class RemoteFacets {
+  readonly #facets = new Map<string, { stub: RpcStub<ObjectStorageApi>; host: ObjectFacets; drop: () => void }>();
+
+  /**
+   * One call on facet `key` (the supervisor's name for it) in Worker `place` of a parent held here: `storage` is
+   * kept on the first call, later ones' are let go. `runner` runs calls in that Worker's isolate.
+   */
+  call(
+    key: string,
+    storage: RpcStub<ObjectStorageApi>,
+    place: { binding: string; token: string },
+    runner: Omit<FacetRunner, 'remote'>,
+    object: { className: string; id: string; name: string | null },
+    call: { kind: string; method: string; payload: string },
+  ): Promise<string> {
+    let facet = this.#facets.get(key);
+    if (!facet) {
+      if (typeof storage?.dup !== 'function') throw new TypeError('storage must be a capability');
+      if (this.#facets.size >= MAX_HOSTED) throw new Error(`this process hosts ${MAX_HOSTED} facets already; retry`);
+      const stub = storage.dup();
+      const host = new ObjectFacets(stub, key, place, { ...runner, remote: false });
+      facet = { stub, host, drop: () => runner.drop(place, key) };
+      this.#facets.set(key, facet);
+    }
+    return runner.call(place, { key, ...object, storage: facet.host }, call);
+  }
+
+  /** Facet `key` goes: its instance, its own facets' and its storage. */
+  drop(key: string): void {
+    const facet = this.#facets.get(key);
+    if (!facet) return;
+    this.#facets.delete(key);
+    facet.host.dispose();
+    facet.drop();
+    facet.stub[Symbol.dispose]();
+  }
+}
+/** Facets of other cordons' objects one loaded cordon's process hosts at once. */
+const MAX_HOSTED = 65_536;

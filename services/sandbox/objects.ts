@@ -147,6 +147,8 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
       const facets = new ObjectFacets(kept, key, null, {
         call: (place, object, call) => runtime.facetCall(bundle, place, object, call, hooks),
         drop: (place, facetKey) => runtime.facetDrop(bundle, place, facetKey),
+        // The supervisor says, in the bundle it serves, whether this worker's loaded Workers run in another cordon.
+        remote: bundle.loadedCordon !== undefined,
       });
       const sockets = new ObjectSocketsForwarder(() => kept.sockets());
       live = { fence: a.fence, storage: kept, forwarder: facets, sockets, bundle, lastUsed: Date.now(), active: 0 };

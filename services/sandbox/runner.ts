@@ -15,13 +15,16 @@ import { QUEUE_CONTENT_TYPES, QUEUE_LIMITS, QueueOutcome } from '../../schemas/q
 import { ResourceName } from '../../schemas/resources.ts';
 import { WorkerError, type PipePeer } from './runtime/index.ts';
 import { supervisorCalls } from './call-gate.ts';
-import { StepForwarder } from './capabilities.ts';
+import { ForwardedCapabilities, StepForwarder } from './capabilities.ts';
+import { FETCH_HANDLE } from '../../schemas/capabilities.ts';
 import { BindingProps, EntrypointName, type RpcPipe } from '../../schemas/service-bindings.ts';
 import { openPipe, PipeTarget, remotePipe } from './pipe-link.ts';
 import { entryHooks, logBatches, type SandboxDeps } from './port.ts';
 import type { LoadedWorkerHost, ParentLinkApi } from '../../schemas/loaded-cordon.ts';
 import type { ParentSide } from './runtime/worker-loader.ts';
 import { Limits } from '../../schemas/worker.ts';
+import { MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
+import { RemoteFacets } from './facets.ts';
 
 type Outcome = Awaited<ReturnType<WorkerRunner['run']>>;
 const Outcome = z.union([
@@ -55,16 +58,27 @@ const Token = z
   .string()
   .regex(/^(id|anon):/, 'a Dynamic Worker token')
   .max(300);
+/** A facet of a loaded class as the supervisor names it (supervisor/objects/loaded-facets.ts). */
+const HostedFacet = z.strictObject({
+  key: z.string().max(600),
+  className: ClassName.or(z.literal('default')),
+  id: ObjectIdHex,
+  name: ObjectName.nullable(),
+});
+const FacetCall = z.strictObject({ kind: z.enum(['fetch', 'rpc']), method: z.string().min(1).max(256), payload: z.string().max(MAX_OBJECT_PAYLOAD) });
 
 /** The way back into a parent in another cordon: its link, the one capability the supervisor made for this load. */
 function throughLink(link: RpcStub<ParentLinkApi>, log: SandboxDeps['log']): ParentSide {
   const dropped = (e: Error) => log.debug('a loaded Worker’s report to its parent was dropped', { error: e.message });
+  // fetch() and connect() as the parent's (the link refuses both unless the outbound is inherited); the sockets
+  // it opens are kept here under handles, as a worker's own are (capabilities.ts).
+  const outbound = new ForwardedCapabilities(
+    { [FETCH_HANDLE]: { fetch: (request: unknown) => link.fetch(request), connect: (target: never, options: never) => link.openSocket(target, options) } },
+    [],
+  );
   return {
     connect: (name, toIsolate) => openPipe(toIsolate, (mine) => link.connect(name, mine)),
-    outbound: (handle, method, args) =>
-      handle === '$fetch' && method === 'fetch'
-        ? supervisorCalls.run(() => link.fetch(args[0]))
-        : Promise.reject(new Error('connect() is not available yet to a Dynamic Worker that runs in a loaded cordon; use fetch()')),
+    outbound: (handle, method, args) => outbound.call(handle, method, args),
     log: (entries) => {
       for (const batch of logBatches(entries)) void supervisorCalls.run(() => link.log(batch)).catch(dropped);
     },
@@ -78,6 +92,8 @@ function throughLink(link: RpcStub<ParentLinkApi>, log: SandboxDeps['log']): Par
 
 export class Runner extends RpcTarget implements WorkerRunner, LoadedWorkerHost {
   readonly #deps: SandboxDeps;
+  /** As a loaded cordon: facets of other cordons' objects whose class is a Worker held here. */
+  readonly #facets = new RemoteFacets();
 
   constructor(deps: SandboxDeps) {
     super();
@@ -192,6 +208,46 @@ export class Runner extends RpcTarget implements WorkerRunner, LoadedWorkerHost 
       throw e;
     }
     return new PipeTarget(end);
+  }
+
+  /** As a loaded cordon: one call on a facet whose class is one of a held Worker's (its storage comes from the supervisor). */
+  async childObjectCall(
+    parentRef: unknown,
+    binding: unknown,
+    token: unknown,
+    facet: unknown,
+    storage: RpcStub<ObjectStorageApi>,
+    call: unknown,
+  ): Promise<string> {
+    const ref = check(RemoteParent.shape.ref, parentRef, 'parent');
+    const place = { binding: check(LoaderBinding, binding, 'binding'), token: check(Token, token, 'token') };
+    const { key, ...object } = check(HostedFacet, facet, 'facet');
+    const c = check(FacetCall, call, 'facet call');
+    const loaders = this.#deps.runtime.remoteParent(ref);
+    if (!loaders) throw new Error('the Dynamic Worker was unloaded; call the facet again to load it afresh');
+    const leave = this.#deps.recorder.enter(ref.slice(0, ref.lastIndexOf('@')));
+    try {
+      return await this.#facets.call(
+        key,
+        storage,
+        place,
+        {
+          call: (p, o, cl) => (p === null ? Promise.reject(new Error('no such facet class')) : loaders.objectCall(p.binding, p.token, o, cl)),
+          drop: (p, k) => p !== null && loaders.objectDrop(p.binding, p.token, k),
+        },
+        object,
+        c,
+      );
+    } finally {
+      leave();
+    }
+  }
+
+  async childObjectDrop(parentRef: unknown, binding: unknown, token: unknown, key: unknown): Promise<void> {
+    check(RemoteParent.shape.ref, parentRef, 'parent');
+    check(LoaderBinding, binding, 'binding');
+    check(Token, token, 'token');
+    this.#facets.drop(check(HostedFacet.shape.key, key, 'facet key'));
   }
 
   /** In a span under the engine's run span (the call carries it), so the sandbox's part of a run shows in the instance's trace. */

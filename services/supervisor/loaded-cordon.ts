@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
 import { CordonError } from '../../lib/errors.ts';
 import { BindingProps, EntrypointName, type RpcPipe } from '../../schemas/service-bindings.ts';
-import type { FetcherApi, FetchResponse } from '../../schemas/capabilities.ts';
+import type { FetcherApi, FetchResponse, OpenedSocket } from '../../schemas/capabilities.ts';
 import type { LoadedWorkerHost, LoaderApi, ParentLinkApi, RemoteParent } from '../../schemas/loaded-cordon.ts';
 import type { LogEntry, WorkerRunner } from '../../schemas/services.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
@@ -23,7 +23,7 @@ import { LogEntries } from './ports.ts';
 import type { CodeStore } from './store.ts';
 
 export interface LoadedCordonDeps {
-  store: Pick<CodeStore, 'worker' | 'codeKeyForVersion'>;
+  store: Pick<CodeStore, 'worker' | 'codeKeyForVersion' | 'bundleForKey'>;
   /** The configured cordons, most trusted first (CORDON_CORDONS). */
   cordons: readonly string[];
   /** The operator's default loaded cordon (CORDON_DYNAMIC_WORKER_CORDON), for workers that chose none. */
@@ -53,6 +53,43 @@ export function loadedCordonOf(
   const here = deps.cordons.indexOf(cordon);
   if (chosen === undefined || here < 0) return undefined;
   return deps.cordons.indexOf(chosen) > here ? chosen : undefined;
+}
+
+/** Per worker version, what loadedHost needs of its bundle (opening a bundle costs a decryption): its loader bindings and loaded cordon. */
+const loaderBindings = new Map<string, { loaders: Set<string>; loadedCordon: string | undefined }>();
+const MAX_KNOWN_VERSIONS = 1024;
+
+/**
+ * The loaded cordon's process that holds (or will hold) Worker `token` of loader `binding` of worker
+ * `workerId`'s current version — the one LoaderCap hands its loads to — or undefined when that worker has no
+ * such binding, or its loaded Workers run in its own process now. A facet of a loaded class runs there
+ * (objects/loaded-facets.ts).
+ */
+export function loadedHost(
+  deps: Pick<LoadedCordonDeps, 'store' | 'cordons' | 'fallback' | 'pinned'>,
+  workerId: string,
+  binding: string,
+  token: string,
+): { runner: RpcStub<LoadedWorkerHost>; parentRef: string } | undefined {
+  const worker = deps.store.worker(workerId);
+  if (!worker) return undefined;
+  const parentRef = `${workerId}@${worker.version}`;
+  let known = loaderBindings.get(parentRef);
+  if (!known) {
+    const bundle = deps.store.bundleForKey(worker.codeKey)?.bundle;
+    if (!bundle) return undefined;
+    known = { loaders: new Set(bundle.bindings.filter((b) => b.type === 'loader').map((b) => b.name)), loadedCordon: bundle.loadedCordon };
+    if (loaderBindings.size >= MAX_KNOWN_VERSIONS) loaderBindings.delete(loaderBindings.keys().next().value!);
+    loaderBindings.set(parentRef, known);
+  }
+  const cordon = known.loaders.has(binding) ? loadedCordonOf(deps, known, worker.cordon) : undefined;
+  const runner = cordon === undefined ? undefined : deps.pinned(cordon, pinKey(parentRef, binding, token));
+  return runner && { runner, parentRef };
+}
+
+/** Which of the loaded cordon's processes holds a Worker: the same one for the same parent, binding and token. */
+function pinKey(parentRef: string, binding: string, token: string): string {
+  return `${parentRef}#${binding}:${token}`;
 }
 
 const Ref = z.strictObject({ exportName: EntrypointName, props: z.string().max(LOADER_LIMITS.envBytes).nullable() });
@@ -146,6 +183,12 @@ export class ParentLink extends RpcTarget implements ParentLinkApi {
     return Promise.resolve(this.#fetch.fetch(request as never));
   }
 
+  /** As fetch(): the parent's own egress capability (its identity, its policy) checks the destination and options. */
+  openSocket(target: unknown, options: unknown): Promise<OpenedSocket> {
+    if (this.#outbound !== 'inherit') return Promise.reject(new CordonError(NO_GLOBAL_OUTBOUND, { status: 403, refusal: true }));
+    return Promise.resolve(this.#fetch.connect(target as never, options as never));
+  }
+
   async limitHit(kind: unknown): Promise<void> {
     this.#deps.limitHit(this.#parent.workerId, check(z.enum(['cpu', 'memory']), kind, 'limit'));
   }
@@ -194,7 +237,7 @@ export class LoaderCap extends RpcTarget implements LoaderApi {
 
   /** The loaded cordon's process for this Worker: the same one for the same token while the cordon's processes stay. */
   #runner(token: string): RpcStub<WorkerRunner & LoadedWorkerHost> {
-    const runner = this.#deps.pinned(this.#cordon, `${this.#ref}#${this.#binding}:${token}`);
+    const runner = this.#deps.pinned(this.#cordon, pinKey(this.#ref, this.#binding, token));
     if (!runner) throw new CordonError(`the loaded cordon ${this.#cordon} of ${this.#parent.workerId} is not connected; retry`, { status: 503 });
     return runner;
   }

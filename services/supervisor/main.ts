@@ -14,7 +14,7 @@ import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
 import { ServiceCap, ServiceSessions } from './service-bindings.ts';
 import { callWorker, fetchWorker, type WorkerCall } from './rpc/worker-fetch.ts';
-import { LoaderCap, loadedCordonOf, type LoadedCordonDeps } from './loaded-cordon.ts';
+import { LoaderCap, loadedCordonOf, loadedHost, type LoadedCordonDeps } from './loaded-cordon.ts';
 import type { LoadedWorkerHost } from '../../schemas/loaded-cordon.ts';
 import type { WorkerRunner } from '../../schemas/services.ts';
 import { CLIENT_RPC_ENDPOINT } from '../../lib/rpc/client-proof.ts';
@@ -115,6 +115,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     log: log.child({ component: 'objects' }),
     created: (workerId, kind) => creations.record(workerId, kind, 1, 'supervisor'),
     webSockets: { perObject: settings.supervisor.objectWebSockets, perTenant: settings.supervisor.tenantObjectWebSockets },
+    loadedHost: (workerId, binding, token) => loadedHost(loaded, workerId, binding, token),
   });
   onStop(() => objects.stop());
   grants.objects = (workerId, className, refused) => objects.namespace(workerId, className, refused);

@@ -8,10 +8,15 @@
  * fetch the parent refused it, no method beyond its five. It cannot act for the parent, or another
  * parent, through its own session (their code keys open nothing for its cordon). The bystander, and
  * the platform itself, keep serving from the standard process.
+ *
+ * Facets of loaded classes run in the loaded cordon too: the compromised process is handed a facet's
+ * storage, and with it reaches that facet's database only — not its parent object's, not a sibling
+ * facet's, no loaded class of its own — and nothing at all once the facet is aborted or its parent's
+ * lease ends. A link whose Worker was loaded with `globalOutbound: null` opens no socket either.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -23,12 +28,35 @@ import { NO_GLOBAL_OUTBOUND } from '../../services/sandbox/runtime/abi.ts';
 import type { SupervisorForSandbox, WorkerRunner } from '../../schemas/services.ts';
 import type { RpcPipe } from '../../schemas/service-bindings.ts';
 import type { LoadedWorkerHost, LoaderApi, ParentLinkApi } from '../../schemas/loaded-cordon.ts';
+import type { ObjectStorageApi } from '../../schemas/durable-objects.ts';
 
-const PLATFORM = `import { WorkerEntrypoint } from 'cloudflare:workers';
+const PLATFORM = `import { DurableObject, WorkerEntrypoint } from 'cloudflare:workers';
+const APP_CLASS = 'import { DurableObject } from "cloudflare:workers"; export class App extends DurableObject { hi() { return "app " + this.ctx.id.name; } }';
+export class Sibling extends DurableObject {
+  seed() {
+    this.ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS sibling_secret (v TEXT)');
+    this.ctx.storage.sql.exec("INSERT INTO sibling_secret VALUES ('sibling secret')");
+    return 'seeded';
+  }
+}
+export class Host extends DurableObject {
+  async fetch(req) {
+    const url = new URL(req.url);
+    this.ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS parent_secret (v TEXT)');
+    if (this.ctx.storage.sql.exec('SELECT count(*) AS n FROM parent_secret').one().n === 0) this.ctx.storage.sql.exec("INSERT INTO parent_secret VALUES ('acme object secret')");
+    await this.ctx.facets.get('sibling', () => ({ class: this.ctx.exports.Sibling })).seed();
+    const id = url.searchParams.get('id') ?? 'app';
+    if (url.searchParams.has('abort')) { this.ctx.facets.abort(id, new Error('aborted')); return new Response('aborted'); }
+    const w = this.env.LOADER.get(id, () => ({ compatibilityDate: '2026-11-01', mainModule: 'app.js', modules: { 'app.js': APP_CLASS }, globalOutbound: null }));
+    try { return new Response(await this.ctx.facets.get(id, () => ({ class: w.getDurableObjectClass('App'), id })).hi()); }
+    catch (e) { return new Response(e.message, { status: 500 }); }
+  }
+}
 export class Api extends WorkerEntrypoint { hello() { return 'hi ' + this.ctx.props.who; } }
 const APP = 'export default { async fetch(req, env) { return new Response(await env.API.hello()); } }';
 export default { async fetch(req, env, ctx) {
   const url = new URL(req.url);
+  if (url.pathname.includes('/facet')) return env.HOST.getByName('one').fetch(req);
   env.STORE.sql.exec('CREATE TABLE IF NOT EXISTS t (v TEXT)');
   if (url.pathname.endsWith('/seed')) { env.STORE.sql.exec("INSERT INTO t VALUES ('acme stored secret')"); return new Response('seeded'); }
   if (url.pathname.endsWith('/secret')) return Response.json(env.STORE.sql.exec('SELECT v FROM t').toArray());
@@ -42,6 +70,33 @@ export default { async fetch(req, env, ctx) {
 const BYSTANDER = `export default { fetch: () => new Response('bob is fine') };`;
 
 const stolenKeyring = (dataDir: string, cordon: string) => Keyring.forRole(loadMeshSecret(dataDir, {}), 'sandbox', cordon);
+
+/** A compromised loaded cordon's process: it offers a runner of its own and keeps what it is handed. */
+class HostileRunner extends RpcTarget implements WorkerRunner, LoadedWorkerHost {
+  async loadChild(_parent: unknown, _binding: string, _token: string, _code: unknown, _link: RpcStub<ParentLinkApi>): Promise<void> {}
+  async childHeld(): Promise<boolean> {
+    return false;
+  }
+  async serveChild(): Promise<never> {
+    throw new Error('not serving');
+  }
+  async childObjectCall(_ref: string, _binding: string, _token: string, _facet: unknown, _storage: RpcStub<ObjectStorageApi>, _call: unknown): Promise<string> {
+    throw new Error('not hosting');
+  }
+  async childObjectDrop(): Promise<void> {}
+  async serve(): Promise<never> {
+    throw new Error('not here');
+  }
+  async run(): Promise<never> {
+    throw new Error('not here');
+  }
+  async scheduled(): Promise<never> {
+    throw new Error('not here');
+  }
+  async queue(): Promise<never> {
+    throw new Error('not here');
+  }
+}
 
 interface Load {
   parent: unknown;
@@ -84,7 +139,14 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
     writeFileSync(join(dir, 'bob.js'), BYSTANDER);
     writeFileSync(
       join(dir, 'wrangler.jsonc'),
-      JSON.stringify({ name: 'platform', main: 'platform.js', compatibility_date: '2026-11-01', worker_loaders: [{ binding: 'LOADER' }] }),
+      JSON.stringify({
+        name: 'platform',
+        main: 'platform.js',
+        compatibility_date: '2026-11-01',
+        worker_loaders: [{ binding: 'LOADER' }],
+        durable_objects: { bindings: [{ name: 'HOST', class_name: 'Host' }] },
+        migrations: [{ tag: 'v1', new_sqlite_classes: ['Host'] }],
+      }),
     );
     mesh = await startTestMesh();
     const p = await mesh.cli([
@@ -111,27 +173,9 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
       expect: 'supervisor',
     });
     const loads: Load[] = [];
-    const hostile = new (class extends RpcTarget implements WorkerRunner, LoadedWorkerHost {
-      async loadChild(parent: unknown, binding: string, token: string, code: unknown, link: RpcStub<ParentLinkApi>): Promise<void> {
+    const hostile = new (class extends HostileRunner {
+      override async loadChild(parent: unknown, binding: string, token: string, code: unknown, link: RpcStub<ParentLinkApi>): Promise<void> {
         loads.push({ parent, binding, token, code, link: link.dup() });
-      }
-      async childHeld(): Promise<boolean> {
-        return false;
-      }
-      async serveChild(): Promise<never> {
-        throw new Error('not serving');
-      }
-      async serve(): Promise<never> {
-        throw new Error('not here');
-      }
-      async run(): Promise<never> {
-        throw new Error('not here');
-      }
-      async scheduled(): Promise<never> {
-        throw new Error('not here');
-      }
-      async queue(): Promise<never> {
-        throw new Error('not here');
       }
     })();
     try {
@@ -157,6 +201,11 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
       // Its Worker was loaded with globalOutbound null: no fetch as the parent.
       await assert.rejects(Promise.resolve(link.fetch({ method: 'GET', url: 'https://example.com/', headers: [], body: null })), (e: Error) =>
         e.message.includes(NO_GLOBAL_OUTBOUND),
+      );
+      // Nor a socket (connect()) as the parent.
+      await assert.rejects(
+        Promise.resolve(link.openSocket({ hostname: 'example.com', port: 443 }, { secureTransport: 'on', allowHalfOpen: false })),
+        (e: Error) => e.message.includes(NO_GLOBAL_OUTBOUND),
       );
       // Nothing beyond the link's methods.
       for (const method of ['serve', 'capabilities', 'loadWorker', 'grant'])
@@ -209,6 +258,100 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
     } finally {
       s.close();
     }
+    await bystanderUnharmed(pid);
+  });
+
+  test('a compromised process of the loaded cordon handed a facet reaches that facet’s database only, and nothing once it is aborted or its parent’s lease ends', async () => {
+    const pid = mesh.servicePids().get('sandbox:standard');
+    const s = await connectUnixSession<SupervisorForSandbox>(socketPath(mesh.dataDir, 'supervisor'), {
+      keyring: stolenKeyring(mesh.dataDir, 'untrusted'),
+      name: 'untrusted',
+      expect: 'supervisor',
+    });
+    const handed: { token: string; facet: { key: string; id: string; name: string | null }; storage: RpcStub<ObjectStorageApi> }[] = [];
+    const hostile = new (class extends HostileRunner {
+      override async childHeld(): Promise<boolean> {
+        return true;
+      }
+      override async childObjectCall(
+        _ref: string,
+        _binding: string,
+        token: string,
+        facet: { key: string; id: string; name: string | null },
+        storage: RpcStub<ObjectStorageApi>,
+      ): Promise<string> {
+        handed.push({ token, facet, storage: storage.dup() });
+        throw new Error('kept it');
+      }
+    })();
+    const rows = async (st: RpcStub<ObjectStorageApi>, query: string) => (await st.exec(query, [])).rows;
+    try {
+      await s.remote.registerRunner(hostile as never);
+      // Facets of loaded classes go to the process holding their Worker (by id): bounded tries until the hostile one gets one.
+      let facetName = '';
+      for (let i = 0; i < 24 && handed.length === 0; i++) {
+        facetName = `f-${i}`;
+        await text(`acme/facet?id=${facetName}`);
+      }
+      assert.ok(handed.length > 0, 'the hostile process was handed a facet’s storage');
+      const first = handed[0]!;
+      assert.equal(first.token, `id:${facetName}`);
+      assert.equal(first.facet.name, facetName);
+
+      // Its own database: it can write there.
+      await first.storage.exec('CREATE TABLE IF NOT EXISTS stolen (v TEXT)', []);
+      await first.storage.exec("INSERT INTO stolen VALUES ('written while handed')", []);
+      // Not the parent object's database, nor the sibling facet's, by name, ATTACH or path.
+      for (const q of ['SELECT * FROM parent_secret', 'SELECT * FROM sibling_secret'])
+        await assert.rejects(Promise.resolve(first.storage.exec(q, [])), /no such table/, q);
+      const objects = join(mesh.dataDir, 'supervisor', 'tenants', 'acme', 'platform', 'objects', 'Host');
+      const parentFile = readdirSync(objects).find((f) => /^[0-9a-f]{64}\.sqlite$/.test(f))!;
+      for (const file of [parentFile, join(objects, parentFile), `../${parentFile}`])
+        await assert.rejects(Promise.resolve(first.storage.exec(`ATTACH DATABASE '${file}' AS p`, [])), /not authorized|refused/i, file);
+      // A facet of its own is a new database below it, never its parent's or its sibling's.
+      const below = await first.storage.facet('sibling');
+      await assert.rejects(Promise.resolve(below.exec('SELECT * FROM sibling_secret', [])), /no such table/);
+      await assert.rejects(Promise.resolve(below.exec('SELECT * FROM parent_secret', [])), /no such table/);
+      // No loaded class of its own: only the root object's holder names one.
+      await assert.rejects(
+        Promise.resolve(
+          first.storage.facetIn('x', { binding: 'LOADER', token: first.token }, { className: 'App', id: first.facet.id, name: null }, 'rpc', 'hi', '[]'),
+        ),
+        /only be used by an object of the worker that loaded it/,
+      );
+
+      // Aborted by its parent: what it kept is dead, and it wrote nothing more.
+      assert.equal(await text(`acme/facet?id=${facetName}&abort=1`), '200 aborted');
+      await waitFor('the facet’s storage to be revoked', async () =>
+        (await Promise.resolve(first.storage.databaseSize()).then(
+          () => false,
+          (e: Error) => /revoked/.test(e.message),
+        ))
+          ? true
+          : undefined,
+      );
+      await assert.rejects(Promise.resolve(first.storage.exec("INSERT INTO stolen VALUES ('after abort')", [])), /capability revoked/);
+      await assert.rejects(Promise.resolve(below.exec('CREATE TABLE t (v)', [])), /capability revoked/);
+
+      // Started again: handed again (a new capability), which still holds only what was written while handed.
+      await text(`acme/facet?id=${facetName}`);
+      const second = handed.at(-1)!;
+      assert.notEqual(second, first);
+      assert.deepEqual(await rows(second.storage, 'SELECT v FROM stolen'), [['written while handed']]);
+      // The parent's lease ends (the operator deletes the object): revoked too, and the fence refuses it anyway.
+      const ids = readdirSync(objects).filter((f) => /^[0-9a-f]{64}\.sqlite$/.test(f));
+      const del = await mesh.cli(['objects', 'delete', 'acme/platform', 'Host', ids[0]!.slice(0, 64)]);
+      assert.equal(del.code, 0, del.stderr);
+      await assert.rejects(Promise.resolve(second.storage.exec("INSERT INTO stolen VALUES ('after the lease')", [])), /capability revoked|lease has moved on/);
+      await bystanderUnharmed(pid);
+    } finally {
+      for (const h of handed) h.storage[Symbol.dispose]();
+      s.close();
+    }
+    // The hostile process gone, the platform's facets run in the real untrusted process again.
+    await waitFor('a facet in the real untrusted process', async () =>
+      (await text('acme/facet?id=after-hostile')) === '200 app after-hostile' ? true : undefined,
+    );
     await bystanderUnharmed(pid);
   });
 });

@@ -267,6 +267,7 @@ export class ParentLoaders {
   /**
    * One call on a facet whose class is a Durable Object class of loaded Worker `token` (bootstrap
    * facets.ts): hosted in that Worker's isolate, under its limits, with only its own env and outbound.
+   * (With a loaded cordon, that is in the loaded cordon's process: services/sandbox/facets.ts.)
    */
   async objectCall(
     binding: string,
@@ -275,10 +276,6 @@ export class ParentLoaders {
     call: { kind: string; method: string; payload: string },
   ): Promise<string> {
     if (!this.#bindings.has(binding) || !/^(id|anon):/.test(token)) throw new Error('malformed Dynamic Worker target');
-    if (this.#remote)
-      throw new Error(
-        "a facet of a Dynamic Worker's class cannot run yet when this worker's loaded Workers run in another cordon (its loaded cordon); deploy it without a loaded cordon to use facets",
-      );
     const key = this.#key(binding, token);
     const held = this.#held(key);
     if (!held) throw new Error('the Dynamic Worker was unloaded; call the facet again to load it afresh');

@@ -41,6 +41,8 @@ export interface PlacementDeps<S> {
   storageFor(key: string, fence: number): S;
   /** A new object was created (the first grant of its id). */
   created?(key: string): void;
+  /** The lease of `key` ended (moved, evicted, released, its host gone): what was handed out under it goes too. */
+  ended?(key: string): void;
   log: Logger;
 }
 
@@ -119,6 +121,7 @@ export class Placement<S = unknown> {
     if (!lease) return;
     this.#leases.delete(key);
     lease.host.held.delete(key);
+    this.#deps.ended?.(key);
     if (moved && !lease.host.gone) void lease.host.stub.drop(key).catch(() => {});
   }
 

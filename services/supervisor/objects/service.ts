@@ -9,10 +9,13 @@ import { check } from '../../../lib/rpc/validate.ts';
 import { CordonError } from '../../../lib/errors.ts';
 import type { Logger } from '../../../lib/log.ts';
 import {
+  FacetName,
   MAX_OBJECT_PAYLOAD,
   ObjectIdHex,
   ObjectName,
   type DurableObjectNamespaceApi,
+  type FacetIdentity,
+  type LoadedFacetPlace,
   type MintedId,
   type ObjectCallKind,
   type ObjectHost,
@@ -32,14 +35,20 @@ import type { ObjectRegistry, ObjectRow } from './registry.ts';
 import { Placement } from './placement.ts';
 import { AlarmScheduler } from './alarms.ts';
 import { facetSuffix } from './facets.ts';
+import { LoadedFacets, type LoadedHost } from './loaded-facets.ts';
+import { ObjectSockets } from './websockets.ts';
+import { ClassName } from '../../../schemas/workflows.ts';
 
 /** What an object's storage capability may do with its facets' storage. */
 interface FacetStorage {
   open(name: unknown): Promise<ObjectStorageCap>;
   delete(name: unknown): Promise<void>;
   clone(src: unknown, dst: unknown): Promise<void>;
+  /** A call on facet `name` of a class loaded in the worker's loaded cordon, run there (loaded-facets.ts). */
+  inLoaded(name: string, place: LoadedFacetPlace, facet: FacetIdentity, call: { kind: ObjectCallKind; method: string; payload: string }): Promise<string>;
+  /** Facet `name`'s instance in the loaded cordon goes, and its storage there is revoked. */
+  dropLoaded(name: string): void;
 }
-import { ObjectSockets } from './websockets.ts';
 
 const Method = z.string().min(1).max(256);
 const Payload = z.string().max(MAX_OBJECT_PAYLOAD);
@@ -47,6 +56,17 @@ const TimeLeft = z.number().int().min(0).optional();
 /** A tenant may call fetch or an RPC method; alarm() is the supervisor's to call. */
 const TenantKind = z.enum(['fetch', 'rpc']);
 const AlarmTime = z.number().int().min(0).max(8.64e15).nullable();
+/** A facet of a loaded class, as its parent's holder names it (the supervisor checks the binding is the worker's). */
+const Place = z.strictObject({
+  binding: z.string().regex(/^[A-Za-z_$][A-Za-z0-9_$]{0,63}$/, 'a binding name'),
+  token: z
+    .string()
+    .regex(/^(id|anon):/, 'a Dynamic Worker token')
+    .max(300),
+});
+const Identity = z.strictObject({ className: ClassName.or(z.literal('default')), id: ObjectIdHex, name: ObjectName.nullable() });
+/** A parent calls its facets as a tenant calls an object: fetch or an RPC method. */
+const FacetKind = z.enum(['fetch', 'rpc']);
 
 /** An object's key: `<tenant>/<worker>:<class>:<id>` (also the host's key for its instance). */
 export function objectKey(workerId: string, className: string, id: string): string {
@@ -72,6 +92,11 @@ export interface ObjectsDeps {
   created?(workerId: string, kind: 'durable-object' | 'facet'): void;
   /** WebSockets one object, and all of one tenant's objects, may hold open. */
   webSockets?: { perObject: number; perTenant: number };
+  /**
+   * The loaded cordon's process holding Worker `token` of loader `binding` of worker `workerId` now, if that
+   * worker's loaded Workers run in a loaded cordon (loaded-cordon.ts loadedHost).
+   */
+  loadedHost?(workerId: string, binding: string, token: string): LoadedHost | undefined;
 }
 
 /** One object's storage for the sandbox holding its lease: every call checks the lease's fence first. */
@@ -120,6 +145,22 @@ class ObjectStorageCap extends StorageCap implements ObjectStorageApi {
       await this.#facets.clone(src, dst);
     });
   }
+  facetIn(name: unknown, place: unknown, facet: unknown, kind: unknown, method: unknown, payload: unknown): Promise<string> {
+    return guarded(this.#audit, 'storage.facetIn', () => {
+      this.#fence();
+      return this.#facets.inLoaded(check(FacetName, name, 'facet name'), check(Place, place, 'facet place'), check(Identity, facet, 'facet'), {
+        kind: check(FacetKind, kind, 'call kind'),
+        method: check(Method, method, 'method'),
+        payload: check(Payload, payload, 'payload'),
+      });
+    });
+  }
+  dropFacet(name: unknown): Promise<void> {
+    return guarded(this.#audit, 'storage.dropFacet', async () => {
+      this.#fence();
+      this.#facets.dropLoaded(check(FacetName, name, 'facet name'));
+    });
+  }
   getAlarm(_timeLeftMs?: unknown): Promise<number | null> {
     return guarded(this.#audit, 'storage.getAlarm', () => {
       this.#fence();
@@ -139,9 +180,11 @@ export class DurableObjects {
   readonly placement: Placement<ObjectStorageCap>;
   readonly #alarms: AlarmScheduler;
   readonly sockets: ObjectSockets;
+  readonly #loaded: LoadedFacets;
 
   constructor(deps: ObjectsDeps) {
     this.#deps = deps;
+    this.#loaded = new LoadedFacets(deps.log);
     // A socket's events are calls like any other, through the lease (so they wake an evicted object).
     this.sockets = new ObjectSockets({
       deliver: (key, event, timeoutMs) => {
@@ -171,6 +214,7 @@ export class DurableObjects {
       },
       storageFor: (key, fence) => this.#storage(key, fence, ''),
       created: (key) => deps.created?.(parseKey(key).workerId, 'durable-object'),
+      ended: (key) => this.#loaded.drop(key, '', "the facet's parent object's lease ended"),
     });
   }
 
@@ -223,6 +267,7 @@ export class DurableObjects {
       },
       delete: async (name) => {
         const under = facetSuffix(facet, name);
+        this.#loaded.drop(key, under, 'the facet was deleted');
         for (const s of this.#deps.facets(workerId, className, id, under))
           await this.#deps.database(workerId, className, id, s).call('deleteAll', [], Date.now() + 30_000);
       },
@@ -231,6 +276,7 @@ export class DurableObjects {
         const from = facetSuffix(facet, src);
         const to = facetSuffix(facet, dst);
         if (from === to) return;
+        this.#loaded.drop(key, to, 'Facet was cloned-over');
         const copied = new Set<string>();
         for (const s of this.#deps.facets(workerId, className, id, from)) {
           const target = to + s.slice(from.length);
@@ -242,6 +288,22 @@ export class DurableObjects {
         for (const s of this.#deps.facets(workerId, className, id, to))
           if (!copied.has(s)) await this.#deps.database(workerId, className, id, s).call('deleteAll', [], Date.now() + 30_000);
       },
+      inLoaded: (name, place, identity, call) => {
+        // A Dynamic Worker has no Worker Loader: only the root object's code names a loaded class (sandbox/facets.ts).
+        if (facet !== '')
+          throw new CordonError('a facet class from a Worker Loader can only be used by an object of the worker that loaded it', {
+            status: 403,
+            refusal: true,
+          });
+        const host = this.#deps.loadedHost?.(workerId, place.binding, place.token);
+        if (!host)
+          throw new CordonError(`${workerId} has no Worker Loader binding ${place.binding} whose Workers run in a loaded cordon now; call the facet again`, {
+            status: 409,
+          });
+        const suffix = facetSuffix(facet, name);
+        return this.#loaded.call(key, fence, suffix, host, place, identity, call, () => facets.open(name));
+      },
+      dropLoaded: (name) => this.#loaded.drop(key, facetSuffix(facet, name), 'the facet was aborted'),
     };
     // A facet takes no WebSockets in Cordon (docs/durable-objects.md, "WebSockets").
     const sockets = () => {
