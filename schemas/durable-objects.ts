@@ -78,8 +78,12 @@ export interface ObjectStorageApi extends StorageApi {
   getAlarm(timeLeftMs?: number): Promise<number | null>;
   setAlarm(time: number | null, timeLeftMs?: number): Promise<void>;
   deleteAll(timeLeftMs?: number): Promise<void>;
-  /** The storage of this object's facet `name` (its own database, under the same fence); refused past the depth limit. */
-  facet(name: string): Promise<ObjectStorageApi>;
+  /**
+   * The storage of this object's facet `name` (its own database, under the same fence); refused past the depth
+   * limit. `startup`: how its holder started it, so that an event of its WebSockets can start it again without
+   * its parent's code (docs/durable-objects.md, "WebSockets").
+   */
+  facet(name: string, startup?: FacetStartup): Promise<ObjectStorageApi>;
   /** Wipe facet `name`'s database and those of its own facets. */
   deleteFacet(name: string): Promise<void>;
   /** Make facet `dst`'s databases (its own facets' too) a copy of `src`'s. */
@@ -106,6 +110,17 @@ export interface FacetIdentity {
   className: string;
   id: string;
   name: string | null;
+}
+
+/** How a facet was started: its class (of this worker, or of Worker `token` of loader `binding`) and its `ctx.id`. */
+export interface FacetStartup extends FacetIdentity {
+  binding: string | null;
+  token: string | null;
+}
+/** Where a facet's socket event goes: the facet `facet` of the object, started as `startup` when it is not live. */
+export interface FacetRoute {
+  facet: string;
+  startup: FacetStartup;
 }
 
 /** workerd's limits (actor-state.c++): a facet name's length, and the depth of a facet tree, its root included. */
@@ -165,6 +180,8 @@ export interface ObjectSocketInfo {
 /** What a `websocket` call carries (JSON): the event, for socket `socket`. */
 export interface ObjectSocketEvent {
   type: 'message' | 'close' | 'error';
+  /** A socket of one of the object's facets: the event is that facet's. */
+  facet?: FacetRoute;
   socket: ObjectSocketInfo;
   hibernatable: boolean;
   /** message: the text, or base64 of the bytes when `binary`. */

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NO_GLOBAL_OUTBOUND } from '../services/sandbox/runtime/abi.ts';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { WsClient } from './helpers/ws-client.ts';
 
 const PLATFORM = `import { WorkerEntrypoint } from 'cloudflare:workers';
 let parentHits = 0;
@@ -66,6 +67,13 @@ const APP = \`import { DurableObject } from 'cloudflare:workers';
 let instances = 0;
 export class App extends DurableObject {
   constructor(ctx, env) { super(ctx, env); this.instance = ++instances; }
+  async fetch() {
+    const [client, server] = Object.values(new WebSocketPair());
+    this.ctx.acceptWebSocket(server, ['app']);
+    server.send('hello from the loaded cordon');
+    return new Response(null, { status: 101, webSocket: client });
+  }
+  webSocketMessage(ws, message) { ws.send('app echo ' + message + ' to ' + this.ctx.getWebSockets('app').length); }
   add(n) {
     this.ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS app_rows (v INTEGER)');
     this.ctx.storage.sql.exec('INSERT INTO app_rows VALUES (?)', n);
@@ -78,6 +86,10 @@ export class Host extends DurableObject {
     const url = new URL(req.url);
     this.ctx.storage.sql.exec('CREATE TABLE IF NOT EXISTS parent_rows (v TEXT)');
     const name = url.searchParams.get('facet') ?? 'app';
+    if (url.pathname.endsWith('/ws')) {
+      const worker = this.env.LOADER.get('app:v1', () => ({ compatibilityDate: '2026-11-01', mainModule: 'app.js', modules: { 'app.js': APP }, globalOutbound: null }));
+      return this.ctx.facets.get(name, () => ({ class: worker.getDurableObjectClass('App'), id: name })).fetch(req);
+    }
     if (url.searchParams.has('abort')) { this.ctx.facets.abort(name, new Error('stopped')); return Response.json({ aborted: name }); }
     const worker = this.env.LOADER.get('app:v1', () => ({ compatibilityDate: '2026-11-01', mainModule: 'app.js', modules: { 'app.js': APP }, globalOutbound: null }));
     const app = this.ctx.facets.get(name, () => ({ class: worker.getDurableObjectClass('App'), id: name }));
@@ -303,5 +315,15 @@ describe('Dynamic Workers in a loaded cordon', () => {
     assert.ok(again.sum >= 16 && (again.sum - 6) % 10 === 0, String(again.sum));
     assert.equal(again.instance, 1, 'a fresh isolate in the new untrusted process');
     assert.equal(mesh.servicePids().get('sandbox:standard'), standardPid, 'the parent’s process did not restart');
+  });
+
+  test('a facet of a loaded class accepts WebSockets in the loaded cordon: its events reach it there', async () => {
+    const client = new WsClient(`${mesh.httpUrl.replace('http:', 'ws:')}/facets/ws?facet=chat`);
+    await client.opened;
+    assert.equal(await client.next(), 'hello from the loaded cordon');
+    client.ws.send('one');
+    assert.equal(await client.next(), 'app echo one to 1');
+    client.ws.close(1000, 'done');
+    await client.closed;
   });
 });

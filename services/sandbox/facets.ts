@@ -17,11 +17,20 @@
 import type { RpcStub } from 'capnweb';
 import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
-import { FacetName, MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
+import {
+  FacetName,
+  MAX_OBJECT_PAYLOAD,
+  ObjectIdHex,
+  ObjectName,
+  type FacetRoute,
+  type FacetStartup,
+  type ObjectStorageApi,
+} from '../../schemas/durable-objects.ts';
 import { ClassName } from '../../schemas/workflows.ts';
 import { MAX_LOADED_FACETS } from '../../schemas/loaded-cordon.ts';
 import { MAX_CALLS_IN_FLIGHT, ObjectStorageForwarder } from './capabilities.ts';
-import type { CapabilityHost, FacetPlace } from './runtime/index.ts';
+import type { CapabilityHost, FacetPlace, HostedObject } from './runtime/index.ts';
+import { ObjectSocketsForwarder } from './object-sockets.ts';
 
 /** Where a facet's class is: the isolate that holds this object's code, or a Dynamic Worker of it (binding, loaded id). */
 const CallArgs = z.tuple([
@@ -36,13 +45,21 @@ const CallArgs = z.tuple([
   z.string().max(MAX_OBJECT_PAYLOAD),
 ]);
 
+/** A facet socket's route, as the supervisor sends it with an event (services/supervisor/objects/service.ts). */
+const Route = z.strictObject({
+  facet: FacetName,
+  startup: z.strictObject({
+    className: ClassName.or(z.literal('default')),
+    binding: z.string().max(64).nullable(),
+    token: z.string().max(300).nullable(),
+    id: ObjectIdHex,
+    name: ObjectName.nullable(),
+  }),
+});
+
 /** Runs calls on facet instances where their class lives (Runtime.facetCall / facetDrop, bound to the parent's version and hooks). */
 export interface FacetRunner {
-  call(
-    place: FacetPlace,
-    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost },
-    call: { kind: string; method: string; payload: string },
-  ): Promise<string>;
+  call(place: FacetPlace, object: HostedObject, call: { kind: string; method: string; payload: string }): Promise<string>;
   drop(place: FacetPlace, key: string): void;
   /** Loaded classes live in another cordon's process (the worker's loaded cordon): their facets run there. */
   readonly remote: boolean;
@@ -53,6 +70,8 @@ interface Facet {
   className: string;
   stub: RpcStub<ObjectStorageApi>;
   host: ObjectFacets;
+  /** Its own WebSockets (the supervisor's, under its parent's lease). */
+  sockets: ObjectSocketsForwarder;
   key: string;
 }
 
@@ -93,8 +112,31 @@ export class ObjectFacets implements CapabilityHost {
     return Promise.reject(new Error('unknown facet operation'));
   }
 
+  /**
+   * An event of one of facet `route.facet`'s WebSockets, from the supervisor through this object's lease: to the
+   * facet's live instance, or one started again as its route says (its parent's code is not asked again).
+   */
+  event(route: FacetRoute, method: string, payload: string): Promise<string> {
+    const { facet, startup: s } = check(Route, route, 'facet route');
+    return this.#run(facet, s.className, s.binding, s.token, s.id, s.name, 'websocket', method, payload);
+  }
+
   async #call(args: unknown[]): Promise<string> {
     const [name, className, binding, token, id, idName, kind, method, payload] = check(CallArgs, args, 'facet call');
+    return this.#run(name, className, binding, token, id, idName, kind, method, payload);
+  }
+
+  async #run(
+    name: string,
+    className: string,
+    binding: string | null,
+    token: string | null,
+    id: string,
+    idName: string | null,
+    kind: 'fetch' | 'rpc' | 'websocket',
+    method: string,
+    payload: string,
+  ): Promise<string> {
     let place: FacetPlace;
     if (binding === null) place = this.#place;
     else {
@@ -108,27 +150,33 @@ export class ObjectFacets implements CapabilityHost {
         if (!this.#remote.has(name) && this.#remote.size >= MAX_LOADED_FACETS)
           throw new Error(`an object may have ${MAX_LOADED_FACETS} facets of loaded classes started at once: abort some first`);
         this.#remote.add(name);
-        return (await this.#storage.facetIn(name, place, { className, id, name: idName }, kind as 'fetch', method, payload)) as string;
+        return (await this.#storage.facetIn(name, place, { className, id, name: idName }, kind, method, payload)) as string;
       }
     }
     if (this.#remote.delete(name)) await this.#storage.dropFacet(name);
-    let facet = await this.#open(name, place, className);
+    const startup: FacetStartup = { className, binding: place?.binding ?? null, token: place?.token ?? null, id, name: idName };
+    let facet = await this.#open(name, place, startup);
     if (!samePlace(facet.place, place) || facet.className !== className) {
       // Started again with another class (after its parent's instance was reset): the old instance goes, its storage stays.
       await this.#abort(name);
-      facet = await this.#open(name, place, className);
+      facet = await this.#open(name, place, startup);
     }
-    return this.#runner.call(facet.place, { key: facet.key, className, id, name: idName, storage: facet.host }, { kind, method, payload });
+    return this.#runner.call(
+      facet.place,
+      { key: facet.key, className, id, name: idName, storage: facet.host, sockets: facet.sockets },
+      { kind, method, payload },
+    );
   }
 
-  #open(name: string, place: FacetPlace, className: string): Promise<Facet> {
+  #open(name: string, place: FacetPlace, startup: FacetStartup): Promise<Facet> {
     let facet = this.#facets.get(name);
     if (!facet) {
       facet = (async () => {
-        const stub = (await this.#storage.facet(name)) as unknown as RpcStub<ObjectStorageApi>;
+        const stub = (await this.#storage.facet(name, startup)) as unknown as RpcStub<ObjectStorageApi>;
         // The key is the parent's and the name, escaped so that no name makes another facet's key.
         const key = `${this.#key}/${encodeURIComponent(name)}`;
-        return { place, className, stub, key, host: new ObjectFacets(stub, key, place, this.#runner) };
+        const sockets = new ObjectSocketsForwarder(() => stub.sockets());
+        return { place, className: startup.className, stub, key, sockets, host: new ObjectFacets(stub, key, place, this.#runner) };
       })();
       this.#facets.set(name, facet);
       facet.catch(() => {
@@ -164,6 +212,7 @@ export class ObjectFacets implements CapabilityHost {
 
   #dispose(f: Facet): void {
     f.host.dispose();
+    f.sockets.dispose();
     this.#runner.drop(f.place, f.key);
     f.stub[Symbol.dispose]();
   }
@@ -190,7 +239,7 @@ function samePlace(a: FacetPlace, b: FacetPlace): boolean {
  * Worker's classes and run in the same isolate.
  */
 export class RemoteFacets {
-  readonly #facets = new Map<string, { stub: RpcStub<ObjectStorageApi>; host: ObjectFacets; drop: () => void }>();
+  readonly #facets = new Map<string, { stub: RpcStub<ObjectStorageApi>; host: ObjectFacets; sockets: ObjectSocketsForwarder; drop: () => void }>();
 
   /**
    * One call on facet `key` (the supervisor's name for it) in Worker `place` of a parent held here: `storage` is
@@ -210,10 +259,10 @@ export class RemoteFacets {
       if (this.#facets.size >= MAX_HOSTED) throw new Error(`this process hosts ${MAX_HOSTED} facets already; retry`);
       const stub = storage.dup();
       const host = new ObjectFacets(stub, key, place, { ...runner, remote: false });
-      facet = { stub, host, drop: () => runner.drop(place, key) };
+      facet = { stub, host, sockets: new ObjectSocketsForwarder(() => stub.sockets()), drop: () => runner.drop(place, key) };
       this.#facets.set(key, facet);
     }
-    return runner.call(place, { key, ...object, storage: facet.host }, call);
+    return runner.call(place, { key, ...object, storage: facet.host, sockets: facet.sockets }, call);
   }
 
   /** Facet `key` goes: its instance, its own facets' and its storage. */
@@ -222,6 +271,7 @@ export class RemoteFacets {
     if (!facet) return;
     this.#facets.delete(key);
     facet.host.dispose();
+    facet.sockets.dispose();
     facet.drop();
     facet.stub[Symbol.dispose]();
   }

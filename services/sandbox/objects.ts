@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { check } from '../../lib/rpc/validate.ts';
 import { CodeKey, type WorkerBundle } from '../../schemas/worker.ts';
 import { ClassName } from '../../schemas/workflows.ts';
-import { MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectHost, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
+import { MAX_OBJECT_PAYLOAD, ObjectIdHex, ObjectName, type ObjectHost, type ObjectSocketEvent, type ObjectStorageApi } from '../../schemas/durable-objects.ts';
 import type { RpcPipe } from '../../schemas/service-bindings.ts';
 import { ObjectFacets } from './facets.ts';
 import { ObjectSocketsForwarder } from './object-sockets.ts';
@@ -58,6 +58,9 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
     live.lastUsed = Date.now();
     const leave = this.#deps.recorder.enter(bundle.workerId);
     try {
+      // An event of a facet's socket: the facet's, through this object's facets (facets.ts).
+      const facet = kind === 'websocket' ? (JSON.parse(payload) as ObjectSocketEvent).facet : undefined;
+      if (facet) return await live.forwarder.event(facet, method, payload);
       return await this.#deps.runtime.objectCall(
         bundle,
         { key, className: a.className, id: a.id, name: a.name, storage: live.forwarder, sockets: live.sockets },

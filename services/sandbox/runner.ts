@@ -65,7 +65,11 @@ const HostedFacet = z.strictObject({
   id: ObjectIdHex,
   name: ObjectName.nullable(),
 });
-const FacetCall = z.strictObject({ kind: z.enum(['fetch', 'rpc']), method: z.string().min(1).max(256), payload: z.string().max(MAX_OBJECT_PAYLOAD) });
+const FacetCall = z.strictObject({
+  kind: z.enum(['fetch', 'rpc', 'websocket']),
+  method: z.string().min(1).max(256),
+  payload: z.string().max(MAX_OBJECT_PAYLOAD),
+});
 
 /** The way back into a parent in another cordon: its link, the one capability the supervisor made for this load. */
 function throughLink(link: RpcStub<ParentLinkApi>, log: SandboxDeps['log']): ParentSide {

@@ -288,15 +288,12 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
     try {
       await s.remote.registerRunner(hostile as never);
       // Facets of loaded classes go to the process holding their Worker (by id): bounded tries until the hostile one gets one.
-      let facetName = '';
-      for (let i = 0; i < 24 && handed.length === 0; i++) {
-        facetName = `f-${i}`;
-        await text(`acme/facet?id=${facetName}`);
-      }
-      assert.ok(handed.length > 0, 'the hostile process was handed a facet’s storage');
-      const first = handed[0]!;
+      for (let i = 0; i < 48 && handed.length < 2; i++) await text(`acme/facet?id=f-${i}`);
+      assert.ok(handed.length >= 2, 'the hostile process was handed two facets’ storage');
+      const [first, other] = handed as [(typeof handed)[0], (typeof handed)[0]];
+      const facetName = first.facet.name!;
       assert.equal(first.token, `id:${facetName}`);
-      assert.equal(first.facet.name, facetName);
+      assert.notEqual(other.facet.name, facetName);
 
       // Its own database: it can write there.
       await first.storage.exec('CREATE TABLE IF NOT EXISTS stolen (v TEXT)', []);
@@ -320,6 +317,19 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
         /only be used by an object of the worker that loaded it/,
       );
 
+      // Its WebSockets are its own: another facet's capability (handed to it too) cannot touch them, nor its own facets take any.
+      const mine = await first.storage.sockets();
+      const sid = await mine.accept(['t'], true);
+      const theirs = await other.storage.sockets();
+      await assert.rejects(Promise.resolve(theirs.send(sid, 'x')), /no such WebSocket on this Durable Object/);
+      await assert.rejects(Promise.resolve(theirs.close(sid, 1000, 'x')), /no such WebSocket on this Durable Object/);
+      assert.deepEqual(await theirs.list(null), []);
+      assert.deepEqual(
+        (await mine.list(null)).map((i) => i.sid),
+        [sid],
+      );
+      await assert.rejects(async () => (await below.sockets()).accept([], true), /own facets cannot accept WebSockets/);
+
       // Aborted by its parent: what it kept is dead, and it wrote nothing more.
       assert.equal(await text(`acme/facet?id=${facetName}&abort=1`), '200 aborted');
       await waitFor('the facet’s storage to be revoked', async () =>
@@ -332,6 +342,7 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
       );
       await assert.rejects(Promise.resolve(first.storage.exec("INSERT INTO stolen VALUES ('after abort')", [])), /capability revoked/);
       await assert.rejects(Promise.resolve(below.exec('CREATE TABLE t (v)', [])), /capability revoked/);
+      await assert.rejects(Promise.resolve(mine.send(sid, 'after abort')), /capability revoked/);
 
       // Started again: handed again (a new capability), which still holds only what was written while handed.
       await text(`acme/facet?id=${facetName}`);

@@ -8,7 +8,7 @@ import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import type { QueueMessageWire } from '../../../schemas/queues.ts';
 import type { WireRequest } from '../../../schemas/http.ts';
-import { WorkerInstance, type CapabilityHost, type HandledResponse } from './instance.ts';
+import { WorkerInstance, type CapabilityHost, type HandledResponse, type HostedObject } from './instance.ts';
 import { WorkerError } from './errors.ts';
 import type { SocketPeer } from './socket-table.ts';
 import type { PipePeer } from './rpc-pipes.ts';
@@ -16,7 +16,7 @@ import { SpareIsolates } from './spares.ts';
 import { ParentLoaders, type IsolatePool, type LoaderEvents } from './worker-loader.ts';
 import type ivm from 'isolated-vm';
 
-export type { CapabilityHost, HandledResponse } from './instance.ts';
+export type { CapabilityHost, HandledResponse, HostedObject } from './instance.ts';
 export { WorkerError } from './errors.ts';
 export type { SocketPeer, WorkerSocket } from './socket-table.ts';
 export type { PipePeer } from './rpc-pipes.ts';
@@ -154,12 +154,7 @@ export class WorkerRuntime {
   }
 
   /** A Workers RPC session to a Durable Object hosted in this worker version's isolate (see WorkerInstance.serveObject). */
-  async serveObject(
-    bundle: WorkerBundle,
-    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost; sockets?: CapabilityHost },
-    caller: PipePeer,
-    hooks: RunHooks,
-  ): Promise<PipePeer> {
+  async serveObject(bundle: WorkerBundle, object: HostedObject, caller: PipePeer, hooks: RunHooks): Promise<PipePeer> {
     const key = `${bundle.workerId}@${bundle.version}`;
     const instance = await this.#instance(key, bundle);
     try {
@@ -173,12 +168,7 @@ export class WorkerRuntime {
   }
 
   /** One call on a Durable Object hosted in this worker version's isolate (see WorkerInstance.objectCall). */
-  async objectCall(
-    bundle: WorkerBundle,
-    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost; sockets?: CapabilityHost },
-    call: { kind: string; method: string; payload: string },
-    hooks: RunHooks,
-  ): Promise<string> {
+  async objectCall(bundle: WorkerBundle, object: HostedObject, call: { kind: string; method: string; payload: string }, hooks: RunHooks): Promise<string> {
     const key = `${bundle.workerId}@${bundle.version}`;
     const instance = await this.#instance(key, bundle);
     try {
@@ -198,7 +188,7 @@ export class WorkerRuntime {
   async facetCall(
     bundle: WorkerBundle,
     place: FacetPlace,
-    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost },
+    object: HostedObject,
     call: { kind: string; method: string; payload: string },
     hooks: RunHooks,
   ): Promise<string> {

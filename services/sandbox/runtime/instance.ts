@@ -71,12 +71,17 @@ const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCII
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
 const END_GRACE_MS = 1000;
 const MiB = 1024 * 1024;
-/** A facet's WebSockets: none in Cordon (docs/durable-objects.md, "WebSockets"). */
-const NO_SOCKETS: CapabilityHost = {
-  call: () => Promise.reject(new Error('a facet cannot accept WebSockets in Cordon: accept them in its parent object')),
-};
 
 type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
+/** A Durable Object (or a facet) hosted in an isolate: its storage and its WebSockets, each under its own handle. */
+export interface HostedObject {
+  key: string;
+  className: string;
+  id: string;
+  name: string | null;
+  storage: CapabilityHost;
+  sockets: CapabilityHost;
+}
 /** The bootstrap's entry points, as the host holds them. */
 type EntryRefs = { [K in keyof Entry]: ivm.Reference<Entry[K]> };
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
@@ -458,21 +463,14 @@ export class WorkerInstance {
    * '!' + the error it threw; a broken limit rejects with a WorkerError as a request would.
    */
   async objectCall(
-    {
-      key,
-      className,
-      id,
-      name,
-      storage,
-      sockets,
-    }: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost; sockets?: CapabilityHost },
+    { key, className, id, name, storage, sockets }: HostedObject,
     call: { kind: string; method: string; payload: string },
     hooks: RequestHooks,
   ): Promise<string> {
     const handle = `$obj:${key}`;
     this.#stepHosts.set(handle, storage);
     // Its WebSockets (bootstrap/do-websockets.ts): a handle of their own, beside its storage's.
-    this.#stepHosts.set(`$ows:${key}`, sockets ?? NO_SOCKETS);
+    this.#stepHosts.set(`$ows:${key}`, sockets);
     return this.#invoke(hooks, () => [
       (now) =>
         this.#entry!.objectCall.apply(undefined, [key, className, id, name, handle, call.kind, call.method, call.payload, now], {
@@ -489,23 +487,12 @@ export class WorkerInstance {
    * each event of an object is, so an open session holds no watchdog and a caller in this isolate does
    * not keep its own scope open through it.
    */
-  async serveObject(
-    {
-      key,
-      className,
-      id,
-      name,
-      storage,
-      sockets,
-    }: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost; sockets?: CapabilityHost },
-    caller: PipePeer,
-    hooks: RequestHooks,
-  ): Promise<PipePeer> {
+  async serveObject({ key, className, id, name, storage, sockets }: HostedObject, caller: PipePeer, hooks: RequestHooks): Promise<PipePeer> {
     if (this.disposed) throw new WorkerError(503, 'worker was unloaded; retry');
     this.lastUsed = Date.now();
     const handle = `$obj:${key}`;
     this.#stepHosts.set(handle, storage);
-    this.#stepHosts.set(`$ows:${key}`, sockets ?? NO_SOCKETS);
+    this.#stepHosts.set(`$ows:${key}`, sockets);
     let pipe: { id: number; end: PipePeer };
     try {
       pipe = this.#pipes.serve(caller);

@@ -18,7 +18,7 @@ import { type Binding, Limits, ModuleName, type WorkerBundle } from '../../../sc
 import { SOCKET_HANDLE_PREFIX } from '../../../schemas/capabilities.ts';
 import { LOADER_LIMITS, LOADER_TARGET, NO_GLOBAL_OUTBOUND, NO_OUTBOUND_BINDING, OUTBOUND_BINDING, type EntrypointRef, type LoaderCode } from './abi.ts';
 import { WorkerError } from './errors.ts';
-import type { CapabilityHost, RequestHooks, WorkerInstance } from './instance.ts';
+import type { CapabilityHost, HostedObject, RequestHooks, WorkerInstance } from './instance.ts';
 import type { PipePeer } from './rpc-pipes.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 
@@ -269,12 +269,7 @@ export class ParentLoaders {
    * facets.ts): hosted in that Worker's isolate, under its limits, with only its own env and outbound.
    * (With a loaded cordon, that is in the loaded cordon's process: services/sandbox/facets.ts.)
    */
-  async objectCall(
-    binding: string,
-    token: string,
-    object: { key: string; className: string; id: string; name: string | null; storage: CapabilityHost },
-    call: { kind: string; method: string; payload: string },
-  ): Promise<string> {
+  async objectCall(binding: string, token: string, object: HostedObject, call: { kind: string; method: string; payload: string }): Promise<string> {
     if (!this.#bindings.has(binding) || !/^(id|anon):/.test(token)) throw new Error('malformed Dynamic Worker target');
     const key = this.#key(binding, token);
     const held = this.#held(key);

@@ -15,6 +15,7 @@ import {
   ObjectName,
   type DurableObjectNamespaceApi,
   type FacetIdentity,
+  type FacetRoute,
   type LoadedFacetPlace,
   type MintedId,
   type ObjectCallKind,
@@ -41,7 +42,7 @@ import { ClassName } from '../../../schemas/workflows.ts';
 
 /** What an object's storage capability may do with its facets' storage. */
 interface FacetStorage {
-  open(name: unknown): Promise<ObjectStorageCap>;
+  open(name: unknown, startup?: unknown): Promise<ObjectStorageCap>;
   delete(name: unknown): Promise<void>;
   clone(src: unknown, dst: unknown): Promise<void>;
   /** A call on facet `name` of a class loaded in the worker's loaded cordon, run there (loaded-facets.ts). */
@@ -66,7 +67,8 @@ const Place = z.strictObject({
 });
 const Identity = z.strictObject({ className: ClassName.or(z.literal('default')), id: ObjectIdHex, name: ObjectName.nullable() });
 /** A parent calls its facets as a tenant calls an object: fetch or an RPC method. */
-const FacetKind = z.enum(['fetch', 'rpc']);
+const FacetKind = z.enum(['fetch', 'rpc', 'websocket']);
+const Startup = Identity.extend({ binding: Place.shape.binding.nullable(), token: Place.shape.token.nullable() });
 
 /** An object's key: `<tenant>/<worker>:<class>:<id>` (also the host's key for its instance). */
 export function objectKey(workerId: string, className: string, id: string): string {
@@ -127,10 +129,10 @@ class ObjectStorageCap extends StorageCap implements ObjectStorageApi {
     this.#fence();
     return this.#sockets();
   }
-  facet(name: unknown): Promise<ObjectStorageCap> {
+  facet(name: unknown, startup?: unknown): Promise<ObjectStorageCap> {
     return guarded(this.#audit, 'storage.facet', () => {
       this.#fence();
-      return this.#facets.open(name);
+      return this.#facets.open(name, startup);
     });
   }
   deleteFacet(name: unknown): Promise<void> {
@@ -181,6 +183,7 @@ export class DurableObjects {
   readonly #alarms: AlarmScheduler;
   readonly sockets: ObjectSockets;
   readonly #loaded: LoadedFacets;
+  readonly #routes: FacetRoutes;
 
   constructor(deps: ObjectsDeps) {
     this.#deps = deps;
@@ -188,14 +191,18 @@ export class DurableObjects {
     // A socket's events are calls like any other, through the lease (so they wake an evicted object).
     this.sockets = new ObjectSockets({
       deliver: (key, event, timeoutMs) => {
-        const { workerId, className, id } = parseKey(key);
-        const call = this.call(workerId, className, id, null, 'websocket', event.type, JSON.stringify(event));
+        // A facet's socket: the event goes to its object, which hands it to the facet.
+        const route = this.#routes.get(key);
+        const { workerId, className, id } = parseKey(route?.object ?? key);
+        const payload = JSON.stringify(route ? { ...event, facet: route.route } : event);
+        const call = this.call(workerId, className, id, null, 'websocket', event.type, payload);
         return timeoutMs === null ? call : withTimeout(call, timeoutMs, 'the WebSocket event handler did not finish within its event timeout');
       },
       perObject: deps.webSockets?.perObject ?? 32_768,
       perTenant: deps.webSockets?.perTenant ?? 100_000,
       log: deps.log,
     });
+    this.#routes = new FacetRoutes((key) => this.sockets.count(key) > 0);
     // alarm() is called as any call is, through the object's lease; '!' starts a thrown error (schemas/durable-objects.ts).
     this.#alarms = new AlarmScheduler(
       deps.registry,
@@ -212,14 +219,17 @@ export class DurableObjects {
         const { workerId, className, id } = parseKey(key);
         return deps.registry.grant(workerId, className, id);
       },
-      storageFor: (key, fence) => this.#storage(key, fence, ''),
+      storageFor: (key, fence) => this.#storage(key, fence, '', undefined),
       created: (key) => deps.created?.(parseKey(key).workerId, 'durable-object'),
       ended: (key) => this.#loaded.drop(key, '', "the facet's parent object's lease ended"),
     });
   }
 
-  /** The storage of object `key` (or, with a suffix, of one of its facets) under lease `fence`. */
-  #storage(key: string, fence: number, facet: string): ObjectStorageCap {
+  /**
+   * The storage of object `key` (or, with a suffix, of one of its facets) under lease `fence`; `route`: how a
+   * facet of the object itself is reached and started again, for its WebSockets' events.
+   */
+  #storage(key: string, fence: number, facet: string, route: FacetRoute | undefined): ObjectStorageCap {
     const { workerId, className, id } = parseKey(key);
     const audit: Audit = (action, error) =>
       this.#deps.audit.append({
@@ -255,19 +265,21 @@ export class DurableObjects {
             },
           };
     const facets: FacetStorage = {
-      open: async (name) => {
+      open: async (name, startup) => {
         const suffix = facetSuffix(facet, name);
+        const started = startup === undefined ? undefined : check(Startup, startup, 'facet startup');
         const db = this.#deps.database(workerId, className, id, suffix);
         if (db.fresh) {
           // Made now (not at its first write), so it is counted once.
           await db.call('databaseSize', [], Date.now() + 30_000);
           this.#deps.created?.(workerId, 'facet');
         }
-        return this.#storage(key, fence, suffix);
+        return this.#storage(key, fence, suffix, facet === '' && started ? { facet: name as string, startup: started } : undefined);
       },
       delete: async (name) => {
         const under = facetSuffix(facet, name);
         this.#loaded.drop(key, under, 'the facet was deleted');
+        for (const socketsOf of this.#routes.under(key + under)) this.sockets.dropObject(socketsOf, 1001, 'the facet was deleted');
         for (const s of this.#deps.facets(workerId, className, id, under))
           await this.#deps.database(workerId, className, id, s).call('deleteAll', [], Date.now() + 30_000);
       },
@@ -301,14 +313,18 @@ export class DurableObjects {
             status: 409,
           });
         const suffix = facetSuffix(facet, name);
-        return this.#loaded.call(key, fence, suffix, host, place, identity, call, () => facets.open(name));
+        return this.#loaded.call(key, fence, suffix, host, place, identity, call, () => facets.open(name, { ...place, ...identity }));
       },
       dropLoaded: (name) => this.#loaded.drop(key, facetSuffix(facet, name), 'the facet was aborted'),
     };
-    // A facet takes no WebSockets in Cordon (docs/durable-objects.md, "WebSockets").
+    // A facet's sockets are its own (workerd's: its parent's getWebSockets() does not list them); their events
+    // go through the parent's lease to the facet, started again from its route if it is not live.
     const sockets = () => {
-      if (facet !== '') throw new CordonError('a facet cannot accept WebSockets in Cordon: accept them in its parent object', { status: 400 });
-      return this.sockets.forObject(key, workerId, className, fenced, audit);
+      if (facet === '') return this.sockets.forObject(key, workerId, className, fenced, audit);
+      if (!route)
+        throw new CordonError("a facet's own facets cannot accept WebSockets in Cordon: accept them in a facet of the object itself", { status: 400 });
+      this.#routes.add(key + facet, key, route);
+      return this.sockets.forObject(key + facet, workerId, className, fenced, audit);
     };
     return new ObjectStorageCap(this.#deps.database(workerId, className, id, facet), audit, wallMs, workerId, fenced, alarm, facets, sockets);
   }
@@ -386,6 +402,7 @@ export class DurableObjects {
     const key = objectKey(workerId, className, id);
     this.placement.release(key);
     this.sockets.dropObject(key);
+    for (const socketsOf of this.#routes.under(key)) this.sockets.dropObject(socketsOf);
     // Its facets' databases go with it (they are stored together, docs/durable-objects.md).
     for (const facet of ['', ...this.#deps.facets(workerId, className, id)])
       await this.#deps.database(workerId, className, id, facet).call('deleteAll', [], Date.now() + 30_000);
@@ -473,6 +490,33 @@ class NamespaceCap extends RpcTarget implements DurableObjectNamespaceApi {
     );
   }
 }
+
+/**
+ * The facets whose sockets are open (or being opened), by the key their sockets are kept under
+ * (`<object key><suffix>`): the object they belong to, and their route. At most MAX_ROUTES; past it, those
+ * whose sockets have all closed are forgotten.
+ */
+class FacetRoutes {
+  readonly #routes = new Map<string, { object: string; route: FacetRoute }>();
+  readonly #open: (key: string) => boolean;
+  constructor(open: (key: string) => boolean) {
+    this.#open = open;
+  }
+  add(key: string, object: string, route: FacetRoute): void {
+    if (this.#routes.size >= MAX_ROUTES) for (const k of [...this.#routes.keys()]) if (!this.#open(k)) this.#routes.delete(k);
+    this.#routes.set(key, { object, route });
+  }
+  get(key: string): { object: string; route: FacetRoute } | undefined {
+    return this.#routes.get(key);
+  }
+  /** The keys at or below `prefix` (an object's, or a facet's subtree), forgotten. */
+  under(prefix: string): string[] {
+    const keys = [...this.#routes.keys()].filter((k) => k.startsWith(prefix));
+    for (const k of keys) this.#routes.delete(k);
+    return keys;
+  }
+}
+const MAX_ROUTES = 16_384;
 
 /** `call`, or a 504 once `ms` have passed. */
 async function withTimeout<T>(call: Promise<T>, ms: number, message: string): Promise<T> {

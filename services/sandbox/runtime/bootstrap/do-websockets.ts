@@ -20,6 +20,8 @@ const MAX_TAG_LENGTH = 256;
 const MAX_ATTACHMENT_BYTES = 16 * 1024;
 const MAX_AUTO_BYTES = 2048;
 const encoder = new TextEncoder();
+/** What a facet's stub joins the client end of a socket its facet answered with through: its parent object's 101 (answer101). */
+export const FACET_SOCKET = '$facet';
 const freeze = Object.freeze;
 
 /** `new WebSocketRequestResponsePair(request, response)`: the auto-response a socket gets without waking its object. */
@@ -166,6 +168,9 @@ export function objectSockets(callCap: CapCall, key: string) {
      * A socket it accepted plainly (or not yet) is registered now, as a plain one.
      */
     answer101(client: unknown): string {
+      // The client end a facet of this object answered with: the facet's socket, passed on as it is.
+      const remote = socketInternals.remoteOfClient(client);
+      if (remote?.handle === FACET_SOCKET) return remote.sid;
       const server = socketInternals.serverOfClient(client);
       if (!server) throw new TypeError('a 101 response needs webSocket: the client end of a WebSocketPair');
       const existing = sidOf.get(server);

@@ -97,12 +97,13 @@ const JSONstringify = JSON.stringify;
 
 /**
  * A stub whose fetch() and RPC methods each make one call through `invoke` (an object's, or a facet's:
- * facets.ts). `socketHandle`: the namespace binding a WebSocket its object answers with is joined through.
+ * facets.ts). `socketHandle`: the namespace binding a WebSocket its object answers with is joined through
+ * (a facet's: FACET_SOCKET, its parent's 101 passes it on).
  */
 export function objectStub(
   invoke: (kind: 'fetch' | 'rpc', method: string, payload: string) => Promise<string>,
   fields: Record<string, unknown>,
-  socketHandle?: string,
+  socketHandle: string,
 ): object {
   const call = async (kind: 'fetch' | 'rpc', method: string, payload: string) => decodeResult(await invoke(kind, method, payload));
   const own: Record<string, unknown> = {
@@ -119,7 +120,6 @@ export function objectStub(
       };
       // The object accepted a WebSocket: its client end here stands for the socket the supervisor keeps.
       if (r.status === 101 && typeof r.webSocket === 'string') {
-        if (socketHandle === undefined) throw new TypeError('a facet cannot accept WebSockets in Cordon: accept them in its parent object');
         return new Response(null, { status: 101, headers: r.headers, webSocket: socketInternals.remoteClient(socketHandle, r.webSocket) });
       }
       const nullBody = r.status === 101 || r.status === 204 || r.status === 205 || r.status === 304;

@@ -10,6 +10,7 @@
 import { loopbackOf } from './entrypoints.ts';
 import type { CallAsync } from './workflow-step.ts';
 import { DurableObjectId, objectStub } from './durable-objects.ts';
+import { FACET_SOCKET } from './do-websockets.ts';
 
 const PromiseCtor = Promise;
 const freeze = Object.freeze;
@@ -112,16 +113,20 @@ export function makeFacets(callAsync: CallAsync, handle: string, parentId: Durab
         state.set(name, (s = made));
       }
       const facet = s;
-      return objectStub(async (kind, method, payload) => {
-        await settling.get(name);
-        if (facet.aborted) throw facet.aborted.reason;
-        const { cls, id, idName } = await facet.start;
-        const loadedId = cls.loadedId ? await cls.loadedId() : null;
-        // Aborted while it started: checked again after the awaits.
-        const aborted = facet.aborted as FacetState['aborted'];
-        if (aborted) throw aborted.reason;
-        return (await callAsync(handle, 'facet', ['call', name, cls.className, cls.binding, loadedId, id, idName, kind, method, payload])) as string;
-      }, {});
+      return objectStub(
+        async (kind, method, payload) => {
+          await settling.get(name);
+          if (facet.aborted) throw facet.aborted.reason;
+          const { cls, id, idName } = await facet.start;
+          const loadedId = cls.loadedId ? await cls.loadedId() : null;
+          // Aborted while it started: checked again after the awaits.
+          const aborted = facet.aborted as FacetState['aborted'];
+          if (aborted) throw aborted.reason;
+          return (await callAsync(handle, 'facet', ['call', name, cls.className, cls.binding, loadedId, id, idName, kind, method, payload])) as string;
+        },
+        {},
+        FACET_SOCKET,
+      );
     },
     abort(nameArg: unknown, reason?: unknown): void {
       const name = checkName(nameArg);
