@@ -6,12 +6,14 @@
  * evicted object (its first call after idle eviction) beside a call to a live one. Each request makes
  * CALLS calls, one after another; calls/s = requests/s × CALLS. On Cordon a stub is a Workers RPC
  * session through the supervisor, so "spread" pays a session per object per request (an isolate
- * remembers a name's id).
+ * remembers a name's id). And WebSocket messages an object sends a second to one client (ws.send in a
+ * loop of webSocketMessage), the path a chat room's broadcast takes.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { WsClient } from '../test/helpers/ws-client.ts';
 import { startTestMesh, waitFor, type TestMesh } from '../test/helpers/mesh.ts';
 import { startWorkerd } from '../test/helpers/workerd.ts';
 
@@ -23,13 +25,27 @@ const HELD = 5000;
 const WOKEN = 200;
 const say = (s: string) => process.stdout.write(s + '\n');
 
+/** Messages an object sends in one burst (one webSocketMessage), and bursts a run makes at least. */
+const BURST = 2000;
+const BURSTS = 10;
+
 const WORKER = `import { DurableObject } from 'cloudflare:workers';
 export class Counter extends DurableObject {
   n = 0;
   add(k) { this.n += k; return this.n; }
+  async fetch() {
+    const [client, server] = Object.values(new WebSocketPair());
+    this.ctx.acceptWebSocket(server);
+    return new Response(null, { status: 101, webSocket: client });
+  }
+  webSocketMessage(ws, message) {
+    const n = Number(message);
+    for (let i = 0; i < n; i++) ws.send('message ' + i);
+  }
 }
 export default { async fetch(req, env) {
   const url = new URL(req.url);
+  if (req.headers.get('upgrade') === 'websocket') return env.COUNTER.getByName('ws').fetch(req);
   const spread = Number(url.searchParams.get('spread') || 0);
   const calls = Number(url.searchParams.get('calls') || ${CALLS});
   // Where this request starts among the objects: given, or anywhere.
@@ -88,8 +104,37 @@ async function timed(count: number, url: (i: number) => string): Promise<number[
 }
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
-export async function durableObjectsBench(): Promise<void> {
-  say(`9. Durable Objects: RPC round trips per second (${CALLS} calls a request), idle objects per GiB, waking an evicted object`);
+/** WebSocket messages a second one object sends to one client (bursts of BURST, for SECONDS at least). */
+async function webSocketSends(url: string): Promise<number> {
+  const client = new WsClient(url.replace('http:', 'ws:'));
+  await client.opened;
+  let sent = 0;
+  const t = performance.now();
+  try {
+    for (let b = 0; b < BURSTS || performance.now() - t < SECONDS * 1000; b++) {
+      client.ws.send(String(BURST));
+      for (let i = 0; i < BURST; i++) if ((await client.next(30_000)) !== `message ${i}`) throw new Error('a message came out of order');
+      sent += BURST;
+    }
+    return sent / ((performance.now() - t) / 1000);
+  } finally {
+    client.ws.close();
+  }
+}
+
+/** The WebSocket figure alone, on a mesh of its own (before/after comparisons of the send path). */
+export async function objectWebSocketSends(): Promise<void> {
+  const dir = writeProject();
+  const mesh = await startTestMesh();
+  try {
+    const url = await deploy(mesh, dir);
+    say(`  Cordon, one object's ws.send   ${(await webSocketSends(url)).toFixed(0).padStart(8)} messages/s to one client (bursts of ${BURST})`);
+  } finally {
+    await mesh.stop();
+  }
+}
+
+function writeProject(): string {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-do-'));
   writeFileSync(join(dir, 'index.js'), WORKER);
   writeFileSync(
@@ -103,6 +148,14 @@ export async function durableObjectsBench(): Promise<void> {
       durable_objects: { bindings: [{ name: 'COUNTER', class_name: 'Counter' }] },
     }),
   );
+  return dir;
+}
+
+export async function durableObjectsBench(): Promise<void> {
+  say(
+    `9. Durable Objects: RPC round trips per second (${CALLS} calls a request), WebSocket messages an object sends per second, idle objects per GiB, waking an evicted object`,
+  );
+  const dir = writeProject();
   const workerd = await startWorkerd({
     files: { 'index.js': WORKER },
     experimental: true,
@@ -141,6 +194,12 @@ export async function durableObjectsBench(): Promise<void> {
     say(`  Cordon, over ${SPREAD} objects   ${spread.toFixed(0).padStart(8)} calls/s   ${(spread / wdSpread).toFixed(2)}x workerd`);
     say(`  workerd, one object          ${wdOne.toFixed(0).padStart(8)} calls/s`);
     say(`  workerd, over ${SPREAD} objects  ${wdSpread.toFixed(0).padStart(8)} calls/s`);
+    const wsOurs = await webSocketSends(url);
+    const wsTheirs = await webSocketSends(`http://127.0.0.1:${wport}/`);
+    say(
+      `  Cordon, one object's ws.send   ${wsOurs.toFixed(0).padStart(8)} messages/s   ${(wsOurs / wsTheirs).toFixed(2)}x workerd (bursts of ${BURST} to one client)`,
+    );
+    say(`  workerd, one object's ws.send  ${wsTheirs.toFixed(0).padStart(8)} messages/s`);
 
     // Idle objects: HELD new objects (names no load above used), then what the whole mesh grew by. Many,
     // so that what they hold stands out of the processes' garbage-collection swings.

@@ -196,7 +196,11 @@ export interface ObjectSocketEvent {
 export interface ObjectSocketsApi {
   /** A new socket of this object (`hibernatable`: ctx.acceptWebSocket; else server.accept()): its id, not yet joined to a browser. */
   accept(tags: string[], hibernatable: boolean): Promise<string>;
-  send(sid: string, data: string | Uint8Array): Promise<void>;
+  /**
+   * What the object sent in one tick, in order (`[sid, data]` each, at most MAX_SEND_BATCH): one call, not one
+   * per message. Applied in order; the first that is refused stops the rest and is the call's error.
+   */
+  send(batch: [string, string | Uint8Array][]): Promise<void>;
   close(sid: string, code: number, reason: string): Promise<void>;
   /** The object's open hibernatable sockets, those with `tag` only when given. */
   list(tag: string | null): Promise<ObjectSocketInfo[]>;
@@ -208,9 +212,12 @@ export interface ObjectSocketsApi {
   setEventTimeout(ms: number | null): Promise<void>;
   getEventTimeout(): Promise<number | null>;
 }
+/** Messages in one `send` batch at most (the isolate also flushes at MAX_SEND_BATCH_BYTES). */
+export const MAX_SEND_BATCH = 1024;
+export const MAX_SEND_BATCH_BYTES = 4 * 1024 * 1024;
 export const OBJECT_SOCKETS_ARITY = {
   accept: 2,
-  send: 2,
+  send: 1,
   close: 3,
   list: 1,
   setAttachment: 2,

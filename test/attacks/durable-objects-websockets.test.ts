@@ -143,13 +143,23 @@ describe('attacks: WebSockets on Durable Objects', () => {
       assert.ok(x && y, 'the compromised host was handed two of its own rooms');
       // Its own room's socket: it may make one. Another room's capability cannot touch it.
       const sid = await x.sockets.accept([], true);
-      await x.sockets.send(sid, 'own room: fine');
+      await x.sockets.send([[sid, 'own room: fine']]);
       const notHere = /no such WebSocket on this Durable Object/;
-      await assert.rejects(async () => await y.sockets.send(sid, 'cross-room'), notHere);
+      await assert.rejects(async () => await y.sockets.send([[sid, 'cross-room']]), notHere);
       await assert.rejects(async () => await y.sockets.close(sid, 1000, ''), notHere);
       await assert.rejects(async () => await y.sockets.setAttachment(sid, null), notHere);
       // Made-up ids (the only way to name acme's sockets, which never leave acme's processes) fare no better.
-      await assert.rejects(async () => await x.sockets.send('0'.repeat(32), 'guess'), notHere);
+      await assert.rejects(
+        async () =>
+          await x.sockets.send([
+            [sid, 'own'],
+            ['0'.repeat(32), 'guess'],
+          ]),
+        notHere,
+      );
+      // A batch of sends is bounded, and checked item by item as one send each is.
+      await assert.rejects(async () => await x.sockets.send(Array.from({ length: 1025 }, () => [sid, 'x'] as [string, string])), /invalid messages/);
+      await assert.rejects(async () => await x.sockets.send([[sid, 'x'.repeat(1024 * 1024 + 1)]]), /at most 1048576 bytes/);
       // Its worker's namespace will not join a made-up socket (or any of another worker's) to a browser.
       const caps = (await session.remote.capabilities(codeKey)) as Record<string, { attachSocket(sid: string, b: unknown): Promise<unknown> }>;
       class FakeBrowser extends RpcTarget {
@@ -172,7 +182,7 @@ describe('attacks: WebSockets on Durable Objects', () => {
         10_000,
         200,
       );
-      await assert.rejects(async () => await x.sockets.send(sid, 'after the lease'), /lease has moved on/);
+      await assert.rejects(async () => await x.sockets.send([[sid, 'after the lease']]), /lease has moved on/);
       await assert.rejects(async () => await x.sockets.accept([], true), /lease has moved on/);
       // The room moves on to a live holder: a client joins and talks, and none of it reaches the lapsed one.
       const handed = held.length;

@@ -321,7 +321,7 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
       const mine = await first.storage.sockets();
       const sid = await mine.accept(['t'], true);
       const theirs = await other.storage.sockets();
-      await assert.rejects(Promise.resolve(theirs.send(sid, 'x')), /no such WebSocket on this Durable Object/);
+      await assert.rejects(Promise.resolve(theirs.send([[sid, 'x']])), /no such WebSocket on this Durable Object/);
       await assert.rejects(Promise.resolve(theirs.close(sid, 1000, 'x')), /no such WebSocket on this Durable Object/);
       assert.deepEqual(await theirs.list(null), []);
       assert.deepEqual(
@@ -342,7 +342,7 @@ describe('attacks on loaded Workers in a stricter cordon', () => {
       );
       await assert.rejects(Promise.resolve(first.storage.exec("INSERT INTO stolen VALUES ('after abort')", [])), /capability revoked/);
       await assert.rejects(Promise.resolve(below.exec('CREATE TABLE t (v)', [])), /capability revoked/);
-      await assert.rejects(Promise.resolve(mine.send(sid, 'after abort')), /capability revoked/);
+      await assert.rejects(Promise.resolve(mine.send([[sid, 'after abort']])), /capability revoked/);
 
       // Started again: handed again (a new capability), which still holds only what was written while handed.
       await text(`acme/facet?id=${facetName}`);

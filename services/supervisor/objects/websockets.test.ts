@@ -48,17 +48,17 @@ const tick = () => new Promise((r) => setImmediate(r));
 test("a capability reaches its own object's sockets only; attach only for the socket's worker and class, once", async () => {
   const { sockets, cap, audited } = setup();
   const sid = await cap(KEY_A).accept(['t'], true);
-  await assert.rejects(cap(KEY_B).send(sid, 'x'), /no such WebSocket on this Durable Object/);
+  await assert.rejects(cap(KEY_B).send([[sid, 'x']]), /no such WebSocket on this Durable Object/);
   await assert.rejects(cap(KEY_B).setAttachment(sid, null), /no such WebSocket/);
   assert.equal(audited.length, 2, 'the refusals are audited');
   assert.throws(() => sockets.attach('evil/chat', 'Room', sid, browser().stub), /no such WebSocket to attach/);
   assert.throws(() => sockets.attach('acme/chat', 'Other', sid, browser().stub), /no such WebSocket to attach/);
   const b = browser();
   // What it sent before the 101 went out waits, then goes first.
-  await cap(KEY_A).send(sid, 'early');
+  await cap(KEY_A).send([[sid, 'early']]);
   sockets.attach('acme/chat', 'Room', sid, b.stub);
   assert.throws(() => sockets.attach('acme/chat', 'Room', sid, browser().stub), /attached already/);
-  await cap(KEY_A).send(sid, 'later');
+  await cap(KEY_A).send([[sid, 'later']]);
   await tick();
   assert.deepEqual(b.sent, ['early', 'later']);
   assert.deepEqual(
@@ -74,7 +74,7 @@ test('a stale lease reaches nothing', async () => {
   const { sockets, cap, expire } = setup();
   const sid = await cap(KEY_A).accept([], true);
   expire();
-  await assert.rejects(cap(KEY_A).send(sid, 'x'), /lease has moved on/);
+  await assert.rejects(cap(KEY_A).send([[sid, 'x']]), /lease has moved on/);
   await assert.rejects(cap(KEY_A).accept([], true), /lease has moved on/);
   sockets.stop();
 });
@@ -93,11 +93,11 @@ test('limits: sockets per object and per tenant, tags, message and attachment si
     ),
     /tags/,
   );
-  await assert.rejects(cap(KEY_A).send(sid, 'x'.repeat(1024 * 1024 + 1)), /at most 1048576 bytes/);
+  await assert.rejects(cap(KEY_A).send([[sid, 'x'.repeat(1024 * 1024 + 1)]]), /at most 1048576 bytes/);
   await assert.rejects(cap(KEY_A).setAttachment(sid, 'x'.repeat(16 * 1024 + 1)), /attachment/);
   // Before its 101, a socket takes at most 1 MiB.
-  await cap(KEY_A).send(sid, 'x'.repeat(1024 * 1024));
-  await assert.rejects(cap(KEY_A).send(sid, 'x'), /at most 1048576 bytes may be sent on a WebSocket before its 101/);
+  await cap(KEY_A).send([[sid, 'x'.repeat(1024 * 1024)]]);
+  await assert.rejects(cap(KEY_A).send([[sid, 'x']]), /at most 1048576 bytes may be sent on a WebSocket before its 101/);
   // A closed socket frees its place.
   await cap(KEY_A).close(sid, 1000, 'bye');
   await cap(KEY_A).accept([], true);
@@ -133,20 +133,20 @@ test("the object's own close goes to the browser after what it sent; the client'
   const sid = await cap(KEY_A).accept([], true);
   const b = browser();
   const end = sockets.attach('acme/chat', 'Room', sid, b.stub);
-  await cap(KEY_A).send(sid, 'last words');
+  await cap(KEY_A).send([[sid, 'last words']]);
   await cap(KEY_A).close(sid, 4000, 'done');
   await tick();
   await tick();
   assert.deepEqual(b.sent, ['last words']);
   assert.deepEqual(b.closed, [[4000, 'done']]);
-  await assert.rejects(cap(KEY_A).send(sid, 'more'), /closing/);
+  await assert.rejects(cap(KEY_A).send([[sid, 'more']]), /closing/);
   assert.deepEqual(await cap(KEY_A).list(null), [], 'a closing socket is not listed');
   await end.close(4000, 'done');
   assert.deepEqual(
     delivered.map((d) => [d.event.type, d.event.code]),
     [['close', 4000]],
   );
-  await assert.rejects(cap(KEY_A).send(sid, 'more'), /no such WebSocket/);
+  await assert.rejects(cap(KEY_A).send([[sid, 'more']]), /no such WebSocket/);
   sockets.stop();
 });
 
@@ -167,10 +167,10 @@ test('sockets waiting for their 101 are bounded, and so is what a client that do
   sockets.attach('acme/chat', 'Room', sids[0]!, stuck as unknown as RpcStub<BrowserSocket>);
   await cap(KEY_A).accept([], true);
   const mib = 'x'.repeat(1024 * 1024);
-  for (let i = 0; i < 16; i++) await cap(KEY_A).send(sids[0]!, mib);
+  for (let i = 0; i < 16; i++) await cap(KEY_A).send([[sids[0]!, mib]]);
   assert.deepEqual(closed, []);
-  await cap(KEY_A).send(sids[0]!, mib);
+  await cap(KEY_A).send([[sids[0]!, mib]]);
   assert.deepEqual(closed, [[1011, 'the client does not read fast enough']]);
-  await assert.rejects(cap(KEY_A).send(sids[0]!, 'more'), /closing/);
+  await assert.rejects(cap(KEY_A).send([[sids[0]!, 'more']]), /closing/);
   sockets.stop();
 });

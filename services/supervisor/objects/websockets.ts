@@ -21,6 +21,7 @@ import {
   MAX_ATTACHMENT_BYTES,
   MAX_AUTO_RESPONSE_BYTES,
   MAX_SOCKET_TAGS,
+  MAX_SEND_BATCH,
   MAX_TAG_LENGTH,
   SocketId,
   type ObjectSocketEvent,
@@ -50,6 +51,11 @@ const Code = z.number().int().min(1000).max(4999);
 const Reason = z.string().max(123);
 const Attachment = z.string().max(MAX_ATTACHMENT_BYTES).nullable();
 const AutoText = z.string().min(1).max(MAX_AUTO_RESPONSE_BYTES).nullable();
+/** A batch of sends: ids are checked one by one, in order, as each is sent (`own`). */
+const Batch = z
+  .array(z.tuple([z.unknown(), z.unknown()]))
+  .min(1)
+  .max(MAX_SEND_BATCH);
 
 interface Socket {
   readonly sid: string;
@@ -396,8 +402,10 @@ class ObjectSocketsCap extends RpcTarget implements ObjectSocketsApi {
   accept(tags: unknown, hibernatable: unknown): Promise<string> {
     return this.#do('accept', () => this.#s.accept(this.#key, this.#workerId, this.#className, tags, hibernatable));
   }
-  send(sid: unknown, data: unknown): Promise<void> {
-    return this.#do('send', () => this.#s.send(this.#s.own(this.#key, sid), data));
+  send(batch: unknown): Promise<void> {
+    return this.#do('send', () => {
+      for (const [sid, data] of check(Batch, batch, 'messages')) this.#s.send(this.#s.own(this.#key, sid), data);
+    });
   }
   close(sid: unknown, code: unknown, reason: unknown): Promise<void> {
     return this.#do('close', () => this.#s.close(this.#s.own(this.#key, sid), check(Code, code, 'close code'), check(Reason, reason, 'close reason')));

@@ -12,7 +12,7 @@ import { b64, type CapCall } from './bindings.ts';
 import { TextEncoder } from './encoding.ts';
 import { decodeValue, encodeValue } from './tagged-values.ts';
 import { WebSocket, sockets as socketInternals, type SocketRoute } from './websocket.ts';
-import type { ObjectSocketEvent, ObjectSocketInfo } from '../../../../schemas/durable-objects.ts';
+import { MAX_SEND_BATCH, MAX_SEND_BATCH_BYTES, type ObjectSocketEvent, type ObjectSocketInfo } from '../../../../schemas/durable-objects.ts';
 
 /** workerd's bounds, with its messages (also checked by the supervisor). */
 const MAX_TAGS = 10;
@@ -20,6 +20,12 @@ const MAX_TAG_LENGTH = 256;
 const MAX_ATTACHMENT_BYTES = 16 * 1024;
 const MAX_AUTO_BYTES = 2048;
 const encoder = new TextEncoder();
+/** The largest message a socket carries (ingress's and the supervisor's bound). */
+const MAX_MESSAGE = 1024 * 1024;
+// Captured: a tenant may patch Promise.prototype.then; the batch's flush must still run.
+const resolved = Promise.resolve();
+const then = Promise.prototype.then;
+const apply = Reflect.apply;
 /** What a facet's stub joins the client end of a socket its facet answered with through: its parent object's 101 (answer101). */
 export const FACET_SOCKET = '$facet';
 const freeze = Object.freeze;
@@ -56,17 +62,64 @@ export function objectSockets(callCap: CapCall, key: string) {
   const bySid = new Map<string, Known>();
   const sidOf = new WeakMap<WebSocket, string>();
 
+  /**
+   * What this instance sent and has not handed over yet: all of a tick's sends go in one call, at the end of
+   * the tick (a microtask), or sooner when the batch is large; any other call on the sockets sends it first, so
+   * the order is kept. A batch the supervisor refuses (a socket closed meanwhile, its bounds) is the error of
+   * the next call on these sockets, as a stream's write error is the next write's.
+   */
+  let batch: [string, string | Uint8Array][] = [];
+  let batchBytes = 0;
+  let failed: { error: unknown } | undefined;
+  const flushLater = () => {
+    try {
+      flush();
+    } catch (error) {
+      failed ??= { error };
+    }
+  };
+  function flush(): void {
+    if (batch.length === 0) return;
+    const out = batch;
+    batch = [];
+    batchBytes = 0;
+    callCap(handle, 'send', [out]);
+  }
+  /** A call on the sockets: what was sent before it goes first. */
+  const call: CapCall = (h, method, args) => {
+    rethrow();
+    flush();
+    return callCap(h, method, args);
+  };
+  function rethrow(): void {
+    if (!failed) return;
+    const { error } = failed;
+    failed = undefined;
+    throw error;
+  }
+  function send(sid: string, payload: string | ArrayBuffer): void {
+    rethrow();
+    // Copied now: the caller may change its buffer once send() has returned.
+    const data = typeof payload === 'string' ? payload : new Uint8Array(payload).slice();
+    const size = typeof data === 'string' ? (data.length * 3 <= MAX_MESSAGE ? data.length : encoder.encode(data).byteLength) : data.byteLength;
+    if (size > MAX_MESSAGE) throw new Error(`a WebSocket message is at most ${MAX_MESSAGE} bytes`);
+    if (batch.length >= MAX_SEND_BATCH || batchBytes + size > MAX_SEND_BATCH_BYTES) flush();
+    if (batch.length === 0) apply(then, resolved, [flushLater]);
+    batch.push([sid, data]);
+    batchBytes += size;
+  }
+
   function route(sid: string): SocketRoute {
     return {
-      send: (payload) => void callCap(handle, 'send', [sid, typeof payload === 'string' ? payload : new Uint8Array(payload)]),
+      send: (payload) => send(sid, payload),
       // The socket stays known until the client's close comes back (webSocketClose hears it, as on workerd).
-      close: (code, reason) => void callCap(handle, 'close', [sid, code, reason]),
+      close: (code, reason) => void call(handle, 'close', [sid, code, reason]),
       serializeAttachment(value) {
         const encoded = value === null || value === undefined ? null : encodeValue(value, { instances: 'refuse' });
         const size = encoded === null ? 0 : encoder.encode(encoded).byteLength;
         if (size > MAX_ATTACHMENT_BYTES)
           throw new Error(`A WebSocket 'attachment' cannot be larger than ${MAX_ATTACHMENT_BYTES} bytes.'attachment' was ${size} bytes.`);
-        callCap(handle, 'setAttachment', [sid, encoded]);
+        call(handle, 'setAttachment', [sid, encoded]);
         const k = bySid.get(sid);
         if (k) k.attachment = encoded;
       },
@@ -107,14 +160,14 @@ export function objectSockets(callCap: CapCall, key: string) {
       if (sidOf.has(ws) || socketInternals.accepted(ws))
         throw new Error('Cannot call `acceptWebSocket()` if the WebSocket was already accepted via `accept()`');
       const list = checkTags(tags);
-      const sid = callCap(handle, 'accept', [list, true]) as string;
+      const sid = call(handle, 'accept', [list, true]) as string;
       socketInternals.route(ws, route(sid), true);
       sidOf.set(ws, sid);
       bySid.set(sid, { ws, hibernatable: true, tags: list, attachment: null, autoResponseAt: null });
     },
     getWebSockets(tag?: unknown): WebSocket[] {
       if (tag !== undefined && typeof tag !== 'string') throw new TypeError('getWebSockets() takes a tag (a string)');
-      return (callCap(handle, 'list', [tag ?? null]) as ObjectSocketInfo[]).map(known);
+      return (call(handle, 'list', [tag ?? null]) as ObjectSocketInfo[]).map(known);
     },
     getTags(ws: unknown): string[] {
       const sid = ws instanceof WebSocket ? sidOf.get(ws) : undefined;
@@ -129,7 +182,7 @@ export function objectSockets(callCap: CapCall, key: string) {
       return [...k.tags];
     },
     setWebSocketAutoResponse(pair?: unknown): void {
-      if (pair === undefined || pair === null) return void callCap(handle, 'setAutoResponse', [null, null]);
+      if (pair === undefined || pair === null) return void call(handle, 'setAutoResponse', [null, null]);
       if (!(pair instanceof WebSocketRequestResponsePair)) throw new TypeError('setWebSocketAutoResponse() takes a WebSocketRequestResponsePair');
       for (const [what, text] of [
         ['Request', pair.request],
@@ -139,10 +192,10 @@ export function objectSockets(callCap: CapCall, key: string) {
         if (size > MAX_AUTO_BYTES)
           throw new RangeError(`${what} cannot be larger than ${MAX_AUTO_BYTES} bytes. A ${what.toLowerCase()} of size ${size} was provided.`);
       }
-      callCap(handle, 'setAutoResponse', [pair.request, pair.response]);
+      call(handle, 'setAutoResponse', [pair.request, pair.response]);
     },
     getWebSocketAutoResponse(): WebSocketRequestResponsePair | null {
-      const pair = callCap(handle, 'getAutoResponse', []) as [string, string] | null;
+      const pair = call(handle, 'getAutoResponse', []) as [string, string] | null;
       return pair === null ? null : new WebSocketRequestResponsePair(pair[0], pair[1]);
     },
     getWebSocketAutoResponseTimestamp(ws: unknown): Date | null {
@@ -154,10 +207,10 @@ export function objectSockets(callCap: CapCall, key: string) {
       // No timeout, or 0 (workerd takes it): the worker's own limits only.
       if (ms !== undefined && ms !== null && !(typeof ms === 'number' && ms >= 0 && ms <= 7 * 24 * 3600 * 1000))
         throw new RangeError('the event timeout is from 0 ms (none) to 7 days');
-      callCap(handle, 'setEventTimeout', [ms ? Math.max(1, Math.round(ms as number)) : null]);
+      call(handle, 'setEventTimeout', [ms ? Math.max(1, Math.round(ms as number)) : null]);
     },
     getHibernatableWebSocketEventTimeout(): number | null {
-      return callCap(handle, 'getEventTimeout', []) as number | null;
+      return call(handle, 'getEventTimeout', []) as number | null;
     },
   };
 
@@ -175,7 +228,7 @@ export function objectSockets(callCap: CapCall, key: string) {
       if (!server) throw new TypeError('a 101 response needs webSocket: the client end of a WebSocketPair');
       const existing = sidOf.get(server);
       if (existing !== undefined) return existing;
-      const sid = callCap(handle, 'accept', [[], false]) as string;
+      const sid = call(handle, 'accept', [[], false]) as string;
       socketInternals.route(server, route(sid), false);
       sidOf.set(server, sid);
       bySid.set(sid, { ws: server, hibernatable: false, tags: [], attachment: null, autoResponseAt: null });
@@ -189,7 +242,7 @@ export function objectSockets(callCap: CapCall, key: string) {
         const k = bySid.get(sid);
         if (!k) {
           // Its instance went (the object was reset or moved): nothing here listens any more.
-          if (event.type === 'message') callCap(handle, 'close', [sid, 1011, 'the Durable Object that accepted this WebSocket was reset']);
+          if (event.type === 'message') call(handle, 'close', [sid, 1011, 'the Durable Object that accepted this WebSocket was reset']);
           return;
         }
         if (event.type !== 'message') bySid.delete(sid);
