@@ -1,37 +1,160 @@
 /**
- * node:crypto's createCipheriv/createDecipheriv for AES-CBC, AES-CTR and AES-GCM (128/192/256), on the
- * worker's own crypto.subtle run synchronously (`node-internal:crypto`), so no cryptography is written
- * here. WebCrypto is one-shot; Node's ciphers stream, so:
+ * node:crypto's createCipheriv/createDecipheriv. AES CBC, CTR, GCM and OFB run on the worker's own
+ * crypto.subtle run synchronously (`node-internal:crypto`); AES-ECB, Triple DES and ChaCha20-Poly1305,
+ * which WebCrypto lacks, on the host's node:crypto (crypto-host.ts). No cryptography is written here.
+ * Both are one-shot; Node's ciphers stream, so:
  * - CBC and CTR give their output block by block as `update()` is called: each call encrypts the whole
  *   blocks it has and carries the chain (CBC: the last ciphertext block is the next IV; CTR: the counter
  *   advances by the blocks used). WebCrypto's CBC always pads: encryption drops the padding block it adds,
  *   and decryption without padding appends the one block that makes the padding valid (the encryption
  *   of a full padding block under the last ciphertext block), so nothing is ever decrypted unchecked
- *   that Node would check.
- * - GCM authenticates the whole message, so it gives everything at `final()` (Node's decipher gives
- *   plaintext before the tag is checked; here it never does).
+ *   that Node would check. ECB and Triple DES go the same way on the host, which pads only at `final()`.
+ * - OFB's keystream is CBC's encryption of zero blocks: each `update()` gives all its bytes, as Node does,
+ *   and keeps the keystream it did not use.
+ * - GCM and ChaCha20-Poly1305 authenticate the whole message, so they give everything at `final()`
+ *   (Node's decipher gives plaintext before the tag is checked; here it never does).
  */
 import { Buffer } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { webcrypto } from 'node:crypto';
 import { subtle } from 'node-internal:crypto';
+import { buf, hostCall } from './crypto-host.ts';
 import { KeyObject, toBytes } from './crypto-keys.ts';
 
 type Input = string | ArrayBufferView | ArrayBuffer;
 type Bytes = Uint8Array;
-type Mode = 'cbc' | 'ctr' | 'gcm';
+/** Where a cipher runs: crypto.subtle's AES, or the host's node:crypto (block or AEAD). */
+type Mode = 'cbc' | 'ctr' | 'gcm' | 'ofb' | 'host-block' | 'host-aead';
 
-const CIPHERS: Record<string, { mode: Mode; keyBytes: number }> = {};
-for (const bits of [128, 192, 256]) for (const mode of ['cbc', 'ctr', 'gcm'] as const) CIPHERS[`aes-${bits}-${mode}`] = { mode, keyBytes: bits / 8 };
-CIPHERS['id-aes128-gcm'] = CIPHERS['aes-128-gcm']!;
-CIPHERS['id-aes192-gcm'] = CIPHERS['aes-192-gcm']!;
-CIPHERS['id-aes256-gcm'] = CIPHERS['aes-256-gcm']!;
-CIPHERS.aes128 = CIPHERS['aes-128-cbc']!;
-CIPHERS.aes192 = CIPHERS['aes-192-cbc']!;
-CIPHERS.aes256 = CIPHERS['aes-256-cbc']!;
+interface Spec {
+  mode: Mode;
+  keyBytes: number;
+  ivBytes: number;
+  /** Block size for the block modes; 1 for the stream and AEAD ones. */
+  block: number;
+  /** The host's name for it. */
+  host?: string;
+  /** getCipherInfo's answer, as workerd gives it. */
+  info: { name: string; nid: number; blockSize: number; ivLength: number; keyLength: number; mode: string };
+}
 
-export const getCiphers = () => Object.keys(CIPHERS);
+const CIPHERS: Record<string, Spec> = {};
+const NIDS: Record<string, number> = {
+  'aes-128-cbc': 419,
+  'aes-192-cbc': 423,
+  'aes-256-cbc': 427,
+  'aes-128-ctr': 904,
+  'aes-192-ctr': 905,
+  'aes-256-ctr': 906,
+  'aes-128-ecb': 418,
+  'aes-192-ecb': 422,
+  'aes-256-ecb': 426,
+  'aes-128-ofb': 420,
+  'aes-192-ofb': 424,
+  'aes-256-ofb': 428,
+  'aes-128-gcm': 895,
+  'aes-192-gcm': 898,
+  'aes-256-gcm': 901,
+};
+function add(name: string, spec: Omit<Spec, 'info'>, infoName: string, infoMode: string, nid: number): void {
+  const blockSize = spec.mode === 'cbc' || spec.host?.endsWith('ecb') || spec.host?.startsWith('des') ? spec.block : 1;
+  CIPHERS[name] = { ...spec, info: { name: infoName, nid, blockSize, ivLength: spec.ivBytes, keyLength: spec.keyBytes, mode: infoMode } };
+}
+for (const bits of [128, 192, 256]) {
+  const k = bits / 8;
+  add(`aes-${bits}-cbc`, { mode: 'cbc', keyBytes: k, ivBytes: 16, block: 16 }, `AES-${bits}-CBC`, 'cbc', NIDS[`aes-${bits}-cbc`]!);
+  add(`aes-${bits}-ctr`, { mode: 'ctr', keyBytes: k, ivBytes: 16, block: 16 }, `AES-${bits}-CTR`, 'ctr', NIDS[`aes-${bits}-ctr`]!);
+  add(
+    `aes-${bits}-ecb`,
+    { mode: 'host-block', keyBytes: k, ivBytes: 0, block: 16, host: `aes-${bits}-ecb` },
+    `AES-${bits}-ECB`,
+    'ecb',
+    NIDS[`aes-${bits}-ecb`]!,
+  );
+  add(`aes-${bits}-ofb`, { mode: 'ofb', keyBytes: k, ivBytes: 16, block: 16 }, `AES-${bits}-OFB`, 'ofb', NIDS[`aes-${bits}-ofb`]!);
+  add(`aes-${bits}-gcm`, { mode: 'gcm', keyBytes: k, ivBytes: 12, block: 16 }, `id-aes${bits}-GCM`, 'gcm', NIDS[`aes-${bits}-gcm`]!);
+  CIPHERS[`id-aes${bits}-gcm`] = CIPHERS[`aes-${bits}-gcm`]!;
+  CIPHERS[`aes${bits}`] = CIPHERS[`aes-${bits}-cbc`]!;
+}
+add('des-ede3-cbc', { mode: 'host-block', keyBytes: 24, ivBytes: 8, block: 8, host: 'des-ede3-cbc' }, 'DES-EDE3-CBC', 'cbc', 44);
+add('des-ede-cbc', { mode: 'host-block', keyBytes: 16, ivBytes: 8, block: 8, host: 'des-ede-cbc' }, 'DES-EDE-CBC', 'cbc', 43);
+add('des-ede', { mode: 'host-block', keyBytes: 16, ivBytes: 0, block: 8, host: 'des-ede' }, 'DES-EDE', 'ecb', 32);
+add('chacha20-poly1305', { mode: 'host-aead', keyBytes: 32, ivBytes: 12, block: 1, host: 'chacha20-poly1305' }, 'chacha20-poly1305', 'stream', 950);
+
+/** workerd's getCiphers(), in its order: it lists more than it runs (see UNAVAILABLE). */
+const WORKERD_CIPHERS = [
+  'AES-128-CBC',
+  'AES-192-CBC',
+  'AES-256-CBC',
+  'AES-128-CTR',
+  'AES-192-CTR',
+  'AES-256-CTR',
+  'AES-128-ECB',
+  'AES-192-ECB',
+  'AES-256-ECB',
+  'AES-128-OFB',
+  'AES-192-OFB',
+  'AES-256-OFB',
+  'AES-128-GCM',
+  'AES-192-GCM',
+  'AES-256-GCM',
+  'DES-CBC',
+  'DES-ECB',
+  'DES-EDE',
+  'DES-EDE-CBC',
+  'DES-EDE3-CBC',
+  'RC2-CBC',
+  'RC4',
+  'aes-128-cbc',
+  'aes-192-cbc',
+  'aes-256-cbc',
+  'aes-128-ctr',
+  'aes-192-ctr',
+  'aes-256-ctr',
+  'aes-128-ecb',
+  'aes-192-ecb',
+  'aes-256-ecb',
+  'aes-128-ofb',
+  'aes-192-ofb',
+  'aes-256-ofb',
+  'aes-128-gcm',
+  'aes-192-gcm',
+  'aes-256-gcm',
+  'des-cbc',
+  'des-ecb',
+  'des-ede',
+  'des-ede-cbc',
+  'des-ede3-cbc',
+  'rc2-cbc',
+  'rc4',
+  'aes-128-eax',
+  'aes-128-ccm-matter',
+  'aes-128-ccm-bluetooth',
+  'aes-128-gcm-randnonce',
+  'aes-256-eax',
+  'aes-128-ccm-bluetooth-8',
+  'aes-256-gcm-siv',
+  'xchacha20-poly1305',
+  'aes-192-gcm',
+  'chacha20-poly1305',
+  'aes-256-ctr-hmac-sha256',
+  'aes-128-gcm-siv',
+  'aes-256-gcm',
+  'aes-256-gcm-randnonce',
+  'aes-128-ctr-hmac-sha256',
+  'aes-128-gcm',
+];
+export const getCiphers = () => [...WORKERD_CIPHERS];
+
+/** Node's getCipherInfo: name, nid, block, IV and key sizes and mode; undefined for an unknown cipher or the wrong key/IV length asked. */
+export function getCipherInfo(nameOrNid: string | number, options: { keyLength?: number; ivLength?: number } = {}) {
+  const spec = typeof nameOrNid === 'number' ? Object.values(CIPHERS).find((s) => s.info.nid === nameOrNid) : CIPHERS[String(nameOrNid).toLowerCase()];
+  if (!spec) return undefined;
+  if (options.keyLength !== undefined && options.keyLength !== spec.keyBytes) return undefined;
+  if (options.ivLength !== undefined && options.ivLength !== spec.ivBytes && spec.mode !== 'gcm') return undefined;
+  return { ...spec.info };
+}
 
 const nodeError = (message: string, code: string, Ctor: ErrorConstructor = Error) => Object.assign(new Ctor(message), { code });
 const badDecrypt = () => nodeError('Unsupported state or unable to authenticate data', 'ERR_CRYPTO_INVALID_STATE');
@@ -61,10 +184,14 @@ interface Options {
 }
 
 class CipherBase extends Transform {
+  readonly #spec: Spec;
   readonly #mode: Mode;
   readonly #decrypt: boolean;
-  readonly #key: webcrypto.CryptoKey;
+  readonly #raw: Bytes;
+  readonly #key: webcrypto.CryptoKey | undefined;
   #iv: Bytes;
+  /** OFB: keystream made but not yet used. */
+  #stream: Bytes = new Uint8Array(0);
   #held: Bytes = EMPTY;
   #aad: Bytes = EMPTY;
   #tag: Bytes | undefined;
@@ -75,25 +202,76 @@ class CipherBase extends Transform {
   constructor(decrypt: boolean, name: string, key: Input | KeyObject, iv: Input | null, options: Options = {}) {
     super();
     const spec = typeof name === 'string' ? CIPHERS[name.toLowerCase()] : undefined;
-    if (!spec) throw nodeError(`Unknown cipher: ${String(name)} (AES-CBC, AES-CTR and AES-GCM are supported here)`, 'ERR_CRYPTO_UNKNOWN_CIPHER', TypeError);
+    if (!spec) {
+      const listed = typeof name === 'string' && WORKERD_CIPHERS.includes(name);
+      throw nodeError(
+        listed
+          ? `Unsupported cipher here: ${name} (AES CBC/CTR/ECB/OFB/GCM, des-ede3-cbc, des-ede-cbc, des-ede and chacha20-poly1305 are supported)`
+          : `Unknown or unsupported cipher: ${String(name)}`,
+        'ERR_CRYPTO_UNKNOWN_CIPHER',
+      );
+    }
     const raw = key instanceof KeyObject ? (key.export() as Buffer) : toBytes(key);
     if (raw.length !== spec.keyBytes) throw nodeError('Invalid key length', 'ERR_CRYPTO_INVALID_KEYLEN', RangeError);
-    if (iv === null || iv === undefined) throw nodeError('Invalid initialization vector', 'ERR_CRYPTO_INVALID_IV', TypeError);
-    this.#iv = toBytes(iv);
-    if (spec.mode === 'gcm' ? this.#iv.length === 0 : this.#iv.length !== 16)
+    // ECB has no IV: Node takes null (or an empty one) there, and needs one everywhere else.
+    if ((iv === null || iv === undefined) && spec.ivBytes !== 0) throw nodeError('Invalid initialization vector', 'ERR_CRYPTO_INVALID_IV', TypeError);
+    this.#iv = iv === null || iv === undefined ? new Uint8Array(0) : toBytes(iv);
+    if (spec.mode === 'gcm' ? this.#iv.length === 0 : this.#iv.length !== spec.ivBytes)
       throw nodeError('Invalid initialization vector', 'ERR_CRYPTO_INVALID_IV', TypeError);
     this.#tagLength = options.authTagLength ?? 16;
     if (spec.mode === 'gcm' && !GCM_TAGS.includes(this.#tagLength))
       throw nodeError(`Invalid authentication tag length: ${this.#tagLength}`, 'ERR_CRYPTO_INVALID_AUTH_TAG', TypeError);
+    if (spec.mode === 'host-aead' && !(Number.isInteger(this.#tagLength) && this.#tagLength >= 1 && this.#tagLength <= 16))
+      throw nodeError(`Invalid authentication tag length: ${this.#tagLength}`, 'ERR_CRYPTO_INVALID_AUTH_TAG', TypeError);
+    this.#spec = spec;
     this.#mode = spec.mode;
     this.#decrypt = decrypt;
-    this.#key = subtle.importKey('raw', new Uint8Array(raw), { name: `AES-${spec.mode.toUpperCase()}` }, false, ['encrypt', 'decrypt']);
+    this.#raw = new Uint8Array(raw);
+    if (!spec.host) {
+      // OFB's keystream is AES-CBC's encryption of zeros.
+      const webName = spec.mode === 'ofb' ? 'AES-CBC' : `AES-${spec.mode.toUpperCase()}`;
+      this.#key = subtle.importKey('raw', this.#raw, { name: webName }, false, ['encrypt', 'decrypt']);
+    }
+  }
+
+  /** One piece on the host: whole blocks with the chain so far, or the rest at final (padded or checked there). */
+  #host(data: Bytes, final: boolean): Bytes {
+    const aead = this.#mode === 'host-aead';
+    return new Uint8Array(
+      hostCall(
+        {
+          op: 'node.cipher',
+          name: this.#spec.host!,
+          key: buf(this.#raw),
+          iv: this.#spec.ivBytes ? buf(this.#iv) : null,
+          data: buf(data),
+          decrypt: this.#decrypt,
+          final,
+          padding: this.#padding,
+          ...(aead ? { aad: buf(this.#aad), tagLength: this.#tagLength, ...(this.#tag ? { tag: buf(this.#tag) } : {}) } : {}),
+        },
+        'bytes',
+      ),
+    );
+  }
+
+  /** OFB: `n` more bytes of keystream (whole blocks are made; what is left over is kept). */
+  #keystream(n: number): Bytes {
+    if (this.#stream.length < n) {
+      const blocks = Math.ceil((n - this.#stream.length) / 16);
+      const more = this.#aes('encrypt', this.#iv, new Uint8Array(blocks * 16)).slice(0, blocks * 16);
+      this.#iv = more.slice(more.length - 16);
+      this.#stream = concat(this.#stream, more);
+    }
+    const ks = this.#stream.subarray(0, n);
+    this.#stream = this.#stream.slice(n);
+    return ks;
   }
 
   #aes(op: 'encrypt' | 'decrypt', iv: Bytes, data: Bytes): Bytes {
     const alg = this.#mode === 'ctr' ? { name: 'AES-CTR', counter: iv, length: 128 } : { name: 'AES-CBC', iv };
     try {
-      return new Uint8Array(subtle[op](alg, this.#key, data));
+      return new Uint8Array(subtle[op](alg, this.#key!, data));
     } catch {
       throw nodeError('bad decrypt', 'ERR_OSSL_BAD_DECRYPT');
     }
@@ -108,10 +286,18 @@ class CipherBase extends Transform {
   /** The whole blocks that can be processed now (CBC decryption keeps its last block for the padding). */
   #step(): Bytes {
     const len = this.#held.length;
-    const n = this.#mode === 'cbc' && this.#decrypt ? (len % 16 === 0 ? len - 16 : len - (len % 16)) : len - (len % 16);
+    const b = this.#spec.block;
+    const padded = (this.#mode === 'cbc' || this.#mode === 'host-block') && this.#decrypt;
+    const n = padded ? (len % b === 0 ? len - b : len - (len % b)) : len - (len % b);
     if (n <= 0) return EMPTY;
     const data = this.#held.slice(0, n);
     this.#held = this.#held.slice(n);
+    if (this.#mode === 'host-block') {
+      const result = this.#host(data, false);
+      // CBC's next IV is the last ciphertext block (ECB has none).
+      if (this.#spec.ivBytes) this.#iv = (this.#decrypt ? data : result).slice(n - b);
+      return result;
+    }
     if (this.#mode === 'ctr') {
       const out = this.#aes('encrypt', this.#iv, data);
       this.#iv = advance(this.#iv, n / 16);
@@ -130,16 +316,25 @@ class CipherBase extends Transform {
   #finish(): Bytes {
     const rest = this.#held;
     this.#held = EMPTY;
+    if (this.#mode === 'host-block') return this.#host(rest, true);
+    if (this.#mode === 'ofb') return EMPTY;
+    if (this.#mode === 'host-aead') {
+      if (this.#decrypt && !this.#tag) throw badDecrypt();
+      const sealed = this.#host(rest, true);
+      if (this.#decrypt) return sealed;
+      this.#tag = sealed.slice(sealed.length - this.#tagLength);
+      return sealed.slice(0, sealed.length - this.#tagLength);
+    }
     if (this.#mode === 'gcm') {
       const alg = { name: 'AES-GCM', iv: this.#iv, additionalData: this.#aad, tagLength: this.#tagLength * 8 };
       if (!this.#decrypt) {
-        const sealed = new Uint8Array(subtle.encrypt(alg, this.#key, rest));
+        const sealed = new Uint8Array(subtle.encrypt(alg, this.#key!, rest));
         this.#tag = sealed.slice(sealed.length - this.#tagLength);
         return sealed.slice(0, sealed.length - this.#tagLength);
       }
       if (!this.#tag) throw badDecrypt();
       try {
-        return new Uint8Array(subtle.decrypt(alg, this.#key, concat(rest, this.#tag)));
+        return new Uint8Array(subtle.decrypt(alg, this.#key!, concat(rest, this.#tag)));
       } catch {
         throw badDecrypt();
       }
@@ -164,8 +359,17 @@ class CipherBase extends Transform {
 
   update(data: Input, inputEncoding?: BufferEncoding, outputEncoding?: BufferEncoding): Buffer | string {
     if (this.#done) throw nodeError('Cannot call update() after final()', 'ERR_CRYPTO_INVALID_STATE');
-    this.#held = concat(this.#held, toBytes(data, inputEncoding));
-    return this.#out(this.#mode === 'gcm' ? EMPTY : this.#step(), outputEncoding, false);
+    const input = toBytes(data, inputEncoding);
+    if (this.#mode === 'ofb') {
+      const ks = this.#keystream(input.length);
+      return this.#out(
+        input.map((x, i) => x ^ ks[i]!),
+        outputEncoding,
+        false,
+      );
+    }
+    this.#held = concat(this.#held, input);
+    return this.#out(this.#mode === 'gcm' || this.#mode === 'host-aead' ? EMPTY : this.#step(), outputEncoding, false);
   }
   final(outputEncoding?: BufferEncoding): Buffer | string {
     if (this.#done) throw nodeError('final() was already called', 'ERR_CRYPTO_INVALID_STATE');
@@ -177,7 +381,8 @@ class CipherBase extends Transform {
     return this;
   }
   setAAD(aad: Input): this {
-    if (this.#mode !== 'gcm' || this.#held.length) throw nodeError('setAAD() is for GCM, before update()', 'ERR_CRYPTO_INVALID_STATE');
+    if ((this.#mode !== 'gcm' && this.#mode !== 'host-aead') || this.#held.length)
+      throw nodeError('setAAD() is for GCM and ChaCha20-Poly1305, before update()', 'ERR_CRYPTO_INVALID_STATE');
     this.#aad = concat(this.#aad, toBytes(aad));
     return this;
   }
@@ -186,9 +391,11 @@ class CipherBase extends Transform {
     return Buffer.from(this.#tag);
   }
   setAuthTag(tag: Input): this {
-    if (!this.#decrypt || this.#mode !== 'gcm' || this.#done) throw nodeError('Invalid state for operation setAuthTag', 'ERR_CRYPTO_INVALID_STATE');
+    if (!this.#decrypt || (this.#mode !== 'gcm' && this.#mode !== 'host-aead') || this.#done)
+      throw nodeError('Invalid state for operation setAuthTag', 'ERR_CRYPTO_INVALID_STATE');
     const t = toBytes(tag);
-    if (t.length !== this.#tagLength && !(this.#tagLength === 16 && GCM_TAGS.includes(t.length)))
+    const tags = this.#mode === 'gcm' ? GCM_TAGS : [this.#tagLength];
+    if (t.length !== this.#tagLength && !(this.#tagLength === 16 && tags.includes(t.length)))
       throw nodeError(`Invalid authentication tag length: ${t.length}`, 'ERR_CRYPTO_INVALID_AUTH_TAG', TypeError);
     this.#tagLength = t.length;
     this.#tag = t;

@@ -1,7 +1,7 @@
 /**
  * node:crypto's keys and signatures for the isolate: KeyObject, createPrivateKey/createPublicKey/
  * createSecretKey, generateKeyPair(Sync)/generateKey(Sync), sign/verify, createSign/createVerify,
- * publicEncrypt/privateDecrypt (RSA-OAEP) and diffieHellman (ECDH, X25519). Every operation is the worker's own crypto.subtle, run
+ * publicEncrypt/privateDecrypt/privateEncrypt/publicDecrypt and diffieHellman (ECDH, X25519). Every operation is the worker's own crypto.subtle, run
  * synchronously (`node-internal:crypto`): the same host algorithms, checks and limits as WebCrypto, and
  * no cryptography written here. A KeyObject holds its key as pkcs8 or spki bytes and imports it for
  * each operation with the algorithm that operation needs (Node picks the hash and padding per call;
@@ -11,6 +11,7 @@ import { Buffer } from 'node:buffer';
 import { Writable } from 'node:stream';
 import type { webcrypto } from 'node:crypto';
 import { subtle } from 'node-internal:crypto';
+import { buf, hostCall } from './crypto-host.ts';
 import { derToP1363, fromPem, innerKey, invalidKey, type KeyShape, p1363ToDer, pkcs1ToPkcs8, pkcs1ToSpki, sec1ToPkcs8, shapeOf, toPem } from './der.ts';
 
 type Input = string | ArrayBufferView | ArrayBuffer;
@@ -320,6 +321,7 @@ export function generateKey(type: 'hmac' | 'aes', options: { length: number }, c
 
 // Node's constants for sign/verify and publicEncrypt.
 const RSA_PKCS1_PADDING = 1;
+const RSA_NO_PADDING = 3;
 const RSA_PKCS1_OAEP_PADDING = 4;
 const RSA_PKCS1_PSS_PADDING = 6;
 const RSA_PSS_SALTLEN_DIGEST = -1;
@@ -327,6 +329,7 @@ const RSA_PSS_SALTLEN_MAX_SIGN = -2;
 const RSA_PSS_SALTLEN_AUTO = -2;
 export const rsaConstants = {
   RSA_PKCS1_PADDING,
+  RSA_NO_PADDING,
   RSA_PKCS1_OAEP_PADDING,
   RSA_PKCS1_PSS_PADDING,
   RSA_PSS_SALTLEN_DIGEST,
@@ -439,29 +442,50 @@ export class Verify extends Gather {
 export const createSign = (algorithm: string) => new Sign(algorithm);
 export const createVerify = (algorithm: string) => new Verify(algorithm);
 
-interface OaepKey {
+interface RsaOptions {
   padding?: number;
   oaepHash?: string;
   oaepLabel?: Input;
 }
-function oaep(key: KeyLike): { o: Record<string, unknown>; hash: string } {
-  const o = optionsOf(key) as OaepKey;
-  if ((o.padding ?? RSA_PKCS1_OAEP_PADDING) !== RSA_PKCS1_OAEP_PADDING) {
-    throw nodeError('Only RSA_PKCS1_OAEP_PADDING is supported here (PKCS#1 v1.5 encryption is not in WebCrypto)', 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM');
+/**
+ * RSA encryption: OAEP (the default of publicEncrypt/privateDecrypt) on crypto.subtle; PKCS#1 v1.5, no
+ * padding, and the private-key direction (privateEncrypt/publicDecrypt), which WebCrypto lacks, on the
+ * host's node:crypto (crypto-host.ts).
+ */
+function rsaCrypt(fn: 'publicEncrypt' | 'privateDecrypt' | 'privateEncrypt' | 'publicDecrypt', key: KeyLike, data: Input): Buffer {
+  const priv = fn === 'privateDecrypt' || fn === 'privateEncrypt';
+  let k: KeyObject;
+  if (priv) k = createPrivateKey(key);
+  else {
+    const given = parse(key, 'public');
+    k = given.type === 'private' ? createPublicKey(given) : given;
   }
-  return { o: { name: 'RSA-OAEP', ...(o.oaepLabel ? { label: toBytes(o.oaepLabel) } : {}) }, hash: webHash(o.oaepHash ?? 'sha1') };
+  const o = optionsOf(key) as RsaOptions;
+  const padding = o.padding ?? (fn === 'publicEncrypt' || fn === 'privateDecrypt' ? RSA_PKCS1_OAEP_PADDING : RSA_PKCS1_PADDING);
+  const bytes = toBytes(data);
+  if (padding === RSA_PKCS1_OAEP_PADDING && (fn === 'publicEncrypt' || fn === 'privateDecrypt')) {
+    const alg = { name: 'RSA-OAEP', ...(o.oaepLabel ? { label: toBytes(o.oaepLabel) } : {}) };
+    const ck = k.cryptoKey({ name: 'RSA-OAEP', hash: webHash(o.oaepHash ?? 'sha1') }, [fn === 'publicEncrypt' ? 'encrypt' : 'decrypt']);
+    return Buffer.from(fn === 'publicEncrypt' ? subtle.encrypt(alg, ck, bytes) : subtle.decrypt(alg, ck, bytes));
+  }
+  const out = hostCall(
+    {
+      op: 'node.rsa',
+      fn,
+      key: buf(k.material),
+      padding,
+      ...(o.oaepHash ? { oaepHash: String(o.oaepHash) } : {}),
+      ...(o.oaepLabel ? { oaepLabel: buf(toBytes(o.oaepLabel)) } : {}),
+      data: buf(bytes),
+    },
+    'bytes',
+  );
+  return Buffer.from(out);
 }
-export function publicEncrypt(key: KeyLike, data: Input): Buffer {
-  const given = parse(key, 'public');
-  const k = given.type === 'private' ? createPublicKey(given) : given;
-  const { o, hash } = oaep(key);
-  return Buffer.from(subtle.encrypt(o, k.cryptoKey({ name: 'RSA-OAEP', hash }, ['encrypt']), toBytes(data)));
-}
-export function privateDecrypt(key: KeyLike, data: Input): Buffer {
-  const k = createPrivateKey(key);
-  const { o, hash } = oaep(key);
-  return Buffer.from(subtle.decrypt(o, k.cryptoKey({ name: 'RSA-OAEP', hash }, ['decrypt']), toBytes(data)));
-}
+export const publicEncrypt = (key: KeyLike, data: Input) => rsaCrypt('publicEncrypt', key, data);
+export const privateDecrypt = (key: KeyLike, data: Input) => rsaCrypt('privateDecrypt', key, data);
+export const privateEncrypt = (key: KeyLike, data: Input) => rsaCrypt('privateEncrypt', key, data);
+export const publicDecrypt = (key: KeyLike, data: Input) => rsaCrypt('publicDecrypt', key, data);
 
 /** The shared secret of a private key and a peer's public key: ECDH on the same curve, or X25519. */
 export function diffieHellman(options: { privateKey: KeyObject; publicKey: KeyObject }): Buffer {

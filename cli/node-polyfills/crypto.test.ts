@@ -184,3 +184,81 @@ test('keys and signatures: RFC 8032 Ed25519, RSA PKCS#1 v1.5 equal to the host, 
   );
   assert.match(out.dhMixed, /^ERR_CRYPTO_INCOMPATIBLE_KEY/);
 });
+
+test('more ciphers: RFC 8439 ChaCha20-Poly1305, NIST SP 800-38A ECB and OFB, Triple DES equal to the host, streamed in odd pieces', async () => {
+  // NIST SP 800-38A, F.1.1 (ECB-AES128.Encrypt) and F.4.1 (OFB-AES128.Encrypt): the four plaintext blocks of F.2.1.
+  const p = '6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710';
+  const key = '2b7e151628aed2a6abf7158809cf4f3c';
+  const ecb = '3ad77bb40d7a3660a89ecaf32466ef97f5d3d58503b9699de785895a96fdbaaf43b1cd7f598ece23881b00e3ed0306887b0c785e27e8ad3f8223207104725dd4';
+  const ofb = '3b3fd92eb72dad20333449f8e83cfb4a7789508d16918f03f53c52dac54ed8259740051e9c5fecf64344f7a82260edcc304c6528f659c77866a510d9c1d6ae5e';
+  // RFC 8439 section 2.8.2: the AEAD_CHACHA20_POLY1305 example.
+  const chacha = {
+    key: '808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f',
+    iv: '070000004041424344454647',
+    aad: '50515253c0c1c2c3c4c5c6c7',
+    p: "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
+    c: 'd31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc3ff4def08e4b7a9de576d26586cec64b6116',
+    tag: '1ae10b594f09e26a7e902ecbd0600691',
+  };
+  const msg = 'a message of forty-one bytes, not aligned';
+  const out = await inWorker(
+    `
+    const h = (x) => Buffer.from(x, 'hex');
+    const run = (c, data) => { const parts = []; for (let i = 0; i < data.length; i += 7) parts.push(c.update(data.subarray(i, i + 7))); parts.push(c.final()); return Buffer.concat(parts).toString('hex'); };
+    const ecb = run(crypto.createCipheriv('aes-128-ecb', h(V.key), null).setAutoPadding(false), h(V.p));
+    const ecbBack = run(crypto.createDecipheriv('aes-128-ecb', h(V.key), null).setAutoPadding(false), h(ecb));
+    const o = crypto.createCipheriv('aes-128-ofb', h(V.key), h('000102030405060708090a0b0c0d0e0f'));
+    const first = o.update(h(V.p).subarray(0, 5));
+    const ofbFirst = first.length;
+    const ofb = Buffer.concat([first, o.update(h(V.p).subarray(5)), o.final()]).toString('hex');
+    const ofbBack = run(crypto.createDecipheriv('aes-128-ofb', h(V.key), h('000102030405060708090a0b0c0d0e0f')), h(ofb));
+    const ch = crypto.createCipheriv('chacha20-poly1305', h(V.chacha.key), h(V.chacha.iv), { authTagLength: 16 });
+    ch.setAAD(h(V.chacha.aad));
+    const chacha = run(ch, Buffer.from(V.chacha.p));
+    const cd = crypto.createDecipheriv('chacha20-poly1305', h(V.chacha.key), h(V.chacha.iv)).setAAD(h(V.chacha.aad)).setAuthTag(h(V.chacha.tag));
+    const chachaBack = Buffer.from(run(cd, h(V.chacha.c)), 'hex').toString();
+    const forged = fails(() => { const d = crypto.createDecipheriv('chacha20-poly1305', h(V.chacha.key), h(V.chacha.iv)).setAuthTag(Buffer.alloc(16)); d.update(h(V.chacha.c)); return d.final(); });
+    const t8 = crypto.createCipheriv('chacha20-poly1305', Buffer.alloc(32, 1), Buffer.alloc(12, 2), { authTagLength: 8 });
+    const short = Buffer.concat([t8.update(Buffer.from(V.msg)), t8.final()]).toString('hex');
+    const des = {};
+    for (const [name, k, iv] of [['des-ede3-cbc', 24, 8], ['des-ede-cbc', 16, 8], ['des-ede', 16, 0], ['aes-256-ecb', 32, 0]]) {
+      const c = crypto.createCipheriv(name, Buffer.alloc(k, 5), iv ? Buffer.alloc(iv, 6) : null);
+      const enc = run(c, Buffer.from(V.msg));
+      const back = Buffer.from(run(crypto.createDecipheriv(name, Buffer.alloc(k, 5), iv ? Buffer.alloc(iv, 6) : null), h(enc)), 'hex').toString();
+      des[name] = [enc, back];
+    }
+    const badPad = fails(() => { const d = crypto.createDecipheriv('des-ede3-cbc', Buffer.alloc(24, 5), Buffer.alloc(8, 6)); d.update(Buffer.alloc(16)); return d.final(); });
+    return { ecb, ecbBack, ofbFirst, ofb, ofbBack, chacha, chachaTag: ch.getAuthTag().toString('hex'), chachaBack, forged, short, shortTag: t8.getAuthTag().toString('hex'), des, badPad,
+      info: [crypto.getCipherInfo('aes-128-ecb'), crypto.getCipherInfo('chacha20-poly1305'), crypto.getCipherInfo('aes-128-cfb') ?? null],
+      lists: [crypto.getCiphers().length, crypto.getCurves(), crypto.getHashes().length],
+      rc4: fails(() => crypto.createCipheriv('rc4', Buffer.alloc(16), null)), unknown: fails(() => crypto.createCipheriv('nope', Buffer.alloc(16), null)) };`,
+    { key, p, chacha, msg },
+  );
+  assert.equal(out.ecb, ecb);
+  assert.equal(out.ecbBack, p);
+  assert.equal(out.ofbFirst, 5, 'OFB gives every byte at update(), as Node does');
+  assert.equal(out.ofb, ofb);
+  assert.equal(out.ofbBack, p);
+  assert.equal(out.chacha, chacha.c);
+  assert.equal(out.chachaTag, chacha.tag);
+  assert.equal(out.chachaBack, chacha.p);
+  assert.match(out.forged, /unable to authenticate data/);
+  const h8 = host.createCipheriv('chacha20-poly1305', Buffer.alloc(32, 1), Buffer.alloc(12, 2), { authTagLength: 8 });
+  assert.equal(out.short, Buffer.concat([h8.update(msg), h8.final()]).toString('hex'));
+  assert.equal(out.shortTag, h8.getAuthTag().toString('hex'));
+  for (const [name, [enc, back]] of Object.entries(out.des as Record<string, [string, string]>)) {
+    const info = host.getCipherInfo(name)!;
+    const hc = host.createCipheriv(name, Buffer.alloc(info.keyLength, 5), info.ivLength ? Buffer.alloc(info.ivLength, 6) : null);
+    assert.equal(enc, Buffer.concat([hc.update(msg), hc.final()]).toString('hex'), `${name} as the host encrypts`);
+    assert.equal(back, msg);
+  }
+  assert.match(out.badPad, /bad decrypt/);
+  assert.deepEqual(out.info, [
+    { name: 'AES-128-ECB', nid: 418, blockSize: 16, ivLength: 0, keyLength: 16, mode: 'ecb' },
+    { name: 'chacha20-poly1305', nid: 950, blockSize: 1, ivLength: 12, keyLength: 32, mode: 'stream' },
+    null,
+  ]);
+  assert.deepEqual(out.lists, [60, ['secp224r1', 'prime256v1', 'secp384r1', 'secp521r1'], 17]);
+  assert.match(out.rc4, /^ERR_CRYPTO_UNKNOWN_CIPHER: Unsupported cipher here: rc4/);
+  assert.match(out.unknown, /^ERR_CRYPTO_UNKNOWN_CIPHER: Unknown or unsupported cipher: nope/);
+});

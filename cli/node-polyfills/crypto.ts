@@ -5,7 +5,8 @@
  *   (audited, pure JS: the CPU is the worker's and nothing crosses to the host): createHash, createHmac,
  *   hash, pbkdf2(Sync), hkdf(Sync), scrypt(Sync), randomBytes, randomInt, randomFill(Sync), timingSafeEqual;
  * - keys, signatures and ciphers on the worker's crypto.subtle run synchronously (crypto-keys.ts,
- *   crypto-cipher.ts).
+ *   crypto-cipher.ts), and what WebCrypto lacks (more ciphers, ECDH and DH objects, primes, RSA's other
+ *   paddings, X509Certificate) on the host's node:crypto through the same synchronous call (crypto-host.ts).
  */
 import { Buffer } from 'node:buffer';
 import { Transform } from 'node:stream';
@@ -17,7 +18,9 @@ import { scrypt as nobleScrypt } from '@noble/hashes/scrypt';
 import { sha224, sha256, sha384, sha512 } from '@noble/hashes/sha2';
 import * as unenv from 'unenv/node/crypto';
 import * as cipher from './crypto-cipher.ts';
+import * as dh from './crypto-dh.ts';
 import * as keys from './crypto-keys.ts';
+import { X509Certificate } from './crypto-x509.ts';
 
 type Algo = typeof sha256;
 const ALGOS: Record<string, Algo> = { md5, sha1, sha224, sha256, sha384, sha512 } as Record<string, Algo>;
@@ -84,7 +87,26 @@ export class Hmac extends Digest {}
 export const createHash = (name: string) => new Hash(name);
 export const createHmac = (name: string, key: Input) => new Hmac(hmac.create(algo(name), bytes(key)));
 export const hash = (name: string, data: Input, encoding: BufferEncoding = 'hex') => out(algo(name)(bytes(data)), encoding);
-export const getHashes = () => Object.keys(ALGOS);
+/** workerd's list, as it gives it (md4 and md5-sha1 are listed but not computed here). */
+export const getHashes = () => [
+  'md4',
+  'md5',
+  'sha1',
+  'sha224',
+  'sha256',
+  'sha384',
+  'sha512',
+  'md5-sha1',
+  'RSA-MD5',
+  'RSA-SHA1',
+  'RSA-SHA224',
+  'RSA-SHA256',
+  'RSA-SHA384',
+  'RSA-SHA512',
+  'DSA-SHA',
+  'DSA-SHA1',
+  'ecdsa-with-SHA1',
+];
 
 export function pbkdf2Sync(password: Input, salt: Input, iterations: number, keylen: number, digest: string): Buffer {
   return Buffer.from(noblePbkdf2(algo(digest), bytes(password), bytes(salt), { c: iterations, dkLen: keylen }));
@@ -191,7 +213,7 @@ export function timingSafeEqual(a: ArrayBufferView, b: ArrayBufferView): boolean
 
 export const { webcrypto, subtle, getRandomValues, randomUUID } = unenv;
 export const constants = { ...unenv.constants, ...keys.rsaConstants };
-export const { X509Certificate } = unenv;
+export { X509Certificate };
 export const {
   KeyObject,
   SecretKeyObject,
@@ -212,14 +234,32 @@ export const {
   createVerify,
   publicEncrypt,
   privateDecrypt,
+  privateEncrypt,
+  publicDecrypt,
   diffieHellman,
 } = keys;
-export const { Cipheriv, Decipheriv, createCipheriv, createDecipheriv, getCiphers } = cipher;
+export const {
+  ECDH,
+  createECDH,
+  getCurves,
+  DiffieHellman,
+  DiffieHellmanGroup,
+  createDiffieHellman,
+  getDiffieHellman,
+  createDiffieHellmanGroup,
+  generatePrime,
+  generatePrimeSync,
+  checkPrime,
+  checkPrimeSync,
+} = dh;
+export const { Cipheriv, Decipheriv, createCipheriv, createDecipheriv, getCiphers, getCipherInfo } = cipher;
 
 export default {
   ...unenv,
   ...keys,
   ...cipher,
+  ...dh,
+  X509Certificate,
   constants,
   Hash,
   Hmac,

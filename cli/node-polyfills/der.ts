@@ -129,7 +129,8 @@ export function fromPem(pem: string): { label: string; der: Uint8Array } {
   return { label: m[1]!, der: Uint8Array.from(Buffer.from(m[2]!.replace(/\s+/g, ''), 'base64')) };
 }
 
-function derInt(b: Uint8Array): Uint8Array {
+/** An unsigned big-endian integer as a DER INTEGER. */
+export function derInt(b: Uint8Array): Uint8Array {
   let i = 0;
   while (i < b.length - 1 && b[i] === 0) i++;
   const v = b.subarray(i);

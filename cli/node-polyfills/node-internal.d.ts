@@ -13,6 +13,10 @@ declare module 'node-internal:crypto' {
     decrypt(algorithm: Algorithm, key: webcrypto.CryptoKey, data: Data): ArrayBuffer;
     deriveBits(algorithm: Algorithm, key: webcrypto.CryptoKey, length: number | null): ArrayBuffer;
     timingSafeEqual(a: Data, b: Data): boolean;
+    /** node:crypto's calls beyond WebCrypto, answered by the host's node:crypto (host-node-crypto.ts). */
+    node(
+      call: import('../../services/sandbox/runtime/bootstrap/node-crypto-wire.ts').NodeCryptoCall,
+    ): import('../../services/sandbox/runtime/bootstrap/node-crypto-wire.ts').NodeCryptoResult;
   };
 }
 

@@ -12,6 +12,7 @@ import type * as web from './bootstrap/web-globals.ts';
 import type * as idna from './bootstrap/idna.ts';
 import type * as capnweb from './bootstrap/capnweb.ts';
 import type * as digest from './bootstrap/digest-stream.ts';
+import type { NodeCryptoCall, NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
 import type { Binding, VarValue } from '../../../schemas/worker.ts';
 
@@ -94,8 +95,8 @@ export interface HostReferences {
   capCall(handle: string, method: string, args: string): Promise<string>;
   /** The next chunk of request `seq`'s streamed body, or of a fetch() response's (its number instead), as an ArrayBuffer copy; null at its end. */
   bodyPull(seq: number): Promise<ArrayBuffer | null>;
-  /** crypto.subtle's host (host-crypto.ts): one call, a structured copy each way. */
-  crypto(call: WireCall): Promise<WireResult>;
+  /** crypto.subtle's host (host-crypto.ts), and node:crypto's beyond it (host-node-crypto.ts): one call, a structured copy each way. */
+  crypto(call: WireCall | NodeCryptoCall): Promise<WireResult | NodeCryptoResult>;
 }
 
 export const REFERENCE_GLOBALS = {

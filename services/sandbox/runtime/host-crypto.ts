@@ -19,6 +19,8 @@ import { createHash, webcrypto } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { z } from 'zod';
 import { CordonError } from '../../../lib/errors.ts';
+import type { NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
+import { isNodeCryptoCall, nodeCrypto } from './host-node-crypto.ts';
 import { MAX_CRYPTO_DATA, type WireDict, type WireKey, type WireResult } from './bootstrap/subtle-wire.ts';
 
 const { subtle } = webcrypto;
@@ -312,9 +314,19 @@ function failure(e: unknown): WireResult {
  * One isolate's crypto.subtle host: a function from a copied call to a copied result (never a throw).
  * It holds only the count of that isolate's jobs in flight, so it is created per isolate.
  */
-export function createHostCrypto(): (call: unknown) => Promise<WireResult> {
+export function createHostCrypto(): (call: unknown) => Promise<WireResult | NodeCryptoResult> {
   let inFlight = 0;
   return async (raw) => {
+    // node:crypto's calls beyond WebCrypto (host-node-crypto.ts) share the one job in flight.
+    if (isNodeCryptoCall(raw)) {
+      if (inFlight >= MAX_CRYPTO_IN_FLIGHT) return { error: { name: 'Error', message: `more than ${MAX_CRYPTO_IN_FLIGHT} crypto operations at once` } };
+      inFlight++;
+      try {
+        return await nodeCrypto(raw);
+      } finally {
+        inFlight--;
+      }
+    }
     const parsed = Call.safeParse(raw);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];

@@ -16,6 +16,7 @@ import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { LogBuffer } from './log-buffer.ts';
 import { createHostCrypto } from './host-crypto.ts';
+import type { NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireResult } from './bootstrap/subtle-wire.ts';
 import { Watchdogs, type Watch } from './watchdog.ts';
 import { HostTimers } from './host-timers.ts';
@@ -318,7 +319,7 @@ export class WorkerInstance {
       capCall: (handle, method, args) => this.#capCall(handle, method, args),
       bodyPull: (seq) => this.#pullBody(seq),
       // A transferred copy: the isolate receives the WireResult itself.
-      crypto: async (call) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true }) as unknown as WireResult,
+      crypto: async (call) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true }) as unknown as WireResult | NodeCryptoResult,
     };
     jail.setSync(REFERENCE_GLOBALS.crypto, new ivm.Reference(refs.crypto));
     this.#capRef = new ivm.Reference(refs.capCall);

@@ -4,7 +4,9 @@
  */
 import type { HostCallbacks, HostReferences, IsolateRef } from '../abi.ts';
 import { DOMException } from './encoding.ts';
-import { makeSubtle, type SyncSubtle } from './subtle.ts';
+import { type CryptoHostCall, makeSubtle, type SyncSubtle } from './subtle.ts';
+import type { NodeCryptoCall } from './node-crypto-wire.ts';
+import type { WireCall } from './subtle-wire.ts';
 import { DigestStream } from './digest-stream.ts';
 
 // Called after tenant code has run: captured before it can patch them.
@@ -28,7 +30,8 @@ export function installCrypto(g: Record<string, unknown>, random: HostCallbacks[
     apply(taSet, new U8(array.buffer, array.byteOffset, array.byteLength), [bytes]);
     return array;
   }
-  const { subtle, sync } = makeSubtle((call) => cryptoRef.applySyncPromise(undefined, [call], { arguments: { copy: true } }));
+  const hostCall = (call: WireCall | NodeCryptoCall) => cryptoRef.applySyncPromise(undefined, [call], { arguments: { copy: true } });
+  const { subtle, sync } = makeSubtle(hostCall as CryptoHostCall);
   g.crypto = Object.freeze({
     subtle,
     DigestStream,
@@ -41,5 +44,6 @@ export function installCrypto(g: Record<string, unknown>, random: HostCallbacks[
       return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
     },
   });
-  return sync;
+  // node:crypto's calls beyond WebCrypto (node-crypto-wire.ts): answered as the host gives them, errors included.
+  return Object.freeze({ ...sync, node: (call: unknown) => hostCall(call as NodeCryptoCall) });
 }
