@@ -72,9 +72,9 @@ export class ECDH {
     if (!this.#publicKey) throw nodeError('Failed to get ECDH public key', undefined);
     return encode(pointAs(this.#publicKey, format(f)), encoding ?? undefined);
   }
-  setPrivateKey(privateKey: Input, encoding?: BufferEncoding): this {
+  /** Returns nothing, as workerd's does. */
+  setPrivateKey(privateKey: Input, encoding?: BufferEncoding): void {
     this.#set(toBytes(privateKey, encoding));
-    return this;
   }
   static convertKey(key: Input, curve: string, inputEncoding?: BufferEncoding, outputEncoding?: BufferEncoding, f?: Format): Buffer | string {
     if (!CURVES.includes(curve)) throw nodeError('Invalid curve', undefined);

@@ -19,7 +19,14 @@ interface CheckOptions {
   singleLabelSubdomains?: boolean;
 }
 
-const invalid = () => Object.assign(new TypeError("The argument 'buffer' is not a valid certificate."), { code: 'ERR_INVALID_ARG_VALUE' });
+/** Node's ERR_INVALID_ARG_VALUE, with the input shown as Node's inspect shows a Buffer (its first 50 bytes). */
+function invalid(b: Uint8Array): Error {
+  const shown = Array.from(b.subarray(0, 50), (x) => x.toString(16).padStart(2, '0')).join(' ');
+  const more = b.length > 50 ? ` ... ${b.length - 50} more bytes` : '';
+  return Object.assign(new TypeError(`The argument 'buffer' is not a valid certificate. Received <Buffer ${shown}${more}>`), {
+    code: 'ERR_INVALID_ARG_VALUE',
+  });
+}
 
 export class X509Certificate {
   readonly #der: Uint8Array;
@@ -33,14 +40,14 @@ export class X509Certificate {
       try {
         der = fromPem(text).der;
       } catch {
-        throw invalid();
+        throw invalid(bytes);
       }
     }
     this.#der = der;
     try {
       this.#f = hostCall({ op: 'node.x509', der: buf(der) }, 'x509');
     } catch {
-      throw invalid();
+      throw invalid(bytes);
     }
   }
   get subject(): string {
