@@ -12,7 +12,21 @@ import { Writable } from 'node:stream';
 import type { webcrypto } from 'node:crypto';
 import { subtle } from 'node-internal:crypto';
 import { buf, hostCall } from './crypto-host.ts';
-import { derToP1363, fromPem, innerKey, invalidKey, type KeyShape, p1363ToDer, pkcs1ToPkcs8, pkcs1ToSpki, sec1ToPkcs8, shapeOf, toPem } from './der.ts';
+import { decryptLegacy, decryptPkcs8, encryptLegacyPem, encryptPkcs8, isEncryptedPkcs8 } from './crypto-pem.ts';
+import {
+  derToP1363,
+  fromPem,
+  innerKey,
+  invalidKey,
+  type KeyShape,
+  p1363ToDer,
+  pkcs1ToPkcs8,
+  pkcs1ToSpki,
+  pkcs8ToSec1,
+  sec1ToPkcs8,
+  shapeOf,
+  toPem,
+} from './der.ts';
 
 type Input = string | ArrayBufferView | ArrayBuffer;
 type Bytes = Uint8Array;
@@ -108,9 +122,8 @@ export class KeyObject {
   get material(): Bytes {
     return this.#der.slice();
   }
-  export(options: { format?: string; type?: string; cipher?: string } = {}): Buffer | string | webcrypto.JsonWebKey {
+  export(options: { format?: string; type?: string; cipher?: string; passphrase?: Input } = {}): Buffer | string | webcrypto.JsonWebKey {
     const format = options.format ?? (this.#type === 'secret' ? 'buffer' : undefined);
-    if (options.cipher !== undefined) throw nodeError('Encrypted private key export is not supported here', 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM');
     if (format === 'jwk') return this.#jwk();
     if (this.#type === 'secret') {
       if (format !== 'buffer') throw nodeError(`The property 'options.format' is invalid for a secret key: ${format}`, 'ERR_INVALID_ARG_VALUE', TypeError);
@@ -122,8 +135,28 @@ export class KeyObject {
     if (type === 'pkcs1' && this.#shape!.kind === 'rsa') {
       der = innerKey(this.#der, this.#type as 'private' | 'public');
       label = `RSA ${label}`;
+    } else if (type === 'sec1' && this.#shape!.kind === 'ec' && this.#type === 'private') {
+      der = pkcs8ToSec1(this.#der, this.#shape!.curve!);
+      label = 'EC PRIVATE KEY';
     } else if (type !== (this.#type === 'private' ? 'pkcs8' : 'spki')) {
-      throw nodeError(`The property 'options.type' is invalid: ${type} (pkcs8/spki, or pkcs1 for RSA, are supported)`, 'ERR_INVALID_ARG_VALUE', TypeError);
+      throw nodeError(
+        `The property 'options.type' is invalid: ${type} (pkcs8/spki, pkcs1 for RSA, sec1 for EC, are supported)`,
+        'ERR_INVALID_ARG_VALUE',
+        TypeError,
+      );
+    }
+    if (options.cipher !== undefined) {
+      // Node's rules: a passphrase is needed, PKCS#8 is encrypted as PBES2 (PEM or DER), PKCS#1/SEC1 only in PEM's legacy form.
+      if (options.passphrase === undefined)
+        throw nodeError("The property 'options.passphrase' is invalid. Received undefined", 'ERR_INVALID_ARG_VALUE', TypeError);
+      if (this.#type !== 'private') throw nodeError('Only private keys can be encrypted', 'ERR_CRYPTO_INCOMPATIBLE_KEY_OPTIONS');
+      const passphrase = toBytes(options.passphrase);
+      if (type === 'pkcs8') {
+        const sealed = encryptPkcs8(der, options.cipher, passphrase);
+        return format === 'der' ? Buffer.from(sealed) : toPem(sealed, 'ENCRYPTED PRIVATE KEY');
+      }
+      if (format !== 'pem') throw nodeError(`The selected key encoding ${type} does not support encryption.`, 'ERR_CRYPTO_INCOMPATIBLE_KEY_OPTIONS');
+      return encryptLegacyPem(der, label, options.cipher, passphrase);
     }
     if (format === 'der') return Buffer.from(der);
     if (format === 'pem') return toPem(der, label);
@@ -200,17 +233,26 @@ function parse(input: KeyLike, want: 'private' | 'public'): KeyObject {
   if (input instanceof KeyObject) return input;
   const o: KeyInput = typeof input === 'string' || ArrayBuffer.isView(input) || input instanceof ArrayBuffer ? { key: input } : input;
   if (o.key instanceof KeyObject) return o.key;
-  if (o.passphrase !== undefined) throw nodeError('Encrypted private keys are not supported here', 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM');
   if (o.format === 'jwk') return fromJwk(o.key as webcrypto.JsonWebKey, want);
+  // workerd's message for an encrypted key without its passphrase; Node's code.
+  const passphrase = () => {
+    if (o.passphrase === undefined || o.passphrase === null) throw nodeError('Failed to parse private key', 'ERR_MISSING_PASSPHRASE', TypeError);
+    return toBytes(o.passphrase);
+  };
   if (o.format === 'der') {
-    const der = toBytes(o.key as Input);
+    let der = toBytes(o.key as Input);
+    if (o.type === 'pkcs8' && isEncryptedPkcs8(der)) der = decryptPkcs8(der, passphrase());
     if (o.type === 'pkcs1') return want === 'private' ? mint('private', pkcs1ToPkcs8(der)) : mint('public', pkcs1ToSpki(der));
     if (o.type === 'sec1') return mint('private', sec1ToPkcs8(der));
     const isPrivate = o.type === 'pkcs8' || (o.type === undefined && want === 'private');
     return mint(isPrivate ? 'private' : 'public', der);
   }
   const text = typeof o.key === 'string' ? o.key : Buffer.from(toBytes(o.key as Input)).toString(o.encoding ?? 'utf8');
-  const { label, der } = fromPem(text);
+  const pem = fromPem(text);
+  const { label } = pem;
+  let der = pem.der;
+  if (label === 'ENCRYPTED PRIVATE KEY') return mint('private', decryptPkcs8(der, passphrase()));
+  if (pem.headers['Proc-Type']?.includes('ENCRYPTED')) der = decryptLegacy(der, pem.headers['DEK-Info'] ?? '', passphrase());
   switch (label) {
     case 'PRIVATE KEY':
       return mint('private', der as Bytes);
@@ -222,8 +264,6 @@ function parse(input: KeyLike, want: 'private' | 'public'): KeyObject {
       return mint('public', der as Bytes);
     case 'RSA PUBLIC KEY':
       return mint('public', pkcs1ToSpki(der));
-    case 'ENCRYPTED PRIVATE KEY':
-      throw nodeError('Encrypted private keys are not supported here', 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM');
     default:
       throw invalidKey(`unsupported PEM label ${label}`);
   }

@@ -61,7 +61,7 @@ test('ciphers: NIST SP 800-38A CBC and CTR, the GCM paper test case 3, streamed 
     const sealed = Buffer.concat([g2.update(V.msg, 'utf8'), g2.final()]).toString('hex');
     const badPad = fails(() => { const d = crypto.createDecipheriv('aes-256-cbc', k256, iv); d.update(Buffer.alloc(16)); return d.final(); });
     return { cbc, cbcBack, ctr, gcm, gcmTag: g.getAuthTag().toString('hex'), gcmBack, forged, paddedHex, paddedBack, sealed, g2Tag: g2.getAuthTag().toString('hex'), badPad,
-      badKey: fails(() => crypto.createCipheriv('aes-128-cbc', Buffer.alloc(15), iv)), unknown: fails(() => crypto.createCipheriv('des-ede3-cbc', Buffer.alloc(24), iv.subarray(0, 8))) };`,
+      badKey: fails(() => crypto.createCipheriv('aes-128-cbc', Buffer.alloc(15), iv)), unknown: fails(() => crypto.createCipheriv('aes-128-cfb', Buffer.alloc(16), iv)) };`,
     { key, p, gcm, msg },
   );
   assert.equal(out.cbc, cbc);
@@ -175,7 +175,7 @@ test('keys and signatures: RFC 8032 Ed25519, RSA PKCS#1 v1.5 equal to the host, 
   // RFC 7914 section 12, the second vector.
   assert.equal(out.scrypt, 'fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640');
   assert.match(out.scryptMem, /^ERR_CRYPTO_INVALID_SCRYPT_PARAMS/);
-  assert.match(out.encrypted, /^ERR_FEATURE_UNAVAILABLE_ON_PLATFORM/);
+  assert.match(out.encrypted, /^ERR_MISSING_PASSPHRASE/);
   assert.equal(out.x25519, 44);
   assert.deepEqual(
     out.dh,
@@ -261,4 +261,132 @@ test('more ciphers: RFC 8439 ChaCha20-Poly1305, NIST SP 800-38A ECB and OFB, Tri
   assert.deepEqual(out.lists, [60, ['secp224r1', 'prime256v1', 'secp384r1', 'secp521r1'], 17]);
   assert.match(out.rc4, /^ERR_CRYPTO_UNKNOWN_CIPHER: Unsupported cipher here: rc4/);
   assert.match(out.unknown, /^ERR_CRYPTO_UNKNOWN_CIPHER: Unknown or unsupported cipher: nope/);
+});
+
+test('encrypted private keys: PBES2 and legacy PEM read from the host and written for it, wrong or missing passphrases refused', async () => {
+  const rsa = host.generateKeyPairSync('rsa', { modulusLength: 1024 });
+  const ec = host.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const vectors = {
+    pkcs8Aes: ec.privateKey.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'pw' }),
+    pkcs8Des: rsa.privateKey.export({ format: 'pem', type: 'pkcs8', cipher: 'des-ede3-cbc', passphrase: 'pw' }),
+    pkcs8Der: Buffer.from(ec.privateKey.export({ format: 'der', type: 'pkcs8', cipher: 'aes-128-cbc', passphrase: 'pw' })).toString('hex'),
+    pkcs1Des: rsa.privateKey.export({ format: 'pem', type: 'pkcs1', cipher: 'des-ede3-cbc', passphrase: 'pw' }),
+    sec1Aes: ec.privateKey.export({ format: 'pem', type: 'sec1', cipher: 'aes-128-cbc', passphrase: 'pw' }),
+    ecPub: ec.publicKey.export({ format: 'pem', type: 'spki' }),
+    rsaPub: rsa.publicKey.export({ format: 'pem', type: 'spki' }),
+    ecPlain: ec.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+  };
+  const out = await inWorker(
+    `
+    const pub = (k) => crypto.createPublicKey(k).export({ format: 'pem', type: 'spki' });
+    const mine = crypto.createPrivateKey(V.ecPlain);
+    return {
+      pubs: [pub({ key: V.pkcs8Aes, passphrase: 'pw' }), pub({ key: V.pkcs8Des, passphrase: Buffer.from('pw') }), pub({ key: Buffer.from(V.pkcs8Der, 'hex'), format: 'der', type: 'pkcs8', passphrase: 'pw' }), pub({ key: V.pkcs1Des, passphrase: 'pw' }), pub({ key: V.sec1Aes, passphrase: 'pw' })],
+      signed: crypto.sign('sha256', Buffer.from('m'), { key: V.pkcs1Des, passphrase: 'pw' }).toString('hex'),
+      wrong: fails(() => crypto.createPrivateKey({ key: V.pkcs8Aes, passphrase: 'nope' })),
+      wrongLegacy: fails(() => crypto.createPrivateKey({ key: V.pkcs1Des, passphrase: 'nope' })),
+      missing: fails(() => crypto.createPrivateKey(V.pkcs8Aes)),
+      written: ['aes-128-cbc', 'aes-256-cbc', 'des-ede3-cbc'].map((cipher) => mine.export({ format: 'pem', type: 'pkcs8', cipher, passphrase: 'secret' })),
+      writtenDer: mine.export({ format: 'der', type: 'pkcs8', cipher: 'aes-192-cbc', passphrase: 'secret' }).toString('hex'),
+      writtenSec1: mine.export({ format: 'pem', type: 'sec1', cipher: 'aes-256-cbc', passphrase: 'secret' }),
+      writtenPkcs1: crypto.createPrivateKey({ key: V.pkcs1Des, passphrase: 'pw' }).export({ format: 'pem', type: 'pkcs1', cipher: 'des-ede3-cbc', passphrase: 'secret' }),
+      plainSec1: mine.export({ format: 'pem', type: 'sec1' }),
+      generated: crypto.generateKeyPairSync('ec', { namedCurve: 'P-384', privateKeyEncoding: { format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'g' } }).privateKey,
+      noPassphrase: fails(() => mine.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc' })),
+      derSec1: fails(() => mine.export({ format: 'der', type: 'sec1', cipher: 'aes-256-cbc', passphrase: 'x' })),
+    };`,
+    vectors,
+  );
+  assert.deepEqual(out.pubs, [vectors.ecPub, vectors.rsaPub, vectors.ecPub, vectors.rsaPub, vectors.ecPub]);
+  assert.ok(host.verify('sha256', Buffer.from('m'), rsa.publicKey, unhex(out.signed)));
+  assert.match(out.wrong, /^ERR_OSSL_BAD_DECRYPT: Failed to parse private key/);
+  assert.match(out.wrongLegacy, /Failed to parse private key/);
+  assert.match(out.missing, /^ERR_MISSING_PASSPHRASE/);
+  for (const pem of out.written) {
+    assert.match(pem, /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
+    assert.ok(host.createPrivateKey({ key: pem, passphrase: 'secret' }).equals(ec.privateKey), 'the host opens what the worker encrypted');
+  }
+  assert.ok(host.createPrivateKey({ key: unhex(out.writtenDer), format: 'der', type: 'pkcs8', passphrase: 'secret' }).equals(ec.privateKey));
+  assert.match(out.writtenSec1, /^-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,[0-9A-F]{32}\n\n/);
+  assert.ok(host.createPrivateKey({ key: out.writtenSec1, passphrase: 'secret' }).equals(ec.privateKey));
+  assert.ok(host.createPrivateKey({ key: out.writtenPkcs1, passphrase: 'secret' }).equals(rsa.privateKey));
+  assert.equal(out.plainSec1, ec.privateKey.export({ format: 'pem', type: 'sec1' }), 'SEC1 as the host writes it');
+  assert.equal(host.createPrivateKey({ key: out.generated, passphrase: 'g' }).asymmetricKeyType, 'ec');
+  assert.match(out.noPassphrase, /^ERR_INVALID_ARG_VALUE/);
+  assert.match(out.derSec1, /^ERR_CRYPTO_INCOMPATIBLE_KEY_OPTIONS/);
+});
+
+test('ECDH, DH, primes, RSA paddings and X509Certificate equal to the host; the host-side caps answer as errors', async () => {
+  const rsa = host.generateKeyPairSync('rsa', { modulusLength: 1024 });
+  const ecdh = host.createECDH('secp384r1');
+  ecdh.generateKeys();
+  const dh = host.getDiffieHellman('modp15');
+  dh.generateKeys();
+  const { readFileSync } = await import('node:fs');
+  const cert = readFileSync(new URL('../../test/node-crypto.e2e.test.ts', import.meta.url), 'utf8').match(
+    /-----BEGIN CERTIFICATE-----[^`]+-----END CERTIFICATE-----\n/,
+  )![0];
+  const ecKey = host.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const vectors = {
+    ecdhPriv: ecdh.getPrivateKey('hex'),
+    ecdhPub: ecdh.getPublicKey('hex'),
+    dhPub: dh.getPublicKey('hex'),
+    rsaPriv: rsa.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+    rsaPub: rsa.publicKey.export({ format: 'pem', type: 'spki' }),
+    hostSigned: host.privateEncrypt(rsa.privateKey, Buffer.from('from the host')).toString('hex'),
+    cert,
+    otherKey: ecKey.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+  };
+  const out = await inWorker(
+    `
+    const e = crypto.createECDH('secp384r1');
+    e.setPrivateKey(V.ecdhPriv, 'hex');
+    const mine = crypto.createECDH('secp384r1');
+    mine.generateKeys();
+    const d = crypto.getDiffieHellman('modp15');
+    d.generateKeys();
+    const c = new crypto.X509Certificate(V.cert);
+    return {
+      ecdh: [e.getPublicKey('hex'), e.getPublicKey('hex', 'compressed'), e.getPublicKey('hex', 'hybrid'), crypto.ECDH.convertKey(e.getPublicKey('hex', 'compressed'), 'secp384r1', 'hex', 'hex', 'hybrid')],
+      ecdhMine: [mine.getPrivateKey('hex'), mine.getPublicKey('hex', 'compressed')],
+      groups: ['modp14', 'modp15', 'modp16', 'modp17', 'modp18'].map((g) => crypto.getDiffieHellman(g).getPrime('hex')),
+      dh: [d.getPrivateKey('hex'), d.getPublicKey('hex'), d.computeSecret(V.dhPub, 'hex', 'hex')],
+      rsa: [crypto.publicEncrypt({ key: V.rsaPub, padding: crypto.constants.RSA_PKCS1_PADDING }, Buffer.from('pkcs1')).toString('hex'), crypto.privateEncrypt(V.rsaPriv, Buffer.from('from the worker')).toString('hex'), crypto.publicDecrypt(V.rsaPub, Buffer.from(V.hostSigned, 'hex')).toString()],
+      x509: [c.subject, c.fingerprint256, c.serialNumber, c.validTo, c.checkPrivateKey(crypto.createPrivateKey(V.otherKey)), c.keyUsage, c.toLegacyObject().serialNumber],
+      caps: [
+        fails(() => crypto.generatePrimeSync(4096)),
+        fails(() => crypto.generatePrimeSync(1024, { safe: true })),
+        fails(() => crypto.checkPrimeSync(2n ** 9000n + 1n)),
+        fails(() => crypto.createDiffieHellman(2048)),
+        fails(() => crypto.createDiffieHellman(Buffer.alloc(1100, 0xff))),
+        fails(() => crypto.createECDH('secp256k1')),
+        fails(() => crypto.publicEncrypt({ key: V.rsaPub, padding: 7 }, Buffer.from('x'))),
+      ],
+    };`,
+    vectors,
+  );
+  const p = host.createECDH('secp384r1');
+  p.setPrivateKey(vectors.ecdhPriv, 'hex');
+  assert.deepEqual(out.ecdh, [p.getPublicKey('hex'), p.getPublicKey('hex', 'compressed'), p.getPublicKey('hex', 'hybrid'), p.getPublicKey('hex', 'hybrid')]);
+  const check = host.createECDH('secp384r1');
+  check.setPrivateKey(out.ecdhMine[0], 'hex');
+  assert.equal(check.getPublicKey('hex', 'compressed'), out.ecdhMine[1], 'a generated key pair agrees with the host');
+  // RFC 3526 sections 3–7, as Node carries them.
+  assert.deepEqual(
+    out.groups,
+    ['modp14', 'modp15', 'modp16', 'modp17', 'modp18'].map((g) => host.getDiffieHellman(g).getPrime('hex')),
+  );
+  assert.equal(out.dh[2], dh.computeSecret(out.dh[1], 'hex', 'hex'), 'the worker and the host agree on a modp15 secret');
+  assert.equal(host.privateDecrypt({ key: rsa.privateKey, padding: host.constants.RSA_PKCS1_PADDING }, unhex(out.rsa[0])).toString(), 'pkcs1');
+  assert.equal(out.rsa[1], host.privateEncrypt(rsa.privateKey, Buffer.from('from the worker')).toString('hex'), 'PKCS#1 v1.5 type 1 is deterministic');
+  assert.equal(out.rsa[2], 'from the host');
+  const x = new host.X509Certificate(cert);
+  assert.deepEqual(out.x509, [x.subject, x.fingerprint256, x.serialNumber, x.validTo, false, x.keyUsage, x.serialNumber]);
+  assert.match(out.caps[0], /^ERR_OUT_OF_RANGE: generatePrime size exceeds this runtime's maximum \(2048 bits\)/);
+  assert.match(out.caps[1], /^ERR_OUT_OF_RANGE: .*512 bits for a safe prime/);
+  assert.match(out.caps[2], /^ERR_OUT_OF_RANGE: checkPrime candidate exceeds maximum size/);
+  assert.match(out.caps[3], /512 bits for a safe prime/);
+  assert.match(out.caps[4], /DiffieHellman init failed: key is too large/);
+  assert.match(out.caps[5], /Invalid curve/);
+  assert.match(out.caps[6], /^ERR_INVALID_ARG_VALUE: Unsupported RSA padding 7/);
 });

@@ -123,10 +123,16 @@ export function toPem(der: Uint8Array, label: string): string {
   return `-----BEGIN ${label}-----\n${b64.replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END ${label}-----\n`;
 }
 
-export function fromPem(pem: string): { label: string; der: Uint8Array } {
-  const m = /-----BEGIN ([A-Z0-9 ]{1,40})-----([A-Za-z0-9+/=\s]*)-----END \1-----/.exec(pem);
+/** A PEM block: its label, its RFC 1421 headers (Proc-Type, DEK-Info of a legacy encrypted key) and its DER. */
+export function fromPem(pem: string): { label: string; der: Uint8Array; headers: Record<string, string> } {
+  const m = /-----BEGIN ([A-Z0-9 ]{1,40})-----\r?\n?((?:[A-Za-z-]{1,32}: ?[^\r\n]{0,200}\r?\n)*)\s*([A-Za-z0-9+/=\s]*)-----END \1-----/.exec(pem);
   if (!m) throw invalidKey('not a PEM key');
-  return { label: m[1]!, der: Uint8Array.from(Buffer.from(m[2]!.replace(/\s+/g, ''), 'base64')) };
+  const headers: Record<string, string> = {};
+  for (const line of m[2]!.split(/\r?\n/)) {
+    const at = line.indexOf(':');
+    if (at > 0) headers[line.slice(0, at)] = line.slice(at + 1).trim();
+  }
+  return { label: m[1]!, der: Uint8Array.from(Buffer.from(m[3]!.replace(/\s+/g, ''), 'base64')), headers };
 }
 
 /** An unsigned big-endian integer as a DER INTEGER. */
@@ -156,4 +162,14 @@ export function derToP1363(sig: Uint8Array, n: number): Uint8Array | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The SEC1 ECPrivateKey of a pkcs8 EC key, with its curve named in `[0] parameters` as Node writes it. */
+export function pkcs8ToSec1(pkcs8: Uint8Array, curve: 'P-256' | 'P-384' | 'P-521'): Uint8Array {
+  const inner = innerKey(pkcs8, 'private');
+  const top = readTlv(inner, 0);
+  const kids = children(inner, top);
+  if (kids.some((k) => k.tag === 0xa0) || kids.length < 2) return inner;
+  const pieces = kids.map((k, i) => inner.subarray(i === 0 ? top.start : kids[i - 1]!.end, k.end));
+  return tlv(0x30, pieces[0]!, pieces[1]!, tlv(0xa0, oid(OID[curve])), ...pieces.slice(2));
 }
