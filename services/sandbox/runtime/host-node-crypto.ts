@@ -95,7 +95,9 @@ const Call = z.discriminatedUnion('op', [
       rem: Bytes(MAX_PRIME_BITS / 8 + 1).optional(),
     })
     .strict(),
-  z.object({ op: z.literal('node.checkPrime'), candidate: z.instanceof(ArrayBuffer), checks: z.number().int().min(0).max(MAX_PRIME_CHECKS) }).strict(),
+  z
+    .object({ op: z.literal('node.checkPrime'), candidate: Bytes(MAX_CHECK_PRIME_BITS / 8 + 64), checks: z.number().int().min(0).max(MAX_PRIME_CHECKS) })
+    .strict(),
   z
     .object({
       op: z.literal('node.rsa'),
