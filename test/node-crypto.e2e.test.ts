@@ -49,6 +49,7 @@ export default { async fetch() {
   const o = {};
   // workerd's getCiphers() gives its last (BoringSSL AEAD) names in an order that changes between runs.
   o.lists = [crypto.getCiphers().sort(), crypto.getHashes(), crypto.getCurves()];
+  o.hashes = ['md5-sha1', 'RSA-MD5', 'RSA-SHA224', 'DSA-SHA', 'DSA-SHA1', 'ecdsa-with-SHA1', 'sha512-256'].map((n) => t(() => crypto.createHash(n).update('abc').digest('hex')));
   o.chacha = t(() => { const c = crypto.createCipheriv('chacha20-poly1305', h('808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f'), h('070000004041424344454647'), { authTagLength: 16 }); c.setAAD(h('50515253c0c1c2c3c4c5c6c7')); return [hex(c, Buffer.from('sunscreen')), c.getAuthTag().toString('hex')]; });
   o.chachaOpen = t(() => { const k = Buffer.alloc(32, 1), iv = Buffer.alloc(12, 2); const c = crypto.createCipheriv('chacha20-poly1305', k, iv); const ct = Buffer.concat([c.update(Buffer.from('hello')), c.final()]); const d = crypto.createDecipheriv('chacha20-poly1305', k, iv); d.setAuthTag(c.getAuthTag()); return Buffer.concat([d.update(ct), d.final()]).toString(); });
   o.ecb = t(() => hex(crypto.createCipheriv('aes-192-ecb', Buffer.alloc(24, 1), Buffer.alloc(0)), Buffer.from('seventeen bytes!!')));

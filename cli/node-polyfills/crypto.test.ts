@@ -231,6 +231,8 @@ test('more ciphers: RFC 8439 ChaCha20-Poly1305, NIST SP 800-38A ECB and OFB, Tri
     return { ecb, ecbBack, ofbFirst, ofb, ofbBack, chacha, chachaTag: ch.getAuthTag().toString('hex'), chachaBack, forged, short, shortTag: t8.getAuthTag().toString('hex'), des, badPad,
       info: [crypto.getCipherInfo('aes-128-ecb'), crypto.getCipherInfo('chacha20-poly1305'), crypto.getCipherInfo('aes-128-cfb') ?? null],
       lists: [crypto.getCiphers().length, crypto.getCurves(), crypto.getHashes().length],
+      hashes: ['md5-sha1', 'RSA-MD5', 'RSA-SHA224', 'DSA-SHA', 'DSA-SHA1', 'ecdsa-with-SHA1', 'sha512-256'].map((n) => crypto.createHash(n).update('abc').digest('hex')),
+      md4: fails(() => crypto.createHash('md4')),
       rc4: fails(() => crypto.createCipheriv('rc4', Buffer.alloc(16), null)), unknown: fails(() => crypto.createCipheriv('nope', Buffer.alloc(16), null)) };`,
     { key, p, chacha, msg },
   );
@@ -259,6 +261,13 @@ test('more ciphers: RFC 8439 ChaCha20-Poly1305, NIST SP 800-38A ECB and OFB, Tri
     null,
   ]);
   assert.deepEqual(out.lists, [60, ['secp224r1', 'prime256v1', 'secp384r1', 'secp521r1'], 17]);
+  const d = (n: string) => host.createHash(n).update('abc').digest('hex');
+  assert.deepEqual(
+    out.hashes,
+    [d('md5') + d('sha1'), d('md5'), d('sha224'), d('sha1'), d('sha1'), d('sha1'), d('sha512-256')],
+    "OpenSSL's names, as workerd takes them",
+  );
+  assert.match(out.md4, /^ERR_CRYPTO_INVALID_DIGEST/);
   assert.match(out.rc4, /^ERR_CRYPTO_UNKNOWN_CIPHER: Unsupported cipher here: rc4/);
   assert.match(out.unknown, /^ERR_CRYPTO_UNKNOWN_CIPHER: Unknown or unsupported cipher: nope/);
 });

@@ -15,7 +15,7 @@ import { hmac } from '@noble/hashes/hmac';
 import { md5, sha1 } from '@noble/hashes/legacy';
 import { pbkdf2 as noblePbkdf2 } from '@noble/hashes/pbkdf2';
 import { scrypt as nobleScrypt } from '@noble/hashes/scrypt';
-import { sha224, sha256, sha384, sha512 } from '@noble/hashes/sha2';
+import { sha224, sha256, sha384, sha512, sha512_256 } from '@noble/hashes/sha2';
 import * as unenv from 'unenv/node/crypto';
 import * as cipher from './crypto-cipher.ts';
 import * as dh from './crypto-dh.ts';
@@ -23,10 +23,29 @@ import * as keys from './crypto-keys.ts';
 import { X509Certificate } from './crypto-x509.ts';
 
 type Algo = typeof sha256;
-const ALGOS: Record<string, Algo> = { md5, sha1, sha224, sha256, sha384, sha512 } as Record<string, Algo>;
+const ALGOS: Record<string, Algo> = { md5, sha1, sha224, sha256, sha384, sha512, sha512256: sha512_256 } as Record<string, Algo>;
+// OpenSSL's other names for SHA-1, which workerd's createHash takes.
+const SHA1_NAMES = new Set(['dsa-sha', 'dsa-sha1', 'ecdsa-with-sha1']);
 
-function algo(name: unknown): Algo {
-  const a = typeof name === 'string' ? ALGOS[name.toLowerCase().replace(/^rsa-/, '').replace('-', '')] : undefined;
+/** TLS 1.0's MD5‖SHA-1, which workerd's createHash has (a digest only: no HMAC over it). */
+const md5sha1 = Object.assign((m: Uint8Array) => Buffer.concat([md5(m), sha1(m)]), {
+  create: () => {
+    const a = md5.create();
+    const b = sha1.create();
+    return {
+      update(x: Uint8Array) {
+        a.update(x);
+        b.update(x);
+        return this;
+      },
+      digest: () => Buffer.concat([a.digest(), b.digest()]),
+    };
+  },
+});
+
+function algo(name: unknown, forHmac = false): Algo {
+  const n = typeof name === 'string' ? name.toLowerCase() : '';
+  const a = SHA1_NAMES.has(n) ? sha1 : n === 'md5-sha1' && !forHmac ? (md5sha1 as unknown as Algo) : ALGOS[n.replace(/^rsa-/, '').replace('-', '')];
   if (!a) throw Object.assign(new Error(`Digest method not supported: ${String(name)}`), { code: 'ERR_CRYPTO_INVALID_DIGEST' });
   return a;
 }
@@ -85,9 +104,9 @@ export class Hash extends Digest {
 export class Hmac extends Digest {}
 
 export const createHash = (name: string) => new Hash(name);
-export const createHmac = (name: string, key: Input) => new Hmac(hmac.create(algo(name), bytes(key)));
+export const createHmac = (name: string, key: Input) => new Hmac(hmac.create(algo(name, true), bytes(key)));
 export const hash = (name: string, data: Input, encoding: BufferEncoding = 'hex') => out(algo(name)(bytes(data)), encoding);
-/** workerd's list, as it gives it (md4 and md5-sha1 are listed but not computed here). */
+/** workerd's list, as it gives it (md4 is listed but not computed here: @noble/hashes has no MD4). */
 export const getHashes = () => [
   'md4',
   'md5',
