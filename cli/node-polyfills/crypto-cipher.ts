@@ -40,94 +40,39 @@ interface Spec {
 }
 
 const CIPHERS: Record<string, Spec> = {};
-const NIDS: Record<string, number> = {
-  'aes-128-cbc': 419,
-  'aes-192-cbc': 423,
-  'aes-256-cbc': 427,
-  'aes-128-ctr': 904,
-  'aes-192-ctr': 905,
-  'aes-256-ctr': 906,
-  'aes-128-ecb': 418,
-  'aes-192-ecb': 422,
-  'aes-256-ecb': 426,
-  'aes-128-ofb': 420,
-  'aes-192-ofb': 424,
-  'aes-256-ofb': 428,
-  'aes-128-gcm': 895,
-  'aes-192-gcm': 898,
-  'aes-256-gcm': 901,
-};
-function add(name: string, spec: Omit<Spec, 'info'>, infoName: string, infoMode: string, nid: number): void {
-  const blockSize = spec.mode === 'cbc' || spec.host?.endsWith('ecb') || spec.host?.startsWith('des') ? spec.block : 1;
-  CIPHERS[name] = { ...spec, info: { name: infoName, nid, blockSize, ivLength: spec.ivBytes, keyLength: spec.keyBytes, mode: infoMode } };
+/** One cipher: where it runs, its sizes, and getCipherInfo's name, mode and nid (OpenSSL's numbers, as workerd gives them). */
+function add(name: string, mode: Mode, keyBytes: number, ivBytes: number, block: number, info: [string, string, number], host?: string): void {
+  const [infoName, infoMode, nid] = info;
+  const blockSize = infoMode === 'cbc' || infoMode === 'ecb' ? block : 1;
+  CIPHERS[name] = { mode, keyBytes, ivBytes, block, host, info: { name: infoName, nid, blockSize, ivLength: ivBytes, keyLength: keyBytes, mode: infoMode } };
 }
-for (const bits of [128, 192, 256]) {
+const AES_NIDS = { cbc: [419, 423, 427], ctr: [904, 905, 906], ecb: [418, 422, 426], ofb: [420, 424, 428], gcm: [895, 898, 901] };
+for (const [i, bits] of [128, 192, 256].entries()) {
   const k = bits / 8;
-  add(`aes-${bits}-cbc`, { mode: 'cbc', keyBytes: k, ivBytes: 16, block: 16 }, `AES-${bits}-CBC`, 'cbc', NIDS[`aes-${bits}-cbc`]!);
-  add(`aes-${bits}-ctr`, { mode: 'ctr', keyBytes: k, ivBytes: 16, block: 16 }, `AES-${bits}-CTR`, 'ctr', NIDS[`aes-${bits}-ctr`]!);
-  add(
-    `aes-${bits}-ecb`,
-    { mode: 'host-block', keyBytes: k, ivBytes: 0, block: 16, host: `aes-${bits}-ecb` },
-    `AES-${bits}-ECB`,
-    'ecb',
-    NIDS[`aes-${bits}-ecb`]!,
-  );
-  add(`aes-${bits}-ofb`, { mode: 'ofb', keyBytes: k, ivBytes: 16, block: 16 }, `AES-${bits}-OFB`, 'ofb', NIDS[`aes-${bits}-ofb`]!);
-  add(`aes-${bits}-gcm`, { mode: 'gcm', keyBytes: k, ivBytes: 12, block: 16 }, `id-aes${bits}-GCM`, 'gcm', NIDS[`aes-${bits}-gcm`]!);
+  add(`aes-${bits}-cbc`, 'cbc', k, 16, 16, [`AES-${bits}-CBC`, 'cbc', AES_NIDS.cbc[i]!]);
+  add(`aes-${bits}-ctr`, 'ctr', k, 16, 16, [`AES-${bits}-CTR`, 'ctr', AES_NIDS.ctr[i]!]);
+  add(`aes-${bits}-ecb`, 'host-block', k, 0, 16, [`AES-${bits}-ECB`, 'ecb', AES_NIDS.ecb[i]!], `aes-${bits}-ecb`);
+  add(`aes-${bits}-ofb`, 'ofb', k, 16, 16, [`AES-${bits}-OFB`, 'ofb', AES_NIDS.ofb[i]!]);
+  add(`aes-${bits}-gcm`, 'gcm', k, 12, 16, [`id-aes${bits}-GCM`, 'gcm', AES_NIDS.gcm[i]!]);
   CIPHERS[`id-aes${bits}-gcm`] = CIPHERS[`aes-${bits}-gcm`]!;
   CIPHERS[`aes${bits}`] = CIPHERS[`aes-${bits}-cbc`]!;
 }
-add('des-ede3-cbc', { mode: 'host-block', keyBytes: 24, ivBytes: 8, block: 8, host: 'des-ede3-cbc' }, 'DES-EDE3-CBC', 'cbc', 44);
-add('des-ede-cbc', { mode: 'host-block', keyBytes: 16, ivBytes: 8, block: 8, host: 'des-ede-cbc' }, 'DES-EDE-CBC', 'cbc', 43);
-add('des-ede', { mode: 'host-block', keyBytes: 16, ivBytes: 0, block: 8, host: 'des-ede' }, 'DES-EDE', 'ecb', 32);
-add('chacha20-poly1305', { mode: 'host-aead', keyBytes: 32, ivBytes: 12, block: 1, host: 'chacha20-poly1305' }, 'chacha20-poly1305', 'stream', 950);
+add('des-ede3-cbc', 'host-block', 24, 8, 8, ['DES-EDE3-CBC', 'cbc', 44], 'des-ede3-cbc');
+add('des-ede-cbc', 'host-block', 16, 8, 8, ['DES-EDE-CBC', 'cbc', 43], 'des-ede-cbc');
+add('des-ede', 'host-block', 16, 0, 8, ['DES-EDE', 'ecb', 32], 'des-ede');
+add('chacha20-poly1305', 'host-aead', 32, 12, 1, ['chacha20-poly1305', 'stream', 950], 'chacha20-poly1305');
 
-/** workerd's getCiphers(), in its order: it lists more than it runs (see UNAVAILABLE). */
+/**
+ * workerd's getCiphers(): OpenSSL's names in upper and lower case, then BoringSSL's AEADs. It lists more
+ * than it runs, and more than runs here: single DES, RC2 and RC4 are only in the host OpenSSL 3's legacy
+ * provider, and BoringSSL's AEADs other than ChaCha20-Poly1305 are not in OpenSSL.
+ */
+const OPENSSL_NAMES = ['cbc', 'ctr', 'ecb', 'ofb', 'gcm']
+  .flatMap((m) => [128, 192, 256].map((b) => `aes-${b}-${m}`))
+  .concat(['des-cbc', 'des-ecb', 'des-ede', 'des-ede-cbc', 'des-ede3-cbc', 'rc2-cbc', 'rc4']);
 const WORKERD_CIPHERS = [
-  'AES-128-CBC',
-  'AES-192-CBC',
-  'AES-256-CBC',
-  'AES-128-CTR',
-  'AES-192-CTR',
-  'AES-256-CTR',
-  'AES-128-ECB',
-  'AES-192-ECB',
-  'AES-256-ECB',
-  'AES-128-OFB',
-  'AES-192-OFB',
-  'AES-256-OFB',
-  'AES-128-GCM',
-  'AES-192-GCM',
-  'AES-256-GCM',
-  'DES-CBC',
-  'DES-ECB',
-  'DES-EDE',
-  'DES-EDE-CBC',
-  'DES-EDE3-CBC',
-  'RC2-CBC',
-  'RC4',
-  'aes-128-cbc',
-  'aes-192-cbc',
-  'aes-256-cbc',
-  'aes-128-ctr',
-  'aes-192-ctr',
-  'aes-256-ctr',
-  'aes-128-ecb',
-  'aes-192-ecb',
-  'aes-256-ecb',
-  'aes-128-ofb',
-  'aes-192-ofb',
-  'aes-256-ofb',
-  'aes-128-gcm',
-  'aes-192-gcm',
-  'aes-256-gcm',
-  'des-cbc',
-  'des-ecb',
-  'des-ede',
-  'des-ede-cbc',
-  'des-ede3-cbc',
-  'rc2-cbc',
-  'rc4',
+  ...OPENSSL_NAMES.map((n) => n.toUpperCase()),
+  ...OPENSSL_NAMES,
   'aes-128-eax',
   'aes-128-ccm-matter',
   'aes-128-ccm-bluetooth',

@@ -155,7 +155,9 @@ export class DiffieHellman {
     known?: string,
   ) {
     let g: number | Input = generator;
-    if (typeof keyEncoding === 'number' || (typeof keyEncoding !== 'string' && keyEncoding !== undefined)) {
+    // Node's shapes: (prime, primeEncoding?, generator?, generatorEncoding?) and (prime, generator, generatorEncoding?).
+    if (keyEncoding !== undefined && typeof keyEncoding !== 'string') {
+      genEncoding = typeof generator === 'string' ? (generator as BufferEncoding) : undefined;
       g = keyEncoding;
       keyEncoding = undefined;
     }

@@ -1,9 +1,10 @@
 /**
  * node:crypto's keys and signatures for the isolate: KeyObject, createPrivateKey/createPublicKey/
- * createSecretKey, generateKeyPair(Sync)/generateKey(Sync), sign/verify, createSign/createVerify,
- * publicEncrypt/privateDecrypt/privateEncrypt/publicDecrypt and diffieHellman (ECDH, X25519). Every operation is the worker's own crypto.subtle, run
- * synchronously (`node-internal:crypto`): the same host algorithms, checks and limits as WebCrypto, and
- * no cryptography written here. A KeyObject holds its key as pkcs8 or spki bytes and imports it for
+ * createSecretKey (encrypted keys through crypto-pem.ts), generateKeyPair(Sync)/generateKey(Sync),
+ * sign/verify, createSign/createVerify, publicEncrypt/privateDecrypt/privateEncrypt/publicDecrypt and
+ * diffieHellman (ECDH, X25519). Every operation is the worker's own crypto.subtle, run synchronously
+ * (`node-internal:crypto`): the same host algorithms, checks and limits as WebCrypto; RSA's paddings that
+ * WebCrypto lacks go to the host's node:crypto (crypto-host.ts). No cryptography is written here. A KeyObject holds its key as pkcs8 or spki bytes and imports it for
  * each operation with the algorithm that operation needs (Node picks the hash and padding per call;
  * a WebCrypto key is bound to one).
  */
