@@ -1,8 +1,8 @@
 /**
  * node:crypto beyond WebCrypto through a real mesh (issue 13): what runs on the host's node:crypto —
  * primes, Diffie-Hellman, ciphers, X.509 — is refused past its caps with Node's errors (prime sizes, safe
- * primes, prime tests, DH primes and prime lengths, cipher input over the per-call limit, garbage
- * certificates and points); a loop of the largest allowed host jobs ends at the worker's own wall limit; an
+ * primes, prime tests, DH primes and prime lengths, cipher input over the per-call limit, RSA private keys
+ * over 4096 bits outside WebCrypto, garbage certificates and points); a loop of the largest allowed host jobs ends at the worker's own wall limit; an
  * encrypted key whose PBKDF2 iteration count is 2^31−1 stops at the worker's own CPU limit (the key
  * derivation runs in its isolate). The sandbox process survives, and a bystander worker of another tenant
  * is served throughout, even while the host jobs run.
@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
 import { sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
 
 /** DER for the key file below (short and long definite lengths). */
@@ -40,6 +41,9 @@ const KDF_BOMB = `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${tlv(
   tlv(4, Buffer.alloc(48, 3)),
 ).toString('base64')}\n-----END ENCRYPTED PRIVATE KEY-----\n`;
 
+/** An RSA key over the host's 4096-bit limit for private-key operations outside WebCrypto. */
+const BIG_RSA = generateKeyPairSync('rsa', { modulusLength: 5120 }).privateKey.export({ format: 'pem', type: 'pkcs8' });
+
 const WORKER = `
 import crypto from 'node:crypto';
 import { Buffer } from 'node:buffer';
@@ -60,6 +64,7 @@ export default {
         certificate: attempt(() => new crypto.X509Certificate(Buffer.alloc(70 * 1024, 0x30))),
         point: attempt(() => { const e = crypto.createECDH('prime256v1'); e.setPrivateKey(Buffer.alloc(32, 1)); e.computeSecret(Buffer.alloc(65, 4)); }),
         curve: attempt(() => crypto.createECDH('secp256k1')),
+        rsaPrivate: attempt(() => crypto.privateEncrypt(${JSON.stringify(BIG_RSA)}, Buffer.from('x'))),
       };
       const c = crypto.createCipheriv('chacha20-poly1305', Buffer.alloc(32, 1), Buffer.alloc(12, 2));
       out.afterwards = Buffer.concat([c.update(Buffer.from('still works')), c.final()]).length;
@@ -127,6 +132,7 @@ describe('node:crypto beyond WebCrypto: host work bounded, a bystander served', 
     assert.match(out.certificate, /^ERR_INVALID_ARG_VALUE: The argument 'buffer' is not a valid certificate/);
     assert.match(out.point, /Public key is not valid for specified curve|Failed to set point/);
     assert.match(out.curve, /Invalid curve/);
+    assert.match(out.rsaPrivate, /^ERR_OUT_OF_RANGE: RSA private keys above 4096 bits are not supported for privateEncrypt/);
     assert.equal(out.afterwards, 11);
     assert.doesNotMatch(body, /\/work\/|node_modules|node:internal/, 'no host paths reach the tenant');
     assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200);

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, generateKeyPairSync } from 'node:crypto';
 import { createHostCrypto, MAX_CRYPTO_IN_FLIGHT } from './host-crypto.ts';
-import { MAX_CHECK_PRIME_BITS, MAX_DH_BITS, MAX_PRIME_BITS, MAX_SAFE_PRIME_BITS } from './host-node-crypto.ts';
+import { MAX_CHECK_PRIME_BITS, MAX_DH_BITS, MAX_PRIME_BITS, MAX_RSA_PRIVATE_BITS, MAX_SAFE_PRIME_BITS } from './host-node-crypto.ts';
 
 const errorOf = (r: unknown) => (r as { error?: { name: string; message: string; code?: string } }).error;
 const ab = (n: number, fill = 0) => new Uint8Array(n).fill(fill).buffer;
@@ -89,8 +89,16 @@ test('a long Triple DES job is cut into slices: the event loop turns meanwhile, 
   assert.ok(turns >= 4, `the event loop turned between slices (${turns})`);
 });
 
-test('RSA outside WebCrypto takes only RSA keys, and X.509 garbage is an error value', async () => {
+test('RSA outside WebCrypto takes only RSA keys, private ones up to 4096 bits; X.509 garbage is an error value', async () => {
   const host = createHostCrypto();
+  const big = generateKeyPairSync('rsa', { modulusLength: MAX_RSA_PRIVATE_BITS + 1024 });
+  const bigDer = big.privateKey.export({ format: 'der', type: 'pkcs8' });
+  const bigPub = big.publicKey.export({ format: 'der', type: 'spki' });
+  const slice = (b: Buffer) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
+  const refused = errorOf(await host({ op: 'node.rsa', fn: 'privateEncrypt', key: slice(bigDer), padding: 1, data: ab(4) }));
+  assert.match(refused?.message ?? '', /RSA private keys above 4096 bits are not supported for privateEncrypt/);
+  const pub = (await host({ op: 'node.rsa', fn: 'publicEncrypt', key: slice(bigPub), padding: 1, data: ab(4) })) as { bytes: ArrayBuffer };
+  assert.equal(pub.bytes.byteLength, 640, 'public-key operations stay cheap at the WebCrypto size limit');
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const der = ec.privateKey.export({ format: 'der', type: 'pkcs8' });
   const e = errorOf(
