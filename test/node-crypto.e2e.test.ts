@@ -1,15 +1,17 @@
 /**
- * node:crypto's APIs beyond WebCrypto (issue 13): one worker, bundled as `deploy` bundles a nodejs_compat
- * worker and run in a real isolate, answers exactly what the same source answers on the real workerd —
+ * node:crypto's APIs beyond WebCrypto (issue 13): one worker, deployed through the CLI to a real mesh,
+ * answers exactly what the same source answers on the real workerd —
  * ciphers (RFC 8439 ChaCha20-Poly1305, NIST SP 800-38A ECB/OFB, Triple DES), createECDH, the RFC 3526
  * groups and createDiffieHellman, primes, RSA PKCS#1 v1.5 and privateEncrypt/publicDecrypt, X509Certificate,
  * encrypted private keys, and the lists (getCiphers, getHashes, getCurves). Inputs are fixed, so the answers are too.
  */
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { runCompatWorker } from '../cli/node-polyfills/testing.ts';
-import { waitFor } from './helpers/mesh.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 import { startWorkerd, workerdMissing } from './helpers/workerd.ts';
 
 // A self-signed P-256 certificate for example.com with SANs (DNS, wildcard, IP, email), key usage and OCSP access (made with openssl req -x509).
@@ -100,27 +102,46 @@ export default { async fetch() {
   return new Response(JSON.stringify(o));
 } };`;
 
-test('node:crypto beyond WebCrypto answers as on workerd', { skip: workerdMissing() }, async () => {
-  const ours = await runCompatWorker(SOURCE, { cpuMs: 20_000 });
-  assert.equal(ours.status, 200, ours.body);
-  const workerd = await startWorkerd({
-    files: { 'w.js': SOURCE },
-    config: (
-      ports,
-    ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
-const w :Workerd.Worker = ( modules = [ (name = "w.js", esModule = embed "w.js") ], compatibilityDate = "2025-06-01", compatibilityFlags = ["nodejs_compat"] );`,
+describe('node:crypto beyond WebCrypto', { skip: workerdMissing() }, () => {
+  let mesh: TestMesh;
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-nodecrypto-e2e-'));
+  before(async () => {
+    writeFileSync(join(dir, 'index.js'), SOURCE);
+    const config = { name: 'nc', main: 'index.js', compatibility_date: '2025-06-01', compatibility_flags: ['nodejs_compat'], route: '*/nc*' };
+    writeFileSync(join(dir, 'wrangler.json'), JSON.stringify({ ...config, limits: { cpu_ms: 20_000 } }));
+    mesh = await startTestMesh();
+    const r = await mesh.cli(['deploy'], dir);
+    assert.equal(r.code, 0, r.stderr);
   });
-  let theirs: string;
-  try {
-    theirs = await waitFor('workerd', async () => {
-      const res = await fetch(workerd.url()).catch(() => undefined);
-      return res?.status === 200 ? res.text() : undefined;
+  after(async () => {
+    await mesh?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('answers as on workerd', async () => {
+    const ours = await waitFor('the worker', async () => {
+      const res = await fetch(`${mesh.httpUrl}/nc`);
+      return res.status === 200 ? res.text() : undefined;
     });
-  } finally {
-    workerd.stop();
-  }
-  const a = JSON.parse(ours.body) as Record<string, unknown>;
-  const b = JSON.parse(theirs) as Record<string, unknown>;
-  const differ = Object.keys(b).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
-  assert.deepEqual(Object.fromEntries(differ.map((k) => [k, a[k]])), Object.fromEntries(differ.map((k) => [k, b[k]])));
+    const workerd = await startWorkerd({
+      files: { 'w.js': SOURCE },
+      config: (
+        ports,
+      ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
+const w :Workerd.Worker = ( modules = [ (name = "w.js", esModule = embed "w.js") ], compatibilityDate = "2025-06-01", compatibilityFlags = ["nodejs_compat"] );`,
+    });
+    let theirs: string;
+    try {
+      theirs = await waitFor('workerd', async () => {
+        const res = await fetch(workerd.url()).catch(() => undefined);
+        return res?.status === 200 ? res.text() : undefined;
+      });
+    } finally {
+      workerd.stop();
+    }
+    const a = JSON.parse(ours) as Record<string, unknown>;
+    const b = JSON.parse(theirs) as Record<string, unknown>;
+    const differ = Object.keys(b).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+    assert.deepEqual(Object.fromEntries(differ.map((k) => [k, a[k]])), Object.fromEntries(differ.map((k) => [k, b[k]])));
+  });
 });
