@@ -32,9 +32,28 @@ GOwzKXHoGKykEHblr+q3FPQ=
 -----END CERTIFICATE-----
 `;
 
+// A self-signed RSA-1024 CA certificate (openssl req -x509 -newkey rsa:1024, basicConstraints CA:TRUE).
+const CA_CERT = `-----BEGIN CERTIFICATE-----
+MIICTjCCAbegAwIBAgIUP3KiZFHFdU0d+Oo4uBouuFJCVlowDQYJKoZIhvcNAQEL
+BQAwOTELMAkGA1UEBhMCREUxFDASBgNVBAMMC3JzYS5leGFtcGxlMRQwEgYDVQQK
+DAtDb3Jkb24gVGVzdDAeFw0yNjEyMDYxMjA0MjVaFw0yNzAxMDUxMjA0MjVaMDkx
+CzAJBgNVBAYTAkRFMRQwEgYDVQQDDAtyc2EuZXhhbXBsZTEUMBIGA1UECgwLQ29y
+ZG9uIFRlc3QwgZ8wDQYJKoZIhvcNAQEBBQADgY0AMIGJAoGBAN9mIhV8GkUy2Wxh
+r8L4YdBu7wHpBKynUvWnutHTvhDs/NUteUDZdq4/cdslYImn/8q5bbyP1AJEsvuf
+nBEhFi0Lcib41tei9D0Qe50BJDQ9Tpkxzu9ERwOTztl2/jJnSIPWIvgwFkd1AP8n
+/XyUHCabOm7vzT35lVlNHWM04slJAgMBAAGjUzBRMB0GA1UdDgQWBBSSbSCKeo1z
+RcXBzQUEeffMByQJOzAfBgNVHSMEGDAWgBSSbSCKeo1zRcXBzQUEeffMByQJOzAP
+BgNVHRMBAf8EBTADAQH/MA0GCSqGSIb3DQEBCwUAA4GBANglYBBKLtR4SrGQSSXQ
+ltF2qazW535m9t+evYXGy/eaIxFYa+Q3G5e8EDa9bHoWMQI2V5e38nI92K4VfYir
+neDQuHp8FI67XRIMikE3ZeSh6d76GHGZMCHMv0+um6CXu57ArfmEbJsn8+9Trvi8
+6uIfBG6JTy9FPLGaNSrmsStt
+-----END CERTIFICATE-----
+`;
+
 const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 });
 const V = {
   cert: CERT,
+  caCert: CA_CERT,
   rsaPriv: rsa.privateKey.export({ format: 'pem', type: 'pkcs8' }),
   rsaPub: rsa.publicKey.export({ format: 'pem', type: 'spki' }),
   pkcs8Enc: rsa.privateKey.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'pw' }),
@@ -97,6 +116,10 @@ export default { async fetch() {
   const c = new crypto.X509Certificate(V.cert);
   o.x509 = ['subject', 'subjectAltName', 'issuer', 'infoAccess', 'validFrom', 'validTo', 'fingerprint', 'fingerprint256', 'fingerprint512', 'keyUsage', 'serialNumber', 'ca', 'issuerCertificate'].map((k) => t(() => c[k]));
   o.x509More = [t(() => c.raw.length), t(() => [c.publicKey.type, c.publicKey.asymmetricKeyType, c.publicKey.export({ format: 'pem', type: 'spki' })]), t(() => c.toString() === V.cert), t(() => c.toJSON() === c.toString()), t(() => new crypto.X509Certificate(c.raw).fingerprint256)];
+  o.x509Legacy = t(() => JSON.stringify(c.toLegacyObject(), (k, v) => (v && v.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v)));
+  const ca = new crypto.X509Certificate(V.caCert);
+  o.caCert = ['subject', 'issuer', 'ca', 'subjectAltName', 'infoAccess', 'keyUsage', 'serialNumber'].map((k) => t(() => ca[k])).concat([t(() => ca.publicKey.asymmetricKeyDetails.modulusLength), t(() => ca.verify(ca.publicKey)), t(() => ca.checkIssued(ca)), t(() => c.checkIssued(ca))]);
+  o.caLegacy = t(() => JSON.stringify(ca.toLegacyObject(), (k, v) => (v && v.type === 'Buffer' ? Buffer.from(v.data).toString('hex') : v)));
   o.x509Checks = [t(() => c.checkHost('example.com')), t(() => c.checkHost('foo.example.org')), t(() => c.checkHost('a.b.example.org')), t(() => c.checkHost('other.com')), t(() => c.checkHost('EXAMPLE.COM')), t(() => c.checkHost('example.com', { subject: 'never' })), t(() => c.checkEmail('a@example.com')), t(() => c.checkEmail('b@example.com')), t(() => c.checkIP('127.0.0.1')), t(() => c.checkIP('127.0.0.2')), t(() => c.verify(c.publicKey)), t(() => c.verify(crypto.createPublicKey(V.rsaPub))), t(() => c.checkIssued(c))];
   o.x509Bad = t(() => new crypto.X509Certificate('not a certificate') && 'accepted');
   return new Response(JSON.stringify(o));

@@ -103,8 +103,32 @@ export class X509Certificate {
   toJSON(): string {
     return this.#f.pem;
   }
+  /** Node's legacy object, with workerd's members in workerd's order (Node names one `subjectaltname`). */
   toLegacyObject(): Record<string, unknown> {
-    return { ...this.#f.legacy, raw: Buffer.from(this.#der) };
+    const l = this.#f.legacy;
+    const b = (v: unknown) => (v instanceof ArrayBuffer ? Buffer.from(v) : undefined);
+    return {
+      subject: l.subject,
+      // workerd gives these as empty, where Node leaves them out.
+      subjectAltName: l.subjectaltname ?? '',
+      infoAccess: l.infoAccess ?? {},
+      issuer: l.issuer,
+      ca: l.ca,
+      modulus: l.modulus,
+      bits: l.bits,
+      exponent: l.exponent,
+      pubkey: b(l.pubkey),
+      asn1Curve: l.asn1Curve,
+      nistCurve: l.nistCurve,
+      valid_from: l.valid_from,
+      valid_to: l.valid_to,
+      fingerprint: l.fingerprint,
+      fingerprint256: l.fingerprint256,
+      fingerprint512: l.fingerprint512,
+      serialNumber: l.serialNumber,
+      ext_key_usage: l.ext_key_usage,
+      raw: Buffer.from(this.#der),
+    };
   }
   #check(fn: 'checkHost' | 'checkEmail' | 'checkIP', name: string, options: CheckOptions = {}): string | undefined {
     if (typeof name !== 'string') throw Object.assign(new TypeError(`The "name" argument must be of type string.`), { code: 'ERR_INVALID_ARG_TYPE' });

@@ -272,12 +272,14 @@ function rsa(c: Extract<NodeCryptoCall, { op: 'node.rsa' }>): NodeCryptoResult {
 
 function x509(c: Extract<NodeCryptoCall, { op: 'node.x509' }>): NodeCryptoResult {
   const x = new X509Certificate(Buffer.from(c.der));
-  const legacy = x.toLegacyObject() as unknown as Record<string, unknown>;
-  const plain: X509Fields['legacy'] = {};
-  for (const [k, v] of Object.entries(legacy)) {
-    if (typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number') plain[k] = v;
-    else if (Array.isArray(v)) plain[k] = v.map(String);
-  }
+  // Node's legacy object has null-prototype objects and Buffers: sent as plain objects and ArrayBuffers.
+  const plain = (v: unknown): X509Fields['legacy'][string] => {
+    if (Buffer.isBuffer(v)) return out(v);
+    if (Array.isArray(v)) return v.map(String);
+    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, Array.isArray(x) ? x.map(String) : String(x)]));
+    return v as string | number | boolean | undefined;
+  };
+  const legacy = Object.fromEntries(Object.entries(x.toLegacyObject()).map(([k, v]) => [k, plain(v)]));
   return {
     x509: {
       subject: x.subject,
@@ -294,7 +296,7 @@ function x509(c: Extract<NodeCryptoCall, { op: 'node.x509' }>): NodeCryptoResult
       ca: x.ca,
       publicKey: out(x.publicKey.export({ format: 'der', type: 'spki' })),
       pem: x.toString(),
-      legacy: plain,
+      legacy,
     },
   };
 }

@@ -75,7 +75,8 @@ export interface X509Fields {
   /** spki DER. */
   publicKey: ArrayBuffer;
   pem: string;
-  legacy: Record<string, string | boolean | number | string[] | undefined>;
+  /** Node's toLegacyObject(), its Buffers as ArrayBuffers and its name objects as plain ones. */
+  legacy: Record<string, string | boolean | number | string[] | ArrayBuffer | Record<string, string | string[]> | undefined>;
 }
 
 export type NodeCryptoResult =
