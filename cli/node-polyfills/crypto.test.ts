@@ -22,6 +22,19 @@ async function inWorker(body: string, vectors: unknown = {}): Promise<any> {
 
 const unhex = (h: string) => Buffer.from(h, 'hex');
 
+/** ⌊2^bits·π⌋, by Machin's formula (π = 16·atan(1/5) − 4·atan(1/239)) in fixed point with 64 guard bits. */
+function piTimes2To(bits: number): bigint {
+  const guard = 64n;
+  const one = 1n << (BigInt(bits) + guard);
+  const atanInv = (x: bigint) => {
+    let sum = 0n;
+    let term = one / x;
+    for (let n = 1n, sign = 1n; term !== 0n; n += 2n, sign = -sign, term /= x * x) sum += (sign * term) / n;
+    return sum;
+  };
+  return (16n * atanInv(5n) - 4n * atanInv(239n)) >> guard;
+}
+
 test('ciphers: NIST SP 800-38A CBC and CTR, the GCM paper test case 3, streamed in odd pieces, and the host decrypts what the worker encrypts', async () => {
   // NIST SP 800-38A, F.2.1 (CBC-AES128.Encrypt) and F.5.1 (CTR-AES128.Encrypt): the same four plaintext blocks.
   const p = '6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710';
@@ -325,7 +338,7 @@ test('encrypted private keys: PBES2 and legacy PEM read from the host and writte
   assert.match(out.derSec1, /^ERR_CRYPTO_INCOMPATIBLE_KEY_OPTIONS/);
 });
 
-test('ECDH, DH, primes, RSA paddings and X509Certificate equal to the host; the host-side caps answer as errors', async () => {
+test('ECDH, RFC 3526 groups and DH, primes, RSA paddings and X509Certificate equal to the host; the host-side caps answer as errors', async () => {
   const rsa = host.generateKeyPairSync('rsa', { modulusLength: 1024 });
   const ecdh = host.createECDH('secp384r1');
   ecdh.generateKeys();
@@ -380,7 +393,17 @@ test('ECDH, DH, primes, RSA paddings and X509Certificate equal to the host; the 
   const check = host.createECDH('secp384r1');
   check.setPrivateKey(out.ecdhMine[0], 'hex');
   assert.equal(check.getPublicKey('hex', 'compressed'), out.ecdhMine[1], 'a generated key pair agrees with the host');
-  // RFC 3526 sections 3–7, as Node carries them.
+  // RFC 3526 sections 3–7: each prime is 2^n − 2^(n−64) − 1 + 2^64·(⌊2^(n−130)·π⌋ + k), k as the RFC gives it.
+  const rfc3526 = (
+    [
+      [2048n, 124476n],
+      [3072n, 1690314n],
+      [4096n, 240904n],
+      [6144n, 929484n],
+      [8192n, 4743158n],
+    ] as const
+  ).map(([n, k]) => (2n ** n - 2n ** (n - 64n) - 1n + 2n ** 64n * (piTimes2To(Number(n) - 130) + k)).toString(16));
+  assert.deepEqual(out.groups, rfc3526);
   assert.deepEqual(
     out.groups,
     ['modp14', 'modp15', 'modp16', 'modp17', 'modp18'].map((g) => host.getDiffieHellman(g).getPrime('hex')),
