@@ -3,7 +3,7 @@
  * unchanged (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`, `triggers.crons`,
  * `workflows`, `worker_loaders`, `durable_objects`, `migrations`, `services`, `kv_namespaces`, `d1_databases`, `queues`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`,
  * `jsx_factory`, `jsx_fragment`,
- * `tsconfig`), plus Cordon's own settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`,
+ * `tsconfig`, `no_bundle`, `find_additional_modules`, `base_dir`, `preserve_file_names`), plus Cordon's own settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`,
  * `origins`, `allow_eval`, `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`, `rpc_callers`).
  * JSONC: comments and trailing commas are fine (jsonc-parser, Microsoft's); TOML: smol-toml (TOML 1.0).
  *
@@ -26,9 +26,9 @@ import type { QueueConsumerDecl } from '../schemas/queues.ts';
 
 const Route = z.union([z.string(), z.object({ pattern: z.string(), zone_name: z.string().optional(), custom_domain: z.boolean().optional() })]);
 
-/** wrangler's module rule types; Cordon bundles the three the runtime has module types for. */
+/** wrangler's module rule types; Cordon has module types for all but Python's. */
 const RULE_TYPES = ['ESModule', 'CommonJS', 'CompiledWasm', 'Text', 'Data', 'PythonModule', 'PythonRequirement'] as const;
-export type RuleType = 'CompiledWasm' | 'Text' | 'Data';
+export type RuleType = 'ESModule' | 'CommonJS' | 'CompiledWasm' | 'Text' | 'Data';
 export interface ModuleRule {
   type: RuleType;
   globs: string[];
@@ -78,6 +78,10 @@ const Config = z
     jsx_factory: z.string().optional(),
     jsx_fragment: z.string().optional(),
     tsconfig: z.string().optional(),
+    no_bundle: z.boolean().default(false),
+    find_additional_modules: z.boolean().default(false),
+    base_dir: z.string().optional(),
+    preserve_file_names: z.boolean().default(false),
     cordon: z
       .object({
         tenant: z.string().optional(),
@@ -162,10 +166,6 @@ const REFUSED: Record<string, string> = {
   data_blobs: `service-worker data_blobs are ${NOT_YET}; import the file from the worker instead (a Data module)`,
   node_compat: `Node.js polyfills (node_compat) are ${NOT_YET}`,
   build: `custom builds are not run by Cordon; run your build, then deploy with "main" naming its output`,
-  no_bundle: `deploying without bundling is ${NOT_YET}; remove no_bundle and let deploy bundle the worker`,
-  find_additional_modules: `find_additional_modules is ${NOT_YET}; import each module from the worker`,
-  base_dir: `base_dir is ${NOT_YET} (it goes with find_additional_modules)`,
-  preserve_file_names: `preserve_file_names is ${NOT_YET}`,
 };
 
 /** Whether a section says something: `false`, `[]` and `{}` ask for nothing and are accepted whatever the section. */
@@ -229,6 +229,16 @@ export interface BuildSettings {
   jsxFactory?: string;
   jsxFragment?: string;
   tsconfig?: string;
+  /** `no_bundle`: `main` and the files the rules match under `baseDir` are uploaded as they are. */
+  noBundle?: boolean;
+  /** `find_additional_modules`: the files under `baseDir` the rules match are modules of their own, not bundled. */
+  findAdditionalModules?: boolean;
+  /** `base_dir` (absolute): where additional modules are found and named from; `main`'s directory by default. */
+  baseDir?: string;
+  /** `preserve_file_names`: a module a rule matched is named by its import path, not by a hash of its content. */
+  preserveFileNames?: boolean;
+  /** The config file itself, never an additional module. */
+  configFile?: string;
   /** Which Node.js modules and globals the bundle gets (nodejs-compat.ts). */
   compatibilityDate?: string;
   compatibilityFlags?: string[];
@@ -309,7 +319,6 @@ export function readWorkerConfig(file: string): WorkerConfig {
   }
   for (const rule of c.rules) {
     if (rule.type.startsWith('Python')) refused.push(`  rules: ${rule.type} modules are ${NOT_YET}`);
-    // wrangler applies JavaScript rules only with find_additional_modules; esbuild bundles JavaScript anyway.
   }
   const flags = unknownFlags(c.compatibility_flags);
   if (flags) refused.push(`  compatibility_flags: ${flags}`);
@@ -369,13 +378,18 @@ export function readWorkerConfig(file: string): WorkerConfig {
     memoryMb: c.cordon.limits.memory_mb,
     build: {
       root,
-      rules: c.rules.filter((x): x is ModuleRule => x.type === 'CompiledWasm' || x.type === 'Text' || x.type === 'Data'),
+      rules: c.rules.filter((x): x is ModuleRule => !x.type.startsWith('Python')),
       define: c.define,
       alias: c.alias,
       minify: c.minify,
       jsxFactory: c.jsx_factory,
       jsxFragment: c.jsx_fragment,
       tsconfig: c.tsconfig && resolve(root, c.tsconfig),
+      noBundle: c.no_bundle,
+      findAdditionalModules: c.find_additional_modules,
+      baseDir: c.base_dir === undefined ? undefined : resolve(root, c.base_dir),
+      preserveFileNames: c.preserve_file_names,
+      configFile: resolve(file),
       compatibilityDate: c.compatibility_date,
       compatibilityFlags: c.compatibility_flags,
     },

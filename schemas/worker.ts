@@ -45,6 +45,17 @@ export const ModuleName = z.string().superRefine((name, ctx) => {
   if (why) ctx.addIssue({ code: 'custom', message: `module name ${JSON.stringify(name.slice(0, 300))} ${why}` });
 });
 
+/** At most this many modules in a deploy, of at most MAX_CODE_BYTES together (checked by the admin API; `cordon deploy` stops early). */
+export const MAX_MODULES = 1000;
+export const MAX_CODE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * isolated-vm gives V8 no dynamic-import hook, so `import()` in an isolate fails. `cordon deploy` rewrites
+ * each `import(x)` of a worker's JavaScript modules to `<DYNAMIC_IMPORT>("<module name>", x)`, a function
+ * the runtime defines: it loads the module x names (relative to that module), as workerd's import() does.
+ */
+export const DYNAMIC_IMPORT = '__cordonImport';
+
 export const WorkerModule = z.object({
   name: ModuleName,
   type: ModuleType,

@@ -1,8 +1,8 @@
 /**
  * Cloudflare projects deployed as their users lay them out, through the CLI and a real mesh: npm packages
  * without an `exports` map, the `workerd` condition, module rules (.wasm, .html, .txt, .bin, and .sql by a
- * rule), wrangler.toml, service-worker syntax, create-cloudflare's own templates unchanged, and the
- * sections Cordon does not implement refused at deploy, by name.
+ * rule), no_bundle and find_additional_modules, wrangler.toml, service-worker syntax, create-cloudflare's
+ * own templates unchanged, and the sections Cordon does not implement refused at deploy, by name.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -63,6 +63,21 @@ describe('deploying Cloudflare projects unchanged', () => {
       schema: 'SELECT 1;\n',
       jsx: '<b>bold</b>',
     });
+  });
+
+  test('no_bundle: main and the modules its rules match uploaded as they are, importing each other (ESM, CommonJS, Text) at run time', async () => {
+    const r = await mesh.cli(['deploy'], project(join(PROJECTS, 'no-bundle')));
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await (await get('/nobundle')).json(), { greet: 'hello modules!', legacy: 42, words: 'three words here\n' });
+  });
+
+  test('find_additional_modules: the bundle imports the modules found under base_dir, import() by a computed name included', async () => {
+    const r = await mesh.cli(['deploy'], project(join(PROJECTS, 'find-modules')));
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await (await get('/findmodules?lang=fr')).json(), { static: 'hello', chosen: 'BONJOUR !' });
+    assert.deepEqual(await (await get('/findmodules')).json(), { static: 'hello', chosen: 'HELLO' });
+    const missing = await fetch(`${mesh.httpUrl}/findmodules?lang=de`);
+    assert.equal(missing.status, 500, 'a module that is not there fails the request, as on workerd');
   });
 
   test('a wrangler.toml project: routes, vars and define from the TOML', async () => {

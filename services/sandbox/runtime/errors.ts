@@ -37,7 +37,7 @@ export function tenantStack(stack: unknown): string {
 }
 
 /** An error a host callback may throw into the isolate: the message only, never the host's stack (it names host files). */
-function sanitized(e: unknown): Error {
+export function sanitized(e: unknown): Error {
   const err = new Error(e instanceof Error ? e.message : 'host call failed');
   err.stack = `Error: ${err.message}`;
   return err;

@@ -26,7 +26,7 @@ import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts'
 import { MAX_HEAD, readResponse, type ObjectSocketRef } from './read-response.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
-import { linkWorker, ModuleError, shipBinaryModules } from './modules.ts';
+import { installDynamicImport, linkWorker, ModuleError, shipBinaryModules, usesDynamicImport } from './modules.ts';
 import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
 import {
   ASYNC_CALLBACKS,
@@ -362,7 +362,11 @@ export class WorkerInstance {
       await shipBinaryModules(this.bundle.modules, (name, type, bytes) =>
         this.#entry!.ship.apply(undefined, [name, type, new ivm.ExternalCopy(bytes).copyInto({ release: true })], { timeout: cpuMs }),
       );
-      const { main, all } = await linkWorker(this.#isolate, context, this.bundle.mainModule, this.bundle.modules);
+      const linked = await linkWorker(this.#isolate, context, this.bundle.mainModule, this.bundle.modules);
+      const { main } = linked;
+      // A worker that calls import() keeps its module handles for later imports; they go with the isolate.
+      const dynamic = usesDynamicImport(this.bundle.modules);
+      if (dynamic) await installDynamicImport(context, linked, this.bundle.mainModule, cpuMs);
       try {
         await main.evaluate({ timeout: cpuMs });
         const namespace = main.namespace;
@@ -373,7 +377,7 @@ export class WorkerInstance {
           namespace.release();
         }
       } finally {
-        for (const m of all) m.release();
+        if (!dynamic) for (const m of linked.all) m.release();
       }
       await this.#entry!.end.apply(undefined, [], { timeout: cpuMs });
     } finally {

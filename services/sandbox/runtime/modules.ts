@@ -1,11 +1,14 @@
 /**
  * Turning a worker's modules (esm, text, json, data, wasm) and the `cloudflare:*` built-ins into
  * isolated-vm modules, linked by name. Specifiers resolve relative to the importing module, as in
- * workerd; nothing resolves outside the bundle.
+ * workerd; nothing resolves outside the bundle. `import()` (rewritten at deploy, see DYNAMIC_IMPORT)
+ * loads a module the same way, later: the same instance a static import of it gets.
  */
-import type ivm from 'isolated-vm';
+import ivm from 'isolated-vm';
 import { CordonError } from '../../../lib/errors.ts';
+import { sanitized } from './errors.ts';
 import type { WorkerModule } from '../../../schemas/worker.ts';
+import { DYNAMIC_IMPORT } from '../../../schemas/worker.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL } from './abi.ts';
 
 const BUILTINS: Record<string, string> = {
@@ -118,16 +121,21 @@ export async function shipBinaryModules(
   }
 }
 
-/**
- * Compile and link every module reachable from `mainModule`. Returns the main module, instantiated,
- * and every module handle made (the caller releases them once the worker has been evaluated).
- */
-export async function linkWorker(
-  isolate: ivm.Isolate,
-  context: ivm.Context,
-  mainModule: string,
-  modules: WorkerModule[],
-): Promise<{ main: ivm.Module; all: ivm.Module[] }> {
+export interface LinkedWorker {
+  main: ivm.Module;
+  /** Every module handle made so far (the caller releases them once no import() can come). */
+  all: ivm.Module[];
+  /** `import(specifier)` from the module named `referrer`: that module, instantiated (not yet evaluated). */
+  load(specifier: string, referrer: string): Promise<ivm.Module>;
+}
+
+/** Whether the worker's code calls import() (as rewritten at deploy): its modules must then stay linkable. */
+export function usesDynamicImport(modules: WorkerModule[]): boolean {
+  return modules.some((m) => (m.type === 'esm' || m.type === 'cjs') && m.content.includes(`${DYNAMIC_IMPORT}(`));
+}
+
+/** Compile and link every module reachable from `mainModule`. Returns the main module, instantiated. */
+export async function linkWorker(isolate: ivm.Isolate, context: ivm.Context, mainModule: string, modules: WorkerModule[]): Promise<LinkedWorker> {
   const byName = new Map(modules.map((m) => [m.name, m]));
   const main = byName.get(mainModule);
   if (!main) throw new ModuleError(`main module ${mainModule} is not in the bundle`);
@@ -147,20 +155,71 @@ export async function linkWorker(
     }
     return m;
   };
-  const resolve = async (specifier: string, referrer: ivm.Module): Promise<ivm.Module> => {
+  const resolveFrom = async (specifier: string, from: string): Promise<ivm.Module> => {
     if (Object.hasOwn(BUILTINS, specifier)) return compile(specifier, BUILTINS[specifier]!);
-    const from = names.get(referrer) ?? mainModule;
     const name = resolveName(specifier, from);
     const m = byName.get(name);
     if (!m) throw new ModuleError(`cannot resolve import ${JSON.stringify(specifier)} from ${from}: no module ${name} in the bundle`);
     return compile(name, sourceOf(m, byName));
   };
-  const entry = await compile(mainModule, sourceOf(main, byName));
+  const resolve = (specifier: string, referrer: ivm.Module) => resolveFrom(specifier, names.get(referrer) ?? mainModule);
+  const instantiate = async (m: ivm.Module) => {
+    try {
+      await m.instantiate(context, resolve);
+    } catch (e) {
+      throw e instanceof ModuleError ? e : new ModuleError(e instanceof Error ? e.message : String(e));
+    }
+    return m;
+  };
+  let entry: ivm.Module;
   try {
-    await entry.instantiate(context, resolve);
+    entry = await instantiate(await compile(mainModule, sourceOf(main, byName)));
   } catch (e) {
     for (const m of compiled.values()) m.release();
-    throw e instanceof ModuleError ? e : new ModuleError(e instanceof Error ? e.message : String(e));
+    throw e;
   }
-  return { main: entry, all: [...compiled.values()] };
+  return {
+    main: entry,
+    get all() {
+      return [...compiled.values()];
+    },
+    load: async (specifier, referrer) => instantiate(await resolveFrom(specifier, referrer)),
+  };
+}
+
+/**
+ * Defines the worker's `import()` (DYNAMIC_IMPORT) in its context: `(referrer, specifier)` loads the
+ * module as a static import would (relative to `referrer`, only the worker's own modules and the
+ * built-ins), evaluates it once under the CPU limit, and gives its namespace. A module that threw gives
+ * the same error at every later import, as in V8. The isolate sees only the error's message. The
+ * public built-ins are evaluated now, while the bootstrap still holds what they export.
+ */
+export async function installDynamicImport(context: ivm.Context, linked: LinkedWorker, mainModule: string, cpuMs: number): Promise<void> {
+  const evaluated = new Map<ivm.Module, Promise<void>>([[linked.main, Promise.resolve()]]);
+  for (const name of Object.keys(BUILTINS).filter((n) => !n.startsWith('node-internal:'))) {
+    const m = await linked.load(name, mainModule);
+    await m.evaluate({ timeout: cpuMs });
+    evaluated.set(m, Promise.resolve());
+  }
+  const load = new ivm.Reference(async (referrer: unknown, specifier: unknown) => {
+    try {
+      if (typeof referrer !== 'string' || typeof specifier !== 'string' || specifier.length > 4096) throw new TypeError('import() takes a module specifier');
+      // The polyfills' hooks into the runtime are bound when the worker loads, for its static imports.
+      if (specifier.startsWith('node-internal:')) throw new ModuleError(`cannot import ${specifier} with import(): it is the runtime's own`);
+      const m = await linked.load(specifier, referrer);
+      let done = evaluated.get(m);
+      if (!done) evaluated.set(m, (done = m.evaluate({ timeout: cpuMs }).then(() => undefined)));
+      await done;
+      return m.namespace.derefInto({ release: true });
+    } catch (e) {
+      throw sanitized(e);
+    }
+  });
+  await context.evalClosure(
+    `const load = $0;
+    Object.defineProperty(globalThis, ${JSON.stringify(DYNAMIC_IMPORT)}, {
+      value: (referrer, specifier) => load.apply(undefined, [referrer, String(specifier)], { result: { promise: true } }),
+    });`,
+    [load],
+  );
 }

@@ -142,6 +142,48 @@ test('several modules: esm importing esm, text, json, data; cloudflare:workers a
   assert.deepEqual(JSON.parse(text(res!.body)), [2, 'text!', 'json!', 9, 'function', 'NonRetryableError']);
 });
 
+test('import() (as deploy rewrites it): a module of the bundle by a computed name, the same instance a static import gets, built-ins; errors clear and sticky', async () => {
+  const { res, error } = await run(
+    worker(
+      `import { count } from './lang/counter.js';
+       const load = (spec) => __cordonImport('worker.js', spec);
+       export default { async fetch() {
+         const lang = ['f', 'r'].join('');
+         const fr = await load('./lang/' + lang + '.js');
+         const counter = await load('./lang/counter.js');
+         const again = await __cordonImport('lang/fr.js', './counter.js');
+         const { RpcTarget } = await load('cloudflare:workers');
+         const failures = [];
+         for (const spec of ['./lang/xx.js', '../../etc/passwd', './lang/boom.js', './lang/boom.js']) failures.push(await load(spec).then(() => 'loaded', (e) => e.message));
+         return Response.json([fr.default, counter === again, counter.count === count, count(), count(), typeof RpcTarget, Object.prototype.toString.call(fr), failures]);
+       } }`,
+      {
+        modules: [
+          { name: 'lang/fr.js', type: 'esm', content: `import { count } from './counter.js'; count(); export default 'bonjour';` },
+          { name: 'lang/counter.js', type: 'esm', content: `let n = 0; export const count = () => ++n;` },
+          { name: 'lang/boom.js', type: 'esm', content: `throw new Error('boom at load');` },
+        ],
+      },
+    ),
+  );
+  assert.equal(error, undefined, error?.detail);
+  assert.deepEqual(JSON.parse(text(res!.body)), [
+    'bonjour',
+    true,
+    true,
+    2,
+    3,
+    'function',
+    '[object Module]',
+    [
+      'cannot resolve import "./lang/xx.js" from worker.js: no module lang/xx.js in the bundle',
+      'import ../../etc/passwd from worker.js leaves the bundle',
+      'boom at load',
+      'boom at load',
+    ],
+  ]);
+});
+
 test('an import that leaves the bundle or names nothing fails to load, clearly', async () => {
   const { error } = await run(worker(`import x from '../../etc/passwd'; export default { fetch() { return new Response(x) } }`));
   assert.equal(error!.status, 500);

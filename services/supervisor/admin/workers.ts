@@ -15,6 +15,8 @@ import {
   CordonName,
   EgressLists,
   Limits,
+  MAX_CODE_BYTES,
+  MAX_MODULES,
   ModuleName,
   ObjectClasses,
   TenantName,
@@ -30,7 +32,6 @@ import { HttpError, readJson, send } from './http.ts';
 import { isOperator, ownTenant, workerOf, type AdminDeps, type Route } from './route.ts';
 import type { Principal } from '../tokens.ts';
 
-const MAX_CODE_BYTES = 64 * 1024 * 1024;
 const MAX_VARS_BYTES = 1024 * 1024;
 /** Keys a plain object cannot hold as data (`__proto__` would set its prototype): refused, never dropped. */
 const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
@@ -41,7 +42,18 @@ const DeployRequest = z.object({
   /** Omitted: the most trusted cordon the deployer may use for the tenant. */
   cordon: CordonName.optional(),
   mainModule: ModuleName,
-  modules: z.array(WorkerModule).min(1).max(1000),
+  modules: z
+    .array(WorkerModule)
+    .min(1)
+    .max(MAX_MODULES, `at most ${MAX_MODULES} modules in a worker`)
+    // The runtime links modules by name: a second module of a name would be one the worker never loads.
+    .superRefine((ms, ctx) => {
+      const seen = new Set<string>();
+      for (const m of ms) {
+        if (seen.has(m.name)) return void ctx.addIssue({ code: 'custom', message: `module ${m.name} is uploaded twice: module names must be unique` });
+        seen.add(m.name);
+      }
+    }),
   routes: z.array(z.string().max(1024)).max(100).default([]),
   vars: z
     .preprocess(
