@@ -34,7 +34,7 @@ const USAGE = `usage: cordon <command> [options]
   keys cluster --out <dir> [--cordons <a,b>] [--owner <uid>]
                                   a mesh secret in <dir> (made if absent) and every role's keyring beside it
                                   (supervisor, egress, ingress, sandbox-<cordon>), for compose.yaml's secrets
-  deploy [<entry.js|ts>] [--config wrangler.jsonc] --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
+  deploy [<entry.js|ts>] [--config wrangler.jsonc] [--env <name>] [--no-bundle] --name <worker> [--tenant <t>] [--cordon <c>] [--route <pattern>]...
                                   [--var KEY=VALUE]... [--storage <BINDING>]... [--directory <BINDING>]...
                                   [--origin <scheme://host:port>]... [--allow-eval]
                                   [--allow-host <h>]... [--deny-host <h>]... [--deny-cidr <cidr>]...
@@ -137,6 +137,8 @@ async function main(argv: string[]): Promise<number> {
         allowPositionals: true,
         options: {
           config: { type: 'string', short: 'c' },
+          env: { type: 'string', short: 'e' },
+          'no-bundle': { type: 'boolean' },
           name: { type: 'string' },
           tenant: { type: 'string' },
           cordon: { type: 'string' },
@@ -161,7 +163,9 @@ async function main(argv: string[]): Promise<number> {
       // A config file gives the defaults; flags add to or override it.
       // As wrangler: with neither an entry nor --config, the config file in this directory.
       const configPath = values.config ?? (positionals.length ? undefined : findWorkerConfig(process.cwd()));
-      const file = configPath ? readWorkerConfig(configPath) : undefined;
+      if (values.env !== undefined && !configPath)
+        throw cliError('--env selects an environment of a config file: give --config <file>, or run deploy where wrangler.jsonc/.json/.toml is');
+      const file = configPath ? readWorkerConfig(configPath, values.env) : undefined;
       for (const note of file?.notes ?? []) process.stderr.write(`cordon: note: ${note}\n`);
       if (positionals.length > 1) throw cliError('deploy takes one entry file: cordon deploy <entry.js|entry.ts> --name <worker>');
       const entry = positionals[0] ?? file?.main;
@@ -174,7 +178,7 @@ async function main(argv: string[]): Promise<number> {
         if (eq <= 0) throw cliError(`--var takes KEY=VALUE, got ${JSON.stringify(kv)}`);
         vars[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
-      const bundle = await bundleWorker(entry, file?.build);
+      const bundle = await bundleWorker(entry, { ...file?.build, noBundle: values['no-bundle'] || file?.build.noBundle });
       for (const note of bundle.notes) process.stderr.write(`cordon: note: ${note}\n`);
       const limits: Record<string, number> = {
         cpuMs: positiveInt(values['cpu-ms'], '--cpu-ms') ?? file?.cpuMs ?? 1000,

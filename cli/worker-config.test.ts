@@ -129,7 +129,59 @@ test('sections Cordon does not implement are refused together, each named with w
     }),
   );
   const c = readWorkerConfig(f);
-  assert.deepEqual(c.notes, ['env ignored: environments are not read (there is no --env): the top level of the file is deployed']);
+  assert.deepEqual(c.notes, [`env: ${f} defines the environment(s) staging; without --env the top level is deployed`]);
+});
+
+test('--env: the environment as wrangler resolves it — build settings, routes, migrations and cordon inherited; bindings, vars and define not', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-env-'));
+  const f = join(dir, 'wrangler.json');
+  writeFileSync(
+    f,
+    JSON.stringify({
+      name: 'app',
+      main: 'src/a.js',
+      compatibility_date: '2026-01-01',
+      routes: ['*/app*'],
+      rules: [{ type: 'ESModule', globs: ['**/*.js'] }],
+      find_additional_modules: true,
+      vars: { A: 'top' },
+      define: { X: '1' },
+      kv_namespaces: [{ binding: 'KV', id: 'top-kv' }],
+      migrations: [{ tag: 'v1', new_sqlite_classes: ['Room'] }],
+      durable_objects: { bindings: [{ name: 'ROOMS', class_name: 'Room' }] },
+      cordon: { tenant: 'acme', origins: ['https://api.example'] },
+      env: {
+        staging: { vars: { A: 'staging' }, kv_namespaces: [{ binding: 'KV', id: 'staging-kv' }], limits: { cpu_ms: 50 } },
+        own: { name: 'own-name', main: 'src/b.js', cordon: { tenant: 'other' }, ['__proto__' as string]: { polluted: true } },
+      },
+    }),
+  );
+  const staging = readWorkerConfig(f, 'staging');
+  assert.equal(staging.name, 'app-staging');
+  assert.equal(staging.main, join(dir, 'src/a.js'));
+  assert.deepEqual(staging.routes, ['*/app*']);
+  assert.deepEqual(staging.vars, { A: 'staging' });
+  assert.deepEqual(staging.build.define, {});
+  assert.equal(staging.build.findAdditionalModules, true);
+  assert.deepEqual(staging.build.rules, [{ type: 'ESModule', globs: ['**/*.js'] }]);
+  assert.equal(staging.build.compatibilityDate, '2026-01-01');
+  assert.equal(staging.cpuMs, 50);
+  assert.equal(staging.tenant, 'acme');
+  assert.deepEqual(staging.objectClasses, ['Room'], 'migrations are inherited');
+  assert.deepEqual(staging.objects, [], 'durable_objects bindings are not');
+  assert.deepEqual(
+    staging.resourceBindings.map((b) => [b.name, b.resource]),
+    [['KV', 'staging-kv']],
+  );
+  assert.deepEqual(
+    staging.notes.filter((n) => n.includes('not inherited')).map((n) => n.split(':')[0]),
+    ['define', 'durable_objects'],
+  );
+  const own = readWorkerConfig(f, 'own');
+  assert.deepEqual([own.name, own.main, own.tenant, own.origins], ['own-name', join(dir, 'src/b.js'), 'other', []]);
+  assert.deepEqual(own.vars, {});
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  assert.throws(() => readWorkerConfig(f, 'prod'), /no environment "prod" \(an \[env\.prod\] section\); it defines: staging, own/);
 });
 
 test('Durable Objects: bindings to classes the migrations declare (new_sqlite_classes and new_classes), nothing else', () => {

@@ -21,6 +21,7 @@ import { z } from 'zod';
 import { VarValue } from '../schemas/worker.ts';
 import { cliError } from './admin-client.ts';
 import { unknownFlags } from './nodejs-compat.ts';
+import { selectEnvironment } from './config-env.ts';
 import { D1Databases, KvNamespaces, Queues, resourceBindings, type ResourceBinding } from './resource-bindings.ts';
 import type { QueueConsumerDecl } from '../schemas/queues.ts';
 
@@ -130,7 +131,6 @@ const PLATFORM_ONLY = new Set([
 
 /** Sections with an effect on Cloudflare that Cordon does not give: deployed, with a note saying so. */
 const IGNORED: Record<string, string> = {
-  env: 'environments are not read (there is no --env): the top level of the file is deployed',
   placement: 'Cordon runs the worker where the mesh runs it (no Smart Placement)',
   tail_consumers: 'Tail Workers are not run; read the worker log with `cordon logs`',
 };
@@ -295,22 +295,23 @@ function migratedClasses(steps: z.infer<typeof MigrationStep>[], refused: string
   return classes;
 }
 
-export function readWorkerConfig(file: string): WorkerConfig {
+/** The worker `file` configures; with `env`, its `[env.<env>]` environment as wrangler resolves it (config-env.ts). */
+export function readWorkerConfig(file: string, env?: string): WorkerConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw cliError(`cannot read ${file}: ${(e as Error).message}`);
   }
-  const raw = parseText(file, text);
-  const r = Config.safeParse(raw);
+  const selected = selectEnvironment(parseText(file, text), env, file);
+  const r = Config.safeParse(selected.config);
   if (!r.success) {
     const issue = r.error.issues[0]!;
     throw cliError(`${file}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
   }
   const c = r.data;
   const refused: string[] = [];
-  const notes: string[] = [];
+  const notes: string[] = [...selected.notes];
   for (const [section, value] of Object.entries(c)) {
     if (HONOURED.has(section) || PLATFORM_ONLY.has(section) || !present(value)) continue;
     if (Object.hasOwn(IGNORED, section)) notes.push(`${section} ignored: ${IGNORED[section]}`);

@@ -1,7 +1,7 @@
 /**
  * Cloudflare projects deployed as their users lay them out, through the CLI and a real mesh: npm packages
  * without an `exports` map, the `workerd` condition, module rules (.wasm, .html, .txt, .bin, and .sql by a
- * rule), no_bundle and find_additional_modules, wrangler.toml, service-worker syntax, create-cloudflare's
+ * rule), no_bundle and find_additional_modules, wrangler.toml and its environments, service-worker syntax, create-cloudflare's
  * own templates unchanged, and the sections Cordon does not implement refused at deploy, by name.
  */
 import { after, before, describe, test } from 'node:test';
@@ -85,6 +85,25 @@ describe('deploying Cloudflare projects unchanged', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^deployed default\/toml-worker version [0-9a-f]{64} on \*\/toml\*$/m);
     assert.equal(await (await get('/toml')).text(), 'hello from toml (defined)');
+  });
+
+  test('--env: an environment inherits main and the date, not vars or define, and is named <name>-<env> unless it names itself', async () => {
+    const dir = project(join(PROJECTS, 'environments'));
+    const staging = await mesh.cli(['deploy', '--env', 'staging'], dir);
+    assert.equal(staging.code, 0, staging.stderr);
+    assert.match(staging.stdout, /^deployed default\/envs-staging version [0-9a-f]{64} on \*\/staging-envs\*$/m);
+    assert.match(staging.stderr, /define: the top level's is not inherited by environments \(as in wrangler\); env\.staging has none/);
+    assert.deepEqual(await (await get('/staging-envs')).json(), { stage: 'staging', flavour: null });
+    const named = await mesh.cli(['deploy', '--env', 'named'], dir);
+    assert.match(named.stdout, /^deployed default\/custom-name version [0-9a-f]{64} on \*\/named-envs\*$/m);
+    assert.deepEqual(await (await get('/named-envs')).json(), { stage: null, flavour: null });
+    const top = await mesh.cli(['deploy'], dir);
+    assert.match(top.stdout, /^deployed default\/envs version [0-9a-f]{64} on \*\/envs\*$/m);
+    assert.match(top.stderr, /defines the environment\(s\) staging, named; without --env the top level is deployed/);
+    assert.deepEqual(await (await get('/envs')).json(), { stage: 'production', flavour: 'top' });
+    const none = await mesh.cli(['deploy', '--env', 'prod'], dir);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no environment "prod" \(an \[env\.prod\] section\); it defines: staging, named/);
   });
 
   test('a service-worker project (addEventListener, vars as globals)', async () => {
