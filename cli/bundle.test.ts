@@ -59,9 +59,9 @@ test('nodejs_compat: node:* and, from v2, bare names and the globals; async func
   assert.doesNotMatch(als, /async fetch\(\)/, 'await is lowered to then');
   assert.match(als, /__async\(/);
   // A stand-in where Workers has the module is named.
-  writeFileSync(join(dir, 'h.js'), `import http from 'node:http'; export default { fetch: () => new Response(typeof http.request) };`);
-  const h = await bundleWorker(join(dir, 'h.js'), { compatibilityDate: '2025-09-01', compatibilityFlags: ['nodejs_compat'] });
-  assert.match(h.notes.join('\n'), /node:http: Workers provides this module at this compatibility date; Cordon has only unenv's stand-in/);
+  writeFileSync(join(dir, 'd.js'), `import dns from 'node:dns'; export default { fetch: () => new Response(typeof dns.lookup) };`);
+  const d = await bundleWorker(join(dir, 'd.js'), { compatibilityDate: '2025-09-01', compatibilityFlags: ['nodejs_compat'] });
+  assert.match(d.notes.join('\n'), /node:dns: Workers provides this module at this compatibility date; Cordon has only unenv's stand-in/);
 });
 
 test('packages resolve by the workerd condition first, and by module/main without an exports map', async () => {
@@ -82,4 +82,20 @@ test('packages resolve by the workerd condition first, and by module/main withou
   assert.match(b.modules[0]!.content, /"workerd"/);
   assert.doesNotMatch(b.modules[0]!.content, /"browser"|"default"/);
   assert.match(b.modules[0]!.content, /"module"/);
+});
+
+test('node:http and node:https: the fetch()-based clients where Workers has them (2025-08-15, or enable_nodejs_http_modules), unenv stand-ins before or when disabled', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-bundle-'));
+  writeFileSync(
+    join(dir, 'h.js'),
+    `import http from 'node:http'; import https from 'node:https'; export default { fetch: () => new Response(typeof http.request + typeof https.get) };`,
+  );
+  // Only Cordon's client (cli/node-polyfills/http.ts) refuses a protocol; unenv's request() throws "not implemented".
+  const clients = (b: Awaited<ReturnType<typeof bundleWorker>>) => b.modules[0]!.content.includes('ERR_INVALID_PROTOCOL');
+  const bundle = (date: string, flags: string[] = []) =>
+    bundleWorker(join(dir, 'h.js'), { compatibilityDate: date, compatibilityFlags: ['nodejs_compat', ...flags] });
+  assert.equal(clients(await bundle('2025-08-15')), true);
+  assert.equal(clients(await bundle('2025-08-14')), false);
+  assert.equal(clients(await bundle('2025-06-01', ['enable_nodejs_http_modules'])), true);
+  assert.equal(clients(await bundle('2025-09-01', ['disable_nodejs_http_modules'])), false);
 });

@@ -3,7 +3,8 @@
  * unenv's polyfills (the ones wrangler uses where workerd has no module of its own) and, where unenv has
  * only a stand-in for a module Workers really provides, from a working implementation in the isolate
  * (`cli/node-polyfills/`: streams from readable-stream, crypto hashes from @noble/hashes, zlib from
- * fflate and Brotli from brotli-wasm, `process.env` from the worker's env, net and tls over cloudflare:sockets). `node:async_hooks` is the runtime's own
+ * fflate and Brotli from brotli-wasm, `process.env` from the worker's env, net and tls over cloudflare:sockets,
+ * the http and https clients over fetch()). `node:async_hooks` is the runtime's own
  * (services/sandbox/runtime/bootstrap/async-context.ts), so a bundle that imports it gets its `await`s
  * lowered to `then` (esbuild's `__async` helper), the only way its continuations can carry the context.
  * `@cloudflare/unenv-preset` says which modules Workers provides at the worker's compatibility date and
@@ -27,6 +28,8 @@ export const COMPAT_FLAGS: Record<string, string> = {
   nodejs_als: 'node:async_hooks (AsyncLocalStorage) alone',
   nodejs_compat_populate_process_env: 'process.env holds the string vars',
   nodejs_compat_do_not_populate_process_env: 'process.env starts empty',
+  enable_nodejs_http_modules: 'the node:http and node:https clients whatever the date',
+  disable_nodejs_http_modules: "node:http and node:https as unenv's stand-ins whatever the date",
 };
 
 /** Where Workers turns nodejs_compat_v2 and process.env population on by date. */
@@ -77,9 +80,12 @@ const pkg = (spec: string) => createRequire(import.meta.url).resolve(`${spec}/`)
  * The modules Cordon gives a working implementation of where unenv has a stand-in; the rest are unenv's
  * (its buffer, events, path, url, querystring, util, assert, timers, … are working ones).
  */
-function cordonModules(): Record<string, string> {
+function cordonModules(compat: NodeCompat): Record<string, string> {
   const stream = here('stream.ts');
+  // The http clients where Workers has them (2025-08-15, or the flag): before, unenv's stand-ins, as wrangler bundles.
+  const http: Record<string, string> = compat.workersNative.has('http') ? { http: here('http.ts'), https: here('https.ts') } : {};
   return {
+    ...http,
     stream,
     _stream_duplex: stream,
     _stream_passthrough: stream,
@@ -147,7 +153,7 @@ export interface NodePlugin {
 /** The esbuild plugin resolving `node:*` (and, with v2, bare `buffer`, `events`, …) for this compat setting. */
 export function nodePlugin(compat: NodeCompat): NodePlugin {
   const { env } = defineEnv({ nodeCompat: true, npmShims: true, resolve: true });
-  const own = cordonModules();
+  const own = cordonModules(compat);
   const standIns = new Set<string>();
   const builtins = new Set(Object.keys(env.alias).filter((k) => !k.startsWith('node:') && env.alias[`node:${k}`] !== undefined));
   for (const m of RUNTIME) builtins.add(m);

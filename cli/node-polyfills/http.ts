@@ -1,0 +1,275 @@
+/**
+ * The `node:http` client as workerd has it (from the 2025-08-15 compatibility date, or with the
+ * enable_nodejs_http_modules flag): `request` and `get` build a request on the worker's own `fetch()`,
+ * so egress's destination rules, limits, subrequest count and audit apply unchanged (this module opens
+ * nothing itself). A ClientRequest is a Writable whose body is sent when it ends; the answer is an
+ * IncomingMessage, a Readable over the response body, read as the worker reads it. Redirects are not
+ * followed (Node's behaviour). Servers, and the constants and Agent, are unenv's (an Agent pools nothing
+ * here: fetch() has no sockets to keep).
+ */
+import { Buffer } from 'node:buffer';
+import { Readable, Writable } from 'node:stream';
+import { Agent, createServer, METHODS as UNENV_METHODS, maxHeaderSize, Server, STATUS_CODES as UNENV_STATUS_CODES } from 'unenv/node/http';
+
+const METHODS = UNENV_METHODS as string[];
+const STATUS_CODES = UNENV_STATUS_CODES as Record<number, string | undefined>;
+
+type HeaderValue = string | number | readonly string[];
+type Callback = (res: IncomingMessage) => void;
+
+export interface RequestOptions {
+  protocol?: string | null;
+  host?: string | null;
+  hostname?: string | null;
+  port?: number | string | null;
+  defaultPort?: number | string;
+  path?: string | null;
+  method?: string;
+  headers?: Record<string, HeaderValue | undefined>;
+  auth?: string | null;
+  timeout?: number;
+  signal?: AbortSignal;
+  agent?: unknown;
+}
+
+const nodeError = (Ctor: ErrorConstructor, message: string, code: string) => Object.assign(new Ctor(message), { code });
+/** Headers fetch() sets itself, or refuses from a caller. */
+const FETCH_OWNS = new Set(['host', 'content-length', 'connection', 'transfer-encoding', 'keep-alive', 'expect']);
+
+/** An answer: status, headers as workerd gives them (lower case, repeated ones joined), and the body as a stream. */
+export class IncomingMessage extends Readable {
+  statusCode = 0;
+  statusMessage = '';
+  headers: Record<string, string> = {};
+  rawHeaders: string[] = [];
+  trailers: Record<string, string> = {};
+  rawTrailers: string[] = [];
+  httpVersion = '1.1';
+  httpVersionMajor = 1;
+  httpVersionMinor = 1;
+  complete = false;
+  url = '';
+  method: string | null = null;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+
+  constructor(response?: Response) {
+    super();
+    if (!response) return;
+    this.statusCode = response.status;
+    this.statusMessage = response.statusText || STATUS_CODES[response.status] || '';
+    // Repeated headers joined with ", ", set-cookie included: workerd's answer (Node's own keeps set-cookie an array).
+    for (const [name, value] of response.headers) {
+      const before = this.headers[name];
+      this.headers[name] = before === undefined ? value : `${before}, ${value}`;
+      this.rawHeaders.push(name, value);
+    }
+    this.#reader = response.body?.getReader();
+  }
+
+  override _read(): void {
+    if (!this.#reader) {
+      this.complete = true;
+      this.push(null);
+      return;
+    }
+    this.#reader.read().then(
+      ({ done, value }) => {
+        if (done) {
+          this.complete = true;
+          this.push(null);
+        } else this.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+      },
+      (e: unknown) => this.destroy(e as Error),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.complete) this.#reader?.cancel().catch(() => {});
+    callback(error);
+  }
+
+  setTimeout(_ms: number, callback?: () => void): this {
+    if (callback) this.once('timeout', callback);
+    return this;
+  }
+}
+
+/** `new URL(...)`, a string, or options, merged as Node merges `request(url, options, callback)`. */
+function target(defaultProtocol: string, input: unknown, options: RequestOptions): { url: URL; method: string } {
+  let o: RequestOptions = options;
+  if (typeof input === 'string' || input instanceof URL) {
+    const u = new URL(String(input));
+    o = {
+      protocol: u.protocol,
+      hostname: u.hostname,
+      port: u.port,
+      path: `${u.pathname}${u.search}`,
+      auth: u.username ? `${u.username}:${u.password}` : null,
+      ...options,
+    };
+  }
+  const protocol = o.protocol ?? defaultProtocol;
+  if (protocol !== 'http:' && protocol !== 'https:')
+    throw nodeError(TypeError, `Protocol "${protocol}" not supported. Expected "${defaultProtocol}"`, 'ERR_INVALID_PROTOCOL');
+  const host = o.hostname ?? o.host?.replace(/:\d+$/, '') ?? 'localhost';
+  const port = o.port ?? o.defaultPort ?? '';
+  const path = o.path ?? '/';
+  if (/[\u0000-\u0020]/.test(path)) throw nodeError(TypeError, 'Request path contains unescaped characters', 'ERR_UNESCAPED_CHARACTERS');
+  const url = new URL(`${protocol}//${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}${port === '' ? '' : `:${port}`}${path}`);
+  const method = (o.method ?? 'GET').toUpperCase();
+  if (!METHODS.includes(method)) throw nodeError(TypeError, `Invalid method "${method}"`, 'ERR_INVALID_HTTP_TOKEN');
+  return { url, method };
+}
+
+/** An outgoing request: headers until it is sent, a body written to it, sent when it ends (or at once by `get`). */
+export class ClientRequest extends Writable {
+  readonly method: string;
+  readonly path: string;
+  readonly host: string;
+  readonly protocol: string;
+  aborted = false;
+  reusedSocket = false;
+  maxHeadersCount: number | null = null;
+  readonly #url: URL;
+  readonly #headers = new Map<string, [string, HeaderValue]>();
+  readonly #chunks: Buffer[] = [];
+  readonly #abort = new AbortController();
+  #sent = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(defaultProtocol: string, input: unknown, options?: RequestOptions | Callback, callback?: Callback) {
+    super();
+    if (typeof options === 'function') [callback, options] = [options, undefined];
+    // request(options[, callback]) or request(url[, options][, callback]).
+    const byOptions = typeof input === 'object' && input !== null && !(input instanceof URL);
+    const o: RequestOptions = byOptions ? { ...(input as RequestOptions), ...options } : (options ?? {});
+    const { url, method } = target(defaultProtocol, byOptions ? undefined : input, o);
+    this.#url = url;
+    this.method = method;
+    this.path = `${url.pathname}${url.search}`;
+    this.host = url.hostname;
+    this.protocol = url.protocol;
+    for (const [name, value] of Object.entries(o.headers ?? {})) if (value !== undefined) this.setHeader(name, value);
+    const auth = o.auth ?? (url.username ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : undefined);
+    if (auth && !this.hasHeader('authorization')) this.setHeader('authorization', `Basic ${Buffer.from(auth).toString('base64')}`);
+    if (o.signal) o.signal.addEventListener('abort', () => this.destroy(nodeError(Error, 'The operation was aborted', 'ABORT_ERR')), { once: true });
+    if (o.timeout !== undefined) this.setTimeout(o.timeout);
+    if (callback) this.once('response', callback);
+  }
+
+  setHeader(name: string, value: HeaderValue): this {
+    if (this.#sent) throw nodeError(Error, 'Cannot set headers after they are sent to the client', 'ERR_HTTP_HEADERS_SENT');
+    this.#headers.set(name.toLowerCase(), [name, value]);
+    return this;
+  }
+  getHeader(name: string): HeaderValue | undefined {
+    return this.#headers.get(name.toLowerCase())?.[1];
+  }
+  hasHeader(name: string): boolean {
+    return this.#headers.has(name.toLowerCase());
+  }
+  removeHeader(name: string): void {
+    this.#headers.delete(name.toLowerCase());
+  }
+  getHeaders(): Record<string, HeaderValue> {
+    return Object.fromEntries([...this.#headers].map(([k, [, v]]) => [k, v]));
+  }
+  getHeaderNames(): string[] {
+    return [...this.#headers.keys()];
+  }
+  getRawHeaderNames(): string[] {
+    return [...this.#headers.values()].map(([n]) => n);
+  }
+  flushHeaders(): void {}
+  setNoDelay(): void {}
+  setSocketKeepAlive(): void {}
+
+  setTimeout(ms: number, callback?: () => void): this {
+    if (callback) this.once('timeout', callback);
+    clearTimeout(this.#timer);
+    if (ms > 0) this.#timer = setTimeout(() => this.emit('timeout'), ms);
+    return this;
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit('abort');
+    this.destroy();
+  }
+
+  override _write(chunk: Buffer | string, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#chunks.push(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk);
+    callback();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#sent = true;
+    const headers = new Headers();
+    for (const [name, value] of this.#headers.values()) {
+      if (FETCH_OWNS.has(name.toLowerCase())) continue;
+      for (const v of Array.isArray(value) ? value : [value]) headers.append(name, String(v));
+    }
+    const body = this.#chunks.length && this.method !== 'GET' && this.method !== 'HEAD' ? Buffer.concat(this.#chunks) : undefined;
+    fetch(this.#url, { method: this.method, headers, body, redirect: 'manual', signal: this.#abort.signal }).then(
+      (response) => {
+        clearTimeout(this.#timer);
+        callback();
+        const res = new IncomingMessage(response);
+        res.url = this.#url.href;
+        // With nobody listening, the answer is read and dropped, as Node does, so the request ends.
+        if (!this.emit('response', res)) res.resume();
+      },
+      (e: unknown) => {
+        clearTimeout(this.#timer);
+        callback(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.#timer);
+    this.#abort.abort();
+    callback(error);
+  }
+}
+
+export function request(input: unknown, options?: RequestOptions | Callback, callback?: Callback): ClientRequest {
+  return new ClientRequest('http:', input, options, callback);
+}
+
+export function get(input: unknown, options?: RequestOptions | Callback, callback?: Callback): ClientRequest {
+  const req = request(input, options, callback);
+  req.end();
+  return req;
+}
+
+export const globalAgent = new Agent();
+export const OutgoingMessage = Writable;
+export { Agent, createServer, METHODS, maxHeaderSize, Server, STATUS_CODES };
+
+export function validateHeaderName(name: string): void {
+  if (typeof name !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name))
+    throw nodeError(TypeError, `Header name must be a valid HTTP token ["${name}"]`, 'ERR_INVALID_HTTP_TOKEN');
+}
+export function validateHeaderValue(name: string, value: unknown): void {
+  if (value === undefined) throw nodeError(TypeError, `Invalid value "${value}" for header "${name}"`, 'ERR_HTTP_INVALID_HEADER_VALUE');
+  if (/[^\t\u0020-\u007e\u0080-\u00ff]/.test(String(value))) throw nodeError(TypeError, `Invalid character in header content ["${name}"]`, 'ERR_INVALID_CHAR');
+}
+
+export default {
+  Agent,
+  ClientRequest,
+  IncomingMessage,
+  METHODS,
+  OutgoingMessage,
+  STATUS_CODES,
+  Server,
+  createServer,
+  get,
+  globalAgent,
+  maxHeaderSize,
+  request,
+  validateHeaderName,
+  validateHeaderValue,
+};
