@@ -20,10 +20,11 @@ let n = 0;
 export async function runCompatWorker(
   source: string,
   limits: { cpuMs?: number; wallMs?: number; memoryMb?: number } = {},
+  compatibilityDate = '2025-06-01',
 ): Promise<{ status: number; body: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-polyfill-'));
   writeFileSync(join(dir, 'w.js'), source);
-  const b = await bundleWorker(join(dir, 'w.js'), { compatibilityDate: '2025-06-01', compatibilityFlags: ['nodejs_compat'] });
+  const b = await bundleWorker(join(dir, 'w.js'), { compatibilityDate, compatibilityFlags: ['nodejs_compat'] });
   rt ??= new WorkerRuntime();
   const res = await rt.handle(
     {
