@@ -159,17 +159,23 @@ describe('deploying Cloudflare projects unchanged', () => {
     }
   });
 
-  test("create-cloudflare's Queues template deploys unchanged and consumes", { skip: noTemplates }, async () => {
-    const queues = await mesh.cli(['deploy', '--name', 'q', '--route', '*/q'], project(join(TEMPLATES, 'queues', 'ts')));
-    assert.equal(queues.code, 0, queues.stderr);
-    assert.equal(await (await get('/q')).text(), 'Sent message to the queue');
-    // The consumer's default max_batch_timeout is 5 s: the message is logged by queue() within a few ticks after.
-    const processed = /^message [0-9a-f]{32} processed: \{"url":"http:\/\/[^"]*\/q","method":"GET","headers":\{/;
-    const consumed = async () => {
-      const lines = (await mesh.cli(['logs', 'q'])).stdout.split('\n').filter(Boolean);
-      return lines.map((l) => (JSON.parse(l) as { message: string }).message).find((m) => processed.test(m));
-    };
-    assert.match(await waitFor('the queue consumer', consumed, 30_000, 500), processed);
+  test("create-cloudflare's Queues template (TypeScript and JavaScript) deploys unchanged and consumes", { skip: noTemplates }, async () => {
+    // Both variants use the queue my-queue, and a queue has one consumer: the JavaScript one in a tenant of its own.
+    for (const [lang, tenant, name, path] of [
+      ['ts', 'default', 'q', '/q'],
+      ['js', 'c3js', 'q-js', '/qjs'],
+    ] as const) {
+      const queues = await mesh.cli(['deploy', '--name', name, '--tenant', tenant, '--route', `*${path}`], project(join(TEMPLATES, 'queues', lang)));
+      assert.equal(queues.code, 0, queues.stderr);
+      assert.equal(await (await get(path)).text(), 'Sent message to the queue');
+      // The consumer's default max_batch_timeout is 5 s: the message is logged by queue() within a few ticks after.
+      const processed = new RegExp(`^message [0-9a-f]{32} processed: \\{"url":"http://[^"]*${path}","method":"GET","headers":\\{`);
+      const consumed = async () => {
+        const lines = (await mesh.cli(['logs', `${tenant}/${name}`])).stdout.split('\n').filter(Boolean);
+        return lines.map((l) => (JSON.parse(l) as { message: string }).message).find((m) => processed.test(m));
+      };
+      assert.match(await waitFor(`the ${lang} queue consumer`, consumed, 30_000, 500), processed);
+    }
     assert.equal(await (await get('/c3-hello-ts')).text(), 'Hello World!', 'the workers already deployed keep serving');
   });
 });
