@@ -120,11 +120,11 @@ function moduleRules(settings: BuildSettings, mainName: string, modules: Map<str
             } catch (e) {
               return { errors: [{ text: (e as Error).message }] };
             }
-            const type = MODULE_TYPE[rule.type];
+            const module = moduleOf(name, MODULE_TYPE[rule.type], content);
             const earlier = modules.get(name);
-            if (earlier && earlier.content !== moduleOf(name, type, content).content)
+            if (earlier && earlier.content !== module.content)
               return { errors: [{ text: `two different files would both be the module ${name} (preserve_file_names names modules by their import path)` }] };
-            modules.set(name, moduleOf(name, type, content));
+            modules.set(name, module);
             return { path: specifierFrom(mainName, name), external: true };
           });
         }

@@ -7,8 +7,7 @@
 import ivm from 'isolated-vm';
 import { CordonError } from '../../../lib/errors.ts';
 import { sanitized } from './errors.ts';
-import type { WorkerModule } from '../../../schemas/worker.ts';
-import { DYNAMIC_IMPORT } from '../../../schemas/worker.ts';
+import { DYNAMIC_IMPORT, type WorkerModule } from '../../../schemas/worker.ts';
 import { BUILTINS_GLOBAL, SHIPPED_GLOBAL } from './abi.ts';
 
 const BUILTINS: Record<string, string> = {
