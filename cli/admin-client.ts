@@ -11,6 +11,7 @@ import { CordonError } from '../lib/errors.ts';
 export const cliError = (message: string, status = 400) => new CordonError(message, { status });
 
 export interface AdminClient {
+  /** `body` as JSON, or bytes as they are (application/octet-stream). */
   request(method: string, path: string, body?: unknown): Promise<unknown>;
   stream(path: string): Promise<Response>;
 }
@@ -34,10 +35,14 @@ export function adminClient(env: NodeJS.ProcessEnv = process.env): AdminClient {
   };
   const call = async (method: string, path: string, body?: unknown): Promise<Response> => {
     try {
+      const raw = body instanceof Uint8Array;
       return await fetch(base + path, {
         method,
-        headers: { authorization: `Bearer ${token()}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        headers: {
+          authorization: `Bearer ${token()}`,
+          ...(body === undefined ? {} : { 'content-type': raw ? 'application/octet-stream' : 'application/json' }),
+        },
+        body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
       });
     } catch (e) {
       if (e instanceof CordonError) throw e;

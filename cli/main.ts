@@ -15,6 +15,15 @@ import { workflowsCommand, WORKFLOWS_USAGE } from './workflows.ts';
 import { objectsCommand, OBJECTS_USAGE } from './objects.ts';
 import { d1Command, D1_USAGE } from './d1.ts';
 import type { VarValue } from '../schemas/worker.ts';
+import type { AssetFile, AssetRouting } from '../schemas/assets.ts';
+import { gatherAssets, uploadAssets } from './assets.ts';
+
+/** The module of an assets-only worker (no `main`): never run, since the assets answer every request. */
+const ASSETS_ONLY_BUNDLE = {
+  mainModule: 'assets-only.js',
+  modules: [{ name: 'assets-only.js', type: 'esm' as const, content: 'export default {};\n' }],
+  notes: [] as string[],
+};
 
 const USAGE = `usage: cordon <command> [options]
 
@@ -169,7 +178,8 @@ async function main(argv: string[]): Promise<number> {
       for (const note of file?.notes ?? []) process.stderr.write(`cordon: note: ${note}\n`);
       if (positionals.length > 1) throw cliError('deploy takes one entry file: cordon deploy <entry.js|entry.ts> --name <worker>');
       const entry = positionals[0] ?? file?.main;
-      if (!entry) throw cliError(`deploy needs an entry file, --config <file> with "main", or one of ${CONFIG_NAMES.join(', ')} in this directory`);
+      if (!entry && !file?.assets)
+        throw cliError(`deploy needs an entry file, --config <file> with "main" (or "assets"), or one of ${CONFIG_NAMES.join(', ')} in this directory`);
       const name = values.name ?? file?.name;
       if (!name) throw cliError('deploy needs --name <worker> (or "name" in the config file)');
       const vars: Record<string, VarValue> = { ...file?.vars };
@@ -178,8 +188,17 @@ async function main(argv: string[]): Promise<number> {
         if (eq <= 0) throw cliError(`--var takes KEY=VALUE, got ${JSON.stringify(kv)}`);
         vars[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
-      const bundle = await bundleWorker(entry, { ...file?.build, noBundle: values['no-bundle'] || file?.build.noBundle });
+      // An assets-only worker has no code: the assets answer every request (its module never runs).
+      const bundle = entry ? await bundleWorker(entry, { ...file?.build, noBundle: values['no-bundle'] || file?.build.noBundle }) : ASSETS_ONLY_BUNDLE;
       for (const note of bundle.notes) process.stderr.write(`cordon: note: ${note}\n`);
+      const tenant = values.tenant ?? file?.tenant;
+      let assets: { routing: AssetRouting; files: AssetFile[] } | undefined;
+      if (file?.assets) {
+        const gathered = gatherAssets(file.assets.directory);
+        const sent = await uploadAssets(adminClient(), tenant, name, gathered);
+        process.stderr.write(`cordon: ${gathered.files.length} asset file(s), ${sent} uploaded\n`);
+        assets = { routing: { ...file.assets.routing, hasWorker: entry !== undefined }, files: gathered.files };
+      }
       const limits: Record<string, number> = {
         cpuMs: positiveInt(values['cpu-ms'], '--cpu-ms') ?? file?.cpuMs ?? 1000,
         wallMs: positiveInt(values['wall-ms'], '--wall-ms') ?? file?.wallMs ?? 30_000,
@@ -189,7 +208,7 @@ async function main(argv: string[]): Promise<number> {
       const directories = [...(file?.directories ?? []), ...(values.directory ?? [])];
       const result = (await adminClient().request('POST', '/v1/workers', {
         name,
-        tenant: values.tenant ?? file?.tenant,
+        tenant,
         cordon: values.cordon ?? file?.cordon,
         loadedCordon: values['loaded-cordon'] ?? file?.loadedCordon,
         routes: [...(file?.routes ?? []), ...(values.route ?? [])],
@@ -201,6 +220,7 @@ async function main(argv: string[]): Promise<number> {
           ...(file?.loaders ?? []).map((n) => ({ type: 'loader', name: n })),
           ...(file?.objects ?? []).map((o) => ({ type: 'durable_object', name: o.binding, className: o.className })),
           ...(file?.resourceBindings ?? []),
+          ...(file?.assets?.binding ? [{ type: 'assets', name: file.assets.binding }] : []),
           ...[...(file?.services ?? []), ...(values.service ?? []).map(serviceFlag)].map((b) => ({
             type: 'service',
             name: b.binding,
@@ -225,6 +245,7 @@ async function main(argv: string[]): Promise<number> {
         },
         mainModule: bundle.mainModule,
         modules: bundle.modules,
+        assets,
       })) as { worker: string; version: string; routes: string[]; defaultRoute: string | null };
       process.stdout.write(`deployed ${result.worker} version ${result.version}${result.routes.length ? ` on ${result.routes.join(', ')}` : ''}\n`);
       if (result.defaultRoute) process.stdout.write(`also on ${result.defaultRoute} (its default route)\n`);

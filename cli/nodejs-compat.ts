@@ -32,6 +32,9 @@ export const COMPAT_FLAGS: Record<string, string> = {
   disable_nodejs_http_modules: "node:http and node:https as unenv's stand-ins whatever the date",
   enable_nodejs_os_module: "node:os with workerd's fixed answers whatever the date",
   disable_nodejs_os_module: "node:os as unenv's stand-in whatever the date",
+  global_fetch_strictly_public: "fetch() reaches the public Internet, as Cordon's egress always does",
+  assets_navigation_prefers_asset_serving: 'a navigation request that matches no asset gets not_found_handling without the worker (docs/static-assets.md)',
+  assets_navigation_has_no_effect: 'a navigation request that matches no asset goes to the worker',
 };
 
 /** Where Workers turns nodejs_compat_v2 and process.env population on by date. */
@@ -58,10 +61,14 @@ export interface NodeCompat {
   workersNative: Set<string>;
 }
 
+/** The date flags are gated by: a date that is not one (a template's "<COMPATIBILITY_DATE>" placeholder) gates as wrangler's default. */
+export function gatingDate(date: string | undefined): string {
+  return date !== undefined && /^\d{4}-\d{2}-\d{2}$/.test(date) ? date : '2024-09-03';
+}
+
 export function nodeCompat(date: string | undefined, flags: string[]): NodeCompat {
   const has = (f: string) => flags.includes(f);
-  // A date that is not one (a template's "<COMPATIBILITY_DATE>" placeholder) gates as wrangler's default.
-  const compatibilityDate = date !== undefined && /^\d{4}-\d{2}-\d{2}$/.test(date) ? date : '2024-09-03';
+  const compatibilityDate = gatingDate(date);
   const on = has('nodejs_compat') || has('nodejs_compat_v2');
   const v2 = on && (has('nodejs_compat_v2') || compatibilityDate >= V2_DATE) && !has('no_nodejs_compat_v2');
   const populateEnv =

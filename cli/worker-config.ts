@@ -1,7 +1,8 @@
 /**
  * The worker configuration file: Cloudflare's `wrangler.toml` / `wrangler.json` / `wrangler.jsonc` read
  * unchanged (`name`, `main`, `compatibility_date`, `route`/`routes`, `vars`, `limits.cpu_ms`, `triggers.crons`,
- * `workflows`, `worker_loaders`, `durable_objects`, `migrations`, `services`, `kv_namespaces`, `d1_databases`, `queues`, and what shapes the bundle: `rules`, `define`, `alias`, `minify`,
+ * `workflows`, `worker_loaders`, `durable_objects`, `migrations`, `services`, `kv_namespaces`, `d1_databases`, `queues`,
+ * `assets` (docs/static-assets.md; without `main`, an assets-only worker), and what shapes the bundle: `rules`, `define`, `alias`, `minify`,
  * `jsx_factory`, `jsx_fragment`,
  * `tsconfig`, `no_bundle`, `find_additional_modules`, `base_dir`, `preserve_file_names`), plus Cordon's own settings under `cordon` (`tenant`, `cordon`, `storage`, `directories`,
  * `origins`, `allow_eval`, `limits`, `egress: { allow_hosts, deny_hosts, deny_cidrs }`, `rpc_callers`).
@@ -20,10 +21,11 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { VarValue } from '../schemas/worker.ts';
 import { cliError } from './admin-client.ts';
-import { unknownFlags } from './nodejs-compat.ts';
+import { gatingDate, unknownFlags } from './nodejs-compat.ts';
 import { selectEnvironment } from './config-env.ts';
 import { D1Databases, KvNamespaces, Queues, resourceBindings, type ResourceBinding } from './resource-bindings.ts';
 import type { QueueConsumerDecl } from '../schemas/queues.ts';
+import { HTML_HANDLING, NOT_FOUND_HANDLING, type AssetRouting } from '../schemas/assets.ts';
 
 const Route = z.union([z.string(), z.object({ pattern: z.string(), zone_name: z.string().optional(), custom_domain: z.boolean().optional() })]);
 
@@ -48,10 +50,30 @@ const MigrationStep = z
   })
   .passthrough();
 
+/** wrangler's `assets` section (Workers Static Assets). */
+const Assets = z
+  .object({
+    directory: z.string(),
+    binding: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. ASSETS)')
+      .optional(),
+    html_handling: z.enum(HTML_HANDLING).default('auto-trailing-slash'),
+    not_found_handling: z.enum(NOT_FOUND_HANDLING).default('none'),
+    run_worker_first: z
+      .union([z.boolean(), z.array(z.string().regex(/^!?\//, 'a pattern is a path from / (with ! in front to exclude it)')).max(100)])
+      .default(false),
+  })
+  .strict();
+
+/** Workers' assets_navigation_prefers_asset_serving, on by default from this compatibility date. */
+const NAVIGATION_PREFERS_ASSETS_DATE = '2025-04-01';
+
 const Config = z
   .object({
     name: z.string(),
-    main: z.string(),
+    main: z.string().optional(),
+    assets: Assets.optional(),
     compatibility_date: z.string().optional(),
     compatibility_flags: z.array(z.string()).default([]),
     workers_dev: z.boolean().default(true),
@@ -139,9 +161,8 @@ const NOT_YET = 'not implemented in Cordon yet';
 /** Sections Cordon does not implement: refused at deploy, each with what to do instead. */
 const REFUSED: Record<string, string> = {
   r2_buckets: `R2 is ${NOT_YET}; a directory binding (cordon.directories) stores files`,
-  assets: `static assets are ${NOT_YET}; import small files as Text or Data modules (rules), or serve them elsewhere`,
   site: `Workers Sites are ${NOT_YET}`,
-  legacy_assets: `static assets are ${NOT_YET}`,
+  legacy_assets: `legacy assets (Workers Sites' successor before Static Assets) are ${NOT_YET}; use the assets section`,
   vectorize: `Vectorize is ${NOT_YET}`,
   ai: `Workers AI is ${NOT_YET}`,
   hyperdrive: `Hyperdrive is ${NOT_YET} (nor are TCP sockets)`,
@@ -178,7 +199,10 @@ function present(v: unknown): boolean {
 
 export interface WorkerConfig {
   name: string;
-  main: string;
+  /** The entry module; absent for an assets-only worker. */
+  main?: string;
+  /** Static assets (`assets`): the directory, its binding, and how requests meet them. */
+  assets?: { directory: string; binding?: string; routing: AssetRouting };
   tenant?: string;
   cordon?: string;
   /** The stricter cordon its loaded Workers run in (`cordon.loaded_cordon`). */
@@ -323,6 +347,11 @@ export function readWorkerConfig(file: string, env?: string): WorkerConfig {
   }
   const flags = unknownFlags(c.compatibility_flags);
   if (flags) refused.push(`  compatibility_flags: ${flags}`);
+  if (c.main === undefined && !c.assets) refused.push('  main: the entry module is missing (only an assets-only worker, with an assets section, has none)');
+  if (c.main === undefined && c.assets?.binding)
+    refused.push(`  assets: binding ${c.assets.binding} without a worker to use it; add main, or remove the binding`);
+  if (c.main === undefined && c.assets?.run_worker_first !== undefined && c.assets.run_worker_first !== false)
+    refused.push('  assets: run_worker_first without a worker to run; add main, or remove run_worker_first');
   const objectClasses = migratedClasses(c.migrations, refused);
   for (const b of c.durable_objects.bindings) {
     if (b.script_name !== undefined && b.script_name !== c.name)
@@ -351,9 +380,23 @@ export function readWorkerConfig(file: string, env?: string): WorkerConfig {
       throw cliError(`${file}: durable_objects: binding ${b.name} is also a storage, directory, workflow or loader binding`);
   const routes = [...(c.route ? [c.route] : []), ...c.routes].map((x) => (typeof x === 'string' ? x : x.pattern));
   const root = dirname(resolve(file));
+  const navigationPrefersAssets = c.compatibility_flags.includes('assets_navigation_prefers_asset_serving')
+    ? true
+    : !c.compatibility_flags.includes('assets_navigation_has_no_effect') && gatingDate(c.compatibility_date) >= NAVIGATION_PREFERS_ASSETS_DATE;
   return {
     name: c.name,
-    main: resolve(root, c.main),
+    main: c.main === undefined ? undefined : resolve(root, c.main),
+    assets: c.assets && {
+      directory: resolve(root, c.assets.directory),
+      binding: c.assets.binding,
+      routing: {
+        htmlHandling: c.assets.html_handling,
+        notFoundHandling: c.assets.not_found_handling,
+        runWorkerFirst: c.assets.run_worker_first,
+        navigationPrefersAssets,
+        hasWorker: c.main !== undefined,
+      },
+    },
     tenant: c.cordon.tenant,
     cordon: c.cordon.cordon,
     loadedCordon: c.cordon.loaded_cordon,

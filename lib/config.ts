@@ -280,6 +280,11 @@ export const Settings = z.strictObject({
       env: 'CORDON_TENANT_OBJECT_WEBSOCKETS',
       description: "WebSockets all of one tenant's Durable Objects may hold open at once; beyond, `acceptWebSocket()` throws",
     }),
+    assetsQuotaMb: setting(whole(1, 'megabytes'), 1024, {
+      env: 'CORDON_ASSETS_QUOTA_MB',
+      description:
+        "what one worker's static assets may hold on disk, every stored version's files together (Cloudflare: 20,000 files of at most 25 MiB per version; see [docs/static-assets.md](docs/static-assets.md))",
+    }),
     resourceQuotaMb: setting(whole(1, 'megabytes'), 1024, {
       env: 'CORDON_RESOURCE_QUOTA_MB',
       description: 'what one KV namespace, D1 database or queue backlog may hold on disk (see docs/kv-d1-queues.md)',

@@ -12,6 +12,7 @@ import type { CacheApi, DirectoryApi, FetcherApi, StorageApi } from './capabilit
 import type { StepApi, WorkflowsApi } from './workflows.ts';
 import type { DurableObjectNamespaceApi, ObjectHost } from './durable-objects.ts';
 import type { RpcPipe, ServiceBindingApi } from './service-bindings.ts';
+import type { AssetPartsApi } from './assets.ts';
 
 /** A capability behind `env.<BINDING>`, of any binding type. */
 export type GrantedCapability =
@@ -24,7 +25,8 @@ export type GrantedCapability =
   | KvApi
   | D1Api
   | QueueApi
-  | DurableObjectNamespaceApi;
+  | DurableObjectNamespaceApi
+  | AssetPartsApi;
 
 /** Hashes of what a service actually runs with (lib/drift.ts): compared by the supervisor with what it should. */
 export interface EffectiveState {

@@ -5,6 +5,7 @@ import { ServiceBindingFields } from './service-bindings.ts';
 import { DurableObjectBinding } from './durable-objects.ts';
 import type { QueueConsumerDecl } from './queues.ts';
 import { RESOURCE_BINDING_TYPES, ResourceBindingFields } from './resources.ts';
+import type { AssetManifest } from './assets.ts';
 
 export const NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const WorkerName = z.string().regex(NAME, 'names are 1-64 lower-case letters, digits and inner dashes');
@@ -71,7 +72,7 @@ export type WorkerModule = z.infer<typeof WorkerModule>;
  */
 const CoreBinding = z
   .object({
-    type: z.enum(['storage', 'directory', 'workflow', 'service', 'loader', ...RESOURCE_BINDING_TYPES]),
+    type: z.enum(['storage', 'directory', 'workflow', 'service', 'loader', 'assets', ...RESOURCE_BINDING_TYPES]),
     name: z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'binding names are upper-case letters, digits and _ (e.g. STORE)'),
     workflow: WorkflowName.optional(),
     ...ServiceBindingFields,
@@ -152,6 +153,8 @@ export interface WorkerBundle {
    * absent when they run in the worker's own process.
    */
   loadedCordon?: string;
+  /** Its static assets: the routing settings and the manifest of paths and hashes (schemas/assets.ts). */
+  assets?: AssetManifest;
 }
 
 /** A stored version's settings as the admin API shows them (GET /v1/workers/<tenant>/<name>/versions): what changed between versions, no code or var values. */

@@ -24,6 +24,7 @@ import { KV_METHODS } from '../../schemas/kv.ts';
 import { D1_METHODS } from '../../schemas/d1.ts';
 import { QUEUE_METHODS } from '../../schemas/queues.ts';
 import { LOADER_METHODS } from '../../schemas/loaded-cordon.ts';
+import { ASSET_METHODS, ASSETS_BINDING_METHODS, ASSETS_HANDLE } from '../../schemas/assets.ts';
 import { LOADER_TARGET } from './runtime/abi.ts';
 import type { Binding } from '../../schemas/worker.ts';
 import type { CapabilityHost, PipePeer } from './runtime/index.ts';
@@ -51,7 +52,7 @@ export function checkCallSize(what: string, args: unknown[]): void {
 /** Calls one worker (version) may have in flight; the sandbox's session carries at most 500 for all of them. */
 export const MAX_CALLS_IN_FLIGHT = 64;
 
-type Kind = Binding['type'] | 'fetch' | 'cache' | 'socket';
+type Kind = Binding['type'] | 'fetch' | 'cache' | 'socket' | 'asset-parts';
 
 const ALLOWED: Record<Kind, readonly string[]> = {
   storage: STORAGE_METHODS,
@@ -68,6 +69,9 @@ const ALLOWED: Record<Kind, readonly string[]> = {
   kv: KV_METHODS,
   d1: D1_METHODS,
   queue: QUEUE_METHODS,
+  // env.ASSETS is served in the sandbox (assets/server.ts), which reads parts through the supervisor's `$assets`.
+  assets: ASSETS_BINDING_METHODS,
+  'asset-parts': ASSET_METHODS,
 };
 /** Capability kinds whose calls carry the worker's time left (after this many arguments, by method). */
 const TIMED: Partial<Record<Binding['type'], Record<string, number>>> = {
@@ -147,13 +151,19 @@ export class ForwardedCapabilities implements CapabilityHost {
   #next = 0;
   #inFlight = 0;
 
-  constructor(stubs: Record<string, unknown>, bindings: Binding[]) {
+  readonly #serveAssets: ((method: string, args: unknown[]) => Promise<unknown>) | undefined;
+
+  /** `serveAssets` answers an `assets` binding's calls here, in the sandbox (nothing of the supervisor's is called for it). */
+  constructor(stubs: Record<string, unknown>, bindings: Binding[], serveAssets?: (method: string, args: unknown[]) => Promise<unknown>) {
+    this.#serveAssets = serveAssets;
     for (const b of bindings) {
       const stub = stubs[b.name];
       if (stub) this.#handles.set(b.name, { kind: b.type, stub: stub as Stub });
+      else if (b.type === 'assets' && serveAssets) this.#handles.set(b.name, { kind: 'assets', stub: {} });
     }
     if (stubs[FETCH_HANDLE]) this.#handles.set(FETCH_HANDLE, { kind: 'fetch', stub: stubs[FETCH_HANDLE] as Stub });
     if (stubs[CACHE_HANDLE]) this.#handles.set(CACHE_HANDLE, { kind: 'cache', stub: stubs[CACHE_HANDLE] as Stub });
+    if (stubs[ASSETS_HANDLE]) this.#handles.set(ASSETS_HANDLE, { kind: 'asset-parts', stub: stubs[ASSETS_HANDLE] as Stub });
   }
 
   async call(handle: string, method: string, args: unknown[], timeLeftMs?: number): Promise<unknown> {
@@ -167,11 +177,12 @@ export class ForwardedCapabilities implements CapabilityHost {
     }
     const allowed: readonly string[] = ALLOWED[h.kind];
     if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
+    if (h.kind === 'assets') return this.#serveAssets!(method, args);
     // A storage or object call carries the worker's time left, put here and never taken from the worker's arguments.
-    const arity = h.kind === 'fetch' || h.kind === 'cache' || h.kind === 'socket' ? undefined : TIMED[h.kind]?.[method];
+    const arity = h.kind === 'fetch' || h.kind === 'cache' || h.kind === 'socket' || h.kind === 'asset-parts' ? undefined : TIMED[h.kind]?.[method];
     if (arity !== undefined) args = [...Array.from({ length: arity }, (_, i) => args[i]), timeLeftMs];
     checkCallSize(
-      `${h.kind === 'fetch' || h.kind === 'cache' || h.kind === 'socket' ? h.kind : handle.startsWith('#') ? 'directory' : handle}.${method}`,
+      `${h.kind === 'fetch' || h.kind === 'cache' || h.kind === 'socket' || h.kind === 'asset-parts' ? h.kind : handle.startsWith('#') ? 'directory' : handle}.${method}`,
       args,
     );
     if (this.#inFlight >= MAX_CALLS_IN_FLIGHT)

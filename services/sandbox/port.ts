@@ -19,6 +19,7 @@ import { supervisorCalls } from './call-gate.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 import { SpanKind } from '@opentelemetry/api';
 import { annotateSpan, inSpan, recordedTraceId, traceAttributes } from '../../lib/telemetry.ts';
+import { VersionAssets } from './assets/server.ts';
 
 const MAX_CACHED_KEYS = 1000;
 
@@ -99,6 +100,8 @@ function textResponse(status: number, text: string): HandledResponse & WireRespo
 interface Loaded {
   bundle: WorkerBundle;
   capabilities: ForwardedCapabilities | undefined;
+  /** Its static assets, when it has some (served here, docs/static-assets.md). */
+  assets?: VersionAssets;
 }
 
 /** Bundles and capabilities by code key, fetched once from the supervisor and kept in memory (oldest dropped first). */
@@ -119,8 +122,12 @@ export class BundleCache {
     if (!p) {
       p = this.#supervisor.ready().then(async (s) => {
         const bundle = await s.remote.loadWorker(codeKey);
-        const capabilities = new ForwardedCapabilities(await s.remote.capabilities(codeKey), bundle.bindings);
-        return { bundle, capabilities };
+        let assets: VersionAssets | undefined;
+        const capabilities = new ForwardedCapabilities(await s.remote.capabilities(codeKey), bundle.bindings, (method, args) =>
+          method === 'fetch' ? assets!.bindingFetch(args) : assets!.part(args),
+        );
+        if (bundle.assets) assets = new VersionAssets(bundle.workerId, bundle.assets, (handle, method, args) => capabilities.call(handle, method, args));
+        return { bundle, capabilities, assets };
       });
       this.#bundles.set(codeKey, p);
       p.catch(() => this.#bundles.delete(codeKey));
@@ -255,14 +262,21 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
   async #run(target: WorkerTarget, request: WireRequest, stream: unknown, peer: SocketPeer | undefined): Promise<HandledResponse> {
     let bundle: WorkerBundle;
     let capabilities: ForwardedCapabilities | undefined;
+    let assets: VersionAssets | undefined;
     try {
-      ({ bundle, capabilities } = await this.#deps.bundles.get(target.codeKey));
+      ({ bundle, capabilities, assets } = await this.#deps.bundles.get(target.codeKey));
     } catch (e) {
       this.#deps.log.warn('could not load worker', { worker: target.workerId, error: (e as Error).message });
       throw new Error('worker code unavailable');
     }
     if (bundle.workerId !== target.workerId || bundle.version !== target.version) throw new Error('code key does not match the requested worker version');
     annotateSpan({ workerId: bundle.workerId, version: bundle.version });
+    // An asset the request meets before the worker is answered here: no isolate, no tenant code.
+    const served = await assets?.beforeWorker(request);
+    if (served) {
+      void (stream as ReadableStream | undefined)?.cancel().catch(() => {});
+      return served;
+    }
     const hooks = entryHooks(this.#deps, target.codeKey, capabilities);
     const leave = this.#deps.recorder.enter(bundle.workerId);
     try {

@@ -43,6 +43,7 @@ import { KvCap } from './kv.ts';
 import { facetSuffixes, objectBytes } from './objects/facets.ts';
 import { D1Cap } from './d1.ts';
 import { QueueCap } from './queues.ts';
+import { ASSETS_HANDLE, type AssetPartsApi } from '../../schemas/assets.ts';
 
 const Query = z.string().max(LIMITS.statementBytes * 4);
 const SqlBindings = z.array(z.union([z.string(), z.number(), z.null(), bytes(LIMITS.valueBytes)])).max(LIMITS.boundParameters);
@@ -254,6 +255,8 @@ export interface GrantOptions {
    * they run in the worker's own process, which serves the binding itself. `wrap`: the worker's membrane.
    */
   loader?: (parent: WorkerBundle, binding: string, fetch: FetcherApi, audit: Audit, wrap: <T extends object>(target: T) => T) => LoaderApi | undefined;
+  /** `$assets` for a version with static assets (assets.ts): the bytes its manifest lists. */
+  assets?: (bundle: WorkerBundle) => AssetPartsApi;
 }
 
 /** A facet's database may always hold this much, whatever its object's other files use (a few pages: its schema). */
@@ -264,13 +267,14 @@ export class Grants {
   readonly #root: string;
   readonly #auditLog: AuditLog;
   readonly #opts: Required<
-    Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses' | 'sqlBwrap' | 'queueSent' | 'resources' | 'service' | 'loader'>
+    Omit<GrantOptions, 'onRefused' | 'workflow' | 'objects' | 'sqlProcesses' | 'sqlBwrap' | 'queueSent' | 'resources' | 'service' | 'loader' | 'assets'>
   >;
   /** Set after construction (the objects service needs Grants for its databases). */
   objects: GrantOptions['objects'];
   readonly #queueSent: NonNullable<GrantOptions['queueSent']>;
   readonly #service: GrantOptions['service'];
   readonly #loader: GrantOptions['loader'];
+  readonly #assets: GrantOptions['assets'];
   /** KV namespaces, D1 databases and queues: the tenant's, whichever of its workers binds them. */
   readonly resources: TenantResources;
   readonly #onRefused: (workerId: string) => void;
@@ -297,6 +301,7 @@ export class Grants {
     this.objects = opts.objects;
     this.#service = opts.service;
     this.#loader = opts.loader;
+    this.#assets = opts.assets;
     // Every database a tenant has lives under `root`: the one directory its SQL processes may write.
     this.#sql = new SqlPool({ processes: opts.sqlProcesses, confine: opts.sqlBwrap ? { bwrap: opts.sqlBwrap, writable: [root] } : undefined });
     this.#queueSent = opts.queueSent ?? (() => {});
@@ -324,9 +329,12 @@ export class Grants {
     const fetch = new FetchCap(this.#egress.lazy(async (e) => (await e.fetcherFor(workerId, policy)) as unknown as RpcStub<FetcherApi>));
     out[FETCH_HANDLE] = membrane.wrap(fetch);
     out[CACHE_HANDLE] = membrane.wrap(new CacheCap(this.#egress.lazy(async (e) => (await e.cacheFor(workerId)) as unknown as RpcStub<CacheApi>)));
+    if (bundle.assets && this.#assets) out[ASSETS_HANDLE] = membrane.wrap(this.#assets(bundle) as never);
     const tenant = workerId.split('/')[0]!;
     for (const b of bindings) {
       const id = `${workerId}:${b.type}:${b.name}`;
+      // env.ASSETS is served by the sandbox, from `$assets` above.
+      if (b.type === 'assets') continue;
       if (b.type === 'loader') {
         // Unless its Workers run in a loaded cordon, the sandbox serves it (services/sandbox/runtime/worker-loader.ts).
         const m = membrane;

@@ -7,6 +7,7 @@ import type { RpcStub, RpcTarget } from 'capnweb';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import { serve } from '../../lib/mesh.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
+import { AssetPartsCap } from './assets.ts';
 import { CodeStore } from './store.ts';
 import { AgentPort, EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';
 import { RequestMetrics } from './request-metrics.ts';
@@ -46,7 +47,13 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
   const dir = join(config.dataDir, 'supervisor');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const master = MasterKey.load(config.dataDir);
-  const store = new CodeStore(join(dir, 'code.db'), master.derive('wrap'), new History(join(dir, 'git')), settings.supervisor.workersDomain);
+  const store = new CodeStore(
+    join(dir, 'code.db'),
+    master.derive('wrap'),
+    new History(join(dir, 'git')),
+    settings.supervisor.workersDomain,
+    settings.supervisor.assetsQuotaMb * 1024 * 1024,
+  );
   onStop(() => store.close());
   const audit = new AuditLog(dir, master.derive('audit'));
   onStop(() => audit.close());
@@ -100,6 +107,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
     objectQuotaBytes: settings.supervisor.objectQuotaMb * 1024 * 1024,
     queueSent: (tenant, queue) => queues.notify(tenant, queue),
     resources: { quotaBytes: settings.supervisor.resourceQuotaMb * 1024 * 1024, perTenant: settings.supervisor.resourcesPerTenant },
+    assets: (bundle) => new AssetPartsCap(store.assets, bundle),
   });
   onStop(() => grants.close());
   const objectRegistry = new ObjectRegistry(join(dir, 'objects.db'));

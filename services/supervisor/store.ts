@@ -22,6 +22,8 @@ import { normalizeHostPattern, normalizeRoutePattern } from '../../lib/routes.ts
 import { checkAssignment, checkRoutes, defaultRoutePattern, defaultRouting, type Deployer, type RoutedPattern } from './hosts.ts';
 import type { WorkflowDecl } from '../../schemas/workflows.ts';
 import type { QueueConsumerDecl } from '../../schemas/queues.ts';
+import type { AssetManifest } from '../../schemas/assets.ts';
+import { AssetStore } from './asset-store.ts';
 
 export interface WorkerRecord {
   id: string;
@@ -51,6 +53,8 @@ export interface VersionInput {
   queueConsumers?: QueueConsumerDecl[];
   rpcCallers?: string[];
   loadedCordon?: string;
+  /** Its static assets (every file already uploaded to `assets`). */
+  assets?: AssetManifest;
   routes: string[];
   /** Whether the worker answers at its default route too (wrangler's `workers_dev`; on unless false). */
   workersDev?: boolean;
@@ -102,8 +106,10 @@ export class CodeStore {
   readonly #history: History;
   /** Where every worker also answers (`<worker>.<tenant>.<domain>`); '' for no default routes. */
   readonly workersDomain: string;
+  /** The bytes of the workers' static assets (a version's manifest names them). */
+  readonly assets: AssetStore;
 
-  constructor(file: string, wrapKey: Buffer, history: History, workersDomain = '') {
+  constructor(file: string, wrapKey: Buffer, history: History, workersDomain = '', assetQuotaBytes = 1024 * 1024 * 1024) {
     this.#wrapKey = wrapKey;
     this.#history = history;
     this.workersDomain = workersDomain;
@@ -126,6 +132,7 @@ export class CodeStore {
       CREATE TABLE IF NOT EXISTS pinned_keys (key_hash TEXT PRIMARY KEY, worker_id TEXT NOT NULL, version TEXT NOT NULL);
       DELETE FROM pinned_keys;
     `);
+    this.assets = new AssetStore(this.#db, this.#sql, wrapKey, assetQuotaBytes);
     // Arrival order settles ties between routes; a rowid would not survive VACUUM. Older stores lack it.
     if (!(this.#db.pragma('table_info(routes)') as { name: string }[]).some((c) => c.name === 'seq')) {
       this.#db.exec('ALTER TABLE routes ADD COLUMN seq INTEGER NOT NULL DEFAULT 0; UPDATE routes SET seq = rowid;');
@@ -180,8 +187,20 @@ export class CodeStore {
       ...(input.queueConsumers?.length ? { queueConsumers: input.queueConsumers } : {}),
       ...(input.rpcCallers?.length ? { rpcCallers: input.rpcCallers } : {}),
       ...(input.loadedCordon ? { loadedCordon: input.loadedCordon } : {}),
+      ...(input.assets ? { assets: input.assets } : {}),
     });
     const version = sha256(plain);
+    const unsent = input.assets
+      ? this.assets.missing(
+          id,
+          input.assets.files.map((f) => f.hash),
+        )
+      : [];
+    if (unsent.length)
+      throw new CordonError(
+        `${unsent.length} asset file(s) of the manifest were not uploaded (first: ${input.assets!.files.find((f) => f.hash === unsent[0])!.path}); upload each with PUT /v1/workers/${input.tenant}/${input.name}/assets/<sha256> before deploying (cordon deploy does)`,
+        { status: 400 },
+      );
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
     const known = this.#sql('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
     const wrapped = known ?? newWorkerKey(this.#wrapKey, id).wrapped;
@@ -207,6 +226,9 @@ export class CodeStore {
         queueConsumers: input.queueConsumers ?? [],
         rpcCallers: input.rpcCallers ?? [],
         ...(input.loadedCordon ? { loadedCordon: input.loadedCordon } : {}),
+        ...(input.assets
+          ? { assets: { files: input.assets.files.length, bytes: input.assets.files.reduce((n, f) => n + f.size, 0), routing: input.assets.routing } }
+          : {}),
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }
@@ -292,22 +314,30 @@ export class CodeStore {
     return rows.map((r) => ({ worker: r.name, version: r.version, createdAt: new Date(r.createdAt).toISOString(), bundle: this.#open(r) }));
   }
 
-  /** The code hash of every stored version of a worker (versions that fail their integrity check are left out). */
-  codeHashes(id: string): string[] {
+  /** Every stored version of a worker, opened; versions that fail their integrity check are left out. */
+  #intactVersions(id: string): WorkerBundle[] {
     const rows = this.#sql(
       `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
          FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ?`,
     ).all(id) as KeyRow[];
-    const hashes = new Set<string>();
-    for (const r of rows) {
+    return rows.flatMap((r) => {
       try {
-        const b = this.#open(r);
-        hashes.add(codeHash(b.mainModule, b.modules));
+        return [this.#open(r)];
       } catch (e) {
         if (!(e instanceof TamperedError)) throw e;
+        return [];
       }
-    }
-    return [...hashes];
+    });
+  }
+
+  /** The code hash of every stored version of a worker (versions that fail their integrity check are left out). */
+  codeHashes(id: string): string[] {
+    return [...new Set(this.#intactVersions(id).map((b) => codeHash(b.mainModule, b.modules)))];
+  }
+
+  /** The asset hashes any stored version of a worker lists (what its asset store must keep). */
+  listedAssets(id: string): Set<string> {
+    return new Set(this.#intactVersions(id).flatMap((b) => (b.assets?.files ?? []).map((f) => f.hash)));
   }
 
   /** Every stored version of a worker, newest first. */
@@ -384,6 +414,7 @@ export class CodeStore {
       for (const k of this.#pinned.keys()) if (k.startsWith(`${id}@`)) this.#pinned.delete(k);
       this.#sql('DELETE FROM routes WHERE worker_id = ?').run(id);
       this.#sql('DELETE FROM versions WHERE worker_id = ?').run(id);
+      this.assets.deleteWorker(id);
       return this.#sql('DELETE FROM workers WHERE id = ?').run(id).changes === 1;
     })();
   }

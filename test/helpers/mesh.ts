@@ -35,7 +35,12 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> 
  * A request to the mesh's ingress carrying the Host header given (fetch never sends another Host than
  * its URL's): how a test reaches a route on a host the operator assigned to a tenant.
  */
-export function fetchHost(mesh: TestMesh, host: string, path: string, init: { method?: string; body?: string } = {}): Promise<Response> {
+export function fetchHost(
+  mesh: TestMesh,
+  host: string,
+  path: string,
+  init: { method?: string; body?: string; headers?: Record<string, string> } = {},
+): Promise<Response> {
   return new Promise((resolve, reject) => {
     const body = init.body ?? '';
     const req = httpRequest(
@@ -44,7 +49,7 @@ export function fetchHost(mesh: TestMesh, host: string, path: string, init: { me
         port: Number(mesh.env.CORDON_HTTP_PORT),
         path,
         method: init.method ?? 'GET',
-        headers: { host, 'content-length': Buffer.byteLength(body) },
+        headers: { ...init.headers, host, 'content-length': Buffer.byteLength(body) },
       },
       (res) => {
         const chunks: Buffer[] = [];

@@ -43,12 +43,12 @@ export function lingeringRefusal(req: IncomingMessage, res: ServerResponse, stat
   req.resume();
 }
 
-/** A request body as text, counted as it streams in and refused with 413 past `max` bytes. */
-export async function readText(req: IncomingMessage, max = MAX_REQUEST_BODY): Promise<string> {
+/** A request body, counted as it streams in and refused with 413 past `max` bytes. */
+export async function readBytes(req: IncomingMessage, max = MAX_REQUEST_BODY): Promise<Buffer> {
   const tooLarge = () =>
     new HttpError(413, max === MAX_REQUEST_BODY ? `request body over ${max} bytes (CORDON_ADMIN_MAX_BODY_MB)` : `request body over ${max} bytes`);
   if (Number(req.headers['content-length'] ?? 0) > max) throw tooLarge();
-  let chunks: Buffer[] = [];
+  const chunks: Buffer[] = [];
   let size = 0;
   // Not destroyed on overflow, so the 413 still reaches the client (the connection closes after it).
   for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
@@ -56,10 +56,12 @@ export async function readText(req: IncomingMessage, max = MAX_REQUEST_BODY): Pr
     if (size > max) throw tooLarge();
     chunks.push(chunk);
   }
-  // One copy of the body at a time: the chunks go before the text.
-  const body = Buffer.concat(chunks, size);
-  chunks = [];
-  return body.toString('utf8');
+  return Buffer.concat(chunks, size);
+}
+
+/** A request body as text, under the same cap. */
+export async function readText(req: IncomingMessage, max = MAX_REQUEST_BODY): Promise<string> {
+  return (await readBytes(req, max)).toString('utf8');
 }
 
 export async function readJson(req: IncomingMessage): Promise<unknown> {

@@ -12,6 +12,7 @@ import { hasScope } from '../tokens.ts';
 import { decodePathSegment, HttpError, lingeringRefusal, send } from './http.ts';
 import type { AdminDeps, Route } from './route.ts';
 import { workerRoutes } from './workers.ts';
+import { assetRoutes } from './assets.ts';
 import { versionRoutes } from './versions.ts';
 import { quarantineRoutes } from './quarantine.ts';
 import { tenantRoutes } from './tenants.ts';
@@ -35,6 +36,7 @@ export function createAdminServer(deps: AdminDeps): Server {
   const { log, audit, tokens } = deps;
   const table: Route[] = [
     ...workerRoutes(deps),
+    ...assetRoutes(deps),
     ...versionRoutes(deps),
     ...quarantineRoutes(deps),
     ...tenantRoutes(deps),

@@ -26,6 +26,7 @@ import {
 } from '../../../schemas/worker.ts';
 import { WorkflowDecl } from '../../../schemas/workflows.ts';
 import { QueueConsumerDecl } from '../../../schemas/queues.ts';
+import { AssetManifest } from '../../../schemas/assets.ts';
 import { codeHash } from '../store.ts';
 import { checkCron } from '../cron.ts';
 import { HttpError, readJson, send } from './http.ts';
@@ -92,6 +93,8 @@ const DeployRequest = z.object({
   rpcCallers: z.array(TenantName).max(100).default([]),
   /** Where its `worker_loaders` Workers run: a cordon no more trusted than its own (services/supervisor/loaded-cordon.ts). */
   loadedCordon: z.string().max(64).optional(),
+  /** Static assets: routing settings and the manifest of files already uploaded (admin/assets.ts). */
+  assets: AssetManifest.optional(),
 });
 
 /**
@@ -158,6 +161,9 @@ export function deployer(deps: DeployDeps): (body: unknown, who: Principal) => P
         400,
         `cannot create binding ${undeclared.name} for class ${undeclared.className}: it is not declared as a Durable Object class (objectClasses; wrangler: a migration's new_sqlite_classes)`,
       );
+    const assetBindings = input.bindings.filter((b) => b.type === 'assets');
+    if (assetBindings.length > (input.assets ? 1 : 0))
+      throw new HttpError(400, input.assets ? 'a worker has one assets binding at most' : `assets binding ${assetBindings[0]!.name} without assets`);
     if (!input.modules.some((m) => m.name === input.mainModule && m.type === 'esm')) {
       throw new HttpError(400, `mainModule ${input.mainModule} is not one of the uploaded esm modules`);
     }

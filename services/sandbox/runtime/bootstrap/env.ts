@@ -9,6 +9,7 @@ import { namespaceBinding } from './durable-objects.ts';
 import { kvBinding } from './kv.ts';
 import { d1Binding } from './d1.ts';
 import { queueBinding } from './queue-producer.ts';
+import { assetsBinding } from './assets.ts';
 
 export { codec };
 
@@ -35,6 +36,7 @@ export function makeEnv(vars: BootOptions['vars'], bindings: BootOptions['bindin
     kv: (name) => kvBinding(callCapAsync, name),
     d1: (name) => d1Binding(callCapAsync, name),
     queue: (name) => queueBinding(callCapAsync, name),
+    assets: (name) => assetsBinding(callCapAsync, name),
   };
   const bindingObjects: Record<string, object> = {};
   requests.outbound = undefined;

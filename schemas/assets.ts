@@ -1,0 +1,98 @@
+/**
+ * Workers Static Assets (docs/static-assets.md): the asset manifest a version carries, the routing
+ * settings of wrangler's `assets` section, the limits, and the one capability method a sandbox reads
+ * asset bytes with. The bytes are stored apart from the bundle (content-addressed per worker, sealed
+ * with the worker's key, in parts); the manifest is inside the bundle, so a version (and a rollback)
+ * names exactly its assets.
+ */
+import { z } from 'zod';
+
+export const ASSET_LIMITS = {
+  /** Cloudflare's limits: files per version, and bytes per file. */
+  files: 20_000,
+  fileBytes: 25 * 1024 * 1024,
+  /** An asset's path (URL-decoded, from the leading `/`), at most. */
+  pathChars: 1024,
+  /** Bytes per sealed part: one part crosses sandbox↔supervisor and supervisor↔disk at a time. */
+  partBytes: 4 * 1024 * 1024,
+} as const;
+
+/** The capability handle a sandbox reads a version's asset bytes through (granted only with a manifest). */
+export const ASSETS_HANDLE = '$assets';
+export const ASSET_METHODS = ['part'] as const;
+/** The methods of an `assets` binding (env.ASSETS: fetch, and a body's parts past the first), served in the sandbox itself. */
+export const ASSETS_BINDING_METHODS = ['fetch', 'part'] as const;
+
+export const AssetHash = z.string().regex(/^[0-9a-f]{64}$/, 'an asset hash is the SHA-256 of its bytes, in hex');
+
+/**
+ * Why `path` cannot name an asset, or undefined when it can: the decoded URL path of the file, from
+ * `/`. No `.` or `..` segment and no empty one (so one file has one name), no backslash, no NUL or
+ * other control character. It is a key in a map, never a file-system path, but a clean key keeps
+ * `cordon export` and the routing rules simple.
+ */
+export function assetPathProblem(path: string): string | undefined {
+  if (path.length < 2 || path.length > ASSET_LIMITS.pathChars) return `must be 2-${ASSET_LIMITS.pathChars} characters`;
+  if (!path.startsWith('/')) return 'must start with /';
+  if (/[\u0000-\u001f\u007f\\]/.test(path)) return 'may not hold a control character or a backslash';
+  for (const segment of path.slice(1).split('/'))
+    if (segment === '' || segment === '.' || segment === '..') return 'may not have an empty, "." or ".." segment';
+  return undefined;
+}
+
+export const AssetPath = z.string().superRefine((p, ctx) => {
+  const why = assetPathProblem(p);
+  if (why) ctx.addIssue({ code: 'custom', message: `asset path ${JSON.stringify(p.slice(0, 200))} ${why}` });
+});
+
+export const HTML_HANDLING = ['auto-trailing-slash', 'force-trailing-slash', 'drop-trailing-slash', 'none'] as const;
+export const NOT_FOUND_HANDLING = ['none', '404-page', 'single-page-application'] as const;
+export type HtmlHandling = (typeof HTML_HANDLING)[number];
+export type NotFoundHandling = (typeof NOT_FOUND_HANDLING)[number];
+
+/** A `run_worker_first` route pattern: a path glob (`*` any characters), `!` in front to exclude. */
+const RoutePattern = z.string().min(2).max(256).regex(/^!?\//, 'a run_worker_first pattern is a path from / (with ! in front to exclude it)');
+
+/** How requests meet the assets (wrangler's `assets` section, without `directory` and `binding`). */
+export const AssetRouting = z
+  .object({
+    htmlHandling: z.enum(HTML_HANDLING).default('auto-trailing-slash'),
+    notFoundHandling: z.enum(NOT_FOUND_HANDLING).default('none'),
+    /** true: every request goes to the worker; patterns: those that match (and no `!` pattern) do. */
+    runWorkerFirst: z.union([z.boolean(), z.array(RoutePattern).max(100)]).default(false),
+    /**
+     * Workers' `assets_navigation_prefers_asset_serving` (on from compatibility date 2025-04-01): a
+     * navigation request (`Sec-Fetch-Mode: navigate`) that matches no asset gets the not-found handling
+     * (the SPA's index.html, a 404 page) without the worker.
+     */
+    navigationPrefersAssets: z.boolean().default(true),
+    /** false for an assets-only worker (no `main`): nothing but the assets answers. */
+    hasWorker: z.boolean().default(true),
+  })
+  .strict();
+export type AssetRouting = z.infer<typeof AssetRouting>;
+
+export const AssetFile = z.object({ path: AssetPath, hash: AssetHash, size: z.number().int().min(0).max(ASSET_LIMITS.fileBytes) }).strict();
+export type AssetFile = z.infer<typeof AssetFile>;
+
+/** A version's assets as deployed and as the sandbox receives them in its bundle. */
+export const AssetManifest = z
+  .object({
+    routing: AssetRouting,
+    files: z
+      .array(AssetFile)
+      .max(ASSET_LIMITS.files, `at most ${ASSET_LIMITS.files} asset files (Cloudflare's limit)`)
+      .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, 'each asset path is listed once'),
+  })
+  .strict();
+export type AssetManifest = z.infer<typeof AssetManifest>;
+
+/** How many parts a file of `size` bytes is stored in (an empty file is one empty part). */
+export function partCount(size: number): number {
+  return Math.max(1, Math.ceil(size / ASSET_LIMITS.partBytes));
+}
+
+/** The supervisor's `$assets` capability for one worker version: a part of one of the files its manifest lists. */
+export interface AssetPartsApi {
+  part(hash: string, index: number): Promise<Uint8Array>;
+}
