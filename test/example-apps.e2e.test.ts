@@ -1,6 +1,7 @@
 /**
  * The example apps of Hono and itty-router (each README's own example, unchanged) and create-cloudflare's
- * Hono template, deployed through the CLI as their users would, answering what their documentation says.
+ * Hono template (with its static assets), deployed through the CLI as their users would, answering what
+ * their documentation says.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -66,10 +67,18 @@ describe('the example apps of Hono and itty-router', { skip }, () => {
     assert.equal((await fetchHost(mesh, 'itty-readme.default.workers.localhost', '/nope')).status, 404, "AutoRouter's own 404");
   });
 
-  test("create-cloudflare's Hono template is refused at deploy, naming its static assets (not implemented)", async () => {
+  test("create-cloudflare's Hono template deploys unchanged: its page from the assets, /message from Hono", async () => {
     const templates = join(packageDir('create-cloudflare')!, 'templates/hono/workers/templates');
-    const refused = await mesh.cli(['deploy', '--name', 'c3-hono', '--route', '*/message'], project(templates, ['hono']));
-    assert.notEqual(refused.code, 0);
-    assert.match(refused.stderr, /assets: static assets are not implemented in Cordon yet/);
+    const r = await mesh.cli(['deploy', '--name', 'c3-hono'], project(templates, ['hono']));
+    assert.equal(r.code, 0, r.stderr);
+    const page = await get('c3-hono', '/');
+    assert.equal(page.headers.get('content-type'), 'text/html; charset=utf-8');
+    assert.match(await page.text(), /<html/i);
+    const message = await fetchHost(mesh, 'c3-hono.default.workers.localhost', '/message');
+    assert.equal(await message.text(), 'Hello Hono!');
+    assert.match(message.headers.get('content-type') ?? '', /^text\/plain/);
+    const missing = await fetchHost(mesh, 'c3-hono.default.workers.localhost', '/nope');
+    assert.equal(missing.status, 404);
+    assert.equal(await missing.text(), '404 Not Found', "neither an asset nor a route: Hono's own 404");
   });
 });
