@@ -50,7 +50,8 @@ const USAGE = `usage: cordon <command> [options]
                                   [--cpu-ms <n>] [--wall-ms <n>] [--memory-mb <n>] [--cron "<five fields>"]...
                                   [--service BINDING=[tenant/]worker[:entrypoint]]... [--allow-rpc-from <tenant>]...
                                   [--loaded-cordon <c>] (where its worker_loaders' Workers run: a cordon less trusted than its own)
-                                  bundle the entry and its imports and deploy it; prints the version
+                                  bundle the entry and its imports (and upload the config's static assets)
+                                  and deploy it; prints the version
   trigger <[tenant/]worker> [--cron <expr>]
                                   run the worker's scheduled() handler once now
   workers                         list deployed workers

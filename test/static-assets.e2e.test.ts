@@ -77,6 +77,7 @@ describe('static assets', () => {
       const head = await fetchHost(mesh, host(name), '/', { method: 'HEAD' });
       assert.equal(head.status, 200);
       assert.equal(head.headers.get('etag'), etag);
+      assert.equal(await head.text(), '');
       const redirect = await fetchHost(mesh, host(name), '/index.html?x=1');
       assert.equal(redirect.status, 307);
       assert.equal(redirect.headers.get('location'), '/?x=1');

@@ -145,7 +145,7 @@ export class VersionAssets {
     const ifNoneMatch = headers.get('if-none-match');
     if (ifNoneMatch === `"${file.hash}"` || ifNoneMatch === `W/"${file.hash}"`) return plain(304, out);
     const parts = partCount(file.size);
-    if (method === 'HEAD') return { ...plain(a.status, out), headers: [...out, ['content-length', String(file.size)]] };
+    if (method === 'HEAD') return plain(a.status, out);
     const first = await this.#part(file.hash, 0);
     return { status: a.status, statusText: STATUS_TEXT[a.status]!, headers: out, body: first, hash: parts > 1 ? file.hash : null, parts };
   }
