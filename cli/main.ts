@@ -1,5 +1,6 @@
 /** The `cordon` command line. */
 import { parseArgs } from 'node:util';
+import { createHash } from 'node:crypto';
 import { adminClient, cliError } from './admin-client.ts';
 import { CordonError } from '../lib/errors.ts';
 import { bundleWorker } from './bundle.ts';
@@ -18,12 +19,21 @@ import type { VarValue } from '../schemas/worker.ts';
 import type { AssetFile, AssetRouting } from '../schemas/assets.ts';
 import { gatherAssets, uploadAssets } from './assets.ts';
 
-/** The module of an assets-only worker (no `main`): never run, since the assets answer every request. */
-const ASSETS_ONLY_BUNDLE = {
-  mainModule: 'assets-only.js',
-  modules: [{ name: 'assets-only.js', type: 'esm' as const, content: 'export default {};\n' }],
-  notes: [] as string[],
-};
+/**
+ * The module of an assets-only worker (no `main`): never run, since the assets answer every request. It
+ * names the assets' hashes, so the "code" quarantine recognises is this worker's assets, not a stub
+ * every assets-only worker of every tenant would share.
+ */
+function assetsOnlyBundle(files: AssetFile[]) {
+  const digest = createHash('sha256')
+    .update(files.map((f) => `${f.path}\0${f.hash}`).join('\n'))
+    .digest('hex');
+  return {
+    mainModule: 'assets-only.js',
+    modules: [{ name: 'assets-only.js', type: 'esm' as const, content: `// static assets ${digest}\nexport default {};\n` }],
+    notes: [] as string[],
+  };
+}
 
 const USAGE = `usage: cordon <command> [options]
 
@@ -189,17 +199,18 @@ async function main(argv: string[]): Promise<number> {
         if (eq <= 0) throw cliError(`--var takes KEY=VALUE, got ${JSON.stringify(kv)}`);
         vars[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
-      // An assets-only worker has no code: the assets answer every request (its module never runs).
-      const bundle = entry ? await bundleWorker(entry, { ...file?.build, noBundle: values['no-bundle'] || file?.build.noBundle }) : ASSETS_ONLY_BUNDLE;
-      for (const note of bundle.notes) process.stderr.write(`cordon: note: ${note}\n`);
       const tenant = values.tenant ?? file?.tenant;
+      // Checked before anything is bundled or uploaded: a refused file fails the deploy at once.
+      const gathered = file?.assets && gatherAssets(file.assets.directory);
+      // An assets-only worker has no code: the assets answer every request (its module never runs).
+      const bundle = entry ? await bundleWorker(entry, { ...file?.build, noBundle: values['no-bundle'] || file?.build.noBundle }) : assetsOnlyBundle(gathered!.files);
       let assets: { routing: AssetRouting; files: AssetFile[] } | undefined;
-      if (file?.assets) {
-        const gathered = gatherAssets(file.assets.directory);
+      if (file?.assets && gathered) {
         const sent = await uploadAssets(adminClient(), tenant, name, gathered);
         process.stderr.write(`cordon: ${gathered.files.length} asset file(s), ${sent} uploaded\n`);
         assets = { routing: { ...file.assets.routing, hasWorker: entry !== undefined }, files: gathered.files };
       }
+      for (const note of bundle.notes) process.stderr.write(`cordon: note: ${note}\n`);
       const limits: Record<string, number> = {
         cpuMs: positiveInt(values['cpu-ms'], '--cpu-ms') ?? file?.cpuMs ?? 1000,
         wallMs: positiveInt(values['wall-ms'], '--wall-ms') ?? file?.wallMs ?? 30_000,

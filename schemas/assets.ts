@@ -15,6 +15,8 @@ export const ASSET_LIMITS = {
   pathChars: 1024,
   /** Bytes per sealed part: one part crosses sandbox↔supervisor and supervisor↔disk at a time. */
   partBytes: 4 * 1024 * 1024,
+  /** The manifest as JSON, at most: it travels inside the bundle, which a sandbox loads in one message. */
+  manifestBytes: 4 * 1024 * 1024,
 } as const;
 
 /** The capability handle a sandbox reads a version's asset bytes through (granted only with a manifest). */
@@ -84,7 +86,11 @@ export const AssetManifest = z
       .max(ASSET_LIMITS.files, `at most ${ASSET_LIMITS.files} asset files (Cloudflare's limit)`)
       .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, 'each asset path is listed once'),
   })
-  .strict();
+  .strict()
+  .refine(
+    (m) => JSON.stringify(m).length <= ASSET_LIMITS.manifestBytes,
+    `the asset manifest is over ${ASSET_LIMITS.manifestBytes} bytes as JSON (4 MiB): shorter paths or fewer files`,
+  );
 export type AssetManifest = z.infer<typeof AssetManifest>;
 
 /** How many parts a file of `size` bytes is stored in (an empty file is one empty part). */

@@ -199,6 +199,10 @@ describe('static assets: traversal, other tenants, limits', () => {
     const tooMany = await deploy(Array.from({ length: 20_001 }, (_, i) => ({ path: `/${i}`, hash: sha256(String(i)), size: 1 })));
     assert.equal(tooMany.status, 400);
     assert.match(((await tooMany.json()) as { error: string }).error, /at most 20000 asset files/);
+    // Paths long enough that the manifest would not fit the message a sandbox loads a bundle in.
+    const longPaths = await deploy(Array.from({ length: 5000 }, (_, i) => ({ path: `/${String(i).padStart(1000, 'p')}`, hash: sha256(String(i)), size: 1 })));
+    assert.equal(longPaths.status, 400);
+    assert.match(((await longPaths.json()) as { error: string }).error, /asset manifest is over 4194304 bytes/);
     for (const path of ['/../x', '/a/../b', '/a\\b', '/a//b', 'relative', '/a\u0000b']) {
       const bad = await deploy([{ path, hash: sha256('x'), size: 1 }]);
       assert.equal(bad.status, 400, path);
