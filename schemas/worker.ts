@@ -171,6 +171,8 @@ export interface VersionSettings {
   crons: string[];
   objectClasses: string[];
   queueConsumers: QueueConsumerDecl[];
+  /** Its static assets, counted (the manifest itself is not shown). */
+  assets: { files: number; bytes: number; routing: AssetManifest['routing'] } | null;
 }
 
 /** The Durable Object classes of a deploy (wrangler's migrations, applied: see docs/durable-objects.md). */

@@ -87,6 +87,11 @@ export function codeHash(mainModule: string, modules: WorkerModule[]): string {
   return sha256(JSON.stringify([mainModule, modules.map((m) => [m.name, m.type, m.content])]));
 }
 
+/** A version's assets as its history and settings show them: counted, not listed. */
+function assetSummary(a: AssetManifest): NonNullable<VersionSettings['assets']> {
+  return { files: a.files.length, bytes: a.files.reduce((n, f) => n + f.size, 0), routing: a.routing };
+}
+
 interface KeyRow {
   workerId: string;
   tenant: string;
@@ -226,9 +231,7 @@ export class CodeStore {
         queueConsumers: input.queueConsumers ?? [],
         rpcCallers: input.rpcCallers ?? [],
         ...(input.loadedCordon ? { loadedCordon: input.loadedCordon } : {}),
-        ...(input.assets
-          ? { assets: { files: input.assets.files.length, bytes: input.assets.files.reduce((n, f) => n + f.size, 0), routing: input.assets.routing } }
-          : {}),
+        ...(input.assets ? { assets: assetSummary(input.assets) } : {}),
       };
       commit = await this.#history.record(input.tenant, input.name, version, manifest, sealed, `deploy ${id} ${version.slice(0, 12)}`);
     }
@@ -377,6 +380,7 @@ export class CodeStore {
       crons: b.crons ?? [],
       objectClasses: b.objectClasses ?? [],
       queueConsumers: b.queueConsumers ?? [],
+      assets: b.assets ? assetSummary(b.assets) : null,
     };
   }
 

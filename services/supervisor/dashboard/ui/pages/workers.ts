@@ -86,6 +86,7 @@ function flatten(s: VersionSettings | null): Map<string, string> {
   m.set('egress', s.egress ? JSON.stringify(s.egress) : '—');
   m.set('workflows', s.workflows.map((w) => `${w.name} (${w.className})`).join(', ') || '—');
   m.set('crons', s.crons.join(', ') || '—');
+  m.set('assets', s.assets ? `${s.assets.files} files, ${s.assets.bytes} bytes, ${JSON.stringify(s.assets.routing)}` : '—');
   return m;
 }
 
