@@ -53,6 +53,8 @@ export function checkCallSize(what: string, args: unknown[]): void {
 export const MAX_CALLS_IN_FLIGHT = 64;
 
 type Kind = Binding['type'] | 'fetch' | 'cache' | 'socket' | 'asset-parts';
+/** Kinds of the worker's own host handles (not bindings it named): untimed, and named by kind in errors. */
+const HOST_KINDS: ReadonlySet<Kind> = new Set<Kind>(['fetch', 'cache', 'socket', 'asset-parts']);
 
 const ALLOWED: Record<Kind, readonly string[]> = {
   storage: STORAGE_METHODS,
@@ -179,12 +181,9 @@ export class ForwardedCapabilities implements CapabilityHost {
     if (!allowed.includes(method)) throw new Error(`${method} is not a method of this ${h.kind} capability`);
     if (h.kind === 'assets') return this.#serveAssets!(method, args);
     // A storage or object call carries the worker's time left, put here and never taken from the worker's arguments.
-    const arity = h.kind === 'fetch' || h.kind === 'cache' || h.kind === 'socket' || h.kind === 'asset-parts' ? undefined : TIMED[h.kind]?.[method];
+    const arity = HOST_KINDS.has(h.kind) ? undefined : TIMED[h.kind as Binding['type']]?.[method];
     if (arity !== undefined) args = [...Array.from({ length: arity }, (_, i) => args[i]), timeLeftMs];
-    checkCallSize(
-      `${h.kind === 'fetch' || h.kind === 'cache' || h.kind === 'socket' || h.kind === 'asset-parts' ? h.kind : handle.startsWith('#') ? 'directory' : handle}.${method}`,
-      args,
-    );
+    checkCallSize(`${HOST_KINDS.has(h.kind) ? h.kind : handle.startsWith('#') ? 'directory' : handle}.${method}`, args);
     if (this.#inFlight >= MAX_CALLS_IN_FLIGHT)
       throw new Error(`too many capability calls in flight: a worker may have ${MAX_CALLS_IN_FLIGHT} at once (await some before making more)`);
     this.#inFlight++;
