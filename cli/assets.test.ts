@@ -36,13 +36,16 @@ test('gathering assets: every file by path from /, hashed; .assetsignore (gitign
   assert.equal(files[2]!.hash, '4ea140588150773ce3aace786aeef7f4049ce100fa649c94fbbddb960f1da942');
 });
 
-test('_headers and _redirects are refused by name unless ignored; a missing directory is named', () => {
-  assert.throws(
-    () => gatherAssets(tree({ 'index.html': 'x', _redirects: '/a /b 301' })),
-    /_redirects: redirects \(_redirects\) are not implemented in Cordon yet/,
+test('_redirects and _headers at the root are rules, not files (unless ignored); a bad line fails the deploy; a missing directory is named', () => {
+  const g = gatherAssets(tree({ 'index.html': 'x', _redirects: '/a /b 301\n', _headers: '/*\n  X-A: b\n', 'sub/_redirects': 'served' }));
+  assert.deepEqual(
+    g.files.map((f) => f.path),
+    ['/index.html', '/sub/_redirects'],
   );
-  assert.throws(() => gatherAssets(tree({ _headers: '/*\n  X: y' })), /_headers: custom headers/);
-  assert.equal(gatherAssets(tree({ _headers: 'x', '.assetsignore': '_headers' })).files.length, 0);
+  assert.deepEqual(g.redirects, [{ from: '/a', to: '/b', status: 301, line: 1 }]);
+  assert.deepEqual(g.headers, [{ pattern: '/*', set: [['X-A', 'b']], unset: [] }]);
+  assert.throws(() => gatherAssets(tree({ _redirects: '/a /b 999' })), /_redirects:1: status 999/);
+  assert.equal(gatherAssets(tree({ _headers: 'x', '.assetsignore': '_headers' })).headers.length, 0);
   assert.throws(() => gatherAssets('/nonexistent/public'), /assets\.directory \/nonexistent\/public is not a directory/);
 });
 

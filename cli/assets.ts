@@ -5,27 +5,24 @@
  * Cloudflare's limits are checked here so a deploy fails before uploading anything, with the file
  * named (the supervisor checks them again): 20,000 files, 25 MiB per file. A symbolic link is followed
  * only when it stays inside the directory; one pointing out of it is refused, so a link cannot publish
- * a file from elsewhere on the deployer's machine. `_headers` and `_redirects` files are refused, named:
- * Cordon does not apply them yet, and serving them as plain files would silently drop their rules.
+ * a file from elsewhere on the deployer's machine. `_headers` and `_redirects` at the root are rules,
+ * not files (asset-rules.ts).
  */
 import ignoreModule from 'ignore';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
-import { ASSET_LIMITS, assetPathProblem, type AssetFile } from '../schemas/assets.ts';
+import { ASSET_LIMITS, assetPathProblem, type AssetFile, type AssetHeaderRule, type AssetRedirect } from '../schemas/assets.ts';
 import { cliError, type AdminClient } from './admin-client.ts';
+import { parseHeaders, parseRedirects } from './asset-rules.ts';
 
 // A CommonJS module whose export is also its `default`: as typed for ES modules, that is `.default`.
 const ignore = ignoreModule.default;
 
-/** Files Cloudflare reads as configuration of the assets rather than serving them. */
-const RULE_FILES: Record<string, string> = {
-  _headers: 'custom headers (_headers)',
-  _redirects: 'redirects (_redirects)',
-};
-
 export interface GatheredAssets {
   files: AssetFile[];
+  redirects: AssetRedirect[];
+  headers: AssetHeaderRule[];
   /** Each file's place on disk, by path. */
   onDisk: Map<string, string>;
 }
@@ -39,6 +36,8 @@ export function gatherAssets(directory: string): GatheredAssets {
   if (existsSync(ignoreFile)) ignored.add(readFileSync(ignoreFile, 'utf8'));
   const files: AssetFile[] = [];
   const onDisk = new Map<string, string>();
+  let redirects: AssetRedirect[] = [];
+  let headers: AssetHeaderRule[] = [];
   // A link back to a directory already walked would make the walk endless.
   const walked = new Set<string>();
   const walk = (dir: string) => {
@@ -62,8 +61,13 @@ export function gatherAssets(directory: string): GatheredAssets {
         continue;
       }
       if (!stat.isFile()) throw cliError(`assets: ${rel} is not a regular file; remove it or list it in .assetsignore`);
-      if (Object.hasOwn(RULE_FILES, rel))
-        throw cliError(`assets: ${rel}: ${RULE_FILES[rel]} are not implemented in Cordon yet; remove the file, or list it in .assetsignore`);
+      if (rel === '_redirects' || rel === '_headers') {
+        if (stat.size > 1024 * 1024) throw cliError(`assets: ${rel} is over 1 MiB`);
+        const text = readFileSync(real, 'utf8');
+        if (rel === '_redirects') redirects = parseRedirects(text);
+        else headers = parseHeaders(text);
+        continue;
+      }
       const path = `/${rel}`;
       const why = assetPathProblem(path);
       if (why) throw cliError(`assets: ${rel}: the file's path ${why}; rename it`);
@@ -79,7 +83,7 @@ export function gatherAssets(directory: string): GatheredAssets {
     }
   };
   walk(root);
-  return { files: files.sort((a, b) => (a.path < b.path ? -1 : 1)), onDisk };
+  return { files: files.sort((a, b) => (a.path < b.path ? -1 : 1)), onDisk, redirects, headers };
 }
 
 /** Uploads what the supervisor does not hold yet for the worker (the tenant as the deploy will resolve it); returns how many files went. */

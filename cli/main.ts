@@ -16,7 +16,7 @@ import { workflowsCommand, WORKFLOWS_USAGE } from './workflows.ts';
 import { objectsCommand, OBJECTS_USAGE } from './objects.ts';
 import { d1Command, D1_USAGE } from './d1.ts';
 import type { VarValue } from '../schemas/worker.ts';
-import type { AssetFile, AssetRouting } from '../schemas/assets.ts';
+import type { AssetFile, AssetManifest } from '../schemas/assets.ts';
 import { gatherAssets, uploadAssets } from './assets.ts';
 
 /**
@@ -204,11 +204,12 @@ async function main(argv: string[]): Promise<number> {
       const gathered = file?.assets && gatherAssets(file.assets.directory);
       // An assets-only worker has no code: the assets answer every request (its module never runs).
       const bundle = entry ? await bundleWorker(entry, { ...file?.build, noBundle: values['no-bundle'] || file?.build.noBundle }) : assetsOnlyBundle(gathered!.files);
-      let assets: { routing: AssetRouting; files: AssetFile[] } | undefined;
+      let assets: AssetManifest | undefined;
       if (file?.assets && gathered) {
         const sent = await uploadAssets(adminClient(), tenant, name, gathered);
         process.stderr.write(`cordon: ${gathered.files.length} asset file(s), ${sent} uploaded\n`);
-        assets = { routing: { ...file.assets.routing, hasWorker: entry !== undefined }, files: gathered.files };
+        const { files, redirects, headers } = gathered;
+        assets = { routing: { ...file.assets.routing, hasWorker: entry !== undefined }, files, redirects, headers };
       }
       for (const note of bundle.notes) process.stderr.write(`cordon: note: ${note}\n`);
       const limits: Record<string, number> = {

@@ -74,6 +74,74 @@ export const AssetRouting = z
   .strict();
 export type AssetRouting = z.infer<typeof AssetRouting>;
 
+/**
+ * A `_redirects` or `_headers` pattern: a path from `/`, or `https://host/path`. `*` (once) matches any
+ * characters and is `:splat` in what it gives; `:name` placeholders are whole path segments (or a host
+ * label), which keeps every rule's match linear in the path.
+ */
+export const RulePattern = z
+  .string()
+  .max(1000)
+  .superRefine((p, ctx) => {
+    const path = p.startsWith('https://') ? p.slice(p.indexOf('/', 8)) : p;
+    const fail = (why: string) => ctx.addIssue({ code: 'custom', message: `rule ${JSON.stringify(p.slice(0, 200))}: ${why}` });
+    if (!path.startsWith('/') || (p.startsWith('https://') && p.indexOf('/', 8) < 0)) return fail('must be a path from / or https://host/path');
+    if (p.split('*').length > 2) return fail('may have one * at most');
+    if (/[\s\u0000-\u001f\u007f]/.test(p)) return fail('may not hold spaces or control characters');
+    const names: string[] = [];
+    // A host's placeholders are whole labels (https://:project.example.com/), a path's whole segments.
+    const host = p.startsWith('https://') ? p.slice(8, p.indexOf('/', 8)).split('.') : [];
+    for (const piece of [...host, ...path.split('/')]) {
+      if (!piece.includes(':')) continue;
+      if (!/^:[A-Za-z]\w*$/.test(piece)) return fail('a :placeholder must be a whole path segment (/:name/) or host label');
+      names.push(piece.slice(1));
+    }
+    if (new Set(names).size !== names.length || (p.includes('*') && names.includes('splat')))
+      return fail('each :placeholder is named once (and :splat is the *)');
+  });
+
+/** One `_redirects` line: static rules (no `*` or `:`) match the path exactly, the others as patterns. */
+export const AssetRedirect = z
+  .object({
+    from: RulePattern,
+    to: z.string().min(1).max(1000),
+    status: z.union([z.literal(200), z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]),
+    line: z.number().int().min(1),
+  })
+  .strict()
+  .refine((r) => r.status !== 200 || r.to.startsWith('/'), 'a 200 (rewrite) goes to a path of this site');
+export type AssetRedirect = z.infer<typeof AssetRedirect>;
+
+const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/, 'not a valid header name');
+
+/** One `_headers` block: headers set (or appended, when an earlier block set the same) and removed on every assets answer it matches. */
+export const AssetHeaderRule = z
+  .object({
+    pattern: RulePattern,
+    set: z
+      .array(
+        z.tuple([
+          HeaderName,
+          z
+            .string()
+            .max(2000)
+            .regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'a header value holds a control character'),
+        ]),
+      )
+      .max(100),
+    unset: z.array(HeaderName).max(100),
+  })
+  .strict();
+export type AssetHeaderRule = z.infer<typeof AssetHeaderRule>;
+
+/** Whether a rule is matched as a pattern (else exactly). */
+export function isDynamicRule(pattern: string): boolean {
+  return pattern.includes('*') || /\/:/.test(pattern);
+}
+
+/** Cloudflare's limits on the rule files. */
+export const RULE_LIMITS = { staticRedirects: 2000, dynamicRedirects: 100, headerRules: 100, redirectLine: 1000, headerLine: 2000 } as const;
+
 export const AssetFile = z.object({ path: AssetPath, hash: AssetHash, size: z.number().int().min(0).max(ASSET_LIMITS.fileBytes) }).strict();
 export type AssetFile = z.infer<typeof AssetFile>;
 
@@ -85,8 +153,19 @@ export const AssetManifest = z
       .array(AssetFile)
       .max(ASSET_LIMITS.files, `at most ${ASSET_LIMITS.files} asset files (Cloudflare's limit)`)
       .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, 'each asset path is listed once'),
+    /** `_redirects`, in file order. */
+    redirects: z
+      .array(AssetRedirect)
+      .max(RULE_LIMITS.staticRedirects + RULE_LIMITS.dynamicRedirects)
+      .default([]),
+    /** `_headers`, in file order. */
+    headers: z.array(AssetHeaderRule).max(RULE_LIMITS.headerRules).default([]),
   })
   .strict()
+  .refine(
+    (m) => m.redirects.filter((r) => isDynamicRule(r.from)).length <= RULE_LIMITS.dynamicRedirects,
+    `at most ${RULE_LIMITS.dynamicRedirects} _redirects rules with * or :placeholders (Cloudflare's limit)`,
+  )
   .refine(
     (m) => JSON.stringify(m).length <= ASSET_LIMITS.manifestBytes,
     `the asset manifest is over ${ASSET_LIMITS.manifestBytes} bytes as JSON (4 MiB): shorter paths or fewer files`,

@@ -45,7 +45,7 @@ describe('static assets', () => {
   const first = (name: string, path: string, headers?: Record<string, string>) =>
     waitFor(`GET ${name}${path}`, async () => {
       const res = await fetchHost(mesh, host(name), path, { headers });
-      return res.status === 404 && (await res.clone().text()).includes('no route') ? undefined : res;
+      return res.status === 404 && (await res.clone().text()).startsWith('No worker is routed') ? undefined : res;
     });
 
   test("create-cloudflare's hello-world-with-assets (js and ts) deploys unchanged: the page from the assets, the API from the worker", {
@@ -171,7 +171,7 @@ describe('static assets', () => {
     assert.equal(await (await first('spa-old', '/x', { 'sec-fetch-mode': 'navigate' })).text(), 'worker /x');
   });
 
-  test('404 pages: the nearest 404.html up the path, with status 404; html_handling drop-trailing-slash redirects', async () => {
+  test('404 pages: the nearest 404.html up the path, with status 404; html_handling drop-trailing-slash redirects; _redirects and _headers', async () => {
     const dir = project({
       'wrangler.json': JSON.stringify({
         name: 'pages404',
@@ -183,6 +183,8 @@ describe('static assets', () => {
       'site/404.html': 'top 404',
       'site/blog/404.html': 'blog 404',
       'site/blog/post/index.html': 'post',
+      'site/_redirects': '/old-blog/* /blog/:splat 301\n/home / 302\n/team /about 200\n',
+      'site/_headers': '/blog/*\n  X-Section: blog\n  ! Cache-Control\n',
     });
     const r = await mesh.cli(['deploy'], dir);
     assert.equal(r.code, 0, r.stderr);
@@ -198,7 +200,16 @@ describe('static assets', () => {
     const slash = await fetchHost(mesh, host('pages404'), '/blog/post/');
     assert.equal(slash.status, 307);
     assert.equal(slash.headers.get('location'), '/blog/post');
-    assert.equal(await (await fetchHost(mesh, host('pages404'), '/blog/post')).text(), 'post');
+    const post = await fetchHost(mesh, host('pages404'), '/blog/post');
+    assert.equal(await post.text(), 'post');
+    assert.equal(post.headers.get('x-section'), 'blog', '_headers');
+    assert.equal(post.headers.get('cache-control'), null, '! removes');
+    const moved = await fetchHost(mesh, host('pages404'), '/old-blog/post?x=1');
+    assert.equal(moved.status, 301);
+    assert.equal(moved.headers.get('location'), '/blog/post?x=1');
+    assert.equal((await fetchHost(mesh, host('pages404'), '/home')).headers.get('location'), '/');
+    assert.equal(await (await fetchHost(mesh, host('pages404'), '/team')).text(), 'about', 'a 200 rewrite');
+    assert.equal((await fetchHost(mesh, host('pages404'), '/_redirects')).status, 404, 'the rule files are not served');
   });
 
   test('a rollback brings the old assets back; a redeploy uploads only what changed', async () => {

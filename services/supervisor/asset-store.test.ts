@@ -28,7 +28,12 @@ const input = (files: { path: string; bytes: Buffer }[], over: Partial<VersionIn
   bindings: [],
   origins: [],
   routes: [],
-  assets: { routing: AssetRouting.parse({}), files: files.map((f) => ({ path: f.path, hash: sha256(f.bytes), size: f.bytes.length })) },
+  assets: {
+    routing: AssetRouting.parse({}),
+    files: files.map((f) => ({ path: f.path, hash: sha256(f.bytes), size: f.bytes.length })),
+    redirects: [],
+    headers: [],
+  },
   ...over,
 });
 

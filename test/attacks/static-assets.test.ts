@@ -146,6 +146,30 @@ describe('static assets: traversal, other tenants, limits', () => {
     assert.equal((await api('POST', '/v1/assets/missing', { tenant: 'beta', name: 'vault', hashes: [hash] })).status, 403);
     assert.equal((await api('PUT', `/v1/workers/beta/vault/assets/${sha256('evil')}`, Buffer.from('evil'))).status, 403);
     assert.equal((await fetchHost(mesh, 'thief.alpha.workers.localhost', '/stolen.txt')).status, 404);
+    // A _redirects rewrite (200) to beta's URL, sent past the CLI: refused; and a rewrite only ever names a path of its own manifest.
+    const mine = Buffer.from('mine');
+    assert.equal((await api('PUT', `/v1/workers/alpha/thief/assets/${sha256(mine)}`, mine)).status, 201);
+    const rewrite = (to: string) =>
+      api('POST', '/v1/workers', {
+        name: 'thief',
+        mainModule: 'w.js',
+        modules: [{ name: 'w.js', type: 'esm', content: 'export default {}' }],
+        assets: {
+          routing: { hasWorker: false },
+          files: [{ path: '/mine.txt', hash: sha256(mine), size: 4 }],
+          redirects: [{ from: '/steal', to, status: 200, line: 1 }],
+        },
+      });
+    const absolute = await rewrite(`http://${BETA}/secret.txt`);
+    assert.equal(absolute.status, 400);
+    assert.match(((await absolute.json()) as { error: string }).error, /a 200 \(rewrite\) goes to a path of this site/);
+    assert.equal((await rewrite('/../../beta/vault/secret.txt')).status, 201);
+    const stolen = await waitFor('thief deployed', async () => {
+      const res = await fetchHost(mesh, 'thief.alpha.workers.localhost', '/steal');
+      return res.status === 404 && (await res.clone().text()).startsWith('No worker is routed') ? undefined : res;
+    });
+    assert.equal(stolen.status, 404);
+    assert.ok(!(await stolen.text()).includes(SECRET));
     await bystanderUnharmed();
   });
 

@@ -20,7 +20,7 @@ const lookupOf = (paths: string[]) => {
 /** An answer as the docs' tables write it: `200 /file.html`, `307 /file`, `404`. */
 function row(a: AssetAnswer): string {
   if (a.kind === 'asset') return `${a.status} ${a.path}`;
-  if (a.kind === 'redirect') return `307 ${a.location}`;
+  if (a.kind === 'redirect') return `${a.status} ${a.location}`;
   return a.kind === 'not-found' ? '404' : '405';
 }
 const get = (path: string, r: AssetRouting, paths: string[]) => row(answer('GET', new URL(`https://x${path}`), r, lookupOf(paths)));

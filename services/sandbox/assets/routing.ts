@@ -7,6 +7,7 @@
  * manifest holds none (schemas/assets.ts refuses such paths at deploy).
  */
 import type { AssetRouting } from '../../../schemas/assets.ts';
+import type { AssetRules } from './rules.ts';
 
 /** The asset a path names: its hash (the ETag), or undefined. */
 export type Lookup = (path: string) => string | undefined;
@@ -134,19 +135,31 @@ export function encodePath(path: string): string {
 /** What the assets answer to a request (env.ASSETS.fetch, or a request the assets take before the worker). */
 export type AssetAnswer =
   | { kind: 'asset'; path: string; hash: string; status: 200 | 404 }
-  | { kind: 'redirect'; location: string }
+  | { kind: 'redirect'; status: number; location: string }
   | { kind: 'method-not-allowed' }
-  | { kind: 'not-found' };
+  /** `rewritten`: a `_redirects` 200 led here, so the answer is the assets' even with a worker. */
+  | { kind: 'not-found'; rewritten?: true };
 
-export function answer(method: string, url: URL, routing: AssetRouting, lookup: Lookup): AssetAnswer {
-  const decoded = decodePath(url.pathname);
+/** Where a `_redirects` rule sends the client: on this origin as a path (with the request's query unless it has one), else the whole URL. */
+function ruleLocation(to: string, url: URL): string {
+  const dest = new URL(to, url);
+  const search = dest.search || url.search;
+  return dest.origin === url.origin ? `${dest.pathname}${search}${dest.hash}` : `${dest.origin}${dest.pathname}${search}${dest.hash}`;
+}
+
+export function answer(method: string, url: URL, routing: AssetRouting, lookup: Lookup, rules?: AssetRules): AssetAnswer {
+  let pathname = url.pathname;
+  const rule = rules?.redirect(url);
+  if (rule && rule.status !== 200) return { kind: 'redirect', status: rule.status, location: ruleLocation(rule.to, url) };
+  if (rule) pathname = new URL(rule.to, url).pathname;
+  const decoded = decodePath(pathname);
   const intent = resolvePath(decoded, routing, lookup);
-  if (!intent) return { kind: 'not-found' };
+  if (!intent) return rule ? { kind: 'not-found', rewritten: true } : { kind: 'not-found' };
   if (method !== 'GET' && method !== 'HEAD') return { kind: 'method-not-allowed' };
-  if ('redirect' in intent) return { kind: 'redirect', location: encodePath(intent.redirect) + url.search };
+  if ('redirect' in intent) return { kind: 'redirect', status: 307, location: encodePath(intent.redirect) + url.search };
   // A path spelled otherwise than its canonical encoding (`//`, needless escapes) is sent to that spelling.
   const canonical = encodePath(decoded);
-  if (canonical !== url.pathname) return { kind: 'redirect', location: canonical + url.search };
+  if (canonical !== pathname) return { kind: 'redirect', status: 307, location: canonical + url.search };
   return { kind: 'asset', ...intent.asset };
 }
 
@@ -173,15 +186,24 @@ export function workerFirst(routing: AssetRouting): (pathname: string) => boolea
 /**
  * Whether a request the worker would otherwise get is the assets' (the router's part): always for an
  * assets-only worker; never when run_worker_first takes it; else when the assets have an answer for it
- * other than "no such asset". The not-found handling counts there only with run_worker_first patterns
+ * other than "no such asset" (a `_redirects` rule's answer counts, a rewrite to nothing too). The not-found handling counts there only with run_worker_first patterns
  * or, for a navigation, with navigationPrefersAssets (Workers' compatibility behaviour); otherwise a
  * miss goes to the worker, whose env.ASSETS.fetch applies it.
  */
-export function assetsFirst(method: string, url: URL, headers: Headers, routing: AssetRouting, lookup: Lookup, runsFirst: (p: string) => boolean): boolean {
+export function assetsFirst(
+  method: string,
+  url: URL,
+  headers: Headers,
+  routing: AssetRouting,
+  lookup: Lookup,
+  runsFirst: (p: string) => boolean,
+  rules?: AssetRules,
+): boolean {
   if (!routing.hasWorker) return true;
   if (runsFirst(url.pathname)) return false;
   const staticRouting = Array.isArray(routing.runWorkerFirst);
   const navigation = routing.navigationPrefersAssets && headers.get('sec-fetch-mode') === 'navigate';
   const probe = staticRouting || navigation ? routing : { ...routing, notFoundHandling: 'none' as const };
-  return answer(method, url, probe, lookup).kind !== 'not-found';
+  const a = answer(method, url, probe, lookup, rules);
+  return a.kind !== 'not-found' || a.rewritten === true;
 }

@@ -10,6 +10,7 @@ import mime from 'mime-types';
 import { ASSET_LIMITS, ASSETS_HANDLE, partCount, type AssetFile, type AssetManifest } from '../../../schemas/assets.ts';
 import type { WireRequest, WireResponse } from '../../../schemas/http.ts';
 import { answer, assetsFirst, workerFirst, type AssetAnswer } from './routing.ts';
+import { AssetRules } from './rules.ts';
 
 /** Decrypted parts kept per sandbox process (least recently used dropped first). */
 const CACHE_BYTES = 64 * 1024 * 1024;
@@ -59,7 +60,17 @@ function contentType(path: string): string {
   return type.startsWith('text/') && !type.includes('charset') ? `${type}; charset=utf-8` : type;
 }
 
-const STATUS_TEXT: Record<number, string> = { 200: 'OK', 304: 'Not Modified', 307: 'Temporary Redirect', 404: 'Not Found', 405: 'Method Not Allowed' };
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK',
+  301: 'Moved Permanently',
+  302: 'Found',
+  303: 'See Other',
+  304: 'Not Modified',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+};
 
 export class VersionAssets {
   readonly #workerId: string;
@@ -67,6 +78,7 @@ export class VersionAssets {
   readonly #files: Map<string, AssetFile>;
   readonly #hashes: Map<string, AssetFile>;
   readonly #runsFirst: (path: string) => boolean;
+  readonly #rules: AssetRules;
   readonly #read: PartReader;
 
   constructor(workerId: string, manifest: AssetManifest, read: PartReader) {
@@ -75,6 +87,7 @@ export class VersionAssets {
     this.#files = new Map(manifest.files.map((f) => [f.path, f]));
     this.#hashes = new Map(manifest.files.map((f) => [f.hash, f]));
     this.#runsFirst = workerFirst(manifest.routing);
+    this.#rules = new AssetRules(manifest.redirects, manifest.headers);
     this.#read = read;
   }
 
@@ -84,9 +97,8 @@ export class VersionAssets {
   async beforeWorker(request: WireRequest): Promise<Omit<WireResponse, 'webSocket'> | undefined> {
     const url = new URL(request.url);
     const headers = new Headers(request.headers);
-    if (!assetsFirst(request.method, url, headers, this.#routing, this.#lookup, this.#runsFirst)) return undefined;
-    const a = answer(request.method, url, this.#routing, this.#lookup);
-    const r = await this.#respond(a, request.method, headers);
+    if (!assetsFirst(request.method, url, headers, this.#routing, this.#lookup, this.#runsFirst, this.#rules)) return undefined;
+    const r = await this.#respond(url, request.method, headers);
     if (r.hash === null || r.parts === 1) return { status: r.status, statusText: r.statusText, headers: r.headers, body: r.body };
     return { status: r.status, statusText: r.statusText, headers: r.headers, body: null, stream: this.#stream(r.hash, r.body!, r.parts) };
   }
@@ -102,7 +114,7 @@ export class VersionAssets {
     } catch {
       throw new TypeError(`ASSETS.fetch: invalid URL ${JSON.stringify(url.slice(0, 200))}`);
     }
-    return this.#respond(answer(method.toUpperCase(), parsed, this.#routing, this.#lookup), method.toUpperCase(), h);
+    return this.#respond(parsed, method.toUpperCase(), h);
   }
 
   /** Part `index` of the asset `hash` (env.ASSETS' body past its first part); only this version's assets. */
@@ -124,7 +136,13 @@ export class VersionAssets {
     return part;
   }
 
-  async #respond(a: AssetAnswer, method: string, headers: Headers): Promise<BindingAnswer> {
+  /** The assets' answer to `method url`, with the `_headers` rules applied. */
+  async #respond(url: URL, method: string, headers: Headers): Promise<BindingAnswer> {
+    const r = await this.#answer(answer(method, url, this.#routing, this.#lookup, this.#rules), method, headers);
+    return { ...r, headers: this.#rules.applyHeaders(url, r.headers) };
+  }
+
+  async #answer(a: AssetAnswer, method: string, headers: Headers): Promise<BindingAnswer> {
     const plain = (status: number, extra: [string, string][] = []): BindingAnswer => ({
       status,
       statusText: STATUS_TEXT[status]!,
@@ -135,7 +153,7 @@ export class VersionAssets {
     });
     if (a.kind === 'not-found') return plain(404);
     if (a.kind === 'method-not-allowed') return plain(405);
-    if (a.kind === 'redirect') return plain(307, [['location', a.location]]);
+    if (a.kind === 'redirect') return plain(a.status, [['location', a.location]]);
     const file = this.#files.get(a.path)!;
     const out: [string, string][] = [
       ['etag', `"${file.hash}"`],
