@@ -109,7 +109,8 @@ export const AssetRedirect = z
     line: z.number().int().min(1),
   })
   .strict()
-  .refine((r) => r.status !== 200 || r.to.startsWith('/'), 'a 200 (rewrite) goes to a path of this site');
+  .refine((r) => r.status !== 200 || r.to.startsWith('/'), 'a 200 (rewrite) goes to a path of this site')
+  .refine((r) => URL.canParse(r.to, 'https://example.com/'), 'the destination is not a URL or path');
 export type AssetRedirect = z.infer<typeof AssetRedirect>;
 
 const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/, 'not a valid header name');

@@ -179,3 +179,7 @@ test('the rules answer as miniflare’s asset worker does, request by request', 
     await mf.dispose();
   }
 });
+
+test('a destination that is no URL is refused at deploy', () => {
+  assert.throws(() => parseRedirects('/a http://[oops'), /_redirects:1: the destination is not a URL or path/);
+});
