@@ -4,8 +4,10 @@
  * (AES-256-GCM, wrapped under the master key as worker keys are), every part bound to its worker, hash
  * and index, so a part moved to another worker, file or place does not open. A version names its
  * assets in its manifest (inside the sealed bundle); a file stored once serves every version that
- * lists it, so a rollback finds its bytes. What a worker stores is bounded by a quota; uploads no
- * version lists are collected once they are an hour old.
+ * lists it, so a rollback finds its bytes. A file is marked listed when a version naming it is stored,
+ * and versions are only ever removed with their worker, so a listed file is kept until then; uploads
+ * no version lists are collected once they are an hour old. What a worker stores is bounded by a quota,
+ * counted as files come and go (no scan per upload).
  */
 import type Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
@@ -28,20 +30,21 @@ export class AssetStore {
     this.#wrapKey = wrapKey;
     this.#quotaBytes = quotaBytes;
     db.exec(`
-      CREATE TABLE IF NOT EXISTS asset_keys (worker_id TEXT PRIMARY KEY, wrapped BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS asset_workers (worker_id TEXT PRIMARY KEY, wrapped BLOB NOT NULL, bytes INTEGER NOT NULL DEFAULT 0);
       CREATE TABLE IF NOT EXISTS assets (
-        worker_id TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, stored_at INTEGER NOT NULL, PRIMARY KEY (worker_id, hash));
+        worker_id TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, stored_at INTEGER NOT NULL, listed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (worker_id, hash));
       CREATE TABLE IF NOT EXISTS asset_parts (
         worker_id TEXT NOT NULL, hash TEXT NOT NULL, part INTEGER NOT NULL, sealed BLOB NOT NULL, PRIMARY KEY (worker_id, hash, part));
     `);
   }
 
   #key(workerId: string, create: boolean): Buffer | undefined {
-    let wrapped = this.#sql('SELECT wrapped FROM asset_keys WHERE worker_id = ?').pluck().get(workerId) as Buffer | undefined;
+    let wrapped = this.#sql('SELECT wrapped FROM asset_workers WHERE worker_id = ?').pluck().get(workerId) as Buffer | undefined;
     if (!wrapped && create) {
       wrapped = newWorkerKey(this.#wrapKey, `assets:${workerId}`).wrapped;
-      this.#sql('INSERT OR IGNORE INTO asset_keys (worker_id, wrapped) VALUES (?, ?)').run(workerId, wrapped);
-      wrapped = this.#sql('SELECT wrapped FROM asset_keys WHERE worker_id = ?').pluck().get(workerId) as Buffer;
+      this.#sql('INSERT OR IGNORE INTO asset_workers (worker_id, wrapped) VALUES (?, ?)').run(workerId, wrapped);
+      wrapped = this.#sql('SELECT wrapped FROM asset_workers WHERE worker_id = ?').pluck().get(workerId) as Buffer;
     }
     return wrapped && unwrapWorkerKey(this.#wrapKey, wrapped, `assets:${workerId}`);
   }
@@ -54,7 +57,7 @@ export class AssetStore {
 
   /** Bytes this worker's assets hold, every version's together. */
   storedBytes(workerId: string): number {
-    return (this.#sql('SELECT COALESCE(SUM(size), 0) FROM assets WHERE worker_id = ?').pluck().get(workerId) as number) ?? 0;
+    return (this.#sql('SELECT bytes FROM asset_workers WHERE worker_id = ?').pluck().get(workerId) as number | undefined) ?? 0;
   }
 
   /** Store one file under its hash (checked here); a file already stored is kept as it is. */
@@ -82,7 +85,10 @@ export class AssetStore {
           seal(key, chunk, `${workerId}\0${hash}\0${i}`),
         );
       }
-      this.#sql('INSERT OR IGNORE INTO assets (worker_id, hash, size, stored_at) VALUES (?, ?, ?, ?)').run(workerId, hash, bytes.length, Date.now());
+      if (
+        this.#sql('INSERT OR IGNORE INTO assets (worker_id, hash, size, stored_at) VALUES (?, ?, ?, ?)').run(workerId, hash, bytes.length, Date.now()).changes
+      )
+        this.#sql('UPDATE asset_workers SET bytes = bytes + ? WHERE worker_id = ?').run(bytes.length, workerId);
     })();
   }
 
@@ -101,17 +107,24 @@ export class AssetStore {
     }
   }
 
-  /** Drop what no version lists, uploaded more than an hour ago. */
-  collect(workerId: string, listed: Set<string>, now = Date.now()): void {
-    const stale = (
-      this.#sql('SELECT hash FROM assets WHERE worker_id = ? AND stored_at < ?')
-        .pluck()
-        .all(workerId, now - UNLISTED_GRACE_MS) as string[]
-    ).filter((h) => !listed.has(h));
+  /** Files a stored version lists: kept from now on (called in the code store's deploy transaction). */
+  markListed(workerId: string, hashes: string[]): void {
+    const mark = this.#sql('UPDATE assets SET listed = 1 WHERE worker_id = ? AND hash = ? AND listed = 0');
+    for (const h of new Set(hashes)) mark.run(workerId, h);
+  }
+
+  /** Drop the uploads no version lists that are more than an hour old. */
+  collect(workerId: string, now = Date.now()): void {
+    const stale = this.#sql('SELECT hash, size FROM assets WHERE worker_id = ? AND listed = 0 AND stored_at < ?').all(workerId, now - UNLISTED_GRACE_MS) as {
+      hash: string;
+      size: number;
+    }[];
+    if (!stale.length) return;
     this.#db.transaction(() => {
-      for (const h of stale) {
-        this.#sql('DELETE FROM asset_parts WHERE worker_id = ? AND hash = ?').run(workerId, h);
-        this.#sql('DELETE FROM assets WHERE worker_id = ? AND hash = ?').run(workerId, h);
+      for (const { hash, size } of stale) {
+        this.#sql('DELETE FROM asset_parts WHERE worker_id = ? AND hash = ?').run(workerId, hash);
+        this.#sql('DELETE FROM assets WHERE worker_id = ? AND hash = ?').run(workerId, hash);
+        this.#sql('UPDATE asset_workers SET bytes = bytes - ? WHERE worker_id = ?').run(size, workerId);
       }
     })();
   }
@@ -120,6 +133,6 @@ export class AssetStore {
   deleteWorker(workerId: string): void {
     this.#sql('DELETE FROM asset_parts WHERE worker_id = ?').run(workerId);
     this.#sql('DELETE FROM assets WHERE worker_id = ?').run(workerId);
-    this.#sql('DELETE FROM asset_keys WHERE worker_id = ?').run(workerId);
+    this.#sql('DELETE FROM asset_workers WHERE worker_id = ?').run(workerId);
   }
 }

@@ -248,6 +248,12 @@ export class CodeStore {
           commit,
           now,
         );
+      // Its files are kept from now on, whatever later versions list (a rollback needs them).
+      if (input.assets)
+        this.assets.markListed(
+          id,
+          input.assets.files.map((f) => f.hash),
+        );
       // Keys rotate on every deploy: the previous key stops working at once.
       this.#sql('DELETE FROM code_keys WHERE worker_id = ?').run(id);
       this.#sql('INSERT INTO code_keys (key_hash, worker_id, version) VALUES (?, ?, ?)').run(sha256(codeKey), id, version);
@@ -317,30 +323,22 @@ export class CodeStore {
     return rows.map((r) => ({ worker: r.name, version: r.version, createdAt: new Date(r.createdAt).toISOString(), bundle: this.#open(r) }));
   }
 
-  /** Every stored version of a worker, opened; versions that fail their integrity check are left out. */
-  #intactVersions(id: string): WorkerBundle[] {
+  /** The code hash of every stored version of a worker (versions that fail their integrity check are left out). */
+  codeHashes(id: string): string[] {
     const rows = this.#sql(
       `SELECT v.worker_id AS workerId, w.tenant, w.name, v.version, v.sealed, v.commit_oid AS commitOid, w.wrapped_key AS wrapped, w.cordon
          FROM versions v JOIN workers w ON w.id = v.worker_id WHERE v.worker_id = ?`,
     ).all(id) as KeyRow[];
-    return rows.flatMap((r) => {
+    const hashes = new Set<string>();
+    for (const r of rows) {
       try {
-        return [this.#open(r)];
+        const b = this.#open(r);
+        hashes.add(codeHash(b.mainModule, b.modules));
       } catch (e) {
         if (!(e instanceof TamperedError)) throw e;
-        return [];
       }
-    });
-  }
-
-  /** The code hash of every stored version of a worker (versions that fail their integrity check are left out). */
-  codeHashes(id: string): string[] {
-    return [...new Set(this.#intactVersions(id).map((b) => codeHash(b.mainModule, b.modules)))];
-  }
-
-  /** The asset hashes any stored version of a worker lists (what its asset store must keep). */
-  listedAssets(id: string): Set<string> {
-    return new Set(this.#intactVersions(id).flatMap((b) => (b.assets?.files ?? []).map((f) => f.hash)));
+    }
+    return [...hashes];
   }
 
   /** Every stored version of a worker, newest first. */

@@ -34,7 +34,7 @@ export function assetRoutes(deps: Pick<AdminDeps, 'store' | 'audit'>): Route[] {
         ownTenant(call.who, tenant);
         const id = `${tenant}/${input.name}`;
         // Before counting what is stored: uploads no version lists and nobody deployed within the hour go.
-        store.assets.collect(id, store.listedAssets(id));
+        store.assets.collect(id);
         send(call.res, 200, { worker: id, missing: store.assets.missing(id, input.hashes) });
       },
     },
