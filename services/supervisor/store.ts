@@ -195,17 +195,7 @@ export class CodeStore {
       ...(input.assets ? { assets: input.assets } : {}),
     });
     const version = sha256(plain);
-    const unsent = input.assets
-      ? this.assets.missing(
-          id,
-          input.assets.files.map((f) => f.hash),
-        )
-      : [];
-    if (unsent.length)
-      throw new CordonError(
-        `${unsent.length} asset file(s) of the manifest were not uploaded (first: ${input.assets!.files.find((f) => f.hash === unsent[0])!.path}); upload each with PUT /v1/workers/${input.tenant}/${input.name}/assets/<sha256> before deploying (cordon deploy does)`,
-        { status: 400 },
-      );
+    this.#checkUploaded(id, input);
     checkRoutes(input.tenant, routes, deployer, this.hosts(), this.#routed(), this.workersDomain);
     const known = this.#sql('SELECT wrapped_key FROM workers WHERE id = ?').pluck().get(id) as Buffer | undefined;
     const wrapped = known ?? newWorkerKey(this.#wrapKey, id).wrapped;
@@ -248,7 +238,9 @@ export class CodeStore {
           commit,
           now,
         );
-      // Its files are kept from now on, whatever later versions list (a rollback needs them).
+      // Again, inside the transaction (an old upload may have been collected meanwhile); then its files
+      // are kept from now on, whatever later versions list (a rollback needs them).
+      this.#checkUploaded(id, input);
       if (input.assets)
         this.assets.markListed(
           id,
@@ -270,6 +262,20 @@ export class CodeStore {
       }
     })();
     return this.worker(id)!;
+  }
+
+  /** Refuses a manifest naming files this worker has not uploaded. */
+  #checkUploaded(id: string, input: VersionInput): void {
+    if (!input.assets) return;
+    const unsent = this.assets.missing(
+      id,
+      input.assets.files.map((f) => f.hash),
+    );
+    if (unsent.length)
+      throw new CordonError(
+        `${unsent.length} asset file(s) of the manifest were not uploaded (first: ${input.assets.files.find((f) => f.hash === unsent[0])!.path}); upload each with PUT /v1/workers/${input.tenant}/${input.name}/assets/<sha256> before deploying (cordon deploy does)`,
+        { status: 400 },
+      );
   }
 
   /** Every stored route that still parses, normalised (rows from before normalisation included), with its tenant. */
