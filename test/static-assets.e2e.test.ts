@@ -212,6 +212,22 @@ describe('static assets', () => {
     assert.equal((await fetchHost(mesh, host('pages404'), '/_redirects')).status, 404, 'the rule files are not served');
   });
 
+  test("an asset hit runs no tenant code: the worker's fetch() never sees it", async () => {
+    const dir = project({
+      'wrangler.json': JSON.stringify({ name: 'lazy', main: 'w.js', assets: { directory: 'public' } }),
+      'w.js': "export default { fetch: () => { console.log('fetch ran'); return new Response('from the worker'); } };",
+      'public/page.html': 'static',
+    });
+    assert.equal((await mesh.cli(['deploy'], dir)).code, 0);
+    for (let i = 0; i < 3; i++) assert.equal(await (await first('lazy', '/page')).text(), 'static');
+    const logs = async () => (await mesh.cli(['logs', 'lazy'])).stdout;
+    assert.doesNotMatch(await logs(), /fetch ran/);
+    assert.equal(await (await fetchHost(mesh, host('lazy'), '/api')).text(), 'from the worker');
+    // Logs arrive after the response: once the worker's own line is there, it is the only one.
+    await waitFor('the worker’s log', async () => ((await logs()).includes('fetch ran') ? true : undefined));
+    assert.equal((await logs()).match(/fetch ran/g)?.length, 1, 'only the request the worker answered ran it');
+  });
+
   test('a rollback brings the old assets back; a redeploy uploads only what changed', async () => {
     const files = (v: string) => ({
       'wrangler.json': JSON.stringify({ name: 'rolling', assets: { directory: 'public' } }),
