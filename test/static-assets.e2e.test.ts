@@ -131,7 +131,7 @@ describe('static assets', () => {
     // With run_worker_first patterns (Cloudflare's static routing) every miss outside them is the SPA's.
     assert.equal(await (await fetchHost(mesh, host('spa'), '/some/route')).text(), '<p>spa shell</p>');
     const js = await fetchHost(mesh, host('spa'), '/app.js');
-    assert.equal(js.headers.get('content-type'), 'application/javascript');
+    assert.equal(js.headers.get('content-type'), 'text/javascript; charset=utf-8');
     assert.equal(await (await fetchHost(mesh, host('spa'), '/api/data.json')).text(), 'worker /api/data.json', 'run_worker_first wins over an asset');
     assert.equal(await (await fetchHost(mesh, host('spa'), '/api/docs/')).text(), '<p>docs</p>', '! excludes from run_worker_first');
     assert.equal(await (await fetchHost(mesh, host('spa'), '/api/via-binding')).text(), '200 <p>spa shell</p>');

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { AssetRouting, HTML_HANDLING, NOT_FOUND_HANDLING } from '../../../schemas/assets.ts';
 import { answer, assetsFirst, decodePath, workerFirst, type AssetAnswer } from './routing.ts';
+import { contentType } from './server.ts';
 
 const routing = (o: Partial<AssetRouting> = {}) => AssetRouting.parse(o);
 const lookupOf = (paths: string[]) => {
@@ -223,6 +224,47 @@ test('every html_handling × not_found_handling answers as miniflare’s asset w
           assert.equal(row(answer('GET', new URL(`http://localhost${path}`), r, lookup)), theirs, `${html_handling} ${not_found_handling} ${path}`);
         }
       }
+  } finally {
+    await mf.dispose();
+  }
+});
+
+test('Content-Type by extension is what miniflare’s asset worker sends', { skip: noMiniflare, timeout: 60_000 }, async () => {
+  const exts = [
+    'js',
+    'mjs',
+    'css',
+    'html',
+    'json',
+    'svg',
+    'txt',
+    'wasm',
+    'png',
+    'ico',
+    'webmanifest',
+    'xml',
+    'map',
+    'woff2',
+    'md',
+    'pdf',
+    'webp',
+    'mp4',
+    'bin',
+    'nosuchext',
+  ];
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-mf-types-'));
+  for (const e of exts) writeFileSync(join(dir, `f.${e}`), 'x');
+  const mf = new Miniflare!({
+    modules: true,
+    script: 'export default { fetch: () => new Response("w") }',
+    assets: { directory: dir, routerConfig: { has_user_worker: false } },
+  });
+  try {
+    for (const e of exts) {
+      const res = await mf.dispatchFetch(`http://localhost/f.${e}`);
+      await res.arrayBuffer();
+      assert.equal(contentType(`/f.${e}`) ?? null, res.headers.get('content-type'), e);
+    }
   } finally {
     await mf.dispose();
   }
