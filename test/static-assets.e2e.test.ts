@@ -1,6 +1,7 @@
 /**
  * Workers Static Assets through the CLI and a real mesh (docs/static-assets.md): create-cloudflare's
- * with-assets templates (JavaScript and TypeScript) and its assets-only template deployed unchanged, a
+ * with-assets templates (JavaScript and TypeScript, plain and with a Durable Object) and its assets-only
+ * template deployed unchanged, a
  * single-page application and 404 pages, run_worker_first, env.ASSETS.fetch() with a file of several
  * parts, ETag / If-None-Match, HEAD, methods, and a rollback bringing the old assets back.
  */
@@ -82,6 +83,22 @@ describe('static assets', () => {
       assert.equal(redirect.status, 307);
       assert.equal(redirect.headers.get('location'), '/?x=1');
       assert.equal((await fetchHost(mesh, host(name), '/', { method: 'POST', body: 'x' })).status, 405);
+    }
+  });
+
+  test("create-cloudflare's hello-world-durable-object-with-assets (js and ts) deploys unchanged: the page, and the object's greeting", {
+    skip: noTemplates,
+  }, async () => {
+    for (const lang of ['js', 'ts']) {
+      const name = `do-assets-${lang}`;
+      const dir = mkdtempSync(join(tmpdir(), 'cordon-c3-'));
+      cpSync(join(TEMPLATES, 'hello-world-durable-object-with-assets', lang), dir, { recursive: true });
+      const r = await mesh.cli(['deploy', '--name', name], dir);
+      assert.equal(r.code, 0, r.stderr);
+      const page = await first(name, '/');
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /fetch\('\/message'\)/);
+      assert.equal(await (await fetchHost(mesh, host(name), '/message')).text(), 'Hello, world!');
     }
   });
 
