@@ -203,7 +203,9 @@ async function main(argv: string[]): Promise<number> {
       // Checked before anything is bundled or uploaded: a refused file fails the deploy at once.
       const gathered = file?.assets && gatherAssets(file.assets.directory);
       // An assets-only worker has no code: the assets answer every request (its module never runs).
-      const bundle = entry ? await bundleWorker(entry, { ...file?.build, noBundle: values['no-bundle'] || file?.build.noBundle }) : assetsOnlyBundle(gathered!.files);
+      const bundle = entry
+        ? await bundleWorker(entry, { ...file?.build, noBundle: values['no-bundle'] || file?.build.noBundle })
+        : assetsOnlyBundle(gathered!.files);
       let assets: AssetManifest | undefined;
       if (file?.assets && gathered) {
         const sent = await uploadAssets(adminClient(), tenant, name, gathered);
