@@ -212,9 +212,6 @@ export interface ObjectSocketsApi {
   setEventTimeout(ms: number | null): Promise<void>;
   getEventTimeout(): Promise<number | null>;
 }
-/** Messages in one `send` batch at most (the isolate also flushes at MAX_SEND_BATCH_BYTES). */
-export const MAX_SEND_BATCH = 1024;
-export const MAX_SEND_BATCH_BYTES = 4 * 1024 * 1024;
 export const OBJECT_SOCKETS_ARITY = {
   accept: 2,
   send: 1,

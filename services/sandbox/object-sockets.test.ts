@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkerRuntime } from './runtime/index.ts';
 import { ObjectSocketsForwarder } from './object-sockets.ts';
-import { MAX_SEND_BATCH } from '../../schemas/durable-objects.ts';
+import { MAX_SEND_BATCH } from '../../schemas/object-socket-batches.ts';
 import type { WorkerBundle } from '../../schemas/worker.ts';
 import type { LogEntry } from '../../schemas/services.ts';
 

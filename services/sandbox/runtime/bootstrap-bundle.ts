@@ -178,6 +178,20 @@ const capnwebClones: Plugin = {
   },
 };
 
+/**
+ * The bootstrap runs in every isolate: a schema library pulled in by a value import from `schemas/`
+ * (zod's module-level schemas cannot be tree-shaken) would cost every isolate its code and heap. A shared
+ * constant goes in a zod-free module instead; this makes the mistake a build error rather than a quiet loss.
+ */
+const noSchemaLibrary: Plugin = {
+  name: 'cordon-no-schema-library',
+  setup(build) {
+    build.onResolve({ filter: /^zod(\/|$)/ }, (args) => ({
+      errors: [{ text: `${args.importer} imports zod into the isolate bootstrap: move the values it needs to a module without zod` }],
+    }));
+  },
+};
+
 async function bundle(entry: string, plugins: Plugin[]): Promise<string> {
   const result = await build({
     entryPoints: [dir + entry],
@@ -190,7 +204,7 @@ async function bundle(entry: string, plugins: Plugin[]): Promise<string> {
     legalComments: 'none',
     minifyWhitespace: true,
     logLevel: 'silent',
-    plugins,
+    plugins: [noSchemaLibrary, ...plugins],
     // Strict mode for all of it: no sloppy-mode frame hands its function to a tenant's
     // Error.prepareStackTrace (CallSite.getFunction()).
     banner: { js: '"use strict";' },

@@ -21,13 +21,13 @@ import {
   MAX_ATTACHMENT_BYTES,
   MAX_AUTO_RESPONSE_BYTES,
   MAX_SOCKET_TAGS,
-  MAX_SEND_BATCH,
   MAX_TAG_LENGTH,
   SocketId,
   type ObjectSocketEvent,
   type ObjectSocketInfo,
   type ObjectSocketsApi,
 } from '../../../schemas/durable-objects.ts';
+import { MAX_SEND_BATCH } from '../../../schemas/object-socket-batches.ts';
 
 /** The largest message either way, as ingress's (services/ingress/websockets.ts). */
 const MAX_MESSAGE = 1024 * 1024;

@@ -12,7 +12,8 @@ import { b64, type CapCall } from './bindings.ts';
 import { TextEncoder } from './encoding.ts';
 import { decodeValue, encodeValue } from './tagged-values.ts';
 import { WebSocket, sockets as socketInternals, type SocketRoute } from './websocket.ts';
-import { MAX_SEND_BATCH, MAX_SEND_BATCH_BYTES, type ObjectSocketEvent, type ObjectSocketInfo } from '../../../../schemas/durable-objects.ts';
+import type { ObjectSocketEvent, ObjectSocketInfo } from '../../../../schemas/durable-objects.ts';
+import { MAX_SEND_BATCH, MAX_SEND_BATCH_BYTES } from '../../../../schemas/object-socket-batches.ts';
 
 /** workerd's bounds, with its messages (also checked by the supervisor). */
 const MAX_TAGS = 10;
