@@ -63,7 +63,8 @@ function fail(code: string, message: string, syscall: string, path?: string, err
   if (errno !== undefined) e.errno = errno;
   throw e;
 }
-const enoent = (syscall: string, path: string): never => fail('ENOENT', 'no such file or directory', syscall, path, ['stat', 'lstat', 'access'].includes(syscall) ? -2 : undefined);
+const enoent = (syscall: string, path: string): never =>
+  fail('ENOENT', 'no such file or directory', syscall, path, ['stat', 'lstat', 'access'].includes(syscall) ? -2 : undefined);
 const eperm = (syscall: string): never => fail('EPERM', 'operation not permitted', syscall);
 const base = (p: string) => p.slice(p.lastIndexOf('/') + 1);
 
@@ -117,8 +118,15 @@ function pathOf(p: unknown): string {
     if (p.protocol !== 'file:') throw Object.assign(new TypeError('The URL must be of scheme file'), { code: 'ERR_INVALID_URL_SCHEME' });
     s = decodeURIComponent(p.pathname);
   } else {
-    const received = p === null || p === undefined ? String(p) : typeof p === 'object' ? `an instance of ${(p as object).constructor?.name ?? 'Object'}` : `type ${typeof p} (${String(p)})`;
-    throw Object.assign(new TypeError(`The "path" argument must be of type string or an instance of Buffer or URL. Received ${received}`), { code: 'ERR_INVALID_ARG_TYPE' });
+    const received =
+      p === null || p === undefined
+        ? String(p)
+        : typeof p === 'object'
+          ? `an instance of ${(p as object).constructor?.name ?? 'Object'}`
+          : `type ${typeof p} (${String(p)})`;
+    throw Object.assign(new TypeError(`The "path" argument must be of type string or an instance of Buffer or URL. Received ${received}`), {
+      code: 'ERR_INVALID_ARG_TYPE',
+    });
   }
   return normalize(s.startsWith('/') ? s : `/bundle/${s}`);
 }
@@ -189,7 +197,13 @@ export class Stats {
   birthtime = new Date(0);
   constructor(node: Node) {
     this.mode =
-      node.kind === 'dir' ? S_IFDIR | node.mode : node.kind === 'file' ? S_IFREG | (node.readonly ? 0o444 : 0o666) : node.kind === 'dev' ? S_IFCHR | 0o666 : S_IFLNK | 0o666;
+      node.kind === 'dir'
+        ? S_IFDIR | node.mode
+        : node.kind === 'file'
+          ? S_IFREG | (node.readonly ? 0o444 : 0o666)
+          : node.kind === 'dev'
+            ? S_IFCHR | 0o666
+            : S_IFLNK | 0o666;
     this.size = node.kind === 'file' ? node.size : 0;
   }
   isFile(): boolean {
@@ -248,9 +262,14 @@ export class Dirent {
 }
 
 type Encoding = BufferEncoding | undefined;
-const encodingOf = (o: unknown): Encoding => (typeof o === 'string' ? (o as BufferEncoding) : ((o as { encoding?: BufferEncoding } | undefined)?.encoding ?? undefined));
+const encodingOf = (o: unknown): Encoding =>
+  typeof o === 'string' ? (o as BufferEncoding) : ((o as { encoding?: BufferEncoding } | undefined)?.encoding ?? undefined);
 const bytesOf = (data: unknown, enc: Encoding): Bytes =>
-  typeof data === 'string' ? Buffer.from(data, enc ?? 'utf8') : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(String(data));
+  typeof data === 'string'
+    ? Buffer.from(data, enc ?? 'utf8')
+    : ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : Buffer.from(String(data));
 
 function readNode(node: Node): Bytes {
   return node.kind === 'file' ? node.data.subarray(0, node.size) : new Uint8Array(0);
@@ -494,7 +513,7 @@ const badFd = (syscall: string): never => fail('EBADF', 'bad file descriptor', s
 
 export function openSync(path: unknown, flags: string | number = 'r'): number {
   const p = pathOf(path);
-  const f = typeof flags === 'number' ? (flags & 3) === 0 ? 'r' : (flags & 3) === 1 ? 'w' : 'r+' : flags.replace('s', '');
+  const f = typeof flags === 'number' ? ((flags & 3) === 0 ? 'r' : (flags & 3) === 1 ? 'w' : 'r+') : flags.replace('s', '');
   const writes = f !== 'r';
   let node = lookup(p, 'open');
   if (node && f.includes('x')) fail('EEXIST', 'file already exists', 'open');
@@ -524,7 +543,10 @@ export function readSync(fd: number, buffer: ArrayBufferView, offsetOrOptions?: 
   const o = fds.get(fd);
   if (!o || !o.readable) return badFd('read');
   const target = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-  const opts = typeof offsetOrOptions === 'object' && offsetOrOptions !== null ? (offsetOrOptions as { offset?: number; length?: number; position?: number | null }) : undefined;
+  const opts =
+    typeof offsetOrOptions === 'object' && offsetOrOptions !== null
+      ? (offsetOrOptions as { offset?: number; length?: number; position?: number | null })
+      : undefined;
   const offset = opts?.offset ?? (offsetOrOptions as number | undefined) ?? 0;
   const len = Math.min(opts?.length ?? length ?? target.length - offset, target.length - offset);
   const pos = opts?.position ?? position;
@@ -581,7 +603,8 @@ export const fdatasyncSync = fsyncSync;
 function callback<A extends unknown[], R>(fn: (...args: A) => R) {
   return (...args: [...A, (err: Error | null, result?: R) => void]): void => {
     const cb = args.pop();
-    if (typeof cb !== 'function') throw Object.assign(new TypeError(`The "cb" argument must be of type function. Received ${typeof cb}`), { code: 'ERR_INVALID_ARG_TYPE' });
+    if (typeof cb !== 'function')
+      throw Object.assign(new TypeError(`The "cb" argument must be of type function. Received ${typeof cb}`), { code: 'ERR_INVALID_ARG_TYPE' });
     let result: R;
     try {
       result = fn(...(args as unknown as A));
@@ -648,7 +671,10 @@ class FileHandle {
   }
   readFile = async (options?: unknown) => readFileSync(this.fd, options);
   writeFile = async (data: unknown, options?: unknown) => void writeSync(this.fd, bytesOf(data, encodingOf(options)));
-  read = async (buffer: ArrayBufferView, offset?: number, length?: number, position?: number | null) => ({ bytesRead: readSync(this.fd, buffer, offset, length, position), buffer });
+  read = async (buffer: ArrayBufferView, offset?: number, length?: number, position?: number | null) => ({
+    bytesRead: readSync(this.fd, buffer, offset, length, position),
+    buffer,
+  });
   write = async (data: unknown, ...rest: unknown[]) => ({ bytesWritten: writeSync(this.fd, data, ...(rest as [])), buffer: data });
   stat = async () => fstatSync(this.fd);
   truncate = async (len?: number) => ftruncateSync(this.fd, len);
