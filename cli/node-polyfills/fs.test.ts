@@ -106,11 +106,29 @@ const w :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "w
   assert.deepEqual(mine, theirs);
 });
 
-test("node:fs before 2025-09-15 is unenv's stand-in, as wrangler bundles it", async () => {
-  const before = await runCompatWorker(
-    `import fs from 'node:fs'; export default { fetch() { try { fs.readFileSync('/tmp/x'); return new Response('read') } catch (e) { return new Response(e.message) } } };`,
+const PROBE = `import fs from 'node:fs'; export default { fetch() { try { return new Response(fs.readdirSync('/').join()) } catch (e) { return new Response(e.message) } } };`;
+
+test("node:fs before 2025-09-15 is unenv's stand-in, as wrangler bundles it; the flags turn it on and off whatever the date", async () => {
+  assert.match((await runCompatWorker(PROBE, {}, '2025-09-14')).body, /\[unenv\] fs\.readdirSync is not implemented yet!/);
+  assert.equal((await runCompatWorker(PROBE, {}, '2025-09-14', ['nodejs_compat', 'enable_nodejs_fs_module'])).body, 'bundle,tmp,dev');
+  assert.match((await runCompatWorker(PROBE, {}, '2025-09-15', ['nodejs_compat', 'disable_nodejs_fs_module'])).body, /not implemented yet/);
+});
+
+test('/bundle holds every module of the worker, text and binary, byte for byte; nothing in it is writable', async () => {
+  const bytes = Uint8Array.from({ length: 256 }, (_, i) => i);
+  const res = await runCompatWorker(
+    `import fs from 'node:fs'; import fsp from 'node:fs/promises'; import data from './d.bin'; import text from './t.txt';
+export default { async fetch() {
+  const names = fs.readdirSync('/bundle').sort();
+  const bin = fs.readFileSync('/bundle/' + names.find((n) => n.endsWith('.bin')));
+  const txt = await fsp.readFile(names.find((n) => n.endsWith('.txt')), 'utf8');
+  let write; try { fs.appendFileSync('/bundle/' + names[0], 'x') } catch (e) { write = e.code }
+  return Response.json({ names: names.map((n) => n.split('.').pop()).sort(), bin: [...bin].join() === [...new Uint8Array(data)].join(), bytes: bin.length, txt: txt === text, write });
+} };`,
     {},
-    '2025-09-14',
+    '2025-09-15',
+    ['nodejs_compat'],
+    { 'd.bin': bytes, 't.txt': 'héllo' },
   );
-  assert.match(before.body, /\[unenv\] fs\.readFileSync is not implemented yet!/);
+  assert.deepEqual(JSON.parse(res.body), { names: ['bin', 'js', 'txt'], bin: true, bytes: 256, txt: true, write: 'EPERM' });
 });
