@@ -54,6 +54,11 @@ export default { async fetch() {
   out.renameToBundle = t(() => fs.renameSync('/tmp/g', '/bundle/g')); out.renameMissing = t(() => fs.renameSync('/tmp/nope', '/tmp/x'));
   out.copyMissing = t(() => fs.copyFileSync('/tmp/nope', '/tmp/x'));
   out.truncate = t(() => { fs.truncateSync('/tmp/a.txt', 2); return fs.readFileSync('/tmp/a.txt', 'utf8') });
+  out.truncNeg = t(() => fs.truncateSync('/tmp/a.txt', -1)); out.truncBig = t(() => fs.truncateSync('/tmp/a.txt', 2 ** 40));
+  out.linkDir = t(() => { fs.mkdirSync('/tmp/h/i', { recursive: true }); fs.linkSync('/tmp/h', '/tmp/h/self') });
+  out.intoSelf = t(() => { fs.renameSync('/tmp/h', '/tmp/h/i/x'); return fs.existsSync('/tmp/h') });
+  out.rmTmp = t(() => fs.rmSync('/tmp', { recursive: true })); out.rmDev = t(() => fs.rmSync('/dev/null')); out.mkdirRoot = t(() => fs.mkdirSync('/newdir'));
+  out.devWrites = ['zero', 'random', 'null'].map((d) => t(() => fs.writeFileSync('/dev/' + d, 'x')));
   out.watch = t(() => fs.watch('/tmp'));
   out.badPath = t(() => fs.readFileSync({}));
   out.pRead = await fsp.readFile('/tmp/a.txt', 'utf8').then((v) => ['ok', v], (e) => ['rej', e.code, e.message]);
