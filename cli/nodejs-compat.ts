@@ -4,7 +4,7 @@
  * only a stand-in for a module Workers really provides, from a working implementation in the isolate
  * (`cli/node-polyfills/`: streams from readable-stream, crypto hashes from @noble/hashes, zlib from
  * fflate and Brotli from brotli-wasm, `process.env` from the worker's env, net and tls over cloudflare:sockets,
- * the http and https clients over fetch(), os with workerd's fixed answers). `node:async_hooks` is the runtime's own
+ * the http and https clients over fetch(), os with workerd's fixed answers, fs with workerd's virtual file system). `node:async_hooks` is the runtime's own
  * (services/sandbox/runtime/bootstrap/async-context.ts), so a bundle that imports it gets its `await`s
  * lowered to `then` (esbuild's `__async` helper), the only way its continuations can carry the context.
  * `@cloudflare/unenv-preset` says which modules Workers provides at the worker's compatibility date and
@@ -32,6 +32,8 @@ export const COMPAT_FLAGS: Record<string, string> = {
   disable_nodejs_http_modules: "node:http and node:https as unenv's stand-ins whatever the date",
   enable_nodejs_os_module: "node:os with workerd's fixed answers whatever the date",
   disable_nodejs_os_module: "node:os as unenv's stand-in whatever the date",
+  enable_nodejs_fs_module: "node:fs with workerd's virtual file system whatever the date",
+  disable_nodejs_fs_module: "node:fs as unenv's stand-in whatever the date",
   global_fetch_strictly_public: "fetch() reaches the public Internet, as Cordon's egress always does",
   assets_navigation_prefers_asset_serving: 'a navigation request that matches no asset gets not_found_handling without the worker (docs/static-assets.md)',
   assets_navigation_has_no_effect: 'a navigation request that matches no asset goes to the worker',
@@ -94,9 +96,11 @@ function cordonModules(compat: NodeCompat): Record<string, string> {
   // The http clients where Workers has them (2025-08-15, or the flag): before, unenv's stand-ins, as wrangler bundles.
   const http: Record<string, string> = compat.workersNative.has('http') ? { http: here('http.ts'), https: here('https.ts') } : {};
   const os: Record<string, string> = compat.workersNative.has('os') ? { os: here('os.ts') } : {};
+  const fs: Record<string, string> = compat.workersNative.has('fs') ? { fs: here('fs.ts'), 'fs/promises': here('fs-promises.ts') } : {};
   return {
     ...http,
     ...os,
+    ...fs,
     stream,
     _stream_duplex: stream,
     _stream_passthrough: stream,

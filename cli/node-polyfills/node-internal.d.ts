@@ -30,3 +30,9 @@ declare module 'cordon:brotli-wasm' {
   export * from 'brotli-wasm';
   export function initSync(module: WebAssembly.Module): void;
 }
+
+// The isolate's own module for node:fs (services/sandbox/runtime/modules.ts): the worker's modules for /bundle, and the epoch scoping /tmp.
+declare module 'node-internal:fs' {
+  export const modules: [name: string, type: string, content: string][];
+  export function requestEpoch(): number;
+}

@@ -21,10 +21,14 @@ export async function runCompatWorker(
   source: string,
   limits: { cpuMs?: number; wallMs?: number; memoryMb?: number } = {},
   compatibilityDate = '2025-06-01',
+  compatibilityFlags = ['nodejs_compat'],
+  /** Files beside the worker (modules it imports), by name. */
+  files: Record<string, string | Uint8Array> = {},
 ): Promise<{ status: number; body: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-polyfill-'));
   writeFileSync(join(dir, 'w.js'), source);
-  const b = await bundleWorker(join(dir, 'w.js'), { compatibilityDate, compatibilityFlags: ['nodejs_compat'] });
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+  const b = await bundleWorker(join(dir, 'w.js'), { compatibilityDate, compatibilityFlags });
   rt ??= new WorkerRuntime();
   const res = await rt.handle(
     {

@@ -32,6 +32,8 @@ const BUILTINS: Record<string, string> = {
   'node-internal:crypto': `export const subtle = globalThis.${BUILTINS_GLOBAL}.syncSubtle;`,
   // The Brotli codec's WebAssembly, compiled on first use (bootstrap/brotli.ts), for node:zlib (cli/node-polyfills/brotli.ts).
   'node-internal:zlib': `export const brotliModule = globalThis.${BUILTINS_GLOBAL}.brotliModule;`,
+  // node:fs's /tmp is emptied when a request starts while none is in flight (cli/node-polyfills/fs.ts).
+  'node-internal:fs-epoch': `export const requestEpoch = globalThis.${BUILTINS_GLOBAL}.requestEpoch;`,
   'cloudflare:workflows': `export const NonRetryableError = globalThis.${BUILTINS_GLOBAL}.NonRetryableError;`,
 };
 
@@ -83,6 +85,16 @@ ${m.content}
 }).call(module.exports, module.exports, require, module, ${JSON.stringify(m.name)}, ${JSON.stringify(dir)});
 export default module.exports;
 `;
+}
+
+const FS_INTERNAL = 'node-internal:fs';
+/**
+ * node:fs's /bundle (cli/node-polyfills/fs.ts): the worker's own modules as `[name, type, content]`, compiled
+ * only when a bundle imports node:fs; and the request epoch that scopes its /tmp.
+ */
+function fsInternal(modules: WorkerModule[]): string {
+  return `export { requestEpoch } from 'node-internal:fs-epoch';
+export const modules = ${JSON.stringify(modules.map((m) => [m.name, m.type, m.content]))};`;
 }
 
 function sourceOf(m: WorkerModule, byName: Map<string, WorkerModule>): string {
@@ -156,6 +168,7 @@ export async function linkWorker(isolate: ivm.Isolate, context: ivm.Context, mai
   };
   const resolveFrom = async (specifier: string, from: string): Promise<ivm.Module> => {
     if (Object.hasOwn(BUILTINS, specifier)) return compile(specifier, BUILTINS[specifier]!);
+    if (specifier === FS_INTERNAL) return compile(specifier, fsInternal(modules));
     const name = resolveName(specifier, from);
     const m = byName.get(name);
     if (!m) throw new ModuleError(`cannot resolve import ${JSON.stringify(specifier)} from ${from}: no module ${name} in the bundle`);

@@ -19,7 +19,7 @@ import { entrypointFor, type Pipes } from './workers-rpc.ts';
 import { RpcTarget } from './capnweb.ts';
 import { makeExports } from './entrypoints.ts';
 import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
-import { requests, type Handler, type HandlerClass } from './request-state.ts';
+import { requestEpoch, requests, type Handler, type HandlerClass } from './request-state.ts';
 import { asyncHooks, enterRoot } from './async-context.ts';
 import type { SyncSubtle } from './subtle.ts';
 import { makeObjectHost } from './durable-objects.ts';
@@ -94,7 +94,7 @@ export function makeRequestPath({
   Object.defineProperty(g, SHIPPED_GLOBAL, { value: (name: string) => shipped.get(name), configurable: true, enumerable: false, writable: false });
   // The classes of the `cloudflare:*` built-in modules that this bootstrap must recognise (load time only, too).
   Object.defineProperty(g, BUILTINS_GLOBAL, {
-    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, syncSubtle, env: () => requests.env, connect, brotliModule }),
+    value: Object.freeze({ NonRetryableError, RpcTarget, asyncHooks, syncSubtle, env: () => requests.env, connect, brotliModule, requestEpoch }),
     configurable: true,
     enumerable: false,
     writable: false,

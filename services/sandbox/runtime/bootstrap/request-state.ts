@@ -13,6 +13,11 @@ export interface Handler {
 /** `export default class extends WorkerEntrypoint { fetch(request) {} }`: one instance per request. */
 export type HandlerClass = (new (ctx: unknown, env: unknown) => { fetch?(request: Request): unknown }) & { prototype: { fetch?: unknown } };
 
+let active = 0;
+/** Bumped when a request starts while none is in flight: node:fs empties /tmp then (cli/node-polyfills/fs.ts). */
+let epoch = 0;
+export const requestEpoch = (): number => epoch;
+
 export const requests: {
   /** Requests in flight. Timers, fetch and their callbacks belong to requests: outside one there are none. */
   active: number;
@@ -25,7 +30,18 @@ export const requests: {
   outbound?: { fetch(input: unknown, init?: unknown): Promise<unknown> };
   /** A Dynamic Worker loaded with `globalOutbound: null`: connect() throws workerd's message (env.ts). */
   noOutbound?: boolean;
-} = { active: 0, generation: 0, handler: undefined, env: {} };
+} = {
+  get active() {
+    return active;
+  },
+  set active(n: number) {
+    if (active === 0 && n > 0) epoch++;
+    active = n;
+  },
+  generation: 0,
+  handler: undefined,
+  env: {},
+};
 
 export function inRequest(): boolean {
   return requests.active > 0;
