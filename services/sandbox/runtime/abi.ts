@@ -14,6 +14,7 @@ import type * as capnweb from './bootstrap/capnweb.ts';
 import type * as digest from './bootstrap/digest-stream.ts';
 import type { NodeCryptoCall, NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
+import type { WireMessage } from './bootstrap/wire-codec.ts';
 import type { Binding, VarValue } from '../../../schemas/worker.ts';
 
 /**
@@ -91,8 +92,17 @@ export const ASYNC_CALLBACKS: readonly VoidCallback[] = [
 
 /** The host's References (isolated-vm): functions the isolate calls and waits for as promises. */
 export interface HostReferences {
-  /** A capability call: wire-encoded arguments in, a wire-encoded `{ok}` or `{error}` out. */
-  capCall(handle: string, method: string, args: string): Promise<string>;
+  /**
+   * A capability call: the arguments in, `{ok}` or `{error}` out, each a WireMessage crossing as a
+   * structured copy (its bytes as ArrayBuffers beside the text, never as base64).
+   */
+  capCall(handle: string, method: string, args: WireMessage): Promise<WireMessage>;
+  /**
+   * The same for the isolate's blocking calls: applySyncPromise takes no result options, so its answer
+   * is a transferred copy. (The asynchronous calls take theirs as `result: { copy: true }`: a transferred
+   * copy returned by an async host function reaches the isolate only with its next task.)
+   */
+  capCallSync(handle: string, method: string, args: WireMessage): Promise<WireMessage>;
   /** The next chunk of request `seq`'s streamed body, or of a fetch() response's (its number instead), as an ArrayBuffer copy; null at its end. */
   bodyPull(seq: number): Promise<ArrayBuffer | null>;
   /** crypto.subtle's host (host-crypto.ts), and node:crypto's beyond it (host-node-crypto.ts): one call, a structured copy each way. */
@@ -101,13 +111,14 @@ export interface HostReferences {
 
 export const REFERENCE_GLOBALS = {
   capCall: '__cordonCapCall',
+  capCallSync: '__cordonCapCallSync',
   bodyPull: '__cordonBodyPull',
   crypto: '__cordonCrypto',
 } as const satisfies { [K in keyof HostReferences]: `__cordon${Capitalize<K>}` };
 
 /** A host Reference as the isolate calls it (the part of isolated-vm's Reference the bootstrap uses). */
 export interface IsolateRef<F extends (...args: never[]) => Promise<unknown>> {
-  apply(recv: undefined, args: Parameters<F>, opts: { result: { promise: true; copy?: true } }): ReturnType<F>;
+  apply(recv: undefined, args: Parameters<F>, opts: { arguments?: { copy: true }; result: { promise: true; copy?: true } }): ReturnType<F>;
   /** Blocks this isolate only, until the host's promise settles. */
   applySyncPromise(recv: undefined, args: Parameters<F>, opts?: { arguments: { copy: true } }): Awaited<ReturnType<F>>;
 }
@@ -154,8 +165,8 @@ export interface Entry {
   objectServe(pipe: number, key: string, className: string, id: string, name: string | null, storageHandle: string, now: number): string;
   /** Forget object `key`'s instance (its lease ended): its next call makes a new one. */
   objectDrop(key: string): void;
-  /** queue(batch, env, ctx): `messages` is QueueMessageWire[] wire-encoded; answers a QueueOutcome as JSON. */
-  runQueue(queue: string, messages: string, now: number): Promise<string>;
+  /** queue(batch, env, ctx): `messages` is QueueMessageWire[] as a WireMessage (bodies beside the text); answers a QueueOutcome as JSON. */
+  runQueue(queue: string, messages: WireMessage, now: number): Promise<string>;
   drain(seq: number): Promise<void> | undefined;
   pull(seq: number): Promise<ArrayBuffer | null>;
   cancelStream(seq: number): void;
