@@ -22,7 +22,8 @@ import type { Binding, VarValue } from '../../../schemas/worker.ts';
  * returning void are called without waiting for the host (ASYNC_CALLBACKS).
  */
 export interface HostCallbacks {
-  log(level: string, message: string): void;
+  /** A console line: text as it is, or the arguments as LogValues for the host to format as workerd does (log-format.ts). */
+  log(level: string, message: string | LogValue[]): void;
   random(bytes: number): ArrayBuffer;
   wsSend(id: number, data: string | ArrayBuffer): void;
   wsClose(id: number, code: number, reason: string): void;
@@ -36,6 +37,8 @@ export interface HostCallbacks {
   htmlRewriterWasm(): ArrayBuffer;
   /** The Brotli codec's WebAssembly, for node:zlib (cli/node-polyfills/brotli.ts). */
   brotliWasm(): ArrayBuffer;
+  /** console's describer of values (bootstrap/log-mirror.ts): a function body returning its module, for the first line with a value. */
+  logMirror(): string;
   /** The answer to request `seq` of a batch (see Entry.runBatch). */
   done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
   /** Workers RPC (bootstrap/workers-rpc.ts): the isolate opened pipe `pipe` to a binding. */
@@ -53,6 +56,54 @@ export interface HostCallbacks {
   objectBusy(pipe: number, call: number, busy: boolean): void;
 }
 
+/**
+ * A logged value as the isolate describes it (bootstrap/log-mirror.ts) for the host to format with Node's
+ * util.format (log-format.ts): primitives as they are (the structured copy keeps bigint, undefined, -0,
+ * NaN), anything else a LogNode; shared and cyclic nodes stay so in the copy. Bounded in the isolate
+ * (depth, 100 items per container, 2,000 nodes per line) and checked again on the host.
+ */
+export type LogValue = string | number | boolean | null | undefined | bigint | LogNode;
+export interface LogNode {
+  k: LogKind;
+  /** Its constructor's name (null: none, a null-prototype object). */
+  c: string | null;
+  /** Own properties shown: key (a string or a `symbol` node), value, 0 a value / 1 a getter / 2 a setter / 3 both, true if not enumerable. */
+  p: [string | LogNode, LogValue, 0 | 1 | 2 | 3, boolean][];
+  /**
+   * The kind's content (containers: none past the depth shown). array and set:
+   * LogValue[] (a `hole` node for a hole); map: [LogValue, LogValue][]; date: its time; regexp: [source,
+   * flags]; error: [stack, message, name, cause?]; function: [name, form, length, superclass name];
+   * symbol: its description; boxed: the primitive; typed: its first elements; arraybuffer: its first bytes
+   * (a number[]); json: `%j`'s text (`c: 'circular'` if it had a cycle); string: the first 10,000 characters of a long one.
+   */
+  v?: unknown;
+  /** How many elements (or characters, or bytes) are left out; past the depth shown, 1 if it has any. */
+  more?: number;
+  /** Past the depth shown: its kind and name only (util.inspect prints `[Array]`, `[Point]`, or `{}` if empty). */
+  deep?: true;
+  /** A Symbol.toStringTag of its prototype's that differs from its constructor's name. */
+  t?: string;
+}
+export type LogKind =
+  | 'object'
+  | 'array'
+  | 'map'
+  | 'set'
+  | 'date'
+  | 'regexp'
+  | 'error'
+  | 'function'
+  | 'symbol'
+  | 'boxed'
+  | 'typed'
+  | 'arraybuffer'
+  | 'promise'
+  | 'weakmap'
+  | 'weakset'
+  | 'hole'
+  | 'json'
+  | 'string';
+
 /** The global each callback is handed over as (the bootstrap takes and deletes it before tenant code). */
 export const CALLBACK_GLOBALS = {
   log: '__cordonLog',
@@ -66,6 +117,7 @@ export const CALLBACK_GLOBALS = {
   encodingTables: '__cordonEncodingTables',
   htmlRewriterWasm: '__cordonHtmlRewriterWasm',
   brotliWasm: '__cordonBrotliWasm',
+  logMirror: '__cordonLogMirror',
   done: '__cordonDone',
   rpcOpen: '__cordonRpcOpen',
   rpcSend: '__cordonRpcSend',

@@ -15,6 +15,7 @@ import tr46 from 'tr46';
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { LogBuffer } from './log-buffer.ts';
+import { formatLog } from './log-format.ts';
 import { createHostCrypto } from './host-crypto.ts';
 import type { NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireResult } from './bootstrap/subtle-wire.ts';
@@ -276,7 +277,7 @@ export class WorkerInstance {
     // safe here (elsewhere they are not): no tenant code has run in this isolate yet, so nothing can
     // hold its lock, and each one saves a trip through the isolate's task queue (~1-2 ms a cold start).
     const callbacks: HostCallbacks = {
-      log: (level, message) => this.#logs.log(level, message),
+      log: (level, message) => this.#logs.log(level, typeof message === 'string' ? message : formatLog(message)),
       random: (n) => {
         const b = randomBytes(Math.max(0, Math.min(65536, Number(n) | 0)));
         return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
@@ -296,6 +297,7 @@ export class WorkerInstance {
       encodingTables: () => this.#boot.legacyTables,
       htmlRewriterWasm: () => copyOf(this.#boot.htmlRewriterWasm),
       brotliWasm: () => copyOf(this.#boot.brotliWasm),
+      logMirror: () => this.#boot.logMirror,
       setTimer: (id, ms) => this.#timers.set(id, ms),
       clearTimer: (id) => this.#timers.clear(id),
       done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),

@@ -89,7 +89,7 @@ installClock(g);
 lockdown(g, options.allowEval, options.memoryLimit);
 
 // --- console, crypto, timers, misc globals ------------------------------------------------------------
-const logError = installConsole(g, host.log);
+const logError = installConsole(g, host.log, host.logMirror);
 
 const syncSubtle = installCrypto(g, host.random, cryptoRef);
 
