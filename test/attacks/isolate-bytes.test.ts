@@ -4,7 +4,9 @@
  * views, a Uint8Array subclass lying about its buffer and length, proxies of buffers and views, a value
  * past the limit, a `{"$b": …}` marker in its own data. Each gets a clean error or is carried as exactly
  * the bytes it really holds; the host serves the attacker again after, and a bystander tenant's worker
- * keeps its own value and is served throughout.
+ * keeps its own value and is served throughout. console values that fight being printed (a getter with a
+ * side effect, a throwing proxy, a chain deeper than any stack, a huge Map) cost the attacker one bounded
+ * line each, formatted by the sandbox from the isolate's bounded description.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,6 +32,21 @@ export default {
       if (req.method === 'PUT') await env.KV.put('own', new Uint8Array(2 * MiB).fill(42));
       const v = new Uint8Array(await env.KV.get('own', 'arrayBuffer'));
       return Response.json({ length: v.length, all42: v.every((x) => x === 42) });
+    }
+    if (path.endsWith('/console')) {
+      // Values that fight being printed: a getter with a side effect, a proxy that throws, a chain deeper
+      // than any stack, a huge Map, an array past 4 billion, a self-referencing tower.
+      globalThis.touched = 0;
+      let deep = {};
+      for (let i = 0; i < 100000; i++) deep = { d: deep };
+      const big = new Map();
+      for (let i = 0; i < 100000; i++) big.set(i, { i });
+      const tower = []; tower.push(tower, tower);
+      console.log({ get g() { globalThis.touched++; return 1 } });
+      console.log(new Proxy({}, { ownKeys() { throw new Error('no keys for you') } }));
+      console.log(deep, big, Object.assign([], { length: 2 ** 32 - 1 }), tower);
+      console.log('touched', globalThis.touched);
+      return new Response('logged');
     }
     if (!path.endsWith('/probe')) return new Response('ok');
     const out = {};
@@ -105,5 +122,24 @@ describe('bytes across the isolate boundary: forged, detached and oversized buff
     assert.equal((await get('evil', 'x')).status, 200, 'the attacker is served again');
     const own = await get('acme', 'own');
     assert.deepEqual(await own.json(), { length: 2 * 1024 * 1024, all42: true }, "the bystander's value is its own and whole");
+  });
+
+  test('console values that fight being printed cost the attacker one bounded line each; getters are not called; the bystander is served', async () => {
+    assert.equal((await get('evil', 'console')).status, 200);
+    const lines = await waitFor('the console lines', async () => {
+      const out = (await mesh.cli(['logs', 'evil/bytes'])).stdout.split('\n').filter(Boolean);
+      const messages = out.map((l) => (JSON.parse(l) as { message: string }).message);
+      const at = messages.indexOf('{ g: [Getter] }');
+      return at >= 0 && messages.length >= at + 4 ? messages.slice(at, at + 4) : undefined;
+    });
+    assert.match(lines[1]!, /^\[a console line that could not be printed: Error: no keys for you/);
+    assert.ok(lines[2]!.length <= 64 * 1024);
+    // The Map's first 100 entries only: the sandbox rebuilds no more than the isolate describes (docs/compatibility.md).
+    assert.match(lines[2]!, /^\{ d: \{ d: \{ d: \[Object\] \} \} \} Map\(100\) \{/);
+    assert.match(lines[2]!, / \[ <4294967295 empty items> \] /);
+    assert.match(lines[2]!, /<ref \*1> \[ \[Circular \*1\], \[Circular \*1\] \]$/);
+    assert.equal(lines[3], 'touched 0');
+    const own = await get('acme', 'own');
+    assert.deepEqual(await own.json(), { length: 2 * 1024 * 1024, all42: true });
   });
 });
