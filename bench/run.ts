@@ -13,10 +13,11 @@
  *   9. the Hono and itty-router README apps through the mesh vs workerd, and our runtime alone (bench/frameworks.ts);
  *  10. Durable Objects: RPC round trips/s on one object and over 1,000 vs workerd with local-disk
  *      storage, idle objects per GiB, the time to wake an evicted object (bench/durable-objects.ts);
- *  11. many workers: 50,000 deployed, 5,000 warm and served round-robin (bench/many-workers.ts).
+ *  11. many workers: 50,000 deployed, 5,000 warm and served round-robin (bench/many-workers.ts);
+ *  12. bytes across the isolate boundary: CPU per MiB of a KV value put and read back (bench/isolate-bytes.ts).
  * Never part of `npm test`: numbers, not assertions. `npm run bench -- <section>…` runs only the sections
  * named (request-path, cold-start, idle-memory, workflows, dynamic-workers, workers-rpc, client, cluster,
- * frameworks, durable-objects, many-workers).
+ * frameworks, durable-objects, many-workers, isolate-bytes).
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -34,6 +35,7 @@ import { frameworksBench } from './frameworks.ts';
 import { requestPathBench } from './request-path.ts';
 import { durableObjectsBench } from './durable-objects.ts';
 import { manyWorkersBench } from './many-workers.ts';
+import { isolateBytesBench } from './isolate-bytes.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -123,6 +125,7 @@ const sections: [string, () => Promise<void>][] = [
   ['frameworks', frameworksBench],
   ['durable-objects', durableObjectsBench],
   ['many-workers', manyWorkersBench],
+  ['isolate-bytes', isolateBytesBench],
 ];
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !sections.some(([n]) => n === name));

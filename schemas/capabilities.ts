@@ -90,7 +90,26 @@ export interface OpenedSocket {
   socket: SocketApi;
   /** `host:port` connected to (egress's own address is not handed out). */
   remoteAddress: string;
+  /** Over TLS: what egress saw of the peer's certificate, as data (node:tls's getPeerCertificate reads it). */
+  peerCertificate?: PeerCertificate;
 }
+
+/** The fields of Node's getPeerCertificate() egress hands on: strings only, each bounded (PEER_FIELD_MAX). */
+export interface PeerCertificate {
+  subject: Record<string, string>;
+  issuer: Record<string, string>;
+  subjectaltname: string;
+  valid_from: string;
+  valid_to: string;
+  fingerprint256: string;
+  serialNumber: string;
+}
+export const PEER_FIELD_MAX = 1024;
+/**
+ * In the isolate, cloudflare:sockets' `opened` info carries it under `Symbol.for(PEER_CERTIFICATE_KEY)`
+ * (not a key workerd's info has, so JSON and Object.keys stay workerd's).
+ */
+export const PEER_CERTIFICATE_KEY = 'cordon.peerCertificate';
 
 /** One socket of one worker, in egress. */
 export interface SocketApi {

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,7 +114,17 @@ describe('cloudflare:sockets connect() through egress', () => {
   describe('node:net and node:tls (nodejs_compat) beside workerd', { skip: workerdMissing() }, () => {
     /** The same requests to the fixture on Cordon and on workerd. */
     const both = async (paths: string[]): Promise<{ cordon: unknown[]; workerd: unknown[] }> => {
-      const ask = async (base: string) => Promise.all(paths.map(async (path) => (await fetch(`${base}/node-sockets/${path}`)).json()));
+      const ask = async (base: string) =>
+        Promise.all(
+          paths.map(async (path) => {
+            const t = await (await fetch(`${base}/node-sockets/${path}`)).text();
+            try {
+              return JSON.parse(t);
+            } catch {
+              throw new Error(`${base}/node-sockets/${path} answered ${t.slice(0, 300)}`);
+            }
+          }),
+        );
       const workerd = await startWorkerd({
         files: { 'index.js': readFileSync(join(ROOT, NODE_FIXTURE, 'index.js')), 'ca.crt': readFileSync(join(dir, 'ca.crt')) },
         // Loopback allowed and the test's certificate trusted, as the mesh's egress is told.
@@ -160,6 +171,47 @@ describe('cloudflare:sockets connect() through egress', () => {
       assert.equal((cordon[3] as { got: string }).got, 'secret\n');
       assert.equal((cordon[4] as { netCreateServer: string }).netCreateServer, 'Error: createServer() is not implemented');
       assert.deepEqual(cordon[5], { timeout: 50, seen: ['callback', 'timeout, open'] });
+    });
+
+    test("StartTLS over node:net (tls.connect({ socket }), new TLSSocket(socket)) and getPeerCertificate: egress's TLS and what it saw of the certificate", async () => {
+      // Cordon only: on workerd, tls.connect({ socket }) throws on a socket that has been read from and new
+      // TLSSocket(socket) never carries a byte (docs/compatibility.md).
+      const starttls = await Promise.all(
+        ['', '&how=wrap'].map(async (how) => (await fetch(`${mesh.httpUrl}/node-sockets/starttls?port=${ports.starttls}${how}`)).json()),
+      );
+      for (const r of starttls as {
+        lines: string[];
+        encrypted: boolean;
+        got: string;
+        events: string[];
+        peer: Record<string, unknown>;
+        plainWrite: string;
+      }[]) {
+        assert.deepEqual(r.lines, ['220 ready\n', '220 go ahead\n']);
+        assert.equal(r.encrypted, true);
+        assert.equal(r.got, 'secret over starttls\n');
+        // 'connect' and 'ready' were the plain socket's: the TLS one says only that the handshake is done.
+        assert.deepEqual(r.events.slice(0, 2), [`connected to 127.0.0.1:${ports.starttls} (IPv4) authorized true`, 'secureConnect']);
+        assert.equal(r.peer.fingerprint256, new X509Certificate(readFileSync(join(dir, 'ca.crt'))).fingerprint256);
+        assert.equal(r.plainWrite, 'This socket was wrapped in TLS: write to the TLSSocket');
+      }
+      const { cordon, workerd } = await both([`peer?port=${ports.tls}`]);
+      // Node's own reading of the same certificate: what getPeerCertificate gives in Node.
+      const x509 = new X509Certificate(readFileSync(join(dir, 'ca.crt')));
+      assert.deepEqual(cordon[0], {
+        before: {},
+        cert: {
+          subject: { CN: 'localhost' },
+          issuer: { CN: 'localhost' },
+          subjectaltname: x509.subjectAltName,
+          valid_from: x509.validFrom,
+          valid_to: x509.validTo,
+          fingerprint256: x509.fingerprint256,
+          serialNumber: x509.serialNumber,
+        },
+      });
+      // workerd's throws.
+      assert.deepEqual(workerd, [{ before: 'Error: getPeerCertificate is not implemented', cert: 'Error: getPeerCertificate is not implemented' }]);
     });
 
     test("a refused connection is the socket's 'error' with connect()'s message", async () => {

@@ -78,6 +78,8 @@ export class Socket extends Duplex {
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #reading = false;
   #hadError = false;
+  /** Its connection went on as TLS in a TLSSocket (_startTls): what this one still had in flight is not its own. */
+  #handedOver = false;
   timeout = 0;
   #idle: ReturnType<typeof setTimeout> | undefined;
 
@@ -107,27 +109,60 @@ export class Socket extends Duplex {
     const host = options.host ?? 'localhost';
     const secure = options.secureTransport === 'on';
     if (cb) this.once(secure ? 'secureConnect' : 'connect', cb);
-    this.connecting = true;
     this.remoteAddress = host;
     this.remotePort = port;
     this.remoteFamily = isIP(host) === 6 ? 'IPv6' : 'IPv4';
-    const raw = openSocket({ hostname: host, port }, { secureTransport: secure ? 'on' : 'off', allowHalfOpen: true });
+    // A plain connection is opened for StartTLS, so that node:tls can wrap it later (tls.connect({ socket })).
+    this._attach(openSocket({ hostname: host, port }, { secureTransport: secure ? 'on' : 'starttls', allowHalfOpen: true }), { secure, connect: true });
+    return this;
+  }
+
+  /**
+   * Carry on over `raw` (opened, or TLS over this socket's connection): once it is open, 'secureConnect'
+   * if `secure`, and 'connect' and 'ready' if this is the connection's first opening.
+   */
+  _attach(raw: RawSocket, events: { secure: boolean; connect: boolean }): void {
+    this.connecting = true;
     this.#raw = raw;
     this.#writer = raw.writable.getWriter();
     raw.opened.then(
-      () => {
+      (info) => {
         if (this.destroyed) return;
         this.connecting = false;
         this.localAddress = '0.0.0.0';
         this.localPort = 0;
-        if (secure) this.emit('secureConnect');
-        this.emit('connect');
-        this.emit('ready');
+        this._opened(info);
+        if (events.secure) this.emit('secureConnect');
+        if (events.connect) {
+          this.emit('connect');
+          this.emit('ready');
+        }
         if (this.#reading) this.#pump();
       },
       (e: Error) => this.destroy(e),
     );
-    return this;
+  }
+
+  /** What the connection's opening said (node:tls reads the peer's certificate from it). */
+  _opened(_info: object): void {}
+
+  /**
+   * StartTLS for node:tls (`tls.connect({ socket })`, `new TLSSocket(socket)`): the connection goes on as
+   * TLS, egress checking the certificate against `servername` (or the host connected to); this socket
+   * hands it over and neither reads nor writes again.
+   */
+  _startTls(servername: string | undefined): RawSocket {
+    const raw = this.#raw;
+    if (this.#handedOver) throw nodeError(Error, 'This socket was wrapped in TLS already: use the TLSSocket', 'ERR_TLS_INVALID_STATE');
+    if (!raw || this.destroyed) throw nodeError(Error, 'This socket is not connected: connect it before wrapping it in TLS', 'ERR_SOCKET_CLOSED');
+    if (raw.secureTransport !== 'starttls' || raw.upgraded)
+      throw nodeError(Error, 'This socket is already TLS, or wrapped once already', 'ERR_TLS_INVALID_STATE');
+    this.#raw = undefined;
+    this.#reader = undefined;
+    this.#writer?.releaseLock();
+    this.#writer = undefined;
+    this.#handedOver = true;
+    return raw.startTls(servername ? { expectedServerHostname: servername } : {});
   }
 
   /** Reads from the socket while the stream wants more; the next read waits for the next `_read`. */
@@ -136,14 +171,14 @@ export class Socket extends Duplex {
     this.#reader ??= this.#raw.readable.getReader();
     this.#reader.read().then(
       ({ done, value }) => {
-        if (this.destroyed) return;
+        if (this.destroyed || this.#handedOver) return;
         if (done) return void this.push(null);
         this.bytesRead += value.byteLength;
         this.#touch();
         if (this.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength))) this.#pump();
         else this.#reading = false;
       },
-      (e: Error) => this.destroy(e),
+      (e: Error) => void (this.#handedOver || this.destroy(e)),
     );
   }
 
@@ -154,7 +189,12 @@ export class Socket extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (e?: Error | null) => void): void {
-    if (!this.#writer) return cb(nodeError(Error, 'This socket is not connected: call connect() first', 'ERR_SOCKET_CLOSED'));
+    if (!this.#writer)
+      return cb(
+        this.#handedOver
+          ? nodeError(Error, 'This socket was wrapped in TLS: write to the TLSSocket', 'ERR_SOCKET_CLOSED')
+          : nodeError(Error, 'This socket is not connected: call connect() first', 'ERR_SOCKET_CLOSED'),
+      );
     // Before the connection is open the write waits for it; if it never opens, 'error' says why (once).
     this.#raw!.opened.then(
       () => {

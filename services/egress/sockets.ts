@@ -8,12 +8,12 @@
  * `maxSockets` open at once; a socket silent both ways for `idleMs` closes.
  */
 import { BlockList, connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { networkInterfaces } from 'node:os';
 import type { Resolver } from 'node:dns/promises';
 import { RpcTarget } from 'capnweb';
 import { CordonError } from '../../lib/errors.ts';
-import type { OpenedSocket, SocketApi, SocketOptions } from '../../schemas/capabilities.ts';
+import { PEER_FIELD_MAX, type OpenedSocket, type PeerCertificate, type SocketApi, type SocketOptions } from '../../schemas/capabilities.ts';
 import { EgressDenied, pin, socketTarget, type WorkerPolicy } from './policy.ts';
 
 /** workerd's message for a connection that could not be made (a refused port, no route, a failed TLS handshake). */
@@ -126,6 +126,26 @@ function established(sock: Socket, event: 'connect' | 'secureConnect', ms: numbe
     };
     sock.once('error', failed);
   });
+}
+
+/** What the worker may know of the peer's certificate: copied as bounded strings, never an object of Node's. */
+export function peerCertificate(sock: TLSSocket): PeerCertificate {
+  const c = sock.getPeerCertificate() as Partial<PeerCertificate> | null;
+  const text = (v: unknown) => (typeof v === 'string' ? v.slice(0, PEER_FIELD_MAX) : '');
+  const names = (v: unknown) => {
+    const out: Record<string, string> = {};
+    if (v && typeof v === 'object') for (const [k, x] of Object.entries(v).slice(0, 32)) out[k.slice(0, 64)] = Array.isArray(x) ? text(x.join('\n')) : text(x);
+    return out;
+  };
+  return {
+    subject: names(c?.subject),
+    issuer: names(c?.issuer),
+    subjectaltname: text(c?.subjectaltname),
+    valid_from: text(c?.valid_from),
+    valid_to: text(c?.valid_to),
+    fingerprint256: text(c?.fingerprint256),
+    serialNumber: text(c?.serialNumber),
+  };
 }
 
 const address = (host: string | undefined, port: number | undefined) => (host?.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
@@ -253,6 +273,7 @@ export async function openSocket(
         stream,
         socket: new SocketCap(sock, state, detach),
         remoteAddress: address(sock.remoteAddress, sock.remotePort),
+        ...(sock instanceof TLSSocket ? { peerCertificate: peerCertificate(sock) } : {}),
       };
     },
   };

@@ -37,13 +37,15 @@ export async function startWorkerd(opts: {
   ports?: number;
   experimental?: boolean;
   stderr?: boolean;
+  /** Keep workerd's stdout (its console lines) readable on `process.stdout`. */
+  stdout?: boolean;
 }): Promise<RunningWorkerd> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-workerd-'));
   for (const [name, content] of Object.entries(opts.files)) writeFileSync(join(dir, name), content);
   const ports = await Promise.all(Array.from({ length: opts.ports ?? 1 }, () => freePort()));
   writeFileSync(join(dir, 'config.capnp'), `using Workerd = import "/workerd/workerd.capnp";\n${opts.config(ports, dir)}\n`);
   const args = ['serve', ...(opts.experimental ? ['--experimental'] : []), join(dir, 'config.capnp')];
-  const child = spawn(WORKERD, args, { stdio: ['ignore', 'ignore', opts.stderr ? 'inherit' : 'ignore'] });
+  const child = spawn(WORKERD, args, { stdio: ['ignore', opts.stdout ? 'pipe' : 'ignore', opts.stderr ? 'inherit' : 'ignore'] });
   return {
     dir,
     ports,

@@ -14,6 +14,7 @@ import type * as capnweb from './bootstrap/capnweb.ts';
 import type * as digest from './bootstrap/digest-stream.ts';
 import type { NodeCryptoCall, NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
+import type { WireMessage } from './bootstrap/wire-codec.ts';
 import type { Binding, VarValue } from '../../../schemas/worker.ts';
 
 /**
@@ -21,7 +22,8 @@ import type { Binding, VarValue } from '../../../schemas/worker.ts';
  * returning void are called without waiting for the host (ASYNC_CALLBACKS).
  */
 export interface HostCallbacks {
-  log(level: string, message: string): void;
+  /** A console line: text as it is, or the arguments as LogValues for the host to format as workerd does (log-format.ts). */
+  log(level: string, message: string | LogValue[]): void;
   random(bytes: number): ArrayBuffer;
   wsSend(id: number, data: string | ArrayBuffer): void;
   wsClose(id: number, code: number, reason: string): void;
@@ -35,6 +37,8 @@ export interface HostCallbacks {
   htmlRewriterWasm(): ArrayBuffer;
   /** The Brotli codec's WebAssembly, for node:zlib (cli/node-polyfills/brotli.ts). */
   brotliWasm(): ArrayBuffer;
+  /** console's describer of values (bootstrap/log-mirror.ts): a function body returning its module, for the first line with a value. */
+  logMirror(): string;
   /** The answer to request `seq` of a batch (see Entry.runBatch). */
   done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
   /** Workers RPC (bootstrap/workers-rpc.ts): the isolate opened pipe `pipe` to a binding. */
@@ -52,6 +56,54 @@ export interface HostCallbacks {
   objectBusy(pipe: number, call: number, busy: boolean): void;
 }
 
+/**
+ * A logged value as the isolate describes it (bootstrap/log-mirror.ts) for the host to format with Node's
+ * util.format (log-format.ts): primitives as they are (the structured copy keeps bigint, undefined, -0,
+ * NaN), anything else a LogNode; shared and cyclic nodes stay so in the copy. Bounded in the isolate
+ * (depth, 100 items per container, 2,000 nodes per line) and checked again on the host.
+ */
+export type LogValue = string | number | boolean | null | undefined | bigint | LogNode;
+export interface LogNode {
+  k: LogKind;
+  /** Its constructor's name (null: none, a null-prototype object). */
+  c: string | null;
+  /** Own properties shown: key (a string or a `symbol` node), value, 0 a value / 1 a getter / 2 a setter / 3 both, true if not enumerable. */
+  p: [string | LogNode, LogValue, 0 | 1 | 2 | 3, boolean][];
+  /**
+   * The kind's content (containers: none past the depth shown). array and set:
+   * LogValue[] (a `hole` node for a hole); map: [LogValue, LogValue][]; date: its time; regexp: [source,
+   * flags]; error: [stack, message, name, cause?]; function: [name, form, length, superclass name];
+   * symbol: its description; boxed: the primitive; typed: its first elements; arraybuffer: its first bytes
+   * (a number[]); json: `%j`'s text (`c: 'circular'` if it had a cycle); string: the first 10,000 characters of a long one.
+   */
+  v?: unknown;
+  /** How many elements (or characters, or bytes) are left out; past the depth shown, 1 if it has any. */
+  more?: number;
+  /** Past the depth shown: its kind and name only (util.inspect prints `[Array]`, `[Point]`, or `{}` if empty). */
+  deep?: true;
+  /** A Symbol.toStringTag of its prototype's that differs from its constructor's name. */
+  t?: string;
+}
+export type LogKind =
+  | 'object'
+  | 'array'
+  | 'map'
+  | 'set'
+  | 'date'
+  | 'regexp'
+  | 'error'
+  | 'function'
+  | 'symbol'
+  | 'boxed'
+  | 'typed'
+  | 'arraybuffer'
+  | 'promise'
+  | 'weakmap'
+  | 'weakset'
+  | 'hole'
+  | 'json'
+  | 'string';
+
 /** The global each callback is handed over as (the bootstrap takes and deletes it before tenant code). */
 export const CALLBACK_GLOBALS = {
   log: '__cordonLog',
@@ -65,6 +117,7 @@ export const CALLBACK_GLOBALS = {
   encodingTables: '__cordonEncodingTables',
   htmlRewriterWasm: '__cordonHtmlRewriterWasm',
   brotliWasm: '__cordonBrotliWasm',
+  logMirror: '__cordonLogMirror',
   done: '__cordonDone',
   rpcOpen: '__cordonRpcOpen',
   rpcSend: '__cordonRpcSend',
@@ -91,8 +144,17 @@ export const ASYNC_CALLBACKS: readonly VoidCallback[] = [
 
 /** The host's References (isolated-vm): functions the isolate calls and waits for as promises. */
 export interface HostReferences {
-  /** A capability call: wire-encoded arguments in, a wire-encoded `{ok}` or `{error}` out. */
-  capCall(handle: string, method: string, args: string): Promise<string>;
+  /**
+   * A capability call: the arguments in, `{ok}` or `{error}` out, each a WireMessage crossing as a
+   * structured copy (its bytes as ArrayBuffers beside the text, never as base64).
+   */
+  capCall(handle: string, method: string, args: WireMessage): Promise<WireMessage>;
+  /**
+   * The same for the isolate's blocking calls: applySyncPromise takes no result options, so its answer
+   * is a transferred copy. (The asynchronous calls take theirs as `result: { copy: true }`: a transferred
+   * copy returned by an async host function reaches the isolate only with its next task.)
+   */
+  capCallSync(handle: string, method: string, args: WireMessage): Promise<WireMessage>;
   /** The next chunk of request `seq`'s streamed body, or of a fetch() response's (its number instead), as an ArrayBuffer copy; null at its end. */
   bodyPull(seq: number): Promise<ArrayBuffer | null>;
   /** crypto.subtle's host (host-crypto.ts), and node:crypto's beyond it (host-node-crypto.ts): one call, a structured copy each way. */
@@ -101,13 +163,14 @@ export interface HostReferences {
 
 export const REFERENCE_GLOBALS = {
   capCall: '__cordonCapCall',
+  capCallSync: '__cordonCapCallSync',
   bodyPull: '__cordonBodyPull',
   crypto: '__cordonCrypto',
 } as const satisfies { [K in keyof HostReferences]: `__cordon${Capitalize<K>}` };
 
 /** A host Reference as the isolate calls it (the part of isolated-vm's Reference the bootstrap uses). */
 export interface IsolateRef<F extends (...args: never[]) => Promise<unknown>> {
-  apply(recv: undefined, args: Parameters<F>, opts: { result: { promise: true; copy?: true } }): ReturnType<F>;
+  apply(recv: undefined, args: Parameters<F>, opts: { arguments?: { copy: true }; result: { promise: true; copy?: true } }): ReturnType<F>;
   /** Blocks this isolate only, until the host's promise settles. */
   applySyncPromise(recv: undefined, args: Parameters<F>, opts?: { arguments: { copy: true } }): Awaited<ReturnType<F>>;
 }
@@ -154,8 +217,8 @@ export interface Entry {
   objectServe(pipe: number, key: string, className: string, id: string, name: string | null, storageHandle: string, now: number): string;
   /** Forget object `key`'s instance (its lease ended): its next call makes a new one. */
   objectDrop(key: string): void;
-  /** queue(batch, env, ctx): `messages` is QueueMessageWire[] wire-encoded; answers a QueueOutcome as JSON. */
-  runQueue(queue: string, messages: string, now: number): Promise<string>;
+  /** queue(batch, env, ctx): `messages` is QueueMessageWire[] as a WireMessage (bodies beside the text); answers a QueueOutcome as JSON. */
+  runQueue(queue: string, messages: WireMessage, now: number): Promise<string>;
   drain(seq: number): Promise<void> | undefined;
   pull(seq: number): Promise<ArrayBuffer | null>;
   cancelStream(seq: number): void;

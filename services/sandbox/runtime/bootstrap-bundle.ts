@@ -192,11 +192,13 @@ const noSchemaLibrary: Plugin = {
   },
 };
 
-async function bundle(entry: string, plugins: Plugin[]): Promise<string> {
+/** `globalName`: the IIFE's exports are left in a `var` of that name (for a script run as a function body that returns it). */
+async function bundle(entry: string, plugins: Plugin[], globalName?: string): Promise<string> {
   const result = await build({
     entryPoints: [dir + entry],
     bundle: true,
     format: 'iife',
+    ...(globalName ? { globalName } : {}),
     platform: 'neutral',
     mainFields: ['module', 'main'],
     target: 'es2023',
@@ -243,6 +245,8 @@ export interface Bootstrap {
   brotliWasm: Buffer;
   /** Compiled once here and kept, as htmlRewriterModule is. */
   brotliModule: object;
+  /** console's describer of values (bootstrap/log-mirror.ts) as a function body returning its module, for an isolate's first console line with a value. */
+  logMirror: string;
 }
 
 /** Compiled in this process so that V8 shares the code with each isolate that compiles the same bytes. */
@@ -253,9 +257,10 @@ let cached: Promise<Bootstrap> | undefined;
 /** Built once per process; every isolate starts from the snapshot and runs `init` in its context. */
 export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
-    const [libs, init] = await Promise.all([
+    const [libs, init, mirror] = await Promise.all([
       bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks, capnwebClones]),
       bundle('index.ts', [fromSnapshot, htmlRewriterGlue]),
+      bundle('log-mirror.ts', [], 'logMirror'),
     ]);
     // esbuild's service process is not needed again, and must not outlive the sandbox's lockdown.
     await stop();
@@ -276,6 +281,7 @@ export function bootstrap(): Promise<Bootstrap> {
       htmlRewriterModule,
       brotliWasm,
       brotliModule,
+      logMirror: `${mirror}\nreturn logMirror;`,
     };
   })();
   return cached;

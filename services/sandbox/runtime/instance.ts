@@ -15,6 +15,7 @@ import tr46 from 'tr46';
 import { Limits, type WorkerBundle } from '../../../schemas/worker.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 import { LogBuffer } from './log-buffer.ts';
+import { formatLog } from './log-format.ts';
 import { createHostCrypto } from './host-crypto.ts';
 import type { NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireResult } from './bootstrap/subtle-wire.ts';
@@ -27,7 +28,7 @@ import { MAX_HEAD, readResponse, type ObjectSocketRef } from './read-response.ts
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { installDynamicImport, linkWorker, ModuleError, shipBinaryModules, usesDynamicImport } from './modules.ts';
-import { decodeWire, encodeWire, type Base64 } from './bootstrap/wire-codec.ts';
+import { fromMessage, toMessage, type WireMessage } from './bootstrap/wire-codec.ts';
 import {
   ASYNC_CALLBACKS,
   CALLBACK_GLOBALS,
@@ -57,8 +58,6 @@ export interface RequestHooks {
   /** The worker broke its own CPU or memory limit during this entry (whichever entry it is): a quarantine signal. */
   limitHit?(kind: 'cpu' | 'memory'): void;
 }
-
-const base64: Base64 = { encode: (b) => Buffer.from(b).toString('base64'), decode: (t) => new Uint8Array(Buffer.from(t, 'base64')) };
 
 // V8's code cache for the init half (the same source for the whole process; ours, so the cache not
 // being checked against its source — docs/security.md, "What the code relies on" — is no risk here). Saves ~1.3 ms per isolate.
@@ -107,6 +106,7 @@ export class WorkerInstance {
   #context: ivm.Context | undefined;
   #entry: EntryRefs | undefined;
   #capRef: ivm.Reference<unknown> | undefined;
+  #capSyncRef: ivm.Reference<unknown> | undefined;
   #bodyRef: ivm.Reference<unknown> | undefined;
   /**
    * Bodies streaming in, the isolate pulling their chunks (see #pullBody): requests' by request, and
@@ -277,7 +277,7 @@ export class WorkerInstance {
     // safe here (elsewhere they are not): no tenant code has run in this isolate yet, so nothing can
     // hold its lock, and each one saves a trip through the isolate's task queue (~1-2 ms a cold start).
     const callbacks: HostCallbacks = {
-      log: (level, message) => this.#logs.log(level, message),
+      log: (level, message) => this.#logs.log(level, typeof message === 'string' ? message : formatLog(message)),
       random: (n) => {
         const b = randomBytes(Math.max(0, Math.min(65536, Number(n) | 0)));
         return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
@@ -297,6 +297,7 @@ export class WorkerInstance {
       encodingTables: () => this.#boot.legacyTables,
       htmlRewriterWasm: () => copyOf(this.#boot.htmlRewriterWasm),
       brotliWasm: () => copyOf(this.#boot.brotliWasm),
+      logMirror: () => this.#boot.logMirror,
       setTimer: (id, ms) => this.#timers.set(id, ms),
       clearTimer: (id) => this.#timers.clear(id),
       done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),
@@ -317,6 +318,8 @@ export class WorkerInstance {
     const hostCrypto = createHostCrypto();
     const refs: HostReferences = {
       capCall: (handle, method, args) => this.#capCall(handle, method, args),
+      capCallSync: async (handle, method, args) =>
+        new ivm.ExternalCopy(await this.#capCall(handle, method, args)).copyInto({ release: true }) as unknown as WireMessage,
       bodyPull: (seq) => this.#pullBody(seq),
       // A transferred copy: the isolate receives the WireResult itself.
       crypto: async (call) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true }) as unknown as WireResult | NodeCryptoResult,
@@ -324,6 +327,8 @@ export class WorkerInstance {
     jail.setSync(REFERENCE_GLOBALS.crypto, new ivm.Reference(refs.crypto));
     this.#capRef = new ivm.Reference(refs.capCall);
     jail.setSync(REFERENCE_GLOBALS.capCall, this.#capRef);
+    this.#capSyncRef = new ivm.Reference(refs.capCallSync);
+    jail.setSync(REFERENCE_GLOBALS.capCallSync, this.#capSyncRef);
     this.#bodyRef = new ivm.Reference(refs.bodyPull);
     jail.setSync(REFERENCE_GLOBALS.bodyPull, this.#bodyRef);
     const options: BootOptions = {
@@ -385,25 +390,35 @@ export class WorkerInstance {
     }
   }
 
-  /** A capability call from tenant code: text in, text out; errors become `{error}` with a message only. */
-  async #capCall(handle: string, method: string, args: string): Promise<string> {
+  /**
+   * A capability call from tenant code: a WireMessage in (copied out of the isolate), one out (a copy
+   * the isolate takes); errors become `{error}` with a message only.
+   */
+  async #capCall(handle: string, method: string, args: WireMessage): Promise<WireMessage> {
+    // Copied into the isolate by isolated-vm (the isolate asks for `result: { copy: true }`).
+    const reply = (value: object) => toMessage(value);
     try {
-      if (typeof handle !== 'string' || typeof method !== 'string' || typeof args !== 'string') throw new Error('malformed capability call');
+      if (typeof handle !== 'string' || typeof method !== 'string') throw new Error('malformed capability call');
       // A workflow run's steps and a hosted object's storage have a handle of their own; everything else is the worker's.
       // A hosted object's storage handle goes when its lease does (moved, evicted): say so, not which handle.
       if ((handle.startsWith('$obj:') || handle.startsWith('$ows:')) && !this.#stepHosts.has(handle))
         throw new Error("this Durable Object's lease has moved on (it was moved or evicted): its storage is no longer reachable from this instance");
       const caps = this.#stepHosts.get(handle) ?? this.#caps;
       if (!caps) throw new Error('this worker has no capabilities');
-      const decoded = decodeWire(args, base64);
+      let decoded: unknown;
+      try {
+        decoded = fromMessage(args);
+      } catch {
+        throw new Error('malformed capability call');
+      }
       if (!Array.isArray(decoded)) throw new Error('malformed capability call');
       const ok = (await caps.call(handle, method, decoded, this.#watchdogs.timeLeft(this.bundle.limits.wallMs))) ?? null;
-      return encodeWire({ ok: this.#takeStream(ok), now: Date.now() }, base64);
+      return reply({ ok: this.#takeStream(ok), now: Date.now() });
     } catch (e) {
       try {
-        return encodeWire({ error: e instanceof Error ? String(e.message) : String(e), now: Date.now() }, base64);
+        return reply({ error: e instanceof Error ? String(e.message) : String(e), now: Date.now() });
       } catch {
-        return JSON.stringify({ error: 'capability call failed', now: Date.now() });
+        return reply({ error: 'capability call failed', now: Date.now() });
       }
     }
   }
@@ -579,10 +594,9 @@ export class WorkerInstance {
 
   /** queue(batch, env, ctx) for one batch, waitUntil included: the handler's outcome as JSON (a throw is in it, as `error`). */
   runQueue(queue: string, messages: QueueMessageWire[], hooks: RequestHooks): Promise<string> {
-    const batch = encodeWire(messages, base64);
     return this.#invoke(hooks, () => [
       (now) =>
-        this.#entry!.runQueue.apply(undefined, [queue, batch, now], {
+        this.#entry!.runQueue.apply(undefined, [queue, new ivm.ExternalCopy(toMessage(messages)).copyInto({ release: true }), now], {
           result: { promise: true, copy: true },
           timeout: this.bundle.limits.cpuMs,
         }) as Promise<unknown>,
@@ -949,6 +963,7 @@ export class WorkerInstance {
     this.#timers.clearAll();
     if (this.#entry) for (const name of ENTRY_NAMES) this.#entry[name].release();
     this.#capRef?.release();
+    this.#capSyncRef?.release();
     this.#bodyRef?.release();
     this.#sockets.closeAll(1011, 'the worker was unloaded');
     this.#pipes.closeAll(`the called worker failed: ${gone.message}`);

@@ -5,7 +5,7 @@
  * scope at start-up and kept in this closure.
  */
 import { TextDecoder, TextEncoder } from './encoding.ts';
-import { decodeWire, encodeWire, type Base64 } from './wire-codec.ts';
+import { fromMessage, toMessage, type Base64, type WireMessage } from './wire-codec.ts';
 
 export type CapCall = (handle: string, method: string, args: unknown[]) => unknown;
 
@@ -22,9 +22,10 @@ const applyFn = Reflect.apply;
 const B64_PIECE = 3 * 8192;
 
 /**
- * Bytes ↔ base64 for what crosses to the host. Straight from bytes to character codes and back (no
+ * Bytes ↔ base64 for values kept or sent on as text (workflow values, RPC's tagged values). Straight from bytes to character codes and back (no
  * binary string, no btoa/atob): measured about 5 times faster to encode and 10 times to decode 4 MiB,
- * which is what lets a large KV value or file cross within a worker's CPU limit.
+ * which is what lets a large value cross within a worker's CPU limit. Capability calls carry bytes
+ * beside their text instead (wire-codec.ts, WireMessage): no encoding at all.
  */
 export const b64: Base64 = {
   encode(bytes) {
@@ -74,16 +75,16 @@ export const b64: Base64 = {
   },
 };
 
-function unwrapReply(text: string, onTime?: (now: number) => void): unknown {
-  const reply = decodeWire(text, b64) as { ok?: unknown; error?: string; now?: number };
+function unwrapReply(message: WireMessage, onTime?: (now: number) => void): unknown {
+  const reply = fromMessage(message) as { ok?: unknown; error?: string; now?: number };
   if (onTime && typeof reply.now === 'number') onTime(reply.now);
   if (reply.error !== undefined) throw new Error(reply.error);
   return reply.ok;
 }
 
-/** Wrap the raw host function (text in, text out) into a call that speaks values. */
-export function capCaller(raw: (handle: string, method: string, args: string) => string): CapCall {
-  return (handle, method, args) => unwrapReply(raw(handle, method, encodeWire(args, b64)));
+/** Wrap the raw host function (a WireMessage each way) into a call that speaks values. */
+export function capCaller(raw: (handle: string, method: string, args: WireMessage) => WireMessage): CapCall {
+  return (handle, method, args) => unwrapReply(raw(handle, method, toMessage(args)));
 }
 
 /**
@@ -91,10 +92,10 @@ export function capCaller(raw: (handle: string, method: string, args: string) =>
  * events: the host stamps them with its time and `onTime` moves the frozen clock.
  */
 export function asyncCapCaller(
-  raw: (handle: string, method: string, args: string) => Promise<string>,
+  raw: (handle: string, method: string, args: WireMessage) => Promise<WireMessage>,
   onTime?: (now: number) => void,
 ): (handle: string, method: string, args: unknown[]) => Promise<unknown> {
-  return async (handle, method, args) => unwrapReply(await raw(handle, method, encodeWire(args, b64)), onTime);
+  return async (handle, method, args) => unwrapReply(await raw(handle, method, toMessage(args)), onTime);
 }
 
 type SqlValue = string | number | null | ArrayBuffer;

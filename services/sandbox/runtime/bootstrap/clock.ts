@@ -33,6 +33,8 @@ export function installClock(g: Record<string, unknown>): void {
     return construct(OrigDate, args.length === 0 ? [clock] : args, new.target);
   } as unknown as DateConstructor & Record<string, unknown>;
   Object.defineProperty(DateFn, 'length', { value: 7 });
+  // The bundler renames a function that shadows a global (`Date2`): its name is the global's.
+  Object.defineProperty(DateFn, 'name', { value: 'Date' });
   Object.defineProperty(DateFn, 'prototype', { value: OrigDate.prototype, writable: false, enumerable: false, configurable: false });
   for (const name of ['parse', 'UTC'] as const) Object.defineProperty(DateFn, name, { value: OrigDate[name], writable: true, configurable: true });
   Object.defineProperty(DateFn, 'now', {

@@ -8,7 +8,7 @@ import { resetClock, setClock } from './clock.ts';
 import { compileShipped } from './lockdown.ts';
 import { WebSocket } from './websocket.ts';
 import { makeStep, NonRetryableError, SUSPEND } from './workflow-step.ts';
-import { decodeWire } from './wire-codec.ts';
+import { decodeWire, inText, type WireMessage } from './wire-codec.ts';
 import { serviceWorkerHandler } from './service-worker.ts';
 import { runQueueHandler } from './queue-event.ts';
 import { show } from './console.ts';
@@ -299,7 +299,7 @@ export function makeRequestPath({
       },
       () => (suspended = true),
     );
-    const raw = decodeWire(eventWire, b64) as { payload: unknown; timestamp: number; instanceId: string; workflowName: string };
+    const raw = decodeWire(eventWire, inText(b64)) as { payload: unknown; timestamp: number; instanceId: string; workflowName: string };
     const event = Object.freeze({ payload: raw.payload, timestamp: new Date(raw.timestamp), instanceId: raw.instanceId, workflowName: raw.workflowName });
     const ctx = Object.freeze({ waitUntil: () => {}, passThroughOnException: () => {}, exports: ctxExports() });
     try {
@@ -399,7 +399,7 @@ export function makeRequestPath({
     return objects.call(key, className, id, name, storageHandle, kind, method, payload);
   }
 
-  async function runQueue(queue: string, messages: string, now: number): Promise<string> {
+  async function runQueue(queue: string, messages: WireMessage, now: number): Promise<string> {
     requests.active++;
     setClock(now);
     resetSubrequests();
@@ -479,7 +479,7 @@ export function makeRequestPath({
     objectCall: (...args: Parameters<typeof objectCall>) => holding(() => objectCall(...args)),
     objectServe,
     objectDrop: objects.drop,
-    runQueue: (queue: string, messages: string, now: number) => holding(() => runQueue(queue, messages, now)),
+    runQueue: (queue: string, messages: WireMessage, now: number) => holding(() => runQueue(queue, messages, now)),
     wsEvent,
     configure,
     rehearse,

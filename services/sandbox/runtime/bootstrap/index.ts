@@ -17,6 +17,7 @@ import './install-encoding.ts';
 import { atob, btoa, DOMException, setLegacyTablesSource, TextDecoder, TextEncoder } from './encoding.ts';
 import { Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
 import { asyncCapCaller, capCaller } from './bindings.ts';
+import type { WireMessage } from './wire-codec.ts';
 import * as web from './web-globals.ts';
 import { installClock, setClock } from './clock.ts';
 import { lockdown } from './lockdown.ts';
@@ -74,6 +75,7 @@ setBrotliWasm(host.brotliWasm);
 setSocketHost({ send: host.wsSend, close: host.wsClose, opened: host.wsOpened });
 // The host's capability dispatcher, called with applySyncPromise (blocks this isolate only) or apply.
 const capRef = take(REFERENCE_GLOBALS.capCall) as IsolateRef<HostReferences['capCall']>;
+const capSyncRef = take(REFERENCE_GLOBALS.capCallSync) as IsolateRef<HostReferences['capCallSync']>;
 // crypto.subtle's host (host-crypto.ts): one call, a structured copy each way (crypto.ts).
 const cryptoRef = take(REFERENCE_GLOBALS.crypto) as IsolateRef<HostReferences['crypto']>;
 // Pulls the next chunk of a body that streams in, a request's or a fetch() response's (an ArrayBuffer copy, or null at its end).
@@ -87,7 +89,7 @@ installClock(g);
 lockdown(g, options.allowEval, options.memoryLimit);
 
 // --- console, crypto, timers, misc globals ------------------------------------------------------------
-const logError = installConsole(g, host.log);
+const logError = installConsole(g, host.log, host.logMirror);
 
 const syncSubtle = installCrypto(g, host.random, cryptoRef);
 
@@ -133,14 +135,14 @@ for (const [name, value] of Object.entries(g))
   if (typeof value === 'function' && /^[A-Z]/.test(name) && value.name !== name) Object.defineProperty(value, 'name', { value: name, configurable: true });
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
-const callCap = capCaller((handle, method, args) => capRef.applySyncPromise(undefined, [handle, method, args]));
+const callCap = capCaller((handle, method, args) => capSyncRef.applySyncPromise(undefined, [handle, method, args], { arguments: { copy: true } }));
 const callCapAsync = asyncCapCaller(async (handle, method, args) => {
   if (requests.active === 0) throw new Error('fetch and other I/O can only be used while a request is being handled (not in global scope)');
   const started = requests.generation;
-  const reply = await capRef.apply(undefined, [handle, method, args], { result: { promise: true } });
+  const reply = await capRef.apply(undefined, [handle, method, args], { arguments: { copy: true }, result: { promise: true, copy: true } });
   // The request this call belonged to has ended: its continuations never run (they would run
   // outside every CPU and wall-time watchdog).
-  if (started !== requests.generation) return new PromiseCtor<string>(() => {});
+  if (started !== requests.generation) return new PromiseCtor<WireMessage>(() => {});
   return reply;
 }, setClock);
 

@@ -8,6 +8,7 @@
 import { KV_LIMITS, type KvDownload } from '../../../../schemas/kv.ts';
 import { TextDecoder, TextEncoder } from './encoding.ts';
 import * as web from './web-globals.ts';
+import { viewOf } from './wire-codec.ts';
 import type { CallAsync } from './workflow-step.ts';
 
 const JSONparse = JSON.parse;
@@ -88,8 +89,8 @@ function decode(bytes: Uint8Array, type: ValueType): unknown {
 /** A value to put, as bytes: strings as UTF-8, buffers and views copied, a stream read to its end (bounded). */
 async function bytesOf(value: unknown): Promise<Uint8Array> {
   if (typeof value === 'string') return new TextEncoder().encode(value);
-  if (value instanceof ArrayBuffer) return new U8(value.slice(0));
-  if (ArrayBuffer.isView(value)) return new U8(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength));
+  const view = viewOf(value);
+  if (view) return new U8(view);
   if (value && typeof (value as { getReader?: unknown }).getReader === 'function') {
     const reader = (value as ReadableStream<unknown>).getReader();
     const chunks: Uint8Array[] = [];
@@ -97,12 +98,7 @@ async function bytesOf(value: unknown): Promise<Uint8Array> {
     for (;;) {
       const { done, value: chunk } = await reader.read();
       if (done) break;
-      const b =
-        typeof chunk === 'string'
-          ? new TextEncoder().encode(chunk)
-          : ArrayBuffer.isView(chunk)
-            ? new U8(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-            : null;
+      const b = typeof chunk === 'string' ? new TextEncoder().encode(chunk) : ArrayBuffer.isView(chunk) ? viewOf(chunk)! : null;
       if (!b) throw new TypeError('KV put() streams must carry bytes');
       total += b.byteLength;
       if (total > MAX_VALUE) {

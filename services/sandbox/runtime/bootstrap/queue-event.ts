@@ -5,8 +5,7 @@
  * call on a message wins over a batch-wide one; a handler that throws has every message it did not
  * ack retried.
  */
-import { decodeWire } from './wire-codec.ts';
-import { b64 } from './bindings.ts';
+import { fromMessage, type WireMessage } from './wire-codec.ts';
 import { TextDecoder } from './encoding.ts';
 import { decodeValue } from './tagged-values.ts';
 import { errorText } from './response-out.ts';
@@ -20,7 +19,7 @@ const allSettled = Promise.allSettled.bind(Promise);
 const isInteger = Number.isInteger;
 const MAX_DELAY = 86_400;
 
-interface WireMessage {
+interface QueuedMessage {
   id: string;
   timestamp: number;
   attempts: number;
@@ -41,7 +40,7 @@ function delayOf(options: unknown): number | null {
 }
 
 /** A message body as its producer sent it (the `v8` type as tagged-values.ts writes it). */
-export function decodeBody(contentType: WireMessage['contentType'], body: Uint8Array): unknown {
+export function decodeBody(contentType: QueuedMessage['contentType'], body: Uint8Array): unknown {
   if (contentType === 'bytes') return body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength);
   const text = new TextDecoder().decode(body);
   if (contentType === 'text') return text;
@@ -54,12 +53,12 @@ export async function runQueueHandler(
   handler: QueueHandler | (new (ctx: unknown, env: unknown) => unknown) | undefined,
   env: object,
   queue: string,
-  messagesWire: string,
+  messagesWire: WireMessage,
   logError: (...args: unknown[]) => void,
 ): Promise<string> {
   const explicit = new Map<string, ['ack' | 'retry', number | null]>();
   let batchCall: ['ack' | 'retry', number | null] | null = null;
-  const wire = decodeWire(messagesWire, b64) as WireMessage[];
+  const wire = fromMessage(messagesWire) as QueuedMessage[];
   const messages = freeze(
     wire.map((m) =>
       freeze({

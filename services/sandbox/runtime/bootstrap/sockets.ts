@@ -11,6 +11,7 @@ import { requests } from './request-state.ts';
 import { hostBody } from './host-body.ts';
 import type { StreamedBodies } from './fetch.ts';
 import { NO_GLOBAL_OUTBOUND } from '../abi.ts';
+import { PEER_CERTIFICATE_KEY, type PeerCertificate } from '../../../../schemas/capabilities.ts';
 
 type CallAsync = (handle: string, method: string, args: unknown[]) => Promise<unknown>;
 
@@ -19,7 +20,10 @@ interface Connection {
   stream: number;
   socket: string;
   remoteAddress: string;
+  peerCertificate?: PeerCertificate;
 }
+
+const PEER_CERTIFICATE = Symbol.for(PEER_CERTIFICATE_KEY);
 
 interface Options {
   secureTransport: 'off' | 'on' | 'starttls';
@@ -95,7 +99,7 @@ export class Socket {
     });
     const failed = (e: unknown) => new ErrorCtor(e instanceof ErrorCtor ? e.message : String(e));
     this.opened = connection.then(
-      (c) => ({ remoteAddress: c.remoteAddress }),
+      (c) => ({ remoteAddress: c.remoteAddress, ...(c.peerCertificate ? { [PEER_CERTIFICATE]: c.peerCertificate } : {}) }),
       (e) => {
         const err = failed(e);
         fail(err);
