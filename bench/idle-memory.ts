@@ -1,21 +1,25 @@
 /**
  * One measurement of memory per idle isolate, in a process of its own (`node bench/idle-memory.ts
- * <cordon|bare>`): measured side by side in one process, the second kind reuses pages the first
- * freed and looks smaller than it is. Prints bytes per isolate.
+ * <cordon|snapshot|bare>`): measured side by side in one process, the second kind reuses pages the first
+ * freed and looks smaller than it is. Prints bytes per isolate. `snapshot` is an isolate made from the
+ * start-up snapshot with one context and no bootstrap run: what the snapshot costs, apart from the init
+ * half and the worker.
  */
 import ivm from 'isolated-vm';
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
+import { bootstrap } from '../services/sandbox/runtime/bootstrap-bundle.ts';
 
 const N = 300;
 const kind = process.argv[2];
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 const keep: ivm.Isolate[] = [];
 const rt = new WorkerRuntime({ maxIsolates: N + 10, spares: 0 });
+const { snapshot } = await bootstrap();
 gc();
 const before = process.memoryUsage().rss;
 for (let i = 0; i < N; i++) {
-  if (kind === 'bare') {
-    const iso = new ivm.Isolate({ memoryLimit: 128 });
+  if (kind === 'bare' || kind === 'snapshot') {
+    const iso = new ivm.Isolate({ memoryLimit: 128, ...(kind === 'snapshot' ? { snapshot } : {}) });
     await (await iso.createContext()).eval('1');
     keep.push(iso);
   } else {

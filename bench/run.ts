@@ -4,7 +4,8 @@
  *      body, CPU per request per process (bench/request-path.ts); and our runtime alone;
  *   2. cold start: code already fetched → first response, per new worker (our runtime), back to
  *      back and with a pause before each (a spare isolate ready);
- *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate;
+ *   3. memory per idle isolate: ours (full Workers API) vs a bare isolated-vm isolate, and the start-up
+ *      snapshot's share;
  *   4. workflows: 3-step instances/s on Cordon vs miniflare vs the SQLite floor; sleeping instances' memory;
  *   5. Dynamic Workers: new Workers a second, sustained, and their time to first response, vs workerd;
  *   6. Workers RPC calls/s between two workers vs fetch between them vs two workerd workers (bench/workers-rpc.ts);
@@ -25,6 +26,7 @@ import { build } from 'esbuild';
 import ivm from 'isolated-vm';
 import { ROOT } from '../test/helpers/mesh.ts';
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
+import { bootstrap } from '../services/sandbox/runtime/bootstrap-bundle.ts';
 import { workflowsBench } from './workflows.ts';
 import { runtimeAlone } from './runtime-alone.ts';
 import { dynamicWorkersBench } from './dynamic-workers.ts';
@@ -75,16 +77,29 @@ async function coldStart(): Promise<void> {
   const times = await timed(1, 0);
   // With a pause before each, a spare isolate is ready: the cost of an occasional cold start.
   const paused = await timed(1000, 60);
+  // Beside each bare isolate, the start-up snapshot's share of a cold start (in the same moment of a
+  // loaded machine): the isolate, deserialised on this thread with isolated-vm's own default context,
+  // and the context the worker runs in, each deserialising the libraries.
+  const { snapshot } = await bootstrap();
   const bare: number[] = [];
+  const fromSnapshot: number[] = [];
+  const snapshotContext: number[] = [];
   for (let i = 0; i < 100; i++) {
-    const t = performance.now();
+    let t = performance.now();
     const iso = new ivm.Isolate({ memoryLimit: 128 });
     const ctx = await iso.createContext();
     await ctx.eval('1 + 1');
     bare.push(performance.now() - t);
     iso.dispose();
+    t = performance.now();
+    const snap = new ivm.Isolate({ memoryLimit: 128, snapshot });
+    fromSnapshot.push(performance.now() - t);
+    t = performance.now();
+    await snap.createContext();
+    snapshotContext.push(performance.now() - t);
+    snap.dispose();
   }
-  bare.sort((a, b) => a - b);
+  for (const a of [bare, fromSnapshot, snapshotContext]) a.sort((x, y) => x - y);
   say(
     `  cordon, back to back       p50 ${times[50]!.toFixed(1)} ms   p99 ${times[98]!.toFixed(1)} ms   (${(times[50]! / bare[50]!).toFixed(1)}x a bare isolate)`,
   );
@@ -92,6 +107,9 @@ async function coldStart(): Promise<void> {
     `  cordon, spare ready        p50 ${paused[50]!.toFixed(1)} ms   p99 ${paused[98]!.toFixed(1)} ms   (${(paused[50]! / bare[50]!).toFixed(1)}x a bare isolate)`,
   );
   say(`  bare isolated-vm isolate   p50 ${bare[50]!.toFixed(1)} ms   p99 ${bare[98]!.toFixed(1)} ms`);
+  say(
+    `  of which the snapshot:     isolate p50 ${fromSnapshot[50]!.toFixed(1)} ms (main thread)   its context p50 ${snapshotContext[50]!.toFixed(1)} ms   (the rest: bootstrap init, the worker's modules, the request)`,
+  );
   rt.dispose();
 }
 
@@ -107,9 +125,11 @@ async function idleMemory(): Promise<void> {
       child.on('exit', (code) => (code === 0 ? resolve(Number(out)) : reject(new Error(`idle-memory ${kind} exited with ${code}`))));
     });
   const ours = await measure('cordon');
+  const snapshot = await measure('snapshot');
   const bare = await measure('bare');
   const mib = (b: number) => (b / 1024 / 1024).toFixed(2);
   say(`  cordon idle isolate   ${mib(ours)} MiB   ${Math.floor(1024 ** 3 / ours)} per GiB   (${(ours / bare).toFixed(1)}x a bare isolate)`);
+  say(`  snapshot + a context  ${mib(snapshot)} MiB   (no bootstrap run, no worker: the start-up snapshot's share)`);
   say(`  bare isolated-vm      ${mib(bare)} MiB   ${Math.floor(1024 ** 3 / bare)} per GiB`);
 }
 
