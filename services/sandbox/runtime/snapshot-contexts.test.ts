@@ -1,0 +1,45 @@
+/**
+ * isolated-vm as npm install rebuilds it (native/isolated-vm.mjs): a start-up snapshot's objects are
+ * deserialised into the contexts made for the worker only, not also into isolated-vm's internal default
+ * context. Measured by heap size, not time: a snapshot holding 8 MB in its context.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import ivm from 'isolated-vm';
+
+const addon = join(dirname(createRequire(import.meta.url).resolve('isolated-vm/package.json')), 'build', 'Release', 'isolated_vm.node');
+const skip =
+  !existsSync(addon) && process.env.CORDON_REQUIRE_ALL !== '1' ? 'isolated-vm was not rebuilt with its snapshot patch (no g++ at npm install)' : false;
+const MB = 1024 * 1024;
+
+test('an isolate from the snapshot holds its libraries only in the contexts made for the worker', { skip }, async () => {
+  // A million-element array: ~8 MB in the snapshot's context.
+  const snapshot = ivm.Isolate.createSnapshot([{ code: 'globalThis.big = new Array(1e6).fill(1.5); globalThis.mark = "libs"' }]);
+  const isolate = new ivm.Isolate({ memoryLimit: 128, snapshot });
+  try {
+    assert.ok(isolate.getHeapStatisticsSync().used_heap_size < 4 * MB, 'the default context holds a copy of the snapshot');
+    const context = await isolate.createContext();
+    assert.equal(await context.eval('mark + ":" + big.length'), 'libs:1000000');
+    assert.ok(isolate.getHeapStatisticsSync().used_heap_size > 8 * MB);
+    // A second context gets its own copy, as before.
+    const other = await isolate.createContext();
+    await other.eval('big[0] = 2');
+    assert.equal(await context.eval('big[0]'), 1.5);
+  } finally {
+    isolate.dispose();
+    snapshot.release();
+  }
+});
+
+test('an isolate without a snapshot is as before: contexts are plain', { skip }, async () => {
+  const isolate = new ivm.Isolate({ memoryLimit: 32 });
+  try {
+    const context = await isolate.createContext();
+    assert.equal(await context.eval('typeof big + typeof Array'), 'undefinedfunction');
+  } finally {
+    isolate.dispose();
+  }
+});
