@@ -1,11 +1,15 @@
-// isolated-vm, rebuilt from its own sources with one change: an isolate made from a start-up snapshot
-// deserialises the snapshot's libraries only into the contexts made for it (createContext), not also
-// into isolated-vm's internal default context, which never runs them. Unpatched, every isolate carries
-// a second copy of the Workers API libraries and spends its deserialisation on the main thread: ~0.4 MiB
-// and ~0.7 ms per isolate (README, Benchmarks). The snapshot's libraries move from V8's default context
-// to a context added beside a plain one (SnapshotCreator::AddContext), and createContext reads that
-// one (Context::FromSnapshot). The addon is written where isolated-vm's loader (node-gyp-build) looks
-// first, build/Release; without a C++ compiler the prebuilt addon stays, with the second copy.
+// isolated-vm, rebuilt from its own sources with two changes, each worth memory in every isolate
+// (README, Benchmarks):
+// - an isolate made from a start-up snapshot deserialises the snapshot's libraries only into the
+//   contexts made for it (createContext), not also into isolated-vm's internal default context, which
+//   never runs them (unpatched: a second copy of the Workers API libraries, ~0.4 MiB, and ~0.7 ms of
+//   deserialisation on the main thread per isolate). The libraries move from V8's default context to a
+//   context added beside a plain one (SnapshotCreator::AddContext); createContext reads that one
+//   (Context::FromSnapshot);
+// - a large script's source is shared by the isolates that compile it (the bootstrap's init half:
+//   168 KB per isolate unpatched).
+// The addon is written where isolated-vm's loader (node-gyp-build) looks first, build/Release; without
+// a C++ compiler the prebuilt addon stays, and an isolate costs what it did.
 import { execFile } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -20,6 +24,47 @@ const EDITS = {
     [
       '\t\t\tLocal<Context> context = Context::New(isolate);\n\t\t\tsnapshot_creator.SetDefaultContext(context, {&SerializeInternalFieldsCallback, nullptr});',
       '\t\t\tsnapshot_creator.SetDefaultContext(Context::New(isolate));\n\t\t\tLocal<Context> context = Context::New(isolate);\n\t\t\tsnapshot_creator.AddContext(context, {&SerializeInternalFieldsCallback, nullptr});',
+    ],
+  ],
+  // A script compiled again and again (the bootstrap's init half, in each new isolate) shares one copy of
+  // its source between isolates: V8 keeps it as an external string for the script's lifetime. Modules
+  // (tenant code) are copied per compile, as before.
+  'src/external_copy/string.h': [
+    [
+      '\t\texplicit ExternalCopyString(v8::Local<v8::String> string);\n',
+      '\t\texplicit ExternalCopyString(v8::Local<v8::String> string);\n\t\tstatic auto Interned(v8::Local<v8::String> string) -> ExternalCopyString;\n',
+    ],
+  ],
+  'src/external_copy/string.cc': [
+    ['#include <cstring>\n', '#include <cstring>\n#include <mutex>\n#include <string_view>\n#include <unordered_map>\n'],
+    [
+      'auto ExternalCopyString::CopyInto(bool /*transfer_in*/) -> Local<Value> {',
+      `auto ExternalCopyString::Interned(Local<String> string) -> ExternalCopyString {
+\tExternalCopyString copy{string};
+\tif (copy.value->size() < 65536) {
+\t\treturn copy;
+\t}
+\tstatic std::mutex mutex;
+\tstatic std::unordered_map<size_t, std::weak_ptr<std::vector<char>>> interned;
+\tsize_t key = std::hash<std::string_view>{}(std::string_view{copy.value->data(), copy.value->size()}) ^ copy.one_byte;
+\tstd::lock_guard<std::mutex> lock{mutex};
+\tauto& entry = interned[key];
+\tauto shared = entry.lock();
+\tif (shared && *shared == *copy.value) {
+\t\tcopy.value = std::move(shared);
+\t} else {
+\t\tentry = copy.value;
+\t}
+\treturn copy;
+}
+
+auto ExternalCopyString::CopyInto(bool /*transfer_in*/) -> Local<Value> {`,
+    ],
+  ],
+  'src/module/evaluation.cc': [
+    [
+      '\t\tcode_string{ExternalCopyString{code_handle}},',
+      '\t\tcode_string{is_module ? ExternalCopyString{code_handle} : ExternalCopyString::Interned(code_handle)},',
     ],
   ],
   'src/isolate/environment.h': [
