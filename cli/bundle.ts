@@ -21,7 +21,7 @@ import type { BuildSettings, ModuleRule, RuleType } from './worker-config.ts';
 import { moduleNameProblem, type WorkerModule } from '../schemas/worker.ts';
 import { findAdditionalModules, MODULE_TYPE, moduleOf, nameIn, type Found } from './additional-modules.ts';
 import { rewriteDynamicImports } from './dynamic-import.ts';
-import { LOWERED_ASYNC, nodeCompat, nodePlugin, POPULATE_ENV_DEFINE } from './nodejs-compat.ts';
+import { HTTP_SERVER_DEFINE, LOWERED_ASYNC, nodeCompat, nodePlugin, POPULATE_ENV_DEFINE } from './nodejs-compat.ts';
 
 export interface Bundle {
   mainModule: string;
@@ -224,6 +224,7 @@ async function build1(
         ...(process.env.NODE_ENV ? { 'process.env.NODE_ENV': JSON.stringify(process.env.NODE_ENV) } : {}),
         ...node?.define,
         [POPULATE_ENV_DEFINE]: String(compat.populateEnv),
+        [HTTP_SERVER_DEFINE]: String(compat.httpServer),
         ...settings.define,
       },
       inject: node?.inject,

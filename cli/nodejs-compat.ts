@@ -30,6 +30,8 @@ export const COMPAT_FLAGS: Record<string, string> = {
   nodejs_compat_do_not_populate_process_env: 'process.env starts empty',
   enable_nodejs_http_modules: 'the node:http and node:https clients whatever the date',
   disable_nodejs_http_modules: "node:http and node:https as unenv's stand-ins whatever the date",
+  enable_nodejs_http_server_modules: 'node:http servers and cloudflare:node httpServerHandler whatever the date',
+  disable_nodejs_http_server_modules: 'node:http servers throw ERR_METHOD_NOT_IMPLEMENTED whatever the date',
   enable_nodejs_os_module: "node:os with workerd's fixed answers whatever the date",
   disable_nodejs_os_module: "node:os as unenv's stand-in whatever the date",
   enable_nodejs_fs_module: "node:fs with workerd's virtual file system whatever the date",
@@ -61,6 +63,8 @@ export interface NodeCompat {
   populateEnv: boolean;
   /** Modules Workers provides at this date and these flags (without the `node:` prefix). */
   workersNative: Set<string>;
+  /** node:http servers (from 2025-09-01 or enable_nodejs_http_server_modules), as the preset says. */
+  httpServer: boolean;
 }
 
 /** The date flags are gated by: a date that is not one (a template's "<COMPATIBILITY_DATE>" placeholder) gates as wrangler's default. */
@@ -77,7 +81,7 @@ export function nodeCompat(date: string | undefined, flags: string[]): NodeCompa
     on && (has('nodejs_compat_populate_process_env') || compatibilityDate >= PROCESS_ENV_DATE) && !has('nodejs_compat_do_not_populate_process_env');
   const preset = getCloudflarePreset({ compatibilityDate, compatibilityFlags: flags });
   const workersNative = new Set((preset.external ?? []).filter((m) => !m.startsWith('node:')));
-  return { off: !on && !has('nodejs_als'), alsOnly: !on && has('nodejs_als'), v2, populateEnv, workersNative };
+  return { off: !on && !has('nodejs_als'), alsOnly: !on && has('nodejs_als'), v2, populateEnv, workersNative, httpServer: workersNative.has('_http_server') };
 }
 
 /** esbuild `supported` for a bundle using AsyncLocalStorage: async functions become generators driven by `then`. */
@@ -95,6 +99,7 @@ function cordonModules(compat: NodeCompat): Record<string, string> {
   const stream = here('stream.ts');
   // The http clients where Workers has them (2025-08-15, or the flag): before, unenv's stand-ins, as wrangler bundles.
   const http: Record<string, string> = compat.workersNative.has('http') ? { http: here('http.ts'), https: here('https.ts') } : {};
+  if (compat.httpServer) http._http_server = here('http-server.ts');
   const os: Record<string, string> = compat.workersNative.has('os') ? { os: here('os.ts') } : {};
   const fs: Record<string, string> = compat.workersNative.has('fs') ? { fs: here('fs.ts'), 'fs/promises': here('fs-promises.ts') } : {};
   return {
@@ -210,6 +215,8 @@ export function nodePlugin(compat: NodeCompat): NodePlugin {
         ['init.__wbindgen_wasm_module = module;', ''],
         ['export default init;', ''],
       ]);
+      // workerd's cloudflare:node (httpServerHandler) is node:http's servers' front door: bundled beside them.
+      b.onResolve({ filter: /^cloudflare:node$/ }, () => ({ path: here('cloudflare-node.ts') }));
       // The isolate's own halves of node:crypto and node:zlib (services/sandbox/runtime/modules.ts), for the polyfills only.
       b.onResolve({ filter: /^node-internal:/ }, (args) => (args.importer.includes('/node-polyfills/') ? { path: args.path, external: true } : undefined));
       b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
@@ -242,3 +249,5 @@ export function nodePlugin(compat: NodeCompat): NodePlugin {
 
 /** What the process polyfill is told at bundle time (a define): whether process.env holds the vars. */
 export const POPULATE_ENV_DEFINE = '__CORDON_POPULATE_PROCESS_ENV__';
+/** What node:http is told at bundle time (a define): whether its servers are enabled (http-server.ts). */
+export const HTTP_SERVER_DEFINE = '__CORDON_HTTP_SERVER__';

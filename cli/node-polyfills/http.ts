@@ -4,12 +4,13 @@
  * so egress's destination rules, limits, subrequest count and audit apply unchanged (this module opens
  * nothing itself). A ClientRequest is a Writable whose body is sent when it ends; the answer is an
  * IncomingMessage, a Readable over the response body, read as the worker reads it. Redirects are not
- * followed (Node's behaviour). Servers, and the constants and Agent, are unenv's (an Agent pools nothing
- * here: fetch() has no sockets to keep).
+ * followed (Node's behaviour). Servers are http-server.ts; the constants and Agent are unenv's (an Agent
+ * pools nothing here: fetch() has no sockets to keep).
  */
 import { Buffer } from 'node:buffer';
 import { Readable, Writable } from 'node:stream';
-import { Agent, createServer, METHODS as UNENV_METHODS, maxHeaderSize, Server, STATUS_CODES as UNENV_STATUS_CODES } from 'unenv/node/http';
+import { Agent, METHODS as UNENV_METHODS, maxHeaderSize, STATUS_CODES as UNENV_STATUS_CODES } from 'unenv/node/http';
+import { createServer, Server, ServerResponse } from './http-server.ts';
 
 const METHODS = UNENV_METHODS as string[];
 const STATUS_CODES = UNENV_STATUS_CODES as Record<number, string | undefined>;
@@ -32,11 +33,14 @@ export interface RequestOptions {
   agent?: unknown;
 }
 
-const nodeError = (Ctor: ErrorConstructor, message: string, code: string) => Object.assign(new Ctor(message), { code });
+export const nodeError = (Ctor: ErrorConstructor, message: string, code: string) => Object.assign(new Ctor(message), { code });
 /** Headers fetch() sets itself, or refuses from a caller. */
 const FETCH_OWNS = new Set(['host', 'content-length', 'connection', 'transfer-encoding', 'keep-alive', 'expect']);
 
-/** An answer: status, headers as workerd gives them (lower case, repeated ones joined), and the body as a stream. */
+/**
+ * An answer (the client's), or a request (a server's: http-server.ts): status or method and URL, headers as
+ * workerd gives them (lower case, repeated ones joined), and the body as a stream.
+ */
 export class IncomingMessage extends Readable {
   statusCode = 0;
   statusMessage = '';
@@ -52,18 +56,26 @@ export class IncomingMessage extends Readable {
   method: string | null = null;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
 
-  constructor(response?: Response) {
+  constructor(message?: Response | Request) {
     super();
-    if (!response) return;
-    this.statusCode = response.status;
-    this.statusMessage = response.statusText || STATUS_CODES[response.status] || '';
+    if (!message) return;
+    if (message instanceof Request) {
+      const url = new URL(message.url);
+      this.method = message.method;
+      this.url = `${url.pathname}${url.search}`;
+    } else {
+      this.statusCode = message.status;
+      this.statusMessage = message.statusText || STATUS_CODES[message.status] || '';
+    }
     // Repeated headers joined with ", ", set-cookie included: workerd's answer (Node's own keeps set-cookie an array).
-    for (const [name, value] of response.headers) {
+    for (const [name, raw] of message.headers) {
+      // A request's joined Host is its first, as workerd gives a server (Node keeps the first).
+      const value = name === 'host' && message instanceof Request ? raw.split(', ', 1)[0]! : raw;
       const before = this.headers[name];
       this.headers[name] = before === undefined ? value : `${before}, ${value}`;
       this.rawHeaders.push(name, value);
     }
-    this.#reader = response.body?.getReader();
+    this.#reader = message.body?.getReader();
   }
 
   override _read(): void {
@@ -246,7 +258,7 @@ export function get(input: unknown, options?: RequestOptions | Callback, callbac
 
 export const globalAgent = new Agent();
 export const OutgoingMessage = Writable;
-export { Agent, createServer, METHODS, maxHeaderSize, Server, STATUS_CODES };
+export { Agent, createServer, METHODS, maxHeaderSize, Server, ServerResponse, STATUS_CODES };
 
 export function validateHeaderName(name: string): void {
   if (typeof name !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name))
@@ -265,6 +277,7 @@ export default {
   OutgoingMessage,
   STATUS_CODES,
   Server,
+  ServerResponse,
   createServer,
   get,
   globalAgent,

@@ -1,0 +1,118 @@
+/**
+ * node:http servers and cloudflare:node's httpServerHandler as `deploy` bundles them from the 2025-09-01
+ * compatibility date, run in a real isolate: requests handed to a server in the worker itself, every answer
+ * (status, headers, streamed body, errors) equal to the real workerd's on the same source; before that date
+ * the server classes throw ERR_METHOD_NOT_IMPLEMENTED, as workerd's do.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runCompatWorker } from './testing.ts';
+import { waitFor } from '../../test/helpers/mesh.ts';
+import { startWorkerd, workerdMissing } from '../../test/helpers/workerd.ts';
+
+const SOURCE = `import http from 'node:http';
+import { httpServerHandler, handleAsNodeRequest } from 'cloudflare:node';
+const t = (f) => { try { return ['ok', f()] } catch (e) { return ['throws', e.code, e.message] } };
+const server = http.createServer((req, res) => {
+  if (req.url === '/throw') throw new Error('boom');
+  if (req.url === '/destroy') return void res.destroy(new Error('gone'));
+  if (req.url.startsWith('/echo')) {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      res.setHeader('x-multi', ['a', 'b']);
+      res.writeHead(201, 'Made', { 'content-type': 'application/json', 'X-Mixed': 'Case' });
+      res.end(JSON.stringify({ method: req.method, url: req.url, host: req.headers.host, x: req.headers['x-test'], raw: req.rawHeaders.length, body: Buffer.concat(chunks).toString(), version: req.httpVersion, proto: req instanceof http.IncomingMessage && res instanceof http.ServerResponse }));
+    });
+    return;
+  }
+  if (req.url === '/stream') {
+    res.statusCode = 202;
+    res.write('one,');
+    setTimeout(() => { res.write(new Uint8Array([116, 119, 111, 44])); res.end('three'); }, 5);
+    return;
+  }
+  if (req.url === '/state') {
+    const before = res.headersSent;
+    res.setHeader('X-Case', 'kept');
+    res.appendHeader('x-list', 'a'); res.appendHeader('x-list', 'b');
+    const names = [res.getHeaderNames(), res.getRawHeaderNames(), res.getHeaders(), res.hasHeader('x-case')];
+    res.removeHeader('x-case');
+    res.writeHead(200);
+    res.write('x');
+    return void res.end(JSON.stringify({ before, names, sent: res.headersSent, late: t(() => res.setHeader('a', 'b')), status: res.statusCode }));
+  }
+  if (req.url === '/empty') return void res.writeHead(204).end('dropped');
+  res.end('hello ' + req.method);
+});
+const listened = [];
+server.on('listening', () => listened.push('event'));
+server.listen(8080, () => listened.push('callback'));
+const handler = httpServerHandler({ port: 8080 });
+const auto = http.createServer((q, r) => r.end('auto ' + q.url));
+const autoHandler = httpServerHandler(auto);
+// workerd's Response carries Node's hop-by-hop headers (connection, transfer-encoding), which never reach a client.
+const HOP = ['connection', 'transfer-encoding', 'content-length'];
+const answer = async (p) => {
+  try {
+    const res = await p;
+    return [res.status, res.statusText, [...res.headers].filter(([k]) => !HOP.includes(k)), await res.text()];
+  } catch (e) { return ['throws', e.code, e.message]; }
+};
+export default { async fetch() {
+  const u = (p) => 'http://example.com' + p;
+  const out = {
+    echo: await answer(handler.fetch(new Request(u('/echo?q=1'), { method: 'POST', body: 'hi there', headers: { 'x-test': 'yes' } }))),
+    stream: await answer(handler.fetch(new Request(u('/stream')))),
+    state: await answer(handler.fetch(new Request(u('/state')))),
+    empty: await answer(handler.fetch(new Request(u('/empty')))),
+    plain: await answer(handleAsNodeRequest(8080, new Request(u('/'), { method: 'PUT' }))),
+    throws: await answer(handler.fetch(new Request(u('/throw')))),
+    destroy: await answer(handler.fetch(new Request(u('/destroy')))),
+    missing: await answer(httpServerHandler({ port: 9999 }).fetch(new Request(u('/')))),
+    auto: [await answer(autoHandler.fetch(new Request(u('/a')))), auto.listening, typeof auto.address().port],
+    twice: t(() => http.createServer().listen(8080)),
+    badPort: t(() => http.createServer().listen(70000)).slice(0, 2),
+    noPort: t(() => httpServerHandler({})),
+    address: server.address(),
+    listening: server.listening,
+    listened,
+  };
+  server.close();
+  out.closed = [server.listening, await answer(handler.fetch(new Request(u('/'))))];
+  return Response.json(out);
+} };`;
+
+async function onWorkerd(source: string, date: string): Promise<unknown> {
+  const workerd = await startWorkerd({
+    files: { 'w.js': source },
+    config: (
+      ports,
+    ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
+const w :Workerd.Worker = ( modules = [ (name = "w.js", esModule = embed "w.js") ], compatibilityDate = "${date}", compatibilityFlags = ["nodejs_compat"] );`,
+  });
+  try {
+    return await waitFor('workerd', async () => {
+      const res = await fetch(workerd.url()).catch(() => undefined);
+      return res?.status === 200 ? await res.json() : undefined;
+    });
+  } finally {
+    workerd.stop();
+  }
+}
+
+test('node:http servers from 2025-09-01: the same answers as workerd', { skip: workerdMissing() }, async () => {
+  const ours = await runCompatWorker(SOURCE, {}, '2025-09-01');
+  assert.equal(ours.status, 200, ours.body);
+  const mine = JSON.parse(ours.body) as Record<string, unknown>;
+  assert.deepEqual(mine.stream, [202, 'unknown', [], 'one,two,three']);
+  assert.deepEqual(mine, await onWorkerd(SOURCE, '2025-09-01'));
+});
+
+test('node:http servers before 2025-09-01: ERR_METHOD_NOT_IMPLEMENTED, as workerd', { skip: workerdMissing() }, async () => {
+  const source = `import http from 'node:http';
+export default { fetch() { try { http.createServer(); return new Response('made'); } catch (e) { return Response.json([e.code]); } } };`;
+  const ours = await runCompatWorker(source, {}, '2025-08-20');
+  assert.deepEqual(JSON.parse(ours.body), ['ERR_METHOD_NOT_IMPLEMENTED']);
+  assert.deepEqual(JSON.parse(ours.body), await onWorkerd(source, '2025-08-20'));
+});
