@@ -87,7 +87,8 @@ export function nodeCompat(date: string | undefined, flags: string[]): NodeCompa
 /** esbuild `supported` for a bundle using AsyncLocalStorage: async functions become generators driven by `then`. */
 export const LOWERED_ASYNC = { 'async-await': false } as const;
 
-const here = (f: string) => fileURLToPath(new URL(`./node-polyfills/${f}`, import.meta.url));
+const POLYFILLS = fileURLToPath(new URL('./node-polyfills/', import.meta.url));
+const here = (f: string) => join(POLYFILLS, f);
 // The trailing slash names the npm package where Node has a built-in of the same name.
 const pkg = (spec: string) => createRequire(import.meta.url).resolve(`${spec}/`);
 
@@ -229,13 +230,17 @@ export function nodePlugin(compat: NodeCompat): NodePlugin {
           return { errors: [{ text: `${args.path}: only node:async_hooks is available with nodejs_als; add the nodejs_compat compatibility flag` }] };
         }
         const t = target(name);
-        if (typeof t === 'string') return { path: t };
-        // A CommonJS require() of a runtime module: ESM output has no require, so it becomes an import (as wrangler does).
-        return args.kind === 'require-call' ? { path: `node:${name}`, namespace: 'cordon-require-runtime' } : { path: `node:${name}`, external: true };
+        // A CommonJS require() of a runtime module or of one of Cordon's ES polyfills gets the module's default
+        // export, as require() of Node's own module does (`util.inherits(X, require('stream'))`; wrangler does the same).
+        if (typeof t === 'string') return args.kind === 'require-call' && t.startsWith(POLYFILLS) ? { path: t, namespace: 'cordon-require-esm' } : { path: t };
+        // ESM output has no require, so it becomes an import (as wrangler does).
+        return args.kind === 'require-call' ? { path: `node:${name}`, namespace: 'cordon-require-esm' } : { path: `node:${name}`, external: true };
       });
-      b.onLoad({ filter: /.*/, namespace: 'cordon-require-runtime' }, (args) => ({
+      b.onLoad({ filter: /.*/, namespace: 'cordon-require-esm' }, (args) => ({
         contents: `import * as m from ${JSON.stringify(args.path)}; module.exports = m.default ?? m;`,
         loader: 'js',
+        // A virtual module resolves nothing by itself, a polyfill's absolute path included.
+        resolveDir: POLYFILLS,
       }));
     },
   };
