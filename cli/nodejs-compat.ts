@@ -216,6 +216,10 @@ export function nodePlugin(compat: NodeCompat): NodePlugin {
         ['init.__wbindgen_wasm_module = module;', ''],
         ['export default init;', ''],
       ]);
+      // readable-stream takes nextTick from the npm `process` package, whose queue drains on a setTimeout: after a
+      // response streamed past its handler's return, that queue was seen stuck, and every later request of the
+      // isolate reading a stream waited for a tick that never came. Cordon's process (a microtask per tick) cannot.
+      b.onResolve({ filter: /^process\/$/ }, (args) => (args.importer.includes('/readable-stream/') ? { path: here('process.ts') } : undefined));
       // workerd's cloudflare:node (httpServerHandler) is node:http's servers' front door: bundled beside them.
       b.onResolve({ filter: /^cloudflare:node$/ }, () => ({ path: here('cloudflare-node.ts') }));
       // The isolate's own halves of node:crypto and node:zlib (services/sandbox/runtime/modules.ts), for the polyfills only.

@@ -22,7 +22,8 @@ const server = http.createServer((req, res) => {
     req.on('end', () => {
       res.setHeader('x-multi', ['a', 'b']);
       res.writeHead(201, 'Made', { 'content-type': 'application/json', 'X-Mixed': 'Case' });
-      res.end(JSON.stringify({ method: req.method, url: req.url, host: req.headers.host, x: req.headers['x-test'], raw: req.rawHeaders.length, body: Buffer.concat(chunks).toString(), version: req.httpVersion, proto: req instanceof http.IncomingMessage && res instanceof http.ServerResponse }));
+      const { readable, encrypted, remoteAddress, localPort } = req.socket;
+      res.end(JSON.stringify({ socket: [readable, encrypted, remoteAddress, localPort, req.connection === req.socket, res.socket ?? null, req.complete], method: req.method, url: req.url, host: req.headers.host, x: req.headers['x-test'], raw: req.rawHeaders.length, body: Buffer.concat(chunks).toString(), version: req.httpVersion, proto: req instanceof http.IncomingMessage && res instanceof http.ServerResponse }));
     });
     return;
   }

@@ -10,7 +10,8 @@
 import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
-import { IncomingMessage, nodeError } from './http.ts';
+import { IncomingMessage } from './http-incoming.ts';
+import { nodeError } from './node-error.ts';
 
 /** Bundle-time answer (a define, cli/nodejs-compat.ts): whether the worker's date or flags give it servers. */
 declare const __CORDON_HTTP_SERVER__: boolean;
@@ -263,6 +264,19 @@ export class Server extends EventEmitter {
 
   async #onRequest(request: Request): Promise<Response> {
     const req = new IncomingMessage(request);
+    // No socket exists: workerd's stand-in, readable until the body ends (on-finished, so body-parser, reads a body only then), with
+    // the loopback address whoever the client is (the client's own is in cf-connecting-ip).
+    const socket = Object.assign(new EventEmitter(), {
+      readable: true,
+      encrypted: false,
+      remoteAddress: '127.0.0.1',
+      remotePort: 49152 + Math.floor(Math.random() * 16384),
+      localPort: this.#port,
+    });
+    req.socket = socket;
+    req.once('end', () => {
+      socket.readable = false;
+    });
     const res = new ServerResponse(req);
     try {
       this.emit('request', req, res);

@@ -8,9 +8,11 @@
  * pools nothing here: fetch() has no sockets to keep).
  */
 import { Buffer } from 'node:buffer';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { Agent, METHODS as UNENV_METHODS, maxHeaderSize, STATUS_CODES as UNENV_STATUS_CODES } from 'unenv/node/http';
+import { IncomingMessage } from './http-incoming.ts';
 import { createServer, Server, ServerResponse } from './http-server.ts';
+import { nodeError } from './node-error.ts';
 
 const METHODS = UNENV_METHODS as string[];
 const STATUS_CODES = UNENV_STATUS_CODES as Record<number, string | undefined>;
@@ -33,78 +35,8 @@ export interface RequestOptions {
   agent?: unknown;
 }
 
-export const nodeError = (Ctor: ErrorConstructor, message: string, code: string) => Object.assign(new Ctor(message), { code });
 /** Headers fetch() sets itself, or refuses from a caller. */
 const FETCH_OWNS = new Set(['host', 'content-length', 'connection', 'transfer-encoding', 'keep-alive', 'expect']);
-
-/**
- * An answer (the client's), or a request (a server's: http-server.ts): status or method and URL, headers as
- * workerd gives them (lower case, repeated ones joined), and the body as a stream.
- */
-export class IncomingMessage extends Readable {
-  statusCode = 0;
-  statusMessage = '';
-  headers: Record<string, string> = {};
-  rawHeaders: string[] = [];
-  trailers: Record<string, string> = {};
-  rawTrailers: string[] = [];
-  httpVersion = '1.1';
-  httpVersionMajor = 1;
-  httpVersionMinor = 1;
-  complete = false;
-  url = '';
-  method: string | null = null;
-  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-
-  constructor(message?: Response | Request) {
-    super();
-    if (!message) return;
-    if (message instanceof Request) {
-      const url = new URL(message.url);
-      this.method = message.method;
-      this.url = `${url.pathname}${url.search}`;
-    } else {
-      this.statusCode = message.status;
-      this.statusMessage = message.statusText || STATUS_CODES[message.status] || '';
-    }
-    // Repeated headers joined with ", ", set-cookie included: workerd's answer (Node's own keeps set-cookie an array).
-    for (const [name, raw] of message.headers) {
-      // A request's joined Host is its first, as workerd gives a server (Node keeps the first).
-      const value = name === 'host' && message instanceof Request ? raw.split(', ', 1)[0]! : raw;
-      const before = this.headers[name];
-      this.headers[name] = before === undefined ? value : `${before}, ${value}`;
-      this.rawHeaders.push(name, value);
-    }
-    this.#reader = message.body?.getReader();
-  }
-
-  override _read(): void {
-    if (!this.#reader) {
-      this.complete = true;
-      this.push(null);
-      return;
-    }
-    this.#reader.read().then(
-      ({ done, value }) => {
-        if (done) {
-          this.complete = true;
-          this.push(null);
-        } else this.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
-      },
-      (e: unknown) => this.destroy(e as Error),
-    );
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.complete) this.#reader?.cancel().catch(() => {});
-    callback(error);
-  }
-
-  setTimeout(_ms: number, callback?: () => void): this {
-    if (callback) this.once('timeout', callback);
-    return this;
-  }
-}
 
 /** `new URL(...)`, a string, or options, merged as Node merges `request(url, options, callback)`. */
 function target(defaultProtocol: string, input: unknown, options: RequestOptions): { url: URL; method: string } {
@@ -258,7 +190,7 @@ export function get(input: unknown, options?: RequestOptions | Callback, callbac
 
 export const globalAgent = new Agent();
 export const OutgoingMessage = Writable;
-export { Agent, createServer, METHODS, maxHeaderSize, Server, ServerResponse, STATUS_CODES };
+export { Agent, createServer, IncomingMessage, METHODS, maxHeaderSize, Server, ServerResponse, STATUS_CODES };
 
 export function validateHeaderName(name: string): void {
   if (typeof name !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name))
