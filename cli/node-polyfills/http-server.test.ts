@@ -117,3 +117,25 @@ export default { fetch() { try { http.createServer(); return new Response('made'
   assert.deepEqual(JSON.parse(ours.body), ['ERR_METHOD_NOT_IMPLEMENTED']);
   assert.deepEqual(JSON.parse(ours.body), await onWorkerd(source, '2025-08-20'));
 });
+
+test('node:http servers by flag: enable_nodejs_http_server_modules before the date, disable_nodejs_http_server_modules after it', async () => {
+  const source = `import http from 'node:http';
+import { httpServerHandler } from 'cloudflare:node';
+export default { async fetch(request) {
+  try { http.createServer((q, r) => r.end('served')).listen(1); } catch (e) { return new Response(e.code); }
+  return new Response(await (await httpServerHandler({ port: 1 }).fetch(request)).text());
+} };`;
+  assert.equal((await runCompatWorker(source, {}, '2025-08-20', ['nodejs_compat', 'enable_nodejs_http_server_modules'])).body, 'served');
+  assert.equal((await runCompatWorker(source, {}, '2025-09-01', ['nodejs_compat', 'disable_nodejs_http_server_modules'])).body, 'ERR_METHOD_NOT_IMPLEMENTED');
+});
+
+test("a CommonJS require() of node:stream and node:http gets the modules themselves, as Node's require does", async () => {
+  const source = `const Stream = require('stream');
+const http = require('node:http');
+const { inherits } = require('util');
+function Mine() { Stream.call(this); }
+inherits(Mine, Stream);
+export default { fetch: () => Response.json([typeof Stream, new Mine() instanceof Stream, typeof http.ServerResponse.prototype.setHeader]) };`;
+  const ours = await runCompatWorker(source, {}, '2025-09-01');
+  assert.deepEqual(JSON.parse(ours.body), ['function', true, 'function']);
+});
