@@ -139,3 +139,23 @@ export default { fetch: () => Response.json([typeof Stream, new Mine() instanceo
   const ours = await runCompatWorker(source, {}, '2025-09-01');
   assert.deepEqual(JSON.parse(ours.body), ['function', true, 'function']);
 });
+
+test('a response body waits for its reader: a write completes only while less than 64 KiB waits unread', async () => {
+  const source = `import http from 'node:http';
+import { httpServerHandler } from 'cloudflare:node';
+let done = 0;
+http.createServer(async (q, res) => {
+  for (let i = 0; i < 32; i++) await new Promise((r) => res.write(new Uint8Array(32 * 1024), r)).then(() => done++);
+  res.end();
+}).listen(2);
+export default { async fetch(request) {
+  const response = await httpServerHandler({ port: 2 }).fetch(request);
+  await new Promise((r) => setTimeout(r, 50));
+  const before = done;
+  const length = (await response.arrayBuffer()).byteLength;
+  return Response.json({ before, after: done, length });
+} };`;
+  const out = JSON.parse((await runCompatWorker(source, {}, '2025-09-01')).body);
+  assert.ok(out.before <= 3, `${out.before} writes of 32 KiB completed with nothing read`);
+  assert.deepEqual({ after: out.after, length: out.length }, { after: 32, length: 32 * 32 * 1024 });
+});
