@@ -241,7 +241,12 @@ export function nodePlugin(compat: NodeCompat): NodePlugin {
         return args.kind === 'require-call' ? { path: `node:${name}`, namespace: 'cordon-require-esm' } : { path: `node:${name}`, external: true };
       });
       b.onLoad({ filter: /.*/, namespace: 'cordon-require-esm' }, (args) => ({
-        contents: `import * as m from ${JSON.stringify(args.path)}; module.exports = m.default ?? m;`,
+        // The default export, with any named export it lacks (as Node's module object has every one of them).
+        contents: `import * as m from ${JSON.stringify(args.path)};
+const d = m.default;
+if (d !== null && (typeof d === 'object' || typeof d === 'function') && Object.isExtensible(d))
+  for (const k of Object.keys(m)) if (k !== 'default' && !(k in d)) d[k] = m[k];
+module.exports = d ?? m;`,
         loader: 'js',
         // A virtual module resolves nothing by itself, a polyfill's absolute path included.
         resolveDir: POLYFILLS,

@@ -129,15 +129,18 @@ export default { async fetch(request) {
   assert.equal((await runCompatWorker(source, {}, '2025-09-01', ['nodejs_compat', 'disable_nodejs_http_server_modules'])).body, 'ERR_METHOD_NOT_IMPLEMENTED');
 });
 
-test("a CommonJS require() of node:stream and node:http gets the modules themselves, as Node's require does", async () => {
+test("a CommonJS require() of Cordon's node:* modules gets the module itself, with every named export, as Node's require does", async () => {
+  const mods = ['crypto', 'zlib', 'util', 'net', 'tls', 'os', 'fs', 'stream', 'stream/promises', 'http', 'https'];
   const source = `const Stream = require('stream');
 const http = require('node:http');
 const { inherits } = require('util');
 function Mine() { Stream.call(this); }
 inherits(Mine, Stream);
-export default { fetch: () => Response.json([typeof Stream, new Mine() instanceof Stream, typeof http.ServerResponse.prototype.setHeader]) };`;
-  const ours = await runCompatWorker(source, {}, '2025-09-01');
-  assert.deepEqual(JSON.parse(ours.body), ['function', true, 'function']);
+${mods.map((m, i) => `import * as ns${i} from 'node:${m}'; const r${i} = require('node:${m}');`).join('\n')}
+const missing = { ${mods.map((m, i) => `'${m}': Object.keys(ns${i}).filter((k) => k !== 'default' && !(k in r${i}))`).join(', ')} };
+export default { fetch: () => Response.json([typeof Stream, new Mine() instanceof Stream, typeof http.ServerResponse.prototype.setHeader, missing]) };`;
+  const ours = await runCompatWorker(source, {}, '2025-10-01');
+  assert.deepEqual(JSON.parse(ours.body), ['function', true, 'function', Object.fromEntries(mods.map((m) => [m, []]))]);
 });
 
 test('a response body waits for its reader: a write completes only while less than 64 KiB waits unread', async () => {
