@@ -12,11 +12,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { constants, createBrotliCompress } from 'node:zlib';
-import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { startAttackMesh, type AttackMesh } from '../helpers/attack-mesh.ts';
 
 /** `mib` MiB of zeros, Brotli-compressed here (quality 1, for speed) to ~0.2 KB per MiB. */
 function brotliBomb(mib: number): Promise<Buffer> {
@@ -113,39 +111,27 @@ export default {
 
 describe('nodejs_compat cannot reach the host, nor leak context between requests', () => {
   let mesh: TestMesh;
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-compat-'));
+  let atk: AttackMesh;
   before(async () => {
-    writeFileSync(join(dir, 'index.js'), WORKER);
-    writeFileSync(
-      join(dir, 'wrangler.json'),
-      JSON.stringify({
-        name: 'nodeish',
-        main: 'index.js',
-        compatibility_date: '2025-06-01',
-        compatibility_flags: ['nodejs_compat'],
-        vars: { MINE: 'only this' },
-        route: '*/nodeish/*',
-        limits: { cpu_ms: 3000 },
-        cordon: { limits: { memory_mb: 64, wall_ms: 10_000 } },
-      }),
-    );
-    mesh = await startTestMesh();
-    for (const [args, cwd] of [
-      [['deploy', '--tenant', 'attacker'], dir],
-      [['deploy', 'examples/hello/index.ts', '--name', 'bystander', '--tenant', 'other', '--route', '*/bystander*'], undefined],
-    ] as const) {
-      const r = await mesh.cli([...args], cwd);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    await waitFor(
-      'both workers',
-      async () => ((await fetch(`${mesh.httpUrl}/nodeish/`)).status === 200 && (await fetch(`${mesh.httpUrl}/bystander`)).status === 200) || undefined,
-    );
+    atk = await startAttackMesh([
+      {
+        tenant: 'attacker',
+        worker: WORKER,
+        probe: '/nodeish/',
+        config: {
+          name: 'nodeish',
+          compatibility_date: '2025-06-01',
+          compatibility_flags: ['nodejs_compat'],
+          vars: { MINE: 'only this' },
+          route: '*/nodeish/*',
+          limits: { cpu_ms: 3000 },
+          cordon: { limits: { memory_mb: 64, wall_ms: 10_000 } },
+        },
+      },
+    ]);
+    mesh = atk.mesh;
   });
-  after(async () => {
-    await mesh?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => atk?.stop());
 
   test('fs, child_process, net and process reach nothing of the host; process.env is the worker own vars', async () => {
     const res = await fetch(`${mesh.httpUrl}/nodeish/probe`);

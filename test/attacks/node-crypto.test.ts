@@ -9,11 +9,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
-import { sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { sandboxNodes, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { startAttackMesh, type AttackMesh } from '../helpers/attack-mesh.ts';
 
 /** DER for the key file below (short and long definite lengths). */
 function tlv(tag: number, ...parts: Buffer[]): Buffer {
@@ -83,38 +81,26 @@ export default {
 
 describe('node:crypto beyond WebCrypto: host work bounded, a bystander served', () => {
   let mesh: TestMesh;
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-nodecrypto-'));
+  let atk: AttackMesh;
   before(async () => {
-    writeFileSync(join(dir, 'index.js'), WORKER);
-    writeFileSync(
-      join(dir, 'wrangler.json'),
-      JSON.stringify({
-        name: 'nc',
-        main: 'index.js',
-        compatibility_date: '2025-06-01',
-        compatibility_flags: ['nodejs_compat'],
-        route: '*/nc/*',
-        limits: { cpu_ms: 3000 },
-        cordon: { limits: { memory_mb: 512, wall_ms: 6000 } },
-      }),
-    );
-    mesh = await startTestMesh();
-    for (const [args, cwd] of [
-      [['deploy', '--tenant', 'attacker'], dir],
-      [['deploy', 'examples/hello/index.ts', '--name', 'bystander', '--tenant', 'other', '--route', '*/bystander*'], undefined],
-    ] as const) {
-      const r = await mesh.cli([...args], cwd);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    await waitFor(
-      'both workers',
-      async () => ((await fetch(`${mesh.httpUrl}/nc/`)).status === 200 && (await fetch(`${mesh.httpUrl}/bystander`)).status === 200) || undefined,
-    );
+    atk = await startAttackMesh([
+      {
+        tenant: 'attacker',
+        worker: WORKER,
+        probe: '/nc/',
+        config: {
+          name: 'nc',
+          compatibility_date: '2025-06-01',
+          compatibility_flags: ['nodejs_compat'],
+          route: '*/nc/*',
+          limits: { cpu_ms: 3000 },
+          cordon: { limits: { memory_mb: 512, wall_ms: 6000 } },
+        },
+      },
+    ]);
+    mesh = atk.mesh;
   });
-  after(async () => {
-    await mesh?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => atk?.stop());
 
   test("host jobs past their caps are refused with Node's errors; the worker goes on; the bystander is served", async () => {
     const res = await fetch(`${mesh.httpUrl}/nc/refused`);

@@ -7,10 +7,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { sandboxNodes, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { startAttackMesh, type AttackMesh } from '../helpers/attack-mesh.ts';
 
 const WORKER = `
 import fs from 'node:fs';
@@ -55,49 +53,31 @@ export default { fetch: () => new Response(fs.readdirSync('/tmp').join(',') || '
 
 describe('node:fs: nothing of the host, /tmp per request, writes bounded by the memory limit, a bystander served', () => {
   let mesh: TestMesh;
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-nodefs-'));
-  const other = mkdtempSync(join(tmpdir(), 'cordon-nodefs-other-'));
+  let atk: AttackMesh;
   before(async () => {
-    writeFileSync(join(dir, 'index.js'), WORKER);
-    writeFileSync(
-      join(dir, 'wrangler.json'),
-      JSON.stringify({
-        name: 'nfs',
-        main: 'index.js',
-        compatibility_date: '2025-09-15',
-        compatibility_flags: ['nodejs_compat'],
-        route: '*/nfs/*',
-        cordon: { limits: { memory_mb: 64, wall_ms: 20000 } },
-      }),
-    );
-    writeFileSync(join(other, 'index.js'), LOOKER);
-    writeFileSync(
-      join(other, 'wrangler.json'),
-      JSON.stringify({ name: 'looker', main: 'index.js', compatibility_date: '2025-09-15', compatibility_flags: ['nodejs_compat'], route: '*/looker*' }),
-    );
-    mesh = await startTestMesh();
-    for (const [args, cwd] of [
-      [['deploy', '--tenant', 'attacker'], dir],
-      [['deploy', '--tenant', 'other'], other],
-      [['deploy', 'examples/hello/index.ts', '--name', 'bystander', '--tenant', 'other', '--route', '*/bystander*'], undefined],
-    ] as const) {
-      const r = await mesh.cli([...args], cwd);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    await waitFor(
-      'the workers',
-      async () =>
-        ((await fetch(`${mesh.httpUrl}/nfs/`)).status === 200 &&
-          (await fetch(`${mesh.httpUrl}/looker`)).status === 200 &&
-          (await fetch(`${mesh.httpUrl}/bystander`)).status === 200) ||
-        undefined,
-    );
+    atk = await startAttackMesh([
+      {
+        tenant: 'attacker',
+        worker: WORKER,
+        probe: '/nfs/',
+        config: {
+          name: 'nfs',
+          compatibility_date: '2025-09-15',
+          compatibility_flags: ['nodejs_compat'],
+          route: '*/nfs/*',
+          cordon: { limits: { memory_mb: 64, wall_ms: 20000 } },
+        },
+      },
+      {
+        tenant: 'other',
+        worker: LOOKER,
+        probe: '/looker',
+        config: { name: 'looker', compatibility_date: '2025-09-15', compatibility_flags: ['nodejs_compat'], route: '*/looker*' },
+      },
+    ]);
+    mesh = atk.mesh;
   });
-  after(async () => {
-    await mesh?.stop();
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(other, { recursive: true, force: true });
-  });
+  after(() => atk?.stop());
 
   test("no path, `..` or symlink reaches the host's files; /bundle is read-only", async () => {
     const res = await fetch(`${mesh.httpUrl}/nfs/host`);

@@ -6,10 +6,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { startAttackMesh, type AttackMesh } from '../helpers/attack-mesh.ts';
 
 const WORKER = `import http from 'node:http';
 import { httpServerHandler } from 'cloudflare:node';
@@ -36,42 +34,33 @@ export default { fetch: (request) => (new URL(request.url).pathname === '/atk/un
 
 describe('node:http servers: body limits, wall limits and unserved ports', () => {
   let mesh: TestMesh;
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-node-http-server-'));
+  let atk: AttackMesh;
   const bystander = async () => assert.equal((await fetch(`${mesh.httpUrl}/bystander`)).status, 200, 'the bystander is served');
   const itself = async () => {
     const res = await fetch(`${mesh.httpUrl}/atk/ok`);
     assert.equal(await res.text(), 'served', 'the worker itself answers');
   };
   before(async () => {
-    writeFileSync(join(dir, 'index.js'), WORKER);
-    writeFileSync(
-      join(dir, 'wrangler.json'),
-      JSON.stringify({
-        name: 'nodeserver',
-        main: 'index.js',
-        compatibility_date: '2025-09-01',
-        compatibility_flags: ['nodejs_compat'],
-        route: '*/atk/*',
-        cordon: { limits: { wall_ms: 3000 } },
-      }),
+    atk = await startAttackMesh(
+      [
+        {
+          tenant: 'attacker',
+          worker: WORKER,
+          probe: '/atk/ok',
+          config: {
+            name: 'nodeserver',
+            compatibility_date: '2025-09-01',
+            compatibility_flags: ['nodejs_compat'],
+            route: '*/atk/*',
+            cordon: { limits: { wall_ms: 3000 } },
+          },
+        },
+      ],
+      { CORDON_MAX_REQUEST_MB: '1' },
     );
-    mesh = await startTestMesh({ CORDON_MAX_REQUEST_MB: '1' });
-    for (const [args, cwd] of [
-      [['deploy', '--tenant', 'attacker'], dir],
-      [['deploy', 'examples/hello/index.ts', '--name', 'bystander', '--tenant', 'other', '--route', '*/bystander*'], undefined],
-    ] as const) {
-      const r = await mesh.cli([...args], cwd);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    await waitFor('both workers', async () => {
-      const [a, b] = await Promise.all([fetch(`${mesh.httpUrl}/atk/ok`), fetch(`${mesh.httpUrl}/bystander`)]);
-      return ((await a.text()) === 'served' && (await b.text()) && b.status === 200) || undefined;
-    });
+    mesh = atk.mesh;
   });
-  after(async () => {
-    await mesh?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => atk?.stop());
 
   test('a request body past the ingress limit is refused (413), declared or streamed; a body within it is read whole', async () => {
     const small = await fetch(`${mesh.httpUrl}/atk/read`, { method: 'POST', body: 'y'.repeat(100_000) });
