@@ -701,8 +701,9 @@ export class WorkerInstance {
       (e: unknown) => {
         // Messages already on their way into a dying isolate all fail: its end is logged once.
         if (this.#pipeFailureLogged) return;
-        this.#pipeFailureLogged = this.disposed;
         this.#fail(e);
+        // After #fail: the failure itself may be what ends the isolate (a timed-out call is a CPU kill).
+        this.#pipeFailureLogged = this.disposed;
       },
     );
   }
