@@ -33,3 +33,9 @@ const w :Workerd.Worker = ( modules = [ (name = "w.js", esModule = embed "w.js")
     workerd.stop();
   }
 });
+
+test('node:dns is there with nodejs_compat whatever the date, as in workerd', async () => {
+  const source = `import { lookup } from 'node:dns';
+export default { fetch: () => new Promise((r) => lookup('192.0.2.7', (err, address, family) => r(Response.json([err, address, family])))) };`;
+  assert.deepEqual(JSON.parse((await runCompatWorker(source, {}, '2024-01-01')).body), [null, '192.0.2.7', 4]);
+});

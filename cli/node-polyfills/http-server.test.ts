@@ -155,7 +155,7 @@ export default { async fetch(request) {
 });
 
 test("a CommonJS require() of Cordon's node:* modules gets the module itself, with every named export, as Node's require does", async () => {
-  const mods = ['crypto', 'zlib', 'util', 'net', 'tls', 'os', 'fs', 'stream', 'stream/promises', 'http', 'https'];
+  const mods = ['crypto', 'zlib', 'util', 'net', 'tls', 'os', 'fs', 'stream', 'stream/promises', 'http', 'https', 'dns', 'dns/promises'];
   const source = `const Stream = require('stream');
 const http = require('node:http');
 const { inherits } = require('util');
