@@ -4,7 +4,7 @@
  * only a stand-in for a module Workers really provides, from a working implementation in the isolate
  * (`cli/node-polyfills/`: streams from readable-stream, crypto hashes from @noble/hashes, zlib from
  * fflate and Brotli from brotli-wasm, `process.env` from the worker's env, net and tls over cloudflare:sockets,
- * the http and https clients over fetch() and http servers behind cloudflare:node's httpServerHandler, os with workerd's fixed answers, fs with workerd's virtual file system). `node:async_hooks` is the runtime's own
+ * the http and https clients over fetch() and http servers behind cloudflare:node's httpServerHandler, os with workerd's fixed answers, fs with workerd's virtual file system, dns over DNS-over-HTTPS with the worker's fetch()). `node:async_hooks` is the runtime's own
  * (services/sandbox/runtime/bootstrap/async-context.ts), so a bundle that imports it gets its `await`s
  * lowered to `then` (esbuild's `__async` helper), the only way its continuations can carry the context.
  * `@cloudflare/unenv-preset` says which modules Workers provides at the worker's compatibility date and
@@ -103,10 +103,12 @@ function cordonModules(compat: NodeCompat): Record<string, string> {
   if (compat.httpServer) http._http_server = here('http-server.ts');
   const os: Record<string, string> = compat.workersNative.has('os') ? { os: here('os.ts') } : {};
   const fs: Record<string, string> = compat.workersNative.has('fs') ? { fs: here('fs.ts'), 'fs/promises': here('fs-promises.ts') } : {};
+  const dns: Record<string, string> = compat.workersNative.has('dns') ? { dns: here('dns.ts'), 'dns/promises': here('dns-promises.ts') } : {};
   return {
     ...http,
     ...os,
     ...fs,
+    ...dns,
     stream,
     _stream_duplex: stream,
     _stream_passthrough: stream,

@@ -9,14 +9,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:https';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import selfsigned from 'selfsigned';
 import { bundleWorker } from '../cli/bundle.ts';
-import { startDnsServer } from '../services/egress/testing/dns-server.ts';
+import { type HttpsStandIn, mayListen443, startHttpsStandIn } from './helpers/https-stand-in.ts';
 import { fetchHost, startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 import { startWorkerd, workerdMissing } from './helpers/workerd.ts';
 
@@ -25,17 +23,8 @@ const require = createRequire(import.meta.url);
 const packageDir = (name: string) => (require.resolve.paths(name) ?? []).map((p) => join(p, name)).find((d) => existsSync(join(d, 'package.json')));
 const TEMPLATES = join(packageDir('create-cloudflare') ?? '', 'templates');
 
-/** Whether this process may listen on 127.0.0.1:443 (root, or net.ipv4.ip_unprivileged_port_start lowered). */
-async function mayListen443(): Promise<boolean> {
-  const { createServer: plain } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = plain();
-    s.once('error', () => resolve(false));
-    s.listen(443, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
 const missing = ['create-cloudflare', 'chanfana', 'hono', 'zod'].filter((p) => !packageDir(p)).map((p) => `${p} is not installed (npm ci)`);
-if (!(await mayListen443())) missing.push('port 443 on 127.0.0.1 cannot be listened on (the stand-in for api.cloudflare.com needs it: run as root)');
+if (!(await mayListen443('127.0.0.1'))) missing.push('port 443 on 127.0.0.1 cannot be listened on (the stand-in for api.cloudflare.com needs it: run as root)');
 const skip = missing.length && process.env.CORDON_REQUIRE_ALL !== '1' ? missing.join('; ') : false;
 
 /** What api.cloudflare.com/client/v4/ips answers (its shape, a shortened list). */
@@ -58,9 +47,7 @@ function template(path: string, name: string): string {
 
 describe("create-cloudflare's scheduled, workflows and openapi templates", { skip }, () => {
   let mesh: TestMesh;
-  let dns: Awaited<ReturnType<typeof startDnsServer>>;
-  let api: Server;
-  let certDir: string;
+  let api: HttpsStandIn;
   const apiHits: string[] = [];
   const deploy = async (dir: string, extra: string[] = []) => {
     const r = await mesh.cli(['deploy', '--origin', 'https://api.cloudflare.com', ...extra], dir);
@@ -79,31 +66,16 @@ describe("create-cloudflare's scheduled, workflows and openapi templates", { ski
       .map((l) => (JSON.parse(l) as { message: string }).message);
 
   before(async () => {
-    certDir = mkdtempSync(join(tmpdir(), 'cordon-c3-ca-'));
-    const pems = await selfsigned.generate([{ name: 'commonName', value: 'api.cloudflare.com' }], {
-      keyType: 'ec',
-      curve: 'P-256',
-      algorithm: 'sha256',
-      extensions: [
-        { name: 'basicConstraints', cA: true, critical: true },
-        { name: 'subjectAltName', altNames: [{ type: 2, value: 'api.cloudflare.com' }] },
-      ],
-    });
-    writeFileSync(join(certDir, 'ca.crt'), pems.cert);
-    api = createServer({ key: pems.private, cert: pems.cert }, (req, res) => {
+    api = await startHttpsStandIn('api.cloudflare.com', '127.0.0.1', (req, res) => {
       apiHits.push(`${req.method} ${req.url}`);
       if (req.url !== '/client/v4/ips') return void res.writeHead(404).end();
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(IPS));
     });
-    await new Promise<void>((r) => api.listen(443, '127.0.0.1', r));
-    dns = await startDnsServer({ 'api.cloudflare.com': ['127.0.0.1'] });
-    mesh = await startTestMesh({ CORDON_EGRESS_DNS: dns.server, NODE_EXTRA_CA_CERTS: join(certDir, 'ca.crt') });
+    mesh = await startTestMesh(api.env);
   });
   after(async () => {
     await mesh?.stop();
-    await dns?.stop();
-    api?.close();
-    if (certDir) rmSync(certDir, { recursive: true, force: true });
+    await api?.stop();
   });
 
   test('scheduled (TypeScript and JavaScript): its page, then its cron triggered: scheduled() fetches the API and logs the result', async () => {

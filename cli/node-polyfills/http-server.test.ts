@@ -118,6 +118,31 @@ export default { fetch() { try { http.createServer(); return new Response('made'
   assert.deepEqual(JSON.parse(ours.body), await onWorkerd(source, '2025-08-20'));
 });
 
+test("node:https servers are node:http's, their TLS-only methods throwing, as workerd's", { skip: workerdMissing() }, async () => {
+  const source = `import https from 'node:https';
+import http from 'node:http';
+import { httpServerHandler } from 'cloudflare:node';
+const t = (f) => { try { return ['ok', f()] } catch (e) { return ['throws', e.code, e.message] } };
+const server = https.createServer({ key: 'k', cert: 'c' }, (req, res) => res.end('secure ' + req.url));
+server.listen(8443);
+export default { async fetch() {
+  const res = await httpServerHandler({ port: 8443 }).fetch(new Request('https://example.com/x'));
+  return Response.json({
+    served: [res.status, await res.text()], kinds: [server instanceof https.Server, server instanceof http.Server, typeof https.Server],
+    tls: ['addContext', 'getTicketKeys', 'setSecureContext', 'setTicketKeys'].map((m) => t(() => server[m]())),
+    noOptions: t(() => https.createServer((q, r) => r.end()).listening),
+  });
+} };`;
+  const ours = await runCompatWorker(source, {}, '2025-09-01');
+  assert.equal(ours.status, 200, ours.body);
+  assert.deepEqual(JSON.parse(ours.body).served, [200, 'secure /x']);
+  assert.deepEqual(JSON.parse(ours.body), await onWorkerd(source, '2025-09-01'));
+  const before = `import https from 'node:https';
+export default { fetch() { try { https.createServer(); return new Response('made'); } catch (e) { return Response.json([e.code]); } } };`;
+  assert.deepEqual(JSON.parse((await runCompatWorker(before, {}, '2025-08-20')).body), ['ERR_METHOD_NOT_IMPLEMENTED']);
+  assert.deepEqual(await onWorkerd(before, '2025-08-20'), ['ERR_METHOD_NOT_IMPLEMENTED']);
+});
+
 test('node:http servers by flag: enable_nodejs_http_server_modules before the date, disable_nodejs_http_server_modules after it', async () => {
   const source = `import http from 'node:http';
 import { httpServerHandler } from 'cloudflare:node';
@@ -130,7 +155,7 @@ export default { async fetch(request) {
 });
 
 test("a CommonJS require() of Cordon's node:* modules gets the module itself, with every named export, as Node's require does", async () => {
-  const mods = ['crypto', 'zlib', 'util', 'net', 'tls', 'os', 'fs', 'stream', 'stream/promises', 'http', 'https'];
+  const mods = ['crypto', 'zlib', 'util', 'net', 'tls', 'os', 'fs', 'stream', 'stream/promises', 'http', 'https', 'dns', 'dns/promises'];
   const source = `const Stream = require('stream');
 const http = require('node:http');
 const { inherits } = require('util');

@@ -1,10 +1,13 @@
 /**
  * The `node:https` client as workerd has it: node:http's client (http.ts) with `https:` by default.
  * TLS is fetch()'s (egress checks the certificate against the host asked for); `ca`, `cert`, `key`
- * and `rejectUnauthorized` are accepted and have no effect, as in workerd.
+ * and `rejectUnauthorized` are accepted and have no effect, as in workerd. Its servers are node:http's
+ * (http-server.ts: same gate, same ports, requests from httpServerHandler): TLS ends before the worker,
+ * so a certificate or ticket key given to one has nothing to do, and the TLS-only methods throw as workerd's.
  */
 import { Agent, ClientRequest, type IncomingMessage, type RequestOptions } from './http.ts';
-import { createServer, Server } from 'unenv/node/https';
+import { Server as HttpServer } from './http-server.ts';
+import { nodeError } from './node-error.ts';
 
 type Callback = (res: IncomingMessage) => void;
 
@@ -18,7 +21,30 @@ export function get(input: unknown, options?: RequestOptions | Callback, callbac
   return req;
 }
 
+const tlsOnly = (what: string): never => {
+  throw nodeError(Error, `The ${what} method is not implemented`, 'ERR_METHOD_NOT_IMPLEMENTED');
+};
+
+export class Server extends HttpServer {
+  addContext(): never {
+    return tlsOnly('addContext');
+  }
+  getTicketKeys(): never {
+    return tlsOnly('getTicketKeys');
+  }
+  setSecureContext(): never {
+    return tlsOnly('setSecureContext');
+  }
+  setTicketKeys(): never {
+    return tlsOnly('setTicketKeys');
+  }
+}
+
+export function createServer(...args: ConstructorParameters<typeof HttpServer>): Server {
+  return new Server(...args);
+}
+
 export const globalAgent = new Agent();
-export { Agent, createServer, Server };
+export { Agent };
 
 export default { Agent, Server, createServer, get, globalAgent, request };

@@ -5,21 +5,12 @@
  * constants are unenv's (Node's tables). Arguments are checked as workerd checks them.
  */
 import { constants } from 'unenv/node/os';
+import { describeReceived, nodeError } from './node-error.ts';
 
-/** ERR_INVALID_ARG_TYPE for a value that is not a number, worded as Node and workerd word it. */
+/** ERR_INVALID_ARG_TYPE for a value that is not a number. */
 function checkNumber(name: string, value: unknown): void {
   if (typeof value === 'number') return;
-  const received =
-    value === undefined || value === null
-      ? String(value)
-      : typeof value === 'function'
-        ? (value as { name?: string }).name
-          ? `function ${(value as { name: string }).name}`
-          : 'type function ([Function (anonymous)])'
-        : typeof value === 'object'
-          ? `an instance of ${(value as object).constructor?.name ?? 'Object'}`
-          : `type ${typeof value} (${typeof value === 'string' ? `'${value.length > 25 ? `${value.slice(0, 25)}...` : value}'` : String(value)})`;
-  throw Object.assign(new TypeError(`The "${name}" argument must be of type number. Received ${received}`), { code: 'ERR_INVALID_ARG_TYPE' });
+  throw nodeError(TypeError, `The "${name}" argument must be of type number. Received ${describeReceived(value)}`, 'ERR_INVALID_ARG_TYPE');
 }
 
 export const EOL = '\n';
