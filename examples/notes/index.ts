@@ -24,8 +24,8 @@ export default {
     const url = new URL(request.url);
     const op = url.searchParams.get('op') ?? 'list';
     const sql = env.DB.sql;
-    sql.exec('CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)');
     try {
+      sql.exec('CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)');
       switch (op) {
         case 'add': {
           const text = await request.text();
