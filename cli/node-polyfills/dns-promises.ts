@@ -22,35 +22,7 @@ export {
   resolve,
   resolveAny,
 } from './dns-query.ts';
-export {
-  NODATA,
-  FORMERR,
-  SERVFAIL,
-  NOTFOUND,
-  NOTIMP,
-  REFUSED,
-  BADQUERY,
-  BADNAME,
-  BADFAMILY,
-  BADRESP,
-  CONNREFUSED,
-  TIMEOUT,
-  EOF,
-  FILE,
-  NOMEM,
-  DESTRUCTION,
-  BADSTR,
-  BADFLAGS,
-  NONAME,
-  BADHINTS,
-  NOTINITIALIZED,
-  LOADIPHLPAPI,
-  ADDRGETNETWORKPARAMS,
-  CANCELLED,
-  ADDRCONFIG,
-  ALL,
-  V4MAPPED,
-} from './dns-query.ts';
+export * from './dns-codes.ts';
 
 export function lookup(hostname: unknown, options?: unknown): Promise<unknown> {
   return new Promise((resolve, reject) => {

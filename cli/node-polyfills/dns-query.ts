@@ -10,63 +10,36 @@
 import process from 'node:process';
 import { isIP } from './net.ts';
 import { describeReceived, nodeError } from './node-error.ts';
-
-export const NODATA = 'ENODATA';
-export const FORMERR = 'EFORMERR';
-export const SERVFAIL = 'ESERVFAIL';
-export const NOTFOUND = 'ENOTFOUND';
-export const NOTIMP = 'ENOTIMP';
-export const REFUSED = 'EREFUSED';
-export const BADQUERY = 'EBADQUERY';
-export const BADNAME = 'EBADNAME';
-export const BADFAMILY = 'EBADFAMILY';
-export const BADRESP = 'EBADRESP';
-export const CONNREFUSED = 'ECONNREFUSED';
-export const TIMEOUT = 'ETIMEOUT';
-export const EOF = 'EOF';
-export const FILE = 'EFILE';
-export const NOMEM = 'ENOMEM';
-export const DESTRUCTION = 'EDESTRUCTION';
-export const BADSTR = 'EBADSTR';
-export const BADFLAGS = 'EBADFLAGS';
-export const NONAME = 'ENONAME';
-export const BADHINTS = 'EBADHINTS';
-export const NOTINITIALIZED = 'ENOTINITIALIZED';
-export const LOADIPHLPAPI = 'ELOADIPHLPAPI';
-export const ADDRGETNETWORKPARAMS = 'EADDRGETNETWORKPARAMS';
-export const CANCELLED = 'ECANCELLED';
-export const ADDRCONFIG = 1024;
-export const ALL = 256;
-export const V4MAPPED = 2048;
+import * as c from './dns-codes.ts';
 
 /** The error codes (node:dns/promises' default export has these; node:dns's also the three flags below). */
 export const errorCodes = {
-  NODATA,
-  FORMERR,
-  SERVFAIL,
-  NOTFOUND,
-  NOTIMP,
-  REFUSED,
-  BADQUERY,
-  BADNAME,
-  BADFAMILY,
-  BADRESP,
-  CONNREFUSED,
-  TIMEOUT,
-  EOF,
-  FILE,
-  NOMEM,
-  DESTRUCTION,
-  BADSTR,
-  BADFLAGS,
-  NONAME,
-  BADHINTS,
-  NOTINITIALIZED,
-  LOADIPHLPAPI,
-  ADDRGETNETWORKPARAMS,
-  CANCELLED,
+  NODATA: c.NODATA,
+  FORMERR: c.FORMERR,
+  SERVFAIL: c.SERVFAIL,
+  NOTFOUND: c.NOTFOUND,
+  NOTIMP: c.NOTIMP,
+  REFUSED: c.REFUSED,
+  BADQUERY: c.BADQUERY,
+  BADNAME: c.BADNAME,
+  BADFAMILY: c.BADFAMILY,
+  BADRESP: c.BADRESP,
+  CONNREFUSED: c.CONNREFUSED,
+  TIMEOUT: c.TIMEOUT,
+  EOF: c.EOF,
+  FILE: c.FILE,
+  NOMEM: c.NOMEM,
+  DESTRUCTION: c.DESTRUCTION,
+  BADSTR: c.BADSTR,
+  BADFLAGS: c.BADFLAGS,
+  NONAME: c.NONAME,
+  BADHINTS: c.BADHINTS,
+  NOTINITIALIZED: c.NOTINITIALIZED,
+  LOADIPHLPAPI: c.LOADIPHLPAPI,
+  ADDRGETNETWORKPARAMS: c.ADDRGETNETWORKPARAMS,
+  CANCELLED: c.CANCELLED,
 };
-export const flags = { ADDRCONFIG, ALL, V4MAPPED };
+export const flags = { ADDRCONFIG: c.ADDRCONFIG, ALL: c.ALL, V4MAPPED: c.V4MAPPED };
 
 const SERVER = 'https://cloudflare-dns.com/dns-query';
 /** An answer larger than this is a bad response, not something to parse: a DNS message is at most 64 KiB, its JSON a few times that. */
@@ -170,27 +143,27 @@ export async function sendDnsRequest(name: string, type: string): Promise<DohJso
     const response = await fetch(server, { headers: { Accept: 'application/dns-json' }, method: 'GET' });
     if (!response.ok) {
       await response.body?.cancel();
-      throw new DnsError(name, BADRESP, syscall);
+      throw new DnsError(name, c.BADRESP, syscall);
     }
     json = JSON.parse(await readCapped(response));
   } catch (e) {
-    throw e instanceof DnsError ? e : new DnsError(name, BADQUERY, syscall);
+    throw e instanceof DnsError ? e : new DnsError(name, c.BADQUERY, syscall);
   }
-  if (json !== null && typeof json === 'object' && 'error' in json) throw new DnsError(name, BADRESP, syscall);
-  if (!wellFormed(json) || json.Question.length === 0) throw new DnsError(name, BADRESP, syscall);
-  if (json.Answer?.at(0)?.name === '') throw new DnsError(name, NOTFOUND, syscall);
+  if (json !== null && typeof json === 'object' && 'error' in json) throw new DnsError(name, c.BADRESP, syscall);
+  if (!wellFormed(json) || json.Question.length === 0) throw new DnsError(name, c.BADRESP, syscall);
+  if (json.Answer?.at(0)?.name === '') throw new DnsError(name, c.NOTFOUND, syscall);
   return json;
 }
 
 function validateAnswer(answer: Answer[] | undefined, name: string, query: string): asserts answer is Answer[] {
-  if (answer == null) throw new DnsError(name, NOTFOUND, query);
+  if (answer == null) throw new DnsError(name, c.NOTFOUND, query);
 }
 
 const noDot = (s: string) => (s.endsWith('.') ? s.slice(0, -1) : s);
 
 function normalizeMx(name: string, { data }: Answer) {
   const [priority, exchange] = data.split(' ');
-  if (priority == null || exchange == null) throw new DnsError(name, BADRESP, 'queryMx');
+  if (priority == null || exchange == null) throw new DnsError(name, c.BADRESP, 'queryMx');
   return { exchange: noDot(exchange), priority: Number.parseInt(priority, 10) };
 }
 
@@ -198,7 +171,7 @@ function normalizeMx(name: string, { data }: Answer) {
 function normalizeCaa(name: string, { data }: Answer): Record<string, string | number> {
   const m = /^\\# (\d+)((?: [0-9a-fA-F]{2})*)$/.exec(data.trim());
   const bytes = m ? Uint8Array.from(m[2]!.trim().split(' ').filter(Boolean), (h) => Number.parseInt(h, 16)) : undefined;
-  if (!bytes || bytes.length !== Number(m![1]) || bytes.length < 2 || bytes.length < 2 + bytes[1]!) throw new DnsError(name, BADRESP, 'queryCaa');
+  if (!bytes || bytes.length !== Number(m![1]) || bytes.length < 2 || bytes.length < 2 + bytes[1]!) throw new DnsError(name, c.BADRESP, 'queryCaa');
   const text = new TextDecoder();
   const tag = text.decode(bytes.subarray(2, 2 + bytes[1]!));
   return { critical: bytes[0]!, [tag]: text.decode(bytes.subarray(2 + bytes[1]!)) };
@@ -207,7 +180,7 @@ function normalizeCaa(name: string, { data }: Answer): Record<string, string | n
 /** NAPTR as `order preference "flags" "service" "regexp" replacement`. */
 function normalizeNaptr(name: string, { data }: Answer) {
   const m = /^(\d+) (\d+) "([^"]*)" "([^"]*)" "([^"]*)" (\S+)$/.exec(data.trim());
-  if (!m) throw new DnsError(name, BADRESP, 'queryNaptr');
+  if (!m) throw new DnsError(name, c.BADRESP, 'queryNaptr');
   return { flags: m[3]!, service: m[4]!, regexp: m[5]!, replacement: noDot(m[6]!), order: Number(m[1]), preference: Number(m[2]) };
 }
 
@@ -269,7 +242,7 @@ export function resolveSoa(name: unknown) {
   return sendDnsRequest(name, 'SOA').then((json) => {
     validateAnswer(json.Answer, name, 'querySoa');
     const first = json.Answer.at(0);
-    if (!first) throw new DnsError(name, NOTFOUND, 'querySoa');
+    if (!first) throw new DnsError(name, c.NOTFOUND, 'querySoa');
     return normalizeSoa(first);
   });
 }
@@ -390,7 +363,7 @@ export function lookup(hostname: unknown, options?: unknown, ...rest: unknown[])
       .then(([a, aaaa]) => {
         const v4 = (a.Answer ?? []).map((x) => ({ address: x.data, family: 4 }));
         const v6 = (aaaa.Answer ?? []).map((x) => ({ address: x.data, family: 6 }));
-        if (v4.length === 0 && v6.length === 0) return cb(new DnsError(name, NOTFOUND, 'queryA'));
+        if (v4.length === 0 && v6.length === 0) return cb(new DnsError(name, c.NOTFOUND, 'queryA'));
         const ordered = order === 'ipv6first' ? [...v6, ...v4] : [...v4, ...v6];
         if (all) cb(null, ordered);
         else cb(null, ordered[0]!.address, ordered[0]!.family);

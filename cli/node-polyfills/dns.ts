@@ -43,35 +43,7 @@ export const lookupService = callbackify(q.lookupService);
 export const resolve = callbackify(q.resolve);
 export const resolveAny = callbackify(q.resolveAny);
 export const { getServers, setServers, getDefaultResultOrder, setDefaultResultOrder, lookup } = q;
-export {
-  NODATA,
-  FORMERR,
-  SERVFAIL,
-  NOTFOUND,
-  NOTIMP,
-  REFUSED,
-  BADQUERY,
-  BADNAME,
-  BADFAMILY,
-  BADRESP,
-  CONNREFUSED,
-  TIMEOUT,
-  EOF,
-  FILE,
-  NOMEM,
-  DESTRUCTION,
-  BADSTR,
-  BADFLAGS,
-  NONAME,
-  BADHINTS,
-  NOTINITIALIZED,
-  LOADIPHLPAPI,
-  ADDRGETNETWORKPARAMS,
-  CANCELLED,
-  ADDRCONFIG,
-  ALL,
-  V4MAPPED,
-} from './dns-query.ts';
+export * from './dns-codes.ts';
 export { promises };
 
 /** workerd's Resolver: the module's functions, with no servers of its own to set. */
