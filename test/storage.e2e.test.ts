@@ -6,36 +6,17 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { startTestMesh, type TestMesh } from './helpers/mesh.ts';
+import { deployNotesTwice, type NotesOp } from './helpers/notes.ts';
 import { TRAVERSAL } from '../services/supervisor/testing/traversal.ts';
 
 describe('storage and directory capabilities', () => {
   let mesh: TestMesh;
-  const op = (tenant: string, query: string, init?: RequestInit) => fetch(`${mesh.httpUrl}/${tenant}/notes?${query}`, init);
+  let op: NotesOp;
 
   before(async () => {
     mesh = await startTestMesh();
-    for (const tenant of ['acme', 'evil']) {
-      const r = await mesh.cli([
-        'deploy',
-        'examples/notes/index.ts',
-        '--name',
-        'notes',
-        '--tenant',
-        tenant,
-        '--route',
-        `*/${tenant}/notes*`,
-        '--storage',
-        'DB',
-        '--directory',
-        'FILES',
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    await waitFor(
-      'both tenants to serve',
-      async () => ((await op('acme', 'op=list')).status === 200 && (await op('evil', 'op=list')).status === 200) || undefined,
-    );
+    op = await deployNotesTwice(mesh, ['--storage', 'DB', '--directory', 'FILES']);
   });
   after(async () => {
     await mesh?.stop();

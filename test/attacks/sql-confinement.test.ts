@@ -11,7 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { startTestMesh, type TestMesh } from '../helpers/mesh.ts';
+import { deployNotesTwice, type NotesOp } from '../helpers/notes.ts';
 import { usableBwrap } from '../../lib/process-sandbox.ts';
 
 const usable = usableBwrap();
@@ -46,29 +47,11 @@ function sqlProcesses(supervisor: number): number[] {
 
 describe('the SQL processes that run tenant SQL are confined', { skip }, () => {
   let mesh: TestMesh;
-  const op = (tenant: string, query: string, init?: RequestInit) => fetch(`${mesh.httpUrl}/${tenant}/notes?${query}`, init);
+  let op: NotesOp;
 
   before(async () => {
     mesh = await startTestMesh();
-    for (const tenant of ['acme', 'evil']) {
-      const r = await mesh.cli([
-        'deploy',
-        'examples/notes/index.ts',
-        '--name',
-        'notes',
-        '--tenant',
-        tenant,
-        '--route',
-        `*/${tenant}/notes*`,
-        '--storage',
-        'DB',
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    await waitFor(
-      'both tenants to serve',
-      async () => ((await op('acme', 'op=list')).status === 200 && (await op('evil', 'op=list')).status === 200) || undefined,
-    );
+    op = await deployNotesTwice(mesh, ['--storage', 'DB']);
   });
   after(async () => {
     await mesh?.stop();
