@@ -12,7 +12,13 @@ import {
   RouteTable,
   type CompiledRoute,
   type HostOwner,
+  type RouteOrder,
 } from './routes.ts';
+
+/** A repeatable 0..n-1 (a 32-bit LCG in integer arithmetic, its high bits: the low bits of an LCG cycle short). */
+function seeded(seed: number): (n: number) => number {
+  return (n) => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0), (seed >>> 8) % n);
+}
 
 test('route patterns: most specific wins; hosts are matched as normalised names', () => {
   const table = new RouteTable(['*/*', '*/hello*', 'api.example.com/*', 'api.example.com/v1/*', '*.example.com/*'].map((p) => compileRoute(p, p)));
@@ -131,8 +137,7 @@ test('the host index picks what a scan of every route in order picks (random tab
   const tie = [compileRoute('b.example.com/*', 0), compileRoute('*b.example.com/api/*', 1)];
   assert.equal(new RouteTable(tie).match('b.example.com', '/api/x')?.value, 1);
   assert.equal(reference(tie, [], 'b.example.com', '/api/x'), 1);
-  let seed = 42;
-  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const rand = seeded(42);
   const hosts = ['*', '*.example.com', 'a.example.com', 'b.example.com', '*b.example.com', 'example.com', 'other.test', '*.test'];
   const paths = ['/*', '/api/*', '/api/v1/*', '/x', '/*/y', '/a*'];
   const requests = ['a.example.com', 'b.example.com', 'example.com', 'other.test', 'c.test', 'zzz'];
@@ -143,5 +148,34 @@ test('the host index picks what a scan of every route in order picks (random tab
     const table = new RouteTable(routes, owners);
     for (const host of requests)
       for (const path of reqPaths) assert.equal(table.match(host, path)?.value, reference(routes, owners, host, path), `${host}${path} in round ${round}`);
+  }
+});
+
+test('a table changed route by route matches the same routes as one built whole (random sets, replacements and deletions)', () => {
+  const rand = seeded(7);
+  const hosts = ['*', '*.example.com', 'a.example.com', 'b.example.com', 'example.com', 'other.test', '*.test'];
+  const paths = ['/*', '/api/*', '/x', '/a*', '/*/y'];
+  const requests = ['a.example.com', 'b.example.com', 'example.com', 'other.test', 'c.test'];
+  const reqPaths = ['/', '/api/', '/x', '/abc', '/q/y'];
+  for (let round = 0; round < 100; round++) {
+    const changed = new RouteTable<number>();
+    /** What the table should hold, by key: its route and order (order[0] unique, as the supervisor's deploy order is). */
+    const live = new Map<string, [CompiledRoute<number>, RouteOrder]>();
+    let next = 0;
+    for (let step = 0; step < 40; step++) {
+      const key = `k${rand(12)}`;
+      if (rand(4) === 0) assert.equal(changed.delete(key), live.delete(key));
+      else {
+        // A redeploy keeps its order (same route row); a new route comes after every other.
+        const order: RouteOrder = live.get(key)?.[1] ?? [next++, key];
+        const route = compileRoute(`${hosts[rand(hosts.length)]}${paths[rand(paths.length)]}`, step, `t${rand(2)}`);
+        changed.set(key, route, order);
+        live.set(key, [route, order]);
+      }
+    }
+    const whole = new RouteTable([...live.values()].sort((a, b) => a[1][0] - b[1][0]).map(([r]) => r));
+    assert.equal(changed.size, live.size);
+    for (const host of requests)
+      for (const path of reqPaths) assert.equal(changed.match(host, path)?.value, whole.match(host, path)?.value, `${host}${path} in round ${round}`);
   }
 });

@@ -134,47 +134,127 @@ export function compileRoute<T>(pattern: string, value: T, tenant = ''): Compile
 }
 
 /**
- * Routes sorted most specific first, matched in order. `routes` come oldest first: the sort is stable,
- * so of two equally specific routes the older stays ahead. A host matched by an owner's host pattern
- * is served by that owner's routes only, whatever other tenants' wildcards say.
+ * Where a route stands among equally specific ones: the lower first. The supervisor gives every route
+ * one that no other route shares (its deploy order, then its pattern), so a table can be changed
+ * route by route and still order ties as the whole table would.
+ */
+export type RouteOrder = readonly [number, string];
+
+/** A route's identity in a table that changes route by route: its order, which no other route shares. */
+export function routeKey(order: RouteOrder): string {
+  return `${order[0]}\n${order[1]}`;
+}
+
+interface Entry<T> {
+  route: CompiledRoute<T>;
+  order: RouteOrder;
+}
+
+/** Most specific first; of two equally specific routes, the lower order (the older) first. */
+function ahead(a: Entry<unknown>, b: Entry<unknown>): number {
+  return (
+    b.route.score[0] - a.route.score[0] ||
+    b.route.score[1] - a.route.score[1] ||
+    a.order[0] - b.order[0] ||
+    (a.order[1] < b.order[1] ? -1 : a.order[1] > b.order[1] ? 1 : 0)
+  );
+}
+
+/** The first place in `list` (kept in `ahead` order) that `e` does not come after. */
+function placeOf<T>(list: Entry<T>[], e: Entry<T>): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ahead(list[mid]!, e) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Routes most specific first, matched in order; of two equally specific routes the older wins. A
+ * host matched by an owner's host pattern is served by that owner's routes only, whatever other
+ * tenants' wildcards say. Routes are set and deleted one by one by a key (ingress follows the
+ * supervisor's changes so: with 50,000 workers, building the whole table again for each deploy
+ * stalled every request behind it).
  */
 export class RouteTable<T> {
-  readonly #size: number;
+  readonly #byKey = new Map<string, Entry<T>>();
   /**
-   * Routes of exact hosts by host, and routes of wildcard hosts: each in the one order of the whole table
-   * (most specific first, older first), with their place in it. A request looks only at its host's routes
-   * and at the wildcards, not at every route (with 50,000 workers' routes a linear scan cost more than
-   * the request).
+   * Routes of exact hosts by host, and routes of wildcard hosts, each in `ahead` order. A request
+   * looks only at its host's routes and at the wildcards, not at every route (with 50,000 workers'
+   * routes a linear scan cost more than the request).
    */
-  readonly #exact = new Map<string, [number, CompiledRoute<T>][]>();
-  readonly #wildcards: [number, CompiledRoute<T>][] = [];
-  readonly #owners: HostOwner[];
-  constructor(routes: CompiledRoute<T>[], owners: HostOwner[] = []) {
-    const sorted = [...routes].sort((a, b) => b.score[0] - a.score[0] || b.score[1] - a.score[1]);
-    this.#size = sorted.length;
-    sorted.forEach((r, i) => {
-      if (r.host.startsWith('*')) this.#wildcards.push([i, r]);
-      else {
-        let list = this.#exact.get(r.host);
-        if (!list) this.#exact.set(r.host, (list = []));
-        list.push([i, r]);
-      }
-    });
+  readonly #exact = new Map<string, Entry<T>[]>();
+  readonly #wildcards: Entry<T>[] = [];
+  #owners: HostOwner[] = [];
+
+  /** `routes` oldest first: their place in the list is their order. */
+  constructor(routes: CompiledRoute<T>[] = [], owners: HostOwner[] = []) {
+    this.reset(
+      routes.map((r, i) => [String(i), r, [i, '']]),
+      owners,
+    );
+  }
+
+  /** The whole table at once: one sort rather than a placement per route. */
+  reset(routes: [key: string, route: CompiledRoute<T>, order: RouteOrder][], owners: HostOwner[]): void {
+    this.#byKey.clear();
+    this.#exact.clear();
+    this.#wildcards.length = 0;
+    for (const [key, route, order] of routes) this.#byKey.set(key, { route, order });
+    for (const e of [...this.#byKey.values()].sort(ahead)) this.#listOf(e.route.host).push(e);
+    this.setOwners(owners);
+  }
+
+  /** Adds the route under `key`, or replaces the one there. */
+  set(key: string, route: CompiledRoute<T>, order: RouteOrder): void {
+    this.delete(key);
+    const e = { route, order };
+    this.#byKey.set(key, e);
+    const list = this.#listOf(route.host);
+    list.splice(placeOf(list, e), 0, e);
+  }
+
+  get(key: string): CompiledRoute<T> | undefined {
+    return this.#byKey.get(key)?.route;
+  }
+
+  delete(key: string): boolean {
+    const e = this.#byKey.get(key);
+    if (!e) return false;
+    this.#byKey.delete(key);
+    const list = this.#listOf(e.route.host);
+    let i = placeOf(list, e);
+    while (i < list.length && list[i] !== e) i++;
+    list.splice(i, 1);
+    if (list.length === 0 && list !== this.#wildcards) this.#exact.delete(e.route.host);
+    return true;
+  }
+
+  setOwners(owners: HostOwner[]): void {
     // Owners' patterns never overlap across tenants; longest first in case an old table says otherwise.
     this.#owners = [...owners].sort((a, b) => b.host.replace('*', '').length - a.host.replace('*', '').length);
   }
 
+  #listOf(host: string): Entry<T>[] {
+    if (host.startsWith('*')) return this.#wildcards;
+    let list = this.#exact.get(host);
+    if (!list) this.#exact.set(host, (list = []));
+    return list;
+  }
+
   get size(): number {
-    return this.#size;
+    return this.#byKey.size;
   }
 
   /** The route for a request: `host` is the normalised host name (no port, no brackets, lower case, no trailing dot). */
   match(host: string, path: string): CompiledRoute<T> | undefined {
     const owner = this.#owners.find((o) => hostMatches(o.host, host))?.tenant;
     const fits = (r: CompiledRoute<T>) => (owner === undefined || r.tenant === owner) && r.path.test(path);
-    const exact = this.#exact.get(host)?.find(([, r]) => fits(r));
-    const before = exact?.[0] ?? Number.POSITIVE_INFINITY;
-    const wildcard = this.#wildcards.find(([i, r]) => i > before || (hostMatches(r.host, host) && fits(r)));
-    return wildcard && wildcard[0] < before ? wildcard[1] : exact?.[1];
+    const exact = this.#exact.get(host)?.find((e) => fits(e.route));
+    const wildcard = this.#wildcards.find((w) => (exact !== undefined && ahead(w, exact) > 0) || (hostMatches(w.route.host, host) && fits(w.route)));
+    return wildcard && (exact === undefined || ahead(wildcard, exact) < 0) ? wildcard.route : exact?.route;
   }
 }

@@ -68,8 +68,10 @@ export type CreationKind = (typeof CREATION_KINDS)[number];
 
 /** The supervisor, as ingress sees it. */
 export interface SupervisorForIngress extends DriftReporting {
-  /** The current routing table now, and every change later through `listener.update`. */
+  /** The routing table now, and every change later through `listener.patch`. */
   subscribeRoutes(listener: RouteListener): Promise<RoutingTable>;
+  /** The routing table now, for a follower that missed a patch (it should never have to). */
+  routingTable(): Promise<RoutingTable>;
   /** What ingress served since its last report, a few seconds ago (the dashboard's charts). */
   requestStats(batch: RequestStats[]): Promise<void>;
 }

@@ -7,12 +7,11 @@ import { createServer as createTlsServer } from 'node:https';
 import { loadTls } from './tls.ts';
 import { context, propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
 import { annotateSpan, inSpan, traceAttributes } from '../../lib/telemetry.ts';
-import { RpcTarget } from 'capnweb';
 import { MeshClient } from '../../lib/mesh.ts';
 import { ReplicaClients } from '../../lib/replicas.ts';
-import { configHash, reportDrift, routesHash } from '../../lib/drift.ts';
-import { compileRoute, normalizeHostPattern, RouteTable, type HostOwner } from '../../lib/routes.ts';
-import type { Route, RouteListener, RoutingTable } from '../../schemas/routes.ts';
+import { configHash, reportDrift } from '../../lib/drift.ts';
+import type { Route } from '../../schemas/routes.ts';
+import { RouteFollower } from './route-follower.ts';
 import type { SandboxApi, SupervisorForIngress } from '../../schemas/services.ts';
 import { MAX_HEADERS, type WireRequest, type WireResponse } from '../../schemas/http.ts';
 import { webSocketUpgrades } from './websockets.ts';
@@ -41,17 +40,6 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 /** The pause before an idempotent request's next attempt, times the attempts made (0.1, 0.2, 0.3 s). */
 const RETRY_PAUSE_MS = 100;
 
-class RouteReceiver extends RpcTarget implements RouteListener {
-  readonly #apply: (table: RoutingTable) => void;
-  constructor(apply: (table: RoutingTable) => void) {
-    super();
-    this.#apply = apply;
-  }
-  update(table: RoutingTable): void {
-    this.#apply(table);
-  }
-}
-
 await startService('ingress', 'ingress', async ({ config, settings, log, node, onStop }) => {
   // The settings this process started with (the config file may change under it: that is drift).
   const loadedConfig = configHash(settings);
@@ -62,41 +50,17 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     const e = bodyTooLarge(maxStreamedRequest);
     return writeError(res, e.status, e.message, requestId);
   };
-  let table = new RouteTable<Route>([]);
-  let routesNow = routesHash({ routes: [], hosts: [] });
-  const applyRoutes = (update: RoutingTable) => {
-    routesNow = routesHash(update);
-    const compiled = [];
-    for (const r of update.routes) {
-      try {
-        compiled.push(compileRoute(r.pattern, r, r.tenant));
-      } catch (e) {
-        log.warn('ignoring a bad route from the supervisor', { pattern: r.pattern, error: (e as Error).message });
-      }
-    }
-    const owners: HostOwner[] = [];
-    for (const h of update.hosts) {
-      try {
-        owners.push({ host: normalizeHostPattern(h.host), tenant: h.tenant });
-      } catch (e) {
-        // The supervisor stores only normalised hosts, so this is a version skew: loud, not silent.
-        log.warn('ignoring a bad host assignment from the supervisor', { host: h.host, error: (e as Error).message });
-      }
-    }
-    table = new RouteTable(compiled, owners);
-    log.info('routes updated', { count: table.size, hosts: owners.length });
-  };
-
+  const routes = new RouteFollower(log, () => supervisor.current?.remote.routingTable());
   const supervisor = new MeshClient<SupervisorForIngress>(node, 'supervisor', 'supervisor', {
     async onSession(session) {
-      applyRoutes(await session.remote.subscribeRoutes(new RouteReceiver(applyRoutes)));
+      routes.load(await session.remote.subscribeRoutes(routes.listener()));
     },
   });
   onStop(() => supervisor.close());
   onStop(
     reportDrift(
       (state) => supervisor.current?.remote.report(state),
-      () => ({ config: loadedConfig, routes: routesNow }),
+      () => ({ config: loadedConfig, routes: routes.digest }),
       settings.mesh.driftMs,
     ),
   );
@@ -121,7 +85,7 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     const target = req.url ?? '/';
     if (!target.startsWith('/')) return { requestId, refusal: [400, 'The request target must be a path.'] };
     const path = target.split('?')[0]!;
-    const route = table.match(host.name, path)?.value;
+    const route = routes.table.match(host.name, path)?.value;
     if (!route) return { requestId, refusal: [404, `No worker is routed for ${host.authority}${path}.`] };
     return { requestId, route, host };
   }

@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { AuditLog } from './audit.ts';
 import { DriftMonitor } from './drift.ts';
 import { createLogger } from '../../lib/log.ts';
-import { configHash, routesHash } from '../../lib/drift.ts';
+import { configHash, RoutesDigest, routeText } from '../../lib/drift.ts';
+import type { HostAssignment, Route } from '../../schemas/routes.ts';
 import { loadSettings } from '../../lib/config.ts';
 
 const h = (c: string) => c.repeat(64);
@@ -72,13 +73,28 @@ test('drift hashes: settings as resolved from environment and config file; route
     configHash(loadSettings({ CORDON_EGRESS_RATE: '50' })),
     "every service's settings are hashed, not only the mesh's",
   );
-  const a = { pattern: '*/a*', target: { tenant: 't', name: 'a', cordon: 'standard' } };
-  const b = { pattern: '*/b*', target: { tenant: 't', name: 'b', cordon: 'standard' } };
+  const target = { workerId: 't/a', version: '0'.repeat(64), codeKey: 'k'.repeat(43) };
+  const route = (pattern: string, order: [number, string]): Route => ({ pattern, tenant: 't', cordon: 'standard', target, order });
+  const a = route('*/a*', [1, '*/a*']);
+  const b = route('*/b*', [2, '*/b*']);
   const x = { host: 'x.example', tenant: 't' };
   const y = { host: '*.y.example', tenant: 'u' };
-  const table = (routes: unknown[], hosts: unknown[]) => routesHash({ routes, hosts } as never);
-  assert.notEqual(table([a, b], []), table([b, a], []), 'the order settles ties between routes');
+  const table = (routes: Route[], hosts: HostAssignment[]) => {
+    const d = new RoutesDigest();
+    for (const r of routes) d.toggle(routeText(r));
+    d.setHosts(hosts);
+    return d.value();
+  };
+  assert.equal(table([a, b], []), table([b, a], []), 'a table is a set: each route says its own order');
+  assert.notEqual(table([a], []), table([route('*/a*', [3, '*/a*'])], []), 'the order settles ties between routes');
   assert.notEqual(table([a], []), table([a, b], []));
+  assert.notEqual(table([a], []), table([{ ...a, target: { ...target, version: '1'.repeat(64) } }], []), 'a new version is another route');
   assert.equal(table([a], [x, y]), table([a], [y, x]));
   assert.notEqual(table([a], [x]), table([a], [x, y]));
+  // Kept up route by route, it is the digest of the table as it ends up.
+  const kept = new RoutesDigest();
+  for (const r of [a, b]) kept.toggle(routeText(r));
+  kept.toggle(routeText(a));
+  kept.setHosts([x]);
+  assert.equal(kept.value(), table([b], [x]));
 });

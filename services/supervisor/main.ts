@@ -9,7 +9,8 @@ import { serve } from '../../lib/mesh.ts';
 import type { MeshSession, PeerIdentity } from '../../lib/rpc/index.ts';
 import { AssetPartsCap } from './assets.ts';
 import { CodeStore } from './store.ts';
-import { AgentPort, EgressLink, EgressPort, IngressPort, RouteHub, SandboxPort, WorkerRunners } from './ports.ts';
+import { AgentPort, EgressLink, EgressPort, IngressPort, SandboxPort, WorkerRunners } from './ports.ts';
+import { RouteHub } from './route-hub.ts';
 import { RequestMetrics } from './request-metrics.ts';
 import { WorkflowEngine } from './workflows/engine.ts';
 import { WorkflowsCap } from './workflows/ports.ts';
@@ -37,7 +38,7 @@ import { Quarantine } from './quarantine.ts';
 import { Creations } from './creations.ts';
 import { TenantCordons } from './tenant-cordons.ts';
 import { DriftMonitor } from './drift.ts';
-import { configHash, routesHash } from '../../lib/drift.ts';
+import { configHash } from '../../lib/drift.ts';
 import { DurableObjects } from './objects/service.ts';
 import { usableBwrap } from '../../lib/process-sandbox.ts';
 import { ObjectIds } from './objects/ids.ts';
@@ -151,7 +152,7 @@ await startService('supervisor', 'supervisor', async ({ config, settings, log, n
 
   const desiredConfig = configHash(settings);
   const drift = new DriftMonitor({
-    desired: () => ({ config: desiredConfig, routes: routesHash(store.routingTable()) }),
+    desired: () => ({ config: desiredConfig, routes: hub.digest() }),
     audit,
     log,
     graceMs: settings.mesh.driftMs / 2,

@@ -7,9 +7,9 @@ import { RpcTarget, type RpcStub } from 'capnweb';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
 import { check } from '../../lib/rpc/validate.ts';
-import type { Logger } from '../../lib/log.ts';
 import type { PeerIdentity } from '../../lib/rpc/index.ts';
 import type { RouteListener, RoutingTable } from '../../schemas/routes.ts';
+import type { RouteHub } from './route-hub.ts';
 import {
   SANDBOX_CREATION_KINDS,
   type EgressForSupervisor,
@@ -264,60 +264,6 @@ export class SandboxPort extends RpcTarget implements SupervisorForSandbox {
   }
 }
 
-/** See RouteHub.publish. */
-const PUBLISH_US_PER_ROUTE = 10;
-
-/** Publishes the routing table (routes and host assignments) to every subscribed ingress. */
-export class RouteHub {
-  readonly #listeners = new Set<RpcStub<RouteListener>>();
-  readonly #store: CodeStore;
-  readonly #log: Logger;
-  constructor({ store, log }: { store: CodeStore; log: Logger }) {
-    this.#store = store;
-    this.#log = log;
-  }
-
-  add(listener: RpcStub<RouteListener>): RoutingTable {
-    this.#listeners.add(listener);
-    listener.onRpcBroken(() => {
-      this.#listeners.delete(listener);
-      listener[Symbol.dispose]();
-    });
-    return this.#store.routingTable();
-  }
-
-  #pending: NodeJS.Timeout | undefined;
-  #lastSent = 0;
-  #lastSize = 0;
-  #told: NodeJS.Immediate | undefined;
-  /** Told once per event-loop turn with changes (in-process followers of worker changes: revocations), not held back with the table. */
-  onPublish: () => void = () => {};
-
-  /**
-   * Send the table as it is now, once for all the changes made until it goes. A burst of deploys sends
-   * one table, not one per deploy; and the whole table is sent again at most every 10 µs per route it
-   * held last time (immediately up to a few hundred routes; every 0.5 s at 50,000), so a mass deploy
-   * costs ingress and the link a bounded share of their time rather than a table per deploy.
-   */
-  publish(): void {
-    this.#told ??= setImmediate(() => {
-      this.#told = undefined;
-      this.onPublish();
-    });
-    if (this.#pending) return;
-    const wait = Math.max(0, this.#lastSent + (this.#lastSize * PUBLISH_US_PER_ROUTE) / 1000 - Date.now());
-    this.#pending = setTimeout(() => {
-      this.#pending = undefined;
-      const table = this.#store.routingTable();
-      this.#lastSent = Date.now();
-      this.#lastSize = table.routes.length;
-      for (const l of this.#listeners) {
-        l.update(table).catch((e: Error) => this.#log.warn('route update failed', { error: e.message }));
-      }
-    }, wait).unref();
-  }
-}
-
 /** Ingress may follow the routes, report its drift and report what it served (the only reporter of request metrics). */
 export class IngressPort extends RpcTarget implements SupervisorForIngress {
   readonly #hub: RouteHub;
@@ -341,6 +287,10 @@ export class IngressPort extends RpcTarget implements SupervisorForIngress {
   async subscribeRoutes(listener: RpcStub<RouteListener>): Promise<RoutingTable> {
     if (typeof listener !== 'function' && typeof listener !== 'object') throw new TypeError('listener must be a capability');
     return this.#hub.add(listener.dup());
+  }
+
+  async routingTable(): Promise<RoutingTable> {
+    return this.#hub.table();
   }
 }
 

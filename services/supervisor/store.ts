@@ -494,29 +494,30 @@ export class CodeStore {
   }
 
   /** What ingress routes by: routes oldest first, and the host assignments. */
+  /** The routes and host assignments as they are now (`version` 0: the route hub counts its publications). */
   routingTable(): RoutingTable {
+    type Row = { tenant: string; workerId: string; version: string; codeKey: string; cordon: string };
     const rows = this.#sql(
-      'SELECT r.pattern, w.tenant, w.id AS workerId, w.version, w.code_key AS codeKey, w.cordon FROM routes r JOIN workers w ON w.id = r.worker_id ORDER BY r.seq, r.pattern',
-    ).all() as { pattern: string; tenant: string; workerId: string; version: string; codeKey: string; cordon: string }[];
-    const route = (pattern: string, r: { tenant: string; workerId: string; version: string; codeKey: string; cordon: string }) => ({
+      'SELECT r.pattern, r.seq, w.tenant, w.id AS workerId, w.version, w.code_key AS codeKey, w.cordon FROM routes r JOIN workers w ON w.id = r.worker_id ORDER BY r.seq, r.pattern',
+    ).all() as (Row & { pattern: string; seq: number })[];
+    const route = (pattern: string, r: Row, order: [number, string]) => ({
       pattern,
       tenant: r.tenant,
       cordon: r.cordon,
       target: { workerId: r.workerId, version: r.version, codeKey: r.codeKey },
+      order,
     });
     const workers = this.#sql(
       'SELECT tenant, name, id AS workerId, version, code_key AS codeKey, cordon FROM workers WHERE workers_dev = 1 ORDER BY id',
-    ).all() as {
-      tenant: string;
-      name: string;
-      workerId: string;
-      version: string;
-      codeKey: string;
-      cordon: string;
-    }[];
+    ).all() as (Row & { name: string })[];
     const defaults = defaultRouting(workers, this.workersDomain);
     return {
-      routes: [...rows.map((r) => route(r.pattern, r)), ...defaults.routes.map((d) => route(d.pattern, d.worker))],
+      version: 0,
+      routes: [
+        ...rows.map((r) => route(r.pattern, r, [r.seq, r.pattern])),
+        // After every declared route, as they were listed after them: a default route loses ties.
+        ...defaults.routes.map((d) => route(d.pattern, d.worker, [Number.MAX_SAFE_INTEGER, d.worker.workerId])),
+      ],
       hosts: [...this.hosts(), ...defaults.hosts],
     };
   }

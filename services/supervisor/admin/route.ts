@@ -12,7 +12,7 @@ import type { TenantCordons } from '../tenant-cordons.ts';
 import type { Grants } from '../capabilities.ts';
 import type { Creations } from '../creations.ts';
 import type { Quarantine } from '../quarantine.ts';
-import type { RouteHub } from '../ports.ts';
+import type { RouteHub } from '../route-hub.ts';
 import type { WorkerLogs } from '../logs.ts';
 import type { AuditLog } from '../audit.ts';
 import type { DriftMonitor, DriftStatus } from '../drift.ts';
