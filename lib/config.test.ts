@@ -70,7 +70,7 @@ test('config: a bad value is refused in one line naming the setting and what it 
 });
 
 test('config: sandbox settings (isolates kept warm, memory budget, idle time) with defaults and refusals', () => {
-  const dynamic = { perWorker: 32, idleMs: 60_000, loadsPerSecond: 500 };
+  const dynamic = { perWorker: 32, idleMs: 60_000, loadsPerSecond: 500, keptCodeBytes: 64 * 1024 * 1024 };
   assert.deepEqual(sandboxSettings(loadSettings({})), { maxIsolates: 1000, memoryBudgetMb: 2048, idleMs: 300_000, objectIdleMs: 70_000, dynamic });
   const file = configFile({ sandboxMemoryMb: 512, isolateIdleSeconds: 60, objectIdleSeconds: 5 });
   assert.deepEqual(sandboxSettings(loadSettings({ CORDON_CONFIG: file, CORDON_MAX_ISOLATES: '50' })), {
@@ -80,11 +80,11 @@ test('config: sandbox settings (isolates kept warm, memory budget, idle time) wi
     objectIdleMs: 5000,
     dynamic,
   });
-  assert.deepEqual(sandboxSettings(loadSettings({ CORDON_DYNAMIC_WORKERS_PER_WORKER: '4', CORDON_DYNAMIC_WORKER_IDLE_SECONDS: '5' })).dynamic, {
-    perWorker: 4,
-    idleMs: 5000,
-    loadsPerSecond: 500,
-  });
+  assert.deepEqual(
+    sandboxSettings(loadSettings({ CORDON_DYNAMIC_WORKERS_PER_WORKER: '4', CORDON_DYNAMIC_WORKER_IDLE_SECONDS: '5', CORDON_DYNAMIC_WORKER_KEPT_CODE_KB: '8' }))
+      .dynamic,
+    { perWorker: 4, idleMs: 5000, loadsPerSecond: 500, keptCodeBytes: 8192 },
+  );
   assert.throws(() => sandboxSettings(loadSettings({ CORDON_DYNAMIC_WORKERS_PER_WORKER: '0' })), /CORDON_DYNAMIC_WORKERS_PER_WORKER/);
   assert.throws(
     () => sandboxSettings(loadSettings({ CORDON_SANDBOX_MEMORY_MB: '0' })),

@@ -249,6 +249,11 @@ export const Settings = z.strictObject({
       env: 'CORDON_DYNAMIC_WORKER_IDLE_SECONDS',
       description: 'per sandbox process: how long a loaded Dynamic Worker may sit idle before it is unloaded (its `get(id)` code is then asked for again)',
     }),
+    dynamicWorkerKeptCodeKb: setting(whole(1, 'kilobytes'), 65_536, {
+      env: 'CORDON_DYNAMIC_WORKER_KEPT_CODE_KB',
+      description:
+        "per sandbox process and worker: code of unloaded Dynamic Workers kept in memory (never on disk) while facets of theirs hold hibernatable WebSockets, so that an event starts them again; a facet's `acceptWebSocket` past it throws (see [docs/durable-objects.md](docs/durable-objects.md))",
+    }),
   }),
   supervisor: z.strictObject({
     adminPort: setting(port, 8081, { env: 'CORDON_ADMIN_PORT', description: 'the admin API, the web dashboard and `/healthz`' }),
@@ -484,7 +489,7 @@ export function sandboxSettings(settings: Settings): {
   memoryBudgetMb: number;
   idleMs: number;
   objectIdleMs: number;
-  dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number };
+  dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number; keptCodeBytes: number };
 } {
   const s = settings.sandbox;
   return {
@@ -492,7 +497,12 @@ export function sandboxSettings(settings: Settings): {
     memoryBudgetMb: s.sandboxMemoryMb,
     idleMs: s.isolateIdleSeconds * 1000,
     objectIdleMs: s.objectIdleSeconds * 1000,
-    dynamic: { perWorker: s.dynamicWorkersPerWorker, idleMs: s.dynamicWorkerIdleSeconds * 1000, loadsPerSecond: s.dynamicWorkerLoadsPerSecond },
+    dynamic: {
+      perWorker: s.dynamicWorkersPerWorker,
+      idleMs: s.dynamicWorkerIdleSeconds * 1000,
+      loadsPerSecond: s.dynamicWorkerLoadsPerSecond,
+      keptCodeBytes: s.dynamicWorkerKeptCodeKb * 1024,
+    },
   };
 }
 

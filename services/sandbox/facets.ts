@@ -30,6 +30,7 @@ import { ClassName } from '../../schemas/workflows.ts';
 import { MAX_LOADED_FACETS } from '../../schemas/loaded-cordon.ts';
 import { MAX_CALLS_IN_FLIGHT, ObjectStorageForwarder } from './capabilities.ts';
 import type { CapabilityHost, FacetPlace, HostedObject } from './runtime/index.ts';
+import type { FacetSockets } from './runtime/worker-loader.ts';
 import { ObjectSocketsForwarder } from './object-sockets.ts';
 
 /** Where a facet's class is: the isolate that holds this object's code, or a Dynamic Worker of it (binding, loaded id). */
@@ -63,6 +64,10 @@ export interface FacetRunner {
   drop(place: FacetPlace, key: string): void;
   /** Loaded classes live in another cordon's process (the worker's loaded cordon): their facets run there. */
   readonly remote: boolean;
+  /** A facet of a loaded class tells its Worker of its hibernatable WebSockets (its code is kept while it holds any). */
+  sockets?(place: { binding: string; token: string }, key: string): FacetSockets | undefined;
+  /** Facet `key` was deleted, its WebSockets with it. */
+  deleted?(key: string): void;
 }
 
 interface Facet {
@@ -161,11 +166,15 @@ export class ObjectFacets implements CapabilityHost {
       await this.#abort(name);
       facet = await this.#open(name, place, startup);
     }
-    return this.#runner.call(
-      facet.place,
-      { key: facet.key, className, id, name: idName, storage: facet.host, sockets: facet.sockets },
-      { kind, method, payload },
-    );
+    try {
+      return await this.#runner.call(
+        facet.place,
+        { key: facet.key, className, id, name: idName, storage: facet.host, sockets: facet.sockets },
+        { kind, method, payload },
+      );
+    } finally {
+      if (kind === 'websocket' && method === 'close') facet.sockets.closed(closedSid(payload));
+    }
   }
 
   #open(name: string, place: FacetPlace, startup: FacetStartup): Promise<Facet> {
@@ -175,7 +184,7 @@ export class ObjectFacets implements CapabilityHost {
         const stub = (await this.#storage.facet(name, startup)) as unknown as RpcStub<ObjectStorageApi>;
         // The key is the parent's and the name, escaped so that no name makes another facet's key.
         const key = `${this.#key}/${encodeURIComponent(name)}`;
-        const sockets = new ObjectSocketsForwarder(() => stub.sockets());
+        const sockets = new ObjectSocketsForwarder(() => stub.sockets(), place === null ? undefined : this.#runner.sockets?.(place, key));
         return { place, className: startup.className, stub, key, sockets, host: new ObjectFacets(stub, key, place, this.#runner) };
       })();
       this.#facets.set(name, facet);
@@ -201,6 +210,7 @@ export class ObjectFacets implements CapabilityHost {
     this.#remote.delete(name);
     await this.#abort(name);
     await this.#storage.deleteFacet(name);
+    this.#runner.deleted?.(`${this.#key}/${encodeURIComponent(name)}`);
   }
 
   /** workerd's clone: `dst` stops ("cloned-over") and its storage becomes a copy of `src`'s. */
@@ -228,6 +238,11 @@ export class ObjectFacets implements CapabilityHost {
   }
 }
 
+/** The socket a close event is of (the supervisor's payload, schemas/durable-objects.ts ObjectSocketEvent). */
+function closedSid(payload: string): string {
+  return (JSON.parse(payload) as { socket: { sid: string } }).socket.sid;
+}
+
 function samePlace(a: FacetPlace, b: FacetPlace): boolean {
   return a === b || (a !== null && b !== null && a.binding === b.binding && a.token === b.token);
 }
@@ -245,7 +260,7 @@ export class RemoteFacets {
    * One call on facet `key` (the supervisor's name for it) in Worker `place` of a parent held here: `storage` is
    * kept on the first call, later ones' are let go. `runner` runs calls in that Worker's isolate.
    */
-  call(
+  async call(
     key: string,
     storage: RpcStub<ObjectStorageApi>,
     place: { binding: string; token: string },
@@ -259,10 +274,15 @@ export class RemoteFacets {
       if (this.#facets.size >= MAX_HOSTED) throw new Error(`this process hosts ${MAX_HOSTED} facets already; retry`);
       const stub = storage.dup();
       const host = new ObjectFacets(stub, key, place, { ...runner, remote: false });
-      facet = { stub, host, sockets: new ObjectSocketsForwarder(() => stub.sockets()), drop: () => runner.drop(place, key) };
+      const sockets = new ObjectSocketsForwarder(() => stub.sockets(), runner.sockets?.(place, key));
+      facet = { stub, host, sockets, drop: () => runner.drop(place, key) };
       this.#facets.set(key, facet);
     }
-    return runner.call(place, { key, ...object, storage: facet.host, sockets: facet.sockets }, call);
+    try {
+      return await runner.call(place, { key, ...object, storage: facet.host, sockets: facet.sockets }, call);
+    } finally {
+      if (call.kind === 'websocket' && call.method === 'close') facet.sockets.closed(closedSid(call.payload));
+    }
   }
 
   /** Facet `key` goes: its instance, its own facets' and its storage. */

@@ -8,6 +8,7 @@ import { OBJECT_SOCKETS_ARITY } from '../../schemas/durable-objects.ts';
 import { MAX_CALLS_IN_FLIGHT, checkCallSize } from './capabilities.ts';
 import { supervisorCalls } from './call-gate.ts';
 import type { CapabilityHost } from './runtime/index.ts';
+import type { FacetSockets } from './runtime/worker-loader.ts';
 
 type Stub = Record<string, (...args: unknown[]) => Promise<unknown>>;
 
@@ -21,8 +22,11 @@ export class ObjectSocketsForwarder implements CapabilityHost {
   #stub: Promise<Stub> | undefined;
   readonly #plain = new Set<string>();
   #inFlight = 0;
-  constructor(make: () => unknown) {
+  /** A facet of a loaded class: told of its hibernatable sockets, so that its Worker's code is kept while it holds any. */
+  readonly #watch: FacetSockets | undefined;
+  constructor(make: () => unknown, watch?: FacetSockets) {
     this.#make = make;
+    this.#watch = watch;
   }
 
   async call(_handle: string, method: string, args: unknown[]): Promise<unknown> {
@@ -31,22 +35,28 @@ export class ObjectSocketsForwarder implements CapabilityHost {
     const sent = args.slice(0, arity);
     checkCallSize(`webSockets.${method}`, sent);
     if (this.#inFlight >= MAX_CALLS_IN_FLIGHT) throw new Error(`too many WebSocket calls in flight: an object may have ${MAX_CALLS_IN_FLIGHT} at once`);
+    const watched = method === 'accept' && sent[1] === true ? this.#watch : undefined;
+    watched?.accepting();
     this.#inFlight++;
+    let accepted: string | undefined;
     try {
       this.#stub ??= Promise.resolve(this.#make() as Stub);
       const stub = await this.#stub;
       const out = await supervisorCalls.run(() => stub[method]!(...sent));
+      if (method === 'accept') accepted = out as string;
       if (method === 'accept' && sent[1] === false) this.#plain.add(out as string);
-      if (method === 'close') this.#plain.delete(sent[0] as string);
+      if (method === 'close') this.closed(sent[0] as string);
       return out;
     } finally {
       this.#inFlight--;
+      watched?.accepted(accepted);
     }
   }
 
-  /** A plain socket's browser end closed (its close event was delivered). */
+  /** A socket closed: the object closed it, or its browser end's close event was delivered. */
   closed(sid: string): void {
     this.#plain.delete(sid);
+    this.#watch?.closed(sid);
   }
 
   /** The object left this process: the capability goes. */

@@ -150,6 +150,8 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
       const facets = new ObjectFacets(kept, key, null, {
         call: (place, object, call) => runtime.facetCall(bundle, place, object, call, hooks),
         drop: (place, facetKey) => runtime.facetDrop(bundle, place, facetKey),
+        sockets: (place, facetKey) => runtime.facetSockets(bundle, place, facetKey),
+        deleted: (facetKey) => runtime.facetDeleted(bundle, facetKey),
         // The supervisor says, in the bundle it serves, whether this worker's loaded Workers run in another cordon.
         remote: bundle.loadedCordon !== undefined,
       });

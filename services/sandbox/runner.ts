@@ -238,6 +238,7 @@ export class Runner extends RpcTarget implements WorkerRunner, LoadedWorkerHost 
         {
           call: (p, o, cl) => (p === null ? Promise.reject(new Error('no such facet class')) : loaders.objectCall(p.binding, p.token, o, cl)),
           drop: (p, k) => p !== null && loaders.objectDrop(p.binding, p.token, k),
+          sockets: (p, k) => loaders.facetSockets(p.binding, p.token, k),
         },
         object,
         c,

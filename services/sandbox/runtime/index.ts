@@ -13,7 +13,7 @@ import { WorkerError } from './errors.ts';
 import type { SocketPeer } from './socket-table.ts';
 import type { PipePeer } from './rpc-pipes.ts';
 import { SpareIsolates } from './spares.ts';
-import { ParentLoaders, type IsolatePool, type LoaderEvents } from './worker-loader.ts';
+import { ParentLoaders, type FacetSockets, type IsolatePool, type LoaderEvents, type LoaderOptions } from './worker-loader.ts';
 import type ivm from 'isolated-vm';
 
 export type { CapabilityHost, HandledResponse, HostedObject } from './instance.ts';
@@ -49,7 +49,7 @@ export class WorkerRuntime {
   readonly #loaders = new Map<string, ParentLoaders>();
   /** As a loaded cordon: the Workers loaded for parents of other cordons, by parent ref (`<workerId>@<version>`). */
   readonly #remoteParents = new Map<string, ParentLoaders>();
-  readonly #dynamic: { perWorker: number; idleMs: number; loadsPerSecond: number };
+  readonly #dynamic: LoaderOptions & { idleMs: number };
   readonly #pool: IsolatePool = {
     held: (key) => {
       const i = this.#live.get(key)?.instance;
@@ -69,7 +69,7 @@ export class WorkerRuntime {
       inspector?: boolean;
       onCatastrophe?: (message: string) => void;
       /** Dynamic Workers: how many one worker may hold loaded, how long one may sit idle, how many one worker may load a second. */
-      dynamic?: { perWorker: number; idleMs: number; loadsPerSecond: number };
+      dynamic?: LoaderOptions & { idleMs: number };
     } = {},
   ) {
     this.#inspector = opts.inspector ?? false;
@@ -198,6 +198,16 @@ export class WorkerRuntime {
     const loaders = this.#loaders.get(key);
     if (!loaders) throw new Error('this worker has no Worker Loader binding');
     return loaders.objectCall(place.binding, place.token, object, call);
+  }
+
+  /** The hibernatable WebSockets of a facet of a loaded class, as it accepts and closes them (worker-loader.ts FacetSockets). */
+  facetSockets(bundle: WorkerBundle, place: { binding: string; token: string }, facetKey: string): FacetSockets | undefined {
+    return this.#loaders.get(`${bundle.workerId}@${bundle.version}`)?.facetSockets(place.binding, place.token, facetKey);
+  }
+
+  /** Facet `facetKey` of an object of this worker version was deleted, its WebSockets with it. */
+  facetDeleted(bundle: WorkerBundle, facetKey: string): void {
+    this.#loaders.get(`${bundle.workerId}@${bundle.version}`)?.facetDeleted(facetKey);
   }
 
   /** A facet's instance goes (aborted, deleted, or its parent left this sandbox). */

@@ -42,7 +42,24 @@ export interface LoaderOptions {
   perWorker: number;
   /** Loads one parent may make a second (and at once, in a burst). */
   loadsPerSecond: number;
+  /** Bytes of code one parent may keep for Workers whose facets hold hibernatable WebSockets (default: 64 MiB). */
+  keptCodeBytes?: number;
 }
+
+/**
+ * What a facet of a loaded class tells of its hibernatable WebSockets (`ParentLoaders.facetSockets`):
+ * while a facet of a Worker holds any, that Worker's code is kept when its isolate is unloaded, so an
+ * event can start it again.
+ */
+export interface FacetSockets {
+  /** Before an accept: throws when the Worker's code cannot be kept (keptCodeBytes). */
+  accepting(): void;
+  /** The accept answered socket `sid` (undefined: it failed). */
+  accepted(sid: string | undefined): void;
+  closed(sid: string): void;
+}
+
+const KEPT_CODE_BYTES = 64 * 1024 * 1024;
 
 /** Loads in progress at once for one parent (each compiles code on this process's threads); more wait their turn. */
 const MAX_LOADING = 4;
@@ -101,6 +118,16 @@ interface Child {
   back: ParentSide;
   /** The socket handles it opened (through its parent's fetch capability). */
   sockets: Set<string>;
+  /** What it was made from (in memory only), to make it again while its facets hold WebSockets; and its code's size. */
+  bundle: WorkerBundle;
+  bytes: number;
+  /** Hibernatable WebSockets its facets hold, with the facet's key; and accepts in progress. */
+  webSockets: Map<string, string>;
+  accepting: number;
+}
+
+function codeBytes(code: LoaderCode): number {
+  return code.modules.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.byteLength), 0);
 }
 
 /** WorkerCode as the parent's isolate sent it, checked again here (the isolate's checks are the tenant's). */
@@ -111,7 +138,7 @@ export function checkCode(raw: unknown): LoaderCode {
     throw new TypeError(`invalid WorkerCode: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
   }
   const code = parsed.data as LoaderCode;
-  const size = code.modules.reduce((n, m) => n + (typeof m.content === 'string' ? m.content.length : m.content.byteLength), 0);
+  const size = codeBytes(code);
   if (size > LOADER_LIMITS.codeBytes)
     throw new Error(`Dynamic Worker code size (${size} bytes) exceeds the maximum allowed size of ${LOADER_LIMITS.codeBytes} bytes.`);
   if (!code.modules.some((m) => m.name === code.mainModule))
@@ -141,6 +168,13 @@ export class ParentLoaders {
   readonly #opts: LoaderOptions;
   /** Loaded Workers by pool key, least recently used first, with what their calls need. */
   readonly #children = new Map<string, Child>();
+  /**
+   * Loaded Workers whose isolate was unloaded while facets of theirs hold WebSockets: their code is kept
+   * (never on disk) so that an event starts them again (docs/durable-objects.md, "A facet takes WebSockets").
+   */
+  readonly #kept = new Map<string, Child>();
+  /** Code bytes of the Workers whose facets hold WebSockets, live or kept. */
+  #keptBytes = 0;
   #hooks: RequestHooks & { events?: LoaderEvents };
   #loading = 0;
   readonly #waiting: (() => void)[] = [];
@@ -162,10 +196,10 @@ export class ParentLoaders {
     this.#bindings = new Set(this.#parentBundle?.bindings.filter((b: Binding) => b.type === 'loader').map((b) => b.name));
   }
 
-  /** No loaded Worker is held (a remote parent's entry can go). */
+  /** No loaded Worker is held, nor kept (a remote parent's entry can go). */
   get empty(): boolean {
     for (const key of [...this.#children.keys()]) if (!this.#pool.held(key)) this.#forget(key);
-    return this.#children.size === 0;
+    return this.#children.size === 0 && this.#kept.size === 0;
   }
 
   /** The parent's capabilities with its loader bindings served here (the hooks of its latest call are the ones its loaded Workers call back with). */
@@ -191,11 +225,89 @@ export class ParentLoaders {
     };
   }
 
-  /** The loaded Worker under `key` is no longer this parent's: its way back is let go. */
+  /** The loaded Worker under `key` lost its isolate: its way back is let go, unless its facets hold WebSockets (then it is kept). */
   #forget(key: string): void {
     const child = this.#children.get(key);
     this.#children.delete(key);
-    child?.back.release?.();
+    if (child && this.#pinned(child)) this.#kept.set(key, child);
+    else child?.back.release?.();
+  }
+
+  #pinned(child: Child): boolean {
+    return child.webSockets.size + child.accepting > 0;
+  }
+
+  /** The hibernatable WebSockets of facet `facetKey` of Worker `token` of `binding`, as it accepts and closes them. */
+  facetSockets(binding: string, token: string, facetKey: string): FacetSockets {
+    const key = this.#key(binding, token);
+    const child = () => this.#children.get(key) ?? this.#kept.get(key);
+    return {
+      accepting: () => {
+        const c = child();
+        if (!c) throw new Error('the Dynamic Worker was unloaded; call the facet again to load it afresh');
+        if (!this.#pinned(c)) {
+          const limit = this.#opts.keptCodeBytes ?? KEPT_CODE_BYTES;
+          if (this.#keptBytes + c.bytes > limit)
+            throw new Error(
+              `this worker's Dynamic Workers whose facets hold hibernatable WebSockets keep their code in memory, at most ${limit} bytes in all (CORDON_DYNAMIC_WORKER_KEPT_CODE_KB); this Worker's ${c.bytes} bytes do not fit: close sockets of other facets first, or ask the operator to raise the setting`,
+            );
+          this.#keptBytes += c.bytes;
+        }
+        c.accepting++;
+      },
+      accepted: (sid) => {
+        const c = child();
+        if (!c) return;
+        c.accepting--;
+        if (sid !== undefined) c.webSockets.set(sid, facetKey);
+        this.#unpinIfDone(key, c);
+      },
+      closed: (sid) => {
+        const c = child();
+        if (c?.webSockets.delete(sid)) this.#unpinIfDone(key, c);
+      },
+    };
+  }
+
+  /** Facet `facetKey` was deleted (its sockets closed with it, and its own facets'). */
+  facetDeleted(facetKey: string): void {
+    for (const [key, c] of [...this.#children, ...this.#kept]) {
+      let changed = false;
+      for (const [sid, of] of c.webSockets) if (of === facetKey || of.startsWith(`${facetKey}/`)) changed = c.webSockets.delete(sid) || changed;
+      if (changed) this.#unpinIfDone(key, c);
+    }
+  }
+
+  /** Its facets hold no WebSocket any more: its code is no longer kept for them. */
+  #unpinIfDone(key: string, c: Child): void {
+    if (this.#pinned(c)) return;
+    this.#keptBytes -= c.bytes;
+    if (this.#kept.get(key) === c) {
+      this.#kept.delete(key);
+      c.back.release?.();
+    }
+  }
+
+  /** Worker `key`'s isolate went while its facets hold WebSockets: it is made again from the code kept, as it was loaded. */
+  async #wake(key: string): Promise<{ child: Child; instance: WorkerInstance } | undefined> {
+    const child = this.#kept.get(key);
+    if (!child) return undefined;
+    this.#makeRoom();
+    let instance: WorkerInstance;
+    try {
+      instance = await this.#pool.instance(key, child.bundle);
+    } catch (e) {
+      this.#pool.drop(key);
+      throw this.#startFailed(e, child.back);
+    }
+    // Concurrent events wait for the same isolate; the first one moves the Worker back among the loaded.
+    if (this.#kept.get(key) === child) {
+      this.#kept.delete(key);
+      this.#children.set(key, child);
+      this.#watchLimits(instance, child.back);
+      child.back.events.created();
+    }
+    return { child, instance };
   }
 
   #key(binding: string, token: string): string {
@@ -272,7 +384,7 @@ export class ParentLoaders {
   async objectCall(binding: string, token: string, object: HostedObject, call: { kind: string; method: string; payload: string }): Promise<string> {
     if (!this.#bindings.has(binding) || !/^(id|anon):/.test(token)) throw new Error('malformed Dynamic Worker target');
     const key = this.#key(binding, token);
-    const held = this.#held(key);
+    const held = this.#held(key) ?? (await this.#wake(key));
     if (!held) throw new Error('the Dynamic Worker was unloaded; call the facet again to load it afresh');
     this.#children.delete(key);
     this.#children.set(key, held.child);
@@ -306,6 +418,12 @@ export class ParentLoaders {
   /** Load Worker `token` (once while it is held) from checked code, in an isolate of its own here. */
   async #load(binding: string, token: string, code: LoaderCode, back: ParentSide = this.#localParent(code)): Promise<string> {
     const key = this.#key(binding, token);
+    if (this.#kept.has(key)) {
+      // Kept for its facets' WebSockets: the same id is the same code, made again from what is kept.
+      back.release?.();
+      await this.#wake(key);
+      return token;
+    }
     // Loaded meanwhile (same id, same code), or by another call while this one waited: the held one stays.
     const kept = () => this.#children.has(key) && this.#pool.held(key) !== undefined && (back.release?.(), true);
     if (kept()) return token;
@@ -347,27 +465,32 @@ export class ParentLoaders {
       ],
     };
     try {
-      const instance = await this.#pool.instance(key, bundle);
-      // A limit it breaks counts against its parent (a quarantine signal), as if the parent broke it.
-      instance.onKilled = (limit) => {
-        if (limit === 'cpu' || limit === 'memory') back.events.limitHit(limit);
-      };
+      this.#watchLimits(await this.#pool.instance(key, bundle), back);
     } catch (e) {
       this.#pool.drop(key);
       back.release?.();
-      if (e instanceof WorkerError) {
-        if (e.limit === 'cpu' || e.limit === 'memory') back.events.limitHit(e.limit);
-        // workerd's lead ("Failed to start Worker:"), then what went wrong.
-        throw new Error(`Failed to start Worker: ${e.detail === e.message ? e.message : `${e.message}: ${e.detail}`}`);
-      }
-      throw e;
+      throw this.#startFailed(e, back);
     } finally {
       this.#release();
     }
     const outbound = code.globalOutbound === null ? 'none' : code.globalOutbound === 'inherit' ? 'inherit' : 'gateway';
-    this.#children.set(key, { outbound, back, sockets: new Set() });
+    this.#children.set(key, { outbound, back, sockets: new Set(), bundle, bytes: codeBytes(code), webSockets: new Map(), accepting: 0 });
     back.events.created();
     return token;
+  }
+
+  /** A limit a loaded Worker breaks counts against its parent (a quarantine signal), as if the parent broke it. */
+  #watchLimits(instance: WorkerInstance, back: ParentSide): void {
+    instance.onKilled = (limit) => {
+      if (limit === 'cpu' || limit === 'memory') back.events.limitHit(limit);
+    };
+  }
+
+  #startFailed(e: unknown, back: ParentSide): unknown {
+    if (!(e instanceof WorkerError)) return e;
+    if (e.limit === 'cpu' || e.limit === 'memory') back.events.limitHit(e.limit);
+    // workerd's lead ("Failed to start Worker:"), then what went wrong.
+    return new Error(`Failed to start Worker: ${e.detail === e.message ? e.message : `${e.message}: ${e.detail}`}`);
   }
 
   /** The way back into a parent this process runs: the stubs' props stay here, calls go to the parent's isolate. */
@@ -469,6 +592,9 @@ export class ParentLoaders {
   /** Unload every Worker this parent loaded (the parent itself goes). */
   dispose(): void {
     for (const key of this.#children.keys()) this.#pool.drop(key);
-    for (const key of [...this.#children.keys()]) this.#forget(key);
+    for (const child of [...this.#children.values(), ...this.#kept.values()]) child.back.release?.();
+    this.#children.clear();
+    this.#kept.clear();
+    this.#keptBytes = 0;
   }
 }
