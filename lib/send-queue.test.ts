@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SendQueue } from './send-queue.ts';
+import { BatchQueue, SendQueue } from './send-queue.ts';
 
 test('sends in order with at most `limit` in flight, and reports each item, failures included', async () => {
   let inFlight = 0;
@@ -39,4 +39,24 @@ test('clear drops what has not started', async () => {
   await new Promise((r) => setTimeout(r, 5));
   assert.deepEqual(sent, [0]);
   assert.equal(q.size, 0);
+});
+
+test('a batch queue sends what one tick pushed in one call, cut at its bounds, in order, and reports each item', async () => {
+  const calls: string[][] = [];
+  const settled: string[] = [];
+  const q = new BatchQueue<string>(
+    { limit: 1, maxItems: 3, maxBytes: 5, sizeOf: (s) => s.length },
+    async (items) => void calls.push(items),
+    (item) => settled.push(item),
+  );
+  for (const s of ['a', 'b', 'c', 'd', 'eeee', 'ffffff', 'g']) q.push(s);
+  assert.equal(q.size, 7, 'gathered until the tick ends');
+  while (q.size) await new Promise((r) => setImmediate(r));
+  // Three items at most a call, five bytes at most (an item over five goes alone).
+  assert.deepEqual(calls, [['a', 'b', 'c'], ['d', 'eeee'], ['ffffff'], ['g']]);
+  assert.deepEqual(settled, ['a', 'b', 'c', 'd', 'eeee', 'ffffff', 'g']);
+  q.push('h');
+  q.clear();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(calls.length, 4, 'a cleared item is not sent');
 });

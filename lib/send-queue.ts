@@ -49,3 +49,58 @@ export class SendQueue<T> {
     this.#pump();
   }
 }
+
+/**
+ * A SendQueue of batches: what is pushed in one tick goes in one call, in order, cut at `maxItems` items or
+ * `maxBytes` bytes (an item larger than that goes alone), with at most `limit` calls in flight.
+ */
+export class BatchQueue<T> {
+  readonly #opts: { maxItems: number; maxBytes: number; sizeOf: (item: T) => number };
+  readonly #calls: SendQueue<T[]>;
+  #gathering: T[] = [];
+
+  /** `settled` hears of each item once the call that carried it has finished (with the error if it failed). */
+  constructor(
+    opts: { limit: number; maxItems: number; maxBytes: number; sizeOf: (item: T) => number },
+    send: (items: T[]) => Promise<unknown>,
+    settled: (item: T, error?: unknown) => void = () => {},
+  ) {
+    this.#opts = opts;
+    this.#calls = new SendQueue<T[]>(opts.limit, send, (items, error) => {
+      for (const item of items) settled(item, error);
+    });
+  }
+
+  /** 0 once everything pushed has been sent (items gathered this tick, and calls queued or in flight, otherwise). */
+  get size(): number {
+    return this.#gathering.length + this.#calls.size;
+  }
+
+  push(item: T): void {
+    if (this.#gathering.push(item) === 1) queueMicrotask(() => this.#flush());
+  }
+
+  /** Drops what has not been sent yet. */
+  clear(): void {
+    this.#gathering = [];
+    this.#calls.clear();
+  }
+
+  #flush(): void {
+    const items = this.#gathering;
+    this.#gathering = [];
+    let batch: T[] = [];
+    let bytes = 0;
+    for (const item of items) {
+      const size = this.#opts.sizeOf(item);
+      if (batch.length > 0 && (batch.length >= this.#opts.maxItems || bytes + size > this.#opts.maxBytes)) {
+        this.#calls.push(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(item);
+      bytes += size;
+    }
+    if (batch.length > 0) this.#calls.push(batch);
+  }
+}

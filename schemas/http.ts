@@ -53,6 +53,8 @@ export const WireRequest = z.object({
 /** The browser's end of a WebSocket, held by ingress: what the worker sends or does goes there. */
 export interface BrowserSocket {
   send(data: string | Uint8Array): Promise<void>;
+  /** Several messages in order, in one call: a Durable Object's sockets (the supervisor gathers each tick's, bounded as schemas/object-socket-batches.ts says). */
+  sendMany(messages: (string | Uint8Array)[]): Promise<void>;
   close(code: number, reason: string): Promise<void>;
 }
 

@@ -11,6 +11,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../lib/log.ts';
 import { SendQueue } from '../../lib/send-queue.ts';
 import type { BrowserSocket, WireRequest, WireResponse, WorkerSocketApi } from '../../schemas/http.ts';
+import { MAX_SEND_BATCH } from '../../schemas/object-socket-batches.ts';
 import { responseProblem } from './forward.ts';
 
 /** The largest message either side may send (bytes). */
@@ -22,6 +23,11 @@ const MAX_IN_FLIGHT = 16;
 function shut(ws: WebSocket, code: number, reason: string): void {
   if (ws.isPaused) ws.resume();
   ws.close(code, reason);
+}
+
+function checkMessage(data: unknown): asserts data is string | Uint8Array {
+  if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw new TypeError('a message is text or bytes');
+  if ((typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) > MAX_MESSAGE) throw new RangeError(`a message is at most ${MAX_MESSAGE} bytes`);
 }
 
 /** The browser's end, given to the worker before the handshake is done: what it sends early waits. */
@@ -38,9 +44,20 @@ class BrowserEnd extends RpcTarget implements BrowserSocket {
   }
   /** Resolves once the message is handed to the connection: the sandbox counts what has not, and so sees a client that does not read. */
   send(data: unknown): Promise<void> {
-    if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw new TypeError('a message is text or bytes');
-    if ((typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) > MAX_MESSAGE) throw new RangeError(`a message is at most ${MAX_MESSAGE} bytes`);
+    checkMessage(data);
     return new Promise((resolve) => this.#do((ws) => ws.send(data, () => resolve())));
+  }
+  /** Messages in order, as one call (a Durable Object's, gathered per tick by the supervisor); resolves once the last is handed to the connection. */
+  sendMany(messages: unknown): Promise<void> {
+    if (!Array.isArray(messages) || messages.length === 0 || messages.length > MAX_SEND_BATCH)
+      throw new TypeError(`messages are a list of 1 to ${MAX_SEND_BATCH}`);
+    for (const data of messages) checkMessage(data);
+    const sent = messages as (string | Uint8Array)[];
+    return new Promise((resolve) =>
+      this.#do((ws) => {
+        for (const [i, data] of sent.entries()) ws.send(data, i === sent.length - 1 ? () => resolve() : undefined);
+      }),
+    );
   }
   async close(code: unknown, reason: unknown): Promise<void> {
     const valid = typeof code === 'number' && (code === 1000 || code === 1009 || code === 1011 || (code >= 3000 && code <= 4999));

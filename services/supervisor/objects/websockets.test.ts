@@ -30,17 +30,26 @@ function setup(limits = { perObject: 3, perTenant: 4 }) {
   return { sockets, cap, delivered, audited, expire: () => (leaseOk = false) };
 }
 
+/** The browser's end as ingress offers it; `calls`: how many calls the supervisor made on it to send. */
 function browser() {
   const sent: (string | Uint8Array)[] = [];
   const closed: [number, string][] = [];
+  const counts = { calls: 0 };
   const stub = {
-    send: async (d: string | Uint8Array) => void sent.push(d),
+    send: async (d: string | Uint8Array) => {
+      counts.calls++;
+      sent.push(d);
+    },
+    sendMany: async (ms: (string | Uint8Array)[]) => {
+      counts.calls++;
+      sent.push(...ms);
+    },
     close: async (code: number, reason: string) => void closed.push([code, reason]),
     onRpcBroken: () => {},
     dup: () => stub,
     [Symbol.dispose]: () => {},
   };
-  return { stub: stub as unknown as RpcStub<BrowserSocket>, sent, closed };
+  return { stub: stub as unknown as RpcStub<BrowserSocket>, sent, closed, counts };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -158,7 +167,7 @@ test('sockets waiting for their 101 are bounded, and so is what a client that do
   // One reaches a browser that never takes a message: past 16 MiB owed, it is closed, and the object may accept again.
   const closed: [number, string][] = [];
   const stuck = {
-    send: () => new Promise<void>(() => {}),
+    sendMany: () => new Promise<void>(() => {}),
     close: async (code: number, reason: string) => void closed.push([code, reason]),
     onRpcBroken: () => {},
     dup: () => stuck,
@@ -172,5 +181,29 @@ test('sockets waiting for their 101 are bounded, and so is what a client that do
   await cap(KEY_A).send([[sids[0]!, mib]]);
   assert.deepEqual(closed, [[1011, 'the client does not read fast enough']]);
   await assert.rejects(cap(KEY_A).send([[sids[0]!, 'more']]), /closing/);
+  sockets.stop();
+});
+
+test('what an object sends a socket in one tick goes to ingress in one call, in order, bounded as its ws.send batches; the close after it', async () => {
+  const { sockets, cap } = setup();
+  const sid = await cap(KEY_A).accept([], true);
+  const b = browser();
+  sockets.attach('acme/chat', 'Room', sid, b.stub);
+  const hundred = Array.from({ length: 100 }, (_, i) => `m${i}`);
+  await cap(KEY_A).send(hundred.map((m) => [sid, m]));
+  await tick();
+  assert.deepEqual(b.sent, hundred);
+  assert.equal(b.counts.calls, 1, 'one call for 100 messages');
+  // Past 1,024 messages (the batch bound of schemas/object-socket-batches.ts), a tick's messages take more calls.
+  const many = Array.from({ length: 1024 }, (_, i) => [sid, `n${i}`] as [string, string]);
+  await cap(KEY_A).send(many);
+  await cap(KEY_A).send([[sid, 'last']]);
+  await tick();
+  assert.equal(b.sent.length, 100 + 1025);
+  assert.equal(b.sent.at(-1), 'last');
+  assert.equal(b.counts.calls, 3);
+  await cap(KEY_A).close(sid, 1000, 'bye');
+  await tick();
+  assert.deepEqual(b.closed, [[1000, 'bye']], 'the close goes once all sent has reached ingress');
   sockets.stop();
 });

@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { check } from '../../../lib/rpc/validate.ts';
 import { CordonError } from '../../../lib/errors.ts';
 import type { Logger } from '../../../lib/log.ts';
-import { SendQueue } from '../../../lib/send-queue.ts';
+import { BatchQueue } from '../../../lib/send-queue.ts';
 import { guarded, type Audit } from '../guarded.ts';
 import type { BrowserSocket, WorkerSocketApi } from '../../../schemas/http.ts';
 import {
@@ -27,13 +27,13 @@ import {
   type ObjectSocketInfo,
   type ObjectSocketsApi,
 } from '../../../schemas/durable-objects.ts';
-import { MAX_SEND_BATCH } from '../../../schemas/object-socket-batches.ts';
+import { MAX_SEND_BATCH, MAX_SEND_BATCH_BYTES } from '../../../schemas/object-socket-batches.ts';
 
 /** The largest message either way, as ingress's (services/ingress/websockets.ts). */
 const MAX_MESSAGE = 1024 * 1024;
 /** What an object may have sent to one socket that the client has not taken yet, before the socket is closed. */
 const MAX_UNSENT = 16 * 1024 * 1024;
-/** Messages on their way to ingress at once, per socket. */
+/** Calls on their way to ingress at once, per socket (each carries what the object sent it in a tick, bounded as its `ws.send` batches are). */
 const MAX_SENDING = 32;
 /** An accepted socket whose 101 never reached a browser is forgotten after this long. */
 const PENDING_MS = 30_000;
@@ -70,7 +70,7 @@ interface Socket {
   autoResponseAt: number | null;
   browser: RpcStub<BrowserSocket> | undefined;
   /** What the object sent before the browser's end was attached, then the queue to it. */
-  out: SendQueue<string | Uint8Array> | undefined;
+  out: BatchQueue<string | Uint8Array> | undefined;
   early: (string | Uint8Array)[];
   unsent: number;
   closing: [number, string] | undefined;
@@ -259,9 +259,9 @@ export class ObjectSockets {
       throw refused('no such WebSocket to attach (it belongs to another object or worker, was attached already, or closed)');
     const browser = (browserArg as RpcStub<BrowserSocket>).dup();
     s.browser = browser;
-    s.out = new SendQueue<string | Uint8Array>(
-      MAX_SENDING,
-      (data) => browser.send(data),
+    s.out = new BatchQueue<string | Uint8Array>(
+      { limit: MAX_SENDING, maxItems: MAX_SEND_BATCH, maxBytes: MAX_SEND_BATCH_BYTES, sizeOf },
+      (messages) => browser.sendMany(messages),
       (data) => {
         if (!this.#sockets.has(s.sid)) return; // forgotten: its bytes were given back then
         this.#account(s, -sizeOf(data));
