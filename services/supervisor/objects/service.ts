@@ -16,6 +16,7 @@ import {
   type DurableObjectNamespaceApi,
   type FacetIdentity,
   type FacetRoute,
+  type FacetStartup,
   type LoadedFacetPlace,
   type MintedId,
   type ObjectCallKind,
@@ -267,7 +268,7 @@ export class DurableObjects {
     const facets: FacetStorage = {
       open: async (name, startup) => {
         const suffix = facetSuffix(facet, name);
-        const started = startup === undefined ? undefined : check(Startup, startup, 'facet startup');
+        const started = startup === undefined ? undefined : this.#checkStartup(workerId, id, check(Startup, startup, 'facet startup'));
         const db = this.#deps.database(workerId, className, id, suffix);
         if (db.fresh) {
           // Made now (not at its first write), so it is counted once.
@@ -327,6 +328,28 @@ export class DurableObjects {
       return this.sockets.forObject(key + facet, workerId, className, fenced, audit);
     };
     return new ObjectStorageCap(this.#deps.database(workerId, className, id, facet), audit, wallMs, workerId, fenced, alarm, facets, sockets);
+  }
+
+  /**
+   * How the holder says it started a facet of object `parentId` (kept as the route of the facet's sockets), checked
+   * against what the supervisor knows: a loaded class names one of the worker's own Worker Loader bindings, and
+   * the facet's `ctx.id` is its parent's or an id minted for one of the worker's own classes. The class itself is
+   * looked up in the worker's own code (its isolate, or its Dynamic Worker), so a name cannot reach another's.
+   */
+  #checkStartup(workerId: string, parentId: string, startup: FacetStartup): FacetStartup {
+    const refuse = (why: string) => new CordonError(`a facet's start-up was refused: ${why}`, { status: 403, refusal: true });
+    if ((startup.binding === null) !== (startup.token === null)) throw refuse('it names a Worker Loader binding and a Dynamic Worker together, or neither');
+    const worker = this.#deps.store.worker(workerId);
+    const bundle = worker && this.#deps.store.bundleForKey(worker.codeKey)?.bundle;
+    if (!bundle) throw new CordonError(`worker ${workerId} is not deployed`, { status: 404 });
+    if (startup.binding !== null && !bundle.bindings.some((b) => b.type === 'loader' && b.name === startup.binding))
+      throw refuse(`${workerId} has no Worker Loader binding ${startup.binding}`);
+    if (startup.id !== parentId) {
+      const classes = new Set([...(bundle.objectClasses ?? []), ...bundle.bindings.flatMap((b) => (b.type === 'durable_object' ? [b.className] : []))]);
+      if (![...classes].some((c) => this.#deps.ids.valid(namespaceOf(workerId, c), startup.id)))
+        throw refuse("its ctx.id is neither its parent's nor an id of this worker's Durable Object classes");
+    }
+    return startup;
   }
 
   /** The capability behind `env.<BINDING>` for class `className` of worker `workerId`. */
