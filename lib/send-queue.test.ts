@@ -41,20 +41,20 @@ test('clear drops what has not started', async () => {
   assert.equal(q.size, 0);
 });
 
-test('a batch queue sends what one tick pushed in one call, cut at its bounds, in order, and reports each item', async () => {
+test('a batch queue sends what one tick pushed in one call, cut at its bounds, in order, and reports each call', async () => {
   const calls: string[][] = [];
-  const settled: string[] = [];
+  const settled: string[][] = [];
   const q = new BatchQueue<string>(
     { limit: 1, maxItems: 3, maxBytes: 5, sizeOf: (s) => s.length },
     async (items) => void calls.push(items),
-    (item) => settled.push(item),
+    (items) => settled.push(items),
   );
   for (const s of ['a', 'b', 'c', 'd', 'eeee', 'ffffff', 'g']) q.push(s);
   assert.equal(q.size, 7, 'gathered until the tick ends');
   while (q.size) await new Promise((r) => setImmediate(r));
   // Three items at most a call, five bytes at most (an item over five goes alone).
   assert.deepEqual(calls, [['a', 'b', 'c'], ['d', 'eeee'], ['ffffff'], ['g']]);
-  assert.deepEqual(settled, ['a', 'b', 'c', 'd', 'eeee', 'ffffff', 'g']);
+  assert.deepEqual(settled, calls, 'each call is reported once it has finished');
   q.push('h');
   q.clear();
   await new Promise((r) => setImmediate(r));

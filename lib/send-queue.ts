@@ -59,16 +59,14 @@ export class BatchQueue<T> {
   readonly #calls: SendQueue<T[]>;
   #gathering: T[] = [];
 
-  /** `settled` hears of each item once the call that carried it has finished (with the error if it failed). */
+  /** `settled` hears of each call's items once it has finished (with the error if it failed). */
   constructor(
     opts: { limit: number; maxItems: number; maxBytes: number; sizeOf: (item: T) => number },
     send: (items: T[]) => Promise<unknown>,
-    settled: (item: T, error?: unknown) => void = () => {},
+    settled: (items: T[], error?: unknown) => void = () => {},
   ) {
     this.#opts = opts;
-    this.#calls = new SendQueue<T[]>(opts.limit, send, (items, error) => {
-      for (const item of items) settled(item, error);
-    });
+    this.#calls = new SendQueue<T[]>(opts.limit, send, settled);
   }
 
   /** 0 once everything pushed has been sent (items gathered this tick, and calls queued or in flight, otherwise). */

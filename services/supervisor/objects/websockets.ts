@@ -262,9 +262,9 @@ export class ObjectSockets {
     s.out = new BatchQueue<string | Uint8Array>(
       { limit: MAX_SENDING, maxItems: MAX_SEND_BATCH, maxBytes: MAX_SEND_BATCH_BYTES, sizeOf },
       (messages) => browser.sendMany(messages),
-      (data) => {
+      (sent) => {
         if (!this.#sockets.has(s.sid)) return; // forgotten: its bytes were given back then
-        this.#account(s, -sizeOf(data));
+        this.#account(s, -sent.reduce((n, data) => n + sizeOf(data), 0));
         if (s.closing && s.out!.size === 0) this.#shut(s);
       },
     );
