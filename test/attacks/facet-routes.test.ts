@@ -136,6 +136,12 @@ describe('attacks: a lying facet start-up route', () => {
         }
       }
       assert.deepEqual(taken, [], 'every lie is refused');
+      // The same lies on a call of a facet of a loaded class (its identity goes to a loaded cordon with each call).
+      for (const [what, route, reason] of lies) {
+        const { binding, token: worker, ...identity } = route as typeof honest;
+        if (binding === null || worker === null) continue;
+        await assert.rejects(async () => await storage.facetIn('room', { binding, token: worker }, identity, 'rpc', 'hi', '[]'), reason, what);
+      }
       // Malformed or oversize routes, and names that are not facet names, never get as far.
       const malformed: [string, string, unknown][] = [
         ['an oversize Worker token', 'room', { ...honest, token: `id:${'x'.repeat(400)}` }],

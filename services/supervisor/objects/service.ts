@@ -185,6 +185,7 @@ export class DurableObjects {
   readonly sockets: ObjectSockets;
   readonly #loaded: LoadedFacets;
   readonly #routes: FacetRoutes;
+  readonly #versionFacts = new Map<string, { loaders: Set<string>; classes: string[] }>();
 
   constructor(deps: ObjectsDeps) {
     this.#deps = deps;
@@ -308,6 +309,8 @@ export class DurableObjects {
             status: 403,
             refusal: true,
           });
+        // Checked on each call: its identity goes to the loaded cordon's process with it.
+        this.#checkStartup(workerId, id, { ...place, ...identity });
         const host = this.#deps.loadedHost?.(workerId, place.binding, place.token);
         if (!host)
           throw new CordonError(`${workerId} has no Worker Loader binding ${place.binding} whose Workers run in a loaded cordon now; call the facet again`, {
@@ -339,17 +342,29 @@ export class DurableObjects {
   #checkStartup(workerId: string, parentId: string, startup: FacetStartup): FacetStartup {
     const refuse = (why: string) => new CordonError(`a facet's start-up was refused: ${why}`, { status: 403, refusal: true });
     if ((startup.binding === null) !== (startup.token === null)) throw refuse('it names a Worker Loader binding and a Dynamic Worker together, or neither');
-    const worker = this.#deps.store.worker(workerId);
-    const bundle = worker && this.#deps.store.bundleForKey(worker.codeKey)?.bundle;
-    if (!bundle) throw new CordonError(`worker ${workerId} is not deployed`, { status: 404 });
-    if (startup.binding !== null && !bundle.bindings.some((b) => b.type === 'loader' && b.name === startup.binding))
-      throw refuse(`${workerId} has no Worker Loader binding ${startup.binding}`);
-    if (startup.id !== parentId) {
-      const classes = new Set([...(bundle.objectClasses ?? []), ...bundle.bindings.flatMap((b) => (b.type === 'durable_object' ? [b.className] : []))]);
-      if (![...classes].some((c) => this.#deps.ids.valid(namespaceOf(workerId, c), startup.id)))
-        throw refuse("its ctx.id is neither its parent's nor an id of this worker's Durable Object classes");
-    }
+    const facts = this.#facts(workerId);
+    if (startup.binding !== null && !facts.loaders.has(startup.binding)) throw refuse(`${workerId} has no Worker Loader binding ${startup.binding}`);
+    if (startup.id !== parentId && !facts.classes.some((c) => this.#deps.ids.valid(namespaceOf(workerId, c), startup.id)))
+      throw refuse("its ctx.id is neither its parent's nor an id of this worker's Durable Object classes");
     return startup;
+  }
+
+  /** The current version's loader bindings and Durable Object classes (opening a bundle costs a decryption: kept per version). */
+  #facts(workerId: string): { loaders: Set<string>; classes: string[] } {
+    const worker = this.#deps.store.worker(workerId);
+    if (!worker) throw new CordonError(`worker ${workerId} is not deployed`, { status: 404 });
+    let facts = this.#versionFacts.get(worker.codeKey);
+    if (!facts) {
+      const bundle = this.#deps.store.bundleForKey(worker.codeKey)?.bundle;
+      if (!bundle) throw new CordonError(`worker ${workerId} is not deployed`, { status: 404 });
+      facts = {
+        loaders: new Set(bundle.bindings.flatMap((b) => (b.type === 'loader' ? [b.name] : []))),
+        classes: [...new Set([...(bundle.objectClasses ?? []), ...bundle.bindings.flatMap((b) => (b.type === 'durable_object' ? [b.className] : []))])],
+      };
+      if (this.#versionFacts.size >= MAX_KNOWN_VERSIONS) this.#versionFacts.delete(this.#versionFacts.keys().next().value!);
+      this.#versionFacts.set(worker.codeKey, facts);
+    }
+    return facts;
   }
 
   /** The capability behind `env.<BINDING>` for class `className` of worker `workerId`. */
@@ -540,6 +555,8 @@ class FacetRoutes {
   }
 }
 const MAX_ROUTES = 16_384;
+/** Worker versions whose loader bindings and classes are kept (#facts). */
+const MAX_KNOWN_VERSIONS = 1024;
 
 /** `call`, or a 504 once `ms` have passed. */
 async function withTimeout<T>(call: Promise<T>, ms: number, message: string): Promise<T> {
