@@ -11,7 +11,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../../lib/log.ts';
 import { SendQueue } from '../../lib/send-queue.ts';
 import type { BrowserSocket, WireRequest, WireResponse, WorkerSocketApi } from '../../schemas/http.ts';
-import { MAX_SEND_BATCH } from '../../schemas/object-socket-batches.ts';
+import { MAX_SEND_BATCH, MAX_SEND_BATCH_BYTES } from '../../schemas/object-socket-batches.ts';
 import { responseProblem } from './forward.ts';
 
 /** The largest message either side may send (bytes). */
@@ -25,9 +25,12 @@ function shut(ws: WebSocket, code: number, reason: string): void {
   ws.close(code, reason);
 }
 
-function checkMessage(data: unknown): asserts data is string | Uint8Array {
+/** A message's size in bytes, once it is known to be one. */
+function checkMessage(data: unknown): number {
   if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw new TypeError('a message is text or bytes');
-  if ((typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) > MAX_MESSAGE) throw new RangeError(`a message is at most ${MAX_MESSAGE} bytes`);
+  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+  if (size > MAX_MESSAGE) throw new RangeError(`a message is at most ${MAX_MESSAGE} bytes`);
+  return size;
 }
 
 /** The browser's end, given to the worker before the handshake is done: what it sends early waits. */
@@ -45,13 +48,15 @@ class BrowserEnd extends RpcTarget implements BrowserSocket {
   /** Resolves once the message is handed to the connection: the sandbox counts what has not, and so sees a client that does not read. */
   send(data: unknown): Promise<void> {
     checkMessage(data);
-    return new Promise((resolve) => this.#do((ws) => ws.send(data, () => resolve())));
+    return new Promise((resolve) => this.#do((ws) => ws.send(data as string | Uint8Array, () => resolve())));
   }
   /** Messages in order, as one call (a Durable Object's, gathered per tick by the supervisor); resolves once the last is handed to the connection. */
   sendMany(messages: unknown): Promise<void> {
     if (!Array.isArray(messages) || messages.length === 0 || messages.length > MAX_SEND_BATCH)
       throw new TypeError(`messages are a list of 1 to ${MAX_SEND_BATCH}`);
-    for (const data of messages) checkMessage(data);
+    let bytes = 0;
+    for (const data of messages) bytes += checkMessage(data);
+    if (bytes > MAX_SEND_BATCH_BYTES) throw new RangeError(`messages sent in one call are at most ${MAX_SEND_BATCH_BYTES} bytes`);
     const sent = messages as (string | Uint8Array)[];
     return new Promise((resolve) =>
       this.#do((ws) => {
