@@ -236,7 +236,10 @@ export class WorkerRuntime {
   #withLoaders(key: string, bundle: WorkerBundle, hooks: RunHooks): RunHooks {
     if (!bundle.bindings.some((b) => b.type === 'loader')) return hooks;
     let loaders = this.#loaders.get(key);
-    if (!loaders) this.#loaders.set(key, (loaders = new ParentLoaders(this.#pool, key, bundle, this.#dynamic, hooks)));
+    if (!loaders) {
+      this.#newVersion(this.#loaders, bundle.workerId);
+      this.#loaders.set(key, (loaders = new ParentLoaders(this.#pool, key, bundle, this.#dynamic, hooks)));
+    }
     return { ...hooks, capabilities: loaders.capabilities(hooks) };
   }
 
@@ -246,8 +249,19 @@ export class WorkerRuntime {
    */
   remoteParent(ref: string, parent?: Pick<WorkerBundle, 'workerId' | 'version' | 'limits'>): ParentLoaders | undefined {
     let loaders = this.#remoteParents.get(ref);
-    if (!loaders && parent) this.#remoteParents.set(ref, (loaders = new ParentLoaders(this.#pool, ref, parent, this.#dynamic, { log: () => {} })));
+    if (!loaders && parent) {
+      this.#newVersion(this.#remoteParents, parent.workerId);
+      this.#remoteParents.set(ref, (loaders = new ParentLoaders(this.#pool, ref, parent, this.#dynamic, { log: () => {} })));
+    }
     return loaders;
+  }
+
+  /**
+   * A new version of `workerId` loads Workers here: the code its older versions kept for their facets' WebSockets
+   * goes (those objects' events reach the new version now), so what is kept stays bounded per worker, not per deploy.
+   */
+  #newVersion(loaders: Map<string, ParentLoaders>, workerId: string): void {
+    for (const [key, parent] of loaders) if (key.startsWith(`${workerId}@`)) parent.forgetSockets();
   }
 
   /** After a request: the isolate's heap, at most once a second per isolate, then the budget. */

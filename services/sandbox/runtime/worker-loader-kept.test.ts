@@ -98,3 +98,16 @@ test('the code kept is bounded in bytes per parent: past it an accept is refused
   await fits.loaders.load('LOADER', 'id:room', CODE, fits.back);
   fits.loaders.facetSockets('LOADER', 'id:room', 'k').accepting();
 });
+
+test("a newer version of the parent took over: an older version's kept code goes", async () => {
+  const { loaders, back, counts, unload, event } = setup();
+  await loaders.load('LOADER', 'id:room', CODE, back);
+  const sockets = loaders.facetSockets('LOADER', 'id:room', 'acme/app:Host:1/room');
+  sockets.accepting();
+  sockets.accepted('s1');
+  unload();
+  loaders.forgetSockets();
+  await assert.rejects(event(), /the Dynamic Worker was unloaded/);
+  assert.equal(counts.released, 1);
+  assert.equal(loaders.empty, true);
+});

@@ -278,6 +278,15 @@ export class ParentLoaders {
     }
   }
 
+  /** A newer version of the parent took over: its objects' events go to that version's code now, so nothing is kept for them here. */
+  forgetSockets(): void {
+    for (const [key, c] of [...this.#children, ...this.#kept]) {
+      if (c.webSockets.size === 0) continue;
+      c.webSockets.clear();
+      this.#unpinIfDone(key, c);
+    }
+  }
+
   /** Its facets hold no WebSocket any more: its code is no longer kept for them. */
   #unpinIfDone(key: string, c: Child): void {
     if (this.#pinned(c)) return;
