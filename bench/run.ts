@@ -15,10 +15,12 @@
  *  10. Durable Objects: RPC round trips/s on one object and over 1,000 vs workerd with local-disk
  *      storage, idle objects per GiB, the time to wake an evicted object (bench/durable-objects.ts);
  *  11. many workers: 50,000 deployed, 5,000 warm and served round-robin (bench/many-workers.ts);
- *  12. bytes across the isolate boundary: CPU per MiB of a KV value put and read back (bench/isolate-bytes.ts).
+ *  12. bytes across the isolate boundary: CPU per MiB of a KV value put and read back (bench/isolate-bytes.ts);
+ *  13. object WebSockets alone: messages/s one object sends to one client, on a mesh of its own (the
+ *      send path's before/after; section 10 has it beside workerd).
  * Never part of `npm test`: numbers, not assertions. `npm run bench -- <section>…` runs only the sections
  * named (request-path, cold-start, idle-memory, workflows, dynamic-workers, workers-rpc, client, cluster,
- * frameworks, durable-objects, many-workers, isolate-bytes).
+ * frameworks, durable-objects, many-workers, isolate-bytes, object-websockets).
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -35,7 +37,7 @@ import { clientBench } from './client.ts';
 import { clusterBench } from './cluster.ts';
 import { frameworksBench } from './frameworks.ts';
 import { requestPathBench } from './request-path.ts';
-import { durableObjectsBench } from './durable-objects.ts';
+import { durableObjectsBench, objectWebSocketSends } from './durable-objects.ts';
 import { manyWorkersBench } from './many-workers.ts';
 import { isolateBytesBench } from './isolate-bytes.ts';
 
@@ -146,6 +148,7 @@ const sections: [string, () => Promise<void>][] = [
   ['durable-objects', durableObjectsBench],
   ['many-workers', manyWorkersBench],
   ['isolate-bytes', isolateBytesBench],
+  ['object-websockets', objectWebSocketSends],
 ];
 const chosen = process.argv.slice(2);
 const unknown = chosen.filter((name) => !sections.some(([n]) => n === name));
