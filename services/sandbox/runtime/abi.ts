@@ -12,6 +12,11 @@ import type * as web from './bootstrap/web-globals.ts';
 import type * as idna from './bootstrap/idna.ts';
 import type * as capnweb from './bootstrap/capnweb.ts';
 import type * as digest from './bootstrap/digest-stream.ts';
+import type * as units from './bootstrap/units.ts';
+import type * as rpcUnit from './bootstrap/rpc-unit.ts';
+import type * as hashesUnit from './bootstrap/hashes-unit.ts';
+import type * as fflateUnit from './bootstrap/fflate-unit.ts';
+import type * as rpcClone from './bootstrap/rpc-clone.ts';
 import type { NodeCryptoCall, NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
 import type { WireMessage } from './bootstrap/wire-codec.ts';
@@ -39,6 +44,11 @@ export interface HostCallbacks {
   brotliWasm(): ArrayBuffer;
   /** console's describer of values (bootstrap/log-mirror.ts): a function body returning its module, for the first line with a value. */
   logMirror(): string;
+  /**
+   * Lazy unit `name` (LAZY_UNITS) compiled and run in the isolate's context: a reference to its factory
+   * (bootstrap/units.ts), or null for a name that is not a unit.
+   */
+  unit(name: string): UnitRef | null;
   /** The answer to request `seq` of a batch (see Entry.runBatch). */
   done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
   /** Workers RPC (bootstrap/workers-rpc.ts): the isolate opened pipe `pipe` to a binding. */
@@ -118,6 +128,7 @@ export const CALLBACK_GLOBALS = {
   htmlRewriterWasm: '__cordonHtmlRewriterWasm',
   brotliWasm: '__cordonBrotliWasm',
   logMirror: '__cordonLogMirror',
+  unit: '__cordonUnit',
   done: '__cordonDone',
   rpcOpen: '__cordonRpcOpen',
   rpcSend: '__cordonRpcSend',
@@ -283,6 +294,7 @@ export interface SnapshotLibs {
   idna: typeof idna;
   capnweb: typeof capnweb;
   digest: typeof digest;
+  units: typeof units;
 }
 /** Their files, relative to bootstrap/. */
 export const SNAPSHOT_MODULES = {
@@ -292,10 +304,44 @@ export const SNAPSHOT_MODULES = {
   idna: './idna.ts',
   capnweb: './capnweb.ts',
   digest: './digest-stream.ts',
+  units: './units.ts',
 } as const satisfies { [K in keyof SnapshotLibs]: `./${string}.ts` };
 /** Snapshot modules imported for their effect only: nothing of them is evaluated again in the init half. */
 export const SNAPSHOT_EFFECTS = ['./install-encoding.ts'] as const;
 export const LIBS_GLOBAL = '__cordonLibs';
+
+/**
+ * Libraries left out of the snapshot and loaded by an isolate on first use (bootstrap/units.ts), by
+ * name: their exports. Each is bundled on its own; its imports of snapshot modules are the snapshot's objects.
+ */
+export interface LazyUnits {
+  rpc: typeof rpcUnit;
+  hashes: typeof hashesUnit;
+  fflate: typeof fflateUnit;
+}
+/** Their entry files, relative to bootstrap/. */
+export const LAZY_UNITS = {
+  rpc: './rpc-unit.ts',
+  hashes: './hashes-unit.ts',
+  fflate: './fflate-unit.ts',
+} as const satisfies { [K in keyof LazyUnits]: `./${string}.ts` };
+/**
+ * What a unit's factory is given: the snapshot's library objects, and the init half's modules a unit
+ * imports (UNIT_INIT_MODULES), so that a unit shares them rather than loading copies of its own after
+ * tenant code has run (they capture built-ins as they load).
+ */
+export interface UnitImports extends SnapshotLibs {
+  rpcClone: typeof rpcClone;
+}
+/** The init half's modules in UnitImports, by name: their files, relative to bootstrap/. */
+export const UNIT_INIT_MODULES = { rpcClone: './rpc-clone.ts' } as const satisfies { [K in Exclude<keyof UnitImports, keyof SnapshotLibs>]: `./${string}.ts` };
+/** What running a unit's script leaves: its factory, called once with UnitImports. */
+export type UnitFactory = (imports: UnitImports) => unknown;
+/** isolated-vm's Reference to a unit's factory, as the isolate holds it. */
+export interface UnitRef {
+  deref(): UnitFactory;
+  release(): void;
+}
 
 /** A module of a Dynamic Worker's code as the parent's isolate sends it (bytes for data and wasm). */
 export interface LoaderModule {

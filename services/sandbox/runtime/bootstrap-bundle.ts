@@ -2,7 +2,9 @@
  * The bootstrap, bundled once per process with esbuild, in two halves:
  * - `libs` (bootstrap/libs.ts) is evaluated once into an isolated-vm start-up snapshot;
  * - `init` (bootstrap/index.ts) runs in every new context; its imports of the library modules are
- *   resolved to the objects the snapshot left in LIBS_GLOBAL (abi.ts), so it is small and quick to compile.
+ *   resolved to the objects the snapshot left in LIBS_GLOBAL (abi.ts), so it is small and quick to compile;
+ * - `units` (abi.ts LAZY_UNITS), each compiled and run by an isolate on first use (bootstrap/units.ts),
+ *   whose imports of the library modules are the snapshot's objects too.
  */
 import { build, stop, type Plugin } from 'esbuild';
 import { readFile } from 'node:fs/promises';
@@ -16,31 +18,44 @@ import * as web from './bootstrap/web-globals.ts';
 import * as idna from './bootstrap/idna.ts';
 import * as capnweb from './bootstrap/capnweb.ts';
 import * as digest from './bootstrap/digest-stream.ts';
-import { LIBS_GLOBAL, SNAPSHOT_EFFECTS, SNAPSHOT_MODULES, type SnapshotLibs } from './abi.ts';
+import * as units from './bootstrap/units.ts';
+import * as rpcClone from './bootstrap/rpc-clone.ts';
+import { LAZY_UNITS, LIBS_GLOBAL, SNAPSHOT_EFFECTS, SNAPSHOT_MODULES, UNIT_INIT_MODULES, type LazyUnits, type SnapshotLibs, type UnitImports } from './abi.ts';
 
 const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
 // The same modules the snapshot evaluates (bootstrap/libs.ts): their export names, by file.
-const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb, digest };
+const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb, digest, units };
 const FROM_SNAPSHOT = new Map<string, string[]>([
   ...Object.entries(SNAPSHOT_MODULES).map(
     ([lib, file]) => [file, Object.keys(libs[lib as keyof SnapshotLibs]).map((k) => `${lib}.${k}`)] as [string, string[]],
   ),
   ...SNAPSHOT_EFFECTS.map((file) => [file, []] as [string, string[]]),
 ]);
+// A unit's imports: the snapshot's modules and the init half's it shares (abi.ts UnitImports).
+const initForUnits: Omit<UnitImports, keyof SnapshotLibs> = { rpcClone };
+const FOR_UNITS = new Map<string, string[]>([
+  ...FROM_SNAPSHOT,
+  ...Object.entries(UNIT_INIT_MODULES).map(
+    ([name, file]) => [file, Object.keys(initForUnits[name as keyof typeof initForUnits]).map((k) => `${name}.${k}`)] as [string, string[]],
+  ),
+]);
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** In the init half, the library modules are the snapshot's objects, not new copies. */
-const fromSnapshot: Plugin = {
+/**
+ * In the init half and the units, the library modules (`modules`: file → its export names) are the
+ * snapshot's objects, not new copies: read from `libs`, the init half's LIBS_GLOBAL or a unit factory's parameter.
+ */
+const fromSnapshot = (libs: string, modules = FROM_SNAPSHOT): Plugin => ({
   name: 'cordon-from-snapshot',
   setup(build) {
-    build.onResolve({ filter: new RegExp(`^(?:${[...FROM_SNAPSHOT.keys()].map(escape).join('|')})$`) }, (args) => ({ path: args.path, namespace: 'snapshot' }));
+    build.onResolve({ filter: new RegExp(`^(?:${[...modules.keys()].map(escape).join('|')})$`) }, (args) => ({ path: args.path, namespace: 'snapshot' }));
     build.onLoad({ filter: /.*/, namespace: 'snapshot' }, (args) => {
-      const names = FROM_SNAPSHOT.get(args.path)!;
-      const lines = names.map((n) => `export const ${n.split('.')[1]} = globalThis.${LIBS_GLOBAL}.${n};`);
+      const names = modules.get(args.path)!;
+      const lines = names.map((n) => `export const ${n.split('.')[1]} = ${libs}.${n};`);
       return { contents: lines.join('\n') || 'export {};', loader: 'js' };
     });
   },
-};
+});
 
 /** whatwg-url's `tr46` is swapped for idna.ts, which keeps tr46's tables out of every isolate's heap. */
 const tr46ToHost: Plugin = {
@@ -134,7 +149,10 @@ const urlpatternCallbacks: Plugin = {
  * capnweb carries Workers RPC between isolates; what it has no form for (Map, Set, RegExp, cycles, …)
  * travels as a tagged value inside its messages (rpc-clone.ts). Its serializer is patched at these
  * points: arguments and results go through rpc-clone's choice, a `Cloned` is written as
- * `["clone", text, holes]`, and the reader turns that back into the value.
+ * `["clone", text, holes]`, and the reader turns that back into the value. It is a lazy unit, loaded
+ * after the init half's lockdown, so two of its load-time lookups are patched too: its RpcTarget is the
+ * snapshot's (capnweb.ts), which classes extend before the unit loads, and the async function prototype
+ * it classifies by is read without `.constructor` (which the lockdown replaced).
  */
 const capnwebClones: Plugin = {
   name: 'cordon-capnweb-clones',
@@ -157,6 +175,8 @@ const capnwebClones: Plugin = {
           'Devaluator.devaluate(__cloneResult(payload.value, typeForRpc), void 0, this, payload, this.encodingLevel)',
           1,
         ],
+        ['let RpcTarget$1 = workersModule ? workersModule.RpcTarget : class {};', 'let RpcTarget$1 = __RpcTarget;', 1],
+        ['const AsyncFunction = (async function() {}).constructor;', 'const AsyncFunction = { prototype: Object.getPrototypeOf(async function() {}) };', 1],
         [
           '\t\t\t\tcase "import":\n',
           '\t\t\t\tcase "clone":\nif (value.length === 3 && typeof value[1] === "string" && value[2] instanceof Array) return __decodeClone(value[1], this.evaluateImpl(value[2], parent, property, depth + 1), this.limits);\nbreak;\n\t\t\t\tcase "import":\n',
@@ -169,9 +189,8 @@ const capnwebClones: Plugin = {
           return { errors: [{ text: `${args.path}: capnweb changed; bootstrap-bundle.ts (capnwebClones) must be updated` }] };
         contents = contents.replaceAll(from, to);
       }
-      const clone = JSON.stringify(`${dir}rpc-clone.ts`);
       return {
-        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone } from ${clone};\n${contents}`,
+        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\n${contents}`,
         loader: 'js',
       };
     });
@@ -247,6 +266,33 @@ export interface Bootstrap {
   brotliModule: object;
   /** console's describer of values (bootstrap/log-mirror.ts) as a function body returning its module, for an isolate's first console line with a value. */
   logMirror: string;
+  /** The lazy units (bootstrap/units.ts): each a script whose value is its factory, and V8's code cache for it. */
+  units: Record<keyof LazyUnits, Unit>;
+}
+
+export interface Unit {
+  /** One string for the process: isolated-vm shares a large script's source between the isolates that compile it. */
+  source: string;
+  cache: ivm.ExternalCopy<ArrayBuffer> | undefined;
+}
+
+/** A lazy unit's script: a function expression taking the snapshot's library objects and returning the unit's exports. */
+async function unitScript(entry: string): Promise<string> {
+  const iife = await bundle(entry.slice(2), [fromSnapshot(LIBS_GLOBAL, FOR_UNITS), capnwebClones], 'unit');
+  return `(function (${LIBS_GLOBAL}) {\n${iife}\nreturn unit;\n})`;
+}
+
+/**
+ * Compiled once in a scratch isolate, for the code cache every isolate's first use of the unit compiles
+ * from. The scratch isolate starts from the same snapshot: V8 refuses a cache made in an isolate without it.
+ */
+function unitCache(source: string, name: string, snapshot: ivm.ExternalCopy<ArrayBuffer>): ivm.ExternalCopy<ArrayBuffer> | undefined {
+  const scratch = new ivm.Isolate({ memoryLimit: 64, snapshot });
+  try {
+    return (scratch.compileScriptSync(source, { filename: `cordon:${name}`, produceCachedData: true }) as ivm.Script & ivm.CachedDataResult).cachedData;
+  } finally {
+    scratch.dispose();
+  }
 }
 
 /** Compiled in this process so that V8 shares the code with each isolate that compiles the same bytes. */
@@ -257,10 +303,12 @@ let cached: Promise<Bootstrap> | undefined;
 /** Built once per process; every isolate starts from the snapshot and runs `init` in its context. */
 export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
-    const [libs, init, mirror] = await Promise.all([
-      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks, capnwebClones]),
-      bundle('index.ts', [fromSnapshot, htmlRewriterGlue]),
+    const names = Object.keys(LAZY_UNITS) as (keyof LazyUnits)[];
+    const [libs, init, mirror, ...unitSources] = await Promise.all([
+      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks]),
+      bundle('index.ts', [fromSnapshot(`globalThis.${LIBS_GLOBAL}`), htmlRewriterGlue]),
       bundle('log-mirror.ts', [], 'logMirror'),
+      ...names.map((name) => unitScript(LAZY_UNITS[name])),
     ]);
     // esbuild's service process is not needed again, and must not outlive the sandbox's lockdown.
     await stop();
@@ -273,8 +321,9 @@ export function bootstrap(): Promise<Bootstrap> {
     // The package's web build, whose glue cli/nodejs-compat.ts bundles into workers that import node:zlib.
     const brotliWasm = await readFile(join(dirname(createRequire(import.meta.url).resolve('brotli-wasm')), 'pkg.web/brotli_wasm_bg.wasm'));
     const brotliModule = await compileHere(brotliWasm);
+    const snapshot = ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP);
     return {
-      snapshot: ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP),
+      snapshot,
       init,
       legacyTables,
       htmlRewriterWasm,
@@ -282,6 +331,10 @@ export function bootstrap(): Promise<Bootstrap> {
       brotliWasm,
       brotliModule,
       logMirror: `${mirror}\nreturn logMirror;`,
+      units: Object.fromEntries(names.map((name, i) => [name, { source: unitSources[i]!, cache: unitCache(unitSources[i]!, name, snapshot) }])) as Record<
+        keyof LazyUnits,
+        Unit
+      >,
     };
   })();
   return cached;

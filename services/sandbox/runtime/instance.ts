@@ -40,6 +40,7 @@ import {
   type Entry,
   type HostCallbacks,
   type HostReferences,
+  type UnitRef,
 } from './abi.ts';
 
 /** Where a worker's capability calls go: the sandbox forwards them to the supervisor. */
@@ -269,6 +270,23 @@ export class WorkerInstance {
     return this.#active;
   }
 
+  /**
+   * Lazy unit `name` (bootstrap/units.ts) compiled in this isolate from the process's one copy of its
+   * source and its code cache, and run in the worker's context: a reference to its factory. Called by the
+   * isolate (a host callback) while it waits, so the nested compile and run are synchronous.
+   */
+  #unit(name: unknown): UnitRef | null {
+    const unit = typeof name === 'string' && Object.hasOwn(this.#boot.units, name) ? this.#boot.units[name as keyof Bootstrap['units']] : undefined;
+    if (!unit || !this.#context) return null;
+    const script = this.#isolate.compileScriptSync(unit.source, { filename: `cordon:${name as string}`, ...(unit.cache ? { cachedData: unit.cache } : {}) });
+    try {
+      // A reference handed to the isolate is, there, one it can deref.
+      return script.runSync(this.#context, { reference: true }) as unknown as UnitRef;
+    } finally {
+      script.release();
+    }
+  }
+
   async #init(allowEval: boolean): Promise<void> {
     const context = (this.#context ??= await this.#isolate.createContext({ inspector: this.#inspector }));
     const jail = context.global;
@@ -298,6 +316,7 @@ export class WorkerInstance {
       htmlRewriterWasm: () => copyOf(this.#boot.htmlRewriterWasm),
       brotliWasm: () => copyOf(this.#boot.brotliWasm),
       logMirror: () => this.#boot.logMirror,
+      unit: (name) => this.#unit(name),
       setTimer: (id, ms) => this.#timers.set(id, ms),
       clearTimer: (id) => this.#timers.clear(id),
       done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),

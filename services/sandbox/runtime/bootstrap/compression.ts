@@ -5,22 +5,21 @@
  * cannot become one huge output chunk: a decompression bomb grows the worker's heap step by step, up
  * to its memory limit, where the isolate is stopped.
  *
- * fflate builds ~230 KB of lookup tables when its module is evaluated. Imported statically they would
- * be in the start-up snapshot, so in every isolate's heap; loaded with import() (which esbuild turns
- * into a lazy initialiser in the bundle) they are built on a worker's first (de)compression and count
- * against that worker's memory. A worker that replaces the global typed-array constructors before that
- * first use breaks its own compression, nothing else.
+ * fflate builds ~230 KB of lookup tables when its module is evaluated, and its code would be in every
+ * isolate's heap: it is a lazy unit (units.ts), compiled, run and its tables built on a worker's first
+ * (de)compression, counted against that worker's memory. A worker that replaces the global typed-array
+ * constructors before that first use breaks its own compression, nothing else.
  */
 import { ReadableStream, WritableStream, type ReadableStreamDefaultController } from 'web-streams-polyfill';
 import { bytesOf } from './byte-streams.ts';
+import { unit } from './units.ts';
+import type { LazyUnits } from '../abi.ts';
 
 type BufferSource = ArrayBuffer | ArrayBufferView;
 
 const U8 = Uint8Array;
 const SLICE = 4 * 1024;
-type Fflate = typeof import('fflate');
-let fflate: Promise<Fflate> | undefined;
-const load = () => (fflate ??= import('fflate'));
+type Fflate = LazyUnits['fflate'];
 const PromiseCtor = Promise;
 
 interface Codec {
@@ -111,7 +110,7 @@ function codecStream(
   let codec: Codec | undefined;
   const ready = async (): Promise<Codec> => {
     if (codec) return codec;
-    codec = make(await load());
+    codec = make(unit('fflate'));
     // fflate calls onmember for each gzip member after the first.
     (codec as { onmember?: () => void }).onmember = () => void members++;
     codec.ondata = (data) => {

@@ -1,21 +1,23 @@
 /**
  * Workers' `crypto.DigestStream`: a WritableStream whose `digest` promise gives the hash of everything
  * written once it is closed. The hash is computed as chunks arrive, in the isolate (@noble/hashes: the CPU
- * is the worker's), so a stream of any length is hashed without being held.
+ * is the worker's), so a stream of any length is hashed without being held. The hashes are a lazy unit
+ * (units.ts), loaded by an isolate's first DigestStream.
  */
-import { md5, sha1 } from '@noble/hashes/legacy';
-import { sha256, sha384, sha512 } from '@noble/hashes/sha2';
+import { unit } from './units.ts';
+import type { LazyUnits } from '../abi.ts';
 import { WritableStream } from 'web-streams-polyfill';
 import { bytesOf } from './byte-streams.ts';
 import { DOMException } from './encoding.ts';
 
-const HASHES: Record<string, typeof sha256> = { 'SHA-1': sha1, 'SHA-256': sha256, 'SHA-384': sha384, 'SHA-512': sha512, MD5: md5 };
+type Hash = LazyUnits['hashes']['sha256'];
+const HASH_NAMES = { 'SHA-1': 'sha1', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512', MD5: 'md5' } as const;
 
 export class DigestStream extends WritableStream<ArrayBuffer | ArrayBufferView | string> {
   readonly digest: Promise<ArrayBuffer>;
   constructor(algorithm: string | { name?: unknown }) {
     const name = String(typeof algorithm === 'object' && algorithm !== null ? algorithm.name : algorithm).toUpperCase();
-    const hash = Object.hasOwn(HASHES, name) ? HASHES[name]! : undefined;
+    const hash: Hash | undefined = Object.hasOwn(HASH_NAMES, name) ? unit('hashes')[HASH_NAMES[name as keyof typeof HASH_NAMES]] : undefined;
     if (!hash) throw new DOMException('Unrecognized or unimplemented digest algorithm requested.', 'NotSupportedError');
     const hasher = hash.create();
     let settle!: { resolve: (b: ArrayBuffer) => void; reject: (e: unknown) => void };

@@ -14,7 +14,9 @@
  * entrypoint) positive ones.
  */
 import type { RpcTransport } from 'capnweb';
-import { RpcSession, RpcTarget, type RpcStub } from './capnweb.ts';
+import type { RpcStub } from 'capnweb';
+import { RpcTarget } from './capnweb.ts';
+import { unit } from './units.ts';
 import { Request } from './fetch-api.ts';
 import { requests } from './request-state.ts';
 
@@ -131,7 +133,7 @@ export class Pipes {
     const id = --this.#next;
     const end = this.#end(id);
     this.#host.open(id, target);
-    const session = new RpcSession<Record<string, unknown>>(end, undefined, { limits: LIMITS });
+    const session = new (unit('rpc').RpcSession)<Record<string, unknown>>(end, undefined, { limits: LIMITS });
     this.#opened.set(id, () => {
       const { imports, exports } = session.getStats();
       return imports <= 1 && exports <= 1;
@@ -158,7 +160,7 @@ export class Pipes {
     if (!(id > 0) || this.#ends.has(id)) throw new Error(`pipe ${id} cannot be served`);
     const end = this.#end(id);
     end.scoped = scoped;
-    const session = new RpcSession(end, main, { limits: LIMITS, onSendError: asWorkerd });
+    const session = new (unit('rpc').RpcSession)(end, main, { limits: LIMITS, onSendError: asWorkerd });
     end.idle = () => session.getStats().exports === 0;
   }
 

@@ -1,0 +1,45 @@
+/**
+ * Libraries an isolate compiles and runs on first use rather than carrying them in the start-up
+ * snapshot (a snapshot module itself, abi.ts SNAPSHOT_MODULES): their source text, compiled code and
+ * objects would otherwise be in every isolate's heap, used or not. The host compiles a unit in the
+ * isolate from one copy of its source shared by the process and from a code cache made once
+ * (bootstrap-bundle.ts, instance.ts), runs it in the isolate's context and hands back its factory,
+ * which this module calls with the snapshot's library objects (what the unit imports of them) and keeps.
+ *
+ * A unit is loaded after tenant code may have run: it is internal to the runtime (no global of it is a
+ * tenant's class), and what it captures of the built-ins as it loads is the tenant's own isolate's, so a
+ * worker that replaces them first breaks only its own use of the unit.
+ */
+import type { HostCallbacks, LazyUnits, SnapshotLibs, UnitFactory, UnitImports } from '../abi.ts';
+
+let host: HostCallbacks['unit'] | undefined;
+let libs: SnapshotLibs | undefined;
+let imports: UnitImports | undefined;
+const loaded: Partial<LazyUnits> = {};
+const apply = Reflect.apply;
+
+/** Called once, in the snapshot (libs.ts), with the library objects a unit may import. */
+export function keepLibs(l: SnapshotLibs): void {
+  libs ??= l;
+}
+
+/** Called once per context by the init half, with the host callback and its own modules a unit imports; never reachable by tenant code. */
+export function setUnitHost(fn: HostCallbacks['unit'], own: Omit<UnitImports, keyof SnapshotLibs>): void {
+  if (host || !libs) return;
+  host = fn;
+  imports = { ...libs, ...own };
+}
+
+/** Unit `name`'s exports, loaded into this isolate on the first call. */
+export function unit<K extends keyof LazyUnits>(name: K): LazyUnits[K] {
+  let u = loaded[name] as LazyUnits[K] | undefined;
+  if (!u) {
+    if (!host || !imports) throw new TypeError(`the runtime's ${name} library is not available here`);
+    const ref = host(name);
+    if (!ref) throw new TypeError(`the runtime's ${name} library is not available here`);
+    const factory = apply(ref.deref, ref, []) as UnitFactory;
+    apply(ref.release, ref, []);
+    u = loaded[name] = factory(imports) as LazyUnits[K];
+  }
+  return u;
+}

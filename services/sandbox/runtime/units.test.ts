@@ -1,0 +1,61 @@
+/**
+ * The lazy units (bootstrap/units.ts): libraries left out of the start-up snapshot and compiled by an
+ * isolate on first use. The snapshot must not carry them again, each must load in a locked-down isolate
+ * after tenant code has run, and once per isolate.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import ivm from 'isolated-vm';
+import { WorkerRuntime } from './index.ts';
+import { bootstrap } from './bootstrap-bundle.ts';
+import { LAZY_UNITS, LIBS_GLOBAL } from './abi.ts';
+import { GET, text, worker } from './testing/fixtures.ts';
+
+const rt = new WorkerRuntime();
+after(() => rt.dispose());
+
+test('the snapshot keeps only RpcTarget of capnweb; each unit is a script of its own with a code cache', async () => {
+  const boot = await bootstrap();
+  const isolate = new ivm.Isolate({ memoryLimit: 64, snapshot: boot.snapshot });
+  try {
+    const context = await isolate.createContext();
+    assert.equal(await context.eval(`Object.keys(globalThis.${LIBS_GLOBAL}.capnweb).join()`), 'RpcTarget');
+    // V8 takes the code cache (it refuses one made in an isolate of another snapshot).
+    for (const [name, unit] of Object.entries(boot.units)) {
+      const script = (await isolate.compileScript(unit.source, { cachedData: unit.cache! })) as ivm.Script & { cachedDataRejected?: boolean };
+      assert.equal(script.cachedDataRejected, false, `${name}'s code cache is used`);
+      script.release();
+    }
+  } finally {
+    isolate.dispose();
+  }
+  assert.deepEqual(Object.keys(boot.units).sort(), Object.keys(LAZY_UNITS).sort());
+  for (const [name, unit] of Object.entries(boot.units)) {
+    assert.match(unit.source, /^\(function \(__cordonLibs\) \{/, name);
+    assert.ok(unit.cache, `${name} has a code cache`);
+  }
+  assert.match(boot.units.rpc.source, /RpcSession/);
+});
+
+test('units load on first use, after tenant code has run in a locked-down isolate, and once per isolate', async () => {
+  const bundle = worker(`export default { async fetch() {
+    const out = [];
+    for (let i = 0; i < 2; i++) {
+      const gz = new Response(new Blob(['hello hello hello']).stream().pipeThrough(new CompressionStream('gzip')));
+      const back = await new Response(gz.body.pipeThrough(new DecompressionStream('gzip'))).text();
+      const d = new crypto.DigestStream('SHA-256');
+      const w = d.getWriter(); await w.write(new TextEncoder().encode('abc')); await w.close();
+      out.push(back + ' ' + [...new Uint8Array(await d.digest)].slice(0, 4).join('.'));
+    }
+    return new Response(out.join('|'));
+  } }`);
+  const res = await rt.handle(bundle, GET, { log() {} });
+  assert.equal(text(res.body), 'hello hello hello 186.120.22.191|hello hello hello 186.120.22.191');
+  // An unknown digest is refused as before, without loading anything it should not.
+  const refused = await rt.handle(
+    worker(`export default { fetch() { try { new crypto.DigestStream('SHA-3'); return new Response('no') } catch (e) { return new Response(e.name) } } }`),
+    GET,
+    { log() {} },
+  );
+  assert.equal(text(refused.body), 'NotSupportedError');
+});
