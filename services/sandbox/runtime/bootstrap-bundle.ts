@@ -78,6 +78,44 @@ const legacyTablesFromHost: Plugin = {
 };
 
 /**
+ * The legacy multi-byte decoders are a lazy unit (multibyte-unit.ts): the package's `encoding.js`, which
+ * wires them into its TextDecoder, is given functions that load the unit on the first such decoder. The
+ * unit reads the package's own encoder (not in its exports) from the file, and its tables through the
+ * snapshot's legacy-tables.ts (exported by encoding.ts), whose host callback the init half set.
+ */
+const MULTIBYTE_IMPORTS = "import { createMultibyteDecoder } from '@exodus/bytes/multi-byte.js'\nimport { multibyteEncoder } from './fallback/multi-byte.js'\n";
+const multibyteOnFirstUse: Plugin = {
+  name: 'cordon-multibyte-on-first-use',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]@exodus[\\/]bytes[\\/]encoding\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (source.split(MULTIBYTE_IMPORTS).length !== 2)
+        return { errors: [{ text: `${args.path}: @exodus/bytes changed; bootstrap-bundle.ts (multibyteOnFirstUse) must be updated` }] };
+      const lazy = [
+        `import { unit } from ${JSON.stringify(`${dir}units.ts`)};`,
+        "const createMultibyteDecoder = (encoding, loose) => unit('multibyte').createMultibyteDecoder(encoding, loose);",
+        "const multibyteEncoder = (encoding, onError) => unit('multibyte').multibyteEncoder(encoding, onError);",
+        '',
+      ].join('\n');
+      return { contents: source.replace(MULTIBYTE_IMPORTS, lazy), loader: 'js' };
+    });
+  },
+};
+const multibyteUnit: Plugin = {
+  name: 'cordon-multibyte-unit',
+  setup(build) {
+    build.onResolve({ filter: /^@exodus\/bytes\/fallback\/multi-byte\.js$/ }, () => ({
+      path: join(dirname(createRequire(import.meta.url).resolve('@exodus/bytes/multi-byte.js')), 'fallback/multi-byte.js'),
+    }));
+    build.onResolve({ filter: /multi-byte\.encodings\.cjs$/ }, () => ({ path: 'legacy-tables', namespace: 'snapshot-tables' }));
+    build.onLoad({ filter: /.*/, namespace: 'snapshot-tables' }, () => ({
+      contents: `export default ${LIBS_GLOBAL}.encoding.loadLegacyTables;`,
+      loader: 'js',
+    }));
+  },
+};
+
+/**
  * html-rewriter-wasm's glue is written for Node: its `fs`, `util` and `assert` are stand-ins from
  * html-rewriter.ts (the wasm bytes come from the host), and it compiles and instantiates the wasm with the
  * built-ins the lockdown kept for the runtime's own modules, charged to the worker's memory.
@@ -278,7 +316,7 @@ export interface Unit {
 
 /** A lazy unit's script: a function expression taking the snapshot's library objects and returning the unit's exports. */
 async function unitScript(entry: string): Promise<string> {
-  const iife = await bundle(entry.slice(2), [fromSnapshot(LIBS_GLOBAL, FOR_UNITS), capnwebClones], 'unit');
+  const iife = await bundle(entry.slice(2), [fromSnapshot(LIBS_GLOBAL, FOR_UNITS), capnwebClones, multibyteUnit], 'unit');
   return `(function (${LIBS_GLOBAL}) {\n${iife}\nreturn unit;\n})`;
 }
 
@@ -305,7 +343,7 @@ export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
     const names = Object.keys(LAZY_UNITS) as (keyof LazyUnits)[];
     const [libs, init, mirror, ...unitSources] = await Promise.all([
-      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks]),
+      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks, multibyteOnFirstUse]),
       bundle('index.ts', [fromSnapshot(`globalThis.${LIBS_GLOBAL}`), htmlRewriterGlue]),
       bundle('log-mirror.ts', [], 'logMirror'),
       ...names.map((name) => unitScript(LAZY_UNITS[name])),

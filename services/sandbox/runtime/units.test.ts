@@ -45,12 +45,13 @@ test('units load on first use, after tenant code has run in a locked-down isolat
       const back = await new Response(gz.body.pipeThrough(new DecompressionStream('gzip'))).text();
       const d = new crypto.DigestStream('SHA-256');
       const w = d.getWriter(); await w.write(new TextEncoder().encode('abc')); await w.close();
-      out.push(back + ' ' + [...new Uint8Array(await d.digest)].slice(0, 4).join('.'));
+      const sjis = new TextDecoder('shift_jis').decode(new Uint8Array([0x82, 0xa0]));
+      out.push(back + ' ' + [...new Uint8Array(await d.digest)].slice(0, 4).join('.') + ' ' + sjis);
     }
     return new Response(out.join('|'));
   } }`);
   const res = await rt.handle(bundle, GET, { log() {} });
-  assert.equal(text(res.body), 'hello hello hello 186.120.22.191|hello hello hello 186.120.22.191');
+  assert.equal(text(res.body), 'hello hello hello 186.120.22.191 あ|hello hello hello 186.120.22.191 あ');
   // An unknown digest is refused as before, without loading anything it should not.
   const refused = await rt.handle(
     worker(`export default { fetch() { try { new crypto.DigestStream('SHA-3'); return new Response('no') } catch (e) { return new Response(e.name) } } }`),

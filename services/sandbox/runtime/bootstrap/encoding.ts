@@ -67,10 +67,11 @@ export class TextEncoder {
 /**
  * TextDecoder for every encoding of the WHATWG Encoding standard, with its labels, `fatal`, `ignoreBOM`
  * and `stream` (@exodus/bytes, tested by its authors against the web-platform-tests). The multi-byte
- * tables are loaded on first use (legacy-tables.ts).
+ * decoders are a lazy unit (multibyte-unit.ts) and their tables are loaded on first use (legacy-tables.ts,
+ * exported here for that unit).
  */
 export { TextDecoder } from '@exodus/bytes/encoding.js';
-export { setLegacyTablesSource } from './legacy-tables.ts';
+export { default as loadLegacyTables, setLegacyTablesSource } from './legacy-tables.ts';
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 
