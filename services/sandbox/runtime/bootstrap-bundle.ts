@@ -78,6 +78,29 @@ const legacyTablesFromHost: Plugin = {
 };
 
 /**
+ * The bootstrap takes URL and URLSearchParams of whatwg-url, installed as its index.js installs them;
+ * its index.js also loads the URL-string validator (~10 KB), which nothing here calls.
+ */
+const whatwgUrlClassesOnly: Plugin = {
+  name: 'cordon-whatwg-url-classes-only',
+  setup(build) {
+    build.onResolve({ filter: /^whatwg-url$/ }, () => ({ path: 'whatwg-url', namespace: 'whatwg-url-classes' }));
+    build.onLoad({ filter: /.*/, namespace: 'whatwg-url-classes' }, () => ({
+      contents: [
+        "const { URL, URLSearchParams } = require('whatwg-url/webidl2js-wrapper');",
+        'const sharedGlobalObject = { Array, Object, Promise, String, TypeError };',
+        "URL.install(sharedGlobalObject, ['Window']);",
+        "URLSearchParams.install(sharedGlobalObject, ['Window']);",
+        'exports.URL = sharedGlobalObject.URL;',
+        'exports.URLSearchParams = sharedGlobalObject.URLSearchParams;',
+      ].join('\n'),
+      loader: 'js',
+      resolveDir: dir,
+    }));
+  },
+};
+
+/**
  * The legacy multi-byte decoders are a lazy unit (multibyte-unit.ts): the package's `encoding.js`, which
  * wires them into its TextDecoder, is given functions that load the unit on the first such decoder. The
  * unit reads the package's own encoder (not in its exports) from the file, and its tables through the
@@ -343,7 +366,7 @@ export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
     const names = Object.keys(LAZY_UNITS) as (keyof LazyUnits)[];
     const [libs, init, mirror, ...unitSources] = await Promise.all([
-      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks, multibyteOnFirstUse]),
+      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks, multibyteOnFirstUse, whatwgUrlClassesOnly]),
       bundle('index.ts', [fromSnapshot(`globalThis.${LIBS_GLOBAL}`), htmlRewriterGlue]),
       bundle('log-mirror.ts', [], 'logMirror'),
       ...names.map((name) => unitScript(LAZY_UNITS[name])),
