@@ -17,6 +17,7 @@ import type * as rpcUnit from './bootstrap/rpc-unit.ts';
 import type * as hashesUnit from './bootstrap/hashes-unit.ts';
 import type * as fflateUnit from './bootstrap/fflate-unit.ts';
 import type * as multibyteUnit from './bootstrap/multibyte-unit.ts';
+import type * as urlpatternUnit from './bootstrap/urlpattern-unit.ts';
 import type * as rpcClone from './bootstrap/rpc-clone.ts';
 import type { NodeCryptoCall, NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
@@ -320,6 +321,7 @@ export interface LazyUnits {
   hashes: typeof hashesUnit;
   fflate: typeof fflateUnit;
   multibyte: typeof multibyteUnit;
+  urlpattern: typeof urlpatternUnit;
 }
 /** Their entry files, relative to bootstrap/. */
 export const LAZY_UNITS = {
@@ -327,6 +329,7 @@ export const LAZY_UNITS = {
   hashes: './hashes-unit.ts',
   fflate: './fflate-unit.ts',
   multibyte: './multibyte-unit.ts',
+  urlpattern: './urlpattern-unit.ts',
 } as const satisfies { [K in keyof LazyUnits]: `./${string}.ts` };
 /**
  * What a unit's factory is given: the snapshot's library objects, and the init half's modules a unit

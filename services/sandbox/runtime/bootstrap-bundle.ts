@@ -339,7 +339,7 @@ export interface Unit {
 
 /** A lazy unit's script: a function expression taking the snapshot's library objects and returning the unit's exports. */
 async function unitScript(entry: string): Promise<string> {
-  const iife = await bundle(entry.slice(2), [fromSnapshot(LIBS_GLOBAL, FOR_UNITS), capnwebClones, multibyteUnit], 'unit');
+  const iife = await bundle(entry.slice(2), [fromSnapshot(LIBS_GLOBAL, FOR_UNITS), capnwebClones, multibyteUnit, urlpatternCallbacks], 'unit');
   return `(function (${LIBS_GLOBAL}) {\n${iife}\nreturn unit;\n})`;
 }
 
@@ -366,7 +366,7 @@ export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
     const names = Object.keys(LAZY_UNITS) as (keyof LazyUnits)[];
     const [libs, init, mirror, ...unitSources] = await Promise.all([
-      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, urlpatternCallbacks, multibyteOnFirstUse, whatwgUrlClassesOnly]),
+      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, multibyteOnFirstUse, whatwgUrlClassesOnly]),
       bundle('index.ts', [fromSnapshot(`globalThis.${LIBS_GLOBAL}`), htmlRewriterGlue]),
       bundle('log-mirror.ts', [], 'logMirror'),
       ...names.map((name) => unitScript(LAZY_UNITS[name])),

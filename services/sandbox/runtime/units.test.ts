@@ -60,3 +60,50 @@ test('units load on first use, after tenant code has run in a locked-down isolat
   );
   assert.equal(text(refused.body), 'NotSupportedError');
 });
+
+test('URLPattern keeps the polyfill’s shape while the polyfill itself loads on first use', async () => {
+  // The polyfill's typings leave out compareComponent.
+  const Polyfill = (await import('urlpattern-polyfill/urlpattern')).URLPattern as unknown as (new (
+    init: object,
+  ) => object) & {
+    compareComponent(c: string, l: object, r: object): number;
+  };
+  // Each own property: its key and the kind of descriptor (a value's type and function length; a getter; a setter).
+  const shape = (C: { prototype: object }) =>
+    [C.prototype, C].map((o) =>
+      Reflect.ownKeys(o).map((k) => {
+        const d = Object.getOwnPropertyDescriptor(o, k)!;
+        const kind =
+          'value' in d ? typeof d.value + (typeof d.value === 'function' ? (d.value as () => void).length : '') : (d.get ? 'get' : '') + (d.set ? 'set' : '');
+        return [String(k), kind, d.enumerable, d.configurable, d.writable];
+      }),
+    );
+  const expected = JSON.stringify([shape(Polyfill), Polyfill.name, Polyfill.length]);
+  const res = await rt.handle(
+    worker(`export default { fetch() {
+      const shape = ${shape.toString()};
+      const before = JSON.stringify([shape(URLPattern), URLPattern.name, URLPattern.length]);
+      const p = new URLPattern({ pathname: '/books/:id' });
+      const q = new URLPattern({ pathname: '/books/*' });
+      return Response.json({ before, tag: Object.prototype.toString.call(p), is: p instanceof URLPattern, id: p.exec('https://x.test/books/12').pathname.groups.id,
+        cmp: URLPattern.compareComponent('pathname', p, q), groups: p.hasRegExpGroups, path: p.pathname, bad: (() => { try { URLPattern.prototype.test.call({}) } catch (e) { return e.name } })() });
+    } }`),
+    GET,
+    { log() {} },
+  );
+  const out = JSON.parse(text(res.body)) as Record<string, unknown>;
+  assert.equal(out.before, expected);
+  assert.deepEqual(
+    { ...out, before: undefined },
+    {
+      before: undefined,
+      tag: '[object URLPattern]',
+      is: true,
+      id: '12',
+      cmp: Polyfill.compareComponent('pathname', new Polyfill({ pathname: '/books/:id' }), new Polyfill({ pathname: '/books/*' })),
+      groups: false,
+      path: '/books/:id',
+      bad: 'TypeError',
+    },
+  );
+});

@@ -2,15 +2,14 @@
  * Event, EventTarget and the web streams from well-kept spec-conformant libraries
  * (event-target-shim, web-streams-polyfill), and AbortController/AbortSignal on top of EventTarget
  * (the only glue written here), the stream classes of Workers built on them, navigator, and URLPattern
- * (urlpattern-polyfill).
+ * (urlpattern-polyfill, loaded on first use: url-pattern.ts).
  */
 import { Event as ShimEvent, EventTarget as ShimEventTarget, getEventAttributeValue, setEventAttributeValue } from 'event-target-shim';
 import { ByteLengthQueuingStrategy, CountQueuingStrategy, ReadableStream, TransformStream, WritableStream } from 'web-streams-polyfill';
 import { DOMException } from './encoding.ts';
-import { URLPattern } from 'urlpattern-polyfill/urlpattern';
 export { CompressionStream, DecompressionStream } from './compression.ts';
 export { FixedLengthStream, IdentityTransformStream, TextDecoderStream, TextEncoderStream } from './byte-streams.ts';
-export { URLPattern };
+export { URLPattern } from './url-pattern.ts';
 export { Navigator, navigator } from './navigator.ts';
 
 const SECRET = Symbol('construct');
