@@ -124,9 +124,38 @@ const multibyteOnFirstUse: Plugin = {
     });
   },
 };
+/**
+ * What @exodus/bytes reads of the global scope as its modules load, as the snapshot saw it (no `Buffer`,
+ * `atob` or `btoa` yet, no native TextEncoder/TextDecoder, neither Hermes nor Deno): the unit loads after a
+ * worker may have set them, and its copies of these modules must behave as the snapshot's do.
+ */
+const EXODUS_LOAD_TIME: [file: RegExp, from: string, to: string][] = [
+  [/[\\/]fallback[\\/]_utils\.js$/, 'const Buffer = /* @__PURE__ */ (() => globalThis.Buffer)()', 'const Buffer = undefined'],
+  [/[\\/]fallback[\\/]latin1\.js$/, 'const atob = /* @__PURE__ */ (() => globalThis.atob)()', 'const atob = undefined'],
+  [/[\\/]@exodus[\\/]bytes[\\/]base64\.js$/, 'const { Buffer, atob, btoa } = globalThis', 'const Buffer = undefined, atob = undefined, btoa = undefined'],
+  [/[\\/]fallback[\\/]platform\.native\.js$/, 'const { Buffer } = globalThis', 'const Buffer = undefined'],
+  [/[\\/]fallback[\\/]platform\.native\.js$/, 'export const isHermes = /* @__PURE__ */ (() => !!globalThis.HermesInternal)()', 'export const isHermes = false'],
+  [/[\\/]fallback[\\/]platform\.native\.js$/, 'export const isDeno = /* @__PURE__ */ (() => !!globalThis.Deno)()', 'export const isDeno = false'],
+  [
+    /[\\/]fallback[\\/]platform\.native\.js$/,
+    "let isNative = (x) => x && (haveNativeBuffer || `${x}`.includes('[native code]'))",
+    'let isNative = () => false',
+  ],
+];
 const multibyteUnit: Plugin = {
   name: 'cordon-multibyte-unit',
   setup(build) {
+    build.onLoad({ filter: /[\\/]@exodus[\\/]bytes[\\/].*\.js$/ }, async (args) => {
+      const edits = EXODUS_LOAD_TIME.filter(([file]) => file.test(args.path));
+      if (!edits.length) return undefined;
+      let contents = await readFile(args.path, 'utf8');
+      for (const [, from, to] of edits) {
+        if (contents.split(from).length !== 2)
+          return { errors: [{ text: `${args.path}: @exodus/bytes changed; bootstrap-bundle.ts (EXODUS_LOAD_TIME) must be updated` }] };
+        contents = contents.replace(from, to);
+      }
+      return { contents, loader: 'js' };
+    });
     build.onResolve({ filter: /^@exodus\/bytes\/fallback\/multi-byte\.js$/ }, () => ({
       path: join(dirname(createRequire(import.meta.url).resolve('@exodus/bytes/multi-byte.js')), 'fallback/multi-byte.js'),
     }));
@@ -212,8 +241,9 @@ const urlpatternCallbacks: Plugin = {
  * points: arguments and results go through rpc-clone's choice, a `Cloned` is written as
  * `["clone", text, holes]`, and the reader turns that back into the value. It is a lazy unit, loaded
  * after the init half's lockdown, so two of its load-time lookups are patched too: its RpcTarget is the
- * snapshot's (capnweb.ts), which classes extend before the unit loads, and the async function prototype
- * it classifies by is read without `.constructor` (which the lockdown replaced).
+ * snapshot's (capnweb.ts), which classes extend before the unit loads; the async function prototype
+ * it classifies by is read without `.constructor` (which the lockdown replaced); and it takes no global
+ * `Buffer` a worker may have set by then (there was none when it loaded into the snapshot).
  */
 const capnwebClones: Plugin = {
   name: 'cordon-capnweb-clones',
@@ -238,6 +268,7 @@ const capnwebClones: Plugin = {
         ],
         ['let RpcTarget$1 = workersModule ? workersModule.RpcTarget : class {};', 'let RpcTarget$1 = __RpcTarget;', 1],
         ['const AsyncFunction = (async function() {}).constructor;', 'const AsyncFunction = { prototype: Object.getPrototypeOf(async function() {}) };', 1],
+        ['let BUFFER_PROTOTYPE = typeof Buffer !== "undefined" ? Buffer.prototype : void 0;', 'let BUFFER_PROTOTYPE = void 0;', 1],
         [
           '\t\t\t\tcase "import":\n',
           '\t\t\t\tcase "clone":\nif (value.length === 3 && typeof value[1] === "string" && value[2] instanceof Array) return __decodeClone(value[1], this.evaluateImpl(value[2], parent, property, depth + 1), this.limits);\nbreak;\n\t\t\t\tcase "import":\n',
