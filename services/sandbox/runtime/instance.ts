@@ -824,7 +824,13 @@ export class WorkerInstance {
       {
         pull: async (controller) => {
           try {
-            const chunk = (await this.#entry!.pull.apply(undefined, [seq], { result: { promise: true, copy: true }, timeout: cpuMs })) as ArrayBuffer | null;
+            // The isolate hands out a fresh buffer of its own (bootstrap pull): taken over as it is (transferIn),
+            // not copied once more into this heap as `copy: true` would.
+            const out = (await this.#entry!.pull.apply(undefined, [seq], {
+              result: { promise: true, externalCopy: true },
+              timeout: cpuMs,
+            })) as unknown as ivm.ExternalCopy<ArrayBuffer | null>;
+            const chunk = out.copy({ release: true, transferIn: true }) as unknown;
             // The reader cancelled (the client went away) while this chunk was on its way: nothing to hand on.
             if (finished) return;
             if (chunk === null) {
