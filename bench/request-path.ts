@@ -6,7 +6,7 @@
  * is printed with its ratio to workerd and the target of issue 17.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
@@ -22,11 +22,32 @@ const STREAM_BYTES = 160 * 64 * 1024;
 const STREAMS_IN_FLIGHT = 4;
 const MAX_STREAMS = 5000;
 
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system) a process, or one of its threads (`/proc/<pid>/task/<tid>`), has used so far. */
+function cpuSeconds(pid: number | string): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
+
+/**
+ * A process's CPU seconds so far by kind of thread: its main thread (the event loop), V8's helper
+ * threads (named V8Worker: mostly garbage collection), and the rest — in a sandbox, isolated-vm's
+ * threads, where the isolates run (they inherit the main thread's name). A thread that ended meanwhile
+ * is missed, so the kinds can sum to less than the process.
+ */
+function threadSeconds(pid: number): Map<string, number> {
+  const kinds = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const kind = tid === String(pid) ? 'main' : name === 'V8Worker' ? 'V8 helpers' : 'other threads';
+      kinds.set(kind, (kinds.get(kind) ?? 0) + cpuSeconds(`${pid}/task/${tid}`));
+    } catch {
+      // the thread ended as we read
+    }
+  }
+  return kinds;
 }
 
 interface Phase {
@@ -36,14 +57,24 @@ interface Phase {
   requests: number;
   /** CPU µs per request by process. */
   cpu: Map<string, number>;
+  /** CPU µs per request by process and kind of thread (threadSeconds). */
+  threads: Map<string, Map<string, number>>;
 }
 
 /** Runs `drive` and charges each process in `pids` the CPU it used meanwhile, per request driven. */
 async function measured(pids: Map<string, number>, drive: () => Promise<{ rate: number; p99: number; requests: number }>): Promise<Phase> {
   const before = new Map([...pids].map(([name, pid]) => [name, cpuSeconds(pid)]));
+  const threadsBefore = new Map([...pids].map(([name, pid]) => [name, threadSeconds(pid)]));
   const r = await drive();
-  const cpu = new Map([...pids].map(([name, pid]) => [name, ((cpuSeconds(pid) - before.get(name)!) * 1e6) / Math.max(1, r.requests)]));
-  return { ...r, cpu };
+  const per = (seconds: number) => (seconds * 1e6) / Math.max(1, r.requests);
+  const cpu = new Map([...pids].map(([name, pid]) => [name, per(cpuSeconds(pid) - before.get(name)!)]));
+  const threads = new Map(
+    [...pids].map(([name, pid]) => {
+      const was = threadsBefore.get(name)!;
+      return [name, new Map([...threadSeconds(pid)].map(([kind, s]) => [kind, per(s - (was.get(kind) ?? 0))]))];
+    }),
+  );
+  return { ...r, cpu, threads };
 }
 
 function cannon(url: string, body?: Buffer) {
@@ -90,6 +121,13 @@ const total = (p: Phase) => [...p.cpu.values()].reduce((a, b) => a + b, 0);
 function cpuRow(label: string, peer: Phase, ours: Phase): void {
   const parts = [...ours.cpu].map(([name, v]) => `${name} ${us(v)}`).join(', ');
   say(`    CPU per ${label}: workerd ${us(total(peer))}; cordon ${us(total(ours))} (${parts}): ${(total(ours) / total(peer)).toFixed(2)}x (target ≤ 2x)`);
+  // Where it goes inside the two processes on the path: the event loop, V8's helpers (garbage
+  // collection, mostly of bodies' buffers), and in the sandbox isolated-vm's isolate threads.
+  for (const name of ['ingress', 'sandbox']) {
+    const shown = [...(ours.threads.get(name) ?? [])].filter(([, v]) => v >= 1);
+    const label = (kind: string) => (name === 'sandbox' && kind === 'other threads' ? 'isolates' : kind);
+    if (shown.length) say(`      ${name} by thread: ${shown.map(([kind, v]) => `${label(kind)} ${us(v)}`).join(', ')}`);
+  }
 }
 
 /** The mesh's processes by role, the sandbox by its Node process (inside bubblewrap when confined). */

@@ -3,26 +3,32 @@
  * Ingress's call (callSandbox) and the sandbox's port (SandboxPort + serveFastPath) run here over a real
  * Unix socket with a real WorkerRuntime, and the messages are counted, not timed: a plain request is
  * one binary frame each way and no capnweb message at all, and it costs no supervisor round trip
- * (the bundle and capabilities are fetched once per code key, then cached).
+ * (the bundle and capabilities are fetched once per code key, then cached). A request body goes into the
+ * isolate moved, not copied by isolated-vm (isolated-vm's copies are counted).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connectUnix, listenUnix, type UnixListener } from '../lib/rpc/unix.ts';
-import { MeshSession } from '../lib/rpc/index.ts';
+import { externalCopies } from './helpers/isolate-copies.ts';
+import type { UnixListener } from '../lib/rpc/unix.ts';
 import type { Channel } from '../lib/rpc/channel.ts';
-import { createLogger } from '../lib/log.ts';
-import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
-import { BundleCache, SandboxPort, type SupervisorLink } from '../services/sandbox/port.ts';
-import { FlightRecorder } from '../services/sandbox/flight-recorder.ts';
-import { CreationReports } from '../services/sandbox/creation-reports.ts';
-import { serveFastPath } from '../services/sandbox/fast-port.ts';
-import { callSandbox } from '../services/ingress/fast-link.ts';
+import type { SupervisorLink } from '../services/sandbox/port.ts';
 import type { SandboxApi, SupervisorForSandbox } from '../schemas/services.ts';
 import type { WorkerBundle } from '../schemas/worker.ts';
 import type { WireRequest } from '../schemas/http.ts';
+
+// After isolate-copies.ts: the runtime's isolated-vm is the counted one.
+const { connectUnix, listenUnix } = await import('../lib/rpc/unix.ts');
+const { MeshSession } = await import('../lib/rpc/index.ts');
+const { createLogger } = await import('../lib/log.ts');
+const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
+const { BundleCache, SandboxPort } = await import('../services/sandbox/port.ts');
+const { FlightRecorder } = await import('../services/sandbox/flight-recorder.ts');
+const { CreationReports } = await import('../services/sandbox/creation-reports.ts');
+const { serveFastPath } = await import('../services/sandbox/fast-port.ts');
+const { callSandbox } = await import('../services/ingress/fast-link.ts');
 
 const REQUESTS = 50;
 const target = { workerId: 't/hello', version: 'a'.repeat(64), codeKey: 'k'.repeat(43) };
@@ -55,8 +61,8 @@ function counted(channel: Channel): Sent {
 
 let dir: string;
 let listener: UnixListener;
-let runtime: WorkerRuntime;
-let ingress: MeshSession<SandboxApi>;
+let runtime: InstanceType<typeof WorkerRuntime>;
+let ingress: InstanceType<typeof MeshSession<SandboxApi>>;
 let sandboxSent: Sent;
 let ingressSent: Sent;
 let supervisorCalls = 0;
@@ -109,7 +115,7 @@ async function perRequest(method: string, body: Uint8Array | null) {
   // The first request of a code key fetches its bundle and capabilities: not a per-request cost.
   const first = await callSandbox(ingress, target, request(method, body));
   assert.equal(first.status, 200);
-  const before = { ingress: { ...ingressSent }, sandbox: { ...sandboxSent }, supervisor: supervisorCalls };
+  const before = { ingress: { ...ingressSent }, sandbox: { ...sandboxSent }, supervisor: supervisorCalls, copies: externalCopies() };
   const answers = await Promise.all(Array.from({ length: REQUESTS }, () => callSandbox(ingress, target, request(method, body))));
   for (const a of answers) assert.equal(a.status, 200);
   return {
@@ -118,6 +124,8 @@ async function perRequest(method: string, body: Uint8Array | null) {
     sandboxText: (sandboxSent.text - before.sandbox.text) / REQUESTS,
     sandboxBinary: (sandboxSent.binary - before.sandbox.binary) / REQUESTS,
     supervisor: (supervisorCalls - before.supervisor) / REQUESTS,
+    /** Values isolated-vm copied (a request body goes into the isolate moved). */
+    copies: (externalCopies() - before.copies) / REQUESTS,
     answers,
   };
 }
@@ -125,12 +133,18 @@ async function perRequest(method: string, body: Uint8Array | null) {
 test('a plain GET is one frame each way, no capnweb message and no supervisor round trip', async () => {
   const cost = await perRequest('GET', null);
   assert.equal(new TextDecoder().decode(cost.answers[0]!.body!), 'hello');
-  assert.deepEqual({ ...cost, answers: undefined }, { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, answers: undefined });
+  assert.deepEqual(
+    { ...cost, answers: undefined },
+    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, answers: undefined },
+  );
 });
 
-test('a 64 KiB body each way is still one frame each way', async () => {
+test('a 64 KiB body each way is still one frame each way, and moves into the isolate without a copy by isolated-vm', async () => {
   const body = new Uint8Array(64 * 1024).fill(7);
   const cost = await perRequest('POST', body);
   assert.deepEqual(cost.answers[0]!.body, body);
-  assert.deepEqual({ ...cost, answers: undefined }, { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, answers: undefined });
+  assert.deepEqual(
+    { ...cost, answers: undefined },
+    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, answers: undefined },
+  );
 });

@@ -31,71 +31,81 @@ export function encodeFrame(text: string, maxFrame: number): Buffer {
 /** The length's top bit: the frame is binary (no limit comes near 2 GiB, so the bit is free). */
 export const BINARY = 0x8000_0000;
 
+/**
+ * A frame whose body has not all arrived is assembled in a buffer of its own as its bytes come, up to
+ * this size (over it, the pieces are kept and joined at the end): so a read is copied once, and a
+ * peer that announces a large frame and stalls holds no more than it sent.
+ */
+const ASSEMBLE_IN_PLACE = 1024 * 1024;
+
 export class FrameDecoder {
-  #chunks: Buffer[] = [];
-  #buffered = 0;
+  readonly #header = Buffer.alloc(4);
+  #headerFilled = 0;
   #need = -1; // body length of the frame being read; -1 while reading the header
   #binary = false;
+  /** The incomplete frame's body, assembled in place (at most ASSEMBLE_IN_PLACE bytes) … */
+  #frame: Buffer | undefined;
+  /** … or its pieces so far (each its own memory, or a view of a read that is not reused). */
+  #pieces: Buffer[] = [];
+  #filled = 0;
   /** May be raised between pushes (a channel's limit grows once its peer has authenticated). */
   maxFrame: number;
   constructor(maxFrame: number) {
     this.maxFrame = maxFrame;
   }
 
-  /** Feed bytes; returns the complete frames they finish (binary ones as Buffers). Throws FrameTooLargeError on an oversized header. */
-  push(data: Buffer): (string | Buffer)[] {
-    this.#chunks.push(data);
-    this.#buffered += data.length;
+  /**
+   * Feed bytes; returns the complete frames they finish (binary ones as Buffers of their own memory).
+   * `reused`: `data` is overwritten after this call (a socket reading into one buffer), so nothing
+   * of it is kept but copies. Throws FrameTooLargeError on an oversized header.
+   */
+  push(data: Buffer, reused = false): (string | Buffer)[] {
     const out: (string | Buffer)[] = [];
-    for (;;) {
+    let at = 0;
+    while (at < data.length) {
       if (this.#need < 0) {
-        if (this.#buffered < 4) break;
-        const header = this.#take(4);
-        const word = header.readUInt32BE(0);
+        const n = Math.min(4 - this.#headerFilled, data.length - at);
+        data.copy(this.#header, this.#headerFilled, at, at + n);
+        this.#headerFilled += n;
+        at += n;
+        if (this.#headerFilled < 4) break;
+        this.#headerFilled = 0;
+        const word = this.#header.readUInt32BE(0);
         this.#binary = (word & BINARY) !== 0;
         const length = word & ~BINARY;
         if (length > this.maxFrame) throw new FrameTooLargeError(length, this.maxFrame);
         this.#need = length;
+        this.#filled = 0;
+        if (data.length - at >= length) {
+          // The whole body is in this read: a binary one is copied out (it must not share the read's
+          // memory: its bytes may be handed on whole), a text one decoded straight from it.
+          out.push(this.#binary ? copyOf(data, at, length) : data.toString('utf8', at, at + length));
+          at += length;
+          this.#need = -1;
+          continue;
+        }
+        if (length <= ASSEMBLE_IN_PLACE) this.#frame = Buffer.allocUnsafeSlow(length);
       }
-      if (this.#buffered < this.#need) break;
-      const body = this.#take(this.#need, this.#binary);
-      out.push(this.#binary ? body : body.toString('utf8'));
+      const n = Math.min(this.#need - this.#filled, data.length - at);
+      if (this.#frame) data.copy(this.#frame, this.#filled, at, at + n);
+      else if (n) this.#pieces.push(reused ? copyOf(data, at, n) : data.subarray(at, at + n));
+      this.#filled += n;
+      at += n;
+      if (this.#filled < this.#need) break;
+      const body = this.#frame ?? Buffer.concat(this.#pieces, this.#need);
+      this.#frame = undefined;
+      this.#pieces = [];
       this.#need = -1;
+      // Joined pieces are a buffer of their own only when more than the pool's half (Buffer.concat pools small ones).
+      out.push(this.#binary ? (body.byteOffset === 0 && body.buffer.byteLength === body.length ? body : copyOf(body, 0, body.length)) : body.toString('utf8'));
     }
     return out;
   }
+}
 
-  /**
-   * The next `n` bytes, copying only those (a large frame arrives in many reads; copying all that is
-   * buffered for each frame would copy the frames behind it again and again). `own`: the bytes get
-   * memory of their own, never a view of a read that holds other frames too (a binary frame's body is
-   * handed on as a view of it).
-   */
-  #take(n: number, own = false): Buffer {
-    const first = this.#chunks[0]!;
-    let head: Buffer;
-    if (first.length >= n) {
-      head = first.subarray(0, n);
-      if (own && !(first.byteOffset === 0 && first.buffer.byteLength === n)) {
-        const copy = Buffer.allocUnsafeSlow(n);
-        head.copy(copy);
-        head = copy;
-      }
-      if (first.length === n) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(n);
-    } else {
-      head = Buffer.allocUnsafeSlow(n);
-      let at = 0;
-      while (at < n) {
-        const chunk = this.#chunks[0]!;
-        const used = Math.min(chunk.length, n - at);
-        chunk.copy(head, at, 0, used);
-        at += used;
-        if (used === chunk.length) this.#chunks.shift();
-        else this.#chunks[0] = chunk.subarray(used);
-      }
-    }
-    this.#buffered -= n;
-    return head;
-  }
+/** `n` bytes of `data` from `at`, in memory of their own (never a pooled slab shared with other buffers). */
+function copyOf(data: Buffer, at: number, n: number): Buffer {
+  const own = Buffer.allocUnsafeSlow(n);
+  data.copy(own, 0, at, at + n);
+  return own;
 }

@@ -23,29 +23,43 @@ export class SocketChannel implements BinaryChannel {
   readonly maxMessage: number;
   readonly description: string;
 
-  constructor(socket: Socket, maxMessage: number, description: string) {
+  /**
+   * `readsInto`: the socket reads into this one buffer (net's `onread`), and received() is called with
+   * each read; otherwise it gets 'data' events, each read in a buffer of its own.
+   */
+  constructor(socket: Socket, maxMessage: number, description: string, readsInto?: Buffer) {
     this.#socket = socket;
     this.maxMessage = maxMessage;
     this.description = description;
     this.#decoder = new FrameDecoder(Math.min(maxMessage, MAX_HANDSHAKE_MESSAGE));
+    this.#reused = readsInto !== undefined;
     socket.setNoDelay?.(true);
-    socket.on('data', (data: Buffer) => {
-      if (this.#closeReason) return; // read after close (until the socket is paused): not ours to keep
-      try {
-        for (const f of this.#decoder.push(data)) {
-          if (typeof f === 'string') this.#inbox.push(f);
-          else if (this.#binary) this.#binary(f);
-          else throw new Error('a binary message before the session began');
-          if (this.#closeReason) return; // the handler found the peer broke the protocol
-        }
-      } catch (e) {
-        this.close(e as Error);
-        return;
-      }
-      if (this.#inbox.backlog > HIGH_WATER) socket.pause();
-    });
+    if (!readsInto) socket.on('data', (data: Buffer) => this.received(data));
     socket.on('error', (e) => this.close(e));
     socket.on('close', () => this.close(new ChannelClosedError(`connection to ${description} closed`)));
+  }
+
+  readonly #reused: boolean;
+  #paused = false;
+
+  /** Bytes read from the socket (with `readsInto`, a view of that buffer, overwritten by the next read). */
+  received(data: Buffer): void {
+    if (this.#closeReason) return; // read after close (until the socket is paused): not ours to keep
+    try {
+      for (const f of this.#decoder.push(data, this.#reused)) {
+        if (typeof f === 'string') this.#inbox.push(f);
+        else if (this.#binary) this.#binary(f);
+        else throw new Error('a binary message before the session began');
+        if (this.#closeReason) return; // the handler found the peer broke the protocol
+      }
+    } catch (e) {
+      this.close(e as Error);
+      return;
+    }
+    if (this.#inbox.backlog > HIGH_WATER && !this.#paused) {
+      this.#paused = true;
+      this.#socket.pause();
+    }
   }
 
   get closed(): boolean {
@@ -94,7 +108,10 @@ export class SocketChannel implements BinaryChannel {
 
   async receive(): Promise<string> {
     const m = await this.#inbox.receive();
-    if (this.#inbox.backlog <= HIGH_WATER / 2 && this.#socket.isPaused()) this.#socket.resume();
+    if (this.#inbox.backlog <= HIGH_WATER / 2 && this.#paused && !this.#closeReason) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
     return m;
   }
 
@@ -146,13 +163,22 @@ export async function listenUnix(path: string, maxMessage: number, onChannel: (c
   };
 }
 
+/**
+ * What a connecting end reads into, per connection: reads go into it and the decoder copies out only
+ * what it keeps (a buffer per read otherwise; a large message arrives in many). net offers this
+ * (`onread`) to connecting sockets only, so the accepting end keeps a buffer per read.
+ */
+const READ_BUFFER = 256 * 1024;
+
 export function connectUnix(path: string, maxMessage: number): Promise<Channel> {
   return new Promise((resolve, reject) => {
-    const socket = createConnection(path);
+    const buffer = Buffer.allocUnsafeSlow(READ_BUFFER);
+    const socket: Socket = createConnection({ path, onread: { buffer, callback: (n: number): boolean => (channel.received(buffer.subarray(0, n)), true) } });
+    const channel: SocketChannel = new SocketChannel(socket, maxMessage, `unix:${path}`, buffer);
     socket.once('error', reject);
     socket.once('connect', () => {
       socket.off('error', reject);
-      resolve(new SocketChannel(socket, maxMessage, `unix:${path}`));
+      resolve(channel);
     });
   });
 }

@@ -202,8 +202,8 @@ export const OPTIONS_GLOBAL = '__cordonOptions';
 
 /** What the bootstrap leaves in ENTRY_GLOBAL for the host to take (as References) and delete. */
 export interface Entry {
-  /** Requests gathered by the host, as JSON `[meta, seq][]`; each answers through HostCallbacks.done. */
-  runBatch(batch: string, bodies: (ArrayBuffer | null)[] | null, now: number): void;
+  /** Requests gathered by the host, as JSON `[meta, seq][]`, and their bodies in the same order (each moved in, not copied); each answers through HostCallbacks.done. */
+  runBatch(batch: string, now: number, ...bodies: (ArrayBuffer | null)[]): void;
   /** A spare's rehearsal of the request path, before it knows its worker. */
   rehearse(now: number): Promise<void>;
   runWorkflow(className: string, event: string, stepHandle: string, now: number): Promise<string>;

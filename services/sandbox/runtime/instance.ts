@@ -734,6 +734,7 @@ export class WorkerInstance {
     let result: Answer;
     try {
       const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined, cf: request.cf });
+      // A buffer of the body's own: the request's bytes may be a view of a larger message, none of which may reach the isolate.
       const body = request.body ? (request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer) : null;
       result = await this.#submit(seq, meta, body);
     } catch (e) {
@@ -789,9 +790,11 @@ export class WorkerInstance {
         for (const i of items) this.#answers.delete(i.seq);
       };
       try {
-        const bodies = items.some((i) => i.body) ? new ivm.ExternalCopy(items.map((i) => i.body)).copyInto({ release: true }) : null;
+        // Each body is the request's own ArrayBuffer (handle() sliced it out): moved into the isolate, not
+        // copied again (an array of them would be serialised into a copy, then copied into the isolate).
+        const bodies = items.map((i) => (i.body ? new ivm.ExternalCopy(i.body, { transferOut: true }).copyInto({ release: true, transferIn: true }) : null));
         // Each request is also under its own CPU watchdog (Watchdogs.arm); this bound is the backstop for the call.
-        this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), bodies, Date.now()], {
+        this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), Date.now(), ...bodies], {
           timeout: cpuMs * items.length,
         }).catch(failed);
       } catch (e) {
@@ -840,7 +843,13 @@ export class WorkerInstance {
       {
         pull: async (controller) => {
           try {
-            const chunk = (await this.#entry!.pull.apply(undefined, [seq], { result: { promise: true, copy: true }, timeout: cpuMs })) as ArrayBuffer | null;
+            // The isolate hands out a fresh buffer of its own (bootstrap pull): taken over as it is (transferIn),
+            // not copied once more into this heap as `copy: true` would.
+            const out = (await this.#entry!.pull.apply(undefined, [seq], {
+              result: { promise: true, externalCopy: true },
+              timeout: cpuMs,
+            })) as unknown as ivm.ExternalCopy<ArrayBuffer | null>;
+            const chunk = out.copy({ release: true, transferIn: true }) as unknown;
             // The reader cancelled (the client went away) while this chunk was on its way: nothing to hand on.
             if (finished) return;
             if (chunk === null) {

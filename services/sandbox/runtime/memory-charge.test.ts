@@ -5,6 +5,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import ivm from 'isolated-vm';
 import { WorkerRuntime, WorkerError } from './index.ts';
 import { WorkerInstance } from './instance.ts';
 import { planMemories, wasmProblem, WASM_PAGE } from './bootstrap/wasm.ts';
@@ -204,5 +205,27 @@ test('the charges are visible to the sandbox-wide budget (heap + external)', asy
     assert.ok((await instance.heapBytes()) - before >= 24 * MiB, 'the resizable buffer and the memory count at their maximums');
   } finally {
     instance.dispose();
+  }
+});
+
+test('a buffer moved into an isolate (transferIn, as request bodies go in) is counted as one copied in is', async () => {
+  for (const moved of [false, true]) {
+    const isolate = new ivm.Isolate({ memoryLimit: 32 });
+    try {
+      const context = await isolate.createContext();
+      const keep = await context.eval('globalThis.kept = []; (b) => void kept.push(b)', { reference: true });
+      const into = (b: ArrayBuffer) =>
+        moved
+          ? new ivm.ExternalCopy(b, { transferOut: true }).copyInto({ release: true, transferIn: true })
+          : new ivm.ExternalCopy(b).copyInto({ release: true });
+      await keep.apply(undefined, [into(new ArrayBuffer(8 * MiB))]);
+      assert.ok(isolate.getHeapStatisticsSync().externally_allocated_size >= 8 * MiB, `moved ${moved}: counted`);
+      // Past the 32 MB limit the isolate is disposed, moved buffers or not.
+      await assert.rejects(async () => {
+        for (let i = 0; i < 5; i++) await keep.apply(undefined, [into(new ArrayBuffer(8 * MiB))]);
+      }, /memory limit/);
+    } finally {
+      if (!isolate.isDisposed) isolate.dispose();
+    }
   }
 });

@@ -193,14 +193,14 @@ export function makeRequestPath({
    * had come alone, and its answer goes back through the host's `done` as soon as it is ready: a slow
    * request holds up no other.
    */
-  function runBatch(batchJson: string, bodies: (ArrayBuffer | null)[] | null, now: number): void {
+  function runBatch(batchJson: string, now: number, ...bodies: (ArrayBuffer | null)[]): void {
     enterRoot();
     const batch = JSONparse(batchJson) as [string, number][];
     for (let i = 0; i < batch.length; i++) {
       const meta = batch[i]![0];
       const seq = batch[i]![1];
       const answer = (r: [string, ArrayBuffer | null, boolean?]) => host.done(seq, r[0], r[1], r[2] === true);
-      apply(promiseThen, run(meta, bodies === null ? null : (bodies[i] ?? null), now, seq), [answer, (e: unknown) => answer(fail('exception', errorText(e)))]);
+      apply(promiseThen, run(meta, bodies[i] ?? null, now, seq), [answer, (e: unknown) => answer(fail('exception', errorText(e)))]);
     }
   }
 
