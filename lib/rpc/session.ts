@@ -135,7 +135,7 @@ export interface SessionStats {
 
 export interface SessionOptions {
   /** Rewrites an error before it goes to the peer (capnweb's option of that name). */
-  onSendError?: (error: Error) => Error | void;
+  onSendError?: (error: Error) => Error | undefined;
   /**
    * Whether calls carry W3C trace context (default). Off for a peer that is not one of Cordon's
    * services (a `cordon/client` speaks plain capnweb): a trace line would break its session.

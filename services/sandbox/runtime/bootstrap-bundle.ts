@@ -138,6 +138,7 @@ const EXODUS_LOAD_TIME: [file: RegExp, from: string, to: string][] = [
   [/[\\/]fallback[\\/]platform\.native\.js$/, 'export const isDeno = /* @__PURE__ */ (() => !!globalThis.Deno)()', 'export const isDeno = false'],
   [
     /[\\/]fallback[\\/]platform\.native\.js$/,
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the package's source text, matched as written
     "let isNative = (x) => x && (haveNativeBuffer || `${x}`.includes('[native code]'))",
     'let isNative = () => false',
   ],
