@@ -44,7 +44,9 @@ describe('app platform (facets of loaded classes)', () => {
   let origin: string;
   const call = async (path: string, init?: RequestInit) => {
     const r = await fetch(`${mesh.httpUrl}${path}`, init);
-    return { status: r.status, text: await r.text() };
+    const text = await r.text();
+    // No step expects a 500: one comes with the platform's log, so that a failure says why.
+    return { status: r.status, text: r.status === 500 ? `${text}${(await mesh.cli(['logs', 'default/app-platform'])).stdout.slice(-4000)}` : text };
   };
   const json = async (path: string) => {
     const r = await call(path);
