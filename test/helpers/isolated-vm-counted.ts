@@ -1,9 +1,43 @@
-/** isolated-vm with its ExternalCopy counted (see isolate-copies.ts). */
+/** isolated-vm with its ExternalCopy, isolates and synchronous compiles counted (see isolate-copies.ts). */
 import ivm from 'isolated-vm';
 
 let copies = 0;
+let isolates = 0;
+let syncCompiles = 0;
+let disposedLooks = 0;
 /** ExternalCopies made so far that copy (not transferOut). */
 export const externalCopies = (): number => copies;
+/** Isolates made so far. */
+export const isolatesMade = (): number => isolates;
+/** Reads of an isolate's isDisposed so far: how many isolates a caller looked at. */
+export const disposedLooksDone = (): number => disposedLooks;
+/** Scripts and modules compiled synchronously so far: on the calling thread (the process's main thread), not the isolate's. */
+export const syncCompilesDone = (): number => syncCompiles;
+
+/** The addon's methods are read-only; a subclass counts what it is asked to do. */
+class CountedIsolate extends ivm.Isolate {
+  constructor(...args: ConstructorParameters<typeof ivm.Isolate>) {
+    super(...args);
+    isolates++;
+  }
+  override compileScriptSync(...args: Parameters<ivm.Isolate['compileScriptSync']>): ivm.Script {
+    syncCompiles++;
+    return super.compileScriptSync(...args);
+  }
+  override compileModuleSync(...args: Parameters<ivm.Isolate['compileModuleSync']>): ivm.Module {
+    syncCompiles++;
+    return super.compileModuleSync(...args);
+  }
+}
+
+// isDisposed is an accessor of the addon's prototype (typed as a property): counted through its getter.
+const isDisposed = Object.getOwnPropertyDescriptor(ivm.Isolate.prototype, 'isDisposed')?.get;
+Object.defineProperty(CountedIsolate.prototype, 'isDisposed', {
+  get(this: ivm.Isolate) {
+    disposedLooks++;
+    return isDisposed?.call(this);
+  },
+});
 
 const counted = Object.create(ivm) as typeof ivm;
 Object.defineProperty(counted, 'ExternalCopy', {
@@ -14,4 +48,5 @@ Object.defineProperty(counted, 'ExternalCopy', {
     },
   }),
 });
+Object.defineProperty(counted, 'Isolate', { value: CountedIsolate });
 export default counted;

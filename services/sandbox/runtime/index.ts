@@ -295,6 +295,7 @@ export class WorkerRuntime {
       if (l.instance.active === 0 && l.instance.lastUsed < now - idleMs) this.#drop(key);
     }
     for (const [ref, loaders] of this.#remoteParents) if (loaders.empty) this.#remoteParents.delete(ref);
+    for (const loaders of this.#loaders.values()) loaders.sweep();
   }
 
   #drop(key: string): void {

@@ -172,6 +172,9 @@ export class WorkerInstance {
 
   /** The bootstrap's data an isolate may ask for on first use (legacy encoding tables, lol-html's wasm). */
   readonly #boot: Bootstrap;
+  /** Lazy units the isolate asked for, and those compiled ahead of its asking (unitAhead), not yet handed over. */
+  readonly #unitsAsked = new Set<string>();
+  readonly #unitsAhead = new Map<string, ivm.Reference>();
 
   readonly #inspector: boolean;
 
@@ -278,10 +281,32 @@ export class WorkerInstance {
   #unit(name: unknown): UnitRef | null {
     const unit = typeof name === 'string' && Object.hasOwn(this.#boot.units, name) ? this.#boot.units[name as keyof Bootstrap['units']] : undefined;
     if (!unit || !this.#context) return null;
+    this.#unitsAsked.add(name as string);
+    const early = this.#unitsAhead.get(name as string);
+    // A reference handed to the isolate is, there, one it can deref.
+    if (early && this.#unitsAhead.delete(name as string)) return early as unknown as UnitRef;
     const script = this.#isolate.compileScriptSync(unit.source, { filename: `cordon:${name as string}`, ...(unit.cache ? { cachedData: unit.cache } : {}) });
     try {
-      // A reference handed to the isolate is, there, one it can deref.
       return script.runSync(this.#context, { reference: true }) as unknown as UnitRef;
+    } finally {
+      script.release();
+    }
+  }
+
+  /**
+   * Lazy unit `name` compiled and run now, asynchronously — on the isolate's thread, not the process's
+   * main thread — for a first use known to come (a Dynamic Worker is always served over Workers RPC):
+   * #unit then hands it over instead of compiling it synchronously on the main thread, a cost that
+   * otherwise comes with every load. Runtime code only: what tenant code sees is the same.
+   */
+  async unitAhead(name: keyof Bootstrap['units']): Promise<void> {
+    const unit = this.#boot.units[name];
+    if (!this.#context || this.#unitsAsked.has(name) || this.#unitsAhead.has(name)) return;
+    const script = await this.#isolate.compileScript(unit.source, { filename: `cordon:${name}`, ...(unit.cache ? { cachedData: unit.cache } : {}) });
+    try {
+      const ref = await script.run(this.#context, { reference: true });
+      if (this.#disposed || this.#unitsAsked.has(name)) ref.release();
+      else this.#unitsAhead.set(name, ref);
     } finally {
       script.release();
     }
@@ -994,6 +1019,7 @@ export class WorkerInstance {
     this.#capRef?.release();
     this.#capSyncRef?.release();
     this.#bodyRef?.release();
+    for (const ref of this.#unitsAhead.values()) ref.release();
     this.#sockets.closeAll(1011, 'the worker was unloaded');
     this.#pipes.closeAll(`the called worker failed: ${gone.message}`);
     for (const r of this.#incoming.values()) void r.cancel().catch(() => {});

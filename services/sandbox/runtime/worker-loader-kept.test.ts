@@ -29,7 +29,13 @@ function setup(keptCodeBytes?: number) {
     instance: async (key, bundle) => {
       made.push(bundle);
       const n = made.length;
-      const instance = { disposed: false, active: 0, objectCall: async () => `isolate ${n}`, objectDrop() {} } as unknown as WorkerInstance;
+      const instance = {
+        disposed: false,
+        active: 0,
+        objectCall: async () => `isolate ${n}`,
+        objectDrop() {},
+        async unitAhead() {},
+      } as unknown as WorkerInstance;
       live.set(key, instance);
       return instance;
     },

@@ -198,7 +198,7 @@ export class ParentLoaders {
 
   /** No loaded Worker is held, nor kept (a remote parent's entry can go). */
   get empty(): boolean {
-    for (const key of [...this.#children.keys()]) if (!this.#pool.held(key)) this.#forget(key);
+    this.sweep();
     return this.#children.size === 0 && this.#kept.size === 0;
   }
 
@@ -223,6 +223,15 @@ export class ParentLoaders {
         return inner.connect(target, toIsolate);
       },
     };
+  }
+
+  /**
+   * Loaded Workers whose isolates went (idle, evicted, broken) are let go: from the runtime's idle sweep
+   * and at the per-worker bound, not on every load (a sweep looks at every Worker held, and a burst of
+   * loads holds hundreds).
+   */
+  sweep(): void {
+    for (const key of [...this.#children.keys()]) if (!this.#pool.held(key)) this.#forget(key);
   }
 
   /** The loaded Worker under `key` lost its isolate: its way back is let go, unless its facets hold WebSockets (then it is kept). */
@@ -474,7 +483,10 @@ export class ParentLoaders {
       ],
     };
     try {
-      this.#watchLimits(await this.#pool.instance(key, bundle), back);
+      const instance = await this.#pool.instance(key, bundle);
+      this.#watchLimits(instance, back);
+      // Its first call comes over Workers RPC: that library compiled now, off the main thread.
+      await instance.unitAhead('rpc');
     } catch (e) {
       this.#pool.drop(key);
       back.release?.();
@@ -551,7 +563,8 @@ export class ParentLoaders {
 
   /** At the per-worker bound: the least recently used idle loaded Worker goes (busy ones are left to finish). */
   #makeRoom(): void {
-    for (const key of [...this.#children.keys()]) if (!this.#pool.held(key)) this.#forget(key);
+    if (this.#children.size < this.#opts.perWorker) return;
+    this.sweep();
     if (this.#children.size < this.#opts.perWorker) return;
     for (const key of this.#children.keys()) {
       const held = this.#pool.held(key);

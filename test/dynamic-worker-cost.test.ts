@@ -1,0 +1,59 @@
+/**
+ * Issues 14 and 17: what a Dynamic Worker's load costs the sandbox's main thread, counted, not timed. A
+ * parent loads a fresh Worker on every request (`env.LOADER.load(code)`, as `npm run bench --
+ * dynamic-workers` does) and calls it: each load makes exactly one isolate (its own; no spare is shared),
+ * and compiles nothing synchronously on the main thread — the Workers RPC library its first call needs
+ * is compiled ahead, on the isolate's thread (WorkerInstance.unitAhead). Nor does a load look at every
+ * Worker the parent already holds (a burst holds hundreds): those whose isolates went are swept by the
+ * runtime's idle sweep and at the per-worker bound.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { disposedLooksDone, isolatesMade, syncCompilesDone } from './helpers/isolate-copies.ts';
+
+// After isolate-copies.ts: the runtime's isolated-vm is the counted one.
+const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
+const { GET, text, worker } = await import('../services/sandbox/runtime/testing/fixtures.ts');
+
+const LOADS = 10;
+const rt = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 100, idleMs: 60_000, loadsPerSecond: 1000 } });
+after(() => rt.dispose());
+
+const parent = worker(
+  `export default { async fetch(req, env) {
+    const n = new URL(req.url).searchParams.get('n');
+    const w = env.LOADER.load({ compatibilityDate: '2026-07-01', mainModule: 'w.js', globalOutbound: null,
+      modules: { 'w.js': 'export default { fetch() { return new Response("dynamic ' + n + '") } }' } });
+    return w.getEntrypoint().fetch('http://dynamic/');
+  } }`,
+  { bindings: [{ type: 'loader', name: 'LOADER' }] },
+);
+
+async function load(n: number): Promise<void> {
+  const res = await rt.handle(parent, { ...GET, url: `http://example.test/?n=${n}` }, { log: () => {} });
+  const body = res.stream ? await new Response(res.stream).text() : text(res.body);
+  assert.equal(`${res.status} ${body}`, `200 dynamic ${n}`);
+}
+
+test('a Dynamic Worker load: one isolate of its own, no synchronous compile on the main thread', async () => {
+  // The parent's own isolate and its first use of each library are not per load.
+  for (let i = 0; i < 2; i++) await load(-1 - i);
+  const [isolates, compiles] = [isolatesMade(), syncCompilesDone()];
+  for (let i = 0; i < LOADS; i++) await load(i);
+  assert.equal((isolatesMade() - isolates) / LOADS, 1, 'isolates made per load');
+  assert.equal((syncCompilesDone() - compiles) / LOADS, 0, 'scripts compiled synchronously on the main thread per load');
+});
+
+test('a load looks at a few isolates, not at every loaded Worker the parent holds', async () => {
+  const looksPerLoad = async (from: number) => {
+    const before = disposedLooksDone();
+    for (let i = from; i < from + LOADS; i++) await load(i);
+    return (disposedLooksDone() - before) / LOADS;
+  };
+  const first = await looksPerLoad(1000);
+  const HELD = 5 * LOADS;
+  for (let i = 2000; i < 2000 + HELD; i++) await load(i);
+  // HELD more Workers held now (idle for 60 s): a per-load sweep would look at each of them on every load.
+  const later = await looksPerLoad(3000);
+  assert.ok(later - first < HELD / 5, `${first} isolates looked at per load, then ${later} with ${HELD} more Workers held`);
+});
