@@ -632,13 +632,17 @@ test('returning something that is not a Response is a clear 500', async () => {
 });
 
 test('a log burst is cut at the per-second volume: the rest is counted in a marker line, never lost silently', async () => {
+  const started = Date.now();
   const { res, logs } = await run(
     worker(`export default { fetch() { const line = 'x'.repeat(65536); for (let i = 0; i < 1000; i++) console.log(line); return new Response('ok') } }`),
   );
+  // The volume is per second: a loaded machine may take more than one to log the burst (each second it spans allows its own).
+  const windows = Math.ceil((Date.now() - started) / 1000) + 1;
   assert.equal(res!.status, 200);
   const kept = logs.filter((l) => l.message.startsWith('x'));
   const bytes = kept.reduce((n, l) => n + l.message.length, 0);
-  assert.ok(bytes <= LOG_BYTES_PER_SECOND, `${bytes} bytes of log delivered`);
+  assert.ok(bytes <= LOG_BYTES_PER_SECOND * windows, `${bytes} bytes of log delivered over ${windows} one-second windows at most`);
+  assert.ok(kept.length < 1000, 'a burst of 64 MB is cut');
   const markers = logs.filter((l) => /log lines dropped/.test(l.message));
   assert.ok(markers.length, 'a marker line says how many were dropped');
   const dropped = markers.reduce((n, l) => n + Number(/^(\d+) log lines dropped/.exec(l.message)![1]), 0);
