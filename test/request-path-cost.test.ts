@@ -4,14 +4,16 @@
  * Unix socket with a real WorkerRuntime, and the messages are counted, not timed: a plain request is
  * one binary frame each way and no capnweb message at all, and it costs no supervisor round trip
  * (the bundle and capabilities are fetched once per code key, then cached). A request body goes into the
- * isolate moved, not copied by isolated-vm (isolated-vm's copies are counted).
+ * isolate moved, not copied by isolated-vm (isolated-vm's copies are counted). Inside the isolate, a
+ * request's URL is parsed once: the worker's `new URL(request.url)` is answered from the isolate's parse
+ * cache (whatwg-url's parser runs are counted).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { externalCopies } from './helpers/isolate-copies.ts';
+import { externalCopies, urlParses } from './helpers/isolate-copies.ts';
 import type { UnixListener } from '../lib/rpc/unix.ts';
 import type { Channel } from '../lib/rpc/channel.ts';
 import type { SupervisorLink } from '../services/sandbox/port.ts';
@@ -37,7 +39,11 @@ const bundle: WorkerBundle = {
   version: target.version,
   mainModule: 'w.js',
   modules: [
-    { name: 'w.js', type: 'esm', content: `export default { async fetch(r) { return new Response(r.method === 'POST' ? await r.arrayBuffer() : 'hello') } }` },
+    {
+      name: 'w.js',
+      type: 'esm',
+      content: `export default { async fetch(r) { new URL(r.url); return new Response(r.method === 'POST' ? await r.arrayBuffer() : 'hello') } }`,
+    },
   ],
   limits: { cpuMs: 1000, wallMs: 15_000, memoryMb: 128 },
   vars: {},
@@ -103,9 +109,9 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const request = (method: string, body: Uint8Array | null): WireRequest => ({
+const request = (method: string, body: Uint8Array | null, url = 'http://example.test/hello'): WireRequest => ({
   method,
-  url: 'http://example.test/hello',
+  url,
   headers: [['host', 'example.test']],
   body,
   cf: { httpProtocol: 'HTTP/1.1' },
@@ -114,7 +120,7 @@ const request = (method: string, body: Uint8Array | null): WireRequest => ({
 async function perRequest(method: string, body: Uint8Array | null) {
   // The first request of a code key fetches its bundle and capabilities: not a per-request cost.
   const first = await callSandbox(ingress, target, request(method, body));
-  assert.equal(first.status, 200);
+  assert.equal(first.status, 200, new TextDecoder().decode(first.body ?? new Uint8Array()));
   const before = { ingress: { ...ingressSent }, sandbox: { ...sandboxSent }, supervisor: supervisorCalls, copies: externalCopies() };
   const answers = await Promise.all(Array.from({ length: REQUESTS }, () => callSandbox(ingress, target, request(method, body))));
   for (const a of answers) assert.equal(a.status, 200);
@@ -147,4 +153,17 @@ test('a 64 KiB body each way is still one frame each way, and moves into the iso
     { ...cost, answers: undefined },
     { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, answers: undefined },
   );
+});
+
+test("a request's URL is parsed once in the isolate: the worker's new URL(request.url) is the cache's, and a URL seen before is not parsed again", async () => {
+  const parsedEach = async (url: (i: number) => string) => {
+    const before = urlParses();
+    const answers = await Promise.all(Array.from({ length: REQUESTS }, (_, i) => callSandbox(ingress, target, request('GET', null, url(i)))));
+    for (const a of answers) assert.equal(a.status, 200);
+    return (urlParses() - before) / REQUESTS;
+  };
+  // Each URL new to the isolate: the Request's parse; the worker's parse of the same string is a cache hit.
+  assert.equal(await parsedEach((i) => `http://example.test/hello?n=${i}`), 1);
+  // The same URL again and again: no parse at all.
+  assert.equal(await parsedEach(() => 'http://example.test/hello'), 0);
 });

@@ -1,5 +1,6 @@
-/** isolated-vm with its ExternalCopy, isolates and synchronous compiles counted (see isolate-copies.ts). */
+/** isolated-vm with its ExternalCopy, isolates and synchronous compiles counted, and each new context's URL parses readable (see isolate-copies.ts). */
 import ivm from 'isolated-vm';
+import { LIBS_GLOBAL } from '../../services/sandbox/runtime/abi.ts';
 
 let copies = 0;
 let isolates = 0;
@@ -14,6 +15,11 @@ export const disposedLooksDone = (): number => disposedLooks;
 /** Scripts and modules compiled synchronously so far: on the calling thread (the process's main thread), not the isolate's. */
 export const syncCompilesDone = (): number => syncCompiles;
 
+// Each context's parse counter (of its snapshot library objects), taken as the context is made: the bootstrap deletes their global before tenant code runs.
+const counters: ivm.Reference<() => number>[] = [];
+/** Runs of whatwg-url's parser so far, in every context made since this module loaded (bootstrap/url-parse-cache.ts). */
+export const urlParses = (): number => counters.reduce((n, count) => n + (count.applySync(undefined, []) as number), 0);
+
 /** The addon's methods are read-only; a subclass counts what it is asked to do. */
 class CountedIsolate extends ivm.Isolate {
   constructor(...args: ConstructorParameters<typeof ivm.Isolate>) {
@@ -27,6 +33,11 @@ class CountedIsolate extends ivm.Isolate {
   override compileModuleSync(...args: Parameters<ivm.Isolate['compileModuleSync']>): ivm.Module {
     syncCompiles++;
     return super.compileModuleSync(...args);
+  }
+  override async createContext(...args: Parameters<ivm.Isolate['createContext']>): Promise<ivm.Context> {
+    const context = await super.createContext(...args);
+    counters.push(context.evalSync(`(libs => () => libs.fetchApi.urlParses())(globalThis.${LIBS_GLOBAL})`, { reference: true }));
+    return context;
   }
 }
 

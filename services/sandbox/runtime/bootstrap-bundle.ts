@@ -100,6 +100,21 @@ const whatwgUrlClassesOnly: Plugin = {
   },
 };
 
+/** whatwg-url's parser gets the isolate's cache of parsed URLs in front (url-parse-cache.ts); URL-impl.js calls it through the module's exports. */
+const PARSE_EXPORT = 'module.exports.basicURLParse = function (input, options = {}) {';
+const urlParseCache: Plugin = {
+  name: 'cordon-url-parse-cache',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]whatwg-url[\\/]lib[\\/]url-state-machine\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (source.split(PARSE_EXPORT).length !== 2)
+        return { errors: [{ text: `${args.path}: whatwg-url changed; bootstrap-bundle.ts (urlParseCache) must be updated` }] };
+      const wrap = `module.exports.basicURLParse = require(${JSON.stringify(`${dir}url-parse-cache.ts`)}).withParseCache(module.exports.basicURLParse);`;
+      return { contents: `${source}\n${wrap}\n`, loader: 'js' };
+    });
+  },
+};
+
 /**
  * The legacy multi-byte decoders are a lazy unit (multibyte-unit.ts): the package's `encoding.js`, which
  * wires them into its TextDecoder, is given functions that load the unit on the first such decoder. The
@@ -398,7 +413,7 @@ export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
     const names = Object.keys(LAZY_UNITS) as (keyof LazyUnits)[];
     const [libs, init, mirror, ...unitSources] = await Promise.all([
-      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, multibyteOnFirstUse, whatwgUrlClassesOnly]),
+      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, multibyteOnFirstUse, whatwgUrlClassesOnly, urlParseCache]),
       bundle('index.ts', [fromSnapshot(`globalThis.${LIBS_GLOBAL}`), htmlRewriterGlue]),
       bundle('log-mirror.ts', [], 'logMirror'),
       ...names.map((name) => unitScript(LAZY_UNITS[name])),

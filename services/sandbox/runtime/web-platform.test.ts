@@ -212,6 +212,43 @@ test('URLPattern canonicalizes hostnames and ports with the URL parser and a sta
   );
 });
 
+test("URL: a URL parsed again (the isolate's parse cache) is a URL of its own; bases, relative inputs and setters stay apart (URL §6.1)", async () => {
+  assert.deepEqual(
+    await run(`
+      const a = new URL('https://u:p@a.test:8443/x/y?q=1#f');
+      a.pathname = '/changed'; a.search = '?s'; a.hash = 'h'; a.username = 'v'; a.port = '9'; a.searchParams.append('k', 'v');
+      const b = new URL('https://u:p@a.test:8443/x/y?q=1#f');
+      const v6 = new URL('http://[::1]/p'); v6.hostname = '[::2]';
+      const opaque = new URL('mailto:a@b.test'); opaque.search = '?x';
+      const viaHref = new URL('http://c.test/'); viaHref.href = 'http://d.test/p'; viaHref.pathname = '/q';
+      const alone = (input) => { try { return new URL(input).href; } catch (e) { return e.constructor.name; } };
+      const relative = alone('/r');
+      const setterInput = alone('/changed');
+      const withBases = [new URL('/r', 'http://e.test/').href, new URL('/r', 'http://f.test/').href, new URL('s', 'http://e.test/a/').href];
+      const relativeAgain = alone('/r');
+      const request = new Request('http://g.test/a?b'); const fromRequest = new URL(request.url); fromRequest.pathname = '/z';
+      const long = new URL('http://h.test/' + 'x'.repeat(3000)); long.pathname = '/short';
+      return { a: a.href, b: b.href, bQuery: [...b.searchParams], v6: [v6.href, new URL('http://[::1]/p').href], opaque: [opaque.href, new URL('mailto:a@b.test').href],
+        viaHref: [viaHref.href, new URL('http://d.test/p').href], relative, setterInput, withBases, relativeAgain, request: [request.url, new Request('http://g.test/a?b').url, fromRequest.href],
+        long: new URL('http://h.test/' + 'x'.repeat(3000)).pathname.length, canParse: [URL.canParse('/r'), URL.canParse('/r', 'http://e.test/'), URL.parse('http://i.test') === URL.parse('http://i.test')] };`),
+    {
+      a: 'https://v:p@a.test:9/changed?s=&k=v#h',
+      b: 'https://u:p@a.test:8443/x/y?q=1#f',
+      bQuery: [['q', '1']],
+      v6: ['http://[::2]/p', 'http://[::1]/p'],
+      opaque: ['mailto:a@b.test?x', 'mailto:a@b.test'],
+      viaHref: ['http://d.test/q', 'http://d.test/p'],
+      relative: 'TypeError',
+      setterInput: 'TypeError',
+      withBases: ['http://e.test/r', 'http://f.test/r', 'http://e.test/a/s'],
+      relativeAgain: 'TypeError',
+      request: ['http://g.test/a?b', 'http://g.test/a?b', 'http://g.test/z?b'],
+      long: 3001,
+      canParse: [false, true, false],
+    },
+  );
+});
+
 test('a handler that returns Response.error() fails the request with a message that says so', async () => {
   const logs: string[] = [];
   await assert.rejects(

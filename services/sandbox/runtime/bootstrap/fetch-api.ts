@@ -15,3 +15,4 @@ export { Body, type BodyInit } from './body.ts';
 export { Request, type RequestInit } from './request.ts';
 export { Response, type ResponseInit } from './response.ts';
 export { URL, URLSearchParams };
+export { urlParses } from './url-parse-cache.ts';
