@@ -78,8 +78,9 @@ const legacyTablesFromHost: Plugin = {
 };
 
 /**
- * The bootstrap takes URL and URLSearchParams of whatwg-url, installed as its index.js installs them;
- * its index.js also loads the URL-string validator (~10 KB), which nothing here calls.
+ * The bootstrap takes URL and URLSearchParams of whatwg-url, installed as its index.js installs them,
+ * and the parser and serializer of URL records; its index.js also loads the URL-string validator
+ * (~10 KB), which nothing here calls.
  */
 const whatwgUrlClassesOnly: Plugin = {
   name: 'cordon-whatwg-url-classes-only',
@@ -93,6 +94,9 @@ const whatwgUrlClassesOnly: Plugin = {
         "URLSearchParams.install(sharedGlobalObject, ['Window']);",
         'exports.URL = sharedGlobalObject.URL;',
         'exports.URLSearchParams = sharedGlobalObject.URLSearchParams;',
+        "const usm = require('whatwg-url/lib/url-state-machine');",
+        'exports.parseURL = usm.parseURL;',
+        'exports.serializeURL = usm.serializeURL;',
       ].join('\n'),
       loader: 'js',
       resolveDir: dir,

@@ -249,6 +249,41 @@ test("URL: a URL parsed again (the isolate's parse cache) is a URL of its own; b
   );
 });
 
+test("Request: its url is the URL parser's serialization of the input as URL's constructor converts it, and a URL it cannot parse fails as URL's does (Fetch §5.4)", async () => {
+  assert.deepEqual(
+    await run(`
+      const fail = (f) => { try { return f(); } catch (e) { return [e.constructor.name, e.message]; } };
+      const inputs = ['HTTP://A.test:80/a/../b?c d#e', 'http://a.test/\\uD800x', 'http://[::1]:8080', 'mailto:x', ' http://a.test/ ', 'nope', 'http://a b/'];
+      return inputs.map((i) => [fail(() => new Request(i).url), fail(() => new URL(i).href), fail(() => new Request(new Request(i)).url)]);`),
+    [
+      ['http://a.test/b?c%20d#e', 'http://a.test/b?c%20d#e', 'http://a.test/b?c%20d#e'],
+      ['http://a.test/%EF%BF%BDx', 'http://a.test/%EF%BF%BDx', 'http://a.test/%EF%BF%BDx'],
+      ['http://[::1]:8080/', 'http://[::1]:8080/', 'http://[::1]:8080/'],
+      ['mailto:x', 'mailto:x', 'mailto:x'],
+      ['http://a.test/', 'http://a.test/', 'http://a.test/'],
+      ...[['TypeError', 'Invalid URL: nope']].map((e) => [e, e, e]),
+      ...[['TypeError', 'Invalid URL: http://a b/']].map((e) => [e, e, e]),
+    ],
+  );
+});
+
+test('Headers: a value loses its leading and trailing HTTP whitespace, and only that (Fetch §2.2.2)', async () => {
+  assert.deepEqual(
+    await run(`
+      const h = new Headers([['a', ' x '], ['b', '\\t\\r\\nx y\\n'], ['c', 'x'], ['d', ''], ['e', '  '], ['f', '\\u00a0x\\u00a0'], ['g', '\\fx\\v']]);
+      return [...h];`),
+    [
+      ['a', 'x'],
+      ['b', 'x y'],
+      ['c', 'x'],
+      ['d', ''],
+      ['e', ''],
+      ['f', '\u00a0x\u00a0'],
+      ['g', '\fx\v'],
+    ],
+  );
+});
+
 test('a handler that returns Response.error() fails the request with a message that says so', async () => {
   const logs: string[] = [];
   await assert.rejects(

@@ -5,8 +5,12 @@ const NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const BAD_VALUE = /[\0\r\n\u0100-\uffff]/;
 const defineProperty = Object.defineProperty;
 
+const isHttpWhitespace = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 function normalizeValue(v: unknown): string {
-  return String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
+  const s = String(v);
+  // Most values have nothing to strip: two character checks rather than a regular expression's scan.
+  if (s.length > 0 && !isHttpWhitespace(s.charCodeAt(0)) && !isHttpWhitespace(s.charCodeAt(s.length - 1))) return s;
+  return s.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
 }
 
 export type HeadersInit = Headers | [string, string][] | Record<string, string>;

@@ -1,5 +1,5 @@
 /** Request (Fetch standard, the part a Workers handler uses). */
-import { URL } from 'whatwg-url';
+import { parseURL, serializeURL, type URL } from 'whatwg-url';
 import { Headers, type HeadersInit } from './headers.ts';
 import { Body, toSource, type BodyInit } from './body.ts';
 
@@ -8,6 +8,17 @@ export interface RequestInit {
   headers?: HeadersInit;
   body?: BodyInit;
   redirect?: string;
+}
+
+/**
+ * `new URL(input).href`, the same string and the same error, without the URL object and its
+ * URLSearchParams made only to read that (the string as URL's constructor converts it: a USVString).
+ */
+function href(input: string): string {
+  const url = input.toWellFormed();
+  const record = parseURL(url);
+  if (record === null) throw new TypeError(`Invalid URL: ${url}`);
+  return serializeURL(record);
 }
 
 export class Request extends Body {
@@ -22,7 +33,7 @@ export class Request extends Body {
     const source = init.body !== undefined ? toSource(init.body, headers) : base ? Body.fork(base) : null;
     if (source && (method === 'GET' || method === 'HEAD')) throw new TypeError('Request with GET/HEAD method cannot have body.');
     super(source);
-    this.url = new URL(base ? base.url : String(input)).href;
+    this.url = href(base ? base.url : String(input));
     this.method = method;
     this.headers = headers;
     this.redirect = init.redirect ?? base?.redirect ?? 'follow';
