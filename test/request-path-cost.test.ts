@@ -6,14 +6,15 @@
  * (the bundle and capabilities are fetched once per code key, then cached). A request body goes into the
  * isolate moved, not copied by isolated-vm (isolated-vm's copies are counted). Inside the isolate, a
  * request's URL is parsed once: the worker's `new URL(request.url)` is answered from the isolate's parse
- * cache (whatwg-url's parser runs are counted).
+ * cache (whatwg-url's parser runs are counted). The answers of requests the isolate finishes together go
+ * back to the host in one callback, not one each (the callbacks are counted).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { externalCopies, urlParses } from './helpers/isolate-copies.ts';
+import { externalCopies, postedCallbacks, urlParses } from './helpers/isolate-copies.ts';
 import type { UnixListener } from '../lib/rpc/unix.ts';
 import type { Channel } from '../lib/rpc/channel.ts';
 import type { SupervisorLink } from '../services/sandbox/port.ts';
@@ -166,4 +167,15 @@ test("a request's URL is parsed once in the isolate: the worker's new URL(reques
   assert.equal(await parsedEach((i) => `http://example.test/hello?n=${i}`), 1);
   // The same URL again and again: no parse at all.
   assert.equal(await parsedEach(() => 'http://example.test/hello'), 0);
+});
+
+test('the answers of a batch the isolate finishes together go to the host in one callback', async () => {
+  // Requests that arrive in one turn of the event loop go into the isolate in one call (WorkerRuntime's batch).
+  const wire = request('GET', null);
+  const one = { method: wire.method, url: wire.url, headers: wire.headers, body: null };
+  await runtime.handle(bundle, one, { log: () => {} });
+  const before = postedCallbacks();
+  const answers = await Promise.all(Array.from({ length: 16 }, () => runtime.handle(bundle, one, { log: () => {} })));
+  for (const a of answers) assert.equal(a.status, 200);
+  assert.equal(postedCallbacks() - before, 1);
 });

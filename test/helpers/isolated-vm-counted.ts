@@ -1,4 +1,4 @@
-/** isolated-vm with its ExternalCopy, isolates and synchronous compiles counted, and each new context's URL parses readable (see isolate-copies.ts). */
+/** isolated-vm with its ExternalCopy, isolates, synchronous compiles and calls to the host's fire-and-forget callbacks counted, and each new context's URL parses readable (see isolate-copies.ts). */
 import ivm from 'isolated-vm';
 import { LIBS_GLOBAL } from '../../services/sandbox/runtime/abi.ts';
 
@@ -50,7 +50,20 @@ Object.defineProperty(CountedIsolate.prototype, 'isDisposed', {
   },
 });
 
+let posted = 0;
+/** Calls so far of the host callbacks an isolate does not wait for (ASYNC_CALLBACKS: each is a task on the host's event loop). */
+export const postedCallbacks = (): number => posted;
+
 const counted = Object.create(ivm) as typeof ivm;
+Object.defineProperty(counted, 'Callback', {
+  value: new Proxy(ivm.Callback, {
+    construct(target, args: [(...a: unknown[]) => unknown, { ignored?: boolean }?]) {
+      const [fn, options] = args;
+      if (!options?.ignored) return Reflect.construct(target, args);
+      return Reflect.construct(target, [(...a: unknown[]) => (posted++, fn(...a)), options]);
+    },
+  }),
+});
 Object.defineProperty(counted, 'ExternalCopy', {
   value: new Proxy(ivm.ExternalCopy, {
     construct(target, args: [unknown, { transferOut?: boolean }?]) {

@@ -51,8 +51,8 @@ export interface HostCallbacks {
    * (bootstrap/units.ts), or null for a name that is not a unit.
    */
   unit(name: string): UnitRef | null;
-  /** The answer to request `seq` of a batch (see Entry.runBatch). */
-  done(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void;
+  /** Answers to requests of batches (see Entry.runBatch): each four arguments, `seq, head, body, ended`. */
+  done(...answers: (number | string | ArrayBuffer | null | boolean)[]): void;
   /** Workers RPC (bootstrap/workers-rpc.ts): the isolate opened pipe `pipe` to a binding. */
   rpcOpen(pipe: number, target: string): void;
   /** A capnweb message from the isolate's end of a pipe, for the other end. */

@@ -344,7 +344,9 @@ export class WorkerInstance {
       unit: (name) => this.#unit(name),
       setTimer: (id, ms) => this.#timers.set(id, ms),
       clearTimer: (id) => this.#timers.clear(id),
-      done: (seq, head, body, ended) => this.#answered(seq, [head, body, ended]),
+      done: (...a) => {
+        for (let i = 0; i + 3 < a.length; i += 4) this.#answered(a[i] as number, [a[i + 1] as string, a[i + 2] as ArrayBuffer | null, a[i + 3] as boolean]);
+      },
       rpcOpen: (pipe, target) => this.#pipes.opened(pipe, target),
       rpcSend: (pipe, message) => this.#pipes.fromIsolate(pipe, message),
       rpcClose: (pipe, reason) => this.#pipes.closedByIsolate(pipe, reason),

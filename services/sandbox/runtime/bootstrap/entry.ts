@@ -199,9 +199,29 @@ export function makeRequestPath({
     for (let i = 0; i < batch.length; i++) {
       const meta = batch[i]![0];
       const seq = batch[i]![1];
-      const answer = (r: [string, ArrayBuffer | null, boolean?]) => host.done(seq, r[0], r[1], r[2] === true);
+      const answer = (r: [string, ArrayBuffer | null, boolean?]) => ready(seq, r[0], r[1], r[2] === true);
       apply(promiseThen, run(meta, bodies[i] ?? null, now, seq), [answer, (e: unknown) => answer(fail('exception', errorText(e)))]);
     }
+  }
+
+  /**
+   * Answers ready in the same turn of the isolate's microtasks go to the host in one call (each call
+   * is a task on the host's event loop): gathered here, sent from a microtask queued by the first.
+   * Kept with defineProperty: no index setter a tenant put on Array.prototype sees them.
+   */
+  let answers: (number | string | ArrayBuffer | null | boolean)[] = [];
+  const sendAnswers = () => {
+    const out = answers;
+    answers = [];
+    apply(host.done, undefined, out);
+  };
+  function ready(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void {
+    const n = answers.length;
+    if (n === 0) apply(promiseThen, PromiseCtor.resolve(), [sendAnswers]);
+    defineProperty(answers, n, { value: seq, writable: true, enumerable: true, configurable: true });
+    defineProperty(answers, n + 1, { value: head, writable: true, enumerable: true, configurable: true });
+    defineProperty(answers, n + 2, { value: body, writable: true, enumerable: true, configurable: true });
+    defineProperty(answers, n + 3, { value: ended, writable: true, enumerable: true, configurable: true });
   }
 
   async function holding<T>(handler: () => Promise<T>): Promise<T> {
