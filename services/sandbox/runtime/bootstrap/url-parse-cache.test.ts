@@ -1,4 +1,4 @@
-/** The parse cache in front of whatwg-url's parser, with the package's real parser (the isolate's, as globals.test.ts checks, is the same code). */
+/** The parse cache in front of whatwg-url's parser, here with the package's own parser (web-platform.test.ts checks the same through the URL API in an isolate). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
