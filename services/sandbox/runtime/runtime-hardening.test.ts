@@ -317,6 +317,19 @@ test('requests that arrive together go in together and answer apart: a slow or f
   for (const [t, ms] of rest) assert.ok(ms < 300, `${t} answered at ${ms} ms, not with the slow one`);
 });
 
+test('answers gathered for the host pass through nothing a tenant patched (Promise.resolve, Promise.prototype.then)', async () => {
+  const b = worker(`
+    let seen = '';
+    Promise.resolve = () => ({ then() { seen += ' resolve' } });
+    const then = Promise.prototype.then;
+    Promise.prototype.then = function (...a) { if (a[0] && a[0].name === 'sendAnswers') seen += ' then'; return then.apply(this, a) };
+    export default { async fetch(req) { return new Response(seen || 'untouched') } }`);
+  const hooks = { log: () => {} };
+  await rt.handle(b, GET, hooks);
+  const answers = await Promise.all(Array.from({ length: 8 }, () => rt.handle(b, GET, hooks)));
+  for (const a of answers) assert.equal(text(a.body), 'untouched');
+});
+
 test('an isolate that runs out of memory (in a timer) fails the requests still waiting in it at once, with the memory error', async () => {
   // The bomb goes off in a timer (kept alive by the held request, after the bomb's own response): no
   // call that waits on the isolate is in flight to report it, so only the watchdog's look at it can.

@@ -34,6 +34,8 @@ const JSONparse = JSON.parse;
 const U8 = Uint8Array;
 const PromiseCtor = Promise;
 const promiseThen = Promise.prototype.then;
+// Taken before tenant code, which may replace Promise.resolve: sendAnswers is queued on it.
+const settled = Promise.resolve();
 const allSettled = Promise.allSettled.bind(Promise);
 const StringCtor = String;
 const defineProperty = Object.defineProperty;
@@ -217,7 +219,7 @@ export function makeRequestPath({
   };
   function ready(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void {
     const n = answers.length;
-    if (n === 0) apply(promiseThen, PromiseCtor.resolve(), [sendAnswers]);
+    if (n === 0) apply(promiseThen, settled, [sendAnswers]);
     defineProperty(answers, n, { value: seq, writable: true, enumerable: true, configurable: true });
     defineProperty(answers, n + 1, { value: head, writable: true, enumerable: true, configurable: true });
     defineProperty(answers, n + 2, { value: body, writable: true, enumerable: true, configurable: true });
