@@ -192,8 +192,8 @@ export function makeRequestPath({
   /**
    * Requests the host gathered (those that arrived together), in one call: one trip into the isolate
    * rather than one each, which is most of what a small request costs. Each starts at once, as if it
-   * had come alone, and its answer goes back through the host's `done` as soon as it is ready: a slow
-   * request holds up no other.
+   * had come alone, and its answer goes back through the host's `done` as soon as it is ready (with
+   * the others ready in the same turn of microtasks, in one call: `ready`): a slow request holds up no other.
    */
   function runBatch(batchJson: string, now: number, ...bodies: (ArrayBuffer | null)[]): void {
     enterRoot();
