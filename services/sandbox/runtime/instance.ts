@@ -19,7 +19,7 @@ import { formatLog } from './log-format.ts';
 import { createHostCrypto } from './host-crypto.ts';
 import type { NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireResult } from './bootstrap/subtle-wire.ts';
-import { Watchdogs, type Watch } from './watchdog.ts';
+import { Watchdogs, type Owners, type Watch } from './watchdog.ts';
 import { HostTimers } from './host-timers.ts';
 import { SocketTable, type SocketPeer, type WorkerSocket } from './socket-table.ts';
 import { PipeTable, type PipePeer } from './rpc-pipes.ts';
@@ -124,11 +124,22 @@ export class WorkerInstance {
   });
   readonly #timers = new HostTimers({
     disposed: () => this.disposed,
-    fire: (id) =>
-      void this.#entry!.fireTimer.apply(undefined, [id, Date.now()], { timeout: this.bundle.limits.cpuMs }).catch((e: unknown) => {
-        if (e instanceof Error && /Script execution timed out/i.test(e.message)) this.#terminate('cpu');
-      }),
+    fire: (id) => {
+      const owners = this.#timerOwners.get(id) ?? 'all';
+      this.#timerOwners.delete(id);
+      void this.#watchdogs
+        .track(owners, this.#entry!.fireTimer.apply(undefined, [id, Date.now()], { timeout: this.bundle.limits.cpuMs }))
+        .catch((e: unknown) => {
+          if (e instanceof Error && /Script execution timed out/i.test(e.message)) this.#terminate('cpu');
+        });
+    },
   });
+  /** Whom each pending timer's callback is charged to: whoever had work in the isolate when it was set. */
+  readonly #timerOwners = new Map<number, Owners>();
+  /** Whom each pipe the worker opened is charged to: whoever had work in the isolate when it was opened. */
+  readonly #pipeOwners = new Map<number, Owners>();
+  /** A builtin of the isolate's, called as the watchdogs' probe (taken before any tenant code ran). */
+  #probe: ivm.Reference<() => number> | undefined;
   #kill: Kill;
   #disposed = false;
   #active = 0;
@@ -136,7 +147,7 @@ export class WorkerInstance {
   /** Requests waiting for their answer (the bootstrap's `done`), by sequence number. */
   readonly #answers = new Map<number, { resolve(a: Answer): void; reject(e: WorkerError): void }>();
   /** Requests gathered for the next call into the isolate. */
-  #batch: { seq: number; meta: string; body: ArrayBuffer | null }[] = [];
+  #batch: { seq: number; meta: string; body: ArrayBuffer | null; watch: Watch }[] = [];
   readonly #logs = new LogBuffer();
   #caps: CapabilityHost | undefined;
   /** The watchdogs armed now (requests, invocations, loading): the earliest deadline ends the isolate. */
@@ -186,7 +197,12 @@ export class WorkerInstance {
     this.#boot = boot;
     this.#inspector = inspector;
     this.#isolate = new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
-    this.#watchdogs = new Watchdogs(this.#isolate, { kill: (limit) => this.#terminate(limit), gone: () => this.dispose() });
+    this.#watchdogs = new Watchdogs(this.#isolate, {
+      kill: (limit) => this.#terminate(limit),
+      gone: () => this.dispose(),
+      cpuMs: () => this.bundle.limits.cpuMs,
+      probe: () => (this.#probe && !this.disposed ? this.#probe.apply(undefined, []) : Promise.resolve()),
+    });
   }
 
   /**
@@ -342,14 +358,26 @@ export class WorkerInstance {
       brotliWasm: () => copyOf(this.#boot.brotliWasm),
       logMirror: () => this.#boot.logMirror,
       unit: (name) => this.#unit(name),
-      setTimer: (id, ms) => this.#timers.set(id, ms),
-      clearTimer: (id) => this.#timers.clear(id),
+      setTimer: (id, ms) => {
+        this.#timerOwners.set(id, this.#watchdogs.owners());
+        this.#timers.set(id, ms);
+      },
+      clearTimer: (id) => {
+        this.#timerOwners.delete(id);
+        this.#timers.clear(id);
+      },
       done: (...a) => {
         for (let i = 0; i + 3 < a.length; i += 4) this.#answered(a[i] as number, [a[i + 1] as string, a[i + 2] as ArrayBuffer | null, a[i + 3] as boolean]);
       },
-      rpcOpen: (pipe, target) => this.#pipes.opened(pipe, target),
+      rpcOpen: (pipe, target) => {
+        this.#pipeOwners.set(pipe, this.#watchdogs.owners());
+        this.#pipes.opened(pipe, target);
+      },
       rpcSend: (pipe, message) => this.#pipes.fromIsolate(pipe, message),
-      rpcClose: (pipe, reason) => this.#pipes.closedByIsolate(pipe, reason),
+      rpcClose: (pipe, reason) => {
+        this.#pipeOwners.delete(pipe);
+        this.#pipes.closedByIsolate(pipe, reason);
+      },
       bodyCancel: (id) => this.#cancelFetched(id),
       objectBusy: (pipe, call, busy) => this.#objectBusy(pipe, call, busy),
     };
@@ -363,10 +391,10 @@ export class WorkerInstance {
     // crypto.subtle: one stateless host function per isolate (host-crypto.ts checks every call again).
     const hostCrypto = createHostCrypto();
     const refs: HostReferences = {
-      capCall: (handle, method, args) => this.#capCall(handle, method, args),
+      capCall: (handle, method, args) => this.#answer(this.#capCall(handle, method, args)),
       capCallSync: async (handle, method, args) =>
         new ivm.ExternalCopy(await this.#capCall(handle, method, args)).copyInto({ release: true }) as unknown as WireMessage,
-      bodyPull: (seq) => this.#pullBody(seq),
+      bodyPull: (seq) => this.#answer(this.#pullBody(seq)),
       // A transferred copy: the isolate receives the WireResult itself.
       crypto: async (call) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true }) as unknown as WireResult | NodeCryptoResult,
     };
@@ -386,6 +414,7 @@ export class WorkerInstance {
       memoryLimit: this.bundle.limits.memoryMb * MiB,
     };
     jail.setSync(OPTIONS_GLOBAL, JSON.stringify(options));
+    this.#probe ??= jail.getSync('Number', { reference: true }) as ivm.Reference<() => number>;
     const script = await this.#isolate.compileScript(this.#initSource, {
       filename: 'cordon:bootstrap',
       ...(initCache ? { cachedData: initCache } : { produceCachedData: true }),
@@ -467,6 +496,25 @@ export class WorkerInstance {
         return reply({ error: 'capability call failed', now: Date.now() });
       }
     }
+  }
+
+  /**
+   * The answer to a call the isolate made (capCall, bodyPull): the continuations it resumes run in the
+   * isolate as a task of their own, charged to whoever had work there when the call was made.
+   */
+  async #answer<T>(call: Promise<T>): Promise<T> {
+    const owners = this.#watchdogs.owners();
+    try {
+      return await call;
+    } finally {
+      this.#watchdogs.queued(owners);
+    }
+  }
+
+  /** A call into the isolate whose result is the worker's promise: charged to `owners` until its own task has run. */
+  #promised<T>(owners: Owners, call: Promise<T>): Promise<T> {
+    this.#watchdogs.queued(owners);
+    return call;
   }
 
   /**
@@ -567,7 +615,10 @@ export class WorkerInstance {
     }
     this.#objectSessions.set(pipe.id, { hooks, calls: new Map() });
     return this.#opened(pipe.end, () =>
-      this.#entry!.objectServe.apply(undefined, [pipe.id, key, className, id, name, handle, Date.now()], { timeout: this.bundle.limits.cpuMs }),
+      this.#watchdogs.track(
+        'all',
+        this.#entry!.objectServe.apply(undefined, [pipe.id, key, className, id, name, handle, Date.now()], { timeout: this.bundle.limits.cpuMs }),
+      ),
     );
   }
 
@@ -620,7 +671,8 @@ export class WorkerInstance {
   objectDrop(key: string): void {
     this.#stepHosts.delete(`$obj:${key}`);
     this.#stepHosts.delete(`$ows:${key}`);
-    if (!this.disposed) void this.#entry!.objectDrop.apply(undefined, [key], { timeout: this.bundle.limits.cpuMs }).catch(() => {});
+    if (!this.disposed)
+      void this.#watchdogs.track('all', this.#entry!.objectDrop.apply(undefined, [key], { timeout: this.bundle.limits.cpuMs })).catch(() => {});
   }
 
   /** scheduled(event, env, ctx) for a cron trigger, waitUntil included; an exception rejects as a WorkerError. */
@@ -655,7 +707,7 @@ export class WorkerInstance {
     const { seq, watch } = this.#enter(hooks);
     const [call, cleanup] = prepare(seq);
     try {
-      const out = await call(Date.now());
+      const out = await this.#promised(new Set([watch.account]), call(Date.now()));
       if (typeof out !== 'string') throw new WorkerError(500, 'worker returned an invalid result');
       return out;
     } catch (e) {
@@ -692,17 +744,22 @@ export class WorkerInstance {
     const event = (type: string, data: string | ArrayBuffer | null, code = 1005, reason = '') =>
       this.disposed
         ? Promise.resolve()
-        : this.#entry!.wsEvent.apply(
-            undefined,
-            [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()],
-            { timeout: this.bundle.limits.cpuMs },
-          ).then(
-            () => this.#logs.flush(),
-            (e: unknown) => {
-              this.#fail(e);
-              peer.close(1011, 'the worker failed');
-            },
-          );
+        : this.#watchdogs
+            .track(
+              'all',
+              this.#entry!.wsEvent.apply(
+                undefined,
+                [id, type, typeof data === 'string' || data === null ? data : new ivm.ExternalCopy(data).copyInto({ release: true }), code, reason, Date.now()],
+                { timeout: this.bundle.limits.cpuMs },
+              ),
+            )
+            .then(
+              () => this.#logs.flush(),
+              (e: unknown) => {
+                this.#fail(e);
+                peer.close(1011, 'the worker failed');
+              },
+            );
     return {
       message: (data) => event('message', data),
       close: async (code, reason) => {
@@ -735,23 +792,33 @@ export class WorkerInstance {
     }
     this.#served.set(pipe.id, watch);
     return this.#opened(pipe.end, () =>
-      this.#entry!.rpcServe.apply(undefined, [pipe.id, entrypoint, JSON.stringify(props ?? null), Date.now()], { timeout: this.bundle.limits.cpuMs }),
+      this.#watchdogs.track(
+        new Set([watch.account]),
+        this.#entry!.rpcServe.apply(undefined, [pipe.id, entrypoint, JSON.stringify(props ?? null), Date.now()], { timeout: this.bundle.limits.cpuMs }),
+      ),
     );
   }
 
   /** An entry point called for a pipe: a failure is the worker's (its isolate may be gone), logged once. */
   #intoIsolate(name: 'rpcDeliver' | 'rpcClosed', args: [number, string, number] | [number, string]): void {
     if (this.disposed) return;
-    (this.#entry![name] as ivm.Reference<(...a: unknown[]) => void>).apply(undefined, args, { timeout: this.bundle.limits.cpuMs }).then(
-      () => this.#logs.flush(),
-      (e: unknown) => {
-        // Messages already on their way into a dying isolate all fail: its end is logged once.
-        if (this.#pipeFailureLogged) return;
-        this.#fail(e);
-        // After #fail: the failure itself may be what ends the isolate (a timed-out call is a CPU kill).
-        this.#pipeFailureLogged = this.disposed;
-      },
-    );
+    const id = args[0];
+    const served = this.#served.get(id);
+    // A served session's messages are its invocation's; a pipe the worker opened, its opener's; an object session's, unknown.
+    const owners = served ? new Set([served.account]) : (this.#pipeOwners.get(id) ?? 'all');
+    if (name === 'rpcClosed') this.#pipeOwners.delete(id);
+    this.#watchdogs
+      .track(owners, (this.#entry![name] as ivm.Reference<(...a: unknown[]) => void>).apply(undefined, args, { timeout: this.bundle.limits.cpuMs }))
+      .then(
+        () => this.#logs.flush(),
+        (e: unknown) => {
+          // Messages already on their way into a dying isolate all fail: its end is logged once.
+          if (this.#pipeFailureLogged) return;
+          this.#fail(e);
+          // After #fail: the failure itself may be what ends the isolate (a timed-out call is a CPU kill).
+          this.#pipeFailureLogged = this.disposed;
+        },
+      );
   }
   #pipeFailureLogged = false;
 
@@ -763,7 +830,7 @@ export class WorkerInstance {
       const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined, cf: request.cf });
       // A buffer of the body's own: the request's bytes may be a view of a larger message, none of which may reach the isolate.
       const body = request.body ? (request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer) : null;
-      result = await this.#submit(seq, meta, body);
+      result = await this.#submit(seq, meta, body, watch);
     } catch (e) {
       const err = this.#fail(e);
       this.#dropIncoming(seq);
@@ -800,9 +867,9 @@ export class WorkerInstance {
    * loop (a socket read brings many), then all sent in one call (#sendBatch); its answer comes back
    * on its own through #answered.
    */
-  #submit(seq: number, meta: string, body: ArrayBuffer | null): Promise<Answer> {
+  #submit(seq: number, meta: string, body: ArrayBuffer | null, watch: Watch): Promise<Answer> {
     const answer = new Promise<Answer>((resolve, reject) => this.#answers.set(seq, { resolve, reject }));
-    this.#batch.push({ seq, meta, body });
+    this.#batch.push({ seq, meta, body, watch });
     if (this.#batch.length === 1) process.nextTick(() => this.#sendBatch());
     return answer;
   }
@@ -821,9 +888,15 @@ export class WorkerInstance {
         // copied again (an array of them would be serialised into a copy, then copied into the isolate).
         const bodies = items.map((i) => (i.body ? new ivm.ExternalCopy(i.body, { transferOut: true }).copyInto({ release: true, transferIn: true }) : null));
         // Each request is also under its own CPU watchdog (Watchdogs.arm); this bound is the backstop for the call.
-        this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), Date.now(), ...bodies], {
-          timeout: cpuMs * items.length,
-        }).catch(failed);
+        // One task: its CPU is charged to each request in it (they run in turn, each under its own limit).
+        this.#watchdogs
+          .track(
+            new Set(items.map((i) => i.watch.account)),
+            this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), Date.now(), ...bodies], {
+              timeout: cpuMs * items.length,
+            }),
+          )
+          .catch(failed);
       } catch (e) {
         failed(e); // from a tick of its own, a throw here would take the whole process down
       }
@@ -872,10 +945,13 @@ export class WorkerInstance {
           try {
             // The isolate hands out a fresh buffer of its own (bootstrap pull): taken over as it is (transferIn),
             // not copied once more into this heap as `copy: true` would.
-            const out = (await this.#entry!.pull.apply(undefined, [seq], {
-              result: { promise: true, externalCopy: true },
-              timeout: cpuMs,
-            })) as unknown as ivm.ExternalCopy<ArrayBuffer | null>;
+            const out = (await this.#promised(
+              new Set([watch.account]),
+              this.#entry!.pull.apply(undefined, [seq], {
+                result: { promise: true, externalCopy: true },
+                timeout: cpuMs,
+              }),
+            )) as unknown as ivm.ExternalCopy<ArrayBuffer | null>;
             const chunk = out.copy({ release: true, transferIn: true }) as unknown;
             // The reader cancelled (the client went away) while this chunk was on its way: nothing to hand on.
             if (finished) return;
@@ -896,7 +972,8 @@ export class WorkerInstance {
           }
         },
         cancel: () => {
-          if (!this.disposed) void this.#entry!.cancelStream.apply(undefined, [seq], { timeout: cpuMs }).catch(() => {});
+          if (!this.disposed)
+            void this.#watchdogs.track(new Set([watch.account]), this.#entry!.cancelStream.apply(undefined, [seq], { timeout: cpuMs })).catch(() => {});
           finish();
         },
       },
@@ -930,10 +1007,11 @@ export class WorkerInstance {
     this.#active--;
     if (this.#active !== 0 || this.disposed) return;
     this.#timers.clearAll();
+    this.#timerOwners.clear();
     for (const id of this.#fetched) this.#cancelFetched(id);
     if (ended) return;
     const stuck = setTimeout(() => this.#terminate('wall'), Math.max(0, deadline - Date.now()) + END_GRACE_MS);
-    await this.#entry!.end.apply(undefined, [], { timeout: this.bundle.limits.cpuMs }).catch(() => {});
+    await this.#watchdogs.track('all', this.#entry!.end.apply(undefined, [], { timeout: this.bundle.limits.cpuMs })).catch(() => {});
     clearTimeout(stuck);
   }
 
@@ -942,7 +1020,11 @@ export class WorkerInstance {
     if (this.disposed) return;
     let deadline: NodeJS.Timeout | undefined;
     try {
-      const drained = this.#entry![entry].apply(undefined, [seq], { result: { promise: true }, timeout: this.bundle.limits.cpuMs });
+      // Its waitUntil promises' own continuations are charged as what resumes them is (a call's answer, a timer).
+      const drained = this.#promised(
+        new Set([watch.account]),
+        this.#entry![entry].apply(undefined, [seq], { result: { promise: true }, timeout: this.bundle.limits.cpuMs }),
+      );
       const remaining = Math.max(0, watch.deadline - Date.now());
       await Promise.race([drained, new Promise<void>((resolve) => (deadline = setTimeout(resolve, remaining)))]);
       drained.catch(() => {});
