@@ -21,7 +21,12 @@ const WALL_MS = 20_000;
 const SLOW_MS = 3000;
 
 const worker = (origin: string) => `
+// A loop in the task the host sent in is also caught by isolated-vm's own timeout on that call; one in the
+// continuation of a call's answer is not: each loop below runs there, in an answer to a call made from the
+// place under test (so it is charged only if that place's task passed its owners on).
 const spin = () => { for (;;) {} };
+const spinAfterCall = async () => { await fetch('${origin}/fast'); spin(); };
+const burn = (n) => { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) | 0; return x; };
 export default {
   async fetch(req, env, ctx) {
     const path = new URL(req.url).pathname.split('/').pop();
@@ -34,17 +39,21 @@ export default {
         ctx.waitUntil((async () => { await fetch('${origin}/fast'); spin(); })());
         return new Response('sent');
       case 'timer-spin':
-        setTimeout(spin, 10);
+        setTimeout(spinAfterCall, 10);
         await new Promise((r) => setTimeout(r, ${WALL_MS * 2}));
         return new Response('unreachable');
       case 'timer-after-end':
-        setTimeout(spin, 300);
+        setTimeout(spinAfterCall, 300);
         return new Response('set');
       case 'pull-spin': {
         // The first chunk is pulled while the response is made; the second, when the host asks for it.
         let pulls = 0;
-        return new Response(new ReadableStream({ pull(c) { if (pulls++ === 0) c.enqueue(new TextEncoder().encode('first')); else spin(); } }));
+        return new Response(new ReadableStream({ pull(c) { if (pulls++ === 0) c.enqueue(new TextEncoder().encode('first')); else return spinAfterCall(); } }));
       }
+      case 'pieces':
+        // CPU in pieces, none near the limit, across awaits: the request's own task, then its calls' answers.
+        for (let i = 0; i < 2000; i++) { burn(3000000); await fetch('${origin}/fast'); }
+        return new Response('unreachable');
       case 'share-wait':
         globalThis.gate = new Promise((r) => (globalThis.open = r));
         await globalThis.gate;
@@ -117,6 +126,10 @@ describe('CPU accounting: a loop is charged to some request wherever it runs', (
 
   test('spinning in a continuation after an await: charged to the request whose call it resumes', async () => {
     await stopped(async () => [await status('await-then-spin')], failed);
+  });
+
+  test('CPU in pieces across awaits, none near the limit: they add up', async () => {
+    await stopped(async () => [await status('pieces')], failed);
   });
 
   test('spinning in waitUntil after the response went: still the request’s', async () => {
