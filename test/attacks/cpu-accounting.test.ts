@@ -32,6 +32,8 @@ export default {
     const path = new URL(req.url).pathname.split('/').pop();
     switch (path) {
       case 'ok': return new Response('ok');
+      // Holds the isolate with nothing coming back for it before its wall-time limit.
+      case 'hold-long': await new Promise((r) => setTimeout(r, ${WALL_MS * 2})); return new Response('unreachable');
       case 'hold': return new Response('held ' + (await (await fetch('${origin}/slow')).text()));
       case 'fetch-then-spin': fetch('${origin}/slow'); spin();
       case 'await-then-spin': await fetch('${origin}/fast'); spin();
@@ -149,7 +151,7 @@ describe('CPU accounting: a loop is charged to some request wherever it runs', (
 
   test('spinning in a timer that fires after its request ended, while another request holds the isolate', async () => {
     await stopped(async () => {
-      const hold = evil('hold').then((r) => r.status);
+      const hold = evil('hold-long').then((r) => r.status);
       const set = await evil('timer-after-end');
       assert.equal(await set.text(), 'set');
       // The isolate goes with the loop: the holding request fails with it.

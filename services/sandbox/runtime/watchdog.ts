@@ -48,6 +48,8 @@ export type Owners = ReadonlySet<Account> | 'all';
 
 interface Task {
   owners: Owners;
+  /** The isolate's CPU while it was outstanding. */
+  spent: bigint;
   /** Charged when none of its owners is live any more (or, for 'all', when no request is in flight). */
   own?: Account;
 }
@@ -151,7 +153,7 @@ export class Watchdogs {
   begin(owners: Owners): () => void {
     this.#wake();
     this.#sample();
-    const task: Task = { owners };
+    const task: Task = { owners, spent: 0n };
     this.#tasks.add(task);
     return () => {
       if (!this.#tasks.has(task)) return;
@@ -171,8 +173,9 @@ export class Watchdogs {
       if (live) return live;
     }
     if (!t.own) {
-      // Its owners' work carrying on: it starts from what they had used, so a loop is stopped at the same limit.
+      // Its owners' work carrying on: it starts from what they (or it, so far) had used, so a loop is stopped at the same limit.
       t.own = new Account(this.#hooks.cpuMs());
+      t.own.used = t.spent;
       if (t.owners !== 'all') for (const a of t.owners) if (a.used > t.own.used) t.own.used = a.used;
     }
     return new Set([t.own]);
@@ -191,6 +194,7 @@ export class Watchdogs {
     const delta = this.#cpu === undefined ? 0n : now - this.#cpu;
     this.#cpu = now;
     if (delta <= 0n) return;
+    for (const t of this.#tasks) t.spent += delta;
     // With no task outstanding, CPU of unknown origin: every request in flight pays, as before.
     const charged = this.owners();
     const accounts = charged === 'all' ? [...this.#armed].map((w) => w.account) : charged;
