@@ -122,11 +122,9 @@ export class WorkerInstance {
     deactivate: () => void this.#leave(false, Date.now() + this.bundle.limits.wallMs),
     maxUnboundAgeMs: () => 2 * this.bundle.limits.wallMs,
   });
-  readonly #timers = new HostTimers({
+  readonly #timers = new HostTimers<Owners>({
     disposed: () => this.disposed,
-    fire: (id) => {
-      const owners = this.#timerOwners.get(id) ?? 'all';
-      this.#timerOwners.delete(id);
+    fire: (id, owners) => {
       void this.#watchdogs
         .track(owners, this.#entry!.fireTimer.apply(undefined, [id, Date.now()], { timeout: this.bundle.limits.cpuMs }))
         .catch((e: unknown) => {
@@ -134,8 +132,6 @@ export class WorkerInstance {
         });
     },
   });
-  /** Whom each pending timer's callback is charged to: whoever had work in the isolate when it was set. */
-  readonly #timerOwners = new Map<number, Owners>();
   /** Whom each pipe the worker opened is charged to: whoever had work in the isolate when it was opened. */
   readonly #pipeOwners = new Map<number, Owners>();
   /** A builtin of the isolate's, called as the watchdogs' probe (taken before any tenant code ran). */
@@ -358,14 +354,9 @@ export class WorkerInstance {
       brotliWasm: () => copyOf(this.#boot.brotliWasm),
       logMirror: () => this.#boot.logMirror,
       unit: (name) => this.#unit(name),
-      setTimer: (id, ms) => {
-        this.#timerOwners.set(id, this.#watchdogs.owners());
-        this.#timers.set(id, ms);
-      },
-      clearTimer: (id) => {
-        this.#timerOwners.delete(id);
-        this.#timers.clear(id);
-      },
+      // A timer's callback is charged to whoever had work in the isolate when it was set.
+      setTimer: (id, ms) => this.#timers.set(id, ms, this.#watchdogs.owners()),
+      clearTimer: (id) => this.#timers.clear(id),
       done: (...a) => {
         for (let i = 0; i + 3 < a.length; i += 4) this.#answered(a[i] as number, [a[i + 1] as string, a[i + 2] as ArrayBuffer | null, a[i + 3] as boolean]);
       },
@@ -1007,7 +998,6 @@ export class WorkerInstance {
     this.#active--;
     if (this.#active !== 0 || this.disposed) return;
     this.#timers.clearAll();
-    this.#timerOwners.clear();
     for (const id of this.#fetched) this.#cancelFetched(id);
     if (ended) return;
     const stuck = setTimeout(() => this.#terminate('wall'), Math.max(0, deadline - Date.now()) + END_GRACE_MS);
