@@ -42,17 +42,23 @@ test('CPU with no task outstanding, or in a task of unknown owners, is charged t
   b.stop();
 });
 
-test('what a task starts belongs to its owners; with none outstanding, to everyone', () => {
+test("what the isolate starts belongs to its oldest task's owners (the one running); with none outstanding, to everyone", () => {
   const { dogs } = watchdogs();
-  const a = dogs.arm(LIMITS);
+  const [a, b] = [dogs.arm(LIMITS), dogs.arm(LIMITS)];
   assert.equal(dogs.owners(), 'all');
-  const end = dogs.begin(new Set([a.account]));
+  const first = dogs.begin(new Set([a.account]));
+  const queued = dogs.begin(new Set([b.account]));
   assert.deepEqual([...(dogs.owners() as ReadonlySet<Account>)], [a.account]);
-  const other = dogs.begin('all');
+  burn();
+  first();
+  assert.equal(b.account.used, 0n, 'a task queued behind another is not charged its CPU');
+  assert.deepEqual([...(dogs.owners() as ReadonlySet<Account>)], [b.account]);
+  const unknown = dogs.begin('all');
+  queued();
   assert.equal(dogs.owners(), 'all');
-  other();
-  end();
+  unknown();
   a.stop();
+  b.stop();
 });
 
 test('a task whose owners all ended goes on from what they had used, on an account it passes on, and is stopped at the limit', () => {

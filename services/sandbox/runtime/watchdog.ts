@@ -6,12 +6,14 @@
  * CPU time is per request (docs/limits.md): isolated-vm only counts the whole isolate's CPU, so the host
  * keeps a ledger of the work it has handed the isolate (tasks: a batch of requests, a timer firing, a
  * capability call's answer, a stream pull, ...), each on behalf of the requests it belongs to (its
- * owners), and charges the isolate's CPU, sampled whenever that ledger changes and every WATCHDOG_MS, to
- * the owners of the tasks outstanding then. A request waiting on an upstream is charged nothing while
- * others run. Never less than someone: work started by the isolate itself (a call, a timer) belongs to
- * the owners of the tasks outstanding when it was started (a superset of the true caller); a task whose
- * owners all ended is charged to an account of its own (shared by what it starts in turn); and CPU with
- * no task outstanding, or in a task of unknown owners, is charged to every request in flight.
+ * owners), in the order it queued them. isolated-vm runs an isolate's tasks one at a time in that
+ * order, so the oldest task not yet over is the one running: the isolate's CPU, sampled whenever the
+ * ledger changes and every WATCHDOG_MS, is charged to its owners, and work it starts (a call, a timer)
+ * belongs to them. A request waiting on an upstream is charged nothing while others run. Never less
+ * than someone: a task whose owners all ended is charged to an account of its own that goes on from
+ * what they (or it) had used, and is passed on to what it starts; CPU with no task outstanding, or in a
+ * task of unknown owners, is charged to every request in flight. The host sees a task end a little
+ * late, so for that moment the next one's CPU goes to the one before: imprecise, never uncharged.
  */
 import type ivm from 'isolated-vm';
 
@@ -108,16 +110,16 @@ export class Watchdogs {
     return watch;
   }
 
-  /** The owners of what the isolate is doing now: a call, timer or pipe it starts now belongs to them. */
+  /** The owners of what the isolate is doing now (its oldest task): a call, timer or pipe it starts now belongs to them. */
   owners(): Owners {
-    if (this.#tasks.size === 0) return 'all';
-    const out = new Set<Account>();
-    for (const t of this.#tasks) {
-      const charged = this.#charged(t);
-      if (charged === 'all') return 'all';
-      for (const a of charged) out.add(a);
-    }
-    return out;
+    const running = this.#running();
+    return running ? this.#charged(running) : 'all';
+  }
+
+  /** The oldest task not yet over: the one the isolate runs (a Set keeps the order tasks were added in). */
+  #running(): Task | undefined {
+    for (const t of this.#tasks) return t;
+    return undefined;
   }
 
   /** Work handed to the isolate on behalf of `owners`, until `done` settles. */
@@ -194,9 +196,10 @@ export class Watchdogs {
     const delta = this.#cpu === undefined ? 0n : now - this.#cpu;
     this.#cpu = now;
     if (delta <= 0n) return;
-    for (const t of this.#tasks) t.spent += delta;
+    const running = this.#running();
+    if (running) running.spent += delta;
     // With no task outstanding, CPU of unknown origin: every request in flight pays, as before.
-    const charged = this.owners();
+    const charged = running ? this.#charged(running) : 'all';
     const accounts = charged === 'all' ? [...this.#armed].map((w) => w.account) : charged;
     let over = false;
     for (const a of accounts) {
