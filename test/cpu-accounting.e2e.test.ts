@@ -13,12 +13,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
 
-const CPU_MS = 200;
+/** Well above a burn, so that isolated-vm's own timeout on a call into the isolate (wall-clock) is not hit on a loaded machine. */
+const CPU_MS = 400;
 const SLOW_MS = 4000;
 /** Loop turns of about 10 ms of CPU here (the isolate's clock does not move while code runs: no spinning on Date.now()). */
 const BURN_TURNS = 2_000_000;
 /** Burns to run while the requests wait: at about 10 ms each, twice the limit. */
-const MIN_BURNS = 40;
+const MIN_BURNS = 80;
 
 const worker = (origin: string) => `
 const burn = (n) => { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) | 0; return x; };
