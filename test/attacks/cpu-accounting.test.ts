@@ -3,14 +3,14 @@
  * request is charged for them — after starting a fetch(), in a continuation after an await, in
  * `waitUntil` after the response went, in a timer callback (while its request waits, and after its
  * request ended), in a stream's `pull`, in another request's continuation through a shared promise, and
- * among many requests in flight. Through the real mesh, each loop is stopped at the CPU limit (a
+ * among many requests in flight, after a Durable Object call. Through the real mesh, each loop is stopped at the CPU limit (a
  * CPU-limit line in the worker's log, never the wall-time limit, which is far off), the worker serves
  * again after, and a bystander tenant is served.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fetchHost, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
@@ -69,6 +69,23 @@ export default {
   },
 };`;
 
+const objectsWorker = (origin: string) => `
+import { DurableObject } from 'cloudflare:workers';
+export class Slow extends DurableObject {
+  async ping() { return 'pong'; }
+}
+const spin = () => { for (;;) {} };
+export default {
+  async fetch(req, env) {
+    const path = new URL(req.url).pathname.split('/').pop();
+    if (path === 'ok') return new Response('ok');
+    // A Durable Object call, then a loop after a call made in its answer's continuation (a loop in that
+    // continuation itself is in the task of the answer's delivery, which isolated-vm's timeout covers).
+    if (path === 'call-then-spin') { await env.OBJ.get(env.OBJ.idFromName('x')).ping(); await fetch('${origin}/fast'); spin(); }
+    return new Response('no such path', { status: 404 });
+  },
+};`;
+
 describe('CPU accounting: a loop is charged to some request wherever it runs', () => {
   let mesh: TestMesh;
   let origin: Server;
@@ -93,6 +110,25 @@ describe('CPU accounting: a loop is charged to some request wherever it runs', (
     const deploy = await mesh.cli(['deploy', join(dir, 'index.js'), ...args, '--cpu-ms', String(CPU_MS), '--wall-ms', String(WALL_MS)], dir);
     assert.equal(deploy.code, 0, deploy.stderr);
     assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
+    // The same tenant's worker with a Durable Object: a call on it answers over a Workers RPC session.
+    const objects = join(dir, 'objects');
+    mkdirSync(objects);
+    writeFileSync(join(objects, 'index.js'), objectsWorker(url));
+    writeFileSync(
+      join(objects, 'wrangler.json'),
+      JSON.stringify({
+        name: 'objspin',
+        main: 'index.js',
+        compatibility_date: '2025-06-01',
+        routes: ['evil.example/objspin/*'],
+        durable_objects: { bindings: [{ name: 'OBJ', class_name: 'Slow' }] },
+        migrations: [{ tag: 'v1', new_sqlite_classes: ['Slow'] }],
+        limits: { cpu_ms: CPU_MS },
+      }),
+    );
+    const objDeploy = await mesh.cli(['deploy', '--tenant', 'evil', '--wall-ms', String(WALL_MS), '--origin', url], objects);
+    assert.equal(objDeploy.code, 0, objDeploy.stderr);
+    await waitFor('the objects worker', async () => ((await fetchHost(mesh, 'evil.example', '/objspin/ok')).status === 200 ? true : undefined));
     await waitFor('both workers', async () => ((await evil('ok')).status === 200 && (await bystander()).status === 200) || undefined);
   });
   after(async () => {
@@ -178,6 +214,19 @@ describe('CPU accounting: a loop is charged to some request wherever it runs', (
       await new Promise((r) => setTimeout(r, 200));
       return [await status('share-open'), await waiting];
     }, failed);
+  });
+
+  test('a Durable Object call, then spinning after a call made in its answer’s continuation', async () => {
+    const objLogs = async () => (await mesh.cli(['logs', 'evil/objspin'])).stdout;
+    const before = await objLogs();
+    const r = await fetchHost(mesh, 'evil.example', '/objspin/call-then-spin');
+    assert.ok(failed(r.status), `status ${r.status}`);
+    const text = await waitFor('a CPU-limit line', async () => {
+      const now = await objLogs();
+      return count(now, CPU_LINE) > count(before, CPU_LINE) ? now : undefined;
+    });
+    assert.equal(count(text, WALL_LINE), count(before, WALL_LINE), 'stopped by the CPU limit, not the wall-time limit');
+    assert.equal((await bystander()).status, 200, 'the bystander is served');
   });
 
   test('many requests in flight, one spinning among them', async () => {
