@@ -7,11 +7,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
+import { startSlowOrigin } from './helpers/slow-origin.ts';
 
 /** Well above a burn, so that isolated-vm's own timeout on a call into the isolate (wall-clock) is not hit on a loaded machine. */
 const CPU_MS = 400;
@@ -41,12 +42,9 @@ describe('CPU time per request: a waiting request is not charged the others’ C
   const dir = mkdtempSync(join(tmpdir(), 'cordon-cpu-accounting-'));
   const get = (path: string) => fetch(`${mesh.httpUrl}/busy/${path}`);
   before(async () => {
-    origin = createServer((req, res) => {
-      if (req.url === '/slow') setTimeout(() => res.end('done'), SLOW_MS);
-      else res.end('fast');
-    });
-    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(origin.address() as { port: number }).port}`;
+    const slow = await startSlowOrigin(SLOW_MS);
+    origin = slow.server;
+    const url = slow.url;
     writeFileSync(join(dir, 'index.js'), worker(url));
     mesh = await startTestMesh();
     const deploy = await mesh.cli(

@@ -9,11 +9,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fetchHost, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
+import { startSlowOrigin } from '../helpers/slow-origin.ts';
 
 const CPU_MS = 300;
 /** Far beyond the CPU limit: a loop charged to nobody would run into it instead, and the test fails. */
@@ -98,12 +99,9 @@ describe('CPU accounting: a loop is charged to some request wherever it runs', (
   const WALL_LINE = /wall time limit/;
 
   before(async () => {
-    origin = createServer((req, res) => {
-      if (req.url === '/slow') setTimeout(() => res.end('done'), SLOW_MS);
-      else res.end('fast');
-    });
-    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(origin.address() as { port: number }).port}`;
+    const slow = await startSlowOrigin(SLOW_MS);
+    origin = slow.server;
+    const url = slow.url;
     writeFileSync(join(dir, 'index.js'), worker(url));
     mesh = await startTestMesh();
     const args = ['--tenant', 'evil', '--name', 'spin', '--route', 'evil.example/spin/*', '--origin', url];
