@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
-import { startWorkerd, workerdMissing } from './helpers/workerd.ts';
+import { answerOnWorkerd, workerdMissing } from './helpers/workerd.ts';
 
 // A self-signed P-256 certificate for example.com with SANs (DNS, wildcard, IP, email), key usage and OCSP access (made with openssl req -x509).
 const CERT = `-----BEGIN CERTIFICATE-----
@@ -146,22 +146,7 @@ describe('node:crypto beyond WebCrypto', { skip: workerdMissing() }, () => {
       const res = await fetch(`${mesh.httpUrl}/nc`);
       return res.status === 200 ? res.text() : undefined;
     });
-    const workerd = await startWorkerd({
-      files: { 'w.js': SOURCE },
-      config: (
-        ports,
-      ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
-const w :Workerd.Worker = ( modules = [ (name = "w.js", esModule = embed "w.js") ], compatibilityDate = "2025-06-01", compatibilityFlags = ["nodejs_compat"] );`,
-    });
-    let theirs: string;
-    try {
-      theirs = await waitFor('workerd', async () => {
-        const res = await fetch(workerd.url()).catch(() => undefined);
-        return res?.status === 200 ? res.text() : undefined;
-      });
-    } finally {
-      workerd.stop();
-    }
+    const theirs = await answerOnWorkerd(SOURCE, '2025-06-01');
     const a = JSON.parse(ours) as Record<string, unknown>;
     const b = JSON.parse(theirs) as Record<string, unknown>;
     const differ = Object.keys(b).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));

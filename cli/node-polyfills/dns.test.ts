@@ -8,30 +8,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { runCompatWorker } from './testing.ts';
-import { waitFor } from '../../test/helpers/mesh.ts';
-import { startWorkerd, workerdMissing } from '../../test/helpers/workerd.ts';
+import { answerOnWorkerd, workerdMissing } from '../../test/helpers/workerd.ts';
 
 const SOURCE = readFileSync(new URL('./dns.test-worker.js', import.meta.url), 'utf8');
 
 test("node:dns: workerd's exports, argument errors, literal answers and failures", { skip: workerdMissing() }, async () => {
   const ours = await runCompatWorker(SOURCE);
   assert.equal(ours.status, 200, ours.body);
-  const workerd = await startWorkerd({
-    files: { 'w.js': SOURCE },
-    config: (
-      ports,
-    ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
-const w :Workerd.Worker = ( modules = [ (name = "w.js", esModule = embed "w.js") ], compatibilityDate = "2025-06-01", compatibilityFlags = ["nodejs_compat"] );`,
-  });
-  try {
-    const theirs = await waitFor('workerd', async () => {
-      const res = await fetch(workerd.url()).catch(() => undefined);
-      return res?.status === 200 ? await res.text() : undefined;
-    });
-    assert.deepEqual(JSON.parse(ours.body), JSON.parse(theirs));
-  } finally {
-    workerd.stop();
-  }
+  assert.deepEqual(JSON.parse(ours.body), JSON.parse(await answerOnWorkerd(SOURCE, '2025-06-01')));
 });
 
 test('node:dns is there with nodejs_compat whatever the date, as in workerd', async () => {

@@ -6,8 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runCompatWorker } from './testing.ts';
-import { waitFor } from '../../test/helpers/mesh.ts';
-import { startWorkerd, workerdMissing } from '../../test/helpers/workerd.ts';
+import { answerOnWorkerd, workerdMissing } from '../../test/helpers/workerd.ts';
 
 const SOURCE = `import fs from 'node:fs'; import * as ns from 'node:fs'; import fsp from 'node:fs/promises';
 const t = (f) => { try { return ['ok', f()] } catch (e) { return ['throws', e.name, e.code, e.message, e.errno, e.syscall, e.path] } };
@@ -76,24 +75,7 @@ test("node:fs from 2025-09-15: workerd's virtual file system, answers and errors
   const ours = await runCompatWorker(SOURCE, {}, '2025-09-15');
   assert.equal(ours.status, 200, ours.body);
   // The module is named worker.js on both sides: /bundle lists the worker's modules by name.
-  const workerd = await startWorkerd({
-    files: { 'worker.js': SOURCE },
-    config: (
-      ports,
-    ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
-const w :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2025-09-15", compatibilityFlags = ["nodejs_compat"] );`,
-  });
-  let theirs: Record<string, unknown>;
-  try {
-    theirs = JSON.parse(
-      await waitFor('workerd', async () => {
-        const res = await fetch(workerd.url()).catch(() => undefined);
-        return res?.status === 200 ? await res.text() : undefined;
-      }),
-    );
-  } finally {
-    workerd.stop();
-  }
+  const theirs = JSON.parse(await answerOnWorkerd(SOURCE, '2025-09-15', 'worker.js')) as Record<string, unknown>;
   const mine = JSON.parse(ours.body);
   // Every export workerd has is there (unenv adds a helper or two of its own).
   assert.deepEqual(

@@ -7,8 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runCompatWorker } from './testing.ts';
-import { waitFor } from '../../test/helpers/mesh.ts';
-import { startWorkerd, workerdMissing } from '../../test/helpers/workerd.ts';
+import { answerOnWorkerd, workerdMissing } from '../../test/helpers/workerd.ts';
 
 const SOURCE = `import http from 'node:http';
 import { httpServerHandler, handleAsNodeRequest } from 'cloudflare:node';
@@ -85,21 +84,7 @@ export default { async fetch() {
 } };`;
 
 async function onWorkerd(source: string, date: string): Promise<unknown> {
-  const workerd = await startWorkerd({
-    files: { 'w.js': source },
-    config: (
-      ports,
-    ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
-const w :Workerd.Worker = ( modules = [ (name = "w.js", esModule = embed "w.js") ], compatibilityDate = "${date}", compatibilityFlags = ["nodejs_compat"] );`,
-  });
-  try {
-    return await waitFor('workerd', async () => {
-      const res = await fetch(workerd.url()).catch(() => undefined);
-      return res?.status === 200 ? await res.json() : undefined;
-    });
-  } finally {
-    workerd.stop();
-  }
+  return JSON.parse(await answerOnWorkerd(source, date));
 }
 
 test('node:http servers from 2025-09-01: the same answers as workerd', { skip: workerdMissing() }, async () => {

@@ -6,8 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runCompatWorker } from './testing.ts';
-import { waitFor } from '../../test/helpers/mesh.ts';
-import { startWorkerd, workerdMissing } from '../../test/helpers/workerd.ts';
+import { answerOnWorkerd, workerdMissing } from '../../test/helpers/workerd.ts';
 
 const SOURCE = `import os from 'node:os'; import * as ns from 'node:os';
 const t = (f) => { try { return ['ok', f()] } catch (e) { return ['throws', e.name, e.code, e.message] } };
@@ -24,22 +23,7 @@ export default { async fetch() {
 test("node:os from 2025-09-15: workerd's fixed answers, exports and argument errors", { skip: workerdMissing() }, async () => {
   const ours = await runCompatWorker(SOURCE, {}, '2025-09-15');
   assert.equal(ours.status, 200, ours.body);
-  const workerd = await startWorkerd({
-    files: { 'w.js': SOURCE },
-    config: (
-      ports,
-    ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
-const w :Workerd.Worker = ( modules = [ (name = "w.js", esModule = embed "w.js") ], compatibilityDate = "2025-09-15", compatibilityFlags = ["nodejs_compat"] );`,
-  });
-  try {
-    const theirs = await waitFor('workerd', async () => {
-      const res = await fetch(workerd.url()).catch(() => undefined);
-      return res?.status === 200 ? await res.text() : undefined;
-    });
-    assert.deepEqual(JSON.parse(ours.body), JSON.parse(theirs));
-  } finally {
-    workerd.stop();
-  }
+  assert.deepEqual(JSON.parse(ours.body), JSON.parse(await answerOnWorkerd(SOURCE, '2025-09-15')));
   assert.equal(JSON.parse(ours.body).calls.hostname[1], 'localhost', 'never the host machine');
 });
 

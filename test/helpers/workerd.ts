@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, ROOT } from './mesh.ts';
+import { freePort, ROOT, waitFor } from './mesh.ts';
 
 export const WORKERD = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
 
@@ -56,6 +56,28 @@ export async function startWorkerd(opts: {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * What one nodejs_compat worker answers to `GET /` on workerd, as text: the side a compatibility test
+ * compares Cordon's answer with. `name`: the module's name (a worker that lists its modules sees it).
+ */
+export async function answerOnWorkerd(source: string, date: string, name = 'w.js'): Promise<string> {
+  const workerd = await startWorkerd({
+    files: { [name]: source },
+    config: (
+      ports,
+    ) => `const config :Workerd.Config = ( services = [ (name = "main", worker = .w) ], sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ] );
+const w :Workerd.Worker = ( modules = [ (name = "${name}", esModule = embed "${name}") ], compatibilityDate = "${date}", compatibilityFlags = ["nodejs_compat"] );`,
+  });
+  try {
+    return await waitFor('workerd', async () => {
+      const res = await fetch(workerd.url()).catch(() => undefined);
+      return res?.status === 200 ? await res.text() : undefined;
+    });
+  } finally {
+    workerd.stop();
+  }
 }
 
 /** Two workers, `front` calling `api` through a service binding named API, front served on one socket. */
