@@ -9,14 +9,13 @@
  */
 import type { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
-import { Writable } from 'node:stream';
 import { IncomingMessage } from './http-incoming.ts';
+import { OutgoingMessage, sendHeaders, type HeaderValue } from './http-outgoing.ts';
 import { nodeError } from './node-error.ts';
 
 /** Bundle-time answer (a define, cli/nodejs-compat.ts): whether the worker's date or flags give it servers. */
 declare const __CORDON_HTTP_SERVER__: boolean;
 
-type HeaderValue = string | number | readonly string[];
 type Handler = (request: Request) => Promise<Response>;
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -38,15 +37,13 @@ function notImplemented(what: string): never {
 const HIGH_WATER_MARK = 64 * 1024;
 
 /** The answer a handler writes, turned into a Response once its headers are sent. */
-export class ServerResponse extends Writable {
+export class ServerResponse extends OutgoingMessage {
   statusCode = 200;
   // workerd's default reason phrase, whatever the status (Node's would be STATUS_CODES[statusCode]).
   statusMessage = 'unknown';
   sendDate = false;
   finished = false;
   readonly req: IncomingMessage;
-  readonly #headers = new Map<string, [string, HeaderValue]>();
-  #sent = false;
   #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   /** A write waiting for the client to read (backpressure), called once the stream wants more. */
   #waiting: (() => void) | undefined;
@@ -69,43 +66,9 @@ export class ServerResponse extends Writable {
     return res.#response;
   }
 
-  get headersSent(): boolean {
-    return this.#sent;
-  }
-
-  setHeader(name: string, value: HeaderValue): this {
-    if (this.#sent) throw nodeError(Error, 'Cannot set headers after they are sent to the client', 'ERR_HTTP_HEADERS_SENT');
-    this.#headers.set(name.toLowerCase(), [name, value]);
-    return this;
-  }
-  appendHeader(name: string, value: HeaderValue): this {
-    const before = this.getHeader(name);
-    const list = (v: HeaderValue | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [String(v)]);
-    return this.setHeader(name, [...list(before), ...list(value)]);
-  }
-  getHeader(name: string): HeaderValue | undefined {
-    return this.#headers.get(name.toLowerCase())?.[1];
-  }
-  hasHeader(name: string): boolean {
-    return this.#headers.has(name.toLowerCase());
-  }
-  removeHeader(name: string): void {
-    if (this.#sent) throw nodeError(Error, 'Cannot remove headers after they are sent to the client', 'ERR_HTTP_HEADERS_SENT');
-    this.#headers.delete(name.toLowerCase());
-  }
-  getHeaders(): Record<string, HeaderValue> {
-    return Object.fromEntries([...this.#headers].map(([k, [, v]]) => [k, v]));
-  }
-  getHeaderNames(): string[] {
-    return [...this.#headers.keys()];
-  }
-  getRawHeaderNames(): string[] {
-    return [...this.#headers.values()].map(([n]) => n);
-  }
-
   /** writeHead(status[, reason][, headers]); the headers go with the first write or end, as Node sends them. */
   writeHead(statusCode: number, reason?: string | Record<string, HeaderValue> | HeaderValue[], headers?: Record<string, HeaderValue> | HeaderValue[]): this {
-    if (this.#sent) throw nodeError(Error, 'Cannot write headers after they are sent to the client', 'ERR_HTTP_HEADERS_SENT');
+    if (this.headersSent) throw nodeError(Error, 'Cannot write headers after they are sent to the client', 'ERR_HTTP_HEADERS_SENT');
     if (typeof reason !== 'string') [headers, reason] = [reason, undefined];
     if (!Number.isInteger(statusCode) || statusCode < 100 || statusCode > 999)
       throw nodeError(RangeError, `Invalid status code: ${statusCode}`, 'ERR_HTTP_INVALID_STATUS_CODE');
@@ -133,10 +96,8 @@ export class ServerResponse extends Writable {
   }
 
   #send(): void {
-    if (this.#sent) return;
-    this.#sent = true;
-    const headers = new Headers();
-    for (const [name, value] of this.#headers.values()) for (const v of Array.isArray(value) ? value : [value]) headers.append(name, String(v));
+    const headers = sendHeaders(this);
+    if (!headers) return;
     const body = this.#hasBody
       ? new ReadableStream<Uint8Array>(
           {
@@ -181,7 +142,7 @@ export class ServerResponse extends Writable {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const e = error ?? nodeError(Error, 'The response was destroyed before it ended', 'ERR_STREAM_DESTROYED');
-    if (!this.#sent) this.#reject(e);
+    if (!this.headersSent) this.#reject(e);
     else if (!this.finished) {
       try {
         this.#controller?.error(e);

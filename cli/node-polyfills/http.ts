@@ -8,16 +8,15 @@
  * pools nothing here: fetch() has no sockets to keep).
  */
 import { Buffer } from 'node:buffer';
-import { Writable } from 'node:stream';
 import { Agent, METHODS as UNENV_METHODS, maxHeaderSize, STATUS_CODES as UNENV_STATUS_CODES } from 'unenv/node/http';
 import { IncomingMessage } from './http-incoming.ts';
+import { OutgoingMessage, sendHeaders, type HeaderValue } from './http-outgoing.ts';
 import { createServer, Server, ServerResponse } from './http-server.ts';
 import { nodeError } from './node-error.ts';
 
 const METHODS = UNENV_METHODS as string[];
 const STATUS_CODES = UNENV_STATUS_CODES as Record<number, string | undefined>;
 
-type HeaderValue = string | number | readonly string[];
 type Callback = (res: IncomingMessage) => void;
 
 export interface RequestOptions {
@@ -66,7 +65,7 @@ function target(defaultProtocol: string, input: unknown, options: RequestOptions
 }
 
 /** An outgoing request: headers until it is sent, a body written to it, sent when it ends (or at once by `get`). */
-export class ClientRequest extends Writable {
+export class ClientRequest extends OutgoingMessage {
   readonly method: string;
   readonly path: string;
   readonly host: string;
@@ -75,10 +74,8 @@ export class ClientRequest extends Writable {
   reusedSocket = false;
   maxHeadersCount: number | null = null;
   readonly #url: URL;
-  readonly #headers = new Map<string, [string, HeaderValue]>();
   readonly #chunks: Buffer[] = [];
   readonly #abort = new AbortController();
-  #sent = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(defaultProtocol: string, input: unknown, options?: RequestOptions | Callback, callback?: Callback) {
@@ -101,29 +98,6 @@ export class ClientRequest extends Writable {
     if (callback) this.once('response', callback);
   }
 
-  setHeader(name: string, value: HeaderValue): this {
-    if (this.#sent) throw nodeError(Error, 'Cannot set headers after they are sent to the client', 'ERR_HTTP_HEADERS_SENT');
-    this.#headers.set(name.toLowerCase(), [name, value]);
-    return this;
-  }
-  getHeader(name: string): HeaderValue | undefined {
-    return this.#headers.get(name.toLowerCase())?.[1];
-  }
-  hasHeader(name: string): boolean {
-    return this.#headers.has(name.toLowerCase());
-  }
-  removeHeader(name: string): void {
-    this.#headers.delete(name.toLowerCase());
-  }
-  getHeaders(): Record<string, HeaderValue> {
-    return Object.fromEntries([...this.#headers].map(([k, [, v]]) => [k, v]));
-  }
-  getHeaderNames(): string[] {
-    return [...this.#headers.keys()];
-  }
-  getRawHeaderNames(): string[] {
-    return [...this.#headers.values()].map(([n]) => n);
-  }
   flushHeaders(): void {}
   setNoDelay(): void {}
   setSocketKeepAlive(): void {}
@@ -148,12 +122,7 @@ export class ClientRequest extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.#sent = true;
-    const headers = new Headers();
-    for (const [name, value] of this.#headers.values()) {
-      if (FETCH_OWNS.has(name.toLowerCase())) continue;
-      for (const v of Array.isArray(value) ? value : [value]) headers.append(name, String(v));
-    }
+    const headers = sendHeaders(this, FETCH_OWNS) ?? new Headers();
     const body = this.#chunks.length && this.method !== 'GET' && this.method !== 'HEAD' ? Buffer.concat(this.#chunks) : undefined;
     fetch(this.#url, { method: this.method, headers, body, redirect: 'manual', signal: this.#abort.signal }).then(
       (response) => {
@@ -189,8 +158,7 @@ export function get(input: unknown, options?: RequestOptions | Callback, callbac
 }
 
 export const globalAgent = new Agent();
-export const OutgoingMessage = Writable;
-export { Agent, createServer, IncomingMessage, METHODS, maxHeaderSize, Server, ServerResponse, STATUS_CODES };
+export { Agent, createServer, IncomingMessage, METHODS, maxHeaderSize, OutgoingMessage, Server, ServerResponse, STATUS_CODES };
 
 export function validateHeaderName(name: string): void {
   if (typeof name !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name))
