@@ -213,3 +213,36 @@ test('what an object sends a socket in one tick goes to ingress in one call, in 
   assert.deepEqual(b.closed, [[1000, 'bye']]);
   sockets.stop();
 });
+
+test('a socket whose 101 never reached a browser closes, and its object hears it once; attached ones stay', async () => {
+  const delivered: ObjectSocketEvent[] = [];
+  const sockets = new ObjectSockets({
+    deliver: async (_key, event) => (delivered.push(event), ''),
+    perObject: 8,
+    perTenant: 8,
+    pendingMs: 50,
+    log: createLogger('test', {}, () => {}),
+  });
+  const cap = sockets.forObject(
+    KEY_A,
+    'acme/chat',
+    'Room',
+    () => {},
+    () => {},
+  );
+  const lost = await cap.accept(['t'], true);
+  const kept = await cap.accept(['t'], true);
+  sockets.attach('acme/chat', 'Room', kept, browser().stub);
+  const deadline = Date.now() + 5_000;
+  while (delivered.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 150));
+  assert.deepEqual(
+    delivered.map((e) => [e.type, e.socket.sid, e.code, e.wasClean]),
+    [['close', lost, 1006, false]],
+  );
+  assert.deepEqual(
+    (await cap.list(null)).map((s) => s.sid),
+    [kept],
+  );
+  sockets.stop();
+});

@@ -35,7 +35,7 @@ const MAX_MESSAGE = 1024 * 1024;
 const MAX_UNSENT = 16 * 1024 * 1024;
 /** Calls on their way to ingress at once, per socket (each carries what the object sent it in a tick, bounded as its `ws.send` batches are). */
 const MAX_SENDING = 32;
-/** An accepted socket whose 101 never reached a browser is forgotten after this long. */
+/** An accepted socket whose 101 never reached a browser is closed after this long (ObjectSocketsDeps.pendingMs). */
 const PENDING_MS = 30_000;
 /** Sockets of one object waiting for their 101 at once, and what may be sent to one of them meanwhile (as a worker's WebSocketPairs). */
 const MAX_PENDING = 64;
@@ -90,6 +90,8 @@ export interface ObjectSocketsDeps {
   perObject: number;
   perTenant: number;
   log: Logger;
+  /** How long an accepted socket may wait for its 101 (30 s; tests shorten it). */
+  pendingMs?: number;
 }
 
 const sizeOf = (data: string | Uint8Array) => (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength);
@@ -109,7 +111,8 @@ export class ObjectSockets {
 
   constructor(deps: ObjectSocketsDeps) {
     this.#deps = deps;
-    this.#sweeper = setInterval(() => this.#sweepPending(), 5_000).unref();
+    const pendingMs = deps.pendingMs ?? PENDING_MS;
+    this.#sweeper = setInterval(() => this.#sweepPending(pendingMs), Math.min(5_000, pendingMs)).unref();
   }
 
   /** The sockets capability of object `key` for the holder of one lease; `fenced` throws once that lease is no longer current. */
@@ -184,7 +187,9 @@ export class ObjectSockets {
       // Closed now, not after what it owes (it would never get there).
       s.out?.clear();
       s.closing = [1011, 'the client does not read fast enough'];
-      return s.browser ? this.#shut(s) : this.#forget(s);
+      if (s.browser) return this.#shut(s);
+      void this.#ended(s, ...s.closing, false);
+      return;
     }
     this.#account(s, size);
     if (s.out) s.out.push(data);
@@ -271,7 +276,7 @@ export class ObjectSockets {
     const o = this.#objects.get(s.key);
     if (o) o.pending--;
     for (const data of s.early.splice(0)) s.out.push(data);
-    browser.onRpcBroken(() => this.#closedByBrowser(s, 1006, 'the connection to the client was lost', false));
+    browser.onRpcBroken(() => this.#ended(s, 1006, 'the connection to the client was lost', false));
     return new SocketEnd(this, s);
   }
 
@@ -291,8 +296,8 @@ export class ObjectSockets {
     await this.#deliver(s, event);
   }
 
-  /** The browser's end closed (or its connection went): the socket is forgotten and the object hears of it once. */
-  async #closedByBrowser(s: Socket, code: number, reason: string, wasClean: boolean): Promise<void> {
+  /** The socket ended (its browser's end closed, its connection went, or the supervisor closed it unsent): it is forgotten and the object hears of it once. */
+  async #ended(s: Socket, code: number, reason: string, wasClean: boolean): Promise<void> {
     if (!this.#sockets.has(s.sid)) return;
     this.#forget(s);
     await this.#deliver(s, { type: 'close', socket: info(s), hibernatable: s.hibernatable, code, reason, wasClean });
@@ -300,7 +305,7 @@ export class ObjectSockets {
 
   closedByBrowser(s: Socket, code: unknown, reason: unknown): Promise<void> {
     const c = typeof code === 'number' ? code : 1005;
-    return this.#closedByBrowser(s, c, typeof reason === 'string' ? reason.slice(0, 123) : '', c !== 1006);
+    return this.#ended(s, c, typeof reason === 'string' ? reason.slice(0, 123) : '', c !== 1006);
   }
 
   async #deliver(s: Socket, event: ObjectSocketEvent): Promise<void> {
@@ -339,9 +344,15 @@ export class ObjectSockets {
     s.browser?.[Symbol.dispose]();
   }
 
-  #sweepPending(): void {
-    const stale = Date.now() - PENDING_MS;
-    for (const s of [...this.#sockets.values()]) if (!s.browser && s.createdAt < stale) this.#forget(s);
+  /**
+   * Sockets whose 101 never reached a browser close, and their objects hear it once, as of any socket
+   * that goes: an object (and the sandbox keeping a loaded Worker's code for a facet's sockets) holds
+   * nothing for a socket that can never be used.
+   */
+  #sweepPending(pendingMs: number): void {
+    const stale = Date.now() - pendingMs;
+    for (const s of [...this.#sockets.values()])
+      if (!s.browser && s.createdAt < stale) void this.#ended(s, 1006, 'the WebSocket never reached a client: its 101 response was not returned', false);
   }
 
   stop(): void {
