@@ -246,3 +246,28 @@ test('a socket whose 101 never reached a browser closes, and its object hears it
   );
   sockets.stop();
 });
+
+test("a deleted object's sockets close at once and it hears nothing more (a close delivered would make it again)", async () => {
+  const { sockets, cap, delivered } = setup();
+  const sid = await cap(KEY_A).accept([], true);
+  const b = browser();
+  const end = sockets.attach('acme/chat', 'Room', sid, b.stub);
+  await cap(KEY_A).send([[sid, 'last']]);
+  const other = await cap(KEY_B).accept([], true);
+  const bystander = browser();
+  const otherEnd = sockets.attach('acme/chat', 'Room', other, bystander.stub);
+  sockets.dropObject(KEY_A);
+  await tick();
+  assert.deepEqual(b.closed, [[1001, 'the Durable Object was deleted']]);
+  assert.equal(sockets.count(KEY_A), 0);
+  // The client's answer to the close, and anything it still sends, reach no object.
+  await end.message('late');
+  await end.close(1001, 'bye');
+  assert.equal(delivered.length, 0);
+  await otherEnd.message('hi');
+  assert.deepEqual(
+    delivered.map((d) => [d.key, d.event.type]),
+    [[KEY_B, 'message']],
+  );
+  sockets.stop();
+});

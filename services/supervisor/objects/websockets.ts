@@ -319,11 +319,19 @@ export class ObjectSockets {
     }
   }
 
-  /** The object is deleted (or its worker): every socket of it closes. */
+  /**
+   * The object is deleted (or its worker, or the facet): every socket of it closes now, what it sent and
+   * the client has not taken is dropped, and nothing more is delivered — an event through a lease would
+   * make the deleted object again.
+   */
   dropObject(key: string, code = 1001, reason = 'the Durable Object was deleted'): void {
     for (const sid of [...(this.#objects.get(key)?.sockets ?? [])]) {
       const s = this.#sockets.get(sid);
-      if (s) this.close(s, code, reason);
+      if (!s) continue;
+      s.closing ??= [code, reason];
+      s.out?.clear();
+      if (s.browser) this.#shut(s);
+      this.#forget(s);
     }
     this.#objects.delete(key);
   }
