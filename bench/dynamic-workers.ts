@@ -3,7 +3,10 @@
  * worker loads a fresh Worker on every request (`env.LOADER.load(code)`, never cached) and answers with
  * its response; requests are sent open-loop at `BENCH_DW_RATE` a second (300: the seed's figure) for
  * `BENCH_DW_SECONDS` (10), through the whole mesh, and the same worker on the real workerd (its loader
- * needs `--experimental`). Printed: Workers made a second, p50/p99 time to first response, ratios.
+ * needs `--experimental`). Printed: Workers made a second, p50/p99 time to first response, ratios; and a
+ * bystander — a plain hello worker beside the parent (the same cordon on the mesh, the same process on
+ * workerd), asked `BENCH_DW_PROBE_RATE` times a second — quiet and during the burst: issue 17 asks that
+ * nothing else be slowed more than 2x meanwhile.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +17,7 @@ const RATE = Number(process.env.BENCH_DW_RATE || 300);
 const SECONDS = Number(process.env.BENCH_DW_SECONDS || 10);
 /** Requests left waiting at most; beyond it a request is counted as not served rather than queued without end. */
 const MAX_IN_FLIGHT = 512;
+const PROBE_RATE = Number(process.env.BENCH_DW_PROBE_RATE || 20);
 const say = (s: string) => process.stdout.write(s + '\n');
 
 const PARENT = `export default { async fetch(req, env) {
@@ -22,6 +26,55 @@ const PARENT = `export default { async fetch(req, env) {
     modules: { 'w.js': 'export default { fetch() { return new Response("dynamic ' + n + '") } }' } });
   return w.getEntrypoint().fetch('http://dynamic/');
 } }`;
+
+const BYSTANDER = `export default { fetch() { return new Response('bystander') } }`;
+
+interface Probe {
+  p50: number;
+  p99: number;
+  failed: number;
+}
+
+/** The bystander's latency, one request every 1/PROBE_RATE s (open loop) until `done` settles. */
+async function probe(url: string, done: Promise<unknown>): Promise<Probe> {
+  let over = false;
+  void done.finally(() => (over = true));
+  const times: number[] = [];
+  const pending: Promise<void>[] = [];
+  let failed = 0;
+  const start = performance.now();
+  for (let i = 0; !over && i < PROBE_RATE * 600; i++) {
+    const wait = start + (i * 1000) / PROBE_RATE - performance.now();
+    if (wait > 0) await Promise.race([new Promise((r) => setTimeout(r, wait)), done.catch(() => {})]);
+    if (over) break;
+    const t = performance.now();
+    pending.push(
+      fetch(url)
+        .then(async (r) => {
+          if ((await r.text()) === 'bystander') times.push(performance.now() - t);
+          else failed++;
+        })
+        .catch(() => void failed++),
+    );
+  }
+  await Promise.all(pending);
+  times.sort((a, b) => a - b);
+  const at = (q: number) => times[Math.min(times.length - 1, Math.floor(times.length * q))] ?? NaN;
+  return { p50: at(0.5), p99: at(0.99), failed };
+}
+
+/** The burst at `url` with the bystander at `bystander` probed before it (quiet, 3 s) and during it. */
+async function burstWithBystander(url: string, bystander: string): Promise<{ burst: Result; quiet: Probe; during: Probe }> {
+  const quiet = await probe(bystander, new Promise((r) => setTimeout(r, 3000)));
+  const burst = drive(url);
+  const during = await probe(bystander, burst);
+  return { burst: await burst, quiet, during };
+}
+
+function bystanderRow(label: string, quiet: Probe, during: Probe): string {
+  const slowed = Math.max(during.p50 / quiet.p50, during.p99 / quiet.p99);
+  return `  ${label.padEnd(16)} bystander quiet p50 ${quiet.p50.toFixed(1)} ms p99 ${quiet.p99.toFixed(1)} ms; during the burst p50 ${during.p50.toFixed(1)} ms p99 ${during.p99.toFixed(1)} ms (${during.failed} failed): slowed ${slowed.toFixed(1)}x (target ≤ 2x)`;
+}
 
 interface Result {
   made: number;
@@ -84,13 +137,19 @@ function row(label: string, r: Result, peer?: Result): string {
 
 export async function dynamicWorkersBench(): Promise<void> {
   say(`5. Dynamic Workers: a new Worker per request, ${RATE}/s offered for ${SECONDS} s, time to its first response`);
+  say('  targets (issues 14, 17): 300 new Workers/s, p50 ≤ 3 ms, p99 ≤ 10 ms, a bystander slowed ≤ 2x');
   const workerd = await startWorkerd({
-    files: { 'parent.js': PARENT },
+    files: { 'parent.js': PARENT, 'bystander.js': BYSTANDER },
+    ports: 2,
     experimental: true,
     config: (ports) => `const config :Workerd.Config = (
-  services = [ (name = "main", worker = .parent) ],
-  sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ],
+  services = [ (name = "main", worker = .parent), (name = "bystander", worker = .bystander) ],
+  sockets = [
+    (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main"),
+    (name = "bystander", address = "127.0.0.1:${ports[1]}", http = (), service = "bystander"),
+  ],
 );
+const bystander :Workerd.Worker = ( modules = [ (name = "bystander.js", esModule = embed "bystander.js") ], compatibilityDate = "2026-07-01" );
 const parent :Workerd.Worker = (
   modules = [ (name = "parent.js", esModule = embed "parent.js") ],
   compatibilityDate = "2026-07-01",
@@ -106,12 +165,19 @@ const parent :Workerd.Worker = (
     writeFileSync(join(dir, 'wrangler.jsonc'), JSON.stringify({ name: 'dw', main: 'parent.js', routes: ['*/dw*'], worker_loaders: [{ binding: 'LOADER' }] }));
     const d = await mesh.cli(['deploy', '--config', join(dir, 'wrangler.jsonc')]);
     if (d.code !== 0) throw new Error(d.stderr);
+    writeFileSync(join(dir, 'bystander.jsonc'), JSON.stringify({ name: 'bystander', main: 'bystander.js', routes: ['*/bystander*'] }));
+    const b = await mesh.cli(['deploy', '--config', join(dir, 'bystander.jsonc')]);
+    if (b.code !== 0) throw new Error(b.stderr);
+    await waitFor('the bystander on the mesh', async () => (await fetch(`${mesh.httpUrl}/bystander`)).status === 200 || undefined);
     await waitFor('the parent on the mesh', async () => (await fetch(`${mesh.httpUrl}/dw?n=x`)).status === 200 || undefined);
     await waitFor('workerd', async () => (await fetch(`http://127.0.0.1:${wport}/?n=x`)).status === 200 || undefined);
-    const peer = await drive(`http://127.0.0.1:${wport}/`);
-    const ours = await drive(`${mesh.httpUrl}/dw`);
+    const theirs = await burstWithBystander(`http://127.0.0.1:${wport}/`, `http://127.0.0.1:${workerd.ports[1]}/`);
+    const mine = await burstWithBystander(`${mesh.httpUrl}/dw`, `${mesh.httpUrl}/bystander`);
+    const [peer, ours] = [theirs.burst, mine.burst];
     say(row('workerd (peer)', peer));
     say(row('cordon mesh', ours, peer));
+    say(bystanderRow('workerd (peer)', theirs.quiet, theirs.during));
+    say(bystanderRow('cordon mesh', mine.quiet, mine.during));
     for (const [label, r] of [
       ['workerd', peer],
       ['cordon', ours],
