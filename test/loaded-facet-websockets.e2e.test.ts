@@ -30,8 +30,8 @@ describe('a facet of a loaded class takes WebSockets across its Worker’s unloa
     const r = await fetch(`${mesh.httpUrl}${path}`);
     return `${r.status} ${await r.text()}`;
   };
-  const open = async (prefix: string, room: string) => {
-    const c = new WsClient(`${mesh.httpUrl.replace('http:', 'ws:')}/${prefix}/ws?room=${room}`);
+  const open = async (prefix: string, room: string, app = 'small') => {
+    const c = new WsClient(`${mesh.httpUrl.replace('http:', 'ws:')}/${prefix}/ws?room=${room}&app=${app}`);
     clients.push(c);
     await c.opened;
     return c;
@@ -110,5 +110,26 @@ describe('a facet of a loaded class takes WebSockets across its Worker’s unloa
     assert.equal(await three.next(), `still from ${boot} 1`);
     three.ws.close(1000, 'done');
     await three.closed;
+  });
+
+  test("deleting a parent object lets go of the code its facets' sockets kept, also once it was evicted; others keep theirs", async () => {
+    const five = await open('lfw', 'five', 'medium-a');
+    assert.match(String(await five.next()), /^hello /);
+    // 8 KB of code each: a second medium Worker does not fit beside the first (16 KiB in all).
+    const fits = () => get('/lfw/accept?room=six&app=medium-b');
+    assert.match(await fits(), /^507 .*\(CORDON_DYNAMIC_WORKER_KEPT_CODE_KB\)/);
+    const rowOf = async (room: string) =>
+      (await mesh.cli(['objects', 'list', 'loaded-facet-websockets'])).stdout.split('\n').find((l) => l.split('\t')[2] === room);
+    // Evicted while idle: no lease left, so no holder to tell; the sandbox process is told all the same.
+    await waitFor('room five evicted', async () => ((await rowOf('five'))?.split('\t')[3] === 'idle' ? true : undefined), 20_000, 500);
+    const id = (await rowOf('five'))!.split('\t')[1]!;
+    const del = await mesh.cli(['objects', 'delete', 'loaded-facet-websockets', 'Host', id]);
+    assert.equal(del.code, 0, del.stderr);
+    assert.equal((await five.closed).reason, 'the Durable Object was deleted');
+    assert.equal(await waitFor('the kept code let go', async () => ((await fits()).startsWith('507') ? undefined : fits()), 10_000, 250), '200 accepted');
+    // Room one's socket (another object, on `small`) still talks.
+    const one = clients[0]!;
+    one.ws.send('still');
+    assert.match(String(await one.next()), /^still from \S+ \d+$/);
   });
 });

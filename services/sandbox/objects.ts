@@ -166,8 +166,12 @@ export class ObjectHostTarget extends RpcTarget implements ObjectHost {
     return [...this.#live.keys()];
   }
 
+  /** The supervisor says the object left this process, or was deleted. */
   async drop(keyArg: unknown): Promise<void> {
-    this.#drop(check(z.string().max(400), keyArg, 'object key'));
+    const key = check(z.string().max(400), keyArg, 'object key');
+    this.#drop(key);
+    // Its facets' hibernated WebSockets will not wake a loaded Worker here again: the code kept for them goes.
+    this.#deps.runtime.objectGone(key);
   }
 
   /** How many objects live here now (diagnostics, tests). */

@@ -210,6 +210,12 @@ export class WorkerRuntime {
     this.#loaders.get(`${bundle.workerId}@${bundle.version}`)?.facetDeleted(facetKey);
   }
 
+  /** Object `key` left this process or was deleted: the code kept here for its facets' WebSockets goes, whichever version kept it. */
+  objectGone(key: string): void {
+    const workerId = key.slice(0, key.indexOf(':'));
+    for (const [k, loaders] of this.#loaders) if (k.startsWith(`${workerId}@`)) loaders.facetDeleted(key);
+  }
+
   /** A facet's instance goes (aborted, deleted, or its parent left this sandbox). */
   facetDrop(bundle: WorkerBundle, place: FacetPlace, key: string): void {
     if (place === null) return this.objectDrop(bundle, key);

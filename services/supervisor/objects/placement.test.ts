@@ -62,3 +62,30 @@ test('one lease per object; a host that stops answering loses it to another, und
     p.stop();
   }
 });
+
+test("releasing a deleted object tells its holder and every other host of its cordon (one may have evicted it idle), and no other cordon's", async () => {
+  let fence = 0;
+  const p = new Placement<string>({
+    leaseMs: 60_000,
+    nextFence: () => ({ fence: ++fence, created: true }),
+    storageFor: (key, f) => `${key}#${f}`,
+    log: createLogger('test', {}, () => {}),
+  });
+  try {
+    const [a, b, other] = [fakeHost(), fakeHost(), fakeHost()];
+    p.addHost('standard', a.stub);
+    p.addHost('standard', b.stub);
+    p.addHost('trusted', other.stub);
+    await p.lease('w/x:C:1', 'standard');
+    p.release('w/x:C:1', 'standard');
+    await sleep(10);
+    assert.deepEqual([a.dropped, b.dropped, other.dropped], [['w/x:C:1'], ['w/x:C:1'], []]);
+    assert.ok(!p.holds('w/x:C:1', 1));
+    // No lease at all (evicted while idle): the cordon's hosts still hear it.
+    p.release('w/x:C:2', 'standard');
+    await sleep(10);
+    assert.deepEqual([a.dropped, b.dropped, other.dropped], [['w/x:C:1', 'w/x:C:2'], ['w/x:C:1', 'w/x:C:2'], []]);
+  } finally {
+    p.stop();
+  }
+});

@@ -125,9 +125,15 @@ export class Placement<S = unknown> {
     if (moved && !lease.host.gone) void lease.host.stub.drop(key).catch(() => {});
   }
 
-  /** End `key`'s lease now (the object is being deleted): its holder drops the instance. */
-  release(key: string): void {
+  /**
+   * End `key`'s lease now (the object is being deleted): its holder drops the instance, and every other
+   * host of `cordon` hears it too — one that evicted the object while idle may still keep what its facets'
+   * hibernated WebSockets would have needed (a loaded Worker's code).
+   */
+  release(key: string, cordon: string): void {
+    const holder = this.#leases.get(key)?.host;
     this.#end(key, true);
+    for (const host of this.#hosts) if (host !== holder && host.cordon === cordon && !host.gone) void host.stub.drop(key).catch(() => {});
   }
 
   /** End every lease of a worker (undeployed, moved to another cordon). */
