@@ -25,6 +25,34 @@ const run = promisify(execFile);
 /** The exact edits, by file: [from, to]; each `from` must occur once (a changed isolated-vm fails the build, not the runtime). */
 const EDITS = {
   'src/module/isolate_handle.cc': [
+    [
+      '\t\t"getHeapStatisticsSync", MemberFunction<decltype(&IsolateHandle::GetHeapStatistics<0>), &IsolateHandle::GetHeapStatistics<0>>{},\n',
+      '\t\t"getHeapStatisticsSync", MemberFunction<decltype(&IsolateHandle::GetHeapStatistics<0>), &IsolateHandle::GetHeapStatistics<0>>{},\n\t\t"reduceMemory", MemberFunction<decltype(&IsolateHandle::ReduceMemory), &IsolateHandle::ReduceMemory>{},\n',
+    ],
+    [
+      '/**\n * Timers\n */\n',
+      `/**
+ * A garbage collection that gives memory back (V8's on critical memory pressure: the new space shrunk
+ * and free pages released), on the isolate's thread.
+ */
+struct ReduceMemoryRunner : public ThreePhaseTask {
+\texplicit ReduceMemoryRunner(int /*unused*/) {}
+\tvoid Phase2() final {
+\t\tIsolate::GetCurrent()->MemoryPressureNotification(MemoryPressureLevel::kCritical);
+\t}
+\tauto Phase3() -> Local<Value> final {
+\t\treturn Undefined(Isolate::GetCurrent());
+\t}
+};
+auto IsolateHandle::ReduceMemory() -> Local<Value> {
+\treturn ThreePhaseTask::Run<1, ReduceMemoryRunner>(*isolate, 0);
+}
+
+/**
+ * Timers
+ */
+`,
+    ],
     ['#include "module/evaluation.h"\n', '#include "module/evaluation.h"\n#include "external_copy/string.h"\n'],
     ['\t\tSnapshotCreator snapshot_creator{isolate};', '\t\tSnapshotCreator snapshot_creator{isolate, ExternalCopyString::SnapshotReferences()};'],
     ['\t\t\t\t\tLocal<String> code = script.first.CopyInto().As<String>();', '\t\t\t\t\tLocal<String> code = script.first.CopyIntoSnapshot().As<String>();'],
@@ -36,6 +64,12 @@ const EDITS = {
   // A script compiled again and again (the bootstrap's init half, in each new isolate) shares one copy of
   // its source between isolates: V8 keeps it as an external string for the script's lifetime. Modules
   // (tenant code) are copied per compile, as before.
+  'src/module/isolate_handle.h': [
+    [
+      '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n',
+      '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n\t\tauto ReduceMemory() -> v8::Local<v8::Value>;\n',
+    ],
+  ],
   'src/external_copy/string.h': [
     [
       '\t\texplicit ExternalCopyString(v8::Local<v8::String> string);\n',
