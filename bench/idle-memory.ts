@@ -1,9 +1,11 @@
 /**
  * One measurement of memory per idle isolate, in a process of its own (`node bench/idle-memory.ts
- * <cordon|snapshot|bare>`): measured side by side in one process, the second kind reuses pages the first
- * freed and looks smaller than it is. Prints bytes per isolate. `snapshot` is an isolate made from the
- * start-up snapshot with one context and no bootstrap run: what the snapshot costs, apart from the init
- * half and the worker.
+ * <cordon|served|snapshot|bare>`): measured side by side in one process, the second kind reuses pages the
+ * first freed and looks smaller than it is. Prints bytes per isolate. `cordon` is a hello-world isolate
+ * that has served a request and sat idle long enough for the runtime to give back its garbage's memory
+ * (WorkerRuntime.compactIdle); `served` the same just after its request. `snapshot` is an isolate made
+ * from the start-up snapshot with one context and no bootstrap run: what the snapshot costs, apart from
+ * the init half and the worker.
  */
 import ivm from 'isolated-vm';
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
@@ -13,7 +15,8 @@ const N = 300;
 const kind = process.argv[2];
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 const keep: ivm.Isolate[] = [];
-const rt = new WorkerRuntime({ maxIsolates: N + 10, spares: 0 });
+// `served`: never compacted while it is measured (the sweep would start on isolates made first).
+const rt = new WorkerRuntime({ maxIsolates: N + 10, spares: 0, compactIdleMs: kind === 'served' ? 3_600_000 : 0 });
 const { snapshot } = await bootstrap();
 gc();
 const before = process.memoryUsage().rss;
@@ -38,6 +41,7 @@ for (let i = 0; i < N; i++) {
     );
   }
 }
+if (kind === 'cordon') await rt.compactIdle(N);
 gc();
 await new Promise((r) => setTimeout(r, 200));
 gc();

@@ -31,6 +31,6 @@ try {
   console.log(`cordon: built ${await buildIsolatedVm(dirname(require.resolve('isolated-vm/package.json')), nodedir)}`);
 } catch (e) {
   console.warn(
-    `cordon: could not build isolated-vm with its snapshot patch (${e.message.split('\n')[0]}).\n  Its prebuilt addon is used: each isolate takes ~0.6 MiB more (a second copy of the Workers API libraries, its own copy of the bootstrap's source). Install g++ and run \`npm rebuild\` to build it.`,
+    `cordon: could not build isolated-vm with its snapshot patch (${e.message.split('\n')[0]}).\n  Its prebuilt addon is used: each isolate takes ~0.85 MiB more (a second copy of the Workers API libraries, its own copies of their source and of the bootstrap's). Install g++ and run \`npm rebuild\` to build it.`,
   );
 }

@@ -1,4 +1,4 @@
-// isolated-vm, rebuilt from its own sources with two changes, each worth memory in every isolate
+// isolated-vm, rebuilt from its own sources with three changes, each worth memory in every isolate
 // (README, Benchmarks):
 // - an isolate made from a start-up snapshot deserialises the snapshot's libraries only into the
 //   contexts made for it (createContext), not also into isolated-vm's internal default context, which
@@ -7,7 +7,11 @@
 //   context added beside a plain one (SnapshotCreator::AddContext); createContext reads that one
 //   (Context::FromSnapshot);
 // - a large script's source is shared by the isolates that compile it (the bootstrap's init half:
-//   168 KB per isolate unpatched).
+//   168 KB per isolate unpatched);
+// - the start-up snapshot's large scripts (the Workers API libraries' 0.25 MB of source) are one copy in
+//   the process that every isolate made from the snapshot points to, not a copy in each isolate's heap:
+//   V8 serialises an external string whose resource is one of the embedder's external references as
+//   that reference, and points a deserialised one at it again.
 // The addon is written where isolated-vm's loader (node-gyp-build) looks first, build/Release; without
 // a C++ compiler the prebuilt addon stays, and an isolate costs what it did.
 import { execFile } from 'node:child_process';
@@ -22,6 +26,37 @@ const run = promisify(execFile);
 const EDITS = {
   'src/module/isolate_handle.cc': [
     [
+      '\t\t"getHeapStatisticsSync", MemberFunction<decltype(&IsolateHandle::GetHeapStatistics<0>), &IsolateHandle::GetHeapStatistics<0>>{},\n',
+      '\t\t"getHeapStatisticsSync", MemberFunction<decltype(&IsolateHandle::GetHeapStatistics<0>), &IsolateHandle::GetHeapStatistics<0>>{},\n\t\t"reduceMemory", MemberFunction<decltype(&IsolateHandle::ReduceMemory), &IsolateHandle::ReduceMemory>{},\n',
+    ],
+    [
+      '/**\n * Timers\n */\n',
+      `/**
+ * A garbage collection that gives memory back (V8's on critical memory pressure: the new space shrunk
+ * and free pages released), on the isolate's thread.
+ */
+struct ReduceMemoryRunner : public ThreePhaseTask {
+\texplicit ReduceMemoryRunner(int /*unused*/) {}
+\tvoid Phase2() final {
+\t\tIsolate::GetCurrent()->MemoryPressureNotification(MemoryPressureLevel::kCritical);
+\t}
+\tauto Phase3() -> Local<Value> final {
+\t\treturn Undefined(Isolate::GetCurrent());
+\t}
+};
+auto IsolateHandle::ReduceMemory() -> Local<Value> {
+\treturn ThreePhaseTask::Run<1, ReduceMemoryRunner>(*isolate, 0);
+}
+
+/**
+ * Timers
+ */
+`,
+    ],
+    ['#include "module/evaluation.h"\n', '#include "module/evaluation.h"\n#include "external_copy/string.h"\n'],
+    ['\t\tSnapshotCreator snapshot_creator{isolate};', '\t\tSnapshotCreator snapshot_creator{isolate, ExternalCopyString::SnapshotReferences()};'],
+    ['\t\t\t\t\tLocal<String> code = script.first.CopyInto().As<String>();', '\t\t\t\t\tLocal<String> code = script.first.CopyIntoSnapshot().As<String>();'],
+    [
       '\t\t\tLocal<Context> context = Context::New(isolate);\n\t\t\tsnapshot_creator.SetDefaultContext(context, {&SerializeInternalFieldsCallback, nullptr});',
       '\t\t\tsnapshot_creator.SetDefaultContext(Context::New(isolate));\n\t\t\tLocal<Context> context = Context::New(isolate);\n\t\t\tsnapshot_creator.AddContext(context, {&SerializeInternalFieldsCallback, nullptr});',
     ],
@@ -29,10 +64,16 @@ const EDITS = {
   // A script compiled again and again (the bootstrap's init half, in each new isolate) shares one copy of
   // its source between isolates: V8 keeps it as an external string for the script's lifetime. Modules
   // (tenant code) are copied per compile, as before.
+  'src/module/isolate_handle.h': [
+    [
+      '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n',
+      '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n\t\tauto ReduceMemory() -> v8::Local<v8::Value>;\n',
+    ],
+  ],
   'src/external_copy/string.h': [
     [
       '\t\texplicit ExternalCopyString(v8::Local<v8::String> string);\n',
-      '\t\texplicit ExternalCopyString(v8::Local<v8::String> string);\n\t\tstatic auto Interned(v8::Local<v8::String> string) -> ExternalCopyString;\n',
+      "\t\texplicit ExternalCopyString(v8::Local<v8::String> string);\n\t\tstatic auto Interned(v8::Local<v8::String> string) -> ExternalCopyString;\n\t\t// A snapshot's script: large, one-byte text is an external string whose resource is one of SnapshotReferences.\n\t\tauto CopyIntoSnapshot() -> v8::Local<v8::Value>;\n\t\t// The process's external references (null-terminated) for every snapshot creator and isolate.\n\t\tstatic auto SnapshotReferences() -> const intptr_t*;\n",
     ],
   ],
   'src/external_copy/string.cc': [
@@ -60,6 +101,59 @@ const EDITS = {
 
 auto ExternalCopyString::CopyInto(bool /*transfer_in*/) -> Local<Value> {`,
     ],
+    [
+      '} // namespace ivm\n',
+      `namespace {
+// A snapshot script's text, kept for the life of the process: every isolate made from the snapshot points
+// to it (V8 writes the resource's address into the snapshot as its index among the external references,
+// and reads it back in each isolate), so V8 must never free it.
+class SnapshotSource final : public v8::String::ExternalOneByteStringResource {
+\tpublic:
+\t\texplicit SnapshotSource(std::shared_ptr<std::vector<char>> value) : value{std::move(value)} {}
+\t\tvoid Dispose() final {}
+\t\tauto data() const -> const char* final { return value->data(); }
+\t\tauto length() const -> size_t final { return value->size(); }
+\t\tstd::shared_ptr<std::vector<char>> value;
+};
+constexpr size_t kSnapshotSources = 64;
+std::mutex snapshot_sources_mutex;
+intptr_t snapshot_references[kSnapshotSources + 1] = {};
+} // anonymous namespace
+
+auto ExternalCopyString::SnapshotReferences() -> const intptr_t* {
+\treturn snapshot_references;
+}
+
+auto ExternalCopyString::CopyIntoSnapshot() -> Local<Value> {
+\tif (!one_byte || value->size() < 65536) {
+\t\treturn CopyInto();
+\t}
+\tSnapshotSource* source = nullptr;
+\t{
+\t\tstd::lock_guard<std::mutex> lock{snapshot_sources_mutex};
+\t\tsize_t ii = 0;
+\t\tfor (; ii < kSnapshotSources && snapshot_references[ii] != 0; ++ii) {
+\t\t\tauto* known = reinterpret_cast<SnapshotSource*>(snapshot_references[ii]);
+\t\t\tif (*known->value == *value) {
+\t\t\t\tsource = known;
+\t\t\t\tbreak;
+\t\t\t}
+\t\t}
+\t\tif (source == nullptr && ii < kSnapshotSources) {
+\t\t\tsource = new SnapshotSource{value};
+\t\t\tsnapshot_references[ii] = reinterpret_cast<intptr_t>(source);
+\t\t}
+\t}
+\tif (source == nullptr) {
+\t\t// Every slot taken: an ordinary copy, which the snapshot then carries in each isolate's heap.
+\t\treturn CopyInto();
+\t}
+\treturn Unmaybe(String::NewExternalOneByte(Isolate::GetCurrent(), source));
+}
+
+} // namespace ivm
+`,
+    ],
   ],
   'src/module/evaluation.cc': [
     [
@@ -71,6 +165,11 @@ auto ExternalCopyString::CopyInto(bool /*transfer_in*/) -> Local<Value> {`,
     ['\t\tauto NewContext() -> v8::Local<v8::Context>;', '\t\tauto NewContext(bool from_snapshot = true) -> v8::Local<v8::Context>;'],
   ],
   'src/isolate/environment.cc': [
+    ['#include "external_copy/external_copy.h"\n', '#include "external_copy/external_copy.h"\n#include "external_copy/string.h"\n'],
+    [
+      '\tcreate_params.array_buffer_allocator_shared = allocator_ptr;\n',
+      '\tcreate_params.array_buffer_allocator_shared = allocator_ptr;\n\tcreate_params.external_references = ExternalCopyString::SnapshotReferences();\n',
+    ],
     ['\t\tdefault_context.Reset(isolate, NewContext());', '\t\tdefault_context.Reset(isolate, NewContext(false));'],
     [
       'auto IsolateEnvironment::NewContext() -> Local<Context> {\n\tauto context =\n\tContext::New(isolate, nullptr, {}, {}, &DeserializeInternalFieldsCallback);',
@@ -84,7 +183,12 @@ const snapshot = ivm.Isolate.createSnapshot([{ code: 'globalThis.big = new Array
 const isolate = new ivm.Isolate({ memoryLimit: 64, snapshot });
 if (isolate.getHeapStatisticsSync().used_heap_size > 4 * 1024 * 1024) throw new Error('the default context holds the snapshot');
 if (isolate.createContextSync().evalSync('big.length') !== 1e6) throw new Error('a context lacks the snapshot');
-isolate.dispose();`;
+isolate.dispose();
+const text = ivm.Isolate.createSnapshot([{ code: 'globalThis.f = function () { /*' + 'x'.repeat(4e6) + '*/ return 7; }' }]);
+const reader = new ivm.Isolate({ memoryLimit: 64, snapshot: text });
+if (reader.createContextSync().evalSync('f()') !== 7) throw new Error('a context cannot read the snapshot source');
+if (reader.getHeapStatisticsSync().used_heap_size > 4 * 1024 * 1024) throw new Error('each isolate holds a copy of the snapshot source');
+reader.dispose();`;
 
 /** Runs `jobs` with at most `n` at a time. */
 async function pool(jobs, n) {

@@ -33,6 +33,16 @@ export interface RunHooks {
   limitHit?(kind: 'cpu' | 'memory'): void;
 }
 
+/** An isolate idle this long gives back its garbage's memory (WorkerInstance.compact). */
+const COMPACT_IDLE_MS = 10_000;
+/** Compactions per idle sweep at most: each is a garbage collection of a few ms. */
+const COMPACT_PER_SWEEP = 64;
+/**
+ * Only isolates with a heap this small at their last measure are compacted: their garbage is a large part
+ * of them, and a collection of one costs a few ms (of a large heap, far more, for a small part of it).
+ */
+const COMPACT_MAX_HEAP = 16 * 1024 * 1024;
+
 export class WorkerRuntime {
   readonly #instances = new Map<string, Promise<WorkerInstance>>();
   readonly #maxIsolates: number;
@@ -42,6 +52,9 @@ export class WorkerRuntime {
   readonly #live = new Map<string, { instance: WorkerInstance; heap: number; measuredAt: number }>();
   readonly #memoryBudget: number;
   readonly #idleMs: number;
+  readonly #compactIdleMs: number;
+  /** The sweep's compactions under way (compactIdle): the next sweep starts none while they run. */
+  #compacting: Promise<void> | undefined;
   readonly #sweeper: NodeJS.Timeout;
 
   readonly #inspector: boolean;
@@ -65,6 +78,8 @@ export class WorkerRuntime {
       maxIsolates?: number;
       memoryBudgetMb?: number;
       idleMs?: number;
+      /** How long an isolate sits idle before its garbage's memory is given back (WorkerInstance.compact). */
+      compactIdleMs?: number;
       spares?: number;
       inspector?: boolean;
       onCatastrophe?: (message: string) => void;
@@ -77,7 +92,11 @@ export class WorkerRuntime {
     this.#maxIsolates = opts.maxIsolates ?? 200;
     this.#memoryBudget = (opts.memoryBudgetMb ?? 2048) * 1024 * 1024;
     this.#idleMs = opts.idleMs ?? 5 * 60_000;
-    this.#sweeper = setInterval(() => this.#sweepIdle(), Math.min(30_000, Math.max(50, Math.min(this.#idleMs, this.#dynamic.idleMs) / 2))).unref();
+    this.#compactIdleMs = opts.compactIdleMs ?? COMPACT_IDLE_MS;
+    this.#sweeper = setInterval(
+      () => this.#sweepIdle(),
+      Math.min(30_000, Math.max(50, Math.min(this.#idleMs, this.#dynamic.idleMs, this.#compactIdleMs) / 2)),
+    ).unref();
     // isolated-vm's advice for a catastrophic error: the process's V8 state is unrecoverable.
     this.#onCatastrophe =
       opts.onCatastrophe ??
@@ -302,6 +321,21 @@ export class WorkerRuntime {
     }
     for (const [ref, loaders] of this.#remoteParents) if (loaders.empty) this.#remoteParents.delete(ref);
     for (const loaders of this.#loaders.values()) loaders.sweep();
+    this.#compacting ??= this.compactIdle(COMPACT_PER_SWEEP).finally(() => (this.#compacting = undefined));
+  }
+
+  /**
+   * Up to `max` isolates idle for compactIdleMs, with small heaps, give back their garbage's memory, one
+   * after another (a few ms of CPU each, on its own thread: never a burst of them at once). Run by the idle sweep.
+   */
+  async compactIdle(max: number): Promise<void> {
+    const before = Date.now() - this.#compactIdleMs;
+    const idle: WorkerInstance[] = [];
+    for (const { instance, heap } of this.#live.values()) {
+      if (idle.length >= max) break;
+      if (instance.compactable && instance.lastUsed <= before && heap <= COMPACT_MAX_HEAP) idle.push(instance);
+    }
+    for (const instance of idle) await instance.compact();
   }
 
   #drop(key: string): void {
