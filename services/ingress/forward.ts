@@ -177,15 +177,23 @@ export function responseProblem(response: unknown): string | undefined {
 }
 
 export async function writeWireResponse(res: ServerResponse, response: WireResponse, requestId: string, method: string): Promise<void> {
-  const headers: [string, string][] = response.headers.filter(([n]) => !HOP_BY_HOP.has(n.toLowerCase()) && n.toLowerCase() !== 'content-length');
-  // A worker that answers with its own request id keeps it: one x-request-id, never two.
-  if (!headers.some(([n]) => n.toLowerCase() === 'x-request-id')) headers.push(['x-request-id', requestId]);
-  if (unfinishedRequest(res)) headers.push(['connection', 'close']);
+  // Node's flat form, [name, value, name, value, …]: one pass, one lower-casing per header.
+  const headers: string[] = [];
+  let ownId = false;
+  for (const [name, value] of response.headers) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === 'content-length') continue;
+    // A worker that answers with its own request id keeps it: one x-request-id, never two.
+    if (lower === 'x-request-id') ownId = true;
+    headers.push(name, value);
+  }
+  if (!ownId) headers.push('x-request-id', requestId);
+  if (unfinishedRequest(res)) headers.push('connection', 'close');
   if (response.stream) return streamOut(res, response.status, response.statusText, headers, response.stream, method === 'HEAD');
   const body = response.body ?? new Uint8Array(0);
   const noBody = method === 'HEAD' || response.status === 204 || response.status === 304;
-  if (!noBody) headers.push(['content-length', String(body.byteLength)]);
-  res.writeHead(response.status, response.statusText || undefined, headers.flat());
+  if (!noBody) headers.push('content-length', String(body.byteLength));
+  res.writeHead(response.status, response.statusText || undefined, headers);
   res.end(noBody ? undefined : body);
 }
 
@@ -199,12 +207,12 @@ async function streamOut(
   res: ServerResponse,
   status: number,
   statusText: string,
-  headers: [string, string][],
+  headers: string[],
   stream: ReadableStream<Uint8Array>,
   head: boolean,
 ): Promise<void> {
   const reader = stream.getReader();
-  res.writeHead(status, statusText || undefined, headers.flat());
+  res.writeHead(status, statusText || undefined, headers);
   // The status line goes now, not with the first chunk: a client (an event stream, say) learns the
   // response has begun, and a worker cut before its first chunk reads as a truncated body.
   res.flushHeaders();
