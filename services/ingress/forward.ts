@@ -20,6 +20,8 @@ const HOP_BY_HOP = new Set([
   'proxy-authorization',
 ]);
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
+/** Response bodies up to this size are written with their head as one string (writeWireResponse). */
+const STRING_BODY = 2048;
 
 /** A request body over `max` bytes: 413, and a refusal; the message is the client's answer. */
 export const bodyTooLarge = (max: number) => new CordonError(`Request body too large: over ${max} bytes.`, { status: 413, refusal: true });
@@ -194,7 +196,11 @@ export async function writeWireResponse(res: ServerResponse, response: WireRespo
   const noBody = method === 'HEAD' || response.status === 204 || response.status === 304;
   if (!noBody) headers.push('content-length', String(body.byteLength));
   res.writeHead(response.status, response.statusText || undefined, headers);
-  res.end(noBody ? undefined : body);
+  if (noBody) return void res.end();
+  // A small body goes as a latin1 string, byte for byte: Node then sends the head and the body as one
+  // string in one write (as a bare server answering a string does), not a write of two parts.
+  if (body.byteLength <= STRING_BODY) return void res.end(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('latin1'), 'latin1');
+  res.end(body);
 }
 
 /**
