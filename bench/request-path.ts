@@ -3,12 +3,14 @@
  * worker on workerd, in one run: hello-world req/s and p99, 64 KiB request and response bodies, a
  * streamed 10 MiB response in MB/s, and the CPU each request costs every process (from
  * /proc/<pid>/stat over the load phase: robust to a loaded machine, where req/s is not). Each figure
- * is printed with its ratio to workerd and the target of issue 17.
+ * is printed with its ratio to workerd and the target of issue 17; a bare node:http hello server is
+ * measured beside them, the floor of ingress's own HTTP work.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
+import { once } from 'node:events';
 import autocannon from 'autocannon';
 import { ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../test/helpers/mesh.ts';
 import { startWorkerd } from '../test/helpers/workerd.ts';
@@ -130,6 +132,13 @@ function cpuRow(label: string, peer: Phase, ours: Phase): void {
   }
 }
 
+/** A bare node:http hello server in a process of its own (bench/node-http-hello.ts), and its port. */
+async function startNodeHttp(): Promise<{ process: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [join(ROOT, 'bench/node-http-hello.ts')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  return { process: child, port: Number(line.toString().trim()) };
+}
+
 /** The mesh's processes by role, the sandbox by its Node process (inside bubblewrap when confined). */
 function meshPids(mesh: TestMesh): Map<string, number> {
   const all = mesh.servicePids();
@@ -151,7 +160,12 @@ export async function requestPathBench(): Promise<void> {
 const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed "worker.js") ], compatibilityDate = "2026-07-01" );`,
   });
   const wport = workerd.ports[0];
-  const mesh = await startTestMesh();
+  const bare = await startNodeHttp();
+  const mesh = await startTestMesh().catch((e) => {
+    bare.process.kill();
+    workerd.stop();
+    throw e;
+  });
   try {
     const deployed = await mesh.cli(['deploy', 'bench/request-path-worker.js', '--name', 'perf', '--route', '*/perf/*']);
     if (deployed.code !== 0) throw new Error(deployed.stderr);
@@ -167,11 +181,17 @@ const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed
     };
 
     const [peer, ours] = await both('hello', (base) => cannon(`${base}/hello`));
+    // The floor of ingress's own HTTP work: node:http alone, answering hello from its handler.
+    const floor = await measured(new Map([['node:http', bare.process.pid!]]), cannon(`http://127.0.0.1:${bare.port}/hello`));
     say(
       `  hello         workerd ${peer.rate.toFixed(0).padStart(7)} req/s p99 ${peer.p99} ms   cordon ${ours.rate.toFixed(0).padStart(7)} req/s p99 ${ours.p99} ms   ` +
         `${(ours.rate / peer.rate).toFixed(2)}x (target ≥ 1.0x), p99 ${(ours.p99 / Math.max(1, peer.p99)).toFixed(1)}x (target ≤ 2x)`,
     );
     cpuRow('request', peer, ours);
+    say(
+      `  node:http alone (ingress's floor) ${floor.rate.toFixed(0).padStart(7)} req/s p99 ${floor.p99} ms, CPU ${us(total(floor))} per request ` +
+        `(ingress ${us(ours.cpu.get('ingress') ?? 0)}: ${((ours.cpu.get('ingress') ?? 0) / Math.max(1, total(floor))).toFixed(1)}x)`,
+    );
     const [peerBody, ourBody] = await both('64 KiB request and response bodies', (base) => cannon(`${base}/echo`, BODY_64K));
     say(
       `  64 KiB bodies workerd ${peerBody.rate.toFixed(0).padStart(7)} req/s p99 ${peerBody.p99} ms   cordon ${ourBody.rate.toFixed(0).padStart(7)} req/s p99 ${ourBody.p99} ms   ` +
@@ -185,6 +205,7 @@ const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed
     );
     cpuRow('stream', peerStream, ourStream);
   } finally {
+    bare.process.kill();
     workerd.stop();
     await mesh.stop();
   }

@@ -5,6 +5,7 @@
  */
 import {
   context,
+  INVALID_SPAN_CONTEXT,
   propagation,
   trace,
   ROOT_CONTEXT,
@@ -135,13 +136,28 @@ export function recordedTraceId(): string | undefined {
   return sc && trace.isSpanContextValid(sc) && sc.traceFlags & TraceFlags.SAMPLED && trace.getActiveSpan()?.isRecording() ? sc.traceId : undefined;
 }
 
-/** Add facts to the active span (learnt after it started, e.g. the route or the status). */
+/** Add facts to the active span (learnt after it started, e.g. the route or the status); without an exporter, no span records them. */
 export function annotateSpan(facts: TraceFacts): void {
-  trace.getActiveSpan()?.setAttributes(traceAttributes(facts));
+  if (provider) trace.getActiveSpan()?.setAttributes(traceAttributes(facts));
 }
 
-/** Run `fn` in a new active span that ends (and records an error) when `fn` settles. */
+/** What `inSpan` hands `fn` when no span is recorded: setting its attributes or status does nothing. */
+const UNRECORDED = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/**
+ * Run `fn` in a new active span that ends (and records an error) when `fn` settles. Without an
+ * exporter no span is recorded, and the API's no-op span would carry the active context's span
+ * context unchanged: `fn` runs in the active context as it is, which propagates the same trace
+ * context (traceparent) onward, without a context switch and a span per call (every request makes two).
+ */
 export function inSpan<T>(name: string, kind: SpanKind, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
+  if (!provider) {
+    try {
+      return fn(UNRECORDED);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
   return tracer().startActiveSpan(name, { kind, attributes }, async (span) => {
     try {
       return await fn(span);

@@ -14,13 +14,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Socket } from 'node:net';
+import { context } from '@opentelemetry/api';
 import { externalCopies, postedCallbacks, urlParses } from './helpers/isolate-copies.ts';
 import type { UnixListener } from '../lib/rpc/unix.ts';
 import type { Channel } from '../lib/rpc/channel.ts';
 import type { SupervisorLink } from '../services/sandbox/port.ts';
 import type { SandboxApi, SupervisorForSandbox } from '../schemas/services.ts';
 import type { WorkerBundle } from '../schemas/worker.ts';
-import type { WireRequest } from '../schemas/http.ts';
+import type { WireRequest, WireResponse } from '../schemas/http.ts';
 
 // After isolate-copies.ts: the runtime's isolated-vm is the counted one.
 const { connectUnix, listenUnix } = await import('../lib/rpc/unix.ts');
@@ -65,6 +67,19 @@ function counted(channel: Channel): Sent {
   c.sendBinary = (m) => (sent.binary++, binary(m));
   return sent;
 }
+
+/**
+ * Socket writes (each a write or writev system call) by the connecting end (ingress's) and the
+ * accepting end (the sandbox's: a socket a server accepted has `server`).
+ */
+const writes = { ingress: 0, sandbox: 0 };
+const proto = Socket.prototype as unknown as { _writeGeneric(this: Socket & { server?: unknown }, ...args: unknown[]): unknown };
+const writeGeneric = proto._writeGeneric;
+proto._writeGeneric = function (...args) {
+  if (this.server) writes.sandbox++;
+  else writes.ingress++;
+  return writeGeneric.apply(this, args);
+};
 
 let dir: string;
 let listener: UnixListener;
@@ -178,4 +193,38 @@ test('the answers of a batch the isolate finishes together go to the host in one
   const answers = await Promise.all(Array.from({ length: 16 }, () => runtime.handle(bundle, one, { log: () => {} })));
   for (const a of answers) assert.equal(a.status, 200);
   assert.equal(postedCallbacks() - before, 1);
+});
+
+test('requests that arrive in one turn of the event loop, each in a callback of its own, leave ingress in one socket write', async () => {
+  await callSandbox(ingress, target, request('GET', null));
+  const before = { ...writes };
+  // Timers due together run in one turn, each followed by its own ticks: as requests read from many
+  // client connections at once are.
+  const answers = await Promise.all(
+    Array.from(
+      { length: 10 },
+      () => new Promise<WireResponse>((resolve, reject) => setTimeout(() => callSandbox(ingress, target, request('GET', null)).then(resolve, reject), 0)),
+    ),
+  );
+  for (const a of answers) assert.equal(a.status, 200);
+  assert.equal(writes.ingress - before.ingress, 1);
+  // The answers come back from the isolate in a call or two (as its batches end), not in one write each.
+  assert.ok(writes.sandbox - before.sandbox <= 2, `${writes.sandbox - before.sandbox} writes for 10 answers`);
+});
+
+test("without an exporter, a request switches context once (into the caller's trace, in the sandbox), and starts no span", async () => {
+  await callSandbox(ingress, target, request('GET', null));
+  let switches = 0;
+  const original = context.with;
+  context.with = function (this: typeof context, ...args: Parameters<typeof original>) {
+    switches++;
+    return original.apply(this, args);
+  } as typeof original;
+  try {
+    const answers = await Promise.all(Array.from({ length: REQUESTS }, () => callSandbox(ingress, target, request('GET', null))));
+    for (const a of answers) assert.equal(a.status, 200);
+  } finally {
+    context.with = original;
+  }
+  assert.equal(switches / REQUESTS, 1);
 });

@@ -86,6 +86,9 @@ export class FastFrameError extends Error {
   }
 }
 
+/** The first length a 1-, 2- or 4-byte length field cannot hold. */
+const LENGTH_LIMIT = { 1: 0x100, 2: 0x1_0000, 4: 0x1_0000_0000 } as const;
+
 /** Writes into one buffer sized up front from the strings' UTF-16 lengths (at most 3 bytes a unit). */
 class Writer {
   readonly buf: Buffer;
@@ -109,7 +112,7 @@ class Writer {
     const at = this.pos;
     this.pos += bytes;
     const n = s.length ? this.buf.write(s, this.pos, 'utf8') : 0;
-    if (n >= 2 ** (8 * bytes)) throw new RangeError(`a string of ${n} bytes does not fit the frame's ${8 * bytes}-bit length`);
+    if (n >= LENGTH_LIMIT[bytes]) throw new RangeError(`a string of ${n} bytes does not fit the frame's ${8 * bytes}-bit length`);
     if (bytes === 1) this.buf[at] = n;
     else if (bytes === 2) this.buf.writeUInt16BE(n, at);
     else this.buf.writeUInt32BE(n, at);

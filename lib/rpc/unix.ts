@@ -95,16 +95,23 @@ export class SocketChannel implements BinaryChannel {
     this.#binary = handler;
   }
 
-  /** The frames of one tick leave in one write (a workflow run or a busy mesh sends many small ones). */
+  /**
+   * The frames of one turn of the event loop leave in one write: flushed in its check phase
+   * (setImmediate), after every socket read and timer of the turn, so requests that arrived on many
+   * connections at once cost one write and one wake-up of the peer, not one each (a tick would flush
+   * after each connection's read). A workflow run or a busy mesh sends many small frames.
+   */
   #cork(): void {
     if (this.#corked) return;
     this.#corked = true;
     this.#socket.cork();
-    process.nextTick(() => {
-      this.#corked = false;
-      this.#socket.uncork();
-    });
+    setImmediate(this.#uncork);
   }
+
+  readonly #uncork = () => {
+    this.#corked = false;
+    this.#socket.uncork();
+  };
 
   async receive(): Promise<string> {
     const m = await this.#inbox.receive();

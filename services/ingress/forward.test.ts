@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { responseProblem } from './forward.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { responseProblem, writeWireResponse } from './forward.ts';
 
 test('responseProblem: only what HTTP/1.1 can carry leaves ingress, whatever a (compromised) sandbox answers', () => {
   const ok = { status: 200, statusText: 'Caf\u00e9 OK', headers: [['x-a', 'caf\u00e9\tb']], body: new Uint8Array(1) };
@@ -21,4 +23,33 @@ test('responseProblem: only what HTTP/1.1 can carry leaves ingress, whatever a (
     { ...ok, body: null, stream: {} },
   ];
   for (const r of bad) assert.equal(typeof responseProblem(r), 'string', JSON.stringify(r));
+});
+
+test('writeWireResponse: a small body leaves with its head as one piece (one string), byte for byte; a big one as it is', async () => {
+  const small = Uint8Array.from({ length: 256 }, (_, i) => i); // every byte value: the latin1 string must carry each unchanged
+  const big = new Uint8Array(64 * 1024).fill(0xe9);
+  /** Pieces handed to the socket: a writev's chunks, or 1 for a write. */
+  let pieces = 0;
+  const server = createServer((req, res) => {
+    const socket = res.socket as Socket & { _writeGeneric(...args: unknown[]): unknown };
+    const writeGeneric = socket._writeGeneric;
+    socket._writeGeneric = (...args: unknown[]) => {
+      pieces += args[0] ? (args[1] as unknown[]).length : 1;
+      return writeGeneric.apply(socket, args);
+    };
+    const body = req.url === '/big' ? big : small;
+    void writeWireResponse(res, { status: 200, statusText: '', headers: [['content-type', 'application/octet-stream']], body }, 'request-id-1', 'GET');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const answer = await fetch(`${base}/small`);
+    assert.deepEqual(new Uint8Array(await answer.arrayBuffer()), small);
+    assert.equal(answer.headers.get('content-length'), '256');
+    assert.equal(pieces, 1);
+    assert.deepEqual(new Uint8Array(await (await fetch(`${base}/big`)).arrayBuffer()), big);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });

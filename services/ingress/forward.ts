@@ -20,6 +20,8 @@ const HOP_BY_HOP = new Set([
   'proxy-authorization',
 ]);
 const REQUEST_ID = /^[A-Za-z0-9._-]{8,128}$/;
+/** Response bodies up to this size are written with their head as one string (writeWireResponse). */
+const STRING_BODY = 2048;
 
 /** A request body over `max` bytes: 413, and a refusal; the message is the client's answer. */
 export const bodyTooLarge = (max: number) => new CordonError(`Request body too large: over ${max} bytes.`, { status: 413, refusal: true });
@@ -177,16 +179,28 @@ export function responseProblem(response: unknown): string | undefined {
 }
 
 export async function writeWireResponse(res: ServerResponse, response: WireResponse, requestId: string, method: string): Promise<void> {
-  const headers: [string, string][] = response.headers.filter(([n]) => !HOP_BY_HOP.has(n.toLowerCase()) && n.toLowerCase() !== 'content-length');
-  // A worker that answers with its own request id keeps it: one x-request-id, never two.
-  if (!headers.some(([n]) => n.toLowerCase() === 'x-request-id')) headers.push(['x-request-id', requestId]);
-  if (unfinishedRequest(res)) headers.push(['connection', 'close']);
+  // Node's flat form, [name, value, name, value, …]: one pass, one lower-casing per header.
+  const headers: string[] = [];
+  let ownId = false;
+  for (const [name, value] of response.headers) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === 'content-length') continue;
+    // A worker that answers with its own request id keeps it: one x-request-id, never two.
+    if (lower === 'x-request-id') ownId = true;
+    headers.push(name, value);
+  }
+  if (!ownId) headers.push('x-request-id', requestId);
+  if (unfinishedRequest(res)) headers.push('connection', 'close');
   if (response.stream) return streamOut(res, response.status, response.statusText, headers, response.stream, method === 'HEAD');
   const body = response.body ?? new Uint8Array(0);
   const noBody = method === 'HEAD' || response.status === 204 || response.status === 304;
-  if (!noBody) headers.push(['content-length', String(body.byteLength)]);
-  res.writeHead(response.status, response.statusText || undefined, headers.flat());
-  res.end(noBody ? undefined : body);
+  if (!noBody) headers.push('content-length', String(body.byteLength));
+  res.writeHead(response.status, response.statusText || undefined, headers);
+  if (noBody) return void res.end();
+  // A small body goes as a latin1 string, byte for byte: Node then sends the head and the body as one
+  // string in one write (as a bare server answering a string does), not a write of two parts.
+  if (body.byteLength <= STRING_BODY) return void res.end(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('latin1'), 'latin1');
+  res.end(body);
 }
 
 /**
@@ -199,12 +213,12 @@ async function streamOut(
   res: ServerResponse,
   status: number,
   statusText: string,
-  headers: [string, string][],
+  headers: string[],
   stream: ReadableStream<Uint8Array>,
   head: boolean,
 ): Promise<void> {
   const reader = stream.getReader();
-  res.writeHead(status, statusText || undefined, headers.flat());
+  res.writeHead(status, statusText || undefined, headers);
   // The status line goes now, not with the first chunk: a client (an event stream, say) learns the
   // response has begun, and a worker cut before its first chunk reads as a truncated body.
   res.flushHeaders();

@@ -182,7 +182,9 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
           if (routed.workerId) tally.record(routed.workerId, res.statusCode, performance.now() - started);
         }),
       );
-    context.with(parent, traced).catch((e: Error) => {
+    // Without a traceparent, the context to run in is the root one, already active: no switch.
+    const run = parent === ROOT_CONTEXT && context.active() === ROOT_CONTEXT ? traced() : context.with(parent, traced);
+    run.catch((e: Error) => {
       log.error('request failed', { error: e });
       writeError(res, 500, 'Internal error in ingress.', requestIdOf(req));
     });

@@ -100,10 +100,11 @@ export class StepForwarder implements CapabilityHost {
  */
 export function inTraceContext<H extends CapabilityHost | undefined>(host: H): H {
   if (!host) return host;
+  // Plain closures rather than context.bind, whose wrappers cost a few property definitions each (on every request).
   const active = context.active();
-  const call = context.bind(active, host.call.bind(host));
+  const call: CapabilityHost['call'] = (...args) => context.with(active, host.call, host, ...args);
   // Workers RPC sessions too (a service binding's connect), or the worker's bindings would lose them.
-  const connect = host.connect && context.bind(active, host.connect.bind(host));
+  const connect: CapabilityHost['connect'] = host.connect && ((...args) => context.with(active, host.connect!, host, ...args));
   return (connect ? { call, connect } : { call }) as CapabilityHost as H;
 }
 
