@@ -132,7 +132,7 @@ async function idleMemory(): Promise<void> {
   const bare = await measure('bare');
   const mib = (b: number) => (b / 1024 / 1024).toFixed(2);
   say(
-    `  cordon idle isolate   ${mib(ours)} MiB   ${Math.floor(1024 ** 3 / ours)} per GiB   (${(ours / bare).toFixed(1)}x a bare isolate; idle 10 s: its garbage given back)`,
+    `  cordon idle isolate   ${mib(ours)} MiB   ${Math.floor(1024 ** 3 / ours)} per GiB (target ≥ 1,000; floor ≥ 675, workerd's)   (${(ours / bare).toFixed(1)}x a bare isolate; idle 10 s: its garbage given back)`,
   );
   say(`  just after a request  ${mib(served)} MiB   ${Math.floor(1024 ** 3 / served)} per GiB`);
   say(`  snapshot + a context  ${mib(snapshot)} MiB   (no bootstrap run, no worker: the start-up snapshot's share)`);
