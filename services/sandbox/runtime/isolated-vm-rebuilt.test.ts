@@ -172,18 +172,16 @@ test('createAsync: an isolate over its memory limit is killed as one made by new
   }
 });
 
-test('createAsync: a Node environment torn down while its isolates are being made ends cleanly', { skip: skipAsync }, () => {
-  // A worker thread (a Node environment of its own) starts 20 isolates and is terminated at once, while
-  // they are being made; then the process exits while 20 more are being made. Neither may crash.
+test('createAsync: a process that exits while isolates are being made exits cleanly', { skip: skipAsync }, () => {
+  // process.exit disposes V8's platform, which an isolate being made still uses (unguarded: a SIGSEGV in
+  // Isolate::Initialize in most runs): those in progress are waited for, those not started are not made.
   const script = `
-    const { Worker } = require('node:worker_threads');
     const ivm = require(${JSON.stringify(createRequire(import.meta.url).resolve('isolated-vm'))});
-    const make = 'for (let i = 0; i < 20; i++) ivm.Isolate.createAsync({ memoryLimit: 16 }).then((i) => i.dispose(), () => {});';
-    const worker = new Worker('const ivm = require(' + JSON.stringify(${JSON.stringify(createRequire(import.meta.url).resolve('isolated-vm'))}) + '); ' + make + ' require("node:worker_threads").parentPort.postMessage("started")', { eval: true });
-    worker.once('message', () => worker.terminate().then(() => {
-      eval(make);
-      ivm.Isolate.createAsync({ memoryLimit: 16 }).then((i) => { console.log(i.createContextSync().evalSync('"alive"')); process.exit(0); });
-    }));`;
-  const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
-  assert.equal(out.trim(), 'alive');
+    ivm.Isolate.createAsync({ memoryLimit: 16 }).then((first) => {
+      const alive = first.createContextSync().evalSync('"alive"');
+      for (let i = 0; i < 20; i++) ivm.Isolate.createAsync({ memoryLimit: 16 });
+      console.log(alive);
+      process.exit(0);
+    });`;
+  for (let run = 0; run < 5; run++) assert.equal(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 }).trim(), 'alive');
 });
