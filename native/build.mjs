@@ -1,7 +1,7 @@
 // `npm install` builds native/seccomp.node (the sandbox's seccomp filter installer) with the C
 // compiler against Node-API headers from npm. A machine without a compiler still installs: the
 // sandbox then refuses to start without --insecure-no-process-sandbox, and `npx cordon doctor` says why.
-// Then isolated-vm, patched (native/isolated-vm.mjs); without a C++ compiler its prebuilt addon stays.
+// Then isolated-vm, patched (native/isolated-vm.mjs: less memory per isolate, Isolate.createAsync); without a C++ compiler its prebuilt addon stays.
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -31,6 +31,6 @@ try {
   console.log(`cordon: built ${await buildIsolatedVm(dirname(require.resolve('isolated-vm/package.json')), nodedir)}`);
 } catch (e) {
   console.warn(
-    `cordon: could not build isolated-vm with its snapshot patch (${e.message.split('\n')[0]}).\n  Its prebuilt addon is used: each isolate takes ~0.85 MiB more (a second copy of the Workers API libraries, its own copies of their source and of the bootstrap's). Install g++ and run \`npm rebuild\` to build it.`,
+    `cordon: could not build isolated-vm with its snapshot patch (${e.message.split('\n')[0]}).\n  Its prebuilt addon is used: each isolate takes ~0.85 MiB more (a second copy of the Workers API libraries, its own copies of their source and of the bootstrap's) and is made on the sandbox's main thread (~2–3 ms of it per cold start or Dynamic Worker load). Install g++ and run \`npm rebuild\` to build it.`,
   );
 }

@@ -2,6 +2,7 @@
  * Issues 14 and 17: what a Dynamic Worker's load costs the sandbox's main thread, counted, not timed. A
  * parent loads a fresh Worker on every request (`env.LOADER.load(code)`, as `npm run bench --
  * dynamic-workers` does) and calls it: each load makes exactly one isolate (its own; no spare is shared),
+ * made off the main thread (Isolate.createAsync, where isolated-vm was rebuilt: native/isolated-vm.mjs),
  * and compiles nothing synchronously on the main thread — the Workers RPC library its first call needs
  * is compiled ahead, on the isolate's thread (WorkerInstance.unitAhead). Nor does a load look at every
  * Worker the parent already holds (a burst holds hundreds): those whose isolates went are swept by the
@@ -9,7 +10,8 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { disposedLooksDone, isolatesMade, syncCompilesDone } from './helpers/isolate-copies.ts';
+import ivm from 'isolated-vm';
+import { disposedLooksDone, isolatesMade, isolatesMadeSync, syncCompilesDone } from './helpers/isolate-copies.ts';
 
 // After isolate-copies.ts: the runtime's isolated-vm is the counted one.
 const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
@@ -29,6 +31,9 @@ const parent = worker(
   { bindings: [{ type: 'loader', name: 'LOADER' }] },
 );
 
+const noAsync =
+  !ivm.Isolate.createAsync && process.env.CORDON_REQUIRE_ALL !== '1' ? 'isolated-vm was not rebuilt with Isolate.createAsync (no g++ at npm install)' : false;
+
 async function load(n: number): Promise<void> {
   const res = await rt.handle(parent, { ...GET, url: `http://example.test/?n=${n}` }, { log: () => {} });
   const body = res.stream ? await new Response(res.stream).text() : text(res.body);
@@ -42,6 +47,13 @@ test('a Dynamic Worker load: one isolate of its own, no synchronous compile on t
   for (let i = 0; i < LOADS; i++) await load(i);
   assert.equal((isolatesMade() - isolates) / LOADS, 1, 'isolates made per load');
   assert.equal((syncCompilesDone() - compiles) / LOADS, 0, 'scripts compiled synchronously on the main thread per load');
+});
+
+test('a Dynamic Worker load makes its isolate off the main thread', { skip: noAsync }, async () => {
+  const [isolates, sync] = [isolatesMade(), isolatesMadeSync()];
+  for (let i = 0; i < LOADS; i++) await load(100 + i);
+  assert.equal(isolatesMade() - isolates, LOADS, 'isolates made');
+  assert.equal(isolatesMadeSync() - sync, 0, 'isolates made by new Isolate, on the main thread');
 });
 
 test('a load looks at a few isolates, not at every loaded Worker the parent holds', async () => {

@@ -4,12 +4,15 @@ import { LIBS_GLOBAL } from '../../services/sandbox/runtime/abi.ts';
 
 let copies = 0;
 let isolates = 0;
+let syncIsolates = 0;
 let syncCompiles = 0;
 let disposedLooks = 0;
 /** ExternalCopies made so far that copy (not transferOut). */
 export const externalCopies = (): number => copies;
-/** Isolates made so far. */
+/** Isolates made so far, however made. */
 export const isolatesMade = (): number => isolates;
+/** Isolates made so far by `new Isolate`: V8 made them on the calling thread (the process's main thread), not with Isolate.createAsync. */
+export const isolatesMadeSync = (): number => syncIsolates;
 /** Reads of an isolate's isDisposed so far: how many isolates a caller looked at. */
 export const disposedLooksDone = (): number => disposedLooks;
 /** Scripts and modules compiled synchronously so far: on the calling thread (the process's main thread), not the isolate's. */
@@ -25,6 +28,7 @@ class CountedIsolate extends ivm.Isolate {
   constructor(...args: ConstructorParameters<typeof ivm.Isolate>) {
     super(...args);
     isolates++;
+    syncIsolates++;
   }
   override compileScriptSync(...args: Parameters<ivm.Isolate['compileScriptSync']>): ivm.Script {
     syncCompiles++;
@@ -49,6 +53,26 @@ Object.defineProperty(CountedIsolate.prototype, 'isDisposed', {
     return isDisposed?.call(this);
   },
 });
+
+// Isolate.createAsync (where isolated-vm was rebuilt) makes a plain Isolate, which can be neither given
+// another prototype nor own properties: it is counted, and handed out behind a proxy that counts as
+// CountedIsolate does (its methods run on the isolate itself).
+const { createAsync } = ivm.Isolate;
+if (createAsync)
+  Object.defineProperty(CountedIsolate, 'createAsync', {
+    value: async (...args: Parameters<typeof createAsync>) => {
+      const isolate = await createAsync.apply(ivm.Isolate, args);
+      isolates++;
+      return new Proxy(isolate, {
+        get(target, key) {
+          const counting = key === 'constructor' ? undefined : Object.getOwnPropertyDescriptor(CountedIsolate.prototype, key);
+          if (counting?.get) return counting.get.call(target);
+          const value: unknown = counting ? counting.value : Reflect.get(target, key, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+    },
+  });
 
 let posted = 0;
 /** Calls so far of the host callbacks an isolate does not wait for (ASYNC_CALLBACKS: each is a task on the host's event loop). */

@@ -104,6 +104,17 @@ function bootBindings(bundle: WorkerBundle): BootOptions['bindings'] {
   return [...bundle.bindings.map(({ type, name }) => ({ type, name })), ...(bundle.stubs ?? []).map((name) => ({ type: 'service' as const, name }))];
 }
 
+/**
+ * An isolate from the start-up snapshot, made on a thread of isolated-vm's pool where isolated-vm was
+ * rebuilt with Isolate.createAsync (native/isolated-vm.mjs): the ~3 ms V8 spends deserialising it is
+ * then not spent on the main thread, where every load and cold start would hold the event loop for it.
+ * With the prebuilt addon it is made here, synchronously, as before. Either way the isolate is the
+ * worker's alone, with its own memory limit.
+ */
+function newIsolate(options: ivm.IsolateOptions): Promise<ivm.Isolate> {
+  return ivm.Isolate.createAsync ? ivm.Isolate.createAsync(options) : Promise.resolve(new ivm.Isolate(options));
+}
+
 export class WorkerInstance {
   /** Set once more by adopt() when the instance was made ahead of need. */
   bundle: WorkerBundle;
@@ -193,12 +204,12 @@ export class WorkerInstance {
 
   #adopted = false;
 
-  private constructor(bundle: WorkerBundle, onCatastrophe: (message: string) => void, boot: Bootstrap, inspector: boolean) {
+  private constructor(bundle: WorkerBundle, isolate: ivm.Isolate, boot: Bootstrap, inspector: boolean) {
     this.bundle = bundle;
     this.#initSource = boot.init;
     this.#boot = boot;
     this.#inspector = inspector;
-    this.#isolate = new ivm.Isolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
+    this.#isolate = isolate;
     this.#watchdogs = new Watchdogs(this.#isolate, {
       kill: (limit) => this.#terminate(limit),
       gone: () => this.dispose(),
@@ -212,7 +223,9 @@ export class WorkerInstance {
    * `cordon debug`).
    */
   static async create(bundle: WorkerBundle, onCatastrophe: (message: string) => void, inspector = false): Promise<WorkerInstance> {
-    const w = new WorkerInstance(bundle, onCatastrophe, await bootstrap(), inspector);
+    const boot = await bootstrap();
+    const isolate = await newIsolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
+    const w = new WorkerInstance(bundle, isolate, boot, inspector);
     w.#adopted = true;
     await w.#failing(async () => {
       await w.#init(bundle.allowEval === true);
@@ -228,7 +241,9 @@ export class WorkerInstance {
    */
   static async prepare(onCatastrophe: (message: string) => void, memoryMb: number): Promise<WorkerInstance> {
     const placeholder: WorkerBundle = { workerId: '', version: '', mainModule: '', modules: [], limits: Limits.parse({ memoryMb }), vars: {}, bindings: [] };
-    const w = new WorkerInstance(placeholder, onCatastrophe, await bootstrap(), false);
+    const boot = await bootstrap();
+    const isolate = await newIsolate({ snapshot: boot.snapshot, memoryLimit: memoryMb, onCatastrophicError: onCatastrophe });
+    const w = new WorkerInstance(placeholder, isolate, boot, false);
     await w.#failing(async () => {
       await w.#init(false);
       await w.#entry!.rehearse.apply(undefined, [Date.now()], { result: { promise: true }, timeout: w.bundle.limits.cpuMs });

@@ -1,6 +1,7 @@
 /**
- * Worker instances made ahead of need. Creating an isolate from the start-up snapshot (~5 ms of
- * synchronous deserialisation) and initialising its context (host callbacks, the bootstrap, the
+ * Worker instances made ahead of need. Creating an isolate from the start-up snapshot (~3 ms of
+ * deserialisation: on a thread of isolated-vm's pool where it was rebuilt with Isolate.createAsync,
+ * else synchronously on this one) and initialising its context (host callbacks, the bootstrap, the
  * lockdown: ~4 ms) is most of a cold start; a spare made while the process is idle takes both off
  * the request's path, leaving the worker's own modules. A spare has not met any tenant: no worker
  * code has run in it, and each is handed to exactly one worker, never back. Only the default memory
@@ -39,9 +40,9 @@ export class SpareIsolates {
   }
 
   /**
-   * Made one at a time, and only once cold starts have paused for QUIET_MS: making one blocks the
-   * event loop for the deserialisation, which must not land in the middle of a burst of cold starts
-   * (those make their own isolates, as without spares).
+   * Made one at a time, and only once cold starts have paused for QUIET_MS: making one takes CPU (and,
+   * with the prebuilt isolated-vm, the event loop) that must not be taken from the middle of a burst of
+   * cold starts (those make their own isolates, as without spares).
    */
   #refill(): void {
     clearTimeout(this.#timer);
