@@ -74,8 +74,6 @@ const END_GRACE_MS = 1000;
 const MiB = 1024 * 1024;
 /** What compact()'s garbage collection may take of the isolate's CPU before the watchdog ends it (it takes a few ms). */
 const COMPACT_CPU_MS = 10_000;
-/** isolated-vm as native/isolated-vm.mjs rebuilds it; the prebuilt addon has no reduceMemory. */
-type ReducibleIsolate = ivm.Isolate & { reduceMemory?(): Promise<void> };
 
 type Kill = 'cpu' | 'wall' | 'evicted' | undefined;
 /** A Durable Object (or a facet) hosted in an isolate: its storage and its WebSockets, each under its own handle. */
@@ -311,13 +309,13 @@ export class WorkerInstance {
   async compact(): Promise<void> {
     if (!this.compactable) return;
     this.#compactedAt = this.lastUsed;
-    const reduce = (this.#isolate as ReducibleIsolate).reduceMemory!;
+    const reduce = this.#isolate.reduceMemory!;
     await this.#watchdogs.track(new Set([new Account(COMPACT_CPU_MS)]), reduce.call(this.#isolate)).catch(() => {});
   }
 
   /** Idle, and used since compact() last ran (with isolated-vm rebuilt). */
   get compactable(): boolean {
-    return this.#active === 0 && !this.disposed && this.#compactedAt !== this.lastUsed && !!(this.#isolate as ReducibleIsolate).reduceMemory;
+    return this.#active === 0 && !this.disposed && this.#compactedAt !== this.lastUsed && !!this.#isolate.reduceMemory;
   }
 
   /** Requests in flight (including their waitUntil phase). */

@@ -10,4 +10,11 @@ declare module 'isolated-vm' {
      */
     const createAsync: ((options?: IsolateOptions) => Promise<Isolate>) | undefined;
   }
+  interface Isolate {
+    /**
+     * V8's collection on critical memory pressure (a full GC that shrinks the new space and releases free
+     * pages), run as a task on the isolate's thread: an idle isolate gives back what its garbage holds.
+     */
+    reduceMemory?(): Promise<void>;
+  }
 }
