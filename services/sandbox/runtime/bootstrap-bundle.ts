@@ -397,6 +397,8 @@ async function unitScript(entry: string): Promise<string> {
 /**
  * Compiled once in a scratch isolate, for the code cache every isolate's first use of the unit compiles
  * from. The scratch isolate starts from the same snapshot: V8 refuses a cache made in an isolate without it.
+ * Compiled alone, the cache holds the unit's top level, not its inner functions: the RPC unit's, on every
+ * Dynamic Worker's path, is made again after a rehearsal (instance.ts, rehearsedCaches).
  */
 function unitCache(source: string, name: string, snapshot: ivm.ExternalCopy<ArrayBuffer>): ivm.ExternalCopy<ArrayBuffer> | undefined {
   const scratch = new ivm.Isolate({ memoryLimit: 64, snapshot });
