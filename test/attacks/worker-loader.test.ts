@@ -4,7 +4,10 @@
  * not its parent's bindings, not another loaded Worker, not the props behind the stubs it holds);
  * with a gateway, every fetch is seen by the gateway and its allow-list holds; one that spins or
  * allocates is stopped at its own limit while its parent and another tenant keep serving, and its
- * limit hits count against its parent (quarantine moves the parent); its code is never on disk.
+ * limit hits count against its parent (quarantine moves the parent); its code is never on disk. A
+ * tenant that tampers with built-ins in its parent and in a loaded Worker before the Workers RPC library
+ * loads there (the code caches every isolate's RPC compiles from are made once, before any tenant runs)
+ * steers only its own isolates: another tenant's loaded Worker answers RPC as in a clean sandbox.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -49,6 +52,21 @@ const OUTBOUND = \`export default { async fetch(req) {
   return new Response(r.status + ' ' + await r.text());
 } }\`;
 
+// Built-ins the RPC library and the init half call, wrapped so that a call through them is seen (and marked).
+function tamper() {
+  globalThis.steered = new Set();
+  globalThis.leftByTenant = 'MARK';
+  for (const [o, k] of [[Array.prototype, 'push'], [Array.prototype, 'map'], [JSON, 'stringify'], [JSON, 'parse'], [Promise.prototype, 'then'], [Object, 'keys'], [Map.prototype, 'set'], [Function.prototype, 'bind']]) {
+    const f = o[k];
+    o[k] = function (...a) { globalThis.steered.add(k); return Reflect.apply(f, this, a); };
+  }
+}
+
+const RPC_WORKER = (tamperHere) => \`import { WorkerEntrypoint } from 'cloudflare:workers';
+\${tamperHere ? '(' + tamperHere + ')();' : ''}
+export class Echo extends WorkerEntrypoint { echo(v) { return { v, n: v.a.length, seen: String(globalThis.leftByTenant), steered: globalThis.steered ? 'yes' : 'no' }; } }
+export default { fetch(req) { return new Response('rpc ' + new URL(req.url).pathname + ' ' + String(globalThis.leftByTenant)); } }\`;
+
 const load = (env, id, modules, extra = {}) => env.LOADER.get(id, () => ({ compatibilityDate: '2026-11-01', mainModule: 'm.js', modules: { 'm.js': modules }, ...extra }));
 
 export default { async fetch(req, env, ctx) {
@@ -79,6 +97,14 @@ export default { async fetch(req, env, ctx) {
     }
     if (op === 'spin') return await run(load(env, 'spin-' + url.searchParams.get('n'), 'export default { fetch() { for (;;) {} } }', { limits: { cpuMs: 20 } }));
     if (op === 'grow') return await run(load(env, 'grow', 'export default { fetch() { const a = []; for (;;) a.push(new Array(1e6).fill(7)); } }'));
+    if (op === 'rpc' || op === 'tamper-rpc') {
+      const tampering = op === 'tamper-rpc';
+      if (tampering) tamper();
+      const w = env.LOADER.load({ compatibilityDate: '2026-11-01', mainModule: 'm.js', modules: { 'm.js': RPC_WORKER(tampering && tamper) } });
+      const fetched = await (await w.getEntrypoint().fetch('https://loaded.example/p')).text();
+      const echoed = await w.getEntrypoint('Echo').echo({ a: [1, 'b', new Uint8Array([7])] });
+      return Response.json({ fetched, echoed: { ...echoed, v: { a: [echoed.v.a[0], echoed.v.a[1], [...echoed.v.a[2]]] } } });
+    }
     if (op === 'own') return new Response('parent ok ' + env.STORE.sql.exec('SELECT 1 AS one').one().one);
   } catch (e) {
     return new Response('parent caught: ' + e.message, { status: 502 });
@@ -137,6 +163,8 @@ describe('Dynamic Workers as a boundary (issue 14, item 3)', () => {
       limits: { cpuMs: 2000, wallMs: 20_000, memoryMb: 64 },
     });
     await deploy(mesh, { name: 'calm', tenant: 'other', mainModule: 'w.js', modules: modules(BYSTANDER) });
+    // Another tenant's loader parent (the same code), for Workers RPC into its loaded Workers.
+    await deploy(mesh, { name: 'peer', tenant: 'other', mainModule: 'w.js', modules: modules(PARENT), bindings: [{ type: 'loader', name: 'LOADER' }] });
     await waitFor('both workers', async () => ((await host('/own')).status === 200 && (await bystander()) === '200 bystander ok' ? true : undefined), 30_000);
   });
   after(async () => {
@@ -185,6 +213,23 @@ describe('Dynamic Workers as a boundary (issue 14, item 3)', () => {
     assert.equal(await own.text(), 'parent ok 1');
     assert.equal(other, '200 bystander ok');
     assert.equal(await (await host('/own')).text(), 'parent ok 1');
+  });
+
+  test("a tenant tampering with built-ins before Workers RPC loads in its isolates steers only them; another tenant's RPC is clean", async () => {
+    const clean = { fetched: 'rpc /p undefined', echoed: { v: { a: [1, 'b', [7]] }, n: 3, seen: 'undefined', steered: 'no' } };
+    const peer = async () => {
+      const r = await fetchHost(mesh, 'peer.other.workers.localhost', '/rpc');
+      return [r.status, await r.json()];
+    };
+    assert.deepEqual(await peer(), [200, clean]);
+    for (let i = 0; i < 3; i++) {
+      const r = await host('/tamper-rpc');
+      const body = (await r.text()).slice(0, 500);
+      // Its own isolates are its to break: what they answer is not asserted, only that the sandbox serves on.
+      assert.ok(r.status === 200 || r.status === 502, `${r.status} ${body}`);
+      assert.deepEqual(await peer(), [200, clean]);
+    }
+    assert.equal(await bystander(), '200 bystander ok');
   });
 
   test('code handed to the loader is never written to disk', async () => {

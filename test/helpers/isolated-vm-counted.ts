@@ -20,8 +20,16 @@ export const syncCompilesDone = (): number => syncCompiles;
 
 // Each context's parse counter (of its snapshot library objects), taken as the context is made: the bootstrap deletes their global before tenant code runs.
 const counters: ivm.Reference<() => number>[] = [];
+const lastRead = new Map<ivm.Reference<() => number>, number>();
+/** One context's count; a context whose isolate is gone (the runtime's own, code caches made in it) keeps its last. */
+const readCount = (count: ivm.Reference<() => number>): number => {
+  try {
+    lastRead.set(count, count.applySync(undefined, []) as number);
+  } catch {}
+  return lastRead.get(count) ?? 0;
+};
 /** Runs of whatwg-url's parser so far, in every context made since this module loaded (bootstrap/url-parse-cache.ts). */
-export const urlParses = (): number => counters.reduce((n, count) => n + (count.applySync(undefined, []) as number), 0);
+export const urlParses = (): number => counters.reduce((n, count) => n + readCount(count), 0);
 
 /** The addon's methods are read-only; a subclass counts what it is asked to do. */
 class CountedIsolate extends ivm.Isolate {

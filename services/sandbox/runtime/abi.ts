@@ -204,8 +204,8 @@ export const OPTIONS_GLOBAL = '__cordonOptions';
 export interface Entry {
   /** Requests gathered by the host, as JSON `[meta, seq][]`, and their bodies in the same order (each moved in, not copied); each answers through HostCallbacks.done. */
   runBatch(batch: string, now: number, ...bodies: (ArrayBuffer | null)[]): void;
-  /** A spare's rehearsal of the request path, before it knows its worker. */
-  rehearse(now: number): Promise<void>;
+  /** A spare's rehearsal of the request path, before it knows its worker; `rpc`: Workers RPC's too (the isolate code caches are made in). */
+  rehearse(now: number, rpc: boolean): Promise<void>;
   runWorkflow(className: string, event: string, stepHandle: string, now: number): Promise<string>;
   runScheduled(cron: string, scheduledTime: number, now: number): Promise<string>;
   /**

@@ -63,11 +63,13 @@ export interface RequestHooks {
 // V8's code cache for the init half (the same source for the whole process; ours, so the cache not
 // being checked against its source — docs/security.md, "What the code relies on" — is no risk here). Saves ~1.3 ms per isolate.
 let initCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
-let rehearsedCache = false;
+let rehearsed: Promise<void> | undefined;
 // Longer than any usable host; refused rather than spending host time on it.
 /** A copy of bytes the bootstrap keeps, for an isolate (isolated-vm copies an ArrayBuffer it is handed whole). */
 const copyOf = (b: Buffer): ArrayBuffer => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 const MAX_IDNA_INPUT = 64 * 1024;
+/** What the one rehearsal that makes the code caches may take (a cold isolate's first RPC session). */
+const REHEARSAL_MS = 5000;
 const IDNA_OPTIONS = ['checkHyphens', 'checkBidi', 'checkJoiners', 'useSTD3ASCIIRules', 'transitionalProcessing', 'verifyDNSLength', 'ignoreInvalidPunycode'];
 /** How long past a request's wall-time deadline the isolate may take to become idle once all requests ended. */
 const END_GRACE_MS = 1000;
@@ -222,6 +224,7 @@ export class WorkerInstance {
    */
   static async create(bundle: WorkerBundle, onCatastrophe: (message: string) => void, inspector = false): Promise<WorkerInstance> {
     const boot = await bootstrap();
+    await (rehearsed ??= WorkerInstance.#rehearsedCaches(boot, onCatastrophe));
     const isolate = await newIsolate({ snapshot: boot.snapshot, memoryLimit: bundle.limits.memoryMb, onCatastrophicError: onCatastrophe, inspector });
     const w = new WorkerInstance(bundle, isolate, boot, inspector);
     w.#adopted = true;
@@ -238,25 +241,55 @@ export class WorkerInstance {
    * worker. Most of a cold start is here.
    */
   static async prepare(onCatastrophe: (message: string) => void, memoryMb: number): Promise<WorkerInstance> {
-    const placeholder: WorkerBundle = { workerId: '', version: '', mainModule: '', modules: [], limits: Limits.parse({ memoryMb }), vars: {}, bindings: [] };
     const boot = await bootstrap();
+    await (rehearsed ??= WorkerInstance.#rehearsedCaches(boot, onCatastrophe));
+    return WorkerInstance.#spare(boot, onCatastrophe, memoryMb, false);
+  }
+
+  /**
+   * A spare: its isolate and context, the bootstrap run in it, the request path rehearsed. `rpc`: Workers
+   * RPC rehearsed too, its unit loaded for it — only for the isolate the code caches are made in, as a
+   * spare must not carry a unit its worker may never use.
+   */
+  static async #spare(boot: Bootstrap, onCatastrophe: (message: string) => void, memoryMb: number, rpc: boolean): Promise<WorkerInstance> {
+    const placeholder: WorkerBundle = { workerId: '', version: '', mainModule: '', modules: [], limits: Limits.parse({ memoryMb }), vars: {}, bindings: [] };
     const isolate = await newIsolate({ snapshot: boot.snapshot, memoryLimit: memoryMb, onCatastrophicError: onCatastrophe });
     const w = new WorkerInstance(placeholder, isolate, boot, false);
     await w.#failing(async () => {
       await w.#init(false);
-      await w.#entry!.rehearse.apply(undefined, [Date.now()], { result: { promise: true }, timeout: w.bundle.limits.cpuMs });
-      if (!rehearsedCache) {
-        // Compiled again in the same isolate, the init half comes from V8's compilation cache with
-        // the functions the rehearsal compiled, and its code cache now carries them too: isolates
-        // made without a spare (a burst of cold starts) skip that compilation (~1 ms). Made once, in
-        // an isolate no tenant code has run in.
-        rehearsedCache = true;
-        const again = await w.#isolate.compileScript(w.#initSource, { filename: 'cordon:bootstrap', produceCachedData: true });
-        initCache = (again as ivm.Script & ivm.CachedDataResult).cachedData ?? initCache;
-        again.release();
-      }
+      if (rpc) await w.unitAhead('rpc');
+      await w.#entry!.rehearse.apply(undefined, [Date.now(), rpc], { result: { promise: true }, timeout: rpc ? REHEARSAL_MS : w.bundle.limits.cpuMs });
     });
     return w;
+  }
+
+  /**
+   * The code caches every isolate of this process compiles the init half and the RPC unit from, made
+   * once, before the first isolate a worker runs in. In an isolate of their own that no tenant code ever
+   * runs in (so no tenant can shape what they hold), disposed after: a spare whose request path and
+   * Workers RPC (an entrypoint's fetch() and a method call over pipes looped back in the isolate) were
+   * rehearsed compiles both again, and V8's compilation cache in that isolate hands back the functions
+   * the rehearsal compiled lazily, so their code caches carry them too and a new isolate — a Dynamic
+   * Worker's above all, whose first calls are Workers RPC — does not compile them again. If it fails,
+   * the caches made by compiling alone (bootstrap-bundle.ts, #init) stay: slower, not wrong.
+   */
+  static async #rehearsedCaches(boot: Bootstrap, onCatastrophe: (message: string) => void): Promise<void> {
+    let w: WorkerInstance | undefined;
+    try {
+      w = await WorkerInstance.#spare(boot, onCatastrophe, Limits.parse({}).memoryMb, true);
+      const init = (await w.#isolate.compileScript(w.#initSource, { filename: 'cordon:bootstrap', produceCachedData: true })) as ivm.Script &
+        ivm.CachedDataResult;
+      initCache = init.cachedData ?? initCache;
+      init.release();
+      const rpc = boot.units.rpc;
+      const unit = (await w.#isolate.compileScript(rpc.source, { filename: 'cordon:rpc', produceCachedData: true })) as ivm.Script & ivm.CachedDataResult;
+      rpc.cache = unit.cachedData ?? rpc.cache;
+      unit.release();
+    } catch {
+      // Kept as they were (above).
+    } finally {
+      w?.dispose();
+    }
   }
 
   /** Gives a prepared instance its worker (once): its vars and bindings, then its modules. */

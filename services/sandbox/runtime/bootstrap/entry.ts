@@ -15,7 +15,7 @@ import { show } from './console.ts';
 import type { Timers } from './timers.ts';
 import { b64 } from './bindings.ts';
 import { codec, makeEnv, type EnvDeps } from './env.ts';
-import { entrypointFor, type Pipes } from './workers-rpc.ts';
+import { entrypointFor, Pipes } from './workers-rpc.ts';
 import { RpcTarget } from './capnweb.ts';
 import { makeExports } from './entrypoints.ts';
 import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
@@ -133,15 +133,55 @@ export function makeRequestPath({
    * bootstrap's own, so that the request path is compiled before the first real request (V8 compiles
    * functions on first use: ~1–2 ms of a cold start otherwise). Nothing of it stays: the handler is
    * unset again, the request's scope ended as after any request, and the clock is back at its start.
+   * `rpc`: Workers RPC too (rehearseRpc) — only in the isolate the host makes its code caches in.
    */
-  async function rehearse(now: number): Promise<void> {
+  async function rehearse(now: number, rpc: boolean): Promise<void> {
     if (!configurable || requests.handler !== undefined) throw new Error('rehearse() is for a spare, before its worker');
-    requests.handler = { fetch: (request) => new Response(request.url, { headers: { 'content-type': 'text/plain' } }) };
+    const handler = { fetch: (request: Request) => new Response(request.url, { headers: { 'content-type': 'text/plain' } }) };
+    requests.handler = handler;
     try {
       await run(JSONstringify({ method: 'GET', url: 'http://spare.invalid/', headers: [['accept', '*/*']], streamed: false }), null, now, 0);
+      if (rpc) await rehearseRpc(handler);
     } finally {
       requests.handler = undefined;
       resetClock();
+    }
+  }
+
+  /**
+   * What a loaded Worker's first Workers RPC calls run, rehearsed over a pair of pipes looped back
+   * inside this isolate (no host, no other worker): a session serving an entrypoint as rpcServe does,
+   * the RPC unit's session code on both ends, a fetch() with a body and a method call with arguments.
+   * The host then compiles the init half and the unit again here, and their code caches carry these
+   * functions compiled (instance.ts rehearsedCaches).
+   */
+  async function rehearseRpc(handler: Handler): Promise<void> {
+    class Rehearsal extends RpcTarget {
+      echo(value: unknown): unknown {
+        return { value };
+      }
+    }
+    const ends: Pipes[] = [];
+    // A message goes on a turn of its own, as one from the host does.
+    const loop = (to: number) => ({
+      open: () => {},
+      send: (id: number, message: string) => void apply(promiseThen, settled, [() => ends[to]!.deliver(-id, message)]),
+      close: (id: number, reason: string) => ends[to]!.closed(-id, reason),
+    });
+    const [caller, callee] = [new Pipes(loop(1)), new Pipes(loop(0))];
+    ends.push(caller, callee);
+    const ctx = freeze({ waitUntil: () => {}, passThroughOnException: () => {}, props: freeze({}) });
+    const exported = { default: handler, Rehearsal };
+    try {
+      const main = caller.connect('rehearsal') as unknown as { fetch(request: Request): Promise<Response> };
+      callee.serve(1, entrypointFor(exported, 'default', requests.env, ctx));
+      await (await main.fetch(new Request('http://spare.invalid/rpc', { method: 'POST', body: 'rehearsal' }))).text();
+      const named = caller.connect('rehearsal') as unknown as Rehearsal;
+      callee.serve(2, entrypointFor(exported, 'Rehearsal', requests.env, ctx));
+      await named.echo({ a: [1, 'b'], c: new U8(2) });
+    } finally {
+      caller.closeAll('rehearsed');
+      callee.closeAll('rehearsed');
     }
   }
 
