@@ -137,17 +137,20 @@ function writeHeaders(w: Writer, headers: [string, string][]): void {
   }
 }
 
-/** The body's kind and length: the bytes follow as a part of their own (sent as they are, not copied). */
-function writeBody(w: Writer, body: Uint8Array | null, streamed = false): Uint8Array[] {
+/** The body's kind and length: the bytes follow as parts of their own (sent as they are, not copied). */
+function writeBody(w: Writer, body: Uint8Array | readonly Uint8Array[] | null, streamed = false): Uint8Array[] {
   if (streamed) return (w.u8(BodyKind.Streamed), [w.done()]);
   if (!body) return (w.u8(BodyKind.None), [w.done()]);
+  const parts = body instanceof Uint8Array ? [body] : body;
+  let length = 0;
+  for (const p of parts) length += p.byteLength;
   w.u8(BodyKind.Bytes);
-  w.u32(body.byteLength);
-  return body.byteLength ? [w.done(), body] : [w.done()];
+  w.u32(length);
+  return [w.done(), ...parts.filter((p) => p.byteLength)];
 }
 
-/** A request frame, as parts to be sent one after the other (the body is one, not copied). */
-export function encodeRequest(r: Omit<FastRequest, 'kind'>): Uint8Array[] {
+/** A request frame, as parts to be sent one after the other (the body's pieces among them, not copied). */
+export function encodeRequest(r: Omit<FastRequest, 'kind' | 'body'> & { body: Uint8Array | readonly Uint8Array[] | null }): Uint8Array[] {
   let cfChars = 0;
   for (const key of CF_KEYS) cfChars += r.cf?.[key]?.length ?? 0;
   const strings =
