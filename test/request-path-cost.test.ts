@@ -45,7 +45,14 @@ const bundle: WorkerBundle = {
     {
       name: 'w.js',
       type: 'esm',
-      content: `export default { async fetch(r) { new URL(r.url); return new Response(r.method === 'POST' ? await r.arrayBuffer() : 'hello') } }`,
+      content: `export default { async fetch(r) {
+        if (r.url.endsWith('/stream')) {
+          let n = 0;
+          return new Response(new ReadableStream({ pull(c) { if (n++ < 16) c.enqueue(new Uint8Array(64 * 1024).fill(n)); else c.close(); } }));
+        }
+        new URL(r.url);
+        return new Response(r.method === 'POST' ? await r.arrayBuffer() : 'hello');
+      } }`,
     },
   ],
   limits: { cpuMs: 1000, wallMs: 15_000, memoryMb: 128 },
@@ -204,6 +211,19 @@ test('a 64 KiB body each way is still one frame each way, moves into the isolate
     { ...cost, answers: undefined },
     { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 2, answers: undefined },
   );
+});
+
+test('a streamed body whose chunks the worker makes at once leaves the isolate gathered: a chunk frame per 256 KiB, not per chunk', async () => {
+  await callSandbox(ingress, target, request('GET', null)); // the code key's first request: loads it
+  const before = sandboxSent.binary;
+  const r = await callSandbox(ingress, target, request('GET', null, 'http://example.test/stream'));
+  const got: Uint8Array[] = [];
+  for await (const chunk of r.stream!) got.push(chunk);
+  const body = Buffer.concat(got);
+  assert.equal(body.length, 16 * 64 * 1024);
+  for (let i = 0; i < 16; i++) assert.equal(body[i * 64 * 1024], i + 1, `chunk ${i} in its place`);
+  // The head, 4 chunk frames of 256 KiB (16 of 64 KiB were the worker's), the end.
+  assert.equal(sandboxSent.binary - before, 6);
 });
 
 test("a request's URL is parsed once in the isolate: the worker's new URL(request.url) is the cache's, and a URL seen before is not parsed again", async () => {
