@@ -66,9 +66,11 @@ export interface WorkerSocketApi {
 
 /**
  * A request; its body is `body` (bytes, whole) or, when the client's body streams in, `stream` (body
- * then null). A WebSocket upgrade carries the browser's end as `socket`.
+ * then null). A WebSocket upgrade carries the browser's end as `socket`. Ingress may hold a body it
+ * read whole as `bodyParts`, the pieces it arrived in (body then null): the fast path sends them as
+ * they are, a capnweb call gets them joined as `body` (callSandbox).
  */
-export type WireRequest = z.infer<typeof WireRequest> & { stream?: ReadableStream<Uint8Array>; socket?: BrowserSocket };
+export type WireRequest = z.infer<typeof WireRequest> & { stream?: ReadableStream<Uint8Array>; socket?: BrowserSocket; bodyParts?: readonly Uint8Array[] };
 
 export const WireResponse = z.object({
   status: z.number().int().min(101).max(599),

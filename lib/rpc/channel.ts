@@ -36,7 +36,11 @@ export interface Channel {
 export interface BinaryChannel extends Channel {
   /** Queue one binary message, given as parts sent back to back (a body is not copied); throws as `send` does. */
   sendBinary(message: Uint8Array | readonly Uint8Array[]): void;
-  /** Binary messages go to `handler` as they arrive, in order. */
+  /**
+   * Binary messages go to `handler` as they arrive, in order. A message is the handler's during the
+   * call only unless it is a whole buffer of its own (byteOffset 0, the buffer's full length): what it
+   * keeps of any other it copies (fast-frames' decodeFrame does).
+   */
   onBinary(handler: (message: Buffer) => void): void;
 }
 

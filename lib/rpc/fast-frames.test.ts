@@ -39,6 +39,11 @@ const request = {
 
 test('every kind of frame decodes to what was encoded', () => {
   assert.deepEqual(decodeFrame(one(encodeRequest(request))), { kind: Kind.Request, ...request });
+  // A body given as the pieces it arrived in is the same frame, its pieces sent as they are.
+  const pieces = [request.body.subarray(0, 1), new Uint8Array(0), request.body.subarray(1)];
+  const parts = encodeRequest({ ...request, body: pieces });
+  assert.deepEqual(one(parts), one(encodeRequest(request)));
+  assert.deepEqual(parts.slice(1), [pieces[0], pieces[2]]);
   const bare = { ...request, traceparent: '', headers: [], body: null, cf: undefined };
   assert.deepEqual(decodeFrame(one(encodeRequest(bare))), { kind: Kind.Request, ...bare });
   const response = { id: 2 ** 32 - 1, status: 404, statusText: 'Not Found', headers: request.headers, body: new Uint8Array(70_000).fill(9), streamed: false };

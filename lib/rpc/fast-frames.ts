@@ -137,17 +137,20 @@ function writeHeaders(w: Writer, headers: [string, string][]): void {
   }
 }
 
-/** The body's kind and length: the bytes follow as a part of their own (sent as they are, not copied). */
-function writeBody(w: Writer, body: Uint8Array | null, streamed = false): Uint8Array[] {
+/** The body's kind and length: the bytes follow as parts of their own (sent as they are, not copied). */
+function writeBody(w: Writer, body: Uint8Array | readonly Uint8Array[] | null, streamed = false): Uint8Array[] {
   if (streamed) return (w.u8(BodyKind.Streamed), [w.done()]);
   if (!body) return (w.u8(BodyKind.None), [w.done()]);
+  const parts = body instanceof Uint8Array ? [body] : body;
+  let length = 0;
+  for (const p of parts) length += p.byteLength;
   w.u8(BodyKind.Bytes);
-  w.u32(body.byteLength);
-  return body.byteLength ? [w.done(), body] : [w.done()];
+  w.u32(length);
+  return [w.done(), ...parts.filter((p) => p.byteLength)];
 }
 
-/** A request frame, as parts to be sent one after the other (the body is one, not copied). */
-export function encodeRequest(r: Omit<FastRequest, 'kind'>): Uint8Array[] {
+/** A request frame, as parts to be sent one after the other (the body's pieces among them, not copied). */
+export function encodeRequest(r: Omit<FastRequest, 'kind' | 'body'> & { body: Uint8Array | readonly Uint8Array[] | null }): Uint8Array[] {
   let cfChars = 0;
   for (const key of CF_KEYS) cfChars += r.cf?.[key]?.length ?? 0;
   const strings =
@@ -221,6 +224,15 @@ export function encodeCancel(id: number): Buffer {
   return w.done();
 }
 
+/** Bytes the Reader copied out of a frame, each the whole of a buffer nothing else holds (isFrameCopy). */
+const frameCopies = new WeakSet<Uint8Array>();
+
+/**
+ * Whether `bytes` is a decoded frame's copy: the whole of its own buffer, held by nothing but the frame's
+ * reader, so the sandbox may move that buffer into an isolate as it is rather than copy it once more.
+ */
+export const isFrameCopy = (bytes: Uint8Array): boolean => frameCopies.has(bytes);
+
 /** Reads a frame front to back; every read checks that the frame holds it. */
 class Reader {
   readonly #buf: Buffer;
@@ -257,8 +269,8 @@ class Reader {
     return s;
   }
   /**
-   * Bytes of the frame: a view when the frame has its memory to itself (the channels' decoders give
-   * binary messages their own), else a copy. Code that hands a body's whole `.buffer` on (into an
+   * Bytes of the frame: a view when the frame has its memory to itself, else (a frame the decoder
+   * lent, or a view of a larger buffer) a copy in a buffer of exactly its bytes. Code that hands a body's whole `.buffer` on (into an
    * isolate, say) must never hand on another message with it: at most this frame's own head.
    */
   bytes(n: number, what: string): Uint8Array {
@@ -266,9 +278,11 @@ class Reader {
     const at = this.#pos;
     this.#pos += n;
     if (this.#own) return new Uint8Array(this.#buf.buffer, this.#buf.byteOffset + at, n);
-    const b = new Uint8Array(n);
-    b.set(this.#buf.subarray(at, at + n));
-    return b;
+    const b = Buffer.allocUnsafeSlow(n);
+    this.#buf.copy(b, 0, at, at + n);
+    const copy = new Uint8Array(b.buffer, 0, n);
+    frameCopies.add(copy);
+    return copy;
   }
   rest(): Uint8Array {
     return this.bytes(this.#buf.length - this.#pos, 'rest');

@@ -31,6 +31,12 @@ function frames(sizes: number[]): { wire: Buffer; expected: (string | Buffer)[] 
   return { wire: Buffer.concat(parts), expected };
 }
 
+const copyOf = (f: Buffer) => {
+  const own = Buffer.allocUnsafeSlow(f.length);
+  f.copy(own);
+  return own;
+};
+
 /** Feeds `wire` in reads of the given sizes, as a socket would: each read a buffer of its own, or one buffer reused (overwritten after each push). */
 function decode(wire: Buffer, sizes: number[], reused: boolean): (string | Buffer)[] {
   const decoder = new FrameDecoder(4 * 1024 * 1024);
@@ -44,7 +50,8 @@ function decode(wire: Buffer, sizes: number[], reused: boolean): (string | Buffe
       wire.copy(shared, 0, at, at + n);
       read = shared.subarray(0, n);
     } else read = Buffer.from(wire.subarray(at, at + n));
-    out.push(...decoder.push(read, reused));
+    // A binary frame not wholly its own is lent (the decoder's assembly buffer): read during the push's turn, as a channel's handler does.
+    for (const f of decoder.push(read, reused)) out.push(typeof f === 'string' || f.buffer.byteLength === f.length ? f : copyOf(f));
     if (reused) shared.fill(0xee); // what the next read would do to anything still pointing into it
     at += n;
   }
@@ -68,6 +75,29 @@ test('frames split across reads of any size come out whole, and binary ones in m
       });
     }
   }
+});
+
+test('a binary frame assembled from reads is lent: never the whole of its buffer, and reused by the next frame after the push', () => {
+  const decoder = new FrameDecoder(4 * 1024 * 1024);
+  const lent = (fill: number) => {
+    const wire = binaryFrame(Buffer.alloc(65_536, fill));
+    const [first] = [decoder.push(wire.subarray(0, 1000)), decoder.push(wire.subarray(1000))][1] as Buffer[];
+    return first!;
+  };
+  const a = lent(0xaa);
+  assert.notEqual(a.buffer.byteLength, a.length); // so fast-frames' Reader copies what it keeps of it
+  assert.equal(a[0], 0xaa);
+  const b = lent(0xbb);
+  assert.equal(b.buffer, a.buffer); // one assembly buffer, no allocation per frame …
+  assert.equal(a[0], 0xbb); // … so the first frame's bytes are gone: a handler copies what it keeps
+  // A push that finishes a lent frame and begins another: the second is not assembled over the first,
+  // which its handler reads after the push.
+  const two = Buffer.concat([binaryFrame(Buffer.alloc(65_536, 1)), binaryFrame(Buffer.alloc(65_536, 2))]);
+  assert.deepEqual(decoder.push(two.subarray(0, 1000)), []);
+  const [first] = decoder.push(two.subarray(1000, 70_000)) as Buffer[];
+  assert.deepEqual([first!.length, first!.indexOf(2)], [65_536, -1]);
+  const [second] = decoder.push(two.subarray(70_000)) as Buffer[];
+  assert.deepEqual([second!.length, second!.indexOf(1)], [65_536, -1]);
 });
 
 test('a header over the limit is refused as soon as its 4 bytes arrive', () => {

@@ -37,6 +37,13 @@ export const BINARY = 0x8000_0000;
  * peer that announces a large frame and stalls holds no more than it sent.
  */
 const ASSEMBLE_IN_PLACE = 1024 * 1024;
+/**
+ * A binary frame under this size that arrives in pieces is assembled in one buffer the decoder keeps
+ * and lends (a 64 KiB body spans reads: one allocation fewer per frame). Its view never covers the
+ * whole buffer, so a reader sees it is not the frame's own memory and copies out what it keeps
+ * (fast-frames' Reader does): the next frame overwrites it.
+ */
+const LENT = 256 * 1024;
 
 export class FrameDecoder {
   readonly #header = Buffer.alloc(4);
@@ -48,6 +55,9 @@ export class FrameDecoder {
   /** … or its pieces so far (each its own memory, or a view of a read that is not reused). */
   #pieces: Buffer[] = [];
   #filled = 0;
+  /** The lent assembly buffer (LENT + 1 bytes, made on first use), and whether a frame in it is in use. */
+  #lent: Buffer | undefined;
+  #lentBusy = false;
   /** May be raised between pushes (a channel's limit grows once its peer has authenticated). */
   maxFrame: number;
   constructor(maxFrame: number) {
@@ -55,12 +65,15 @@ export class FrameDecoder {
   }
 
   /**
-   * Feed bytes; returns the complete frames they finish (binary ones as Buffers of their own memory).
+   * Feed bytes; returns the complete frames they finish (binary ones as Buffers of their own memory,
+   * or lent: a view of the decoder's assembly buffer, valid until the next push — never the whole of it).
    * `reused`: `data` is overwritten after this call (a socket reading into one buffer), so nothing
    * of it is kept but copies. Throws FrameTooLargeError on an oversized header.
    */
   push(data: Buffer, reused = false): (string | Buffer)[] {
     const out: (string | Buffer)[] = [];
+    // What the last push lent has been read (its frames' handlers ran); a frame still being assembled in it keeps it.
+    this.#lentBusy = this.#frame !== undefined && this.#frame.buffer === this.#lent?.buffer;
     let at = 0;
     while (at < data.length) {
       if (this.#need < 0) {
@@ -84,7 +97,11 @@ export class FrameDecoder {
           this.#need = -1;
           continue;
         }
-        if (length <= ASSEMBLE_IN_PLACE) this.#frame = Buffer.allocUnsafeSlow(length);
+        if (this.#binary && length < LENT && !this.#lentBusy) {
+          this.#lent ??= Buffer.allocUnsafeSlow(LENT + 1);
+          this.#lentBusy = true;
+          this.#frame = this.#lent.subarray(0, length);
+        } else if (length <= ASSEMBLE_IN_PLACE) this.#frame = Buffer.allocUnsafeSlow(length);
       }
       const n = Math.min(this.#need - this.#filled, data.length - at);
       if (this.#frame) data.copy(this.#frame, this.#filled, at, at + n);
@@ -97,7 +114,8 @@ export class FrameDecoder {
       this.#pieces = [];
       this.#need = -1;
       // Joined pieces are a buffer of their own only when more than the pool's half (Buffer.concat pools small ones).
-      out.push(this.#binary ? (body.byteOffset === 0 && body.buffer.byteLength === body.length ? body : copyOf(body, 0, body.length)) : body.toString('utf8'));
+      const own = body.byteOffset === 0 && body.buffer.byteLength === body.length;
+      out.push(this.#binary ? (own || body.buffer === this.#lent?.buffer ? body : copyOf(body, 0, body.length)) : body.toString('utf8'));
     }
     return out;
   }

@@ -66,7 +66,7 @@ export class FastLink {
       method: wire.method,
       url: wire.url,
       headers: wire.headers,
-      body: wire.body,
+      body: wire.bodyParts ?? wire.body,
       cf: wire.cf,
     });
     return new Promise<WireResponse>((resolve, reject) => {
@@ -160,5 +160,7 @@ export class FastLink {
  */
 export function callSandbox(session: MeshSession<SandboxApi>, target: WorkerTarget, wire: WireRequest): Promise<WireResponse> {
   const fast = wire.stream || wire.socket ? undefined : FastLink.of(session);
-  return fast ? fast.call(target, wire) : session.remote.handle(target, wire);
+  if (fast) return fast.call(target, wire);
+  const { bodyParts, ...rest } = wire;
+  return session.remote.handle(target, bodyParts ? { ...rest, body: Buffer.concat(bodyParts) } : wire);
 }

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { responseProblem, writeWireResponse } from './forward.ts';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { readBody, responseProblem, writeWireResponse } from './forward.ts';
 
 test('responseProblem: only what HTTP/1.1 can carry leaves ingress, whatever a (compromised) sandbox answers', () => {
   const ok = { status: 200, statusText: 'Caf\u00e9 OK', headers: [['x-a', 'caf\u00e9\tb']], body: new Uint8Array(1) };
@@ -51,5 +51,32 @@ test('writeWireResponse: a small body leaves with its head as one piece (one str
   } finally {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+test('readBody: a body read whole is the pieces the parser gave, not joined into a copy (the fast path sends them as they are)', async () => {
+  const emitted: Buffer[] = [];
+  const read: Buffer[] = [];
+  const server = createServer(async (req, res) => {
+    req.on('data', (chunk: Buffer) => emitted.push(chunk));
+    read.push(...((await readBody(req)) ?? []));
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const body = Buffer.alloc(60_000, 0x61);
+    const { port } = server.address() as AddressInfo;
+    const socket = connect(port, '127.0.0.1');
+    // The head and the body's first bytes, then the rest on a later turn: at least two pieces.
+    socket.write(`POST / HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`);
+    socket.write(body.subarray(0, 1000));
+    await new Promise((r) => setTimeout(r, 50));
+    socket.end(body.subarray(1000));
+    await new Promise((r) => socket.on('close', r).resume());
+    assert.ok(read.length >= 2, 'more than one piece');
+    assert.ok(read.length === emitted.length && read.every((piece, i) => piece === emitted[i]), 'the very buffers the parser emitted');
+    assert.ok(Buffer.concat(read).equals(body));
+  } finally {
+    server.close();
   }
 });

@@ -33,17 +33,17 @@ export function requestIdOf(req: IncomingMessage): string {
 }
 
 /**
- * The whole request body, in memory of its own (one copy of what the parser gave: its chunks are views
- * of the socket's reads). Read through 'data' events rather than the stream's async iterator, which
- * costs a promise and a few objects per chunk.
+ * The whole request body, as the pieces the parser gave (each a buffer it does not reuse): sent to the
+ * sandbox as they are, one write of many parts, not copied into one buffer first. Read through 'data'
+ * events rather than the stream's async iterator, which costs a promise and a few objects per chunk.
  */
-export function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Uint8Array | null> {
+export function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Buffer[] | null> {
   const bodyless = req.method === 'GET' || req.method === 'HEAD';
   // No length and no chunked encoding: HTTP/1.1 says there is no body (RFC 9112 §6.3). The common
   // case, answered without listening for the body at all.
   if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
     req.resume();
-    return Promise.resolve(bodyless ? null : new Uint8Array(0));
+    return Promise.resolve(bodyless ? null : []);
   }
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > max) return Promise.reject(bodyTooLarge(max));
@@ -53,11 +53,7 @@ export function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Uint8Arr
     const settle = (error: Error | undefined) => {
       req.off('data', onData).off('end', onEnd).off('error', settle).off('close', onClose);
       if (error) return reject(error);
-      if (size === 0 && bodyless) return resolve(null);
-      const body = Buffer.allocUnsafeSlow(size);
-      let at = 0;
-      for (const c of chunks) at += c.copy(body, at);
-      resolve(new Uint8Array(body.buffer, 0, size));
+      resolve(size === 0 && bodyless ? null : chunks);
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;

@@ -114,7 +114,7 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     if (req.rawHeaders.length / 2 > MAX_HEADERS - ADDED_HEADERS)
       return writeError(res, 431, `Too many request headers: at most ${MAX_HEADERS - ADDED_HEADERS}.`, requestId);
     const streaming = streamsBody(req);
-    let body: Uint8Array | null = null;
+    let body: Buffer[] | null = null;
     let incoming: ReturnType<typeof bodyStream> | undefined;
     if (streaming) incoming = bodyStream(req, maxStreamedRequest);
     else {
@@ -125,7 +125,8 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
         throw e;
       }
     }
-    const wire = toWireRequest(req, host.authority, requestId, body, settings.ingress.colo);
+    const wire = toWireRequest(req, host.authority, requestId, null, settings.ingress.colo);
+    if (body) wire.bodyParts = body;
     // A streamed body can be sent once only: such a request is never retried. An idempotent one is
     // retried on another replica of the cordon where there is one (a replica that died took it down),
     // after a pause that grows: a request fails at once on a link that just broke, and the sessions a

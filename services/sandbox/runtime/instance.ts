@@ -26,6 +26,7 @@ import { PipeTable, type PipePeer } from './rpc-pipes.ts';
 import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts';
 import { MAX_HEAD, readResponse, type ObjectSocketRef } from './read-response.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
+import { isFrameCopy } from '../../../lib/rpc/fast-frames.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { installDynamicImport, linkWorker, ModuleError, shipBinaryModules, usesDynamicImport } from './modules.ts';
 import { fromMessage, toMessage, type WireMessage } from './bootstrap/wire-codec.ts';
@@ -100,6 +101,17 @@ const MAX_BATCH = 32;
 type Answer = [string, ArrayBuffer | null, boolean?];
 
 /** The env bindings the bootstrap builds: the declared ones, and a Dynamic Worker's stubs of its parent's entrypoints (Workers RPC, as service bindings). */
+/**
+ * A request body as an ArrayBuffer of its own for the isolate (#sendBatch moves it in, detaching it
+ * here): a fast-path frame's copy (isFrameCopy: the whole of a buffer nothing else holds) is handed
+ * over as it is; anything else is sliced out, for a view of a larger message must not take the rest
+ * of it into the isolate, and a caller's own bytes stay usable.
+ */
+function ownBuffer(body: Uint8Array): ArrayBuffer {
+  if (isFrameCopy(body)) return body.buffer as ArrayBuffer;
+  return body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer;
+}
+
 function bootBindings(bundle: WorkerBundle): BootOptions['bindings'] {
   return [...bundle.bindings.map(({ type, name }) => ({ type, name })), ...(bundle.stubs ?? []).map((name) => ({ type: 'service' as const, name }))];
 }
@@ -890,8 +902,7 @@ export class WorkerInstance {
     let result: Answer;
     try {
       const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined, cf: request.cf });
-      // A buffer of the body's own: the request's bytes may be a view of a larger message, none of which may reach the isolate.
-      const body = request.body ? (request.body.buffer.slice(request.body.byteOffset, request.body.byteOffset + request.body.byteLength) as ArrayBuffer) : null;
+      const body = request.body ? ownBuffer(request.body) : null;
       result = await this.#submit(seq, meta, body, watch);
     } catch (e) {
       const err = this.#fail(e);
