@@ -100,7 +100,6 @@ const MAX_BATCH = 32;
 /** A request's answer from the isolate: head (JSON, or '!' + a failure, or '~' + head of a stream), body, and whether the isolate ended the request's scope itself. */
 type Answer = [string, ArrayBuffer | null, boolean?];
 
-/** The env bindings the bootstrap builds: the declared ones, and a Dynamic Worker's stubs of its parent's entrypoints (Workers RPC, as service bindings). */
 /**
  * A request body as an ArrayBuffer of its own for the isolate (#sendBatch moves it in, detaching it
  * here): a fast-path frame's copy (isFrameCopy: the whole of a buffer nothing else holds) is handed
@@ -112,6 +111,7 @@ function ownBuffer(body: Uint8Array): ArrayBuffer {
   return body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer;
 }
 
+/** The env bindings the bootstrap builds: the declared ones, and a Dynamic Worker's stubs of its parent's entrypoints (Workers RPC, as service bindings). */
 function bootBindings(bundle: WorkerBundle): BootOptions['bindings'] {
   return [...bundle.bindings.map(({ type, name }) => ({ type, name })), ...(bundle.stubs ?? []).map((name) => ({ type: 'service' as const, name }))];
 }
