@@ -128,9 +128,9 @@ export class Placement<S = unknown> {
   /**
    * End `key`'s lease now (the object is being deleted): its holder drops the instance, and every other
    * host of `cordon` hears it too — one that evicted the object while idle may still keep what its facets'
-   * hibernated WebSockets would have needed (a loaded Worker's code).
+   * hibernated WebSockets would have needed (a loaded Worker's code). `cordon`: the worker's, if it is still deployed.
    */
-  release(key: string, cordon: string): void {
+  release(key: string, cordon: string | undefined): void {
     const holder = this.#leases.get(key)?.host;
     this.#end(key, true);
     for (const host of this.#hosts) if (host !== holder && host.cordon === cordon && !host.gone) void host.stub.drop(key).catch(() => {});

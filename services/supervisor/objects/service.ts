@@ -438,8 +438,7 @@ export class DurableObjects {
   async delete(workerId: string, className: string, id: string): Promise<boolean> {
     if (!this.#deps.registry.exists(workerId, className, id)) return false;
     const key = objectKey(workerId, className, id);
-    const worker = this.#deps.store.worker(workerId);
-    if (worker) this.placement.release(key, worker.cordon);
+    this.placement.release(key, this.#deps.store.worker(workerId)?.cordon);
     this.sockets.dropObject(key);
     for (const socketsOf of this.#routes.under(key)) this.sockets.dropObject(socketsOf);
     // Its facets' databases go with it (they are stored together, docs/durable-objects.md).
