@@ -26,14 +26,25 @@ export interface ServiceSpec {
 }
 
 /**
+ * V8's flags for every service process. By default V8 starts a full garbage collection each time
+ * 64 MiB of ArrayBuffers were allocated since the last one, however small the live heap: a service
+ * passing bodies through (ingress, sandbox, egress) then spends about a third of its CPU marking a
+ * heap that holds nothing. With external memory counted in V8's global limit instead, that limit grows
+ * with the live heap as the old generation's does; dead buffers are still freed by the young
+ * generation's collections (docs/limits.md, "Dead buffers and garbage collection").
+ */
+export const SERVICE_V8_FLAGS = ['--external-memory-accounted-in-global-limit'];
+
+/**
  * The spec of one service process holding `keyring` (its role's keys, never the secret). A sandbox
  * runs one cordon; --no-node-snapshot: isolated-vm's isolates must not inherit Node's start-up snapshot.
  */
 export function serviceSpec(keyring: Keyring, extraEnv: Record<string, string> = {}): ServiceSpec {
   const role = keyring.self as ServiceRole;
   const env = { [KEYRING_ENV]: keyring.encode(), ...extraEnv };
-  if (role === 'sandbox') return { id: `sandbox:${keyring.cordon}`, role, env: { ...env, CORDON_CORDON: keyring.cordon! }, nodeArgs: ['--no-node-snapshot'] };
-  return { id: role, role, env, nodeArgs: [] };
+  if (role === 'sandbox')
+    return { id: `sandbox:${keyring.cordon}`, role, env: { ...env, CORDON_CORDON: keyring.cordon! }, nodeArgs: ['--no-node-snapshot', ...SERVICE_V8_FLAGS] };
+  return { id: role, role, env, nodeArgs: [...SERVICE_V8_FLAGS] };
 }
 
 /**
