@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import ivm from 'isolated-vm';
 import { ROOT } from '../test/helpers/mesh.ts';
+import { SERVICE_V8_FLAGS } from '../cli/service-process.ts';
 import { WorkerRuntime } from '../services/sandbox/runtime/index.ts';
 import { bootstrap } from '../services/sandbox/runtime/bootstrap-bundle.ts';
 import { workflowsBench } from './workflows.ts';
@@ -120,9 +121,10 @@ async function coldStart(): Promise<void> {
 
 async function idleMemory(): Promise<void> {
   say('3. memory per idle isolate');
+  // With the sandbox's V8 flags: they apply to every isolate in its process.
   const measure = (kind: string) =>
     new Promise<number>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--no-node-snapshot', '--expose-gc', join(ROOT, 'bench', 'idle-memory.ts'), kind], {
+      const child = spawn(process.execPath, ['--no-node-snapshot', '--expose-gc', ...SERVICE_V8_FLAGS, join(ROOT, 'bench', 'idle-memory.ts'), kind], {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       let out = '';
