@@ -18,6 +18,8 @@
  *  12. bytes across the isolate boundary: CPU per MiB of a KV value put and read back (bench/isolate-bytes.ts);
  *  13. object WebSockets alone: messages/s one object sends to one client, on a mesh of its own (the
  *      send path's before/after; section 10 has it beside workerd).
+ * In-process sections run with the sandbox's V8 flags (SERVICE_V8_FLAGS, passed by package.json's bench
+ * script), as its isolates do.
  * Never part of `npm test`: numbers, not assertions. `npm run bench -- <section>…` runs only the sections
  * named (request-path, cold-start, idle-memory, workflows, dynamic-workers, workers-rpc, client, cluster,
  * frameworks, durable-objects, many-workers, isolate-bytes, object-websockets).
