@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { Keyring } from '../lib/rpc/index.ts';
 import { SERVICE_ROLES, SERVICE_V8_FLAGS, serviceSpec } from './service-process.ts';
@@ -32,4 +33,9 @@ test('service processes: every role is started with the flags', () => {
     const { nodeArgs } = serviceSpec(Keyring.forRole(secret, role, role === 'sandbox' ? 'a' : undefined));
     for (const flag of SERVICE_V8_FLAGS) assert.ok(nodeArgs.includes(flag), `${role} lacks ${flag}`);
   }
+});
+
+test('npm run bench: in-process sections get the same flags as the sandbox', async () => {
+  const { scripts } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
+  for (const flag of SERVICE_V8_FLAGS) assert.ok(scripts.bench.includes(flag), `the bench script lacks ${flag}`);
 });
