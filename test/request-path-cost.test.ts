@@ -34,6 +34,7 @@ const { FlightRecorder } = await import('../services/sandbox/flight-recorder.ts'
 const { CreationReports } = await import('../services/sandbox/creation-reports.ts');
 const { serveFastPath } = await import('../services/sandbox/fast-port.ts');
 const { callSandbox } = await import('../services/ingress/fast-link.ts');
+const { FramePool } = await import('../lib/rpc/frames.ts');
 
 const REQUESTS = 50;
 const target = { workerId: 't/hello', version: 'a'.repeat(64), codeKey: 'k'.repeat(43) };
@@ -170,6 +171,7 @@ async function perRequest(method: string, body: Uint8Array[] | null) {
   // The first request of a code key fetches its bundle and capabilities: not a per-request cost.
   const first = await callSandbox(ingress, target, request(method, body));
   assert.equal(first.status, 200, new TextDecoder().decode(first.body ?? new Uint8Array()));
+  if (first.body) FramePool.giveBack(first.body);
   const before = {
     ingress: { ...ingressSent },
     sandbox: { ...sandboxSent },
@@ -179,7 +181,12 @@ async function perRequest(method: string, body: Uint8Array[] | null) {
   };
   // One at a time: a frame of each arrives in reads of its own, as under load (where a 64 KiB body spans reads).
   const answers: WireResponse[] = [];
-  for (let i = 0; i < REQUESTS; i++) answers.push(await callSandbox(ingress, target, request(method, body)));
+  for (let i = 0; i < REQUESTS; i++) {
+    const answer = await callSandbox(ingress, target, request(method, body));
+    answers.push({ ...answer, body: answer.body && new Uint8Array(answer.body) });
+    // As ingress does once the client's socket has taken it (forward.ts): a pooled frame's buffer goes back.
+    if (answer.body) FramePool.giveBack(answer.body);
+  }
   for (const a of answers) assert.equal(a.status, 200);
   return {
     ingressText: (ingressSent.text - before.ingress.text) / REQUESTS,
@@ -211,11 +218,11 @@ test('a 64 KiB body each way is still one frame each way, moves into the isolate
   assert.deepEqual(cost.answers[0]!.body, new Uint8Array(Buffer.concat(pieces)));
   // Body-sized buffers per request: the sandbox copies the request body out of its frame (assembled
   // in the decoder's lent buffer) into a buffer of exactly its bytes, which goes into the isolate as it
-  // is (no slice); ingress copies the response body out of its frame. Not: a joined request body in
-  // ingress, a buffer per assembled frame, a slice in the sandbox.
+  // is (no slice). Not: a joined request body in ingress, a buffer per assembled frame, a slice in the
+  // sandbox, a buffer per response in ingress (its frame is read into a pooled buffer, given back once written).
   assert.deepEqual(
     { ...cost, answers: undefined },
-    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 2, answers: undefined },
+    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 1, answers: undefined },
   ); // In the isolate, per echo: one copy, the Response's of the worker's bytes (the Fetch standard's; the
   // worker may change its buffer after). Not: a copy of the body the host moved in when the Request is
   // made, nor of the request's own bytes in arrayBuffer() (both nobody else's).
@@ -234,6 +241,25 @@ test('a streamed body whose chunks the worker makes at once leaves the isolate g
   for (let i = 0; i < 16; i++) assert.equal(body[i * 64 * 1024], i + 1, `chunk ${i} in its place`);
   // The head, 4 chunk frames of 256 KiB (16 of 64 KiB were the worker's), the end.
   assert.equal(sandboxSent.binary - before, 6);
+});
+
+test("a streamed body's chunk frames are read into ingress's pooled buffers: once given back, a stream allocates none", async () => {
+  const stream = async () => {
+    const r = await callSandbox(ingress, target, request('GET', null, 'http://example.test/stream'));
+    const held: Uint8Array[] = [];
+    for await (const chunk of r.stream!) held.push(chunk);
+    // Every chunk still its own while held: worker chunk n (64 KiB of n) in its place.
+    held.forEach((c, j) => [0, 1, 2, 3].forEach((k) => assert.equal(c[k * 64 * 1024 + 5], 4 * j + k + 1)));
+    // As forward.ts does once the client's socket has taken them (here after the last, so that the first
+    // stream leaves the pool every buffer one stream can have out at once: 4 chunk frames of 256 KiB).
+    for (const chunk of held) FramePool.giveBack(chunk);
+    return held.reduce((n, c) => n + c.byteLength, 0);
+  };
+  await stream();
+  const before = bodyAllocations;
+  assert.equal(await stream(), 16 * 64 * 1024);
+  // Not one buffer of 256 KiB per chunk frame (4 here; 40 for a 10 MiB stream).
+  assert.equal(bodyAllocations - before, 0);
 });
 
 test("a request's URL is parsed once in the isolate: the worker's new URL(request.url) is the cache's, and a URL seen before is not parsed again", async () => {

@@ -2,6 +2,8 @@
  * A Channel is an ordered, reliable, message-framed pipe between two services: what a transport
  * (Unix socket, NATS) offers to the handshake and then to the RPC session. Messages are text.
  */
+import type { FramePool } from './frames.ts';
+
 export interface Channel {
   /** Queue one message. Throws when the message is longer than `maxMessage` or the channel is closed. */
   send(message: string): void;
@@ -42,6 +44,12 @@ export interface BinaryChannel extends Channel {
    * keeps of any other it copies (fast-frames' decodeFrame does).
    */
   onBinary(handler: (message: Buffer) => void): void;
+  /**
+   * From now on, body-sized binary messages are assembled in this pool's buffers (where the transport
+   * can: a Unix socket's connecting end). decodeFrame reads such a message in place and lends its bytes;
+   * the reader gives them back (FramePool.giveBack) once nothing reads them, and only then is the buffer reused.
+   */
+  framePool?(): FramePool | undefined;
 }
 
 export function carriesBinary(channel: Channel): channel is BinaryChannel {

@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type BinaryChannel, type Channel } from './channel.ts';
-import { BINARY, encodeFrame, FrameDecoder, FrameTooLargeError } from './frames.ts';
+import { BINARY, encodeFrame, FrameDecoder, FramePool, FrameTooLargeError } from './frames.ts';
 
 /** Messages queued unread before we stop reading the socket (back-pressure on the peer). */
 const HIGH_WATER = 64;
@@ -93,6 +93,17 @@ export class SocketChannel implements BinaryChannel {
 
   onBinary(handler: (message: Buffer) => void): void {
     this.#binary = handler;
+  }
+
+  /**
+   * Only where the socket reads into one buffer (the connecting end): there every frame is copied out
+   * of the read anyway, and a pool spares the allocation. Elsewhere a read's buffer is its own, and the
+   * pool is not offered (undefined).
+   */
+  framePool(): FramePool | undefined {
+    if (!this.#reused) return undefined;
+    this.#decoder.pool ??= new FramePool();
+    return this.#decoder.pool;
   }
 
   /**
