@@ -74,11 +74,11 @@ interface Sent {
 }
 function counted(channel: Channel): Sent {
   const sent: Sent = { text: 0, binary: 0 };
-  const c = channel as Channel & { sendBinary(m: Uint8Array): void };
+  const c = channel as Channel & { sendBinary(m: Uint8Array, written?: () => void): void };
   const text = c.send.bind(c);
   const binary = c.sendBinary.bind(c);
   c.send = (m) => (sent.text++, text(m));
-  c.sendBinary = (m) => (sent.binary++, binary(m));
+  c.sendBinary = (m, written) => (sent.binary++, binary(m, written));
   return sent;
 }
 
@@ -112,6 +112,19 @@ ArrayBuffer.prototype.slice = function (this: ArrayBuffer, begin?: number, end?:
   if (copy.byteLength >= BODY_SIZED) bodyAllocations++;
   return copy;
 };
+
+/** Body-sized buffers freed at once (transfer(0): the sandbox frees its answer bodies and chunks once written). */
+let bodiesFreed = 0;
+const transfer = ArrayBuffer.prototype.transfer;
+ArrayBuffer.prototype.transfer = function (this: ArrayBuffer, length?: number) {
+  if (length === 0 && this.byteLength >= BODY_SIZED) bodiesFreed++;
+  return transfer.call(this, length);
+};
+/** The sandbox frees a body once the socket has taken it: a moment after its answer arrived (bounded). */
+async function freedSince(before: number, expected: number): Promise<number> {
+  for (let i = 0; i < 100 && bodiesFreed - before < expected; i++) await new Promise((r) => setTimeout(r, 10));
+  return bodiesFreed - before;
+}
 
 let dir: string;
 let listener: UnixListener;
@@ -178,6 +191,7 @@ async function perRequest(method: string, body: Uint8Array[] | null) {
     supervisor: supervisorCalls,
     copies: externalCopies(),
     allocations: bodyAllocations,
+    freed: bodiesFreed,
   };
   // One at a time: a frame of each arrives in reads of its own, as under load (where a 64 KiB body spans reads).
   const answers: WireResponse[] = [];
@@ -198,6 +212,8 @@ async function perRequest(method: string, body: Uint8Array[] | null) {
     copies: (externalCopies() - before.copies) / REQUESTS,
     /** Body-sized buffers made (BODY_SIZED). */
     allocations: (bodyAllocations - before.allocations) / REQUESTS,
+    /** Body-sized buffers the sandbox freed at once once written. */
+    freed: (await freedSince(before.freed, method === 'POST' ? REQUESTS : 0)) / REQUESTS,
     answers,
   };
 }
@@ -207,7 +223,7 @@ test('a plain GET is one frame each way, no capnweb message and no supervisor ro
   assert.equal(new TextDecoder().decode(cost.answers[0]!.body!), 'hello');
   assert.deepEqual(
     { ...cost, answers: undefined },
-    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 0, answers: undefined },
+    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 0, freed: 0, answers: undefined },
   );
 });
 
@@ -220,9 +236,10 @@ test('a 64 KiB body each way is still one frame each way, moves into the isolate
   // in the decoder's lent buffer) into a buffer of exactly its bytes, which goes into the isolate as it
   // is (no slice). Not: a joined request body in ingress, a buffer per assembled frame, a slice in the
   // sandbox, a buffer per response in ingress (its frame is read into a pooled buffer, given back once written).
+  // The sandbox frees its answer's body as soon as the socket has taken it (freed: 1), not at a major GC.
   assert.deepEqual(
     { ...cost, answers: undefined },
-    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 1, answers: undefined },
+    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 1, freed: 1, answers: undefined },
   ); // In the isolate, per echo: one copy, the Response's of the worker's bytes (the Fetch standard's; the
   // worker may change its buffer after). Not: a copy of the body the host moved in when the Request is
   // made, nor of the request's own bytes in arrayBuffer() (both nobody else's).
@@ -257,9 +274,12 @@ test("a streamed body's chunk frames are read into ingress's pooled buffers: onc
   };
   await stream();
   const before = bodyAllocations;
+  const freedBefore = bodiesFreed;
   assert.equal(await stream(), 16 * 64 * 1024);
   // Not one buffer of 256 KiB per chunk frame (4 here; 40 for a 10 MiB stream).
   assert.equal(bodyAllocations - before, 0);
+  // The sandbox frees each chunk it pulled from the isolate once written, not at a major GC.
+  assert.equal(await freedSince(freedBefore, 4), 4);
 });
 
 test("a request's URL is parsed once in the isolate: the worker's new URL(request.url) is the cache's, and a URL seen before is not parsed again", async () => {

@@ -36,8 +36,12 @@ export interface Channel {
  * while no handler is set (before the session began, so before the handshake) closes the channel.
  */
 export interface BinaryChannel extends Channel {
-  /** Queue one binary message, given as parts sent back to back (a body is not copied); throws as `send` does. */
-  sendBinary(message: Uint8Array | readonly Uint8Array[]): void;
+  /**
+   * Queue one binary message, given as parts sent back to back (a body is not copied); throws as `send`
+   * does. `written`, if the transport can tell, is called once the parts are no longer the channel's (a
+   * socket has taken them, or failed): their memory may then be reused or freed. It may never be called.
+   */
+  sendBinary(message: Uint8Array | readonly Uint8Array[], written?: () => void): void;
   /**
    * Binary messages go to `handler` as they arrive, in order. A message is the handler's during the
    * call only unless it is a whole buffer of its own (byteOffset 0, the buffer's full length): what it

@@ -78,7 +78,7 @@ export class SocketChannel implements BinaryChannel {
     this.#socket.write(encodeFrame(message, this.maxMessage));
   }
 
-  sendBinary(message: Uint8Array | readonly Uint8Array[]): void {
+  sendBinary(message: Uint8Array | readonly Uint8Array[], written?: () => void): void {
     if (this.#closeReason) throw this.#closeReason;
     const parts = message instanceof Uint8Array ? [message] : message;
     let length = 0;
@@ -88,7 +88,8 @@ export class SocketChannel implements BinaryChannel {
     const header = Buffer.allocUnsafe(4);
     header.writeUInt32BE((BINARY | length) >>> 0, 0);
     this.#socket.write(header);
-    for (const p of parts) this.#socket.write(p);
+    // The socket writes in order: the last part's callback comes after every part is written (or failed).
+    for (let i = 0; i < parts.length; i++) this.#socket.write(parts[i]!, i === parts.length - 1 ? written : undefined);
   }
 
   onBinary(handler: (message: Buffer) => void): void {
