@@ -186,6 +186,11 @@ export class FrameDecoder {
     return out;
   }
 
+  /** Whether the decoder keeps views of the reads it was given (the pieces of a frame over ASSEMBLE_IN_PLACE): it copies everything else. */
+  get keepsReads(): boolean {
+    return this.#pieces.length > 0;
+  }
+
   /** A binary frame's bytes out of a read, in a pooled buffer or one of their own. */
   #copyOf(data: Buffer, at: number, n: number): Buffer {
     const pooled = this.pool?.take(n);
