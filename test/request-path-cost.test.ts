@@ -34,6 +34,7 @@ const { FlightRecorder } = await import('../services/sandbox/flight-recorder.ts'
 const { CreationReports } = await import('../services/sandbox/creation-reports.ts');
 const { serveFastPath } = await import('../services/sandbox/fast-port.ts');
 const { callSandbox } = await import('../services/ingress/fast-link.ts');
+const { FramePool } = await import('../lib/rpc/frames.ts');
 
 const REQUESTS = 50;
 const target = { workerId: 't/hello', version: 'a'.repeat(64), codeKey: 'k'.repeat(43) };
@@ -45,13 +46,19 @@ const bundle: WorkerBundle = {
     {
       name: 'w.js',
       type: 'esm',
-      content: `export default { async fetch(r) {
+      // Body-sized ArrayBuffer slices made in the isolate (the runtime's Body copies with them), running total in x-slices.
+      content: `let slices = 0;
+      const slice = ArrayBuffer.prototype.slice;
+      ArrayBuffer.prototype.slice = function (...a) { const copy = slice.apply(this, a); if (copy.byteLength >= 32 * 1024) slices++; return copy; };
+      export default { async fetch(r) {
         if (r.url.endsWith('/stream')) {
           let n = 0;
           return new Response(new ReadableStream({ pull(c) { if (n++ < 16) c.enqueue(new Uint8Array(64 * 1024).fill(n)); else c.close(); } }));
         }
         new URL(r.url);
-        return new Response(r.method === 'POST' ? await r.arrayBuffer() : 'hello');
+        const res = new Response(r.method === 'POST' ? await r.arrayBuffer() : 'hello');
+        res.headers.set('x-slices', String(slices));
+        return res;
       } }`,
     },
   ],
@@ -67,11 +74,11 @@ interface Sent {
 }
 function counted(channel: Channel): Sent {
   const sent: Sent = { text: 0, binary: 0 };
-  const c = channel as Channel & { sendBinary(m: Uint8Array): void };
+  const c = channel as Channel & { sendBinary(m: Uint8Array, written?: () => void): void };
   const text = c.send.bind(c);
   const binary = c.sendBinary.bind(c);
   c.send = (m) => (sent.text++, text(m));
-  c.sendBinary = (m) => (sent.binary++, binary(m));
+  c.sendBinary = (m, written) => (sent.binary++, binary(m, written));
   return sent;
 }
 
@@ -105,6 +112,19 @@ ArrayBuffer.prototype.slice = function (this: ArrayBuffer, begin?: number, end?:
   if (copy.byteLength >= BODY_SIZED) bodyAllocations++;
   return copy;
 };
+
+/** Body-sized buffers freed at once (transfer(0): the sandbox frees its answer bodies and chunks once written). */
+let bodiesFreed = 0;
+const transfer = ArrayBuffer.prototype.transfer;
+ArrayBuffer.prototype.transfer = function (this: ArrayBuffer, length?: number) {
+  if (length === 0 && this.byteLength >= BODY_SIZED) bodiesFreed++;
+  return transfer.call(this, length);
+};
+/** The sandbox frees a body once the socket has taken it: a moment after its answer arrived (bounded). */
+async function freedSince(before: number, expected: number): Promise<number> {
+  for (let i = 0; i < 100 && bodiesFreed - before < expected; i++) await new Promise((r) => setTimeout(r, 10));
+  return bodiesFreed - before;
+}
 
 let dir: string;
 let listener: UnixListener;
@@ -164,16 +184,23 @@ async function perRequest(method: string, body: Uint8Array[] | null) {
   // The first request of a code key fetches its bundle and capabilities: not a per-request cost.
   const first = await callSandbox(ingress, target, request(method, body));
   assert.equal(first.status, 200, new TextDecoder().decode(first.body ?? new Uint8Array()));
+  if (first.body) FramePool.giveBack(first.body);
   const before = {
     ingress: { ...ingressSent },
     sandbox: { ...sandboxSent },
     supervisor: supervisorCalls,
     copies: externalCopies(),
     allocations: bodyAllocations,
+    freed: bodiesFreed,
   };
   // One at a time: a frame of each arrives in reads of its own, as under load (where a 64 KiB body spans reads).
   const answers: WireResponse[] = [];
-  for (let i = 0; i < REQUESTS; i++) answers.push(await callSandbox(ingress, target, request(method, body)));
+  for (let i = 0; i < REQUESTS; i++) {
+    const answer = await callSandbox(ingress, target, request(method, body));
+    answers.push({ ...answer, body: answer.body && new Uint8Array(answer.body) });
+    // As ingress does once the client's socket has taken it (forward.ts): a pooled frame's buffer goes back.
+    if (answer.body) FramePool.giveBack(answer.body);
+  }
   for (const a of answers) assert.equal(a.status, 200);
   return {
     ingressText: (ingressSent.text - before.ingress.text) / REQUESTS,
@@ -185,6 +212,8 @@ async function perRequest(method: string, body: Uint8Array[] | null) {
     copies: (externalCopies() - before.copies) / REQUESTS,
     /** Body-sized buffers made (BODY_SIZED). */
     allocations: (bodyAllocations - before.allocations) / REQUESTS,
+    /** Body-sized buffers the sandbox freed at once once written. */
+    freed: (await freedSince(before.freed, method === 'POST' ? 2 * REQUESTS : 0)) / REQUESTS,
     answers,
   };
 }
@@ -194,7 +223,7 @@ test('a plain GET is one frame each way, no capnweb message and no supervisor ro
   assert.equal(new TextDecoder().decode(cost.answers[0]!.body!), 'hello');
   assert.deepEqual(
     { ...cost, answers: undefined },
-    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 0, answers: undefined },
+    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 0, freed: 0, answers: undefined },
   );
 });
 
@@ -205,12 +234,18 @@ test('a 64 KiB body each way is still one frame each way, moves into the isolate
   assert.deepEqual(cost.answers[0]!.body, new Uint8Array(Buffer.concat(pieces)));
   // Body-sized buffers per request: the sandbox copies the request body out of its frame (assembled
   // in the decoder's lent buffer) into a buffer of exactly its bytes, which goes into the isolate as it
-  // is (no slice); ingress copies the response body out of its frame. Not: a joined request body in
-  // ingress, a buffer per assembled frame, a slice in the sandbox.
+  // is (no slice). Not: a joined request body in ingress, a buffer per assembled frame, a slice in the
+  // sandbox, a buffer per response in ingress (its frame is read into a pooled buffer, given back once written).
+  // The sandbox frees its answer's body as soon as the socket has taken it, and the 64 KiB read the
+  // request frame arrived in once the decoder has copied it out (freed: 2), not at a major GC.
   assert.deepEqual(
     { ...cost, answers: undefined },
-    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 2, answers: undefined },
-  );
+    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 1, freed: 2, answers: undefined },
+  ); // In the isolate, per echo: one copy, the Response's of the worker's bytes (the Fetch standard's; the
+  // worker may change its buffer after). Not: a copy of the body the host moved in when the Request is
+  // made, nor of the request's own bytes in arrayBuffer() (both nobody else's).
+  const slices = cost.answers.map((a) => Number(new Map(a.headers).get('x-slices')));
+  for (let i = 1; i < slices.length; i++) assert.equal(slices[i]! - slices[i - 1]!, 1, `body-sized slices in the isolate for request ${i}`);
 });
 
 test('a streamed body whose chunks the worker makes at once leaves the isolate gathered: a chunk frame per 256 KiB, not per chunk', async () => {
@@ -224,6 +259,28 @@ test('a streamed body whose chunks the worker makes at once leaves the isolate g
   for (let i = 0; i < 16; i++) assert.equal(body[i * 64 * 1024], i + 1, `chunk ${i} in its place`);
   // The head, 4 chunk frames of 256 KiB (16 of 64 KiB were the worker's), the end.
   assert.equal(sandboxSent.binary - before, 6);
+});
+
+test("a streamed body's chunk frames are read into ingress's pooled buffers: once given back, a stream allocates none", async () => {
+  const stream = async () => {
+    const r = await callSandbox(ingress, target, request('GET', null, 'http://example.test/stream'));
+    const held: Uint8Array[] = [];
+    for await (const chunk of r.stream!) held.push(chunk);
+    // Every chunk still its own while held: worker chunk n (64 KiB of n) in its place.
+    held.forEach((c, j) => [0, 1, 2, 3].forEach((k) => assert.equal(c[k * 64 * 1024 + 5], 4 * j + k + 1)));
+    // As forward.ts does once the client's socket has taken them (here after the last, so that the first
+    // stream leaves the pool every buffer one stream can have out at once: 4 chunk frames of 256 KiB).
+    for (const chunk of held) FramePool.giveBack(chunk);
+    return held.reduce((n, c) => n + c.byteLength, 0);
+  };
+  await stream();
+  const before = bodyAllocations;
+  const freedBefore = bodiesFreed;
+  assert.equal(await stream(), 16 * 64 * 1024);
+  // Not one buffer of 256 KiB per chunk frame (4 here; 40 for a 10 MiB stream).
+  assert.equal(bodyAllocations - before, 0);
+  // The sandbox frees each chunk it pulled from the isolate once written, not at a major GC.
+  assert.equal(await freedSince(freedBefore, 4), 4);
 });
 
 test("a request's URL is parsed once in the isolate: the worker's new URL(request.url) is the cache's, and a URL seen before is not parsed again", async () => {

@@ -2,6 +2,8 @@
  * A Channel is an ordered, reliable, message-framed pipe between two services: what a transport
  * (Unix socket, NATS) offers to the handshake and then to the RPC session. Messages are text.
  */
+import type { FramePool } from './frames.ts';
+
 export interface Channel {
   /** Queue one message. Throws when the message is longer than `maxMessage` or the channel is closed. */
   send(message: string): void;
@@ -34,14 +36,24 @@ export interface Channel {
  * while no handler is set (before the session began, so before the handshake) closes the channel.
  */
 export interface BinaryChannel extends Channel {
-  /** Queue one binary message, given as parts sent back to back (a body is not copied); throws as `send` does. */
-  sendBinary(message: Uint8Array | readonly Uint8Array[]): void;
+  /**
+   * Queue one binary message, given as parts sent back to back (a body is not copied); throws as `send`
+   * does. `written`, if the transport can tell, is called once the parts are no longer the channel's (a
+   * socket has taken them, or failed): their memory may then be reused or freed. It may never be called.
+   */
+  sendBinary(message: Uint8Array | readonly Uint8Array[], written?: () => void): void;
   /**
    * Binary messages go to `handler` as they arrive, in order. A message is the handler's during the
    * call only unless it is a whole buffer of its own (byteOffset 0, the buffer's full length): what it
    * keeps of any other it copies (fast-frames' decodeFrame does).
    */
   onBinary(handler: (message: Buffer) => void): void;
+  /**
+   * From now on, body-sized binary messages are assembled in this pool's buffers (where the transport
+   * can: a Unix socket's connecting end). decodeFrame reads such a message in place and lends its bytes;
+   * the reader gives them back (FramePool.giveBack) once nothing reads them, and only then is the buffer reused.
+   */
+  framePool?(): FramePool | undefined;
 }
 
 export function carriesBinary(channel: Channel): channel is BinaryChannel {

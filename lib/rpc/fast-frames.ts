@@ -23,6 +23,7 @@
  *   body:     kind u8 (0 none, 1 bytes, 2 streamed); kind 1 is followed by length u32 and the bytes
  */
 import type { CfProperties } from '../../schemas/http.ts';
+import type { FramePool } from './frames.ts';
 
 export const Kind = { Request: 1, Response: 2, Failed: 3, Chunk: 4, End: 5, Credit: 6, Cancel: 7 } as const;
 type KindOf = typeof Kind;
@@ -237,10 +238,13 @@ export const isFrameCopy = (bytes: Uint8Array): boolean => frameCopies.has(bytes
 class Reader {
   readonly #buf: Buffer;
   readonly #own: boolean;
+  /** The pool the frame is in, if it is: its bytes are read in place and lent (FramePool.lend). */
+  readonly #pool: FramePool | undefined;
   #pos = 0;
-  constructor(buf: Buffer) {
+  constructor(buf: Buffer, pool: FramePool | undefined) {
     this.#buf = buf;
-    this.#own = buf.byteOffset === 0 && buf.buffer.byteLength === buf.byteLength;
+    this.#pool = pool?.holds(buf) ? pool : undefined;
+    this.#own = this.#pool !== undefined || (buf.byteOffset === 0 && buf.buffer.byteLength === buf.byteLength);
   }
   #need(n: number, what: string): void {
     if (this.#pos + n > this.#buf.length) throw new FastFrameError(`truncated at ${what}`);
@@ -271,13 +275,18 @@ class Reader {
   /**
    * Bytes of the frame: a view when the frame has its memory to itself, else (a frame the decoder
    * lent, or a view of a larger buffer) a copy in a buffer of exactly its bytes. Code that hands a body's whole `.buffer` on (into an
-   * isolate, say) must never hand on another message with it: at most this frame's own head.
+   * isolate, say) must never hand on another message with it: at most this frame's own head. A pooled
+   * frame's bytes are a view too, lent: its buffer is larger than the frame, and never handed on whole.
    */
   bytes(n: number, what: string): Uint8Array {
     this.#need(n, what);
     const at = this.#pos;
     this.#pos += n;
-    if (this.#own) return new Uint8Array(this.#buf.buffer, this.#buf.byteOffset + at, n);
+    if (this.#own) {
+      const view = new Uint8Array(this.#buf.buffer, this.#buf.byteOffset + at, n);
+      this.#pool?.lend(view);
+      return view;
+    }
     const b = Buffer.allocUnsafeSlow(n);
     this.#buf.copy(b, 0, at, at + n);
     const copy = new Uint8Array(b.buffer, 0, n);
@@ -307,8 +316,9 @@ function readBody(r: Reader): { body: Uint8Array | null; streamed: boolean } {
   return { body: r.bytes(r.u32('body length'), 'body'), streamed: false };
 }
 
-export function decodeFrame(frame: Buffer): FastFrame {
-  const r = new Reader(frame);
+/** `pool`: the channel's FramePool; a frame in it has its bytes read in place and lent, for the caller to give back. */
+export function decodeFrame(frame: Buffer, pool?: FramePool): FastFrame {
+  const r = new Reader(frame, pool);
   const kind = r.u8('kind');
   const id = r.u32('id');
   let out: FastFrame;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BINARY, encodeFrame, FrameDecoder, FrameTooLargeError } from './frames.ts';
+import { BINARY, encodeFrame, FrameDecoder, FramePool, FrameTooLargeError } from './frames.ts';
 
 function binaryFrame(bytes: Buffer): Buffer {
   const header = Buffer.alloc(4);
@@ -98,6 +98,39 @@ test('a binary frame assembled from reads is lent: never the whole of its buffer
   assert.deepEqual([first!.length, first!.indexOf(2)], [65_536, -1]);
   const [second] = decoder.push(two.subarray(70_000)) as Buffer[];
   assert.deepEqual([second!.length, second!.indexOf(1)], [65_536, -1]);
+});
+
+test('with a pool, a body-sized binary frame is read into a pooled buffer, reused only once its one lent view is given back', () => {
+  const decoder = new FrameDecoder(4 * 1024 * 1024);
+  decoder.pool = new FramePool();
+  const bodies = [40_000, 40_000, 60_000, 1000, 300_000].map((n, i) => Buffer.alloc(n, i + 1));
+  const wire = Buffer.concat(bodies.map(binaryFrame));
+  // In reads of one reused buffer, frames whole in a read and frames spanning reads alike.
+  const shared = Buffer.alloc(50_000);
+  const out: Buffer[] = [];
+  for (let at = 0; at < wire.length; at += shared.length) {
+    const n = wire.copy(shared, 0, at, at + shared.length);
+    out.push(...(decoder.push(shared.subarray(0, n), true) as Buffer[]));
+    shared.fill(0xee);
+  }
+  const [a, b, c, small, large] = out as [Buffer, Buffer, Buffer, Buffer, Buffer];
+  out.forEach((f, i) => assert.deepEqual(f, bodies[i], `frame ${i} intact while held`));
+  for (const f of [a, b, c]) assert.ok(decoder.pool.holds(f), 'body-sized: pooled');
+  for (const f of [small, large]) assert.ok(!decoder.pool.holds(f), 'under or over the size classes: a buffer of its own');
+  assert.equal(new Set([a.buffer, b.buffer, c.buffer]).size, 3, 'frames held at once never share a buffer');
+
+  // What a reader keeps of a frame is one view, lent; giving it back (once) frees the buffer for the next frame of its size class.
+  const view = new Uint8Array(a.buffer, a.byteOffset, a.length);
+  decoder.pool.lend(view);
+  FramePool.giveBack(view);
+  FramePool.giveBack(view); // a second give-back of the same view is nothing
+  FramePool.giveBack(new Uint8Array(b.buffer, b.byteOffset, b.length)); // nor is a view never lent
+  const again = decoder.push(binaryFrame(Buffer.alloc(40_000, 9)), true) as Buffer[];
+  const twice = decoder.push(binaryFrame(Buffer.alloc(40_000, 10)), true) as Buffer[];
+  assert.equal(again[0]!.buffer, a.buffer, 'the given-back buffer carries the next frame');
+  assert.notEqual(twice[0]!.buffer, a.buffer, 'given back twice, it is still lent out only once');
+  assert.notEqual(twice[0]!.buffer, b.buffer, 'a buffer whose frame was never given back is not reused');
+  assert.deepEqual(b, bodies[1]);
 });
 
 test('a header over the limit is refused as soon as its 4 bytes arrive', () => {

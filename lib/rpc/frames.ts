@@ -45,6 +45,66 @@ const ASSEMBLE_IN_PLACE = 1024 * 1024;
  */
 const LENT = 256 * 1024;
 
+/** Room for a frame's head above a size class of FramePool (a 64 KiB body's response frame fits 64 KiB + 1 KiB). */
+const HEAD_ROOM = 1024;
+/** FramePool's size classes: a frame goes in the smallest that holds it, so a buffer lent is at most about twice its frame. */
+const POOL_CLASSES = [32 * 1024, 64 * 1024, 128 * 1024, 256 * 1024].map((n) => n + HEAD_ROOM);
+/** Free buffers a pool keeps per size class (at most ~4 MiB in all); past that, given-back buffers are left to the GC. */
+const POOL_KEEP = 8;
+
+/** The pool and the buffer behind bytes read from a pooled frame, until they are given back (once). */
+const lentViews = new WeakMap<Uint8Array, { pool: FramePool; buffer: Buffer }>();
+
+/**
+ * Buffers for the binary frames of one connection whose bytes a reader keeps only until it has written
+ * them on (ingress: a response body or streamed chunk, written to the client). A body-sized frame is
+ * assembled in one of them instead of a new buffer each time (each a major GC's work once garbage:
+ * a 10 MiB stream was 40 of 256 KiB). The reader marks the bytes it keeps (lend) and gives them back
+ * (giveBack) once nothing reads them any more — for ingress, when the client socket has taken them —
+ * and only then may the buffer carry another frame. Bytes never given back are the GC's, as before.
+ */
+export class FramePool {
+  readonly #free: Buffer[][] = POOL_CLASSES.map(() => []);
+  /** Pooled buffers, by their memory: a frame in one of them is read in place (holds). */
+  readonly #mine = new WeakSet<ArrayBuffer>();
+
+  /** A buffer of `length` bytes from the pool, or undefined if no size class fits it. */
+  take(length: number): Buffer | undefined {
+    const at = POOL_CLASSES.findIndex((size) => length <= size);
+    if (length < POOL_CLASSES[0]! - HEAD_ROOM || at < 0) return undefined;
+    let buffer = this.#free[at]!.pop();
+    if (!buffer) {
+      buffer = Buffer.allocUnsafeSlow(POOL_CLASSES[at]!);
+      this.#mine.add(buffer.buffer as ArrayBuffer);
+    }
+    return buffer.subarray(0, length);
+  }
+
+  /** Whether `frame` is in one of this pool's buffers. */
+  holds(frame: Uint8Array): boolean {
+    return this.#mine.has(frame.buffer as ArrayBuffer);
+  }
+
+  /** `view`, bytes of a frame in one of this pool's buffers, is what a reader keeps of it: the one view giveBack() takes. */
+  lend(view: Uint8Array): void {
+    const buffer = Buffer.from(view.buffer as ArrayBuffer);
+    if (!this.#mine.has(buffer.buffer)) throw new Error('lend: not a pooled frame');
+    lentViews.set(view, { pool: this, buffer });
+  }
+
+  /**
+   * Nothing reads `view` any more (it was written on): if it is a pooled frame's lent bytes, their buffer
+   * may carry another frame. A view is given back once; giving back anything else does nothing.
+   */
+  static giveBack(view: Uint8Array): void {
+    const lent = lentViews.get(view);
+    if (!lent) return;
+    lentViews.delete(view);
+    const free = lent.pool.#free[POOL_CLASSES.indexOf(lent.buffer.length)];
+    if (free && free.length < POOL_KEEP) free.push(lent.buffer);
+  }
+}
+
 export class FrameDecoder {
   readonly #header = Buffer.alloc(4);
   #headerFilled = 0;
@@ -60,13 +120,16 @@ export class FrameDecoder {
   #lentBusy = false;
   /** May be raised between pushes (a channel's limit grows once its peer has authenticated). */
   maxFrame: number;
+  /** Where body-sized binary frames are assembled when the channel's reader gives their bytes back (FramePool). */
+  pool: FramePool | undefined;
   constructor(maxFrame: number) {
     this.maxFrame = maxFrame;
   }
 
   /**
    * Feed bytes; returns the complete frames they finish (binary ones as Buffers of their own memory,
-   * or lent: a view of the decoder's assembly buffer, valid until the next push — never the whole of it).
+   * or lent: a view of the decoder's assembly buffer, valid until the next push — never the whole of it;
+   * or, with a pool, a view of a pooled buffer, the reader's until it gives it back).
    * `reused`: `data` is overwritten after this call (a socket reading into one buffer), so nothing
    * of it is kept but copies. Throws FrameTooLargeError on an oversized header.
    */
@@ -92,12 +155,14 @@ export class FrameDecoder {
         if (data.length - at >= length) {
           // The whole body is in this read: a binary one is copied out (it must not share the read's
           // memory: its bytes may be handed on whole), a text one decoded straight from it.
-          out.push(this.#binary ? copyOf(data, at, length) : data.toString('utf8', at, at + length));
+          out.push(this.#binary ? this.#copyOf(data, at, length) : data.toString('utf8', at, at + length));
           at += length;
           this.#need = -1;
           continue;
         }
-        if (this.#binary && length < LENT && !this.#lentBusy) {
+        const pooled = this.#binary ? this.pool?.take(length) : undefined;
+        if (pooled) this.#frame = pooled;
+        else if (this.#binary && length < LENT && !this.#lentBusy) {
           this.#lent ??= Buffer.allocUnsafeSlow(LENT + 1);
           this.#lentBusy = true;
           this.#frame = this.#lent.subarray(0, length);
@@ -115,9 +180,23 @@ export class FrameDecoder {
       this.#need = -1;
       // Joined pieces are a buffer of their own only when more than the pool's half (Buffer.concat pools small ones).
       const own = body.byteOffset === 0 && body.buffer.byteLength === body.length;
-      out.push(this.#binary ? (own || body.buffer === this.#lent?.buffer ? body : copyOf(body, 0, body.length)) : body.toString('utf8'));
+      const kept = own || body.buffer === this.#lent?.buffer || this.pool?.holds(body);
+      out.push(this.#binary ? (kept ? body : copyOf(body, 0, body.length)) : body.toString('utf8'));
     }
     return out;
+  }
+
+  /** Whether the decoder keeps views of the reads it was given (the pieces of a frame over ASSEMBLE_IN_PLACE): it copies everything else. */
+  get keepsReads(): boolean {
+    return this.#pieces.length > 0;
+  }
+
+  /** A binary frame's bytes out of a read, in a pooled buffer or one of their own. */
+  #copyOf(data: Buffer, at: number, n: number): Buffer {
+    const pooled = this.pool?.take(n);
+    if (!pooled) return copyOf(data, at, n);
+    data.copy(pooled, 0, at, at + n);
+    return pooled;
   }
 }
 

@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { ChannelClosedError, Inbox, MAX_HANDSHAKE_MESSAGE, type BinaryChannel, type Channel } from './channel.ts';
-import { BINARY, encodeFrame, FrameDecoder, FrameTooLargeError } from './frames.ts';
+import { BINARY, encodeFrame, FrameDecoder, FramePool, FrameTooLargeError } from './frames.ts';
 
 /** Messages queued unread before we stop reading the socket (back-pressure on the peer). */
 const HIGH_WATER = 64;
@@ -56,6 +56,12 @@ export class SocketChannel implements BinaryChannel {
       this.close(e as Error);
       return;
     }
+    // A read in a buffer of its own (the accepting end: net gives each its own ArrayBuffer) that nothing
+    // kept, the decoder having copied out what it keeps: freed now rather than at a major collection (a
+    // 64 KiB body arrives in a read or two). Detached, it would read as 0 bytes, never as other bytes.
+    if (!this.#reused && !this.#decoder.keepsReads && data.byteOffset === 0 && data.buffer.byteLength === data.length) {
+      (data.buffer as ArrayBuffer).transfer(0);
+    }
     if (this.#inbox.backlog > HIGH_WATER && !this.#paused) {
       this.#paused = true;
       this.#socket.pause();
@@ -78,7 +84,7 @@ export class SocketChannel implements BinaryChannel {
     this.#socket.write(encodeFrame(message, this.maxMessage));
   }
 
-  sendBinary(message: Uint8Array | readonly Uint8Array[]): void {
+  sendBinary(message: Uint8Array | readonly Uint8Array[], written?: () => void): void {
     if (this.#closeReason) throw this.#closeReason;
     const parts = message instanceof Uint8Array ? [message] : message;
     let length = 0;
@@ -88,11 +94,23 @@ export class SocketChannel implements BinaryChannel {
     const header = Buffer.allocUnsafe(4);
     header.writeUInt32BE((BINARY | length) >>> 0, 0);
     this.#socket.write(header);
-    for (const p of parts) this.#socket.write(p);
+    // The socket writes in order: the last part's callback comes after every part is written (or failed).
+    for (let i = 0; i < parts.length; i++) this.#socket.write(parts[i]!, i === parts.length - 1 ? written : undefined);
   }
 
   onBinary(handler: (message: Buffer) => void): void {
     this.#binary = handler;
+  }
+
+  /**
+   * Only where the socket reads into one buffer (the connecting end): there every frame is copied out
+   * of the read anyway, and a pool spares the allocation. Elsewhere a read's buffer is its own, and the
+   * pool is not offered (undefined).
+   */
+  framePool(): FramePool | undefined {
+    if (!this.#reused) return undefined;
+    this.#decoder.pool ??= new FramePool();
+    return this.#decoder.pool;
   }
 
   /**

@@ -8,6 +8,7 @@
  */
 import { carriesBinary, type BinaryChannel } from '../../lib/rpc/channel.ts';
 import { decodeFrame, encodeCancel, encodeCredit, encodeRequest, INITIAL_CREDIT, Kind, type FastResponse } from '../../lib/rpc/fast-frames.ts';
+import type { FramePool } from '../../lib/rpc/frames.ts';
 import type { MeshSession } from '../../lib/rpc/index.ts';
 import type { SandboxApi } from '../../schemas/services.ts';
 import { activeTraceparent } from '../../lib/rpc/trace.ts';
@@ -38,6 +39,8 @@ export class FastLink {
   }
 
   readonly #channel: BinaryChannel;
+  /** Where body-sized answers are read (their bodies are given back once written to the client: forward.ts). */
+  readonly #pool: FramePool | undefined;
   readonly #pending = new Map<number, { resolve: (r: WireResponse) => void; reject: (e: Error) => void }>();
   readonly #streams = new Map<number, Incoming>();
   #next = 0;
@@ -45,6 +48,7 @@ export class FastLink {
 
   private constructor(channel: BinaryChannel, closed: Promise<Error>) {
     this.#channel = channel;
+    this.#pool = channel.framePool?.();
     channel.onBinary((bytes) => this.#receive(bytes));
     void closed.then((reason) => {
       this.#closed = reason;
@@ -81,7 +85,7 @@ export class FastLink {
   }
 
   #receive(bytes: Buffer): void {
-    const frame = decodeFrame(bytes);
+    const frame = decodeFrame(bytes, this.#pool);
     switch (frame.kind) {
       case Kind.Response:
         return this.#answered(frame);

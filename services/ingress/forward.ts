@@ -6,6 +6,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { CordonError } from '../../lib/errors.ts';
+import { FramePool } from '../../lib/rpc/frames.ts';
 import { MAX_BODY, WireResponse, type CfProperties, type WireRequest } from '../../schemas/http.ts';
 
 const HOP_BY_HOP = new Set([
@@ -196,7 +197,8 @@ export async function writeWireResponse(res: ServerResponse, response: WireRespo
   // A small body goes as a latin1 string, byte for byte: Node then sends the head and the body as one
   // string in one write (as a bare server answering a string does), not a write of two parts.
   if (body.byteLength <= STRING_BODY) return void res.end(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('latin1'), 'latin1');
-  res.end(body);
+  // The body may be a pooled frame's (fast-link.ts): its buffer goes back once the socket has taken it.
+  res.end(body, () => FramePool.giveBack(body));
 }
 
 /**
@@ -225,7 +227,8 @@ async function streamOut(
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      if (!res.write(value)) await drained(res);
+      // A pooled frame's chunk goes back once the socket has taken it (the write's callback), never before.
+      if (!res.write(value, () => FramePool.giveBack(value))) await drained(res);
     }
     res.end();
   } catch {

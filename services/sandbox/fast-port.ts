@@ -24,13 +24,15 @@ import { parseTraceparent } from '../../lib/rpc/trace.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { WireResponse } from '../../schemas/http.ts';
 import type { SandboxPort } from './port.ts';
+import { freeSole } from './runtime/sole-bytes.ts';
 
 interface Outgoing {
   reader: ReadableStreamDefaultReader<Uint8Array>;
   /** Bytes ingress will still take. */
   credit: number;
-  /** What is left of the chunk being sent. */
+  /** What is left of the chunk being sent, and the whole of it (freed once its last piece is written). */
   rest: Uint8Array | undefined;
+  chunk: Uint8Array | undefined;
   pumping: boolean;
   done(): void;
 }
@@ -71,8 +73,8 @@ export function serveFastPath(session: MeshSession<any>, port: SandboxPort, log:
     streams.clear();
   });
 
-  const send = (bytes: Uint8Array | Uint8Array[]) => {
-    if (!channel.closed) channel.sendBinary(bytes);
+  const send = (bytes: Uint8Array | Uint8Array[], written?: () => void) => {
+    if (!channel.closed) channel.sendBinary(bytes, written);
   };
 
   async function run(frame: FastRequest): Promise<void> {
@@ -95,7 +97,9 @@ export function serveFastPath(session: MeshSession<any>, port: SandboxPort, log:
     }
     const { status, statusText, headers, body, stream } = response;
     try {
-      send(encodeResponse({ id: frame.id, status, statusText, headers, body: stream ? null : body, streamed: stream !== undefined }));
+      // The runtime's own answer body is freed as soon as the socket has taken it (sole-bytes.ts).
+      const written = body && !stream ? () => freeSole(body) : undefined;
+      send(encodeResponse({ id: frame.id, status, statusText, headers, body: stream ? null : body, streamed: stream !== undefined }), written);
     } catch (e) {
       // An answer the frame cannot carry (a string past its length field, a message past the limit):
       // this call fails, as capnweb's does for a message over the limit, and nothing else.
@@ -104,7 +108,7 @@ export function serveFastPath(session: MeshSession<any>, port: SandboxPort, log:
       return send(encodeFailed(frame.id, `the response cannot be sent: ${(e as Error).message}`));
     }
     if (!stream) return done();
-    const s: Outgoing = { reader: stream.getReader(), credit: INITIAL_CREDIT, rest: undefined, pumping: false, done };
+    const s: Outgoing = { reader: stream.getReader(), credit: INITIAL_CREDIT, rest: undefined, chunk: undefined, pumping: false, done };
     streams.set(frame.id, s);
     await pump(frame.id, s);
   }
@@ -124,12 +128,15 @@ export function serveFastPath(session: MeshSession<any>, port: SandboxPort, log:
             return send(encodeEnd(id, true));
           }
           if (!value.byteLength) continue;
-          s.rest = value;
+          s.rest = s.chunk = value;
         }
         const n = Math.min(s.rest.byteLength, s.credit, MAX_CHUNK);
-        send(encodeChunk(id, s.rest.subarray(0, n)));
+        const last = n === s.rest.byteLength;
+        // A chunk the runtime made is freed once its last piece is written (sole-bytes.ts).
+        const chunk = s.chunk!;
+        send(encodeChunk(id, s.rest.subarray(0, n)), last ? () => freeSole(chunk) : undefined);
         s.credit -= n;
-        s.rest = n < s.rest.byteLength ? s.rest.subarray(n) : undefined;
+        s.rest = last ? undefined : s.rest.subarray(n);
       }
     } catch (e) {
       if (streams.get(id) !== s) return;

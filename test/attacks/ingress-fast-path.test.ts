@@ -11,6 +11,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { createConnection } from 'node:net';
+import { request as httpRequest } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startTestMesh, sandboxNodes, waitFor, type TestMesh } from '../helpers/mesh.ts';
 import { connectUnixSession, Keyring, loadMeshSecret, type MeshSession } from '../../lib/rpc/index.ts';
 import type { BinaryChannel } from '../../lib/rpc/channel.ts';
@@ -24,6 +28,25 @@ import type { WireRequest } from '../../schemas/http.ts';
 const SEED = process.env.CORDON_FUZZ_SEED ? Number(process.env.CORDON_FUZZ_SEED) : randomInt(2 ** 31);
 /** Sessions of fuzzed frames, each ended by the sandbox or left after its frames: bounded in count. */
 const FUZZ_SESSIONS = 12;
+
+/**
+ * A worker streaming `chunks` chunks of 64 KiB (at most 255) that say whose they are in every 4 bytes:
+ * the tag from the URL, the chunk's number and the word's place, so that a byte from another response shows.
+ */
+const TAGGED_STREAM = `export default { fetch(request) {
+  const params = new URL(request.url).searchParams;
+  const tag = Number(params.get('tag'));
+  const chunks = Math.min(255, Number(params.get('chunks') ?? 16));
+  let n = 0;
+  return new Response(new ReadableStream({ pull(c) {
+    if (n === chunks) return c.close();
+    const chunk = new Uint8Array(64 * 1024);
+    const view = new DataView(chunk.buffer);
+    for (let at = 0; at < chunk.length; at += 4) view.setUint32(at, ((tag << 24) | (n << 16) | (at >> 2)) >>> 0);
+    n++;
+    c.enqueue(chunk);
+  } }));
+} };`;
 
 const forged = { workerId: 'bystander/hello', version: 'a'.repeat(64), codeKey: 'A'.repeat(43) };
 const wire = (over: Partial<WireRequest> = {}): WireRequest => ({
@@ -84,6 +107,26 @@ describe('the fast path into a sandbox, against a hostile peer', () => {
       ]);
       assert.equal(e.code, 0, e.stderr);
       await waitFor(tenant, async () => (await fetch(`${mesh.httpUrl}/${tenant}/echo`, { method: 'POST', body: 'x' })).status === 200 || undefined);
+      const dir = mkdtempSync(join(tmpdir(), 'cordon-tagged-'));
+      try {
+        writeFileSync(join(dir, 'tagged.js'), TAGGED_STREAM);
+        const t = await mesh.cli([
+          'deploy',
+          join(dir, 'tagged.js'),
+          '--name',
+          'tagged',
+          '--tenant',
+          tenant,
+          '--cordon',
+          'standard',
+          '--route',
+          `*/${tenant}-tagged*`,
+        ]);
+        assert.equal(t.code, 0, t.stderr);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      await waitFor(`${tenant}'s stream`, async () => (await fetch(`${mesh.httpUrl}/${tenant}-tagged?tag=0`)).status === 200 || undefined);
     }
     sandboxPid = sandboxNodes(mesh).get('standard')!;
     assert.ok(sandboxPid);
@@ -173,6 +216,61 @@ describe('the fast path into a sandbox, against a hostile peer', () => {
       );
       await Promise.all(calls);
     }
+    await bystanderOk();
+  });
+
+  test('streamed bodies of two tenants in flight at once, one stalled by its client, each come back byte for byte (ingress reuses the buffers of chunk frames once written)', async () => {
+    // Two streams of 12 MiB whose clients stop reading for a while: the loopback socket's buffers fill,
+    // and the chunks ingress has not yet handed to the socket stay lent out of its pool. Meanwhile 12
+    // streams of 1 MiB and 64 KiB echo bodies of both tenants are written (their frames' buffers given
+    // back and reused). Every response is checked word by word for bytes not its own.
+    const read = (tenant: number, tag: number, chunks: number, stallMs: number) =>
+      new Promise<void>((resolve, reject) => {
+        httpRequest(`${mesh.httpUrl}/${tenant ? 'tenant-b' : 'tenant-a'}-tagged?tag=${tag}&chunks=${chunks}`, (res) => {
+          const got: Buffer[] = [];
+          let stalled = false;
+          res.on('data', (d: Buffer) => {
+            got.push(d);
+            if (stallMs && !stalled) {
+              stalled = true;
+              res.pause();
+              setTimeout(() => res.resume(), stallMs);
+            }
+          });
+          res.on('error', reject);
+          res.on('end', () => {
+            try {
+              assert.equal(res.statusCode, 200);
+              const body = Buffer.concat(got);
+              assert.equal(body.length, chunks * 64 * 1024, `stream ${tag}: its length`);
+              for (let at = 0; at < body.length; at += 4) {
+                const word = body.readUInt32BE(at);
+                const want = ((tag << 24) | ((at >> 16) << 16) | ((at & 0xffff) >> 2)) >>> 0;
+                if (word !== want)
+                  assert.fail(`stream ${tag}: at byte ${at}, ${word.toString(16)} where ${want.toString(16)} belongs (stream ${word >>> 24}'s)`);
+              }
+              resolve();
+            } catch (e) {
+              reject(e);
+            }
+          });
+        })
+          .on('error', reject)
+          .end();
+      });
+    const echo = async (tenant: number, i: number) => {
+      const sent = Buffer.alloc(65_536);
+      for (let at = 0; at < sent.length; at += 4) sent.writeUInt32BE((((0xf0 | tenant) << 24) | (i << 16) | (at >> 2)) >>> 0, at);
+      const r = await fetch(`${mesh.httpUrl}/${tenant ? 'tenant-b' : 'tenant-a'}/echo`, { method: 'POST', body: sent });
+      assert.ok(Buffer.from(await r.arrayBuffer()).equals(sent), `tenant ${tenant} echo ${i}: not its own bytes`);
+    };
+    const stalled = [read(0, 1, 192, 1500), read(1, 2, 192, 1500)];
+    await new Promise((r) => setTimeout(r, 300)); // the stalled streams have filled the sockets' buffers
+    const others = [0, 1].flatMap((tenant) => [
+      ...Array.from({ length: 6 }, (_, i) => read(tenant, 16 + tenant * 8 + i, 16, 0)),
+      ...Array.from({ length: 10 }, (_, i) => echo(tenant, i)),
+    ]);
+    await Promise.all([...stalled, ...others]);
     await bystanderOk();
   });
 

@@ -27,6 +27,7 @@ import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts'
 import { MAX_HEAD, readResponse, type ObjectSocketRef } from './read-response.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { isFrameCopy } from '../../../lib/rpc/fast-frames.ts';
+import { soleBytes } from './sole-bytes.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { installDynamicImport, linkWorker, ModuleError, shipBinaryModules, usesDynamicImport } from './modules.ts';
 import { fromMessage, toMessage, type WireMessage } from './bootstrap/wire-codec.ts';
@@ -1036,7 +1037,7 @@ export class WorkerInstance {
             total += chunk.byteLength;
             if (total > MAX_STREAMED_BODY)
               throw new WorkerError(500, `worker response body exceeds the ${MAX_STREAMED_BODY / MiB} MiB limit for streamed bodies`);
-            controller.enqueue(new Uint8Array(chunk));
+            controller.enqueue(soleBytes(chunk));
           } catch (e) {
             if (finished) return; // cancelled meanwhile: the failure of a pull nobody waits for is no worker exception
             const err = this.#fail(e);

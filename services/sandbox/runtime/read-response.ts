@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { Headers as WireHeaders, MAX_BODY, StatusText, type WireResponse } from '../../../schemas/http.ts';
 import { SocketId } from '../../../schemas/durable-objects.ts';
 import { tenantStack, WorkerError } from './errors.ts';
+import { soleBytes } from './sole-bytes.ts';
 
 /** Serialised status line and headers; more is refused inside the isolate. */
 export const MAX_HEAD = 256 * 1024;
@@ -68,7 +69,7 @@ function parse([head, out]: [string, ArrayBuffer | null]): ReadResponse {
     status: parsed.data.status,
     statusText: parsed.data.statusText,
     headers: parsed.data.headers,
-    body: out && !nullBody ? new Uint8Array(out) : null,
+    body: out && !nullBody ? soleBytes(out) : null,
   };
   const ws = parsed.data.webSocket;
   if (ws === undefined) return response;

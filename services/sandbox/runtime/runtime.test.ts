@@ -53,6 +53,40 @@ test('bodies are bytes both ways: every byte value survives', async () => {
   );
 });
 
+test("a body's bytes handed on uncopied stay each holder's own: clones, a buffer the worker changes, a response read after it is returned", async () => {
+  // arrayBuffer() and the response's way out hand a body's own buffer on rather than copy it; what
+  // shares it (a clone, the worker holding it, the answer already on its way) must not see changes.
+  const body = new Uint8Array(70_000).map((_, i) => i % 251);
+  const { res, logs } = await run(
+    worker(`export default { async fetch(req, env, ctx) {
+      const copy = req.clone();
+      const mine = new Uint8Array(await req.arrayBuffer());
+      mine.fill(1);
+      const theirs = new Uint8Array(await copy.arrayBuffer());
+      const again = await req.arrayBuffer().then(() => 'read twice', (e) => e.name);
+      const out = new Response(theirs);
+      theirs.fill(2);
+      const twin = out.clone();
+      const read = new Uint8Array(await twin.arrayBuffer());
+      read.fill(3);
+      ctx.waitUntil(out.arrayBuffer().then((b) => { new Uint8Array(b).fill(4); console.log('after', new Uint8Array(b)[0]); }));
+      out.headers.set('x-seen', [mine[0], theirs[0], read[0], again].join(','));
+      return out;
+    } }`),
+    { ...GET, method: 'POST', body },
+  );
+  assert.equal(res!.status, 200);
+  assert.deepEqual(res!.body, body, "the worker's changes to buffers it was given reach no other holder");
+  assert.deepEqual(
+    res!.headers.find(([k]) => k === 'x-seen'),
+    ['x-seen', '1,2,3,TypeError'],
+  );
+  assert.deepEqual(
+    logs.map((l) => l.message),
+    ['after 4'],
+  );
+});
+
 test('status text and header values as the Fetch standard has them: a TypeError the worker can catch', async () => {
   const { res } = await run(
     worker(`export default { fetch() {

@@ -13,10 +13,48 @@ import { decodeForm, encodeMultipart, FormData } from './form-data.ts';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const U8 = Uint8Array;
+const apply = Reflect.apply;
+const abByteLength = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength')!.get!;
+const TypedArrayProto = Object.getPrototypeOf(U8.prototype) as object;
+const taGetter = (name: string) => Object.getOwnPropertyDescriptor(TypedArrayProto, name)!.get!;
+const taBuffer = taGetter('buffer');
+const taByteOffset = taGetter('byteOffset');
+const taByteLength = taGetter('byteLength');
+const weakSetAdd = WeakSet.prototype.add;
+const weakSetDelete = WeakSet.prototype.delete;
+
+/**
+ * Bytes the runtime made and hands straight to a Request or Response it builds (handOver): nobody
+ * else holds them, so the body keeps them as they are instead of copying them as a tenant's bytes are.
+ */
+const handedOver = new WeakSet<Uint8Array>();
+
+/** `bytes` (the whole of a buffer only the runtime holds, such as a request body the host moved in) become the next body's own, uncopied. */
+export function handOver(bytes: Uint8Array): Uint8Array {
+  apply(weakSetAdd, handedOver, [bytes]);
+  return bytes;
+}
+
+/**
+ * Whether `bytes` is the whole of its ArrayBuffer (not a SharedArrayBuffer: the brand check throws),
+ * so that handing on the buffer hands on exactly these bytes.
+ */
+function whole(bytes: Uint8Array): boolean {
+  try {
+    if (apply(taByteOffset, bytes, []) !== 0) return false;
+    return apply(taByteLength, bytes, []) === apply(abByteLength, apply(taBuffer, bytes, []), []);
+  } catch {
+    return false;
+  }
+}
 
 export type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams | Blob | FormData | ReadableStream<Uint8Array> | null | undefined;
 
-type Source = { bytes: Uint8Array } | { stream: ReadableStream<Uint8Array> } | null;
+/**
+ * A body's bytes or stream. `own`: the bytes are a copy nobody else holds (every BodyInit is copied in,
+ * or handed over by the runtime), so the body may hand their buffer on once rather than copy it again.
+ */
+type Source = { bytes: Uint8Array; own: boolean } | { stream: ReadableStream<Uint8Array> } | null;
 
 /** A web-streams-polyfill stream's "disturbed" flag (read from or cancelled), which the standard keeps internal. */
 function disturbed(stream: ReadableStream<Uint8Array>): boolean {
@@ -29,7 +67,7 @@ export function toSource(body: BodyInit, headers: Headers): Source {
     return { stream: body };
   }
   const bytes = toBytes(body, headers);
-  return bytes === null ? null : { bytes };
+  return bytes === null ? null : { bytes, own: true };
 }
 
 function toBytes(body: Exclude<BodyInit, ReadableStream>, headers: Headers): Uint8Array | null {
@@ -52,6 +90,7 @@ function toBytes(body: Exclude<BodyInit, ReadableStream>, headers: Headers): Uin
     return bytes;
   }
   if (body instanceof ArrayBuffer) return new U8(body.slice(0));
+  if (body instanceof U8 && apply(weakSetDelete, handedOver, [body])) return body;
   if (ArrayBuffer.isView(body)) return new U8(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer);
   const s = String(body);
   if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
@@ -84,8 +123,11 @@ export abstract class Body {
   #bytes: Uint8Array | null;
   #stream: ReadableStream<Uint8Array> | null;
   #used = false;
+  /** #bytes is nobody else's (Source's `own`): arrayBuffer() or the response's way out may take its buffer, once. */
+  #own: boolean;
   constructor(source: Source) {
     this.#bytes = source && 'bytes' in source ? source.bytes : null;
+    this.#own = source !== null && 'bytes' in source && source.own;
     this.#stream = source && 'stream' in source ? source.stream : null;
   }
   /** Fetch: a body is used once its stream is disturbed; a null body never is. */
@@ -104,6 +146,7 @@ export abstract class Body {
         },
       }) as ReadableStream<Uint8Array>;
       this.#bytes = null; // from now on the stream is the body: reading it uses it
+      this.#own = false;
       // Consumed through the bytes path: the stream is as a full read leaves it, disturbed and locked.
       if (this.#used) void this.#stream.getReader().read();
     }
@@ -118,6 +161,12 @@ export abstract class Body {
   }
   async arrayBuffer(): Promise<ArrayBuffer> {
     const b = await this.#consume();
+    // Bytes nobody else holds are handed over as they are, not copied (a 64 KiB echo copied them twice
+    // more); the body keeps them, no longer its own, so nothing else hands them on.
+    if (this.#own && b === this.#bytes && whole(b)) {
+      this.#own = false;
+      return apply(taBuffer, b, []) as ArrayBuffer;
+    }
     return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
   }
   async bytes(): Promise<Uint8Array> {
@@ -139,7 +188,9 @@ export abstract class Body {
   }
   /** The body as a source for a copy: bytes shared, or one branch of the stream (the other stays here). */
   static fork(b: Body): Source {
-    if (b.#bytes !== null) return { bytes: b.#bytes };
+    // The bytes are shared from now on: neither body may hand their buffer on.
+    b.#own = false;
+    if (b.#bytes !== null) return { bytes: b.#bytes, own: false };
     if (b.#stream === null) return null;
     const [mine, theirs] = b.#stream.tee();
     b.#stream = mine;
@@ -149,6 +200,7 @@ export abstract class Body {
   static adopt(b: Body, source: Source): void {
     b.#bytes = source && 'bytes' in source ? source.bytes : null;
     b.#stream = source && 'stream' in source ? source.stream : null;
+    b.#own = source !== null && 'bytes' in source && source.own;
   }
   /** Brand check for the runtime: throws unless `b` is a real Request or Response. */
   static check(b: Body): void {
@@ -159,6 +211,15 @@ export abstract class Body {
     if (b.#bytes !== null || b.#stream === null || b.bodyUsed || b.#stream.locked) return null;
     b.#used = true;
     return b.#stream;
+  }
+  /**
+   * For the runtime, after read(): whether `bytes` are this body's own and the whole of their buffer, which
+   * may then be handed on as it is. They stop being its own: the body is shared with what took them.
+   */
+  static takeOwn(b: Body, bytes: Uint8Array): boolean {
+    if (!b.#own || b.#bytes !== bytes || !whole(bytes)) return false;
+    b.#own = false;
+    return true;
   }
   /** The whole body as bytes for the runtime (a stream is read to its end, at most `max` bytes; the body is used then). */
   static async read(b: Body, max = Infinity): Promise<Uint8Array | null> {

@@ -3,7 +3,7 @@
  * workflow runs and cron events, and to end them. index.ts takes the host's callbacks and installs the
  * APIs; this builds what the entry object calls, over the shared request state (request-state.ts).
  */
-import { Request, Response } from './fetch-api.ts';
+import { handOver, Request, Response } from './fetch-api.ts';
 import { resetClock, setClock } from './clock.ts';
 import { compileShipped } from './lockdown.ts';
 import { WebSocket } from './websocket.ts';
@@ -283,7 +283,7 @@ export function makeRequestPath({
     const request = new Request(meta.url, {
       method: meta.method,
       headers: meta.headers,
-      body: meta.streamed ? hostBody(bodyRef, seq) : body === null ? null : new U8(body),
+      body: meta.streamed ? hostBody(bodyRef, seq) : body === null ? null : handOver(new U8(body)),
     });
     // What the edge knows of the connection (ingress), read-only as in Workers; a spare's rehearsal has none.
     if (meta.cf !== undefined) defineProperty(request, 'cf', { value: freeze(meta.cf), enumerable: true });

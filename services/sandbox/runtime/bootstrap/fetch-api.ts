@@ -11,7 +11,7 @@ import { URL, URLSearchParams } from 'whatwg-url';
 export { Headers, type HeadersInit } from './headers.ts';
 export { Blob, File } from './blob.ts';
 export { FormData } from './form-data.ts';
-export { Body, type BodyInit } from './body.ts';
+export { Body, handOver, type BodyInit } from './body.ts';
 export { Request, type RequestInit } from './request.ts';
 export { Response, type ResponseInit } from './response.ts';
 export { URL, URLSearchParams };

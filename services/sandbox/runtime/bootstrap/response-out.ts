@@ -22,6 +22,7 @@ const promiseThen = Promise.prototype.then;
 const MathMin = Math.min;
 const checkBody = Body.check;
 const readBody = Body.read;
+const takeOwn = Body.takeOwn;
 const takeStream = Body.takeStream;
 const rawHeaders = Headers.raw;
 const StringCtor = String;
@@ -101,6 +102,9 @@ export async function serialize(response: unknown, seq: number, limits: Limits):
       outgoing.set(seq, pieces(bytes, length, limits.maxBody));
       return ['~' + head, null];
     }
+    // Bytes the response owns whole (its BodyInit was copied in) go as they are: the host's callback
+    // copies them out, and the tenant holds no reference to them to change them meanwhile.
+    if (takeOwn(r, bytes)) return [head, apply(taBuffer, bytes, []) as ArrayBuffer];
     const out = new AB(length);
     apply(taSet, new U8(out), [bytes]);
     return [head, out];
