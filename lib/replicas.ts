@@ -16,6 +16,8 @@ const REFRESH_MS = 1000;
 const ROLL_CALL_MS = 150;
 /** Replicas not listed this many roll calls in a row are dropped (one lost answer is not a death). */
 const MISSED_TO_DROP = 3;
+/** No replica to avoid: one empty set for every call that has none. */
+const NONE: ReadonlySet<string> = new Set();
 
 interface Replica<Remote extends RpcCompatible<Remote>> {
   client: MeshClient<Remote>;
@@ -92,20 +94,11 @@ export class ReplicaClients<Remote extends RpcCompatible<Remote>> {
    * A live replica's session, not one of `avoid` (those a call already failed on) unless no other is
    * live; waits up to `timeoutMs` for one. Call `done()` when the call is over.
    */
-  async pick(timeoutMs: number, avoid: ReadonlySet<string> = new Set()): Promise<Picked<Remote>> {
+  async pick(timeoutMs: number, avoid: ReadonlySet<string> = NONE): Promise<Picked<Remote>> {
     const deadline = Date.now() + timeoutMs;
     for (let round = 0; ; round++) {
-      const chosen = this.#choose(avoid) ?? this.#choose(new Set());
-      if (chosen) {
-        const [instance, r] = chosen;
-        r.inFlight++;
-        let over = false;
-        const done = () => {
-          if (!over) r.inFlight--;
-          over = true;
-        };
-        return { session: r.client.current!, instance, done };
-      }
+      const picked = this.pickNow(avoid);
+      if (picked) return picked;
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no replica of ${this.#endpoint} is reachable (waited ${timeoutMs} ms)`);
       // None live: ask again now (a replica may just have started), then give sessions a moment to open.
@@ -114,12 +107,41 @@ export class ReplicaClients<Remote extends RpcCompatible<Remote>> {
     }
   }
 
-  #choose(avoid: ReadonlySet<string>): [string, Replica<Remote>] | undefined {
-    const live = [...this.#replicas].filter(([name, r]) => !avoid.has(name) && r.client.current);
-    if (!live.length) return undefined;
-    const least = Math.min(...live.map(([, r]) => r.inFlight));
-    const ties = live.filter(([, r]) => r.inFlight === least);
-    return ties[this.#turn++ % ties.length];
+  /**
+   * What `pick` gives when a replica is live now (the path of nearly every call: no promise, no
+   * waiting), else undefined.
+   */
+  pickNow(avoid: ReadonlySet<string> = NONE): Picked<Remote> | undefined {
+    const chosen = this.#choose(avoid) ?? (avoid.size ? this.#choose(NONE) : undefined);
+    if (chosen === undefined) return undefined; // ('' is a name: the one session where the transport has no replicas)
+    const r = this.#replicas.get(chosen)!;
+    r.inFlight++;
+    let over = false;
+    const done = () => {
+      if (!over) r.inFlight--;
+      over = true;
+    };
+    return { session: r.client.current!, instance: chosen, done };
+  }
+
+  /** The live replica not in `avoid` with the fewest calls in flight, ties in turn; counted in place, no lists made. */
+  #choose(avoid: ReadonlySet<string>): string | undefined {
+    let least = Infinity;
+    let ties = 0;
+    for (const [name, r] of this.#replicas) {
+      if (avoid.has(name) || !r.client.current) continue;
+      if (r.inFlight < least) {
+        least = r.inFlight;
+        ties = 1;
+      } else if (r.inFlight === least) ties++;
+    }
+    if (!ties) return undefined;
+    let n = this.#turn++ % ties;
+    for (const [name, r] of this.#replicas) {
+      if (avoid.has(name) || !r.client.current || r.inFlight !== least) continue;
+      if (n-- === 0) return name;
+    }
+    return undefined;
   }
 
   close(): void {

@@ -84,18 +84,21 @@ await startService('ingress', 'ingress', async ({ config, settings, log, node, o
     if (!host) return { requestId, refusal: [400, 'The Host header must be a host name or an IP address, with an optional port.'] };
     const target = req.url ?? '/';
     if (!target.startsWith('/')) return { requestId, refusal: [400, 'The request target must be a path.'] };
-    const path = target.split('?')[0]!;
+    const query = target.indexOf('?');
+    const path = query < 0 ? target : target.slice(0, query);
     const route = routes.table.match(host.name, path)?.value;
     if (!route) return { requestId, refusal: [404, `No worker is routed for ${host.authority}${path}.`] };
     return { requestId, route, host };
   }
   /**
    * One call on one replica of the route's cordon, never one of `tried` while another is live; the
-   * replica used is added to `tried`. A request whose body is in hand takes the fast path (fast-link.ts).
+   * replica used is added to `tried` (a call that is retried has one). A request whose body is in hand
+   * takes the fast path (fast-link.ts).
    */
-  const callReplica = async (route: Route, wire: WireRequest, tried = new Set<string>()) => {
-    const picked = await sandboxFor(route.cordon).pick(5000, tried);
-    tried.add(picked.instance);
+  const callReplica = async (route: Route, wire: WireRequest, tried?: Set<string>) => {
+    const replicas = sandboxFor(route.cordon);
+    const picked = replicas.pickNow(tried) ?? (await replicas.pick(5000, tried));
+    tried?.add(picked.instance);
     try {
       return await callSandbox(picked.session, route.target, wire);
     } finally {

@@ -272,7 +272,8 @@ export class SandboxPort extends RpcTarget implements SandboxApi {
     if (bundle.workerId !== target.workerId || bundle.version !== target.version) throw new Error('code key does not match the requested worker version');
     annotateSpan({ workerId: bundle.workerId, version: bundle.version });
     // An asset the request meets before the worker is answered here: no isolate, no tenant code.
-    const served = await assets?.beforeWorker(request);
+    // Awaited only where there are assets: a worker without them costs no promise here.
+    const served = assets && (await assets.beforeWorker(request));
     if (served) {
       void (stream as ReadableStream | undefined)?.cancel().catch(() => {});
       return served;

@@ -118,7 +118,7 @@ export class WorkerRuntime {
     const key = `${bundle.workerId}@${bundle.version}`;
     let instance: WorkerInstance;
     try {
-      instance = await this.#instance(key, bundle);
+      instance = this.#liveNow(key) ?? (await this.#instance(key, bundle));
     } catch (e) {
       const err = e instanceof WorkerError ? e : new WorkerError(500, 'worker failed to load', String(e));
       try {
@@ -135,7 +135,7 @@ export class WorkerRuntime {
       if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
       throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
     } finally {
-      void this.#measure(key, instance);
+      this.#measure(key, instance);
     }
   }
 
@@ -146,7 +146,7 @@ export class WorkerRuntime {
     try {
       return await instance.runWorkflow(className, event, steps, this.#withLoaders(key, bundle, hooks));
     } finally {
-      void this.#measure(key, instance);
+      this.#measure(key, instance);
     }
   }
 
@@ -157,7 +157,7 @@ export class WorkerRuntime {
     try {
       return await instance.serve(entrypoint, props, caller, hooks);
     } finally {
-      void this.#measure(key, instance);
+      this.#measure(key, instance);
     }
   }
 
@@ -168,7 +168,7 @@ export class WorkerRuntime {
     try {
       await instance.runScheduled(cron, scheduledTime, this.#withLoaders(key, bundle, hooks));
     } finally {
-      void this.#measure(key, instance);
+      this.#measure(key, instance);
     }
   }
 
@@ -182,7 +182,7 @@ export class WorkerRuntime {
       if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
       throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
     } finally {
-      void this.#measure(key, instance);
+      this.#measure(key, instance);
     }
   }
 
@@ -196,7 +196,7 @@ export class WorkerRuntime {
       if (instance.disposed && (await this.#instances.get(key)?.catch(() => undefined)) === instance) this.#drop(key);
       throw e instanceof WorkerError ? e : new WorkerError(500, 'worker failed', String(e));
     } finally {
-      void this.#measure(key, instance);
+      this.#measure(key, instance);
     }
   }
 
@@ -253,7 +253,7 @@ export class WorkerRuntime {
     try {
       return await instance.runQueue(queue, messages, this.#withLoaders(key, bundle, hooks));
     } finally {
-      void this.#measure(key, instance);
+      this.#measure(key, instance);
     }
   }
 
@@ -289,15 +289,21 @@ export class WorkerRuntime {
     for (const [key, parent] of loaders) if (key.startsWith(`${workerId}@`)) parent.forgetSockets();
   }
 
-  /** After a request: the isolate's heap, at most once a second per isolate, then the budget. */
-  async #measure(key: string, instance: WorkerInstance): Promise<void> {
+  /**
+   * After a request: the isolate's heap, at most once a second per isolate, then the budget. Not an
+   * async function: the requests in between cost no promise.
+   */
+  #measure(key: string, instance: WorkerInstance): void {
     const live = this.#live.get(key);
     if (!live || live.instance !== instance || Date.now() - live.measuredAt < 1000) return;
     live.measuredAt = Date.now();
-    const heap = await instance.heapBytes().catch(() => undefined);
-    if (heap === undefined) return;
-    live.heap = heap;
-    this.#enforceBudget();
+    instance.heapBytes().then(
+      (heap) => {
+        live.heap = heap;
+        this.#enforceBudget();
+      },
+      () => {},
+    );
   }
 
   /** Over the budget: least recently used idle isolates go first; busy ones are left to finish. */
@@ -348,20 +354,30 @@ export class WorkerRuntime {
     );
   }
 
+  /**
+   * The live instance for `key`, moved to the back of the LRU order (both maps), without waiting on a
+   * promise: the path of nearly every request, which then costs none.
+   */
+  #liveNow(key: string): WorkerInstance | undefined {
+    const live = this.#live.get(key);
+    if (!live || live.instance.disposed) return undefined;
+    const existing = this.#instances.get(key);
+    if (!existing) return undefined;
+    this.#instances.delete(key);
+    this.#instances.set(key, existing);
+    this.#live.delete(key);
+    this.#live.set(key, live);
+    return live.instance;
+  }
+
   async #instance(key: string, bundle: WorkerBundle): Promise<WorkerInstance> {
     const existing = this.#instances.get(key);
     if (existing) {
-      // A live instance is known without waiting on its promise (the path of nearly every request).
-      const inst = this.#live.get(key)?.instance ?? (await existing.catch(() => undefined));
+      const inst = this.#liveNow(key) ?? (await existing.catch(() => undefined));
       if (inst && !inst.disposed) {
-        // Map order is our LRU order: move to the back (both maps).
+        // Map order is our LRU order: move to the back.
         this.#instances.delete(key);
         this.#instances.set(key, existing);
-        const live = this.#live.get(key);
-        if (live) {
-          this.#live.delete(key);
-          this.#live.set(key, live);
-        }
         return inst;
       }
       if (this.#instances.get(key) === existing) this.#drop(key);
