@@ -16,6 +16,8 @@ import { ROOT, sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../te
 import { startWorkerd } from '../test/helpers/workerd.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
+/** Unmeasured load first, on every server alike: what is measured is the steady state, not JIT compilation and the heaps' first growth. */
+const WARM_UP_SECONDS = 1;
 const say = (s: string) => process.stdout.write(s + '\n');
 const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 const BODY_64K = Buffer.alloc(64 * 1024, 0x62);
@@ -79,18 +81,18 @@ async function measured(pids: Map<string, number>, drive: () => Promise<{ rate: 
   return { ...r, cpu, threads };
 }
 
-function cannon(url: string, body?: Buffer) {
+function cannon(url: string, body?: Buffer, seconds = SECONDS) {
   return async () => {
-    const r = await autocannon({ url, connections: 32, duration: SECONDS, pipelining: 1, ...(body ? { method: 'POST' as const, body } : {}) });
+    const r = await autocannon({ url, connections: 32, duration: seconds, pipelining: 1, ...(body ? { method: 'POST' as const, body } : {}) });
     if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx answers, ${r.errors} errors`);
     return { rate: r.requests.average, p99: r.latency.p99, requests: r.requests.total };
   };
 }
 
-/** STREAMS_IN_FLIGHT clients each reading whole streamed responses, one after the other, for SECONDS. */
-function streams(url: string) {
+/** STREAMS_IN_FLIGHT clients each reading whole streamed responses, one after the other, for `seconds`. */
+function streams(url: string, seconds = SECONDS) {
   return async () => {
-    const until = performance.now() + SECONDS * 1000;
+    const until = performance.now() + seconds * 1000;
     let done = 0;
     let bytes = 0;
     const one = () =>
@@ -175,13 +177,17 @@ const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed
     await waitFor('workerd', async () => (await fetch(`${peerUrl}/hello`)).status === 200 || undefined);
     const peerPids = new Map([['workerd', workerd.process.pid!]]);
     const ourPids = meshPids(mesh);
-    const both = async (label: string, drive: (base: string) => () => Promise<{ rate: number; p99: number; requests: number }>) => {
-      say(`  ${label}: ${SECONDS} s on workerd, then on the mesh …`);
-      return [await measured(peerPids, drive(peerUrl)), await measured(ourPids, drive(ourUrl))] as const;
+    const both = async (label: string, drive: (base: string, seconds?: number) => () => Promise<{ rate: number; p99: number; requests: number }>) => {
+      say(`  ${label}: ${WARM_UP_SECONDS} + ${SECONDS} s on workerd, then on the mesh …`);
+      await drive(peerUrl, WARM_UP_SECONDS)();
+      const peer = await measured(peerPids, drive(peerUrl));
+      await drive(ourUrl, WARM_UP_SECONDS)();
+      return [peer, await measured(ourPids, drive(ourUrl))] as const;
     };
 
-    const [peer, ours] = await both('hello', (base) => cannon(`${base}/hello`));
+    const [peer, ours] = await both('hello', (base, seconds) => cannon(`${base}/hello`, undefined, seconds));
     // The floor of ingress's own HTTP work: node:http alone, answering hello from its handler.
+    await cannon(`http://127.0.0.1:${bare.port}/hello`, undefined, WARM_UP_SECONDS)();
     const floor = await measured(new Map([['node:http', bare.process.pid!]]), cannon(`http://127.0.0.1:${bare.port}/hello`));
     say(
       `  hello         workerd ${peer.rate.toFixed(0).padStart(7)} req/s p99 ${peer.p99} ms   cordon ${ours.rate.toFixed(0).padStart(7)} req/s p99 ${ours.p99} ms   ` +
@@ -192,13 +198,13 @@ const perf :Workerd.Worker = ( modules = [ (name = "worker.js", esModule = embed
       `  node:http alone (ingress's floor) ${floor.rate.toFixed(0).padStart(7)} req/s p99 ${floor.p99} ms, CPU ${us(total(floor))} per request ` +
         `(ingress ${us(ours.cpu.get('ingress') ?? 0)}: ${((ours.cpu.get('ingress') ?? 0) / Math.max(1, total(floor))).toFixed(1)}x)`,
     );
-    const [peerBody, ourBody] = await both('64 KiB request and response bodies', (base) => cannon(`${base}/echo`, BODY_64K));
+    const [peerBody, ourBody] = await both('64 KiB request and response bodies', (base, seconds) => cannon(`${base}/echo`, BODY_64K, seconds));
     say(
       `  64 KiB bodies workerd ${peerBody.rate.toFixed(0).padStart(7)} req/s p99 ${peerBody.p99} ms   cordon ${ourBody.rate.toFixed(0).padStart(7)} req/s p99 ${ourBody.p99} ms   ` +
         `${(ourBody.rate / peerBody.rate).toFixed(2)}x (target ≥ 1.0x)`,
     );
     cpuRow('request', peerBody, ourBody);
-    const [peerStream, ourStream] = await both('a streamed 10 MiB response', (base) => streams(`${base}/stream`));
+    const [peerStream, ourStream] = await both('a streamed 10 MiB response', (base, seconds) => streams(`${base}/stream`, seconds));
     say(
       `  10 MiB stream workerd ${peerStream.rate.toFixed(0).padStart(7)} MB/s             cordon ${ourStream.rate.toFixed(0).padStart(7)} MB/s             ` +
         `${(ourStream.rate / peerStream.rate).toFixed(2)}x (target ≥ 0.8x)`,
