@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { disposedLooksDone, isolatesMade, isolatesMadeSync, syncCompilesDone } from './helpers/isolate-copies.ts';
+import { disposedLooksDone, isolatesMade, isolatesMadeSync, lastIsolate, syncCompilesDone } from './helpers/isolate-copies.ts';
 
 // After isolate-copies.ts: the runtime's isolated-vm is the counted one.
 const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
@@ -53,6 +53,16 @@ test('a Dynamic Worker load: one isolate of its own, no synchronous compile on t
   for (let i = 0; i < LOADS; i++) await load(i);
   assert.equal((isolatesMade() - isolates) / LOADS, 1, 'isolates made per load');
   assert.equal((syncCompilesDone() - compiles) / LOADS, 0, 'scripts compiled synchronously on the main thread per load');
+});
+
+test("a loaded Worker's isolate is held through a few References, not one per entry point and callback", async () => {
+  await load(50);
+  // The isolate made last is the loaded Worker's (its parent's was made before). Each Reference the host
+  // holds was made by a call into the isolate (synchronous on the main thread, as the setup did it): ~50
+  // with one per bootstrap entry point (21) and one per host callback set; now its context, the entry
+  // dispatcher, the watchdogs' probe, the RPC unit and its session's handles.
+  const refs = lastIsolate()!.referenceCount;
+  assert.ok(refs <= 16, `${refs} References into a loaded Worker's isolate`);
 });
 
 test('a Dynamic Worker load makes its isolate off the main thread', { skip: noAsync }, async () => {

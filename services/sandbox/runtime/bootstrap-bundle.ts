@@ -20,7 +20,17 @@ import * as capnweb from './bootstrap/capnweb.ts';
 import * as digest from './bootstrap/digest-stream.ts';
 import * as units from './bootstrap/units.ts';
 import * as rpcClone from './bootstrap/rpc-clone.ts';
-import { LAZY_UNITS, LIBS_GLOBAL, SNAPSHOT_EFFECTS, SNAPSHOT_MODULES, UNIT_INIT_MODULES, type LazyUnits, type SnapshotLibs, type UnitImports } from './abi.ts';
+import {
+  LAZY_UNITS,
+  LIBS_GLOBAL,
+  SNAPSHOT_EFFECTS,
+  TAKE_ENTRY,
+  SNAPSHOT_MODULES,
+  UNIT_INIT_MODULES,
+  type LazyUnits,
+  type SnapshotLibs,
+  type UnitImports,
+} from './abi.ts';
 
 const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
 // The same modules the snapshot evaluates (bootstrap/libs.ts): their export names, by file.
@@ -372,6 +382,7 @@ const WARMUP = `{
 
 export interface Bootstrap {
   snapshot: ivm.ExternalCopy<ArrayBuffer>;
+  /** The init half; its completion value is the bootstrap's entry dispatcher (TAKE_ENTRY). */
   init: string;
   /** The legacy multi-byte encodings' tables (JSON), handed to an isolate on its first use of one. */
   legacyTables: string;
@@ -448,7 +459,7 @@ export function bootstrap(): Promise<Bootstrap> {
     const snapshot = ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP);
     return {
       snapshot,
-      init,
+      init: init + TAKE_ENTRY,
       legacyTables,
       htmlRewriterWasm,
       htmlRewriterModule,
