@@ -13,6 +13,8 @@ import { decodeForm, encodeMultipart, FormData } from './form-data.ts';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const U8 = Uint8Array;
+// Read with the built-in getter (captured in the snapshot, before any tenant code): takeBytes' bound.
+const byteLengthOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(U8.prototype) as object, 'byteLength')!.get!;
 
 export type BodyInit = string | ArrayBuffer | ArrayBufferView | URLSearchParams | Blob | FormData | ReadableStream<Uint8Array> | null | undefined;
 
@@ -159,6 +161,20 @@ export abstract class Body {
     if (b.#bytes !== null || b.#stream === null || b.bodyUsed || b.#stream.locked) return null;
     b.#used = true;
     return b.#stream;
+  }
+  /** For the runtime: whether `b` is a body held as bytes (not yet a stream); false for anything else. */
+  static holdsBytes(b: unknown): boolean {
+    return typeof b === 'object' && b !== null && #bytes in b && b.#bytes !== null;
+  }
+  /**
+   * For Workers RPC: the bytes of a body that holds them (made from a string, bytes, a form…; not a
+   * stream), at most `max`, to cross in the message itself rather than as a stream of their own; the body
+   * is used then, as a body sent as a stream is. Null otherwise: the caller sends the stream.
+   */
+  static takeBytes(b: Body, max: number): Uint8Array | null {
+    if (b.#bytes === null || b.#used || (Reflect.apply(byteLengthOf, b.#bytes, []) as number) > max) return null;
+    b.#used = true;
+    return b.#bytes;
   }
   /** The whole body as bytes for the runtime (a stream is read to its end, at most `max` bytes; the body is used then). */
   static async read(b: Body, max = Infinity): Promise<Uint8Array | null> {
