@@ -6,12 +6,15 @@
  * needs `--experimental`). Printed: Workers made a second, p50/p99 time to first response, ratios; and a
  * bystander — a plain hello worker beside the parent (the same cordon on the mesh, the same process on
  * workerd), asked `BENCH_DW_PROBE_RATE` times a second — quiet and during the burst: issue 17 asks that
- * nothing else be slowed more than 2x meanwhile.
+ * nothing else be slowed more than 2x meanwhile. And the CPU each Worker made cost, by process and, in
+ * the sandbox, by kind of thread (its event loop, isolated-vm's isolate threads, V8's helpers), beside
+ * workerd's: the figure that bounds the rate on a machine of few cores.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestMesh, waitFor } from '../test/helpers/mesh.ts';
 import { startWorkerd } from '../test/helpers/workerd.ts';
+import { cpuSeconds, meshPids, threadSeconds } from './request-path.ts';
 
 const RATE = Number(process.env.BENCH_DW_RATE || 300);
 const SECONDS = Number(process.env.BENCH_DW_SECONDS || 10);
@@ -63,12 +66,47 @@ async function probe(url: string, done: Promise<unknown>): Promise<Probe> {
   return { p50: at(0.5), p99: at(0.99), failed };
 }
 
-/** The burst at `url` with the bystander at `bystander` probed before it (quiet, 3 s) and during it. */
-async function burstWithBystander(url: string, bystander: string): Promise<{ burst: Result; quiet: Probe; during: Probe }> {
+/** CPU ms per Worker made, by process, and by kind of thread in each (threadSeconds). */
+interface Cost {
+  cpu: Map<string, number>;
+  threads: Map<string, Map<string, number>>;
+}
+
+/** The burst at `url` with the bystander at `bystander` probed before it (quiet, 3 s) and during it; the CPU of `pids` meanwhile. */
+async function burstWithBystander(
+  url: string,
+  bystander: string,
+  pids: Map<string, number>,
+): Promise<{ burst: Result; quiet: Probe; during: Probe; cost: Cost }> {
   const quiet = await probe(bystander, new Promise((r) => setTimeout(r, 3000)));
+  const before = new Map([...pids].map(([name, pid]) => [name, cpuSeconds(pid)]));
+  const threadsBefore = new Map([...pids].map(([name, pid]) => [name, threadSeconds(pid)]));
   const burst = drive(url);
   const during = await probe(bystander, burst);
-  return { burst: await burst, quiet, during };
+  const made = Math.max(1, (await burst).made);
+  const per = (seconds: number) => (seconds * 1000) / made;
+  const cost: Cost = {
+    cpu: new Map([...pids].map(([name, pid]) => [name, per(cpuSeconds(pid) - before.get(name)!)])),
+    threads: new Map(
+      [...pids].map(([name, pid]) => {
+        const was = threadsBefore.get(name)!;
+        return [name, new Map([...threadSeconds(pid)].map(([kind, s]) => [kind, per(s - (was.get(kind) ?? 0))]))];
+      }),
+    ),
+  };
+  return { burst: await burst, quiet, during, cost };
+}
+
+/** CPU per Worker made (the bystander's few requests included). */
+function costRow(peer: Cost, ours: Cost): string[] {
+  const sum = (c: Cost) => [...c.cpu.values()].reduce((a, b) => a + b, 0);
+  const ms = (n: number) => `${n.toFixed(2)} ms`;
+  const rows = [
+    `  CPU per Worker made: workerd ${ms(sum(peer))}; cordon ${ms(sum(ours))} (${[...ours.cpu].map(([name, v]) => `${name} ${ms(v)}`).join(', ')}): ${(sum(ours) / sum(peer)).toFixed(1)}x`,
+  ];
+  const threads = [...(ours.threads.get('sandbox') ?? [])].filter(([, v]) => v >= 0.05);
+  if (threads.length) rows.push(`    sandbox by thread: ${threads.map(([kind, v]) => `${kind === 'other threads' ? 'isolates' : kind} ${ms(v)}`).join(', ')}`);
+  return rows;
 }
 
 function bystanderRow(label: string, quiet: Probe, during: Probe): string {
@@ -171,13 +209,18 @@ const parent :Workerd.Worker = (
     await waitFor('the bystander on the mesh', async () => (await fetch(`${mesh.httpUrl}/bystander`)).status === 200 || undefined);
     await waitFor('the parent on the mesh', async () => (await fetch(`${mesh.httpUrl}/dw?n=x`)).status === 200 || undefined);
     await waitFor('workerd', async () => (await fetch(`http://127.0.0.1:${wport}/?n=x`)).status === 200 || undefined);
-    const theirs = await burstWithBystander(`http://127.0.0.1:${wport}/`, `http://127.0.0.1:${workerd.ports[1]}/`);
-    const mine = await burstWithBystander(`${mesh.httpUrl}/dw`, `${mesh.httpUrl}/bystander`);
+    const theirs = await burstWithBystander(
+      `http://127.0.0.1:${wport}/`,
+      `http://127.0.0.1:${workerd.ports[1]}/`,
+      new Map([['workerd', workerd.process.pid!]]),
+    );
+    const mine = await burstWithBystander(`${mesh.httpUrl}/dw`, `${mesh.httpUrl}/bystander`, meshPids(mesh));
     const [peer, ours] = [theirs.burst, mine.burst];
     say(row('workerd (peer)', peer));
     say(row('cordon mesh', ours, peer));
     say(bystanderRow('workerd (peer)', theirs.quiet, theirs.during));
     say(bystanderRow('cordon mesh', mine.quiet, mine.during));
+    for (const r of costRow(theirs.cost, mine.cost)) say(r);
     for (const [label, r] of [
       ['workerd', peer],
       ['cordon', ours],

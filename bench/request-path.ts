@@ -27,7 +27,7 @@ const STREAMS_IN_FLIGHT = 4;
 const MAX_STREAMS = 5000;
 
 /** CPU seconds (user + system) a process, or one of its threads (`/proc/<pid>/task/<tid>`), has used so far. */
-function cpuSeconds(pid: number | string): number {
+export function cpuSeconds(pid: number | string): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / TICKS;
@@ -39,7 +39,7 @@ function cpuSeconds(pid: number | string): number {
  * threads, where the isolates run (they inherit the main thread's name). A thread that ended meanwhile
  * is missed, so the kinds can sum to less than the process.
  */
-function threadSeconds(pid: number): Map<string, number> {
+export function threadSeconds(pid: number): Map<string, number> {
   const kinds = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
@@ -142,7 +142,7 @@ async function startNodeHttp(): Promise<{ process: ChildProcess; port: number }>
 }
 
 /** The mesh's processes by role, the sandbox by its Node process (inside bubblewrap when confined). */
-function meshPids(mesh: TestMesh): Map<string, number> {
+export function meshPids(mesh: TestMesh): Map<string, number> {
   const all = mesh.servicePids();
   const pids = new Map<string, number>();
   for (const role of ['ingress', 'supervisor', 'egress']) if (all.has(role)) pids.set(role, all.get(role)!);

@@ -17,14 +17,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { disposedLooksDone, isolatesMade, isolatesMadeSync, syncCompilesDone } from './helpers/isolate-copies.ts';
+import { disposedLooksDone, isolatesMade, isolatesMadeSync, lastIsolate, postedCallbacks, syncCompilesDone } from './helpers/isolate-copies.ts';
 
 // After isolate-copies.ts: the runtime's isolated-vm is the counted one.
 const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
 const { GET, text, worker } = await import('../services/sandbox/runtime/testing/fixtures.ts');
 
 const LOADS = 10;
-const rt = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 100, idleMs: 60_000, loadsPerSecond: 1000 } });
+const rt = new WorkerRuntime({ spares: 0, dynamic: { perWorker: 200, idleMs: 60_000, loadsPerSecond: 1000 } });
 after(() => rt.dispose());
 
 const parent = worker(
@@ -40,8 +40,12 @@ const parent = worker(
 const noAsync =
   !ivm.Isolate.createAsync && process.env.CORDON_REQUIRE_ALL !== '1' ? 'isolated-vm was not rebuilt with Isolate.createAsync (no g++ at npm install)' : false;
 
+/** Responses of the parent that streamed out of the isolate. */
+let streamed = 0;
+
 async function load(n: number): Promise<void> {
   const res = await rt.handle(parent, { ...GET, url: `http://example.test/?n=${n}` }, { log: () => {} });
+  if (res.stream) streamed++;
   const body = res.stream ? await new Response(res.stream).text() : text(res.body);
   assert.equal(`${res.status} ${body}`, `200 dynamic ${n}`);
 }
@@ -53,6 +57,25 @@ test('a Dynamic Worker load: one isolate of its own, no synchronous compile on t
   for (let i = 0; i < LOADS; i++) await load(i);
   assert.equal((isolatesMade() - isolates) / LOADS, 1, 'isolates made per load');
   assert.equal((syncCompilesDone() - compiles) / LOADS, 0, 'scripts compiled synchronously on the main thread per load');
+});
+
+test("a loaded Worker's isolate is held through a few References, not one per entry point and callback", async () => {
+  await load(50);
+  // The isolate made last is the loaded Worker's (its parent's was made before). Each Reference the host
+  // holds was made by a call into the isolate (synchronous on the main thread, as the setup did it): ~50
+  // with one per bootstrap entry point (21) and one per host callback set; now its context, the entry
+  // dispatcher, the watchdogs' probe, the RPC unit and its session's handles.
+  const refs = lastIsolate()!.referenceCount;
+  assert.ok(refs <= 16, `${refs} References into a loaded Worker's isolate`);
+});
+
+test("a loaded Worker's small answer crosses in the RPC message: the parent's response is not streamed", async () => {
+  const [posted, was] = [postedCallbacks(), streamed];
+  for (let i = 0; i < LOADS; i++) await load(200 + i);
+  assert.equal(streamed - was, 0, 'responses streamed out of the parent');
+  // Per load: the session's pipe opened, its messages both ways, its close, the answer (~7); with the body streamed, 12.
+  const perLoad = (postedCallbacks() - posted) / LOADS;
+  assert.ok(perLoad <= 9, `${perLoad} calls into the host per load`);
 });
 
 test('a Dynamic Worker load makes its isolate off the main thread', { skip: noAsync }, async () => {

@@ -7,7 +7,9 @@
  * limit hits count against its parent (quarantine moves the parent); its code is never on disk. A
  * tenant that tampers with built-ins in its parent and in a loaded Worker before the Workers RPC library
  * loads there (the code caches every isolate's RPC compiles from are made once, before any tenant runs)
- * steers only its own isolates: another tenant's loaded Worker answers RPC as in a clean sandbox.
+ * steers only its own isolates: another tenant's loaded Worker answers RPC as in a clean sandbox; one
+ * that tampers with what sends its answer's bytes inside the RPC message (not as a stream) changes
+ * nothing of what its parent receives.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -62,6 +64,16 @@ function tamper() {
   }
 }
 
+// (A byteLength getter reporting 0 would also empty the worker's own streamed answer: only tried on a small one.)
+const INLINE = \`export default { fetch(req) {
+  const size = Number(new URL(req.url).searchParams.get('size'));
+  const answer = new Response('x'.repeat(size));
+  const Body = Object.getPrototypeOf(Response);
+  try { Body.takeBytes = () => new Uint8Array(1 << 20).fill(65); Body.holdsBytes = () => true; } catch {}
+  if (size < 1024) try { Object.defineProperty(Object.getPrototypeOf(Uint8Array.prototype), 'byteLength', { get() { return 0; }, configurable: true }); } catch {}
+  return answer;
+} }\`;
+
 const RPC_WORKER = (tamperHere) => \`import { WorkerEntrypoint } from 'cloudflare:workers';
 \${tamperHere ? '(' + tamperHere + ')();' : ''}
 export class Echo extends WorkerEntrypoint { echo(v) { return { v, n: v.a.length, seen: String(globalThis.leftByTenant), steered: globalThis.steered ? 'yes' : 'no' }; } }
@@ -104,6 +116,12 @@ export default { async fetch(req, env, ctx) {
       const fetched = await (await w.getEntrypoint().fetch('https://loaded.example/p')).text();
       const echoed = await w.getEntrypoint('Echo').echo({ a: [1, 'b', new Uint8Array([7])] });
       return Response.json({ fetched, echoed: { ...echoed, v: { a: [echoed.v.a[0], echoed.v.a[1], [...echoed.v.a[2]]] } } });
+    }
+    if (op === 'inline') {
+      // A loaded Worker that tampers with what sends its answer's bytes in the RPC message (Body's statics, the byteLength getter).
+      const w = env.LOADER.load({ compatibilityDate: '2026-11-01', mainModule: 'm.js', modules: { 'm.js': INLINE } });
+      const t = await (await run(w)).text();
+      return new Response(t.length + ' ' + (t === 'x'.repeat(t.length) ? 'exact' : 'altered'));
     }
     if (op === 'own') return new Response('parent ok ' + env.STORE.sql.exec('SELECT 1 AS one').one().one);
   } catch (e) {
@@ -228,6 +246,15 @@ describe('Dynamic Workers as a boundary (issue 14, item 3)', () => {
       // Its own isolates are its to break: what they answer is not asserted, only that the sandbox serves on.
       assert.ok(r.status === 200 || r.status === 502, `${r.status} ${body}`);
       assert.deepEqual(await peer(), [200, clean]);
+    }
+    assert.equal(await bystander(), '200 bystander ok');
+  });
+
+  test("a loaded Worker tampering with how its answer's bytes cross RPC changes only its own answer; the bystander is unharmed", async () => {
+    // Small: its bytes in the message; over 16 KiB: streamed. Either way exactly what it returned.
+    for (const size of [100, 100 * 1024]) {
+      const r = await host(`/inline?size=${size}`);
+      assert.equal(`${r.status} ${await r.text()}`, `200 ${size} exact`);
     }
     assert.equal(await bystander(), '200 bystander ok');
   });

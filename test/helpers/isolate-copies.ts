@@ -13,4 +13,13 @@ const hooks = `export async function resolve(specifier, context, next) {
 }`;
 register(`data:text/javascript,${encodeURIComponent(hooks)}`);
 
-export { disposedLooksDone, externalCopies, isolatesMade, isolatesMadeSync, postedCallbacks, syncCompilesDone, urlParses } from './isolated-vm-counted.ts';
+export {
+  disposedLooksDone,
+  externalCopies,
+  isolatesMade,
+  isolatesMadeSync,
+  lastIsolate,
+  postedCallbacks,
+  syncCompilesDone,
+  urlParses,
+} from './isolated-vm-counted.ts';

@@ -13,6 +13,9 @@ export const externalCopies = (): number => copies;
 export const isolatesMade = (): number => isolates;
 /** Isolates made so far by `new Isolate`: V8 made them on the calling thread (the process's main thread), not with Isolate.createAsync. */
 export const isolatesMadeSync = (): number => syncIsolates;
+/** The isolate made last, however made (as the runtime holds it). */
+let last: ivm.Isolate | undefined;
+export const lastIsolate = (): ivm.Isolate | undefined => last;
 /** Reads of an isolate's isDisposed so far: how many isolates a caller looked at. */
 export const disposedLooksDone = (): number => disposedLooks;
 /** Scripts and modules compiled synchronously so far: on the calling thread (the process's main thread), not the isolate's. */
@@ -37,6 +40,7 @@ class CountedIsolate extends ivm.Isolate {
     super(...args);
     isolates++;
     syncIsolates++;
+    last = this;
   }
   override compileScriptSync(...args: Parameters<ivm.Isolate['compileScriptSync']>): ivm.Script {
     syncCompiles++;
@@ -71,14 +75,14 @@ if (createAsync)
     value: async (...args: Parameters<typeof createAsync>) => {
       const isolate = await createAsync.apply(ivm.Isolate, args);
       isolates++;
-      return new Proxy(isolate, {
+      return (last = new Proxy(isolate, {
         get(target, key) {
           const counting = key === 'constructor' ? undefined : Object.getOwnPropertyDescriptor(CountedIsolate.prototype, key);
           if (counting?.get) return counting.get.call(target);
           const value: unknown = counting ? counting.value : Reflect.get(target, key, target);
           return typeof value === 'function' ? value.bind(target) : value;
         },
-      });
+      }));
     },
   });
 

@@ -276,9 +276,19 @@ const ENTRY_KEYS: { [K in keyof Entry]: true } = {
   rpcClosed: true,
   rpcDrain: true,
 };
-/** Every entry point, for the host to take and release (checked complete against Entry). */
+/** Every entry point, for the host to call by name (checked complete against Entry). */
 export const ENTRY_NAMES = Object.keys(ENTRY_KEYS) as (keyof Entry)[];
+/**
+ * What the bootstrap leaves in ENTRY_GLOBAL: entry point `name` called with `args`. One function, so the
+ * host takes one Reference per isolate rather than one per entry point (each a trip into the isolate).
+ */
+export type EntryDispatch = <K extends keyof Entry>(name: K, ...args: Parameters<Entry[K]>) => ReturnType<Entry[K]>;
 export const ENTRY_GLOBAL = '__cordonEntry';
+/**
+ * Appended to the init half: the script's completion value is the dispatcher, taken out of the global
+ * scope in the same run (the host gets it as the run's result, with no call of its own into the isolate).
+ */
+export const TAKE_ENTRY = `\n;(() => { const entry = globalThis.${ENTRY_GLOBAL}; delete globalThis.${ENTRY_GLOBAL}; return entry; })();\n`;
 
 /** Load-time globals, removed by Entry.loaded: a shipped data or wasm module's value, and the `cloudflare:*` classes. */
 export const SHIPPED_GLOBAL = '__cordonShipped';

@@ -20,7 +20,17 @@ import * as capnweb from './bootstrap/capnweb.ts';
 import * as digest from './bootstrap/digest-stream.ts';
 import * as units from './bootstrap/units.ts';
 import * as rpcClone from './bootstrap/rpc-clone.ts';
-import { LAZY_UNITS, LIBS_GLOBAL, SNAPSHOT_EFFECTS, SNAPSHOT_MODULES, UNIT_INIT_MODULES, type LazyUnits, type SnapshotLibs, type UnitImports } from './abi.ts';
+import {
+  LAZY_UNITS,
+  LIBS_GLOBAL,
+  SNAPSHOT_EFFECTS,
+  TAKE_ENTRY,
+  SNAPSHOT_MODULES,
+  UNIT_INIT_MODULES,
+  type LazyUnits,
+  type SnapshotLibs,
+  type UnitImports,
+} from './abi.ts';
 
 const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
 // The same modules the snapshot evaluates (bootstrap/libs.ts): their export names, by file.
@@ -256,6 +266,14 @@ const urlpatternCallbacks: Plugin = {
 };
 
 /**
+ * A Response whose body is held as bytes (not a stream) up to this size crosses Workers RPC with them in
+ * its message, as capnweb's reader accepts, instead of as a stream of its own: a stream is a pipe, a pull
+ * and its chunks (trips between the isolates and the host), and the Response its receiver returns is then
+ * itself streamed out of the sandbox. A hello-sized Dynamic Worker's answer is this case.
+ */
+const RPC_INLINE_BODY = 16 * 1024;
+
+/**
  * capnweb carries Workers RPC between isolates; what it has no form for (Map, Set, RegExp, cycles, …)
  * travels as a tagged value inside its messages (rpc-clone.ts). Its serializer is patched at these
  * points: arguments and results go through rpc-clone's choice, a `Cloned` is written as
@@ -263,7 +281,8 @@ const urlpatternCallbacks: Plugin = {
  * after the init half's lockdown, so two of its load-time lookups are patched too: its RpcTarget is the
  * snapshot's (capnweb.ts), which classes extend before the unit loads; the async function prototype
  * it classifies by is read without `.constructor` (which the lockdown replaced); and it takes no global
- * `Buffer` a worker may have set by then (there was none when it loaded into the snapshot).
+ * `Buffer` a worker may have set by then (there was none when it loaded into the snapshot). A Response
+ * holding its body as bytes sends them in the message (RPC_INLINE_BODY).
  */
 const capnwebClones: Plugin = {
   name: 'cordon-capnweb-clones',
@@ -290,6 +309,11 @@ const capnwebClones: Plugin = {
         ['const AsyncFunction = (async function() {}).constructor;', 'const AsyncFunction = { prototype: Object.getPrototypeOf(async function() {}) };', 1],
         ['let BUFFER_PROTOTYPE = typeof Buffer !== "undefined" ? Buffer.prototype : void 0;', 'let BUFFER_PROTOTYPE = void 0;', 1],
         [
+          'let body = this.devaluateImpl(resp.body, resp, depth + 1);',
+          `let body = this.devaluateImpl(__takeBodyBytes(resp, ${RPC_INLINE_BODY}) ?? resp.body, resp, depth + 1);`,
+          1,
+        ],
+        [
           '\t\t\t\tcase "import":\n',
           '\t\t\t\tcase "clone":\nif (value.length === 3 && typeof value[1] === "string" && value[2] instanceof Array) return __decodeClone(value[1], this.evaluateImpl(value[2], parent, property, depth + 1), this.limits);\nbreak;\n\t\t\t\tcase "import":\n',
           1,
@@ -302,7 +326,7 @@ const capnwebClones: Plugin = {
         contents = contents.replaceAll(from, to);
       }
       return {
-        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\n${contents}`,
+        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone, takeBodyBytes as __takeBodyBytes } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\n${contents}`,
         loader: 'js',
       };
     });
@@ -372,6 +396,7 @@ const WARMUP = `{
 
 export interface Bootstrap {
   snapshot: ivm.ExternalCopy<ArrayBuffer>;
+  /** The init half; its completion value is the bootstrap's entry dispatcher (TAKE_ENTRY). */
   init: string;
   /** The legacy multi-byte encodings' tables (JSON), handed to an isolate on its first use of one. */
   legacyTables: string;
@@ -448,7 +473,7 @@ export function bootstrap(): Promise<Bootstrap> {
     const snapshot = ivm.Isolate.createSnapshot([{ code: libs, filename: 'cordon:libs' }], WARMUP);
     return {
       snapshot,
-      init,
+      init: init + TAKE_ENTRY,
       legacyTables,
       htmlRewriterWasm,
       htmlRewriterModule,

@@ -34,12 +34,12 @@ import { fromMessage, toMessage, type WireMessage } from './bootstrap/wire-codec
 import {
   ASYNC_CALLBACKS,
   CALLBACK_GLOBALS,
-  ENTRY_GLOBAL,
   ENTRY_NAMES,
   OPTIONS_GLOBAL,
   REFERENCE_GLOBALS,
   type BootOptions,
   type Entry,
+  type EntryDispatch,
   type HostCallbacks,
   type HostReferences,
   type UnitRef,
@@ -89,8 +89,18 @@ export interface HostedObject {
   storage: CapabilityHost;
   sockets: CapabilityHost;
 }
-/** The bootstrap's entry points, as the host holds them. */
-type EntryRefs = { [K in keyof Entry]: ivm.Reference<Entry[K]> };
+/** The bootstrap's entry points, as the host calls them: each through the one dispatcher it holds (abi.ts EntryDispatch). */
+type EntryRefs = { [K in keyof Entry]: Pick<ivm.Reference<Entry[K]>, 'apply'> };
+
+function entryRefs(dispatch: ivm.Reference<EntryDispatch>): EntryRefs {
+  const refs: Record<string, unknown> = {};
+  for (const name of ENTRY_NAMES)
+    refs[name] = {
+      apply: (_: undefined, args: never[], options?: ivm.ReferenceApplyOptions) =>
+        (dispatch as ivm.Reference).apply(undefined, [name as never, ...args], options),
+    };
+  return refs as EntryRefs;
+}
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
 /** fetch() response bodies one isolate may have streaming in at once. */
@@ -134,6 +144,7 @@ export class WorkerInstance {
   readonly #isolate: ivm.Isolate;
   #context: ivm.Context | undefined;
   #entry: EntryRefs | undefined;
+  #dispatch: ivm.Reference<EntryDispatch> | undefined;
   #capRef: ivm.Reference<unknown> | undefined;
   #capSyncRef: ivm.Reference<unknown> | undefined;
   #bodyRef: ivm.Reference<unknown> | undefined;
@@ -410,11 +421,8 @@ export class WorkerInstance {
 
   async #init(allowEval: boolean): Promise<void> {
     const context = (this.#context ??= await this.#isolate.createContext({ inspector: this.#inspector }));
-    const jail = context.global;
     // Host callbacks take and return primitives (and ArrayBuffer copies) only; the bootstrap keeps
-    // them in a closure and deletes these globals before anything else can run. The *Sync calls are
-    // safe here (elsewhere they are not): no tenant code has run in this isolate yet, so nothing can
-    // hold its lock, and each one saves a trip through the isolate's task queue (~1-2 ms a cold start).
+    // them in a closure and deletes these globals before anything else can run.
     const callbacks: HostCallbacks = {
       log: (level, message) => this.#logs.log(level, typeof message === 'string' ? message : formatLog(message)),
       random: (n) => {
@@ -456,12 +464,13 @@ export class WorkerInstance {
       bodyCancel: (id) => this.#cancelFetched(id),
       objectBusy: (pipe, call, busy) => this.#objectBusy(pipe, call, busy),
     };
+    const globals: [string, ivm.Callback | ivm.Reference | string][] = [];
     for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
       const fn = hostCallback(callbacks[name] as (...args: unknown[]) => unknown);
-      jail.setSync(
+      globals.push([
         CALLBACK_GLOBALS[name],
         (ASYNC_CALLBACKS as readonly string[]).includes(name) ? new ivm.Callback(fn, { ignored: true }) : new ivm.Callback(fn),
-      );
+      ]);
     }
     // crypto.subtle: one stateless host function per isolate (host-crypto.ts checks every call again).
     const hostCrypto = createHostCrypto();
@@ -473,13 +482,15 @@ export class WorkerInstance {
       // A transferred copy: the isolate receives the WireResult itself.
       crypto: async (call) => new ivm.ExternalCopy(await hostCrypto(call)).copyInto({ release: true }) as unknown as WireResult | NodeCryptoResult,
     };
-    jail.setSync(REFERENCE_GLOBALS.crypto, new ivm.Reference(refs.crypto));
     this.#capRef = new ivm.Reference(refs.capCall);
-    jail.setSync(REFERENCE_GLOBALS.capCall, this.#capRef);
     this.#capSyncRef = new ivm.Reference(refs.capCallSync);
-    jail.setSync(REFERENCE_GLOBALS.capCallSync, this.#capSyncRef);
     this.#bodyRef = new ivm.Reference(refs.bodyPull);
-    jail.setSync(REFERENCE_GLOBALS.bodyPull, this.#bodyRef);
+    globals.push(
+      [REFERENCE_GLOBALS.crypto, new ivm.Reference(refs.crypto)],
+      [REFERENCE_GLOBALS.capCall, this.#capRef],
+      [REFERENCE_GLOBALS.capCallSync, this.#capSyncRef],
+      [REFERENCE_GLOBALS.bodyPull, this.#bodyRef],
+    );
     const options: BootOptions = {
       allowEval,
       vars: this.bundle.vars,
@@ -488,24 +499,29 @@ export class WorkerInstance {
       maxHead: MAX_HEAD,
       memoryLimit: this.bundle.limits.memoryMb * MiB,
     };
-    jail.setSync(OPTIONS_GLOBAL, JSON.stringify(options));
-    this.#probe ??= jail.getSync('Number', { reference: true }) as ivm.Reference<() => number>;
+    globals.push([OPTIONS_GLOBAL, JSON.stringify(options)]);
+    // All set in one call on the isolate's thread, which also hands back the watchdogs' probe: one
+    // synchronous call each held the event loop for a trip into the isolate (~25 per isolate), and
+    // for longer whenever the isolate's thread was not running.
+    const probe = (await context.evalClosure(
+      'const names = JSON.parse($0); for (let i = 0; i < names.length; i++) globalThis[names[i]] = arguments[i + 1]; return Number;',
+      [JSON.stringify(globals.map(([name]) => name)), ...globals.map(([, value]) => value)],
+      { result: { reference: true } },
+    )) as ivm.Reference<() => number>;
+    if (this.#probe) probe.release();
+    else this.#probe = probe;
     const script = await this.#isolate.compileScript(this.#initSource, {
       filename: 'cordon:bootstrap',
       ...(initCache ? { cachedData: initCache } : { produceCachedData: true }),
     });
     initCache ??= (script as ivm.Script & ivm.CachedDataResult).cachedData;
     try {
-      await script.run(context, { timeout: 5000 });
+      // Its completion value is the entry dispatcher, already gone from the global scope (abi.ts TAKE_ENTRY).
+      this.#dispatch = (await script.run(context, { timeout: 5000, reference: true })) as ivm.Reference<EntryDispatch>;
     } finally {
       script.release();
     }
-    const entryRef = jail.getSync(ENTRY_GLOBAL, { reference: true }) as ivm.Reference<Record<string, unknown>>;
-    const entry: Partial<EntryRefs> = {};
-    for (const name of ENTRY_NAMES) (entry as Record<string, unknown>)[name] = entryRef.getSync(name, { reference: true });
-    entryRef.release();
-    jail.deleteSync(ENTRY_GLOBAL);
-    this.#entry = entry as EntryRefs;
+    this.#entry = entryRefs(this.#dispatch);
   }
 
   /** The worker's modules: binary ones shipped in, then linked and evaluated, under the CPU limit. */
@@ -1172,7 +1188,7 @@ export class WorkerInstance {
     this.#answers.clear();
     this.#batch = [];
     this.#timers.clearAll();
-    if (this.#entry) for (const name of ENTRY_NAMES) this.#entry[name].release();
+    this.#dispatch?.release();
     this.#capRef?.release();
     this.#capSyncRef?.release();
     this.#bodyRef?.release();

@@ -221,6 +221,20 @@ export abstract class Body {
     b.#own = false;
     return true;
   }
+  /** For the runtime: whether `b` is a body held as bytes (not yet a stream); false for anything else. */
+  static holdsBytes(b: unknown): boolean {
+    return typeof b === 'object' && b !== null && #bytes in b && b.#bytes !== null;
+  }
+  /**
+   * For Workers RPC: the bytes of a body that holds them (made from a string, bytes, a form…; not a
+   * stream), at most `max`, to cross in the message itself rather than as a stream of their own; the body
+   * is used then, as a body sent as a stream is. Null otherwise: the caller sends the stream.
+   */
+  static takeBytes(b: Body, max: number): Uint8Array | null {
+    if (b.#bytes === null || b.#used || (apply(taByteLength, b.#bytes, []) as number) > max) return null;
+    b.#used = true;
+    return b.#bytes;
+  }
   /** The whole body as bytes for the runtime (a stream is read to its end, at most `max` bytes; the body is used then). */
   static async read(b: Body, max = Infinity): Promise<Uint8Array | null> {
     if (b.#bytes !== null) return b.#bytes;

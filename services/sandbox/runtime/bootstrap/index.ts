@@ -54,6 +54,7 @@ import {
   REFERENCE_GLOBALS,
   type BootOptions,
   type Entry,
+  type EntryDispatch,
   type HostCallbacks,
   type HostReferences,
   type IsolateRef,
@@ -177,4 +178,7 @@ const entry: Entry = {
   pull: (seq: number) => (enterRoot(), pull(seq)),
   cancelStream,
 };
-g[ENTRY_GLOBAL] = entry;
+// Taken by the host as the init half's result (abi.ts TAKE_ENTRY). The host names only Entry's keys.
+const call = Reflect.apply;
+const dispatch: EntryDispatch = (name, ...args) => call(entry[name] as (...a: unknown[]) => never, undefined, args);
+g[ENTRY_GLOBAL] = dispatch;

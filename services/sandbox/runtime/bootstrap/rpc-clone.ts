@@ -13,6 +13,13 @@
  * the text as hostile: unknown tags, holes it was not sent, and over-long BigInts are refused.
  */
 import { decodeValue, encodeValue } from './tagged-values.ts';
+import { Body } from './fetch-api.ts';
+
+/**
+ * A Response's body bytes to send in capnweb's message (bootstrap-bundle.ts RPC_INLINE_BODY), or null
+ * for its stream: taken here, in the init half, before any tenant code could replace it on Body.
+ */
+export const takeBodyBytes = Body.takeBytes;
 
 /** capnweb's own classification of a value (its `typeForRpc`). */
 export type Kind = (value: unknown) => string;

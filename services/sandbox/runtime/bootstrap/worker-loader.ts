@@ -8,13 +8,16 @@
 import { isRemoteStub, loopbackOf, markRemote, propsJson } from './entrypoints.ts';
 import { durableObjectClass } from './facets.ts';
 import { codec } from './value-codec.ts';
-import { Request, Response } from './fetch-api.ts';
+import { Body, Request, Response } from './fetch-api.ts';
 import * as web from './web-globals.ts';
 import { requests } from './request-state.ts';
 import type { Pipes } from './workers-rpc.ts';
 import type { CallAsync } from './workflow-step.ts';
 import { DOMException } from './encoding.ts';
 import { LOADER_LIMITS, LOADER_TARGET, type EntrypointRef, type LoaderCode, type LoaderModule } from '../abi.ts';
+
+// Captured before any tenant code runs (it can reach Body through Response's prototype chain).
+const holdsBytes = Body.holdsBytes;
 
 const KINDS = ['js', 'cjs', 'text', 'data', 'json', 'py', 'wasm'] as const;
 const TYPE_OF = { js: 'esm', cjs: 'cjs', text: 'text', data: 'data', json: 'json', wasm: 'wasm' } as const;
@@ -191,7 +194,8 @@ export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, sub
             release();
             throw e;
           }
-          if (!response.body) {
+          // No body, or its bytes came in the answer itself (bootstrap-bundle.ts RPC_INLINE_BODY): the session is done.
+          if (holdsBytes(response) || !response.body) {
             release();
             return response;
           }
