@@ -86,7 +86,11 @@ function localCaCerts(): string {
     .join('\n');
 }
 
-describe('compose.yaml: the cluster in containers', { skip: missing }, () => {
+// The first build installs the dependencies in the image (minutes, more on a busy machine; the layer
+// cache keeps later ones short): longer than npm test's per-test default of 5 minutes allows.
+const BUILD_MS = 1_800_000;
+
+describe('compose.yaml: the cluster in containers', { skip: missing, timeout: BUILD_MS + 600_000 }, () => {
   const project = `cordon-e2e-${randomBytes(3).toString('hex')}`;
   const work = mkdtempSync(join(tmpdir(), 'cordon-compose-'));
   const keys = join(work, 'keys');
@@ -109,42 +113,44 @@ describe('compose.yaml: the cluster in containers', { skip: missing }, () => {
     }
   };
 
-  before(async () => {
-    const started = Date.now();
-    await ensureBaseImage();
-    const [http, https, admin] = [await freePort(), await freePort(), await freePort()];
-    httpUrl = `http://127.0.0.1:${http}`;
-    adminUrl = `http://127.0.0.1:${admin}`;
-    env = {
-      ...process.env,
-      COMPOSE_PROJECT_NAME: project,
-      CORDON_KEYS_DIR: keys,
-      CORDON_HTTP_PUBLISH: `127.0.0.1:${http}`,
-      CORDON_HTTPS_PUBLISH: `127.0.0.1:${https}`,
-      CORDON_ADMIN_PUBLISH: `127.0.0.1:${admin}`,
-      CORDON_BUILD_CA_CERTS: localCaCerts(),
-    };
-    const k = await cli(['keys', 'cluster', '--out', keys, '--cordons', 'standard,untrusted', '--owner', CONTAINER_UID], env);
-    assert.equal(k.code, 0, k.stderr);
-    // The layer cache keeps rebuilds short; the first build installs the dependencies (minutes).
-    await compose(['build'], 1_800_000);
-    const built = Date.now();
-    up = true;
-    await compose(['up', '-d', '--scale', 'sandbox-standard=3'], 300_000);
-    try {
-      await waitFor(
-        'the cluster to become healthy',
-        async () => (await fetch(`${adminUrl}/healthz`).catch(() => undefined))?.status === 200 || undefined,
-        180_000,
-        500,
-      );
-    } catch (e) {
-      throw new Error(`${(e as Error).message}\n${await logs()}`);
-    }
-    process.stderr.write(`# base image and build ${Math.round((built - started) / 1000)} s, up and healthy ${Math.round((Date.now() - built) / 1000)} s\n`);
-    const token = (await run('docker', ['exec', container('supervisor'), 'cat', '/var/lib/cordon/admin.token'])).trim();
-    adminEnv = { ...process.env, CORDON_ADMIN_URL: adminUrl, CORDON_TOKEN: token, CORDON_DATA_DIR: join(work, 'cli') };
-  });
+  before(
+    async () => {
+      const started = Date.now();
+      await ensureBaseImage();
+      const [http, https, admin] = [await freePort(), await freePort(), await freePort()];
+      httpUrl = `http://127.0.0.1:${http}`;
+      adminUrl = `http://127.0.0.1:${admin}`;
+      env = {
+        ...process.env,
+        COMPOSE_PROJECT_NAME: project,
+        CORDON_KEYS_DIR: keys,
+        CORDON_HTTP_PUBLISH: `127.0.0.1:${http}`,
+        CORDON_HTTPS_PUBLISH: `127.0.0.1:${https}`,
+        CORDON_ADMIN_PUBLISH: `127.0.0.1:${admin}`,
+        CORDON_BUILD_CA_CERTS: localCaCerts(),
+      };
+      const k = await cli(['keys', 'cluster', '--out', keys, '--cordons', 'standard,untrusted', '--owner', CONTAINER_UID], env);
+      assert.equal(k.code, 0, k.stderr);
+      await compose(['build'], BUILD_MS);
+      const built = Date.now();
+      up = true;
+      await compose(['up', '-d', '--scale', 'sandbox-standard=3'], 300_000);
+      try {
+        await waitFor(
+          'the cluster to become healthy',
+          async () => (await fetch(`${adminUrl}/healthz`).catch(() => undefined))?.status === 200 || undefined,
+          180_000,
+          500,
+        );
+      } catch (e) {
+        throw new Error(`${(e as Error).message}\n${await logs()}`);
+      }
+      process.stderr.write(`# base image and build ${Math.round((built - started) / 1000)} s, up and healthy ${Math.round((Date.now() - built) / 1000)} s\n`);
+      const token = (await run('docker', ['exec', container('supervisor'), 'cat', '/var/lib/cordon/admin.token'])).trim();
+      adminEnv = { ...process.env, CORDON_ADMIN_URL: adminUrl, CORDON_TOKEN: token, CORDON_DATA_DIR: join(work, 'cli') };
+    },
+    { timeout: BUILD_MS + 300_000 },
+  );
 
   after(async () => {
     if (up) {
