@@ -5,7 +5,8 @@
  * The sandbox must apply the capnweb path's checks to a fast request (code key, request schema), close
  * only the offending session on a malformed frame, and keep serving a bystander tenant's worker
  * through the real ingress throughout. The other direction (a compromised sandbox answering ingress)
- * is services/ingress/fast-link.test.ts.
+ * is services/ingress/fast-link.test.ts. A worker that patches built-ins cannot reach or steer how its
+ * answer's body leaves the isolate (the bootstrap's ExternalCopy of it, abi.ts BodyCopy).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
