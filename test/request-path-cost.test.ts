@@ -7,7 +7,9 @@
  * isolate moved, not copied by isolated-vm (isolated-vm's copies are counted). Inside the isolate, a
  * request's URL is parsed once: the worker's `new URL(request.url)` is answered from the isolate's parse
  * cache (whatwg-url's parser runs are counted). The answers of requests the isolate finishes together go
- * back to the host in one callback, not one each (the callbacks are counted).
+ * back to the host in one callback, not one each (the callbacks are counted). A request's metadata is
+ * JSON-encoded once on its way into the isolate (encodings of encoded metadata are counted), and an
+ * answer's body leaves it as one copy handed over, not as a callback argument serialised and copied again.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +20,7 @@ import { Socket } from 'node:net';
 import { createHook } from 'node:async_hooks';
 import { Session } from 'node:inspector/promises';
 import { context } from '@opentelemetry/api';
-import { externalCopies, postedCallbacks, urlParses } from './helpers/isolate-copies.ts';
+import { externalCopies, postedCallbacks, serialisedBuffers, urlParses } from './helpers/isolate-copies.ts';
 import type { UnixListener } from '../lib/rpc/unix.ts';
 import type { Channel } from '../lib/rpc/channel.ts';
 import type { SupervisorLink } from '../services/sandbox/port.ts';
@@ -115,6 +117,18 @@ ArrayBuffer.prototype.slice = function (this: ArrayBuffer, begin?: number, end?:
   return copy;
 };
 
+/**
+ * JSON encodings of text holding a request's metadata already encoded (`\"url\":` inside a string):
+ * the metadata encoded a second time, inside a batch's encoding.
+ */
+let reencoded = 0;
+const stringify = JSON.stringify;
+JSON.stringify = function (this: unknown, ...args: Parameters<typeof JSON.stringify>) {
+  const text = stringify.apply(this, args);
+  if (typeof text === 'string' && text.includes('\\"url\\":')) reencoded++;
+  return text;
+} as typeof JSON.stringify;
+
 /** Body-sized buffers freed at once (transfer(0): the sandbox frees its answer bodies and chunks once written). */
 let bodiesFreed = 0;
 const transfer = ArrayBuffer.prototype.transfer;
@@ -192,6 +206,8 @@ async function perRequest(method: string, body: Uint8Array[] | null) {
     sandbox: { ...sandboxSent },
     supervisor: supervisorCalls,
     copies: externalCopies(),
+    serialised: serialisedBuffers(),
+    reencoded,
     allocations: bodyAllocations,
     freed: bodiesFreed,
   };
@@ -212,6 +228,10 @@ async function perRequest(method: string, body: Uint8Array[] | null) {
     supervisor: (supervisorCalls - before.supervisor) / REQUESTS,
     /** Values isolated-vm copied (a request body goes into the isolate moved). */
     copies: (externalCopies() - before.copies) / REQUESTS,
+    /** Body-sized answer bodies serialised out of the isolate as a callback's argument (copied twice). */
+    serialised: (serialisedBuffers() - before.serialised) / REQUESTS,
+    /** Requests' metadata JSON-encoded a second time (inside the batch's encoding). */
+    reencoded: (reencoded - before.reencoded) / REQUESTS,
     /** Body-sized buffers made (BODY_SIZED). */
     allocations: (bodyAllocations - before.allocations) / REQUESTS,
     /** Body-sized buffers the sandbox freed at once once written. */
@@ -225,11 +245,23 @@ test('a plain GET is one frame each way, no capnweb message and no supervisor ro
   assert.equal(new TextDecoder().decode(cost.answers[0]!.body!), 'hello');
   assert.deepEqual(
     { ...cost, answers: undefined },
-    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 0, freed: 0, answers: undefined },
+    {
+      ingressText: 0,
+      ingressBinary: 1,
+      sandboxText: 0,
+      sandboxBinary: 1,
+      supervisor: 0,
+      copies: 0,
+      serialised: 0,
+      reencoded: 0,
+      allocations: 0,
+      freed: 0,
+      answers: undefined,
+    },
   );
 });
 
-test('a 64 KiB body each way is still one frame each way, moves into the isolate without a copy by isolated-vm, and is copied once on each side', async () => {
+test('a 64 KiB body each way is still one frame each way, moves into the isolate without a copy by isolated-vm, leaves it copied once, and is copied once on each side', async () => {
   // In the pieces it arrived in: sent as they are, never joined in ingress.
   const pieces = [new Uint8Array(20_000).fill(7), new Uint8Array(64 * 1024 - 20_000).fill(8)];
   const cost = await perRequest('POST', pieces);
@@ -242,7 +274,19 @@ test('a 64 KiB body each way is still one frame each way, moves into the isolate
   // request frame arrived in once the decoder has copied it out (freed: 2), not at a major GC.
   assert.deepEqual(
     { ...cost, answers: undefined },
-    { ingressText: 0, ingressBinary: 1, sandboxText: 0, sandboxBinary: 1, supervisor: 0, copies: 0, allocations: 1, freed: 2, answers: undefined },
+    {
+      ingressText: 0,
+      ingressBinary: 1,
+      sandboxText: 0,
+      sandboxBinary: 1,
+      supervisor: 0,
+      copies: 0,
+      serialised: 0,
+      reencoded: 0,
+      allocations: 1,
+      freed: 2,
+      answers: undefined,
+    },
   ); // In the isolate, per echo: one copy, the Response's of the worker's bytes (the Fetch standard's; the
   // worker may change its buffer after). Not: a copy of the body the host moved in when the Request is
   // made, nor of the request's own bytes in arrayBuffer() (both nobody else's).

@@ -5,7 +5,8 @@
  * The sandbox must apply the capnweb path's checks to a fast request (code key, request schema), close
  * only the offending session on a malformed frame, and keep serving a bystander tenant's worker
  * through the real ingress throughout. The other direction (a compromised sandbox answering ingress)
- * is services/ingress/fast-link.test.ts.
+ * is services/ingress/fast-link.test.ts. A worker that patches built-ins cannot reach or steer how its
+ * answer's body leaves the isolate (the bootstrap's ExternalCopy of it, abi.ts BodyCopy).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,6 +47,30 @@ const TAGGED_STREAM = `export default { fetch(request) {
     n++;
     c.enqueue(chunk);
   } }));
+} };`;
+
+/**
+ * A worker that patches the built-ins around an answer's way out of the isolate before any request: an
+ * ArrayBuffer byteLength that lies about large buffers, index setters on Array.prototype and a
+ * Promise.prototype.then that look for an isolated-vm handle (an object whose prototype has copy and
+ * release: the bootstrap's copy of an answer's body, abi.ts BodyCopy), JSON.parse/stringify replaced. It
+ * echoes the body and says in headers what it saw, and which host globals it can name.
+ */
+const STEERING = `const seen = new Set();
+const handle = (v) => { try { const p = v !== null && typeof v === 'object' ? Object.getPrototypeOf(v) : null; return p !== null && Object.hasOwn(p, 'release') && Object.hasOwn(p, 'copy'); } catch { return false; } };
+const abLength = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength').get;
+Object.defineProperty(ArrayBuffer.prototype, 'byteLength', { get() { const n = abLength.call(this); return n > 4096 ? 1 : n; }, configurable: true });
+for (let i = 0; i < 64; i++)
+  Object.defineProperty(Array.prototype, i, { set(v) { if (handle(v)) seen.add('index'); Object.defineProperty(this, i, { value: v, writable: true, enumerable: true, configurable: true }); }, configurable: true });
+const then = Promise.prototype.then;
+Promise.prototype.then = function (f, r) { return then.call(this, (v) => { if (handle(v) || (Array.isArray(v) && v.some(handle))) seen.add('then'); return typeof f === 'function' ? f(v) : v; }, r); };
+const parse = JSON.parse;
+JSON.parse = (t, r) => { if (typeof t === 'string' && t.includes('"streamed"')) seen.add('parse'); return parse(t, r); };
+JSON.stringify = () => '{}';
+export default { async fetch(request) {
+  const body = await request.arrayBuffer();
+  const names = Object.getOwnPropertyNames(globalThis).filter((n) => /cordon|ivm|copy/i.test(n));
+  return new Response(body, { headers: { 'x-seen': [...seen].join(','), 'x-globals': names.join(',') } });
 } };`;
 
 const forged = { workerId: 'bystander/hello', version: 'a'.repeat(64), codeKey: 'A'.repeat(43) };
@@ -128,6 +153,26 @@ describe('the fast path into a sandbox, against a hostile peer', () => {
       }
       await waitFor(`${tenant}'s stream`, async () => (await fetch(`${mesh.httpUrl}/${tenant}-tagged?tag=0`)).status === 200 || undefined);
     }
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-steering-'));
+    try {
+      writeFileSync(join(dir, 'steering.js'), STEERING);
+      const t = await mesh.cli([
+        'deploy',
+        join(dir, 'steering.js'),
+        '--name',
+        'steering',
+        '--tenant',
+        'tenant-a',
+        '--cordon',
+        'standard',
+        '--route',
+        '*/steering*',
+      ]);
+      assert.equal(t.code, 0, t.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    await waitFor('the steering worker', async () => (await fetch(`${mesh.httpUrl}/steering`, { method: 'POST', body: 'x' })).status === 200 || undefined);
     sandboxPid = sandboxNodes(mesh).get('standard')!;
     assert.ok(sandboxPid);
   });
@@ -271,6 +316,33 @@ describe('the fast path into a sandbox, against a hostile peer', () => {
       ...Array.from({ length: 10 }, (_, i) => echo(tenant, i)),
     ]);
     await Promise.all([...stalled, ...others]);
+    await bystanderOk();
+  });
+
+  test("a worker that patches the built-ins around an answer's way out of the isolate neither sees the copy of its body nor changes what arrives; other tenants' bodies are unharmed", async () => {
+    const bodyOf = (i: number, size: number) => {
+      const b = Buffer.alloc(size);
+      for (let at = 0; at + 4 <= size; at += 4) b.writeUInt32BE(((0xa0 << 24) | (i << 20) | at) >>> 0, at);
+      return b;
+    };
+    // Both sides of what crosses inside the host's callback (a few KiB) and what crosses as a copy handed over.
+    const sizes = [16, 4096, 4097, 40_000, 65_536];
+    const calls = sizes.flatMap((size, i) => [
+      (async () => {
+        const sent = bodyOf(i, size);
+        const r = await fetch(`${mesh.httpUrl}/steering`, { method: 'POST', body: sent });
+        assert.equal(r.status, 200);
+        assert.ok(Buffer.from(await r.arrayBuffer()).equals(sent), `${size} bytes: not its own bytes back`);
+        assert.equal(r.headers.get('x-seen'), '', `${size} bytes: the worker saw the runtime's copy or metadata`);
+        assert.equal(r.headers.get('x-globals'), '', `${size} bytes: host globals left for the worker`);
+      })(),
+      (async () => {
+        const sent = bodyOf(8 + i, size);
+        const r = await fetch(`${mesh.httpUrl}/tenant-b/echo`, { method: 'POST', body: sent });
+        assert.ok(Buffer.from(await r.arrayBuffer()).equals(sent), `tenant-b, ${size} bytes: not its own bytes back`);
+      })(),
+    ]);
+    await Promise.all(calls);
     await bystanderOk();
   });
 

@@ -20,6 +20,7 @@ export {
   isolatesMadeSync,
   lastIsolate,
   postedCallbacks,
+  serialisedBuffers,
   syncCompilesDone,
   urlParses,
 } from './isolated-vm-counted.ts';

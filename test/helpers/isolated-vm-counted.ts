@@ -89,6 +89,12 @@ if (createAsync)
 let posted = 0;
 /** Calls so far of the host callbacks an isolate does not wait for (ASYNC_CALLBACKS: each is a task on the host's event loop). */
 export const postedCallbacks = (): number => posted;
+let serialised = 0;
+/** ArrayBuffers of 32 KiB or more so far among those callbacks' arguments: each was serialised out of the isolate, then copied again into the host's heap. */
+export const serialisedBuffers = (): number => serialised;
+const countBuffers = (args: unknown[]) => {
+  for (const a of args) if (a instanceof ArrayBuffer && a.byteLength >= 32 * 1024) serialised++;
+};
 
 const counted = Object.create(ivm) as typeof ivm;
 Object.defineProperty(counted, 'Callback', {
@@ -96,7 +102,7 @@ Object.defineProperty(counted, 'Callback', {
     construct(target, args: [(...a: unknown[]) => unknown, { ignored?: boolean }?]) {
       const [fn, options] = args;
       if (!options?.ignored) return Reflect.construct(target, args);
-      return Reflect.construct(target, [(...a: unknown[]) => (posted++, fn(...a)), options]);
+      return Reflect.construct(target, [(...a: unknown[]) => (posted++, countBuffers(a), fn(...a)), options]);
     },
   }),
 });

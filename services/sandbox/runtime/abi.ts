@@ -51,8 +51,13 @@ export interface HostCallbacks {
    * (bootstrap/units.ts), or null for a name that is not a unit.
    */
   unit(name: string): UnitRef | null;
-  /** Answers to requests of batches (see Entry.runBatch): each four arguments, `seq, head, body, ended`. */
-  done(...answers: (number | string | ArrayBuffer | null | boolean)[]): void;
+  /**
+   * Answers to requests of batches (see Entry.runBatch): each four arguments, `seq, head, body, ended`.
+   * A body over a few KiB is an isolated-vm ExternalCopy the isolate made of the bytes (BodyCopy): only
+   * its handle crosses, and the host takes the bytes over without copying them again (a callback's
+   * ArrayBuffer argument is serialised, then copied once more into the host's heap: kept for small ones).
+   */
+  done(...answers: (number | string | BodyCopy | ArrayBuffer | null | boolean)[]): void;
   /** Workers RPC (bootstrap/workers-rpc.ts): the isolate opened pipe `pipe` to a binding. */
   rpcOpen(pipe: number, target: string): void;
   /** A capnweb message from the isolate's end of a pipe, for the other end. */
@@ -181,6 +186,16 @@ export const REFERENCE_GLOBALS = {
   crypto: '__cordonCrypto',
 } as const satisfies { [K in keyof HostReferences]: `__cordon${Capitalize<K>}` };
 
+/** Bytes the isolate copied out of its heap once (isolated-vm's ExternalCopy, BODY_COPY_GLOBAL's class); the host takes them over. */
+export interface BodyCopy {
+  release(): void;
+}
+/**
+ * An empty ExternalCopy, from which the bootstrap takes isolated-vm's ExternalCopy class (its constructor)
+ * and nothing else of isolated-vm (taken and deleted before tenant code).
+ */
+export const BODY_COPY_GLOBAL = '__cordonBodyCopy';
+
 /** A host Reference as the isolate calls it (the part of isolated-vm's Reference the bootstrap uses). */
 export interface IsolateRef<F extends (...args: never[]) => Promise<unknown>> {
   apply(recv: undefined, args: Parameters<F>, opts: { arguments?: { copy: true }; result: { promise: true; copy?: true } }): ReturnType<F>;
@@ -200,10 +215,22 @@ export interface BootOptions {
 }
 export const OPTIONS_GLOBAL = '__cordonOptions';
 
+/** A request's metadata as runBatch takes it (JSON); `streamed`: its body streams in (HostReferences.bodyPull), none came with it. */
+export interface RequestMeta {
+  method: string;
+  url: string;
+  headers: [string, string][];
+  streamed: boolean;
+  cf?: Record<string, string>;
+}
+
 /** What the bootstrap leaves in ENTRY_GLOBAL for the host to take (as References) and delete. */
 export interface Entry {
-  /** Requests gathered by the host, as JSON `[meta, seq][]`, and their bodies in the same order (each moved in, not copied); each answers through HostCallbacks.done. */
-  runBatch(batch: string, now: number, ...bodies: (ArrayBuffer | null)[]): void;
+  /**
+   * Requests gathered by the host, each three arguments: `seq`, its metadata (RequestMeta as JSON, encoded
+   * once) and its body (moved in, not copied); each answers through HostCallbacks.done.
+   */
+  runBatch(now: number, ...requests: (number | string | ArrayBuffer | null)[]): void;
   /** A spare's rehearsal of the request path, before it knows its worker; `rpc`: Workers RPC's too (the isolate code caches are made in). */
   rehearse(now: number, rpc: boolean): Promise<void>;
   runWorkflow(className: string, event: string, stepHandle: string, now: number): Promise<string>;

@@ -35,6 +35,7 @@ import {
   ASYNC_CALLBACKS,
   CALLBACK_GLOBALS,
   ENTRY_NAMES,
+  BODY_COPY_GLOBAL,
   OPTIONS_GLOBAL,
   REFERENCE_GLOBALS,
   type BootOptions,
@@ -42,6 +43,7 @@ import {
   type EntryDispatch,
   type HostCallbacks,
   type HostReferences,
+  type RequestMeta,
   type UnitRef,
 } from './abi.ts';
 
@@ -110,6 +112,20 @@ const MAX_BATCH = 32;
 
 /** A request's answer from the isolate: head (JSON, or '!' + a failure, or '~' + head of a stream), body, and whether the isolate ended the request's scope itself. */
 type Answer = [string, ArrayBuffer | null, boolean?];
+
+/**
+ * An answer's body as the isolate hands it over (abi.ts BodyCopy): the bytes it copied out of its heap,
+ * taken over here without another copy. Anything else is passed on as it came, and a copy that cannot be
+ * taken becomes undefined: readResponse refuses both as a body that did not arrive as bytes.
+ */
+function takeBody(body: unknown): unknown {
+  if (!(body instanceof ivm.ExternalCopy)) return body;
+  try {
+    return body.copy({ release: true, transferIn: true });
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * A request body as an ArrayBuffer of its own for the isolate (#sendBatch moves it in, detaching it
@@ -450,7 +466,8 @@ export class WorkerInstance {
       setTimer: (id, ms) => this.#timers.set(id, ms, this.#watchdogs.owners()),
       clearTimer: (id) => this.#timers.clear(id),
       done: (...a) => {
-        for (let i = 0; i + 3 < a.length; i += 4) this.#answered(a[i] as number, [a[i + 1] as string, a[i + 2] as ArrayBuffer | null, a[i + 3] as boolean]);
+        for (let i = 0; i + 3 < a.length; i += 4)
+          this.#answered(a[i] as number, [a[i + 1] as string, takeBody(a[i + 2]) as ArrayBuffer | null, a[i + 3] as boolean]);
       },
       rpcOpen: (pipe, target) => {
         this.#pipeOwners.set(pipe, this.#watchdogs.owners());
@@ -464,7 +481,8 @@ export class WorkerInstance {
       bodyCancel: (id) => this.#cancelFetched(id),
       objectBusy: (pipe, call, busy) => this.#objectBusy(pipe, call, busy),
     };
-    const globals: [string, ivm.Callback | ivm.Reference | string][] = [];
+    // An empty ExternalCopy: the bootstrap takes its class, for answers' bodies (done), and releases it.
+    const globals: [string, ivm.Callback | ivm.Reference | ivm.ExternalCopy<number> | string][] = [[BODY_COPY_GLOBAL, new ivm.ExternalCopy(0)]];
     for (const name of Object.keys(callbacks) as (keyof HostCallbacks)[]) {
       const fn = hostCallback(callbacks[name] as (...args: unknown[]) => unknown);
       globals.push([
@@ -918,7 +936,8 @@ export class WorkerInstance {
     if (bodyStream) this.#incoming.set(seq, bodyStream.getReader());
     let result: Answer;
     try {
-      const meta = JSON.stringify({ method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined, cf: request.cf });
+      const fields: RequestMeta = { method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined, cf: request.cf };
+      const meta = JSON.stringify(fields);
       const body = request.body ? ownBuffer(request.body) : null;
       result = await this.#submit(seq, meta, body, watch);
     } catch (e) {
@@ -976,16 +995,14 @@ export class WorkerInstance {
       try {
         // Each body is the request's own ArrayBuffer (handle() sliced it out): moved into the isolate, not
         // copied again (an array of them would be serialised into a copy, then copied into the isolate).
-        const bodies = items.map((i) => (i.body ? new ivm.ExternalCopy(i.body, { transferOut: true }).copyInto({ release: true, transferIn: true }) : null));
+        // Each request's metadata crosses as the JSON handle() made (one encoding, one parse in the isolate).
+        const args: [number, ...(number | string | ivm.Copy<ArrayBuffer> | null)[]] = [Date.now()];
+        for (const i of items)
+          args.push(i.seq, i.meta, i.body ? new ivm.ExternalCopy(i.body, { transferOut: true }).copyInto({ release: true, transferIn: true }) : null);
         // Each request is also under its own CPU watchdog (Watchdogs.arm); this bound is the backstop for the call.
         // One task: its CPU is charged to each request in it (they run in turn, each under its own limit).
         this.#watchdogs
-          .track(
-            new Set(items.map((i) => i.watch.account)),
-            this.#entry!.runBatch.apply(undefined, [JSON.stringify(items.map((i) => [i.meta, i.seq])), Date.now(), ...bodies], {
-              timeout: cpuMs * items.length,
-            }),
-          )
+          .track(new Set(items.map((i) => i.watch.account)), this.#entry!.runBatch.apply(undefined, args, { timeout: cpuMs * items.length }))
           .catch(failed);
       } catch (e) {
         failed(e); // from a tick of its own, a throw here would take the whole process down

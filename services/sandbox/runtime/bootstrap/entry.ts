@@ -25,7 +25,17 @@ import type { SyncSubtle } from './subtle.ts';
 import { makeObjectHost } from './durable-objects.ts';
 import { hostBody } from './host-body.ts';
 import { brotliModule } from './brotli.ts';
-import { BUILTINS_GLOBAL, SHIPPED_GLOBAL, type BootOptions, type Entry, type HostCallbacks, type HostReferences, type IsolateRef } from '../abi.ts';
+import {
+  BUILTINS_GLOBAL,
+  SHIPPED_GLOBAL,
+  type BodyCopy,
+  type BootOptions,
+  type Entry,
+  type HostCallbacks,
+  type HostReferences,
+  type IsolateRef,
+  type RequestMeta,
+} from '../abi.ts';
 
 // --- what the response path needs, captured before tenant code can patch anything ------------------
 const apply = Reflect.apply;
@@ -39,6 +49,9 @@ const settled = Promise.resolve();
 const allSettled = Promise.allSettled.bind(Promise);
 const StringCtor = String;
 const defineProperty = Object.defineProperty;
+const abByteLength = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength')!.get!;
+/** The largest answer body that crosses to the host inside done's call rather than as a BodyCopy. */
+const INLINE_BODY = 4096;
 const freeze = Object.freeze;
 
 export interface RequestPathDeps {
@@ -46,6 +59,10 @@ export interface RequestPathDeps {
   host: Pick<HostCallbacks, 'done' | 'objectBusy'>;
   /** Pulls the next chunk of a request body that streams in (an ArrayBuffer copy, or null at its end). */
   bodyRef: IsolateRef<HostReferences['bodyPull']>;
+  /** isolated-vm's ExternalCopy: an answer's body leaves the isolate as one (abi.ts BodyCopy). */
+  BodyCopyCtor: new (
+    bytes: ArrayBuffer,
+  ) => BodyCopy;
   options: BootOptions;
   timers: Timers;
   resetSubrequests: () => void;
@@ -65,6 +82,7 @@ export function makeRequestPath({
   g,
   host,
   bodyRef,
+  BodyCopyCtor,
   options,
   timers,
   resetSubrequests,
@@ -75,6 +93,8 @@ export function makeRequestPath({
   syncSubtle,
 }: RequestPathDeps): RequestPath {
   const { callCapAsync } = envDeps;
+  // Captured before tenant code, as everything used after it (no tenant code can reach the class or a copy anyway).
+  const releaseCopy = BodyCopyCtor.prototype.release;
   let configurable = true;
 
   /**
@@ -235,14 +255,15 @@ export function makeRequestPath({
    * had come alone, and its answer goes back through the host's `done` as soon as it is ready (with
    * the others ready in the same turn of microtasks, in one call: `ready`): a slow request holds up no other.
    */
-  function runBatch(batchJson: string, now: number, ...bodies: (ArrayBuffer | null)[]): void {
+  function runBatch(now: number, ...requests: (number | string | ArrayBuffer | null)[]): void {
     enterRoot();
-    const batch = JSONparse(batchJson) as [string, number][];
-    for (let i = 0; i < batch.length; i++) {
-      const meta = batch[i]![0];
-      const seq = batch[i]![1];
+    for (let i = 0; i + 2 < requests.length; i += 3) {
+      const seq = requests[i] as number;
       const answer = (r: [string, ArrayBuffer | null, boolean?]) => ready(seq, r[0], r[1], r[2] === true);
-      apply(promiseThen, run(meta, bodies[i] ?? null, now, seq), [answer, (e: unknown) => answer(fail('exception', errorText(e)))]);
+      apply(promiseThen, run(requests[i + 1] as string, requests[i + 2] as ArrayBuffer | null, now, seq), [
+        answer,
+        (e: unknown) => answer(fail('exception', errorText(e))),
+      ]);
     }
   }
 
@@ -251,18 +272,38 @@ export function makeRequestPath({
    * is a task on the host's event loop): gathered here, sent from a microtask queued by the first.
    * Kept with defineProperty: no index setter a tenant put on Array.prototype sees them.
    */
-  let answers: (number | string | ArrayBuffer | null | boolean)[] = [];
+  let answers: (number | string | BodyCopy | ArrayBuffer | null | boolean)[] = [];
+  /** The BodyCopies among the answers (released once sent). */
+  let copies: BodyCopy[] = [];
   const sendAnswers = () => {
     const out = answers;
+    const made = copies;
     answers = [];
-    apply(host.done, undefined, out);
+    copies = [];
+    try {
+      apply(host.done, undefined, out);
+    } finally {
+      // The host holds its own handle on each copy (taken with the call's arguments): this isolate's goes now.
+      for (let i = 0; i < made.length; i++) apply(releaseCopy, made[i], []);
+    }
   };
   function ready(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void {
     const n = answers.length;
+    // Copied out of the heap here, once; only the copy's handle crosses with the call (not the bytes, serialised, then copied again).
+    // A small body crosses in the call itself: a handle costs more than copying a few bytes twice.
+    let copy: BodyCopy | ArrayBuffer | null = body;
+    if (body !== null && apply(abByteLength, body, []) > INLINE_BODY) {
+      try {
+        copy = new BodyCopyCtor(body);
+        defineProperty(copies, copies.length, { value: copy, writable: true, enumerable: true, configurable: true });
+      } catch (e) {
+        [head, copy] = fail('exception', errorText(e));
+      }
+    }
     if (n === 0) apply(promiseThen, settled, [sendAnswers]);
     defineProperty(answers, n, { value: seq, writable: true, enumerable: true, configurable: true });
     defineProperty(answers, n + 1, { value: head, writable: true, enumerable: true, configurable: true });
-    defineProperty(answers, n + 2, { value: body, writable: true, enumerable: true, configurable: true });
+    defineProperty(answers, n + 2, { value: copy, writable: true, enumerable: true, configurable: true });
     defineProperty(answers, n + 3, { value: ended, writable: true, enumerable: true, configurable: true });
   }
 
@@ -279,7 +320,7 @@ export function makeRequestPath({
     requests.active++;
     setClock(now);
     resetSubrequests();
-    const meta = JSONparse(metaJson) as { method: string; url: string; headers: [string, string][]; streamed: boolean; cf?: Record<string, string> };
+    const meta = JSONparse(metaJson) as RequestMeta;
     const request = new Request(meta.url, {
       method: meta.method,
       headers: meta.headers,

@@ -49,9 +49,11 @@ import { enterRoot } from './async-context.ts';
 import {
   CALLBACK_GLOBALS,
   ENTRY_GLOBAL,
+  BODY_COPY_GLOBAL,
   LIBS_GLOBAL,
   OPTIONS_GLOBAL,
   REFERENCE_GLOBALS,
+  type BodyCopy,
   type BootOptions,
   type Entry,
   type EntryDispatch,
@@ -85,6 +87,12 @@ const cryptoRef = take(REFERENCE_GLOBALS.crypto) as IsolateRef<HostReferences['c
 // Pulls the next chunk of a body that streams in, a request's or a fetch() response's (an ArrayBuffer copy, or null at its end).
 const bodyRef = take(REFERENCE_GLOBALS.bodyPull) as IsolateRef<HostReferences['bodyPull']>;
 const options = JSON.parse(take(OPTIONS_GLOBAL) as string) as BootOptions;
+// isolated-vm's ExternalCopy class, taken from an empty copy the host set (released at once): kept in
+// this closure, for answers' bodies to leave the isolate copied once (abi.ts BodyCopy). No copy nor the
+// class is reachable from tenant code, which therefore cannot patch its prototype (release is captured too).
+const bodyCopySample = take(BODY_COPY_GLOBAL) as BodyCopy;
+const BodyCopyCtor = Object.getPrototypeOf(bodyCopySample).constructor as new (bytes: ArrayBuffer) => BodyCopy;
+bodyCopySample.release();
 
 // Used after tenant code has run (callCapAsync): captured before it can patch it.
 const PromiseCtor = Promise;
@@ -172,7 +180,7 @@ requests.env = makeEnv(options.vars, options.bindings, envDeps);
 
 // --- the entry the host calls -------------------------------------------------------------------------
 const entry: Entry = {
-  ...makeRequestPath({ g, host, bodyRef, options, timers, resetSubrequests: subrequests.reset, envDeps, pipes, logError, connect, syncSubtle }),
+  ...makeRequestPath({ g, host, bodyRef, BodyCopyCtor, options, timers, resetSubrequests: subrequests.reset, envDeps, pipes, logError, connect, syncSubtle }),
   fireTimer: timers.fire,
   // A response body pulled by the host runs the worker's pull() from the empty async context, as any host entry.
   pull: (seq: number) => (enterRoot(), pull(seq)),
