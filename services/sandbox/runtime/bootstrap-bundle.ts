@@ -282,7 +282,8 @@ const RPC_INLINE_BODY = 16 * 1024;
  * snapshot's (capnweb.ts), which classes extend before the unit loads; the async function prototype
  * it classifies by is read without `.constructor` (which the lockdown replaced); and it takes no global
  * `Buffer` a worker may have set by then (there was none when it loaded into the snapshot). A Response
- * holding its body as bytes sends them in the message (RPC_INLINE_BODY).
+ * holding its body as bytes sends them in the message (RPC_INLINE_BODY). Bytes' base64 loses its padding
+ * without a regular expression (V8 compiles one in each new isolate, on its first use).
  */
 const capnwebClones: Plugin = {
   name: 'cordon-capnweb-clones',
@@ -308,6 +309,7 @@ const capnwebClones: Plugin = {
         ['let RpcTarget$1 = workersModule ? workersModule.RpcTarget : class {};', 'let RpcTarget$1 = __RpcTarget;', 1],
         ['const AsyncFunction = (async function() {}).constructor;', 'const AsyncFunction = { prototype: Object.getPrototypeOf(async function() {}) };', 1],
         ['let BUFFER_PROTOTYPE = typeof Buffer !== "undefined" ? Buffer.prototype : void 0;', 'let BUFFER_PROTOTYPE = void 0;', 1],
+        ['b64 = b64.replace(/=+$/, "");', 'for (let end = b64.length; ; end--) if (b64[end - 1] !== "=") { b64 = b64.slice(0, end); break; }', 1],
         [
           'let body = this.devaluateImpl(resp.body, resp, depth + 1);',
           `let body = this.devaluateImpl(__takeBodyBytes(resp, ${RPC_INLINE_BODY}) ?? resp.body, resp, depth + 1);`,
