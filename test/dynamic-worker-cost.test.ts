@@ -159,3 +159,29 @@ test('a Dynamic Worker load does not compile the runtime functions its first RPC
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * Regular expressions the runtime runs for a loaded Worker, counted by the Worker itself (its own
+ * RegExp.prototype.exec, which every RegExp method calls once it is replaced): V8 compiles each in
+ * each new isolate on its first use. The header, status text and base64 checks and the RPC error
+ * rewording and whatwg-url's checks of a URL's host compare code units instead.
+ */
+test("a loaded Worker's calls run few regular expressions of the runtime", async () => {
+  const counting = worker(
+    `export default { async fetch(req, env) {
+      const w = env.LOADER.load({ compatibilityDate: '2026-07-01', mainModule: 'w.js', globalOutbound: null, modules: { 'w.js': \`
+        let runs = 0;
+        const exec = RegExp.prototype.exec;
+        RegExp.prototype.exec = function (s) { runs++; return exec.call(this, s); };
+        export default { fetch() { return new Response(String(runs), { statusText: 'Fine', headers: { 'x-answer': 'yes' } }); } }\` } });
+      const e = w.getEntrypoint();
+      await (await e.fetch('http://dynamic/', { headers: { 'x-asked': 'yes' } })).text();
+      return e.fetch('http://dynamic/');
+    } }`,
+    { bindings: [{ type: 'loader', name: 'LOADER' }] },
+  );
+  const res = await rt.handle(counting, GET, { log: () => {} });
+  const runs = Number(res.stream ? await new Response(res.stream).text() : text(res.body));
+  // Before: 22 (the headers' name and value checks, the status text's, the RPC error rewording's, base64's, whatwg-url's).
+  assert.equal(runs, 0, `${runs} regular expressions run by the runtime in a loaded Worker`);
+});

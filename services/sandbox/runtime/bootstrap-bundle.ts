@@ -114,6 +114,59 @@ const whatwgUrlClassesOnly: Plugin = {
   },
 };
 
+/**
+ * whatwg-url's checks that every URL with a host runs, as loops over code units rather than regular
+ * expressions: V8 compiles each regular expression in each new isolate on its first use (~30 µs each), and
+ * every new isolate (a Dynamic Worker's above all) parses its first request's URL. The same results:
+ * web-platform.test.ts compares URLs parsed in an isolate with the package's own parser.
+ */
+const WHATWG_URL_EDITS: Record<string, [string, string][]> = {
+  'infra.js': [
+    [
+      '  return !/[^\\u0000-\\u007F]/u.test(string);',
+      '  for (let i = 0; i < string.length; i++) if (string.charCodeAt(i) > 0x7f) return false;\n  return true;',
+    ],
+  ],
+  'url-miscellaneous.js': [
+    [
+      '  let regex = /[^0-7]/u;\n  if (R === 10) {\n    regex = /[^0-9]/u;\n  }\n  if (R === 16) {\n    regex = /[^0-9A-Fa-f]/u;\n  }\n\n  if (regex.test(input)) {\n    return failure;\n  }\n',
+      '  for (let i = 0; i < input.length; i++) {\n    const c = input.charCodeAt(i);\n    if (!(R === 16 ? (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66) : c >= 0x30 && c < 0x30 + R)) return failure;\n  }\n',
+    ],
+    [
+      '  if (/^[0-9]+$/u.test(last)) {',
+      '  if (last.length > 0 && ((s) => { for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) < 0x30 || s.charCodeAt(i) > 0x39) return false; return true; })(last)) {',
+    ],
+  ],
+  'url-state-machine.js': [
+    [
+      '  return url.replace(/\\u0009|\\u000A|\\u000D/ug, "");',
+      '  let out = "";\n  let from = 0;\n  for (let i = 0; i < url.length; i++) {\n    const c = url.charCodeAt(i);\n    if (c === 0x09 || c === 0x0a || c === 0x0d) {\n      out += url.slice(from, i);\n      from = i + 1;\n    }\n  }\n  return from === 0 ? url : out + url.slice(from);',
+    ],
+  ],
+};
+
+/** `source` with each edit made, or undefined when an edit's text is not there exactly once. */
+function editOnce(source: string, edits: [string, string][]): string | undefined {
+  let out = source;
+  for (const [from, to] of edits) {
+    if (out.split(from).length !== 2) return undefined;
+    out = out.replace(from, () => to);
+  }
+  return out;
+}
+
+const whatwgUrlWithoutRegExps: Plugin = {
+  name: 'cordon-whatwg-url-without-regexps',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]whatwg-url[\\/]lib[\\/](infra|url-miscellaneous)\.js$/ }, async (args) => {
+      const file = args.path.slice(args.path.search(/(infra|url-miscellaneous)\.js$/));
+      const contents = editOnce(await readFile(args.path, 'utf8'), WHATWG_URL_EDITS[file]!);
+      if (contents === undefined) return { errors: [{ text: `${args.path}: whatwg-url changed; bootstrap-bundle.ts (WHATWG_URL_EDITS) must be updated` }] };
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
 /** whatwg-url's parser gets the isolate's cache of parsed URLs in front (url-parse-cache.ts); URL-impl.js calls it through the module's exports. */
 const PARSE_EXPORT = 'module.exports.basicURLParse = function (input, options = {}) {';
 const urlParseCache: Plugin = {
@@ -124,7 +177,9 @@ const urlParseCache: Plugin = {
       if (source.split(PARSE_EXPORT).length !== 2)
         return { errors: [{ text: `${args.path}: whatwg-url changed; bootstrap-bundle.ts (urlParseCache) must be updated` }] };
       const wrap = `module.exports.basicURLParse = require(${JSON.stringify(`${dir}url-parse-cache.ts`)}).withParseCache(module.exports.basicURLParse);`;
-      return { contents: `${source}\n${wrap}\n`, loader: 'js' };
+      const contents = editOnce(source, WHATWG_URL_EDITS['url-state-machine.js']!);
+      if (contents === undefined) return { errors: [{ text: `${args.path}: whatwg-url changed; bootstrap-bundle.ts (WHATWG_URL_EDITS) must be updated` }] };
+      return { contents: `${contents}\n${wrap}\n`, loader: 'js' };
     });
   },
 };
@@ -282,7 +337,8 @@ const RPC_INLINE_BODY = 16 * 1024;
  * snapshot's (capnweb.ts), which classes extend before the unit loads; the async function prototype
  * it classifies by is read without `.constructor` (which the lockdown replaced); and it takes no global
  * `Buffer` a worker may have set by then (there was none when it loaded into the snapshot). A Response
- * holding its body as bytes sends them in the message (RPC_INLINE_BODY).
+ * holding its body as bytes sends them in the message (RPC_INLINE_BODY). Bytes' base64 loses its padding
+ * without a regular expression (V8 compiles one in each new isolate, on its first use).
  */
 const capnwebClones: Plugin = {
   name: 'cordon-capnweb-clones',
@@ -308,6 +364,7 @@ const capnwebClones: Plugin = {
         ['let RpcTarget$1 = workersModule ? workersModule.RpcTarget : class {};', 'let RpcTarget$1 = __RpcTarget;', 1],
         ['const AsyncFunction = (async function() {}).constructor;', 'const AsyncFunction = { prototype: Object.getPrototypeOf(async function() {}) };', 1],
         ['let BUFFER_PROTOTYPE = typeof Buffer !== "undefined" ? Buffer.prototype : void 0;', 'let BUFFER_PROTOTYPE = void 0;', 1],
+        ['b64 = b64.replace(/=+$/, "");', 'for (let end = b64.length; ; end--) if (b64[end - 1] !== "=") { b64 = b64.slice(0, end); break; }', 1],
         [
           'let body = this.devaluateImpl(resp.body, resp, depth + 1);',
           `let body = this.devaluateImpl(__takeBodyBytes(resp, ${RPC_INLINE_BODY}) ?? resp.body, resp, depth + 1);`,
@@ -454,7 +511,7 @@ export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
     const names = Object.keys(LAZY_UNITS) as (keyof LazyUnits)[];
     const [libs, init, mirror, ...unitSources] = await Promise.all([
-      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, multibyteOnFirstUse, whatwgUrlClassesOnly, urlParseCache]),
+      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, multibyteOnFirstUse, whatwgUrlClassesOnly, urlParseCache, whatwgUrlWithoutRegExps]),
       bundle('index.ts', [fromSnapshot(`globalThis.${LIBS_GLOBAL}`), htmlRewriterGlue]),
       bundle('log-mirror.ts', [], 'logMirror'),
       ...names.map((name) => unitScript(LAZY_UNITS[name])),

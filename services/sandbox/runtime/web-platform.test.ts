@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkerRuntime } from './index.ts';
 import { GET, text, worker } from './testing/fixtures.ts';
+import { createRequire } from 'node:module';
 
 const rt = new WorkerRuntime();
 after(() => rt.dispose());
@@ -317,5 +318,56 @@ test('key usages are KeyUsage enum values, repeats dropped (WebIDL enum conversi
       try { await crypto.subtle.generateKey({ name: 'AES-GCM', length: 128 }, true, ['sign']); } catch (e) { wrong = e.name; }
       return { usages: k.usages, bogus, wrong };`),
     { usages: ['encrypt', 'decrypt'], bogus: 'TypeError', wrong: 'SyntaxError' },
+  );
+});
+
+test("URL: the isolate's parser (whatwg-url with its host checks as loops, not regular expressions) parses as the package does (URL §4.3)", async () => {
+  const inputs = [
+    'http://dynamic/',
+    'http://a.test/x\ty\nz\r',
+    '\thttp://a.test/\n',
+    'ht\ntp://a.test/',
+    'http://192.168.0.1/',
+    'http://0300.0250.0.1/',
+    'http://0xc0.0xa8.0.1/',
+    'http://0XC0A80001/',
+    'http://3232235521/',
+    'http://192.168.1/',
+    'http://1.2.3.4./',
+    'http://1.2.3.08/',
+    'http://0x/',
+    'http://0x1g/',
+    'http://09/',
+    'http://08.1/',
+    'http://1.2.3.4.5/',
+    'http://999999999999/',
+    'http://a.1/',
+    'http://a.0x1/',
+    'http://a.09/',
+    'http://123/',
+    'http://./',
+    'http://../',
+    'http://a..b/',
+    'http://ex%41mple.test/',
+    'http://bücher.test/',
+    'http://ＥＸＡＭＰＬＥ.test/',
+    'http://a\u00ad.test/',
+    'http://[::ffff:1.2.3.4]/',
+    'http://[1:2::3]:80/',
+    'https://u:p@h.test:8443/p?q#f',
+    'file:///etc/x',
+    'non-special://a.1/x',
+  ];
+  const usm = createRequire(import.meta.url)('whatwg-url') as { URL: new (input: string) => { href: string } };
+  const expected = inputs.map((input) => {
+    try {
+      return new usm.URL(input).href;
+    } catch (e) {
+      return (e as Error).constructor.name;
+    }
+  });
+  assert.deepEqual(
+    await run(`return ${JSON.stringify(inputs)}.map((input) => { try { return new URL(input).href; } catch (e) { return e.constructor.name; } });`),
+    expected,
   );
 });

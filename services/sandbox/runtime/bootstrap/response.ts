@@ -3,8 +3,17 @@ import { URL } from 'whatwg-url';
 import { Headers, type HeadersInit } from './headers.ts';
 import { Body, toSource, type BodyInit } from './body.ts';
 
-// Fetch: a status text is a reason phrase (tab, space, visible ASCII, obs-text); else a TypeError at the call.
-const REASON_PHRASE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/**
+ * Fetch: a status text is a reason phrase (tab, space, visible ASCII, obs-text); else a TypeError at the
+ * call. Its code units compared, not a regular expression (compiled in each new isolate: headers.ts).
+ */
+export function isReasonPhrase(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c !== '\t' && (c < ' ' || c > '\u00ff' || c === '\u007f')) return false;
+  }
+  return true;
+}
 
 export interface ResponseInit {
   status?: number;
@@ -26,7 +35,7 @@ export class Response extends Body {
     if (!Number.isInteger(status) || ((status < 200 || status > 599) && !upgrade))
       throw new RangeError(`Response status ${status} is outside 200-599 (101 only with a webSocket)`);
     const statusText = init.statusText === undefined ? '' : String(init.statusText);
-    if (!REASON_PHRASE.test(statusText))
+    if (!isReasonPhrase(statusText))
       throw new TypeError(`Invalid statusText ${JSON.stringify(statusText.slice(0, 100))}: only tab, space, visible ASCII and Latin-1 characters are allowed`);
     const source = toSource(body, headers);
     if (source && (status === 204 || status === 205 || status === 304)) throw new TypeError(`Response with status ${status} cannot have a body`);

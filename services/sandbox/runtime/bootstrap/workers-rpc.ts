@@ -186,8 +186,11 @@ export class Pipes {
 
 /** capnweb's refusals of a name, as workerd words them (no stack: the callee's stack is not the caller's to see). */
 function asWorkerd(error: Error): Error | undefined {
-  const name =
-    /^'(.*)' is not a function\.$/.exec(error.message)?.[1] ?? /^Attempted to access property '(.*)', which is an instance property/.exec(error.message)?.[1];
+  const message = error.message;
+  // Most errors sent are neither (a session's end sends one): not matched against the expressions,
+  // which V8 would compile in each new isolate, a Dynamic Worker's every time.
+  if (typeof message !== 'string' || (message[0] !== "'" && message[0] !== 'A')) return;
+  const name = /^'(.*)' is not a function\.$/.exec(message)?.[1] ?? /^Attempted to access property '(.*)', which is an instance property/.exec(message)?.[1];
   if (name === undefined) return;
   const rewritten = new TypeError(`The RPC receiver does not implement the method "${name}".`);
   rewritten.stack = '';
