@@ -59,8 +59,12 @@ export class SocketChannel implements BinaryChannel {
     // A read in a buffer of its own (the accepting end: net gives each its own ArrayBuffer) that nothing
     // kept, the decoder having copied out what it keeps: freed now rather than at a major collection (a
     // 64 KiB body arrives in a read or two). Detached, it would read as 0 bytes, never as other bytes.
-    if (!this.#reused && !this.#decoder.keepsReads && data.byteOffset === 0 && data.buffer.byteLength === data.length) {
-      (data.buffer as ArrayBuffer).transfer(0);
+    if (!this.#reused && !this.#decoder.keepsReads && data.length > 0 && data.byteOffset === 0 && data.buffer.byteLength === data.length) {
+      try {
+        (data.buffer as ArrayBuffer).transfer(0);
+      } catch {
+        // not detachable (a buffer Node marked so): the collector's, as before — never a reason to drop the channel
+      }
     }
     if (this.#inbox.backlog > HIGH_WATER && !this.#paused) {
       this.#paused = true;
