@@ -15,8 +15,9 @@
 // And one addition: `Isolate.createAsync(options)` makes the V8 isolate (Isolate::Initialize from the
 // snapshot, its default context) on a thread of isolated-vm's pool and resolves on the calling thread,
 // so a process making isolates at a high rate does not stall its event loop ~3 ms per isolate. A snapshot
-// from another V8 is refused (both constructors) instead of aborting the process. And one fix: a handle
-// in Node's own heap that V8 collects after isolated-vm's cleanup hook, at exit, no longer aborts the process.
+// from another V8 is refused (both constructors) instead of aborting the process. And two fixes: a handle
+// in Node's own heap that V8 collects after isolated-vm's cleanup hook, at exit, no longer aborts the process;
+// a buffer an isolate made, freed after that isolate is gone, is no longer uncounted from freed memory.
 // The addon is written where isolated-vm's loader (node-gyp-build) looks first, build/Release; without
 // a C++ compiler the prebuilt addon stays, and an isolate costs what it did.
 import { execFile } from 'node:child_process';
@@ -289,6 +290,26 @@ auto ExternalCopyString::CopyIntoSnapshot() -> Local<Value> {
       '\t\t\tif (auto* isolate = Executor::GetCurrentEnvironment()) {\n\t\t\t\tisolate->RemoveWeakCallback(&that->handle);\n\t\t\t}\n',
     ],
   ],
+  // A buffer an isolate's allocator made can outlive the isolate (handed to Node: ExternalCopy transferOut,
+  // then copy({ transferIn })): V8 frees it through the allocator, which the buffer keeps, but unpatched
+  // the allocator then uncounts it from the destroyed environment's memory (a write into freed memory).
+  'src/isolate/allocator.h': [
+    ['#include <memory>\n', '#include <memory>\n#include <mutex>\n'],
+    [
+      '\t\tint failures = 0;\n',
+      '\t\tint failures = 0;\n\t\t// Whether `env` is still there for Free (any thread) to uncount from\n\t\tstd::mutex env_mutex;\n\t\tbool env_alive = true;\n',
+    ],
+    [
+      '\t\tvoid Track(v8::Local<v8::Object> handle, size_t size);\n',
+      '\t\tvoid Track(v8::Local<v8::Object> handle, size_t size);\n\t\tvoid DetachEnvironment();\n',
+    ],
+  ],
+  'src/isolate/allocator_nortti.cc': [
+    [
+      'void LimitedAllocator::Free(void* data, size_t length) {\n\tenv.extra_allocated_memory -= length;\n',
+      'void LimitedAllocator::DetachEnvironment() {\n\tstd::lock_guard lock{env_mutex};\n\tenv_alive = false;\n}\n\nvoid LimitedAllocator::Free(void* data, size_t length) {\n\t{\n\t\tstd::lock_guard lock{env_mutex};\n\t\tif (env_alive) {\n\t\t\tenv.extra_allocated_memory -= length;\n\t\t}\n\t}\n',
+    ],
+  ],
   // An isolate never made (Isolate.createAsync while the process exits) has no V8 isolate to discard.
   'src/isolate/scheduler.cc': [
     ['\t\tif (!pool_thread) {\n\t\t\tref->GetIsolate()', '\t\tif (!pool_thread && ref->GetIsolate() != nullptr) {\n\t\t\tref->GetIsolate()'],
@@ -406,6 +427,11 @@ void IsolateEnvironment::AsyncEntry() {
     [
       '\t// Destroy inspector session\n\t{\n\t\tauto lock = scheduler->Lock();\n\t\tlock->CancelAsync();\n\t\tif (inspector_agent) {\n\t\t\tinspector_agent->Terminate();\n\t\t}\n\t}\n\n\t// Request interrupt to ensure execution is interrupted in race conditions\n\tisolate->RequestInterrupt(',
       '\t// Destroy inspector session\n\tbool made = false;\n\t{\n\t\tauto lock = scheduler->Lock();\n\t\tlock->CancelAsync();\n\t\tif (inspector_agent) {\n\t\t\tinspector_agent->Terminate();\n\t\t}\n\t\tmade = created;\n\t}\n\n\t// Request interrupt to ensure execution is interrupted in race conditions\n\tif (made) isolate->RequestInterrupt(',
+    ],
+    // The environment is gone once its isolate is disposed: buffers still out (above) are freed uncounted.
+    [
+      '\t\t\t// Unregister from Platform\n\t\t\tPlatformDelegate::UnregisterIsolate(isolate);\n',
+      '\t\t\t// Unregister from Platform\n\t\t\tPlatformDelegate::UnregisterIsolate(isolate);\n\t\t\tGetLimitedAllocator()->DetachEnvironment();\n',
     ],
   ],
 };
