@@ -37,19 +37,29 @@ const EDITS = {
       '/**\n * Timers\n */\n',
       `/**
  * A garbage collection that gives memory back (V8's on critical memory pressure: the new space shrunk
- * and free pages released), on the isolate's thread.
+ * and free pages released), on the isolate's thread. \`dropCode\`: with the isolate in the background for
+ * this collection, which under --flush-code-based-on-tab-visibility drops the bytecode of every function
+ * not running (compiled again from its source when next called).
  */
 struct ReduceMemoryRunner : public ThreePhaseTask {
-\texplicit ReduceMemoryRunner(int /*unused*/) {}
+\tbool drop_code;
+\texplicit ReduceMemoryRunner(bool drop_code) : drop_code{drop_code} {}
 \tvoid Phase2() final {
-\t\tIsolate::GetCurrent()->MemoryPressureNotification(MemoryPressureLevel::kCritical);
+\t\tauto* isolate = Isolate::GetCurrent();
+\t\tif (drop_code) {
+\t\t\tisolate->SetPriority(Isolate::Priority::kBestEffort);
+\t\t}
+\t\tisolate->MemoryPressureNotification(MemoryPressureLevel::kCritical);
+\t\tif (drop_code) {
+\t\t\tisolate->SetPriority(Isolate::Priority::kUserBlocking);
+\t\t}
 \t}
 \tauto Phase3() -> Local<Value> final {
 \t\treturn Undefined(Isolate::GetCurrent());
 \t}
 };
-auto IsolateHandle::ReduceMemory() -> Local<Value> {
-\treturn ThreePhaseTask::Run<1, ReduceMemoryRunner>(*isolate, 0);
+auto IsolateHandle::ReduceMemory(bool drop_code) -> Local<Value> {
+\treturn ThreePhaseTask::Run<1, ReduceMemoryRunner>(*isolate, drop_code);
 }
 
 /**
@@ -174,7 +184,7 @@ auto IsolateHandle::CreateAsync(MaybeLocal<Object> maybe_options) -> Local<Value
   'src/module/isolate_handle.h': [
     [
       '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n',
-      '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n\t\tauto ReduceMemory() -> v8::Local<v8::Value>;\n',
+      '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n\t\tauto ReduceMemory(bool drop_code) -> v8::Local<v8::Value>;\n',
     ],
     [
       '\t\tstatic auto New(v8::MaybeLocal<v8::Object> maybe_options) -> std::unique_ptr<ClassHandle>;\n',

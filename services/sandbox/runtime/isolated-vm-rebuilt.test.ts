@@ -1,8 +1,9 @@
 /**
  * isolated-vm as npm install rebuilds it (native/isolated-vm.mjs): the first context made for an isolate
  * is isolated-vm's internal default context, so a start-up snapshot's objects are deserialised once, not
- * also into a context nothing runs in; a large script compiled in many isolates keeps one copy of its source; and so does a large
- * script of the snapshot in the isolates made from it; and Isolate.createAsync makes an isolate off the
+ * also into a context nothing runs in; a large script compiled in many isolates keeps one copy of its
+ * source; and so does a large script of the snapshot in the isolates made from it; reduceMemory(true)
+ * drops the bytecode of the functions the isolate ran; and Isolate.createAsync makes an isolate off the
  * calling thread. Measured by memory sizes far apart (megabytes against tens of megabytes) and turns of
  * the event loop, not time.
  */
@@ -12,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import ivm from 'isolated-vm';
 
 const addon = join(dirname(createRequire(import.meta.url).resolve('isolated-vm/package.json')), 'build', 'Release', 'isolated_vm.node');
@@ -65,6 +67,27 @@ test('an inspected context is one of its own: the default context is the inspect
     assert.equal(await context.eval('6 * 7'), 42);
     assert.equal(contexts(isolate), 2);
     isolate.createInspectorSession().dispose();
+  } finally {
+    isolate.dispose();
+  }
+});
+
+test('reduceMemory(true) drops the bytecode of the functions an isolate ran, reduceMemory(false) keeps it', { skip }, async () => {
+  // As the runtime sets it (instance.ts): what a collection in the background drops.
+  setFlagsFromString('--flush-code-based-on-tab-visibility');
+  const body = Array.from({ length: 60_000 }, (_, i) => `s = (s * 31 + ${i}) | 0;`).join('\n');
+  const isolate = new ivm.Isolate({ memoryLimit: 64 });
+  try {
+    const context = await isolate.createContext();
+    const first = await context.eval(`globalThis.big = function () { let s = 0;\n${body}\n return s }; big()`);
+    await isolate.reduceMemory!(false);
+    const kept = isolate.getHeapStatisticsSync().used_heap_size;
+    await isolate.reduceMemory!(false);
+    assert.ok(Math.abs(isolate.getHeapStatisticsSync().used_heap_size - kept) < 256 * 1024, 'a collection in the foreground dropped code');
+    await isolate.reduceMemory!(true);
+    const dropped = kept - isolate.getHeapStatisticsSync().used_heap_size;
+    assert.ok(dropped > MB, `dropping code gave back ${(dropped / 1024).toFixed(0)} KiB`);
+    assert.equal(await context.eval('big()'), first);
   } finally {
     isolate.dispose();
   }
