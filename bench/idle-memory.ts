@@ -1,9 +1,10 @@
 /**
  * One measurement of memory per idle isolate, in a process of its own (`node bench/idle-memory.ts
- * <cordon|served|snapshot|bare>`): measured side by side in one process, the second kind reuses pages the
+ * <cordon|dormant|served|snapshot|bare>`): measured side by side in one process, the second kind reuses pages the
  * first freed and looks smaller than it is. Prints bytes per isolate. `cordon` is a hello-world isolate
  * that has served a request and sat idle long enough for the runtime to give back its garbage's memory
- * (WorkerRuntime.compactIdle); `served` the same just after its request. `snapshot` is an isolate made
+ * (WorkerRuntime.compactIdle); `dormant` the same idle long enough to drop its code too (dropCodeIdleMs);
+ * `served` the same just after its request. `snapshot` is an isolate made
  * from the start-up snapshot with one context and no bootstrap run: what the snapshot costs, apart from
  * the init half and the worker.
  */
@@ -16,7 +17,12 @@ const kind = process.argv[2];
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 const keep: ivm.Isolate[] = [];
 // `served`: never compacted while it is measured (the sweep would start on isolates made first).
-const rt = new WorkerRuntime({ maxIsolates: N + 10, spares: 0, compactIdleMs: kind === 'served' ? 3_600_000 : 0 });
+const rt = new WorkerRuntime({
+  maxIsolates: N + 10,
+  spares: 0,
+  compactIdleMs: kind === 'served' ? 3_600_000 : 0,
+  dropCodeIdleMs: kind === 'dormant' ? 0 : 3_600_000,
+});
 const { snapshot } = await bootstrap();
 gc();
 const before = process.memoryUsage().rss;
@@ -41,7 +47,7 @@ for (let i = 0; i < N; i++) {
     );
   }
 }
-if (kind === 'cordon') await rt.compactIdle(N);
+if (kind === 'cordon' || kind === 'dormant') await rt.compactIdle(N);
 gc();
 await new Promise((r) => setTimeout(r, 200));
 gc();

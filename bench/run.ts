@@ -134,12 +134,16 @@ async function idleMemory(): Promise<void> {
       child.on('exit', (code) => (code === 0 ? resolve(Number(out)) : reject(new Error(`idle-memory ${kind} exited with ${code}`))));
     });
   const ours = await measure('cordon');
+  const dormant = await measure('dormant');
   const served = await measure('served');
   const snapshot = await measure('snapshot');
   const bare = await measure('bare');
   const mib = (b: number) => (b / 1024 / 1024).toFixed(2);
   say(
     `  cordon idle isolate   ${mib(ours)} MiB   ${Math.floor(1024 ** 3 / ours)} per GiB (target ≥ 1,000; floor ≥ 675, workerd's)   (${(ours / bare).toFixed(1)}x a bare isolate; idle 10 s: its garbage given back)`,
+  );
+  say(
+    `  idle 60 s             ${mib(dormant)} MiB   ${Math.floor(1024 ** 3 / dormant)} per GiB   (its code dropped too: its next request compiles what it runs again)`,
   );
   say(`  just after a request  ${mib(served)} MiB   ${Math.floor(1024 ** 3 / served)} per GiB`);
   say(`  snapshot + a context  ${mib(snapshot)} MiB   (no bootstrap run, no worker: the start-up snapshot's share)`);

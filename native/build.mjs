@@ -31,6 +31,6 @@ try {
   console.log(`cordon: built ${await buildIsolatedVm(dirname(require.resolve('isolated-vm/package.json')), nodedir)}`);
 } catch (e) {
   console.warn(
-    `cordon: could not build isolated-vm with its snapshot patch (${e.message.split('\n')[0]}).\n  Its prebuilt addon is used: each isolate takes ~0.85 MiB more (a second copy of the Workers API libraries, its own copies of their source and of the bootstrap's) and is made on the sandbox's main thread (~2–3 ms of it per cold start or Dynamic Worker load). Install g++ and run \`npm rebuild\` to build it.`,
+    `cordon: could not build isolated-vm with its snapshot patch (${e.message.split('\n')[0]}).\n  Its prebuilt addon is used: each isolate takes ~1 MiB more (a second context with a second copy of the Workers API libraries, its own copies of their source and of the bootstrap's) and is made on the sandbox's main thread (~2–3 ms of it per cold start or Dynamic Worker load). Install g++ and run \`npm rebuild\` to build it.`,
   );
 }

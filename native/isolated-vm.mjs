@@ -1,11 +1,11 @@
 // isolated-vm, rebuilt from its own sources with three changes, each worth memory in every isolate
 // (README, Benchmarks):
-// - an isolate made from a start-up snapshot deserialises the snapshot's libraries only into the
-//   contexts made for it (createContext), not also into isolated-vm's internal default context, which
-//   never runs them (unpatched: a second copy of the Workers API libraries, ~0.4 MiB, and ~0.7 ms of
-//   deserialisation on the main thread per isolate). The libraries move from V8's default context to a
-//   context added beside a plain one (SnapshotCreator::AddContext); createContext reads that one
-//   (Context::FromSnapshot);
+// - the first context made for an isolate (createContext) is isolated-vm's internal default context,
+//   which it made with the isolate (from the snapshot: the libraries) to compile and copy errors in:
+//   unpatched, a second context beside the worker's, with a second copy of the Workers API libraries
+//   (~0.4 MiB) or, without them, of every builtin object (~0.18 MiB). An inspected context is still one
+//   of its own. getHeapStatistics also says how many contexts the isolate holds
+//   (number_of_native_contexts);
 // - a large script's source is shared by the isolates that compile it (the bootstrap's init half:
 //   168 KB per isolate unpatched);
 // - the start-up snapshot's large scripts (the Workers API libraries' 0.25 MB of source) are one copy in
@@ -39,19 +39,29 @@ const EDITS = {
       '/**\n * Timers\n */\n',
       `/**
  * A garbage collection that gives memory back (V8's on critical memory pressure: the new space shrunk
- * and free pages released), on the isolate's thread.
+ * and free pages released), on the isolate's thread. \`dropCode\`: with the isolate in the background for
+ * this collection, which under --flush-code-based-on-tab-visibility drops the bytecode of every function
+ * not running (compiled again from its source when next called).
  */
 struct ReduceMemoryRunner : public ThreePhaseTask {
-\texplicit ReduceMemoryRunner(int /*unused*/) {}
+\tbool drop_code;
+\texplicit ReduceMemoryRunner(bool drop_code) : drop_code{drop_code} {}
 \tvoid Phase2() final {
-\t\tIsolate::GetCurrent()->MemoryPressureNotification(MemoryPressureLevel::kCritical);
+\t\tauto* isolate = Isolate::GetCurrent();
+\t\tif (drop_code) {
+\t\t\tisolate->SetPriority(Isolate::Priority::kBestEffort);
+\t\t}
+\t\tisolate->MemoryPressureNotification(MemoryPressureLevel::kCritical);
+\t\tif (drop_code) {
+\t\t\tisolate->SetPriority(Isolate::Priority::kUserBlocking);
+\t\t}
 \t}
 \tauto Phase3() -> Local<Value> final {
 \t\treturn Undefined(Isolate::GetCurrent());
 \t}
 };
-auto IsolateHandle::ReduceMemory() -> Local<Value> {
-\treturn ThreePhaseTask::Run<1, ReduceMemoryRunner>(*isolate, 0);
+auto IsolateHandle::ReduceMemory(bool drop_code) -> Local<Value> {
+\treturn ThreePhaseTask::Run<1, ReduceMemoryRunner>(*isolate, drop_code);
 }
 
 /**
@@ -60,12 +70,15 @@ auto IsolateHandle::ReduceMemory() -> Local<Value> {
 `,
     ],
     ['#include "module/evaluation.h"\n', '#include "module/evaluation.h"\n#include "external_copy/string.h"\n'],
+    // V8's count of an isolate's contexts, which the runtime's tests hold at one per worker.
+    [
+      '\t\tUnmaybe(ret->Set(context, strings.externally_allocated_size, Number::New(isolate, externally_allocated_size)));\n',
+      '\t\tUnmaybe(ret->Set(context, strings.externally_allocated_size, Number::New(isolate, externally_allocated_size)));\n\t\tUnmaybe(ret->Set(context, v8_string("number_of_native_contexts"), Number::New(isolate, heap.number_of_native_contexts())));\n',
+    ],
+    // An inspected context is registered with the inspector by createContext; the default one already is, as "default".
+    ['\t\tLocal<Context> context_handle = env.NewContext();', '\t\tLocal<Context> context_handle = enable_inspector ? env.NewContext() : env.UserContext();'],
     ['\t\tSnapshotCreator snapshot_creator{isolate};', '\t\tSnapshotCreator snapshot_creator{isolate, ExternalCopyString::SnapshotReferences()};'],
     ['\t\t\t\t\tLocal<String> code = script.first.CopyInto().As<String>();', '\t\t\t\t\tLocal<String> code = script.first.CopyIntoSnapshot().As<String>();'],
-    [
-      '\t\t\tLocal<Context> context = Context::New(isolate);\n\t\t\tsnapshot_creator.SetDefaultContext(context, {&SerializeInternalFieldsCallback, nullptr});',
-      '\t\t\tsnapshot_creator.SetDefaultContext(Context::New(isolate));\n\t\t\tLocal<Context> context = Context::New(isolate);\n\t\t\tsnapshot_creator.AddContext(context, {&SerializeInternalFieldsCallback, nullptr});',
-    ],
     [
       '\t\t"createSnapshot", FreeFunction<decltype(&CreateSnapshot), &CreateSnapshot>{},\n',
       '\t\t"createSnapshot", FreeFunction<decltype(&CreateSnapshot), &CreateSnapshot>{},\n\t\t"createAsync", FreeFunction<decltype(&CreateAsync), &CreateAsync>{},\n',
@@ -173,7 +186,7 @@ auto IsolateHandle::CreateAsync(MaybeLocal<Object> maybe_options) -> Local<Value
   'src/module/isolate_handle.h': [
     [
       '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n',
-      '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n\t\tauto ReduceMemory() -> v8::Local<v8::Value>;\n',
+      '\t\ttemplate <int async> auto GetHeapStatistics() -> v8::Local<v8::Value>;\n\t\tauto ReduceMemory(bool drop_code) -> v8::Local<v8::Value>;\n',
     ],
     [
       '\t\tstatic auto New(v8::MaybeLocal<v8::Object> maybe_options) -> std::unique_ptr<ClassHandle>;\n',
@@ -315,7 +328,11 @@ auto ExternalCopyString::CopyIntoSnapshot() -> Local<Value> {
     ['\t\tif (!pool_thread) {\n\t\t\tref->GetIsolate()', '\t\tif (!pool_thread && ref->GetIsolate() != nullptr) {\n\t\t\tref->GetIsolate()'],
   ],
   'src/isolate/environment.h': [
-    ['\t\tauto NewContext() -> v8::Local<v8::Context>;', '\t\tauto NewContext(bool from_snapshot = true) -> v8::Local<v8::Context>;'],
+    [
+      '\t\tauto NewContext() -> v8::Local<v8::Context>;\n',
+      "\t\tauto NewContext() -> v8::Local<v8::Context>;\n\t\t// createContext's context: the default context the first time (see UserContext in environment.cc)\n\t\tauto UserContext() -> v8::Local<v8::Context>;\n",
+    ],
+    ['\t\tv8::Persistent<v8::Context> default_context;\n', '\t\tv8::Persistent<v8::Context> default_context;\n\t\tbool default_context_given = false;\n'],
     [
       '\t\tstd::shared_ptr<CpuProfileManager> cpu_profile_manager;\n',
       '\t\tstd::shared_ptr<CpuProfileManager> cpu_profile_manager;\n\t\t// Isolate.createAsync: the parameters the first AsyncEntry makes the V8 isolate with\n\t\tstd::unique_ptr<v8::Isolate::CreateParams> deferred_params;\n\t\t// Whether `isolate` is made (written and read under the scheduler lock)\n\t\tbool created = false;\n\tpublic:\n\t\t// Isolates being made on the pool: none starts once the process exits (Isolate.createAsync hooks the main\n\t\t// thread on "exit" and waits there for those in progress), since Node then disposes the V8 platform\n\t\tstatic void StopCreating();\n\tprivate:\n',
@@ -339,10 +356,20 @@ auto ExternalCopyString::CopyIntoSnapshot() -> Local<Value> {
       '\tcreate_params.array_buffer_allocator_shared = allocator_ptr;\n',
       '\tcreate_params.array_buffer_allocator_shared = allocator_ptr;\n\tcreate_params.external_references = ExternalCopyString::SnapshotReferences();\n',
     ],
-    ['\t\tdefault_context.Reset(isolate, NewContext());', '\t\tdefault_context.Reset(isolate, NewContext(false));'],
     [
-      'auto IsolateEnvironment::NewContext() -> Local<Context> {\n\tauto context =\n\tContext::New(isolate, nullptr, {}, {}, &DeserializeInternalFieldsCallback);',
-      'auto IsolateEnvironment::NewContext(bool from_snapshot) -> Local<Context> {\n\tLocal<Context> context;\n\tif (!from_snapshot || !snapshot_blob_ptr ||\n\t\t\t!Context::FromSnapshot(isolate, 0, {&DeserializeInternalFieldsCallback, nullptr}).ToLocal(&context)) {\n\t\tcontext = Context::New(isolate, nullptr, {}, {}, &DeserializeInternalFieldsCallback);\n\t}',
+      'auto IsolateEnvironment::TaskEpilogue() -> std::unique_ptr<ExternalCopy> {\n',
+      `// The first context a user asks for is the default context: isolated-vm made it with the isolate (from
+// the snapshot: the libraries) to compile and copy errors in, and a second one would be a second copy of
+// every builtin object and of the snapshot's libraries.
+auto IsolateEnvironment::UserContext() -> Local<Context> {
+\tif (std::exchange(default_context_given, true)) {
+\t\treturn NewContext();
+\t}
+\treturn DefaultContext();
+}
+
+auto IsolateEnvironment::TaskEpilogue() -> std::unique_ptr<ExternalCopy> {
+`,
     ],
     // Isolate.createAsync: the V8 half of IsolateCtor (Create) is left to the first AsyncEntry, on a
     // thread of the pool. The default isolate knows the new one from the start, so Node's teardown
@@ -439,8 +466,8 @@ const VERSION = '7.0.1';
 const VERIFY = `const { ivm } = require(process.argv[1]);
 const snapshot = ivm.Isolate.createSnapshot([{ code: 'globalThis.big = new Array(1e6).fill(1.5)' }]);
 const isolate = new ivm.Isolate({ memoryLimit: 64, snapshot });
-if (isolate.getHeapStatisticsSync().used_heap_size > 4 * 1024 * 1024) throw new Error('the default context holds the snapshot');
 if (isolate.createContextSync().evalSync('big.length') !== 1e6) throw new Error('a context lacks the snapshot');
+if (isolate.getHeapStatisticsSync().used_heap_size > 12 * 1024 * 1024) throw new Error('the isolate holds two copies of the snapshot');
 isolate.dispose();
 const text = ivm.Isolate.createSnapshot([{ code: 'globalThis.f = function () { /*' + 'x'.repeat(4e6) + '*/ return 7; }' }]);
 const reader = new ivm.Isolate({ memoryLimit: 64, snapshot: text });

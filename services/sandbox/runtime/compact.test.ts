@@ -25,14 +25,14 @@ test("an idle isolate's garbage is collected once per idle spell; the worker's s
   );
   try {
     assert.equal(text((await w.handle(GET, log)).body), '1');
-    assert.equal(w.compactable, true);
+    assert.equal(w.compactable(), true);
     const before = await w.heapBytes();
     await w.compact();
     const after = await w.heapBytes();
     assert.ok(after < before - 64 * 1024, `the heap went from ${before} to ${after} bytes`);
-    assert.equal(w.compactable, false, 'compacted again without having been used');
+    assert.equal(w.compactable(), false, 'compacted again without having been used');
     assert.equal(text((await w.handle(GET, log)).body), '2');
-    assert.equal(w.compactable, true, 'used since: compacted again once idle');
+    assert.equal(w.compactable(), true, 'used since: compacted again once idle');
   } finally {
     w.dispose();
   }
@@ -46,37 +46,43 @@ test('an isolate with a request in flight is not compacted', { skip }, async () 
   try {
     const pending = w.handle(GET, log);
     assert.equal(w.active, 1);
-    assert.equal(w.compactable, false);
+    assert.equal(w.compactable(), false);
     const before = await w.heapBytes();
     await w.compact();
     assert.ok((await w.heapBytes()) >= before, 'collected while a request was in flight');
     assert.equal(text((await pending).body), 'late');
-    assert.equal(w.compactable, true);
+    assert.equal(w.compactable(), true);
   } finally {
     w.dispose();
   }
 });
 
-test('the idle sweep compacts each isolate idle for compactIdleMs once, and none used more recently', { skip }, async (t) => {
-  const compacted = new Map<WorkerInstance, number>();
+test('the idle sweep compacts each isolate idle for compactIdleMs once, and none used more recently; after dropCodeIdleMs once more, dropping code', {
+  skip,
+}, async (t) => {
+  const compacted = new Map<WorkerInstance, boolean[]>();
   const original = WorkerInstance.prototype.compact;
-  t.mock.method(WorkerInstance.prototype, 'compact', function (this: WorkerInstance) {
-    compacted.set(this, (compacted.get(this) ?? 0) + 1);
-    return original.call(this);
+  t.mock.method(WorkerInstance.prototype, 'compact', function (this: WorkerInstance, dropCode?: boolean) {
+    compacted.set(this, [...(compacted.get(this) ?? []), !!dropCode]);
+    return original.call(this, dropCode);
   });
   const idle = new WorkerRuntime({ spares: 0, compactIdleMs: 0 });
   const recent = new WorkerRuntime({ spares: 0, compactIdleMs: 60_000 });
+  const dormant = new WorkerRuntime({ spares: 0, compactIdleMs: 0, dropCodeIdleMs: 300 });
   try {
     const hello = `export default { fetch() { return new Response('hi') } }`;
     for (let i = 0; i < 3; i++) assert.equal(text((await idle.handle(worker(hello), GET, log)).body), 'hi');
     assert.equal(text((await recent.handle(worker(hello), GET, log)).body), 'hi');
-    // The sweep runs every 50 ms here; bounded wait for it to reach the three.
-    for (let i = 0; i < 250 && compacted.size < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(text((await dormant.handle(worker(hello), GET, log)).body), 'hi');
+    // The sweep runs every 50 ms here; bounded wait for it to reach the four, and the dormant one twice.
+    const done = () => compacted.size >= 4 && [...compacted.values()].some((c) => c.length === 2);
+    for (let i = 0; i < 250 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 200));
-    assert.equal(compacted.size, 3, 'an isolate used within compactIdleMs was compacted, or an idle one was not');
-    assert.deepEqual([...compacted.values()], [1, 1, 1]);
+    assert.equal(compacted.size, 4, 'an isolate used within compactIdleMs was compacted, or an idle one was not');
+    assert.deepEqual([...compacted.values()], [[false], [false], [false], [false, true]]);
   } finally {
     idle.dispose();
     recent.dispose();
+    dormant.dispose();
   }
 });

@@ -35,6 +35,11 @@ export interface RunHooks {
 
 /** An isolate idle this long gives back its garbage's memory (WorkerInstance.compact). */
 const COMPACT_IDLE_MS = 10_000;
+/**
+ * An isolate idle this long also drops its functions' bytecode (WorkerInstance.compact(true)): rarely used
+ * isolates take less memory, and a request after a pause this long pays ~2–3 ms of CPU to compile again.
+ */
+const DROP_CODE_IDLE_MS = 60_000;
 /** Compactions per idle sweep at most: each is a garbage collection of a few ms. */
 const COMPACT_PER_SWEEP = 64;
 /**
@@ -53,6 +58,7 @@ export class WorkerRuntime {
   readonly #memoryBudget: number;
   readonly #idleMs: number;
   readonly #compactIdleMs: number;
+  readonly #dropCodeIdleMs: number;
   /** The sweep's compactions under way (compactIdle): the next sweep starts none while they run. */
   #compacting: Promise<void> | undefined;
   readonly #sweeper: NodeJS.Timeout;
@@ -80,6 +86,8 @@ export class WorkerRuntime {
       idleMs?: number;
       /** How long an isolate sits idle before its garbage's memory is given back (WorkerInstance.compact). */
       compactIdleMs?: number;
+      /** How long an isolate sits idle before its functions' bytecode goes too (WorkerInstance.compact(true)). */
+      dropCodeIdleMs?: number;
       spares?: number;
       inspector?: boolean;
       onCatastrophe?: (message: string) => void;
@@ -93,6 +101,7 @@ export class WorkerRuntime {
     this.#memoryBudget = (opts.memoryBudgetMb ?? 2048) * 1024 * 1024;
     this.#idleMs = opts.idleMs ?? 5 * 60_000;
     this.#compactIdleMs = opts.compactIdleMs ?? COMPACT_IDLE_MS;
+    this.#dropCodeIdleMs = opts.dropCodeIdleMs ?? DROP_CODE_IDLE_MS;
     this.#sweeper = setInterval(
       () => this.#sweepIdle(),
       Math.min(30_000, Math.max(50, Math.min(this.#idleMs, this.#dynamic.idleMs, this.#compactIdleMs) / 2)),
@@ -331,17 +340,19 @@ export class WorkerRuntime {
   }
 
   /**
-   * Up to `max` isolates idle for compactIdleMs, with small heaps, give back their garbage's memory, one
+   * Up to `max` isolates idle for compactIdleMs, with small heaps, give back their garbage's memory (those
+   * idle for dropCodeIdleMs their functions' bytecode too), one
    * after another (a few ms of CPU each, on its own thread: never a burst of them at once). Run by the idle sweep.
    */
   async compactIdle(max: number): Promise<void> {
-    const before = Date.now() - this.#compactIdleMs;
-    const idle: WorkerInstance[] = [];
+    const now = Date.now();
+    const idle: [WorkerInstance, boolean][] = [];
     for (const { instance, heap } of this.#live.values()) {
       if (idle.length >= max) break;
-      if (instance.compactable && instance.lastUsed <= before && heap <= COMPACT_MAX_HEAP) idle.push(instance);
+      const dropCode = instance.lastUsed <= now - this.#dropCodeIdleMs;
+      if (instance.compactable(dropCode) && instance.lastUsed <= now - this.#compactIdleMs && heap <= COMPACT_MAX_HEAP) idle.push([instance, dropCode]);
     }
-    for (const instance of idle) await instance.compact();
+    for (const [instance, dropCode] of idle) await instance.compact(dropCode);
   }
 
   #drop(key: string): void {

@@ -14,7 +14,9 @@ declare module 'isolated-vm' {
     /**
      * V8's collection on critical memory pressure (a full GC that shrinks the new space and releases free
      * pages), run as a task on the isolate's thread: an idle isolate gives back what its garbage holds.
+     * `dropCode`: with the isolate in the background for it, which under V8's
+     * --flush-code-based-on-tab-visibility drops the bytecode of every function not running.
      */
-    reduceMemory?(): Promise<void>;
+    reduceMemory?(dropCode: boolean): Promise<void>;
   }
 }

@@ -567,7 +567,7 @@ test('class entrypoints: export default class extends WorkerEntrypoint gets ctx 
   assert.deepEqual(out, ['hello', 'function', 'GET', true]);
 });
 
-test('a hostile Error.prepareStackTrace runs inside the isolate, under the watchdog, at load and per request', async () => {
+test('a hostile Error.prepareStackTrace runs inside the isolate, under the watchdog, at load, per request and in import()', async () => {
   const ticks: number[] = [];
   const ticker = setInterval(() => ticks.push(Date.now()), 20);
   const atLoad = await run(worker(`Error.prepareStackTrace = () => { while (true) {} }; throw new Error('x'); export default {}`, { limits: { cpuMs: 200 } }));
@@ -579,6 +579,21 @@ test('a hostile Error.prepareStackTrace runs inside the isolate, under the watch
   assert.equal(perRequest.error!.status, 503, perRequest.error!.detail);
   // ~20 on a quiet machine; a loop blocked while the isolates spin would tick at most once or twice.
   assert.ok(ticks.length >= 4, `the host event loop kept running (${ticks.length} ticks)`);
+  // A module that import() loads is compiled in the worker's own context (isolated-vm's default context,
+  // native/isolated-vm.mjs): its syntax error's stack runs the worker's prepareStackTrace, under the
+  // watchdog too, while a bystander worker answers.
+  const bystander = worker(`export default { fetch() { return new Response('unharmed') } }`);
+  const bad = { modules: [{ name: 'bad.js', type: 'esm' as const, content: 'export const x = ;' }], limits: { cpuMs: 200 } };
+  const [atImport, unharmed] = await Promise.all([
+    run(worker(`export default { async fetch() { Error.prepareStackTrace = () => { while (true) {} }; await __cordonImport('worker.js', './bad.js') } }`, bad)),
+    run(bystander),
+  ]);
+  assert.equal(atImport.error!.status, 503, atImport.error!.detail);
+  assert.equal(text(unharmed.res!.body), 'unharmed');
+  const caught = await run(
+    worker(`export default { async fetch() { try { await __cordonImport('worker.js', './bad.js') } catch (e) { return new Response(e.message) } } }`, bad),
+  );
+  assert.match(text(caught.res!.body), /module bad\.js: Unexpected token/);
   // A stack that is not a string must not trip the host into logging its own stack instead.
   for (const where of ['load', 'request']) {
     const code = `Error.prepareStackTrace = () => ({ not: 'a string' }); throw new Error('odd stack')`;
