@@ -21,7 +21,7 @@
 // The addon is written where isolated-vm's loader (node-gyp-build) looks first, build/Release; without
 // a C++ compiler the prebuilt addon stays, and an isolate costs what it did.
 import { execFile } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -543,7 +543,9 @@ export async function buildIsolatedVm(pkg, nodedir) {
     await run(process.execPath, ['-e', VERIFY, built]);
     const out = join(pkg, 'build', 'Release', 'isolated_vm.node');
     mkdirSync(dirname(out), { recursive: true });
-    copyFileSync(built, out);
+    // Copied beside it, then renamed over it: a process loading the addon meanwhile reads the old or the new one whole.
+    copyFileSync(built, `${out}.new`);
+    renameSync(`${out}.new`, out);
     return out;
   } finally {
     rmSync(work, { recursive: true, force: true });
