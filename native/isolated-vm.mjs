@@ -16,6 +16,8 @@
 // snapshot, its default context) on a thread of isolated-vm's pool and resolves on the calling thread,
 // so a process making isolates at a high rate does not stall its event loop ~3 ms per isolate. A snapshot
 // from another V8 is refused (both constructors) instead of aborting the process.
+// And a task that finds every thread of the pool busy (cores + 1 threads; a burst of Dynamic Worker loads)
+// runs on a spare thread that waits a second for the next such task, not on a thread made and ended for it.
 // The addon is written where isolated-vm's loader (node-gyp-build) looks first, build/Release; without
 // a C++ compiler the prebuilt addon stays, and an isolate costs what it did.
 import { execFile } from 'node:child_process';
@@ -386,6 +388,75 @@ void IsolateEnvironment::AsyncEntry() {
     [
       '\t// Destroy inspector session\n\t{\n\t\tauto lock = scheduler->Lock();\n\t\tlock->CancelAsync();\n\t\tif (inspector_agent) {\n\t\t\tinspector_agent->Terminate();\n\t\t}\n\t}\n\n\t// Request interrupt to ensure execution is interrupted in race conditions\n\tisolate->RequestInterrupt(',
       '\t// Destroy inspector session\n\tbool made = false;\n\t{\n\t\tauto lock = scheduler->Lock();\n\t\tlock->CancelAsync();\n\t\tif (inspector_agent) {\n\t\t\tinspector_agent->Terminate();\n\t\t}\n\t\tmade = created;\n\t}\n\n\t// Request interrupt to ensure execution is interrupted in race conditions\n\tif (made) isolate->RequestInterrupt(',
+    ],
+  ],
+  // A task for an isolate when all of the pool's threads are busy (a burst of Dynamic Worker loads on few
+  // cores: about one task in three) ran on a thread made for it that exited after it; a thread that ran one
+  // now waits a second for the next such task before it exits. Every task still gets a thread at once.
+  'src/lib/thread_pool.cc': [
+    [
+      '#include <functional>\n\nnamespace ivm {\n',
+      `#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <utility>
+#include <vector>
+
+namespace ivm {
+namespace {
+
+// Threads beyond the pool, idle and waiting for a task (the most recently idle last). Never freed: a
+// waiting thread may outlive the pool, a static of the addon.
+struct spare_threads_t {
+\tstruct waiting_t {
+\t\tstd::condition_variable cv;
+\t\tthread_pool_t::entry_t* entry = nullptr;
+\t\tvoid* param = nullptr;
+\t};
+\tstd::mutex mutex;
+\tstd::vector<waiting_t*> waiting;
+};
+auto* const spare_threads = new spare_threads_t;
+
+void run_spare(thread_pool_t::entry_t* entry, void* param) {
+\tspare_threads_t::waiting_t self;
+\tstd::unique_lock<std::mutex> lock{spare_threads->mutex, std::defer_lock};
+\twhile (true) {
+\t\tentry(false, param);
+\t\tlock.lock();
+\t\tspare_threads->waiting.push_back(&self);
+\t\tif (!self.cv.wait_for(lock, std::chrono::seconds{1}, [&] { return self.entry != nullptr; })) {
+\t\t\tauto& waiting = spare_threads->waiting;
+\t\t\twaiting.erase(std::find(waiting.begin(), waiting.end(), &self));
+\t\t\treturn;
+\t\t}
+\t\tentry = std::exchange(self.entry, nullptr);
+\t\tparam = std::exchange(self.param, nullptr);
+\t\tlock.unlock();
+\t}
+}
+
+void run_on_spare(thread_pool_t::entry_t* entry, void* param) {
+\t{
+\t\tstd::lock_guard<std::mutex> lock{spare_threads->mutex};
+\t\tauto& waiting = spare_threads->waiting;
+\t\tif (!waiting.empty()) {
+\t\t\twaiting.back()->entry = entry;
+\t\t\twaiting.back()->param = param;
+\t\t\twaiting.back()->cv.notify_one();
+\t\t\twaiting.pop_back();
+\t\t\treturn;
+\t\t}
+\t}
+\tstd::thread{[=]() { run_spare(entry, param); }}.detach();
+}
+
+} // anonymous namespace
+`,
+    ],
+    [
+      '\t\t\t\t// All threads are busy and pool is full, just run this in a new thread\n\t\t\t\tstd::thread tmp_thread{[=]() { entry(false, param); }};\n\t\t\t\ttmp_thread.detach();\n',
+      '\t\t\t\t// All threads are busy and pool is full: a spare thread runs it\n\t\t\t\trun_on_spare(entry, param);\n',
     ],
   ],
 };

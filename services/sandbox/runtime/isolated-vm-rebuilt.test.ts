@@ -2,14 +2,16 @@
  * isolated-vm as npm install rebuilds it (native/isolated-vm.mjs): a start-up snapshot's objects are
  * deserialised into the contexts made for the worker only, not also into isolated-vm's internal default
  * context; a large script compiled in many isolates keeps one copy of its source; and so does a large
- * script of the snapshot in the isolates made from it; and Isolate.createAsync makes an isolate off the
- * calling thread. Measured by memory sizes far apart (megabytes against tens of megabytes) and turns of
- * the event loop, not time.
+ * script of the snapshot in the isolates made from it; Isolate.createAsync makes an isolate off the
+ * calling thread; and a task finding the pool's threads busy runs on a spare thread that is kept a while.
+ * Measured by memory sizes far apart (megabytes against tens of megabytes), turns of the event loop and
+ * threads counted, not time.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import ivm from 'isolated-vm';
@@ -184,4 +186,46 @@ test('createAsync: a process that exits while isolates are being made exits clea
       process.exit(0);
     });`;
   for (let run = 0; run < 5; run++) assert.equal(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 }).trim(), 'alive');
+});
+
+test('a task that finds every pool thread busy runs on a spare thread, which the next such task reuses and which leaves once idle', { skip }, async () => {
+  // isolated-vm's pool has a thread per core and one more; each of these isolates holds a thread until released,
+  // so at least 5 tasks find the pool busy. Unpatched, each ran on a thread made for it alone.
+  const n = cpus().length + 6;
+  const threads = () => new Set(readdirSync('/proc/self/task'));
+  const isolates = Array.from({ length: n }, () => new ivm.Isolate({ memoryLimit: 16 }));
+  try {
+    const contexts = await Promise.all(isolates.map((i) => i.createContext()));
+    /** Runs a task in every isolate at once, each blocked until all are running; the process's threads meanwhile. */
+    const round = async (): Promise<Set<string>> => {
+      let holding = 0;
+      let allHeld!: () => void;
+      let release!: () => void;
+      const held = new Promise<void>((r) => (allHeld = r));
+      const released = new Promise<void>((r) => (release = r));
+      const hold = new ivm.Reference(async () => {
+        if (++holding === n) allHeld();
+        await released;
+      });
+      const runs = contexts.map(async (c) => {
+        await c.global.set('hold', hold);
+        await c.eval('hold.applySyncPromise(undefined, [])');
+      });
+      await held;
+      const seen = threads();
+      release();
+      await Promise.all(runs);
+      return seen;
+    };
+    const first = await round();
+    const second = await round();
+    const made = [...second].filter((tid) => !first.has(tid));
+    assert.ok(made.length <= 1, `the second round made ${made.length} threads of its own: the first one's were not kept`);
+    // Idle, the spare threads leave (after a second): at least 5 of those that ran the rounds.
+    const deadline = Date.now() + 20_000;
+    while (threads().size > first.size - 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(threads().size <= first.size - 5, `${threads().size} threads after the rounds, ${first.size} during them`);
+  } finally {
+    for (const i of isolates) i.dispose();
+  }
 });
