@@ -18,6 +18,7 @@
 // from another V8 is refused (both constructors) instead of aborting the process.
 // And a task that finds every thread of the pool busy (cores + 1 threads; a burst of Dynamic Worker loads)
 // runs on a spare thread that waits a second for the next such task, not on a thread made and ended for it.
+// And an asynchronous call from the host (Node's own isolate) captures no stack of the host's for its errors.
 // The addon is written where isolated-vm's loader (node-gyp-build) looks first, build/Release; without
 // a C++ compiler the prebuilt addon stays, and an isolate costs what it did.
 import { execFile } from 'node:child_process';
@@ -457,6 +458,17 @@ void run_on_spare(thread_pool_t::entry_t* entry, void* param) {
     [
       '\t\t\t\t// All threads are busy and pool is full, just run this in a new thread\n\t\t\t\tstd::thread tmp_thread{[=]() { entry(false, param); }};\n\t\t\t\ttmp_thread.detach();\n',
       '\t\t\t\t// All threads are busy and pool is full: a spare thread runs it\n\t\t\t\trun_on_spare(entry, param);\n',
+    ],
+  ],
+  // An asynchronous call captures its caller's stack (10 frames) for an error it may reject with: on the
+  // host's main thread (Node's own isolate) that is host frames, which a worker never sees (errors.ts
+  // tenantStack cuts at isolated-vm's boundary marker) and cost ~8% of the main thread's CPU in a burst of
+  // Dynamic Worker loads. The host's calls capture none; an isolate's calls into the host keep theirs (the
+  // worker's own frames under an error from the host).
+  'src/isolate/three_phase_task.h': [
+    [
+      '\t\t\t\tauto stack_trace = v8::StackTrace::CurrentStackTrace(isolate, 10);\n',
+      '\t\t\t\tauto stack_trace = v8::StackTrace::CurrentStackTrace(isolate, IsolateEnvironment::GetCurrent().IsDefault() ? 0 : 10);\n',
     ],
   ],
 };

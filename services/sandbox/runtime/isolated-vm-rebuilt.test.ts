@@ -3,7 +3,8 @@
  * deserialised into the contexts made for the worker only, not also into isolated-vm's internal default
  * context; a large script compiled in many isolates keeps one copy of its source; and so does a large
  * script of the snapshot in the isolates made from it; Isolate.createAsync makes an isolate off the
- * calling thread; and a task finding the pool's threads busy runs on a spare thread that is kept a while.
+ * calling thread; a task finding the pool's threads busy runs on a spare thread that is kept a while; and
+ * the host's asynchronous calls capture no host stack.
  * Measured by memory sizes far apart (megabytes against tens of megabytes), turns of the event loop and
  * threads counted, not time.
  */
@@ -227,5 +228,21 @@ test('a task that finds every pool thread busy runs on a spare thread, which the
     assert.ok(threads().size <= first.size - 5, `${threads().size} threads after the rounds, ${first.size} during them`);
   } finally {
     for (const i of isolates) i.dispose();
+  }
+});
+
+test('an asynchronous call from the host captures no host stack for the errors it may reject with', { skip }, async () => {
+  const boundary = '\n    at (<isolated-vm boundary>)';
+  const isolate = new ivm.Isolate({ memoryLimit: 16 });
+  try {
+    const context = await isolate.createContext();
+    const hostCallsIsolate = () => context.eval('(function workerThrows() { throw new Error("from the isolate") })()');
+    const thrown = (await hostCallsIsolate().catch((e: unknown) => e)) as Error;
+    const [worker, host] = String(thrown.stack).split(boundary);
+    assert.match(worker!, /^Error: from the isolate\n.*workerThrows/s);
+    // Unpatched: the host's frames (this file's) after the marker.
+    assert.equal(host, '', `the host's stack was captured: ${host}`);
+  } finally {
+    isolate.dispose();
   }
 });
