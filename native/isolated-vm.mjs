@@ -19,6 +19,7 @@
 // And a task that finds every thread of the pool busy (cores + 1 threads; a burst of Dynamic Worker loads)
 // runs on a spare thread that waits a second for the next such task, not on a thread made and ended for it.
 // And an asynchronous call from the host (Node's own isolate) captures no stack of the host's for its errors.
+// And an isolate's CPU time read while it runs is its thread's CPU clock, not the wall time since its task began.
 // The addon is written where isolated-vm's loader (node-gyp-build) looks first, build/Release; without
 // a C++ compiler the prebuilt addon stays, and an isolate costs what it did.
 import { execFile } from 'node:child_process';
@@ -469,6 +470,49 @@ void run_on_spare(thread_pool_t::entry_t* entry, void* param) {
     [
       '\t\t\t\tauto stack_trace = v8::StackTrace::CurrentStackTrace(isolate, 10);\n',
       '\t\t\t\tauto stack_trace = v8::StackTrace::CurrentStackTrace(isolate, IsolateEnvironment::GetCurrent().IsDefault() ? 0 : 10);\n',
+    ],
+  ],
+  // An isolate's CPU time read while it runs (isolate.cpuTime, which the host's CPU watchdog samples every
+  // 10 ms) added the wall time since its task started, not the CPU its thread used: a thread preempted on a
+  // busy machine (a burst of Dynamic Worker loads) was charged time it did not run, and a parent worker was
+  // stopped at its CPU limit having used far less. Now the running thread's own CPU clock is read
+  // (pthread_getcpuclockid; the timer is read under the lock its thread takes to end it, so the thread is alive).
+  'src/isolate/executor.h': [
+    [
+      '\t\t\t\tstd::chrono::time_point<std::chrono::steady_clock> steady_time;\n',
+      '\t\t\t\t// The CPU clock of the thread it runs on, which Delta reads from other threads\n\t\t\t\tclockid_t thread_clock{};\n',
+    ],
+    ['#include <thread>\n', '#include <thread>\n#include <pthread.h>\n#include <ctime>\n'],
+  ],
+  'src/isolate/executor.cc': [
+    ['\t\t, steady_time{std::chrono::steady_clock::now()}\n', '\t\t, thread_clock{CurrentThreadClock()}\n'],
+    [
+      '\treturn std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - steady_time);\n',
+      `\ttimespec ts{};
+\tif (clock_gettime(thread_clock, &ts) != 0) {
+\t\treturn std::chrono::nanoseconds{0};
+\t}
+\treturn std::chrono::duration_cast<std::chrono::nanoseconds>(TimePoint{std::chrono::duration_cast<std::chrono::system_clock::duration>(
+\t\tstd::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec}
+\t)} - time);
+`,
+    ],
+    ['\tsteady_time = std::chrono::steady_clock::now();\n', '\tthread_clock = CurrentThreadClock();\n'],
+    [
+      'namespace ivm {\n',
+      `namespace ivm {
+
+#if USE_CLOCK_THREAD_CPUTIME_ID
+namespace {
+auto CurrentThreadClock() -> clockid_t {
+\t// Cannot fail for the calling thread (glibc computes it from the thread's id)
+\tclockid_t clock{};
+\tpthread_getcpuclockid(pthread_self(), &clock);
+\treturn clock;
+}
+} // anonymous namespace
+#endif
+`,
     ],
   ],
 };

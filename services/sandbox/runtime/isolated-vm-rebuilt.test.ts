@@ -3,14 +3,15 @@
  * deserialised into the contexts made for the worker only, not also into isolated-vm's internal default
  * context; a large script compiled in many isolates keeps one copy of its source; and so does a large
  * script of the snapshot in the isolates made from it; Isolate.createAsync makes an isolate off the
- * calling thread; a task finding the pool's threads busy runs on a spare thread that is kept a while; and
- * the host's asynchronous calls capture no host stack.
+ * calling thread; a task finding the pool's threads busy runs on a spare thread that is kept a while; the
+ * host's asynchronous calls capture no host stack; and an isolate's CPU time read while it runs is CPU.
  * Measured by memory sizes far apart (megabytes against tens of megabytes), turns of the event loop and
  * threads counted, not time.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { createRequire } from 'node:module';
@@ -243,6 +244,38 @@ test('an asynchronous call from the host captures no host stack for the errors i
     // Unpatched: the host's frames (this file's) after the marker.
     assert.equal(host, '', `the host's stack was captured: ${host}`);
   } finally {
+    isolate.dispose();
+  }
+});
+
+test("an isolate's CPU time read while it runs is its thread's CPU, not the wall time since its task began", { skip }, async () => {
+  // A busy machine: twice as many busy processes as cores (each ends itself after 20 s at most), so the
+  // isolate's thread runs a third of the time or less.
+  const busy = Array.from({ length: cpus().length * 2 }, () =>
+    spawn(process.execPath, ['-e', 'const end = Date.now() + 20000; while (Date.now() < end);'], { stdio: 'ignore' }),
+  );
+  const isolate = new ivm.Isolate({ memoryLimit: 16 });
+  try {
+    await Promise.all(busy.map((b) => once(b, 'spawn')));
+    await new Promise((r) => setTimeout(r, 300));
+    const context = await isolate.createContext();
+    const before = isolate.cpuTime;
+    let highest = 0n;
+    // What the host's CPU watchdog does (watchdog.ts): read the isolate's CPU time while it runs.
+    const sampler = setInterval(() => {
+      const read = isolate.cpuTime - before;
+      if (read > highest) highest = read;
+    }, 2);
+    const started = process.hrtime.bigint();
+    await context.eval('(function () { let s = 0; for (let i = 0; i < 2e8; i++) s += i % 7; return s })()');
+    const wall = process.hrtime.bigint() - started;
+    clearInterval(sampler);
+    const used = isolate.cpuTime - before;
+    assert.ok(wall > (used * 3n) / 2n, `the isolate ran ${used} ns of CPU in ${wall} ns: the machine was not busy`);
+    // Unpatched: up to the wall time of the task, two or three times what it used.
+    assert.ok(highest <= used + 2_000_000n, `${highest} ns read while it ran, ${used} ns used in all`);
+  } finally {
+    for (const b of busy) b.kill();
     isolate.dispose();
   }
 });
