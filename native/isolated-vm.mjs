@@ -15,9 +15,14 @@
 // And one addition: `Isolate.createAsync(options)` makes the V8 isolate (Isolate::Initialize from the
 // snapshot, its default context) on a thread of isolated-vm's pool and resolves on the calling thread,
 // so a process making isolates at a high rate does not stall its event loop ~3 ms per isolate. A snapshot
-// from another V8 is refused (both constructors) instead of aborting the process. And two fixes: a handle
-// in Node's own heap that V8 collects after isolated-vm's cleanup hook, at exit, no longer aborts the process;
-// a buffer an isolate made, freed after that isolate is gone, is no longer uncounted from freed memory.
+// from another V8 is refused (both constructors) instead of aborting the process.
+// And a task that finds every thread of the pool busy (cores + 1 threads; a burst of Dynamic Worker loads)
+// runs on a spare thread that waits a second for the next such task, not on a thread made and ended for it.
+// And an asynchronous call from the host (Node's own isolate) captures no stack of the host's for its errors.
+// And an isolate's CPU time read while it runs is its thread's CPU clock, not the wall time since its task began.
+// And two fixes: a handle in Node's own heap that V8 collects after isolated-vm's cleanup hook, at exit, no
+// longer aborts the process; a buffer an isolate made, freed after that isolate is gone, is no longer
+// uncounted from freed memory.
 // The addon is written where isolated-vm's loader (node-gyp-build) looks first, build/Release; without
 // a C++ compiler the prebuilt addon stays, and an isolate costs what it did.
 import { execFile } from 'node:child_process';
@@ -459,6 +464,129 @@ void IsolateEnvironment::AsyncEntry() {
     [
       '\t\t\t// Unregister from Platform\n\t\t\tPlatformDelegate::UnregisterIsolate(isolate);\n',
       '\t\t\t// Unregister from Platform\n\t\t\tPlatformDelegate::UnregisterIsolate(isolate);\n\t\t\tGetLimitedAllocator()->DetachEnvironment();\n',
+    ],
+  ],
+  // A task for an isolate when all of the pool's threads are busy (a burst of Dynamic Worker loads on few
+  // cores: about one task in three) ran on a thread made for it that exited after it; a thread that ran one
+  // now waits a second for the next such task before it exits. Every task still gets a thread at once.
+  'src/lib/thread_pool.cc': [
+    [
+      '#include <functional>\n\nnamespace ivm {\n',
+      `#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <utility>
+#include <vector>
+
+namespace ivm {
+namespace {
+
+// Threads beyond the pool, idle and waiting for a task (the most recently idle last). Never freed: a
+// waiting thread may outlive the pool, a static of the addon.
+struct spare_threads_t {
+\tstruct waiting_t {
+\t\tstd::condition_variable cv;
+\t\tthread_pool_t::entry_t* entry = nullptr;
+\t\tvoid* param = nullptr;
+\t};
+\tstd::mutex mutex;
+\tstd::vector<waiting_t*> waiting;
+};
+auto* const spare_threads = new spare_threads_t;
+
+void run_spare(thread_pool_t::entry_t* entry, void* param) {
+\tspare_threads_t::waiting_t self;
+\tstd::unique_lock<std::mutex> lock{spare_threads->mutex, std::defer_lock};
+\twhile (true) {
+\t\tentry(false, param);
+\t\tlock.lock();
+\t\tspare_threads->waiting.push_back(&self);
+\t\tif (!self.cv.wait_for(lock, std::chrono::seconds{1}, [&] { return self.entry != nullptr; })) {
+\t\t\tauto& waiting = spare_threads->waiting;
+\t\t\twaiting.erase(std::find(waiting.begin(), waiting.end(), &self));
+\t\t\treturn;
+\t\t}
+\t\tentry = std::exchange(self.entry, nullptr);
+\t\tparam = std::exchange(self.param, nullptr);
+\t\tlock.unlock();
+\t}
+}
+
+void run_on_spare(thread_pool_t::entry_t* entry, void* param) {
+\t{
+\t\tstd::lock_guard<std::mutex> lock{spare_threads->mutex};
+\t\tauto& waiting = spare_threads->waiting;
+\t\tif (!waiting.empty()) {
+\t\t\twaiting.back()->entry = entry;
+\t\t\twaiting.back()->param = param;
+\t\t\twaiting.back()->cv.notify_one();
+\t\t\twaiting.pop_back();
+\t\t\treturn;
+\t\t}
+\t}
+\tstd::thread{[=]() { run_spare(entry, param); }}.detach();
+}
+
+} // anonymous namespace
+`,
+    ],
+    [
+      '\t\t\t\t// All threads are busy and pool is full, just run this in a new thread\n\t\t\t\tstd::thread tmp_thread{[=]() { entry(false, param); }};\n\t\t\t\ttmp_thread.detach();\n',
+      '\t\t\t\t// All threads are busy and pool is full: a spare thread runs it\n\t\t\t\trun_on_spare(entry, param);\n',
+    ],
+  ],
+  // An asynchronous call captures its caller's stack (10 frames) for an error it may reject with: on the
+  // host's main thread (Node's own isolate) that is host frames, which a worker never sees (errors.ts
+  // tenantStack cuts at isolated-vm's boundary marker) and cost ~8% of the main thread's CPU in a burst of
+  // Dynamic Worker loads. The host's calls capture none; an isolate's calls into the host keep theirs (the
+  // worker's own frames under an error from the host).
+  'src/isolate/three_phase_task.h': [
+    [
+      '\t\t\t\tauto stack_trace = v8::StackTrace::CurrentStackTrace(isolate, 10);\n',
+      '\t\t\t\tauto stack_trace = v8::StackTrace::CurrentStackTrace(isolate, IsolateEnvironment::GetCurrent().IsDefault() ? 0 : 10);\n',
+    ],
+  ],
+  // An isolate's CPU time read while it runs (isolate.cpuTime, which the host's CPU watchdog samples every
+  // 10 ms) added the wall time since its task started, not the CPU its thread used: a thread preempted on a
+  // busy machine (a burst of Dynamic Worker loads) was charged time it did not run, and a parent worker was
+  // stopped at its CPU limit having used far less. Now the running thread's own CPU clock is read
+  // (pthread_getcpuclockid; the timer is read under the lock its thread takes to end it, so the thread is alive).
+  'src/isolate/executor.h': [
+    [
+      '\t\t\t\tstd::chrono::time_point<std::chrono::steady_clock> steady_time;\n',
+      '\t\t\t\t// The CPU clock of the thread it runs on, which Delta reads from other threads\n\t\t\t\tclockid_t thread_clock{};\n',
+    ],
+    ['#include <thread>\n', '#include <thread>\n#include <pthread.h>\n#include <ctime>\n'],
+  ],
+  'src/isolate/executor.cc': [
+    ['\t\t, steady_time{std::chrono::steady_clock::now()}\n', '\t\t, thread_clock{CurrentThreadClock()}\n'],
+    [
+      '\treturn std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - steady_time);\n',
+      `\ttimespec ts{};
+\tif (clock_gettime(thread_clock, &ts) != 0) {
+\t\treturn std::chrono::nanoseconds{0};
+\t}
+\treturn std::chrono::duration_cast<std::chrono::nanoseconds>(TimePoint{std::chrono::duration_cast<std::chrono::system_clock::duration>(
+\t\tstd::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec}
+\t)} - time);
+`,
+    ],
+    ['\tsteady_time = std::chrono::steady_clock::now();\n', '\tthread_clock = CurrentThreadClock();\n'],
+    [
+      'namespace ivm {\n',
+      `namespace ivm {
+
+#if USE_CLOCK_THREAD_CPUTIME_ID
+namespace {
+auto CurrentThreadClock() -> clockid_t {
+\t// Cannot fail for the calling thread (glibc computes it from the thread's id)
+\tclockid_t clock{};
+\tpthread_getcpuclockid(pthread_self(), &clock);
+\treturn clock;
+}
+} // anonymous namespace
+#endif
+`,
     ],
   ],
 };

@@ -4,17 +4,20 @@
  * also into a context nothing runs in; a large script compiled in many isolates keeps one copy of its
  * source; and so does a large script of the snapshot in the isolates made from it; reduceMemory(true)
  * drops the bytecode of the functions the isolate ran; Isolate.createAsync makes an isolate off the
- * calling thread; a handle that Node's heap collects after isolated-vm's cleanup hook (at exit) does
- * not abort the process; and a buffer freed after the isolate that made it leaves other isolates' memory
- * counts alone. Measured by memory sizes far apart (megabytes against tens of megabytes) and turns of
- * the event loop, not time.
+ * calling thread; a task finding the pool's threads busy runs on a spare thread that is kept a while; the
+ * host's asynchronous calls capture no host stack; an isolate's CPU time read while it runs is CPU; a
+ * handle that Node's heap collects after isolated-vm's cleanup hook (at exit) does not abort the process;
+ * and a buffer freed after the isolate that made it leaves other isolates' memory counts alone. Measured
+ * by memory sizes far apart (megabytes against tens of megabytes), turns of the event loop and threads
+ * counted, not time.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
@@ -300,4 +303,93 @@ test("a buffer an isolate made, freed after that isolate is gone, leaves the nex
     }
   }
   assert.equal(harmed, 0, `the bystander was killed in ${harmed} of 20 rounds`);
+
+test('a task that finds every pool thread busy runs on a spare thread, which the next such task reuses and which leaves once idle', { skip }, async () => {
+  // isolated-vm's pool has a thread per core and one more; each of these isolates holds a thread until released,
+  // so at least 5 tasks find the pool busy. Unpatched, each ran on a thread made for it alone.
+  const n = cpus().length + 6;
+  const threads = () => new Set(readdirSync('/proc/self/task'));
+  const isolates = Array.from({ length: n }, () => new ivm.Isolate({ memoryLimit: 16 }));
+  try {
+    const contexts = await Promise.all(isolates.map((i) => i.createContext()));
+    /** Runs a task in every isolate at once, each blocked until all are running; the process's threads meanwhile. */
+    const round = async (): Promise<Set<string>> => {
+      let holding = 0;
+      let allHeld!: () => void;
+      let release!: () => void;
+      const held = new Promise<void>((r) => (allHeld = r));
+      const released = new Promise<void>((r) => (release = r));
+      const hold = new ivm.Reference(async () => {
+        if (++holding === n) allHeld();
+        await released;
+      });
+      const runs = contexts.map(async (c) => {
+        await c.global.set('hold', hold);
+        await c.eval('hold.applySyncPromise(undefined, [])');
+      });
+      await held;
+      const seen = threads();
+      release();
+      await Promise.all(runs);
+      return seen;
+    };
+    const first = await round();
+    const second = await round();
+    const made = [...second].filter((tid) => !first.has(tid));
+    assert.ok(made.length <= 1, `the second round made ${made.length} threads of its own: the first one's were not kept`);
+    // Idle, the spare threads leave (after a second): at least 5 of those that ran the rounds.
+    const deadline = Date.now() + 20_000;
+    while (threads().size > first.size - 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(threads().size <= first.size - 5, `${threads().size} threads after the rounds, ${first.size} during them`);
+  } finally {
+    for (const i of isolates) i.dispose();
+  }
+});
+
+test('an asynchronous call from the host captures no host stack for the errors it may reject with', { skip }, async () => {
+  const boundary = '\n    at (<isolated-vm boundary>)';
+  const isolate = new ivm.Isolate({ memoryLimit: 16 });
+  try {
+    const context = await isolate.createContext();
+    const hostCallsIsolate = () => context.eval('(function workerThrows() { throw new Error("from the isolate") })()');
+    const thrown = (await hostCallsIsolate().catch((e: unknown) => e)) as Error;
+    const [worker, host] = String(thrown.stack).split(boundary);
+    assert.match(worker!, /^Error: from the isolate\n.*workerThrows/s);
+    // Unpatched: the host's frames (this file's) after the marker.
+    assert.equal(host, '', `the host's stack was captured: ${host}`);
+  } finally {
+    isolate.dispose();
+  }
+});
+
+test("an isolate's CPU time read while it runs is its thread's CPU, not the wall time since its task began", { skip }, async () => {
+  // A busy machine: twice as many busy processes as cores (each ends itself after 20 s at most), so the
+  // isolate's thread runs a third of the time or less.
+  const busy = Array.from({ length: cpus().length * 2 }, () =>
+    spawn(process.execPath, ['-e', 'const end = Date.now() + 20000; while (Date.now() < end);'], { stdio: 'ignore' }),
+  );
+  const isolate = new ivm.Isolate({ memoryLimit: 16 });
+  try {
+    await Promise.all(busy.map((b) => once(b, 'spawn')));
+    await new Promise((r) => setTimeout(r, 300));
+    const context = await isolate.createContext();
+    const before = isolate.cpuTime;
+    let highest = 0n;
+    // What the host's CPU watchdog does (watchdog.ts): read the isolate's CPU time while it runs.
+    const sampler = setInterval(() => {
+      const read = isolate.cpuTime - before;
+      if (read > highest) highest = read;
+    }, 2);
+    const started = process.hrtime.bigint();
+    await context.eval('(function () { let s = 0; for (let i = 0; i < 2e8; i++) s += i % 7; return s })()');
+    const wall = process.hrtime.bigint() - started;
+    clearInterval(sampler);
+    const used = isolate.cpuTime - before;
+    assert.ok(wall > (used * 3n) / 2n, `the isolate ran ${used} ns of CPU in ${wall} ns: the machine was not busy`);
+    // Unpatched: up to the wall time of the task, two or three times what it used.
+    assert.ok(highest <= used + 2_000_000n, `${highest} ns read while it ran, ${used} ns used in all`);
+  } finally {
+    for (const b of busy) b.kill();
+    isolate.dispose();
+  }
 });
