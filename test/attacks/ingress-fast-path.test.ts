@@ -19,7 +19,8 @@ import { join } from 'node:path';
 import { startTestMesh, sandboxNodes, waitFor, type TestMesh } from '../helpers/mesh.ts';
 import { connectUnixSession, Keyring, loadMeshSecret, type MeshSession } from '../../lib/rpc/index.ts';
 import type { BinaryChannel } from '../../lib/rpc/channel.ts';
-import { encodeRequest, encodeResponse } from '../../lib/rpc/fast-frames.ts';
+import { encodeRequest, encodeRequestMessages, encodeResponse } from '../../lib/rpc/fast-frames.ts';
+import { BODY_SIZED } from '../../lib/rpc/frames.ts';
 import { Rng } from '../../lib/rpc/testing/fuzz.ts';
 import { socketPath } from '../../lib/config.ts';
 import { FastLink } from '../../services/ingress/fast-link.ts';
@@ -208,23 +209,25 @@ describe('the fast path into a sandbox, against a hostile peer', () => {
 
   test(`fuzzed frames close at most their own session (seed ${SEED})`, async () => {
     const rng = new Rng(SEED);
-    const valid = Buffer.concat(
-      encodeRequest({
-        id: 1,
-        traceparent: '',
-        target: forged,
-        method: 'GET',
-        url: 'http://x.test/',
-        headers: [['a', 'b']],
-        body: new Uint8Array(10),
-        cf: undefined,
-      }),
-    );
+    const request = {
+      id: 1,
+      traceparent: '',
+      target: forged,
+      method: 'POST',
+      url: 'http://x.test/',
+      headers: [['a', 'b']] as [string, string][],
+      cf: undefined,
+    };
+    // A request with its body in its frame, and the frame of one whose body follows (the next frame, fuzzed or not, is taken for it).
+    const valid = [
+      Buffer.concat(encodeRequest({ ...request, body: new Uint8Array(10) })),
+      Buffer.concat(encodeRequestMessages({ ...request, body: new Uint8Array(BODY_SIZED) })[0]!),
+    ];
     for (let s = 0; s < FUZZ_SESSIONS; s++) {
       const session = await open();
       const channel = session.channel as BinaryChannel;
       for (let f = 0; f < 20 && !session.isClosed; f++) {
-        let frame = rng.chance(0.3) ? rng.bytes(rng.int(100)) : Buffer.from(valid);
+        let frame = rng.chance(0.3) ? rng.bytes(rng.int(100)) : Buffer.from(rng.pick(valid));
         for (let m = rng.int(4); m > 0 && frame.length; m--) {
           const at = rng.int(frame.length);
           if (rng.chance(0.6)) frame[at] = rng.int(256);
@@ -241,9 +244,11 @@ describe('the fast path into a sandbox, against a hostile peer', () => {
 
   test("bodies in flight at once through the real mesh each come back byte for byte: no request's bytes in another's body (the decoders reuse their assembly buffers)", async () => {
     // Distinct content per request (tenant, index and position in every 4 bytes), sizes on both sides
-    // of the decoders' reads (64 KiB) and lent buffer, all in flight together on the one link.
+    // of the decoders' reads (64 KiB) and lent buffer, and of BODY_SIZED (from which a request body
+    // follows its frame as a message of its own, read into memory of its own and moved into the
+    // isolate as it is), all in flight together on the one link.
     const bodyOf = (tenant: number, i: number) => {
-      const size = [1, 3000, 40_000, 65_536 - 7, 65_536][i % 5]!;
+      const size = [1, 3000, BODY_SIZED - 1, BODY_SIZED, 40_000, 65_536 - 7, 65_536][i % 7]!;
       const b = Buffer.alloc(size);
       for (let at = 0; at + 4 <= size; at += 4) b.writeUInt32BE(((tenant << 28) | (i << 20) | at) >>> 0, at);
       return b;
