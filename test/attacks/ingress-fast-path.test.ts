@@ -68,7 +68,25 @@ Promise.prototype.then = function (f, r) { return then.call(this, (v) => { if (h
 const parse = JSON.parse;
 JSON.parse = (t, r) => { if (typeof t === 'string' && t.includes('"streamed"')) seen.add('parse'); return parse(t, r); };
 JSON.stringify = () => '{}';
+// Every object a promise resolves with is asked for its then: a pull's copy, or an object holding one, would show here.
+Object.defineProperty(Object.prototype, 'then', { get() { try { if (handle(this) || Object.values(this).some(handle)) seen.add('resolved'); } catch {} return undefined; }, configurable: true });
+// Chunks whose species a subarray or slice of the runtime's would run (a chunk split between two pulls).
+class Sneaky extends Uint8Array { static get [Symbol.species]() { seen.add('species'); return Uint8Array; } }
+const STREAM_CHUNKS = [100_000, 300_000, 7, 65_536, 3, 262_144];
 export default { async fetch(request) {
+  if (request.url.endsWith('/stream')) {
+    // Byte k of the whole body is (k * 7 + 3) & 255: a byte out of place, lost or from elsewhere shows.
+    let i = 0;
+    let at = 0;
+    return new Response(new ReadableStream({ pull(c) {
+      if (i === STREAM_CHUNKS.length) return c.close();
+      const chunk = new Sneaky(STREAM_CHUNKS[i++]);
+      for (let k = 0; k < chunk.length; k++) chunk[k] = ((at + k) * 7 + 3) & 255;
+      at += chunk.length;
+      c.enqueue(chunk);
+    } }));
+  }
+  if (request.url.endsWith('/seen')) return new Response(null, { headers: { 'x-seen': [...seen].join(',') } });
   const body = await request.arrayBuffer();
   const names = Object.getOwnPropertyNames(globalThis).filter((n) => /cordon|ivm|copy/i.test(n));
   return new Response(body, { headers: { 'x-seen': [...seen].join(','), 'x-globals': names.join(',') } });
@@ -348,6 +366,27 @@ describe('the fast path into a sandbox, against a hostile peer', () => {
       })(),
     ]);
     await Promise.all(calls);
+    await bystanderOk();
+  });
+
+  test("a streamed body leaves the isolate in buffers the host moved in, which the worker never sees: its bytes arrive in order, chunks split between pulls without its code run, other tenants' streams unharmed", async () => {
+    const whole = async () => {
+      const r = await fetch(`${mesh.httpUrl}/steering/stream`);
+      assert.equal(r.status, 200);
+      const got = Buffer.from(await r.arrayBuffer());
+      assert.equal(got.length, 100_000 + 300_000 + 7 + 65_536 + 3 + 262_144);
+      for (let k = 0; k < got.length; k++) if (got[k] !== ((k * 7 + 3) & 255)) assert.fail(`byte ${k} is ${got[k]}, not the worker's`);
+    };
+    const other = async (tag: number) => {
+      const r = await fetch(`${mesh.httpUrl}/tenant-b-tagged?tag=${tag}&chunks=8`);
+      const got = Buffer.from(await r.arrayBuffer());
+      assert.equal(got.length, 8 * 64 * 1024);
+      for (let at = 0; at < got.length; at += 4)
+        assert.equal(got.readUInt32BE(at), ((tag << 24) | ((at >> 16) << 16) | ((at & 0xffff) >> 2)) >>> 0, `tenant-b's stream ${tag} at ${at}`);
+    };
+    await Promise.all([whole(), whole(), other(40), other(41), whole()]);
+    const seen = await fetch(`${mesh.httpUrl}/steering/seen`);
+    assert.equal(seen.headers.get('x-seen'), '', 'the worker saw a copy handle, or its chunks were split by its own species');
     await bystanderOk();
   });
 

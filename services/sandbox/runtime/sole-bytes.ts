@@ -6,9 +6,9 @@
  */
 const sole = new WeakSet<Uint8Array>();
 
-/** The whole of `buffer` (one nothing else holds) as sole bytes. */
-export function soleBytes(buffer: ArrayBuffer): Uint8Array {
-  const bytes = new Uint8Array(buffer);
+/** `buffer` (one nothing else holds), or its first `length` bytes, as sole bytes. */
+export function soleBytes(buffer: ArrayBuffer, length = buffer.byteLength): Uint8Array {
+  const bytes = new Uint8Array(buffer, 0, length);
   sole.add(bytes);
   return bytes;
 }
