@@ -360,8 +360,12 @@ test("a streamed body's chunk frames are read into ingress's pooled buffers: onc
   assert.equal(await stream(), 16 * 64 * 1024);
   // Not one buffer of 256 KiB per chunk frame (4 here; 40 for a 10 MiB stream).
   assert.equal(bodyAllocations - before, 0);
-  // The sandbox frees each chunk it pulled from the isolate once written, not at a major GC.
-  assert.equal(await freedSince(freedBefore, 4), 4);
+  // The sandbox's buffers for the 4 chunks it pulled from the isolate: each, once written, goes back to the
+  // stream for a later pull or is freed, and those left when the stream ends are freed then, not at a major
+  // GC: as many as the stream used at once (1 to 4, as the socket's writes and the pulls interleave).
+  await freedSince(freedBefore, 4);
+  const freed = bodiesFreed - freedBefore;
+  assert.ok(freed >= 1 && freed <= 4, `${freed} buffers freed for 4 chunks`);
 });
 
 test("a request's URL is parsed once in the isolate: the worker's new URL(request.url) is the cache's, and a URL seen before is not parsed again", async () => {
