@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import {
+  decodeBody,
   decodeFrame,
   encodeCancel,
   encodeChunk,
@@ -9,10 +10,13 @@ import {
   encodeEnd,
   encodeFailed,
   encodeRequest,
+  encodeRequestMessages,
   encodeResponse,
   FastFrameError,
+  isFrameCopy,
   Kind,
 } from './fast-frames.ts';
+import { BODY_SIZED } from './frames.ts';
 import { Rng } from './testing/fuzz.ts';
 
 /** A frame's parts as one message, as a channel delivers it. */
@@ -55,6 +59,34 @@ test('every kind of frame decodes to what was encoded', () => {
   assert.deepEqual(decodeFrame(one(encodeEnd(5, false, 'boom'))), { kind: Kind.End, id: 5, ok: false, message: 'boom' });
   assert.deepEqual(decodeFrame(one(encodeCredit(6, 65_536))), { kind: Kind.Credit, id: 6, bytes: 65_536 });
   assert.deepEqual(decodeFrame(one(encodeCancel(8))), { kind: Kind.Cancel, id: 8 });
+});
+
+test('a body-sized request body follows its frame as a message of its own, handed out whole only when that message is its own memory', () => {
+  // Under BODY_SIZED: one message, the body in the frame.
+  const small = encodeRequestMessages(request);
+  assert.deepEqual(small, [encodeRequest(request)]);
+  const pieces = [new Uint8Array(20_000).fill(1), new Uint8Array(0), new Uint8Array(BODY_SIZED - 20_000).fill(2)];
+  const [head, body, ...rest] = encodeRequestMessages({ ...request, body: pieces });
+  assert.equal(rest.length, 0);
+  assert.deepEqual(body, [pieces[0], pieces[2]], 'the pieces as they are, not joined');
+  assert.deepEqual(decodeFrame(one(head!)), { kind: Kind.Request, ...request, body: null, follows: true });
+  // As the decoder hands it out: in memory of its own (moved into the isolate as it is) …
+  const own = Buffer.allocUnsafeSlow(BODY_SIZED);
+  one(body!).copy(own);
+  const whole = decodeBody(own);
+  assert.equal(whole.buffer, own.buffer);
+  assert.ok(isFrameCopy(whole));
+  // … or a view of a larger buffer (lent, pooled, a joined read): copied, never its buffer handed on.
+  const larger = Buffer.concat([one(body!), Buffer.from('the next message')]).subarray(0, BODY_SIZED);
+  const copied = decodeBody(larger);
+  assert.notEqual(copied.buffer, larger.buffer);
+  assert.equal(copied.buffer.byteLength, BODY_SIZED);
+  assert.ok(isFrameCopy(copied));
+  assert.deepEqual(copied, new Uint8Array(Buffer.concat(pieces)));
+  // A response's body never follows its frame.
+  const response = one(encodeResponse({ id: 1, status: 200, statusText: '', headers: [], body: null, streamed: false }));
+  response[response.length - 1] = 3;
+  assert.throws(() => decodeFrame(response), /does not follow/);
 });
 
 test('a body is a view only of a frame with memory of its own, else a copy (a shared buffer holds other messages)', () => {

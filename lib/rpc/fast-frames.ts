@@ -20,10 +20,15 @@
  *   credit    6 | id u32 | bytes u32                  the reader takes that many more body bytes
  *   cancel    7 | id u32                              the reader went away
  *   headers:  count u16, then (name str16, value str32) each
- *   body:     kind u8 (0 none, 1 bytes, 2 streamed); kind 1 is followed by length u32 and the bytes
+ *   body:     kind u8 (0 none, 1 bytes, 2 streamed, 3 follows); kind 1 is followed by length u32 and the bytes
+ *
+ * A request body of BODY_SIZED or more follows its request frame (kind 3) as the next binary message on
+ * the channel, alone: the receiving decoder then reads it into memory of its own (frames.ts), which the
+ * sandbox moves into the isolate as it is — one copy out of the socket's reads, not two (assembled with
+ * the request's head, then copied out of it).
  */
 import type { CfProperties } from '../../schemas/http.ts';
-import type { FramePool } from './frames.ts';
+import { BODY_SIZED, type FramePool } from './frames.ts';
 
 export const Kind = { Request: 1, Response: 2, Failed: 3, Chunk: 4, End: 5, Credit: 6, Cancel: 7 } as const;
 type KindOf = typeof Kind;
@@ -39,7 +44,7 @@ export const MAX_CHUNK = 256 * 1024;
 /** `request.cf`'s fields, in the order of the presence bits. */
 const CF_KEYS = ['colo', 'httpProtocol', 'tlsVersion', 'tlsCipher', 'clientAcceptEncoding'] as const satisfies readonly (keyof CfProperties)[];
 
-const BodyKind = { None: 0, Bytes: 1, Streamed: 2 } as const;
+const BodyKind = { None: 0, Bytes: 1, Streamed: 2, Follows: 3 } as const;
 
 export interface FastTarget {
   workerId: string;
@@ -57,6 +62,8 @@ export interface FastRequest {
   headers: [string, string][];
   body: Uint8Array | null;
   cf: CfProperties | undefined;
+  /** The body is the next binary message (decodeBody), not in this frame. */
+  follows?: true;
 }
 
 export interface FastResponse {
@@ -150,8 +157,30 @@ function writeBody(w: Writer, body: Uint8Array | readonly Uint8Array[] | null, s
   return [w.done(), ...parts.filter((p) => p.byteLength)];
 }
 
-/** A request frame, as parts to be sent one after the other (the body's pieces among them, not copied). */
-export function encodeRequest(r: Omit<FastRequest, 'kind' | 'body'> & { body: Uint8Array | readonly Uint8Array[] | null }): Uint8Array[] {
+type RequestToEncode = Omit<FastRequest, 'kind' | 'body' | 'follows'> & { body: Uint8Array | readonly Uint8Array[] | null };
+
+/** A request frame with its body in it, as parts to be sent one after the other (the body's pieces among them, not copied). */
+export function encodeRequest(r: RequestToEncode): Uint8Array[] {
+  return writeBody(requestHead(r), r.body);
+}
+
+/**
+ * A request as the binary messages to send, in order and together: its frame, and for a body of
+ * BODY_SIZED or more, the body alone after a frame that says it follows (each message as parts, the
+ * body's pieces not copied).
+ */
+export function encodeRequestMessages(r: RequestToEncode): Uint8Array[][] {
+  const parts = r.body === null ? [] : r.body instanceof Uint8Array ? [r.body] : r.body;
+  let length = 0;
+  for (const p of parts) length += p.byteLength;
+  if (length < BODY_SIZED) return [encodeRequest(r)];
+  const w = requestHead(r);
+  w.u8(BodyKind.Follows);
+  return [[w.done()], parts.filter((p) => p.byteLength)];
+}
+
+/** A request frame up to its body. */
+function requestHead(r: RequestToEncode): Writer {
   let cfChars = 0;
   for (const key of CF_KEYS) cfChars += r.cf?.[key]?.length ?? 0;
   const strings =
@@ -172,7 +201,7 @@ export function encodeRequest(r: Omit<FastRequest, 'kind' | 'body'> & { body: Ui
   w.u8(present);
   for (const key of CF_KEYS) if (r.cf?.[key] !== undefined) w.str(r.cf[key]!, 2);
   writeHeaders(w, r.headers);
-  return writeBody(w, r.body);
+  return w;
 }
 
 /** A response frame, as parts (see encodeRequest). */
@@ -233,6 +262,15 @@ const frameCopies = new WeakSet<Uint8Array>();
  * reader, so the sandbox may move that buffer into an isolate as it is rather than copy it once more.
  */
 export const isFrameCopy = (bytes: Uint8Array): boolean => frameCopies.has(bytes);
+
+/**
+ * The body that followed a request frame (`follows`), from its message: the whole of the message's
+ * memory when the decoder gave it memory of its own (a body-sized message spanning reads, or copied
+ * out of one), else a copy (a lent or pooled view, or a larger buffer's) — a frame copy either way.
+ */
+export function decodeBody(message: Buffer): Uint8Array {
+  return new Reader(message, undefined).whole();
+}
 
 /** Reads a frame front to back; every read checks that the frame holds it. */
 class Reader {
@@ -296,6 +334,13 @@ class Reader {
   rest(): Uint8Array {
     return this.bytes(this.#buf.length - this.#pos, 'rest');
   }
+  /** All of a frame that is nothing but bytes, as a frame copy: its own memory as it is, else copied. */
+  whole(): Uint8Array {
+    if (!this.#own) return this.bytes(this.#buf.length, 'body');
+    const bytes = new Uint8Array(this.#buf.buffer, 0, this.#buf.length);
+    frameCopies.add(bytes);
+    return bytes;
+  }
   end(): void {
     if (this.#pos !== this.#buf.length) throw new FastFrameError(`${this.#buf.length - this.#pos} bytes after the end`);
   }
@@ -308,10 +353,11 @@ function readHeaders(r: Reader): [string, string][] {
   return headers;
 }
 
-function readBody(r: Reader): { body: Uint8Array | null; streamed: boolean } {
+function readBody(r: Reader): { body: Uint8Array | null; streamed: boolean; follows?: true } {
   const kind = r.u8('body kind');
   if (kind === BodyKind.None) return { body: null, streamed: false };
   if (kind === BodyKind.Streamed) return { body: null, streamed: true };
+  if (kind === BodyKind.Follows) return { body: null, streamed: false, follows: true };
   if (kind !== BodyKind.Bytes) throw new FastFrameError(`unknown body kind ${kind}`);
   return { body: r.bytes(r.u32('body length'), 'body'), streamed: false };
 }
@@ -339,15 +385,20 @@ export function decodeFrame(frame: Buffer, pool?: FramePool): FastFrame {
         cf = fields as CfProperties;
       }
       const headers = readHeaders(r);
-      const { body, streamed } = readBody(r);
+      const { body, streamed, follows } = readBody(r);
       if (streamed) throw new FastFrameError('a request body cannot stream on the fast path');
-      out = { kind, id, traceparent, target, method, url, headers, body, cf };
+      out = follows
+        ? { kind, id, traceparent, target, method, url, headers, body, cf, follows }
+        : { kind, id, traceparent, target, method, url, headers, body, cf };
       break;
     }
     case Kind.Response: {
       const status = r.u16('status');
       const statusText = r.str(2, 'status text');
-      out = { kind, id, status, statusText, headers: readHeaders(r), ...readBody(r) };
+      const headers = readHeaders(r);
+      const { body, streamed, follows } = readBody(r);
+      if (follows) throw new FastFrameError('a response body does not follow its frame');
+      out = { kind, id, status, statusText, headers, body, streamed };
       break;
     }
     case Kind.Failed:

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BINARY, encodeFrame, FrameDecoder, FramePool, FrameTooLargeError } from './frames.ts';
+import { BINARY, BODY_SIZED, encodeFrame, FrameDecoder, FramePool, FrameTooLargeError } from './frames.ts';
 
 function binaryFrame(bytes: Buffer): Buffer {
   const header = Buffer.alloc(4);
@@ -77,10 +77,10 @@ test('frames split across reads of any size come out whole, and binary ones in m
   }
 });
 
-test('a binary frame assembled from reads is lent: never the whole of its buffer, and reused by the next frame after the push', () => {
+test('a binary frame under BODY_SIZED assembled from reads is lent: never the whole of its buffer, and reused by the next frame after the push', () => {
   const decoder = new FrameDecoder(4 * 1024 * 1024);
   const lent = (fill: number) => {
-    const wire = binaryFrame(Buffer.alloc(65_536, fill));
+    const wire = binaryFrame(Buffer.alloc(20_000, fill));
     const [first] = [decoder.push(wire.subarray(0, 1000)), decoder.push(wire.subarray(1000))][1] as Buffer[];
     return first!;
   };
@@ -92,12 +92,18 @@ test('a binary frame assembled from reads is lent: never the whole of its buffer
   assert.equal(a[0], 0xbb); // … so the first frame's bytes are gone: a handler copies what it keeps
   // A push that finishes a lent frame and begins another: the second is not assembled over the first,
   // which its handler reads after the push.
-  const two = Buffer.concat([binaryFrame(Buffer.alloc(65_536, 1)), binaryFrame(Buffer.alloc(65_536, 2))]);
+  const two = Buffer.concat([binaryFrame(Buffer.alloc(20_000, 1)), binaryFrame(Buffer.alloc(20_000, 2))]);
   assert.deepEqual(decoder.push(two.subarray(0, 1000)), []);
-  const [first] = decoder.push(two.subarray(1000, 70_000)) as Buffer[];
-  assert.deepEqual([first!.length, first!.indexOf(2)], [65_536, -1]);
-  const [second] = decoder.push(two.subarray(70_000)) as Buffer[];
-  assert.deepEqual([second!.length, second!.indexOf(1)], [65_536, -1]);
+  const [first] = decoder.push(two.subarray(1000, 22_000)) as Buffer[];
+  assert.deepEqual([first!.length, first!.indexOf(2)], [20_000, -1]);
+  const [second] = decoder.push(two.subarray(22_000)) as Buffer[];
+  assert.deepEqual([second!.length, second!.indexOf(1)], [20_000, -1]);
+  // A body-sized frame is never lent: assembled from its reads in memory of exactly its own bytes (a
+  // request body the sandbox moves into an isolate as it is).
+  const body = binaryFrame(Buffer.alloc(BODY_SIZED, 3));
+  assert.deepEqual(decoder.push(body.subarray(0, 1000)), []);
+  const [own] = decoder.push(body.subarray(1000)) as Buffer[];
+  assert.deepEqual([own!.byteOffset, own!.buffer.byteLength, own!.length, own!.indexOf(0)], [0, BODY_SIZED, BODY_SIZED, -1]);
 });
 
 test('with a pool, a body-sized binary frame is read into a pooled buffer, reused only once its one lent view is given back', () => {

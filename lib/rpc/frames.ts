@@ -38,17 +38,18 @@ export const BINARY = 0x8000_0000;
  */
 const ASSEMBLE_IN_PLACE = 1024 * 1024;
 /**
- * A binary frame under this size that arrives in pieces is assembled in one buffer the decoder keeps
- * and lends (a 64 KiB body spans reads: one allocation fewer per frame). Its view never covers the
- * whole buffer, so a reader sees it is not the frame's own memory and copies out what it keeps
- * (fast-frames' Reader does): the next frame overwrites it.
+ * A binary frame of at least this size is a body's (or carries one): it is read into memory of its own,
+ * or a pooled buffer, never the decoder's lent one. A smaller binary frame that arrives in pieces is
+ * assembled in one buffer the decoder keeps and lends (a request's head can span reads: one allocation
+ * fewer per frame). A lent view never covers the whole buffer, so a reader sees it is not the frame's
+ * own memory and copies out what it keeps (fast-frames' Reader does): the next frame overwrites it.
  */
-const LENT = 256 * 1024;
+export const BODY_SIZED = 32 * 1024;
 
 /** Room for a frame's head above a size class of FramePool (a 64 KiB body's response frame fits 64 KiB + 1 KiB). */
 const HEAD_ROOM = 1024;
 /** FramePool's size classes: a frame goes in the smallest that holds it, so a buffer lent is at most about twice its frame. */
-const POOL_CLASSES = [32 * 1024, 64 * 1024, 128 * 1024, 256 * 1024].map((n) => n + HEAD_ROOM);
+const POOL_CLASSES = [BODY_SIZED, 64 * 1024, 128 * 1024, 256 * 1024].map((n) => n + HEAD_ROOM);
 /** Free buffers a pool keeps per size class (at most ~4 MiB in all); past that, given-back buffers are left to the GC. */
 const POOL_KEEP = 8;
 
@@ -71,7 +72,7 @@ export class FramePool {
   /** A buffer of `length` bytes from the pool, or undefined if no size class fits it. */
   take(length: number): Buffer | undefined {
     const at = POOL_CLASSES.findIndex((size) => length <= size);
-    if (length < POOL_CLASSES[0]! - HEAD_ROOM || at < 0) return undefined;
+    if (length < BODY_SIZED || at < 0) return undefined;
     let buffer = this.#free[at]!.pop();
     if (!buffer) {
       buffer = Buffer.allocUnsafeSlow(POOL_CLASSES[at]!);
@@ -115,7 +116,7 @@ export class FrameDecoder {
   /** … or its pieces so far (each its own memory, or a view of a read that is not reused). */
   #pieces: Buffer[] = [];
   #filled = 0;
-  /** The lent assembly buffer (LENT + 1 bytes, made on first use), and whether a frame in it is in use. */
+  /** The lent assembly buffer (BODY_SIZED bytes, made on first use), and whether a frame in it is in use. */
   #lent: Buffer | undefined;
   #lentBusy = false;
   /** May be raised between pushes (a channel's limit grows once its peer has authenticated). */
@@ -162,8 +163,8 @@ export class FrameDecoder {
         }
         const pooled = this.#binary ? this.pool?.take(length) : undefined;
         if (pooled) this.#frame = pooled;
-        else if (this.#binary && length < LENT && !this.#lentBusy) {
-          this.#lent ??= Buffer.allocUnsafeSlow(LENT + 1);
+        else if (this.#binary && length < BODY_SIZED && !this.#lentBusy) {
+          this.#lent ??= Buffer.allocUnsafeSlow(BODY_SIZED);
           this.#lentBusy = true;
           this.#frame = this.#lent.subarray(0, length);
         } else if (length <= ASSEMBLE_IN_PLACE) this.#frame = Buffer.allocUnsafeSlow(length);

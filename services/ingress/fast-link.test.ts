@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeFrame, encodeChunk, encodeEnd, encodeRequest, encodeResponse, INITIAL_CREDIT, Kind, type FastFrame } from '../../lib/rpc/fast-frames.ts';
+import { FrameTooLargeError } from '../../lib/rpc/frames.ts';
 import type { MeshSession } from '../../lib/rpc/index.ts';
 import { FastLink } from './fast-link.ts';
 
@@ -46,6 +47,20 @@ test('an answer to a request that is not waiting closes the link and fails the c
   assert.equal(s.isClosed(), true);
   await assert.rejects(call, /not waiting for an answer/);
   await assert.rejects(s.link.call(target, wire), /not waiting for an answer/, 'no call goes on a closed link');
+});
+
+test('a body-sized request body goes after its frame as a message of its own, or neither goes: a body the channel cannot carry is not sent after its frame', async () => {
+  const raw: Buffer[] = [];
+  const channel = { closed: false, maxMessage: 100_000, sendBinary: (b: Uint8Array[]) => void raw.push(Buffer.concat(b)), onBinary() {}, send() {} };
+  const link = FastLink.of({ channel, closed: new Promise(() => {}) } as unknown as MeshSession<any>)!;
+  const body = [Buffer.alloc(40_000, 1), Buffer.alloc(40_000, 2)];
+  void link.call(target, { ...wire, method: 'POST', body: null, bodyParts: body });
+  assert.equal(raw.length, 2);
+  assert.deepEqual(decodeFrame(raw[0]!), { kind: Kind.Request, id: 1, traceparent: '', target, ...wire, method: 'POST', cf: undefined, follows: true });
+  assert.deepEqual(raw[1], Buffer.concat(body));
+  // Over the limit: refused before the frame is sent (else the sandbox would take the next request's frame for its body).
+  await assert.rejects(link.call(target, { ...wire, method: 'POST', body: null, bodyParts: [...body, Buffer.alloc(40_000)] }), FrameTooLargeError);
+  assert.equal(raw.length, 2);
 });
 
 test('a request-kind frame or a malformed one from the sandbox closes the link', async () => {

@@ -7,8 +7,8 @@
  * Requests whose body streams in and WebSocket upgrades stay on capnweb (they hold capabilities).
  */
 import { carriesBinary, type BinaryChannel } from '../../lib/rpc/channel.ts';
-import { decodeFrame, encodeCancel, encodeCredit, encodeRequest, INITIAL_CREDIT, Kind, type FastResponse } from '../../lib/rpc/fast-frames.ts';
-import type { FramePool } from '../../lib/rpc/frames.ts';
+import { decodeFrame, encodeCancel, encodeCredit, encodeRequestMessages, INITIAL_CREDIT, Kind, type FastResponse } from '../../lib/rpc/fast-frames.ts';
+import { FrameTooLargeError, type FramePool } from '../../lib/rpc/frames.ts';
 import type { MeshSession } from '../../lib/rpc/index.ts';
 import type { SandboxApi } from '../../schemas/services.ts';
 import { activeTraceparent } from '../../lib/rpc/trace.ts';
@@ -63,7 +63,7 @@ export class FastLink {
   call(target: WorkerTarget, wire: WireRequest): Promise<WireResponse> {
     if (this.#closed) return Promise.reject(this.#closed);
     const id = (this.#next = (this.#next + 1) >>> 0);
-    const frame = encodeRequest({
+    const messages = encodeRequestMessages({
       id,
       traceparent: activeTraceparent() ?? '',
       target: { workerId: target.workerId, version: target.version, codeKey: target.codeKey },
@@ -76,7 +76,12 @@ export class FastLink {
     return new Promise<WireResponse>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       try {
-        this.#channel.sendBinary(frame);
+        // All of the request's messages or none: a body sent after its frame failed would be read as the next request's.
+        for (const m of messages) {
+          const length = m.reduce((n, p) => n + p.byteLength, 0);
+          if (length > this.#channel.maxMessage) throw new FrameTooLargeError(length, this.#channel.maxMessage);
+        }
+        for (const m of messages) this.#channel.sendBinary(m);
       } catch (e) {
         this.#pending.delete(id);
         reject(e as Error);

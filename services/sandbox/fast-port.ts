@@ -9,6 +9,7 @@
 import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { carriesBinary } from '../../lib/rpc/channel.ts';
 import {
+  decodeBody,
   decodeFrame,
   encodeChunk,
   encodeEnd,
@@ -42,10 +43,18 @@ export function serveFastPath(session: MeshSession<any>, port: SandboxPort, log:
   const channel = session.channel;
   if (!carriesBinary(channel)) return;
   const streams = new Map<number, Outgoing>();
+  /** A request whose body is the next message (it follows its frame: fast-frames.ts). */
+  let awaitingBody: FastRequest | undefined;
   channel.onBinary((bytes) => {
+    if (awaitingBody) {
+      const request = awaitingBody;
+      awaitingBody = undefined;
+      return void run({ ...request, body: decodeBody(bytes) });
+    }
     const frame = decodeFrame(bytes);
     switch (frame.kind) {
       case Kind.Request:
+        if (frame.follows) return void (awaitingBody = frame);
         return void run(frame);
       case Kind.Credit: {
         const s = streams.get(frame.id);

@@ -16,6 +16,7 @@ register(`data:text/javascript,${encodeURIComponent(hooks)}`);
 export {
   disposedLooksDone,
   externalCopies,
+  externalMoves,
   isolatesMade,
   isolatesMadeSync,
   lastIsolate,

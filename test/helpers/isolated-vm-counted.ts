@@ -9,6 +9,9 @@ let syncCompiles = 0;
 let disposedLooks = 0;
 /** ExternalCopies made so far that copy (not transferOut). */
 export const externalCopies = (): number => copies;
+let moves = 0;
+/** ExternalCopies made so far that move a buffer (transferOut): into an isolate, a request's body or a pull's buffer. */
+export const externalMoves = (): number => moves;
 /** Isolates made so far, however made. */
 export const isolatesMade = (): number => isolates;
 /** Isolates made so far by `new Isolate`: V8 made them on the calling thread (the process's main thread), not with Isolate.createAsync. */
@@ -110,6 +113,7 @@ Object.defineProperty(counted, 'ExternalCopy', {
   value: new Proxy(ivm.ExternalCopy, {
     construct(target, args: [unknown, { transferOut?: boolean }?]) {
       if (!args[1]?.transferOut) copies++;
+      else moves++;
       return Reflect.construct(target, args);
     },
   }),

@@ -190,6 +190,10 @@ export const REFERENCE_GLOBALS = {
 export interface BodyCopy {
   release(): void;
 }
+/** A pull's bytes: the host's buffer moved back out, as a view of the bytes put in it (in an object without a prototype). */
+export interface PulledBytes {
+  bytes: BodyCopy;
+}
 /**
  * An empty ExternalCopy, from which the bootstrap takes isolated-vm's ExternalCopy class (its constructor)
  * and nothing else of isolated-vm (taken and deleted before tenant code).
@@ -260,7 +264,8 @@ export interface Entry {
   /** queue(batch, env, ctx): `messages` is QueueMessageWire[] as a WireMessage (bodies beside the text); answers a QueueOutcome as JSON. */
   runQueue(queue: string, messages: WireMessage, now: number): Promise<string>;
   drain(seq: number): Promise<void> | undefined;
-  pull(seq: number): Promise<ArrayBuffer | null>;
+  /** The next bytes of a streamed response body, copied into `into` (moved in by the host) and moved back out; null at its end. */
+  pull(seq: number, into: ArrayBuffer): Promise<PulledBytes | null>;
   cancelStream(seq: number): void;
   wsEvent(id: number, type: string, data: string | ArrayBuffer | null, code: number, reason: string, now: number): void;
   configure(json: string): void;

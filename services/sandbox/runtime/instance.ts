@@ -28,7 +28,7 @@ import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts'
 import { MAX_HEAD, readResponse, type ObjectSocketRef } from './read-response.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { isFrameCopy } from '../../../lib/rpc/fast-frames.ts';
-import { soleBytes } from './sole-bytes.ts';
+import { freeSole, soleBytes } from './sole-bytes.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { installDynamicImport, linkWorker, ModuleError, shipBinaryModules, usesDynamicImport } from './modules.ts';
 import { fromMessage, toMessage, type WireMessage } from './bootstrap/wire-codec.ts';
@@ -109,6 +109,15 @@ function entryRefs(dispatch: ivm.Reference<EntryDispatch>): EntryRefs {
     };
   return refs as EntryRefs;
 }
+/**
+ * The buffer a pull of a streamed response body brings its bytes in (bootstrap pull): the chunks the
+ * worker has made go to the host together, one crossing and one frame to ingress, up to PULL_BYTES; after
+ * the first pull it follows what the pulls bring, never under MIN_PULL.
+ */
+const PULL_BYTES = 256 * 1024;
+const MIN_PULL = 16 * 1024;
+/** Written buffers a streamed body keeps for its next pulls (what ingress's credit can have unwritten at once, and one). */
+const SPARE_PULLS = 5;
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
 /** fetch() response bodies one isolate may have streaming in at once. */
@@ -1046,10 +1055,19 @@ export class WorkerInstance {
   #bodyStream(seq: number, watch: Watch): ReadableStream<Uint8Array> {
     const { cpuMs } = this.bundle.limits;
     let total = 0;
+    let room = PULL_BYTES;
+    /**
+     * This stream's buffers that were written to the client (fast-port.ts frees them through freeSole):
+     * the next pulls' again, holding nothing but this stream's own earlier bytes, so neither zeroed
+     * nor allocated anew. At most SPARE_PULLS; never another stream's.
+     */
+    const spares: ArrayBuffer[] = [];
+    const reuse = (buffer: ArrayBuffer) => !finished && spares.length < SPARE_PULLS && spares.push(buffer) > 0;
     let finished = false;
     const finish = () => {
       if (finished) return;
       finished = true;
+      for (const spare of spares.splice(0)) freeSole(soleBytes(spare));
       this.#dropIncoming(seq);
       watch.stopWall();
       void this.#afterResponse(seq, watch);
@@ -1059,27 +1077,34 @@ export class WorkerInstance {
       {
         pull: async (controller) => {
           try {
-            // The isolate hands out a fresh buffer of its own (bootstrap pull): taken over as it is (transferIn),
-            // not copied once more into this heap as `copy: true` would.
+            // A buffer of this process's, moved into the isolate, which copies the chunks it has into it and
+            // moves it back out (bootstrap pull): the bytes copied once. A new one is zeroed: nothing of any
+            // other buffer's in it.
+            const into = spares.pop() ?? new ArrayBuffer(room);
+            const size = into.byteLength;
             const out = (await this.#promised(
               new Set([watch.account]),
-              this.#entry!.pull.apply(undefined, [seq], {
-                result: { promise: true, externalCopy: true },
+              this.#entry!.pull.apply(undefined, [seq, new ivm.ExternalCopy(into, { transferOut: true }).copyInto({ release: true, transferIn: true })], {
+                result: { promise: true, copy: true },
                 timeout: cpuMs,
               }),
-            )) as unknown as ivm.ExternalCopy<ArrayBuffer | null>;
-            const chunk = out.copy({ release: true, transferIn: true }) as unknown;
+            )) as unknown as { bytes?: unknown } | null;
+            const chunk = out === null ? null : takeBody(out.bytes);
             // The reader cancelled (the client went away) while this chunk was on its way: nothing to hand on.
             if (finished) return;
             if (chunk === null) {
               controller.close();
               return finish();
             }
-            if (!(chunk instanceof ArrayBuffer)) throw new WorkerError(500, 'worker returned an invalid response', 'a body chunk did not arrive as bytes');
+            if (!(chunk instanceof Uint8Array) || chunk.byteOffset !== 0 || chunk.buffer.byteLength !== size)
+              throw new WorkerError(500, 'worker returned an invalid response', 'a body chunk did not arrive as bytes');
             total += chunk.byteLength;
             if (total > MAX_STREAMED_BODY)
               throw new WorkerError(500, `worker response body exceeds the ${MAX_STREAMED_BODY / MiB} MiB limit for streamed bodies`);
-            controller.enqueue(soleBytes(chunk));
+            // A new buffer's size: twice what this pull brought, between MIN_PULL and PULL_BYTES (zeroing 256 KiB
+            // for a stream of small events would cost more than its bytes).
+            room = Math.min(PULL_BYTES, Math.max(MIN_PULL, 2 * chunk.byteLength));
+            controller.enqueue(soleBytes(chunk.buffer as ArrayBuffer, chunk.byteLength, reuse));
           } catch (e) {
             if (finished) return; // cancelled meanwhile: the failure of a pull nobody waits for is no worker exception
             const err = this.#fail(e);

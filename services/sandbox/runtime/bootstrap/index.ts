@@ -42,7 +42,7 @@ import { makeEnv, type EnvDeps } from './env.ts';
 import { Pipes, serviceBinding } from './workers-rpc.ts';
 import { loaderBinding } from './worker-loader.ts';
 import { makeEventSource, type Fetch as EventSourceFetch, type SetTimeout } from './event-source.ts';
-import { cancelStream, pull } from './response-out.ts';
+import { cancelStream, pull, type BodyCopyClass } from './response-out.ts';
 import { inRequest, requests } from './request-state.ts';
 import { makeRequestPath } from './entry.ts';
 import { enterRoot } from './async-context.ts';
@@ -188,7 +188,7 @@ const entry: Entry = {
   ...makeRequestPath({ g, host, bodyRef, BodyCopyCtor, options, timers, resetSubrequests: subrequests.reset, envDeps, pipes, logError, connect, syncSubtle }),
   fireTimer: timers.fire,
   // A response body pulled by the host runs the worker's pull() from the empty async context, as any host entry.
-  pull: (seq: number) => (enterRoot(), pull(seq)),
+  pull: (seq: number, into: ArrayBuffer) => (enterRoot(), pull(seq, into, BodyCopyCtor as unknown as BodyCopyClass)),
   cancelStream,
 };
 // Taken by the host as the init half's result (abi.ts TAKE_ENTRY). The host names only Entry's keys.

@@ -1,12 +1,13 @@
 /**
- * A request's answer as the host takes it (Entry.runBatch, Entry.pull): a JSON head and a fresh
- * ArrayBuffer, or a failure, never an object the tenant made. What it uses after tenant code has run
+ * A request's answer as the host takes it (Entry.runBatch): a JSON head and a fresh ArrayBuffer, or a
+ * failure; a streamed body's bytes (Entry.pull) in the host's own buffers; never an object the tenant made. What it uses after tenant code has run
  * is captured when the bootstrap is evaluated, so a tenant that patches prototypes changes only what
  * it sees itself.
  */
 import { Body, Headers, type Response } from './fetch-api.ts';
 import { WebSocket, sockets as socketInternals } from './websocket.ts';
 import { show } from './console.ts';
+import type { BodyCopy, PulledBytes } from '../abi.ts';
 
 const apply = Reflect.apply;
 const JSONstringify = JSON.stringify;
@@ -15,6 +16,7 @@ const U8 = Uint8Array;
 const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const taByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteLength')!.get!;
 const taSet = Uint8Array.prototype.set;
+const abByteLength = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength')!.get!;
 const taBuffer = Object.getOwnPropertyDescriptor(TypedArrayProto, 'buffer')!.get!;
 const taByteOffset = Object.getOwnPropertyDescriptor(TypedArrayProto, 'byteOffset')!.get!;
 const PromiseCtor = Promise;
@@ -137,34 +139,58 @@ type Reader = { read(): Promise<ReadResult>; cancel(reason?: unknown): Promise<v
 const outgoing = new Map<number, Reader>();
 /** A read a pull began and did not wait for (its chunk was not made yet): the next pull's first. */
 const begun = new Map<number, Promise<ReadResult>>();
+/** What is left of a chunk a pull's buffer could not hold: the next pull's first bytes. */
+const rests = new Map<number, Uint8Array>();
 
-/**
- * What one pull gathers at most: the chunks the worker has already made go to the host together, one
- * crossing (and one frame to ingress) rather than one each. A chunk not made yet is not waited for.
- */
-const PULL_GATHER = 256 * 1024;
 /** Microtask turns within which a read counts as already made (a pull-based source enqueues within one or two). */
 const READY_TURNS = 4;
 
-/** The next chunk of request `seq`'s response body as a fresh ArrayBuffer, or null at its end. */
-export async function pull(seq: number): Promise<ArrayBuffer | null> {
+/**
+ * The next bytes of request `seq`'s response body, or null at its end. The host moves `into` in, a
+ * zeroed buffer of its own; the chunks the worker has already made are copied into it, as many as it
+ * holds (what one does not fit is the next pull's), and it goes back moved out, the bytes copied once:
+ * one crossing (and one frame to ingress) for them all. A chunk not made yet is not waited for.
+ * The copy's handle travels in an object without a prototype: a `then` a tenant put on
+ * Object.prototype never sees it as the pull's promise resolves.
+ */
+export async function pull(seq: number, into: ArrayBuffer, BodyCopyCtor: BodyCopyClass): Promise<PulledBytes | null> {
   const reader = outgoing.get(seq);
   if (!reader) return null;
-  const first = begun.get(seq) ?? reader.read();
-  begun.delete(seq);
-  const { done, value } = await first;
-  if (done) {
-    outgoing.delete(seq);
-    return null;
+  let value: unknown = rests.get(seq);
+  if (value !== undefined) rests.delete(seq);
+  else {
+    const first = begun.get(seq) ?? reader.read();
+    begun.delete(seq);
+    const read = await first;
+    if (read.done) {
+      outgoing.delete(seq);
+      return null;
+    }
+    value = read.value;
   }
   if (!(value instanceof U8)) {
     outgoing.delete(seq);
     void reader.cancel();
     throw new TypeError('a response body stream must give Uint8Array chunks');
   }
-  const chunks: Uint8Array[] = [value];
-  let length = apply(taByteLength, value, []) as number;
-  while (length < PULL_GATHER) {
+  const room = apply(abByteLength, into, []) as number;
+  const bytes = new U8(into);
+  let length = 0;
+  for (;;) {
+    const n = apply(taByteLength, value, []) as number;
+    if (length + n > room) {
+      // Its first part fills the buffer; the rest goes first in the next pull (views made here, not by the chunk's species).
+      const fits = room - length;
+      const buffer = apply(taBuffer, value, []) as ArrayBuffer;
+      const offset = apply(taByteOffset, value, []) as number;
+      apply(taSet, bytes, [new U8(buffer, offset, fits), length]);
+      rests.set(seq, new U8(buffer, offset + fits, n - fits));
+      length = room;
+      break;
+    }
+    apply(taSet, bytes, [value, length]);
+    length += n;
+    if (length === room) break;
     const read = reader.read();
     const next = await readySoon(read);
     // Not made yet, the end, a failure or not bytes: the next pull's to wait for or to answer.
@@ -172,18 +198,14 @@ export async function pull(seq: number): Promise<ArrayBuffer | null> {
       begun.set(seq, read);
       break;
     }
-    chunks[chunks.length] = next.value;
-    length += apply(taByteLength, next.value, []) as number;
+    value = next.value;
   }
-  const out = new AB(length);
-  const bytes = new U8(out);
-  let at = 0;
-  for (let i = 0; i < chunks.length; i++) {
-    apply(taSet, bytes, [chunks[i], at]);
-    at += apply(taByteLength, chunks[i], []) as number;
-  }
-  return out;
+  return { __proto__: null, bytes: new BodyCopyCtor(new U8(into, 0, length), MOVE_OUT) } as unknown as PulledBytes;
 }
+
+/** isolated-vm's ExternalCopy, as pull uses it (abi.ts BodyCopy). */
+export type BodyCopyClass = new (bytes: Uint8Array, options: { transferOut: true }) => BodyCopy;
+const MOVE_OUT = Object.freeze({ __proto__: null, transferOut: true }) as { transferOut: true };
 
 /** `read`'s result if it succeeds within READY_TURNS microtask turns, else undefined (it may still settle later). */
 async function readySoon(read: Promise<ReadResult>): Promise<ReadResult | undefined> {
@@ -207,6 +229,7 @@ export function cancelStream(seq: number): void {
   const reader = outgoing.get(seq);
   outgoing.delete(seq);
   begun.delete(seq);
+  rests.delete(seq);
   if (reader) void reader.cancel('the client went away').catch(() => {});
 }
 
