@@ -118,6 +118,13 @@ const PULL_BYTES = 256 * 1024;
 const MIN_PULL = 16 * 1024;
 /** Written buffers a streamed body keeps for its next pulls (what ingress's credit can have unwritten at once, and one). */
 const SPARE_PULLS = 5;
+/**
+ * Bytes all streams of this process keep for their next pulls at most: a stream that sent fast and then
+ * waits (an event stream left open) would otherwise hold its spares for as long as it stays open, and a
+ * tenant's many such streams host memory its isolates' limits do not count.
+ */
+const SPARE_PULL_BYTES = 32 * MiB;
+let sparePullBytes = 0;
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
 /** fetch() response bodies one isolate may have streaming in at once. */
@@ -1059,15 +1066,25 @@ export class WorkerInstance {
     /**
      * This stream's buffers that were written to the client (fast-port.ts frees them through freeSole):
      * the next pulls' again, holding nothing but this stream's own earlier bytes, so neither zeroed
-     * nor allocated anew. At most SPARE_PULLS; never another stream's.
+     * nor allocated anew. At most SPARE_PULLS, and SPARE_PULL_BYTES for all streams; never another stream's.
      */
     const spares: ArrayBuffer[] = [];
-    const reuse = (buffer: ArrayBuffer) => !finished && spares.length < SPARE_PULLS && spares.push(buffer) > 0;
+    const reuse = (buffer: ArrayBuffer) => {
+      if (finished || spares.length >= SPARE_PULLS || sparePullBytes + buffer.byteLength > SPARE_PULL_BYTES) return false;
+      sparePullBytes += buffer.byteLength;
+      spares.push(buffer);
+      return true;
+    };
+    const spare = () => {
+      const buffer = spares.pop();
+      if (buffer) sparePullBytes -= buffer.byteLength;
+      return buffer;
+    };
     let finished = false;
     const finish = () => {
       if (finished) return;
       finished = true;
-      for (const spare of spares.splice(0)) freeSole(soleBytes(spare));
+      for (let kept = spare(); kept; kept = spare()) freeSole(soleBytes(kept));
       this.#dropIncoming(seq);
       watch.stopWall();
       void this.#afterResponse(seq, watch);
@@ -1080,7 +1097,7 @@ export class WorkerInstance {
             // A buffer of this process's, moved into the isolate, which copies the chunks it has into it and
             // moves it back out (bootstrap pull): the bytes copied once. A new one is zeroed: nothing of any
             // other buffer's in it.
-            const into = spares.pop() ?? new ArrayBuffer(room);
+            const into = spare() ?? new ArrayBuffer(room);
             const size = into.byteLength;
             const out = (await this.#promised(
               new Set([watch.account]),

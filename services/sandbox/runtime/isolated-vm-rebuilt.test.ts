@@ -303,6 +303,7 @@ test("a buffer an isolate made, freed after that isolate is gone, leaves the nex
     }
   }
   assert.equal(harmed, 0, `the bystander was killed in ${harmed} of 20 rounds`);
+});
 
 test('a task that finds every pool thread busy runs on a spare thread, which the next such task reuses and which leaves once idle', { skip }, async () => {
   // isolated-vm's pool has a thread per core and one more; each of these isolates holds a thread until released,
