@@ -28,7 +28,7 @@ import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts'
 import { MAX_HEAD, readResponse, type ObjectSocketRef } from './read-response.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { isFrameCopy } from '../../../lib/rpc/fast-frames.ts';
-import { freeSole, soleBytes } from './sole-bytes.ts';
+import { soleBytes, StreamSpares } from './sole-bytes.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
 import { installDynamicImport, linkWorker, ModuleError, shipBinaryModules, usesDynamicImport } from './modules.ts';
 import { fromMessage, toMessage, type WireMessage } from './bootstrap/wire-codec.ts';
@@ -118,13 +118,6 @@ const PULL_BYTES = 256 * 1024;
 const MIN_PULL = 16 * 1024;
 /** Written buffers a streamed body keeps for its next pulls (what ingress's credit can have unwritten at once, and one). */
 const SPARE_PULLS = 5;
-/**
- * Bytes all streams of this process keep for their next pulls at most: a stream that sent fast and then
- * waits (an event stream left open) would otherwise hold its spares for as long as it stays open, and a
- * tenant's many such streams host memory its isolates' limits do not count.
- */
-const SPARE_PULL_BYTES = 32 * MiB;
-let sparePullBytes = 0;
 /** A streamed response body may be this long in all (a whole body crossing at once: MAX_BODY). */
 const MAX_STREAMED_BODY = 1024 * MiB;
 /** fetch() response bodies one isolate may have streaming in at once. */
@@ -1063,28 +1056,13 @@ export class WorkerInstance {
     const { cpuMs } = this.bundle.limits;
     let total = 0;
     let room = PULL_BYTES;
-    /**
-     * This stream's buffers that were written to the client (fast-port.ts frees them through freeSole):
-     * the next pulls' again, holding nothing but this stream's own earlier bytes, so neither zeroed
-     * nor allocated anew. At most SPARE_PULLS, and SPARE_PULL_BYTES for all streams; never another stream's.
-     */
-    const spares: ArrayBuffer[] = [];
-    const reuse = (buffer: ArrayBuffer) => {
-      if (finished || spares.length >= SPARE_PULLS || sparePullBytes + buffer.byteLength > SPARE_PULL_BYTES) return false;
-      sparePullBytes += buffer.byteLength;
-      spares.push(buffer);
-      return true;
-    };
-    const spare = () => {
-      const buffer = spares.pop();
-      if (buffer) sparePullBytes -= buffer.byteLength;
-      return buffer;
-    };
+    // Buffers written to the client (fast-port.ts frees them through freeSole), for this stream's next pulls.
+    const spares = new StreamSpares(SPARE_PULLS);
     let finished = false;
     const finish = () => {
       if (finished) return;
       finished = true;
-      for (let kept = spare(); kept; kept = spare()) freeSole(soleBytes(kept));
+      spares.close();
       this.#dropIncoming(seq);
       watch.stopWall();
       void this.#afterResponse(seq, watch);
@@ -1097,7 +1075,7 @@ export class WorkerInstance {
             // A buffer of this process's, moved into the isolate, which copies the chunks it has into it and
             // moves it back out (bootstrap pull): the bytes copied once. A new one is zeroed: nothing of any
             // other buffer's in it.
-            const into = spare() ?? new ArrayBuffer(room);
+            const into = spares.take() ?? new ArrayBuffer(room);
             const size = into.byteLength;
             const out = (await this.#promised(
               new Set([watch.account]),
@@ -1121,7 +1099,7 @@ export class WorkerInstance {
             // A new buffer's size: twice what this pull brought, between MIN_PULL and PULL_BYTES (zeroing 256 KiB
             // for a stream of small events would cost more than its bytes).
             room = Math.min(PULL_BYTES, Math.max(MIN_PULL, 2 * chunk.byteLength));
-            controller.enqueue(soleBytes(chunk.buffer as ArrayBuffer, chunk.byteLength, reuse));
+            controller.enqueue(soleBytes(chunk.buffer as ArrayBuffer, chunk.byteLength, spares.reuse));
           } catch (e) {
             if (finished) return; // cancelled meanwhile: the failure of a pull nobody waits for is no worker exception
             const err = this.#fail(e);

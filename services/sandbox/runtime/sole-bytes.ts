@@ -33,3 +33,46 @@ export function freeSole(bytes: Uint8Array): void {
     // not detachable: the GC's, as before
   }
 }
+
+/** Bytes all streams' spares (StreamSpares) of this process hold at most. */
+export const SPARE_BYTES = 32 * 1024 * 1024;
+/** Bytes held by the spares of every stream of this process now. */
+let spareBytes = 0;
+export const spareBytesHeld = (): number => spareBytes;
+
+/**
+ * One streamed body's buffers that were written (freeSole gives them back through `reuse`): its next
+ * pulls' again, holding nothing but this stream's own earlier bytes, so neither zeroed nor allocated
+ * anew. At most `max` per stream, and SPARE_BYTES for all streams of the process together: a stream
+ * that sent fast and then waits (an event stream left open) keeps its spares while it stays open, and a
+ * tenant's many such streams would hold host memory no isolate limit counts. Never another stream's.
+ */
+export class StreamSpares {
+  readonly #kept: ArrayBuffer[] = [];
+  readonly #max: number;
+  #closed = false;
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** Keeps a written buffer for a later pull, or declines it (freeSole then frees it). */
+  readonly reuse: Reuse = (buffer) => {
+    if (this.#closed || this.#kept.length >= this.#max || spareBytes + buffer.byteLength > SPARE_BYTES) return false;
+    spareBytes += buffer.byteLength;
+    this.#kept.push(buffer);
+    return true;
+  };
+
+  /** A kept buffer for the next pull, if any. */
+  take(): ArrayBuffer | undefined {
+    const buffer = this.#kept.pop();
+    if (buffer) spareBytes -= buffer.byteLength;
+    return buffer;
+  }
+
+  /** The stream ended: what it kept is freed now, and what is written later is not kept. */
+  close(): void {
+    this.#closed = true;
+    for (let buffer = this.take(); buffer; buffer = this.take()) freeSole(soleBytes(buffer));
+  }
+}
