@@ -20,6 +20,7 @@
 // runs on a spare thread that waits a second for the next such task, not on a thread made and ended for it.
 // And an asynchronous call from the host (Node's own isolate) captures no stack of the host's for its errors.
 // And an isolate's CPU time read while it runs is its thread's CPU clock, not the wall time since its task began.
+// And a call's `timeout` is CPU time: the timer that fires first starts a wait for the rest of that CPU, not an interrupt.
 // And two fixes: a handle in Node's own heap that V8 collects after isolated-vm's cleanup hook, at exit, no
 // longer aborts the process; a buffer an isolate made, freed after that isolate is gone, is no longer
 // uncounted from freed memory.
@@ -464,6 +465,79 @@ void IsolateEnvironment::AsyncEntry() {
     [
       '\t\t\t// Unregister from Platform\n\t\t\tPlatformDelegate::UnregisterIsolate(isolate);\n',
       '\t\t\t// Unregister from Platform\n\t\t\tPlatformDelegate::UnregisterIsolate(isolate);\n\t\t\tGetLimitedAllocator()->DetachEnvironment();\n',
+    ],
+  ],
+  // A call's `timeout` was wall time (a timer from the call's start, paused only while it called out to the
+  // host): a call preempted on a busy machine was stopped as "timed out" having run far less. The timer now
+  // only starts the check: if the call has used less than `timeout` of CPU (the isolate's CPU time, its
+  // thread's clock), a thread of its own waits for the rest of that CPU to be used, or the call to end,
+  // and only then interrupts it. The timer's own thread (shared by every isolate's timers) is never held.
+  'src/isolate/run_with_timeout.h': [
+    [
+      '\tTimeoutRunner::State state;\n\tv8::MaybeLocal<v8::Value> result;\n\t{\n\t\tstd::unique_ptr<timer_t> timer_ptr;\n\t\tif (timeout_ms != 0) {\n\t\t\ttimer_ptr = std::make_unique<timer_t>(timeout_ms, &isolate.timer_holder, [&](void* next) {\n',
+      `\tTimeoutRunner::State state;
+\tv8::MaybeLocal<v8::Value> result;
+\t// The CPU this call may still use before it is interrupted (its isolate's, which runs nothing else meanwhile)
+\tconst auto cpu_start = timeout_ms == 0 ? std::chrono::nanoseconds{0} : isolate.GetCpuTime();
+\tconst auto cpu_left = [&]() { return std::chrono::milliseconds{timeout_ms} - (isolate.GetCpuTime() - cpu_start); };
+\t// What the timer did when it fired (next: its thread, to chain; nullptr from cpu_waiter)
+\tstd::function<void(void*)> expire;
+\t// Waits, when the timer fired before the call used its CPU, for the rest of it (joined before the call returns)
+\tstd::thread cpu_waiter;
+\t{
+\t\tstd::unique_ptr<timer_t> timer_ptr;
+\t\tif (timeout_ms != 0) {
+\t\t\texpire = [&](void* next) {
+`,
+    ],
+    [
+      '\t\t\t\t\t\t// Timer triggered as the function was finishing, bail early\n\t\t\t\t\t\ttimer_t::chain(next);\n',
+      '\t\t\t\t\t\t// Timer triggered as the function was finishing, bail early\n\t\t\t\t\t\tif (next != nullptr) timer_t::chain(next);\n',
+    ],
+    [
+      '\t\t\t\ttimer_t::chain(next);\n\n\t\t\t\t// Wait for TimeoutRunner release',
+      '\t\t\t\tif (next != nullptr) timer_t::chain(next);\n\n\t\t\t\t// Wait for TimeoutRunner release',
+    ],
+    [
+      '\t\t\t\t\tisolate->TerminateExecution();\n\t\t\t\t}\n\t\t\t});\n\t\t}\n',
+      `\t\t\t\t\tisolate->TerminateExecution();
+\t\t\t\t}
+\t\t\t};
+\t\t\ttimer_ptr = std::make_unique<timer_t>(timeout_ms, &isolate.timer_holder, [&](void* next) {
+\t\t\t\tif (cpu_left() <= std::chrono::nanoseconds{0}) {
+\t\t\t\t\texpire(next);
+\t\t\t\t\treturn;
+\t\t\t\t}
+\t\t\t\t{
+\t\t\t\t\tstd::lock_guard<std::mutex> lock{state.mutex};
+\t\t\t\t\tif (!state.did_finish) {
+\t\t\t\t\t\tcpu_waiter = std::thread{[&]() {
+\t\t\t\t\t\t\twhile (true) {
+\t\t\t\t\t\t\t\tauto left = cpu_left();
+\t\t\t\t\t\t\t\tstd::unique_lock<std::mutex> lock{state.mutex};
+\t\t\t\t\t\t\t\tif (state.did_finish) {
+\t\t\t\t\t\t\t\t\treturn;
+\t\t\t\t\t\t\t\t} else if (left <= std::chrono::nanoseconds{0}) {
+\t\t\t\t\t\t\t\t\tbreak;
+\t\t\t\t\t\t\t\t}
+\t\t\t\t\t\t\t\tstate.cv.wait_for(lock, left, [&] { return state.did_finish; });
+\t\t\t\t\t\t\t}
+\t\t\t\t\t\t\texpire(nullptr);
+\t\t\t\t\t\t}};
+\t\t\t\t\t}
+\t\t\t\t}
+\t\t\t\ttimer_t::chain(next);
+\t\t\t});
+\t\t}
+`,
+    ],
+    [
+      '\t\t\tstate.did_finish = true;\n\t\t}\n\t\tif (will_flush_tasks) {\n',
+      '\t\t\tstate.did_finish = true;\n\t\t\tstate.cv.notify_all();\n\t\t}\n\t\tif (will_flush_tasks) {\n',
+    ],
+    [
+      '\t\t\t\tisolate.InterruptEntryAsync();\n\t\t\t}\n\t\t}\n\t}\n\tif (isolate.DidHitMemoryLimit()) {\n',
+      '\t\t\t\tisolate.InterruptEntryAsync();\n\t\t\t}\n\t\t}\n\t\tif (cpu_waiter.joinable()) {\n\t\t\tcpu_waiter.join();\n\t\t}\n\t}\n\tif (isolate.DidHitMemoryLimit()) {\n',
     ],
   ],
   // A task for an isolate when all of the pool's threads are busy (a burst of Dynamic Worker loads on few

@@ -394,3 +394,23 @@ test("an isolate's CPU time read while it runs is its thread's CPU, not the wall
     isolate.dispose();
   }
 });
+
+test("a call's timeout is CPU time: a call that waits without running outlives it, one that runs is stopped at it", { skip }, async () => {
+  // Atomics.wait blocks the isolate's thread without using CPU, as a call preempted on a busy machine runs
+  // none. Unpatched, the timeout was wall time: "Script execution timed out." at 100 ms.
+  const wait = 'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400)';
+  const isolate = new ivm.Isolate({ memoryLimit: 16 });
+  try {
+    const context = await isolate.createContext();
+    assert.equal(await context.eval(wait, { timeout: 100 }), 'timed-out', 'an asynchronous call');
+    assert.equal(context.evalSync(wait, { timeout: 100 }), 'timed-out', 'a synchronous call');
+    // A loop uses its CPU: stopped at the timeout, on either path, and the isolate goes on.
+    const cpu = isolate.cpuTime;
+    await assert.rejects(context.eval('for (;;) {}', { timeout: 100 }), /Script execution timed out/);
+    assert.ok(isolate.cpuTime - cpu >= 100_000_000n, 'stopped before it used its 100 ms of CPU');
+    assert.throws(() => context.evalSync('for (;;) {}', { timeout: 100 }), /Script execution timed out/);
+    assert.equal(await context.eval('6 * 7', { timeout: 100 }), 42);
+  } finally {
+    isolate.dispose();
+  }
+});
