@@ -26,9 +26,13 @@ export function freeSole(bytes: Uint8Array): void {
   if (!sole.has(bytes)) return;
   const reuse = sole.get(bytes);
   sole.delete(bytes);
-  if (reuse?.(bytes.buffer as ArrayBuffer)) return;
+  if (!reuse?.(bytes.buffer as ArrayBuffer)) free(bytes.buffer as ArrayBuffer);
+}
+
+/** Frees `buffer`'s memory now by detaching it (a holder would see 0 bytes, never other bytes). */
+function free(buffer: ArrayBuffer): void {
   try {
-    (bytes.buffer as ArrayBuffer).transfer(0);
+    buffer.transfer(0);
   } catch {
     // not detachable: the GC's, as before
   }
@@ -73,6 +77,6 @@ export class StreamSpares {
   /** The stream ended: what it kept is freed now, and what is written later is not kept. */
   close(): void {
     this.#closed = true;
-    for (let buffer = this.take(); buffer; buffer = this.take()) freeSole(soleBytes(buffer));
+    for (let buffer = this.take(); buffer; buffer = this.take()) free(buffer);
   }
 }
