@@ -14,6 +14,7 @@ const hooks = `export async function resolve(specifier, context, next) {
 register(`data:text/javascript,${encodeURIComponent(hooks)}`);
 
 export {
+  disposals,
   disposedLooksDone,
   externalCopies,
   externalMoves,

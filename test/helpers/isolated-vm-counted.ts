@@ -37,6 +37,21 @@ const readCount = (count: ivm.Reference<() => number>): number => {
 /** Runs of whatwg-url's parser so far, in every context made since this module loaded (bootstrap/url-parse-cache.ts). */
 export const urlParses = (): number => counters.reduce((n, count) => n + readCount(count), 0);
 
+// Turns of the event loop, counted by an immediate that queues itself again: each turn runs it once.
+let turn = 0;
+const tick = () => {
+  turn++;
+  setImmediate(tick).unref();
+};
+setImmediate(tick).unref();
+const disposalTurns: number[] = [];
+/** Isolates disposed so far, and the most of them disposed in one turn of the event loop after the first `since`. */
+export const disposals = (since = 0): { count: number; mostInOneTurn: number } => {
+  const perTurn = new Map<number, number>();
+  for (const t of disposalTurns.slice(since)) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
+  return { count: disposalTurns.length, mostInOneTurn: Math.max(0, ...perTurn.values()) };
+};
+
 /** The addon's methods are read-only; a subclass counts what it is asked to do. */
 class CountedIsolate extends ivm.Isolate {
   constructor(...args: ConstructorParameters<typeof ivm.Isolate>) {
@@ -52,6 +67,10 @@ class CountedIsolate extends ivm.Isolate {
   override compileModuleSync(...args: Parameters<ivm.Isolate['compileModuleSync']>): ivm.Module {
     syncCompiles++;
     return super.compileModuleSync(...args);
+  }
+  override dispose(): void {
+    disposalTurns.push(turn);
+    super.dispose();
   }
   override async createContext(...args: Parameters<ivm.Isolate['createContext']>): Promise<ivm.Context> {
     const context = await super.createContext(...args);

@@ -25,6 +25,7 @@ import { HostTimers } from './host-timers.ts';
 import { SocketTable, type SocketPeer, type WorkerSocket } from './socket-table.ts';
 import { PipeTable, type PipePeer } from './rpc-pipes.ts';
 import { hostCallback, limitError, tenantStack, WorkerError } from './errors.ts';
+import { isolateDisposal } from './isolate-disposal.ts';
 import { MAX_HEAD, readResponse, type ObjectSocketRef } from './read-response.ts';
 import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/http.ts';
 import { isFrameCopy } from '../../../lib/rpc/fast-frames.ts';
@@ -1227,6 +1228,8 @@ export class WorkerInstance {
   /** Drop the isolate. `evicted`: the runtime unloads it (requests still in flight get a 503). */
   dispose(reason?: 'evicted'): void {
     if (this.#disposed) return;
+    // Nothing of the worker's running: its isolate can be torn down on a coming turn (isolate-disposal.ts).
+    const idle = this.#active === 0 && this.#answers.size === 0 && !this.#kill && !this.#watchdogs.busy;
     if (reason && !this.#kill) this.#kill = reason;
     const gone = this.#pendingError();
     this.#disposed = true;
@@ -1244,7 +1247,8 @@ export class WorkerInstance {
     for (const r of this.#incoming.values()) void r.cancel().catch(() => {});
     this.#incoming.clear();
     this.#context?.release();
-    if (!this.#isolate.isDisposed) this.#isolate.dispose();
+    if (idle) isolateDisposal.add(this.#isolate);
+    else if (!this.#isolate.isDisposed) this.#isolate.dispose();
     // deliver whatever the worker logged before it died
     this.#logs.flush();
   }

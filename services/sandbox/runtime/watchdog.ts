@@ -110,6 +110,11 @@ export class Watchdogs {
     return watch;
   }
 
+  /** Whether anything handed to the isolate has not ended: a watch armed (a request, a call) or a task in the ledger. */
+  get busy(): boolean {
+    return this.#armed.size > 0 || this.#tasks.size > 0;
+  }
+
   /** The owners of what the isolate is doing now (its oldest task): a call, timer or pipe it starts now belongs to them. */
   owners(): Owners {
     const running = this.#running();
