@@ -40,8 +40,14 @@ export class HandshakeError extends Error {
   }
 }
 
-/** Version 1 used one key per unordered pair of roles: its peers hold no key this one accepts. */
-const VERSION = 2;
+/**
+ * The version of the handshake and of what the link carries after it; a peer of another version is
+ * refused with a reason, rather than closing the link later on a message it cannot read. Version 1 used
+ * one key per unordered pair of roles. In version 2 a fast-path request's body was always inside its
+ * frame. In version 3 a body of 32 KiB or more follows its frame as a message of its own, which a
+ * version-2 sandbox would take for a broken protocol.
+ */
+export const HANDSHAKE_VERSION = 3;
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 function mac(key: Buffer, label: string, transcript: string): string {
@@ -133,7 +139,7 @@ export async function clientHandshake(
   const t = timeout(opts.timeoutMs ?? 5000);
   try {
     const own = ephemeral();
-    const hello = { v: VERSION, role: self, name: opts.name, to: opts.expect, nonce: nonce(), dh: own.dh };
+    const hello = { v: HANDSHAKE_VERSION, role: self, name: opts.name, to: opts.expect, nonce: nonce(), dh: own.dh };
     channel.send(JSON.stringify(hello));
     const reply = await read(channel, t.promise);
     if (typeof reply.error === 'string') throw new HandshakeError(`server refused the handshake: ${reply.error.slice(0, 200)}`);
@@ -174,8 +180,8 @@ export async function serverHandshake(
   };
   try {
     const hello = await read(channel, t.promise);
-    if (hello.v !== VERSION)
-      return fail(`client speaks handshake version ${JSON.stringify(hello.v)}, not ${VERSION} (a process started by an older Cordon: restart it)`);
+    if (hello.v !== HANDSHAKE_VERSION)
+      return fail(`client speaks handshake version ${JSON.stringify(hello.v)}, not ${HANDSHAKE_VERSION} (a process started by an older Cordon: restart it)`);
     if (!isRole(hello.role) || typeof hello.name !== 'string' || !NAME.test(hello.name) || !validNonce(hello.nonce) || !validDh(hello.dh)) {
       return fail('client sent a malformed hello');
     }
@@ -187,7 +193,7 @@ export async function serverHandshake(
     if (!key) return fail(`this ${opts.keyring.self} holds no key for ${role} ${hello.name}`);
     const self = opts.keyring.self;
     const own = ephemeral();
-    const reply = { v: VERSION, role: self, name: opts.name, nonce: nonce(), dh: own.dh };
+    const reply = { v: HANDSHAKE_VERSION, role: self, name: opts.name, nonce: nonce(), dh: own.dh };
     const transcript = transcriptOf(hello, reply);
     channel.send(JSON.stringify({ ...reply, proof: prove(opts.keyring, key, 'server', role, self, transcript) }));
     const auth = await read(channel, t.promise);

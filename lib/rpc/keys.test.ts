@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChannelClosedError, Inbox, type Channel } from './channel.ts';
-import { clientHandshake, serverHandshake, type PeerIdentity } from './handshake.ts';
+import { clientHandshake, HANDSHAKE_VERSION, serverHandshake, type PeerIdentity } from './handshake.ts';
 import { cordonKey, Keyring, linkKey, loadKeyring, SIGNERS, type Role } from './keys.ts';
 
 const secret = randomBytes(32);
@@ -46,7 +46,7 @@ function forged(role: Role, cordon: string | undefined, links: Record<string, Bu
 /** A hello as a hand-made client sends it (a fresh X25519 public key included). */
 function handHello(role: Role, name: string, to: Role) {
   const dh = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' }).x!;
-  return { v: 2, role, name, to, nonce: randomBytes(32).toString('base64'), dh };
+  return { v: HANDSHAKE_VERSION, role, name, to, nonce: randomBytes(32).toString('base64'), dh };
 }
 const handTranscript = (h: ReturnType<typeof handHello>, reply: Record<string, string>) =>
   JSON.stringify([h.role, h.name, h.to, h.nonce, h.dh, reply.role, reply.name, reply.nonce, reply.dh]);
@@ -280,10 +280,11 @@ describe('the handshake proves a cordon', () => {
     );
   });
 
-  test('a version-1 hello is refused with a reason', async () => {
-    const [c, s] = pair();
-    const server = serverHandshake(s, { ...supervisor, timeoutMs: 2000 });
-    c.send(JSON.stringify({ v: 1, role: 'sandbox', name: 'a', to: 'supervisor', nonce: randomBytes(32).toString('base64') }));
-    await assert.rejects(server, /handshake version 1, not 2/);
-  });
+  for (const v of [1, 2])
+    test(`a version-${v} hello (an older Cordon's process) is refused with a reason`, async () => {
+      const [c, s] = pair();
+      const server = serverHandshake(s, { ...supervisor, timeoutMs: 2000 });
+      c.send(JSON.stringify({ v, role: 'sandbox', name: 'a', to: 'supervisor', nonce: randomBytes(32).toString('base64') }));
+      await assert.rejects(server, new RegExp(`handshake version ${v}, not ${HANDSHAKE_VERSION} \\(a process started by an older Cordon: restart it\\)`));
+    });
 });

@@ -13,7 +13,7 @@ import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { Keyring, Membrane, type MeshSession } from './index.ts';
 import type { Role } from './keys.ts';
-import { clientHandshake } from './handshake.ts';
+import { clientHandshake, HANDSHAKE_VERSION } from './handshake.ts';
 import { check } from './validate.ts';
 import { MAX_HANDSHAKE_MESSAGE, type Channel } from './channel.ts';
 import { FrameTooLargeError } from './frames.ts';
@@ -344,7 +344,7 @@ for (const t of transports) {
           'an oversize hello',
           async () => {
             const ch = await ep.rawChannel();
-            ch.send(JSON.stringify({ v: 2, role: 'sandbox', name: 'x', to: 'supervisor', nonce: 'A'.repeat(2000) }).slice(0, 4000));
+            ch.send(JSON.stringify({ v: HANDSHAKE_VERSION, role: 'sandbox', name: 'x', to: 'supervisor', nonce: 'A'.repeat(2000) }).slice(0, 4000));
             await ch.receive();
             return ch.receive();
           },

@@ -18,6 +18,7 @@ import { cli, runCluster, runService, sandboxNode, SANDBOX_FLAGS, type RunCluste
 import { natsServerMissing } from '../../lib/rpc/testing/nats-server.ts';
 import { accept, Keyring } from '../../lib/rpc/index.ts';
 import { connectNats, connectNatsSession, listenNats } from '../../lib/rpc/nats.ts';
+import { HANDSHAKE_VERSION } from '../../lib/rpc/handshake.ts';
 import type { SupervisorForAgent } from '../../schemas/services.ts';
 import { RpcTarget } from 'capnweb';
 
@@ -148,7 +149,7 @@ describe('attacks: a compromised sandbox against the dedicated-cordon agent', { 
     const channel = await connectNats(nc, 'supervisor', 1 << 20);
     try {
       const dh = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' }).x!;
-      const hello = { v: 2, role: 'agent', name: 'agent', to: 'supervisor', nonce: randomBytes(32).toString('base64'), dh };
+      const hello = { v: HANDSHAKE_VERSION, role: 'agent', name: 'agent', to: 'supervisor', nonce: randomBytes(32).toString('base64'), dh };
       channel.send(JSON.stringify(hello));
       const reply = JSON.parse(await channel.receive()) as Record<string, unknown>;
       if (reply.error) return reply;

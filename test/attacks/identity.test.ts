@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { sandboxNodes, startTestMesh, waitFor, type TestMesh } from '../helpers/mesh.ts';
 import { connectUnixSession, Keyring } from '../../lib/rpc/index.ts';
 import { connectUnix } from '../../lib/rpc/unix.ts';
+import { HANDSHAKE_VERSION } from '../../lib/rpc/handshake.ts';
 import { socketPath } from '../../lib/config.ts';
 import { Quarantine } from '../../services/supervisor/quarantine.ts';
 import type { Role } from '../../lib/rpc/keys.ts';
@@ -43,7 +44,7 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
     const timer = setTimeout(() => channel.close(new Error('no verdict within 5 s')), 5000);
     try {
       const dh = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' }).x!;
-      const h = { v: 2, ...hello, nonce: randomBytes(32).toString('base64'), dh };
+      const h = { v: HANDSHAKE_VERSION, ...hello, nonce: randomBytes(32).toString('base64'), dh };
       channel.send(JSON.stringify(h));
       const reply = JSON.parse(await channel.receive()) as Record<string, string>;
       if (reply.error) return 'refused';
