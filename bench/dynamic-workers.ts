@@ -8,7 +8,9 @@
  * workerd), asked `BENCH_DW_PROBE_RATE` times a second — quiet and during the burst: issue 17 asks that
  * nothing else be slowed more than 2x meanwhile. And the CPU each Worker made cost, by process and, in
  * the sandbox, by kind of thread (its event loop, isolated-vm's isolate threads, V8's helpers), beside
- * workerd's: the figure that bounds the rate on a machine of few cores.
+ * workerd's: the figure that bounds the rate on a machine of few cores. That CPU is measured twice: in the
+ * burst (where refused and queued requests cost too), and first in a phase at `BENCH_DW_COST_RATE` (50)
+ * a second for `BENCH_DW_COST_SECONDS` (4), a rate both serve in full, where it is the load's own cost.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +23,12 @@ const SECONDS = Number(process.env.BENCH_DW_SECONDS || 10);
 /** Requests left waiting at most; beyond it a request is counted as not served rather than queued without end. */
 const MAX_IN_FLIGHT = 512;
 const PROBE_RATE = Number(process.env.BENCH_DW_PROBE_RATE || 20);
+/**
+ * A phase before the burst, at a rate both can serve with nothing refused or queued for long: the CPU a
+ * Worker made costs then is the load's own, not that of requests refused or timed out in the burst.
+ */
+const COST_RATE = Number(process.env.BENCH_DW_COST_RATE || 50);
+const COST_SECONDS = Number(process.env.BENCH_DW_COST_SECONDS || 4);
 const say = (s: string) => process.stdout.write(s + '\n');
 
 const PARENT = `export default { async fetch(req, env) {
@@ -72,19 +80,12 @@ interface Cost {
   threads: Map<string, Map<string, number>>;
 }
 
-/** The burst at `url` with the bystander at `bystander` probed before it (quiet, 3 s) and during it; the CPU of `pids` meanwhile. */
-async function burstWithBystander(
-  url: string,
-  bystander: string,
-  pids: Map<string, number>,
-): Promise<{ burst: Result; quiet: Probe; during: Probe; cost: Cost }> {
-  const quiet = await probe(bystander, new Promise((r) => setTimeout(r, 3000)));
+/** `run` (requests to Workers made) with the CPU of `pids` meanwhile, per Worker made, by process and by kind of thread. */
+async function costOf(pids: Map<string, number>, run: () => Promise<Result>): Promise<{ result: Result; cost: Cost }> {
   const before = new Map([...pids].map(([name, pid]) => [name, cpuSeconds(pid)]));
   const threadsBefore = new Map([...pids].map(([name, pid]) => [name, threadSeconds(pid)]));
-  const burst = drive(url);
-  const during = await probe(bystander, burst);
-  const made = Math.max(1, (await burst).made);
-  const per = (seconds: number) => (seconds * 1000) / made;
+  const result = await run();
+  const per = (seconds: number) => (seconds * 1000) / Math.max(1, result.made);
   const cost: Cost = {
     cpu: new Map([...pids].map(([name, pid]) => [name, per(cpuSeconds(pid) - before.get(name)!)])),
     threads: new Map(
@@ -94,15 +95,31 @@ async function burstWithBystander(
       }),
     ),
   };
-  return { burst: await burst, quiet, during, cost };
+  return { result, cost };
 }
 
-/** CPU per Worker made (the bystander's few requests included). */
-function costRow(peer: Cost, ours: Cost): string[] {
+/** The burst at `url` with the bystander at `bystander` probed before it (quiet, 3 s) and during it; the CPU of `pids` meanwhile. */
+async function burstWithBystander(
+  url: string,
+  bystander: string,
+  pids: Map<string, number>,
+): Promise<{ burst: Result; quiet: Probe; during: Probe; cost: Cost }> {
+  const quiet = await probe(bystander, new Promise((r) => setTimeout(r, 3000)));
+  let during: Promise<Probe> | undefined;
+  const { result, cost } = await costOf(pids, () => {
+    const burst = drive(url, RATE, SECONDS);
+    during = probe(bystander, burst);
+    return burst;
+  });
+  return { burst: result, quiet, during: await during!, cost };
+}
+
+/** CPU per Worker made (the bystander's few requests included in the burst's). */
+function costRow(label: string, peer: Cost, ours: Cost): string[] {
   const sum = (c: Cost) => [...c.cpu.values()].reduce((a, b) => a + b, 0);
   const ms = (n: number) => `${n.toFixed(2)} ms`;
   const rows = [
-    `  CPU per Worker made: workerd ${ms(sum(peer))}; cordon ${ms(sum(ours))} (${[...ours.cpu].map(([name, v]) => `${name} ${ms(v)}`).join(', ')}): ${(sum(ours) / sum(peer)).toFixed(1)}x`,
+    `  CPU per Worker made ${label}: workerd ${ms(sum(peer))}; cordon ${ms(sum(ours))} (${[...ours.cpu].map(([name, v]) => `${name} ${ms(v)}`).join(', ')}): ${(sum(ours) / sum(peer)).toFixed(1)}x`,
   ];
   const threads = [...(ours.threads.get('sandbox') ?? [])].filter(([, v]) => v >= 0.05);
   if (threads.length) rows.push(`    sandbox by thread: ${threads.map(([kind, v]) => `${kind === 'other threads' ? 'isolates' : kind} ${ms(v)}`).join(', ')}`);
@@ -124,9 +141,9 @@ interface Result {
   p99: number;
 }
 
-/** Open loop: request i leaves at i / RATE seconds whatever happened to the ones before it. */
-async function drive(url: string): Promise<Result> {
-  const total = RATE * SECONDS;
+/** Open loop: request i leaves at i / rate seconds whatever happened to the ones before it. */
+async function drive(url: string, rate: number, seconds: number): Promise<Result> {
+  const total = rate * seconds;
   const times: number[] = [];
   let failed = 0;
   let inFlight = 0;
@@ -138,7 +155,7 @@ async function drive(url: string): Promise<Result> {
   const start = performance.now();
   const pending: Promise<void>[] = [];
   for (let i = 0; i < total; i++) {
-    const due = start + (i * 1000) / RATE;
+    const due = start + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     if (inFlight >= MAX_IN_FLIGHT) {
@@ -209,18 +226,20 @@ const parent :Workerd.Worker = (
     await waitFor('the bystander on the mesh', async () => (await fetch(`${mesh.httpUrl}/bystander`)).status === 200 || undefined);
     await waitFor('the parent on the mesh', async () => (await fetch(`${mesh.httpUrl}/dw?n=x`)).status === 200 || undefined);
     await waitFor('workerd', async () => (await fetch(`http://127.0.0.1:${wport}/?n=x`)).status === 200 || undefined);
-    const theirs = await burstWithBystander(
-      `http://127.0.0.1:${wport}/`,
-      `http://127.0.0.1:${workerd.ports[1]}/`,
-      new Map([['workerd', workerd.process.pid!]]),
-    );
-    const mine = await burstWithBystander(`${mesh.httpUrl}/dw`, `${mesh.httpUrl}/bystander`, meshPids(mesh));
+    const [wurl, wpids, murl, mpids] = [`http://127.0.0.1:${wport}/`, new Map([['workerd', workerd.process.pid!]]), `${mesh.httpUrl}/dw`, meshPids(mesh)];
+    const theirCost = await costOf(wpids, () => drive(wurl, COST_RATE, COST_SECONDS));
+    const myCost = await costOf(mpids, () => drive(murl, COST_RATE, COST_SECONDS));
+    const theirs = await burstWithBystander(wurl, `http://127.0.0.1:${workerd.ports[1]}/`, wpids);
+    const mine = await burstWithBystander(murl, `${mesh.httpUrl}/bystander`, mpids);
     const [peer, ours] = [theirs.burst, mine.burst];
     say(row('workerd (peer)', peer));
     say(row('cordon mesh', ours, peer));
     say(bystanderRow('workerd (peer)', theirs.quiet, theirs.during));
     say(bystanderRow('cordon mesh', mine.quiet, mine.during));
-    for (const r of costRow(theirs.cost, mine.cost)) say(r);
+    const served = (r: Result) => `${r.made} of ${COST_RATE * COST_SECONDS} served, p50 ${r.p50.toFixed(1)} ms`;
+    for (const r of costRow(`at ${COST_RATE}/s offered (workerd ${served(theirCost.result)}; cordon ${served(myCost.result)})`, theirCost.cost, myCost.cost))
+      say(r);
+    for (const r of costRow(`in the burst (refused and queued work included)`, theirs.cost, mine.cost)) say(r);
     for (const [label, r] of [
       ['workerd', peer],
       ['cordon', ours],
