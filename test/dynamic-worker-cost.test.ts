@@ -3,8 +3,8 @@
  * parent loads a fresh Worker on every request (`env.LOADER.load(code)`, as `npm run bench --
  * dynamic-workers` does) and calls it: each load makes exactly one isolate (its own; no spare is shared),
  * made off the main thread (Isolate.createAsync, where isolated-vm was rebuilt: native/isolated-vm.mjs),
- * and compiles nothing synchronously on the main thread — the Workers RPC library its first call needs
- * is compiled ahead, on the isolate's thread (WorkerInstance.unitAhead). Nor does a load look at every
+ * and compiles nothing synchronously on the main thread — its fetch() goes down the request path, and the
+ * Workers RPC library a first session needs is compiled ahead, on the isolate's thread (WorkerInstance.unitAhead). Nor does a load look at every
  * Worker the parent already holds (a burst holds hundreds): those whose isolates went are swept by the
  * runtime's idle sweep and at the per-worker bound. Nor does it compile again, lazily, the runtime's
  * functions its first Workers RPC call runs: the code caches of the init half and of the RPC unit are made
@@ -17,7 +17,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { disposedLooksDone, isolatesMade, isolatesMadeSync, lastIsolate, postedCallbacks, syncCompilesDone } from './helpers/isolate-copies.ts';
+import {
+  disposedLooksDone,
+  isolatesMade,
+  isolatesMadeSync,
+  lastIsolate,
+  postedCallbacks,
+  scriptsCompiled,
+  syncCompilesDone,
+} from './helpers/isolate-copies.ts';
 
 // After isolate-copies.ts: the runtime's isolated-vm is the counted one.
 const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
@@ -83,6 +91,39 @@ test("a loaded Worker's small answer crosses in the RPC message: the parent's re
   // Per load: the session's pipe opened, its messages both ways, its close, the answer (~7); with the body streamed, 12.
   const perLoad = (postedCallbacks() - posted) / LOADS;
   assert.ok(perLoad <= 9, `${perLoad} calls into the host per load`);
+});
+
+/**
+ * A parent's fetch() through a loaded Worker's stub goes down the request path (worker-loader.ts
+ * #fetchChild), not over Workers RPC: a Worker that is only fetched never compiles the RPC library
+ * (0.3-0.5 ms of its isolate's CPU) and opens no session (0.8-1.5 ms more, and the parent's side of it).
+ * An RPC method call still does both, once per Worker: the counts can see them.
+ */
+test('a loaded Worker only fetched never loads the Workers RPC library, and no RPC session is opened', async () => {
+  // The parent's own isolate and the code caches made once (a rehearsal of Workers RPC among them) are not per load.
+  for (let i = 0; i < 2; i++) await load(-10 - i);
+  const [units, posted] = [scriptsCompiled('cordon:rpc'), postedCallbacks()];
+  for (let i = 0; i < LOADS; i++) await load(300 + i);
+  assert.equal(scriptsCompiled('cordon:rpc') - units, 0, 'Workers RPC libraries compiled for Workers only fetched');
+  // Per load: the loaded Worker's answer and its parent's (\`done\`); a session adds its pipe's opening, its messages both ways and its close.
+  const perLoad = (postedCallbacks() - posted) / LOADS;
+  assert.ok(perLoad <= 2, `${perLoad} calls into the host per load`);
+
+  const rpc = worker(
+    `import { WorkerEntrypoint } from 'cloudflare:workers';
+    export default { async fetch(req, env) {
+      const w = env.LOADER.load({ compatibilityDate: '2026-07-01', mainModule: 'w.js', globalOutbound: null,
+        modules: { 'w.js': "import { WorkerEntrypoint } from 'cloudflare:workers'; export class N extends WorkerEntrypoint { twice(n) { return 2 * n } }; export default { fetch() { return new Response('f') } }" } });
+      return new Response((await (await w.getEntrypoint().fetch('http://dynamic/')).text()) + (await w.getEntrypoint('N').twice(21)));
+    } }`,
+    { bindings: [{ type: 'loader', name: 'LOADER' }] },
+  );
+  const [before, opened] = [scriptsCompiled('cordon:rpc'), postedCallbacks()];
+  const res = await rt.handle(rpc, GET, { log: () => {} });
+  assert.equal(res.stream ? await new Response(res.stream).text() : text(res.body), 'f42');
+  // In the loaded Worker's isolate, and in this new parent's own (its first session).
+  assert.equal(scriptsCompiled('cordon:rpc') - before, 2, 'the RPC library compiled for an RPC method call');
+  assert.ok(postedCallbacks() - opened > 4, 'an RPC method call opens a session');
 });
 
 test('a Dynamic Worker load makes its isolate off the main thread', { skip: noAsync }, async () => {

@@ -15,10 +15,10 @@ import { show } from './console.ts';
 import type { Timers } from './timers.ts';
 import { b64 } from './bindings.ts';
 import { codec, makeEnv, type EnvDeps } from './env.ts';
-import { entrypointFor, Pipes } from './workers-rpc.ts';
+import { entrypointFetch, entrypointFor, Pipes, type EntrypointContext } from './workers-rpc.ts';
 import { RpcTarget } from './capnweb.ts';
 import { makeExports } from './entrypoints.ts';
-import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
+import { cancelAllStreams, errorText, fail, serialize, streamsOpen, thrown } from './response-out.ts';
 import { requestEpoch, requests, type Handler, type HandlerClass } from './request-state.ts';
 import { asyncHooks, enterRoot } from './async-context.ts';
 import type { SyncSubtle } from './subtle.ts';
@@ -329,19 +329,22 @@ export function makeRequestPath({
     // What the edge knows of the connection (ingress), read-only as in Workers; a spare's rehearsal has none.
     if (meta.cf !== undefined) defineProperty(request, 'cf', { value: freeze(meta.cf), enumerable: true });
     const waitUntil: Promise<unknown>[] = [];
+    // A parent's fetch() through a loaded Worker's entrypoint stub: that entrypoint answers, with its props.
+    const entrypoint = meta.entrypoint;
     const ctx = Object.freeze({
       waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
       passThroughOnException: () => {},
+      ...(entrypoint === undefined ? {} : { props: freeze(JSONparse(meta.props ?? 'null')) as unknown }),
       exports: ctxExports(),
     });
     let response: unknown;
     try {
-      response = callHandler(request, ctx);
+      response = entrypoint === undefined ? callHandler(request, ctx) : entrypointFetch(exported, entrypoint, requests.env, ctx as EntrypointContext, request);
       if (response === NO_HANDLER)
         return fail('no-handler', 'the worker has no default export with a fetch(request, env, ctx) method (or a class with a fetch(request) method)');
       response = await response;
     } catch (e) {
-      return fail('exception', errorText(e));
+      return entrypoint === undefined ? fail('exception', errorText(e)) : thrown(e);
     }
     if (waitUntil.length) {
       settling.add(seq);
