@@ -22,6 +22,7 @@ export {
   isolatesMadeSync,
   lastIsolate,
   postedCallbacks,
+  scriptsCompiled,
   serialisedBuffers,
   syncCompilesDone,
   urlParses,

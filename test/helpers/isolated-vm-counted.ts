@@ -52,6 +52,14 @@ export const disposals = (since = 0): { count: number; mostInOneTurn: number } =
   return { count: disposalTurns.length, mostInOneTurn: Math.max(0, ...perTurn.values()) };
 };
 
+const scripts = new Map<string, number>();
+/** Scripts compiled so far (either way) under `filename` (the runtime's lazy units are `cordon:<unit>`). */
+export const scriptsCompiled = (filename: string): number => scripts.get(filename) ?? 0;
+const countScript = (options: { filename?: string } | undefined) => {
+  const name = options?.filename ?? '';
+  scripts.set(name, (scripts.get(name) ?? 0) + 1);
+};
+
 /** The addon's methods are read-only; a subclass counts what it is asked to do. */
 class CountedIsolate extends ivm.Isolate {
   constructor(...args: ConstructorParameters<typeof ivm.Isolate>) {
@@ -62,7 +70,12 @@ class CountedIsolate extends ivm.Isolate {
   }
   override compileScriptSync(...args: Parameters<ivm.Isolate['compileScriptSync']>): ivm.Script {
     syncCompiles++;
+    countScript(args[1]);
     return super.compileScriptSync(...args);
+  }
+  override compileScript(...args: Parameters<ivm.Isolate['compileScript']>): Promise<ivm.Script> {
+    countScript(args[1]);
+    return super.compileScript(...args);
   }
   override compileModuleSync(...args: Parameters<ivm.Isolate['compileModuleSync']>): ivm.Module {
     syncCompiles++;

@@ -68,6 +68,17 @@ export function fetchHost(
   });
 }
 
+/** Deploy a worker through the mesh's admin API (`body`: the API's worker), asserting it was accepted. */
+export async function deployWorker(mesh: TestMesh, body: object): Promise<void> {
+  const token = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
+  const res = await fetch(`${mesh.adminUrl}/v1/workers`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (res.status >= 300) throw new Error(`deploy: ${res.status} ${await res.text()}`);
+}
+
 export interface TestMesh {
   dataDir: string;
   env: NodeJS.ProcessEnv;

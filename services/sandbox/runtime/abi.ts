@@ -226,6 +226,12 @@ export interface RequestMeta {
   headers: [string, string][];
   streamed: boolean;
   cf?: Record<string, string>;
+  /**
+   * A parent's fetch() through a loaded Worker's entrypoint stub (worker-loader.ts): the entrypoint whose
+   * fetch answers ('default' for the default export) and its props as JSON (`ctx.props`).
+   */
+  entrypoint?: string;
+  props?: string | null;
 }
 
 /** What the bootstrap leaves in ENTRY_GLOBAL for the host to take (as References) and delete. */

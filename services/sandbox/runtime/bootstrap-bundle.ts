@@ -449,6 +449,15 @@ const WARMUP = `{
   new ReadableStream({ type: 'bytes', start(c) { c.enqueue(new Uint8Array(1)); c.close(); } }).pipeTo(new WritableStream({ write() {} }), { signal: new AbortController().signal });
   req.text();
   res.text();
+  // What a request's answer runs of Body and Headers (response-out.ts serialize), and RpcTarget's constructor
+  // (every entrypoint's super()): else each new isolate compiles them, a Dynamic Worker's on its one request.
+  const { Body } = globalThis.${LIBS_GLOBAL}.fetchApi;
+  const own = new Response('x');
+  Body.check(own);
+  Headers.raw(own.headers);
+  Body.takeStream(own);
+  Body.read(own).then((bytes) => Body.takeOwn(own, bytes));
+  new globalThis.${LIBS_GLOBAL}.capnweb.RpcTarget();
 }`;
 
 export interface Bootstrap {

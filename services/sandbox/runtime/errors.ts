@@ -10,6 +10,8 @@ export class WorkerError extends CordonError {
   readonly detail: string;
   /** The limit the worker broke, if that is what ended the request (reported to the supervisor's quarantine). */
   readonly limit: 'cpu' | 'wall' | 'memory' | undefined;
+  /** What a loaded Worker's entrypoint threw for its parent's fetch() (its name and message), for the parent to throw again. */
+  thrown: readonly [name: string, message: string] | undefined;
   constructor(status: number, message: string, detail = message, limit?: 'cpu' | 'wall' | 'memory') {
     super(message, { status });
     this.name = 'WorkerError';

@@ -950,12 +950,23 @@ export class WorkerInstance {
   }
   #pipeFailureLogged = false;
 
-  async handle(request: WireRequest, hooks: RequestHooks, bodyStream?: ReadableStream<Uint8Array>, socket?: SocketPeer): Promise<HandledResponse> {
+  /**
+   * One request, run as a routed request is. `entrypoint`: a parent's fetch() through a stub of this
+   * loaded Worker's entrypoint (worker-loader.ts), answered by that entrypoint, with its props (JSON).
+   */
+  async handle(
+    request: WireRequest,
+    hooks: RequestHooks,
+    bodyStream?: ReadableStream<Uint8Array>,
+    socket?: SocketPeer,
+    entrypoint?: { name: string; props: string | null },
+  ): Promise<HandledResponse> {
     const { seq, watch } = this.#enter(hooks);
     if (bodyStream) this.#incoming.set(seq, bodyStream.getReader());
     let result: Answer;
     try {
       const fields: RequestMeta = { method: request.method, url: request.url, headers: request.headers, streamed: bodyStream !== undefined, cf: request.cf };
+      if (entrypoint) [fields.entrypoint, fields.props] = [entrypoint.name, entrypoint.props];
       const meta = JSON.stringify(fields);
       const body = request.body ? ownBuffer(request.body) : null;
       result = await this.#submit(seq, meta, body, watch);

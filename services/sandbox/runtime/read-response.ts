@@ -11,6 +11,9 @@ import { soleBytes } from './sole-bytes.ts';
 /** Serialised status line and headers; more is refused inside the isolate. */
 export const MAX_HEAD = 256 * 1024;
 const MiB = 1024 * 1024;
+/** What of an exception a loaded Worker threw reaches its parent (bootstrap/response-out.ts thrown). */
+const MAX_THROWN_NAME = 64;
+const MAX_THROWN_MESSAGE = 16 * 1024;
 
 /** A Durable Object's socket a worker returned in its 101: its namespace binding and the socket's id. */
 export interface ObjectSocketRef {
@@ -46,10 +49,16 @@ export function readResponse(result: [string, ArrayBuffer | null]): ReadResponse
 function parse([head, out]: [string, ArrayBuffer | null]): ReadResponse {
   if (typeof head !== 'string') throw new WorkerError(500, 'worker returned an invalid response', 'the response could not be serialised');
   if (head.startsWith('!')) {
-    const parsed = JSON.parse(head.slice(1)) as { kind: unknown; message: unknown };
+    const parsed = JSON.parse(head.slice(1)) as { kind: unknown; message: unknown; thrown?: unknown };
     const kind = String(parsed.kind);
     const message = String(parsed.message);
-    if (kind === 'exception') throw new WorkerError(500, 'worker threw an exception', tenantStack(message));
+    if (kind === 'exception') {
+      const err = new WorkerError(500, 'worker threw an exception', tenantStack(message));
+      const t = parsed.thrown;
+      if (Array.isArray(t) && t.length === 2 && typeof t[0] === 'string' && typeof t[1] === 'string')
+        err.thrown = [t[0].slice(0, MAX_THROWN_NAME), t[1].slice(0, MAX_THROWN_MESSAGE)];
+      throw err;
+    }
     if (kind === 'too-large') throw new WorkerError(500, `worker response body exceeds the ${MAX_BODY / MiB} MiB limit`, message);
     if (kind === 'bad-response') throw new WorkerError(500, 'worker returned an invalid response', message);
     throw new WorkerError(500, 'worker did not return a Response', message);

@@ -287,3 +287,43 @@ test('a loaded cordon: the parent’s host hands loads and calls to its capabili
   assert.equal(cordon.stats().dynamic, 2);
   assert.equal(rt.stats().dynamic, dynamicBefore);
 });
+
+test("fetch() down the request path: an entrypoint's fetch with its props, a body, thrown errors by type, waitUntil drained", async () => {
+  const CODE = `import { WorkerEntrypoint } from 'cloudflare:workers';
+    let drained = 0;
+    export class Named extends WorkerEntrypoint { async fetch(r) { return new Response('named ' + JSON.stringify(this.ctx.props) + ' ' + r.method + ' ' + (await r.text())); } }
+    export class NoFetch extends WorkerEntrypoint { hi() { return 1; } }
+    export default { fetch(r, env, ctx) {
+      const p = new URL(r.url).pathname;
+      if (p === '/throw') throw new RangeError('out of range');
+      if (p === '/number') return 42;
+      if (p === '/drained') return new Response('drained ' + drained);
+      ctx.waitUntil(new Promise((res) => setTimeout(res, 20)).then(() => drained++));
+      return new Response('default ' + JSON.stringify(ctx.props));
+    } }`;
+  const parent = worker(
+    `export default { async fetch(req, env) {
+      const w = env.LOADER.get('plain', () => ({ compatibilityDate: 'x', mainModule: 'm.js', modules: { 'm.js': ${JSON.stringify(CODE)} } }));
+      const out = [];
+      const t = async (f) => { try { out.push(await (await f()).text()); } catch (e) { out.push(e.constructor.name + ': ' + e.message); } };
+      await t(() => w.getEntrypoint(undefined, { props: { a: 1 } }).fetch('http://x/'));
+      await t(() => w.getEntrypoint('Named', { props: { b: 2 } }).fetch('http://x/', { method: 'POST', body: 'sent' }));
+      await t(() => w.getEntrypoint('NoFetch').fetch('http://x/'));
+      await t(() => w.getEntrypoint().fetch('http://x/throw'));
+      await t(() => w.getEntrypoint().fetch('http://x/number'));
+      await new Promise((r) => setTimeout(r, 100));
+      await t(() => w.getEntrypoint().fetch('http://x/drained'));
+      return new Response(out.join('\\n'));
+    } }`,
+    { bindings: LOADER },
+  );
+  const out = await call(parent);
+  assert.deepEqual(out.body.split('\n'), [
+    'default {"a":1}',
+    'named {"b":2} POST sent',
+    'TypeError: The RPC receiver does not implement the method "fetch".',
+    'RangeError: out of range',
+    'Error: the called worker failed: worker did not return a Response',
+    'drained 1',
+  ]);
+});

@@ -18,7 +18,8 @@ import { type Binding, Limits, ModuleName, type WorkerBundle } from '../../../sc
 import { SOCKET_HANDLE_PREFIX } from '../../../schemas/capabilities.ts';
 import { LOADER_LIMITS, LOADER_TARGET, NO_GLOBAL_OUTBOUND, NO_OUTBOUND_BINDING, OUTBOUND_BINDING, type EntrypointRef, type LoaderCode } from './abi.ts';
 import { WorkerError } from './errors.ts';
-import type { CapabilityHost, HostedObject, RequestHooks, WorkerInstance } from './instance.ts';
+import type { CapabilityHost, HandledResponse, HostedObject, RequestHooks, WorkerInstance } from './instance.ts';
+import { WireRequest } from '../../../schemas/http.ts';
 import type { PipePeer } from './rpc-pipes.ts';
 import type { LogEntry } from '../../../schemas/services.ts';
 
@@ -67,13 +68,13 @@ const MAX_LOADING = 4;
 const MAX_WAITING = 256;
 
 const Ref = z.strictObject({ exportName: z.string().min(1).max(256), props: z.string().max(LOADER_LIMITS.envBytes).nullable() });
-/** What a pipe to a loaded Worker names (after LOADER_TARGET): binding, id, entrypoint, props (JSON). */
-const Target = z.tuple([
-  z.string().max(64),
-  z.string().max(LOADER_LIMITS.idLength + 5),
-  z.string().min(1).max(256),
-  z.string().max(LOADER_LIMITS.envBytes).nullable(),
-]);
+/** A loaded Worker's entrypoint as its parent names it: id, entrypoint, props (JSON). */
+const callee = [z.string().max(LOADER_LIMITS.idLength + 5), z.string().min(1).max(256), z.string().max(LOADER_LIMITS.envBytes).nullable()] as const;
+const Callee = z.tuple([...callee]);
+/** What a pipe to a loaded Worker names (after LOADER_TARGET): binding, then the callee. */
+const Target = z.tuple([z.string().max(64), ...callee]);
+/** A parent's fetch() of a loaded Worker (after binding, id, entrypoint, props): the request, no `cf` (the parent's own). */
+const FetchRequest = WireRequest.pick({ method: true, url: true, headers: true, body: true }).strict();
 const Code = z.strictObject({
   compatibilityDate: z.string().max(64),
   mainModule: ModuleName,
@@ -342,6 +343,7 @@ export class ParentLoaders {
       this.#takeToken();
       return inner.call(binding, 'load', [id, code]);
     }
+    if (method === 'fetch') return this.#remote ? { rpc: true } : this.#fetchChild(binding, args);
     if (method !== 'held') throw new Error(`${method} is not a method of a worker loader`);
     const token = args[0];
     if (typeof token !== 'string' || !/^(id|anon):/.test(token) || token.length > LOADER_LIMITS.idLength + 5) throw new Error('malformed Dynamic Worker id');
@@ -388,10 +390,45 @@ export class ParentLoaders {
     // Most recently used last.
     this.#children.delete(key);
     this.#children.set(key, held.child);
+    // Its first session needs the Workers RPC library: compiled now, off the main thread (a Worker only fetched never loads it).
+    await held.instance.unitAhead('rpc');
     return held.instance.serve(entrypoint, props === null ? undefined : JSON.parse(props), toIsolate, {
       log: held.child.back.log,
       capabilities: this.#childCapabilities(held.child),
     });
+  }
+
+  /**
+   * A parent's fetch() through a loaded Worker's entrypoint stub (bootstrap/worker-loader.ts), down the
+   * plain request path: the Worker's instance runs it as a routed request (its own limits, env and
+   * outbound, under its own watchdogs), and its Response comes back as a fetch()'s does, a body it
+   * streams pulled by the parent as the parent reads it. No Workers RPC session on either side.
+   * `{ unloaded }`: the Worker is not held (the parent loads it, then calls again).
+   */
+  async #fetchChild(binding: string, args: unknown[]): Promise<unknown> {
+    const target = Callee.safeParse(args.slice(0, 3));
+    const request = FetchRequest.safeParse(args[3]);
+    if (!target.success || !request.success || !this.#bindings.has(binding) || !/^(id|anon):/.test(target.data[0]))
+      throw new Error('malformed Dynamic Worker fetch');
+    const [token, entrypoint, props] = target.data;
+    const key = this.#key(binding, token);
+    const held = this.#held(key);
+    if (!held) return { unloaded: true };
+    this.#children.delete(key);
+    this.#children.set(key, held.child);
+    let res: HandledResponse;
+    try {
+      res = await held.instance.handle(request.data, { log: held.child.back.log, capabilities: this.#childCapabilities(held.child) }, undefined, undefined, {
+        name: entrypoint,
+        props,
+      });
+    } catch (e) {
+      // Its isolate went (a broken limit: reported through onKilled): so does the pool's entry.
+      if (held.instance.disposed) this.#pool.drop(key);
+      if (e instanceof WorkerError && e.thrown) return { thrown: e.thrown };
+      throw new Error(`the called worker failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    return { status: res.status, statusText: res.statusText, headers: res.headers, body: res.body ?? null, stream: res.stream };
   }
 
   /**
@@ -485,8 +522,6 @@ export class ParentLoaders {
     try {
       const instance = await this.#pool.instance(key, bundle);
       this.#watchLimits(instance, back);
-      // Its first call comes over Workers RPC: that library compiled now, off the main thread.
-      await instance.unitAhead('rpc');
     } catch (e) {
       this.#pool.drop(key);
       back.release?.();

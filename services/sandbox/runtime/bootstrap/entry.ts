@@ -15,10 +15,10 @@ import { show } from './console.ts';
 import type { Timers } from './timers.ts';
 import { b64 } from './bindings.ts';
 import { codec, makeEnv, type EnvDeps } from './env.ts';
-import { entrypointFor, Pipes } from './workers-rpc.ts';
+import { entrypointFetch, entrypointFor, Pipes, type EntrypointContext } from './workers-rpc.ts';
 import { RpcTarget } from './capnweb.ts';
 import { makeExports } from './entrypoints.ts';
-import { cancelAllStreams, errorText, fail, serialize, streamsOpen } from './response-out.ts';
+import { cancelAllStreams, errorText, fail, serialize, streamsOpen, thrown } from './response-out.ts';
 import { requestEpoch, requests, type Handler, type HandlerClass } from './request-state.ts';
 import { asyncHooks, enterRoot } from './async-context.ts';
 import type { SyncSubtle } from './subtle.ts';
@@ -149,9 +149,10 @@ export function makeRequestPath({
   const NO_HANDLER = Symbol('no handler');
 
   /**
-   * A spare's rehearsal, before it knows its worker: one request through run() to a handler of the
+   * A spare's rehearsal, before it knows its worker: requests through runBatch to a handler of the
    * bootstrap's own, so that the request path is compiled before the first real request (V8 compiles
-   * functions on first use: ~1–2 ms of a cold start otherwise). Nothing of it stays: the handler is
+   * functions on first use: ~1–2 ms of a cold start otherwise; and a loaded Worker, made without a spare
+   * in a burst, compiles from the code cache made after this). Nothing of it stays: the handler is
    * unset again, the request's scope ended as after any request, and the clock is back at its start.
    * `rpc`: Workers RPC too (rehearseRpc) — only in the isolate the host makes its code caches in.
    */
@@ -159,14 +160,26 @@ export function makeRequestPath({
     if (!configurable || requests.handler !== undefined) throw new Error('rehearse() is for a spare, before its worker');
     const handler = { fetch: (request: Request) => new Response(request.url, { headers: { 'content-type': 'text/plain' } }) };
     requests.handler = handler;
+    exported = { default: handler };
     try {
-      await run(JSONstringify({ method: 'GET', url: 'http://spare.invalid/', headers: [['accept', '*/*']], streamed: false }), null, now, 0);
+      // Two requests in one batch, as the host sends them: a routed one and a parent's fetch() of a loaded
+      // Worker's entrypoint. Answered through the host's `done` as requests 0 and -1, which no request is.
+      const meta = { method: 'GET', url: 'http://spare.invalid/', headers: [['accept', '*/*']], streamed: false };
+      await new PromiseCtor<void>((resolve) => {
+        let left = 2;
+        rehearsing = () => --left === 0 && resolve();
+        runBatch(now, 0, JSONstringify(meta), null, -1, JSONstringify({ ...meta, entrypoint: 'default', props: null }), null);
+      });
       if (rpc) await rehearseRpc(handler);
     } finally {
+      rehearsing = undefined;
+      exported = {};
       requests.handler = undefined;
       resetClock();
     }
   }
+  /** While a rehearsal runs: told of each of its answers. */
+  let rehearsing: (() => unknown) | undefined;
 
   /**
    * What a loaded Worker's first Workers RPC calls run, rehearsed over a pair of pipes looped back
@@ -305,6 +318,7 @@ export function makeRequestPath({
     defineProperty(answers, n + 1, { value: head, writable: true, enumerable: true, configurable: true });
     defineProperty(answers, n + 2, { value: copy, writable: true, enumerable: true, configurable: true });
     defineProperty(answers, n + 3, { value: ended, writable: true, enumerable: true, configurable: true });
+    if (seq <= 0) rehearsing?.();
   }
 
   async function holding<T>(handler: () => Promise<T>): Promise<T> {
@@ -329,19 +343,22 @@ export function makeRequestPath({
     // What the edge knows of the connection (ingress), read-only as in Workers; a spare's rehearsal has none.
     if (meta.cf !== undefined) defineProperty(request, 'cf', { value: freeze(meta.cf), enumerable: true });
     const waitUntil: Promise<unknown>[] = [];
+    // A parent's fetch() through a loaded Worker's entrypoint stub: that entrypoint answers, with its props.
+    const entrypoint = meta.entrypoint;
     const ctx = Object.freeze({
       waitUntil: (p: unknown) => void waitUntil.push(PromiseCtor.resolve(p).catch((e) => logError('waitUntil promise rejected:', e))),
       passThroughOnException: () => {},
+      ...(entrypoint === undefined ? {} : { props: freeze(JSONparse(meta.props ?? 'null')) as unknown }),
       exports: ctxExports(),
     });
     let response: unknown;
     try {
-      response = callHandler(request, ctx);
+      response = entrypoint === undefined ? callHandler(request, ctx) : entrypointFetch(exported, entrypoint, requests.env, ctx as EntrypointContext, request);
       if (response === NO_HANDLER)
         return fail('no-handler', 'the worker has no default export with a fetch(request, env, ctx) method (or a class with a fetch(request) method)');
       response = await response;
     } catch (e) {
-      return fail('exception', errorText(e));
+      return entrypoint === undefined ? fail('exception', errorText(e)) : thrown(e);
     }
     if (waitUntil.length) {
       settling.add(seq);

@@ -18,13 +18,30 @@ export interface Subrequests {
   reset(): void;
 }
 
-/** Installs `fetch`; returns its subrequest count, which other outbound calls (Workers RPC) share. */
 /** Where a streamed response body's chunks come from, and where its cancellation goes. */
 export interface StreamedBodies {
   bodyRef: IsolateRef<HostReferences['bodyPull']>;
   cancel(id: number): void;
 }
 
+/** A response the host answered a call with (fetch(), a loaded Worker's fetch()): its body whole, or streamed in as it is read. */
+export interface HostReply {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+  /** A body that streams: its number, to pull with (bodies.bodyRef). */
+  stream?: number;
+}
+
+export function hostResponse(reply: HostReply, method: string, bodies: StreamedBodies): Response {
+  const nullBody = reply.status === 204 || reply.status === 205 || reply.status === 304 || method === 'HEAD';
+  const streamed = typeof reply.stream === 'number' ? hostBody(bodies.bodyRef, reply.stream, bodies.cancel) : undefined;
+  if (streamed && nullBody) void streamed.cancel();
+  return new Response(nullBody ? null : (streamed ?? reply.body), { status: reply.status, statusText: reply.statusText, headers: reply.headers });
+}
+
+/** Installs `fetch`; returns its subrequest count, which other outbound calls (Workers RPC) share. */
 export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync, maxBody: number, bodies: StreamedBodies): Subrequests {
   let subrequests = 0;
   // Requests running together share one count (the isolate cannot tell whose call is whose): their
@@ -36,15 +53,7 @@ export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync
   g.fetch = async (input: unknown, init?: Record<string, unknown>) => {
     const request = new Request(input as string, init as never);
     count();
-    let reply: {
-      status: number;
-      statusText: string;
-      headers: [string, string][];
-      body: Uint8Array | null;
-      stream?: number;
-      url: string;
-      redirected: boolean;
-    };
+    let reply: HostReply & { url: string; redirected: boolean };
     try {
       reply = (await callCapAsync('$fetch', 'fetch', [
         {
@@ -58,10 +67,7 @@ export function installFetch(g: Record<string, unknown>, callCapAsync: CallAsync
     } catch (e) {
       throw new TypeError((e as Error).message);
     }
-    const nullBody = reply.status === 204 || reply.status === 205 || reply.status === 304 || request.method === 'HEAD';
-    const streamed = typeof reply.stream === 'number' ? hostBody(bodies.bodyRef, reply.stream, bodies.cancel) : undefined;
-    if (streamed && nullBody) void streamed.cancel();
-    const response = new Response(nullBody ? null : (streamed ?? reply.body), { status: reply.status, statusText: reply.statusText, headers: reply.headers });
+    const response = hostResponse(reply, request.method, bodies);
     Object.defineProperties(response, { url: { value: reply.url }, redirected: { value: reply.redirected } });
     return response;
   };

@@ -179,7 +179,7 @@ const envDeps: EnvDeps = {
   callCap,
   callCapAsync,
   service: (name, own) => serviceBinding(pipes, name, subrequests.count, own),
-  loader: (name) => loaderBinding(callCapAsync, pipes, name, subrequests.count),
+  loader: (name) => loaderBinding(callCapAsync, pipes, name, subrequests.count, streamedBodies, options.maxBody),
 };
 requests.env = makeEnv(options.vars, options.bindings, envDeps);
 

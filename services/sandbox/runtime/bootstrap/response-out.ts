@@ -54,6 +54,20 @@ export function fail(kind: string, message: string): [string, null] {
 }
 
 /**
+ * An exception a loaded Worker's entrypoint threw for its parent's fetch(): logged as any, and its name
+ * and message for the parent to throw again, as Workers RPC hands a thrown error to its caller.
+ */
+export function thrown(e: unknown): [string, null] {
+  let pair: [string, string];
+  try {
+    pair = e instanceof Error ? [StringCtor(e.name), StringCtor(e.message)] : ['Error', show(e)];
+  } catch {
+    pair = ['Error', 'an exception that could not be described'];
+  }
+  return ['!' + JSONstringify({ kind: 'exception', message: errorText(e), thrown: pair }), null];
+}
+
+/**
  * The response as the host takes it: a JSON string and a fresh ArrayBuffer, nothing the tenant made.
  * A stream body the worker has touched is read to its end here (under the request's watchdogs); a body
  * over maxBody (what crosses to the host at once) then goes out in pieces, as an untouched stream does.

@@ -8,7 +8,8 @@
 import { isRemoteStub, loopbackOf, markRemote, propsJson } from './entrypoints.ts';
 import { durableObjectClass } from './facets.ts';
 import { codec } from './value-codec.ts';
-import { Body, Request, Response } from './fetch-api.ts';
+import { Body, Headers, Request, Response } from './fetch-api.ts';
+import { hostResponse, type HostReply, type StreamedBodies } from './fetch.ts';
 import * as web from './web-globals.ts';
 import { requests } from './request-state.ts';
 import type { Pipes } from './workers-rpc.ts';
@@ -18,6 +19,32 @@ import { LOADER_LIMITS, LOADER_TARGET, type EntrypointRef, type LoaderCode, type
 
 // Captured before any tenant code runs (it can reach Body through Response's prototype chain).
 const holdsBytes = Body.holdsBytes;
+const takeBytes = Body.takeBytes;
+const rawHeaders = Headers.raw;
+/** The errors a loaded Worker's thrown exception is thrown again as in its parent (by name), as Workers RPC does. */
+const ERRORS: Readonly<Record<string, new (message: string) => Error>> = Object.freeze({
+  __proto__: null,
+  Error,
+  TypeError,
+  RangeError,
+  ReferenceError,
+  SyntaxError,
+  EvalError,
+  URIError,
+} as unknown as Record<string, new (message: string) => Error>);
+/** A request the host takes down the request path (schemas/http.ts WireRequest): else it goes over Workers RPC. */
+const MAX_METHOD = 32;
+const MAX_URL = 16 * 1024;
+const MAX_HEADERS = 128;
+const plainMethod = (m: string) => {
+  if (m.length === 0 || m.length > MAX_METHOD) return false;
+  for (let i = 0; i < m.length; i++) if (m.charCodeAt(i) < 65 || m.charCodeAt(i) > 90) return false;
+  return true;
+};
+const plainUrl = (u: string) => u.length <= MAX_URL && (u.startsWith('http://') || u.startsWith('https://'));
+
+/** A loaded Worker's answer to a fetch() down the request path (runtime/worker-loader.ts #fetchChild). */
+type FetchReply = HostReply & { unloaded?: true; rpc?: true; thrown?: [string, string] };
 
 const KINDS = ['js', 'cjs', 'text', 'data', 'json', 'py', 'wasm'] as const;
 const TYPE_OF = { js: 'esm', cjs: 'cjs', text: 'text', data: 'data', json: 'json', wasm: 'wasm' } as const;
@@ -132,11 +159,15 @@ export function encodeCode(code: unknown): LoaderCode {
 }
 
 /**
- * env.<name> for a `worker_loaders` binding. A call through an entrypoint stub is Workers RPC
- * (workers-rpc.ts): a session to the loaded Worker, opened per request scope (and again after it broke),
- * made sure first that the host holds the Worker (else loaded: getCode is called then, and only then).
+ * env.<name> for a `worker_loaders` binding. fetch() through an entrypoint stub, with no body or one held
+ * as bytes, is one call to the host, which runs it in the loaded Worker as a routed request (its Response
+ * comes back as a fetch()'s: runtime/worker-loader.ts #fetchChild); any other call, and a fetch() whose
+ * body streams, is Workers RPC (workers-rpc.ts): a session to the loaded Worker, opened per call. Either
+ * way the host holds the Worker first (else it is loaded: getCode is called then, and only then).
  */
-export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, subrequest: () => void): object {
+export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, subrequest: () => void, bodies: StreamedBodies, maxBody: number): object {
+  // The host serves this binding's Workers in another process (a loaded cordon): fetch() goes over Workers RPC there.
+  let viaRpc = false;
   function workerStub(id: string | null, getCode: () => unknown): object {
     // The host's name for it: `id:<id>` for get(id); one the host makes (`anon:…`) for load() and get(null).
     let loadedId = id === null ? null : `id:${id}`;
@@ -165,16 +196,16 @@ export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, sub
          * call (or what its answer still streams or holds by reference) needs it, and no longer, so a
          * parent that is never idle does not keep every Worker it ever called busy.
          */
-        const open = async () => {
+        const open = async (count = true) => {
           if (requests.active === 0) throw new Error('a Dynamic Worker can only be called while a request is being handled (not in global scope)');
-          subrequest();
+          if (count) subrequest();
           await ensure();
           return pipes.connect(LOADER_TARGET + JSON.stringify([handle, loadedId, entry, props])) as unknown as Record<
             string | symbol,
             (...a: unknown[]) => unknown
           >;
         };
-        const call = async (method: string, args: unknown[]): Promise<unknown> => {
+        const rpcCall = async (method: string, args: unknown[]): Promise<unknown> => {
           const stub = await open();
           try {
             return await stub[method]!(...args);
@@ -182,10 +213,38 @@ export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, sub
             stub[Symbol.dispose]!();
           }
         };
-        // A response body streams over the session: it is released once the body has been read (or cancelled).
+        /** fetch() down the request path; undefined when it must go over Workers RPC (the request untouched). */
+        const plainFetch = async (request: Request): Promise<Response | undefined> => {
+          if (viaRpc || !plainMethod(request.method) || !plainUrl(request.url)) return undefined;
+          if (requests.active === 0) throw new Error('a Dynamic Worker can only be called while a request is being handled (not in global scope)');
+          const headers = rawHeaders(request.headers);
+          if (headers.length > MAX_HEADERS) return undefined;
+          const bytes = request.body === null ? null : takeBytes(request, maxBody);
+          if (request.body !== null && bytes === null) return undefined;
+          subrequest();
+          const wire = { method: request.method, url: request.url, headers, body: bytes };
+          const fetchOnce = async () =>
+            loadedId === null ? ({ unloaded: true } as FetchReply) : ((await call(handle, 'fetch', [loadedId, entry, props, wire])) as FetchReply);
+          let reply = await fetchOnce();
+          if (reply.unloaded) {
+            await load();
+            reply = await fetchOnce();
+            if (reply.unloaded) throw new Error('the Dynamic Worker was unloaded; call it again to load it afresh');
+          }
+          if (reply.rpc) {
+            viaRpc = true;
+            return rpcFetch(new Request(wire.url, { method: wire.method, headers: wire.headers, body: bytes }), false);
+          }
+          if (reply.thrown) throw new (ERRORS[reply.thrown[0]] ?? Error)(reply.thrown[1]);
+          return hostResponse(reply, request.method, bodies);
+        };
         const fetch = async (input: unknown, init?: unknown) => {
           const request = new Request(input as string, init as never);
-          const stub = await open();
+          return (await plainFetch(request)) ?? rpcFetch(request, true);
+        };
+        // A response body streams over the session: it is released once the body has been read (or cancelled).
+        const rpcFetch = async (request: Request, count: boolean) => {
+          const stub = await open(count);
           const release = () => stub[Symbol.dispose]!();
           let response: Response;
           try {
@@ -220,7 +279,7 @@ export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, sub
               if (key === 'fetch') return fetch;
               // Not a thenable (awaiting a stub must not make a call); symbols are no method.
               if (typeof key !== 'string' || key === 'then') return undefined;
-              return (...args: unknown[]) => call(key, args);
+              return (...args: unknown[]) => rpcCall(key, args);
             },
           }),
         );

@@ -279,6 +279,18 @@ export function entrypointFor(exported: Record<string, unknown>, name: string, e
 }
 
 /**
+ * fetch() of entrypoint `name` for a parent's call down the request path (a loaded Worker's stub, not a
+ * session): the same instance entrypointFor serves, and the same refusal capnweb gives when its class
+ * has no fetch method (an instance field is none).
+ */
+export function entrypointFetch(exported: Record<string, unknown>, name: string, env: unknown, ctx: EntrypointContext, request: unknown): unknown {
+  const target = entrypointFor(exported, name, env, ctx) as unknown as Record<string, unknown>;
+  const fetch = Object.hasOwn(target, 'fetch') ? undefined : target.fetch;
+  if (typeof fetch !== 'function') throw new TypeError('The RPC receiver does not implement the method "fetch".');
+  return (fetch as (request: unknown) => unknown)(request);
+}
+
+/**
  * `env.<BINDING>` for a service binding: the other worker's entrypoint, as a stub (and a Durable
  * Object's stub, whose `target` names the object and whose `own` properties are its id and name). Its session opens
  * on first use in a request and ends with the request's scope, as every I/O object does (a session
