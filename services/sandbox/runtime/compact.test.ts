@@ -79,7 +79,9 @@ test('the idle sweep compacts each isolate idle for compactIdleMs once, and none
     for (let i = 0; i < 250 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(compacted.size, 4, 'an isolate used within compactIdleMs was compacted, or an idle one was not');
-    assert.deepEqual([...compacted.values()], [[false], [false], [false], [false, true]]);
+    // Each runtime sweeps on a timer of its own: the order in which they first compacted is not the point.
+    const runs = [...compacted.values()].map((c) => JSON.stringify(c)).sort();
+    assert.deepEqual(runs, ['[false,true]', '[false]', '[false]', '[false]']);
   } finally {
     idle.dispose();
     recent.dispose();
