@@ -2,11 +2,9 @@
 import { z } from 'zod';
 import { bytes } from '../lib/rpc/validate.ts';
 
-export const MAX_URL = 16 * 1024;
-export const MAX_HEADERS = 128;
-export const MAX_HEADER_BYTES = 64 * 1024;
-/** A body that travels whole (bytes) is at most this big; bigger ones stream (see `stream` below). */
-export const MAX_BODY = 8 * 1024 * 1024;
+import { MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_METHOD, MAX_URL } from './http-limits.ts';
+
+export { MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_METHOD, MAX_URL };
 
 /** A header name: a token (RFC 9110 §5.6.2) of 1 to 256 characters. */
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/;
@@ -60,7 +58,7 @@ export const WireRequest = z.object({
   method: z
     .string()
     .min(1)
-    .max(32)
+    .max(MAX_METHOD)
     .regex(/^[A-Z]+$/, 'method must be upper-case letters'),
   url: z
     .string()
