@@ -327,3 +327,19 @@ test("fetch() down the request path: an entrypoint's fetch with its props, a bod
     'drained 1',
   ]);
 });
+
+test('fetch() with a header the request path does not carry (a value over 64 KiB, a control character) goes over Workers RPC, not refused', async () => {
+  const CODE = `export default { fetch(r) { const v = r.headers.get('x-big') ?? ''; return new Response(v.length + ' ' + JSON.stringify(r.headers.get('x-ctl'))); } }`;
+  const parent = worker(
+    `export default { async fetch(req, env) {
+      const w = env.LOADER.get('headers', () => ({ compatibilityDate: 'x', mainModule: 'm.js', modules: { 'm.js': ${JSON.stringify(CODE)} } }));
+      const out = [];
+      for (const headers of [{ 'x-big': 'a'.repeat(70 * 1024) }, { 'x-ctl': 'a\\u0001b' }, { 'x-ctl': 'plain' }])
+        try { out.push(await (await w.getEntrypoint().fetch('http://x/', { headers })).text()); } catch (e) { out.push(e.constructor.name + ': ' + e.message); }
+      return new Response(out.join('\\n'));
+    } }`,
+    { bindings: LOADER },
+  );
+  const out = await call(parent);
+  assert.deepEqual(out.body.split('\n'), [`${70 * 1024} null`, '0 "a\\u0001b"', '0 "plain"']);
+});

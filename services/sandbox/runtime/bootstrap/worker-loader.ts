@@ -6,6 +6,7 @@
  * of its own. `getCode` is called only when the host does not hold the Worker for that id.
  */
 import { isRemoteStub, loopbackOf, markRemote, propsJson } from './entrypoints.ts';
+import { MAX_HEADER_BYTES, MAX_HEADERS, MAX_METHOD, MAX_URL } from '../../../../schemas/http-limits.ts';
 import { durableObjectClass } from './facets.ts';
 import { codec } from './value-codec.ts';
 import { Body, Headers, Request, Response } from './fetch-api.ts';
@@ -33,15 +34,24 @@ const ERRORS: Readonly<Record<string, new (message: string) => Error>> = Object.
   URIError,
 } as unknown as Record<string, new (message: string) => Error>);
 /** A request the host takes down the request path (schemas/http.ts WireRequest): else it goes over Workers RPC. */
-const MAX_METHOD = 32;
-const MAX_URL = 16 * 1024;
-const MAX_HEADERS = 128;
 const plainMethod = (m: string) => {
   if (m.length === 0 || m.length > MAX_METHOD) return false;
   for (let i = 0; i < m.length; i++) if (m.charCodeAt(i) < 65 || m.charCodeAt(i) > 90) return false;
   return true;
 };
 const plainUrl = (u: string) => u.length <= MAX_URL && (u.startsWith('http://') || u.startsWith('https://'));
+/** Header values as WireRequest takes them: at most MAX_HEADER_BYTES, tab and no other control character. */
+const plainHeaders = (headers: [string, string][]) => {
+  if (headers.length > MAX_HEADERS) return false;
+  for (const [, v] of headers) {
+    if (v.length > MAX_HEADER_BYTES) return false;
+    for (let i = 0; i < v.length; i++) {
+      const c = v.charCodeAt(i);
+      if ((c < 0x20 && c !== 0x09) || c === 0x7f) return false;
+    }
+  }
+  return true;
+};
 
 /** A loaded Worker's answer to a fetch() down the request path (runtime/worker-loader.ts #fetchChild). */
 type FetchReply = HostReply & { unloaded?: true; rpc?: true; thrown?: [string, string] };
@@ -218,7 +228,7 @@ export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, sub
           if (viaRpc || !plainMethod(request.method) || !plainUrl(request.url)) return undefined;
           if (requests.active === 0) throw new Error('a Dynamic Worker can only be called while a request is being handled (not in global scope)');
           const headers = rawHeaders(request.headers);
-          if (headers.length > MAX_HEADERS) return undefined;
+          if (!plainHeaders(headers)) return undefined;
           const bytes = request.body === null ? null : takeBytes(request, maxBody);
           if (request.body !== null && bytes === null) return undefined;
           subrequest();
