@@ -63,13 +63,17 @@ interface Phase {
   cpu: Map<string, number>;
   /** CPU µs per request by process and kind of thread (threadSeconds). */
   threads: Map<string, Map<string, number>>;
+  /** CPU µs per request of this process: the load generator, on the same cores as the servers. */
+  client: number;
 }
 
 /** Runs `drive` and charges each process in `pids` the CPU it used meanwhile, per request driven. */
 async function measured(pids: Map<string, number>, drive: () => Promise<{ rate: number; p99: number; requests: number }>): Promise<Phase> {
   const before = new Map([...pids].map(([name, pid]) => [name, cpuSeconds(pid)]));
   const threadsBefore = new Map([...pids].map(([name, pid]) => [name, threadSeconds(pid)]));
+  const clientBefore = process.cpuUsage();
   const r = await drive();
+  const clientUsed = process.cpuUsage(clientBefore);
   const per = (seconds: number) => (seconds * 1e6) / Math.max(1, r.requests);
   const cpu = new Map([...pids].map(([name, pid]) => [name, per(cpuSeconds(pid) - before.get(name)!)]));
   const threads = new Map(
@@ -78,7 +82,7 @@ async function measured(pids: Map<string, number>, drive: () => Promise<{ rate: 
       return [name, new Map([...threadSeconds(pid)].map(([kind, s]) => [kind, per(s - (was.get(kind) ?? 0))]))];
     }),
   );
-  return { ...r, cpu, threads };
+  return { ...r, cpu, threads, client: per((clientUsed.user + clientUsed.system) / 1e6) };
 }
 
 function cannon(url: string, body?: Buffer, seconds = SECONDS) {
@@ -132,6 +136,14 @@ function cpuRow(label: string, peer: Phase, ours: Phase): void {
     const label = (kind: string) => (name === 'sandbox' && kind === 'other threads' ? 'isolates' : kind);
     if (shown.length) say(`      ${name} by thread: ${shown.map(([kind, v]) => `${label(kind)} ${us(v)}`).join(', ')}`);
   }
+  // The load generator runs on the same cores: once they are all busy, a server's rate is bounded by the
+  // CPU a request costs the servers and the client together, so this is the most the req/s ratio can be.
+  const peerAll = total(peer) + peer.client;
+  const ourAll = total(ours) + ours.client;
+  say(
+    `      with the load generator's own (${us(peer.client)} and ${us(ours.client)} per ${label}, same cores): workerd ${us(peerAll)}, ` +
+      `cordon ${us(ourAll)}; cores all busy, the rate's ratio is at most ${(peerAll / ourAll).toFixed(2)}x`,
+  );
 }
 
 /** A bare node:http hello server in a process of its own (bench/node-http-hello.ts), and its port. */
