@@ -17,7 +17,7 @@ import { startWorkerd } from '../test/helpers/workerd.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 /** Unmeasured load first, on every server alike: what is measured is the steady state, not JIT compilation and the heaps' first growth. */
-const WARM_UP_SECONDS = 1;
+const WARM_UP_SECONDS = Number(process.env.BENCH_WARM_UP_SECONDS || 5);
 const say = (s: string) => process.stdout.write(s + '\n');
 const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 const BODY_64K = Buffer.alloc(64 * 1024, 0x62);
