@@ -429,9 +429,10 @@ async function bundle(entry: string, plugins: Plugin[], globalName?: string): Pr
 /**
  * Run once while the snapshot is made, so the snapshot carries compiled code for the paths nearly
  * every request takes (V8 otherwise compiles them lazily in each new isolate, on its first request).
- * ~40 KB more snapshot; the first request in a new isolate is ~2 ms faster. The export getters and the
- * stream paths (a Response crossing Workers RPC reads through them) are ~0.08 MiB more per isolate and
- * ~2 ms less CPU per Dynamic Worker load.
+ * ~40 KB more snapshot; the first request in a new isolate is ~2 ms faster. The streams' paths are not
+ * run: a hello-world, a body echoed and a loaded Worker's fetch() (its answer crosses as bytes) never
+ * make a stream, and compiling them here cost every isolate ~70 KiB and ~0.1–0.3 ms of its creation;
+ * an isolate that streams compiles them on its first stream.
  */
 const WARMUP = `{
   const { Request, Response, Headers, URL, URLSearchParams } = globalThis.${LIBS_GLOBAL}.fetchApi;
@@ -443,10 +444,6 @@ const WARMUP = `{
   new Response('x', { status: 201 }).headers.get('content-type');
   // Every library export read once: esbuild's export getters, which each isolate's init half reads.
   for (const lib of Object.values(globalThis.${LIBS_GLOBAL})) for (const k of Object.keys(lib)) lib[k];
-  // A body read through its stream, as a Response crossing Workers RPC is (its promises run as the warm-up ends).
-  const { ReadableStream, WritableStream, AbortController } = globalThis.${LIBS_GLOBAL}.web;
-  new Response(new ReadableStream({ start(c) { c.enqueue(new Uint8Array(1)); c.close(); } })).arrayBuffer();
-  new ReadableStream({ type: 'bytes', start(c) { c.enqueue(new Uint8Array(1)); c.close(); } }).pipeTo(new WritableStream({ write() {} }), { signal: new AbortController().signal });
   req.text();
   res.text();
   // What a request's answer runs of Body and Headers (response-out.ts serialize), and RpcTarget's constructor
