@@ -83,35 +83,25 @@ describe('node:crypto beyond WebCrypto: host work bounded, a bystander served', 
   let mesh: TestMesh;
   let atk: AttackMesh;
   before(async () => {
+    /** The worker under `name`, with a CPU limit of 3 s and the given wall limit. */
+    const project = (tenant: string, name: string, wallMs: number) => ({
+      tenant,
+      worker: WORKER,
+      probe: `/${name}/`,
+      config: {
+        name,
+        compatibility_date: '2025-06-01',
+        compatibility_flags: ['nodejs_compat'],
+        route: `*/${name}/*`,
+        limits: { cpu_ms: 3000 },
+        cordon: { limits: { memory_mb: 512, wall_ms: wallMs } },
+      },
+    });
     atk = await startAttackMesh([
-      {
-        tenant: 'attacker',
-        worker: WORKER,
-        probe: '/nc/',
-        config: {
-          name: 'nc',
-          compatibility_date: '2025-06-01',
-          compatibility_flags: ['nodejs_compat'],
-          route: '*/nc/*',
-          limits: { cpu_ms: 3000 },
-          cordon: { limits: { memory_mb: 512, wall_ms: 6000 } },
-        },
-      },
-      {
-        // The same worker with a wall limit far past its CPU limit: on a loaded machine 3,000 ms of the isolate's
-        // CPU can take more than 6 s of wall time, and this test is about the CPU limit ending the derivation.
-        tenant: 'kdf-attacker',
-        worker: WORKER,
-        probe: '/kdf/',
-        config: {
-          name: 'kdf',
-          compatibility_date: '2025-06-01',
-          compatibility_flags: ['nodejs_compat'],
-          route: '*/kdf/*',
-          limits: { cpu_ms: 3000 },
-          cordon: { limits: { memory_mb: 512, wall_ms: 60000 } },
-        },
-      },
+      project('attacker', 'nc', 6000),
+      // The same worker with a wall limit far past its CPU limit: on a loaded machine 3,000 ms of the isolate's
+      // CPU can take more than 6 s of wall time, and the PBKDF2 test is about the CPU limit ending the derivation.
+      project('kdf-attacker', 'kdf', 60000),
     ]);
     mesh = atk.mesh;
   });
