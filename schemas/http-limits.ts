@@ -6,6 +6,8 @@
 export const MAX_METHOD = 32;
 export const MAX_URL = 16 * 1024;
 export const MAX_HEADERS = 128;
+/** A header name: a token of 1 to MAX_HEADER_NAME characters. */
+export const MAX_HEADER_NAME = 256;
 export const MAX_HEADER_BYTES = 64 * 1024;
 /** A body that travels whole (bytes) is at most this big; bigger ones stream (see `stream` in schemas/http.ts). */
 export const MAX_BODY = 8 * 1024 * 1024;

@@ -2,12 +2,12 @@
 import { z } from 'zod';
 import { bytes } from '../lib/rpc/validate.ts';
 
-import { MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_METHOD, MAX_URL } from './http-limits.ts';
+import { MAX_BODY, MAX_HEADER_BYTES, MAX_HEADER_NAME, MAX_HEADERS, MAX_METHOD, MAX_URL } from './http-limits.ts';
 
-export { MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_METHOD, MAX_URL };
+export { MAX_BODY, MAX_HEADER_BYTES, MAX_HEADER_NAME, MAX_HEADERS, MAX_METHOD, MAX_URL };
 
 /** A header name: a token (RFC 9110 §5.6.2) of 1 to 256 characters. */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/;
+const HEADER_NAME = new RegExp(`^[!#$%&'*+.^_\`|~0-9A-Za-z-]{1,${MAX_HEADER_NAME}}$`);
 // What an HTTP/1.1 field value and reason phrase may hold (RFC 9110 §5.5, RFC 9112 §4): tab, visible
 // ASCII, space, obs-text (Latin-1). Node writes exactly these and throws on anything else, so nothing
 // else may reach ingress. (The Fetch standard allows other control characters in header values; a

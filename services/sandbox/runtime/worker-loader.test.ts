@@ -343,3 +343,19 @@ test('fetch() with a header the request path does not carry (a value over 64 KiB
   const out = await call(parent);
   assert.deepEqual(out.body.split('\n'), [`${70 * 1024} null`, '0 "a\\u0001b"', '0 "plain"']);
 });
+
+test('fetch() with a header name over 256 characters (a token Headers takes, past the request path) goes over Workers RPC, not refused', async () => {
+  const CODE = `export default { fetch(r) { return new Response([...r.headers].map(([k, v]) => k.length + '=' + v).join(',')); } }`;
+  const parent = worker(
+    `export default { async fetch(req, env) {
+      const w = env.LOADER.get('names', () => ({ compatibilityDate: 'x', mainModule: 'm.js', modules: { 'm.js': ${JSON.stringify(CODE)} } }));
+      const out = [];
+      for (const name of ['x'.repeat(300), 'x'.repeat(256)])
+        try { out.push(await (await w.getEntrypoint().fetch('http://x/', { headers: { [name]: 'v' } })).text()); } catch (e) { out.push(e.constructor.name + ': ' + e.message); }
+      return new Response(out.join('\\n'));
+    } }`,
+    { bindings: LOADER },
+  );
+  const out = await call(parent);
+  assert.deepEqual(out.body.split('\n'), ['300=v', '256=v']);
+});

@@ -6,7 +6,7 @@
  * of its own. `getCode` is called only when the host does not hold the Worker for that id.
  */
 import { isRemoteStub, loopbackOf, markRemote, propsJson } from './entrypoints.ts';
-import { MAX_HEADER_BYTES, MAX_HEADERS, MAX_METHOD, MAX_URL } from '../../../../schemas/http-limits.ts';
+import { MAX_HEADER_BYTES, MAX_HEADER_NAME, MAX_HEADERS, MAX_METHOD, MAX_URL } from '../../../../schemas/http-limits.ts';
 import { durableObjectClass } from './facets.ts';
 import { codec } from './value-codec.ts';
 import { Body, Headers, Request, Response } from './fetch-api.ts';
@@ -40,11 +40,15 @@ const plainMethod = (m: string) => {
   return true;
 };
 const plainUrl = (u: string) => u.length <= MAX_URL && (u.startsWith('http://') || u.startsWith('https://'));
-/** Header values as WireRequest takes them: at most MAX_HEADER_BYTES, tab and no other control character. */
+/**
+ * Headers as WireRequest takes them, beyond what Headers already checked (names are tokens, values hold no
+ * NUL, CR, LF or character above U+00FF): names of at most MAX_HEADER_NAME, values of at most
+ * MAX_HEADER_BYTES with tab and no other control character.
+ */
 const plainHeaders = (headers: [string, string][]) => {
   if (headers.length > MAX_HEADERS) return false;
-  for (const [, v] of headers) {
-    if (v.length > MAX_HEADER_BYTES) return false;
+  for (const [n, v] of headers) {
+    if (n.length > MAX_HEADER_NAME || v.length > MAX_HEADER_BYTES) return false;
     for (let i = 0; i < v.length; i++) {
       const c = v.charCodeAt(i);
       if ((c < 0x20 && c !== 0x09) || c === 0x7f) return false;
