@@ -40,7 +40,7 @@ describe('admin API tokens', () => {
     const revoked = await create('admin');
     const id = (await (await call(revoked, 'GET', '/v1/tokens')).json()) as { tokens: { tokenId: string }[] };
     const last = id.tokens.at(-1)!.tokenId;
-    assert.equal((await mesh.cli(['tokens', 'revoke', last])).code, 0);
+    await mesh.cliOk(['tokens', 'revoke', last]);
     for (const [method, path] of routes) {
       if (path === '/healthz') continue;
       for (const token of [undefined, 'cordon_not-a-token', revoked]) {

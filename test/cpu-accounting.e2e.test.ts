@@ -52,7 +52,7 @@ describe('CPU time per request: a waiting request is not charged the others’ C
       dir,
     );
     assert.equal(deploy.code, 0, deploy.stderr);
-    assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*']);
     await waitFor('both workers', async () => ((await get('x')).status === 200 && (await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined);
   });
   after(async () => {

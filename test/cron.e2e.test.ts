@@ -24,7 +24,7 @@ describe('scheduled() and cron triggers', () => {
     assert.equal(run!.cron, '*/5 * * * *', 'the first cron trigger of the worker');
     assert.equal(run!.type, 'scheduled');
     assert.ok(run!.scheduledTime >= before - 1000 && run!.scheduledTime <= Date.now());
-    assert.equal((await mesh.cli(['trigger', 'cron', '--cron', '0 0 * * *'])).code, 0);
+    await mesh.cliOk(['trigger', 'cron', '--cron', '0 0 * * *']);
     assert.deepEqual(
       (await runs()).map((x) => x.cron),
       ['*/5 * * * *', '0 0 * * *'],
@@ -38,7 +38,7 @@ describe('scheduled() and cron triggers', () => {
     await waitFor('the log line', async () =>
       /scheduled\(\) failed: Error: this cron always fails/.test((await mesh.cli(['logs', 'cron'])).stdout) ? true : undefined,
     );
-    assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'plain', '--route', '*/plain*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/hello/index.ts', '--name', 'plain', '--route', '*/plain*']);
     const none = await mesh.cli(['trigger', 'plain']);
     assert.equal(none.code, 1);
     assert.match(none.stderr, /no scheduled\(event, env, ctx\) handler/);

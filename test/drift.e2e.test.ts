@@ -32,7 +32,7 @@ describe('drift', () => {
   });
 
   test('every service reports; with nothing changed there is no drift, routes included', async () => {
-    assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*']);
     const h = await waitFor('reports from every service', async () => {
       const d = (await healthz()).drift;
       return ['ingress', 'egress', 'sandbox:standard', 'sandbox:untrusted'].every((s) => d[s]) && d.ingress?.routes ? d : undefined;

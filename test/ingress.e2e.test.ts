@@ -57,7 +57,7 @@ describe('ingress', () => {
     }
     mesh = await startTestMesh({ CORDON_TLS_DIR: dir, CORDON_HEADERS_TIMEOUT_MS: '1500', CORDON_COLO: 'TST' });
     httpsPort = Number(mesh.env.CORDON_HTTPS_PORT);
-    assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*']);
     await waitFor('hello', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined);
   });
   after(async () => {
@@ -87,7 +87,7 @@ describe('ingress', () => {
   });
 
   test('a sandbox that dies before answering: an idempotent request is retried once, a POST gets 502', async () => {
-    assert.equal((await mesh.cli(['deploy', 'examples/slow/index.ts', '--name', 'slow', '--route', '*/slow*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/slow/index.ts', '--name', 'slow', '--route', '*/slow*']);
     await waitFor('slow', async () => (await fetch(`${mesh.httpUrl}/slow?ms=1`)).status === 200 || undefined);
     const pid = mesh.servicePids().get('sandbox:standard')!;
     const get = fetch(`${mesh.httpUrl}/slow?ms=1500`);
@@ -102,7 +102,7 @@ describe('ingress', () => {
   });
 
   test('the worker learns the client address and scheme from ingress, never from the client; its own x-request-id is the only one', async () => {
-    assert.equal((await mesh.cli(['deploy', 'examples/echo/index.ts', '--name', 'echo', '--route', '*/echo*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/echo/index.ts', '--name', 'echo', '--route', '*/echo*']);
     await waitFor('echo', async () => (await fetch(`${mesh.httpUrl}/echo`)).status === 200 || undefined);
     const spoofed = { 'cf-connecting-ip': '6.6.6.6', 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https' };
     const plain = await fetch(`${mesh.httpUrl}/echo`, { headers: spoofed });
@@ -143,7 +143,7 @@ describe('ingress', () => {
       `export default { fetch(request) { let changed = true; try { request.cf.colo = 'X' } catch { changed = false }
         return Response.json({ cf: request.cf, frozen: Object.isFrozen(request.cf), changed, country: request.cf.country ?? null, asn: request.cf.asn ?? null }) } }`,
     );
-    assert.equal((await mesh.cli(['deploy', join(dir, 'cf.js'), '--name', 'cf', '--route', '*/cf*'])).code, 0);
+    await mesh.cliOk(['deploy', join(dir, 'cf.js'), '--name', 'cf', '--route', '*/cf*']);
     const plain = await waitFor('cf', async () => {
       const r = await new Promise<string>((resolve, reject) => {
         const req = httpRequest(

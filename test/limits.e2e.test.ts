@@ -30,7 +30,7 @@ describe('limits through the mesh', () => {
       ).code,
       0,
     );
-    assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*']);
     await waitFor(
       'both workers',
       async () => ((await fetch(`${mesh.httpUrl}/misbehave/ok`)).status === 200 && (await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined,

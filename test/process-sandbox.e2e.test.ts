@@ -23,7 +23,7 @@ describe('the process sandbox', { skip: missing }, () => {
   let mesh: TestMesh;
   before(async () => {
     mesh = await startTestMesh();
-    assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--route', '*/hello*']);
     await waitFor('hello', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined);
   });
   after(async () => {

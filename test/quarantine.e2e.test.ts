@@ -14,7 +14,7 @@ describe('crash attribution and quarantine', () => {
       ['examples/slow/index.ts', 'crasher', '*/slow*'],
       ['examples/hello/index.ts', 'hello', '*/hello*'],
     ]) {
-      assert.equal((await mesh.cli(['deploy', file!, '--name', name!, '--route', route!])).code, 0);
+      await mesh.cliOk(['deploy', file!, '--name', name!, '--route', route!]);
     }
     await waitFor(
       'both workers',
@@ -59,7 +59,7 @@ describe('crash attribution and quarantine', () => {
     assert.match(audit, new RegExp(`supervisor\\tworker\\.quarantined\\tdefault/crasher\\tok\\t.*"cordon":"${cordon}"`));
     assert.doesNotMatch(audit, /worker\.crash\tdefault\/hello/, 'the idle co-tenant is not blamed');
     // A redeploy does not release it.
-    assert.equal((await mesh.cli(['deploy', 'examples/slow/index.ts', '--name', 'crasher', '--route', '*/slow*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/slow/index.ts', '--name', 'crasher', '--route', '*/slow*']);
     assert.match((await mesh.cli(['workers'])).stdout, new RegExp(`default/crasher\\t[0-9a-f]{12}\\t${cordon}`));
   });
 
@@ -72,8 +72,8 @@ describe('crash attribution and quarantine', () => {
   });
 
   test('other signals over the window move a worker too: CPU-limit hits, memory-limit kills, refused capability calls, egress refusals', async () => {
-    assert.equal((await mesh.cli(['deploy', 'examples/misbehave/index.ts', '--name', 'hog', '--route', '*/hog/*', '--cpu-ms', '20'])).code, 0);
-    assert.equal((await mesh.cli(['deploy', 'examples/fetcher/index.ts', '--name', 'prober', '--route', '*/probe*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/misbehave/index.ts', '--name', 'hog', '--route', '*/hog/*', '--cpu-ms', '20']);
+    await mesh.cliOk(['deploy', 'examples/fetcher/index.ts', '--name', 'prober', '--route', '*/probe*']);
     // A high CPU limit for the glutton: on a busy machine a memory bomb can otherwise end on CPU time first.
     assert.equal(
       (await mesh.cli(['deploy', 'examples/misbehave/index.ts', '--name', 'glutton', '--route', '*/glutton/*', '--memory-mb', '32', '--cpu-ms', '20000'])).code,

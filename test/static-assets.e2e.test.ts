@@ -171,7 +171,7 @@ describe('static assets', () => {
       'worker.js': `export default { fetch: (request) => new Response('worker ' + new URL(request.url).pathname) };`,
       'dist/index.html': '<p>spa shell</p>',
     });
-    assert.equal((await mesh.cli(['deploy'], plain)).code, 0);
+    await mesh.cliOk(['deploy'], plain);
     assert.equal(await (await first('spa-plain', '/x', { 'sec-fetch-mode': 'navigate' })).text(), '<p>spa shell</p>');
     assert.equal(await (await fetchHost(mesh, host('spa-plain'), '/x')).text(), 'worker /x', 'not a navigation: the worker');
     // Before that date, a navigation goes to the worker too.
@@ -184,7 +184,7 @@ describe('static assets', () => {
         assets: { directory: './dist', not_found_handling: 'single-page-application' },
       }),
     );
-    assert.equal((await mesh.cli(['deploy'], plain)).code, 0);
+    await mesh.cliOk(['deploy'], plain);
     assert.equal(await (await first('spa-old', '/x', { 'sec-fetch-mode': 'navigate' })).text(), 'worker /x');
   });
 
@@ -235,7 +235,7 @@ describe('static assets', () => {
       'w.js': "export default { fetch: () => { console.log('fetch ran'); return new Response('from the worker'); } };",
       'public/page.html': 'static',
     });
-    assert.equal((await mesh.cli(['deploy'], dir)).code, 0);
+    await mesh.cliOk(['deploy'], dir);
     for (let i = 0; i < 3; i++) assert.equal(await (await first('lazy', '/page')).text(), 'static');
     const logs = async () => (await mesh.cli(['logs', 'lazy'])).stdout;
     assert.doesNotMatch(await logs(), /fetch ran/);

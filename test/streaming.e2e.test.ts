@@ -13,7 +13,7 @@ describe('streamed responses', () => {
   let mesh: TestMesh;
   before(async () => {
     mesh = await startTestMesh({ CORDON_MAX_REQUEST_MB: '24' });
-    assert.equal((await mesh.cli(['deploy', 'examples/stream/index.ts', '--name', 'stream', '--route', '*/stream*', '--wall-ms', '8000'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/stream/index.ts', '--name', 'stream', '--route', '*/stream*', '--wall-ms', '8000']);
     await waitFor('the stream worker', async () => (await fetch(`${mesh.httpUrl}/stream?n=1`)).status === 200 || undefined);
   });
   after(async () => {

@@ -153,7 +153,7 @@ describe('one trace per request, exported over OTLP/HTTP', () => {
     const id = created.stdout.trim();
     const status = async () => JSON.parse((await mesh.cli(['workflows', 'status', 'signup', id, '--json'])).stdout) as { status: string };
     await waitFor('the instance to wait for its event', async () => ((await status()).status === 'waiting' ? true : undefined), 20_000);
-    assert.equal((await mesh.cli(['workflows', 'event', 'signup', id, 'approved', '--payload', '{"by":"bob"}'])).code, 0);
+    await mesh.cliOk(['workflows', 'event', 'signup', id, 'approved', '--payload', '{"by":"bob"}']);
     await waitFor('the instance to complete', async () => ((await status()).status === 'complete' ? true : undefined), 30_000).catch(async (e: Error) => {
       throw new Error(`${e.message}: ${JSON.stringify(await status())}`);
     });

@@ -102,7 +102,7 @@ describe('worker versions', () => {
       db.prepare('UPDATE versions SET sealed = ? WHERE rowid = ?').run(row.sealed, row.rowid);
     }
     db.close();
-    assert.equal((await mesh.cli(['rollback', 'versioned', v2])).code, 0); // a fresh key: the sandbox must load again
+    await mesh.cliOk(['rollback', 'versioned', v2]); // a fresh key: the sandbox must load again
     await waitFor('the tampered code to be refused', async () => (await body()) === 'status 502' || undefined);
     assert.match((await mesh.cli(['audit', 'tail', '--limit', '100'])).stdout, /sandbox:standard\tcode\.tampered\t-\tdenied/);
     const del = await mesh.cli(['delete', 'versioned']);

@@ -111,17 +111,17 @@ describe('workflows', () => {
   test('pause, resume, terminate, restart; bad input is refused clearly', async () => {
     const id = await create({ user: 'p', sleepMs: 1 });
     await until(id, 'waiting');
-    assert.equal((await mesh.cli(['workflows', 'pause', 'signup', id])).code, 0);
+    await mesh.cliOk(['workflows', 'pause', 'signup', id]);
     await mesh.cli(['workflows', 'event', 'signup', id, 'approved', '--payload', '{"by":"q"}']);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await status(id)).status, 'paused', 'a paused instance does not run, even with its event there');
-    assert.equal((await mesh.cli(['workflows', 'resume', 'signup', id])).code, 0);
+    await mesh.cliOk(['workflows', 'resume', 'signup', id]);
     await until(id, 'complete');
     assert.match((await mesh.cli(['workflows', 'resume', 'signup', id])).stderr, /409 .*not paused/);
-    assert.equal((await mesh.cli(['workflows', 'restart', 'signup', id])).code, 0);
+    await mesh.cliOk(['workflows', 'restart', 'signup', id]);
     await until(id, 'waiting');
     assert.equal((await status(id)).steps.length, 3, 'restarted from the start: the history was erased');
-    assert.equal((await mesh.cli(['workflows', 'terminate', 'signup', id])).code, 0);
+    await mesh.cliOk(['workflows', 'terminate', 'signup', id]);
     assert.equal((await status(id)).status, 'terminated');
     assert.match((await mesh.cli(['workflows', 'event', 'signup', id, 'approved'])).stderr, /409 .*terminated/);
     assert.match((await mesh.cli(['workflows', 'create', 'signup', '--id', 'bad id!'])).stderr, /400 .*instance id/);

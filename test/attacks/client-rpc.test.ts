@@ -57,7 +57,7 @@ describe('attacks on the client RPC endpoint', () => {
   before(async () => {
     mesh = await startTestMesh();
     rpcUrl = `${mesh.adminUrl.replace('http:', 'ws:')}/rpc`;
-    assert.equal((await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc'])).code, 0);
+    await mesh.cliOk(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
     await waitFor('the signup worker', async () => (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404 || undefined);
     bystander = await connect(rpcUrl, { token: await token('workflows') });
     await bystander.workflows('signup').create({ id: 'victim', params: { user: 'v', sleepMs: 10 } });
@@ -170,7 +170,7 @@ describe('attacks on the client RPC endpoint', () => {
     const slow = Promise.resolve(api.slow(20_000));
     slow.catch(() => {});
     const { tokenId } = await victim.whoami();
-    assert.equal((await mesh.cli(['tokens', 'revoke', tokenId])).code, 0);
+    await mesh.cliOk(['tokens', 'revoke', tokenId]);
     await rejects(slow, /revoked|closed/);
     await rejects(counter.inc(), /revoked|closed/);
     victim[Symbol.dispose]();
@@ -263,7 +263,7 @@ describe('attacks on the client RPC endpoint over NATS', { skip: natsMissing }, 
     nats = await startNatsServer();
     mesh = await startTestMesh({}, ['--nats', nats.url]);
     nc = await natsConnect({ servers: nats.url.replace(/^nats:\/\//, '') });
-    assert.equal((await mesh.cli(['deploy', '--config', 'examples/workflows/wrangler.jsonc'])).code, 0);
+    await mesh.cliOk(['deploy', '--config', 'examples/workflows/wrangler.jsonc']);
     await waitFor('the signup worker', async () => (await fetch(`${mesh.httpUrl}/signup/none`)).status === 404 || undefined);
     bystander = await connect(nats.url, { token: await token('workflows') });
     await bystander.workflows('signup').create({ id: 'victim', params: { user: 'v', sleepMs: 10 } });

@@ -130,7 +130,7 @@ describe('attacks on mesh identity, with a sandbox keyring stolen from its envir
     const id = created.stdout.trim();
     const status = async () => JSON.parse((await mesh.cli(['workflows', 'status', 'signup', id, '--json'])).stdout) as { status: string };
     await waitFor('the workflow to wait for its event', async () => (await status()).status === 'waiting' || undefined, 30_000);
-    assert.equal((await mesh.cli(['workflows', 'event', 'signup', id, 'approved', '--payload', '{"by":"bob"}'])).code, 0);
+    await mesh.cliOk(['workflows', 'event', 'signup', id, 'approved', '--payload', '{"by":"bob"}']);
     await waitFor('the workflow to complete', async () => (await status()).status === 'complete' || undefined, 30_000);
   });
 

@@ -68,7 +68,7 @@ describe('memory outside the limit (issue 12, item 5)', () => {
       routes: ['*/bomb/*'],
       limits: { memoryMb: 128, cpuMs: 10_000, wallMs: 30_000 },
     });
-    assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--cordon', 'standard', '--route', '*/hello*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--cordon', 'standard', '--route', '*/hello*']);
     await waitFor(
       'both workers',
       async () => ((await fetch(`${mesh.httpUrl}/bomb/none`)).status === 507 && (await fetch(`${mesh.httpUrl}/hello`)).status === 200) || undefined,
@@ -125,7 +125,7 @@ describe("the kernel's memory ceiling on each sandbox process", { skip: noCeilin
       routes: ['*/big*'],
       limits: { memoryMb: 1024, cpuMs: 20_000, wallMs: 30_000 },
     });
-    assert.equal((await mesh.cli(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--cordon', 'untrusted', '--route', '*/hello*'])).code, 0);
+    await mesh.cliOk(['deploy', 'examples/hello/index.ts', '--name', 'hello', '--cordon', 'untrusted', '--route', '*/hello*']);
     await waitFor('hello', async () => (await fetch(`${mesh.httpUrl}/hello`)).status === 200 || undefined, 30_000);
   });
   after(async () => {

@@ -173,7 +173,7 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
     assert.match((await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout, /tenant\.cordons\tevil\tok\t\{"cordons":\["standard","untrusted"\]\}/);
     assert.equal(await cordonOf('good/hello'), 'standard', 'the bystander stays where the operator put it');
     // Back to the default for the tests below.
-    assert.equal((await mesh.cli(['cordons', 'evil', '--allow', 'untrusted'])).code, 0);
+    await mesh.cliOk(['cordons', 'evil', '--allow', 'untrusted']);
   });
 
   test('item 10: a quarantined worker redeployed under a new name (other vars) lands in quarantine; a whole tenant can be held', async () => {

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync } from 'no
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../../lib/rpc/testing/nats-server.ts';
+import { freePort } from '../../lib/rpc/testing/ports.ts';
 import { findBwrap } from '../../lib/process-sandbox.ts';
 
 export { freePort };
@@ -88,6 +88,8 @@ export interface TestMesh {
   output(): string;
   /** The cordon CLI with this mesh's environment, run in `cwd` (the repository by default). */
   cli(args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** `cli`, which must succeed: otherwise an error with the command, its exit code and its output. */
+  cliOk(args: string[], cwd?: string): Promise<{ stdout: string; stderr: string }>;
   /** PIDs of the launcher's children by `services/<name>/` in their command line (sandboxes: by cordon). */
   servicePids(): Map<string, number>;
   stop(): Promise<void>;
@@ -153,6 +155,11 @@ export async function startTestMesh(extraEnv: NodeJS.ProcessEnv = {}, args: stri
         const err = e as { code: number; stdout: string; stderr: string };
         return { code: err.code, stdout: err.stdout, stderr: err.stderr };
       }
+    },
+    async cliOk(cliArgs, cwd) {
+      const r = await mesh.cli(cliArgs, cwd);
+      if (r.code !== 0) throw new Error(`cordon ${cliArgs.join(' ')} exited ${r.code}\nstderr: ${r.stderr}\nstdout: ${r.stdout}`);
+      return r;
     },
     servicePids() {
       const pids = new Map<string, number>();

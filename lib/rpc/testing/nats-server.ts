@@ -1,9 +1,10 @@
 /** Starts a real nats-server on a free loopback port for tests, and stops it for good. */
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.ts';
 
 /** Why nats-server cannot run here, or undefined when it can. */
 export function natsServerMissing(): string | undefined {
@@ -12,23 +13,6 @@ export function natsServerMissing(): string | undefined {
     return undefined;
   } catch {
     return 'nats-server is not installed (apt-get install nats-server)';
-  }
-}
-
-/**
- * A free TCP port on loopback, picked below Linux's ephemeral range (32768 and up): a port the
- * kernel handed out for port 0 could be handed to another test's listener or outgoing connection
- * before our service binds it (seen: an ingress failing with EADDRINUSE for a whole minute).
- */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const free = await new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (free) return port;
   }
 }
 
