@@ -1,6 +1,6 @@
 /** HTTP messages as they cross service boundaries (ingress → sandbox, sandbox → egress). */
 import { z } from 'zod';
-import { bytes } from '../lib/rpc/validate.ts';
+import { bytes, withAcceptor } from '../lib/rpc/validate.ts';
 
 import { MAX_BODY, MAX_HEADER_BYTES, MAX_HEADER_NAME, MAX_HEADERS, MAX_METHOD, MAX_URL } from './http-limits.ts';
 
@@ -54,20 +54,52 @@ export const CfProperties = z.strictObject({
 });
 export type CfProperties = z.infer<typeof CfProperties>;
 
-export const WireRequest = z.object({
-  method: z
-    .string()
-    .min(1)
-    .max(MAX_METHOD)
-    .regex(/^[A-Z]+$/, 'method must be upper-case letters'),
-  url: z
-    .string()
-    .max(MAX_URL)
-    .regex(/^https?:\/\//, 'url must be absolute http(s)'),
+const METHOD = /^[A-Z]+$/;
+const ABSOLUTE_HTTP = /^https?:\/\//;
+
+const RequestMeta = z.object({
+  method: z.string().min(1).max(MAX_METHOD).regex(METHOD, 'method must be upper-case letters'),
+  url: z.string().max(MAX_URL).regex(ABSOLUTE_HTTP, 'url must be absolute http(s)'),
   headers: Headers,
   body: bytes(MAX_BODY).nullable(),
   cf: CfProperties.optional(),
 });
+export const WireRequest = withAcceptor(RequestMeta, acceptRequest);
+
+/** A plain object (not an array, not of a class): what the acceptors below take, leaving anything else to zod. */
+function plain(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
+}
+
+const shortString = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
+
+/** WireRequest's acceptor (lib/rpc/validate.ts withAcceptor): the request as zod would give it back, or undefined. */
+function acceptRequest(v: unknown): z.output<typeof RequestMeta> | undefined {
+  if (!plain(v)) return undefined;
+  const { method, url, headers, body, cf } = v;
+  if (!shortString(method, MAX_METHOD) || !METHOD.test(method)) return undefined;
+  if (!shortString(url, MAX_URL) || !ABSOLUTE_HTTP.test(url)) return undefined;
+  if (headersProblem(headers) !== undefined) return undefined;
+  if (body !== null && !(body instanceof Uint8Array && body.byteLength <= MAX_BODY)) return undefined;
+  const request = { method, url, headers: headers as [string, string][], body: body as Uint8Array | null };
+  if (cf === undefined) return 'cf' in v ? undefined : request;
+  const props = acceptCf(cf);
+  return props && { ...request, cf: props };
+}
+
+const CF_MAX: Record<string, number> = { colo: 16, httpProtocol: 16, tlsVersion: 16, tlsCipher: 128, clientAcceptEncoding: 1024 };
+
+function acceptCf(v: unknown): CfProperties | undefined {
+  if (!plain(v)) return undefined;
+  const out: Record<string, string> = {};
+  for (const key of Object.keys(v)) {
+    const value = v[key]; // read once: a getter may answer differently the next time
+    if (!Object.hasOwn(CF_MAX, key) || !shortString(value, CF_MAX[key]!)) return undefined;
+    out[key] = value;
+  }
+  return typeof out.httpProtocol === 'string' ? (out as CfProperties) : undefined;
+}
+
 /** The browser's end of a WebSocket, held by ingress: what the worker sends or does goes there. */
 export interface BrowserSocket {
   send(data: string | Uint8Array): Promise<void>;
@@ -96,5 +128,21 @@ export const WireResponse = z.object({
   headers: Headers,
   body: bytes(MAX_BODY).nullable(),
 });
+/** A response's status line and headers, as ingress checks a sandbox's answer. */
+export const WireResponseHead = withAcceptor(WireResponse.pick({ status: true, statusText: true, headers: true }), (v) => acceptHead(v, 101));
+
+/**
+ * A response head's acceptor: the head as zod would give it back (status, statusText, headers), or
+ * undefined. `minStatus`: the lowest status taken (an isolate's answer is 101 only with a WebSocket, which
+ * is zod's to check).
+ */
+export function acceptHead(v: unknown, minStatus: number): Pick<WireResponse, 'status' | 'statusText' | 'headers'> | undefined {
+  if (!plain(v)) return undefined;
+  const { status, statusText, headers } = v;
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < minStatus || status > 599) return undefined;
+  if (!shortString(statusText, 256) || !FIELD_TEXT.test(statusText)) return undefined;
+  if (headersProblem(headers) !== undefined) return undefined;
+  return { status, statusText, headers: headers as [string, string][] };
+}
 /** A response; its body is `body` (bytes, whole) or, when the worker streams it, `stream`; a 101 carries the worker's socket end. */
 export type WireResponse = z.infer<typeof WireResponse> & { stream?: ReadableStream<Uint8Array>; webSocket?: WorkerSocketApi };

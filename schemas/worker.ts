@@ -1,5 +1,6 @@
 /** Workers as the supervisor stores them and hands them to a sandbox. */
 import { z } from 'zod';
+import { withAcceptor } from '../lib/rpc/validate.ts';
 import { ClassName, WorkflowName, type WorkflowDecl } from './workflows.ts';
 import { ServiceBindingFields } from './service-bindings.ts';
 import { DurableObjectBinding } from './durable-objects.ts';
@@ -199,9 +200,22 @@ export const EgressLists = z.object({
 export type EgressLists = z.infer<typeof EgressLists>;
 
 /** Which worker version a request is for, as ingress tells the sandbox. The code key is the authority. */
-export const WorkerTarget = z.object({
+const VERSION = /^[0-9a-f]{64}$/;
+const CODE_KEY = /^[A-Za-z0-9_-]{43}$/;
+
+const Target = z.object({
   workerId: z.string().max(130),
-  version: z.string().regex(/^[0-9a-f]{64}$/),
-  codeKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'malformed code key'),
+  version: z.string().regex(VERSION),
+  codeKey: z.string().regex(CODE_KEY, 'malformed code key'),
 });
+export const WorkerTarget = withAcceptor(Target, acceptTarget);
+
+/** WorkerTarget's acceptor (lib/rpc/validate.ts withAcceptor): the target as zod would give it back, or undefined. */
+function acceptTarget(v: unknown): z.output<typeof Target> | undefined {
+  if (typeof v !== 'object' || v === null || Object.getPrototypeOf(v) !== Object.prototype) return undefined;
+  const { workerId, version, codeKey } = v as Record<string, unknown>;
+  if (typeof workerId !== 'string' || workerId.length > 130) return undefined;
+  if (typeof version !== 'string' || !VERSION.test(version) || typeof codeKey !== 'string' || !CODE_KEY.test(codeKey)) return undefined;
+  return { workerId, version, codeKey };
+}
 export type WorkerTarget = z.infer<typeof WorkerTarget>;

@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { CordonError } from '../../lib/errors.ts';
 import { FramePool } from '../../lib/rpc/frames.ts';
-import { MAX_BODY, WireResponse, type CfProperties, type WireRequest } from '../../schemas/http.ts';
+import { MAX_BODY, WireResponseHead, type CfProperties, type WireRequest, type WireResponse } from '../../schemas/http.ts';
+import { safeCheck } from '../../lib/rpc/validate.ts';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -157,14 +158,12 @@ export function toWireRequest(req: IncomingMessage, authority: string, requestId
   return { method: (req.method ?? 'GET').toUpperCase(), url: `http://${authority}${req.url ?? '/'}`, headers, body, cf: cfOf(req, colo) };
 }
 
-const Head = WireResponse.pick({ status: true, statusText: true, headers: true });
-
 /**
  * What makes a sandbox's answer unsendable, or undefined: a sandbox is assumed compromised, and
  * Node would throw half-way through writing a status text or header it cannot carry.
  */
 export function responseProblem(response: unknown): string | undefined {
-  const head = Head.safeParse(response);
+  const head = safeCheck(WireResponseHead, response);
   if (!head.success) {
     const issue = head.error.issues[0];
     return `${issue?.path.join('.') || 'response'}: ${issue?.message ?? 'rejected'}`;

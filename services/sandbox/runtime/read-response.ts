@@ -3,7 +3,8 @@
  * failure, and an ArrayBuffer body, checked here like any input from tenant code.
  */
 import { z } from 'zod';
-import { Headers as WireHeaders, MAX_BODY, StatusText, type WireResponse } from '../../../schemas/http.ts';
+import { acceptHead, Headers as WireHeaders, MAX_BODY, StatusText, type WireResponse } from '../../../schemas/http.ts';
+import { safeCheck, withAcceptor } from '../../../lib/rpc/validate.ts';
 import { SocketId } from '../../../schemas/durable-objects.ts';
 import { tenantStack, WorkerError } from './errors.ts';
 import { soleBytes } from './sole-bytes.ts';
@@ -23,18 +24,22 @@ export interface ObjectSocketRef {
 /** A response as read from the isolate (a 101 names its WebSocketPair, or a Durable Object's socket). */
 export type ReadResponse = Omit<WireResponse, 'webSocket' | 'stream'> & { webSocketId?: number; objectSocket?: ObjectSocketRef };
 
-const Head = z
-  .object({
-    status: z.number().int().min(101).max(599),
-    statusText: StatusText,
-    headers: WireHeaders,
-    /** With status 101: the WebSocketPair whose client end the worker returned. */
-    webSocket: z.union([z.number().int().positive(), z.object({ handle: z.string().min(1).max(64), sid: SocketId }).strict()]).optional(),
-  })
-  .refine(
-    (h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101),
-    'status 101 comes with a webSocket, and only then',
-  );
+export const Head = withAcceptor(
+  z
+    .object({
+      status: z.number().int().min(101).max(599),
+      statusText: StatusText,
+      headers: WireHeaders,
+      /** With status 101: the WebSocketPair whose client end the worker returned. */
+      webSocket: z.union([z.number().int().positive(), z.object({ handle: z.string().min(1).max(64), sid: SocketId }).strict()]).optional(),
+    })
+    .refine(
+      (h) => (h.status === 101) === (h.webSocket !== undefined) && (h.status >= 200 || h.status === 101),
+      'status 101 comes with a webSocket, and only then',
+    ),
+  // A head without a WebSocket; one with is zod's to check.
+  (v) => (typeof v === 'object' && v !== null && !('webSocket' in v) ? acceptHead(v, 200) : undefined),
+);
 
 /** The head and body of an answer ('!' + a failure, or a head), as a response or a WorkerError. */
 export function readResponse(result: [string, ArrayBuffer | null]): ReadResponse {
@@ -65,7 +70,7 @@ function parse([head, out]: [string, ArrayBuffer | null]): ReadResponse {
   }
   if (head.length > MAX_HEAD)
     throw new WorkerError(500, 'worker returned an invalid response', `the status line and headers take ${head.length} characters; the limit is ${MAX_HEAD}`);
-  const parsed = Head.safeParse(JSON.parse(head));
+  const parsed = safeCheck(Head, JSON.parse(head));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new WorkerError(500, 'worker returned an invalid response', `${issue?.path.join('.') || 'response'}: ${issue?.message ?? 'rejected'}`);
