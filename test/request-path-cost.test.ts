@@ -284,7 +284,7 @@ test('a plain GET is one frame each way, no capnweb message and no supervisor ro
   );
 });
 
-test('a 64 KiB body each way is one write each way, moves into the isolate without a copy by isolated-vm, leaves it copied once, and is copied once on each side', async () => {
+test("a 64 KiB body each way is one write each way, moves into the isolate without a copy by isolated-vm, is copied there once (the Response's copy, which leaves it moved: answer-move.test.ts), and is copied once on each side", async () => {
   // In the pieces it arrived in: sent as they are, never joined in ingress.
   const pieces = [new Uint8Array(20_000).fill(7), new Uint8Array(64 * 1024 - 20_000).fill(8)];
   const cost = await perRequest('POST', pieces);

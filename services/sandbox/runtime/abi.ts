@@ -53,8 +53,8 @@ export interface HostCallbacks {
   unit(name: string): UnitRef | null;
   /**
    * Answers to requests of batches (see Entry.runBatch): each four arguments, `seq, head, body, ended`.
-   * A body over a few KiB is an isolated-vm ExternalCopy the isolate made of the bytes (BodyCopy): only
-   * its handle crosses, and the host takes the bytes over without copying them again (a callback's
+   * A body over a few KiB is an isolated-vm ExternalCopy the isolate moved the bytes' buffer into (BodyCopy):
+   * only its handle crosses, and the host takes the bytes over without copying them (a callback's
    * ArrayBuffer argument is serialised, then copied once more into the host's heap: kept for small ones).
    */
   done(...answers: (number | string | BodyCopy | ArrayBuffer | null | boolean)[]): void;
@@ -186,7 +186,7 @@ export const REFERENCE_GLOBALS = {
   crypto: '__cordonCrypto',
 } as const satisfies { [K in keyof HostReferences]: `__cordon${Capitalize<K>}` };
 
-/** Bytes the isolate copied out of its heap once (isolated-vm's ExternalCopy, BODY_COPY_GLOBAL's class); the host takes them over. */
+/** Bytes the isolate moved out of its heap (isolated-vm's ExternalCopy, BODY_COPY_GLOBAL's class); the host takes them over. */
 export interface BodyCopy {
   release(): void;
 }

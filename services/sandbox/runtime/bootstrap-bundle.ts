@@ -453,7 +453,7 @@ const WARMUP = `{
   Body.check(own);
   Headers.raw(own.headers);
   Body.takeStream(own);
-  Body.read(own).then((bytes) => Body.takeOwn(own, bytes));
+  Body.read(own).then((bytes) => Body.takeOut(own, bytes));
   new globalThis.${LIBS_GLOBAL}.capnweb.RpcTarget();
 }`;
 

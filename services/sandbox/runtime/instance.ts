@@ -130,8 +130,8 @@ const MAX_BATCH = 32;
 type Answer = [string, ArrayBuffer | null, boolean?];
 
 /**
- * An answer's body as the isolate hands it over (abi.ts BodyCopy): the bytes it copied out of its heap,
- * taken over here without another copy. Anything else is passed on as it came, and a copy that cannot be
+ * An answer's body as the isolate hands it over (abi.ts BodyCopy): the bytes it moved out of its heap,
+ * taken over here without a copy. Anything else is passed on as it came, and a copy that cannot be
  * taken becomes undefined: readResponse refuses both as a body that did not arrive as bytes.
  */
 function takeBody(body: unknown): unknown {

@@ -13,6 +13,8 @@ import { decodeForm, encodeMultipart, FormData } from './form-data.ts';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const U8 = Uint8Array;
+/** What a body sent out holds instead of its bytes (Body.takeOut). */
+const EMPTY = new U8(0);
 const apply = Reflect.apply;
 const abByteLength = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength')!.get!;
 const TypedArrayProto = Object.getPrototypeOf(U8.prototype) as object;
@@ -213,11 +215,14 @@ export abstract class Body {
     return b.#stream;
   }
   /**
-   * For the runtime, after read(): whether `bytes` are this body's own and the whole of their buffer, which
-   * may then be handed on as it is. They stop being its own: the body is shared with what took them.
+   * For the runtime sending a response out, after read(): the body is used from now on, as workerd's is
+   * once a handler returned it (reading or cloning it throws). Whether `bytes` were its own and the whole
+   * of their buffer, which the caller then holds alone and may move out of the isolate.
    */
-  static takeOwn(b: Body, bytes: Uint8Array): boolean {
-    if (!b.#own || b.#bytes !== bytes || !whole(bytes)) return false;
+  static takeOut(b: Body, bytes: Uint8Array): boolean {
+    b.#used = true;
+    if (b.#bytes === bytes) b.#bytes = EMPTY;
+    if (!b.#own || !whole(bytes)) return false;
     b.#own = false;
     return true;
   }

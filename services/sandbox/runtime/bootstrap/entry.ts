@@ -18,7 +18,7 @@ import { codec, makeEnv, type EnvDeps } from './env.ts';
 import { entrypointFetch, entrypointFor, Pipes, type EntrypointContext } from './workers-rpc.ts';
 import { RpcTarget } from './capnweb.ts';
 import { makeExports } from './entrypoints.ts';
-import { cancelAllStreams, errorText, fail, serialize, streamsOpen, thrown } from './response-out.ts';
+import { cancelAllStreams, errorText, fail, MOVE_OUT, serialize, streamsOpen, thrown } from './response-out.ts';
 import { requestEpoch, requests, type Handler, type HandlerClass } from './request-state.ts';
 import { asyncHooks, enterRoot } from './async-context.ts';
 import type { SyncSubtle } from './subtle.ts';
@@ -62,6 +62,7 @@ export interface RequestPathDeps {
   /** isolated-vm's ExternalCopy: an answer's body leaves the isolate as one (abi.ts BodyCopy). */
   BodyCopyCtor: new (
     bytes: ArrayBuffer,
+    options: typeof MOVE_OUT,
   ) => BodyCopy;
   options: BootOptions;
   timers: Timers;
@@ -302,12 +303,13 @@ export function makeRequestPath({
   };
   function ready(seq: number, head: string, body: ArrayBuffer | null, ended: boolean): void {
     const n = answers.length;
-    // Copied out of the heap here, once; only the copy's handle crosses with the call (not the bytes, serialised, then copied again).
+    // The body's buffer is the runtime's alone (serialize): moved out of the heap here, not copied; only the
+    // copy's handle crosses with the call (not the bytes, serialised, then copied again).
     // A small body crosses in the call itself: a handle costs more than copying a few bytes twice.
     let copy: BodyCopy | ArrayBuffer | null = body;
     if (body !== null && apply(abByteLength, body, []) > INLINE_BODY) {
       try {
-        copy = new BodyCopyCtor(body);
+        copy = new BodyCopyCtor(body, MOVE_OUT);
         defineProperty(copies, copies.length, { value: copy, writable: true, enumerable: true, configurable: true });
       } catch (e) {
         [head, copy] = fail('exception', errorText(e));

@@ -88,10 +88,10 @@ const cryptoRef = take(REFERENCE_GLOBALS.crypto) as IsolateRef<HostReferences['c
 const bodyRef = take(REFERENCE_GLOBALS.bodyPull) as IsolateRef<HostReferences['bodyPull']>;
 const options = JSON.parse(take(OPTIONS_GLOBAL) as string) as BootOptions;
 // isolated-vm's ExternalCopy class, taken from an empty copy the host set (released at once): kept in
-// this closure, for answers' bodies to leave the isolate copied once (abi.ts BodyCopy). No copy nor the
+// this closure, for answers' bodies to leave the isolate moved, not copied (abi.ts BodyCopy). No copy nor the
 // class is reachable from tenant code, which therefore cannot patch its prototype (release is captured too).
 const bodyCopySample = take(BODY_COPY_GLOBAL) as BodyCopy;
-const BodyCopyCtor = Object.getPrototypeOf(bodyCopySample).constructor as new (bytes: ArrayBuffer) => BodyCopy;
+const BodyCopyCtor = Object.getPrototypeOf(bodyCopySample).constructor as new (bytes: ArrayBuffer, options: { transferOut: true }) => BodyCopy;
 bodyCopySample.release();
 
 // Used after tenant code has run (callCapAsync): captured before it can patch it.

@@ -24,7 +24,7 @@ const promiseThen = Promise.prototype.then;
 const MathMin = Math.min;
 const checkBody = Body.check;
 const readBody = Body.read;
-const takeOwn = Body.takeOwn;
+const takeOut = Body.takeOut;
 const takeStream = Body.takeStream;
 const rawHeaders = Headers.raw;
 const StringCtor = String;
@@ -112,15 +112,16 @@ export async function serialize(response: unknown, seq: number, limits: Limits):
   }
   try {
     if (bytes === null) return [head, null];
+    const own = takeOut(r, bytes);
     const length = apply(taByteLength, bytes, []) as number;
     // Over what crosses to the host at once, the body goes out in pieces as the host pulls them.
     if (length > limits.maxBody) {
       outgoing.set(seq, pieces(bytes, length, limits.maxBody));
       return ['~' + head, null];
     }
-    // Bytes the response owns whole (its BodyInit was copied in) go as they are: the host's callback
-    // copies them out, and the tenant holds no reference to them to change them meanwhile.
-    if (takeOwn(r, bytes)) return [head, apply(taBuffer, bytes, []) as ArrayBuffer];
+    // Bytes the response owned whole (its BodyInit was copied in) go as they are, as does a copy made
+    // here: the answer's buffer is the runtime's alone, and leaves the isolate moved, not copied (entry.ts ready).
+    if (own) return [head, apply(taBuffer, bytes, []) as ArrayBuffer];
     const out = new AB(length);
     apply(taSet, new U8(out), [bytes]);
     return [head, out];
@@ -219,7 +220,7 @@ export async function pull(seq: number, into: ArrayBuffer, BodyCopyCtor: BodyCop
 
 /** isolated-vm's ExternalCopy, as pull uses it (abi.ts BodyCopy). */
 export type BodyCopyClass = new (bytes: Uint8Array, options: { transferOut: true }) => BodyCopy;
-const MOVE_OUT = Object.freeze({ __proto__: null, transferOut: true }) as { transferOut: true };
+export const MOVE_OUT = Object.freeze({ __proto__: null, transferOut: true }) as { transferOut: true };
 
 /** `read`'s result if it succeeds within READY_TURNS microtask turns, else undefined (it may still settle later). */
 async function readySoon(read: Promise<ReadResult>): Promise<ReadResult | undefined> {
