@@ -11,6 +11,7 @@
  */
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { processAlive } from './process-alive.ts';
 
 export type CeilingKind = 'cgroup2' | 'cgroup1';
 /** Where sandbox cgroups can be made, or why they cannot. */
@@ -99,15 +100,6 @@ export function inCgroup(procs: string, command: string, args: string[]): [strin
   return ['/bin/sh', ['-c', 'echo $$ > "$0" && exec "$@"', procs, command, ...args]];
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Removes a cgroup directory and the (empty) cgroups under it; cgroup files go with their directory. */
 function removeTree(dir: string): void {
   for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) removeTree(join(dir, entry.name));
@@ -134,7 +126,7 @@ export class MemoryCeilings {
     // Groups left by a launcher that did not stop cleanly (and whose processes are gone).
     for (const entry of readdirSync(parent)) {
       const pid = /^cordon-(\d+)(?:-launcher)?$/.exec(entry)?.[1];
-      if (pid && Number(pid) !== process.pid && !alive(Number(pid))) {
+      if (pid && Number(pid) !== process.pid && !processAlive(Number(pid))) {
         try {
           removeTree(join(parent, entry));
         } catch {

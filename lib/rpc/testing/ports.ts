@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processAlive } from '../../process-alive.ts';
 
 /**
  * A free TCP port on loopback, picked below Linux's ephemeral range (32768 and up): a port the
@@ -52,18 +53,9 @@ function reserve(port: number): boolean {
     try {
       owner = Number(readFileSync(file, 'utf8')) || 0;
     } catch {}
-    if (owner && !alive(owner)) rmSync(file, { force: true });
+    if (owner && !processAlive(owner)) rmSync(file, { force: true });
     return false;
   }
   reserved.add(port);
   return true;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
