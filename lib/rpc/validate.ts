@@ -20,8 +20,8 @@ export class ValidationError extends CordonError {
  * request (megamorphic loads in its shared parse functions, an issue list and a copy per object). An
  * acceptor returns the value zod would for the inputs it is sure of, and undefined for anything else,
  * which zod then decides and words the error for. It must never accept what zod refuses, nor return
- * other than zod would: validate-fast.test.ts holds each one to its schema, over valid inputs and their
- * mutations.
+ * other than zod would: test/schema-acceptors.test.ts holds each one to its schema, over valid inputs
+ * and their mutations.
  */
 const acceptors = new WeakMap<z.ZodType, (value: unknown) => unknown>();
 
