@@ -46,6 +46,11 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
       else mesh.env.CORDON_TOKEN = saved;
     }
   };
+  /** `runAs`, which must succeed: otherwise the command's stderr says why. */
+  const runAsOk = async (tok: string, args: string[]) => {
+    const r = await runAs(tok, args);
+    assert.equal(r.code, 0, `cordon ${args.join(' ')}: ${r.stderr}`);
+  };
   const cordonOf = async (id: string) => new RegExp(`^${id}\\t[0-9a-f]{12}\\t(\\S+)`, 'm').exec((await mesh.cli(['workers'])).stdout)?.[1];
   // Tenant-bound tokens route only on hosts the operator assigned their tenant (evil.example, granted.example).
   const hostOf = (route: string) => (route.startsWith('evil/') ? 'evil.example' : route.startsWith('granted/') ? 'granted.example' : '127.0.0.1');
@@ -157,7 +162,7 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
     assert.match(refused.stderr, /403 tenant evil may not use cordon standard \(it may use: untrusted\)/);
     assert.equal(await cordonOf('evil/climber'), undefined, 'nothing was stored');
     // Without --cordon, the tenant's own: the least trusted.
-    assert.equal((await runAs(deployToken, ['deploy', 'examples/hello/index.ts', '--name', 'climber'])).code, 0);
+    await runAsOk(deployToken, ['deploy', 'examples/hello/index.ts', '--name', 'climber']);
     assert.equal(await cordonOf('evil/climber'), 'untrusted');
     // A tenant-bound admin cannot grant itself more.
     const self = await call(tenantAdmin, 'PUT', '/v1/tenants/evil/cordons', { cordons: ['standard', 'untrusted'] });
@@ -167,7 +172,7 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
     const grant = await mesh.cli(['cordons', 'evil', '--allow', 'standard', '--allow', 'untrusted']);
     assert.equal(grant.code, 0, grant.stderr);
     assert.equal(grant.stdout, 'evil\tstandard,untrusted\n');
-    assert.equal((await runAs(deployToken, ['deploy', 'examples/hello/index.ts', '--name', 'climber', '--cordon', 'standard'])).code, 0);
+    await runAsOk(deployToken, ['deploy', 'examples/hello/index.ts', '--name', 'climber', '--cordon', 'standard']);
     assert.equal(await cordonOf('evil/climber'), 'standard');
     assert.equal((await call(root(), 'PUT', '/v1/tenants/evil/cordons', { cordons: ['q-000000000000'] })).status, 400, 'only configured cordons');
     assert.match((await mesh.cli(['audit', 'tail', '--limit', '500'])).stdout, /tenant\.cordons\tevil\tok\t\{"cordons":\["standard","untrusted"\]\}/);
@@ -209,7 +214,7 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
       async () => ((await get('evil/two?op=list')).status === 200 && mesh.servicePids().has(`sandbox:${q}`)) || undefined,
     );
     // Other code of the tenant is not held by this.
-    assert.equal((await runAs(deployToken, ['deploy', 'examples/hello/index.ts', '--name', 'other'])).code, 0);
+    await runAsOk(deployToken, ['deploy', 'examples/hello/index.ts', '--name', 'other']);
     assert.equal(await cordonOf('evil/other'), 'untrusted');
 
     // The whole tenant: only the operator may hold it or let it go.
@@ -220,7 +225,7 @@ describe('tenant privileges: private origins, cordons, quarantine', () => {
     const tq = /in (q-[0-9a-f]{12})/.exec(held.stdout)![1]!;
     assert.equal(await cordonOf('evil/other'), tq);
     assert.equal(await cordonOf('evil/snoop'), q, 'a worker already held stays where it is');
-    assert.equal((await runAs(deployToken, ['deploy', 'examples/echo/index.ts', '--name', 'fresh'])).code, 0);
+    await runAsOk(deployToken, ['deploy', 'examples/echo/index.ts', '--name', 'fresh']);
     assert.equal(await cordonOf('evil/fresh'), tq, 'new code of a held tenant is held too');
     assert.match((await mesh.cli(['quarantine', 'list'])).stdout, new RegExp(`^tenant evil\\t${tq}\\t.*abuse report`, 'm'));
     assert.equal(await cordonOf('good/hello'), 'standard', 'the bystander is not touched');
