@@ -1,6 +1,6 @@
 /** HTTP messages as they cross service boundaries (ingress → sandbox, sandbox → egress). */
 import { z } from 'zod';
-import { bytes, withAcceptor } from '../lib/rpc/validate.ts';
+import { bytes, plainObject, withAcceptor } from '../lib/rpc/validate.ts';
 
 import { MAX_BODY, MAX_HEADER_BYTES, MAX_HEADER_NAME, MAX_HEADERS, MAX_METHOD, MAX_URL } from './http-limits.ts';
 
@@ -66,16 +66,11 @@ const RequestMeta = z.object({
 });
 export const WireRequest = withAcceptor(RequestMeta, acceptRequest);
 
-/** A plain object (not an array, not of a class): what the acceptors below take, leaving anything else to zod. */
-function plain(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
-}
-
 const shortString = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
 
 /** WireRequest's acceptor (lib/rpc/validate.ts withAcceptor): the request as zod would give it back, or undefined. */
 function acceptRequest(v: unknown): z.output<typeof RequestMeta> | undefined {
-  if (!plain(v)) return undefined;
+  if (!plainObject(v)) return undefined;
   const { method, url, headers, body, cf } = v;
   if (!shortString(method, MAX_METHOD) || !METHOD.test(method)) return undefined;
   if (!shortString(url, MAX_URL) || !ABSOLUTE_HTTP.test(url)) return undefined;
@@ -90,7 +85,7 @@ function acceptRequest(v: unknown): z.output<typeof RequestMeta> | undefined {
 const CF_MAX: Record<string, number> = { colo: 16, httpProtocol: 16, tlsVersion: 16, tlsCipher: 128, clientAcceptEncoding: 1024 };
 
 function acceptCf(v: unknown): CfProperties | undefined {
-  if (!plain(v)) return undefined;
+  if (!plainObject(v)) return undefined;
   const out: Record<string, string> = {};
   for (const key of Object.keys(v)) {
     const value = v[key]; // read once: a getter may answer differently the next time
@@ -137,7 +132,7 @@ export const WireResponseHead = withAcceptor(WireResponse.pick({ status: true, s
  * is zod's to check).
  */
 export function acceptHead(v: unknown, minStatus: number): Pick<WireResponse, 'status' | 'statusText' | 'headers'> | undefined {
-  if (!plain(v)) return undefined;
+  if (!plainObject(v)) return undefined;
   const { status, statusText, headers } = v;
   if (typeof status !== 'number' || !Number.isInteger(status) || status < minStatus || status > 599) return undefined;
   if (!shortString(statusText, 256) || !FIELD_TEXT.test(statusText)) return undefined;

@@ -1,6 +1,6 @@
 /** Workers as the supervisor stores them and hands them to a sandbox. */
 import { z } from 'zod';
-import { withAcceptor } from '../lib/rpc/validate.ts';
+import { plainObject, withAcceptor } from '../lib/rpc/validate.ts';
 import { ClassName, WorkflowName, type WorkflowDecl } from './workflows.ts';
 import { ServiceBindingFields } from './service-bindings.ts';
 import { DurableObjectBinding } from './durable-objects.ts';
@@ -212,8 +212,8 @@ export const WorkerTarget = withAcceptor(Target, acceptTarget);
 
 /** WorkerTarget's acceptor (lib/rpc/validate.ts withAcceptor): the target as zod would give it back, or undefined. */
 function acceptTarget(v: unknown): z.output<typeof Target> | undefined {
-  if (typeof v !== 'object' || v === null || Object.getPrototypeOf(v) !== Object.prototype) return undefined;
-  const { workerId, version, codeKey } = v as Record<string, unknown>;
+  if (!plainObject(v)) return undefined;
+  const { workerId, version, codeKey } = v;
   if (typeof workerId !== 'string' || workerId.length > 130) return undefined;
   if (typeof version !== 'string' || !VERSION.test(version) || typeof codeKey !== 'string' || !CODE_KEY.test(codeKey)) return undefined;
   return { workerId, version, codeKey };

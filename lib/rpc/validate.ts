@@ -25,6 +25,11 @@ export class ValidationError extends CordonError {
  */
 const acceptors = new WeakMap<z.ZodType, (value: unknown) => unknown>();
 
+/** A plain object (not an array, not of a class): what acceptors take, leaving anything else to zod. */
+export function plainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
+}
+
 /** `schema`, with `accept` tried before it by `check` and `safeCheck`. */
 export function withAcceptor<S extends z.ZodType>(schema: S, accept: (value: unknown) => z.output<S> | undefined): S {
   acceptors.set(schema, accept);

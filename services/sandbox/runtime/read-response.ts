@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { acceptHead, Headers as WireHeaders, MAX_BODY, StatusText, type WireResponse } from '../../../schemas/http.ts';
-import { safeCheck, withAcceptor } from '../../../lib/rpc/validate.ts';
+import { plainObject, safeCheck, withAcceptor } from '../../../lib/rpc/validate.ts';
 import { SocketId } from '../../../schemas/durable-objects.ts';
 import { tenantStack, WorkerError } from './errors.ts';
 import { soleBytes } from './sole-bytes.ts';
@@ -38,7 +38,7 @@ export const Head = withAcceptor(
       'status 101 comes with a webSocket, and only then',
     ),
   // A head without a WebSocket; one with is zod's to check.
-  (v) => (typeof v === 'object' && v !== null && !('webSocket' in v) ? acceptHead(v, 200) : undefined),
+  (v) => (plainObject(v) && !('webSocket' in v) ? acceptHead(v, 200) : undefined),
 );
 
 /** The head and body of an answer ('!' + a failure, or a head), as a response or a WorkerError. */
