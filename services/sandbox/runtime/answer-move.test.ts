@@ -62,3 +62,39 @@ test('a response is used once returned, as in workerd: reading or cloning it lat
     w.dispose();
   }
 });
+
+test('a worker that keeps what it gave its Response cannot reach the bytes that left: the client gets them as returned, a neighbour its own', async () => {
+  // The worker rewrites its own buffer right after making the Response and again after returning it, and
+  // tries to read the returned body back: the answer that left is the Response's copy, moved, and whole.
+  const attacker = await WorkerInstance.create(
+    worker(`let kept;
+      export default { fetch(req, env, ctx) {
+        const mine = new Uint8Array(${64 * 1024}).fill(1);
+        kept = new Response(mine);
+        mine.fill(2);
+        ctx.waitUntil(Promise.resolve().then(async () => { mine.fill(3); try { new Uint8Array(await kept.arrayBuffer()).fill(4); } catch {} }));
+        return kept;
+      } }`),
+    fail,
+  );
+  const neighbour = await WorkerInstance.create(worker(`export default { fetch() { return new Response(new Uint8Array(${64 * 1024}).fill(9)) } }`), fail);
+  try {
+    for (let i = 0; i < 4; i++) {
+      const [a, b] = await Promise.all([attacker.handle(GET, { log() {} }), neighbour.handle(GET, { log() {} })]);
+      assert.equal(a.body!.byteLength, 64 * 1024);
+      assert.ok(
+        a.body!.every((x) => x === 1),
+        'the bytes the Response was made of',
+      );
+      assert.ok(
+        b.body!.every((x) => x === 9),
+        "the neighbour's own",
+      );
+      freeSole(a.body!);
+      freeSole(b.body!);
+    }
+  } finally {
+    attacker.dispose();
+    neighbour.dispose();
+  }
+});
