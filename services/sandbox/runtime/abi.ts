@@ -13,11 +13,13 @@ import type * as idna from './bootstrap/idna.ts';
 import type * as capnweb from './bootstrap/capnweb.ts';
 import type * as digest from './bootstrap/digest-stream.ts';
 import type * as units from './bootstrap/units.ts';
+import type * as streams from './bootstrap/streams.ts';
 import type * as rpcUnit from './bootstrap/rpc-unit.ts';
 import type * as hashesUnit from './bootstrap/hashes-unit.ts';
 import type * as fflateUnit from './bootstrap/fflate-unit.ts';
 import type * as multibyteUnit from './bootstrap/multibyte-unit.ts';
 import type * as urlpatternUnit from './bootstrap/urlpattern-unit.ts';
+import type * as streamsUnit from './bootstrap/streams-unit.ts';
 import type * as rpcClone from './bootstrap/rpc-clone.ts';
 import type { NodeCryptoCall, NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
@@ -345,6 +347,7 @@ export interface SnapshotLibs {
   capnweb: typeof capnweb;
   digest: typeof digest;
   units: typeof units;
+  streams: typeof streams;
 }
 /** Their files, relative to bootstrap/. */
 export const SNAPSHOT_MODULES = {
@@ -355,6 +358,7 @@ export const SNAPSHOT_MODULES = {
   capnweb: './capnweb.ts',
   digest: './digest-stream.ts',
   units: './units.ts',
+  streams: './streams.ts',
 } as const satisfies { [K in keyof SnapshotLibs]: `./${string}.ts` };
 /** Snapshot modules imported for their effect only: nothing of them is evaluated again in the init half. */
 export const SNAPSHOT_EFFECTS = ['./install-encoding.ts'] as const;
@@ -370,6 +374,7 @@ export interface LazyUnits {
   fflate: typeof fflateUnit;
   multibyte: typeof multibyteUnit;
   urlpattern: typeof urlpatternUnit;
+  streams: typeof streamsUnit;
 }
 /** Their entry files, relative to bootstrap/. */
 export const LAZY_UNITS = {
@@ -378,6 +383,7 @@ export const LAZY_UNITS = {
   fflate: './fflate-unit.ts',
   multibyte: './multibyte-unit.ts',
   urlpattern: './urlpattern-unit.ts',
+  streams: './streams-unit.ts',
 } as const satisfies { [K in keyof LazyUnits]: `./${string}.ts` };
 /**
  * What a unit's factory is given: the snapshot's library objects, and the init half's modules a unit

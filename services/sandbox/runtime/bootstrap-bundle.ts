@@ -9,7 +9,7 @@
 import { build, stop, type Plugin } from 'esbuild';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ivm from 'isolated-vm';
 import * as encoding from './bootstrap/encoding.ts';
@@ -19,6 +19,7 @@ import * as idna from './bootstrap/idna.ts';
 import * as capnweb from './bootstrap/capnweb.ts';
 import * as digest from './bootstrap/digest-stream.ts';
 import * as units from './bootstrap/units.ts';
+import * as streams from './bootstrap/streams.ts';
 import * as rpcClone from './bootstrap/rpc-clone.ts';
 import {
   LAZY_UNITS,
@@ -34,7 +35,7 @@ import {
 
 const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
 // The same modules the snapshot evaluates (bootstrap/libs.ts): their export names, by file.
-const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb, digest, units };
+const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb, digest, units, streams };
 const FROM_SNAPSHOT = new Map<string, string[]>([
   ...Object.entries(SNAPSHOT_MODULES).map(
     ([lib, file]) => [file, Object.keys(libs[lib as keyof SnapshotLibs]).map((k) => `${lib}.${k}`)] as [string, string[]],
@@ -362,6 +363,11 @@ const capnwebClones: Plugin = {
           1,
         ],
         ['let RpcTarget$1 = workersModule ? workersModule.RpcTarget : class {};', 'let RpcTarget$1 = __RpcTarget;', 1],
+        // The streams are loaded on first use (streams.ts): a value is a stream only once they are, and
+        // telling what a value is must not load them.
+        ['case WritableStream.prototype: return "writable";', 'case __loadedStreams()?.WritableStream.prototype: return "writable";', 1],
+        ['case ReadableStream.prototype: return "readable";', 'case __loadedStreams()?.ReadableStream.prototype: return "readable";', 1],
+        ['instanceof ReadableStream', 'instanceof __streamClassOrNone("ReadableStream")', 4],
         ['const AsyncFunction = (async function() {}).constructor;', 'const AsyncFunction = { prototype: Object.getPrototypeOf(async function() {}) };', 1],
         ['let BUFFER_PROTOTYPE = typeof Buffer !== "undefined" ? Buffer.prototype : void 0;', 'let BUFFER_PROTOTYPE = void 0;', 1],
         ['b64 = b64.replace(/=+$/, "");', 'for (let end = b64.length; ; end--) if (b64[end - 1] !== "=") { b64 = b64.slice(0, end); break; }', 1],
@@ -383,9 +389,40 @@ const capnwebClones: Plugin = {
         contents = contents.replaceAll(from, to);
       }
       return {
-        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone, takeBodyBytes as __takeBodyBytes } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\n${contents}`,
+        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone, takeBodyBytes as __takeBodyBytes } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\nimport { loadedStreams as __loadedStreams, streamClassOrNone as __streamClassOrNone } from './streams.ts';\n${contents}`,
         loader: 'js',
       };
+    });
+  },
+};
+
+/**
+ * The streams polyfill (the `streams` unit) loads after tenant code may have run: what it reads of the
+ * built-ins once, as it loads, and keeps, it is given from the snapshot instead (streams.ts PINNED), by
+ * these exact edits, so a worker that replaces them first does not steer its streams.
+ */
+const streamsPinned: Plugin = {
+  name: 'cordon-streams-pinned',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]web-streams-polyfill[\\/]dist[\\/]ponyfill\.mjs$/ }, async (args) => {
+      let contents = await readFile(args.path, 'utf8');
+      const edits: [string, string][] = [
+        [
+          'const n=Promise,i=Promise.resolve.bind(n),a=Promise.prototype.then,s=Promise.reject.bind(n)',
+          'const n=__pinned.Promise,i=__pinned.resolve,a=__pinned.promiseThen,s=__pinned.reject',
+        ],
+        ['Number.isFinite||', '__pinned.isFinite||'],
+        ['Math.trunc||', '__pinned.trunc||'],
+        ['Number.isNaN||', '__pinned.isNaN||'],
+        ['(ie=Symbol.asyncIterator)', '(ie=__pinned.asyncIterator)'],
+        ['null==dr?void 0:dr.DOMException', '__pinned.DOMException'],
+      ];
+      for (const [from, to] of edits) {
+        if (contents.split(from).length !== 2)
+          return { errors: [{ text: `${args.path}: web-streams-polyfill changed; bootstrap-bundle.ts (streamsPinned) must be updated` }] };
+        contents = contents.replace(from, to);
+      }
+      return { contents: `import { PINNED as __pinned } from './streams.ts';\n${contents}`, loader: 'js' };
     });
   },
 };
@@ -404,6 +441,21 @@ const noSchemaLibrary: Plugin = {
   },
 };
 
+/**
+ * The streams polyfill is a lazy unit (streams-unit.ts) and nothing else may bundle it: a value import of
+ * it from a bootstrap module would put a second copy in every isolate, whose streams the first's do not know.
+ */
+const streamsOnlyInTheirUnit: Plugin = {
+  name: 'cordon-streams-only-in-their-unit',
+  setup(build) {
+    build.onResolve({ filter: /^web-streams-polyfill(\/|$)/ }, (args) =>
+      args.importer.endsWith(`${sep}streams-unit.ts`)
+        ? undefined
+        : { errors: [{ text: `${args.importer} imports web-streams-polyfill: use streams() or loadedStreams() from streams.ts` }] },
+    );
+  },
+};
+
 /** `globalName`: the IIFE's exports are left in a `var` of that name (for a script run as a function body that returns it). */
 async function bundle(entry: string, plugins: Plugin[], globalName?: string): Promise<string> {
   const result = await build({
@@ -418,7 +470,7 @@ async function bundle(entry: string, plugins: Plugin[], globalName?: string): Pr
     legalComments: 'none',
     minifyWhitespace: true,
     logLevel: 'silent',
-    plugins: [noSchemaLibrary, ...plugins],
+    plugins: [noSchemaLibrary, streamsOnlyInTheirUnit, ...plugins],
     // Strict mode for all of it: no sloppy-mode frame hands its function to a tenant's
     // Error.prepareStackTrace (CallSite.getFunction()).
     banner: { js: '"use strict";' },
@@ -488,7 +540,7 @@ export interface Unit {
 
 /** A lazy unit's script: a function expression taking the snapshot's library objects and returning the unit's exports. */
 async function unitScript(entry: string): Promise<string> {
-  const iife = await bundle(entry.slice(2), [fromSnapshot(LIBS_GLOBAL, FOR_UNITS), capnwebClones, multibyteUnit, urlpatternCallbacks], 'unit');
+  const iife = await bundle(entry.slice(2), [fromSnapshot(LIBS_GLOBAL, FOR_UNITS), capnwebClones, multibyteUnit, urlpatternCallbacks, streamsPinned], 'unit');
   return `(function (${LIBS_GLOBAL}) {\n${iife}\nreturn unit;\n})`;
 }
 

@@ -5,7 +5,7 @@
  * per call.
  */
 import { Request, Response } from './fetch-api.ts';
-import * as web from './web-globals.ts';
+import { streams } from './streams.ts';
 import type { CallAsync } from './workflow-step.ts';
 
 const U8 = Uint8Array;
@@ -31,7 +31,7 @@ export function assetsBinding(call: CallAsync, handle: string): object {
       const hash = a.hash;
       let next = 0;
       const first = a.body;
-      body = new web.ReadableStream({
+      body = new (streams().ReadableStream)({
         type: 'bytes',
         async pull(c: ReadableByteStreamController) {
           c.enqueue(new U8(next === 0 ? first : ((await call(handle, 'part', [hash, next])) as Uint8Array)));

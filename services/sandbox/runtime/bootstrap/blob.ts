@@ -1,6 +1,7 @@
 /** Blob and File: bytes held whole (a Worker's bodies cross the isolate boundary as bytes anyway). */
 import { TextDecoder, TextEncoder } from './encoding.ts';
-import { ReadableStream } from 'web-streams-polyfill';
+import type { ReadableStream } from 'web-streams-polyfill';
+import { streams } from './streams.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -51,7 +52,7 @@ export class Blob {
   /** The bytes as one chunk (a copy: the Blob stays immutable whatever the reader does with it). */
   stream(): ReadableStream<Uint8Array> {
     const bytes = this.#bytes.slice();
-    return new ReadableStream<Uint8Array>({
+    return new (streams().ReadableStream)<Uint8Array>({
       start(controller) {
         if (bytes.byteLength > 0) controller.enqueue(bytes);
         controller.close();

@@ -1,11 +1,12 @@
 /**
  * The body of a Request or Response: known bytes (the fast path: what crosses the isolate boundary)
- * or a ReadableStream of Uint8Array (web-streams-polyfill); `body` is always a stream, made from the
- * bytes when first asked for.
+ * or a ReadableStream of Uint8Array (web-streams-polyfill, loaded on first use: streams.ts); `body` is
+ * always a stream, made from the bytes when first asked for.
  */
 import { TextDecoder, TextEncoder } from './encoding.ts';
 import { URLSearchParams } from 'whatwg-url';
-import { ReadableStream } from 'web-streams-polyfill';
+import type { ReadableStream } from 'web-streams-polyfill';
+import { streamClassOrNone, streams } from './streams.ts';
 import type { Headers } from './headers.ts';
 import { Blob, concat } from './blob.ts';
 import { decodeForm, encodeMultipart, FormData } from './form-data.ts';
@@ -64,11 +65,11 @@ function disturbed(stream: ReadableStream<Uint8Array>): boolean {
 }
 
 export function toSource(body: BodyInit, headers: Headers): Source {
-  if (body instanceof ReadableStream) {
+  if (body instanceof streamClassOrNone('ReadableStream')) {
     if (body.locked || disturbed(body)) throw new TypeError('The body stream is locked or has already been read from');
     return { stream: body };
   }
-  const bytes = toBytes(body, headers);
+  const bytes = toBytes(body as Exclude<BodyInit, ReadableStream>, headers);
   return bytes === null ? null : { bytes, own: true };
 }
 
@@ -140,7 +141,7 @@ export abstract class Body {
     if (this.#stream === null && this.#bytes !== null) {
       const bytes = this.#bytes;
       // A byte stream, as the standard's body is, so a BYOB reader can read it.
-      this.#stream = new ReadableStream({
+      this.#stream = new (streams().ReadableStream)({
         type: 'bytes',
         start(controller) {
           if (bytes.byteLength) controller.enqueue(bytes.slice());
@@ -227,6 +228,10 @@ export abstract class Body {
     return true;
   }
   /** For the runtime: whether `b` is a body held as bytes (not yet a stream); false for anything else. */
+  /** Whether `b` has no body (Fetch's null body), asked without making its stream as `body` would. */
+  static isNull(b: Body): boolean {
+    return b.#bytes === null && b.#stream === null;
+  }
   static holdsBytes(b: unknown): boolean {
     return typeof b === 'object' && b !== null && #bytes in b && b.#bytes !== null;
   }

@@ -3,7 +3,8 @@
  * TextDecoderStream (every encoding TextDecoder has), IdentityTransformStream (bytes through
  * unchanged) and FixedLengthStream (the same, refusing any other total than the one it was given).
  */
-import { TransformStream, type ReadableStream, type Transformer, type WritableStream } from 'web-streams-polyfill';
+import type { ReadableStream, Transformer, WritableStream } from 'web-streams-polyfill';
+import { streams } from './streams.ts';
 
 type BufferSource = ArrayBuffer | ArrayBufferView;
 import { TextDecoder, TextEncoder } from './encoding.ts';
@@ -29,7 +30,7 @@ class Pair<I, O> {
   readonly readable: ReadableStream<O>;
   readonly writable: WritableStream<I>;
   constructor(transformer: Transformer<I, O>) {
-    const t = new TransformStream<I, O>(transformer);
+    const t = new (streams().TransformStream)<I, O>(transformer);
     this.readable = t.readable;
     this.writable = t.writable;
   }

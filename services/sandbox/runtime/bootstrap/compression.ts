@@ -10,7 +10,8 @@
  * (de)compression, counted against that worker's memory. A worker that replaces the global typed-array
  * constructors before that first use breaks its own compression, nothing else.
  */
-import { ReadableStream, WritableStream, type ReadableStreamDefaultController } from 'web-streams-polyfill';
+import type { ReadableStream, ReadableStreamDefaultController, WritableStream } from 'web-streams-polyfill';
+import { streams } from './streams.ts';
 import { bytesOf } from './byte-streams.ts';
 import { unit } from './units.ts';
 import type { LazyUnits } from '../abi.ts';
@@ -132,6 +133,7 @@ function codecStream(
       throw err;
     }
   };
+  const { ReadableStream, WritableStream } = streams();
   const readable = new ReadableStream<Uint8Array>(
     {
       start(controller) {

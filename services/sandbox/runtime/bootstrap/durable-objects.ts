@@ -32,6 +32,7 @@ const PromiseCtor = Promise;
 const rawHeaders = Headers.raw;
 const readBody = Body.read;
 const checkBody = Body.check;
+const isNullBody = Body.isNull;
 const freeze = Object.freeze;
 const ObjectProto = Object.prototype;
 const getProto = Object.getPrototypeOf;
@@ -110,7 +111,7 @@ export function objectStub(
     ...fields,
     async fetch(input: unknown, init?: unknown): Promise<Response> {
       const req = new Request(input as string, init as undefined);
-      const body = req.body === null ? null : new Uint8Array(await req.arrayBuffer());
+      const body = isNullBody(req) ? null : new Uint8Array(await req.arrayBuffer());
       const r = (await call('fetch', 'fetch', encodeValue({ method: req.method, url: req.url, headers: rawHeaders(req.headers), body }))) as {
         status: number;
         statusText: string;

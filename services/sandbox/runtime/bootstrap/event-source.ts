@@ -6,7 +6,9 @@
  */
 import { DOMException, TextDecoder } from './encoding.ts';
 import { URL } from './fetch-api.ts';
-import { Event, EventTarget, ReadableStream } from './web-globals.ts';
+import type { ReadableStream } from 'web-streams-polyfill';
+import { Event, EventTarget } from './web-globals.ts';
+import { streamClassOrNone } from './streams.ts';
 
 export type Fetch = (
   input: string,
@@ -113,7 +115,7 @@ export function makeEventSource(fetch: Fetch, setTimeout: SetTimeout) {
 
     /** Workers' extension: the events of a stream of bytes already at hand (no reconnection). */
     static from(stream: unknown): EventSource {
-      if (!(stream instanceof ReadableStream)) throw new TypeError('EventSource.from() takes a ReadableStream');
+      if (!(stream instanceof streamClassOrNone('ReadableStream'))) throw new TypeError('EventSource.from() takes a ReadableStream');
       const es = new EventSource('about:blank');
       es.#state = 1;
       void es.#read(stream as ReadableStream<Uint8Array>, false);

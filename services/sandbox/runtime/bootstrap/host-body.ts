@@ -3,7 +3,8 @@
  * response's. Each chunk is pulled from the host only when the worker reads (backpressure back to
  * the client or the origin); cancelling tells the host, which closes the other end.
  */
-import * as web from './web-globals.ts';
+import type { ReadableStream } from 'web-streams-polyfill';
+import { streams } from './streams.ts';
 import { requests } from './request-state.ts';
 import type { HostReferences, IsolateRef } from '../abi.ts';
 
@@ -12,9 +13,9 @@ const PromiseCtor = Promise;
 const TypeErrorCtor = TypeError;
 
 /** Body `id` pulled through `bodyRef`; `cancel` (if any) runs when the worker cancels it. */
-export function hostBody(bodyRef: IsolateRef<HostReferences['bodyPull']>, id: number, cancel?: (id: number) => void): web.ReadableStream<Uint8Array> {
+export function hostBody(bodyRef: IsolateRef<HostReferences['bodyPull']>, id: number, cancel?: (id: number) => void): ReadableStream<Uint8Array> {
   const started = requests.generation;
-  return new web.ReadableStream<Uint8Array>(
+  return new (streams().ReadableStream)<Uint8Array>(
     {
       async pull(controller) {
         let chunk: ArrayBuffer | null;

@@ -12,7 +12,7 @@
 import type { TransformStreamDefaultController } from 'web-streams-polyfill';
 import { TextDecoder, TextEncoder } from './encoding.ts';
 import { Headers, Response } from './fetch-api.ts';
-import { TransformStream } from './web-globals.ts';
+import { streams } from './streams.ts';
 import { compileOrThrow, newInstance } from './memory-charge.ts';
 
 type Handlers = Record<string, unknown>;
@@ -123,7 +123,7 @@ export class HTMLRewriter {
       rewriter?.free();
       rewriter = undefined;
     };
-    const stream = new TransformStream<Uint8Array, Uint8Array>({
+    const stream = new (streams().TransformStream)<Uint8Array, Uint8Array>({
       async transform(chunk, controller) {
         if (!(chunk instanceof Uint8Array)) throw new TypeError('HTMLRewriter: the body must give Uint8Array chunks');
         rewriter ??= open();

@@ -19,6 +19,7 @@ import { Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams 
 import { asyncCapCaller, capCaller } from './bindings.ts';
 import type { WireMessage } from './wire-codec.ts';
 import * as web from './web-globals.ts';
+import { installStreamGlobals } from './streams.ts';
 import { installClock, setClock } from './clock.ts';
 import { lockdown } from './lockdown.ts';
 import { CryptoKey } from './subtle.ts';
@@ -150,6 +151,8 @@ for (const name of Object.keys(g)) {
   const value = g[name];
   if (typeof value === 'function' && value.name !== name) Object.defineProperty(value, 'name', { value: name, configurable: true });
 }
+// The streams' globals load them on first read (streams.ts), and name themselves then.
+installStreamGlobals(g);
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capSyncRef.applySyncPromise(undefined, [handle, method, args], { arguments: { copy: true } }));

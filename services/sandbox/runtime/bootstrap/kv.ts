@@ -7,7 +7,7 @@
  */
 import { KV_LIMITS, type KvDownload } from '../../../../schemas/kv.ts';
 import { TextDecoder, TextEncoder } from './encoding.ts';
-import * as web from './web-globals.ts';
+import { streams } from './streams.ts';
 import { viewOf } from './wire-codec.ts';
 import type { CallAsync } from './workflow-step.ts';
 
@@ -52,7 +52,7 @@ async function download(call: CallAsync, handle: string, d: KvDownload, take: (p
 async function downloaded(call: CallAsync, handle: string, d: KvDownload, type: ValueType): Promise<unknown> {
   if (type === 'stream') {
     let at = 0;
-    return new web.ReadableStream({
+    return new (streams().ReadableStream)({
       type: 'bytes',
       async pull(c: ReadableByteStreamController) {
         const part = (await call(handle, 'getPart', [d.part, at])) as Uint8Array;
@@ -75,7 +75,7 @@ async function downloaded(call: CallAsync, handle: string, d: KvDownload, type: 
 function decode(bytes: Uint8Array, type: ValueType): unknown {
   if (type === 'arrayBuffer') return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
   if (type === 'stream')
-    return new web.ReadableStream({
+    return new (streams().ReadableStream)({
       type: 'bytes',
       start(c: ReadableByteStreamController) {
         if (bytes.byteLength) c.enqueue(new U8(bytes));

@@ -15,10 +15,11 @@ import * as idna from './idna.ts';
 import * as capnweb from './capnweb.ts';
 import * as digest from './digest-stream.ts';
 import * as units from './units.ts';
+import * as streams from './streams.ts';
 import { LIBS_GLOBAL, type SnapshotLibs } from '../abi.ts';
 
 const g = globalThis as Record<string, unknown>;
 if (placedSAB) delete g.SharedArrayBuffer;
-const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb, digest, units };
+const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb, digest, units, streams };
 units.keepLibs(libs);
 Object.defineProperty(globalThis, LIBS_GLOBAL, { value: libs, configurable: true, enumerable: false, writable: false });

@@ -5,8 +5,8 @@
  * resolves once egress has handed the bytes on. Arguments are checked here as workerd checks them,
  * with workerd's messages; each connect() counts as a subrequest.
  */
-import * as web from './web-globals.ts';
-import type { ReadableStreamDefaultReader } from 'web-streams-polyfill';
+import { streams } from './streams.ts';
+import type { ReadableStream, ReadableStreamDefaultReader, WritableStream } from 'web-streams-polyfill';
 import { requests } from './request-state.ts';
 import { hostBody } from './host-body.ts';
 import type { StreamedBodies } from './fetch.ts';
@@ -76,8 +76,8 @@ export interface SocketDeps {
 }
 
 export class Socket {
-  readonly readable: web.ReadableStream<Uint8Array>;
-  readonly writable: web.WritableStream<Uint8Array>;
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<Uint8Array>;
   /** As workerd's: the address connected to (not egress's own, which the worker has no business knowing). */
   readonly opened: Promise<{ remoteAddress: string }>;
   readonly closed: Promise<void>;
@@ -110,7 +110,7 @@ export class Socket {
     this.opened.catch(() => {});
     this.closed.catch(() => {});
     let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-    this.readable = new web.ReadableStream<Uint8Array>(
+    this.readable = new (streams().ReadableStream)<Uint8Array>(
       {
         pull: async (controller) => {
           const c = await connection;
@@ -128,7 +128,7 @@ export class Socket {
       },
       { highWaterMark: 0 },
     );
-    this.writable = new web.WritableStream<Uint8Array>({
+    this.writable = new (streams().WritableStream)<Uint8Array>({
       write: async (chunk: unknown) => {
         if (!isView(chunk) && !(chunk instanceof ArrayBuffer)) throw new TypeErrorCtor('A socket writes bytes: an ArrayBuffer or a view of one.');
         const bytes = isView(chunk) ? new U8(chunk.buffer, chunk.byteOffset, chunk.byteLength) : new U8(chunk as ArrayBuffer);

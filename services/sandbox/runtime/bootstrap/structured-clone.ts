@@ -11,7 +11,7 @@ import { DOMException } from './encoding.ts';
 import { isCryptoKey } from './subtle.ts';
 // From the snapshot modules, as the worker's globals are (fetch-api.ts says why).
 import { Blob, File, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
-import { ReadableStream, TransformStream, WritableStream } from './web-globals.ts';
+import { streamClassOrNone } from './streams.ts';
 
 const ERRORS: Record<string, ErrorConstructor> = {
   Error,
@@ -30,9 +30,9 @@ const PLATFORM: { name: string; is: (v: object) => boolean }[] = [
   { name: 'Headers', is: (v) => v instanceof Headers },
   { name: 'Request', is: (v) => v instanceof Request },
   { name: 'Response', is: (v) => v instanceof Response },
-  { name: 'ReadableStream', is: (v) => v instanceof ReadableStream },
-  { name: 'WritableStream', is: (v) => v instanceof WritableStream },
-  { name: 'TransformStream', is: (v) => v instanceof TransformStream },
+  { name: 'ReadableStream', is: (v) => v instanceof streamClassOrNone('ReadableStream') },
+  { name: 'WritableStream', is: (v) => v instanceof streamClassOrNone('WritableStream') },
+  { name: 'TransformStream', is: (v) => v instanceof streamClassOrNone('TransformStream') },
 ];
 
 /** The value a primitive wrapper holds, or undefined when `v` is no wrapper (a brand check, not `instanceof`). */

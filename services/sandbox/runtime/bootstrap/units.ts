@@ -30,6 +30,11 @@ export function setUnitHost(fn: HostCallbacks['unit'], own: Omit<UnitImports, ke
   imports = { ...libs, ...own };
 }
 
+/** Unit `name`'s exports if this isolate has loaded it, else undefined (nothing is loaded). */
+export function loadedUnit<K extends keyof LazyUnits>(name: K): LazyUnits[K] | undefined {
+  return loaded[name] as LazyUnits[K] | undefined;
+}
+
 /** Unit `name`'s exports, loaded into this isolate on the first call. */
 export function unit<K extends keyof LazyUnits>(name: K): LazyUnits[K] {
   let u = loaded[name] as LazyUnits[K] | undefined;

@@ -1,11 +1,10 @@
 /**
- * Event, EventTarget and the web streams from well-kept spec-conformant libraries
- * (event-target-shim, web-streams-polyfill), and AbortController/AbortSignal on top of EventTarget
- * (the only glue written here), the stream classes of Workers built on them, navigator, and URLPattern
- * (urlpattern-polyfill, loaded on first use: url-pattern.ts).
+ * Event and EventTarget from a well-kept spec-conformant library (event-target-shim), and
+ * AbortController/AbortSignal on top of EventTarget (the only glue written here), the stream classes of
+ * Workers built on the web streams (web-streams-polyfill, loaded on first use: streams.ts), navigator, and
+ * URLPattern (urlpattern-polyfill, loaded on first use: url-pattern.ts).
  */
 import { Event as ShimEvent, EventTarget as ShimEventTarget, getEventAttributeValue, setEventAttributeValue } from 'event-target-shim';
-import { ByteLengthQueuingStrategy, CountQueuingStrategy, ReadableStream, TransformStream, WritableStream } from 'web-streams-polyfill';
 import { DOMException } from './encoding.ts';
 export { CompressionStream, DecompressionStream } from './compression.ts';
 export { FixedLengthStream, IdentityTransformStream, TextDecoderStream, TextEncoderStream } from './byte-streams.ts';
@@ -138,16 +137,3 @@ export class AbortController {
     AbortSignal.signal(this.signal, reason);
   }
 }
-
-export { ByteLengthQueuingStrategy, CountQueuingStrategy, ReadableStream, TransformStream, WritableStream };
-// The readers, writers and controllers are globals too, as in Workers (code checks `instanceof` against them).
-export {
-  ReadableByteStreamController,
-  ReadableStreamBYOBReader,
-  ReadableStreamBYOBRequest,
-  ReadableStreamDefaultController,
-  ReadableStreamDefaultReader,
-  TransformStreamDefaultController,
-  WritableStreamDefaultController,
-  WritableStreamDefaultWriter,
-} from 'web-streams-polyfill';

@@ -11,7 +11,7 @@ import { durableObjectClass } from './facets.ts';
 import { codec } from './value-codec.ts';
 import { Body, Headers, Request, Response } from './fetch-api.ts';
 import { hostResponse, type HostReply, type StreamedBodies } from './fetch.ts';
-import * as web from './web-globals.ts';
+import { streams } from './streams.ts';
 import { requests } from './request-state.ts';
 import type { Pipes } from './workers-rpc.ts';
 import type { CallAsync } from './workflow-step.ts';
@@ -21,6 +21,7 @@ import { LOADER_LIMITS, LOADER_TARGET, type EntrypointRef, type LoaderCode, type
 // Captured before any tenant code runs (it can reach Body through Response's prototype chain).
 const holdsBytes = Body.holdsBytes;
 const takeBytes = Body.takeBytes;
+const isNullBody = Body.isNull;
 const rawHeaders = Headers.raw;
 /** The errors a loaded Worker's thrown exception is thrown again as in its parent (by name), as Workers RPC does. */
 const ERRORS: Readonly<Record<string, new (message: string) => Error>> = Object.freeze({
@@ -233,8 +234,9 @@ export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, sub
           if (requests.active === 0) throw new Error('a Dynamic Worker can only be called while a request is being handled (not in global scope)');
           const headers = rawHeaders(request.headers);
           if (!plainHeaders(headers)) return undefined;
-          const bytes = request.body === null ? null : takeBytes(request, maxBody);
-          if (request.body !== null && bytes === null) return undefined;
+          const none = isNullBody(request);
+          const bytes = none ? null : takeBytes(request, maxBody);
+          if (!none && bytes === null) return undefined;
           subrequest();
           const wire = { method: request.method, url: request.url, headers, body: bytes };
           const fetchOnce = async () =>
@@ -273,7 +275,7 @@ export function loaderBinding(call: CallAsync, pipes: Pipes, handle: string, sub
             return response;
           }
           const reader = response.body.getReader();
-          const body = new web.ReadableStream<Uint8Array>({
+          const body = new (streams().ReadableStream)<Uint8Array>({
             async pull(controller) {
               const { done, value } = await reader.read();
               if (!done) return controller.enqueue(value);
