@@ -2,6 +2,7 @@
 import { parseURL, serializeURL, type URL } from 'whatwg-url';
 import { Headers, type HeadersInit } from './headers.ts';
 import { Body, toSource, type BodyInit } from './body.ts';
+import { isCanonicalHref } from './canonical-href.ts';
 
 export interface RequestInit {
   method?: string;
@@ -13,8 +14,10 @@ export interface RequestInit {
 /**
  * `new URL(input).href`, the same string and the same error, without the URL object and its
  * URLSearchParams made only to read that (the string as URL's constructor converts it: a USVString).
+ * A string that is already its own href (nearly every request's) is not parsed at all.
  */
 function href(input: string): string {
+  if (isCanonicalHref(input)) return input;
   const url = input.toWellFormed();
   const record = parseURL(url);
   if (record === null) throw new TypeError(`Invalid URL: ${url}`);
