@@ -405,8 +405,7 @@ const streamsPinned: Plugin = {
   name: 'cordon-streams-pinned',
   setup(build) {
     build.onLoad({ filter: /[\\/]web-streams-polyfill[\\/]dist[\\/]ponyfill\.mjs$/ }, async (args) => {
-      let contents = await readFile(args.path, 'utf8');
-      const edits: [string, string][] = [
+      const contents = editOnce(await readFile(args.path, 'utf8'), [
         [
           'const n=Promise,i=Promise.resolve.bind(n),a=Promise.prototype.then,s=Promise.reject.bind(n)',
           'const n=__pinned.Promise,i=__pinned.resolve,a=__pinned.promiseThen,s=__pinned.reject',
@@ -416,12 +415,9 @@ const streamsPinned: Plugin = {
         ['Number.isNaN||', '__pinned.isNaN||'],
         ['(ie=Symbol.asyncIterator)', '(ie=__pinned.asyncIterator)'],
         ['null==dr?void 0:dr.DOMException', '__pinned.DOMException'],
-      ];
-      for (const [from, to] of edits) {
-        if (contents.split(from).length !== 2)
-          return { errors: [{ text: `${args.path}: web-streams-polyfill changed; bootstrap-bundle.ts (streamsPinned) must be updated` }] };
-        contents = contents.replace(from, to);
-      }
+      ]);
+      if (contents === undefined)
+        return { errors: [{ text: `${args.path}: web-streams-polyfill changed; bootstrap-bundle.ts (streamsPinned) must be updated` }] };
       return { contents: `import { PINNED as __pinned } from './streams.ts';\n${contents}`, loader: 'js' };
     });
   },

@@ -1,9 +1,9 @@
 /**
  * The Streams standard's classes, loaded on first use (streams-unit.ts, a lazy unit) rather than carried
  * in the start-up snapshot. The runtime's modules ask `streams()` when they make a stream, and
- * `loadedStreams()` when they only test a value: before the unit is loaded no stream exists, so nothing is
- * an instance of its classes. The globals (ReadableStream, …) are accessors that load the unit on first
- * read and leave a plain data property in their place (installStreamGlobals).
+ * `streamClassOrNone(name)` when they only test a value: before the unit is loaded no stream exists, so
+ * nothing is an instance of its classes. The globals (ReadableStream, …) are accessors that load the unit on
+ * first read and leave a plain data property in their place (installStreamGlobals).
  */
 import type { LazyUnits } from '../abi.ts';
 import { loadedUnit, unit } from './units.ts';
@@ -14,7 +14,8 @@ export type Streams = LazyUnits['streams'];
 /**
  * The built-ins the polyfill reads once, as it loads, and keeps (bootstrap-bundle.ts, streamsPinned): taken
  * here, in the start-up snapshot, so a worker that replaces them before its first stream does not steer the
- * streams it then gets. What the polyfill reads as it runs, it read from the snapshot's copy too.
+ * streams it then gets. What it reads of them each time it runs, it read at run time when it was in the
+ * snapshot too.
  */
 export const PINNED = Object.freeze({
   __proto__: null,
