@@ -320,13 +320,13 @@ export class WorkerInstance {
   }
 
   /**
-   * The code caches every isolate of this process compiles the init half and the RPC unit from, made
-   * once, before the first isolate a worker runs in. In an isolate of their own that no tenant code ever
-   * runs in (so no tenant can shape what they hold), disposed after: a spare whose request path and
-   * Workers RPC (an entrypoint's fetch() and a method call over pipes looped back in the isolate) were
-   * rehearsed compiles both again, and V8's compilation cache in that isolate hands back the functions
-   * the rehearsal compiled lazily, so their code caches carry them too and a new isolate — a Dynamic
-   * Worker's above all, whose first calls are Workers RPC — does not compile them again. If it fails,
+   * The code caches every isolate of this process compiles the init half, the RPC unit and the streams
+   * unit from, made once, before the first isolate a worker runs in. In an isolate of their own that no
+   * tenant code ever runs in (so no tenant can shape what they hold), disposed after: a spare whose request
+   * path, Workers RPC (an entrypoint's fetch() and a method call over pipes looped back in the isolate) and
+   * first streams were rehearsed compiles them again, and V8's compilation cache in that isolate hands back
+   * the functions the rehearsal compiled lazily, so their code caches carry them too and a new isolate — a
+   * Dynamic Worker's above all, whose first calls are Workers RPC — does not compile them again. If it fails,
    * the caches made by compiling alone (bootstrap-bundle.ts, #init) stay: slower, not wrong.
    */
   static async #rehearsedCaches(boot: Bootstrap, onCatastrophe: (message: string) => void): Promise<void> {
@@ -337,10 +337,12 @@ export class WorkerInstance {
         ivm.CachedDataResult;
       initCache = init.cachedData ?? initCache;
       init.release();
-      const rpc = boot.units.rpc;
-      const unit = (await w.#isolate.compileScript(rpc.source, { filename: 'cordon:rpc', produceCachedData: true })) as ivm.Script & ivm.CachedDataResult;
-      rpc.cache = unit.cachedData ?? rpc.cache;
-      unit.release();
+      for (const name of ['rpc', 'streams'] as const) {
+        const u = boot.units[name];
+        const unit = (await w.#isolate.compileScript(u.source, { filename: `cordon:${name}`, produceCachedData: true })) as ivm.Script & ivm.CachedDataResult;
+        u.cache = unit.cachedData ?? u.cache;
+        unit.release();
+      }
     } catch {
       // Kept as they were (above).
     } finally {

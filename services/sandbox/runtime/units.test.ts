@@ -37,23 +37,26 @@ test('the snapshot keeps only RpcTarget of capnweb; each unit is a script of its
   assert.match(boot.units.rpc.source, /RpcSession/);
 });
 
-test("the RPC unit's code cache, once a worker was made, is the rehearsed one: it carries the functions a first call runs, and a new isolate takes it", async () => {
+test("the RPC and streams units' code caches, once a worker was made, are the rehearsed ones: they carry the functions a first call or stream runs, and a new isolate takes them", async () => {
   await rt.handle(worker(`export default { fetch() { return new Response('x') } }`), GET, { log: () => {} });
   const boot = await bootstrap();
   const isolate = new ivm.Isolate({ memoryLimit: 64, snapshot: boot.snapshot });
   try {
-    // What compiling alone gives: the unit's top level, its inner functions left to compile lazily.
-    const alone = (await isolate.compileScript(boot.units.rpc.source, { filename: 'cordon:alone', produceCachedData: true })) as ivm.Script &
-      ivm.CachedDataResult;
-    const aloneBytes = alone.cachedData!.copy().byteLength;
-    alone.release();
-    const rehearsedBytes = boot.units.rpc.cache!.copy().byteLength;
-    assert.ok(rehearsedBytes > 1.5 * aloneBytes, `rehearsed ${rehearsedBytes} bytes, compiled alone ${aloneBytes}`);
-    const script = (await isolate.compileScript(boot.units.rpc.source, { filename: 'cordon:rpc', cachedData: boot.units.rpc.cache! })) as ivm.Script & {
-      cachedDataRejected?: boolean;
-    };
-    assert.equal(script.cachedDataRejected, false);
-    script.release();
+    for (const name of ['rpc', 'streams'] as const) {
+      const unit = boot.units[name];
+      // What compiling alone gives: the unit's top level, its inner functions left to compile lazily.
+      const alone = (await isolate.compileScript(unit.source, { filename: `cordon:alone-${name}`, produceCachedData: true })) as ivm.Script &
+        ivm.CachedDataResult;
+      const aloneBytes = alone.cachedData!.copy().byteLength;
+      alone.release();
+      const rehearsedBytes = unit.cache!.copy().byteLength;
+      assert.ok(rehearsedBytes > 1.5 * aloneBytes, `${name}: rehearsed ${rehearsedBytes} bytes, compiled alone ${aloneBytes}`);
+      const script = (await isolate.compileScript(unit.source, { filename: `cordon:${name}`, cachedData: unit.cache! })) as ivm.Script & {
+        cachedDataRejected?: boolean;
+      };
+      assert.equal(script.cachedDataRejected, false, name);
+      script.release();
+    }
   } finally {
     isolate.dispose();
   }

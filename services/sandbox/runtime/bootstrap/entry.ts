@@ -24,6 +24,7 @@ import { asyncHooks, enterRoot } from './async-context.ts';
 import type { SyncSubtle } from './subtle.ts';
 import { makeObjectHost } from './durable-objects.ts';
 import { hostBody } from './host-body.ts';
+import { streams } from './streams.ts';
 import { brotliModule } from './brotli.ts';
 import {
   BUILTINS_GLOBAL,
@@ -171,7 +172,10 @@ export function makeRequestPath({
         rehearsing = () => --left === 0 && resolve();
         runBatch(now, 0, JSONstringify(meta), null, -1, JSONstringify({ ...meta, entrypoint: 'default', props: null }), null);
       });
-      if (rpc) await rehearseRpc(handler);
+      if (rpc) {
+        await rehearseRpc(handler);
+        await rehearseStreams();
+      }
     } finally {
       rehearsing = undefined;
       exported = {};
@@ -217,6 +221,24 @@ export function makeRequestPath({
       caller.closeAll('rehearsed');
       callee.closeAll('rehearsed');
     }
+  }
+
+  /**
+   * What a worker's first streams run (streams.ts, a lazy unit): a stream made and piped through a transform,
+   * read to its end, and a body's byte stream read. Only in the isolate the host makes its code caches in,
+   * so the streams unit's cache carries these functions compiled (instance.ts rehearsedCaches).
+   */
+  async function rehearseStreams(): Promise<void> {
+    const { ReadableStream, TransformStream } = streams();
+    const source = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(new U8(1));
+        controller.close();
+      },
+    });
+    const reader = source.pipeThrough(new TransformStream<Uint8Array, Uint8Array>()).getReader();
+    while (!(await reader.read()).done) {}
+    await new Response('rehearsal').body!.getReader().read();
   }
 
   /** Called by the host once the main module has been evaluated, with its namespace. */
