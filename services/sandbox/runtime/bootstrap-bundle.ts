@@ -365,8 +365,8 @@ const capnwebClones: Plugin = {
         ['let RpcTarget$1 = workersModule ? workersModule.RpcTarget : class {};', 'let RpcTarget$1 = __RpcTarget;', 1],
         // The streams are loaded on first use (streams.ts): a value is a stream only once they are, and
         // telling what a value is must not load them.
-        ['case WritableStream.prototype: return "writable";', 'case __loadedStreams()?.WritableStream.prototype: return "writable";', 1],
-        ['case ReadableStream.prototype: return "readable";', 'case __loadedStreams()?.ReadableStream.prototype: return "readable";', 1],
+        ['case WritableStream.prototype: return "writable";', 'case __streamClassOrNone("WritableStream").prototype: return "writable";', 1],
+        ['case ReadableStream.prototype: return "readable";', 'case __streamClassOrNone("ReadableStream").prototype: return "readable";', 1],
         ['instanceof ReadableStream', 'instanceof __streamClassOrNone("ReadableStream")', 4],
         ['const AsyncFunction = (async function() {}).constructor;', 'const AsyncFunction = { prototype: Object.getPrototypeOf(async function() {}) };', 1],
         ['let BUFFER_PROTOTYPE = typeof Buffer !== "undefined" ? Buffer.prototype : void 0;', 'let BUFFER_PROTOTYPE = void 0;', 1],
@@ -389,7 +389,7 @@ const capnwebClones: Plugin = {
         contents = contents.replaceAll(from, to);
       }
       return {
-        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone, takeBodyBytes as __takeBodyBytes } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\nimport { loadedStreams as __loadedStreams, streamClassOrNone as __streamClassOrNone } from './streams.ts';\n${contents}`,
+        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone, takeBodyBytes as __takeBodyBytes } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\nimport { streamClassOrNone as __streamClassOrNone } from './streams.ts';\n${contents}`,
         loader: 'js',
       };
     });
@@ -447,7 +447,7 @@ const streamsOnlyInTheirUnit: Plugin = {
     build.onResolve({ filter: /^web-streams-polyfill(\/|$)/ }, (args) =>
       args.importer.endsWith(`${sep}streams-unit.ts`)
         ? undefined
-        : { errors: [{ text: `${args.importer} imports web-streams-polyfill: use streams() or loadedStreams() from streams.ts` }] },
+        : { errors: [{ text: `${args.importer} imports web-streams-polyfill: use streams() or streamClassOrNone() from streams.ts` }] },
     );
   },
 };

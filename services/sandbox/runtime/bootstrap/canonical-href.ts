@@ -7,7 +7,8 @@
  *
  * Conservative by design: `true` only for an http(s) URL whose every part the parser leaves unchanged —
  * a lower-case ASCII host of letters, digits, dots and hyphens whose last label does not start with a
- * digit (no IPv4 reading) and no label starts with `xn--` (no IDNA), no credentials, a port that is not
+ * digit (no IPv4 reading) unless the whole host is an IPv4 address as the parser writes it, and no label
+ * starts with `xn--` (no IDNA), no credentials, a port that is not
  * the scheme's default and has no leading zero, a path of segments that are not dot segments (nor their
  * percent-encoded forms), characters the path and query percent-encode sets leave alone, and no fragment.
  * Anything else is `false` and goes to the parser. canonical-href.test.ts holds it to whatwg-url's href

@@ -36,7 +36,7 @@ export function streams(): Streams {
 }
 
 /** The Streams classes if this isolate has loaded them, else undefined (and then no value is a stream). */
-export function loadedStreams(): Streams | undefined {
+function loadedStreams(): Streams | undefined {
   return loadedUnit('streams');
 }
 
