@@ -1,9 +1,10 @@
 /**
  * One measurement of memory per idle isolate, in a process of its own (`node bench/idle-memory.ts
- * <cordon|dormant|served|snapshot|bare>`): measured side by side in one process, the second kind reuses pages the
+ * <cordon|url|dormant|served|snapshot|bare>`): measured side by side in one process, the second kind reuses pages the
  * first freed and looks smaller than it is. Prints bytes per isolate. `cordon` is a hello-world isolate
  * that has served a request and sat idle long enough for the runtime to give back its garbage's memory
- * (WorkerRuntime.compactIdle); `dormant` the same idle long enough to drop its code too (dropCodeIdleMs);
+ * (WorkerRuntime.compactIdle); `url` the same for a worker that parses its request's URL (and so loads the
+ * URL classes, a lazy unit); `dormant` the same idle long enough to drop its code too (dropCodeIdleMs);
  * `served` the same just after its request. `snapshot` is an isolate made
  * from the start-up snapshot with one context and no bootstrap run: what the snapshot costs, apart from
  * the init half and the worker.
@@ -23,6 +24,7 @@ const rt = new WorkerRuntime({
   compactIdleMs: kind === 'served' ? 3_600_000 : 0,
   dropCodeIdleMs: kind === 'dormant' ? 0 : 3_600_000,
 });
+const URL_WORKER = `export default { fetch(req) { const u = new URL(req.url); return new Response(u.pathname + u.searchParams.get('q')) } }`;
 const { snapshot } = await bootstrap();
 gc();
 const before = process.memoryUsage().rss;
@@ -37,7 +39,7 @@ for (let i = 0; i < N; i++) {
         workerId: `idle/w${i}`,
         version: 'b'.repeat(64),
         mainModule: 'w.js',
-        modules: [{ name: 'w.js', type: 'esm', content: `export default { fetch() { return new Response('x') } }` }],
+        modules: [{ name: 'w.js', type: 'esm', content: kind === 'url' ? URL_WORKER : `export default { fetch() { return new Response('x') } }` }],
         limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 },
         vars: {},
         bindings: [],
@@ -47,7 +49,7 @@ for (let i = 0; i < N; i++) {
     );
   }
 }
-if (kind === 'cordon' || kind === 'dormant') await rt.compactIdle(N);
+if (kind === 'cordon' || kind === 'url' || kind === 'dormant') await rt.compactIdle(N);
 gc();
 await new Promise((r) => setTimeout(r, 200));
 gc();

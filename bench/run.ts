@@ -134,6 +134,7 @@ async function idleMemory(): Promise<void> {
       child.on('exit', (code) => (code === 0 ? resolve(Number(out)) : reject(new Error(`idle-memory ${kind} exited with ${code}`))));
     });
   const ours = await measure('cordon');
+  const url = await measure('url');
   const dormant = await measure('dormant');
   const served = await measure('served');
   const snapshot = await measure('snapshot');
@@ -141,6 +142,9 @@ async function idleMemory(): Promise<void> {
   const mib = (b: number) => (b / 1024 / 1024).toFixed(2);
   say(
     `  cordon idle isolate   ${mib(ours)} MiB   ${Math.floor(1024 ** 3 / ours)} per GiB (target ≥ 1,000; floor ≥ 675, workerd's)   (${(ours / bare).toFixed(1)}x a bare isolate; idle 10 s: its garbage given back)`,
+  );
+  say(
+    `  a worker parsing URLs ${mib(url)} MiB   ${Math.floor(1024 ** 3 / url)} per GiB   (idle 10 s; the URL classes loaded: a lazy unit the others leave out)`,
   );
   say(
     `  idle 60 s             ${mib(dormant)} MiB   ${Math.floor(1024 ** 3 / dormant)} per GiB   (its code dropped too: its next request compiles what it runs again)`,

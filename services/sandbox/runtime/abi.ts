@@ -14,12 +14,14 @@ import type * as capnweb from './bootstrap/capnweb.ts';
 import type * as digest from './bootstrap/digest-stream.ts';
 import type * as units from './bootstrap/units.ts';
 import type * as streams from './bootstrap/streams.ts';
+import type * as url from './bootstrap/url.ts';
 import type * as rpcUnit from './bootstrap/rpc-unit.ts';
 import type * as hashesUnit from './bootstrap/hashes-unit.ts';
 import type * as fflateUnit from './bootstrap/fflate-unit.ts';
 import type * as multibyteUnit from './bootstrap/multibyte-unit.ts';
 import type * as urlpatternUnit from './bootstrap/urlpattern-unit.ts';
 import type * as streamsUnit from './bootstrap/streams-unit.ts';
+import type * as urlUnit from './bootstrap/url-unit.ts';
 import type * as rpcClone from './bootstrap/rpc-clone.ts';
 import type { NodeCryptoCall, NodeCryptoResult } from './bootstrap/node-crypto-wire.ts';
 import type { WireCall, WireResult } from './bootstrap/subtle-wire.ts';
@@ -348,6 +350,7 @@ export interface SnapshotLibs {
   digest: typeof digest;
   units: typeof units;
   streams: typeof streams;
+  url: typeof url;
 }
 /** Their files, relative to bootstrap/. */
 export const SNAPSHOT_MODULES = {
@@ -359,6 +362,7 @@ export const SNAPSHOT_MODULES = {
   digest: './digest-stream.ts',
   units: './units.ts',
   streams: './streams.ts',
+  url: './url.ts',
 } as const satisfies { [K in keyof SnapshotLibs]: `./${string}.ts` };
 /** Snapshot modules imported for their effect only: nothing of them is evaluated again in the init half. */
 export const SNAPSHOT_EFFECTS = ['./install-encoding.ts'] as const;
@@ -375,6 +379,7 @@ export interface LazyUnits {
   multibyte: typeof multibyteUnit;
   urlpattern: typeof urlpatternUnit;
   streams: typeof streamsUnit;
+  url: typeof urlUnit;
 }
 /** Their entry files, relative to bootstrap/. */
 export const LAZY_UNITS = {
@@ -384,6 +389,7 @@ export const LAZY_UNITS = {
   multibyte: './multibyte-unit.ts',
   urlpattern: './urlpattern-unit.ts',
   streams: './streams-unit.ts',
+  url: './url-unit.ts',
 } as const satisfies { [K in keyof LazyUnits]: `./${string}.ts` };
 /**
  * What a unit's factory is given: the snapshot's library objects, and the init half's modules a unit

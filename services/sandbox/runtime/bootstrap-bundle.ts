@@ -20,6 +20,7 @@ import * as capnweb from './bootstrap/capnweb.ts';
 import * as digest from './bootstrap/digest-stream.ts';
 import * as units from './bootstrap/units.ts';
 import * as streams from './bootstrap/streams.ts';
+import * as url from './bootstrap/url.ts';
 import * as rpcClone from './bootstrap/rpc-clone.ts';
 import {
   LAZY_UNITS,
@@ -35,7 +36,7 @@ import {
 
 const dir = fileURLToPath(new URL('./bootstrap/', import.meta.url));
 // The same modules the snapshot evaluates (bootstrap/libs.ts): their export names, by file.
-const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb, digest, units, streams };
+const libs: SnapshotLibs = { encoding, fetchApi, web, idna, capnweb, digest, units, streams, url };
 const FROM_SNAPSHOT = new Map<string, string[]>([
   ...Object.entries(SNAPSHOT_MODULES).map(
     ([lib, file]) => [file, Object.keys(libs[lib as keyof SnapshotLibs]).map((k) => `${lib}.${k}`)] as [string, string[]],
@@ -68,11 +69,24 @@ const fromSnapshot = (libs: string, modules = FROM_SNAPSHOT): Plugin => ({
   },
 });
 
-/** whatwg-url's `tr46` is swapped for idna.ts, which keeps tr46's tables out of every isolate's heap. */
-const tr46ToHost: Plugin = {
-  name: 'cordon-tr46-on-host',
+/**
+ * whatwg-url (the `url` unit) takes what it imports of the snapshot from it: its `tr46` is idna.ts, which
+ * keeps tr46's tables out of every isolate's heap (IDNA runs on the host); its @exodus/bytes modules are
+ * the snapshot's (url.ts), which TextDecoder's multi-byte wiring is part of.
+ */
+const whatwgUrlImports: Plugin = {
+  name: 'cordon-whatwg-url-imports',
   setup(build) {
-    build.onResolve({ filter: /^tr46$/ }, () => ({ path: dir + 'idna.ts' }));
+    const fromWhatwgUrl = (importer: string) => /[\\/]whatwg-url[\\/]lib[\\/]/.test(importer);
+    build.onResolve({ filter: /^tr46$/ }, () => ({ path: './idna.ts', namespace: 'snapshot' }));
+    build.onResolve({ filter: /^@exodus\/bytes\/(encoding|whatwg)\.js$/ }, (args) =>
+      fromWhatwgUrl(args.importer) ? { path: args.path, namespace: 'whatwg-url-bytes' } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'whatwg-url-bytes' }, (args) => ({
+      // encoding.js is imported for its effect, which the snapshot's copy had.
+      contents: args.path.endsWith('whatwg.js') ? `export const percentEncodeAfterEncoding = ${LIBS_GLOBAL}.url.percentEncodeAfterEncoding;` : 'export {};',
+      loader: 'js',
+    }));
   },
 };
 
@@ -168,7 +182,10 @@ const whatwgUrlWithoutRegExps: Plugin = {
   },
 };
 
-/** whatwg-url's parser gets the isolate's cache of parsed URLs in front (url-parse-cache.ts); URL-impl.js calls it through the module's exports. */
+/**
+ * whatwg-url's parser gets the isolate's cache of parsed URLs in front (url-parse-cache.ts, the snapshot's:
+ * it takes Map's methods before tenant code runs); URL-impl.js calls it through the module's exports.
+ */
 const PARSE_EXPORT = 'module.exports.basicURLParse = function (input, options = {}) {';
 const urlParseCache: Plugin = {
   name: 'cordon-url-parse-cache',
@@ -177,7 +194,7 @@ const urlParseCache: Plugin = {
       const source = await readFile(args.path, 'utf8');
       if (source.split(PARSE_EXPORT).length !== 2)
         return { errors: [{ text: `${args.path}: whatwg-url changed; bootstrap-bundle.ts (urlParseCache) must be updated` }] };
-      const wrap = `module.exports.basicURLParse = require(${JSON.stringify(`${dir}url-parse-cache.ts`)}).withParseCache(module.exports.basicURLParse);`;
+      const wrap = `module.exports.basicURLParse = ${LIBS_GLOBAL}.url.withParseCache(module.exports.basicURLParse);`;
       const contents = editOnce(source, WHATWG_URL_EDITS['url-state-machine.js']!);
       if (contents === undefined) return { errors: [{ text: `${args.path}: whatwg-url changed; bootstrap-bundle.ts (WHATWG_URL_EDITS) must be updated` }] };
       return { contents: `${contents}\n${wrap}\n`, loader: 'js' };
@@ -368,6 +385,9 @@ const capnwebClones: Plugin = {
         ['case WritableStream.prototype: return "writable";', 'case __streamClassOrNone("WritableStream").prototype: return "writable";', 1],
         ['case ReadableStream.prototype: return "readable";', 'case __streamClassOrNone("ReadableStream").prototype: return "readable";', 1],
         ['instanceof ReadableStream', 'instanceof __streamClassOrNone("ReadableStream")', 4],
+        // So are the URL classes (url.ts), and a URL received is the runtime's class, not what the global now is.
+        ['case URL.prototype: return "url";', 'case __urlClassOrNone("URL").prototype: return "url";', 1],
+        ['return new URL(value[1]);', 'return new (__url().URL)(value[1]);', 1],
         ['const AsyncFunction = (async function() {}).constructor;', 'const AsyncFunction = { prototype: Object.getPrototypeOf(async function() {}) };', 1],
         ['let BUFFER_PROTOTYPE = typeof Buffer !== "undefined" ? Buffer.prototype : void 0;', 'let BUFFER_PROTOTYPE = void 0;', 1],
         ['b64 = b64.replace(/=+$/, "");', 'for (let end = b64.length; ; end--) if (b64[end - 1] !== "=") { b64 = b64.slice(0, end); break; }', 1],
@@ -389,7 +409,7 @@ const capnwebClones: Plugin = {
         contents = contents.replaceAll(from, to);
       }
       return {
-        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone, takeBodyBytes as __takeBodyBytes } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\nimport { streamClassOrNone as __streamClassOrNone } from './streams.ts';\n${contents}`,
+        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone, takeBodyBytes as __takeBodyBytes } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\nimport { streamClassOrNone as __streamClassOrNone } from './streams.ts';\nimport { url as __url, urlClassOrNone as __urlClassOrNone } from './url.ts';\n${contents}`,
         loader: 'js',
       };
     });
@@ -438,27 +458,35 @@ const noSchemaLibrary: Plugin = {
 };
 
 /**
- * The streams polyfill is a lazy unit (streams-unit.ts) and nothing else may bundle it: a value import of
- * it from a bootstrap module would put a second copy in every isolate, whose streams the first's do not know.
+ * The streams polyfill and whatwg-url are lazy units (streams-unit.ts, url-unit.ts) and nothing else may
+ * bundle them: a value import of one from a bootstrap module would put a second copy in every isolate,
+ * whose objects the first's do not know.
  */
-const streamsOnlyInTheirUnit: Plugin = {
-  name: 'cordon-streams-only-in-their-unit',
+const onlyInTheirUnits: Plugin = {
+  name: 'cordon-only-in-their-units',
   setup(build) {
     build.onResolve({ filter: /^web-streams-polyfill(\/|$)/ }, (args) =>
       args.importer.endsWith(`${sep}streams-unit.ts`)
         ? undefined
         : { errors: [{ text: `${args.importer} imports web-streams-polyfill: use streams() or streamClassOrNone() from streams.ts` }] },
     );
+    // The unit's own entry, and the module whatwgUrlClassesOnly makes of the package for it.
+    build.onResolve({ filter: /^whatwg-url(\/|$)/ }, (args) =>
+      args.importer.endsWith(`${sep}url-unit.ts`) || args.namespace === 'whatwg-url-classes'
+        ? undefined
+        : { errors: [{ text: `${args.importer} imports whatwg-url: use url() or urlClassOrNone() from url.ts` }] },
+    );
   },
 };
 
 /** `globalName`: the IIFE's exports are left in a `var` of that name (for a script run as a function body that returns it). */
-async function bundle(entry: string, plugins: Plugin[], globalName?: string): Promise<string> {
+async function bundle(entry: string, plugins: Plugin[], globalName?: string, define?: Record<string, string>): Promise<string> {
   const result = await build({
     entryPoints: [dir + entry],
     bundle: true,
     format: 'iife',
     ...(globalName ? { globalName } : {}),
+    ...(define ? { define } : {}),
     platform: 'neutral',
     mainFields: ['module', 'main'],
     target: 'es2023',
@@ -466,7 +494,7 @@ async function bundle(entry: string, plugins: Plugin[], globalName?: string): Pr
     legalComments: 'none',
     minifyWhitespace: true,
     logLevel: 'silent',
-    plugins: [noSchemaLibrary, streamsOnlyInTheirUnit, ...plugins],
+    plugins: [noSchemaLibrary, onlyInTheirUnits, ...plugins],
     // Strict mode for all of it: no sloppy-mode frame hands its function to a tenant's
     // Error.prepareStackTrace (CallSite.getFunction()).
     banner: { js: '"use strict";' },
@@ -483,10 +511,8 @@ async function bundle(entry: string, plugins: Plugin[], globalName?: string): Pr
  * an isolate that streams compiles them on its first stream.
  */
 const WARMUP = `{
-  const { Request, Response, Headers, URL, URLSearchParams } = globalThis.${LIBS_GLOBAL}.fetchApi;
+  const { Request, Response, Headers } = globalThis.${LIBS_GLOBAL}.fetchApi;
   const req = new Request('http://warm.up/a?b=c', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi' });
-  new URL(req.url).searchParams.get('b');
-  new URLSearchParams('a=1').toString();
   const res = Response.json({ a: 1 }, { headers: new Headers(req.headers) });
   for (const _ of res.headers) {}
   new Response('x', { status: 201 }).headers.get('content-type');
@@ -534,9 +560,37 @@ export interface Unit {
   cache: ivm.ExternalCopy<ArrayBuffer> | undefined;
 }
 
+/**
+ * The `url` unit loads after tenant code may have run: each built-in it names (a global, or a function read
+ * off one) is the one url.ts took in the snapshot (PINNED), so a worker that replaced one before its first
+ * URL does not steer it. What whatwg-url and webidl-conversions keep of prototypes as they load (brand-check
+ * getters of buffers, an uncurried `call`) is the isolate's own at that moment: no path of URL or
+ * URLSearchParams calls them (they convert strings, records and sequences only).
+ */
+const URL_UNIT_PINNED: Record<string, string> = Object.fromEntries([
+  ...url.PINNED_GLOBALS.map((name) => [name, `${LIBS_GLOBAL}.url.PINNED.${name}`]),
+  ...url.PINNED_STATICS.map((path) => [path, `${LIBS_GLOBAL}.url.PINNED.${path.replace('.', '_')}`]),
+]);
+
 /** A lazy unit's script: a function expression taking the snapshot's library objects and returning the unit's exports. */
-async function unitScript(entry: string): Promise<string> {
-  const iife = await bundle(entry.slice(2), [fromSnapshot(LIBS_GLOBAL, FOR_UNITS), capnwebClones, multibyteUnit, urlpatternCallbacks, streamsPinned], 'unit');
+async function unitScript(name: keyof LazyUnits): Promise<string> {
+  const entry = LAZY_UNITS[name];
+  const iife = await bundle(
+    entry.slice(2),
+    [
+      fromSnapshot(LIBS_GLOBAL, FOR_UNITS),
+      capnwebClones,
+      multibyteUnit,
+      urlpatternCallbacks,
+      streamsPinned,
+      whatwgUrlClassesOnly,
+      whatwgUrlImports,
+      urlParseCache,
+      whatwgUrlWithoutRegExps,
+    ],
+    'unit',
+    name === 'url' ? URL_UNIT_PINNED : undefined,
+  );
   return `(function (${LIBS_GLOBAL}) {\n${iife}\nreturn unit;\n})`;
 }
 
@@ -565,10 +619,10 @@ export function bootstrap(): Promise<Bootstrap> {
   cached ??= (async () => {
     const names = Object.keys(LAZY_UNITS) as (keyof LazyUnits)[];
     const [libs, init, mirror, ...unitSources] = await Promise.all([
-      bundle('libs.ts', [tr46ToHost, legacyTablesFromHost, multibyteOnFirstUse, whatwgUrlClassesOnly, urlParseCache, whatwgUrlWithoutRegExps]),
+      bundle('libs.ts', [legacyTablesFromHost, multibyteOnFirstUse]),
       bundle('index.ts', [fromSnapshot(`globalThis.${LIBS_GLOBAL}`), htmlRewriterGlue]),
       bundle('log-mirror.ts', [], 'logMirror'),
-      ...names.map((name) => unitScript(LAZY_UNITS[name])),
+      ...names.map((name) => unitScript(name)),
     ]);
     // esbuild's service process is not needed again, and must not outlive the sandbox's lockdown.
     await stop();

@@ -31,7 +31,7 @@ import { MAX_BODY, type WireRequest, type WireResponse } from '../../../schemas/
 import { isFrameCopy } from '../../../lib/rpc/fast-frames.ts';
 import { soleBytes, StreamSpares } from './sole-bytes.ts';
 import { bootstrap, type Bootstrap } from './bootstrap-bundle.ts';
-import { installDynamicImport, linkWorker, ModuleError, shipBinaryModules, usesDynamicImport } from './modules.ts';
+import { installDynamicImport, linkWorker, ModuleError, namesUrl, shipBinaryModules, usesDynamicImport } from './modules.ts';
 import { fromMessage, toMessage, type WireMessage } from './bootstrap/wire-codec.ts';
 import {
   ASYNC_CALLBACKS,
@@ -320,11 +320,11 @@ export class WorkerInstance {
   }
 
   /**
-   * The code caches every isolate of this process compiles the init half, the RPC unit and the streams
-   * unit from, made once, before the first isolate a worker runs in. In an isolate of their own that no
+   * The code caches every isolate of this process compiles the init half and the RPC, streams and url units
+   * from, made once, before the first isolate a worker runs in. In an isolate of their own that no
    * tenant code ever runs in (so no tenant can shape what they hold), disposed after: a spare whose request
-   * path, Workers RPC (an entrypoint's fetch() and a method call over pipes looped back in the isolate) and
-   * first streams were rehearsed compiles them again, and V8's compilation cache in that isolate hands back
+   * path, Workers RPC (an entrypoint's fetch() and a method call over pipes looped back in the isolate),
+   * first streams and first URLs were rehearsed compiles them again, and V8's compilation cache in that isolate hands back
    * the functions the rehearsal compiled lazily, so their code caches carry them too and a new isolate — a
    * Dynamic Worker's above all, whose first calls are Workers RPC — does not compile them again. If it fails,
    * the caches made by compiling alone (bootstrap-bundle.ts, #init) stay: slower, not wrong.
@@ -337,7 +337,7 @@ export class WorkerInstance {
         ivm.CachedDataResult;
       initCache = init.cachedData ?? initCache;
       init.release();
-      for (const name of ['rpc', 'streams'] as const) {
+      for (const name of ['rpc', 'streams', 'url'] as const) {
         const u = boot.units[name];
         const unit = (await w.#isolate.compileScript(u.source, { filename: `cordon:${name}`, produceCachedData: true })) as ivm.Script & ivm.CachedDataResult;
         u.cache = unit.cachedData ?? u.cache;
@@ -572,6 +572,7 @@ export class WorkerInstance {
       await shipBinaryModules(this.bundle.modules, (name, type, bytes) =>
         this.#entry!.ship.apply(undefined, [name, type, new ivm.ExternalCopy(bytes).copyInto({ release: true })], { timeout: cpuMs }),
       );
+      if (namesUrl(this.bundle.modules)) await this.unitAhead('url');
       const linked = await linkWorker(this.#isolate, context, this.bundle.mainModule, this.bundle.modules);
       const { main } = linked;
       // A worker that calls import() keeps its module handles for later imports; they go with the isolate.

@@ -145,6 +145,15 @@ export function usesDynamicImport(modules: WorkerModule[]): boolean {
   return modules.some((m) => (m.type === 'esm' || m.type === 'cjs') && m.content.includes(`${DYNAMIC_IMPORT}(`));
 }
 
+/**
+ * Whether the worker's code names the URL classes (`URL`, `URLSearchParams`, or anything containing them):
+ * its isolate then compiles the url unit as it loads (instance.ts), on its own thread, rather than on the
+ * process's main thread at its first URL. A worker that reaches them another way loads them then.
+ */
+export function namesUrl(modules: WorkerModule[]): boolean {
+  return modules.some((m) => (m.type === 'esm' || m.type === 'cjs') && m.content.includes('URL'));
+}
+
 /** Compile and link every module reachable from `mainModule`. Returns the main module, instantiated. */
 export async function linkWorker(isolate: ivm.Isolate, context: ivm.Context, mainModule: string, modules: WorkerModule[]): Promise<LinkedWorker> {
   const byName = new Map(modules.map((m) => [m.name, m]));

@@ -37,12 +37,12 @@ test('the snapshot keeps only RpcTarget of capnweb; each unit is a script of its
   assert.match(boot.units.rpc.source, /RpcSession/);
 });
 
-test("the RPC and streams units' code caches, once a worker was made, are the rehearsed ones: they carry the functions a first call or stream runs, and a new isolate takes them", async () => {
+test("the RPC, streams and url units' code caches, once a worker was made, are the rehearsed ones: they carry the functions a first call, stream or URL runs, and a new isolate takes them", async () => {
   await rt.handle(worker(`export default { fetch() { return new Response('x') } }`), GET, { log: () => {} });
   const boot = await bootstrap();
   const isolate = new ivm.Isolate({ memoryLimit: 64, snapshot: boot.snapshot });
   try {
-    for (const name of ['rpc', 'streams'] as const) {
+    for (const name of ['rpc', 'streams', 'url'] as const) {
       const unit = boot.units[name];
       // What compiling alone gives: the unit's top level, its inner functions left to compile lazily.
       const alone = (await isolate.compileScript(unit.source, { filename: `cordon:alone-${name}`, produceCachedData: true })) as ivm.Script &

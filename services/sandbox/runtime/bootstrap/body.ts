@@ -4,9 +4,10 @@
  * always a stream, made from the bytes when first asked for.
  */
 import { TextDecoder, TextEncoder } from './encoding.ts';
-import { URLSearchParams } from 'whatwg-url';
+import type { URLSearchParams } from 'whatwg-url';
 import type { ReadableStream } from 'web-streams-polyfill';
 import { streamClassOrNone, streams } from './streams.ts';
+import { urlClassOrNone } from './url.ts';
 import type { Headers } from './headers.ts';
 import { Blob, concat } from './blob.ts';
 import { decodeForm, encodeMultipart, FormData } from './form-data.ts';
@@ -79,7 +80,7 @@ function toBytes(body: Exclude<BodyInit, ReadableStream>, headers: Headers): Uin
     if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8');
     return encoder.encode(body);
   }
-  if (body instanceof URLSearchParams) {
+  if (body instanceof urlClassOrNone('URLSearchParams')) {
     if (!headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded;charset=UTF-8');
     return encoder.encode(body.toString());
   }

@@ -25,6 +25,7 @@ import type { SyncSubtle } from './subtle.ts';
 import { makeObjectHost } from './durable-objects.ts';
 import { hostBody } from './host-body.ts';
 import { streams } from './streams.ts';
+import { url } from './url.ts';
 import { brotliModule } from './brotli.ts';
 import {
   BUILTINS_GLOBAL,
@@ -175,6 +176,7 @@ export function makeRequestPath({
       if (rpc) {
         await rehearseRpc(handler);
         await rehearseStreams();
+        rehearseUrl();
       }
     } finally {
       rehearsing = undefined;
@@ -239,6 +241,26 @@ export function makeRequestPath({
     const reader = source.pipeThrough(new TransformStream<Uint8Array, Uint8Array>()).getReader();
     while (!(await reader.read()).done) {}
     await new Response('rehearsal').body!.getReader().read();
+  }
+
+  /**
+   * What a worker's first URLs run (url.ts, a lazy unit): a request's URL taken apart, its query read and
+   * changed, a relative URL resolved, a URL that is not its own href parsed for a Request. Only in the isolate
+   * the host makes its code caches in, so the url unit's cache carries these functions compiled.
+   */
+  function rehearseUrl(): void {
+    const { URL, URLSearchParams } = url();
+    const u = new URL('http://spare.invalid/a/b?c=d&e=f#g');
+    void (u.protocol + u.hostname + u.host + u.port + u.pathname + u.search + u.hash + u.origin);
+    u.searchParams.get('c');
+    u.searchParams.has('e');
+    u.searchParams.set('h', 'i j');
+    for (const _ of u.searchParams) void _;
+    u.pathname = '/k';
+    void new URL('../l?m', u).toString();
+    void new URLSearchParams({ n: 'o' }).toString();
+    void JSONstringify(u);
+    void new Request('HTTP://Spare.invalid/./p').url;
   }
 
   /** Called by the host once the main module has been evaluated, with its namespace. */

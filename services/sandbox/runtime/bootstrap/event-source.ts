@@ -5,7 +5,8 @@
  * `EventSource.from(stream)` reads events from any ReadableStream of bytes.
  */
 import { DOMException, TextDecoder } from './encoding.ts';
-import { URL } from './fetch-api.ts';
+import type { URL } from 'whatwg-url';
+import { url as urlUnit } from './url.ts';
 import type { ReadableStream } from 'web-streams-polyfill';
 import { Event, EventTarget } from './web-globals.ts';
 import { streamClassOrNone } from './streams.ts';
@@ -103,7 +104,7 @@ export function makeEventSource(fetch: Fetch, setTimeout: SetTimeout) {
       super();
       let parsed: URL;
       try {
-        parsed = new URL(String(url));
+        parsed = new (urlUnit().URL)(String(url));
       } catch {
         throw new DOMException(`Failed to construct 'EventSource': The URL '${String(url)}' is invalid.`, 'SyntaxError');
       }

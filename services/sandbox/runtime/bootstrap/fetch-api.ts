@@ -3,8 +3,6 @@
  * standard a Workers fetch handler uses. Hand-written glue: no maintained pure-JS Fetch
  * implementation runs without Node or a DOM.
  */
-import { URL, URLSearchParams } from 'whatwg-url';
-
 // This file is a snapshot module (SNAPSHOT_MODULES in ../abi.ts): code in the init half imports these
 // classes from here, never from the files below, or it would get copies of its own, apart from the
 // snapshot's (and from what the worker's globals are).
@@ -14,5 +12,4 @@ export { FormData } from './form-data.ts';
 export { Body, handOver, type BodyInit } from './body.ts';
 export { Request, type RequestInit } from './request.ts';
 export { Response, type ResponseInit } from './response.ts';
-export { URL, URLSearchParams };
 export { urlParses } from './url-parse-cache.ts';

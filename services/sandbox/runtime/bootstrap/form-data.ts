@@ -1,6 +1,6 @@
 /** FormData, and the two body encodings `formData()` reads: multipart/form-data and urlencoded. */
 import { TextDecoder, TextEncoder } from './encoding.ts';
-import { URLSearchParams } from 'whatwg-url';
+import { url } from './url.ts';
 import { Blob, concat, File } from './blob.ts';
 
 const encoder = new TextEncoder();
@@ -78,7 +78,7 @@ export function encodeMultipart(form: FormData): { bytes: Uint8Array; type: stri
 export function decodeForm(bytes: Uint8Array, contentType: string): FormData {
   const form = new FormData();
   if (/^application\/x-www-form-urlencoded/i.test(contentType)) {
-    for (const [k, v] of new URLSearchParams(decoder.decode(bytes))) form.append(k, v);
+    for (const [k, v] of new (url().URLSearchParams)(decoder.decode(bytes))) form.append(k, v);
     return form;
   }
   const boundary = /^multipart\/form-data;.*boundary="?([^";]+)"?/i.exec(contentType)?.[1];

@@ -15,11 +15,12 @@
  */
 import './install-encoding.ts';
 import { atob, btoa, DOMException, setLegacyTablesSource, TextDecoder, TextEncoder } from './encoding.ts';
-import { Blob, File, FormData, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
+import { Blob, File, FormData, Headers, Request, Response } from './fetch-api.ts';
 import { asyncCapCaller, capCaller } from './bindings.ts';
 import type { WireMessage } from './wire-codec.ts';
 import * as web from './web-globals.ts';
 import { installStreamGlobals } from './streams.ts';
+import { installUrlGlobals } from './url.ts';
 import { installClock, setClock } from './clock.ts';
 import { lockdown } from './lockdown.ts';
 import { CryptoKey } from './subtle.ts';
@@ -136,8 +137,6 @@ Object.assign(
     Headers,
     Request,
     Response,
-    URL,
-    URLSearchParams,
     self: globalThis,
   },
   web,
@@ -151,8 +150,9 @@ for (const name of Object.keys(g)) {
   const value = g[name];
   if (typeof value === 'function' && value.name !== name) Object.defineProperty(value, 'name', { value: name, configurable: true });
 }
-// The streams' globals load them on first read (streams.ts), and name themselves then.
+// The streams' and the URL classes' globals load them on first read (streams.ts, url.ts), and name themselves then.
 installStreamGlobals(g);
+installUrlGlobals(g);
 
 // --- capabilities and fetch -----------------------------------------------------------------------------
 const callCap = capCaller((handle, method, args) => capSyncRef.applySyncPromise(undefined, [handle, method, args], { arguments: { copy: true } }));

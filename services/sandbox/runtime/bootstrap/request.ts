@@ -1,8 +1,9 @@
 /** Request (Fetch standard, the part a Workers handler uses). */
-import { parseURL, serializeURL, type URL } from 'whatwg-url';
+import type { URL } from 'whatwg-url';
 import { Headers, type HeadersInit } from './headers.ts';
 import { Body, toSource, type BodyInit } from './body.ts';
 import { isCanonicalHref } from './canonical-href.ts';
+import { url as urlUnit } from './url.ts';
 
 export interface RequestInit {
   method?: string;
@@ -19,6 +20,7 @@ export interface RequestInit {
 function href(input: string): string {
   if (isCanonicalHref(input)) return input;
   const url = input.toWellFormed();
+  const { parseURL, serializeURL } = urlUnit();
   const record = parseURL(url);
   if (record === null) throw new TypeError(`Invalid URL: ${url}`);
   return serializeURL(record);

@@ -1,5 +1,6 @@
 /** Response (Fetch standard), with Workers' 101 + webSocket for a WebSocket upgrade. */
-import { URL } from 'whatwg-url';
+import type { URL } from 'whatwg-url';
+import { url as urlUnit } from './url.ts';
 import { Headers, type HeadersInit } from './headers.ts';
 import { Body, toSource, type BodyInit } from './body.ts';
 
@@ -71,7 +72,7 @@ export class Response extends Body {
   }
   static redirect(url: string | URL, status = 302): Response {
     if (![301, 302, 303, 307, 308].includes(status)) throw new RangeError(`Invalid redirect status ${status}`);
-    return new Response(null, { status, headers: { location: new URL(String(url)).href } });
+    return new Response(null, { status, headers: { location: new (urlUnit().URL)(String(url)).href } });
   }
   /** Fetch's network error: type "error", status 0, no body, headers that cannot change. */
   static error(): Response {

@@ -6,7 +6,7 @@
  * first read and leave a plain data property in their place (installStreamGlobals).
  */
 import type { LazyUnits } from '../abi.ts';
-import { loadedUnit, unit } from './units.ts';
+import { installLazyGlobals, loadedUnit, unit } from './units.ts';
 import { DOMException } from './encoding.ts';
 
 export type Streams = LazyUnits['streams'];
@@ -65,29 +65,10 @@ export const STREAM_GLOBALS = [
   'WritableStreamDefaultWriter',
 ] as const satisfies readonly (keyof Streams)[];
 
-const defineProperty = Object.defineProperty;
-
 /**
- * The Streams globals on `g`: each an accessor until first read, which loads the unit and leaves the class
- * as a data property like every other global (writable, configurable, enumerable); a write before that
- * replaces it without loading anything.
+ * The Streams globals on `g`: each an accessor until first read, which loads the unit (units.ts
+ * installLazyGlobals); a write before that replaces it without loading anything.
  */
 export function installStreamGlobals(g: object): void {
-  const settle = (name: string, value: unknown) => defineProperty(g, name, { value, writable: true, configurable: true, enumerable: true });
-  for (const name of STREAM_GLOBALS) {
-    defineProperty(g, name, {
-      get() {
-        const value = streams()[name];
-        // The global's name, whatever the bundler renamed the class to.
-        if (value.name !== name) defineProperty(value, 'name', { value: name, configurable: true });
-        settle(name, value);
-        return value;
-      },
-      set(value: unknown) {
-        settle(name, value);
-      },
-      configurable: true,
-      enumerable: true,
-    });
-  }
+  installLazyGlobals(g, STREAM_GLOBALS, (name) => streams()[name]);
 }

@@ -10,8 +10,9 @@
 import { DOMException } from './encoding.ts';
 import { isCryptoKey } from './subtle.ts';
 // From the snapshot modules, as the worker's globals are (fetch-api.ts says why).
-import { Blob, File, Headers, Request, Response, URL, URLSearchParams } from './fetch-api.ts';
+import { Blob, File, Headers, Request, Response } from './fetch-api.ts';
 import { streamClassOrNone } from './streams.ts';
+import { urlClassOrNone } from './url.ts';
 
 const ERRORS: Record<string, ErrorConstructor> = {
   Error,
@@ -25,8 +26,8 @@ const ERRORS: Record<string, ErrorConstructor> = {
 const cannot = (what: string) => new DOMException(`${what} could not be cloned`, 'DataCloneError');
 /** Platform objects of this runtime that HTML does not make serializable. */
 const PLATFORM: { name: string; is: (v: object) => boolean }[] = [
-  { name: 'URL', is: (v) => v instanceof URL },
-  { name: 'URLSearchParams', is: (v) => v instanceof URLSearchParams },
+  { name: 'URL', is: (v) => v instanceof urlClassOrNone('URL') },
+  { name: 'URLSearchParams', is: (v) => v instanceof urlClassOrNone('URLSearchParams') },
   { name: 'Headers', is: (v) => v instanceof Headers },
   { name: 'Request', is: (v) => v instanceof Request },
   { name: 'Response', is: (v) => v instanceof Response },

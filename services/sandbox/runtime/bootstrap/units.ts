@@ -48,3 +48,30 @@ export function unit<K extends keyof LazyUnits>(name: K): LazyUnits[K] {
   }
   return u;
 }
+
+const defineProperty = Object.defineProperty;
+
+/**
+ * Globals of a lazy unit on `g`: each an accessor until its first read, which loads the unit (`read`) and
+ * leaves the value as a data property like every other global (writable, configurable, enumerable); a
+ * write before that replaces it without loading anything.
+ */
+export function installLazyGlobals<N extends string>(g: object, names: readonly N[], read: (name: N) => { name: string }): void {
+  const settle = (name: string, value: unknown) => defineProperty(g, name, { value, writable: true, configurable: true, enumerable: true });
+  for (const name of names) {
+    defineProperty(g, name, {
+      get() {
+        const value = read(name);
+        // The global's name, whatever the bundler renamed the class to.
+        if (value.name !== name) defineProperty(value, 'name', { value: name, configurable: true });
+        settle(name, value);
+        return value;
+      },
+      set(value: unknown) {
+        settle(name, value);
+      },
+      configurable: true,
+      enumerable: true,
+    });
+  }
+}
