@@ -12,7 +12,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { scriptsCompiled } from './helpers/isolate-copies.ts';
+import { scriptsCompiled, syncCompilesDone } from './helpers/isolate-copies.ts';
 
 // After isolate-copies.ts: the runtime's isolated-vm is the counted one.
 const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
@@ -98,6 +98,7 @@ test('each way to a first URL loads the unit once, and gives the same classes', 
   };
   for (const [door, expr] of Object.entries(doors)) {
     const before = loads();
+    const syncBefore = syncCompilesDone();
     const w = worker(`${NAMES} export default { async fetch(req) {
       const lazyBefore = ${STILL_LAZY};
       const value = ${expr};
@@ -127,6 +128,10 @@ test('each way to a first URL loads the unit once, and gives the same classes', 
     // Its second request uses what the first loaded.
     await answer(w);
     assert.equal(loads() - before, 1, `${door}: the url unit compiled once`);
+    // Named in the code (URLPattern's name has it too): compiled as the worker loads, off the main thread.
+    // URLPattern's own unit is compiled at its first use.
+    const sync = door === 'named' ? 0 : 1;
+    assert.equal(syncCompilesDone() - syncBefore, sync, `${door}: synchronous compiles on the main thread`);
   }
 });
 
