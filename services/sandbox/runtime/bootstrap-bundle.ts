@@ -103,7 +103,7 @@ const legacyTablesFromHost: Plugin = {
 };
 
 /**
- * The bootstrap takes URL and URLSearchParams of whatwg-url, installed as its index.js installs them,
+ * The url unit takes URL and URLSearchParams of whatwg-url, installed as its index.js installs them,
  * and the parser and serializer of URL records; its index.js also loads the URL-string validator
  * (~10 KB), which nothing here calls.
  */
@@ -132,7 +132,7 @@ const whatwgUrlClassesOnly: Plugin = {
 /**
  * whatwg-url's checks that every URL with a host runs, as loops over code units rather than regular
  * expressions: V8 compiles each regular expression in each new isolate on its first use (~30 µs each), and
- * every new isolate (a Dynamic Worker's above all) parses its first request's URL. The same results:
+ * most workers parse their first request's URL (`new URL(request.url)`). The same results:
  * web-platform.test.ts compares URLs parsed in an isolate with the package's own parser.
  */
 const WHATWG_URL_EDITS: Record<string, [string, string][]> = {

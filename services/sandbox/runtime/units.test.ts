@@ -10,6 +10,7 @@ import { WorkerRuntime } from './index.ts';
 import { bootstrap } from './bootstrap-bundle.ts';
 import { LAZY_UNITS, LIBS_GLOBAL } from './abi.ts';
 import { GET, text, worker } from './testing/fixtures.ts';
+import { runInNewContext } from 'node:vm';
 
 const rt = new WorkerRuntime();
 after(() => rt.dispose());
@@ -131,4 +132,27 @@ test('URLPattern keeps the polyfill’s shape while the polyfill itself loads on
       bad: 'TypeError',
     },
   );
+});
+
+test('the url unit names no built-in but the snapshot’s own (url.ts PINNED), beside esbuild’s module helpers', async () => {
+  const { source } = (await bootstrap()).units.url;
+  const builtins = new Set([
+    ...runInNewContext('Object.getOwnPropertyNames(globalThis)'),
+    'TextEncoder',
+    'TextDecoder',
+    'SharedArrayBuffer',
+    'DOMException',
+    'atob',
+    'btoa',
+  ]);
+  // esbuild's helpers, read as the unit's script starts (before any tenant-reachable code of it runs) and used only to wire its modules.
+  const helpers = source.slice(0, source.indexOf('var __commonJS='));
+  assert.match(helpers, /^\(function \(__cordonLibs\) \{\n"use strict";\n"use strict";var unit=\(\(\)=>\{var __create=Object\.create;/);
+  // Outside string literals: a name not after a dot, not a property key; `Function.convert` is whatwg-url's own module named Function.
+  const code = source.slice(helpers.length).replace(/"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\]|\\.)*`/g, '""');
+  const named = [...code.matchAll(/(?<![.\w$])([A-Za-z_$][\w$]*)(?!\s*:)(?:\.([A-Za-z_$][\w$]*))?/g)]
+    .filter((m) => builtins.has(m[1]!) && `${m[1]}.${m[2]}` !== 'Function.convert')
+    .map((m) => m[0]);
+  assert.deepEqual([...new Set(named)], []);
+  assert.match(code, /__cordonLibs\.url\.PINNED\.Object_getOwnPropertyDescriptor\(/);
 });

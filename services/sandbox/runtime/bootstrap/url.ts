@@ -106,6 +106,7 @@ export const PINNED: Record<string, unknown> = Object.freeze({
   __proto__: null,
   ...Object.fromEntries(PINNED_GLOBALS.map((name) => [name, g[name]])),
   ...Object.fromEntries(PINNED_STATICS.map((path) => [path.replace('.', '_'), g[path.split('.')[0]!]![path.split('.')[1]!]])),
+  // The snapshot's own classes (as the worker's globals are), and the stand-in above.
   TextEncoder,
   TextDecoder,
   SharedArrayBuffer,
