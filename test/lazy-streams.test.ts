@@ -13,7 +13,7 @@ import { scriptsCompiled } from './helpers/isolate-copies.ts';
 
 // After isolate-copies.ts: the runtime's isolated-vm is the counted one.
 const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
-const { GET, text, worker } = await import('../services/sandbox/runtime/testing/fixtures.ts');
+const { GET, answer: answerIn, worker } = await import('../services/sandbox/runtime/testing/fixtures.ts');
 type Bundle = ReturnType<typeof worker>;
 
 const rt = new WorkerRuntime({ spares: 0 });
@@ -21,12 +21,7 @@ after(() => rt.dispose());
 
 const loads = () => scriptsCompiled('cordon:streams');
 
-async function answer(bundle: Bundle, req = GET): Promise<string> {
-  const res = await rt.handle(bundle, req, { log: () => {} });
-  const body = res.stream ? await new Response(res.stream).text() : text(res.body);
-  assert.equal(res.status, 200, body);
-  return body;
-}
+const answer = (bundle: Bundle, req = GET) => answerIn(rt, bundle, req);
 
 /** Whether the isolate's ReadableStream global is still the accessor that loads the streams. */
 const STILL_LAZY = `(typeof Object.getOwnPropertyDescriptor(globalThis, 'ReadableStream').get === 'function')`;

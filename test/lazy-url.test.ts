@@ -16,7 +16,7 @@ import { scriptsCompiled, syncCompilesDone } from './helpers/isolate-copies.ts';
 
 // After isolate-copies.ts: the runtime's isolated-vm is the counted one.
 const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
-const { GET, text, worker } = await import('../services/sandbox/runtime/testing/fixtures.ts');
+const { GET, answer: answerIn, worker } = await import('../services/sandbox/runtime/testing/fixtures.ts');
 type Bundle = ReturnType<typeof worker>;
 
 const rt = new WorkerRuntime({ spares: 0 });
@@ -24,12 +24,7 @@ after(() => rt.dispose());
 
 const loads = () => scriptsCompiled('cordon:url');
 
-async function answer(bundle: Bundle, req = GET): Promise<string> {
-  const res = await rt.handle(bundle, req, { log: () => {} });
-  const body = res.stream ? await new Response(res.stream).text() : text(res.body);
-  assert.equal(res.status, 200, body);
-  return body;
-}
+const answer = (bundle: Bundle, req = GET) => answerIn(rt, bundle, req);
 
 /** The two global names, spelled so that the source does not name them. */
 const NAMES = `const U = 'U' + 'RL', P = U + 'SearchParams';`;

@@ -1,6 +1,8 @@
 /** Shared by the runtime's tests: a worker bundle from inline source, a GET request, body text. */
 import type { WorkerBundle, WorkerModule } from '../../../../schemas/worker.ts';
 import type { WireRequest } from '../../../../schemas/http.ts';
+import type { WorkerRuntime } from '../index.ts';
+import assert from 'node:assert/strict';
 
 let n = 0;
 
@@ -28,6 +30,14 @@ export function worker(main: string, opts: WorkerOptions = {}): WorkerBundle {
 
 export const GET: WireRequest = { method: 'GET', url: 'http://example.test/path?q=1', headers: [['x-in', 'v']], body: null };
 export const text = (b: Uint8Array | null) => new TextDecoder().decode(b ?? new Uint8Array());
+
+/** `bundle`'s answer to `req` in `rt`, its body as text (streamed or whole), asserted to be a 200. */
+export async function answer(rt: WorkerRuntime, bundle: WorkerBundle, req: WireRequest = GET): Promise<string> {
+  const res = await rt.handle(bundle, req, { log: () => {} });
+  const body = res.stream ? await new Response(res.stream).text() : text(res.body);
+  assert.equal(res.status, 200, body);
+  return body;
+}
 
 /** Unsigned LEB128, as the WebAssembly binary format writes numbers. */
 function uleb(n: number): number[] {
