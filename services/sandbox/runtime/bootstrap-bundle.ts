@@ -508,7 +508,8 @@ async function bundle(entry: string, plugins: Plugin[], globalName?: string, def
  * ~40 KB more snapshot; the first request in a new isolate is ~2 ms faster. The streams' paths are not
  * run: a hello-world, a body echoed and a loaded Worker's fetch() (its answer crosses as bytes) never
  * make a stream, and compiling them here cost every isolate ~70 KiB and ~0.1–0.3 ms of its creation;
- * an isolate that streams compiles them on its first stream.
+ * an isolate that streams compiles them on its first stream. The URL classes are not in the snapshot at all
+ * (the url unit), and a request's URL that is its own href is not parsed.
  */
 const WARMUP = `{
   const { Request, Response, Headers } = globalThis.${LIBS_GLOBAL}.fetchApi;
