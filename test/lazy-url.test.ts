@@ -217,3 +217,12 @@ test('a worker that replaces the built-ins whatwg-url takes as it loads, before 
   assert.deepEqual(JSON.parse(a), { ...expected, calls });
   assert.deepEqual(JSON.parse(b), expected);
 });
+
+test('URLPattern canonicalizes with the runtime’s URL class, also after the worker replaced the global one', async () => {
+  const w = worker(`${NAMES} globalThis[U] = class { constructor() { throw new Error('the worker’s class was used') } };
+  export default { fetch() {
+    const p = new URLPattern({ protocol: 'http', hostname: 'EXAMPLE.test', port: '80', pathname: '/a/*' });
+    return Response.json({ hostname: p.hostname, port: p.port, match: p.test('http://example.test/a/b'), other: p.test('http://example.test/b') });
+  } }`);
+  assert.deepEqual(JSON.parse(await answer(w)), { hostname: 'example.test', port: '', match: true, other: false });
+});

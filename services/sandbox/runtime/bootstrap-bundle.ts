@@ -573,9 +573,16 @@ const URL_UNIT_PINNED: Record<string, string> = Object.fromEntries([
   ...url.PINNED_STATICS.map((path) => [path, `${LIBS_GLOBAL}.url.PINNED.${path.replace('.', '_')}`]),
 ]);
 
+/**
+ * urlpattern-polyfill canonicalizes with the global `URL` as it runs: in the unit, `URL` is the runtime's
+ * class (the url unit's, loaded with it), so a worker that replaced the global does not steer its patterns.
+ */
+const URLPATTERN_URL = '__cordonUrl';
+
 /** A lazy unit's script: a function expression taking the snapshot's library objects and returning the unit's exports. */
 async function unitScript(name: keyof LazyUnits): Promise<string> {
   const entry = LAZY_UNITS[name];
+  const prelude = name === 'urlpattern' ? `const ${URLPATTERN_URL} = ${LIBS_GLOBAL}.url.url().URL;\n` : '';
   const iife = await bundle(
     entry.slice(2),
     [
@@ -590,9 +597,9 @@ async function unitScript(name: keyof LazyUnits): Promise<string> {
       whatwgUrlWithoutRegExps,
     ],
     'unit',
-    name === 'url' ? URL_UNIT_PINNED : undefined,
+    name === 'url' ? URL_UNIT_PINNED : name === 'urlpattern' ? { URL: URLPATTERN_URL } : undefined,
   );
-  return `(function (${LIBS_GLOBAL}) {\n${iife}\nreturn unit;\n})`;
+  return `(function (${LIBS_GLOBAL}) {\n${prelude}${iife}\nreturn unit;\n})`;
 }
 
 /**
