@@ -574,15 +574,20 @@ const URL_UNIT_PINNED: Record<string, string> = Object.fromEntries([
 ]);
 
 /**
- * urlpattern-polyfill canonicalizes with the global `URL` as it runs: in the unit, `URL` is the runtime's
- * class (the url unit's, loaded with it), so a worker that replaced the global does not steer its patterns.
+ * What a unit's names mean, where they must not be the global scope's as a tenant left it (esbuild's `define`),
+ * and the bindings the unit's script declares for them first (`prelude`). urlpattern-polyfill canonicalizes
+ * with the global `URL` as it runs: in its unit `URL` is the runtime's class (the url unit's, loaded with
+ * it), so a worker that replaced the global does not steer its patterns.
  */
-const URLPATTERN_URL = '__cordonUrl';
+const UNIT_NAMES: Partial<Record<keyof LazyUnits, { define: Record<string, string>; prelude?: string }>> = {
+  url: { define: URL_UNIT_PINNED },
+  urlpattern: { define: { URL: '__cordonUrl' }, prelude: `const __cordonUrl = ${LIBS_GLOBAL}.url.url().URL;\n` },
+};
 
 /** A lazy unit's script: a function expression taking the snapshot's library objects and returning the unit's exports. */
 async function unitScript(name: keyof LazyUnits): Promise<string> {
   const entry = LAZY_UNITS[name];
-  const prelude = name === 'urlpattern' ? `const ${URLPATTERN_URL} = ${LIBS_GLOBAL}.url.url().URL;\n` : '';
+  const names = UNIT_NAMES[name];
   const iife = await bundle(
     entry.slice(2),
     [
@@ -597,9 +602,9 @@ async function unitScript(name: keyof LazyUnits): Promise<string> {
       whatwgUrlWithoutRegExps,
     ],
     'unit',
-    name === 'url' ? URL_UNIT_PINNED : name === 'urlpattern' ? { URL: URLPATTERN_URL } : undefined,
+    names?.define,
   );
-  return `(function (${LIBS_GLOBAL}) {\n${prelude}${iife}\nreturn unit;\n})`;
+  return `(function (${LIBS_GLOBAL}) {\n${names?.prelude ?? ''}${iife}\nreturn unit;\n})`;
 }
 
 /**
