@@ -15,7 +15,15 @@ export class WsClient {
     });
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve());
-      this.ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`status ${res.statusCode}`), { status: res.statusCode })));
+      // The answer's body (its first 2 KB) in the error: what a failed upgrade says is what to look at.
+      this.ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        const fail = () => reject(Object.assign(new Error(`status ${res.statusCode}: ${body.slice(0, 2048)}`), { status: res.statusCode }));
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.once('end', fail);
+        res.once('error', fail);
+      });
       this.ws.once('error', reject);
     });
     this.closed = new Promise((resolve) => this.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
