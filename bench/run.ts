@@ -57,24 +57,33 @@ async function runtimeAloneRow(): Promise<void> {
 async function coldStart(): Promise<void> {
   say('2. cold start: code in hand → first response');
   const rt = new WorkerRuntime({ maxIsolates: 1000 });
-  const mk = (i: number) => ({
+  // A hello-world, or (`url`) a worker that takes its request's URL apart, as most do.
+  const mk = (i: number, url = false) => ({
     workerId: `bench/w${i}`,
     version: 'a'.repeat(64),
     mainModule: 'w.js',
-    modules: [{ name: 'w.js', type: 'esm' as const, content: `export default { fetch() { return new Response('hi ${i}') } }` }],
+    modules: [
+      {
+        name: 'w.js',
+        type: 'esm' as const,
+        content: url
+          ? `export default { fetch(req) { const u = new URL(req.url); return new Response(u.pathname + u.searchParams.get('i') + ' ${i}') } }`
+          : `export default { fetch() { return new Response('hi ${i}') } }`,
+      },
+    ],
     limits: { cpuMs: 1000, wallMs: 5000, memoryMb: 128 },
     vars: {},
     bindings: [],
   });
-  const req = { method: 'GET', url: 'http://bench/', headers: [] as [string, string][], body: null };
+  const req = { method: 'GET', url: 'http://bench/a?i=1', headers: [] as [string, string][], body: null };
   await rt.handle(mk(0), req, { log() {} });
   // Back to back, spare isolates never get made (they wait for a pause): the cost of a burst.
-  const timed = async (from: number, pauseMs: number) => {
+  const timed = async (from: number, pauseMs: number, url = false) => {
     const out: number[] = [];
     for (let i = from; i < from + 100; i++) {
       if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
       const t = performance.now();
-      await rt.handle(mk(i), req, { log() {} });
+      await rt.handle(mk(i, url), req, { log() {} });
       out.push(performance.now() - t);
     }
     return out.sort((a, b) => a - b);
@@ -85,6 +94,7 @@ async function coldStart(): Promise<void> {
   const main = process.threadCpuUsage(mainBefore);
   // With a pause before each, a spare isolate is ready: the cost of an occasional cold start.
   const paused = await timed(1000, 60);
+  const pausedUrl = await timed(2000, 60, true);
   // Beside each bare isolate, the start-up snapshot's share of a cold start (in the same moment of a
   // loaded machine): the isolate, deserialised on this thread with isolated-vm's own default context,
   // and the context the worker runs in, each deserialising the libraries.
@@ -114,6 +124,7 @@ async function coldStart(): Promise<void> {
   say(
     `  cordon, spare ready        p50 ${paused[50]!.toFixed(1)} ms   p99 ${paused[98]!.toFixed(1)} ms   (${(paused[50]! / bare[50]!).toFixed(1)}x a bare isolate)`,
   );
+  say(`    a worker parsing its URL  p50 ${pausedUrl[50]!.toFixed(1)} ms   p99 ${pausedUrl[98]!.toFixed(1)} ms   (a spare with the url unit loaded)`);
   say(`  bare isolated-vm isolate   p50 ${bare[50]!.toFixed(1)} ms   p99 ${bare[98]!.toFixed(1)} ms`);
   say(
     `  of which the snapshot:     isolate p50 ${fromSnapshot[50]!.toFixed(1)} ms (main thread)   its context p50 ${snapshotContext[50]!.toFixed(1)} ms   (the rest: bootstrap init, the worker's modules, the request)`,

@@ -13,10 +13,12 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { scriptsCompiled, syncCompilesDone } from './helpers/isolate-copies.ts';
+import type { WorkerInstance } from '../services/sandbox/runtime/instance.ts';
 
 // After isolate-copies.ts: the runtime's isolated-vm is the counted one.
 const { WorkerRuntime } = await import('../services/sandbox/runtime/index.ts');
-const { GET, answer: answerIn, worker } = await import('../services/sandbox/runtime/testing/fixtures.ts');
+const { GET, answer: answerIn, text, worker } = await import('../services/sandbox/runtime/testing/fixtures.ts');
+const { SpareIsolates } = await import('../services/sandbox/runtime/spares.ts');
 type Bundle = ReturnType<typeof worker>;
 
 const rt = new WorkerRuntime({ spares: 0 });
@@ -225,4 +227,77 @@ test('URLPattern canonicalizes with the runtime’s URL class, also after the wo
     return Response.json({ hostname: p.hostname, port: p.port, match: p.test('http://example.test/a/b'), other: p.test('http://example.test/b') });
   } }`);
   assert.deepEqual(JSON.parse(await answer(w)), { hostname: 'example.test', port: '', match: true, other: false });
+});
+
+/** A pool of one spare of each kind, once both are ready. */
+async function sparesReady(): Promise<InstanceType<typeof SpareIsolates>> {
+  const pool = new SpareIsolates({ size: 1, memoryMb: 64, onCatastrophe: (m) => assert.fail(m) });
+  const until = Date.now() + 20_000;
+  while (pool.ready < 2) {
+    if (Date.now() > until) assert.fail('the spares were not made within 20 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return pool;
+}
+
+/** Adopts `bundle` into `spare` and answers a request; with the url unit compiles (all, and on the main thread) it took. */
+async function fromSpare(spare: WorkerInstance, bundle: Bundle): Promise<{ body: string; compiles: number; sync: number }> {
+  const [before, syncBefore] = [loads(), syncCompilesDone()];
+  try {
+    await spare.adopt(bundle);
+    const body = text((await spare.handle({ ...GET, url: 'http://example.test/a/b?c=d' }, { log: () => {} })).body);
+    return { body, compiles: loads() - before, sync: syncCompilesDone() - syncBefore };
+  } finally {
+    spare.dispose();
+  }
+}
+
+/** Takes its request's URL apart, naming the class; says whether the global was still the lazy accessor before. */
+const TAKES_URL_APART = worker(`export default { fetch(req) {
+  const lazyBefore = typeof Object.getOwnPropertyDescriptor(globalThis, 'URL').get === 'function';
+  const u = new URL(req.url);
+  const d = Object.getOwnPropertyDescriptor(globalThis, 'URL');
+  return Response.json({ lazyBefore, path: u.pathname, c: u.searchParams.get('c'), data: 'value' in d && d.writable, names: [URL.name, URLSearchParams.name],
+    params: u.searchParams instanceof URLSearchParams, tag: Object.prototype.toString.call(u) });
+} }`);
+
+test('a spare made for a worker whose code names URL has the url unit loaded: its first URL compiles nothing, and it sees what a plain spare gives', async () => {
+  const answers: string[] = [];
+  for (const withUrl of [true, false]) {
+    const pool = await sparesReady();
+    const spare = pool.take(64, withUrl)!;
+    pool.dispose(); // no spare made meanwhile: the counts below are this worker's alone
+    const { body, compiles, sync } = await fromSpare(spare, TAKES_URL_APART);
+    answers.push(body);
+    assert.equal(compiles, withUrl ? 0 : 1, `${withUrl ? 'a url' : 'a plain'} spare: url unit compiles for its worker`);
+    assert.equal(sync, 0, 'nothing compiled on the main thread');
+  }
+  assert.deepEqual(JSON.parse(answers[0]!), {
+    lazyBefore: true,
+    path: '/a/b',
+    c: 'd',
+    data: true,
+    names: ['URL', 'URLSearchParams'],
+    params: true,
+    tag: '[object URL]',
+  });
+  assert.equal(answers[1], answers[0]);
+});
+
+test('a worker that names no URL never gets a spare with the url unit; one that does takes a plain spare when no other is ready', async () => {
+  const hello = worker(`export default { fetch() { return new Response('hello') } }`);
+  let pool = await sparesReady();
+  const plain = pool.take(64, false)!;
+  assert.equal(pool.take(64, false), undefined, 'the spare with the url unit is kept for a worker that names URL');
+  const withUrl = pool.take(64, true)!;
+  pool.dispose();
+  assert.deepEqual(await fromSpare(plain, hello), { body: 'hello', compiles: 0, sync: 0 });
+  assert.deepEqual((await fromSpare(withUrl, TAKES_URL_APART)).compiles, 0);
+  // Both kinds asked for by workers that name URL: theirs first, then the plain one.
+  pool = await sparesReady();
+  const [first, second] = [pool.take(64, true)!, pool.take(64, true)!];
+  assert.equal(pool.take(64, true), undefined);
+  pool.dispose();
+  assert.equal((await fromSpare(first, TAKES_URL_APART)).compiles, 0);
+  assert.equal((await fromSpare(second, TAKES_URL_APART)).compiles, 1);
 });

@@ -245,8 +245,11 @@ export interface Entry {
    * once) and its body (moved in, not copied); each answers through HostCallbacks.done.
    */
   runBatch(now: number, ...requests: (number | string | ArrayBuffer | null)[]): void;
-  /** A spare's rehearsal of the request path, before it knows its worker; `rpc`: Workers RPC's too (the isolate code caches are made in). */
-  rehearse(now: number, rpc: boolean): Promise<void>;
+  /**
+   * A spare's rehearsal of the request path, before it knows its worker; `rpc`: Workers RPC's too (the isolate
+   * code caches are made in); `withUrl`: the url unit loaded, to stay (a spare for a worker that names URL).
+   */
+  rehearse(now: number, rpc: boolean, withUrl: boolean): Promise<void>;
   runWorkflow(className: string, event: string, stepHandle: string, now: number): Promise<string>;
   runScheduled(cron: string, scheduledTime: number, now: number): Promise<string>;
   /**

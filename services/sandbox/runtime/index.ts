@@ -13,6 +13,7 @@ import { WorkerError } from './errors.ts';
 import type { SocketPeer } from './socket-table.ts';
 import type { PipePeer } from './rpc-pipes.ts';
 import { SpareIsolates } from './spares.ts';
+import { namesUrl } from './modules.ts';
 import { ParentLoaders, type FacetSockets, type IsolatePool, type LoaderEvents, type LoaderOptions } from './worker-loader.ts';
 import type ivm from 'isolated-vm';
 
@@ -393,7 +394,7 @@ export class WorkerRuntime {
       }
       if (this.#instances.get(key) === existing) this.#drop(key);
     }
-    const spare = bundle.allowEval ? undefined : this.#spares?.take(bundle.limits.memoryMb);
+    const spare = bundle.allowEval ? undefined : this.#spares?.take(bundle.limits.memoryMb, namesUrl(bundle.modules));
     const created = spare ? spare.adopt(bundle) : WorkerInstance.create(bundle, this.#onCatastrophe, this.#inspector);
     this.#instances.set(key, created);
     created.then(

@@ -294,27 +294,30 @@ export class WorkerInstance {
   /**
    * An instance made ahead of need (a spare): isolate, context and bootstrap ready, the request path
    * rehearsed (compiled), no worker yet, so eval refused and the default limits; adopt() gives it its
-   * worker. Most of a cold start is here.
+   * worker. Most of a cold start is here. `withUrl`: the url unit loaded too, for a worker whose code
+   * names URL (modules.ts namesUrl): most workers take their request's URL apart, and the unit's compile
+   * and top level are otherwise most of such a worker's cold start from a spare.
    */
-  static async prepare(onCatastrophe: (message: string) => void, memoryMb: number): Promise<WorkerInstance> {
+  static async prepare(onCatastrophe: (message: string) => void, memoryMb: number, withUrl = false): Promise<WorkerInstance> {
     const boot = await bootstrap();
     await (rehearsed ??= WorkerInstance.#rehearsedCaches(boot, onCatastrophe));
-    return WorkerInstance.#spare(boot, onCatastrophe, memoryMb, false);
+    return WorkerInstance.#spare(boot, onCatastrophe, memoryMb, false, withUrl);
   }
 
   /**
    * A spare: its isolate and context, the bootstrap run in it, the request path rehearsed. `rpc`: Workers
    * RPC rehearsed too, its unit loaded for it — only for the isolate the code caches are made in, as a
-   * spare must not carry a unit its worker may never use.
+   * spare must not carry a unit its worker may never use. `withUrl`: the url unit loaded (prepare).
    */
-  static async #spare(boot: Bootstrap, onCatastrophe: (message: string) => void, memoryMb: number, rpc: boolean): Promise<WorkerInstance> {
+  static async #spare(boot: Bootstrap, onCatastrophe: (message: string) => void, memoryMb: number, rpc: boolean, withUrl: boolean): Promise<WorkerInstance> {
     const placeholder: WorkerBundle = { workerId: '', version: '', mainModule: '', modules: [], limits: Limits.parse({ memoryMb }), vars: {}, bindings: [] };
     const isolate = await newIsolate({ snapshot: boot.snapshot, memoryLimit: memoryMb, onCatastrophicError: onCatastrophe });
     const w = new WorkerInstance(placeholder, isolate, boot, false);
     await w.#failing(async () => {
       await w.#init(false);
       if (rpc) await w.unitAhead('rpc');
-      await w.#entry!.rehearse.apply(undefined, [Date.now(), rpc], { result: { promise: true }, timeout: rpc ? REHEARSAL_MS : w.bundle.limits.cpuMs });
+      if (withUrl) await w.unitAhead('url');
+      await w.#entry!.rehearse.apply(undefined, [Date.now(), rpc, withUrl], { result: { promise: true }, timeout: rpc ? REHEARSAL_MS : w.bundle.limits.cpuMs });
     });
     return w;
   }
@@ -332,7 +335,7 @@ export class WorkerInstance {
   static async #rehearsedCaches(boot: Bootstrap, onCatastrophe: (message: string) => void): Promise<void> {
     let w: WorkerInstance | undefined;
     try {
-      w = await WorkerInstance.#spare(boot, onCatastrophe, Limits.parse({}).memoryMb, true);
+      w = await WorkerInstance.#spare(boot, onCatastrophe, Limits.parse({}).memoryMb, true, false);
       const init = (await w.#isolate.compileScript(w.#initSource, { filename: 'cordon:bootstrap', produceCachedData: true })) as ivm.Script &
         ivm.CachedDataResult;
       initCache = init.cachedData ?? initCache;

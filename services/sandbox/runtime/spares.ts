@@ -7,13 +7,19 @@
  * code has run in it, and each is handed to exactly one worker, never back. Only the default memory
  * limit is kept spare (V8 fixes the limit when the isolate is made), and not for workers that may
  * eval (the lockdown decides that at initialisation).
+ *
+ * Two kinds, `size` of each: plain ones, and ones with the url unit loaded, for workers whose code names
+ * URL (most take their request's URL apart; loading the unit is otherwise ~half of such a cold start). A
+ * worker that names no URL never gets one of the latter: an isolate that makes no URL never carries the
+ * unit (issue 17's density). One that names URL takes a plain spare when no other is ready.
  */
 import { WorkerInstance } from './instance.ts';
 
 const QUIET_MS = 25;
 
 export class SpareIsolates {
-  readonly #spares: WorkerInstance[] = [];
+  readonly #plain: WorkerInstance[] = [];
+  readonly #withUrl: WorkerInstance[] = [];
   readonly #size: number;
   readonly #memoryMb: number;
   readonly #onCatastrophe: (message: string) => void;
@@ -28,15 +34,18 @@ export class SpareIsolates {
     this.#refill();
   }
 
-  /** A spare for an instance with this memory limit, if one is ready; a new one is then made in the background. */
-  take(memoryMb: number): WorkerInstance | undefined {
-    const spare = memoryMb === this.#memoryMb ? this.#spares.pop() : undefined;
+  /**
+   * A spare for an instance with this memory limit, if one is ready, with the url unit loaded where the worker's
+   * code names URL (`namesUrl`) and one is ready; a new one is then made in the background.
+   */
+  take(memoryMb: number, namesUrl: boolean): WorkerInstance | undefined {
+    const spare = memoryMb !== this.#memoryMb ? undefined : ((namesUrl ? this.#withUrl.pop() : undefined) ?? this.#plain.pop());
     this.#refill();
     return spare;
   }
 
   get ready(): number {
-    return this.#spares.length;
+    return this.#plain.length + this.#withUrl.length;
   }
 
   /**
@@ -46,14 +55,16 @@ export class SpareIsolates {
    */
   #refill(): void {
     clearTimeout(this.#timer);
-    if (this.#disposed || this.#making || this.#spares.length >= this.#size) return;
+    // The kind with fewer ready is made first.
+    const kind = this.#withUrl.length < this.#plain.length ? this.#withUrl : this.#plain;
+    if (this.#disposed || this.#making || kind.length >= this.#size) return;
     this.#timer = setTimeout(() => {
       this.#making = true;
-      WorkerInstance.prepare(this.#onCatastrophe, this.#memoryMb).then(
+      WorkerInstance.prepare(this.#onCatastrophe, this.#memoryMb, kind === this.#withUrl).then(
         (spare) => {
           this.#making = false;
-          if (this.#disposed || this.#spares.length >= this.#size) return spare.dispose();
-          this.#spares.push(spare);
+          if (this.#disposed || kind.length >= this.#size) return spare.dispose();
+          kind.push(spare);
           this.#refill();
         },
         () => {
@@ -66,6 +77,6 @@ export class SpareIsolates {
   dispose(): void {
     this.#disposed = true;
     clearTimeout(this.#timer);
-    for (const s of this.#spares.splice(0)) s.dispose();
+    for (const s of [...this.#plain.splice(0), ...this.#withUrl.splice(0)]) s.dispose();
   }
 }

@@ -158,8 +158,9 @@ export function makeRequestPath({
    * in a burst, compiles from the code cache made after this). Nothing of it stays: the handler is
    * unset again, the request's scope ended as after any request, and the clock is back at its start.
    * `rpc`: Workers RPC too (rehearseRpc) — only in the isolate the host makes its code caches in.
+   * `withUrl`: the url unit is loaded, and stays — a spare for a worker whose code names URL (spares.ts).
    */
-  async function rehearse(now: number, rpc: boolean): Promise<void> {
+  async function rehearse(now: number, rpc: boolean, withUrl: boolean): Promise<void> {
     if (!configurable || requests.handler !== undefined) throw new Error('rehearse() is for a spare, before its worker');
     const handler = { fetch: (request: Request) => new Response(request.url, { headers: { 'content-type': 'text/plain' } }) };
     requests.handler = handler;
@@ -173,6 +174,7 @@ export function makeRequestPath({
         rehearsing = () => --left === 0 && resolve();
         runBatch(now, 0, JSONstringify(meta), null, -1, JSONstringify({ ...meta, entrypoint: 'default', props: null }), null);
       });
+      if (withUrl) url();
       if (rpc) {
         await rehearseRpc(handler);
         await rehearseStreams();
