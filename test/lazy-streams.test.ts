@@ -3,9 +3,9 @@
  * snapshot every isolate is made from (services/sandbox/runtime/bootstrap/streams.ts). A worker that never
  * makes a stream never loads it — a hello-world, a body read whole or answered whole, Workers RPC to a
  * Dynamic Worker; each way to a first stream loads it once and gives the same classes as before; the
- * globals are plain data properties once read. And a worker that replaces the built-ins the polyfill keeps
- * as it loads (Promise's `then`, Number.isFinite, …) before its first stream does not steer its streams,
- * while a neighbour's streams in the same process are unaffected either way.
+ * globals are plain data properties once read. And a worker that replaces the built-ins the polyfill names
+ * (Promise's `then`, Number.isFinite, TypeError, …), before its first stream or after, does not steer its
+ * streams, while a neighbour's streams in the same process are unaffected either way.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -140,30 +140,39 @@ const USE_STREAMS = `
   const chunks = []; for await (const x of counted) chunks.push(x);
   const ac = new AbortController(); ac.abort();
   const aborted = await new ReadableStream().pipeTo(new WritableStream(), { signal: ac.signal }).then(() => 'piped', (e) => e);
-  const result = { bytes, chunks, abortName: aborted.name, abortIsDomException: aborted instanceof OriginalDOMException };`;
+  const locked = new ReadableStream(); locked.getReader();
+  let second; try { locked.getReader(); } catch (e) { second = e; }
+  const result = { bytes, chunks, abortName: aborted.name, abortIsDomException: aborted instanceof OriginalDOMException,
+    locked: Object.prototype.toString.call(second) + ' ' + (Object.getPrototypeOf(second) === OriginalTypeError.prototype) };`;
 
-/** Replaces the built-ins the polyfill keeps as it loads with wrappers that count their calls (`calls`). */
+/**
+ * Replaces built-ins the polyfill names with wrappers that count their use (`calls`): those it keeps as it loads
+ * (Promise's `then`, Number.isFinite, …) and one it reads each time it throws (TypeError).
+ */
 const PATCH = `
   const calls = {};
   const count = (k) => { calls[k] = (calls[k] ?? 0) + 1; };
   const then = Promise.prototype.then;
   Promise.prototype.then = function (...a) { count('then'); return then.apply(this, a); };
   for (const [o, k] of [[Number, 'isFinite'], [Number, 'isNaN'], [Math, 'trunc']]) { const f = o[k]; o[k] = (...a) => (count(k), f(...a)); }
-  globalThis.DOMException = class Fake extends Error {};`;
+  globalThis.DOMException = class Fake extends Error {};
+  globalThis.TypeError = new Proxy(OriginalTypeError, { construct: (t, a, nt) => (count('new TypeError'), Reflect.construct(t, a, nt)) });`;
 
-test('a worker that replaces the built-ins the streams keep before its first stream does not steer them; a neighbour is unaffected', async () => {
+test('a worker that replaces the built-ins the streams name, before its first stream or after, does not steer them; a neighbour is unaffected', async () => {
   // The same replacements after the streams are loaded: what the polyfill still reaches of them then (Promise
   // resolution's own lookups of \`then\`), it reached from the snapshot too.
-  const control = worker(`const OriginalDOMException = DOMException;
+  const control = worker(`const OriginalDOMException = DOMException, OriginalTypeError = TypeError;
   export default { async fetch() { void ReadableStream; ${PATCH} ${USE_STREAMS} Promise.prototype.then = then; return Response.json({ ...result, calls }); } }`);
-  const tamper = worker(`const OriginalDOMException = DOMException;
+  const tamper = worker(`const OriginalDOMException = DOMException, OriginalTypeError = TypeError;
   export default { async fetch() { ${PATCH} ${USE_STREAMS} Promise.prototype.then = then; return Response.json({ ...result, calls }); } }`);
-  const neighbour = worker(`const OriginalDOMException = DOMException;
+  const neighbour = worker(`const OriginalDOMException = DOMException, OriginalTypeError = TypeError;
   export default { async fetch() { ${USE_STREAMS} return Response.json(result); } }`);
-  const expected = { bytes: [7], chunks: ['a', 'b'], abortName: 'AbortError', abortIsDomException: true };
+  const expected = { bytes: [7], chunks: ['a', 'b'], abortName: 'AbortError', abortIsDomException: true, locked: '[object Error] true' };
   const [seen, a, b] = await Promise.all([answer(control), answer(tamper), answer(neighbour)]);
   const { calls, ...rest } = JSON.parse(seen) as Record<string, unknown>;
   assert.deepEqual(rest, expected);
+  // A built-in it reads when it runs is the snapshot's too, also when replaced after the streams were loaded.
+  assert.equal((calls as Record<string, number>)['new TypeError'], undefined);
   assert.deepEqual(JSON.parse(a), { ...expected, calls });
   assert.deepEqual(JSON.parse(b), expected);
 });

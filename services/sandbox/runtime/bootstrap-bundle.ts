@@ -417,33 +417,6 @@ const capnwebClones: Plugin = {
 };
 
 /**
- * The streams polyfill (the `streams` unit) loads after tenant code may have run: what it reads of the
- * built-ins once, as it loads, and keeps, it is given from the snapshot instead (streams.ts PINNED), by
- * these exact edits, so a worker that replaces them first does not steer its streams.
- */
-const streamsPinned: Plugin = {
-  name: 'cordon-streams-pinned',
-  setup(build) {
-    build.onLoad({ filter: /[\\/]web-streams-polyfill[\\/]dist[\\/]ponyfill\.mjs$/ }, async (args) => {
-      const contents = editOnce(await readFile(args.path, 'utf8'), [
-        [
-          'const n=Promise,i=Promise.resolve.bind(n),a=Promise.prototype.then,s=Promise.reject.bind(n)',
-          'const n=__pinned.Promise,i=__pinned.resolve,a=__pinned.promiseThen,s=__pinned.reject',
-        ],
-        ['Number.isFinite||', '__pinned.isFinite||'],
-        ['Math.trunc||', '__pinned.trunc||'],
-        ['Number.isNaN||', '__pinned.isNaN||'],
-        ['(ie=Symbol.asyncIterator)', '(ie=__pinned.asyncIterator)'],
-        ['null==dr?void 0:dr.DOMException', '__pinned.DOMException'],
-      ]);
-      if (contents === undefined)
-        return { errors: [{ text: `${args.path}: web-streams-polyfill changed; bootstrap-bundle.ts (streamsPinned) must be updated` }] };
-      return { contents: `import { PINNED as __pinned } from './streams.ts';\n${contents}`, loader: 'js' };
-    });
-  },
-};
-
-/**
  * The bootstrap runs in every isolate: a schema library pulled in by a value import from `schemas/`
  * (zod's module-level schemas cannot be tree-shaken) would cost every isolate its code and heap. A shared
  * constant goes in a zod-free module instead; this makes the mistake a build error rather than a quiet loss.
@@ -562,16 +535,14 @@ export interface Unit {
 }
 
 /**
- * The `url` unit loads after tenant code may have run: each built-in it names (a global, or a function read
- * off one) is the one url.ts took in the snapshot (PINNED), so a worker that replaced one before its first
- * URL does not steer it. What whatwg-url and webidl-conversions keep of prototypes as they load (brand-check
- * getters of buffers, an uncurried `call`) is the isolate's own at that moment: no path of URL or
- * URLSearchParams calls them (they convert strings, records and sequences only).
+ * esbuild `define`s rewriting each built-in in `names` in a unit's code to its entry in that unit's PINNED
+ * (units.ts `pinned`, taken in the snapshot): a unit loads after tenant code may have run. What a unit reads
+ * off a prototype (whatwg-url keeps buffer brand-check getters and an uncurried `call` as it loads) is the
+ * isolate's own at that moment: no URL or URLSearchParams path calls those (they convert strings, records and
+ * sequences only).
  */
-const URL_UNIT_PINNED: Record<string, string> = Object.fromEntries([
-  ...url.PINNED_GLOBALS.map((name) => [name, `${LIBS_GLOBAL}.url.PINNED.${name}`]),
-  ...url.PINNED_STATICS.map((path) => [path, `${LIBS_GLOBAL}.url.PINNED.${path.replace('.', '_')}`]),
-]);
+const pinnedNames = (unit: 'streams' | 'url', names: readonly string[]): Record<string, string> =>
+  Object.fromEntries(names.map((path) => [path, `${LIBS_GLOBAL}.${unit}.PINNED.${units.pinnedKey(path)}`]));
 
 /**
  * What a unit's names mean, where they must not be the global scope's as a tenant left it (esbuild's `define`),
@@ -580,7 +551,9 @@ const URL_UNIT_PINNED: Record<string, string> = Object.fromEntries([
  * it), so a worker that replaced the global does not steer its patterns.
  */
 const UNIT_NAMES: Partial<Record<keyof LazyUnits, { define: Record<string, string>; prelude?: string }>> = {
-  url: { define: URL_UNIT_PINNED },
+  // The polyfill reads DOMException off `globalThis` as it loads, and nothing else.
+  streams: { define: { ...pinnedNames('streams', streams.PINNED_NAMES), globalThis: `${LIBS_GLOBAL}.streams.PINNED` } },
+  url: { define: pinnedNames('url', url.PINNED_NAMES) },
   urlpattern: { define: { URL: '__cordonUrl' }, prelude: `const __cordonUrl = ${LIBS_GLOBAL}.url.url().URL;\n` },
 };
 
@@ -595,7 +568,6 @@ async function unitScript(name: keyof LazyUnits): Promise<string> {
       capnwebClones,
       multibyteUnit,
       urlpatternCallbacks,
-      streamsPinned,
       whatwgUrlClassesOnly,
       whatwgUrlImports,
       urlParseCache,

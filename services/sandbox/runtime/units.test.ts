@@ -134,25 +134,36 @@ test('URLPattern keeps the polyfill’s shape while the polyfill itself loads on
   );
 });
 
-test('the url unit names no built-in but the snapshot’s own (url.ts PINNED), beside esbuild’s module helpers', async () => {
-  const { source } = (await bootstrap()).units.url;
+/**
+ * Outside string literals and the unit's first statements (esbuild's helpers, read as its script starts, before
+ * any code of it a tenant can reach runs, and used only to wire its modules): the built-ins it names, each a
+ * global not after a dot and not a property key, with what it reads off one.
+ */
+function builtinsNamed(source: string, helpersEnd: string): string[] {
   const builtins = new Set([
     ...runInNewContext('Object.getOwnPropertyNames(globalThis)'),
-    'TextEncoder',
-    'TextDecoder',
-    'SharedArrayBuffer',
-    'DOMException',
-    'atob',
-    'btoa',
+    ...['TextEncoder', 'TextDecoder', 'SharedArrayBuffer', 'DOMException', 'atob', 'btoa', 'queueMicrotask', 'structuredClone'],
   ]);
-  // esbuild's helpers, read as the unit's script starts (before any tenant-reachable code of it runs) and used only to wire its modules.
-  const helpers = source.slice(0, source.indexOf('var __commonJS='));
-  assert.match(helpers, /^\(function \(__cordonLibs\) \{\n"use strict";\n"use strict";var unit=\(\(\)=>\{var __create=Object\.create;/);
-  // Outside string literals: a name not after a dot, not a property key; `Function.convert` is whatwg-url's own module named Function.
+  const helpers = source.slice(0, source.indexOf(helpersEnd));
+  assert.match(helpers, /^\(function \(__cordonLibs\) \{\n"use strict";\n"use strict";var unit=\(\(\)=>\{var __[a-zA-Z]+=Object\./);
   const code = source.slice(helpers.length).replace(/"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\]|\\.)*`/g, '""');
-  const named = [...code.matchAll(/(?<![.\w$])([A-Za-z_$][\w$]*)(?!\s*:)(?:\.([A-Za-z_$][\w$]*))?/g)]
-    .filter((m) => builtins.has(m[1]!) && `${m[1]}.${m[2]}` !== 'Function.convert')
-    .map((m) => m[0]);
-  assert.deepEqual([...new Set(named)], []);
-  assert.match(code, /__cordonLibs\.url\.PINNED\.Object_getOwnPropertyDescriptor\(/);
+  const named = [...code.matchAll(/(?<![.\w$])([A-Za-z_$][\w$]*)(?!\s*:)(?:\.([A-Za-z_$][\w$]*))?/g)].filter((m) => builtins.has(m[1]!));
+  return [...new Set(named.map((m) => m[0]))];
+}
+
+test('the url unit names no built-in but the snapshot’s own (url.ts PINNED)', async () => {
+  const { source } = (await bootstrap()).units.url;
+  // `Function.convert` is whatwg-url's own module named Function.
+  assert.deepEqual(
+    builtinsNamed(source, 'var __commonJS=').filter((n) => n !== 'Function.convert'),
+    [],
+  );
+  assert.match(source, /__cordonLibs\.url\.PINNED\.Object_getOwnPropertyDescriptor\(/);
+});
+
+test('the streams unit names no built-in but the snapshot’s own (streams.ts PINNED), and the two the init half installs', async () => {
+  const { source } = (await bootstrap()).units.streams;
+  assert.deepEqual(builtinsNamed(source, 'var __export='), ['queueMicrotask', 'structuredClone']);
+  assert.match(source, /__cordonLibs\.streams\.PINNED\.Promise_prototype_then\b/);
+  assert.match(source, /typeof __cordonLibs\.streams\.PINNED\?__cordonLibs\.streams\.PINNED:/);
 });

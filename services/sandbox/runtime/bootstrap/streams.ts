@@ -6,28 +6,65 @@
  * first read and leave a plain data property in their place (installStreamGlobals).
  */
 import type { LazyUnits } from '../abi.ts';
-import { installLazyGlobals, loadedUnit, unit } from './units.ts';
+import { installLazyGlobals, loadedUnit, pinned, unit } from './units.ts';
 import { DOMException } from './encoding.ts';
 
 export type Streams = LazyUnits['streams'];
 
 /**
- * The built-ins the polyfill reads once, as it loads, and keeps (bootstrap-bundle.ts, streamsPinned): taken
- * here, in the start-up snapshot, so a worker that replaces them before its first stream does not steer the
- * streams it then gets. What it reads of them each time it runs, it read at run time when it was in the
- * snapshot too.
+ * The built-ins the polyfill names (its global bindings, and what it reads off them), pinned (units.ts
+ * `pinned`) so that a worker that replaces them before its first stream does not steer the streams it then
+ * gets. It reads DOMException off `globalThis`, which in the unit is PINNED itself (bootstrap-bundle.ts).
+ * Not pinned: `queueMicrotask` and `structuredClone`, which the init half installs in each isolate after the
+ * snapshot; the polyfill reads them when it runs, as it did in the snapshot.
  */
-export const PINNED = Object.freeze({
-  __proto__: null,
-  Promise,
-  resolve: Promise.resolve.bind(Promise),
-  reject: Promise.reject.bind(Promise),
-  promiseThen: Promise.prototype.then,
-  isFinite: Number.isFinite,
-  isNaN: Number.isNaN,
-  trunc: Math.trunc,
-  asyncIterator: Symbol.asyncIterator,
+export const PINNED_NAMES = [
+  'ArrayBuffer',
+  'ArrayBuffer.isView',
+  'Boolean',
+  'DataView',
+  'Error',
+  'Error.captureStackTrace',
+  'Error.prototype',
+  'Function',
+  'Function.prototype',
+  'Math',
+  'Math.ceil',
+  'Math.floor',
+  'Math.min',
+  'Math.trunc',
+  'Number',
+  'Number.MAX_SAFE_INTEGER',
+  'Number.isFinite',
+  'Number.isNaN',
+  'Object',
+  'Object.create',
+  'Object.defineProperties',
+  'Object.defineProperty',
+  'Object.getOwnPropertyDescriptor',
+  'Object.getOwnPropertyNames',
+  'Object.prototype',
+  'Promise',
+  'Promise.all',
+  'Promise.prototype.then',
+  'Promise.reject',
+  'Promise.resolve',
+  'RangeError',
+  'Symbol',
+  'Symbol.asyncIterator',
+  'Symbol.for',
+  'Symbol.iterator',
+  'Symbol.toStringTag',
+  'TypeError',
+  'Uint8Array',
+  'isFinite',
+] as const;
+// Promise's own functions need Promise as their `this`, which a call off PINNED would not give them.
+export const PINNED = pinned(PINNED_NAMES, {
   DOMException,
+  Promise_all: Promise.all.bind(Promise),
+  Promise_reject: Promise.reject.bind(Promise),
+  Promise_resolve: Promise.resolve.bind(Promise),
 });
 
 /** The Streams classes, loading them into this isolate on the first call. */

@@ -51,6 +51,20 @@ export function unit<K extends keyof LazyUnits>(name: K): LazyUnits[K] {
 
 const defineProperty = Object.defineProperty;
 
+/** The key in a unit's PINNED of a built-in named by `path` ('Object', 'Object.defineProperty', 'Promise.prototype.then'). */
+export const pinnedKey = (path: string): string => path.split('.').join('_');
+
+/**
+ * A lazy unit loads after tenant code may have run: each built-in its code names (a global, or a value read
+ * off one: `paths`) is rewritten by bootstrap-bundle.ts (esbuild's `define`) to its entry here, taken as the
+ * snapshot module that calls this is evaluated, so a worker that replaces one first does not steer the unit.
+ * `own`: entries of the snapshot's own, under the names the unit uses.
+ */
+export function pinned(paths: readonly string[], own: Record<string, unknown>): Readonly<Record<string, unknown>> {
+  const read = (path: string) => path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], globalThis);
+  return Object.freeze({ __proto__: null, ...Object.fromEntries(paths.map((path) => [pinnedKey(path), read(path)])), ...own });
+}
+
 /**
  * Globals of a lazy unit on `g`: each an accessor until its first read, which loads the unit (`read`) and
  * leaves the value as a data property like every other global (writable, configurable, enumerable); a

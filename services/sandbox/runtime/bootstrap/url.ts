@@ -6,7 +6,7 @@
  * unit on first read and leave a plain data property in their place (installUrlGlobals).
  */
 import type { LazyUnits } from '../abi.ts';
-import { installLazyGlobals, loadedUnit, unit } from './units.ts';
+import { installLazyGlobals, loadedUnit, pinned, unit } from './units.ts';
 import { TextDecoder, TextEncoder } from './encoding.ts';
 export { withParseCache } from './url-parse-cache.ts';
 export { percentEncodeAfterEncoding } from '@exodus/bytes/whatwg.js';
@@ -28,12 +28,11 @@ class SharedArrayBuffer {
 }
 
 /**
- * The built-ins the unit names (its global bindings, and the functions it reads off them), as bootstrap-bundle.ts
- * rewrites each name in the unit: taken here, in the start-up snapshot, so that a worker that replaces them
- * before its first URL does not steer the URL classes it then gets. (What the unit reads off a prototype it
- * reads when it runs, as it did in the snapshot.)
+ * The built-ins the unit names (its global bindings, and the functions it reads off them), pinned (units.ts
+ * `pinned`) so that a worker that replaces them before its first URL does not steer the URL classes it then
+ * gets. (What the unit reads off a prototype it reads when it runs, as it did in the snapshot.)
  */
-export const PINNED_GLOBALS = [
+export const PINNED_NAMES = [
   'Array',
   'ArrayBuffer',
   'BigInt',
@@ -64,8 +63,6 @@ export const PINNED_GLOBALS = [
   'TextEncoder',
   'TextDecoder',
   'SharedArrayBuffer',
-] as const;
-export const PINNED_STATICS = [
   'Array.from',
   'Array.isArray',
   'ArrayBuffer.isView',
@@ -101,16 +98,8 @@ export const PINNED_STATICS = [
   'Symbol.for',
 ] as const;
 
-const g = globalThis as unknown as Record<string, Record<string, unknown>>;
-export const PINNED: Record<string, unknown> = Object.freeze({
-  __proto__: null,
-  ...Object.fromEntries(PINNED_GLOBALS.map((name) => [name, g[name]])),
-  ...Object.fromEntries(PINNED_STATICS.map((path) => [path.replace('.', '_'), g[path.split('.')[0]!]![path.split('.')[1]!]])),
-  // The snapshot's own classes (as the worker's globals are), and the stand-in above.
-  TextEncoder,
-  TextDecoder,
-  SharedArrayBuffer,
-});
+/** TextEncoder and TextDecoder: the snapshot's own classes (as the worker's globals are); SharedArrayBuffer: the stand-in above. */
+export const PINNED = pinned(PINNED_NAMES, { TextEncoder, TextDecoder, SharedArrayBuffer });
 
 /** The URL classes and parser, loading them into this isolate on the first call. */
 export function url(): UrlUnit {
