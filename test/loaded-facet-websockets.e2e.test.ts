@@ -21,9 +21,12 @@ describe('a facet of a loaded class takes WebSockets across its Worker’s unloa
   let mesh: TestMesh;
   let strictDir: string | undefined;
   const clients: WsClient[] = [];
+  const admin = (path: string) =>
+    fetch(`${mesh.adminUrl}/v1/workers/default/${path}`, {
+      headers: { authorization: `Bearer ${readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim()}` },
+    });
   const created = async (worker: string) => {
-    const token = readFileSync(join(mesh.dataDir, 'admin.token'), 'utf8').trim();
-    const r = await fetch(`${mesh.adminUrl}/v1/workers/default/${worker}`, { headers: { authorization: `Bearer ${token}` } });
+    const r = await admin(worker);
     return ((await r.json()) as { created: Record<string, number> }).created['dynamic-worker'] ?? 0;
   };
   const get = async (path: string) => {
@@ -33,7 +36,11 @@ describe('a facet of a loaded class takes WebSockets across its Worker’s unloa
   const open = async (prefix: string, room: string, app = 'small') => {
     const c = new WsClient(`${mesh.httpUrl.replace('http:', 'ws:')}/${prefix}/ws?room=${room}&app=${app}`);
     clients.push(c);
-    await c.opened;
+    // A refused upgrade says why in the worker's log, not in its answer: carried into the failure.
+    await c.opened.catch(async (e: Error) => {
+      const { worker } = placements.find((p) => p.prefix === prefix)!;
+      throw new Error(`${e.message}\n${worker}'s log:\n${await (await admin(`${worker}/logs`)).text()}`);
+    });
     return c;
   };
   /** The fixture twice: its loaded Workers in the parent's own process, and in a loaded cordon (`--loaded-cordon`). */
