@@ -15,7 +15,7 @@
  */
 import { WorkerInstance } from './instance.ts';
 
-const QUIET_MS = 25;
+const QUIET_MS = 5;
 
 export class SpareIsolates {
   readonly #plain: WorkerInstance[] = [];
@@ -49,9 +49,10 @@ export class SpareIsolates {
   }
 
   /**
-   * Made one at a time, and only once cold starts have paused for QUIET_MS: making one takes CPU (and,
-   * with the prebuilt isolated-vm, the event loop) that must not be taken from the middle of a burst of
-   * cold starts (those make their own isolates, as without spares).
+   * Made one at a time, once no cold start has begun for QUIET_MS, so not in the middle of a burst of cold
+   * starts (those make their own isolates, as without spares). A spare made beside a cold start still
+   * under way is the next one's: with a steady stream of them (50 new Dynamic Workers a second) each takes
+   * a spare and answers in half the time for the same CPU, where waiting for a 25 ms pause never made one.
    */
   #refill(): void {
     clearTimeout(this.#timer);
