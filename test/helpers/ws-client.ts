@@ -20,9 +20,11 @@ export class WsClient {
         let body = '';
         const fail = () => reject(Object.assign(new Error(`status ${res.statusCode}: ${body.slice(0, 2048)}`), { status: res.statusCode }));
         res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.once('end', fail);
-        res.once('error', fail);
+        res.on('data', (d: string) => {
+          body += d;
+          if (body.length >= 2048) res.destroy(); // enough to say why: a body that never ends does not hold the failure back
+        });
+        res.once('close', fail);
       });
       this.ws.once('error', reject);
     });

@@ -11,7 +11,7 @@
  * Two kinds, `size` of each: plain ones, and ones with the url unit loaded, for workers whose code names
  * URL (most take their request's URL apart; loading the unit is otherwise ~half of such a cold start). A
  * worker that names no URL never gets one of the latter: an isolate that makes no URL never carries the
- * unit (issue 17's density). One that names URL takes a plain spare when no other is ready.
+ * unit (the memory the lazy unit saves). One that names URL takes a plain spare when no other is ready.
  */
 import { WorkerInstance } from './instance.ts';
 
