@@ -59,13 +59,7 @@ export const PINNED_NAMES = [
   'Uint8Array',
   'isFinite',
 ] as const;
-// Promise's own functions need Promise as their `this`, which a call off PINNED would not give them.
-export const PINNED = pinned(PINNED_NAMES, {
-  DOMException,
-  Promise_all: Promise.all.bind(Promise),
-  Promise_reject: Promise.reject.bind(Promise),
-  Promise_resolve: Promise.resolve.bind(Promise),
-});
+export const PINNED = pinned(PINNED_NAMES, { DOMException });
 
 /** The Streams classes, loading them into this isolate on the first call. */
 export function streams(): Streams {

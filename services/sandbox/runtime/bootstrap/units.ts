@@ -58,10 +58,17 @@ export const pinnedKey = (path: string): string => path.split('.').join('_');
  * A lazy unit loads after tenant code may have run: each built-in its code names (a global, or a value read
  * off one: `paths`) is rewritten by bootstrap-bundle.ts (esbuild's `define`) to its entry here, taken as the
  * snapshot module that calls this is evaluated, so a worker that replaces one first does not steer the unit.
- * `own`: entries of the snapshot's own, under the names the unit uses.
+ * A call off PINNED gives the function PINNED as its `this`: Promise's own functions need Promise there, so
+ * they are kept bound to it (the others named, Array.from included, answer the same either way, and stay
+ * unbound: some run per character of a URL). `own`: entries of the snapshot's own, under the names the unit uses.
  */
 export function pinned(paths: readonly string[], own: Record<string, unknown>): Readonly<Record<string, unknown>> {
-  const read = (path: string) => path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], globalThis);
+  const read = (path: string) => {
+    const [head, ...rest] = path.split('.');
+    const holder = (globalThis as unknown as Record<string, Record<string, unknown>>)[head!]!;
+    const value = rest.reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], holder);
+    return (holder as unknown) === Promise && rest.length === 1 && typeof value === 'function' ? value.bind(Promise) : value;
+  };
   return Object.freeze({ __proto__: null, ...Object.fromEntries(paths.map((path) => [pinnedKey(path), read(path)])), ...own });
 }
 
