@@ -145,13 +145,19 @@ export function usesDynamicImport(modules: WorkerModule[]): boolean {
   return modules.some((m) => (m.type === 'esm' || m.type === 'cjs') && m.content.includes(`${DYNAMIC_IMPORT}(`));
 }
 
+/** namesUrl's answers, by bundle (its modules are not changed once made). */
+const namedUrl = new WeakMap<WorkerModule[], boolean>();
+
 /**
  * Whether the worker's code names the URL classes (`URL`, `URLSearchParams`, or anything containing them):
  * its isolate then compiles the url unit as it loads (instance.ts), on its own thread, rather than on the
  * process's main thread at its first URL. A worker that reaches them another way loads them then.
  */
 export function namesUrl(modules: WorkerModule[]): boolean {
-  return modules.some((m) => (m.type === 'esm' || m.type === 'cjs') && m.content.includes('URL'));
+  // Asked twice of a cold start (which spare it takes, then as it loads): its code is scanned once.
+  let names = namedUrl.get(modules);
+  if (names === undefined) namedUrl.set(modules, (names = modules.some((m) => (m.type === 'esm' || m.type === 'cjs') && m.content.includes('URL'))));
+  return names;
 }
 
 /** Compile and link every module reachable from `mainModule`. Returns the main module, instantiated. */
