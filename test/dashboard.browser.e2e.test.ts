@@ -363,6 +363,13 @@ function dashboardSteps(launch: () => Promise<Browser>, takesScreenshots: boolea
     await go(o, '#/health');
     assert.match(await o.text('#drift-note'), /operator only/);
     assert.equal(await o.count('#main .error'), 0);
+    // The supervisor unreachable as a page loads: the page says so and what to do, it is not left blank; reachable again, it draws.
+    o.unreachable.push(`${mesh.adminUrl}/dashboard/session`);
+    await go(o, '#/workflows');
+    assert.match(await o.text('#main .error'), /could not load your session \(.+\)\. Reload the page to try again/);
+    o.unreachable.length = 0;
+    await go(o, '#/workflows');
+    assert.match(await o.text('#main'), /No workflow instances yet/);
     const errorsBefore = o.errors.length;
 
     // An operator signed in visits a page of another origin that posts a form to the admin API.

@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import type { Browser, BrowserContext, Page } from 'puppeteer-core';
+import type { Browser, BrowserContext, HTTPRequest, Page } from 'puppeteer-core';
 
 type Puppeteer = typeof import('puppeteer-core').default;
 const puppeteer = ((await import('puppeteer-core').catch(() => undefined)) as { default: Puppeteer } | undefined)?.default;
@@ -62,13 +62,17 @@ export async function openPage(browser: Browser, allowed: string[]): Promise<Ui>
   const ui = new Ui(context, page);
   await page.setRequestInterception(true);
   page.on('request', (r) => {
+    ui.pending.set(r, Date.now());
     if (r.isInterceptResolutionHandled()) return;
     const url = r.url();
+    if (ui.unreachable.some((prefix) => url.startsWith(prefix))) return void r.abort('connectionrefused');
     // data: URLs go nowhere (Firefox loads a font of its own as one).
     if (allowed.some((origin) => url.startsWith(`${origin}/`)) || url === 'about:blank' || url.startsWith('data:')) return void r.continue();
     ui.offsite.push(url);
     void r.abort();
   });
+  page.on('requestfinished', (r) => void ui.pending.delete(r));
+  page.on('requestfailed', (r) => void ui.pending.delete(r));
   page.on('console', (m) => void (m.type() === 'error' && ui.errors.push(m.text())));
   page.on('pageerror', (e) => ui.errors.push((e as Error).message));
   page.on('dialog', (d) => {
@@ -89,6 +93,10 @@ export class Ui {
   readonly offsite: string[] = [];
   readonly errors: string[] = [];
   readonly dialogs: string[] = [];
+  /** Addresses a step makes unreachable (the request fails as a refused connection would). */
+  readonly unreachable: string[] = [];
+  /** Requests the page made that have neither finished nor failed, and since when: what a wait that timed out names. */
+  readonly pending = new Map<HTTPRequest, number>();
   readonly context: BrowserContext;
   readonly page: Page;
   constructor(context: BrowserContext, page: Page) {
@@ -106,7 +114,15 @@ export class Ui {
     return this.page.title();
   }
   async waitFor(selector: string): Promise<void> {
-    await this.page.waitForSelector(selector, { timeout: TIMEOUT_MS });
+    await this.page.waitForSelector(selector, { timeout: TIMEOUT_MS }).catch((e: Error) => this.#timedOut(e));
+  }
+  /** A wait's failure with what the page was doing: its address, requests still in flight, errors it logged. */
+  #timedOut(e: Error): never {
+    const now = Date.now();
+    const inFlight = [...this.pending].map(([r, since]) => `${r.method()} ${r.url()} (${now - since} ms)`);
+    throw new Error(`${e.message} on ${this.page.url()}; in flight: ${inFlight.join(', ') || 'nothing'}; page errors: ${this.errors.join(' | ') || 'none'}`, {
+      cause: e,
+    });
   }
   /** The text of the first element matching, once there is one. */
   async text(selector: string): Promise<string> {
@@ -143,7 +159,7 @@ export class Ui {
     await this.#until(js`new RegExp(${pattern.source}).test(location.href)`);
   }
   async #until(expression: string): Promise<void> {
-    await this.page.waitForFunction(expression, { timeout: TIMEOUT_MS, polling: 100 });
+    await this.page.waitForFunction(expression, { timeout: TIMEOUT_MS, polling: 100 }).catch((e: Error) => this.#timedOut(e));
   }
   async click(selector: string): Promise<void> {
     await this.waitFor(selector);

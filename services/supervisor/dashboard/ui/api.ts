@@ -26,6 +26,7 @@ function toSignIn(): never {
 export async function loadSession(): Promise<SessionInfo> {
   const r = await fetch('/dashboard/session', { credentials: 'same-origin' });
   if (r.status === 401) toSignIn();
+  if (!r.ok) throw apiError(r.status, `loading the session: HTTP ${r.status}`);
   const s = (await r.json()) as SessionInfo;
   csrf = s.csrf;
   return s;

@@ -34,8 +34,26 @@ async function page(session: SessionInfo, rerender: () => void, signal: AbortSig
   }
 }
 
+/** The page when the session cannot be loaded (the supervisor unreachable or failing): why, and what to do, not a blank page. */
+function unreachable(e: unknown): void {
+  const main = h(
+    'main',
+    { id: 'main' },
+    h('p', { class: 'error', role: 'alert' }, `The dashboard could not load your session (${(e as Error).message}). Reload the page to try again.`),
+  );
+  document.getElementById('app')!.replaceChildren(main);
+  main.dataset.drawn = 'error';
+}
+
 async function start(): Promise<void> {
-  const session = await loadSession();
+  let session: SessionInfo;
+  try {
+    session = await loadSession();
+  } catch (e) {
+    // Signed out: the sign-in page is already loading.
+    if ((e as { status?: number }).status !== 401) unreachable(e);
+    return;
+  }
   const operator = session.tenant === null && session.scopes.includes('admin');
   const nav = h(
     'nav',
