@@ -63,6 +63,21 @@ describe('Durable Objects', () => {
     );
   });
 
+  test('after ctx.abort() a stub got again in a later request reaches the new instance at once; what the old instance returned is refused', async () => {
+    // A request kept in flight, so that the isolate's request scope, and the sessions of its stubs, go on meanwhile.
+    const held = get('/objects/hold/reset?ms=4000');
+    held.catch(() => {});
+    const before = (await get('/objects/whoami/reset')) as { instance: string };
+    assert.equal(await get('/objects/abort/reset'), 'asked to');
+    // getByName hands out the isolate's one stub of the object; its session was to the aborted instance.
+    const after = (await get('/objects/whoami/reset')) as { instance: string };
+    assert.notEqual(after.instance, before.instance, 'a new instance answers');
+    assert.deepEqual(await get('/objects/tally-after-abort/reset'), {
+      refused: 'this was returned by an instance of the Durable Object that has since been reset',
+    });
+    assert.equal(await held, 'held');
+  });
+
   test('fetch() on a stub reaches the object with method, URL and body', async () => {
     assert.deepEqual(await get('/objects/fetch/f'), { status: 201, text: 'POST /path hi from f', tagged: true });
   });

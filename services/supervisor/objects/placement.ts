@@ -41,8 +41,8 @@ export interface PlacementDeps<S> {
   storageFor(key: string, fence: number): S;
   /** A new object was created (the first grant of its id). */
   created?(key: string): void;
-  /** The lease of `key` ended (moved, evicted, released, its host gone): what was handed out under it goes too. */
-  ended?(key: string): void;
+  /** The lease of `key` ended (moved, evicted, released, its host gone; `why` says which): what was handed out under it goes too. */
+  ended?(key: string, fence: number, why: string): void;
   log: Logger;
 }
 
@@ -71,7 +71,7 @@ export class Placement<S = unknown> {
     if (host.gone) return;
     host.gone = true;
     this.#hosts.delete(host);
-    for (const key of host.held) this.#end(key);
+    for (const key of host.held) this.#end(key, 'its sandbox process went away');
     host.stub[Symbol.dispose]();
   }
 
@@ -83,6 +83,11 @@ export class Placement<S = unknown> {
   holds(key: string, fence: number): boolean {
     const lease = this.#leases.get(key);
     return lease !== undefined && lease.fence === fence && this.#live(lease.host);
+  }
+
+  /** The fencing token of `key`'s current lease, if it has one. */
+  fence(key: string): number | undefined {
+    return this.#leases.get(key)?.fence;
   }
 
   /** The lease of `key` on a live host of `cordon`: the current one, or a new one (a higher fence). */
@@ -99,7 +104,8 @@ export class Placement<S = unknown> {
 
   async #grant(key: string, cordon: string): Promise<Lease<S>> {
     const old = this.#leases.get(key);
-    if (old) this.#end(key, true);
+    if (old)
+      this.#end(key, old.host.cordon === cordon ? 'it moved to another sandbox process: its holder stopped answering' : `it moved to cordon ${cordon}`, true);
     const candidates = [...this.#hosts].filter((h) => h.cordon === cordon && this.#live(h));
     if (candidates.length === 0)
       throw new CordonError(`no sandbox process of cordon ${cordon} is available to run this Durable Object; try again shortly`, { status: 503 });
@@ -115,13 +121,13 @@ export class Placement<S = unknown> {
     return lease;
   }
 
-  /** The lease of `key` ends (deleted, evicted, moved); `moved`: the old holder is told to drop it, if it can hear. */
-  #end(key: string, moved = false): void {
+  /** The lease of `key` ends (deleted, evicted, moved; `why`); `moved`: the old holder is told to drop it, if it can hear. */
+  #end(key: string, why: string, moved = false): void {
     const lease = this.#leases.get(key);
     if (!lease) return;
     this.#leases.delete(key);
     lease.host.held.delete(key);
-    this.#deps.ended?.(key);
+    this.#deps.ended?.(key, lease.fence, why);
     if (moved && !lease.host.gone) void lease.host.stub.drop(key).catch(() => {});
   }
 
@@ -132,13 +138,8 @@ export class Placement<S = unknown> {
    */
   release(key: string, cordon: string | undefined): void {
     const holder = this.#leases.get(key)?.host;
-    this.#end(key, true);
+    this.#end(key, 'it was deleted', true);
     for (const host of this.#hosts) if (host !== holder && host.cordon === cordon && !host.gone) void host.stub.drop(key).catch(() => {});
-  }
-
-  /** End every lease of a worker (undeployed, moved to another cordon). */
-  releaseWorker(workerId: string): void {
-    for (const key of [...this.#leases.keys()]) if (key.startsWith(`${workerId}:`)) this.#end(key, true);
   }
 
   /** The host holding `key` now, if its lease is live (diagnostics, `objects list`). */
@@ -162,7 +163,7 @@ export class Placement<S = unknown> {
           const running = new Set(still as string[]);
           for (const key of asked) {
             const lease = this.#leases.get(key);
-            if (!running.has(key) && lease?.host === host && lease.grantedAt < sent) this.#end(key);
+            if (!running.has(key) && lease?.host === host && lease.grantedAt < sent) this.#end(key, 'it was evicted while idle');
           }
         })
         .catch((e: Error) => this.#deps.log.debug('object host ping failed', { cordon: host.cordon, error: e.message }))

@@ -39,6 +39,7 @@ import { AlarmScheduler } from './alarms.ts';
 import { facetSuffix } from './facets.ts';
 import { LoadedFacets, type LoadedHost } from './loaded-facets.ts';
 import { ObjectSockets } from './websockets.ts';
+import { ObjectSessions } from './sessions.ts';
 import { ClassName } from '../../../schemas/workflows.ts';
 
 /** What an object's storage capability may do with its facets' storage. */
@@ -185,6 +186,7 @@ export class DurableObjects {
   readonly sockets: ObjectSockets;
   readonly #loaded: LoadedFacets;
   readonly #routes: FacetRoutes;
+  readonly #sessions = new ObjectSessions();
   readonly #versionFacts = new Map<string, { loaders: Set<string>; classes: string[] }>();
 
   constructor(deps: ObjectsDeps) {
@@ -223,7 +225,10 @@ export class DurableObjects {
       },
       storageFor: (key, fence) => this.#storage(key, fence, '', undefined),
       created: (key) => deps.created?.(parseKey(key).workerId, 'durable-object'),
-      ended: (key) => this.#loaded.drop(key, '', "the facet's parent object's lease ended"),
+      ended: (key, fence, why) => {
+        this.#loaded.drop(key, '', "the facet's parent object's lease ended");
+        this.#sessions.end(key, fence, why);
+      },
     });
   }
 
@@ -410,13 +415,18 @@ export class DurableObjects {
     try {
       const worker = this.#deps.store.worker(workerId);
       if (!worker) throw new CordonError(`worker ${workerId} is not deployed`, { status: 404 });
-      const lease = await this.placement.lease(objectKey(workerId, className, id), worker.cordon);
+      const key = objectKey(workerId, className, id);
+      const lease = await this.placement.lease(key, worker.cordon);
       if (lease.fresh) {
         lease.fresh = false;
         if (name !== null) this.#deps.registry.name(workerId, className, id, name);
       }
       const address = { codeKey: worker.codeKey, className, id, name, fence: lease.fence };
-      return new RelayPipe((await lease.host.stub.serve(address, lease.storage as never, callerEnd)) as unknown as RpcStub<RpcPipe>);
+      const holderEnd = new RelayPipe((await lease.host.stub.serve(address, lease.storage as never, callerEnd)) as unknown as RpcStub<RpcPipe>);
+      this.#sessions.add(key, lease.fence, [callerEnd, holderEnd]);
+      // The lease ended while the holder set the session up: it ends now, as those registered before did.
+      if (this.placement.fence(key) !== lease.fence) this.#sessions.end(key, lease.fence, 'it moved while this session opened');
+      return holderEnd;
     } catch (e) {
       callerEnd[Symbol.dispose]();
       throw e;

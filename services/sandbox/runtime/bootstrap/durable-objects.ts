@@ -323,6 +323,8 @@ interface Hosted {
   sockets: ObjectSocketsHost;
   /** While set, a blockConcurrencyWhile callback runs: new calls wait for it. */
   blocked: Promise<unknown> | null;
+  /** The object left this isolate (moved, deleted): no session may make it here again. */
+  dropped: boolean;
 }
 
 export interface ObjectHostDeps {
@@ -344,7 +346,7 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
     const cls = exported()[className];
     if (typeof cls !== 'function') throw new TypeError(`the worker exports no Durable Object class ${className}`);
     const sockets = objectSockets(callCap, key);
-    const h: Hosted = { instance: {}, sockets, blocked: null };
+    const h: Hosted = { instance: {}, sockets, blocked: null, dropped: false };
     const ctx = freeze({
       id,
       storage: objectStorage(callCap, storageHandle),
@@ -456,11 +458,13 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
    * What a session to object `key` serves (a stub's RPC methods): the instance's methods (Workers RPC's
    * rules, workers-rpc.ts `served`; a class that does not extend DurableObject serves nothing). Each
    * call — on the object, or on an RpcTarget or function it returned — is an event of the object: an
-   * invocation (`enter`), admitted only when blockConcurrencyWhile does not hold the object, and only
-   * while this instance is the object's. Once it was reset (a throwing blockConcurrencyWhile, abort(),
-   * moved, evicted, replaced), calls in flight get their own answers (a stale write is refused by the
-   * fence), and the next call ends the session (`end`) with why: the caller's stub then reconnects on
-   * its next use, to the object's new instance.
+   * invocation (`enter`), admitted only when blockConcurrencyWhile does not hold the object. A method
+   * of the object is looked up on the instance that is the object's when the call is admitted: after a
+   * reset here (a throwing blockConcurrencyWhile, abort()) the session goes on with the new instance,
+   * so a stub that a later request gets again does not fail on the old one. What an instance returned
+   * by reference is refused once it is not the object's any more. Once the object left this isolate
+   * (moved, deleted: the supervisor ends its sessions then), a call that still arrives is refused and
+   * ends the session (`end`) with why: the caller's stub reconnects on its next use.
    */
   function target(
     key: string,
@@ -471,47 +475,69 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
     enter: () => () => void,
     end: (reason: string) => void,
   ): RpcTarget {
-    const mine = hosted.get(key) ?? instantiate(key, className, new DurableObjectId(idHex, name ?? undefined), storageHandle);
-    const current = () => {
-      if (hosted.get(key) !== mine)
-        throw new Error('the Durable Object was reset, moved or evicted since this stub connected to it: the next call reaches its new instance');
-      return mine;
-    };
-    const event =
-      (fn: (...a: unknown[]) => unknown) =>
-      async (...args: unknown[]): Promise<unknown> => {
-        const leave = enter();
-        try {
-          await admitted(current).catch((e: unknown) => {
-            end(errorText(e));
-            throw e;
-          });
-          return gated(await Reflect.apply(fn, undefined, args));
-        } finally {
-          leave();
-        }
-      };
-    const handler: ProxyHandler<RpcTarget> = {
-      get(t, p) {
-        const value = Reflect.get(t, p, t);
-        return typeof value === 'function' ? event(value as (...a: unknown[]) => unknown) : value;
-      },
-    };
-    // What a call answers by reference (an RpcTarget, a function) is the object's too: its calls are events of it.
-    const gated = (v: unknown): unknown =>
-      v instanceof RpcTarget ? new Proxy(served(v), handler) : typeof v === 'function' ? event(v as (...a: unknown[]) => unknown) : v;
+    const make = () => hosted.get(key) ?? instantiate(key, className, new DurableObjectId(idHex, name ?? undefined), storageHandle);
+    let mine = make();
     const inst = mine.instance;
     if (!(inst instanceof RpcTarget))
       throw new TypeError(
         `Durable Object class ${className} does not extend DurableObject (import { DurableObject } from 'cloudflare:workers'): it has no RPC methods`,
       );
-    return new Proxy(served(inst), handler);
+    let servedMine = { of: mine, target: served(inst) };
+    const current = () => {
+      if (hosted.get(key) !== mine) {
+        if (mine.dropped) throw new Error('the Durable Object was moved or deleted since this stub connected to it: the next call reaches its new instance');
+        mine = make();
+      }
+      return mine;
+    };
+    /** A call admitted on the object's current instance `h`, to what `pick(h)` names; `owner`: the instance that returned it, if any. */
+    const event =
+      (owner: Hosted | null, pick: (h: Hosted) => (...a: unknown[]) => unknown) =>
+      async (...args: unknown[]): Promise<unknown> => {
+        const leave = enter();
+        try {
+          const h = await admitted(current).catch((e: unknown) => {
+            end(errorText(e));
+            throw e;
+          });
+          if (owner !== null && owner !== h) throw new Error('this was returned by an instance of the Durable Object that has since been reset');
+          return gated(h, await Reflect.apply(pick(h), undefined, args));
+        } finally {
+          leave();
+        }
+      };
+    const ownedBy = (owner: Hosted): ProxyHandler<RpcTarget> => ({
+      get(t, p) {
+        const value = Reflect.get(t, p, t);
+        return typeof value === 'function' ? event(owner, () => value as (...a: unknown[]) => unknown) : value;
+      },
+    });
+    // What a call answers by reference (an RpcTarget, a function) is the instance's: its calls are events of the object while that instance is its.
+    const gated = (h: Hosted, v: unknown): unknown =>
+      v instanceof RpcTarget ? new Proxy(served(v), ownedBy(h)) : typeof v === 'function' ? event(h, () => v as (...a: unknown[]) => unknown) : v;
+    const onCurrent = (h: Hosted) => {
+      if (servedMine.of !== h) servedMine = { of: h, target: served(h.instance as unknown as RpcTarget) };
+      return servedMine.target;
+    };
+    return new Proxy(servedMine.target, {
+      get(t, p) {
+        const value = Reflect.get(t, p, t);
+        if (typeof value !== 'function') return value;
+        return event(null, (h) => {
+          const fn = Reflect.get(onCurrent(h), p) as unknown;
+          if (typeof fn !== 'function') throw new TypeError(`The RPC receiver does not implement the method "${String(p)}".`);
+          return fn as (...a: unknown[]) => unknown;
+        });
+      },
+    });
   }
 
   return {
     call,
     target,
     drop(key: string): void {
+      const h = hosted.get(key);
+      if (h) h.dropped = true;
       hosted.delete(key);
     },
   };
