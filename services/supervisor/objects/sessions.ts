@@ -4,6 +4,7 @@
  * paused, wedged) cannot end its sessions itself; without this, a caller's stub would keep its session
  * to the instance that lost the object and learn of it only by a call failing there.
  */
+import { INSTANCE_ENDED } from '../../../schemas/object-sessions.ts';
 import type { SessionEnd } from '../service-bindings.ts';
 
 interface Session {
@@ -32,7 +33,7 @@ export class ObjectSessions {
   end(key: string, fence: number, why: string): void {
     const sessions = this.#byKey.get(key);
     if (!sessions) return;
-    const reason = `the Durable Object's instance ended (${why}): a call in flight on this stub may or may not have run; the stub's next call reaches the object's new instance`;
+    const reason = `${INSTANCE_ENDED} (${why}): a call in flight on this stub may or may not have run; the stub's next call reaches the object's new instance`;
     for (const s of [...sessions]) {
       if (s.fence > fence) continue;
       sessions.delete(s);

@@ -18,7 +18,7 @@ import { storageBinding, type CapCall } from './bindings.ts';
 import type { CallAsync } from './workflow-step.ts';
 import { decodeValue, encodeValue as encodeAny } from './tagged-values.ts';
 import { makeFacets } from './facets.ts';
-import { served } from './workers-rpc.ts';
+import { retryable, served } from './workers-rpc.ts';
 import { RpcTarget } from './capnweb.ts';
 
 /** What crosses an object call or its storage: structured clone as Workers RPC has it (class instances refused). */
@@ -485,7 +485,9 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
     let servedMine = { of: mine, target: served(inst) };
     const current = () => {
       if (hosted.get(key) !== mine) {
-        if (mine.dropped) throw new Error('the Durable Object was moved or deleted since this stub connected to it: the next call reaches its new instance');
+        // It never ran: retryable, as Cloudflare marks a call that did not reach its object.
+        if (mine.dropped)
+          throw retryable(new Error('the Durable Object was moved or deleted since this stub connected to it: the next call reaches its new instance'));
         mine = make();
       }
       return mine;

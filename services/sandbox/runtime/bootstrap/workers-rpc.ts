@@ -19,6 +19,7 @@ import { RpcTarget } from './capnweb.ts';
 import { unit } from './units.ts';
 import { Request } from './fetch-api.ts';
 import { requests } from './request-state.ts';
+import { INSTANCE_ENDED } from '../../../../schemas/object-sessions.ts';
 
 /** The host's side of the pipes (abi.ts HostCallbacks: rpcOpen, rpcSend, rpcClose). */
 export interface PipeHost {
@@ -31,6 +32,19 @@ export interface PipeHost {
 
 /** capnweb's own limits for a session between two workers (the hosts bound message sizes too). */
 const LIMITS = { maxDepth: 64 };
+// Taken before any tenant code runs: a worker may replace the globals.
+const apply = Reflect.apply;
+const startsWith = String.prototype.startsWith;
+const defineProperty = Object.defineProperty;
+
+/**
+ * `e` with Cloudflare's `.retryable` set (an own enumerable property, so it crosses Workers RPC): the call
+ * never ran, or cannot be told to have run, and an idempotent one may be sent again.
+ */
+export function retryable(e: Error): Error {
+  defineProperty(e, 'retryable', { value: true, writable: true, enumerable: true, configurable: true });
+  return e;
+}
 /** Messages from the other end not yet taken by capnweb; past this the pipe is broken off. */
 const MAX_QUEUED = 10_000;
 /**
@@ -175,7 +189,12 @@ export class Pipes {
 
   /** The host closed pipe `id` (the other end went away). */
   closed(id: number, reason: string): void {
-    this.#ends.get(id)?.end(new Error(reason), false);
+    const end = this.#ends.get(id);
+    if (!end) return;
+    const error = new Error(reason);
+    // A Durable Object's lease ended under the session: whether a call in flight ran cannot be told, and
+    // Cloudflare marks such an error retryable (an idempotent call may be sent again).
+    end.end(apply(startsWith, reason, [INSTANCE_ENDED]) ? retryable(error) : error, false);
   }
 
   /** The scope they belong to ended: every pipe of it ends, and the host hears of each. */
