@@ -356,7 +356,8 @@ const RPC_INLINE_BODY = 16 * 1024;
  * it classifies by is read without `.constructor` (which the lockdown replaced); and it takes no global
  * `Buffer` a worker may have set by then (there was none when it loaded into the snapshot). A Response
  * holding its body as bytes sends them in the message (RPC_INLINE_BODY). Bytes' base64 loses its padding
- * without a regular expression (V8 compiles one in each new isolate, on its first use).
+ * without a regular expression (V8 compiles one in each new isolate, on its first use). An error the other
+ * side threw (a "reject") is marked `remote`, as workerd marks it.
  */
 const capnwebClones: Plugin = {
   name: 'cordon-capnweb-clones',
@@ -396,6 +397,8 @@ const capnwebClones: Plugin = {
           `let body = this.devaluateImpl(__takeBodyBytes(resp, ${RPC_INLINE_BODY}) ?? resp.body, resp, depth + 1);`,
           1,
         ],
+        // What the other side threw is marked `remote`, as workerd marks it (capnweb.ts `remote`).
+        ['imp.resolve(new ErrorStubHook(payload.value));', 'imp.resolve(new ErrorStubHook(__remote(payload.value)));', 1],
         [
           '\t\t\t\tcase "import":\n',
           '\t\t\t\tcase "clone":\nif (value.length === 3 && typeof value[1] === "string" && value[2] instanceof Array) return __decodeClone(value[1], this.evaluateImpl(value[2], parent, property, depth + 1), this.limits);\nbreak;\n\t\t\t\tcase "import":\n',
@@ -409,7 +412,7 @@ const capnwebClones: Plugin = {
         contents = contents.replaceAll(from, to);
       }
       return {
-        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone, takeBodyBytes as __takeBodyBytes } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget } from './capnweb.ts';\nimport { streamClassOrNone as __streamClassOrNone } from './streams.ts';\nimport { url as __url, urlClassOrNone as __urlClassOrNone } from './url.ts';\n${contents}`,
+        contents: `import { Cloned as __Cloned, cloneArgs as __cloneArgs, cloneResult as __cloneResult, decodeClone as __decodeClone, takeBodyBytes as __takeBodyBytes } from './rpc-clone.ts';\nimport { RpcTarget as __RpcTarget, remote as __remote } from './capnweb.ts';\nimport { streamClassOrNone as __streamClassOrNone } from './streams.ts';\nimport { url as __url, urlClassOrNone as __urlClassOrNone } from './url.ts';\n${contents}`,
         loader: 'js',
       };
     });

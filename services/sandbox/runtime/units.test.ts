@@ -15,12 +15,12 @@ import { runInNewContext } from 'node:vm';
 const rt = new WorkerRuntime();
 after(() => rt.dispose());
 
-test('the snapshot keeps only RpcTarget of capnweb; each unit is a script of its own with a code cache', async () => {
+test('the snapshot keeps of capnweb only RpcTarget and the marks of an RPC error; each unit is a script of its own with a code cache', async () => {
   const boot = await bootstrap();
   const isolate = new ivm.Isolate({ memoryLimit: 64, snapshot: boot.snapshot });
   try {
     const context = await isolate.createContext();
-    assert.equal(await context.eval(`Object.keys(globalThis.${LIBS_GLOBAL}.capnweb).join()`), 'RpcTarget');
+    assert.equal(await context.eval(`Object.keys(globalThis.${LIBS_GLOBAL}.capnweb).join()`), 'RpcTarget,remote,retryable');
     // V8 takes the code cache (it refuses one made in an isolate of another snapshot).
     for (const [name, unit] of Object.entries(boot.units)) {
       const script = (await isolate.compileScript(unit.source, { cachedData: unit.cache! })) as ivm.Script & { cachedDataRejected?: boolean };

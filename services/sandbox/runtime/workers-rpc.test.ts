@@ -130,8 +130,8 @@ const WORKERD_ANSWERS = {
 };
 
 /** VALUES_CALLER's answer on workerd, the two workers bound by a service binding. */
-async function valuesOnWorkerd(): Promise<unknown> {
-  const workerd = await startWorkerd({ files: { 'api.js': VALUES_API, 'front.js': VALUES_CALLER }, config: serviceBindingConfig });
+async function onWorkerd(api: string, caller: string): Promise<unknown> {
+  const workerd = await startWorkerd({ files: { 'api.js': api, 'front.js': caller }, config: serviceBindingConfig });
   try {
     return await waitFor('workerd', async () => {
       const res = await fetch(`${workerd.url()}/`).catch(() => undefined);
@@ -151,7 +151,48 @@ test('values capnweb has no form for are cloned as workerd clones them; function
 test('the clone answers above are workerd’s own (the same two workers on workerd)', {
   skip: workerdMissing(),
 }, async () => {
-  assert.deepEqual(await valuesOnWorkerd(), WORKERD_ANSWERS);
+  assert.deepEqual(await onWorkerd(VALUES_API, VALUES_CALLER), WORKERD_ANSWERS);
+});
+
+/** Errors a callee throws, by every way a call reaches it, and one it returns as a value: what the caller sees of each. */
+const ERRORS_API = `
+  import { WorkerEntrypoint, RpcTarget } from 'cloudflare:workers';
+  class Target extends RpcTarget { boom() { throw new SyntaxError('from a target'); } }
+  export default class extends WorkerEntrypoint {
+    method() { throw new RangeError('from a method'); }
+    tagged() { const e = new Error('tagged'); e.code = 7; throw e; }
+    target() { return new Target(); }
+    fn() { return () => { throw new EvalError('from a function'); }; }
+    value() { return new TypeError('returned'); }
+  }`;
+const ERRORS_CALLER = `export default { async fetch(req, env) {
+  const seen = (e) => ({ name: e.name, message: e.message, keys: Object.keys(e), remote: e.remote ?? null, code: e.code ?? null });
+  const out = {};
+  const t = async (name, f) => { try { out[name] = ['ok', seen(await f())]; } catch (e) { out[name] = ['threw', seen(e)]; } };
+  await t('method', () => env.API.method());
+  await t('tagged', () => env.API.tagged());
+  await t('target', async () => (await env.API.target()).boom());
+  await t('fn', async () => (await env.API.fn())());
+  await t('value', () => env.API.value());
+  return Response.json(out);
+} }`;
+/** As workerd answered (the test below checks it against workerd itself). */
+const ERROR_ANSWERS = {
+  method: ['threw', { name: 'RangeError', message: 'from a method', keys: ['remote'], remote: true, code: null }],
+  tagged: ['threw', { name: 'Error', message: 'tagged', keys: ['code', 'remote'], remote: true, code: 7 }],
+  target: ['threw', { name: 'SyntaxError', message: 'from a target', keys: ['remote'], remote: true, code: null }],
+  fn: ['threw', { name: 'EvalError', message: 'from a function', keys: ['remote'], remote: true, code: null }],
+  value: ['ok', { name: 'TypeError', message: 'returned', keys: [], remote: null, code: null }],
+};
+
+test('an error the callee throws arrives marked remote: true, one it returns as a value does not', async () => {
+  const r = await call(ERRORS_CALLER, worker(ERRORS_API));
+  assert.equal(r.status, 200, r.body);
+  assert.deepEqual(json(r), ERROR_ANSWERS);
+});
+
+test('the error answers above are workerd’s own (the same two workers on workerd)', { skip: workerdMissing() }, async () => {
+  assert.deepEqual(await onWorkerd(ERRORS_API, ERRORS_CALLER), ERROR_ANSWERS);
 });
 
 test('ctx.waitUntil in a served entrypoint runs to completion after the call returned and the session ended', async () => {

@@ -18,8 +18,8 @@ import { storageBinding, type CapCall } from './bindings.ts';
 import type { CallAsync } from './workflow-step.ts';
 import { decodeValue, encodeValue as encodeAny } from './tagged-values.ts';
 import { makeFacets } from './facets.ts';
-import { retryable, served } from './workers-rpc.ts';
-import { RpcTarget } from './capnweb.ts';
+import { served } from './workers-rpc.ts';
+import { RpcTarget, remote, retryable } from './capnweb.ts';
 
 /** What crosses an object call or its storage: structured clone as Workers RPC has it (class instances refused). */
 const encodeValue = (v: unknown) => encodeAny(v, { instances: 'refuse' });
@@ -59,7 +59,7 @@ export class DurableObjectId {
 
 /** What a call answered: its value, or (with a leading '!') the error it threw. */
 function decodeResult(text: string): unknown {
-  if (text.startsWith('!')) throw decodeValue(text.slice(1));
+  if (text.startsWith('!')) throw remote(decodeValue(text.slice(1)));
   return decodeValue(text);
 }
 

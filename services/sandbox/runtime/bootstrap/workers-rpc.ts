@@ -15,7 +15,7 @@
  */
 import type { RpcTransport } from 'capnweb';
 import type { RpcStub } from 'capnweb';
-import { RpcTarget } from './capnweb.ts';
+import { RpcTarget, retryable } from './capnweb.ts';
 import { unit } from './units.ts';
 import { Request } from './fetch-api.ts';
 import { requests } from './request-state.ts';
@@ -35,16 +35,6 @@ const LIMITS = { maxDepth: 64 };
 // Taken before any tenant code runs: a worker may replace the globals.
 const apply = Reflect.apply;
 const startsWith = String.prototype.startsWith;
-const defineProperty = Object.defineProperty;
-
-/**
- * `e` with Cloudflare's `.retryable` set (an own enumerable property, so it crosses Workers RPC): the call
- * never ran, or cannot be told to have run, and an idempotent one may be sent again.
- */
-export function retryable(e: Error): Error {
-  defineProperty(e, 'retryable', { value: true, writable: true, enumerable: true, configurable: true });
-  return e;
-}
 /** Messages from the other end not yet taken by capnweb; past this the pipe is broken off. */
 const MAX_QUEUED = 10_000;
 /**
