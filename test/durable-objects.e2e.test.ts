@@ -74,7 +74,7 @@ describe('Durable Objects', () => {
     const held = get('/objects/hold/reset?ms=4000');
     held.catch(() => {});
     const before = (await get('/objects/whoami/reset')) as { instance: string };
-    assert.equal(await get('/objects/abort/reset'), 'asked to');
+    assert.equal(await get('/objects/abort/reset'), 'Error: asked to');
     // getByName hands out the isolate's one stub of the object; its session was to the aborted instance.
     const after = (await get('/objects/whoami/reset')) as { instance: string };
     assert.notEqual(after.instance, before.instance, 'a new instance answers');

@@ -20,7 +20,7 @@ test('the snapshot keeps of capnweb only RpcTarget and the marks of an RPC error
   const isolate = new ivm.Isolate({ memoryLimit: 64, snapshot: boot.snapshot });
   try {
     const context = await isolate.createContext();
-    assert.equal(await context.eval(`Object.keys(globalThis.${LIBS_GLOBAL}.capnweb).join()`), 'RpcTarget,remote,retryable');
+    assert.equal(await context.eval(`Object.keys(globalThis.${LIBS_GLOBAL}.capnweb).join()`), 'RpcTarget,remote,resetBy,retryable');
     // V8 takes the code cache (it refuses one made in an isolate of another snapshot).
     for (const [name, unit] of Object.entries(boot.units)) {
       const script = (await isolate.compileScript(unit.source, { cachedData: unit.cache! })) as ivm.Script & { cachedDataRejected?: boolean };

@@ -19,7 +19,7 @@ import type { CallAsync } from './workflow-step.ts';
 import { decodeValue, encodeValue as encodeAny } from './tagged-values.ts';
 import { makeFacets } from './facets.ts';
 import { served } from './workers-rpc.ts';
-import { RpcTarget, remote, retryable } from './capnweb.ts';
+import { RpcTarget, remote, resetBy, retryable } from './capnweb.ts';
 
 /** What crosses an object call or its storage: structured clone as Workers RPC has it (class instances refused). */
 const encodeValue = (v: unknown) => encodeAny(v, { instances: 'refuse' });
@@ -359,7 +359,12 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
         const run = PromiseCtor.resolve().then(fn);
         const settled = run.then(
           () => undefined,
-          () => void hosted.delete(key), // as in Workers, the object is reset when the callback throws
+          // As in Workers, the object is reset when the callback throws, and its error says so (registered
+          // before any caller awaits `run`, so marked before they see it).
+          (e: unknown) => {
+            hosted.delete(key);
+            resetBy(e);
+          },
         );
         h.blocked = settled;
         void settled.then(() => {
@@ -369,7 +374,8 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
       },
       abort(reason?: unknown) {
         hosted.delete(key);
-        throw reason instanceof Error ? reason : new Error(String(reason ?? 'the object was aborted'));
+        // workerd's words: the reason as a string (an Error's is "Error: <message>"), or its own line without one.
+        throw resetBy(new Error(reason === undefined ? 'Application called abort() to reset Durable Object.' : String(reason)));
       },
       ...sockets.ctx,
     });
@@ -381,7 +387,7 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
   async function dispatch(h: Hosted, kind: string, method: string, payload: string): Promise<unknown> {
     const obj = h.instance;
     if (kind === 'fetch') {
-      if (typeof obj.fetch !== 'function') throw new TypeError('the Durable Object has no fetch() method');
+      if (typeof obj.fetch !== 'function') throw new Error('Handler does not export a fetch() function.');
       const r = decodeValue(payload) as { method: string; url: string; headers: [string, string][]; body: Uint8Array | null };
       const response = await (obj.fetch as (r: Request) => unknown)(new Request(r.url, { method: r.method, headers: r.headers, body: r.body }));
       checkBody(response as Response);
