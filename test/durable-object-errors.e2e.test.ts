@@ -4,7 +4,8 @@
  * object without a handler: their names, messages and marks (`durableObjectReset`, `remote`). And what a stub
  * does after its object was reset, where Cordon differs on purpose (docs/durable-objects.md, "Calls"):
  * workerd's stub is broken (it throws the reset's error again) and a new stub reaches a new instance; in
- * Cordon `getByName` hands out the isolate's one stub, which reaches the new instance.
+ * Cordon `getByName` hands out the isolate's one stub, which reaches the new instance. And `ctx.storage.sql`:
+ * cursors, rows, bindings and values compared the same way (what still differs: docs/compatibility.md).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +22,28 @@ export class Counter extends DurableObject {
   abortWith() { this.ctx.abort(new Error('asked to')); return 'after abort'; }
   abortPlain() { this.ctx.abort(); return 'after abort'; }
   async bcwThrows() { await this.ctx.blockConcurrencyWhile(async () => { throw new RangeError('bcw failed'); }); return 'after bcw'; }
+  sql() {
+    const sql = this.ctx.storage.sql;
+    const desc = (v) => v === null ? null : v instanceof ArrayBuffer ? ['ArrayBuffer', [...new Uint8Array(v)]] : [typeof v, v];
+    const row = (r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, desc(v)]));
+    const out = {};
+    const t = (name, f) => { try { out[name] = f(); } catch (e) { out[name] = { threw: e.name, message: e.message }; } };
+    sql.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, data BLOB, f REAL)');
+    t('insert', () => { const c = sql.exec('INSERT INTO t (name, data, f) VALUES (?, ?, ?), (?, ?, ?)', 'a', new Uint8Array([1, 2]), 1.5, 'b', null, 2); return [c.rowsRead, c.rowsWritten, c.toArray()]; });
+    t('select', () => { const c = sql.exec('SELECT * FROM t ORDER BY id'); return [c.toArray().map(row), c.columnNames, c.rowsRead, c.rowsWritten]; });
+    t('raw', () => sql.exec('SELECT id, name FROM t ORDER BY id').raw().toArray().map((r) => r.map(desc)));
+    t('one', () => row(sql.exec('SELECT name FROM t WHERE id = 1').one()));
+    t('oneNone', () => sql.exec('SELECT name FROM t WHERE id = 99').one());
+    t('oneMany', () => sql.exec('SELECT name FROM t').one());
+    t('next', () => { const c = sql.exec('SELECT id FROM t ORDER BY id'); return [c.next(), c.next(), c.next()].map((x) => [x.done, x.value && row(x.value)]); });
+    t('big', () => desc(sql.exec('SELECT 9007199254740993 AS v').one().v));
+    t('bigint', () => desc(sql.exec('SELECT ? AS v', 10n).one().v));
+    t('boolean', () => [desc(sql.exec('SELECT ? AS v', true).one().v), desc(sql.exec('SELECT ? AS v', false).one().v)]);
+    t('undefined', () => desc(sql.exec('SELECT ? AS v', undefined).one().v));
+    t('twoStatements', () => sql.exec('SELECT 1 AS a; SELECT 2 AS b').toArray());
+    t('sameNames', () => [sql.exec('SELECT 1 AS x, 2 AS x').columnNames, sql.exec('SELECT 1 AS x, 2 AS x').raw().toArray()]);
+    return out;
+  }
 }
 const seen = (e) => e instanceof Error
   ? { threw: e.name, message: e.message, keys: Object.keys(e).sort() }
@@ -40,6 +63,7 @@ export default { async fetch(req, env) {
   out.sameStubAfterBcw = await t(() => b.who().then(() => 'answered'));
   out.missing = await t(() => env.COUNTER.getByName('c').nothing());
   out.noFetch = await t(() => env.COUNTER.getByName('d').fetch('http://object/'));
+  out.sql = await env.COUNTER.getByName('s').sql();
   return Response.json(out);
 } }`;
 
@@ -81,6 +105,8 @@ describe('Durable Object errors, beside workerd', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Cordon's `sql` answer, which workerd's must equal. */
+  let sqlAnswer: unknown;
   const answer = (url: string) =>
     waitFor(`${url} to answer`, async () => {
       const r = await fetch(url).catch(() => undefined);
@@ -92,6 +118,20 @@ describe('Durable Object errors, beside workerd', () => {
     for (const [k, v] of Object.entries(ALIKE)) assert.deepEqual(out[k], v, k);
     assert.deepEqual(out.sameStubAfterAbort, { value: 'a new instance' });
     assert.deepEqual(out.sameStubAfterBcw, { value: 'answered' });
+    const sql = out.sql as Record<string, unknown>;
+    // workerd's own answers here (the next test compares everything else with workerd).
+    assert.deepEqual(sql.big, ['number', 9007199254740992], 'an integer beyond 2^53 reads as the nearest number');
+    assert.deepEqual(sql.bigint, { threw: 'TypeError', message: 'Cannot convert a BigInt value to a number' });
+    assert.deepEqual(
+      sql.boolean,
+      [
+        ['string', 'true'],
+        ['string', 'false'],
+      ],
+      'a boolean binds as its text',
+    );
+    assert.deepEqual(sql.oneNone, { threw: 'Error', message: 'Expected exactly one result from SQL query, but got no results.' });
+    sqlAnswer = sql;
   });
 
   test('workerd answers the same, and its stub stays broken after a reset', { skip: workerdMissing() }, async () => {
@@ -118,5 +158,7 @@ describe('Durable Object errors, beside workerd', () => {
     for (const [k, v] of Object.entries(ALIKE)) assert.deepEqual(out[k], v, k);
     assert.deepEqual(out.sameStubAfterAbort, ALIKE.abortWith);
     assert.deepEqual(out.sameStubAfterBcw, ALIKE.bcwThrows);
+    assert.ok(sqlAnswer, 'the test before ran');
+    assert.deepEqual(out.sql, sqlAnswer);
   });
 });

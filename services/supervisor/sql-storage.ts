@@ -337,10 +337,12 @@ export class WorkerDatabase {
     const columns = stmt.columns().map((c) => c.name);
     if (columns.length > 0) {
       stmt.setReturnArrays(true);
+      // As workerd: an integer beyond 2^53 reads as the nearest number (node:sqlite would throw instead).
+      stmt.setReadBigInts(true);
       const rows: SqlValue[][] = [];
       const size = resultSize('query result', 'select fewer rows or columns (LIMIT/OFFSET)');
       for (const row of stmt.iterate(...bindings) as unknown as Iterable<SqlValue[]>) {
-        for (const v of row) if (typeof v === 'bigint') throw new SqlError('integer out of the safe range');
+        for (let i = 0; i < row.length; i++) if (typeof row[i] === 'bigint') row[i] = Number(row[i]);
         size.add(row);
         rows.push(row);
       }

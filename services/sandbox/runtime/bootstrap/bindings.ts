@@ -113,6 +113,13 @@ function toBinding(v: unknown): unknown {
   return v;
 }
 
+/** A binding of `sql.exec`, as workerd takes it: a boolean as its text ('true', 'false'), a bigint refused. */
+function sqlBinding(v: unknown): unknown {
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (typeof v === 'bigint') throw new TypeError('Cannot convert a BigInt value to a number');
+  return toBinding(v);
+}
+
 class SqlStorageCursor implements Iterable<Record<string, SqlValue>> {
   readonly columnNames: string[];
   readonly rowsRead: number;
@@ -159,7 +166,7 @@ export function storageBinding(call: CapCall, handle: string): object {
   const dec = new TextDecoder();
   const sql = Object.freeze({
     exec(query: string, ...bindings: unknown[]) {
-      return new SqlStorageCursor(call(handle, 'exec', [String(query), bindings.map(toBinding)]) as ConstructorParameters<typeof SqlStorageCursor>[0]);
+      return new SqlStorageCursor(call(handle, 'exec', [String(query), bindings.map(sqlBinding)]) as ConstructorParameters<typeof SqlStorageCursor>[0]);
     },
     get databaseSize(): number {
       return call(handle, 'databaseSize', []) as number;
