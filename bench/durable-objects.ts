@@ -9,13 +9,13 @@
  * remembers a name's id). And WebSocket messages an object sends a second to one client (ws.send in a
  * loop of webSocketMessage), the path a chat room's broadcast takes.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { WsClient } from '../test/helpers/ws-client.ts';
 import { startTestMesh, waitFor, type TestMesh } from '../test/helpers/mesh.ts';
-import { startWorkerd } from '../test/helpers/workerd.ts';
+import { durableObjectConfig, startWorkerd } from '../test/helpers/workerd.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 8);
 const CALLS = 40;
@@ -159,22 +159,7 @@ export async function durableObjectsBench(): Promise<void> {
   const workerd = await startWorkerd({
     files: { 'index.js': WORKER },
     experimental: true,
-    config: (ports, wdir) => {
-      mkdirSync(join(wdir, 'do-storage'));
-      return `const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = (
-      modules = [(name = "index.js", esModule = embed "index.js")],
-      compatibilityDate = "2026-07-01",
-      durableObjectNamespaces = [(className = "Counter", uniqueKey = "cordon-bench-counter", enableSql = true)],
-      durableObjectStorage = (localDisk = "do-disk"),
-      bindings = [(name = "COUNTER", durableObjectNamespace = "Counter")],
-    )),
-    (name = "do-disk", disk = (path = "${join(wdir, 'do-storage')}", writable = true)),
-  ],
-  sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ],
-);`;
-    },
+    config: (ports, wdir) => durableObjectConfig(ports, wdir, { className: 'Counter', binding: 'COUNTER', uniqueKey: 'cordon-bench-counter' }),
   });
   const wport = workerd.ports[0];
   // Objects stay while idle here (the memory figure counts them); the wake figure has a mesh of its own.

@@ -9,11 +9,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestMesh, waitFor, type TestMesh } from './helpers/mesh.ts';
-import { startWorkerd, workerdMissing, type RunningWorkerd } from './helpers/workerd.ts';
+import { durableObjectConfig, startWorkerd, workerdMissing, type RunningWorkerd } from './helpers/workerd.ts';
 
 const WORKER = `import { DurableObject } from 'cloudflare:workers';
 export class Counter extends DurableObject {
@@ -137,22 +137,7 @@ describe('Durable Object errors, beside workerd', () => {
   test('workerd answers the same, and its stub stays broken after a reset', { skip: workerdMissing() }, async () => {
     workerd = await startWorkerd({
       files: { 'index.js': WORKER },
-      config: (ports, wdir) => {
-        mkdirSync(join(wdir, 'do-storage'));
-        return `const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = (
-      modules = [(name = "index.js", esModule = embed "index.js")],
-      compatibilityDate = "2026-07-01",
-      durableObjectNamespaces = [(className = "Counter", uniqueKey = "errors-counter", enableSql = true)],
-      durableObjectStorage = (localDisk = "do-disk"),
-      bindings = [(name = "COUNTER", durableObjectNamespace = "Counter")],
-    )),
-    (name = "do-disk", disk = (path = "${join(wdir, 'do-storage')}", writable = true)),
-  ],
-  sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ],
-);`;
-      },
+      config: (ports, wdir) => durableObjectConfig(ports, wdir, { className: 'Counter', binding: 'COUNTER', uniqueKey: 'errors-counter' }),
     });
     const out = await answer(workerd.url());
     for (const [k, v] of Object.entries(ALIKE)) assert.deepEqual(out[k], v, k);

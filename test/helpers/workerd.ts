@@ -4,7 +4,7 @@
  * services.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, ROOT, waitFor } from './mesh.ts';
@@ -81,6 +81,27 @@ const w :Workerd.Worker = ( modules = [ (name = "${name}", esModule = embed "${n
 }
 
 /** Two workers, `front` calling `api` through a service binding named API, front served on one socket. */
+/**
+ * A workerd config for one worker (`index.js`) with one Durable Object class on SQLite, its storage on local
+ * disk in `dir`, bound as `binding`, served on `ports[0]`.
+ */
+export function durableObjectConfig(ports: number[], dir: string, o: { className: string; binding: string; uniqueKey: string }): string {
+  mkdirSync(join(dir, 'do-storage'));
+  return `const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = (
+      modules = [(name = "index.js", esModule = embed "index.js")],
+      compatibilityDate = "2026-07-01",
+      durableObjectNamespaces = [(className = "${o.className}", uniqueKey = "${o.uniqueKey}", enableSql = true)],
+      durableObjectStorage = (localDisk = "do-disk"),
+      bindings = [(name = "${o.binding}", durableObjectNamespace = "${o.className}")],
+    )),
+    (name = "do-disk", disk = (path = "${join(dir, 'do-storage')}", writable = true)),
+  ],
+  sockets = [ (name = "http", address = "127.0.0.1:${ports[0]}", http = (), service = "main") ],
+);`;
+}
+
 export function serviceBindingConfig(ports: number[]): string {
   const date = '2026-07-01';
   return `const config :Workerd.Config = (
