@@ -78,6 +78,7 @@ describe('Durable Objects', () => {
     // getByName hands out the isolate's one stub of the object; its session was to the aborted instance.
     const after = (await get('/objects/whoami/reset')) as { instance: string };
     assert.notEqual(after.instance, before.instance, 'a new instance answers');
+    assert.equal(await get('/objects/tag/reset'), after.instance, "a getter read over the same session is the new instance's");
     assert.deepEqual(await get('/objects/tally-after-abort/reset'), {
       refused: 'this was returned by an instance of the Durable Object that has since been reset',
     });

@@ -498,17 +498,22 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
       }
       return mine;
     };
+    /** What instance `owner` returned may be called only while it is the object's (no new instance is made for it). */
+    const ownerOnly = (owner: Hosted) => () => {
+      if (hosted.get(key) !== owner) throw new Error('this was returned by an instance of the Durable Object that has since been reset');
+      return owner;
+    };
     /** A call admitted on the object's current instance `h`, to what `pick(h)` names; `owner`: the instance that returned it, if any. */
     const event =
       (owner: Hosted | null, pick: (h: Hosted) => (...a: unknown[]) => unknown) =>
       async (...args: unknown[]): Promise<unknown> => {
         const leave = enter();
         try {
-          const h = await admitted(current).catch((e: unknown) => {
-            end(errorText(e));
+          const h = await admitted(owner === null ? current : ownerOnly(owner)).catch((e: unknown) => {
+            // The session's own object went: the session ends. A stale returned target is refused alone.
+            if (owner === null) end(errorText(e));
             throw e;
           });
-          if (owner !== null && owner !== h) throw new Error('this was returned by an instance of the Durable Object that has since been reset');
           return gated(h, await Reflect.apply(pick(h), undefined, args));
         } finally {
           leave();
@@ -528,8 +533,9 @@ export function makeObjectHost({ exported, env, exports, callCap, callAsync, log
       return servedMine.target;
     };
     return new Proxy(servedMine.target, {
-      get(t, p) {
-        const value = Reflect.get(t, p, t);
+      get(_t, p) {
+        // Off the object's current instance, as a call is (a getter is read, not admitted, as before).
+        const value = Reflect.get(onCurrent(mine.dropped ? mine : current()), p);
         if (typeof value !== 'function') return value;
         return event(null, (h) => {
           const fn = Reflect.get(onCurrent(h), p) as unknown;
